@@ -35,7 +35,7 @@ def explicit_attention(
     scale = q.size(-1) ** -0.5 if scale is None else scale
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, Tq, Tk)
     if bias is not None:
-        scores = scores + bias
+        scores = scores + bias.to(scores.dtype)
     if mask is not None:
         # The dtype's most negative finite value, not -inf: a fully masked row then softmaxes to a
         # harmless uniform row (zeroed just below) instead of NaN, in the forward and backward pass.

@@ -83,11 +83,19 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     return logits
 
 
+def _forbid_special_tokens(logits: Tensor) -> Tensor:
+    """PAD and BOS are never outputs: the model may still give them mass, decoding must not pick them."""
+    logits = logits.clone()
+    logits[:, [PAD_ID, BOS_ID]] = float("-inf")
+    return logits
+
+
 def _greedy_or_sample(stepper, max_new_tokens, sample, temperature, top_k, top_p, generator) -> Tensor:
     logits = stepper.step(stepper.first_tokens)  # (B, V)
     finished = torch.zeros(logits.size(0), dtype=torch.bool, device=logits.device)
     generated = []
     for _ in range(max_new_tokens):
+        logits = _forbid_special_tokens(logits)
         if sample:
             probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
             next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
@@ -107,6 +115,11 @@ def length_penalty_factor(length: Tensor, alpha: float) -> Tensor:
     return ((5.0 + length.float()) / 6.0) ** alpha
 
 
+def ranking_of(scores: Tensor, lengths: Tensor, batch: int, k: int, alpha: float) -> Tensor:
+    """(B, 1) index of each item's best beam by length-normalised score."""
+    return (scores / length_penalty_factor(lengths, alpha)).view(batch, k).argmax(-1, keepdim=True)
+
+
 def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha: float) -> Tensor:
     k = beam_size
     logits = stepper.step(stepper.first_tokens)  # (B*K, V): the K copies are identical so far
@@ -120,7 +133,7 @@ def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha
     offsets = (torch.arange(batch, device=device) * k)[:, None]  # (B, 1) first row of each item
 
     for step in range(max_new_tokens):
-        log_probs = logits.float().log_softmax(-1)  # (B*K, V)
+        log_probs = _forbid_special_tokens(logits.float()).log_softmax(-1)  # (B*K, V)
         # A finished beam may only be extended by PAD, at no cost, so its score stays fixed.
         frozen = torch.full_like(log_probs, float("-inf"))
         frozen[:, PAD_ID] = 0.0
@@ -137,13 +150,15 @@ def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha
         lengths = candidate_lengths.reshape(batch, k * vocab).gather(1, best).view(-1)
         tokens = torch.cat([tokens[rows], next_token[:, None]], dim=1)
         finished = finished[rows] | (next_token == EOS_ID)
-        if finished.all() or step == max_new_tokens - 1:
+        # An item is done when its best-ranked beam has ended: live beams' summed log-probabilities
+        # only fall, so (exactly without a length penalty, nearly with one) nothing can overtake it.
+        best_is_finished = finished.view(batch, k).gather(1, ranking_of(scores, lengths, batch, k, alpha))
+        if best_is_finished.all() or step == max_new_tokens - 1:
             break
         stepper.reorder(rows)
         logits = stepper.step(next_token[:, None])
 
-    final = (scores / length_penalty_factor(lengths, alpha)).view(batch, k)
-    best_beam = final.argmax(-1)  # (B,)
+    best_beam = ranking_of(scores, lengths, batch, k, alpha).squeeze(1)  # (B,)
     return tokens.view(batch, k, -1)[torch.arange(batch, device=device), best_beam]  # (B, L)
 
 

@@ -38,9 +38,10 @@ class SinusoidalPositions(PositionalScheme):
 
     def __init__(self, d_model: int, max_len: int):
         super().__init__()
-        position = torch.arange(max_len, dtype=torch.float32)[:, None]  # (L, 1)
-        inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-        table = torch.zeros(max_len, d_model)  # (L, D)
+        # Tables are computed and kept in float64 (cast at use) so float64 checks are exact.
+        position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (L, 1)
+        inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+        table = torch.zeros(max_len, d_model, dtype=torch.float64)  # (L, D)
         table[:, 0::2] = torch.sin(position * inv_freq)
         table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])
         self.register_buffer("table", table, persistent=False)
@@ -68,8 +69,8 @@ class RotaryPositions(PositionalScheme):
 
     def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
         super().__init__()
-        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (Dh/2,)
-        angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (L, Dh/2)
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (Dh/2,)
+        angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]  # (L, Dh/2)
         angles = torch.cat([angles, angles], dim=-1)  # (L, Dh)
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
@@ -92,7 +93,7 @@ class ALiBiPositions(PositionalScheme):
 
     def __init__(self, heads: int):
         super().__init__()
-        slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)])
+        slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)], dtype=torch.float64)
         self.register_buffer("slopes", slopes, persistent=False)  # (H,)
 
     def attention_bias(self, tq: int, tk: int, q_start: int = 0) -> Tensor:

@@ -1,0 +1,257 @@
+"""The whole model: equal to torch.nn.Transformer, paths agree, masks do what they claim, it learns."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.model import PAD_ID, TransformerConfig, build_model
+from src.model.config import ConfigError, MASK_TYPES, POSITIONAL_ENCODINGS
+
+D, H, FF = 16, 4, 32
+
+
+def small_config(**overrides) -> TransformerConfig:
+    values = dict(src_vocab_size=23, tgt_vocab_size=19, num_classes=3, d_model=D, heads=H, enc_layers=2,
+                  dec_layers=2, d_ff=FF, dropout=0.0, max_len=64)
+    values.update(overrides)
+    return TransformerConfig(**values)
+
+
+def batch(seed=0, b=3, s=7, t=6):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, 23, (b, s), generator=g)
+    tgt = torch.randint(4, 19, (b, t), generator=g)
+    src[1, 5:] = PAD_ID  # right padding, different lengths per example
+    src[2, 3:] = PAD_ID
+    tgt[2, 4:] = PAD_ID
+    return src, tgt
+
+
+# --- equivalence with torch.nn.Transformer ---------------------------------------------------------
+
+def _copy_attention(ours, ref: nn.MultiheadAttention):
+    d = ref.embed_dim
+    if ours.is_self_attention:
+        ours.qkv_proj.weight.copy_(ref.in_proj_weight), ours.qkv_proj.bias.copy_(ref.in_proj_bias)
+    else:
+        ours.q_proj.weight.copy_(ref.in_proj_weight[:d]), ours.q_proj.bias.copy_(ref.in_proj_bias[:d])
+        ours.kv_proj.weight.copy_(ref.in_proj_weight[d:]), ours.kv_proj.bias.copy_(ref.in_proj_bias[d:])
+    ours.out_proj.load_state_dict(ref.out_proj.state_dict())
+
+
+def _copy_norm(ours, ref: nn.LayerNorm):
+    ours.weight.copy_(ref.weight), ours.bias.copy_(ref.bias)
+
+
+def _copy_ffn(ours, ref_layer):
+    ours.linear1.load_state_dict(ref_layer.linear1.state_dict())
+    ours.linear2.load_state_dict(ref_layer.linear2.state_dict())
+
+
+@torch.no_grad()
+def copy_torch_transformer_into(model, ref: nn.Transformer) -> None:
+    for ours, theirs in zip(model.encoder.layers, ref.encoder.layers):
+        _copy_attention(ours.self_attn, theirs.self_attn)
+        _copy_ffn(ours.ffn, theirs)
+        _copy_norm(ours.attn_block.norm, theirs.norm1), _copy_norm(ours.ffn_block.norm, theirs.norm2)
+    for ours, theirs in zip(model.decoder.layers, ref.decoder.layers):
+        _copy_attention(ours.self_attn, theirs.self_attn)
+        _copy_attention(ours.cross_attn, theirs.multihead_attn)
+        _copy_ffn(ours.ffn, theirs)
+        _copy_norm(ours.self_block.norm, theirs.norm1)
+        _copy_norm(ours.cross_block.norm, theirs.norm2)
+        _copy_norm(ours.ffn_block.norm, theirs.norm3)
+    if model.encoder.final_norm is not None:
+        _copy_norm(model.encoder.final_norm, ref.encoder.norm)
+        _copy_norm(model.decoder.final_norm, ref.decoder.norm)
+
+
+@pytest.mark.parametrize("norm_first,activation", list(itertools.product([False, True], ["relu", "gelu"])))
+def test_equals_torch_nn_transformer(norm_first, activation):
+    torch.manual_seed(0)
+    cfg = small_config(norm_position="pre" if norm_first else "post", activation=activation)
+    model = build_model(cfg).double()
+    ref = nn.Transformer(D, H, 2, 2, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first).double()
+    with torch.no_grad():  # random norm parameters, so a mix-up of norms cannot pass by luck
+        for p in ref.parameters():
+            if p.dim() == 1:
+                p.uniform_(-0.5, 1.5)
+    if not norm_first:
+        # nn.Transformer always ends its stacks with a LayerNorm; the paper's post-LN model has none.
+        ref.encoder.norm, ref.decoder.norm = None, None
+    copy_torch_transformer_into(model, ref)
+    model.train(), ref.train()  # train mode with dropout 0 avoids torch's nested-tensor fast path
+
+    src, tgt = batch()
+    ours = model(src, tgt).logits  # (B, T, V)
+    src_x = model.src_embed(src, model.positional)
+    tgt_x = model.tgt_embed(tgt, model.positional)
+    theirs = model.out_proj(
+        ref(src_x, tgt_x,
+            tgt_mask=torch.ones(tgt.size(1), tgt.size(1), dtype=torch.bool).triu(1),  # True = blocked
+            src_key_padding_mask=src == PAD_ID, tgt_key_padding_mask=tgt == PAD_ID,
+            memory_key_padding_mask=src == PAD_ID)
+    )
+    keep = tgt != PAD_ID
+    torch.testing.assert_close(ours[keep], theirs[keep], atol=1e-6, rtol=0)
+
+
+# --- both attention paths, every mask type and positional scheme ----------------------------------
+
+@pytest.mark.filterwarnings("ignore:mask=none")
+@pytest.mark.parametrize("mask_type,pos", list(itertools.product(MASK_TYPES, POSITIONAL_ENCODINGS)))
+def test_explicit_and_fused_paths_agree(mask_type, pos):
+    torch.manual_seed(0)
+    model = build_model(small_config(mask_type=mask_type, pos_encoding=pos, window=2, prefix_len=2)).double()
+    src, tgt = batch()
+    fused = model(src, tgt)
+    explicit = model(src, tgt, need_weights=True)
+    assert fused.attentions is None
+    torch.testing.assert_close(explicit.logits, fused.logits, atol=1e-10, rtol=0)
+    assert set(explicit.attentions) == {"encoder_self", "decoder_self", "cross"}
+    for site, expected in {"encoder_self": (3, H, 7, 7), "decoder_self": (3, H, 6, 6), "cross": (3, H, 6, 7)}.items():
+        assert [w.shape for w in explicit.attentions[site]] == [expected, expected]
+        # weights respect the mask in force
+        allowed = model.attention_masks(src, tgt)[site]
+        for w in explicit.attentions[site]:
+            assert torch.all(w.masked_select(~allowed.expand_as(w)) == 0)
+
+
+@pytest.mark.parametrize("arch", ["decoder_only", "encoder_only"])
+def test_paths_agree_for_other_architectures(arch):
+    torch.manual_seed(0)
+    model = build_model(small_config(arch=arch, pos_encoding="rope")).double()
+    src, tgt = batch()
+    x = tgt if arch == "decoder_only" else src
+    torch.testing.assert_close(model(x, need_weights=True).logits, model(x).logits, atol=1e-10, rtol=0)
+
+
+# --- masks do what they claim --------------------------------------------------------------------
+
+@pytest.mark.parametrize("pos", POSITIONAL_ENCODINGS)
+def test_causal_decoder_outputs_do_not_see_future_tokens(pos):
+    torch.manual_seed(0)
+    model = build_model(small_config(pos_encoding=pos)).double()
+    src, tgt = batch()
+    changed = tgt.clone()
+    changed[:, 3:] = torch.randint(4, 19, changed[:, 3:].shape)
+    torch.testing.assert_close(model(src, tgt).logits[:, :3], model(src, changed).logits[:, :3], atol=1e-10, rtol=0)
+    lm = build_model(small_config(arch="decoder_only", pos_encoding=pos)).double()
+    torch.testing.assert_close(lm(tgt).logits[:, :3], lm(changed).logits[:, :3], atol=1e-10, rtol=0)
+
+
+def test_causal_mask_type_makes_the_encoder_causal_too():
+    torch.manual_seed(0)
+    src, tgt = batch()
+    changed = src.clone()
+    changed[0, 4:] = torch.randint(4, 23, (3,))
+    causal = build_model(small_config(mask_type="causal")).double()
+    memory_a, _ = causal.encode(src)
+    memory_b, _ = causal.encode(changed)
+    torch.testing.assert_close(memory_a[0, :4], memory_b[0, :4], atol=1e-10, rtol=0)
+    standard = build_model(small_config(mask_type="standard")).double()
+    assert not torch.allclose(standard.encode(src)[0][0, :4], standard.encode(changed)[0][0, :4])
+
+
+def test_leak_ablation_runs_warns_once_and_does_see_the_future():
+    from src.model import masks
+
+    masks._warned_about_leak = False
+    with pytest.warns(UserWarning, match="mask=none"):
+        model = build_model(small_config(mask_type="none")).double()
+    src, tgt = batch()
+    changed = tgt.clone()
+    changed[:, 3:] = torch.randint(4, 19, changed[:, 3:].shape)
+    assert not torch.allclose(model(src, tgt).logits[:, :3], model(src, changed).logits[:, :3])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_model(small_config(mask_type="none"))  # a second model: no second warning
+
+
+@pytest.mark.filterwarnings("ignore:mask=none")
+@pytest.mark.parametrize("mask_type,pos", list(itertools.product(MASK_TYPES, ["sinusoidal", "learned", "rope", "alibi"])))
+def test_padding_does_not_change_outputs_at_real_positions(mask_type, pos):
+    torch.manual_seed(0)
+    model = build_model(small_config(mask_type=mask_type, pos_encoding=pos, window=2, prefix_len=2)).double()
+    src, tgt = batch()
+    padded_src = F.pad(src, (0, 4), value=PAD_ID)  # more padding after every sequence
+    padded_tgt = F.pad(tgt, (0, 3), value=PAD_ID)
+    keep = tgt != PAD_ID
+    a = model(src, tgt).logits[keep]
+    b = model(padded_src, padded_tgt).logits[:, : tgt.size(1)][keep]
+    torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    # and one example alone gives what it gives inside the padded batch
+    alone = model(src[2:3, :3], tgt[2:3, :4]).logits
+    torch.testing.assert_close(alone[0], a[-4:], atol=1e-10, rtol=0)
+
+
+# --- configuration and sizes ---------------------------------------------------------------------
+
+def test_bad_configurations_are_rejected_with_one_line():
+    with pytest.raises(ConfigError, match=r"model.heads=3 does not divide model.d_model=16") as err:
+        build_model(small_config(heads=3))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="mask.window=0 must be at least 1"):
+        build_model(small_config(mask_type="window", window=0))
+    with pytest.raises(ConfigError, match="model.pos_encoding='fourier' is not known"):
+        build_model(small_config(pos_encoding="fourier"))
+    with pytest.raises(ConfigError, match="classification task"):
+        build_model(small_config(arch="encoder_only", num_classes=0))
+
+
+def test_weight_tying_and_embedding_scale():
+    model = build_model(small_config(tie_embeddings=True))
+    assert model.out_proj.weight is model.tgt_embed.token.weight
+    untied = build_model(small_config(tie_embeddings=False))
+    assert untied.out_proj.weight is not untied.tgt_embed.token.weight
+    assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in model.parameters()) == 19 * D
+    assert model.tgt_embed.scale == pytest.approx(D**0.5)
+
+
+def test_pre_ln_has_final_norms_and_post_ln_has_none():
+    assert build_model(small_config(norm_position="pre")).encoder.final_norm is not None
+    assert build_model(small_config(norm_position="post")).decoder.final_norm is None
+
+
+def test_parameter_count_and_flops_match_hand_counts():
+    from src.model import count_parameters, flops_per_token
+
+    cfg = small_config(arch="decoder_only", dec_layers=1, tie_embeddings=True, norm_position="post")
+    model = build_model(cfg)
+    per_layer = (3 * D * D + 3 * D) + (D * D + D) + (D * FF + FF) + (FF * D + D) + 2 * (2 * D)  # attn, ffn, 2 norms
+    assert count_parameters(model) == 19 * D + per_layer
+    t = 10
+    expected = (2 * t * 4 * D * D + 4 * t * t * D + 2 * t * 2 * D * FF + 2 * t * D * 19) / t
+    assert flops_per_token(cfg, src_len=0, tgt_len=t) == pytest.approx(expected)
+
+
+# --- every architecture learns a tiny batch --------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only", "encoder_only"])
+@pytest.mark.parametrize("norm_position", ["post", "pre"])
+def test_every_architecture_overfits_a_tiny_batch(arch, norm_position):
+    torch.manual_seed(0)
+    model = build_model(small_config(arch=arch, norm_position=norm_position, d_model=32, d_ff=64))
+    src, tgt = batch(b=4)
+    src[src == PAD_ID] = 5
+    tgt[tgt == PAD_ID] = 5
+    labels = torch.tensor([0, 1, 2, 1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        if arch == "encoder_decoder":
+            logits, target = model(src, tgt[:, :-1]).logits, tgt[:, 1:]
+        elif arch == "decoder_only":
+            logits, target = model(tgt[:, :-1]).logits, tgt[:, 1:]
+        else:
+            logits, target = model(src).logits, labels
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    assert torch.equal(logits.argmax(-1), target)
