@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.train_step $(ARGS)
+	$(PY) -m src.bench $(ARGS)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir outputs

@@ -1,0 +1,67 @@
+"""char_lm: next-character prediction on a text file (decoder-only).
+
+The text is split by position (train | val | test, so no held-out text is seen in training) and each
+part is cut into contiguous windows of block_size + 1 characters that overlap by one character: every
+character is a target exactly once, and training shuffles the windows per epoch.
+The vocabulary is the sorted character set of the file, saved to run_dir/vocab.json; a saved one is
+reused (eval/predict), and characters outside it map to <unk>.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import DataError
+from .files import read_text
+from .prepared import PreparedTask
+from .vocab import UNK_ID, SymbolVocab, sorted_characters
+
+VOCAB_FILE = "vocab.json"
+
+
+def windows(ids: torch.Tensor, block_size: int) -> list[dict]:
+    """(N,) ids -> windows ids[k*B : k*B + B + 1]; the last one may be shorter (padded in the batch)."""
+    return [{"tokens": ids[start : start + block_size + 1]} for start in range(0, len(ids) - 1, block_size)]
+
+
+def build_char_lm(cfg, run_dir: Path | None) -> PreparedTask:
+    if cfg.block_size < 1:
+        raise DataError(f"task.block_size={cfg.block_size} must be >= 1")
+    if not (0 <= cfg.val_fraction < 1 and 0 <= cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
+        raise DataError(
+            f"task.val_fraction={cfg.val_fraction}, task.test_fraction={cfg.test_fraction}: "
+            "need fractions in [0, 1) that sum to less than 1"
+        )
+    text = read_text(cfg.path, "path")
+
+    vocab_path = Path(run_dir) / VOCAB_FILE if run_dir is not None else None
+    if vocab_path is not None and vocab_path.exists():
+        vocab = SymbolVocab.load(vocab_path)
+    else:
+        vocab = SymbolVocab(sorted_characters([text]))
+        if vocab_path is not None:
+            vocab.save(vocab_path)
+    # One char per token: map via the dict directly (vocab.encode would also do, but splits first).
+    ids = torch.tensor([vocab.id_of.get(c, UNK_ID) for c in text], dtype=torch.long)  # (N,)
+
+    n = len(ids)
+    n_val, n_test = int(n * cfg.val_fraction), int(n * cfg.test_fraction)
+    n_train = n - n_val - n_test
+    parts = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
+    for name, part in parts.items():
+        if len(part) < 2 and (name == "train" or getattr(cfg, f"{name}_fraction") > 0):
+            raise DataError(
+                f"{cfg.path}: only {n} characters, too few for a {name} split: use a longer text or change the fractions"
+            )
+    return PreparedTask(
+        kind="lm",
+        train=windows(parts["train"], cfg.block_size),
+        val=windows(parts["val"], cfg.block_size),
+        test=windows(parts["test"], cfg.block_size),
+        src_vocab=None,
+        tgt_vocab=vocab,
+        max_src_len=0,
+        max_tgt_len=cfg.block_size,
+    )
