@@ -107,14 +107,15 @@ def warn_if_leaking(mask_type: str) -> None:
 
 
 def encoder_self_mask(src: Tensor, mask_type: str, window: int, pad_id: int = PAD_ID) -> Tensor:
-    """(B, S) source tokens -> (B, 1, S, S) mask for encoder self-attention."""
+    """(B, S) source tokens -> mask for encoder self-attention, (B, 1, S, S) or, for padding alone,
+    the broadcastable (B, 1, 1, S)."""
     s = src.size(1)
     padding = key_padding_mask(src, pad_id)  # (B, 1, 1, S)
     if mask_type == "causal":
         return padding & causal_mask(s, s, device=src.device)
     if mask_type == "window":
         return padding & window_mask(s, s, window, causal=False, device=src.device)
-    return padding.expand(-1, -1, s, -1)
+    return padding
 
 
 def decoder_self_mask(

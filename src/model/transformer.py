@@ -144,7 +144,7 @@ class EncoderDecoder(_Base):
         """The mask of each site for these tokens, (B, 1, Tq, Tk), True = may attend."""
         cfg = self.cfg
         return {
-            "encoder_self": masks.encoder_self_mask(src, cfg.mask_type, cfg.window),
+            "encoder_self": masks.encoder_self_mask(src, cfg.mask_type, cfg.window).expand(-1, -1, src.size(1), -1),
             "decoder_self": masks.decoder_self_mask(
                 tgt.size(1), tgt.size(1), cfg.mask_type, cfg.window, cfg.prefix_len, keys=tgt, device=tgt.device
             ).expand(tgt.size(0), -1, -1, -1),
@@ -231,7 +231,8 @@ class EncoderClassifier(_Base):
         self._init_weights()
 
     def attention_masks(self, src: Tensor | None = None, tgt: Tensor | None = None) -> dict[str, Tensor]:
-        return {"encoder_self": masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window)}
+        mask = masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window)
+        return {"encoder_self": mask.expand(-1, -1, src.size(1), -1)}
 
     def forward(self, src: Tensor, need_weights: bool = False) -> ModelOutput:
         self._check_length(src.size(1))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from src.model.norms import LayerNorm, RMSNorm
+from src.model.norms import LayerNorm, RMSNorm, layer_norm_explicit, rms_norm_explicit
 from src.model.positional import ALiBiPositions, RotaryPositions, SinusoidalPositions
 
 
@@ -48,6 +48,7 @@ def test_layernorm_written_out_equals_torch():
         ref.weight.uniform_(0.5, 1.5), ref.bias.uniform_(-1, 1)
         ours.weight.copy_(ref.weight), ours.bias.copy_(ref.bias)
     torch.testing.assert_close(ours(x), ref(x))
+    torch.testing.assert_close(layer_norm_explicit(x, ours.weight, ours.bias, ours.eps), ref(x))
 
 
 def test_rmsnorm_equals_torch():
@@ -57,3 +58,4 @@ def test_rmsnorm_equals_torch():
         ref.weight.uniform_(0.5, 1.5)
         ours.weight.copy_(ref.weight)
     torch.testing.assert_close(ours(x), ref(x))
+    torch.testing.assert_close(rms_norm_explicit(x, ours.weight, ours.eps), ref(x))
