@@ -1,0 +1,63 @@
+"""Evaluate a checkpoint: `python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt [split=val]`.
+
+Rebuilds the run's model and data from the checkpoint alone (vocabularies are reloaded from the run directory)
+and prints the metrics of every test split; synthetic tasks also report `test_long/*`, the held-out longer
+lengths that measure length generalisation.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import register_configs
+from src.data import DataError
+from src.model import ConfigError
+from src.training.report import quiet_lightning
+
+register_configs()
+quiet_lightning()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    import lightning as L
+
+    from src.training.checkpoint import load_run
+
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise ConfigError("ckpt is required: python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt")
+    if cfg.split not in ("test", "val"):
+        raise ConfigError(f"split={cfg.split!r} is not known: choose test or val")
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    module, datamodule = load_run(cfg.ckpt, cfg.batch_size)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    results = run(module, datamodule=datamodule, verbose=False)
+    metrics: dict[str, float] = {}
+    for per_loader in results:
+        metrics.update({k: float(v) for k, v in per_loader.items()})
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        metrics = evaluate(cfg)
+    except (ConfigError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    from src.training.report import print_metrics
+
+    print(f"checkpoint: {cfg.ckpt}")
+    print_metrics(metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""What a run prints: the composed config as a tree with the model's size at the start, where everything went at
+the end. Printed with rich (the progress bar is rich too)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.tree import Tree
+
+from src.model import TransformerConfig, count_parameters, flops_per_token
+
+console = Console(soft_wrap=True)
+
+
+class _DropLightningTips(logging.Filter):
+    """Lightning 2.6 prints an advertisement ("Tip: ... litlogger") for every Trainer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Keep the output about the run: drop Lightning's tip line, and warnings no user can act on."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Under DDP Lightning suggests sync_dist=True for epoch-level logs; ours are torchmetrics values that are
+    # already reduced across ranks (src/training/metrics.py), so reducing again would only cost time.
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # long paths and commands stay on one line, copy-pastable
+
+
+def config_tree(cfg: DictConfig, title: str = "config") -> Tree:
+    """The config as a rich tree: one branch per group (model, task, ...), leaves `field: value`."""
+    tree = Tree(f"[bold]{title}[/bold]")
+
+    def add(branch: Tree, node) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                add(branch.add(f"[bold cyan]{key}[/bold cyan]"), value)
+            else:
+                branch.add(f"{key}: [green]{value!r}[/green]" if isinstance(value, str) else f"{key}: {value}")
+
+    add(tree, OmegaConf.to_container(cfg, resolve=True))
+    return tree
+
+
+def human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def print_run_start(cfg: DictConfig, model_cfg: TransformerConfig, module, datamodule, run_dir: Path) -> None:
+    tree = config_tree(cfg)
+    params = count_parameters(module.model)
+    flops = flops_per_token(model_cfg, max(1, datamodule.max_src_len), max(1, datamodule.max_tgt_len))
+    size = tree.add("[bold magenta]model size[/bold magenta]")
+    size.add(f"arch: {model_cfg.arch}")
+    size.add(f"parameters: {params:,} ({human(params)})")
+    size.add(f"forward FLOPs per output token: {human(flops)} (at the task's longest sequences; training ~3x)")
+    size.add(f"vocabulary: src {model_cfg.src_vocab_size}, tgt {model_cfg.tgt_vocab_size}, classes {model_cfg.num_classes}")
+    console.print(tree)
+    console.print(f"run directory: [bold]{run_dir}[/bold]")
+
+
+def print_metrics(metrics: dict[str, float], highlight: str | None = None) -> None:
+    width = max((len(name) for name in metrics), default=0)
+    for name, value in sorted(metrics.items()):
+        marker = "  <- main metric" if name == highlight else ""
+        console.print(f"{name:>{width}}: {value:.4f}{marker}")
+
+
+def print_run_end(run_dir: Path, metrics: dict[str, float], monitor: str, with_logger: bool, multirun: bool) -> None:
+    console.rule("[bold]done")
+    print_metrics(metrics, monitor)
+    console.print(f"run directory: {run_dir}")
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir():
+        names = ", ".join(sorted(p.name for p in checkpoints.glob("*.ckpt")))
+        console.print(f"checkpoints:   {checkpoints}  ({names})")
+    if with_logger:
+        # A sweep's runs sit side by side under the sweep directory: point TensorBoard there to compare them.
+        logdir = run_dir.parent if multirun else run_dir
+        console.print(f"TensorBoard:   tensorboard --logdir {logdir} --samples_per_plugin images=100")
+    console.print(f"evaluate:      python -m src.eval ckpt={checkpoints / 'best.ckpt'}")

@@ -1,0 +1,180 @@
+"""End to end: the real `python -m src.run / src.eval / src.predict` in subprocesses, on tiny settings.
+
+One multirun trains every synthetic task (and doubles as the sweep test: distinct directories, each with its
+composed config); each file-based task trains once from small files written here; eval and predict use the
+checkpoints those runs leave; TensorBoard event files are read back to check what the dashboards show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from src.dashboard.tensorboard_reader import read_events
+
+from .conftest import SMALL_SYNTHETIC, TINY, check, run_module, task_overrides
+
+pytestmark = pytest.mark.slow
+
+SYNTHETIC = ["copy", "reverse", "sort", "addition"]
+FILE_TASKS = ["char_lm", "translation", "multi30k", "classification"]
+MAIN_METRIC = {"copy": "val/exact_match", "reverse": "val/exact_match", "sort": "val/exact_match",
+               "addition": "val/exact_match", "char_lm": "val/loss", "translation": "val/bleu",
+               "multi30k": "val/bleu", "classification": "val/acc"}
+# the mid-run checkpoints of the resume test come from the sweep's reverse job
+MID_RUN_CHECKPOINTS = ["checkpoint.every_n_train_steps=6"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> dict[str, Path]:
+    """One multirun over the four synthetic tasks: task name -> its job directory."""
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    check(run_module("src.run", "-m", f"task={','.join(SYNTHETIC)}", *TINY, *SMALL_SYNTHETIC, *MID_RUN_CHECKPOINTS,
+                     f"hydra.sweep.dir={sweep_dir}"))
+    jobs = {}
+    for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+        config = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+        jobs[config.task.name] = job_dir
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def file_runs(tmp_path_factory, data_dir) -> dict[str, Path]:
+    """One run per file-based task: task name -> run directory."""
+    runs = {}
+    for task in FILE_TASKS:
+        run_dir = tmp_path_factory.mktemp(task) / "run"
+        check(run_module("src.run", *TINY, *task_overrides(task, data_dir), f"hydra.run.dir={run_dir}"))
+        runs[task] = run_dir
+    return runs
+
+
+def assert_dashboard(run_dir: Path, task: str) -> None:
+    events = read_events(run_dir)
+    for tag in ("train/loss", "val/loss", "lr", MAIN_METRIC[task]):
+        assert tag in events.scalar_tags, f"{task}: no {tag} in {sorted(events.scalar_tags)[:20]}"
+    assert events.scalars["lr"][-1][1] > 0
+    # attention maps: one image per layer and site, and the masks
+    sites = {"char_lm": ["decoder_self"], "classification": ["encoder_self"]}.get(
+        task, ["encoder_self", "decoder_self", "cross"])
+    for site in sites:
+        assert f"attention/{site}/layer_1" in events.image_tags, f"{task}: {sorted(events.image_tags)}"
+        assert f"mask/{site}" in events.image_tags
+    assert events.tags_with_prefix("attention_stats/"), f"{task}: no per-head statistics"
+    assert "samples/validation" in events.text_tags
+    # hparams: this run's values and the metric columns, so the HPARAMS tab can compare runs
+    assert events.has_hparams
+    assert MAIN_METRIC[task] in events.hparam_metrics
+    assert events.hparams["model.d_model"] == 16
+    assert events.hparams["task.name"] == task
+
+
+def assert_run_dir(run_dir: Path, task: str) -> None:
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").task.name == task
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 12  # the last step is validated and saved (max_steps=12)
+
+
+# --- training every task -----------------------------------------------------------------------------------
+
+def test_sweep_gives_each_job_its_own_directory(sweep):
+    assert sorted(sweep) == sorted(SYNTHETIC)
+    assert len({p.name for p in sweep.values()}) == len(SYNTHETIC)
+    assert all(p.name.split("_")[0].isdigit() for p in sweep.values())  # <job.num>_<overrides>
+    assert all("=" not in p.name and "," not in p.name for p in sweep.values())  # pasteable into ckpt=...
+
+
+@pytest.mark.parametrize("task", SYNTHETIC)
+def test_synthetic_task_trains_and_logs(sweep, task):
+    assert_run_dir(sweep[task], task)
+    assert_dashboard(sweep[task], task)
+
+
+@pytest.mark.parametrize("task", FILE_TASKS)
+def test_file_task_trains_and_logs(file_runs, task):
+    assert_run_dir(file_runs[task], task)
+    assert_dashboard(file_runs[task], task)
+    if task in ("translation", "multi30k"):
+        assert (file_runs[task] / "tokenizer.json").is_file() or any(file_runs[task].glob("*.json"))
+
+
+# --- eval and predict from checkpoints ---------------------------------------------------------------------
+
+def test_eval_reports_test_and_longer_lengths(sweep):
+    result = check(run_module("src.eval", f"ckpt={sweep['reverse'] / 'checkpoints' / 'best.ckpt'}"))
+    for metric in ("test/exact_match", "test/loss", "test_long/exact_match", "test_long/token_acc"):
+        assert metric in result.stdout, result.stdout
+
+
+def test_eval_translation_reports_bleu(file_runs):
+    result = check(run_module("src.eval", f"ckpt={file_runs['translation'] / 'checkpoints' / 'last.ckpt'}"))
+    assert "test/bleu" in result.stdout
+
+
+@pytest.mark.parametrize("task,args", [
+    ("reverse", ['text="1234"']),
+    ("translation", ['text="ein mann sieht den hund"', "decode.strategy=beam", "decode.beam_size=3"]),
+    ("char_lm", ['text="To be"', "decode.strategy=sample", "decode.top_k=5", "num_samples=2",
+                 "decode.max_new_tokens=20"]),
+    ("classification", ['text="great good movie"']),
+])
+def test_predict(sweep, file_runs, task, args):
+    run_dir = sweep.get(task) or file_runs[task]
+    result = check(run_module("src.predict", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", *args))
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines, result.stderr
+    if task == "char_lm":  # two samples, each continuing the prompt
+        assert result.stdout.count("--- sample") == 2 and result.stdout.count("To be") >= 2
+    if task == "classification":
+        assert lines[0] in ("pos", "neg")
+
+
+def test_eval_rejects_a_missing_checkpoint(tmp_path):
+    result = run_module("src.eval", f"ckpt={tmp_path / 'nope.ckpt'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ckpt=") and "Traceback" not in result.stderr
+
+
+# --- resuming ----------------------------------------------------------------------------------------------
+
+def test_resume_continues_to_max_steps_with_identical_weights(sweep, tmp_path):
+    """Resume the reverse job from its step-6 checkpoint: it trains to step 12, and (dropout 0, stateful data
+    loader) ends with exactly the weights of the uninterrupted run."""
+    uninterrupted = sweep["reverse"]
+    middle = uninterrupted / "checkpoints" / "step-6.ckpt"
+    assert middle.is_file(), sorted(p.name for p in (uninterrupted / "checkpoints").iterdir())
+    resumed_dir = tmp_path / "resumed"
+    check(run_module("src.run", "task=reverse", *TINY, *SMALL_SYNTHETIC, *MID_RUN_CHECKPOINTS,
+                     f"ckpt_path={middle}", f"hydra.run.dir={resumed_dir}"))
+    resumed = torch.load(resumed_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    reference = torch.load(uninterrupted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == reference["global_step"] == 12
+    for name, tensor in reference["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], tensor), f"{name} differs after resuming"
+
+
+def test_resume_with_a_different_model_is_one_line(sweep, tmp_path):
+    middle = sweep["reverse"] / "checkpoints" / "step-6.ckpt"
+    result = run_module("src.run", "task=reverse", *TINY, *SMALL_SYNTHETIC, "model.d_ff=64",
+                        f"ckpt_path={middle}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "d_ff" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- sweeps survive a failing job --------------------------------------------------------------------------
+
+def test_a_failing_sweep_job_does_not_end_the_sweep(tmp_path):
+    result = run_module("src.run", "-m", "mask=window", "mask.window=0,2", "task=copy", *TINY, *SMALL_SYNTHETIC,
+                        f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 1  # the sweep reports the failure at the end
+    assert "mask.window" in result.stderr
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(jobs) == 2
+    assert (jobs[0] / "error.txt").is_file()
+    assert (jobs[1] / "checkpoints" / "last.ckpt").is_file()

@@ -1,0 +1,195 @@
+"""Bad configurations fail early with one clear line; good ones compose and validate.
+
+Most checks call `validate_config` on a config composed by Hydra's compose API (fast, in-process); a few go
+through the real command line to check what the user sees: exit status 2, one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from src.config import register_configs, validate_config
+from src.model import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+register_configs()
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def text_files(tmp_path):
+    """Tiny data files for the file-based tasks (validation only checks that they exist)."""
+    paths = {}
+    for name, content in {
+        "text.txt": "hello world\n" * 20,
+        "src.txt": "ein haus\n",
+        "tgt.txt": "a house\n",
+        "train.tsv": "good film\t1\nbad film\t0\n",
+    }.items():
+        (tmp_path / name).write_text(content)
+        paths[name] = str(tmp_path / name)
+    return paths
+
+
+def translation_overrides(files, *extra):
+    sides = [f"task.{split}_{side}={files['src.txt'] if side == 'src' else files['tgt.txt']}"
+             for split in ("train", "val", "test") for side in ("src", "tgt")]
+    return ["task=translation", *sides, *extra]
+
+
+# --- every task, every group option composes and validates --------------------------------------------------
+
+@pytest.mark.parametrize("task", ["copy", "reverse", "sort", "addition", "multi30k"])
+def test_self_contained_tasks_validate(task):
+    validate_config(compose_config(f"task={task}"))
+
+
+def test_file_tasks_validate(text_files):
+    validate_config(compose_config("task=char_lm", f"task.path={text_files['text.txt']}"))
+    validate_config(compose_config(*translation_overrides(text_files)))
+    validate_config(compose_config("task=classification", f"task.train_path={text_files['train.tsv']}"))
+
+
+@pytest.mark.parametrize("override", [
+    "model=tiny", "model=small", "model=base", "mask=standard", "mask=causal", "mask=window", "mask=prefix",
+    "mask=none", "trainer=cpu", "trainer=gpu", "trainer=ddp", "logger=tensorboard", "logger=none",
+    "optimizer=adam_noam", "optimizer=adamw_cosine",
+])
+def test_group_options_compose(override):
+    validate_config(compose_config(override))
+
+
+def test_layers_sets_both_stacks_unless_given():
+    cfg = compose_config("model.layers=3")
+    assert (cfg.model.enc_layers, cfg.model.dec_layers) == (3, 3)
+    cfg = compose_config("model.layers=3", "model.dec_layers=1")
+    assert (cfg.model.enc_layers, cfg.model.dec_layers) == (3, 1)
+
+
+def test_experiment_group_reaches_experiments_dir():
+    experiments = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+    assert experiments, "experiments/ should hold the named ablation studies"
+    for name in experiments:
+        compose_config(f"experiment={name}")  # composes (validation may need data files)
+
+
+# --- shape and type errors: Hydra's own message, at composition ---------------------------------------------
+
+@pytest.mark.parametrize("override", [
+    "model.heads=four",  # wrong type
+    "model.head=4",  # unknown key (typo)
+    "task.vocab_sze=5",  # typo inside a task schema
+    "task=addition task.vocab_size=5",  # a field the addition task does not have
+    "trainer.max_steps=1.5",
+    "model=huge",  # unknown group option
+])
+def test_hydra_rejects_typos_and_types(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_config(*override.split())
+
+
+# --- semantic errors: one line naming the field -------------------------------------------------------------
+
+BAD_CONFIGS = [
+    (["model.heads=3"], "model.heads"),
+    (["model.d_model=60", "model.heads=8"], "model.heads"),
+    (["mask=window", "mask.window=0"], "mask.window"),
+    (["mask=prefix", "mask.prefix_len=-1"], "mask.prefix_len"),
+    (["model.arch=decoder_only"], "model.arch"),
+    (["model.arch=encoder_only"], "model.arch"),
+    (["task=char_lm", "task.path=/nonexistent/input.txt"], "task.path"),
+    (["task=char_lm"], "task.path"),
+    (["task=classification", "task.train_path=missing.tsv"], "task.train_path"),
+    (["task=multi30k", "task.src_lang=fr"], "task.src_lang"),
+    (["model.max_len=8"], "model.max_len"),
+    (["model.pos_encoding=rotary"], "model.pos_encoding"),
+    (["model.pos_encoding=rope", "model.d_model=60", "model.heads=4"], "model.pos_encoding"),
+    (["model.norm_type=batchnorm"], "model.norm_type"),
+    (["model.dropout=1.5"], "model.dropout"),
+    (["model.layers=0"], "model.enc_layers"),
+    (["mask.type=diagonal"], "mask"),
+    (["optimizer.name=sgd"], "optimizer.name"),
+    (["optimizer=adam_noam", "optimizer.warmup_steps=0"], "optimizer.warmup_steps"),
+    (["task.min_len=5", "task.max_len=3"], "task.min_len"),
+    (["label_smoothing=1.0"], "label_smoothing"),
+    (["decode.top_p=0"], "decode.top_p"),
+    (["decode.strategy=nucleus"], "decode.strategy"),
+    (["logger.name=wandb"], "logger"),
+    (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path"),
+]
+
+
+@pytest.mark.parametrize("overrides,field", BAD_CONFIGS, ids=[" ".join(o) for o, _ in BAD_CONFIGS])
+def test_semantic_errors_are_one_line_naming_the_field(overrides, field):
+    cfg = compose_config(*overrides)
+    with pytest.raises(ConfigError) as raised:
+        validate_config(cfg)
+    message = str(raised.value)
+    assert field in message
+    assert "\n" not in message
+
+
+def test_encoder_only_on_translation_names_the_fix(text_files):
+    cfg = compose_config(*translation_overrides(text_files, "model.arch=encoder_only"))
+    with pytest.raises(ConfigError, match="model.arch=encoder_decoder"):
+        validate_config(cfg)
+
+
+def test_translation_needs_its_files(text_files):
+    cfg = compose_config("task=translation", f"task.train_src={text_files['src.txt']}")
+    with pytest.raises(ConfigError, match="task.train_tgt"):
+        validate_config(cfg)
+
+
+def test_sweep_directory_names_are_safe_to_pass_back_as_overrides():
+    from src.config import safe_dirname
+
+    assert safe_dirname("model.heads:8+task:sort") == "model.heads:8+task:sort"
+    assert safe_dirname("model.betas:[0.9,0.98]") == "model.betas:-0.9-0.98-"
+    long = "+".join(f"model.field_{i}:{i}" for i in range(60))
+    short = safe_dirname(long)
+    assert len(short) <= 200 and short != safe_dirname(long + "+x:1")  # shortened, still distinct
+
+
+# --- through the real command line ---------------------------------------------------------------------------
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "src.run", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_semantic_error_is_one_line_exit_2(tmp_path):
+    result = run_cli("model.heads=3", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "model.heads" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_bad_checkpoint_is_one_line_exit_2(tmp_path):
+    not_a_checkpoint = tmp_path / "notes.ckpt"
+    not_a_checkpoint.write_text("not a checkpoint")
+    result = run_cli(f"ckpt_path={not_a_checkpoint}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ckpt_path" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_typo_fails_with_hydras_message(tmp_path):
+    result = run_cli("model.head=8", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert "model.head" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,116 @@
+"""The Lightning module on tiny batches: the loss ignores padding, a step trains, evaluation metrics add up."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from src.model import EOS_ID, PAD_ID, TransformerConfig
+from src.training.metrics import exact_match
+from src.training.module import TransformerLitModule
+
+VOCAB = 12
+
+
+def make_module(kind="seq2seq", task="reverse", label_smoothing=0.0, **model):
+    arch = {"seq2seq": "encoder_decoder", "lm": "decoder_only", "classification": "encoder_only"}[kind]
+    model_cfg = TransformerConfig(arch=arch, src_vocab_size=VOCAB, tgt_vocab_size=VOCAB,
+                                  num_classes=3 if kind == "classification" else 0,
+                                  d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=32, dropout=0.0, max_len=32,
+                                  **model)
+    config = {
+        "task": {"name": task}, "label_smoothing": label_smoothing, "seed": 0, "batch_size": 2,
+        "optimizer": {"name": "adam_noam", "lr": 1.0, "warmup_steps": 10, "weight_decay": 0.0,
+                      "betas": [0.9, 0.98], "eps": 1e-9, "min_lr_ratio": 0.0},
+        "trainer": {"max_steps": 10},
+    }
+    return TransformerLitModule(config, asdict(model_cfg), kind)
+
+
+def seq2seq_batch():
+    return {
+        "src": torch.tensor([[4, 5, 6], [7, 8, PAD_ID]]),
+        "tgt_in": torch.tensor([[1, 6, 5, 4], [1, 8, 7, PAD_ID]]),
+        "tgt_out": torch.tensor([[6, 5, 4, EOS_ID], [8, 7, EOS_ID, PAD_ID]]),
+    }
+
+
+def test_loss_ignores_padding():
+    module = make_module()
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, VOCAB)
+    target = seq2seq_batch()["tgt_out"]
+    loss, count = module.loss(logits, target)
+    assert int(count) == 7
+    # Changing the logits at the padded position changes nothing.
+    changed = logits.clone()
+    changed[1, 3] = 100.0
+    assert module.loss(changed, target)[0] == pytest.approx(loss.item())
+    # It equals the mean over the non-pad positions.
+    keep = target != PAD_ID
+    manual = torch.nn.functional.cross_entropy(logits[keep], target[keep])
+    assert loss.item() == pytest.approx(manual.item())
+
+
+def test_label_smoothing_is_applied_in_training_only():
+    module = make_module(label_smoothing=0.1)
+    logits = torch.randn(2, 4, VOCAB)
+    target = seq2seq_batch()["tgt_out"]
+    plain, _ = module.loss(logits, target)
+    smoothed, _ = module.loss(logits, target, 0.1)
+    assert plain.item() != pytest.approx(smoothed.item())
+
+
+def test_training_steps_reduce_the_loss_on_one_batch():
+    torch.manual_seed(0)
+    module = make_module()
+    batch = seq2seq_batch()
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    module.log = lambda *args, **kwargs: None  # no trainer attached: logging is Lightning's job
+    first = module.training_step(batch, 0).item()
+    for _ in range(30):
+        optimizer.zero_grad()
+        module.training_step(batch, 0).backward()
+        optimizer.step()
+    assert module.training_step(batch, 0).item() < first / 2
+
+
+def test_attention_maps_restore_train_mode_and_return_weights():
+    module = make_module()
+    module.train()
+    out = module.attention_maps(seq2seq_batch())
+    assert module.model.training
+    assert set(out.attentions) == {"encoder_self", "decoder_self", "cross"}
+    assert out.attentions["cross"][0].shape == (2, 2, 4, 3)  # (B, H, T, S)
+
+
+def test_greedy_decode_shape_and_eval_metrics():
+    module = make_module()
+    out = module.greedy_decode(seq2seq_batch())
+    assert out.dtype == torch.long and out.size(0) == 2 and out.size(1) <= 4
+    module._evaluate(seq2seq_batch(), "val")
+    values = module.split_metrics["val"].compute()
+    assert set(values) == {"loss", "ppl", "token_acc", "exact_match"}
+    assert 0.0 <= values["exact_match"] <= 1.0
+
+
+def test_exact_match_compares_up_to_eos():
+    target = torch.tensor([[6, 5, EOS_ID, PAD_ID], [3, EOS_ID, PAD_ID, PAD_ID]])
+    predicted = torch.tensor([[6, 5, EOS_ID, 9, 9], [3, 4, EOS_ID, PAD_ID, PAD_ID]])  # junk after EOS is ignored
+    assert exact_match(predicted, target).tolist() == [True, False]
+
+
+def test_lm_and_classification_steps():
+    lm = make_module("lm", task="char_lm")
+    lm.log = lambda *args, **kwargs: None
+    tokens = torch.randint(4, VOCAB, (2, 9))
+    assert lm.training_step({"tgt_in": tokens[:, :-1], "tgt_out": tokens[:, 1:]}, 0).item() > 0
+    classifier = make_module("classification", task="classification")
+    classifier.log = lambda *args, **kwargs: None
+    batch = {"src": torch.tensor([[4, 5, PAD_ID], [6, 7, 8]]), "label": torch.tensor([0, 2])}
+    assert classifier.training_step(batch, 0).item() > 0
+    assert classifier.predict_labels(batch).shape == (2,)
+    classifier._evaluate(batch, "val")
+    assert set(classifier.split_metrics["val"].compute()) == {"loss", "acc"}

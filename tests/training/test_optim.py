@@ -1,0 +1,66 @@
+"""Learning-rate schedules: the paper's formula, warm-up + cosine, and what the optimizer actually sees."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from src.training.optim import build_optimizer, noam_multiplier, warmup_cosine_multiplier
+
+
+def test_noam_matches_the_paper_formula():
+    d_model, warmup = 512, 4000
+    for step in (1, 10, 1000, 4000, 4001, 10000, 100000):
+        expected = d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+        assert noam_multiplier(step, d_model, warmup) == pytest.approx(expected)
+
+
+def test_noam_peaks_at_warmup():
+    d_model, warmup = 64, 400
+    values = [noam_multiplier(s, d_model, warmup) for s in range(1, 2000)]
+    assert max(range(len(values)), key=values.__getitem__) + 1 == warmup
+    assert values[warmup - 1] == pytest.approx((d_model * warmup) ** -0.5)
+
+
+def test_warmup_cosine_shape():
+    assert warmup_cosine_multiplier(50, 100, 1000) == pytest.approx(0.5)
+    assert warmup_cosine_multiplier(100, 100, 1000) == pytest.approx(1.0)
+    assert warmup_cosine_multiplier(550, 100, 1000) == pytest.approx(0.5)  # half way down
+    assert warmup_cosine_multiplier(1000, 100, 1000, min_ratio=0.1) == pytest.approx(0.1)
+    assert warmup_cosine_multiplier(5000, 100, 1000, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def _optimizer_cfg(name, lr, warmup):
+    return {"name": name, "lr": lr, "warmup_steps": warmup, "weight_decay": 0.0, "betas": [0.9, 0.98],
+            "eps": 1e-9, "min_lr_ratio": 0.0}
+
+
+def test_scheduler_steps_give_noam_learning_rates():
+    model = torch.nn.Linear(4, 4)
+    built = build_optimizer(model, _optimizer_cfg("adam_noam", 2.0, 10), d_model=64, max_steps=100)
+    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    assert built["lr_scheduler"]["interval"] == "step"
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["betas"] == (0.9, 0.98)
+    assert optimizer.defaults["eps"] == 1e-9
+    seen = []
+    for _ in range(20):  # lr used by optimizer step s (1-based), as Lightning steps the scheduler after it
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [2.0 * noam_multiplier(s, 64, 10) for s in range(1, 21)]
+    assert seen == pytest.approx(expected)
+
+
+def test_adamw_cosine_ends_at_min_ratio():
+    model = torch.nn.Linear(4, 4)
+    cfg = _optimizer_cfg("adamw_cosine", 1e-3, 5) | {"min_lr_ratio": 0.1, "weight_decay": 0.01}
+    built = build_optimizer(model, cfg, d_model=64, max_steps=50)
+    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.AdamW)
+    for _ in range(49):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert not math.isnan(optimizer.param_groups[0]["lr"])
