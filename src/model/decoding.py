@@ -22,7 +22,7 @@ class _EncoderDecoderStepper:
         self.memory, _ = model.encode(src)  # (B*K, S, D), computed once
         self.cache = model.decoder.new_cache()
         self.position = 0
-        self.first_tokens = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
+        self.prompt = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
 
     def step(self, tokens: Tensor) -> Tensor:
         """tokens (N, t) at the next t positions -> logits of the last one (N, V)."""
@@ -43,7 +43,7 @@ class _DecoderOnlyStepper:
         self.model = model
         self.cache = model.decoder.new_cache()
         self.position = 0
-        self.first_tokens = prompt.repeat_interleave(repeats, dim=0)  # (B*K, P)
+        self.prompt = prompt.repeat_interleave(repeats, dim=0)  # (B*K, P)
 
     def step(self, tokens: Tensor) -> Tensor:
         logits, _ = self.model.decode(tokens, self.cache, start=self.position)
@@ -62,8 +62,16 @@ def _stepper(model, src, prompt, repeats):
             raise ValueError("an encoder-decoder model decodes from src: pass src=(B, S) token ids")
         return _EncoderDecoderStepper(model, src, repeats)
     if isinstance(model, DecoderOnly):
+        device = next(model.parameters()).device
         if prompt is None:
-            prompt = torch.full((1 if src is None else src.size(0), 1), BOS_ID, dtype=torch.long)
+            prompt = torch.full((1 if src is None else src.size(0), 1), BOS_ID, dtype=torch.long, device=device)
+        if (prompt == PAD_ID).any():
+            raise ValueError("prompt contains PAD tokens: generate from unpadded prompts of equal length")
+        if model.cfg.mask_type == "prefix" and prompt.size(1) < model.cfg.prefix_len:
+            raise ValueError(
+                f"prompt of {prompt.size(1)} tokens is shorter than mask.prefix_len={model.cfg.prefix_len}: "
+                "a prefix-LM must be given its whole (bidirectional) prefix before it generates"
+            )
         return _DecoderOnlyStepper(model, prompt, repeats)
     raise ValueError(f"{type(model).__name__} does not generate text (it is a classifier)")
 
@@ -91,7 +99,7 @@ def _forbid_special_tokens(logits: Tensor) -> Tensor:
 
 
 def _greedy_or_sample(stepper, max_new_tokens, sample, temperature, top_k, top_p, generator) -> Tensor:
-    logits = stepper.step(stepper.first_tokens)  # (B, V)
+    logits = stepper.step(stepper.prompt)  # (B, V)
     finished = torch.zeros(logits.size(0), dtype=torch.bool, device=logits.device)
     generated = []
     for _ in range(max_new_tokens):
@@ -115,14 +123,20 @@ def length_penalty_factor(length: Tensor, alpha: float) -> Tensor:
     return ((5.0 + length.float()) / 6.0) ** alpha
 
 
-def ranking_of(scores: Tensor, lengths: Tensor, batch: int, k: int, alpha: float) -> Tensor:
-    """(B, 1) index of each item's best beam by length-normalised score."""
-    return (scores / length_penalty_factor(lengths, alpha)).view(batch, k).argmax(-1, keepdim=True)
+def _all_items_decided(scores, lengths, finished, batch, k, alpha, max_length) -> bool:
+    """True when no live beam can still beat the best finished one, in every item.
+
+    A live beam's summed log-probability s (<= 0) only falls as it grows, and lp() grows with length,
+    so the best normalised score it can still reach is s / lp(max_length)."""
+    neg_inf = torch.tensor(float("-inf"), device=scores.device)
+    best_finished = torch.where(finished, scores / length_penalty_factor(lengths, alpha), neg_inf)
+    live_bound = torch.where(~finished, scores / length_penalty_factor(torch.tensor(max_length), alpha), neg_inf)
+    return bool((best_finished.view(batch, k).max(-1).values >= live_bound.view(batch, k).max(-1).values).all())
 
 
 def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha: float) -> Tensor:
     k = beam_size
-    logits = stepper.step(stepper.first_tokens)  # (B*K, V): the K copies are identical so far
+    logits = stepper.step(stepper.prompt)  # (B*K, V): the K copies are identical so far
     device, vocab = logits.device, logits.size(-1)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # start from one live beam per item, or the K copies would all be picked
@@ -135,9 +149,9 @@ def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha
     for step in range(max_new_tokens):
         log_probs = _forbid_special_tokens(logits.float()).log_softmax(-1)  # (B*K, V)
         # A finished beam may only be extended by PAD, at no cost, so its score stays fixed.
-        frozen = torch.full_like(log_probs, float("-inf"))
-        frozen[:, PAD_ID] = 0.0
-        log_probs = torch.where(finished[:, None], frozen, log_probs)
+        pad_only = torch.full_like(log_probs, float("-inf"))
+        pad_only[:, PAD_ID] = 0.0
+        log_probs = torch.where(finished[:, None], pad_only, log_probs)
         candidate_scores = scores[:, None] + log_probs  # (B*K, V)
         candidate_lengths = (lengths + (~finished).long())[:, None].expand(-1, vocab)
         # Rank by length-normalised score so finished short beams and live long ones compete fairly.
@@ -150,15 +164,13 @@ def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha
         lengths = candidate_lengths.reshape(batch, k * vocab).gather(1, best).view(-1)
         tokens = torch.cat([tokens[rows], next_token[:, None]], dim=1)
         finished = finished[rows] | (next_token == EOS_ID)
-        # An item is done when its best-ranked beam has ended: live beams' summed log-probabilities
-        # only fall, so (exactly without a length penalty, nearly with one) nothing can overtake it.
-        best_is_finished = finished.view(batch, k).gather(1, ranking_of(scores, lengths, batch, k, alpha))
-        if best_is_finished.all() or step == max_new_tokens - 1:
+        if _all_items_decided(scores, lengths, finished, batch, k, alpha, max_new_tokens) or step == max_new_tokens - 1:
             break
         stepper.reorder(rows)
         logits = stepper.step(next_token[:, None])
 
-    best_beam = ranking_of(scores, lengths, batch, k, alpha).squeeze(1)  # (B,)
+    final = (scores / length_penalty_factor(lengths, alpha)).view(batch, k)
+    best_beam = final.argmax(-1)  # (B,)
     return tokens.view(batch, k, -1)[torch.arange(batch, device=device), best_beam]  # (B, L)
 
 
@@ -182,11 +194,17 @@ def generate(
     (default: a single BOS). strategy: "greedy", "beam" (beam_size, length_penalty alpha) or
     "sample" (temperature, top_k, top_p).
     """
+    if max_new_tokens < 1 or beam_size < 1 or top_k < 0 or not 0.0 < top_p <= 1.0:
+        raise ValueError(
+            f"decode settings out of range (max_new_tokens={max_new_tokens}, beam_size={beam_size}, "
+            f"top_k={top_k}, top_p={top_p}): need max_new_tokens >= 1, beam_size >= 1, top_k >= 0, 0 < top_p <= 1"
+        )
     was_training = model.training
     model.eval()
     try:
         prompt_len = prompt.size(1) if prompt is not None else 1
-        max_new_tokens = max(1, min(max_new_tokens, model.cfg.max_len - prompt_len))
+        # the last generated token is never fed back, so the sequence may reach max_len + 1 tokens
+        max_new_tokens = max(1, min(max_new_tokens, model.cfg.max_len - prompt_len + 1))
         if strategy == "beam":
             batch = src.size(0) if src is not None else (prompt.size(0) if prompt is not None else 1)
             stepper = _stepper(model, src, prompt, repeats=beam_size)

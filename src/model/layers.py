@@ -28,7 +28,7 @@ class EncoderLayer(nn.Module):
     def forward(
         self, x: Tensor, mask: Tensor | None, positional: PositionalScheme, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        # x (B, S, D); mask (B, 1, S, S)
+        # x (B, S, D); mask (B, 1, S, S), or (B, 1, 1, S) when it is padding alone
         x, weights = self.attn_block(
             x, lambda h: self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights)
         )

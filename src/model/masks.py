@@ -13,8 +13,12 @@ A mask *type* (config `mask=`) decides which masks each of the three sites gets:
     standard   padding                    padding + causal              source padding
     causal     padding + causal           padding + causal              source padding
     window     padding + window(w)        padding + causal window(w)    source padding
-    prefix     padding                    padding + prefix-LM(p)        source padding
+    prefix     padding + prefix-LM(p)     padding + causal              source padding
     none       padding                    padding only (leaks future!)  source padding
+
+A decoder-only model has one site, decoder self-attention; there `prefix` is the prefix-LM mask
+(the first p tokens see each other, the rest is causal). Positions inside the prefix can then see
+the token they are trained to predict, so the loss skips them (`prefix_loss_mask`).
 """
 
 from __future__ import annotations
@@ -47,10 +51,11 @@ def causal_mask(tq: int, tk: int, q_offset: int = 0, device=None) -> Tensor:
 
 
 def window_mask(tq: int, tk: int, width: int, causal: bool, q_offset: int = 0, device=None) -> Tensor:
-    """(Tq, Tk) sliding window of width w: a query sees the w keys nearest to it.
+    """(Tq, Tk) sliding window of width w: a query sees keys less than w positions away.
 
-    bidirectional: |i - j| < w   (w = 1: itself only; w = 2: itself and one neighbour each side)
-    causal:        0 <= i - j < w (itself and the w - 1 tokens before it)
+    bidirectional: |i - j| < w    (2w - 1 keys: itself and w - 1 neighbours on each side)
+    causal:        0 <= i - j < w (w keys: itself and the w - 1 tokens before it)
+    So one `window` gives both the same reach into the past; w = 1 means a token sees only itself.
     """
     q_pos = torch.arange(tq, device=device)[:, None] + q_offset
     k_pos = torch.arange(tk, device=device)[None, :]
@@ -101,12 +106,12 @@ def warn_if_leaking(mask_type: str) -> None:
         warnings.warn(
             "mask=none: the decoder has no look-ahead mask, so training sees future target tokens "
             "(the leak ablation); greedy decoding at test time will not match training loss.",
-            stacklevel=2,
+            stacklevel=4,  # point at the caller of build_model
         )
         _warned_about_leak = True
 
 
-def encoder_self_mask(src: Tensor, mask_type: str, window: int, pad_id: int = PAD_ID) -> Tensor:
+def encoder_self_mask(src: Tensor, mask_type: str, window: int, prefix_len: int = 0, pad_id: int = PAD_ID) -> Tensor:
     """(B, S) source tokens -> mask for encoder self-attention, (B, 1, S, S) or, for padding alone,
     the broadcastable (B, 1, 1, S)."""
     s = src.size(1)
@@ -115,6 +120,8 @@ def encoder_self_mask(src: Tensor, mask_type: str, window: int, pad_id: int = PA
         return padding & causal_mask(s, s, device=src.device)
     if mask_type == "window":
         return padding & window_mask(s, s, window, causal=False, device=src.device)
+    if mask_type == "prefix":
+        return padding & prefix_lm_mask(s, s, prefix_len, device=src.device)
     return padding
 
 
@@ -146,6 +153,15 @@ def decoder_self_mask(
         raise ValueError(f"unknown mask type {mask_type!r}")
     padding = key_padding_mask(keys, pad_id) if keys is not None else None
     return as_4d(combine(structure, padding))
+
+
+def prefix_loss_mask(tokens: Tensor, prefix_len: int) -> Tensor:
+    """(B, T) -> (B, T) bool: which next-token predictions a prefix-LM may be trained on.
+
+    Position i predicts token i + 1; inside the prefix that token is visible (bidirectional), so
+    positions i < prefix_len - 1 would learn to copy. They are excluded, as in T5's prefix-LM."""
+    positions = torch.arange(tokens.size(1), device=tokens.device)
+    return (positions >= prefix_len - 1)[None, :].expand(tokens.size(0), -1)
 
 
 def cross_mask(src: Tensor, pad_id: int = PAD_ID) -> Tensor:

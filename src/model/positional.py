@@ -38,13 +38,13 @@ class SinusoidalPositions(PositionalScheme):
 
     def __init__(self, d_model: int, max_len: int):
         super().__init__()
-        # Tables are computed and kept in float64 (cast at use) so float64 checks are exact.
+        # Computed in float64, stored in float32 (Apple's mps has no float64), cast to the input's dtype.
         position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (L, 1)
         inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
         table = torch.zeros(max_len, d_model, dtype=torch.float64)  # (L, D)
         table[:, 0::2] = torch.sin(position * inv_freq)
-        table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])
-        self.register_buffer("table", table, persistent=False)
+        table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])  # an odd d_model has one cos column fewer
+        self.register_buffer("table", table.float(), persistent=False)
 
     def add_to_embeddings(self, x: Tensor, start: int = 0) -> Tensor:
         return x + self.table[start : start + x.size(1)].to(x.dtype)  # (B, T, D) + (T, D)
@@ -72,8 +72,8 @@ class RotaryPositions(PositionalScheme):
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (Dh/2,)
         angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]  # (L, Dh/2)
         angles = torch.cat([angles, angles], dim=-1)  # (L, Dh)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
 
     @staticmethod
     def _rotate_half(x: Tensor) -> Tensor:
@@ -89,11 +89,13 @@ class RotaryPositions(PositionalScheme):
 
 class ALiBiPositions(PositionalScheme):
     """ALiBi (Press et al. 2022): no position vectors; each head h adds -m_h * |i - j| to its scores,
-    with slopes m_h = 2^(-8h/H), a geometric sequence, so some heads look far and some near."""
+    with slopes m_h = 2^(-8h/H), a geometric sequence, so some heads look far and some near.
+    (For H not a power of two the paper interleaves two such sequences; we use the formula as is.)
+    |i - j| makes it symmetric for bidirectional attention; under a causal mask only i >= j remains."""
 
     def __init__(self, heads: int):
         super().__init__()
-        slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)], dtype=torch.float64)
+        slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)])
         self.register_buffer("slopes", slopes, persistent=False)  # (H,)
 
     def attention_bias(self, tq: int, tk: int, q_start: int = 0) -> Tensor:

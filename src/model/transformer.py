@@ -90,7 +90,11 @@ class Decoder(nn.Module):
         return x, self_weights, cross_weights  # (B, T, D), per layer (B, H, T, T), (B, H, T, S)
 
 
-class _Base(nn.Module):
+# Linear layers that hold several weight matrices side by side, and how many.
+FUSED_MATRICES = {"qkv_proj": 3, "kv_proj": 2, "gate_value": 2}
+
+
+class TransformerBase(nn.Module):
     """What every architecture shares: the config, the positional scheme, and initialisation."""
 
     def __init__(self, cfg: TransformerConfig):
@@ -102,7 +106,8 @@ class _Base(nn.Module):
     def _init_weights(self) -> None:
         """Initialisation (documented because it matters for reproducing results):
         - every weight matrix: Xavier/Glorot uniform, as torch.nn.Transformer and the reference
-          implementations of the paper do; biases zero;
+          implementations of the paper do; a fused matrix (Q|K|V, K|V, SwiGLU gate|value) is
+          initialised as the separate matrices it stands for; biases zero;
         - token and learned-position embeddings: N(0, d_model^-0.5), so that after the sqrt(d_model)
           scaling the embedded tokens have unit variance, and a tied output projection starts with
           logits of order 1;
@@ -115,7 +120,9 @@ class _Base(nn.Module):
             elif "embedding" in name or name.endswith("token.weight"):
                 nn.init.normal_(p, mean=0.0, std=self.cfg.d_model**-0.5)
             else:
-                nn.init.xavier_uniform_(p)
+                parts = FUSED_MATRICES.get(name.rsplit(".", 2)[-2], 1)  # e.g. qkv_proj -> 3
+                for part in p.data.chunk(parts, dim=0):
+                    nn.init.xavier_uniform_(part)
         for module in self.modules():  # the padding embedding stays zero
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 with torch.no_grad():
@@ -126,7 +133,7 @@ class _Base(nn.Module):
             raise ValueError(f"sequence length {length} exceeds model.max_len={self.cfg.max_len}: raise model.max_len")
 
 
-class EncoderDecoder(_Base):
+class EncoderDecoder(TransformerBase):
     """The Transformer of the paper: encode the source once, decode the target with cross-attention."""
 
     def __init__(self, cfg: TransformerConfig):
@@ -144,16 +151,19 @@ class EncoderDecoder(_Base):
         """The mask of each site for these tokens, (B, 1, Tq, Tk), True = may attend."""
         cfg = self.cfg
         return {
-            "encoder_self": masks.encoder_self_mask(src, cfg.mask_type, cfg.window).expand(-1, -1, src.size(1), -1),
+            "encoder_self": masks.encoder_self_mask(src, cfg.mask_type, cfg.window, cfg.prefix_len).expand(
+                -1, -1, src.size(1), -1
+            ),
             "decoder_self": masks.decoder_self_mask(
-                tgt.size(1), tgt.size(1), cfg.mask_type, cfg.window, cfg.prefix_len, keys=tgt, device=tgt.device
+                tgt.size(1), tgt.size(1), cfg.mask_type, cfg.window, 0, keys=tgt, device=tgt.device
             ).expand(tgt.size(0), -1, -1, -1),
             "cross": masks.cross_mask(src).expand(-1, -1, tgt.size(1), -1),
         }
 
     def encode(self, src: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         self._check_length(src.size(1))
-        mask = masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window)  # (B, 1, S, S)
+        cfg = self.cfg
+        mask = masks.encoder_self_mask(src, cfg.mask_type, cfg.window, cfg.prefix_len)  # (B, 1, S|1, S)
         return self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights)
 
     def decode(
@@ -164,8 +174,10 @@ class EncoderDecoder(_Base):
         self._check_length(start + tgt.size(1))
         t = tgt.size(1)
         # While decoding with a cache there is no padding among the keys, so only the structure is masked.
+        # prefix_len 0: in an encoder-decoder the prefix-LM mask belongs to the encoder (the source is
+        # the prefix); the decoder stays causal.
         self_mask = masks.decoder_self_mask(
-            t, start + t, cfg.mask_type, cfg.window, cfg.prefix_len,
+            t, start + t, cfg.mask_type, cfg.window, 0,
             keys=tgt if cache is None else None, q_offset=start, device=tgt.device,
         )
         x = self.tgt_embed(tgt, self.positional, start)  # (B, T, D)
@@ -182,7 +194,7 @@ class EncoderDecoder(_Base):
         return ModelOutput(logits, attentions)
 
 
-class DecoderOnly(_Base):
+class DecoderOnly(TransformerBase):
     """A language model: the decoder stack without cross-attention (GPT)."""
 
     def __init__(self, cfg: TransformerConfig):
@@ -200,6 +212,13 @@ class DecoderOnly(_Base):
             tgt.size(1), tgt.size(1), cfg.mask_type, cfg.window, cfg.prefix_len, keys=tgt, device=tgt.device
         )
         return {"decoder_self": mask.expand(tgt.size(0), -1, -1, -1)}
+
+    def trainable_positions(self, tokens: Tensor) -> Tensor | None:
+        """(B, T) bool of the positions whose next-token loss is meaningful, or None for all of them:
+        under the prefix-LM mask, positions inside the prefix see their own target."""
+        if self.cfg.mask_type == "prefix":
+            return masks.prefix_loss_mask(tokens, self.cfg.prefix_len)
+        return None
 
     def decode(self, tokens: Tensor, cache=None, start: int = 0, need_weights: bool = False, prefix_len=None):
         cfg = self.cfg
@@ -219,7 +238,7 @@ class DecoderOnly(_Base):
         return ModelOutput(logits, {"decoder_self": self_w} if need_weights else None)
 
 
-class EncoderClassifier(_Base):
+class EncoderClassifier(TransformerBase):
     """The encoder stack with a classification head on the mean of the non-pad positions (BERT-style
     fine-tuning, without a [CLS] token so every task's data works unchanged)."""
 
@@ -231,12 +250,12 @@ class EncoderClassifier(_Base):
         self._init_weights()
 
     def attention_masks(self, src: Tensor | None = None, tgt: Tensor | None = None) -> dict[str, Tensor]:
-        mask = masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window)
+        mask = masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window, self.cfg.prefix_len)
         return {"encoder_self": mask.expand(-1, -1, src.size(1), -1)}
 
     def forward(self, src: Tensor, need_weights: bool = False) -> ModelOutput:
         self._check_length(src.size(1))
-        mask = masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window)  # (B, 1, S, S)
+        mask = masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window, self.cfg.prefix_len)  # (B, 1, S|1, S)
         x, enc_w = self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights)
         keep = (src != PAD_ID).unsqueeze(-1).to(x.dtype)  # (B, S, 1)
         pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1.0)  # (B, D)

@@ -62,9 +62,12 @@ def test_beam_of_size_one_equals_greedy():
 
 
 def sequence_log_prob(model, src, tokens):
-    """Sum of log-probabilities of tokens (up to and including EOS) under the model."""
+    """Sum of log-probabilities of tokens (up to and including EOS) under the model, over the tokens
+    decoding may output (PAD and BOS excluded, as decoding does)."""
     tgt_in = torch.cat([torch.full((tokens.size(0), 1), BOS_ID), tokens[:, :-1]], dim=1)
-    log_probs = model(src, tgt_in).logits.log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
+    logits = model(src, tgt_in).logits
+    logits[..., [PAD_ID, BOS_ID]] = float("-inf")
+    log_probs = logits.log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
     return (log_probs * (tokens != PAD_ID)).sum(-1)
 
 
@@ -92,7 +95,7 @@ def _model_with_eos_bias(eos_bias: float):
 @pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
 def test_decoding_pads_after_eos_and_stops_when_all_ended(strategy):
     src = torch.randint(4, 13, (8, 6), generator=torch.Generator().manual_seed(4))
-    out = generate(_model_with_eos_bias(0.5), src=src, max_new_tokens=30, strategy=strategy,
+    out = generate(_model_with_eos_bias(-0.5), src=src, max_new_tokens=30, strategy=strategy,
                    generator=torch.Generator().manual_seed(0))
     ended = [row for row in out.tolist() if EOS_ID in row]
     assert any(row.index(EOS_ID) > 0 for row in ended)
@@ -131,3 +134,127 @@ def test_generation_restores_training_mode_and_rejects_bad_settings():
         generate(model, src=source(), strategy="nucleus")
     with pytest.raises(ValueError, match="classifier"):
         generate(build_model(TransformerConfig(arch="encoder_only", src_vocab_size=9, num_classes=2)), src=source())
+
+
+# --- beam search against exhaustive search, and its stopping rule ------------------------------------
+
+def test_wide_beam_equals_exhaustive_search_with_and_without_length_penalty():
+    """With a beam as wide as the search space, beam search must return the best sequence by
+    length-normalised log-probability computed without any cache: wrong cache reordering, scores
+    or lengths all show up here."""
+    model = model_for(tgt_vocab_size=7)  # outputs: EOS and the 3 content tokens 4, 5, 6
+    with torch.no_grad():
+        model.out_proj.weight[EOS_ID] = model.out_proj.weight[4] * 0.9  # EOS competes
+    src = source()[:2]
+    steps, choices = 3, [EOS_ID, 4, 5, 6]
+    from src.model.decoding import length_penalty_factor
+
+    for alpha in (0.0, 0.6, 1.0):
+        beam = generate(model, src=src, max_new_tokens=steps, strategy="beam", beam_size=16, length_penalty=alpha)
+        for item in range(2):
+            best, best_score = None, float("-inf")
+            for seq in itertools.product(choices, repeat=steps):
+                seq = list(seq)
+                if EOS_ID in seq and any(t != EOS_ID for t in seq[seq.index(EOS_ID) + 1:]):
+                    continue  # only one continuation after EOS (padding) counts
+                seq = seq[: seq.index(EOS_ID) + 1] if EOS_ID in seq else seq
+                tokens = torch.tensor([seq + [PAD_ID] * (steps - len(seq))])
+                score = sequence_log_prob(model, src[item:item + 1], tokens).item()
+                score /= length_penalty_factor(torch.tensor(len(seq)), alpha).item()
+                if score > best_score:
+                    best, best_score = seq, score
+            got = [t for t in beam[item].tolist() if t != PAD_ID]
+            assert got == best, f"alpha={alpha}, item {item}"
+
+
+class _ScriptedStepper:
+    """A fake model: next-token probabilities depend on the history only, as scripted below."""
+
+    A, B = 4, 5
+
+    def __init__(self, beams: int):
+        self.prompt = torch.full((beams, 1), BOS_ID)
+        self.history = torch.empty(beams, 0, dtype=torch.long)
+
+    def step(self, tokens):
+        self.history = torch.cat([self.history, tokens], dim=1)
+        probs = torch.full((self.history.size(0), 6), 1e-6)
+        for row, hist in enumerate(self.history.tolist()):
+            if hist == [BOS_ID]:
+                probs[row, EOS_ID], probs[row, self.A] = 0.5, 0.5
+            elif hist == [BOS_ID, self.A]:
+                probs[row, self.B] = 0.99
+            elif hist == [BOS_ID, self.A, self.B]:
+                probs[row, EOS_ID] = 0.99
+            else:
+                probs[row, [EOS_ID, self.A, self.B]] = 1 / 3
+        return probs.log()
+
+    def reorder(self, index):
+        self.history = self.history[index]
+
+
+@pytest.mark.parametrize("alpha,expected", [(0.0, [EOS_ID]), (0.6, [4, 5, EOS_ID])])
+def test_beam_search_does_not_stop_while_a_live_beam_can_still_win(alpha, expected):
+    # [EOS] scores log 0.5; [A, B, EOS] scores about log 0.5 + 2 log 0.99, better after length
+    # normalisation with alpha 0.6, so the search must continue after [EOS] has ended.
+    from src.model.decoding import _beam_search
+
+    out = _beam_search(_ScriptedStepper(beams=2), batch=1, beam_size=2, max_new_tokens=5, alpha=alpha)
+    assert [t for t in out[0].tolist() if t != PAD_ID] == expected
+
+
+# --- the cache, position by position ------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch,pos,mask_type", [
+    *[("encoder_decoder", p, m) for p in ("sinusoidal", "learned", "rope", "alibi", "none") for m in ("standard", "window", "causal")],
+    *[("decoder_only", p, m) for p in ("sinusoidal", "rope", "alibi") for m in ("standard", "window", "prefix")],
+])
+def test_cached_logits_equal_full_recomputation_at_every_step(arch, pos, mask_type):
+    from src.model.decoding import _stepper
+
+    model = model_for(arch, pos_encoding=pos, mask_type=mask_type, window=2, prefix_len=3)
+    src = source()
+    tokens = torch.randint(4, 11, (3, 9), generator=torch.Generator().manual_seed(7))
+    tokens[:, 0] = BOS_ID
+    prompt_len = 3 if arch == "decoder_only" else 1
+    stepper = _stepper(model, src if arch == "encoder_decoder" else None,
+                       tokens[:, :prompt_len] if arch == "decoder_only" else None, repeats=1)
+    full = model(src, tokens).logits if arch == "encoder_decoder" else model(tokens).logits  # (B, T, V)
+    cached = [stepper.step(stepper.prompt)]
+    for t in range(prompt_len, tokens.size(1)):
+        cached.append(stepper.step(tokens[:, t:t + 1]))
+    torch.testing.assert_close(torch.stack(cached, 1), full[:, prompt_len - 1:], atol=1e-10, rtol=0)
+
+
+def test_prefix_lm_refuses_prompts_shorter_than_the_prefix_and_padded_prompts():
+    model = model_for("decoder_only", mask_type="prefix", prefix_len=4)
+    with pytest.raises(ValueError, match="shorter than mask.prefix_len=4"):
+        generate(model, prompt=torch.tensor([[BOS_ID, 5]]))
+    with pytest.raises(ValueError, match="PAD"):
+        generate(model_for("decoder_only"), prompt=torch.tensor([[BOS_ID, 5, PAD_ID]]))
+
+
+def test_temperature_shapes_the_samples():
+    model = model_for()
+    src = source()
+    greedy = generate(model, src=src, max_new_tokens=8)
+    cold = generate(model, src=src, strategy="sample", temperature=1e-4, max_new_tokens=8,
+                    generator=torch.Generator().manual_seed(0))
+    hot = generate(model, src=src, strategy="sample", temperature=50.0, max_new_tokens=8,
+                   generator=torch.Generator().manual_seed(0))
+    assert torch.equal(cold, greedy)
+    assert not torch.equal(hot, greedy)
+
+
+def test_decode_settings_out_of_range_are_rejected():
+    model = model_for()
+    for bad in (dict(max_new_tokens=0), dict(strategy="beam", beam_size=0), dict(strategy="sample", top_p=0.0)):
+        with pytest.raises(ValueError, match="out of range"):
+            generate(model, src=source(), **bad)
+
+
+def test_length_cap_uses_the_whole_positional_table():
+    model = model_for("decoder_only", max_len=8)
+    prompt = torch.randint(4, 11, (1, 4))
+    assert generate(model, prompt=prompt, max_new_tokens=100).size(1) == 5  # positions 4..7 fed, 5th never fed

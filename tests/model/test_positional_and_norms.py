@@ -25,11 +25,11 @@ def test_rotary_scores_depend_only_on_relative_position():
         _, rk = rope.rotate(k, k, start=j)
         return (rq * rk).sum().item()
 
-    assert score(3, 1) == pytest.approx(score(13, 11), rel=1e-9)
+    assert score(3, 1) == pytest.approx(score(13, 11), rel=1e-6)  # float32 tables
     assert score(3, 1) != pytest.approx(score(3, 2), rel=1e-3)
     # rotation preserves norms
     rq, _ = rope.rotate(q, q, start=5)
-    assert rq.norm().item() == pytest.approx(q.norm().item(), rel=1e-12)
+    assert rq.norm().item() == pytest.approx(q.norm().item(), rel=1e-6)
 
 
 def test_alibi_slopes_and_bias_as_in_the_paper():

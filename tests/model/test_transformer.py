@@ -255,3 +255,78 @@ def test_every_architecture_overfits_a_tiny_batch(arch, norm_position):
         optimizer.step()
     assert loss.item() < 0.05
     assert torch.equal(logits.argmax(-1), target)
+
+
+# --- more of the claims, for every architecture ---------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:mask=none")
+@pytest.mark.parametrize("arch", ["decoder_only", "encoder_only"])
+@pytest.mark.parametrize("mask_type,pos", list(itertools.product(MASK_TYPES, POSITIONAL_ENCODINGS)))
+def test_paths_agree_for_every_architecture_mask_and_position(arch, mask_type, pos):
+    torch.manual_seed(0)
+    model = build_model(small_config(arch=arch, mask_type=mask_type, pos_encoding=pos, window=2, prefix_len=2)).double()
+    src, tgt = batch()
+    x = tgt if arch == "decoder_only" else src
+    explicit = model(x, need_weights=True)
+    torch.testing.assert_close(explicit.logits, model(x).logits, atol=1e-10, rtol=0)
+    site = "decoder_self" if arch == "decoder_only" else "encoder_self"
+    allowed = model.attention_masks(src=src, tgt=tgt)[site]
+    for w in explicit.attentions[site]:
+        assert torch.all(w.masked_select(~allowed.expand_as(w)) == 0)
+
+
+@pytest.mark.parametrize("mask_type,visible_until", [("window", 3), ("prefix", 3)])
+def test_decoder_only_window_and_prefix_do_not_see_the_future(mask_type, visible_until):
+    torch.manual_seed(0)
+    lm = build_model(small_config(arch="decoder_only", mask_type=mask_type, window=2, prefix_len=3)).double()
+    _, tgt = batch()
+    changed = tgt.clone()
+    changed[:, visible_until:] = torch.randint(4, 19, changed[:, visible_until:].shape)
+    torch.testing.assert_close(lm(tgt).logits[:, :visible_until], lm(changed).logits[:, :visible_until], atol=1e-10, rtol=0)
+    if mask_type == "prefix":  # inside the prefix, position 0 does see position 2
+        changed_inside = tgt.clone()
+        changed_inside[:, 2] = (tgt[:, 2] - 4 + 1) % 15 + 4
+        assert not torch.allclose(lm(tgt).logits[:, 0], lm(changed_inside).logits[:, 0])
+        keep = lm.trainable_positions(tgt)
+        assert keep[0].tolist() == [False, False, True, True, True, True]
+
+
+def test_prefix_mask_in_an_encoder_decoder_is_a_prefix_lm_encoder():
+    torch.manual_seed(0)
+    model = build_model(small_config(mask_type="prefix", prefix_len=2)).double()
+    src, _ = batch()
+    changed = src.clone()
+    changed[0, 3:5] = torch.tensor([7, 8])
+    before, after = model.encode(src)[0][0], model.encode(changed)[0][0]
+    torch.testing.assert_close(before[:3], after[:3], atol=1e-10, rtol=0)  # prefix + position 2: causal past only
+    masks_ = model.attention_masks(src, torch.randint(4, 19, (3, 5)))
+    assert masks_["decoder_self"][0, 0].int().tolist() == torch.ones(5, 5).tril().int().tolist()
+
+
+def test_embeddings_are_scaled_by_sqrt_d_model_and_add_positions():
+    model = build_model(small_config()).double()
+    tokens = torch.tensor([[5, 6, 7]])
+    expected = model.src_embed.token(tokens) * D**0.5 + model.positional.table[:3].double()
+    torch.testing.assert_close(model.src_embed(tokens, model.positional), expected)
+
+
+@pytest.mark.parametrize("arch,activation", [("encoder_decoder", "relu"), ("decoder_only", "swiglu"), ("encoder_only", "gelu")])
+def test_flops_estimate_matches_torch_flop_counter(arch, activation):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from src.model import flops_per_token
+
+    cfg = small_config(arch=arch, activation=activation)
+    model = build_model(cfg)
+    src = torch.randint(4, 19, (1, 7))
+    tgt = torch.randint(4, 19, (1, 5))
+    # need_weights: the explicit path is plain matmuls, which the counter sees (it skips CPU SDPA)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        if arch == "encoder_decoder":
+            model(src, tgt, need_weights=True)
+        else:
+            model(tgt if arch == "decoder_only" else src, need_weights=True)
+    measured = counter.get_total_flops()
+    tokens = 7 if arch == "encoder_only" else 5
+    head = 2 * D * cfg.num_classes if arch == "encoder_only" else 0  # the classifier head, not in the estimate
+    assert flops_per_token(cfg, src_len=7, tgt_len=5) * tokens == pytest.approx(measured - head, rel=1e-9)
