@@ -71,7 +71,7 @@ class MaskConfig:
 
     type: str = "standard"  # standard | causal | window | prefix | none
     window: int = 4  # mask=window: how many keys a query sees (1 = itself only)
-    prefix_len: int = 0  # mask=prefix: length of the bidirectional prefix (decoder self-attention)
+    prefix_len: int = 0  # mask=prefix: bidirectional prefix length (encoder self-attention; decoder-only: decoder self)
 
 
 @dataclass
@@ -171,6 +171,7 @@ class Config:
     # and on a busy machine several threads per process slowed a tiny model's step from 30 ms to 2 s.
     torch_threads: int = 1
     ckpt_path: Optional[str] = None  # resume training from this checkpoint
+    compile: bool = False  # run the model under torch.compile (slow first steps, faster after; see `make bench`)
     sweep_catch_errors: bool = True  # multirun: a failing job is reported and the sweep goes on
 
 

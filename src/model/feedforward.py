@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import Dropout
+
 
 class FeedForward(nn.Module):
     """FFN(x) = W2 Dropout(act(W1 x + b1)) + b2, with act = ReLU (the paper) or GELU (BERT, GPT)."""
@@ -13,7 +15,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.activation = F.relu if activation == "relu" else F.gelu
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
@@ -29,7 +31,7 @@ class SwiGLUFeedForward(nn.Module):
         super().__init__()
         self.gate_value = nn.Linear(d_model, 2 * d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
         gate, value = self.gate_value(x).chunk(2, dim=-1)  # 2 x (B, T, d_ff)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import Dropout
+
 
 def layer_norm_explicit(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     """LayerNorm (Ba et al. 2016), written out: normalise each position's D features to zero mean and
@@ -69,7 +71,7 @@ class Residual(nn.Module):
     def __init__(self, norm: nn.Module, dropout: float, pre_norm: bool):
         super().__init__()
         self.norm = norm
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: Tensor, sublayer) -> tuple[Tensor, object]:

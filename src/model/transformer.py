@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from . import masks
 from .config import PAD_ID, TransformerConfig
+from .dropout import Dropout
 from .layers import DecoderLayer, EncoderLayer
 from .norms import build_norm
 from .positional import PositionalScheme, build_positional
@@ -35,7 +36,7 @@ class Embeddings(nn.Module):
         super().__init__()
         self.token = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         self.scale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: Tensor, positional: PositionalScheme, start: int = 0) -> Tensor:
         x = self.token(tokens) * self.scale  # (B, T, D)
@@ -246,7 +247,7 @@ class EncoderClassifier(TransformerBase):
         super().__init__(cfg)
         self.src_embed = Embeddings(cfg.src_vocab_size, cfg.d_model, cfg.dropout)
         self.encoder = Encoder(cfg)
-        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.d_model, cfg.num_classes))
+        self.head = nn.Sequential(Dropout(cfg.dropout), nn.Linear(cfg.d_model, cfg.num_classes))
         self._init_weights()
 
     def attention_masks(self, src: Tensor | None = None, tgt: Tensor | None = None) -> dict[str, Tensor]:

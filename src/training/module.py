@@ -43,6 +43,8 @@ class TransformerLitModule(L.LightningModule):
         self.task_name = config["task"]["name"]
         self.model_cfg = TransformerConfig(**model_config)
         self.model = build_model(self.model_cfg)
+        if config.get("compile", False):
+            self.model.compile()  # in place: the module keeps its class, methods and state_dict keys
         self.label_smoothing = config.get("label_smoothing", 0.0)
 
         num_outputs = self.model_cfg.num_classes if kind == "classification" else self.model_cfg.tgt_vocab_size
@@ -67,7 +69,14 @@ class TransformerLitModule(L.LightningModule):
         return self.model(batch["src"], need_weights=need_weights)  # logits (B, C)
 
     def _target(self, batch: dict[str, Tensor]) -> Tensor:
-        return batch["label"] if self.kind == "classification" else batch["tgt_out"]
+        """What the logits are scored against; positions set to PAD are not scored."""
+        if self.kind == "classification":
+            return batch["label"]
+        if self.kind == "lm":  # a prefix-LM must not be scored where it can see its own target
+            trainable = self.model.trainable_positions(batch["tgt_in"])
+            if trainable is not None:
+                return batch["tgt_out"].masked_fill(~trainable, PAD_ID)
+        return batch["tgt_out"]
 
     def loss(self, logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
         """Mean cross-entropy over the non-pad target tokens (teacher forcing: logits at position t predict
@@ -161,9 +170,13 @@ class TransformerLitModule(L.LightningModule):
             return generate(self.model, src=batch["src"].to(self.device), max_new_tokens=target_len + extra_tokens)
         if self.kind == "lm":
             tokens = batch["tgt_in"].to(self.device)
-            half = max(1, tokens.size(1) // 2)
+            half = max(1, tokens.size(1) // 2, self._prefix_needed())
             return generate(self.model, prompt=tokens[:, :half], max_new_tokens=tokens.size(1) - half)
         raise ValueError("greedy_decode is for sequence tasks; use predict_labels for classification")
+
+    def _prefix_needed(self) -> int:
+        """Tokens a decoder-only prompt must have: the whole prefix under mask=prefix, else none."""
+        return self.model_cfg.prefix_len if self.model_cfg.mask_type == "prefix" else 0
 
     @torch.no_grad()
     def predict_labels(self, batch: dict[str, Tensor]) -> Tensor:
@@ -182,6 +195,9 @@ class TransformerLitModule(L.LightningModule):
         decode = self.config.get("decode", {})
         dm = self.trainer.datamodule
         ids = [BOS_ID] + (dm.encode_tgt(prompt) if prompt else [])
+        if len(ids) < self._prefix_needed():  # a prefix-LM starts from a whole prefix: take a validation one
+            ids = dm.probe_batch(1)["tgt_in"][0, : self._prefix_needed()].tolist()
+            prompt = dm.decode_tgt(ids)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         out = generate(
             self.model,

@@ -98,3 +98,16 @@ def test_multi_head_attention_equals_torch_including_per_head_weights(self_atten
 def test_heads_must_divide_d_model():
     with pytest.raises(ValueError, match="heads=3 must divide d_model=16"):
         MultiHeadAttention(16, 3, 0.0, True)
+
+
+def test_explicit_path_drops_attention_weights_and_returns_them_before_dropout():
+    q, k, v = _random_qkv()
+    torch.manual_seed(0)
+    dropped_out, weights = explicit_attention(q, k, v, dropout_p=0.5)
+    clean_out, clean_weights = explicit_attention(q, k, v)
+    torch.testing.assert_close(weights, clean_weights)  # the maps show what the model attends to
+    assert not torch.allclose(dropped_out, clean_out)
+    # with dropout the output is (weights * mask / (1 - p)) @ v: unbiased on average over many draws
+    torch.manual_seed(1)
+    mean_out = torch.stack([explicit_attention(q, k, v, dropout_p=0.5)[0] for _ in range(400)]).mean(0)
+    assert (mean_out - clean_out).abs().mean() < 0.1 * clean_out.abs().mean()
