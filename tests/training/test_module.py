@@ -114,3 +114,11 @@ def test_lm_and_classification_steps():
     assert classifier.predict_labels(batch).shape == (2,)
     classifier._evaluate(batch, "val")
     assert set(classifier.split_metrics["val"].compute()) == {"loss", "acc"}
+
+
+def test_prefix_lm_is_not_scored_where_it_sees_its_own_target():
+    module = make_module(kind="lm", task="char_lm", mask_type="prefix", prefix_len=3)
+    batch = {"tgt_in": torch.tensor([[1, 5, 6, 7, 8]]), "tgt_out": torch.tensor([[5, 6, 7, 8, 9]])}
+    # positions 0 and 1 predict tokens 1 and 2, which lie inside the bidirectional prefix: not scored
+    assert module._target(batch).tolist() == [[PAD_ID, PAD_ID, 7, 8, 9]]
+    assert make_module(kind="lm", task="char_lm")._target(batch).tolist() == [[5, 6, 7, 8, 9]]
