@@ -11,11 +11,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import BOS_ID, EOS_ID, PAD_ID
+from .config import BOS_ID, EOS_ID, PAD_ID, ConfigError
 from .transformer import DecoderOnly, EncoderDecoder
 
 
-class _EncoderDecoderStepper:
+class _Stepper:
+    """Feeds tokens to a model one step at a time, keeping its key/value cache."""
+
+    cache: list[dict]
+
+    def reorder(self, index: Tensor) -> None:
+        """Beam search moved hypotheses between rows: row i now continues old row index[i]."""
+        for layer_cache in self.cache:
+            for name in ("k", "v"):
+                layer_cache["self"][name] = layer_cache["self"][name].index_select(0, index)
+
+
+class _EncoderDecoderStepper(_Stepper):
+    # Beams move between rows of the same batch item only, and those rows share one memory, so
+    # only the self-attention cache needs reordering (the base class's reorder does just that).
+
     def __init__(self, model: EncoderDecoder, src: Tensor, repeats: int = 1):
         src = src.repeat_interleave(repeats, dim=0)  # (B*K, S): one copy per beam
         self.model, self.src = model, src
@@ -30,15 +45,8 @@ class _EncoderDecoderStepper:
         self.position += tokens.size(1)
         return logits[:, -1]
 
-    def reorder(self, index: Tensor) -> None:
-        # Beams move between rows of the same batch item only, and those rows share one memory,
-        # so only the self-attention cache needs reordering.
-        for layer_cache in self.cache:
-            for name in ("k", "v"):
-                layer_cache["self"][name] = layer_cache["self"][name].index_select(0, index)
 
-
-class _DecoderOnlyStepper:
+class _DecoderOnlyStepper(_Stepper):
     def __init__(self, model: DecoderOnly, prompt: Tensor, repeats: int = 1):
         self.model = model
         self.cache = model.decoder.new_cache()
@@ -49,11 +57,6 @@ class _DecoderOnlyStepper:
         logits, _ = self.model.decode(tokens, self.cache, start=self.position)
         self.position += tokens.size(1)
         return logits[:, -1]
-
-    def reorder(self, index: Tensor) -> None:
-        for layer_cache in self.cache:
-            for name in ("k", "v"):
-                layer_cache["self"][name] = layer_cache["self"][name].index_select(0, index)
 
 
 def _stepper(model, src, prompt, repeats):
@@ -66,10 +69,10 @@ def _stepper(model, src, prompt, repeats):
         if prompt is None:
             prompt = torch.full((1 if src is None else src.size(0), 1), BOS_ID, dtype=torch.long, device=device)
         if (prompt == PAD_ID).any():
-            raise ValueError("prompt contains PAD tokens: generate from unpadded prompts of equal length")
+            raise ConfigError("the prompt contains PAD tokens: generate from unpadded prompts of equal length")
         if model.cfg.mask_type == "prefix" and prompt.size(1) < model.cfg.prefix_len:
-            raise ValueError(
-                f"prompt of {prompt.size(1)} tokens is shorter than mask.prefix_len={model.cfg.prefix_len}: "
+            raise ConfigError(
+                f"the prompt of {prompt.size(1)} tokens is shorter than mask.prefix_len={model.cfg.prefix_len}: "
                 "a prefix-LM must be given its whole (bidirectional) prefix before it generates"
             )
         return _DecoderOnlyStepper(model, prompt, repeats)
@@ -195,7 +198,7 @@ def generate(
     "sample" (temperature, top_k, top_p).
     """
     if max_new_tokens < 1 or beam_size < 1 or top_k < 0 or not 0.0 < top_p <= 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"decode settings out of range (max_new_tokens={max_new_tokens}, beam_size={beam_size}, "
             f"top_k={top_k}, top_p={top_p}): need max_new_tokens >= 1, beam_size >= 1, top_k >= 0, 0 < top_p <= 1"
         )
@@ -210,9 +213,9 @@ def generate(
             stepper = _stepper(model, src, prompt, repeats=beam_size)
             return _beam_search(stepper, batch, beam_size, max_new_tokens, length_penalty)
         if strategy not in ("greedy", "sample"):
-            raise ValueError(f"decode.strategy={strategy!r} is not known: choose greedy, beam or sample")
+            raise ConfigError(f"decode.strategy={strategy!r} is not known: choose greedy, beam or sample")
         if strategy == "sample" and temperature <= 0:
-            raise ValueError(f"decode.temperature={temperature} must be > 0 (use strategy=greedy for argmax)")
+            raise ConfigError(f"decode.temperature={temperature} must be > 0 (use strategy=greedy for argmax)")
         stepper = _stepper(model, src, prompt, repeats=1)
         return _greedy_or_sample(stepper, max_new_tokens, strategy == "sample", temperature, top_k, top_p, generator)
     finally:
