@@ -167,9 +167,10 @@ class Config:
     batch_size: int = 64
     num_workers: int = 0
     label_smoothing: float = 0.0
-    # CPU threads for torch (0 = torch's default, one per core). 1 by default: small models gain nothing from more,
-    # and on a busy machine several threads per process slowed a tiny model's step from 30 ms to 2 s.
-    torch_threads: int = 1
+    # CPU threads for torch; 0 = torch's default (one per core, or OMP_NUM_THREADS: the joblib launcher sets 1 per
+    # worker). Set 1 when several runs share a machine: on a busy 2-core machine, two threads per process slowed a
+    # tiny model's step from 30 ms to 2 s. The default run took 51 s with 0 and 70 s with 1 on a quiet 2-core machine.
+    torch_threads: int = 0
     ckpt_path: Optional[str] = None  # resume training from this checkpoint
     compile: bool = False  # run the model under torch.compile (slow first steps, faster after; see `make bench`)
     sweep_catch_errors: bool = True  # multirun: a failing job is reported and the sweep goes on
@@ -183,7 +184,7 @@ class EvalConfig:
     batch_size: Optional[int] = None  # None: the training run's batch size
     split: str = "test"  # test (all test splits, incl. test_long for synthetic tasks) | val
     accelerator: str = "cpu"
-    torch_threads: int = 1
+    torch_threads: int = 0
 
 
 @dataclass
@@ -194,7 +195,7 @@ class PredictConfig:
     text: str = MISSING
     num_samples: int = 1  # decode.strategy=sample: how many continuations to draw
     seed: int = 0  # sampling seed
-    torch_threads: int = 1
+    torch_threads: int = 0
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 

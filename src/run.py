@@ -46,7 +46,7 @@ EXIT_USER_ERROR = 2
 def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool) -> list:
     import lightning.pytorch.callbacks as cb
 
-    from src.training.callbacks import ValidateAtLastStep
+    from src.training.callbacks import StepProgressBar, ValidateAtLastStep
 
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list = [ValidateAtLastStep()]
@@ -78,7 +78,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool) -
             )
         )
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(cb.RichProgressBar())
+        callbacks.append(StepProgressBar())
     if with_logger:
         callbacks.append(cb.LearningRateMonitor(logging_interval="step"))
         callbacks += dashboard_callbacks(cfg, module.metric_tags)

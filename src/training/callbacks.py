@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, without "Epoch 12/-2" when only max_steps bounds training."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs is None or self.trainer.max_epochs < 0:
+            return f"Epoch {current_epoch}"
+        return super()._get_train_description(current_epoch)
 
 
 class ValidateAtLastStep(L.Callback):
