@@ -106,6 +106,9 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     deterministic: Any = False
     enable_progress_bar: bool = True
+    # Off: the run prints its own model size (parameters, FLOPs per token) in the config tree; Lightning's table
+    # would add a "FLOPs 0" column (it counts FLOPs only with an example input).
+    enable_model_summary: bool = False
     # Our training loader shards its seeded permutation by rank itself (src/data/resumable.py, exact resume);
     # Lightning must not swap in a DistributedSampler. Under DDP every rank then validates the whole val set.
     use_distributed_sampler: bool = False
