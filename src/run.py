@@ -46,10 +46,10 @@ EXIT_USER_ERROR = 2
 def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool) -> list:
     import lightning.pytorch.callbacks as cb
 
-    from src.training.callbacks import StepProgressBar, ValidateAtLastStep
+    from src.training.callbacks import RestoreRandomState, StepProgressBar, ValidateAtLastStep
 
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list = [ValidateAtLastStep()]
+    callbacks: list = [ValidateAtLastStep(), RestoreRandomState()]
     # After every validation (and so after the last step, see ValidateAtLastStep):
     if cfg.checkpoint.save_best:  # checkpoints/best.ckpt, by the task's main metric
         callbacks.append(

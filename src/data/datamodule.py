@@ -83,7 +83,8 @@ class TaskDataModule(L.LightningDataModule):
 
     def _eval_loader(self, examples: list[dict]) -> DataLoader:
         return DataLoader(
-            examples, batch_size=self.batch_size, shuffle=False, collate_fn=self.collate, num_workers=self.num_workers
+            examples, batch_size=self.batch_size, shuffle=False, collate_fn=self.collate, num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),  # leave the global generator to the model
         )
 
     def val_dataloader(self) -> DataLoader:

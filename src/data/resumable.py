@@ -93,6 +93,9 @@ class ResumableDataLoader(DataLoader):
             num_workers=num_workers,
             drop_last=False,  # batch k is always positions [k*B, (k+1)*B) of the permutation
             persistent_workers=False,
+            # its own generator for the workers' base seed: starting an iterator (as a resumed run does
+            # mid-epoch) must not draw from the global generator that dropout uses
+            generator=torch.Generator().manual_seed(seed),
         )
         self.seed = seed
         self.batches_yielded = 0

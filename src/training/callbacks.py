@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
 
@@ -13,6 +17,48 @@ class StepProgressBar(RichProgressBar):
         if self.trainer.max_epochs is None or self.trainer.max_epochs < 0:
             return f"Epoch {current_epoch}"
         return super()._get_train_description(current_epoch)
+
+
+def _numpy_state_as_plain(state: tuple) -> tuple:
+    """numpy's generator state with its key array as a tensor: checkpoints are read with weights_only=True,
+    which loads tensors and plain Python values but no numpy objects."""
+    name, keys, position, has_gauss, cached_gaussian = state
+    return name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gaussian)
+
+
+class RestoreRandomState(L.Callback):
+    """Exact resume, random part: the checkpoint carries the random generators' states and a resumed run
+    restores them just before its first training step, so dropout draws the masks the uninterrupted run drew.
+
+    (The data order has its own seeded generators, see src/data/resumable.py; only the model uses these.)
+    Restoring at the first step rather than at load time skips what Lightning does in between (starting the
+    data iterators, for instance) whatever it draws.
+    """
+
+    def __init__(self):
+        self._pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": _numpy_state_as_plain(np.random.get_state()),
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending = state_dict
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+        random.setstate(state["python"])
 
 
 class ValidateAtLastStep(L.Callback):

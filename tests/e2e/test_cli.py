@@ -159,6 +159,21 @@ def test_resume_continues_to_max_steps_with_identical_weights(sweep, tmp_path):
         assert torch.equal(resumed["state_dict"][name], tensor), f"{name} differs after resuming"
 
 
+def test_resume_with_dropout_gives_identical_weights(tmp_path):
+    """With dropout the random generators matter too: the checkpoint carries them. 150 examples in batches of
+    16 are 10 steps an epoch, so the step-6 checkpoint is mid-epoch and the resumed run crosses an epoch."""
+    settings = ["task=copy", *TINY, "model.dropout=0.1", "task.train_size=150", "task.val_size=32",
+                "task.test_size=32", *MID_RUN_CHECKPOINTS]
+    check(run_module("src.run", *settings, f"hydra.run.dir={tmp_path / 'full'}"))
+    check(run_module("src.run", *settings, f"ckpt_path={tmp_path / 'full' / 'checkpoints' / 'step-6.ckpt'}",
+                     f"hydra.run.dir={tmp_path / 'resumed'}"))
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    reference = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == reference["global_step"] == 12
+    for name, tensor in reference["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], tensor), f"{name} differs after resuming"
+
+
 def test_resume_with_a_different_model_is_one_line(sweep, tmp_path):
     middle = sweep["reverse"] / "checkpoints" / "step-6.ckpt"
     result = run_module("src.run", "task=reverse", *TINY, *SMALL_SYNTHETIC, "model.d_ff=64",
