@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(PY) -m src.bench $(ARGS)
 
 tensorboard: $(STAMP)
-	$(VENV)/bin/tensorboard --logdir outputs
+	$(VENV)/bin/tensorboard --logdir outputs --samples_per_plugin images=100
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -357,7 +357,7 @@ def model_config_for(cfg: DictConfig, src_vocab_size: int = 8, tgt_vocab_size: i
     )
 
 
-def validate_config(cfg: DictConfig) -> None:
+def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
     """Raise ConfigError (one line: the field and the fix) for a config that cannot work. Cheap: reads no data
     but checks that data files exist; runs before the datamodule and the model are built."""
     name = cfg.task.name
@@ -420,14 +420,22 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer.warmup_steps={cfg.optimizer.warmup_steps} must be >= 0")
     if cfg.optimizer.name == "adam_noam" and cfg.optimizer.warmup_steps < 1:
         raise ConfigError("optimizer.warmup_steps=0: the adam_noam schedule divides by it, use 1 or more")
-    if cfg.optimizer.name == "adamw_cosine" and cfg.trainer.max_steps < 1:
-        raise ConfigError("optimizer=adamw_cosine decays over trainer.max_steps: set trainer.max_steps > 0")
+    if len(cfg.optimizer.betas) != 2:
+        raise ConfigError(f"optimizer.betas={list(cfg.optimizer.betas)} needs two values, e.g. [0.9,0.98]")
+    _check_trainer(cfg.trainer, multirun)
+    if cfg.num_workers < 0:
+        raise ConfigError(f"num_workers={cfg.num_workers} must be >= 0 (0 = load data in the training process)")
+    for key in ("attention_examples", "probe_size", "text_examples"):
+        if cfg.dashboard[key] < 1:
+            raise ConfigError(f"dashboard.{key}={cfg.dashboard[key]} must be >= 1 (turn the logger off with its switch)")
+    if cfg.checkpoint.every_n_train_steps < 0:
+        raise ConfigError(f"checkpoint.every_n_train_steps={cfg.checkpoint.every_n_train_steps} must be >= 0 (0 = off)")
+    if cfg.task.name == "char_lm" and cfg.task.val_fraction <= 0:
+        raise ConfigError("task.val_fraction=0 leaves no validation text, so no checkpoint would be saved: use > 0")
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise ConfigError(f"label_smoothing={cfg.label_smoothing} must be in [0, 1)")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1")
-    if cfg.trainer.max_steps < 1 and cfg.trainer.max_epochs is None:
-        raise ConfigError("training never stops: set trainer.max_steps > 0 or trainer.max_epochs")
     _check_choice("logger", cfg.logger.name, LOGGERS)
     if cfg.dashboard.attention_every_n_steps < 0:
         raise ConfigError(
@@ -437,6 +445,39 @@ def validate_config(cfg: DictConfig) -> None:
     validate_decode(cfg.decode)
     if cfg.ckpt_path is not None:
         check_checkpoint_file(cfg.ckpt_path, "ckpt_path")
+
+
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
+
+
+def _check_trainer(trainer, multirun: bool) -> None:
+    """The Trainer arguments Lightning would reject late (after data and model are built) or never."""
+    if str(trainer.precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={trainer.precision} is not known: choose one of {', '.join(PRECISIONS)}")
+    if trainer.accelerator in ("gpu", "cuda") and not _cuda_available():
+        raise ConfigError(f"trainer.accelerator={trainer.accelerator} but no CUDA GPU is visible: use trainer=cpu")
+    interval = trainer.val_check_interval
+    if isinstance(interval, int) and interval < 1:
+        raise ConfigError(f"trainer.val_check_interval={interval} must be >= 1 (training steps between validations)")
+    if trainer.limit_val_batches == 0:
+        raise ConfigError("trainer.limit_val_batches=0 skips validation, so no checkpoint would be saved: use > 0")
+    if trainer.accumulate_grad_batches < 1:
+        raise ConfigError(f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches} must be >= 1")
+    if trainer.max_steps < 1 and trainer.max_epochs is None:
+        raise ConfigError("training never stops: set trainer.max_steps > 0 or trainer.max_epochs")
+    several_devices = str(trainer.devices) not in ("1", "[0]")
+    if multirun and several_devices and trainer.strategy in ("auto", "ddp"):
+        # PITFALLS: Lightning's ddp launcher re-runs the command line in each extra rank, i.e. the whole sweep.
+        raise ConfigError(
+            f"trainer.devices={trainer.devices} with trainer.strategy={trainer.strategy} inside a sweep would start the "
+            "sweep again in every extra process: use trainer=ddp (strategy ddp_spawn)"
+        )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def validate_decode(decode) -> None:
@@ -456,6 +497,12 @@ def validate_decode(decode) -> None:
 def check_checkpoint_file(path: str, field_name: str = "ckpt") -> Path:
     """A checkpoint path must name an existing file (loading it is checked where it is loaded)."""
     resolved = resolve_path(path)
+    if resolved.is_dir():
+        hint = resolved / "checkpoints" / "best.ckpt"
+        raise ConfigError(
+            f"{field_name}={path} is a directory: give a .ckpt file"
+            + (f", e.g. {field_name}={hint}" if hint.is_file() else " (a run keeps them in <run>/checkpoints/)")
+        )
     if not resolved.is_file():
         raise ConfigError(f"{field_name}={path} does not exist (looked at {resolved}): give a .ckpt file of a run")
     return resolved

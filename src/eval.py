@@ -24,20 +24,28 @@ quiet_lightning()
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from src.config import check_checkpoint_file
     from src.training.checkpoint import load_run
 
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError("ckpt is required: python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt")
+    if cfg.batch_size is not None and cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split={cfg.split!r} is not known: choose test or val")
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
+    check_checkpoint_file(cfg.ckpt, "ckpt")  # cheap, so a wrong path is the one line printed
+    try:  # Lightning checks the accelerator: before the checkpoint and the data are loaded
+        trainer = L.Trainer(
+            accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise ConfigError(f"accelerator={cfg.accelerator}: {str(error).strip().splitlines()[0]}") from None
     module, datamodule = load_run(cfg.ckpt, cfg.batch_size)
-    trainer = L.Trainer(
-        accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(module, datamodule=datamodule, verbose=False)
     metrics: dict[str, float] = {}

@@ -108,6 +108,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float | None:
     """Train the configured experiment in `run_dir`; returns the final value of the task's main validation
     metric (what a sweeper such as Optuna would optimise)."""
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from src.data import build_datamodule
@@ -115,7 +116,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float | None:
     from src.training.module import TransformerLitModule
     from src.training.report import print_run_start, print_run_end
 
-    validate_config(cfg)  # before any data or model is built
+    validate_config(cfg, multirun=is_multirun())  # before any data or model is built
     checkpoint = read_checkpoint(cfg.ckpt_path, "ckpt_path") if cfg.ckpt_path is not None else None
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
@@ -133,7 +134,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float | None:
     model_cfg.validate()  # again, now with the real vocabulary sizes
 
     if checkpoint is not None:
-        check_resumable(checkpoint, model_cfg, cfg.task.name)
+        check_resumable(checkpoint, model_cfg, cfg.task.name, config=to_plain(cfg))
         del checkpoint  # Lightning reads it again, with the loop and data-loader state
 
     module = TransformerLitModule(to_plain(cfg), asdict(model_cfg), datamodule.kind, str(run_dir))
@@ -144,12 +145,16 @@ def train(cfg: DictConfig, run_dir: Path) -> float | None:
     if with_logger:
         # name="" and version="": event files go straight into the run directory (no lightning_logs/version_0).
         logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-    trainer = L.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
-        logger=logger,
-        callbacks=build_callbacks(cfg, run_dir, module, with_logger),
-        default_root_dir=str(run_dir),
-    )
+    try:
+        trainer = L.Trainer(
+            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            logger=logger,
+            callbacks=build_callbacks(cfg, run_dir, module, with_logger),
+            default_root_dir=str(run_dir),
+        )
+    except (MisconfigurationException, ValueError) as error:  # Lightning's own checks of trainer.*
+        first_line = str(error).strip().splitlines()[0]
+        raise ConfigError(f"trainer settings rejected by Lightning: {first_line}") from None
     ckpt_path = str(resolve_path(cfg.ckpt_path)) if cfg.ckpt_path is not None else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 

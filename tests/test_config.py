@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
@@ -67,7 +68,36 @@ def test_file_tasks_validate(text_files):
     "optimizer=adam_noam", "optimizer=adamw_cosine",
 ])
 def test_group_options_compose(override):
-    validate_config(compose_config(override))
+    cfg = compose_config(override)
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU is visible: use trainer=cpu"):
+            validate_config(cfg)
+        return
+    validate_config(cfg)
+
+
+@pytest.mark.parametrize("overrides,field", [
+    (["trainer.precision=bogus"], "trainer.precision=bogus"),
+    (["trainer.val_check_interval=0"], "trainer.val_check_interval=0"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0"),
+    (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0"),
+    (["optimizer.betas=[0.9]"], "optimizer.betas"),
+    (["num_workers=-1"], "num_workers=-1"),
+    (["dashboard.probe_size=0"], "dashboard.probe_size=0"),
+    (["checkpoint.every_n_train_steps=-1"], "checkpoint.every_n_train_steps=-1"),
+])
+def test_trainer_and_run_settings_out_of_range_are_one_line(overrides, field):
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[")) as error:
+        validate_config(compose_config(*overrides))
+    assert "\n" not in str(error.value)
+
+
+def test_several_devices_inside_a_sweep_must_use_ddp_spawn():
+    cfg = compose_config("trainer.devices=2")
+    validate_config(cfg)  # a single run may use Lightning's ddp
+    with pytest.raises(ConfigError, match="use trainer=ddp"):
+        validate_config(cfg, multirun=True)
+    validate_config(compose_config("trainer.devices=2", "trainer.strategy=ddp_spawn"), multirun=True)
 
 
 def test_layers_sets_both_stacks_unless_given():

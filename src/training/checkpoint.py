@@ -37,14 +37,37 @@ def read_checkpoint(path: str, field_name: str = "ckpt") -> dict[str, Any]:
     return checkpoint
 
 
-def check_resumable(checkpoint: dict, model_cfg: TransformerConfig, task_name: str, field_name: str = "ckpt_path") -> None:
-    """Resuming needs the same model and task: report the first difference as the one line to fix."""
-    saved_task = checkpoint["hyper_parameters"]["config"]["task"]["name"]
+# What a resumed run must share with the run that wrote the checkpoint, beyond the model: the data (its
+# content and order come from these) and the optimisation. Training length (trainer.max_steps) may change.
+RESUME_MUST_MATCH = ("seed", "batch_size", "label_smoothing", "optimizer", "trainer.accumulate_grad_batches")
+
+
+def _lookup(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def check_resumable(
+    checkpoint: dict, model_cfg: TransformerConfig, task_name: str, field_name: str = "ckpt_path", config: dict | None = None
+) -> None:
+    """Resuming needs the same model, task, data and optimisation: report the first difference as the line to fix."""
+    saved_config = checkpoint["hyper_parameters"]["config"]
+    saved_task = saved_config["task"]["name"]
     if saved_task != task_name:
         raise ConfigError(
             f"{field_name} was trained on task={saved_task}, this run has task={task_name}: "
             f"resume with task={saved_task} or drop {field_name}"
         )
+    if config is not None:
+        keys = list(RESUME_MUST_MATCH) + [f"task.{k}" for k in saved_config["task"] if not k.endswith(("path", "_src", "_tgt", "data_dir"))]
+        for key in keys:
+            saved_value, value = _lookup(saved_config, key), _lookup(config, key)
+            if saved_value != value:
+                raise ConfigError(
+                    f"{field_name} was trained with {key}={saved_value}, this run has {key}={value}: "
+                    f"resume with the same settings (see the run's .hydra/config.yaml) or drop {field_name}"
+                )
     saved = checkpoint["hyper_parameters"]["model_config"]
     for key, value in asdict(model_cfg).items():
         if key in saved and saved[key] != value:
@@ -76,7 +99,7 @@ def load_run(checkpoint_path: str, batch_size: int | None = None, field_name: st
     config = hparams["config"]
     datamodule = build_datamodule(
         OmegaConf.create(config["task"]),
-        batch_size=batch_size or config["batch_size"],
+        batch_size=config["batch_size"] if batch_size is None else batch_size,
         seed=config["seed"],
         run_dir=run_dir_of(checkpoint_path, checkpoint),
     )

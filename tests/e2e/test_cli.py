@@ -152,6 +152,8 @@ def test_resume_continues_to_max_steps_with_identical_weights(sweep, tmp_path):
     resumed_dir = tmp_path / "resumed"
     check(run_module("src.run", "task=reverse", *TINY, *SMALL_SYNTHETIC, *MID_RUN_CHECKPOINTS,
                      f"ckpt_path={middle}", f"hydra.run.dir={resumed_dir}"))
+    # it really started after step 6 (a run from scratch would reach the same weights and write step-6.ckpt)
+    assert sorted(p.name for p in (resumed_dir / "checkpoints").glob("step-*")) == ["step-12.ckpt"]
     resumed = torch.load(resumed_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     reference = torch.load(uninterrupted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["global_step"] == reference["global_step"] == 12
@@ -167,6 +169,7 @@ def test_resume_with_dropout_gives_identical_weights(tmp_path):
     check(run_module("src.run", *settings, f"hydra.run.dir={tmp_path / 'full'}"))
     check(run_module("src.run", *settings, f"ckpt_path={tmp_path / 'full' / 'checkpoints' / 'step-6.ckpt'}",
                      f"hydra.run.dir={tmp_path / 'resumed'}"))
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("step-*")) == ["step-12.ckpt"]
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     reference = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["global_step"] == reference["global_step"] == 12
@@ -180,6 +183,10 @@ def test_resume_with_a_different_model_is_one_line(sweep, tmp_path):
                         f"ckpt_path={middle}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert "d_ff" in result.stderr and "Traceback" not in result.stderr
+    # another seed would mean other data and another order: not a resume either
+    result = run_module("src.run", "task=reverse", *TINY, *SMALL_SYNTHETIC, "seed=7",
+                        f"ckpt_path={middle}", f"hydra.run.dir={tmp_path / 'run2'}")
+    assert result.returncode == 2 and "seed=0, this run has seed=7" in result.stderr
 
 
 # --- sweeps survive a failing job --------------------------------------------------------------------------
