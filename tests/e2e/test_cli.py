@@ -200,3 +200,25 @@ def test_a_failing_sweep_job_does_not_end_the_sweep(tmp_path):
     assert len(jobs) == 2
     assert (jobs[0] / "error.txt").is_file()
     assert (jobs[1] / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_two_runs_started_together_get_their_own_directories(tmp_path):
+    """The default run directory ends in microseconds: two runs started in the same second do not collide."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    default = OmegaConf.load(ROOT / "conf" / "config.yaml").hydra.run._content["dir"]._value()  # unresolved
+    assert default.startswith("outputs/")
+    pattern = f"hydra.run.dir={tmp_path}/{default[len('outputs/'):]}"  # the project's own pattern, under tmp_path
+    args = [sys.executable, "-m", "src.run", "task=copy", *TINY, *SMALL_SYNTHETIC, "trainer.max_steps=2",
+            "logger=none", pattern]
+    runs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    run_dirs = sorted(tmp_path.glob("*/*"))
+    assert len(run_dirs) == 2
+    for run_dir in run_dirs:
+        assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
