@@ -7,14 +7,13 @@ lengths that measure length generalisation.
 
 from __future__ import annotations
 
-import sys
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from src.cli import user_errors_as_one_line
 from src.config import register_configs
-from src.data import DataError
 from src.model import ConfigError
 from src.training.report import quiet_lightning
 
@@ -56,11 +55,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors_as_one_line():
         metrics = evaluate(cfg)
-    except (ConfigError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     from src.training.report import print_metrics
 
     print(f"checkpoint: {cfg.ckpt}")

@@ -10,14 +10,13 @@ Decoding is chosen by config: decode.strategy=greedy (default) | beam (decode.be
 
 from __future__ import annotations
 
-import sys
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from src.cli import user_errors_as_one_line
 from src.config import register_configs, validate_decode
-from src.data import DataError
 from src.model import BOS_ID, ConfigError, generate
 from src.training.report import quiet_lightning
 
@@ -69,11 +68,8 @@ def predict(cfg: DictConfig) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors_as_one_line():
         lines = predict(cfg)
-    except (ConfigError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     if len(lines) > 1 and cfg.decode.strategy == "sample":
         lines = [f"--- sample {i + 1} ---\n{line}" for i, line in enumerate(lines)]
     print("\n".join(lines))

@@ -30,7 +30,7 @@ from src.config import (
     to_plain,
     validate_config,
 )
-from src.data import DataError
+from src.cli import EXIT_USER_ERROR, USER_ERRORS
 from src.model import ConfigError
 from src.training.report import quiet_lightning
 
@@ -38,9 +38,6 @@ register_configs()
 quiet_lightning()
 
 
-# Errors that are the user's to fix: printed as one line, never as a traceback.
-USER_ERRORS = (ConfigError, DataError)
-EXIT_USER_ERROR = 2
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool) -> list:

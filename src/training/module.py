@@ -103,7 +103,7 @@ class TransformerLitModule(L.LightningModule):
 
     def configure_optimizers(self):
         # the whole run's optimizer steps, whether trainer.max_steps or trainer.max_epochs bounds it
-        total_steps = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else self.config["trainer"]["max_steps"]
+        total_steps = int(self.trainer.estimated_stepping_batches)
         return build_optimizer(self.model, self.config["optimizer"], self.model_cfg.d_model, total_steps)
 
     # --- evaluation ---------------------------------------------------------------------------------------------
