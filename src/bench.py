@@ -52,8 +52,12 @@ class TorchTransformerBaseline(nn.Module):
         tgt_x = self.dropout(self.tgt_embed(tgt) * self.scale + self.positions[:t])
         causal = torch.ones(t, t, dtype=torch.bool, device=tgt.device).triu(1)  # True = blocked
         out = self.transformer(
-            src_x, tgt_x, tgt_mask=causal, src_key_padding_mask=src == PAD_ID,
-            tgt_key_padding_mask=tgt == PAD_ID, memory_key_padding_mask=src == PAD_ID,
+            src_x,
+            tgt_x,
+            tgt_mask=causal,
+            src_key_padding_mask=src == PAD_ID,
+            tgt_key_padding_mask=tgt == PAD_ID,
+            memory_key_padding_mask=src == PAD_ID,
         )
         return self.out_proj(out)
 
@@ -65,8 +69,8 @@ def make_batches(cfg: TransformerConfig, count: int, batch: int, length: int, se
         src = torch.randint(4, cfg.src_vocab_size, (batch, length), generator=g)
         tgt = torch.randint(4, cfg.tgt_vocab_size, (batch, length + 1), generator=g)
         for row in range(batch):  # varied lengths, right-padded, as real batches are
-            src[row, torch.randint(length // 2, length + 1, (1,), generator=g).item():] = PAD_ID
-            tgt[row, torch.randint(length // 2, length + 1, (1,), generator=g).item():] = PAD_ID
+            src[row, torch.randint(length // 2, length + 1, (1,), generator=g).item() :] = PAD_ID
+            tgt[row, torch.randint(length // 2, length + 1, (1,), generator=g).item() :] = PAD_ID
         batches.append((src, tgt[:, :-1], tgt[:, 1:]))
     return batches
 
@@ -98,8 +102,17 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    cfg = TransformerConfig(src_vocab_size=1000, tgt_vocab_size=1000, d_model=256, heads=8, enc_layers=3,
-                            dec_layers=3, d_ff=1024, dropout=0.1, max_len=args.length + 1)
+    cfg = TransformerConfig(
+        src_vocab_size=1000,
+        tgt_vocab_size=1000,
+        d_model=256,
+        heads=8,
+        enc_layers=3,
+        dec_layers=3,
+        d_ff=1024,
+        dropout=0.1,
+        max_len=args.length + 1,
+    )
     torch.manual_seed(0)
     models = {"scratch": build_model(cfg).train(), "torch.nn.Transformer": TorchTransformerBaseline(cfg).train()}
     forwards = {"scratch": lambda m, s, t: m(s, t).logits, "torch.nn.Transformer": lambda m, s, t: m(s, t)}
@@ -109,18 +122,22 @@ def main(argv=None) -> None:
     batches = make_batches(cfg, args.steps, args.batch, args.length)
 
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, compile={args.compile}; "
-          f"parameters: " + ", ".join(f"{n} {p:,}" for n, p in params.items()))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, compile={args.compile}; "
+        f"parameters: " + ", ".join(f"{n} {p:,}" for n, p in params.items())
+    )
     for name, model in models.items():  # warm-up (and compilation)
         train_steps(model, optimizers[name], batches[: args.warmup] or batches[:1], forwards[name])
 
     results = {name: [] for name in models}
     for repeat in range(args.repeats):
-        for name in (list(models) if repeat % 2 == 0 else list(reversed(models))):  # alternate the order
+        for name in list(models) if repeat % 2 == 0 else list(reversed(models)):  # alternate the order
             results[name].append(train_steps(models[name], optimizers[name], batches, forwards[name]))
     for name, runs in results.items():
-        print(f"{name:>22}: median {statistics.median(runs):8.0f} target tokens/s  "
-              f"(runs: {', '.join(f'{r:.0f}' for r in runs)})")
+        print(
+            f"{name:>22}: median {statistics.median(runs):8.0f} target tokens/s  "
+            f"(runs: {', '.join(f'{r:.0f}' for r in runs)})"
+        )
     ratio = statistics.median(results["scratch"]) / statistics.median(results["torch.nn.Transformer"])
     print(f"ratio scratch / torch.nn.Transformer: {ratio:.3f}")
 

@@ -7,15 +7,15 @@ lengths that measure length generalisation.
 
 from __future__ import annotations
 
-
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import user_errors_as_one_line
-from src.config import register_configs
+from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
 from src.model import ConfigError
+from src.schema import register_configs
 from src.training.report import quiet_lightning
+from src.validation import check_threads
 
 register_configs()
 quiet_lightning()
@@ -25,26 +25,32 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from src.config import check_checkpoint_file
-    from src.training.checkpoint import load_run
+    from src.training.checkpoint import load_run, read_checkpoint
 
     if OmegaConf.is_missing(cfg, "ckpt"):
-        raise ConfigError("ckpt is required: python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt")
+        raise ConfigError(
+            "ckpt is required: give it, e.g. python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt"
+        )
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split={cfg.split!r} is not known: choose test or val")
+    check_threads(cfg.torch_threads)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    check_checkpoint_file(cfg.ckpt, "ckpt")  # cheap, so a wrong path is the one line printed
-    try:  # Lightning checks the accelerator: before the checkpoint and the data are loaded
+    checkpoint = read_checkpoint(cfg.ckpt, "ckpt")  # a bad file is the one line printed, before Lightning talks
+    try:  # Lightning checks the accelerator: before the data are loaded
         trainer = L.Trainer(
-            accelerator=cfg.accelerator, devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False,
+            accelerator=cfg.accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
         )
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         raise ConfigError(f"accelerator={cfg.accelerator}: {str(error).strip().splitlines()[0]}") from None
-    module, datamodule = load_run(cfg.ckpt, cfg.batch_size)
+    module, datamodule = load_run(cfg.ckpt, cfg.batch_size, checkpoint=checkpoint)
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(module, datamodule=datamodule, verbose=False)
     metrics: dict[str, float] = {}
@@ -53,7 +59,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     with user_errors_as_one_line():
         metrics = evaluate(cfg)
@@ -64,4 +70,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_command(main)

@@ -1,20 +1,27 @@
-"""TensorBoard dashboards: attention maps and masks, attention statistics, text samples, hparams.
+"""TensorBoard dashboards, one file per feature, each with its pictures or numbers and the callback that logs them:
 
-Plotting and statistics are pure functions (``attention_maps``, ``stats``); ``callbacks`` wires them into
-Lightning; ``tensorboard_reader`` reads a run's event files back (tests, scripts).
+    probe.py               what the callbacks share: when they may write, the fixed probe batch
+    attention_maps.py      attention/<site>/layer_<l> and mask/<site> images
+    attention_stats.py     attention_stats/<site>/layer_<l>/head_<h>/<statistic> scalars
+    text_samples.py        samples/validation text tables
+    hparams.py             the HPARAMS tab
+    tensorboard_reader.py  reads a run's event files back (tests, scripts)
+
+The callbacks look at the network through the read-only views of ``src.training.inference``.
 """
 
-from src.dashboard.attention_maps import layer_title, mask_title, render_attention_heads, render_attention_mask
-from src.dashboard.callbacks import (
+from src.dashboard.attention_maps import (
     AttentionMapLogger,
-    AttentionStatsLogger,
-    HParamsLogger,
-    TextSampleLogger,
-    flatten_config,
-    tensorboard_logger,
+    layer_title,
+    mask_title,
+    render_attention_heads,
+    render_attention_mask,
 )
-from src.dashboard.stats import head_statistics
+from src.dashboard.attention_stats import AttentionStatsLogger, head_statistics
+from src.dashboard.hparams import HParamsLogger, flatten_config
+from src.dashboard.probe import tensorboard_logger
 from src.dashboard.tensorboard_reader import RunEvents, read_events
+from src.dashboard.text_samples import TextSampleLogger
 
 __all__ = [
     "AttentionMapLogger",

@@ -1,6 +1,7 @@
-"""Render attention weights and attention masks as images for TensorBoard.
+"""Attention maps and masks as TensorBoard images: the renderers and ``AttentionMapLogger``, which logs them.
 
-Pure functions: tensors (or arrays) and token strings in, an RGB uint8 array (H, W, 3) out, so logging is
+The renderers are pure functions: tensors (or arrays) and token strings in, an RGB uint8 array (H, W, 3) out, so
+logging is
 
     writer.add_image(tag, image, step, dataformats="HWC")
 
@@ -11,18 +12,34 @@ pyplot and PNG encodes/decodes twice).
 
 Conventions: queries on the y axis (rows, top to bottom), keys on the x axis (columns), as in the weight matrix
 ``P[i, j] = softmax_j(q_i . k_j)``; rows of a weight matrix sum to 1.
+
+Tags written (the tests and the end-to-end checks rely on them):
+
+    attention/<site>/layer_<l>     image per layer, all heads (l counts from 1; ``/example_<e>`` with several)
+    mask/<site>                    image, once at train start
+
+Besides what every dashboard callback needs (see ``probe``), the logger reads the probe's token strings
+(``datamodule.src_token_strings(ids)`` / ``tgt_token_strings(ids)``) and the masks the network applies
+(``pl_module.model.attention_masks(src=..., tgt=...)`` -> {site: bool (B, 1, Tq, Tk)}, True = may attend).
+
+View with ``tensorboard --logdir outputs --samples_per_plugin images=100`` (the UI shows 10 images per tag
+otherwise).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from matplotlib import colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from src.dashboard.probe import SITE_INPUTS, ProbeCallback, can_log, tensorboard_logger
+from src.model.tokens import PAD_ID
 
 # Human-readable names of the three attention sites the model can have.
 SITE_TITLES = {
@@ -65,8 +82,15 @@ def _short(token: str) -> str:
     return token
 
 
-def _label_axes(ax, query_tokens: Sequence[str] | None, key_tokens: Sequence[str] | None,
-                num_queries: int, num_keys: int, label_queries: bool, label_keys: bool) -> None:
+def _label_axes(
+    ax,
+    query_tokens: Sequence[str] | None,
+    key_tokens: Sequence[str] | None,
+    num_queries: int,
+    num_keys: int,
+    label_queries: bool,
+    label_keys: bool,
+) -> None:
     """Write token strings next to the rows (queries) and under the columns (keys); every k-th when long.
 
     The labels are plain text artists rather than matplotlib ticks: a tick is five artists (two tick marks,
@@ -96,8 +120,10 @@ def _longest_label(tokens: Sequence[str] | None, length: int) -> int:
 
 def _check_tokens(tokens: Sequence[str] | None, length: int, axis: str) -> None:
     if tokens is not None and len(tokens) != length:
-        raise ValueError(f"{axis} has {len(tokens)} token labels but the attention matrix has {length} "
-                         f"positions on that axis: pass one label per position (crop both to the same length)")
+        raise ValueError(
+            f"{axis} has {len(tokens)} token labels but the attention matrix has {length} "
+            f"positions on that axis: pass one label per position (crop both to the same length)"
+        )
 
 
 def _panel_figure(rows: int, columns: int, query_label_chars: int, key_label_chars: int):
@@ -115,11 +141,18 @@ def _panel_figure(rows: int, columns: int, query_label_chars: int, key_label_cha
     height = bottom + rows * PANEL_INCHES + top
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
-                        top=1 - top / height, wspace=0.08, hspace=0.4 / PANEL_INCHES)
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=0.08,
+        hspace=0.4 / PANEL_INCHES,
+    )
     axes = fig.subplots(rows, columns, squeeze=False)
-    colorbar_axes = fig.add_axes((1 - (right - 0.12) / width, bottom / height, 0.12 / width,
-                                  1 - (bottom + top) / height))
+    colorbar_axes = fig.add_axes(
+        (1 - (right - 0.12) / width, bottom / height, 0.12 / width, 1 - (bottom + top) / height)
+    )
     return fig, axes, colorbar_axes
 
 
@@ -149,8 +182,10 @@ def render_attention_heads(
     if weights.ndim == 2:
         weights = weights[None]
     if weights.ndim != 3:
-        raise ValueError(f"attention weights must be (heads, queries, keys) for one example, got shape "
-                         f"{weights.shape}: index the batch first, e.g. weights[0]")
+        raise ValueError(
+            f"attention weights must be (heads, queries, keys) for one example, got shape "
+            f"{weights.shape}: index the batch first, e.g. weights[0]"
+        )
     num_heads, num_queries, num_keys = weights.shape
     _check_tokens(query_tokens, num_queries, "the query axis")
     _check_tokens(key_tokens, num_keys, "the key axis")
@@ -161,8 +196,9 @@ def render_attention_heads(
         vmax = float(weights.max()) if weights.size else 1.0
         vmax = vmax if vmax > 0 else 1.0  # an all-zero layer (e.g. fully masked) still needs a valid scale
 
-    fig, axes, colorbar_axes = _panel_figure(rows, columns, _longest_label(query_tokens, num_queries),
-                                             _longest_label(key_tokens, num_keys))
+    fig, axes, colorbar_axes = _panel_figure(
+        rows, columns, _longest_label(query_tokens, num_queries), _longest_label(key_tokens, num_keys)
+    )
     image = None
     for head in range(rows * columns):
         ax = axes[head // columns][head % columns]
@@ -173,8 +209,15 @@ def render_attention_heads(
         ax.set_title(f"head {head + 1}", fontsize=8, pad=2)
         # All heads share the same tokens: label the queries on the left column, the keys on the bottom row.
         is_bottom_row = head + columns >= num_heads
-        _label_axes(ax, query_tokens, key_tokens, num_queries, num_keys,
-                    label_queries=(head % columns == 0), label_keys=is_bottom_row)
+        _label_axes(
+            ax,
+            query_tokens,
+            key_tokens,
+            num_queries,
+            num_keys,
+            label_queries=(head % columns == 0),
+            label_keys=is_bottom_row,
+        )
     if title:
         fig.suptitle(title, fontsize=10, y=1 - 0.12 / fig.get_figheight())
     colorbar = fig.colorbar(image, cax=colorbar_axes)
@@ -195,18 +238,22 @@ def render_attention_mask(
     mask = _to_numpy(mask).astype(bool)
     mask = mask.reshape(mask.shape[-2:]) if mask.ndim > 2 and math.prod(mask.shape[:-2]) == 1 else mask
     if mask.ndim != 2:
-        raise ValueError(f"mask must be (queries, keys) for one example, got shape {mask.shape}: "
-                         f"index the batch and head dimensions first, e.g. mask[0, 0]")
+        raise ValueError(
+            f"mask must be (queries, keys) for one example, got shape {mask.shape}: "
+            f"index the batch and head dimensions first, e.g. mask[0, 0]"
+        )
     num_queries, num_keys = mask.shape
     _check_tokens(query_tokens, num_queries, "the query axis")
     _check_tokens(key_tokens, num_keys, "the key axis")
 
-    fig, axes, colorbar_axes = _panel_figure(1, 1, _longest_label(query_tokens, num_queries),
-                                             _longest_label(key_tokens, num_keys))
+    fig, axes, colorbar_axes = _panel_figure(
+        1, 1, _longest_label(query_tokens, num_queries), _longest_label(key_tokens, num_keys)
+    )
     ax = axes[0][0]
     blocked_allowed = colors.ListedColormap(["#f0f0f0", "#2b6ca3"])
-    image = ax.imshow(mask.astype(np.float32), cmap=blocked_allowed, vmin=0.0, vmax=1.0, aspect="auto",
-                      interpolation="nearest")
+    image = ax.imshow(
+        mask.astype(np.float32), cmap=blocked_allowed, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest"
+    )
     _label_axes(ax, query_tokens, key_tokens, num_queries, num_keys, label_queries=True, label_keys=True)
     if title:
         fig.suptitle(title, fontsize=9, y=1 - 0.12 / fig.get_figheight())
@@ -222,3 +269,102 @@ def layer_title(site: str, layer_index: int) -> str:
 
 def mask_title(site: str) -> str:
     return f"{SITE_TITLES.get(site, site)} mask (True = may attend)"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The callback
+
+
+def _real_length(ids: torch.Tensor) -> int:
+    """Number of positions before the right padding of a 1-D id tensor (at least 1, so plots are never empty)."""
+    return max(1, int((ids != PAD_ID).sum()))
+
+
+def _token_strings(datamodule, batch_key: str, ids: torch.Tensor) -> list[str]:
+    ids = ids.tolist()
+    if batch_key == "src":
+        return list(datamodule.src_token_strings(ids))
+    return list(datamodule.tgt_token_strings(ids))
+
+
+def _to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+class AttentionMapLogger(ProbeCallback):
+    """Images of every layer's attention (all heads side by side) on fixed probe examples.
+
+    Args:
+        every_n_steps: log when ``global_step % every_n_steps == 0`` (0 = only at the end of training).
+        num_examples: probe examples to draw; with more than one the tags get an ``/example_<e>`` suffix.
+        log_masks: draw the mask in force at each site once, at train start (``mask/<site>``).
+        log_at_end: also log once after the last step.
+        vmax: top of the colour scale; None = each layer's own maximum (see ``render_attention_heads``).
+
+    Cost (measured on a 2-core VM): about 0.15-0.25 s to render an image of 4-8 heads over up to 32 tokens, plus
+    20-30 ms to PNG-encode it in ``add_image``; a 2+2-layer encoder-decoder (6 images) costs 1-2 s per logging
+    step, so pick ``every_n_steps`` in the hundreds.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        num_examples: int = 1,
+        log_masks: bool = True,
+        log_at_end: bool = True,
+        vmax: float | None = None,
+    ) -> None:
+        super().__init__(every_n_steps=every_n_steps, probe_size=num_examples, log_at_end=log_at_end)
+        self.num_examples = num_examples
+        self.log_masks = log_masks
+        self.vmax = vmax
+
+    def _tag(self, prefix: str, example: int) -> str:
+        return prefix if self.num_examples == 1 else f"{prefix}/example_{example + 1}"
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.log_masks and can_log(trainer):
+            self._log_masks(trainer, pl_module, trainer.global_step)
+
+    def _log(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        writer = tensorboard_logger(trainer).experiment
+        batch, attentions = self._attention_weights(trainer, pl_module)
+        for site, layers in attentions.items():
+            query_key, key_key = SITE_INPUTS[site]
+            for example in range(min(self.num_examples, batch[query_key].shape[0])):
+                query_ids, key_ids = batch[query_key][example], batch[key_key][example]
+                num_queries, num_keys = _real_length(query_ids), _real_length(key_ids)  # crop the padding
+                query_tokens = _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries]
+                key_tokens = _token_strings(trainer.datamodule, key_key, key_ids)[:num_keys]
+                for layer_index, weights in enumerate(layers):  # weights (B, H, Tq, Tk)
+                    image = render_attention_heads(
+                        weights[example, :, :num_queries, :num_keys],
+                        query_tokens,
+                        key_tokens,
+                        title=layer_title(site, layer_index),
+                        vmax=self.vmax,
+                    )
+                    tag = self._tag(f"attention/{site}/layer_{layer_index + 1}", example)
+                    writer.add_image(tag, image, step, dataformats="HWC")
+
+    def _log_masks(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        writer = tensorboard_logger(trainer).experiment
+        batch = self.probe_batch(trainer)
+        on_device = _to_device(batch, pl_module.device)
+        with torch.no_grad():
+            masks = pl_module.model.attention_masks(src=on_device.get("src"), tgt=on_device.get("tgt_in"))
+        for site, mask in masks.items():
+            if mask is None or site not in SITE_INPUTS:
+                continue
+            query_key, key_key = SITE_INPUTS[site]
+            query_ids, key_ids = batch[query_key][0], batch[key_key][0]
+            # Masks may come broadcastable, e.g. (1, 1, T, T) for causal or (B, 1, 1, S) for padding only.
+            mask = torch.broadcast_to(mask.detach().cpu()[0, 0], (query_ids.shape[0], key_ids.shape[0]))
+            num_queries, num_keys = _real_length(query_ids), _real_length(key_ids)
+            image = render_attention_mask(
+                mask[:num_queries, :num_keys],
+                _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries],
+                _token_strings(trainer.datamodule, key_key, key_ids)[:num_keys],
+                title=mask_title(site),
+            )
+            writer.add_image(f"mask/{site}", image, step, dataformats="HWC")

@@ -8,6 +8,7 @@
     events.has_hparams            # True when the HPARAMS tab has a session for this run
     events.hparams                # {"model.heads": 4.0, "model.pos_encoding": "rope", ...}
     events.hparam_metrics         # ["val/loss", ...]: the metric columns of the HPARAMS tab
+    events.hparams_first          # ["model.heads", ...]: the columns shown first (a sweep's varied settings)
     events.scalars["val/loss"]    # [(step, value), ...] in step order
     events.image_steps("attention/encoder_self/layer_1")   # [100, 200, ...]
     events.texts["samples/validation"]                     # [(step, markdown), ...]
@@ -41,7 +42,7 @@ from tensorboard.util import tensor_util
 
 EVENT_FILE_PATTERN = "events.out.tfevents.*"
 TORCH_TEXT_SUFFIX = "/text_summary"  # appended by torch.utils.tensorboard's add_text
-KEEP_EVERYTHING = {kind: 0 for kind in event_accumulator.DEFAULT_SIZE_GUIDANCE}
+KEEP_EVERYTHING = dict.fromkeys(event_accumulator.DEFAULT_SIZE_GUIDANCE, 0)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class RunEvents:
     texts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     hparams: dict[str, float | str | bool] = field(default_factory=dict)
     hparam_metrics: list[str] = field(default_factory=list)
+    hparams_first: list[str] = field(default_factory=list)  # marked as differing: the HPARAMS table's first columns
     has_hparams: bool = False
 
     @property
@@ -104,8 +106,10 @@ def read_events(path: str | Path) -> RunEvents:
     """
     event_dirs = find_event_dirs(path)
     if not event_dirs:
-        raise FileNotFoundError(f"no TensorBoard event files ({EVENT_FILE_PATTERN}) at or below {path}: "
-                                f"was the run started with a TensorBoardLogger?")
+        raise FileNotFoundError(
+            f"no TensorBoard event files ({EVENT_FILE_PATTERN}) at or below {path}: "
+            f"was the run started with a TensorBoardLogger?"
+        )
     scalars: dict[str, list[tuple[int, float]]] = defaultdict(list)
     images: dict[str, list[ImageRecord]] = defaultdict(list)
     texts: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -118,11 +122,14 @@ def read_events(path: str | Path) -> RunEvents:
         for tag in tags.get(event_accumulator.SCALARS, []):
             scalars[tag].extend((event.step, event.value) for event in accumulator.Scalars(tag))
         for tag in tags.get(event_accumulator.IMAGES, []):
-            images[tag].extend(ImageRecord(event.step, event.width, event.height, event.encoded_image_string)
-                               for event in accumulator.Images(tag))
+            images[tag].extend(
+                ImageRecord(event.step, event.width, event.height, event.encoded_image_string)
+                for event in accumulator.Images(tag)
+            )
         for tag in _plugin_tags(accumulator, "text"):
-            texts[_text_tag_as_logged(tag)].extend((event.step, _tensor_to_text(event.tensor_proto))
-                              for event in accumulator.Tensors(tag))
+            texts[_text_tag_as_logged(tag)].extend(
+                (event.step, _tensor_to_text(event.tensor_proto)) for event in accumulator.Tensors(tag)
+            )
         if not events.has_hparams:
             _read_hparams(accumulator, events)
 
@@ -157,11 +164,16 @@ def _read_hparams(accumulator: event_accumulator.EventAccumulator, events: RunEv
         return
     events.has_hparams = True
     start_info = hparams_metadata.parse_session_start_info_plugin_data(
-        contents[hparams_metadata.SESSION_START_INFO_TAG])
+        contents[hparams_metadata.SESSION_START_INFO_TAG]
+    )
     for name, value in start_info.hparams.items():  # google.protobuf.Value: number, string or bool
         kind = value.WhichOneof("kind")
-        events.hparams[name] = {"number_value": value.number_value, "string_value": value.string_value,
-                                "bool_value": value.bool_value}.get(kind)
+        events.hparams[name] = {
+            "number_value": value.number_value,
+            "string_value": value.string_value,
+            "bool_value": value.bool_value,
+        }.get(kind)
     if hparams_metadata.EXPERIMENT_TAG in contents:
         experiment = hparams_metadata.parse_experiment_plugin_data(contents[hparams_metadata.EXPERIMENT_TAG])
         events.hparam_metrics = [info.name.tag for info in experiment.metric_infos]
+        events.hparams_first = [info.name for info in experiment.hparam_infos if info.differs]

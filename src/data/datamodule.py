@@ -9,16 +9,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from .char_lm import build_char_lm
-from .classification import build_classification
 from .collate import COLLATE
-from .configs import resolve_task_config
 from .errors import DataError
-from .multi30k import build_multi30k
 from .prepared import PreparedTask, Vocab
+from .registry import resolve_task_config, task_spec
 from .resumable import ResumableDataLoader
-from .synthetic import build_synthetic
-from .translation import build_translation
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -67,10 +62,6 @@ class TaskDataModule(L.LightningDataModule):
     def max_tgt_len(self) -> int:
         return self.task.max_tgt_len
 
-    @property
-    def has_test_long(self) -> bool:
-        return self.task.test_long is not None
-
     # ---- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: Optional[str] = None) -> None:
         pass  # everything was built in the constructor
@@ -83,7 +74,11 @@ class TaskDataModule(L.LightningDataModule):
 
     def _eval_loader(self, examples: list[dict]) -> DataLoader:
         return DataLoader(
-            examples, batch_size=self.batch_size, shuffle=False, collate_fn=self.collate, num_workers=self.num_workers,
+            examples,
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),  # leave the global generator to the model
         )
 
@@ -101,6 +96,10 @@ class TaskDataModule(L.LightningDataModule):
         """The first n validation examples (test, then train, when val is empty): the same batch every call."""
         examples = self.task.val or self.task.test or self.task.train
         return self.collate(examples[:n])
+
+    def vocab(self, side: str) -> Vocab:
+        """The vocabulary that reads text on one side: "src" (the input) or "tgt" (the output, and an lm's prompt)."""
+        return self._src() if side == "src" else self._tgt()
 
     def _src(self) -> Vocab:
         return self.task.src_vocab or self.task.tgt_vocab  # lm has no source side: read it as target text
@@ -140,15 +139,5 @@ def build_datamodule(task_cfg, batch_size: int, seed: int, run_dir: Path | None 
     run_dir: where learned vocabularies are saved (tokenizer.json, vocab.json) and loaded from if present.
     """
     cfg = resolve_task_config(task_cfg)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if cfg.name in ("copy", "reverse", "sort", "addition"):
-        task = build_synthetic(cfg, seed)
-    elif cfg.name == "char_lm":
-        task = build_char_lm(cfg, run_dir)
-    elif cfg.name == "translation":
-        task = build_translation(cfg, run_dir)
-    elif cfg.name == "multi30k":
-        task = build_multi30k(cfg, run_dir)
-    else:  # "classification" (resolve_task_config rejected unknown names)
-        task = build_classification(cfg, seed, run_dir)
+    task = task_spec(cfg.name).build(cfg, seed, Path(run_dir) if run_dir is not None else None)
     return TaskDataModule(task, cfg, batch_size, seed, num_workers)

@@ -2,13 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Any, Optional, Union
+
+import torch
 
 from .tokenizer import SubwordTokenizer
 from .vocab import SymbolVocab
 
 Vocab = Union[SymbolVocab, SubwordTokenizer]
+
+
+class PackedExamples(Sequence):
+    """A split's examples held as one flat tensor per key plus offsets, read back as small dicts of tensors.
+
+    Why: DDP's spawned ranks get the data module pickled, and torch shares every tensor with one file descriptor;
+    the default task's 10,000 examples of two tensors each ran out of them ("Too many open files"). A few large
+    tensors share cheaply. Values that are not tensors (a class label) are kept as one number per example.
+    """
+
+    def __init__(self, examples: Sequence[dict[str, Any]]):
+        self.keys = list(examples[0]) if len(examples) else []
+        self.values: dict[str, torch.Tensor] = {}  # key -> all examples' values, end to end
+        self.offsets: dict[str, torch.Tensor] = {}  # key -> (N + 1,) start of each example's values
+        self.scalars: set[str] = set()
+        for key in self.keys:
+            items = [example[key] for example in examples]
+            if isinstance(items[0], torch.Tensor):
+                lengths = torch.tensor([len(item) for item in items])
+                self.offsets[key] = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+                self.values[key] = torch.cat(items) if items else torch.zeros(0, dtype=torch.long)
+            else:
+                self.scalars.add(key)
+                self.values[key] = torch.tensor(items)
+        self.size = len(examples)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.size))]
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        example: dict[str, Any] = {}
+        for key in self.keys:
+            if key in self.scalars:
+                example[key] = self.values[key][index].item()
+            else:
+                start, end = self.offsets[key][index], self.offsets[key][index + 1]
+                example[key] = self.values[key][start:end]
+        return example
 
 
 @dataclass
@@ -24,3 +71,9 @@ class PreparedTask:
     max_tgt_len: int  # longest tgt_in / tgt_out (BOS/EOS included); 0 for "classification"
     test_long: Optional[list[dict]] = None  # synthetic tasks: held-out longer lengths
     label_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Every split packed (see PackedExamples): what the data loaders index, and what DDP ships to its ranks."""
+        self.train, self.val, self.test = (PackedExamples(split) for split in (self.train, self.val, self.test))
+        if self.test_long is not None:
+            self.test_long = PackedExamples(self.test_long)

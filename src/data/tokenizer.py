@@ -17,7 +17,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from .errors import DataError
-from .vocab import SPECIAL_TOKENS, as_id_list, content_ids, readable
+from .vocab import SPECIAL_TOKENS, UNK_ID, as_id_list, content_ids, readable
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ class SubwordTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def unknown_pieces(self, text: str) -> list[str]:
+        """The pieces of `text` the tokenizer reads as <unk> (characters it never saw in training), each once."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        pieces = (text[start:end] for token, (start, end) in zip(encoding.ids, encoding.offsets) if token == UNK_ID)
+        return list(dict.fromkeys(pieces))
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import torch
 
 # The one place the data layer learns the special ids; the model defines them (src/model/config.py).
-from src.model.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from src.model.tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 from .errors import DataError
 
@@ -78,6 +78,10 @@ class SymbolVocab:
 
     def encode(self, text: str) -> list[int]:
         return [self.id_of.get(s, UNK_ID) for s in self.split(text)]
+
+    def unknown_pieces(self, text: str) -> list[str]:
+        """The symbols of `text` this vocabulary does not have (encode reads them as <unk>), each once."""
+        return list(dict.fromkeys(s for s in self.split(text) if s not in self.id_of))
 
     def decode(self, ids) -> str:
         joiner = "" if self.single_chars else " "

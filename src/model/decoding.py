@@ -8,10 +8,10 @@ re-running the whole prefix (O(T^2)). A "stepper" hides which architecture is de
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .config import BOS_ID, EOS_ID, PAD_ID, ConfigError
+from .errors import ConfigError
+from .tokens import BOS_ID, EOS_ID, PAD_ID
 from .transformer import DecoderOnly, EncoderDecoder
 
 
@@ -70,10 +70,12 @@ def _stepper(model, src, prompt, repeats):
             prompt = torch.full((1 if src is None else src.size(0), 1), BOS_ID, dtype=torch.long, device=device)
         if (prompt == PAD_ID).any():
             raise ConfigError("the prompt contains PAD tokens: generate from unpadded prompts of equal length")
-        if model.cfg.mask_type == "prefix" and prompt.size(1) < model.cfg.prefix_len:
+        needed = model.mask_scheme.min_prompt_len
+        if prompt.size(1) < needed:
             raise ConfigError(
-                f"the prompt of {prompt.size(1)} tokens is shorter than mask.prefix_len={model.cfg.prefix_len}: "
-                "a prefix-LM must be given its whole (bidirectional) prefix before it generates"
+                f"the prompt of {prompt.size(1)} tokens is shorter than the {needed} tokens "
+                f"mask={model.cfg.mask['type']} "
+                "needs: a prefix-LM must be given its whole (bidirectional) prefix before it generates"
             )
         return _DecoderOnlyStepper(model, prompt, repeats)
     raise ValueError(f"{type(model).__name__} does not generate text (it is a classifier)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -11,12 +13,12 @@ from .dropout import Dropout
 class FeedForward(nn.Module):
     """FFN(x) = W2 Dropout(act(W1 x + b1)) + b2, with act = ReLU (the paper) or GELU (BERT, GPT)."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str):
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: Callable[[Tensor], Tensor]):
         super().__init__()
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
         self.dropout = Dropout(dropout)
-        self.activation = F.relu if activation == "relu" else F.gelu
+        self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
@@ -38,10 +40,14 @@ class SwiGLUFeedForward(nn.Module):
         return self.linear2(self.dropout(F.silu(gate) * value))
 
 
+# `model.activation`: name -> a function (d_model, d_ff, dropout) -> the feed-forward module.
+FEEDFORWARDS: dict[str, Callable[[int, int, float], nn.Module]] = {
+    "relu": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, F.relu),
+    "gelu": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, F.gelu),
+    "swiglu": SwiGLUFeedForward,
+}
+
+
 def build_feedforward(activation: str, d_model: int, d_ff: int, dropout: float) -> nn.Module:
     """The one place that reads `model.activation`."""
-    if activation in ("relu", "gelu"):
-        return FeedForward(d_model, d_ff, dropout, activation)
-    if activation == "swiglu":
-        return SwiGLUFeedForward(d_model, d_ff, dropout)
-    raise ValueError(f"unknown activation {activation!r}")
+    return FEEDFORWARDS[activation](d_model, d_ff, dropout)

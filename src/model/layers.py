@@ -12,7 +12,7 @@ from .positional import PositionalScheme
 
 
 def _residual(cfg: TransformerConfig) -> Residual:
-    return Residual(build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps), cfg.dropout, cfg.norm_position == "pre")
+    return Residual(build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps), cfg.dropout, cfg.pre_norm)
 
 
 class EncoderLayer(nn.Module):
@@ -76,7 +76,9 @@ class DecoderLayer(nn.Module):
             cross_cache = cache["cross"] if cache is not None else None
             x, cross_weights = self.cross_block(
                 x,
-                lambda h: self.cross_attn(h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights),
+                lambda h: self.cross_attn(
+                    h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights
+                ),
             )
         x, _ = self.ffn_block(x, lambda h: (self.ffn(h), None))
         return x, self_weights, cross_weights  # (B, T, D), (B, H, T, T), (B, H, T, S)

@@ -52,20 +52,23 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
 
 
+# `model.norm_type`: name -> the norm's class (constructed with d_model and eps).
+NORMS: dict[str, type[nn.Module]] = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
+
+# `model.norm_position`: name -> whether the sublayer's input is normalised (pre-LN) or its residual sum (post-LN).
+NORM_POSITIONS: dict[str, bool] = {"post": False, "pre": True}
+
+
 def build_norm(norm_type: str, d_model: int, eps: float) -> nn.Module:
     """The one place that reads `model.norm_type`."""
-    if norm_type == "layernorm":
-        return LayerNorm(d_model, eps)
-    if norm_type == "rmsnorm":
-        return RMSNorm(d_model, eps)
-    raise ValueError(f"unknown norm type {norm_type!r}")
+    return NORMS[norm_type](d_model, eps)
 
 
 class Residual(nn.Module):
     """A sublayer wrapped in a residual connection and a norm, in one of two placements:
 
-        post-LN (the paper):  x = Norm(x + Dropout(Sublayer(x)))
-        pre-LN (GPT-2 etc.):  x = x + Dropout(Sublayer(Norm(x)))   (the stack then needs a final Norm)
+    post-LN (the paper):  x = Norm(x + Dropout(Sublayer(x)))
+    pre-LN (GPT-2 etc.):  x = x + Dropout(Sublayer(Norm(x)))   (the stack then needs a final Norm)
     """
 
     def __init__(self, norm: nn.Module, dropout: float, pre_norm: bool):

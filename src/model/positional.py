@@ -15,13 +15,27 @@ sequences, so it gets neither.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: config.py imports this module for its registry
+    from .config import TransformerConfig
+
 
 class PositionalScheme(nn.Module):
     """No positional information ('none'): the bag-of-tokens ablation. The base of every scheme."""
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> PositionalScheme:
+        return cls()
+
+    @staticmethod
+    def check(cfg: TransformerConfig) -> None:
+        """Raise ConfigError (one line) when the model's shape does not suit the scheme."""
 
     def add_to_embeddings(self, x: Tensor, start: int = 0) -> Tensor:  # x (B, T, D)
         return x
@@ -36,6 +50,8 @@ class PositionalScheme(nn.Module):
 class SinusoidalPositions(PositionalScheme):
     """The paper's fixed encoding: PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(...)."""
 
+    table: Tensor  # (max_len, D), a buffer
+
     def __init__(self, d_model: int, max_len: int):
         super().__init__()
         # Computed in float64, stored in float32 (Apple's mps has no float64), cast to the input's dtype.
@@ -45,6 +61,10 @@ class SinusoidalPositions(PositionalScheme):
         table[:, 0::2] = torch.sin(position * inv_freq)
         table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])  # an odd d_model has one cos column fewer
         self.register_buffer("table", table.float(), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> SinusoidalPositions:
+        return cls(cfg.d_model, cfg.max_len)
 
     def add_to_embeddings(self, x: Tensor, start: int = 0) -> Tensor:
         return x + self.table[start : start + x.size(1)].to(x.dtype)  # (B, T, D) + (T, D)
@@ -57,6 +77,10 @@ class LearnedPositions(PositionalScheme):
         super().__init__()
         self.embedding = nn.Embedding(max_len, d_model)
 
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> LearnedPositions:
+        return cls(cfg.d_model, cfg.max_len)
+
     def add_to_embeddings(self, x: Tensor, start: int = 0) -> Tensor:
         positions = torch.arange(start, start + x.size(1), device=x.device)
         return x + self.embedding(positions)
@@ -67,6 +91,9 @@ class RotaryPositions(PositionalScheme):
     position, so q_i . k_j depends on positions only through i - j. Uses the rotate-half pairing
     (dimension d is paired with d + Dh/2), as in GPT-NeoX and LLaMA."""
 
+    cos: Tensor  # (max_len, Dh), buffers
+    sin: Tensor
+
     def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
         super().__init__()
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (Dh/2,)
@@ -74,6 +101,18 @@ class RotaryPositions(PositionalScheme):
         angles = torch.cat([angles, angles], dim=-1)  # (L, Dh)
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> RotaryPositions:
+        return cls(cfg.head_dim, cfg.max_len)
+
+    @staticmethod
+    def check(cfg: TransformerConfig) -> None:
+        if cfg.head_dim % 2 != 0:
+            raise ConfigError(
+                f"model.pos_encoding=rope needs an even head size, got d_model/heads={cfg.head_dim}: "
+                "change model.d_model or model.heads"
+            )
 
     @staticmethod
     def _rotate_half(x: Tensor) -> Tensor:
@@ -93,10 +132,16 @@ class ALiBiPositions(PositionalScheme):
     (For H not a power of two the paper interleaves two such sequences; we use the formula as is.)
     |i - j| makes it symmetric for bidirectional attention; under a causal mask only i >= j remains."""
 
+    slopes: Tensor  # (H,), a buffer
+
     def __init__(self, heads: int):
         super().__init__()
         slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)])
         self.register_buffer("slopes", slopes, persistent=False)  # (H,)
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> ALiBiPositions:
+        return cls(cfg.heads)
 
     def attention_bias(self, tq: int, tk: int, q_start: int = 0) -> Tensor:
         q_pos = torch.arange(q_start, q_start + tq, device=self.slopes.device)[:, None]
@@ -105,16 +150,16 @@ class ALiBiPositions(PositionalScheme):
         return -self.slopes[:, None, None] * distance  # (H, Tq, Tk)
 
 
-def build_positional(name: str, d_model: int, heads: int, max_len: int) -> PositionalScheme:
+# `model.pos_encoding`: name -> scheme class. A new scheme is one class with `from_config` and one entry here.
+POSITIONAL_SCHEMES: dict[str, type[PositionalScheme]] = {
+    "sinusoidal": SinusoidalPositions,
+    "learned": LearnedPositions,
+    "rope": RotaryPositions,
+    "alibi": ALiBiPositions,
+    "none": PositionalScheme,
+}
+
+
+def build_positional(cfg: TransformerConfig) -> PositionalScheme:
     """The one place that reads `model.pos_encoding`."""
-    if name == "sinusoidal":
-        return SinusoidalPositions(d_model, max_len)
-    if name == "learned":
-        return LearnedPositions(d_model, max_len)
-    if name == "rope":
-        return RotaryPositions(d_model // heads, max_len)
-    if name == "alibi":
-        return ALiBiPositions(heads)
-    if name == "none":
-        return PositionalScheme()
-    raise ValueError(f"unknown positional encoding {name!r}")
+    return POSITIONAL_SCHEMES[cfg.pos_encoding].from_config(cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .config import TransformerConfig
+from .feedforward import build_feedforward
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
@@ -19,16 +20,18 @@ def flops_per_token(cfg: TransformerConfig, src_len: int, tgt_len: int) -> float
     Per-sequence costs, with D = d_model, F = d_ff (SwiGLU has three F-sized matrices), S/T lengths:
       self-attention over n tokens: projections 2 * n * 4D^2, scores and weighted sum 2 * 2 * n^2 * D
       cross-attention: 2 * T * 2D^2 (Q, out) + 2 * S * 2D^2 (K, V of the memory) + 2 * 2 * T * S * D
-      feed-forward over n tokens: 2 * n * (2 or 3) * D * F; output projection 2 * T * D * V
+      feed-forward over n tokens: 2 * n * (its weight-matrix entries); output projection 2 * T * D * V
     """
-    d, f = cfg.d_model, cfg.d_ff
-    ffn_mats = 3 if cfg.activation == "swiglu" else 2
+    d = cfg.d_model
+    ffn_weights = sum(
+        p.numel() for p in build_feedforward(cfg.activation, d, cfg.d_ff, 0.0).parameters() if p.dim() == 2
+    )
 
     def self_attention(n: int) -> float:
         return 2 * n * 4 * d * d + 4 * n * n * d
 
     def ffn(n: int) -> float:
-        return 2 * n * ffn_mats * d * f
+        return 2 * n * ffn_weights
 
     if cfg.arch == "encoder_only":
         encoder = cfg.enc_layers * (self_attention(src_len) + ffn(src_len))

@@ -7,17 +7,18 @@ Reading order: Embeddings -> Encoder / Decoder stacks -> the three models -> bui
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from . import masks
-from .config import PAD_ID, TransformerConfig
+from .config import TransformerConfig
 from .dropout import Dropout
 from .layers import DecoderLayer, EncoderLayer
+from .masks import warn_once
 from .norms import build_norm
 from .positional import PositionalScheme, build_positional
+from .tokens import PAD_ID
 
 
 @dataclass
@@ -25,7 +26,6 @@ class ModelOutput:
     logits: Tensor  # (B, T, V) for sequence models, (B, C) for the classifier
     # Only when asked for: site -> one (B, H, Tq, Tk) tensor per layer.
     attentions: dict[str, list[Tensor]] | None = None
-    extras: dict = field(default_factory=dict)
 
 
 class Embeddings(nn.Module):
@@ -50,7 +50,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
-        self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.norm_position == "pre" else None
+        self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.pre_norm else None
 
     def forward(self, x, mask, positional, need_weights=False) -> tuple[Tensor, list[Tensor]]:
         weights = []
@@ -69,7 +69,7 @@ class Decoder(nn.Module):
     def __init__(self, cfg: TransformerConfig, has_cross_attention: bool):
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(cfg, has_cross_attention) for _ in range(cfg.dec_layers))
-        self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.norm_position == "pre" else None
+        self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.pre_norm else None
 
     def new_cache(self) -> list[dict]:
         """An empty key/value cache: per layer, the self-attention K/V so far and the projected memory."""
@@ -96,13 +96,14 @@ FUSED_MATRICES = {"qkv_proj": 3, "kv_proj": 2, "gate_value": 2}
 
 
 class TransformerBase(nn.Module):
-    """What every architecture shares: the config, the positional scheme, and initialisation."""
+    """What every architecture shares: the config, the positional and mask schemes, and initialisation."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg = cfg
-        self.positional = build_positional(cfg.pos_encoding, cfg.d_model, cfg.heads, cfg.max_len)
-        masks.warn_if_leaking(cfg.mask_type)
+        self.positional = build_positional(cfg)
+        self.mask_scheme = cfg.mask_scheme()  # which positions may attend to which, per site
+        warn_once(self.mask_scheme)
 
     def _init_weights(self) -> None:
         """Initialisation (documented because it matters for reproducing results):
@@ -140,7 +141,9 @@ class EncoderDecoder(TransformerBase):
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
         self.src_embed = Embeddings(cfg.src_vocab_size, cfg.d_model, cfg.dropout)
-        self.tgt_embed = self.src_embed if cfg.share_src_tgt_embeddings else Embeddings(cfg.tgt_vocab_size, cfg.d_model, cfg.dropout)
+        self.tgt_embed = (
+            self.src_embed if cfg.share_src_tgt_embeddings else Embeddings(cfg.tgt_vocab_size, cfg.d_model, cfg.dropout)
+        )
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg, has_cross_attention=True)
         self.out_proj = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=False)
@@ -148,42 +151,35 @@ class EncoderDecoder(TransformerBase):
         if cfg.tie_embeddings:  # section 3.4: output projection shares the target embedding matrix
             self.out_proj.weight = self.tgt_embed.token.weight
 
-    def attention_masks(self, src: Tensor | None = None, tgt: Tensor | None = None) -> dict[str, Tensor]:
+    def attention_masks(self, src: Tensor, tgt: Tensor) -> dict[str, Tensor]:
         """The mask of each site for these tokens, (B, 1, Tq, Tk), True = may attend."""
-        cfg = self.cfg
+        t = tgt.size(1)
         return {
-            "encoder_self": masks.encoder_self_mask(src, cfg.mask_type, cfg.window, cfg.prefix_len).expand(
-                -1, -1, src.size(1), -1
+            "encoder_self": self.mask_scheme.encoder_self(src).expand(-1, -1, src.size(1), -1),
+            "decoder_self": self.mask_scheme.decoder_self(t, t, keys=tgt, device=tgt.device).expand(
+                tgt.size(0), -1, -1, -1
             ),
-            "decoder_self": masks.decoder_self_mask(
-                tgt.size(1), tgt.size(1), cfg.mask_type, cfg.window, 0, keys=tgt, device=tgt.device
-            ).expand(tgt.size(0), -1, -1, -1),
-            "cross": masks.cross_mask(src).expand(-1, -1, tgt.size(1), -1),
+            "cross": self.mask_scheme.cross(src).expand(-1, -1, t, -1),
         }
 
     def encode(self, src: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         self._check_length(src.size(1))
-        cfg = self.cfg
-        mask = masks.encoder_self_mask(src, cfg.mask_type, cfg.window, cfg.prefix_len)  # (B, 1, S|1, S)
+        mask = self.mask_scheme.encoder_self(src)  # (B, 1, S|1, S)
         return self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights)
 
     def decode(
         self, tgt: Tensor, memory: Tensor, src: Tensor, cache=None, start: int = 0, need_weights: bool = False
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """tgt (B, T) target tokens at positions start..start+T-1 -> logits (B, T, V)."""
-        cfg = self.cfg
         self._check_length(start + tgt.size(1))
         t = tgt.size(1)
         # While decoding with a cache there is no padding among the keys, so only the structure is masked.
-        # prefix_len 0: in an encoder-decoder the prefix-LM mask belongs to the encoder (the source is
-        # the prefix); the decoder stays causal.
-        self_mask = masks.decoder_self_mask(
-            t, start + t, cfg.mask_type, cfg.window, 0,
-            keys=tgt if cache is None else None, q_offset=start, device=tgt.device,
+        self_mask = self.mask_scheme.decoder_self(
+            t, start + t, keys=tgt if cache is None else None, q_offset=start, device=tgt.device
         )
         x = self.tgt_embed(tgt, self.positional, start)  # (B, T, D)
         x, self_w, cross_w = self.decoder(
-            x, self_mask, self.positional, memory, masks.cross_mask(src), cache, start, need_weights
+            x, self_mask, self.positional, memory, self.mask_scheme.cross(src), cache, start, need_weights
         )
         return self.out_proj(x), self_w, cross_w  # (B, T, V)
 
@@ -207,35 +203,34 @@ class DecoderOnly(TransformerBase):
         if cfg.tie_embeddings:
             self.out_proj.weight = self.tgt_embed.token.weight
 
-    def attention_masks(self, src: Tensor | None = None, tgt: Tensor | None = None) -> dict[str, Tensor]:
-        cfg = self.cfg
-        mask = masks.decoder_self_mask(
-            tgt.size(1), tgt.size(1), cfg.mask_type, cfg.window, cfg.prefix_len, keys=tgt, device=tgt.device
-        )
+    def attention_masks(self, tgt: Tensor, src: Tensor | None = None) -> dict[str, Tensor]:
+        t = tgt.size(1)
+        mask = self.mask_scheme.decoder_self(t, t, keys=tgt, decoder_only=True, device=tgt.device)
         return {"decoder_self": mask.expand(tgt.size(0), -1, -1, -1)}
 
     def trainable_positions(self, tokens: Tensor) -> Tensor | None:
-        """(B, T) bool of the positions whose next-token loss is meaningful, or None for all of them:
-        under the prefix-LM mask, positions inside the prefix see their own target."""
-        if self.cfg.mask_type == "prefix":
-            return masks.prefix_loss_mask(tokens, self.cfg.prefix_len)
-        return None
+        """(B, T) bool of the positions whose next-token loss is meaningful, or None for all of them
+        (under the prefix-LM mask, positions inside the prefix see their own target)."""
+        return self.mask_scheme.trainable_positions(tokens)
 
-    def decode(self, tokens: Tensor, cache=None, start: int = 0, need_weights: bool = False, prefix_len=None):
-        cfg = self.cfg
+    def decode(self, tokens: Tensor, cache=None, start: int = 0, need_weights: bool = False):
         self._check_length(start + tokens.size(1))
         t = tokens.size(1)
-        self_mask = masks.decoder_self_mask(
-            t, start + t, cfg.mask_type, cfg.window, cfg.prefix_len if prefix_len is None else prefix_len,
-            keys=tokens if cache is None else None, q_offset=start, device=tokens.device,
+        self_mask = self.mask_scheme.decoder_self(
+            t,
+            start + t,
+            keys=tokens if cache is None else None,
+            q_offset=start,
+            decoder_only=True,
+            device=tokens.device,
         )
         x = self.tgt_embed(tokens, self.positional, start)
         x, self_w, _ = self.decoder(x, self_mask, self.positional, cache=cache, start=start, need_weights=need_weights)
         return self.out_proj(x), self_w  # (B, T, V)
 
-    def forward(self, tokens: Tensor, need_weights: bool = False, prefix_len=None) -> ModelOutput:
-        """tokens (B, T) -> next-token logits (B, T, V). prefix_len (int or (B,)) overrides mask.prefix_len."""
-        logits, self_w = self.decode(tokens, need_weights=need_weights, prefix_len=prefix_len)
+    def forward(self, tokens: Tensor, need_weights: bool = False) -> ModelOutput:
+        """tokens (B, T) -> next-token logits (B, T, V)."""
+        logits, self_w = self.decode(tokens, need_weights=need_weights)
         return ModelOutput(logits, {"decoder_self": self_w} if need_weights else None)
 
 
@@ -250,13 +245,12 @@ class EncoderClassifier(TransformerBase):
         self.head = nn.Sequential(Dropout(cfg.dropout), nn.Linear(cfg.d_model, cfg.num_classes))
         self._init_weights()
 
-    def attention_masks(self, src: Tensor | None = None, tgt: Tensor | None = None) -> dict[str, Tensor]:
-        mask = masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window, self.cfg.prefix_len)
-        return {"encoder_self": mask.expand(-1, -1, src.size(1), -1)}
+    def attention_masks(self, src: Tensor, tgt: Tensor | None = None) -> dict[str, Tensor]:
+        return {"encoder_self": self.mask_scheme.encoder_self(src).expand(-1, -1, src.size(1), -1)}
 
     def forward(self, src: Tensor, need_weights: bool = False) -> ModelOutput:
         self._check_length(src.size(1))
-        mask = masks.encoder_self_mask(src, self.cfg.mask_type, self.cfg.window, self.cfg.prefix_len)  # (B, 1, S|1, S)
+        mask = self.mask_scheme.encoder_self(src)  # (B, 1, S|1, S)
         x, enc_w = self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights)
         keep = (src != PAD_ID).unsqueeze(-1).to(x.dtype)  # (B, S, 1)
         pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1.0)  # (B, D)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 
 
 class StepProgressBar(RichProgressBar):
@@ -73,3 +79,157 @@ class ValidateAtLastStep(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
             trainer.should_stop = True
+
+
+# --- runs that cannot go on: divergence and interrupts -------------------------------------------------------------
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became non-finite or passed the configured bound: the run stops at that step."""
+
+    def __init__(self, step: int, loss: float, max_loss: float | None):
+        bound = f" (above max_loss={max_loss})" if max_loss is not None and math.isfinite(loss) else ""
+        super().__init__(
+            f"training diverged at step {step}: loss {loss}{bound}; no weights from that point were saved: "
+            "lower optimizer.lr, raise optimizer.warmup_steps, or keep trainer.gradient_clip_val on"
+        )
+        self.step, self.loss = step, loss
+
+
+def weights_are_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+class StopOnDivergence(L.Callback):
+    """Stops training at the first step whose loss is NaN, infinite or above `max_loss` (None: no bound).
+
+    Reading the loss costs one host sync per step: the price of stopping at once rather than training on NaN
+    weights until the next validation. (Checkpoints also refuse non-finite weights: `FiniteModelCheckpoint`.)
+    """
+
+    def __init__(self, max_loss: float | None = None):
+        self.max_loss = max_loss
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        value = float(loss.detach())
+        if not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss):
+            raise TrainingDiverged(trainer.global_step, value, self.max_loss)
+
+
+class FiniteModelCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, refusing to save weights that are not finite (they would be saved as "best" or
+    "last" and handed to eval, predict or a resumed run): the run stops as diverged instead."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if not weights_are_finite(trainer.lightning_module):
+            raise TrainingDiverged(trainer.global_step, math.nan, None)
+        super()._save_checkpoint(trainer, filepath)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the state after the last finished step is in `checkpoint`."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Path | None):
+        super().__init__(f"{signal_name} at step {step}")
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+
+
+class SaveOnInterrupt(L.Callback):
+    """On Ctrl-C (SIGINT) or SIGTERM (what a cluster scheduler sends before it kills a job), finish the current
+    step, save it to `checkpoint_path` and stop; the run then resumes exactly from there.
+
+    While training runs, this callback owns both signals. Lightning's own SIGTERM handler would instead make its
+    loops raise `SIGTERMException` (a `SystemExit` with exit status 0) at whichever point they next look, mid-
+    validation included: a run stopped that way would neither save its step nor say it was interrupted. Under
+    DDP the ranks agree after every step whether any of them received a signal (Lightning does the same check for
+    its own handler), so all of them stop at the same step. A second Ctrl-C stops at once, without saving.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, checkpoint_path: Path):
+        self.checkpoint_path = checkpoint_path
+        self._received: str | None = None
+        self._previous_handlers: dict[int, Any] = {}
+
+    def _on_signal(self, signum, frame) -> None:
+        self._received = signal.Signals(signum).name
+        if signum == signal.SIGINT:  # the next Ctrl-C interrupts at once
+            signal.signal(signal.SIGINT, self._previous_handlers[signal.SIGINT])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._received = None
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            for signum in self.SIGNALS:
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in self._previous_handlers.items():
+                signal.signal(signum, handler)
+        self._previous_handlers = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
+        self._restore()
+
+    def _received_anywhere(self, trainer: L.Trainer) -> str | None:
+        if getattr(trainer, "world_size", 1) > 1:
+            if trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
+                return self._received or "SIGTERM"  # another rank was signalled: a scheduler stopping the job
+            return None
+        return self._received
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        received = self._received_anywhere(trainer)
+        if received is None:
+            return
+        saved = None
+        if weights_are_finite(pl_module):
+            # The whole training state (optimizer, loops, generators), as ModelCheckpoint saves it: the run resumes
+            # exactly from here.
+            trainer.save_checkpoint(self.checkpoint_path)
+            saved = self.checkpoint_path
+        raise TrainingInterrupted(received, trainer.global_step, saved)
+
+
+class ProgressLines(ProgressBar):
+    """The progress bar for output that is not a terminal (a log file, a cluster job, a pipe): a line every
+    `every_n_steps` training steps and one after each validation, instead of a bar redrawn in place."""
+
+    def __init__(self, every_n_steps: int = 100):
+        super().__init__()
+        self.every_n_steps = every_n_steps
+        self._enabled = True
+        self._started = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _print(self, trainer: L.Trainer, text: str) -> None:
+        if self._enabled and trainer.is_global_zero:
+            from .report import console
+
+            console.print(
+                f"step {trainer.global_step}/{trainer.max_steps}  {text}  ({time.monotonic() - self._started:.0f} s)"
+            )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._started = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            loss = self.get_metrics(trainer, pl_module).get("train/loss")
+            self._print(trainer, f"train/loss {float(loss):.4f}" if loss is not None else "")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        values = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        self._print(trainer, "  ".join(f"{k} {float(v):.4f}" for k, v in sorted(values.items())))

@@ -88,20 +88,9 @@ class SplitMetrics(nn.Module):
             metric.reset()
 
 
-def main_metric(task_name: str, kind: str) -> tuple[str, str]:
-    """The validation metric that picks the best checkpoint, and whether higher is better ("max") or not."""
-    if task_name in ("translation", "multi30k"):
-        return "val/bleu", "max"
-    if kind == "seq2seq":
-        return "val/exact_match", "max"
-    if kind == "classification":
-        return "val/acc", "max"
-    return "val/loss", "min"
-
-
-def metric_tags(task_name: str, kind: str) -> list[str]:
-    """The validation tags a run logs: TensorBoard's HPARAMS tab shows these columns (PITFALLS: hparams are
-    logged once, at train start, with the tags the run writes later)."""
+def metric_tags(kind: str, with_bleu: bool) -> list[str]:
+    """The validation tags a run logs: TensorBoard's HPARAMS tab shows these columns (hparams are logged once, at
+    train start, with the tags the run writes later)."""
     names = ["val/loss"]
     if kind == "classification":
         names.append("val/acc")
@@ -109,6 +98,6 @@ def metric_tags(task_name: str, kind: str) -> list[str]:
         names += ["val/ppl", "val/token_acc"]
     if kind == "seq2seq":
         names.append("val/exact_match")
-    if task_name in ("translation", "multi30k"):
+    if with_bleu:
         names.append("val/bleu")
     return names

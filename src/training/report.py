@@ -1,11 +1,17 @@
 """What a run prints: the composed config as a tree with the model's size at the start, where everything went at
-the end. Printed with rich (the progress bar is rich too)."""
+the end. Printed with rich (the progress bar is rich too); everything printed here is also kept in the run's
+run.log (without colours), so a run on a cluster or behind a pipe keeps its own account."""
 
 from __future__ import annotations
 
+import io
 import logging
+import re
+import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -13,23 +19,83 @@ from rich.tree import Tree
 
 from src.model import TransformerConfig, count_parameters, flops_per_token
 
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True)  # long paths and commands stay on one line, copy-pastable
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the terminal as it is, and a copy without colour codes to a log file."""
+
+    def __init__(self, terminal: TextIO, log: TextIO):
+        self.terminal, self.log = terminal, log
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        self.log.write(_ANSI.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:  # rich decides colours and live display from the terminal, not the log
+        return self.terminal.isatty()
+
+    def fileno(self) -> int:
+        return self.terminal.fileno()
+
+
+@contextmanager
+def logged_to(path: Path) -> Iterator[None]:
+    """Copy what the run prints (its console and its error lines) into `path` while the block runs."""
+    with open(path, "a", encoding="utf-8") as log:
+        console.file = _Tee(sys.stdout, log)
+        _error_logs.append(log)
+        try:
+            yield
+        finally:
+            _error_logs.remove(log)
+            console.file = None  # type: ignore[assignment]  # back to whatever sys.stdout is then
+
+
+_error_logs: list[TextIO] = []
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+    for log in _error_logs:
+        log.write(line + "\n")
+        log.flush()
+
+
+def print_error(message: str) -> None:
+    """`error: ...` on stderr, one line, and into the run's log."""
+    _say(f"error: {message}")
+
+
+def print_warning(message: str) -> None:
+    """`warning: ...` on stderr, one line, and into the run's log: legal input that does something surprising."""
+    _say(f"warning: {message}")
 
 
 class _DropLightningTips(logging.Filter):
-    """Lightning 2.6 prints an advertisement ("Tip: ... litlogger") for every Trainer."""
+    """Lightning 2.6 prints an advertisement ("Tip: ... litlogger") for every Trainer, and a note each time a
+    checkpoint is saved by hand (`trainer.save_checkpoint`: "`weights_only` was not set", i.e. the whole state is
+    saved, which is what an interrupted run needs)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
+        message = record.getMessage()
+        return "Tip:" not in message and "`weights_only` was not set" not in message
 
 
 def quiet_lightning() -> None:
     """Keep the output about the run: drop Lightning's tip line, and warnings no user can act on."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(_DropLightningTips())
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # Under DDP Lightning suggests sync_dist=True for epoch-level logs; ours are torchmetrics values that are
     # already reduced across ranks (src/training/metrics.py), so reducing again would only cost time.
-    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # long paths and commands stay on one line, copy-pastable
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
 
 
 def config_tree(cfg: DictConfig, title: str = "config") -> Tree:
@@ -62,7 +128,9 @@ def print_run_start(cfg: DictConfig, model_cfg: TransformerConfig, module, datam
     size.add(f"arch: {model_cfg.arch}")
     size.add(f"parameters: {params:,} ({human(params)})")
     size.add(f"forward FLOPs per output token: {human(flops)} (at the task's longest sequences; training ~3x)")
-    size.add(f"vocabulary: src {model_cfg.src_vocab_size}, tgt {model_cfg.tgt_vocab_size}, classes {model_cfg.num_classes}")
+    size.add(
+        f"vocabulary: src {model_cfg.src_vocab_size}, tgt {model_cfg.tgt_vocab_size}, classes {model_cfg.num_classes}"
+    )
     console.print(tree)
     console.print(f"run directory: [bold]{run_dir}[/bold]")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace as task
 
 import lightning as L
 import pytest
@@ -11,8 +12,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from src.data import build_datamodule
 from src.data.resumable import EpochPermutationSampler, ResumableDataLoader, epoch_seed
-
-from types import SimpleNamespace as task
 
 
 def batch_key(batch: dict) -> str:
@@ -78,7 +77,7 @@ def test_state_dict_round_trip_resumes_mid_epoch():
     assert fresh.state_dict()["batches_yielded"] == len(full)
     # The resume offset is used once: the next epoch starts from its beginning.
     fresh.sampler.set_epoch(3)
-    assert len([b for b in fresh]) == len(full)
+    assert len(list(fresh)) == len(full)
 
 
 def test_resume_offset_is_dropped_when_lightning_moves_to_the_next_epoch():
@@ -120,10 +119,18 @@ class RecordingModule(L.LightningModule):
 def fit(max_steps, callbacks=(), ckpt_path=None, root=None, validate=False) -> RecordingModule:
     module = RecordingModule()
     trainer = L.Trainer(
-        max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=list(callbacks), default_root_dir=root, num_sanity_val_steps=0,
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        default_root_dir=root,
+        num_sanity_val_steps=0,
         # with validation: every 3 training batches, so checkpoints are also written around validation runs
-        limit_val_batches=2 if validate else 0, val_check_interval=3 if validate else None,
+        limit_val_batches=2 if validate else 0,
+        val_check_interval=3 if validate else None,
         enable_checkpointing=bool(callbacks),
     )
     trainer.fit(module, datamodule=small_dm(), ckpt_path=ckpt_path)

@@ -7,7 +7,7 @@ import pytest
 from src.data import DataError
 from src.data.tokenizer import TOKENIZER_FILE, SubwordTokenizer, load_or_train_tokenizer, train_tokenizer
 from src.data.vocab import SymbolVocab
-from src.model.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from src.model.tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 TEXTS = [
     "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche.",

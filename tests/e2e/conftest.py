@@ -17,22 +17,34 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # A model and a schedule small enough that a run costs seconds: the point is the plumbing, not the accuracy.
 TINY = [
-    "model.d_model=16", "model.heads=2", "model.layers=1", "model.d_ff=32", "model.dropout=0.0",
-    "trainer.max_steps=12", "trainer.val_check_interval=6", "trainer.enable_progress_bar=false",
-    "optimizer.warmup_steps=4", "batch_size=16", "dashboard.attention_every_n_steps=6", "torch_threads=1",
+    "model.d_model=16",
+    "model.heads=2",
+    "model.layers=1",
+    "model.d_ff=32",
+    "model.dropout=0.0",
+    "trainer.max_steps=12",
+    "trainer.val_check_interval=6",
+    "trainer.enable_progress_bar=false",
+    "optimizer.warmup_steps=4",
+    "batch_size=16",
+    "dashboard.attention_every_n_steps=6",
+    "torch_threads=1",
 ]
 SMALL_SYNTHETIC = ["task.train_size=200", "task.val_size=32", "task.test_size=32"]
 
 
 def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=timeout, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
     return result
 
 
 def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}"
+    )
     return result
 
 
@@ -73,8 +85,10 @@ def data_dir(tmp_path_factory) -> Path:
             with gzip.open(m30k / f"{stem}.{lang}.gz", "wt", encoding="utf-8") as f:
                 f.write("\n".join(lines) + "\n")
     # classification: sentence<TAB>label
-    rows = [f"{'great good fine' if i % 2 else 'bad awful poor'} movie number {i}\t{'pos' if i % 2 else 'neg'}"
-            for i in range(80)]
+    rows = [
+        f"{'great good fine' if i % 2 else 'bad awful poor'} movie number {i}\t{'pos' if i % 2 else 'neg'}"
+        for i in range(80)
+    ]
     (root / "sentiment.tsv").write_text("\n".join(rows) + "\n")
     return root
 
@@ -86,11 +100,19 @@ def task_overrides(task: str, data: Path) -> list[str]:
     if task == "addition":
         return ["task=addition", *SMALL_SYNTHETIC]
     if task == "char_lm":
-        return ["task=char_lm", f"task.path={data / 'text.txt'}", "task.block_size=32", "task.val_fraction=0.1",
-                "task.test_fraction=0.1"]
+        return [
+            "task=char_lm",
+            f"task.path={data / 'text.txt'}",
+            "task.block_size=32",
+            "task.val_fraction=0.1",
+            "task.test_fraction=0.1",
+        ]
     if task == "translation":
-        files = [f"task.{split}_{side}={data / f'{split}.{lang}'}"
-                 for split in ("train", "val", "test") for side, lang in (("src", "de"), ("tgt", "en"))]
+        files = [
+            f"task.{split}_{side}={data / f'{split}.{lang}'}"
+            for split in ("train", "val", "test")
+            for side, lang in (("src", "de"), ("tgt", "en"))
+        ]
         return ["task=translation", *files, "task.vocab_size=120", "task.max_len=16"]
     if task == "multi30k":
         return ["task=multi30k", f"task.data_dir={data / 'multi30k'}", "task.vocab_size=120", "task.max_len=16"]

@@ -21,9 +21,16 @@ pytestmark = pytest.mark.slow
 
 SYNTHETIC = ["copy", "reverse", "sort", "addition"]
 FILE_TASKS = ["char_lm", "translation", "multi30k", "classification"]
-MAIN_METRIC = {"copy": "val/exact_match", "reverse": "val/exact_match", "sort": "val/exact_match",
-               "addition": "val/exact_match", "char_lm": "val/loss", "translation": "val/bleu",
-               "multi30k": "val/bleu", "classification": "val/acc"}
+MAIN_METRIC = {
+    "copy": "val/exact_match",
+    "reverse": "val/exact_match",
+    "sort": "val/exact_match",
+    "addition": "val/exact_match",
+    "char_lm": "val/loss",
+    "translation": "val/bleu",
+    "multi30k": "val/bleu",
+    "classification": "val/acc",
+}
 # the mid-run checkpoints of the resume test come from the sweep's reverse job
 MID_RUN_CHECKPOINTS = ["checkpoint.every_n_train_steps=6"]
 
@@ -32,10 +39,19 @@ MID_RUN_CHECKPOINTS = ["checkpoint.every_n_train_steps=6"]
 def sweep(tmp_path_factory) -> dict[str, Path]:
     """One multirun over the four synthetic tasks: task name -> its job directory."""
     sweep_dir = tmp_path_factory.mktemp("sweep")
-    check(run_module("src.run", "-m", f"task={','.join(SYNTHETIC)}", *TINY, *SMALL_SYNTHETIC, *MID_RUN_CHECKPOINTS,
-                     f"hydra.sweep.dir={sweep_dir}"))
+    check(
+        run_module(
+            "src.run",
+            "-m",
+            f"task={','.join(SYNTHETIC)}",
+            *TINY,
+            *SMALL_SYNTHETIC,
+            *MID_RUN_CHECKPOINTS,
+            f"hydra.sweep.dir={sweep_dir}",
+        )
+    )
     jobs = {}
-    for job_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+    for job_dir in sorted(p.parent for p in sweep_dir.glob("*/.hydra")):  # not the sweep's report/
         config = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
         jobs[config.task.name] = job_dir
     return jobs
@@ -59,7 +75,8 @@ def assert_dashboard(run_dir: Path, task: str) -> None:
     assert events.scalars["lr"][-1][1] > 0
     # attention maps: one image per layer and site, and the masks
     sites = {"char_lm": ["decoder_self"], "classification": ["encoder_self"]}.get(
-        task, ["encoder_self", "decoder_self", "cross"])
+        task, ["encoder_self", "decoder_self", "cross"]
+    )
     for site in sites:
         assert f"attention/{site}/layer_1" in events.image_tags, f"{task}: {sorted(events.image_tags)}"
         assert f"mask/{site}" in events.image_tags
@@ -77,16 +94,18 @@ def assert_run_dir(run_dir: Path, task: str) -> None:
     assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").task.name == task
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 12  # the last step is validated and saved (max_steps=12)
 
 
 # --- training every task -----------------------------------------------------------------------------------
 
+
 def test_sweep_gives_each_job_its_own_directory(sweep):
     assert sorted(sweep) == sorted(SYNTHETIC)
     assert len({p.name for p in sweep.values()}) == len(SYNTHETIC)
-    assert all(p.name.split("_")[0].isdigit() for p in sweep.values())  # <job.num>_<overrides>
+    # <job number>_<the varied setting>, short and in sweep order
+    assert sorted(p.name for p in sweep.values()) == sorted(f"{i}_task:{task}" for i, task in enumerate(SYNTHETIC))
     assert all("=" not in p.name and "," not in p.name for p in sweep.values())  # pasteable into ckpt=...
 
 
@@ -106,6 +125,7 @@ def test_file_task_trains_and_logs(file_runs, task):
 
 # --- eval and predict from checkpoints ---------------------------------------------------------------------
 
+
 def test_eval_reports_test_and_longer_lengths(sweep):
     result = check(run_module("src.eval", f"ckpt={sweep['reverse'] / 'checkpoints' / 'best.ckpt'}"))
     for metric in ("test/exact_match", "test/loss", "test_long/exact_match", "test_long/token_acc"):
@@ -117,13 +137,18 @@ def test_eval_translation_reports_bleu(file_runs):
     assert "test/bleu" in result.stdout
 
 
-@pytest.mark.parametrize("task,args", [
-    ("reverse", ['text="1234"']),
-    ("translation", ['text="ein mann sieht den hund"', "decode.strategy=beam", "decode.beam_size=3"]),
-    ("char_lm", ['text="To be"', "decode.strategy=sample", "decode.top_k=5", "num_samples=2",
-                 "decode.max_new_tokens=20"]),
-    ("classification", ['text="great good movie"']),
-])
+@pytest.mark.parametrize(
+    "task,args",
+    [
+        ("reverse", ['text="1234"']),
+        ("translation", ['text="ein mann sieht den hund"', "decode.strategy=beam", "decode.beam_size=3"]),
+        (
+            "char_lm",
+            ['text="To be"', "decode.strategy=sample", "decode.top_k=5", "num_samples=2", "decode.max_new_tokens=20"],
+        ),
+        ("classification", ['text="great good movie"']),
+    ],
+)
 def test_predict(sweep, file_runs, task, args):
     run_dir = sweep.get(task) or file_runs[task]
     result = check(run_module("src.predict", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", *args))
@@ -143,6 +168,7 @@ def test_eval_rejects_a_missing_checkpoint(tmp_path):
 
 # --- resuming ----------------------------------------------------------------------------------------------
 
+
 def test_resume_continues_to_max_steps_with_identical_weights(sweep, tmp_path):
     """Resume the reverse job from its step-6 checkpoint: it trains to step 12, and (dropout 0, stateful data
     loader) ends with exactly the weights of the uninterrupted run."""
@@ -150,12 +176,21 @@ def test_resume_continues_to_max_steps_with_identical_weights(sweep, tmp_path):
     middle = uninterrupted / "checkpoints" / "step-6.ckpt"
     assert middle.is_file(), sorted(p.name for p in (uninterrupted / "checkpoints").iterdir())
     resumed_dir = tmp_path / "resumed"
-    check(run_module("src.run", "task=reverse", *TINY, *SMALL_SYNTHETIC, *MID_RUN_CHECKPOINTS,
-                     f"ckpt_path={middle}", f"hydra.run.dir={resumed_dir}"))
+    check(
+        run_module(
+            "src.run",
+            "task=reverse",
+            *TINY,
+            *SMALL_SYNTHETIC,
+            *MID_RUN_CHECKPOINTS,
+            f"ckpt_path={middle}",
+            f"hydra.run.dir={resumed_dir}",
+        )
+    )
     # it really started after step 6 (a run from scratch would reach the same weights and write step-6.ckpt)
     assert sorted(p.name for p in (resumed_dir / "checkpoints").glob("step-*")) == ["step-12.ckpt"]
-    resumed = torch.load(resumed_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    reference = torch.load(uninterrupted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed = torch.load(resumed_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    reference = torch.load(uninterrupted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["global_step"] == reference["global_step"] == 12
     for name, tensor in reference["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], tensor), f"{name} differs after resuming"
@@ -164,14 +199,27 @@ def test_resume_continues_to_max_steps_with_identical_weights(sweep, tmp_path):
 def test_resume_with_dropout_gives_identical_weights(tmp_path):
     """With dropout the random generators matter too: the checkpoint carries them. 150 examples in batches of
     16 are 10 steps an epoch, so the step-6 checkpoint is mid-epoch and the resumed run crosses an epoch."""
-    settings = ["task=copy", *TINY, "model.dropout=0.1", "task.train_size=150", "task.val_size=32",
-                "task.test_size=32", *MID_RUN_CHECKPOINTS]
+    settings = [
+        "task=copy",
+        *TINY,
+        "model.dropout=0.1",
+        "task.train_size=150",
+        "task.val_size=32",
+        "task.test_size=32",
+        *MID_RUN_CHECKPOINTS,
+    ]
     check(run_module("src.run", *settings, f"hydra.run.dir={tmp_path / 'full'}"))
-    check(run_module("src.run", *settings, f"ckpt_path={tmp_path / 'full' / 'checkpoints' / 'step-6.ckpt'}",
-                     f"hydra.run.dir={tmp_path / 'resumed'}"))
+    check(
+        run_module(
+            "src.run",
+            *settings,
+            f"ckpt_path={tmp_path / 'full' / 'checkpoints' / 'step-6.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'resumed'}",
+        )
+    )
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("step-*")) == ["step-12.ckpt"]
-    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    reference = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    reference = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["global_step"] == reference["global_step"] == 12
     for name, tensor in reference["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], tensor), f"{name} differs after resuming"
@@ -179,27 +227,51 @@ def test_resume_with_dropout_gives_identical_weights(tmp_path):
 
 def test_resume_with_a_different_model_is_one_line(sweep, tmp_path):
     middle = sweep["reverse"] / "checkpoints" / "step-6.ckpt"
-    result = run_module("src.run", "task=reverse", *TINY, *SMALL_SYNTHETIC, "model.d_ff=64",
-                        f"ckpt_path={middle}", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_module(
+        "src.run",
+        "task=reverse",
+        *TINY,
+        *SMALL_SYNTHETIC,
+        "model.d_ff=64",
+        f"ckpt_path={middle}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert result.returncode == 2
     assert "d_ff" in result.stderr and "Traceback" not in result.stderr
     # another seed would mean other data and another order: not a resume either
-    result = run_module("src.run", "task=reverse", *TINY, *SMALL_SYNTHETIC, "seed=7",
-                        f"ckpt_path={middle}", f"hydra.run.dir={tmp_path / 'run2'}")
+    result = run_module(
+        "src.run",
+        "task=reverse",
+        *TINY,
+        *SMALL_SYNTHETIC,
+        "seed=7",
+        f"ckpt_path={middle}",
+        f"hydra.run.dir={tmp_path / 'run2'}",
+    )
     assert result.returncode == 2 and "seed=0, this run has seed=7" in result.stderr
 
 
 # --- sweeps survive a failing job --------------------------------------------------------------------------
 
+
 def test_a_failing_sweep_job_does_not_end_the_sweep(tmp_path):
-    result = run_module("src.run", "-m", "mask=window", "mask.window=0,2", "task=copy", *TINY, *SMALL_SYNTHETIC,
-                        f"hydra.sweep.dir={tmp_path}")
+    result = run_module(
+        "src.run",
+        "-m",
+        "mask=window",
+        "mask.window=0,2",
+        "task=copy",
+        *TINY,
+        *SMALL_SYNTHETIC,
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert result.returncode == 1  # the sweep reports the failure at the end
     assert "mask.window" in result.stderr
-    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
-    assert len(jobs) == 2
+    jobs = sorted(p.parent for p in tmp_path.glob("*/.hydra"))
+    assert [job.name for job in jobs] == ["0_mask.window:0", "1_mask.window:2"]
     assert (jobs[0] / "error.txt").is_file()
     assert (jobs[1] / "checkpoints" / "last.ckpt").is_file()
+    assert "| 0_mask.window:0 | failed | mask.window=0 must be at least 1" in (tmp_path / "report.md").read_text()
 
 
 def test_two_runs_started_together_get_their_own_directories(tmp_path):
@@ -211,14 +283,38 @@ def test_two_runs_started_together_get_their_own_directories(tmp_path):
 
     default = OmegaConf.load(ROOT / "conf" / "config.yaml").hydra.run._content["dir"]._value()  # unresolved
     assert default.startswith("outputs/")
-    pattern = f"hydra.run.dir={tmp_path}/{default[len('outputs/'):]}"  # the project's own pattern, under tmp_path
-    args = [sys.executable, "-m", "src.run", "task=copy", *TINY, *SMALL_SYNTHETIC, "trainer.max_steps=2",
-            "logger=none", pattern]
-    runs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    pattern = f"hydra.run.dir={tmp_path}/{default[len('outputs/') :]}"  # the project's own pattern, under tmp_path
+    args = [
+        sys.executable,
+        "-m",
+        "src.run",
+        "task=copy",
+        *TINY,
+        *SMALL_SYNTHETIC,
+        "trainer.max_steps=2",
+        "logger=none",
+        pattern,
+    ]
+    runs = [
+        subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     for run in runs:
         assert run.wait(timeout=300) == 0, run.stderr.read()
     run_dirs = sorted(tmp_path.glob("*/*"))
     assert len(run_dirs) == 2
     for run_dir in run_dirs:
         assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("command", ["src.eval", "src.predict", "src.run"])
+def test_a_malicious_checkpoint_is_refused_by_every_command(tmp_path, command):
+    from tests.training.test_checkpoint import malicious_checkpoint
+
+    path, marker = malicious_checkpoint(tmp_path)
+    field = "ckpt_path" if command == "src.run" else "ckpt"
+    extra = {"src.predict": ['text="1234"'], "src.run": [*TINY, f"hydra.run.dir={tmp_path / 'run'}"]}.get(command, [])
+    result = run_module(command, f"{field}={path}", *extra)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith("error:") and "refused" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()

@@ -20,7 +20,11 @@ def test_worked_example_of_the_seed_notebook():
     torch.testing.assert_close(out[0, 0, 0], torch.tensor([1.93662106, 6.68310531, 1.59506841], dtype=torch.float64))
     # The rows the notebook prints: softmax of the scores [2, 4, 4], [4, 16, 12], [4, 12, 10].
     notebook_rows = torch.tensor(
-        [[6.3379e-02, 4.6831e-01, 4.6831e-01], [6.0337e-06, 9.8201e-01, 1.7986e-02], [2.9539e-04, 8.8054e-01, 1.1917e-01]],
+        [
+            [6.3379e-02, 4.6831e-01, 4.6831e-01],
+            [6.0337e-06, 9.8201e-01, 1.7986e-02],
+            [2.9539e-04, 8.8054e-01, 1.1917e-01],
+        ],
         dtype=torch.float64,
     )
     torch.testing.assert_close(weights[0, 0], notebook_rows, rtol=1e-4, atol=1e-8)
@@ -41,7 +45,10 @@ def test_explicit_and_fused_paths_agree(with_bias):
     bias = torch.randn(3, 5, 6, dtype=torch.float64) if with_bias else None
     explicit, weights = explicit_attention(q, k, v, mask, bias)
     torch.testing.assert_close(fused_attention(q, k, v, mask, bias), explicit)
-    torch.testing.assert_close(weights.sum(-1)[mask.any(-1).expand(-1, 3, -1)], torch.ones_like(weights.sum(-1))[mask.any(-1).expand(-1, 3, -1)])
+    torch.testing.assert_close(
+        weights.sum(-1)[mask.any(-1).expand(-1, 3, -1)],
+        torch.ones_like(weights.sum(-1))[mask.any(-1).expand(-1, 3, -1)],
+    )
 
 
 def test_fully_masked_rows_give_zeros_not_nan_in_both_paths_and_gradients():

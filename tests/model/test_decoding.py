@@ -1,17 +1,34 @@
+import dataclasses
 import itertools
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from src.model import BOS_ID, EOS_ID, PAD_ID, TransformerConfig, build_model, generate
 from src.model.decoding import filter_logits
+from src.model.masks import MASK_SCHEMES
 
 
-def model_for(arch="encoder_decoder", **overrides):
+def model_for(arch="encoder_decoder", mask_type="standard", window=2, prefix_len=3, **overrides):
     torch.manual_seed(0)
-    values = dict(arch=arch, src_vocab_size=13, tgt_vocab_size=11, d_model=16, heads=4, enc_layers=2, dec_layers=2,
-                  d_ff=32, dropout=0.0, max_len=40)
+    settings = {"window": window, "prefix_len": prefix_len}  # each scheme takes those it has
+    mask = {
+        "type": mask_type,
+        **{f.name: settings.get(f.name, f.default) for f in dataclasses.fields(MASK_SCHEMES[mask_type])},
+    }
+    values = dict(
+        arch=arch,
+        src_vocab_size=13,
+        tgt_vocab_size=11,
+        d_model=16,
+        heads=4,
+        enc_layers=2,
+        dec_layers=2,
+        d_ff=32,
+        dropout=0.0,
+        max_len=40,
+        mask=mask,
+    )
     values.update(overrides)
     model = build_model(TransformerConfig(**values)).double()
     with torch.no_grad():  # make EOS unlikely so sequences run long enough to exercise the cache
@@ -36,7 +53,9 @@ def greedy_by_full_recomputation(model, src=None, prompt=None, steps=10):
     return tokens[:, -steps:]
 
 
-@pytest.mark.parametrize("pos,mask_type", list(itertools.product(["sinusoidal", "learned", "rope", "alibi", "none"], ["standard", "window"])))
+@pytest.mark.parametrize(
+    "pos,mask_type", list(itertools.product(["sinusoidal", "learned", "rope", "alibi", "none"], ["standard", "window"]))
+)
 def test_cached_greedy_equals_full_recomputation(pos, mask_type):
     model = model_for(pos_encoding=pos, mask_type=mask_type, window=3)
     src = source()
@@ -95,12 +114,17 @@ def _model_with_eos_bias(eos_bias: float):
 @pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
 def test_decoding_pads_after_eos_and_stops_when_all_ended(strategy):
     src = torch.randint(4, 13, (8, 6), generator=torch.Generator().manual_seed(4))
-    out = generate(_model_with_eos_bias(-0.5), src=src, max_new_tokens=30, strategy=strategy,
-                   generator=torch.Generator().manual_seed(0))
+    out = generate(
+        _model_with_eos_bias(-0.5),
+        src=src,
+        max_new_tokens=30,
+        strategy=strategy,
+        generator=torch.Generator().manual_seed(0),
+    )
     ended = [row for row in out.tolist() if EOS_ID in row]
     assert any(row.index(EOS_ID) > 0 for row in ended)
     for row in ended:
-        assert all(t == PAD_ID for t in row[row.index(EOS_ID) + 1:])
+        assert all(t == PAD_ID for t in row[row.index(EOS_ID) + 1 :])
         assert PAD_ID not in row[: row.index(EOS_ID)]
     forced = generate(_model_with_eos_bias(100.0), src=src, max_new_tokens=30, strategy=strategy)
     assert forced.tolist() == [[EOS_ID]] * 8  # every row ended at once, so decoding stopped
@@ -138,6 +162,7 @@ def test_generation_restores_training_mode_and_rejects_bad_settings():
 
 # --- beam search against exhaustive search, and its stopping rule ------------------------------------
 
+
 def test_wide_beam_equals_exhaustive_search_with_and_without_length_penalty():
     """With a beam as wide as the search space, beam search must return the best sequence by
     length-normalised log-probability computed without any cache: wrong cache reordering, scores
@@ -155,11 +180,11 @@ def test_wide_beam_equals_exhaustive_search_with_and_without_length_penalty():
             best, best_score = None, float("-inf")
             for seq in itertools.product(choices, repeat=steps):
                 seq = list(seq)
-                if EOS_ID in seq and any(t != EOS_ID for t in seq[seq.index(EOS_ID) + 1:]):
+                if EOS_ID in seq and any(t != EOS_ID for t in seq[seq.index(EOS_ID) + 1 :]):
                     continue  # only one continuation after EOS (padding) counts
                 seq = seq[: seq.index(EOS_ID) + 1] if EOS_ID in seq else seq
                 tokens = torch.tensor([seq + [PAD_ID] * (steps - len(seq))])
-                score = sequence_log_prob(model, src[item:item + 1], tokens).item()
+                score = sequence_log_prob(model, src[item : item + 1], tokens).item()
                 score /= length_penalty_factor(torch.tensor(len(seq)), alpha).item()
                 if score > best_score:
                     best, best_score = seq, score
@@ -206,10 +231,16 @@ def test_beam_search_does_not_stop_while_a_live_beam_can_still_win(alpha, expect
 
 # --- the cache, position by position ------------------------------------------------------------------
 
-@pytest.mark.parametrize("arch,pos,mask_type", [
-    *[("encoder_decoder", p, m) for p in ("sinusoidal", "learned", "rope", "alibi", "none") for m in ("standard", "window", "causal")],
-    *[("decoder_only", p, m) for p in ("sinusoidal", "rope", "alibi") for m in ("standard", "window", "prefix")],
-])
+CAUSAL_MASKS = [name for name, scheme in MASK_SCHEMES.items() if not scheme.sees_future]  # every registered one
+
+
+@pytest.mark.parametrize(
+    "arch,pos,mask_type",
+    [
+        *[("encoder_decoder", p, m) for p in ("sinusoidal", "learned", "rope", "alibi", "none") for m in CAUSAL_MASKS],
+        *[("decoder_only", p, m) for p in ("sinusoidal", "rope", "alibi") for m in CAUSAL_MASKS],
+    ],
+)
 def test_cached_logits_equal_full_recomputation_at_every_step(arch, pos, mask_type):
     from src.model.decoding import _stepper
 
@@ -218,18 +249,22 @@ def test_cached_logits_equal_full_recomputation_at_every_step(arch, pos, mask_ty
     tokens = torch.randint(4, 11, (3, 9), generator=torch.Generator().manual_seed(7))
     tokens[:, 0] = BOS_ID
     prompt_len = 3 if arch == "decoder_only" else 1
-    stepper = _stepper(model, src if arch == "encoder_decoder" else None,
-                       tokens[:, :prompt_len] if arch == "decoder_only" else None, repeats=1)
+    stepper = _stepper(
+        model,
+        src if arch == "encoder_decoder" else None,
+        tokens[:, :prompt_len] if arch == "decoder_only" else None,
+        repeats=1,
+    )
     full = model(src, tokens).logits if arch == "encoder_decoder" else model(tokens).logits  # (B, T, V)
     cached = [stepper.step(stepper.prompt)]
     for t in range(prompt_len, tokens.size(1)):
-        cached.append(stepper.step(tokens[:, t:t + 1]))
-    torch.testing.assert_close(torch.stack(cached, 1), full[:, prompt_len - 1:], atol=1e-10, rtol=0)
+        cached.append(stepper.step(tokens[:, t : t + 1]))
+    torch.testing.assert_close(torch.stack(cached, 1), full[:, prompt_len - 1 :], atol=1e-10, rtol=0)
 
 
 def test_prefix_lm_refuses_prompts_shorter_than_the_prefix_and_padded_prompts():
     model = model_for("decoder_only", mask_type="prefix", prefix_len=4)
-    with pytest.raises(ValueError, match="shorter than mask.prefix_len=4"):
+    with pytest.raises(ValueError, match="shorter than the 4 tokens mask=prefix needs"):
         generate(model, prompt=torch.tensor([[BOS_ID, 5]]))
     with pytest.raises(ValueError, match="PAD"):
         generate(model_for("decoder_only"), prompt=torch.tensor([[BOS_ID, 5, PAD_ID]]))
@@ -239,10 +274,22 @@ def test_temperature_shapes_the_samples():
     model = model_for()
     src = source()
     greedy = generate(model, src=src, max_new_tokens=8)
-    cold = generate(model, src=src, strategy="sample", temperature=1e-4, max_new_tokens=8,
-                    generator=torch.Generator().manual_seed(0))
-    hot = generate(model, src=src, strategy="sample", temperature=50.0, max_new_tokens=8,
-                   generator=torch.Generator().manual_seed(0))
+    cold = generate(
+        model,
+        src=src,
+        strategy="sample",
+        temperature=1e-4,
+        max_new_tokens=8,
+        generator=torch.Generator().manual_seed(0),
+    )
+    hot = generate(
+        model,
+        src=src,
+        strategy="sample",
+        temperature=50.0,
+        max_new_tokens=8,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(cold, greedy)
     assert not torch.equal(hot, greedy)
 

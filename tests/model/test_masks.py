@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from src.model import masks
+from src.model import ConfigError, masks
 
 
 def test_key_padding_blocks_pad_keys_only():
@@ -33,20 +34,33 @@ def test_prefix_lm_mask_is_bidirectional_inside_the_prefix():
     assert per_example[1, 0].all()
 
 
-def test_site_masks_per_type():
+def test_site_masks_per_scheme():
     tgt_keys = torch.tensor([[4, 5, 6, 0]])
-    leak = masks.decoder_self_mask(4, 4, "none", window=2, prefix_len=0, keys=tgt_keys)
+    leak = masks.NoMask().decoder_self(4, 4, keys=tgt_keys)
     assert leak[0, 0, 0].tolist() == [True, True, True, False]  # sees the future, never padding
-    standard = masks.decoder_self_mask(4, 4, "standard", window=2, prefix_len=0, keys=tgt_keys)
+    standard = masks.MaskScheme().decoder_self(4, 4, keys=tgt_keys)
     assert standard[0, 0, 3].tolist() == [True, True, True, False]
     assert standard[0, 0, 0].tolist() == [True, False, False, False]
     src = torch.tensor([[4, 5, 0]])
-    assert masks.encoder_self_mask(src, "causal", window=2)[0, 0].int().tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
-    assert masks.encoder_self_mask(src, "standard", window=2)[0, 0].int().tolist() == [[1, 1, 0]]  # broadcast over queries
-    assert masks.cross_mask(src).shape == (1, 1, 1, 3)
+    assert masks.CausalMask().encoder_self(src)[0, 0].int().tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
+    assert masks.MaskScheme().encoder_self(src)[0, 0].int().tolist() == [[1, 1, 0]]  # broadcast over queries
+    assert masks.MaskScheme().cross(src).shape == (1, 1, 1, 3)
 
 
-def test_combine_ignores_none():
-    a = torch.tensor([[True, False]])
-    assert masks.combine(None, a, None) is a
-    assert masks.combine(None, None) is None
+def test_prefix_scheme_in_a_decoder_only_model_and_in_an_encoder_decoder():
+    prefix = masks.PrefixMask(prefix_len=2)
+    lm = prefix.decoder_self(4, 4, decoder_only=True)[0, 0].int().tolist()
+    assert lm == [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]
+    assert prefix.decoder_self(4, 4)[0, 0].tolist() == masks.causal_mask(4, 4).tolist()  # the target stays causal
+    assert prefix.trainable_positions(torch.ones(1, 4)).tolist() == [[False, True, True, True]]
+    assert prefix.min_prompt_len == 2 and masks.MaskScheme().min_prompt_len == 0
+
+
+def test_schemes_are_built_from_settings_with_one_line_errors():
+    assert masks.build_mask_scheme({"type": "window", "window": 3}, max_len=8) == masks.WindowMask(window=3)
+    with pytest.raises(ConfigError, match="mask='dilated' is not known"):
+        masks.build_mask_scheme({"type": "dilated"}, max_len=8)
+    with pytest.raises(ConfigError, match="mask.window is not a setting of mask=standard"):
+        masks.build_mask_scheme({"type": "standard", "window": 3}, max_len=8)
+    with pytest.raises(ConfigError, match=r"mask.prefix_len=9 must be in \[0, model.max_len=8\]"):
+        masks.build_mask_scheme({"type": "prefix", "prefix_len": 9}, max_len=8)

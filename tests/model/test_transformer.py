@@ -1,5 +1,6 @@
 """The whole model: equal to torch.nn.Transformer, paths agree, masks do what they claim, it learns."""
 
+import dataclasses
 import itertools
 
 import pytest
@@ -7,17 +8,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.model import PAD_ID, TransformerConfig, build_model
-from src.model.config import ConfigError, MASK_TYPES, POSITIONAL_ENCODINGS
+from src.model import PAD_ID, ConfigError, TransformerConfig, build_model
+from src.model.masks import MASK_SCHEMES
+from src.model.positional import POSITIONAL_SCHEMES
 
 D, H, FF = 16, 4, 32
 
 
 def small_config(**overrides) -> TransformerConfig:
-    values = dict(src_vocab_size=23, tgt_vocab_size=19, num_classes=3, d_model=D, heads=H, enc_layers=2,
-                  dec_layers=2, d_ff=FF, dropout=0.0, max_len=64)
+    values = dict(
+        src_vocab_size=23,
+        tgt_vocab_size=19,
+        num_classes=3,
+        d_model=D,
+        heads=H,
+        enc_layers=2,
+        dec_layers=2,
+        d_ff=FF,
+        dropout=0.0,
+        max_len=64,
+    )
     values.update(overrides)
     return TransformerConfig(**values)
+
+
+MASK_NAMES = list(MASK_SCHEMES)  # every registered scheme: a new one is tested without edits here
+POSITION_NAMES = list(POSITIONAL_SCHEMES)
+
+
+def small_mask(name: str) -> dict:
+    """mask=<name> with every integer setting 2 (window, prefix_len, ...): the structure then matters inside
+    the short sequences below."""
+    return {"type": name, **{f.name: 2 for f in dataclasses.fields(MASK_SCHEMES[name]) if f.type in ("int", int)}}
 
 
 def batch(seed=0, b=3, s=7, t=6):
@@ -31,6 +53,7 @@ def batch(seed=0, b=3, s=7, t=6):
 
 
 # --- equivalence with torch.nn.Transformer ---------------------------------------------------------
+
 
 def _copy_attention(ours, ref: nn.MultiheadAttention):
     d = ref.embed_dim
@@ -74,7 +97,9 @@ def test_equals_torch_nn_transformer(norm_first, activation):
     torch.manual_seed(0)
     cfg = small_config(norm_position="pre" if norm_first else "post", activation=activation)
     model = build_model(cfg).double()
-    ref = nn.Transformer(D, H, 2, 2, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first).double()
+    ref = nn.Transformer(
+        D, H, 2, 2, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
+    ).double()
     with torch.no_grad():  # random norm parameters, so a mix-up of norms cannot pass by luck
         for p in ref.parameters():
             if p.dim() == 1:
@@ -90,10 +115,14 @@ def test_equals_torch_nn_transformer(norm_first, activation):
     src_x = model.src_embed(src, model.positional)
     tgt_x = model.tgt_embed(tgt, model.positional)
     theirs = model.out_proj(
-        ref(src_x, tgt_x,
+        ref(
+            src_x,
+            tgt_x,
             tgt_mask=torch.ones(tgt.size(1), tgt.size(1), dtype=torch.bool).triu(1),  # True = blocked
-            src_key_padding_mask=src == PAD_ID, tgt_key_padding_mask=tgt == PAD_ID,
-            memory_key_padding_mask=src == PAD_ID)
+            src_key_padding_mask=src == PAD_ID,
+            tgt_key_padding_mask=tgt == PAD_ID,
+            memory_key_padding_mask=src == PAD_ID,
+        )
     )
     keep = tgt != PAD_ID
     torch.testing.assert_close(ours[keep], theirs[keep], atol=1e-6, rtol=0)
@@ -101,11 +130,12 @@ def test_equals_torch_nn_transformer(norm_first, activation):
 
 # --- both attention paths, every mask type and positional scheme ----------------------------------
 
+
 @pytest.mark.filterwarnings("ignore:mask=none")
-@pytest.mark.parametrize("mask_type,pos", list(itertools.product(MASK_TYPES, POSITIONAL_ENCODINGS)))
+@pytest.mark.parametrize("mask_type,pos", list(itertools.product(MASK_NAMES, POSITION_NAMES)))
 def test_explicit_and_fused_paths_agree(mask_type, pos):
     torch.manual_seed(0)
-    model = build_model(small_config(mask_type=mask_type, pos_encoding=pos, window=2, prefix_len=2)).double()
+    model = build_model(small_config(mask=small_mask(mask_type), pos_encoding=pos)).double()
     src, tgt = batch()
     fused = model(src, tgt)
     explicit = model(src, tgt, need_weights=True)
@@ -131,7 +161,8 @@ def test_paths_agree_for_other_architectures(arch):
 
 # --- masks do what they claim --------------------------------------------------------------------
 
-@pytest.mark.parametrize("pos", POSITIONAL_ENCODINGS)
+
+@pytest.mark.parametrize("pos", POSITION_NAMES)
 def test_causal_decoder_outputs_do_not_see_future_tokens(pos):
     torch.manual_seed(0)
     model = build_model(small_config(pos_encoding=pos)).double()
@@ -148,20 +179,20 @@ def test_causal_mask_type_makes_the_encoder_causal_too():
     src, tgt = batch()
     changed = src.clone()
     changed[0, 4:] = torch.randint(4, 23, (3,))
-    causal = build_model(small_config(mask_type="causal")).double()
+    causal = build_model(small_config(mask={"type": "causal"})).double()
     memory_a, _ = causal.encode(src)
     memory_b, _ = causal.encode(changed)
     torch.testing.assert_close(memory_a[0, :4], memory_b[0, :4], atol=1e-10, rtol=0)
-    standard = build_model(small_config(mask_type="standard")).double()
+    standard = build_model(small_config(mask={"type": "standard"})).double()
     assert not torch.allclose(standard.encode(src)[0][0, :4], standard.encode(changed)[0][0, :4])
 
 
 def test_leak_ablation_runs_warns_once_and_does_see_the_future():
     from src.model import masks
 
-    masks._warned_about_leak = False
+    masks._warned.clear()
     with pytest.warns(UserWarning, match="mask=none"):
-        model = build_model(small_config(mask_type="none")).double()
+        model = build_model(small_config(mask={"type": "none"})).double()
     src, tgt = batch()
     changed = tgt.clone()
     changed[:, 3:] = torch.randint(4, 19, changed[:, 3:].shape)
@@ -170,14 +201,16 @@ def test_leak_ablation_runs_warns_once_and_does_see_the_future():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        build_model(small_config(mask_type="none"))  # a second model: no second warning
+        build_model(small_config(mask={"type": "none"}))  # a second model: no second warning
 
 
 @pytest.mark.filterwarnings("ignore:mask=none")
-@pytest.mark.parametrize("mask_type,pos", list(itertools.product(MASK_TYPES, ["sinusoidal", "learned", "rope", "alibi"])))
+@pytest.mark.parametrize(
+    "mask_type,pos", list(itertools.product(MASK_NAMES, ["sinusoidal", "learned", "rope", "alibi"]))
+)
 def test_padding_does_not_change_outputs_at_real_positions(mask_type, pos):
     torch.manual_seed(0)
-    model = build_model(small_config(mask_type=mask_type, pos_encoding=pos, window=2, prefix_len=2)).double()
+    model = build_model(small_config(mask=small_mask(mask_type), pos_encoding=pos)).double()
     src, tgt = batch()
     padded_src = F.pad(src, (0, 4), value=PAD_ID)  # more padding after every sequence
     padded_tgt = F.pad(tgt, (0, 3), value=PAD_ID)
@@ -192,12 +225,13 @@ def test_padding_does_not_change_outputs_at_real_positions(mask_type, pos):
 
 # --- configuration and sizes ---------------------------------------------------------------------
 
+
 def test_bad_configurations_are_rejected_with_one_line():
     with pytest.raises(ConfigError, match=r"model.heads=3 does not divide model.d_model=16") as err:
         build_model(small_config(heads=3))
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="mask.window=0 must be at least 1"):
-        build_model(small_config(mask_type="window", window=0))
+        build_model(small_config(mask={"type": "window", "window": 0}))
     with pytest.raises(ConfigError, match="model.pos_encoding='fourier' is not known"):
         build_model(small_config(pos_encoding="fourier"))
     with pytest.raises(ConfigError, match="classification task"):
@@ -232,6 +266,7 @@ def test_parameter_count_and_flops_match_hand_counts():
 
 # --- every architecture learns a tiny batch --------------------------------------------------------
 
+
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only", "encoder_only"])
 @pytest.mark.parametrize("norm_position", ["post", "pre"])
 def test_every_architecture_overfits_a_tiny_batch(arch, norm_position):
@@ -259,12 +294,13 @@ def test_every_architecture_overfits_a_tiny_batch(arch, norm_position):
 
 # --- more of the claims, for every architecture ---------------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore:mask=none")
 @pytest.mark.parametrize("arch", ["decoder_only", "encoder_only"])
-@pytest.mark.parametrize("mask_type,pos", list(itertools.product(MASK_TYPES, POSITIONAL_ENCODINGS)))
+@pytest.mark.parametrize("mask_type,pos", list(itertools.product(MASK_NAMES, POSITION_NAMES)))
 def test_paths_agree_for_every_architecture_mask_and_position(arch, mask_type, pos):
     torch.manual_seed(0)
-    model = build_model(small_config(arch=arch, mask_type=mask_type, pos_encoding=pos, window=2, prefix_len=2)).double()
+    model = build_model(small_config(arch=arch, mask=small_mask(mask_type), pos_encoding=pos)).double()
     src, tgt = batch()
     x = tgt if arch == "decoder_only" else src
     explicit = model(x, need_weights=True)
@@ -275,15 +311,19 @@ def test_paths_agree_for_every_architecture_mask_and_position(arch, mask_type, p
         assert torch.all(w.masked_select(~allowed.expand_as(w)) == 0)
 
 
-@pytest.mark.parametrize("mask_type,visible_until", [("window", 3), ("prefix", 3)])
-def test_decoder_only_window_and_prefix_do_not_see_the_future(mask_type, visible_until):
+@pytest.mark.parametrize(
+    "mask,visible_until", [({"type": "window", "window": 2}, 3), ({"type": "prefix", "prefix_len": 3}, 3)]
+)
+def test_decoder_only_window_and_prefix_do_not_see_the_future(mask, visible_until):
     torch.manual_seed(0)
-    lm = build_model(small_config(arch="decoder_only", mask_type=mask_type, window=2, prefix_len=3)).double()
+    lm = build_model(small_config(arch="decoder_only", mask=mask)).double()
     _, tgt = batch()
     changed = tgt.clone()
     changed[:, visible_until:] = torch.randint(4, 19, changed[:, visible_until:].shape)
-    torch.testing.assert_close(lm(tgt).logits[:, :visible_until], lm(changed).logits[:, :visible_until], atol=1e-10, rtol=0)
-    if mask_type == "prefix":  # inside the prefix, position 0 does see position 2
+    torch.testing.assert_close(
+        lm(tgt).logits[:, :visible_until], lm(changed).logits[:, :visible_until], atol=1e-10, rtol=0
+    )
+    if mask["type"] == "prefix":  # inside the prefix, position 0 does see position 2
         changed_inside = tgt.clone()
         changed_inside[:, 2] = (tgt[:, 2] - 4 + 1) % 15 + 4
         assert not torch.allclose(lm(tgt).logits[:, 0], lm(changed_inside).logits[:, 0])
@@ -293,7 +333,7 @@ def test_decoder_only_window_and_prefix_do_not_see_the_future(mask_type, visible
 
 def test_prefix_mask_in_an_encoder_decoder_is_a_prefix_lm_encoder():
     torch.manual_seed(0)
-    model = build_model(small_config(mask_type="prefix", prefix_len=2)).double()
+    model = build_model(small_config(mask={"type": "prefix", "prefix_len": 2})).double()
     src, _ = batch()
     changed = src.clone()
     changed[0, 3:5] = torch.tensor([7, 8])
@@ -310,7 +350,9 @@ def test_embeddings_are_scaled_by_sqrt_d_model_and_add_positions():
     torch.testing.assert_close(model.src_embed(tokens, model.positional), expected)
 
 
-@pytest.mark.parametrize("arch,activation", [("encoder_decoder", "relu"), ("decoder_only", "swiglu"), ("encoder_only", "gelu")])
+@pytest.mark.parametrize(
+    "arch,activation", [("encoder_decoder", "relu"), ("decoder_only", "swiglu"), ("encoder_only", "gelu")]
+)
 def test_flops_estimate_matches_torch_flop_counter(arch, activation):
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -33,13 +33,20 @@ def test_warmup_cosine_shape():
 
 
 def _optimizer_cfg(name, lr, warmup):
-    return {"name": name, "lr": lr, "warmup_steps": warmup, "weight_decay": 0.0, "betas": [0.9, 0.98],
-            "eps": 1e-9, "min_lr_ratio": 0.0}
+    return {
+        "name": name,
+        "lr": lr,
+        "warmup_steps": warmup,
+        "weight_decay": 0.0,
+        "betas": [0.9, 0.98],
+        "eps": 1e-9,
+        "min_lr_ratio": 0.0,
+    }
 
 
 def test_scheduler_steps_give_noam_learning_rates():
     model = torch.nn.Linear(4, 4)
-    built = build_optimizer(model, _optimizer_cfg("adam_noam", 2.0, 10), d_model=64, max_steps=100)
+    built = build_optimizer(model, _optimizer_cfg("adam_noam", 2.0, 10), d_model=64, total_steps=100)
     optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
     assert built["lr_scheduler"]["interval"] == "step"
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["betas"] == (0.9, 0.98)
@@ -56,7 +63,7 @@ def test_scheduler_steps_give_noam_learning_rates():
 def test_adamw_cosine_ends_at_min_ratio():
     model = torch.nn.Linear(4, 4)
     cfg = _optimizer_cfg("adamw_cosine", 1e-3, 5) | {"min_lr_ratio": 0.1, "weight_decay": 0.01}
-    built = build_optimizer(model, cfg, d_model=64, max_steps=50)
+    built = build_optimizer(model, cfg, d_model=64, total_steps=50)
     optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
     assert isinstance(optimizer, torch.optim.AdamW)
     for _ in range(49):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from src.data import DataError, build_datamodule
-from src.model.config import BOS_ID, EOS_ID, PAD_ID
+from src.model.tokens import BOS_ID, EOS_ID, PAD_ID
 
 SMALL = dict(train_size=300, val_size=50, test_size=50)
 
@@ -41,7 +41,9 @@ def test_sort_orders_by_symbol_id_beyond_single_digits():
 
 @pytest.mark.parametrize("reverse_digits", [False, True])
 def test_addition_is_correct_arithmetic(reverse_digits):
-    dm = build("addition", reverse_digits=reverse_digits, min_len=1, max_len=4, test_long_min_len=5, test_long_max_len=6)
+    dm = build(
+        "addition", reverse_digits=reverse_digits, min_len=1, max_len=4, test_long_min_len=5, test_long_max_len=6
+    )
     read = (lambda digits: int(digits[::-1])) if reverse_digits else int
     for split in (dm.task.train, dm.task.test_long):
         for src, tgt in pairs(dm, split):

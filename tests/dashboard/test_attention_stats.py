@@ -1,11 +1,15 @@
-"""Attention statistics on hand-made weights whose answers are known."""
+"""Attention statistics on hand-made weights whose answers are known; AttentionStatsLogger writes them per head
+inside a real Trainer."""
 
 import math
 
 import pytest
 import torch
 
-from src.dashboard.stats import head_statistics, valid_query_rows
+from src.dashboard import AttentionStatsLogger, read_events
+from src.dashboard.attention_stats import head_statistics, valid_query_rows
+
+from .conftest import HEADS, LAYERS, SITES_BY_KIND
 
 
 def one_hot_rows(target_columns: list[int], num_keys: int) -> torch.Tensor:
@@ -13,6 +17,9 @@ def one_hot_rows(target_columns: list[int], num_keys: int) -> torch.Tensor:
     weights = torch.zeros(len(target_columns), num_keys)
     weights[torch.arange(len(target_columns)), torch.tensor(target_columns)] = 1.0
     return weights
+
+
+# --- the statistics -----------------------------------------------------------------------------------------------
 
 
 def test_uniform_attention_has_entropy_log_n_and_confidence_one_over_n():
@@ -76,3 +83,25 @@ def test_bad_shapes_are_explained():
         head_statistics(torch.rand(3, 4, 4))
     with pytest.raises(ValueError, match="query_mask"):
         head_statistics(torch.rand(2, 1, 4, 4), torch.ones(2, 5, dtype=torch.bool))
+
+
+# --- the callback -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm", "classification"])
+def test_every_head_gets_its_scalars(tmp_path, fit, kind):
+    module = fit(kind, [AttentionStatsLogger(every_n_steps=2, probe_size=4)])
+    events = read_events(tmp_path)
+    sites = SITES_BY_KIND[kind]
+
+    # Every head of every layer, entropy and distance, at steps 2 and 4.
+    stats_tags = events.tags_with_prefix("attention_stats/")
+    assert len(stats_tags) == len(sites) * LAYERS * HEADS * 2
+    assert f"attention_stats/{sites[0]}/layer_2/head_2/entropy" in stats_tags
+    assert [step for step, _ in events.scalars[f"attention_stats/{sites[0]}/layer_1/head_1/distance"]] == [2, 4]
+    assert module.model.attention_map_calls == 2  # only on the two logging steps
+
+
+def test_bad_arguments_are_explained():
+    with pytest.raises(ValueError, match="unknown attention statistics"):
+        AttentionStatsLogger(statistics=["entropy", "sharpness"])

@@ -13,7 +13,7 @@ ROWS = [("a great film", "1"), ("awful, just awful", "0"), ('he said "wow  ', "1
 
 
 def write_tsv(path, rows, header=None):
-    lines = ([header] if header else []) + [f"{s}\t{l}" for s, l in rows]
+    lines = ([header] if header else []) + [f"{sentence}\t{label}" for sentence, label in rows]
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return str(path)
 
@@ -24,8 +24,11 @@ def build(**fields):
 
 def test_labels_map_to_sorted_ids_and_batches(tmp_path):
     rows = [("x y", "pos"), ("y z", "neg"), ("z", "neutral")] * 10
-    dm = build(train_path=write_tsv(tmp_path / "t.tsv", rows), val_path=write_tsv(tmp_path / "v.tsv", rows[:3]),
-               test_path=write_tsv(tmp_path / "s.tsv", rows[:3]))
+    dm = build(
+        train_path=write_tsv(tmp_path / "t.tsv", rows),
+        val_path=write_tsv(tmp_path / "v.tsv", rows[:3]),
+        test_path=write_tsv(tmp_path / "s.tsv", rows[:3]),
+    )
     assert dm.kind == "classification" and dm.num_classes == 3 and dm.tgt_vocab_size == 0
     assert dm.label_names == ["neg", "neutral", "pos"]
     batch = dm.probe_batch(3)
@@ -41,8 +44,12 @@ def test_numeric_labels_sort_numerically(tmp_path):
 
 def test_quotes_and_tabs_in_sentences(tmp_path):
     rows = [('say "hi\tthere', "1"), ("plain", "0")] * 10  # unbalanced quote and a TAB inside the sentence
-    dm = build(train_path=write_tsv(tmp_path / "t.tsv", rows), val_path=write_tsv(tmp_path / "v.tsv", rows[:2]),
-               test_path=write_tsv(tmp_path / "s.tsv", rows[:2]), lowercase=False)
+    dm = build(
+        train_path=write_tsv(tmp_path / "t.tsv", rows),
+        val_path=write_tsv(tmp_path / "v.tsv", rows[:2]),
+        test_path=write_tsv(tmp_path / "s.tsv", rows[:2]),
+        lowercase=False,
+    )
     assert len(dm.task.val) == 2
     assert dm.decode_src(dm.task.val[0]["src"]) == 'say " hi there'  # word level: punctuation split off
     assert dm.task.val[0]["label"] == 1
@@ -105,5 +112,5 @@ def test_real_sentiment_file_keeps_all_lines(shared_file):
     path = shared_file("sentiment_labelled_sentences", "imdb_labelled.txt")  # unbalanced quotes inside
     dm = build(train_path=str(path))
     assert len(dm.task.train) + len(dm.task.val) + len(dm.task.test) == 1000
-    labels = torch.tensor([e["label"] for e in dm.task.train + dm.task.val + dm.task.test])
+    labels = torch.tensor([e["label"] for e in [*dm.task.train, *dm.task.val, *dm.task.test]])
     assert labels.sum() == 500

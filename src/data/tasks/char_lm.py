@@ -9,16 +9,30 @@ reused (eval/predict), and characters outside it map to <unk>.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
-from .errors import DataError
-from .files import read_text
-from .prepared import PreparedTask
-from .vocab import UNK_ID, SymbolVocab, sorted_characters
+from ..errors import DataError
+from ..files import read_text
+from ..prepared import PreparedTask
+from ..registry import TaskSpec, register_task
+from ..vocab import UNK_ID, SymbolVocab, sorted_characters
 
 VOCAB_FILE = "vocab.json"
+
+
+@dataclass
+class CharLMTaskConfig:
+    """char_lm: next-character prediction on any text file (decoder-only)."""
+
+    name: str = "char_lm"
+    path: str = "???"  # a UTF-8 text file, e.g. tinyshakespeare's input.txt
+    block_size: int = 128  # characters of context per example
+    val_fraction: float = 0.05  # the text is split by position: train | val | test
+    test_fraction: float = 0.05
 
 
 def windows(ids: torch.Tensor, block_size: int) -> list[dict]:
@@ -26,14 +40,20 @@ def windows(ids: torch.Tensor, block_size: int) -> list[dict]:
     return [{"tokens": ids[start : start + block_size + 1]} for start in range(0, len(ids) - 1, block_size)]
 
 
-def build_char_lm(cfg, run_dir: Path | None) -> PreparedTask:
-    if cfg.block_size < 1:
-        raise DataError(f"task.block_size={cfg.block_size} must be >= 1")
+def check_settings(cfg: CharLMTaskConfig) -> None:
+    if cfg.block_size < 2:
+        raise DataError(f"task.block_size={cfg.block_size} must be >= 2")
     if not (0 <= cfg.val_fraction < 1 and 0 <= cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
         raise DataError(
             f"task.val_fraction={cfg.val_fraction}, task.test_fraction={cfg.test_fraction}: "
             "need fractions in [0, 1) that sum to less than 1"
         )
+    if cfg.val_fraction <= 0:
+        raise DataError("task.val_fraction=0 leaves no validation text, so no checkpoint would be saved: use > 0")
+
+
+def build_char_lm(cfg: CharLMTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+    check_settings(cfg)
     text = read_text(cfg.path, "path")
 
     vocab_path = Path(run_dir) / VOCAB_FILE if run_dir is not None else None
@@ -53,7 +73,8 @@ def build_char_lm(cfg, run_dir: Path | None) -> PreparedTask:
     for name, part in parts.items():
         if len(part) < 2 and (name == "train" or getattr(cfg, f"{name}_fraction") > 0):
             raise DataError(
-                f"{cfg.path}: only {n} characters, too few for a {name} split: use a longer text or change the fractions"
+                f"{cfg.path}: only {n} characters, too few for a {name} split: "
+                "use a longer text or change the fractions"
             )
     return PreparedTask(
         kind="lm",
@@ -65,3 +86,16 @@ def build_char_lm(cfg, run_dir: Path | None) -> PreparedTask:
         max_src_len=0,
         max_tgt_len=cfg.block_size,
     )
+
+
+register_task(
+    TaskSpec(
+        name="char_lm",
+        kind="lm",
+        schema=CharLMTaskConfig,
+        build=build_char_lm,
+        validate=check_settings,
+        longest_sequence=lambda cfg: cfg.block_size,
+        file_fields=("path",),
+    )
+)

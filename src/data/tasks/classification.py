@@ -9,21 +9,45 @@ files with unbalanced quotes, e.g. imdb_labelled.txt). Labels are mapped to 0..C
 from __future__ import annotations
 
 import random
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
-from .errors import DataError, where
-from .files import read_lines, resolve_path
-from .prepared import PreparedTask
+from ..errors import DataError, where
+from ..files import read_lines, resolve_path
+from ..prepared import PreparedTask
+from ..registry import TaskSpec, register_task
+from ..tokenizer import load_or_train_tokenizer
+from ..vocab import UNK_ID
 from .synthetic import split_seed
-from .tokenizer import load_or_train_tokenizer
-from .vocab import UNK_ID
 
 Rows = list[tuple[str, str, int]]  # (sentence, label, line number in its file)
+TOKENIZERS = ("word", "bpe")
 
 
-def read_tsv(path, field: str, has_header: bool, is_train: bool = False) -> Rows:
+@dataclass
+class ClassificationTaskConfig:
+    """classification: TSV files `sentence<TAB>label` (encoder-only)."""
+
+    name: str = "classification"
+    train_path: str = "???"
+    val_path: Optional[str] = None  # None: split off train (val_fraction) deterministically from the seed
+    test_path: Optional[str] = None  # None: split off train (test_fraction)
+    has_header: bool = False  # skip the first line of every file
+    tokenizer: str = "word"  # word | bpe
+    vocab_size: int = 8000  # including the 4 special tokens (word: most frequent words kept)
+    max_len: int = 128  # tokens per sentence; longer ones are truncated
+    lowercase: bool = True
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    train_limit: int = 0
+    min_label_count: int = 2  # a label seen fewer times in the training file is taken for a typo and refused
+
+
+def read_tsv(path, field: str, has_header: bool, is_train: bool = False, min_label_count: int = 1) -> Rows:
     lines = read_lines(path, field)
     resolved = resolve_path(path)
     rows = []
@@ -52,6 +76,15 @@ def read_tsv(path, field: str, has_header: bool, is_train: bool = False) -> Rows
                 f"{where(resolved, 1)}: label {first_label!r} appears nowhere else: if line 1 is a header, "
                 "set task.has_header=true"
             )
+    if is_train:
+        counts = Counter(label for _, label, _ in rows)
+        rare = [label for label, count in counts.items() if count < min_label_count]
+        if rare:  # a typo ("1 ", "l", "pos.") would otherwise become a class of its own
+            line = next(number for _, label, number in rows if label == rare[0])
+            raise DataError(
+                f"{where(resolved, line)}: label {rare[0]!r} appears {counts[rare[0]]} time(s), fewer than "
+                f"task.min_label_count={min_label_count}: fix the line, or lower task.min_label_count to keep it"
+            )
     return rows
 
 
@@ -72,10 +105,18 @@ def check_labels(rows: Rows, known: dict[str, int], path, field: str) -> None:
             )
 
 
-def build_classification(cfg, seed: int, run_dir: Path | None) -> PreparedTask:
+def check_settings(cfg: ClassificationTaskConfig) -> None:
     if cfg.max_len < 1:
         raise DataError(f"task.max_len={cfg.max_len} must be >= 1 (tokens per sentence)")
-    train = read_tsv(cfg.train_path, "train_path", cfg.has_header, is_train=True)
+    if cfg.min_label_count < 1:
+        raise DataError(f"task.min_label_count={cfg.min_label_count} must be >= 1")
+    if cfg.tokenizer not in TOKENIZERS:
+        raise DataError(f"task.tokenizer={cfg.tokenizer!r} is not known: choose one of {', '.join(TOKENIZERS)}")
+
+
+def build_classification(cfg: ClassificationTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+    check_settings(cfg)
+    train = read_tsv(cfg.train_path, "train_path", cfg.has_header, is_train=True, min_label_count=cfg.min_label_count)
 
     # Missing val/test files: carve them out of train with a seeded shuffle (same seed, same split).
     need_val, need_test = not cfg.val_path, not cfg.test_path
@@ -87,7 +128,8 @@ def build_classification(cfg, seed: int, run_dir: Path | None) -> PreparedTask:
         if n_val + n_test >= len(train) or (need_val and n_val == 0) or (need_test and n_test == 0):
             raise DataError(
                 f"{resolve_path(cfg.train_path)}: {len(train)} rows cannot be split into train/val/test with "
-                f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction}: adjust them or give val_path/test_path"
+                f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction}: "
+                "adjust them or give val_path/test_path"
             )
         held_val = [train[i] for i in order[:n_val]]
         held_test = [train[i] for i in order[n_val : n_val + n_test]]
@@ -96,7 +138,8 @@ def build_classification(cfg, seed: int, run_dir: Path | None) -> PreparedTask:
     label_id = {label: k for k, label in enumerate(label_names)}
     if len(label_names) < 2:
         raise DataError(
-            f"{resolve_path(cfg.train_path)}: only one label ({label_names[0]!r}) in the training data: need at least 2 classes"
+            f"{resolve_path(cfg.train_path)}: only one label ({label_names[0]!r}) in the training data: "
+            "need at least 2 classes"
         )
 
     def load_split(path_field: str, held_out: Rows) -> Rows:
@@ -112,7 +155,9 @@ def build_classification(cfg, seed: int, run_dir: Path | None) -> PreparedTask:
     if cfg.train_limit and cfg.train_limit > 0:
         train = train[: cfg.train_limit]
 
-    tokenizer = load_or_train_tokenizer(run_dir, [sentence for sentence, _, _ in train], cfg.tokenizer, cfg.vocab_size, cfg.lowercase)
+    tokenizer = load_or_train_tokenizer(
+        run_dir, [sentence for sentence, _, _ in train], cfg.tokenizer, cfg.vocab_size, cfg.lowercase
+    )
 
     def encode(rows: Rows) -> list[dict]:
         ids = tokenizer.encode_batch([sentence for sentence, _, _ in rows])
@@ -133,3 +178,16 @@ def build_classification(cfg, seed: int, run_dir: Path | None) -> PreparedTask:
         max_tgt_len=0,
         label_names=label_names,
     )
+
+
+register_task(
+    TaskSpec(
+        name="classification",
+        kind="classification",
+        schema=ClassificationTaskConfig,
+        build=build_classification,
+        validate=check_settings,
+        longest_sequence=lambda cfg: cfg.max_len + 1,
+        file_fields=("train_path", "val_path", "test_path"),
+    )
+)

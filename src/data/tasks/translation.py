@@ -9,18 +9,38 @@ pairs with an empty side are dropped (also counted).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
-from .errors import DataError
-from .files import read_lines, resolve_path
-from .prepared import PreparedTask
-from .tokenizer import SubwordTokenizer, load_or_train_tokenizer
+from ..errors import DataError
+from ..files import read_lines, resolve_path
+from ..prepared import PreparedTask
+from ..registry import TaskSpec, register_task
+from ..tokenizer import SubwordTokenizer, load_or_train_tokenizer
 
 log = logging.getLogger(__name__)
 
 Pairs = list[tuple[str, str]]
+
+
+@dataclass
+class TranslationTaskConfig:
+    """translation: parallel text files, one sentence per line, line i of src pairs with line i of tgt."""
+
+    name: str = "translation"
+    train_src: str = "???"
+    train_tgt: str = "???"
+    val_src: str = "???"
+    val_tgt: str = "???"
+    test_src: str = "???"
+    test_tgt: str = "???"
+    vocab_size: int = 8000  # joint BPE vocabulary (both languages), including the 4 special tokens
+    max_len: int = 64  # tokens per side (before BOS/EOS); longer sentences are truncated
+    lowercase: bool = False
+    train_limit: int = 0  # use only the first N training pairs (0 = all); quick CPU runs
 
 
 def read_parallel(src_path, tgt_path, src_field: str, tgt_field: str) -> Pairs:
@@ -71,8 +91,22 @@ def build_from_pairs(cfg, train: Pairs, val: Pairs, test: Pairs, run_dir: Path |
     )
 
 
-def build_translation(cfg, run_dir: Path | None) -> PreparedTask:
+def build_translation(cfg: TranslationTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
     train = read_parallel(cfg.train_src, cfg.train_tgt, "train_src", "train_tgt")
     val = read_parallel(cfg.val_src, cfg.val_tgt, "val_src", "val_tgt")
     test = read_parallel(cfg.test_src, cfg.test_tgt, "test_src", "test_tgt")
     return build_from_pairs(cfg, train, val, test, run_dir)
+
+
+register_task(
+    TaskSpec(
+        name="translation",
+        kind="seq2seq",
+        schema=TranslationTaskConfig,
+        build=build_translation,
+        longest_sequence=lambda cfg: cfg.max_len + 1,
+        file_fields=("train_src", "train_tgt", "val_src", "val_tgt", "test_src", "test_tgt"),
+        bleu=True,
+        generation_slack=16,
+    )
+)

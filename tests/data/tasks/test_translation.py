@@ -8,20 +8,23 @@ import pytest
 import torch
 
 from src.data import DataError, build_datamodule
-from src.model.config import BOS_ID, EOS_ID
+from src.model.tokens import BOS_ID, EOS_ID
 
 DE = ["Ein Hund läuft im Park.", "Zwei Kinder spielen Fußball.", "Eine Frau liest ein Buch.", "Der Mann kocht."]
 EN = ["A dog runs in the park.", "Two children play soccer.", "A woman reads a book.", "The man cooks."]
 
 
 def write_pairs(folder, src_lines, tgt_lines, prefix):
-    (folder / f"{prefix}.de").write_text("".join(l + "\n" for l in src_lines), encoding="utf-8")
-    (folder / f"{prefix}.en").write_text("".join(l + "\n" for l in tgt_lines), encoding="utf-8")
+    (folder / f"{prefix}.de").write_text("".join(line + "\n" for line in src_lines), encoding="utf-8")
+    (folder / f"{prefix}.en").write_text("".join(line + "\n" for line in tgt_lines), encoding="utf-8")
 
 
 def config(folder, **fields):
-    paths = {f"{split}_{side}": str(folder / f"{split}.{lang}")
-             for split in ("train", "val", "test") for side, lang in (("src", "de"), ("tgt", "en"))}
+    paths = {
+        f"{split}_{side}": str(folder / f"{split}.{lang}")
+        for split in ("train", "val", "test")
+        for side, lang in (("src", "de"), ("tgt", "en"))
+    }
     return task(**{"name": "translation", "vocab_size": 200, "max_len": 32, **paths, **fields})
 
 

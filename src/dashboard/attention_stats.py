@@ -1,4 +1,5 @@
-"""Per-head summary statistics of attention weights, for scalar charts next to the attention maps.
+"""Per-head summary statistics of attention weights as TensorBoard scalars, next to the attention maps:
+``head_statistics`` and ``AttentionStatsLogger``, which logs them.
 
 For one query i with attention distribution p_i over keys j (a row of the weight matrix):
 
@@ -11,11 +12,24 @@ query is not padding (``query_mask``) and the row has any weight at all: a row w
 out of SDPA as zeros and says nothing about the head, so it is left out rather than counted as "entropy 0".
 For cross-attention |i - j| compares a target position with a source position; it is still informative for
 monotonic tasks (copy: diagonal, reverse: anti-diagonal) but has no built-in meaning otherwise.
+
+Tags written (the tests and the end-to-end checks rely on them):
+
+    attention_stats/<site>/layer_<l>/head_<h>/<statistic>   scalars (entropy, distance[, confidence])
+
+The logger needs nothing beyond what every dashboard callback needs (see ``probe``).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
+from lightning.pytorch import LightningModule, Trainer
+
+from src.dashboard.probe import SITE_INPUTS, ProbeCallback, tensorboard_logger
+from src.model.tokens import PAD_ID
 
 STATISTICS = ("entropy", "distance", "confidence")
 
@@ -27,8 +41,10 @@ def valid_query_rows(weights: torch.Tensor, query_mask: torch.Tensor | None = No
         return valid
     batch, _, num_queries = valid.shape
     if tuple(query_mask.shape) != (batch, num_queries):
-        raise ValueError(f"query_mask has shape {tuple(query_mask.shape)} but the weights have (batch, queries) = "
-                         f"{(batch, num_queries)}: pass one boolean per query position, True = real token")
+        raise ValueError(
+            f"query_mask has shape {tuple(query_mask.shape)} but the weights have (batch, queries) = "
+            f"{(batch, num_queries)}: pass one boolean per query position, True = real token"
+        )
     return valid & query_mask.to(torch.bool)[:, None, :]
 
 
@@ -73,3 +89,38 @@ def head_statistics(weights: torch.Tensor, query_mask: torch.Tensor | None = Non
         "distance": _mean_over_valid_rows(distance, valid),
         "confidence": _mean_over_valid_rows(confidence, valid),
     }
+
+
+class AttentionStatsLogger(ProbeCallback):
+    """Scalars per head: ``attention_stats/<site>/layer_<l>/head_<h>/<statistic>`` (see ``head_statistics``).
+
+    Averaged over the non-pad query positions of a fixed probe batch of ``probe_size`` examples. It runs its own
+    forward pass on the probe batch: a few milliseconds, next to the ~100 ms per image the map logger spends.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        probe_size: int = 8,
+        statistics: Sequence[str] = ("entropy", "distance"),
+        log_at_end: bool = True,
+    ) -> None:
+        super().__init__(every_n_steps=every_n_steps, probe_size=probe_size, log_at_end=log_at_end)
+        unknown = sorted(set(statistics) - set(STATISTICS))
+        if unknown:
+            raise ValueError(f"unknown attention statistics {unknown}: choose from {list(STATISTICS)}")
+        self.statistics = tuple(statistics)
+
+    def _log(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        writer = tensorboard_logger(trainer).experiment
+        batch, attentions = self._attention_weights(trainer, pl_module)
+        for site, layers in attentions.items():
+            query_key, _ = SITE_INPUTS[site]
+            query_mask = batch[query_key] != PAD_ID  # (B, Tq) True for real tokens
+            for layer_index, weights in enumerate(layers):
+                stats = head_statistics(weights, query_mask)  # {name: (H,)}
+                for name in self.statistics:
+                    for head, value in enumerate(stats[name].tolist()):
+                        if math.isfinite(value):  # NaN = no valid query row; leave a gap, not a fake point
+                            tag = f"attention_stats/{site}/layer_{layer_index + 1}/head_{head + 1}/{name}"
+                            writer.add_scalar(tag, value, step)

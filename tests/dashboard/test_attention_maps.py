@@ -1,9 +1,11 @@
-"""The renderers return real, non-blank RGB images and cope with long sequences and odd head counts."""
+"""Attention maps and masks: the renderers return real, non-blank RGB images and cope with long sequences and odd
+head counts; AttentionMapLogger writes them under the expected tags inside a real Trainer."""
 
 import numpy as np
 import pytest
 import torch
 
+from src.dashboard import AttentionMapLogger, read_events
 from src.dashboard.attention_maps import (
     label_stride,
     layer_title,
@@ -12,10 +14,15 @@ from src.dashboard.attention_maps import (
     render_attention_mask,
 )
 
+from .conftest import LAYERS, SITES_BY_KIND
+
 
 def is_colourful(image: np.ndarray) -> bool:
     """More than a handful of distinct colours: a heat map, not a blank canvas."""
     return len(np.unique(image.reshape(-1, 3), axis=0)) > 20
+
+
+# --- the renderers ------------------------------------------------------------------------------------------------
 
 
 def test_one_layer_renders_to_an_rgb_array():
@@ -63,3 +70,42 @@ def test_mask_renders_and_accepts_batch_and_head_dimensions_of_one():
 def test_titles_count_layers_from_one():
     assert layer_title("decoder_self", 1) == "decoder self-attention, layer 2"
     assert layer_title("encoder_self", 0) == "encoder self-attention, layer 1"
+
+
+# --- the callback -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "lm", "classification"])
+def test_maps_and_masks_appear_in_the_event_files(tmp_path, fit, kind):
+    map_logger = AttentionMapLogger(every_n_steps=2)
+    module = fit(kind, [map_logger])
+    events = read_events(tmp_path)
+    sites = SITES_BY_KIND[kind]
+
+    # One image per (site, layer) at steps 2 and 4; the end-of-training log at step 4 is not repeated.
+    # Masks once, at step 0.
+    expected_maps = {f"attention/{site}/layer_{layer}" for site in sites for layer in range(1, LAYERS + 1)}
+    expected_masks = {f"mask/{site}" for site in sites}
+    assert events.image_tags == expected_maps | expected_masks
+    for tag in expected_maps:
+        assert events.image_steps(tag) == [2, 4], tag
+    for tag in expected_masks:
+        assert events.image_steps(tag) == [0], tag
+    assert map_logger.logged_steps == [2, 4]
+    assert module.model.attention_map_calls == 2  # only on the two logging steps
+
+
+def test_several_examples_get_their_own_tags(tmp_path, fit):
+    fit("classification", [AttentionMapLogger(every_n_steps=4, num_examples=2, log_masks=False)])
+    events = read_events(tmp_path)
+    assert events.image_tags == {
+        "attention/encoder_self/layer_1/example_1",
+        "attention/encoder_self/layer_1/example_2",
+        "attention/encoder_self/layer_2/example_1",
+        "attention/encoder_self/layer_2/example_2",
+    }
+
+
+def test_bad_arguments_are_explained():
+    with pytest.raises(ValueError, match="every_n_steps"):
+        AttentionMapLogger(every_n_steps=-1)

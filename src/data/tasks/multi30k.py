@@ -12,17 +12,36 @@ import hashlib
 import logging
 import os
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from .errors import DataError
-from .files import resolve_path
-from .prepared import PreparedTask
+from ..errors import DataError
+from ..files import resolve_path
+from ..prepared import PreparedTask
+from ..registry import TaskSpec, register_task
 from .translation import build_from_pairs, read_parallel
 
 log = logging.getLogger(__name__)
 
 BASE_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 LANGUAGES = ("de", "en")
+
+
+@dataclass
+class Multi30kTaskConfig:
+    """multi30k: Multi30k task 1 German-English (either direction), downloaded once into data_dir."""
+
+    name: str = "multi30k"
+    src_lang: str = "de"  # de | en
+    tgt_lang: str = "en"  # the other one
+    data_dir: Optional[str] = None  # None: $XDG_CACHE_HOME (or ~/.cache)/transformer-ablations/multi30k
+    vocab_size: int = 8000
+    max_len: int = 64
+    lowercase: bool = False
+    train_limit: int = 0
+
+
 SPLIT_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}  # split -> file stem
 # SHA-256 of the .gz files (commit c9be912dc05a3ebf9ae5bb5f7f58c1791cda43ab of multi30k/dataset).
 SHA256 = {
@@ -73,11 +92,16 @@ def ensure_file(data_dir: Path, filename: str) -> Path:
     return path
 
 
-def build_multi30k(cfg, run_dir: Path | None) -> PreparedTask:
+def check_settings(cfg: Multi30kTaskConfig) -> None:
     if cfg.src_lang not in LANGUAGES or cfg.tgt_lang not in LANGUAGES or cfg.src_lang == cfg.tgt_lang:
         raise DataError(
-            f"task.src_lang={cfg.src_lang!r}, task.tgt_lang={cfg.tgt_lang!r}: use de->en or en->de"
+            f"task.src_lang={cfg.src_lang} task.tgt_lang={cfg.tgt_lang}: multi30k is de-en, "
+            "use src_lang=de tgt_lang=en or src_lang=en tgt_lang=de"
         )
+
+
+def build_multi30k(cfg: Multi30kTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+    check_settings(cfg)
     data_dir = resolve_path(cfg.data_dir) if cfg.data_dir else default_data_dir()
     splits = {}
     for split, stem in SPLIT_FILES.items():
@@ -85,3 +109,18 @@ def build_multi30k(cfg, run_dir: Path | None) -> PreparedTask:
         tgt = ensure_file(data_dir, f"{stem}.{cfg.tgt_lang}.gz")
         splits[split] = read_parallel(src, tgt, "data_dir", "data_dir")
     return build_from_pairs(cfg, splits["train"], splits["val"], splits["test"], run_dir)
+
+
+register_task(
+    TaskSpec(
+        name="multi30k",
+        kind="seq2seq",
+        schema=Multi30kTaskConfig,
+        build=build_multi30k,
+        validate=check_settings,
+        longest_sequence=lambda cfg: cfg.max_len + 1,
+        dir_fields=("data_dir",),
+        bleu=True,
+        generation_slack=16,
+    )
+)

@@ -9,9 +9,9 @@ from types import SimpleNamespace as task
 import pytest
 
 from src.data import DataError, build_datamodule
-from src.data import multi30k
-from src.data.multi30k import SPLIT_FILES
-from src.data.translation import read_parallel
+from src.data.tasks import multi30k
+from src.data.tasks.multi30k import SPLIT_FILES
+from src.data.tasks.translation import read_parallel
 
 DE = ["Ein Hund läuft.", "Zwei Kinder spielen.", "Eine Frau liest."]
 EN = ["A dog runs.", "Two children play.", "A woman reads."]
@@ -20,7 +20,7 @@ EN = ["A dog runs.", "Two children play.", "A woman reads."]
 def write_files(folder):
     for stem in SPLIT_FILES.values():
         for lang, lines in (("de", DE), ("en", EN)):
-            (folder / f"{stem}.{lang}.gz").write_bytes(gzip.compress("".join(l + "\n" for l in lines).encode()))
+            (folder / f"{stem}.{lang}.gz").write_bytes(gzip.compress("".join(line + "\n" for line in lines).encode()))
 
 
 @pytest.fixture
@@ -37,7 +37,9 @@ def test_local_files_both_directions(tmp_path, no_network):
     assert [de_en.decode_src(e["src"]) for e in de_en.task.train] == DE
     assert [de_en.decode_tgt(e["tgt"]) for e in de_en.task.test] == EN
     en_de = build_datamodule(
-        task(name="multi30k", data_dir=str(tmp_path), src_lang="en", tgt_lang="de", vocab_size=150), batch_size=2, seed=0
+        task(name="multi30k", data_dir=str(tmp_path), src_lang="en", tgt_lang="de", vocab_size=150),
+        batch_size=2,
+        seed=0,
     )
     assert [en_de.decode_src(e["src"]) for e in en_de.task.val] == EN
     assert [en_de.decode_tgt(e["tgt"]) for e in en_de.task.val] == DE
@@ -46,7 +48,9 @@ def test_local_files_both_directions(tmp_path, no_network):
 def test_missing_file_without_network_is_a_clear_error(tmp_path, no_network):
     write_files(tmp_path)
     (tmp_path / "val.en.gz").unlink()
-    with pytest.raises(DataError, match=r"val\.en\.gz: missing and the download from .* failed .*task\.data_dir") as error:
+    with pytest.raises(
+        DataError, match=r"val\.en\.gz: missing and the download from .* failed .*task\.data_dir"
+    ) as error:
         build_datamodule(task(name="multi30k", data_dir=str(tmp_path)), batch_size=2, seed=0)
     assert "\n" not in str(error.value)
     assert not list(tmp_path.glob("*.part"))
@@ -71,8 +75,10 @@ def test_download_is_verified_and_atomic(tmp_path, monkeypatch):
 
 
 def test_bad_language_pair(tmp_path):
-    with pytest.raises(DataError, match="de->en or en->de"):
-        build_datamodule(task(name="multi30k", data_dir=str(tmp_path), src_lang="de", tgt_lang="de"), batch_size=2, seed=0)
+    with pytest.raises(DataError, match="use src_lang=de tgt_lang=en or src_lang=en tgt_lang=de"):
+        build_datamodule(
+            task(name="multi30k", data_dir=str(tmp_path), src_lang="de", tgt_lang="de"), batch_size=2, seed=0
+        )
 
 
 def test_default_data_dir_honours_xdg(monkeypatch, tmp_path):
@@ -88,8 +94,10 @@ def test_shared_files_match_the_published_checksums(shared_file):
 
 def test_real_files_parse(shared_file, no_network, tmp_path):
     folder = shared_file("multi30k")
-    counts = [len(read_parallel(folder / f"{stem}.de.gz", folder / f"{stem}.en.gz", "data_dir", "data_dir"))
-              for stem in SPLIT_FILES.values()]
+    counts = [
+        len(read_parallel(folder / f"{stem}.de.gz", folder / f"{stem}.en.gz", "data_dir", "data_dir"))
+        for stem in SPLIT_FILES.values()
+    ]
     assert counts == [29000, 1014, 1000]
     # The full pipeline on a slice of train (BPE on all 29,000 pairs takes seconds; not needed here).
     cfg = task(name="multi30k", data_dir=str(folder), vocab_size=2000, train_limit=2000)

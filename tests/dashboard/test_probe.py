@@ -1,0 +1,29 @@
+"""What all dashboard callbacks share: when they log, and that without a TensorBoardLogger nothing runs."""
+
+import pytest
+from lightning.pytorch.loggers import CSVLogger
+
+from src.dashboard import AttentionMapLogger, AttentionStatsLogger, HParamsLogger, TextSampleLogger, read_events
+
+
+def test_end_of_training_log_when_the_last_step_is_off_cadence(tmp_path, fit):
+    map_logger = AttentionMapLogger(every_n_steps=3, log_masks=False)
+    fit("lm", [map_logger])
+    events = read_events(tmp_path)
+    assert events.image_steps("attention/decoder_self/layer_1") == [3, 4]
+    assert not events.tags_with_prefix("mask/")
+
+
+@pytest.mark.parametrize("logger", [False, "csv"])
+def test_without_a_tensorboard_logger_nothing_runs(tmp_path, fit, logger):
+    if logger == "csv":
+        logger = CSVLogger(tmp_path)
+    callbacks = [
+        AttentionMapLogger(every_n_steps=1),
+        AttentionStatsLogger(every_n_steps=1),
+        TextSampleLogger(),
+        HParamsLogger(["val/loss"]),
+    ]
+    module = fit("seq2seq", callbacks, logger=logger, max_steps=2)
+    assert module.model.attention_map_calls == 0
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))

@@ -1,0 +1,159 @@
+"""Real signals on real runs: SIGTERM (what a scheduler sends) saves the step it stopped at, SIGKILL loses only
+what came after the last checkpoint, and either way the resumed run ends with exactly the weights of a run that
+was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import ROOT, SMALL_SYNTHETIC, check, run_module
+
+pytestmark = pytest.mark.slow
+
+# Long enough (a few seconds) for a signal to land mid-training; dropout on, so the random state matters too.
+LONG_RUN = [
+    "task=reverse",
+    *SMALL_SYNTHETIC,
+    "model.d_model=16",
+    "model.heads=2",
+    "model.layers=1",
+    "model.d_ff=32",
+    "model.dropout=0.1",
+    "trainer.max_steps=600",
+    "trainer.val_check_interval=300",
+    "trainer.enable_progress_bar=false",
+    "checkpoint.every_n_train_steps=40",
+    "dashboard.attention_every_n_steps=300",
+    "optimizer.warmup_steps=10",
+    "batch_size=16",
+    "torch_threads=1",
+]
+
+
+def long_run_with(*overrides: str) -> list[str]:
+    """LONG_RUN with some values replaced (Hydra refuses the same key twice on one command line)."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    return [o for o in LONG_RUN if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
+def start(run_dir: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.run", *LONG_RUN, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path_glob: str, folder: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not list(folder.glob(path_glob)):
+        assert process.poll() is None, f"the run ended early: {process.communicate()}"
+        assert time.time() < deadline, f"no {path_glob} after {timeout} s"
+        time.sleep(0.05)
+
+
+def weights(run_dir: Path) -> dict:
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 600
+    return checkpoint["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    check(run_module("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}"))
+    return weights(run_dir)
+
+
+def resume_in_place(run_dir: Path):
+    return check(run_module("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}", "ckpt_path=last"))
+
+
+def assert_same_weights(resumed: dict, reference: dict) -> None:
+    assert resumed.keys() == reference.keys()
+    for name, tensor in reference.items():
+        assert torch.equal(resumed[name], tensor), f"{name} differs after resuming"
+
+
+def test_sigterm_saves_the_step_and_resumes_exactly(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for("checkpoints/step-*.ckpt", run_dir, process)
+    time.sleep(random.uniform(0.0, 0.5))  # somewhere after the first step checkpoint
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "interrupted"
+    stopped_at = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert 0 < stopped_at < 600  # saved at the step it stopped, mid-training
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and f"step {stopped_at} saved" in error_lines[0]
+    assert f"hydra.run.dir={run_dir} ckpt_path=last" in record["resume"] and record["resume"] in error_lines[0]
+
+    resume_in_place(run_dir)
+    assert_same_weights(weights(run_dir), uninterrupted)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["previous"][0]["status"] == "interrupted"
+
+
+def test_sigkill_at_an_arbitrary_step_resumes_exactly(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    wait_for("checkpoints/step-*.ckpt", run_dir, process)
+    time.sleep(random.uniform(0.0, 1.0))
+    process.kill()  # SIGKILL: nothing runs after it
+    process.communicate(timeout=60)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # the truth as far as anyone knows
+
+    resume_in_place(run_dir)
+    assert_same_weights(weights(run_dir), uninterrupted)
+
+
+def test_a_diverging_run_fails_and_saves_no_nan_weights(tmp_path):
+    run_dir = tmp_path / "run"
+    huge_lr = [
+        "optimizer.lr=1e6",
+        "trainer.gradient_clip_val=null",
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=10",
+    ]
+    result = run_module("src.run", *LONG_RUN, *huge_lr, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 1, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "training diverged at step" in error_lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "diverged" and "diverged at step" in record["error"]
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        assert all(torch.isfinite(t).all() for t in state.values()), f"{path.name} holds non-finite weights"
+
+
+def test_a_diverging_sweep_job_is_a_failed_job_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    jobs = long_run_with(
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=10",
+        "trainer.gradient_clip_val=null",
+        "optimizer.lr=1e-3,1e6",
+    )
+    result = run_module("src.run", "-m", *jobs, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 1, result.stderr
+    statuses = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json"))
+    assert statuses == ["completed", "diverged"]
+    assert "1 sweep job(s) did not complete" in result.stderr and "Traceback" not in result.stderr

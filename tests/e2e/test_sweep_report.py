@@ -1,0 +1,149 @@
+"""A real tiny sweep, two seeds per configuration and one bad combination, ends with a report whose numbers are
+the runs' own."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import yaml
+
+from src.report import analyse
+
+from .conftest import SMALL_SYNTHETIC, TINY, run_module
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_sweep_ends_with_its_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in TINY if not o.startswith("model.heads=")]
+    result = run_module(
+        "src.run",
+        "-m",
+        *tiny,
+        *SMALL_SYNTHETIC,
+        "model.heads=1,2,3",
+        "seed=0,1",
+        "test_after_fit=true",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 1  # heads=3 does not divide d_model=16: two failed jobs, the sweep went on
+    assert "report:" in result.stdout and "4 of 6 runs completed" in result.stdout
+    report = (sweep / "report.md").read_text()
+    assert report.count("| failed |") == 2 and "does not divide" in report
+    for name in ("results.csv", "curves.png", "bars.png"):
+        assert (sweep / name).is_file(), name
+
+    analysed = analyse(sweep)
+    assert analysed.varied == ["model.heads"]
+    for configuration in analysed.configurations:
+        heads = dict(configuration.settings)["model.heads"]
+        own = [json.loads((run.directory / "metrics.json").read_text())["final"] for run in configuration.runs]
+        assert len(own) == 2 and {run.seed for run in configuration.runs} == {"0", "1"}
+        for metric in ("val/exact_match", "val/loss", "test/loss", "test_long/exact_match"):
+            assert configuration.values(metric) == [values[metric] for values in own], (heads, metric)
+        loss = [values["val/loss"] for values in own]
+        cell = f"{statistics.mean(loss):.4g} ± {statistics.stdev(loss):.4g} (2)"
+        assert cell in report, (cell, report)
+
+
+def test_parallel_jobs_share_the_cores_out(tmp_path):
+    """With the joblib launcher each job gets cores // n_jobs torch threads, so jobs do not oversubscribe: here
+    n_jobs=1, so a job gets every core (the workers' environment says OMP_NUM_THREADS=1, which would give 1)."""
+    import os
+
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in TINY if not o.startswith(("model.heads=", "torch_threads="))]
+    result = run_module(
+        "src.run",
+        "-m",
+        *tiny,
+        *SMALL_SYNTHETIC,
+        "model.heads=1,2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr
+    threads = [json.loads(p.read_text())["threads"] for p in sorted(sweep.glob("*/run.json"))]
+    assert threads == [os.cpu_count() or 1] * 2
+
+
+def test_an_optuna_search_returns_the_main_metric_and_reports_trials_best_first(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    sweep = tmp_path / "search"
+    search = ["-m", "hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=3", *TINY, *SMALL_SYNTHETIC]
+    search = [o for o in search if not o.startswith(("model.d_model=", "model.dropout="))]  # the search sets these
+    result = run_module("src.run", *search, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
+    analysed = analyse(sweep)
+    scores = [statistics.mean(c.values("val/exact_match")) for c in analysed.configurations]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True) and scores[0] == best
+
+    wrong_way = run_module("src.run", *search, "hydra.sweeper.direction=minimize", f"hydra.sweep.dir={tmp_path / 'w'}")
+    assert wrong_way.returncode == 2
+    assert [line for line in wrong_way.stderr.splitlines() if line.startswith("error:")] == [
+        "error: hydra.sweeper.direction=minimize, but task=reverse's main metric val/exact_match is "
+        "higher-is-better: set hydra.sweeper.direction=maximize"
+    ]
+
+
+def test_submitit_local_runs_the_jobs_and_reports_a_failed_one(tmp_path):
+    """Jobs in other processes: their failure still reaches the command's exit status (from their run.json)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in TINY if not o.startswith("model.heads=")]
+    result = run_module(
+        "src.run",
+        "-m",
+        *tiny,
+        *SMALL_SYNTHETIC,
+        "model.heads=2,3",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        f"hydra.sweep.dir={sweep}",
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stderr  # heads=3 does not divide d_model=16
+    statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")}
+    assert statuses == {"0_model.heads:2": "completed", "1_model.heads:3": "failed"}
+    assert "1 sweep job(s) did not complete (1_model.heads:3)" in result.stderr
+
+
+def test_ddp_on_two_cpu_processes_trains_like_one_process_with_the_same_global_batch(tmp_path):
+    """trainer=ddp (ddp_spawn, gloo) on the default data: it trains, only rank zero writes, and the validation
+    loss after 20 steps matches one process that sees the same global batch (ranks take interleaved shares of
+    one seeded permutation) to within 1% (DDP averages the ranks' token-mean losses, one process takes the mean
+    over all tokens, so the updates differ slightly)."""
+    common = [
+        "model.d_model=32",
+        "model.heads=2",
+        "model.layers=1",
+        "model.d_ff=64",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=20",
+        "trainer.enable_progress_bar=false",
+        "torch_threads=1",
+    ]
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    result = run_module(
+        "src.run",
+        *common,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "batch_size=32",
+        f"hydra.run.dir={ddp}",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_single = run_module("src.run", *common, "batch_size=64", f"hydra.run.dir={single}")
+    assert check_single.returncode == 0, check_single.stderr[-3000:]
+    assert len(list(ddp.glob("events.out.tfevents.*"))) == 1  # rank zero only
+    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    ddp_loss = json.loads((ddp / "metrics.json").read_text())["final"]["val/loss"]
+    single_loss = json.loads((single / "metrics.json").read_text())["final"]["val/loss"]
+    assert ddp_loss == pytest.approx(single_loss, rel=0.01)

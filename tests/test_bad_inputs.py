@@ -1,0 +1,317 @@
+"""The bad-input catalogue: what a hurried or hostile user types, and what each command answers.
+
+Every case runs a real command (src.run, src.eval or src.predict) through its own entry function, in this process
+(a subprocess per case would cost ~5 s of imports each), and must:
+- exit with a non-zero status, without a traceback;
+- print exactly one `error:` line that names the problem and says how to fix it;
+- change no file of an earlier run (its directory is hashed before and after the catalogue).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import io
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = [
+    "model.d_model=16",
+    "model.heads=2",
+    "model.layers=1",
+    "model.d_ff=32",
+    "model.dropout=0.0",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.enable_progress_bar=false",
+    "optimizer.warmup_steps=2",
+    "batch_size=8",
+    "dashboard.attention_every_n_steps=2",
+    "torch_threads=1",
+    "task.train_size=40",
+    "task.val_size=8",
+    "task.test_size=8",
+]
+# Words that say how to fix it (every message names the problem first, then the fix).
+FIX = re.compile(
+    r"\b(use|set|give|choose|check|fix|lower|raise|resume|drop|add|leave|quote|write|keep|delete|need|must|"
+    r"remove|replace|make|change|is required|turn|widen|adjust|re-encode|re-export|leave it out)\b"
+)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_command(module: str, args: list[str], capsys) -> Result:
+    """`python -m <module> <args>` in this process, through the module's own entry function."""
+    entry = importlib.import_module(module)
+    command = getattr(entry, "cli", None) or (lambda: entry.run_hydra_command(entry.main))
+    argv = sys.argv
+    sys.argv = [module, *args]
+    code = 0
+    try:
+        command()
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(1)
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Data files, good and bad, and checkpoints: one trained run and files shaped like checkpoints."""
+    root = tmp_path_factory.mktemp("inputs")
+    paths = {}
+
+    def write(name: str, content: str | bytes) -> None:
+        paths[name] = root / name
+        if isinstance(content, bytes):
+            paths[name].write_bytes(content)
+        else:
+            paths[name].write_text(content, encoding="utf-8")
+
+    write("empty.txt", "")
+    write("binary.txt", bytes(range(256)) * 4)
+    write("text.txt", "to be or not to be, that is the question.\n" * 40)
+    write("no_tabs.tsv", "a good film\na bad film\n" * 10)
+    good_rows = "".join(f"great film {i}\t1\nawful film {i}\t0\n" for i in range(20))
+    write("stray.tsv", good_rows + "fine film\t11\n")
+    write("one_label.tsv", "".join(f"film {i}\t1\n" for i in range(20)))
+    write("good.tsv", good_rows)
+    write("unknown_label.tsv", "nice film\t2\nbad film\t0\n")
+    write("src.txt", "ein haus\nein hund\n")
+    write("tgt_short.txt", "a house\n")
+    write("notes.ckpt", "not a checkpoint")
+    (root / "empty_dir").mkdir()
+    paths["empty_dir"] = root / "empty_dir"
+    return paths
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory) -> Path:
+    """A finished run whose files no bad input may change."""
+    run_dir = tmp_path_factory.mktemp("earlier") / "run"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # capsys: per test
+        entry = importlib.import_module("src.run")
+        argv = sys.argv
+        sys.argv = ["src.run", *TINY, f"hydra.run.dir={run_dir}"]
+        try:
+            entry.cli()
+        finally:
+            sys.argv = argv
+            torch.set_num_threads(1)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(files, earlier_run, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    good = torch.load(earlier_run / "checkpoints" / "last.ckpt", weights_only=True)
+    truncated = root / "truncated.ckpt"
+    truncated.write_bytes((earlier_run / "checkpoints" / "last.ckpt").read_bytes()[:1000])
+    no_config = root / "no_config.ckpt"
+    stripped = dict(good, hyper_parameters={k: v for k, v in good["hyper_parameters"].items() if k != "config"})
+    torch.save(stripped, no_config)
+    from tests.training.test_checkpoint import malicious_checkpoint
+
+    malicious, _ = malicious_checkpoint(root)
+    return {"truncated": truncated, "no_config": no_config, "malicious": malicious}
+
+
+def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
+    """(command, arguments, a word the error line must contain)."""
+    last = earlier / "checkpoints" / "last.ckpt"
+    run = "src.run"
+    return [
+        # --- config values -----------------------------------------------------------------------------------------
+        (run, ["model.heads=3"], "model.heads"),
+        (run, ["model.d_model=60", "model.heads=8"], "model.heads"),
+        (run, ["mask=window", "mask.window=0"], "mask.window"),
+        (run, ["mask=prefix", "mask.prefix_len=-1"], "mask.prefix_len"),
+        (run, ["mask=prefix", "mask.prefix_len=300"], "mask.prefix_len"),
+        (run, ["model.arch=decoder_only"], "model.arch"),
+        (run, ["model.arch=encoder_only"], "model.arch"),
+        (run, ["model.max_len=8"], "model.max_len"),
+        (run, ["model.pos_encoding=rotary"], "model.pos_encoding"),
+        (run, ["model.pos_encoding=rope", "model.d_model=60", "model.heads=4"], "model.pos_encoding"),
+        (run, ["model.norm_type=batchnorm"], "model.norm_type"),
+        (run, ["model.norm_position=middle"], "model.norm_position"),
+        (run, ["model.activation=silu"], "model.activation"),
+        (run, ["model.dropout=1.5"], "model.dropout"),
+        (run, ["model.layers=0"], "model.enc_layers"),
+        (run, ["mask.type=diagonal"], "mask"),
+        (run, ["optimizer.name=sgd"], "optimizer.name"),
+        (run, ["optimizer=adam_noam", "optimizer.warmup_steps=0"], "optimizer.warmup_steps"),
+        (run, ["optimizer.lr=0"], "optimizer.lr"),
+        (run, ["optimizer.betas=[0.9]"], "optimizer.betas"),
+        (run, ["task.min_len=5", "task.max_len=3"], "task.min_len"),
+        (run, ["task.vocab_size=0"], "task.vocab_size"),
+        (run, ["task.train_size=0"], "task.train_size"),
+        (run, ["label_smoothing=1.0"], "label_smoothing"),
+        (run, ["batch_size=0"], "batch_size"),
+        (run, ["seed=-1"], "seed"),
+        (run, ["torch_threads=-1"], "torch_threads"),
+        (run, ["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val"),
+        (run, ["trainer.precision=bogus"], "trainer.precision"),
+        (run, ["trainer.val_check_interval=0"], "trainer.val_check_interval"),
+        (run, ["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches"),
+        (run, ["trainer.limit_val_batches=0"], "trainer.limit_val_batches"),
+        (run, ["trainer.max_steps=0"], "trainer.max_steps"),
+        (run, ["num_workers=-1"], "num_workers"),
+        (run, ["dashboard.probe_size=0"], "dashboard.probe_size"),
+        (run, ["checkpoint.every_n_train_steps=-1"], "checkpoint.every_n_train_steps"),
+        (run, ["decode.top_p=0"], "decode.top_p"),
+        (run, ["decode.strategy=nucleus"], "decode.strategy"),
+        (run, ["logger.name=wandb"], "logger"),
+        (run, ["max_loss=0"], "max_loss"),
+        *([] if torch.cuda.is_available() else [(run, ["trainer=gpu"], "trainer.accelerator")]),
+        # --- the command line: typos, types, unknown options, what Hydra cannot parse ---------------------------------
+        (run, ["model.head=8"], "model.head"),
+        (run, ["+model.head=8"], "model.head"),
+        (run, ["+task.foo=1"], "task.foo"),
+        (run, ["model.heads=four"], "model.heads"),
+        (run, ["model=huge"], "model=huge"),
+        (run, ["task=poetry"], "task=poetry"),
+        (run, ["model.heads=[1,"], "parse"),
+        (run, ["task.train_size"], "parse"),
+        (run, ["text=ein Hund läuft"], "parse"),
+        (run, ["mask=standard", "mask.window=3"], "mask.window"),
+        (run, [f"hydra.run.dir={earlier}"], "already holds a run"),
+        # --- data files ----------------------------------------------------------------------------------------------
+        (run, ["task=char_lm"], "task.path"),
+        (run, ["task=char_lm", "task.path=/nonexistent/input.txt"], "task.path"),
+        (run, ["task=char_lm", f"task.path={files['empty.txt']}"], "empty.txt"),
+        (run, ["task=char_lm", f"task.path={files['binary.txt']}"], "binary.txt"),
+        (run, ["task=char_lm", f"task.path={files['text.txt']}", "task.block_size=1"], "task.block_size"),
+        (run, ["task=classification", f"task.train_path={files['no_tabs.tsv']}"], "no_tabs.tsv"),
+        (run, ["task=classification", f"task.train_path={files['stray.tsv']}"], "'11'"),
+        (run, ["task=classification", f"task.train_path={files['one_label.tsv']}"], "one label"),
+        (
+            run,
+            [
+                "task=classification",
+                f"task.train_path={files['good.tsv']}",
+                f"task.val_path={files['unknown_label.tsv']}",
+            ],
+            "unknown_label.tsv",
+        ),
+        (
+            run,
+            ["task=classification", f"task.train_path={files['good.tsv']}", "task.tokenizer=chars"],
+            "task.tokenizer",
+        ),
+        (run, ["task=translation", *translation(files, tgt="tgt_short.txt")], "line counts"),
+        (run, ["task=translation", *translation(files, tgt="missing.txt")], "task.train_tgt"),
+        (run, ["task=multi30k", "task.src_lang=fr"], "task.src_lang"),
+        # --- checkpoints -------------------------------------------------------------------------------------------
+        (run, ["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path"),
+        (run, [f"ckpt_path={files['notes.ckpt']}"], "ckpt_path"),
+        (run, [f"ckpt_path={ckpts['truncated']}"], "ckpt_path"),
+        (run, [f"ckpt_path={ckpts['malicious']}"], "refused"),
+        (run, [f"ckpt_path={ckpts['no_config']}"], "not a checkpoint written by src.run"),
+        (run, [f"ckpt_path={last}", "model.heads=4"], "heads"),
+        (run, [f"ckpt_path={last}", "seed=3"], "seed"),
+        (run, [f"ckpt_path={last}", "torch_threads=2"], "torch_threads"),
+        (run, ["ckpt_path=last"], "ckpt_path=last"),
+        (run, [f"ckpt_path={files['empty_dir']}"], "no checkpoints"),
+        # --- eval and predict ----------------------------------------------------------------------------------------
+        ("src.eval", [], "ckpt is required"),
+        ("src.eval", [f"ckpt={files['empty_dir']}"], "directory"),
+        ("src.eval", [f"ckpt={last}", "split=train"], "split"),
+        ("src.eval", [f"ckpt={last}", "batch_size=0"], "batch_size"),
+        ("src.eval", [f"ckpt={last}", "torch_threads=-2"], "torch_threads"),
+        ("src.eval", [f"ckpt={ckpts['malicious']}"], "refused"),
+        ("src.eval", [f"ckpt={ckpts['truncated']}"], "ckpt"),
+        ("src.eval", ["ckpt"], "parse"),
+        ("src.predict", [f"ckpt={last}"], "text is required"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "decode.beam_size=0"], "decode.beam_size"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "num_samples=0"], "num_samples"),
+        ("src.predict", [f"ckpt={last}", "text=12x4"], "'x'"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "seed=-5"], "seed"),
+        ("src.predict", [f"ckpt={ckpts['no_config']}", "text=1234"], "not a checkpoint written by src.run"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "decode.strategy=nucleus"], "decode.strategy"),
+    ]
+
+
+def translation(files, tgt: str) -> list[str]:
+    tgt_path = files[tgt] if tgt in files else files["src.txt"].parent / tgt
+    return [
+        f"task.train_src={files['src.txt']}",
+        f"task.train_tgt={tgt_path}",
+        *(f"task.{split}_{side}={files['src.txt']}" for split in ("val", "test") for side in ("src", "tgt")),
+    ]
+
+
+def test_every_bad_input_is_one_line_with_the_fix_and_no_earlier_run_changes(
+    files, earlier_run, bad_checkpoints, capsys, tmp_path
+):
+    catalogue = cases(files, bad_checkpoints, earlier_run)
+    assert len(catalogue) >= 60
+    before = snapshot(earlier_run)
+    failures = []
+    for number, (module, args, word) in enumerate(catalogue):
+        extra = [*TINY, f"hydra.run.dir={tmp_path / f'case{number}'}"] if module == "src.run" else []
+        if any(a.startswith("hydra.run.dir=") for a in args) or any(a.startswith("task=") for a in args):
+            extra = [a for a in extra if not a.startswith("task.")]  # the synthetic sizes do not fit other tasks
+        if any(a.startswith("hydra.run.dir=") for a in args):
+            extra = [a for a in extra if not a.startswith("hydra.run.dir=")]
+        result = run_command(module, [*extra, *args], capsys)
+        errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+        problem = None
+        if result.code == 0:
+            problem = "exit status 0"
+        elif "Traceback" in result.err + result.out:
+            problem = "a traceback"
+        elif len(errors) != 1:
+            problem = f"{len(errors)} error lines"
+        elif word not in errors[0]:
+            problem = f"the error does not name {word!r}"
+        elif not FIX.search(errors[0].removeprefix("error:")):
+            problem = "the error gives no fix"
+        if problem:
+            failures.append(
+                f"{module} {' '.join(args)}: {problem}\n    {(errors or result.err.splitlines() or [''])[-1]}"
+            )
+    assert not failures, f"{len(failures)} of {len(catalogue)} cases:\n" + "\n".join(failures)
+    assert snapshot(earlier_run) == before, "an earlier run's files changed"
+
+
+def test_legal_but_surprising_input_gets_one_warning_line(earlier_run, capsys, tmp_path):
+    """Text longer than the model reads is cut (with a word), and resuming another run's directory into a new one
+    says how to continue in place."""
+    last = earlier_run / "checkpoints" / "last.ckpt"
+    result = run_command("src.predict", [f"ckpt={last}", "text=" + "1234567890" * 3], capsys)
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
+    assert result.code == 0 and len(warnings) == 1, result.err
+    assert "text is 30 tokens and the model reads at most 20: only the first 20 are used" in warnings[0]
+
+    before = snapshot(earlier_run)
+    resumed = tmp_path / "resumed"
+    longer = [o for o in TINY if not o.startswith("trainer.max_steps=")] + ["trainer.max_steps=6"]
+    args = [*longer, f"ckpt_path={earlier_run}", f"hydra.run.dir={resumed}"]
+    result = run_command("src.run", args, capsys)
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
+    assert result.code == 0 and len(warnings) == 1, result.err
+    assert f"add hydra.run.dir={earlier_run}" in warnings[0]
+    assert snapshot(earlier_run) == before
+    assert (resumed / "checkpoints" / "last.ckpt").is_file()

@@ -1,0 +1,40 @@
+"""run.json: how a run was made and how it ended."""
+
+from __future__ import annotations
+
+import json
+
+from src.provenance import RunRecord, command_line, git_state, read_status
+
+
+def test_a_run_record_says_how_the_run_was_made_and_ended(tmp_path):
+    record = RunRecord(tmp_path)
+    record.update()
+    written = json.loads((tmp_path / "run.json").read_text())
+    assert written["status"] == "running" and written["ended"] is None
+    for key in ("command", "cwd", "started", "host", "threads", "git", "versions"):
+        assert written[key] is not None, key
+    assert written["versions"]["torch"] and written["versions"]["python"]
+    record.end("completed", metrics={"val/loss": 0.5})
+    written = json.loads((tmp_path / "run.json").read_text())
+    assert (written["status"], written["metrics"]) == ("completed", {"val/loss": 0.5}) and written["ended"]
+    assert read_status(tmp_path) == "completed"
+
+
+def test_a_resumed_run_keeps_the_earlier_sessions(tmp_path):
+    RunRecord(tmp_path).end("interrupted", resume="python -m src.run ckpt_path=last")
+    RunRecord(tmp_path).end("completed")
+    written = json.loads((tmp_path / "run.json").read_text())
+    assert written["status"] == "completed"
+    assert [session["status"] for session in written["previous"]] == ["interrupted"]
+
+
+def test_the_command_line_can_be_pasted_back():
+    assert command_line(argv=["model.heads=8", 'text="ein Hund"']) == (
+        """python -m src.run model.heads=8 'text="ein Hund"'"""
+    )
+
+
+def test_git_state_outside_a_checkout_is_unknown(tmp_path):
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}
+    assert read_status(tmp_path) is None

@@ -1,0 +1,98 @@
+"""The sweep report: its numbers are the runs' own, seeds are grouped, failures are listed, figures are drawn."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy import stats
+
+from src.report import analyse, main, t_interval, welch_p, write_report
+
+MAIN = "val/exact_match"
+
+
+def fake_run(sweep: Path, number: int, overrides: list[str], status: str = "completed", final=None, error=None):
+    """A job directory as src.run leaves it: overrides, run.json, metrics.json."""
+    directory = sweep / f"{number}_{'+'.join(o.replace('=', ':') for o in overrides)}"
+    (directory / ".hydra").mkdir(parents=True)
+    (directory / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (directory / "run.json").write_text(json.dumps({"status": status, "error": error}))
+    if final is not None:
+        history = [{"step": 10, **{k: v / 2 for k, v in final.items()}}, {"step": 20, **final}]
+        content = {"main_metric": MAIN, "mode": "max", "history": history, "final": final}
+        (directory / "metrics.json").write_text(json.dumps(content))
+    return directory
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    """model.heads 1 and 4 over three seeds, one failed job, one still running."""
+    scores = {"1": [0.50, 0.55, 0.52], "4": [0.90, 0.85, 0.95]}
+    number = 0
+    for heads, values in scores.items():
+        for seed, value in enumerate(values):
+            overrides = [f"model.heads={heads}", f"seed={seed}", "task=sort"]
+            fake_run(tmp_path, number, overrides, final={MAIN: value, "val/loss": 1 - value})
+            number += 1
+    fake_run(tmp_path, number, ["model.heads=3", "seed=0", "task=sort"], status="failed", error="model.heads=3 ...")
+    fake_run(tmp_path, number + 1, ["model.heads=8", "seed=0", "task=sort"], status="running")
+    return tmp_path
+
+
+def test_the_numbers_are_the_runs_own_grouped_over_seeds(sweep):
+    result = analyse(sweep)
+    assert result.varied == ["model.heads"] and result.fixed == {"task": "sort"}
+    assert [c.label for c in result.configurations] == ["model.heads=1", "model.heads=4"]
+    four = result.configurations[1]
+    assert four.values(MAIN) == [0.90, 0.85, 0.95]
+    assert t_interval(four.values(MAIN)) == pytest.approx(
+        stats.t.ppf(0.975, 2) * statistics.stdev([0.9, 0.85, 0.95]) / 3**0.5
+    )
+    expected_p = stats.ttest_ind([0.90, 0.85, 0.95], [0.50, 0.55, 0.52], equal_var=False).pvalue
+    assert welch_p(four.values(MAIN), result.baseline.values(MAIN)) == pytest.approx(expected_p)
+
+
+def test_the_report_files(sweep):
+    write_report(sweep, tensorboard=True)
+    report = (sweep / "report.md").read_text()
+    assert "Fixed for every run: `task=sort`" in report
+    assert "**0.9 ± 0.05 (3)**" in report  # the best mean in bold, with std and n
+    assert "0.5233 ± 0.02517 (3)" in report
+    assert "baseline" in report and " *" in report  # 4 heads differs significantly from 1
+    assert "| failed | model.heads=3 ... |" in report and "| running |" in report
+    rows = list(csv.DictReader(open(sweep / "results.csv")))
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"completed", "failed", "running"}
+    assert [r[MAIN] for r in rows if r["model.heads"] == "4"] == ["0.9", "0.85", "0.95"]
+    for figure in ("curves.png", "bars.png"):
+        assert (sweep / figure).stat().st_size > 1000
+    assert list((sweep / "report").glob("events.out.tfevents.*"))  # the TensorBoard copy
+
+
+def test_a_named_baseline_and_a_two_axis_heatmap(tmp_path):
+    number = 0
+    for heads in ("1", "2"):
+        for norm in ("pre", "post"):
+            for seed in ("0", "1"):
+                value = 0.1 * int(heads) + (0.05 if norm == "pre" else 0.0) + 0.01 * int(seed)
+                fake_run(
+                    tmp_path,
+                    number,
+                    [f"model.heads={heads}", f"model.norm_position={norm}", f"seed={seed}"],
+                    final={MAIN: value},
+                )
+                number += 1
+    result = write_report(tmp_path, baseline="model.heads=2,model.norm_position=post", tensorboard=False)
+    assert result.baseline.label == "model.heads=2, model.norm_position=post"
+    assert (tmp_path / "heatmap.png").is_file()
+
+
+def test_not_a_sweep_directory_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main([str(tmp_path)])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -1,0 +1,18 @@
+"""What a run prints when its output is not a terminal (a log file, a cluster job): progress lines, kept in
+run.log too."""
+
+from __future__ import annotations
+
+from tests.test_bad_inputs import TINY, run_command
+
+
+def test_progress_lines_when_output_is_not_a_terminal(capsys, tmp_path):
+    args = [o for o in TINY if o != "trainer.enable_progress_bar=false"]
+    args += ["trainer.enable_progress_bar=true", "progress_every_n_steps=2", f"hydra.run.dir={tmp_path}"]
+    result = run_command("src.run", args, capsys)  # captured: not a terminal
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "2/4", "4/4", "4/4"]  # training, then validation lines
+    assert "train/loss" in lines[0] and "val/loss" in lines[1] and "val/exact_match" in lines[3]
+    logged = (tmp_path / "run.log").read_text()
+    assert all(line in logged for line in lines)

@@ -1,0 +1,113 @@
+"""The callbacks that end a run that cannot go on: divergence and interrupts."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from src.training.callbacks import (
+    FiniteModelCheckpoint,
+    SaveOnInterrupt,
+    StopOnDivergence,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
+
+
+def fake_trainer(step: int = 7, module: nn.Module | None = None):
+    saved = []
+    return SimpleNamespace(
+        global_step=step,
+        lightning_module=module,
+        save_checkpoint=lambda path: saved.append(path),
+        saved=saved,
+    )
+
+
+@pytest.mark.parametrize("loss", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_loss_stops_at_that_step(loss):
+    with pytest.raises(TrainingDiverged, match="training diverged at step 7") as raised:
+        StopOnDivergence().on_train_batch_end(fake_trainer(), None, {"loss": torch.tensor(loss)}, None, 0)
+    assert "lower optimizer.lr" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_loss_above_the_bound_stops_and_a_finite_one_goes_on():
+    guard = StopOnDivergence(max_loss=10.0)
+    guard.on_train_batch_end(fake_trainer(), None, {"loss": torch.tensor(9.5)}, None, 0)
+    with pytest.raises(TrainingDiverged, match="above max_loss=10.0"):
+        guard.on_train_batch_end(fake_trainer(), None, {"loss": torch.tensor(12.0)}, None, 0)
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    model = nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight[0, 0] = math.nan
+    callback = FiniteModelCheckpoint(dirpath=tmp_path, filename="last")
+    with pytest.raises(TrainingDiverged):
+        callback._save_checkpoint(fake_trainer(module=model), str(tmp_path / "last.ckpt"))
+    assert not (tmp_path / "last.ckpt").exists()
+
+
+def test_ctrl_c_finishes_the_step_saves_it_and_stops(tmp_path):
+    model = nn.Linear(2, 2)
+    callback = SaveOnInterrupt(tmp_path / "last.ckpt")
+    trainer = fake_trainer(step=12, module=model)
+    before = signal.getsignal(signal.SIGINT)
+    callback.on_train_start(trainer, model)
+    try:
+        callback.on_train_batch_end(trainer, model, None, None, 0)  # nothing received: training goes on
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: the handler only notes it
+        assert signal.getsignal(signal.SIGINT) is before  # a second Ctrl-C would stop at once
+        with pytest.raises(TrainingInterrupted) as raised:
+            callback.on_train_batch_end(trainer, model, None, None, 0)
+    finally:
+        callback.on_exception(trainer, model, RuntimeError())
+    assert (raised.value.signal_name, raised.value.step, raised.value.checkpoint) == (
+        "SIGINT",
+        12,
+        tmp_path / "last.ckpt",
+    )
+    assert trainer.saved == [tmp_path / "last.ckpt"]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_sigterm_saves_too_and_keeps_lightnings_handler_out_of_training(tmp_path):
+    """Lightning's SIGTERM handler would make its loops exit with status 0 wherever they next look; while training
+    runs, SIGTERM is ours, and Lightning's handler is back afterwards."""
+    model = nn.Linear(2, 2)
+    callback = SaveOnInterrupt(tmp_path / "last.ckpt")
+    trainer = fake_trainer(step=3, module=model)
+    before = signal.getsignal(signal.SIGTERM)
+    callback.on_train_start(trainer, model)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # a scheduler may repeat it: still only noted
+        with pytest.raises(TrainingInterrupted, match="SIGTERM at step 3"):
+            callback.on_train_batch_end(trainer, model, None, None, 0)
+    finally:
+        callback.on_exception(trainer, model, RuntimeError())
+    assert trainer.saved == [tmp_path / "last.ckpt"]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_under_ddp_every_rank_stops_when_any_rank_was_signalled(tmp_path):
+    model = nn.Linear(2, 2)
+    callback = SaveOnInterrupt(tmp_path / "last.ckpt")
+    asked = []
+
+    def any_rank(decision: bool, all: bool) -> bool:
+        asked.append((decision, all))
+        return True  # another rank received SIGTERM; this one did not
+
+    trainer = fake_trainer(step=5, module=model)
+    trainer.world_size = 2
+    trainer.strategy = SimpleNamespace(reduce_boolean_decision=any_rank)
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at step 5"):
+        callback.on_train_batch_end(trainer, model, None, None, 0)
+    assert asked == [(False, False)]
