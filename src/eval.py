@@ -2,7 +2,9 @@
 
 Rebuilds the run's model and data from the checkpoint alone (vocabularies are reloaded from the run directory)
 and prints the metrics of every test split; synthetic tasks also report `test_long/*`, the held-out longer
-lengths that measure length generalisation.
+lengths that measure length generalisation. Translation tasks also get the split translated with `decode.*`
+(greedy, or `decode.strategy=beam decode.beam_size=4`) and scored with sacrebleu, cased and lowercased, with
+sacrebleu's signature: the figure to publish.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
 from src.model import ConfigError
 from src.schema import register_configs
 from src.training.report import quiet_lightning
-from src.validation import check_threads
+from src.validation import check_threads, validate_decode
 
 register_configs()
 quiet_lightning()
@@ -25,6 +27,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from src.training.bleu import has_references, score_split
     from src.training.checkpoint import load_run, read_checkpoint
 
     if OmegaConf.is_missing(cfg, "ckpt"):
@@ -35,6 +38,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split={cfg.split!r} is not known: choose test or val")
+    validate_decode(cfg.decode)
+    if cfg.decode.strategy == "sample":
+        raise ConfigError("decode.strategy=sample gives a different BLEU every run: choose greedy or beam")
     check_threads(cfg.torch_threads)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
@@ -56,6 +62,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for per_loader in results:
         metrics.update({k: float(v) for k, v in per_loader.items()})
+    if has_references(datamodule, cfg.split):
+        bleu = score_split(module, datamodule, cfg.split, cfg.decode, batch_size=datamodule.batch_size)
+        metrics.update(bleu.metrics())
+        print(bleu.summary())
     return metrics
 
 

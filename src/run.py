@@ -138,6 +138,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from src.data import build_datamodule
+    from src.training.bleu import has_references, score_split
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
@@ -199,6 +200,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             chosen = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
             for per_loader in trainer.test(module, datamodule=datamodule, ckpt_path=str(chosen), weights_only=True):
                 metrics.update({k: float(v) for k, v in per_loader.items()})
+            if has_references(datamodule, "test") and trainer.is_global_zero:
+                # The publishable figure: sacrebleu on the raw references, decoded as decode.* says (e.g. beam).
+                bleu = score_split(module, datamodule, "test", cfg.decode, batch_size=cfg.batch_size)
+                metrics.update(bleu.metrics())
+                print(bleu.summary())
     except SIGTERMException:
         # SIGTERM outside the training steps (sanity check, test): Lightning's handler stops its loop with a
         # SystemExit of status 0. What training saved last is what there is to resume from.

@@ -72,6 +72,9 @@ class TrainerConfig:
     precision: Any = "32-true"  # 32-true | 16-mixed | bf16-mixed | 64-true
     max_steps: int = 1000
     max_epochs: Optional[int] = None
+    # A wall-clock budget for training, days:hours:minutes:seconds (e.g. 00:00:30:00); training stops at the budget
+    # or at max_steps, whichever comes first, and adamw_cosine's decay ends with the budget (src/training/optim.py).
+    max_time: Optional[str] = None
     val_check_interval: Any = 250  # an int counts training steps (with check_val_every_n_epoch=null)
     check_val_every_n_epoch: Optional[int] = None
     limit_val_batches: Any = None  # None: all of them (Lightning says nothing; an explicit 1.0 makes it print a line)
@@ -181,14 +184,21 @@ class EvalConfig:
     split: str = "test"  # test (all test splits, incl. test_long for synthetic tasks) | val
     accelerator: str = "cpu"
     torch_threads: int = 0
+    # Translation tasks: the split is also translated with these settings (greedy or beam) and scored with
+    # sacrebleu against the raw references (`<split>/sacrebleu`, cased and lowercased, with its signature).
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
 @dataclass
 class PredictConfig:
-    """`python -m src.predict ckpt=... text="..."`: translate, continue or classify one text."""
+    """`python -m src.predict ckpt=... text="..."`: translate, continue or classify one text, or every line of a
+    file (`input=<file>`, printed or written to `output=<file>`)."""
 
     ckpt: str = MISSING
-    text: str = MISSING
+    text: Optional[str] = None
+    input: Optional[str] = None  # a text file: one input per line
+    output: Optional[str] = None  # with input: the file to write (one output per line); never overwritten
+    batch_size: int = 64  # lines decoded together (seq2seq)
     num_samples: int = 1  # decode.strategy=sample: how many continuations to draw
     seed: int = 0  # sampling seed
     torch_threads: int = 0

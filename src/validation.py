@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -170,8 +171,13 @@ def _check_trainer(trainer, multirun: bool) -> None:
         raise ConfigError(
             f"trainer.gradient_clip_val={trainer.gradient_clip_val} must be >= 0 (0 or null turn clipping off)"
         )
-    if trainer.max_steps < 1 and trainer.max_epochs is None:
-        raise ConfigError("training never stops: set trainer.max_steps > 0 or trainer.max_epochs")
+    if trainer.max_time is not None and not re.fullmatch(r"\d+:\d+:\d+:\d+", str(trainer.max_time)):
+        raise ConfigError(
+            f"trainer.max_time={trainer.max_time} is not a duration: write days:hours:minutes:seconds, "
+            "e.g. trainer.max_time=00:00:30:00 for 30 minutes"
+        )
+    if trainer.max_steps < 1 and trainer.max_epochs is None and trainer.max_time is None:
+        raise ConfigError("training never stops: set trainer.max_steps > 0, trainer.max_epochs or trainer.max_time")
     several_devices = str(trainer.devices) not in ("1", "[0]")
     if multirun and several_devices and trainer.strategy in ("auto", "ddp"):
         # Lightning's ddp launcher re-runs the original command line in each extra rank: inside a Hydra multirun,

@@ -53,3 +53,28 @@ def translation_overrides(text_files):
         return ["task=translation", *sides, *extra]
 
     return overrides
+
+
+def run_in_process(module: str, *args: str) -> tuple[int, str, str]:
+    """`python -m <module> <args>` in this process, through the module's own entry function: (exit status, stdout,
+    stderr). For fixtures, where pytest's capsys is not available."""
+    import contextlib
+    import importlib
+    import io
+    import sys
+
+    import torch
+
+    entry = importlib.import_module(module)
+    command = getattr(entry, "cli", None) or (lambda: entry.run_hydra_command(entry.main))
+    out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
+    sys.argv = [module, *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            command()
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(1)
+    return code, out.getvalue(), err.getvalue()

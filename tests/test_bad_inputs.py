@@ -101,6 +101,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     write("src.txt", "ein haus\nein hund\n")
     write("tgt_short.txt", "a house\n")
     write("notes.ckpt", "not a checkpoint")
+    write("digits.txt", "1234\n567\n")
+    write("odd_symbol.txt", "1234\n12x4\n")
     (root / "empty_dir").mkdir()
     paths["empty_dir"] = root / "empty_dir"
     return paths
@@ -177,6 +179,7 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches"),
         (run, ["trainer.limit_val_batches=0"], "trainer.limit_val_batches"),
         (run, ["trainer.max_steps=0"], "trainer.max_steps"),
+        (run, ["trainer.max_time=30min"], "trainer.max_time"),
         (run, ["num_workers=-1"], "num_workers"),
         (run, ["dashboard.probe_size=0"], "dashboard.probe_size"),
         (run, ["checkpoint.every_n_train_steps=-1"], "checkpoint.every_n_train_steps"),
@@ -250,6 +253,22 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         ("src.predict", [f"ckpt={last}", "text=1234", "seed=-5"], "seed"),
         ("src.predict", [f"ckpt={ckpts['no_config']}", "text=1234"], "not a checkpoint written by src.run"),
         ("src.predict", [f"ckpt={last}", "text=1234", "decode.strategy=nucleus"], "decode.strategy"),
+        ("src.predict", [f"ckpt={last}", "text=1234", f"input={files['digits.txt']}"], "exactly one"),
+        ("src.predict", [f"ckpt={last}", "input=/nonexistent/lines.txt"], "file not found"),
+        ("src.predict", [f"ckpt={last}", f"input={files['binary.txt']}"], "not valid UTF-8"),
+        ("src.predict", [f"ckpt={last}", f"input={files['empty.txt']}"], "is empty"),
+        ("src.predict", [f"ckpt={last}", f"input={files['odd_symbol.txt']}"], "odd_symbol.txt:2"),
+        ("src.predict", [f"ckpt={last}", f"input={files['digits.txt']}", f"output={files['text.txt']}"], "exists"),
+        ("src.predict", [f"ckpt={last}", f"input={files['digits.txt']}", "output=/nonexistent/out.txt"], "folder"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "output=out.txt"], "needs input"),
+        ("src.predict", [f"ckpt={last}", f"input={files['digits.txt']}", "batch_size=0"], "batch_size"),
+        (
+            "src.predict",
+            [f"ckpt={last}", f"input={files['digits.txt']}", "decode.strategy=sample", "num_samples=3"],
+            "num_samples",
+        ),
+        ("src.eval", [f"ckpt={last}", "decode.strategy=sample"], "decode.strategy=sample"),
+        ("src.eval", [f"ckpt={last}", "decode.beam_size=0"], "decode.beam_size"),
     ]
 
 

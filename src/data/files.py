@@ -24,17 +24,17 @@ def resolve_path(path: str | Path) -> Path:
     return Path.cwd() / path
 
 
-def read_lines(path: str | Path, field: str) -> list[str]:
+def read_lines(path: str | Path, field: str, group: str = "task.") -> list[str]:
     """All lines of a UTF-8 text file (transparently gunzipped if it ends in .gz), without line endings.
 
-    `field` names the config field that points at the file, for the fix in error messages."""
+    `group` + `field` name the config setting that points at the file, for the fix in error messages."""
     path = resolve_path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found: set task.{field} to an existing file")
+        raise DataError(f"{path}: file not found: set {group}{field} to an existing file")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DataError(f"{path}: cannot read ({error}): check task.{field} points at an intact file") from error
+        raise DataError(f"{path}: cannot read ({error}): check {group}{field} points at an intact file") from error
     raw_lines = raw.split(b"\n")
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()  # the final newline ends the last line; it does not start a new one
@@ -49,7 +49,7 @@ def read_lines(path: str | Path, field: str) -> list[str]:
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]  # a byte-order mark some editors write is not part of the text
     if not any(line.strip() for line in lines):
-        raise DataError(f"{path}: file is empty: set task.{field} to a file with data")
+        raise DataError(f"{path}: file is empty: set {group}{field} to a file with data")
     return lines
 
 

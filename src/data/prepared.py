@@ -71,6 +71,9 @@ class PreparedTask:
     max_tgt_len: int  # longest tgt_in / tgt_out (BOS/EOS included); 0 for "classification"
     test_long: Optional[list[dict]] = None  # synthetic tasks: held-out longer lengths
     label_names: list[str] = field(default_factory=list)
+    # Translation: split -> the raw target line of each example, what BLEU is scored against (sacrebleu wants the
+    # detokenized reference as written, not the tokenizer's round trip of it).
+    references: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Every split packed (see PackedExamples): what the data loaders index, and what DDP ships to its ranks."""

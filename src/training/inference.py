@@ -1,5 +1,6 @@
-"""Read-only views of a network for evaluation and the dashboard: attention maps, greedy decoding, sampled text
-and predicted labels; and `forward_batch`, the teacher-forced forward pass they share with the training step.
+"""Read-only views of a network for evaluation and the dashboard: attention maps, greedy decoding, batched
+translation of many sources, sampled text and predicted labels; and `forward_batch`, the teacher-forced forward
+pass they share with the training step.
 
 They are plain functions of the network (a src.model model: the LightningModule's `.model`), a batch in the
 format of its task kind (see module.py) and, where text is involved, the datamodule. Every view runs the network
@@ -9,13 +10,13 @@ call one between two training steps. Batches may sit on the CPU: the views move 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-from src.model import BOS_ID, ModelOutput, generate
+from src.model import BOS_ID, PAD_ID, ModelOutput, generate
 
 
 @contextmanager
@@ -70,6 +71,30 @@ def greedy_decode(model: nn.Module, kind: str, batch: Mapping[str, Tensor], extr
             half = max(1, tokens.size(1) // 2, model.mask_scheme.min_prompt_len)
             return generate(model, prompt=tokens[:, :half], max_new_tokens=tokens.size(1) - half)
     raise ValueError("greedy_decode is for sequence tasks; use predict_labels for classification")
+
+
+def translate_in_batches(
+    model: nn.Module, sources: Sequence[Sequence[int]], batch_size: int = 64, **decode
+) -> list[Tensor]:
+    """Decode every source (token ids, no padding) with `generate(**decode)`, `batch_size` at a time; the outputs
+    (each (L,): no BOS, EOS then PAD) come back in the order of `sources`.
+
+    The sources are batched longest first, so each batch holds sentences of similar length and little of the work
+    is spent on padding; padding changes no output (the masks hide it), only the time.
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
+    outputs: list[Tensor] = [torch.empty(0, dtype=torch.long)] * len(sources)
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            src = torch.full((len(chunk), len(sources[chunk[0]])), PAD_ID, dtype=torch.long)  # (B, S), longest first
+            for row, i in enumerate(chunk):
+                src[row, : len(sources[i])] = torch.as_tensor(sources[i], dtype=torch.long)
+            generated = generate(model, src=src.to(device), **decode).cpu()  # (B, L)
+            for row, i in enumerate(chunk):
+                outputs[i] = generated[row]
+    return outputs
 
 
 def predict_labels(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:

@@ -21,7 +21,7 @@ from src.model import PAD_ID, ModelOutput, TransformerConfig, build_model
 
 from .inference import forward_batch, greedy_decode
 from .metrics import SplitMetrics, metric_tags
-from .optim import build_optimizer
+from .optim import build_optimizer, time_budget_fraction
 
 
 class TransformerLitModule(L.LightningModule):
@@ -102,7 +102,8 @@ class TransformerLitModule(L.LightningModule):
     def configure_optimizers(self):
         # the whole run's optimizer steps, whether trainer.max_steps or trainer.max_epochs bounds it
         total_steps = int(self.trainer.estimated_stepping_batches)
-        return build_optimizer(self.model, self.config["optimizer"], self.model_cfg.d_model, total_steps)
+        budget = time_budget_fraction(self.trainer)  # trainer.max_time: the cosine decay ends with the budget
+        return build_optimizer(self.model, self.config["optimizer"], self.model_cfg.d_model, total_steps, budget)
 
     # --- evaluation ---------------------------------------------------------------------------------------------
 

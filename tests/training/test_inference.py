@@ -13,6 +13,7 @@ from src.training.inference import (
     greedy_decode,
     predict_labels,
     sample_text,
+    translate_in_batches,
 )
 
 VOCAB = 12
@@ -184,3 +185,19 @@ def test_a_prefix_lm_samples_after_a_whole_validation_prefix():
         generator=torch.Generator().manual_seed(0),
     )
     assert sample == TextData().decode_tgt([BOS_ID, 5, 6]) + TextData().decode_tgt(expected[0])
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_translating_in_batches_gives_each_source_what_it_gets_alone(strategy):
+    """Batches are sorted by length and padded; the masks hide the padding, so no output may change."""
+    model = tiny_model()
+    generator = torch.Generator().manual_seed(1)
+    lengths = [3, 9, 1, 6, 6, 2, 8]
+    sources = [torch.randint(4, VOCAB, (n,), generator=generator).tolist() for n in lengths]
+    settings = dict(strategy=strategy, beam_size=3, max_new_tokens=10)
+    batched = translate_in_batches(model, sources, batch_size=3, **settings)
+    assert model.training  # the mode it was in
+    for source, out in zip(sources, batched):
+        alone = generate(model, src=torch.tensor([source]), **settings)[0]
+        trimmed = out[: alone.numel()]
+        assert torch.equal(trimmed, alone) and (out[alone.numel() :] == PAD_ID).all()

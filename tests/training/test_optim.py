@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from src.training.optim import build_optimizer, noam_multiplier, warmup_cosine_multiplier
+from src.training.optim import build_optimizer, noam_multiplier, time_budget_fraction, warmup_cosine_multiplier
 
 
 def test_noam_matches_the_paper_formula():
@@ -30,6 +30,25 @@ def test_warmup_cosine_shape():
     assert warmup_cosine_multiplier(550, 100, 1000) == pytest.approx(0.5)  # half way down
     assert warmup_cosine_multiplier(1000, 100, 1000, min_ratio=0.1) == pytest.approx(0.1)
     assert warmup_cosine_multiplier(5000, 100, 1000, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_a_time_budget_ends_the_cosine_decay_when_it_runs_out():
+    """Step 200 of 100,000 is barely started by steps, but half the budget is gone: the decay is half way."""
+    assert warmup_cosine_multiplier(200, 100, 100_000, time_fraction=0.5) == pytest.approx(0.5)
+    assert warmup_cosine_multiplier(200, 100, 100_000, min_ratio=0.1, time_fraction=1.0) == pytest.approx(0.1)
+    assert warmup_cosine_multiplier(50, 100, 100_000, time_fraction=0.9) == pytest.approx(0.5)  # warm-up is in steps
+    assert warmup_cosine_multiplier(550, 100, 1000, time_fraction=0.1) == pytest.approx(0.5)  # steps further along
+
+
+def test_the_budget_is_read_from_lightnings_timer():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    assert time_budget_fraction(SimpleNamespace(callbacks=[]))() == 0.0
+    timer = Timer(duration="00:00:10:00")
+    timer.load_state_dict({"time_elapsed": {"train": 150.0}})  # 2.5 of 10 minutes spent, as a resumed run says
+    assert time_budget_fraction(SimpleNamespace(callbacks=[timer]))() == pytest.approx(0.25)
 
 
 def _optimizer_cfg(name, lr, warmup):

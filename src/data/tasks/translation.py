@@ -57,10 +57,14 @@ def read_parallel(src_path, tgt_path, src_field: str, tgt_field: str) -> Pairs:
     return list(zip(src_lines, tgt_lines))
 
 
-def encode_pairs(pairs: Pairs, tokenizer: SubwordTokenizer, max_len: int, split: str) -> list[dict]:
+def nonempty_pairs(pairs: Pairs, split: str) -> Pairs:
     kept = [(s.strip(), t.strip()) for s, t in pairs if s.strip() and t.strip()]
     if len(kept) < len(pairs):
         log.warning("%s: dropped %d of %d pairs with an empty side", split, len(pairs) - len(kept), len(pairs))
+    return kept
+
+
+def encode_pairs(kept: Pairs, tokenizer: SubwordTokenizer, max_len: int, split: str) -> list[dict]:
     src_ids = tokenizer.encode_batch([s for s, _ in kept])
     tgt_ids = tokenizer.encode_batch([t for _, t in kept])
     truncated = sum(len(s) > max_len or len(t) > max_len for s, t in zip(src_ids, tgt_ids))
@@ -77,6 +81,7 @@ def build_from_pairs(cfg, train: Pairs, val: Pairs, test: Pairs, run_dir: Path |
         raise DataError(f"task.max_len={cfg.max_len} must be >= 1 (tokens per sentence)")
     if cfg.train_limit and cfg.train_limit > 0:
         train = train[: cfg.train_limit]
+    train, val, test = nonempty_pairs(train, "train"), nonempty_pairs(val, "val"), nonempty_pairs(test, "test")
     texts = [side for pair in train for side in pair]  # both languages: one joint vocabulary
     tokenizer = load_or_train_tokenizer(run_dir, texts, "bpe", cfg.vocab_size, cfg.lowercase)
     return PreparedTask(
@@ -84,6 +89,7 @@ def build_from_pairs(cfg, train: Pairs, val: Pairs, test: Pairs, run_dir: Path |
         train=encode_pairs(train, tokenizer, cfg.max_len, "train"),
         val=encode_pairs(val, tokenizer, cfg.max_len, "val"),
         test=encode_pairs(test, tokenizer, cfg.max_len, "test"),
+        references={"val": [t for _, t in val], "test": [t for _, t in test]},
         src_vocab=tokenizer,
         tgt_vocab=tokenizer,
         max_src_len=cfg.max_len,  # the bound, not the observed maximum: encode_src truncates to it as well
