@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint format bench tensorboard clean
+.PHONY: setup run test test-fast lint format bench bench-quality tensorboard clean
 
 setup: $(STAMP)
 
@@ -34,8 +34,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Speed figures beside their goals (a few minutes); bench-quality trains the quality experiments on real data
+# (about 35 minutes; data from a shared/data folder beside the repository, or ARGS="--data DIR").
 bench: $(STAMP)
 	$(PY) -m src.bench $(ARGS)
+
+bench-quality: $(STAMP)
+	$(PY) -m src.bench.quality $(ARGS)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir outputs --samples_per_plugin images=100

@@ -130,8 +130,9 @@ def dashboard_callbacks(cfg: DictConfig, metric_tags: list[str]) -> list:
     return callbacks
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    """Train the configured experiment in `run_dir`; returns the final validation metrics."""
+def train(cfg: DictConfig, run_dir: Path, record: RunRecord | None = None) -> dict[str, float]:
+    """Train the configured experiment in `run_dir`; returns the final validation metrics. With a `record`, the
+    run's speed goes into it (launch to first step, training steps and tokens per second)."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -139,6 +140,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
     from src.data import build_datamodule
     from src.training.bleu import has_references, score_split
+    from src.training.callbacks import TrainingSpeed
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
@@ -175,6 +177,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     print_run_start(cfg, model_cfg, module, datamodule, run_dir)
 
     recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode)
+    speed = TrainingSpeed()
     with_logger = cfg.logger.name == "tensorboard"
     logger: Any = False
     if with_logger:
@@ -184,7 +187,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         trainer = L.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             logger=logger,
-            callbacks=build_callbacks(cfg, run_dir, module, with_logger, recorder),
+            callbacks=[*build_callbacks(cfg, run_dir, module, with_logger, recorder), speed],
             default_root_dir=str(run_dir),
         )
     except (MisconfigurationException, ValueError) as error:  # Lightning's own checks of trainer.*
@@ -195,6 +198,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         # weights_only=True: Lightning reads the checkpoint again for the loop state; nothing in it may run code.
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
 
+        if record is not None:
+            record.update(speed=speed.summary())
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if cfg.test_after_fit:  # the best checkpoint on the test splits: test/* (and test_long/*) next to val/*
             chosen = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
@@ -212,7 +217,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         raise TrainingInterrupted("SIGTERM", trainer.global_step, last if last.is_file() else None) from None
     recorder.add_final(metrics)
     if trainer.is_global_zero:
-        print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun())
+        print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun(), speed=speed.summary())
     return metrics
 
 
@@ -263,7 +268,7 @@ def main(cfg: DictConfig) -> float | None:
     record.update()
     with logged_to(run_dir / "run.log"):
         try:
-            metrics = train(cfg, run_dir)
+            metrics = train(cfg, run_dir, record)
         except (*USER_ERRORS, TrainingDiverged) as error:
             status = "diverged" if isinstance(error, TrainingDiverged) else "failed"
             record.end(status, error=str(error))

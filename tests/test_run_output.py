@@ -3,6 +3,8 @@ run.log too."""
 
 from __future__ import annotations
 
+import json
+
 from tests.test_bad_inputs import TINY, run_command
 
 
@@ -16,3 +18,14 @@ def test_progress_lines_when_output_is_not_a_terminal(capsys, tmp_path):
     assert "train/loss" in lines[0] and "val/loss" in lines[1] and "val/exact_match" in lines[3]
     logged = (tmp_path / "run.log").read_text()
     assert all(line in logged for line in lines)
+
+
+def test_a_run_says_how_fast_it_trained(capsys, tmp_path):
+    args = [o for o in TINY if not o.startswith("trainer.max_steps=")] + ["trainer.max_steps=9"]
+    result = run_command("src.run", [*args, f"hydra.run.dir={tmp_path}"], capsys)
+    assert result.code == 0, result.err
+    speed = json.loads((tmp_path / "run.json").read_text())["speed"]
+    assert speed["timed_steps"] == 4  # the first 5 steps warm up
+    assert speed["tokens_per_s"] > 0 and speed["steps_per_s"] > 0 and speed["launch_to_first_step_s"] > 0
+    printed = next(line for line in result.out.splitlines() if line.startswith("speed:"))
+    assert f"{speed['tokens_per_s']:,.0f} target tokens/s" in printed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import threading
@@ -233,3 +234,73 @@ class ProgressLines(ProgressBar):
             return
         values = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         self._print(trainer, "  ".join(f"{k} {float(v):.4f}" for k, v in sorted(values.items())))
+
+
+# --- how fast the run went -----------------------------------------------------------------------------------------
+
+
+def process_start_time() -> float:
+    """When this process started (Unix time): Linux tells exactly; elsewhere, when this module was imported."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - uptime + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
+class TrainingSpeed(L.Callback):
+    """How fast this run trained, for run.json: the seconds from the process's start to its first training step,
+    and training steps and scored target tokens per second once `skip_steps` steps have warmed up, with the time
+    spent validating left out (the dashboards' logging steps are counted: they are part of training's cost).
+
+    Tokens are summed on the device and read once at the end, so measuring adds no per-step host sync."""
+
+    def __init__(self, skip_steps: int = 5):
+        self.skip_steps = skip_steps
+        self.first_step_at: float | None = None  # Unix time
+        self._steps = 0  # training steps seen in this session
+        self._timed_from: float | None = None  # perf_counter() at the start of the first timed step
+        self._timed_until = 0.0  # ... and at the end of the last one
+        self._timed_steps = 0
+        self._tokens: torch.Tensor | None = None
+        self._validations: list[tuple[float, float]] = []
+        self._validation_started = 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+        if self._timed_from is None and self._steps >= self.skip_steps:
+            self._timed_from = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._steps += 1
+        if self._timed_from is None:
+            return
+        tokens = pl_module.scored_targets(batch).detach()
+        self._tokens = tokens if self._tokens is None else self._tokens + tokens
+        self._timed_steps += 1
+        self._timed_until = time.perf_counter()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._validation_started = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        self._validations.append((self._validation_started, time.perf_counter()))
+
+    def summary(self) -> dict[str, float | int]:
+        result: dict[str, float | int] = {}
+        if self.first_step_at is not None:
+            result["launch_to_first_step_s"] = round(self.first_step_at - process_start_time(), 3)
+        if self._timed_from is not None and self._tokens is not None:
+            start, end = self._timed_from, self._timed_until
+            validating = sum(b - a for a, b in self._validations if a >= start and b <= end)  # between timed steps
+            seconds = end - start - validating
+            result["training_s"] = round(end - start, 1)  # the timed steps' wall time, validations included
+            result["timed_steps"] = self._timed_steps
+            result["steps_per_s"] = round(self._timed_steps / seconds, 3)
+            result["tokens_per_s"] = round(float(self._tokens) / seconds, 1)
+        return result

@@ -81,14 +81,24 @@ class TransformerLitModule(L.LightningModule):
         tgt_out[t]) and the number of tokens it averages over (a tensor: no device sync per step).
         Classification: mean over the batch."""
         if self.kind == "classification":
-            return F.cross_entropy(logits, target, label_smoothing=label_smoothing), target.new_tensor(target.numel())
+            return F.cross_entropy(logits, target, label_smoothing=label_smoothing), self._count(target)
         loss = F.cross_entropy(
             logits.flatten(0, 1),  # (B*T, V)
             target.flatten(),  # (B*T,)
             ignore_index=PAD_ID,
             label_smoothing=label_smoothing,
         )
-        return loss, (target != PAD_ID).sum()
+        return loss, self._count(target)
+
+    def _count(self, target: Tensor) -> Tensor:
+        if self.kind == "classification":
+            return target.new_tensor(target.numel())  # one label per example
+        return (target != PAD_ID).sum()
+
+    def scored_targets(self, batch: dict[str, Tensor]) -> Tensor:
+        """How many targets the loss of this batch averages over (tokens; labels for classification), as a tensor
+        on the batch's device: reading it is left to the caller, so counting costs no device sync."""
+        return self._count(self._target(batch))
 
     # --- training -----------------------------------------------------------------------------------------------
 

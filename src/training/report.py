@@ -142,9 +142,16 @@ def print_metrics(metrics: dict[str, float], highlight: str | None = None) -> No
         console.print(f"{name:>{width}}: {value:.4f}{marker}")
 
 
-def print_run_end(run_dir: Path, metrics: dict[str, float], monitor: str, with_logger: bool, multirun: bool) -> None:
+def print_run_end(
+    run_dir: Path, metrics: dict[str, float], monitor: str, with_logger: bool, multirun: bool, speed: dict | None = None
+) -> None:
     console.rule("[bold]done")
     print_metrics(metrics, monitor)
+    if speed and "tokens_per_s" in speed:
+        console.print(
+            f"speed:         {speed['tokens_per_s']:,.0f} target tokens/s, {speed['steps_per_s']:.1f} steps/s "
+            f"(validation excluded); first step {speed['launch_to_first_step_s']:.1f} s after launch"
+        )
     console.print(f"run directory: {run_dir}")
     checkpoints = run_dir / "checkpoints"
     if checkpoints.is_dir():

@@ -111,3 +111,27 @@ def test_under_ddp_every_rank_stops_when_any_rank_was_signalled(tmp_path):
     with pytest.raises(TrainingInterrupted, match="SIGTERM at step 5"):
         callback.on_train_batch_end(trainer, model, None, None, 0)
     assert asked == [(False, False)]
+
+
+def test_training_speed_counts_timed_steps_and_leaves_validation_out(monkeypatch):
+    from src.training import callbacks
+
+    clock = [100.0]
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: clock[0])
+    module = SimpleNamespace(scored_targets=lambda batch: torch.tensor(batch))
+    speed = callbacks.TrainingSpeed(skip_steps=2)
+    for step in range(6):  # 2 warm-up steps, then 4 timed steps of 1 s and 50 tokens each
+        speed.on_train_batch_start(None, module, 50, step)
+        clock[0] += 1.0
+        speed.on_train_batch_end(None, module, None, 50, step)
+        if step == 3:  # a validation of 10 s between two timed steps: not training time
+            speed.on_validation_start(None, module)
+            clock[0] += 10.0
+            speed.on_validation_end(None, module)
+    speed.on_validation_start(None, module)  # the final validation, after the last step
+    clock[0] += 5.0
+    speed.on_validation_end(None, module)
+    summary = speed.summary()
+    assert summary["timed_steps"] == 4 and summary["steps_per_s"] == pytest.approx(1.0)
+    assert summary["tokens_per_s"] == pytest.approx(50.0) and summary["training_s"] == pytest.approx(14.0)
+    assert summary["launch_to_first_step_s"] > 0  # this pytest process started before the first step

@@ -1,8 +1,8 @@
-"""Benchmark: training-step throughput of the scratch model against torch.nn.Transformer.
+"""Training-step throughput of the scratch model against torch.nn.Transformer, and its FLOP/s against the
+machine's fp32 matrix-multiply peak.
 
-    python -m src.bench                 # eager, the shape below
-    python -m src.bench --compile       # both models under torch.compile
-    make bench ARGS="--repeats 7"
+    python -m src.bench.step             # eager, the shape below
+    python -m src.bench.step --compile   # both models under torch.compile
 
 Both models get the same shape (vocab 1000, d_model 256, 8 heads, 3+3 layers, d_ff 1024, dropout 0.1),
 the same embeddings-with-sinusoidal-positions and tied output projection around the stacks, the same
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.model import PAD_ID, TransformerConfig, build_model
+from src.model.summary import flops_per_token
 
 
 class TorchTransformerBaseline(nn.Module):
@@ -89,6 +90,60 @@ def train_steps(model, optimizer, batches, forward) -> float:
     return tokens / (time.perf_counter() - start)
 
 
+BENCH_SHAPE = dict(src_vocab_size=1000, tgt_vocab_size=1000, d_model=256, heads=8, enc_layers=3, dec_layers=3)
+
+
+def bench_config(length: int) -> TransformerConfig:
+    return TransformerConfig(**BENCH_SHAPE, d_ff=1024, dropout=0.1, max_len=length + 1)
+
+
+def matmul_peak(size: int = 1024, seconds: float = 2.0) -> float:
+    """This machine's fp32 matrix-multiply rate (FLOP/s) at the current thread count: the best of several timed
+    rounds of (size x size) @ (size x size), each 2 * size^3 FLOPs."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # first call: allocations, thread start-up
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def compare_with_torch(
+    repeats: int = 5, steps: int = 5, warmup: int = 2, batch: int = 32, length: int = 64, compile: bool = False
+) -> dict:
+    """Target tokens/s of both models (medians over `repeats` alternating runs), and the scratch model's FLOP/s."""
+    cfg = bench_config(length)
+    torch.manual_seed(0)
+    models = {"scratch": build_model(cfg).train(), "torch.nn.Transformer": TorchTransformerBaseline(cfg).train()}
+    forwards = {"scratch": lambda m, s, t: m(s, t).logits, "torch.nn.Transformer": lambda m, s, t: m(s, t)}
+    if compile:
+        models = {name: torch.compile(m) for name, m in models.items()}
+    optimizers = {name: torch.optim.Adam(m.parameters(), lr=1e-4) for name, m in models.items()}
+    batches = make_batches(cfg, steps, batch, length)
+    for name, model in models.items():  # warm-up (and compilation)
+        train_steps(model, optimizers[name], batches[:warmup] or batches[:1], forwards[name])
+
+    results: dict[str, list[float]] = {name: [] for name in models}
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    for repeat in range(repeats):
+        for name in list(models) if repeat % 2 == 0 else list(reversed(models)):  # alternate the order
+            start = time.perf_counter()
+            results[name].append(train_steps(models[name], optimizers[name], batches, forwards[name]))
+            seconds[name].append(time.perf_counter() - start)
+    # Every position is computed, padding included: the hardware's work is B * L positions per step, each costing
+    # the forward FLOPs per token three times (forward, and a backward of about twice that).
+    step_flops = 3 * flops_per_token(cfg, length, length) * batch * length
+    return {
+        "tokens_per_s": {name: statistics.median(runs) for name, runs in results.items()},
+        "runs": results,
+        "flops_per_s": step_flops * steps / statistics.median(seconds["scratch"]),
+        "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()},
+    }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model (median reported)")
@@ -101,45 +156,21 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    cfg = TransformerConfig(
-        src_vocab_size=1000,
-        tgt_vocab_size=1000,
-        d_model=256,
-        heads=8,
-        enc_layers=3,
-        dec_layers=3,
-        d_ff=1024,
-        dropout=0.1,
-        max_len=args.length + 1,
-    )
-    torch.manual_seed(0)
-    models = {"scratch": build_model(cfg).train(), "torch.nn.Transformer": TorchTransformerBaseline(cfg).train()}
-    forwards = {"scratch": lambda m, s, t: m(s, t).logits, "torch.nn.Transformer": lambda m, s, t: m(s, t)}
-    if args.compile:
-        models = {name: torch.compile(m) for name, m in models.items()}
-    optimizers = {name: torch.optim.Adam(m.parameters(), lr=1e-4) for name, m in models.items()}
-    batches = make_batches(cfg, args.steps, args.batch, args.length)
-
-    params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+    result = compare_with_torch(args.repeats, args.steps, args.warmup, args.batch, args.length, args.compile)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, compile={args.compile}; "
-        f"parameters: " + ", ".join(f"{n} {p:,}" for n, p in params.items())
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, compile={args.compile}; parameters: "
+        + ", ".join(f"{n} {p:,}" for n, p in result["parameters"].items())
     )
-    for name, model in models.items():  # warm-up (and compilation)
-        train_steps(model, optimizers[name], batches[: args.warmup] or batches[:1], forwards[name])
-
-    results = {name: [] for name in models}
-    for repeat in range(args.repeats):
-        for name in list(models) if repeat % 2 == 0 else list(reversed(models)):  # alternate the order
-            results[name].append(train_steps(models[name], optimizers[name], batches, forwards[name]))
-    for name, runs in results.items():
-        print(
-            f"{name:>22}: median {statistics.median(runs):8.0f} target tokens/s  "
-            f"(runs: {', '.join(f'{r:.0f}' for r in runs)})"
-        )
-    ratio = statistics.median(results["scratch"]) / statistics.median(results["torch.nn.Transformer"])
-    print(f"ratio scratch / torch.nn.Transformer: {ratio:.3f}")
+    for name, runs in result["runs"].items():
+        shown = ", ".join(f"{r:.0f}" for r in runs)
+        print(f"{name:>22}: median {statistics.median(runs):8.0f} target tokens/s  (runs: {shown})")
+    tokens = result["tokens_per_s"]
+    print(f"ratio scratch / torch.nn.Transformer: {tokens['scratch'] / tokens['torch.nn.Transformer']:.3f}")
+    peak = matmul_peak()
+    print(
+        f"scratch model: {result['flops_per_s'] / 1e9:.1f} GFLOP/s; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s "
+        f"({result['flops_per_s'] / peak:.0%})"
+    )
 
 
 if __name__ == "__main__":
