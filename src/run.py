@@ -152,7 +152,9 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord | None = None) -> di
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     absolute_task_paths(cfg.task)
-    datamodule = build_datamodule(cfg.task, cfg.batch_size, cfg.seed, run_dir=run_dir, num_workers=cfg.num_workers)
+    datamodule = build_datamodule(
+        cfg.task, cfg.batch_size, cfg.seed, run_dir, num_workers=cfg.num_workers, bucket_by_length=cfg.bucket_by_length
+    )
     model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
     longest = max(datamodule.max_src_len, datamodule.max_tgt_len)
     if model_cfg.max_len < longest:

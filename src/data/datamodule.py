@@ -20,7 +20,15 @@ class TaskDataModule(L.LightningDataModule):
     """All splits are built eagerly in the constructor (cheap for every task here, and bad data then
     fails before the model or the Trainer exist); `setup()` has nothing left to do."""
 
-    def __init__(self, task: PreparedTask, task_cfg, batch_size: int, seed: int, num_workers: int = 0):
+    def __init__(
+        self,
+        task: PreparedTask,
+        task_cfg,
+        batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        bucket_by_length: bool = False,
+    ):
         super().__init__()
         if batch_size < 1:
             raise DataError(f"batch_size={batch_size} must be >= 1")
@@ -31,6 +39,7 @@ class TaskDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
+        self.bucket_by_length = bucket_by_length  # training batches of similar lengths (see resumable.py)
         self.collate = COLLATE[task.kind]
 
     # ---- what the model needs to know -------------------------------------------------------
@@ -68,8 +77,9 @@ class TaskDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Order = f(seed, epoch); stateful, so mid-epoch checkpoints resume exactly (see resumable.py).
+        lengths = self.task.train.lengths() if self.bucket_by_length else None
         return ResumableDataLoader(
-            self.task.train, self.batch_size, self.seed, self.collate, num_workers=self.num_workers
+            self.task.train, self.batch_size, self.seed, self.collate, num_workers=self.num_workers, lengths=lengths
         )
 
     def _eval_loader(self, examples: list[dict]) -> DataLoader:
@@ -133,11 +143,18 @@ class TaskDataModule(L.LightningDataModule):
         return ids[-self.max_tgt_len :] if self.kind == "lm" else ids[: self.max_tgt_len - 1]
 
 
-def build_datamodule(task_cfg, batch_size: int, seed: int, run_dir: Path | None = None, num_workers: int = 0):
+def build_datamodule(
+    task_cfg,
+    batch_size: int,
+    seed: int,
+    run_dir: Path | None = None,
+    num_workers: int = 0,
+    bucket_by_length: bool = False,
+):
     """Build the datamodule for `task_cfg.name`. Raises DataError (one line) for bad data or settings.
 
     run_dir: where learned vocabularies are saved (tokenizer.json, vocab.json) and loaded from if present.
     """
     cfg = resolve_task_config(task_cfg)
     task = task_spec(cfg.name).build(cfg, seed, Path(run_dir) if run_dir is not None else None)
-    return TaskDataModule(task, cfg, batch_size, seed, num_workers)
+    return TaskDataModule(task, cfg, batch_size, seed, num_workers, bucket_by_length)

@@ -41,6 +41,13 @@ class PackedExamples(Sequence):
     def __len__(self) -> int:
         return self.size
 
+    def lengths(self) -> list[int]:
+        """Per example, its longest sequence (what its batch is padded to)."""
+        if not self.offsets:
+            return [1] * self.size
+        per_key = torch.stack([offsets.diff() for offsets in self.offsets.values()])  # (keys, N)
+        return per_key.max(dim=0).values.tolist()
+
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(self.size))]

@@ -19,6 +19,11 @@ the pending skip belongs to the old epoch, so it is dropped.
 
 Multi-GPU (DDP): the sampler shards the permutation by rank itself; give the Trainer
 `use_distributed_sampler=False` so Lightning does not try to replace it.
+
+Length bucketing (`bucket_by_length=true`): the epoch's permutation is cut into pools of `POOL_BATCHES` batches,
+each pool is sorted by example length and cut into batches, and the batches are shuffled. Each batch then holds
+examples of similar length, so little of a step is spent on padding; the order is still a pure function of
+(seed, epoch), and batch k is still positions [k*B, (k+1)*B) of it, so resuming works unchanged.
 """
 
 from __future__ import annotations
@@ -45,12 +50,31 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-class EpochPermutationSampler(Sampler[int]):
-    """Yields a permutation of range(num_items) drawn from (seed, epoch) only."""
+POOL_BATCHES = 50  # batches per pool sorted by length: similar lengths within a batch, batches still random
 
-    def __init__(self, num_items: int, seed: int):
+
+def bucketed(order: list[int], lengths: list[int], batch_size: int, generator: torch.Generator) -> list[int]:
+    """`order` regrouped so each consecutive `batch_size` items have similar lengths, the batches in random order."""
+    pool = batch_size * POOL_BATCHES
+    batches = []
+    for start in range(0, len(order), pool):
+        by_length = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [by_length[k : k + batch_size] for k in range(0, len(by_length), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]  # at most one per pool: kept at the end, as drop_last=False
+    shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    return [i for batch in shuffled + short for i in batch]
+
+
+class EpochPermutationSampler(Sampler[int]):
+    """Yields a permutation of range(num_items) drawn from (seed, epoch) only; with `lengths` and `batch_size`,
+    regrouped into batches of similar length (see the module doc)."""
+
+    def __init__(self, num_items: int, seed: int, lengths: list[int] | None = None, batch_size: int = 1):
         self.num_items = num_items
         self.seed = seed
+        self.lengths = lengths
+        self.batch_size = batch_size
         self.epoch = 0
         self.start_index = 0  # first position of the permutation to yield (set when resuming)
         self.start_epoch = 0  # the epoch start_index belongs to
@@ -62,6 +86,8 @@ class EpochPermutationSampler(Sampler[int]):
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         order = torch.randperm(self.num_items, generator=generator).tolist()
         rank, world = _rank_and_world()
+        if self.lengths is not None:  # per rank's batch: world consecutive batches' worth go to the world ranks
+            order = bucketed(order, self.lengths, self.batch_size * world, generator)
         if world > 1:  # pad by wrapping so every rank gets the same number of items, then shard
             order += order[: (-len(order)) % world]
             order = order[rank::world]
@@ -84,11 +110,13 @@ class EpochPermutationSampler(Sampler[int]):
 class ResumableDataLoader(DataLoader):
     """DataLoader over an EpochPermutationSampler that counts the batches it hands out."""
 
-    def __init__(self, dataset, batch_size: int, seed: int, collate_fn, num_workers: int = 0):
+    def __init__(
+        self, dataset, batch_size: int, seed: int, collate_fn, num_workers: int = 0, lengths: list[int] | None = None
+    ):
         super().__init__(
             dataset,
             batch_size=batch_size,
-            sampler=EpochPermutationSampler(len(dataset), seed),
+            sampler=EpochPermutationSampler(len(dataset), seed, lengths, batch_size),
             collate_fn=collate_fn,
             num_workers=num_workers,
             drop_last=False,  # batch k is always positions [k*B, (k+1)*B) of the permutation

@@ -152,3 +152,39 @@ def test_lightning_resume_from_mid_epoch_checkpoint_sees_the_same_batches(tmp_pa
     for step, folder in [(7, "every7"), (14, "every7"), (21, "every7"), (10, "every10"), (20, "every10")]:
         resumed = fit(25, ckpt_path=tmp_path / folder / f"step={step}.ckpt", root=tmp_path, validate=validate).seen
         assert resumed == uninterrupted[step:], f"resume from step {step} diverged"
+
+
+def test_length_buckets_cut_padding_and_keep_the_order_a_function_of_seed_and_epoch():
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 60, (1000,), generator=generator).tolist()
+    bucketed = EpochPermutationSampler(1000, seed=1, lengths=lengths, batch_size=8)
+    plain = EpochPermutationSampler(1000, seed=1)
+
+    def padded_positions(order: list[int]) -> int:  # what a step computes beyond the real tokens
+        batches = [order[k : k + 8] for k in range(0, len(order), 8)]
+        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
+
+    first = list(bucketed)
+    assert sorted(first) == list(range(1000)) and list(bucketed) == first
+    assert padded_positions(first) < padded_positions(list(plain)) / 5
+    bucketed.set_epoch(1)
+    assert list(bucketed) != first  # a new epoch: new pools, new batch order
+    batches = {tuple(sorted(first[k : k + 8])) for k in range(0, 1000, 8)}
+    assert {tuple(sorted(list(bucketed)[k : k + 8])) for k in range(0, 1000, 8)} != batches
+
+
+def test_a_bucketed_loader_resumes_mid_epoch():
+    dm = build_datamodule(
+        task(name="copy", train_size=40, val_size=8, test_size=8, min_len=1, max_len=10),
+        batch_size=4,
+        seed=0,
+        bucket_by_length=True,
+    )
+    full = loader_keys(dm.train_dataloader(), epochs=(1,))[0]
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(1)
+    iterator = iter(loader)
+    seen = [batch_key(next(iterator)) for _ in range(4)]
+    fresh = dm.train_dataloader()
+    fresh.load_state_dict(loader.state_dict())
+    assert seen + [batch_key(b) for b in fresh] == full
