@@ -9,6 +9,8 @@ asked to raise them (HYDRA_FULL_ERROR) and they are rewritten here.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import sys
@@ -76,6 +78,17 @@ def hydra_error_line(error: HydraException) -> str:
     return f"{key}: {first}"
 
 
+def print_help_without_schemas(main: Callable[[], object]) -> None:
+    """Hydra's --help, less the `schema/*` groups: they hold the structured configs the yaml files build on
+    (src/schema.py) and are not choices a user makes, but Hydra lists every group it knows."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            main()
+    finally:
+        print("\n".join(line for line in buffer.getvalue().splitlines() if not line.startswith("schema/")))
+
+
 def run_hydra_command(main: Callable[[], object], before: Callable[[list[str]], None] | None = None) -> None:
     """Run a @hydra.main function with every user mistake, Hydra's included, as one line and exit status 2.
 
@@ -85,6 +98,9 @@ def run_hydra_command(main: Callable[[], object], before: Callable[[list[str]], 
     try:
         if before is not None:
             before(sys.argv[1:])
+        if {"--help", "-h"} & set(sys.argv[1:]):
+            print_help_without_schemas(main)
+            return
         main()
     except USER_ERRORS as error:
         _print_error(str(error))
