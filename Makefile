@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,optuna,cluster]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,optuna,cluster,wandb,mlflow]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -135,13 +135,13 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord | None = None) -> di
     run's speed goes into it (launch to first step, training steps and tokens per second)."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from src.data import build_datamodule
     from src.training.bleu import has_references, score_split
     from src.training.callbacks import TrainingSpeed
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
+    from src.training.loggers import build_loggers
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
     from src.training.report import print_run_end, print_run_start
@@ -180,11 +180,9 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord | None = None) -> di
 
     recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode)
     speed = TrainingSpeed()
-    with_logger = cfg.logger.name == "tensorboard"
-    logger: Any = False
-    if with_logger:
-        # name="" and version="": event files go straight into the run directory (no lightning_logs/version_0).
-        logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+    loggers = build_loggers(cfg.logger, run_dir, run_name=run_dir.name)
+    with_logger = bool(loggers)  # TensorBoard is then the first (the dashboards write to it)
+    logger: Any = loggers or False
     try:
         trainer = L.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),

@@ -94,7 +94,12 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    name: str = "tensorboard"  # tensorboard | none
+    """Where scalars and hyperparameters go (src/training/loggers.py): TensorBoard always (the dashboards live
+    there), plus a copy for csv | wandb | mlflow; none writes no logs at all."""
+
+    name: str = "tensorboard"  # tensorboard | csv | wandb | mlflow | none
+    project: str = "transformer-ablations"  # wandb: the project; mlflow: the experiment name
+    tracking_uri: Optional[str] = None  # mlflow: where runs go (None: MLflow's default, ./mlruns)
 
 
 @dataclass

@@ -19,10 +19,10 @@ from src.data import task_spec
 from src.data.files import resolve_path
 from src.model import ConfigError
 from src.schema import ARCH_FOR_KIND, model_config_for, resolve_arch
+from src.training.loggers import check_logger
 from src.training.optim import OPTIMIZERS
 
 ARCH_CHOICES = ("auto", "encoder_decoder", "decoder_only", "encoder_only")
-LOGGERS = ("tensorboard", "none")
 DECODE_STRATEGIES = ("greedy", "beam", "sample")
 
 
@@ -101,7 +101,7 @@ def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
         raise ConfigError(f"label_smoothing={cfg.label_smoothing} must be in [0, 1)")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1")
-    _check_choice("logger", cfg.logger.name, LOGGERS)
+    check_logger(cfg.logger)
     if cfg.dashboard.attention_every_n_steps < 0:
         raise ConfigError(
             f"dashboard.attention_every_n_steps={cfg.dashboard.attention_every_n_steps} must be >= 0 "
