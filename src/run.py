@@ -53,6 +53,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool, r
         StopOnDivergence,
         ValidateAtLastStep,
     )
+    from src.training.stock_callbacks import build_stock_callbacks
 
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list = [
@@ -100,6 +101,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool, r
         )
     if cfg.trainer.enable_progress_bar:  # a bar on a terminal; lines in a log file, a cluster job, a pipe
         callbacks.append(StepProgressBar() if sys.stdout.isatty() else ProgressLines(cfg.progress_every_n_steps))
+    callbacks += build_stock_callbacks(cfg.callbacks, module.monitor, module.monitor_mode)  # +callbacks.<Name>...
     if with_logger:
         callbacks.append(cb.LearningRateMonitor(logging_interval="step"))
         callbacks += dashboard_callbacks(cfg, module.metric_tags)

@@ -178,6 +178,9 @@ class Config:
     progress_every_n_steps: int = 100  # when output is not a terminal: a progress line this often (and per validation)
     compile: bool = False  # run the model under torch.compile (slow first steps, faster after; see `make bench`)
     sweep_catch_errors: bool = True  # multirun: a failing job is reported and the sweep goes on
+    # Lightning's own callbacks by class name and arguments (src/training/stock_callbacks.py), e.g.
+    # +callbacks.EarlyStopping.patience=5 (watching the task's main metric unless monitor= is given).
+    callbacks: Dict[str, Any] = field(default_factory=dict)
     # Your own notes, kept in the run's config and nowhere read: +meta.note="first try" (`+` adds a key; under any
     # other group it would add a setting nothing reads, which is refused).
     meta: Dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from src.model import ConfigError
 from src.schema import ARCH_FOR_KIND, model_config_for, resolve_arch
 from src.training.loggers import check_logger
 from src.training.optim import OPTIMIZERS
+from src.training.stock_callbacks import check_stock_callbacks
 
 ARCH_CHOICES = ("auto", "encoder_decoder", "decoder_only", "encoder_only")
 DECODE_STRATEGIES = ("greedy", "beam", "sample")
@@ -102,6 +103,7 @@ def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1")
     check_logger(cfg.logger)
+    check_stock_callbacks(cfg.callbacks)
     if cfg.dashboard.attention_every_n_steps < 0:
         raise ConfigError(
             f"dashboard.attention_every_n_steps={cfg.dashboard.attention_every_n_steps} must be >= 0 "
@@ -131,7 +133,7 @@ def check_threads(threads: int) -> None:
 
 # Groups where a key added with `+` is read after all: trainer.* goes to lightning.Trainer as it is, meta.* is the
 # user's own notes.
-OPEN_GROUPS = ("trainer", "meta")
+OPEN_GROUPS = ("trainer", "meta", "callbacks")
 
 
 def check_no_added_keys(cfg: DictConfig, prefix: str = "") -> None:

@@ -9,10 +9,12 @@ choosing one that is not installed is refused before any work, with the command 
 from __future__ import annotations
 
 import importlib.util
+import netrc
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import urlparse
 
 from src.model import ConfigError
 
@@ -50,19 +52,36 @@ def build_mlflow(settings: Any, run_dir: Path, run_name: str):
     return MLFlowLogger(experiment_name=settings.project, run_name=run_name, tracking_uri=uri)
 
 
+def wandb_ready() -> None:
+    """Online W&B needs a login; without one, wandb stops the run after the data has loaded. Checked first."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        if netrc.netrc(os.environ.get("NETRC")).authenticators(host or ""):
+            return
+    except (OSError, netrc.NetrcParseError):
+        pass
+    raise ConfigError(
+        "logger=wandb has no Weights & Biases login: run `wandb login`, or set WANDB_MODE=offline to log locally "
+        "(`wandb sync` uploads later)"
+    )
+
+
 @dataclass(frozen=True)
 class LoggerOption:
     build: Optional[Callable[[Any, Path, str], Any]]  # a Lightning logger beside TensorBoard (None: nothing more)
     with_tensorboard: bool = True
     module: Optional[str] = None  # what must be importable
     extra: Optional[str] = None  # the optional dependency group that installs it
+    ready: Optional[Callable[[], None]] = None  # raises ConfigError when it could not work (e.g. no login)
 
 
 # `logger=<name>`: name -> option. A new one is a small function above and one entry here (and a conf/logger yaml).
 LOGGERS: dict[str, LoggerOption] = {
     "tensorboard": LoggerOption(build=None),
     "csv": LoggerOption(build=build_csv),
-    "wandb": LoggerOption(build=build_wandb, module="wandb", extra="wandb"),
+    "wandb": LoggerOption(build=build_wandb, module="wandb", extra="wandb", ready=wandb_ready),
     "mlflow": LoggerOption(build=build_mlflow, module="mlflow", extra="mlflow"),
     "none": LoggerOption(build=None, with_tensorboard=False),
 }
@@ -78,6 +97,8 @@ def check_logger(settings: Any) -> None:
             f"logger={settings.name} needs the {option.module} package, which is not installed: "
             f"pip install -e '.[{option.extra}]' (or choose logger=tensorboard)"
         )
+    if option.ready is not None:
+        option.ready()
 
 
 def build_loggers(settings: Any, run_dir: Path, run_name: str) -> list:

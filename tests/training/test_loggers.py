@@ -13,7 +13,8 @@ from tests.conftest import compose_config
 from tests.test_bad_inputs import TINY, run_command
 
 
-def test_every_option_has_a_config_file_and_passes_its_check_when_installed():
+def test_every_option_has_a_config_file_and_passes_its_check_when_installed(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # online wandb also needs a login (tested below)
     for name, option in LOGGERS.items():
         settings = compose_config(f"logger={name}").logger
         assert settings.name == name
@@ -66,3 +67,17 @@ def test_mlflow_logs_metrics_and_params_to_its_store(tmp_path, capsys, monkeypat
     assert run.info.run_name == "run"
     assert "train/loss" in run.data.metrics and "val/loss" in run.data.metrics
     assert run.data.params["config/model/heads"] == "2"  # the run's composed config, flattened
+
+
+def test_online_wandb_without_a_login_is_refused_before_any_work(tmp_path, monkeypatch):
+    for variable in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "netrc").write_text("machine example.org login a password b\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    settings = compose_config("logger=wandb").logger
+    if importlib.util.find_spec("wandb") is None:
+        pytest.skip("wandb is not installed")
+    with pytest.raises(ConfigError, match="wandb login.*WANDB_MODE=offline"):
+        check_logger(settings)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    check_logger(settings)  # offline needs no login
