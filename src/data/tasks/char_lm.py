@@ -2,7 +2,9 @@
 
 The text is split by position (train | val | test, so no held-out text is seen in training) and each
 part is cut into contiguous windows of block_size + 1 characters that overlap by one character: every
-character is a target exactly once, and training shuffles the windows per epoch.
+character is a target exactly once, and training shuffles the windows per epoch. With `train_stride` below
+block_size, training windows start every `train_stride` characters instead, so each character is seen in
+several contexts per epoch (as nanoGPT's random offsets do); validation and test keep one window per block.
 The vocabulary is the sorted character set of the file, saved to run_dir/vocab.json; a saved one is
 reused (eval/predict), and characters outside it map to <unk>.
 """
@@ -33,11 +35,13 @@ class CharLMTaskConfig:
     block_size: int = 128  # characters of context per example
     val_fraction: float = 0.05  # the text is split by position: train | val | test
     test_fraction: float = 0.05
+    train_stride: Optional[int] = None  # characters between training windows' starts (None: block_size, no overlap)
 
 
-def windows(ids: torch.Tensor, block_size: int) -> list[dict]:
-    """(N,) ids -> windows ids[k*B : k*B + B + 1]; the last one may be shorter (padded in the batch)."""
-    return [{"tokens": ids[start : start + block_size + 1]} for start in range(0, len(ids) - 1, block_size)]
+def windows(ids: torch.Tensor, block_size: int, stride: Optional[int] = None) -> list[dict]:
+    """(N,) ids -> windows ids[k*S : k*S + B + 1] (stride S, default B); the last may be shorter (padded)."""
+    step = stride or block_size
+    return [{"tokens": ids[start : start + block_size + 1]} for start in range(0, len(ids) - 1, step)]
 
 
 def check_settings(cfg: CharLMTaskConfig) -> None:
@@ -47,6 +51,11 @@ def check_settings(cfg: CharLMTaskConfig) -> None:
         raise DataError(
             f"task.val_fraction={cfg.val_fraction}, task.test_fraction={cfg.test_fraction}: "
             "need fractions in [0, 1) that sum to less than 1"
+        )
+    if cfg.train_stride is not None and not 1 <= cfg.train_stride <= cfg.block_size:
+        raise DataError(
+            f"task.train_stride={cfg.train_stride} must be between 1 and task.block_size={cfg.block_size} "
+            "(or null: windows side by side)"
         )
     if cfg.val_fraction <= 0:
         raise DataError("task.val_fraction=0 leaves no validation text, so no checkpoint would be saved: use > 0")
@@ -78,7 +87,7 @@ def build_char_lm(cfg: CharLMTaskConfig, seed: int, run_dir: Optional[Path]) -> 
             )
     return PreparedTask(
         kind="lm",
-        train=windows(parts["train"], cfg.block_size),
+        train=windows(parts["train"], cfg.block_size, cfg.train_stride),
         val=windows(parts["val"], cfg.block_size),
         test=windows(parts["test"], cfg.block_size),
         src_vocab=None,

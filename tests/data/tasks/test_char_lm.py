@@ -33,6 +33,17 @@ def test_splits_are_contiguous_parts_of_the_text(tmp_path):
     assert len(val) == len(test) == int(len(TEXT) * 0.1)
 
 
+def test_a_train_stride_overlaps_the_training_windows_only(tmp_path):
+    plain, strided = build(tmp_path), build(tmp_path, train_stride=4)
+    assert len(strided.task.train) == pytest.approx(4 * len(plain.task.train), abs=4)
+    starts = [strided.decode_tgt(w["tokens"])[:4] for w in strided.task.train[:5]]
+    train_text = split_text(plain, plain.task.train)
+    assert starts == [train_text[k * 4 : k * 4 + 4] for k in range(5)]  # a window every 4 characters
+    assert len(strided.task.val) == len(plain.task.val) and len(strided.task.test) == len(plain.task.test)
+    with pytest.raises(DataError, match="task.train_stride=17"):
+        build(tmp_path, train_stride=17)
+
+
 def test_batches_predict_the_next_character(tmp_path):
     dm = build(tmp_path)
     batch = next(iter(dm.train_dataloader()))

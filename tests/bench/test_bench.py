@@ -1,0 +1,22 @@
+"""The benchmark programs still run (their figures are printed by `make bench`, not asserted here): each measuring
+function works on a tiny shape and returns sane numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from src.bench import loop, step
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_loop_benchmark_times_the_framework_and_the_bare_loop():
+    cfg = loop.compose(*loop.loop_overrides(steps=12, dashboard_every=0), "model.d_model=16", "model.d_ff=32")
+    assert loop.framework_tokens_per_s(cfg) > 0
+    assert loop.bare_tokens_per_s(cfg) > 0
+
+
+def test_the_step_benchmark_compares_with_torch_and_counts_flops():
+    result = step.compare_with_torch(repeats=1, steps=1, warmup=1, batch=2, length=8)
+    assert set(result["tokens_per_s"]) == {"scratch", "torch.nn.Transformer"}
+    assert result["flops_per_s"] > 0 and step.matmul_peak(size=64, seconds=0.05) > 0
