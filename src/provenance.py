@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -36,10 +37,23 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+def python_command() -> str:
+    """How to start this same interpreter from the current directory: `python` when that is what the PATH finds,
+    else its path (`.venv/bin/python` on a fresh clone, whose virtual environment is not activated)."""
+    interpreter = Path(sys.executable).absolute()
+    found = shutil.which("python")
+    if found is not None and Path(found).absolute() == interpreter:
+        return "python"
+    try:
+        return str(interpreter.relative_to(Path.cwd()))
+    except ValueError:
+        return shlex.quote(str(interpreter))
+
+
 def command_line(module: str = "src.run", argv: list[str] | None = None) -> str:
-    """The command as it can be pasted back into a shell."""
+    """The command as it can be pasted back into a shell (in the directory it was started from)."""
     args = sys.argv[1:] if argv is None else argv
-    return " ".join(["python", "-m", module, *(shlex.quote(a) for a in args)])
+    return " ".join([python_command(), "-m", module, *(shlex.quote(a) for a in args)])
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:

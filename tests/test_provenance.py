@@ -30,11 +30,30 @@ def test_a_resumed_run_keeps_the_earlier_sessions(tmp_path):
 
 
 def test_the_command_line_can_be_pasted_back():
+    from src.provenance import python_command
+
     assert command_line(argv=["model.heads=8", 'text="ein Hund"']) == (
-        """python -m src.run model.heads=8 'text="ein Hund"'"""
+        f"""{python_command()} -m src.run model.heads=8 'text="ein Hund"'"""
     )
 
 
 def test_git_state_outside_a_checkout_is_unknown(tmp_path):
     assert git_state(tmp_path) == {"commit": None, "dirty": None}
     assert read_status(tmp_path) is None
+
+
+def test_printed_commands_start_the_interpreter_that_ran(monkeypatch, tmp_path):
+    """`python` only when the PATH finds this interpreter; else its path, relative where possible (a fresh clone's
+    .venv is not activated, and `python` would be another one, without the project's packages)."""
+    import shutil
+    import sys
+
+    from src import provenance
+
+    monkeypatch.setattr(shutil, "which", lambda name: sys.executable)
+    assert provenance.python_command() == "python"
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/python")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / ".venv" / "bin" / "python"))
+    monkeypatch.chdir(tmp_path)
+    assert provenance.python_command() == ".venv/bin/python"
+    assert provenance.command_line(argv=["model.heads=8"]) == ".venv/bin/python -m src.run model.heads=8"

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.tree import Tree
 
 from src.model import TransformerConfig, count_parameters, flops_per_token
+from src.provenance import python_command
 
 console = Console(soft_wrap=True)  # long paths and commands stay on one line, copy-pastable
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -157,8 +158,17 @@ def print_run_end(
     if checkpoints.is_dir():
         names = ", ".join(sorted(p.name for p in checkpoints.glob("*.ckpt")))
         console.print(f"checkpoints:   {checkpoints}  ({names})")
+    python = python_command()  # commands that work as printed, also from a fresh clone's unactivated .venv
     if with_logger:
-        # A sweep's runs sit side by side under the sweep directory: point TensorBoard there to compare them.
-        logdir = run_dir.parent if multirun else run_dir
-        console.print(f"TensorBoard:   tensorboard --logdir {logdir} --samples_per_plugin images=100")
-    console.print(f"evaluate:      python -m src.eval ckpt={checkpoints / 'best.ckpt'}")
+        console.print(f"TensorBoard:   {python} -m tensorboard.main {tensorboard_source(run_dir, multirun)}")
+    console.print(f"evaluate:      {python} -m src.eval ckpt={checkpoints / 'best.ckpt'}")
+
+
+def tensorboard_source(run_dir: Path, multirun: bool) -> str:
+    """A sweep's runs sit side by side under the sweep directory, named by their job directories: point TensorBoard
+    there to compare them. A single run gets a name (its directory's parent and name; as --logdir it would be
+    listed as "."). More images per tag than TensorBoard's default 10, so the slider walks the whole training."""
+    source = (
+        f"--logdir {run_dir.parent}" if multirun else f"--logdir_spec {run_dir.parent.name}/{run_dir.name}:{run_dir}"
+    )
+    return f"{source} --samples_per_plugin images=100"
