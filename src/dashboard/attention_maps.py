@@ -38,7 +38,7 @@ from matplotlib import colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from src.dashboard.probe import SITE_INPUTS, ProbeCallback, can_log, tensorboard_logger
+from src.dashboard.probe import SITE_INPUTS, ProbeCallback, can_log, event_step, tensorboard_logger
 from src.model.tokens import PAD_ID
 
 # Human-readable names of the three attention sites the model can have.
@@ -324,7 +324,7 @@ class AttentionMapLogger(ProbeCallback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.log_masks and can_log(trainer):
-            self._log_masks(trainer, pl_module, trainer.global_step)
+            self._log_masks(trainer, pl_module, event_step(trainer))
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
         writer = tensorboard_logger(trainer).experiment

@@ -35,6 +35,13 @@ def tensorboard_logger(trainer: Trainer) -> TensorBoardLogger | None:
     return None
 
 
+def event_step(trainer: Trainer) -> int:
+    """The step our events are filed under in TensorBoard. Lightning files what was logged during optimizer step k
+    (counting from 1, as `global_step` does after it) under k - 1, validation included; images, head statistics and
+    text use the same, so they line up with the validation points on the step axis."""
+    return max(trainer.global_step - 1, 0)
+
+
 def can_log(trainer: Trainer) -> bool:
     """Rank 0, not the sanity check, a TensorBoardLogger to write to and a datamodule to take probes from."""
     return (
@@ -90,7 +97,7 @@ class ProbeCallback(Callback):
         step = trainer.global_step
         self._last_logged_step = step
         self.logged_steps.append(step)
-        self._log(trainer, pl_module, step)
+        self._log(trainer, pl_module, event_step(trainer))
 
     def _attention_weights(self, trainer: Trainer, pl_module: LightningModule):
         """(probe batch on the CPU, {site: [(B, H, Tq, Tk) CPU float tensors per layer]})."""

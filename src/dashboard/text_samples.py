@@ -20,7 +20,7 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from src.dashboard.probe import can_log, tensorboard_logger
+from src.dashboard.probe import can_log, event_step, tensorboard_logger
 from src.training import inference
 
 TEXT_SAMPLES_TAG = "samples/validation"
@@ -86,7 +86,7 @@ class TextSampleLogger(Callback):
             text = self._classification_table(trainer.datamodule, pl_module)
         else:
             raise ValueError(f"unknown datamodule.kind={kind!r}: expected seq2seq, lm or classification")
-        tensorboard_logger(trainer).experiment.add_text(self.tag, text, trainer.global_step)
+        tensorboard_logger(trainer).experiment.add_text(self.tag, text, event_step(trainer))
         self.logged_steps.append(trainer.global_step)
 
     def _seq2seq_table(self, datamodule, pl_module: LightningModule) -> str:

@@ -82,13 +82,13 @@ def test_maps_and_masks_appear_in_the_event_files(tmp_path, fit, kind):
     events = read_events(tmp_path)
     sites = SITES_BY_KIND[kind]
 
-    # One image per (site, layer) at steps 2 and 4; the end-of-training log at step 4 is not repeated.
-    # Masks once, at step 0.
+    # One image per (site, layer) after steps 2 and 4, filed under 1 and 3 as Lightning files that step's scalars;
+    # the end-of-training log at step 4 is not repeated. Masks once, at step 0.
     expected_maps = {f"attention/{site}/layer_{layer}" for site in sites for layer in range(1, LAYERS + 1)}
     expected_masks = {f"mask/{site}" for site in sites}
     assert events.image_tags == expected_maps | expected_masks
     for tag in expected_maps:
-        assert events.image_steps(tag) == [2, 4], tag
+        assert events.image_steps(tag) == [1, 3], tag
     for tag in expected_masks:
         assert events.image_steps(tag) == [0], tag
     assert map_logger.logged_steps == [2, 4]
