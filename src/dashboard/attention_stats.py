@@ -91,8 +91,22 @@ def head_statistics(weights: torch.Tensor, query_mask: torch.Tensor | None = Non
     }
 
 
+def heads_layout(layers_per_site: dict[str, int], statistics: Sequence[str]) -> dict:
+    """TensorBoard's CUSTOM SCALARS tab: one chart per site, layer and statistic with a line per head, so heads can
+    be compared on one chart (SCALARS has a chart per head)."""
+    return {
+        f"attention heads: {site.replace('_', ' ')}": {
+            f"layer {layer} {name}": ["Multiline", [rf"^attention_stats/{site}/layer_{layer}/head_\d+/{name}$"]]
+            for layer in range(1, count + 1)
+            for name in statistics
+        }
+        for site, count in layers_per_site.items()
+    }
+
+
 class AttentionStatsLogger(ProbeCallback):
-    """Scalars per head: ``attention_stats/<site>/layer_<l>/head_<h>/<statistic>`` (see ``head_statistics``).
+    """Scalars per head: ``attention_stats/<site>/layer_<l>/head_<h>/<statistic>`` (see ``head_statistics``), and a
+    CUSTOM SCALARS layout that draws every head of a site, layer and statistic on one chart (``heads_layout``).
 
     Averaged over the non-pad query positions of a fixed probe batch of ``probe_size`` examples. It runs its own
     forward pass on the probe batch: a few milliseconds, next to the ~100 ms per image the map logger spends.
@@ -110,10 +124,20 @@ class AttentionStatsLogger(ProbeCallback):
         if unknown:
             raise ValueError(f"unknown attention statistics {unknown}: choose from {list(STATISTICS)}")
         self.statistics = tuple(statistics)
+        self._layout_written = False
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._layout_written = False
 
     def _log(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
         writer = tensorboard_logger(trainer).experiment
         batch, attentions = self._attention_weights(trainer, pl_module)
+        if not self._layout_written:
+            writer.add_custom_scalars(
+                heads_layout({site: len(layers) for site, layers in attentions.items()}, self.statistics)
+            )
+            self._layout_written = True
         for site, layers in attentions.items():
             query_key, _ = SITE_INPUTS[site]
             query_mask = batch[query_key] != PAD_ID  # (B, Tq) True for real tokens

@@ -65,6 +65,8 @@ class RunEvents:
     hparam_metrics: list[str] = field(default_factory=list)
     hparams_first: list[str] = field(default_factory=list)  # marked as differing: the HPARAMS table's first columns
     has_hparams: bool = False
+    # CUSTOM SCALARS: {category title: {chart title: [tag regexes drawn together]}}
+    custom_scalars: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
     def scalar_tags(self) -> set[str]:
@@ -132,6 +134,8 @@ def read_events(path: str | Path) -> RunEvents:
             )
         if not events.has_hparams:
             _read_hparams(accumulator, events)
+        if not events.custom_scalars:
+            _read_custom_scalars(accumulator, events)
 
     events.scalars = {tag: sorted(values, key=lambda item: item[0]) for tag, values in scalars.items()}
     events.images = {tag: sorted(values, key=lambda item: item.step) for tag, values in images.items()}
@@ -156,6 +160,17 @@ def _tensor_to_text(tensor_proto) -> str:
     value = tensor_util.make_ndarray(tensor_proto)  # a numpy array of bytes (shape () or (1,))
     item = value.reshape(-1)[0] if value.size else b""
     return item.decode("utf-8") if isinstance(item, bytes) else str(item)
+
+
+def _read_custom_scalars(accumulator: event_accumulator.EventAccumulator, events: RunEvents) -> None:
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    if metadata.CONFIG_SUMMARY_TAG not in accumulator.Tags().get(event_accumulator.TENSORS, []):
+        return
+    for event in accumulator.Tensors(metadata.CONFIG_SUMMARY_TAG)[-1:]:
+        layout = layout_pb2.Layout.FromString(tensor_util.make_ndarray(event.tensor_proto).reshape(-1)[0])
+        for category in layout.category:
+            events.custom_scalars[category.title] = {chart.title: list(chart.multiline.tag) for chart in category.chart}
 
 
 def _read_hparams(accumulator: event_accumulator.EventAccumulator, events: RunEvents) -> None:

@@ -2,6 +2,7 @@
 inside a real Trainer."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -99,6 +100,13 @@ def test_every_head_gets_its_scalars(tmp_path, fit, kind):
     assert len(stats_tags) == len(sites) * LAYERS * HEADS * 2
     assert f"attention_stats/{sites[0]}/layer_2/head_2/entropy" in stats_tags
     assert [step for step, _ in events.scalars[f"attention_stats/{sites[0]}/layer_1/head_1/distance"]] == [1, 3]
+    # CUSTOM SCALARS: one chart per site, layer and statistic; its pattern matches exactly that chart's heads
+    assert len(events.custom_scalars) == len(sites)
+    charts = events.custom_scalars[f"attention heads: {sites[0].replace('_', ' ')}"]
+    assert len(charts) == LAYERS * 2
+    (pattern,) = charts["layer 2 entropy"]
+    matched = {tag for tag in stats_tags if re.search(pattern, tag)}
+    assert matched == {f"attention_stats/{sites[0]}/layer_2/head_{h}/entropy" for h in range(1, HEADS + 1)}
     assert module.model.attention_map_calls == 2  # only on the two logging steps
 
 
