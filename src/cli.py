@@ -23,9 +23,10 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from src.data import DataError
 from src.model import ConfigError
 
-# The Hydra configs, by absolute path: the commands then find them however they are started (`python -m`, or
-# their entry functions called from Python, as the tests do).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# The Hydra configs, by absolute path: the commands then find them however they are started (`python -m`, the
+# console scripts, or their entry functions called from Python, as the tests do). In the repository src/conf is a
+# link to the top-level conf/; an installed package carries the files themselves (package data, pyproject.toml).
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 # Errors that are the user's to fix: printed as one line, never as a traceback.
 USER_ERRORS = (ConfigError, DataError)

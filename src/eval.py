@@ -79,5 +79,10 @@ def main(cfg: DictConfig) -> None:
     print_metrics(metrics)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script's entry point (pyproject.toml) and `python -m src.eval`'s."""
     run_hydra_command(main)
+
+
+if __name__ == "__main__":
+    cli()

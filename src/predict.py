@@ -208,5 +208,10 @@ def main(cfg: DictConfig) -> None:
     print("\n".join(lines))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script's entry point (pyproject.toml) and `python -m src.predict`'s."""
     run_hydra_command(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,55 @@
+"""`make bench`: every speed figure beside its goal, measured in this one process on this machine.
+
+python -m src.bench [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import torch
+
+from src.bench import loop, step
+
+
+def row(figure: str, measured: str, goal: str, met: bool) -> str:
+    return f"| {figure} | {measured} | {goal} | {'met' if met else 'MISSED'} |"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter timed runs (a rough look)")
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else 3
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+
+    versus_torch = step.compare_with_torch(repeats=3 if args.quick else 7)
+    tokens = versus_torch["tokens_per_s"]
+    step_ratio = tokens["scratch"] / tokens["torch.nn.Transformer"]
+    peak = step.matmul_peak()
+    utilisation = versus_torch["flops_per_s"] / peak
+    figures = loop.measure(steps=200 if args.quick else 500, repeats=repeats)
+
+    print()
+    print("| figure | measured | goal | |")
+    print("| --- | --- | --- | --- |")
+    launch = figures["launch_to_first_step_s"]
+    print(row("`python -m src.run` launch to the first training step", f"{launch:.1f} s", "<= 5 s", launch <= 5))
+    ratio = figures["framework_vs_bare"]
+    detail = f"{figures['framework_tokens_per_s']:,.0f} / {figures['bare_tokens_per_s']:,.0f} tokens/s"
+    print(
+        row("tokens/s, full `src.run` loop vs a bare PyTorch loop", f"{ratio:.3f} ({detail})", ">= 0.97", ratio >= 0.97)
+    )
+    cost = figures["dashboard_cost"]
+    every = figures["dashboard_every"]
+    print(row(f"cost of the dashboards every {every} steps", f"{cost:.1%}", "<= 2%", cost <= 0.02))
+    flops = f"{versus_torch['flops_per_s'] / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s"
+    print(row("model FLOP/s vs fp32 matmul peak", f"{utilisation:.0%} ({flops})", ">= 60%", utilisation >= 0.60))
+    detail = f"{tokens['scratch']:,.0f} / {tokens['torch.nn.Transformer']:,.0f} tokens/s"
+    print(row("train step vs torch.nn.Transformer", f"{step_ratio:.2f} ({detail})", ">= 1.10", step_ratio >= 1.10))
+
+
+if __name__ == "__main__":
+    main()

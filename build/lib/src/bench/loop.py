@@ -1,0 +1,149 @@
+"""What the framework costs: a full `src.run` training loop against a bare PyTorch loop over the same model, data
+and optimizer; the dashboards' cost at their default interval; and the time from launch to the first step.
+
+    python -m src.bench.loop [--steps 500] [--repeats 3]
+
+The loops run side by side in this process, alternating, through `src.run.train` (the function `python -m src.run`
+calls, composed from the same configs); each reports training tokens per second once 5 steps have warmed up, with
+validation time left out. The launch time is measured on a real `python -m src.run` process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from src.cli import CONF_DIR
+from src.model import PAD_ID, build_model
+from src.provenance import RunRecord
+from src.schema import model_config_for, register_configs
+
+SKIP_STEPS = 5  # as TrainingSpeed: the first steps pay for allocations and thread start-up
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def loop_overrides(steps: int, dashboard_every: int) -> list[str]:
+    """The default experiment, validated only once training ends (so the loop itself is what is timed)."""
+    return [
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps}",
+        "trainer.enable_progress_bar=false",
+        f"dashboard.attention_every_n_steps={dashboard_every}",
+    ]
+
+
+def framework_tokens_per_s(cfg) -> float:
+    """`src.run`'s own training function on `cfg`, in a scratch directory: its measured training tokens/s."""
+    from src.run import train
+
+    with tempfile.TemporaryDirectory() as folder:
+        record = RunRecord(Path(folder))
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            train(cfg, Path(folder), record)
+        return float(record.data["speed"]["tokens_per_s"])
+
+
+def bare_tokens_per_s(cfg) -> float:
+    """The same model, data, optimizer, schedule and gradient clipping, in a plain PyTorch loop."""
+    from src.data import build_datamodule
+    from src.training.inference import forward_batch
+    from src.training.optim import build_optimizer
+
+    torch.manual_seed(cfg.seed)
+    datamodule = build_datamodule(cfg.task, cfg.batch_size, cfg.seed)
+    model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
+    model = build_model(model_cfg).train()
+    steps = cfg.trainer.max_steps
+    built = build_optimizer(model, cfg.optimizer, model_cfg.d_model, steps)
+    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    batches = itertools.cycle(datamodule.train_dataloader())
+    tokens, started = 0, 0.0
+    for step in range(steps):
+        if step == SKIP_STEPS:
+            tokens, started = 0, time.perf_counter()
+        batch = next(batches)
+        logits = forward_batch(model, datamodule.kind, batch).logits
+        target = batch["tgt_out"]
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
+        optimizer.step()
+        scheduler.step()
+        tokens += int((target != PAD_ID).sum())
+    return tokens / (time.perf_counter() - started)
+
+
+def launch_to_first_step(runs: int = 3) -> float:
+    """Median seconds from starting `python -m src.run` to its first training step, as its run.json records."""
+    times = []
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as folder:
+            command = [
+                sys.executable,
+                "-m",
+                "src.run",
+                "trainer.max_steps=10",
+                "logger=none",
+                f"hydra.run.dir={folder}",
+            ]
+            subprocess.run(command, check=True, capture_output=True, env=env)
+            times.append(json.loads((Path(folder) / "run.json").read_text())["speed"]["launch_to_first_step_s"])
+    return statistics.median(times)
+
+
+def measure(steps: int = 500, repeats: int = 3) -> dict[str, float]:
+    default_every = compose().dashboard.attention_every_n_steps
+    plain = compose(*loop_overrides(steps, dashboard_every=0))  # dashboards only once training has ended
+    with_dashboards = compose(*loop_overrides(steps, dashboard_every=default_every))
+    runs: dict[str, list[float]] = {"framework": [], "bare": [], "dashboards": []}
+    for repeat in range(repeats):
+        order = ["framework", "bare", "dashboards"]
+        for name in order if repeat % 2 == 0 else reversed(order):  # alternate, so drift hits all three
+            if name == "bare":
+                runs[name].append(bare_tokens_per_s(plain))
+            else:
+                runs[name].append(framework_tokens_per_s(plain if name == "framework" else with_dashboards))
+    median = {name: statistics.median(values) for name, values in runs.items()}
+    return {
+        "framework_tokens_per_s": median["framework"],
+        "bare_tokens_per_s": median["bare"],
+        "framework_vs_bare": median["framework"] / median["bare"],
+        "dashboard_cost": 1.0 - median["dashboards"] / median["framework"],
+        "dashboard_every": default_every,
+        "launch_to_first_step_s": launch_to_first_step(),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=500, help="training steps per timed loop")
+    parser.add_argument("--repeats", type=int, default=3, help="timed loops of each kind (median reported)")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.steps, args.repeats), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Per-head summary statistics of attention weights as TensorBoard scalars, next to the attention maps:
+``head_statistics`` and ``AttentionStatsLogger``, which logs them.
+
+For one query i with attention distribution p_i over keys j (a row of the weight matrix):
+
+- entropy     H_i = -sum_j p_ij log p_ij          (nats; 0 = looks at one key, log(n) = uniform over n keys)
+- distance    D_i =  sum_j p_ij |i - j|            (expected offset of the attended key; 0 = itself, 1 = a neighbour)
+- confidence  C_i =  max_j p_ij                    (weight of the strongest key)
+
+Each is averaged over the valid query rows of the batch, separately per head. A query row is valid when the
+query is not padding (``query_mask``) and the row has any weight at all: a row whose keys were all masked comes
+out of SDPA as zeros and says nothing about the head, so it is left out rather than counted as "entropy 0".
+For cross-attention |i - j| compares a target position with a source position; it is still informative for
+monotonic tasks (copy: diagonal, reverse: anti-diagonal) but has no built-in meaning otherwise.
+
+Tags written (the tests and the end-to-end checks rely on them):
+
+    attention_stats/<site>/layer_<l>/head_<h>/<statistic>   scalars (entropy, distance[, confidence])
+
+The logger needs nothing beyond what every dashboard callback needs (see ``probe``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+
+from src.dashboard.probe import SITE_INPUTS, ProbeCallback, tensorboard_logger
+from src.model.tokens import PAD_ID
+
+STATISTICS = ("entropy", "distance", "confidence")
+
+
+def valid_query_rows(weights: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, H, Tq) bool: rows that take part in the averages (non-pad query with a non-empty distribution)."""
+    valid = weights.sum(dim=-1) > 0  # (B, H, Tq)
+    if query_mask is None:
+        return valid
+    batch, _, num_queries = valid.shape
+    if tuple(query_mask.shape) != (batch, num_queries):
+        raise ValueError(
+            f"query_mask has shape {tuple(query_mask.shape)} but the weights have (batch, queries) = "
+            f"{(batch, num_queries)}: pass one boolean per query position, True = real token"
+        )
+    return valid & query_mask.to(torch.bool)[:, None, :]
+
+
+def _mean_over_valid_rows(per_row: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """per_row (B, H, Tq), valid (B, H, Tq) -> (H,) mean over valid rows; NaN for a head with no valid row."""
+    weight = valid.to(per_row.dtype)
+    total = (per_row * weight).sum(dim=(0, 2))  # (H,)
+    count = weight.sum(dim=(0, 2))  # (H,)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+
+
+def head_statistics(weights: torch.Tensor, query_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Entropy, mean attended distance and confidence of every head, averaged over valid query rows.
+
+    Args:
+        weights: (B, H, Tq, Tk) attention probabilities (rows sum to 1, or to 0 when fully masked).
+        query_mask: optional (B, Tq) bool, True for real (non-pad) query positions.
+
+    Returns:
+        {"entropy": (H,), "distance": (H,), "confidence": (H,)} float32 tensors on the CPU.
+    """
+    if weights.dim() != 4:
+        raise ValueError(f"attention weights must be (batch, heads, queries, keys), got shape {tuple(weights.shape)}")
+    weights = weights.detach().to("cpu", torch.float32)
+    if query_mask is not None:
+        query_mask = query_mask.detach().to("cpu")
+    valid = valid_query_rows(weights, query_mask)  # (B, H, Tq)
+    num_queries, num_keys = weights.shape[-2:]
+
+    # xlogy(p, p) = p * log(p) with the limit 0 * log(0) = 0, so masked keys (p = 0) cost nothing.
+    entropy = -torch.special.xlogy(weights, weights).sum(dim=-1)  # (B, H, Tq)
+
+    query_positions = torch.arange(num_queries, dtype=torch.float32)[:, None]  # (Tq, 1)
+    key_positions = torch.arange(num_keys, dtype=torch.float32)[None, :]  # (1, Tk)
+    offsets = (query_positions - key_positions).abs()  # (Tq, Tk) |i - j|
+    distance = (weights * offsets).sum(dim=-1)  # (B, H, Tq)
+
+    confidence = weights.amax(dim=-1)  # (B, H, Tq)
+
+    return {
+        "entropy": _mean_over_valid_rows(entropy, valid),
+        "distance": _mean_over_valid_rows(distance, valid),
+        "confidence": _mean_over_valid_rows(confidence, valid),
+    }
+
+
+def heads_layout(layers_per_site: dict[str, int], statistics: Sequence[str]) -> dict:
+    """TensorBoard's CUSTOM SCALARS tab: one chart per site, layer and statistic with a line per head, so heads can
+    be compared on one chart (SCALARS has a chart per head)."""
+    return {
+        f"attention heads: {site.replace('_', ' ')}": {
+            f"layer {layer} {name}": ["Multiline", [rf"^attention_stats/{site}/layer_{layer}/head_\d+/{name}$"]]
+            for layer in range(1, count + 1)
+            for name in statistics
+        }
+        for site, count in layers_per_site.items()
+    }
+
+
+class AttentionStatsLogger(ProbeCallback):
+    """Scalars per head: ``attention_stats/<site>/layer_<l>/head_<h>/<statistic>`` (see ``head_statistics``), and a
+    CUSTOM SCALARS layout that draws every head of a site, layer and statistic on one chart (``heads_layout``).
+
+    Averaged over the non-pad query positions of a fixed probe batch of ``probe_size`` examples. It runs its own
+    forward pass on the probe batch: a few milliseconds, next to the ~100 ms per image the map logger spends.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        probe_size: int = 8,
+        statistics: Sequence[str] = ("entropy", "distance"),
+        log_at_end: bool = True,
+    ) -> None:
+        super().__init__(every_n_steps=every_n_steps, probe_size=probe_size, log_at_end=log_at_end)
+        unknown = sorted(set(statistics) - set(STATISTICS))
+        if unknown:
+            raise ValueError(f"unknown attention statistics {unknown}: choose from {list(STATISTICS)}")
+        self.statistics = tuple(statistics)
+        self._layout_written = False
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._layout_written = False
+
+    def _log(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        writer = tensorboard_logger(trainer).experiment
+        batch, attentions = self._attention_weights(trainer, pl_module)
+        if not self._layout_written:
+            writer.add_custom_scalars(
+                heads_layout({site: len(layers) for site, layers in attentions.items()}, self.statistics)
+            )
+            self._layout_written = True
+        for site, layers in attentions.items():
+            query_key, _ = SITE_INPUTS[site]
+            query_mask = batch[query_key] != PAD_ID  # (B, Tq) True for real tokens
+            for layer_index, weights in enumerate(layers):
+                stats = head_statistics(weights, query_mask)  # {name: (H,)}
+                for name in self.statistics:
+                    for head, value in enumerate(stats[name].tolist()):
+                        if math.isfinite(value):  # NaN = no valid query row; leave a gap, not a fake point
+                            tag = f"attention_stats/{site}/layer_{layer_index + 1}/head_{head + 1}/{name}"
+                            writer.add_scalar(tag, value, step)

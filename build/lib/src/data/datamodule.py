@@ -1,0 +1,160 @@
+"""The LightningDataModule every task shares, and `build_datamodule`, the data layer's entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from .collate import COLLATE
+from .errors import DataError
+from .prepared import PreparedTask, Vocab
+from .registry import resolve_task_config, task_spec
+from .resumable import ResumableDataLoader
+
+
+class TaskDataModule(L.LightningDataModule):
+    """All splits are built eagerly in the constructor (cheap for every task here, and bad data then
+    fails before the model or the Trainer exist); `setup()` has nothing left to do."""
+
+    def __init__(
+        self,
+        task: PreparedTask,
+        task_cfg,
+        batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        bucket_by_length: bool = False,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise DataError(f"batch_size={batch_size} must be >= 1")
+        if not task.train:
+            raise DataError(f"task {task_cfg.name!r}: the training split is empty: check the task's data settings")
+        self.task = task
+        self.task_cfg = task_cfg
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.bucket_by_length = bucket_by_length  # training batches of similar lengths (see resumable.py)
+        self.collate = COLLATE[task.kind]
+
+    # ---- what the model needs to know -------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.task.kind
+
+    @property
+    def src_vocab_size(self) -> int:
+        return self.task.src_vocab.size if self.task.src_vocab is not None else 0
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self.task.tgt_vocab.size if self.task.tgt_vocab is not None else 0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.task.label_names)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.task.label_names)
+
+    @property
+    def max_src_len(self) -> int:
+        return self.task.max_src_len
+
+    @property
+    def max_tgt_len(self) -> int:
+        return self.task.max_tgt_len
+
+    # ---- Lightning hooks ----------------------------------------------------------------------
+    def setup(self, stage: Optional[str] = None) -> None:
+        pass  # everything was built in the constructor
+
+    def train_dataloader(self) -> DataLoader:
+        # Order = f(seed, epoch); stateful, so mid-epoch checkpoints resume exactly (see resumable.py).
+        lengths = self.task.train.lengths() if self.bucket_by_length else None
+        return ResumableDataLoader(
+            self.task.train, self.batch_size, self.seed, self.collate, num_workers=self.num_workers, lengths=lengths
+        )
+
+    def _eval_loader(self, examples: list[dict]) -> DataLoader:
+        return DataLoader(
+            examples,
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),  # leave the global generator to the model
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.task.val)
+
+    def test_dataloader(self):
+        """Synthetic tasks: [test, test_long] (dataloader_idx 0 and 1); other tasks: one loader."""
+        if self.task.test_long is not None:
+            return [self._eval_loader(self.task.test), self._eval_loader(self.task.test_long)]
+        return self._eval_loader(self.task.test)
+
+    # ---- inspection: attention maps, text samples, predict ----------------------------------------
+    def probe_batch(self, n: int = 4) -> dict[str, torch.Tensor]:
+        """The first n validation examples (test, then train, when val is empty): the same batch every call."""
+        examples = self.task.val or self.task.test or self.task.train
+        return self.collate(examples[:n])
+
+    def vocab(self, side: str) -> Vocab:
+        """The vocabulary that reads text on one side: "src" (the input) or "tgt" (the output, and an lm's prompt)."""
+        return self._src() if side == "src" else self._tgt()
+
+    def _src(self) -> Vocab:
+        return self.task.src_vocab or self.task.tgt_vocab  # lm has no source side: read it as target text
+
+    def _tgt(self) -> Vocab:
+        return self.task.tgt_vocab or self.task.src_vocab  # classification has no target side
+
+    def decode_src(self, ids) -> str:
+        return self._src().decode(ids)
+
+    def decode_tgt(self, ids) -> str:
+        return self._tgt().decode(ids)
+
+    def src_token_strings(self, ids) -> list[str]:
+        return self._src().token_strings(ids)
+
+    def tgt_token_strings(self, ids) -> list[str]:
+        return self._tgt().token_strings(ids)
+
+    def encode_src(self, text: str) -> list[int]:
+        """Ids without BOS/EOS, truncated like the training data (to max_src_len)."""
+        ids = self._src().encode(text)
+        return ids[: self.max_src_len] if self.max_src_len else ids
+
+    def encode_tgt(self, text: str) -> list[int]:
+        """Ids without BOS/EOS. seq2seq: at most max_tgt_len - 1 (room for BOS/EOS); lm (a prompt):
+        the last max_tgt_len ids, since the most recent context matters most for the next token."""
+        ids = self._tgt().encode(text)
+        if not self.max_tgt_len:
+            return ids
+        return ids[-self.max_tgt_len :] if self.kind == "lm" else ids[: self.max_tgt_len - 1]
+
+
+def build_datamodule(
+    task_cfg,
+    batch_size: int,
+    seed: int,
+    run_dir: Path | None = None,
+    num_workers: int = 0,
+    bucket_by_length: bool = False,
+):
+    """Build the datamodule for `task_cfg.name`. Raises DataError (one line) for bad data or settings.
+
+    run_dir: where learned vocabularies are saved (tokenizer.json, vocab.json) and loaded from if present.
+    """
+    cfg = resolve_task_config(task_cfg)
+    task = task_spec(cfg.name).build(cfg, seed, Path(run_dir) if run_dir is not None else None)
+    return TaskDataModule(task, cfg, batch_size, seed, num_workers, bucket_by_length)

@@ -1,0 +1,114 @@
+"""The task registry: everything the rest of the code may ask about a task, declared once per task.
+
+Each file in src/data/tasks/ registers its tasks with `register_task(TaskSpec(...))`; the files are found by
+listing that package, so adding a task is one file there plus one yaml file in conf/task/. No other module lists
+task names: they ask `task_spec(name)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import DataError
+from .files import resolve_path
+from .prepared import PreparedTask
+
+KINDS = ("seq2seq", "lm", "classification")
+
+
+def _no_checks(cfg: Any) -> None:
+    return None
+
+
+def _unknown_length(cfg: Any) -> Optional[int]:
+    return None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    # seq2seq (encoder-decoder), lm (decoder-only) or classification (encoder-only): the model's architecture,
+    # the batches' keys (collate.py) and the metrics follow from it.
+    kind: str
+    schema: type  # the dataclass of the task.* settings: Hydra checks types and keys against it
+    build: Callable[[Any, int, Optional[Path]], PreparedTask]  # (settings, seed, run_dir) -> the splits
+    # Cheap checks of the settings, run before any data is read: raise DataError with one line.
+    validate: Callable[[Any], None] = _no_checks
+    # The longest sequence (tokens incl. BOS/EOS) the settings can produce, when they alone tell; else None
+    # (text tasks: known once the data is read, checked again then).
+    longest_sequence: Callable[[Any], Optional[int]] = _unknown_length
+    file_fields: tuple[str, ...] = ()  # settings that name data files: they must exist, and are made absolute
+    dir_fields: tuple[str, ...] = ()  # settings that name data directories (made absolute)
+    bleu: bool = False  # generated text scored with sacrebleu; val/bleu is then the main metric
+    generation_slack: int = 0  # tokens greedy decoding may run past the reference (free text may be longer)
+
+    @property
+    def path_fields(self) -> tuple[str, ...]:
+        """Settings that are places on disk: not hyperparameters (left out of sweep directory names and of the
+        settings a resumed run must repeat)."""
+        return self.file_fields + self.dir_fields
+
+    @property
+    def main_metric(self) -> tuple[str, str]:
+        """The validation metric that picks the best checkpoint, and whether higher is better ("max") or not."""
+        if self.bleu:
+            return "val/bleu", "max"
+        return {"seq2seq": ("val/exact_match", "max"), "classification": ("val/acc", "max")}.get(
+            self.kind, ("val/loss", "min")
+        )
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    if spec.kind not in KINDS:
+        raise ValueError(f"task {spec.name!r}: kind={spec.kind!r} is not one of {', '.join(KINDS)}")
+    _TASKS[spec.name] = spec
+    return spec
+
+
+def all_tasks() -> dict[str, TaskSpec]:
+    """Every registered task, by name (imports the modules of src/data/tasks/ on first use)."""
+    if not _TASKS:
+        from . import tasks
+
+        for module in pkgutil.iter_modules(tasks.__path__):
+            importlib.import_module(f"{tasks.__name__}.{module.name}")
+    return _TASKS
+
+
+def task_spec(name: str) -> TaskSpec:
+    tasks = all_tasks()
+    if name not in tasks:
+        raise DataError(f"task={name!r} is not a known task: choose one of {', '.join(sorted(tasks))}")
+    return tasks[name]
+
+
+def resolve_task_config(task_cfg: Any) -> Any:
+    """The task's schema dataclass filled from `task_cfg` (anything with attribute access: a DictConfig, a
+    SimpleNamespace in tests); fields it lacks keep their defaults. DataError for an unknown task or a required
+    field ("???") that is not set."""
+    spec = task_spec(getattr(task_cfg, "name", None))
+    values = {}
+    for field in fields(spec.schema):
+        try:
+            value = getattr(task_cfg, field.name)
+        except Exception:  # missing attribute, or a DictConfig "???" that was never set
+            value = field.default
+        if value == "???":
+            raise DataError(f"task.{field.name} is required for task={spec.name}: set task.{field.name}=...")
+        values[field.name] = value
+    return spec.schema(**values)
+
+
+def absolute_task_paths(task_cfg: Any) -> None:
+    """Make the task's data paths absolute in place, so a checkpoint's copy of the config works from anywhere."""
+    for key in task_spec(task_cfg.name).path_fields:
+        value = getattr(task_cfg, key, None)
+        if isinstance(value, str):
+            setattr(task_cfg, key, str(resolve_path(value)))

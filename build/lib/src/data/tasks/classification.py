@@ -1,0 +1,193 @@
+"""classification: sentence classification from TSV files `sentence<TAB>label` (encoder-only).
+
+Lines are split with rsplit("\t", 1): the label is after the LAST tab, so a sentence may itself
+contain tabs, and quotes are never interpreted (a CSV reader with default quoting merges lines of
+files with unbalanced quotes, e.g. imdb_labelled.txt). Labels are mapped to 0..C-1 in sorted order
+(numerically when all labels are integers). Without val/test files, train is split by the seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..errors import DataError, where
+from ..files import read_lines, resolve_path
+from ..prepared import PreparedTask
+from ..registry import TaskSpec, register_task
+from ..tokenizer import load_or_train_tokenizer
+from ..vocab import UNK_ID
+from .synthetic import split_seed
+
+Rows = list[tuple[str, str, int]]  # (sentence, label, line number in its file)
+TOKENIZERS = ("word", "bpe")
+
+
+@dataclass
+class ClassificationTaskConfig:
+    """classification: TSV files `sentence<TAB>label` (encoder-only)."""
+
+    name: str = "classification"
+    train_path: str = "???"
+    val_path: Optional[str] = None  # None: split off train (val_fraction) deterministically from the seed
+    test_path: Optional[str] = None  # None: split off train (test_fraction)
+    has_header: bool = False  # skip the first line of every file
+    tokenizer: str = "word"  # word | bpe
+    vocab_size: int = 8000  # including the 4 special tokens (word: most frequent words kept)
+    max_len: int = 128  # tokens per sentence; longer ones are truncated
+    lowercase: bool = True
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    train_limit: int = 0
+    min_label_count: int = 2  # a label seen fewer times in the training file is taken for a typo and refused
+
+
+def read_tsv(path, field: str, has_header: bool, is_train: bool = False, min_label_count: int = 1) -> Rows:
+    lines = read_lines(path, field)
+    resolved = resolve_path(path)
+    rows = []
+    for line_number, line in enumerate(lines, start=1):
+        if has_header and line_number == 1:
+            continue
+        if not line.strip():
+            continue  # blank lines carry nothing
+        if "\t" not in line:
+            raise DataError(
+                f"{where(resolved, line_number)}: no TAB in this line: each line must be `sentence<TAB>label`"
+            )
+        sentence, label = line.rsplit("\t", 1)
+        label = label.strip()
+        if not label:
+            raise DataError(f"{where(resolved, line_number)}: empty label after the TAB: give every line a label")
+        rows.append((sentence.strip(), label, line_number))
+    if not rows:
+        raise DataError(f"{resolved}: no labelled lines: set task.{field} to a file of `sentence<TAB>label` lines")
+    if is_train and not has_header and len(rows) > 2:
+        # A header line ("sentence<TAB>label") shows up as a label used exactly once, on line 1.
+        # (Other files are checked against the training labels instead.)
+        first_label = rows[0][1]
+        if sum(label == first_label for _, label, _ in rows) == 1:
+            raise DataError(
+                f"{where(resolved, 1)}: label {first_label!r} appears nowhere else: if line 1 is a header, "
+                "set task.has_header=true"
+            )
+    if is_train:
+        counts = Counter(label for _, label, _ in rows)
+        rare = [label for label, count in counts.items() if count < min_label_count]
+        if rare:  # a typo ("1 ", "l", "pos.") would otherwise become a class of its own
+            line = next(number for _, label, number in rows if label == rare[0])
+            raise DataError(
+                f"{where(resolved, line)}: label {rare[0]!r} appears {counts[rare[0]]} time(s), fewer than "
+                f"task.min_label_count={min_label_count}: fix the line, or lower task.min_label_count to keep it"
+            )
+    return rows
+
+
+def sorted_labels(labels: set[str]) -> list[str]:
+    try:
+        return sorted(labels, key=int)  # "2" before "10"
+    except ValueError:
+        return sorted(labels)
+
+
+def check_labels(rows: Rows, known: dict[str, int], path, field: str) -> None:
+    for _, label, line_number in rows:
+        if label not in known:
+            raise DataError(
+                f"{where(resolve_path(path), line_number)}: label {label!r} does not occur in the training file "
+                f"(labels: {sorted(known)}): fix the label column of task.{field}"
+                + (", or set task.has_header=true if line 1 is a header" if line_number == 1 else "")
+            )
+
+
+def check_settings(cfg: ClassificationTaskConfig) -> None:
+    if cfg.max_len < 1:
+        raise DataError(f"task.max_len={cfg.max_len} must be >= 1 (tokens per sentence)")
+    if cfg.min_label_count < 1:
+        raise DataError(f"task.min_label_count={cfg.min_label_count} must be >= 1")
+    if cfg.tokenizer not in TOKENIZERS:
+        raise DataError(f"task.tokenizer={cfg.tokenizer!r} is not known: choose one of {', '.join(TOKENIZERS)}")
+
+
+def build_classification(cfg: ClassificationTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+    check_settings(cfg)
+    train = read_tsv(cfg.train_path, "train_path", cfg.has_header, is_train=True, min_label_count=cfg.min_label_count)
+
+    # Missing val/test files: carve them out of train with a seeded shuffle (same seed, same split).
+    need_val, need_test = not cfg.val_path, not cfg.test_path
+    if need_val or need_test:
+        order = list(range(len(train)))
+        random.Random(split_seed(seed, "classification", "holdout")).shuffle(order)
+        n_val = int(len(train) * cfg.val_fraction) if need_val else 0
+        n_test = int(len(train) * cfg.test_fraction) if need_test else 0
+        if n_val + n_test >= len(train) or (need_val and n_val == 0) or (need_test and n_test == 0):
+            raise DataError(
+                f"{resolve_path(cfg.train_path)}: {len(train)} rows cannot be split into train/val/test with "
+                f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction}: "
+                "adjust them or give val_path/test_path"
+            )
+        held_val = [train[i] for i in order[:n_val]]
+        held_test = [train[i] for i in order[n_val : n_val + n_test]]
+        train = [train[i] for i in order[n_val + n_test :]]
+    label_names = sorted_labels({label for _, label, _ in train})
+    label_id = {label: k for k, label in enumerate(label_names)}
+    if len(label_names) < 2:
+        raise DataError(
+            f"{resolve_path(cfg.train_path)}: only one label ({label_names[0]!r}) in the training data: "
+            "need at least 2 classes"
+        )
+
+    def load_split(path_field: str, held_out: Rows) -> Rows:
+        path = getattr(cfg, path_field)
+        if not path:
+            return held_out
+        rows = read_tsv(path, path_field, cfg.has_header)
+        check_labels(rows, label_id, path, path_field)
+        return rows
+
+    val = load_split("val_path", held_val if need_val else [])
+    test = load_split("test_path", held_test if need_test else [])
+    if cfg.train_limit and cfg.train_limit > 0:
+        train = train[: cfg.train_limit]
+
+    tokenizer = load_or_train_tokenizer(
+        run_dir, [sentence for sentence, _, _ in train], cfg.tokenizer, cfg.vocab_size, cfg.lowercase
+    )
+
+    def encode(rows: Rows) -> list[dict]:
+        ids = tokenizer.encode_batch([sentence for sentence, _, _ in rows])
+        # A sentence with no tokens would be all padding (nothing to pool): give it one <unk>.
+        return [
+            {"src": torch.tensor(i[: cfg.max_len] or [UNK_ID], dtype=torch.long), "label": label_id[label]}
+            for i, (_, label, _) in zip(ids, rows)
+        ]
+
+    return PreparedTask(
+        kind="classification",
+        train=encode(train),
+        val=encode(val),
+        test=encode(test),
+        src_vocab=tokenizer,
+        tgt_vocab=None,
+        max_src_len=cfg.max_len,
+        max_tgt_len=0,
+        label_names=label_names,
+    )
+
+
+register_task(
+    TaskSpec(
+        name="classification",
+        kind="classification",
+        schema=ClassificationTaskConfig,
+        build=build_classification,
+        validate=check_settings,
+        longest_sequence=lambda cfg: cfg.max_len + 1,
+        file_fields=("train_path", "val_path", "test_path"),
+    )
+)

@@ -1,0 +1,118 @@
+"""translation (any parallel text files) and the pipeline multi30k reuses.
+
+One joint BPE tokenizer for both languages, trained on the training pairs only: a shared vocabulary
+lets the model tie source and target embeddings (an ablation axis). Sentences longer than max_len
+tokens are truncated (and counted in the log), not dropped, so every split keeps all its lines;
+pairs with an empty side are dropped (also counted).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..errors import DataError
+from ..files import read_lines, resolve_path
+from ..prepared import PreparedTask
+from ..registry import TaskSpec, register_task
+from ..tokenizer import SubwordTokenizer, load_or_train_tokenizer
+
+log = logging.getLogger(__name__)
+
+Pairs = list[tuple[str, str]]
+
+
+@dataclass
+class TranslationTaskConfig:
+    """translation: parallel text files, one sentence per line, line i of src pairs with line i of tgt."""
+
+    name: str = "translation"
+    train_src: str = "???"
+    train_tgt: str = "???"
+    val_src: str = "???"
+    val_tgt: str = "???"
+    test_src: str = "???"
+    test_tgt: str = "???"
+    vocab_size: int = 8000  # joint BPE vocabulary (both languages), including the 4 special tokens
+    max_len: int = 64  # tokens per side (before BOS/EOS); longer sentences are truncated
+    lowercase: bool = False
+    train_limit: int = 0  # use only the first N training pairs (0 = all); quick CPU runs
+
+
+def read_parallel(src_path, tgt_path, src_field: str, tgt_field: str) -> Pairs:
+    """Line i of src pairs with line i of tgt; the counts must match."""
+    src_lines = read_lines(src_path, src_field)
+    tgt_lines = read_lines(tgt_path, tgt_field)
+    if len(src_lines) != len(tgt_lines):
+        shorter = resolve_path(src_path if len(src_lines) < len(tgt_lines) else tgt_path)
+        raise DataError(
+            f"{shorter}:{min(len(src_lines), len(tgt_lines)) + 1}: the parallel files have different line counts "
+            f"({resolve_path(src_path)}: {len(src_lines)}, {resolve_path(tgt_path)}: {len(tgt_lines)}): "
+            "line i of each must be a translation pair; fix or re-export them"
+        )
+    return list(zip(src_lines, tgt_lines))
+
+
+def nonempty_pairs(pairs: Pairs, split: str) -> Pairs:
+    kept = [(s.strip(), t.strip()) for s, t in pairs if s.strip() and t.strip()]
+    if len(kept) < len(pairs):
+        log.warning("%s: dropped %d of %d pairs with an empty side", split, len(pairs) - len(kept), len(pairs))
+    return kept
+
+
+def encode_pairs(kept: Pairs, tokenizer: SubwordTokenizer, max_len: int, split: str) -> list[dict]:
+    src_ids = tokenizer.encode_batch([s for s, _ in kept])
+    tgt_ids = tokenizer.encode_batch([t for _, t in kept])
+    truncated = sum(len(s) > max_len or len(t) > max_len for s, t in zip(src_ids, tgt_ids))
+    if truncated:
+        log.warning("%s: truncated %d of %d pairs to max_len=%d tokens", split, truncated, len(kept), max_len)
+    return [
+        {"src": torch.tensor(s[:max_len], dtype=torch.long), "tgt": torch.tensor(t[:max_len], dtype=torch.long)}
+        for s, t in zip(src_ids, tgt_ids)
+    ]
+
+
+def build_from_pairs(cfg, train: Pairs, val: Pairs, test: Pairs, run_dir: Path | None) -> PreparedTask:
+    if cfg.max_len < 1:
+        raise DataError(f"task.max_len={cfg.max_len} must be >= 1 (tokens per sentence)")
+    if cfg.train_limit and cfg.train_limit > 0:
+        train = train[: cfg.train_limit]
+    train, val, test = nonempty_pairs(train, "train"), nonempty_pairs(val, "val"), nonempty_pairs(test, "test")
+    texts = [side for pair in train for side in pair]  # both languages: one joint vocabulary
+    tokenizer = load_or_train_tokenizer(run_dir, texts, "bpe", cfg.vocab_size, cfg.lowercase)
+    return PreparedTask(
+        kind="seq2seq",
+        train=encode_pairs(train, tokenizer, cfg.max_len, "train"),
+        val=encode_pairs(val, tokenizer, cfg.max_len, "val"),
+        test=encode_pairs(test, tokenizer, cfg.max_len, "test"),
+        references={"val": [t for _, t in val], "test": [t for _, t in test]},
+        src_vocab=tokenizer,
+        tgt_vocab=tokenizer,
+        max_src_len=cfg.max_len,  # the bound, not the observed maximum: encode_src truncates to it as well
+        max_tgt_len=cfg.max_len + 1,  # + BOS / EOS
+    )
+
+
+def build_translation(cfg: TranslationTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+    train = read_parallel(cfg.train_src, cfg.train_tgt, "train_src", "train_tgt")
+    val = read_parallel(cfg.val_src, cfg.val_tgt, "val_src", "val_tgt")
+    test = read_parallel(cfg.test_src, cfg.test_tgt, "test_src", "test_tgt")
+    return build_from_pairs(cfg, train, val, test, run_dir)
+
+
+register_task(
+    TaskSpec(
+        name="translation",
+        kind="seq2seq",
+        schema=TranslationTaskConfig,
+        build=build_translation,
+        longest_sequence=lambda cfg: cfg.max_len + 1,
+        file_fields=("train_src", "train_tgt", "val_src", "val_tgt", "test_src", "test_tgt"),
+        bleu=True,
+        generation_slack=16,
+    )
+)

@@ -1,0 +1,88 @@
+"""Evaluate a checkpoint: `python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt [split=val]`.
+
+Rebuilds the run's model and data from the checkpoint alone (vocabularies are reloaded from the run directory)
+and prints the metrics of every test split; synthetic tasks also report `test_long/*`, the held-out longer
+lengths that measure length generalisation. Translation tasks also get the split translated with `decode.*`
+(greedy, or `decode.strategy=beam decode.beam_size=4`) and scored with sacrebleu, cased and lowercased, with
+sacrebleu's signature: the figure to publish.
+"""
+
+from __future__ import annotations
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.model import ConfigError
+from src.schema import register_configs
+from src.training.report import quiet_lightning
+from src.validation import check_threads, validate_decode
+
+register_configs()
+quiet_lightning()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from src.training.bleu import has_references, score_split
+    from src.training.checkpoint import load_run, read_checkpoint
+
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise ConfigError(
+            "ckpt is required: give it, e.g. python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt"
+        )
+    if cfg.batch_size is not None and cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
+    if cfg.split not in ("test", "val"):
+        raise ConfigError(f"split={cfg.split!r} is not known: choose test or val")
+    validate_decode(cfg.decode)
+    if cfg.decode.strategy == "sample":
+        raise ConfigError("decode.strategy=sample gives a different BLEU every run: choose greedy or beam")
+    check_threads(cfg.torch_threads)
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    checkpoint = read_checkpoint(cfg.ckpt, "ckpt")  # a bad file is the one line printed, before Lightning talks
+    try:  # Lightning checks the accelerator: before the data are loaded
+        trainer = L.Trainer(
+            accelerator=cfg.accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as error:
+        raise ConfigError(f"accelerator={cfg.accelerator}: {str(error).strip().splitlines()[0]}") from None
+    module, datamodule = load_run(cfg.ckpt, cfg.batch_size, checkpoint=checkpoint)
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    results = run(module, datamodule=datamodule, verbose=False)
+    metrics: dict[str, float] = {}
+    for per_loader in results:
+        metrics.update({k: float(v) for k, v in per_loader.items()})
+    if has_references(datamodule, cfg.split):
+        bleu = score_split(module, datamodule, cfg.split, cfg.decode, batch_size=datamodule.batch_size)
+        metrics.update(bleu.metrics())
+        print(bleu.summary())
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    with user_errors_as_one_line():
+        metrics = evaluate(cfg)
+    from src.training.report import print_metrics
+
+    print(f"checkpoint: {cfg.ckpt}")
+    print_metrics(metrics)
+
+
+def cli() -> None:
+    """The console script's entry point (pyproject.toml) and `python -m src.eval`'s."""
+    run_hydra_command(main)
+
+
+if __name__ == "__main__":
+    cli()

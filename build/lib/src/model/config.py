@@ -1,0 +1,111 @@
+"""One dataclass configures the whole model: `ModelAxes` holds every ablation axis a user chooses, and
+`TransformerConfig` adds what the data decides (vocabulary sizes) and the attention-mask scheme.
+
+The framework's Hydra schema for `model` (src/schema.py) is a subclass of `ModelAxes`, so the two cannot drift:
+a new axis is one field here (and the code that reads it). This module has no Hydra or Lightning dependency, so
+the model can be read, tested and reused on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .feedforward import FEEDFORWARDS
+from .masks import MaskScheme, build_mask_scheme
+from .norms import NORM_POSITIONS, NORMS
+from .positional import POSITIONAL_SCHEMES
+
+ARCHITECTURES = ("encoder_decoder", "decoder_only", "encoder_only")
+
+
+@dataclass
+class ModelAxes:
+    """The model's shape and its ablation axes: what `model.<field>=...` sets on the command line."""
+
+    arch: str = "encoder_decoder"  # encoder_decoder | decoder_only | encoder_only
+    d_model: int = 128
+    heads: int = 4
+    enc_layers: int = 2
+    dec_layers: int = 2
+    d_ff: int = 512
+    dropout: float = 0.1
+    max_len: int = 256  # longest sequence the positional tables cover (must fit the task's longest)
+    pos_encoding: str = "sinusoidal"  # a key of positional.POSITIONAL_SCHEMES
+    norm_position: str = "post"  # "post": x = norm(x + f(x)) as in the paper; "pre": x = x + f(norm(x))
+    norm_type: str = "layernorm"  # a key of norms.NORMS
+    norm_eps: float = 1e-5
+    activation: str = "relu"  # a key of feedforward.FEEDFORWARDS
+    tie_embeddings: bool = True  # share decoder input embedding and output projection
+    share_src_tgt_embeddings: bool = False  # one embedding for both sides (needs equal vocabularies)
+
+
+@dataclass
+class TransformerConfig(ModelAxes):
+    src_vocab_size: int = 0  # encoder input vocabulary (encoder_decoder, encoder_only)
+    tgt_vocab_size: int = 0  # decoder vocabulary (encoder_decoder, decoder_only)
+    num_classes: int = 0  # classification head size (encoder_only)
+    # The attention-mask scheme and its settings, e.g. {"type": "window", "window": 4} (see masks.py).
+    mask: dict[str, Any] = field(default_factory=lambda: {"type": "standard"})
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
+
+    @property
+    def pre_norm(self) -> bool:
+        return NORM_POSITIONS[self.norm_position]
+
+    def mask_scheme(self) -> MaskScheme:
+        return build_mask_scheme(self.mask, self.max_len)
+
+    def validate(self) -> TransformerConfig:
+        """Raise ConfigError (one line: the field and the fix) for values that cannot work together."""
+
+        def choice(name: str, value: str, allowed) -> None:
+            if value not in allowed:
+                raise ConfigError(f"model.{name}={value!r} is not known: choose one of {', '.join(allowed)}")
+
+        choice("arch", self.arch, ARCHITECTURES)
+        choice("pos_encoding", self.pos_encoding, POSITIONAL_SCHEMES)
+        choice("norm_position", self.norm_position, NORM_POSITIONS)
+        choice("norm_type", self.norm_type, NORMS)
+        choice("activation", self.activation, FEEDFORWARDS)
+
+        for name in ("d_model", "heads", "d_ff", "max_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name}={getattr(self, name)} must be a positive integer")
+        if self.d_model % self.heads != 0:
+            divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0 and h <= 64]
+            raise ConfigError(
+                f"model.heads={self.heads} does not divide model.d_model={self.d_model}: "
+                f"choose heads in {divisors} or change d_model"
+            )
+        POSITIONAL_SCHEMES[self.pos_encoding].check(self)  # e.g. rope needs an even head size
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        self.mask_scheme()  # its own settings (mask.window >= 1, ...)
+
+        uses_encoder = self.arch in ("encoder_decoder", "encoder_only")
+        uses_decoder = self.arch in ("encoder_decoder", "decoder_only")
+        if uses_encoder and self.enc_layers < 1:
+            raise ConfigError(f"model.enc_layers={self.enc_layers} must be >= 1 for arch={self.arch}")
+        if uses_decoder and self.dec_layers < 1:
+            raise ConfigError(f"model.dec_layers={self.dec_layers} must be >= 1 for arch={self.arch}")
+        if uses_encoder and self.src_vocab_size < 5:
+            raise ConfigError(f"src_vocab_size={self.src_vocab_size} is too small: the task must set it")
+        if uses_decoder and self.tgt_vocab_size < 5:
+            raise ConfigError(f"tgt_vocab_size={self.tgt_vocab_size} is too small: the task must set it")
+        if self.arch == "encoder_only" and self.num_classes < 2:
+            raise ConfigError(f"num_classes={self.num_classes}: arch=encoder_only needs a classification task")
+        if (
+            self.share_src_tgt_embeddings
+            and self.arch == "encoder_decoder"
+            and self.src_vocab_size != self.tgt_vocab_size
+        ):
+            raise ConfigError(
+                "model.share_src_tgt_embeddings=true needs one joint vocabulary "
+                f"(src {self.src_vocab_size} != tgt {self.tgt_vocab_size}): set it to false"
+            )
+        return self

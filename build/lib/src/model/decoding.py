@@ -1,0 +1,224 @@
+"""Autoregressive decoding: greedy, beam search and sampling, all through a key/value cache.
+
+With the cache, each step feeds only the newest token: self-attention appends its key/value to the
+cache and cross-attention reuses the encoder memory projected once, so a step costs O(T) instead of
+re-running the whole prefix (O(T^2)). A "stepper" hides which architecture is decoding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .errors import ConfigError
+from .tokens import BOS_ID, EOS_ID, PAD_ID
+from .transformer import DecoderOnly, EncoderDecoder
+
+
+class _Stepper:
+    """Feeds tokens to a model one step at a time, keeping its key/value cache."""
+
+    cache: list[dict]
+
+    def reorder(self, index: Tensor) -> None:
+        """Beam search moved hypotheses between rows: row i now continues old row index[i]."""
+        for layer_cache in self.cache:
+            for name in ("k", "v"):
+                layer_cache["self"][name] = layer_cache["self"][name].index_select(0, index)
+
+
+class _EncoderDecoderStepper(_Stepper):
+    # Beams move between rows of the same batch item only, and those rows share one memory, so
+    # only the self-attention cache needs reordering (the base class's reorder does just that).
+
+    def __init__(self, model: EncoderDecoder, src: Tensor, repeats: int = 1):
+        src = src.repeat_interleave(repeats, dim=0)  # (B*K, S): one copy per beam
+        self.model, self.src = model, src
+        self.memory, _ = model.encode(src)  # (B*K, S, D), computed once
+        self.cache = model.decoder.new_cache()
+        self.position = 0
+        self.prompt = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
+
+    def step(self, tokens: Tensor) -> Tensor:
+        """tokens (N, t) at the next t positions -> logits of the last one (N, V)."""
+        logits, _, _ = self.model.decode(tokens, self.memory, self.src, self.cache, start=self.position)
+        self.position += tokens.size(1)
+        return logits[:, -1]
+
+
+class _DecoderOnlyStepper(_Stepper):
+    def __init__(self, model: DecoderOnly, prompt: Tensor, repeats: int = 1):
+        self.model = model
+        self.cache = model.decoder.new_cache()
+        self.position = 0
+        self.prompt = prompt.repeat_interleave(repeats, dim=0)  # (B*K, P)
+
+    def step(self, tokens: Tensor) -> Tensor:
+        logits, _ = self.model.decode(tokens, self.cache, start=self.position)
+        self.position += tokens.size(1)
+        return logits[:, -1]
+
+
+def _stepper(model, src, prompt, repeats):
+    if isinstance(model, EncoderDecoder):
+        if src is None:
+            raise ValueError("an encoder-decoder model decodes from src: pass src=(B, S) token ids")
+        return _EncoderDecoderStepper(model, src, repeats)
+    if isinstance(model, DecoderOnly):
+        device = next(model.parameters()).device
+        if prompt is None:
+            prompt = torch.full((1 if src is None else src.size(0), 1), BOS_ID, dtype=torch.long, device=device)
+        if (prompt == PAD_ID).any():
+            raise ConfigError("the prompt contains PAD tokens: generate from unpadded prompts of equal length")
+        needed = model.mask_scheme.min_prompt_len
+        if prompt.size(1) < needed:
+            raise ConfigError(
+                f"the prompt of {prompt.size(1)} tokens is shorter than the {needed} tokens "
+                f"mask={model.cfg.mask['type']} "
+                "needs: a prefix-LM must be given its whole (bidirectional) prefix before it generates"
+            )
+        return _DecoderOnlyStepper(model, prompt, repeats)
+    raise ValueError(f"{type(model).__name__} does not generate text (it is a classifier)")
+
+
+def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Keep the k most likely tokens and/or the smallest set whose probability reaches p (nucleus);
+    the rest get -inf. logits (N, V)."""
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (N, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop_sorted = cumulative - sorted_logits.softmax(-1) >= top_p  # mass before this token already >= p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def _forbid_special_tokens(logits: Tensor) -> Tensor:
+    """PAD and BOS are never outputs: the model may still give them mass, decoding must not pick them."""
+    logits = logits.clone()
+    logits[:, [PAD_ID, BOS_ID]] = float("-inf")
+    return logits
+
+
+def _greedy_or_sample(stepper, max_new_tokens, sample, temperature, top_k, top_p, generator) -> Tensor:
+    logits = stepper.step(stepper.prompt)  # (B, V)
+    finished = torch.zeros(logits.size(0), dtype=torch.bool, device=logits.device)
+    generated = []
+    for _ in range(max_new_tokens):
+        logits = _forbid_special_tokens(logits)
+        if sample:
+            probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+            next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+        else:
+            next_token = logits.argmax(-1)  # (B,)
+        next_token = next_token.masked_fill(finished, PAD_ID)
+        generated.append(next_token)
+        finished |= next_token == EOS_ID
+        if finished.all() or len(generated) == max_new_tokens:
+            break
+        logits = stepper.step(next_token[:, None])
+    return torch.stack(generated, dim=1)  # (B, L)
+
+
+def length_penalty_factor(length: Tensor, alpha: float) -> Tensor:
+    """GNMT's length penalty lp(L) = ((5 + L) / 6)^alpha; scores are divided by it (alpha 0 = none)."""
+    return ((5.0 + length.float()) / 6.0) ** alpha
+
+
+def _all_items_decided(scores, lengths, finished, batch, k, alpha, max_length) -> bool:
+    """True when no live beam can still beat the best finished one, in every item.
+
+    A live beam's summed log-probability s (<= 0) only falls as it grows, and lp() grows with length,
+    so the best normalised score it can still reach is s / lp(max_length)."""
+    neg_inf = torch.tensor(float("-inf"), device=scores.device)
+    best_finished = torch.where(finished, scores / length_penalty_factor(lengths, alpha), neg_inf)
+    live_bound = torch.where(~finished, scores / length_penalty_factor(torch.tensor(max_length), alpha), neg_inf)
+    return bool((best_finished.view(batch, k).max(-1).values >= live_bound.view(batch, k).max(-1).values).all())
+
+
+def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha: float) -> Tensor:
+    k = beam_size
+    logits = stepper.step(stepper.prompt)  # (B*K, V): the K copies are identical so far
+    device, vocab = logits.device, logits.size(-1)
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # start from one live beam per item, or the K copies would all be picked
+    scores = scores.view(-1)  # (B*K,) summed log-probabilities
+    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
+    lengths = torch.zeros(batch * k, dtype=torch.long, device=device)
+    tokens = torch.empty(batch * k, 0, dtype=torch.long, device=device)
+    offsets = (torch.arange(batch, device=device) * k)[:, None]  # (B, 1) first row of each item
+
+    for step in range(max_new_tokens):
+        log_probs = _forbid_special_tokens(logits.float()).log_softmax(-1)  # (B*K, V)
+        # A finished beam may only be extended by PAD, at no cost, so its score stays fixed.
+        pad_only = torch.full_like(log_probs, float("-inf"))
+        pad_only[:, PAD_ID] = 0.0
+        log_probs = torch.where(finished[:, None], pad_only, log_probs)
+        candidate_scores = scores[:, None] + log_probs  # (B*K, V)
+        candidate_lengths = (lengths + (~finished).long())[:, None].expand(-1, vocab)
+        # Rank by length-normalised score so finished short beams and live long ones compete fairly.
+        ranking = candidate_scores / length_penalty_factor(candidate_lengths, alpha)
+        _, best = ranking.view(batch, k * vocab).topk(k, dim=-1)  # (B, K) indices into K*V
+        rows = (offsets + best // vocab).view(-1)  # (B*K,) which beam each survivor extends
+        next_token = (best % vocab).view(-1)  # (B*K,)
+
+        scores = candidate_scores.view(batch, k * vocab).gather(1, best).view(-1)
+        lengths = candidate_lengths.reshape(batch, k * vocab).gather(1, best).view(-1)
+        tokens = torch.cat([tokens[rows], next_token[:, None]], dim=1)
+        finished = finished[rows] | (next_token == EOS_ID)
+        if _all_items_decided(scores, lengths, finished, batch, k, alpha, max_new_tokens) or step == max_new_tokens - 1:
+            break
+        stepper.reorder(rows)
+        logits = stepper.step(next_token[:, None])
+
+    final = (scores / length_penalty_factor(lengths, alpha)).view(batch, k)
+    best_beam = final.argmax(-1)  # (B,)
+    return tokens.view(batch, k, -1)[torch.arange(batch, device=device), best_beam]  # (B, L)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    src: Tensor | None = None,
+    prompt: Tensor | None = None,
+    max_new_tokens: int = 50,
+    strategy: str = "greedy",
+    beam_size: int = 4,
+    length_penalty: float = 0.6,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Generate tokens (B, L), without BOS, ending at EOS (kept) and PAD after it.
+
+    Encoder-decoder models decode from `src` (B, S); decoder-only models continue `prompt` (B, P)
+    (default: a single BOS). strategy: "greedy", "beam" (beam_size, length_penalty alpha) or
+    "sample" (temperature, top_k, top_p).
+    """
+    if max_new_tokens < 1 or beam_size < 1 or top_k < 0 or not 0.0 < top_p <= 1.0:
+        raise ConfigError(
+            f"decode settings out of range (max_new_tokens={max_new_tokens}, beam_size={beam_size}, "
+            f"top_k={top_k}, top_p={top_p}): need max_new_tokens >= 1, beam_size >= 1, top_k >= 0, 0 < top_p <= 1"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        prompt_len = prompt.size(1) if prompt is not None else 1
+        # the last generated token is never fed back, so the sequence may reach max_len + 1 tokens
+        max_new_tokens = max(1, min(max_new_tokens, model.cfg.max_len - prompt_len + 1))
+        if strategy == "beam":
+            batch = src.size(0) if src is not None else (prompt.size(0) if prompt is not None else 1)
+            stepper = _stepper(model, src, prompt, repeats=beam_size)
+            return _beam_search(stepper, batch, beam_size, max_new_tokens, length_penalty)
+        if strategy not in ("greedy", "sample"):
+            raise ConfigError(f"decode.strategy={strategy!r} is not known: choose greedy, beam or sample")
+        if strategy == "sample" and temperature <= 0:
+            raise ConfigError(f"decode.temperature={temperature} must be > 0 (use strategy=greedy for argmax)")
+        stepper = _stepper(model, src, prompt, repeats=1)
+        return _greedy_or_sample(stepper, max_new_tokens, strategy == "sample", temperature, top_k, top_p, generator)
+    finally:
+        model.train(was_training)

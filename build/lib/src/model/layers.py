@@ -1,0 +1,84 @@
+"""One encoder layer and one decoder layer (Vaswani et al. 2017, section 3.1)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .attention import MultiHeadAttention
+from .config import TransformerConfig
+from .feedforward import build_feedforward
+from .norms import Residual, build_norm
+from .positional import PositionalScheme
+
+
+def _residual(cfg: TransformerConfig) -> Residual:
+    return Residual(build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps), cfg.dropout, cfg.pre_norm)
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention, then a feed-forward network; each in a residual block."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout, is_self_attention=True)
+        self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.dropout)
+        self.attn_block = _residual(cfg)
+        self.ffn_block = _residual(cfg)
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None, positional: PositionalScheme, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        # x (B, S, D); mask (B, 1, S, S), or (B, 1, 1, S) when it is padding alone
+        x, weights = self.attn_block(
+            x, lambda h: self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights)
+        )
+        x, _ = self.ffn_block(x, lambda h: (self.ffn(h), None))
+        return x, weights  # (B, S, D), (B, H, S, S) or None
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention over the target, cross-attention to the encoder memory, then a
+    feed-forward network; each in a residual block. Decoder-only models skip the cross-attention."""
+
+    def __init__(self, cfg: TransformerConfig, has_cross_attention: bool = True):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout, is_self_attention=True)
+        self.self_block = _residual(cfg)
+        self.cross_attn = None
+        if has_cross_attention:
+            self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout, is_self_attention=False)
+            self.cross_block = _residual(cfg)
+        self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.dropout)
+        self.ffn_block = _residual(cfg)
+
+    def forward(
+        self,
+        x: Tensor,
+        self_mask: Tensor | None,
+        positional: PositionalScheme,
+        memory: Tensor | None = None,
+        cross_mask: Tensor | None = None,
+        cache: dict | None = None,
+        start: int = 0,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        # x (B, T, D); memory (B, S, D); self_mask (B, 1, T, T); cross_mask (B, 1, 1, S)
+        # cache: {"self": {...}, "cross": {...}} kept across decoding steps, or None
+        self_cache = cache["self"] if cache is not None else None
+        x, self_weights = self.self_block(
+            x,
+            lambda h: self.self_attn(
+                h, mask=self_mask, positional=positional, cache=self_cache, start=start, need_weights=need_weights
+            ),
+        )
+        cross_weights = None
+        if self.cross_attn is not None:
+            cross_cache = cache["cross"] if cache is not None else None
+            x, cross_weights = self.cross_block(
+                x,
+                lambda h: self.cross_attn(
+                    h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights
+                ),
+            )
+        x, _ = self.ffn_block(x, lambda h: (self.ffn(h), None))
+        return x, self_weights, cross_weights  # (B, T, D), (B, H, T, T), (B, H, T, S)

@@ -1,0 +1,217 @@
+"""Use a checkpoint: `python -m src.predict ckpt=... text="..."`, or a whole file: `input=<file> [output=<file>]`.
+
+    seq2seq tasks (copy, reverse, ..., translation): translate `text`, or every line of `input`, in batches
+    char_lm:        continue `text` (empty text: start from scratch), or each line of `input`
+    classification: the predicted label and the class probabilities (a file: one label per line)
+
+Decoding is chosen by config: decode.strategy=greedy (default) | beam (decode.beam_size, decode.length_penalty)
+| sample (decode.temperature, decode.top_k, decode.top_p; num_samples=N draws N continuations of `text`).
+A file is read whole and checked before any decoding; output line i belongs to input line i (an empty input line
+gives an empty output line), and the output file appears only once every line is done.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.data.files import read_lines
+from src.model import BOS_ID, ConfigError, generate
+from src.schema import register_configs
+from src.training.report import print_warning, quiet_lightning
+from src.validation import check_seed, check_threads, validate_decode
+
+register_configs()
+quiet_lightning()
+
+
+def check_known_symbols(datamodule, text: str, side: str, where: str) -> None:
+    """Symbols the model never saw are an error: they would silently become <unk>."""
+    unknown = datamodule.vocab(side).unknown_pieces(text)
+    if unknown:
+        shown = ", ".join(repr(piece) for piece in unknown[:10])
+        raise ConfigError(
+            f"{where} has {len(unknown)} symbol(s) the model never saw in training ({shown}), which it would read "
+            "as <unk>: leave them out or replace them"
+        )
+
+
+def encode_text(datamodule, text: str, side: str, where: str = "text") -> tuple[list[int], int]:
+    """The ids the model reads for `text` (cut to what the model was trained on) and the token count before the
+    cut."""
+    check_known_symbols(datamodule, text, side, where)
+    ids = datamodule.encode_src(text) if side == "src" else datamodule.encode_tgt(text)
+    return ids, len(datamodule.vocab(side).encode(text))
+
+
+def warn_if_cut(datamodule, encoded: list[tuple[list[int], int]], single_text: bool) -> None:
+    """One warning for every text longer than the model reads (they were cut, not refused)."""
+    cut = [(len(ids), full) for ids, full in encoded if len(ids) < full]
+    if not cut:
+        return
+    which = "last" if datamodule.kind == "lm" else "first"
+    kept = max(k for k, _ in cut)
+    if single_text:
+        full = cut[0][1]
+        print_warning(f"text is {full} tokens and the model reads at most {kept}: only the {which} {kept} are used")
+    else:
+        print_warning(
+            f"{len(cut)} of {len(encoded)} lines are longer than the model reads ({kept} tokens): "
+            f"only the {which} {kept} of each are used"
+        )
+
+
+def check_output(cfg: DictConfig) -> Path | None:
+    """Where the results go; never over the input or over an earlier result."""
+    if cfg.output is None:
+        return None
+    if cfg.input is None:
+        raise ConfigError("output= needs input=<file>: give input=<file>, or leave output out (text=... is printed)")
+    out = Path(cfg.output).expanduser()
+    if out.exists():
+        raise ConfigError(f"output={cfg.output} already exists: choose a new name or delete it first")
+    if not out.parent.is_dir():
+        raise ConfigError(f"output={cfg.output}: the folder {out.parent} does not exist: create it or choose another")
+    return out
+
+
+def check_settings(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise ConfigError(
+            'ckpt is required: give it, e.g. python -m src.predict ckpt=<run>/checkpoints/best.ckpt text="..."'
+        )
+    if (cfg.text is None) == (cfg.input is None):
+        raise ConfigError(
+            "text is required (or input=<file> for many lines): give exactly one, e.g. python -m src.predict ckpt=... "
+            'text="..."'
+        )
+    validate_decode(cfg.decode)
+    if cfg.num_samples < 1:
+        raise ConfigError(f"num_samples={cfg.num_samples} must be >= 1")
+    if cfg.num_samples > 1 and cfg.input is not None:
+        raise ConfigError("num_samples > 1 needs text=...: with input=<file> each line gets one output; leave it out")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (lines decoded together)")
+    check_seed(cfg.seed)
+    check_threads(cfg.torch_threads)
+
+
+def decode_settings(cfg: DictConfig) -> dict:
+    d = cfg.decode
+    return dict(
+        max_new_tokens=d.max_new_tokens,
+        strategy=d.strategy,
+        beam_size=d.beam_size,
+        length_penalty=d.length_penalty,
+        temperature=d.temperature,
+        top_k=d.top_k,
+        top_p=d.top_p,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+
+def classify(module, datamodule, texts: list[str], where: list[str]) -> list[list[str]]:
+    """Per text: the label, then every class with its probability."""
+    results = []
+    names = datamodule.label_names
+    for text, place in zip(texts, where):
+        ids, _ = encode_text(datamodule, text, "src", place)
+        if not ids:
+            raise ConfigError(f"{place} is empty after tokenization: give a sentence to classify")
+        probs = module.model(torch.tensor([ids])).logits.softmax(-1)[0]  # (C,)
+        ranked = sorted(range(len(probs)), key=lambda c: -float(probs[c]))
+        results.append([names[ranked[0]]] + [f"  {names[c]}: {float(probs[c]):.3f}" for c in ranked])
+    return results
+
+
+def translate(module, datamodule, texts: list[str], where: list[str], settings: dict, batch_size: int) -> list[str]:
+    """seq2seq: every text decoded, `batch_size` at a time; empty texts give empty outputs."""
+    from src.training.inference import translate_in_batches
+
+    encoded = [encode_text(datamodule, text, "src", place) for text, place in zip(texts, where)]
+    warn_if_cut(datamodule, encoded, single_text=where[0] == "text")
+    wanted = [i for i, (ids, _) in enumerate(encoded) if ids]
+    if not wanted:
+        raise ConfigError(f"{where[0] if len(where) == 1 else 'input'} is empty: give something to translate")
+    if len(wanted) < len(texts):
+        print_warning(f"{len(texts) - len(wanted)} empty line(s): their output lines are empty too")
+    outputs = translate_in_batches(module.model, [encoded[i][0] for i in wanted], batch_size=batch_size, **settings)
+    lines = [""] * len(texts)
+    for i, out in zip(wanted, outputs):
+        lines[i] = datamodule.decode_tgt(out)
+    return lines
+
+
+def continue_texts(module, datamodule, texts: list[str], where: list[str], settings: dict, repeats: int) -> list[str]:
+    """lm: each text continued (the model was trained on raw text windows; an empty prompt starts from BOS).
+    One text at a time: prompts of different lengths cannot share a batch without padding inside the prompt."""
+    encoded = [encode_text(datamodule, text, "tgt", place) for text, place in zip(texts, where)]
+    warn_if_cut(datamodule, encoded, single_text=where[0] == "text")
+    lines = []
+    for text, (ids, _) in zip(texts, encoded):
+        out = generate(module.model, prompt=torch.tensor([ids or [BOS_ID]] * repeats), **settings)
+        lines.extend(text + datamodule.decode_tgt(row) for row in out)
+    return lines
+
+
+def predict(cfg: DictConfig) -> list[str]:
+    """The output lines: for text=..., one per sample (classification: the label, then probabilities); for
+    input=<file>, one per input line."""
+    from src.training.checkpoint import load_run
+
+    check_settings(cfg)
+    texts = [cfg.text] if cfg.text is not None else read_lines(cfg.input, "input", group="")
+    where = ["text"] if cfg.text is not None else [f"{cfg.input}:{n}" for n in range(1, len(texts) + 1)]
+    check_output(cfg)
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    module, datamodule = load_run(cfg.ckpt)
+
+    if datamodule.kind == "classification":
+        results = classify(module, datamodule, texts, where)
+        return results[0] if cfg.text is not None else [labels[0] for labels in results]
+    settings = decode_settings(cfg)
+    if datamodule.kind == "seq2seq":
+        repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
+        return translate(module, datamodule, texts * repeats, where * repeats, settings, cfg.batch_size)
+    repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
+    return continue_texts(module, datamodule, texts, where, settings, repeats)
+
+
+def write_atomically(path: Path, lines: list[str]) -> None:
+    """The whole file or nothing: written beside its destination, then renamed onto it."""
+    partial = path.with_name(path.name + ".part")
+    partial.write_text("".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
+    os.replace(partial, path)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    started = time.perf_counter()
+    with user_errors_as_one_line():
+        lines = predict(cfg)
+        output = check_output(cfg)  # again: the file may have appeared while decoding
+    if output is not None:
+        write_atomically(output, lines)
+        seconds = time.perf_counter() - started
+        print(f"{len(lines)} lines written to {output} in {seconds:.1f} s", file=sys.stderr)
+        return
+    if len(lines) > 1 and cfg.text is not None and cfg.decode.strategy == "sample":
+        lines = [f"--- sample {i + 1} ---\n{line}" for i, line in enumerate(lines)]
+    print("\n".join(lines))
+
+
+def cli() -> None:
+    """The console script's entry point (pyproject.toml) and `python -m src.predict`'s."""
+    run_hydra_command(main)
+
+
+if __name__ == "__main__":
+    cli()

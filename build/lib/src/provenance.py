@@ -1,0 +1,133 @@
+"""How a run was made and how it ended: `run.json` in every run directory.
+
+Written when the run starts (status "running") and again when it ends, whatever the ending:
+
+    completed     training reached its end; final metrics recorded
+    failed        a bad setting, bad data or a crash; `error` holds the one-line reason
+    diverged      the training loss became non-finite (or passed trainer.max_loss); no such weights were saved
+    interrupted   Ctrl-C or SIGTERM; a checkpoint of the last finished step was saved; `resume` is the command
+
+A process killed outright (SIGKILL, power loss) leaves "running" behind, which is then the truth as far as anyone
+can know. A resumed run writes into the same directory and keeps the earlier sessions under `previous`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RUN_FILE = "run.json"
+PACKAGES = ("torch", "lightning", "hydra-core", "omegaconf", "torchmetrics", "tokenizers", "sacrebleu", "numpy")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def python_command() -> str:
+    """How to start this same interpreter from the current directory: `python` when that is what the PATH finds,
+    else its path (`.venv/bin/python` on a fresh clone, whose virtual environment is not activated)."""
+    interpreter = Path(sys.executable).absolute()
+    found = shutil.which("python")
+    if found is not None and Path(found).absolute() == interpreter:
+        return "python"
+    try:
+        return str(interpreter.relative_to(Path.cwd()))
+    except ValueError:
+        return shlex.quote(str(interpreter))
+
+
+def command_line(module: str = "src.run", argv: list[str] | None = None) -> str:
+    """The command as it can be pasted back into a shell (in the directory it was started from)."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join([python_command(), "-m", module, *(shlex.quote(a) for a in args)])
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The project's commit and whether the working tree had changes (None outside a git checkout)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status)}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+class RunRecord:
+    """run.json of one run directory; `update` rewrites the file at once (atomically), so it is never half written."""
+
+    def __init__(self, run_dir: Path, module: str = "src.run"):
+        self.path = Path(run_dir) / RUN_FILE
+        previous = self._read_previous()
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "command": command_line(module),
+            "cwd": os.getcwd(),
+            "started": now(),
+            "ended": None,
+            "host": socket.gethostname(),
+            "threads": torch.get_num_threads(),
+            "git": git_state(),
+            "versions": package_versions(),
+        }
+        if previous:
+            self.data["previous"] = previous
+
+    def _read_previous(self) -> list[dict]:
+        """The sessions recorded before this one in the same directory (a resumed run)."""
+        if not self.path.is_file():
+            return []
+        try:
+            earlier = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []
+        sessions = earlier.pop("previous", [])
+        return [*sessions, earlier]
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".json.part")
+        partial.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+        partial.replace(self.path)
+
+    def end(self, status: str, **fields: Any) -> None:
+        self.update(status=status, ended=now(), **fields)
+
+
+def read_status(run_dir: Path) -> str | None:
+    """The status in a directory's run.json, or None when it has none (or an unreadable one)."""
+    try:
+        return json.loads((Path(run_dir) / RUN_FILE).read_text()).get("status")
+    except (OSError, ValueError):
+        return None

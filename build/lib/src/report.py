@@ -1,0 +1,426 @@
+"""The answer to a sweep: `python -m src.report <sweep dir> [--baseline model.heads=4]`.
+
+Also run by itself at the end of every multirun (a Hydra callback, see conf/config.yaml), and cheap enough to run
+again on a sweep still in progress. It reads only what the runs saved (.hydra/overrides.yaml, run.json,
+metrics.json), never re-runs anything, and writes into the sweep directory:
+
+    report.md     the varied settings as columns, the fixed ones stated once above; each final metric as
+                  mean ± std (n) over seeds (any axis named `seed`), the best in bold; for the main metric a 95%
+                  t confidence interval and a Welch t-test against the baseline configuration (the first value of
+                  the axis, or --baseline); failed, diverged and unfinished runs in their own table
+    results.csv   one row per run: settings, seed, status, every final metric
+    curves.png    validation curves of the main metric and the loss per configuration (mean, band = min..max)
+    bars.png      the main metric per configuration with its 95% interval
+    heatmap.png   the main metric over two varied settings (two-axis sweeps)
+    report/       the same figures and table as a TensorBoard run, next to the sweep's runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from src.provenance import RUN_FILE
+from src.training.metrics_file import read_metrics
+
+SEED = "seed"
+LOWER_IS_BETTER = ("loss", "ppl")  # metric names ending so; every other metric is higher-is-better
+
+
+@dataclass
+class Run:
+    directory: Path
+    settings: dict[str, str]  # the job's overrides, key -> value as typed
+    status: str  # completed | failed | diverged | interrupted | running | unknown
+    error: str | None
+    metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json
+
+    @property
+    def final(self) -> dict[str, float | None]:
+        return self.metrics.get("final", {})
+
+    @property
+    def seed(self) -> str | None:
+        return self.settings.get(SEED)
+
+
+def job_number(directory: Path) -> int:
+    head = directory.name.split("_", 1)[0]
+    return int(head) if head.isdigit() else 1 << 30
+
+
+def read_runs(sweep_dir: Path) -> list[Run]:
+    """Every job directory of a sweep (those with .hydra/overrides.yaml), in job order."""
+    runs = []
+    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: job_number(p.parents[1])):
+        directory = overrides_file.parents[1]
+        overrides = yaml.safe_load(overrides_file.read_text()) or []
+        settings = {}
+        for override in overrides:
+            key, _, value = str(override).partition("=")
+            if not key.startswith("hydra."):
+                settings[key.lstrip("+~")] = value
+        try:
+            record = json.loads((directory / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            record = {"status": "unknown"}
+        runs.append(
+            Run(
+                directory, settings, record.get("status", "unknown"), record.get("error"), read_metrics(directory) or {}
+            )
+        )
+    return runs
+
+
+def is_search(sweep_dir: Path) -> bool:
+    """Whether the sweep was run by an optimising sweeper (Optuna) rather than a grid, per its multirun.yaml."""
+    try:
+        sweeper = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]["sweeper"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return False
+    return "direction" in (sweeper or {})
+
+
+def higher_is_better(metric: str) -> bool:
+    return not metric.rsplit("/", 1)[-1].endswith(LOWER_IS_BETTER)
+
+
+def t_interval(values: list[float], confidence: float = 0.95) -> float | None:
+    """Half-width of the t confidence interval of the mean (None for fewer than two values)."""
+    if len(values) < 2:
+        return None
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided Welch t-test p-value of the difference in means (None when either side has fewer than two)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        return 1.0 if statistics.mean(a) == statistics.mean(b) else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+@dataclass
+class Configuration:
+    settings: tuple[tuple[str, str], ...]  # the varied settings, seed excluded
+    runs: list[Run]
+
+    def values(self, metric: str) -> list[float]:
+        return [v for run in self.runs if (v := run.final.get(metric)) is not None]
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={short(v)}" for k, v in self.settings) or "(all)"
+
+
+@dataclass
+class Sweep:
+    directory: Path
+    runs: list[Run]
+    varied: list[str]  # varied setting keys (no seed), in the order they appear
+    fixed: dict[str, str]
+    configurations: list[Configuration]  # of finished runs, in sweep order
+    main_metric: str | None
+    baseline: Configuration | None
+
+    @property
+    def finished(self) -> list[Run]:
+        return [run for run in self.runs if run.status == "completed"]
+
+    @property
+    def metrics(self) -> list[str]:
+        names: dict[str, None] = {}
+        for run in self.finished:
+            names.update(dict.fromkeys(run.final))
+        return list(names)
+
+
+def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
+    runs = read_runs(sweep_dir)
+    keys: dict[str, None] = {}
+    for run in runs:
+        keys.update(dict.fromkeys(run.settings))
+    varied = [k for k in keys if k != SEED and len({run.settings.get(k) for run in runs}) > 1]
+    fixed = {k: runs[0].settings[k] for k in keys if k != SEED and k not in varied and k in runs[0].settings}
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        if run.status == "completed":
+            groups.setdefault(tuple((k, run.settings.get(k, "")) for k in varied), []).append(run)
+    configurations = [Configuration(settings, members) for settings, members in groups.items()]
+    main = next((run.metrics.get("main_metric") for run in runs if run.metrics.get("main_metric")), None)
+    if main and is_search(sweep_dir):  # an optimising sweeper's trials: best first
+        sign = -1.0 if higher_is_better(main) else 1.0
+        configurations.sort(key=lambda c: sign * statistics.mean(c.values(main)) if c.values(main) else math.inf)
+    chosen = configurations[0] if configurations else None
+    if baseline:
+        wanted = dict(part.split("=", 1) for part in baseline.split(",") if "=" in part)
+        matches = [c for c in configurations if all(dict(c.settings).get(k) == v for k, v in wanted.items())]
+        if not matches:
+            raise SystemExit(f"error: --baseline {baseline} matches no finished configuration: use one of the table's")
+        chosen = matches[0]
+    return Sweep(sweep_dir, runs, varied, fixed, configurations, main, chosen)
+
+
+def short(setting: str) -> str:
+    """A setting as shown: long floats (an optimising sweeper's samples) to four significant digits."""
+    try:
+        number = float(setting)
+    except ValueError:
+        return setting
+    return f"{number:.4g}" if "." in setting and len(setting) > 8 else setting
+
+
+def _format(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:.1f}"
+
+
+def markdown(sweep: Sweep) -> str:
+    lines = [f"# Sweep report: {sweep.directory.name}", ""]
+    done, total = len(sweep.finished), len(sweep.runs)
+    lines.append(f"{done} of {total} runs completed" + ("" if done == total else " (the rest are listed below)") + ".")
+    if sweep.fixed:
+        lines.append("Fixed for every run: " + ", ".join(f"`{k}={v}`" for k, v in sweep.fixed.items()) + ".")
+    seeds = sorted({run.seed for run in sweep.runs if run.seed is not None})
+    if seeds:
+        lines.append(f"Seeds ({SEED}): {', '.join(seeds)}; each cell is mean ± std (n) over them.")
+    if sweep.main_metric:
+        lines.append(
+            f"Main metric: `{sweep.main_metric}` ({'higher' if higher_is_better(sweep.main_metric) else 'lower'} is "
+            "better), with its 95% t interval and a two-sided Welch t-test against the baseline "
+            f"({sweep.baseline.label if sweep.baseline else '-'}); * p < 0.05."
+        )
+    lines.append("")
+    metrics = sweep.metrics
+    if sweep.configurations and metrics:
+        best: dict[str, set[int]] = {}  # metric -> the configurations with the best mean (ties all bold)
+        for metric in metrics:
+            means = {i: statistics.mean(v) for i, c in enumerate(sweep.configurations) if (v := c.values(metric))}
+            if means:
+                top = max(means.values()) if higher_is_better(metric) else min(means.values())
+                best[metric] = {i for i, mean in means.items() if mean == top}
+        header = [*sweep.varied, *metrics]
+        if sweep.main_metric:
+            header += ["95% CI", "vs baseline (p)"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + " --- |" * len(header))
+        for index, configuration in enumerate(sweep.configurations):
+            cells = [short(dict(configuration.settings)[k]) for k in sweep.varied]
+            for metric in metrics:
+                values = configuration.values(metric)
+                if not values:
+                    cells.append("-")
+                    continue
+                mean = statistics.mean(values)
+                spread = f" ± {_format(statistics.stdev(values))}" if len(values) > 1 else ""
+                cell = f"{_format(mean)}{spread} ({len(values)})"
+                cells.append(f"**{cell}**" if index in best.get(metric, set()) else cell)
+            if sweep.main_metric:
+                values = configuration.values(sweep.main_metric)
+                half = t_interval(values)
+                cells.append(
+                    f"[{_format(statistics.mean(values) - half)}, {_format(statistics.mean(values) + half)}]"
+                    if half is not None
+                    else "-"
+                )
+                if configuration is sweep.baseline:
+                    cells.append("baseline")
+                else:
+                    p = welch_p(values, sweep.baseline.values(sweep.main_metric)) if sweep.baseline else None
+                    cells.append("-" if p is None else f"{p:.3g}{' *' if p < 0.05 else ''}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    unfinished = [run for run in sweep.runs if run.status != "completed"]
+    if unfinished:
+        lines += ["## Runs that did not complete", "", "| run | status | reason |", "| --- | --- | --- |"]
+        for run in unfinished:
+            reason = (run.error or "").replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {run.directory.name} | {run.status} | {reason} |")
+        lines.append("")
+    figures = [name for name in ("curves.png", "bars.png", "heatmap.png") if (sweep.directory / name).is_file()]
+    lines += [f"![{name}]({name})" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(sweep: Sweep, path: Path) -> None:
+    metrics = sweep.metrics
+    keys = [*sweep.varied, *sweep.fixed]
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["run", *keys, SEED, "status", *metrics])
+        for run in sweep.runs:
+            row = [run.directory.name, *(run.settings.get(k, "") for k in keys), run.seed or "", run.status]
+            writer.writerow(row + [_format(run.final.get(m)) if run.final.get(m) is not None else "" for m in metrics])
+
+
+def _tidy(fig) -> None:
+    with warnings.catch_warnings():  # long configuration labels: matplotlib warns it cannot make room, and copes
+        warnings.simplefilter("ignore")
+        fig.tight_layout()
+
+
+def draw_figures(sweep: Sweep) -> dict[str, Any]:
+    """The report's figures, saved as PNG into the sweep directory; returns them for TensorBoard."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures: dict[str, Any] = {}
+    if not sweep.configurations or not sweep.main_metric:
+        return figures
+    metrics = [sweep.main_metric] + (["val/loss"] if sweep.main_metric != "val/loss" else [])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for configuration in sweep.configurations:
+            curves: dict[int, list[float]] = {}
+            for run in configuration.runs:
+                for entry in run.metrics.get("history", []):
+                    if entry.get(metric) is not None:
+                        curves.setdefault(entry["step"], []).append(entry[metric])
+            if not curves:
+                continue
+            steps = sorted(curves)
+            means = [statistics.mean(curves[s]) for s in steps]
+            line = ax.plot(steps, means, marker="o", markersize=3, label=configuration.label)[0]
+            ax.fill_between(
+                steps,
+                [min(curves[s]) for s in steps],
+                [max(curves[s]) for s in steps],
+                color=line.get_color(),
+                alpha=0.2,
+            )
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} (mean over seeds; band: min to max)")
+        if ax.lines:
+            ax.legend(fontsize=8)
+    _tidy(fig)
+    figures["curves"] = fig
+
+    labels = [c.label for c in sweep.configurations]
+    means = [
+        statistics.mean(c.values(sweep.main_metric)) if c.values(sweep.main_metric) else math.nan
+        for c in sweep.configurations
+    ]
+    errors = [t_interval(c.values(sweep.main_metric)) or 0.0 for c in sweep.configurations]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 4))
+    ax.bar(range(len(labels)), means, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(sweep.main_metric)
+    ax.set_title(f"{sweep.main_metric}: mean and 95% interval over seeds")
+    _tidy(fig)
+    figures["bars"] = fig
+
+    if len(sweep.varied) == 2:
+        rows = list(dict.fromkeys(dict(c.settings)[sweep.varied[0]] for c in sweep.configurations))
+        columns = list(dict.fromkeys(dict(c.settings)[sweep.varied[1]] for c in sweep.configurations))
+        grid = [[math.nan] * len(columns) for _ in rows]
+        for c in sweep.configurations:
+            values = c.values(sweep.main_metric)
+            if values:
+                settings = dict(c.settings)
+                grid[rows.index(settings[sweep.varied[0]])][columns.index(settings[sweep.varied[1]])] = statistics.mean(
+                    values
+                )
+        fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(columns), 1.2 + 0.8 * len(rows)))
+        image = ax.imshow(grid, cmap="viridis")
+        ax.set_xticks(range(len(columns)), columns)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlabel(sweep.varied[1])
+        ax.set_ylabel(sweep.varied[0])
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                if not math.isnan(value):
+                    ax.text(j, i, _format(value), ha="center", va="center", color="white", fontsize=8)
+        fig.colorbar(image, ax=ax, label=sweep.main_metric)
+        ax.set_title(f"{sweep.main_metric} (mean over seeds)")
+        _tidy(fig)
+        figures["heatmap"] = fig
+    for name, fig in figures.items():
+        fig.savefig(sweep.directory / f"{name}.png", dpi=110)
+    return figures
+
+
+def to_tensorboard(sweep: Sweep, figures: dict[str, Any], table: str) -> None:
+    """The same figures and table as a `report` run in the sweep directory (TensorBoard shows it beside the runs)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(sweep.directory / "report"))
+    for name, fig in figures.items():
+        writer.add_figure(f"report/{name}", fig, global_step=0, close=False)
+    writer.add_text("report/table", table, global_step=0)
+    writer.close()
+
+
+def write_report(sweep_dir: Path | str, baseline: str | None = None, tensorboard: bool = True) -> Sweep:
+    sweep_dir = Path(sweep_dir)
+    sweep = analyse(sweep_dir, baseline)
+    figures = draw_figures(sweep)
+    table = markdown(sweep)
+    (sweep_dir / "report.md").write_text(table)
+    write_csv(sweep, sweep_dir / "results.csv")
+    if tensorboard and figures:
+        to_tensorboard(sweep, figures, table)
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+    return sweep
+
+
+class ReportAtSweepEnd(Callback):
+    """Hydra callback (conf/config.yaml): every multirun ends with its report. The jobs' statuses it reads (from
+    their run.json) also decide the command's exit status, whichever launcher ran them (`last_sweep`)."""
+
+    last_sweep: Sweep | None = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            sweep = write_report(sweep_dir, config.get("report", {}).get("baseline"))
+        except (Exception, SystemExit) as error:  # the runs are done; a report problem must not hide them
+            print(f"warning: no sweep report ({error}): run python -m src.report {sweep_dir}", file=sys.stderr)
+            ReportAtSweepEnd.last_sweep = Sweep(sweep_dir, read_runs(sweep_dir), [], {}, [], None, None)
+            return
+        ReportAtSweepEnd.last_sweep = sweep
+        print(f"report: {sweep_dir / 'report.md'} ({len(sweep.finished)} of {len(sweep.runs)} runs completed)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", help="a sweep directory, e.g. outputs/multirun/<date>/<time>")
+    parser.add_argument("--baseline", help="the configuration others are compared with, e.g. model.heads=4")
+    args = parser.parse_args(argv)
+    directory = Path(args.sweep_dir)
+    if not directory.is_dir() or not any(directory.glob("*/.hydra/overrides.yaml")):
+        print(
+            f"error: {directory} is not a sweep directory (no <job>/.hydra/overrides.yaml): give the directory "
+            "`python -m src.run -m ...` printed",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    sweep = write_report(directory, args.baseline)
+    print(f"report: {directory / 'report.md'} ({len(sweep.finished)} of {len(sweep.runs)} runs completed)")
+
+
+if __name__ == "__main__":
+    main()

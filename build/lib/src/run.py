@@ -1,0 +1,356 @@
+"""Train one experiment: `python -m src.run [overrides]`, or a sweep: `python -m src.run -m model.heads=1,2,4,8`.
+
+What happens, in order (nothing heavy is built before the config is known to be sound):
+  1. Hydra composes conf/config.yaml with the command-line overrides and checks types and keys (schema in
+     src/schema.py); the composed config is saved in <run dir>/.hydra/.
+  2. `validate_config` (src/validation.py) checks the values that must agree, then a checkpoint to resume from is
+     read (one-line `error: ...`, exit status 2, otherwise).
+  3. The datamodule is built (vocabularies are learned and saved in the run directory), then the model.
+  4. Lightning trains; TensorBoard events, checkpoints and the config all land in the run directory.
+  5. run.json (src/provenance.py) says how the run was made and how it ended; run.log keeps what it printed.
+
+Exit status: 0 completed, 1 diverged or crashed (or a sweep with failed jobs), 2 bad input (one `error:` line),
+130 / 143 interrupted by Ctrl-C / SIGTERM (the last finished step is saved; the resume command is printed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from src.cli import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
+from src.data import absolute_task_paths
+from src.model import ConfigError
+from src.provenance import RunRecord, command_line, read_status
+from src.schema import model_config_for, register_configs, to_plain, varied_keys
+from src.training.callbacks import TrainingDiverged, TrainingInterrupted
+from src.training.report import logged_to, print_error, print_warning, quiet_lightning
+from src.validation import validate_config
+
+register_configs()
+quiet_lightning()
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool, recorder) -> list:
+    import lightning.pytorch.callbacks as cb
+
+    from src.training.callbacks import (
+        FiniteModelCheckpoint,
+        ProgressLines,
+        RestoreRandomState,
+        SaveOnInterrupt,
+        StepProgressBar,
+        StopOnDivergence,
+        ValidateAtLastStep,
+    )
+    from src.training.stock_callbacks import build_stock_callbacks
+
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks: list = [
+        ValidateAtLastStep(),
+        RestoreRandomState(),
+        StopOnDivergence(cfg.max_loss),
+        SaveOnInterrupt(ckpt_dir / "last.ckpt"),
+        recorder,  # metrics.json
+    ]
+    # After every validation (and so after the last step, see ValidateAtLastStep):
+    if cfg.checkpoint.save_best:  # checkpoints/best.ckpt, by the task's main metric
+        callbacks.append(
+            FiniteModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="best",
+                monitor=module.monitor,
+                mode=module.monitor_mode,
+                save_top_k=1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+    if cfg.checkpoint.save_last:
+        # checkpoints/last.ckpt: the latest state. Its own callback without a monitor, because Lightning's
+        # save_last=True refreshes last.ckpt only when the monitored metric improved.
+        callbacks.append(
+            FiniteModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
+    if cfg.checkpoint.every_n_train_steps > 0:
+        callbacks.append(
+            FiniteModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="step-{step}",
+                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+                save_top_k=-1,  # keep them all: resume from any of them
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+    if cfg.trainer.enable_progress_bar:  # a bar on a terminal; lines in a log file, a cluster job, a pipe
+        callbacks.append(StepProgressBar() if sys.stdout.isatty() else ProgressLines(cfg.progress_every_n_steps))
+    callbacks += build_stock_callbacks(cfg.callbacks, module.monitor, module.monitor_mode)  # +callbacks.<Name>...
+    if with_logger:
+        callbacks.append(cb.LearningRateMonitor(logging_interval="step"))
+        callbacks += dashboard_callbacks(cfg, module.metric_tags)
+    return callbacks
+
+
+def dashboard_callbacks(cfg: DictConfig, metric_tags: list[str]) -> list:
+    """TensorBoard content beyond scalars (src/dashboard): attention maps, head statistics, text, hparams."""
+    from src import dashboard
+
+    d = cfg.dashboard
+    callbacks = []
+    if d.attention_maps:
+        callbacks.append(
+            dashboard.AttentionMapLogger(every_n_steps=d.attention_every_n_steps, num_examples=d.attention_examples)
+        )
+    if d.attention_stats:
+        callbacks.append(
+            dashboard.AttentionStatsLogger(every_n_steps=d.attention_every_n_steps, probe_size=d.probe_size)
+        )
+    if d.text_samples:
+        callbacks.append(dashboard.TextSampleLogger(num_examples=d.text_examples))
+    if d.hparams:
+        varied = varied_keys(HydraConfig.get().sweep.dir) if is_multirun() else []
+        if cfg.test_after_fit:  # the test columns fill in once the run has been evaluated
+            metric_tags = [*metric_tags, *(tag.replace("val/", "test/", 1) for tag in metric_tags)]
+        callbacks.append(dashboard.HParamsLogger(metric_tags=metric_tags, varied=varied))
+    return callbacks
+
+
+def train(cfg: DictConfig, run_dir: Path, record: RunRecord | None = None) -> dict[str, float]:
+    """Train the configured experiment in `run_dir`; returns the final validation metrics. With a `record`, the
+    run's speed goes into it (launch to first step, training steps and tokens per second)."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from src.data import build_datamodule
+    from src.training.bleu import has_references, score_split
+    from src.training.callbacks import TrainingSpeed
+    from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
+    from src.training.loggers import build_loggers
+    from src.training.metrics_file import RecordValidations
+    from src.training.module import TransformerLitModule
+    from src.training.report import print_run_end, print_run_start
+
+    validate_config(cfg, multirun=is_multirun())  # before any data or model is built
+    ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
+    checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    absolute_task_paths(cfg.task)
+    datamodule = build_datamodule(
+        cfg.task, cfg.batch_size, cfg.seed, run_dir, num_workers=cfg.num_workers, bucket_by_length=cfg.bucket_by_length
+    )
+    model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
+    longest = max(datamodule.max_src_len, datamodule.max_tgt_len)
+    if model_cfg.max_len < longest:
+        raise ConfigError(
+            f"model.max_len={model_cfg.max_len} is shorter than the task's longest sequence ({longest} tokens): "
+            f"set model.max_len={longest} or more (or lower task.max_len)"
+        )
+    model_cfg.validate()  # again, now with the real vocabulary sizes
+
+    config = to_plain(cfg)
+    numerics = numeric_settings(config)
+    if checkpoint is not None:
+        check_resumable(checkpoint, model_cfg, cfg.task.name, config=config, numerics=numerics)
+        del checkpoint  # Lightning reads it again, with the loop and data-loader state
+    if ckpt_path is not None and ckpt_path.parent.name == "checkpoints" and ckpt_path.parent.parent != run_dir:
+        print_warning(
+            f"resuming {ckpt_path} into a new directory {run_dir}, so its curves continue there: to continue "
+            f"the run in its own directory, add hydra.run.dir={ckpt_path.parent.parent}"
+        )
+
+    module = TransformerLitModule(config, asdict(model_cfg), datamodule.kind, str(run_dir), numerics)
+    print_run_start(cfg, model_cfg, module, datamodule, run_dir)
+
+    recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode)
+    speed = TrainingSpeed()
+    loggers = build_loggers(cfg.logger, run_dir, run_name=run_dir.name)
+    with_logger = bool(loggers)  # TensorBoard is then the first (the dashboards write to it)
+    logger: Any = loggers or False
+    try:
+        trainer = L.Trainer(
+            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            logger=logger,
+            callbacks=[*build_callbacks(cfg, run_dir, module, with_logger, recorder), speed],
+            default_root_dir=str(run_dir),
+        )
+    except (MisconfigurationException, ValueError) as error:  # Lightning's own checks of trainer.*
+        first_line = str(error).strip().splitlines()[0]
+        raise ConfigError(f"trainer settings rejected by Lightning: {first_line}") from None
+    checkpoints = run_dir / "checkpoints"
+    try:
+        # weights_only=True: Lightning reads the checkpoint again for the loop state; nothing in it may run code.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+
+        if record is not None:
+            record.update(speed=speed.summary())
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if cfg.test_after_fit:  # the best checkpoint on the test splits: test/* (and test_long/*) next to val/*
+            chosen = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
+            for per_loader in trainer.test(module, datamodule=datamodule, ckpt_path=str(chosen), weights_only=True):
+                metrics.update({k: float(v) for k, v in per_loader.items()})
+            if has_references(datamodule, "test") and trainer.is_global_zero:
+                # The publishable figure: sacrebleu on the raw references, decoded as decode.* says (e.g. beam).
+                bleu = score_split(module, datamodule, "test", cfg.decode, batch_size=cfg.batch_size)
+                metrics.update(bleu.metrics())
+                print(bleu.summary())
+    except SIGTERMException:
+        # SIGTERM outside the training steps (sanity check, test): Lightning's handler stops its loop with a
+        # SystemExit of status 0. What training saved last is what there is to resume from.
+        last = checkpoints / "last.ckpt"
+        raise TrainingInterrupted("SIGTERM", trainer.global_step, last if last.is_file() else None) from None
+    recorder.add_final(metrics)
+    if trainer.is_global_zero:
+        print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun(), speed=speed.summary())
+    return metrics
+
+
+def is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # Hydra not initialised (called from Python)
+        return False
+
+
+def threads_for_parallel_jobs() -> int:
+    """torch_threads=0 under a launcher that runs jobs side by side (joblib): the cores shared out between the
+    jobs, so they do not oversubscribe the machine (two 2-thread jobs on 2 cores run far slower than two 1-thread
+    ones). 0 (torch's default) otherwise."""
+    if not is_multirun():
+        return 0
+    launcher = HydraConfig.get().launcher
+    jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
+    if jobs is None:
+        return 0
+    cores = os.cpu_count() or 1
+    jobs = cores if jobs < 0 else jobs  # joblib's -1: one job per core
+    return max(1, cores // max(1, jobs))
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes this run in its own directory from its newest checkpoint."""
+    keep = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(("ckpt_path=", "hydra."))]
+    return command_line(argv=[*keep, f"hydra.run.dir={run_dir}", "ckpt_path=last"])
+
+
+FAILED_JOBS: list[str] = []  # sweep jobs that failed in this process (the basic launcher runs them all here)
+EXIT_FAILED = 1  # the run did not do its job (diverged, crashed)
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # the shell's convention: 128 + the signal's number
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra's entry point: one run, or one job of a sweep. Whatever happens, run.json says how it ended."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = is_multirun()
+    job = f"job {HydraConfig.get().job.num} ({run_dir.name})" if multirun else ""
+    threads = cfg.torch_threads or threads_for_parallel_jobs()
+    if threads > 0:  # before the record notes the thread count (a negative one is refused later)
+        torch.set_num_threads(threads)
+    check_sweeper_direction(cfg)  # a search that optimises the wrong way is refused before its first trial
+    record = RunRecord(run_dir)
+    record.update()
+    with logged_to(run_dir / "run.log"):
+        try:
+            metrics = train(cfg, run_dir, record)
+        except (*USER_ERRORS, TrainingDiverged) as error:
+            status = "diverged" if isinstance(error, TrainingDiverged) else "failed"
+            record.end(status, error=str(error))
+            (run_dir / "error.txt").write_text(f"{error}\n")
+            if multirun and cfg.sweep_catch_errors:  # one bad job must not end the sweep: report it, go on
+                print_error(f"{job}: {error}")
+                FAILED_JOBS.append(job)
+                return None
+            print_error(str(error))
+            sys.exit(EXIT_USER_ERROR if status == "failed" else EXIT_FAILED)
+        except TrainingInterrupted as interrupt:
+            command = resume_command(run_dir)
+            record.end("interrupted", error=str(interrupt), checkpoint=str(interrupt.checkpoint), resume=command)
+            saved = (
+                f"step {interrupt.step} saved in {interrupt.checkpoint}" if interrupt.checkpoint else "nothing saved"
+            )
+            print_error(f"interrupted by {interrupt.signal_name} ({saved}); resume with: {command}")
+            sys.exit(EXIT_SIGNAL[interrupt.signal_name])  # a sweep stops too: the user or the scheduler asked
+        except BaseException as error:  # a crash (or a second Ctrl-C): recorded, then the usual traceback
+            trace = traceback.format_exc()
+            record.end("failed", error=f"{type(error).__name__}: {error}".strip())
+            (run_dir / "error.txt").write_text(trace)
+            if multirun and cfg.sweep_catch_errors and isinstance(error, Exception):
+                print_error(f"{job} failed; traceback in {run_dir / 'error.txt'}")
+                FAILED_JOBS.append(job)
+                return None
+            raise
+        record.end("completed", metrics=metrics)
+    return metrics.get(main_metric_of(cfg))
+
+
+def main_metric_of(cfg: DictConfig) -> str:
+    from src.data import task_spec
+
+    return task_spec(cfg.task.name).main_metric[0]
+
+
+def check_sweeper_direction(cfg: DictConfig) -> None:
+    """An optimising sweeper (Optuna) maximises or minimises what the run returns, its main metric: the two must
+    agree, or the search would hunt for the worst settings."""
+    from src.data import task_spec
+
+    direction = HydraConfig.get().sweeper.get("direction") if is_multirun() else None
+    if direction not in ("maximize", "minimize"):
+        return
+    metric, mode = task_spec(cfg.task.name).main_metric
+    wanted = "maximize" if mode == "max" else "minimize"
+    if direction != wanted:
+        print_error(
+            f"hydra.sweeper.direction={direction}, but task={cfg.task.name}'s main metric {metric} is "
+            f"{'higher' if mode == 'max' else 'lower'}-is-better: set hydra.sweeper.direction={wanted}"
+        )
+        sys.exit(EXIT_USER_ERROR)
+
+
+def refuse_to_overwrite_a_run(argv: list[str]) -> None:
+    """`hydra.run.dir=<a run's directory>` without resuming it would overwrite that run's files (Hydra writes its
+    .hydra/ there before any of our code runs): refuse before Hydra starts."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    resuming = any(a.lstrip("+").startswith("ckpt_path=") for a in argv)
+    if given and not resuming and read_status(Path(given[-1])) is not None:
+        raise ConfigError(
+            f"hydra.run.dir={given[-1]} already holds a run ({read_status(Path(given[-1]))}): resume it with "
+            "ckpt_path=last, or choose another directory"
+        )
+
+
+def cli() -> None:
+    from src.report import ReportAtSweepEnd
+
+    ReportAtSweepEnd.last_sweep = None
+    run_hydra_command(main, before=refuse_to_overwrite_a_run)
+    # A sweep's jobs may have run in other processes (joblib, submitit): their run.json files say how they ended.
+    sweep = ReportAtSweepEnd.last_sweep
+    failed = [run.directory.name for run in sweep.runs if run.status != "completed"] if sweep else FAILED_JOBS
+    if failed:
+        where = f": see {sweep.directory / 'report.md'}" if sweep else ""
+        print_error(f"{len(failed)} sweep job(s) did not complete ({', '.join(failed)}){where}")
+        sys.exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,299 @@
+"""The configuration schema: Hydra structured configs for every group and field, registered in Hydra's ConfigStore.
+
+Hydra rejects an unknown key (`model.head=8`) or a wrong type (`model.heads=eight`) against these while composing
+the config, before our code runs; values that are each fine but cannot work together are src/validation.py's job.
+
+Three schemas are not written here but derived, so that they cannot drift from the code that reads them:
+- `model`: `ModelConfig` is the model's own `ModelAxes` (src/model/config.py) plus `layers`;
+- `task`: each registered task's settings dataclass (src/data/tasks/), stored as `schema/task/<name>`;
+- `mask`: each mask scheme's dataclass fields (src/model/masks.py), stored as `schema/mask/<name>`.
+The yaml files in conf/ pick values (task and mask yamls start with `defaults: [/schema/<group>/<name>@_here_]`,
+Hydra's "extending configs" pattern; the `schema/` group is hidden from `--help`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import II, MISSING, DictConfig, OmegaConf
+
+from src.data import all_tasks, task_spec
+from src.model import ModelAxes, TransformerConfig
+from src.model.masks import MASK_SCHEMES, MaskScheme
+
+# The architecture each task kind needs (model.arch=auto picks it).
+ARCH_FOR_KIND = {"seq2seq": "encoder_decoder", "lm": "decoder_only", "classification": "encoder_only"}
+
+
+@dataclass
+class ModelConfig(ModelAxes):
+    """`model.*`: every field of the model's ModelAxes, plus `layers` for both stacks and `arch=auto`."""
+
+    arch: str = "auto"  # auto (what the task needs) | encoder_decoder | decoder_only | encoder_only
+    layers: int = 2  # both stacks; enc_layers / dec_layers follow it unless set on their own
+    enc_layers: int = II(".layers")
+    dec_layers: int = II(".layers")
+
+
+def mask_schema(name: str, scheme: type[MaskScheme]) -> type:
+    """`mask.*` for one scheme: its `type` and its own settings (e.g. window), with the scheme's defaults."""
+    hints = typing.get_type_hints(scheme)
+    settings = [(f.name, hints[f.name], field(default=f.default)) for f in fields(scheme)]
+    return make_dataclass(f"{scheme.__name__}Config", [("type", str, field(default=name)), *settings])
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam_noam"  # adam_noam | adamw_cosine
+    # adam_noam: lr is the paper's scale factor: lr(step) = lr * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)
+    # adamw_cosine: lr is the peak learning rate, reached after warmup_steps, then cosine decay to min_lr_ratio*lr
+    lr: float = 1.0
+    warmup_steps: int = 400
+    weight_decay: float = 0.0
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-9
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    """Passed as keyword arguments to lightning.Trainer: the names are Lightning's own."""
+
+    accelerator: str = "cpu"  # cpu | gpu | auto | ...
+    devices: Any = 1  # an int, a list of device ids, or "auto"
+    strategy: str = "auto"  # auto | ddp_spawn | ddp | ...
+    precision: Any = "32-true"  # 32-true | 16-mixed | bf16-mixed | 64-true
+    max_steps: int = 1000
+    max_epochs: Optional[int] = None
+    # A wall-clock budget for training, days:hours:minutes:seconds (e.g. 00:00:30:00); training stops at the budget
+    # or at max_steps, whichever comes first, and adamw_cosine's decay ends with the budget (src/training/optim.py).
+    max_time: Optional[str] = None
+    val_check_interval: Any = 250  # an int counts training steps (with check_val_every_n_epoch=null)
+    check_val_every_n_epoch: Optional[int] = None
+    limit_val_batches: Any = None  # None: all of them (Lightning says nothing; an explicit 1.0 makes it print a line)
+    num_sanity_val_steps: int = 0
+    gradient_clip_val: Optional[float] = 1.0
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    deterministic: Any = False
+    enable_progress_bar: bool = True
+    # Off: the run prints its own model size (parameters, FLOPs per token) in the config tree; Lightning's table
+    # would add a "FLOPs 0" column (it counts FLOPs only with an example input).
+    enable_model_summary: bool = False
+    # Our training loader shards its seeded permutation by rank itself (src/data/resumable.py, exact resume);
+    # Lightning must not swap in a DistributedSampler. Under DDP every rank then validates the whole val set.
+    use_distributed_sampler: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    """Where scalars and hyperparameters go (src/training/loggers.py): TensorBoard always (the dashboards live
+    there), plus a copy for csv | wandb | mlflow; none writes no logs at all."""
+
+    name: str = "tensorboard"  # tensorboard | csv | wandb | mlflow | none
+    project: str = "transformer-ablations"  # wandb: the project; mlflow: the experiment name
+    tracking_uri: Optional[str] = None  # mlflow: where runs go (None: MLflow's default, ./mlruns)
+
+
+@dataclass
+class DashboardConfig:
+    """What the TensorBoard callbacks from src/dashboard log (only when logger=tensorboard)."""
+
+    attention_every_n_steps: int = 250  # attention maps and head statistics on a fixed probe (0 = at the end only)
+    attention_examples: int = 1  # probe examples drawn as attention maps (one image per layer and example)
+    probe_size: int = 8  # probe examples the per-head statistics average over
+    text_examples: int = 4  # validation examples in the text-sample table
+    attention_maps: bool = True
+    attention_stats: bool = True
+    text_samples: bool = True
+    hparams: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    save_last: bool = True  # checkpoints/last.ckpt, refreshed at every validation
+    save_best: bool = True  # checkpoints/best.ckpt, by the task's main metric
+    every_n_train_steps: int = 0  # > 0: also keep checkpoints/step=N.ckpt every N steps (all kept)
+
+
+@dataclass
+class DecodeConfig:
+    """How src.predict (and src.eval's generation) decodes: greedy, beam search or sampling."""
+
+    strategy: str = "greedy"  # greedy | beam | sample
+    beam_size: int = 4
+    length_penalty: float = 0.6
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    max_new_tokens: int = 100
+
+
+@dataclass
+class ReportConfig:
+    """The report written at the end of every sweep (src/report.py)."""
+
+    baseline: Optional[str] = None  # e.g. "model.heads=4"; None: the first configuration of the sweep
+
+
+@dataclass
+class Config:
+    """The whole training run (`python -m src.run`)."""
+
+    model: ModelConfig = MISSING
+    task: Any = MISSING  # one task's schema, chosen by the task yaml's defaults list (src/data/tasks/)
+    mask: Any = MISSING  # one mask scheme's schema, chosen by the mask yaml's defaults list (src/model/masks.py)
+    optimizer: OptimizerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    seed: int = 0
+    batch_size: int = 64
+    num_workers: int = 0
+    # Training batches of examples of similar length (less padding computed: faster on text tasks of varied
+    # lengths, such as translation); the batches are still drawn at random, and a run still resumes exactly.
+    bucket_by_length: bool = False
+    label_smoothing: float = 0.0
+    # CPU threads for torch; 0 = torch's default (one per core, or OMP_NUM_THREADS: the joblib launcher sets 1 per
+    # worker). Set 1 when several runs share a machine: on a busy 2-core machine, two threads per process slowed a
+    # tiny model's step from 30 ms to 2 s. The default run took 51 s with 0 and 70 s with 1 on a quiet 2-core machine.
+    torch_threads: int = 0
+    # Resume: a .ckpt file, a run directory (its newest checkpoint), or `last` (the newest checkpoint of this run's
+    # own directory: hydra.run.dir=<run> ckpt_path=last continues an interrupted run in place).
+    ckpt_path: Optional[str] = None
+    max_loss: Optional[float] = None  # stop as diverged when the training loss passes this (NaN/inf always stop)
+    # After training, score the best checkpoint on the test splits (test/*, and test_long/* for the synthetic tasks'
+    # longer held-out lengths); the results go to TensorBoard, metrics.json and the sweep report.
+    test_after_fit: bool = False
+    progress_every_n_steps: int = 100  # when output is not a terminal: a progress line this often (and per validation)
+    compile: bool = False  # run the model under torch.compile (slow first steps, faster after; see `make bench`)
+    sweep_catch_errors: bool = True  # multirun: a failing job is reported and the sweep goes on
+    # Lightning's own callbacks by class name and arguments (src/training/stock_callbacks.py), e.g.
+    # +callbacks.EarlyStopping.patience=5 (watching the task's main metric unless monitor= is given).
+    callbacks: Dict[str, Any] = field(default_factory=dict)
+    # Your own notes, kept in the run's config and nowhere read: +meta.note="first try" (`+` adds a key; under any
+    # other group it would add a setting nothing reads, which is refused).
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig:
+    """`python -m src.eval ckpt=...`: test metrics of a checkpoint."""
+
+    ckpt: str = MISSING
+    batch_size: Optional[int] = None  # None: the training run's batch size
+    split: str = "test"  # test (all test splits, incl. test_long for synthetic tasks) | val
+    accelerator: str = "cpu"
+    torch_threads: int = 0
+    # Translation tasks: the split is also translated with these settings (greedy or beam) and scored with
+    # sacrebleu against the raw references (`<split>/sacrebleu`, cased and lowercased, with its signature).
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+@dataclass
+class PredictConfig:
+    """`python -m src.predict ckpt=... text="..."`: translate, continue or classify one text, or every line of a
+    file (`input=<file>`, printed or written to `output=<file>`)."""
+
+    ckpt: str = MISSING
+    text: Optional[str] = None
+    input: Optional[str] = None  # a text file: one input per line
+    output: Optional[str] = None  # with input: the file to write (one output per line); never overwritten
+    batch_size: int = 64  # lines decoded together (seq2seq)
+    num_samples: int = 1  # decode.strategy=sample: how many continuations to draw
+    seed: int = 0  # sampling seed
+    torch_threads: int = 0
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+def safe_dirname(overrides: str, limit: int = 200) -> str:
+    """A directory name from a job's overrides (`model.heads:8+task:sort`): characters that a shell or Hydra's
+    override grammar would trip over (`/ = , [ ] '` ...) become `-`, so the path can be pasted into `ckpt=...`
+    unquoted; long names are shortened with a hash, since a file name may not exceed 255 bytes."""
+    name = re.sub(r"[^\w.:+@%-]", "-", overrides) or "defaults"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9]}-{digest}"
+
+
+def varied_keys(sweep_dir: str | Path | None) -> list[str]:
+    """The settings a sweep varies, in the order they were given: the sweep overrides of its command line
+    (`model.heads=1,2,4`, `range(...)`, ...), then its sweeper's params (an experiment's `hydra.sweeper.params`),
+    read from the multirun.yaml Hydra writes into the sweep directory before the first job starts."""
+    try:
+        saved = OmegaConf.load(Path(str(sweep_dir)) / "multirun.yaml")
+        lines = [str(o) for o in saved.hydra.overrides.task]
+        lines += [f"{key}={value}" for key, value in (saved.hydra.sweeper.get("params") or {}).items()]
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # no multirun.yaml (a single run, another sweeper): nothing known to vary
+        return []
+    return list(dict.fromkeys(o.key_or_group.lstrip("+~") for o in parsed if o.is_sweep_override()))
+
+
+def sweep_job_dirname(overrides: List[str], sweep_dir: str | None = None, sweeper_params: Any = None) -> str:
+    """A sweep job's directory name: the settings the sweep varies, in sweep order, `model.heads:8+seed:1` (`:`
+    and `+` rather than `=` and `,`, which would break a later `ckpt=<path>` in Hydra's grammar). When the varied
+    settings are not known, every override but paths (not hyperparameters; their slashes would nest
+    directories). The full overrides are always in the job's .hydra/overrides.yaml."""
+    values = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        values[key.lstrip("+~")] = value
+    searched = [str(key).lstrip("+~") for key in (sweeper_params or {})]  # an optimising sweeper's (Optuna) space
+    varied = [key for key in dict.fromkeys([*varied_keys(sweep_dir), *searched]) if key in values]
+    if varied:
+        return safe_dirname("+".join(f"{key}:{values[key]}" for key in varied))
+    places = {"ckpt_path"} | {f"task.{name}" for spec in all_tasks().values() for name in spec.path_fields}
+    kept = [key for key in sorted(values) if key not in places and not key.startswith("hydra.")]
+    return safe_dirname("+".join(f"{key}:{values[key]}" for key in kept))
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore (and the resolver sweep directories are named with)."""
+    if not OmegaConf.has_resolver("sweep_job_dirname"):
+        OmegaConf.register_new_resolver("sweep_job_dirname", sweep_job_dirname)
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(name="base_eval", node=EvalConfig)
+    cs.store(name="base_predict", node=PredictConfig)
+    for name, spec in all_tasks().items():
+        cs.store(group="schema/task", name=name, node=spec.schema)
+    for name, scheme in MASK_SCHEMES.items():
+        cs.store(group="schema/mask", name=name, node=mask_schema(name, scheme))
+
+
+def resolve_arch(cfg: DictConfig) -> str:
+    """model.arch, with `auto` replaced by the architecture the task needs."""
+    return ARCH_FOR_KIND[task_spec(cfg.task.name).kind] if cfg.model.arch == "auto" else cfg.model.arch
+
+
+def model_config_for(
+    cfg: DictConfig, src_vocab_size: int = 8, tgt_vocab_size: int = 8, num_classes: int = 2
+) -> TransformerConfig:
+    """The model's own config from the composed Hydra config: every ModelAxes field, the mask scheme, and the
+    vocabulary sizes from the data (placeholders until the data is built, so validate() can run first)."""
+    axes = {f.name: cfg.model[f.name] for f in fields(ModelAxes)}
+    axes["arch"] = resolve_arch(cfg)
+    return TransformerConfig(
+        **axes,
+        src_vocab_size=src_vocab_size,
+        tgt_vocab_size=tgt_vocab_size,
+        num_classes=num_classes,
+        mask=to_plain(cfg.mask),
+    )
+
+
+def to_plain(cfg: DictConfig) -> dict:
+    """Resolved plain-dict copy (for checkpoints and hparams)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,306 @@
+"""Small Lightning callbacks the run wires up (the TensorBoard ones live in src/dashboard)."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, without "Epoch 12/-2" when only max_steps bounds training."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs is None or self.trainer.max_epochs < 0:
+            return f"Epoch {current_epoch}"
+        return super()._get_train_description(current_epoch)
+
+
+def _numpy_state_as_plain(state: tuple) -> tuple:
+    """numpy's generator state with its key array as a tensor: checkpoints are read with weights_only=True,
+    which loads tensors and plain Python values but no numpy objects."""
+    name, keys, position, has_gauss, cached_gaussian = state
+    return name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gaussian)
+
+
+class RestoreRandomState(L.Callback):
+    """Exact resume, random part: the checkpoint carries the random generators' states and a resumed run
+    restores them just before its first training step, so dropout draws the masks the uninterrupted run drew.
+
+    (The data order has its own seeded generators, see src/data/resumable.py; only the model uses these.)
+    Restoring at the first step rather than at load time skips what Lightning does in between (starting the
+    data iterators, for instance) whatever it draws.
+    """
+
+    def __init__(self):
+        self._pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": _numpy_state_as_plain(np.random.get_state()),
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending = state_dict
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+        random.setstate(state["python"])
+
+
+class ValidateAtLastStep(L.Callback):
+    """Run validation (and so the checkpoint callbacks) after the last training step.
+
+    Lightning validates every `val_check_interval` steps but does not validate when `max_steps` ends training
+    between two checks, so the final weights would be neither measured nor saved. Asking the trainer to stop at
+    the last step makes Lightning validate first (see `_should_check_val_fx`: a requested stop triggers a
+    validation); when the last step is a validation step anyway, nothing changes.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
+# --- runs that cannot go on: divergence and interrupts -------------------------------------------------------------
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became non-finite or passed the configured bound: the run stops at that step."""
+
+    def __init__(self, step: int, loss: float, max_loss: float | None):
+        bound = f" (above max_loss={max_loss})" if max_loss is not None and math.isfinite(loss) else ""
+        super().__init__(
+            f"training diverged at step {step}: loss {loss}{bound}; no weights from that point were saved: "
+            "lower optimizer.lr, raise optimizer.warmup_steps, or keep trainer.gradient_clip_val on"
+        )
+        self.step, self.loss = step, loss
+
+
+def weights_are_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+class StopOnDivergence(L.Callback):
+    """Stops training at the first step whose loss is NaN, infinite or above `max_loss` (None: no bound).
+
+    Reading the loss costs one host sync per step: the price of stopping at once rather than training on NaN
+    weights until the next validation. (Checkpoints also refuse non-finite weights: `FiniteModelCheckpoint`.)
+    """
+
+    def __init__(self, max_loss: float | None = None):
+        self.max_loss = max_loss
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        value = float(loss.detach())
+        if not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss):
+            raise TrainingDiverged(trainer.global_step, value, self.max_loss)
+
+
+class FiniteModelCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, refusing to save weights that are not finite (they would be saved as "best" or
+    "last" and handed to eval, predict or a resumed run): the run stops as diverged instead."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if not weights_are_finite(trainer.lightning_module):
+            raise TrainingDiverged(trainer.global_step, math.nan, None)
+        super()._save_checkpoint(trainer, filepath)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the state after the last finished step is in `checkpoint`."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Path | None):
+        super().__init__(f"{signal_name} at step {step}")
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+
+
+class SaveOnInterrupt(L.Callback):
+    """On Ctrl-C (SIGINT) or SIGTERM (what a cluster scheduler sends before it kills a job), finish the current
+    step, save it to `checkpoint_path` and stop; the run then resumes exactly from there.
+
+    While training runs, this callback owns both signals. Lightning's own SIGTERM handler would instead make its
+    loops raise `SIGTERMException` (a `SystemExit` with exit status 0) at whichever point they next look, mid-
+    validation included: a run stopped that way would neither save its step nor say it was interrupted. Under
+    DDP the ranks agree after every step whether any of them received a signal (Lightning does the same check for
+    its own handler), so all of them stop at the same step. A second Ctrl-C stops at once, without saving.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, checkpoint_path: Path):
+        self.checkpoint_path = checkpoint_path
+        self._received: str | None = None
+        self._previous_handlers: dict[int, Any] = {}
+
+    def _on_signal(self, signum, frame) -> None:
+        self._received = signal.Signals(signum).name
+        if signum == signal.SIGINT:  # the next Ctrl-C interrupts at once
+            signal.signal(signal.SIGINT, self._previous_handlers[signal.SIGINT])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._received = None
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            for signum in self.SIGNALS:
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in self._previous_handlers.items():
+                signal.signal(signum, handler)
+        self._previous_handlers = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
+        self._restore()
+
+    def _received_anywhere(self, trainer: L.Trainer) -> str | None:
+        if getattr(trainer, "world_size", 1) > 1:
+            if trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
+                return self._received or "SIGTERM"  # another rank was signalled: a scheduler stopping the job
+            return None
+        return self._received
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        received = self._received_anywhere(trainer)
+        if received is None:
+            return
+        saved = None
+        if weights_are_finite(pl_module):
+            # The whole training state (optimizer, loops, generators), as ModelCheckpoint saves it: the run resumes
+            # exactly from here.
+            trainer.save_checkpoint(self.checkpoint_path)
+            saved = self.checkpoint_path
+        raise TrainingInterrupted(received, trainer.global_step, saved)
+
+
+class ProgressLines(ProgressBar):
+    """The progress bar for output that is not a terminal (a log file, a cluster job, a pipe): a line every
+    `every_n_steps` training steps and one after each validation, instead of a bar redrawn in place."""
+
+    def __init__(self, every_n_steps: int = 100):
+        super().__init__()
+        self.every_n_steps = every_n_steps
+        self._enabled = True
+        self._started = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _print(self, trainer: L.Trainer, text: str) -> None:
+        if self._enabled and trainer.is_global_zero:
+            from .report import console
+
+            console.print(
+                f"step {trainer.global_step}/{trainer.max_steps}  {text}  ({time.monotonic() - self._started:.0f} s)"
+            )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._started = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            loss = self.get_metrics(trainer, pl_module).get("train/loss")
+            self._print(trainer, f"train/loss {float(loss):.4f}" if loss is not None else "")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        values = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        self._print(trainer, "  ".join(f"{k} {float(v):.4f}" for k, v in sorted(values.items())))
+
+
+# --- how fast the run went -----------------------------------------------------------------------------------------
+
+
+def process_start_time() -> float:
+    """When this process started (Unix time): Linux tells exactly; elsewhere, when this module was imported."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - uptime + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
+class TrainingSpeed(L.Callback):
+    """How fast this run trained, for run.json: the seconds from the process's start to its first training step,
+    and training steps and scored target tokens per second once `skip_steps` steps have warmed up, with the time
+    spent validating left out (the dashboards' logging steps are counted: they are part of training's cost).
+
+    Tokens are summed on the device and read once at the end, so measuring adds no per-step host sync."""
+
+    def __init__(self, skip_steps: int = 5):
+        self.skip_steps = skip_steps
+        self.first_step_at: float | None = None  # Unix time
+        self._steps = 0  # training steps seen in this session
+        self._timed_from: float | None = None  # perf_counter() at the start of the first timed step
+        self._timed_until = 0.0  # ... and at the end of the last one
+        self._timed_steps = 0
+        self._tokens: torch.Tensor | None = None
+        self._validations: list[tuple[float, float]] = []
+        self._validation_started = 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+        if self._timed_from is None and self._steps >= self.skip_steps:
+            self._timed_from = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._steps += 1
+        if self._timed_from is None:
+            return
+        tokens = pl_module.scored_targets(batch).detach()
+        self._tokens = tokens if self._tokens is None else self._tokens + tokens
+        self._timed_steps += 1
+        self._timed_until = time.perf_counter()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._validation_started = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        self._validations.append((self._validation_started, time.perf_counter()))
+
+    def summary(self) -> dict[str, float | int]:
+        result: dict[str, float | int] = {}
+        if self.first_step_at is not None:
+            result["launch_to_first_step_s"] = round(self.first_step_at - process_start_time(), 3)
+        if self._timed_from is not None and self._tokens is not None:
+            start, end = self._timed_from, self._timed_until
+            validating = sum(b - a for a, b in self._validations if a >= start and b <= end)  # between timed steps
+            seconds = end - start - validating
+            result["training_s"] = round(end - start, 1)  # the timed steps' wall time, validations included
+            result["timed_steps"] = self._timed_steps
+            result["steps_per_s"] = round(self._timed_steps / seconds, 3)
+            result["tokens_per_s"] = round(float(self._tokens) / seconds, 1)
+        return result

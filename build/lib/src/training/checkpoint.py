@@ -1,0 +1,222 @@
+"""Reading checkpoints back: what eval, predict and resuming need, with one-line errors for bad paths.
+
+A checkpoint stores the run's composed config and the model's TransformerConfig in its hyperparameters, so a
+checkpoint alone is enough to rebuild the model, the datamodule (vocabularies are reloaded from the run
+directory) and the decoding settings.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from src.data import task_spec
+from src.data.files import resolve_path
+from src.model import ConfigError, TransformerConfig
+from src.model.masks import MASK_SCHEMES
+
+
+def check_checkpoint_file(path: str, field_name: str = "ckpt") -> Path:
+    """A checkpoint path must name an existing file (loading it is checked where it is loaded)."""
+    resolved = resolve_path(path)
+    if resolved.is_dir():
+        hint = resolved / "checkpoints" / "best.ckpt"
+        raise ConfigError(
+            f"{field_name}={path} is a directory: give a .ckpt file"
+            + (f", e.g. {field_name}={hint}" if hint.is_file() else " (a run keeps them in <run>/checkpoints/)")
+        )
+    if not resolved.is_file():
+        raise ConfigError(f"{field_name}={path} does not exist (looked at {resolved}): give a .ckpt file of a run")
+    return resolved
+
+
+def read_checkpoint(path: str, field_name: str = "ckpt") -> dict[str, Any]:
+    """The checkpoint's content (on CPU). ConfigError when the file is missing or is not one of ours."""
+    resolved = check_checkpoint_file(path, field_name)
+    try:
+        # weights_only=True: tensors and plain Python values only. Unpickling anything else could run code
+        # hidden in the file, and checkpoints are shared; ours need nothing more (a test proves both).
+        checkpoint = torch.load(resolved, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = _refused_global(str(error))
+        if found is None:  # not a pickle at all (a text file, a truncated download)
+            raise ConfigError(
+                f"{field_name}={path} is not a readable checkpoint: "
+                "give a .ckpt file from a run's checkpoints/ directory"
+            ) from None
+        raise ConfigError(
+            f"{field_name}={path} was refused: it holds {found}, and loading it could run code; "
+            "use a checkpoint written by src.run (only tensors and plain values are read)"
+        ) from None
+    except Exception as error:  # truncated file, a text file, another format ...
+        raise ConfigError(
+            f"{field_name}={path} is not a readable checkpoint ({type(error).__name__}): "
+            "give a .ckpt file from a run's checkpoints/ directory"
+        ) from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    needed = ("config", "model_config", "kind")
+    if not isinstance(hparams, dict) or any(k not in hparams for k in needed) or "state_dict" not in checkpoint:
+        raise ConfigError(
+            f"{field_name}={path} is not a checkpoint written by src.run: "
+            "give a .ckpt file from a run's checkpoints/ directory"
+        )
+    hparams["model_config"] = _with_mask_scheme(hparams["model_config"])
+    return checkpoint
+
+
+def _with_mask_scheme(model_config: dict) -> dict:
+    """Checkpoints written before masks became schemes kept `mask_type`, `window` and `prefix_len` as model
+    fields: read them as today's `mask` settings."""
+    if "mask_type" not in model_config:
+        return model_config
+    model_config = dict(model_config)
+    old = {
+        "type": model_config.pop("mask_type"),
+        "window": model_config.pop("window"),
+        "prefix_len": model_config.pop("prefix_len"),
+    }
+    settings = {f.name for f in fields(MASK_SCHEMES[old["type"]])}
+    model_config["mask"] = {key: value for key, value in old.items() if key == "type" or key in settings}
+    return model_config
+
+
+def _refused_global(message: str) -> str | None:
+    """The object torch's safe unpickler refused, from its message ("Unsupported global: GLOBAL posix.system")."""
+    match = re.search(r"GLOBAL ([\w.]+)", message)
+    return f"a reference to {match.group(1)!r}" if match else None
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The most recently written checkpoint of a run directory (after an interrupt: the interrupted step)."""
+    found = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def resolve_resume_checkpoint(ckpt_path: str, run_dir: Path) -> Path:
+    """`ckpt_path` as a file: `last` is the newest checkpoint of this run's own directory (hydra.run.dir), a run
+    directory stands for its newest checkpoint, a file is itself."""
+    if ckpt_path == "last":
+        newest = newest_checkpoint(run_dir)
+        if newest is None:
+            raise ConfigError(
+                f"ckpt_path=last: {run_dir} has no checkpoints: give the interrupted run's directory, "
+                "hydra.run.dir=<run directory> ckpt_path=last"
+            )
+        return newest
+    path = resolve_path(ckpt_path)
+    if path.is_dir():
+        newest = newest_checkpoint(path) or newest_checkpoint(path.parent)  # a run, or its checkpoints/ folder
+        if newest is None:
+            raise ConfigError(f"ckpt_path={ckpt_path} holds no checkpoints: give a run directory or a .ckpt file")
+        return newest
+    return check_checkpoint_file(ckpt_path, "ckpt_path")
+
+
+def numeric_settings(config: dict) -> dict[str, Any]:
+    """What else changes the numbers of a run, beyond its config's must-match settings: recorded in checkpoints
+    and checked on resume. On the CPU the thread count changes the order of reductions, and so the weights."""
+    trainer = config["trainer"]
+    settings = {
+        "trainer.accelerator": trainer["accelerator"],
+        "trainer.precision": str(trainer["precision"]),
+        "trainer.devices": str(trainer["devices"]),
+        "compile": bool(config.get("compile", False)),
+    }
+    if trainer["accelerator"] == "cpu":
+        settings["torch_threads"] = torch.get_num_threads()
+    return settings
+
+
+# What a resumed run must share with the run that wrote the checkpoint, beyond the model: the data (its
+# content and order come from these) and the optimisation. Training length (trainer.max_steps) may change.
+RESUME_MUST_MATCH = ("seed", "batch_size", "label_smoothing", "optimizer", "trainer.accumulate_grad_batches")
+
+
+def _lookup(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def check_resumable(
+    checkpoint: dict,
+    model_cfg: TransformerConfig,
+    task_name: str,
+    field_name: str = "ckpt_path",
+    config: dict | None = None,
+    numerics: dict | None = None,
+) -> None:
+    """Resuming needs the same model, task, data, optimisation and numerics: report the first difference as the line
+    to fix."""
+    saved_config = checkpoint["hyper_parameters"]["config"]
+    saved_task = saved_config["task"]["name"]
+    if saved_task != task_name:
+        raise ConfigError(
+            f"{field_name} was trained on task={saved_task}, this run has task={task_name}: "
+            f"resume with task={saved_task} or drop {field_name}"
+        )
+    if config is not None:
+        places = task_spec(saved_task).path_fields  # data may move between the runs; settings may not
+        keys = list(RESUME_MUST_MATCH) + [f"task.{k}" for k in saved_config["task"] if k not in places]
+        for key in keys:
+            saved_value, value = _lookup(saved_config, key), _lookup(config, key)
+            if saved_value != value:
+                raise ConfigError(
+                    f"{field_name} was trained with {key}={saved_value}, this run has {key}={value}: "
+                    f"resume with the same settings (see the run's .hydra/config.yaml) or drop {field_name}"
+                )
+    saved_numerics = checkpoint["hyper_parameters"].get("numerics") or {}  # older checkpoints did not record them
+    for key, value in (numerics or {}).items():
+        if key in saved_numerics and saved_numerics[key] != value:
+            raise ConfigError(
+                f"{field_name} was trained with {key}={saved_numerics[key]}, this run has {key}={value}, which "
+                f"changes the numbers: resume with {key}={saved_numerics[key]} for an exact continuation"
+            )
+    saved = checkpoint["hyper_parameters"]["model_config"]
+    for key, value in asdict(model_cfg).items():
+        if key in saved and saved[key] != value:
+            raise ConfigError(
+                f"{field_name} was trained with {key}={saved[key]}, this run has {key}={value}: "
+                f"resume with the same settings (see the run's .hydra/config.yaml) or drop {field_name}"
+            )
+
+
+def run_dir_of(checkpoint_path: str, checkpoint: dict) -> Path:
+    """The training run's directory (vocabularies live there): <run>/checkpoints/x.ckpt -> <run>; else the
+    directory recorded at training time."""
+    path = Path(checkpoint_path).resolve()
+    if path.parent.name == "checkpoints":
+        return path.parent.parent
+    return Path(checkpoint["hyper_parameters"].get("run_dir") or path.parent)
+
+
+def load_run(
+    checkpoint_path: str, batch_size: int | None = None, field_name: str = "ckpt", checkpoint: dict | None = None
+):
+    """(module, datamodule) rebuilt from a checkpoint (read here unless already read): the trained model in eval
+    mode and the run's data."""
+    from src.data import build_datamodule
+    from src.training.module import TransformerLitModule
+
+    if checkpoint is None:
+        checkpoint = read_checkpoint(checkpoint_path, field_name)
+    hparams = checkpoint["hyper_parameters"]
+    module = TransformerLitModule(
+        hparams["config"], hparams["model_config"], hparams["kind"], hparams.get("run_dir"), hparams.get("numerics")
+    )
+    module.load_state_dict(checkpoint["state_dict"])
+    module.eval()
+    config = hparams["config"]
+    datamodule = build_datamodule(
+        OmegaConf.create(config["task"]),
+        batch_size=config["batch_size"] if batch_size is None else batch_size,
+        seed=config["seed"],
+        run_dir=run_dir_of(checkpoint_path, checkpoint),
+    )
+    return module, datamodule

@@ -1,0 +1,134 @@
+"""Read-only views of a network for evaluation and the dashboard: attention maps, greedy decoding, batched
+translation of many sources, sampled text and predicted labels; and `forward_batch`, the teacher-forced forward
+pass they share with the training step.
+
+They are plain functions of the network (a src.model model: the LightningModule's `.model`), a batch in the
+format of its task kind (see module.py) and, where text is involved, the datamodule. Every view runs the network
+under `eval_mode` (no dropout, no gradients) and leaves it in the mode it found it, so a dashboard callback may
+call one between two training steps. Batches may sit on the CPU: the views move them to the network's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from src.model import BOS_ID, PAD_ID, ModelOutput, generate
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the block with `model` in eval mode and without gradients, then put back the mode it was in (training,
+    when a callback looks at the model mid-run), even when the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _on_model_device(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    device = next(model.parameters()).device
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+def forward_batch(model: nn.Module, kind: str, batch: Mapping[str, Tensor], need_weights: bool = False) -> ModelOutput:
+    """The network on a batch of its task kind, teacher-forced. It switches no mode: the training step calls it
+    as it is, the views below inside `eval_mode`."""
+    if kind == "seq2seq":
+        return model(batch["src"], batch["tgt_in"], need_weights=need_weights)  # logits (B, T, V)
+    if kind == "lm":
+        return model(batch["tgt_in"], need_weights=need_weights)  # logits (B, T, V)
+    return model(batch["src"], need_weights=need_weights)  # logits (B, C)
+
+
+def attention_maps(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> ModelOutput:
+    """The output with `.attentions` (site -> one (B, H, Tq, Tk) tensor per layer) for this batch. Only the
+    dashboard's logging steps ask for the weights: training steps keep the fast attention path."""
+    with eval_mode(model):
+        return forward_batch(model, kind, _on_model_device(model, batch), need_weights=True)
+
+
+def greedy_decode(model: nn.Module, kind: str, batch: Mapping[str, Tensor], extra_tokens: int = 0) -> Tensor:
+    """Greedy output (B, L) (no BOS; EOS then PAD).
+
+    seq2seq: from batch["src"], at most as long as the reference (batch["tgt_out"], else the source) plus
+    `extra_tokens`; lm: continues the first half of batch["tgt_in"] (at least the prompt the model needs) up to
+    its full length.
+    """
+    batch = _on_model_device(model, batch)
+    with eval_mode(model):
+        if kind == "seq2seq":
+            target_len = batch["tgt_out"].size(1) if "tgt_out" in batch else batch["src"].size(1)
+            return generate(model, src=batch["src"], max_new_tokens=target_len + extra_tokens)
+        if kind == "lm":
+            tokens = batch["tgt_in"]  # (B, T)
+            half = max(1, tokens.size(1) // 2, model.mask_scheme.min_prompt_len)
+            return generate(model, prompt=tokens[:, :half], max_new_tokens=tokens.size(1) - half)
+    raise ValueError("greedy_decode is for sequence tasks; use predict_labels for classification")
+
+
+def translate_in_batches(
+    model: nn.Module, sources: Sequence[Sequence[int]], batch_size: int = 64, **decode
+) -> list[Tensor]:
+    """Decode every source (token ids, no padding) with `generate(**decode)`, `batch_size` at a time; the outputs
+    (each (L,): no BOS, EOS then PAD) come back in the order of `sources`.
+
+    The sources are batched longest first, so each batch holds sentences of similar length and little of the work
+    is spent on padding; padding changes no output (the masks hide it), only the time.
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
+    outputs: list[Tensor] = [torch.empty(0, dtype=torch.long)] * len(sources)
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            src = torch.full((len(chunk), len(sources[chunk[0]])), PAD_ID, dtype=torch.long)  # (B, S), longest first
+            for row, i in enumerate(chunk):
+                src[row, : len(sources[i])] = torch.as_tensor(sources[i], dtype=torch.long)
+            generated = generate(model, src=src.to(device), **decode).cpu()  # (B, L)
+            for row, i in enumerate(chunk):
+                outputs[i] = generated[row]
+    return outputs
+
+
+def predict_labels(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    """Classification: the predicted class ids (B,)."""
+    with eval_mode(model):
+        return model(_on_model_device(model, batch)["src"]).logits.argmax(dim=-1)
+
+
+def sample_text(
+    model: nn.Module,
+    datamodule,
+    decode: Mapping[str, float],
+    max_new_tokens: int = 200,
+    prompt: str = "",
+    seed: int = 0,
+) -> str:
+    """lm tasks: the prompt and a sampled continuation, drawn with the run's `decode` settings (temperature, top_k,
+    top_p) from a fixed seed, so that samples are comparable across steps and runs."""
+    ids = [BOS_ID] + (datamodule.encode_tgt(prompt) if prompt else [])
+    needed = model.mask_scheme.min_prompt_len
+    if len(ids) < needed:  # a prefix-LM starts from a whole prefix: take a validation one
+        ids = datamodule.probe_batch(1)["tgt_in"][0, :needed].tolist()
+        prompt = datamodule.decode_tgt(ids)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with eval_mode(model):
+        out = generate(
+            model,
+            prompt=torch.tensor([ids], device=device),
+            max_new_tokens=max_new_tokens,
+            strategy="sample",
+            temperature=decode.get("temperature", 1.0),
+            top_k=decode.get("top_k", 0),
+            top_p=decode.get("top_p", 1.0),
+            generator=generator,
+        )
+    return prompt + datamodule.decode_tgt(out[0])

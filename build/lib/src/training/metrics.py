@@ -1,0 +1,103 @@
+"""Metrics per split, from torchmetrics (which also syncs them across devices under DDP).
+
+One `SplitMetrics` per evaluated split ("val", "test", "test_long"); what it tracks depends on the task kind:
+
+    kind            metrics (logged as <split>/<name>)
+    seq2seq         loss, ppl, token_acc, exact_match (greedy decoding), bleu (translation tasks only)
+    lm              loss, ppl, token_acc
+    classification  loss, acc
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.text import SacreBLEUScore
+
+from src.model import EOS_ID, PAD_ID
+
+
+def pad_after_eos(tokens: Tensor) -> Tensor:
+    """(B, L) -> (B, L) with every position after the first EOS set to PAD, so that two sequences compare
+    equal exactly when they agree up to and including their EOS."""
+    is_eos = tokens == EOS_ID
+    after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0  # strictly after the first EOS
+    return tokens.masked_fill(after_eos, PAD_ID)
+
+
+def exact_match(predicted: Tensor, target: Tensor) -> Tensor:
+    """(B, Lp) generated and (B, Lt) reference token ids (both ending in EOS, then PAD) -> (B,) bool."""
+    length = max(predicted.size(1), target.size(1))
+    predicted = nn.functional.pad(pad_after_eos(predicted), (0, length - predicted.size(1)), value=PAD_ID)
+    target = nn.functional.pad(pad_after_eos(target), (0, length - target.size(1)), value=PAD_ID)
+    return (predicted == target).all(dim=1)
+
+
+class SplitMetrics(nn.Module):
+    """The metric state of one split. `update_*` per batch, `compute()` at the end of the epoch, then `reset()`."""
+
+    def __init__(self, kind: str, num_outputs: int, with_bleu: bool):
+        super().__init__()
+        self.kind = kind
+        self.loss = MeanMetric()  # token-weighted mean cross-entropy (without label smoothing)
+        if kind == "classification":
+            self.acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
+        else:
+            self.token_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro", ignore_index=PAD_ID)
+        if kind == "seq2seq":
+            self.exact_match = MeanMetric()
+        # corpus BLEU on detokenized text, as sacrebleu computes it (13a tokenization)
+        self.bleu = SacreBLEUScore(tokenize="13a") if with_bleu else None
+
+    def update_loss(self, mean_loss: Tensor, count: Tensor) -> None:
+        self.loss.update(mean_loss.detach(), weight=count)
+
+    def update_predictions(self, logits: Tensor, target: Tensor) -> None:
+        """logits (B, T, V) and target (B, T) for sequences; logits (B, C) and labels (B,) for classification."""
+        predicted = logits.argmax(dim=-1)
+        if self.kind == "classification":
+            self.acc.update(predicted, target)
+        else:
+            self.token_acc.update(predicted.flatten(), target.flatten())
+
+    def update_generation(self, generated: Tensor, target: Tensor) -> None:
+        self.exact_match.update(exact_match(generated, target).float())
+
+    def update_bleu(self, hypotheses: list[str], references: list[str]) -> None:
+        self.bleu.update(hypotheses, [[r] for r in references])
+
+    def compute(self) -> dict[str, float]:
+        loss = self.loss.compute().item()
+        values = {"loss": loss}
+        if self.kind == "classification":
+            values["acc"] = self.acc.compute().item()
+        else:
+            values["ppl"] = math.exp(min(loss, 50.0))  # capped: exp of a diverged loss is just inf
+            values["token_acc"] = self.token_acc.compute().item()
+        if self.kind == "seq2seq" and self.exact_match.update_count > 0:
+            values["exact_match"] = self.exact_match.compute().item()
+        if self.bleu is not None and self.bleu.update_count > 0:
+            values["bleu"] = 100.0 * self.bleu.compute().item()  # sacrebleu's 0-100 scale
+        return values
+
+    def reset(self) -> None:
+        for metric in self.children():
+            metric.reset()
+
+
+def metric_tags(kind: str, with_bleu: bool) -> list[str]:
+    """The validation tags a run logs: TensorBoard's HPARAMS tab shows these columns (hparams are logged once, at
+    train start, with the tags the run writes later)."""
+    names = ["val/loss"]
+    if kind == "classification":
+        names.append("val/acc")
+    else:
+        names += ["val/ppl", "val/token_acc"]
+    if kind == "seq2seq":
+        names.append("val/exact_match")
+    if with_bleu:
+        names.append("val/bleu")
+    return names

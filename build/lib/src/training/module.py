@@ -1,0 +1,155 @@
+"""TransformerLitModule: the training logic around a src.model network, and nothing else.
+
+Model math lives in src/model, data in src/data, read-only views of the network (attention maps, greedy
+decoding, samples) in inference.py, TensorBoard pictures in src/dashboard; this module computes the loss, updates
+metrics and builds the optimizer.
+
+Batches (from src.data):
+    seq2seq         {"src": (B, S), "tgt_in": (B, T), "tgt_out": (B, T)}   tgt_in = BOS + y, tgt_out = y + EOS
+    lm              {"tgt_in": (B, T), "tgt_out": (B, T)}
+    classification  {"src": (B, S), "label": (B,)}
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.data import task_spec
+from src.model import PAD_ID, ModelOutput, TransformerConfig, build_model
+
+from .inference import forward_batch, greedy_decode
+from .metrics import SplitMetrics, metric_tags
+from .optim import build_optimizer, time_budget_fraction
+
+
+class TransformerLitModule(L.LightningModule):
+    """Args:
+    config: the run's composed config as a plain dict (saved in the checkpoint, so eval/predict can rebuild
+        the data and decoding settings from the checkpoint alone).
+    model_config: the model's TransformerConfig as a dict (vocabulary sizes included).
+    kind: "seq2seq" | "lm" | "classification" (the datamodule's kind).
+    run_dir: the run directory (learned vocabularies live there); recorded for eval/predict.
+    numerics: what else changes the numbers (thread count, precision, ...): recorded, checked on resume.
+    """
+
+    def __init__(
+        self, config: dict, model_config: dict, kind: str, run_dir: str | None = None, numerics: dict | None = None
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = config
+        self.kind = kind
+        # What the task declares (not kept: the module is pickled to DDP ranks, and specs hold functions).
+        task = task_spec(config["task"]["name"])
+        self.model_cfg = TransformerConfig(**model_config)
+        self.model = build_model(self.model_cfg)
+        if config.get("compile", False):
+            self.model.compile()  # in place: the module keeps its class, methods and state_dict keys
+        self.label_smoothing = config.get("label_smoothing", 0.0)
+
+        # Greedy decoding may run this many tokens past the reference: a translation may rightly be longer than
+        # its reference, while a longer output on a synthetic task is wrong anyway.
+        self.extra_decode_tokens = task.generation_slack
+
+        num_outputs = self.model_cfg.num_classes if kind == "classification" else self.model_cfg.tgt_vocab_size
+        self.split_metrics = nn.ModuleDict(
+            {split: SplitMetrics(kind, num_outputs, with_bleu=task.bleu) for split in ("val", "test", "test_long")}
+        )
+        self.test_split_names = ["test", "test_long"]  # test_dataloader() order (synthetic tasks have both)
+        self.monitor, self.monitor_mode = task.main_metric
+        self.metric_tags = metric_tags(kind, task.bleu)  # the columns of TensorBoard's HPARAMS tab
+
+    # --- the forward pass, per kind ---------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
+        return forward_batch(self.model, self.kind, batch)  # logits (B, T, V), or (B, C) for classification
+
+    def _target(self, batch: dict[str, Tensor]) -> Tensor:
+        """What the logits are scored against; positions set to PAD are not scored."""
+        if self.kind == "classification":
+            return batch["label"]
+        if self.kind == "lm":  # a prefix-LM must not be scored where it can see its own target
+            trainable = self.model.trainable_positions(batch["tgt_in"])
+            if trainable is not None:
+                return batch["tgt_out"].masked_fill(~trainable, PAD_ID)
+        return batch["tgt_out"]
+
+    def loss(self, logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Mean cross-entropy over the non-pad target tokens (teacher forcing: logits at position t predict
+        tgt_out[t]) and the number of tokens it averages over (a tensor: no device sync per step).
+        Classification: mean over the batch."""
+        if self.kind == "classification":
+            return F.cross_entropy(logits, target, label_smoothing=label_smoothing), self._count(target)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1),  # (B*T, V)
+            target.flatten(),  # (B*T,)
+            ignore_index=PAD_ID,
+            label_smoothing=label_smoothing,
+        )
+        return loss, self._count(target)
+
+    def _count(self, target: Tensor) -> Tensor:
+        if self.kind == "classification":
+            return target.new_tensor(target.numel())  # one label per example
+        return (target != PAD_ID).sum()
+
+    def scored_targets(self, batch: dict[str, Tensor]) -> Tensor:
+        """How many targets the loss of this batch averages over (tokens; labels for classification), as a tensor
+        on the batch's device: reading it is left to the caller, so counting costs no device sync."""
+        return self._count(self._target(batch))
+
+    # --- training -----------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch).logits
+        target = self._target(batch)
+        loss, _ = self.loss(logits, target, self.label_smoothing)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=target.size(0))
+        return loss
+
+    def configure_optimizers(self):
+        # the whole run's optimizer steps, whether trainer.max_steps or trainer.max_epochs bounds it
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        budget = time_budget_fraction(self.trainer)  # trainer.max_time: the cosine decay ends with the budget
+        return build_optimizer(self.model, self.config["optimizer"], self.model_cfg.d_model, total_steps, budget)
+
+    # --- evaluation ---------------------------------------------------------------------------------------------
+
+    def _evaluate(self, batch: dict[str, Tensor], split: str) -> None:
+        metrics: SplitMetrics = self.split_metrics[split]
+        target = self._target(batch)
+        logits = self(batch).logits
+        loss, count = self.loss(logits, target)  # no smoothing: val loss and perplexity stay comparable
+        metrics.update_loss(loss, count)
+        metrics.update_predictions(logits, target)
+        if self.kind == "seq2seq":
+            generated = greedy_decode(self.model, self.kind, batch, self.extra_decode_tokens)  # (B, L)
+            metrics.update_generation(generated, target)
+            if metrics.bleu is not None:
+                decode = self.trainer.datamodule.decode_tgt
+                metrics.update_bleu([decode(g) for g in generated], [decode(t) for t in target])
+
+    def _log_split(self, split: str) -> dict[str, float]:
+        metrics: SplitMetrics = self.split_metrics[split]
+        if metrics.loss.update_count == 0:  # e.g. an empty optional split
+            return {}
+        values = {f"{split}/{name}": value for name, value in metrics.compute().items()}
+        metrics.reset()
+        # Values are already reduced across devices by torchmetrics: no sync_dist needed.
+        self.log_dict(values, prog_bar=split == "val", add_dataloader_idx=False)
+        return values
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, self.test_split_names[dataloader_idx])
+
+    def on_test_epoch_end(self) -> None:
+        for split in self.test_split_names:
+            self._log_split(split)

@@ -1,0 +1,174 @@
+"""What a run prints: the composed config as a tree with the model's size at the start, where everything went at
+the end. Printed with rich (the progress bar is rich too); everything printed here is also kept in the run's
+run.log (without colours), so a run on a cluster or behind a pipe keeps its own account."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sys
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, TextIO
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.tree import Tree
+
+from src.model import TransformerConfig, count_parameters, flops_per_token
+from src.provenance import python_command
+
+console = Console(soft_wrap=True)  # long paths and commands stay on one line, copy-pastable
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the terminal as it is, and a copy without colour codes to a log file."""
+
+    def __init__(self, terminal: TextIO, log: TextIO):
+        self.terminal, self.log = terminal, log
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        self.log.write(_ANSI.sub("", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:  # rich decides colours and live display from the terminal, not the log
+        return self.terminal.isatty()
+
+    def fileno(self) -> int:
+        return self.terminal.fileno()
+
+
+@contextmanager
+def logged_to(path: Path) -> Iterator[None]:
+    """Copy what the run prints (its console and its error lines) into `path` while the block runs."""
+    with open(path, "a", encoding="utf-8") as log:
+        console.file = _Tee(sys.stdout, log)
+        _error_logs.append(log)
+        try:
+            yield
+        finally:
+            _error_logs.remove(log)
+            console.file = None  # type: ignore[assignment]  # back to whatever sys.stdout is then
+
+
+_error_logs: list[TextIO] = []
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+    for log in _error_logs:
+        log.write(line + "\n")
+        log.flush()
+
+
+def print_error(message: str) -> None:
+    """`error: ...` on stderr, one line, and into the run's log."""
+    _say(f"error: {message}")
+
+
+def print_warning(message: str) -> None:
+    """`warning: ...` on stderr, one line, and into the run's log: legal input that does something surprising."""
+    _say(f"warning: {message}")
+
+
+class _DropLightningTips(logging.Filter):
+    """Lightning 2.6 prints an advertisement ("Tip: ... litlogger") for every Trainer, and a note each time a
+    checkpoint is saved by hand (`trainer.save_checkpoint`: "`weights_only` was not set", i.e. the whole state is
+    saved, which is what an interrupted run needs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "Tip:" not in message and "`weights_only` was not set" not in message
+
+
+def quiet_lightning() -> None:
+    """Keep the output about the run: drop Lightning's tip line, and warnings no user can act on."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(_DropLightningTips())
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Under DDP Lightning suggests sync_dist=True for epoch-level logs; ours are torchmetrics values that are
+    # already reduced across ranks (src/training/metrics.py), so reducing again would only cost time.
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+
+
+def config_tree(cfg: DictConfig, title: str = "config") -> Tree:
+    """The config as a rich tree: one branch per group (model, task, ...), leaves `field: value`."""
+    tree = Tree(f"[bold]{title}[/bold]")
+
+    def add(branch: Tree, node) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                add(branch.add(f"[bold cyan]{key}[/bold cyan]"), value)
+            else:
+                branch.add(f"{key}: [green]{value!r}[/green]" if isinstance(value, str) else f"{key}: {value}")
+
+    add(tree, OmegaConf.to_container(cfg, resolve=True))
+    return tree
+
+
+def human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def print_run_start(cfg: DictConfig, model_cfg: TransformerConfig, module, datamodule, run_dir: Path) -> None:
+    tree = config_tree(cfg)
+    params = count_parameters(module.model)
+    flops = flops_per_token(model_cfg, max(1, datamodule.max_src_len), max(1, datamodule.max_tgt_len))
+    size = tree.add("[bold magenta]model size[/bold magenta]")
+    size.add(f"arch: {model_cfg.arch}")
+    size.add(f"parameters: {params:,} ({human(params)})")
+    size.add(f"forward FLOPs per output token: {human(flops)} (at the task's longest sequences; training ~3x)")
+    size.add(
+        f"vocabulary: src {model_cfg.src_vocab_size}, tgt {model_cfg.tgt_vocab_size}, classes {model_cfg.num_classes}"
+    )
+    console.print(tree)
+    console.print(f"run directory: [bold]{run_dir}[/bold]")
+
+
+def print_metrics(metrics: dict[str, float], highlight: str | None = None) -> None:
+    width = max((len(name) for name in metrics), default=0)
+    for name, value in sorted(metrics.items()):
+        marker = "  <- main metric" if name == highlight else ""
+        console.print(f"{name:>{width}}: {value:.4f}{marker}")
+
+
+def print_run_end(
+    run_dir: Path, metrics: dict[str, float], monitor: str, with_logger: bool, multirun: bool, speed: dict | None = None
+) -> None:
+    console.rule("[bold]done")
+    print_metrics(metrics, monitor)
+    if speed and "tokens_per_s" in speed:
+        console.print(
+            f"speed:         {speed['tokens_per_s']:,.0f} target tokens/s, {speed['steps_per_s']:.1f} steps/s "
+            f"(validation excluded); first step {speed['launch_to_first_step_s']:.1f} s after launch"
+        )
+    console.print(f"run directory: {run_dir}")
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir():
+        names = ", ".join(sorted(p.name for p in checkpoints.glob("*.ckpt")))
+        console.print(f"checkpoints:   {checkpoints}  ({names})")
+    python = python_command()  # commands that work as printed, also from a fresh clone's unactivated .venv
+    if with_logger:
+        console.print(f"TensorBoard:   {python} -m tensorboard.main {tensorboard_source(run_dir, multirun)}")
+    console.print(f"evaluate:      {python} -m src.eval ckpt={checkpoints / 'best.ckpt'}")
+
+
+def tensorboard_source(run_dir: Path, multirun: bool) -> str:
+    """A sweep's runs sit side by side under the sweep directory, named by their job directories: point TensorBoard
+    there to compare them. A single run gets a name (its directory's parent and name; as --logdir it would be
+    listed as "."). More images per tag than TensorBoard's default 10, so the slider walks the whole training."""
+    source = (
+        f"--logdir {run_dir.parent}" if multirun else f"--logdir_spec {run_dir.parent.name}/{run_dir.name}:{run_dir}"
+    )
+    return f"{source} --samples_per_plugin images=100"

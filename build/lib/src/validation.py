@@ -1,0 +1,215 @@
+"""Semantic checks of a composed config, run before anything is built.
+
+Hydra has already checked shapes and types against the schema (src/schema.py); what is left are values that are
+each fine but cannot work together: heads not dividing d_model, an encoder-only model on a translation task, a
+data file that does not exist, ... `validate_config` raises `ConfigError` (or the data layer's `DataError`) with
+one line naming the field and the fix; the commands print it as `error: ...` and exit with status 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.data import task_spec
+from src.data.files import resolve_path
+from src.model import ConfigError
+from src.schema import ARCH_FOR_KIND, model_config_for, resolve_arch
+from src.training.loggers import check_logger
+from src.training.optim import OPTIMIZERS
+from src.training.stock_callbacks import check_stock_callbacks
+
+ARCH_CHOICES = ("auto", "encoder_decoder", "decoder_only", "encoder_only")
+DECODE_STRATEGIES = ("greedy", "beam", "sample")
+
+
+def _check_choice(field_name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{field_name}={value!r} is not known: choose one of {', '.join(allowed)}")
+
+
+def _check_file(field_name: str, path: str) -> None:
+    resolved = resolve_path(path)
+    if not resolved.is_file():
+        raise ConfigError(f"{field_name}={path} does not exist (looked at {resolved}): fix the path")
+
+
+def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
+    """Raise ConfigError (one line: the field and the fix) for a config that cannot work. Cheap: reads no data
+    but checks that data files exist; runs before the datamodule and the model are built."""
+    check_no_added_keys(cfg)
+    name = cfg.task.name
+    spec = task_spec(name)  # DataError (one line) for an unknown task
+
+    # --- model and mask ---
+    _check_choice("model.arch", cfg.model.arch, ARCH_CHOICES)
+    arch, needed = resolve_arch(cfg), ARCH_FOR_KIND[spec.kind]
+    if arch != needed:
+        raise ConfigError(
+            f"model.arch={arch} cannot train task={name} ({spec.kind}): use model.arch={needed} (or model.arch=auto)"
+        )
+    # The model's own checks (choices, heads | d_model, rope's even head size, dropout range, the mask scheme's
+    # settings, ...), with placeholder vocabulary sizes: the real ones are known after the data is read and are
+    # checked again then.
+    model_config_for(cfg).validate()
+
+    # --- task: required fields, data files, the task's own checks, and whether the model is long enough ---
+    for key in cfg.task:
+        if OmegaConf.is_missing(cfg.task, key):
+            raise ConfigError(f"task.{key} is required for task={name}: set task.{key}=...")
+    for key in spec.file_fields:
+        if cfg.task[key] is not None:
+            _check_file(f"task.{key}", cfg.task[key])
+    spec.validate(cfg.task)
+    need = spec.longest_sequence(cfg.task)
+    if need is not None and cfg.model.max_len < need:
+        raise ConfigError(
+            f"model.max_len={cfg.model.max_len} is shorter than the longest sequence task={name} produces "
+            f"({need} tokens): set model.max_len={_round_up(need)} or shorten the task's lengths"
+        )
+
+    # --- training ---
+    _check_choice("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
+    if cfg.optimizer.lr <= 0:
+        raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be > 0")
+    if cfg.optimizer.warmup_steps < 0:
+        raise ConfigError(f"optimizer.warmup_steps={cfg.optimizer.warmup_steps} must be >= 0")
+    least = OPTIMIZERS[cfg.optimizer.name].min_warmup_steps
+    if cfg.optimizer.warmup_steps < least:
+        raise ConfigError(
+            f"optimizer.warmup_steps={cfg.optimizer.warmup_steps} is too small for {cfg.optimizer.name} (its schedule "
+            f"divides by it): set optimizer.warmup_steps={least} or more"
+        )
+    if len(cfg.optimizer.betas) != 2:
+        raise ConfigError(
+            f"optimizer.betas={list(cfg.optimizer.betas)} needs two values: set e.g. optimizer.betas=[0.9,0.98]"
+        )
+    _check_trainer(cfg.trainer, multirun)
+    if cfg.num_workers < 0:
+        raise ConfigError(f"num_workers={cfg.num_workers} must be >= 0 (0 = load data in the training process)")
+    for key in ("attention_examples", "probe_size", "text_examples"):
+        if cfg.dashboard[key] < 1:
+            raise ConfigError(
+                f"dashboard.{key}={cfg.dashboard[key]} must be >= 1 (turn the logger off with its switch)"
+            )
+    if cfg.checkpoint.every_n_train_steps < 0:
+        raise ConfigError(f"checkpoint.every_n_train_steps={cfg.checkpoint.every_n_train_steps} must be >= 0 (0 = off)")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ConfigError(f"label_smoothing={cfg.label_smoothing} must be in [0, 1)")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1")
+    check_logger(cfg.logger)
+    check_stock_callbacks(cfg.callbacks)
+    if cfg.dashboard.attention_every_n_steps < 0:
+        raise ConfigError(
+            f"dashboard.attention_every_n_steps={cfg.dashboard.attention_every_n_steps} must be >= 0 "
+            "(0 = only at the end of training)"
+        )
+    validate_decode(cfg.decode)
+    check_seed(cfg.seed)
+    if cfg.progress_every_n_steps < 1:
+        raise ConfigError(f"progress_every_n_steps={cfg.progress_every_n_steps} must be >= 1")
+    check_threads(cfg.torch_threads)
+    if cfg.max_loss is not None and not cfg.max_loss > 0:
+        raise ConfigError(
+            f"max_loss={cfg.max_loss} is not a loss bound: set a positive one, or max_loss=null to stop only on a "
+            "non-finite loss"
+        )
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed} must be in [0, 2^32 - 1] (the generators' range): use e.g. seed=0")
+
+
+def check_threads(threads: int) -> None:
+    if threads < 0:
+        raise ConfigError(f"torch_threads={threads} must be >= 0 (0 = torch's default, one per core)")
+
+
+# Groups where a key added with `+` is read after all: trainer.* goes to lightning.Trainer as it is, meta.* is the
+# user's own notes.
+OPEN_GROUPS = ("trainer", "meta", "callbacks")
+
+
+def check_no_added_keys(cfg: DictConfig, prefix: str = "") -> None:
+    """`+model.head=8` adds a key Hydra's schema does not have; nothing would read it, so the run would silently
+    ignore what the user asked for. Refuse every key that is not a field of its node's schema."""
+    schema = OmegaConf.get_type(cfg)
+    known = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    for key in cfg:
+        path = f"{prefix}{key}"
+        if known is not None and key not in known:
+            raise ConfigError(
+                f"{path} is not a setting, so nothing would read it: check the spelling (python -m src.run --cfg job "
+                "prints every setting); keep your own notes under +meta.<name>"
+            )
+        value = cfg._get_node(key)
+        if isinstance(value, DictConfig) and path not in OPEN_GROUPS:
+            check_no_added_keys(value, prefix=f"{path}.")
+
+
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
+
+
+def _check_trainer(trainer, multirun: bool) -> None:
+    """The Trainer arguments Lightning would reject late (after data and model are built) or never."""
+    if str(trainer.precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={trainer.precision} is not known: choose one of {', '.join(PRECISIONS)}")
+    if trainer.accelerator in ("gpu", "cuda") and not _cuda_available():
+        raise ConfigError(f"trainer.accelerator={trainer.accelerator} but no CUDA GPU is visible: use trainer=cpu")
+    interval = trainer.val_check_interval
+    if isinstance(interval, int) and interval < 1:
+        raise ConfigError(f"trainer.val_check_interval={interval} must be >= 1 (training steps between validations)")
+    if trainer.limit_val_batches == 0:
+        raise ConfigError("trainer.limit_val_batches=0 skips validation, so no checkpoint would be saved: use > 0")
+    if trainer.accumulate_grad_batches < 1:
+        raise ConfigError(f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches} must be >= 1")
+    if trainer.gradient_clip_val is not None and trainer.gradient_clip_val < 0:
+        raise ConfigError(
+            f"trainer.gradient_clip_val={trainer.gradient_clip_val} must be >= 0 (0 or null turn clipping off)"
+        )
+    if trainer.max_time is not None and not re.fullmatch(r"\d+:\d+:\d+:\d+", str(trainer.max_time)):
+        raise ConfigError(
+            f"trainer.max_time={trainer.max_time} is not a duration: write days:hours:minutes:seconds, "
+            "e.g. trainer.max_time=00:00:30:00 for 30 minutes"
+        )
+    if trainer.max_steps < 1 and trainer.max_epochs is None and trainer.max_time is None:
+        raise ConfigError("training never stops: set trainer.max_steps > 0, trainer.max_epochs or trainer.max_time")
+    several_devices = str(trainer.devices) not in ("1", "[0]")
+    if multirun and several_devices and trainer.strategy in ("auto", "ddp"):
+        # Lightning's ddp launcher re-runs the original command line in each extra rank: inside a Hydra multirun,
+        # that is the whole sweep again. ddp_spawn starts the ranks from inside the job.
+        raise ConfigError(
+            f"trainer.devices={trainer.devices} with trainer.strategy={trainer.strategy} inside a sweep would start "
+            "the sweep again in every extra process: use trainer=ddp (strategy ddp_spawn)"
+        )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def validate_decode(decode) -> None:
+    _check_choice("decode.strategy", decode.strategy, DECODE_STRATEGIES)
+    if decode.beam_size < 1:
+        raise ConfigError(f"decode.beam_size={decode.beam_size} must be >= 1")
+    if decode.temperature <= 0:
+        raise ConfigError(f"decode.temperature={decode.temperature} must be > 0 (use decode.strategy=greedy for 0)")
+    if decode.top_k < 0:
+        raise ConfigError(f"decode.top_k={decode.top_k} must be >= 0 (0 = off)")
+    if not 0.0 < decode.top_p <= 1.0:
+        raise ConfigError(f"decode.top_p={decode.top_p} must be in (0, 1] (1 = off)")
+    if decode.max_new_tokens < 1:
+        raise ConfigError(f"decode.max_new_tokens={decode.max_new_tokens} must be >= 1")
+
+
+def _round_up(n: int) -> int:
+    """A friendly suggestion: the next power of two >= n."""
+    return 2 ** math.ceil(math.log2(max(n, 1)))
