@@ -226,7 +226,7 @@ class ProgressLines(ProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every_n_steps == 0:
-            loss = self.get_metrics(trainer, pl_module).get("train/loss")
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # this step's, logged or not
             self._print(trainer, f"train/loss {float(loss):.4f}" if loss is not None else "")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
