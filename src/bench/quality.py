@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from src.provenance import python_command
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
@@ -32,7 +34,7 @@ def timed_run(name: str, *overrides: str) -> tuple[float, dict, dict]:
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the benchmark's own scratch folder, rewritten every time
     command = [sys.executable, "-m", "src.run", *overrides, f"hydra.run.dir={run_dir}"]
-    print(f"$ {' '.join(command[1:])}", flush=True)
+    print(f"$ {python_command()} {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
     seconds = time.perf_counter() - started
