@@ -4,6 +4,7 @@ runs from another directory through its console scripts, with the configs and ex
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -29,7 +30,16 @@ def run(*command: str | Path, cwd: Path, timeout: int = 300) -> subprocess.Compl
 
 
 def test_a_built_wheel_runs_outside_the_repository(tmp_path):
-    run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, cwd=ROOT)
+    # Built from a copy of the project's files: a build writes build/ and *.egg-info/ into the tree it builds.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("src", "conf", "experiments"):  # links kept as links: src/conf -> conf, conf/experiment -> ...
+        shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    run(
+        sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, cwd=source
+    )
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "src/conf/config.yaml" in names and "src/conf/experiment/heads.yaml" in names

@@ -1,1 +1,0 @@
-"""One file per task family; each registers its tasks (see src/data/registry.py)."""
