@@ -28,6 +28,19 @@ from src.model import ConfigError
 # link to the top-level conf/; an installed package carries the files themselves (package data, pyproject.toml).
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
+
+def compose_run_config(*overrides: str):
+    """The config `python -m src.run <overrides>` would get, composed in this process (no subprocess start, no
+    run directory): for the tests and the benchmarks."""
+    from hydra import compose, initialize_config_dir
+
+    from src.schema import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
 # Errors that are the user's to fix: printed as one line, never as a traceback.
 USER_ERRORS = (ConfigError, DataError)
 EXIT_USER_ERROR = 2

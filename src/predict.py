@@ -178,10 +178,9 @@ def predict(cfg: DictConfig) -> list[str]:
         results = classify(module, datamodule, texts, where)
         return results[0] if cfg.text is not None else [labels[0] for labels in results]
     settings = decode_settings(cfg)
-    if datamodule.kind == "seq2seq":
-        repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
-        return translate(module, datamodule, texts * repeats, where * repeats, settings, cfg.batch_size)
     repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
+    if datamodule.kind == "seq2seq":
+        return translate(module, datamodule, texts * repeats, where * repeats, settings, cfg.batch_size)
     return continue_texts(module, datamodule, texts, where, settings, repeats)
 
 

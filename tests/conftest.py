@@ -5,19 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 
+from src.cli import compose_run_config
 from src.schema import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
 
 
-def compose_config(*overrides: str):
-    """The config `python -m src.run <overrides>` would get, composed in-process (no subprocess start)."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+compose_config = compose_run_config  # the config `python -m src.run <overrides>` would get, in this process
 
 
 @pytest.fixture

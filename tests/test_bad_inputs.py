@@ -9,17 +9,15 @@ Every case runs a real command (src.run, src.eval or src.predict) through its ow
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
-import io
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.conftest import run_in_process
 
 TINY = [
     "model.d_model=16",
@@ -53,21 +51,11 @@ class Result:
 
 
 def run_command(module: str, args: list[str], capsys) -> Result:
-    """`python -m <module> <args>` in this process, through the module's own entry function."""
-    entry = importlib.import_module(module)
-    command = getattr(entry, "cli", None) or (lambda: entry.run_hydra_command(entry.main))
-    argv = sys.argv
-    sys.argv = [module, *args]
-    code = 0
-    try:
-        command()
-    except SystemExit as exit:
-        code = exit.code if isinstance(exit.code, int) else 1
-    finally:
-        sys.argv = argv
-        torch.set_num_threads(1)
+    """`python -m <module> <args>` in this process, through the module's own entry function; what it printed,
+    whether to the streams it found or to those the tests capture."""
+    code, out, err = run_in_process(module, *args)
     captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
+    return Result(code, captured.out + out, captured.err + err)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -112,15 +100,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def earlier_run(tmp_path_factory) -> Path:
     """A finished run whose files no bad input may change."""
     run_dir = tmp_path_factory.mktemp("earlier") / "run"
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # capsys: per test
-        entry = importlib.import_module("src.run")
-        argv = sys.argv
-        sys.argv = ["src.run", *TINY, f"hydra.run.dir={run_dir}"]
-        try:
-            entry.cli()
-        finally:
-            sys.argv = argv
-            torch.set_num_threads(1)
+    code, _, err = run_in_process("src.run", *TINY, f"hydra.run.dir={run_dir}")
+    assert code == 0, err
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     return run_dir
 

@@ -26,21 +26,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from src.cli import CONF_DIR
+from src.cli import compose_run_config
 from src.model import PAD_ID, build_model
 from src.provenance import RunRecord
-from src.schema import model_config_for, register_configs
+from src.schema import model_config_for
 
 SKIP_STEPS = 5  # as TrainingSpeed: the first steps pay for allocations and thread start-up
-
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
 
 
 def loop_overrides(steps: int, dashboard_every: int) -> list[str]:
@@ -115,9 +106,9 @@ def launch_to_first_step(runs: int = 3) -> float:
 
 
 def measure(steps: int = 500, repeats: int = 3) -> dict[str, float]:
-    default_every = compose().dashboard.attention_every_n_steps
-    plain = compose(*loop_overrides(steps, dashboard_every=0))  # dashboards only once training has ended
-    with_dashboards = compose(*loop_overrides(steps, dashboard_every=default_every))
+    default_every = compose_run_config().dashboard.attention_every_n_steps
+    plain = compose_run_config(*loop_overrides(steps, dashboard_every=0))  # dashboards only once training has ended
+    with_dashboards = compose_run_config(*loop_overrides(steps, dashboard_every=default_every))
     runs: dict[str, list[float]] = {"framework": [], "bare": [], "dashboards": []}
     for repeat in range(repeats):
         order = ["framework", "bare", "dashboards"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from src.bench import loop, step
+from src.cli import compose_run_config
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_loop_benchmark_times_the_framework_and_the_bare_loop():
-    cfg = loop.compose(*loop.loop_overrides(steps=12, dashboard_every=0), "model.d_model=16", "model.d_ff=32")
+    cfg = compose_run_config(*loop.loop_overrides(steps=12, dashboard_every=0), "model.d_model=16", "model.d_ff=32")
     assert loop.framework_tokens_per_s(cfg) > 0
     assert loop.bare_tokens_per_s(cfg) > 0
 
