@@ -1,8 +1,8 @@
 """TensorBoard dashboards, one file per feature, each with its pictures or numbers and the callback that logs them:
 
     probe.py               what the callbacks share: when they may write, the fixed probe batch
-    attention_maps.py      attention/<site>/layer_<l> and mask/<site> images
-    attention_stats.py     attention_stats/<site>/layer_<l>/head_<h>/<statistic> scalars
+    attention_maps.py      val_attention/<site>/layer_<l> and val_mask/<site> images
+    attention_stats.py     val_heads/<site>/layer_<l>/<statistic>/head_<h> scalars
     text_samples.py        samples/validation text tables
     hparams.py             the HPARAMS tab
     tensorboard_reader.py  reads a run's event files back (tests, scripts)

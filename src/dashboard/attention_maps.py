@@ -5,18 +5,20 @@ logging is
 
     writer.add_image(tag, image, step, dataformats="HWC")
 
-We draw with matplotlib's object-oriented API (``Figure`` + the Agg canvas) rather than ``pyplot``: no global
-figure registry, so nothing leaks and nothing needs closing, and it works with no display. A rendered figure is
-about 10x cheaper to log as a ready-made array than through ``SummaryWriter.add_figure`` (which goes through
-pyplot and PNG encodes/decodes twice).
+The pixels are drawn with numpy and Pillow (``drawing``) into an image about as wide as TensorBoard's image card,
+so that the default card shows it at its own size: up to 16 heads stay legible without "show actual image size".
+A layer of four heads takes a few milliseconds, against about 100 ms as a matplotlib figure.
 
 Conventions: queries on the y axis (rows, top to bottom), keys on the x axis (columns), as in the weight matrix
 ``P[i, j] = softmax_j(q_i . k_j)``; rows of a weight matrix sum to 1.
 
 Tags written (the tests and the end-to-end checks rely on them):
 
-    attention/<site>/layer_<l>     image per layer, all heads (l counts from 1; ``/example_<e>`` with several)
-    mask/<site>                    image, once at train start
+    val_attention/<site>/layer_<l>   image per layer, all heads (l counts from 1; ``/example_<e>`` with several)
+    val_mask/<site>                  image, once at train start
+
+TensorBoard lists tag groups in name order; the groups are named ``val_...`` (they show validation examples, at
+validation steps) so that they come after the learning curves (``train/``, ``val/``) in TIME SERIES.
 
 Besides what every dashboard callback needs (see ``probe``), the logger reads the probe's token strings
 (``datamodule.src_token_strings(ids)`` / ``tgt_token_strings(ids)``) and the masks the network applies
@@ -30,130 +32,209 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from matplotlib import colors
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from src.dashboard.drawing import Canvas, colour_bar, colour_table, heat_panel, text_width
 from src.dashboard.probe import SITE_INPUTS, ProbeCallback, can_log, event_step, tensorboard_logger
 from src.model.tokens import PAD_ID
 
-# Human-readable names of the three attention sites the model can have.
+# Human-readable names of the three attention sites the model can have, and what their axes hold.
 SITE_TITLES = {
     "encoder_self": "encoder self-attention",
     "decoder_self": "decoder self-attention",
     "cross": "cross-attention",
 }
+SITE_AXES = {  # (query axis title, key axis title)
+    "encoder_self": ("query", "key"),
+    "decoder_self": ("query", "key"),
+    "cross": ("query (target)", "key (source)"),
+}
+ATTENTION_GROUP = "val_attention"
+MASK_GROUP = "val_mask"
 
-# Figure geometry, chosen so a 4-head layer of ~20 tokens is readable and costs tens of ms to draw.
-PANEL_INCHES = 2.6  # width and height of one head's panel
-MAX_COLUMNS = 4  # heads per row; 8 heads -> 2 rows of 4
-DPI = 80
-MAX_TICK_LABELS = 20  # label at most this many tokens per axis; longer sequences get every k-th token
-MAX_LABEL_CHARS = 8  # truncate long tokens (BPE pieces, words) so labels do not overlap
+# Geometry, in pixels of the image. TensorBoard's image cards (IMAGES and TIME SERIES) show an image about 350 px
+# wide unless "show actual image size" is ticked, and shrink wider ones with their text; drawn at this width, the
+# image appears at its own size, so labels stay readable for up to 16 heads (a 4 x 4 grid).
+IMAGE_WIDTH = 360
+LABEL_SIZE = 10  # font size of token labels, head captions and axis titles
+TITLE_SIZE = 12
+TITLE_HEIGHT = 18
+CAPTION_HEIGHT = 13  # "head 3" above each panel
+GAP = 6  # between panels
+AXIS_TITLE_HEIGHT = 14
+COLOUR_BAR_WIDTH = 42  # right of the panels: a gap, the 10-px colour bar and its values
+LEGEND_WIDTH = 62  # right of a mask: a gap, the swatches and their names
+MIN_LABEL_SPACING = 11  # pixels between the centres of two labels on an axis; denser tokens get every k-th label
+MAX_LABEL_CHARS = 8  # truncate long tokens (BPE pieces, words) so labels stay short
+MASK_COLOURS = np.array([(240, 240, 240)] * 128 + [(43, 108, 163)] * 128, dtype=np.uint8)  # blocked | may attend
 
 
 def _to_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(array, torch.Tensor):
         return array.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(array)
+    return np.asarray(array, dtype=np.float32)
 
 
-def figure_to_rgb(fig: Figure) -> np.ndarray:
-    """Draw ``fig`` on an Agg canvas and return its pixels as (H, W, 3) uint8 (alpha dropped)."""
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())  # (H, W, 4), a view into the canvas' buffer
-    return np.ascontiguousarray(rgba[..., :3])  # copy: the buffer dies with the figure
+def label_stride(length: int, pixels_per_position: float) -> int:
+    """Label every k-th position so that labels are at least ``MIN_LABEL_SPACING`` pixels apart (k >= 1)."""
+    return max(1, math.ceil(MIN_LABEL_SPACING / max(pixels_per_position, 1e-9)))
 
 
-def label_stride(length: int, max_labels: int = MAX_TICK_LABELS) -> int:
-    """Label every k-th position so that at most ``max_labels`` labels appear on an axis (k >= 1)."""
-    return max(1, math.ceil(length / max(1, max_labels)))
-
-
-def _short(token: str) -> str:
-    token = token.replace("\n", "\\n")  # a newline in a character-level label would break the axis layout
+def short_label(token: str) -> str:
+    token = token.replace("\n", "\\n")  # a newline in a character-level label would break the line
+    if token == " ":
+        return "␣"  # a character-level space, visible
     if len(token) > MAX_LABEL_CHARS:
         return token[: MAX_LABEL_CHARS - 1] + "…"
     return token
 
 
-def _label_axes(
-    ax,
-    query_tokens: Sequence[str] | None,
-    key_tokens: Sequence[str] | None,
-    num_queries: int,
-    num_keys: int,
-    label_queries: bool,
-    label_keys: bool,
-) -> None:
-    """Write token strings next to the rows (queries) and under the columns (keys); every k-th when long.
-
-    The labels are plain text artists rather than matplotlib ticks: a tick is five artists (two tick marks,
-    a grid line, two labels) and creating them was half the render time of a 4-head figure.
-    """
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if label_keys:
-        under_the_axes = ax.get_xaxis_transform()  # x in data coordinates (columns), y in axes fraction
-        key_positions = range(0, num_keys, label_stride(num_keys))
-        key_labels = [_short(key_tokens[j]) if key_tokens is not None else str(j) for j in key_positions]
-        rotation = 90 if max(map(len, key_labels), default=0) > 2 else 0  # characters and digits stay upright
-        for j, text in zip(key_positions, key_labels):
-            ax.text(j, -0.015, text, transform=under_the_axes, rotation=rotation, fontsize=7, ha="center", va="top")
-    if label_queries:
-        left_of_the_axes = ax.get_yaxis_transform()  # x in axes fraction, y in data coordinates (rows)
-        for i in range(0, num_queries, label_stride(num_queries)):
-            text = _short(query_tokens[i]) if query_tokens is not None else str(i)
-            ax.text(-0.015, i, text, transform=left_of_the_axes, fontsize=7, ha="right", va="center")
-
-
-def _longest_label(tokens: Sequence[str] | None, length: int) -> int:
-    """Characters in the longest label drawn on an axis (positions are drawn when there are no tokens)."""
-    labels = [_short(token) for token in tokens] if tokens is not None else [str(length - 1)]
-    return max(map(len, labels), default=1)
-
-
-def _check_tokens(tokens: Sequence[str] | None, length: int, axis: str) -> None:
-    if tokens is not None and len(tokens) != length:
+def _labels(tokens: Sequence[str] | None, length: int, axis: str) -> list[str]:
+    """One short label per position: the tokens, or the positions 0, 1, ... when there are none."""
+    if tokens is None:
+        return [str(position) for position in range(length)]
+    if len(tokens) != length:
         raise ValueError(
             f"{axis} has {len(tokens)} token labels but the attention matrix has {length} "
             f"positions on that axis: pass one label per position (crop both to the same length)"
         )
+    return [short_label(token) for token in tokens]
 
 
-def _panel_figure(rows: int, columns: int, query_label_chars: int, key_label_chars: int):
-    """A figure with a rows x columns grid of square-ish panels plus a slim colour-bar axes on the right.
+def grid_columns(num_panels: int) -> int:
+    """Panels per row: 1, 2 for 2-4 heads, 3 for 5-9, 4 for 10-16 (a square-ish grid)."""
+    return max(1, math.ceil(math.sqrt(num_panels)))
 
-    Margins are computed here rather than by ``tight_layout`` (an extra layout pass costing about a third of the
-    render time): room on the left for query labels, at the bottom for the rotated key labels, on top for the
-    title, on the right for the colour bar.
+
+@dataclass
+class Grid:
+    """Where everything goes in an image of ``num_panels`` heat maps of (Tq, Tk) cells sharing token labels.
+
+    From top to bottom: the title, then rows of panels (each with a caption above it), then the key labels and the
+    key axis title. Left of the panels: the query axis title and the query labels. Right: the colour bar.
     """
-    # 7 pt characters are about 0.075 inch wide; key labels of up to 2 characters are written upright.
-    left = 0.15 + 0.075 * query_label_chars
-    bottom = 0.15 + 0.075 * (key_label_chars if key_label_chars > 2 else 1)
-    top, right = 0.55, 0.75
-    width = left + columns * PANEL_INCHES + right
-    height = bottom + rows * PANEL_INCHES + top
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    fig.subplots_adjust(
-        left=left / width,
-        right=1 - right / width,
-        bottom=bottom / height,
-        top=1 - top / height,
-        wspace=0.08,
-        hspace=0.4 / PANEL_INCHES,
-    )
-    axes = fig.subplots(rows, columns, squeeze=False)
-    colorbar_axes = fig.add_axes(
-        (1 - (right - 0.12) / width, bottom / height, 0.12 / width, 1 - (bottom + top) / height)
-    )
-    return fig, axes, colorbar_axes
+
+    num_panels: int
+    columns: int
+    rows: int
+    cell: int  # pixels per cell; 1 when a long sequence is shrunk to fit (see ``heat_panel``)
+    panel_width: int
+    panel_height: int
+    left: int  # x of the first panel column
+    right: int  # pixels right of the last panel column, for the colour bar or legend
+    key_label_height: int
+    rotate_keys: bool
+
+    @classmethod
+    def plan(cls, num_panels: int, query_labels: list[str], key_labels: list[str], right: int) -> Grid:
+        num_queries, num_keys = len(query_labels), len(key_labels)
+        columns = grid_columns(num_panels)
+        rows = math.ceil(num_panels / columns)
+        left = AXIS_TITLE_HEIGHT + max(text_width(label, LABEL_SIZE) for label in query_labels) + 4
+        room = (IMAGE_WIDTH - left - right - (columns - 1) * GAP) // columns  # pixels per panel side
+        longest = max(num_queries, num_keys)
+        if longest > room:  # more positions than pixels: shrink the matrix, one pixel per (averaged) cell
+            cell, scale = 1, room / longest
+            panel_width, panel_height = max(1, round(num_keys * scale)), max(1, round(num_queries * scale))
+        else:
+            cell = room // longest
+            panel_width, panel_height = cell * num_keys, cell * num_queries
+        rotate_keys = max(map(len, key_labels)) > 2  # characters and digits stay upright
+        widest_key = max(text_width(label, LABEL_SIZE) for label in key_labels)
+        key_label_height = (widest_key if rotate_keys else LABEL_SIZE) + 6
+        return cls(
+            num_panels, columns, rows, cell, panel_width, panel_height, left, right, key_label_height, rotate_keys
+        )
+
+    @property
+    def shrink_to(self) -> int | None:
+        return max(self.panel_width, self.panel_height) if self.cell == 1 else None
+
+    @property
+    def panels_bottom(self) -> int:
+        return TITLE_HEIGHT + self.rows * (CAPTION_HEIGHT + self.panel_height) + (self.rows - 1) * GAP
+
+    @property
+    def width(self) -> int:
+        return self.panels_right + self.right
+
+    @property
+    def panels_right(self) -> int:
+        return self.left + self.columns * self.panel_width + (self.columns - 1) * GAP
+
+    @property
+    def height(self) -> int:
+        return self.panels_bottom + self.key_label_height + AXIS_TITLE_HEIGHT
+
+    def origin(self, index: int) -> tuple[int, int]:
+        """(left, top) pixel of panel ``index`` (its cells; the caption sits just above)."""
+        row, column = divmod(index, self.columns)
+        left = self.left + column * (self.panel_width + GAP)
+        top = TITLE_HEIGHT + row * (CAPTION_HEIGHT + self.panel_height + GAP) + CAPTION_HEIGHT
+        return left, top
+
+    def has_keys_below(self, index: int) -> bool:
+        """The lowest panel of its column (the last row may be short): its key labels go under it."""
+        return index + self.columns >= self.num_panels
+
+
+def _draw_labels(canvas: Canvas, grid: Grid, index: int, query_labels: list[str], key_labels: list[str]) -> None:
+    """Token labels beside the rows of the first panel of each row and under the columns of the lowest panels."""
+    left, top = grid.origin(index)
+    row_height = grid.panel_height / len(query_labels)
+    if index % grid.columns == 0:
+        for i in range(0, len(query_labels), label_stride(len(query_labels), row_height)):
+            canvas.text(left - 3, top + (i + 0.5) * row_height, query_labels[i], LABEL_SIZE, anchor="rm")
+    if grid.has_keys_below(index):
+        column_width = grid.panel_width / len(key_labels)
+        below = top + grid.panel_height + 3
+        for j in range(0, len(key_labels), label_stride(len(key_labels), column_width)):
+            x = left + (j + 0.5) * column_width
+            if grid.rotate_keys:
+                canvas.vertical_text(x, below, key_labels[j], LABEL_SIZE)
+            else:
+                canvas.text(x, below, key_labels[j], LABEL_SIZE, anchor="ma")
+
+
+def _draw_frame(canvas: Canvas, grid: Grid, title: str, query_axis: str, key_axis: str) -> None:
+    """The title above, the query axis title down the left edge, the key axis title along the bottom."""
+    canvas.text(grid.left, 2, title, TITLE_SIZE, bold=True)
+    grid_middle = (TITLE_HEIGHT + grid.panels_bottom) / 2
+    canvas.vertical_text(AXIS_TITLE_HEIGHT / 2, grid_middle, query_axis, LABEL_SIZE, align="middle")
+    canvas.text((grid.left + grid.panels_right) / 2, grid.height - 2, key_axis, LABEL_SIZE, anchor="md")
+
+
+def _grid_image(
+    matrices: np.ndarray,
+    captions: Sequence[str],
+    query_tokens: Sequence[str] | None,
+    key_tokens: Sequence[str] | None,
+    title: str,
+    query_axis: str,
+    key_axis: str,
+    vmax: float,
+    colours: np.ndarray,
+    right: int,
+) -> tuple[Canvas, Grid]:
+    """(N, Tq, Tk) matrices as a grid of N captioned heat maps with shared labels; the caller adds the scale."""
+    num_panels, num_queries, num_keys = matrices.shape
+    query_labels = _labels(query_tokens, num_queries, "the query axis")
+    key_labels = _labels(key_tokens, num_keys, "the key axis")
+    grid = Grid.plan(num_panels, query_labels, key_labels, right)
+    canvas = Canvas(grid.width, grid.height)
+    _draw_frame(canvas, grid, title, query_axis, key_axis)
+    for index in range(num_panels):
+        left, top = grid.origin(index)
+        pixels = heat_panel(matrices[index], grid.cell, vmax, colours, side=grid.shrink_to)
+        canvas.paste(pixels, left, top)
+        if captions[index]:
+            canvas.text(left + grid.panel_width / 2, top - 1, captions[index], LABEL_SIZE, anchor="md")
+        _draw_labels(canvas, grid, index, query_labels, key_labels)
+    return canvas, grid
 
 
 def render_attention_heads(
@@ -163,20 +244,23 @@ def render_attention_heads(
     title: str = "",
     vmax: float | None = None,
     cmap: str = "viridis",
+    query_axis: str = "query",
+    key_axis: str = "key",
 ) -> np.ndarray:
-    """One image of one layer's attention: every head side by side, one shared colour scale.
+    """One image of one layer's attention: every head in a grid, one shared colour scale.
 
     Args:
         weights: (H, Tq, Tk) attention probabilities of one example (a (Tq, Tk) matrix counts as one head).
-        query_tokens: Tq labels for the y axis (or None: positions are shown).
-        key_tokens: Tk labels for the x axis (or None).
-        title: figure title, e.g. "decoder self-attention, layer 2" (see ``layer_title``).
+        query_tokens: Tq labels for the rows (or None: positions are shown).
+        key_tokens: Tk labels for the columns (or None).
+        title: image title, e.g. "decoder self-attention, layer 2" (see ``layer_title``).
         vmax: top of the colour scale; None = the largest weight in this layer, so diffuse heads stay visible.
             Pass 1.0 to compare absolute values across layers/steps.
-        cmap: a matplotlib colormap name.
+        cmap: a matplotlib colour map name.
+        query_axis, key_axis: axis titles, e.g. "query (target)" and "key (source)" (see ``SITE_AXES``).
 
     Returns:
-        (H_px, W_px, 3) uint8 RGB image.
+        (H_px, W_px, 3) uint8 RGB image, about ``IMAGE_WIDTH`` pixels wide.
     """
     weights = _to_numpy(weights)
     if weights.ndim == 2:
@@ -186,43 +270,18 @@ def render_attention_heads(
             f"attention weights must be (heads, queries, keys) for one example, got shape "
             f"{weights.shape}: index the batch first, e.g. weights[0]"
         )
-    num_heads, num_queries, num_keys = weights.shape
-    _check_tokens(query_tokens, num_queries, "the query axis")
-    _check_tokens(key_tokens, num_keys, "the key axis")
-
-    columns = min(num_heads, MAX_COLUMNS)
-    rows = math.ceil(num_heads / columns)
     if vmax is None:
         vmax = float(weights.max()) if weights.size else 1.0
         vmax = vmax if vmax > 0 else 1.0  # an all-zero layer (e.g. fully masked) still needs a valid scale
-
-    fig, axes, colorbar_axes = _panel_figure(
-        rows, columns, _longest_label(query_tokens, num_queries), _longest_label(key_tokens, num_keys)
+    colours = colour_table(cmap)
+    captions = [f"head {head + 1}" for head in range(weights.shape[0])]
+    canvas, grid = _grid_image(
+        weights, captions, query_tokens, key_tokens, title, query_axis, key_axis, vmax, colours, COLOUR_BAR_WIDTH
     )
-    image = None
-    for head in range(rows * columns):
-        ax = axes[head // columns][head % columns]
-        if head >= num_heads:
-            ax.set_visible(False)  # e.g. 6 heads on a 2x4 grid
-            continue
-        image = ax.imshow(weights[head], cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
-        ax.set_title(f"head {head + 1}", fontsize=8, pad=2)
-        # All heads share the same tokens: label the queries on the left column, the keys on the bottom row.
-        is_bottom_row = head + columns >= num_heads
-        _label_axes(
-            ax,
-            query_tokens,
-            key_tokens,
-            num_queries,
-            num_keys,
-            label_queries=(head % columns == 0),
-            label_keys=is_bottom_row,
-        )
-    if title:
-        fig.suptitle(title, fontsize=10, y=1 - 0.12 / fig.get_figheight())
-    colorbar = fig.colorbar(image, cax=colorbar_axes)
-    colorbar.ax.tick_params(labelsize=7)
-    return figure_to_rgb(fig)
+    _, first_top = grid.origin(0)
+    bar_height = min(grid.panels_bottom - first_top, max(60, grid.panel_height))
+    colour_bar(canvas, grid.panels_right + 8, first_top, bar_height, vmax, colours, LABEL_SIZE)
+    return canvas.to_array()
 
 
 def render_attention_mask(
@@ -230,10 +289,12 @@ def render_attention_mask(
     query_tokens: Sequence[str] | None = None,
     key_tokens: Sequence[str] | None = None,
     title: str = "",
+    query_axis: str = "query",
+    key_axis: str = "key",
 ) -> np.ndarray:
     """One image of the mask in force at one site: (Tq, Tk) boolean, True = the query may attend to the key.
 
-    Allowed cells are drawn dark, blocked cells light, with a two-entry legend bar.
+    Allowed cells are drawn dark, blocked cells light, with a two-entry legend.
     """
     mask = _to_numpy(mask).astype(bool)
     mask = mask.reshape(mask.shape[-2:]) if mask.ndim > 2 and math.prod(mask.shape[:-2]) == 1 else mask
@@ -242,24 +303,17 @@ def render_attention_mask(
             f"mask must be (queries, keys) for one example, got shape {mask.shape}: "
             f"index the batch and head dimensions first, e.g. mask[0, 0]"
         )
-    num_queries, num_keys = mask.shape
-    _check_tokens(query_tokens, num_queries, "the query axis")
-    _check_tokens(key_tokens, num_keys, "the key axis")
-
-    fig, axes, colorbar_axes = _panel_figure(
-        1, 1, _longest_label(query_tokens, num_queries), _longest_label(key_tokens, num_keys)
+    matrices = mask.astype(np.float32)[None]
+    canvas, grid = _grid_image(
+        matrices, [""], query_tokens, key_tokens, title, query_axis, key_axis, 1.0, MASK_COLOURS, LEGEND_WIDTH
     )
-    ax = axes[0][0]
-    blocked_allowed = colors.ListedColormap(["#f0f0f0", "#2b6ca3"])
-    image = ax.imshow(
-        mask.astype(np.float32), cmap=blocked_allowed, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest"
-    )
-    _label_axes(ax, query_tokens, key_tokens, num_queries, num_keys, label_queries=True, label_keys=True)
-    if title:
-        fig.suptitle(title, fontsize=9, y=1 - 0.12 / fig.get_figheight())
-    colorbar = fig.colorbar(image, cax=colorbar_axes, ticks=[0.25, 0.75])
-    colorbar.ax.set_yticklabels(["blocked", "attend"], fontsize=7, rotation=90, va="center")
-    return figure_to_rgb(fig)
+    legend_left, top = grid.panels_right + 8, grid.origin(0)[1]
+    for row, (value, name) in enumerate([(1.0, "attend"), (0.0, "blocked")]):
+        swatch_top = top + row * 16
+        canvas.paste(heat_panel(np.full((1, 1), value), 10, 1.0, MASK_COLOURS), legend_left, swatch_top)
+        canvas.rectangle((legend_left, swatch_top, legend_left + 9, swatch_top + 9))
+        canvas.text(legend_left + 13, swatch_top + 5, name, LABEL_SIZE, anchor="lm")
+    return canvas.to_array()
 
 
 def layer_title(site: str, layer_index: int) -> str:
@@ -268,7 +322,7 @@ def layer_title(site: str, layer_index: int) -> str:
 
 
 def mask_title(site: str) -> str:
-    return f"{SITE_TITLES.get(site, site)} mask (True = may attend)"
+    return f"{SITE_TITLES.get(site, site)} mask"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -297,13 +351,12 @@ class AttentionMapLogger(ProbeCallback):
     Args:
         every_n_steps: log when ``global_step % every_n_steps == 0`` (0 = only at the end of training).
         num_examples: probe examples to draw; with more than one the tags get an ``/example_<e>`` suffix.
-        log_masks: draw the mask in force at each site once, at train start (``mask/<site>``).
+        log_masks: draw the mask in force at each site once, at train start (``val_mask/<site>``).
         log_at_end: also log once after the last step.
         vmax: top of the colour scale; None = each layer's own maximum (see ``render_attention_heads``).
 
-    Cost (measured on a 2-core VM): about 0.15-0.25 s to render an image of 4-8 heads over up to 32 tokens, plus
-    20-30 ms to PNG-encode it in ``add_image``; a 2+2-layer encoder-decoder (6 images) costs 1-2 s per logging
-    step, so pick ``every_n_steps`` in the hundreds.
+    Cost: a few milliseconds per image to draw and PNG-encode (``python -m src.bench.loop`` measures the share of
+    training time at the default interval).
     """
 
     def __init__(
@@ -343,8 +396,10 @@ class AttentionMapLogger(ProbeCallback):
                         key_tokens,
                         title=layer_title(site, layer_index),
                         vmax=self.vmax,
+                        query_axis=SITE_AXES[site][0],
+                        key_axis=SITE_AXES[site][1],
                     )
-                    tag = self._tag(f"attention/{site}/layer_{layer_index + 1}", example)
+                    tag = self._tag(f"{ATTENTION_GROUP}/{site}/layer_{layer_index + 1}", example)
                     writer.add_image(tag, image, step, dataformats="HWC")
 
     def _log_masks(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
@@ -366,5 +421,7 @@ class AttentionMapLogger(ProbeCallback):
                 _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries],
                 _token_strings(trainer.datamodule, key_key, key_ids)[:num_keys],
                 title=mask_title(site),
+                query_axis=SITE_AXES[site][0],
+                key_axis=SITE_AXES[site][1],
             )
-            writer.add_image(f"mask/{site}", image, step, dataformats="HWC")
+            writer.add_image(f"{MASK_GROUP}/{site}", image, step, dataformats="HWC")

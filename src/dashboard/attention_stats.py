@@ -15,7 +15,11 @@ monotonic tasks (copy: diagonal, reverse: anti-diagonal) but has no built-in mea
 
 Tags written (the tests and the end-to-end checks rely on them):
 
-    attention_stats/<site>/layer_<l>/head_<h>/<statistic>   scalars (entropy, distance[, confidence])
+    val_heads/<site>/layer_<l>/<statistic>/head_<h>   scalars (entropy, distance[, confidence])
+
+and a CUSTOM SCALARS layout with one chart per site, layer and statistic and a line per head. The group is named
+``val_heads`` (validation examples, at validation steps) because TensorBoard lists groups in name order, and the
+learning curves (``train/``, ``val/``) should come first in SCALARS.
 
 The logger needs nothing beyond what every dashboard callback needs (see ``probe``).
 """
@@ -32,6 +36,12 @@ from src.dashboard.probe import SITE_INPUTS, ProbeCallback, tensorboard_logger
 from src.model.tokens import PAD_ID
 
 STATISTICS = ("entropy", "distance", "confidence")
+GROUP = "val_heads"
+
+
+def statistic_tag(site: str, layer_index: int, name: str, head: int) -> str:
+    """'val_heads/cross/layer_1/entropy/head_2' for layer_index 0 and head 1 (both counted from 1 in tags)."""
+    return f"{GROUP}/{site}/layer_{layer_index + 1}/{name}/head_{head + 1}"
 
 
 def valid_query_rows(weights: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,7 +106,7 @@ def heads_layout(layers_per_site: dict[str, int], statistics: Sequence[str]) -> 
     be compared on one chart (SCALARS has a chart per head)."""
     return {
         f"attention heads: {site.replace('_', ' ')}": {
-            f"layer {layer} {name}": ["Multiline", [rf"^attention_stats/{site}/layer_{layer}/head_\d+/{name}$"]]
+            f"layer {layer} {name}": ["Multiline", [rf"^{GROUP}/{site}/layer_{layer}/{name}/head_\d+$"]]
             for layer in range(1, count + 1)
             for name in statistics
         }
@@ -105,11 +115,11 @@ def heads_layout(layers_per_site: dict[str, int], statistics: Sequence[str]) -> 
 
 
 class AttentionStatsLogger(ProbeCallback):
-    """Scalars per head: ``attention_stats/<site>/layer_<l>/head_<h>/<statistic>`` (see ``head_statistics``), and a
+    """Scalars per head: ``val_heads/<site>/layer_<l>/<statistic>/head_<h>`` (see ``head_statistics``), and a
     CUSTOM SCALARS layout that draws every head of a site, layer and statistic on one chart (``heads_layout``).
 
     Averaged over the non-pad query positions of a fixed probe batch of ``probe_size`` examples. It runs its own
-    forward pass on the probe batch: a few milliseconds, next to the ~100 ms per image the map logger spends.
+    forward pass on the probe batch: a few milliseconds.
     """
 
     def __init__(
@@ -146,5 +156,4 @@ class AttentionStatsLogger(ProbeCallback):
                 for name in self.statistics:
                     for head, value in enumerate(stats[name].tolist()):
                         if math.isfinite(value):  # NaN = no valid query row; leave a gap, not a fake point
-                            tag = f"attention_stats/{site}/layer_{layer_index + 1}/head_{head + 1}/{name}"
-                            writer.add_scalar(tag, value, step)
+                            writer.add_scalar(statistic_tag(site, layer_index, name, head), value, step)

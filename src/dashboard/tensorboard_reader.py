@@ -2,15 +2,15 @@
 
     from src.dashboard.tensorboard_reader import read_events
     events = read_events("outputs/<run>")   # a Hydra run dir, the logger's save_dir or a version_N dir
-    events.scalar_tags            # {"train/loss", "val/loss", "attention_stats/cross/layer_1/head_1/entropy", ...}
-    events.image_tags             # {"attention/encoder_self/layer_1", "mask/encoder_self", ...}
+    events.scalar_tags            # {"train/loss", "val/loss", "val_heads/cross/layer_1/entropy/head_1", ...}
+    events.image_tags             # {"val_attention/encoder_self/layer_1", "val_mask/encoder_self", ...}
     events.text_tags              # {"samples/validation", ...}
     events.has_hparams            # True when the HPARAMS tab has a session for this run
     events.hparams                # {"model.heads": 4.0, "model.pos_encoding": "rope", ...}
     events.hparam_metrics         # ["val/loss", ...]: the metric columns of the HPARAMS tab
     events.hparams_first          # ["model.heads", ...]: the columns shown first (a sweep's varied settings)
     events.scalars["val/loss"]    # [(step, value), ...] in step order
-    events.image_steps("attention/encoder_self/layer_1")   # [100, 200, ...]
+    events.image_steps("val_attention/encoder_self/layer_1")   # [100, 200, ...]
     events.texts["samples/validation"]                     # [(step, markdown), ...]
 
 How the pieces are stored (TensorBoard 2.x, written by torch.utils.tensorboard.SummaryWriter):
@@ -85,7 +85,7 @@ class RunEvents:
         return [record.step for record in self.images.get(tag, [])]
 
     def tags_with_prefix(self, prefix: str) -> set[str]:
-        """All scalar, image and text tags that start with ``prefix``, e.g. "attention_stats/"."""
+        """All scalar, image and text tags that start with ``prefix``, e.g. "val_heads/"."""
         return {tag for tag in self.scalar_tags | self.image_tags | self.text_tags if tag.startswith(prefix)}
 
 

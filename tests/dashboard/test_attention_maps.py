@@ -1,5 +1,8 @@
-"""Attention maps and masks: the renderers return real, non-blank RGB images and cope with long sequences and odd
-head counts; AttentionMapLogger writes them under the expected tags inside a real Trainer."""
+"""Attention maps and masks: the renderers draw each weight in the right cell and colour, fit TensorBoard's image
+card up to 16 heads with readable labels, and cope with long sequences and odd head counts; AttentionMapLogger
+writes them under the expected tags inside a real Trainer."""
+
+import math
 
 import numpy as np
 import pytest
@@ -7,14 +10,24 @@ import torch
 
 from src.dashboard import AttentionMapLogger, read_events
 from src.dashboard.attention_maps import (
+    COLOUR_BAR_WIDTH,
+    IMAGE_WIDTH,
+    LEGEND_WIDTH,
+    MASK_COLOURS,
+    MIN_LABEL_SPACING,
+    Grid,
     label_stride,
     layer_title,
     mask_title,
     render_attention_heads,
     render_attention_mask,
+    short_label,
 )
+from src.dashboard.drawing import colour_table
 
 from .conftest import LAYERS, SITES_BY_KIND
+
+VIRIDIS = colour_table("viridis")
 
 
 def is_colourful(image: np.ndarray) -> bool:
@@ -22,31 +35,61 @@ def is_colourful(image: np.ndarray) -> bool:
     return len(np.unique(image.reshape(-1, 3), axis=0)) > 20
 
 
+def cell_colour(image: np.ndarray, grid: Grid, head: int, query: int, key: int) -> tuple[int, ...]:
+    """The pixel at the centre of cell (query, key) of one head's panel."""
+    left, top = grid.origin(head)
+    return tuple(image[top + int((query + 0.5) * grid.cell), left + int((key + 0.5) * grid.cell)])
+
+
+def labels(count: int) -> list[str]:
+    return [f"tok{i}" for i in range(count)]
+
+
 # --- the renderers ------------------------------------------------------------------------------------------------
 
 
-def test_one_layer_renders_to_an_rgb_array():
-    tokens = "<bos> the cat sat on the mat <eos>".split()
-    weights = torch.softmax(torch.randn(4, len(tokens), len(tokens)), dim=-1)
-    image = render_attention_heads(weights, tokens, tokens, title=layer_title("decoder_self", 1))
-    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    assert 150 < image.shape[0] < 700 and 400 < image.shape[1] < 1400  # modest size
+def test_each_weight_is_drawn_in_its_cell_queries_down_keys_across():
+    weights = np.zeros((2, 5, 7), dtype=np.float32)
+    weights[1, 1, 3] = 1.0  # head 2: query 1 attends to key 3 only
+    image = render_attention_heads(weights, labels(5), labels(7))
+    grid = Grid.plan(2, labels(5), labels(7), COLOUR_BAR_WIDTH)
+    assert image.shape[:2] == (grid.height, grid.width)
+    assert cell_colour(image, grid, head=1, query=1, key=3) == tuple(VIRIDIS[255])  # the top of the scale
+    assert cell_colour(image, grid, head=1, query=3, key=1) == tuple(VIRIDIS[0])  # not transposed
+    assert cell_colour(image, grid, head=0, query=1, key=3) == tuple(VIRIDIS[0])  # head 1 is empty
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4, 6, 8, 12, 16])
+def test_up_to_16_heads_fit_the_image_card_with_readable_cells_and_labels(heads):
+    tokens = "<bos> ein mann mit einem orangefarbenen hut , der etwas anstarrt . <eos>".split()  # 13, long labels
+    grid = Grid.plan(heads, [short_label(t) for t in tokens], [short_label(t) for t in tokens], COLOUR_BAR_WIDTH)
+    image = render_attention_heads(torch.softmax(torch.randn(heads, 13, 13), -1), tokens, tokens, "t", 1.0)
+    assert image.shape[1] == grid.width <= IMAGE_WIDTH  # shown at its own size: text is not shrunk
+    assert grid.columns == math.ceil(math.sqrt(heads)) and grid.rows * grid.columns >= heads
+    assert grid.cell >= 4  # a 16-head layer of 13 tokens still has cells you can see
+    # Labels never closer than MIN_LABEL_SPACING pixels; with room, every token is labelled.
+    stride = label_stride(13, grid.cell)
+    assert stride * grid.cell >= MIN_LABEL_SPACING
+    assert stride == 1 if grid.cell >= MIN_LABEL_SPACING else stride > 1
     assert is_colourful(image)
 
 
-def test_more_heads_wrap_into_rows_and_cross_attention_may_be_rectangular():
-    four = render_attention_heads(torch.rand(4, 5, 9), title="cross")
-    six = render_attention_heads(torch.rand(6, 5, 9), title="cross")
-    assert six.shape[0] > four.shape[0]  # a second row of panels
-
-
-def test_long_sequences_are_labelled_sparingly_without_crashing():
+def test_a_long_sequence_is_averaged_down_to_fit():
     length = 300
     tokens = [f"token_with_a_long_name_{i}" for i in range(length)]
-    image = render_attention_heads(torch.softmax(torch.randn(2, length, length), -1), tokens, tokens, "long")
-    assert is_colourful(image)
-    assert label_stride(300, max_labels=20) == 15
-    assert label_stride(5) == 1
+    weights = torch.full((2, length, length), 1.0 / length)
+    weights[:, :, 0] = 0.0  # the first key column is empty: averaging keeps it dark at one pixel per cell
+    image = render_attention_heads(weights, tokens, tokens, "long", vmax=1.0 / length)
+    grid = Grid.plan(2, [short_label(t) for t in tokens], [short_label(t) for t in tokens], COLOUR_BAR_WIDTH)
+    assert grid.cell == 1 and grid.panel_width < length and image.shape[1] <= IMAGE_WIDTH
+    left, top = grid.origin(0)
+    assert tuple(image[top + 50, left + grid.panel_width // 2]) == tuple(VIRIDIS[255])
+    assert tuple(image[top + 50, left]) != tuple(VIRIDIS[255])
+
+
+def test_label_stride_keeps_labels_apart():
+    assert label_stride(300, pixels_per_position=1) == MIN_LABEL_SPACING
+    assert label_stride(5, pixels_per_position=40) == 1
 
 
 def test_a_single_matrix_and_an_all_zero_layer_render():
@@ -57,13 +100,16 @@ def test_a_single_matrix_and_an_all_zero_layer_render():
 def test_token_count_mismatch_is_explained():
     with pytest.raises(ValueError, match="token labels"):
         render_attention_heads(torch.rand(1, 3, 3), ["a", "b"], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="index the batch first"):
+        render_attention_heads(torch.rand(2, 1, 3, 3))
 
 
-def test_mask_renders_and_accepts_batch_and_head_dimensions_of_one():
+def test_mask_draws_allowed_and_blocked_cells_and_accepts_batch_and_head_dimensions_of_one():
     causal = torch.tril(torch.ones(1, 1, 6, 6, dtype=torch.bool))
     image = render_attention_mask(causal, list("abcdef"), list("abcdef"), title=mask_title("decoder_self"))
-    assert image.dtype == np.uint8 and image.shape[2] == 3
-    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 2
+    grid = Grid.plan(1, list("abcdef"), list("abcdef"), right=LEGEND_WIDTH)
+    assert cell_colour(image, grid, 0, query=4, key=1) == tuple(MASK_COLOURS[255])  # the past: may attend
+    assert cell_colour(image, grid, 0, query=1, key=4) == tuple(MASK_COLOURS[0])  # the future: blocked
     assert mask_title("cross").startswith("cross-attention")
 
 
@@ -84,13 +130,15 @@ def test_maps_and_masks_appear_in_the_event_files(tmp_path, fit, kind):
 
     # One image per (site, layer) after steps 2 and 4, filed under 1 and 3 as Lightning files that step's scalars;
     # the end-of-training log at step 4 is not repeated. Masks once, at step 0.
-    expected_maps = {f"attention/{site}/layer_{layer}" for site in sites for layer in range(1, LAYERS + 1)}
-    expected_masks = {f"mask/{site}" for site in sites}
+    expected_maps = {f"val_attention/{site}/layer_{layer}" for site in sites for layer in range(1, LAYERS + 1)}
+    expected_masks = {f"val_mask/{site}" for site in sites}
     assert events.image_tags == expected_maps | expected_masks
     for tag in expected_maps:
         assert events.image_steps(tag) == [1, 3], tag
     for tag in expected_masks:
         assert events.image_steps(tag) == [0], tag
+    widths = {record.width for records in events.images.values() for record in records}
+    assert max(widths) <= IMAGE_WIDTH  # every image fits TensorBoard's card at its own size
     assert map_logger.logged_steps == [2, 4]
     assert module.model.attention_map_calls == 2  # only on the two logging steps
 
@@ -99,10 +147,10 @@ def test_several_examples_get_their_own_tags(tmp_path, fit):
     fit("classification", [AttentionMapLogger(every_n_steps=4, num_examples=2, log_masks=False)])
     events = read_events(tmp_path)
     assert events.image_tags == {
-        "attention/encoder_self/layer_1/example_1",
-        "attention/encoder_self/layer_1/example_2",
-        "attention/encoder_self/layer_2/example_1",
-        "attention/encoder_self/layer_2/example_2",
+        "val_attention/encoder_self/layer_1/example_1",
+        "val_attention/encoder_self/layer_1/example_2",
+        "val_attention/encoder_self/layer_2/example_1",
+        "val_attention/encoder_self/layer_2/example_2",
     }
 
 

@@ -96,17 +96,17 @@ def test_every_head_gets_its_scalars(tmp_path, fit, kind):
     sites = SITES_BY_KIND[kind]
 
     # Every head of every layer, entropy and distance, after steps 2 and 4 (filed under 1 and 3, as Lightning does).
-    stats_tags = events.tags_with_prefix("attention_stats/")
+    stats_tags = events.tags_with_prefix("val_heads/")
     assert len(stats_tags) == len(sites) * LAYERS * HEADS * 2
-    assert f"attention_stats/{sites[0]}/layer_2/head_2/entropy" in stats_tags
-    assert [step for step, _ in events.scalars[f"attention_stats/{sites[0]}/layer_1/head_1/distance"]] == [1, 3]
+    assert f"val_heads/{sites[0]}/layer_2/entropy/head_2" in stats_tags
+    assert [step for step, _ in events.scalars[f"val_heads/{sites[0]}/layer_1/distance/head_1"]] == [1, 3]
     # CUSTOM SCALARS: one chart per site, layer and statistic; its pattern matches exactly that chart's heads
     assert len(events.custom_scalars) == len(sites)
     charts = events.custom_scalars[f"attention heads: {sites[0].replace('_', ' ')}"]
     assert len(charts) == LAYERS * 2
     (pattern,) = charts["layer 2 entropy"]
     matched = {tag for tag in stats_tags if re.search(pattern, tag)}
-    assert matched == {f"attention_stats/{sites[0]}/layer_2/head_{h}/entropy" for h in range(1, HEADS + 1)}
+    assert matched == {f"val_heads/{sites[0]}/layer_2/entropy/head_{h}" for h in range(1, HEADS + 1)}
     assert module.model.attention_map_calls == 2  # only on the two logging steps
 
 

@@ -78,14 +78,14 @@ def assert_dashboard(run_dir: Path, task: str) -> None:
         task, ["encoder_self", "decoder_self", "cross"]
     )
     for site in sites:
-        assert f"attention/{site}/layer_1" in events.image_tags, f"{task}: {sorted(events.image_tags)}"
-        assert f"mask/{site}" in events.image_tags
-    assert events.tags_with_prefix("attention_stats/"), f"{task}: no per-head statistics"
+        assert f"val_attention/{site}/layer_1" in events.image_tags, f"{task}: {sorted(events.image_tags)}"
+        assert f"val_mask/{site}" in events.image_tags
+    assert events.tags_with_prefix("val_heads/"), f"{task}: no per-head statistics"
     assert "samples/validation" in events.text_tags
     # images, head statistics and validation points share the step axis (TINY: every 6 steps)
     val_steps = [step for step, _ in events.scalars["val/loss"]]
-    assert val_steps == [5, 11] and events.image_steps(f"attention/{sites[0]}/layer_1") == val_steps
-    stats_tag = sorted(events.tags_with_prefix("attention_stats/"))[0]
+    assert val_steps == [5, 11] and events.image_steps(f"val_attention/{sites[0]}/layer_1") == val_steps
+    stats_tag = sorted(events.tags_with_prefix("val_heads/"))[0]
     assert [step for step, _ in events.scalars[stats_tag]] == val_steps
     # hparams: this run's values and the metric columns, so the HPARAMS tab can compare runs
     assert events.has_hparams
