@@ -1,7 +1,7 @@
 """What the framework costs: a full `src.run` training loop against a bare PyTorch loop over the same model, data
 and optimizer; the dashboards' cost at their default interval; and the time from launch to the first step.
 
-    python -m src.bench.loop [--steps 500] [--repeats 3]
+    python -m src.bench.loop [--steps 300] [--rounds 5]
 
 The loops run side by side in this process, alternating, through `src.run.train` (the function `python -m src.run`
 calls, composed from the same configs); each reports training tokens per second once 5 steps have warmed up, with
@@ -55,6 +55,14 @@ def framework_tokens_per_s(cfg) -> float:
         return float(record.data["speed"]["tokens_per_s"])
 
 
+def every_epoch(loader):
+    """The loader's batches epoch after epoch, each epoch reshuffled and collated afresh as in the framework's loop.
+    (``itertools.cycle`` would replay the first epoch's batches from memory and skip the data pipeline.)"""
+    for epoch in itertools.count():
+        loader.sampler.set_epoch(epoch)
+        yield from loader
+
+
 def bare_tokens_per_s(cfg) -> float:
     """The same model, data, optimizer, schedule and gradient clipping, in a plain PyTorch loop."""
     from src.data import build_datamodule
@@ -68,7 +76,7 @@ def bare_tokens_per_s(cfg) -> float:
     steps = cfg.trainer.max_steps
     built = build_optimizer(model, cfg.optimizer, model_cfg.d_model, steps)
     optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
-    batches = itertools.cycle(datamodule.train_dataloader())
+    batches = every_epoch(datamodule.train_dataloader())
     tokens, started = 0, 0.0
     for step in range(steps):
         if step == SKIP_STEPS:
@@ -105,24 +113,32 @@ def launch_to_first_step(runs: int = 3) -> float:
     return statistics.median(times)
 
 
-def measure(steps: int = 500, repeats: int = 3) -> dict[str, float]:
+def measure(steps: int = 300, rounds: int = 5) -> dict[str, float]:
+    """Each round runs the three loops back to back (the order alternating between rounds) and forms two ratios
+    within the round: framework/bare and dashboards/framework. The medians of those ratios are reported. The speed
+    of a shared 2-core machine drifts by 10% over minutes; a ratio of neighbouring runs cancels the drift, which
+    ratios of separate medians do not."""
     default_every = compose_run_config().dashboard.attention_every_n_steps
     plain = compose_run_config(*loop_overrides(steps, dashboard_every=0))  # dashboards only once training has ended
     with_dashboards = compose_run_config(*loop_overrides(steps, dashboard_every=default_every))
-    runs: dict[str, list[float]] = {"framework": [], "bare": [], "dashboards": []}
-    for repeat in range(repeats):
-        order = ["framework", "bare", "dashboards"]
-        for name in order if repeat % 2 == 0 else reversed(order):  # alternate, so drift hits all three
-            if name == "bare":
-                runs[name].append(bare_tokens_per_s(plain))
-            else:
-                runs[name].append(framework_tokens_per_s(plain if name == "framework" else with_dashboards))
-    median = {name: statistics.median(values) for name, values in runs.items()}
+    loops = {
+        "framework": lambda: framework_tokens_per_s(plain),
+        "bare": lambda: bare_tokens_per_s(plain),
+        "dashboards": lambda: framework_tokens_per_s(with_dashboards),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in loops}
+    for round_index in range(rounds):
+        order = list(loops) if round_index % 2 == 0 else list(reversed(loops))
+        for name in order:
+            runs[name].append(loops[name]())
+    framework_vs_bare = [f / b for f, b in zip(runs["framework"], runs["bare"])]
+    dashboards_vs_framework = [d / f for d, f in zip(runs["dashboards"], runs["framework"])]
     return {
-        "framework_tokens_per_s": median["framework"],
-        "bare_tokens_per_s": median["bare"],
-        "framework_vs_bare": median["framework"] / median["bare"],
-        "dashboard_cost": 1.0 - median["dashboards"] / median["framework"],
+        "framework_tokens_per_s": statistics.median(runs["framework"]),
+        "bare_tokens_per_s": statistics.median(runs["bare"]),
+        "framework_vs_bare": statistics.median(framework_vs_bare),
+        "framework_vs_bare_per_round": [round(ratio, 3) for ratio in framework_vs_bare],
+        "dashboard_cost": 1.0 - statistics.median(dashboards_vs_framework),
         "dashboard_every": default_every,
         "launch_to_first_step_s": launch_to_first_step(),
     }
@@ -130,10 +146,10 @@ def measure(steps: int = 500, repeats: int = 3) -> dict[str, float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=500, help="training steps per timed loop")
-    parser.add_argument("--repeats", type=int, default=3, help="timed loops of each kind (median reported)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per timed loop")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the three loops (median ratio reported)")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.steps, args.repeats), indent=2))
+    print(json.dumps(measure(args.steps, args.rounds), indent=2))
 
 
 if __name__ == "__main__":

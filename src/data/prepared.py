@@ -37,6 +37,10 @@ class PackedExamples(Sequence):
                 self.scalars.add(key)
                 self.values[key] = torch.tensor(items)
         self.size = len(examples)
+        # The same offsets as Python ints: slicing with them is several times faster than with 0-d tensors, and
+        # the collate of every training batch reads them (a list pickles without file descriptors, too).
+        self._bounds = {key: offsets.tolist() for key, offsets in self.offsets.items()}
+        self._scalar_values = {key: self.values[key].tolist() for key in self.scalars}
 
     def __len__(self) -> int:
         return self.size
@@ -58,10 +62,10 @@ class PackedExamples(Sequence):
         example: dict[str, Any] = {}
         for key in self.keys:
             if key in self.scalars:
-                example[key] = self.values[key][index].item()
+                example[key] = self._scalar_values[key][index]
             else:
-                start, end = self.offsets[key][index], self.offsets[key][index + 1]
-                example[key] = self.values[key][start:end]
+                bounds = self._bounds[key]
+                example[key] = self.values[key][bounds[index] : bounds[index + 1]]
         return example
 
 
