@@ -33,10 +33,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.provenance import RUN_FILE
+from src.training.metrics import higher_is_better
 from src.training.metrics_file import read_metrics
 
 SEED = "seed"
-LOWER_IS_BETTER = ("loss", "ppl")  # metric names ending so; every other metric is higher-is-better
 
 
 @dataclass
@@ -91,10 +91,6 @@ def is_search(sweep_dir: Path) -> bool:
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return False
     return "direction" in (sweeper or {})
-
-
-def higher_is_better(metric: str) -> bool:
-    return not metric.rsplit("/", 1)[-1].endswith(LOWER_IS_BETTER)
 
 
 def t_interval(values: list[float], confidence: float = 0.95) -> float | None:
@@ -164,7 +160,9 @@ def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
         if run.status == "completed":
             groups.setdefault(tuple((k, run.settings.get(k, "")) for k in varied), []).append(run)
     configurations = [Configuration(settings, members) for settings, members in groups.items()]
-    main = next((run.metrics.get("main_metric") for run in runs if run.metrics.get("main_metric")), None)
+    # What the runs were ranked by: the sweep's objective= if one was set, else the task's main metric.
+    ranked_by = (run.metrics.get("objective") or run.metrics.get("main_metric") for run in runs)
+    main = next((metric for metric in ranked_by if metric), None)
     if main and is_search(sweep_dir):  # an optimising sweeper's trials: best first
         sign = -1.0 if higher_is_better(main) else 1.0
         configurations.sort(key=lambda c: sign * statistics.mean(c.values(main)) if c.values(main) else math.inf)

@@ -180,7 +180,7 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord | None = None) -> di
     module = TransformerLitModule(config, asdict(model_cfg), datamodule.kind, str(run_dir), numerics)
     print_run_start(cfg, model_cfg, module, datamodule, run_dir)
 
-    recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode)
+    recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode, objective=objective_of(cfg))
     speed = TrainingSpeed()
     loggers = build_loggers(cfg.logger, run_dir, run_name=run_dir.name)
     with_logger = bool(loggers)  # TensorBoard is then the first (the dashboards write to it)
@@ -299,29 +299,39 @@ def main(cfg: DictConfig) -> float | None:
                 return None
             raise
         record.end("completed", metrics=metrics)
-    return metrics.get(main_metric_of(cfg))
+    return metrics.get(objective_of(cfg))
 
 
-def main_metric_of(cfg: DictConfig) -> str:
+def objective_of(cfg: DictConfig) -> str:
+    """What the run returns to a sweeper: `objective=`, or else the task's main metric."""
     from src.data import task_spec
 
-    return task_spec(cfg.task.name).main_metric[0]
+    return cfg.objective or task_spec(cfg.task.name).main_metric[0]
 
 
 def check_sweeper_direction(cfg: DictConfig) -> None:
-    """An optimising sweeper (Optuna) maximises or minimises what the run returns, its main metric: the two must
-    agree, or the search would hunt for the worst settings."""
+    """An optimising sweeper (Optuna) maximises or minimises what the run returns (`objective`, by default the
+    task's main metric): the two must agree, or the search would hunt for the worst settings."""
     from src.data import task_spec
+    from src.training.metrics import higher_is_better
+    from src.validation import check_objective
 
     direction = HydraConfig.get().sweeper.get("direction") if is_multirun() else None
     if direction not in ("maximize", "minimize"):
         return
-    metric, mode = task_spec(cfg.task.name).main_metric
-    wanted = "maximize" if mode == "max" else "minimize"
+    try:  # a mistyped objective is named as such, not as a wrong direction
+        check_objective(cfg.objective, task_spec(cfg.task.name), cfg.test_after_fit)
+    except ConfigError as error:
+        print_error(str(error))
+        sys.exit(EXIT_USER_ERROR)
+    metric = objective_of(cfg)
+    higher = higher_is_better(metric)
+    wanted = "maximize" if higher else "minimize"
     if direction != wanted:
+        what = f"objective={metric}" if cfg.objective else f"task={cfg.task.name}'s main metric {metric}"
         print_error(
-            f"hydra.sweeper.direction={direction}, but task={cfg.task.name}'s main metric {metric} is "
-            f"{'higher' if mode == 'max' else 'lower'}-is-better: set hydra.sweeper.direction={wanted}"
+            f"hydra.sweeper.direction={direction}, but {what} is {'higher' if higher else 'lower'}-is-better: "
+            f"set hydra.sweeper.direction={wanted}"
         )
         sys.exit(EXIT_USER_ERROR)
 

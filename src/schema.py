@@ -178,6 +178,10 @@ class Config:
     progress_every_n_steps: int = 100  # when output is not a terminal: a progress line this often (and per validation)
     compile: bool = False  # run the model under torch.compile (slow first steps, faster after; see `make bench`)
     sweep_catch_errors: bool = True  # multirun: a failing job is reported and the sweep goes on
+    # What the run returns to an optimising sweeper (Optuna, hparams_search=...) and what the sweep report ranks by:
+    # a metric tag the run logs, e.g. val/loss or (with test_after_fit) test/bleu; null = the task's main metric.
+    # hydra.sweeper.direction must agree with it (checked before the first trial).
+    objective: Optional[str] = None
     # Lightning's own callbacks by class name and arguments (src/training/stock_callbacks.py), e.g.
     # +callbacks.EarlyStopping.patience=5 (watching the task's main metric unless monitor= is given).
     callbacks: Dict[str, Any] = field(default_factory=dict)

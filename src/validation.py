@@ -20,6 +20,7 @@ from src.data.files import resolve_path
 from src.model import ConfigError
 from src.schema import ARCH_FOR_KIND, model_config_for, resolve_arch
 from src.training.loggers import check_logger
+from src.training.metrics import objective_choices
 from src.training.optim import OPTIMIZERS
 from src.training.stock_callbacks import check_stock_callbacks
 
@@ -114,11 +115,24 @@ def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
     if cfg.progress_every_n_steps < 1:
         raise ConfigError(f"progress_every_n_steps={cfg.progress_every_n_steps} must be >= 1")
     check_threads(cfg.torch_threads)
+    check_objective(cfg.objective, spec, cfg.test_after_fit)
     if cfg.max_loss is not None and not cfg.max_loss > 0:
         raise ConfigError(
             f"max_loss={cfg.max_loss} is not a loss bound: set a positive one, or max_loss=null to stop only on a "
             "non-finite loss"
         )
+
+
+def check_objective(objective: str | None, spec, test_after_fit: bool) -> None:
+    """`objective=` must name a metric the run will have at its end, or a sweeper would get nothing back."""
+    if objective is None:
+        return
+    choices = objective_choices(spec.kind, spec.bleu, test_after_fit)
+    if objective in choices:
+        return
+    if objective in objective_choices(spec.kind, spec.bleu, test_after_fit=True):
+        raise ConfigError(f"objective={objective} is measured only after training: set test_after_fit=true")
+    raise ConfigError(f"objective={objective} is not a metric task={spec.name} logs: choose one of {choices}")
 
 
 def check_seed(seed: int) -> None:

@@ -173,6 +173,8 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["decode.strategy=nucleus"], "decode.strategy"),
         (run, ["logger.name=comet"], "logger"),
         (run, ["max_loss=0"], "max_loss"),
+        (run, ["objective=val/bleu"], "objective=val/bleu"),
+        (run, ["objective=test/loss"], "test_after_fit"),
         *([] if torch.cuda.is_available() else [(run, ["trainer=gpu"], "trainer.accelerator")]),
         # --- the command line: typos, types, unknown options, what Hydra cannot parse ---------------------------------
         (run, ["model.head=8"], "model.head"),

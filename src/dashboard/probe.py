@@ -12,6 +12,7 @@ LightningModule, its network as ``pl_module.model``, which they look at through 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -69,6 +70,7 @@ class ProbeCallback(Callback):
         self._probe: dict[str, Any] | None = None
         self._last_logged_step: int | None = None
         self.logged_steps: list[int] = []  # for tests and curious users
+        self.seconds_logging = 0.0  # wall time spent logging: run.json's speed reports the dashboards' share
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._probe = None  # a new fit may come with another datamodule
@@ -97,7 +99,9 @@ class ProbeCallback(Callback):
         step = trainer.global_step
         self._last_logged_step = step
         self.logged_steps.append(step)
+        started = time.perf_counter()
         self._log(trainer, pl_module, event_step(trainer))
+        self.seconds_logging += time.perf_counter() - started
 
     def _attention_weights(self, trainer: Trainer, pl_module: LightningModule):
         """(probe batch on the CPU, {site: [(B, H, Tq, Tk) CPU float tensors per layer]})."""

@@ -15,6 +15,7 @@ Besides what every dashboard callback needs (see ``probe``), the logger reads, p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,7 @@ class TextSampleLogger(Callback):
         self._validations_seen = 0
         self._probe: dict[str, Any] | None = None
         self.logged_steps: list[int] = []
+        self.seconds_logging = 0.0  # wall time spent logging: run.json's speed reports the dashboards' share
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._probe = None  # a new fit may come with another datamodule
@@ -75,6 +77,11 @@ class TextSampleLogger(Callback):
         self._validations_seen += 1
         if self._validations_seen % self.every_n_validations != 0:
             return
+        started = time.perf_counter()
+        self._log_samples(trainer, pl_module)
+        self.seconds_logging += time.perf_counter() - started
+
+    def _log_samples(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._probe is None:
             self._probe = dict(trainer.datamodule.probe_batch(self.num_examples))
         kind = trainer.datamodule.kind

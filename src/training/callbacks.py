@@ -269,6 +269,7 @@ class TrainingSpeed(L.Callback):
         self._tokens: torch.Tensor | None = None
         self._validations: list[tuple[float, float]] = []
         self._validation_started = 0.0
+        self._dashboard_s = 0.0
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx) -> None:
         if self.first_step_at is None:
@@ -291,6 +292,10 @@ class TrainingSpeed(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
         self._validations.append((self._validation_started, time.perf_counter()))
 
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        # The dashboard callbacks (src/dashboard) each count the seconds they spent logging.
+        self._dashboard_s = sum(getattr(callback, "seconds_logging", 0.0) for callback in trainer.callbacks)
+
     def summary(self) -> dict[str, float | int]:
         result: dict[str, float | int] = {}
         if self.first_step_at is not None:
@@ -303,4 +308,7 @@ class TrainingSpeed(L.Callback):
             result["timed_steps"] = self._timed_steps
             result["steps_per_s"] = round(self._timed_steps / seconds, 3)
             result["tokens_per_s"] = round(float(self._tokens) / seconds, 1)
+            if self._dashboard_s:  # attention maps, head statistics, text samples: their share of training time
+                result["dashboard_s"] = round(self._dashboard_s, 2)
+                result["dashboard_share"] = round(self._dashboard_s / seconds, 4)
         return result

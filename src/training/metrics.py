@@ -88,6 +88,24 @@ class SplitMetrics(nn.Module):
             metric.reset()
 
 
+LOWER_IS_BETTER = ("loss", "ppl")  # metric names ending so; every other metric is higher-is-better
+
+
+def higher_is_better(tag: str) -> bool:
+    """Whether a larger value of a metric tag ("val/bleu", "test/loss", ...) is the better one."""
+    return not tag.rsplit("/", 1)[-1].endswith(LOWER_IS_BETTER)
+
+
+def objective_choices(kind: str, with_bleu: bool, test_after_fit: bool) -> list[str]:
+    """The metric tags a run can return to an optimising sweeper (`objective=`): its validation metrics, and with
+    test_after_fit its test metrics (sacreBLEU on the raw references for translation)."""
+    tags = metric_tags(kind, with_bleu)
+    if test_after_fit:
+        tags += [tag.replace("val/", "test/", 1) for tag in metric_tags(kind, with_bleu)]
+        tags += ["test/sacrebleu", "test/sacrebleu_lowercase"] if with_bleu else []
+    return tags
+
+
 def metric_tags(kind: str, with_bleu: bool) -> list[str]:
     """The validation tags a run logs: TensorBoard's HPARAMS tab shows these columns (hparams are logged once, at
     train start, with the tags the run writes later)."""

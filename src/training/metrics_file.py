@@ -41,10 +41,12 @@ def _plain(value: Any) -> float | None:
 class RecordValidations(L.Callback):
     """Appends each validation's metrics to metrics.json (rank 0; not the sanity check)."""
 
-    def __init__(self, run_dir: Path, main_metric: str, mode: str):
+    def __init__(self, run_dir: Path, main_metric: str, mode: str, objective: str | None = None):
         self.run_dir = Path(run_dir)
         earlier = read_metrics(self.run_dir) or {}  # a resumed run continues its own history
         self.content: dict[str, Any] = {"main_metric": main_metric, "mode": mode, "history": [], "final": {}}
+        if objective and objective != main_metric:  # what a sweep ranked this run by (`objective=`)
+            self.content["objective"] = objective
         self.content["history"] = earlier.get("history", [])
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:

@@ -152,6 +152,7 @@ def print_run_end(
         console.print(
             f"speed:         {speed['tokens_per_s']:,.0f} target tokens/s, {speed['steps_per_s']:.1f} steps/s "
             f"(validation excluded); first step {speed['launch_to_first_step_s']:.1f} s after launch"
+            + (f"; dashboards {speed['dashboard_share']:.1%} of it" if "dashboard_share" in speed else "")
         )
     console.print(f"run directory: {run_dir}")
     checkpoints = run_dir / "checkpoints"

@@ -12,6 +12,7 @@ def test_end_of_training_log_when_the_last_step_is_off_cadence(tmp_path, fit):
     events = read_events(tmp_path)
     assert events.image_steps("val_attention/decoder_self/layer_1") == [2, 3]  # after steps 3 and 4
     assert not events.tags_with_prefix("val_mask/")
+    assert map_logger.seconds_logging > 0  # what run.json's speed reports as the dashboards' share
 
 
 @pytest.mark.parametrize("logger", [False, "csv"])
@@ -26,4 +27,5 @@ def test_without_a_tensorboard_logger_nothing_runs(tmp_path, fit, logger):
     ]
     module = fit("seq2seq", callbacks, logger=logger, max_steps=2)
     assert module.model.attention_map_calls == 0
+    assert all(getattr(callback, "seconds_logging", 0.0) == 0.0 for callback in callbacks)
     assert not list(tmp_path.rglob("events.out.tfevents.*"))

@@ -91,6 +91,29 @@ def test_an_optuna_search_returns_the_main_metric_and_reports_trials_best_first(
     ]
 
 
+def test_an_optuna_search_optimises_the_objective_it_is_given(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    search = ["-m", "hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=3", *TINY, *SMALL_SYNTHETIC]
+    search = [o for o in search if not o.startswith(("model.d_model=", "model.dropout="))]
+    sweep = tmp_path / "by_loss"
+    result = run_module(
+        "src.run", *search, "objective=val/loss", "hydra.sweeper.direction=minimize", f"hydra.sweep.dir={sweep}"
+    )
+    assert result.returncode == 0, result.stderr
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
+    analysed = analyse(sweep)
+    assert analysed.main_metric == "val/loss"
+    losses = [statistics.mean(c.values("val/loss")) for c in analysed.configurations]
+    assert len(losses) == 3 and losses == sorted(losses) and losses[0] == best  # lowest first
+
+    wrong_way = run_module("src.run", *search, "objective=val/loss", f"hydra.sweep.dir={tmp_path / 'w'}")
+    assert wrong_way.returncode == 2
+    assert [line for line in wrong_way.stderr.splitlines() if line.startswith("error:")] == [
+        "error: hydra.sweeper.direction=maximize, but objective=val/loss is lower-is-better: "
+        "set hydra.sweeper.direction=minimize"
+    ]
+
+
 def test_submitit_local_runs_the_jobs_and_reports_a_failed_one(tmp_path):
     """Jobs in other processes: their failure still reaches the command's exit status (from their run.json)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")

@@ -135,3 +135,10 @@ def test_training_speed_counts_timed_steps_and_leaves_validation_out(monkeypatch
     assert summary["timed_steps"] == 4 and summary["steps_per_s"] == pytest.approx(1.0)
     assert summary["tokens_per_s"] == pytest.approx(50.0) and summary["training_s"] == pytest.approx(14.0)
     assert summary["launch_to_first_step_s"] > 0  # this pytest process started before the first step
+    assert "dashboard_share" not in summary  # no dashboards, no figure
+
+    # The dashboard callbacks' own logging time, as a share of the training time (validations excluded).
+    dashboards = [SimpleNamespace(seconds_logging=0.3), SimpleNamespace(seconds_logging=0.1), SimpleNamespace()]
+    speed.on_train_end(SimpleNamespace(callbacks=dashboards), module)
+    assert speed.summary()["dashboard_s"] == pytest.approx(0.4)
+    assert speed.summary()["dashboard_share"] == pytest.approx(0.4 / 4.0)
