@@ -119,7 +119,10 @@ class TransformerLitModule(L.LightningModule):
         # the whole run's optimizer steps, whether trainer.max_steps or trainer.max_epochs bounds it
         total_steps = int(self.trainer.estimated_stepping_batches)
         budget = time_budget_fraction(self.trainer)  # trainer.max_time: the cosine decay ends with the budget
-        return build_optimizer(self.model, self.config["optimizer"], self.model_cfg.d_model, total_steps, budget)
+        mixed = str(self.trainer.precision).endswith("-mixed")
+        return build_optimizer(
+            self.model, self.config["optimizer"], self.model_cfg.d_model, total_steps, budget, mixed_precision=mixed
+        )
 
     # --- evaluation ---------------------------------------------------------------------------------------------
 

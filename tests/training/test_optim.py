@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
-from src.training.optim import build_optimizer, noam_multiplier, time_budget_fraction, warmup_cosine_multiplier
+from src.training.optim import (
+    build_optimizer,
+    noam_multiplier,
+    time_budget_fraction,
+    update_kernel,
+    warmup_cosine_multiplier,
+)
 
 
 def test_noam_matches_the_paper_formula():
@@ -90,3 +97,22 @@ def test_adamw_cosine_ends_at_min_ratio():
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
     assert not math.isnan(optimizer.param_groups[0]["lr"])
+
+
+def test_the_update_is_fused_at_full_precision_and_multi_tensor_under_mixed_precision():
+    params = list(torch.nn.Linear(4, 4).parameters())
+    assert update_kernel(params, mixed_precision=False) == {"fused": True}
+    assert update_kernel(params, mixed_precision=True) == {"foreach": True}  # Lightning clips no fused optimizer
+    cfg = _optimizer_cfg("adamw_cosine", 1e-3, 10)
+    built = build_optimizer(torch.nn.Linear(4, 4), cfg, d_model=4, total_steps=10, mixed_precision=True)
+    assert built["optimizer"].defaults["foreach"] is True and not built["optimizer"].defaults["fused"]
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_a_run_with_gradient_clipping_trains_at_full_and_mixed_precision(capsys, tmp_path, precision):
+    from tests.test_bad_inputs import TINY, run_command
+
+    args = [*TINY, f"trainer.precision={precision}", "trainer.gradient_clip_val=1.0", f"hydra.run.dir={tmp_path}"]
+    result = run_command("src.run", args, capsys)
+    assert result.code == 0, result.err
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "completed"
