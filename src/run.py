@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -132,9 +133,12 @@ def dashboard_callbacks(cfg: DictConfig, metric_tags: list[str]) -> list:
     return callbacks
 
 
-def train(cfg: DictConfig, run_dir: Path, record: RunRecord | None = None) -> dict[str, float]:
+def train(
+    cfg: DictConfig, run_dir: Path, record: RunRecord | None = None, launched_at: float | None = None
+) -> dict[str, float]:
     """Train the configured experiment in `run_dir`; returns the final validation metrics. With a `record`, the
-    run's speed goes into it (launch to first step, training steps and tokens per second)."""
+    run's speed goes into it (launch to first step, training steps and tokens per second). `launched_at`: when the
+    run began (Unix time), if not when this process started."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -181,7 +185,7 @@ def train(cfg: DictConfig, run_dir: Path, record: RunRecord | None = None) -> di
     print_run_start(cfg, model_cfg, module, datamodule, run_dir)
 
     recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode, objective=objective_of(cfg))
-    speed = TrainingSpeed()
+    speed = TrainingSpeed(launched_at=launched_at)
     loggers = build_loggers(cfg.logger, run_dir, run_name=run_dir.name)
     with_logger = bool(loggers)  # TensorBoard is then the first (the dashboards write to it)
     logger: Any = loggers or False
@@ -259,6 +263,7 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # the shell's convention: 128 + t
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Hydra's entry point: one run, or one job of a sweep. Whatever happens, run.json says how it ended."""
+    launched_at = job_launch_time()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = is_multirun()
     job = f"job {HydraConfig.get().job.num} ({run_dir.name})" if multirun else ""
@@ -270,7 +275,7 @@ def main(cfg: DictConfig) -> float | None:
     record.update()
     with logged_to(run_dir / "run.log"):
         try:
-            metrics = train(cfg, run_dir, record)
+            metrics = train(cfg, run_dir, record, launched_at=launched_at)
         except (*USER_ERRORS, TrainingDiverged) as error:
             status = "diverged" if isinstance(error, TrainingDiverged) else "failed"
             record.end(status, error=str(error))
@@ -300,6 +305,15 @@ def main(cfg: DictConfig) -> float | None:
             raise
         record.end("completed", metrics=metrics)
     return metrics.get(objective_of(cfg))
+
+
+JOBS_STARTED: list[float] = []  # when each job this process ran began (a sweep runs its jobs one after another)
+
+
+def job_launch_time() -> float | None:
+    """When this job was launched: None (the process's start) for the process's first job, else the job's start."""
+    JOBS_STARTED.append(time.time())
+    return None if len(JOBS_STARTED) == 1 else JOBS_STARTED[-1]
 
 
 def objective_of(cfg: DictConfig) -> str:

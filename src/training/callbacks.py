@@ -253,14 +253,18 @@ _IMPORTED = time.time()
 
 
 class TrainingSpeed(L.Callback):
-    """How fast this run trained, for run.json: the seconds from the process's start to its first training step,
+    """How fast this run trained, for run.json: the seconds from its launch to its first training step,
     and training steps and scored target tokens per second once `skip_steps` steps have warmed up, with the time
     spent validating left out (the dashboards' logging steps are counted: they are part of training's cost).
 
-    Tokens are summed on the device and read once at the end, so measuring adds no per-step host sync."""
+    Tokens are summed on the device and read once at the end, so measuring adds no per-step host sync.
 
-    def __init__(self, skip_steps: int = 5):
+    `launched_at` (Unix time): when the run was launched; None = when this process started. A sweep's later jobs,
+    which run in the same process one after another, pass their own start."""
+
+    def __init__(self, skip_steps: int = 5, launched_at: float | None = None):
         self.skip_steps = skip_steps
+        self.launched_at = launched_at
         self.first_step_at: float | None = None  # Unix time
         self._steps = 0  # training steps seen in this session
         self._timed_from: float | None = None  # perf_counter() at the start of the first timed step
@@ -299,7 +303,8 @@ class TrainingSpeed(L.Callback):
     def summary(self) -> dict[str, float | int]:
         result: dict[str, float | int] = {}
         if self.first_step_at is not None:
-            result["launch_to_first_step_s"] = round(self.first_step_at - process_start_time(), 3)
+            launched_at = self.launched_at if self.launched_at is not None else process_start_time()
+            result["launch_to_first_step_s"] = round(self.first_step_at - launched_at, 3)
         if self._timed_from is not None and self._tokens is not None:
             start, end = self._timed_from, self._timed_until
             validating = sum(b - a for a, b in self._validations if a >= start and b <= end)  # between timed steps

@@ -20,10 +20,10 @@ from src.model import ConfigError
 
 
 def build_tensorboard(settings: Any, run_dir: Path, run_name: str):
-    from lightning.pytorch.loggers import TensorBoardLogger
+    from src.training.tensorboard_logger import RunTensorBoardLogger
 
     # name="" and version="": event files go straight into the run directory (no lightning_logs/version_0).
-    return TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+    return RunTensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
 
 
 def build_csv(settings: Any, run_dir: Path, run_name: str):

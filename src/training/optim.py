@@ -117,7 +117,7 @@ def build_optimizer(
     mixed_precision: bool = False,
 ) -> dict:
     """What LightningModule.configure_optimizers returns: the optimizer and a per-step LR scheduler."""
-    # One parameter group, so LearningRateMonitor logs a single "lr" curve (several groups would log lr/pg1, lr/pg2);
+    # One parameter group, so LearningRateMonitor logs a single "train/lr" curve (several would log one per group);
     # weight decay then applies to every parameter, as torch.optim.AdamW does by default.
     params = [p for p in model.parameters() if p.requires_grad]
     recipe = OPTIMIZERS[opt_cfg["name"]]
@@ -126,7 +126,7 @@ def build_optimizer(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda index: multiplier(index + 1))  # index is 0-based
     return {
         "optimizer": optimizer,
-        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": "lr"},
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": "train/lr"},
     }
 
 

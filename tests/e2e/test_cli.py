@@ -70,9 +70,9 @@ def file_runs(tmp_path_factory, data_dir) -> dict[str, Path]:
 
 def assert_dashboard(run_dir: Path, task: str) -> None:
     events = read_events(run_dir)
-    for tag in ("train/loss", "val/loss", "lr", MAIN_METRIC[task]):
+    for tag in ("train/loss", "train/lr", "train/epoch", "val/loss", MAIN_METRIC[task]):
         assert tag in events.scalar_tags, f"{task}: no {tag} in {sorted(events.scalar_tags)[:20]}"
-    assert events.scalars["lr"][-1][1] > 0
+    assert events.scalars["train/lr"][-1][1] > 0
     # attention maps: one image per layer and site, and the masks
     sites = {"char_lm": ["decoder_self"], "classification": ["encoder_self"]}.get(
         task, ["encoder_self", "decoder_self", "cross"]
@@ -87,6 +87,10 @@ def assert_dashboard(run_dir: Path, task: str) -> None:
     assert val_steps == [5, 11] and events.image_steps(f"val_attention/{sites[0]}/layer_1") == val_steps
     stats_tag = sorted(events.tags_with_prefix("val_heads/"))[0]
     assert [step for step, _ in events.scalars[stats_tag]] == val_steps
+    # TensorBoard lists tag groups (the part before the first "/") in name order and opens the first ones: the
+    # learning curves lead, every dashboard group comes after them.
+    groups = sorted({tag.split("/")[0] for tag in events.scalar_tags | events.image_tags})
+    assert groups[:2] == ["train", "val"] and all(group.startswith("val_") for group in groups[2:]), groups
     # hparams: this run's values and the metric columns, so the HPARAMS tab can compare runs
     assert events.has_hparams
     assert MAIN_METRIC[task] in events.hparam_metrics

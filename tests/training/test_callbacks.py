@@ -142,3 +142,19 @@ def test_training_speed_counts_timed_steps_and_leaves_validation_out(monkeypatch
     speed.on_train_end(SimpleNamespace(callbacks=dashboards), module)
     assert speed.summary()["dashboard_s"] == pytest.approx(0.4)
     assert speed.summary()["dashboard_share"] == pytest.approx(0.4 / 4.0)
+
+
+def test_launch_to_first_step_counts_from_the_job_when_a_sweep_runs_several_in_one_process(monkeypatch):
+    from src import run
+    from src.training import callbacks
+
+    monkeypatch.setattr(run, "JOBS_STARTED", [])
+    assert run.job_launch_time() is None  # the first job: from the process's start, imports included
+    second_job = run.job_launch_time()
+    assert second_job is not None
+    speed = callbacks.TrainingSpeed(skip_steps=0, launched_at=second_job)
+    monkeypatch.setattr(callbacks.time, "time", lambda: second_job + 2.5)
+    module = SimpleNamespace(scored_targets=lambda batch: torch.tensor(batch))
+    speed.on_train_batch_start(None, module, 50, 0)
+    speed.on_train_batch_end(None, module, None, 50, 0)
+    assert speed.summary()["launch_to_first_step_s"] == pytest.approx(2.5)
