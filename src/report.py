@@ -365,7 +365,10 @@ def to_tensorboard(sweep: Sweep, figures: dict[str, Any], table: str) -> None:
     writer = SummaryWriter(log_dir=str(sweep.directory / "report"))
     for name, fig in figures.items():
         writer.add_figure(f"report/{name}", fig, global_step=0, close=False)
-    writer.add_text("report/table", table, global_step=0)
+    # The markdown's image links point at files beside report.md, which TensorBoard cannot fetch: the figures are
+    # in IMAGES above, so the links are left out of the text.
+    text = "\n".join(line for line in table.splitlines() if not line.startswith("!["))
+    writer.add_text("report/table", text, global_step=0)
     writer.close()
 
 

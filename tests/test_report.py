@@ -11,6 +11,7 @@ import pytest
 import yaml
 from scipy import stats
 
+from src.dashboard import read_events
 from src.report import analyse, main, t_interval, welch_p, write_report
 
 MAIN = "val/exact_match"
@@ -71,6 +72,11 @@ def test_the_report_files(sweep):
     for figure in ("curves.png", "bars.png"):
         assert (sweep / figure).stat().st_size > 1000
     assert list((sweep / "report").glob("events.out.tfevents.*"))  # the TensorBoard copy
+    events = read_events(sweep / "report")
+    assert {"report/bars", "report/curves"} <= events.image_tags
+    ((_, text),) = events.texts["report/table"]
+    assert "**0.9 ± 0.05 (3)**" in text
+    assert "![bars.png](bars.png)" in report and "![" not in text  # TensorBoard cannot fetch the files: no links
 
 
 def test_a_named_baseline_and_a_two_axis_heatmap(tmp_path):
