@@ -85,12 +85,18 @@ def read_runs(sweep_dir: Path) -> list[Run]:
 
 
 def is_search(sweep_dir: Path) -> bool:
-    """Whether the sweep was run by an optimising sweeper (Optuna) rather than a grid, per its multirun.yaml."""
-    try:
-        sweeper = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]["sweeper"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return False
-    return "direction" in (sweeper or {})
+    """Whether the sweep was run by an optimising sweeper (Optuna) rather than a grid: its config has a direction.
+    Hydra's grid sweeper writes that config to multirun.yaml; the Optuna sweeper writes none, so each job's own
+    .hydra/hydra.yaml is read too."""
+    configs = [sweep_dir / "multirun.yaml", *sorted(sweep_dir.glob("*/.hydra/hydra.yaml"))[:1]]
+    for config in configs:
+        try:
+            sweeper = yaml.safe_load(config.read_text())["hydra"]["sweeper"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            continue
+        if "direction" in (sweeper or {}):
+            return True
+    return False
 
 
 def t_interval(values: list[float], confidence: float = 0.95) -> float | None:
