@@ -79,7 +79,9 @@ class Canvas:
         self.image.paste(Image.fromarray(pixels), (left, top))
 
     def text(self, x: float, y: float, text: str, size: int, anchor: str = "la", bold: bool = False) -> None:
-        """Write ``text`` at (x, y); ``anchor`` is Pillow's: "la" = left/top, "rm" = right/middle, "mt" = ..."""
+        """Write ``text`` with its ``anchor`` point at (x, y). Anchors are Pillow's two letters, horizontal then
+        vertical: "la" = left/ascender (top), "rm" = right/middle, "ma" = centred below the point, "md" = centred
+        above it (the descender line at y)."""
         self.draw.text((x, y), text, fill=TEXT_COLOUR, font=font(size, bold), anchor=anchor)
 
     def vertical_text(self, x_centre: float, y: float, text: str, size: int, align: str = "top") -> None:
