@@ -35,7 +35,7 @@ from src.model import ConfigError
 from src.provenance import RunRecord, command_line, read_status
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
-from src.training.report import logged_to, print_error, print_warning, quiet_lightning
+from src.training.report import console, logged_to, print_error, print_warning, quiet_lightning
 from src.validation import validate_config
 
 register_configs()
@@ -215,7 +215,7 @@ def train(
                 # The publishable figure: sacrebleu on the raw references, decoded as decode.* says (e.g. beam).
                 bleu = score_split(module, datamodule, "test", cfg.decode, batch_size=cfg.batch_size)
                 metrics.update(bleu.metrics())
-                print(bleu.summary())
+                console.print(bleu.summary(), markup=False, highlight=False)  # into run.log too
     except SIGTERMException:
         # SIGTERM outside the training steps (sanity check, test): Lightning's handler stops its loop with a
         # SystemExit of status 0. What training saved last is what there is to resume from.

@@ -3,6 +3,7 @@ translated line for line in batches, and the BLEU that eval reports is sacrebleu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from sacrebleu.metrics import BLEU
 
 from tests.conftest import run_in_process
 from tests.e2e.conftest import TINY, parallel_lines
+
+BEAM = ["decode.strategy=beam", "decode.beam_size=3"]
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +32,10 @@ def translation_run(tmp_path_factory) -> tuple[Path, Path]:
     # long enough for a BLEU of about 10 here, so the comparison below is between real numbers, not zeros
     longer = [o for o in TINY if not o.startswith(("trainer.max_steps=", "model.d_model="))]
     args = ["task=translation", *files, "task.vocab_size=120", "task.max_len=16", *longer]
-    args += ["trainer.max_steps=200", "model.d_model=32"]
+    args += ["trainer.max_steps=200", "model.d_model=32", "test_after_fit=true", *BEAM]
     code, out, err = run_in_process("src.run", *args, f"hydra.run.dir={run_dir}")
     assert code == 0, err
     return run_dir / "checkpoints" / "last.ckpt", root
-
-
-BEAM = ["decode.strategy=beam", "decode.beam_size=3"]
 
 
 def test_a_file_is_translated_line_for_line_in_batches(translation_run, tmp_path):
@@ -75,3 +75,12 @@ def test_eval_reports_sacrebleu_of_the_beam_translations_with_its_signature(tran
     assert expected.score > 1.0  # the model translates something
     printed = dict(line.strip().split(": ") for line in out.splitlines() if line.strip().startswith("test/"))
     assert float(printed["test/sacrebleu"]) == pytest.approx(expected.score, abs=1e-4)
+
+
+def test_a_run_with_test_after_fit_scores_its_test_split_with_sacrebleu_and_logs_it(translation_run):
+    ckpt, _ = translation_run
+    run_dir = ckpt.parents[1]
+    summary = next(line for line in (run_dir / "run.log").read_text().splitlines() if line.startswith("sacreBLEU"))
+    assert summary.startswith("sacreBLEU on test (24 sentences, beam search (3 beams")
+    final = json.loads((run_dir / "metrics.json").read_text())["final"]
+    assert f": {final['test/sacrebleu']:.2f} (lowercased {final['test/sacrebleu_lowercase']:.2f})" in summary

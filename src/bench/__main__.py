@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     step_ratio = tokens["scratch"] / tokens["torch.nn.Transformer"]
     peak = step.matmul_peak()
     utilisation = versus_torch["flops_per_s"] / peak
-    figures = loop.measure(steps=200 if args.quick else 300, rounds=1 if args.quick else 5)
+    figures = loop.measure(steps=200 if args.quick else 300, rounds=1 if args.quick else 7)
 
     print()
     print("| figure | measured | goal | |")
