@@ -11,6 +11,10 @@ What happens, in order (nothing heavy is built before the config is known to be 
 
 Exit status: 0 completed, 1 diverged or crashed (or a sweep with failed jobs), 2 bad input (one `error:` line),
 130 / 143 interrupted by Ctrl-C / SIGTERM (the last finished step is saved; the resume command is printed).
+
+Run as `python -m src.run`, this module is `__main__`, and a launcher that ships the job to another process
+(submitit) pickles its functions by value, with the module-level objects they use: keep those plain (a rich
+Console holds a lock and cannot be pickled; call functions of other modules instead).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from src.model import ConfigError
 from src.provenance import RunRecord, command_line, read_status
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
-from src.training.report import console, logged_to, print_error, print_warning, quiet_lightning
+from src.training.report import logged_to, print_error, print_line, print_warning, quiet_lightning
 from src.validation import validate_config
 
 register_configs()
@@ -215,7 +219,7 @@ def train(
                 # The publishable figure: sacrebleu on the raw references, decoded as decode.* says (e.g. beam).
                 bleu = score_split(module, datamodule, "test", cfg.decode, batch_size=cfg.batch_size)
                 metrics.update(bleu.metrics())
-                console.print(bleu.summary(), markup=False, highlight=False)  # into run.log too
+                print_line(bleu.summary())  # into run.log too
     except SIGTERMException:
         # SIGTERM outside the training steps (sanity check, test): Lightning's handler stops its loop with a
         # SystemExit of status 0. What training saved last is what there is to resume from.

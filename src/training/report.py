@@ -74,6 +74,11 @@ def print_error(message: str) -> None:
     _say(f"error: {message}")
 
 
+def print_line(text: str) -> None:
+    """One line on the run's console (and so in run.log), printed as it is: no markup, no highlighting."""
+    console.print(text, markup=False, highlight=False)
+
+
 def print_warning(message: str) -> None:
     """`warning: ...` on stderr, one line, and into the run's log: legal input that does something surprising."""
     _say(f"warning: {message}")
