@@ -116,6 +116,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool, r
 def dashboard_callbacks(cfg: DictConfig, metric_tags: list[str]) -> list:
     """TensorBoard content beyond scalars (src/dashboard): attention maps, head statistics, text, hparams."""
     from src import dashboard
+    from src.training.metrics import test_tags
 
     d = cfg.dashboard
     callbacks = []
@@ -132,7 +133,7 @@ def dashboard_callbacks(cfg: DictConfig, metric_tags: list[str]) -> list:
     if d.hparams:
         varied = varied_keys(HydraConfig.get().sweep.dir) if is_multirun() else []
         if cfg.test_after_fit:  # the test columns fill in once the run has been evaluated
-            metric_tags = [*metric_tags, *(tag.replace("val/", "test/", 1) for tag in metric_tags)]
+            metric_tags = [*metric_tags, *test_tags(metric_tags)]
         callbacks.append(dashboard.HParamsLogger(metric_tags=metric_tags, varied=varied))
     return callbacks
 

@@ -96,14 +96,19 @@ def higher_is_better(tag: str) -> bool:
     return not tag.rsplit("/", 1)[-1].endswith(LOWER_IS_BETTER)
 
 
+def test_tags(val_tags: list[str]) -> list[str]:
+    """The tags test_after_fit logs for the same metrics on the test split: val/loss -> test/loss, ..."""
+    return [tag.replace("val/", "test/", 1) for tag in val_tags]
+
+
 def objective_choices(kind: str, with_bleu: bool, test_after_fit: bool) -> list[str]:
     """The metric tags a run can return to an optimising sweeper (`objective=`): its validation metrics, and with
     test_after_fit its test metrics (sacreBLEU on the raw references for translation)."""
-    tags = metric_tags(kind, with_bleu)
-    if test_after_fit:
-        tags += [tag.replace("val/", "test/", 1) for tag in metric_tags(kind, with_bleu)]
-        tags += ["test/sacrebleu", "test/sacrebleu_lowercase"] if with_bleu else []
-    return tags
+    val_tags = metric_tags(kind, with_bleu)
+    if not test_after_fit:
+        return val_tags
+    sacrebleu = ["test/sacrebleu", "test/sacrebleu_lowercase"] if with_bleu else []
+    return [*val_tags, *test_tags(val_tags), *sacrebleu]
 
 
 def metric_tags(kind: str, with_bleu: bool) -> list[str]:

@@ -59,19 +59,14 @@ def update_kernel(params, mixed_precision: bool) -> dict:
     return {"foreach": True}
 
 
-def adam_settings(opt_cfg, kernel: dict | None) -> dict:
+def adam_settings(opt_cfg, kernel: dict) -> dict:
     """The optimizer.* fields Adam and AdamW share, and the update kernel (see ``update_kernel``)."""
     keys = ("lr", "eps", "weight_decay")
-    return {"betas": tuple(opt_cfg["betas"]), **{key: opt_cfg[key] for key in keys}, **(kernel or {})}
+    return {"betas": tuple(opt_cfg["betas"]), **{key: opt_cfg[key] for key in keys}, **kernel}
 
 
 def adam_noam(
-    params,
-    opt_cfg,
-    d_model: int,
-    total_steps: int,
-    time_fraction: TimeFraction = no_time_budget,
-    kernel: dict | None = None,
+    params, opt_cfg, d_model: int, total_steps: int, time_fraction: TimeFraction, kernel: dict
 ) -> tuple[torch.optim.Optimizer, Multiplier]:
     """The paper: Adam with the inverse-square-root schedule. No weight decay was used there; a nonzero
     weight_decay here is L2 added to the gradient. The schedule has no end, so a time budget does not change it."""
@@ -81,12 +76,7 @@ def adam_noam(
 
 
 def adamw_cosine(
-    params,
-    opt_cfg,
-    d_model: int,
-    total_steps: int,
-    time_fraction: TimeFraction = no_time_budget,
-    kernel: dict | None = None,
+    params, opt_cfg, d_model: int, total_steps: int, time_fraction: TimeFraction, kernel: dict
 ) -> tuple[torch.optim.Optimizer, Multiplier]:
     """AdamW, linear warm-up to the peak lr, then cosine decay to min_lr_ratio * lr at the last step (or at the
     end of the time budget, if that comes first)."""
@@ -97,6 +87,7 @@ def adamw_cosine(
 
 @dataclass(frozen=True)
 class Recipe:
+    # (params, opt_cfg, d_model, total_steps, time_fraction, kernel) -> (optimizer, multiplier), as the two above
     build: Callable[..., tuple[torch.optim.Optimizer, Multiplier]]
     min_warmup_steps: int = 0  # adam_noam's schedule divides by warmup_steps
 
