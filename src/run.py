@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,16 @@ def dashboard_callbacks(cfg: DictConfig, metric_tags: list[str]) -> list:
 
 
 def train(
-    cfg: DictConfig, run_dir: Path, record: RunRecord | None = None, launched_at: float | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    record: RunRecord | None = None,
+    launched_at: float | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, float]:
     """Train the configured experiment in `run_dir`; returns the final validation metrics. With a `record`, the
     run's speed goes into it (launch to first step, training steps and tokens per second). `launched_at`: when the
-    run began (Unix time), if not when this process started."""
+    run began (Unix time), if not when this process started. `callbacks`: more Lightning callbacks for this run,
+    after the run's own (the loop benchmark's timer)."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -198,7 +204,7 @@ def train(
         trainer = L.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             logger=logger,
-            callbacks=[*build_callbacks(cfg, run_dir, module, with_logger, recorder), speed],
+            callbacks=[*build_callbacks(cfg, run_dir, module, with_logger, recorder), speed, *callbacks],
             default_root_dir=str(run_dir),
         )
     except (MisconfigurationException, ValueError) as error:  # Lightning's own checks of trainer.*

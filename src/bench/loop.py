@@ -1,28 +1,36 @@
 """What the framework costs: a full `src.run` training loop against a bare PyTorch loop over the same model, data
 and optimizer; the dashboards' cost at their default interval; and the time from launch to the first step.
 
-    python -m src.bench.loop [--steps 300] [--rounds 7]
+    python -m src.bench.loop [--steps 605] [--turn 25] [--rounds 3] [overrides...]
 
-The loops run side by side in this process, alternating, through `src.run.train` (the function `python -m src.run`
-calls, composed from the same configs); each reports training tokens per second once 5 steps have warmed up, with
-validation time left out. The launch time is measured on a real `python -m src.run` process.
+Overrides are `src.run`'s (e.g. `experiment=shakespeare_char task.path=...`): the loop ratio of another experiment.
+
+The two loops take turns inside one training run of `src.run.train` (the function `python -m src.run` calls,
+composed from the same configs): after every `turn` steps of the framework's loop, a callback runs `turn` steps of
+the bare loop. Each loop's time is summed over its own steps only, so the machine's drift (its speed wanders by 10%
+within minutes) reaches both alike. Validation comes after the last timed step. The launch time is measured on a
+real `python -m src.run` process.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import itertools
 import json
+import logging
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 
@@ -44,19 +52,21 @@ def loop_overrides(steps: int, dashboard_every: int) -> list[str]:
     ]
 
 
-def framework_speed(cfg) -> dict:
+def framework_speed(cfg, callbacks=()) -> dict:
     """`src.run`'s own training function on `cfg`, in a scratch directory: the speed its run.json records."""
     from src.run import train
 
-    with tempfile.TemporaryDirectory() as folder:
-        record = RunRecord(Path(folder))
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            train(cfg, Path(folder), record)
-        return dict(record.data["speed"])
-
-
-def framework_tokens_per_s(cfg) -> float:
-    return float(framework_speed(cfg)["tokens_per_s"])
+    lightning_log = logging.getLogger("lightning.pytorch")  # its info lines ("GPU available") reach the real stderr
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            record = RunRecord(Path(folder))
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                train(cfg, Path(folder), record, callbacks=callbacks)
+            return dict(record.data["speed"])
+    finally:
+        lightning_log.setLevel(level)
 
 
 def dashboard_overrides(every: int) -> list[str]:
@@ -72,35 +82,107 @@ def every_epoch(loader):
         yield from loader
 
 
-def bare_tokens_per_s(cfg) -> float:
-    """The same model, data, optimizer, schedule and gradient clipping, in a plain PyTorch loop."""
-    from src.data import build_datamodule
-    from src.training.inference import forward_batch
-    from src.training.optim import build_optimizer
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # trainer.precision -> autocast dtype
 
-    torch.manual_seed(cfg.seed)
-    datamodule = build_datamodule(cfg.task, cfg.batch_size, cfg.seed)
-    model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
-    model = build_model(model_cfg).train()
-    steps = cfg.trainer.max_steps
-    built = build_optimizer(model, cfg.optimizer, model_cfg.d_model, steps)
-    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
-    batches = every_epoch(datamodule.train_dataloader())
-    tokens, started = 0, 0.0
-    for step in range(steps):
-        if step == SKIP_STEPS:
-            tokens, started = 0, time.perf_counter()
-        batch = next(batches)
-        logits = forward_batch(model, datamodule.kind, batch).logits
-        target = batch["tgt_out"]
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID)
-        optimizer.zero_grad(set_to_none=True)
+
+class BareLoop:
+    """The same model, data, optimizer, schedule, gradient clipping and precision as `cfg`'s run (a CPU run of a
+    token-level task), in a plain PyTorch loop."""
+
+    def __init__(self, cfg):
+        from src.data import build_datamodule
+        from src.training.optim import build_optimizer
+
+        datamodule = build_datamodule(
+            cfg.task, cfg.batch_size, cfg.seed, num_workers=cfg.num_workers, bucket_by_length=cfg.bucket_by_length
+        )
+        model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
+        self.model = build_model(model_cfg).train()
+        self.kind = datamodule.kind
+        mixed = AUTOCAST.get(str(cfg.trainer.precision))  # None: full precision
+        self.autocast = {"device_type": "cpu", "dtype": mixed or torch.bfloat16, "enabled": mixed is not None}
+        steps = cfg.trainer.max_steps
+        built = build_optimizer(self.model, cfg.optimizer, model_cfg.d_model, steps, mixed_precision=bool(mixed))
+        self.optimizer, self.scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+        self.clip = cfg.trainer.gradient_clip_val
+        self.batches = every_epoch(datamodule.train_dataloader())
+
+    def step(self) -> int:
+        """One training step; returns the number of target tokens it was scored on."""
+        from src.training.inference import forward_batch
+
+        batch = next(self.batches)
+        target = batch["tgt_out"]  # (B, T)
+        with torch.autocast(**self.autocast):  # as Lightning's mixed-precision plugin does around the training step
+            logits = forward_batch(self.model, self.kind, batch).logits  # (B, T, V)
+            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
-        optimizer.step()
-        scheduler.step()
-        tokens += int((target != PAD_ID).sum())
-    return tokens / (time.perf_counter() - started)
+        if self.clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return int((target != PAD_ID).sum())
+
+
+class TakeTurns(L.Callback):
+    """Inside the framework's run: after every `turn` framework steps, `turn` steps of the bare loop.
+
+    The framework's step is timed from this callback's return at one batch start to its call at the next, so it
+    holds everything Lightning and the run's other callbacks do per step; the bare turns and this callback's own
+    counting are left out of it. The last callback of the run but the checkpoints, this one sees every step whole."""
+
+    def __init__(self, bare: BareLoop, turn: int, skip_steps: int = SKIP_STEPS):
+        self.bare, self.turn, self.skip_steps = bare, turn, skip_steps
+        self.seconds = {"framework": 0.0, "bare": 0.0}
+        self.tokens = {"framework": 0, "bare": 0}
+        self.steps = {"framework": 0, "bare": 0}
+        self._resumed_at: float | None = None  # when the framework's current step began
+        self._targets: torch.Tensor | None = None  # what that step was scored on (training_step's outputs)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._targets = outputs["targets"]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        paused_at = time.perf_counter()
+        if self._resumed_at is not None and self._targets is not None:  # the framework's previous step, whole
+            self.seconds["framework"] += paused_at - self._resumed_at
+            self.tokens["framework"] += int(self._targets)
+            self.steps["framework"] += 1
+            if self.steps["framework"] % self.turn == 0:
+                started = time.perf_counter()
+                self.tokens["bare"] += sum(self.bare.step() for _ in range(self.turn))
+                self.seconds["bare"] += time.perf_counter() - started
+                self.steps["bare"] += self.turn
+        self._resumed_at = time.perf_counter() if trainer.global_step >= self.skip_steps else None
+
+    def summary(self) -> dict[str, float]:
+        framework = self.tokens["framework"] / self.seconds["framework"]
+        bare = self.tokens["bare"] / self.seconds["bare"]
+        step_ms = {side: 1000 * self.seconds[side] / self.steps[side] for side in self.seconds}
+        return {
+            "framework_tokens_per_s": framework,
+            "bare_tokens_per_s": bare,
+            "framework_vs_bare": framework / bare,
+            "framework_ms_per_step": step_ms["framework"] - step_ms["bare"],
+            "bare_step_ms": step_ms["bare"],
+        }
+
+
+def framework_vs_bare(cfg, turn: int = 25) -> dict[str, float]:
+    """One run of `cfg` with the bare loop taking turns (see `TakeTurns`): both loops' tokens per second, their
+    ratio, and what the framework adds to a step in milliseconds."""
+    torch.manual_seed(cfg.seed)
+    turns = TakeTurns(BareLoop(cfg), turn)
+    # A full garbage collection of this process's long-lived objects takes about a quarter of a second and would
+    # land in one loop's turn at random; a default run of `python -m src.run` did none once training had begun.
+    gc.collect()
+    gc.freeze()
+    try:
+        framework_speed(cfg, callbacks=[turns])
+    finally:
+        gc.unfreeze()
+    return turns.summary()
 
 
 def launch_to_first_step(runs: int = 3) -> float:
@@ -122,33 +204,25 @@ def launch_to_first_step(runs: int = 3) -> float:
     return statistics.median(times)
 
 
-def measure(steps: int = 300, rounds: int = 7) -> dict[str, float]:
-    """Each round runs the framework's loop and the bare loop back to back (the order alternating between rounds)
-    and forms their ratio; the median of those ratios is reported. The speed of a shared 2-core machine drifts by
-    10% over minutes: a ratio of neighbouring runs cancels the drift, a ratio of separate medians does not.
+def measure(steps: int = 605, turn: int = 25, rounds: int = 3, overrides: Sequence[str] = ()) -> dict:
+    """The loop ratio: the median over `rounds` runs, each with the two loops taking turns of `turn` steps.
 
     The dashboards' cost is the share of training time their callbacks spent logging (attention maps and head
     statistics every `dashboard.attention_every_n_steps` steps, text samples at each validation, both at their
     default interval), as each run records it. It is about 1%, below what a throughput difference
     between two runs on this machine can resolve."""
-    default_every = compose_run_config().dashboard.attention_every_n_steps
-    plain = compose_run_config(*loop_overrides(steps, dashboard_every=0))  # dashboards only once training has ended
-    with_dashboards = compose_run_config(*dashboard_overrides(default_every))
-    framework, bare, dashboard_shares = [], [], []
-    for round_index in range(rounds):
-        if round_index % 2 == 0:
-            framework.append(framework_tokens_per_s(plain))
-            bare.append(bare_tokens_per_s(plain))
-        else:
-            bare.append(bare_tokens_per_s(plain))
-            framework.append(framework_tokens_per_s(plain))
-        dashboard_shares.append(framework_speed(with_dashboards)["dashboard_share"])
-    framework_vs_bare = [f / b for f, b in zip(framework, bare)]
+    default_every = compose_run_config(*overrides).dashboard.attention_every_n_steps
+    # dashboards only once training has ended
+    plain = compose_run_config(*overrides, *loop_overrides(steps, dashboard_every=0))
+    with_dashboards = compose_run_config(*overrides, *dashboard_overrides(default_every))
+    runs, dashboard_shares = [], []
+    for _ in range(rounds):
+        runs.append(framework_vs_bare(plain, turn))
+        dashboard_shares.append(framework_speed(with_dashboards).get("dashboard_share", 0.0))  # 0: none (logger=none)
+    result = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     return {
-        "framework_tokens_per_s": statistics.median(framework),
-        "bare_tokens_per_s": statistics.median(bare),
-        "framework_vs_bare": statistics.median(framework_vs_bare),
-        "framework_vs_bare_per_round": [round(ratio, 3) for ratio in framework_vs_bare],
+        **result,
+        "framework_vs_bare_per_round": [round(run["framework_vs_bare"], 3) for run in runs],
         "dashboard_cost": statistics.median(dashboard_shares),
         "dashboard_every": default_every,
         "launch_to_first_step_s": launch_to_first_step(),
@@ -157,10 +231,12 @@ def measure(steps: int = 300, rounds: int = 7) -> dict[str, float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=300, help="training steps per timed loop")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of the loops (median ratio reported)")
+    parser.add_argument("--steps", type=int, default=605, help="training steps of the framework's run")
+    parser.add_argument("--turn", type=int, default=25, help="steps each loop runs before the other takes over")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of the two loops (median ratio reported)")
+    parser.add_argument("overrides", nargs="*", help="src.run overrides (the default experiment if none)")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.steps, args.rounds), indent=2))
+    print(json.dumps(measure(args.steps, args.turn, args.rounds, args.overrides), indent=2))
 
 
 if __name__ == "__main__":

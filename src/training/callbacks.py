@@ -285,7 +285,7 @@ class TrainingSpeed(L.Callback):
         self._steps += 1
         if self._timed_from is None:
             return
-        tokens = pl_module.scored_targets(batch).detach()
+        tokens = outputs["targets"]  # the scored targets, as TransformerLitModule.training_step counted them
         self._tokens = tokens if self._tokens is None else self._tokens + tokens
         self._timed_steps += 1
         self._timed_until = time.perf_counter()

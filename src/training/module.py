@@ -95,17 +95,12 @@ class TransformerLitModule(L.LightningModule):
             return target.new_tensor(target.numel())  # one label per example
         return (target != PAD_ID).sum()
 
-    def scored_targets(self, batch: dict[str, Tensor]) -> Tensor:
-        """How many targets the loss of this batch averages over (tokens; labels for classification), as a tensor
-        on the batch's device: reading it is left to the caller, so counting costs no device sync."""
-        return self._count(self._target(batch))
-
     # --- training -----------------------------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         logits = self(batch).logits
         target = self._target(batch)
-        loss, _ = self.loss(logits, target, self.label_smoothing)
+        loss, targets = self.loss(logits, target, self.label_smoothing)
         # Only on the steps whose values reach the logger (every trainer.log_every_n_steps, and the last one, as
         # Lightning decides): a self.log call costs about 0.8 ms, 2-3% of a default step, and the others would be
         # thrown away.
@@ -113,7 +108,9 @@ class TransformerLitModule(L.LightningModule):
         step = self.global_step + 1
         if trainer is None or step % trainer.log_every_n_steps == 0 or step == trainer.max_steps:
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=target.size(0))
-        return loss
+        # Lightning optimizes "loss"; callbacks get both as on_train_batch_end's outputs (TrainingSpeed sums the
+        # scored targets: a tensor, so counting them costs no device sync).
+        return {"loss": loss, "targets": targets}
 
     def configure_optimizers(self):
         # the whole run's optimizer steps, whether trainer.max_steps or trainer.max_epochs bounds it

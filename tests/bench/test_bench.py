@@ -11,10 +11,19 @@ from src.cli import compose_run_config
 pytestmark = pytest.mark.slow
 
 
-def test_the_loop_benchmark_times_the_framework_and_the_bare_loop():
+def test_the_loop_benchmark_times_the_framework_and_the_bare_loop_in_turns():
     cfg = compose_run_config(*loop.loop_overrides(steps=12, dashboard_every=0), "model.d_model=16", "model.d_ff=32")
-    assert loop.framework_tokens_per_s(cfg) > 0
-    assert loop.bare_tokens_per_s(cfg) > 0
+    turns = loop.TakeTurns(loop.BareLoop(cfg), turn=3, skip_steps=2)
+    loop.framework_speed(cfg, callbacks=[turns])
+    # Steps 2..10 of the framework are timed whole (the last step's is cut by the final validation): 9 steps,
+    # after each third of which the bare loop ran 3 of its own.
+    assert turns.steps == {"framework": 9, "bare": 9}
+    assert turns.tokens["framework"] > 0 and turns.tokens["bare"] > 0
+    summary = turns.summary()
+    assert summary["framework_tokens_per_s"] > 0 and summary["bare_tokens_per_s"] > 0
+    assert summary["framework_vs_bare"] == pytest.approx(
+        summary["framework_tokens_per_s"] / summary["bare_tokens_per_s"]
+    )
 
 
 def test_the_step_benchmark_compares_with_torch_and_counts_flops():

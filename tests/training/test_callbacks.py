@@ -118,12 +118,13 @@ def test_training_speed_counts_timed_steps_and_leaves_validation_out(monkeypatch
 
     clock = [100.0]
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: clock[0])
-    module = SimpleNamespace(scored_targets=lambda batch: torch.tensor(batch))
+    module = SimpleNamespace()
+    outputs = {"loss": torch.tensor(2.0), "targets": torch.tensor(50)}  # as TransformerLitModule.training_step
     speed = callbacks.TrainingSpeed(skip_steps=2)
     for step in range(6):  # 2 warm-up steps, then 4 timed steps of 1 s and 50 tokens each
-        speed.on_train_batch_start(None, module, 50, step)
+        speed.on_train_batch_start(None, module, None, step)
         clock[0] += 1.0
-        speed.on_train_batch_end(None, module, None, 50, step)
+        speed.on_train_batch_end(None, module, outputs, None, step)
         if step == 3:  # a validation of 10 s between two timed steps: not training time
             speed.on_validation_start(None, module)
             clock[0] += 10.0
@@ -154,7 +155,7 @@ def test_launch_to_first_step_counts_from_the_job_when_a_sweep_runs_several_in_o
     assert second_job is not None
     speed = callbacks.TrainingSpeed(skip_steps=0, launched_at=second_job)
     monkeypatch.setattr(callbacks.time, "time", lambda: second_job + 2.5)
-    module = SimpleNamespace(scored_targets=lambda batch: torch.tensor(batch))
-    speed.on_train_batch_start(None, module, 50, 0)
-    speed.on_train_batch_end(None, module, None, 50, 0)
+    module = SimpleNamespace()
+    speed.on_train_batch_start(None, module, None, 0)
+    speed.on_train_batch_end(None, module, {"loss": torch.tensor(2.0), "targets": torch.tensor(50)}, None, 0)
     assert speed.summary()["launch_to_first_step_s"] == pytest.approx(2.5)

@@ -87,7 +87,7 @@ def test_label_smoothing_is_applied_in_training_only():
     plain = F.cross_entropy(logits, target, ignore_index=PAD_ID).item()
     assert plain != pytest.approx(smoothed)
 
-    assert module.training_step(batch, 0).item() == pytest.approx(smoothed)
+    assert module.training_step(batch, 0)["loss"].item() == pytest.approx(smoothed)
     module.validation_step(batch, 0)
     assert module.split_metrics["val"].compute()["loss"] == pytest.approx(plain)
 
@@ -98,12 +98,12 @@ def test_training_steps_reduce_the_loss_on_one_batch():
     batch = seq2seq_batch()
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
     module.log = lambda *args, **kwargs: None  # no trainer attached: logging is Lightning's job
-    first = module.training_step(batch, 0).item()
+    first = module.training_step(batch, 0)["loss"].item()
     for _ in range(30):
         optimizer.zero_grad()
-        module.training_step(batch, 0).backward()
+        module.training_step(batch, 0)["loss"].backward()
         optimizer.step()
-    assert module.training_step(batch, 0).item() < first / 2
+    assert module.training_step(batch, 0)["loss"].item() < first / 2
 
 
 def test_eval_metrics():
@@ -124,11 +124,14 @@ def test_lm_and_classification_steps():
     lm = make_module("lm", task="char_lm")
     lm.log = lambda *args, **kwargs: None
     tokens = torch.randint(4, VOCAB, (2, 9))
-    assert lm.training_step({"tgt_in": tokens[:, :-1], "tgt_out": tokens[:, 1:]}, 0).item() > 0
+    tokens[1, 6:] = PAD_ID  # a shorter second sequence: its padding is not scored
+    step = lm.training_step({"tgt_in": tokens[:, :-1], "tgt_out": tokens[:, 1:]}, 0)
+    assert step["loss"].item() > 0 and step["targets"].item() == 8 + 5  # what TrainingSpeed counts
     classifier = make_module("classification", task="classification")
     classifier.log = lambda *args, **kwargs: None
     batch = {"src": torch.tensor([[4, 5, PAD_ID], [6, 7, 8]]), "label": torch.tensor([0, 2])}
-    assert classifier.training_step(batch, 0).item() > 0
+    step = classifier.training_step(batch, 0)
+    assert step["loss"].item() > 0 and step["targets"].item() == 2  # one label per example
     classifier._evaluate(batch, "val")
     assert set(classifier.split_metrics["val"].compute()) == {"loss", "acc"}
 
