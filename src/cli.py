@@ -54,11 +54,15 @@ def _print_error(message: str) -> None:
 
 @contextmanager
 def user_errors_as_one_line():
-    """Turn a ConfigError/DataError into `error: ...` on stderr and exit status 2."""
+    """Turn a ConfigError/DataError, or Hydra's refusal of an override, into `error: ...` on stderr and exit
+    status 2."""
     try:
         yield
     except USER_ERRORS as error:
         _print_error(str(error))
+        sys.exit(EXIT_USER_ERROR)
+    except (ConfigCompositionException, OverrideParseException) as error:
+        _print_error(hydra_error_line(error))
         sys.exit(EXIT_USER_ERROR)
 
 
@@ -109,16 +113,10 @@ def run_hydra_command(main: Callable[[], object], before: Callable[[list[str]], 
     `before` checks the raw command line before Hydra does anything (Hydra writes into the run directory before
     the task function runs)."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises instead of printing its own several lines
-    try:
+    with user_errors_as_one_line():
         if before is not None:
             before(sys.argv[1:])
         if {"--help", "-h"} & set(sys.argv[1:]):
             print_help_without_schemas(main)
             return
         main()
-    except USER_ERRORS as error:
-        _print_error(str(error))
-        sys.exit(EXIT_USER_ERROR)
-    except (ConfigCompositionException, OverrideParseException) as error:
-        _print_error(hydra_error_line(error))
-        sys.exit(EXIT_USER_ERROR)

@@ -34,7 +34,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from src.cli import compose_run_config
+from src.cli import compose_run_config, user_errors_as_one_line
 from src.model import PAD_ID, build_model
 from src.provenance import RunRecord
 from src.schema import model_config_for
@@ -236,7 +236,9 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of the two loops (median ratio reported)")
     parser.add_argument("overrides", nargs="*", help="src.run overrides (the default experiment if none)")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.steps, args.turn, args.rounds, args.overrides), indent=2))
+    with user_errors_as_one_line():  # a mistyped override: one line, as from src.run
+        figures = measure(args.steps, args.turn, args.rounds, args.overrides)
+    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -30,3 +30,18 @@ def test_the_step_benchmark_compares_with_torch_and_counts_flops():
     result = step.compare_with_torch(repeats=1, steps=1, warmup=1, batch=2, length=8)
     assert set(result["tokens_per_s"]) == {"scratch", "torch.nn.Transformer"}
     assert result["flops_per_s"] > 0 and step.matmul_peak(size=64, seconds=0.05) > 0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.hedas=3", "error: model.hedas is not a setting: check its spelling"),
+        ("model.heads=3", "error: model.heads=3 does not divide model.d_model=64"),
+    ],
+)
+def test_the_loop_benchmark_refuses_a_bad_override_in_one_line(override, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        loop.main(["--rounds", "1", "--steps", "10", override])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message) and "\n" not in err
