@@ -9,6 +9,10 @@ sacrebleu's signature: the figure to publish.
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # while the imports below run (see gc.freeze() after them)
+
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +22,10 @@ from src.model import ConfigError
 from src.schema import register_configs
 from src.training.report import quiet_lightning
 from src.validation import check_threads, validate_decode
+
+# As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
+gc.freeze()
+gc.enable()
 
 register_configs()
 quiet_lightning()

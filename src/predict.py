@@ -12,6 +12,10 @@ gives an empty output line), and the output file appears only once every line is
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # while the imports below run (see gc.freeze() after them)
+
 import os
 import sys
 import time
@@ -27,6 +31,10 @@ from src.model import BOS_ID, ConfigError, generate
 from src.schema import register_configs
 from src.training.report import print_warning, quiet_lightning
 from src.validation import check_seed, check_threads, validate_decode
+
+# As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
+gc.freeze()
+gc.enable()
 
 register_configs()
 quiet_lightning()
