@@ -236,6 +236,13 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of the two loops (median ratio reported)")
     parser.add_argument("overrides", nargs="*", help="src.run overrides (the default experiment if none)")
     args = parser.parse_args(argv)
+    if args.turn < 1 or args.rounds < 1:
+        parser.error("--turn and --rounds must be at least 1")
+    least = SKIP_STEPS + args.turn + 1  # warm-up, one whole turn, and the last step (its time ends in validation)
+    if args.steps < least:
+        parser.error(
+            f"--steps {args.steps} leaves the bare loop no turn: give --steps {least} or more, or a lower --turn"
+        )
     with user_errors_as_one_line():  # a mistyped override: one line, as from src.run
         figures = measure(args.steps, args.turn, args.rounds, args.overrides)
     print(json.dumps(figures, indent=2))

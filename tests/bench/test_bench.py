@@ -41,7 +41,20 @@ def test_the_step_benchmark_compares_with_torch_and_counts_flops():
 )
 def test_the_loop_benchmark_refuses_a_bad_override_in_one_line(override, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        loop.main(["--rounds", "1", "--steps", "10", override])
+        loop.main(["--rounds", "1", "--steps", "31", override])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(message) and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--steps", "20"], "--steps 20 leaves the bare loop no turn: give --steps 31 or more"),
+        (["--turn", "0"], "--turn and --rounds must be at least 1"),
+    ],
+)
+def test_the_loop_benchmark_refuses_too_few_steps_for_a_turn(arguments, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        loop.main(arguments)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
