@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 
+collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import hydra
@@ -25,7 +26,8 @@ from src.validation import check_threads, validate_decode
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
 gc.freeze()
-gc.enable()
+if collecting_before:
+    gc.enable()
 
 register_configs()
 quiet_lightning()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 
+collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import os
@@ -34,7 +35,8 @@ from src.validation import check_seed, check_threads, validate_decode
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
 gc.freeze()
-gc.enable()
+if collecting_before:
+    gc.enable()
 
 register_configs()
 quiet_lightning()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 
+collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import os
@@ -52,7 +53,8 @@ from src.validation import validate_config
 # of a 4 s launch to the first training step); frozen, no later collection scans them. (The reference cycles
 # the imports leave behind are kept: about 8 MB.)
 gc.freeze()
-gc.enable()
+if collecting_before:
+    gc.enable()
 
 register_configs()
 quiet_lightning()

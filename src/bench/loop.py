@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from src.cli import compose_run_config, user_errors_as_one_line
-from src.model import PAD_ID, build_model
+from src.model import PAD_ID, ConfigError, build_model
 from src.provenance import RunRecord
 from src.schema import model_config_for
 
@@ -83,16 +83,47 @@ def every_epoch(loader):
 
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # trainer.precision -> autocast dtype
+FULL_PRECISION = ("32-true", "32")
+
+
+def check_comparable(cfg) -> None:
+    """The bare loop copies a one-process CPU run of a token-level task that steps the optimizer every batch: a
+    ratio against any other run would compare different loops, so other settings are refused."""
+    from src.data import task_spec
+
+    trainer = cfg.trainer
+    if str(trainer.accelerator) != "cpu" or str(trainer.devices) != "1":
+        raise ConfigError(
+            f"trainer.accelerator={trainer.accelerator} trainer.devices={trainer.devices}: the bare loop runs in one "
+            "CPU process: measure with trainer=cpu"
+        )
+    precision = str(trainer.precision)
+    if precision not in AUTOCAST and precision not in FULL_PRECISION:
+        raise ConfigError(
+            f"trainer.precision={precision}: the bare loop mirrors 32-true, bf16-mixed and 16-mixed: measure with one "
+            "of them"
+        )
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    if accumulate != 1:
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={accumulate}: the bare loop steps the optimizer every batch: measure "
+            "with 1"
+        )
+    if task_spec(cfg.task.name).kind == "classification":
+        raise ConfigError(
+            f"task={cfg.task.name} classifies: the loop benchmark compares token-level tasks (seq2seq or lm)"
+        )
 
 
 class BareLoop:
-    """The same model, data, optimizer, schedule, gradient clipping and precision as `cfg`'s run (a CPU run of a
-    token-level task), in a plain PyTorch loop."""
+    """The same model, data, optimizer, step schedule, loss, gradient clipping and precision as `cfg`'s run, in a
+    plain PyTorch loop. (A time budget's decay is left out: it changes the learning rate, not the speed.)"""
 
     def __init__(self, cfg):
         from src.data import build_datamodule
         from src.training.optim import build_optimizer
 
+        check_comparable(cfg)  # before any data is read
         datamodule = build_datamodule(
             cfg.task, cfg.batch_size, cfg.seed, num_workers=cfg.num_workers, bucket_by_length=cfg.bucket_by_length
         )
@@ -105,6 +136,7 @@ class BareLoop:
         built = build_optimizer(self.model, cfg.optimizer, model_cfg.d_model, steps, mixed_precision=bool(mixed))
         self.optimizer, self.scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
         self.clip = cfg.trainer.gradient_clip_val
+        self.label_smoothing = cfg.label_smoothing
         self.batches = every_epoch(datamodule.train_dataloader())
 
     def step(self) -> int:
@@ -113,9 +145,15 @@ class BareLoop:
 
         batch = next(self.batches)
         target = batch["tgt_out"]  # (B, T)
+        if self.kind == "lm":  # as TransformerLitModule._target: a prefix-LM's prefix is not scored
+            trainable = self.model.trainable_positions(batch["tgt_in"])
+            if trainable is not None:
+                target = target.masked_fill(~trainable, PAD_ID)
         with torch.autocast(**self.autocast):  # as Lightning's mixed-precision plugin does around the training step
             logits = forward_batch(self.model, self.kind, batch).logits  # (B, T, V)
-            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID, label_smoothing=self.label_smoothing
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip is not None:
@@ -159,13 +197,14 @@ class TakeTurns(L.Callback):
     def summary(self) -> dict[str, float]:
         framework = self.tokens["framework"] / self.seconds["framework"]
         bare = self.tokens["bare"] / self.seconds["bare"]
-        step_ms = {side: 1000 * self.seconds[side] / self.steps[side] for side in self.seconds}
+        bare_step_ms = 1000 * self.seconds["bare"] / self.steps["bare"]
         return {
             "framework_tokens_per_s": framework,
             "bare_tokens_per_s": bare,
             "framework_vs_bare": framework / bare,
-            "framework_ms_per_step": step_ms["framework"] - step_ms["bare"],
-            "bare_step_ms": step_ms["bare"],
+            # from the token rates: the two loops' batches differ in their number of tokens
+            "framework_ms_per_step": bare_step_ms * (bare / framework - 1),
+            "bare_step_ms": bare_step_ms,
         }
 
 

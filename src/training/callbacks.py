@@ -8,6 +8,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +286,10 @@ class TrainingSpeed(L.Callback):
         self._steps += 1
         if self._timed_from is None:
             return
-        tokens = outputs["targets"]  # the scored targets, as TransformerLitModule.training_step counted them
+        # the scored targets, as TransformerLitModule.training_step counted them (none if a batch was skipped)
+        tokens = outputs.get("targets") if isinstance(outputs, Mapping) else None
+        if tokens is None:
+            return
         self._tokens = tokens if self._tokens is None else self._tokens + tokens
         self._timed_steps += 1
         self._timed_until = time.perf_counter()

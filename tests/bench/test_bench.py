@@ -37,6 +37,14 @@ def test_the_step_benchmark_compares_with_torch_and_counts_flops():
     [
         ("model.hedas=3", "error: model.hedas is not a setting: check its spelling"),
         ("model.heads=3", "error: model.heads=3 does not divide model.d_model=64"),
+        # runs the bare loop does not copy: a ratio against them would compare different loops
+        ("trainer=ddp", "error: trainer.accelerator=auto trainer.devices=auto: the bare loop runs in one CPU process"),
+        (
+            "trainer.precision=bf16-true",
+            "error: trainer.precision=bf16-true: the bare loop mirrors 32-true, bf16-mixed",
+        ),
+        ("trainer.accumulate_grad_batches=2", "error: trainer.accumulate_grad_batches=2: the bare loop steps the"),
+        ("task=classification", "error: task=classification classifies: the loop benchmark compares token-level"),
     ],
 )
 def test_the_loop_benchmark_refuses_a_bad_override_in_one_line(override, message, capsys):

@@ -159,3 +159,15 @@ def test_launch_to_first_step_counts_from_the_job_when_a_sweep_runs_several_in_o
     speed.on_train_batch_start(None, module, None, 0)
     speed.on_train_batch_end(None, module, {"loss": torch.tensor(2.0), "targets": torch.tensor(50)}, None, 0)
     assert speed.summary()["launch_to_first_step_s"] == pytest.approx(2.5)
+
+
+def test_training_speed_counts_no_targets_for_a_skipped_batch():
+    from src.training import callbacks
+
+    speed = callbacks.TrainingSpeed(skip_steps=0)
+    module = SimpleNamespace()
+    speed.on_train_batch_start(None, module, None, 0)
+    speed.on_train_batch_end(None, module, None, None, 0)  # Lightning's outputs when a batch is skipped
+    speed.on_train_batch_start(None, module, None, 1)
+    speed.on_train_batch_end(None, module, {"loss": torch.tensor(2.0), "targets": torch.tensor(7)}, None, 1)
+    assert speed._timed_steps == 1 and int(speed._tokens) == 7
