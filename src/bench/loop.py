@@ -28,16 +28,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from src.cli import compose_run_config, user_errors_as_one_line
-from src.model import PAD_ID, ConfigError, build_model
+from src.model import ConfigError
 from src.provenance import RunRecord
-from src.schema import model_config_for
+from src.schema import model_config_for, to_plain
 
 SKIP_STEPS = 5  # as TrainingSpeed: the first steps pay for allocations and thread start-up
 
@@ -117,10 +117,12 @@ def check_comparable(cfg) -> None:
 
 class BareLoop:
     """The same model, data, optimizer, step schedule, loss, gradient clipping and precision as `cfg`'s run, in a
-    plain PyTorch loop. (A time budget's decay is left out: it changes the learning rate, not the speed.)"""
+    plain PyTorch loop: the run's own TransformerLitModule computes the loss, with no Trainer around it. (A time
+    budget's decay is left out: it changes the learning rate, not the speed.)"""
 
     def __init__(self, cfg):
         from src.data import build_datamodule
+        from src.training.module import TransformerLitModule
         from src.training.optim import build_optimizer
 
         check_comparable(cfg)  # before any data is read
@@ -128,39 +130,29 @@ class BareLoop:
             cfg.task, cfg.batch_size, cfg.seed, num_workers=cfg.num_workers, bucket_by_length=cfg.bucket_by_length
         )
         model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
-        self.model = build_model(model_cfg).train()
-        self.kind = datamodule.kind
+        self.module = TransformerLitModule(to_plain(cfg), asdict(model_cfg), datamodule.kind).train()
         mixed = AUTOCAST.get(str(cfg.trainer.precision))  # None: full precision
         self.autocast = {"device_type": "cpu", "dtype": mixed or torch.bfloat16, "enabled": mixed is not None}
         steps = cfg.trainer.max_steps
-        built = build_optimizer(self.model, cfg.optimizer, model_cfg.d_model, steps, mixed_precision=bool(mixed))
+        built = build_optimizer(self.module.model, cfg.optimizer, model_cfg.d_model, steps, mixed_precision=bool(mixed))
         self.optimizer, self.scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
         self.clip = cfg.trainer.gradient_clip_val
-        self.label_smoothing = cfg.label_smoothing
         self.batches = every_epoch(datamodule.train_dataloader())
 
     def step(self) -> int:
-        """One training step; returns the number of target tokens it was scored on."""
-        from src.training.inference import forward_batch
-
+        """One training step; returns the number of targets it was scored on."""
         batch = next(self.batches)
-        target = batch["tgt_out"]  # (B, T)
-        if self.kind == "lm":  # as TransformerLitModule._target: a prefix-LM's prefix is not scored
-            trainable = self.model.trainable_positions(batch["tgt_in"])
-            if trainable is not None:
-                target = target.masked_fill(~trainable, PAD_ID)
+        module = self.module
         with torch.autocast(**self.autocast):  # as Lightning's mixed-precision plugin does around the training step
-            logits = forward_batch(self.model, self.kind, batch).logits  # (B, T, V)
-            loss = F.cross_entropy(
-                logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID, label_smoothing=self.label_smoothing
-            )
+            target = module._target(batch)  # what training_step scores (a prefix-LM's prefix left out)
+            loss, targets = module.loss(module(batch).logits, target, module.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.clip)
         self.optimizer.step()
         self.scheduler.step()
-        return int((target != PAD_ID).sum())
+        return int(targets)
 
 
 class TakeTurns(L.Callback):
