@@ -4,21 +4,32 @@ can make is answered with one line, `error: <what is wrong>: <the fix>`, and exi
 That covers our own checks (ConfigError, DataError) and Hydra's: an unknown key, a value of the wrong type, an
 unknown group option or an override Hydra cannot parse. Hydra's own messages for those are several lines and
 sometimes lead astray (for `model.head=8` it suggests `+model.head=8`, which adds a key nothing reads), so Hydra is
-asked to raise them (HYDRA_FULL_ERROR) and they are rewritten here.
+asked to raise them (HYDRA_FULL_ERROR) and they are rewritten here: the key, what is wrong with it (a setting of
+another option of its group, a close typo, a sweep without -m, ...) and what to write instead.
+
+Before Hydra starts, the command line is also checked for what Hydra lets through but the command cannot use
+(`~seed` removes a setting the run reads) and for what Hydra would refuse only mid-sweep (an override that one of
+the swept options of a group lacks).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
 import io
 import os
 import re
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.data import DataError
 from src.model import ConfigError
@@ -53,47 +64,312 @@ def _print_error(message: str) -> None:
 
 
 @contextmanager
-def user_errors_as_one_line():
+def user_errors_as_one_line(command: str = "src.run"):
     """Turn a ConfigError/DataError, or Hydra's refusal of an override, into `error: ...` on stderr and exit
-    status 2."""
+    status 2. `command` (src.run, src.eval, src.predict) is the one whose command line Hydra refused: its fixes
+    name it."""
     try:
         yield
     except USER_ERRORS as error:
         _print_error(str(error))
         sys.exit(EXIT_USER_ERROR)
     except (ConfigCompositionException, OverrideParseException) as error:
-        _print_error(hydra_error_line(error))
+        _print_error(hydra_error_line(error, command))
         sys.exit(EXIT_USER_ERROR)
 
 
-def hydra_error_line(error: HydraException) -> str:
-    """One line with the fix for Hydra's composition and parsing errors."""
+# The commands that share this boundary, and the Hydra config each composes (conf/<name>.yaml).
+CONFIG_NAMES = {"src.run": "config", "src.eval": "eval", "src.predict": "predict"}
+
+
+@dataclass
+class CommandLine:
+    """A command line as Hydra reads it: the command, its overrides (parsed) and whether it asks for a sweep."""
+
+    command: str
+    overrides: list[Override]
+    multirun: bool
+
+    @classmethod
+    def read(cls, command: str, argv: list[str]) -> CommandLine:
+        """Parsed with the argument parser @hydra.main itself uses; no overrides if it cannot be (argparse's own
+        complaint is kept off stderr: the user gets one line)."""
+        from hydra._internal.utils import get_args_parser
+
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                args, _ = get_args_parser().parse_known_args(argv)
+            return cls(command, OverridesParser.create().parse_overrides(args.overrides), bool(args.multirun))
+        except (Exception, SystemExit):
+            return cls(command, [], "-m" in argv or "--multirun" in argv)
+
+    @property
+    def config_name(self) -> str:
+        return CONFIG_NAMES.get(self.command, "config")
+
+    def given(self, key: str) -> Override | None:
+        """The last override of `key` (Hydra applies them in order), whatever its prefix (+, ++, ~)."""
+        return next((o for o in reversed(self.overrides) if o.key_or_group == key), None)
+
+    def written(self, key: str) -> str:
+        """`key` as the user wrote it: `mask.window=3`, `+model.heads=2`, `~seed`."""
+        override = self.given(key)
+        return override.input_line if override is not None and override.input_line else key
+
+    def value_of(self, key: str) -> str:
+        """The value of `key`'s override as written (`3` of `mask.window=3`), or `...`."""
+        _, equals, value = self.written(key).partition("=")
+        return value if equals else "..."
+
+    def without(self, *keys: str) -> list[str]:
+        """Every override but those of `keys` and the sweeps, as text: what a sweep's first composition gets
+        (Hydra composes a sweep once with the sweeps left out, before any job)."""
+        return [o.input_line or "" for o in self.overrides if o.key_or_group not in keys and not o.is_sweep_override()]
+
+
+@contextmanager
+def fresh_hydra():
+    """Hydra set up anew on our configs, to compose what the user's command line would have given with this or
+    that change; yields its config loader (for a group's options). The failed command's Hydra is dropped first."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        yield GlobalHydra.instance().config_loader()
+
+
+def compose_or_none(config_name: str, overrides: list[str]) -> DictConfig | None:
+    """The composed config, Hydra's own settings included (`hydra.runtime.choices`: group -> option), or None
+    where these overrides do not compose either. Call inside `fresh_hydra()`."""
+    from hydra import compose
+
+    try:
+        return compose(config_name, overrides=overrides, return_hydra_config=True)
+    except Exception:
+        return None
+
+
+def setting_paths(cfg: DictConfig | None, prefix: str = "") -> list[str]:
+    """Every key of a config, nodes and leaves, as dotted paths: model, model.heads, ..."""
+    if cfg is None:
+        return []
+    paths = []
+    for key in cfg:
+        path = f"{prefix}{key}"
+        paths.append(path)
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig):
+            paths += setting_paths(node, f"{path}.")
+    return paths
+
+
+def hydra_error_line(error: HydraException, command: str = "src.run", argv: list[str] | None = None) -> str:
+    """One line with the fix for Hydra's composition and parsing errors of `command`'s command line (`argv`,
+    by default the one this process was started with): the key, what is wrong with it, and what to write."""
+    line = CommandLine.read(command, sys.argv[1:] if argv is None else argv)
     text, cause = str(error), str(error.__cause__ or "")
     if isinstance(error, MissingConfigException):
-        option = re.search(r"Could not find '([^']+)/([^']+)'", text)
-        choices = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
-        if option:
-            group, name = option.groups()
-            listed = ", ".join(c.strip() for c in choices.group(1).splitlines() if c.strip()) if choices else ""
-            fix = f"choose one of {listed}" if listed else f"see python -m src.run --help for the {group} options"
-            return f"{group}={name} is not an option of {group}: {fix}"
-        return text.splitlines()[0]
+        return missing_option_line(text, command)
     if isinstance(error, OverrideParseException):
         return (
             f"could not parse the command line ({text.splitlines()[0]}): write overrides as key=value, and quote a "
             """value with spaces or non-ASCII letters for Hydra inside the shell's quotes: 'text="ein Hund läuft"'"""
         )
-    override = re.search(r"(?:Could not override|Error merging override) '?([^'\s]+)'?", text)
-    key = override.group(1).split("=")[0] if override else "a setting"
-    if "not in" in cause or "not in struct" in cause:
+    if match := re.match(r"Ambiguous value for argument '(.+)'", text):
+        return several_values_line(match.group(1), line)
+    if match := re.match(r"Sweep parameters '(.+)' requires --multirun", text):
+        return f"{match.group(1)} is a sweep: add -m to run one job per value (python -m {command} -m {match.group(1)})"
+    if match := re.match(r"Sweeping over Hydra's configuration is not supported : '(.+)'", text):
+        return f"{match.group(1)} sweeps a setting of Hydra's own, which Hydra cannot do: give it one value"
+    if match := re.match(r"Could not append to config\. An item is already at '(.+)'", text):
+        key = match.group(1)
+        return f"{line.written(key)} adds {key}, which is a setting already: drop the +, {key}={line.value_of(key)}"
+    if match := re.match(r"Could not delete from config\. '(.+)' does not exist", text):
+        return unknown_key_line(match.group(1), line)
+    if match := re.match(r"(\S+) appears more than once in the final defaults list|Multiple values for (\S+)\.", text):
+        group = match.group(1) or match.group(2)  # +model=tiny (the default's option) or +model=small
         return (
-            f"{key} is not a setting: check its spelling (python -m src.run --cfg job prints every setting; "
-            "add your own keys under meta.<name>)"
+            f"{line.written(group)} adds a second {group} to the defaults: drop the +, "
+            f"{group}={line.value_of(group)} chooses the {group}"
         )
-    if "could not be converted" in cause or "Value" in cause:
-        return f"{key}: {cause.splitlines()[0]}: give a value of the setting's type"
-    first = (cause or text).splitlines()[0]
-    return f"{key}: {first}"
+    override = re.search(r"(?:Could not override|Error merging override) '?([^'\s]+)'?", text)
+    if override is None:
+        return f"{text.splitlines()[0]}: check the command line against python -m {command} --help"
+    key = override.group(1).split("=")[0].lstrip("+~")
+    if "not in" in cause or "not in struct" in cause:
+        return unknown_key_line(key, line)
+    if "does not support deletion" in cause:
+        return removes_a_needed_setting_line(line.written(key), key, command)
+    return wrong_value_line(key, cause, line)
+
+
+def missing_option_line(text: str, command: str) -> str:
+    """`model=huge`, `model=`: not an option of the group; the options are in Hydra's message."""
+    option = re.search(r"Could not find '([^']+)/([^']*)'", text)
+    if option is None:
+        return f"{text.splitlines()[0]}: check the command line against python -m {command} --help"
+    group, name = option.groups()
+    choices = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
+    listed = ", ".join(c.strip() for c in choices.group(1).splitlines() if c.strip()) if choices else ""
+    fix = f"choose one of {listed}" if listed else f"see python -m {command} --help for the {group} options"
+    if not name:
+        return f"{group}= names no option of {group}: {fix}"
+    return f"{group}={name} is not an option of {group}: {fix}"
+
+
+def several_values_line(written: str, line: CommandLine) -> str:
+    """`model.heads=2,4` without -m: Hydra cannot tell a sweep from a list or a text with a comma."""
+    key, _, values = written.partition("=")
+    key = key.lstrip("+~")
+    with fresh_hydra() as loader:
+        is_group = bool(loader.get_group_options(key))
+    sweep = f"add -m to run one job per {'option' if is_group else 'value'} (python -m {line.command} -m {written})"
+    if is_group:
+        return f"{written} names several options of {key}, which is a sweep: {sweep}, or choose one"
+    return (
+        f"{written} is several values, which is a sweep: {sweep}; for one value that is a list write "
+        f"{key}=[{values}], for a text with a comma quote it: '{key}=\"{values}\"'"
+    )
+
+
+def unknown_key_line(key: str, line: CommandLine) -> str:
+    """`mask.window=3` with mask=causal, `model.haeds=2`, `hydra.launcher.n_jobs=2` with the basic launcher: the
+    key is not in the config the command line composes. Say whose setting it is (another option of its group:
+    choose that option; in a sweep, every swept option must have it), or the setting it is closest to."""
+    written = line.written(key)
+    with fresh_hydra() as loader:
+        cfg = compose_or_none(line.config_name, line.without(key))
+        if cfg is None:  # the rest of the command line does not compose either: say what is known
+            return not_a_setting_line(key, line.command)
+        choices = cfg.hydra.runtime.choices
+        group = group_of(key, choices)
+        # The keys of each option of the key's group (mask=window: mask.type, mask.window), by option.
+        keys_by_option = {}
+        if group is not None:
+            for option in loader.get_group_options(group):
+                composed = compose_or_none(line.config_name, [*line.without(key, group), f"{group}={option}"])
+                keys_by_option[option] = setting_paths(composed)
+        having = [option for option, keys in keys_by_option.items() if key in keys]
+        swept, sweep_source = swept_options(group, line, cfg) if group is not None else ([], "")
+    if group is not None and having:
+        owners = ", ".join(f"{group}={option}" for option in having)
+        if swept:
+            lacking = [option for option in swept if option not in having]
+            fitting = [option for option in swept if option in having]
+            if not lacking:  # every job could take it; the first composition, with the default, cannot
+                return (
+                    f"{key} belongs to every {group} this sweep runs ({', '.join(f'{group}={o}' for o in fitting)}),"
+                    f" but Hydra composes a sweep first with {group}={choices[group]}, which lacks it: write "
+                    f"++{key}={line.value_of(key)}"
+                )
+            also = f", or sweep {group}={','.join(fitting)} on its own" if fitting else ""
+            named = ", ".join(f"{group}={option}" for option in fitting) if fitting else owners  # the swept ones
+            return (
+                f"{key} belongs to {named}, not to {', '.join(f'{group}={o}' for o in lacking)}, so it cannot be "
+                f"combined with sweeping {group} over options that lack it ({sweep_source}): drop {written}{also}"
+            )
+        choose = f"choose {owners}" if len(having) == 1 else f"choose one of {owners}"
+        return f"{key} belongs to {owners}, not to {group}={choices[group]}: {choose}, or drop {written}"
+    # No option has it: the setting it is closest to, in this config or in another option of its group.
+    ours = [path for path in setting_paths(cfg) if key.startswith("hydra.") or not path.startswith("hydra")]
+    theirs = {path: option for option, keys in keys_by_option.items() for path in keys if path not in ours}
+    close = difflib.get_close_matches(key, [*ours, *theirs], n=1, cutoff=0.75)
+    if close:
+        suggestion = f"{close[0]}={line.value_of(key)}" if "=" in written else close[0]
+        owner = f" (with {group}={theirs[close[0]]})" if close[0] in theirs else ""
+        see = f"python -m {line.command} --cfg job prints every setting"
+        return f"{key} is not a setting: did you mean {suggestion}{owner}? ({see})"
+    return not_a_setting_line(key, line.command)
+
+
+def removes_a_needed_setting_line(written: str, key: str, command: str) -> str:
+    """`~seed`, `~model.heads`: the command reads every setting of its schema."""
+    if (Path(CONF_DIR) / key).is_dir():  # a config group: model, task, mask, ...
+        fix = f"drop {written}; choose another option with {key}=<option> (python -m {command} --help lists them)"
+    else:
+        fix = f"drop {written}; set {key}=<value> to change it"
+    return f"{written} removes {key}, which python -m {command} needs: {fix}"
+
+
+def not_a_setting_line(key: str, command: str) -> str:
+    notes = "; keep your own notes under +meta.<name>" if command == "src.run" else ""
+    return f"{key} is not a setting: check its spelling (python -m {command} --cfg job prints every setting{notes})"
+
+
+def group_of(key: str, choices: DictConfig) -> str | None:
+    """The config group a key lies in: mask for mask.window, hydra/launcher for hydra.launcher.n_jobs."""
+    parts = key.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        if "/".join(parts[:end]) in choices:
+            return "/".join(parts[:end])
+    return None
+
+
+def swept_options(group: str, line: CommandLine, cfg: DictConfig) -> tuple[list[str], str]:
+    """The options of `group` a sweep runs, and who asked: the command line (`-m mask=causal,window`) or an
+    experiment's `hydra.sweeper.params`. Nothing when this is no sweep or the group is not swept."""
+    if not line.multirun:
+        return [], ""
+    override = line.given(group)
+    source = f"-m {override.input_line}" if override is not None else ""
+    if override is None or not override.is_sweep_override():
+        params = cfg.hydra.sweeper.get("params") or {}
+        if group not in params:
+            return [], ""
+        override = OverridesParser.create().parse_override(f"{group}={params[group]}")
+        source = f"experiment={cfg.hydra.runtime.choices.get('experiment')} sweeps {group}={params[group]}"
+    return sweep_values(override), source
+
+
+def sweep_values(override: Override) -> list[str]:
+    """The values a sweep override lists (`causal,window`, `range(3)`); none for a glob(...) or an interval(...),
+    which do not list them."""
+    try:
+        return list(override.sweep_string_iterator())
+    except Exception:
+        return []
+
+
+def as_written(value: object) -> str:
+    """A value as it is written on the command line: [0.9,0.98] (no space, which the shell would split at),
+    true, null."""
+    if isinstance(value, ListConfig | list | tuple):
+        return "[" + ",".join(as_written(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "null" if value is None else str(value)
+
+
+def wrong_value_line(key: str, cause: str, line: CommandLine) -> str:
+    """A value Hydra cannot put into the setting: the wrong type, null for a required value, a value for a group
+    of settings, or a key below a plain value (`model.heads.x=3`)."""
+    written, reason = line.written(key), cause.splitlines()[0] if cause else "not a value this setting takes"
+    full_key = re.search(r"full_key: (\S+)", cause)
+    with fresh_hydra():
+        cfg = compose_or_none(line.config_name, line.without(key))
+    target = full_key.group(1) if full_key else key
+    current = OmegaConf.select(cfg, target, default=None) if cfg is not None else None
+    kinds = {
+        "to Integer": "a whole number",
+        "to Float": "a number",
+        "to Boolean": "true or false",
+        "is not a ListConfig": "a list",
+        "is not Optional": "a value (it cannot be null)",
+    }
+    if "of type 'dict'" in reason and target != key:  # model.heads.x=3: model.heads holds one value
+        return (
+            f"{written}: {target} is one value, not a group of settings: set it itself, e.g. "
+            f"{target}={as_written(current)}"
+        )
+    if isinstance(current, DictConfig):  # decode=beam: decode holds several settings
+        fields = ", ".join(f"{key}.{name}" for name in list(current)[:4])
+        return f"{written}: {key} holds several settings ({fields}, ...), not one value: set one of them"
+    kind = next((kind for marker, kind in kinds.items() if marker in reason), None)
+    example = f", e.g. {key}={as_written(current)}" if current is not None else ""
+    if kind is not None:
+        return f"{written}: {key} takes {kind}: give one{example}"
+    return f"{written}: {reason}: give a value of the setting's type{example}"
 
 
 def print_help_without_schemas(main: Callable[[], object]) -> None:
@@ -107,13 +383,88 @@ def print_help_without_schemas(main: Callable[[], object]) -> None:
         print("\n".join(line for line in buffer.getvalue().splitlines() if not line.startswith("schema/")))
 
 
+def command_of(main: Callable[[], object]) -> str:
+    """The command a @hydra.main function belongs to (src.run, src.eval, src.predict): the module defining it.
+    Started as `python -m src.run`, that module is `__main__`, whose import spec still has the name."""
+    spec = getattr(sys.modules.get(main.__module__), "__spec__", None)
+    return spec.name if spec is not None else main.__module__
+
+
+def refuse_what_hydras_parser_cannot_read(argv: list[str], command: str) -> None:
+    """Hydra's argument parser (argparse) prints its usage and a complaint of its own for what it cannot read: a
+    flag it does not know, or overrides on both sides of a flag (`model.d_model=16 -m model.heads=1,2`: it reads
+    the overrides as one run of words). One line instead, with where the flags go."""
+    from hydra._internal.utils import get_args_parser
+
+    complaint = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(complaint), contextlib.redirect_stdout(io.StringIO()):
+            get_args_parser().parse_args(argv)
+    except SystemExit as exit_:
+        if exit_.code == 0:  # --version: Hydra prints it itself
+            return
+        message = complaint.getvalue().strip().splitlines()[-1].split("error: ", 1)[-1]
+        unread = message.removeprefix("unrecognized arguments: ").split()
+        if message.startswith("unrecognized arguments") and all("=" in word or word[0] in "~+" for word in unread):
+            raise ConfigError(
+                f"{' '.join(unread)} come after a flag that stands among the overrides, where Hydra does not read "
+                f"them: write the flags before every override, e.g. python -m {command} -m <overrides>"
+            ) from None
+        raise ConfigError(f"{message}: check the flags in python -m {command} --help") from None
+
+
+def refuse_removing_a_needed_setting(line: CommandLine) -> None:
+    """`~seed`, `~task`: Hydra removes a top-level setting or group without a word, and the command then fails
+    where it reads it, with a traceback. The command reads every field of its schema: refuse before Hydra starts.
+    (Hydra itself refuses removing a setting inside a group, `~model.heads`; `~callbacks.EarlyStopping` removes
+    one entry of an open group and is fine.)"""
+    from src.schema import Config, EvalConfig, PredictConfig
+
+    schema = {"config": Config, "eval": EvalConfig, "predict": PredictConfig}.get(line.config_name, Config)
+    needed = {field.name for field in dataclasses.fields(schema)}
+    for override in line.overrides:
+        key = override.key_or_group
+        if override.is_delete() and key in needed:
+            raise ConfigError(removes_a_needed_setting_line(override.input_line or f"~{key}", key, line.command))
+
+
+def compose_every_swept_option(line: CommandLine) -> None:
+    """A sweep over a group's options (`-m task=reverse,char_lm task.vocab_size=5`): Hydra composes each job only
+    as it starts, so an override one option lacks would stop the sweep after the jobs before it had run. Compose
+    each swept option with the rest of the command line (the other sweeps at their first value) before anything
+    runs; Hydra's refusal of one is raised here, and explained like any other (`hydra_error_line`)."""
+    from hydra import compose
+
+    if not line.multirun:
+        return
+    sweeps = {o.key_or_group: sweep_values(o) for o in line.overrides if o.is_sweep_override()}
+    sweeps = {key: values for key, values in sweeps.items() if values and not key.startswith("hydra")}
+    if not sweeps:
+        return
+    with fresh_hydra() as loader:
+        for group, options in sweeps.items():
+            if not loader.get_group_options(group):  # a setting's values, not a group's options
+                continue
+            others = [f"{key}={values[0]}" for key, values in sweeps.items() if key != group]
+            for option in options:
+                compose(line.config_name, overrides=[*line.without(), *others, f"{group}={option}"])
+
+
 def run_hydra_command(main: Callable[[], object], before: Callable[[list[str]], None] | None = None) -> None:
     """Run a @hydra.main function with every user mistake, Hydra's included, as one line and exit status 2.
 
     `before` checks the raw command line before Hydra does anything (Hydra writes into the run directory before
     the task function runs)."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises instead of printing its own several lines
-    with user_errors_as_one_line():
+    command = command_of(main)
+    from src.free_text import free_text_as_typed
+
+    sys.argv[1:] = free_text_as_typed(command, sys.argv[1:])  # text=..., +meta.<name>=...: as typed (see there)
+    with user_errors_as_one_line(command):
+        refuse_what_hydras_parser_cannot_read(sys.argv[1:], command)
+        line = CommandLine.read(command, sys.argv[1:])
+        refuse_removing_a_needed_setting(line)
+        compose_every_swept_option(line)
         if before is not None:
             before(sys.argv[1:])
         if {"--help", "-h"} & set(sys.argv[1:]):

@@ -8,6 +8,11 @@ Decoding is chosen by config: decode.strategy=greedy (default) | beam (decode.be
 | sample (decode.temperature, decode.top_k, decode.top_p; num_samples=N draws N continuations of `text`).
 A file is read whole and checked before any decoding; output line i belongs to input line i (an empty input line
 gives an empty output line), and the output file appears only once every line is done.
+
+Every input is read as the task's own training and evaluation data were (datamodule.encode_input): the same line is
+the same ids, so predict on a split's lines gives what src.eval scored. Pieces outside the vocabulary are read as
+<unk> where the data read them so, with one warning; long inputs are cut as the data were, with one warning. The
+text itself is taken as typed, never as Hydra syntax (src/free_text.py).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
 from src.data.files import read_lines
 from src.model import BOS_ID, ConfigError, generate
 from src.schema import register_configs
+from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
 from src.training.report import print_warning, quiet_lightning
 from src.validation import check_seed, check_threads, validate_decode
 
@@ -42,23 +48,30 @@ register_configs()
 quiet_lightning()
 
 
-def check_known_symbols(datamodule, text: str, side: str, where: str) -> None:
-    """Symbols the model never saw are an error: they would silently become <unk>."""
-    unknown = datamodule.vocab(side).unknown_pieces(text)
+def check_readable(datamodule, texts: list[str], where: list[str]) -> None:
+    """Pieces of the texts outside the model's vocabulary are read as <unk> where the task's own data read such
+    pieces so (a learned tokenizer: one warning names them), and refused where no data ever held one (a synthetic
+    task's symbols, a char_lm's characters: the model cannot read it at all)."""
+    vocab = datamodule.vocab(datamodule.input_side)
+    unknown: dict[str, None] = {}  # every piece once, in the order met
+    lines_with_unknown = 0
+    for text, place in zip(texts, where):
+        pieces = vocab.unknown_pieces(datamodule.text_as_read(text))
+        if pieces and not vocab.reads_unknown_as_unk:
+            shown = ", ".join(repr(piece) for piece in pieces[:10])
+            raise ConfigError(
+                f"{place} has {len(pieces)} {vocab.piece_name}(s) the model has no token for ({shown}): no data it "
+                "was trained on held one, so it cannot read them: leave them out or replace them"
+            )
+        lines_with_unknown += bool(pieces)
+        unknown.update(dict.fromkeys(pieces))
     if unknown:
-        shown = ", ".join(repr(piece) for piece in unknown[:10])
-        raise ConfigError(
-            f"{where} has {len(unknown)} symbol(s) the model never saw in training ({shown}), which it would read "
-            "as <unk>: leave them out or replace them"
+        shown = ", ".join(repr(piece) for piece in list(unknown)[:10]) + (", ..." if len(unknown) > 10 else "")
+        which = "text has" if where == ["text"] else f"{lines_with_unknown} of {len(texts)} lines have"
+        print_warning(
+            f"{which} {len(unknown)} {vocab.piece_name}(s) outside the model's vocabulary, read as <unk> as its "
+            f"training and evaluation data read them: {shown}"
         )
-
-
-def encode_text(datamodule, text: str, side: str, where: str = "text") -> tuple[list[int], int]:
-    """The ids the model reads for `text` (cut to what the model was trained on) and the token count before the
-    cut."""
-    check_known_symbols(datamodule, text, side, where)
-    ids = datamodule.encode_src(text) if side == "src" else datamodule.encode_tgt(text)
-    return ids, len(datamodule.vocab(side).encode(text))
 
 
 def warn_if_cut(datamodule, encoded: list[tuple[list[int], int]], single_text: bool) -> None:
@@ -76,6 +89,26 @@ def warn_if_cut(datamodule, encoded: list[tuple[list[int], int]], single_text: b
             f"{len(cut)} of {len(encoded)} lines are longer than the model reads ({kept} tokens): "
             f"only the {which} {kept} of each are used"
         )
+
+
+def read_inputs(datamodule, texts: list[str], where: list[str]) -> list[list[int]]:
+    """The ids the model reads for each text: made by the datamodule exactly as the task's training and evaluation
+    data were (the same line is the same ids everywhere), with one warning for each surprise."""
+    check_readable(datamodule, texts, where)
+    encoded = [datamodule.encode_input(text) for text in texts]
+    warn_if_cut(datamodule, encoded, single_text=where == ["text"])
+    return [ids for ids, _ in encoded]
+
+
+def with_content(inputs: list[list[int]], where: list[str], needed: str) -> list[int]:
+    """The indices of the inputs that hold something to read. Empty lines of a file keep their place with an empty
+    output line (one warning says how many); an empty text is an error."""
+    wanted = [i for i, ids in enumerate(inputs) if ids]
+    if not wanted:
+        raise ConfigError(f"{where[0] if len(where) == 1 else 'input'} is empty: give {needed}")
+    if len(wanted) < len(inputs):
+        print_warning(f"{len(inputs) - len(wanted)} empty line(s): their output lines are empty too")
+    return wanted
 
 
 def check_output(cfg: DictConfig) -> Path | None:
@@ -127,46 +160,42 @@ def decode_settings(cfg: DictConfig) -> dict:
     )
 
 
-def classify(module, datamodule, texts: list[str], where: list[str]) -> list[list[str]]:
-    """Per text: the label, then every class with its probability."""
-    results = []
+def classify(model, datamodule, inputs: list[list[int]], where: list[str], batch_size: int) -> list[list[str]]:
+    """Per input: the label, then every class with its probability, most probable first; an empty line: nothing."""
+    wanted = with_content(inputs, where, "a sentence to classify")
     names = datamodule.label_names
-    for text, place in zip(texts, where):
-        ids, _ = encode_text(datamodule, text, "src", place)
-        if not ids:
-            raise ConfigError(f"{place} is empty after tokenization: give a sentence to classify")
-        probs = module.model(torch.tensor([ids])).logits.softmax(-1)[0]  # (C,)
-        ranked = sorted(range(len(probs)), key=lambda c: -float(probs[c]))
-        results.append([names[ranked[0]]] + [f"  {names[c]}: {float(probs[c]):.3f}" for c in ranked])
+    results: list[list[str]] = [[""] for _ in inputs]
+    for i, probs in zip(wanted, classify_in_batches(model, [inputs[i] for i in wanted], batch_size)):
+        ranked = probs.argsort(descending=True, stable=True).tolist()  # ties: the first class, as argmax picks
+        results[i] = [names[ranked[0]]] + [f"  {names[c]}: {probs[c].item():.3f}" for c in ranked]
     return results
 
 
-def translate(module, datamodule, texts: list[str], where: list[str], settings: dict, batch_size: int) -> list[str]:
-    """seq2seq: every text decoded, `batch_size` at a time; empty texts give empty outputs."""
-    from src.training.inference import translate_in_batches
-
-    encoded = [encode_text(datamodule, text, "src", place) for text, place in zip(texts, where)]
-    warn_if_cut(datamodule, encoded, single_text=where[0] == "text")
-    wanted = [i for i, (ids, _) in enumerate(encoded) if ids]
-    if not wanted:
-        raise ConfigError(f"{where[0] if len(where) == 1 else 'input'} is empty: give something to translate")
-    if len(wanted) < len(texts):
-        print_warning(f"{len(texts) - len(wanted)} empty line(s): their output lines are empty too")
-    outputs = translate_in_batches(module.model, [encoded[i][0] for i in wanted], batch_size=batch_size, **settings)
-    lines = [""] * len(texts)
+def translate(
+    model, datamodule, inputs: list[list[int]], where: list[str], settings: dict, batch_size: int
+) -> list[str]:
+    """seq2seq: every input decoded, `batch_size` at a time; empty lines give empty outputs."""
+    wanted = with_content(inputs, where, "something to translate")
+    outputs = translate_in_batches(model, [inputs[i] for i in wanted], batch_size=batch_size, **settings)
+    lines = [""] * len(inputs)
     for i, out in zip(wanted, outputs):
         lines[i] = datamodule.decode_tgt(out)
     return lines
 
 
-def continue_texts(module, datamodule, texts: list[str], where: list[str], settings: dict, repeats: int) -> list[str]:
-    """lm: each text continued (the model was trained on raw text windows; an empty prompt starts from BOS).
-    One text at a time: prompts of different lengths cannot share a batch without padding inside the prompt."""
-    encoded = [encode_text(datamodule, text, "tgt", place) for text, place in zip(texts, where)]
-    warn_if_cut(datamodule, encoded, single_text=where[0] == "text")
+def continue_texts(
+    model, datamodule, texts: list[str], inputs: list[list[int]], where: list[str], settings: dict, repeats: int
+) -> list[str]:
+    """lm: each text continued from its ids (the model was trained on raw text windows, which hold no BOS); an
+    empty text=... starts from BOS, an empty line of a file stays empty. One text at a time: prompts of different
+    lengths cannot share a batch without padding inside the prompt."""
+    wanted = set(with_content(inputs, where, "text to continue")) if where != ["text"] else {0}
     lines = []
-    for text, (ids, _) in zip(texts, encoded):
-        out = generate(module.model, prompt=torch.tensor([ids or [BOS_ID]] * repeats), **settings)
+    for i, (text, ids) in enumerate(zip(texts, inputs)):
+        if i not in wanted:
+            lines.append("")
+            continue
+        out = generate(model, prompt=torch.tensor([ids or [BOS_ID]] * repeats), **settings)
         lines.extend(text + datamodule.decode_tgt(row) for row in out)
     return lines
 
@@ -183,15 +212,17 @@ def predict(cfg: DictConfig) -> list[str]:
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     module, datamodule = load_run(cfg.ckpt)
+    inputs = read_inputs(datamodule, texts, where)
 
-    if datamodule.kind == "classification":
-        results = classify(module, datamodule, texts, where)
-        return results[0] if cfg.text is not None else [labels[0] for labels in results]
-    settings = decode_settings(cfg)
-    repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
-    if datamodule.kind == "seq2seq":
-        return translate(module, datamodule, texts * repeats, where * repeats, settings, cfg.batch_size)
-    return continue_texts(module, datamodule, texts, where, settings, repeats)
+    with eval_mode(module.model):  # every kind: no dropout, and no gradients (nothing here is trained)
+        if datamodule.kind == "classification":
+            results = classify(module.model, datamodule, inputs, where, cfg.batch_size)
+            return results[0] if cfg.text is not None else [labels[0] for labels in results]
+        settings = decode_settings(cfg)
+        repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
+        if datamodule.kind == "seq2seq":
+            return translate(module.model, datamodule, inputs * repeats, where * repeats, settings, cfg.batch_size)
+        return continue_texts(module.model, datamodule, texts, inputs, where, settings, repeats)
 
 
 def write_atomically(path: Path, lines: list[str]) -> None:

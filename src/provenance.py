@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import socket
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from src.free_text import hydra_literal
 
 RUN_FILE = "run.json"
 PACKAGES = ("torch", "lightning", "hydra-core", "omegaconf", "torchmetrics", "tokenizers", "sacrebleu", "numpy")
@@ -54,6 +57,26 @@ def command_line(module: str = "src.run", argv: list[str] | None = None) -> str:
     """The command as it can be pasted back into a shell (in the directory it was started from)."""
     args = sys.argv[1:] if argv is None else argv
     return " ".join([python_command(), "-m", module, *(shlex.quote(a) for a in args)])
+
+
+# What Hydra's override grammar reads as a plain value without quotes (a Hydra sweep job's `3_model.heads:8+seed:1`
+# included). Anything else (a space, `,` `=` `[` `]` `{` `}` `(` `)`, quotes, `${`, a non-ASCII letter) is quoted.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_\-/.+:@%]*")
+
+
+def hydra_value(value: object) -> str:
+    """`value` written so that Hydra's override grammar reads it back as this very string: as it is when it is
+    plain, else in single quotes with `'` escaped and `${` escaped, so OmegaConf takes it literally."""
+    text = str(value)
+    if _PLAIN_VALUE.fullmatch(text) and "${" not in text:
+        return text
+    return hydra_literal(text)  # backslashes before a quote or `${` need escaping too
+
+
+def shell_override(key: str, value: object) -> str:
+    """`key=value` as one argument a shell passes to a Hydra command unchanged, for any value (a directory whose
+    name holds spaces, `:`, `,`, quotes or `$`): printed follow-up commands work when pasted."""
+    return shlex.quote(f"{key}={hydra_value(value)}")
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import math
+import shlex
 import statistics
 import sys
 import warnings
@@ -33,7 +34,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.provenance import RUN_FILE
-from src.training.metrics import higher_is_better
+from src.schema import is_experiment_setting
+from src.training.metrics import higher_is_better, metric_range
 from src.training.metrics_file import read_metrics
 
 SEED = "seed"
@@ -42,10 +44,12 @@ SEED = "seed"
 @dataclass
 class Run:
     directory: Path
-    settings: dict[str, str]  # the job's overrides, key -> value as typed
+    settings: dict[str, str]  # the job's overrides that are experiment settings, key -> value as typed
     status: str  # completed | failed | diverged | interrupted | running | unknown
     error: str | None
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json
+    config: dict[str, Any] = field(default_factory=dict)  # the composed config (.hydra/config.yaml)
+    choices: dict[str, Any] = field(default_factory=dict)  # the option of each config group (.hydra/hydra.yaml)
 
     @property
     def final(self) -> dict[str, float | None]:
@@ -55,30 +59,63 @@ class Run:
     def seed(self) -> str | None:
         return self.settings.get(SEED)
 
+    def value(self, key: str) -> str:
+        """What the run had for a setting, in one spelling for every run: the composed config's value (a group's
+        chosen option), so that `lr=3e-3` typed in one job and the default 0.003 of another compare equal, and a
+        job that was not given a swept key still has its value. As typed when the config is not at hand."""
+        if key in self.choices:
+            return str(self.choices[key])
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return self.settings.get(key, "")
+            node = node[part]
+        return json.dumps(node) if isinstance(node, (dict, list)) else str(node)
+
 
 def job_number(directory: Path) -> int:
     head = directory.name.split("_", 1)[0]
     return int(head) if head.isdigit() else 1 << 30
 
 
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def read_runs(sweep_dir: Path) -> list[Run]:
-    """Every job directory of a sweep (those with .hydra/overrides.yaml), in job order."""
+    """Every job directory of a sweep (those with .hydra/overrides.yaml), in job order. Only experiment settings
+    count (src/schema.py: is_experiment_setting): a job resumed in place (`ckpt_path=last`) stays in its row."""
     runs = []
     for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: job_number(p.parents[1])):
         directory = overrides_file.parents[1]
-        overrides = yaml.safe_load(overrides_file.read_text()) or []
+        overrides = _read_yaml(overrides_file) or []
         settings = {}
         for override in overrides:
             key, _, value = str(override).partition("=")
-            if not key.startswith("hydra."):
+            if is_experiment_setting(key):
                 settings[key.lstrip("+~")] = value
         try:
             record = json.loads((directory / RUN_FILE).read_text())
         except (OSError, ValueError):
             record = {"status": "unknown"}
+        config = _read_yaml(directory / ".hydra" / "config.yaml")
+        hydra = _read_yaml(directory / ".hydra" / "hydra.yaml")
+        try:
+            choices = dict(hydra["hydra"]["runtime"]["choices"])
+        except (KeyError, TypeError, ValueError):
+            choices = {}
         runs.append(
             Run(
-                directory, settings, record.get("status", "unknown"), record.get("error"), read_metrics(directory) or {}
+                directory,
+                settings,
+                record.get("status", "unknown"),
+                record.get("error"),
+                read_metrics(directory) or {},
+                config if isinstance(config, dict) else {},
+                choices,
             )
         )
     return runs
@@ -159,13 +196,18 @@ def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
     keys: dict[str, None] = {}
     for run in runs:
         keys.update(dict.fromkeys(run.settings))
-    varied = [k for k in keys if k != SEED and len({run.settings.get(k) for run in runs}) > 1]
+    varied = [k for k in keys if k != SEED and len({run.value(k) for run in runs}) > 1]
     fixed = {k: runs[0].settings[k] for k in keys if k != SEED and k not in varied and k in runs[0].settings}
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         if run.status == "completed":
-            groups.setdefault(tuple((k, run.settings.get(k, "")) for k in varied), []).append(run)
-    configurations = [Configuration(settings, members) for settings, members in groups.items()]
+            groups.setdefault(tuple(run.value(k) for k in varied), []).append(run)
+    # Shown as typed by the configuration's first run (the value it was swept with).
+    shown = {
+        values: tuple((k, members[0].settings.get(k, v)) for k, v in zip(varied, values))
+        for values, members in groups.items()
+    }
+    configurations = [Configuration(shown[values], members) for values, members in groups.items()]
     # What the runs were ranked by: the sweep's objective= if one was set, else the task's main metric.
     ranked_by = (run.metrics.get("objective") or run.metrics.get("main_metric") for run in runs)
     main = next((metric for metric in ranked_by if metric), None)
@@ -197,10 +239,52 @@ def _format(value: float | None) -> str:
     return f"{value:.4g}" if abs(value) < 1000 else f"{value:.1f}"
 
 
+def decimals_for(spread: float) -> int:
+    """Decimal places that keep two significant digits of `spread` (0.0006303 -> 5, 1.234 -> 1, 23.4 -> 0): a
+    value is shown to the precision its spread allows, the convention for reporting a measurement."""
+    if spread <= 0 or not math.isfinite(spread):
+        return 4
+    return max(0, 1 - math.floor(math.log10(spread)))
+
+
+def with_precision(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}"
+
+
+def mean_cell(values: list[float]) -> str:
+    """mean ± std (n), the mean rounded to two significant digits of its std (`0.03188 ± 0.00063 (3)`); a single
+    run's value to four significant digits. results.csv keeps every run's value at full precision."""
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return f"{_format(mean)} ({len(values)})"
+    std = statistics.stdev(values)
+    if std == 0:
+        return f"{_format(mean)} ± 0 ({len(values)})"
+    places = decimals_for(std)
+    return f"{with_precision(mean, places)} ± {with_precision(std, places)} ({len(values)})"
+
+
+def interval_cell(values: list[float], metric: str) -> tuple[str, bool]:
+    """The 95% t interval of the mean as `[low, high]`, to two significant digits of its half-width, clipped to the
+    values the metric can take (an exact match near 1.0 cannot have an interval past 1.0); and whether it was
+    clipped. `-` for fewer than two values."""
+    half = t_interval(values)
+    if half is None:
+        return "-", False
+    mean = statistics.mean(values)
+    smallest, largest = metric_range(metric)
+    low, high = max(mean - half, smallest), min(mean + half, largest)
+    places = decimals_for(half) if half > 0 else 4
+    clipped = (low, high) != (mean - half, mean + half)
+    return f"[{with_precision(low, places)}, {with_precision(high, places)}]" + ("†" if clipped else ""), clipped
+
+
 def markdown(sweep: Sweep) -> str:
     lines = [f"# Sweep report: {sweep.directory.name}", ""]
     done, total = len(sweep.finished), len(sweep.runs)
     lines.append(f"{done} of {total} runs completed" + ("" if done == total else " (the rest are listed below)") + ".")
+    if total and not done:
+        lines.append("No run completed, so there is nothing to compare: each run's reason is listed below.")
     if sweep.fixed:
         lines.append("Fixed for every run: " + ", ".join(f"`{k}={v}`" for k, v in sweep.fixed.items()) + ".")
     seeds = sorted({run.seed for run in sweep.runs if run.seed is not None})
@@ -226,6 +310,7 @@ def markdown(sweep: Sweep) -> str:
             header += ["95% CI", "vs baseline (p)"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + " --- |" * len(header))
+        clipped = False
         for index, configuration in enumerate(sweep.configurations):
             cells = [short(dict(configuration.settings)[k]) for k in sweep.varied]
             for metric in metrics:
@@ -233,18 +318,13 @@ def markdown(sweep: Sweep) -> str:
                 if not values:
                     cells.append("-")
                     continue
-                mean = statistics.mean(values)
-                spread = f" ± {_format(statistics.stdev(values))}" if len(values) > 1 else ""
-                cell = f"{_format(mean)}{spread} ({len(values)})"
+                cell = mean_cell(values)
                 cells.append(f"**{cell}**" if index in best.get(metric, set()) else cell)
             if sweep.main_metric:
                 values = configuration.values(sweep.main_metric)
-                half = t_interval(values)
-                cells.append(
-                    f"[{_format(statistics.mean(values) - half)}, {_format(statistics.mean(values) + half)}]"
-                    if half is not None
-                    else "-"
-                )
+                interval, was_clipped = interval_cell(values, sweep.main_metric)
+                cells.append(interval)
+                clipped = clipped or was_clipped
                 if configuration is sweep.baseline:
                     cells.append("baseline")
                 else:
@@ -252,6 +332,9 @@ def markdown(sweep: Sweep) -> str:
                     cells.append("-" if p is None else f"{p:.3g}{' *' if p < 0.05 else ''}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if clipped:
+            low, high = metric_range(sweep.main_metric)
+            lines += [f"† clipped to the values `{sweep.main_metric}` can take, [{low:g}, {high:g}].", ""]
     unfinished = [run for run in sweep.runs if run.status != "completed"]
     if unfinished:
         lines += ["## Runs that did not complete", "", "| run | status | reason |", "| --- | --- | --- |"]
@@ -272,7 +355,8 @@ def write_csv(sweep: Sweep, path: Path) -> None:
         writer.writerow(["run", *keys, SEED, "status", *metrics])
         for run in sweep.runs:
             row = [run.directory.name, *(run.settings.get(k, "") for k in keys), run.seed or "", run.status]
-            writer.writerow(row + [_format(run.final.get(m)) if run.final.get(m) is not None else "" for m in metrics])
+            # Full precision (repr): the table rounds, the file is for further analysis.
+            writer.writerow(row + [repr(run.final[m]) if run.final.get(m) is not None else "" for m in metrics])
 
 
 def _tidy(fig) -> None:
@@ -396,20 +480,46 @@ def write_report(sweep_dir: Path | str, baseline: str | None = None, tensorboard
 
 class ReportAtSweepEnd(Callback):
     """Hydra callback (conf/config.yaml): every multirun ends with its report. The jobs' statuses it reads (from
-    their run.json) also decide the command's exit status, whichever launcher ran them (`last_sweep`)."""
+    their run.json) also decide the command's exit status, whichever launcher ran them (`last_sweep`).
 
+    A sweeper may itself fail once its jobs are done, before Hydra calls `on_multirun_end`: Optuna's raises
+    "No trials are completed yet" when every trial failed. `started` keeps the sweep directory, so the command
+    can still write the report (`report_after_sweeper_error`)."""
+
+    started: Path | None = None
     last_sweep: Sweep | None = None
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ReportAtSweepEnd.started = Path(config.hydra.sweep.dir)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            sweep = write_report(sweep_dir, config.get("report", {}).get("baseline"))
-        except (Exception, SystemExit) as error:  # the runs are done; a report problem must not hide them
-            print(f"warning: no sweep report ({error}): run python -m src.report {sweep_dir}", file=sys.stderr)
-            ReportAtSweepEnd.last_sweep = Sweep(sweep_dir, read_runs(sweep_dir), [], {}, [], None, None)
-            return
-        ReportAtSweepEnd.last_sweep = sweep
+        report_sweep(Path(config.hydra.sweep.dir), config.get("report", {}).get("baseline"))
+
+
+def report_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
+    """Write the sweep's report (or say why there is none) and keep what it read in ReportAtSweepEnd.last_sweep."""
+    try:
+        sweep = write_report(sweep_dir, baseline)
+    except (Exception, SystemExit) as error:  # the runs are done; a report problem must not hide them
+        print(
+            f"warning: no sweep report ({error}): run python -m src.report {shlex.quote(str(sweep_dir))}",
+            file=sys.stderr,
+        )
+        sweep = Sweep(sweep_dir, read_runs(sweep_dir), [], {}, [], None, None)
+    else:
         print(f"report: {sweep_dir / 'report.md'} ({len(sweep.finished)} of {len(sweep.runs)} runs completed)")
+    ReportAtSweepEnd.last_sweep = sweep
+    return sweep
+
+
+def report_after_sweeper_error() -> Sweep | None:
+    """The report of a sweep whose sweeper raised after starting it (None when no sweep was started, or its report
+    was written): the jobs that ran are reported, whatever became of the sweeper."""
+    if ReportAtSweepEnd.started is None or ReportAtSweepEnd.last_sweep is not None:
+        return None
+    if not any(ReportAtSweepEnd.started.glob("*/.hydra/overrides.yaml")):
+        return None
+    return report_sweep(ReportAtSweepEnd.started)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.cli import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
 from src.data import absolute_task_paths
 from src.model import ConfigError
-from src.provenance import RunRecord, command_line, read_status
+from src.provenance import RunRecord, command_line, hydra_value, shell_override
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
 from src.training.report import logged_to, print_error, print_line, print_warning, quiet_lightning
@@ -145,10 +145,14 @@ def dashboard_callbacks(cfg: DictConfig, metric_tags: list[str]) -> list:
     if d.text_samples:
         callbacks.append(dashboard.TextSampleLogger(num_examples=d.text_examples))
     if d.hparams:
-        varied = varied_keys(HydraConfig.get().sweep.dir) if is_multirun() else []
+        varied, choices = [], {}
+        if is_multirun():  # the sweep's varied settings lead the HPARAMS table; a varied group shows its option
+            hydra_cfg = HydraConfig.get()
+            varied = varied_keys(hydra_cfg.sweep.dir, hydra_cfg.sweeper.get("params"))  # params: Optuna's space
+            choices = dict(hydra_cfg.runtime.choices)  # group -> option, e.g. optimizer -> adam_noam
         if cfg.test_after_fit:  # the test columns fill in once the run has been evaluated
             metric_tags = [*metric_tags, *test_tags(metric_tags)]
-        callbacks.append(dashboard.HParamsLogger(metric_tags=metric_tags, varied=varied))
+        callbacks.append(dashboard.HParamsLogger(metric_tags=metric_tags, varied=varied, choices=choices))
     return callbacks
 
 
@@ -168,6 +172,7 @@ def train(
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from src.data import build_datamodule
+    from src.preflight import check_training_left
     from src.training.bleu import has_references, score_split
     from src.training.callbacks import TrainingSpeed
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
@@ -175,10 +180,13 @@ def train(
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
     from src.training.report import print_run_end, print_run_start
+    from src.training.stock_callbacks import why_training_stopped
 
     validate_config(cfg, multirun=is_multirun())  # before any data or model is built
     ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None
+    if checkpoint is not None:  # a single run was checked before Hydra wrote anything; a sweep's job is here
+        check_training_left(checkpoint, ckpt_path, cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     absolute_task_paths(cfg.task)
@@ -202,7 +210,7 @@ def train(
     if ckpt_path is not None and ckpt_path.parent.name == "checkpoints" and ckpt_path.parent.parent != run_dir:
         print_warning(
             f"resuming {ckpt_path} into a new directory {run_dir}, so its curves continue there: to continue "
-            f"the run in its own directory, add hydra.run.dir={ckpt_path.parent.parent}"
+            f"the run in its own directory, add {shell_override('hydra.run.dir', ckpt_path.parent.parent)}"
         )
 
     module = TransformerLitModule(config, asdict(model_cfg), datamodule.kind, str(run_dir), numerics)
@@ -230,6 +238,11 @@ def train(
 
         if record is not None:
             record.update(speed=speed.summary())
+        stopped = why_training_stopped(trainer, cfg.trainer, recorder.content["history"])
+        if stopped is not None and trainer.is_global_zero:  # ended before max_steps: say why, here and in run.json
+            print_line(stopped["message"])
+            if record is not None:
+                record.update(stopped=stopped)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if cfg.test_after_fit:  # the best checkpoint on the test splits: test/* (and test_long/*) next to val/*
             chosen = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
@@ -276,7 +289,7 @@ def threads_for_parallel_jobs() -> int:
 def resume_command(run_dir: Path) -> str:
     """The command that resumes this run in its own directory from its newest checkpoint."""
     keep = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(("ckpt_path=", "hydra."))]
-    return command_line(argv=[*keep, f"hydra.run.dir={run_dir}", "ckpt_path=last"])
+    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}", "ckpt_path=last"])
 
 
 FAILED_JOBS: list[str] = []  # sweep jobs that failed in this process (the basic launcher runs them all here)
@@ -374,23 +387,22 @@ def check_sweeper_direction(cfg: DictConfig) -> None:
         sys.exit(EXIT_USER_ERROR)
 
 
-def refuse_to_overwrite_a_run(argv: list[str]) -> None:
-    """`hydra.run.dir=<a run's directory>` without resuming it would overwrite that run's files (Hydra writes its
-    .hydra/ there before any of our code runs): refuse before Hydra starts."""
-    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
-    resuming = any(a.lstrip("+").startswith("ckpt_path=") for a in argv)
-    if given and not resuming and read_status(Path(given[-1])) is not None:
-        raise ConfigError(
-            f"hydra.run.dir={given[-1]} already holds a run ({read_status(Path(given[-1]))}): resume it with "
-            "ckpt_path=last, or choose another directory"
-        )
-
-
 def cli() -> None:
-    from src.report import ReportAtSweepEnd
+    from src.report import ReportAtSweepEnd, report_after_sweeper_error
 
-    ReportAtSweepEnd.last_sweep = None
-    run_hydra_command(main, before=refuse_to_overwrite_a_run)
+    ReportAtSweepEnd.started = ReportAtSweepEnd.last_sweep = None
+    try:
+        run_hydra_command(main)  # src/preflight.py checks the run and sweep directories first
+    except Exception:
+        # The sweeper failed after running jobs (Optuna: "No trials are completed yet" when every trial failed):
+        # the jobs are still reported. When none completed, that is the whole story: one line, exit status 1.
+        sweep = report_after_sweeper_error()
+        if sweep is None or any(run.status == "completed" for run in sweep.runs):
+            raise
+        print_error(
+            f"none of the {len(sweep.runs)} sweep jobs completed: see {sweep.directory / 'report.md'} for each reason"
+        )
+        sys.exit(EXIT_FAILED)
     # A sweep's jobs may have run in other processes (joblib, submitit): their run.json files say how they ended.
     sweep = ReportAtSweepEnd.last_sweep
     failed = [run.directory.name for run in sweep.runs if run.status != "completed"] if sweep else FAILED_JOBS

@@ -190,6 +190,36 @@ class Config:
     meta: Dict[str, Any] = field(default_factory=dict)
 
 
+# Settings that say where and how a run is carried out, watched or resumed, not what is trained and measured: two
+# runs that differ only in these are the same configuration of an experiment (one sweep job resumed in place has
+# ckpt_path=last; the sweep report pools it with its seeds). A key is matched with everything under it.
+NOT_EXPERIMENT_SETTINGS = (
+    "hydra",  # directories, launcher, sweeper
+    "ckpt_path",  # resuming
+    "logger",
+    "dashboard",
+    "checkpoint",
+    "report",
+    "meta",  # the user's notes
+    "progress_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "num_workers",
+    "torch_threads",  # the reduction order, not the experiment (a resumed run checks it separately)
+    "compile",
+    "sweep_catch_errors",
+    "objective",  # what a sweeper optimises, not what a run does
+)
+
+
+def is_experiment_setting(key: str) -> bool:
+    """Whether a setting (`model.heads`, `optimizer`, `+meta.note`, ...) changes what a run trains or measures,
+    so that runs differing in it are different configurations (see NOT_EXPERIMENT_SETTINGS)."""
+    key = key.lstrip("+~")
+    return not any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in NOT_EXPERIMENT_SETTINGS)
+
+
 @dataclass
 class EvalConfig:
     """`python -m src.eval ckpt=...`: test metrics of a checkpoint."""
@@ -231,18 +261,33 @@ def safe_dirname(overrides: str, limit: int = 200) -> str:
     return f"{name[: limit - 9]}-{digest}"
 
 
-def varied_keys(sweep_dir: str | Path | None) -> list[str]:
+def varied_keys(sweep_dir: str | Path | None, sweeper_params: Any = None) -> list[str]:
     """The settings a sweep varies, in the order they were given: the sweep overrides of its command line
-    (`model.heads=1,2,4`, `range(...)`, ...), then its sweeper's params (an experiment's `hydra.sweeper.params`),
-    read from the multirun.yaml Hydra writes into the sweep directory before the first job starts."""
+    (`model.heads=1,2,4`, `optimizer=adamw_cosine,adam_noam`, `range(...)`, ...), then its sweeper's params (an
+    experiment's `hydra.sweeper.params`), read from the multirun.yaml Hydra's basic sweeper writes into the sweep
+    directory before the first job starts. A group's name stands for the group (`optimizer`).
+
+    An optimising sweeper (Optuna) writes no multirun.yaml: give its `sweeper_params` (a job's
+    `HydraConfig.get().sweeper.params`, e.g. `optimizer.lr: tag(log, interval(1e-4, 3e-3))`) to count its search
+    space too."""
+    lines = []
     try:
         saved = OmegaConf.load(Path(str(sweep_dir)) / "multirun.yaml")
-        lines = [str(o) for o in saved.hydra.overrides.task]
+        lines += [str(o) for o in saved.hydra.overrides.task]
         lines += [f"{key}={value}" for key, value in (saved.hydra.sweeper.get("params") or {}).items()]
-        parsed = OverridesParser.create().parse_overrides(lines)
-    except Exception:  # no multirun.yaml (a single run, another sweeper): nothing known to vary
-        return []
-    return list(dict.fromkeys(o.key_or_group.lstrip("+~") for o in parsed if o.is_sweep_override()))
+    except Exception:  # no multirun.yaml (a single run, another sweeper): only what sweeper_params says
+        pass
+    lines += [f"{key}={value}" for key, value in (sweeper_params or {}).items()]
+    parser = OverridesParser.create()
+    varied = []
+    for line in lines:
+        try:
+            override = parser.parse_override(line)
+        except Exception:  # not Hydra's grammar (a hand-edited multirun.yaml): not known to vary
+            continue
+        if override.is_sweep_override():
+            varied.append(override.key_or_group.lstrip("+~"))
+    return list(dict.fromkeys(varied))
 
 
 def sweep_job_dirname(overrides: List[str], sweep_dir: str | None = None, sweeper_params: Any = None) -> str:
@@ -254,8 +299,7 @@ def sweep_job_dirname(overrides: List[str], sweep_dir: str | None = None, sweepe
     for override in overrides:
         key, _, value = override.partition("=")
         values[key.lstrip("+~")] = value
-    searched = [str(key).lstrip("+~") for key in (sweeper_params or {})]  # an optimising sweeper's (Optuna) space
-    varied = [key for key in dict.fromkeys([*varied_keys(sweep_dir), *searched]) if key in values]
+    varied = [key for key in varied_keys(sweep_dir, sweeper_params) if key in values]
     if varied:
         return safe_dirname("+".join(f"{key}:{values[key]}" for key in varied))
     places = {"ckpt_path"} | {f"task.{name}" for spec in all_tasks().values() for name in spec.path_fields}

@@ -10,14 +10,16 @@ traceback.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.data import task_spec
+from src.data import all_tasks, task_spec
 from src.data.files import resolve_path
 from src.model import ConfigError
+from src.model.masks import MASK_SCHEMES
 from src.schema import ARCH_FOR_KIND, model_config_for, resolve_arch
 from src.training.loggers import check_logger
 from src.training.metrics import objective_choices
@@ -158,13 +160,40 @@ def check_no_added_keys(cfg: DictConfig, prefix: str = "") -> None:
     for key in cfg:
         path = f"{prefix}{key}"
         if known is not None and key not in known:
-            raise ConfigError(
-                f"{path} is not a setting, so nothing would read it: check the spelling (python -m src.run --cfg job "
-                "prints every setting); keep your own notes under +meta.<name>"
-            )
+            raise ConfigError(added_key_line(cfg, path, known))
         value = cfg._get_node(key)
         if isinstance(value, DictConfig) and path not in OPEN_GROUPS:
             check_no_added_keys(value, prefix=f"{path}.")
+
+
+def added_key_line(node: DictConfig, path: str, known: set[str]) -> str:
+    """Why `+path=...` is not read, and the fix: the task or mask scheme whose setting it is (`+task.tokenizer=bpe`
+    with task=reverse belongs to task=classification), or the setting it is closest to (`+model.haeds`)."""
+    group, _, key = path.rpartition(".")
+    owners = options_with_setting(group, key)
+    if owners:
+        chosen = node.get("name") if group == "task" else node.get("type")
+        names = ", ".join(f"{group}={option}" for option in owners)
+        return f"{path} belongs to {names}, not to {group}={chosen}: choose {names.split(', ')[0]}, or drop +{path}"
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    if close:
+        return (
+            f"{path} is not a setting, so nothing would read it: did you mean {group + '.' if group else ''}"
+            f"{close[0]}, without the +? (python -m src.run --cfg job prints every setting)"
+        )
+    return (
+        f"{path} is not a setting, so nothing would read it: check the spelling (python -m src.run --cfg job "
+        "prints every setting); keep your own notes under +meta.<name>"
+    )
+
+
+def options_with_setting(group: str, key: str) -> list[str]:
+    """The task or mask options that have `key` among their settings (their schemas: src/schema.py)."""
+    if group == "task":
+        return [name for name, spec in all_tasks().items() if key in {f.name for f in dataclasses.fields(spec.schema)}]
+    if group == "mask":
+        return [name for name, scheme in MASK_SCHEMES.items() if key in {f.name for f in dataclasses.fields(scheme)}]
+    return []
 
 
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")

@@ -39,7 +39,7 @@ TINY = [
 # Words that say how to fix it (every message names the problem first, then the fix).
 FIX = re.compile(
     r"\b(use|set|give|choose|check|fix|lower|raise|resume|drop|add|leave|quote|write|keep|delete|need|must|"
-    r"remove|replace|make|change|is required|turn|widen|adjust|re-encode|re-export|leave it out)\b"
+    r"remove|replace|make|change|is required|turn|widen|adjust|re-encode|re-export|leave it out|did you mean)\b"
 )
 
 
@@ -187,6 +187,36 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["task.train_size"], "parse"),
         (run, ["text=ein Hund läuft"], "parse"),
         (run, ["mask=standard", "mask.window=3"], "mask.window"),
+        # a sweep without -m; a setting of another option of its group (also in a sweep); a close typo; `+` on a key
+        # that exists; `~` on a setting the run needs; values Hydra cannot put into a setting
+        (run, ["model.heads=2,4"], "add -m"),
+        (run, ["model=tiny,small"], "add -m"),
+        (run, ["seed=range(3)"], "add -m"),
+        (run, ["mask=causal", "mask.window=3"], "mask.window belongs to mask=window, not to mask=causal"),
+        (run, ["mask=causal,window", "mask.window=3", "-m"], "not to mask=causal, so it cannot be combined"),
+        (run, ["experiment=mask_leak", "mask.window=3", "-m"], "experiment=mask_leak sweeps mask"),
+        (run, ["task=reverse,char_lm", "task.vocab_size=5", "-m"], "not to task=char_lm"),
+        (run, ["task=classification,translation", "task.lowercase=true", "-m"], "++task.lowercase=true"),
+        (run, ["task=reverse", "task.tokenizer=bpe"], "belongs to task=classification"),
+        (run, ["+task.tokenizer=bpe"], "belongs to task=classification"),
+        (run, ["hydra.launcher.n_jobs=2"], "hydra/launcher=joblib"),
+        (run, ["model.haeds=2"], "did you mean model.heads=2"),
+        (run, ["+model.haeds=2"], "did you mean model.heads"),
+        (run, ["mask=causal", "mask.windw=3"], "did you mean mask.window=3"),
+        (run, ["masks=window"], "did you mean mask=window"),
+        (run, ["+model.heads=2"], "drop the +"),
+        (run, ["+model=tiny"], "drop the +"),
+        (run, ["~model.heads"], "~model.heads"),
+        (run, ["~task"], "~task"),
+        (run, ["~seed"], "~seed"),
+        (run, ["~callbacks.EarlyStoping"], "callbacks.EarlyStoping"),
+        (run, ["model.heads=null"], "cannot be null"),
+        (run, ["optimizer.betas=abc"], "optimizer.betas=[0.9,0.98]"),
+        (run, ["model.heads.x=3"], "model.heads is one value"),
+        (run, ["model="], "choose one of base, small, tiny"),
+        (run, ["hydra.run.dir=a,b", "-m"], "Hydra's own"),
+        (run, ["-m", "model.heads=1,2"], "write the flags before every override"),  # after the TINY overrides
+        (run, ["--multirnu"], "--help"),
         (run, [f"hydra.run.dir={earlier}"], "already holds a run"),
         # --- data files ----------------------------------------------------------------------------------------------
         (run, ["task=char_lm"], "task.path"),
@@ -220,9 +250,11 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, [f"ckpt_path={ckpts['truncated']}"], "ckpt_path"),
         (run, [f"ckpt_path={ckpts['malicious']}"], "refused"),
         (run, [f"ckpt_path={ckpts['no_config']}"], "not a checkpoint written by src.run"),
-        (run, [f"ckpt_path={last}", "model.heads=4"], "heads"),
-        (run, [f"ckpt_path={last}", "seed=3"], "seed"),
-        (run, [f"ckpt_path={last}", "torch_threads=2"], "torch_threads"),
+        # resuming with a setting that changes the numbers (and more steps to train, so that there is work left)
+        (run, [f"ckpt_path={last}", "model.heads=4", "trainer.max_steps=8"], "heads"),
+        (run, [f"ckpt_path={last}", "seed=3", "trainer.max_steps=8"], "seed"),
+        (run, [f"ckpt_path={last}", "torch_threads=2", "trainer.max_steps=8"], "torch_threads"),
+        (run, [f"ckpt_path={last}"], "would train nothing"),  # it has trained its trainer.max_steps=4 already
         (run, ["ckpt_path=last"], "ckpt_path=last"),
         (run, [f"ckpt_path={files['empty_dir']}"], "no checkpoints"),
         # --- eval and predict ----------------------------------------------------------------------------------------
@@ -234,6 +266,14 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         ("src.eval", [f"ckpt={ckpts['malicious']}"], "refused"),
         ("src.eval", [f"ckpt={ckpts['truncated']}"], "ckpt"),
         ("src.eval", ["ckpt"], "parse"),
+        ("src.eval", [f"ckpt={last}", "batch_sise=3"], "did you mean batch_size=3"),
+        ("src.eval", [f"ckpt={last}", "foo=3"], "python -m src.eval --cfg job"),
+        ("src.eval", [f"ckpt={last}", "decode=beam"], "decode.strategy"),
+        ("src.eval", [f"ckpt={last}", "~ckpt"], "~ckpt"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "decode.strategy=greedy,beam"], "add -m"),
+        ("src.predict", [f"ckpt={last}", "+ckpt=y"], "drop the +"),
+        ("src.predict", [f"ckpt={last}", "decode.beam_sise=3"], "did you mean decode.beam_size=3"),
+        ("src.predict", [f"ckpt={last}", "~decode.beam_size"], "~decode.beam_size"),
         ("src.predict", [f"ckpt={last}"], "text is required"),
         ("src.predict", [f"ckpt={last}", "text=1234", "decode.beam_size=0"], "decode.beam_size"),
         ("src.predict", [f"ckpt={last}", "text=1234", "num_samples=0"], "num_samples"),

@@ -13,3 +13,214 @@ def test_help_lists_the_users_groups_and_not_the_internal_schemas(module, capsys
     assert result.code == 0, result.err
     assert "== Configuration groups ==" in result.out
     assert "schema/" not in result.out
+
+
+def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
+    """The one `error:` line a command answers `args` with (exit status 2, no traceback)."""
+    places = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    result = run_command(module, [*args, *places] if module == "src.run" else args, capsys)
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert result.code == 2 and len(errors) == 1 and "Traceback" not in result.err, result.err
+    assert not (tmp_path / "sweep").exists(), "a refused sweep started"
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["model.heads=2,4"],
+            "model.heads=2,4 is several values, which is a sweep: add -m to run one job per value (python -m src.run "
+            "-m model.heads=2,4); for one value that is a list write model.heads=[2,4], for a text with a comma "
+            """quote it: 'model.heads="2,4"'""",
+        ),
+        (
+            ["optimizer=adamw_cosine,adam_noam"],
+            "optimizer=adamw_cosine,adam_noam names several options of optimizer, which is a sweep: add -m to run "
+            "one job per option (python -m src.run -m optimizer=adamw_cosine,adam_noam), or choose one",
+        ),
+        (
+            ["seed=range(3)"],
+            "seed=range(3) is a sweep: add -m to run one job per value (python -m src.run -m seed=range(3))",
+        ),
+        (
+            ["+model.heads=2"],
+            "+model.heads=2 adds model.heads, which is a setting already: drop the +, model.heads=2",
+        ),
+        (
+            ["+model=small"],
+            "+model=small adds a second model to the defaults: drop the +, model=small chooses the model",
+        ),
+    ],
+)
+def test_hydras_refusals_name_the_override_and_hydras_own_fixes(args, line, capsys, tmp_path):
+    assert error_line("src.run", args, capsys, tmp_path) == f"error: {line}"
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["mask=causal", "mask.window=3"],
+            "mask.window belongs to mask=window, not to mask=causal: choose mask=window, or drop mask.window=3",
+        ),
+        (
+            ["task=reverse", "task.tokenizer=bpe"],
+            "task.tokenizer belongs to task=classification, not to task=reverse: choose task=classification, or "
+            "drop task.tokenizer=bpe",
+        ),
+        (
+            ["hydra.launcher.n_jobs=2"],
+            "hydra.launcher.n_jobs belongs to hydra/launcher=joblib, not to hydra/launcher=basic: choose "
+            "hydra/launcher=joblib, or drop hydra.launcher.n_jobs=2",
+        ),
+        (
+            ["+task.tokenizer=bpe"],
+            "task.tokenizer belongs to task=classification, not to task=reverse: choose task=classification, or "
+            "drop +task.tokenizer",
+        ),
+    ],
+)
+def test_a_setting_of_another_option_names_that_option(args, line, capsys, tmp_path):
+    assert error_line("src.run", args, capsys, tmp_path) == f"error: {line}"
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["-m", "mask=causal,window", "mask.window=3"],
+            "mask.window belongs to mask=window, not to mask=causal, so it cannot be combined with sweeping mask "
+            "over options that lack it (-m mask=causal,window): drop mask.window=3, or sweep mask=window on its own",
+        ),
+        (  # the default option has the setting, a later job's does not: refused before the first job runs
+            ["-m", "task=reverse,char_lm", "task.vocab_size=5"],
+            "task.vocab_size belongs to task=reverse, not to task=char_lm, so it cannot be combined with sweeping "
+            "task over options that lack it (-m task=reverse,char_lm): drop task.vocab_size=5, or sweep "
+            "task=reverse on its own",
+        ),
+        (
+            ["-m", "experiment=mask_leak", "mask.window=3"],
+            "mask.window belongs to mask=window, not to mask=standard, mask=none, so it cannot be combined with "
+            "sweeping mask over options that lack it (experiment=mask_leak sweeps mask=standard,none,window): drop "
+            "mask.window=3, or sweep mask=window on its own",
+        ),
+        (  # every swept option has it, the default (which Hydra composes the sweep with first) does not
+            ["-m", "task=classification,translation", "task.lowercase=true"],
+            "task.lowercase belongs to every task this sweep runs (task=classification, task=translation), but "
+            "Hydra composes a sweep first with task=reverse, which lacks it: write ++task.lowercase=true",
+        ),
+    ],
+)
+def test_an_override_must_fit_every_option_a_sweep_runs(args, line, capsys, tmp_path):
+    assert error_line("src.run", args, capsys, tmp_path) == f"error: {line}"
+
+
+@pytest.mark.parametrize(
+    "module, args, line",
+    [
+        (
+            "src.run",
+            ["model.haeds=2"],
+            "model.haeds is not a setting: did you mean model.heads=2? (python -m src.run --cfg job prints every "
+            "setting)",
+        ),
+        (
+            "src.run",
+            ["mask=causal", "mask.windw=3"],
+            "mask.windw is not a setting: did you mean mask.window=3 (with mask=window)? (python -m src.run --cfg "
+            "job prints every setting)",
+        ),
+        (
+            "src.run",
+            ["modle=small"],
+            "modle is not a setting: did you mean model=small? (python -m src.run --cfg job prints every setting)",
+        ),
+        (
+            "src.run",
+            ["+model.haeds=2"],
+            "model.haeds is not a setting, so nothing would read it: did you mean model.heads, without the +? "
+            "(python -m src.run --cfg job prints every setting)",
+        ),
+        (
+            "src.eval",
+            ["ckpt=x.ckpt", "batch_sise=3"],
+            "batch_sise is not a setting: did you mean batch_size=3? (python -m src.eval --cfg job prints every "
+            "setting)",
+        ),
+        (
+            "src.predict",
+            ["ckpt=x.ckpt", "colour=red"],
+            "colour is not a setting: check its spelling (python -m src.predict --cfg job prints every setting)",
+        ),
+    ],
+)
+def test_a_mistyped_key_gets_the_closest_setting(module, args, line, capsys, tmp_path):
+    assert error_line(module, args, capsys, tmp_path) == f"error: {line}"
+
+
+@pytest.mark.parametrize(
+    "module, args, line",
+    [
+        (
+            "src.run",
+            ["~seed"],
+            "~seed removes seed, which python -m src.run needs: drop ~seed; set seed=<value> to change it",
+        ),
+        (
+            "src.run",
+            ["~task"],
+            "~task removes task, which python -m src.run needs: drop ~task; choose another option with "
+            "task=<option> (python -m src.run --help lists them)",
+        ),
+        (
+            "src.run",
+            ["~model.heads"],
+            "~model.heads removes model.heads, which python -m src.run needs: drop ~model.heads; set "
+            "model.heads=<value> to change it",
+        ),
+        (
+            "src.eval",
+            ["ckpt=x.ckpt", "~ckpt"],
+            "~ckpt removes ckpt, which python -m src.eval needs: drop ~ckpt; set ckpt=<value> to change it",
+        ),
+    ],
+)
+def test_removing_a_needed_setting_is_refused(module, args, line, capsys, tmp_path):
+    assert error_line(module, args, capsys, tmp_path) == f"error: {line}"
+
+
+@pytest.mark.parametrize(
+    "module, args, line",
+    [
+        (
+            "src.run",
+            ["model.heads=four"],
+            "model.heads=four: model.heads takes a whole number: give one, e.g. model.heads=4",
+        ),
+        (
+            "src.run",
+            ["model.heads=null"],
+            "model.heads=null: model.heads takes a value (it cannot be null): give one, e.g. model.heads=4",
+        ),
+        (
+            "src.run",
+            ["optimizer.betas=abc"],
+            "optimizer.betas=abc: optimizer.betas takes a list: give one, e.g. optimizer.betas=[0.9,0.98]",
+        ),
+        (
+            "src.run",
+            ["model.heads.x=3"],
+            "model.heads.x=3: model.heads is one value, not a group of settings: set it itself, e.g. model.heads=4",
+        ),
+        (
+            "src.eval",
+            ["ckpt=x.ckpt", "decode=beam"],
+            "decode=beam: decode holds several settings (decode.strategy, decode.beam_size, decode.length_penalty, "
+            "decode.temperature, ...), not one value: set one of them",
+        ),
+        ("src.run", ["model="], "model= names no option of model: choose one of base, small, tiny"),
+    ],
+)
+def test_a_value_hydra_cannot_take_names_what_the_setting_takes(module, args, line, capsys, tmp_path):
+    assert error_line(module, args, capsys, tmp_path) == f"error: {line}"

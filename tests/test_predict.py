@@ -1,16 +1,27 @@
 """src.predict on a whole file and src.eval's sacrebleu score, on a tiny translation run trained here: the file is
-translated line for line in batches, and the BLEU that eval reports is sacrebleu's own score of those lines."""
+translated line for line in batches, and the BLEU that eval reports is sacrebleu's own score of those lines.
+
+And for every task kind (a synthetic seq2seq task, translation with bpe, char_lm, classification with the word
+tokenizer), predict on the input lines of a split gives what src.eval scored on them: the same line is the same ids
+in training, eval and predict (whitespace around a sentence, words outside the vocabulary, cuts), and the outputs are
+the ones eval's metrics were computed from."""
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from sacrebleu.metrics import BLEU
 
+from src.model import EOS_ID, PAD_ID
+from src.training.bleu import score_split
+from src.training.checkpoint import load_run
+from src.training.inference import eval_mode, forward_batch, greedy_decode, predict_labels
 from tests.conftest import run_in_process
-from tests.e2e.conftest import TINY, parallel_lines
+from tests.e2e.conftest import SMALL_SYNTHETIC, TINY, parallel_lines
 
 BEAM = ["decode.strategy=beam", "decode.beam_size=3"]
 
@@ -21,6 +32,8 @@ def translation_run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("translation")
     for split, n, seed in (("train", 120, 0), ("val", 16, 1), ("test", 24, 2)):
         src, tgt = parallel_lines(n, seed)
+        if split == "val":  # a character no training sentence has: the bpe tokenizer reads it as <unk>
+            src, tgt = [*src, "ein hund läuft im café"], [*tgt, "a dog runs in the café"]
         (root / f"{split}.de").write_text("\n".join(src) + "\n")
         (root / f"{split}.en").write_text("\n".join(tgt) + "\n")
     files = [
@@ -84,3 +97,189 @@ def test_a_run_with_test_after_fit_scores_its_test_split_with_sacrebleu_and_logs
     assert summary.startswith("sacreBLEU on test (24 sentences, beam search (3 beams")
     final = json.loads((run_dir / "metrics.json").read_text())["final"]
     assert f": {final['test/sacrebleu']:.2f} (lowercased {final['test/sacrebleu_lowercase']:.2f})" in summary
+
+
+# --- predict gives what eval scored, for every task kind ----------------------------------------------------------
+
+
+def run_predict(*args: str) -> tuple[int, str, str, list[str]]:
+    """src.predict in this process: (exit status, stdout, stderr, the Python warnings it raised). Inference runs
+    without autograd, so no warning about a tensor that requires grad may appear."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run_in_process("src.predict", *args)
+    return code, out, err, [str(w.message) for w in caught]
+
+
+def warning_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def train(root: Path, *args: str) -> Path:
+    run_dir = root / "run"
+    code, _, err = run_in_process("src.run", *args, *TINY_RUN, f"hydra.run.dir={run_dir}")
+    assert code == 0, err
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+TINY_RUN = [o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.val_check_interval="))] + [
+    "trainer.max_steps=40",
+    "trainer.val_check_interval=20",
+]
+
+
+@pytest.fixture(scope="module")
+def classification_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint, data folder) of a sentiment run with the word tokenizer and a vocabulary too small for its
+    training words: each `number <i>` occurs once, so most numbers fall outside the vocabulary and are trained as
+    <unk>, like the rare words of a real corpus."""
+    root = tmp_path_factory.mktemp("classification")
+    train_rows = [
+        f"{'great good fine' if i % 2 else 'bad awful poor'} movie number {i}\t{'pos' if i % 2 else 'neg'}"
+        for i in range(80)
+    ]
+    (root / "train.tsv").write_text("\n".join(train_rows) + "\n")
+    val_rows = [
+        "great movie number 77\tpos",  # 77 occurs in training, outside the vocabulary
+        "  awful film  \tneg",  # whitespace around the sentence; 'film' never occurs in training
+        "Bad Movie\tneg",  # lowercased as in training
+        "good " * 12 + "\tpos",  # longer than task.max_len: cut
+        "poor plot\tneg",  # 'plot' never occurs in training either
+        "fine movie\tpos",
+    ]
+    (root / "val.tsv").write_text("\n".join(val_rows) + "\n")
+    files = [f"task.{split}_path={root / f'{split}.tsv'}" for split in ("train", "val")]
+    ckpt = train(
+        root,
+        "task=classification",
+        *files,
+        f"task.test_path={root / 'val.tsv'}",
+        "task.vocab_size=20",
+        "task.max_len=8",
+    )
+    return ckpt, root
+
+
+def test_classification_predicts_the_labels_eval_scored(classification_run, tmp_path):
+    ckpt, data = classification_run
+    rows = [line.rsplit("\t", 1) for line in (data / "val.tsv").read_text().splitlines()]
+    sentences = [sentence for sentence, _ in rows]
+    source, output = tmp_path / "val.txt", tmp_path / "labels.txt"
+    source.write_text("\n".join([*sentences[:2], "", *sentences[2:]]) + "\n")  # a blank line keeps its place
+    code, _, err, raised = run_predict(f"ckpt={ckpt}", f"input={source}", f"output={output}", "batch_size=4")
+    assert code == 0, err
+    assert not [message for message in raised if "requires_grad" in message]
+    predicted = output.read_text().splitlines()
+    assert len(predicted) == len(sentences) + 1 and predicted.pop(2) == ""
+    unknown, cut, empty = warning_lines(err)
+    assert "3 of 7 lines have 3 word(s) outside the model's vocabulary, read as <unk>" in unknown
+    assert unknown.endswith(": '77', 'film', 'plot'")
+    assert "1 of 7 lines are longer than the model reads (8 tokens)" in cut and "1 empty line(s)" in empty
+
+    module, datamodule = load_run(str(ckpt))
+    # The same ids as the examples eval scores, and the labels it scored: argmax over its own batches.
+    assert [datamodule.encode_input(s)[0] for s in sentences] == [e["src"].tolist() for e in datamodule.task.val]
+    scored = torch.cat([predict_labels(module.model, batch) for batch in datamodule.val_dataloader()])
+    assert predicted == [datamodule.label_names[c] for c in scored.tolist()]
+    code, out, err = run_in_process("src.eval", f"ckpt={ckpt}", "split=val")
+    assert code == 0, err
+    accuracy = sum(p == label for p, (_, label) in zip(predicted, rows)) / len(rows)
+    assert float(out.split("val/acc: ")[1].split()[0]) == pytest.approx(accuracy, abs=1e-4)
+
+
+def test_classification_reads_a_word_outside_the_vocabulary_as_unk_with_one_warning(classification_run):
+    ckpt, _ = classification_run
+    code, out, err, raised = run_predict(f"ckpt={ckpt}", "text=great movie number 77")
+    assert code == 0, err
+    assert out.splitlines()[0] in ("pos", "neg") and len(out.splitlines()) == 3  # the label, then both classes
+    assert warning_lines(err) == [
+        "warning: text has 1 word(s) outside the model's vocabulary, read as <unk> as its training and evaluation "
+        "data read them: '77'"
+    ]
+    assert not [message for message in raised if "requires_grad" in message]
+    code, _, err, _ = run_predict(f"ckpt={ckpt}", "text=   ")
+    assert code == 2 and "error: text is empty: give a sentence to classify" in err
+    code, out, err, _ = run_predict(f"ckpt={ckpt}", 'text="a ${x} film"')  # the text itself, not an interpolation
+    assert code == 0 and out.splitlines()[0] in ("pos", "neg"), err
+    assert warning_lines(err)[0].endswith(": 'a', '${', 'x', '}', 'film'")
+
+
+def test_translation_predicts_the_translations_eval_scored(translation_run, tmp_path):
+    ckpt, data = translation_run
+    lines = (data / "val.de").read_text().splitlines()
+    source, output = tmp_path / "val.de", tmp_path / "val.en"
+    source.write_text("\n".join(f"  {line} " if i % 2 else line for i, line in enumerate(lines)) + "\n")
+    code, _, err, raised = run_predict(f"ckpt={ckpt}", f"input={source}", f"output={output}", "batch_size=5")
+    assert code == 0, err
+    assert not [message for message in raised if "requires_grad" in message]
+    assert warning_lines(err) == [
+        f"warning: 1 of {len(lines)} lines have 1 character(s) outside the model's vocabulary, read as <unk> as its "
+        "training and evaluation data read them: 'é'"
+    ]
+    module, datamodule = load_run(str(ckpt))
+    assert [datamodule.encode_input(f" {line}  ")[0] for line in lines] == [
+        e["src"].tolist() for e in datamodule.task.val
+    ]
+    greedy = {"strategy": "greedy", "max_new_tokens": 100}  # predict's default decoding
+    assert output.read_text().splitlines() == score_split(module, datamodule, "val", greedy).hypotheses
+
+
+@pytest.fixture(scope="module")
+def reverse_run(tmp_path_factory) -> Path:
+    return train(tmp_path_factory.mktemp("reverse"), "task=reverse", *SMALL_SYNTHETIC)
+
+
+def test_a_synthetic_task_predicts_the_outputs_eval_scored(reverse_run, tmp_path):
+    module, datamodule = load_run(str(reverse_run))
+    lines = [datamodule.decode_src(e["src"]) for e in datamodule.task.val]
+    source, output = tmp_path / "val.txt", tmp_path / "out.txt"
+    source.write_text("\n".join(f" {line}  " if i % 2 else line for i, line in enumerate(lines)) + "\n")
+    code, _, err, raised = run_predict(f"ckpt={reverse_run}", f"input={source}", f"output={output}")
+    assert code == 0 and not warning_lines(err), err
+    assert not [message for message in raised if "requires_grad" in message]
+    # What exact_match was computed from: greedy outputs of eval's batches, at most as long as the reference plus
+    # the task's slack. Where that limit stopped eval's output before EOS, predict (allowed 100 tokens) goes on.
+    predicted = output.read_text().splitlines()
+    for batch in datamodule.val_dataloader():
+        for row in greedy_decode(module.model, "seq2seq", batch, module.extra_decode_tokens):
+            scored, line = datamodule.decode_tgt(row), predicted.pop(0)
+            assert line == scored if EOS_ID in row.tolist() else line.startswith(scored)
+    code, _, err, _ = run_predict(f"ckpt={reverse_run}", "text=12x4")
+    assert code == 2 and "error: text has 1 symbol(s) the model has no token for ('x')" in err
+
+
+@pytest.fixture(scope="module")
+def char_lm_run(tmp_path_factory) -> Path:
+    """A char_lm run on one long line, so that its validation windows are text without a line break."""
+    root = tmp_path_factory.mktemp("char_lm")
+    (root / "text.txt").write_text("To be, or not to be, that is the question. " * 40 + "\n")
+    settings = ["task.block_size=16", "task.val_fraction=0.1", "task.test_fraction=0.1"]
+    return train(root, "task=char_lm", f"task.path={root / 'text.txt'}", *settings)
+
+
+def test_char_lm_continues_a_prompt_with_the_character_eval_scored(char_lm_run, tmp_path):
+    """Eval scores, at every position of a window, the model's distribution over the next character given the
+    characters before it. A window's first block_size characters as a prompt are the same ids (no BOS: the
+    windows hold none; no whitespace stripped: it is text), and predict's greedy next character is that
+    distribution's argmax."""
+    module, datamodule = load_run(str(char_lm_run))
+    windows = [e["tokens"] for e in datamodule.task.val]
+    prompts = [datamodule.decode_tgt(window[:-1]) for window in windows]
+    assert any(prompt != prompt.strip() for prompt in prompts)  # windows start and end anywhere, spaces included
+    assert [datamodule.encode_input(prompt)[0] for prompt in prompts] == [w[:-1].tolist() for w in windows]
+    source, output = tmp_path / "prompts.txt", tmp_path / "continued.txt"
+    source.write_text("\n".join([*prompts, ""]) + "\n")  # an empty line stays empty
+    args = [f"ckpt={char_lm_run}", f"input={source}", f"output={output}", "decode.max_new_tokens=1"]
+    code, _, err, raised = run_predict(*args)
+    assert code == 0, err
+    assert not [message for message in raised if "requires_grad" in message]
+    expected = []
+    with eval_mode(module.model):
+        for batch in datamodule.val_dataloader():
+            logits = forward_batch(module.model, "lm", batch).logits  # (B, T, V), what the loss scores
+            for row, length in enumerate((batch["tgt_in"] != PAD_ID).sum(dim=1).tolist()):
+                expected.append(datamodule.decode_tgt([int(logits[row, length - 1].argmax())]))
+    continued = output.read_text().splitlines()
+    assert continued == [prompt + next_character for prompt, next_character in zip(prompts, expected)] + [""]
+    code, _, err, _ = run_predict(f"ckpt={char_lm_run}", "text=To be Z")
+    assert code == 2 and "error: text has 1 symbol(s) the model has no token for ('Z')" in err

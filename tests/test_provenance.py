@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shlex
 
-from src.provenance import RunRecord, command_line, git_state, read_status
+import pytest
+
+from src.provenance import RunRecord, command_line, git_state, hydra_value, read_status, shell_override
 
 
 def test_a_run_record_says_how_the_run_was_made_and_ended(tmp_path):
@@ -57,3 +60,25 @@ def test_printed_commands_start_the_interpreter_that_ran(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert provenance.python_command() == ".venv/bin/python"
     assert provenance.command_line(argv=["model.heads=8"]) == ".venv/bin/python -m src.run model.heads=8"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/runs/3_model.heads:8+seed:1",  # a sweep job's directory: plain, as it is
+        "/runs/a b,c=d",  # a space, `,` and `=`: Hydra's grammar needs quotes
+        "/runs/it's [x] {y} (z)",
+        "/runs/${oc.env:HOME}/$HOME",  # taken literally, not interpolated
+        "/runs/Straße",
+    ],
+)
+def test_a_printed_override_reads_back_as_the_same_value_through_the_shell_and_hydra(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    (argument,) = shlex.split(shell_override("hydra.run.dir", value))  # what the shell hands over
+    parsed = OverridesParser.create().parse_override(argument).value()
+    assert OmegaConf.create({"dir": parsed}).dir == value  # what the config holds once resolved
+    assert hydra_value(value) == value or hydra_value(value).startswith("'")
+    if value == "/runs/3_model.heads:8+seed:1":
+        assert shell_override("ckpt", value) == f"ckpt={value}"  # readable when nothing needs quoting

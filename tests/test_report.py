@@ -62,20 +62,20 @@ def test_the_report_files(sweep):
     write_report(sweep, tensorboard=True)
     report = (sweep / "report.md").read_text()
     assert "Fixed for every run: `task=sort`" in report
-    assert "**0.9 ± 0.05 (3)**" in report  # the best mean in bold, with std and n
-    assert "0.5233 ± 0.02517 (3)" in report
+    assert "**0.900 ± 0.050 (3)**" in report  # the best mean in bold, with std and n
+    assert "0.523 ± 0.025 (3)" in report  # each mean to two significant digits of its std
     assert "baseline" in report and " *" in report  # 4 heads differs significantly from 1
     assert "| failed | model.heads=3 ... |" in report and "| running |" in report
     rows = list(csv.DictReader(open(sweep / "results.csv")))
     assert len(rows) == 8 and {r["status"] for r in rows} == {"completed", "failed", "running"}
-    assert [r[MAIN] for r in rows if r["model.heads"] == "4"] == ["0.9", "0.85", "0.95"]
+    assert [float(r[MAIN]) for r in rows if r["model.heads"] == "4"] == [0.90, 0.85, 0.95]
     for figure in ("curves.png", "bars.png"):
         assert (sweep / figure).stat().st_size > 1000
     assert list((sweep / "report").glob("events.out.tfevents.*"))  # the TensorBoard copy
     events = read_events(sweep / "report")
     assert {"report/bars", "report/curves"} <= events.image_tags
     ((_, text),) = events.texts["report/table"]
-    assert "**0.9 ± 0.05 (3)**" in text
+    assert "**0.900 ± 0.050 (3)**" in text
     assert "![bars.png](bars.png)" in report and "![" not in text  # TensorBoard cannot fetch the files: no links
 
 
@@ -102,3 +102,81 @@ def test_not_a_sweep_directory_is_one_line(tmp_path, capsys):
         main([str(tmp_path)])
     assert exit.value.code == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+# --- numbers a researcher pastes ----------------------------------------------------------------------------------
+
+
+def test_each_mean_is_rounded_to_its_spread_and_the_csv_keeps_full_precision(tmp_path):
+    values = [0.0312, 0.0319, 0.03254]  # mean 0.031880, std 0.00067
+    for seed, value in enumerate(values):
+        fake_run(tmp_path, seed, ["model.heads=2", f"seed={seed}"], final={MAIN: value, "val/loss": 1.0 + value})
+    write_report(tmp_path, tensorboard=False)
+    report = (tmp_path / "report.md").read_text()
+    assert "0.03188 ± 0.00067 (3)" in report
+    assert f"{statistics.stdev(values):.4g}" not in report
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert [float(r[MAIN]) for r in rows] == values  # every digit of every run
+
+
+def test_an_interval_cannot_pass_what_the_metric_can_take_and_the_table_says_so(tmp_path):
+    for seed, value in enumerate([1.0, 0.96, 1.0]):
+        fake_run(tmp_path, seed, ["model.heads=2", f"seed={seed}"], final={MAIN: value})
+    write_report(tmp_path, tensorboard=False)
+    report = (tmp_path / "report.md").read_text()
+    row = next(line for line in report.splitlines() if "0.987" in line)
+    interval = row.split("|")[2].strip()
+    low, high = (float(x) for x in interval.rstrip("†").strip("[]").split(","))
+    assert high == 1.0 and low < 0.987 and interval.endswith("†")
+    assert "† clipped to the values `val/exact_match` can take, [0, 1]." in report
+
+
+def test_an_interval_inside_the_range_is_not_marked(sweep):
+    write_report(sweep, tensorboard=False)
+    rows = {
+        line.split("|")[1].strip(): line for line in (sweep / "report.md").read_text().splitlines() if "(3)" in line
+    }
+    assert "†" not in rows["1"] and "1.00]†" in rows["4"]  # 0.90 ± 0.05 over three seeds: up to 1.02, clipped
+
+
+# --- what is not a setting of the experiment never splits a configuration ---------------------------------------
+
+
+def test_a_job_resumed_in_place_stays_in_its_row_with_its_seeds_pooled(tmp_path):
+    """The README's resume command adds ckpt_path=last (and hydra.run.dir) to one job's overrides: it is still the
+    same configuration, so model.heads=1 stays one row of n=2 with an interval and a t-test."""
+    fake_run(tmp_path, 0, ["model.heads=1", "seed=0"], final={MAIN: 0.5})
+    resumed = fake_run(tmp_path, 1, ["model.heads=1", "seed=1"], final={MAIN: 0.6})
+    in_place = ["model.heads=1", "seed=1", f"hydra.run.dir={resumed}", "ckpt_path=last"]  # as the README says
+    (resumed / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(in_place))
+    fake_run(tmp_path, 2, ["model.heads=2", "seed=0"], final={MAIN: 0.7})
+    fake_run(
+        tmp_path,
+        3,
+        ["model.heads=2", "seed=1", "trainer.enable_progress_bar=false", "torch_threads=1"],
+        final={MAIN: 0.8},
+    )
+    result = analyse(tmp_path)
+    assert result.varied == ["model.heads"]
+    assert [len(c.runs) for c in result.configurations] == [2, 2]
+    write_report(tmp_path, tensorboard=False)
+    report = (tmp_path / "report.md").read_text()
+    assert "ckpt_path" not in report and "torch_threads" not in report
+    assert "0.550 ± 0.071 (2)" in report
+
+
+def test_settings_compare_by_the_value_each_run_had_not_by_how_they_were_typed(tmp_path):
+    """One job typed the default explicitly (optimizer.lr=3e-3) and one did not: both had lr 0.003. A job that
+    was given another value is its own configuration."""
+
+    def job(number: int, overrides: list[str], lr: float, value: float) -> None:
+        directory = fake_run(tmp_path, number, overrides, final={MAIN: value})
+        (directory / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"optimizer": {"lr": lr}, "seed": number}))
+
+    job(0, ["seed=0"], 0.003, 0.5)
+    job(1, ["seed=1", "optimizer.lr=3e-3"], 0.003, 0.6)
+    assert analyse(tmp_path).varied == [] and len(analyse(tmp_path).configurations[0].runs) == 2
+    job(2, ["seed=2", "optimizer.lr=1e-2"], 0.01, 0.7)
+    result = analyse(tmp_path)
+    assert result.varied == ["optimizer.lr"]
+    assert [c.label for c in result.configurations] == ["optimizer.lr=0.003", "optimizer.lr=1e-2"]

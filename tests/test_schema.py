@@ -133,6 +133,16 @@ def test_sweep_directory_names_are_the_varied_settings_in_sweep_order(tmp_path):
     assert varied_keys(tmp_path / "missing") == []
 
 
+def test_an_optuna_search_varies_its_search_space():
+    """An optimising sweeper writes no multirun.yaml: its params (the job's HydraConfig has them) are what
+    varies; a param with one value does not vary."""
+    params = {"optimizer.lr": "tag(log, interval(1e-4, 3e-3))", "model.d_model": "choice(32, 64, 128)", "seed": "0"}
+    assert varied_keys(None, params) == ["optimizer.lr", "model.d_model"]
+    assert sweep_job_dirname(["optimizer.lr=0.001", "model.d_model=64", "seed=0"], None, params) == (
+        "optimizer.lr:0.001+model.d_model:64"
+    )
+
+
 def test_the_cluster_launcher_config_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
     from hydra import compose as hydra_compose

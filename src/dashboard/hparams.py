@@ -6,7 +6,9 @@ Tags written (the tests and the end-to-end checks rely on them):
     _hparams_/...                  hparams plugin data (HPARAMS tab)
 
 Unless given its params, the logger reads them from the LightningModule: ``pl_module.config`` (the run's config
-as a plain dict) and ``pl_module.model_cfg.arch`` (the architecture ``model.arch=auto`` resolved to).
+as a plain dict) and ``pl_module.model_cfg.arch`` (the architecture ``model.arch=auto`` resolved to). A sweep over
+a group's options (``-m optimizer=adamw_cosine,adam_noam``) varies the group, not one field: its column is the
+group's name and the option each run chose (``optimizer`` = ``adam_noam``), from Hydra's ``runtime.choices``.
 """
 
 from __future__ import annotations
@@ -64,11 +66,15 @@ CURATED = (
 )
 
 
-def run_hparams(pl_module: LightningModule, varied: Sequence[str] = ()) -> dict[str, str | int | float | bool]:
+def run_hparams(
+    pl_module: LightningModule, varied: Sequence[str] = (), choices: Mapping[str, Any] | None = None
+) -> dict[str, str | int | float | bool]:
     """The run's varied settings (a sweep's), then the curated axes, flat ("model.heads"), with ``model.arch`` as
-    resolved rather than "auto"."""
+    resolved rather than "auto". A varied group (``optimizer``) is shown as the option this run chose, from
+    ``choices`` (group -> option, Hydra's ``runtime.choices``): no single field of the config names it."""
     flat = flatten_config(pl_module.config)
     flat["model.arch"] = pl_module.model_cfg.arch
+    flat.update({group: str(option) for group, option in (choices or {}).items() if group in varied})
     return {key: flat[key] for key in dict.fromkeys([*varied, *CURATED]) if key in flat}
 
 
@@ -112,7 +118,9 @@ class HParamsLogger(Callback):
         metric_tags: scalar tags the run logs and the HPARAMS tab should show, e.g.
             ["val/loss", "val/exact_match", "val/bleu"]. They must be the exact tags ``self.log`` writes.
         params: nested or flat config; None = the run's (``run_hparams``).
-        varied: the settings a sweep varies: shown first, and always.
+        varied: the settings a sweep varies: shown first, and always. A group's name (``optimizer``) stands for
+            the group: its column is the option the run chose, from ``choices``.
+        choices: group -> chosen option (``HydraConfig.get().runtime.choices``).
 
     Create the logger with ``TensorBoardLogger(..., default_hp_metric=False)``: with the default (True) Lightning
     also writes an hparams session of its own (metric ``hp_metric`` = -1) into the same run, which the
@@ -120,7 +128,11 @@ class HParamsLogger(Callback):
     """
 
     def __init__(
-        self, metric_tags: Sequence[str], params: Mapping[str, Any] | None = None, varied: Sequence[str] = ()
+        self,
+        metric_tags: Sequence[str],
+        params: Mapping[str, Any] | None = None,
+        varied: Sequence[str] = (),
+        choices: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(metric_tags, str):
             raise TypeError(
@@ -129,12 +141,16 @@ class HParamsLogger(Callback):
         self.metric_tags = list(metric_tags)
         self.params = params
         self.varied = list(varied)  # a sweep's varied settings: first in the table
+        self.choices = dict(choices or {})  # group -> the option this run chose
         self.logged = False
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         logger = tensorboard_logger(trainer)
         if logger is None or not trainer.is_global_zero or self.logged:
             return
-        flat_params = run_hparams(pl_module, self.varied) if self.params is None else flatten_config(self.params)
+        if self.params is None:
+            flat_params = run_hparams(pl_module, self.varied, self.choices)
+        else:
+            flat_params = flatten_config(self.params)
         write_hparams(logger, flat_params, self.metric_tags, self.varied)
         self.logged = True

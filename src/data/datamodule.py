@@ -11,9 +11,11 @@ from torch.utils.data import DataLoader
 
 from .collate import COLLATE
 from .errors import DataError
+from .files import as_sentence
 from .prepared import PreparedTask, Vocab
 from .registry import resolve_task_config, task_spec
 from .resumable import ResumableDataLoader
+from .vocab import UNK_ID
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -129,18 +131,42 @@ class TaskDataModule(L.LightningDataModule):
     def tgt_token_strings(self, ids) -> list[str]:
         return self._tgt().token_strings(ids)
 
+    # ---- new text (src.predict): read exactly as the task's own data were ----------------------------------------
+    @property
+    def input_side(self) -> str:
+        """The vocabulary a model input is read with: "tgt" for an lm (its prompt is text it continues), else "src"."""
+        return "tgt" if self.kind == "lm" else "src"
+
+    def text_as_read(self, text: str) -> str:
+        """What the task's readers keep of a text: a sentence without the whitespace around it (files.as_sentence:
+        the sentence tasks read every line so); an lm's text every character, since whitespace is text it learned
+        to continue."""
+        return text if self.kind == "lm" else as_sentence(text)
+
     def encode_src(self, text: str) -> list[int]:
-        """Ids without BOS/EOS, truncated like the training data (to max_src_len)."""
-        ids = self._src().encode(text)
+        """Ids without BOS/EOS, read and truncated like the training data (to max_src_len)."""
+        ids = self._src().encode(self.text_as_read(text))
         return ids[: self.max_src_len] if self.max_src_len else ids
 
     def encode_tgt(self, text: str) -> list[int]:
-        """Ids without BOS/EOS. seq2seq: at most max_tgt_len - 1 (room for BOS/EOS); lm (a prompt):
-        the last max_tgt_len ids, since the most recent context matters most for the next token."""
-        ids = self._tgt().encode(text)
+        """Ids without BOS/EOS, read like the training data. seq2seq: at most max_tgt_len - 1 (room for BOS/EOS);
+        lm (a prompt): the last max_tgt_len ids, since the most recent context matters most for the next token."""
+        ids = self._tgt().encode(self.text_as_read(text))
         if not self.max_tgt_len:
             return ids
         return ids[-self.max_tgt_len :] if self.kind == "lm" else ids[: self.max_tgt_len - 1]
+
+    def encode_input(self, text: str) -> tuple[list[int], int]:
+        """The ids the model reads for one input text (predict's `text=`, a line of its `input=`), made as the task's
+        data made them from theirs, and how many there were before the cut to the length the model reads.
+
+        No BOS or EOS: the task's sources and lm windows hold none either. A sentence of only whitespace has no
+        ids (predict leaves its output empty)."""
+        text = self.text_as_read(text)
+        ids = self.encode_tgt(text) if self.kind == "lm" else self.encode_src(text)
+        if self.kind == "classification" and text and not ids:
+            ids = [UNK_ID]  # a sentence without tokens (nothing to pool): one <unk>, as the classification data give it
+        return ids, max(len(ids), len(self.vocab(self.input_side).encode(text)))
 
 
 def build_datamodule(

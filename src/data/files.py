@@ -24,6 +24,13 @@ def resolve_path(path: str | Path) -> Path:
     return Path.cwd() / path
 
 
+def as_sentence(line: str) -> str:
+    """A line of text as the sentence tasks read it: without the whitespace around it, which is layout, not part of
+    the sentence (a bpe tokenizer would make pieces of it). Their training data, eval and predict all read a
+    sentence through this, so the same line always means the same ids."""
+    return line.strip()
+
+
 def read_lines(path: str | Path, field: str, group: str = "task.") -> list[str]:
     """All lines of a UTF-8 text file (transparently gunzipped if it ends in .gz), without line endings.
 

@@ -43,8 +43,19 @@ class SubwordTokenizer:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    # Natural language always has more: val and test sentences hold words (word tokenizer: any word outside the
+    # vocab_size most frequent of training, so training sentences too) or characters (bpe) outside the vocabulary,
+    # and the data are read with <unk> for them. New text is read the same way, so that it means what it meant there.
+    reads_unknown_as_unk = True
+
+    @property
+    def piece_name(self) -> str:
+        """What an unknown piece is: a word (word tokenizer) or a character no training text held (bpe)."""
+        return "word" if isinstance(self.tokenizer.model, models.WordLevel) else "character"
+
     def unknown_pieces(self, text: str) -> list[str]:
-        """The pieces of `text` the tokenizer reads as <unk> (characters it never saw in training), each once."""
+        """The pieces of `text` the tokenizer reads as <unk> (words outside the vocabulary, or characters it never saw
+        in training), each once."""
         encoding = self.tokenizer.encode(text, add_special_tokens=False)
         pieces = (text[start:end] for token, (start, end) in zip(encoding.ids, encoding.offsets) if token == UNK_ID)
         return list(dict.fromkeys(pieces))

@@ -79,6 +79,11 @@ class SymbolVocab:
     def encode(self, text: str) -> list[int]:
         return [self.id_of.get(s, UNK_ID) for s in self.split(text)]
 
+    # The symbols are all the task has (a synthetic task's alphabet, every character of a char_lm file): no split
+    # holds a symbol outside them, so the model never read <unk>, and one in new text cannot be read at all.
+    reads_unknown_as_unk = False
+    piece_name = "symbol"  # what one token is, in messages
+
     def unknown_pieces(self, text: str) -> list[str]:
         """The symbols of `text` this vocabulary does not have (encode reads them as <unk>), each once."""
         return list(dict.fromkeys(s for s in self.split(text) if s not in self.id_of))

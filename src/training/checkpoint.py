@@ -20,6 +20,7 @@ from src.data import task_spec
 from src.data.files import resolve_path
 from src.model import ConfigError, TransformerConfig
 from src.model.masks import MASK_SCHEMES
+from src.provenance import shell_override
 
 
 def check_checkpoint_file(path: str, field_name: str = "ckpt") -> Path:
@@ -29,7 +30,11 @@ def check_checkpoint_file(path: str, field_name: str = "ckpt") -> Path:
         hint = resolved / "checkpoints" / "best.ckpt"
         raise ConfigError(
             f"{field_name}={path} is a directory: give a .ckpt file"
-            + (f", e.g. {field_name}={hint}" if hint.is_file() else " (a run keeps them in <run>/checkpoints/)")
+            + (
+                f", e.g. {shell_override(field_name, hint)}"
+                if hint.is_file()
+                else " (a run keeps them in <run>/checkpoints/)"
+            )
         )
     if not resolved.is_file():
         raise ConfigError(f"{field_name}={path} does not exist (looked at {resolved}): give a .ckpt file of a run")

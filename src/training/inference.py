@@ -1,6 +1,6 @@
-"""Read-only views of a network for evaluation and the dashboard: attention maps, greedy decoding, batched
-translation of many sources, sampled text and predicted labels; and `forward_batch`, the teacher-forced forward
-pass they share with the training step.
+"""Read-only views of a network for evaluation, predict and the dashboard: attention maps, greedy decoding, batched
+translation and classification of many sources, sampled text and predicted labels; and `forward_batch`, the
+teacher-forced forward pass they share with the training step.
 
 They are plain functions of the network (a src.model model: the LightningModule's `.model`), a batch in the
 format of its task kind (see module.py) and, where text is involved, the datamodule. Every view runs the network
@@ -73,28 +73,45 @@ def greedy_decode(model: nn.Module, kind: str, batch: Mapping[str, Tensor], extr
     raise ValueError("greedy_decode is for sequence tasks; use predict_labels for classification")
 
 
+def _longest_first(sources: Sequence[Sequence[int]], batch_size: int) -> Iterator[tuple[list[int], Tensor]]:
+    """`sources` (token ids, no padding) in batches of `batch_size`, longest first: (the sources' indices, their ids
+    padded into one (B, S) tensor). Sorting puts sentences of similar length together, so little of the work is
+    spent on padding; padding changes no output (the masks hide it), only the time."""
+    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        src = torch.full((len(chunk), len(sources[chunk[0]])), PAD_ID, dtype=torch.long)  # (B, S), longest first
+        for row, i in enumerate(chunk):
+            src[row, : len(sources[i])] = torch.as_tensor(sources[i], dtype=torch.long)
+        yield chunk, src
+
+
 def translate_in_batches(
     model: nn.Module, sources: Sequence[Sequence[int]], batch_size: int = 64, **decode
 ) -> list[Tensor]:
-    """Decode every source (token ids, no padding) with `generate(**decode)`, `batch_size` at a time; the outputs
-    (each (L,): no BOS, EOS then PAD) come back in the order of `sources`.
-
-    The sources are batched longest first, so each batch holds sentences of similar length and little of the work
-    is spent on padding; padding changes no output (the masks hide it), only the time.
-    """
+    """Decode every source (token ids, no padding) with `generate(**decode)`, `batch_size` at a time, longest first;
+    the outputs (each (L,): no BOS, EOS then PAD) come back in the order of `sources`."""
     device = next(model.parameters()).device
-    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
     outputs: list[Tensor] = [torch.empty(0, dtype=torch.long)] * len(sources)
     with eval_mode(model):
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            src = torch.full((len(chunk), len(sources[chunk[0]])), PAD_ID, dtype=torch.long)  # (B, S), longest first
-            for row, i in enumerate(chunk):
-                src[row, : len(sources[i])] = torch.as_tensor(sources[i], dtype=torch.long)
+        for chunk, src in _longest_first(sources, batch_size):
             generated = generate(model, src=src.to(device), **decode).cpu()  # (B, L)
             for row, i in enumerate(chunk):
                 outputs[i] = generated[row]
     return outputs
+
+
+def classify_in_batches(model: nn.Module, sources: Sequence[Sequence[int]], batch_size: int = 64) -> list[Tensor]:
+    """Classification: every source's class probabilities (each (C,)), `batch_size` sources at a time, longest
+    first, in the order of `sources`."""
+    device = next(model.parameters()).device
+    probabilities: list[Tensor] = [torch.empty(0)] * len(sources)
+    with eval_mode(model):
+        for chunk, src in _longest_first(sources, batch_size):
+            probs = model(src.to(device)).logits.float().softmax(dim=-1).cpu()  # (B, C)
+            for row, i in enumerate(chunk):
+                probabilities[i] = probs[row]
+    return probabilities
 
 
 def predict_labels(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
@@ -112,8 +129,9 @@ def sample_text(
     seed: int = 0,
 ) -> str:
     """lm tasks: the prompt and a sampled continuation, drawn with the run's `decode` settings (temperature, top_k,
-    top_p) from a fixed seed, so that samples are comparable across steps and runs."""
-    ids = [BOS_ID] + (datamodule.encode_tgt(prompt) if prompt else [])
+    top_p) from a fixed seed, so that samples are comparable across steps and runs. A prompt is read as src.predict
+    reads it, as the text windows of training were (no BOS: they hold none); without one, sampling starts at BOS."""
+    ids = datamodule.encode_tgt(prompt) if prompt else [BOS_ID]
     needed = model.mask_scheme.min_prompt_len
     if len(ids) < needed:  # a prefix-LM starts from a whole prefix: take a validation one
         ids = datamodule.probe_batch(1)["tgt_in"][0, :needed].tolist()

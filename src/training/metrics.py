@@ -96,6 +96,25 @@ def higher_is_better(tag: str) -> bool:
     return not tag.rsplit("/", 1)[-1].endswith(LOWER_IS_BETTER)
 
 
+# The values each metric can take, by its name (the tag's last part): what a confidence interval is clipped to
+# (the t interval of accuracies near 1.0 would otherwise pass 1.0). Unlisted metrics are unbounded.
+METRIC_RANGES = {
+    "loss": (0.0, math.inf),
+    "ppl": (1.0, math.inf),
+    "acc": (0.0, 1.0),
+    "token_acc": (0.0, 1.0),
+    "exact_match": (0.0, 1.0),
+    "bleu": (0.0, 100.0),  # sacreBLEU's 0-100 scale
+    "sacrebleu": (0.0, 100.0),
+    "sacrebleu_lowercase": (0.0, 100.0),
+}
+
+
+def metric_range(tag: str) -> tuple[float, float]:
+    """The smallest and largest value a metric tag ("val/exact_match", "test/loss", ...) can take."""
+    return METRIC_RANGES.get(tag.rsplit("/", 1)[-1], (-math.inf, math.inf))
+
+
 def test_tags(val_tags: list[str]) -> list[str]:
     """The tags test_after_fit logs for the same metrics on the test split: val/loss -> test/loss, ..."""
     return [tag.replace("val/", "test/", 1) for tag in val_tags]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import shlex
 import sys
 import warnings
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.tree import Tree
 
 from src.model import TransformerConfig, count_parameters, flops_per_token
-from src.provenance import python_command
+from src.provenance import python_command, shell_override
 
 console = Console(soft_wrap=True)  # long paths and commands stay on one line, copy-pastable
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -167,14 +168,23 @@ def print_run_end(
     python = python_command()  # commands that work as printed, also from a fresh clone's unactivated .venv
     if with_logger:
         console.print(f"TensorBoard:   {python} -m tensorboard.main {tensorboard_source(run_dir, multirun)}")
-    console.print(f"evaluate:      {python} -m src.eval ckpt={checkpoints / 'best.ckpt'}")
+    console.print(f"evaluate:      {python} -m src.eval {shell_override('ckpt', checkpoints / 'best.ckpt')}")
 
 
 def tensorboard_source(run_dir: Path, multirun: bool) -> str:
-    """A sweep's runs sit side by side under the sweep directory, named by their job directories: point TensorBoard
+    """The TensorBoard arguments that show this run, written so that they work for any directory name.
+
+    A sweep's runs sit side by side under the sweep directory, named by their job directories: point TensorBoard
     there to compare them. A single run gets a name (its directory's parent and name; as --logdir it would be
-    listed as "."). More images per tag than TensorBoard's default 10, so the slider walks the whole training."""
-    source = (
-        f"--logdir {run_dir.parent}" if multirun else f"--logdir_spec {run_dir.parent.name}/{run_dir.name}:{run_dir}"
-    )
+    listed as "."), through --logdir_spec `name:path`, which TensorBoard splits at the first `:` and at every `,`:
+    the name is written without them (a sweep job's directory `3_model.heads:8` holds one), and a path holding a
+    `,` falls back to --logdir. More images per tag than TensorBoard's default 10, so the slider walks the whole
+    training."""
+    if multirun:
+        source = f"--logdir {shlex.quote(str(run_dir.parent))}"
+    elif "," in str(run_dir):
+        source = f"--logdir {shlex.quote(str(run_dir))}"
+    else:
+        name = re.sub(r"[:,]", "_", f"{run_dir.parent.name}/{run_dir.name}")
+        source = f"--logdir_spec {shlex.quote(f'{name}:{run_dir}')}"
     return f"{source} --samples_per_plugin images=100"

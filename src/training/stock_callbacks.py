@@ -77,3 +77,58 @@ def build_stock_callbacks(settings: Mapping[str, Any], monitor: str, mode: str) 
         except (TypeError, ValueError) as error:
             raise ConfigError(f"callbacks.{name}: {str(error).strip().splitlines()[0]}: fix its arguments") from None
     return callbacks
+
+
+def why_training_stopped(trainer, settings: Mapping[str, Any], history: list[dict]) -> dict[str, Any] | None:
+    """Why training ended before `trainer.max_steps` (`settings`: the run's trainer config), or None when it
+    reached them: early stopping (the metric,
+    its best value and the step of that value, read from the run's validation `history`), the time budget
+    (`trainer.max_time`, Lightning's Timer) or the epoch limit. A run that stops early says so, in one line and
+    in run.json, instead of ending silently as "completed"."""
+    from lightning.pytorch.callbacks import EarlyStopping, Timer
+    from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+
+    step, max_steps = trainer.global_step, settings.get("max_steps")
+    if max_steps is not None and 0 <= max_steps <= step:
+        return None
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping) and callback.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+            best = float(callback.best_score)
+            seen = [
+                (entry[callback.monitor], entry["step"]) for entry in history if entry.get(callback.monitor) is not None
+            ]
+            best_step = min(seen, key=lambda value_step: abs(value_step[0] - best))[1] if seen else None
+            what = {
+                EarlyStoppingReason.PATIENCE_EXHAUSTED: f"{callback.monitor} did not improve for {callback.wait_count} "
+                f"validation(s) (patience {callback.patience})",
+                EarlyStoppingReason.STOPPING_THRESHOLD: f"{callback.monitor} reached stopping_threshold="
+                f"{callback.stopping_threshold}",
+                EarlyStoppingReason.DIVERGENCE_THRESHOLD: f"{callback.monitor} passed divergence_threshold="
+                f"{callback.divergence_threshold}",
+                EarlyStoppingReason.NON_FINITE_METRIC: f"{callback.monitor} became non-finite",
+            }[callback.stopping_reason]
+            return {
+                "by": "early_stopping",
+                "step": step,
+                "metric": callback.monitor,
+                "best": best,
+                "best_step": best_step,
+                "message": f"stopped early at step {step}"
+                + (f" of {max_steps}" if max_steps and max_steps > 0 else "")
+                + f" by EarlyStopping: {what}; best {callback.monitor} {best:.4g}"
+                + (f" at step {best_step}" if best_step is not None else ""),
+            }
+        if isinstance(callback, Timer) and callback.time_remaining() is not None and callback.time_remaining() <= 0:
+            return {
+                "by": "max_time",
+                "step": step,
+                "message": f"stopped at the time budget trainer.max_time={settings.get('max_time')} at step {step}"
+                + (f" of {max_steps}" if max_steps and max_steps > 0 else ""),
+            }
+    if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:
+        return {
+            "by": "max_epochs",
+            "step": step,
+            "message": f"stopped after trainer.max_epochs={trainer.max_epochs} epochs at step {step}",
+        }
+    return None

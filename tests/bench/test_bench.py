@@ -35,7 +35,7 @@ def test_the_step_benchmark_compares_with_torch_and_counts_flops():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.hedas=3", "error: model.hedas is not a setting: check its spelling"),
+        ("model.hedas=3", "error: model.hedas is not a setting: did you mean model.heads"),
         ("model.heads=3", "error: model.heads=3 does not divide model.d_model=64"),
         # runs the bare loop does not copy: a ratio against them would compare different loops
         ("trainer=ddp", "error: trainer.accelerator=auto trainer.devices=auto: the bare loop runs in one CPU process"),

@@ -50,3 +50,15 @@ def test_a_sweeps_varied_settings_lead_and_the_rest_stays_out(tmp_path, fit):
     assert events.hparams_first == ["model.layers"]
     assert set(events.hparams) == {"model.layers", "model.heads", "model.pos_encoding", "model.arch"}
     assert "train.lr" not in events.hparams  # neither varied nor curated
+
+
+def test_a_group_sweep_shows_each_runs_option(tmp_path, fit):
+    """`-m optimizer=adamw_cosine,adam_noam` varies a group, not one field: the column is the group's name with
+    the option this run chose (Hydra's runtime.choices), so the two runs differ in the table. Groups the sweep
+    does not vary stay out."""
+    choices = {"optimizer": "adam_noam", "model": "tiny", "hydra/launcher": "basic"}
+    fit("seq2seq", [HParamsLogger(metric_tags=["val/loss"], varied=["optimizer", "seed"], choices=choices)])
+    events = read_events(tmp_path)
+    assert events.hparams["optimizer"] == "adam_noam"
+    assert events.hparams_first == ["optimizer"]  # seed is not in this config: nothing to show
+    assert "model" not in events.hparams and "hydra/launcher" not in events.hparams

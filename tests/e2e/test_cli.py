@@ -120,6 +120,14 @@ def test_sweep_gives_each_job_its_own_directory(sweep):
     assert all("=" not in p.name and "," not in p.name for p in sweep.values())  # pasteable into ckpt=...
 
 
+def test_a_group_sweep_tells_its_runs_apart_in_hparams(sweep):
+    """`-m task=copy,reverse,...` varies a group: each job's HPARAMS row leads with the option it chose."""
+    for task, job_dir in sweep.items():
+        events = read_events(job_dir)
+        assert events.hparams["task"] == task
+        assert events.hparams_first == ["task"]
+
+
 @pytest.mark.parametrize("task", SYNTHETIC)
 def test_synthetic_task_trains_and_logs(sweep, task):
     assert_run_dir(sweep[task], task)
@@ -344,3 +352,19 @@ def test_the_commands_import_without_full_garbage_collections_and_leave_the_coll
     result = check(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True))
     enabled, frozen, full_collections = result.stdout.split()
     assert enabled == "True" and int(frozen) > 100_000 and full_collections == "0"
+
+
+def test_an_optuna_search_leads_hparams_with_its_search_space(tmp_path):
+    """An optimising sweeper writes no multirun.yaml: the job's sweeper params are what varies."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    sweep = tmp_path / "search"
+    search = ["-m", "hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=2", *TINY, *SMALL_SYNTHETIC]
+    searched = ("optimizer.lr=", "optimizer.warmup_steps=", "model.dropout=", "model.d_model=")
+    search = [o for o in search if not o.startswith(searched)]  # the search sets these
+    check(run_module("src.run", *search, f"hydra.sweep.dir={sweep}"))
+    jobs = sorted(p.parent for p in sweep.glob("*/.hydra"))
+    assert len(jobs) == 2
+    for job_dir in jobs:
+        events = read_events(job_dir)
+        searched = {"optimizer.lr", "optimizer.warmup_steps", "model.dropout", "model.d_model"}
+        assert set(events.hparams_first) == searched and searched <= set(events.hparams)

@@ -9,7 +9,7 @@ import statistics
 import pytest
 import yaml
 
-from src.report import analyse
+from src.report import analyse, decimals_for, mean_cell
 
 from .conftest import SMALL_SYNTHETIC, TINY, run_module
 
@@ -45,7 +45,8 @@ def test_a_sweep_ends_with_its_report(tmp_path):
         for metric in ("val/exact_match", "val/loss", "test/loss", "test_long/exact_match"):
             assert configuration.values(metric) == [values[metric] for values in own], (heads, metric)
         loss = [values["val/loss"] for values in own]
-        cell = f"{statistics.mean(loss):.4g} ± {statistics.stdev(loss):.4g} (2)"
+        cell = mean_cell(loss)  # the mean to two significant digits of its std
+        assert cell.startswith(f"{statistics.mean(loss):.{decimals_for(statistics.stdev(loss))}f} ± ")
         assert cell in report, (cell, report)
 
 

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 
 from ..errors import DataError, where
-from ..files import read_lines, resolve_path
+from ..files import as_sentence, read_lines, resolve_path
 from ..prepared import PreparedTask
 from ..registry import TaskSpec, register_task
 from ..tokenizer import load_or_train_tokenizer
@@ -64,7 +64,7 @@ def read_tsv(path, field: str, has_header: bool, is_train: bool = False, min_lab
         label = label.strip()
         if not label:
             raise DataError(f"{where(resolved, line_number)}: empty label after the TAB: give every line a label")
-        rows.append((sentence.strip(), label, line_number))
+        rows.append((as_sentence(sentence), label, line_number))
     if not rows:
         raise DataError(f"{resolved}: no labelled lines: set task.{field} to a file of `sentence<TAB>label` lines")
     if is_train and not has_header and len(rows) > 2:

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from ..errors import DataError
-from ..files import read_lines, resolve_path
+from ..files import as_sentence, read_lines, resolve_path
 from ..prepared import PreparedTask
 from ..registry import TaskSpec, register_task
 from ..tokenizer import SubwordTokenizer, load_or_train_tokenizer
@@ -58,7 +58,8 @@ def read_parallel(src_path, tgt_path, src_field: str, tgt_field: str) -> Pairs:
 
 
 def nonempty_pairs(pairs: Pairs, split: str) -> Pairs:
-    kept = [(s.strip(), t.strip()) for s, t in pairs if s.strip() and t.strip()]
+    sentences = [(as_sentence(s), as_sentence(t)) for s, t in pairs]
+    kept = [(s, t) for s, t in sentences if s and t]
     if len(kept) < len(pairs):
         log.warning("%s: dropped %d of %d pairs with an empty side", split, len(pairs) - len(kept), len(pairs))
     return kept

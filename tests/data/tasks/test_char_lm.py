@@ -65,6 +65,16 @@ def test_vocabulary_is_sorted_characters_and_reused_from_run_dir(tmp_path):
     assert other.tgt_token_strings(other.encode_tgt("Z q")) == ["<unk>", "␣", "q"]
 
 
+def test_a_prompt_is_read_as_the_windows_were(tmp_path):
+    """Every character, whitespace included, and no BOS (the windows hold none); the last block_size of a longer
+    prompt, with the count before the cut."""
+    dm = build(tmp_path)
+    window = dm.task.val[0]["tokens"][:-1]
+    assert dm.encode_input(dm.decode_tgt(window)) == (window.tolist(), len(window))
+    assert dm.encode_input(" q ")[0] == [dm.task.tgt_vocab.id_of[c] for c in " q "]
+    assert dm.encode_input("q" * 40) == ([dm.task.tgt_vocab.id_of["q"]] * 16, 40)
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         build_datamodule(task(name="char_lm", path=str(tmp_path / "missing.txt")), batch_size=8, seed=0)

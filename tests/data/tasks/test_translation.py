@@ -50,6 +50,19 @@ def test_pairs_are_encoded_and_decode_back(corpus):
     assert dm.max_src_len == 32 and dm.max_tgt_len == 33
 
 
+def test_new_text_is_read_as_the_data_were(corpus):
+    """A line with whitespace around it is the sentence without it, as the data reader makes every sentence (bpe
+    would otherwise make a piece of the spaces); the ids with their length before the cut, for predict."""
+    (corpus / "val.de").write_text("  Ein Hund läuft im Park. \nZwei Kinder spielen Fußball.\n", encoding="utf-8")
+    dm = build_datamodule(config(corpus, max_len=4), batch_size=4, seed=0, run_dir=corpus / "run")
+    assert dm.task.val[0]["src"].tolist() == dm.encode_src("Ein Hund läuft im Park.")
+    assert dm.encode_input("\t Ein Hund läuft im Park.  ") == (
+        dm.encode_src(DE[0]),
+        len(dm.task.src_vocab.encode(DE[0])),
+    )
+    assert dm.encode_input("   ") == ([], 0)
+
+
 def test_tokenizer_is_saved_and_reused(corpus):
     run_dir = corpus / "run"
     first = build_datamodule(config(corpus), batch_size=4, seed=0, run_dir=run_dir)

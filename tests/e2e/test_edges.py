@@ -1,0 +1,203 @@
+"""The edges between commands: a command that would redo finished work or write over earlier results refuses
+before it writes; a sweep whose every job fails still ends with its report; printed follow-up commands work for
+any directory name; a run that stops early says why."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from src.provenance import hydra_value
+
+from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_module
+
+pytestmark = pytest.mark.slow
+
+# The issue's example: four steps, one validation at the end.
+FOUR_STEPS = [*TINY, *SMALL_SYNTHETIC, "trainer.max_steps=4", "trainer.val_check_interval=4"]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    check(run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={run_dir}"))
+    return run_dir
+
+
+def test_resuming_a_run_that_has_nothing_left_to_train_is_refused_before_it_writes(finished_run, tmp_path):
+    before = snapshot(finished_run)
+    result = run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={finished_run}", "ckpt_path=last")
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result)
+    assert "trainer.max_steps=4" in line and "would train nothing" in line and "raise trainer.max_steps" in line
+    assert "Traceback" not in result.stderr
+    assert snapshot(finished_run) == before  # metrics.json and run.json keep their numbers
+
+    # Other members: the same checkpoint resumed into a new directory, by file or by run directory, and a time
+    # budget already spent.
+    elsewhere = tmp_path / "elsewhere"
+    for ckpt in (finished_run / "checkpoints" / "last.ckpt", finished_run):
+        result = run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={elsewhere}", f"ckpt_path={ckpt}")
+        assert result.returncode == 2 and len(error_lines(result)) == 1 and "would train nothing" in result.stderr
+        assert not elsewhere.exists()
+    assert snapshot(finished_run) == before
+
+
+def test_a_sweep_resuming_a_finished_checkpoint_reports_each_job_with_the_reason(finished_run, tmp_path):
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
+    ckpt = finished_run / "checkpoints" / "last.ckpt"
+    result = run_module("src.run", "-m", *tiny, "seed=0,1", f"ckpt_path={ckpt}", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 1, result.stderr[-2000:]
+    report = (sweep / "report.md").read_text()
+    assert "0 of 2 runs completed" in report and report.count("would train nothing") == 2
+
+
+def test_resuming_another_runs_checkpoint_into_a_run_directory_is_refused(finished_run, tmp_path):
+    other = tmp_path / "other"
+    check(run_module("src.run", *FOUR_STEPS, "seed=1", f"hydra.run.dir={other}"))
+    before = snapshot(finished_run)
+    result = run_module(
+        "src.run",
+        *FOUR_STEPS,
+        "trainer.max_steps=8",
+        "seed=1",
+        f"hydra.run.dir={finished_run}",
+        f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}",
+    )
+    assert result.returncode == 2 and len(error_lines(result)) == 1
+    assert "checkpoint of another run" in result.stderr
+    assert snapshot(finished_run) == before
+
+
+def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unchanged(tmp_path):
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
+    check(run_module("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}"))
+    before = snapshot(sweep)
+    result = run_module("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result)
+    assert "already holds a sweep" in line and "choose another hydra.sweep.dir" in line
+    assert snapshot(sweep) == before  # one event file per job, the first sweep's checkpoints and metrics
+
+
+def test_a_search_whose_every_trial_fails_still_ends_with_its_report(tmp_path):
+    """Optuna raises "No trials are completed yet" after the last trial when none completed."""
+    sweep = tmp_path / "search"
+    result = run_module(
+        "src.run",
+        "-m",
+        "hparams_search=lr_warmup_dropout_size",
+        "hydra.sweeper.n_trials=2",
+        "max_loss=0.5",
+        "trainer.max_steps=4",
+        *SMALL_SYNTHETIC,
+        "torch_threads=1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "No trials are completed" not in result.stderr
+    assert error_lines(result)[-1].startswith("error: none of the 2 sweep jobs completed")
+    report = (sweep / "report.md").read_text()
+    assert "0 of 2 runs completed" in report and "No run completed" in report
+    assert report.count("| diverged |") == 2 and report.count("above max_loss=0.5") == 2
+
+
+def test_early_stopping_says_why_the_run_stopped(tmp_path):
+    run_dir = tmp_path / "run"
+    result = check(
+        run_module(
+            "src.run",
+            *TINY,
+            *SMALL_SYNTHETIC,
+            "trainer.max_steps=200",
+            "trainer.val_check_interval=2",
+            "optimizer.lr=1e-6",  # nothing improves: patience 1 ends it at the second validation
+            "+callbacks.EarlyStopping.patience=1",
+            f"hydra.run.dir={run_dir}",
+        )
+    )
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("stopped early")]
+    record = json.loads((run_dir / "run.json").read_text())
+    stopped = record["stopped"]
+    assert record["status"] == "completed" and stopped["by"] == "early_stopping"
+    assert stopped["metric"] == "val/exact_match" and stopped["step"] < 200 and stopped["best_step"] == 2
+    assert f"at step {stopped['step']} of 200" in line and "val/exact_match" in line and "at step 2" in line
+    assert line in (run_dir / "run.log").read_text()
+
+
+def printed(result: subprocess.CompletedProcess, label: str) -> list[str]:
+    """The arguments of the command a run printed after `label:`, as a shell would split them."""
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith(f"{label}:")]
+    return shlex.split(line.split(":", 1)[1])
+
+
+def serve(args: list[str]) -> tuple[subprocess.Popen, str]:
+    """Start TensorBoard as printed (on a free port); its address once it listens."""
+    process = subprocess.Popen([*args, "--port", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    assert process.stderr is not None
+    while time.time() < deadline:
+        line = process.stderr.readline()
+        found = re.search(r"(http://localhost:\d+)/", line)
+        if found:
+            return process, found.group(1)
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError("TensorBoard did not start")
+
+
+def read_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.parametrize("name", ["3_model.heads:2+seed:0", "a run, with: odd name's $HOME"])
+def test_the_printed_commands_work_for_any_directory_name(tmp_path, name):
+    """A sweep job's directory holds `:` (TensorBoard's --logdir_spec splits at it), a user's may hold spaces,
+    commas, quotes or `$`: the printed TensorBoard command shows the run's scalars, and the printed evaluate
+    command evaluates its checkpoint."""
+    run_dir = tmp_path / name
+    result = check(run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={hydra_value(run_dir)}"))
+    assert (run_dir / "run.json").is_file()
+
+    tensorboard = printed(result, "TensorBoard")
+    assert tensorboard[1:3] == ["-m", "tensorboard.main"]
+    process, address = serve([sys.executable, *tensorboard[1:]])
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:  # TensorBoard reads the event files in the background
+            tags = read_json(f"{address}/data/plugin/scalars/tags")
+            if any("train/loss" in run_tags for run_tags in tags.values()):  # type: ignore[union-attr]
+                break
+            time.sleep(1)
+        assert any("train/loss" in run_tags for run_tags in tags.values()), tags  # type: ignore[union-attr]
+    finally:
+        process.kill()
+        process.wait()
+
+    evaluate = printed(result, "evaluate")
+    assert evaluate[1:3] == ["-m", "src.eval"]
+    evaluated = check(run_module("src.eval", *evaluate[3:], "torch_threads=1"))
+    assert "val/exact_match" in evaluated.stdout or "test/exact_match" in evaluated.stdout
