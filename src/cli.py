@@ -9,7 +9,8 @@ another option of its group, a close typo, a sweep without -m, ...) and what to 
 
 Before Hydra starts, the command line is also checked for what Hydra lets through but the command cannot use
 (`~seed` removes a setting the run reads) and for what Hydra would refuse only mid-sweep (an override that one of
-the swept options of a group lacks).
+the swept options of a group lacks). A key given more than once, which Hydra settles silently by taking the last
+value, gets one `warning:` line.
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ from typing import Callable
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import (
+    AnyNode,
+    BooleanNode,
+    DictConfig,
+    EnumNode,
+    FloatNode,
+    IntegerNode,
+    ListConfig,
+    OmegaConf,
+    StringNode,
+)
 
 from src.data import DataError
 from src.model import ConfigError
@@ -219,18 +230,55 @@ def missing_option_line(text: str, command: str) -> str:
 
 
 def several_values_line(written: str, line: CommandLine) -> str:
-    """`model.heads=2,4` without -m: Hydra cannot tell a sweep from a list or a text with a comma."""
+    """`model.heads=2,4` without -m: Hydra cannot tell a sweep from a list or a text with a comma. Besides the
+    sweep, the one-value spelling is offered only where the setting takes it (Hydra refuses `model.heads=[2,4]`):
+    the list form for a list, the quoted text for a text, the first value for a number or a choice; both forms
+    where what the setting holds is not known."""
     key, _, values = written.partition("=")
     key = key.lstrip("+~")
     with fresh_hydra() as loader:
         is_group = bool(loader.get_group_options(key))
+        holds = None if is_group else setting_holds(compose_or_none(line.config_name, line.without(key)), key)
     sweep = f"add -m to run one job per {'option' if is_group else 'value'} (python -m {line.command} -m {written})"
     if is_group:
         return f"{written} names several options of {key}, which is a sweep: {sweep}, or choose one"
-    return (
-        f"{written} is several values, which is a sweep: {sweep}; for one value that is a list write "
-        f"{key}=[{values}], for a text with a comma quote it: '{key}=\"{values}\"'"
-    )
+    several = f"{written} is several values, which is a sweep: {sweep}"
+    as_list, as_text = f"{key}=[{values}]", f"""'{key}="{values}"'"""
+    if holds == "list":
+        return f"{several}; for one value that is a list write {as_list}"
+    if holds == "text":
+        return f"{several}; for a text with a comma quote it: {as_text}"
+    if holds == "value":
+        return f"{several}, or give one value, e.g. {key}={values.split(',')[0]}"
+    return f"{several}; for one value that is a list write {as_list}, for a text with a comma quote it: {as_text}"
+
+
+def setting_holds(cfg: DictConfig | None, key: str) -> str | None:
+    """What the setting `key` of a composed config holds: "list", "text", or "value" (a number, true or false, a
+    choice); None where that is not known (the config did not compose, no such setting, a setting of any type
+    that is unset)."""
+    if cfg is None:
+        return None
+    parent_key, _, name = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or name not in parent:
+        return None
+    node = parent._get_node(name)
+    if isinstance(node, ListConfig):
+        return "list"
+    if isinstance(node, StringNode):
+        return "text"
+    if isinstance(node, IntegerNode | FloatNode | BooleanNode | EnumNode):
+        return "value"
+    if isinstance(node, AnyNode):  # no declared type: what it holds now
+        try:
+            value = parent[name]
+        except Exception:  # an interpolation that does not resolve here
+            return None
+        if isinstance(value, ListConfig | str):
+            return "list" if isinstance(value, ListConfig) else "text"
+        return None if value is None else "value"
+    return None
 
 
 def unknown_key_line(key: str, line: CommandLine) -> str:
@@ -450,6 +498,35 @@ def compose_every_swept_option(line: CommandLine) -> None:
                 compose(line.config_name, overrides=[*line.without(), *others, f"{group}={option}"])
 
 
+def warn_about_keys_given_twice(line: CommandLine) -> None:
+    """`trainer.max_steps=4 ... trainer.max_steps=5`: Hydra applies the overrides in order, so the last one wins
+    and the earlier ones are dropped without a word, which is seldom what was meant (an edited command line, a
+    setting repeated after an experiment's own). One warning per key, with every value given and the one used; a
+    group (`model=tiny model=small`) alike, and a removal (`~key`) or a sweep counts like any other override."""
+    from src.training.report import print_warning
+
+    by_key: dict[tuple[str, str | None], list[Override]] = {}
+    for override in line.overrides:
+        by_key.setdefault((override.key_or_group, override.package), []).append(override)
+    for (key, package), given in by_key.items():
+        if len(given) < 2:
+            continue
+        values = [as_given(override) for override in given]
+        times = "twice" if len(given) == 2 else f"{len(given)} times"
+        listed = ", ".join(values[:-1]) + f", then {values[-1]}"
+        named = f"{key}@{package}" if package else key
+        print_warning(f"{named} is given {times} ({listed}): {values[-1]} is used")
+
+
+def as_given(override: Override) -> str:
+    """What an override sets, as written: the value of a plain `key=value`, else the whole override (`~seed`,
+    `+meta.note=x`), whose prefix changes what it does."""
+    written = override.input_line or override.get_key_element()
+    if override.is_delete() or override.is_add() or override.is_force_add() or "=" not in written:
+        return written
+    return written.partition("=")[2]
+
+
 def run_hydra_command(main: Callable[[], object], before: Callable[[list[str]], None] | None = None) -> None:
     """Run a @hydra.main function with every user mistake, Hydra's included, as one line and exit status 2.
 
@@ -470,4 +547,5 @@ def run_hydra_command(main: Callable[[], object], before: Callable[[list[str]], 
         if {"--help", "-h"} & set(sys.argv[1:]):
             print_help_without_schemas(main)
             return
+        warn_about_keys_given_twice(line)  # only for a command line nothing above refused: the error is the news
         main()

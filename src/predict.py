@@ -32,7 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
-from src.data.files import read_lines
+from src.data.files import read_lines, resolve_path
 from src.model import BOS_ID, ConfigError, generate
 from src.schema import register_configs
 from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
@@ -111,6 +111,17 @@ def with_content(inputs: list[list[int]], where: list[str], needed: str) -> list
     return wanted
 
 
+def read_texts(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """The texts to predict for, and where each is from (`text`, or `<file>:<line>`): text=..., or every line of
+    input=<file>, read as the task's data files are."""
+    if cfg.text is not None:
+        return [cfg.text], ["text"]
+    if resolve_path(cfg.input).is_dir():  # read_lines would say "file not found" of a folder that is there
+        raise ConfigError(f"input={cfg.input} is a directory: give a file in it, whose lines are the texts")
+    texts = read_lines(cfg.input, "input", group="")
+    return texts, [f"{cfg.input}:{n}" for n in range(1, len(texts) + 1)]
+
+
 def check_output(cfg: DictConfig) -> Path | None:
     """Where the results go; never over the input or over an earlier result."""
     if cfg.output is None:
@@ -118,6 +129,10 @@ def check_output(cfg: DictConfig) -> Path | None:
     if cfg.input is None:
         raise ConfigError("output= needs input=<file>: give input=<file>, or leave output out (text=... is printed)")
     out = Path(cfg.output).expanduser()
+    if out.is_dir():  # not "already exists": the user meant a file in it, or mistook the setting
+        raise ConfigError(
+            f"output={cfg.output} is a directory: give a file name, e.g. output={out / 'predictions.txt'}"
+        )
     if out.exists():
         raise ConfigError(f"output={cfg.output} already exists: choose a new name or delete it first")
     if not out.parent.is_dir():
@@ -130,9 +145,14 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(
             'ckpt is required: give it, e.g. python -m src.predict ckpt=<run>/checkpoints/best.ckpt text="..."'
         )
-    if (cfg.text is None) == (cfg.input is None):
+    if cfg.text is not None and cfg.input is not None:
         raise ConfigError(
-            "text is required (or input=<file> for many lines): give exactly one, e.g. python -m src.predict ckpt=... "
+            "text= and input= are both given: give exactly one, text=... for one text or input=<file> for a file of "
+            "lines"
+        )
+    if cfg.text is None and cfg.input is None:
+        raise ConfigError(
+            "text is required (or input=<file> for many lines): give one, e.g. python -m src.predict ckpt=... "
             'text="..."'
         )
     validate_decode(cfg.decode)
@@ -140,6 +160,11 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"num_samples={cfg.num_samples} must be >= 1")
     if cfg.num_samples > 1 and cfg.input is not None:
         raise ConfigError("num_samples > 1 needs text=...: with input=<file> each line gets one output; leave it out")
+    if cfg.num_samples > 1 and cfg.decode.strategy != "sample":  # greedy and beam would give one output, not N
+        raise ConfigError(
+            f"num_samples={cfg.num_samples} draws several continuations only with decode.strategy=sample "
+            f"(decode.strategy={cfg.decode.strategy} gives one): add decode.strategy=sample, or leave num_samples out"
+        )
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (lines decoded together)")
     check_seed(cfg.seed)
@@ -206,8 +231,7 @@ def predict(cfg: DictConfig) -> list[str]:
     from src.training.checkpoint import load_run
 
     check_settings(cfg)
-    texts = [cfg.text] if cfg.text is not None else read_lines(cfg.input, "input", group="")
-    where = ["text"] if cfg.text is not None else [f"{cfg.input}:{n}" for n in range(1, len(texts) + 1)]
+    texts, where = read_texts(cfg)
     check_output(cfg)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)

@@ -29,6 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from src.cli import user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import read_status, shell_override
+from src.training.checkpoint import newest_checkpoint
+from src.training.report import print_warning
 
 
 def _resolved(config: DictConfig, key: str) -> Any:
@@ -52,13 +54,27 @@ class Preflight(Callback):
 
 
 def check_run_dir(config: DictConfig) -> None:
-    """One run: a directory that holds a run is only entered to resume it (see check_resume)."""
+    """One run: its settings are sound (so a refused setting leaves no directory behind), and a directory that
+    holds a run is only entered to resume it (see check_resume)."""
+    from src.validation import validate_config
+
     run_dir = _resolved(config, "hydra.run.dir")
     if run_dir is None:
         return
+    validate_config(_without_hydra(config))  # as src.run checks them again, but before Hydra writes anything
     run_dir = Path(run_dir)
+    if (run_dir / "multirun.yaml").is_file():
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} is a sweep's directory: give one of its jobs' directories to resume that "
+            "job, or choose another directory"
+        )
     status = read_status(run_dir)
     if config.get("ckpt_path") is None:
+        if status is not None and newest_checkpoint(run_dir) is None:  # failed before training: nothing to resume
+            raise ConfigError(
+                f"hydra.run.dir={run_dir} holds a run that ended ({status}) before saving a checkpoint, so there is "
+                "nothing to resume: choose another directory, or delete that one first"
+            )
         if status is not None:
             raise ConfigError(
                 f"hydra.run.dir={run_dir} already holds a run ({status}): resume it with ckpt_path=last, or "
@@ -69,17 +85,27 @@ def check_run_dir(config: DictConfig) -> None:
 
 
 def check_sweep_dir(config: DictConfig) -> None:
-    """A sweep: only into a directory that holds no sweep (job directories or Hydra's multirun.yaml)."""
+    """A sweep: only into a directory that holds no sweep (job directories or Hydra's multirun.yaml) and no run;
+    and an optimising sweeper must have trials to run."""
     sweep_dir = _resolved(config, "hydra.sweep.dir")
+    trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
+    if trials is not None and trials < 1:
+        raise ConfigError(f"hydra.sweeper.n_trials={trials} runs no trial: give hydra.sweeper.n_trials >= 1")
     if sweep_dir is None:
         return
     sweep_dir = Path(sweep_dir)
+    if read_status(sweep_dir) is not None:
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds a single run, among whose files the sweep would write: choose "
+            "another hydra.sweep.dir, or leave it out for a new one"
+        )
     jobs = sorted(path.parent for path in sweep_dir.glob("*/.hydra"))
     if not jobs and not (sweep_dir / "multirun.yaml").is_file():
         return
     resume = (
-        f"; to resume one of its jobs in place: python -m src.run <that job's overrides> "
-        f"{shell_override('hydra.run.dir', jobs[0].resolve())} ckpt_path=last"
+        f"; to finish it, resume each interrupted job in place (python -m src.run <that job's overrides> "
+        f"{shell_override('hydra.run.dir', jobs[0].resolve())} ckpt_path=last, with each job's directory) and run "
+        "the jobs that never started as a new sweep"
         if jobs
         else ""
     )
@@ -89,14 +115,24 @@ def check_sweep_dir(config: DictConfig) -> None:
     )
 
 
-def check_resume(config: DictConfig, run_dir: Path, holds_a_run: bool) -> None:
-    """`ckpt_path` must name a readable checkpoint with training left to do, and resuming into a directory that
-    holds a run must continue that run, not another one."""
-    from src.training.checkpoint import read_checkpoint, resolve_resume_checkpoint
-    from src.validation import validate_config
+def _without_hydra(config: DictConfig) -> DictConfig:
+    """The run's own settings, as the task function gets them (Hydra's are under `hydra`)."""
+    return OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
 
-    # The values first, as src.run would check them, but before Hydra rewrites the run's .hydra/ with them.
-    validate_config(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
+
+def check_resume(config: DictConfig, run_dir: Path, holds_a_run: bool) -> None:
+    """`ckpt_path` must name a readable checkpoint with training left to do, made with the settings this run has
+    (src.training.checkpoint.check_resumable_settings: checked here, so a refusal leaves the run's files as they
+    were); resuming into a directory that holds a run must continue that run from its newest checkpoint."""
+    import torch
+
+    from src.training.checkpoint import (
+        check_resumable_settings,
+        numeric_settings,
+        read_checkpoint,
+        resolve_resume_checkpoint,
+    )
+
     ckpt = resolve_resume_checkpoint(str(config.ckpt_path), run_dir)
     if holds_a_run and run_dir.resolve() not in ckpt.resolve().parents:
         raise ConfigError(
@@ -104,7 +140,56 @@ def check_resume(config: DictConfig, run_dir: Path, holds_a_run: bool) -> None:
             f"a run whose checkpoints and metrics resuming would replace: leave out hydra.run.dir (a new directory), "
             f"or resume that run with ckpt_path=last"
         )
-    check_training_left(read_checkpoint(str(ckpt), "ckpt_path"), ckpt, config)
+    checkpoint = read_checkpoint(str(ckpt), "ckpt_path")
+    check_training_left(checkpoint, ckpt, config)
+    newest = newest_checkpoint(run_dir) if holds_a_run else None
+    if newest is not None and newest.resolve() != ckpt.resolve():
+        latest = read_checkpoint(str(newest), "ckpt_path")
+        if latest.get("global_step", 0) > checkpoint.get("global_step", 0):
+            raise ConfigError(
+                f"ckpt_path={config.ckpt_path} is at step {checkpoint.get('global_step', 0)}, but {run_dir} has "
+                f"trained to step {latest['global_step']} ({newest.name}), so resuming here would redo those steps "
+                "over its results: resume its newest checkpoint with ckpt_path=last, or this one into a new "
+                "directory (leave out hydra.run.dir)"
+            )
+    plain = OmegaConf.to_container(_without_hydra(config), resolve=True)
+    assert isinstance(plain, dict)
+    threads = config.torch_threads or torch.get_num_threads()  # what src.run will set for this run
+    check_resumable_settings(
+        checkpoint,
+        config.task.name,
+        "ckpt_path",
+        plain,
+        numeric_settings(plain, threads),  # type: ignore[arg-type]
+    )
+    if holds_a_run:
+        warn_if_it_leaves_its_row(config, run_dir)
+
+
+def warn_if_it_leaves_its_row(config: DictConfig, run_dir: Path) -> None:
+    """A sweep's job resumed in place with an experiment setting changed (say a raised trainer.max_steps) is no
+    longer a seed of its configuration: the sweep report will give it a row of its own. Legal, and surprising."""
+    from src.schema import is_experiment_setting
+
+    if not (run_dir.parent / "multirun.yaml").is_file():
+        return
+    try:
+        before = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+    except Exception:  # no record of the job's overrides: nothing to compare
+        return
+
+    def settings(overrides) -> dict[str, str]:
+        pairs = (str(o).partition("=") for o in overrides)
+        return {key.lstrip("+~"): value for key, _, value in pairs if is_experiment_setting(key)}
+
+    old, new = settings(before), settings(config.hydra.overrides.task)
+    changed = [f"{key}={new[key]}" for key in new if old.get(key) != new[key]]
+    changed += [f"without {key}={old[key]}" for key in old if key not in new]
+    if changed:
+        print_warning(
+            f"{run_dir.name} is a job of the sweep {run_dir.parent}, resumed with {', '.join(changed)}: the sweep "
+            "report will show it as a configuration of its own, not as a seed of its former row"
+        )
 
 
 def check_training_left(checkpoint: dict, ckpt: Path, config: DictConfig) -> None:
@@ -128,8 +213,19 @@ def finished_by(checkpoint: dict, trainer: DictConfig) -> tuple[str, str] | None
     step = int(checkpoint.get("global_step", 0))
     if trainer.get("max_steps") is not None and 0 <= trainer.max_steps <= step:
         return "max_steps", f"trained {step} steps"
-    epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    epochs = fit_loop.get("epoch_progress", {}).get("current", {})
     processed = int(epochs.get("processed", 0))
+    # A checkpoint written at an epoch's last batch (the last validation) has that epoch started, not yet counted
+    # as processed; Lightning counts it done when it resumes there. Whether it was the last batch: Lightning's
+    # flag, or the run's data loader's count of batches (src/data/resumable.py).
+    loaders = fit_loop.get("state_dict", {}).get("combined_loader") or [{}]
+    batches, per_epoch = loaders[0].get("batches_yielded", 0), loaders[0].get("batches_per_epoch")
+    at_last_batch = fit_loop.get("epoch_loop.batch_progress", {}).get("is_last_batch") or (
+        per_epoch is not None and batches >= per_epoch
+    )
+    if at_last_batch and epochs.get("started", 0) > processed:
+        processed += 1
     if trainer.get("max_epochs") not in (None, -1) and trainer.max_epochs <= processed:
         return "max_epochs", f"trained {processed} epochs"
     budget = time_budget_seconds(trainer.get("max_time"))

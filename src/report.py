@@ -34,7 +34,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.provenance import RUN_FILE
-from src.schema import is_experiment_setting
+from src.schema import is_experiment_setting, varied_keys
 from src.training.metrics import higher_is_better, metric_range
 from src.training.metrics_file import read_metrics
 
@@ -44,7 +44,7 @@ SEED = "seed"
 @dataclass
 class Run:
     directory: Path
-    settings: dict[str, str]  # the job's overrides that are experiment settings, key -> value as typed
+    settings: dict[str, str]  # the job's overrides (Hydra's own left out), key -> value as typed
     status: str  # completed | failed | diverged | interrupted | running | unknown
     error: str | None
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json
@@ -86,8 +86,7 @@ def _read_yaml(path: Path) -> Any:
 
 
 def read_runs(sweep_dir: Path) -> list[Run]:
-    """Every job directory of a sweep (those with .hydra/overrides.yaml), in job order. Only experiment settings
-    count (src/schema.py: is_experiment_setting): a job resumed in place (`ckpt_path=last`) stays in its row."""
+    """Every job directory of a sweep (those with .hydra/overrides.yaml), in job order."""
     runs = []
     for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: job_number(p.parents[1])):
         directory = overrides_file.parents[1]
@@ -95,7 +94,7 @@ def read_runs(sweep_dir: Path) -> list[Run]:
         settings = {}
         for override in overrides:
             key, _, value = str(override).partition("=")
-            if is_experiment_setting(key):
+            if not key.startswith("hydra."):
                 settings[key.lstrip("+~")] = value
         try:
             record = json.loads((directory / RUN_FILE).read_text())
@@ -153,7 +152,9 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
 
     if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
         return 1.0 if statistics.mean(a) == statistics.mean(b) else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # one side without spread: SciPy warns of precision loss, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 @dataclass
@@ -162,7 +163,15 @@ class Configuration:
     runs: list[Run]
 
     def values(self, metric: str) -> list[float]:
-        return [v for run in self.runs if (v := run.final.get(metric)) is not None]
+        """The runs' final values of `metric`; a non-finite one (inf, nan) has no place in a mean or a t-test and
+        is left out here, and named under the table (`non_finite`)."""
+        return [v for run in self.runs if (v := run.final.get(metric)) is not None and math.isfinite(v)]
+
+    def non_finite(self, metric: str) -> list[str]:
+        """The runs whose final `metric` is not finite."""
+        return [
+            run.directory.name for run in self.runs if (v := run.final.get(metric)) is not None and not math.isfinite(v)
+        ]
 
     @property
     def label(self) -> str:
@@ -193,9 +202,13 @@ class Sweep:
 
 def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
     runs = read_runs(sweep_dir)
+    # What can split configurations: the experiment's settings, and whatever the sweep itself swept. Not a setting
+    # that does not change the experiment and differs only because of how a job was run: a job resumed in place
+    # has ckpt_path=last, a job rerun with another trainer.enable_progress_bar is still the same configuration.
+    swept = set(varied_keys(sweep_dir))
     keys: dict[str, None] = {}
     for run in runs:
-        keys.update(dict.fromkeys(run.settings))
+        keys.update(dict.fromkeys(k for k in run.settings if k in swept or is_experiment_setting(k)))
     varied = [k for k in keys if k != SEED and len({run.value(k) for run in runs}) > 1]
     fixed = {k: runs[0].settings[k] for k in keys if k != SEED and k not in varied and k in runs[0].settings}
     groups: dict[tuple, list[Run]] = {}
@@ -240,15 +253,16 @@ def _format(value: float | None) -> str:
 
 
 def decimals_for(spread: float) -> int:
-    """Decimal places that keep two significant digits of `spread` (0.0006303 -> 5, 1.234 -> 1, 23.4 -> 0): a
-    value is shown to the precision its spread allows, the convention for reporting a measurement."""
+    """Decimal places that keep two significant digits of `spread` (0.0006303 -> 5, 1.234 -> 1, 23.4 -> 0,
+    17459 -> -3): a value is shown to the precision its spread allows, the convention for reporting a measurement."""
     if spread <= 0 or not math.isfinite(spread):
         return 4
-    return max(0, 1 - math.floor(math.log10(spread)))
+    return 1 - math.floor(math.log10(spread))
 
 
 def with_precision(value: float, decimals: int) -> str:
-    return f"{value:.{decimals}f}"
+    """`value` rounded to `decimals` places; a negative count rounds to tens, hundreds, ... (111111 at -3: 111000)."""
+    return f"{value:.{decimals}f}" if decimals >= 0 else f"{round(value, decimals):.0f}"
 
 
 def mean_cell(values: list[float]) -> str:
@@ -332,6 +346,13 @@ def markdown(sweep: Sweep) -> str:
                     cells.append("-" if p is None else f"{p:.3g}{' *' if p < 0.05 else ''}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        left_out = {
+            metric: names
+            for metric in metrics
+            if (names := [n for c in sweep.configurations for n in c.non_finite(metric)])
+        }
+        for metric, names in left_out.items():
+            lines += [f"Left out of `{metric}`: the non-finite values of {', '.join(names)}.", ""]
         if clipped:
             low, high = metric_range(sweep.main_metric)
             lines += [f"† clipped to the values `{sweep.main_metric}` can take, [{low:g}, {high:g}].", ""]
@@ -528,6 +549,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", help="the configuration others are compared with, e.g. model.heads=4")
     args = parser.parse_args(argv)
     directory = Path(args.sweep_dir)
+    if not directory.exists():
+        print(
+            f"error: {directory} does not exist: give the sweep directory `python -m src.run -m ...` printed",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if not directory.is_dir() or not any(directory.glob("*/.hydra/overrides.yaml")):
         print(
             f"error: {directory} is not a sweep directory (no <job>/.hydra/overrides.yaml): give the directory "

@@ -22,7 +22,7 @@ from src.model import ConfigError
 from src.model.masks import MASK_SCHEMES
 from src.schema import ARCH_FOR_KIND, model_config_for, resolve_arch
 from src.training.loggers import check_logger
-from src.training.metrics import objective_choices
+from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
 from src.training.stock_callbacks import check_stock_callbacks
 
@@ -107,6 +107,7 @@ def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1")
     check_logger(cfg.logger)
     check_stock_callbacks(cfg.callbacks)
+    check_early_stopping(cfg.callbacks.get("EarlyStopping"), spec)
     if cfg.dashboard.attention_every_n_steps < 0:
         raise ConfigError(
             f"dashboard.attention_every_n_steps={cfg.dashboard.attention_every_n_steps} must be >= 0 "
@@ -135,6 +136,25 @@ def check_objective(objective: str | None, spec, test_after_fit: bool) -> None:
     if objective in objective_choices(spec.kind, spec.bleu, test_after_fit=True):
         raise ConfigError(f"objective={objective} is measured only after training: set test_after_fit=true")
     raise ConfigError(f"objective={objective} is not a metric task={spec.name} logs: choose one of {choices}")
+
+
+def check_early_stopping(arguments, spec) -> None:
+    """`+callbacks.EarlyStopping.monitor=` must name a metric the run logs while it trains (a typo would surface as
+    Lightning's error once training had begun), and `mode` must be min or max."""
+    if not arguments:
+        return
+    monitor, mode = arguments.get("monitor"), arguments.get("mode")
+    during_training = [*metric_tags(spec.kind, spec.bleu), "train/loss"]
+    if monitor is not None and monitor not in during_training:
+        raise ConfigError(
+            f"callbacks.EarlyStopping.monitor={monitor} is not a metric task={spec.name} logs while it trains: "
+            f"choose one of {', '.join(during_training)}"
+        )
+    if mode is not None and mode not in ("min", "max"):
+        raise ConfigError(
+            f"callbacks.EarlyStopping.mode={mode} is not a mode: write min or max (or leave it out: the monitored "
+            "metric's own direction)"
+        )
 
 
 def check_seed(seed: int) -> None:
@@ -221,6 +241,20 @@ def _check_trainer(trainer, multirun: bool) -> None:
             f"trainer.max_time={trainer.max_time} is not a duration: write days:hours:minutes:seconds, "
             "e.g. trainer.max_time=00:00:30:00 for 30 minutes"
         )
+    # Limits that train nothing: Lightning would return at once and the run end "completed" with no metrics.
+    if trainer.max_steps == 0:
+        raise ConfigError("trainer.max_steps=0 trains nothing: set trainer.max_steps > 0 (or -1: no step limit)")
+    if trainer.max_steps < -1:
+        raise ConfigError(f"trainer.max_steps={trainer.max_steps} must be > 0, or -1 for no step limit")
+    if trainer.max_epochs is not None and trainer.max_epochs == 0:
+        raise ConfigError("trainer.max_epochs=0 trains nothing: set trainer.max_epochs >= 1, or leave it out")
+    if trainer.max_time is not None and all(int(part) == 0 for part in str(trainer.max_time).split(":")):
+        raise ConfigError(
+            f"trainer.max_time={trainer.max_time} is no time at all: give a budget, e.g. trainer.max_time=00:00:30:00"
+        )
+    no_batches = trainer.get("limit_train_batches")
+    if no_batches is not None and float(no_batches) == 0:
+        raise ConfigError("trainer.limit_train_batches=0 trains nothing: leave it out, or give a fraction or count > 0")
     if trainer.max_steps < 1 and trainer.max_epochs is None and trainer.max_time is None:
         raise ConfigError("training never stops: set trainer.max_steps > 0, trainer.max_epochs or trainer.max_time")
     several_devices = str(trainer.devices) not in ("1", "[0]")

@@ -124,6 +124,8 @@ def bad_checkpoints(files, earlier_run, tmp_path_factory) -> dict[str, Path]:
 def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
     """(command, arguments, a word the error line must contain)."""
     last = earlier / "checkpoints" / "last.ckpt"
+    # Resuming the earlier run in its own directory: its data settings (the catalogue leaves the task's out there)
+    in_place = ["ckpt_path=last", *(o for o in TINY if o.startswith("task."))]
     run = "src.run"
     return [
         # --- config values -----------------------------------------------------------------------------------------
@@ -255,6 +257,24 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, [f"ckpt_path={last}", "seed=3", "trainer.max_steps=8"], "seed"),
         (run, [f"ckpt_path={last}", "torch_threads=2", "trainer.max_steps=8"], "torch_threads"),
         (run, [f"ckpt_path={last}"], "would train nothing"),  # it has trained its trainer.max_steps=4 already
+        # the same, resumed in place: refused before Hydra writes, so the earlier run's files stay as they were
+        (run, [f"hydra.run.dir={earlier}", *in_place, "trainer.max_steps=8", "torch_threads=2"], "threads"),
+        (run, [f"hydra.run.dir={earlier}", *in_place, "trainer.max_steps=8", "seed=3"], "seed"),
+        (run, [f"hydra.run.dir={earlier}", *in_place, "trainer.max_steps=8", "model.heads=4"], "heads"),
+        (run, [f"hydra.run.dir={earlier}", "ckpt_path=last"], "would train nothing"),
+        (run, ["seed=0,1", f"hydra.sweep.dir={earlier}", "-m"], "holds a single run"),
+        # limits that train nothing, an optimising sweeper without trials, early stopping on no metric
+        (run, ["trainer.max_steps=0"], "trains nothing"),
+        (run, ["trainer.max_epochs=0"], "trains nothing"),
+        (run, ["trainer.max_time=00:00:00:00"], "trainer.max_time"),
+        (run, ["+trainer.limit_train_batches=0"], "trains nothing"),
+        (run, ["+callbacks.EarlyStopping.monitor=val/losss"], "callbacks.EarlyStopping.monitor"),
+        (run, ["+callbacks.EarlyStopping.mode=maximum"], "callbacks.EarlyStopping.mode"),
+        (
+            run,
+            ["hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=0", f"hydra.sweep.dir={earlier}x", "-m"],
+            "hydra.sweeper.n_trials",
+        ),
         (run, ["ckpt_path=last"], "ckpt_path=last"),
         (run, [f"ckpt_path={files['empty_dir']}"], "no checkpoints"),
         # --- eval and predict ----------------------------------------------------------------------------------------

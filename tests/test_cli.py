@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from src.cli import CommandLine, warn_about_keys_given_twice
 from tests.test_bad_inputs import run_command
 
 
@@ -28,11 +29,21 @@ def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
 @pytest.mark.parametrize(
     "args, line",
     [
-        (
+        (  # one number: neither a list nor a text would be taken (Hydra refuses model.heads=[2,4])
             ["model.heads=2,4"],
             "model.heads=2,4 is several values, which is a sweep: add -m to run one job per value (python -m src.run "
-            "-m model.heads=2,4); for one value that is a list write model.heads=[2,4], for a text with a comma "
-            """quote it: 'model.heads="2,4"'""",
+            "-m model.heads=2,4), or give one value, e.g. model.heads=2",
+        ),
+        (
+            ["optimizer.betas=0.9,0.99"],
+            "optimizer.betas=0.9,0.99 is several values, which is a sweep: add -m to run one job per value (python -m "
+            "src.run -m optimizer.betas=0.9,0.99); for one value that is a list write optimizer.betas=[0.9,0.99]",
+        ),
+        (
+            ["logger.project=ablations,v2"],
+            "logger.project=ablations,v2 is several values, which is a sweep: add -m to run one job per value (python "
+            "-m src.run -m logger.project=ablations,v2); for a text with a comma quote it: "
+            """'logger.project="ablations,v2"'""",
         ),
         (
             ["optimizer=adamw_cosine,adam_noam"],
@@ -224,3 +235,38 @@ def test_removing_a_needed_setting_is_refused(module, args, line, capsys, tmp_pa
 )
 def test_a_value_hydra_cannot_take_names_what_the_setting_takes(module, args, line, capsys, tmp_path):
     assert error_line(module, args, capsys, tmp_path) == f"error: {line}"
+
+
+@pytest.mark.parametrize(
+    "args, warnings",
+    [
+        (["trainer.max_steps=4", "trainer.max_steps=5"], ["trainer.max_steps is given twice (4, then 5): 5 is used"]),
+        (
+            ["model=tiny", "seed=1", "model=small", "seed=2", "seed=3"],
+            [
+                "model is given twice (tiny, then small): small is used",
+                "seed is given 3 times (1, 2, then 3): 3 is used",
+            ],
+        ),
+        (["model=tiny", "model.heads=2", "seed=1"], []),  # a group and a setting in it are two keys
+    ],
+)
+def test_a_key_given_twice_is_warned_about_before_the_run(args, warnings, capsys):
+    """Hydra uses the last value of a key given more than once and drops the others without a word: one warning
+    per such key, with the value used. --cfg job prints the config the run would get: the last value is in it."""
+    result = run_command("src.run", [*args, "--cfg", "job"], capsys)
+    assert result.code == 0, result.err
+    assert [line for line in result.err.splitlines() if line.startswith("warning:")] == [
+        f"warning: {warning}" for warning in warnings
+    ]
+    if args[0].startswith("trainer.max_steps"):
+        assert "max_steps: 5" in result.out
+
+
+def test_a_removal_or_a_sweep_given_twice_is_one_of_the_values(capsys):
+    line = CommandLine.read("src.run", ["-m", "seed=1", "seed=2,3", "+meta.x=1", "~meta.x"])
+    warn_about_keys_given_twice(line)
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: seed is given twice (1, then 2,3): 2,3 is used",
+        "warning: meta.x is given twice (+meta.x=1, then ~meta.x): ~meta.x is used",
+    ]

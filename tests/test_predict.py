@@ -283,3 +283,39 @@ def test_char_lm_continues_a_prompt_with_the_character_eval_scored(char_lm_run, 
     assert continued == [prompt + next_character for prompt, next_character in zip(prompts, expected)] + [""]
     code, _, err, _ = run_predict(f"ckpt={char_lm_run}", "text=To be Z")
     assert code == 2 and "error: text has 1 symbol(s) the model has no token for ('Z')" in err
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["text=hello", "input={file}"],
+            "text= and input= are both given: give exactly one, text=... for one text or input=<file> for a file of "
+            "lines",
+        ),
+        (
+            [],
+            "text is required (or input=<file> for many lines): give one, e.g. python -m src.predict ckpt=... "
+            'text="..."',
+        ),
+        (["input={folder}"], "input={folder} is a directory: give a file in it, whose lines are the texts"),
+        (
+            ["input={file}", "output={folder}"],
+            "output={folder} is a directory: give a file name, e.g. output={folder}/predictions.txt",
+        ),
+        (
+            ["text=hello", "num_samples=3"],
+            "num_samples=3 draws several continuations only with decode.strategy=sample (decode.strategy=greedy gives "
+            "one): add decode.strategy=sample, or leave num_samples out",
+        ),
+    ],
+)
+def test_a_refusal_names_what_was_given(args, line, tmp_path):
+    """Each mistake is named as it is (both text= and input=, a folder for a file, num_samples that would be
+    ignored), not as a neighbouring one. All are refused before the checkpoint is read."""
+    file = tmp_path / "lines.txt"
+    file.write_text("hello\n")
+    names = {"file": file, "folder": tmp_path}
+    code, out, err, _ = run_predict("ckpt=never_read.ckpt", *(a.format(**names) for a in args))
+    assert code == 2 and "Traceback" not in err, err
+    assert [e for e in err.splitlines() if e.startswith("error:")] == [f"error: {line.format(**names)}"]

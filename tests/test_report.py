@@ -180,3 +180,30 @@ def test_settings_compare_by_the_value_each_run_had_not_by_how_they_were_typed(t
     result = analyse(tmp_path)
     assert result.varied == ["optimizer.lr"]
     assert [c.label for c in result.configurations] == ["optimizer.lr=0.003", "optimizer.lr=1e-2"]
+
+
+def test_large_values_are_rounded_to_their_spread_too():
+    from src.report import mean_cell
+
+    assert mean_cell([98765.0, 123456.0]) == "111000 ± 17000 (2)"
+    assert mean_cell([38.8, 40.1, 37.5]) == "38.8 ± 1.3 (3)"
+
+
+def test_a_setting_the_sweep_itself_swept_is_an_axis_even_if_it_does_not_change_the_experiment(tmp_path):
+    """-m torch_threads=1,2: the runs are not seed replicates of one configuration (same seed), so they are not
+    pooled; the same key typed for one job only (a resume) would not split its row."""
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": ["torch_threads=1,2"]}}}))
+    fake_run(tmp_path, 0, ["torch_threads=1"], final={MAIN: 0.5})
+    fake_run(tmp_path, 1, ["torch_threads=2"], final={MAIN: 0.6})
+    result = analyse(tmp_path)
+    assert result.varied == ["torch_threads"] and [len(c.runs) for c in result.configurations] == [1, 1]
+
+
+def test_a_non_finite_final_value_is_left_out_of_the_statistics_and_named(tmp_path):
+    fake_run(tmp_path, 0, ["seed=0"], final={MAIN: 0.5, "val/loss": float("inf")})
+    fake_run(tmp_path, 1, ["seed=1"], final={MAIN: 0.6, "val/loss": 1.0})
+    fake_run(tmp_path, 2, ["seed=2"], final={MAIN: 0.7, "val/loss": 2.0})
+    write_report(tmp_path, tensorboard=False)
+    report = (tmp_path / "report.md").read_text()
+    assert "1.50 ± 0.71 (2)" in report
+    assert "Left out of `val/loss`: the non-finite values of 0_seed:0." in report

@@ -4,7 +4,9 @@ run.log too."""
 from __future__ import annotations
 
 import json
+import shlex
 
+from src.provenance import hydra_value
 from tests.test_bad_inputs import TINY, run_command
 
 
@@ -29,3 +31,25 @@ def test_a_run_says_how_fast_it_trained(capsys, tmp_path):
     assert speed["tokens_per_s"] > 0 and speed["steps_per_s"] > 0 and speed["launch_to_first_step_s"] > 0
     printed = next(line for line in result.out.splitlines() if line.startswith("speed:"))
     assert f"{speed['tokens_per_s']:,.0f} target tokens/s" in printed
+
+
+def test_what_a_run_prints_shows_every_user_string_exactly(capsys, tmp_path):
+    """Paths, config values and notes are printed as given: nothing read as rich markup (`[d]` vanishing, `[/]`
+    ending the run) or as an emoji code (`:cat:`), no config line cut at the width of the output. The printed
+    evaluate command works for such a directory."""
+    run_dir = tmp_path / "a=b #c [d] {e} :cat:"
+    note, long_note = "see [red]x[/red] and [/] :cat:", "[wip] " + "abcdefghij" * 12
+    args = [*TINY, f"hydra.run.dir={hydra_value(run_dir)}", f"+meta.note={note}", f"+meta.long={long_note}"]
+    result = run_command("src.run", args, capsys)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert f"note: {note!r}" in result.out and f"long: {long_note!r}" in result.out
+    assert f"run directory: {run_dir}" in lines
+    assert f"checkpoints:   {run_dir / 'checkpoints'}  (best.ckpt, last.ckpt)" in lines
+    tensorboard = next(line for line in lines if line.startswith("TensorBoard:"))
+    assert f"{run_dir}'" in tensorboard
+    evaluate = shlex.split(next(line for line in lines if line.startswith("evaluate:")))
+    assert evaluate[2:4] == ["-m", "src.eval"]
+    evaluated = run_command("src.eval", evaluate[4:], capsys)
+    assert evaluated.code == 0, evaluated.err
+    assert f"checkpoint: {run_dir / 'checkpoints' / 'best.ckpt'}" in evaluated.out

@@ -138,7 +138,14 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "epoch": self.sampler.epoch, "batches_yielded": self.batches_yielded}
+        # batches_per_epoch: whether the epoch was finished, for a resume to tell before it builds anything (its
+        # loader cannot tell Lightning it is at the last batch, so the checkpoint's loop state does not say).
+        return {
+            "seed": self.seed,
+            "epoch": self.sampler.epoch,
+            "batches_yielded": self.batches_yielded,
+            "batches_per_epoch": len(self),
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         sampler: EpochPermutationSampler = self.sampler

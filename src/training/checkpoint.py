@@ -123,9 +123,10 @@ def resolve_resume_checkpoint(ckpt_path: str, run_dir: Path) -> Path:
     return check_checkpoint_file(ckpt_path, "ckpt_path")
 
 
-def numeric_settings(config: dict) -> dict[str, Any]:
+def numeric_settings(config: dict, threads: int | None = None) -> dict[str, Any]:
     """What else changes the numbers of a run, beyond its config's must-match settings: recorded in checkpoints
-    and checked on resume. On the CPU the thread count changes the order of reductions, and so the weights."""
+    and checked on resume. On the CPU the thread count changes the order of reductions, and so the weights
+    (`threads`: the count the run will use, when it is not yet set in this process)."""
     trainer = config["trainer"]
     settings = {
         "trainer.accelerator": trainer["accelerator"],
@@ -134,7 +135,7 @@ def numeric_settings(config: dict) -> dict[str, Any]:
         "compile": bool(config.get("compile", False)),
     }
     if trainer["accelerator"] == "cpu":
-        settings["torch_threads"] = torch.get_num_threads()
+        settings["torch_threads"] = threads or torch.get_num_threads()
     return settings
 
 
@@ -159,6 +160,26 @@ def check_resumable(
 ) -> None:
     """Resuming needs the same model, task, data, optimisation and numerics: report the first difference as the line
     to fix."""
+    check_resumable_settings(checkpoint, task_name, field_name, config, numerics)
+    saved = checkpoint["hyper_parameters"]["model_config"]
+    for key, value in asdict(model_cfg).items():
+        if key in saved and saved[key] != value:
+            raise ConfigError(
+                f"{field_name} was trained with {key}={saved[key]}, this run has {key}={value}: "
+                f"resume with the same settings (see the run's .hydra/config.yaml) or drop {field_name}"
+            )
+
+
+def check_resumable_settings(
+    checkpoint: dict,
+    task_name: str,
+    field_name: str = "ckpt_path",
+    config: dict | None = None,
+    numerics: dict | None = None,
+) -> None:
+    """What check_resumable checks that the config alone tells (no data or model built): the task, the data and
+    optimisation settings, the numerics, and the model's and mask's settings as configured. src.run checks these
+    before Hydra writes into the run directory, so a refused resume leaves the run's files as they were."""
     saved_config = checkpoint["hyper_parameters"]["config"]
     saved_task = saved_config["task"]["name"]
     if saved_task != task_name:
@@ -169,6 +190,13 @@ def check_resumable(
     if config is not None:
         places = task_spec(saved_task).path_fields  # data may move between the runs; settings may not
         keys = list(RESUME_MUST_MATCH) + [f"task.{k}" for k in saved_config["task"] if k not in places]
+        # The model's and mask's settings as configured (those both configs have: a checkpoint may predate a field).
+        keys += [
+            f"{group}.{k}"
+            for group in ("model", "mask")
+            for k in saved_config.get(group, {})
+            if k in (config.get(group) or {})
+        ]
         for key in keys:
             saved_value, value = _lookup(saved_config, key), _lookup(config, key)
             if saved_value != value:
@@ -182,13 +210,6 @@ def check_resumable(
             raise ConfigError(
                 f"{field_name} was trained with {key}={saved_numerics[key]}, this run has {key}={value}, which "
                 f"changes the numbers: resume with {key}={saved_numerics[key]} for an exact continuation"
-            )
-    saved = checkpoint["hyper_parameters"]["model_config"]
-    for key, value in asdict(model_cfg).items():
-        if key in saved and saved[key] != value:
-            raise ConfigError(
-                f"{field_name} was trained with {key}={saved[key]}, this run has {key}={value}: "
-                f"resume with the same settings (see the run's .hydra/config.yaml) or drop {field_name}"
             )
 
 

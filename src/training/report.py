@@ -1,6 +1,11 @@
 """What a run prints: the composed config as a tree with the model's size at the start, where everything went at
 the end. Printed with rich (the progress bar is rich too); everything printed here is also kept in the run's
-run.log (without colours), so a run on a cluster or behind a pipe keeps its own account."""
+run.log (without colours), so a run on a cluster or behind a pipe keeps its own account.
+
+Much of it is the user's own text: paths, config values, notes, the commands to paste next. The console reads none
+of it as rich markup (`[d]` in a directory name would vanish, `[/]` in a note would end the run with a traceback)
+or as an emoji code (`:cat:`), and the config tree is never cut at the terminal's width: every string is printed
+exactly as given. Styles are attached as rich `Text` styles instead of markup."""
 
 from __future__ import annotations
 
@@ -16,12 +21,15 @@ from typing import Iterator, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.segment import Segments
+from rich.text import Text
 from rich.tree import Tree
 
 from src.model import TransformerConfig, count_parameters, flops_per_token
 from src.provenance import python_command, shell_override
 
-console = Console(soft_wrap=True)  # long paths and commands stay on one line, copy-pastable
+# Long paths and commands stay on one line, copy-pastable; text is printed as it is (no markup, no emoji codes).
+console = Console(soft_wrap=True, markup=False, emoji=False)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -106,15 +114,18 @@ def quiet_lightning() -> None:
 
 
 def config_tree(cfg: DictConfig, title: str = "config") -> Tree:
-    """The config as a rich tree: one branch per group (model, task, ...), leaves `field: value`."""
-    tree = Tree(f"[bold]{title}[/bold]")
+    """The config as a rich tree: one branch per group (model, task, ...), leaves `field: value`. Keys and values
+    are `Text`, so they show as they are whatever console prints the tree."""
+    tree = Tree(Text(title, style="bold"))
 
     def add(branch: Tree, node) -> None:
         for key, value in node.items():
             if isinstance(value, dict):
-                add(branch.add(f"[bold cyan]{key}[/bold cyan]"), value)
+                add(branch.add(Text(str(key), style="bold cyan")), value)
+            elif isinstance(value, str):
+                branch.add(Text.assemble(f"{key}: ", (repr(value), "green")))
             else:
-                branch.add(f"{key}: [green]{value!r}[/green]" if isinstance(value, str) else f"{key}: {value}")
+                branch.add(Text(f"{key}: {value}"))
 
     add(tree, OmegaConf.to_container(cfg, resolve=True))
     return tree
@@ -131,15 +142,26 @@ def print_run_start(cfg: DictConfig, model_cfg: TransformerConfig, module, datam
     tree = config_tree(cfg)
     params = count_parameters(module.model)
     flops = flops_per_token(model_cfg, max(1, datamodule.max_src_len), max(1, datamodule.max_tgt_len))
-    size = tree.add("[bold magenta]model size[/bold magenta]")
-    size.add(f"arch: {model_cfg.arch}")
-    size.add(f"parameters: {params:,} ({human(params)})")
-    size.add(f"forward FLOPs per output token: {human(flops)} (at the task's longest sequences; training ~3x)")
+    size = tree.add(Text("model size", style="bold magenta"))
+    size.add(Text(f"arch: {model_cfg.arch}"))
+    size.add(Text(f"parameters: {params:,} ({human(params)})"))
+    size.add(Text(f"forward FLOPs per output token: {human(flops)} (at the task's longest sequences; training ~3x)"))
     size.add(
-        f"vocabulary: src {model_cfg.src_vocab_size}, tgt {model_cfg.tgt_vocab_size}, classes {model_cfg.num_classes}"
+        Text(
+            f"vocabulary: src {model_cfg.src_vocab_size}, tgt {model_cfg.tgt_vocab_size}, "
+            f"classes {model_cfg.num_classes}"
+        )
     )
-    console.print(tree)
-    console.print(f"run directory: [bold]{run_dir}[/bold]")
+    print_uncut(tree)
+    console.print(Text.assemble("run directory: ", (str(run_dir), "bold")))
+
+
+def print_uncut(tree: Tree) -> None:
+    """The tree with every line whole. A rich Tree cuts its lines at the console's width (80 columns when the
+    output is not a terminal), which would cut a long path in the config; rendered as wide as its longest line
+    instead, and printed as it is (soft wrap: a terminal folds what does not fit)."""
+    wide = console.options.update(width=1_000_000)
+    console.print(Segments(console.render(tree, wide)))
 
 
 def print_metrics(metrics: dict[str, float], highlight: str | None = None) -> None:
@@ -152,7 +174,7 @@ def print_metrics(metrics: dict[str, float], highlight: str | None = None) -> No
 def print_run_end(
     run_dir: Path, metrics: dict[str, float], monitor: str, with_logger: bool, multirun: bool, speed: dict | None = None
 ) -> None:
-    console.rule("[bold]done")
+    console.rule(Text("done", style="bold"))
     print_metrics(metrics, monitor)
     if speed and "tokens_per_s" in speed:
         console.print(

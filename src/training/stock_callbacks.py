@@ -11,6 +11,7 @@ arguments are checked before any work starts, so a typo is one line, not a trace
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,17 +65,26 @@ def check_stock_callbacks(settings: Mapping[str, Any]) -> None:
             raise ConfigError(f"callbacks.{name}: {error}: check the argument names of lightning's {name}") from None
 
 
+def direction_of(metric: str) -> str:
+    """Lightning's mode for a metric tag: max when a larger value is better (accuracy, BLEU), min otherwise."""
+    from src.training.metrics import higher_is_better
+
+    return "max" if higher_is_better(metric) else "min"
+
+
 def build_stock_callbacks(settings: Mapping[str, Any], monitor: str, mode: str) -> list:
     """The configured callbacks; EarlyStopping watches the task's main metric unless told otherwise."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     callbacks = []
     for name, arguments in settings.items():
         kwargs = dict(arguments or {})
-        if name == "EarlyStopping":
+        if name == "EarlyStopping":  # the task's main metric unless told; a metric's own direction unless told
+            kwargs.setdefault("mode", mode if "monitor" not in kwargs else direction_of(kwargs["monitor"]))
             kwargs.setdefault("monitor", monitor)
-            kwargs.setdefault("mode", mode)
         try:
             callbacks.append(stock_class(name)(**kwargs))
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, MisconfigurationException) as error:
             raise ConfigError(f"callbacks.{name}: {str(error).strip().splitlines()[0]}: fix its arguments") from None
     return callbacks
 
@@ -93,10 +103,12 @@ def why_training_stopped(trainer, settings: Mapping[str, Any], history: list[dic
         return None
     for callback in trainer.callbacks:
         if isinstance(callback, EarlyStopping) and callback.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
-            best = float(callback.best_score)
             seen = [
                 (entry[callback.monitor], entry["step"]) for entry in history if entry.get(callback.monitor) is not None
             ]
+            best = float(callback.best_score)
+            if not math.isfinite(best) and seen:  # stopped (by a threshold) before any improvement was recorded
+                best = (max if callback.mode == "max" else min)(value for value, _ in seen)
             best_step = min(seen, key=lambda value_step: abs(value_step[0] - best))[1] if seen else None
             what = {
                 EarlyStoppingReason.PATIENCE_EXHAUSTED: f"{callback.monitor} did not improve for {callback.wait_count} "

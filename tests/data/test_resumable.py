@@ -68,7 +68,7 @@ def test_state_dict_round_trip_resumes_mid_epoch():
     iterator = iter(loader)
     seen = [batch_key(next(iterator)) for _ in range(3)]
     state = loader.state_dict()
-    assert state == {"seed": 0, "epoch": 2, "batches_yielded": 3}
+    assert state == {"seed": 0, "epoch": 2, "batches_yielded": 3, "batches_per_epoch": 10}
 
     fresh = dm.train_dataloader()
     fresh.load_state_dict(state)

@@ -173,7 +173,7 @@ def read_json(url: str) -> object:
         return json.loads(response.read())
 
 
-@pytest.mark.parametrize("name", ["3_model.heads:2+seed:0", "a run, with: odd name's $HOME"])
+@pytest.mark.parametrize("name", ["3_model.heads:2+seed:0", "a run, with: odd name's $HOME", "a=b #c [d] {e} :cat:"])
 def test_the_printed_commands_work_for_any_directory_name(tmp_path, name):
     """A sweep job's directory holds `:` (TensorBoard's --logdir_spec splits at it), a user's may hold spaces,
     commas, quotes or `$`: the printed TensorBoard command shows the run's scalars, and the printed evaluate
@@ -201,3 +201,54 @@ def test_the_printed_commands_work_for_any_directory_name(tmp_path, name):
     assert evaluate[1:3] == ["-m", "src.eval"]
     evaluated = check(run_module("src.eval", *evaluate[3:], "torch_threads=1"))
     assert "val/exact_match" in evaluated.stdout or "test/exact_match" in evaluated.stdout
+
+
+def test_a_run_finished_by_its_epochs_or_resumed_from_an_older_checkpoint_is_not_redone(tmp_path):
+    """max_epochs: the checkpoint of the last validation has its last epoch started, not yet counted; an older
+    checkpoint of a run resumed in its own directory would redo the later steps over their results."""
+    epochs = tmp_path / "epochs"
+    by_epochs = [*FOUR_STEPS, "trainer.max_steps=-1", "trainer.max_epochs=1"]
+    check(run_module("src.run", *by_epochs, f"hydra.run.dir={epochs}"))
+    before = snapshot(epochs)
+    result = run_module("src.run", *by_epochs, f"hydra.run.dir={epochs}", "ckpt_path=last")
+    assert result.returncode == 2 and "trainer.max_epochs=1" in error_lines(result)[0]
+    assert snapshot(epochs) == before
+
+    steps = tmp_path / "steps"
+    every_two = [*FOUR_STEPS, "checkpoint.every_n_train_steps=2"]
+    check(run_module("src.run", *every_two, f"hydra.run.dir={steps}"))
+    before = snapshot(steps)
+    older = steps / "checkpoints" / "step-2.ckpt"
+    result = run_module("src.run", *every_two, "trainer.max_steps=8", f"hydra.run.dir={steps}", f"ckpt_path={older}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result)
+    assert "is at step 2" in line and "trained to step 4" in line and "ckpt_path=last" in line
+    assert snapshot(steps) == before
+
+
+def test_a_refused_setting_leaves_no_directory_and_a_run_that_failed_early_names_the_way_out(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_module("src.run", *FOUR_STEPS, "model.heads=3", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2 and "does not divide" in error_lines(result)[0]
+    assert not run_dir.exists()
+    # A run that failed on its data (after Hydra wrote its directory) has no checkpoint to resume.
+    broken = tmp_path / "broken"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = run_module("src.run", *TINY, "task=char_lm", f"task.path={empty}", f"hydra.run.dir={broken}")
+    assert result.returncode == 2 and json.loads((broken / "run.json").read_text())["status"] == "failed"
+    again = run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={broken}")
+    (line,) = error_lines(again)
+    assert "before saving a checkpoint" in line and "nothing to resume" in line and "choose another directory" in line
+
+
+def test_a_sweep_job_resumed_with_another_setting_is_told_it_leaves_its_row(tmp_path):
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
+    check(run_module("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}"))
+    job = next(sweep.glob("1_*"))
+    result = check(
+        run_module("src.run", *tiny, "model.heads=2", "trainer.max_steps=6", f"hydra.run.dir={job}", "ckpt_path=last")
+    )
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("warning:") and "sweep" in line]
+    assert "trainer.max_steps=6" in line and "a configuration of its own" in line
