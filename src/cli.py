@@ -21,6 +21,7 @@ import difflib
 import io
 import os
 import re
+import shlex
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -190,7 +191,11 @@ def hydra_error_line(error: HydraException, command: str = "src.run", argv: list
     if match := re.match(r"Ambiguous value for argument '(.+)'", text):
         return several_values_line(match.group(1), line)
     if match := re.match(r"Sweep parameters '(.+)' requires --multirun", text):
-        return f"{match.group(1)} is a sweep: add -m to run one job per value (python -m {command} -m {match.group(1)})"
+        written = match.group(1)
+        if command != "src.run":
+            key = written.split("=")[0].lstrip("+~")
+            return f"{written} is a sweep, but python -m {command} runs no sweeps: give {key} one value"
+        return f"{written} is a sweep: add -m to run one job per value ({as_command(command, '-m', written)})"
     if match := re.match(r"Sweeping over Hydra's configuration is not supported : '(.+)'", text):
         return f"{match.group(1)} sweeps a setting of Hydra's own, which Hydra cannot do: give it one value"
     if match := re.match(r"Could not append to config\. An item is already at '(.+)'", text):
@@ -231,26 +236,60 @@ def missing_option_line(text: str, command: str) -> str:
 
 def several_values_line(written: str, line: CommandLine) -> str:
     """`model.heads=2,4` without -m: Hydra cannot tell a sweep from a list or a text with a comma. Besides the
-    sweep, the one-value spelling is offered only where the setting takes it (Hydra refuses `model.heads=[2,4]`):
-    the list form for a list, the quoted text for a text, the first value for a number or a choice; both forms
-    where what the setting holds is not known."""
+    sweep (src.run only: eval and predict run no sweeps), the one-value spelling is offered only where the setting
+    takes it (Hydra refuses `model.heads=[2,4]`): the list form for a list, the quoted text for a text, one value
+    for a number or a choice (its choices where they are known); both forms where what the setting holds is not
+    known. A setting of another option of its group (`task.path=a,b` with task=reverse) is told so first."""
     key, _, values = written.partition("=")
     key = key.lstrip("+~")
     with fresh_hydra() as loader:
         is_group = bool(loader.get_group_options(key))
-        holds = None if is_group else setting_holds(compose_or_none(line.config_name, line.without(key)), key)
-    sweep = f"add -m to run one job per {'option' if is_group else 'value'} (python -m {line.command} -m {written})"
-    if is_group:
-        return f"{written} names several options of {key}, which is a sweep: {sweep}, or choose one"
-    several = f"{written} is several values, which is a sweep: {sweep}"
+        cfg = None if is_group else compose_or_none(line.config_name, line.without(key))
+        holds = setting_holds(cfg, key)
+    if cfg is not None and holds is None and not written.startswith("+") and key not in setting_paths(cfg):
+        elsewhere = unknown_key_line(key, line)
+        if elsewhere.startswith((f"{key} belongs to ", f"{key} is not a setting of python -m")):
+            return elsewhere  # another option's setting, or training's (eval, predict): say so first
+    choices = known_choices(key)
+    first = f"{key}={values.split(',')[0]}"
+    if line.command != "src.run":  # no sweeps: one value
+        several = f"{written} is several values, but python -m {line.command} runs no sweeps"
+        if is_group:
+            return f"{written} names several options of {key}, but python -m {line.command} runs no sweeps: choose one"
+        if choices:
+            return f"{several}: give {key} one value, one of {', '.join(choices)}"
+        if holds == "value":
+            return f"{several}: give {key} one value, e.g. {first}"
+    else:
+        sweep = (
+            f"add -m to run one job per {'option' if is_group else 'value'} ({as_command(line.command, '-m', written)})"
+        )
+        if is_group:
+            return f"{written} names several options of {key}, which is a sweep: {sweep}, or choose one"
+        several = f"{written} is several values, which is a sweep: {sweep}"
+        if choices:
+            return f"{several}, or give one value, one of {', '.join(choices)}"
+        if holds == "value":
+            return f"{several}, or give one value, e.g. {first}"
     as_list, as_text = f"{key}=[{values}]", f"""'{key}="{values}"'"""
     if holds == "list":
         return f"{several}; for one value that is a list write {as_list}"
     if holds == "text":
         return f"{several}; for a text with a comma quote it: {as_text}"
-    if holds == "value":
-        return f"{several}, or give one value, e.g. {key}={values.split(',')[0]}"
     return f"{several}; for one value that is a list write {as_list}, for a text with a comma quote it: {as_text}"
+
+
+def known_choices(key: str) -> tuple[str, ...]:
+    """The values a text setting takes, where they are a fixed set (decode.strategy: greedy, beam, sample)."""
+    from src.validation import ARCH_CHOICES, DECODE_STRATEGIES
+
+    return {"decode.strategy": DECODE_STRATEGIES, "model.arch": ARCH_CHOICES}.get(key, ())
+
+
+def as_command(command: str, *args: str) -> str:
+    """A command to paste into a shell: each argument quoted where the shell would read it otherwise
+    (`'seed=choice(0,1)'`; bash refuses the parentheses unquoted)."""
+    return " ".join(["python -m", command, *(shlex.quote(arg) for arg in args)])
 
 
 def setting_holds(cfg: DictConfig | None, key: str) -> str | None:
@@ -281,23 +320,54 @@ def setting_holds(cfg: DictConfig | None, key: str) -> str | None:
     return None
 
 
+def settings_of_group(key: str, loader) -> str | None:
+    """The dotted prefix of the config group `key` lies in, as the config loader knows the groups (`task.` for
+    task.tokenizer, `hydra.launcher.` for hydra.launcher.n_jobs), or None."""
+    parts = key.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        if loader.get_group_options("/".join(parts[:end])):
+            return ".".join(parts[:end]) + "."
+    return None
+
+
+def where_settings_are(key: str, line: CommandLine, loader) -> tuple[DictConfig | None, str | None, dict]:
+    """What the command line composes to without `key` (None where that cannot be known), the group `key` lies
+    in, and the keys of each option of that group (mask=window: mask.type, mask.window, ...), by option.
+
+    The other settings of that group are left out of both: another of them may be as stray as `key` (`task=
+    translation task.tokenizer=word task.train_size=64`), and whose setting `key` is does not depend on them. If
+    the rest of the command line does not compose either, the group choices it makes alone are used."""
+    prefix = settings_of_group(key, loader)
+    kept = [
+        o
+        for o in line.overrides
+        if o.key_or_group != key and not o.is_sweep_override() and not (prefix and o.key_or_group.startswith(prefix))
+    ]
+    cfg = compose_or_none(line.config_name, [o.input_line or "" for o in kept])
+    if cfg is None:  # another mistake on the line: the group choices alone
+        kept = [o for o in kept if not o.is_delete() and loader.get_group_options(o.key_or_group)]
+        cfg = compose_or_none(line.config_name, [o.input_line or "" for o in kept])
+    if cfg is None:
+        return None, None, {}
+    group = group_of(key, cfg.hydra.runtime.choices)
+    keys_by_option = {}
+    if group is not None:
+        rest = [o.input_line or "" for o in kept if o.key_or_group != group]
+        for option in loader.get_group_options(group):
+            keys_by_option[option] = setting_paths(compose_or_none(line.config_name, [*rest, f"{group}={option}"]))
+    return cfg, group, keys_by_option
+
+
 def unknown_key_line(key: str, line: CommandLine) -> str:
     """`mask.window=3` with mask=causal, `model.haeds=2`, `hydra.launcher.n_jobs=2` with the basic launcher: the
     key is not in the config the command line composes. Say whose setting it is (another option of its group:
     choose that option; in a sweep, every swept option must have it), or the setting it is closest to."""
     written = line.written(key)
     with fresh_hydra() as loader:
-        cfg = compose_or_none(line.config_name, line.without(key))
-        if cfg is None:  # the rest of the command line does not compose either: say what is known
+        cfg, group, keys_by_option = where_settings_are(key, line, loader)
+        if cfg is None:  # not even the group choices compose: say what is known
             return not_a_setting_line(key, line.command)
         choices = cfg.hydra.runtime.choices
-        group = group_of(key, choices)
-        # The keys of each option of the key's group (mask=window: mask.type, mask.window), by option.
-        keys_by_option = {}
-        if group is not None:
-            for option in loader.get_group_options(group):
-                composed = compose_or_none(line.config_name, [*line.without(key, group), f"{group}={option}"])
-                keys_by_option[option] = setting_paths(composed)
         having = [option for option, keys in keys_by_option.items() if key in keys]
         swept, sweep_source = swept_options(group, line, cfg) if group is not None else ([], "")
     if group is not None and having:
@@ -319,16 +389,67 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
             )
         choose = f"choose {owners}" if len(having) == 1 else f"choose one of {owners}"
         return f"{key} belongs to {owners}, not to {group}={choices[group]}: {choose}, or drop {written}"
+    if training_line := a_training_setting_line(key, line, cfg):
+        return training_line
     # No option has it: the setting it is closest to, in this config or in another option of its group.
     ours = [path for path in setting_paths(cfg) if key.startswith("hydra.") or not path.startswith("hydra")]
     theirs = {path: option for option, keys in keys_by_option.items() for path in keys if path not in ours}
-    close = difflib.get_close_matches(key, [*ours, *theirs], n=1, cutoff=0.75)
-    if close:
-        suggestion = f"{close[0]}={line.value_of(key)}" if "=" in written else close[0]
-        owner = f" (with {group}={theirs[close[0]]})" if close[0] in theirs else ""
+    close = closest_setting(key, [*ours, *theirs])
+    if close is not None:
+        suggestion = f"{close}={line.value_of(key)}" if "=" in written else close
+        owner = f" (with {group}={theirs[close]})" if close in theirs else ""
         see = f"python -m {line.command} --cfg job prints every setting"
         return f"{key} is not a setting: did you mean {suggestion}{owner}? ({see})"
     return not_a_setting_line(key, line.command)
+
+
+def closest_setting(key: str, paths: list[str]) -> str | None:
+    """The setting `key` is a likely typo of: a setting beside it whose name is spelt alike (a close match, or one
+    letter off: optimizer.lt for optimizer.lr), else a close match anywhere (modl.heads for model.heads). Names
+    are compared without their shared parent, which would make task.train_size look like task.train_src, a setting
+    of another meaning."""
+    parent, _, name = key.rpartition(".")
+    beside = {path.rpartition(".")[2]: path for path in paths if path.rpartition(".")[0] == parent}
+    close = difflib.get_close_matches(name, list(beside), n=1, cutoff=0.75)
+    if not close:
+        close = [other for other in beside if one_letter_off(name, other)][:1]
+    if close:
+        return beside[close[0]]
+    elsewhere = [path for path in paths if path.rpartition(".")[0] != parent]
+    close = difflib.get_close_matches(key, elsewhere, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def one_letter_off(a: str, b: str) -> bool:
+    """One letter changed, added, dropped, or two neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(differ) == 1 or (
+            len(differ) == 2
+            and differ[1] == differ[0] + 1
+            and a[differ[0]] == b[differ[1]]
+            and a[differ[1]] == b[differ[0]]
+        )
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def a_training_setting_line(key: str, line: CommandLine, cfg: DictConfig) -> str | None:
+    """`python -m src.eval ckpt=... model.heads=4`: a setting of training (model, task, ...) that eval and predict
+    (their config: `cfg`) do not have, but take from the checkpoint; None for any other key or command."""
+    from src.schema import Config
+
+    top = key.split(".")[0]
+    if line.command == "src.run" or top in cfg or top not in {field.name for field in dataclasses.fields(Config)}:
+        return None
+    what = f"its {top} settings" if "." in key else "it"
+    retrain = shlex.quote(f"{key}={line.value_of(key)}") if "=" in line.written(key) else f"{key}=..."
+    return (
+        f"{key} is not a setting of python -m {line.command}, which takes the {top} from the checkpoint ({what} "
+        f"cannot be changed here): drop {line.written(key)}, or train a run with it: python -m src.run {retrain}"
+    )
 
 
 def removes_a_needed_setting_line(written: str, key: str, command: str) -> str:
@@ -410,11 +531,27 @@ def wrong_value_line(key: str, cause: str, line: CommandLine) -> str:
             f"{written}: {target} is one value, not a group of settings: set it itself, e.g. "
             f"{target}={as_written(current)}"
         )
+    value = line.value_of(key)
+    if isinstance(current, DictConfig) and key == "meta" and line.command == "src.run":  # meta=foo
+        return f"{written}: meta holds your own notes, not one value: write +meta.<name>={value}"
+    if isinstance(current, DictConfig) and not current:  # a group of settings with none yet
+        return f"{written}: {key} holds settings, not one value: set one, {key}.<name>={value}"
     if isinstance(current, DictConfig):  # decode=beam: decode holds several settings
         fields = ", ".join(f"{key}.{name}" for name in list(current)[:4])
         return f"{written}: {key} holds several settings ({fields}, ...), not one value: set one of them"
     kind = next((kind for marker, kind in kinds.items() if marker in reason), None)
     example = f", e.g. {key}={as_written(current)}" if current is not None else ""
+    if kind is not None and kind != "a list" and re.fullmatch(r"\[[^\[\]]+\]", value):  # model.heads=[2,4]
+        sweep = f"{key}={value[1:-1]}"
+        if line.multirun:
+            return (
+                f"{written}: {key} takes {kind}: a sweep over values is written {sweep} (a list {value} is one value)"
+            )
+        if line.command == "src.run":
+            return (
+                f"{written}: {key} takes {kind}: give one{example}, or sweep over the values with -m: "
+                f"{as_command(line.command, '-m', sweep)}"
+            )
     if kind is not None:
         return f"{written}: {key} takes {kind}: give one{example}"
     return f"{written}: {reason}: give a value of the setting's type{example}"

@@ -20,9 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
 from src.model import ConfigError
-from src.schema import register_configs
-from src.training.report import quiet_lightning
-from src.validation import check_threads, validate_decode
+from src.schema import DecodeConfig, register_configs
+from src.training.report import print_warning, quiet_lightning
+from src.validation import check_threads, given_decode_settings, validate_decode, warn_unused_decode_settings
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
 gc.freeze()
@@ -31,6 +31,31 @@ if collecting_before:
 
 register_configs()
 quiet_lightning()
+
+
+# What a task kind's metrics are computed from, when it has no references for decode.* to translate.
+METRICS_DECODING = {
+    "seq2seq": "its exact_match comes from greedy decoding",
+    "lm": "its metrics (loss, ppl, token_acc) need no decoding",
+    "classification": "its metrics (loss, acc) need no decoding",
+}
+
+
+def check_decoding(decode, kind: str, scores_bleu: bool) -> None:
+    """decode.* translates a translation task's split for sacreBLEU, and nothing else: one warning for settings it
+    would not change, i.e. every changed setting where there are no references to score, else those the chosen
+    strategy does not read."""
+
+    if scores_bleu:
+        warn_unused_decode_settings(decode, offered=("greedy", "beam"), command="src.eval")
+        return
+    given = given_decode_settings(decode, list(DecodeConfig.__dataclass_fields__))
+    if given:
+        print_warning(
+            f"{', '.join(given)} {'are' if len(given) > 1 else 'is'} not used: decode.* applies only to the "
+            "sacreBLEU score of translation tasks, and this task has no references to score; "
+            f"{METRICS_DECODING.get(kind, 'its metrics do not use it')}: leave decode.* out"
+        )
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -67,6 +92,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         raise ConfigError(f"accelerator={cfg.accelerator}: {str(error).strip().splitlines()[0]}") from None
     module, datamodule = load_run(cfg.ckpt, cfg.batch_size, checkpoint=checkpoint)
+    check_decoding(cfg.decode, datamodule.kind, has_references(datamodule, cfg.split))
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(module, datamodule=datamodule, verbose=False)
     metrics: dict[str, float] = {}

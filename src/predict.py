@@ -5,7 +5,9 @@
     classification: the predicted label and the class probabilities (a file: one label per line)
 
 Decoding is chosen by config: decode.strategy=greedy (default) | beam (decode.beam_size, decode.length_penalty)
-| sample (decode.temperature, decode.top_k, decode.top_p; num_samples=N draws N continuations of `text`).
+| sample (decode.temperature, decode.top_k, decode.top_p; num_samples=N draws N continuations of `text`); a
+setting the chosen strategy does not read gets one warning. A classifier does not decode: another strategy or
+num_samples > 1 is refused, and its input is each whole line (a line ending in TAB and a label gets a warning).
 A file is read whole and checked before any decoding; output line i belongs to input line i (an empty input line
 gives an empty output line), and the output file appears only once every line is done.
 
@@ -23,6 +25,7 @@ collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -34,10 +37,16 @@ from omegaconf import DictConfig, OmegaConf
 from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
 from src.data.files import read_lines, resolve_path
 from src.model import BOS_ID, ConfigError, generate
-from src.schema import register_configs
+from src.schema import DecodeConfig, register_configs
 from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
 from src.training.report import print_warning, quiet_lightning
-from src.validation import check_seed, check_threads, validate_decode
+from src.validation import (
+    check_seed,
+    check_threads,
+    given_decode_settings,
+    validate_decode,
+    warn_unused_decode_settings,
+)
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
 gc.freeze()
@@ -171,6 +180,50 @@ def check_settings(cfg: DictConfig) -> None:
     check_threads(cfg.torch_threads)
 
 
+def check_decoding(cfg: DictConfig, kind: str) -> None:
+    """The decode.* settings (and num_samples) against what the model does with them. A classifier does not decode:
+    a strategy or several samples are refused (they cannot happen), any other decode.* setting is named in one
+    warning. A decoder: one warning for the settings its strategy does not read."""
+    if kind != "classification":
+        warn_unused_decode_settings(cfg.decode)
+        return
+    asked = [f"decode.strategy={cfg.decode.strategy}"] if cfg.decode.strategy != "greedy" else []
+    asked += [f"num_samples={cfg.num_samples}"] if cfg.num_samples > 1 else []
+    no_decoding = "a classifier does not decode, it gives one label and the class probabilities"
+    if asked:
+        raise ConfigError(f"{', '.join(asked)}: {no_decoding}: leave {'them' if len(asked) > 1 else 'it'} out")
+    unused = given_decode_settings(
+        cfg.decode, [name for name in DecodeConfig.__dataclass_fields__ if name != "strategy"]
+    )
+    if unused:
+        are = "are" if len(unused) > 1 else "is"
+        print_warning(
+            f"{', '.join(unused)} {are} not used: {no_decoding}: leave {'them' if len(unused) > 1 else 'it'} out"
+        )
+
+
+def warn_if_labelled(label_names: list[str], texts: list[str], where: list[str], input_file: str | None) -> None:
+    """Classification: one warning when lines end in a TAB and one of the model's labels, as the lines of the task's
+    TSV files do. predict reads each whole line as the sentence (the label would be read as one of its words)."""
+    labels = set(label_names)
+    labelled = [i for i, text in enumerate(texts) if "\t" in text and text.rsplit("\t", 1)[1].strip() in labels]
+    if not labelled:
+        return
+    if where == ["text"]:
+        label = texts[0].rsplit("\t", 1)[1].strip()
+        print_warning(
+            f"text ends in a TAB and one of the model's labels ({label!r}): predict reads the whole text as one "
+            "sentence, label included: give the sentence only"
+        )
+        return
+    first = labelled[0]
+    print_warning(
+        f"{len(labelled)} of {len(texts)} lines end in a TAB and one of the model's labels (the first: line "
+        f"{first + 1}, {texts[first]!r}): predict reads each whole line as one sentence, label included: give the "
+        f"sentences only (e.g. cut -f1 {shlex.quote(str(input_file))})"
+    )
+
+
 def decode_settings(cfg: DictConfig) -> dict:
     d = cfg.decode
     return dict(
@@ -236,6 +289,9 @@ def predict(cfg: DictConfig) -> list[str]:
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     module, datamodule = load_run(cfg.ckpt)
+    check_decoding(cfg, datamodule.kind)
+    if datamodule.kind == "classification":
+        warn_if_labelled(datamodule.label_names, texts, where, cfg.input)
     inputs = read_inputs(datamodule, texts, where)
 
     with eval_mode(module.model):  # every kind: no dropout, and no gradients (nothing here is trained)
@@ -245,8 +301,12 @@ def predict(cfg: DictConfig) -> list[str]:
         settings = decode_settings(cfg)
         repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
         if datamodule.kind == "seq2seq":
-            return translate(module.model, datamodule, inputs * repeats, where * repeats, settings, cfg.batch_size)
-        return continue_texts(module.model, datamodule, texts, inputs, where, settings, repeats)
+            lines = translate(module.model, datamodule, inputs * repeats, where * repeats, settings, cfg.batch_size)
+        else:
+            lines = continue_texts(module.model, datamodule, texts, inputs, where, settings, repeats)
+    if repeats > 1:  # num_samples=N of one text (a file gets one output per line): each sample under its header
+        lines = [f"--- sample {i + 1} ---\n{line}" for i, line in enumerate(lines)]
+    return lines
 
 
 def write_atomically(path: Path, lines: list[str]) -> None:
@@ -267,8 +327,6 @@ def main(cfg: DictConfig) -> None:
         seconds = time.perf_counter() - started
         print(f"{len(lines)} lines written to {output} in {seconds:.1f} s", file=sys.stderr)
         return
-    if len(lines) > 1 and cfg.text is not None and cfg.decode.strategy == "sample":
-        lines = [f"--- sample {i + 1} ---\n{line}" for i, line in enumerate(lines)]
     print("\n".join(lines))
 
 

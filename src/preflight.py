@@ -20,6 +20,7 @@ Refused:
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ def check_sweep_dir(config: DictConfig) -> None:
     resume = (
         f"; to finish it, resume each interrupted job in place (python -m src.run <that job's overrides> "
         f"{shell_override('hydra.run.dir', jobs[0].resolve())} ckpt_path=last, with each job's directory) and run "
-        "the jobs that never started as a new sweep"
+        f"the jobs that never started with the commands its report lists (python -m src.report "
+        f"{shlex.quote(str(sweep_dir))})"
         if jobs
         else ""
     )

@@ -187,10 +187,16 @@ class Sweep:
     configurations: list[Configuration]  # of finished runs, in sweep order
     main_metric: str | None
     baseline: Configuration | None
+    not_started: list[tuple[int, list[str]]] = field(default_factory=list)  # (job number, overrides) never run
 
     @property
     def finished(self) -> list[Run]:
         return [run for run in self.runs if run.status == "completed"]
+
+    @property
+    def progress(self) -> str:
+        """`3 of 4 runs completed`, counting the jobs that never started."""
+        return f"{len(self.finished)} of {len(self.runs) + len(self.not_started)} runs completed"
 
     @property
     def metrics(self) -> list[str]:
@@ -230,11 +236,48 @@ def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
     chosen = configurations[0] if configurations else None
     if baseline:
         wanted = dict(part.split("=", 1) for part in baseline.split(",") if "=" in part)
-        matches = [c for c in configurations if all(dict(c.settings).get(k) == v for k, v in wanted.items())]
+        matches = [
+            c
+            for c in configurations
+            if all(k in varied and same_value(c.runs[0].value(k), v) for k, v in wanted.items())
+        ]
         if not matches:
-            raise SystemExit(f"error: --baseline {baseline} matches no finished configuration: use one of the table's")
+            shown = "; ".join(c.label for c in configurations) or "none finished"
+            raise SystemExit(
+                f"error: --baseline {baseline} matches no finished configuration: use one of the table's ({shown})"
+            )
         chosen = matches[0]
-    return Sweep(sweep_dir, runs, varied, fixed, configurations, main, chosen)
+    started = {job_number(run.directory) for run in runs}
+    missing = [(number, job) for number, job in enumerate(planned_jobs(sweep_dir) or []) if number not in started]
+    return Sweep(sweep_dir, runs, varied, fixed, configurations, main, chosen, missing)
+
+
+def same_value(a: str, b: str) -> bool:
+    """Whether two spellings of a setting's value are the same value: `1e-3` and `0.001` are."""
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """The jobs a grid sweep set out to run, each as its overrides, in job order: what Hydra's basic sweeper makes
+    of multirun.yaml (its params, then the command line's overrides, expanded into their product). None for
+    another sweeper: an optimising one plans its trials as it goes."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        saved = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]
+        if "basic_sweeper" not in str(saved["sweeper"].get("_target_", "")):
+            return None
+        params = [f"{key}={value}" for key, value in (saved["sweeper"].get("params") or {}).items()]
+        parsed = OverridesParser.create().parse_overrides([*params, *saved["overrides"]["task"]])
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # no multirun.yaml, or one this code cannot read: the runs that exist are all there is
+        return None
 
 
 def short(setting: str) -> str:
@@ -295,8 +338,13 @@ def interval_cell(values: list[float], metric: str) -> tuple[str, bool]:
 
 def markdown(sweep: Sweep) -> str:
     lines = [f"# Sweep report: {sweep.directory.name}", ""]
-    done, total = len(sweep.finished), len(sweep.runs)
+    done, total = len(sweep.finished), len(sweep.runs) + len(sweep.not_started)
     lines.append(f"{done} of {total} runs completed" + ("" if done == total else " (the rest are listed below)") + ".")
+    if sweep.not_started:
+        lines.append(
+            f"{len(sweep.not_started)} of the sweep's {total} jobs never started (the sweep was stopped before them): "
+            "each is listed below with the command that runs it into this sweep."
+        )
     if total and not done:
         lines.append("No run completed, so there is nothing to compare: each run's reason is listed below.")
     if sweep.fixed:
@@ -357,15 +405,34 @@ def markdown(sweep: Sweep) -> str:
             low, high = metric_range(sweep.main_metric)
             lines += [f"† clipped to the values `{sweep.main_metric}` can take, [{low:g}, {high:g}].", ""]
     unfinished = [run for run in sweep.runs if run.status != "completed"]
-    if unfinished:
+    if unfinished or sweep.not_started:
         lines += ["## Runs that did not complete", "", "| run | status | reason |", "| --- | --- | --- |"]
         for run in unfinished:
             reason = (run.error or "").replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {run.directory.name} | {run.status} | {reason} |")
+        for number, job in sweep.not_started:
+            command = run_into_sweep(sweep.directory, number, job).replace("|", "\\|")
+            lines.append(f"| {job_directory(sweep.directory, number, job).name} | not started | run it: `{command}` |")
         lines.append("")
     figures = [name for name in ("curves.png", "bars.png", "heatmap.png") if (sweep.directory / name).is_file()]
     lines += [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"
+
+
+def run_into_sweep(sweep_dir: Path, number: int, job: list[str]) -> str:
+    """The command that runs a job the sweep never started, into the directory the sweep would have given it, so
+    the report counts it with the others."""
+    from src.provenance import shell_override
+
+    directory = job_directory(sweep_dir, number, job)
+    return " ".join(["python -m src.run", *(shlex.quote(o) for o in job), shell_override("hydra.run.dir", directory)])
+
+
+def job_directory(sweep_dir: Path, number: int, job: list[str]) -> Path:
+    """The directory Hydra gives job `number` of a sweep (conf/config.yaml: hydra.sweep.subdir)."""
+    from src.schema import sweep_job_dirname
+
+    return sweep_dir.resolve() / f"{number}_{sweep_job_dirname(job, str(sweep_dir))}"
 
 
 def write_csv(sweep: Sweep, path: Path) -> None:
@@ -528,7 +595,7 @@ def report_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
         )
         sweep = Sweep(sweep_dir, read_runs(sweep_dir), [], {}, [], None, None)
     else:
-        print(f"report: {sweep_dir / 'report.md'} ({len(sweep.finished)} of {len(sweep.runs)} runs completed)")
+        print(f"report: {sweep_dir / 'report.md'} ({sweep.progress})")
     ReportAtSweepEnd.last_sweep = sweep
     return sweep
 
@@ -563,7 +630,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(2)
     sweep = write_report(directory, args.baseline)
-    print(f"report: {directory / 'report.md'} ({len(sweep.finished)} of {len(sweep.runs)} runs completed)")
+    print(f"report: {directory / 'report.md'} ({sweep.progress})")
 
 
 if __name__ == "__main__":

@@ -176,13 +176,18 @@ def train(
     from src.training.bleu import has_references, score_split
     from src.training.callbacks import TrainingSpeed
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
-    from src.training.loggers import build_loggers
+    from src.training.loggers import LOGGERS, build_loggers, unread_settings
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
     from src.training.report import print_run_end, print_run_start
     from src.training.stock_callbacks import why_training_stopped
 
     validate_config(cfg, multirun=is_multirun())  # before any data or model is built
+    if unread := unread_settings(cfg.logger):
+        users = sorted(name for name, option in LOGGERS.items() if option.reads)
+        print_warning(
+            f"{', '.join(unread)} has no effect with logger={cfg.logger.name}: only {' and '.join(users)} read it"
+        )
     ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None
     if checkpoint is not None:  # a single run was checked before Hydra wrote anything; a sweep's job is here
@@ -329,7 +334,13 @@ def main(cfg: DictConfig) -> float | None:
             saved = (
                 f"step {interrupt.step} saved in {interrupt.checkpoint}" if interrupt.checkpoint else "nothing saved"
             )
-            print_error(f"interrupted by {interrupt.signal_name} ({saved}); resume with: {command}")
+            stopped = (
+                f"; the sweep stops here: its report ({run_dir.parent / 'report.md'}) lists the jobs that did not "
+                "start, with the command that runs each"
+                if multirun
+                else ""
+            )
+            print_error(f"interrupted by {interrupt.signal_name} ({saved}); resume with: {command}{stopped}")
             sys.exit(EXIT_SIGNAL[interrupt.signal_name])  # a sweep stops too: the user or the scheduler asked
         except BaseException as error:  # a crash (or a second Ctrl-C): recorded, then the usual traceback
             trace = traceback.format_exc()
@@ -393,6 +404,10 @@ def cli() -> None:
     ReportAtSweepEnd.started = ReportAtSweepEnd.last_sweep = None
     try:
         run_hydra_command(main)  # src/preflight.py checks the run and sweep directories first
+    except SystemExit as exit_:
+        if exit_.code in EXIT_SIGNAL.values():  # an interrupted sweep keeps its report: what ran, what did not
+            report_after_sweeper_error()
+        raise
     except Exception:
         # The sweeper failed after running jobs (Optuna: "No trials are completed yet" when every trial failed):
         # the jobs are still reported. When none completed, that is the whole story: one line, exit status 1.

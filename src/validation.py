@@ -20,10 +20,11 @@ from src.data import all_tasks, task_spec
 from src.data.files import resolve_path
 from src.model import ConfigError
 from src.model.masks import MASK_SCHEMES
-from src.schema import ARCH_FOR_KIND, model_config_for, resolve_arch
+from src.schema import ARCH_FOR_KIND, DecodeConfig, model_config_for, resolve_arch
 from src.training.loggers import check_logger
 from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
+from src.training.report import print_warning
 from src.training.stock_callbacks import check_stock_callbacks
 
 ARCH_CHOICES = ("auto", "encoder_decoder", "decoder_only", "encoder_only")
@@ -221,6 +222,17 @@ PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-tr
 
 def _check_trainer(trainer, multirun: bool) -> None:
     """The Trainer arguments Lightning would reject late (after data and model are built) or never."""
+    import inspect
+
+    from lightning import Trainer
+
+    # A key added with + (`+trainer.max_step=5`) reaches Lightning's Trainer as a keyword it does not take.
+    accepted = set(inspect.signature(Trainer.__init__).parameters) - {"self", "logger", "callbacks", "default_root_dir"}
+    for key in trainer:
+        if key not in accepted:
+            close = difflib.get_close_matches(str(key), sorted(accepted), n=1, cutoff=0.75)
+            hint = f"did you mean trainer.{close[0]} (without +)?" if close else "check Lightning's Trainer arguments"
+            raise ConfigError(f"trainer.{key} is not an argument of Lightning's Trainer: {hint}")
     if str(trainer.precision) not in PRECISIONS:
         raise ConfigError(f"trainer.precision={trainer.precision} is not known: choose one of {', '.join(PRECISIONS)}")
     if trainer.accelerator in ("gpu", "cuda") and not _cuda_available():
@@ -271,6 +283,61 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+# The decode.* settings each strategy reads (decode.max_new_tokens: every one): any other strategy ignores them.
+SETTINGS_OF_STRATEGY = {
+    "greedy": (),
+    "beam": ("beam_size", "length_penalty"),
+    "sample": ("temperature", "top_k", "top_p"),
+}
+
+
+def typed_settings() -> set[str]:
+    """The settings the command line gave (`decode.beam_size` of `decode.beam_size=4`); none outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task}
+
+
+def given_decode_settings(decode, names) -> list[str]:
+    """`decode.<name>=<value>` for each of `names` the command line gave or that differs from its default: a default
+    typed out (decode.beam_size=4) is asked for as much as any other value."""
+    default, typed = DecodeConfig(), typed_settings()
+    return [
+        f"decode.{name}={decode[name]}"
+        for name in names
+        if f"decode.{name}" in typed or decode[name] != getattr(default, name)
+    ]
+
+
+def warn_unused_decode_settings(decode, offered=tuple(SETTINGS_OF_STRATEGY), command: str = "src.predict") -> None:
+    """One warning naming the decode.* settings given (typed, or not at their defaults) that the chosen strategy does
+    not read, each with the strategy that reads it (SETTINGS_OF_STRATEGY). `offered`: the strategies `command` can
+    decode with."""
+    unused = {
+        strategy: given_decode_settings(decode, names)
+        for strategy, names in SETTINGS_OF_STRATEGY.items()
+        if strategy != decode.strategy
+    }
+    unused = {strategy: given for strategy, given in unused.items() if given}
+    if not unused:
+        return
+    named = []
+    for strategy, given in unused.items():
+        whose = "settings" if len(given) > 1 else "a setting"
+        elsewhere = "" if strategy in offered else f", which {command} does not offer"
+        named.append(f"{', '.join(given)} ({whose} of decode.strategy={strategy}{elsewhere})")
+    several = sum(len(given) for given in unused.values()) > 1
+    them = "them" if several else "it"
+    fix = (
+        f"choose the strategy {'they belong' if several else 'it belongs'} to, or leave {them} out"
+        if any(strategy in offered for strategy in unused)
+        else f"leave {them} out"
+    )
+    print_warning(f"decode.strategy={decode.strategy} does not use {', '.join(named)}: {fix}")
 
 
 def validate_decode(decode) -> None:

@@ -264,6 +264,7 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, [f"hydra.run.dir={earlier}", "ckpt_path=last"], "would train nothing"),
         (run, ["seed=0,1", f"hydra.sweep.dir={earlier}", "-m"], "holds a single run"),
         # limits that train nothing, an optimising sweeper without trials, early stopping on no metric
+        (run, ["+trainer.max_step=5"], "did you mean trainer.max_steps"),
         (run, ["trainer.max_steps=0"], "trains nothing"),
         (run, ["trainer.max_epochs=0"], "trains nothing"),
         (run, ["trainer.max_time=00:00:00:00"], "trainer.max_time"),
@@ -279,6 +280,8 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, [f"ckpt_path={files['empty_dir']}"], "no checkpoints"),
         # --- eval and predict ----------------------------------------------------------------------------------------
         ("src.eval", [], "ckpt is required"),
+        ("src.eval", ["ckpt="], "ckpt is empty"),
+        ("src.predict", ["ckpt=", "text=1"], "ckpt is empty"),
         ("src.eval", [f"ckpt={files['empty_dir']}"], "directory"),
         ("src.eval", [f"ckpt={last}", "split=train"], "split"),
         ("src.eval", [f"ckpt={last}", "batch_size=0"], "batch_size"),
@@ -290,7 +293,7 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         ("src.eval", [f"ckpt={last}", "foo=3"], "python -m src.eval --cfg job"),
         ("src.eval", [f"ckpt={last}", "decode=beam"], "decode.strategy"),
         ("src.eval", [f"ckpt={last}", "~ckpt"], "~ckpt"),
-        ("src.predict", [f"ckpt={last}", "text=1234", "decode.strategy=greedy,beam"], "add -m"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "decode.strategy=greedy,beam"], "runs no sweeps"),
         ("src.predict", [f"ckpt={last}", "+ckpt=y"], "drop the +"),
         ("src.predict", [f"ckpt={last}", "decode.beam_sise=3"], "did you mean decode.beam_size=3"),
         ("src.predict", [f"ckpt={last}", "~decode.beam_size"], "~decode.beam_size"),
@@ -382,3 +385,11 @@ def test_legal_but_surprising_input_gets_one_warning_line(earlier_run, capsys, t
     assert f"add hydra.run.dir={earlier_run}" in warnings[0]
     assert snapshot(earlier_run) == before
     assert (resumed / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_logger_setting_the_chosen_logger_does_not_read_gets_one_warning(tmp_path, capsys):
+    args = [*TINY, "logger.project=mine", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = run_command("src.run", args, capsys)
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
+    assert result.code == 0 and len(warnings) == 1, result.err
+    assert "logger.project=mine has no effect with logger=tensorboard" in warnings[0]

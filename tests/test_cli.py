@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
-from src.cli import CommandLine, warn_about_keys_given_twice
+from src.cli import CommandLine, as_command, closest_setting, warn_about_keys_given_twice
 from tests.test_bad_inputs import run_command
 
 
@@ -52,7 +54,7 @@ def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
         ),
         (
             ["seed=range(3)"],
-            "seed=range(3) is a sweep: add -m to run one job per value (python -m src.run -m seed=range(3))",
+            "seed=range(3) is a sweep: add -m to run one job per value (python -m src.run -m 'seed=range(3)')",
         ),
         (
             ["+model.heads=2"],
@@ -89,6 +91,35 @@ def test_hydras_refusals_name_the_override_and_hydras_own_fixes(args, line, caps
             ["+task.tokenizer=bpe"],
             "task.tokenizer belongs to task=classification, not to task=reverse: choose task=classification, or "
             "drop +task.tokenizer",
+        ),
+        # Other settings of the group on the line, fitting (task.train_src) or as stray: the owner is still found.
+        (
+            ["task=translation", "task.tokenizer=word", "task.train_src=x"],
+            "task.tokenizer belongs to task=classification, not to task=translation: choose task=classification, "
+            "or drop task.tokenizer=word",
+        ),
+        (  # not "did you mean task.train_src=64", a setting of another meaning
+            ["task=translation", "task.train_size=64", "task.train_src=x"],
+            "task.train_size belongs to task=addition, task=copy, task=reverse, task=sort, not to task=translation: "
+            "choose one of task=addition, task=copy, task=reverse, task=sort, or drop task.train_size=64",
+        ),
+        (
+            ["task=translation", "task.train_size=64", "task.val_size=3"],
+            "task.train_size belongs to task=addition, task=copy, task=reverse, task=sort, not to task=translation: "
+            "choose one of task=addition, task=copy, task=reverse, task=sort, or drop task.train_size=64",
+        ),
+        (
+            ["task=char_lm", "task.tokenizer=bpe", "task.vocab_size=5"],
+            "task.tokenizer belongs to task=classification, not to task=char_lm: choose task=classification, or "
+            "drop task.tokenizer=bpe",
+        ),
+        (
+            ["mask=causal", "mask.window=3", "mask.prefix_len=2"],
+            "mask.window belongs to mask=window, not to mask=causal: choose mask=window, or drop mask.window=3",
+        ),
+        (  # several values for a setting of another option: whose setting it is comes first
+            ["task.path=a,b"],
+            "task.path belongs to task=char_lm, not to task=reverse: choose task=char_lm, or drop task.path=a,b",
         ),
     ],
 )
@@ -168,6 +199,84 @@ def test_an_override_must_fit_every_option_a_sweep_runs(args, line, capsys, tmp_
 )
 def test_a_mistyped_key_gets_the_closest_setting(module, args, line, capsys, tmp_path):
     assert error_line(module, args, capsys, tmp_path) == f"error: {line}"
+
+
+def test_the_closest_setting_is_a_typo_of_the_name_not_another_setting_of_the_same_group():
+    paths = ["task.train_src", "task.val_src", "optimizer.lr", "model", "model.heads"]
+    assert closest_setting("task.train_size", paths) is None  # train_src is spelt alike, but means another thing
+    assert closest_setting("task.train_scr", paths) == "task.train_src"
+    assert closest_setting("optimizer.lt", paths) == "optimizer.lr"  # one letter off a short name
+    assert closest_setting("modle", paths) == "model"
+    assert closest_setting("modl.heads", paths) == "model.heads"
+
+
+@pytest.mark.parametrize(
+    "module, args, line",
+    [
+        (  # bash refuses the parentheses unquoted: the suggested command quotes them
+            "src.run",
+            ["seed=choice(0,1)"],
+            "seed=choice(0,1) is a sweep: add -m to run one job per value (python -m src.run -m 'seed=choice(0,1)')",
+        ),
+        (  # a setting with fixed choices: not the quoted text, which is then refused as not known
+            "src.run",
+            ["model.arch=auto,decoder_only"],
+            "model.arch=auto,decoder_only is several values, which is a sweep: add -m to run one job per value "
+            "(python -m src.run -m model.arch=auto,decoder_only), or give one value, one of auto, encoder_decoder, "
+            "decoder_only, encoder_only",
+        ),
+        (  # eval and predict run no sweeps: no -m
+            "src.eval",
+            ["ckpt=x.ckpt", "decode.strategy=beam,greedy"],
+            "decode.strategy=beam,greedy is several values, but python -m src.eval runs no sweeps: give "
+            "decode.strategy one value, one of greedy, beam, sample",
+        ),
+        (
+            "src.predict",
+            ["ckpt=x.ckpt", "seed=1,2"],
+            "seed=1,2 is several values, but python -m src.predict runs no sweeps: give seed one value, e.g. seed=1",
+        ),
+        (
+            "src.eval",
+            ["ckpt=x.ckpt", "batch_size=range(2)"],
+            "batch_size=range(2) is a sweep, but python -m src.eval runs no sweeps: give batch_size one value",
+        ),
+        (  # a list where a sweep was meant
+            "src.run",
+            ["-m", "model.heads=[2,4]"],
+            "model.heads=[2,4]: model.heads takes a whole number: a sweep over values is written model.heads=2,4 (a "
+            "list [2,4] is one value)",
+        ),
+        (
+            "src.run",
+            ["model.heads=[2,4]"],
+            "model.heads=[2,4]: model.heads takes a whole number: give one, e.g. model.heads=4, or sweep over the "
+            "values with -m: python -m src.run -m model.heads=2,4",
+        ),
+        ("src.run", ["meta=foo"], "meta=foo: meta holds your own notes, not one value: write +meta.<name>=foo"),
+        (  # eval and predict take the model (task, ...) from the checkpoint
+            "src.eval",
+            ["ckpt=x.ckpt", "model.heads=4"],
+            "model.heads is not a setting of python -m src.eval, which takes the model from the checkpoint (its "
+            "model settings cannot be changed here): drop model.heads=4, or train a run with it: python -m src.run "
+            "model.heads=4",
+        ),
+        (  # their own settings are still typos of theirs
+            "src.predict",
+            ["ckpt=x.ckpt", "decode.beam_sise=3"],
+            "decode.beam_sise is not a setting: did you mean decode.beam_size=3? (python -m src.predict --cfg job "
+            "prints every setting)",
+        ),
+    ],
+)
+def test_a_suggested_fix_works_when_followed(module, args, line, capsys, tmp_path):
+    assert error_line(module, args, capsys, tmp_path) == f"error: {line}"
+
+
+def test_a_suggested_command_is_quoted_for_the_shell():
+    suggested = as_command("src.run", "-m", "seed=choice(0,1)", "model.heads=2,4")
+    assert shlex.split(suggested)[3:] == ["-m", "seed=choice(0,1)", "model.heads=2,4"]
+    assert "(" not in suggested.replace("'seed=choice(0,1)'", "")
 
 
 @pytest.mark.parametrize(

@@ -319,3 +319,133 @@ def test_a_refusal_names_what_was_given(args, line, tmp_path):
     code, out, err, _ = run_predict("ckpt=never_read.ckpt", *(a.format(**names) for a in args))
     assert code == 2 and "Traceback" not in err, err
     assert [e for e in err.splitlines() if e.startswith("error:")] == [f"error: {line.format(**names)}"]
+
+
+# --- decode.* settings that would be ignored, and a classifier's TSV lines -----------------------------------------
+
+
+def test_eval_says_that_decode_settings_do_not_change_a_synthetic_tasks_greedy_exact_match(reverse_run):
+    """decode.* only decodes translation tasks' splits for sacreBLEU: a reverse task's exact match stays greedy."""
+    code, out, err = run_in_process("src.eval", f"ckpt={reverse_run}", "decode.strategy=beam", "decode.beam_size=4")
+    assert code == 0, err
+    assert "test/exact_match" in out
+    assert warning_lines(err) == [
+        "warning: decode.strategy=beam, decode.beam_size=4 are not used: decode.* applies only to the sacreBLEU "
+        "score of translation tasks, and this task has no references to score; its exact_match comes from greedy "
+        "decoding: leave decode.* out"
+    ]
+    code, out, err = run_in_process("src.eval", f"ckpt={reverse_run}")
+    assert code == 0 and not warning_lines(err), err
+
+
+def test_eval_names_the_decode_settings_its_strategy_does_not_use(translation_run):
+    ckpt, _ = translation_run
+    code, out, err = run_in_process("src.eval", f"ckpt={ckpt}", "decode.beam_size=3", "decode.length_penalty=1.0")
+    assert code == 0, err
+    assert "greedy" in next(line for line in out.splitlines() if line.startswith("sacreBLEU on test"))
+    assert warning_lines(err) == [
+        "warning: decode.strategy=greedy does not use decode.beam_size=3, decode.length_penalty=1.0 (settings of "
+        "decode.strategy=beam): choose the strategy they belong to, or leave them out"
+    ]
+    code, out, err = run_in_process("src.eval", f"ckpt={ckpt}", *BEAM, "decode.temperature=0.5")
+    assert code == 0, err
+    assert warning_lines(err) == [  # src.eval offers no sampling: the only fix is to leave it out
+        "warning: decode.strategy=beam does not use decode.temperature=0.5 (a setting of decode.strategy=sample, "
+        "which src.eval does not offer): leave it out"
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["decode.beam_size=4", "decode.temperature=0.5"],
+            "decode.strategy=greedy does not use decode.beam_size=4 (a setting of decode.strategy=beam), "
+            "decode.temperature=0.5 (a setting of decode.strategy=sample): choose the strategy they belong to, or "
+            "leave them out",
+        ),
+        (
+            ["decode.length_penalty=1.0", "decode.top_k=5", "decode.top_p=0.9"],
+            "decode.strategy=greedy does not use decode.length_penalty=1.0 (a setting of decode.strategy=beam), "
+            "decode.top_k=5, decode.top_p=0.9 (settings of decode.strategy=sample): choose the strategy they belong "
+            "to, or leave them out",
+        ),
+        (
+            ["decode.strategy=beam", "decode.top_k=5"],
+            "decode.strategy=beam does not use decode.top_k=5 (a setting of decode.strategy=sample): choose the "
+            "strategy it belongs to, or leave it out",
+        ),
+        (
+            ["decode.strategy=sample", "decode.beam_size=2"],
+            "decode.strategy=sample does not use decode.beam_size=2 (a setting of decode.strategy=beam): choose the "
+            "strategy it belongs to, or leave it out",
+        ),
+    ],
+)
+def test_predict_names_the_decode_settings_its_strategy_does_not_use(reverse_run, args, line):
+    code, out, err, _ = run_predict(f"ckpt={reverse_run}", "text=1234", *args)
+    assert code == 0, err
+    assert warning_lines(err) == [f"warning: {line}"]
+
+
+def test_predict_uses_every_decode_setting_of_its_strategy_without_a_warning(reverse_run):
+    for args in (
+        ["decode.strategy=beam", "decode.beam_size=2", "decode.length_penalty=1.0"],
+        ["decode.strategy=sample", "decode.temperature=0.5", "decode.top_k=3", "decode.top_p=0.9", "num_samples=2"],
+        ["decode.max_new_tokens=3"],
+    ):
+        code, out, err, _ = run_predict(f"ckpt={reverse_run}", "text=1234", *args)
+        assert code == 0 and not warning_lines(err), err
+    code, out, err, _ = run_predict(f"ckpt={reverse_run}", "text=1234", "decode.strategy=sample", "num_samples=2")
+    assert code == 0 and out.splitlines()[0] == "--- sample 1 ---" and "--- sample 2 ---" in out, err
+
+
+@pytest.mark.parametrize(
+    "args, given",
+    [
+        (["decode.strategy=sample", "num_samples=3"], "decode.strategy=sample, num_samples=3"),
+        (["decode.strategy=beam"], "decode.strategy=beam"),
+        (["decode.strategy=sample"], "decode.strategy=sample"),
+    ],
+)
+def test_a_classifier_refuses_a_decoding_strategy(classification_run, args, given):
+    ckpt, _ = classification_run
+    code, out, err, _ = run_predict(f"ckpt={ckpt}", "text=great movie", *args)
+    assert code == 2 and not out and "--- sample" not in out, err
+    assert [line for line in err.splitlines() if line.startswith(("error:", "warning:"))] == [
+        f"error: {given}: a classifier does not decode, it gives one label and the class probabilities: leave "
+        f"{'them' if ',' in given else 'it'} out"
+    ]
+
+
+def test_a_classifier_names_the_decode_settings_it_does_not_use(classification_run):
+    ckpt, _ = classification_run
+    code, out, err, _ = run_predict(f"ckpt={ckpt}", "text=great movie", "decode.beam_size=4", "decode.top_p=0.5")
+    assert code == 0 and len(out.splitlines()) == 3, err  # the label, then both classes
+    assert warning_lines(err) == [
+        "warning: decode.beam_size=4, decode.top_p=0.5 are not used: a classifier does not decode, it gives one "
+        "label and the class probabilities: leave them out"
+    ]
+
+
+def test_a_classifier_warns_of_input_lines_that_end_in_a_label(classification_run, tmp_path):
+    """A split's TSV lines given to predict: each whole line is the sentence, so the label would be read as a word."""
+    ckpt, data = classification_run
+    source = tmp_path / "val.tsv"
+    source.write_text("great movie\tpos\nfine movie\npoor movie\tneg\nbad movie\tnot a label\n")
+    code, out, err, _ = run_predict(f"ckpt={ckpt}", f"input={source}")
+    assert code == 0 and len(out.splitlines()) == 4, err
+    labelled = [line for line in warning_lines(err) if "TAB" in line]
+    assert labelled == [
+        "warning: 2 of 4 lines end in a TAB and one of the model's labels (the first: line 1, 'great movie\\tpos'): "
+        "predict reads each whole line as one sentence, label included: give the sentences only (e.g. cut -f1 "
+        f"{source})"
+    ]
+    code, out, err, _ = run_predict(f"ckpt={ckpt}", "text=awful movie\tneg")
+    assert code == 0, err
+    assert [line for line in warning_lines(err) if "TAB" in line] == [
+        "warning: text ends in a TAB and one of the model's labels ('neg'): predict reads the whole text as one "
+        "sentence, label included: give the sentence only"
+    ]
+    code, out, err, _ = run_predict(f"ckpt={ckpt}", "text=awful movie")
+    assert code == 0 and not warning_lines(err), err

@@ -207,3 +207,38 @@ def test_a_non_finite_final_value_is_left_out_of_the_statistics_and_named(tmp_pa
     report = (tmp_path / "report.md").read_text()
     assert "1.50 ± 0.71 (2)" in report
     assert "Left out of `val/loss`: the non-finite values of 0_seed:0." in report
+
+
+def test_a_baseline_matches_the_value_however_it_is_typed_and_a_miss_lists_the_configurations(tmp_path):
+    for number, (lr, typed) in enumerate([(0.001, "1e-3"), (0.001, "1e-3"), (0.003, "0.003"), (0.003, "0.003")]):
+        directory = fake_run(tmp_path, number, [f"optimizer.lr={typed}", f"seed={number % 2}"], final={MAIN: lr})
+        (directory / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"optimizer": {"lr": lr}}))
+    for spelling in ("1e-3", "0.001", ".001"):
+        assert analyse(tmp_path, baseline=f"optimizer.lr={spelling}").baseline.label == "optimizer.lr=1e-3"
+    with pytest.raises(SystemExit) as refused:
+        analyse(tmp_path, baseline="optimizer.lr=0.5")
+    assert "optimizer.lr=1e-3; optimizer.lr=0.003" in str(refused.value)
+
+
+def test_an_interrupted_grid_sweep_counts_the_jobs_it_never_started(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "hydra": {
+                    "overrides": {"task": ["model.heads=1,2", "seed=0,1"]},
+                    "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+                }
+            }
+        )
+    )
+    fake_run(tmp_path, 0, ["model.heads=1", "seed=0"], final={MAIN: 0.5})
+    fake_run(tmp_path, 1, ["model.heads=1", "seed=1"], status="interrupted")
+    sweep = write_report(tmp_path, tensorboard=False)
+    assert [number for number, _ in sweep.not_started] == [2, 3]
+    assert sweep.progress == "1 of 4 runs completed"
+    report = (tmp_path / "report.md").read_text()
+    assert "2 of the sweep's 4 jobs never started" in report
+    assert (
+        "| 2_model.heads:2+seed:0 | not started | run it: `python -m src.run model.heads=2 seed=0 hydra.run.dir="
+        in report
+    )

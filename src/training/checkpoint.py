@@ -25,6 +25,10 @@ from src.provenance import shell_override
 
 def check_checkpoint_file(path: str, field_name: str = "ckpt") -> Path:
     """A checkpoint path must name an existing file (loading it is checked where it is loaded)."""
+    if not str(path).strip():  # `ckpt=` would resolve to the working directory
+        raise ConfigError(
+            f"{field_name} is empty: give a checkpoint file, e.g. {field_name}=<run>/checkpoints/best.ckpt"
+        )
     resolved = resolve_path(path)
     if resolved.is_dir():
         hint = resolved / "checkpoints" / "best.ckpt"

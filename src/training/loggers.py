@@ -75,14 +75,15 @@ class LoggerOption:
     module: Optional[str] = None  # what must be importable
     extra: Optional[str] = None  # the optional dependency group that installs it
     ready: Optional[Callable[[], None]] = None  # raises ConfigError when it could not work (e.g. no login)
+    reads: tuple[str, ...] = ()  # the logger.* settings besides name that it uses
 
 
 # `logger=<name>`: name -> option. A new one is a small function above and one entry here (and a conf/logger yaml).
 LOGGERS: dict[str, LoggerOption] = {
     "tensorboard": LoggerOption(build=None),
     "csv": LoggerOption(build=build_csv),
-    "wandb": LoggerOption(build=build_wandb, module="wandb", extra="wandb", ready=wandb_ready),
-    "mlflow": LoggerOption(build=build_mlflow, module="mlflow", extra="mlflow"),
+    "wandb": LoggerOption(build=build_wandb, module="wandb", extra="wandb", ready=wandb_ready, reads=("project",)),
+    "mlflow": LoggerOption(build=build_mlflow, module="mlflow", extra="mlflow", reads=("project", "tracking_uri")),
     "none": LoggerOption(build=None, with_tensorboard=False),
 }
 
@@ -91,7 +92,10 @@ def check_logger(settings: Any) -> None:
     """A known option whose package is installed; else one line naming the fix."""
     option = LOGGERS.get(settings.name)
     if option is None:
-        raise ConfigError(f"logger={settings.name} is not known: choose one of {', '.join(LOGGERS)}")
+        raise ConfigError(
+            f"logger={settings.name} is not known: choose where the scalars go with logger=<option> (or logger.name), "
+            f"one of {', '.join(LOGGERS)}; a run is named by its directory (hydra.run.dir)"
+        )
     if option.module is not None and importlib.util.find_spec(option.module) is None:
         raise ConfigError(
             f"logger={settings.name} needs the {option.module} package, which is not installed: "
@@ -99,6 +103,20 @@ def check_logger(settings: Any) -> None:
         )
     if option.ready is not None:
         option.ready()
+
+
+def unread_settings(settings: Any) -> list[str]:
+    """The logger.* settings given a value other than their default that the chosen logger does not use
+    (`logger.project=x` with TensorBoard): legal, and without effect, so the run says so."""
+    from src.schema import LoggerConfig
+
+    defaults = LoggerConfig()
+    reads = LOGGERS[settings.name].reads if settings.name in LOGGERS else ()
+    return [
+        f"logger.{key}={settings[key]}"
+        for key in ("project", "tracking_uri")
+        if key not in reads and settings.get(key) != getattr(defaults, key)
+    ]
 
 
 def build_loggers(settings: Any, run_dir: Path, run_name: str) -> list:

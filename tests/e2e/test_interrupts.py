@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -157,3 +158,36 @@ def test_a_diverging_sweep_job_is_a_failed_job_and_the_sweep_goes_on(tmp_path):
     statuses = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json"))
     assert statuses == ["completed", "diverged"]
     assert "1 sweep job(s) did not complete" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_interrupted_sweep_reports_the_jobs_that_never_started_and_how_to_run_them(tmp_path):
+    """SIGINT during job 0 of `seed=0,1`: the report counts job 1 as planned and not started, with a command that
+    runs it into the sweep, where the report then counts it like any other job."""
+    sweep = tmp_path / "sweep"
+    args = [*long_run_with("trainer.max_steps=3000", "checkpoint.every_n_train_steps=0"), "seed=0,1"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.run", "-m", *args, f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for("0_*/events.out.tfevents.*", sweep, process)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "lists the jobs that did not start" in err
+    report = (sweep / "report.md").read_text()
+    assert "0 of 2 runs completed" in report and "1 of the sweep's 2 jobs never started" in report
+    (row,) = [line for line in report.splitlines() if "| not started |" in line]
+    assert row.startswith("| 1_seed:1 |")
+    command = row.split("`")[1]
+    check(run_module("src.run", *shlex.split(command)[3:], "trainer.max_steps=20"))
+    assert (sweep / "1_seed:1" / "run.json").is_file()
+    from src.report import analyse
+
+    analysed = analyse(sweep)
+    assert not analysed.not_started and len(analysed.runs) == 2
