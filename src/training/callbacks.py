@@ -222,9 +222,8 @@ class ProgressLines(ProgressBar):
         if self._enabled and trainer.is_global_zero:
             from .report import console
 
-            console.print(
-                f"step {trainer.global_step}/{trainer.max_steps}  {text}  ({time.monotonic() - self._started:.0f} s)"
-            )
+            of = f"/{trainer.max_steps}" if trainer.max_steps > 0 else ""  # -1: epochs or a time budget bound it
+            console.print(f"step {trainer.global_step}{of}  {text}  ({time.monotonic() - self._started:.0f} s)")
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
         self._started = time.monotonic()
