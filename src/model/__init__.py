@@ -4,7 +4,8 @@ tokens.py       the special token ids (PAD, BOS, EOS, UNK)
 config.py       ModelAxes / TransformerConfig: every ablation axis, validated
 masks.py        boolean masks (True = may attend); mask schemes: which site gets which
 positional.py   sinusoidal, learned, rotary, ALiBi, none
-attention.py    scaled dot-product attention (explicit and fused) and multi-head attention
+attention.py    scaled dot-product attention (explicit and fused) and multi-head attention, with head gates
+head_mask.py    head masks: switch heads off (or scale them) by site, layer and head
 norms.py        LayerNorm, RMSNorm, post-LN / pre-LN residual blocks
 feedforward.py  ReLU / GELU / SwiGLU feed-forward networks
 layers.py       encoder layer, decoder layer

@@ -88,6 +88,13 @@ class MultiHeadAttention(nn.Module):
     Self-attention projects Q, K and V with one fused (D -> 3D) matrix; cross-attention projects the
     decoder queries with W^Q and the encoder memory with one fused (D -> 2D) matrix for K and V.
     Rotary and ALiBi positions act in self-attention only.
+
+    Head gates (Michel et al. 2019, "Are Sixteen Heads Really Better than One?", eq. 2): with `head_gate` set to a
+    (H,) tensor g, head h's output is scaled by g_h before W^O (1 = kept, 0 = ablated), and with `head_fill` set
+    to (H, Dh) an ablated head outputs that instead (mean ablation: its mean output over reference data):
+        head_h' = g_h head_h + (1 - g_h) fill_h
+    A float gate that requires grad makes d loss / d g_h the head's importance. Neither is a parameter or in
+    the state dict; unset (None, the default), the forward pass is unchanged. See head_mask.py.
     """
 
     def __init__(self, d_model: int, heads: int, dropout: float, is_self_attention: bool):
@@ -104,6 +111,8 @@ class MultiHeadAttention(nn.Module):
             self.q_proj = nn.Linear(d_model, d_model)
             self.kv_proj = nn.Linear(d_model, 2 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
+        self.head_gate: Tensor | None = None  # (H,): per-head scale before W^O; None = every head as it is
+        self.head_fill: Tensor | None = None  # (H, Dh): what an ablated head outputs; None = zeros
 
     def forward(
         self,
@@ -147,4 +156,15 @@ class MultiHeadAttention(nn.Module):
             bias = positional.attention_bias(q.size(2), k.size(2), start)  # (H, Tq, Tk) or None
         dropout_p = self.dropout if self.training else 0.0
         out, weights = attend(q, k, v, mask, bias, dropout_p, need_weights)  # (B, H, Tq, Dh)
+        if self.head_gate is not None:
+            out = self.gate_heads(out)
         return self.out_proj(merge_heads(out)), weights  # (B, Tq, D)
+
+    def gate_heads(self, out: Tensor) -> Tensor:
+        """out (B, H, Tq, Dh) -> each head scaled by its gate, the rest filled from `head_fill` (see the class)."""
+        assert self.head_gate is not None
+        gate = self.head_gate.to(out.dtype).view(1, self.heads, 1, 1)  # (1, H, 1, 1)
+        if self.head_fill is None:
+            return out * gate
+        fill = self.head_fill.to(out.dtype).view(1, self.heads, 1, -1)  # (1, H, 1, Dh)
+        return out * gate + (1 - gate) * fill

@@ -1,0 +1,73 @@
+"""Head masks: switch attention heads off (or scale them) in a built model, by site, layer and head.
+
+A model's attention sites are "encoder_self", "decoder_self" and "cross" (those its architecture has); each is a
+list of MultiHeadAttention modules, one per layer. A head mask is, per site, an (L, H) float tensor of gates: 1
+keeps a head, 0 ablates it (Michel et al. 2019). Set on the modules (`set_head_mask`), it acts in every forward
+pass, the fused and explicit attention paths, training and cached decoding alike, until `clear_head_mask`.
+
+    mask = full_head_mask(model)              # every gate 1.0
+    mask["cross"][1, 3] = 0.0                 # layer 1, head 3 of the cross-attention: off
+    set_head_mask(model, mask)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .attention import MultiHeadAttention
+
+SITES = ("encoder_self", "decoder_self", "cross")
+
+
+def attention_sites(model: nn.Module) -> dict[str, list[MultiHeadAttention]]:
+    """The model's attention modules by site, one per layer, in layer order."""
+    sites: dict[str, list[MultiHeadAttention]] = {}
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None:
+        sites["encoder_self"] = [layer.self_attn for layer in encoder.layers]
+    decoder = getattr(model, "decoder", None)
+    if decoder is not None:
+        sites["decoder_self"] = [layer.self_attn for layer in decoder.layers]
+        cross = [layer.cross_attn for layer in decoder.layers if layer.cross_attn is not None]
+        if cross:
+            sites["cross"] = cross
+    return sites
+
+
+def full_head_mask(model: nn.Module, dtype=None) -> dict[str, Tensor]:
+    """A mask that keeps every head: per site, (L, H) ones (on the model's device, in `dtype` or the model's)."""
+    parameter = next(model.parameters())
+    dtype = parameter.dtype if dtype is None else dtype
+    return {
+        site: torch.ones(len(modules), modules[0].heads, dtype=dtype, device=parameter.device)
+        for site, modules in attention_sites(model).items()
+    }
+
+
+def set_head_mask(model: nn.Module, mask: dict[str, Tensor], fill: dict[str, Tensor] | None = None) -> None:
+    """Gate every head of the sites in `mask` ((L, H) per site; sites left out keep all their heads). `fill`: per
+    site, (L, H, Dh) outputs for ablated heads (mean ablation); zeros without it. Raises ValueError for a site
+    the model lacks or a shape that does not fit."""
+    sites = attention_sites(model)
+    for site, gates in mask.items():
+        if site not in sites:
+            raise ValueError(f"head mask site {site!r}: the model has {', '.join(sites)}")
+        modules = sites[site]
+        if tuple(gates.shape) != (len(modules), modules[0].heads):
+            raise ValueError(
+                f"head mask for {site} has shape {tuple(gates.shape)}: the model has "
+                f"{len(modules)} layers x {modules[0].heads} heads there"
+            )
+        fills = (fill or {}).get(site)
+        for layer, module in enumerate(modules):
+            module.head_gate = gates[layer]  # a view: a gate tensor that requires grad collects its gradient
+            module.head_fill = fills[layer] if fills is not None else None
+
+
+def clear_head_mask(model: nn.Module) -> None:
+    """Every head back as it was (no gate, no fill): the forward pass is the unmasked one again."""
+    for modules in attention_sites(model).values():
+        for module in modules:
+            module.head_gate = None
+            module.head_fill = None
