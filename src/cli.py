@@ -664,11 +664,11 @@ def as_given(override: Override) -> str:
     return written.partition("=")[2]
 
 
-def run_hydra_command(main: Callable[[], object], before: Callable[[list[str]], None] | None = None) -> None:
+def run_hydra_command(main: Callable[[], object]) -> None:
     """Run a @hydra.main function with every user mistake, Hydra's included, as one line and exit status 2.
 
-    `before` checks the raw command line before Hydra does anything (Hydra writes into the run directory before
-    the task function runs)."""
+    What must be checked before Hydra writes into the run directory is checked by src.run's Hydra callback
+    (src/preflight.py), with the composed config."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises instead of printing its own several lines
     command = command_of(main)
     from src.free_text import free_text_as_typed
@@ -679,8 +679,6 @@ def run_hydra_command(main: Callable[[], object], before: Callable[[list[str]], 
         line = CommandLine.read(command, sys.argv[1:])
         refuse_removing_a_needed_setting(line)
         compose_every_swept_option(line)
-        if before is not None:
-            before(sys.argv[1:])
         if {"--help", "-h"} & set(sys.argv[1:]):
             print_help_without_schemas(main)
             return

@@ -51,7 +51,9 @@ def read_checkpoint(path: str, field_name: str = "ckpt") -> dict[str, Any]:
     try:
         # weights_only=True: tensors and plain Python values only. Unpickling anything else could run code
         # hidden in the file, and checkpoints are shared; ours need nothing more (a test proves both).
-        checkpoint = torch.load(resolved, map_location="cpu", weights_only=True)
+        # mmap: tensors are read from the file only when used, so checking a checkpoint before a resume (its
+        # settings and progress, src/preflight.py) does not read its weights.
+        checkpoint = torch.load(resolved, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
         found = _refused_global(str(error))
         if found is None:  # not a pickle at all (a text file, a truncated download)
@@ -168,10 +170,15 @@ def check_resumable(
     saved = checkpoint["hyper_parameters"]["model_config"]
     for key, value in asdict(model_cfg).items():
         if key in saved and saved[key] != value:
-            raise ConfigError(
-                f"{field_name} was trained with {key}={saved[key]}, this run has {key}={value}: "
-                f"resume with the same settings (see the run's .hydra/config.yaml) or drop {field_name}"
-            )
+            raise trained_otherwise(field_name, key, saved[key], value)
+
+
+def trained_otherwise(field_name: str, key: str, saved, value) -> ConfigError:
+    """The refusal of a resume whose setting `key` differs from the checkpoint's."""
+    return ConfigError(
+        f"{field_name} was trained with {key}={saved}, this run has {key}={value}: "
+        f"resume with the same settings (see the run's .hydra/config.yaml) or drop {field_name}"
+    )
 
 
 def check_resumable_settings(
@@ -204,10 +211,7 @@ def check_resumable_settings(
         for key in keys:
             saved_value, value = _lookup(saved_config, key), _lookup(config, key)
             if saved_value != value:
-                raise ConfigError(
-                    f"{field_name} was trained with {key}={saved_value}, this run has {key}={value}: "
-                    f"resume with the same settings (see the run's .hydra/config.yaml) or drop {field_name}"
-                )
+                raise trained_otherwise(field_name, key, saved_value, value)
     saved_numerics = checkpoint["hyper_parameters"].get("numerics") or {}  # older checkpoints did not record them
     for key, value in (numerics or {}).items():
         if key in saved_numerics and saved_numerics[key] != value:

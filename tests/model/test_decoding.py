@@ -31,8 +31,9 @@ def model_for(arch="encoder_decoder", mask_type="standard", window=2, prefix_len
     )
     values.update(overrides)
     model = build_model(TransformerConfig(**values)).double()
-    with torch.no_grad():  # make EOS unlikely so sequences run long enough to exercise the cache
-        model.out_proj.weight[EOS_ID] *= 0.0
+    if arch != "encoder_only":  # a classifier has no output vocabulary
+        with torch.no_grad():  # make EOS unlikely so sequences run long enough to exercise the cache
+            model.out_proj.weight[EOS_ID] *= 0.0
     return model.eval()
 
 

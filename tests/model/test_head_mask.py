@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.model import TransformerConfig, build_model
 from src.model.head_mask import attention_sites, clear_head_mask, full_head_mask, set_head_mask
 from tests.model.test_decoding import greedy_by_full_recomputation, model_for, source
 
@@ -30,23 +29,7 @@ def logits(model, arch: str, need_weights: bool = False) -> torch.Tensor:
 
 
 def built(arch: str):
-    if arch != "encoder_only":
-        return model_for(arch)
-    torch.manual_seed(0)
-    cfg = TransformerConfig(
-        arch=arch,
-        src_vocab_size=13,
-        tgt_vocab_size=11,
-        num_classes=3,
-        d_model=16,
-        heads=4,
-        enc_layers=2,
-        dec_layers=2,
-        d_ff=32,
-        dropout=0.0,
-        max_len=40,
-    )
-    return build_model(cfg).double().eval()
+    return model_for(arch, num_classes=3)
 
 
 def prompt():
