@@ -91,7 +91,7 @@ def user_errors_as_one_line(command: str = "src.run"):
 
 
 # The commands that share this boundary, and the Hydra config each composes (conf/<name>.yaml).
-CONFIG_NAMES = {"src.run": "config", "src.eval": "eval", "src.predict": "predict"}
+CONFIG_NAMES = {"src.run": "config", "src.eval": "eval", "src.predict": "predict", "src.analyze": "analyze"}
 
 
 @dataclass

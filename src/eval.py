@@ -5,6 +5,10 @@ and prints the metrics of every test split; synthetic tasks also report `test_lo
 lengths that measure length generalisation. Translation tasks also get the split translated with `decode.*`
 (greedy, or `decode.strategy=beam decode.beam_size=4`) and scored with sacrebleu, cased and lowercased, with
 sacrebleu's signature: the figure to publish.
+
+`ablate.heads=[cross:1:3]` (`ablate.sublayers=...`, `ablate=<preset>`, `ablate.method=mean`) evaluates the checkpoint
+with those heads or sublayers switched off, on top of what it was trained without (src/analysis/ablation.py); the
+checkpoint file is only read. `ablated: ...` says what is off.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
 from src.model import ConfigError
 from src.schema import DecodeConfig, register_configs
 from src.training.report import print_warning, quiet_lightning
-from src.validation import check_threads, given_decode_settings, validate_decode, warn_unused_decode_settings
+from src.validation import (
+    check_ablation,
+    check_threads,
+    given_decode_settings,
+    validate_decode,
+    warn_unused_decode_settings,
+)
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
 gc.freeze()
@@ -59,11 +69,14 @@ def check_decoding(decode, kind: str, scores_bleu: bool) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """The metrics of the checkpoint `cfg.ckpt` on `cfg.split`, with `cfg.ablate` switched off on top of what it was
+    trained without (one line `ablated: ...` says what is off, when anything is)."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from src.analysis.ablation import ablate_trained_model, ablated_line
     from src.training.bleu import has_references, score_split
-    from src.training.checkpoint import load_run, read_checkpoint
+    from src.training.checkpoint import checkpoint_model_config, load_run, read_checkpoint
 
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError(
@@ -80,6 +93,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     checkpoint = read_checkpoint(cfg.ckpt, "ckpt")  # a bad file is the one line printed, before Lightning talks
+    check_ablation(cfg.ablate, checkpoint_model_config(checkpoint))  # a bad spec: before the data are loaded
     try:  # Lightning checks the accelerator: before the data are loaded
         trainer = L.Trainer(
             accelerator=cfg.accelerator,
@@ -93,6 +107,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"accelerator={cfg.accelerator}: {str(error).strip().splitlines()[0]}") from None
     module, datamodule = load_run(cfg.ckpt, cfg.batch_size, checkpoint=checkpoint)
     check_decoding(cfg.decode, datamodule.kind, has_references(datamodule, cfg.split))
+    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
+    if not ablation.empty:
+        print(ablated_line(module, ablation))
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(module, datamodule=datamodule, verbose=False)
     metrics: dict[str, float] = {}

@@ -23,6 +23,7 @@ import re
 FREE_TEXT = {
     "src.predict": ("text", "input", "output", "ckpt"),
     "src.eval": ("ckpt",),
+    "src.analyze": ("ckpt", "out"),
     "src.run": ("meta.",),
 }
 

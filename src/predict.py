@@ -15,6 +15,9 @@ Every input is read as the task's own training and evaluation data were (datamod
 the same ids, so predict on a split's lines gives what src.eval scored. Pieces outside the vocabulary are read as
 <unk> where the data read them so, with one warning; long inputs are cut as the data were, with one warning. The
 text itself is taken as typed, never as Hydra syntax (src/free_text.py).
+
+`ablate.*` switches heads or sublayers off while predicting, on top of what the checkpoint was trained without, as
+in src.eval; `ablated: ...` on stderr says what is off.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from src.schema import DecodeConfig, register_configs
 from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
 from src.training.report import print_warning, quiet_lightning
 from src.validation import (
+    check_ablation,
     check_seed,
     check_threads,
     given_decode_settings,
@@ -281,18 +285,26 @@ def continue_texts(
 def predict(cfg: DictConfig) -> list[str]:
     """The output lines: for text=..., one per sample (classification: the label, then probabilities); for
     input=<file>, one per input line."""
-    from src.training.checkpoint import load_run
+    from src.analysis.ablation import ablate_trained_model, ablated_line
+    from src.training.checkpoint import checkpoint_model_config, load_run, read_checkpoint
 
     check_settings(cfg)
     texts, where = read_texts(cfg)
     check_output(cfg)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    module, datamodule = load_run(cfg.ckpt)
+    checkpoint = read_checkpoint(cfg.ckpt, "ckpt")
+    check_ablation(cfg.ablate, checkpoint_model_config(checkpoint))  # a bad spec: before the data are loaded
+    module, datamodule = load_run(cfg.ckpt, checkpoint=checkpoint)
     check_decoding(cfg, datamodule.kind)
     if datamodule.kind == "classification":
         warn_if_labelled(datamodule.label_names, texts, where, cfg.input)
     inputs = read_inputs(datamodule, texts, where)
+    # After every check of the input (mean ablation runs training examples through the model first). On stderr:
+    # stdout holds the predictions only.
+    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
+    if not ablation.empty:
+        print(ablated_line(module, ablation), file=sys.stderr)
 
     with eval_mode(module.model):  # every kind: no dropout, and no gradients (nothing here is trained)
         if datamodule.kind == "classification":

@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import shlex
 import statistics
 import sys
@@ -73,6 +74,15 @@ class Run:
         return json.dumps(node) if isinstance(node, (dict, list)) else str(node)
 
 
+# What Hydra's sweeper escapes when it writes each job's overrides (`[cross:0:1]` becomes `[cross\:0\:1]`).
+HYDRA_ESCAPED = re.compile(r"\\([\\()\[\]{}:=, \t])")
+
+
+def as_typed(value: str) -> str:
+    """An override's value as the user typed it, without the backslashes Hydra's sweeper added."""
+    return HYDRA_ESCAPED.sub(r"\1", value)
+
+
 def job_number(directory: Path) -> int:
     head = directory.name.split("_", 1)[0]
     return int(head) if head.isdigit() else 1 << 30
@@ -95,7 +105,7 @@ def read_runs(sweep_dir: Path) -> list[Run]:
         for override in overrides:
             key, _, value = str(override).partition("=")
             if not key.startswith("hydra."):
-                settings[key.lstrip("+~")] = value
+                settings[key.lstrip("+~")] = as_typed(value)
         try:
             record = json.loads((directory / RUN_FILE).read_text())
         except (OSError, ValueError):
@@ -289,6 +299,22 @@ def short(setting: str) -> str:
     return f"{number:.4g}" if "." in setting and len(setting) > 8 else setting
 
 
+def setting_cell(setting: str) -> str:
+    """A setting's value in a markdown table: `short`, and a list or dict (`ablate.heads=[cross:*:*]`) as code, so
+    that its `*` and `_` are not read as emphasis."""
+    shown = short(setting)
+    if shown.startswith(("[", "{")):
+        shown = f"`{shown}`"
+    return shown.replace("|", "\\|")
+
+
+def baseline_label(baseline: Configuration | None) -> str:
+    """The baseline in the report's text: its settings as code, like the fixed ones (`[cross:*:*]` stays as typed)."""
+    if baseline is None:
+        return "-"
+    return f"`{baseline.label}`" if baseline.settings else baseline.label
+
+
 def _format(value: float | None) -> str:
     if value is None:
         return "-"
@@ -356,7 +382,7 @@ def markdown(sweep: Sweep) -> str:
         lines.append(
             f"Main metric: `{sweep.main_metric}` ({'higher' if higher_is_better(sweep.main_metric) else 'lower'} is "
             "better), with its 95% t interval and a two-sided Welch t-test against the baseline "
-            f"({sweep.baseline.label if sweep.baseline else '-'}); * p < 0.05."
+            f"({baseline_label(sweep.baseline)}); * p < 0.05."
         )
     lines.append("")
     metrics = sweep.metrics
@@ -374,7 +400,7 @@ def markdown(sweep: Sweep) -> str:
         lines.append("|" + " --- |" * len(header))
         clipped = False
         for index, configuration in enumerate(sweep.configurations):
-            cells = [short(dict(configuration.settings)[k]) for k in sweep.varied]
+            cells = [setting_cell(dict(configuration.settings)[k]) for k in sweep.varied]
             for metric in metrics:
                 values = configuration.values(metric)
                 if not values:

@@ -46,7 +46,7 @@ from src.provenance import RunRecord, command_line, hydra_value, shell_override
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
 from src.training.report import logged_to, print_error, print_line, print_warning, quiet_lightning
-from src.validation import validate_config
+from src.validation import check_ablation, validate_config, warn_if_every_head_ablated
 
 # Importing torch, Lightning and Hydra leaves several hundred thousand objects that live as long as the process.
 # With the collector on, Python scanned them over and over while they were being made (full collections: 0.9 s
@@ -183,6 +183,8 @@ def train(
     from src.training.stock_callbacks import why_training_stopped
 
     validate_config(cfg, multirun=is_multirun())  # before any data or model is built
+    placeholder = model_config_for(cfg)  # the vocabulary sizes are placeholders: the ablation needs only the layout
+    warn_if_every_head_ablated(check_ablation(cfg.ablate, placeholder, training=True), placeholder)
     if unread := unread_settings(cfg.logger):
         users = sorted(name for name, option in LOGGERS.items() if option.reads)
         print_warning(

@@ -137,6 +137,35 @@ class DecodeConfig:
 
 
 @dataclass
+class AblateConfig:
+    """Heads and sublayers switched off (src/model/ablation.py): in src.run from the first training step (an
+    ablation axis like any other); in src.eval, src.predict and src.analyze an intervention on the trained
+    checkpoint, on top of what it was trained without. Specs: site[:layer[:head]], `*` for every layer or head."""
+
+    heads: Any = field(
+        default_factory=list
+    )  # e.g. [cross:1:3,encoder_self:0:*]; sites encoder_self | decoder_self | cross
+    sublayers: Any = field(default_factory=list)  # e.g. [cross:1,decoder_ffn:*]; also encoder_ffn | decoder_ffn
+    method: str = "zero"  # zero | mean (an ablated head outputs its mean output over reference data; not in src.run)
+    reference_examples: int = 256  # mean ablation: training examples the head means are taken over
+
+
+@dataclass
+class AnalysisConfig:
+    """What src.analyze measures of a trained model (and a run with analyze_after_fit=true): head importance,
+    attention entropy, single-head ablations, keep-one-head-per-layer and the pruning curve (src/analysis/)."""
+
+    split: str = "val"  # val | test: the examples the analysis runs on
+    max_examples: Optional[int] = None  # the first N examples of the split (None: all of them)
+    single_heads: bool = True  # the exact effect of removing each head alone (decodes the split once per head)
+    keep_one: bool = True  # the metric with only one head kept in a layer (the best one, per layer and site)
+    prune_step: float = 0.1  # pruning: the fraction of all heads removed per step (importance re-scored after each)
+    # pruning: the largest metric drop allowed, as a fraction of the unpruned model's value (0.05: 5% of its BLEU)
+    tolerance: float = 0.05
+    rows_per_batch: int = 1024  # ablations x examples decoded in one batch (several head masks per batch)
+
+
+@dataclass
 class ReportConfig:
     """The report written at the end of every sweep (src/report.py)."""
 
@@ -157,6 +186,8 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    ablate: AblateConfig = field(default_factory=AblateConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     seed: int = 0
     batch_size: int = 64
     num_workers: int = 0
@@ -175,6 +206,9 @@ class Config:
     # After training, score the best checkpoint on the test splits (test/*, and test_long/* for the synthetic tasks'
     # longer held-out lengths); the results go to TensorBoard, metrics.json and the sweep report.
     test_after_fit: bool = False
+    # After training, analyse the best checkpoint's heads as src.analyze does (analysis.* settings): <run>/analysis/
+    # with report.md, csv tables and figures, the figures also in TensorBoard; a sweep report shows them per config.
+    analyze_after_fit: bool = False
     progress_every_n_steps: int = 100  # when output is not a terminal: a progress line this often (and per validation)
     compile: bool = False  # run the model under torch.compile (slow first steps, faster after; see `make bench`)
     sweep_catch_errors: bool = True  # multirun: a failing job is reported and the sweep goes on
@@ -232,6 +266,7 @@ class EvalConfig:
     # Translation tasks: the split is also translated with these settings (greedy or beam) and scored with
     # sacrebleu against the raw references (`<split>/sacrebleu`, cased and lowercased, with its signature).
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    ablate: AblateConfig = field(default_factory=AblateConfig)  # heads and sublayers off while evaluating
 
 
 @dataclass
@@ -248,6 +283,19 @@ class PredictConfig:
     seed: int = 0  # sampling seed
     torch_threads: int = 0
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    ablate: AblateConfig = field(default_factory=AblateConfig)  # heads and sublayers off while predicting
+
+
+@dataclass
+class AnalyzeConfig(AnalysisConfig):
+    """`python -m src.analyze ckpt=... [split=val]`: what the heads of a trained model do (src/analysis/)."""
+
+    ckpt: str = MISSING  # a checkpoint, a run directory (its best checkpoint) or a sweep directory (every job)
+    out: Optional[str] = None  # where the analysis goes (None: <run>/analysis/); never overwritten
+    batch_size: Optional[int] = None  # None: the training run's batch size
+    accelerator: str = "cpu"
+    torch_threads: int = 0
+    ablate: AblateConfig = field(default_factory=AblateConfig)  # analyse the model with these already off
 
 
 def safe_dirname(overrides: str, limit: int = 200) -> str:
@@ -315,6 +363,7 @@ def register_configs() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(name="base_eval", node=EvalConfig)
     cs.store(name="base_predict", node=PredictConfig)
+    cs.store(name="base_analyze", node=AnalyzeConfig)
     for name, spec in all_tasks().items():
         cs.store(group="schema/task", name=name, node=spec.schema)
     for name, scheme in MASK_SCHEMES.items():

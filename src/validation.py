@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.data import all_tasks, task_spec
 from src.data.files import resolve_path
-from src.model import ConfigError
+from src.model import ConfigError, TransformerConfig
+from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
 from src.model.masks import MASK_SCHEMES
 from src.schema import ARCH_FOR_KIND, DecodeConfig, model_config_for, resolve_arch
 from src.training.loggers import check_logger
@@ -60,6 +61,7 @@ def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
     # settings, ...), with placeholder vocabulary sizes: the real ones are known after the data is read and are
     # checked again then.
     model_config_for(cfg).validate()
+    check_ablation(cfg.ablate, model_config_for(cfg), training=True)  # sites, layers and heads the model has
 
     # --- task: required fields, data files, the task's own checks, and whether the model is long enough ---
     for key in cfg.task:
@@ -125,6 +127,42 @@ def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
             f"max_loss={cfg.max_loss} is not a loss bound: set a positive one, or max_loss=null to stop only on a "
             "non-finite loss"
         )
+
+
+def check_ablation(ablate, model_cfg: TransformerConfig, training: bool = False) -> Ablation:
+    """`ablate.*` against the model `model_cfg` describes: ConfigError (one line) for a spec the model cannot take
+    (parse_ablation: an unknown site or method, a layer or head out of range, bad syntax) and for no reference
+    examples. `training`: src.run, where mean ablation is refused, since a head's mean output needs a trained
+    model to take it from (src.eval, src.predict and src.analyze have one)."""
+    ablation = parse_ablation(ablate, model_cfg)
+    examples = ablate.get("reference_examples", 1)
+    if examples < 1:
+        raise ConfigError(
+            f"ablate.reference_examples={examples} must be >= 1 (training examples mean ablation averages over)"
+        )
+    if training and ABLATION_METHODS[ablation.method].needs_reference:
+        raise ConfigError(
+            f"ablate.method={ablation.method} needs a trained model to take each head's mean output from: train "
+            "with ablate.method=zero, and use mean ablation with src.eval, src.predict or src.analyze ckpt=<run>"
+        )
+    return ablation
+
+
+def warn_if_every_head_ablated(ablation: Ablation, model_cfg: TransformerConfig) -> None:
+    """Training with every attention head off (gated, or its sublayer removed) is legal, a baseline even, but no
+    position can then read any other: one warning, so that a spec list that happens to cover every site does not
+    go unnoticed."""
+    layout = layout_of(model_cfg)
+    for site, (layers, heads) in layout.items():
+        removed = set(ablation.sublayers.get(site, ()))
+        gated = [layer for layer, _ in ablation.heads.get(site, ())]
+        if any(layer not in removed and gated.count(layer) < heads for layer in range(layers)):
+            return  # a head of this layer still attends
+    total = sum(layers * heads for layers, heads in layout.values())
+    print_warning(
+        f"ablate switches off every attention head of the model (all {total}, in {', '.join(layout)}), so no "
+        "position can read any other while it trains: keep some heads if you meant the model to attend"
+    )
 
 
 def check_objective(objective: str | None, spec, test_after_fit: bool) -> None:

@@ -177,6 +177,22 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["max_loss=0"], "max_loss"),
         (run, ["objective=val/bleu"], "objective=val/bleu"),
         (run, ["objective=test/loss"], "test_after_fit"),
+        # ablate.*: checked against the model the run would build, before Hydra writes anything
+        (run, ["ablate.heads=[crosss:0:1]"], "site 'crosss' is not known"),
+        (run, ["ablate.heads=[encoder_self:1]"], "layer 1 is out of range"),
+        (run, ["ablate.heads=[cross:0:2]"], "head 2 is out of range"),
+        (run, ["ablate.sublayers=[decoder_ffn:3]"], "layer 3 is out of range"),
+        (run, ["ablate.heads=[cross:first]"], "is not a number or *"),
+        (run, ["ablate.heads=[cross:0:1:0]"], "is not site:layer:head"),
+        (run, ["ablate.heads=cross:0:1:0"], "is not site:layer:head"),
+        (run, ["ablate.heads=[encoder_ffn]"], "encoder_ffn has no heads"),
+        (run, ["ablate.method=mean"], "ablate.method=mean needs a trained model"),
+        (run, ["ablate.method=median"], "ablate.method"),
+        (run, ["ablate.reference_examples=0"], "ablate.reference_examples"),
+        (run, ["ablate=everything"], "ablate=everything"),
+        (run, ["ablate.head=[cross]"], "did you mean ablate.heads"),
+        (run, ["task=char_lm", f"task.path={files['text.txt']}", "ablate=cross"], "has no cross site"),
+        (run, ["task=char_lm", f"task.path={files['text.txt']}", "ablate.heads=[cross:0]"], "has no cross site"),
         *([] if torch.cuda.is_available() else [(run, ["trainer=gpu"], "trainer.accelerator")]),
         # --- the command line: typos, types, unknown options, what Hydra cannot parse ---------------------------------
         (run, ["model.head=8"], "model.head"),
@@ -320,6 +336,20 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         ),
         ("src.eval", [f"ckpt={last}", "decode.strategy=sample"], "decode.strategy=sample"),
         ("src.eval", [f"ckpt={last}", "decode.beam_size=0"], "decode.beam_size"),
+        # ablate.*: checked against the checkpoint's model, before its data are loaded
+        ("src.eval", [f"ckpt={last}", "ablate.heads=[crosss]"], "site 'crosss' is not known"),
+        ("src.eval", [f"ckpt={last}", "ablate.heads=[decoder_self:1]"], "layer 1 is out of range"),
+        ("src.eval", [f"ckpt={last}", "ablate.heads=[cross:0:2]"], "head 2 is out of range"),
+        ("src.eval", [f"ckpt={last}", "ablate.heads=[cross:0:1:1]"], "is not site:layer:head"),
+        ("src.eval", [f"ckpt={last}", "ablate.method=median"], "ablate.method"),
+        ("src.eval", [f"ckpt={last}", "ablate.method=mean", "ablate.reference_examples=0"], "reference_examples"),
+        ("src.eval", [f"ckpt={last}", "ablate=everything"], "ablate=everything"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "ablate.heads=[crosss]"], "site 'crosss' is not known"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "ablate.sublayers=[encoder_ffn:1]"], "layer 1 is out of range"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "ablate.heads=[encoder_self:0:2]"], "head 2 is out of range"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "ablate.heads=[cross:x]"], "is not a number or *"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "ablate.method=median"], "ablate.method"),
+        ("src.predict", [f"ckpt={last}", "text=1234", "ablate.heads=[encoder_ffn]"], "encoder_ffn has no heads"),
     ]
 
 
@@ -393,3 +423,14 @@ def test_a_logger_setting_the_chosen_logger_does_not_read_gets_one_warning(tmp_p
     warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
     assert result.code == 0 and len(warnings) == 1, result.err
     assert "logger.project=mine has no effect with logger=tensorboard" in warnings[0]
+
+
+def test_training_with_every_attention_head_off_gets_one_warning(tmp_path, capsys):
+    """Legal (a baseline with no attention at all), but no position can read another: said once, and the run
+    trains with the heads off."""
+    every_head = ["ablate.heads=[encoder_self,decoder_self]", "ablate.sublayers=[cross]"]
+    result = run_command("src.run", [*TINY, *every_head, f"hydra.run.dir={tmp_path / 'run'}"], capsys)
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
+    assert result.code == 0 and len(warnings) == 1, result.err
+    assert "switches off every attention head of the model (all 6, in encoder_self, decoder_self, cross)" in warnings[0]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

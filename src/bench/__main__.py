@@ -1,16 +1,17 @@
 """`make bench`: every speed figure beside its goal, measured in this one process on this machine.
 
-python -m src.bench [--quick]
+python -m src.bench [--quick] [--analysis-ckpt <experiment=multi30k_de_en run>] [--data DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+from pathlib import Path
 
 import torch
 
-from src.bench import loop, step
+from src.bench import analysis, loop, step
 
 
 def row(figure: str, measured: str, goal: str, met: bool) -> str:
@@ -20,6 +21,9 @@ def row(figure: str, measured: str, goal: str, met: bool) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter timed runs (a rough look)")
+    parser.add_argument("--analysis-ckpt", help="a trained experiment=multi30k_de_en run, for the head analysis")
+    parser.add_argument("--data", default=str(analysis.DEFAULT_DATA), help="the folder holding multi30k/*.gz")
+    parser.add_argument("--skip-analysis", action="store_true", help="leave out the head-analysis figures")
     args = parser.parse_args(argv)
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
@@ -30,6 +34,7 @@ def main(argv=None) -> None:
     peak = step.matmul_peak()
     utilisation = versus_torch["flops_per_s"] / peak
     figures = loop.measure(steps=205 if args.quick else 605, rounds=1 if args.quick else 3)
+    heads = None if args.skip_analysis else analysis.measure(Path(args.data), args.analysis_ckpt)
 
     print()
     print("| figure | measured | goal | |")
@@ -52,6 +57,18 @@ def main(argv=None) -> None:
     print(row("model FLOP/s vs fp32 matmul peak", f"{utilisation:.0%} ({flops})", ">= 60%", utilisation >= 0.60))
     detail = f"{tokens['scratch']:,.0f} / {tokens['torch.nn.Transformer']:,.0f} tokens/s"
     print(row("train step vs torch.nn.Transformer", f"{step_ratio:.2f} ({detail})", ">= 1.10", step_ratio >= 1.10))
+    if heads is not None:
+        model = f"Multi30k val, {heads['sentences']:,} sentences, {heads['model']}"
+        ratio = heads["importance_vs_eval"]
+        detail = f"{heads['importance_s']:.1f} s vs {heads['eval_pass_s']:.1f} s; {model}"
+        figure = "head importance pass vs a teacher-forced eval pass"
+        print(row(figure, f"{ratio:.2f}x ({detail})", "<= 2.5x", ratio <= 2.5))
+        table = heads["single_head_table_s"]
+        detail = (
+            f"{heads['heads']} heads + the unablated model, greedy sacreBLEU each; one ablation decoded alone: "
+            f"{heads['one_ablation_alone_s']:.1f} s"
+        )
+        print(row("single-head ablation table", f"{table:.0f} s ({detail})", "<= 180 s", table <= 180))
 
 
 if __name__ == "__main__":

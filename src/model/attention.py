@@ -93,8 +93,9 @@ class MultiHeadAttention(nn.Module):
     (H,) tensor g, head h's output is scaled by g_h before W^O (1 = kept, 0 = ablated), and with `head_fill` set
     to (H, Dh) an ablated head outputs that instead (mean ablation: its mean output over reference data):
         head_h' = g_h head_h + (1 - g_h) fill_h
-    A float gate that requires grad makes d loss / d g_h the head's importance. Neither is a parameter or in
-    the state dict; unset (None, the default), the forward pass is unchanged. See head_mask.py.
+    A float gate that requires grad makes d loss / d g_h the head's importance. A (B, H) gate and a (B, H, Dh)
+    fill give every batch row its own mask: several ablations scored in one batch (src/analysis). Neither is a
+    parameter or in the state dict; unset (None, the default), the forward pass is unchanged. See head_mask.py.
     """
 
     def __init__(self, d_model: int, heads: int, dropout: float, is_self_attention: bool):
@@ -111,8 +112,8 @@ class MultiHeadAttention(nn.Module):
             self.q_proj = nn.Linear(d_model, d_model)
             self.kv_proj = nn.Linear(d_model, 2 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.head_gate: Tensor | None = None  # (H,): per-head scale before W^O; None = every head as it is
-        self.head_fill: Tensor | None = None  # (H, Dh): what an ablated head outputs; None = zeros
+        self.head_gate: Tensor | None = None  # (H,) or (B, H): per-head scale before W^O; None = every head as it is
+        self.head_fill: Tensor | None = None  # (H, Dh) or (B, H, Dh): what an ablated head outputs; None = zeros
 
     def forward(
         self,
@@ -163,8 +164,11 @@ class MultiHeadAttention(nn.Module):
     def gate_heads(self, out: Tensor) -> Tensor:
         """out (B, H, Tq, Dh) -> each head scaled by its gate, the rest filled from `head_fill` (see the class)."""
         assert self.head_gate is not None
-        gate = self.head_gate.to(out.dtype).view(1, self.heads, 1, 1)  # (1, H, 1, 1)
+        rows = self.head_gate.size(0) if self.head_gate.dim() == 2 else 1  # one mask per batch row, or one for all
+        # .to(out): the gates follow the model's device and dtype (they are not buffers, so .to() never moved them)
+        gate = self.head_gate.to(out).view(rows, self.heads, 1, 1)  # (1|B, H, 1, 1)
         if self.head_fill is None:
             return out * gate
-        fill = self.head_fill.to(out.dtype).view(1, self.heads, 1, -1)  # (1, H, 1, Dh)
+        fill_rows = self.head_fill.size(0) if self.head_fill.dim() == 3 else 1  # one fill for all rows, or one each
+        fill = self.head_fill.to(out).view(fill_rows, self.heads, 1, -1)  # (1|B, H, 1, Dh)
         return out * gate + (1 - gate) * fill

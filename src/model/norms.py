@@ -69,6 +69,10 @@ class Residual(nn.Module):
 
     post-LN (the paper):  x = Norm(x + Dropout(Sublayer(x)))
     pre-LN (GPT-2 etc.):  x = x + Dropout(Sublayer(Norm(x)))   (the stack then needs a final Norm)
+
+    `removed = True` ablates the whole sublayer: its output leaves the residual stream (x + 0; post-LN still
+    normalises). The sublayer still runs, so its attention weights and key/value cache stay available; it is an
+    intervention for analysis, not a way to save compute. Not a parameter; off by default (see ablation.py).
     """
 
     def __init__(self, norm: nn.Module, dropout: float, pre_norm: bool):
@@ -76,12 +80,13 @@ class Residual(nn.Module):
         self.norm = norm
         self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
+        self.removed = False
 
     def forward(self, x: Tensor, sublayer) -> tuple[Tensor, object]:
         """sublayer: a function of the (normalised) input returning (output, extra); extra is passed
         through (the attention weights)."""
         if self.pre_norm:
             out, extra = sublayer(self.norm(x))
-            return x + self.dropout(out), extra
+            return (x if self.removed else x + self.dropout(out)), extra
         out, extra = sublayer(x)
-        return self.norm(x + self.dropout(out)), extra
+        return self.norm(x if self.removed else x + self.dropout(out)), extra

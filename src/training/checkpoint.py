@@ -81,6 +81,12 @@ def read_checkpoint(path: str, field_name: str = "ckpt") -> dict[str, Any]:
     return checkpoint
 
 
+def checkpoint_model_config(checkpoint: dict[str, Any]) -> TransformerConfig:
+    """The trained model's own config (its layers, heads and sites: what an `ablate` spec is checked against), from a
+    checkpoint `read_checkpoint` returned, without building the model."""
+    return TransformerConfig(**checkpoint["hyper_parameters"]["model_config"])
+
+
 def _with_mask_scheme(model_config: dict) -> dict:
     """Checkpoints written before masks became schemes kept `mask_type`, `window` and `prefix_len` as model
     fields: read them as today's `mask` settings."""
@@ -181,6 +187,13 @@ def trained_otherwise(field_name: str, key: str, saved, value) -> ConfigError:
     )
 
 
+def _specs(value) -> set[str]:
+    """An `ablate.heads`/`ablate.sublayers` value as a set of specs (a list, one string, or nothing)."""
+    if not value:
+        return set()
+    return {value.strip()} if isinstance(value, str) else {str(v).strip() for v in value}
+
+
 def check_resumable_settings(
     checkpoint: dict,
     task_name: str,
@@ -212,6 +225,12 @@ def check_resumable_settings(
             saved_value, value = _lookup(saved_config, key), _lookup(config, key)
             if saved_value != value:
                 raise trained_otherwise(field_name, key, saved_value, value)
+        # The heads and sublayers trained without (a checkpoint from before ablations had none off).
+        for key in ("heads", "sublayers"):
+            saved_specs = _specs((saved_config.get("ablate") or {}).get(key))
+            specs = _specs((config.get("ablate") or {}).get(key))
+            if saved_specs != specs:
+                raise trained_otherwise(field_name, f"ablate.{key}", sorted(saved_specs), sorted(specs))
     saved_numerics = checkpoint["hyper_parameters"].get("numerics") or {}  # older checkpoints did not record them
     for key, value in (numerics or {}).items():
         if key in saved_numerics and saved_numerics[key] != value:

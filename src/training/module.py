@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from src.data import task_spec
 from src.model import PAD_ID, ModelOutput, TransformerConfig, build_model
+from src.model.ablation import apply_ablation, parse_ablation
 
 from .inference import forward_batch, greedy_decode
 from .metrics import SplitMetrics, metric_tags
@@ -45,6 +46,9 @@ class TransformerLitModule(L.LightningModule):
         task = task_spec(config["task"]["name"])
         self.model_cfg = TransformerConfig(**model_config)
         self.model = build_model(self.model_cfg)
+        # Heads and sublayers this run trains without (`ablate.*`, zero ablation): off from the first step, and
+        # off again whenever the checkpoint is loaded (the config travels with it).
+        apply_ablation(self.model, parse_ablation(config.get("ablate"), self.model_cfg))
         if config.get("compile", False):
             self.model.compile()  # in place: the module keeps its class, methods and state_dict keys
         self.label_smoothing = config.get("label_smoothing", 0.0)

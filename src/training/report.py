@@ -26,6 +26,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from src.model import TransformerConfig, count_parameters, flops_per_token
+from src.model.ablation import layout_of, parse_ablation
 from src.provenance import python_command, shell_override
 
 # Long paths and commands stay on one line, copy-pastable; text is printed as it is (no markup, no emoji codes).
@@ -152,6 +153,9 @@ def print_run_start(cfg: DictConfig, model_cfg: TransformerConfig, module, datam
             f"classes {model_cfg.num_classes}"
         )
     )
+    ablation = parse_ablation(cfg.get("ablate"), model_cfg)  # applied by the module: trained without these
+    if not ablation.empty:
+        size.add(Text(f"ablated: {ablation.describe(layout_of(model_cfg))}"))
     print_uncut(tree)
     console.print(Text.assemble("run directory: ", (str(run_dir), "bold")))
 

@@ -93,6 +93,24 @@ def test_mean_ablation_replaces_the_head_by_its_fill():
     assert torch.allclose(mean_ablated - zero_ablated, expected.expand_as(mean_ablated), atol=1e-12)
 
 
+def test_a_gate_per_batch_row_equals_running_each_row_with_its_own_mask():
+    """(B, H) gates give every example its own mask (several ablations in one batch, src/analysis), with a fill
+    shared by all rows (mean ablation) or one per row."""
+    model = built("encoder_decoder")
+    attention = attention_sites(model)["cross"][1]
+    x, memory = torch.randn(3, 4, 16, dtype=torch.float64), torch.randn(3, 5, 16, dtype=torch.float64)
+    gates = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.5], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    for fill in (None, torch.randn(4, 4, dtype=torch.float64), torch.randn(3, 4, 4, dtype=torch.float64)):
+        attention.head_gate, attention.head_fill = gates, fill
+        together, _ = attention(x, memory=memory)
+        for row in range(3):
+            attention.head_gate = gates[row]
+            attention.head_fill = fill[row] if fill is not None and fill.dim() == 3 else fill
+            alone, _ = attention(x[row : row + 1], memory=memory[row : row + 1])
+            assert torch.allclose(together[row : row + 1], alone, atol=1e-12), row
+    attention.head_gate = attention.head_fill = None
+
+
 def test_the_gate_gradient_is_the_loss_change_of_scaling_the_head():
     """d loss / d g_h equals a central finite difference of the loss in g_h (float64, small model)."""
     model = built("encoder_decoder")

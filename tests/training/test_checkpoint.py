@@ -65,3 +65,27 @@ def test_checkpoints_from_before_mask_schemes_read_their_mask_settings():
     assert _with_mask_scheme({"mask_type": "standard", "window": 4, "prefix_len": 0}) == {"mask": {"type": "standard"}}
     today = {"d_model": 16, "mask": {"type": "prefix", "prefix_len": 2}}
     assert _with_mask_scheme(today) is today
+
+
+def test_resuming_with_other_heads_or_sublayers_ablated_is_refused():
+    """The heads a run trains without are part of the model it trains: a resume must keep them (a checkpoint from
+    before ablations trained with none off)."""
+    from src.model import ConfigError
+    from src.training.checkpoint import check_resumable_settings
+
+    def checkpoint(ablate):
+        config = {"task": {"name": "copy"}, "seed": 0}
+        if ablate is not None:
+            config["ablate"] = ablate
+        return {"hyper_parameters": {"config": config}}
+
+    same = {"task": {"name": "copy"}, "seed": 0, "ablate": {"heads": ["cross:0:1"], "sublayers": []}}
+    check_resumable_settings(checkpoint({"heads": ["cross:0:1"], "sublayers": []}), "copy", config=same)
+    check_resumable_settings(checkpoint(None), "copy", config={**same, "ablate": {"heads": [], "sublayers": []}})
+    with pytest.raises(ConfigError, match=r"ablate.heads=\['cross:0:1'\], this run has ablate.heads=\[\]"):
+        check_resumable_settings(checkpoint({"heads": ["cross:0:1"]}), "copy", config={**same, "ablate": {}})
+    with pytest.raises(ConfigError, match="ablate.heads"):
+        check_resumable_settings(checkpoint(None), "copy", config=same)
+    with pytest.raises(ConfigError, match="ablate.sublayers"):
+        other = {**same, "ablate": {"heads": ["cross:0:1"], "sublayers": ["decoder_ffn:0"]}}
+        check_resumable_settings(checkpoint({"heads": ["cross:0:1"]}), "copy", config=other)

@@ -1,0 +1,249 @@
+"""Scoring head masks on a split: the teacher-forced loss and the task's main metric of a model with some of its
+heads switched off, several masks at once.
+
+Scoring one ablation at a time costs one pass over the split each, and greedy decoding of small batches is
+dominated by per-step overhead. Instead every batch of examples is repeated once per mask and each copy gets its
+own head mask (MultiHeadAttention takes a (B, H) gate: one row per example), so K ablations cost one pass over
+a K times larger batch: the same arithmetic in fewer, larger operations.
+
+The main metric is the task's own (src/data/registry.py, TaskSpec.main_metric), computed as src.eval does:
+- translation: sacreBLEU of greedy translations against the raw references (the real decoding path, key/value
+  cache included), as `src.eval decode.strategy=greedy` prints it;
+- other seq2seq tasks: greedy exact match (up to the reference length plus the task's slack, as validation);
+- lm: the loss (nats per token, lower is better); classification: accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from sacrebleu.metrics import BLEU
+from torch import Tensor, nn
+
+from src.data import task_spec
+from src.model import PAD_ID, generate
+from src.model.head_mask import attention_sites
+from src.training.inference import forward_batch
+from src.training.metrics import exact_match
+
+HeadMask = dict[str, Tensor]  # site -> (L, H) gates, 1 = kept, 0 = ablated
+
+
+@dataclass(frozen=True)
+class MainMetric:
+    name: str  # e.g. "bleu", "exact_match", "loss", "acc"
+    higher_is_better: bool
+    description: str  # for reports: how it is computed
+
+
+def main_metric_of(kind: str, task_name: str) -> MainMetric:
+    """What the analysis measures a head's effect on: the task's main validation metric (see the module)."""
+    tag, mode = task_spec(task_name).main_metric
+    name = tag.split("/", 1)[1]
+    descriptions = {
+        "bleu": "sacreBLEU of greedy translations",
+        "exact_match": "greedy exact match",
+        "loss": "teacher-forced cross-entropy (nats per token)",
+        "acc": "accuracy",
+    }
+    return MainMetric(name, mode == "max", descriptions.get(name, name))
+
+
+def current_head_mask(model: nn.Module) -> HeadMask:
+    """The gates the model runs with now ((L, H) per site; 1.0 where no gate is set), on the CPU."""
+    mask = {}
+    for site, modules in attention_sites(model).items():
+        rows = []
+        for module in modules:
+            gate = module.head_gate
+            rows.append(torch.ones(module.heads) if gate is None else gate.detach().float().cpu().reshape(-1))
+        mask[site] = torch.stack(rows)
+    return mask
+
+
+@contextmanager
+def row_masks(model: nn.Module, masks: Sequence[HeadMask], rows_each: int) -> Iterator[None]:
+    """Within the block, batch rows [k * rows_each, (k + 1) * rows_each) run with masks[k] (a batch repeated
+    len(masks) times, mask-major, as Tensor.repeat builds it). Each mask is combined with the model's own gates (a
+    trained or asked ablation stays off), which are put back afterwards."""
+    sites = attention_sites(model)
+    saved = {site: [module.head_gate for module in modules] for site, modules in sites.items()}
+    base = current_head_mask(model)
+    try:
+        for site, modules in sites.items():
+            stacked = torch.stack([mask[site] for mask in masks]) * base[site]  # (K, L, H)
+            for layer, module in enumerate(modules):
+                module.head_gate = stacked[:, layer].repeat_interleave(rows_each, dim=0)  # (K * rows_each, H)
+        yield
+    finally:
+        for site, modules in sites.items():
+            for module, gate in zip(modules, saved[site]):
+                module.head_gate = gate
+
+
+def repeat_batch(batch: Mapping[str, Tensor], times: int) -> dict[str, Tensor]:
+    """Every tensor of the batch `times` times along the batch dimension, mask-major (see row_masks)."""
+    return {key: value.repeat(times, *([1] * (value.dim() - 1))) for key, value in batch.items()}
+
+
+def target_of(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> Tensor:
+    """What the logits are scored against, as TransformerLitModule._target: PAD positions are not scored."""
+    if kind == "classification":
+        return batch["label"]
+    if kind == "lm":
+        trainable = model.trainable_positions(batch["tgt_in"])
+        if trainable is not None:
+            return batch["tgt_out"].masked_fill(~trainable, PAD_ID)
+    return batch["tgt_out"]
+
+
+def per_example_loss(logits: Tensor, target: Tensor, kind: str) -> tuple[Tensor, Tensor]:
+    """(summed cross-entropy, scored tokens) per example, each (B,): a classifier scores one label per example.
+    In float32 at least (a bf16 model's logits are promoted), float64 for a float64 model."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if kind == "classification":
+        return F.cross_entropy(logits, target, reduction="none"), torch.ones_like(target, dtype=logits.dtype)
+    token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID, reduction="none")
+    return token_loss.view_as(target).sum(1), (target != PAD_ID).sum(1).to(logits.dtype)  # (B,), (B,)
+
+
+class SplitScorer:
+    """Scores head masks on the examples of one split of a loaded run.
+
+    Args:
+        model: the trained network (src.model), with any ablation it runs with already applied.
+        datamodule: the run's data (src/data/datamodule.py).
+        decode: the run's `decode` settings (translation decodes up to its max_new_tokens, as src.eval does).
+        split: "val" or "test".
+        max_examples: only the first N examples (None: all).
+        rows_per_batch: how many rows (examples x masks) one forward pass or decoding may hold.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        datamodule,
+        decode: Mapping,
+        split: str,
+        max_examples: int | None = None,
+        rows_per_batch: int = 1024,
+    ):
+        self.model = model
+        self.kind = datamodule.kind
+        self.datamodule = datamodule
+        self.decode = dict(decode)
+        task_name = datamodule.task_cfg.name
+        examples = list(getattr(datamodule.task, split))
+        self.examples = examples[:max_examples] if max_examples is not None else examples
+        if not self.examples:
+            raise ValueError(f"the {split} split has no examples to analyse")
+        self.split = split
+        self.rows_per_batch = max(1, rows_per_batch)
+        self.device = next(model.parameters()).device
+        # Longest first, batches of similar length: little padding computed (padding changes no result).
+        order = sorted(range(len(self.examples)), key=lambda i: -self._length(self.examples[i]))
+        size = datamodule.batch_size
+        self.order = order
+        self.batches = [
+            {
+                k: v.to(self.device)
+                for k, v in datamodule.collate([self.examples[i] for i in order[s : s + size]]).items()
+            }
+            for s in range(0, len(order), size)
+        ]
+        references = datamodule.task.references.get(split)
+        self.references = [references[i] for i in order] if references else None  # in batch order
+        self.extra_tokens = task_spec(task_name).generation_slack
+        self.metric = main_metric_of(self.kind, task_name)
+
+    @staticmethod
+    def _length(example: Mapping[str, Tensor]) -> int:
+        return max(len(v) for v in example.values() if isinstance(v, Tensor) and v.dim() == 1)
+
+    def _groups(self, count: int, batch_rows: int) -> list[range]:
+        """Masks in groups small enough that group x batch rows fit rows_per_batch (at least one mask each)."""
+        per_group = max(1, self.rows_per_batch // max(1, batch_rows))
+        return [range(start, min(start + per_group, count)) for start in range(0, count, per_group)]
+
+    @torch.no_grad()
+    def losses(self, masks: Sequence[HeadMask]) -> list[float]:
+        """The teacher-forced loss (nats per scored token, over the whole split) of the model under each mask."""
+        totals = torch.zeros(len(masks), dtype=torch.float64)
+        tokens = torch.zeros(len(masks), dtype=torch.float64)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in self.batches:
+                rows = next(iter(batch.values())).size(0)
+                for group in self._groups(len(masks), rows):
+                    chosen = [masks[k] for k in group]
+                    with row_masks(self.model, chosen, rows):
+                        big = repeat_batch(batch, len(chosen))
+                        logits = forward_batch(self.model, self.kind, big).logits
+                        loss, count = per_example_loss(logits, target_of(self.model, self.kind, big), self.kind)
+                    totals[group.start : group.stop] += loss.view(len(chosen), rows).sum(1).double().cpu()
+                    tokens[group.start : group.stop] += count.view(len(chosen), rows).sum(1).double().cpu()
+        finally:
+            self.model.train(was_training)
+        return (totals / tokens.clamp(min=1)).tolist()
+
+    @torch.no_grad()
+    def metrics(self, masks: Sequence[HeadMask]) -> list[float]:
+        """The task's main metric of the model under each mask (see the module docstring)."""
+        if self.metric.name == "loss":
+            return self.losses(masks)
+        if self.kind == "classification":
+            return self._accuracies(masks)
+        return self._decoded(masks)
+
+    def _accuracies(self, masks: Sequence[HeadMask]) -> list[float]:
+        correct = torch.zeros(len(masks), dtype=torch.float64)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in self.batches:
+                rows = batch["src"].size(0)
+                for group in self._groups(len(masks), rows):
+                    chosen = [masks[k] for k in group]
+                    with row_masks(self.model, chosen, rows):
+                        big = repeat_batch(batch, len(chosen))
+                        hits = (self.model(big["src"]).logits.argmax(-1) == big["label"]).double()
+                    correct[group.start : group.stop] += hits.view(len(chosen), rows).sum(1).cpu()
+        finally:
+            self.model.train(was_training)
+        return (correct / len(self.examples)).tolist()
+
+    def _decoded(self, masks: Sequence[HeadMask]) -> list[float]:
+        """Greedy decoding of every example under every mask: sacreBLEU (translation) or exact match."""
+        hypotheses: list[list[str]] = [[] for _ in masks]
+        matches = torch.zeros(len(masks), dtype=torch.float64)
+        for batch in self.batches:
+            rows = batch["src"].size(0) if "src" in batch else batch["tgt_in"].size(0)
+            for group in self._groups(len(masks), rows):
+                chosen = [masks[k] for k in group]
+                with row_masks(self.model, chosen, rows):
+                    generated = self._generate(repeat_batch(batch, len(chosen)))  # (K * rows, L)
+                for k, out in zip(group, generated.view(len(chosen), rows, -1)):
+                    if self.references is not None:
+                        hypotheses[k] += [self.datamodule.decode_tgt(ids) for ids in out.cpu()]
+                    else:
+                        matches[k] += exact_match(out, batch["tgt_out"]).double().sum().cpu()
+        if self.references is None:
+            return (matches / len(self.examples)).tolist()
+        return [BLEU().corpus_score(h, [self.references]).score for h in hypotheses]
+
+    def _generate(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Greedy output (B, L) as validation and src.eval make it (see inference.greedy_decode)."""
+        if self.kind == "seq2seq":
+            if self.references is not None:  # translation: the run's own decode.max_new_tokens, as src.eval
+                limit = int(self.decode.get("max_new_tokens", 100))
+            else:
+                limit = batch["tgt_out"].size(1) + self.extra_tokens
+            return generate(self.model, src=batch["src"], max_new_tokens=limit)
+        tokens = batch["tgt_in"]
+        half = max(1, tokens.size(1) // 2, self.model.mask_scheme.min_prompt_len)
+        return generate(self.model, prompt=tokens[:, :half], max_new_tokens=tokens.size(1) - half)

@@ -1,0 +1,268 @@
+"""Analyse the heads of trained models: `python -m src.analyze ckpt=<checkpoint | run directory | sweep directory>`.
+
+For each checkpoint (a run directory stands for its best checkpoint; a sweep directory for every completed job's)
+it measures, on the `split` (val by default): each head's importance (Michel et al. 2019) and attention entropy,
+the exact effect of removing each head alone, of keeping one head per layer, and a pruning curve; then writes
+`<run>/analysis/` (report.md, csv tables, PNG figures, summary.json) and the figures into the run's TensorBoard.
+On a sweep, the sweep's report.md is rewritten with the pruning figures per configuration. See src/analysis/.
+
+    python -m src.analyze ckpt=outputs/<date>/<time>                      # the run's best checkpoint, val split
+    python -m src.analyze ckpt=<run>/checkpoints/last.ckpt split=test max_examples=500 single_heads=false
+    python -m src.analyze ckpt=outputs/multirun/<date>/<time>             # every job of a sweep
+    python -m src.analyze ckpt=<run> ablate.heads=[cross:*:0]             # analyse with head 0 of every layer off
+"""
+
+from __future__ import annotations
+
+import gc
+
+collecting_before = gc.isenabled()  # restored once the imports are done
+gc.disable()  # while the imports below run (see gc.freeze() after them)
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.data.files import resolve_path
+from src.model import ConfigError
+from src.provenance import command_line, git_state, now, package_versions, shell_override
+from src.schema import register_configs
+from src.training.report import print_warning, quiet_lightning
+from src.validation import check_threads
+
+gc.freeze()
+if collecting_before:
+    gc.enable()
+
+register_configs()
+quiet_lightning()
+
+ANALYSIS_DIR = "analysis"
+RUN_FILE = "run.json"
+
+
+@dataclass
+class Target:
+    """One checkpoint to analyse and where its analysis goes."""
+
+    checkpoint: Path
+    run_dir: Path
+    out: Path
+
+
+def _completed(job: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((job / RUN_FILE).read_text()).get("status") == "completed"
+    except (OSError, ValueError):
+        return False
+
+
+def _best_checkpoint(run_dir: Path) -> Path | None:
+    from src.training.checkpoint import newest_checkpoint
+
+    best = run_dir / "checkpoints" / "best.ckpt"
+    return best if best.is_file() else newest_checkpoint(run_dir)
+
+
+def find_targets(ckpt: str, out: str | None) -> tuple[list[Target], Path | None]:
+    """The checkpoints `ckpt` names, each with its output directory, and the sweep directory when `ckpt` is one.
+    ConfigError (one line) when it names nothing analysable or an output directory already exists: nothing is
+    ever overwritten, and every target is checked before any work starts."""
+    from src.training.checkpoint import check_checkpoint_file, run_dir_of
+
+    if not str(ckpt).strip():
+        raise ConfigError("ckpt is empty: give a checkpoint, a run directory or a sweep directory")
+    path = resolve_path(ckpt)
+    sweep_dir = None
+    if path.is_file():
+        targets = [(path, None)]
+    elif path.is_dir() and (path / "checkpoints").is_dir():
+        found = _best_checkpoint(path)
+        if found is None:
+            raise ConfigError(f"ckpt={ckpt}: the run saved no checkpoint (see {path / RUN_FILE}): nothing to analyse")
+        targets = [(found, path)]
+    elif path.is_dir() and any(path.glob("*/.hydra/overrides.yaml")):
+        sweep_dir = path
+        if out is not None:
+            raise ConfigError(
+                f"out={out} is for one run: a sweep's jobs each get their own {ANALYSIS_DIR}/; leave out= out"
+            )
+        jobs = sorted(p.parents[1] for p in path.glob("*/.hydra/overrides.yaml"))
+        targets = []
+        for job in jobs:
+            found = _best_checkpoint(job) if _completed(job) else None
+            if found is None:
+                print_warning(f"{job.name} is skipped: it did not complete (see {job / RUN_FILE})")
+                continue
+            if (job / ANALYSIS_DIR).exists():
+                print_warning(f"{job.name} is skipped: it has an analysis already ({job / ANALYSIS_DIR})")
+                continue
+            targets.append((found, job))
+        if not targets:
+            raise ConfigError(
+                f"ckpt={ckpt}: no job of this sweep is left to analyse (none completed, or each has "
+                f"{ANALYSIS_DIR}/ already; move those away to analyse again)"
+            )
+    elif path.is_dir():
+        raise ConfigError(
+            f"ckpt={ckpt} is a directory without checkpoints/ or sweep jobs: give a checkpoint file, a run "
+            "directory or a sweep directory"
+        )
+    else:
+        check_checkpoint_file(ckpt)  # the one line src.eval prints for a missing file
+        raise ConfigError(f"ckpt={ckpt} does not exist")
+    resolved = []
+    for checkpoint, run_dir in targets:
+        if run_dir is None:
+            from src.training.checkpoint import read_checkpoint
+
+            run_dir = run_dir_of(str(checkpoint), read_checkpoint(str(checkpoint)))
+        target_out = resolve_path(out) if out is not None else run_dir / ANALYSIS_DIR
+        if target_out.exists() and sweep_dir is None:
+            raise ConfigError(
+                f"{target_out} exists (an earlier analysis): give another place with "
+                f"{shell_override('out', str(target_out) + '-2')}, or move it away"
+            )
+        if not target_out.parent.is_dir():
+            raise ConfigError(f"out={out}: the folder {target_out.parent} does not exist: create it or choose another")
+        resolved.append(Target(checkpoint, run_dir, target_out))
+    return resolved, sweep_dir
+
+
+def device_for(accelerator: str) -> torch.device:
+    """The torch device `accelerator` names (Lightning's names: cpu, gpu, cuda, mps, auto)."""
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    if accelerator in ("gpu", "cuda", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if accelerator == "auto":
+            return torch.device("cpu")
+        raise ConfigError(f"accelerator={accelerator}: no CUDA GPU is available here: use accelerator=cpu")
+    if accelerator == "mps":
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        raise ConfigError("accelerator=mps: MPS is not available here: use accelerator=cpu")
+    raise ConfigError(f"accelerator={accelerator!r} is not known: choose cpu, gpu, mps or auto")
+
+
+def check_settings(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise ConfigError(
+            "ckpt is required: give a checkpoint, a run directory or a sweep directory, e.g. "
+            "python -m src.analyze ckpt=outputs/<date>/<time>"
+        )
+    if cfg.split not in ("val", "test"):
+        raise ConfigError(f"split={cfg.split!r} is not known: choose val or test")
+    if cfg.batch_size is not None and cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
+    if cfg.max_examples is not None and cfg.max_examples < 1:
+        raise ConfigError(f"max_examples={cfg.max_examples} must be >= 1 (or leave it out: the whole split)")
+    if not 0.0 < cfg.prune_step <= 1.0:
+        raise ConfigError(f"prune_step={cfg.prune_step} must be in (0, 1]: the fraction of heads removed per step")
+    if cfg.tolerance < 0:
+        raise ConfigError(f"tolerance={cfg.tolerance} must be >= 0: the largest relative drop of the metric allowed")
+    if cfg.rows_per_batch < 1:
+        raise ConfigError(f"rows_per_batch={cfg.rows_per_batch} must be >= 1")
+    check_threads(cfg.torch_threads)
+
+
+def analyze_checkpoint(target: Target, cfg: DictConfig, device: torch.device, tensorboard: bool = True) -> Path:
+    """Analyse one checkpoint into target.out; returns it."""
+    from src.analysis.ablation import ablate_trained_model, ablated_line
+    from src.analysis.heads import analyze_heads
+    from src.analysis.report import write_analysis, write_tensorboard
+    from src.model.head_mask import attention_sites
+    from src.training.checkpoint import load_run, read_checkpoint
+
+    checkpoint = read_checkpoint(str(target.checkpoint))
+    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
+    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
+    model = module.model.to(device)
+    layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
+    print(f"checkpoint: {target.checkpoint}")
+    if not ablation.empty:
+        print(ablated_line(module, ablation))
+    started = time.perf_counter()
+    result = analyze_heads(
+        model,
+        datamodule,
+        module.config.get("decode", {}),
+        split=cfg.split,
+        max_examples=cfg.max_examples,
+        single_heads=cfg.single_heads,
+        keep_one=cfg.keep_one,
+        prune_step=cfg.prune_step,
+        tolerance=cfg.tolerance,
+        rows_per_batch=cfg.rows_per_batch,
+        log=lambda line: print(f"  {line}"),
+    )
+    about = {
+        "checkpoint": str(target.checkpoint),
+        "step": int(checkpoint.get("global_step", 0)),
+        "ablation": ablation.describe(layout),
+        "ablation_specs": ablation.as_specs(),
+        "settings": {k: cfg[k] for k in ("split", "max_examples", "prune_step", "tolerance", "single_heads")},
+        "command": command_line("src.analyze"),
+        "started": now(),
+        "seconds_total": time.perf_counter() - started,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "git": git_state(),
+        "versions": package_versions(),
+    }
+    write_analysis(result, target.out, about)
+    if tensorboard and any(target.run_dir.glob("events.out.tfevents.*")):
+        write_tensorboard(result, target.run_dir, about["step"], about)
+    m = result.metric
+    print(
+        f"  {m.name} {result.baseline_metric:.4g}; {100 * result.prunable_fraction:.0f}% of the heads can go "
+        f"within {100 * result.tolerance:g}%; written: {target.out}"
+    )
+    return target.out
+
+
+def check_ablation(targets: list[Target], ablate) -> None:
+    """`ablate.*` against every target's model (each of a sweep's may differ), before any work."""
+    from src.training.checkpoint import checkpoint_model_config, read_checkpoint
+    from src.validation import check_ablation
+
+    for target in targets:
+        check_ablation(ablate, checkpoint_model_config(read_checkpoint(str(target.checkpoint))))
+
+
+def analyze(cfg: DictConfig) -> list[Path]:
+    check_settings(cfg)
+    device = device_for(cfg.accelerator)
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    targets, sweep_dir = find_targets(cfg.ckpt, cfg.out)
+    check_ablation(targets, cfg.ablate)
+    written = [analyze_checkpoint(target, cfg, device) for target in targets]
+    if sweep_dir is not None:
+        from src.report import report_sweep
+
+        report_sweep(sweep_dir)
+    return written
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="analyze")
+def main(cfg: DictConfig) -> None:
+    with user_errors_as_one_line("src.analyze"):
+        analyze(cfg)
+
+
+def cli() -> None:
+    """The console script's entry point (pyproject.toml) and `python -m src.analyze`'s."""
+    run_hydra_command(main)
+
+
+if __name__ == "__main__":
+    cli()
