@@ -20,6 +20,7 @@ collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from src.model import ConfigError
 from src.provenance import command_line, git_state, now, package_versions, shell_override
 from src.schema import register_configs
 from src.training.report import print_warning, quiet_lightning
-from src.validation import check_threads
+from src.validation import check_analysis_settings, check_threads
 
 gc.freeze()
 if collecting_before:
@@ -159,23 +160,29 @@ def check_settings(cfg: DictConfig) -> None:
             "ckpt is required: give a checkpoint, a run directory or a sweep directory, e.g. "
             "python -m src.analyze ckpt=outputs/<date>/<time>"
         )
-    if cfg.split not in ("val", "test"):
-        raise ConfigError(f"split={cfg.split!r} is not known: choose val or test")
+    check_analysis_settings(cfg)  # split, max_examples, prune_step, ...: as src.run checks its analysis.*
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
-    if cfg.max_examples is not None and cfg.max_examples < 1:
-        raise ConfigError(f"max_examples={cfg.max_examples} must be >= 1 (or leave it out: the whole split)")
-    if not 0.0 < cfg.prune_step <= 1.0:
-        raise ConfigError(f"prune_step={cfg.prune_step} must be in (0, 1]: the fraction of heads removed per step")
-    if cfg.tolerance < 0:
-        raise ConfigError(f"tolerance={cfg.tolerance} must be >= 0: the largest relative drop of the metric allowed")
-    if cfg.rows_per_batch < 1:
-        raise ConfigError(f"rows_per_batch={cfg.rows_per_batch} must be >= 1")
     check_threads(cfg.torch_threads)
 
 
-def analyze_checkpoint(target: Target, cfg: DictConfig, device: torch.device, tensorboard: bool = True) -> Path:
-    """Analyse one checkpoint into target.out; returns it."""
+def analyze_checkpoint(
+    target: Target,
+    settings,
+    device: torch.device,
+    *,
+    ablate=None,
+    batch_size: int | None = None,
+    tensorboard: bool = True,
+    command: str = "src.analyze",
+    log: Callable[[str], None] = print,
+    verbose: bool = True,
+) -> Path:
+    """Analyse one checkpoint into target.out; returns it. `settings`: the analysis settings (AnalysisConfig's
+    fields: src.analyze's top-level ones, or a run's `analysis.*` with analyze_after_fit=true). `ablate`: heads and
+    sublayers to switch off on top of what the run trained without; `batch_size`: None for the run's. `command`: the
+    command recorded in summary.json. `log` gets the lines; `verbose=False` (after training, src.run) keeps only
+    the last one, what was written."""
     from src.analysis.ablation import ablate_trained_model, ablated_line
     from src.analysis.heads import analyze_heads
     from src.analysis.report import write_analysis, write_tensorboard
@@ -183,34 +190,37 @@ def analyze_checkpoint(target: Target, cfg: DictConfig, device: torch.device, te
     from src.training.checkpoint import load_run, read_checkpoint
 
     checkpoint = read_checkpoint(str(target.checkpoint))
-    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
-    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
+    module, datamodule = load_run(str(target.checkpoint), batch_size, checkpoint=checkpoint)
+    ablation = ablate_trained_model(module, datamodule, ablate)
     model = module.model.to(device)
     layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
-    print(f"checkpoint: {target.checkpoint}")
+    detail = log if verbose else (lambda line: None)
+    detail(f"checkpoint: {target.checkpoint}")
     if not ablation.empty:
-        print(ablated_line(module, ablation))
+        detail(ablated_line(module, ablation))
     started = time.perf_counter()
     result = analyze_heads(
         model,
         datamodule,
         module.config.get("decode", {}),
-        split=cfg.split,
-        max_examples=cfg.max_examples,
-        single_heads=cfg.single_heads,
-        keep_one=cfg.keep_one,
-        prune_step=cfg.prune_step,
-        tolerance=cfg.tolerance,
-        rows_per_batch=cfg.rows_per_batch,
-        log=lambda line: print(f"  {line}"),
+        split=settings.split,
+        max_examples=settings.max_examples,
+        single_heads=settings.single_heads,
+        keep_one=settings.keep_one,
+        prune_step=settings.prune_step,
+        tolerance=settings.tolerance,
+        rows_per_batch=settings.rows_per_batch,
+        log=lambda line: detail(f"  {line}"),
     )
     about = {
         "checkpoint": str(target.checkpoint),
         "step": int(checkpoint.get("global_step", 0)),
         "ablation": ablation.describe(layout),
         "ablation_specs": ablation.as_specs(),
-        "settings": {k: cfg[k] for k in ("split", "max_examples", "prune_step", "tolerance", "single_heads")},
-        "command": command_line("src.analyze"),
+        "settings": {
+            k: getattr(settings, k) for k in ("split", "max_examples", "prune_step", "tolerance", "single_heads")
+        },
+        "command": command_line(command),
         "started": now(),
         "seconds_total": time.perf_counter() - started,
         "threads": torch.get_num_threads(),
@@ -222,10 +232,11 @@ def analyze_checkpoint(target: Target, cfg: DictConfig, device: torch.device, te
     if tensorboard and any(target.run_dir.glob("events.out.tfevents.*")):
         write_tensorboard(result, target.run_dir, about["step"], about)
     m = result.metric
-    print(
-        f"  {m.name} {result.baseline_metric:.4g}; {100 * result.prunable_fraction:.0f}% of the heads can go "
+    line = (
+        f"{m.name} {result.baseline_metric:.4g}; {100 * result.prunable_fraction:.0f}% of the heads can go "
         f"within {100 * result.tolerance:g}%; written: {target.out}"
     )
+    log(f"  {line}" if verbose else f"analysis:      {settings.split} {line}")
     return target.out
 
 
@@ -245,7 +256,9 @@ def analyze(cfg: DictConfig) -> list[Path]:
         torch.set_num_threads(cfg.torch_threads)
     targets, sweep_dir = find_targets(cfg.ckpt, cfg.out)
     check_ablation(targets, cfg.ablate)
-    written = [analyze_checkpoint(target, cfg, device) for target in targets]
+    written = [
+        analyze_checkpoint(target, cfg, device, ablate=cfg.ablate, batch_size=cfg.batch_size) for target in targets
+    ]
     if sweep_dir is not None:
         from src.report import report_sweep
 

@@ -82,7 +82,23 @@ def check_run_dir(config: DictConfig) -> None:
                 "choose another directory"
             )
         return
+    check_analysis_target(run_dir, bool(config.get("analyze_after_fit")))  # resumed in place: an analysis may exist
     check_resume(config, run_dir, holds_a_run=status is not None)
+
+
+def check_analysis_target(run_dir: Path, analyze_after_fit: bool) -> None:
+    """analyze_after_fit=true writes <run>/analysis/, which must not exist: a run resumed in place may have one
+    from an earlier session (or from src.analyze), and an analysis is never overwritten. Refused before training,
+    not after it."""
+    from src.analyze import ANALYSIS_DIR
+
+    existing = run_dir / ANALYSIS_DIR
+    if analyze_after_fit and existing.exists():
+        raise ConfigError(
+            f"{existing} exists (an earlier analysis of this run), which analyze_after_fit=true would overwrite: "
+            "move it away first, or leave out analyze_after_fit=true and analyse the run later with "
+            f"python -m src.analyze {shell_override('ckpt', run_dir)} {shell_override('out', str(existing) + '-2')}"
+        )
 
 
 def check_sweep_dir(config: DictConfig) -> None:

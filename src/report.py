@@ -2,7 +2,7 @@
 
 Also run by itself at the end of every multirun (a Hydra callback, see conf/config.yaml), and cheap enough to run
 again on a sweep still in progress. It reads only what the runs saved (.hydra/overrides.yaml, run.json,
-metrics.json), never re-runs anything, and writes into the sweep directory:
+metrics.json, and analysis/ where a job has one), never re-runs anything, and writes into the sweep directory:
 
     report.md     the varied settings as columns, the fixed ones stated once above; each final metric as
                   mean ± std (n) over seeds (any axis named `seed`), the best in bold; for the main metric a 95%
@@ -12,6 +12,9 @@ metrics.json), never re-runs anything, and writes into the sweep directory:
     curves.png    validation curves of the main metric and the loss per configuration (mean, band = min..max)
     bars.png      the main metric per configuration with its 95% interval
     heatmap.png   the main metric over two varied settings (two-axis sweeps)
+    pruning.png   when jobs have a head analysis (src.analyze, or analyze_after_fit=true): the mean pruning curve
+                  of each configuration; report.md then has a section with the analysis figures per configuration
+                  (analysis/summary.json) and results.csv their columns (analysis/prunable_fraction, ...)
     report/       the same figures and table as a TensorBoard run, next to the sweep's runs
 """
 
@@ -51,6 +54,12 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json
     config: dict[str, Any] = field(default_factory=dict)  # the composed config (.hydra/config.yaml)
     choices: dict[str, Any] = field(default_factory=dict)  # the option of each config group (.hydra/hydra.yaml)
+    # The head analysis (src.analyze, or analyze_after_fit=true): analysis/summary.json, None without one; the
+    # pruning curve from analysis/pruning.csv as (% of heads removed, metric); what run.json says became of an
+    # analysis after training ("completed", "failed: ...", "interrupted ...", "running"), None when none was asked.
+    analysis: dict[str, Any] | None = None
+    pruning: list[tuple[float, float]] = field(default_factory=list)
+    analysis_status: str | None = None
 
     @property
     def final(self) -> dict[str, float | None]:
@@ -59,6 +68,29 @@ class Run:
     @property
     def seed(self) -> str | None:
         return self.settings.get(SEED)
+
+    @property
+    def analysis_figures(self) -> dict[str, float]:
+        """The analysis's headline figures (HeadAnalysis.summary(): baseline, prunable_fraction, heads,
+        rank_correlation_metric, ...) and, as `pruned/<site>`, the fraction of each site's heads the pruning removed
+        within the tolerance; empty without an analysis."""
+        if not self.analysis:
+            return {}
+        figures = {
+            key: float(value)
+            for key, value in (self.analysis.get("figures") or {}).items()
+            if isinstance(value, (int, float))
+        }
+        for site in self.analysis.get("sites") or []:
+            value = site.get("pruned_within_tolerance")
+            if isinstance(value, (int, float)):
+                figures[f"pruned/{site.get('site')}"] = float(value)
+        return figures
+
+    @property
+    def analysis_failed(self) -> bool:
+        """Trained, but its analysis after training failed or was interrupted (the run itself stands)."""
+        return self.status == "completed" and str(self.analysis_status).startswith(("failed", "interrupted"))
 
     def value(self, key: str) -> str:
         """What the run had for a setting, in one spelling for every run: the composed config's value (a group's
@@ -125,9 +157,33 @@ def read_runs(sweep_dir: Path) -> list[Run]:
                 read_metrics(directory) or {},
                 config if isinstance(config, dict) else {},
                 choices,
+                *read_analysis(directory),
+                analysis_status=record.get("analysis"),
             )
         )
     return runs
+
+
+ANALYSIS_DIR = "analysis"  # src.analyze's, <run>/analysis/
+
+
+def read_analysis(directory: Path) -> tuple[dict[str, Any] | None, list[tuple[float, float]]]:
+    """A job's head analysis: its summary.json (None when there is none, or it cannot be read) and its pruning
+    curve from pruning.csv as (% of heads removed, the metric), empty when missing."""
+    try:
+        summary = json.loads((directory / ANALYSIS_DIR / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None, []
+    if not isinstance(summary, dict):
+        return None, []
+    curve = []
+    try:
+        with open(directory / ANALYSIS_DIR / "pruning.csv", newline="") as file:
+            for row in list(csv.reader(file))[1:]:  # fraction_removed, heads_removed, <metric>, loss, removed
+                curve.append((100 * float(row[0]), float(row[2])))
+    except (OSError, ValueError, IndexError):
+        curve = []
+    return summary, curve
 
 
 def is_search(sweep_dir: Path) -> bool:
@@ -182,6 +238,10 @@ class Configuration:
         return [
             run.directory.name for run in self.runs if (v := run.final.get(metric)) is not None and not math.isfinite(v)
         ]
+
+    def analysis_values(self, figure: str) -> list[float]:
+        """The finite values of one analysis figure (Run.analysis_figures) over the runs analysed."""
+        return [v for run in self.runs if (v := run.analysis_figures.get(figure)) is not None and math.isfinite(v)]
 
     @property
     def label(self) -> str:
@@ -430,6 +490,7 @@ def markdown(sweep: Sweep) -> str:
         if clipped:
             low, high = metric_range(sweep.main_metric)
             lines += [f"† clipped to the values `{sweep.main_metric}` can take, [{low:g}, {high:g}].", ""]
+    lines += pruning_section(sweep)
     unfinished = [run for run in sweep.runs if run.status != "completed"]
     if unfinished or sweep.not_started:
         lines += ["## Runs that did not complete", "", "| run | status | reason |", "| --- | --- | --- |"]
@@ -441,8 +502,111 @@ def markdown(sweep: Sweep) -> str:
             lines.append(f"| {job_directory(sweep.directory, number, job).name} | not started | run it: `{command}` |")
         lines.append("")
     figures = [name for name in ("curves.png", "bars.png", "heatmap.png") if (sweep.directory / name).is_file()]
+    if any(run.pruning for run in sweep.finished) and (sweep.directory / "pruning.png").is_file():
+        figures.append("pruning.png")
     lines += [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"
+
+
+PRUNABLE = "analysis/prunable_fraction"  # its range (src/training/metrics.py) clips the interval to [0, 1]
+
+
+def what_was_analysed(run: Run) -> str:
+    """`val exact_match, tolerance 5%`: the split, metric and tolerance a job's analysis figures refer to."""
+    summary = run.analysis or {}
+    tolerance = summary.get("tolerance")
+    shown = f"{100 * tolerance:g}%" if isinstance(tolerance, (int, float)) else "?"
+    return f"{summary.get('split', '?')} `{summary.get('metric', '?')}`, tolerance {shown}"
+
+
+def pruning_section(sweep: Sweep) -> list[str]:
+    """`## Head pruning (src.analyze)`: per configuration (the main table's rows), mean ± std (n) over seeds of the
+    analysis figures of its jobs (analysis/summary.json), the prunable fraction's 95% interval and a Welch test
+    against the baseline, and the finished jobs that have no analysis. Nothing when no job was analysed."""
+    analysed = [run for run in sweep.finished if run.analysis]
+    if not analysed or not sweep.configurations:
+        return []
+    measures = dict.fromkeys(what_was_analysed(run) for run in analysed)
+    metrics = list(dict.fromkeys(str((run.analysis or {}).get("metric", "?")) for run in analysed))
+    metric = metrics[0] if len(metrics) == 1 else "the main metric"
+    named = f"`{metric}`" if len(metrics) == 1 else metric
+    sites = list(dict.fromkeys(key for run in analysed for key in run.analysis_figures if key.startswith("pruned/")))
+    lines = ["## Head pruning (src.analyze)", ""]
+    if len(measures) == 1:
+        lines.append(f"Each analysed job's best checkpoint, on {next(iter(measures))}.")
+    else:
+        counts = {m: sum(1 for run in analysed if what_was_analysed(run) == m) for m in measures}
+        lines.append(
+            "The analyses did not all measure the same, and are pooled as they are: "
+            + "; ".join(f"{m} ({n} job{'s' if n > 1 else ''})" for m, n in counts.items())
+            + "."
+        )
+    lines.append(
+        f"Unablated: {named} of the whole model. Prunable: the largest fraction of the heads removed (least "
+        f"important first, importance re-scored after each step) before {named} drops by more than the tolerance "
+        f"(a fraction of its unablated value). Rank correlation: Spearman's rho of the heads' importance with the "
+        f"exact drop of {named} when each is removed alone. `<site>` pruned: the fraction of that site's heads removed "
+        "by then. Each cell is mean ± std (n) over seeds; the prunable fraction has its "
+        f"95% t interval and a two-sided Welch t-test against the baseline ({baseline_label(sweep.baseline)}); "
+        "* p < 0.05."
+    )
+    lines.append("")
+    columns = [
+        ("baseline", f"{metric} unablated"),
+        ("prunable_fraction", "prunable"),
+        ("rank_correlation_metric", "rank correlation"),
+    ]
+    columns += [(key, f"{key.removeprefix('pruned/')} pruned") for key in sites]
+    header = [*sweep.varied, *(title for _, title in columns), "95% CI (prunable)", "vs baseline (p)"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + " --- |" * len(header))
+    clipped = False
+    baseline = sweep.baseline.analysis_values("prunable_fraction") if sweep.baseline else []
+    for configuration in sweep.configurations:
+        cells = [setting_cell(dict(configuration.settings)[k]) for k in sweep.varied]
+        for key, _ in columns:
+            values = configuration.analysis_values(key)
+            cells.append(mean_cell(values) if values else "-")
+        values = configuration.analysis_values("prunable_fraction")
+        interval, was_clipped = interval_cell(values, PRUNABLE) if values else ("-", False)
+        cells.append(interval)
+        clipped = clipped or was_clipped
+        if configuration is sweep.baseline:
+            cells.append("baseline")
+        else:
+            p = welch_p(values, baseline)
+            cells.append("-" if p is None else f"{p:.3g}{' *' if p < 0.05 else ''}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    rho = {run.directory.name: run.analysis_figures.get("rank_correlation_metric") for run in analysed}
+    undefined = [name for name, value in rho.items() if value is not None and not math.isfinite(value)]
+    if undefined:
+        lines += [
+            f"Rank correlation undefined (no single head changed {named}, or too few heads) and left out for: "
+            f"{', '.join(undefined)}.",
+            "",
+        ]
+    unmeasured = [name for name, value in rho.items() if value is None]
+    if unmeasured:
+        lines += [f"Rank correlation not measured (single_heads=false) for: {', '.join(unmeasured)}.", ""]
+    if clipped:
+        low, high = metric_range(PRUNABLE)
+        lines += [f"† clipped to the values the prunable fraction can take, [{low:g}, {high:g}].", ""]
+    missing = [run for run in sweep.finished if not run.analysis]
+    if missing:
+        from src.provenance import shell_override
+
+        named_runs = [
+            run.directory.name
+            + (f" (analysis {status})" if (status := run.analysis_status) not in (None, "completed") else "")
+            for run in missing
+        ]
+        lines += [
+            f"Not analysed: {', '.join(named_runs)}: analyse {'them' if len(missing) > 1 else 'it'} with python -m "
+            f"src.analyze {shell_override('ckpt', sweep.directory)} (it skips the jobs analysed already).",
+            "",
+        ]
+    return lines
 
 
 def run_into_sweep(sweep_dir: Path, number: int, job: list[str]) -> str:
@@ -464,13 +628,16 @@ def job_directory(sweep_dir: Path, number: int, job: list[str]) -> Path:
 def write_csv(sweep: Sweep, path: Path) -> None:
     metrics = sweep.metrics
     keys = [*sweep.varied, *sweep.fixed]
+    figures = list(dict.fromkeys(key for run in sweep.runs for key in run.analysis_figures))  # analysis/<figure>
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["run", *keys, SEED, "status", *metrics])
+        writer.writerow(["run", *keys, SEED, "status", *metrics, *(f"{ANALYSIS_DIR}/{key}" for key in figures)])
         for run in sweep.runs:
             row = [run.directory.name, *(run.settings.get(k, "") for k in keys), run.seed or "", run.status]
             # Full precision (repr): the table rounds, the file is for further analysis.
-            writer.writerow(row + [repr(run.final[m]) if run.final.get(m) is not None else "" for m in metrics])
+            row += [repr(run.final[m]) if run.final.get(m) is not None else "" for m in metrics]
+            own = run.analysis_figures
+            writer.writerow(row + [repr(own[key]) if key in own else "" for key in figures])
 
 
 def _tidy(fig) -> None:
@@ -557,9 +724,51 @@ def draw_figures(sweep: Sweep) -> dict[str, Any]:
         ax.set_title(f"{sweep.main_metric} (mean over seeds)")
         _tidy(fig)
         figures["heatmap"] = fig
+    pruning = pruning_figure(sweep)
+    if pruning is not None:
+        figures["pruning"] = pruning
     for name, fig in figures.items():
         fig.savefig(sweep.directory / f"{name}.png", dpi=110)
     return figures
+
+
+def pruning_figure(sweep: Sweep):
+    """pruning.png: per configuration, the mean pruning curve over its analysed seeds (x: % of the heads removed,
+    from each job's analysis/pruning.csv; y: the analysis's metric), with a band of ± one std; None when no job
+    has a curve."""
+    import matplotlib.pyplot as plt
+
+    curves = [(c, [run.pruning for run in c.runs if run.pruning]) for c in sweep.configurations]
+    curves = [(c, runs) for c, runs in curves if runs]
+    if not curves:
+        return None
+    analysed = [run.analysis or {} for c, _ in curves for run in c.runs if run.pruning]
+    names = list(dict.fromkeys(f"{a.get('split', '?')} {a.get('metric', '?')}" for a in analysed))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for configuration, runs in curves:
+        points: dict[float, list[float]] = {}
+        for curve in runs:
+            for removed, value in curve:
+                if math.isfinite(value):
+                    points.setdefault(round(removed, 6), []).append(value)
+        xs = sorted(points)
+        means = [statistics.mean(points[x]) for x in xs]
+        spread = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
+        line = ax.plot(xs, means, marker="o", markersize=3, label=f"{configuration.label} ({len(runs)})")[0]
+        ax.fill_between(
+            xs,
+            [m - d for m, d in zip(means, spread)],
+            [m + d for m, d in zip(means, spread)],
+            color=line.get_color(),
+            alpha=0.2,
+        )
+    ax.set_xlabel("heads removed (%), least important first")
+    ax.set_ylabel(" / ".join(names))
+    ax.set_title("pruning curves (mean over seeds; band: ± std)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _tidy(fig)
+    return fig
 
 
 def to_tensorboard(sweep: Sweep, figures: dict[str, Any], table: str) -> None:

@@ -8,9 +8,12 @@ What happens, in order (nothing heavy is built before the config is known to be 
   3. The datamodule is built (vocabularies are learned and saved in the run directory), then the model.
   4. Lightning trains; TensorBoard events, checkpoints and the config all land in the run directory.
   5. run.json (src/provenance.py) says how the run was made and how it ended; run.log keeps what it printed.
+  6. With analyze_after_fit=true, the completed run's best checkpoint is analysed as src.analyze would
+     (`analyze_after_fit`); run.json's `analysis` says how that went, without changing the run's status.
 
-Exit status: 0 completed, 1 diverged or crashed (or a sweep with failed jobs), 2 bad input (one `error:` line),
-130 / 143 interrupted by Ctrl-C / SIGTERM (the last finished step is saved; the resume command is printed).
+Exit status: 0 completed, 1 diverged or crashed, or its analysis failed (or a sweep with such jobs), 2 bad input
+(one `error:` line), 130 / 143 interrupted by Ctrl-C / SIGTERM (the last finished step is saved; the resume command
+is printed; during the analysis, the trained run is kept and the command that analyses it is printed).
 
 Run as `python -m src.run`, this module is `__main__`, and a launcher that ships the job to another process
 (submitit) pickles its functions by value, with the module-level objects they use: keep those plain (a rich
@@ -25,10 +28,12 @@ collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import os
+import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from src.analyze import ANALYSIS_DIR, Target, analyze_checkpoint, device_for
 from src.cli import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
 from src.data import absolute_task_paths
 from src.model import ConfigError
@@ -46,7 +52,12 @@ from src.provenance import RunRecord, command_line, hydra_value, shell_override
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
 from src.training.report import logged_to, print_error, print_line, print_warning, quiet_lightning
-from src.validation import check_ablation, validate_config, warn_if_every_head_ablated
+from src.validation import (
+    check_ablation,
+    validate_config,
+    warn_if_every_head_ablated,
+    warn_unread_analysis_settings,
+)
 
 # Importing torch, Lightning and Hydra leaves several hundred thousand objects that live as long as the process.
 # With the collector on, Python scanned them over and over while they were being made (full collections: 0.9 s
@@ -172,7 +183,7 @@ def train(
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from src.data import build_datamodule
-    from src.preflight import check_training_left
+    from src.preflight import check_analysis_target, check_training_left
     from src.training.bleu import has_references, score_split
     from src.training.callbacks import TrainingSpeed
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
@@ -190,6 +201,8 @@ def train(
         print_warning(
             f"{', '.join(unread)} has no effect with logger={cfg.logger.name}: only {' and '.join(users)} read it"
         )
+    warn_unread_analysis_settings(cfg)
+    check_analysis_target(run_dir, cfg.analyze_after_fit)  # a sweep's job is checked here, a single run also earlier
     ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None
     if checkpoint is not None:  # a single run was checked before Hydra wrote anything; a sweep's job is here
@@ -300,6 +313,7 @@ def resume_command(run_dir: Path) -> str:
 
 
 FAILED_JOBS: list[str] = []  # sweep jobs that failed in this process (the basic launcher runs them all here)
+FAILED_ANALYSES: list[str] = []  # sweep jobs that trained, but whose analyze_after_fit failed, in this process
 EXIT_FAILED = 1  # the run did not do its job (diverged, crashed)
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # the shell's convention: 128 + the signal's number
 
@@ -354,7 +368,104 @@ def main(cfg: DictConfig) -> float | None:
                 return None
             raise
         record.end("completed", metrics=metrics)
+        if cfg.analyze_after_fit and is_global_zero():
+            failure = analyze_after_fit(cfg, run_dir, record, multirun)
+            if failure is not None:  # the trained run stands (completed); the command still says it fell short
+                if multirun and cfg.sweep_catch_errors:
+                    print_error(f"{job}: {failure}")
+                    FAILED_ANALYSES.append(job)
+                else:
+                    print_error(failure)
+                    sys.exit(EXIT_FAILED)
     return metrics.get(objective_of(cfg))
+
+
+class AnalysisInterrupted(Exception):
+    """SIGTERM while a finished run is being analysed (Ctrl-C arrives as KeyboardInterrupt)."""
+
+
+@contextmanager
+def signals_interrupt_the_analysis() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the analysis with an exception, so the run can say what it kept. After training
+    SIGTERM would otherwise end the process outright (or, under Lightning's handler, quietly with status 0)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        raise AnalysisInterrupted("SIGTERM")
+
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def analyze_after_fit(cfg: DictConfig, run_dir: Path, record: RunRecord, multirun: bool) -> str | None:
+    """analyze_after_fit=true: the best checkpoint (last without one) analysed as `python -m src.analyze
+    ckpt=<run>` would, with the run's analysis.* settings, its device and threads, into <run>/analysis/ and the
+    run's TensorBoard. The run is trained and recorded as completed before this starts, so a failure or an
+    interrupt here loses nothing but the analysis: run.json's `analysis` says what became of it, a partial
+    analysis/ is removed (this run made it), and the one line printed says how to analyse the run later. Returns
+    None when the analysis was written, else that line; an interrupt exits (130 / 143), as one during training."""
+    import shutil
+
+    checkpoints = run_dir / "checkpoints"
+    chosen = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
+    out = run_dir / ANALYSIS_DIR
+    rerun = f"python -m src.analyze {shell_override('ckpt', run_dir)}"
+    record.update(analysis="running")
+    try:
+        with signals_interrupt_the_analysis():
+            analyze_checkpoint(
+                Target(chosen, run_dir, out),
+                cfg.analysis,
+                device_for(cfg.trainer.accelerator),
+                command="src.run",
+                log=print_line,
+                verbose=False,
+            )
+    except (KeyboardInterrupt, AnalysisInterrupted) as interrupt:
+        name = "SIGINT" if isinstance(interrupt, KeyboardInterrupt) else "SIGTERM"
+        shutil.rmtree(out, ignore_errors=True)
+        record.update(analysis=f"interrupted by {name}: analyse it with {rerun}")
+        stopped = "; the sweep stops here" if multirun else ""
+        print_error(
+            f"interrupted by {name} during the analysis after training: the trained run is kept (completed, "
+            f"checkpoints in {checkpoints}); analyse it with {rerun}{stopped}"
+        )
+        sys.exit(EXIT_SIGNAL[name])
+    except Exception as error:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        reason = f"{type(error).__name__}: {first_line}" if not isinstance(error, USER_ERRORS) else first_line
+        shutil.rmtree(out, ignore_errors=True)
+        where = ""
+        if not isinstance(error, USER_ERRORS):  # a crash: its traceback is kept beside the run
+            with open(run_dir / "analysis_error.txt", "a") as file:
+                file.write(traceback.format_exc())
+            where = f" (traceback in {run_dir / 'analysis_error.txt'})"
+        record.update(analysis=f"failed: {reason}")
+        return (
+            f"the analysis after training failed: {reason}{where}; the trained run is kept (completed): analyse it "
+            f"with {rerun}"
+        )
+    record.update(analysis="completed")
+    return None
+
+
+def is_global_zero() -> bool:
+    """Whether this process is the run's first (or only) one: under strategy=ddp Lightning starts the other ranks
+    as copies of this command, which must not analyse the run again."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 JOBS_STARTED: list[float] = []  # when each job this process ran began (a sweep runs its jobs one after another)
@@ -423,9 +534,17 @@ def cli() -> None:
     # A sweep's jobs may have run in other processes (joblib, submitit): their run.json files say how they ended.
     sweep = ReportAtSweepEnd.last_sweep
     failed = [run.directory.name for run in sweep.runs if run.status != "completed"] if sweep else FAILED_JOBS
-    if failed:
+    unanalysed = [run.directory.name for run in sweep.runs if run.analysis_failed] if sweep else FAILED_ANALYSES
+    if failed or unanalysed:
+        parts = [f"{len(failed)} sweep job(s) did not complete ({', '.join(failed)})"] if failed else []
+        if unanalysed:
+            where_to = shell_override("ckpt", sweep.directory) if sweep else "ckpt=<sweep dir>"
+            parts.append(
+                f"the analysis after training of {len(unanalysed)} sweep job(s) failed ({', '.join(unanalysed)}); "
+                f"they are trained and kept: analyse them with python -m src.analyze {where_to}"
+            )
         where = f": see {sweep.directory / 'report.md'}" if sweep else ""
-        print_error(f"{len(failed)} sweep job(s) did not complete ({', '.join(failed)}){where}")
+        print_error("; ".join(parts) + where)
         sys.exit(EXIT_FAILED)
 
 

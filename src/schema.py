@@ -244,6 +244,10 @@ NOT_EXPERIMENT_SETTINGS = (
     "compile",
     "sweep_catch_errors",
     "objective",  # what a sweeper optimises, not what a run does
+    # The head analysis after training looks at the trained model; it does not change it (its own settings say
+    # which figures the sweep report's pruning section shows, and it says so when they differ between jobs).
+    "analyze_after_fit",
+    "analysis",
 )
 
 

@@ -21,7 +21,7 @@ from src.data.files import resolve_path
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
 from src.model.masks import MASK_SCHEMES
-from src.schema import ARCH_FOR_KIND, DecodeConfig, model_config_for, resolve_arch
+from src.schema import ARCH_FOR_KIND, AnalysisConfig, DecodeConfig, model_config_for, resolve_arch
 from src.training.loggers import check_logger
 from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
@@ -122,6 +122,7 @@ def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
         raise ConfigError(f"progress_every_n_steps={cfg.progress_every_n_steps} must be >= 1")
     check_threads(cfg.torch_threads)
     check_objective(cfg.objective, spec, cfg.test_after_fit)
+    check_analysis_settings(cfg.analysis, prefix="analysis.")  # checked even unread: a bad value is a typo
     if cfg.max_loss is not None and not cfg.max_loss > 0:
         raise ConfigError(
             f"max_loss={cfg.max_loss} is not a loss bound: set a positive one, or max_loss=null to stop only on a "
@@ -193,6 +194,61 @@ def check_early_stopping(arguments, spec) -> None:
         raise ConfigError(
             f"callbacks.EarlyStopping.mode={mode} is not a mode: write min or max (or leave it out: the monitored "
             "metric's own direction)"
+        )
+
+
+ANALYSIS_SPLITS = ("val", "test")
+
+
+def check_analysis_settings(settings, prefix: str = "") -> None:
+    """The head analysis's settings (AnalysisConfig): `analysis.*` of src.run (prefix "analysis.", read with
+    analyze_after_fit=true) and src.analyze's own top-level ones (no prefix). One place, so the two commands refuse
+    the same values with the same line."""
+    if settings.split not in ANALYSIS_SPLITS:
+        raise ConfigError(f"{prefix}split={settings.split!r} is not known: choose val or test")
+    if settings.max_examples is not None and settings.max_examples < 1:
+        raise ConfigError(
+            f"{prefix}max_examples={settings.max_examples} must be >= 1 (or leave it out: the whole split)"
+        )
+    if not 0.0 < settings.prune_step <= 1.0:
+        raise ConfigError(
+            f"{prefix}prune_step={settings.prune_step} must be in (0, 1]: the fraction of heads removed per step"
+        )
+    if settings.tolerance < 0:
+        raise ConfigError(
+            f"{prefix}tolerance={settings.tolerance} must be >= 0: the largest relative drop of the metric allowed"
+        )
+    if settings.rows_per_batch < 1:
+        raise ConfigError(f"{prefix}rows_per_batch={settings.rows_per_batch} must be >= 1")
+
+
+def given_analysis_settings(settings) -> list[str]:
+    """`analysis.<name>=<value>` for each analysis setting the command line gave or that differs from its default
+    (an experiment's yaml may set them): what a run without analyze_after_fit=true would silently not read."""
+    default, typed = AnalysisConfig(), typed_settings()
+
+    def written(value) -> str:  # as an override is typed: null, true
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    return [
+        f"analysis.{f.name}={written(settings[f.name])}"
+        for f in dataclasses.fields(AnalysisConfig)
+        if f"analysis.{f.name}" in typed or settings[f.name] != getattr(default, f.name)
+    ]
+
+
+def warn_unread_analysis_settings(cfg: DictConfig) -> None:
+    """One warning when analysis.* is given but analyze_after_fit is off: legal, and nothing reads them."""
+    if cfg.analyze_after_fit:
+        return
+    given = given_analysis_settings(cfg.analysis)
+    if given:
+        verb = "have" if len(given) > 1 else "has"
+        as_analyze = " ".join(setting.removeprefix("analysis.") for setting in given)  # src.analyze's own names
+        print_warning(
+            f"{', '.join(given)} {verb} no effect without analyze_after_fit=true (the run is not analysed after "
+            f"training): add analyze_after_fit=true, or analyse the run later with python -m src.analyze "
+            f"ckpt=<run> {as_analyze}"
         )
 
 

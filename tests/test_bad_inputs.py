@@ -93,6 +93,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
     write("odd_symbol.txt", "1234\n12x4\n")
     (root / "empty_dir").mkdir()
     paths["empty_dir"] = root / "empty_dir"
+    # a run that has an analysis already (src.analyze wrote it): analyze_after_fit=true must not write over it
+    paths["analysed_run"] = root / "analysed_run"
+    (paths["analysed_run"] / "analysis").mkdir(parents=True)
+    (paths["analysed_run"] / "run.json").write_text('{"status": "completed"}\n')
+    (paths["analysed_run"] / "analysis" / "summary.json").write_text("{}\n")
     return paths
 
 
@@ -177,6 +182,21 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["max_loss=0"], "max_loss"),
         (run, ["objective=val/bleu"], "objective=val/bleu"),
         (run, ["objective=test/loss"], "test_after_fit"),
+        # analysis.* (read with analyze_after_fit=true; checked either way, before Hydra writes anything)
+        (run, ["analyze_after_fit=true", "analysis.split=train"], "analysis.split='train' is not known"),
+        (run, ["analysis.split=train"], "analysis.split"),
+        (run, ["analyze_after_fit=true", "analysis.prune_step=0"], "analysis.prune_step=0.0 must be in (0, 1]"),
+        (run, ["analyze_after_fit=true", "analysis.prune_step=1.5"], "analysis.prune_step"),
+        (run, ["analyze_after_fit=true", "analysis.tolerance=-0.1"], "analysis.tolerance=-0.1 must be >= 0"),
+        (run, ["analyze_after_fit=true", "analysis.max_examples=0"], "analysis.max_examples=0 must be >= 1"),
+        (run, ["analyze_after_fit=true", "analysis.rows_per_batch=0"], "analysis.rows_per_batch"),
+        (run, ["analysis.prune_stp=0.5"], "did you mean analysis.prune_step"),
+        (run, ["analyze_after_fit=perhaps"], "analyze_after_fit"),
+        (
+            run,
+            [f"hydra.run.dir={files['analysed_run']}", "ckpt_path=last", "analyze_after_fit=true"],
+            "analyze_after_fit=true would overwrite",
+        ),
         # ablate.*: checked against the model the run would build, before Hydra writes anything
         (run, ["ablate.heads=[crosss:0:1]"], "site 'crosss' is not known"),
         (run, ["ablate.heads=[encoder_self:1]"], "layer 1 is out of range"),
@@ -423,6 +443,17 @@ def test_a_logger_setting_the_chosen_logger_does_not_read_gets_one_warning(tmp_p
     warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
     assert result.code == 0 and len(warnings) == 1, result.err
     assert "logger.project=mine has no effect with logger=tensorboard" in warnings[0]
+
+
+def test_analysis_settings_without_analyze_after_fit_get_one_warning(tmp_path, capsys):
+    """analysis.* is read only with analyze_after_fit=true: given without it, the run trains and says, once, that
+    nothing reads them (and writes no analysis)."""
+    args = [*TINY, "analysis.prune_step=0.5", "analysis.split=test", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = run_command("src.run", args, capsys)
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
+    assert result.code == 0 and len(warnings) == 1, result.err
+    assert "analysis.split=test, analysis.prune_step=0.5 have no effect without analyze_after_fit=true" in warnings[0]
+    assert not (tmp_path / "run" / "analysis").exists()
 
 
 def test_training_with_every_attention_head_off_gets_one_warning(tmp_path, capsys):

@@ -242,3 +242,98 @@ def test_an_interrupted_grid_sweep_counts_the_jobs_it_never_started(tmp_path):
         "| 2_model.heads:2+seed:0 | not started | run it: `python -m src.run model.heads=2 seed=0 hydra.run.dir="
         in report
     )
+
+
+# --- the head analysis of each job (src.analyze, analyze_after_fit=true) -----------------------------------------
+
+
+def fake_analysis(job: Path, baseline: float, prunable: float, rho: float, pruned: dict[str, float], curve) -> None:
+    """analysis/summary.json and pruning.csv as src.analyze writes them (src/analysis/report.py), by hand."""
+    out = job / "analysis"
+    out.mkdir()
+    summary = {
+        "metric": "exact_match",
+        "higher_is_better": True,
+        "split": "val",
+        "tolerance": 0.05,
+        "figures": {"baseline": baseline, "prunable_fraction": prunable, "heads": 12.0, "rank_correlation_metric": rho},
+        "sites": [{"site": site, "heads": 4, "pruned_within_tolerance": share} for site, share in pruned.items()],
+    }
+    (out / "summary.json").write_text(json.dumps(summary))  # NaN as json.dumps writes it, as the real file has
+    rows = ["fraction_removed,heads_removed,exact_match,loss,removed"]
+    rows += [f"{fraction},{round(12 * fraction)},{value},1.0,x" for fraction, value in curve]
+    (out / "pruning.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def analysed_sweep(tmp_path) -> Path:
+    """model.heads 1 and 2 over three seeds; every job analysed but one of the 2-head ones."""
+    prunable = {"1": [0.25, 0.5, 0.25], "2": [0.75, 0.5, 0.75]}
+    number = 0
+    for heads, fractions in prunable.items():
+        for seed, fraction in enumerate(fractions):
+            job = fake_run(tmp_path, number, [f"model.heads={heads}", f"seed={seed}"], final={MAIN: 0.9})
+            if (heads, seed) != ("2", 2):
+                rho = float("nan") if (heads, seed) == ("1", 0) else 0.5 + 0.1 * seed
+                curve = [(0.0, 0.9), (0.5, 0.9 - 0.2 * seed), (1.0, 0.1)]
+                pruned = {"encoder_self": fraction, "cross": fraction / 2}
+                fake_analysis(job, 0.9 + 0.01 * seed, fraction, rho, pruned, curve)
+            number += 1
+    return tmp_path
+
+
+def test_the_pruning_section_holds_each_configurations_analysis_over_seeds(analysed_sweep):
+    write_report(analysed_sweep, tensorboard=True)
+    report = (analysed_sweep / "report.md").read_text()
+    section = report.split("## Head pruning (src.analyze)", 1)[1]
+    assert "val `exact_match`, tolerance 5%" in section  # what the fractions refer to
+    table = [line.split("|") for line in section.splitlines() if line.startswith("|")]
+    rows = {cells[1].strip(): [c.strip() for c in cells[2:-1]] for cells in table}
+    header = rows["model.heads"]
+    assert header[:5] == [
+        "exact_match unablated",
+        "prunable",
+        "rank correlation",
+        "encoder_self pruned",
+        "cross pruned",
+    ]
+    one, two = rows["1"], rows["2"]
+    assert one[0] == "0.910 ± 0.010 (3)"  # unablated exact match 0.90, 0.91, 0.92
+    assert one[1] == "0.33 ± 0.14 (3)" and two[1] == "0.62 ± 0.18 (2)"  # prunable; one 2-head job unanalysed
+    assert one[2] == "0.650 ± 0.071 (2)"  # the undefined (NaN) correlation is left out, and named
+    assert one[3] == "0.33 ± 0.14 (3)" and one[4] == "0.167 ± 0.072 (3)"  # per site
+    assert one[6] == "baseline"
+    expected = stats.ttest_ind([0.75, 0.5], [0.25, 0.5, 0.25], equal_var=False).pvalue
+    assert welch_p([0.75, 0.5], [0.25, 0.5, 0.25]) == pytest.approx(expected)
+    assert rows["2"][6].split()[0] == f"{expected:.3g}"
+    low, high = (float(x) for x in one[5].rstrip("†").strip("[]").split(","))
+    half = stats.t.ppf(0.975, 2) * statistics.stdev([0.25, 0.5, 0.25]) / 3**0.5
+    assert low == 0.0 and one[5].endswith("†")  # 0.33 - 0.36 < 0: clipped to what a fraction can take
+    assert high == pytest.approx(1 / 3 + half, abs=0.01)
+    assert "† clipped to the values the prunable fraction can take, [0, 1]." in section
+    assert "left out for: 0_model.heads:1+seed:0" in section
+    assert "Not analysed: 5_model.heads:2+seed:2" in section and "python -m src.analyze ckpt=" in section
+
+    rows_csv = list(csv.DictReader(open(analysed_sweep / "results.csv")))
+    assert [r["analysis/prunable_fraction"] for r in rows_csv] == ["0.25", "0.5", "0.25", "0.75", "0.5", ""]
+    assert rows_csv[0]["analysis/pruned/cross"] == "0.125" and rows_csv[0]["analysis/baseline"] == "0.9"
+    assert (analysed_sweep / "pruning.png").stat().st_size > 1000
+    assert "![pruning.png](pruning.png)" in report
+    assert "report/pruning" in read_events(analysed_sweep / "report").image_tags
+
+
+def test_a_sweep_without_analyses_has_no_pruning_section(sweep):
+    write_report(sweep, tensorboard=False)
+    assert "Head pruning" not in (sweep / "report.md").read_text()
+    assert not (sweep / "pruning.png").exists()
+    assert not any(key.startswith("analysis/") for key in next(csv.DictReader(open(sweep / "results.csv"))))
+
+
+def test_a_failed_analysis_after_training_is_named_with_its_reason(analysed_sweep):
+    job = analysed_sweep / "5_model.heads:2+seed:2"
+    record = json.loads((job / "run.json").read_text())
+    (job / "run.json").write_text(json.dumps({**record, "analysis": "failed: RuntimeError: out of memory"}))
+    result = write_report(analysed_sweep, tensorboard=False)
+    assert [run.directory.name for run in result.runs if run.analysis_failed] == [job.name]
+    report = (analysed_sweep / "report.md").read_text()
+    assert f"Not analysed: {job.name} (analysis failed: RuntimeError: out of memory)" in report

@@ -143,6 +143,7 @@ METRIC_RANGES = {
     "bleu": (0.0, 100.0),  # sacreBLEU's 0-100 scale
     "sacrebleu": (0.0, 100.0),
     "sacrebleu_lowercase": (0.0, 100.0),
+    "prunable_fraction": (0.0, 1.0),  # the sweep report's analysis/prunable_fraction: a fraction of the heads
 }
 
 

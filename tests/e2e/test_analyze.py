@@ -156,3 +156,176 @@ def test_analysing_with_heads_ablated_leaves_them_out(trained, tmp_path):
     assert [(r["site"], r["layer"]) for r in off] == [("cross", "1"), ("cross", "1")]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ablation_specs"]["heads"] == ["cross:1:0", "cross:1:1"]
+
+
+# --- analyze_after_fit=true in src.run, and src.analyze on a sweep -------------------------------------------------
+
+
+def test_a_run_with_analyze_after_fit_analyses_its_best_checkpoint_after_the_test(tmp_path):
+    """After training and test_after_fit's test: analysis/ from the best checkpoint with the run's analysis.*
+    settings, the figures in the run's TensorBoard, one line saying so, and run.json recording it."""
+    run_dir = tmp_path / "run"
+    result = check(
+        run_module(
+            "src.run",
+            *task_overrides("reverse", tmp_path),
+            *TWO_LAYERS,
+            "test_after_fit=true",
+            "analyze_after_fit=true",
+            "analysis.prune_step=0.25",
+            "analysis.max_examples=16",
+            f"hydra.run.dir={run_dir}",
+        )
+    )
+    assert FILES <= {p.name for p in (run_dir / "analysis").iterdir()}
+    lines = [line for line in result.stdout.splitlines() if line.startswith("analysis:")]
+    assert len(lines) == 1 and lines[0].endswith(f"written: {run_dir / 'analysis'}"), result.stdout
+    said = [line for line in result.stderr.splitlines() if line.startswith(("warning:", "error:"))]
+    assert all("is given twice" in line for line in said), result.stderr  # TWO_LAYERS overrides TINY's values
+    assert result.stdout.index("evaluate:") < result.stdout.index("analysis:")  # after the run's own summary
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["analysis"] == "completed"
+    assert "test/exact_match" in json.loads((run_dir / "metrics.json").read_text())["final"]
+
+    summary = json.loads((run_dir / "analysis" / "summary.json").read_text())
+    assert summary["checkpoint"] == str(run_dir / "checkpoints" / "best.ckpt")
+    assert summary["settings"]["prune_step"] == 0.25 and summary["examples"] == 16
+    assert " -m src.run " in summary["command"] and summary["threads"] == 1
+    with open(run_dir / "analysis" / "pruning.csv") as f:
+        assert len(list(csv.DictReader(f))) == 5  # 0, 25, 50, 75, 100%
+    events = read_events(run_dir)
+    assert {"val_analysis/importance", "val_analysis/pruning_curve", "val_analysis/report"} <= events.image_tags | (
+        events.text_tags
+    )
+    assert "val_analysis/prunable_fraction" in events.scalar_tags
+    assert "analysis:" in (run_dir / "run.log").read_text()
+
+
+@pytest.mark.parametrize("failure", ["crash", "SIGTERM", "SIGINT"])
+def test_a_failed_or_interrupted_analysis_after_training_keeps_the_trained_run(tmp_path, monkeypatch, failure):
+    """The run is trained and recorded as completed first: a crash in the analysis, or a signal during it, leaves
+    it so, records what became of the analysis, removes the partial analysis/ and says, in one line, how to analyse
+    the run later; the command still exits non-zero (1 for a crash, 130 / 143 for a signal, as in training)."""
+    import os
+    import signal
+    import time
+
+    from src import run as run_module_in_process
+    from tests.conftest import run_in_process
+
+    real = run_module_in_process.analyze_checkpoint
+
+    def failing(target, *args, **kwargs):
+        target.out.mkdir()  # partly written
+        (target.out / "heads.csv").write_text("site\n")
+        if failure == "crash":
+            raise RuntimeError("the analysis broke\nsecond line")
+        os.kill(os.getpid(), getattr(signal, failure))
+        time.sleep(5)  # the signal lands here
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(run_module_in_process, "analyze_checkpoint", failing)
+    run_dir = tmp_path / "run"
+    code, _, err = run_in_process(
+        "src.run", *task_overrides("reverse", tmp_path), *TINY, "analyze_after_fit=true", f"hydra.run.dir={run_dir}"
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == {"crash": 1, "SIGTERM": 143, "SIGINT": 130}[failure], err
+    assert len(errors) == 1 and f"analyse it with python -m src.analyze ckpt={run_dir}" in errors[0], err
+    assert "Traceback" not in err
+    assert "the trained run is kept (completed" in errors[0]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert not (run_dir / "analysis").exists()  # so that the printed command works as it is
+    if failure == "crash":
+        assert record["analysis"] == "failed: RuntimeError: the analysis broke"
+        assert "RuntimeError: the analysis broke" in (run_dir / "analysis_error.txt").read_text()
+    else:
+        assert record["analysis"].startswith(f"interrupted by {failure}")
+    # and the command it printed does the analysis
+    check(run_module("src.analyze", f"ckpt={run_dir}", "torch_threads=1", "single_heads=false", "keep_one=false"))
+    assert (run_dir / "analysis" / "summary.json").is_file()
+
+
+def test_src_analyze_on_a_sweep_analyses_every_job_once_and_rewrites_its_report(tmp_path):
+    """A sweep trained without analysis: src.analyze ckpt=<sweep> analyses every job and the report gains the
+    pruning section; run again, it skips the jobs analysed (one warning each) and refuses when none is left."""
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in TINY if not o.startswith("model.heads=")]
+    check(
+        run_module("src.run", "-m", *tiny, *task_overrides("reverse", tmp_path), "seed=0,1", f"hydra.sweep.dir={sweep}")
+    )
+    assert "Head pruning" not in (sweep / "report.md").read_text()
+    jobs = sorted(p for p in sweep.iterdir() if (p / "run.json").is_file())
+    assert len(jobs) == 2
+
+    analysis = ["torch_threads=1", "prune_step=0.5", "single_heads=false", "keep_one=false"]
+    result = check(run_module("src.analyze", f"ckpt={sweep}", *analysis))
+    assert all((job / "analysis" / "summary.json").is_file() for job in jobs)
+    report = (sweep / "report.md").read_text()
+    assert "## Head pruning (src.analyze)" in report and "val `exact_match`, tolerance 5%" in report
+    assert "(2) |" in report.split("## Head pruning", 1)[1]  # both seeds in the one configuration
+    assert (sweep / "pruning.png").is_file() and "Not analysed" not in report
+    assert "report:" in result.stdout
+
+    shutil.move(jobs[1] / "analysis", tmp_path / "moved")  # one job left to analyse
+    result = check(run_module("src.analyze", f"ckpt={sweep}", *analysis))
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {jobs[0].name} is skipped: it has an analysis already ({jobs[0] / 'analysis'})"]
+    assert (jobs[1] / "analysis" / "summary.json").is_file()
+
+    before = (sweep / "report.md").read_text()
+    result = run_module("src.analyze", f"ckpt={sweep}", *analysis)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(" is skipped")[0] for line in lines[:2]] == [f"warning: {job.name}" for job in jobs]
+    assert len(lines) == 3 and lines[2].startswith("error:") and "no job of this sweep is left" in lines[2]
+    assert (sweep / "report.md").read_text() == before
+
+
+def test_a_sweep_job_whose_analysis_fails_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    """As a job that fails to train: the sweep goes on, the report names the job without an analysis (with the
+    reason), and the command ends with one line naming it and exit status 1; the job itself stays completed."""
+    from src import run as run_module_in_process
+    from tests.conftest import run_in_process
+
+    real = run_module_in_process.analyze_checkpoint
+
+    def first_fails(target, *args, **kwargs):
+        if target.run_dir.name.startswith("0_"):
+            raise RuntimeError("no memory left")
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(run_module_in_process, "analyze_checkpoint", first_fails)
+    sweep = tmp_path / "sweep"
+    code, _, err = run_in_process(
+        "src.run",
+        "-m",
+        *TINY,
+        *task_overrides("reverse", tmp_path),
+        "seed=0,1",
+        "analyze_after_fit=true",
+        "analysis.single_heads=false",
+        f"hydra.sweep.dir={sweep}",
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 2, err
+    assert errors[0].startswith("error: job 0 (0_seed:0): the analysis after training failed: RuntimeError: no mem")
+    assert errors[1].startswith(
+        "error: the analysis after training of 1 sweep job(s) failed (0_seed:0); they are trained and kept: "
+        f"analyse them with python -m src.analyze ckpt={sweep}"
+    )
+    statuses = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/run.json")}
+    assert {name: record["status"] for name, record in statuses.items()} == {
+        "0_seed:0": "completed",
+        "1_seed:1": "completed",
+    }
+    assert statuses["1_seed:1"]["analysis"] == "completed"
+    report = (sweep / "report.md").read_text()
+    assert "Not analysed: 0_seed:0 (analysis failed: RuntimeError: no memory left)" in report
+    section = report.split("## Head pruning", 1)[1]
+    (row,) = [line for line in section.splitlines() if line.startswith("| ") and "baseline |" in line]
+    assert row.count(" (1) |") == 5  # the one analysed seed: unablated, prunable and each site's share
+    assert "Rank correlation not measured (single_heads=false) for: 1_seed:1." in section

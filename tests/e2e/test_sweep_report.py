@@ -3,6 +3,7 @@ the runs' own."""
 
 from __future__ import annotations
 
+import csv
 import json
 import statistics
 
@@ -171,3 +172,39 @@ def test_ddp_on_two_cpu_processes_trains_like_one_process_with_the_same_global_b
     ddp_loss = json.loads((ddp / "metrics.json").read_text())["final"]["val/loss"]
     single_loss = json.loads((single / "metrics.json").read_text())["final"]["val/loss"]
     assert ddp_loss == pytest.approx(single_loss, rel=0.01)
+
+
+def test_a_sweep_with_analyze_after_fit_reports_the_pruning_per_configuration(tmp_path):
+    """Every job analyses its best checkpoint after training (analysis.* for all of them); the report then has
+    the pruning section with a row per configuration over both seeds, and the mean pruning curves."""
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in TINY if not o.startswith("model.heads=")]
+    result = run_module(
+        "src.run",
+        "-m",
+        *tiny,
+        *SMALL_SYNTHETIC,
+        "seed=0,1",
+        "model.heads=1,2",
+        "analyze_after_fit=true",
+        "analysis.prune_step=0.5",
+        "analysis.single_heads=false",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = [line for line in result.stdout.splitlines() if line.startswith("analysis:")]
+    assert len(written) == 4 and "warning:" not in result.stderr, result.stderr
+    for job in sweep.glob("*/run.json"):
+        assert json.loads(job.read_text())["analysis"] == "completed"
+        summary = json.loads((job.parent / "analysis" / "summary.json").read_text())
+        assert summary["settings"]["prune_step"] == 0.5
+
+    report = (sweep / "report.md").read_text()
+    section = report.split("## Head pruning (src.analyze)", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "(2)" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "2"]  # model.heads, both seeds each
+    assert rows[0].rstrip(" |").endswith("baseline")
+    assert "val `exact_match`, tolerance 5%" in section and "Not analysed" not in section
+    assert (sweep / "pruning.png").stat().st_size > 1000 and "![pruning.png](pruning.png)" in report
+    columns = next(csv.DictReader(open(sweep / "results.csv")))
+    assert {"analysis/prunable_fraction", "analysis/pruned/cross"} <= set(columns)
