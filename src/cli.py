@@ -561,11 +561,22 @@ def print_help_without_schemas(main: Callable[[], object]) -> None:
     """Hydra's --help, less the `schema/*` groups: they hold the structured configs the yaml files build on
     (src/schema.py) and are not choices a user makes, but Hydra lists every group it knows."""
     buffer = io.StringIO()
+    # Every command shares conf/, so Hydra lists the training groups (model, task, ...) for src.eval too; a command
+    # that reads a checkpoint has only the groups its own defaults list chooses from.
+    own_groups = None if command_of(main) == "src.run" else ("ablate",)
+    lines, in_groups = [], False
     try:
         with contextlib.redirect_stdout(buffer):
             main()
     finally:
-        print("\n".join(line for line in buffer.getvalue().splitlines() if not line.startswith("schema/")))
+        for line in buffer.getvalue().splitlines():
+            if line.startswith("== "):  # Hydra's section titles: groups come first, then the config
+                in_groups = line.startswith("== Configuration groups")
+            group = line.split(":", 1)[0]
+            if line.startswith("schema/") or (in_groups and ": " in line and own_groups and group not in own_groups):
+                continue
+            lines.append(line)
+        print("\n".join(lines))
 
 
 def command_of(main: Callable[[], object]) -> str:

@@ -10,12 +10,16 @@ from src.cli import CommandLine, as_command, closest_setting, warn_about_keys_gi
 from tests.test_bad_inputs import run_command
 
 
-@pytest.mark.parametrize("module", ["src.run", "src.eval", "src.predict"])
+@pytest.mark.parametrize("module", ["src.run", "src.eval", "src.predict", "src.analyze"])
 def test_help_lists_the_users_groups_and_not_the_internal_schemas(module, capsys):
     result = run_command(module, ["--help"], capsys)
     assert result.code == 0, result.err
     assert "== Configuration groups ==" in result.out
     assert "schema/" not in result.out
+    assert "ablate: cross, decoder_ffn, none" in result.out
+    # a command that reads a checkpoint lists only its own groups; its settings are all shown
+    assert ("\ntask: " in result.out) == (module == "src.run")
+    assert "ckpt: ???" in result.out if module != "src.run" else "seed: 0" in result.out
 
 
 def error_line(module: str, args: list[str], capsys, tmp_path) -> str:

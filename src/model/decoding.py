@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError
+from .head_mask import head_gate_rows, keep_head_gate_rows, restore_head_gate_rows
 from .tokens import BOS_ID, EOS_ID, PAD_ID
 from .transformer import DecoderOnly, EncoderDecoder
 
@@ -26,6 +27,13 @@ class _Stepper:
             for name in ("k", "v"):
                 layer_cache["self"][name] = layer_cache["self"][name].index_select(0, index)
 
+    def keep_rows(self, rows: Tensor) -> None:
+        """Greedy decoding dropped finished rows: only `rows` go on (every cache and per-row input)."""
+        for layer_cache in self.cache:
+            for part in layer_cache.values():  # "self" and "cross"
+                for name in list(part):
+                    part[name] = part[name].index_select(0, rows)
+
 
 class _EncoderDecoderStepper(_Stepper):
     # Beams move between rows of the same batch item only, and those rows share one memory, so
@@ -38,6 +46,10 @@ class _EncoderDecoderStepper(_Stepper):
         self.cache = model.decoder.new_cache()
         self.position = 0
         self.prompt = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
+
+    def keep_rows(self, rows: Tensor) -> None:
+        super().keep_rows(rows)
+        self.memory, self.src = self.memory.index_select(0, rows), self.src.index_select(0, rows)
 
     def step(self, tokens: Tensor) -> Tensor:
         """tokens (N, t) at the next t positions -> logits of the last one (N, V)."""
@@ -101,6 +113,34 @@ def _forbid_special_tokens(logits: Tensor) -> Tensor:
     logits = logits.clone()
     logits[:, [PAD_ID, BOS_ID]] = float("-inf")
     return logits
+
+
+def _greedy(stepper, model, max_new_tokens: int) -> Tensor:
+    """Greedy decoding that stops computing a row once it has ended: finished rows leave the batch (their caches
+    and per-row head gates with them) once they are an eighth of it, so a batch of mixed lengths does not pay for
+    its longest output on every row. Each row's tokens are those of decoding it alone."""
+    logits = stepper.step(stepper.prompt)  # (B, V)
+    batch = logits.size(0)
+    out = torch.full((batch, max_new_tokens), PAD_ID, dtype=torch.long, device=logits.device)
+    active = torch.arange(batch, device=logits.device)  # the batch rows still in the computation
+    finished = torch.zeros(batch, dtype=torch.bool, device=logits.device)  # of the active rows
+    saved = head_gate_rows(model)
+    try:
+        for step in range(max_new_tokens):
+            next_token = _forbid_special_tokens(logits).argmax(-1).masked_fill(finished, PAD_ID)  # (A,)
+            out[active, step] = next_token
+            finished |= next_token == EOS_ID
+            if finished.all() or step == max_new_tokens - 1:
+                return out[:, : step + 1]
+            if int(finished.sum()) * 8 >= finished.numel():
+                rows = (~finished).nonzero().squeeze(1)
+                stepper.keep_rows(rows)
+                keep_head_gate_rows(model, rows)
+                active, finished, next_token = active[rows], finished[rows], next_token[rows]
+            logits = stepper.step(next_token[:, None])
+        return out
+    finally:
+        restore_head_gate_rows(model, saved)
 
 
 def _greedy_or_sample(stepper, max_new_tokens, sample, temperature, top_k, top_p, generator) -> Tensor:
@@ -219,6 +259,8 @@ def generate(
         if strategy == "sample" and temperature <= 0:
             raise ConfigError(f"decode.temperature={temperature} must be > 0 (use strategy=greedy for argmax)")
         stepper = _stepper(model, src, prompt, repeats=1)
-        return _greedy_or_sample(stepper, max_new_tokens, strategy == "sample", temperature, top_k, top_p, generator)
+        if strategy == "greedy":
+            return _greedy(stepper, model, max_new_tokens)
+        return _greedy_or_sample(stepper, max_new_tokens, True, temperature, top_k, top_p, generator)
     finally:
         model.train(was_training)

@@ -71,3 +71,24 @@ def clear_head_mask(model: nn.Module) -> None:
         for module in modules:
             module.head_gate = None
             module.head_fill = None
+
+
+def head_gate_rows(model: nn.Module) -> list[tuple[MultiHeadAttention, Tensor | None, Tensor | None]]:
+    """Every attention module's gate and fill as they are now (to put back with restore_head_gate_rows)."""
+    return [(m, m.head_gate, m.head_fill) for modules in attention_sites(model).values() for m in modules]
+
+
+def keep_head_gate_rows(model: nn.Module, rows: Tensor) -> None:
+    """A batch kept only `rows` (greedy decoding dropping finished rows): per-row gates and fills ((B, H), (B, H,
+    Dh): one head mask per batch row) keep the same rows; gates shared by every row stay as they are."""
+    for modules in attention_sites(model).values():
+        for module in modules:
+            if module.head_gate is not None and module.head_gate.dim() == 2:
+                module.head_gate = module.head_gate.index_select(0, rows.to(module.head_gate.device))
+            if module.head_fill is not None and module.head_fill.dim() == 3:
+                module.head_fill = module.head_fill.index_select(0, rows.to(module.head_fill.device))
+
+
+def restore_head_gate_rows(model: nn.Module, saved) -> None:
+    for module, gate, fill in saved:
+        module.head_gate, module.head_fill = gate, fill

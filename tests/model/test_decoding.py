@@ -306,3 +306,48 @@ def test_length_cap_uses_the_whole_positional_table():
     model = model_for("decoder_only", max_len=8)
     prompt = torch.randint(4, 11, (1, 4))
     assert generate(model, prompt=prompt, max_new_tokens=100).size(1) == 5  # positions 4..7 fed, 5th never fed
+
+
+def test_greedy_rows_that_end_early_leave_the_batch_and_each_row_decodes_as_if_alone():
+    """Greedy decoding drops rows once they end (with their caches and per-row head gates): every row's output is
+    still that of decoding it alone, and the model's gates are put back afterwards."""
+    from src.model.head_mask import attention_sites
+
+    torch.manual_seed(3)
+    model = (
+        build_model(
+            TransformerConfig(
+                arch="encoder_decoder",
+                src_vocab_size=13,
+                tgt_vocab_size=11,
+                d_model=16,
+                heads=4,
+                enc_layers=2,
+                dec_layers=2,
+                d_ff=32,
+                dropout=0.0,
+                max_len=40,
+            )
+        )
+        .double()
+        .eval()
+    )
+    with torch.no_grad():  # EOS wins where token 8 would: neither at once nor never, rows end at different steps
+        model.out_proj.weight[EOS_ID] = 1.1 * model.out_proj.weight[8]
+    src = torch.randint(4, 13, (12, 6), generator=torch.Generator().manual_seed(5))
+    src[3, 2:] = PAD_ID
+    gates = torch.ones(12, 4, dtype=torch.float64)  # a mask per row: head i % 4 off in two rows of three
+    for i in range(12):
+        gates[i, i % 4] = 0.0 if i % 3 else 1.0
+    cross = attention_sites(model)["cross"][0]
+    cross.head_gate = gates
+    together = generate(model, src=src, max_new_tokens=20)
+    assert cross.head_gate is gates, "the per-row gates were not put back"
+    ends = [(row == EOS_ID).nonzero()[0, 0].item() if (row == EOS_ID).any() else None for row in together]
+    assert len(set(ends)) > 2, f"the rows should end at different steps: {ends}"
+    for i in range(12):
+        cross.head_gate = gates[i]
+        alone = generate(model, src=src[i : i + 1], max_new_tokens=20)[0]
+        assert torch.equal(together[i, : alone.size(0)], alone), i
+        assert (together[i, alone.size(0) :] == PAD_ID).all()
+    cross.head_gate = None
