@@ -19,6 +19,8 @@ import gc
 collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
+import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,72 +51,96 @@ RUN_FILE = "run.json"
 
 @dataclass
 class Target:
-    """One checkpoint to analyse and where its analysis goes."""
+    """One checkpoint to analyse, where its analysis goes, and whether its figures also go into the run's
+    TensorBoard (only the run's own analysis does: one set of `<split>_analysis/` tags per run)."""
 
     checkpoint: Path
     run_dir: Path
     out: Path
+    tensorboard: bool = True
 
 
-def _completed(job: Path) -> bool:
+def _status(job: Path) -> str:
     import json
 
     try:
-        return json.loads((job / RUN_FILE).read_text()).get("status") == "completed"
+        return str(json.loads((job / RUN_FILE).read_text()).get("status", "unknown"))
     except (OSError, ValueError):
-        return False
+        return "unknown"
 
 
-def _best_checkpoint(run_dir: Path) -> Path | None:
+def _best_checkpoint(run_dir: Path, warn: bool = True) -> Path | None:
     from src.training.checkpoint import newest_checkpoint
 
     best = run_dir / "checkpoints" / "best.ckpt"
-    return best if best.is_file() else newest_checkpoint(run_dir)
+    if best.is_file():
+        return best
+    newest = newest_checkpoint(run_dir)
+    if newest is not None and warn:
+        print_warning(f"{run_dir} has no best.ckpt: analysing its newest checkpoint, {newest.name}")
+    return newest
+
+
+def is_sweep_dir(path: Path) -> bool:
+    """Whether `path` is a multirun's sweep directory: its jobs are folders directly in it whose Hydra config says
+    they ran in MULTIRUN mode. A folder that merely holds single runs (a day's outputs/<date>/) is not one."""
+    for hydra_file in path.glob("*/.hydra/hydra.yaml"):
+        try:
+            if str(OmegaConf.load(hydra_file).hydra.mode).endswith("MULTIRUN"):
+                return True
+        except Exception:  # an unreadable job config: not evidence of a sweep
+            continue
+    return False
+
+
+def _sweep_targets(path: Path, ckpt: str, out: str | None) -> list[tuple[Path, Path]]:
+    if out is not None:
+        raise ConfigError(
+            f"out={out} is for one run: a sweep's jobs each get their own {ANALYSIS_DIR}/; leave out= out"
+        )
+    targets = []
+    for job in sorted(p.parents[1] for p in path.glob("*/.hydra/overrides.yaml")):
+        found = _best_checkpoint(job, warn=False) if _status(job) == "completed" else None
+        if found is None:
+            print_warning(f"{job.name} is skipped: it did not complete (see {job / RUN_FILE})")
+        elif (job / ANALYSIS_DIR).exists():
+            print_warning(f"{job.name} is skipped: it has an analysis already ({job / ANALYSIS_DIR})")
+        else:
+            targets.append((found, job))
+    if not targets:
+        raise ConfigError(
+            f"ckpt={ckpt}: no job of this sweep is left to analyse (none completed, or each has "
+            f"{ANALYSIS_DIR}/ already; move those away to analyse again)"
+        )
+    return targets
 
 
 def find_targets(ckpt: str, out: str | None) -> tuple[list[Target], Path | None]:
     """The checkpoints `ckpt` names, each with its output directory, and the sweep directory when `ckpt` is one.
     ConfigError (one line) when it names nothing analysable or an output directory already exists: nothing is
     ever overwritten, and every target is checked before any work starts."""
-    from src.training.checkpoint import check_checkpoint_file, run_dir_of
+    from src.training.checkpoint import check_checkpoint_file, read_checkpoint, run_dir_of
 
     if not str(ckpt).strip():
         raise ConfigError("ckpt is empty: give a checkpoint, a run directory or a sweep directory")
+    if out is not None and not str(out).strip():
+        raise ConfigError("out is empty: give a folder to write the analysis to, or leave out= out")
     path = resolve_path(ckpt)
     sweep_dir = None
     if path.is_file():
-        targets = [(path, None)]
+        targets: list[tuple[Path, Path | None]] = [(path, None)]
     elif path.is_dir() and (path / "checkpoints").is_dir():
         found = _best_checkpoint(path)
         if found is None:
             raise ConfigError(f"ckpt={ckpt}: the run saved no checkpoint (see {path / RUN_FILE}): nothing to analyse")
         targets = [(found, path)]
-    elif path.is_dir() and any(path.glob("*/.hydra/overrides.yaml")):
+    elif path.is_dir() and is_sweep_dir(path):
         sweep_dir = path
-        if out is not None:
-            raise ConfigError(
-                f"out={out} is for one run: a sweep's jobs each get their own {ANALYSIS_DIR}/; leave out= out"
-            )
-        jobs = sorted(p.parents[1] for p in path.glob("*/.hydra/overrides.yaml"))
-        targets = []
-        for job in jobs:
-            found = _best_checkpoint(job) if _completed(job) else None
-            if found is None:
-                print_warning(f"{job.name} is skipped: it did not complete (see {job / RUN_FILE})")
-                continue
-            if (job / ANALYSIS_DIR).exists():
-                print_warning(f"{job.name} is skipped: it has an analysis already ({job / ANALYSIS_DIR})")
-                continue
-            targets.append((found, job))
-        if not targets:
-            raise ConfigError(
-                f"ckpt={ckpt}: no job of this sweep is left to analyse (none completed, or each has "
-                f"{ANALYSIS_DIR}/ already; move those away to analyse again)"
-            )
+        targets = list(_sweep_targets(path, ckpt, out))
     elif path.is_dir():
         raise ConfigError(
-            f"ckpt={ckpt} is a directory without checkpoints/ or sweep jobs: give a checkpoint file, a run "
-            "directory or a sweep directory"
+            f"ckpt={ckpt} is a directory that is neither a run (no checkpoints/) nor a sweep (no jobs run with -m): "
+            "give a checkpoint file, a run directory or a sweep directory"
         )
     else:
         check_checkpoint_file(ckpt)  # the one line src.eval prints for a missing file
@@ -122,18 +148,29 @@ def find_targets(ckpt: str, out: str | None) -> tuple[list[Target], Path | None]
     resolved = []
     for checkpoint, run_dir in targets:
         if run_dir is None:
-            from src.training.checkpoint import read_checkpoint
-
             run_dir = run_dir_of(str(checkpoint), read_checkpoint(str(checkpoint)))
-        target_out = resolve_path(out) if out is not None else run_dir / ANALYSIS_DIR
+        own = checkpoint.parent == run_dir / "checkpoints"  # a checkpoint of the run it names, where it was saved
+        if sweep_dir is None and own and _status(run_dir) not in ("completed", "unknown"):
+            print_warning(f"{run_dir.name}'s run did not complete ({_status(run_dir)}): analysing {checkpoint.name}")
+        if out is not None:
+            target_out = resolve_path(out)
+        elif own:
+            target_out = run_dir / ANALYSIS_DIR
+        else:  # a checkpoint moved away from its run: its analysis goes beside it, not into the run it came from
+            target_out = checkpoint.parent / f"{checkpoint.stem}_{ANALYSIS_DIR}"
+        if target_out.is_file():
+            raise ConfigError(f"out={target_out} is a file: give a folder that does not exist yet")
         if target_out.exists() and sweep_dir is None:
             raise ConfigError(
                 f"{target_out} exists (an earlier analysis): give another place with "
                 f"{shell_override('out', str(target_out) + '-2')}, or move it away"
             )
         if not target_out.parent.is_dir():
-            raise ConfigError(f"out={out}: the folder {target_out.parent} does not exist: create it or choose another")
-        resolved.append(Target(checkpoint, run_dir, target_out))
+            raise ConfigError(
+                f"{'out=' + str(out) if out is not None else str(target_out)}: the folder {target_out.parent} does "
+                f"not exist: {'create it or choose another' if out is not None else 'give out=<a folder>'}"
+            )
+        resolved.append(Target(checkpoint, run_dir, target_out, tensorboard=own and out is None))
     return resolved, sweep_dir
 
 
@@ -183,7 +220,7 @@ def analyze_checkpoint(
     sublayers to switch off on top of what the run trained without; `batch_size`: None for the run's. `command`: the
     command recorded in summary.json. `log` gets the lines; `verbose=False` (after training, src.run) keeps only
     the last one, what was written."""
-    from src.analysis.ablation import ablate_trained_model, ablated_line
+    from src.analysis.ablation import ablate_trained_model, ablated_line, trained_ablation
     from src.analysis.heads import analyze_heads
     from src.analysis.report import write_analysis, write_tensorboard
     from src.model.head_mask import attention_sites
@@ -229,13 +266,20 @@ def analyze_checkpoint(
         "versions": package_versions(),
     }
     write_analysis(result, target.out, about)
-    if tensorboard and any(target.run_dir.glob("events.out.tfevents.*")):
+    has_tensorboard = any(target.run_dir.glob("events.out.tfevents.*"))
+    # One analysis per run in its TensorBoard: the run's own (its checkpoint, its analysis/, its trained ablation).
+    own = target.tensorboard and ablation == trained_ablation(module)
+    if tensorboard and has_tensorboard and own:
         write_tensorboard(result, target.run_dir, about["step"], about)
+    elif tensorboard and has_tensorboard:
+        detail("  TensorBoard: left as it is (an analysis with out= or ablate.* of its own is written to files only)")
     m = result.metric
-    line = (
-        f"{m.name} {result.baseline_metric:.4g}; {100 * result.prunable_fraction:.0f}% of the heads can go "
-        f"within {100 * result.tolerance:g}%; written: {target.out}"
+    fraction = (
+        "the prunable fraction is undefined (see report.md)"
+        if math.isnan(result.prunable_fraction)
+        else f"{100 * result.prunable_fraction:.0f}% of the heads can go within {100 * result.tolerance:g}%"
     )
+    line = f"{m.name} {result.baseline_metric:.4g}; {fraction}; written: {target.out}"
     log(f"  {line}" if verbose else f"analysis:      {settings.split} {line}")
     return target.out
 
@@ -256,9 +300,18 @@ def analyze(cfg: DictConfig) -> list[Path]:
         torch.set_num_threads(cfg.torch_threads)
     targets, sweep_dir = find_targets(cfg.ckpt, cfg.out)
     check_ablation(targets, cfg.ablate)
-    written = [
-        analyze_checkpoint(target, cfg, device, ablate=cfg.ablate, batch_size=cfg.batch_size) for target in targets
-    ]
+    written = []
+    for target in targets:
+        try:
+            written.append(analyze_checkpoint(target, cfg, device, ablate=cfg.ablate, batch_size=cfg.batch_size))
+        except KeyboardInterrupt:  # the analysis is written whole or not at all (write_analysis)
+            print(
+                f"interrupted: {target.out} was not written"
+                + (f" ({len(written)} analyses before it were)" if written else "")
+                + f"; rerun: {command_line('src.analyze')}",
+                file=sys.stderr,
+            )
+            sys.exit(130)
     if sweep_dir is not None:
         from src.report import report_sweep
 

@@ -76,10 +76,10 @@ class Run:
         within the tolerance; empty without an analysis."""
         if not self.analysis:
             return {}
-        figures = {
-            key: float(value)
+        figures = {  # an undefined figure (null in summary.json: e.g. no prunable fraction) is NaN, never dropped
+            key: float(value) if value is not None else math.nan
             for key, value in (self.analysis.get("figures") or {}).items()
-            if isinstance(value, (int, float))
+            if value is None or isinstance(value, (int, float))
         }
         for site in self.analysis.get("sites") or []:
             value = site.get("pruned_within_tolerance")
@@ -372,7 +372,7 @@ def baseline_label(baseline: Configuration | None) -> str:
     """The baseline in the report's text: its settings as code, like the fixed ones (`[cross:*:*]` stays as typed)."""
     if baseline is None:
         return "-"
-    return f"`{baseline.label}`" if baseline.settings else baseline.label
+    return f"`{baseline.label}`" if baseline.settings else "the only configuration"
 
 
 def _format(value: float | None) -> str:

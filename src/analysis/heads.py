@@ -29,8 +29,10 @@ from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 from src.model import PAD_ID
+from src.model.ablation import sublayer_blocks
 from src.model.head_mask import attention_sites
 from src.training.inference import forward_batch
+from src.training.report import print_warning
 
 from .ablation import QUERY_TOKENS
 from .scoring import HeadMask, MainMetric, SplitScorer, current_head_mask, per_example_loss, target_of
@@ -80,6 +82,19 @@ def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
                 module.head_gate = gate
         model.train(was_training)
     return {site: (values / max(examples, 1)).float() for site, values in total.items()}
+
+
+def heads_in_use(model: nn.Module) -> HeadMask:
+    """Per site, (L, H): 1 for each head that still acts, 0 where it is gated off or its whole attention sublayer
+    is removed (ablate.sublayers): a removed sublayer's heads change nothing, so they are neither scored nor
+    pruned."""
+    alive = {site: (gates > 0).float() for site, gates in current_head_mask(model).items()}
+    blocks = sublayer_blocks(model)
+    for site, gates in alive.items():
+        for layer, block in enumerate(blocks.get(site, [])):
+            if block.removed:
+                gates[layer] = 0.0
+    return alive
 
 
 def normalise_per_layer(importance: HeadMask, alive: HeadMask) -> HeadMask:
@@ -237,7 +252,7 @@ def analyze_heads(
     seconds: dict[str, float] = {}
     scorer = SplitScorer(model, datamodule, decode, split, max_examples, rows_per_batch)
     kind, metric = scorer.kind, scorer.metric
-    alive = {site: (gates > 0).float() for site, gates in current_head_mask(model).items()}
+    alive = heads_in_use(model)
     all_heads = [
         (site, layer, head)
         for site, gates in alive.items()
@@ -302,10 +317,14 @@ def analyze_heads(
     steps = _pruning_curve(model, scorer, alive, live, prune_step, normalised, baseline_metric, baseline_loss)
     seconds["pruning"] = time.perf_counter() - start
     fraction = prunable_fraction(metric, baseline_metric, steps, tolerance)
-    log(
-        f"pruning: {len(steps) - 1} steps in {seconds['pruning']:.1f} s; {100 * fraction:.0f}% of the heads go "
-        f"before {metric.name} drops by more than {100 * tolerance:g}%"
-    )
+    if metric.higher_is_better and baseline_metric <= 0:
+        # A model that scores 0 loses nothing by losing heads: "100% can go" would be true and meaningless.
+        fraction = math.nan
+        print_warning(
+            f"the unablated model scores {metric.name} 0 on {split}: it does not do the task, so there is no "
+            "prunable fraction (left undefined); analyse a trained checkpoint"
+        )
+    log(f"pruning: {len(steps) - 1} steps in {seconds['pruning']:.1f} s")
 
     correlation = {}
     if single_heads:

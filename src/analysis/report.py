@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -102,7 +103,19 @@ def write_summary(analysis: HeadAnalysis, out: Path, about: dict) -> None:
         "seconds": analysis.seconds,
         **about,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    # strict JSON: an undefined figure (NaN) is null, which every JSON reader takes
+    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _finite(value):
+    """`value` with every NaN or infinity replaced by None, through dicts and lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 # --- figures --------------------------------------------------------------------------------------------------
@@ -120,7 +133,7 @@ def heat_map_figure(grids: dict[str, np.ndarray], title: str, cmap: str, divergi
     finite = values[np.isfinite(values)]
     vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
     vmin = -vmax if diverging else (float(np.min(finite)) if finite.size else 0.0)
-    width = sum(max(2.2, 0.55 * g.shape[1] + 1.2) for g in grids.values()) + 1.0
+    width = max(6.5, sum(max(2.2, 0.55 * g.shape[1] + 1.2) for g in grids.values()) + 1.0)  # room for the title
     height = max(2.4, 0.45 * max(g.shape[0] for g in grids.values()) + 1.4)
     figure, axes = plt.subplots(1, len(sites), figsize=(width, height), squeeze=False, constrained_layout=True)
     image = None
@@ -135,11 +148,19 @@ def heat_map_figure(grids: dict[str, np.ndarray], title: str, cmap: str, divergi
         if grid.size <= 256:
             for (layer, head), value in np.ndenumerate(grid):
                 text = "off" if np.isnan(value) else f"{value:.2g}"
-                ax.text(head, layer, text, ha="center", va="center", fontsize=7, color="black")
+                ax.text(head, layer, text, ha="center", va="center", fontsize=7, color=_ink(image, value))
     if image is not None:
         figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     figure.suptitle(title, fontsize=10)
     return figure
+
+
+def _ink(image, value: float) -> str:
+    """Black on light cells, white on dark ones (by the cell colour's luminance), so every label can be read."""
+    if np.isnan(value):
+        return "black"
+    red, green, blue, _ = image.cmap(image.norm(value))
+    return "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else "black"
 
 
 def pruning_figure(analysis: HeadAnalysis):
@@ -176,7 +197,8 @@ def figures(analysis: HeadAnalysis) -> dict[str, object]:
     if any(not math.isnan(r.metric_drop) for r in analysis.heads):
         made["single_head_effect"] = heat_map_figure(
             _grid(analysis, "metric_drop"),
-            f"{analysis.metric.name} drop when the head alone is removed (positive: it helps)",
+            f"{analysis.metric.name} {'drop' if analysis.metric.higher_is_better else 'rise'} when the head alone "
+            "is removed (positive: it helps)",
             "RdBu_r",
             diverging=True,
         )
@@ -195,20 +217,32 @@ def figure_pixels(figure) -> np.ndarray:
 def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]) -> str:
     m = analysis.metric
     better = "higher is better" if m.higher_is_better else "lower is better"
+    worse = "drop" if m.higher_is_better else "rise"  # how the metric gets worse
+    ablated = about.get("ablation", "nothing ablated") != "nothing ablated"
+    unablated = "with only the ablation above" if ablated else "unablated"
     lines = [
         f"# Head analysis: {about.get('checkpoint', '')}",
         "",
         f"- split: {analysis.split} ({analysis.examples} examples); main metric: {m.name} ({m.description}, {better})",
         f"- ablation in force: {about.get('ablation', 'nothing ablated')}",
-        f"- unablated: {m.name} {_fmt(analysis.baseline_metric)}, loss {_fmt(analysis.baseline_loss)}",
-        f"- **{100 * analysis.prunable_fraction:.0f}% of the heads can be removed** (least important first, "
-        f"re-scored every step) before {m.name} drops by more than {100 * analysis.tolerance:g}% of its value",
+        f"- {unablated}: {m.name} {_fmt(analysis.baseline_metric)}"
+        + ("" if m.name == "loss" else f", loss {_fmt(analysis.baseline_loss)}"),
+        (
+            f"- no prunable fraction: the unablated model scores {m.name} 0 (it does not do the task)"
+            if math.isnan(analysis.prunable_fraction)
+            else f"- **{100 * analysis.prunable_fraction:.0f}% of the heads can be removed** (least important "
+            f"first, re-scored every step) before {m.name} {'drops' if m.higher_is_better else 'rises'} by more "
+            f"than {100 * analysis.tolerance:g}% of its value"
+        ),
     ]
     if analysis.rank_correlation:
         rho = analysis.rank_correlation
+        on = f"{_fmt(rho.get('metric'), 2) or 'undefined'} on {m.name}"
+        if m.name != "loss":
+            on += f", {_fmt(rho.get('loss'), 2) or 'undefined'} on the loss"
         lines.append(
-            f"- importance vs the exact single-head effect: Spearman rho {_fmt(rho.get('metric'), 2)} on {m.name}, "
-            f"{_fmt(rho.get('loss'), 2)} on the loss (near 1: the gradient score ranks heads as removing them does)"
+            f"- importance vs the exact single-head effect: Spearman rho {on} (near 1: the gradient score ranks heads "
+            "as removing them does; undefined when a column is constant)"
         )
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in analysis.seconds.items())
     lines += [f"- time: {timing}", ""]
@@ -216,7 +250,7 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
     lines += [
         "## By site",
         "",
-        f"| site | heads | mean {m.name} drop (one head removed) | largest drop | pruned within tolerance | "
+        f"| site | heads | mean {m.name} {worse} (one head removed) | largest {worse} | pruned within tolerance | "
         "mean importance |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
@@ -229,17 +263,19 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
         "",
         "## Heads",
         "",
-        "Importance: E|dL/dg| (Michel et al. 2019, eq. 3), and normalised per layer. Drop: how much worse the main "
-        "metric is with the head alone removed (positive: the head helps).",
+        f"Importance: E|dL/dg| (Michel et al. 2019, eq. 3), and normalised per layer. {worse.capitalize()}: how much "
+        "worse the main metric is with the head alone removed (positive: the head helps).",
         "",
-        f"| head | importance | normalised | entropy (nats) | {m.name} without | drop | loss without |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| head | importance | normalised | entropy (nats) | {m.name} without | {worse} |"
+        + ("" if m.name == "loss" else " loss without |"),
+        "| --- | --- | --- | --- | --- | --- |" + ("" if m.name == "loss" else " --- |"),
     ]
     for r in analysis.heads:
         name = f"{r.site}:{r.layer}:{r.head}" + (" (off)" if r.removed_before else "")
         lines.append(
             f"| {name} | {_fmt(r.importance, 4)} | {_fmt(r.importance_normalised)} | {_fmt(r.entropy)} | "
-            f"{_fmt(r.metric_without)} | {_fmt(r.metric_drop)} | {_fmt(r.loss_without)} |"
+            f"{_fmt(r.metric_without)} | {_fmt(r.metric_drop)} |"
+            + ("" if m.name == "loss" else f" {_fmt(r.loss_without)} |")
         )
     if analysis.keep_one:
         lines += [
@@ -249,34 +285,46 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
             "The best head of a layer (lowest loss kept alone) is the only one left in it: in that layer alone, in "
             "every layer of the site, and in every layer of the model.",
             "",
-            f"| scope | kept | {m.name} | loss |",
-            "| --- | --- | --- | --- |",
+            f"| scope | kept | {m.name} |" + ("" if m.name == "loss" else " loss |"),
+            "| --- | --- | --- |" + ("" if m.name == "loss" else " --- |"),
         ]
         for k in analysis.keep_one:
             scope = (
                 f"{k.site} layer {k.layer}" if k.scope == "layer" else ("every layer" if k.scope == "all" else k.site)
             )
-            lines.append(f"| {scope} | {k.kept} | {_fmt(k.metric)} | {_fmt(k.loss)} |")
-    lines += ["", "## Pruning curve", "", f"| heads removed | {m.name} | loss |", "| --- | --- | --- |"]
+            loss = "" if m.name == "loss" else f" {_fmt(k.loss)} |"
+            lines.append(f"| {scope} | {k.kept} | {_fmt(k.metric)} |{loss}")
+    lines += ["", "## Pruning curve", "", f"| heads removed | {m.name} |" + ("" if m.name == "loss" else " loss |")]
+    lines.append("| --- | --- |" + ("" if m.name == "loss" else " --- |"))
     for s in analysis.pruning:
-        lines.append(f"| {s.removed} ({100 * s.fraction:.0f}%) | {_fmt(s.metric)} | {_fmt(s.loss)} |")
+        loss = "" if m.name == "loss" else f" {_fmt(s.loss)} |"
+        lines.append(f"| {s.removed} ({100 * s.fraction:.0f}%) | {_fmt(s.metric)} |{loss}")
     lines += [""] + [f"![{name}]({name}.png)" for name in figure_names] + [""]
     return "\n".join(lines)
 
 
 def write_analysis(analysis: HeadAnalysis, out: Path, about: dict) -> list[str]:
-    """Write `out` (created; the caller made sure it does not exist) and return the files written."""
+    """Write `out` (the caller made sure it does not exist) and return the files written. Everything goes into a
+    hidden folder beside it first, renamed to `out` at the end: an interrupt or an error leaves no half-written
+    analysis that a rerun would refuse to replace or a sweep report would read."""
+    import shutil
+
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True)
-    write_tables(analysis, out)
-    write_summary(analysis, out, about)
-    made = figures(analysis)
-    for name, figure in made.items():
-        figure.savefig(out / f"{name}.png", dpi=110)
-    (out / "report.md").write_text(report_markdown(analysis, about, list(made)))
-    for figure in made.values():
-        plt.close(figure)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    partial.mkdir(parents=True)
+    try:
+        write_tables(analysis, partial)
+        write_summary(analysis, partial, about)
+        made = figures(analysis)
+        for name, figure in made.items():
+            figure.savefig(partial / f"{name}.png", dpi=110)
+            plt.close(figure)
+        (partial / "report.md").write_text(report_markdown(analysis, about, list(made)))
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return sorted(p.name for p in out.iterdir())
 
 

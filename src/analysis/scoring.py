@@ -25,7 +25,7 @@ from sacrebleu.metrics import BLEU
 from torch import Tensor, nn
 
 from src.data import task_spec
-from src.model import PAD_ID, generate
+from src.model import PAD_ID, ConfigError, generate
 from src.model.head_mask import attention_sites
 from src.training.inference import forward_batch
 from src.training.metrics import exact_match
@@ -140,7 +140,8 @@ class SplitScorer:
         examples = list(getattr(datamodule.task, split))
         self.examples = examples[:max_examples] if max_examples is not None else examples
         if not self.examples:
-            raise ValueError(f"the {split} split has no examples to analyse")
+            other = "val" if split == "test" else "test"
+            raise ConfigError(f"split={split}: this run's {split} split has no examples to analyse: use split={other}")
         self.split = split
         self.rows_per_batch = max(1, rows_per_batch)
         self.device = next(model.parameters()).device

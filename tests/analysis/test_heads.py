@@ -174,3 +174,35 @@ def test_heads_already_ablated_are_left_out_of_every_table(copy_run):
     kept = [k.kept for k in result.keep_one if k.scope == "layer" and k.site == "decoder_self" and k.layer == 1]
     assert kept == ["decoder_self:1:1"]  # the only head left in that layer
     assert isinstance(result.heads[0], HeadRow) and result.examples == 10
+
+
+def test_a_model_that_scores_nothing_has_no_prunable_fraction(copy_run, tmp_path, capsys):
+    """Exact match 0 (this random model never ends a sequence): losing heads loses nothing, and "100% can go"
+    would be true and meaningless; the fraction is undefined, null in summary.json, and a warning says why."""
+    import json
+
+    from src.analysis.report import write_analysis
+
+    model, dm = copy_run
+    result = analyze_heads(model, dm, {}, "val", prune_step=0.5, single_heads=False, keep_one=False, log=lambda _: None)
+    assert result.baseline_metric == 0.0 and math.isnan(result.prunable_fraction)
+    assert "warning: the unablated model scores exact_match 0" in capsys.readouterr().err
+    write_analysis(result, tmp_path / "analysis", {"checkpoint": "x"})
+    summary = json.loads((tmp_path / "analysis" / "summary.json").read_text())
+    assert summary["figures"]["prunable_fraction"] is None
+    assert "no prunable fraction" in (tmp_path / "analysis" / "report.md").read_text()
+
+
+def test_an_analysis_is_written_whole_or_not_at_all(copy_run, tmp_path, monkeypatch):
+    from src.analysis import report
+
+    model, dm = copy_run
+    result = analyze_heads(model, dm, {}, "val", prune_step=0.5, single_heads=False, keep_one=False, log=lambda _: None)
+
+    def interrupted(_analysis):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "figures", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_analysis(result, tmp_path / "analysis", {"checkpoint": "x"})
+    assert list(tmp_path.iterdir()) == []  # neither analysis/ nor its hidden partial folder

@@ -193,7 +193,12 @@ def test_a_sweep_with_analyze_after_fit_reports_the_pruning_per_configuration(tm
     )
     assert result.returncode == 0, result.stderr[-3000:]
     written = [line for line in result.stdout.splitlines() if line.startswith("analysis:")]
-    assert len(written) == 4 and "warning:" not in result.stderr, result.stderr
+    warnings = [  # a 12-step model does not sort yet: its prunable fraction is undefined, and said so
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("warning:") and "does not do the task" not in line
+    ]
+    assert len(written) == 4 and not warnings, result.stderr
     for job in sweep.glob("*/run.json"):
         assert json.loads(job.read_text())["analysis"] == "completed"
         summary = json.loads((job.parent / "analysis" / "summary.json").read_text())
