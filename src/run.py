@@ -515,6 +515,8 @@ def cli() -> None:
     from src.report import ReportAtSweepEnd, report_after_sweeper_error
 
     ReportAtSweepEnd.started = ReportAtSweepEnd.last_sweep = None
+    FAILED_JOBS.clear()  # what this command's own jobs did: not those of an earlier command in the same process
+    FAILED_ANALYSES.clear()
     try:
         run_hydra_command(main)  # src/preflight.py checks the run and sweep directories first
     except SystemExit as exit_:

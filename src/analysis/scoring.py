@@ -29,6 +29,7 @@ from src.model import PAD_ID, ConfigError, generate
 from src.model.head_mask import attention_sites
 from src.training.inference import forward_batch
 from src.training.metrics import exact_match
+from src.training.report import print_warning
 
 HeadMask = dict[str, Tensor]  # site -> (L, H) gates, 1 = kept, 0 = ablated
 
@@ -138,6 +139,8 @@ class SplitScorer:
         self.decode = dict(decode)
         task_name = datamodule.task_cfg.name
         examples = list(getattr(datamodule.task, split))
+        if max_examples is not None and max_examples > len(examples):
+            print_warning(f"max_examples={max_examples}: the {split} split has {len(examples)}, all of them are used")
         self.examples = examples[:max_examples] if max_examples is not None else examples
         if not self.examples:
             other = "val" if split == "test" else "test"
