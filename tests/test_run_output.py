@@ -53,3 +53,8 @@ def test_what_a_run_prints_shows_every_user_string_exactly(capsys, tmp_path):
     evaluated = run_command("src.eval", evaluate[4:], capsys)
     assert evaluated.code == 0, evaluated.err
     assert f"checkpoint: {run_dir / 'checkpoints' / 'best.ckpt'}" in evaluated.out
+    analyse = shlex.split(next(line for line in lines if line.startswith("analyse heads:")))
+    assert analyse[3:5] == ["-m", "src.analyze"]
+    analysed = run_command("src.analyze", [*analyse[5:], "single_heads=false", "keep_one=false"], capsys)
+    assert analysed.code == 0, analysed.err
+    assert (run_dir / "analysis" / "report.md").is_file()

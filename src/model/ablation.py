@@ -214,6 +214,12 @@ def parse_ablation(ablate: Mapping | None, cfg: TransformerConfig, key: str = "a
                 f"{key}.heads: {spec!r} is not site:layer:head: write e.g. cross:1:3, cross:1 (the layer's heads) "
                 "or cross (every head of the site)"
             )
+        if len(parts) > 1 and parts[-1] == "":  # `cross:1:` most likely lost its head number: ask, do not guess
+            whole = spec.strip().rstrip(":")
+            raise ConfigError(
+                f"{key}.heads: {spec!r} ends in ':' with no number after it: write {whole}:<head>, {whole}:* for "
+                f"every head, or {whole}"
+            )
         site = _site(parts[0], layout, spec, f"{key}.heads", cfg.arch)
         layers, count = layout[site]
         chosen_layers = _index(parts[1] if len(parts) > 1 else "*", layers, "layer", spec, f"{key}.heads", site)
@@ -228,6 +234,11 @@ def parse_ablation(ablate: Mapping | None, cfg: TransformerConfig, key: str = "a
         if len(parts) > 2 or not parts[0]:
             raise ConfigError(
                 f"{key}.sublayers: {spec!r} is not site:layer: write e.g. cross:1 or decoder_ffn:* (every layer)"
+            )
+        if len(parts) > 1 and parts[-1] == "":
+            whole = spec.strip().rstrip(":")
+            raise ConfigError(
+                f"{key}.sublayers: {spec!r} ends in ':' with no layer after it: write {whole}:<layer> or {whole}:*"
             )
         site = _site(parts[0], sublayer_layout, spec, f"{key}.sublayers", cfg.arch)
         count = sublayer_layout[site]

@@ -195,6 +195,7 @@ def print_run_end(
     if with_logger:
         console.print(f"TensorBoard:   {python} -m tensorboard.main {tensorboard_source(run_dir, multirun)}")
     console.print(f"evaluate:      {python} -m src.eval {shell_override('ckpt', checkpoints / 'best.ckpt')}")
+    console.print(f"analyse heads: {python} -m src.analyze {shell_override('ckpt', run_dir)}")
 
 
 def tensorboard_source(run_dir: Path, multirun: bool) -> str:

@@ -67,6 +67,8 @@ def test_union_describe_and_specs():
         ("encoder_decoder", {"heads": ["cross:one"]}, "layer 'one' is not a number", "write e.g. cross:1:3"),
         ("encoder_decoder", {"heads": ["cross:1:3:0"]}, "is not site:layer:head", "write e.g."),
         ("encoder_decoder", {"heads": [":1:3"]}, "is not site:layer:head", "write e.g."),
+        ("encoder_decoder", {"heads": ["cross:1:"]}, "ends in ':' with no number", "cross:1:* for every head"),
+        ("encoder_decoder", {"sublayers": ["cross:"]}, "ends in ':' with no layer", "write cross:<layer> or cross:*"),
         ("encoder_decoder", {"sublayers": ["cross:1:3"]}, "is not site:layer", "write e.g."),
         ("encoder_decoder", {"heads": 3}, "ablate.heads=3 is not a list of specs", "write ablate.heads=["),
         ("encoder_decoder", {"method": "median"}, "ablate.method='median' is not known", "choose one of zero"),
