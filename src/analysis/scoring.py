@@ -41,7 +41,7 @@ class MainMetric:
     description: str  # for reports: how it is computed
 
 
-def main_metric_of(kind: str, task_name: str) -> MainMetric:
+def main_metric_of(task_name: str) -> MainMetric:
     """What the analysis measures a head's effect on: the task's main validation metric (see the module)."""
     tag, mode = task_spec(task_name).main_metric
     name = tag.split("/", 1)[1]
@@ -151,7 +151,6 @@ class SplitScorer:
         # Longest first, batches of similar length: little padding computed (padding changes no result).
         order = sorted(range(len(self.examples)), key=lambda i: -self._length(self.examples[i]))
         size = datamodule.batch_size
-        self.order = order
         self.batches = [
             {
                 k: v.to(self.device)
@@ -162,7 +161,7 @@ class SplitScorer:
         references = datamodule.task.references.get(split)
         self.references = [references[i] for i in order] if references else None  # in batch order
         self.extra_tokens = task_spec(task_name).generation_slack
-        self.metric = main_metric_of(self.kind, task_name)
+        self.metric = main_metric_of(task_name)
 
     @staticmethod
     def _length(example: Mapping[str, Tensor]) -> int:
