@@ -11,7 +11,8 @@ from .dropout import Dropout
 
 
 class FeedForward(nn.Module):
-    """FFN(x) = W2 Dropout(act(W1 x + b1)) + b2, with act = ReLU (the paper) or GELU (BERT, GPT)."""
+    """FFN(x) = W2 Dropout(act(W1 x + b1)) + b2, with act = ReLU (the paper), GELU (BERT: the exact, erf form),
+    GELU's tanh approximation (GPT-2's `gelu_new`) or SiLU (x sigmoid(x))."""
 
     def __init__(self, d_model: int, d_ff: int, dropout: float, activation: Callable[[Tensor], Tensor]):
         super().__init__()
@@ -40,10 +41,18 @@ class SwiGLUFeedForward(nn.Module):
         return self.linear2(self.dropout(F.silu(gate) * value))
 
 
+def gelu_tanh(x: Tensor) -> Tensor:
+    """GELU's tanh approximation, as GPT-2 computes it (PyTorch's own kernel)."""
+    return F.gelu(x, approximate="tanh")
+
+
 # `model.activation`: name -> a function (d_model, d_ff, dropout) -> the feed-forward module.
 FEEDFORWARDS: dict[str, Callable[[int, int, float], nn.Module]] = {
     "relu": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, F.relu),
     "gelu": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, F.gelu),
+    # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (Hendrycks and Gimpel 2016): GPT-2 was trained with it
+    "gelu_tanh": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, gelu_tanh),
+    "silu": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, F.silu),
     "swiglu": SwiGLUFeedForward,
 }
 

@@ -1,0 +1,52 @@
+"""The feed-forward activations (`model.activation`): each module computes its activation's textbook formula, and
+each is a model axis that builds, trains a step and decodes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from src.model import TransformerConfig, build_model
+from src.model.feedforward import FEEDFORWARDS, build_feedforward
+
+# The formulas as the papers write them (float64), not through the functions the modules call.
+FORMULAS = {
+    "relu": lambda x: torch.clamp(x, min=0.0),
+    "gelu": lambda x: 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0))),  # Hendrycks and Gimpel 2016, exact
+    # the tanh approximation, as GPT-2's gelu_new writes it
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))),
+    "silu": lambda x: x / (1.0 + torch.exp(-x)),  # x sigmoid(x) (Elfwing et al. 2018)
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_each_feed_forward_applies_its_activation_between_the_two_linear_maps(name):
+    torch.manual_seed(0)
+    ffn = build_feedforward(name, 8, 16, 0.0).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64) * 3  # wide enough that the approximations differ from exact GELU
+    expected = ffn.linear2(FORMULAS[name](ffn.linear1(x)))
+    assert torch.allclose(ffn(x), expected, atol=1e-12, rtol=0)
+
+
+def test_gelu_and_its_tanh_approximation_are_different_axes():
+    """GPT-2's weights were trained with the approximation: exact GELU would not reproduce its logits."""
+    torch.manual_seed(0)
+    exact, approximate = build_feedforward("gelu", 8, 16, 0.0).double(), build_feedforward("gelu_tanh", 8, 16, 0.0)
+    approximate.load_state_dict(exact.state_dict())
+    x = torch.randn(4, 8, dtype=torch.float64) * 3
+    difference = (exact(x) - approximate.double()(x)).abs().max().item()
+    assert 1e-6 < difference < 1e-2
+
+
+@pytest.mark.parametrize("name", sorted(FEEDFORWARDS))
+def test_every_activation_is_a_model_axis(name):
+    cfg = TransformerConfig(
+        arch="decoder_only", tgt_vocab_size=11, d_model=16, heads=2, dec_layers=1, d_ff=32, dropout=0.0, activation=name
+    )
+    model = build_model(cfg)
+    tokens = torch.randint(4, 11, (2, 6))
+    loss = torch.nn.functional.cross_entropy(model(tokens).logits.flatten(0, 1), tokens.flatten())
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)
