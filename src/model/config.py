@@ -38,6 +38,7 @@ class ModelAxes:
     norm_eps: float = 1e-5
     activation: str = "relu"  # a key of feedforward.FEEDFORWARDS
     tie_embeddings: bool = True  # share decoder input embedding and output projection
+    scale_embeddings: bool = True  # token embeddings x sqrt(d_model), as the paper (GPT-2 and BERT: false)
     share_src_tgt_embeddings: bool = False  # one embedding for both sides (needs equal vocabularies)
 
 

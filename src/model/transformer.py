@@ -29,13 +29,13 @@ class ModelOutput:
 
 
 class Embeddings(nn.Module):
-    """Token embedding scaled by sqrt(d_model) (section 3.4), plus absolute positions if the
-    scheme has them, then dropout (section 5.4)."""
+    """Token embedding scaled by sqrt(d_model) (section 3.4; `model.scale_embeddings=false` leaves it unscaled, as
+    GPT-2 and BERT do), plus absolute positions if the scheme has them, then dropout (section 5.4)."""
 
-    def __init__(self, vocab_size: int, d_model: int, dropout: float):
+    def __init__(self, vocab_size: int, d_model: int, dropout: float, scale: bool = True):
         super().__init__()
         self.token = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
-        self.scale = math.sqrt(d_model)
+        self.scale = math.sqrt(d_model) if scale else 1.0
         self.dropout = Dropout(dropout)
 
     def forward(self, tokens: Tensor, positional: PositionalScheme, start: int = 0) -> Tensor:
@@ -140,9 +140,11 @@ class EncoderDecoder(TransformerBase):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
-        self.src_embed = Embeddings(cfg.src_vocab_size, cfg.d_model, cfg.dropout)
+        self.src_embed = Embeddings(cfg.src_vocab_size, cfg.d_model, cfg.dropout, cfg.scale_embeddings)
         self.tgt_embed = (
-            self.src_embed if cfg.share_src_tgt_embeddings else Embeddings(cfg.tgt_vocab_size, cfg.d_model, cfg.dropout)
+            self.src_embed
+            if cfg.share_src_tgt_embeddings
+            else Embeddings(cfg.tgt_vocab_size, cfg.d_model, cfg.dropout, cfg.scale_embeddings)
         )
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg, has_cross_attention=True)
@@ -196,7 +198,7 @@ class DecoderOnly(TransformerBase):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
-        self.tgt_embed = Embeddings(cfg.tgt_vocab_size, cfg.d_model, cfg.dropout)
+        self.tgt_embed = Embeddings(cfg.tgt_vocab_size, cfg.d_model, cfg.dropout, cfg.scale_embeddings)
         self.decoder = Decoder(cfg, has_cross_attention=False)
         self.out_proj = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=False)
         self._init_weights()
@@ -240,7 +242,7 @@ class EncoderClassifier(TransformerBase):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
-        self.src_embed = Embeddings(cfg.src_vocab_size, cfg.d_model, cfg.dropout)
+        self.src_embed = Embeddings(cfg.src_vocab_size, cfg.d_model, cfg.dropout, cfg.scale_embeddings)
         self.encoder = Encoder(cfg)
         self.head = nn.Sequential(Dropout(cfg.dropout), nn.Linear(cfg.d_model, cfg.num_classes))
         self._init_weights()

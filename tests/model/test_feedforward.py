@@ -50,3 +50,28 @@ def test_every_activation_is_a_model_axis(name):
     loss = torch.nn.functional.cross_entropy(model(tokens).logits.flatten(0, 1), tokens.flatten())
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_token_embeddings_are_scaled_by_sqrt_d_model_unless_the_axis_says_not():
+    """The paper multiplies token embeddings by sqrt(d_model) (section 3.4); GPT-2 and BERT do not."""
+    from src.model.positional import build_positional
+
+    tokens = torch.randint(4, 11, (2, 5))
+    embedded = {}
+    for scale in (True, False):
+        cfg = TransformerConfig(
+            arch="decoder_only",
+            tgt_vocab_size=11,
+            d_model=16,
+            heads=2,
+            dec_layers=1,
+            d_ff=32,
+            dropout=0.0,
+            pos_encoding="none",
+            scale_embeddings=scale,
+        )
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        embedded[scale] = model.tgt_embed(tokens, build_positional(cfg))
+        assert torch.equal(embedded[scale], model.tgt_embed.token(tokens) * (4.0 if scale else 1.0))
+    assert torch.allclose(embedded[True], 4.0 * embedded[False])
