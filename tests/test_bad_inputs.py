@@ -146,7 +146,7 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["model.pos_encoding=rope", "model.d_model=60", "model.heads=4"], "model.pos_encoding"),
         (run, ["model.norm_type=batchnorm"], "model.norm_type"),
         (run, ["model.norm_position=middle"], "model.norm_position"),
-        (run, ["model.activation=silu"], "model.activation"),
+        (run, ["model.activation=tanh"], "model.activation"),
         (run, ["model.dropout=1.5"], "model.dropout"),
         (run, ["model.layers=0"], "model.enc_layers"),
         (run, ["mask.type=diagonal"], "mask"),
