@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from src.model import PAD_ID
 from src.model.ablation import sublayer_blocks
-from src.model.head_mask import attention_sites
+from src.model.head_mask import attention_sites, head_gate_rows, restore_head_gate_rows
 from src.training.inference import forward_batch
 from src.training.report import print_warning
 
@@ -51,7 +51,7 @@ def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
     device = next(model.parameters()).device
     total = {site: torch.zeros_like(gates, dtype=torch.float64) for site, gates in base.items()}
     examples = 0
-    saved_gates = {site: [m.head_gate for m in modules] for site, modules in sites.items()}
+    saved_gates = head_gate_rows(model)
     needs_grad = [p.requires_grad for p in model.parameters()]
     was_training = model.training
     model.eval()  # no dropout: the gradient of the model that is analysed
@@ -77,9 +77,7 @@ def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
     finally:
         for p, flag in zip(model.parameters(), needs_grad):
             p.requires_grad_(flag)
-        for site, modules in sites.items():
-            for module, gate in zip(modules, saved_gates[site]):
-                module.head_gate = gate
+        restore_head_gate_rows(model, saved_gates)
         model.train(was_training)
     return {site: (values / max(examples, 1)).float() for site, values in total.items()}
 
@@ -391,7 +389,7 @@ def _pruning_curve(model, scorer, alive, live, prune_step, normalised, baseline_
     current = {site: gates.clone() for site, gates in alive.items()}
     removed: list[tuple[str, int, int]] = []
     scores = normalised
-    saved = {site: [m.head_gate for m in modules] for site, modules in attention_sites(model).items()}
+    saved = head_gate_rows(model)
     try:
         while len(removed) < total:
             remaining = [h for h in live if h not in removed]
@@ -406,9 +404,7 @@ def _pruning_curve(model, scorer, alive, live, prune_step, normalised, baseline_
                         module.head_gate = current[site][layer].to(next(model.parameters()))
                 scores = normalise_per_layer(head_importance(model, scorer.kind, scorer.batches), current)
     finally:
-        for site, modules in attention_sites(model).items():
-            for module, gate in zip(modules, saved[site]):
-                module.head_gate = gate
+        restore_head_gate_rows(model, saved)
     losses = scorer.losses(masks)
     values = scorer.metrics(masks) if scorer.metric.name != "loss" else losses
     steps = [PruneStep(0.0, 0, baseline_metric, baseline_loss, [])]

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from src.data import task_spec
 from src.model import PAD_ID, ConfigError, generate
-from src.model.head_mask import attention_sites
+from src.model.head_mask import attention_sites, head_gate_rows, restore_head_gate_rows
 from src.training.inference import forward_batch
 from src.training.metrics import exact_match
 from src.training.report import print_warning
@@ -72,7 +72,7 @@ def row_masks(model: nn.Module, masks: Sequence[HeadMask], rows_each: int) -> It
     len(masks) times, mask-major, as Tensor.repeat builds it). Each mask is combined with the model's own gates (a
     trained or asked ablation stays off), which are put back afterwards."""
     sites = attention_sites(model)
-    saved = {site: [module.head_gate for module in modules] for site, modules in sites.items()}
+    saved = head_gate_rows(model)
     base = current_head_mask(model)
     try:
         for site, modules in sites.items():
@@ -81,9 +81,7 @@ def row_masks(model: nn.Module, masks: Sequence[HeadMask], rows_each: int) -> It
                 module.head_gate = stacked[:, layer].repeat_interleave(rows_each, dim=0)  # (K * rows_each, H)
         yield
     finally:
-        for site, modules in sites.items():
-            for module, gate in zip(modules, saved[site]):
-                module.head_gate = gate
+        restore_head_gate_rows(model, saved)
 
 
 def repeat_batch(batch: Mapping[str, Tensor], times: int) -> dict[str, Tensor]:
