@@ -9,13 +9,15 @@ the model can be read, tested and reused on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from .errors import ConfigError
 from .feedforward import FEEDFORWARDS
 from .masks import MaskScheme, build_mask_scheme
 from .norms import NORM_POSITIONS, NORMS
+from .pooling import POOLINGS
 from .positional import POSITIONAL_SCHEMES
+from .tokens import BOS_ID, EOS_ID, PAD_ID
 
 ARCHITECTURES = ("encoder_decoder", "decoder_only", "encoder_only")
 
@@ -40,6 +42,12 @@ class ModelAxes:
     tie_embeddings: bool = True  # share decoder input embedding and output projection
     scale_embeddings: bool = True  # token embeddings x sqrt(d_model), as the paper (GPT-2 and BERT: false)
     share_src_tgt_embeddings: bool = False  # one embedding for both sides (needs equal vocabularies)
+    embedding_norm: bool = False  # a norm (model.norm_type) on the summed embeddings, before dropout (BERT)
+    token_types: int = 0  # token-type (segment) embeddings added to the input embeddings (BERT: 2); 0 = none
+    # Whether each stack ends with a norm; null = the placement's own choice (pre-LN: yes, post-LN: no).
+    final_norm: Optional[bool] = None  # Optional[...]: OmegaConf reads it at runtime
+    output_bias: bool = False  # a bias on the output projection (Marian's final_logits_bias)
+    pooling: str = "mean"  # classifier: a key of pooling.POOLINGS (mean of the tokens | BERT's first-token pooler)
 
 
 @dataclass
@@ -49,6 +57,11 @@ class TransformerConfig(ModelAxes):
     num_classes: int = 0  # classification head size (encoder_only)
     # The attention-mask scheme and its settings, e.g. {"type": "window", "window": 4} (see masks.py).
     mask: dict[str, Any] = field(default_factory=lambda: {"type": "standard"})
+    # The special token ids of the tokenizer (our own vocabularies: 0, 1, 2). bos_id is the token the decoder
+    # starts from (Marian: its pad token; GPT-2: <|endoftext|>, which is also its eos and the pad we use).
+    pad_id: int = PAD_ID
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
 
     @property
     def head_dim(self) -> int:
@@ -57,6 +70,18 @@ class TransformerConfig(ModelAxes):
     @property
     def pre_norm(self) -> bool:
         return NORM_POSITIONS[self.norm_position]
+
+    @property
+    def has_final_norm(self) -> bool:
+        """A pre-LN stack's residual stream is never normalised unless the stack ends with a norm; a post-LN
+        stack's already is (its last sublayer ends with one), so only some models (e.g. mBART) add one there."""
+        return self.pre_norm if self.final_norm is None else self.final_norm
+
+    @property
+    def dedicated_pad(self) -> bool:
+        """Whether the pad id is a token of its own. GPT-2 has no pad token: we pad with <|endoftext|>, a real
+        token the model must read, predict and learn, so its embedding is not frozen and it is not forbidden."""
+        return self.pad_id not in (self.bos_id, self.eos_id)
 
     def mask_scheme(self) -> MaskScheme:
         return build_mask_scheme(self.mask, self.max_len)
@@ -73,6 +98,9 @@ class TransformerConfig(ModelAxes):
         choice("norm_position", self.norm_position, NORM_POSITIONS)
         choice("norm_type", self.norm_type, NORMS)
         choice("activation", self.activation, FEEDFORWARDS)
+        choice("pooling", self.pooling, POOLINGS)
+        if self.token_types < 0:
+            raise ConfigError(f"model.token_types={self.token_types} must be >= 0 (0 = no token-type embeddings)")
 
         for name in ("d_model", "heads", "d_ff", "max_len"):
             if getattr(self, name) < 1:
@@ -98,6 +126,10 @@ class TransformerConfig(ModelAxes):
             raise ConfigError(f"src_vocab_size={self.src_vocab_size} is too small: the task must set it")
         if uses_decoder and self.tgt_vocab_size < 5:
             raise ConfigError(f"tgt_vocab_size={self.tgt_vocab_size} is too small: the task must set it")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            vocab = max(self.src_vocab_size, self.tgt_vocab_size)
+            if not 0 <= getattr(self, name) < vocab:
+                raise ConfigError(f"{name}={getattr(self, name)} is not a token of the vocabulary of {vocab}")
         if self.arch == "encoder_only" and self.num_classes < 2:
             raise ConfigError(f"num_classes={self.num_classes}: arch=encoder_only needs a classification task")
         if (

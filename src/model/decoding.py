@@ -12,7 +12,6 @@ from torch import Tensor
 
 from .errors import ConfigError
 from .head_mask import head_gate_rows, keep_head_gate_rows, restore_head_gate_rows
-from .tokens import BOS_ID, EOS_ID, PAD_ID
 from .transformer import DecoderOnly, EncoderDecoder
 
 
@@ -45,7 +44,7 @@ class _EncoderDecoderStepper(_Stepper):
         self.memory, _ = model.encode(src)  # (B*K, S, D), computed once
         self.cache = model.decoder.new_cache()
         self.position = 0
-        self.prompt = torch.full((src.size(0), 1), BOS_ID, dtype=torch.long, device=src.device)
+        self.prompt = torch.full((src.size(0), 1), model.cfg.bos_id, dtype=torch.long, device=src.device)
 
     def keep_rows(self, rows: Tensor) -> None:
         super().keep_rows(rows)
@@ -79,8 +78,10 @@ def _stepper(model, src, prompt, repeats):
     if isinstance(model, DecoderOnly):
         device = next(model.parameters()).device
         if prompt is None:
-            prompt = torch.full((1 if src is None else src.size(0), 1), BOS_ID, dtype=torch.long, device=device)
-        if (prompt == PAD_ID).any():
+            prompt = torch.full(
+                (1 if src is None else src.size(0), 1), model.cfg.bos_id, dtype=torch.long, device=device
+            )
+        if model.cfg.dedicated_pad and (prompt == model.cfg.pad_id).any():
             raise ConfigError("the prompt contains PAD tokens: generate from unpadded prompts of equal length")
         needed = model.mask_scheme.min_prompt_len
         if prompt.size(1) < needed:
@@ -108,10 +109,14 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     return logits
 
 
-def _forbid_special_tokens(logits: Tensor) -> Tensor:
-    """PAD and BOS are never outputs: the model may still give them mass, decoding must not pick them."""
+def _forbid_special_tokens(logits: Tensor, cfg) -> Tensor:
+    """PAD and BOS are never outputs: the model may still give them mass, decoding must not pick them. Unless
+    they are also the EOS (GPT-2's <|endoftext|> is all three), which ends a text."""
+    forbidden = [i for i in (cfg.pad_id, cfg.bos_id) if i != cfg.eos_id]
+    if not forbidden:
+        return logits
     logits = logits.clone()
-    logits[:, [PAD_ID, BOS_ID]] = float("-inf")
+    logits[:, forbidden] = float("-inf")
     return logits
 
 
@@ -119,17 +124,18 @@ def _greedy(stepper, model, max_new_tokens: int) -> Tensor:
     """Greedy decoding that stops computing a row once it has ended: finished rows leave the batch (their caches
     and per-row head gates with them) once they are an eighth of it, so a batch of mixed lengths does not pay for
     its longest output on every row. Each row's tokens are those of decoding it alone."""
+    cfg = model.cfg
     logits = stepper.step(stepper.prompt)  # (B, V)
     batch = logits.size(0)
-    out = torch.full((batch, max_new_tokens), PAD_ID, dtype=torch.long, device=logits.device)
+    out = torch.full((batch, max_new_tokens), cfg.pad_id, dtype=torch.long, device=logits.device)
     active = torch.arange(batch, device=logits.device)  # the batch rows still in the computation
     finished = torch.zeros(batch, dtype=torch.bool, device=logits.device)  # of the active rows
     saved = head_gate_rows(model)
     try:
         for step in range(max_new_tokens):
-            next_token = _forbid_special_tokens(logits).argmax(-1).masked_fill(finished, PAD_ID)  # (A,)
+            next_token = _forbid_special_tokens(logits, cfg).argmax(-1).masked_fill(finished, cfg.pad_id)  # (A,)
             out[active, step] = next_token
-            finished |= next_token == EOS_ID
+            finished |= next_token == cfg.eos_id
             if finished.all() or step == max_new_tokens - 1:
                 return out[:, : step + 1]
             if int(finished.sum()) * 8 >= finished.numel():
@@ -144,19 +150,20 @@ def _greedy(stepper, model, max_new_tokens: int) -> Tensor:
 
 
 def _greedy_or_sample(stepper, max_new_tokens, sample, temperature, top_k, top_p, generator) -> Tensor:
+    cfg = stepper.model.cfg
     logits = stepper.step(stepper.prompt)  # (B, V)
     finished = torch.zeros(logits.size(0), dtype=torch.bool, device=logits.device)
     generated = []
     for _ in range(max_new_tokens):
-        logits = _forbid_special_tokens(logits)
+        logits = _forbid_special_tokens(logits, cfg)
         if sample:
             probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
             next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
         else:
             next_token = logits.argmax(-1)  # (B,)
-        next_token = next_token.masked_fill(finished, PAD_ID)
+        next_token = next_token.masked_fill(finished, cfg.pad_id)
         generated.append(next_token)
-        finished |= next_token == EOS_ID
+        finished |= next_token == cfg.eos_id
         if finished.all() or len(generated) == max_new_tokens:
             break
         logits = stepper.step(next_token[:, None])
@@ -180,7 +187,7 @@ def _all_items_decided(scores, lengths, finished, batch, k, alpha, max_length) -
 
 
 def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha: float) -> Tensor:
-    k = beam_size
+    k, cfg = beam_size, stepper.model.cfg
     logits = stepper.step(stepper.prompt)  # (B*K, V): the K copies are identical so far
     device, vocab = logits.device, logits.size(-1)
     scores = torch.full((batch, k), float("-inf"), device=device)
@@ -192,10 +199,10 @@ def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha
     offsets = (torch.arange(batch, device=device) * k)[:, None]  # (B, 1) first row of each item
 
     for step in range(max_new_tokens):
-        log_probs = _forbid_special_tokens(logits.float()).log_softmax(-1)  # (B*K, V)
+        log_probs = _forbid_special_tokens(logits.float(), cfg).log_softmax(-1)  # (B*K, V)
         # A finished beam may only be extended by PAD, at no cost, so its score stays fixed.
         pad_only = torch.full_like(log_probs, float("-inf"))
-        pad_only[:, PAD_ID] = 0.0
+        pad_only[:, cfg.pad_id] = 0.0
         log_probs = torch.where(finished[:, None], pad_only, log_probs)
         candidate_scores = scores[:, None] + log_probs  # (B*K, V)
         candidate_lengths = (lengths + (~finished).long())[:, None].expand(-1, vocab)
@@ -208,7 +215,7 @@ def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha
         scores = candidate_scores.view(batch, k * vocab).gather(1, best).view(-1)
         lengths = candidate_lengths.reshape(batch, k * vocab).gather(1, best).view(-1)
         tokens = torch.cat([tokens[rows], next_token[:, None]], dim=1)
-        finished = finished[rows] | (next_token == EOS_ID)
+        finished = finished[rows] | (next_token == cfg.eos_id)
         if _all_items_decided(scores, lengths, finished, batch, k, alpha, max_new_tokens) or step == max_new_tokens - 1:
             break
         stepper.reorder(rows)

@@ -45,6 +45,17 @@ def key_padding_mask(tokens: Tensor, pad_id: int = PAD_ID) -> Tensor:
     return (tokens != pad_id)[:, None, None, :]
 
 
+def decoder_key_padding_mask(tokens: Tensor, pad_id: int = PAD_ID) -> Tensor:
+    """(B, Tk) right-padded decoder inputs -> (B, 1, 1, Tk): the padding is the run of pad ids at the end of a row,
+    after its first token. A decoder input always starts with a real token, and some tokenizers give the pad id
+    a second job: Marian's decoder starts from its pad token, and GPT-2 pads with <|endoftext|>, which may also
+    occur inside a text. For the framework's own vocabularies (pad only ever pads) this equals key_padding_mask."""
+    is_pad = tokens == pad_id  # (B, Tk)
+    trailing = is_pad.flip(-1).cummin(-1).values.flip(-1)  # pad here and at every later position
+    trailing[:, 0] = False
+    return (~trailing)[:, None, None, :]
+
+
 def causal_mask(tq: int, tk: int, q_offset: int = 0, device=None) -> Tensor:
     """(Tq, Tk) look-ahead mask: query i (at absolute position q_offset + i) sees keys j <= its position.
 
@@ -164,7 +175,7 @@ class MaskScheme:
         structure = site(tq, tk, q_offset, device)
         if structure is None:
             structure = torch.ones(tq, tk, dtype=torch.bool, device=device)
-        mask = structure if keys is None else structure & key_padding_mask(keys, pad_id)
+        mask = structure if keys is None else structure & decoder_key_padding_mask(keys, pad_id)
         return as_4d(mask)
 
     def cross(self, src: Tensor, pad_id: int = PAD_ID) -> Tensor:

@@ -48,18 +48,26 @@ class PositionalScheme(nn.Module):
 
 
 class SinusoidalPositions(PositionalScheme):
-    """The paper's fixed encoding: PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(...)."""
+    """The paper's fixed encoding: PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(...).
+
+    `interleaved=False` stores the same sines and cosines in two halves instead, PE[pos, i] = sin(...) and
+    PE[pos, d/2 + i] = cos(...) ('sinusoidal_halves': Marian MT and fairseq's layout). The two carry the same
+    information, but a model trained with one reads garbage from the other."""
 
     table: Tensor  # (max_len, D), a buffer
 
-    def __init__(self, d_model: int, max_len: int):
+    def __init__(self, d_model: int, max_len: int, interleaved: bool = True):
         super().__init__()
         # Computed in float64, stored in float32 (Apple's mps has no float64), cast to the input's dtype.
         position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (L, 1)
         inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+        sines = torch.sin(position * inv_freq)  # (L, ceil(D/2))
+        cosines = torch.cos(position * inv_freq[: d_model // 2])  # (L, floor(D/2)): an odd D has one cos fewer
         table = torch.zeros(max_len, d_model, dtype=torch.float64)  # (L, D)
-        table[:, 0::2] = torch.sin(position * inv_freq)
-        table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])  # an odd d_model has one cos column fewer
+        if interleaved:
+            table[:, 0::2], table[:, 1::2] = sines, cosines
+        else:
+            table[:, : sines.size(1)], table[:, sines.size(1) :] = sines, cosines
         self.register_buffer("table", table.float(), persistent=False)
 
     @classmethod
@@ -68,6 +76,14 @@ class SinusoidalPositions(PositionalScheme):
 
     def add_to_embeddings(self, x: Tensor, start: int = 0) -> Tensor:
         return x + self.table[start : start + x.size(1)].to(x.dtype)  # (B, T, D) + (T, D)
+
+
+class SinusoidalHalvesPositions(SinusoidalPositions):
+    """'sinusoidal_halves': the sines in the first half of the vector, the cosines in the second (Marian)."""
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> SinusoidalPositions:
+        return cls(cfg.d_model, cfg.max_len, interleaved=False)
 
 
 class LearnedPositions(PositionalScheme):
@@ -153,6 +169,7 @@ class ALiBiPositions(PositionalScheme):
 # `model.pos_encoding`: name -> scheme class. A new scheme is one class with `from_config` and one entry here.
 POSITIONAL_SCHEMES: dict[str, type[PositionalScheme]] = {
     "sinusoidal": SinusoidalPositions,
+    "sinusoidal_halves": SinusoidalHalvesPositions,
     "learned": LearnedPositions,
     "rope": RotaryPositions,
     "alibi": ALiBiPositions,

@@ -17,8 +17,8 @@ from .dropout import Dropout
 from .layers import DecoderLayer, EncoderLayer
 from .masks import warn_once
 from .norms import build_norm
+from .pooling import build_pooling
 from .positional import PositionalScheme, build_positional
-from .tokens import PAD_ID
 
 
 @dataclass
@@ -30,27 +30,40 @@ class ModelOutput:
 
 class Embeddings(nn.Module):
     """Token embedding scaled by sqrt(d_model) (section 3.4; `model.scale_embeddings=false` leaves it unscaled, as
-    GPT-2 and BERT do), plus absolute positions if the scheme has them, then dropout (section 5.4)."""
+    GPT-2 and BERT do), plus token-type embeddings if the model has them (BERT's segments; every token is type 0
+    unless the caller gives types), plus absolute positions if the scheme has them, then a norm if the model
+    has one there (BERT's embedding LayerNorm), then dropout (section 5.4)."""
 
-    def __init__(self, vocab_size: int, d_model: int, dropout: float, scale: bool = True):
+    def __init__(self, vocab_size: int, cfg: TransformerConfig):
         super().__init__()
-        self.token = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
-        self.scale = math.sqrt(d_model) if scale else 1.0
-        self.dropout = Dropout(dropout)
+        # A dedicated pad token's embedding stays zero and untrained; GPT-2's pad is a real token (config.py).
+        self.token = nn.Embedding(vocab_size, cfg.d_model, padding_idx=cfg.pad_id if cfg.dedicated_pad else None)
+        self.scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
+        self.token_type = nn.Embedding(cfg.token_types, cfg.d_model) if cfg.token_types > 0 else None
+        self.norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.embedding_norm else None
+        self.dropout = Dropout(cfg.dropout)
 
-    def forward(self, tokens: Tensor, positional: PositionalScheme, start: int = 0) -> Tensor:
+    def forward(
+        self, tokens: Tensor, positional: PositionalScheme, start: int = 0, token_types: Tensor | None = None
+    ) -> Tensor:
+        """tokens (B, T) at positions start..start+T-1; token_types (B, T) or None (all type 0) -> (B, T, D)."""
         x = self.token(tokens) * self.scale  # (B, T, D)
-        return self.dropout(positional.add_to_embeddings(x, start))
+        if self.token_type is not None:
+            x = x + (self.token_type.weight[0] if token_types is None else self.token_type(token_types))
+        x = positional.add_to_embeddings(x, start)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.dropout(x)
 
 
 class Encoder(nn.Module):
     """N encoder layers; pre-LN stacks end with a final norm (their residual stream is never
-    normalised otherwise)."""
+    normalised otherwise), post-LN ones only if `model.final_norm=true`."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
-        self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.pre_norm else None
+        self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.has_final_norm else None
 
     def forward(self, x, mask, positional, need_weights=False) -> tuple[Tensor, list[Tensor]]:
         weights = []
@@ -64,12 +77,12 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """N decoder layers (with or without cross-attention), final norm for pre-LN."""
+    """N decoder layers (with or without cross-attention), a final norm as the encoder's."""
 
     def __init__(self, cfg: TransformerConfig, has_cross_attention: bool):
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(cfg, has_cross_attention) for _ in range(cfg.dec_layers))
-        self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.pre_norm else None
+        self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.has_final_norm else None
 
     def new_cache(self) -> list[dict]:
         """An empty key/value cache: per layer, the self-attention K/V so far and the projected memory."""
@@ -119,7 +132,7 @@ class TransformerBase(nn.Module):
             if p.dim() < 2:
                 if name.endswith("bias"):
                     nn.init.zeros_(p)
-            elif "embedding" in name or name.endswith("token.weight"):
+            elif "embedding" in name or name.endswith(("token.weight", "token_type.weight")):
                 nn.init.normal_(p, mean=0.0, std=self.cfg.d_model**-0.5)
             else:
                 parts = FUSED_MATRICES.get(name.rsplit(".", 2)[-2], 1)  # e.g. qkv_proj -> 3
@@ -140,15 +153,11 @@ class EncoderDecoder(TransformerBase):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
-        self.src_embed = Embeddings(cfg.src_vocab_size, cfg.d_model, cfg.dropout, cfg.scale_embeddings)
-        self.tgt_embed = (
-            self.src_embed
-            if cfg.share_src_tgt_embeddings
-            else Embeddings(cfg.tgt_vocab_size, cfg.d_model, cfg.dropout, cfg.scale_embeddings)
-        )
+        self.src_embed = Embeddings(cfg.src_vocab_size, cfg)
+        self.tgt_embed = self.src_embed if cfg.share_src_tgt_embeddings else Embeddings(cfg.tgt_vocab_size, cfg)
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg, has_cross_attention=True)
-        self.out_proj = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=False)
+        self.out_proj = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=cfg.output_bias)
         self._init_weights()
         if cfg.tie_embeddings:  # section 3.4: output projection shares the target embedding matrix
             self.out_proj.weight = self.tgt_embed.token.weight
@@ -157,16 +166,16 @@ class EncoderDecoder(TransformerBase):
         """The mask of each site for these tokens, (B, 1, Tq, Tk), True = may attend."""
         t = tgt.size(1)
         return {
-            "encoder_self": self.mask_scheme.encoder_self(src).expand(-1, -1, src.size(1), -1),
-            "decoder_self": self.mask_scheme.decoder_self(t, t, keys=tgt, device=tgt.device).expand(
-                tgt.size(0), -1, -1, -1
-            ),
-            "cross": self.mask_scheme.cross(src).expand(-1, -1, t, -1),
+            "encoder_self": self.mask_scheme.encoder_self(src, self.cfg.pad_id).expand(-1, -1, src.size(1), -1),
+            "decoder_self": self.mask_scheme.decoder_self(
+                t, t, keys=tgt, device=tgt.device, pad_id=self.cfg.pad_id
+            ).expand(tgt.size(0), -1, -1, -1),
+            "cross": self.mask_scheme.cross(src, self.cfg.pad_id).expand(-1, -1, t, -1),
         }
 
     def encode(self, src: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         self._check_length(src.size(1))
-        mask = self.mask_scheme.encoder_self(src)  # (B, 1, S|1, S)
+        mask = self.mask_scheme.encoder_self(src, self.cfg.pad_id)  # (B, 1, S|1, S)
         return self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights)
 
     def decode(
@@ -177,12 +186,11 @@ class EncoderDecoder(TransformerBase):
         t = tgt.size(1)
         # While decoding with a cache there is no padding among the keys, so only the structure is masked.
         self_mask = self.mask_scheme.decoder_self(
-            t, start + t, keys=tgt if cache is None else None, q_offset=start, device=tgt.device
+            t, start + t, keys=tgt if cache is None else None, q_offset=start, device=tgt.device, pad_id=self.cfg.pad_id
         )
         x = self.tgt_embed(tgt, self.positional, start)  # (B, T, D)
-        x, self_w, cross_w = self.decoder(
-            x, self_mask, self.positional, memory, self.mask_scheme.cross(src), cache, start, need_weights
-        )
+        cross_mask = self.mask_scheme.cross(src, self.cfg.pad_id)  # (B, 1, 1, S)
+        x, self_w, cross_w = self.decoder(x, self_mask, self.positional, memory, cross_mask, cache, start, need_weights)
         return self.out_proj(x), self_w, cross_w  # (B, T, V)
 
     def forward(self, src: Tensor, tgt: Tensor, need_weights: bool = False) -> ModelOutput:
@@ -198,16 +206,18 @@ class DecoderOnly(TransformerBase):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
-        self.tgt_embed = Embeddings(cfg.tgt_vocab_size, cfg.d_model, cfg.dropout, cfg.scale_embeddings)
+        self.tgt_embed = Embeddings(cfg.tgt_vocab_size, cfg)
         self.decoder = Decoder(cfg, has_cross_attention=False)
-        self.out_proj = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=False)
+        self.out_proj = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=cfg.output_bias)
         self._init_weights()
         if cfg.tie_embeddings:
             self.out_proj.weight = self.tgt_embed.token.weight
 
     def attention_masks(self, tgt: Tensor, src: Tensor | None = None) -> dict[str, Tensor]:
         t = tgt.size(1)
-        mask = self.mask_scheme.decoder_self(t, t, keys=tgt, decoder_only=True, device=tgt.device)
+        mask = self.mask_scheme.decoder_self(
+            t, t, keys=tgt, decoder_only=True, device=tgt.device, pad_id=self.cfg.pad_id
+        )
         return {"decoder_self": mask.expand(tgt.size(0), -1, -1, -1)}
 
     def trainable_positions(self, tokens: Tensor) -> Tensor | None:
@@ -225,6 +235,7 @@ class DecoderOnly(TransformerBase):
             q_offset=start,
             decoder_only=True,
             device=tokens.device,
+            pad_id=self.cfg.pad_id,
         )
         x = self.tgt_embed(tokens, self.positional, start)
         x, self_w, _ = self.decoder(x, self_mask, self.positional, cache=cache, start=start, need_weights=need_weights)
@@ -237,25 +248,28 @@ class DecoderOnly(TransformerBase):
 
 
 class EncoderClassifier(TransformerBase):
-    """The encoder stack with a classification head on the mean of the non-pad positions (BERT-style
-    fine-tuning, without a [CLS] token so every task's data works unchanged)."""
+    """The encoder stack with a classification head on a pooled vector: by default the mean of the non-pad
+    positions (so every task's data works unchanged, with no [CLS] token), or BERT's pooler on the first token
+    (`model.pooling`, pooling.py)."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
-        self.src_embed = Embeddings(cfg.src_vocab_size, cfg.d_model, cfg.dropout, cfg.scale_embeddings)
+        self.src_embed = Embeddings(cfg.src_vocab_size, cfg)
         self.encoder = Encoder(cfg)
+        self.pooling = build_pooling(cfg.pooling, cfg.d_model)
         self.head = nn.Sequential(Dropout(cfg.dropout), nn.Linear(cfg.d_model, cfg.num_classes))
         self._init_weights()
 
     def attention_masks(self, src: Tensor, tgt: Tensor | None = None) -> dict[str, Tensor]:
-        return {"encoder_self": self.mask_scheme.encoder_self(src).expand(-1, -1, src.size(1), -1)}
+        return {"encoder_self": self.mask_scheme.encoder_self(src, self.cfg.pad_id).expand(-1, -1, src.size(1), -1)}
 
-    def forward(self, src: Tensor, need_weights: bool = False) -> ModelOutput:
+    def forward(self, src: Tensor, need_weights: bool = False, token_types: Tensor | None = None) -> ModelOutput:
+        """src (B, S) tokens, token_types (B, S) segments or None (all 0) -> class logits (B, C)."""
         self._check_length(src.size(1))
-        mask = self.mask_scheme.encoder_self(src)  # (B, 1, S|1, S)
-        x, enc_w = self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights)
-        keep = (src != PAD_ID).unsqueeze(-1).to(x.dtype)  # (B, S, 1)
-        pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1.0)  # (B, D)
+        mask = self.mask_scheme.encoder_self(src, self.cfg.pad_id)  # (B, 1, S|1, S)
+        x = self.src_embed(src, self.positional, token_types=token_types)  # (B, S, D)
+        x, enc_w = self.encoder(x, mask, self.positional, need_weights)
+        pooled = self.pooling(x, src != self.cfg.pad_id)  # (B, D)
         return ModelOutput(self.head(pooled), {"encoder_self": enc_w} if need_weights else None)
 
 

@@ -1,5 +1,6 @@
 import dataclasses
 import itertools
+import types
 
 import pytest
 import torch
@@ -197,6 +198,7 @@ class _ScriptedStepper:
     """A fake model: next-token probabilities depend on the history only, as scripted below."""
 
     A, B = 4, 5
+    model = types.SimpleNamespace(cfg=TransformerConfig())  # the special ids the decoding reads: our vocabularies' own
 
     def __init__(self, beams: int):
         self.prompt = torch.full((beams, 1), BOS_ID)

@@ -64,3 +64,19 @@ def test_schemes_are_built_from_settings_with_one_line_errors():
         masks.build_mask_scheme({"type": "standard", "window": 3}, max_len=8)
     with pytest.raises(ConfigError, match=r"mask.prefix_len=9 must be in \[0, model.max_len=8\]"):
         masks.build_mask_scheme({"type": "prefix", "prefix_len": 9}, max_len=8)
+
+
+def test_decoder_padding_is_the_trailing_run_of_pad_ids_after_the_first_token():
+    # Marian's decoder starts from its pad token; GPT-2 pads with <|endoftext|>, which may also occur in a text.
+    pad = 7
+    tokens = torch.tensor([[pad, 4, 5, pad, pad], [4, pad, 5, 6, pad], [pad, pad, pad, pad, pad], [4, 5, 6, 8, 9]])
+    keep = masks.decoder_key_padding_mask(tokens, pad)[:, 0, 0]  # (B, T)
+    assert keep.tolist() == [
+        [True, True, True, False, False],
+        [True, True, True, True, False],
+        [True, False, False, False, False],
+        [True] * 5,
+    ]
+    # Where pad only ever pads (our own vocabularies), it is the plain key padding mask.
+    ours = torch.tensor([[1, 4, 5, 0, 0], [1, 6, 0, 0, 0]])
+    assert torch.equal(masks.decoder_key_padding_mask(ours, 0), masks.key_padding_mask(ours, 0))

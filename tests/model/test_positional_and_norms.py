@@ -59,3 +59,17 @@ def test_rmsnorm_equals_torch():
         ours.weight.copy_(ref.weight)
     torch.testing.assert_close(ours(x), ref(x))
     torch.testing.assert_close(rms_norm_explicit(x, ours.weight, ours.eps), ref(x))
+
+
+@pytest.mark.parametrize("d_model", [8, 9])
+def test_sinusoidal_halves_holds_the_papers_sines_and_cosines_in_two_halves(d_model):
+    interleaved = SinusoidalPositions(d_model, 12).table
+    halves = SinusoidalPositions(d_model, 12, interleaved=False).table
+    sines = (d_model + 1) // 2  # an odd d_model has one sine more (Marian: sentinel = d // 2 + d % 2)
+    assert torch.equal(halves[:, :sines], interleaved[:, 0::2])
+    assert torch.equal(halves[:, sines:], interleaved[:, 1::2])
+    # Marian's own formula: position / 10000^(2 (j // 2) / d), sin of the even j first, then cos of the odd j.
+    pos = torch.arange(12, dtype=torch.float64)[:, None]
+    angle = pos / 10000 ** (2 * (torch.arange(d_model, dtype=torch.float64) // 2) / d_model)
+    expected = torch.cat([angle[:, 0::2].sin(), angle[:, 1::2].cos()], dim=1)
+    torch.testing.assert_close(halves, expected.float())

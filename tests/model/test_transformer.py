@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.model import PAD_ID, ConfigError, TransformerConfig, build_model
+from src.model import PAD_ID, ConfigError, TransformerConfig, build_model, generate
 from src.model.masks import MASK_SCHEMES
 from src.model.positional import POSITIONAL_SCHEMES
 
@@ -372,3 +372,85 @@ def test_flops_estimate_matches_torch_flop_counter(arch, activation):
     tokens = 7 if arch == "encoder_only" else 5
     head = 2 * D * cfg.num_classes if arch == "encoder_only" else 0  # the classifier head, not in the estimate
     assert flops_per_token(cfg, src_len=7, tgt_len=5) * tokens == pytest.approx(measured - head, rel=1e-9)
+
+
+# --- the axes the pretrained families need (BERT, GPT-2, Marian) ------------------------------------------------
+
+
+def test_embedding_norm_and_token_types_follow_bert():
+    cfg = small_config(arch="encoder_only", embedding_norm=True, token_types=2, pos_encoding="learned")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    embed = model.src_embed
+    tokens = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    types = torch.tensor([[0, 0, 1], [0, 1, 1]])
+    summed = embed.token(tokens) * D**0.5 + embed.token_type(types) + model.positional.embedding.weight[:3]
+    expected = F.layer_norm(summed, (D,), embed.norm.weight, embed.norm.bias, cfg.norm_eps)
+    torch.testing.assert_close(embed(tokens, model.positional, token_types=types), expected)
+    # without types every token is of type 0
+    zero = embed(tokens, model.positional, token_types=torch.zeros_like(tokens))
+    torch.testing.assert_close(embed(tokens, model.positional), zero)
+    assert model(tokens, token_types=types).logits.shape == (2, 3)
+
+
+@pytest.mark.parametrize("norm_position", ["post", "pre"])
+@pytest.mark.parametrize("final_norm", [None, True, False])
+def test_final_norm_defaults_to_the_placement_and_can_be_set_either_way(norm_position, final_norm):
+    model = build_model(small_config(norm_position=norm_position, final_norm=final_norm))
+    expected = (norm_position == "pre") if final_norm is None else final_norm
+    assert (model.encoder.final_norm is not None) == expected
+    assert (model.decoder.final_norm is not None) == expected
+    src, tgt = torch.randint(4, 23, (2, 5)), torch.randint(4, 19, (2, 4))
+    if expected:  # the decoder's output is normalised: zero mean per position before the output projection
+        hidden = {}
+        model.decoder.final_norm.register_forward_hook(lambda m, i, o: hidden.update(x=o))
+        model(src, tgt)
+        torch.testing.assert_close(hidden["x"].mean(-1), torch.zeros(2, 4), atol=1e-5, rtol=0)
+    model(src, tgt).logits.sum().backward()
+
+
+def test_output_bias_is_added_to_every_logit_and_survives_tied_embeddings():
+    torch.manual_seed(0)
+    model = build_model(small_config(arch="decoder_only", output_bias=True)).eval()
+    assert model.out_proj.weight is model.tgt_embed.token.weight
+    tokens = torch.randint(4, 19, (2, 5))
+    before = model(tokens).logits
+    with torch.no_grad():
+        model.out_proj.bias.copy_(torch.arange(19.0))
+    torch.testing.assert_close(model(tokens).logits, before + torch.arange(19.0))
+    assert "out_proj.bias" in model.state_dict()
+    assert "out_proj.bias" not in build_model(small_config(arch="decoder_only")).state_dict()
+
+
+def test_first_token_pooling_reads_the_first_position_of_the_encoder():
+    torch.manual_seed(0)
+    model = build_model(small_config(arch="encoder_only", pooling="first_token")).eval()
+    src = torch.randint(4, 23, (3, 6))
+    hidden = {}
+    model.encoder.register_forward_hook(lambda m, i, o: hidden.update(x=o[0]))
+    logits = model(src).logits
+    pooled = torch.tanh(model.pooling.dense(hidden["x"][:, 0]))
+    torch.testing.assert_close(logits, model.head(pooled))
+
+
+def test_the_special_ids_come_from_the_config_and_a_shared_pad_is_a_real_token():
+    """GPT-2 pads with <|endoftext|> (its bos and eos too): that embedding trains, greedy may end on it, and a
+    prompt may contain it. A dedicated pad (ours, BERT's, ...) keeps a frozen zero row."""
+    gpt2_like = small_config(arch="decoder_only", pad_id=18, bos_id=18, eos_id=18, pos_encoding="learned")
+    model = build_model(gpt2_like).eval()
+    assert model.tgt_embed.token.padding_idx is None
+    prompt = torch.tensor([[5, 18, 6]])  # <|endoftext|> between two texts
+    out = generate(model, prompt=prompt, max_new_tokens=30)
+    assert out.shape[1] <= 30 and out.min() >= 0
+    assert build_model(small_config(pad_id=3, bos_id=1, eos_id=2)).src_embed.token.padding_idx == 3
+    with pytest.raises(ConfigError, match="pad_id=40 is not a token"):
+        build_model(small_config(pad_id=40))
+
+
+def test_every_new_axis_is_a_registered_choice_with_a_one_line_error():
+    with pytest.raises(ConfigError, match="model.pooling='cls' is not known: choose one of mean, first_token"):
+        build_model(small_config(arch="encoder_only", pooling="cls"))
+    with pytest.raises(ConfigError, match="model.token_types=-1"):
+        build_model(small_config(token_types=-1))
+    with pytest.raises(ConfigError, match="sinusoidal_halves"):
+        build_model(small_config(pos_encoding="sinus"))
