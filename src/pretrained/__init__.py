@@ -1,0 +1,114 @@
+"""Pretrained transformers from Hugging Face, loaded into our own modules (src/model).
+
+    from src.pretrained import load_pretrained
+    pretrained = load_pretrained("gpt2")            # a hub name (downloaded or from the cache) or a local directory
+    pretrained.model                                # our DecoderOnly, with GPT-2's weights
+
+Each supported family is one file that builds our TransformerConfig from the Hugging Face config and converts the
+weights with an explicit name map, checking every shape (gpt2.py, bert.py, marian.py); convert.py holds what they
+share and hub.py finds and reads the files. `transformers` (for the configs and tokenizers) and `huggingface_hub`
+are an optional dependency group (`pip install -e '.[pretrained]'`): this package is imported only when a
+pretrained model is asked for. Weights are read from safetensors; a model that ships only a PyTorch `.bin` is
+read with `torch.load(weights_only=True)`, which never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from src.model import ConfigError, TransformerConfig, build_model
+
+from .convert import Weights
+from .hub import read_hf_config, read_weights, resolve
+
+# transformers' `model_type` -> our module converting that family. A new family is one module and one entry here.
+FAMILIES = {"gpt2": "gpt2", "bert": "bert", "marian": "marian"}
+# The Hugging Face state dict's wrappers around the base model (a task head's class adds them).
+PREFIXES = {"gpt2": ("transformer.",), "bert": ("bert.",), "marian": ("model.",)}
+
+
+@dataclass
+class Pretrained:
+    model: nn.Module  # ours, in eval mode
+    config: TransformerConfig
+    directory: Path  # where its config.json, weights and tokenizer files are
+    name: str  # as the user gave it
+    hf_config: Any  # the transformers config it was built from
+    new_head: bool = False  # a classifier head the checkpoint did not have (BERT pre-training weights)
+
+
+def family_of(hf_config: Any, name: str) -> Any:
+    """The converting module of this config's model type; an unsupported one is refused in one line."""
+    model_type = getattr(hf_config, "model_type", None)
+    if model_type not in FAMILIES:
+        raise ConfigError(
+            f"{name} is a {model_type!r} model, which cannot be loaded: supported are {', '.join(FAMILIES)}"
+        )
+    return importlib.import_module(f"{__name__}.{FAMILIES[model_type]}")
+
+
+def pretrained_config(name_or_dir: str, num_classes: int = 0) -> tuple[TransformerConfig, Path, Any]:
+    """Our TransformerConfig of a pretrained model (config only: no weights read)."""
+    directory = resolve(name_or_dir)
+    hf_config = read_hf_config(directory, name_or_dir)
+    cfg = family_of(hf_config, name_or_dir).model_config(hf_config, num_classes)
+    return cfg.validate(), directory, hf_config
+
+
+def load_pretrained(name_or_dir: str, num_classes: int = 0, dtype: torch.dtype = torch.float32) -> Pretrained:
+    """Build our model of a Hugging Face checkpoint and load its converted weights.
+
+    name_or_dir: a hub name ("gpt2", "bert-base-uncased", "Helsinki-NLP/opus-mt-de-en") or a local directory
+    with config.json and the weights (what `save_pretrained` writes). num_classes: a classifier's class count
+    when it differs from the checkpoint's (fine-tuning BERT: its pre-training weights have no classifier).
+    Raises ConfigError (one line) for a missing or unreachable model, an unsupported architecture, or weights that
+    do not fit the config.
+    """
+    cfg, directory, hf_config = pretrained_config(name_or_dir, num_classes)
+    family = family_of(hf_config, name_or_dir)
+    weights = Weights(read_weights(directory, name_or_dir), source=name_or_dir, prefixes=PREFIXES[hf_config.model_type])
+    converted = family.convert(weights, cfg)
+    model = build_model(cfg)
+    new_head = _load_converted(model, converted, name_or_dir)
+    if new_head:
+        warnings.warn(
+            f"{name_or_dir} has no classification head: the {cfg.num_classes}-class head starts from random weights "
+            "(fine-tune it with src.run before its predictions mean anything)",
+            stacklevel=2,
+        )
+    return Pretrained(model.to(dtype).eval(), cfg, directory, name_or_dir, hf_config, new_head)
+
+
+def _load_converted(model: nn.Module, converted: dict[str, torch.Tensor], name: str) -> bool:
+    """Copy the converted weights in, checking that they cover the model: every parameter must come from the
+    checkpoint, except a tied alias of one that does, and a classifier head the checkpoint lacks (-> True)."""
+    expected = model.state_dict()
+    unexpected = sorted(set(converted) - set(expected))
+    if unexpected:  # a bug in a conversion, not a user's error
+        raise AssertionError(f"conversion of {name} produced names our model lacks: {unexpected}")
+    tied = _aliases(model)
+    missing = [n for n in expected if n not in converted and not any(a in converted for a in tied.get(n, ()))]
+    new_head = bool(missing) and all(n.startswith("head.") for n in missing)
+    if missing and not new_head:
+        raise AssertionError(f"conversion of {name} left parameters unset: {missing}")
+    for n, tensor in converted.items():
+        if tuple(tensor.shape) != tuple(expected[n].shape):
+            raise AssertionError(f"conversion of {name}: {n} is {tuple(tensor.shape)}, ours {tuple(expected[n].shape)}")
+    with torch.no_grad():
+        model.load_state_dict(converted, strict=False)  # tied aliases share the tensor that was loaded
+    return new_head
+
+
+def _aliases(model: nn.Module) -> dict[str, set[str]]:
+    """name -> the other names of the same parameter (tied embeddings, a shared source/target embedding)."""
+    by_tensor: dict[int, set[str]] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        by_tensor.setdefault(id(p), set()).add(n)
+    return {n: names - {n} for names in by_tensor.values() for n in names}

@@ -1,0 +1,103 @@
+"""Finding a pretrained model's files: a local directory, or a hub name downloaded (or read from the cache)
+through huggingface_hub, and reading its config and weights safely."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from src.model import ConfigError
+
+# What a model directory needs besides the weights: its config and its tokenizer's files.
+FILES = ["*.json", "*.txt", "*.model", "*.spm", "*.vocab", "merges.txt"]
+INSTALL = "pip install -e '.[pretrained]'"
+
+
+def _hub():
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ConfigError(f"pretrained models need the optional dependencies: {INSTALL}") from None
+    return huggingface_hub
+
+
+def looks_like_path(name: str) -> bool:
+    """A hub name is `name` or `org/name`; anything else (./x, /x, a/b/c, ~/x) is meant as a directory."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def resolve(name_or_dir: str) -> Path:
+    """The local directory holding the model's files: the directory given, or the hub's cached snapshot."""
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or looks_like_path(name_or_dir):
+        raise ConfigError(
+            f"{name_or_dir} is not a directory: give a model directory (config.json and weights) or a hub name"
+        )
+    hub = _hub()
+    from huggingface_hub import errors
+
+    try:
+        directory = Path(hub.snapshot_download(name_or_dir, allow_patterns=[*FILES, "*.safetensors"]))
+        if not list(directory.glob("*.safetensors")):  # an older model: only PyTorch's .bin
+            hub.hf_hub_download(name_or_dir, "pytorch_model.bin")
+    except errors.RepositoryNotFoundError:
+        raise ConfigError(
+            f"the model hub has no model {name_or_dir!r} (or it is private): check the name on huggingface.co, "
+            "or give a local directory"
+        ) from None
+    except (errors.LocalEntryNotFoundError, OSError) as error:
+        if isinstance(error, errors.RepositoryNotFoundError):
+            raise
+        raise ConfigError(
+            f"cannot reach the model hub and {name_or_dir!r} is not in its cache: give a local directory saved with "
+            "save_pretrained, or point HF_HOME at a cache that has it (HF_HUB_OFFLINE=1 reads only the cache)"
+        ) from None
+    return directory
+
+
+def read_hf_config(directory: Path, name: str) -> Any:
+    """The transformers config of the model in `directory` (transformers fills the class defaults)."""
+    if not (directory / "config.json").is_file():
+        raise ConfigError(f"{name} has no config.json: give the directory save_pretrained wrote")
+    try:
+        json.loads((directory / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{directory / 'config.json'} is not valid JSON ({error})") from None
+    try:
+        import transformers
+    except ImportError:
+        raise ConfigError(f"pretrained models need the optional dependencies: {INSTALL}") from None
+    try:
+        return transformers.AutoConfig.from_pretrained(directory)
+    except (ValueError, KeyError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"{name}: transformers cannot read its config.json ({first_line})") from None
+
+
+def read_weights(directory: Path, name: str) -> dict[str, Tensor]:
+    """Every tensor of the checkpoint: from its safetensors files (one, or the shards of an index), else from
+    pytorch_model.bin with weights_only=True (tensors and plain containers only: nothing in the file runs)."""
+    safetensors = sorted(directory.glob("*.safetensors"))
+    if safetensors:
+        from safetensors.torch import load_file
+
+        state: dict[str, Tensor] = {}
+        for file in safetensors:
+            state.update(load_file(file))
+        return state
+    bin_file = directory / "pytorch_model.bin"
+    if bin_file.is_file():
+        try:
+            return torch.load(bin_file, map_location="cpu", weights_only=True)
+        except Exception as error:  # the safe unpickler refused something, or the file is damaged
+            first_line = str(error).splitlines()[0]
+            raise ConfigError(
+                f"{bin_file} cannot be read safely ({first_line}): use a model with safetensors"
+            ) from None
+    raise ConfigError(f"{name} has no weights (model.safetensors or pytorch_model.bin) in {directory}")
