@@ -76,7 +76,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     from src.analysis.ablation import ablate_trained_model, ablated_line
     from src.training.bleu import has_references, score_split
-    from src.training.checkpoint import checkpoint_model_config, load_run, read_checkpoint
+    from src.training.checkpoint import checkpoint_model_config, load_run, read_any_checkpoint
 
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError(
@@ -92,7 +92,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_threads(cfg.torch_threads)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    checkpoint = read_checkpoint(cfg.ckpt, "ckpt")  # a bad file is the one line printed, before Lightning talks
+    # A bad file is the one line printed, before Lightning talks; ckpt=hf:<model> is a pretrained model (on task=...)
+    checkpoint = read_any_checkpoint(cfg.ckpt, cfg.get("task"), "ckpt")
+    if (checkpoint["hyper_parameters"].get("pretrained") or {}).get("reading_only"):
+        example = {"seq2seq": "task=multi30k", "lm": "task=char_lm task.path=<text file>"}.get(
+            checkpoint["hyper_parameters"]["kind"], "task=classification task.train_path=<tsv file>"
+        )
+        raise ConfigError(f"ckpt={cfg.ckpt} is evaluated on a task's data: give one, e.g. {example}")
     check_ablation(cfg.ablate, checkpoint_model_config(checkpoint))  # a bad spec: before the data are loaded
     try:  # Lightning checks the accelerator: before the data are loaded
         trainer = L.Trainer(

@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
 from src.data.files import read_lines, resolve_path
-from src.model import BOS_ID, ConfigError, generate
+from src.model import ConfigError, generate
 from src.schema import DecodeConfig, register_configs
 from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
 from src.training.report import print_warning, quiet_lightning
@@ -277,7 +277,7 @@ def continue_texts(
         if i not in wanted:
             lines.append("")
             continue
-        out = generate(model, prompt=torch.tensor([ids or [BOS_ID]] * repeats), **settings)
+        out = generate(model, prompt=torch.tensor([ids or [model.cfg.bos_id]] * repeats), **settings)
         lines.extend(text + datamodule.decode_tgt(row) for row in out)
     return lines
 
@@ -286,14 +286,14 @@ def predict(cfg: DictConfig) -> list[str]:
     """The output lines: for text=..., one per sample (classification: the label, then probabilities); for
     input=<file>, one per input line."""
     from src.analysis.ablation import ablate_trained_model, ablated_line
-    from src.training.checkpoint import checkpoint_model_config, load_run, read_checkpoint
+    from src.training.checkpoint import checkpoint_model_config, load_run, read_any_checkpoint
 
     check_settings(cfg)
     texts, where = read_texts(cfg)
     check_output(cfg)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    checkpoint = read_checkpoint(cfg.ckpt, "ckpt")
+    checkpoint = read_any_checkpoint(cfg.ckpt, cfg.get("task"), "ckpt")  # ckpt=hf:<model>: a pretrained one
     check_ablation(cfg.ablate, checkpoint_model_config(checkpoint))  # a bad spec: before the data are loaded
     module, datamodule = load_run(cfg.ckpt, checkpoint=checkpoint)
     check_decoding(cfg, datamodule.kind)

@@ -62,7 +62,8 @@ def check_run_dir(config: DictConfig) -> None:
     run_dir = _resolved(config, "hydra.run.dir")
     if run_dir is None:
         return
-    validate_config(_without_hydra(config))  # as src.run checks them again, but before Hydra writes anything
+    # As src.run checks them again, but before Hydra writes anything
+    validate_config(_without_hydra(config), overrides=list(config.hydra.overrides.task))
     run_dir = Path(run_dir)
     if (run_dir / "multirun.yaml").is_file():
         raise ConfigError(

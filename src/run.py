@@ -57,6 +57,7 @@ from src.validation import (
     validate_config,
     warn_if_every_head_ablated,
     warn_unread_analysis_settings,
+    warn_unread_tokenizer_settings,
 )
 
 # Importing torch, Lightning and Hydra leaves several hundred thousand objects that live as long as the process.
@@ -202,6 +203,7 @@ def train(
             f"{', '.join(unread)} has no effect with logger={cfg.logger.name}: only {' and '.join(users)} read it"
         )
     warn_unread_analysis_settings(cfg)
+    warn_unread_tokenizer_settings(cfg)
     check_analysis_target(run_dir, cfg.analyze_after_fit)  # a sweep's job is checked here, a single run also earlier
     ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None
@@ -210,8 +212,15 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     absolute_task_paths(cfg.task)
+    tokenizer = run_tokenizer(cfg.model.pretrained, run_dir) if cfg.model.pretrained else None
     datamodule = build_datamodule(
-        cfg.task, cfg.batch_size, cfg.seed, run_dir, num_workers=cfg.num_workers, bucket_by_length=cfg.bucket_by_length
+        cfg.task,
+        cfg.batch_size,
+        cfg.seed,
+        run_dir,
+        num_workers=cfg.num_workers,
+        bucket_by_length=cfg.bucket_by_length,
+        tokenizer=tokenizer,
     )
     model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
     longest = max(datamodule.max_src_len, datamodule.max_tgt_len)
@@ -234,6 +243,14 @@ def train(
         )
 
     module = TransformerLitModule(config, asdict(model_cfg), datamodule.kind, str(run_dir), numerics)
+    if cfg.model.pretrained and ckpt_path is None:  # a resume continues from its checkpoint's weights instead
+        from src.pretrained import load_weights_into
+
+        if load_weights_into(module.model, cfg.model.pretrained):
+            print_warning(
+                f"model.pretrained={cfg.model.pretrained} has no classification head for the task's "
+                f"{model_cfg.num_classes} classes: a new head starts from random weights"
+            )
     print_run_start(cfg, model_cfg, module, datamodule, run_dir)
 
     recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode, objective=objective_of(cfg))
@@ -282,6 +299,25 @@ def train(
     if trainer.is_global_zero:
         print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun(), speed=speed.summary())
     return metrics
+
+
+def run_tokenizer(pretrained: str, run_dir: Path):
+    """A pretrained model's tokenizer, saved with the run (run_dir/pretrained_tokenizer/) so that eval and predict
+    read text as training did without the hub; a resumed run reads its own copy."""
+    from src.data.pretrained_tokenizer import SAVED_DIR, PretrainedTokenizer
+    from src.model.tokens import SpecialIds
+    from src.pretrained import pretrained_config
+
+    cfg, directory, _ = pretrained_config(pretrained)
+    specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id)
+    vocab_size = max(cfg.src_vocab_size, cfg.tgt_vocab_size)
+    saved = run_dir / SAVED_DIR
+    if saved.is_dir():
+        return PretrainedTokenizer.load(saved, specials, vocab_size, pretrained)
+    tokenizer = PretrainedTokenizer.load(directory, specials, vocab_size, pretrained)
+    if is_global_zero():
+        tokenizer.save(saved)
+    return tokenizer
 
 
 def is_multirun() -> bool:

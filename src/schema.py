@@ -40,6 +40,9 @@ class ModelConfig(ModelAxes):
     layers: int = 2  # both stacks; enc_layers / dec_layers follow it unless set on their own
     enc_layers: int = II(".layers")
     dec_layers: int = II(".layers")
+    # A Hugging Face model (hub name or local directory) to fine-tune: its config.json gives the architecture and
+    # its weights the start (src/pretrained/); the task reads text with its tokenizer. Only model.dropout applies.
+    pretrained: Optional[str] = None
 
 
 def mask_schema(name: str, scheme: type[MaskScheme]) -> type:
@@ -271,6 +274,7 @@ class EvalConfig:
     # sacrebleu against the raw references (`<split>/sacrebleu`, cased and lowercased, with its signature).
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     ablate: AblateConfig = field(default_factory=AblateConfig)  # heads and sublayers off while evaluating
+    task: Any = None  # ckpt=hf:<model> only: the task to evaluate it on (task=multi30k ...); ours bring their own
 
 
 @dataclass
@@ -288,6 +292,7 @@ class PredictConfig:
     torch_threads: int = 0
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     ablate: AblateConfig = field(default_factory=AblateConfig)  # heads and sublayers off while predicting
+    task: Any = None  # ckpt=hf:<model> only, and optional: a task whose data it reads (mean ablation needs them)
 
 
 @dataclass
@@ -383,7 +388,14 @@ def model_config_for(
     cfg: DictConfig, src_vocab_size: int = 8, tgt_vocab_size: int = 8, num_classes: int = 2
 ) -> TransformerConfig:
     """The model's own config from the composed Hydra config: every ModelAxes field, the mask scheme, and the
-    vocabulary sizes from the data (placeholders until the data is built, so validate() can run first)."""
+    vocabulary sizes from the data (placeholders until the data is built, so validate() can run first).
+    With model.pretrained, the pretrained model's own config (its classes: the task's), model.dropout and the mask."""
+    if cfg.model.get("pretrained"):
+        from src.pretrained import pretrained_config
+
+        model_cfg, _, _ = pretrained_config(cfg.model.pretrained, num_classes=num_classes)
+        model_cfg.dropout, model_cfg.mask = cfg.model.dropout, to_plain(cfg.mask)
+        return model_cfg
     axes = {f.name: cfg.model[f.name] for f in fields(ModelAxes)}
     axes["arch"] = resolve_arch(cfg)
     return TransformerConfig(

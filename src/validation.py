@@ -43,12 +43,14 @@ def _check_file(field_name: str, path: str) -> None:
         raise ConfigError(f"{field_name}={path} does not exist (looked at {resolved}): fix the path")
 
 
-def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
+def validate_config(cfg: DictConfig, multirun: bool = False, overrides: list[str] | None = None) -> None:
     """Raise ConfigError (one line: the field and the fix) for a config that cannot work. Cheap: reads no data
-    but checks that data files exist; runs before the datamodule and the model are built."""
+    but checks that data files exist; runs before the datamodule and the model are built. `overrides`: the
+    command line's (None: this Hydra job's)."""
     check_no_added_keys(cfg)
     name = cfg.task.name
     spec = task_spec(name)  # DataError (one line) for an unknown task
+    check_pretrained(cfg, job_overrides() if overrides is None else overrides)
 
     # --- model and mask ---
     _check_choice("model.arch", cfg.model.arch, ARCH_CHOICES)
@@ -128,6 +130,57 @@ def validate_config(cfg: DictConfig, multirun: bool = False) -> None:
             f"max_loss={cfg.max_loss} is not a loss bound: set a positive one, or max_loss=null to stop only on a "
             "non-finite loss"
         )
+
+
+def job_overrides() -> list[str]:
+    """The command line's overrides of this Hydra job (none outside one)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+# What the task reads with its own vocabulary, and which a pretrained model's tokenizer replaces.
+OWN_TOKENIZER_SETTINGS = ("task.vocab_size", "task.tokenizer", "task.lowercase")
+
+
+def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
+    """model.pretrained=<name or directory>: its config.json fixes the architecture, so a model.* setting beside it
+    (but model.dropout) is refused rather than ignored; the task must read text (it reads it with the model's
+    tokenizer). The model's config is read by model_config_for, so a missing, unreachable or unsupported model is
+    refused before any work."""
+    name = cfg.model.get("pretrained")
+    if not name:
+        return
+    given = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    fixed = [key for key in given if key == "model" or (key.startswith("model.") and key not in PRETRAINED_MAY_SET)]
+    if fixed:
+        raise ConfigError(
+            f"{fixed[0]} is set by model.pretrained={name} (its config.json): leave {', '.join(fixed)} out "
+            "(model.dropout may be set)"
+        )
+    spec = task_spec(cfg.task.name)
+    if not spec.reads_text:
+        readers = ", ".join(task for task, other in all_tasks().items() if other.reads_text)
+        raise ConfigError(
+            f"model.pretrained={name} reads text with its own tokenizer, and task={cfg.task.name} has its own "
+            f"symbols: choose a task that reads text ({readers})"
+        )
+
+
+def warn_unread_tokenizer_settings(cfg: DictConfig) -> None:
+    """One warning for the task's own tokenizer settings given beside model.pretrained (its tokenizer reads)."""
+    name = cfg.model.get("pretrained")
+    unused = [
+        key for key in (o.split("=", 1)[0].lstrip("+~") for o in job_overrides()) if key in OWN_TOKENIZER_SETTINGS
+    ]
+    if name and unused:
+        print_warning(
+            f"{', '.join(unused)} {'are' if len(unused) > 1 else 'is'} not used: model.pretrained={name} reads the "
+            "text with its own tokenizer"
+        )
+
+
+PRETRAINED_MAY_SET = ("model.pretrained", "model.dropout")
 
 
 def check_ablation(ablate, model_cfg: TransformerConfig, training: bool = False) -> Ablation:

@@ -12,13 +12,19 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from src.model import PAD_ID
 from src.model.ablation import ABLATION_METHODS, Ablation, apply_ablation, layout_of, parse_ablation
 from src.model.head_mask import attention_sites
+from src.model.masks import real_positions
 from src.training.inference import eval_mode, forward_batch
 
 # Which tokens are a site's queries, per batch key: the encoder's are the source, the decoder's the target input.
 QUERY_TOKENS = {"encoder_self": "src", "decoder_self": "tgt_in", "cross": "tgt_in"}
+
+
+def query_positions(model: nn.Module, batch: dict[str, Tensor], site: str) -> Tensor:
+    """(B, Tq) bool: the real (not padding) queries of `site` in this batch, by the model's own pad id."""
+    key = QUERY_TOKENS[site]
+    return real_positions(batch[key], model.cfg.pad_id, decoder_side=key == "tgt_in")
 
 
 def mean_head_outputs(model: nn.Module, kind: str, batches) -> dict[str, Tensor]:
@@ -49,7 +55,7 @@ def mean_head_outputs(model: nn.Module, kind: str, batches) -> dict[str, Tensor]
             for batch in batches:
                 batch = {key: value.to(device) for key, value in batch.items()}
                 for site in sites:
-                    current[site] = batch[QUERY_TOKENS[site]] != PAD_ID
+                    current[site] = query_positions(model, batch, site)
                     counts[site] += int(current[site].sum())
                 forward_batch(model, kind, batch)
     finally:

@@ -28,13 +28,12 @@ import torch
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
-from src.model import PAD_ID
 from src.model.ablation import sublayer_blocks
 from src.model.head_mask import attention_sites, head_gate_rows, restore_head_gate_rows
 from src.training.inference import forward_batch
 from src.training.report import print_warning
 
-from .ablation import QUERY_TOKENS
+from .ablation import query_positions
 from .scoring import HeadMask, MainMetric, SplitScorer, current_head_mask, per_example_loss, target_of
 
 
@@ -68,7 +67,7 @@ def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
                     for layer, module in enumerate(modules):
                         module.head_gate = gates[site][:, layer]  # (B, H)
                 logits = forward_batch(model, kind, batch).logits
-                loss, count = per_example_loss(logits, target_of(model, kind, batch), kind)
+                loss, count = per_example_loss(logits, target_of(model, kind, batch), kind, model.cfg.pad_id)
                 per_example = loss / count.clamp(min=1)  # (B,) L(x): each example's mean token loss
                 grads = torch.autograd.grad(per_example.sum(), list(gates.values()))
                 for site, grad in zip(gates, grads):
@@ -117,7 +116,7 @@ def attention_entropy(model: nn.Module, kind: str, batches) -> HeadMask:
         for batch in batches:
             attentions = forward_batch(model, kind, batch, need_weights=True).attentions or {}
             for site, per_layer in attentions.items():
-                queries = batch[QUERY_TOKENS[site]] != PAD_ID  # (B, Tq)
+                queries = query_positions(model, batch, site)  # (B, Tq)
                 for layer, weights in enumerate(per_layer):  # (B, H, Tq, Tk)
                     weights = weights.double()
                     valid = (weights.sum(-1) > 0) & queries[:, None, : weights.size(2)]  # (B, H, Tq)

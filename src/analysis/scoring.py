@@ -96,18 +96,19 @@ def target_of(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> Tenso
     if kind == "lm":
         trainable = model.trainable_positions(batch["tgt_in"])
         if trainable is not None:
-            return batch["tgt_out"].masked_fill(~trainable, PAD_ID)
+            return batch["tgt_out"].masked_fill(~trainable, model.cfg.pad_id)
     return batch["tgt_out"]
 
 
-def per_example_loss(logits: Tensor, target: Tensor, kind: str) -> tuple[Tensor, Tensor]:
-    """(summed cross-entropy, scored tokens) per example, each (B,): a classifier scores one label per example.
+def per_example_loss(logits: Tensor, target: Tensor, kind: str, pad_id: int = PAD_ID) -> tuple[Tensor, Tensor]:
+    """(summed cross-entropy, scored tokens) per example, each (B,): a classifier scores one label per example;
+    target positions holding `pad_id` (the model's) are not scored.
     In float32 at least (a bf16 model's logits are promoted), float64 for a float64 model."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if kind == "classification":
         return F.cross_entropy(logits, target, reduction="none"), torch.ones_like(target, dtype=logits.dtype)
-    token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID, reduction="none")
-    return token_loss.view_as(target).sum(1), (target != PAD_ID).sum(1).to(logits.dtype)  # (B,), (B,)
+    token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=pad_id, reduction="none")
+    return token_loss.view_as(target).sum(1), (target != pad_id).sum(1).to(logits.dtype)  # (B,), (B,)
 
 
 class SplitScorer:
@@ -185,7 +186,9 @@ class SplitScorer:
                     with row_masks(self.model, chosen, rows):
                         big = repeat_batch(batch, len(chosen))
                         logits = forward_batch(self.model, self.kind, big).logits
-                        loss, count = per_example_loss(logits, target_of(self.model, self.kind, big), self.kind)
+                        loss, count = per_example_loss(
+                            logits, target_of(self.model, self.kind, big), self.kind, self.model.cfg.pad_id
+                        )
                     totals[group.start : group.stop] += loss.view(len(chosen), rows).sum(1).double().cpu()
                     tokens[group.start : group.stop] += count.view(len(chosen), rows).sum(1).double().cpu()
         finally:
@@ -232,7 +235,8 @@ class SplitScorer:
                     if self.references is not None:
                         hypotheses[k] += [self.datamodule.decode_tgt(ids) for ids in out.cpu()]
                     else:
-                        matches[k] += exact_match(out, batch["tgt_out"]).double().sum().cpu()
+                        ids = self.model.cfg.eos_id, self.model.cfg.pad_id
+                        matches[k] += exact_match(out, batch["tgt_out"], *ids).double().sum().cpu()
         if self.references is None:
             return (matches / len(self.examples)).tolist()
         return [BLEU().corpus_score(h, [self.references]).score for h in hypotheses]

@@ -40,7 +40,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from src.dashboard.drawing import Canvas, colour_bar, colour_table, heat_panel, text_width
 from src.dashboard.probe import SITE_INPUTS, ProbeCallback, can_log, event_step, tensorboard_logger
-from src.model.tokens import PAD_ID
+from src.model.masks import real_positions
 
 # Human-readable names of the three attention sites the model can have, and what their axes hold.
 SITE_TITLES = {
@@ -329,9 +329,10 @@ def mask_title(site: str) -> str:
 # The callback
 
 
-def _real_length(ids: torch.Tensor) -> int:
-    """Number of positions before the right padding of a 1-D id tensor (at least 1, so plots are never empty)."""
-    return max(1, int((ids != PAD_ID).sum()))
+def _real_length(ids: torch.Tensor, pad_id: int, batch_key: str) -> int:
+    """Number of positions before the right padding of a 1-D id tensor (at least 1, so plots are never empty), by
+    the model's pad id (a decoder input's padding is its trailing run of pad ids: masks.real_positions)."""
+    return max(1, int(real_positions(ids[None], pad_id, decoder_side=batch_key == "tgt_in").sum()))
 
 
 def _token_strings(datamodule, batch_key: str, ids: torch.Tensor) -> list[str]:
@@ -386,7 +387,9 @@ class AttentionMapLogger(ProbeCallback):
             query_key, key_key = SITE_INPUTS[site]
             for example in range(min(self.num_examples, batch[query_key].shape[0])):
                 query_ids, key_ids = batch[query_key][example], batch[key_key][example]
-                num_queries, num_keys = _real_length(query_ids), _real_length(key_ids)  # crop the padding
+                pad_id = pl_module.model.cfg.pad_id
+                num_queries = _real_length(query_ids, pad_id, query_key)  # crop the padding
+                num_keys = _real_length(key_ids, pad_id, key_key)
                 query_tokens = _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries]
                 key_tokens = _token_strings(trainer.datamodule, key_key, key_ids)[:num_keys]
                 for layer_index, weights in enumerate(layers):  # weights (B, H, Tq, Tk)
@@ -415,7 +418,8 @@ class AttentionMapLogger(ProbeCallback):
             query_ids, key_ids = batch[query_key][0], batch[key_key][0]
             # Masks may come broadcastable, e.g. (1, 1, T, T) for causal or (B, 1, 1, S) for padding only.
             mask = torch.broadcast_to(mask.detach().cpu()[0, 0], (query_ids.shape[0], key_ids.shape[0]))
-            num_queries, num_keys = _real_length(query_ids), _real_length(key_ids)
+            pad_id = pl_module.model.cfg.pad_id
+            num_queries, num_keys = _real_length(query_ids, pad_id, query_key), _real_length(key_ids, pad_id, key_key)
             image = render_attention_mask(
                 mask[:num_queries, :num_keys],
                 _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries],

@@ -33,7 +33,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from src.dashboard.probe import SITE_INPUTS, ProbeCallback, tensorboard_logger
-from src.model.tokens import PAD_ID
+from src.model.masks import real_positions
 
 STATISTICS = ("entropy", "distance", "confidence")
 GROUP = "val_heads"
@@ -150,7 +150,8 @@ class AttentionStatsLogger(ProbeCallback):
             self._layout_written = True
         for site, layers in attentions.items():
             query_key, _ = SITE_INPUTS[site]
-            query_mask = batch[query_key] != PAD_ID  # (B, Tq) True for real tokens
+            # (B, Tq) True for real tokens, by the model's pad id (the decoder's padding: masks.real_positions)
+            query_mask = real_positions(batch[query_key], pl_module.model.cfg.pad_id, query_key == "tgt_in")
             for layer_index, weights in enumerate(layers):
                 stats = head_statistics(weights, query_mask)  # {name: (H,)}
                 for name in self.statistics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -13,9 +14,8 @@ from .collate import COLLATE
 from .errors import DataError
 from .files import as_sentence
 from .prepared import PreparedTask, Vocab
-from .registry import resolve_task_config, task_spec
+from .registry import all_tasks, resolve_task_config, task_spec
 from .resumable import ResumableDataLoader
-from .vocab import UNK_ID
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -30,11 +30,12 @@ class TaskDataModule(L.LightningDataModule):
         seed: int,
         num_workers: int = 0,
         bucket_by_length: bool = False,
+        reading_only: bool = False,
     ):
         super().__init__()
         if batch_size < 1:
             raise DataError(f"batch_size={batch_size} must be >= 1")
-        if not task.train:
+        if not task.train and not reading_only:
             raise DataError(f"task {task_cfg.name!r}: the training split is empty: check the task's data settings")
         self.task = task
         self.task_cfg = task_cfg
@@ -42,7 +43,7 @@ class TaskDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.bucket_by_length = bucket_by_length  # training batches of similar lengths (see resumable.py)
-        self.collate = COLLATE[task.kind]
+        self.collate = partial(COLLATE[task.kind], specials=task.specials)  # a partial: DDP pickles it
 
     # ---- what the model needs to know -------------------------------------------------------
     @property
@@ -144,9 +145,12 @@ class TaskDataModule(L.LightningDataModule):
         return text if self.kind == "lm" else as_sentence(text)
 
     def encode_src(self, text: str) -> list[int]:
-        """Ids without BOS/EOS, read and truncated like the training data (to max_src_len)."""
-        ids = self._src().encode(self.text_as_read(text))
-        return ids[: self.max_src_len] if self.max_src_len else ids
+        """Ids without BOS/EOS, read and truncated like the training data (to max_src_len), with a pretrained
+        tokenizer's own marks around them (BERT's [CLS] and [SEP], Marian's </s>) as the data have them."""
+        vocab = self._src()
+        ids = vocab.encode(self.text_as_read(text))
+        ids = ids[: self.max_src_len - vocab.marks] if self.max_src_len else ids
+        return vocab.wrap_source(ids) if ids else ids
 
     def encode_tgt(self, text: str) -> list[int]:
         """Ids without BOS/EOS, read like the training data. seq2seq: at most max_tgt_len - 1 (room for BOS/EOS);
@@ -165,8 +169,10 @@ class TaskDataModule(L.LightningDataModule):
         text = self.text_as_read(text)
         ids = self.encode_tgt(text) if self.kind == "lm" else self.encode_src(text)
         if self.kind == "classification" and text and not ids:
-            ids = [UNK_ID]  # a sentence without tokens (nothing to pool): one <unk>, as the classification data give it
-        return ids, max(len(ids), len(self.vocab(self.input_side).encode(text)))
+            ids = [self.task.specials.unk]  # no tokens (nothing to pool): one <unk>, as the classification data give it
+        vocab = self.vocab(self.input_side)
+        marks = vocab.marks if self.kind != "lm" and ids else 0
+        return ids, max(len(ids), len(vocab.encode(text)) + marks)
 
 
 def build_datamodule(
@@ -176,11 +182,42 @@ def build_datamodule(
     run_dir: Path | None = None,
     num_workers: int = 0,
     bucket_by_length: bool = False,
+    tokenizer=None,
 ):
     """Build the datamodule for `task_cfg.name`. Raises DataError (one line) for bad data or settings.
 
     run_dir: where learned vocabularies are saved (tokenizer.json, vocab.json) and loaded from if present.
+    tokenizer: a pretrained model's (pretrained_tokenizer.PretrainedTokenizer), read instead of a vocabulary of the
+    task's own; only tasks that read text take one.
     """
     cfg = resolve_task_config(task_cfg)
-    task = task_spec(cfg.name).build(cfg, seed, Path(run_dir) if run_dir is not None else None)
+    spec = task_spec(cfg.name)
+    run_path = Path(run_dir) if run_dir is not None else None
+    if tokenizer is None:
+        task = spec.build(cfg, seed, run_path)
+    elif not spec.reads_text:
+        readers = ", ".join(name for name, other in all_tasks().items() if other.reads_text)
+        raise DataError(
+            f"task={cfg.name} has its own symbols, and a pretrained model reads text with its own tokenizer: "
+            f"choose a task that reads text ({readers})"
+        )
+    else:
+        task = spec.build(cfg, seed, run_path, tokenizer)
     return TaskDataModule(task, cfg, batch_size, seed, num_workers, bucket_by_length)
+
+
+def reading_datamodule(kind: str, tokenizer, max_len: int, label_names: list[str] | None = None) -> TaskDataModule:
+    """A datamodule with no examples, only a pretrained model's tokenizer: what src.predict needs to read text and
+    write outputs when no task was given (`ckpt=hf:gpt2 text=...`). Inputs are cut to the model's max_len."""
+    task = PreparedTask(
+        kind=kind,
+        train=[],
+        val=[],
+        test=[],
+        src_vocab=None if kind == "lm" else tokenizer,
+        tgt_vocab=None if kind == "classification" else tokenizer,
+        max_src_len=0 if kind == "lm" else max_len,
+        max_tgt_len=0 if kind == "classification" else max_len,
+        label_names=list(label_names or []),
+    )
+    return TaskDataModule(task, None, batch_size=32, seed=0, reading_only=True)

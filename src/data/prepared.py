@@ -8,6 +8,8 @@ from typing import Any, Optional, Union
 
 import torch
 
+from src.model.tokens import SpecialIds
+
 from .tokenizer import SubwordTokenizer
 from .vocab import SymbolVocab
 
@@ -85,6 +87,13 @@ class PreparedTask:
     # Translation: split -> the raw target line of each example, what BLEU is scored against (sacrebleu wants the
     # detokenized reference as written, not the tokenizer's round trip of it).
     references: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def specials(self) -> SpecialIds:
+        """The special ids of the task's vocabulary (both sides share one set of them)."""
+        vocab = self.tgt_vocab or self.src_vocab
+        assert vocab is not None
+        return vocab.specials
 
     def __post_init__(self) -> None:
         """Every split packed (see PackedExamples): what the data loaders index, and what DDP ships to its ranks."""

@@ -45,6 +45,9 @@ class TaskSpec:
     dir_fields: tuple[str, ...] = ()  # settings that name data directories (made absolute)
     bleu: bool = False  # generated text scored with sacrebleu; val/bleu is then the main metric
     generation_slack: int = 0  # tokens greedy decoding may run past the reference (free text may be longer)
+    # Whether the task reads text that a pretrained model's tokenizer can read instead of the task's own
+    # vocabulary; its build then takes the tokenizer as a fourth argument (pretrained_tokenizer.py).
+    reads_text: bool = False
 
     @property
     def path_fields(self) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from .errors import DataError
-from .vocab import SPECIAL_TOKENS, UNK_ID, as_id_list, content_ids, readable
+from .vocab import OUR_SPECIAL_IDS, SPECIAL_TOKENS, UNK_ID, as_id_list, content_ids, readable
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ TOKENIZER_FILE = "tokenizer.json"
 
 class SubwordTokenizer:
     """Same interface as vocab.SymbolVocab: encode / decode / token_strings / size."""
+
+    specials = OUR_SPECIAL_IDS  # <pad>, <bos>, <eos>, <unk> at 0..3 (checked below)
 
     def __init__(self, tokenizer: Tokenizer):
         for expected_id, token in enumerate(SPECIAL_TOKENS):
@@ -42,6 +44,11 @@ class SubwordTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    marks = 0  # a model input is its content ids alone (a pretrained tokenizer may add its own marks)
+
+    def wrap_source(self, ids: list[int]) -> list[int]:
+        return list(ids)
 
     # Natural language always has more: val and test sentences hold words (word tokenizer: any word outside the
     # vocab_size most frequent of training, so training sentences too) or characters (bpe) outside the vocabulary,

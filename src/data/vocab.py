@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import torch
 
 # The one place the data layer learns the special ids; the model defines them (src/model/config.py).
-from src.model.tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from src.model.tokens import BOS_ID, EOS_ID, OUR_SPECIAL_IDS, PAD_ID, UNK_ID
 
 from .errors import DataError
 
@@ -55,6 +55,12 @@ class SymbolVocab:
     Text is split into symbols per character when every symbol is one character (so "3141" is four
     tokens); otherwise on whitespace.
     """
+
+    specials = OUR_SPECIAL_IDS
+    marks = 0  # a model input is its content ids alone (a pretrained tokenizer may add its own marks)
+
+    def wrap_source(self, ids: list[int]) -> list[int]:
+        return list(ids)
 
     def __init__(self, symbols: Sequence[str]):
         if len(set(symbols)) != len(symbols):

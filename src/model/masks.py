@@ -56,6 +56,14 @@ def decoder_key_padding_mask(tokens: Tensor, pad_id: int = PAD_ID) -> Tensor:
     return (~trailing)[:, None, None, :]
 
 
+def real_positions(tokens: Tensor, pad_id: int, decoder_side: bool) -> Tensor:
+    """(B, T) bool, True where a token is not padding: the queries whose attention and outputs mean something.
+    The decoder side's padding is the trailing run after its first token (decoder_key_padding_mask)."""
+    if decoder_side:
+        return decoder_key_padding_mask(tokens, pad_id)[:, 0, 0]
+    return tokens != pad_id
+
+
 def causal_mask(tq: int, tk: int, q_offset: int = 0, device=None) -> Tensor:
     """(Tq, Tk) look-ahead mask: query i (at absolute position q_offset + i) sees keys j <= its position.
 

@@ -3,7 +3,23 @@
 The model never uses these constants: it reads its `TransformerConfig.pad_id / bos_id / eos_id`, which a
 pretrained model takes from its own tokenizer (GPT-2 has no pad token, and its id 0 is a real word)."""
 
+from dataclasses import dataclass
+
 PAD_ID = 0
 BOS_ID = 1
 EOS_ID = 2
 UNK_ID = 3
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """A vocabulary's special token ids, as the data layer uses them (padding, the decoder's start, the end, and
+    what unknown text is read as). Ours are the constants above; a pretrained tokenizer brings its own."""
+
+    pad: int = PAD_ID
+    bos: int = BOS_ID  # the token a decoder input starts from (Marian: its pad token)
+    eos: int = EOS_ID
+    unk: int = UNK_ID
+
+
+OUR_SPECIAL_IDS = SpecialIds()

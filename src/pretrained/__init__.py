@@ -15,7 +15,6 @@ read with `torch.load(weights_only=True)`, which never runs code from the file.
 from __future__ import annotations
 
 import importlib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,13 @@ class Pretrained:
     directory: Path  # where its config.json, weights and tokenizer files are
     name: str  # as the user gave it
     hf_config: Any  # the transformers config it was built from
-    new_head: bool = False  # a classifier head the checkpoint did not have (BERT pre-training weights)
+    new_head: bool = False  # a classifier head the checkpoint did not have (BERT pre-training weights): random
+
+    @property
+    def label_names(self) -> list[str]:
+        """A classifier's class names, by id (config.json's id2label; LABEL_0, ... where it names none)."""
+        id2label = getattr(self.hf_config, "id2label", None) or {}
+        return [str(id2label.get(i, f"LABEL_{i}")) for i in range(self.config.num_classes)]
 
 
 def family_of(hf_config: Any, name: str) -> Any:
@@ -72,18 +77,22 @@ def load_pretrained(name_or_dir: str, num_classes: int = 0, dtype: torch.dtype =
     do not fit the config.
     """
     cfg, directory, hf_config = pretrained_config(name_or_dir, num_classes)
-    family = family_of(hf_config, name_or_dir)
-    weights = Weights(read_weights(directory, name_or_dir), source=name_or_dir, prefixes=PREFIXES[hf_config.model_type])
-    converted = family.convert(weights, cfg)
     model = build_model(cfg)
-    new_head = _load_converted(model, converted, name_or_dir)
-    if new_head:
-        warnings.warn(
-            f"{name_or_dir} has no classification head: the {cfg.num_classes}-class head starts from random weights "
-            "(fine-tune it with src.run before its predictions mean anything)",
-            stacklevel=2,
-        )
+    new_head = _load_converted(model, _converted_weights(name_or_dir, cfg, directory, hf_config), name_or_dir)
     return Pretrained(model.to(dtype).eval(), cfg, directory, name_or_dir, hf_config, new_head)
+
+
+def load_weights_into(model: nn.Module, name_or_dir: str) -> bool:
+    """Load a pretrained model's weights into `model`, one of ours built from its config (src.run fine-tuning:
+    model.dropout and the mask may differ, the shapes may not). Returns whether the classifier head is new."""
+    cfg, directory, hf_config = pretrained_config(name_or_dir, model.cfg.num_classes)
+    return _load_converted(model, _converted_weights(name_or_dir, cfg, directory, hf_config), name_or_dir)
+
+
+def _converted_weights(name: str, cfg: TransformerConfig, directory: Path, hf_config: Any) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors under our names (the family's conversion)."""
+    weights = Weights(read_weights(directory, name), source=name, prefixes=PREFIXES[hf_config.model_type])
+    return family_of(hf_config, name).convert(weights, cfg)
 
 
 def _load_converted(model: nn.Module, converted: dict[str, torch.Tensor], name: str) -> bool:

@@ -65,7 +65,8 @@ def _norm(weights: Weights, name: str, d: int) -> tuple[Tensor, Tensor]:
 
 def convert(weights: Weights, cfg: TransformerConfig) -> dict[str, Tensor]:
     """BertForSequenceClassification's, BertForPreTraining's or BertModel's weights -> our EncoderClassifier's
-    state dict. Without a classifier in the checkpoint, `head.*` is missing: the loader keeps the new head."""
+    state dict. Without a classifier in the checkpoint, or with one for another number of classes than
+    cfg.num_classes (fine-tuning on a new label set), `head.*` is missing: the loader keeps the new head."""
     d, ff = cfg.d_model, cfg.d_ff
     weights.set_aside(r"embeddings\.position_ids")  # a buffer of 0..max_len-1
     weights.set_aside(r"cls\..*")  # pre-training heads: masked LM and next-sentence prediction
@@ -96,6 +97,8 @@ def convert(weights: Weights, cfg: TransformerConfig) -> dict[str, Tensor]:
         ours[layer + "ffn_block.norm.weight"], ours[layer + "ffn_block.norm.bias"] = norm
     ours["pooling.dense.weight"] = weights.take("pooler.dense.weight", (d, d))
     ours["pooling.dense.bias"] = weights.take("pooler.dense.bias", (d,))
+    if weights.has("classifier.weight") and weights.state["classifier.weight"].size(0) != cfg.num_classes:
+        weights.set_aside(r"classifier\.(weight|bias)")  # another label set: the task's head starts new
     if weights.has("classifier.weight"):
         ours["head.1.weight"] = weights.take("classifier.weight", (cfg.num_classes, d))
         ours["head.1.bias"] = weights.take("classifier.bias", (cfg.num_classes,))

@@ -258,7 +258,7 @@ def load_run(
     from src.training.module import TransformerLitModule
 
     if checkpoint is None:
-        checkpoint = read_checkpoint(checkpoint_path, field_name)
+        checkpoint = read_any_checkpoint(checkpoint_path, field_name=field_name)
     hparams = checkpoint["hyper_parameters"]
     module = TransformerLitModule(
         hparams["config"], hparams["model_config"], hparams["kind"], hparams.get("run_dir"), hparams.get("numerics")
@@ -266,10 +266,68 @@ def load_run(
     module.load_state_dict(checkpoint["state_dict"])
     module.eval()
     config = hparams["config"]
+    run_dir = None if hparams.get("pretrained") else run_dir_of(checkpoint_path, checkpoint)
+    tokenizer = pretrained_tokenizer_of(checkpoint, run_dir)
+    if (hparams.get("pretrained") or {}).get("reading_only"):
+        return module, reading_datamodule(module.model_cfg, hparams["kind"], tokenizer, hparams["pretrained"])
     datamodule = build_datamodule(
         OmegaConf.create(config["task"]),
         batch_size=config["batch_size"] if batch_size is None else batch_size,
         seed=config["seed"],
-        run_dir=run_dir_of(checkpoint_path, checkpoint),
+        run_dir=run_dir,
+        tokenizer=tokenizer,
     )
+    if hparams["kind"] == "classification" and datamodule.num_classes != module.model_cfg.num_classes:
+        raise ConfigError(
+            f"{field_name}={checkpoint_path} classifies into {module.model_cfg.num_classes} classes and "
+            f"task={config['task']['name']} has {datamodule.num_classes}: fine-tune it on the task with src.run"
+        )
     return module, datamodule
+
+
+def read_any_checkpoint(ckpt: str, task: Any = None, field_name: str = "ckpt") -> dict[str, Any]:
+    """A checkpoint of ours (read_checkpoint), or a pretrained model given as `hf:<name or directory>`
+    (src/pretrained/checkpoint.py), on `task` (the command's task=..., a DictConfig) or on none (reading text only).
+    Our checkpoints bring their own task: a task given with one is refused."""
+    if str(ckpt).startswith("hf:"):
+        from src.pretrained.checkpoint import pretrained_checkpoint
+
+        task_dict = OmegaConf.to_container(task, resolve=True) if task is not None else None
+        return pretrained_checkpoint(str(ckpt), task_dict, field_name)  # type: ignore[arg-type]
+    if task is not None:
+        raise ConfigError(
+            f"task= is for {field_name}=hf:<model>: {field_name}={ckpt} was trained on its own task, which it brings: "
+            "leave task= out"
+        )
+    return read_checkpoint(ckpt, field_name)
+
+
+def pretrained_tokenizer_of(checkpoint: dict[str, Any], run_dir: Path | None):
+    """The pretrained tokenizer a checkpoint reads text with (None: a vocabulary of its task's own): a fine-tuned
+    run's copy (run_dir/pretrained_tokenizer/), else the pretrained model's own files."""
+    from src.data.pretrained_tokenizer import SAVED_DIR, PretrainedTokenizer
+    from src.model.tokens import SpecialIds
+
+    hparams = checkpoint["hyper_parameters"]
+    source = hparams.get("pretrained") or {}
+    name = source.get("name") or (hparams["config"].get("model") or {}).get("pretrained")
+    if not name:
+        return None
+    model = hparams["model_config"]
+    specials = SpecialIds(pad=model["pad_id"], bos=model["bos_id"], eos=model["eos_id"])
+    vocab_size = max(model["src_vocab_size"], model["tgt_vocab_size"])
+    if run_dir is not None and (run_dir / SAVED_DIR).is_dir():
+        return PretrainedTokenizer.load(run_dir / SAVED_DIR, specials, vocab_size, name)
+    if source.get("directory"):
+        return PretrainedTokenizer.load(Path(source["directory"]), specials, vocab_size, name)
+    from src.pretrained.hub import resolve
+
+    return PretrainedTokenizer.load(resolve(name), specials, vocab_size, name)
+
+
+def reading_datamodule(model_cfg: TransformerConfig, kind: str, tokenizer, pretrained: dict[str, Any]):
+    """A datamodule without data, for a pretrained model given without a task: it reads and writes text with the
+    model's tokenizer, as src.predict needs (see data.datamodule.reading_datamodule)."""
+    from src.data.datamodule import reading_datamodule as build
+
+    return build(kind, tokenizer, model_cfg.max_len, pretrained.get("label_names", []))

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from src.model import BOS_ID, PAD_ID, ModelOutput, generate
+from src.model import ModelOutput, generate
 
 
 @contextmanager
@@ -73,14 +73,16 @@ def greedy_decode(model: nn.Module, kind: str, batch: Mapping[str, Tensor], extr
     raise ValueError("greedy_decode is for sequence tasks; use predict_labels for classification")
 
 
-def _longest_first(sources: Sequence[Sequence[int]], batch_size: int) -> Iterator[tuple[list[int], Tensor]]:
+def _longest_first(
+    sources: Sequence[Sequence[int]], batch_size: int, pad_id: int
+) -> Iterator[tuple[list[int], Tensor]]:
     """`sources` (token ids, no padding) in batches of `batch_size`, longest first: (the sources' indices, their ids
-    padded into one (B, S) tensor). Sorting puts sentences of similar length together, so little of the work is
-    spent on padding; padding changes no output (the masks hide it), only the time."""
+    padded with `pad_id` into one (B, S) tensor). Sorting puts sentences of similar length together, so little of
+    the work is spent on padding; padding changes no output (the masks hide it), only the time."""
     order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        src = torch.full((len(chunk), len(sources[chunk[0]])), PAD_ID, dtype=torch.long)  # (B, S), longest first
+        src = torch.full((len(chunk), len(sources[chunk[0]])), pad_id, dtype=torch.long)  # (B, S), longest first
         for row, i in enumerate(chunk):
             src[row, : len(sources[i])] = torch.as_tensor(sources[i], dtype=torch.long)
         yield chunk, src
@@ -94,7 +96,7 @@ def translate_in_batches(
     device = next(model.parameters()).device
     outputs: list[Tensor] = [torch.empty(0, dtype=torch.long)] * len(sources)
     with eval_mode(model):
-        for chunk, src in _longest_first(sources, batch_size):
+        for chunk, src in _longest_first(sources, batch_size, model.cfg.pad_id):
             generated = generate(model, src=src.to(device), **decode).cpu()  # (B, L)
             for row, i in enumerate(chunk):
                 outputs[i] = generated[row]
@@ -107,7 +109,7 @@ def classify_in_batches(model: nn.Module, sources: Sequence[Sequence[int]], batc
     device = next(model.parameters()).device
     probabilities: list[Tensor] = [torch.empty(0)] * len(sources)
     with eval_mode(model):
-        for chunk, src in _longest_first(sources, batch_size):
+        for chunk, src in _longest_first(sources, batch_size, model.cfg.pad_id):
             probs = model(src.to(device)).logits.float().softmax(dim=-1).cpu()  # (B, C)
             for row, i in enumerate(chunk):
                 probabilities[i] = probs[row]
@@ -131,7 +133,7 @@ def sample_text(
     """lm tasks: the prompt and a sampled continuation, drawn with the run's `decode` settings (temperature, top_k,
     top_p) from a fixed seed, so that samples are comparable across steps and runs. A prompt is read as src.predict
     reads it, as the text windows of training were (no BOS: they hold none); without one, sampling starts at BOS."""
-    ids = datamodule.encode_tgt(prompt) if prompt else [BOS_ID]
+    ids = datamodule.encode_tgt(prompt) if prompt else [model.cfg.bos_id]
     needed = model.mask_scheme.min_prompt_len
     if len(ids) < needed:  # a prefix-LM starts from a whole prefix: take a validation one
         ids = datamodule.probe_batch(1)["tgt_in"][0, :needed].tolist()

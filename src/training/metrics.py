@@ -21,19 +21,22 @@ from torchmetrics.classification import MulticlassAccuracy
 from src.model import EOS_ID, PAD_ID
 
 
-def pad_after_eos(tokens: Tensor) -> Tensor:
+def pad_after_eos(tokens: Tensor, eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Tensor:
     """(B, L) -> (B, L) with every position after the first EOS set to PAD, so that two sequences compare
     equal exactly when they agree up to and including their EOS."""
-    is_eos = tokens == EOS_ID
+    is_eos = tokens == eos_id
     after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0  # strictly after the first EOS
-    return tokens.masked_fill(after_eos, PAD_ID)
+    return tokens.masked_fill(after_eos, pad_id)
 
 
-def exact_match(predicted: Tensor, target: Tensor) -> Tensor:
-    """(B, Lp) generated and (B, Lt) reference token ids (both ending in EOS, then PAD) -> (B,) bool."""
+def exact_match(predicted: Tensor, target: Tensor, eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Tensor:
+    """(B, Lp) generated and (B, Lt) reference token ids (both ending in EOS, then PAD) -> (B,) bool. The ids are
+    the model's (TransformerConfig.eos_id, pad_id); the defaults are our own vocabularies'."""
     length = max(predicted.size(1), target.size(1))
-    predicted = nn.functional.pad(pad_after_eos(predicted), (0, length - predicted.size(1)), value=PAD_ID)
-    target = nn.functional.pad(pad_after_eos(target), (0, length - target.size(1)), value=PAD_ID)
+    predicted = nn.functional.pad(
+        pad_after_eos(predicted, eos_id, pad_id), (0, length - predicted.size(1)), value=pad_id
+    )
+    target = nn.functional.pad(pad_after_eos(target, eos_id, pad_id), (0, length - target.size(1)), value=pad_id)
     return (predicted == target).all(dim=1)
 
 
@@ -75,14 +78,15 @@ class CorpusBLEU(Metric):
 class SplitMetrics(nn.Module):
     """The metric state of one split. `update_*` per batch, `compute()` at the end of the epoch, then `reset()`."""
 
-    def __init__(self, kind: str, num_outputs: int, with_bleu: bool):
+    def __init__(self, kind: str, num_outputs: int, with_bleu: bool, eos_id: int = EOS_ID, pad_id: int = PAD_ID):
         super().__init__()
         self.kind = kind
+        self.eos_id, self.pad_id = eos_id, pad_id  # the model's special ids (TransformerConfig)
         self.loss = MeanMetric()  # token-weighted mean cross-entropy (without label smoothing)
         if kind == "classification":
             self.acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
         else:
-            self.token_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro", ignore_index=PAD_ID)
+            self.token_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro", ignore_index=pad_id)
         if kind == "seq2seq":
             self.exact_match = MeanMetric()
         # corpus BLEU on detokenized text, as sacrebleu computes it (13a tokenization, exponential smoothing)
@@ -100,7 +104,7 @@ class SplitMetrics(nn.Module):
             self.token_acc.update(predicted.flatten(), target.flatten())
 
     def update_generation(self, generated: Tensor, target: Tensor) -> None:
-        self.exact_match.update(exact_match(generated, target).float())
+        self.exact_match.update(exact_match(generated, target, self.eos_id, self.pad_id).float())
 
     def update_bleu(self, hypotheses: list[str], references: list[str]) -> None:
         self.bleu.update(hypotheses, references)

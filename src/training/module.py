@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data import task_spec
-from src.model import PAD_ID, ModelOutput, TransformerConfig, build_model
+from src.model import ModelOutput, TransformerConfig, build_model
 from src.model.ablation import apply_ablation, parse_ablation
 
 from .inference import forward_batch, greedy_decode
@@ -59,7 +59,10 @@ class TransformerLitModule(L.LightningModule):
 
         num_outputs = self.model_cfg.num_classes if kind == "classification" else self.model_cfg.tgt_vocab_size
         self.split_metrics = nn.ModuleDict(
-            {split: SplitMetrics(kind, num_outputs, with_bleu=task.bleu) for split in ("val", "test", "test_long")}
+            {
+                split: SplitMetrics(kind, num_outputs, task.bleu, self.model_cfg.eos_id, self.model_cfg.pad_id)
+                for split in ("val", "test", "test_long")
+            }
         )
         self.test_split_names = ["test", "test_long"]  # test_dataloader() order (synthetic tasks have both)
         self.monitor, self.monitor_mode = task.main_metric
@@ -77,7 +80,7 @@ class TransformerLitModule(L.LightningModule):
         if self.kind == "lm":  # a prefix-LM must not be scored where it can see its own target
             trainable = self.model.trainable_positions(batch["tgt_in"])
             if trainable is not None:
-                return batch["tgt_out"].masked_fill(~trainable, PAD_ID)
+                return batch["tgt_out"].masked_fill(~trainable, self.model.cfg.pad_id)
         return batch["tgt_out"]
 
     def loss(self, logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -89,7 +92,7 @@ class TransformerLitModule(L.LightningModule):
         loss = F.cross_entropy(
             logits.flatten(0, 1),  # (B*T, V)
             target.flatten(),  # (B*T,)
-            ignore_index=PAD_ID,
+            ignore_index=self.model.cfg.pad_id,  # padding; GPT-2's pad is <|endoftext|>: not scored either
             label_smoothing=label_smoothing,
         )
         return loss, self._count(target)
@@ -97,7 +100,7 @@ class TransformerLitModule(L.LightningModule):
     def _count(self, target: Tensor) -> Tensor:
         if self.kind == "classification":
             return target.new_tensor(target.numel())  # one label per example
-        return (target != PAD_ID).sum()
+        return (target != self.model.cfg.pad_id).sum()
 
     # --- training -----------------------------------------------------------------------------------------------
 

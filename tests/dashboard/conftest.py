@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from src.model import ModelOutput
+from src.model import ModelOutput, TransformerConfig
 
 PAD, BOS, EOS = 0, 1, 2
 HEADS, LAYERS = 2, 2
@@ -85,6 +85,7 @@ class FakeModel(torch.nn.Module):
         self.kind = kind
         self.weight = torch.nn.Parameter(torch.ones(1))  # what the fake training step trains
         self.attention_map_calls = 0  # forward passes that returned attention weights
+        self.cfg = TransformerConfig()  # the special ids the dashboards read (our vocabularies')
 
     def forward(self, *inputs, need_weights: bool = False) -> ModelOutput:
         if self.kind == "seq2seq":

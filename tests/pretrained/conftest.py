@@ -9,6 +9,8 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="the optional group: pip install -e '.[pretrained]'")
 
+from .hf_tokenizers import save_bert_tokenizer, save_gpt2_tokenizer, save_marian_tokenizer  # noqa: E402
+
 VOCAB = 97  # small and odd (no accidental power-of-two alignments); the last id is Marian's pad
 PAD = VOCAB - 1
 
@@ -79,21 +81,24 @@ def tiny_marian(**overrides):
     return randomise(model)
 
 
-def save(model, directory):
+def save(model, directory, save_tokenizer=None):
+    """The model as save_pretrained writes it, with its family's tokenizer beside it (as on the hub)."""
     model.save_pretrained(directory)
+    if save_tokenizer is not None:
+        save_tokenizer(directory, vocab_size=VOCAB)
     return directory
 
 
 @pytest.fixture(scope="session")
 def gpt2_dir(tmp_path_factory):
-    return save(tiny_gpt2(), tmp_path_factory.mktemp("gpt2"))
+    return save(tiny_gpt2(), tmp_path_factory.mktemp("gpt2"), save_gpt2_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def bert_dir(tmp_path_factory):
-    return save(tiny_bert(), tmp_path_factory.mktemp("bert"))
+    return save(tiny_bert(), tmp_path_factory.mktemp("bert"), save_bert_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def marian_dir(tmp_path_factory):
-    return save(tiny_marian(), tmp_path_factory.mktemp("marian"))
+    return save(tiny_marian(), tmp_path_factory.mktemp("marian"), save_marian_tokenizer)

@@ -61,9 +61,13 @@ def check_settings(cfg: CharLMTaskConfig) -> None:
         raise DataError("task.val_fraction=0 leaves no validation text, so no checkpoint would be saved: use > 0")
 
 
-def build_char_lm(cfg: CharLMTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+def build_char_lm(cfg: CharLMTaskConfig, seed: int, run_dir: Optional[Path], tokenizer=None) -> PreparedTask:
+    """The task from its text file. With a pretrained model's tokenizer (`tokenizer`, GPT-2's) the windows are of
+    block_size of its tokens instead of characters."""
     check_settings(cfg)
     text = read_text(cfg.path, "path")
+    if tokenizer is not None:
+        return split_into_windows(cfg, torch.tensor(tokenizer.encode(text), dtype=torch.long), tokenizer)
 
     vocab_path = Path(run_dir) / VOCAB_FILE if run_dir is not None else None
     if vocab_path is not None and vocab_path.exists():
@@ -74,7 +78,11 @@ def build_char_lm(cfg: CharLMTaskConfig, seed: int, run_dir: Optional[Path]) -> 
             vocab.save(vocab_path)
     # One char per token: map via the dict directly (vocab.encode would also do, but splits first).
     ids = torch.tensor([vocab.id_of.get(c, UNK_ID) for c in text], dtype=torch.long)  # (N,)
+    return split_into_windows(cfg, ids, vocab)
 
+
+def split_into_windows(cfg: CharLMTaskConfig, ids: torch.Tensor, vocab) -> PreparedTask:
+    """(N,) ids of the whole text -> train | val | test by position, each cut into windows."""
     n = len(ids)
     n_val, n_test = int(n * cfg.val_fraction), int(n * cfg.test_fraction)
     n_train = n - n_val - n_test
@@ -82,8 +90,7 @@ def build_char_lm(cfg: CharLMTaskConfig, seed: int, run_dir: Optional[Path]) -> 
     for name, part in parts.items():
         if len(part) < 2 and (name == "train" or getattr(cfg, f"{name}_fraction") > 0):
             raise DataError(
-                f"{cfg.path}: only {n} characters, too few for a {name} split: "
-                "use a longer text or change the fractions"
+                f"{cfg.path}: only {n} tokens, too few for a {name} split: use a longer text or change the fractions"
             )
     return PreparedTask(
         kind="lm",
@@ -106,5 +113,6 @@ register_task(
         validate=check_settings,
         longest_sequence=lambda cfg: cfg.block_size,
         file_fields=("path",),
+        reads_text=True,
     )
 )

@@ -21,7 +21,6 @@ from ..files import as_sentence, read_lines, resolve_path
 from ..prepared import PreparedTask
 from ..registry import TaskSpec, register_task
 from ..tokenizer import load_or_train_tokenizer
-from ..vocab import UNK_ID
 from .synthetic import split_seed
 
 Rows = list[tuple[str, str, int]]  # (sentence, label, line number in its file)
@@ -114,7 +113,9 @@ def check_settings(cfg: ClassificationTaskConfig) -> None:
         raise DataError(f"task.tokenizer={cfg.tokenizer!r} is not known: choose one of {', '.join(TOKENIZERS)}")
 
 
-def build_classification(cfg: ClassificationTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+def build_classification(
+    cfg: ClassificationTaskConfig, seed: int, run_dir: Optional[Path], tokenizer=None
+) -> PreparedTask:
     check_settings(cfg)
     train = read_tsv(cfg.train_path, "train_path", cfg.has_header, is_train=True, min_label_count=cfg.min_label_count)
 
@@ -155,15 +156,21 @@ def build_classification(cfg: ClassificationTaskConfig, seed: int, run_dir: Opti
     if cfg.train_limit and cfg.train_limit > 0:
         train = train[: cfg.train_limit]
 
-    tokenizer = load_or_train_tokenizer(
-        run_dir, [sentence for sentence, _, _ in train], cfg.tokenizer, cfg.vocab_size, cfg.lowercase
-    )
+    if tokenizer is None:  # else a pretrained model's (BERT: [CLS] sentence [SEP])
+        tokenizer = load_or_train_tokenizer(
+            run_dir, [sentence for sentence, _, _ in train], cfg.tokenizer, cfg.vocab_size, cfg.lowercase
+        )
 
     def encode(rows: Rows) -> list[dict]:
         ids = tokenizer.encode_batch([sentence for sentence, _, _ in rows])
         # A sentence with no tokens would be all padding (nothing to pool): give it one <unk>.
         return [
-            {"src": torch.tensor(i[: cfg.max_len] or [UNK_ID], dtype=torch.long), "label": label_id[label]}
+            {
+                "src": torch.tensor(
+                    tokenizer.wrap_source(i[: cfg.max_len] or [tokenizer.specials.unk]), dtype=torch.long
+                ),
+                "label": label_id[label],
+            }
             for i, (_, label, _) in zip(ids, rows)
         ]
 
@@ -174,7 +181,7 @@ def build_classification(cfg: ClassificationTaskConfig, seed: int, run_dir: Opti
         test=encode(test),
         src_vocab=tokenizer,
         tgt_vocab=None,
-        max_src_len=cfg.max_len,
+        max_src_len=cfg.max_len + tokenizer.marks,
         max_tgt_len=0,
         label_names=label_names,
     )
@@ -189,5 +196,6 @@ register_task(
         validate=check_settings,
         longest_sequence=lambda cfg: cfg.max_len + 1,
         file_fields=("train_path", "val_path", "test_path"),
+        reads_text=True,
     )
 )

@@ -100,7 +100,7 @@ def check_settings(cfg: Multi30kTaskConfig) -> None:
         )
 
 
-def build_multi30k(cfg: Multi30kTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+def build_multi30k(cfg: Multi30kTaskConfig, seed: int, run_dir: Optional[Path], tokenizer=None) -> PreparedTask:
     check_settings(cfg)
     data_dir = resolve_path(cfg.data_dir) if cfg.data_dir else default_data_dir()
     splits = {}
@@ -108,7 +108,7 @@ def build_multi30k(cfg: Multi30kTaskConfig, seed: int, run_dir: Optional[Path]) 
         src = ensure_file(data_dir, f"{stem}.{cfg.src_lang}.gz")
         tgt = ensure_file(data_dir, f"{stem}.{cfg.tgt_lang}.gz")
         splits[split] = read_parallel(src, tgt, "data_dir", "data_dir")
-    return build_from_pairs(cfg, splits["train"], splits["val"], splits["test"], run_dir)
+    return build_from_pairs(cfg, splits["train"], splits["val"], splits["test"], run_dir, tokenizer)
 
 
 register_task(
@@ -122,5 +122,6 @@ register_task(
         dir_fields=("data_dir",),
         bleu=True,
         generation_slack=16,
+        reads_text=True,
     )
 )

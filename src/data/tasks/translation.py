@@ -66,25 +66,33 @@ def nonempty_pairs(pairs: Pairs, split: str) -> Pairs:
 
 
 def encode_pairs(kept: Pairs, tokenizer: SubwordTokenizer, max_len: int, split: str) -> list[dict]:
+    """Each pair's ids, cut to max_len tokens a side; the source with a pretrained tokenizer's own marks (Marian:
+    </s>), the target without (collate.py adds BOS and EOS)."""
     src_ids = tokenizer.encode_batch([s for s, _ in kept])
     tgt_ids = tokenizer.encode_batch([t for _, t in kept])
     truncated = sum(len(s) > max_len or len(t) > max_len for s, t in zip(src_ids, tgt_ids))
     if truncated:
         log.warning("%s: truncated %d of %d pairs to max_len=%d tokens", split, truncated, len(kept), max_len)
     return [
-        {"src": torch.tensor(s[:max_len], dtype=torch.long), "tgt": torch.tensor(t[:max_len], dtype=torch.long)}
+        {
+            "src": torch.tensor(tokenizer.wrap_source(s[:max_len]), dtype=torch.long),
+            "tgt": torch.tensor(t[:max_len], dtype=torch.long),
+        }
         for s, t in zip(src_ids, tgt_ids)
     ]
 
 
-def build_from_pairs(cfg, train: Pairs, val: Pairs, test: Pairs, run_dir: Path | None) -> PreparedTask:
+def build_from_pairs(cfg, train: Pairs, val: Pairs, test: Pairs, run_dir: Path | None, tokenizer=None) -> PreparedTask:
+    """The task from its sentence pairs: one joint BPE vocabulary trained on the training pairs, or a pretrained
+    model's tokenizer (`tokenizer`)."""
     if cfg.max_len < 1:
         raise DataError(f"task.max_len={cfg.max_len} must be >= 1 (tokens per sentence)")
     if cfg.train_limit and cfg.train_limit > 0:
         train = train[: cfg.train_limit]
     train, val, test = nonempty_pairs(train, "train"), nonempty_pairs(val, "val"), nonempty_pairs(test, "test")
     texts = [side for pair in train for side in pair]  # both languages: one joint vocabulary
-    tokenizer = load_or_train_tokenizer(run_dir, texts, "bpe", cfg.vocab_size, cfg.lowercase)
+    if tokenizer is None:
+        tokenizer = load_or_train_tokenizer(run_dir, texts, "bpe", cfg.vocab_size, cfg.lowercase)
     return PreparedTask(
         kind="seq2seq",
         train=encode_pairs(train, tokenizer, cfg.max_len, "train"),
@@ -93,16 +101,16 @@ def build_from_pairs(cfg, train: Pairs, val: Pairs, test: Pairs, run_dir: Path |
         references={"val": [t for _, t in val], "test": [t for _, t in test]},
         src_vocab=tokenizer,
         tgt_vocab=tokenizer,
-        max_src_len=cfg.max_len,  # the bound, not the observed maximum: encode_src truncates to it as well
+        max_src_len=cfg.max_len + tokenizer.marks,  # the bound, not the observed maximum: encode_src cuts to it too
         max_tgt_len=cfg.max_len + 1,  # + BOS / EOS
     )
 
 
-def build_translation(cfg: TranslationTaskConfig, seed: int, run_dir: Optional[Path]) -> PreparedTask:
+def build_translation(cfg: TranslationTaskConfig, seed: int, run_dir: Optional[Path], tokenizer=None) -> PreparedTask:
     train = read_parallel(cfg.train_src, cfg.train_tgt, "train_src", "train_tgt")
     val = read_parallel(cfg.val_src, cfg.val_tgt, "val_src", "val_tgt")
     test = read_parallel(cfg.test_src, cfg.test_tgt, "test_src", "test_tgt")
-    return build_from_pairs(cfg, train, val, test, run_dir)
+    return build_from_pairs(cfg, train, val, test, run_dir, tokenizer)
 
 
 register_task(
@@ -115,5 +123,6 @@ register_task(
         file_fields=("train_src", "train_tgt", "val_src", "val_tgt", "test_src", "test_tgt"),
         bleu=True,
         generation_slack=16,
+        reads_text=True,
     )
 )

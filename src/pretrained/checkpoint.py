@@ -1,0 +1,63 @@
+"""`ckpt=hf:<name or directory>`: a pretrained model offered to src.eval, src.predict and src.analyze as if it were
+a checkpoint of ours, so every command that reads a checkpoint reads it the same way (src/training/checkpoint.py).
+
+The checkpoint made here holds what ours hold: the model's TransformerConfig, its weights under `model.`, and a
+run config whose task is the one given (`task=multi30k ...`) or, without one, the family's kind of task with no
+data (src.predict only reads and writes text: GPT-2 continues it, Marian translates it, BERT classifies it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from src.model import ConfigError
+
+from . import load_pretrained
+
+HF_PREFIX = "hf:"
+
+# What a pretrained architecture does, as one of our task kinds, and the task that reads text of that kind.
+KIND_OF_ARCH = {"decoder_only": "lm", "encoder_decoder": "seq2seq", "encoder_only": "classification"}
+TEXT_TASK_OF_KIND = {"lm": "char_lm", "seq2seq": "translation", "classification": "classification"}
+
+
+def is_pretrained(ckpt: str) -> bool:
+    return str(ckpt).startswith(HF_PREFIX)
+
+
+def pretrained_checkpoint(ckpt: str, task: dict | None = None, field_name: str = "ckpt") -> dict[str, Any]:
+    """The checkpoint-like dict of `ckpt=hf:<name or directory>` (see the module docstring). task: the run config's
+    task (a plain dict) to evaluate on, or None to read text only."""
+    name = ckpt[len(HF_PREFIX) :].strip()
+    if not name:
+        raise ConfigError(f"{field_name}=hf: names no model: give a hub name or a directory, e.g. {field_name}=hf:gpt2")
+    pretrained = load_pretrained(name)
+    if pretrained.new_head:
+        raise ConfigError(
+            f"{name} has no classification head (its weights are BERT's pre-training ones): fine-tune it first, "
+            f"python -m src.run task=classification model.pretrained={name} ..."
+        )
+    cfg = pretrained.config
+    kind = KIND_OF_ARCH[cfg.arch]
+    return {
+        "hyper_parameters": {
+            "config": {
+                "task": task if task is not None else {"name": TEXT_TASK_OF_KIND[kind]},
+                "batch_size": 32,
+                "seed": 0,
+                "model": {"pretrained": name},
+            },
+            "model_config": asdict(cfg),
+            "kind": kind,
+            "run_dir": None,
+            # Where its tokenizer is, and that there are no data unless a task was given.
+            "pretrained": {
+                "name": name,
+                "directory": str(pretrained.directory),
+                "label_names": pretrained.label_names,
+                "reading_only": task is None,
+            },
+        },
+        "state_dict": {f"model.{key}": value for key, value in pretrained.model.state_dict().items()},
+    }

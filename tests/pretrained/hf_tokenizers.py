@@ -1,0 +1,288 @@
+"""Small tokenizers of the three pretrained families, trained here, offline, in well under a second.
+
+The model hub cannot be reached from CI, so the real gpt2, bert-base-uncased and Helsinki-NLP/opus-mt-* tokenizers
+cannot be downloaded. These stand-ins are built with the same libraries and the same classes (transformers'
+GPT2TokenizerFast, BertTokenizerFast and MarianTokenizer), on a built-in corpus of a few dozen sentences, and keep
+each family's layout of special ids, so code that has to know where a family puts its ids (GPT-2's <|endoftext|>
+as the last id, BERT's [PAD] = 0, Marian's </s> = 0 and <pad> as the last id) meets the same layout it meets with
+the real files. Each function writes what `save_pretrained` writes into a directory, beside the config.json and
+weights of a tiny model of the family (tests/pretrained/conftest.py), so `AutoTokenizer.from_pretrained(directory)`
+reads that directory as it reads a downloaded snapshot; tokenizer_config.json names the class.
+
+Every vocabulary has exactly `vocab_size` entries (97 by default, the tiny models' vocab_size), so every id a
+tokenizer gives has a row in the model's embedding, and the family's "last id" is the model's last row.
+
+The name: not `tokenizers.py`, which would shadow Hugging Face's library wherever tests/pretrained itself is on
+sys.path (transformers would then fail to import).
+
+Determinism: the same arguments give byte-identical files in every process. tokenizers' WordPieceTrainer does not
+(see _wordpiece_tokens), so BERT's vocabulary is learnt here in Python; the BPE trainer is deterministic when, as
+here, its whole alphabet is given up front; sentencepiece is, with one thread.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+ENGLISH = (
+    "The quick brown fox jumps over the lazy dog.",
+    "A small model can still learn a lot from a few good examples.",
+    "She sold three old books at the market on Saturday morning.",
+    "Why does the river look darker after a long rain?",
+    "We walked home together, talking about music and films.",
+    "It's only a test, so please don't worry about the results!",
+    "The train to London leaves at 9:45 from platform 12.",
+    "Our neighbours planted apple trees in their garden last spring.",
+    "He opened the window; the cold air filled the quiet room.",
+    "Reading the same sentence twice helps you understand it better.",
+    "Many people drink coffee in the morning and tea in the evening.",
+    "The children laughed when the cat jumped onto the table.",
+    "Can you tell me where the nearest station is?",
+    "Scientists measured the temperature of the water every hour.",
+    "In 2019, the city built a new bridge across the river.",
+    "My sister writes short stories about ships, storms and islands.",
+    "The teacher asked the students to read the first chapter.",
+    "Bright stars were shining over the mountains at night.",
+    "They ordered a café au lait and a jalapeño sandwich.",
+    "The façade of the old hotel was painted white and blue.",
+    "Good software is tested, measured and explained with care.",
+    "The weather was warm, but the wind from the sea was strong.",
+    "Every word in this sentence is separated by a single space.",
+    "Please send the report to the office before Friday.",
+    "A friend from Zürich brought chocolate and cheese for everyone.",
+    "The museum opens at ten and closes at six in the evening.",
+    "Learning a language takes patience, practice and time.",
+    "The dog slept under the tree while the birds were singing.",
+    "Numbers like 3, 14 and 100 appear in this line too.",
+    "Do you prefer the mountains or the sea for a holiday?",
+    "The engineer checked each part of the machine again.",
+    "Two trains, four buses and one boat carried the visitors.",
+    "Fresh bread and warm soup are the best meal in winter.",
+    "The history of the town is written on the walls of the church.",
+    "What matters is not speed but that the answer is correct.",
+    "He said: 'The door is open - come in and sit down.'",
+)
+
+GERMAN = (
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "Ein kleines Modell kann aus wenigen guten Beispielen viel lernen.",
+    "Sie verkaufte am Samstagmorgen drei alte Bücher auf dem Markt.",
+    "Warum sieht der Fluss nach einem langen Regen dunkler aus?",
+    "Wir gingen zusammen nach Hause und sprachen über Musik und Filme.",
+    "Es ist nur ein Test, also mach dir keine Sorgen um die Ergebnisse!",
+    "Der Zug nach London fährt um 9:45 Uhr von Gleis 12 ab.",
+    "Unsere Nachbarn haben im letzten Frühling Apfelbäume gepflanzt.",
+    "Er öffnete das Fenster; die kalte Luft füllte das stille Zimmer.",
+    "Viele Menschen trinken morgens Kaffee und abends Tee.",
+    "Die Kinder lachten, als die Katze auf den Tisch sprang.",
+    "Können Sie mir sagen, wo der nächste Bahnhof ist?",
+    "Die Wissenschaftler maßen jede Stunde die Temperatur des Wassers.",
+    "Im Jahr 2019 baute die Stadt eine neue Brücke über den Fluss.",
+    "Meine Schwester schreibt kurze Geschichten über Schiffe und Inseln.",
+    "Die Lehrerin bat die Schüler, das erste Kapitel zu lesen.",
+    "Helle Sterne leuchteten in der Nacht über den Bergen.",
+    "Bitte schicken Sie den Bericht vor Freitag an das Büro.",
+    "Eine Sprache zu lernen braucht Geduld, Übung und Zeit.",
+    "Der Hund schlief unter dem Baum, während die Vögel sangen.",
+    "Frisches Brot und warme Suppe sind im Winter das beste Essen.",
+    "Was zählt, ist nicht die Geschwindigkeit, sondern die richtige Antwort.",
+)
+
+# GPT-2's base alphabet at a small vocab_size (see save_gpt2_tokenizer): ASCII letters and digits, the space, common
+# punctuation, and the accented letters of German, French and Spanish.
+GPT2_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'\"-" + "äöüßéèêàçñ"
+ENDOFTEXT = "<|endoftext|>"
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4: [PAD] = 0 as in bert-base-uncased
+MARIAN_EOS, MARIAN_UNK, MARIAN_PAD = "</s>", "<unk>", "<pad>"
+
+
+def save_gpt2_tokenizer(directory: str | os.PathLike, vocab_size: int = 97, texts: Iterable[str] | None = None):
+    """A byte-level BPE like GPT-2's (GPT2TokenizerFast), saved into `directory`; returns the tokenizer.
+
+    As in GPT-2 (whose <|endoftext|> is 50256, the last of 50257), <|endoftext|> is the last id, vocab_size - 1,
+    and is the bos, eos and unk token; there is no pad token.
+
+    GPT-2's base alphabet is all 256 bytes, so every string encodes. Where vocab_size leaves room for them
+    (vocab_size >= 257) this one's is too. A smaller one (the tiny models' 97) cannot hold them: its alphabet is the
+    bytes of GPT2_ALPHABET and of the training texts (83 with the built-in texts, which use no others), and
+    merges fill the rest (13 at 97).
+    English text, digits, common punctuation and German/French/Spanish accents round-trip exactly; a byte outside
+    the alphabet is DROPPED on encoding (transformers 5 rebuilds GPT2Tokenizer's BPE without an unk token when it
+    loads one, so a byte it does not know vanishes rather than becoming <|endoftext|>).
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2TokenizerFast
+
+    texts = list(ENGLISH if texts is None else texts)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if vocab_size > 256:
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:  # the byte-level symbols (GPT-2's printable stand-ins for bytes) of the fixed characters and the texts
+        unsplit = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        alphabet = sorted({char for text in [GPT2_ALPHABET, *texts] for char in unsplit.pre_tokenize_str(text)[0][0]})
+    if len(alphabet) > vocab_size - 1:
+        raise ValueError(
+            f"a GPT-2 tokenizer of vocab_size {vocab_size} cannot hold its {len(alphabet)} base bytes and "
+            f"{ENDOFTEXT}: give a larger vocab_size or texts with fewer distinct characters"
+        )
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = byte_level
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 1, initial_alphabet=alphabet, special_tokens=[], show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    _check_size(tokenizer.get_vocab_size(), vocab_size - 1, "GPT-2 BPE vocabulary before <|endoftext|>")
+    tokenizer.add_special_tokens([AddedToken(ENDOFTEXT, special=True)])
+
+    hf = GPT2TokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=ENDOFTEXT,
+        eos_token=ENDOFTEXT,
+        unk_token=ENDOFTEXT,
+        model_max_length=1024,  # GPT-2's n_positions
+    )
+    _check_size(len(hf), vocab_size, "GPT-2 tokenizer")
+    hf.save_pretrained(directory)
+    return hf
+
+
+def save_bert_tokenizer(directory: str | os.PathLike, vocab_size: int = 97, texts: Iterable[str] | None = None):
+    """A lowercasing WordPiece tokenizer like bert-base-uncased's (BertTokenizerFast), saved into `directory`;
+    returns the tokenizer.
+
+    [PAD] = 0 as in bert-base-uncased, then [UNK] = 1, [CLS] = 2, [SEP] = 3, [MASK] = 4 (bert-base-uncased keeps
+    [UNK], [CLS], [SEP], [MASK] at 100-103 behind 99 unused slots, which a vocabulary of 97 cannot). A sentence
+    encodes as [CLS] ... [SEP]; as in BERT, text is lowercased and accents stripped, and a word with a character
+    the training texts never had comes out as [UNK].
+    """
+    from tokenizers import normalizers, pre_tokenizers
+    from transformers import BertTokenizerFast
+
+    texts = list(ENGLISH if texts is None else texts)
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    tokens = [*BERT_SPECIALS, *_wordpiece_tokens(words, vocab_size - len(BERT_SPECIALS))]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    _check_size(len(vocab), vocab_size, "BERT WordPiece vocabulary")
+
+    # BertTokenizerFast builds its own normalizer, pre-tokenizer, decoder and [CLS] ... [SEP] template around the
+    # vocabulary, exactly as it does when it loads bert-base-uncased.
+    hf = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=512)
+    _check_size(len(hf), vocab_size, "BERT tokenizer")
+    hf.save_pretrained(directory)
+    return hf
+
+
+def save_marian_tokenizer(directory: str | os.PathLike, vocab_size: int = 97, texts: Iterable[str] | None = None):
+    """A MarianTokenizer as Helsinki-NLP/opus-mt-* models ship it (source.spm, target.spm, vocab.json), saved into
+    `directory`; returns the tokenizer.
+
+    A sentencepiece unigram model is trained on the German and English texts (the built-in ones by default) and
+    serves as both source.spm and target.spm, as in the OPUS-MT models with a shared vocabulary. As there,
+    vocab.json, not the sentencepiece ids, gives the model's ids: </s> = 0 (eos), <unk> = 1, the pieces, and <pad>
+    last (vocab_size - 1; opus-mt's pad 58100 is the last of 58101). The sentencepiece model keeps its own ids
+    (<unk> = 0, <s> = 1, </s> = 2, the pieces), so code that mistook them for the model's would be caught. Encoding
+    appends </s>.
+    """
+    import sentencepiece
+    from transformers import MarianTokenizer
+
+    texts = list(ENGLISH + GERMAN if texts is None else texts)
+    # The pieces are the sentencepiece vocabulary less <unk>, <s> and </s>; vocab.json adds </s>, <unk> and <pad>.
+    model = io.BytesIO()  # trained in memory: sentencepiece writes no files, and its log goes to /dev/null
+    with open(os.devnull, "w") as quiet:
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts),
+                model_writer=model,
+                logstream=quiet,
+                model_type="unigram",
+                vocab_size=vocab_size,
+                character_coverage=1.0,  # every character of the texts, accents included, is a piece
+                num_threads=1,  # one thread: the same pieces on every run
+                unk_id=0,
+                bos_id=1,
+                eos_id=2,
+                pad_id=-1,
+            )
+        except RuntimeError as error:  # "Vocabulary size too high (…). Please set it to a value <= …", and the like
+            raise ValueError(f"sentencepiece cannot train {vocab_size} pieces on these texts: {error}") from error
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+    if pieces[:3] != ["<unk>", "<s>", "</s>"]:
+        raise AssertionError(f"sentencepiece put its control pieces elsewhere: {pieces[:3]}")
+    vocab = {MARIAN_EOS: 0, MARIAN_UNK: 1, **{piece: 2 + i for i, piece in enumerate(pieces[3:])}}
+    vocab[MARIAN_PAD] = len(vocab)
+    _check_size(len(vocab), vocab_size, "Marian vocab.json")
+
+    with tempfile.TemporaryDirectory() as scratch:  # MarianTokenizer reads its files from paths
+        spm = Path(scratch, "model.spm")
+        spm.write_bytes(model.getvalue())
+        Path(scratch, "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=2), encoding="utf-8")
+        with warnings.catch_warnings():  # MarianTokenizer recommends sacremoses, its optional punctuation normaliser
+            warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
+            hf = MarianTokenizer(
+                source_spm=str(spm),
+                target_spm=str(spm),
+                vocab=str(Path(scratch, "vocab.json")),
+                source_lang="de",
+                target_lang="en",
+                model_max_length=512,
+            )
+        _check_size(len(hf), vocab_size, "Marian tokenizer")
+        hf.save_pretrained(directory)  # copies the .spm files out of the scratch directory
+    return hf
+
+
+def _wordpiece_tokens(words: Counter[str], size: int) -> list[str]:
+    """What tokenizers' WordPieceTrainer learns (BPE merges over words split into a first character and ##-prefixed
+    continuations), but deterministic: that trainer numbers the ##-characters in the order of a Rust hash map, which
+    changes from one run to the next, and breaks ties between merges by those numbers, so its vocabulary does too.
+    Here ties go to the alphabetically first pair. Every character of the words is a token, and a ##-token where it
+    continues a word (as the trainer has it); the merges fill the rest of `size`."""
+    split = {word: [word[0], *("##" + char for char in word[1:])] for word in words}
+    alphabet = {char for word in words for char in word} | {piece for pieces in split.values() for piece in pieces}
+    tokens = sorted(alphabet, key=lambda token: (token.startswith("##"), token))
+    if len(tokens) > size:
+        raise ValueError(
+            f"the alphabet of the BERT training texts ({len(tokens)} characters and ##-continuations) does not fit "
+            f"in {size} tokens beside the special ones"
+        )
+    while len(tokens) < size:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, pieces in split.items():
+            for pair in zip(pieces, pieces[1:]):
+                pairs[pair] += words[word]
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merged = best[0] + best[1][2:]
+        for pieces in split.values():
+            i = 0
+            while i < len(pieces) - 1:
+                if (pieces[i], pieces[i + 1]) == best:
+                    pieces[i : i + 2] = [merged]
+                i += 1
+        if merged not in tokens:
+            tokens.append(merged)
+    return tokens
+
+
+def _check_size(size: int, wanted: int, what: str) -> None:
+    if size != wanted:
+        raise ValueError(
+            f"the {what} has {size} entries, not {wanted}: the training texts are too few or too varied for this "
+            "vocab_size; give other texts or another vocab_size"
+        )
+
+
+__all__ = ["save_gpt2_tokenizer", "save_bert_tokenizer", "save_marian_tokenizer"]

@@ -1,0 +1,155 @@
+"""The pretrained families through the commands users know: `ckpt=hf:<directory>` in src.predict and src.eval,
+`model.pretrained=<directory>` in src.run, and a fine-tuned run read back by src.predict and src.eval. The
+directories are what save_pretrained writes (model + tokenizer), as a hub snapshot is."""
+
+import pytest
+import torch
+
+from src.pretrained import load_pretrained
+from src.training.checkpoint import load_run
+from tests.conftest import run_in_process
+
+from .conftest import PAD, tiny_bert, tiny_gpt2, tiny_marian, transformers
+
+pytestmark = pytest.mark.slow
+
+
+def predict(*args: str) -> str:
+    code, out, err = run_in_process("src.predict", *args)
+    assert code == 0, err
+    return out
+
+
+def test_predict_continues_text_as_gpt2_does_in_huggingface(gpt2_dir):
+    text = "the cat sat on"
+    out = predict(f"ckpt=hf:{gpt2_dir}", f"text={text}", "decode.max_new_tokens=20")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gpt2_dir)
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    generated = tiny_gpt2().generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=PAD)[0, ids.size(1) :]
+    ended = (generated == PAD).nonzero()  # <|endoftext|> ends the continuation
+    generated = generated[: int(ended[0]) if len(ended) else None]
+    assert out.rstrip("\n") == text + tokenizer.decode(generated)
+
+
+def test_predict_samples_with_top_k_top_p_and_temperature(gpt2_dir):
+    args = [f"ckpt=hf:{gpt2_dir}", "text=the dog", "decode.strategy=sample", "decode.top_k=50", "decode.top_p=0.95"]
+    first = predict(*args, "decode.temperature=0.7", "num_samples=2", "seed=3")
+    assert first == predict(*args, "decode.temperature=0.7", "num_samples=2", "seed=3")  # the seed decides
+    assert first.count("--- sample") == 2 and first.count("the dog") == 2
+
+
+def test_predict_translates_a_file_as_marian_does_in_huggingface(marian_dir, tmp_path):
+    lines = ["Ein Hund läuft im Park.", "", "Zwei Männer spielen Fußball."]
+    source = tmp_path / "de.txt"
+    source.write_text("\n".join(lines) + "\n")
+    out = predict(f"ckpt=hf:{marian_dir}", f"input={source}", "decode.max_new_tokens=20").split("\n")[:3]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(marian_dir)
+    hf = tiny_marian()
+    for line, ours in zip(lines, out):
+        if not line:
+            assert ours == ""  # an empty line stays empty
+            continue
+        ids = torch.tensor([tokenizer(line)["input_ids"]])  # with its </s>
+        generated = hf.generate(ids, max_new_tokens=20, num_beams=1, do_sample=False, bad_words_ids=[[PAD]])
+        assert ours == tokenizer.decode(generated[0], skip_special_tokens=True)
+
+
+def test_predict_classifies_as_bert_does_in_huggingface(bert_dir):
+    text = "the film was good"
+    out = predict(f"ckpt=hf:{bert_dir}", f"text={text}").split("\n")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(bert_dir)
+    with torch.no_grad():
+        logits = tiny_bert()(**tokenizer(text, return_tensors="pt")).logits[0]  # [CLS] text [SEP]
+    assert out[0] == f"LABEL_{int(logits.argmax())}"
+    assert out[1].strip() == f"LABEL_{int(logits.argmax())}: {logits.softmax(-1).max().item():.3f}"
+
+
+def parallel_files(directory) -> list[str]:
+    pairs = [("Ein Hund läuft.", "A dog runs."), ("Zwei Männer spielen.", "Two men play."), ("Ein Buch.", "A book.")]
+    settings = []
+    for split in ("train", "val", "test"):
+        for side, column in (("src", 0), ("tgt", 1)):
+            path = directory / f"{split}.{side}"
+            path.write_text("\n".join(pair[column] for pair in pairs) + "\n")
+            settings.append(f"task.{split}_{side}={path}")
+    return ["task=translation", *settings, "task.max_len=60"]  # no cut: the tiny tokenizer makes many pieces
+
+
+def test_eval_scores_marian_with_sacrebleu_on_a_task(marian_dir, tmp_path):
+    code, out, err = run_in_process("src.eval", f"ckpt=hf:{marian_dir}", *parallel_files(tmp_path))
+    assert code == 0, err
+    assert "test/sacrebleu" in out and "sacreBLEU on test (3 sentences, greedy)" in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["ckpt=hf:{marian}"], "is evaluated on a task's data: give one, e.g. task=multi30k"),
+        (["ckpt=hf:{bert}", "task=sort"], "task=sort has its own symbols, and a pretrained model reads text"),
+        (["ckpt=hf:{bert_pretraining}"], "has no classification head .*: fine-tune it first"),
+    ],
+    ids=["no-task", "symbol-task", "no-head"],
+)
+def test_eval_refuses_what_cannot_work_in_one_line(marian_dir, bert_dir, tmp_path, args, message):
+    bert_pretraining = tmp_path / "bert-pretraining"
+    tiny_bert("pretraining").save_pretrained(bert_pretraining)
+    places = {"marian": marian_dir, "bert": bert_dir, "bert_pretraining": bert_pretraining}
+    code, out, err = run_in_process("src.eval", *(arg.format(**places) for arg in args))
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
+
+
+def fine_tune(directory, run_dir, *task: str, steps: int = 2) -> None:
+    code, out, err = run_in_process(
+        "src.run",
+        f"model.pretrained={directory}",
+        *task,
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps}",
+        "batch_size=2",
+        "optimizer.lr=1e-30",  # the weights move by nothing measurable: the checkpoint is the pretrained model
+        "optimizer.weight_decay=0",
+        "torch_threads=1",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert code == 0, err
+
+
+def test_a_fine_tuned_checkpoint_is_the_pretrained_model_read_back_by_eval_and_predict(marian_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    fine_tune(marian_dir, run_dir, *parallel_files(tmp_path))
+    assert (run_dir / "pretrained_tokenizer" / "tokenizer_config.json").is_file()  # saved with the run
+    module, datamodule = load_run(str(run_dir / "checkpoints" / "last.ckpt"))
+    original = load_pretrained(str(marian_dir)).model
+    src = torch.tensor([datamodule.encode_src("Ein Hund läuft.")])
+    tgt = torch.tensor([[PAD, 5, 6, 7]])
+    with torch.no_grad():
+        assert (module.model.eval()(src, tgt).logits - original(src, tgt).logits).abs().max() < 1e-6
+    line = "Zwei Männer spielen."
+    ours = predict(f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", f"text={line}", "decode.max_new_tokens=20")
+    assert ours == predict(f"ckpt=hf:{marian_dir}", f"text={line}", "decode.max_new_tokens=20")
+    code, out, err = run_in_process("src.eval", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}")
+    assert code == 0 and "test/sacrebleu" in out, err
+
+
+def test_gpt2_fine_tunes_on_a_text_file_with_its_own_tokenizer(gpt2_dir, tmp_path):
+    text = tmp_path / "story.txt"
+    text.write_text("the cat sat on the mat and the dog ran to the park. " * 40)
+    run_dir = tmp_path / "run"
+    fine_tune(gpt2_dir, run_dir, "task=char_lm", f"task.path={text}", "task.block_size=16")
+    _, datamodule = load_run(str(run_dir / "checkpoints" / "last.ckpt"))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gpt2_dir)
+    window = datamodule.task.train[0]["tokens"].tolist()
+    assert window == tokenizer(text.read_text())["input_ids"][:17]  # block_size + 1 of GPT-2's tokens
+
+
+def test_run_refuses_model_settings_beside_a_pretrained_model(gpt2_dir, tmp_path):
+    code, out, err = run_in_process(
+        "src.run", f"model.pretrained={gpt2_dir}", "model.heads=8", "task=char_lm", f"hydra.run.dir={tmp_path / 'r'}"
+    )
+    assert code == 2 and "error: model.heads is set by model.pretrained=" in err
+    assert not (tmp_path / "r").exists()  # refused before Hydra wrote anything
