@@ -58,6 +58,7 @@ class Target:
     run_dir: Path
     out: Path
     tensorboard: bool = True
+    read: dict | None = None  # the checkpoint already read (ckpt=hf:<model>: made from the pretrained model)
 
 
 def _status(job: Path) -> str:
@@ -226,7 +227,7 @@ def analyze_checkpoint(
     from src.model.head_mask import attention_sites
     from src.training.checkpoint import load_run, read_checkpoint
 
-    checkpoint = read_checkpoint(str(target.checkpoint))
+    checkpoint = target.read or read_checkpoint(str(target.checkpoint))
     module, datamodule = load_run(str(target.checkpoint), batch_size, checkpoint=checkpoint)
     ablation = ablate_trained_model(module, datamodule, ablate)
     model = module.model.to(device)
@@ -290,7 +291,26 @@ def check_ablation(targets: list[Target], ablate) -> None:
     from src.validation import check_ablation
 
     for target in targets:
-        check_ablation(ablate, checkpoint_model_config(read_checkpoint(str(target.checkpoint))))
+        checkpoint = target.read or read_checkpoint(str(target.checkpoint))
+        check_ablation(ablate, checkpoint_model_config(checkpoint))
+
+
+def pretrained_target(cfg: DictConfig) -> Target:
+    """ckpt=hf:<model> task=... out=<new folder>: a pretrained model analysed on a task's data. It has no run
+    directory, so the analysis goes to `out` (never into an existing folder) and not into a TensorBoard."""
+    from src.training.checkpoint import read_any_checkpoint
+
+    if cfg.get("task") is None:
+        raise ConfigError(f"ckpt={cfg.ckpt} is analysed on a task's data: give one, e.g. task=multi30k")
+    if cfg.out is None or not str(cfg.out).strip():
+        raise ConfigError(f"ckpt={cfg.ckpt} has no run directory to write into: give out=<a new folder>")
+    out = resolve_path(cfg.out)
+    if out.exists():
+        raise ConfigError(f"out={cfg.out} exists: give a folder that does not exist yet")
+    if not out.parent.is_dir():
+        raise ConfigError(f"out={cfg.out}: the folder {out.parent} does not exist: create it or choose another")
+    checkpoint = read_any_checkpoint(cfg.ckpt, cfg.task)
+    return Target(Path(cfg.ckpt), out, out, tensorboard=False, read=checkpoint)
 
 
 def analyze(cfg: DictConfig) -> list[Path]:
@@ -298,7 +318,12 @@ def analyze(cfg: DictConfig) -> list[Path]:
     device = device_for(cfg.accelerator)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    targets, sweep_dir = find_targets(cfg.ckpt, cfg.out)
+    if str(cfg.ckpt).startswith("hf:"):
+        targets, sweep_dir = [pretrained_target(cfg)], None
+    else:
+        if cfg.get("task") is not None:
+            raise ConfigError(f"task= is for ckpt=hf:<model>: ckpt={cfg.ckpt} brings its own task: leave task= out")
+        targets, sweep_dir = find_targets(cfg.ckpt, cfg.out)
     check_ablation(targets, cfg.ablate)
     written = []
     for target in targets:

@@ -563,9 +563,7 @@ def print_help_without_schemas(main: Callable[[], object]) -> None:
     buffer = io.StringIO()
     # Every command shares conf/, so Hydra lists the training groups (model, task, ...) for src.eval too; a command
     # that reads a checkpoint has only the groups its own defaults list chooses from.
-    own_groups = {"src.run": None, "src.eval": ("ablate", "task"), "src.predict": ("ablate", "task")}.get(
-        command_of(main), ("ablate",)
-    )  # eval and predict take task=... with ckpt=hf:<model>
+    own_groups = None if command_of(main) == "src.run" else ("ablate", "task")  # task=...: with ckpt=hf:<model>
     lines, in_groups = [], False
     try:
         with contextlib.redirect_stdout(buffer):

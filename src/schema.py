@@ -305,6 +305,7 @@ class AnalyzeConfig(AnalysisConfig):
     accelerator: str = "cpu"
     torch_threads: int = 0
     ablate: AblateConfig = field(default_factory=AblateConfig)  # analyse the model with these already off
+    task: Any = None  # ckpt=hf:<model> only: the task whose data it is analysed on (out= then names the folder)
 
 
 def safe_dirname(overrides: str, limit: int = 200) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from src.bench import analysis, loop, step
+from src.bench import analysis, loop, pretrained, step
 
 
 def row(figure: str, measured: str, goal: str, met: bool) -> str:
@@ -24,6 +24,9 @@ def main(argv=None) -> None:
     parser.add_argument("--analysis-ckpt", help="a trained experiment=multi30k_de_en run, for the head analysis")
     parser.add_argument("--data", default=str(analysis.DEFAULT_DATA), help="the folder holding multi30k/*.gz")
     parser.add_argument("--skip-analysis", action="store_true", help="leave out the head-analysis figures")
+    parser.add_argument(
+        "--skip-pretrained", action="store_true", help="leave out GPT-2 and BERT against transformers' own models"
+    )
     args = parser.parse_args(argv)
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
@@ -35,6 +38,7 @@ def main(argv=None) -> None:
     utilisation = versus_torch["flops_per_s"] / peak
     figures = loop.measure(steps=205 if args.quick else 605, rounds=1 if args.quick else 3)
     heads = None if args.skip_analysis else analysis.measure(Path(args.data), args.analysis_ckpt)
+    versus_hf = None if args.skip_pretrained or not has_transformers() else pretrained.measure(args.quick)
 
     print()
     print("| figure | measured | goal | |")
@@ -69,6 +73,52 @@ def main(argv=None) -> None:
             f"then the loss; one ablation decoded alone: {heads['one_ablation_alone_s']:.1f} s"
         )
         print(row("single-head ablation table", f"{table:.0f} s ({detail})", "<= 180 s", table <= 180))
+    if versus_hf is not None:
+        print_versus_hf(versus_hf)
+    elif not args.skip_pretrained:
+        print(row("GPT-2 and BERT vs transformers", "not measured", "install '.[pretrained]'", False))
+
+
+def has_transformers() -> bool:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def print_versus_hf(figures: dict) -> None:
+    """The four figures of ours against transformers' own models (src/bench/pretrained.py)."""
+    version = f"transformers {figures['transformers']}"
+    seconds = figures["gpt2_forward_s"]
+    detail = f"{seconds['ours']:.2f} s vs {seconds['hf']:.2f} s; {version}"
+    ratio = figures["gpt2_forward_vs_hf"]
+    print(
+        row(
+            "GPT-2 small forward, 4 x 256 tokens, ours vs GPT2LMHeadModel",
+            f"{ratio:.2f} ({detail})",
+            ">= 1.10",
+            ratio >= 1.10,
+        )
+    )
+    seconds = figures["gpt2_sample_s"]
+    ratio = figures["gpt2_sample_vs_hf"]
+    detail = f"{seconds['ours']:.2f} s vs {seconds['hf']:.2f} s"
+    figure = "GPT-2 small, 64 new tokens sampled with a KV cache, ours vs generate()"
+    print(row(figure, f"{ratio:.2f} ({detail})", ">= 1.20", ratio >= 1.20))
+    seconds = figures["bert_step_s"]
+    ratio = figures["bert_step_vs_hf"]
+    detail = f"{seconds['ours']:.2f} s vs {seconds['hf']:.2f} s"
+    figure = "BERT-base fine-tuning step, 16 x 128, ours vs BertForSequenceClassification"
+    print(row(figure, f"{ratio:.2f} ({detail})", ">= 1.10", ratio >= 1.10))
+    peak = figures["gpt2_forward_peak_mib"]
+    ratio = figures["gpt2_memory_vs_hf"]
+    detail = f"{peak['ours']:.0f} MiB vs {peak['hf']:.0f} MiB above the weights"
+    print(
+        row(
+            "peak memory of that GPT-2 forward, ours vs transformers", f"{ratio:.2f} ({detail})", "<= 1.0", ratio <= 1.0
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -153,3 +153,15 @@ def test_run_refuses_model_settings_beside_a_pretrained_model(gpt2_dir, tmp_path
     )
     assert code == 2 and "error: model.heads is set by model.pretrained=" in err
     assert not (tmp_path / "r").exists()  # refused before Hydra wrote anything
+
+
+def test_analyze_scores_the_heads_of_a_pretrained_model_on_a_task(gpt2_dir, tmp_path):
+    text = tmp_path / "story.txt"
+    text.write_text("the cat sat on the mat and the dog ran to the park. " * 40)
+    out = tmp_path / "analysis"
+    task = ["task=char_lm", f"task.path={text}", "task.block_size=16"]
+    code, stdout, err = run_in_process("src.analyze", f"ckpt=hf:{gpt2_dir}", *task, f"out={out}", "max_examples=8")
+    assert code == 0, err
+    assert (out / "report.md").is_file() and (out / "heads.csv").read_text().count("\n") == 1 + 2 * 4  # 2 x 4 heads
+    code, stdout, err = run_in_process("src.analyze", f"ckpt=hf:{gpt2_dir}", *task)
+    assert code == 2 and "has no run directory to write into: give out=<a new folder>" in err
