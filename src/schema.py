@@ -395,7 +395,11 @@ def model_config_for(
         from src.pretrained import pretrained_config
 
         model_cfg, _, _ = pretrained_config(cfg.model.pretrained, num_classes=num_classes)
-        model_cfg.dropout, model_cfg.mask = cfg.model.dropout, to_plain(cfg.mask)
+        model_cfg.mask = to_plain(cfg.mask)
+        given = {override.split("=", 1)[0].lstrip("+~") for override in job_overrides()}
+        for name in DROPOUTS:  # the model's own dropouts (config.json's) unless set on the command line
+            if f"model.{name}" in given:
+                setattr(model_cfg, name, cfg.model[name])
         return model_cfg
     axes = {f.name: cfg.model[f.name] for f in fields(ModelAxes)}
     axes["arch"] = resolve_arch(cfg)
@@ -406,6 +410,17 @@ def model_config_for(
         num_classes=num_classes,
         mask=to_plain(cfg.mask),
     )
+
+
+# The settings model.pretrained leaves to the user: the dropouts (fine-tuning's regularisation).
+DROPOUTS = ("dropout", "attention_dropout", "ffn_dropout")
+
+
+def job_overrides() -> list[str]:
+    """The command line's overrides of this Hydra job (none outside one)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def to_plain(cfg: DictConfig) -> dict:

@@ -21,7 +21,15 @@ from src.data.files import resolve_path
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
 from src.model.masks import MASK_SCHEMES
-from src.schema import ARCH_FOR_KIND, AnalysisConfig, DecodeConfig, model_config_for, resolve_arch
+from src.schema import (
+    ARCH_FOR_KIND,
+    DROPOUTS,
+    AnalysisConfig,
+    DecodeConfig,
+    job_overrides,
+    model_config_for,
+    resolve_arch,
+)
 from src.training.loggers import check_logger
 from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
@@ -132,13 +140,6 @@ def validate_config(cfg: DictConfig, multirun: bool = False, overrides: list[str
         )
 
 
-def job_overrides() -> list[str]:
-    """The command line's overrides of this Hydra job (none outside one)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
 # What the task reads with its own vocabulary, and which a pretrained model's tokenizer replaces.
 OWN_TOKENIZER_SETTINGS = ("task.vocab_size", "task.tokenizer", "task.lowercase")
 
@@ -146,17 +147,21 @@ OWN_TOKENIZER_SETTINGS = ("task.vocab_size", "task.tokenizer", "task.lowercase")
 def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
     """model.pretrained=<name or directory>: its config.json fixes the architecture, so a model.* setting beside it
     (but model.dropout) is refused rather than ignored; the task must read text (it reads it with the model's
-    tokenizer). The model's config is read by model_config_for, so a missing, unreachable or unsupported model is
-    refused before any work."""
+    tokenizer). The model's config is read first, so a missing, unreachable or unsupported model is refused before
+    anything else, and before any work."""
     name = cfg.model.get("pretrained")
     if not name:
         return
+    from src.pretrained import pretrained_config
+
+    pretrained_config(name)  # a missing, unreachable or unsupported model first: the settings do not matter then
     given = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
-    fixed = [key for key in given if key == "model" or (key.startswith("model.") and key not in PRETRAINED_MAY_SET)]
+    fixed = list(dict.fromkeys(key for key in given if key == "model" or key.startswith("model.")))
+    fixed = [key for key in fixed if key not in PRETRAINED_MAY_SET]
     if fixed:
         raise ConfigError(
             f"{fixed[0]} is set by model.pretrained={name} (its config.json): leave {', '.join(fixed)} out "
-            "(model.dropout may be set)"
+            "(model.dropout, model.attention_dropout and model.ffn_dropout may be set)"
         )
     spec = task_spec(cfg.task.name)
     if not spec.reads_text:
@@ -180,7 +185,7 @@ def warn_unread_tokenizer_settings(cfg: DictConfig) -> None:
         )
 
 
-PRETRAINED_MAY_SET = ("model.pretrained", "model.dropout")
+PRETRAINED_MAY_SET = ("model.pretrained", *(f"model.{name}" for name in DROPOUTS))
 
 
 def check_ablation(ablate, model_cfg: TransformerConfig, training: bool = False) -> Ablation:

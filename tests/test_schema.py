@@ -41,10 +41,11 @@ def test_the_model_schema_is_the_models_own_axes_plus_layers():
     assert names(TransformerConfig) == names(ModelAxes) | from_the_data
 
 
-def _another_value(value):
-    """A value of the same type that differs from `value` (validity does not matter here, only the plumbing)."""
-    if value is None:  # an optional setting (model.final_norm: null = the default's choice)
-        return True
+def _another_value(value, annotation: str = ""):
+    """A value of the same type that differs from `value` (validity does not matter here, only the plumbing).
+    `annotation`: the field's type, for an optional setting whose default is null (model.final_norm, ...)."""
+    if value is None:
+        return 0.25 if "float" in annotation else True
     if isinstance(value, bool):
         return not value
     if isinstance(value, (int, float)):
@@ -56,7 +57,7 @@ def test_every_model_axis_reaches_the_model(compose):
     """Each ModelAxes field set on the command line arrives in TransformerConfig (no hand-copied field list): a
     new field is covered without editing this test."""
     defaults = TransformerConfig()
-    changed = {f.name: _another_value(getattr(defaults, f.name)) for f in dataclasses.fields(ModelAxes)}
+    changed = {f.name: _another_value(getattr(defaults, f.name), str(f.type)) for f in dataclasses.fields(ModelAxes)}
     cfg = compose(*(f"model.{key}={value}" for key, value in changed.items()))
     model_cfg = model_config_for(cfg, src_vocab_size=11, tgt_vocab_size=12, num_classes=2)
     assert {key: getattr(model_cfg, key) for key in changed} == changed

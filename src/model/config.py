@@ -32,7 +32,11 @@ class ModelAxes:
     enc_layers: int = 2
     dec_layers: int = 2
     d_ff: int = 512
-    dropout: float = 0.1
+    dropout: float = 0.1  # on the embeddings and every sublayer's output (section 5.4)
+    # Dropout on the attention weights and inside the feed-forward network (after its activation); null = dropout.
+    # GPT-2 and BERT drop no FFN activations; Marian MT neither, and no attention weights either.
+    attention_dropout: Optional[float] = None
+    ffn_dropout: Optional[float] = None
     max_len: int = 256  # longest sequence the positional tables cover (must fit the task's longest)
     pos_encoding: str = "sinusoidal"  # a key of positional.POSITIONAL_SCHEMES
     norm_position: str = "post"  # "post": x = norm(x + f(x)) as in the paper; "pre": x = x + f(norm(x))
@@ -70,6 +74,14 @@ class TransformerConfig(ModelAxes):
     @property
     def pre_norm(self) -> bool:
         return NORM_POSITIONS[self.norm_position]
+
+    @property
+    def attention_dropout_p(self) -> float:
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
+
+    @property
+    def ffn_dropout_p(self) -> float:
+        return self.dropout if self.ffn_dropout is None else self.ffn_dropout
 
     @property
     def has_final_norm(self) -> bool:
@@ -112,8 +124,12 @@ class TransformerConfig(ModelAxes):
                 f"choose heads in {divisors} or change d_model"
             )
         POSITIONAL_SCHEMES[self.pos_encoding].check(self)  # e.g. rope needs an even head size
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        for name in ("dropout", "attention_dropout", "ffn_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(
+                    f"model.{name}={value} must be in [0, 1)" + (" (or null)" if name != "dropout" else "")
+                )
         self.mask_scheme()  # its own settings (mask.window >= 1, ...)
 
         uses_encoder = self.arch in ("encoder_decoder", "encoder_only")

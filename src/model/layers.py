@@ -20,8 +20,8 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout, is_self_attention=True)
-        self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.dropout)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention=True)
+        self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p)
         self.attn_block = _residual(cfg)
         self.ffn_block = _residual(cfg)
 
@@ -42,13 +42,15 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, has_cross_attention: bool = True):
         super().__init__()
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout, is_self_attention=True)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention=True)
         self.self_block = _residual(cfg)
         self.cross_attn = None
         if has_cross_attention:
-            self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout, is_self_attention=False)
+            self.cross_attn = MultiHeadAttention(
+                cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention=False
+            )
             self.cross_block = _residual(cfg)
-        self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.dropout)
+        self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p)
         self.ffn_block = _residual(cfg)
 
     def forward(

@@ -454,3 +454,15 @@ def test_every_new_axis_is_a_registered_choice_with_a_one_line_error():
         build_model(small_config(token_types=-1))
     with pytest.raises(ConfigError, match="sinusoidal_halves"):
         build_model(small_config(pos_encoding="sinus"))
+
+
+def test_attention_and_ffn_dropout_default_to_model_dropout_and_can_be_set_apart():
+    model = build_model(small_config(dropout=0.3))
+    layer = model.encoder.layers[0]
+    assert (layer.self_attn.dropout, layer.ffn.dropout.p, layer.attn_block.dropout.p) == (0.3, 0.3, 0.3)
+    model = build_model(small_config(dropout=0.3, attention_dropout=0.0, ffn_dropout=0.1))
+    layer = model.decoder.layers[0]
+    assert (layer.self_attn.dropout, layer.cross_attn.dropout, layer.ffn.dropout.p) == (0.0, 0.0, 0.1)
+    assert layer.ffn_block.dropout.p == model.tgt_embed.dropout.p == 0.3
+    with pytest.raises(ConfigError, match=r"model.ffn_dropout=1.0 must be in \[0, 1\) \(or null"):
+        build_model(small_config(ffn_dropout=1.0))

@@ -147,6 +147,19 @@ def test_gpt2_fine_tunes_on_a_text_file_with_its_own_tokenizer(gpt2_dir, tmp_pat
     assert window == tokenizer(text.read_text())["input_ids"][:17]  # block_size + 1 of GPT-2's tokens
 
 
+def test_a_fine_tuned_model_keeps_its_own_dropouts_unless_they_are_set(gpt2_dir, tmp_path):
+    text = tmp_path / "story.txt"
+    text.write_text("the cat sat on the mat and the dog ran to the park. " * 40)
+    task = ["task=char_lm", f"task.path={text}", "task.block_size=16"]
+    fine_tune(gpt2_dir, tmp_path / "own", *task, steps=1)
+    fine_tune(gpt2_dir, tmp_path / "set", *task, "model.dropout=0.3", steps=1)
+    own = torch.load(tmp_path / "own" / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    tuned = torch.load(tmp_path / "set" / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    gpt2 = tiny_gpt2().config
+    assert own["model_config"]["dropout"] == gpt2.resid_pdrop and own["model_config"]["ffn_dropout"] == 0.0
+    assert tuned["model_config"]["dropout"] == 0.3 and tuned["model_config"]["attention_dropout"] == gpt2.attn_pdrop
+
+
 def test_run_refuses_model_settings_beside_a_pretrained_model(gpt2_dir, tmp_path):
     code, out, err = run_in_process(
         "src.run", f"model.pretrained={gpt2_dir}", "model.heads=8", "task=char_lm", f"hydra.run.dir={tmp_path / 'r'}"
