@@ -238,6 +238,7 @@ def decode_settings(cfg: DictConfig) -> dict:
         temperature=d.temperature,
         top_k=d.top_k,
         top_p=d.top_p,
+        no_repeat_ngram_size=d.no_repeat_ngram_size,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
 

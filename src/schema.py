@@ -137,6 +137,7 @@ class DecodeConfig:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1.0 = off
     max_new_tokens: int = 100
+    no_repeat_ngram_size: int = 0  # greedy and sample: never repeat an n-gram of the text (0 = off)
 
 
 @dataclass

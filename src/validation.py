@@ -504,6 +504,12 @@ def validate_decode(decode) -> None:
         raise ConfigError(f"decode.top_p={decode.top_p} must be in (0, 1] (1 = off)")
     if decode.max_new_tokens < 1:
         raise ConfigError(f"decode.max_new_tokens={decode.max_new_tokens} must be >= 1")
+    if decode.no_repeat_ngram_size < 0:
+        raise ConfigError(f"decode.no_repeat_ngram_size={decode.no_repeat_ngram_size} must be >= 0 (0 = off)")
+    if decode.no_repeat_ngram_size > 0 and decode.strategy == "beam":
+        raise ConfigError(
+            "decode.no_repeat_ngram_size works with decode.strategy=greedy or sample: leave it out with beam search"
+        )
 
 
 def _round_up(n: int) -> int:

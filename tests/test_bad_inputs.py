@@ -323,6 +323,8 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         ("src.eval", ["ckpt="], "ckpt is empty"),
         ("src.predict", ["ckpt=", "text=1"], "ckpt is empty"),
         ("src.predict", ["ckpt=hf:", "text=1"], "names no model"),
+        ("src.predict", [f"ckpt={last}", "text=1", "decode.no_repeat_ngram_size=-1"], "no_repeat_ngram_size"),
+        ("src.predict", [f"ckpt={last}", "text=1", "decode.strategy=beam", "decode.no_repeat_ngram_size=2"], "beam"),
         ("src.predict", [f"ckpt=hf:{files['empty_dir']}", "text=1"], "config.json"),
         ("src.predict", [f"ckpt={last}", "text=1", "task=sort"], "task= is for ckpt=hf:"),
         ("src.eval", [f"ckpt={last}", "task=sort"], "task= is for ckpt=hf:"),

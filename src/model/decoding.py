@@ -109,6 +109,22 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     return logits
 
 
+def ban_repeated_ngrams(logits: Tensor, history: Tensor, n: int) -> Tensor:
+    """No n-gram twice in a row's text (Paulus et al. 2018; transformers' no_repeat_ngram_size): a token that would
+    complete an n-gram the row already holds gets -inf. logits (B, V); history (B, T), the row's tokens so far."""
+    if n <= 0 or history.size(1) < n - 1:
+        return logits
+    windows = history.unfold(1, n, 1)  # (B, T-n+1, n): every n-gram so far (n-1 = its prefix, then the token)
+    prefix = history[:, history.size(1) - (n - 1) :]  # (B, n-1): what the next token would extend
+    seen = (windows[:, :, :-1] == prefix[:, None, :]).all(-1)  # (B, T-n+1): n-grams with that prefix
+    rows, starts = seen.nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return logits
+    logits = logits.clone()
+    logits[rows, windows[rows, starts, -1]] = float("-inf")
+    return logits
+
+
 def _forbid_special_tokens(logits: Tensor, cfg) -> Tensor:
     """PAD and BOS are never outputs: the model may still give them mass, decoding must not pick them. Unless
     they are also the EOS (GPT-2's <|endoftext|> is all three), which ends a text."""
@@ -149,13 +165,18 @@ def _greedy(stepper, model, max_new_tokens: int) -> Tensor:
         restore_head_gate_rows(model, saved)
 
 
-def _greedy_or_sample(stepper, max_new_tokens, sample, temperature, top_k, top_p, generator) -> Tensor:
+def _greedy_or_sample(
+    stepper, max_new_tokens, sample, temperature, top_k, top_p, generator, no_repeat_ngram_size=0
+) -> Tensor:
     cfg = stepper.model.cfg
     logits = stepper.step(stepper.prompt)  # (B, V)
     finished = torch.zeros(logits.size(0), dtype=torch.bool, device=logits.device)
-    generated = []
+    generated: list[Tensor] = []
     for _ in range(max_new_tokens):
         logits = _forbid_special_tokens(logits, cfg)
+        if no_repeat_ngram_size > 0:
+            history = torch.cat([stepper.prompt, *(token[:, None] for token in generated)], dim=1)  # (B, P + t)
+            logits = ban_repeated_ngrams(logits, history, no_repeat_ngram_size)
         if sample:
             probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
             next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
@@ -239,12 +260,14 @@ def generate(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    no_repeat_ngram_size: int = 0,
 ) -> Tensor:
     """Generate tokens (B, L), without BOS, ending at EOS (kept) and PAD after it.
 
     Encoder-decoder models decode from `src` (B, S); decoder-only models continue `prompt` (B, P)
     (default: a single BOS). strategy: "greedy", "beam" (beam_size, length_penalty alpha) or
-    "sample" (temperature, top_k, top_p).
+    "sample" (temperature, top_k, top_p). no_repeat_ngram_size n > 0: greedy and sampling never repeat an
+    n-gram of the prompt and output (ban_repeated_ngrams).
     """
     if max_new_tokens < 1 or beam_size < 1 or top_k < 0 or not 0.0 < top_p <= 1.0:
         raise ConfigError(
@@ -257,6 +280,10 @@ def generate(
         prompt_len = prompt.size(1) if prompt is not None else 1
         # the last generated token is never fed back, so the sequence may reach max_len + 1 tokens
         max_new_tokens = max(1, min(max_new_tokens, model.cfg.max_len - prompt_len + 1))
+        if no_repeat_ngram_size < 0 or (no_repeat_ngram_size > 0 and strategy == "beam"):
+            raise ConfigError(
+                f"decode.no_repeat_ngram_size={no_repeat_ngram_size}: a size >= 0 (0 = off), with greedy or sample"
+            )
         if strategy == "beam":
             batch = src.size(0) if src is not None else (prompt.size(0) if prompt is not None else 1)
             stepper = _stepper(model, src, prompt, repeats=beam_size)
@@ -266,8 +293,11 @@ def generate(
         if strategy == "sample" and temperature <= 0:
             raise ConfigError(f"decode.temperature={temperature} must be > 0 (use strategy=greedy for argmax)")
         stepper = _stepper(model, src, prompt, repeats=1)
-        if strategy == "greedy":
+        if strategy == "greedy" and no_repeat_ngram_size == 0:
             return _greedy(stepper, model, max_new_tokens)
-        return _greedy_or_sample(stepper, max_new_tokens, True, temperature, top_k, top_p, generator)
+        sample = strategy == "sample"
+        return _greedy_or_sample(
+            stepper, max_new_tokens, sample, temperature, top_k, top_p, generator, no_repeat_ngram_size
+        )
     finally:
         model.train(was_training)

@@ -51,7 +51,9 @@ def score_split(module, datamodule, split: str, decode: Mapping, batch_size: int
     references = datamodule.task.references[split]
     sources = [examples[i]["src"].tolist() for i in range(len(examples))]
     settings = {
-        key: decode[key] for key in ("strategy", "beam_size", "length_penalty", "max_new_tokens") if key in decode
+        key: decode[key]
+        for key in ("strategy", "beam_size", "length_penalty", "max_new_tokens", "no_repeat_ngram_size")
+        if key in decode
     }
     outputs = translate_in_batches(module.model, sources, batch_size=batch_size, **settings)
     hypotheses = [datamodule.decode_tgt(out) for out in outputs]

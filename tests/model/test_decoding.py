@@ -353,3 +353,14 @@ def test_greedy_rows_that_end_early_leave_the_batch_and_each_row_decodes_as_if_a
         assert torch.equal(together[i, : alone.size(0)], alone), i
         assert (together[i, alone.size(0) :] == PAD_ID).all()
     cross.head_gate = None
+
+
+def test_ban_repeated_ngrams_forbids_exactly_the_tokens_that_would_repeat_an_ngram():
+    from src.model.decoding import ban_repeated_ngrams
+
+    history = torch.tensor([[4, 5, 6, 4, 5], [7, 8, 9, 10, 11]])
+    banned = ban_repeated_ngrams(torch.zeros(2, 12), history, 3)
+    assert torch.isinf(banned[0]).nonzero().flatten().tolist() == [6]  # (4, 5) was followed by 6
+    assert not torch.isinf(banned[1]).any()
+    assert torch.isinf(ban_repeated_ngrams(torch.zeros(2, 12), history, 1)[0]).nonzero().flatten().tolist() == [4, 5, 6]
+    assert torch.equal(ban_repeated_ngrams(torch.zeros(2, 12), history, 0), torch.zeros(2, 12))

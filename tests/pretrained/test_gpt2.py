@@ -73,3 +73,13 @@ def test_the_config_says_what_gpt2_is(gpt2_dir):
     )
     assert (cfg.pos_encoding, cfg.scale_embeddings, cfg.tie_embeddings, cfg.max_len) == ("learned", False, True, 64)
     assert cfg.pad_id == cfg.bos_id == cfg.eos_id == PAD and not cfg.dedicated_pad
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_greedy_decoding_is_huggingfaces(gpt2_dir, n):
+    hf = tiny_gpt2().double()
+    ours = load_pretrained(str(gpt2_dir), dtype=torch.float64).model
+    prompt = torch.tensor([[5, 17, 42, 8, 5, 17]])  # already holds a repeated bigram
+    expected = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=PAD, no_repeat_ngram_size=n)
+    mine = generate(ours, prompt=prompt, max_new_tokens=20, no_repeat_ngram_size=n)
+    assert mine[0].tolist() == expected[0, prompt.size(1) :][: mine.size(1)].tolist()
