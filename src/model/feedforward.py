@@ -57,6 +57,20 @@ FEEDFORWARDS: dict[str, Callable[[int, int, float], nn.Module]] = {
 }
 
 
+def at_real_positions(ffn: nn.Module, x: Tensor, real: Tensor | None) -> Tensor:
+    """The position-wise FFN applied only where there is a token: x (B, T, D), real (B, T) bool (None: every
+    position) -> (B, T, D), zero at the padding. Exact at the real positions, since the FFN reads each position
+    alone; it skips the padding's share of the layer's largest matrix products (a quarter of a batch of mixed
+    lengths is often padding). On the CPU only: elsewhere the data-dependent shape costs a device sync that is
+    dearer than the padded rows."""
+    if real is None or x.device.type != "cpu" or bool(real.all()):
+        return ffn(x)
+    inner = ffn(x[real])  # (N_real, D): under autocast possibly in a lower precision than x
+    out = inner.new_zeros(x.shape)
+    out[real] = inner
+    return out
+
+
 def build_feedforward(activation: str, d_model: int, d_ff: int, dropout: float) -> nn.Module:
     """The one place that reads `model.activation`."""
     return FEEDFORWARDS[activation](d_model, d_ff, dropout)

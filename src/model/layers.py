@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
 from .config import TransformerConfig
-from .feedforward import build_feedforward
+from .feedforward import at_real_positions, build_feedforward
 from .norms import Residual, build_norm
 from .positional import PositionalScheme
 
@@ -26,13 +26,18 @@ class EncoderLayer(nn.Module):
         self.ffn_block = _residual(cfg)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None, positional: PositionalScheme, need_weights: bool = False
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        positional: PositionalScheme,
+        need_weights: bool = False,
+        real: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        # x (B, S, D); mask (B, 1, S, S), or (B, 1, 1, S) when it is padding alone
+        # x (B, S, D); mask (B, 1, S, S), or (B, 1, 1, S) when it is padding alone; real (B, S): not padding
         x, weights = self.attn_block(
             x, lambda h: self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights)
         )
-        x, _ = self.ffn_block(x, lambda h: (self.ffn(h), None))
+        x, _ = self.ffn_block(x, lambda h: (at_real_positions(self.ffn, h, real), None))
         return x, weights  # (B, S, D), (B, H, S, S) or None
 
 
@@ -63,6 +68,7 @@ class DecoderLayer(nn.Module):
         cache: dict | None = None,
         start: int = 0,
         need_weights: bool = False,
+        real: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         # x (B, T, D); memory (B, S, D); self_mask (B, 1, T, T); cross_mask (B, 1, 1, S)
         # cache: {"self": {...}, "cross": {...}} kept across decoding steps, or None
@@ -82,5 +88,5 @@ class DecoderLayer(nn.Module):
                     h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights
                 ),
             )
-        x, _ = self.ffn_block(x, lambda h: (self.ffn(h), None))
+        x, _ = self.ffn_block(x, lambda h: (at_real_positions(self.ffn, h, real), None))
         return x, self_weights, cross_weights  # (B, T, D), (B, H, T, T), (B, H, T, S)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .config import TransformerConfig
 from .dropout import Dropout
 from .layers import DecoderLayer, EncoderLayer
-from .masks import warn_once
+from .masks import real_positions, warn_once
 from .norms import build_norm
 from .pooling import build_pooling
 from .positional import PositionalScheme, build_positional
@@ -65,10 +65,11 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.has_final_norm else None
 
-    def forward(self, x, mask, positional, need_weights=False) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, x, mask, positional, need_weights=False, real=None) -> tuple[Tensor, list[Tensor]]:
+        """real (B, S): the positions that are not padding (None: all), where the FFNs run (feedforward.py)."""
         weights = []
         for layer in self.layers:
-            x, w = layer(x, mask, positional, need_weights)  # (B, S, D)
+            x, w = layer(x, mask, positional, need_weights, real)  # (B, S, D)
             if need_weights:
                 weights.append(w)
         if self.final_norm is not None:
@@ -89,12 +90,21 @@ class Decoder(nn.Module):
         return [{"self": {}, "cross": {}} for _ in self.layers]
 
     def forward(
-        self, x, self_mask, positional, memory=None, cross_mask=None, cache=None, start=0, need_weights=False
+        self,
+        x,
+        self_mask,
+        positional,
+        memory=None,
+        cross_mask=None,
+        cache=None,
+        start=0,
+        need_weights=False,
+        real=None,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         self_weights, cross_weights = [], []
         for i, layer in enumerate(self.layers):
             layer_cache = cache[i] if cache is not None else None
-            x, sw, cw = layer(x, self_mask, positional, memory, cross_mask, layer_cache, start, need_weights)
+            x, sw, cw = layer(x, self_mask, positional, memory, cross_mask, layer_cache, start, need_weights, real)
             if need_weights:
                 self_weights.append(sw)
                 if cw is not None:
@@ -176,7 +186,8 @@ class EncoderDecoder(TransformerBase):
     def encode(self, src: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
         self._check_length(src.size(1))
         mask = self.mask_scheme.encoder_self(src, self.cfg.pad_id)  # (B, 1, S|1, S)
-        return self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights)
+        real = src != self.cfg.pad_id  # (B, S)
+        return self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights, real)
 
     def decode(
         self, tgt: Tensor, memory: Tensor, src: Tensor, cache=None, start: int = 0, need_weights: bool = False
@@ -190,7 +201,10 @@ class EncoderDecoder(TransformerBase):
         )
         x = self.tgt_embed(tgt, self.positional, start)  # (B, T, D)
         cross_mask = self.mask_scheme.cross(src, self.cfg.pad_id)  # (B, 1, 1, S)
-        x, self_w, cross_w = self.decoder(x, self_mask, self.positional, memory, cross_mask, cache, start, need_weights)
+        real = None if cache is not None else real_positions(tgt, self.cfg.pad_id, decoder_side=True)  # (B, T)
+        x, self_w, cross_w = self.decoder(
+            x, self_mask, self.positional, memory, cross_mask, cache, start, need_weights, real
+        )
         return self.out_proj(x), self_w, cross_w  # (B, T, V)
 
     def forward(self, src: Tensor, tgt: Tensor, need_weights: bool = False) -> ModelOutput:
@@ -238,7 +252,10 @@ class DecoderOnly(TransformerBase):
             pad_id=self.cfg.pad_id,
         )
         x = self.tgt_embed(tokens, self.positional, start)
-        x, self_w, _ = self.decoder(x, self_mask, self.positional, cache=cache, start=start, need_weights=need_weights)
+        real = None if cache is not None else real_positions(tokens, self.cfg.pad_id, decoder_side=True)  # (B, T)
+        x, self_w, _ = self.decoder(
+            x, self_mask, self.positional, cache=cache, start=start, need_weights=need_weights, real=real
+        )
         return self.out_proj(x), self_w  # (B, T, V)
 
     def forward(self, tokens: Tensor, need_weights: bool = False) -> ModelOutput:
@@ -268,8 +285,9 @@ class EncoderClassifier(TransformerBase):
         self._check_length(src.size(1))
         mask = self.mask_scheme.encoder_self(src, self.cfg.pad_id)  # (B, 1, S|1, S)
         x = self.src_embed(src, self.positional, token_types=token_types)  # (B, S, D)
-        x, enc_w = self.encoder(x, mask, self.positional, need_weights)
-        pooled = self.pooling(x, src != self.cfg.pad_id)  # (B, D)
+        real = src != self.cfg.pad_id  # (B, S)
+        x, enc_w = self.encoder(x, mask, self.positional, need_weights, real)
+        pooled = self.pooling(x, real)  # (B, D)
         return ModelOutput(self.head(pooled), {"encoder_self": enc_w} if need_weights else None)
 
 

@@ -75,3 +75,18 @@ def test_token_embeddings_are_scaled_by_sqrt_d_model_unless_the_axis_says_not():
         embedded[scale] = model.tgt_embed(tokens, build_positional(cfg))
         assert torch.equal(embedded[scale], model.tgt_embed.token(tokens) * (4.0 if scale else 1.0))
     assert torch.allclose(embedded[True], 4.0 * embedded[False])
+
+
+def test_the_ffn_at_real_positions_equals_the_ffn_there_and_skips_the_padding():
+    from src.model.feedforward import at_real_positions
+
+    torch.manual_seed(0)
+    ffn = FEEDFORWARDS["gelu"](8, 16, 0.0)
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    real = torch.tensor([[True, True, True, False, False], [True] * 5])
+    out = at_real_positions(ffn, x, real)
+    torch.testing.assert_close(out[real], ffn(x)[real])
+    assert torch.equal(out[~real], torch.zeros(2, 8))
+    out.sum().backward()  # gradients reach the real positions only
+    assert torch.equal(x.grad[~real], torch.zeros(2, 8)) and x.grad[real].abs().sum() > 0
+    assert torch.equal(at_real_positions(ffn, x, None), ffn(x))
