@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.model import PAD_ID, TransformerConfig, build_model
+from src.model.feedforward import FEEDFORWARDS
 from src.model.summary import flops_per_token
 
 
@@ -61,6 +62,19 @@ class TorchTransformerBaseline(nn.Module):
             memory_key_padding_mask=src == PAD_ID,
         )
         return self.out_proj(out)
+
+
+def executed_flops(cfg: TransformerConfig, batches, length: int) -> float:
+    """Forward FLOPs our model computes on `batches`: every position's (flops_per_token), less the feed-forward
+    FLOPs of the padding positions, which it skips (2 x the FFN's weight entries per position and layer)."""
+    ffn_weights = sum(
+        p.numel() for p in FEEDFORWARDS[cfg.activation](cfg.d_model, cfg.d_ff, 0.0).parameters() if p.dim() == 2
+    )
+    total = 0.0
+    for src, tgt_in, _ in batches:
+        padding = cfg.enc_layers * int((src == PAD_ID).sum()) + cfg.dec_layers * int((tgt_in[:, 1:] == PAD_ID).sum())
+        total += flops_per_token(cfg, length, length) * src.size(0) * length - 2 * ffn_weights * padding
+    return total
 
 
 def make_batches(cfg: TransformerConfig, count: int, batch: int, length: int, seed: int = 0):
@@ -133,9 +147,10 @@ def compare_with_torch(
             start = time.perf_counter()
             results[name].append(train_steps(models[name], optimizers[name], batches, forwards[name]))
             seconds[name].append(time.perf_counter() - start)
-    # Every position is computed, padding included: the hardware's work is B * L positions per step, each costing
-    # the forward FLOPs per token three times (forward, and a backward of about twice that).
-    step_flops = 3 * flops_per_token(cfg, length, length) * batch * length
+    # The hardware's work: every position is computed (B * L per step), padding included, except in the
+    # feed-forward networks, which skip the padding on the CPU (feedforward.at_real_positions); each costs the
+    # forward FLOPs three times (forward, and a backward of about twice that).
+    step_flops = 3 * executed_flops(cfg, batches, length) / len(batches)
     return {
         "tokens_per_s": {name: statistics.median(runs) for name, runs in results.items()},
         "runs": results,
