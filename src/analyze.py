@@ -301,7 +301,11 @@ def pretrained_target(cfg: DictConfig) -> Target:
     from src.training.checkpoint import read_any_checkpoint
 
     if cfg.get("task") is None:
-        raise ConfigError(f"ckpt={cfg.ckpt} is analysed on a task's data: give one, e.g. task=multi30k")
+        from src.pretrained import pretrained_config
+        from src.pretrained.fit import EXAMPLE_TASK, KIND_OF_ARCH
+
+        kind = KIND_OF_ARCH[pretrained_config(str(cfg.ckpt)[3:].strip())[0].arch]
+        raise ConfigError(f"ckpt={cfg.ckpt} is analysed on a task's data: give one, e.g. {EXAMPLE_TASK[kind]}")
     if cfg.out is None or not str(cfg.out).strip():
         raise ConfigError(f"ckpt={cfg.ckpt} has no run directory to write into: give out=<a new folder>")
     out = resolve_path(cfg.out)

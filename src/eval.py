@@ -95,9 +95,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # A bad file is the one line printed, before Lightning talks; ckpt=hf:<model> is a pretrained model (on task=...)
     checkpoint = read_any_checkpoint(cfg.ckpt, cfg.get("task"), "ckpt")
     if (checkpoint["hyper_parameters"].get("pretrained") or {}).get("reading_only"):
-        example = {"seq2seq": "task=multi30k", "lm": "task=char_lm task.path=<text file>"}.get(
-            checkpoint["hyper_parameters"]["kind"], "task=classification task.train_path=<tsv file>"
-        )
+        from src.pretrained.fit import EXAMPLE_TASK
+
+        example = EXAMPLE_TASK[checkpoint["hyper_parameters"]["kind"]]
         raise ConfigError(f"ckpt={cfg.ckpt} is evaluated on a task's data: give one, e.g. {example}")
     check_ablation(cfg.ablate, checkpoint_model_config(checkpoint))  # a bad spec: before the data are loaded
     try:  # Lightning checks the accelerator: before the data are loaded

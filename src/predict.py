@@ -273,6 +273,14 @@ def continue_texts(
     empty text=... starts from BOS, an empty line of a file stays empty. One text at a time: prompts of different
     lengths cannot share a batch without padding inside the prompt."""
     wanted = set(with_content(inputs, where, "text to continue")) if where != ["text"] else {0}
+    longest = max((len(ids) for ids in inputs), default=0) or 1
+    room = model.cfg.max_len - longest + 1  # the positions left after the prompt (decoding.generate stops there)
+    if room < settings["max_new_tokens"]:
+        print_warning(
+            f"decode.max_new_tokens={settings['max_new_tokens']}: the model has {model.cfg.max_len} positions and "
+            f"the {'longest ' if len(inputs) > 1 else ''}prompt takes {longest}, so at most {max(room, 1)} tokens "
+            "are generated"
+        )
     lines = []
     for i, (text, ids) in enumerate(zip(texts, inputs)):
         if i not in wanted:
@@ -296,6 +304,12 @@ def predict(cfg: DictConfig) -> list[str]:
         torch.set_num_threads(cfg.torch_threads)
     checkpoint = read_any_checkpoint(cfg.ckpt, cfg.get("task"), "ckpt")  # ckpt=hf:<model>: a pretrained one
     check_ablation(cfg.ablate, checkpoint_model_config(checkpoint))  # a bad spec: before the data are loaded
+    reading_only = (checkpoint["hyper_parameters"].get("pretrained") or {}).get("reading_only")
+    if reading_only and cfg.ablate.method == "mean":
+        raise ConfigError(
+            "ablate.method=mean needs a task's training examples for the heads' mean outputs: give task=... (or "
+            "use ablate.method=zero)"
+        )
     module, datamodule = load_run(cfg.ckpt, checkpoint=checkpoint)
     check_decoding(cfg, datamodule.kind)
     if datamodule.kind == "classification":

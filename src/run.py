@@ -34,7 +34,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,12 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.analyze import ANALYSIS_DIR, Target, analyze_checkpoint, device_for
 from src.cli import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
 from src.data import absolute_task_paths
-from src.model import ConfigError
+from src.model import ConfigError, ModelAxes
 from src.provenance import RunRecord, command_line, hydra_value, shell_override
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
@@ -224,12 +224,20 @@ def train(
     )
     model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
     longest = max(datamodule.max_src_len, datamodule.max_tgt_len)
+    if cfg.model.pretrained:  # its positions are fixed: the task must fit them
+        from src.pretrained.fit import check_length
+
+        check_length(f"model.pretrained={cfg.model.pretrained}", model_cfg, longest)
     if model_cfg.max_len < longest:
         raise ConfigError(
             f"model.max_len={model_cfg.max_len} is shorter than the task's longest sequence ({longest} tokens): "
             f"set model.max_len={longest} or more (or lower task.max_len)"
         )
     model_cfg.validate()  # again, now with the real vocabulary sizes
+    if cfg.model.pretrained:  # the config printed, and saved with the checkpoints, says what the model is
+        with open_dict(cfg.model):
+            for axis in fields(ModelAxes):
+                cfg.model[axis.name] = getattr(model_cfg, axis.name)
 
     config = to_plain(cfg)
     numerics = numeric_settings(config)
@@ -244,13 +252,7 @@ def train(
 
     module = TransformerLitModule(config, asdict(model_cfg), datamodule.kind, str(run_dir), numerics)
     if cfg.model.pretrained and ckpt_path is None:  # a resume continues from its checkpoint's weights instead
-        from src.pretrained import load_weights_into
-
-        if load_weights_into(module.model, cfg.model.pretrained):
-            print_warning(
-                f"model.pretrained={cfg.model.pretrained} has no classification head for the task's "
-                f"{model_cfg.num_classes} classes: a new head starts from random weights"
-            )
+        start_from_pretrained(module.model, cfg.model.pretrained, datamodule)
     print_run_start(cfg, model_cfg, module, datamodule, run_dir)
 
     recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode, objective=objective_of(cfg))
@@ -299,6 +301,29 @@ def train(
     if trainer.is_global_zero:
         print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun(), speed=speed.summary())
     return metrics
+
+
+def start_from_pretrained(model, pretrained: str, datamodule) -> None:
+    """Load the pretrained weights into our model; a classifier's head is matched to the task's labels by name
+    (src/pretrained/fit.py), and replaced by a new one, with a warning, where the checkpoint has none for them."""
+    from src.model import ConfigError as HeadMismatch
+    from src.pretrained import label_names_of, load_weights_into, pretrained_config
+    from src.pretrained.fit import align_head
+
+    name = f"model.pretrained={pretrained}"
+    new_head = load_weights_into(model, pretrained)
+    if not new_head and datamodule.kind == "classification":
+        _, _, hf_config = pretrained_config(pretrained)
+        try:
+            align_head(model, label_names_of(hf_config, model.cfg.num_classes), datamodule.label_names, name)
+        except HeadMismatch:
+            model.head[1].reset_parameters()  # names of another label set: start the task's head anew
+            new_head = True
+    if new_head:
+        print_warning(
+            f"{name} has no classification head for the task's labels {datamodule.label_names}: "
+            "a new head starts from random weights"
+        )
 
 
 def run_tokenizer(pretrained: str, run_dir: Path):

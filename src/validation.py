@@ -154,7 +154,12 @@ def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
         return
     from src.pretrained import pretrained_config
 
-    pretrained_config(name)  # a missing, unreachable or unsupported model first: the settings do not matter then
+    if not str(name).strip() or str(name).startswith("hf:"):
+        raise ConfigError(
+            f"model.pretrained={name!r}: give a hub name or a model directory (without hf:, which is for ckpt=), "
+            "or leave it out to train from scratch"
+        )
+    model_cfg, _, _ = pretrained_config(name)  # a missing or unsupported model first: nothing else matters then
     given = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
     fixed = list(dict.fromkeys(key for key in given if key == "model" or key.startswith("model.")))
     fixed = [key for key in fixed if key not in PRETRAINED_MAY_SET]
@@ -170,6 +175,9 @@ def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
             f"model.pretrained={name} reads text with its own tokenizer, and task={cfg.task.name} has its own "
             f"symbols: choose a task that reads text ({readers})"
         )
+    from src.pretrained.fit import check_task_kind
+
+    check_task_kind(f"model.pretrained={name}", model_cfg, cfg.task.name)
 
 
 def warn_unread_tokenizer_settings(cfg: DictConfig) -> None:

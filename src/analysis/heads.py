@@ -67,7 +67,7 @@ def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
                     for layer, module in enumerate(modules):
                         module.head_gate = gates[site][:, layer]  # (B, H)
                 logits = forward_batch(model, kind, batch).logits
-                loss, count = per_example_loss(logits, target_of(model, kind, batch), kind, model.cfg.pad_id)
+                loss, count = per_example_loss(logits, target_of(model, kind, batch), kind)
                 per_example = loss / count.clamp(min=1)  # (B,) L(x): each example's mean token loss
                 grads = torch.autograd.grad(per_example.sum(), list(gates.values()))
                 for site, grad in zip(gates, grads):

@@ -25,9 +25,9 @@ from sacrebleu.metrics import BLEU
 from torch import Tensor, nn
 
 from src.data import task_spec
-from src.model import PAD_ID, ConfigError, generate
+from src.model import ConfigError, generate
 from src.model.head_mask import attention_sites, head_gate_rows, restore_head_gate_rows
-from src.training.inference import forward_batch
+from src.training.inference import IGNORE_INDEX, forward_batch, scored_target
 from src.training.metrics import exact_match
 from src.training.report import print_warning
 
@@ -90,25 +90,19 @@ def repeat_batch(batch: Mapping[str, Tensor], times: int) -> dict[str, Tensor]:
 
 
 def target_of(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> Tensor:
-    """What the logits are scored against, as TransformerLitModule._target: PAD positions are not scored."""
-    if kind == "classification":
-        return batch["label"]
-    if kind == "lm":
-        trainable = model.trainable_positions(batch["tgt_in"])
-        if trainable is not None:
-            return batch["tgt_out"].masked_fill(~trainable, model.cfg.pad_id)
-    return batch["tgt_out"]
+    """What the logits are scored against, as training scores them: IGNORE_INDEX positions are not scored."""
+    return scored_target(model, kind, batch)
 
 
-def per_example_loss(logits: Tensor, target: Tensor, kind: str, pad_id: int = PAD_ID) -> tuple[Tensor, Tensor]:
+def per_example_loss(logits: Tensor, target: Tensor, kind: str) -> tuple[Tensor, Tensor]:
     """(summed cross-entropy, scored tokens) per example, each (B,): a classifier scores one label per example;
-    target positions holding `pad_id` (the model's) are not scored.
+    target positions holding IGNORE_INDEX (target_of) are not scored.
     In float32 at least (a bf16 model's logits are promoted), float64 for a float64 model."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if kind == "classification":
         return F.cross_entropy(logits, target, reduction="none"), torch.ones_like(target, dtype=logits.dtype)
-    token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=pad_id, reduction="none")
-    return token_loss.view_as(target).sum(1), (target != pad_id).sum(1).to(logits.dtype)  # (B,), (B,)
+    token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+    return token_loss.view_as(target).sum(1), (target != IGNORE_INDEX).sum(1).to(logits.dtype)  # (B,), (B,)
 
 
 class SplitScorer:
@@ -186,9 +180,7 @@ class SplitScorer:
                     with row_masks(self.model, chosen, rows):
                         big = repeat_batch(batch, len(chosen))
                         logits = forward_batch(self.model, self.kind, big).logits
-                        loss, count = per_example_loss(
-                            logits, target_of(self.model, self.kind, big), self.kind, self.model.cfg.pad_id
-                        )
+                        loss, count = per_example_loss(logits, target_of(self.model, self.kind, big), self.kind)
                     totals[group.start : group.stop] += loss.view(len(chosen), rows).sum(1).double().cpu()
                     tokens[group.start : group.stop] += count.view(len(chosen), rows).sum(1).double().cpu()
         finally:

@@ -45,13 +45,13 @@ class PretrainedTokenizer:
             ) from None
         try:
             tokenizer = AutoTokenizer.from_pretrained(directory)
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, TypeError, AttributeError) as error:
             first_line = (str(error).splitlines() or [type(error).__name__])[0]
             raise DataError(f"{name}: no tokenizer can be loaded from {directory} ({first_line})") from None
         if len(tokenizer) != vocab_size:
             raise DataError(
-                f"{name}: its tokenizer has {len(tokenizer)} tokens and its model {vocab_size}: "
-                "the tokenizer files belong to another model"
+                f"{name}: its tokenizer has {len(tokenizer)} tokens and its model {vocab_size}: the tokenizer files "
+                f"in {directory} are missing or belong to another model: copy the model's own there"
             )
         unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else specials.pad
         return cls(tokenizer, SpecialIds(specials.pad, specials.bos, specials.eos, unk))
@@ -96,8 +96,8 @@ class PretrainedTokenizer:
     def unknown_pieces(self, text: str) -> list[str]:
         """The pieces of `text` read as the tokenizer's <unk>, each once (a byte-level BPE such as GPT-2's has none)."""
         unk = self.tokenizer.unk_token_id
-        if unk is None:
-            return []
+        if unk is None or unk in (self.specials.eos, self.specials.bos, self.specials.pad):
+            return []  # no <unk> of its own (GPT-2: a byte-level BPE reads everything; its unk is <|endoftext|>)
         if self.tokenizer.is_fast:
             encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             pairs = zip(encoding["input_ids"], encoding["offset_mapping"])

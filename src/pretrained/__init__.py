@@ -44,9 +44,13 @@ class Pretrained:
 
     @property
     def label_names(self) -> list[str]:
-        """A classifier's class names, by id (config.json's id2label; LABEL_0, ... where it names none)."""
-        id2label = getattr(self.hf_config, "id2label", None) or {}
-        return [str(id2label.get(i, f"LABEL_{i}")) for i in range(self.config.num_classes)]
+        return label_names_of(self.hf_config, self.config.num_classes)
+
+
+def label_names_of(hf_config: Any, num_classes: int) -> list[str]:
+    """A classifier's class names, by id (config.json's id2label; LABEL_0, ... where it names none)."""
+    id2label = getattr(hf_config, "id2label", None) or {}
+    return [str(id2label.get(i, f"LABEL_{i}")) for i in range(num_classes)]
 
 
 def family_of(hf_config: Any, name: str) -> Any:

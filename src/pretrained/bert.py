@@ -26,6 +26,11 @@ def model_config(hf: Any, num_classes: int = 0) -> TransformerConfig:
         raise ConfigError(f"BERT activation {hf.hidden_act!r} is not supported: one of {list(ACTIVATIONS)}")
     if getattr(hf, "position_embedding_type", "absolute") != "absolute":
         raise ConfigError(f"BERT position_embedding_type={hf.position_embedding_type!r}: only 'absolute' is supported")
+    if hf.num_labels < 2 or getattr(hf, "problem_type", None) in ("regression", "multi_label_classification"):
+        raise ConfigError(
+            f"BERT with a {getattr(hf, 'problem_type', None) or 'regression'} head ({hf.num_labels} labels) is not "
+            "supported: only single-label classification (num_labels >= 2)"
+        )
     pad = hf.pad_token_id if hf.pad_token_id is not None else 0
     return TransformerConfig(
         arch="encoder_only",

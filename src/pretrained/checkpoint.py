@@ -14,11 +14,11 @@ from typing import Any
 from src.model import ConfigError
 
 from . import load_pretrained
+from .fit import KIND_OF_ARCH, check_task_kind
 
 HF_PREFIX = "hf:"
 
-# What a pretrained architecture does, as one of our task kinds, and the task that reads text of that kind.
-KIND_OF_ARCH = {"decoder_only": "lm", "encoder_decoder": "seq2seq", "encoder_only": "classification"}
+# The task that reads text of each kind (what predict reads text as, without a task).
 TEXT_TASK_OF_KIND = {"lm": "char_lm", "seq2seq": "translation", "classification": "classification"}
 
 
@@ -40,6 +40,8 @@ def pretrained_checkpoint(ckpt: str, task: dict | None = None, field_name: str =
         )
     cfg = pretrained.config
     kind = KIND_OF_ARCH[cfg.arch]
+    if task is not None:
+        check_task_kind(name, cfg, str(task.get("name")))
     return {
         "hyper_parameters": {
             "config": {

@@ -41,6 +41,15 @@ def resolve(name_or_dir: str) -> Path:
         )
     hub = _hub()
     from huggingface_hub import errors
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name_or_dir)
+    except HFValidationError:
+        raise ConfigError(
+            f"{name_or_dir!r} is neither a directory nor a hub name (name or org/name, letters, digits, - _ .): "
+            "check the spelling"
+        ) from None
 
     try:
         directory = Path(hub.snapshot_download(name_or_dir, allow_patterns=[*FILES, "*.safetensors"]))
@@ -89,7 +98,11 @@ def read_weights(directory: Path, name: str) -> dict[str, Tensor]:
 
         state: dict[str, Tensor] = {}
         for file in safetensors:
-            state.update(load_file(file))
+            try:
+                state.update(load_file(file))
+            except Exception as error:  # safetensors raises its own error types (a damaged or truncated file)
+                first_line = (str(error).splitlines() or [type(error).__name__])[0]
+                raise ConfigError(f"{file} cannot be read ({first_line}): download it again") from None
         return state
     bin_file = directory / "pytorch_model.bin"
     if bin_file.is_file():

@@ -221,6 +221,8 @@ def check_resumable_settings(
             for k in saved_config.get(group, {})
             if k in (config.get(group) or {})
         ]
+        if (saved_config.get("model") or {}).get("pretrained"):  # its config.json decides: compare the name only
+            keys = [key for key in keys if not key.startswith("model.") or key == "model.pretrained"]
         for key in keys:
             saved_value, value = _lookup(saved_config, key), _lookup(config, key)
             if saved_value != value:
@@ -282,6 +284,13 @@ def load_run(
             f"{field_name}={checkpoint_path} classifies into {module.model_cfg.num_classes} classes and "
             f"task={config['task']['name']} has {datamodule.num_classes}: fine-tune it on the task with src.run"
         )
+    if hparams.get("pretrained"):  # ckpt=hf:<model> on a task: what our own runs checked when they trained
+        from src.pretrained.fit import align_head, check_length
+
+        name = hparams["pretrained"]["name"]
+        check_length(name, module.model_cfg, max(datamodule.max_src_len, datamodule.max_tgt_len))
+        if hparams["kind"] == "classification":
+            align_head(module.model, hparams["pretrained"]["label_names"], datamodule.label_names, name)
     return module, datamodule
 
 

@@ -18,6 +18,25 @@ from torch import Tensor, nn
 
 from src.model import ModelOutput, generate
 
+IGNORE_INDEX = -100  # a target position that is not scored (PyTorch's cross_entropy default)
+
+
+def scored_target(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> Tensor:
+    """What the logits are scored against, IGNORE_INDEX where nothing is: the padding (batch["tgt_real"], from the
+    examples' lengths, so a real token that shares the pad id, GPT-2's <|endoftext|>, is scored) and, under the
+    prefix-LM mask, the positions that see their own target. Classification: the labels."""
+    if kind == "classification":
+        return batch["label"]
+    target = batch["tgt_out"]
+    real = batch.get("tgt_real")
+    if real is None:  # a batch made without lengths: our vocabularies' pad only pads
+        real = target != model.cfg.pad_id
+    if kind == "lm":
+        trainable = model.trainable_positions(batch["tgt_in"])
+        if trainable is not None:
+            real = real & trainable
+    return target.masked_fill(~real, IGNORE_INDEX)
+
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:

@@ -78,7 +78,15 @@ class CorpusBLEU(Metric):
 class SplitMetrics(nn.Module):
     """The metric state of one split. `update_*` per batch, `compute()` at the end of the epoch, then `reset()`."""
 
-    def __init__(self, kind: str, num_outputs: int, with_bleu: bool, eos_id: int = EOS_ID, pad_id: int = PAD_ID):
+    def __init__(
+        self,
+        kind: str,
+        num_outputs: int,
+        with_bleu: bool,
+        eos_id: int = EOS_ID,
+        pad_id: int = PAD_ID,
+        ignore_index: int = PAD_ID,
+    ):
         super().__init__()
         self.kind = kind
         self.eos_id, self.pad_id = eos_id, pad_id  # the model's special ids (TransformerConfig)
@@ -86,7 +94,7 @@ class SplitMetrics(nn.Module):
         if kind == "classification":
             self.acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
         else:
-            self.token_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro", ignore_index=pad_id)
+            self.token_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro", ignore_index=ignore_index)
         if kind == "seq2seq":
             self.exact_match = MeanMetric()
         # corpus BLEU on detokenized text, as sacrebleu computes it (13a tokenization, exponential smoothing)

@@ -20,7 +20,7 @@ from src.data import task_spec
 from src.model import ModelOutput, TransformerConfig, build_model
 from src.model.ablation import apply_ablation, parse_ablation
 
-from .inference import forward_batch, greedy_decode
+from .inference import IGNORE_INDEX, forward_batch, greedy_decode, scored_target
 from .metrics import SplitMetrics, metric_tags
 from .optim import build_optimizer, time_budget_fraction
 
@@ -60,7 +60,9 @@ class TransformerLitModule(L.LightningModule):
         num_outputs = self.model_cfg.num_classes if kind == "classification" else self.model_cfg.tgt_vocab_size
         self.split_metrics = nn.ModuleDict(
             {
-                split: SplitMetrics(kind, num_outputs, task.bleu, self.model_cfg.eos_id, self.model_cfg.pad_id)
+                split: SplitMetrics(
+                    kind, num_outputs, task.bleu, self.model_cfg.eos_id, self.model_cfg.pad_id, IGNORE_INDEX
+                )
                 for split in ("val", "test", "test_long")
             }
         )
@@ -74,14 +76,8 @@ class TransformerLitModule(L.LightningModule):
         return forward_batch(self.model, self.kind, batch)  # logits (B, T, V), or (B, C) for classification
 
     def _target(self, batch: dict[str, Tensor]) -> Tensor:
-        """What the logits are scored against; positions set to PAD are not scored."""
-        if self.kind == "classification":
-            return batch["label"]
-        if self.kind == "lm":  # a prefix-LM must not be scored where it can see its own target
-            trainable = self.model.trainable_positions(batch["tgt_in"])
-            if trainable is not None:
-                return batch["tgt_out"].masked_fill(~trainable, self.model.cfg.pad_id)
-        return batch["tgt_out"]
+        """What the logits are scored against; IGNORE_INDEX positions are not scored (inference.scored_target)."""
+        return scored_target(self.model, self.kind, batch)
 
     def loss(self, logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
         """Mean cross-entropy over the non-pad target tokens (teacher forcing: logits at position t predict
@@ -92,7 +88,7 @@ class TransformerLitModule(L.LightningModule):
         loss = F.cross_entropy(
             logits.flatten(0, 1),  # (B*T, V)
             target.flatten(),  # (B*T,)
-            ignore_index=self.model.cfg.pad_id,  # padding; GPT-2's pad is <|endoftext|>: not scored either
+            ignore_index=IGNORE_INDEX,  # padding (and a prefix-LM's prefix)
             label_smoothing=label_smoothing,
         )
         return loss, self._count(target)
@@ -100,7 +96,7 @@ class TransformerLitModule(L.LightningModule):
     def _count(self, target: Tensor) -> Tensor:
         if self.kind == "classification":
             return target.new_tensor(target.numel())  # one label per example
-        return (target != self.model.cfg.pad_id).sum()
+        return (target != IGNORE_INDEX).sum()
 
     # --- training -----------------------------------------------------------------------------------------------
 

@@ -4,12 +4,13 @@ directories are what save_pretrained writes (model + tokenizer), as a hub snapsh
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from src.pretrained import load_pretrained
-from src.training.checkpoint import load_run
+from src.training.checkpoint import load_run, read_any_checkpoint
 from tests.conftest import run_in_process
 
-from .conftest import PAD, tiny_bert, tiny_gpt2, tiny_marian, transformers
+from .conftest import PAD, save, save_bert_tokenizer, tiny_bert, tiny_gpt2, tiny_marian, transformers
 
 pytestmark = pytest.mark.slow
 
@@ -85,15 +86,26 @@ def test_eval_scores_marian_with_sacrebleu_on_a_task(marian_dir, tmp_path):
     "args,message",
     [
         (["ckpt=hf:{marian}"], "is evaluated on a task's data: give one, e.g. task=multi30k"),
-        (["ckpt=hf:{bert}", "task=sort"], "task=sort has its own symbols, and a pretrained model reads text"),
+        (["ckpt=hf:{marian}", "task=sort"], "task=sort has its own symbols, and a pretrained model reads text"),
         (["ckpt=hf:{bert_pretraining}"], "has no classification head .*: fine-tune it first"),
+        (["ckpt=hf:{gpt2}", "task=classification", "task.train_path={tsv}"], "does lm tasks; task=classification"),
+        (["ckpt=hf:{bert}", "task=classification", "task.train_path={tsv}", "task.max_len=100"], "lower task.max_len"),
+        (["ckpt=hf:{broken}"], "model.safetensors cannot be read"),
+        (["ckpt=hf:my model"], "is neither a directory nor a hub name"),
     ],
-    ids=["no-task", "symbol-task", "no-head"],
+    ids=["no-task", "symbol-task", "no-head", "wrong-kind", "too-long", "damaged", "bad-hub-name"],
 )
-def test_eval_refuses_what_cannot_work_in_one_line(marian_dir, bert_dir, tmp_path, args, message):
+def test_eval_refuses_what_cannot_work_in_one_line(marian_dir, bert_dir, gpt2_dir, tmp_path, args, message):
     bert_pretraining = tmp_path / "bert-pretraining"
     tiny_bert("pretraining").save_pretrained(bert_pretraining)
-    places = {"marian": marian_dir, "bert": bert_dir, "bert_pretraining": bert_pretraining}
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((gpt2_dir / "config.json").read_bytes())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 100)
+    tsv = tmp_path / "labels.tsv"
+    tsv.write_text("".join(f"{'good ' * 30}film {i}\tpos\nbad film {i}\tneg\nso so {i}\tmid\n" for i in range(10)))
+    places = {"marian": marian_dir, "bert": bert_dir, "bert_pretraining": bert_pretraining, "gpt2": gpt2_dir}
+    places |= {"broken": broken, "tsv": tsv}
     code, out, err = run_in_process("src.eval", *(arg.format(**places) for arg in args))
     assert code == 2
     lines = [line for line in err.splitlines() if line.startswith("error:")]
@@ -178,3 +190,35 @@ def test_analyze_scores_the_heads_of_a_pretrained_model_on_a_task(gpt2_dir, tmp_
     assert (out / "report.md").is_file() and (out / "heads.csv").read_text().count("\n") == 1 + 2 * 4  # 2 x 4 heads
     code, stdout, err = run_in_process("src.analyze", f"ckpt=hf:{gpt2_dir}", *task)
     assert code == 2 and "has no run directory to write into: give out=<a new folder>" in err
+
+
+def test_a_classifier_is_matched_to_the_tasks_labels_by_name(tmp_path):
+    """config.json's id2label names the head's classes; the task sorts its labels: they meet by name."""
+    hf = tiny_bert(num_labels=2, id2label={0: "pos", 1: "neg"}, label2id={"pos": 0, "neg": 1})
+    model_dir = save(hf, tmp_path / "bert-posneg", save_bert_tokenizer)
+    tsv = tmp_path / "reviews.tsv"
+    tsv.write_text("".join(f"good film {i}\tpos\nbad film {i}\tneg\n" for i in range(10)))
+    checkpoint = read_any_checkpoint(
+        f"hf:{model_dir}", OmegaConf.create({"name": "classification", "train_path": str(tsv), "max_len": 40})
+    )
+    module, datamodule = load_run(f"hf:{model_dir}", checkpoint=checkpoint)
+    assert datamodule.label_names == ["neg", "pos"]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        theirs = hf(**tokenizer("a good film", return_tensors="pt")).logits[0]  # (pos, neg)
+        ours = module.model(torch.tensor([datamodule.encode_input("a good film")[0]])).logits[0]  # (neg, pos)
+    torch.testing.assert_close(ours, theirs.flip(0), atol=1e-5, rtol=0)
+
+
+def test_mean_ablation_without_a_task_asks_for_one(gpt2_dir):
+    code, out, err = run_in_process(
+        "src.predict", f"ckpt=hf:{gpt2_dir}", "text=the cat", "ablate.heads=[decoder_self:0:0]", "ablate.method=mean"
+    )
+    assert code == 2 and "ablate.method=mean needs a task's training examples" in err
+
+
+def test_run_refuses_an_hf_prefix_in_model_pretrained(gpt2_dir, tmp_path):
+    code, out, err = run_in_process(
+        "src.run", f"model.pretrained=hf:{gpt2_dir}", "task=char_lm", f"hydra.run.dir={tmp_path / 'r'}"
+    )
+    assert code == 2 and "without hf:, which is for ckpt=" in err

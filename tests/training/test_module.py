@@ -8,7 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from src.data.collate import collate_lm
 from src.model import EOS_ID, PAD_ID, TransformerConfig
+from src.model.tokens import SpecialIds
+from src.training.inference import IGNORE_INDEX
 from src.training.metrics import exact_match
 from src.training.module import TransformerLitModule
 
@@ -58,11 +61,22 @@ def seq2seq_batch():
     }
 
 
+def test_a_real_token_that_shares_the_pad_id_is_scored_and_the_padding_is_not():
+    """GPT-2 pads with <|endoftext|>, which is also a real target between documents: the lengths decide."""
+    module = make_module(kind="lm", task="char_lm")
+    module.model.cfg.pad_id = 9
+    gpt2_like = SpecialIds(pad=9, bos=9, eos=9)
+    batch = collate_lm([{"tokens": torch.tensor([4, 9, 5, 6])}, {"tokens": torch.tensor([4, 5, 9])}], gpt2_like)
+    assert batch["tgt_out"].tolist() == [[9, 5, 6], [5, 9, 9]]  # the second row's last 9 is padding
+    assert module._target(batch).tolist() == [[9, 5, 6], [5, 9, IGNORE_INDEX]]
+
+
 def test_loss_ignores_padding():
     module = make_module()
     torch.manual_seed(0)
     logits = torch.randn(2, 4, VOCAB)
-    target = seq2seq_batch()["tgt_out"]
+    batch = seq2seq_batch()
+    target = module._target(batch)  # the padding is not scored
     loss, count = module.loss(logits, target)
     assert int(count) == 7
     # Changing the logits at the padded position changes nothing.
@@ -70,8 +84,8 @@ def test_loss_ignores_padding():
     changed[1, 3] = 100.0
     assert module.loss(changed, target)[0] == pytest.approx(loss.item())
     # It equals the mean over the non-pad positions.
-    keep = target != PAD_ID
-    manual = torch.nn.functional.cross_entropy(logits[keep], target[keep])
+    keep = batch["tgt_out"] != PAD_ID
+    manual = torch.nn.functional.cross_entropy(logits[keep], batch["tgt_out"][keep])
     assert loss.item() == pytest.approx(manual.item())
 
 
@@ -140,7 +154,7 @@ def test_prefix_lm_is_not_scored_where_it_sees_its_own_target():
     module = make_module(kind="lm", task="char_lm", mask={"type": "prefix", "prefix_len": 3})
     batch = {"tgt_in": torch.tensor([[1, 5, 6, 7, 8]]), "tgt_out": torch.tensor([[5, 6, 7, 8, 9]])}
     # positions 0 and 1 predict tokens 1 and 2, which lie inside the bidirectional prefix: not scored
-    assert module._target(batch).tolist() == [[PAD_ID, PAD_ID, 7, 8, 9]]
+    assert module._target(batch).tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 7, 8, 9]]
     assert make_module(kind="lm", task="char_lm")._target(batch).tolist() == [[5, 6, 7, 8, 9]]
 
 

@@ -47,7 +47,7 @@ def test_a_train_stride_overlaps_the_training_windows_only(tmp_path):
 def test_batches_predict_the_next_character(tmp_path):
     dm = build(tmp_path)
     batch = next(iter(dm.train_dataloader()))
-    assert batch.keys() == {"tgt_in", "tgt_out"}
+    assert batch.keys() == {"tgt_in", "tgt_out", "tgt_real"} and batch["tgt_real"].all()  # full windows
     assert batch["tgt_in"].shape == (8, 16) and dm.max_tgt_len == 16
     assert torch.equal(batch["tgt_in"][:, 1:], batch["tgt_out"][:, :-1])
 

@@ -128,7 +128,7 @@ def test_encode_decode_round_trip_and_token_strings():
 
 def test_probe_batch_is_fixed():
     a, b = build("sort").probe_batch(4), build("sort").probe_batch(4)
-    assert a.keys() == {"src", "tgt_in", "tgt_out"} and a["src"].shape[0] == 4
+    assert a.keys() == {"src", "tgt_in", "tgt_out", "tgt_real"} and a["src"].shape[0] == 4
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

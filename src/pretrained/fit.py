@@ -1,0 +1,63 @@
+"""Whether a pretrained model fits the task it is given: its kind of task, the length of the task's sequences, and
+its classifier's labels. One `ConfigError` line each, before any work; shared by src.run (fine-tuning) and the
+commands that read `ckpt=hf:<model>`."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from src.data import task_spec
+from src.model import ConfigError, TransformerConfig
+
+# What a pretrained architecture does, as one of our task kinds.
+KIND_OF_ARCH = {"decoder_only": "lm", "encoder_decoder": "seq2seq", "encoder_only": "classification"}
+# A text task of each kind, for the fixes the errors suggest.
+EXAMPLE_TASK = {
+    "seq2seq": "task=multi30k",
+    "lm": "task=char_lm task.path=<text file>",
+    "classification": "task=classification task.train_path=<tsv file>",
+}
+GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' names for labels nobody named
+
+
+def check_task_kind(name: str, cfg: TransformerConfig, task_name: str) -> None:
+    """GPT-2 continues text, Marian translates, BERT classifies: a task of another kind is refused."""
+    kind, needed = task_spec(task_name).kind, KIND_OF_ARCH[cfg.arch]
+    if kind != needed:
+        raise ConfigError(
+            f"{name} is {cfg.arch.replace('_', '-')} and does {needed} tasks; task={task_name} is a {kind} task: "
+            f"choose a {needed} task, e.g. {EXAMPLE_TASK[needed]}"
+        )
+
+
+def check_length(name: str, cfg: TransformerConfig, longest: int) -> None:
+    """The task's longest sequence (tokens, the tokenizer's marks included) must fit the model's positions."""
+    if longest > cfg.max_len:
+        raise ConfigError(
+            f"the task's longest sequence is {longest} tokens and {name} has {cfg.max_len} positions: lower "
+            f"task.max_len (or task.block_size) by {longest - cfg.max_len} or more"
+        )
+
+
+def align_head(model: nn.Module, head_labels: list[str], task_labels: list[str], name: str) -> str:
+    """Match a pretrained classifier's classes to the task's by name (config.json's id2label): the same names in
+    another order reorder the head's rows; transformers' unnamed LABEL_<i> keep their positions; other names are
+    refused. Returns "same", "reordered" or "unnamed"."""
+    if head_labels == task_labels:
+        return "same"
+    if all(GENERIC_LABEL.fullmatch(label) for label in head_labels):
+        return "unnamed"
+    if sorted(head_labels) != sorted(task_labels):
+        raise ConfigError(
+            f"{name} classifies into {head_labels} and the task's labels are {task_labels}: fine-tune it on the "
+            f"task (python -m src.run model.pretrained={name} ...), which gives it a head of the task's labels"
+        )
+    order = torch.tensor([head_labels.index(label) for label in task_labels])
+    linear = model.head[1]
+    with torch.no_grad():
+        linear.weight.copy_(linear.weight[order])
+        linear.bias.copy_(linear.bias[order])
+    return "reordered"
