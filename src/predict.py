@@ -153,6 +153,49 @@ def check_output(cfg: DictConfig) -> Path | None:
     return out
 
 
+def check_attention_page(cfg: DictConfig) -> Path | None:
+    """Where the attention page goes (attention=<file.html>): a new file in an existing folder, for one text."""
+    if cfg.attention is None:
+        if cfg.target is not None:
+            raise ConfigError("target= is the decoder side of an attention page: add attention=<file.html>, or drop it")
+        return None
+    if cfg.text is None:
+        raise ConfigError("attention= draws the attention on one text: give text=... (not input=<file>)")
+    page = Path(cfg.attention).expanduser()
+    if page.is_dir():
+        raise ConfigError(f"attention={cfg.attention} is a directory: give a file name, e.g. {page / 'attention.html'}")
+    if page.exists():
+        raise ConfigError(f"attention={cfg.attention} already exists: choose a new name or delete it first")
+    if not page.parent.is_dir():
+        raise ConfigError(
+            f"attention={cfg.attention}: the folder {page.parent} does not exist: create it or choose another"
+        )
+    if page.suffix.lower() not in (".html", ".htm"):
+        print_warning(
+            f"attention={cfg.attention} is written as an HTML page: a name ending in .html opens in a browser"
+        )
+    return page
+
+
+def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkpoint: dict) -> None:
+    """The attention on cfg.text, with the run's head importance when it has an analysis, into `page`."""
+    from src.dashboard.explorer import attention_on_text, read_importance, write_page
+    from src.training.checkpoint import run_dir_of
+
+    if cfg.target is not None and datamodule.kind != "seq2seq":
+        print_warning(f"target= is not used: a {datamodule.kind} model has no decoder side to give")
+    target = cfg.target if datamodule.kind == "seq2seq" else None
+    view, cuts = attention_on_text(module.model, datamodule, cfg.text, target, max_new_tokens=cfg.decode.max_new_tokens)
+    for line in cuts:
+        print_warning(line)
+    if not checkpoint["hyper_parameters"].get("pretrained"):
+        view.importance = read_importance(run_dir_of(cfg.ckpt, checkpoint) / "analysis")
+    if page.exists():  # it may have appeared while the model ran: still never overwritten
+        raise ConfigError(f"attention={cfg.attention} appeared while predicting: choose a new name")
+    write_page(view, page)
+    print(f"attention: {page}", file=sys.stderr)
+
+
 def check_settings(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError(
@@ -300,6 +343,7 @@ def predict(cfg: DictConfig) -> list[str]:
     check_settings(cfg)
     texts, where = read_texts(cfg)
     check_output(cfg)
+    page = check_attention_page(cfg)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     checkpoint = read_any_checkpoint(cfg.ckpt, cfg.get("task"), "ckpt")  # ckpt=hf:<model>: a pretrained one
@@ -322,17 +366,20 @@ def predict(cfg: DictConfig) -> list[str]:
         print(ablated_line(module, ablation), file=sys.stderr)
 
     with eval_mode(module.model):  # every kind: no dropout, and no gradients (nothing here is trained)
+        repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
         if datamodule.kind == "classification":
             results = classify(module.model, datamodule, inputs, where, cfg.batch_size)
-            return results[0] if cfg.text is not None else [labels[0] for labels in results]
-        settings = decode_settings(cfg)
-        repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
-        if datamodule.kind == "seq2seq":
+            lines = results[0] if cfg.text is not None else [labels[0] for labels in results]
+        elif datamodule.kind == "seq2seq":
+            settings = decode_settings(cfg)
             lines = translate(module.model, datamodule, inputs * repeats, where * repeats, settings, cfg.batch_size)
         else:
+            settings = decode_settings(cfg)
             lines = continue_texts(module.model, datamodule, texts, inputs, where, settings, repeats)
     if repeats > 1:  # num_samples=N of one text (a file gets one output per line): each sample under its header
         lines = [f"--- sample {i + 1} ---\n{line}" for i, line in enumerate(lines)]
+    if page is not None:
+        write_attention_page(cfg, page, module, datamodule, checkpoint)
     return lines
 
 

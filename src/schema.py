@@ -294,6 +294,8 @@ class PredictConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     ablate: AblateConfig = field(default_factory=AblateConfig)  # heads and sublayers off while predicting
     task: Any = None  # ckpt=hf:<model> only, and optional: a task whose data it reads (mean ablation needs them)
+    attention: Optional[str] = None  # with text=: an HTML page of the attention on it (src/dashboard/explorer.py)
+    target: Optional[str] = None  # with attention= on an encoder-decoder: the decoder's side (default: its output)
 
 
 @dataclass
