@@ -61,6 +61,27 @@ def model_config(hf: Any, num_classes: int = 0) -> TransformerConfig:
     )
 
 
+# Per layer, ours <- Marian's: the residual blocks' norms and the feed-forward network (the attentions: _attention).
+ENCODER_LAYER = {
+    "attn_block.norm": "self_attn_layer_norm",
+    "ffn.linear1": "fc1",
+    "ffn.linear2": "fc2",
+    "ffn_block.norm": "final_layer_norm",
+}
+DECODER_LAYER = {
+    "self_block.norm": "self_attn_layer_norm",
+    "cross_block.norm": "encoder_attn_layer_norm",
+    "ffn.linear1": "fc1",
+    "ffn.linear2": "fc2",
+    "ffn_block.norm": "final_layer_norm",
+}
+
+# Per layer, our attention <- Marian's, and whether its Q, K, V fuse into one matrix (self-attention) or Q stays apart
+# from a fused K|V (cross-attention, whose keys and values come from the encoder).
+ENCODER_ATTENTION = {"self_attn": ("self_attn", True)}
+DECODER_ATTENTION = {"self_attn": ("self_attn", True), "cross_attn": ("encoder_attn", False)}
+
+
 def _attention(weights: Weights, hf: str, d: int, fused_qkv: bool) -> dict[str, Tensor]:
     """One attention's q/k/v/out projections -> ours: self-attention fuses Q|K|V, cross-attention K|V."""
     w = {p: weights.take(f"{hf}.{p}_proj.weight", (d, d)) for p in ("q", "k", "v", "out")}
@@ -95,29 +116,20 @@ def convert(weights: Weights, cfg: TransformerConfig) -> dict[str, Tensor]:
     )
     for side in ("encoder", "decoder"):
         _check_positions(weights, f"{side}.embed_positions.weight", cfg)
-    blocks = {  # ours <- theirs, for the residual blocks' norms and the feed-forward network
-        "attn_block.norm": "self_attn_layer_norm",
-        "self_block.norm": "self_attn_layer_norm",
-        "cross_block.norm": "encoder_attn_layer_norm",
-        "ffn_block.norm": "final_layer_norm",
-        "ffn.linear1": "fc1",
-        "ffn.linear2": "fc2",
-    }
-    shapes = {"fc1": ((ff, d), (ff,)), "fc2": ((d, ff), (d,))}
-    for side, layers in (("encoder", cfg.enc_layers), ("decoder", cfg.dec_layers)):
-        mine = ("attn_block.norm", "ffn_block.norm", "ffn.linear1", "ffn.linear2")
-        if side == "decoder":
-            mine = ("self_block.norm", "cross_block.norm", "ffn_block.norm", "ffn.linear1", "ffn.linear2")
+    shapes = {"fc1": ((ff, d), (ff,)), "fc2": ((d, ff), (d,))}  # the other tensors here are LayerNorms: (d,), (d,)
+    sides = (
+        ("encoder", cfg.enc_layers, ENCODER_LAYER, ENCODER_ATTENTION),
+        ("decoder", cfg.dec_layers, DECODER_LAYER, DECODER_ATTENTION),
+    )
+    for side, layers, names, attentions in sides:
         for i in range(layers):
-            hf, layer = f"{side}.layers.{i}.", f"{side}.layers.{i}."
-            for name in mine:
-                weight_shape, bias_shape = shapes.get(blocks[name], ((d,), (d,)))
-                ours[f"{layer}{name}.weight"] = weights.take(f"{hf}{blocks[name]}.weight", weight_shape)
-                ours[f"{layer}{name}.bias"] = weights.take(f"{hf}{blocks[name]}.bias", bias_shape)
-            for theirs, site, fused in (("self_attn", "self_attn", True), ("encoder_attn", "cross_attn", False)):
-                if side == "encoder" and site == "cross_attn":
-                    continue
-                for name, tensor in _attention(weights, hf + theirs, d, fused).items():
-                    ours[f"{layer}{site}.{name}"] = tensor
+            prefix = f"{side}.layers.{i}."  # the same in both models
+            for ours_name, theirs in names.items():
+                weight_shape, bias_shape = shapes.get(theirs, ((d,), (d,)))
+                ours[f"{prefix}{ours_name}.weight"] = weights.take(f"{prefix}{theirs}.weight", weight_shape)
+                ours[f"{prefix}{ours_name}.bias"] = weights.take(f"{prefix}{theirs}.bias", bias_shape)
+            for ours_site, (theirs, fused_qkv) in attentions.items():
+                for name, tensor in _attention(weights, prefix + theirs, d, fused_qkv).items():
+                    ours[f"{prefix}{ours_site}.{name}"] = tensor
     weights.finish()
     return ours
