@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,optuna,cluster,wandb,mlflow,pretrained]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,optuna,cluster,wandb,mlflow,pretrained,bertviz]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -156,8 +156,9 @@ def check_output(cfg: DictConfig) -> Path | None:
 def check_attention_page(cfg: DictConfig) -> Path | None:
     """Where the attention page goes (attention=<file.html>): a new file in an existing folder, for one text."""
     if cfg.attention is None:
-        if cfg.target is not None:
-            raise ConfigError("target= is the decoder side of an attention page: add attention=<file.html>, or drop it")
+        for name in ("target", "attention_site"):
+            if cfg[name] is not None:
+                raise ConfigError(f"{name}= is a setting of the attention page: add attention=<file.html>, or drop it")
         return None
     if cfg.text is None:
         raise ConfigError("attention= draws the attention on one text: give text=... (not input=<file>)")
@@ -177,6 +178,18 @@ def check_attention_page(cfg: DictConfig) -> Path | None:
     return page
 
 
+def check_attention_site(site: str, model) -> None:
+    """attention_site= must be one of the model's own attention sites."""
+    from src.model.head_mask import attention_sites
+
+    sites = list(attention_sites(model))
+    if site not in sites:
+        raise ConfigError(
+            f"attention_site={site}: this {model.cfg.arch.replace('_', '-')} model has {', '.join(sites)}: "
+            "choose one of them"
+        )
+
+
 def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkpoint: dict) -> None:
     """The attention on cfg.text, with the run's head importance when it has an analysis, into `page`."""
     from src.dashboard.explorer import attention_on_text, read_importance, write_page
@@ -186,6 +199,7 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
         print_warning(f"target= is not used: a {datamodule.kind} model has no decoder side to give")
     target = cfg.target if datamodule.kind == "seq2seq" else None
     view, cuts = attention_on_text(module.model, datamodule, cfg.text, target, max_new_tokens=cfg.decode.max_new_tokens)
+    view.start_site = cfg.attention_site
     for line in cuts:
         print_warning(line)
     if not checkpoint["hyper_parameters"].get("pretrained"):
@@ -355,6 +369,8 @@ def predict(cfg: DictConfig) -> list[str]:
             "use ablate.method=zero)"
         )
     module, datamodule = load_run(cfg.ckpt, checkpoint=checkpoint)
+    if page is not None and cfg.attention_site is not None:  # before any decoding
+        check_attention_site(cfg.attention_site, module.model)
     check_decoding(cfg, datamodule.kind)
     if datamodule.kind == "classification":
         warn_if_labelled(datamodule.label_names, texts, where, cfg.input)

@@ -296,6 +296,7 @@ class PredictConfig:
     task: Any = None  # ckpt=hf:<model> only, and optional: a task whose data it reads (mean ablation needs them)
     attention: Optional[str] = None  # with text=: an HTML page of the attention on it (src/dashboard/explorer.py)
     target: Optional[str] = None  # with attention= on an encoder-decoder: the decoder's side (default: its output)
+    attention_site: Optional[str] = None  # with attention=: the site the page opens on (default: the first)
 
 
 @dataclass

@@ -42,6 +42,7 @@ class AttentionOnText:
     importance: dict[str, list[list[float]]] | None = None
     ablated: dict[str, list[list[bool]]] = field(default_factory=dict)
     title: str = ""
+    start_site: str | None = None  # the site the page opens on (None: the first)
 
     def as_bertviz(self) -> dict:
         """The keyword arguments of bertviz's head_view / model_view: per layer (1, H, Tq, Tk) tensors and the token
@@ -149,7 +150,7 @@ def page_data(view: AttentionOnText) -> dict:
             "importance": (view.importance or {}).get(site),
             "ablated": view.ablated.get(site, [[False] * heads for _ in range(layers)]),
         }
-    return {"title": view.title, "tokens": view.tokens, "sites": sites}
+    return {"title": view.title, "tokens": view.tokens, "sites": sites, "start": view.start_site}
 
 
 def render_page(view: AttentionOnText) -> str:
@@ -240,7 +241,7 @@ SCRIPT = r"""
 const data = JSON.parse(document.getElementById("data").textContent);
 const palette = ["#0071e3", "#d70015", "#248a3d", "#bf5af2", "#ff9f0a", "#30b0c7", "#a2845e", "#ff375f",
                  "#5e5ce6", "#64d2ff", "#32d74b", "#ffd60a", "#ac8e68", "#8e8e93", "#1d6f42", "#c93400"];
-const state = { site: Object.keys(data.sites)[0], layer: 0, heads: null, hover: null };
+const state = { site: data.start || Object.keys(data.sites)[0], layer: 0, heads: null, hover: null };
 const $ = (id) => document.getElementById(id);
 const svgNS = "http://www.w3.org/2000/svg";
 
@@ -254,6 +255,7 @@ function label(h) {
 function setup() {
   $("title").textContent = data.title || "attention";
   for (const [name, s] of Object.entries(data.sites)) $("site").add(new Option(s.title, name));
+  $("site").value = state.site;
   $("site").onchange = () => { state.site = $("site").value; state.layer = 0; state.heads = null; draw(); };
   $("layer").onchange = () => { state.layer = Number($("layer").value); draw(); };
   $("all-heads").onclick = () => { state.heads = null; draw(); };

@@ -76,6 +76,7 @@ def test_ablated_heads_and_the_runs_head_importance_are_on_the_page(run, tmp_pat
     code, _, err = predict(*args)
     assert code == 0, err
     data = data_of(page)
+    assert data["start"] is None
     assert data["sites"]["cross"]["ablated"] == [[False, False], [True, False]]
     assert data["sites"]["encoder_self"]["ablated"] == [[False, False], [False, False]]
     importance = data["sites"]["encoder_self"]["importance"]
@@ -101,8 +102,10 @@ def test_a_given_target_is_the_decoder_side_and_long_inputs_are_cut_with_a_warni
         (["text=12", "attention={tmp}"], "is a directory"),
         (["input={existing}", "attention={tmp}/b.html"], "give text="),
         (["text=12", "target=21"], "add attention="),
+        (["text=12", "attention_site=cross"], "add attention="),
+        (["text=12", "attention={tmp}/c.html", "attention_site=decoder"], "has encoder_self, decoder_self, cross"),
     ],
-    ids=["exists", "no-folder", "directory", "input-file", "target-alone"],
+    ids=["exists", "no-folder", "directory", "input-file", "target-alone", "site-alone", "no-such-site"],
 )
 def test_bad_attention_settings_are_refused_in_one_line_before_any_work(run, tmp_path, args, message):
     existing = tmp_path / "existing.html"
@@ -112,3 +115,24 @@ def test_bad_attention_settings_are_refused_in_one_line_before_any_work(run, tmp
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and message in errors[0], err
     assert existing.read_text() == "keep me"
+
+
+def test_bertviz_takes_the_tensors_as_they_are(run):
+    """Both of bertviz's views accept as_bertviz() (when bertviz, an optional extra, is installed): encoder-decoder
+    and, cut to one site, a single-stack model."""
+    bertviz = pytest.importorskip("bertviz", reason="bertviz is optional: pip install bertviz")
+    module, datamodule = load_run(str(run / "checkpoints" / "last.ckpt"))
+    view, _ = attention_on_text(module.model, datamodule, "31415")
+    for show in (bertviz.head_view, bertviz.model_view):
+        page = show(**view.as_bertviz(), html_action="return")
+        assert "31415"[0] in page.data and "<script" in page.data
+    encoder_only = type(view)(tokens=view.tokens, attentions={"encoder_self": view.attentions["encoder_self"]})
+    assert bertviz.model_view(**encoder_only.as_bertviz(), html_action="return").data
+
+
+def test_the_page_opens_on_the_site_asked_for(run, tmp_path):
+    page = tmp_path / "cross.html"
+    ckpt = f"ckpt={run / 'checkpoints' / 'last.ckpt'}"
+    code, _, err = predict(ckpt, "text=31", f"attention={page}", "attention_site=cross")
+    assert code == 0, err
+    assert data_of(page)["start"] == "cross"

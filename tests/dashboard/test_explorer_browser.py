@@ -126,3 +126,18 @@ def test_an_ablated_head_is_marked_and_a_map_enlarges_on_click(browser, page):
     cells[0].click()
     assert "switched off" in browser.find_element(By.ID, "enlarged").text
     assert browser.find_element(By.ID, "enlarged-map").size["width"] > 0
+
+
+def test_the_dark_theme_and_the_site_to_open_on(browser, tmp_path):
+    view = synthetic_view(layers=2, heads=2, tokens=5)
+    view.attentions["decoder_self"] = view.attentions["encoder_self"]
+    view.tokens["tgt"] = view.tokens["src"]
+    view.start_site = "decoder_self"
+    page = tmp_path / "two_sites.html"
+    write_page(view, page)
+    open_page(browser, page)
+    assert Select(browser.find_element(By.ID, "site")).first_selected_option.get_attribute("value") == "decoder_self"
+    background = "return getComputedStyle(document.body).backgroundColor;"
+    light = browser.execute_script(background)
+    browser.find_element(By.ID, "theme").click()
+    assert browser.execute_script(background) != light
