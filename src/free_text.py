@@ -21,7 +21,7 @@ import re
 # settings where `null` means "none" (ckpt_path, a task's optional files) and Hydra's own directories, whose
 # defaults are interpolations (`${now:...}`).
 FREE_TEXT = {
-    "src.predict": ("text", "input", "output", "ckpt"),
+    "src.predict": ("text", "input", "output", "ckpt", "target", "attention"),
     "src.eval": ("ckpt",),
     "src.analyze": ("ckpt", "out"),
     "src.run": ("meta.",),

@@ -162,6 +162,8 @@ def check_attention_page(cfg: DictConfig) -> Path | None:
         return None
     if cfg.text is None:
         raise ConfigError("attention= draws the attention on one text: give text=... (not input=<file>)")
+    if cfg.target is not None and not cfg.target.strip():
+        raise ConfigError("target= is empty: give the decoder side's text, or leave target= out (the model's output)")
     page = Path(cfg.attention).expanduser()
     if page.is_dir():
         raise ConfigError(f"attention={cfg.attention} is a directory: give a file name, e.g. {page / 'attention.html'}")
@@ -198,6 +200,11 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
     if cfg.target is not None and datamodule.kind != "seq2seq":
         print_warning(f"target= is not used: a {datamodule.kind} model has no decoder side to give")
     target = cfg.target if datamodule.kind == "seq2seq" else None
+    if datamodule.kind == "seq2seq" and target is None and cfg.decode.strategy != "greedy":
+        print_warning(
+            f"the attention page shows the greedy output, not decode.strategy={cfg.decode.strategy}'s: give "
+            'target="..." to show another'
+        )
     view, cuts = attention_on_text(module.model, datamodule, cfg.text, target, max_new_tokens=cfg.decode.max_new_tokens)
     view.start_site = cfg.attention_site
     for line in cuts:

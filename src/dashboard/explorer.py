@@ -89,7 +89,9 @@ def attention_on_text(
             else:
                 generated = generate(model, src=src, max_new_tokens=max_new_tokens)[0].tolist()
                 out = generated[: generated.index(cfg.eos_id)] if cfg.eos_id in generated else generated
-            out = out[: cfg.max_len - 1]  # with the start token, at most the model's positions
+            if len(out) > cfg.max_len - 1:  # with the start token, at most the model's positions
+                warnings.append(f"the output has {len(out)} tokens: the model reads {cfg.max_len - 1} after its start")
+                out = out[: cfg.max_len - 1]
             tgt = torch.tensor([[cfg.bos_id, *cut(out, "output")]], device=device)
             output = model(src, tgt, need_weights=True)
             tokens = {
@@ -155,7 +157,9 @@ def page_data(view: AttentionOnText) -> dict:
 
 def render_page(view: AttentionOnText) -> str:
     """The whole page as one string: its data as JSON, its style and its script inline."""
-    data = json.dumps(page_data(view), ensure_ascii=False).replace("</", "<\\/")  # no </script> inside the data
+    # Every "<" escaped: inside a <script> block, "</script>" would end it and "<!--" with "<script" would swallow
+    # the blocks after it; JSON reads \u003c back as "<".
+    data = json.dumps(page_data(view), ensure_ascii=False).replace("<", "\\u003c")
     return (
         PAGE.replace("{{TITLE}}", html.escape(view.title or "attention"))
         .replace("{{STYLE}}", STYLE)
@@ -239,6 +243,7 @@ svg text.active { font-weight: bold; }
 # Plain JavaScript, no framework: read the data, draw the two views, redraw on every choice.
 SCRIPT = r"""
 const data = JSON.parse(document.getElementById("data").textContent);
+// Layers and heads are numbered from 0, as ablate.heads=[site:layer:head] and the `ablated:` line number them.
 const palette = ["#0071e3", "#d70015", "#248a3d", "#bf5af2", "#ff9f0a", "#30b0c7", "#a2845e", "#ff375f",
                  "#5e5ce6", "#64d2ff", "#32d74b", "#ffd60a", "#ac8e68", "#8e8e93", "#1d6f42", "#c93400"];
 const state = { site: data.start || Object.keys(data.sites)[0], layer: 0, heads: null, hover: null };
@@ -249,7 +254,7 @@ function site() { return data.sites[state.site]; }
 function headCount() { const w = site().weights; return w.length ? w[0].length : 0; }
 function label(h) {
   const s = site(), imp = s.importance ? s.importance[state.layer][h] : null;
-  return "head " + (h + 1) + (imp === null || imp === undefined ? "" : " (" + imp.toFixed(2) + ")");
+  return "head " + h + (imp === null || imp === undefined ? "" : " (" + imp.toFixed(2) + ")");
 }
 
 function setup() {
@@ -275,7 +280,7 @@ function draw() {
   if (state.heads === null) state.heads = new Set([...Array(heads).keys()]);
   const layerSelect = $("layer");
   layerSelect.innerHTML = "";
-  s.weights.forEach((_, l) => layerSelect.add(new Option("layer " + (l + 1), l)));
+  s.weights.forEach((_, l) => layerSelect.add(new Option("layer " + l, l)));
   layerSelect.value = state.layer;
   drawHeadButtons(); drawHeadView(); drawModelView();
 }
@@ -358,11 +363,11 @@ function drawModelView() {
     cell.className = "cell" + (s.ablated[l][h] ? " ablated" : "");
     cell.dataset.layer = l; cell.dataset.head = h;
     const imp = s.importance ? " importance " + s.importance[l][h].toFixed(3) : "";
-    cell.title = "layer " + (l + 1) + ", head " + (h + 1) + imp + (s.ablated[l][h] ? " (switched off)" : "");
+    cell.title = "layer " + l + ", head " + h + imp + (s.ablated[l][h] ? " (switched off)" : "");
     const canvas = document.createElement("canvas");
     heatMap(canvas, matrix, scale, palette[h % palette.length]);
     const caption = document.createElement("div");
-    caption.className = "label"; caption.textContent = "L" + (l + 1) + " H" + (h + 1);
+    caption.className = "label"; caption.textContent = "L" + l + " H" + h;
     cell.append(canvas, caption);
     cell.onclick = () => enlarge(l, h);
     grid.appendChild(cell);
@@ -372,7 +377,7 @@ function drawModelView() {
 function enlarge(l, h) {
   const s = site(), box = $("enlarged");
   const top = Math.max(...s.weights[l][h].map((row) => Math.max(...row)));
-  box.innerHTML = "<div>" + s.title + ", layer " + (l + 1) + ", head " + (h + 1) +
+  box.innerHTML = "<div>" + s.title + ", layer " + l + ", head " + h +
     (s.ablated[l][h] ? " (switched off)" : "") + "; darkest = " + top.toFixed(3) + "</div>";
   const canvas = document.createElement("canvas");
   canvas.id = "enlarged-map";

@@ -91,7 +91,10 @@ def test_a_given_target_is_the_decoder_side_and_long_inputs_are_cut_with_a_warni
     # bertviz's format: per layer (1, H, Tq, Tk), and both token lists
     bertviz = view.as_bertviz()
     assert bertviz["cross_attention"][0].shape == (1, 2, 4, 4) and bertviz["encoder_tokens"] == view.tokens["src"]
-    assert "</script>" not in json.dumps(page_data(view)) or "<\\/" in render_page(view)
+    view.title = "a <!-- <script> </script> text"  # inside the data block, no "<" is left to end or swallow it
+    block = re.search(r'<script id="data" type="application/json">(.*?)</script>', render_page(view), re.S)
+    assert block is not None and "<" not in block.group(1)
+    assert json.loads(block.group(1))["title"] == view.title == page_data(view)["title"]
 
 
 @pytest.mark.parametrize(
@@ -103,9 +106,19 @@ def test_a_given_target_is_the_decoder_side_and_long_inputs_are_cut_with_a_warni
         (["input={existing}", "attention={tmp}/b.html"], "give text="),
         (["text=12", "target=21"], "add attention="),
         (["text=12", "attention_site=cross"], "add attention="),
+        (["text=12", "attention={tmp}/d.html", "target= "], "target= is empty"),
         (["text=12", "attention={tmp}/c.html", "attention_site=decoder"], "has encoder_self, decoder_self, cross"),
     ],
-    ids=["exists", "no-folder", "directory", "input-file", "target-alone", "site-alone", "no-such-site"],
+    ids=[
+        "exists",
+        "no-folder",
+        "directory",
+        "input-file",
+        "target-alone",
+        "site-alone",
+        "empty-target",
+        "no-such-site",
+    ],
 )
 def test_bad_attention_settings_are_refused_in_one_line_before_any_work(run, tmp_path, args, message):
     existing = tmp_path / "existing.html"

@@ -141,3 +141,15 @@ def test_the_dark_theme_and_the_site_to_open_on(browser, tmp_path):
     light = browser.execute_script(background)
     browser.find_element(By.ID, "theme").click()
     assert browser.execute_script(background) != light
+
+
+def test_a_text_that_looks_like_markup_is_shown_as_text_and_the_page_still_draws(browser, tmp_path):
+    view = synthetic_view(layers=1, heads=2, tokens=4)
+    view.title = "Ein Hund <!-- <script> läuft </script> <img src=x onerror=alert(1)>"
+    view.tokens["src"] = ["<!--", "<script>", "</script>", "&amp;"]
+    page = tmp_path / "markup.html"
+    write_page(view, page)
+    open_page(browser, page)
+    assert browser.find_element(By.ID, "title").text == view.title
+    assert [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#head-view text.query")] == view.tokens["src"]
+    assert visible_lines(browser)
