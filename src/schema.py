@@ -400,7 +400,7 @@ def model_config_for(
 
         model_cfg, _, _ = pretrained_config(cfg.model.pretrained, num_classes=num_classes)
         model_cfg.mask = to_plain(cfg.mask)
-        given = {override.split("=", 1)[0].lstrip("+~") for override in job_overrides()}
+        given = set(override_keys(job_overrides()))
         for name in DROPOUTS:  # the model's own dropouts (config.json's) unless set on the command line
             if f"model.{name}" in given:
                 setattr(model_cfg, name, cfg.model[name])
@@ -425,6 +425,11 @@ def job_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    """The settings overrides set, in order: `model.heads` of `model.heads=4`, `+x=1` and `~x` included."""
+    return [override.split("=", 1)[0].lstrip("+~") for override in overrides]
 
 
 def to_plain(cfg: DictConfig) -> dict:

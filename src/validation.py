@@ -28,6 +28,7 @@ from src.schema import (
     DecodeConfig,
     job_overrides,
     model_config_for,
+    override_keys,
     resolve_arch,
 )
 from src.training.loggers import check_logger
@@ -160,7 +161,7 @@ def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
             "or leave it out to train from scratch"
         )
     model_cfg, _, _ = pretrained_config(name)  # a missing or unsupported model first: nothing else matters then
-    given = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    given = override_keys(overrides)
     fixed = list(dict.fromkeys(key for key in given if key == "model" or key.startswith("model.")))
     fixed = [key for key in fixed if key not in PRETRAINED_MAY_SET]
     if fixed:
@@ -183,9 +184,7 @@ def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
 def warn_unread_tokenizer_settings(cfg: DictConfig) -> None:
     """One warning for the task's own tokenizer settings given beside model.pretrained (its tokenizer reads)."""
     name = cfg.model.get("pretrained")
-    unused = [
-        key for key in (o.split("=", 1)[0].lstrip("+~") for o in job_overrides()) if key in OWN_TOKENIZER_SETTINGS
-    ]
+    unused = [key for key in override_keys(job_overrides()) if key in OWN_TOKENIZER_SETTINGS]
     if name and unused:
         print_warning(
             f"{', '.join(unused)} {'are' if len(unused) > 1 else 'is'} not used: model.pretrained={name} reads the "
@@ -455,11 +454,7 @@ SETTINGS_OF_STRATEGY = {
 
 def typed_settings() -> set[str]:
     """The settings the command line gave (`decode.beam_size` of `decode.beam_size=4`); none outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return set()
-    return {override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task}
+    return set(override_keys(job_overrides()))
 
 
 def given_decode_settings(decode, names) -> list[str]:

@@ -13,7 +13,7 @@ def pad(sequences: list[torch.Tensor], pad_id: int) -> torch.Tensor:
     return pad_sequence(sequences, batch_first=True, padding_value=pad_id)
 
 
-def real_positions(lengths: list[int], width: int) -> torch.Tensor:
+def length_mask(lengths: list[int], width: int) -> torch.Tensor:
     """(B, width) bool, True at the first lengths[i] positions of row i: the targets that are not padding. From the
     lengths, not the ids, since a pretrained tokenizer's pad may be a real token too (GPT-2's <|endoftext|>)."""
     return torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]
@@ -32,14 +32,14 @@ def collate_seq2seq(examples: list[dict], specials: SpecialIds = OUR_SPECIAL_IDS
         "src": pad([e["src"] for e in examples], specials.pad),  # (B, S)
         "tgt_in": pad([torch.cat([bos, e["tgt"]]) for e in examples], specials.pad),  # (B, T)  T = max T_i + 1
         "tgt_out": tgt_out,
-        "tgt_real": real_positions([len(e["tgt"]) + 1 for e in examples], tgt_out.size(1)),  # (B, T)
+        "tgt_real": length_mask([len(e["tgt"]) + 1 for e in examples], tgt_out.size(1)),  # (B, T)
     }
 
 
 def collate_lm(examples: list[dict], specials: SpecialIds = OUR_SPECIAL_IDS) -> dict[str, torch.Tensor]:
     """examples: {"tokens": (L+1,)} windows of text; predict token t+1 from tokens <= t."""
     tokens = pad([e["tokens"] for e in examples], specials.pad)  # (B, L+1)
-    real = real_positions([len(e["tokens"]) - 1 for e in examples], tokens.size(1) - 1)  # (B, L)
+    real = length_mask([len(e["tokens"]) - 1 for e in examples], tokens.size(1) - 1)  # (B, L)
     return {"tgt_in": tokens[:, :-1], "tgt_out": tokens[:, 1:], "tgt_real": real}  # (B, L) each
 
 

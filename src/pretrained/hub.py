@@ -3,6 +3,7 @@ through huggingface_hub, and reading its config and weights safely."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
+@functools.lru_cache(maxsize=None)
 def resolve(name_or_dir: str) -> Path:
-    """The local directory holding the model's files: the directory given, or the hub's cached snapshot."""
+    """The local directory holding the model's files: the directory given, or the hub's cached snapshot. Once per
+    process and name: the config, the weights and the tokenizer are all read from it, in several places."""
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         return path

@@ -271,7 +271,10 @@ def load_run(
     run_dir = None if hparams.get("pretrained") else run_dir_of(checkpoint_path, checkpoint)
     tokenizer = pretrained_tokenizer_of(checkpoint, run_dir)
     if (hparams.get("pretrained") or {}).get("reading_only"):
-        return module, reading_datamodule(module.model_cfg, hparams["kind"], tokenizer, hparams["pretrained"])
+        from src.data.datamodule import reading_datamodule
+
+        label_names = hparams["pretrained"].get("label_names", [])
+        return module, reading_datamodule(hparams["kind"], tokenizer, module.model_cfg.max_len, label_names)
     datamodule = build_datamodule(
         OmegaConf.create(config["task"]),
         batch_size=config["batch_size"] if batch_size is None else batch_size,
@@ -332,11 +335,3 @@ def pretrained_tokenizer_of(checkpoint: dict[str, Any], run_dir: Path | None):
     from src.pretrained.hub import resolve
 
     return PretrainedTokenizer.load(resolve(name), specials, vocab_size, name)
-
-
-def reading_datamodule(model_cfg: TransformerConfig, kind: str, tokenizer, pretrained: dict[str, Any]):
-    """A datamodule without data, for a pretrained model given without a task: it reads and writes text with the
-    model's tokenizer, as src.predict needs (see data.datamodule.reading_datamodule)."""
-    from src.data.datamodule import reading_datamodule as build
-
-    return build(kind, tokenizer, model_cfg.max_len, pretrained.get("label_names", []))
