@@ -194,7 +194,7 @@ def train(
     from src.training.report import print_run_end, print_run_start
     from src.training.stock_callbacks import why_training_stopped
 
-    validate_config(cfg, multirun=is_multirun())  # before any data or model is built
+    validate_config(cfg)  # before any data or model is built
     placeholder = model_config_for(cfg)  # the vocabulary sizes are placeholders: the ablation needs only the layout
     warn_if_every_head_ablated(check_ablation(cfg.ablate, placeholder, training=True), placeholder)
     if unread := unread_settings(cfg.logger):

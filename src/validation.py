@@ -52,7 +52,7 @@ def _check_file(field_name: str, path: str) -> None:
         raise ConfigError(f"{field_name}={path} does not exist (looked at {resolved}): fix the path")
 
 
-def validate_config(cfg: DictConfig, multirun: bool = False, overrides: list[str] | None = None) -> None:
+def validate_config(cfg: DictConfig, overrides: list[str] | None = None) -> None:
     """Raise ConfigError (one line: the field and the fix) for a config that cannot work. Cheap: reads no data
     but checks that data files exist; runs before the datamodule and the model are built. `overrides`: the
     command line's (None: this Hydra job's)."""
@@ -105,7 +105,7 @@ def validate_config(cfg: DictConfig, multirun: bool = False, overrides: list[str
         raise ConfigError(
             f"optimizer.betas={list(cfg.optimizer.betas)} needs two values: set e.g. optimizer.betas=[0.9,0.98]"
         )
-    _check_trainer(cfg.trainer, multirun)
+    _check_trainer(cfg.trainer)
     if cfg.num_workers < 0:
         raise ConfigError(f"num_workers={cfg.num_workers} must be >= 0 (0 = load data in the training process)")
     for key in ("attention_examples", "probe_size", "text_examples"):
@@ -379,7 +379,7 @@ def options_with_setting(group: str, key: str) -> list[str]:
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
 
 
-def _check_trainer(trainer, multirun: bool) -> None:
+def _check_trainer(trainer) -> None:
     """The Trainer arguments Lightning would reject late (after data and model are built) or never."""
     import inspect
 
@@ -428,14 +428,6 @@ def _check_trainer(trainer, multirun: bool) -> None:
         raise ConfigError("trainer.limit_train_batches=0 trains nothing: leave it out, or give a fraction or count > 0")
     if trainer.max_steps < 1 and trainer.max_epochs is None and trainer.max_time is None:
         raise ConfigError("training never stops: set trainer.max_steps > 0, trainer.max_epochs or trainer.max_time")
-    several_devices = str(trainer.devices) not in ("1", "[0]")
-    if multirun and several_devices and trainer.strategy in ("auto", "ddp"):
-        # Lightning's ddp launcher re-runs the original command line in each extra rank: inside a Hydra multirun,
-        # that is the whole sweep again. ddp_spawn starts the ranks from inside the job.
-        raise ConfigError(
-            f"trainer.devices={trainer.devices} with trainer.strategy={trainer.strategy} inside a sweep would start "
-            "the sweep again in every extra process: use trainer=ddp (strategy ddp_spawn)"
-        )
 
 
 def _cuda_available() -> bool:

@@ -84,14 +84,6 @@ def test_trainer_and_run_settings_out_of_range_are_one_line(compose, overrides, 
     assert "\n" not in str(error.value)
 
 
-def test_several_devices_inside_a_sweep_must_use_ddp_spawn(compose):
-    cfg = compose("trainer.devices=2")
-    validate_config(cfg)  # a single run may use Lightning's ddp
-    with pytest.raises(ConfigError, match="use trainer=ddp"):
-        validate_config(cfg, multirun=True)
-    validate_config(compose("trainer.devices=2", "trainer.strategy=ddp_spawn"), multirun=True)
-
-
 # --- semantic errors: one line naming the field -------------------------------------------------------------
 
 BAD_CONFIGS = [
