@@ -56,8 +56,7 @@ from src.validation import (
     check_ablation,
     validate_config,
     warn_if_every_head_ablated,
-    warn_unread_analysis_settings,
-    warn_unread_tokenizer_settings,
+    warn_unread_settings,
 )
 
 # Importing torch, Lightning and Hydra leaves several hundred thousand objects that live as long as the process.
@@ -188,7 +187,7 @@ def train(
     from src.training.bleu import has_references, score_split
     from src.training.callbacks import TrainingSpeed
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
-    from src.training.loggers import LOGGERS, build_loggers, unread_settings
+    from src.training.loggers import build_loggers
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
     from src.training.report import print_run_end, print_run_start
@@ -197,13 +196,7 @@ def train(
     validate_config(cfg)  # before any data or model is built
     placeholder = model_config_for(cfg)  # the vocabulary sizes are placeholders: the ablation needs only the layout
     warn_if_every_head_ablated(check_ablation(cfg.ablate, placeholder, training=True), placeholder)
-    if unread := unread_settings(cfg.logger):
-        users = sorted(name for name, option in LOGGERS.items() if option.reads)
-        print_warning(
-            f"{', '.join(unread)} has no effect with logger={cfg.logger.name}: only {' and '.join(users)} read it"
-        )
-    warn_unread_analysis_settings(cfg)
-    warn_unread_tokenizer_settings(cfg)
+    warn_unread_settings(cfg)  # legal settings the chosen options do not read: one warning each
     check_analysis_target(run_dir, cfg.analyze_after_fit)  # a sweep's job is checked here, a single run also earlier
     ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None

@@ -317,6 +317,21 @@ def warn_unread_analysis_settings(cfg: DictConfig) -> None:
         )
 
 
+def warn_unread_settings(cfg: DictConfig) -> None:
+    """src.run's warnings for settings that are legal but that nothing reads with the options chosen (one
+    `warning:` line each): logger.* of another logger, analysis.* without analyze_after_fit, a task's own tokenizer
+    settings beside model.pretrained."""
+    from src.training.loggers import LOGGERS, unread_settings
+
+    if unread := unread_settings(cfg.logger):
+        users = sorted(name for name, option in LOGGERS.items() if option.reads)
+        print_warning(
+            f"{', '.join(unread)} has no effect with logger={cfg.logger.name}: only {' and '.join(users)} read it"
+        )
+    warn_unread_analysis_settings(cfg)
+    warn_unread_tokenizer_settings(cfg)
+
+
 def check_seed(seed: int) -> None:
     if not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed} must be in [0, 2^32 - 1] (the generators' range): use e.g. seed=0")
