@@ -7,7 +7,9 @@ task's code runs, so these checks are Hydra callbacks (conf/config.yaml, `hydra.
 is one `error:` line, exit status 2, and every file of the earlier run or sweep unchanged. (Hydra turns an
 exception raised by a callback into a warning and goes on, so the callback exits itself.)
 
-Refused:
+The processes of a run (the extra ranks of strategy=ddp, the tasks of a SLURM job, the job started again after a
+requeue) enter its directory as part of that run (src/training/processes.py says which they are); for any other
+process, refused:
 - a new run in a directory that already holds one (`hydra.run.dir=<run>` without `ckpt_path`);
 - resuming a checkpoint that has nothing left to train (its step has reached `trainer.max_steps`, its epochs
   `trainer.max_epochs`, or its time `trainer.max_time`): Lightning would return at once and the run would end as
@@ -29,8 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli import user_errors_as_one_line
 from src.model import ConfigError
-from src.provenance import read_status, shell_override
+from src.provenance import read_record, read_status, shell_override
 from src.training.checkpoint import newest_checkpoint
+from src.training.processes import belongs_to
 from src.training.report import print_warning
 
 
@@ -70,7 +73,12 @@ def check_run_dir(config: DictConfig) -> None:
             f"hydra.run.dir={run_dir} is a sweep's directory: give one of its jobs' directories to resume that "
             "job, or choose another directory"
         )
-    status = read_status(run_dir)
+    record = read_record(run_dir)
+    if belongs_to(run_dir, record) is not None:
+        # A process of the run recorded there (an extra rank it started, a task of its SLURM job, or that job started
+        # again after a requeue): part of that run, checked when the run started, not a second run over it.
+        return
+    status = record.get("status") if record is not None else None
     if config.get("ckpt_path") is None:
         if status is not None and newest_checkpoint(run_dir) is None:  # failed before training: nothing to resume
             raise ConfigError(

@@ -23,6 +23,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,24 @@ def shell_override(key: str, value: object) -> str:
     return shlex.quote(f"{key}={hydra_value(value)}")
 
 
+def slurm_job() -> str | None:
+    """This process's SLURM job (`<array job>_<task>` for a job array, as sacct names it), None outside SLURM. A job
+    requeued after preemption keeps its id."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """A directory's run.json, None when it has none (or an unreadable one)."""
+    try:
+        record = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     """The project's commit and whether the working tree had changes (None outside a git checkout)."""
 
@@ -111,9 +131,14 @@ class RunRecord:
 
     def __init__(self, run_dir: Path, module: str = "src.run"):
         self.path = Path(run_dir) / RUN_FILE
+        self._lock = threading.Lock()
         previous = self._read_previous()
         self.data: dict[str, Any] = {
             "status": "running",
+            # Which processes belong to this run (src/training/processes.py): the ranks it starts carry the session
+            # id; a SLURM job's tasks, and the job started again after a requeue, carry its job id.
+            "session": uuid.uuid4().hex,
+            "slurm_job": slurm_job(),
             "command": command_line(module),
             "cwd": os.getcwd(),
             "started": now(),
@@ -138,11 +163,12 @@ class RunRecord:
         return [*sessions, earlier]
 
     def update(self, **fields: Any) -> None:
-        self.data.update(fields)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".json.part")
-        partial.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-        partial.replace(self.path)
+        with self._lock:  # the thread that watches a run's other ranks records their failure too
+            self.data.update(fields)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(".json.part")
+            partial.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+            partial.replace(self.path)
 
     def end(self, status: str, **fields: Any) -> None:
         self.update(status=status, ended=now(), **fields)
@@ -150,7 +176,5 @@ class RunRecord:
 
 def read_status(run_dir: Path) -> str | None:
     """The status in a directory's run.json, or None when it has none (or an unreadable one)."""
-    try:
-        return json.loads((Path(run_dir) / RUN_FILE).read_text()).get("status")
-    except (OSError, ValueError):
-        return None
+    record = read_record(run_dir)
+    return record.get("status") if record is not None else None

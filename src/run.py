@@ -48,10 +48,11 @@ from src.analyze import ANALYSIS_DIR, Target, analyze_checkpoint, device_for
 from src.cli import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
 from src.data import absolute_task_paths
 from src.model import ConfigError, ModelAxes
-from src.provenance import RunRecord, command_line, hydra_value, shell_override
+from src.provenance import RunRecord, command_line, hydra_value, read_record, shell_override, slurm_job
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
-from src.training.report import logged_to, print_error, print_line, print_warning, quiet_lightning
+from src.training.processes import RankFailed, announce, process_rank, requeued, withdraw
+from src.training.report import logged_to, print_error, print_line, print_warning, quiet_extra_rank, quiet_lightning
 from src.validation import (
     check_ablation,
     validate_config,
@@ -190,6 +191,7 @@ def train(
     from src.training.loggers import build_loggers
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
+    from src.training.processes import adopt_launcher
     from src.training.report import print_run_end, print_run_start
     from src.training.stock_callbacks import why_training_stopped
 
@@ -264,6 +266,9 @@ def train(
         first_line = str(error).strip().splitlines()[0]
         raise ConfigError(f"trainer settings rejected by Lightning: {first_line}") from None
     checkpoints = run_dir / "checkpoints"
+    # strategy=ddp (or auto with several devices): the extra ranks are started as this job's own command and
+    # watched; a rank that dies ends the run as failed, with its reason (src/training/processes.py)
+    ranks = adopt_launcher(trainer, run_dir, on_failure=lambda reason: record_failure(record, run_dir, reason))
     try:
         # weights_only=True: Lightning reads the checkpoint again for the loop state; nothing in it may run code.
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
@@ -289,11 +294,33 @@ def train(
         # SIGTERM outside the training steps (sanity check, test): Lightning's handler stops its loop with a
         # SystemExit of status 0. What training saved last is what there is to resume from.
         last = checkpoints / "last.ckpt"
-        raise TrainingInterrupted("SIGTERM", trainer.global_step, last if last.is_file() else None) from None
-    recorder.add_final(metrics)
+        interrupted = TrainingInterrupted("SIGTERM", trainer.global_step, last if last.is_file() else None)
+        end_ranks(ranks, failed_at=time.time())
+        raise interrupted from None
+    except BaseException as error:
+        if (failure := end_ranks(ranks, failed_at=time.time())) is not None:  # it failed because another one did
+            raise RankFailed(failure) from error
+        raise
+    if (failure := end_ranks(ranks, failed_at=None)) is not None:
+        raise RankFailed(failure)
     if trainer.is_global_zero:
+        recorder.add_final(metrics)
         print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun(), speed=speed.summary())
     return metrics
+
+
+def end_ranks(ranks, failed_at: float | None) -> str | None:
+    """The first rank is done with training (`failed_at`: when it failed with an error of its own): the failure of
+    an extra rank it started that ended the run, if any (None for a run of one process)."""
+    return ranks.finish(failed_at) if ranks is not None else None
+
+
+def record_failure(record: RunRecord | None, run_dir: Path, reason: str) -> None:
+    """Called from the thread that watches the extra ranks, as soon as one dies: run.json says so at once (the
+    first rank may be stuck in a collective and be killed without another word)."""
+    if record is not None:
+        record.end("failed", error=reason)
+    (run_dir / "error.txt").write_text(f"{reason}\n")
 
 
 def start_from_pretrained(model, pretrained: str, datamodule) -> None:
@@ -382,13 +409,34 @@ def main(cfg: DictConfig) -> float | None:
     threads = cfg.torch_threads or threads_for_parallel_jobs()
     if threads > 0:  # before the record notes the thread count (a negative one is refused later)
         torch.set_num_threads(threads)
+    if process_rank() > 0:  # an extra rank of a multi-process run: it trains its share, the first rank records
+        return train_as_extra_rank(cfg, run_dir)
     check_sweeper_direction(cfg)  # a search that optimises the wrong way is refused before its first trial
+    earlier = read_record(run_dir)
+    if requeued(earlier):  # SLURM started this job again (preemption, a requeue): it continues where it stopped
+        assert earlier is not None
+        if earlier.get("status") == "completed":
+            print_line(f"{run_dir} completed before SLURM started its job again: nothing left to train")
+            return earlier.get("metrics", {}).get(objective_of(cfg))
+        continue_requeued_run(cfg, run_dir)
     record = RunRecord(run_dir)
     record.update()
+    announce(run_dir, record.data["session"])  # the ranks it starts belong to this run (src/training/processes.py)
+    try:
+        return record_the_run(cfg, run_dir, record, launched_at, multirun, job)
+    finally:
+        withdraw()
+        end_process_group()
+
+
+def record_the_run(
+    cfg: DictConfig, run_dir: Path, record: RunRecord, launched_at: float | None, multirun: bool, job: str
+) -> float | None:
+    """Train, and say in run.json (and in one line) how it ended: the first (or only) rank of a run."""
     with logged_to(run_dir / "run.log"):
         try:
             metrics = train(cfg, run_dir, record, launched_at=launched_at)
-        except (*USER_ERRORS, TrainingDiverged) as error:
+        except (*USER_ERRORS, TrainingDiverged, RankFailed) as error:
             status = "diverged" if isinstance(error, TrainingDiverged) else "failed"
             record.end(status, error=str(error))
             (run_dir / "error.txt").write_text(f"{error}\n")
@@ -397,7 +445,7 @@ def main(cfg: DictConfig) -> float | None:
                 FAILED_JOBS.append(job)
                 return None
             print_error(str(error))
-            sys.exit(EXIT_USER_ERROR if status == "failed" else EXIT_FAILED)
+            sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         except TrainingInterrupted as interrupt:
             command = resume_command(run_dir)
             record.end("interrupted", error=str(interrupt), checkpoint=str(interrupt.checkpoint), resume=command)
@@ -432,6 +480,55 @@ def main(cfg: DictConfig) -> float | None:
                     print_error(failure)
                     sys.exit(EXIT_FAILED)
     return metrics.get(objective_of(cfg))
+
+
+def train_as_extra_rank(cfg: DictConfig, run_dir: Path) -> float | None:
+    """An extra rank of a multi-process run (strategy=ddp's ranks, a SLURM job's tasks): it trains its share of each
+    batch and writes none of the run's files. When it fails, its reason goes to its own error file, which the
+    first rank reads into run.json (src/training/processes.py); an interrupt stops every rank at the same step,
+    and the first one saves it."""
+    from src.training.processes import RANK_ERROR
+
+    quiet_extra_rank()
+    rank = process_rank()
+    try:
+        metrics = train(cfg, run_dir)
+    except TrainingInterrupted as interrupt:
+        sys.exit(EXIT_SIGNAL[interrupt.signal_name])
+    except BaseException as error:
+        if isinstance(error, SystemExit) and error.code in (None, 0):
+            raise
+        reason = (
+            str(error) if isinstance(error, (*USER_ERRORS, TrainingDiverged)) else f"{type(error).__name__}: {error}"
+        )
+        (run_dir / RANK_ERROR.format(rank=rank)).write_text(f"{traceback.format_exc()}\n{reason.strip()}\n")
+        print_error(f"rank {rank}: {reason.strip()}")
+        sys.exit(EXIT_FAILED)
+    return metrics.get(objective_of(cfg))
+
+
+def continue_requeued_run(cfg: DictConfig, run_dir: Path) -> None:
+    """A SLURM job started again after a requeue resumes from its newest checkpoint, as `ckpt_path=last` would
+    (nothing saved yet: it starts over, in its own directory)."""
+    from src.training.checkpoint import newest_checkpoint
+    from src.training.processes import slurm_restarts
+
+    newest = newest_checkpoint(run_dir)
+    again = f"SLURM started job {slurm_job()} again (restart {slurm_restarts()})"
+    if newest is None:
+        print_line(f"{again}: no checkpoint was saved, so it starts over in {run_dir}")
+        return
+    if cfg.ckpt_path is None:
+        with open_dict(cfg):
+            cfg.ckpt_path = "last"
+    print_line(f"{again}: resuming from {newest}")
+
+
+def end_process_group() -> None:
+    """A multi-process job is over: its process group goes with it, so the next job of a sweep in this process
+    starts its own."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class AnalysisInterrupted(Exception):

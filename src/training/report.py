@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import shlex
 import sys
@@ -72,7 +73,20 @@ def logged_to(path: Path) -> Iterator[None]:
 _error_logs: list[TextIO] = []
 
 
+_quiet_rank: list[bool] = [False]  # set in an extra rank of a multi-process run (quiet_extra_rank)
+
+
+def quiet_extra_rank() -> None:
+    """An extra rank of a multi-process run prints nothing of its own: the first rank speaks for the run (its
+    config tree, warnings and progress would each be printed once per rank otherwise). Its errors still reach
+    the first rank, through its error file (src/training/processes.py)."""
+    console.file = open(os.devnull, "w")  # for the rest of the process
+    _quiet_rank[0] = True
+
+
 def _say(line: str) -> None:
+    if _quiet_rank[0] and not line.startswith("error:"):
+        return
     print(line, file=sys.stderr)
     for log in _error_logs:
         log.write(line + "\n")
@@ -109,6 +123,9 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(_DropLightningTips())
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Printed on every run of a machine that has SLURM's client installed, even when the run is no SLURM job: a
+    # run inside a SLURM job is told by its environment, not by the command being on the PATH.
+    warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system but is not used.*")
     # Under DDP Lightning suggests sync_dist=True for epoch-level logs; ours are torchmetrics values that are
     # already reduced across ranks (src/training/metrics.py), so reducing again would only cost time.
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
