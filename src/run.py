@@ -51,6 +51,7 @@ from src.model import ConfigError, ModelAxes
 from src.provenance import RunRecord, command_line, hydra_value, read_record, shell_override, slurm_job
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
+from src.training.checkpoint import newest_checkpoint
 from src.training.processes import RankFailed, announce, process_rank, requeued, withdraw
 from src.training.report import logged_to, print_error, print_line, print_warning, quiet_extra_rank, quiet_lightning
 from src.validation import (
@@ -440,11 +441,16 @@ def record_the_run(
             status = "diverged" if isinstance(error, TrainingDiverged) else "failed"
             record.end(status, error=str(error))
             (run_dir / "error.txt").write_text(f"{error}\n")
+            message = str(error)
+            if isinstance(error, RankFailed) and newest_checkpoint(run_dir) is not None:  # the steps saved are kept
+                command = resume_command(run_dir)
+                record.update(resume=command)
+                message += f"; resume from the last checkpoint with: {command}"
             if multirun and cfg.sweep_catch_errors:  # one bad job must not end the sweep: report it, go on
-                print_error(f"{job}: {error}")
+                print_error(f"{job}: {message}")
                 FAILED_JOBS.append(job)
                 return None
-            print_error(str(error))
+            print_error(message)
             sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         except TrainingInterrupted as interrupt:
             command = resume_command(run_dir)
@@ -510,7 +516,6 @@ def train_as_extra_rank(cfg: DictConfig, run_dir: Path) -> float | None:
 def continue_requeued_run(cfg: DictConfig, run_dir: Path) -> None:
     """A SLURM job started again after a requeue resumes from its newest checkpoint, as `ckpt_path=last` would
     (nothing saved yet: it starts over, in its own directory)."""
-    from src.training.checkpoint import newest_checkpoint
     from src.training.processes import slurm_restarts
 
     newest = newest_checkpoint(run_dir)

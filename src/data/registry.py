@@ -48,6 +48,10 @@ class TaskSpec:
     # Whether the task reads text that a pretrained model's tokenizer can read instead of the task's own
     # vocabulary; its build then takes the tokenizer as a fourth argument (pretrained_tokenizer.py).
     reads_text: bool = False
+    # (setting, other): `setting` is read only while `other` is not given, which replaces it (classification's
+    # val_fraction cuts the validation split from the training file, which task.val_path replaces with its own
+    # file). src.run warns when both are given (src/validation.py).
+    read_without: tuple[tuple[str, str], ...] = ()
 
     @property
     def path_fields(self) -> tuple[str, ...]:

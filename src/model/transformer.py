@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -121,6 +122,11 @@ FUSED_MATRICES = {"qkv_proj": 3, "kv_proj": 2, "gate_value": 2}
 class TransformerBase(nn.Module):
     """What every architecture shares: the config, the positional and mask schemes, and initialisation."""
 
+    # The model.* settings that only some architectures read, and which this one does (every other model.* setting
+    # is read by all three): a stack this model has not, a tied output projection it has not. src.run warns when
+    # one of them is given to an architecture that does not read it (src/validation.py).
+    arch_settings: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg = cfg
@@ -160,6 +166,8 @@ class TransformerBase(nn.Module):
 
 class EncoderDecoder(TransformerBase):
     """The Transformer of the paper: encode the source once, decode the target with cross-attention."""
+
+    arch_settings = ("enc_layers", "dec_layers", "share_src_tgt_embeddings", "tie_embeddings", "output_bias")
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
@@ -218,6 +226,8 @@ class EncoderDecoder(TransformerBase):
 class DecoderOnly(TransformerBase):
     """A language model: the decoder stack without cross-attention (GPT)."""
 
+    arch_settings = ("dec_layers", "tie_embeddings", "output_bias")
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
         self.tgt_embed = Embeddings(cfg.tgt_vocab_size, cfg)
@@ -269,6 +279,8 @@ class EncoderClassifier(TransformerBase):
     positions (so every task's data works unchanged, with no [CLS] token), or BERT's pooler on the first token
     (`model.pooling`, pooling.py)."""
 
+    arch_settings = ("enc_layers", "pooling")  # its head is a plain linear layer with a bias: nothing to tie
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__(cfg)
         self.src_embed = Embeddings(cfg.src_vocab_size, cfg)
@@ -291,8 +303,15 @@ class EncoderClassifier(TransformerBase):
         return ModelOutput(self.head(pooled), {"encoder_self": enc_w} if need_weights else None)
 
 
+# `model.arch`: name -> the model's class (config.ARCHITECTURES lists the same names, for the model's own checks).
+ARCHITECTURE_CLASSES: dict[str, type[TransformerBase]] = {
+    "encoder_decoder": EncoderDecoder,
+    "decoder_only": DecoderOnly,
+    "encoder_only": EncoderClassifier,
+}
+
+
 def build_model(cfg: TransformerConfig) -> nn.Module:
     """The one place that reads `model.arch`."""
     cfg.validate()
-    architectures = {"encoder_decoder": EncoderDecoder, "decoder_only": DecoderOnly, "encoder_only": EncoderClassifier}
-    return architectures[cfg.arch](cfg)
+    return ARCHITECTURE_CLASSES[cfg.arch](cfg)

@@ -12,8 +12,8 @@ speed: runs on a time budget are not bit-reproducible.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -59,10 +59,15 @@ def update_kernel(params, mixed_precision: bool) -> dict:
     return {"foreach": True}
 
 
+# The optimizer.* settings Adam and AdamW both read (their constructor's arguments).
+ADAM_SETTINGS = ("lr", "betas", "eps", "weight_decay")
+
+
 def adam_settings(opt_cfg, kernel: dict) -> dict:
-    """The optimizer.* fields Adam and AdamW share, and the update kernel (see ``update_kernel``)."""
-    keys = ("lr", "eps", "weight_decay")
-    return {"betas": tuple(opt_cfg["betas"]), **{key: opt_cfg[key] for key in keys}, **kernel}
+    """The optimizer.* fields Adam and AdamW share (ADAM_SETTINGS), and the update kernel (see ``update_kernel``)."""
+    settings = {key: opt_cfg[key] for key in ADAM_SETTINGS}
+    settings["betas"] = tuple(settings["betas"])  # a list in the config
+    return {**settings, **kernel}
 
 
 def adam_noam(
@@ -89,13 +94,24 @@ def adamw_cosine(
 class Recipe:
     # (params, opt_cfg, d_model, total_steps, time_fraction, kernel) -> (optimizer, multiplier), as the two above
     build: Callable[..., tuple[torch.optim.Optimizer, Multiplier]]
+    # The optimizer.* settings (besides name) that `build` reads. The schema has one field set for every recipe, so
+    # a field another recipe reads is legal here and without effect: src.run warns when one is given
+    # (src/validation.py, warn_unread_settings), naming the recipes that do read it.
+    reads: tuple[str, ...]
     min_warmup_steps: int = 0  # adam_noam's schedule divides by warmup_steps
+    # Why a setting another recipe reads means nothing to this one, said in that warning (setting -> reason).
+    why_unread: Mapping[str, str] = field(default_factory=dict)
 
 
 # `optimizer.name`: name -> recipe. A new one is a function like those above and one entry here.
 OPTIMIZERS: dict[str, Recipe] = {
-    "adam_noam": Recipe(adam_noam, min_warmup_steps=1),
-    "adamw_cosine": Recipe(adamw_cosine),
+    "adam_noam": Recipe(
+        adam_noam,
+        reads=(*ADAM_SETTINGS, "warmup_steps"),
+        min_warmup_steps=1,
+        why_unread={"min_lr_ratio": "its schedule has no end"},  # the inverse square root decays for ever
+    ),
+    "adamw_cosine": Recipe(adamw_cosine, reads=(*ADAM_SETTINGS, "warmup_steps", "min_lr_ratio")),
 }
 
 

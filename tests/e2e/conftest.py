@@ -33,10 +33,10 @@ TINY = [
 SMALL_SYNTHETIC = ["task.train_size=200", "task.val_size=32", "task.test_size=32"]
 
 
-def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_module(module: str, *args: str, timeout: int = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
     return result
 

@@ -197,5 +197,6 @@ register_task(
         longest_sequence=lambda cfg: cfg.max_len + 1,
         file_fields=("train_path", "val_path", "test_path"),
         reads_text=True,
+        read_without=(("val_fraction", "val_path"), ("test_fraction", "test_path")),  # a split's file or a cut
     )
 )

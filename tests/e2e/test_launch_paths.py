@@ -1,0 +1,162 @@
+"""Every way a run becomes several processes, on real processes: Lightning's `ddp` (each extra rank a new
+`python -m src.run`), inside a sweep and inside a joblib worker, `ddp_spawn` (tests/e2e/test_sweep_report.py), and
+a rank that dies. Each extra rank passes the checks that protect earlier runs as part of its own run, writes none
+of the first rank's files, and a dead rank ends the run `failed` with its reason. (SLURM's paths:
+tests/e2e/test_slurm.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, check, run_module
+
+pytestmark = pytest.mark.slow
+
+# The ddp_spawn test's model (tests/e2e/test_sweep_report.py): the default data, 20 steps.
+SMALL = [
+    "model.d_model=32",
+    "model.heads=2",
+    "model.layers=1",
+    "model.d_ff=64",
+    "trainer.max_steps=20",
+    "trainer.val_check_interval=20",
+    "trainer.enable_progress_bar=false",
+    "torch_threads=1",
+]
+
+
+def files_of(run_dir: Path) -> list[str]:
+    """What a run wrote, by name (TensorBoard's event file names carry the host, time and PID)."""
+    names = []
+    for path in run_dir.rglob("*"):
+        name = str(path.relative_to(run_dir))
+        names.append("events.out.tfevents" if name.startswith("events.out.tfevents") else name)
+    return sorted(names)
+
+
+def test_two_devices_with_lightnings_default_strategy_train_like_one_process(tmp_path):
+    """`trainer.devices=2` (strategy auto: Lightning's ddp, the extra rank started as a command of its own) ends
+    completed; the run directory holds exactly what a one-process run's holds (the extra rank wrote nothing), and
+    the validation loss after 20 steps matches one process with the same global batch to within 1% (DDP averages
+    the ranks' token-mean losses; one process takes the mean over all tokens)."""
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    result = check(
+        run_module(
+            "src.run", *SMALL, "trainer.devices=2", "batch_size=32", f"hydra.run.dir={ddp}", timeout=600, cwd=tmp_path
+        )
+    )
+    check(run_module("src.run", *SMALL, "batch_size=64", f"hydra.run.dir={single}", cwd=tmp_path))
+    record = json.loads((ddp / "run.json").read_text())
+    assert record["status"] == "completed", record
+    assert "Starting with 2 processes" in result.stdout + result.stderr
+    assert files_of(ddp) == files_of(single)
+    assert not (tmp_path / "outputs").exists()  # no rank made a directory of its own
+    assert result.stderr.count("warning:") == 0 and "error:" not in result.stderr
+    ddp_loss = json.loads((ddp / "metrics.json").read_text())["final"]["val/loss"]
+    single_loss = json.loads((single / "metrics.json").read_text())["final"]["val/loss"]
+    print(f"val/loss after 20 steps: 2 ranks x 32 {ddp_loss:.5f}, 1 process x 64 {single_loss:.5f}")
+    assert ddp_loss == pytest.approx(single_loss, rel=0.01)
+
+
+def test_strategy_ddp_inside_a_sweep_runs_each_job_once(tmp_path):
+    """A Hydra sweep with `trainer.strategy=ddp`: each job's extra rank runs that job (not the sweep again, Lightning
+    issue #11300), every job ends completed in its own directory, the report counts each once, and no duplicate
+    sweep directory appears."""
+    sweep = tmp_path / "sweep"
+    result = check(
+        run_module(
+            "src.run",
+            "-m",
+            *SMALL,
+            "trainer.max_steps=10",
+            "trainer.val_check_interval=10",
+            "trainer.strategy=ddp",
+            "trainer.devices=2",
+            "model.heads=1,2",
+            f"hydra.sweep.dir={sweep}",
+            timeout=600,
+            cwd=tmp_path,
+        )
+    )
+    jobs = sorted(path.parent.name for path in sweep.glob("*/run.json"))
+    assert jobs == ["0_model.heads:1", "1_model.heads:2"]
+    for job in jobs:
+        assert json.loads((sweep / job / "run.json").read_text())["status"] == "completed"
+    assert "2 of 2 runs completed" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no second sweep, no run directory
+
+
+def test_ddp_in_a_joblib_worker_starts_its_ranks_as_the_job(tmp_path):
+    """In a joblib worker, `sys.argv` is the worker's, not `python -m src.run`: the extra rank is started as the job's
+    own command all the same."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep = tmp_path / "sweep"
+    check(
+        run_module(
+            "src.run",
+            "-m",
+            *SMALL,
+            "trainer.max_steps=10",
+            "trainer.val_check_interval=10",
+            "trainer.devices=2",
+            "model.heads=1,2",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}",
+            timeout=600,
+            cwd=tmp_path,
+        )
+    )
+    statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")}
+    assert statuses == {"0_model.heads:1": "completed", "1_model.heads:2": "completed"}
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes `pid` started (Linux's /proc), so the test kills only its own run's rank."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        found += [int(child) for child in children]
+    return found
+
+
+def test_a_rank_killed_mid_run_ends_the_run_failed_with_its_reason(tmp_path):
+    """The extra rank is killed outright (SIGKILL: what the kernel's out-of-memory killer sends): the run ends with
+    status 1, run.json says `failed` and which rank died how (never `running`), one `error:` line says the same
+    and how to resume from the last checkpoint."""
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    command = [
+        sys.executable,
+        "-m",
+        "src.run",
+        *[o for o in SMALL if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))],
+        "trainer.max_steps=5000",
+        "trainer.val_check_interval=20",
+        "trainer.devices=2",
+        f"hydra.run.dir={run_dir}",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not (run_dir / "checkpoints" / "last.ckpt").is_file():  # both ranks are training
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "no checkpoint after 180 s"
+        time.sleep(0.1)
+    ranks = children_of(process.pid)
+    assert len(ranks) == 1, ranks
+    os.kill(ranks[0], signal.SIGKILL)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed"
+    assert record["error"].startswith(f"rank 1 (PID {ranks[0]}) failed: killed by SIGKILL"), record["error"]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "rank 1" in errors[0] and "ckpt_path=last" in errors[0], err[-3000:]
