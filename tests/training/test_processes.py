@@ -124,7 +124,8 @@ def test_a_rank_that_ends_well_or_is_interrupted_is_no_failure(tmp_path):
     assert Launcher(tmp_path, [ok]).finish(failed_at=None) is None
     assert Launcher(tmp_path, [interrupted]).finish(failed_at=time.time()) is None
     failed = python("import sys; sys.exit(2)")
-    assert Launcher(tmp_path, [failed]).finish(failed_at=None) == f"rank 1 (PID {failed.pid}) failed: exited with status 2"
+    expected = f"rank 1 (PID {failed.pid}) failed: exited with status 2"
+    assert Launcher(tmp_path, [failed]).finish(failed_at=None) == expected
 
 
 def test_the_observer_records_a_dead_rank_at_once(tmp_path):
