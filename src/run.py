@@ -419,9 +419,9 @@ def main(cfg: DictConfig) -> float | None:
         if earlier.get("status") == "completed":
             print_line(f"{run_dir} completed before SLURM started its job again: nothing left to train")
             return earlier.get("metrics", {}).get(objective_of(cfg))
-        continue_requeued_run(cfg, run_dir)
+        note = continue_requeued_run(cfg, run_dir)
     record = RunRecord(run_dir)
-    record.update()
+    record.update(**({"requeued": note} if requeued(earlier) else {}))
     announce(run_dir, record.data["session"])  # the ranks it starts belong to this run (src/training/processes.py)
     try:
         return record_the_run(cfg, run_dir, record, launched_at, multirun, job)
@@ -464,6 +464,8 @@ def record_the_run(
                 if multirun
                 else ""
             )
+            if slurm_job() is not None:  # SIGTERM is also how SLURM requeues a job: it then continues by itself
+                stopped = f"; if SLURM requeued job {slurm_job()}, it resumes from there by itself"
             print_error(f"interrupted by {interrupt.signal_name} ({saved}); resume with: {command}{stopped}")
             sys.exit(EXIT_SIGNAL[interrupt.signal_name])  # a sweep stops too: the user or the scheduler asked
         except BaseException as error:  # a crash (or a second Ctrl-C): recorded, then the usual traceback
@@ -513,20 +515,22 @@ def train_as_extra_rank(cfg: DictConfig, run_dir: Path) -> float | None:
     return metrics.get(objective_of(cfg))
 
 
-def continue_requeued_run(cfg: DictConfig, run_dir: Path) -> None:
+def continue_requeued_run(cfg: DictConfig, run_dir: Path) -> str:
     """A SLURM job started again after a requeue resumes from its newest checkpoint, as `ckpt_path=last` would
-    (nothing saved yet: it starts over, in its own directory)."""
+    (nothing saved yet: it starts over, in its own directory). Returns what it did, for run.json."""
     from src.training.processes import slurm_restarts
 
     newest = newest_checkpoint(run_dir)
     again = f"SLURM started job {slurm_job()} again (restart {slurm_restarts()})"
     if newest is None:
-        print_line(f"{again}: no checkpoint was saved, so it starts over in {run_dir}")
-        return
-    if cfg.ckpt_path is None:
-        with open_dict(cfg):
-            cfg.ckpt_path = "last"
-    print_line(f"{again}: resuming from {newest}")
+        note = f"{again}: no checkpoint was saved, so it starts over in {run_dir}"
+    else:
+        if cfg.ckpt_path is None:
+            with open_dict(cfg):
+                cfg.ckpt_path = "last"
+        note = f"{again}: resuming from {newest}"
+    print_line(note)
+    return note
 
 
 def end_process_group() -> None:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,17 +25,24 @@ from src.data.files import resolve_path
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
 from src.model.masks import MASK_SCHEMES
+from src.model.transformer import ARCHITECTURE_CLASSES
 from src.schema import (
     ARCH_FOR_KIND,
     DROPOUTS,
+    AblateConfig,
     AnalysisConfig,
+    Config,
+    DashboardConfig,
     DecodeConfig,
+    ModelConfig,
+    OptimizerConfig,
+    ReportConfig,
     job_overrides,
     model_config_for,
     override_keys,
     resolve_arch,
 )
-from src.training.loggers import check_logger
+from src.training.loggers import LOGGERS, check_logger, unread_settings
 from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
 from src.training.report import print_warning
@@ -291,12 +302,8 @@ def given_analysis_settings(settings) -> list[str]:
     """`analysis.<name>=<value>` for each analysis setting the command line gave or that differs from its default
     (an experiment's yaml may set them): what a run without analyze_after_fit=true would silently not read."""
     default, typed = AnalysisConfig(), typed_settings()
-
-    def written(value) -> str:  # as an override is typed: null, true
-        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
     return [
-        f"analysis.{f.name}={written(settings[f.name])}"
+        f"analysis.{f.name}={written_value(settings[f.name])}"
         for f in dataclasses.fields(AnalysisConfig)
         if f"analysis.{f.name}" in typed or settings[f.name] != getattr(default, f.name)
     ]
@@ -315,21 +322,6 @@ def warn_unread_analysis_settings(cfg: DictConfig) -> None:
             f"training): add analyze_after_fit=true, or analyse the run later with python -m src.analyze "
             f"ckpt=<run> {as_analyze}"
         )
-
-
-def warn_unread_settings(cfg: DictConfig) -> None:
-    """src.run's warnings for settings that are legal but that nothing reads with the options chosen (one
-    `warning:` line each): logger.* of another logger, analysis.* without analyze_after_fit, a task's own tokenizer
-    settings beside model.pretrained."""
-    from src.training.loggers import LOGGERS, unread_settings
-
-    if unread := unread_settings(cfg.logger):
-        users = sorted(name for name, option in LOGGERS.items() if option.reads)
-        print_warning(
-            f"{', '.join(unread)} has no effect with logger={cfg.logger.name}: only {' and '.join(users)} read it"
-        )
-    warn_unread_analysis_settings(cfg)
-    warn_unread_tokenizer_settings(cfg)
 
 
 def check_seed(seed: int) -> None:
@@ -520,6 +512,326 @@ def validate_decode(decode) -> None:
         raise ConfigError(
             "decode.no_repeat_ngram_size works with decode.strategy=greedy or sample: leave it out with beam search"
         )
+
+
+# --- settings the chosen options leave unread: legal, without effect, one warning line each ----------------------
+
+
+def warn_unread_settings(cfg: DictConfig) -> None:
+    """src.run's warnings for settings that are legal but that nothing reads with the options chosen, one `warning:`
+    line for each group of such settings that the same options would read. A setting counts as given when it was
+    typed on the command line or is set to another value than the default run's (see `given_settings`), so the
+    default config and the experiments, whose settings are all read, print none.
+
+    Each check asks the registry of its group what an option reads (OPTIMIZERS[...].reads, LOGGERS[...].reads, an
+    architecture's arch_settings, a task's read_without, ABLATION_METHODS[...].needs_reference) rather than
+    comparing names; where the code that reads a group has no registry (the dashboards, decode.* in src.run), the
+    facts are tables here, next to the code they describe."""
+    spec = task_spec(cfg.task.name)
+    lines = [
+        *unread_logger_settings(cfg),
+        *unread_optimizer_settings(cfg),
+        *unread_model_settings(cfg, spec),
+        *unread_task_settings(cfg, spec),
+        *unread_dashboard_settings(cfg, spec),
+        *unread_decode_settings(cfg, spec),
+        *unread_run_settings(cfg),
+    ]
+    for line in lines:
+        print_warning(line)
+    warn_unread_analysis_settings(cfg)
+    warn_unread_tokenizer_settings(cfg)
+
+
+def written_value(value) -> str:
+    """A value as an override types it: null, true, 0.1."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@functools.lru_cache(maxsize=1)
+def default_run_values() -> DictConfig:
+    """conf/config.yaml: the values the default run sets above the schema's (dashboard.attention_every_n_steps,
+    batch_size, ...). Settings it does not name keep the schema's default."""
+    from src.cli import CONF_DIR
+
+    return OmegaConf.load(Path(CONF_DIR) / "config.yaml")
+
+
+def given_settings(node: DictConfig, prefix: str, names, schema) -> list[str]:
+    """`<prefix><name>=<value>` for each of `names` (settings of `node`, whose path is `<prefix><name>`) that was
+    given: typed on the command line, or set, by an experiment or a group's yaml, to another value than the default
+    run's (conf/config.yaml's, else the schema's: `schema` is an instance of the node's schema dataclass). A setting
+    that still follows another by interpolation (model.enc_layers follows model.layers) was not given; one that no
+    longer does was."""
+    typed, given = typed_settings(), []
+    for name in names:
+        path = f"{prefix}{name}"
+        if path not in typed:
+            if OmegaConf.is_interpolation(node, name):
+                continue
+            default = OmegaConf.select(default_run_values(), path, default=getattr(schema, name))
+            follows = isinstance(default, str) and default.startswith("${")  # the schema's own interpolation
+            if not follows and node[name] == default:
+                continue
+        given.append(f"{path}={written_value(node[name])}")
+    return given
+
+
+def _and(items) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def unread_line(given: list[str], context: str, readers: list[str], why: str = "", note: str = "") -> str:
+    """The text of one warning: `<given> has no effect <context> (<why>): only <readers> reads it[; <note>]`."""
+    several = len(given) > 1
+    it = "them" if several else "it"
+    who = f"only {_and(readers)} {'read' if len(readers) > 1 else 'reads'} {it}" if readers else f"nothing reads {it}"
+    because = f" ({why})" if why else ""
+    return f"{', '.join(given)} {'have' if several else 'has'} no effect {context}{because}: {who}" + (
+        f"; {note}" if note else ""
+    )
+
+
+def grouped_lines(given: list[str], readers_of, context: str, why_of=lambda path: "", note: str = "") -> list[str]:
+    """One warning line per group of `given` settings (`path=value`) with the same readers and reason, in order:
+    `readers_of(path)` names what would read the setting at `path`, `why_of(path)` why nothing does here."""
+    groups: dict[tuple, list[str]] = {}
+    for setting in given:
+        path = setting.split("=", 1)[0]
+        groups.setdefault((tuple(readers_of(path)), why_of(path)), []).append(setting)
+    return [unread_line(group, context, list(readers), why, note) for (readers, why), group in groups.items()]
+
+
+def unread_logger_settings(cfg: DictConfig) -> list[str]:
+    """logger.* that only other loggers read (LOGGERS[...].reads): logger.project with TensorBoard alone."""
+    return grouped_lines(
+        unread_settings(cfg.logger),
+        lambda path: [name for name, option in LOGGERS.items() if path.removeprefix("logger.") in option.reads],
+        f"with logger={cfg.logger.name}",
+    )
+
+
+def unread_optimizer_settings(cfg: DictConfig) -> list[str]:
+    """optimizer.* that the chosen recipe does not read (OPTIMIZERS[...].reads): the schema has one field set for
+    all of them, e.g. min_lr_ratio, the floor of adamw_cosine's decay, beside adam_noam's endless schedule."""
+    recipe = OPTIMIZERS[cfg.optimizer.name]
+    names = [f.name for f in dataclasses.fields(OptimizerConfig) if f.name != "name" and f.name not in recipe.reads]
+    return grouped_lines(
+        given_settings(cfg.optimizer, "optimizer.", names, OptimizerConfig()),
+        lambda path: [name for name, other in OPTIMIZERS.items() if path.removeprefix("optimizer.") in other.reads],
+        f"with optimizer={cfg.optimizer.name}",
+        lambda path: recipe.why_unread.get(path.removeprefix("optimizer."), ""),
+    )
+
+
+def unread_model_settings(cfg: DictConfig, spec) -> list[str]:
+    """model.* that only other architectures read (their classes' arch_settings): model.pooling without a
+    classifier, model.enc_layers without an encoder, model.tie_embeddings without an output projection. Nothing with
+    model.pretrained, whose config.json gives the architecture (and a model.* setting beside it is refused)."""
+    if cfg.model.get("pretrained"):
+        return []
+    arch = resolve_arch(cfg)
+    reads = ARCHITECTURE_CLASSES[arch].arch_settings
+    others = dict.fromkeys(name for model in ARCHITECTURE_CLASSES.values() for name in model.arch_settings)
+    names = [name for name in others if name not in reads]
+    kind_of = {needed: kind for kind, needed in ARCH_FOR_KIND.items()}
+
+    def readers(path: str) -> list[str]:
+        name = path.removeprefix("model.")
+        return [
+            f"{other} ({kind_of[other]} tasks)"
+            for other, model in ARCHITECTURE_CLASSES.items()
+            if name in model.arch_settings
+        ]
+
+    auto = f" (the architecture of task={spec.name})" if cfg.model.arch == "auto" else ""
+    context = f"with model.arch={arch}{auto}"
+    return grouped_lines(given_settings(cfg.model, "model.", names, ModelConfig()), readers, context)
+
+
+def unread_task_settings(cfg: DictConfig, spec) -> list[str]:
+    """task.* that another given task setting replaces (the task's read_without): classification's
+    task.val_fraction beside task.val_path, whose file is the validation split."""
+    lines = []
+    for name, other in spec.read_without:
+        value = cfg.task.get(other)
+        if value is None or value == "":
+            continue
+        given = given_settings(cfg.task, "task.", [name], spec.schema())
+        if given:
+            lines.append(
+                unread_line(
+                    given,
+                    f"with task.{other}={value}",
+                    [f"task={spec.name} without task.{other}"],
+                    why=f"task.{other} replaces it",
+                )
+            )
+    return lines
+
+
+# The dashboard.* settings and the switches whose TensorBoard callbacks read them (src/run.py, dashboard_callbacks):
+# with all of its switches off, a setting is read by nothing.
+DASHBOARD_SETTINGS = {
+    "attention_every_n_steps": ("attention_maps", "attention_stats"),
+    "attention_examples": ("attention_maps",),
+    "probe_size": ("attention_stats",),
+    "text_examples": ("text_samples",),
+}
+# The task kinds whose text samples are a table of dashboard.text_examples examples (src/dashboard/text_samples.py);
+# an lm task's are one generated text, whatever the setting.
+TEXT_TABLE_KINDS = ("seq2seq", "classification")
+
+
+def writes_tensorboard(cfg: DictConfig) -> bool:
+    """Whether the run writes TensorBoard, where the dashboards go: every logger but none (with_tensorboard)."""
+    return LOGGERS[cfg.logger.name].with_tensorboard
+
+
+def unread_dashboard_settings(cfg: DictConfig, spec) -> list[str]:
+    """dashboard.* that nothing draws: any of them with a logger that writes no TensorBoard (logger=none); a
+    setting whose dashboards are switched off (DASHBOARD_SETTINGS); text_examples for an lm task."""
+    default = DashboardConfig()
+    if not writes_tensorboard(cfg):
+        names = [f.name for f in dataclasses.fields(DashboardConfig)]
+        writers = [f"logger={name}" for name, option in LOGGERS.items() if option.with_tensorboard]
+        return grouped_lines(
+            given_settings(cfg.dashboard, "dashboard.", names, default),
+            lambda path: writers,
+            f"with logger={cfg.logger.name}",
+            lambda path: "it writes no TensorBoard, where the dashboards are drawn",
+        )
+    lines = []
+    for name, switches in DASHBOARD_SETTINGS.items():
+        given = given_settings(cfg.dashboard, "dashboard.", [name], default)
+        if given and not any(cfg.dashboard[switch] for switch in switches):
+            off = " and ".join(f"dashboard.{switch}=false" for switch in switches)
+            lines.append(unread_line(given, f"with {off}", [f"dashboard.{switch}=true" for switch in switches]))
+    if cfg.dashboard.text_samples and spec.kind not in TEXT_TABLE_KINDS:
+        lines += grouped_lines(
+            given_settings(cfg.dashboard, "dashboard.", ["text_examples"], default),
+            lambda path: [f"the text table of {_and(TEXT_TABLE_KINDS)} tasks"],
+            f"with task={spec.name}",
+            lambda path: f"the text sample of an {spec.kind} task is one generated text",
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class DecodeReader:
+    """A part of src.run (or of what reads its checkpoint) that decodes with decode.* settings: which, and when."""
+
+    what: str  # for the warning: "only <what> reads it"
+    settings: tuple[str, ...]
+    runs: Callable[[DictConfig, object], bool]  # (config, task spec) -> whether it decodes in this run
+    # Whether it decodes with decode.strategy, and so reads a strategy's own settings (SETTINGS_OF_STRATEGY) only
+    # with that strategy; the text samples always sample.
+    by_strategy: bool = False
+
+
+def _bleu_tasks() -> str:
+    return ", ".join(name for name, spec in all_tasks().items() if spec.bleu)
+
+
+# What decodes with decode.* in src.run: src.eval and src.predict take their own decode.* (EvalConfig, PredictConfig),
+# so the run's are read only here. The test BLEU reads the settings src/training/bleu.py's score_split passes on (the
+# beam's only with decode.strategy=beam, see unread_decode_settings); src.analyze (and analyze_after_fit) decodes a
+# translation up to the run's max_new_tokens (src/analysis/scoring.py); an lm task's text sample is drawn with the
+# run's sampling settings (src/training/inference.py, sample_text), whatever decode.strategy says.
+RUN_DECODE_READERS = (
+    DecodeReader(
+        "the test BLEU of test_after_fit=true on a task scored with BLEU ({bleu})",
+        ("strategy", "beam_size", "length_penalty", "max_new_tokens", "no_repeat_ngram_size"),
+        lambda cfg, spec: cfg.test_after_fit and spec.bleu,
+        by_strategy=True,
+    ),
+    DecodeReader(
+        "the head analysis of a task scored with BLEU (analyze_after_fit=true, or src.analyze)",
+        ("max_new_tokens",),
+        lambda cfg, spec: spec.bleu,
+    ),
+    DecodeReader(
+        "the text samples of an lm task (dashboard.text_samples)",
+        SETTINGS_OF_STRATEGY["sample"],
+        lambda cfg, spec: spec.kind == "lm" and writes_tensorboard(cfg) and cfg.dashboard.text_samples,
+    ),
+)
+
+
+def unread_decode_settings(cfg: DictConfig, spec) -> list[str]:
+    """decode.* that nothing in this run decodes with (RUN_DECODE_READERS): decode.strategy=beam on a task that is
+    not scored with BLEU, or without test_after_fit=true. Where something does decode, a setting of another
+    strategy than decode.strategy (SETTINGS_OF_STRATEGY): decode.beam_size with greedy decoding."""
+    running = [reader for reader in RUN_DECODE_READERS if reader.runs(cfg, spec)]
+    read = {name for reader in running for name in reader.settings}
+    names = [f.name for f in dataclasses.fields(DecodeConfig) if f.name not in read]
+    bleu = _bleu_tasks()
+    lines = grouped_lines(
+        given_settings(cfg.decode, "decode.", names, DecodeConfig()),
+        lambda path: [
+            reader.what.format(bleu=bleu)
+            for reader in RUN_DECODE_READERS
+            if path.removeprefix("decode.") in reader.settings
+        ],
+        "in this run",
+        note="src.eval and src.predict take their own decode.*",
+    )
+    chosen = cfg.decode.strategy
+    always = {name for reader in running if not reader.by_strategy for name in reader.settings}
+    other = [  # read by a running reader, but only with another strategy
+        name
+        for strategy, settings in SETTINGS_OF_STRATEGY.items()
+        if strategy != chosen
+        for name in settings
+        if name in read and name not in always and name not in SETTINGS_OF_STRATEGY.get(chosen, ())
+    ]
+    return lines + grouped_lines(
+        given_settings(cfg.decode, "decode.", other, DecodeConfig()),
+        lambda path: [
+            f"decode.strategy={strategy}"
+            for strategy, settings in SETTINGS_OF_STRATEGY.items()
+            if path.removeprefix("decode.") in settings
+        ],
+        f"with decode.strategy={chosen}",
+    )
+
+
+def single_run() -> bool:
+    """Whether this is a Hydra job of a single run, not of a sweep (False outside Hydra: not known there)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
+
+
+def unread_run_settings(cfg: DictConfig) -> list[str]:
+    """Settings another setting, or a single run, leaves unread: progress_every_n_steps without the progress bar,
+    ablate.reference_examples without mean ablation (ABLATION_METHODS' needs_reference; src.run trains with zero
+    ablation only), and a sweep's own settings in a single run."""
+    lines = []
+    if not cfg.trainer.enable_progress_bar:
+        given = given_settings(cfg, "", ["progress_every_n_steps"], Config())
+        if given:
+            readers = ["trainer.enable_progress_bar=true"]  # a progress line this often, when the output is no terminal
+            lines.append(unread_line(given, "with trainer.enable_progress_bar=false", readers, "no progress is shown"))
+    method = cfg.ablate.get("method", "zero")
+    if method in ABLATION_METHODS and not ABLATION_METHODS[method].needs_reference:
+        given = given_settings(cfg.ablate, "ablate.", ["reference_examples"], AblateConfig())
+        if given:
+            users = [name for name, other in ABLATION_METHODS.items() if other.needs_reference]
+            readers = [f"ablate.method={_and(users)} of src.eval, src.predict and src.analyze"]
+            why = f"an ablated head gets {ABLATION_METHODS[method].description}"
+            lines.append(unread_line(given, f"with ablate.method={method}", readers, why))
+    if single_run():
+        given = [
+            *given_settings(cfg, "", ["sweep_catch_errors"], Config()),
+            *given_settings(cfg.report, "report.", ["baseline"], ReportConfig()),
+        ]
+        if given:
+            lines.append(unread_line(given, "in a single run", ["a sweep (-m)"]))
+    return lines
 
 
 def _round_up(n: int) -> int:

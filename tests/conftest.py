@@ -74,3 +74,6 @@ def run_in_process(module: str, *args: str) -> tuple[int, str, str]:
         sys.argv = argv
         torch.set_num_threads(1)
     return code, out.getvalue(), err.getvalue()
+
+
+pytest_plugins = ["tests.servers.slurm"]

@@ -475,3 +475,17 @@ def test_training_with_every_attention_head_off_gets_one_warning(tmp_path, capsy
     assert result.code == 0 and len(warnings) == 1, result.err
     assert "switches off every attention head of the model (all 6, in encoder_self, decoder_self, cross)" in warnings[0]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_settings_the_chosen_options_do_not_read_get_one_warning_each(tmp_path, capsys):
+    """The issue's example, min_lr_ratio beside adam_noam's endless schedule, and a sweep's own setting in a single
+    run, typed at its default (typed is given): the run trains, and says once for each that nothing reads it."""
+    unread = ["optimizer=adam_noam", "optimizer.min_lr_ratio=0.1", "sweep_catch_errors=true"]
+    result = run_command("src.run", [*TINY, *unread, f"hydra.run.dir={tmp_path / 'run'}"], capsys)
+    warnings = [line for line in result.err.splitlines() if line.startswith("warning:")]
+    assert result.code == 0 and warnings == [
+        "warning: optimizer.min_lr_ratio=0.1 has no effect with optimizer=adam_noam (its schedule has no end): only "
+        "adamw_cosine reads it",
+        "warning: sweep_catch_errors=true has no effect in a single run: only a sweep (-m) reads it",
+    ], result.err
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

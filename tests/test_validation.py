@@ -7,16 +7,22 @@ traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from src import validation
 from src.data import DataError
 from src.model import ConfigError
-from src.validation import validate_config
+from src.model.transformer import ARCHITECTURE_CLASSES
+from src.schema import ModelConfig, OptimizerConfig
+from src.training.optim import OPTIMIZERS
+from src.validation import validate_config, warn_unread_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_ERRORS = (ConfigError, DataError)
@@ -173,3 +179,170 @@ def test_cli_typo_fails_with_hydras_message(tmp_path):
     assert result.returncode != 0
     assert "model.head" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- legal settings the chosen options leave unread: one warning line, naming what would read them ----------------
+
+EXPERIMENTS = sorted(path.stem for path in (ROOT / "experiments").glob("*.yaml"))
+
+
+def unread_warnings(compose, capsys, *overrides: str) -> list[str]:
+    """What src.run would warn about settings nothing reads, for a config composed from `overrides`: every line it
+    prints, each of which must be a warning."""
+    capsys.readouterr()  # what earlier steps printed is not this config's
+    warn_unread_settings(compose(*overrides))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert all(line.startswith("warning: ") for line in lines), lines
+    return lines
+
+
+def sweep_points(experiment: str) -> list[list[str]]:
+    """The experiment alone, and with each value its sweeper varies (one at a time): the jobs' own settings."""
+    params = OmegaConf.load(ROOT / "experiments" / f"{experiment}.yaml").get("hydra", {}).get("sweeper", {})
+    points = [[f"experiment={experiment}"]]
+    for key, values in (params.get("params") or {}).items():
+        points += [[f"experiment={experiment}", f"{key}={value.strip()}"] for value in str(values).split(",")]
+    return points
+
+
+@pytest.mark.parametrize("experiment", [None, *EXPERIMENTS])
+def test_the_default_config_and_every_experiment_read_every_setting_they_give(compose, capsys, experiment):
+    points = [[]] if experiment is None else sweep_points(experiment)
+    for overrides in points:
+        assert unread_warnings(compose, capsys, *overrides) == [], overrides
+
+
+# (overrides, the one warning line) for each kind of setting an option leaves unread
+UNREAD = [
+    (
+        ["optimizer=adam_noam", "optimizer.min_lr_ratio=0.1"],
+        "optimizer.min_lr_ratio=0.1 has no effect with optimizer=adam_noam (its schedule has no end): only "
+        "adamw_cosine reads it",
+    ),
+    (
+        ["model.pooling=first_token"],
+        "model.pooling=first_token has no effect with model.arch=encoder_decoder (the architecture of task=reverse): "
+        "only encoder_only (classification tasks) reads it",
+    ),
+    (
+        ["task=char_lm", "model.enc_layers=3"],
+        "model.enc_layers=3 has no effect with model.arch=decoder_only (the architecture of task=char_lm): only "
+        "encoder_decoder (seq2seq tasks) and encoder_only (classification tasks) read it",
+    ),
+    (
+        ["task=classification", "model.arch=encoder_only", "model.tie_embeddings=false", "model.output_bias=true"],
+        "model.tie_embeddings=false, model.output_bias=true have no effect with model.arch=encoder_only: only "
+        "encoder_decoder (seq2seq tasks) and decoder_only (lm tasks) read them",
+    ),
+    (
+        ["task=classification", "task.val_path=val.tsv", "task.val_fraction=0.2"],
+        "task.val_fraction=0.2 has no effect with task.val_path=val.tsv (task.val_path replaces it): only "
+        "task=classification without task.val_path reads it",
+    ),
+    (
+        ["logger=none", "dashboard.attention_every_n_steps=50"],
+        "dashboard.attention_every_n_steps=50 has no effect with logger=none (it writes no TensorBoard, where the "
+        "dashboards are drawn): only logger=tensorboard, logger=csv, logger=wandb and logger=mlflow read it",
+    ),
+    (
+        ["dashboard.attention_maps=false", "dashboard.attention_stats=false", "dashboard.attention_every_n_steps=50"],
+        "dashboard.attention_every_n_steps=50 has no effect with dashboard.attention_maps=false and "
+        "dashboard.attention_stats=false: only dashboard.attention_maps=true and dashboard.attention_stats=true "
+        "read it",
+    ),
+    (
+        ["dashboard.attention_stats=false", "dashboard.probe_size=4"],
+        "dashboard.probe_size=4 has no effect with dashboard.attention_stats=false: only "
+        "dashboard.attention_stats=true reads it",
+    ),
+    (
+        ["task=char_lm", "dashboard.text_examples=8"],
+        "dashboard.text_examples=8 has no effect with task=char_lm (the text sample of an lm task is one generated "
+        "text): only the text table of seq2seq and classification tasks reads it",
+    ),
+    (
+        ["decode.strategy=beam", "decode.beam_size=8"],
+        "decode.strategy=beam, decode.beam_size=8 have no effect in this run: only the test BLEU of "
+        "test_after_fit=true on a task scored with BLEU (translation, multi30k) reads them; src.eval and src.predict "
+        "take their own decode.*",
+    ),
+    (
+        ["decode.temperature=0.5"],
+        "decode.temperature=0.5 has no effect in this run: only the text samples of an lm task "
+        "(dashboard.text_samples) reads it; src.eval and src.predict take their own decode.*",
+    ),
+    (
+        ["task=multi30k", "test_after_fit=true", "decode.length_penalty=1.0"],
+        "decode.length_penalty=1.0 has no effect with decode.strategy=greedy: only decode.strategy=beam reads it",
+    ),
+    (
+        ["trainer.enable_progress_bar=false", "progress_every_n_steps=10"],
+        "progress_every_n_steps=10 has no effect with trainer.enable_progress_bar=false (no progress is shown): only "
+        "trainer.enable_progress_bar=true reads it",
+    ),
+    (
+        ["ablate.reference_examples=16"],
+        "ablate.reference_examples=16 has no effect with ablate.method=zero (an ablated head gets its output set to "
+        "zero): only ablate.method=mean of src.eval, src.predict and src.analyze reads it",
+    ),
+    (
+        ["logger.tracking_uri=file:runs"],
+        "logger.tracking_uri=file:runs has no effect with logger=tensorboard: only mlflow reads it",
+    ),
+]
+
+
+@pytest.mark.parametrize("overrides,line", UNREAD, ids=[" ".join(o) for o, _ in UNREAD])
+def test_a_setting_the_chosen_options_do_not_read_gets_one_warning_naming_its_readers(compose, capsys, overrides, line):
+    assert unread_warnings(compose, capsys, *overrides) == [f"warning: {line}"]
+
+
+# The same settings where something reads them: no warning.
+READ = [
+    ["optimizer=adamw_cosine", "optimizer.min_lr_ratio=0.1"],
+    ["task=classification", "model.pooling=first_token"],
+    ["task=char_lm", "model.tie_embeddings=false", "model.output_bias=true", "model.dec_layers=3"],
+    ["task=char_lm", "model.layers=3"],  # enc_layers follows layers, and is not given on its own
+    ["model.enc_layers=3", "model.share_src_tgt_embeddings=true"],
+    ["task=classification", "task.val_fraction=0.2", "task.test_path=test.tsv"],
+    ["logger=none"],  # conf/config.yaml's dashboard.attention_every_n_steps is the default run's, not given
+    ["logger=csv", "dashboard.attention_every_n_steps=50"],  # csv writes TensorBoard too
+    ["dashboard.attention_maps=false", "dashboard.attention_every_n_steps=50", "dashboard.probe_size=4"],
+    ["dashboard.text_examples=8"],
+    ["task=multi30k", "test_after_fit=true", "decode.strategy=beam", "decode.beam_size=8"],
+    ["task=multi30k", "decode.max_new_tokens=50"],  # src.analyze decodes up to it
+    ["task=char_lm", "decode.temperature=0.5", "decode.top_k=5"],
+    ["trainer.enable_progress_bar=true", "progress_every_n_steps=10"],
+    ["sweep_catch_errors=false", "report.baseline='model.heads=4'"],  # a sweep's or not: not known outside Hydra
+]
+
+
+@pytest.mark.parametrize("overrides", READ, ids=[" ".join(o) for o in READ])
+def test_a_setting_the_chosen_options_read_gets_no_warning(compose, capsys, overrides):
+    assert unread_warnings(compose, capsys, *overrides) == []
+
+
+def test_a_sweeps_own_settings_in_a_single_run_get_one_warning(compose, capsys, monkeypatch):
+    monkeypatch.setattr(validation, "single_run", lambda: True)
+    lines = unread_warnings(compose, capsys, "sweep_catch_errors=false", "report.baseline='model.heads=4'")
+    assert lines == [
+        "warning: sweep_catch_errors=false, report.baseline=model.heads=4 have no effect in a single run: only a "
+        "sweep (-m) reads them"
+    ]
+    monkeypatch.setattr(validation, "single_run", lambda: False)
+    assert unread_warnings(compose, capsys, "sweep_catch_errors=false", "report.baseline='model.heads=4'") == []
+
+
+def test_every_optimizer_setting_is_read_by_some_optimizer_and_named_in_the_schema():
+    """The registry's facts cover the schema: no optimizer.* field that no recipe reads, no read that is not one."""
+    fields = {f.name for f in dataclasses.fields(OptimizerConfig)} - {"name"}
+    read = {name for recipe in OPTIMIZERS.values() for name in recipe.reads}
+    assert read == fields
+    for recipe in OPTIMIZERS.values():
+        assert set(recipe.why_unread) <= fields - set(recipe.reads)
+
+
+def test_every_architecture_setting_is_a_model_setting():
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    for model in ARCHITECTURE_CLASSES.values():
+        assert set(model.arch_settings) <= fields, model

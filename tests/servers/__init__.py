@@ -1,1 +1,2 @@
-"""Real servers that the tests start and stop themselves (see slurm.py for a one-node SLURM cluster)."""
+"""Real servers that the tests start and stop themselves: a one-node SLURM cluster (slurm.py), a PostgreSQL server
+(postgres.py)."""

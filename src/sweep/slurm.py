@@ -1,0 +1,43 @@
+"""`hydra/launcher=slurm` (and `slurm_gpu`): Hydra's submitit launcher for SLURM, with the sweep waiting for every
+job and the cluster's own reasons recorded. Hydra takes launchers only from its `hydra_plugins` namespace, so the
+launcher class is hydra_plugins/transformer_ablations/slurm_launcher.py; what it does is here.
+
+Each job of the sweep is a task of one SLURM job array, run by submitit (`sbatch`, then `python -m
+submitit.core._submit`, which calls Hydra's job function and so `src.run`'s). What this adds to Hydra's launcher:
+
+- Hydra's waits for the jobs in order and raises at the first one that did not return: the sweep command would end
+  while the others still run, and their report would say "running". Here every job is waited for first.
+- A job the cluster ended (time limit, out of memory, cancelled, node failure, a crash before the run began) cannot
+  say so itself: its run.json still says `running`, or there is none. The launcher writes what SLURM says (the
+  job's state from `sacct`, and the first line of its error) into that job's run.json, as `failed` with the reason,
+  so the sweep report lists it with the others.
+- A job that SLURM requeues (preemption, `scontrol requeue`) is started again with the same job id: `src.run` sees
+  its own run in the job's directory and resumes it from its newest checkpoint (src/training/processes.py). Nothing
+  is needed here for that: submitit's batch script runs the same job function again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from src.provenance import RUN_FILE, RunRecord, now, read_record
+
+
+def record_cluster_failure(job_dir: Path, reason: str) -> None:
+    """The job's run.json says how the cluster ended it. A run that never recorded its own ending (still
+    `running`, or no run.json: it never began) is `failed` with that reason; one that did (an interrupted run keeps
+    its resume command, a failed one its own reason) gets the cluster's reason beside its own."""
+    record = read_record(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    if record is None:
+        RunRecord(job_dir).end("failed", error=reason, command=None, cwd=os.getcwd())
+        return
+    if record.get("status") in (None, "running"):
+        record.update(status="failed", error=reason, ended=now())
+    elif reason not in str(record.get("error")):
+        record.update(error=f"{record.get('error')}; {reason}")
+    partial = job_dir / (RUN_FILE + ".part")
+    partial.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    partial.replace(job_dir / RUN_FILE)

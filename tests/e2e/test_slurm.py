@@ -1,0 +1,151 @@
+"""Sweeps on a real SLURM cluster (one node, started by the tests: tests/servers/slurm.py), through
+`hydra/launcher=slurm` (Hydra's submitit launcher with the project's waiting and reasons, src/sweep/slurm.py): a
+sweep ends in its report as a local one does, a job that fails is listed with its reason, and a job that SLURM
+requeues mid-training resumes from its last step and ends with exactly the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import ROOT, check, run_module
+from .test_interrupts import LONG_RUN, assert_same_weights
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
+
+TINY_JOB = [
+    "model.d_model=16",
+    "model.layers=1",
+    "model.d_ff=32",
+    "trainer.max_steps=12",
+    "trainer.val_check_interval=6",
+    "trainer.enable_progress_bar=false",
+    "batch_size=16",
+    "torch_threads=1",
+]
+
+
+def slurm_sweep(cluster, sweep: Path, *overrides: str) -> list[str]:
+    """The command line of a sweep on the test cluster: one CPU per job, so the node runs two jobs at once."""
+    return [
+        sys.executable,
+        "-m",
+        "src.run",
+        "-m",
+        "hydra/launcher=slurm",
+        f"hydra.launcher.partition={cluster.partition}",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=10",
+        *overrides,
+        f"hydra.sweep.dir={sweep}",
+    ]
+
+
+def sweep_env(cluster) -> dict[str, str]:
+    return {**cluster.client_env, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
+def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(slurm_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    started = time.monotonic()
+    result = subprocess.run(
+        slurm_sweep(slurm_cluster, sweep, *TINY_JOB, "model.heads=1,2,3"),
+        cwd=ROOT,
+        env=sweep_env(slurm_cluster),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(
+        f"3-job sweep on SLURM: {time.monotonic() - started:.1f} s; cluster up in {slurm_cluster.startup_seconds:.1f} s"
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # one job failed: the command says so
+    assert "submitted 3 SLURM job(s)" in result.stdout
+    statuses = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/run.json")}
+    assert {name: record["status"] for name, record in statuses.items()} == {
+        "0_model.heads:1": "completed",
+        "1_model.heads:2": "completed",
+        "2_model.heads:3": "failed",
+    }
+    jobs = {record["slurm_job"] for record in statuses.values()}
+    assert len(jobs) == 3 and all("_" in job for job in jobs)  # the tasks of one job array, each in its own run
+    report = (sweep / "report.md").read_text()
+    assert "2 of 3" in result.stdout and "does not divide model.d_model=16" in report
+    assert "1 sweep job(s) did not complete (2_model.heads:3)" in result.stderr
+    for name in ("results.csv", "curves.png", "bars.png"):
+        assert (sweep / name).is_file(), name
+
+
+def test_a_requeued_job_resumes_from_its_last_step_and_ends_with_the_uninterrupted_weights(slurm_cluster, tmp_path):
+    """`scontrol requeue` on a job mid-training: SLURM stops it with SIGTERM (the step is saved) and starts the same
+    job again, which finds its own run and resumes it. The final weights equal those of a run never interrupted
+    (trained here, outside SLURM, with the same settings), bit for bit."""
+    uninterrupted = tmp_path / "uninterrupted"
+    check(run_module("src.run", *LONG_RUN, f"hydra.run.dir={uninterrupted}"))
+
+    sweep = tmp_path / "sweep"
+    process = subprocess.Popen(
+        slurm_sweep(slurm_cluster, sweep, *LONG_RUN, "seed=0"),
+        cwd=ROOT,
+        env=sweep_env(slurm_cluster),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not list(sweep.glob("*/checkpoints/step-*.ckpt")):  # training, past its first step checkpoint
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no step checkpoint after 180 s"
+        time.sleep(0.1)
+    (job_dir,) = [path.parent for path in sweep.glob("*/run.json")]
+    job = json.loads((job_dir / "run.json").read_text())["slurm_job"]
+    slurm_cluster.run("scontrol", "requeue", job)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+
+    record = json.loads((job_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["slurm_job"] == job
+    assert [session["status"] for session in record["previous"]] == ["interrupted"]
+    assert record["requeued"].startswith(f"SLURM started job {job} again (restart 1): resuming from")
+    steps = torch.load(job_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    reference = torch.load(uninterrupted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert steps["global_step"] == reference["global_step"] == 600
+    assert_same_weights(steps["state_dict"], reference["state_dict"])
+    assert "1 of 1 runs completed" in out
+
+
+def test_a_job_the_cluster_cancels_is_reported_with_slurms_reason(slurm_cluster, tmp_path):
+    """A job cancelled on the cluster (scancel: what an administrator, a time limit or a preemption without requeue
+    does) is reported with SLURM's own reason beside what the run saved; the sweep waits for the other job."""
+    sweep = tmp_path / "sweep"
+    process = subprocess.Popen(
+        slurm_sweep(slurm_cluster, sweep, *LONG_RUN, "seed=0,1"),
+        cwd=ROOT,
+        env=sweep_env(slurm_cluster),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not list(sweep.glob("1_*/checkpoints/step-*.ckpt")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no step checkpoint after 180 s"
+        time.sleep(0.1)
+    (job_dir,) = [path.parent for path in sweep.glob("1_*/run.json")]
+    job = json.loads((job_dir / "run.json").read_text())["slurm_job"]
+    slurm_cluster.run("scancel", job)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err[-3000:]
+    record = json.loads((job_dir / "run.json").read_text())
+    assert record["status"] == "interrupted"  # it saved its step on SLURM's SIGTERM: resumable
+    assert f"SLURM job {job} ended CANCELLED" in record["error"]
+    assert f"SLURM job {job} ended CANCELLED" in (sweep / "report.md").read_text()
+    (other,) = list(sweep.glob("0_*/run.json"))
+    assert json.loads(other.read_text())["status"] == "completed"  # waited for, though the other job failed first
