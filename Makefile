@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(PY) -m src.run $(ARGS)
 
+# Two workers (pytest-xdist), one test file each at a time: the end-to-end tests mostly wait on their own
+# subprocesses, so the suite takes about half the time on two cores. `make test ARGS="-n 0"`: one process.
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)

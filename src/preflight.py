@@ -16,6 +16,8 @@ process, refused:
   "completed" with no metrics;
 - resuming another run's checkpoint into a directory that holds a run (its checkpoints and metrics would be
   replaced by another run's continuation);
+- an Optuna search whose stored study cannot be reached or continued (src/study.py: another direction, objective
+  or search space);
 - a sweep into a `hydra.sweep.dir` that already holds one: Hydra reuses job directories without complaint, so
   the second sweep would overwrite the first one's checkpoints and metrics.
 """
@@ -32,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.cli import user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import read_record, read_status, shell_override
+from src.study import check_study
 from src.training.checkpoint import newest_checkpoint
 from src.training.processes import belongs_to
 from src.training.report import print_warning
@@ -55,6 +58,7 @@ class Preflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with user_errors_as_one_line():
             check_sweep_dir(config)
+            check_study(config)  # an Optuna study in a storage: reachable, same objective, direction and space
 
 
 def check_run_dir(config: DictConfig) -> None:

@@ -14,13 +14,13 @@ Three storages, by where the sweeps run:
 
 What this module adds to Hydra's Optuna sweeper:
 
-`check_study(config)`, called before a sweep writes anything (src/preflight.py): one `error:` line, and nothing
-written, for a storage that cannot be reached (a short connection timeout), a stored study that optimises the other
-way, a stored study whose search space differs from `hydra.sweeper.params` (naming the parameter), or a study that
-already holds all the trials `n_trials` asks for.
+`check_study(config)`, called before a sweep writes anything (src/preflight.py, and the sweeper itself): one
+`error:` line, and nothing written, for a storage that cannot be reached (a short connection timeout), a stored
+study that optimises the other way (or another objective), a stored study whose search space differs from this
+sweep's (naming the parameter), or a study that already holds all the trials `n_trials` asks for.
 
 `sweep(...)`, the loop of the project's sweeper (hparams_search=... configs select it: hydra_plugins/
-transformer_ablations_sweeper.py is the name Hydra finds it by). Hydra's own Optuna sweeper runs `n_trials` trials
+transformer_ablations/optuna_sweeper.py is where Hydra finds it). Hydra's own Optuna sweeper runs `n_trials` trials
 in each process, so two machines asked for 20 would run 40. This one counts the study's trials instead:
 
 - `hydra.sweeper.n_trials` is the study's total, whichever machine runs them: before each trial a sweep claims a
@@ -47,12 +47,13 @@ import fcntl
 import functools
 import hashlib
 import logging
-import os
 import re
+import shlex
 import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.yaml"  # in the sweep directory: which study its trials belong to
 SPACE_ATTR = "search_space"  # the study's user attribute: {parameter: Optuna's JSON of its distribution}
+OBJECTIVE_ATTR = "objective"  # the study's user attribute: the metric its trials' values are
 HOST, SWEEP_DIR, JOB_DIR = "sweep:host", "sweep:dir", "sweep:job"  # each trial's: a colon is in no override's key
 CONNECT_SECONDS = 5  # how long the check waits for a database server before calling it unreachable
 # The lock every sweep of this project takes on a PostgreSQL storage: one 64-bit key for the whole database (a claim
@@ -205,14 +207,20 @@ def storage_lock(url: str | None) -> Iterator[None]:
     yield
 
 
-@functools.lru_cache(maxsize=None)
 def _warn_unlocked(backend: str) -> None:
-    from src.training.report import print_warning
-
-    print_warning(
+    _warn_once(
         f"hydra.sweeper.storage is a {backend} database, which this project does not lock: sweeps started together "
         "may each run one trial more than n_trials asks for (PostgreSQL and sqlite are locked)"
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    """One `warning:` line, once per process: the checks run both before the sweep (src/preflight.py) and in the
+    sweeper."""
+    from src.training.report import print_warning
+
+    print_warning(message)
 
 
 def rdb_storage(url: str, timeout: bool = False):
@@ -226,22 +234,29 @@ def rdb_storage(url: str, timeout: bool = False):
     return RDBStorage(url, engine_kwargs=engine)
 
 
-def stored_study(url: str, name: str):
-    """The study `name` in the storage, None when there is none, without writing anything: a database without
-    Optuna's tables (or a sqlite file that does not exist) holds no study, and is left as it is."""
-    import optuna
+def has_tables(url: str) -> bool:
+    """Whether the database has Optuna's tables (so holds studies); a sqlite file that does not exist has none,
+    and is not created."""
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.pool import NullPool
 
     path = sqlite_file(url)
     if path is not None and not path.exists():
-        return None
+        return False
     engine = create_engine(url, poolclass=NullPool, connect_args=_connect_args(url))
     try:
-        if not inspect(engine).has_table("studies"):
-            return None
+        return inspect(engine).has_table("studies")
     finally:
         engine.dispose()
+
+
+def stored_study(url: str, name: str):
+    """The study `name` in the storage, None when there is none, without writing anything: a database without
+    Optuna's tables (or a sqlite file that does not exist) holds no study, and is left as it is."""
+    import optuna
+
+    if not has_tables(url):
+        return None
     try:
         storage = rdb_storage(url, timeout=True)
     except RuntimeError as error:  # tables of another Optuna version (optuna>=3 changed them)
@@ -297,37 +312,104 @@ def stored_space(study) -> dict[str, Any]:
     return space
 
 
-def check_stored(study, url: str, directions: list[str], space: dict[str, Any]) -> None:
-    """A stored study can be continued by this sweep: it optimises the same way over the same search space."""
+@dataclass
+class Search:
+    """What a sweep searches, as a stored study must match it: the directions, the search space (parameter ->
+    Optuna distribution) and the objective (the metric each trial returns; None when it cannot be told)."""
+
+    directions: list[str]
+    space: dict[str, Any]
+    objective: str | None = None
+
+
+def objective_of(config: DictConfig) -> str | None:
+    """The metric a run returns to the sweeper: `objective=`, else the task's main metric (as src.run decides)."""
+    objective = OmegaConf.select(config, "objective", default=None)
+    if objective:
+        return str(objective)
+    try:
+        from src.data import task_spec
+
+        return task_spec(str(config.task.name)).main_metric[0]
+    except Exception:  # an unknown task: src.run names it; nothing to compare here
+        return None
+
+
+def check_direction(config: DictConfig, directions: list[str]) -> None:
+    """The direction agrees with the objective (what src.run checks in each job), checked before a stored study is
+    made: a study made the wrong way round would stay so, and later refuse the right direction."""
+    from src.data import task_spec
+    from src.data.errors import DataError
+    from src.training.metrics import higher_is_better
+    from src.validation import check_objective
+
+    if len(directions) != 1:
+        return
+    try:
+        spec = task_spec(str(config.task.name))
+    except DataError:  # an unknown task: src.run names it
+        return
+    check_objective(config.get("objective"), spec, bool(config.get("test_after_fit")))  # a mistyped objective
+    metric = str(config.get("objective") or spec.main_metric[0])
+    higher = higher_is_better(metric)
+    wanted = "maximize" if higher else "minimize"
+    if directions[0] != wanted:
+        what = f"objective={metric}" if config.get("objective") else f"task={spec.name}'s main metric {metric}"
+        raise ConfigError(
+            f"hydra.sweeper.direction={directions[0]}, but {what} is {'higher' if higher else 'lower'}-is-better: "
+            f"set hydra.sweeper.direction={wanted}"
+        )
+
+
+def search_of(config: DictConfig) -> Search:
+    """The search a sweep with this composed config (`hydra` included) would make."""
+    sweeper = config.hydra.sweeper
+    overrides = OmegaConf.select(config, "hydra.overrides.task", default=None) or []
+    return Search(
+        directions_of(sweeper.direction), search_space(sweeper.get("params"), overrides), objective_of(config)
+    )
+
+
+def check_stored(study, url: str, search: Search) -> None:
+    """A stored study can be continued by this sweep: it optimises the same metric the same way, over the same
+    search space (else its trials' values, or their parameters, would not compare)."""
     name = f"study {study.study_name} in {shown(url)}"
     new_name = "or give this search a new hydra.sweeper.study_name"
     stored = [direction.name.lower() for direction in study.directions]
-    if stored != directions and "not_set" not in stored:
-        wanted = stored[0] if len(stored) == 1 else "[" + ", ".join(stored) + "]"
+    objective = study.user_attrs.get(OBJECTIVE_ATTR)
+    other_metric = objective is not None and search.objective is not None and objective != search.objective
+    if (stored != search.directions and "not_set" not in stored) or other_metric:
+        wanted = stored[0] if len(stored) == 1 else "[" + ",".join(stored) + "]"
+        made = f"{wanted} {objective}" if objective else wanted
+        this = " ".join([",".join(search.directions), *([search.objective] if objective and search.objective else [])])
+        fix = (f"objective={objective} " if objective else "") + f"hydra.sweeper.direction={wanted}"
         raise ConfigError(
-            f"{name} was made to {wanted}, but hydra.sweeper.direction={', '.join(directions)}: set "
-            f"hydra.sweeper.direction={wanted} to continue it, {new_name}"
+            f"{name} was made to {made}, but this search would {this}: give {fix} to continue it, {new_name}"
         )
+    space = search.space
     recorded = stored_space(study)
     if not recorded:  # made, and no trial sampled yet: nothing to compare with
         return
+
+    def typed(parameter: str, distribution: Any) -> str:  # as the command line takes it (a sweep override)
+        return shlex.quote(f"{parameter}={describe(distribution)}")
+
     for parameter in [*space, *(p for p in recorded if p not in space)]:
         if parameter not in recorded:
             raise ConfigError(
-                f"hydra.sweeper.params searches {parameter}={describe(space[parameter])}, which {name} does not "
-                f"search (it searches {', '.join(recorded)}): search the study's space to continue it, {new_name}"
+                f"this search has {parameter}={describe(space[parameter])}, which {name} does not search (it "
+                f"searches {', '.join(recorded)}): leave {parameter} out of the search to continue it, {new_name}"
             )
         if parameter not in space:
             raise ConfigError(
-                f"{name} searches {parameter}={describe(recorded[parameter])}, which hydra.sweeper.params leaves "
-                f"out: add hydra.sweeper.params.{parameter}='{describe(recorded[parameter])}' to continue it, "
-                f"{new_name}"
+                f"{name} searches {parameter}={describe(recorded[parameter])}, which this search leaves out: add "
+                f"{typed(parameter, recorded[parameter])} to continue it, {new_name}"
             )
         if space[parameter] != recorded[parameter]:
             raise ConfigError(
-                f"hydra.sweeper.params.{parameter}={describe(space[parameter])}, but {name} searches "
-                f"{parameter}={describe(recorded[parameter])}: set hydra.sweeper.params.{parameter}="
-                f"'{describe(recorded[parameter])}' to continue it, {new_name}"
+                f"this search has {parameter}={describe(space[parameter])}, but {name} searches "
+                f"{parameter}={describe(recorded[parameter])}: give {typed(parameter, recorded[parameter])} to "
+                f"continue it, {new_name}"
             )
 
 
@@ -340,14 +422,14 @@ def claimed(study) -> list:
 
 
 def check_study(config: DictConfig) -> None:
-    """Before a sweep writes anything (src/preflight.py): its study storage is reachable, and a study stored under
-    its name can be continued by it (same direction, same search space, trials left to run). Raises ConfigError
-    (one line, naming the fix); writes nothing. Nothing to check for an in-memory study or a grid sweep."""
+    """Before a sweep writes anything (src/preflight.py, and the sweeper again): its direction agrees with its
+    objective, its study storage is reachable, and a study stored under its name can be continued by it (same
+    objective and direction, same search space, trials left to run). Raises ConfigError (one line, naming the
+    fix); writes nothing. Nothing to check for an in-memory study (src.run checks the direction in each job) or a
+    grid sweep."""
     url = storage_of(config)
     if url is None:
         return
-    from src.training.report import print_warning
-
     sweeper = config.hydra.sweeper
     if backend_of(url) == "redis":  # Optuna's other storage: not a SQL database, so nothing here applies
         _warn_unlocked("redis")
@@ -358,48 +440,51 @@ def check_study(config: DictConfig) -> None:
             f"hydra.sweeper.storage={shown(url)} keeps the study, but hydra.sweeper.study_name is not set, so no "
             "later sweep (or other machine) could find it: give hydra.sweeper.study_name=<name>"
         )
+    search = search_of(config)
+    check_direction(config, search.directions)
     reach(url)
     study = stored_study(url, name)
     if study is None:
         return
-    overrides = OmegaConf.select(config, "hydra.overrides.task", default=None) or []
-    check_stored(study, url, directions_of(sweeper.direction), search_space(sweeper.get("params"), overrides))
+    check_stored(study, url, search)
     wanted = int(sweeper.n_trials)
     held = claimed(study)
     if len(held) < wanted:
         return
     running = [trial for trial in held if not trial.state.is_finished()]
-    where = f"study {name} in {shown(url)} already holds {len(held)} trials"
+    where = f"study {name} in {shown(url)} already holds {len(held)} trial{'' if len(held) == 1 else 's'}"
     if not running:
         raise ConfigError(
             f"{where}, all that hydra.sweeper.n_trials={wanted} asks for (it counts the study's trials, whichever "
             f"sweep ran them): raise hydra.sweeper.n_trials to run more, or give a new hydra.sweeper.study_name"
         )
-    print_warning(
+    _warn_once(
         f"{where} ({len(running)} still running), all that hydra.sweeper.n_trials={wanted} asks for: this sweep "
         "runs none, and its report lists the study"
     )
 
 
-def open_study(url: str | None, name: str | None, directions: list[str], space: dict[str, Any], sampler=None):
+def open_study(url: str | None, name: str | None, search: Search, sampler=None):
     """The study, created once: under the storage's lock, so the sweeps that start together on an empty database
     create its tables and the study one after the other, and each later one finds them. Checked again here (the
     preflight check may have seen no study a moment before another machine made one). Records the search space in
-    the study, so that a sweep that joins before any trial is sampled is still compared with it."""
+    the study (and the objective), so that a sweep that joins before any trial is sampled is still compared with
+    it."""
     import optuna
     from optuna.distributions import distribution_to_json
 
+    sql = url is not None and backend_of(url) != "redis"
     with storage_lock(url):
-        storage = rdb_storage(url) if url is not None and backend_of(url) != "redis" else url
-        if url is not None and name:
-            existing = optuna.load_study(study_name=name, storage=storage) if _has_study(storage, name) else None
-            if existing is not None:
-                check_stored(existing, url, directions, space)
+        storage: Any = rdb_storage(url) if sql and url is not None else url
+        if sql and url is not None and name and _has_study(storage, name):
+            check_stored(optuna.load_study(study_name=name, storage=storage), url, search)
         study = optuna.create_study(
-            study_name=name, storage=storage, sampler=sampler, directions=directions, load_if_exists=True
+            study_name=name, storage=storage, sampler=sampler, directions=search.directions, load_if_exists=True
         )
         if url is not None and SPACE_ATTR not in study.user_attrs:
-            study.set_user_attr(SPACE_ATTR, {key: distribution_to_json(value) for key, value in space.items()})
+            study.set_user_attr(SPACE_ATTR, {key: distribution_to_json(d) for key, d in search.space.items()})
+        if url is not None and search.objective and OBJECTIVE_ATTR not in study.user_attrs:
+            study.set_user_attr(OBJECTIVE_ATTR, search.objective)
     return study
 
 
@@ -486,8 +571,12 @@ def sweep(impl: Any, arguments: list[str]) -> None:
         n_trials = min(n_trials, _product(len(values) for values in choices.values()))
     directions = impl._get_directions()
     url = str(impl.storage) if impl.storage else None
-    with user_errors_as_one_line():  # a study another machine made a moment ago, with another space or direction
-        study = open_study(url, impl.study_name, directions, space, impl.sampler)
+    with user_errors_as_one_line():
+        # Checked here too, so that the sweeper refuses in one line whoever calls it (Hydra calls a sweeper before
+        # it writes anything into the sweep directory); open_study checks again under the lock, against a study
+        # another machine made a moment ago.
+        check_study(impl.config)
+        study = open_study(url, impl.study_name, Search(directions, space, objective_of(impl.config)), impl.sampler)
     sweep_dir = Path(str(impl.config.hydra.sweep.dir))
     if url is not None:
         record(sweep_dir, url, study.study_name, directions, n_trials)
@@ -539,7 +628,7 @@ def sweep(impl: Any, arguments: list[str]) -> None:
         if len(failures) / len(returns) > impl.max_failure_rate:
             log.error(f"Failed {failures} times out of {len(returns)} with max_failure_rate={impl.max_failure_rate}.")
             for result in returns:
-                result.return_value  # raises the first job's own error, with its traceback, as Hydra's sweeper
+                _ = result.return_value  # raises the first failed job's own error, as Hydra's sweeper does
     held = len(claimed(study))
     log.info(f"The study holds {held} trials (n_trials={n_trials}); this sweep ran {launched} of them.")
     _save_best(study, sweep_dir, directions, launched)
@@ -601,19 +690,13 @@ def study_trials(url: str, name: str) -> tuple[Any, list]:
     import optuna
 
     reach(url)
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise ConfigError(f"{shown(url)}: {path} does not exist: give the storage the study's sweeps used")
     study = stored_study(url, name)
     if study is None:
-        names = []
-        path = sqlite_file(url)
-        if path is None or path.exists():
-            try:
-                names = [summary.study_name for summary in optuna.get_all_study_summaries(rdb_storage(url, True))]
-            except Exception:  # no tables: no study at all
-                names = []
+        storage = rdb_storage(url, timeout=True) if has_tables(url) else None  # no tables: no study at all
+        names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)] if storage else []
         held = f"it holds {', '.join(names)}" if names else "it holds no study"
         raise ConfigError(f"{shown(url)} has no study {name} ({held}): give one of its studies' names")
     return study, study.get_trials(deepcopy=False)
-
-
-def host_name() -> str:
-    return os.environ.get("HOSTNAME") or socket.gethostname()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import warnings
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,93 @@ def test_a_failed_analysis_after_training_is_named_with_its_reason(analysed_swee
     assert [run.directory.name for run in result.runs if run.analysis_failed] == [job.name]
     report = (analysed_sweep / "report.md").read_text()
     assert f"Not analysed: {job.name} (analysis failed: RuntimeError: out of memory)" in report
+
+
+# --- a search whose Optuna study is kept in a database (src/study.py) ---------------------------------------------
+
+
+@pytest.fixture
+def stored_study(tmp_path):
+    """A sqlite study of three trials, as two sweeps left it: trial 0 and 2 by this sweep (directory `here`), trial 1
+    by another machine's sweep, which is still running trial 3. Returns (this sweep's directory, the URL)."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    from optuna.distributions import CategoricalDistribution, UniformDistribution
+
+    from src.study import HOST, JOB_DIR, SWEEP_DIR, Search, open_study, record
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    here, there = tmp_path / "here", Path("/elsewhere/sweep")
+    space = {"model.d_model": CategoricalDistribution([32, 64]), "model.dropout": UniformDistribution(0.0, 0.3)}
+    study = open_study(url, "search", Search(["minimize"], space, "val/loss"))
+    for number, (sweep_dir, d_model, dropout, loss) in enumerate(
+        [(here, 32, 0.1, 0.8), (there, 64, 0.2, 0.5), (here, 64, 0.25, 0.9), (there, 32, 0.05, None)]
+    ):
+        with warnings.catch_warnings():  # Optuna 2 calls enqueue_trial experimental
+            warnings.simplefilter("ignore")
+            study.enqueue_trial({"model.d_model": d_model, "model.dropout": dropout})  # the next ask samples these
+        trial = study.ask()
+        trial.suggest_categorical("model.d_model", [32, 64])
+        trial.suggest_float("model.dropout", 0.0, 0.3)
+        trial.set_user_attr(HOST, "machine-a" if sweep_dir == here else "machine-b")
+        trial.set_user_attr(SWEEP_DIR, str(sweep_dir))
+        if loss is not None:
+            job = sweep_dir / f"{number}_job"
+            trial.set_user_attr(JOB_DIR, str(job.resolve() if sweep_dir == here else job))
+            study.tell(trial, loss)
+    for number in (0, 2):  # this sweep's jobs
+        fake_run(here, number, [f"model.d_model={[32, 64][number // 2]}"], final={MAIN: 0.1, "val/loss": 0.8})
+        (here / f"{number}_model.d_model:{[32, 64][number // 2]}").rename(here / f"{number}_job")
+    record(here, url, "search", ["minimize"], 4)
+    return here, url
+
+
+def test_a_stored_studys_report_lists_every_trial_best_first_with_where_it_ran(stored_study):
+    here, url = stored_study
+    write_report(here, tensorboard=False)
+    report = (here / "report.md").read_text()
+    section = report.split("## Study search: every trial, whichever sweep ran it", 1)[1]
+    assert "4 trials: 3 completed, 1 running" in section and "minimize the value" in section
+    assert "still running, so has no value yet: run python -m src.report" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert rows == [
+        "| 1 | completed | **0.5** | 64 | 0.2 | machine-b: /elsewhere/sweep/1_job |",
+        "| 0 | completed | 0.8 | 32 | 0.1 | this sweep: 0_job |",
+        "| 2 | completed | 0.9 | 64 | 0.25 | this sweep: 2_job |",
+        "| 3 | running | - | 32 | 0.05 | machine-b: /elsewhere/sweep |",
+    ]
+    assert "| trial | state | value (val/loss) | model.d_model | model.dropout | ran in |" in section
+    trials = list(csv.DictReader(open(here / "study.csv")))
+    assert [(t["trial"], t["state"], t["value"]) for t in trials] == [
+        ("0", "completed", "0.8"),
+        ("1", "completed", "0.5"),
+        ("2", "completed", "0.9"),
+        ("3", "running", ""),
+    ]
+
+
+def test_src_report_prints_a_stored_study_without_a_sweep_directory(stored_study, capsys):
+    _, url = stored_study
+    main(["--storage", url, "--study", "search"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("# Study search\n")
+    assert "| 1 | completed | **0.5** | 64 | 0.2 | machine-b: /elsewhere/sweep/1_job |" in printed
+    assert "| 0 | completed | 0.8 | 32 | 0.1 | machine-a: " in printed  # no sweep directory: every host named
+    with pytest.raises(SystemExit) as exit:
+        main(["--storage", url, "--study", "nothing"])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err
+    assert error == f"error: {url} has no study nothing (it holds search): give one of its studies' names\n"
+
+
+def test_a_report_whose_study_cannot_be_read_says_so_and_keeps_the_rest(stored_study):
+    here, url = stored_study
+    Path(url.removeprefix("sqlite:///")).unlink()  # the database moved away
+    write_report(here, tensorboard=False)
+    report = (here / "report.md").read_text()
+    assert "2 of 2 runs completed" in report
+    assert "The study's trials could not be read (" in report and "does not exist" in report
+
+
+def test_a_grid_sweep_has_no_study_section(sweep):
+    write_report(sweep, tensorboard=False)
+    assert "## Study" not in (sweep / "report.md").read_text() and not (sweep / "study.csv").exists()

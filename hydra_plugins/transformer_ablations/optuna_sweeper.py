@@ -1,7 +1,7 @@
 """The project's Optuna sweeper, under the name Hydra looks for: Hydra instantiates a sweeper only from a module of
 the `hydra_plugins` package. Hydra's Optuna sweeper runs `n_trials` trials in every process; this one runs
 `n_trials` in all, shared by every sweep of the same stored study (see src/study.py, where its loop lives).
-Selected by the hparams_search configs: hydra.sweeper._target_=hydra_plugins.transformer_ablations_sweeper.
+Selected by the hparams_search configs: hydra.sweeper._target_=hydra_plugins.transformer_ablations.optuna_sweeper.
 SharedStudySweeper.
 
 Hydra imports every module of the package when it starts, whatever the command: this one imports nothing heavy,
