@@ -397,7 +397,7 @@ def resume_command(run_dir: Path) -> str:
 FAILED_JOBS: list[str] = []  # sweep jobs that failed in this process (the basic launcher runs them all here)
 FAILED_ANALYSES: list[str] = []  # sweep jobs that trained, but whose analyze_after_fit failed, in this process
 EXIT_FAILED = 1  # the run did not do its job (diverged, crashed)
-EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # the shell's convention: 128 + the signal's number
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGUSR1": 138, "SIGUSR2": 140}  # the shell's: 128 + its number
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -455,6 +455,8 @@ def record_the_run(
         except TrainingInterrupted as interrupt:
             command = resume_command(run_dir)
             record.end("interrupted", error=str(interrupt), checkpoint=str(interrupt.checkpoint), resume=command)
+            if interrupt.signal_name not in ("SIGINT", "SIGTERM"):  # SLURM's warning before the time limit
+                hand_over_to_submitit(interrupt)
             saved = (
                 f"step {interrupt.step} saved in {interrupt.checkpoint}" if interrupt.checkpoint else "nothing saved"
             )
@@ -488,6 +490,14 @@ def record_the_run(
                     print_error(failure)
                     sys.exit(EXIT_FAILED)
     return metrics.get(objective_of(cfg))
+
+
+def hand_over_to_submitit(interrupt: TrainingInterrupted) -> None:
+    """The step is saved: submitit's own handler of the signal (back in place now that training has stopped)
+    requeues the job, and exits; the job, started again, resumes from the saved step."""
+    saved = f"step {interrupt.step} saved in {interrupt.checkpoint}" if interrupt.checkpoint else "nothing saved"
+    print_line(f"{interrupt.signal_name} from SLURM before the job's time limit ({saved}): submitit requeues the job")
+    signal.raise_signal(getattr(signal, interrupt.signal_name))
 
 
 def train_as_extra_rank(cfg: DictConfig, run_dir: Path) -> float | None:

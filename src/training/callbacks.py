@@ -141,6 +141,15 @@ class TrainingInterrupted(Exception):
         self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
 
 
+def scheduler_signal() -> signal.Signals | None:
+    """The signal SLURM sends a job that submitit started, some time before the job's time limit (sbatch's
+    `--signal`, hydra.launcher.signal_delay_s): submitit answers it by requeueing the job. None elsewhere."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
+        return None
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    return getattr(signal, name if name.startswith("SIG") else f"SIG{name}", None)
+
+
 class SaveOnInterrupt(L.Callback):
     """On Ctrl-C (SIGINT) or SIGTERM (what a cluster scheduler sends before it kills a job), finish the current
     step, save it to `checkpoint_path` and stop; the run then resumes exactly from there.
@@ -153,6 +162,14 @@ class SaveOnInterrupt(L.Callback):
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    @staticmethod
+    def signals() -> tuple[int, ...]:
+        """Ctrl-C, SIGTERM, and in a job that submitit started on SLURM the signal SLURM sends there before the
+        job's time limit (submitit's preemption signal, USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise): the
+        step is saved first, then submitit's own handler requeues the job (src/run.py), which resumes from it."""
+        scheduler = scheduler_signal()
+        return (*SaveOnInterrupt.SIGNALS, scheduler) if scheduler is not None else SaveOnInterrupt.SIGNALS
 
     def __init__(self, checkpoint_path: Path):
         self.checkpoint_path = checkpoint_path
@@ -167,7 +184,7 @@ class SaveOnInterrupt(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
         self._received = None
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            for signum in self.SIGNALS:
+            for signum in self.signals():
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _restore(self) -> None:

@@ -83,13 +83,29 @@ def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(
         assert (sweep / name).is_file(), name
 
 
-def test_a_requeued_job_resumes_from_its_last_step_and_ends_with_the_uninterrupted_weights(slurm_cluster, tmp_path):
-    """`scontrol requeue` on a job mid-training: SLURM stops it with SIGTERM (the step is saved) and starts the same
-    job again, which finds its own run and resumes it. The final weights equal those of a run never interrupted
-    (trained here, outside SLURM, with the same settings), bit for bit."""
-    uninterrupted = tmp_path / "uninterrupted"
-    check(run_module("src.run", *LONG_RUN, f"hydra.run.dir={uninterrupted}"))
+@pytest.fixture(scope="module")
+def uninterrupted_weights(tmp_path_factory) -> dict:
+    """The requeue tests' reference: the same run, never interrupted, trained outside SLURM."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    check(run_module("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}"))
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
 
+
+@pytest.mark.parametrize(
+    "requeue",
+    [
+        ["scontrol", "requeue"],  # preemption, or by hand: SLURM sends SIGTERM, then starts the job again
+        ["scancel", "--signal=USR2"],  # the warning before a time limit: submitit requeues the job itself
+    ],
+    ids=["scontrol-requeue", "time-limit-signal"],
+)
+def test_a_requeued_job_resumes_from_its_last_step_and_ends_with_the_uninterrupted_weights(
+    slurm_cluster, tmp_path, uninterrupted_weights, requeue
+):
+    """A job requeued mid-training saves its step (on SLURM's SIGTERM, or on the signal SLURM sends before the
+    time limit, after which submitit requeues it) and is started again with the same job id; it finds its own run
+    and resumes it. The final weights equal those of a run never interrupted (trained outside SLURM with the same
+    settings), bit for bit."""
     sweep = tmp_path / "sweep"
     process = subprocess.Popen(
         slurm_sweep(slurm_cluster, sweep, *LONG_RUN, "seed=0"),
@@ -106,7 +122,7 @@ def test_a_requeued_job_resumes_from_its_last_step_and_ends_with_the_uninterrupt
         time.sleep(0.1)
     (job_dir,) = [path.parent for path in sweep.glob("*/run.json")]
     job = json.loads((job_dir / "run.json").read_text())["slurm_job"]
-    slurm_cluster.run("scontrol", "requeue", job)
+    slurm_cluster.run(*requeue, job)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
 
@@ -115,7 +131,7 @@ def test_a_requeued_job_resumes_from_its_last_step_and_ends_with_the_uninterrupt
     assert [session["status"] for session in record["previous"]] == ["interrupted"]
     assert record["requeued"].startswith(f"SLURM started job {job} again (restart 1): resuming from")
     steps = torch.load(job_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    reference = torch.load(uninterrupted / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    reference = uninterrupted_weights
     assert steps["global_step"] == reference["global_step"] == 600
     assert_same_weights(steps["state_dict"], reference["state_dict"])
     assert "1 of 1 runs completed" in out
