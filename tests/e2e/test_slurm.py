@@ -165,3 +165,27 @@ def test_a_job_the_cluster_cancels_is_reported_with_slurms_reason(slurm_cluster,
     assert f"SLURM job {job} ended CANCELLED" in (sweep / "report.md").read_text()
     (other,) = list(sweep.glob("0_*/run.json"))
     assert json.loads(other.read_text())["status"] == "completed"  # waited for, though the other job failed first
+
+
+def test_a_job_of_two_slurm_tasks_trains_as_one_run_of_two_ranks(slurm_cluster, tmp_path):
+    """`tasks_per_node=2 trainer.devices=2`: SLURM starts both ranks (Lightning reads them from SLURM's
+    environment); the second task runs the job as an extra rank of the first one's run, writing none of its files."""
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        slurm_sweep(
+            slurm_cluster, sweep, *TINY_JOB, "hydra.launcher.tasks_per_node=2", "trainer.devices=2", "model.heads=2"
+        ),
+        cwd=ROOT,
+        env=sweep_env(slurm_cluster),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job_dir,) = [path.parent for path in sweep.glob("*/run.json")]
+    record = json.loads((job_dir / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert len(list(job_dir.glob("events.out.tfevents.*"))) == 1  # the first rank's only
+    assert not list(job_dir.glob("error*"))
+    log = "".join(path.read_text() for path in sweep.glob(".submitit/*/*_log.err"))
+    assert "Starting with 2 processes" in log or "MEMBER: 2/2" in log, log[-2000:]
