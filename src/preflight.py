@@ -36,7 +36,7 @@ from src.model import ConfigError
 from src.provenance import read_record, read_status, shell_override
 from src.study import check_study
 from src.training.checkpoint import newest_checkpoint
-from src.training.processes import belongs_to
+from src.training.processes import belongs_to, process_rank, started_by_a_run
 from src.training.report import print_warning
 
 
@@ -58,6 +58,7 @@ class Preflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with user_errors_as_one_line():
             check_sweep_dir(config)
+            check_tasks_per_device(config)
             check_study(config)  # an Optuna study in a storage: reachable, same objective, direction and space
 
 
@@ -77,6 +78,11 @@ def check_run_dir(config: DictConfig) -> None:
             f"hydra.run.dir={run_dir} is a sweep's directory: give one of its jobs' directories to resume that "
             "job, or choose another directory"
         )
+    if process_rank() > 0 and not started_by_a_run(run_dir):
+        raise ConfigError(
+            f"this process has rank {process_rank()} (LOCAL_RANK or RANK is set in its environment), but no run "
+            "started it: unset LOCAL_RANK and RANK, and give trainer.devices=N for a run of N processes"
+        )
     record = read_record(run_dir)
     if belongs_to(run_dir, record) is not None:
         # A process of the run recorded there (an extra rank it started, a task of its SLURM job, or that job started
@@ -84,6 +90,11 @@ def check_run_dir(config: DictConfig) -> None:
         return
     status = record.get("status") if record is not None else None
     if config.get("ckpt_path") is None:
+        if status == "running" and newest_checkpoint(run_dir) is None:
+            raise ConfigError(
+                f"hydra.run.dir={run_dir} holds a run that is running, or was killed before saving a checkpoint "
+                "(its run.json says running): choose another directory, or delete that one once it is not running"
+            )
         if status is not None and newest_checkpoint(run_dir) is None:  # failed before training: nothing to resume
             raise ConfigError(
                 f"hydra.run.dir={run_dir} holds a run that ended ({status}) before saving a checkpoint, so there is "
@@ -143,6 +154,25 @@ def check_sweep_dir(config: DictConfig) -> None:
     raise ConfigError(
         f"hydra.sweep.dir={sweep_dir} already holds a sweep ({len(jobs)} job directories), which this one would "
         f"overwrite: choose another hydra.sweep.dir, or leave it out for a new one{resume}"
+    )
+
+
+def check_tasks_per_device(config: DictConfig) -> None:
+    """On SLURM (the submitit launchers) each rank of a multi-device run is a task that SLURM starts: several
+    devices need as many tasks per node, or every job would fail on the cluster with Lightning's own advice."""
+    tasks = OmegaConf.select(config, "hydra.launcher.tasks_per_node", default=None)
+    devices = _resolved(config, "trainer.devices")
+    if (
+        tasks is None
+        or not isinstance(devices, int)
+        or devices == tasks
+        or "slurm" not in str(OmegaConf.select(config, "hydra.launcher._target_", default="")).lower()
+    ):
+        return
+    raise ConfigError(
+        f"trainer.devices={devices} with hydra.launcher.tasks_per_node={tasks}: on SLURM each device is one task, "
+        f"started by SLURM: set hydra.launcher.tasks_per_node={devices} (with GPUs also "
+        f"hydra.launcher.gpus_per_node={devices})"
     )
 
 

@@ -90,6 +90,11 @@ def slurm_job() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
+def slurm_restarts() -> int:
+    """How many times SLURM has started this job again (requeued after preemption or by `scontrol requeue`)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+
+
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     """A directory's run.json, None when it has none (or an unreadable one)."""
     try:
@@ -139,6 +144,8 @@ class RunRecord:
             # id; a SLURM job's tasks, and the job started again after a requeue, carry its job id.
             "session": uuid.uuid4().hex,
             "slurm_job": slurm_job(),
+            "slurm_step": os.environ.get("SLURM_STEP_ID"),  # the tasks of one `srun` share it; a batch script has none
+            "slurm_restart": slurm_restarts(),  # a requeued job is started again with this one higher
             "command": command_line(module),
             "cwd": os.getcwd(),
             "started": now(),

@@ -269,7 +269,12 @@ def train(
     checkpoints = run_dir / "checkpoints"
     # strategy=ddp (or auto with several devices): the extra ranks are started as this job's own command and
     # watched; a rank that dies ends the run as failed, with its reason (src/training/processes.py)
-    ranks = adopt_launcher(trainer, run_dir, on_failure=lambda reason: record_failure(record, run_dir, reason))
+    ranks = adopt_launcher(
+        trainer,
+        run_dir,
+        on_failure=lambda reason: record_failure(record, run_dir, reason),
+        on_interrupt=lambda name: record_stuck_interrupt(record, run_dir, name),
+    )
     try:
         # weights_only=True: Lightning reads the checkpoint again for the loop state; nothing in it may run code.
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
@@ -298,6 +303,16 @@ def train(
         interrupted = TrainingInterrupted("SIGTERM", trainer.global_step, last if last.is_file() else None)
         end_ranks(ranks, failed_at=time.time())
         raise interrupted from None
+    except SystemExit as error:
+        if not isinstance(error.__context__, KeyboardInterrupt):
+            end_ranks(ranks, failed_at=time.time())
+            raise
+        # Ctrl-C outside the training steps (start-up, sanity check, test): Lightning stops the other ranks and
+        # exits with status 1. An interrupt, not a failure: what training saved last is what there is to resume.
+        last = checkpoints / "last.ckpt"
+        interrupted = TrainingInterrupted("SIGINT", trainer.global_step, last if last.is_file() else None)
+        end_ranks(ranks, failed_at=time.time())
+        raise interrupted from None
     except BaseException as error:
         if (failure := end_ranks(ranks, failed_at=time.time())) is not None:  # it failed because another one did
             raise RankFailed(failure) from error
@@ -322,6 +337,17 @@ def record_failure(record: RunRecord | None, run_dir: Path, reason: str) -> None
     if record is not None:
         record.end("failed", error=reason)
     (run_dir / "error.txt").write_text(f"{reason}\n")
+
+
+def record_stuck_interrupt(record: RunRecord | None, run_dir: Path, name: str) -> None:
+    """Called from the thread that watches the extra ranks when Ctrl-C or SIGTERM stopped them while the first rank
+    could not stop by itself (waiting for them to join): the run ends interrupted, and says how to go on."""
+    saved = newest_checkpoint(run_dir)
+    command = resume_command(run_dir) if saved is not None else None
+    if record is not None:
+        record.end("interrupted", error=f"{name} while the ranks were starting", checkpoint=saved, resume=command)
+    go_on = f"resume with: {command}" if command else "nothing was saved: run it again"
+    print_error(f"interrupted by {name} while the ranks were starting; {go_on}")
 
 
 def start_from_pretrained(model, pretrained: str, datamodule) -> None:
@@ -410,18 +436,19 @@ def main(cfg: DictConfig) -> float | None:
     threads = cfg.torch_threads or threads_for_parallel_jobs()
     if threads > 0:  # before the record notes the thread count (a negative one is refused later)
         torch.set_num_threads(threads)
-    if process_rank() > 0:  # an extra rank of a multi-process run: it trains its share, the first rank records
-        return train_as_extra_rank(cfg, run_dir)
-    check_sweeper_direction(cfg)  # a search that optimises the wrong way is refused before its first trial
     earlier = read_record(run_dir)
+    note = None
     if requeued(earlier):  # SLURM started this job again (preemption, a requeue): it continues where it stopped
         assert earlier is not None
-        if earlier.get("status") == "completed":
+        if earlier.get("status") == "completed":  # every rank: nothing left to train
             print_line(f"{run_dir} completed before SLURM started its job again: nothing left to train")
             return earlier.get("metrics", {}).get(objective_of(cfg))
         note = continue_requeued_run(cfg, run_dir)
+    if process_rank() > 0:  # an extra rank of a multi-process run: it trains its share, the first rank records
+        return train_as_extra_rank(cfg, run_dir)
+    check_sweeper_direction(cfg)  # a search that optimises the wrong way is refused before its first trial
     record = RunRecord(run_dir)
-    record.update(**({"requeued": note} if requeued(earlier) else {}))
+    record.update(**({"requeued": note} if note else {}))
     announce(run_dir, record.data["session"])  # the ranks it starts belong to this run (src/training/processes.py)
     try:
         return record_the_run(cfg, run_dir, record, launched_at, multirun, job)
@@ -468,7 +495,8 @@ def record_the_run(
             )
             if slurm_job() is not None:  # SIGTERM is also how SLURM requeues a job: it then continues by itself
                 stopped = f"; if SLURM requeued job {slurm_job()}, it resumes from there by itself"
-            print_error(f"interrupted by {interrupt.signal_name} ({saved}); resume with: {command}{stopped}")
+            go_on = f"resume with: {command}" if interrupt.checkpoint else "run it again in a new directory"
+            print_error(f"interrupted by {interrupt.signal_name} ({saved}); {go_on}{stopped}")
             sys.exit(EXIT_SIGNAL[interrupt.signal_name])  # a sweep stops too: the user or the scheduler asked
         except BaseException as error:  # a crash (or a second Ctrl-C): recorded, then the usual traceback
             trace = traceback.format_exc()
@@ -528,7 +556,7 @@ def train_as_extra_rank(cfg: DictConfig, run_dir: Path) -> float | None:
 def continue_requeued_run(cfg: DictConfig, run_dir: Path) -> str:
     """A SLURM job started again after a requeue resumes from its newest checkpoint, as `ckpt_path=last` would
     (nothing saved yet: it starts over, in its own directory). Returns what it did, for run.json."""
-    from src.training.processes import slurm_restarts
+    from src.provenance import slurm_restarts
 
     newest = newest_checkpoint(run_dir)
     again = f"SLURM started job {slurm_job()} again (restart {slurm_restarts()})"

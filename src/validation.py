@@ -831,7 +831,29 @@ def unread_run_settings(cfg: DictConfig) -> list[str]:
         ]
         if given:
             lines.append(unread_line(given, "in a single run", ["a sweep (-m)"]))
+        lines += sweep_options_in_a_single_run()
     return lines
+
+
+def sweep_options_in_a_single_run() -> list[str]:
+    """A launcher or a sweeper chosen for a run without `-m` (hydra/launcher=slurm, hparams_search=...): Hydra uses
+    neither, so the run trains here, once, and a forgotten `-m` would go unnoticed (on a cluster's login node)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    choices = HydraConfig.get().runtime.choices
+    chosen = [
+        f"{group}={choices.get(group)}"
+        for group in ("hydra/launcher", "hydra/sweeper")
+        if choices.get(group) not in (None, "basic")
+    ]
+    if not chosen:
+        return []
+    return [
+        f"{' and '.join(chosen)} {'have' if len(chosen) > 1 else 'has'} no effect without -m: this run trains here, "
+        "once; add -m to run it as a sweep"
+    ]
 
 
 def _round_up(n: int) -> int:

@@ -7,15 +7,18 @@ Hydra imports every module of the package when it starts, whatever the command: 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, filter_overrides
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
-from src.sweep.slurm import record_cluster_failure
+from src.model import ConfigError
+from src.sweep.slurm import record_cluster_failure, refused_before_any_job, sbatch_reason
+from src.training.report import print_error
 
 try:
     from hydra_plugins.hydra_submitit_launcher import config as submitit_config
@@ -53,27 +56,39 @@ if submitit_launcher is not None:
                 job_params.append(
                     (list(overrides), "hydra.sweep.dir", number, f"job_id_for_{number}", Singleton.get_state())
                 )
-            jobs = executor.map_array(self, *zip(*job_params))
+            try:
+                jobs = executor.map_array(self, *zip(*job_params))
+            except Exception as error:  # sbatch refused: a partition that does not exist, no SLURM here, ...
+                refused_before_any_job(sweep_dir)
+                raise ConfigError(f"SLURM did not take the sweep's jobs: {sbatch_reason(error)}") from None
             ids = ", ".join(job.job_id for job in jobs)
             print(f"submitted {len(jobs)} SLURM job(s) ({ids}); waiting for them to end")
-            return self.wait_for_every_job(jobs, job_overrides, initial_job_idx)
+            try:
+                return self.wait_for_every_job(jobs, job_overrides, initial_job_idx)
+            except KeyboardInterrupt:
+                print_error(
+                    f"interrupted while waiting: the SLURM jobs {ids} go on running on the cluster (stop them with "
+                    f"scancel {jobs[0].job_id.split('_')[0]}); their report, once they end: python -m src.report "
+                    f"{sweep_dir}"
+                )
+                sys.exit(130)
 
         def wait_for_every_job(self, jobs, job_overrides, initial_job_idx: int) -> list[JobReturn]:
-            """Every job's result, once all have ended; a job the cluster ended has its reason written to its run.json
-            first. Then the first such job's error is raised, as Hydra's launcher raises it (the sweep ends in its
-            report, which lists each job as it ended)."""
-            results, first_error = [], None
+            """Every job's result, once all have ended. A job the cluster ended returns nothing, as a job of ours that
+            failed does (src.run's sweep_catch_errors), with SLURM's reason in its run.json; the sweep then ends in
+            its report, which lists each job as it ended, and the command says which did not complete."""
+            results = []
             for number, (job, overrides) in enumerate(zip(jobs, job_overrides), start=initial_job_idx):
-                error = job.exception()  # waits for the job to end
-                if error is None:
+                if job.exception() is None:  # waits for the job to end
                     results.append(job.results()[0])
                     continue
                 # sacct's state: TIMEOUT, OUT_OF_MEMORY, CANCELLED by <user>, NODE_FAIL, FAILED
                 reason = f"SLURM job {job.job_id} ended {job.state}"
-                record_cluster_failure(self.job_dir(overrides, number), reason)
-                first_error = first_error or error
-            if first_error is not None:
-                raise first_error
+                if not record_cluster_failure(self.job_dir(overrides, number), reason):
+                    print_error(f"{reason} before its run began: the sweep's report lists the command that runs it")
+                ended = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+                ended.return_value = None
+                results.append(ended)
             return results
 
         def job_dir(self, overrides: Sequence[str], number: int) -> Path:

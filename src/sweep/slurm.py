@@ -19,21 +19,20 @@ submitit.core._submit`, which calls Hydra's job function and so `src.run`'s). Wh
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
 
-from src.provenance import RUN_FILE, RunRecord, now, read_record
+from src.provenance import RUN_FILE, now, read_record
 
 
-def record_cluster_failure(job_dir: Path, reason: str) -> None:
-    """The job's run.json says how the cluster ended it. A run that never recorded its own ending (still
-    `running`, or no run.json: it never began) is `failed` with that reason; one that did (an interrupted run keeps
-    its resume command, a failed one its own reason) gets the cluster's reason beside its own."""
+def record_cluster_failure(job_dir: Path, reason: str) -> bool:
+    """The job's run.json says how the cluster ended it: a run that never recorded its own ending (still `running`)
+    is `failed` with that reason; one that did (an interrupted run keeps its resume command, a failed one its own
+    reason) gets the cluster's reason beside its own. False when the run never began (no run.json): its directory
+    is left alone, so that the command the sweep's report gives for it runs there."""
     record = read_record(job_dir)
-    job_dir.mkdir(parents=True, exist_ok=True)
     if record is None:
-        RunRecord(job_dir).end("failed", error=reason, command=None, cwd=os.getcwd())
-        return
+        return False
     if record.get("status") in (None, "running"):
         record.update(status="failed", error=reason, ended=now())
     elif reason not in str(record.get("error")):
@@ -41,3 +40,25 @@ def record_cluster_failure(job_dir: Path, reason: str) -> None:
     partial = job_dir / (RUN_FILE + ".part")
     partial.write_text(json.dumps(record, indent=2, default=str) + "\n")
     partial.replace(job_dir / RUN_FILE)
+    return True
+
+
+def sbatch_reason(error: BaseException) -> str:
+    """What sbatch said when it refused a submission (submitit's error carries its whole output)."""
+    said = [line.strip() for line in str(error).splitlines() if "error" in line.lower() and line.strip()]
+    reason = said[-1] if said else (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return (
+        f"{reason.removeprefix('sbatch: error: ')}: check hydra.launcher.partition (sinfo lists the partitions) and "
+        "that sbatch works on this machine (SLURM_CONF)"
+    )
+
+
+def refused_before_any_job(sweep_dir: Path) -> None:
+    """No job was submitted: the files this sweep made before submitting (Hydra's multirun.yaml, submitit's folder)
+    are removed, so the same command can be run again once the cause is fixed."""
+    if any(sweep_dir.glob("*/.hydra")):
+        return
+    (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
+    shutil.rmtree(sweep_dir / ".submitit", ignore_errors=True)
+    if sweep_dir.is_dir() and not any(sweep_dir.iterdir()):
+        sweep_dir.rmdir()

@@ -37,7 +37,7 @@ from typing import Any
 
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from src.provenance import slurm_job
+from src.provenance import slurm_job, slurm_restarts
 
 RUN_ENV = "TRANSFORMER_ABLATIONS_RUN"  # {"dir": <run directory>, "session": <id>}: set by the first rank
 RANK_ERROR = "error-rank-{rank}.txt"  # what an extra rank that failed writes (the first rank writes error.txt)
@@ -45,7 +45,9 @@ RANK_ERROR = "error-rank-{rank}.txt"  # what an extra rank that failed writes (t
 # next job in the same process would believe its processes were started for it (LightningEnvironment reads
 # LOCAL_RANK as "an outside launcher started me").
 DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-INTERRUPTED = (130, 143)  # an extra rank stopped by Ctrl-C or SIGTERM: every rank stops at the same step then
+# An extra rank stopped by Ctrl-C or SIGTERM: by its own handler (130, 143; every rank stops at the same step then),
+# or by the signal itself, before its handlers were in place (still starting). The first rank says what happened.
+INTERRUPTED = (130, 143, -signal.SIGINT, -signal.SIGTERM)
 
 
 def process_rank() -> int:
@@ -55,11 +57,6 @@ def process_rank() -> int:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     return int(getattr(rank_zero_only, "rank", 0))
-
-
-def slurm_restarts() -> int:
-    """How many times SLURM has started this job again (requeued after preemption or by `scontrol requeue`)."""
-    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
 
 
 def announce(run_dir: Path, session: str) -> None:
@@ -83,9 +80,10 @@ def announced_run() -> dict[str, str] | None:
 
 def belongs_to(run_dir: Path, record: dict[str, Any] | None) -> str | None:
     """How this process belongs to the run recorded in `run_dir` (its run.json content, `record`), or None when it
-    does not: "rank <r>" (an extra rank the run started), "slurm job <id>" (a task of that run's SLURM job, or the
-    job started again after a requeue). A process that is not part of the run gets None, whatever its environment
-    says of ranks: that is what keeps a second run out of a directory that holds one."""
+    does not: "rank <r>" (an extra rank the run started, or another task of the SLURM job step that runs it),
+    "requeued SLURM job <id>" (that job, started again by SLURM). A process that is not part of the run gets None,
+    whatever its environment says of ranks (a second command in the same SLURM job included): that is what keeps
+    a second run out of a directory that holds one."""
     if not record:
         return None
     announced = announced_run()
@@ -96,17 +94,29 @@ def belongs_to(run_dir: Path, record: dict[str, Any] | None) -> str | None:
         and process_rank() > 0
     ):
         return f"rank {process_rank()}"
-    job = slurm_job()
-    if job is not None and record.get("slurm_job") == job:
-        return f"slurm job {job}"
+    if requeued(record):
+        return f"requeued SLURM job {slurm_job()}"
+    same_step = (
+        slurm_job() is not None
+        and record.get("slurm_job") == slurm_job()
+        and record.get("slurm_step") == os.environ.get("SLURM_STEP_ID")
+        and record.get("slurm_restart", 0) == slurm_restarts()
+    )
+    if same_step and process_rank() > 0:  # SLURM started the ranks of this step together
+        return f"rank {process_rank()}"
     return None
 
 
 def requeued(record: dict[str, Any] | None) -> bool:
-    """Whether this process is the first rank of the recorded run's SLURM job, started again by SLURM after the
-    job was requeued (preemption, `scontrol requeue`, a time limit's signal): it continues that run."""
+    """Whether this process runs the recorded run's SLURM job again, started by SLURM after a requeue (preemption,
+    `scontrol requeue`, the signal before a time limit): the same job id and a higher restart count. Every rank of
+    the job continues the run; an extra rank may read run.json after the first one has rewritten it for this
+    restart, so for it an equal (non-zero) count is enough."""
     job = slurm_job()
-    return bool(record) and job is not None and record.get("slurm_job") == job and process_rank() == 0
+    if not record or job is None or record.get("slurm_job") != job:
+        return False
+    recorded, now = int(record.get("slurm_restart") or 0), slurm_restarts()
+    return now > recorded or (process_rank() > 0 and now > 0 and now == recorded)
 
 
 # --- the extra ranks of strategy=ddp -------------------------------------------------------------------------------
@@ -135,22 +145,29 @@ def rank_command(local_rank: int, run_dir: Path) -> tuple[list[str], str]:
 
 
 class RankObserver(threading.Thread):
-    """Watches the extra ranks from the first one (Lightning's watcher, with the run kept informed): when one exits
-    with a failure, `on_failure(reason)` records it (run.json: failed, the rank's reason), the other ranks are
-    killed (a rank waiting in a collective for a dead peer never returns), and the first rank is given
-    `grace_seconds` to end the job through its own error path (on the CPU a collective with a dead peer fails at
-    once); after that the process exits with status 1."""
+    """Watches the extra ranks from the first one (Lightning's watcher, with the run kept informed).
+
+    - A rank exits with a failure: `on_failure(reason)` records it (run.json: failed, the rank's reason), the other
+      ranks are killed (a rank waiting in a collective for a dead peer never returns), and the first rank is given
+      `grace_seconds` to end the job through its own error path (on the CPU a collective with a dead peer fails at
+      once); after that the process exits with status 1.
+    - A rank is stopped by Ctrl-C or SIGTERM: the first rank, signalled too, normally stops at the same step and
+      records the interrupt. If it has not within `grace_seconds` (it may be waiting for that rank to join, in C++
+      code that no Python signal handler interrupts), `on_interrupt(signal name)` records it, and the process exits
+      with 130 / 143."""
 
     def __init__(
         self,
         procs: Sequence[subprocess.Popen],
         run_dir: Path,
         on_failure: Callable[[str], None],
+        on_interrupt: Callable[[str], None] | None = None,
         period: float = 0.5,
         grace_seconds: float = 30.0,
     ):
         super().__init__(daemon=True, name="rank-observer")  # ends with the process
-        self.procs, self.run_dir, self.on_failure = list(procs), Path(run_dir), on_failure
+        self.procs, self.run_dir = list(procs), Path(run_dir)
+        self.on_failure, self.on_interrupt = on_failure, on_interrupt
         self.period, self.grace_seconds = period, grace_seconds
         self.failure: str | None = None
         self._stopped = threading.Event()
@@ -160,12 +177,24 @@ class RankObserver(threading.Thread):
         self._stopped.set()
 
     def run(self) -> None:
+        from src.training.report import print_error
+
         while not self._stopped.wait(self.period):
             for local_rank, proc in enumerate(self.procs, start=1):
                 code = proc.poll()
-                if code is None or code == 0 or code in INTERRUPTED:
+                if code is None or code == 0:
                     continue
                 if self._stopped.is_set():
+                    return
+                if code in INTERRUPTED:
+                    name = "SIGINT" if code in (130, -signal.SIGINT) else "SIGTERM"
+                    if not self._stopped.wait(min(self.grace_seconds, 5.0)):  # the first rank stops at once, or not
+                        if self.on_interrupt is not None:
+                            self.on_interrupt(name)
+                        for other in self.procs:
+                            if other.poll() is None:
+                                other.kill()
+                        os._exit(130 if name == "SIGINT" else 143)
                     return
                 self.failure = rank_failure(self.run_dir, local_rank, proc.pid, code)
                 self.on_failure(self.failure)
@@ -173,8 +202,6 @@ class RankObserver(threading.Thread):
                     if other.poll() is None:
                         other.kill()
                 if not self._stopped.wait(self.grace_seconds):
-                    from src.training.report import print_error
-
                     print_error(f"{self.failure}: the run stopped (its run.json says why)")
                     os._exit(1)
                 return
@@ -208,7 +235,9 @@ def wait_for_ranks(procs: Sequence[subprocess.Popen], run_dir: Path, timeout: fl
     return None
 
 
-def adopt_launcher(trainer, run_dir: Path, on_failure: Callable[[str], None]) -> RunRanksLauncher | None:
+def adopt_launcher(
+    trainer, run_dir: Path, on_failure: Callable[[str], None], on_interrupt: Callable[[str], None] | None = None
+) -> RunRanksLauncher | None:
     """Put `RunRanksLauncher` in place of Lightning's subprocess launcher, whatever the strategy was called
     (`strategy=ddp`, `auto` with several devices, a `ddp_*` variant): the launcher Lightning chose says which
     start method the strategy uses. None when the run starts no processes of its own (one process, ddp_spawn, or
@@ -216,7 +245,7 @@ def adopt_launcher(trainer, run_dir: Path, on_failure: Callable[[str], None]) ->
     launcher = getattr(trainer.strategy, "_launcher", None)
     if type(launcher) is not _SubprocessScriptLauncher or launcher.cluster_environment.creates_processes_externally:
         return None
-    ours = RunRanksLauncher(launcher, run_dir, on_failure)
+    ours = RunRanksLauncher(launcher, run_dir, on_failure, on_interrupt)
     trainer.strategy._launcher = ours  # Lightning keeps the strategy's launcher here (2.6)
     return ours
 
@@ -225,9 +254,15 @@ class RunRanksLauncher(_SubprocessScriptLauncher):
     """Lightning's subprocess launcher for strategy=ddp, with the extra ranks started as this job's own command
     (`rank_command`) and watched by `RankObserver`."""
 
-    def __init__(self, launcher, run_dir: Path, on_failure: Callable[[str], None]):
+    def __init__(
+        self,
+        launcher,
+        run_dir: Path,
+        on_failure: Callable[[str], None],
+        on_interrupt: Callable[[str], None] | None = None,
+    ):
         super().__init__(launcher.cluster_environment, launcher.num_processes, launcher.num_nodes)
-        self.run_dir, self.on_failure = Path(run_dir), on_failure
+        self.run_dir, self.on_failure, self.on_interrupt = Path(run_dir), on_failure, on_interrupt
         self.observer: RankObserver | None = None
 
     def launch(self, function: Callable, *args: Any, trainer=None, **kwargs: Any) -> Any:
@@ -237,7 +272,7 @@ class RunRanksLauncher(_SubprocessScriptLauncher):
         # fit, then test: the ranks are started once and stay for both (LOCAL_RANK, set now, tells Lightning too)
         if not self.cluster_environment.creates_processes_externally and not self.procs:
             self._call_children_scripts()
-            self.observer = RankObserver(self.procs, self.run_dir, self.on_failure)
+            self.observer = RankObserver(self.procs, self.run_dir, self.on_failure, self.on_interrupt)
             self.observer.start()
         _set_num_threads_if_needed(num_processes=self.num_processes)
         return function(*args, **kwargs)
@@ -251,9 +286,16 @@ class RunRanksLauncher(_SubprocessScriptLauncher):
         os.environ["LOCAL_RANK"] = str(self.cluster_environment.local_rank())
         os.environ["WORLD_SIZE"] = f"{self.num_processes * self.num_nodes}"
         for local_rank in range(1, self.num_processes):
+            (self.run_dir / RANK_ERROR.format(rank=local_rank)).unlink(missing_ok=True)  # an earlier session's
             command, cwd = rank_command(local_rank, self.run_dir)
             env = {**os.environ, "LOCAL_RANK": str(local_rank)}
-            self.procs.append(subprocess.Popen(command, env=env, cwd=cwd))
+            self.procs.append(subprocess.Popen(command, env=env, cwd=cwd, preexec_fn=prepare_extra_rank))
+
+    def kill(self, signum) -> None:
+        """Lightning stops the other ranks itself (after Ctrl-C): that is no failure of theirs to record."""
+        if self.observer is not None:
+            self.observer.stop()
+        super().kill(signum)
 
     def finish(self, failed_at: float | None) -> str | None:
         """The first rank is done (`failed_at`: the time it failed with an error of its own, None when it ended
@@ -283,6 +325,32 @@ class RunRanksLauncher(_SubprocessScriptLauncher):
             if proc.poll() is None:
                 proc.kill()
         return cause
+
+
+def prepare_extra_rank() -> None:
+    """In an extra rank, before it starts (Linux; elsewhere nothing):
+    - the kernel ends it when the first rank's process ends, however that ends (killed outright included), rather
+      than leave it waiting for a peer for ever;
+    - Ctrl-C in the terminal reaches the first rank alone until training starts (then every rank's SaveOnInterrupt
+      takes it, and they stop at the same step): a rank stopped while it starts would leave the first one waiting
+      for it to join, and print a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def started_by_a_run(run_dir: Path) -> bool:
+    """Whether a process whose environment gives it a rank above 0 was started as a rank of a run in `run_dir`
+    (announced by its first rank) or by SLURM (a task of a job); LOCAL_RANK left over in a shell is neither."""
+    announced = announced_run()
+    if announced is not None and announced.get("dir") == str(Path(run_dir).resolve()):
+        return True
+    return slurm_job() is not None
 
 
 class RankFailed(Exception):

@@ -160,3 +160,68 @@ def test_a_rank_killed_mid_run_ends_the_run_failed_with_its_reason(tmp_path):
     assert record["error"].startswith(f"rank 1 (PID {ranks[0]}) failed: killed by SIGKILL"), record["error"]
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "rank 1" in errors[0] and "ckpt_path=last" in errors[0], err[-3000:]
+
+
+def test_ctrl_c_while_two_ranks_start_ends_the_run_interrupted_without_a_hang(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group, here a few seconds in: while the ranks start (before
+    any step), or once they train. Either way the run ends `interrupted` with status 130, at once, with one
+    `error:` line and no traceback, and no rank is left behind."""
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "src.run", *SMALL[:4], "trainer.max_steps=5000", "trainer.devices=2"]
+    process = subprocess.Popen(
+        [*command, "torch_threads=1", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.time() + 120
+    while not (run_dir / "run.json").is_file():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.1)
+    time.sleep(2.0)
+    ranks = children_of(process.pid)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert "Traceback" not in err and len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+    for rank in ranks:
+        assert not Path(f"/proc/{rank}").exists() or "zombie" in Path(f"/proc/{rank}/status").read_text()
+
+
+def test_a_process_with_a_rank_in_its_environment_but_no_run_is_refused(tmp_path):
+    """LOCAL_RANK left over in a shell: the process is no rank of any run, so it may not train as one."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", LOCAL_RANK="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "src.run", *SMALL, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: this process has rank 1 (LOCAL_RANK or RANK is set")
+    assert not (tmp_path / "run").exists()
+
+
+def test_several_devices_on_slurm_need_as_many_tasks_and_a_launcher_without_m_is_warned_about(tmp_path):
+    """Before anything is submitted: trainer.devices=2 with one SLURM task per job is refused in one line; a
+    launcher chosen without -m is legal (the run trains here) and said so."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    refused = run_module(
+        "src.run", "-m", "hydra/launcher=slurm", "trainer.devices=2", *SMALL, f"hydra.sweep.dir={tmp_path / 's'}"
+    )
+    assert refused.returncode == 2 and "set hydra.launcher.tasks_per_node=2" in refused.stderr
+    assert not (tmp_path / "s").exists()
+    single = check(run_module("src.run", "hydra/launcher=slurm", *SMALL, f"hydra.run.dir={tmp_path / 'r'}"))
+    warnings = [line for line in single.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: hydra/launcher=slurm has no effect without -m: this run trains here, once; add -m to run it as a "
+        "sweep"
+    ]

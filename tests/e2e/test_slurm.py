@@ -189,3 +189,47 @@ def test_a_job_of_two_slurm_tasks_trains_as_one_run_of_two_ranks(slurm_cluster, 
     assert not list(job_dir.glob("error*"))
     log = "".join(path.read_text() for path in sweep.glob(".submitit/*/*_log.err"))
     assert "Starting with 2 processes" in log or "MEMBER: 2/2" in log, log[-2000:]
+
+
+def test_a_partition_slurm_does_not_have_is_one_line_and_leaves_nothing(slurm_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    command = slurm_sweep(slurm_cluster, sweep, *TINY_JOB, "model.heads=1,2")
+    command[command.index(f"hydra.launcher.partition={slurm_cluster.partition}")] = "hydra.launcher.partition=nosuch"
+    result = subprocess.run(
+        command, cwd=ROOT, env=sweep_env(slurm_cluster), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "SLURM did not take the sweep's jobs" in errors[0] and "partition" in errors[0]
+    assert "Traceback" not in result.stderr and not sweep.exists()  # the same command runs once it is fixed
+
+
+def test_a_requeued_job_of_two_tasks_resumes_on_both_ranks(slurm_cluster, tmp_path):
+    """Both ranks of a requeued 2-task job continue the run from the saved step (one starting over would leave the
+    other waiting in a collective): the run ends completed at its last step, its interrupted session kept."""
+    sweep = tmp_path / "sweep"
+    long_run = [o for o in LONG_RUN if not o.startswith("torch_threads")]
+    process = subprocess.Popen(
+        slurm_sweep(
+            slurm_cluster, sweep, *long_run, "torch_threads=1", "hydra.launcher.tasks_per_node=2", "trainer.devices=2"
+        ),
+        cwd=ROOT,
+        env=sweep_env(slurm_cluster),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not list(sweep.glob("*/checkpoints/step-*.ckpt")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no step checkpoint after 180 s"
+        time.sleep(0.1)
+    (job_dir,) = [path.parent for path in sweep.glob("*/run.json")]
+    slurm_cluster.run("scontrol", "requeue", json.loads((job_dir / "run.json").read_text())["slurm_job"])
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    record = json.loads((job_dir / "run.json").read_text())
+    assert record["status"] == "completed" and "resuming from" in record["requeued"]
+    assert [session["status"] for session in record["previous"]] == ["interrupted"]
+    checkpoint = torch.load(job_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 600

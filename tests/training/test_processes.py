@@ -50,18 +50,25 @@ def test_another_session_or_another_directory_does_not_belong(tmp_path, clean_en
     assert belongs_to(tmp_path / "a", None) is None
 
 
-def test_a_slurm_job_belongs_to_the_run_it_recorded_and_is_requeued_only_as_its_first_rank(tmp_path, clean_env):
+def test_a_slurm_job_belongs_to_its_run_as_a_task_of_its_step_or_started_again_after_a_requeue(tmp_path, clean_env):
+    for key in ("SLURM_STEP_ID", "SLURM_RESTART_COUNT"):
+        clean_env.delenv(key, raising=False)
     clean_env.setenv("SLURM_ARRAY_JOB_ID", "41")
     clean_env.setenv("SLURM_ARRAY_TASK_ID", "3")
     clean_env.setenv("SLURM_JOB_ID", "44")  # an array task's own id: sacct and submitit name it 41_3
+    clean_env.setenv("SLURM_STEP_ID", "0")
     record = RunRecord(tmp_path)
     record.update()
     saved = read_record(tmp_path)
-    assert saved is not None and saved["slurm_job"] == "41_3"
-    as_rank(clean_env, 0)
-    assert belongs_to(tmp_path, saved) == "slurm job 41_3" and requeued(saved)
-    as_rank(clean_env, 1)  # a second task of the same job: part of it, but not the one that resumes it
-    assert belongs_to(tmp_path, saved) == "slurm job 41_3" and not requeued(saved)
+    assert saved is not None and (saved["slurm_job"], saved["slurm_step"], saved["slurm_restart"]) == ("41_3", "0", 0)
+    as_rank(clean_env, 1)  # a second task of the same step: a rank of the run
+    assert belongs_to(tmp_path, saved) == "rank 1" and not requeued(saved)
+    as_rank(clean_env, 0)  # a second command in the same job (its next step): a second run, refused
+    clean_env.setenv("SLURM_STEP_ID", "1")
+    assert belongs_to(tmp_path, saved) is None and not requeued(saved)
+    clean_env.setenv("SLURM_RESTART_COUNT", "1")  # SLURM started the job again after a requeue
+    clean_env.setenv("SLURM_STEP_ID", "0")
+    assert belongs_to(tmp_path, saved) == "requeued SLURM job 41_3" and requeued(saved)
     clean_env.setenv("SLURM_ARRAY_TASK_ID", "4")  # another job of the same array: a stranger
     assert belongs_to(tmp_path, saved) is None and not requeued(saved)
 
@@ -79,7 +86,7 @@ def test_preflight_lets_a_runs_own_rank_in_and_keeps_a_stranger_out(tmp_path, cl
     config = run_dir_config(tmp_path)
     clean_env.setenv("LOCAL_RANK", "1")
     as_rank(clean_env, 1)
-    with pytest.raises(ConfigError, match="already holds a run|holds a run that ended"):
+    with pytest.raises(ConfigError, match="already holds a run|holds a run that"):
         check_run_dir(config)  # LOCAL_RANK=1 alone: not this run's
     announce(tmp_path, record.data["session"])
     check_run_dir(config)  # started by the run: part of it
