@@ -1025,6 +1025,7 @@ def report_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
         sweep = Sweep(sweep_dir, read_runs(sweep_dir), [], {}, [], None, None)
     else:
         print(f"report: {sweep_dir / 'report.md'} ({sweep.progress})")
+        warn_if_the_study_was_unread(sweep)
     ReportAtSweepEnd.last_sweep = sweep
     return sweep
 
@@ -1068,6 +1069,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     sweep = write_report(directory, args.baseline)
     print(f"report: {directory / 'report.md'} ({sweep.progress})")
+    warn_if_the_study_was_unread(sweep)
+
+
+def warn_if_the_study_was_unread(sweep: Sweep) -> None:
+    """A stored study the report could not read (its database unreachable from here, no password): the report
+    says so in its study section, and the command in one line, so the missing table is not taken for none."""
+    if sweep.study is not None and sweep.study.error is not None:
+        print(
+            f"warning: the report lists no trial of study {sweep.study.name}: {sweep.study.error}",
+            file=sys.stderr,
+        )
 
 
 def print_stored_study(sweep_dir: str | None, storage: str | None, name: str | None) -> None:

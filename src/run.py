@@ -316,6 +316,8 @@ def train(
     except BaseException as error:
         if (failure := end_ranks(ranks, failed_at=time.time())) is not None:  # it failed because another one did
             raise RankFailed(failure) from error
+        if (failure := spawned_rank_failure(error)) is not None:  # strategy=ddp_spawn: this process only waited
+            raise RankFailed(failure) from None
         raise
     if (failure := end_ranks(ranks, failed_at=None)) is not None:
         raise RankFailed(failure)
@@ -323,6 +325,20 @@ def train(
         recorder.add_final(metrics)
         print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun(), speed=speed.summary())
     return metrics
+
+
+def spawned_rank_failure(error: BaseException) -> str | None:
+    """Under strategy=ddp_spawn every rank is a process forked from this one, which waits for them: one that
+    raised or was killed ends the wait with torch's error, here turned into the run's one-line reason."""
+    import torch.multiprocessing as mp
+
+    if isinstance(error, mp.ProcessExitedException):
+        how = f"killed by {error.signal_name}" if error.signal_name else f"exited with status {error.exit_code}"
+        return f"rank {error.error_index} (PID {error.error_pid}) failed: {how}"
+    if isinstance(error, mp.ProcessRaisedException):
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return f"rank {error.error_index} (PID {error.error_pid}) failed: {lines[-1] if lines else 'an error'}"
+    return None
 
 
 def end_ranks(ranks, failed_at: float | None) -> str | None:
@@ -420,6 +436,13 @@ def resume_command(run_dir: Path) -> str:
     return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}", "ckpt_path=last"])
 
 
+def job_command(run_dir: Path) -> str:
+    """A sweep job's own command: what runs this one job, in its directory (its process was started by the sweep's
+    command, or by a worker of a launcher: joblib's, submitit's, whose command line says nothing of the job)."""
+    keep = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hydra.")]
+    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}"])
+
+
 FAILED_JOBS: list[str] = []  # sweep jobs that failed in this process (the basic launcher runs them all here)
 FAILED_ANALYSES: list[str] = []  # sweep jobs that trained, but whose analyze_after_fit failed, in this process
 EXIT_FAILED = 1  # the run did not do its job (diverged, crashed)
@@ -448,6 +471,8 @@ def main(cfg: DictConfig) -> float | None:
         return train_as_extra_rank(cfg, run_dir)
     check_sweeper_direction(cfg)  # a search that optimises the wrong way is refused before its first trial
     record = RunRecord(run_dir)
+    if multirun:  # what ran this job, and the command the process itself was started with
+        record.data.update(command=job_command(run_dir), process_command=record.data["command"])
     record.update(**({"requeued": note} if note else {}))
     announce(run_dir, record.data["session"])  # the ranks it starts belong to this run (src/training/processes.py)
     try:

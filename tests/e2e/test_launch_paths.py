@@ -225,3 +225,34 @@ def test_several_devices_on_slurm_need_as_many_tasks_and_a_launcher_without_m_is
         "warning: hydra/launcher=slurm has no effect without -m: this run trains here, once; add -m to run it as a "
         "sweep"
     ]
+
+
+def test_a_spawned_rank_killed_mid_run_ends_the_run_failed_with_its_reason(tmp_path):
+    """strategy=ddp_spawn: the ranks are processes forked from the command, which waits for them; one killed
+    outright ends the run `failed` with that rank's reason and one `error:` line, not torch's traceback."""
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    long = [o for o in SMALL if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
+    command = [sys.executable, "-m", "src.run", *long, "trainer.max_steps=5000", "trainer.val_check_interval=20"]
+    process = subprocess.Popen(
+        [*command, "trainer.strategy=ddp_spawn", "trainer.devices=2", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 180
+    while not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "no checkpoint after 180 s"
+        time.sleep(0.1)
+    ranks = [pid for pid in children_of(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(ranks) == 2, ranks
+    os.kill(ranks[1], signal.SIGKILL)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and record["error"].endswith(f"(PID {ranks[1]}) failed: killed by SIGKILL")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]

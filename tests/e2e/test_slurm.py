@@ -74,6 +74,8 @@ def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(
         "1_model.heads:2": "completed",
         "2_model.heads:3": "failed",
     }
+    for name, record in statuses.items():  # the job's own command, not the worker's (submitit's) command line
+        assert record["command"].endswith(f"hydra.run.dir={sweep / name}"), record["command"]
     jobs = {record["slurm_job"] for record in statuses.values()}
     assert len(jobs) == 3 and all("_" in job for job in jobs)  # the tasks of one job array, each in its own run
     report = (sweep / "report.md").read_text()
