@@ -310,7 +310,7 @@ def train(
         # Ctrl-C outside the training steps (start-up, sanity check, test): Lightning stops the other ranks and
         # exits with status 1. An interrupt, not a failure: what training saved last is what there is to resume.
         last = checkpoints / "last.ckpt"
-        interrupted = TrainingInterrupted("SIGINT", trainer.global_step, last if last.is_file() else None)
+        interrupted = TrainingInterrupted("SIGINT", saved_step(last, trainer), last if last.is_file() else None)
         end_ranks(ranks, failed_at=time.time())
         raise interrupted from None
     except BaseException as error:
@@ -325,6 +325,16 @@ def train(
         recorder.add_final(metrics)
         print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun(), speed=speed.summary())
     return metrics
+
+
+def saved_step(checkpoint: Path, trainer) -> int:
+    """The step a checkpoint holds (under ddp_spawn the ranks trained in other processes: this one's trainer never
+    left step 0); the trainer's own step when there is none."""
+    from src.training.checkpoint import read_checkpoint
+
+    if not checkpoint.is_file():
+        return trainer.global_step
+    return int(read_checkpoint(str(checkpoint), "ckpt_path").get("global_step", trainer.global_step))
 
 
 def spawned_rank_failure(error: BaseException) -> str | None:
