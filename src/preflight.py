@@ -90,12 +90,13 @@ def check_run_dir(config: DictConfig) -> None:
         return
     status = record.get("status") if record is not None else None
     if config.get("ckpt_path") is None:
-        if status == "running" and newest_checkpoint(run_dir) is None:
+        saved = newest_checkpoint(run_dir) if status is not None else None
+        if status == "running" and saved is None:
             raise ConfigError(
                 f"hydra.run.dir={run_dir} holds a run that is running, or was killed before saving a checkpoint "
                 "(its run.json says running): choose another directory, or delete that one once it is not running"
             )
-        if status is not None and newest_checkpoint(run_dir) is None:  # failed before training: nothing to resume
+        if status is not None and saved is None:  # failed before training: nothing to resume
             raise ConfigError(
                 f"hydra.run.dir={run_dir} holds a run that ended ({status}) before saving a checkpoint, so there is "
                 "nothing to resume: choose another directory, or delete that one first"

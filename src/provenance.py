@@ -172,13 +172,19 @@ class RunRecord:
     def update(self, **fields: Any) -> None:
         with self._lock:  # the thread that watches a run's other ranks records their failure too
             self.data.update(fields)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(".json.part")
-            partial.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-            partial.replace(self.path)
+            write_record(self.path.parent, self.data)
 
     def end(self, status: str, **fields: Any) -> None:
         self.update(status=status, ended=now(), **fields)
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Write a directory's run.json at once (atomically), so that it is never half written."""
+    path = Path(run_dir) / RUN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.part")
+    partial.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    partial.replace(path)
 
 
 def read_status(run_dir: Path) -> str | None:

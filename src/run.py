@@ -48,11 +48,19 @@ from src.analyze import ANALYSIS_DIR, Target, analyze_checkpoint, device_for
 from src.cli import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
 from src.data import absolute_task_paths
 from src.model import ConfigError, ModelAxes
-from src.provenance import RunRecord, command_line, hydra_value, read_record, shell_override, slurm_job
+from src.provenance import (
+    RunRecord,
+    command_line,
+    hydra_value,
+    read_record,
+    shell_override,
+    slurm_job,
+    slurm_restarts,
+)
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
 from src.training.checkpoint import newest_checkpoint
-from src.training.processes import RankFailed, announce, process_rank, requeued, withdraw
+from src.training.processes import RANK_ERROR, RankFailed, announce, process_rank, requeued, withdraw
 from src.training.report import logged_to, print_error, print_line, print_warning, quiet_extra_rank, quiet_lightning
 from src.validation import (
     check_ablation,
@@ -182,7 +190,6 @@ def train(
     after the run's own (the loop benchmark's timer)."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from src.data import build_datamodule
     from src.preflight import check_analysis_target, check_training_left
@@ -296,25 +303,12 @@ def train(
                 bleu = score_split(module, datamodule, "test", cfg.decode, batch_size=cfg.batch_size)
                 metrics.update(bleu.metrics())
                 print_line(bleu.summary())  # into run.log too
-    except SIGTERMException:
-        # SIGTERM outside the training steps (sanity check, test): Lightning's handler stops its loop with a
-        # SystemExit of status 0. What training saved last is what there is to resume from.
-        last = checkpoints / "last.ckpt"
-        interrupted = TrainingInterrupted("SIGTERM", trainer.global_step, last if last.is_file() else None)
-        end_ranks(ranks, failed_at=time.time())
-        raise interrupted from None
-    except SystemExit as error:
-        if not isinstance(error.__context__, KeyboardInterrupt):
-            end_ranks(ranks, failed_at=time.time())
-            raise
-        # Ctrl-C outside the training steps (start-up, sanity check, test): Lightning stops the other ranks and
-        # exits with status 1. An interrupt, not a failure: what training saved last is what there is to resume.
-        last = checkpoints / "last.ckpt"
-        interrupted = TrainingInterrupted("SIGINT", saved_step(last, trainer), last if last.is_file() else None)
-        end_ranks(ranks, failed_at=time.time())
-        raise interrupted from None
     except BaseException as error:
-        if (failure := end_ranks(ranks, failed_at=time.time())) is not None:  # it failed because another one did
+        interrupted = interrupted_outside_the_steps(error, trainer, checkpoints / "last.ckpt")
+        failure = end_ranks(ranks, failed_at=time.time())
+        if interrupted is not None:
+            raise interrupted from None
+        if failure is not None:  # this rank failed because another one did
             raise RankFailed(failure) from error
         if (failure := spawned_rank_failure(error)) is not None:  # strategy=ddp_spawn: this process only waited
             raise RankFailed(failure) from None
@@ -327,14 +321,26 @@ def train(
     return metrics
 
 
-def saved_step(checkpoint: Path, trainer) -> int:
-    """The step a checkpoint holds (under ddp_spawn the ranks trained in other processes: this one's trainer never
-    left step 0); the trainer's own step when there is none."""
+def interrupted_outside_the_steps(error: BaseException, trainer, last: Path) -> TrainingInterrupted | None:
+    """SIGTERM or Ctrl-C outside the training steps (start-up, sanity check, test), which SaveOnInterrupt does not
+    see: Lightning's SIGTERM handler stops its loop with a SystemExit of status 0, and after Ctrl-C Lightning stops
+    the other ranks and exits with status 1. An interrupt, not a failure: what training saved last (`last`) is what
+    there is to resume from, at the step it holds (under ddp_spawn the ranks trained in other processes, and this
+    one's trainer never left step 0)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from src.training.checkpoint import read_checkpoint
 
-    if not checkpoint.is_file():
-        return trainer.global_step
-    return int(read_checkpoint(str(checkpoint), "ckpt_path").get("global_step", trainer.global_step))
+    if isinstance(error, SIGTERMException):
+        name = "SIGTERM"
+    elif isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
+        name = "SIGINT"
+    else:
+        return None
+    if not last.is_file():
+        return TrainingInterrupted(name, trainer.global_step, None)
+    step = int(read_checkpoint(str(last), "ckpt_path").get("global_step", trainer.global_step))
+    return TrainingInterrupted(name, step, last)
 
 
 def spawned_rank_failure(error: BaseException) -> str | None:
@@ -568,8 +574,6 @@ def train_as_extra_rank(cfg: DictConfig, run_dir: Path) -> float | None:
     batch and writes none of the run's files. When it fails, its reason goes to its own error file, which the
     first rank reads into run.json (src/training/processes.py); an interrupt stops every rank at the same step,
     and the first one saves it."""
-    from src.training.processes import RANK_ERROR
-
     quiet_extra_rank()
     rank = process_rank()
     try:
@@ -591,8 +595,6 @@ def train_as_extra_rank(cfg: DictConfig, run_dir: Path) -> float | None:
 def continue_requeued_run(cfg: DictConfig, run_dir: Path) -> str:
     """A SLURM job started again after a requeue resumes from its newest checkpoint, as `ckpt_path=last` would
     (nothing saved yet: it starts over, in its own directory). Returns what it did, for run.json."""
-    from src.provenance import slurm_restarts
-
     newest = newest_checkpoint(run_dir)
     again = f"SLURM started job {slurm_job()} again (restart {slurm_restarts()})"
     if newest is None:

@@ -18,11 +18,10 @@ submitit.core._submit`, which calls Hydra's job function and so `src.run`'s). Wh
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from src.provenance import RUN_FILE, now, read_record
+from src.provenance import now, read_record, write_record
 
 
 def record_cluster_failure(job_dir: Path, reason: str) -> bool:
@@ -37,9 +36,7 @@ def record_cluster_failure(job_dir: Path, reason: str) -> bool:
         record.update(status="failed", error=reason, ended=now())
     elif reason not in str(record.get("error")):
         record.update(error=f"{record.get('error')}; {reason}")
-    partial = job_dir / (RUN_FILE + ".part")
-    partial.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    partial.replace(job_dir / RUN_FILE)
+    write_record(job_dir, record)
     return True
 
 

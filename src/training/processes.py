@@ -191,20 +191,23 @@ class RankObserver(threading.Thread):
                     if not self._stopped.wait(min(self.grace_seconds, 5.0)):  # the first rank stops at once, or not
                         if self.on_interrupt is not None:
                             self.on_interrupt(name)
-                        for other in self.procs:
-                            if other.poll() is None:
-                                other.kill()
+                        kill_running(self.procs)
                         os._exit(130 if name == "SIGINT" else 143)
                     return
                 self.failure = rank_failure(self.run_dir, local_rank, proc.pid, code)
                 self.on_failure(self.failure)
-                for other in self.procs:
-                    if other.poll() is None:
-                        other.kill()
+                kill_running(self.procs)
                 if not self._stopped.wait(self.grace_seconds):
                     print_error(f"{self.failure}: the run stopped (its run.json says why)")
                     os._exit(1)
                 return
+
+
+def kill_running(procs: Sequence[subprocess.Popen]) -> None:
+    """Stop the ranks still running (a rank waiting in a collective for a dead peer would never return)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def rank_failure(run_dir: Path, local_rank: int, pid: int, code: int) -> str:
@@ -321,9 +324,7 @@ class RunRanksLauncher(_SubprocessScriptLauncher):
             error_file = self.run_dir / RANK_ERROR.format(rank=local_rank)
             if code < 0 or (error_file.is_file() and error_file.stat().st_mtime <= failed_at):
                 cause = cause or rank_failure(self.run_dir, local_rank, proc.pid, code)
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
+        kill_running(self.procs)
         return cause
 
 

@@ -52,6 +52,26 @@ def sweep_env(cluster) -> dict[str, str]:
     return {**cluster.client_env, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
 
+def sweep_training_mid_way(cluster, sweep: Path, *overrides: str, job: str = "*") -> tuple[subprocess.Popen, Path, str]:
+    """A sweep started on the cluster, once its job `job` (a glob of its directory name) trains past its first step
+    checkpoint: the sweep command's process, the job's directory and its SLURM job id."""
+    process = subprocess.Popen(
+        slurm_sweep(cluster, sweep, *overrides),
+        cwd=ROOT,
+        env=sweep_env(cluster),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not list(sweep.glob(f"{job}/checkpoints/step-*.ckpt")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no step checkpoint after 180 s"
+        time.sleep(0.1)
+    (job_dir,) = [path.parent for path in sweep.glob(f"{job}/run.json")]
+    return process, job_dir, json.loads((job_dir / "run.json").read_text())["slurm_job"]
+
+
 def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
     started = time.monotonic()
@@ -109,21 +129,7 @@ def test_a_requeued_job_resumes_from_its_last_step_and_ends_with_the_uninterrupt
     and resumes it. The final weights equal those of a run never interrupted (trained outside SLURM with the same
     settings), bit for bit."""
     sweep = tmp_path / "sweep"
-    process = subprocess.Popen(
-        slurm_sweep(slurm_cluster, sweep, *LONG_RUN, "seed=0"),
-        cwd=ROOT,
-        env=sweep_env(slurm_cluster),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 180
-    while not list(sweep.glob("*/checkpoints/step-*.ckpt")):  # training, past its first step checkpoint
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no step checkpoint after 180 s"
-        time.sleep(0.1)
-    (job_dir,) = [path.parent for path in sweep.glob("*/run.json")]
-    job = json.loads((job_dir / "run.json").read_text())["slurm_job"]
+    process, job_dir, job = sweep_training_mid_way(slurm_cluster, sweep, *LONG_RUN, "seed=0")
     slurm_cluster.run(*requeue, job)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
@@ -143,21 +149,7 @@ def test_a_job_the_cluster_cancels_is_reported_with_slurms_reason(slurm_cluster,
     """A job cancelled on the cluster (scancel: what an administrator, a time limit or a preemption without requeue
     does) is reported with SLURM's own reason beside what the run saved; the sweep waits for the other job."""
     sweep = tmp_path / "sweep"
-    process = subprocess.Popen(
-        slurm_sweep(slurm_cluster, sweep, *LONG_RUN, "seed=0,1"),
-        cwd=ROOT,
-        env=sweep_env(slurm_cluster),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 180
-    while not list(sweep.glob("1_*/checkpoints/step-*.ckpt")):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no step checkpoint after 180 s"
-        time.sleep(0.1)
-    (job_dir,) = [path.parent for path in sweep.glob("1_*/run.json")]
-    job = json.loads((job_dir / "run.json").read_text())["slurm_job"]
+    process, job_dir, job = sweep_training_mid_way(slurm_cluster, sweep, *LONG_RUN, "seed=0,1", job="1_*")
     slurm_cluster.run("scancel", job)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 1, err[-3000:]
@@ -211,23 +203,10 @@ def test_a_requeued_job_of_two_tasks_resumes_on_both_ranks(slurm_cluster, tmp_pa
     other waiting in a collective): the run ends completed at its last step, its interrupted session kept."""
     sweep = tmp_path / "sweep"
     long_run = [o for o in LONG_RUN if not o.startswith("torch_threads")]
-    process = subprocess.Popen(
-        slurm_sweep(
-            slurm_cluster, sweep, *long_run, "torch_threads=1", "hydra.launcher.tasks_per_node=2", "trainer.devices=2"
-        ),
-        cwd=ROOT,
-        env=sweep_env(slurm_cluster),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process, job_dir, job = sweep_training_mid_way(
+        slurm_cluster, sweep, *long_run, "torch_threads=1", "hydra.launcher.tasks_per_node=2", "trainer.devices=2"
     )
-    deadline = time.monotonic() + 180
-    while not list(sweep.glob("*/checkpoints/step-*.ckpt")):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no step checkpoint after 180 s"
-        time.sleep(0.1)
-    (job_dir,) = [path.parent for path in sweep.glob("*/run.json")]
-    slurm_cluster.run("scontrol", "requeue", json.loads((job_dir / "run.json").read_text())["slurm_job"])
+    slurm_cluster.run("scontrol", "requeue", job)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
     record = json.loads((job_dir / "run.json").read_text())

@@ -138,42 +138,6 @@ def test_submitit_local_runs_the_jobs_and_reports_a_failed_one(tmp_path):
     assert "1 sweep job(s) did not complete (1_model.heads:3)" in result.stderr
 
 
-def test_ddp_on_two_cpu_processes_trains_like_one_process_with_the_same_global_batch(tmp_path):
-    """trainer=ddp (ddp_spawn, gloo) on the default data: it trains, only rank zero writes, and the validation
-    loss after 20 steps matches one process that sees the same global batch (ranks take interleaved shares of
-    one seeded permutation) to within 1% (DDP averages the ranks' token-mean losses, one process takes the mean
-    over all tokens, so the updates differ slightly)."""
-    common = [
-        "model.d_model=32",
-        "model.heads=2",
-        "model.layers=1",
-        "model.d_ff=64",
-        "trainer.max_steps=20",
-        "trainer.val_check_interval=20",
-        "trainer.enable_progress_bar=false",
-        "torch_threads=1",
-    ]
-    ddp, single = tmp_path / "ddp", tmp_path / "single"
-    result = run_module(
-        "src.run",
-        *common,
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "batch_size=32",
-        f"hydra.run.dir={ddp}",
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    check_single = run_module("src.run", *common, "batch_size=64", f"hydra.run.dir={single}")
-    assert check_single.returncode == 0, check_single.stderr[-3000:]
-    assert len(list(ddp.glob("events.out.tfevents.*"))) == 1  # rank zero only
-    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-    ddp_loss = json.loads((ddp / "metrics.json").read_text())["final"]["val/loss"]
-    single_loss = json.loads((single / "metrics.json").read_text())["final"]["val/loss"]
-    assert ddp_loss == pytest.approx(single_loss, rel=0.01)
-
-
 def test_a_sweep_with_analyze_after_fit_reports_the_pruning_per_configuration(tmp_path):
     """Every job analyses its best checkpoint after training (analysis.* for all of them); the report then has
     the pruning section with a row per configuration over both seeds, and the mean pruning curves."""
