@@ -6,6 +6,7 @@ masks.py        boolean masks (True = may attend); mask schemes: which site gets
 positional.py   sinusoidal, learned, rotary, ALiBi, none
 attention.py    scaled dot-product attention (explicit and fused) and multi-head attention, with head gates
 head_mask.py    head masks: switch heads off (or scale them) by site, layer and head
+names.py        how a head, a layer and a site are named everywhere (cross:1:2, counted from 0)
 norms.py        LayerNorm, RMSNorm, post-LN / pre-LN residual blocks
 feedforward.py  ReLU / GELU / SwiGLU feed-forward networks
 layers.py       encoder layer, decoder layer

@@ -1,0 +1,60 @@
+"""How a head, a layer and a sublayer are named, in every command, file, dashboard and page.
+
+One spelling, the one `ablate.heads` and `ablate.sublayers` read, so that a name a user reads anywhere (a
+TensorBoard tag or image caption, a csv row, a report, the attention page) can be pasted into a spec:
+
+    head_name("cross", 1, 2)      -> "cross:1:2"    layer 1, head 2 of the cross-attention
+    layer_name("cross", 1)        -> "cross:1"      every head of that layer (or that sublayer)
+    parse_name("cross:1:2")       -> ("cross", 1, 2)
+
+Layers and heads are counted from 0, as PyTorch indexes them (`mask["cross"][1, 2]`), as TransformerLens and the
+interpretability papers number GPT-2's heads ("head 9.9"), and as the ablation specs always have. A site is one of
+the model's attention sites (encoder_self, decoder_self, cross) or feed-forward sublayers (encoder_ffn,
+decoder_ffn).
+"""
+
+from __future__ import annotations
+
+# What a person reads for a site: titles of images, plots and page sections.
+SITE_TITLES = {
+    "encoder_self": "encoder self-attention",
+    "decoder_self": "decoder self-attention",
+    "cross": "cross-attention",
+    "encoder_ffn": "encoder feed-forward",
+    "decoder_ffn": "decoder feed-forward",
+}
+
+# Said once wherever heads are listed for a reader who may not know the convention.
+NUMBERING = "layers and heads counted from 0, as ablate.heads reads them"
+
+
+def head_name(site: str, layer: int, head: int) -> str:
+    """'cross:1:2': the head as `ablate.heads` names it (layer and head counted from 0)."""
+    return f"{site}:{int(layer)}:{int(head)}"
+
+
+def layer_name(site: str, layer: int) -> str:
+    """'cross:1': a layer of a site, as `ablate.heads` (all its heads) and `ablate.sublayers` name it."""
+    return f"{site}:{int(layer)}"
+
+
+def site_title(site: str) -> str:
+    """'cross-attention' for 'cross'; an unknown site is shown as it is."""
+    return SITE_TITLES.get(site, site)
+
+
+def parse_name(name: str) -> tuple[str, int | None, int | None]:
+    """('cross', 1, 2) for 'cross:1:2', ('cross', 1, None) for 'cross:1', ('cross', None, None) for 'cross'.
+    Raises ValueError for anything else (`*` parts are for specs: src.model.ablation.parse_ablation)."""
+    parts = name.strip().split(":")
+    if not parts[0] or len(parts) > 3:
+        raise ValueError(f"{name!r} is not site[:layer[:head]]")
+    try:
+        numbers = [int(part) for part in parts[1:]]
+    except ValueError:
+        raise ValueError(f"{name!r}: layer and head are numbers counted from 0") from None
+    if any(n < 0 for n in numbers):
+        raise ValueError(f"{name!r}: layer and head are counted from 0")
+    layer = numbers[0] if numbers else None
+    head = numbers[1] if len(numbers) > 1 else None
+    return parts[0], layer, head
