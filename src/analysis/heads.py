@@ -30,16 +30,12 @@ from torch import Tensor, nn
 
 from src.model.ablation import sublayer_blocks
 from src.model.head_mask import attention_sites, head_gate_rows, restore_head_gate_rows
+from src.model.names import head_name
 from src.training.inference import forward_batch
 from src.training.report import print_warning
 
 from .ablation import query_positions
 from .scoring import HeadMask, MainMetric, SplitScorer, current_head_mask, per_example_loss, target_of
-
-
-def head_name(site: str, layer: int, head: int) -> str:
-    """`cross:1:3`: the spec `ablate.heads` takes (layers and heads from 0)."""
-    return f"{site}:{layer}:{head}"
 
 
 def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
@@ -133,8 +129,11 @@ def attention_entropy(model: nn.Module, kind: str, batches) -> HeadMask:
 
 @dataclass
 class HeadRow:
-    """One head: its scores and, when the single-head table was made, what removing it alone does."""
+    """One head: its scores and, when the single-head table was made, what removing it alone does. `name` is the
+    head as `ablate.heads` reads it (`cross:1:2`, from site, layer and head, counted from 0): the first column of
+    heads.csv, so a row can be pasted into a spec as it reads."""
 
+    name: str = field(init=False)
     site: str
     layer: int
     head: int
@@ -146,6 +145,9 @@ class HeadRow:
     loss_without: float = math.nan
     metric_drop: float = math.nan  # how much worse the metric gets without it (positive = the head helps)
     loss_increase: float = math.nan
+
+    def __post_init__(self) -> None:
+        self.name = head_name(self.site, self.layer, self.head)
 
 
 @dataclass

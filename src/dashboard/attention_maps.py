@@ -14,8 +14,15 @@ Conventions: queries on the y axis (rows, top to bottom), keys on the x axis (co
 
 Tags written (the tests and the end-to-end checks rely on them):
 
-    val_attention/<site>/layer_<l>   image per layer, all heads (l counts from 1; ``/example_<e>`` with several)
+    val_attention/<site>:<layer>     image per layer, all heads, e.g. ``val_attention/cross:1``
+                                     (``/example_<e>`` appended with several probe examples)
     val_mask/<site>                  image, once at train start
+
+Layers, heads and sites are named as ``ablate.heads`` reads them (``src.model.names``): the tag's last part is the
+layer (``cross:1``: layer 1 of the cross-attention, counted from 0) and each head's caption in the image is its
+full name (``cross:1:2``), so what a user reads in TensorBoard can be typed into ``ablate.heads=[cross:1:2]``. An
+example number ``e`` is the example's index in the validation split (counted from 0, as the datamodule indexes it:
+the probe batch is the split's first examples), the same number as the ``example`` column of the text samples.
 
 TensorBoard lists tag groups in name order; the groups are named ``val_...`` (they show validation examples, at
 validation steps) so that they come after the learning curves (``train/``, ``val/``) in TIME SERIES.
@@ -41,13 +48,9 @@ from lightning.pytorch import LightningModule, Trainer
 from src.dashboard.drawing import Canvas, colour_bar, colour_table, heat_panel, text_width
 from src.dashboard.probe import SITE_INPUTS, ProbeCallback, can_log, event_step, tensorboard_logger
 from src.model.masks import real_positions
+from src.model.names import head_name, layer_name, site_title
 
-# Human-readable names of the three attention sites the model can have, and what their axes hold.
-SITE_TITLES = {
-    "encoder_self": "encoder self-attention",
-    "decoder_self": "decoder self-attention",
-    "cross": "cross-attention",
-}
+# What the axes of each attention site hold.
 SITE_AXES = {  # (query axis title, key axis title)
     "encoder_self": ("query", "key"),
     "decoder_self": ("query", "key"),
@@ -58,12 +61,14 @@ MASK_GROUP = "val_mask"
 
 # Geometry, in pixels of the image. TensorBoard's image cards (IMAGES and TIME SERIES) show an image about 350 px
 # wide unless "show actual image size" is ticked, and shrink wider ones with their text; drawn at this width, the
-# image appears at its own size, so labels stay readable for up to 16 heads (a 4 x 4 grid).
+# image appears at its own size, so labels stay readable for up to 16 heads (a 4 x 4 grid; 3 columns when the heads'
+# names, e.g. decoder_self:1:15, need the width).
 IMAGE_WIDTH = 360
 LABEL_SIZE = 10  # font size of token labels, head captions and axis titles
+CAPTION_SIZES = (LABEL_SIZE, 9, 8)  # a head's name shrinks to these before the grid gives up a column for it
 TITLE_SIZE = 12
 TITLE_HEIGHT = 18
-CAPTION_HEIGHT = 13  # "head 3" above each panel
+CAPTION_HEIGHT = 13  # the head's name ("cross:1:2") above each panel
 GAP = 6  # between panels
 AXIS_TITLE_HEIGHT = 14
 COLOUR_BAR_WIDTH = 42  # right of the panels: a gap, the 10-px colour bar and its values
@@ -116,6 +121,10 @@ class Grid:
 
     From top to bottom: the title, then rows of panels (each with a caption above it), then the key labels and the
     key axis title. Left of the panels: the query axis title and the query labels. Right: the colour bar.
+
+    Each panel sits in the middle of a column ``column_width`` pixels wide: the panel, or its caption when the
+    caption is wider (a head's full name, ``decoder_self:1:15``, is wider than a 13-token panel of a 4 x 4 grid), so
+    that neighbouring captions never run into each other.
     """
 
     num_panels: int
@@ -124,18 +133,39 @@ class Grid:
     cell: int  # pixels per cell; 1 when a long sequence is shrunk to fit (see ``heat_panel``)
     panel_width: int
     panel_height: int
+    column_width: int  # >= panel_width: the panel or its caption, whichever is wider
+    caption_size: int  # font size of the captions
     left: int  # x of the first panel column
     right: int  # pixels right of the last panel column, for the colour bar or legend
     key_label_height: int
     rotate_keys: bool
+    min_width: int = 0  # the title's extent: a narrow grid (few keys) still shows the whole title
 
     @classmethod
-    def plan(cls, num_panels: int, query_labels: list[str], key_labels: list[str], right: int) -> Grid:
+    def plan(
+        cls,
+        num_panels: int,
+        query_labels: list[str],
+        key_labels: list[str],
+        right: int,
+        captions: Sequence[str] = (),
+        title: str = "",
+    ) -> Grid:
         num_queries, num_keys = len(query_labels), len(key_labels)
-        columns = grid_columns(num_panels)
-        rows = math.ceil(num_panels / columns)
         left = AXIS_TITLE_HEIGHT + max(text_width(label, LABEL_SIZE) for label in query_labels) + 4
-        room = (IMAGE_WIDTH - left - right - (columns - 1) * GAP) // columns  # pixels per panel side
+
+        def widest_caption(size: int) -> int:
+            return max((text_width(caption, size) for caption in captions if caption), default=0)
+
+        # A square-ish grid, unless the captions do not fit its columns even in a smaller font: then fewer columns.
+        for columns in range(grid_columns(num_panels), 0, -1):
+            room = (IMAGE_WIDTH - left - right - (columns - 1) * GAP) // columns  # pixels per panel side
+            caption_size = next((size for size in CAPTION_SIZES if widest_caption(size) <= room), None)
+            if caption_size is not None:
+                break
+        else:  # even one column is too narrow (a very long site name): the smallest font, the image grows wider
+            caption_size = CAPTION_SIZES[-1]
+        rows = math.ceil(num_panels / columns)
         longest = max(num_queries, num_keys)
         if longest > room:  # more positions than pixels: shrink the matrix, one pixel per (averaged) cell
             cell, scale = 1, room / longest
@@ -143,11 +173,25 @@ class Grid:
         else:
             cell = room // longest
             panel_width, panel_height = cell * num_keys, cell * num_queries
+        column_width = max(panel_width, widest_caption(caption_size))
         rotate_keys = max(map(len, key_labels)) > 2  # characters and digits stay upright
         widest_key = max(text_width(label, LABEL_SIZE) for label in key_labels)
         key_label_height = (widest_key if rotate_keys else LABEL_SIZE) + 6
+        min_width = left + text_width(title, TITLE_SIZE, bold=True) + 4 if title else 0
         return cls(
-            num_panels, columns, rows, cell, panel_width, panel_height, left, right, key_label_height, rotate_keys
+            num_panels,
+            columns,
+            rows,
+            cell,
+            panel_width,
+            panel_height,
+            column_width,
+            caption_size,
+            left,
+            right,
+            key_label_height,
+            rotate_keys,
+            min_width,
         )
 
     @property
@@ -160,11 +204,11 @@ class Grid:
 
     @property
     def width(self) -> int:
-        return self.panels_right + self.right
+        return max(self.panels_right + self.right, self.min_width)
 
     @property
     def panels_right(self) -> int:
-        return self.left + self.columns * self.panel_width + (self.columns - 1) * GAP
+        return self.left + self.columns * self.column_width + (self.columns - 1) * GAP
 
     @property
     def height(self) -> int:
@@ -173,7 +217,7 @@ class Grid:
     def origin(self, index: int) -> tuple[int, int]:
         """(left, top) pixel of panel ``index`` (its cells; the caption sits just above)."""
         row, column = divmod(index, self.columns)
-        left = self.left + column * (self.panel_width + GAP)
+        left = self.left + column * (self.column_width + GAP) + (self.column_width - self.panel_width) // 2
         top = TITLE_HEIGHT + row * (CAPTION_HEIGHT + self.panel_height + GAP) + CAPTION_HEIGHT
         return left, top
 
@@ -224,7 +268,7 @@ def _grid_image(
     num_panels, num_queries, num_keys = matrices.shape
     query_labels = _labels(query_tokens, num_queries, "the query axis")
     key_labels = _labels(key_tokens, num_keys, "the key axis")
-    grid = Grid.plan(num_panels, query_labels, key_labels, right)
+    grid = Grid.plan(num_panels, query_labels, key_labels, right, captions, title)
     canvas = Canvas(grid.width, grid.height)
     _draw_frame(canvas, grid, title, query_axis, key_axis)
     for index in range(num_panels):
@@ -232,7 +276,7 @@ def _grid_image(
         pixels = heat_panel(matrices[index], grid.cell, vmax, colours, side=grid.shrink_to)
         canvas.paste(pixels, left, top)
         if captions[index]:
-            canvas.text(left + grid.panel_width / 2, top - 1, captions[index], LABEL_SIZE, anchor="md")
+            canvas.text(left + grid.panel_width / 2, top - 1, captions[index], grid.caption_size, anchor="md")
         _draw_labels(canvas, grid, index, query_labels, key_labels)
     return canvas, grid
 
@@ -244,8 +288,10 @@ def render_attention_heads(
     title: str = "",
     vmax: float | None = None,
     cmap: str = "viridis",
-    query_axis: str = "query",
-    key_axis: str = "key",
+    query_axis: str | None = None,
+    key_axis: str | None = None,
+    site: str | None = None,
+    layer: int | None = None,
 ) -> np.ndarray:
     """One image of one layer's attention: every head in a grid, one shared colour scale.
 
@@ -253,15 +299,23 @@ def render_attention_heads(
         weights: (H, Tq, Tk) attention probabilities of one example (a (Tq, Tk) matrix counts as one head).
         query_tokens: Tq labels for the rows (or None: positions are shown).
         key_tokens: Tk labels for the columns (or None).
-        title: image title, e.g. "decoder self-attention, layer 2" (see ``layer_title``).
+        title: image title; "" = ``layer_title(site, layer)`` when the layer is named, e.g.
+            "decoder_self:1 (decoder self-attention)".
         vmax: top of the colour scale; None = the largest weight in this layer, so diffuse heads stay visible.
             Pass 1.0 to compare absolute values across layers/steps.
         cmap: a matplotlib colour map name.
-        query_axis, key_axis: axis titles, e.g. "query (target)" and "key (source)" (see ``SITE_AXES``).
+        query_axis, key_axis: axis titles; None = the site's (``SITE_AXES``: "query (target)", "key (source)" for
+            cross-attention), or "query" and "key".
+        site, layer: which layer this is (layer counted from 0). Named, each head's caption is its full name as
+            ``ablate.heads`` reads it (``cross:1:0``, ``cross:1:1``, ...); unnamed, "head 0", "head 1", ...
 
     Returns:
         (H_px, W_px, 3) uint8 RGB image, about ``IMAGE_WIDTH`` pixels wide.
     """
+    if (site is None) != (layer is None):
+        raise ValueError(
+            f"name both the site and the layer of the weights, or neither: got site={site!r}, layer={layer!r}"
+        )
     weights = _to_numpy(weights)
     if weights.ndim == 2:
         weights = weights[None]
@@ -274,7 +328,14 @@ def render_attention_heads(
         vmax = float(weights.max()) if weights.size else 1.0
         vmax = vmax if vmax > 0 else 1.0  # an all-zero layer (e.g. fully masked) still needs a valid scale
     colours = colour_table(cmap)
-    captions = [f"head {head + 1}" for head in range(weights.shape[0])]
+    heads = range(weights.shape[0])
+    if site is not None and layer is not None:
+        captions = [head_name(site, layer, head) for head in heads]
+        title = title or layer_title(site, layer)
+    else:
+        captions = [f"head {head}" for head in heads]
+    default_axes = SITE_AXES.get(site or "", ("query", "key"))
+    query_axis, key_axis = query_axis or default_axes[0], key_axis or default_axes[1]
     canvas, grid = _grid_image(
         weights, captions, query_tokens, key_tokens, title, query_axis, key_axis, vmax, colours, COLOUR_BAR_WIDTH
     )
@@ -316,13 +377,27 @@ def render_attention_mask(
     return canvas.to_array()
 
 
-def layer_title(site: str, layer_index: int) -> str:
-    """'decoder self-attention, layer 2' for site='decoder_self', layer_index=1 (layers are counted from 1)."""
-    return f"{SITE_TITLES.get(site, site)}, layer {layer_index + 1}"
+def layer_title(site: str, layer: int) -> str:
+    """'decoder_self:1 (decoder self-attention)' for layer 1 (counted from 0): the layer as ``ablate.heads`` names
+    it, then what the site is."""
+    return f"{layer_name(site, layer)} ({site_title(site)})"
 
 
 def mask_title(site: str) -> str:
-    return f"{SITE_TITLES.get(site, site)} mask"
+    """'cross mask (cross-attention)': the mask of every layer of the site."""
+    return f"{site} mask ({site_title(site)})"
+
+
+def attention_tag(site: str, layer: int, example: int | None = None) -> str:
+    """'val_attention/cross:1' for layer 1 (counted from 0) of the cross-attention; 'val_attention/cross:1/example_2'
+    for the probe's example 2 (counted from 0: the validation split's third example)."""
+    tag = f"{ATTENTION_GROUP}/{layer_name(site, layer)}"
+    return tag if example is None else f"{tag}/example_{example}"
+
+
+def mask_tag(site: str) -> str:
+    """'val_mask/cross': the mask in force at every layer of the site, for the probe's first example."""
+    return f"{MASK_GROUP}/{site}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -351,7 +426,8 @@ class AttentionMapLogger(ProbeCallback):
 
     Args:
         every_n_steps: log when ``global_step % every_n_steps == 0`` (0 = only at the end of training).
-        num_examples: probe examples to draw; with more than one the tags get an ``/example_<e>`` suffix.
+        num_examples: probe examples to draw; with more than one the tags get an ``/example_<e>`` suffix (e counted
+            from 0, the example's index in the validation split).
         log_masks: draw the mask in force at each site once, at train start (``val_mask/<site>``).
         log_at_end: also log once after the last step.
         vmax: top of the colour scale; None = each layer's own maximum (see ``render_attention_heads``).
@@ -373,9 +449,6 @@ class AttentionMapLogger(ProbeCallback):
         self.log_masks = log_masks
         self.vmax = vmax
 
-    def _tag(self, prefix: str, example: int) -> str:
-        return prefix if self.num_examples == 1 else f"{prefix}/example_{example + 1}"
-
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.log_masks and can_log(trainer):
             self._log_masks(trainer, pl_module, event_step(trainer))
@@ -392,17 +465,16 @@ class AttentionMapLogger(ProbeCallback):
                 num_keys = _real_length(key_ids, pad_id, key_key)
                 query_tokens = _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries]
                 key_tokens = _token_strings(trainer.datamodule, key_key, key_ids)[:num_keys]
-                for layer_index, weights in enumerate(layers):  # weights (B, H, Tq, Tk)
+                for layer, weights in enumerate(layers):  # weights (B, H, Tq, Tk)
                     image = render_attention_heads(
                         weights[example, :, :num_queries, :num_keys],
                         query_tokens,
                         key_tokens,
-                        title=layer_title(site, layer_index),
                         vmax=self.vmax,
-                        query_axis=SITE_AXES[site][0],
-                        key_axis=SITE_AXES[site][1],
+                        site=site,
+                        layer=layer,
                     )
-                    tag = self._tag(f"{ATTENTION_GROUP}/{site}/layer_{layer_index + 1}", example)
+                    tag = attention_tag(site, layer, None if self.num_examples == 1 else example)
                     writer.add_image(tag, image, step, dataformats="HWC")
 
     def _log_masks(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
@@ -428,4 +500,4 @@ class AttentionMapLogger(ProbeCallback):
                 query_axis=SITE_AXES[site][0],
                 key_axis=SITE_AXES[site][1],
             )
-            writer.add_image(f"{MASK_GROUP}/{site}", image, step, dataformats="HWC")
+            writer.add_image(mask_tag(site), image, step, dataformats="HWC")

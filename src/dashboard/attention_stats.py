@@ -15,11 +15,15 @@ monotonic tasks (copy: diagonal, reverse: anti-diagonal) but has no built-in mea
 
 Tags written (the tests and the end-to-end checks rely on them):
 
-    val_heads/<site>/layer_<l>/<statistic>/head_<h>   scalars (entropy, distance[, confidence])
+    val_heads/<statistic>/<site>:<layer>:<head>   scalars (entropy, distance[, confidence]),
+                                                  e.g. ``val_heads/entropy/cross:1:2``
 
-and a CUSTOM SCALARS layout with one chart per site, layer and statistic and a line per head. The group is named
-``val_heads`` (validation examples, at validation steps) because TensorBoard lists groups in name order, and the
-learning curves (``train/``, ``val/``) should come first in SCALARS.
+and a CUSTOM SCALARS layout with one chart per site, layer and statistic and a line per head. A tag ends in the head
+as ``ablate.heads`` names it (``src.model.names``: layer 1, head 2 of the cross-attention, counted from 0), so a
+chart's head can be typed into ``ablate.heads=[cross:1:2]`` as it reads. The group (a tag's first part, one
+section of SCALARS) is named ``val_heads`` (validation examples, at validation steps) because TensorBoard lists
+groups in name order, and the learning curves (``train/``, ``val/``) should come first in SCALARS; within it the
+charts sort by statistic, then head.
 
 The logger needs nothing beyond what every dashboard callback needs (see ``probe``).
 """
@@ -27,6 +31,7 @@ The logger needs nothing beyond what every dashboard callback needs (see ``probe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import torch
@@ -34,14 +39,15 @@ from lightning.pytorch import LightningModule, Trainer
 
 from src.dashboard.probe import SITE_INPUTS, ProbeCallback, tensorboard_logger
 from src.model.masks import real_positions
+from src.model.names import head_name, layer_name, site_title
 
 STATISTICS = ("entropy", "distance", "confidence")
 GROUP = "val_heads"
 
 
-def statistic_tag(site: str, layer_index: int, name: str, head: int) -> str:
-    """'val_heads/cross/layer_1/entropy/head_2' for layer_index 0 and head 1 (both counted from 1 in tags)."""
-    return f"{GROUP}/{site}/layer_{layer_index + 1}/{name}/head_{head + 1}"
+def statistic_tag(site: str, layer: int, statistic: str, head: int) -> str:
+    """'val_heads/entropy/cross:1:2' for head 2 of layer 1 (both counted from 0, as ``ablate.heads`` reads them)."""
+    return f"{GROUP}/{statistic}/{head_name(site, layer, head)}"
 
 
 def valid_query_rows(weights: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,17 +111,25 @@ def heads_layout(layers_per_site: dict[str, int], statistics: Sequence[str]) -> 
     """TensorBoard's CUSTOM SCALARS tab: one chart per site, layer and statistic with a line per head, so heads can
     be compared on one chart (SCALARS has a chart per head)."""
     return {
-        f"attention heads: {site.replace('_', ' ')}": {
-            f"layer {layer} {name}": ["Multiline", [rf"^{GROUP}/{site}/layer_{layer}/{name}/head_\d+$"]]
-            for layer in range(1, count + 1)
-            for name in statistics
-        }
+        layout_category(site): dict(heads_chart(site, layer, name) for layer in range(count) for name in statistics)
         for site, count in layers_per_site.items()
     }
 
 
+def layout_category(site: str) -> str:
+    """'attention heads: cross (cross-attention)': a site's section of CUSTOM SCALARS."""
+    return f"attention heads: {site} ({site_title(site)})"
+
+
+def heads_chart(site: str, layer: int, statistic: str) -> tuple[str, list]:
+    r"""('cross:1 entropy', ['Multiline', [r'^val_heads/entropy/cross:1:\d+$']]): the CUSTOM SCALARS chart with a
+    line per head of one layer (counted from 0) and statistic."""
+    pattern = rf"^{GROUP}/{re.escape(statistic)}/{re.escape(layer_name(site, layer))}:\d+$"
+    return f"{layer_name(site, layer)} {statistic}", ["Multiline", [pattern]]
+
+
 class AttentionStatsLogger(ProbeCallback):
-    """Scalars per head: ``val_heads/<site>/layer_<l>/<statistic>/head_<h>`` (see ``head_statistics``), and a
+    """Scalars per head: ``val_heads/<statistic>/<site>:<layer>:<head>`` (see ``head_statistics``), and a
     CUSTOM SCALARS layout that draws every head of a site, layer and statistic on one chart (``heads_layout``).
 
     Averaged over the non-pad query positions of a fixed probe batch of ``probe_size`` examples. It runs its own
@@ -152,9 +166,9 @@ class AttentionStatsLogger(ProbeCallback):
             query_key, _ = SITE_INPUTS[site]
             # (B, Tq) True for real tokens, by the model's pad id (the decoder's padding: masks.real_positions)
             query_mask = real_positions(batch[query_key], pl_module.model.cfg.pad_id, query_key == "tgt_in")
-            for layer_index, weights in enumerate(layers):
+            for layer, weights in enumerate(layers):
                 stats = head_statistics(weights, query_mask)  # {name: (H,)}
                 for name in self.statistics:
                     for head, value in enumerate(stats[name].tolist()):
                         if math.isfinite(value):  # NaN = no valid query row; leave a gap, not a fake point
-                            writer.add_scalar(statistic_tag(site, layer_index, name, head), value, step)
+                            writer.add_scalar(statistic_tag(site, layer, name, head), value, step)

@@ -31,8 +31,8 @@ def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(BOLD_FONT_FILE if bold else FONT_FILE), size)
 
 
-def text_width(text: str, size: int) -> int:
-    return math.ceil(font(size).getlength(text))
+def text_width(text: str, size: int, bold: bool = False) -> int:
+    return math.ceil(font(size, bold).getlength(text))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,15 +2,15 @@
 
     from src.dashboard.tensorboard_reader import read_events
     events = read_events("outputs/<run>")   # a Hydra run dir, the logger's save_dir or a version_N dir
-    events.scalar_tags            # {"train/loss", "val/loss", "val_heads/cross/layer_1/entropy/head_1", ...}
-    events.image_tags             # {"val_attention/encoder_self/layer_1", "val_mask/encoder_self", ...}
+    events.scalar_tags            # {"train/loss", "val/loss", "val_heads/entropy/cross:0:0", ...}
+    events.image_tags             # {"val_attention/encoder_self:0", "val_mask/encoder_self", ...}
     events.text_tags              # {"samples/validation", ...}
     events.has_hparams            # True when the HPARAMS tab has a session for this run
     events.hparams                # {"model.heads": 4.0, "model.pos_encoding": "rope", ...}
     events.hparam_metrics         # ["val/loss", ...]: the metric columns of the HPARAMS tab
     events.hparams_first          # ["model.heads", ...]: the columns shown first (a sweep's varied settings)
     events.scalars["val/loss"]    # [(step, value), ...] in step order
-    events.image_steps("val_attention/encoder_self/layer_1")   # [100, 200, ...]
+    events.image_steps("val_attention/encoder_self:0")   # [100, 200, ...]
     events.texts["samples/validation"]                     # [(step, markdown), ...]
 
 How the pieces are stored (TensorBoard 2.x, written by torch.utils.tensorboard.SummaryWriter):
@@ -28,10 +28,17 @@ How the pieces are stored (TensorBoard 2.x, written by torch.utils.tensorboard.S
 
 ``EventAccumulator`` samples by default (e.g. 4 images, 10 text entries per tag); we pass ``size_guidance``
 of 0 for every kind, which means keep everything.
+
+Runs from before heads, layers and sites were named one way (``src.model.names``) numbered layers, heads and probe
+examples from 1 in another spelling: ``val_attention/cross/layer_2[/example_1]``,
+``val_heads/cross/layer_2/entropy/head_3`` and CUSTOM SCALARS charts of those. They are read back under today's
+names, counted from 0 (``val_attention/cross:1[/example_0]``, ``val_heads/entropy/cross:1:2``: ``current_tag``),
+so a script reads old and new runs alike; TensorBoard itself still shows such a run's tags as they were written.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +47,17 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
+from src.dashboard.attention_maps import attention_tag
+from src.dashboard.attention_stats import heads_chart, layout_category, statistic_tag
+
 EVENT_FILE_PATTERN = "events.out.tfevents.*"
 TORCH_TEXT_SUFFIX = "/text_summary"  # appended by torch.utils.tensorboard's add_text
 KEEP_EVERYTHING = dict.fromkeys(event_accumulator.DEFAULT_SIZE_GUIDANCE, 0)
+
+# The tags of runs from before the names were unified: layers, heads and examples counted from 1.
+OLD_ATTENTION_TAG = re.compile(r"val_attention/(?P<site>\w+)/layer_(?P<layer>\d+)(?:/example_(?P<example>\d+))?")
+OLD_STATISTIC_TAG = re.compile(r"val_heads/(?P<site>\w+)/layer_(?P<layer>\d+)/(?P<statistic>\w+)/head_(?P<head>\d+)")
+OLD_CHART_PATTERN = re.compile(r"\^val_heads/(?P<site>\w+)/layer_(?P<layer>\d+)/(?P<statistic>\w+)/head_\\d\+\$")
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,18 @@ class RunEvents:
         return {tag for tag in self.scalar_tags | self.image_tags | self.text_tags if tag.startswith(prefix)}
 
 
+def current_tag(tag: str) -> str:
+    """The tag as today's dashboards write it: an old run's ``val_attention/cross/layer_2/example_1`` ->
+    ``val_attention/cross:1/example_0``, ``val_heads/cross/layer_2/entropy/head_3`` -> ``val_heads/entropy/cross:1:2``
+    (layers, heads and examples from 1 to from 0); any other tag as it is."""
+    if match := OLD_ATTENTION_TAG.fullmatch(tag):
+        example = match["example"]
+        return attention_tag(match["site"], int(match["layer"]) - 1, None if example is None else int(example) - 1)
+    if match := OLD_STATISTIC_TAG.fullmatch(tag):
+        return statistic_tag(match["site"], int(match["layer"]) - 1, match["statistic"], int(match["head"]) - 1)
+    return tag
+
+
 def find_event_dirs(path: str | Path) -> list[Path]:
     """Directories at or below ``path`` that hold event files (each is one TensorBoard "run"), sorted."""
     path = Path(path)
@@ -122,9 +149,9 @@ def read_events(path: str | Path) -> RunEvents:
         accumulator.Reload()
         tags = accumulator.Tags()
         for tag in tags.get(event_accumulator.SCALARS, []):
-            scalars[tag].extend((event.step, event.value) for event in accumulator.Scalars(tag))
+            scalars[current_tag(tag)].extend((event.step, event.value) for event in accumulator.Scalars(tag))
         for tag in tags.get(event_accumulator.IMAGES, []):
-            images[tag].extend(
+            images[current_tag(tag)].extend(
                 ImageRecord(event.step, event.width, event.height, event.encoded_image_string)
                 for event in accumulator.Images(tag)
             )
@@ -170,7 +197,14 @@ def _read_custom_scalars(accumulator: event_accumulator.EventAccumulator, events
     for event in accumulator.Tensors(metadata.CONFIG_SUMMARY_TAG)[-1:]:
         layout = layout_pb2.Layout.FromString(tensor_util.make_ndarray(event.tensor_proto).reshape(-1)[0])
         for category in layout.category:
-            events.custom_scalars[category.title] = {chart.title: list(chart.multiline.tag) for chart in category.chart}
+            for chart in category.chart:
+                title, patterns = category.title, {chart.title: list(chart.multiline.tag)}
+                if len(chart.multiline.tag) == 1 and (old := OLD_CHART_PATTERN.fullmatch(chart.multiline.tag[0])):
+                    # an old run's chart of one layer's heads: today's chart of the same layer (counted from 0)
+                    site, layer = old["site"], int(old["layer"]) - 1
+                    name, (_, new_patterns) = heads_chart(site, layer, old["statistic"])
+                    title, patterns = layout_category(site), {name: new_patterns}
+                events.custom_scalars.setdefault(title, {}).update(patterns)
 
 
 def _read_hparams(accumulator: event_accumulator.EventAccumulator, events: RunEvents) -> None:

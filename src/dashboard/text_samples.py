@@ -5,6 +5,10 @@ Tag written (the tests and the end-to-end checks rely on it):
 
     samples/validation             markdown text table, after every ``every_n_validations``-th validation run
 
+A table's ``example`` column is the example's index in the validation split (the probe batch is the split's first
+examples), counted from 0 as the datamodule indexes it and as the attention images' ``/example_<e>`` tags number
+the same examples, so a row and its attention maps carry one number.
+
 Besides what every dashboard callback needs (see ``probe``), the logger reads, per task kind:
 
     seq2seq         ``pl_module.extra_decode_tokens`` (how far past the reference a greedy output may run),
@@ -48,9 +52,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 class TextSampleLogger(Callback):
     """After every ``every_n_validations``-th validation run, a markdown table of the model's outputs.
 
-    seq2seq: source | target | greedy output | exact match, for ``num_examples`` probe examples;
+    seq2seq: example | source | target | greedy output | exact match, for ``num_examples`` probe examples;
     lm: a generated sample (``inference.sample_text``) as a code block;
-    classification: sentence | label | predicted | correct.
+    classification: example | sentence | label | predicted | correct.
     Logged under ``samples/validation`` at the current global step (skipped in the sanity check).
     """
 
@@ -106,14 +110,14 @@ class TextSampleLogger(Callback):
             target_text, predicted_text = datamodule.decode_tgt(target), datamodule.decode_tgt(prediction)
             rows.append(
                 [
-                    str(index + 1),
+                    str(index),  # counted from 0, as the attention images' /example_<e> tags
                     datamodule.decode_src(source),
                     target_text,
                     predicted_text,
                     "✓" if predicted_text == target_text else "✗",
                 ]
             )
-        return markdown_table(["#", "source", "target", "greedy output", "exact"], rows)
+        return markdown_table(["example", "source", "target", "greedy output", "exact"], rows)
 
     def _lm_sample(self, datamodule, pl_module: LightningModule) -> str:
         sample = inference.sample_text(pl_module.model, datamodule, pl_module.config.get("decode", {}))
@@ -132,11 +136,11 @@ class TextSampleLogger(Callback):
             label, guess = int(label), int(guess)
             rows.append(
                 [
-                    str(index + 1),
+                    str(index),  # counted from 0, as the attention images' /example_<e> tags
                     datamodule.decode_src(source),
                     name(label),
                     name(guess),
                     "✓" if label == guess else "✗",
                 ]
             )
-        return markdown_table(["#", "sentence", "label", "predicted", "correct"], rows)
+        return markdown_table(["example", "sentence", "label", "predicted", "correct"], rows)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from .config import TransformerConfig
 from .errors import ConfigError
 from .head_mask import SITES, attention_sites, set_head_mask
+from .names import head_name, layer_name
 from .norms import Residual
 
 FFN_SITES = ("encoder_ffn", "decoder_ffn")
@@ -124,30 +125,41 @@ class Ablation:
         return mask
 
     def describe(self, layout: Mapping[str, tuple[int, int]] | None = None) -> str:
-        """One line for the console and reports, e.g. `cross L1 H3; encoder_self L0 (all 4 heads); sublayer
-        decoder_ffn L0, L1; zero ablation`."""
+        """One line for the console and reports, every head and sublayer named as the specs name them (so each name
+        can be pasted back into `ablate.heads` / `ablate.sublayers`), e.g. `encoder_self:0 (all 4 heads), cross:1:3;
+        sublayers decoder_ffn:0, decoder_ffn:1; zero ablation` (the method is the heads'). With the model's `layout`
+        (layout_of), a layer whose every head is off is named once, as the layer."""
         if self.empty:
             return "nothing ablated"
         parts = []
-        for site, pairs in self.heads.items():
+        heads = []
+        for site in sorted(self.heads, key=SITES.index):  # in the model's order, whatever order the specs came in
             by_layer: dict[int, list[int]] = {}
-            for layer, head in pairs:
+            for layer, head in self.heads[site]:
                 by_layer.setdefault(layer, []).append(head)
-            for layer, heads in by_layer.items():
-                whole = layout is not None and len(heads) == layout[site][1]
-                shown = f"(all {len(heads)} heads)" if whole else "H" + ",".join(map(str, heads))
-                parts.append(f"{site} L{layer} {shown}")
-        for site, layers in self.sublayers.items():
-            parts.append(f"sublayer {site} " + ", ".join(f"L{layer}" for layer in layers))
-        if any(self.heads.values()):
+            for layer, chosen in by_layer.items():
+                if layout is not None and len(chosen) == layout[site][1]:
+                    heads.append(f"{layer_name(site, layer)} (all {len(chosen)} heads)")
+                else:
+                    heads += [head_name(site, layer, head) for head in chosen]
+        if heads:
+            parts.append(", ".join(heads))
+        sublayers = [
+            layer_name(site, layer)
+            for site in sorted(self.sublayers, key=SUBLAYER_SITES.index)
+            for layer in self.sublayers[site]
+        ]
+        if sublayers:
+            parts.append(("sublayers " if len(sublayers) > 1 else "sublayer ") + ", ".join(sublayers))
+        if heads:
             parts.append(f"{self.method} ablation")
         return "; ".join(parts)
 
     def as_specs(self) -> dict[str, list[str]]:
         """The ablation as `ablate.*` values (one spec per head and sublayer): what a run records."""
         return {
-            "heads": [f"{site}:{layer}:{head}" for site, pairs in self.heads.items() for layer, head in pairs],
-            "sublayers": [f"{site}:{layer}" for site, layers in self.sublayers.items() for layer in layers],
+            "heads": [head_name(site, layer, head) for site, pairs in self.heads.items() for layer, head in pairs],
+            "sublayers": [layer_name(site, layer) for site, layers in self.sublayers.items() for layer in layers],
         }
 
 
@@ -224,7 +236,7 @@ def parse_ablation(ablate: Mapping | None, cfg: TransformerConfig, key: str = "a
         layers, count = layout[site]
         chosen_layers = _index(parts[1] if len(parts) > 1 else "*", layers, "layer", spec, f"{key}.heads", site)
         for layer in chosen_layers:
-            where = f"{site} layer {layer}"
+            where = layer_name(site, layer)  # "cross:1 has 4 heads, numbered 0-3"
             for head in _index(parts[2] if len(parts) > 2 else "*", count, "head", spec, f"{key}.heads", where):
                 heads.setdefault(site, set()).add((layer, head))
     sublayer_layout = sublayer_layout_of(cfg)

@@ -206,3 +206,28 @@ def test_an_analysis_is_written_whole_or_not_at_all(copy_run, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         report.write_analysis(result, tmp_path / "analysis", {"checkpoint": "x"})
     assert list(tmp_path.iterdir()) == []  # neither analysis/ nor its hidden partial folder
+
+
+def test_each_row_names_its_head_as_ablate_heads_reads_it_and_that_name_removes_that_head(copy_run, tmp_path):
+    """A row of the head table (and of heads.csv) carries the head's name (`cross:1:0`, counted from 0); pasted into
+    ablate.heads, it switches off the head whose single-head figures the row gives: the loss with it off is the
+    row's loss_without."""
+    import csv
+
+    from src.analysis.report import write_tables
+    from src.model.ablation import layout_of, parse_ablation
+
+    model, dm = copy_run
+    result = analyze_heads(model, dm, {}, "val", prune_step=1.0, keep_one=False, log=lambda _: None)
+    assert [row.name for row in result.heads] == [f"{r.site}:{r.layer}:{r.head}" for r in result.heads]
+    assert {(row.layer, row.head) for row in result.heads if row.site == "cross"} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    write_tables(result, tmp_path)
+    with open(tmp_path / "heads.csv", newline="") as file:
+        table = list(csv.DictReader(file))
+    assert list(table[0])[0] == "name" and [row["name"] for row in table] == [row.name for row in result.heads]
+    layout = layout_of(model.cfg)
+    losses = {row.name: row.loss_without for row in result.heads}
+    assert len(set(losses.values())) == len(losses), "two heads change the loss alike: the check would not tell"
+    for name, loss_without in losses.items():
+        mask = parse_ablation({"heads": [name]}, model.cfg).head_mask(layout)
+        assert loss_one_at_a_time(model, dm, mask) == pytest.approx(loss_without, rel=1e-9), name

@@ -120,11 +120,12 @@ class FakeModel(torch.nn.Module):
 
 class FakeModule(L.LightningModule):
     """What the dashboard reads of a TransformerLitModule: the network, the run's config, the resolved
-    architecture and how far past the reference greedy decoding may run."""
+    architecture and how far past the reference greedy decoding may run. The network is a FakeModel, or a real
+    src.model network (``network``) whose maps a test compares with what the dashboard drew."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, network: torch.nn.Module | None = None):
         super().__init__()
-        self.model = FakeModel(kind)
+        self.model = network if network is not None else FakeModel(kind)
         self.config = {
             "model": {"heads": HEADS, "layers": LAYERS, "pos_encoding": "rope", "arch": "auto"},
             "train": {"lr": 1e-3},
@@ -132,13 +133,17 @@ class FakeModule(L.LightningModule):
         self.model_cfg = SimpleNamespace(arch=ARCH_BY_KIND[kind])
         self.extra_decode_tokens = 3  # not the default 0, so the tests see that it is passed on
 
+    def _loss(self) -> torch.Tensor:
+        """A loss that moves the network's first parameter (the fake's one weight) a little at each step."""
+        return (next(self.model.parameters()).mean() - 2.0).pow(2)
+
     def training_step(self, batch, batch_idx):
-        loss = (self.model.weight - 2.0).pow(2).sum()
+        loss = self._loss()
         self.log("train/loss", loss)
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self.log("val/loss", (self.model.weight - 2.0).pow(2).sum())
+        self.log("val/loss", self._loss())
         self.log("val/exact_match", torch.tensor(0.5))
 
     def configure_optimizers(self):
@@ -147,12 +152,13 @@ class FakeModule(L.LightningModule):
 
 @pytest.fixture
 def fit(tmp_path):
-    """fit(kind, callbacks, logger="tensorboard", max_steps=4) -> the trained FakeModule; events in tmp_path."""
+    """fit(kind, callbacks, logger="tensorboard", max_steps=4, network=None) -> the trained FakeModule; events in
+    tmp_path."""
 
-    def train(kind: str, callbacks, logger="tensorboard", max_steps: int = 4) -> FakeModule:
+    def train(kind: str, callbacks, logger="tensorboard", max_steps: int = 4, network=None) -> FakeModule:
         if logger == "tensorboard":
             logger = TensorBoardLogger(tmp_path, name="run", default_hp_metric=False)
-        module = FakeModule(kind)
+        module = FakeModule(kind, network)
         trainer = L.Trainer(
             max_steps=max_steps,
             logger=logger,

@@ -16,6 +16,7 @@ from src.dashboard.attention_maps import (
     MASK_COLOURS,
     MIN_LABEL_SPACING,
     Grid,
+    attention_tag,
     label_stride,
     layer_title,
     mask_title,
@@ -23,7 +24,8 @@ from src.dashboard.attention_maps import (
     render_attention_mask,
     short_label,
 )
-from src.dashboard.drawing import colour_table
+from src.dashboard.drawing import colour_table, text_width
+from src.model.names import head_name
 
 from .conftest import LAYERS, SITES_BY_KIND
 
@@ -50,20 +52,24 @@ def labels(count: int) -> list[str]:
 
 def test_each_weight_is_drawn_in_its_cell_queries_down_keys_across():
     weights = np.zeros((2, 5, 7), dtype=np.float32)
-    weights[1, 1, 3] = 1.0  # head 2: query 1 attends to key 3 only
-    image = render_attention_heads(weights, labels(5), labels(7))
-    grid = Grid.plan(2, labels(5), labels(7), COLOUR_BAR_WIDTH)
+    weights[1, 1, 3] = 1.0  # head 1: query 1 attends to key 3 only
+    image = render_attention_heads(weights, labels(5), labels(7), site="cross", layer=0)
+    grid = Grid.plan(2, labels(5), labels(7), COLOUR_BAR_WIDTH, ["cross:0:0", "cross:0:1"])
     assert image.shape[:2] == (grid.height, grid.width)
     assert cell_colour(image, grid, head=1, query=1, key=3) == tuple(VIRIDIS[255])  # the top of the scale
     assert cell_colour(image, grid, head=1, query=3, key=1) == tuple(VIRIDIS[0])  # not transposed
-    assert cell_colour(image, grid, head=0, query=1, key=3) == tuple(VIRIDIS[0])  # head 1 is empty
+    assert cell_colour(image, grid, head=0, query=1, key=3) == tuple(VIRIDIS[0])  # head 0 is empty
 
 
 @pytest.mark.parametrize("heads", [1, 2, 4, 6, 8, 12, 16])
 def test_up_to_16_heads_fit_the_image_card_with_readable_cells_and_labels(heads):
     tokens = "<bos> ein mann mit einem orangefarbenen hut , der etwas anstarrt . <eos>".split()  # 13, long labels
-    grid = Grid.plan(heads, [short_label(t) for t in tokens], [short_label(t) for t in tokens], COLOUR_BAR_WIDTH)
-    image = render_attention_heads(torch.softmax(torch.randn(heads, 13, 13), -1), tokens, tokens, "t", 1.0)
+    labels = [short_label(t) for t in tokens]
+    captions = [head_name("cross", 1, head) for head in range(heads)]
+    grid = Grid.plan(heads, labels, labels, COLOUR_BAR_WIDTH, captions)
+    image = render_attention_heads(
+        torch.softmax(torch.randn(heads, 13, 13), -1), tokens, tokens, vmax=1.0, site="cross", layer=1
+    )
     assert image.shape[1] == grid.width <= IMAGE_WIDTH  # shown at its own size: text is not shrunk
     assert grid.columns == math.ceil(math.sqrt(heads)) and grid.rows * grid.columns >= heads
     assert grid.cell >= 4  # a 16-head layer of 13 tokens still has cells you can see
@@ -110,12 +116,37 @@ def test_mask_draws_allowed_and_blocked_cells_and_accepts_batch_and_head_dimensi
     grid = Grid.plan(1, list("abcdef"), list("abcdef"), right=LEGEND_WIDTH)
     assert cell_colour(image, grid, 0, query=4, key=1) == tuple(MASK_COLOURS[255])  # the past: may attend
     assert cell_colour(image, grid, 0, query=1, key=4) == tuple(MASK_COLOURS[0])  # the future: blocked
-    assert mask_title("cross").startswith("cross-attention")
 
 
-def test_titles_count_layers_from_one():
-    assert layer_title("decoder_self", 1) == "decoder self-attention, layer 2"
-    assert layer_title("encoder_self", 0) == "encoder self-attention, layer 1"
+def test_titles_and_tags_name_the_layer_as_ablate_heads_does():
+    assert layer_title("decoder_self", 1) == "decoder_self:1 (decoder self-attention)"
+    assert layer_title("encoder_self", 0) == "encoder_self:0 (encoder self-attention)"
+    assert mask_title("cross") == "cross mask (cross-attention)"
+    assert attention_tag("cross", 1) == "val_attention/cross:1"
+    assert attention_tag("cross", 1, example=0) == "val_attention/cross:1/example_0"
+
+
+@pytest.mark.parametrize("site", ["cross", "decoder_self"])
+@pytest.mark.parametrize("keys", [13, 3])  # a short source: cross-attention panels narrower than their captions
+def test_head_names_never_run_into_each_other_and_the_title_is_whole(site, keys):
+    queries = [short_label(t) for t in "<bos> ein mann mit einem orangefarbenen hut , der etwas anstarrt .".split()]
+    key_labels = queries[:keys]
+    for heads in range(1, 17):
+        captions = [head_name(site, 11, head) for head in range(heads)]  # two-digit layers: the widest names
+        title = layer_title(site, 11)
+        grid = Grid.plan(heads, queries, key_labels, COLOUR_BAR_WIDTH, captions, title)
+        assert grid.width <= IMAGE_WIDTH and grid.left + text_width(title, 12, bold=True) <= grid.width
+        for index, caption in enumerate(captions):
+            left, _ = grid.origin(index)
+            centre, half = left + grid.panel_width / 2, text_width(caption, grid.caption_size) / 2
+            assert centre - half >= grid.left - 1 and centre + half <= grid.panels_right + 1, (heads, caption)
+            if index % grid.columns:  # the caption to its left ends before this one starts
+                previous_left, _ = grid.origin(index - 1)
+                previous_end = (
+                    previous_left + grid.panel_width / 2 + text_width(captions[index - 1], grid.caption_size) / 2
+                )
+                assert previous_end < centre - half, (heads, caption)
+        assert grid.caption_size >= 8 and grid.cell >= 4
 
 
 # --- the callback -------------------------------------------------------------------------------------------------
@@ -130,7 +161,7 @@ def test_maps_and_masks_appear_in_the_event_files(tmp_path, fit, kind):
 
     # One image per (site, layer) after steps 2 and 4, filed under 1 and 3 as Lightning files that step's scalars;
     # the end-of-training log at step 4 is not repeated. Masks once, at step 0.
-    expected_maps = {f"val_attention/{site}/layer_{layer}" for site in sites for layer in range(1, LAYERS + 1)}
+    expected_maps = {f"val_attention/{site}:{layer}" for site in sites for layer in range(LAYERS)}
     expected_masks = {f"val_mask/{site}" for site in sites}
     assert events.image_tags == expected_maps | expected_masks
     for tag in expected_maps:
@@ -146,11 +177,12 @@ def test_maps_and_masks_appear_in_the_event_files(tmp_path, fit, kind):
 def test_several_examples_get_their_own_tags(tmp_path, fit):
     fit("classification", [AttentionMapLogger(every_n_steps=4, num_examples=2, log_masks=False)])
     events = read_events(tmp_path)
+    # examples counted from 0, as the validation split and the text samples' example column number them
     assert events.image_tags == {
-        "val_attention/encoder_self/layer_1/example_1",
-        "val_attention/encoder_self/layer_1/example_2",
-        "val_attention/encoder_self/layer_2/example_1",
-        "val_attention/encoder_self/layer_2/example_2",
+        "val_attention/encoder_self:0/example_0",
+        "val_attention/encoder_self:0/example_1",
+        "val_attention/encoder_self:1/example_0",
+        "val_attention/encoder_self:1/example_1",
     }
 
 

@@ -9,6 +9,7 @@ import torch
 
 from src.dashboard import AttentionStatsLogger, read_events
 from src.dashboard.attention_stats import head_statistics, valid_query_rows
+from src.model.names import site_title
 
 from .conftest import HEADS, LAYERS, SITES_BY_KIND
 
@@ -98,15 +99,16 @@ def test_every_head_gets_its_scalars(tmp_path, fit, kind):
     # Every head of every layer, entropy and distance, after steps 2 and 4 (filed under 1 and 3, as Lightning does).
     stats_tags = events.tags_with_prefix("val_heads/")
     assert len(stats_tags) == len(sites) * LAYERS * HEADS * 2
-    assert f"val_heads/{sites[0]}/layer_2/entropy/head_2" in stats_tags
-    assert [step for step, _ in events.scalars[f"val_heads/{sites[0]}/layer_1/distance/head_1"]] == [1, 3]
+    # The tag ends in the head as ablate.heads names it: layer 1, head 1 (counted from 0)
+    assert f"val_heads/entropy/{sites[0]}:1:1" in stats_tags
+    assert [step for step, _ in events.scalars[f"val_heads/distance/{sites[0]}:0:0"]] == [1, 3]
     # CUSTOM SCALARS: one chart per site, layer and statistic; its pattern matches exactly that chart's heads
     assert len(events.custom_scalars) == len(sites)
-    charts = events.custom_scalars[f"attention heads: {sites[0].replace('_', ' ')}"]
+    charts = events.custom_scalars[f"attention heads: {sites[0]} ({site_title(sites[0])})"]
     assert len(charts) == LAYERS * 2
-    (pattern,) = charts["layer 2 entropy"]
+    (pattern,) = charts[f"{sites[0]}:1 entropy"]
     matched = {tag for tag in stats_tags if re.search(pattern, tag)}
-    assert matched == {f"val_heads/{sites[0]}/layer_2/entropy/head_{h}" for h in range(1, HEADS + 1)}
+    assert matched == {f"val_heads/entropy/{sites[0]}:1:{h}" for h in range(HEADS)}
     assert module.model.attention_map_calls == 2  # only on the two logging steps
 
 

@@ -48,3 +48,25 @@ def test_markdown_cells_survive_tensorboard_rendering():
     table = markdown_table(["source", "output"], [["x <unk> y | z *w*", ""]])
     html = plugin_util.markdown_to_safe_html(table)  # what the TEXT tab shows
     assert "&lt;unk&gt;" in html and "| z *w*" in html and html.count("<td>") == 2
+
+
+def test_a_rows_example_number_is_its_attention_images_example_number(tmp_path, fit):
+    """Both count the validation split's examples from 0: row `example 1` of the table and the images tagged
+    `/example_1` show the split's example 1, not the first and the second."""
+    from src.dashboard import AttentionMapLogger
+
+    from .conftest import FakeDataModule
+
+    fit("classification", [TextSampleLogger(num_examples=2), AttentionMapLogger(every_n_steps=4, num_examples=2)])
+    events = read_events(tmp_path)
+    table = events.texts["samples/validation"][-1][1]
+    header, _, *rows = table.splitlines()
+    assert header.startswith("| example | sentence |")
+    datamodule = FakeDataModule("classification")
+    numbers = []
+    for row in rows:
+        number, sentence = [cell.strip() for cell in row.strip("|").split("|")[:2]]
+        numbers.append(int(number))
+        assert sentence == datamodule.decode_src(datamodule.src[int(number)])  # the split's example of that number
+    examples = {int(tag.rsplit("_", 1)[1]) for tag in events.image_tags if "/example_" in tag}
+    assert numbers == [0, 1] and examples == set(numbers)

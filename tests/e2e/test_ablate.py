@@ -62,11 +62,11 @@ def test_a_run_trained_without_a_head_records_it_and_eval_keeps_it(trained_witho
     assert config["ablate"]["heads"] == ["encoder_self:0:1"]
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["config"]["ablate"]["heads"] == ["encoder_self:0:1"]
-    assert "ablated: encoder_self L0 H1; zero ablation" in (run_dir / "run.log").read_text()  # the start-up tree
+    assert "ablated: encoder_self:0:1; zero ablation" in (run_dir / "run.log").read_text()  # the start-up tree
 
     result = check(run_module("src.eval", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "split=val"))
     assert ablated_lines(result.stdout) == [
-        "ablated: encoder_self L0 H1; zero ablation (as the checkpoint was trained)"
+        "ablated: encoder_self:0:1; zero ablation (as the checkpoint was trained)"
     ]
     # The checkpoint is scored as it was at its validation: with the head off (one validation, at its last step).
     final = yaml.safe_load((run_dir / "metrics.json").read_text())["final"]
@@ -79,12 +79,12 @@ def test_eval_ablates_on_top_of_the_checkpoint_without_changing_its_file(trained
     as_trained = printed_metrics(check(run_module("src.eval", f"ckpt={ckpt}")))
     result = check(run_module("src.eval", f"ckpt={ckpt}", "ablate.heads=[cross:0:0]"))
     assert ablated_lines(result.stdout) == [
-        "ablated: encoder_self L0 H1; cross L0 H0; zero ablation (trained without: encoder_self L0 H1; zero ablation)"
+        "ablated: encoder_self:0:1, cross:0:0; zero ablation (trained without: encoder_self:0:1; zero ablation)"
     ]
     ablated = printed_metrics(result)
     assert ablated.keys() == as_trained.keys() and ablated["test/loss"] != as_trained["test/loss"]
     result = check(run_module("src.eval", f"ckpt={ckpt}", "ablate=cross", "ablate.method=mean"))
-    assert ablated_lines(result.stdout)[0].startswith("ablated: encoder_self L0 H1; cross L0 (all 2 heads); mean")
+    assert ablated_lines(result.stdout)[0].startswith("ablated: encoder_self:0:1, cross:0 (all 2 heads); mean")
     assert printed_metrics(result)["test/loss"] != as_trained["test/loss"]
     assert sha(ckpt) == before
 
@@ -106,7 +106,7 @@ def test_predict_with_a_head_ablated_is_the_checkpoint_with_that_heads_slice_of_
         return out.read_text().splitlines(), result.stderr
 
     ablated, said = predict(ckpt, "ablate.heads=[encoder_self:0:1]")
-    assert ablated_lines(said) == ["ablated: encoder_self L0 H1; zero ablation"]
+    assert ablated_lines(said) == ["ablated: encoder_self:0:1; zero ablation"]
     by_hand, said = predict(zeroed)
     assert not ablated_lines(said)
     assert ablated == by_hand
@@ -133,7 +133,7 @@ def test_a_sweep_over_ablations_reports_each_as_a_row(tmp_path):
     report = (presets / "report.md").read_text()
     assert "| ablate |" in report and "| none |" in report and "| cross |" in report
     (cross_job,) = presets.glob("*_ablate:cross")
-    assert "ablated: cross L0 (all 2 heads); zero ablation" in (cross_job / "run.log").read_text()
+    assert "ablated: cross:0 (all 2 heads); zero ablation" in (cross_job / "run.log").read_text()
 
 
 @pytest.mark.parametrize(

@@ -80,13 +80,13 @@ def assert_dashboard(run_dir: Path, task: str) -> None:
         task, ["encoder_self", "decoder_self", "cross"]
     )
     for site in sites:
-        assert f"val_attention/{site}/layer_1" in events.image_tags, f"{task}: {sorted(events.image_tags)}"
+        assert f"val_attention/{site}:0" in events.image_tags, f"{task}: {sorted(events.image_tags)}"
         assert f"val_mask/{site}" in events.image_tags
     assert events.tags_with_prefix("val_heads/"), f"{task}: no per-head statistics"
     assert "samples/validation" in events.text_tags
     # images, head statistics and validation points share the step axis (TINY: every 6 steps)
     val_steps = [step for step, _ in events.scalars["val/loss"]]
-    assert val_steps == [5, 11] and events.image_steps(f"val_attention/{sites[0]}/layer_1") == val_steps
+    assert val_steps == [5, 11] and events.image_steps(f"val_attention/{sites[0]}:0") == val_steps
     stats_tag = sorted(events.tags_with_prefix("val_heads/"))[0]
     assert [step for step, _ in events.scalars[stats_tag]] == val_steps
     # TensorBoard lists tag groups (the part before the first "/") in name order and opens the first ones: the
@@ -153,7 +153,7 @@ def test_eval_reports_test_and_longer_lengths(sweep):
 
 def test_eval_translation_reports_bleu(file_runs):
     result = check(run_module("src.eval", f"ckpt={file_runs['translation'] / 'checkpoints' / 'last.ckpt'}"))
-    assert "test/bleu" in result.stdout
+    assert "test/sacrebleu" in result.stdout and "test/bleu" not in result.stdout  # one BLEU, sacreBLEU's
 
 
 @pytest.mark.parametrize(

@@ -44,10 +44,8 @@ def test_union_describe_and_specs():
     both = trained.union(asked)
     assert both.heads == {"encoder_self": tuple((0, h) for h in range(4)), "cross": ((1, 3),)}
     assert both.sublayers == {"decoder_ffn": (0,)} and both.method == "mean" and both.head_count() == 5
-    assert both.describe(layout) == (
-        "encoder_self L0 (all 4 heads); cross L1 H3; sublayer decoder_ffn L0; mean ablation"
-    )
-    assert trained.describe(layout) == "encoder_self L0 H1; sublayer decoder_ffn L0; zero ablation"
+    assert both.describe(layout) == "encoder_self:0 (all 4 heads), cross:1:3; sublayer decoder_ffn:0; mean ablation"
+    assert trained.describe(layout) == "encoder_self:0:1; sublayer decoder_ffn:0; zero ablation"
     assert Ablation().describe(layout) == "nothing ablated"
     # The specs a run records read back as the same ablation.
     assert parse_ablation({**both.as_specs(), "method": "mean"}, cfg) == both
@@ -145,3 +143,31 @@ def test_an_empty_ablation_leaves_the_model_untouched():
     model = model_for()
     apply_ablation(model, parse_ablation({"heads": [], "sublayers": []}, model.cfg))
     assert all(module.head_gate is None for modules in attention_sites(model).values() for module in modules)
+
+
+def test_every_name_the_description_gives_is_a_spec_that_selects_what_it_names():
+    """The `ablated: ...` line names heads, layers and sublayers as the specs do (counted from 0), so each name can
+    be pasted back: `cross:1:3` is head 3 of layer 1, `encoder_self:0 (all 4 heads)` layer 0's heads."""
+    cfg = config()
+    layout = layout_of(cfg)
+    ablation = parse_ablation(
+        {"heads": ["cross:1:3", "cross:1:0", "encoder_self:0"], "sublayers": ["decoder_ffn", "cross:0"]}, cfg
+    )
+    line = ablation.describe(layout)
+    assert line == (
+        "encoder_self:0 (all 4 heads), cross:1:0, cross:1:3; sublayers cross:0, decoder_ffn:0, decoder_ffn:1; "
+        "zero ablation"
+    )
+    heads, sublayers, _ = line.split("; ")
+    pasted = [name.removesuffix(" (all 4 heads)") for name in heads.split(", ")]
+    assert parse_ablation({"heads": pasted}, cfg).heads == ablation.heads
+    pasted = sublayers.removeprefix("sublayers ").split(", ")
+    assert parse_ablation({"sublayers": pasted}, cfg).sublayers == ablation.sublayers
+    # Without the model's layout a whole layer is not known to be whole: each head is named.
+    assert Ablation({"cross": ((1, 0), (1, 1))}).describe() == "cross:1:0, cross:1:1; zero ablation"
+    assert Ablation(sublayers={"decoder_ffn": (1,)}).describe() == "sublayer decoder_ffn:1"
+
+
+def test_an_out_of_range_head_names_its_layer_as_a_spec_does():
+    with pytest.raises(ConfigError, match=r"head 4 is out of range: cross:1 has 4 heads, numbered 0-3"):
+        parse_ablation({"heads": ["cross:1:4"]}, config())
