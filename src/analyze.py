@@ -1,6 +1,7 @@
-"""Analyse the heads of trained models: `python -m src.analyze ckpt=<checkpoint | run directory | sweep directory>`.
+"""Analyse the heads of trained models: `python -m src.analyze ckpt=<run directory | checkpoint | sweep directory>`.
 
-For each checkpoint (a run directory stands for its best checkpoint; a sweep directory for every completed job's)
+For each checkpoint (a run directory stands for its best checkpoint, as in src.eval and src.predict: the one line
+`using ...` says which; a sweep directory for every completed job's, the others named and skipped)
 it measures, on the `split` (val by default): each head's importance (Michel et al. 2019) and attention entropy,
 the exact effect of removing each head alone, of keeping one head per layer, and a pruning curve; then writes
 `<run>/analysis/` (report.md, csv tables, PNG figures, summary.json) and the figures into the run's TensorBoard.
@@ -61,53 +62,49 @@ class Target:
     read: dict | None = None  # the checkpoint already read (ckpt=hf:<model>: made from the pretrained model)
 
 
-def _status(job: Path) -> str:
-    import json
-
-    try:
-        return str(json.loads((job / RUN_FILE).read_text()).get("status", "unknown"))
-    except (OSError, ValueError):
-        return "unknown"
+# What src.analyze takes as ckpt= (the error lines' words): what every command takes, and a sweep directory.
+ANALYZE_FORMS = (
+    "a run directory (its best checkpoint), a .ckpt file, a sweep directory, or hf:<model> task=<name> out=<dir>"
+)
 
 
-def _best_checkpoint(run_dir: Path, warn: bool = True) -> Path | None:
-    from src.training.checkpoint import newest_checkpoint
+def _skipped_because(job: Path) -> str | None:
+    """Why a sweep's job is not analysed (None: it is): it did not complete (as its run.json says, with the error a
+    failed job recorded), saved no checkpoint, or has an analysis already."""
+    from src.provenance import read_record
+    from src.training.checkpoint import UNFINISHED, best_checkpoint_of
 
-    best = run_dir / "checkpoints" / "best.ckpt"
-    if best.is_file():
-        return best
-    newest = newest_checkpoint(run_dir)
-    if newest is not None and warn:
-        print_warning(f"{run_dir} has no best.ckpt: analysing its newest checkpoint, {newest.name}")
-    return newest
-
-
-def is_sweep_dir(path: Path) -> bool:
-    """Whether `path` is a multirun's sweep directory: its jobs are folders directly in it whose Hydra config says
-    they ran in MULTIRUN mode. A folder that merely holds single runs (a day's outputs/<date>/) is not one."""
-    for hydra_file in path.glob("*/.hydra/hydra.yaml"):
-        try:
-            if str(OmegaConf.load(hydra_file).hydra.mode).endswith("MULTIRUN"):
-                return True
-        except Exception:  # an unreadable job config: not evidence of a sweep
-            continue
-    return False
+    record = read_record(job)
+    if record is None:
+        return f"it has no {RUN_FILE} (it never started, or was refused before it ran)"
+    status = record.get("status")
+    if status != "completed":
+        error = str(record.get("error") or "").strip().splitlines()
+        because = f": {error[0]}" if error else ""
+        return f"it {UNFINISHED.get(status, f'ended {status}')}{because} (see {job / RUN_FILE})"
+    if best_checkpoint_of(job) is None:
+        return f"it saved no checkpoint (see {job / RUN_FILE})"
+    if (job / ANALYSIS_DIR).exists():
+        return f"it has an analysis already ({job / ANALYSIS_DIR})"
+    return None
 
 
 def _sweep_targets(path: Path, ckpt: str, out: str | None) -> list[tuple[Path, Path]]:
+    """(best checkpoint, job directory) of every job of the sweep that completed and has no analysis yet; one
+    warning names each other job and why it is skipped (a failed or refused job is named failed, never analysed)."""
+    from src.training.checkpoint import best_checkpoint_of
+
     if out is not None:
         raise ConfigError(
             f"out={out} is for one run: a sweep's jobs each get their own {ANALYSIS_DIR}/; leave out= out"
         )
     targets = []
     for job in sorted(p.parents[1] for p in path.glob("*/.hydra/overrides.yaml")):
-        found = _best_checkpoint(job, warn=False) if _status(job) == "completed" else None
-        if found is None:
-            print_warning(f"{job.name} is skipped: it did not complete (see {job / RUN_FILE})")
-        elif (job / ANALYSIS_DIR).exists():
-            print_warning(f"{job.name} is skipped: it has an analysis already ({job / ANALYSIS_DIR})")
-        else:
-            targets.append((found, job))
+        skipped, found = _skipped_because(job), best_checkpoint_of(job)
+        if skipped is not None or found is None:  # (found is None only where _skipped_because says so)
+            print_warning(f"{job.name} is skipped: {skipped}")
+            continue
+        targets.append((found, job))
     if not targets:
         raise ConfigError(
             f"ckpt={ckpt}: no job of this sweep is left to analyse (none completed, or each has "
@@ -118,47 +115,35 @@ def _sweep_targets(path: Path, ckpt: str, out: str | None) -> list[tuple[Path, P
 
 def find_targets(ckpt: str, out: str | None) -> tuple[list[Target], Path | None]:
     """The checkpoints `ckpt` names, each with its output directory, and the sweep directory when `ckpt` is one.
-    ConfigError (one line) when it names nothing analysable or an output directory already exists: nothing is
-    ever overwritten, and every target is checked before any work starts."""
-    from src.training.checkpoint import check_checkpoint_file, read_checkpoint, run_dir_of
+    A run directory or a file is read as every command reads `ckpt=` (read_any_checkpoint: the same checkpoint
+    src.eval and src.predict would take, said in one line). ConfigError (one line) when it names nothing analysable
+    or an output directory already exists: nothing is ever overwritten, and every target is checked before any
+    work starts."""
+    from src.training.checkpoint import READ_FROM, is_run_dir, is_sweep_dir, read_any_checkpoint, run_dir_of
 
     if not str(ckpt).strip():
-        raise ConfigError("ckpt is empty: give a checkpoint, a run directory or a sweep directory")
+        raise ConfigError(f"ckpt is empty: give {ANALYZE_FORMS}")
     if out is not None and not str(out).strip():
         raise ConfigError("out is empty: give a folder to write the analysis to, or leave out= out")
     path = resolve_path(ckpt)
     sweep_dir = None
-    if path.is_file():
-        targets: list[tuple[Path, Path | None]] = [(path, None)]
-    elif path.is_dir() and (path / "checkpoints").is_dir():
-        found = _best_checkpoint(path)
-        if found is None:
-            raise ConfigError(f"ckpt={ckpt}: the run saved no checkpoint (see {path / RUN_FILE}): nothing to analyse")
-        targets = [(found, path)]
-    elif path.is_dir() and is_sweep_dir(path):
+    targets: list[tuple[Path, Path, dict | None]]
+    if path.is_dir() and not is_run_dir(path) and is_sweep_dir(path):
         sweep_dir = path
-        targets = list(_sweep_targets(path, ckpt, out))
-    elif path.is_dir():
-        raise ConfigError(
-            f"ckpt={ckpt} is a directory that is neither a run (no checkpoints/) nor a sweep (no jobs run with -m): "
-            "give a checkpoint file, a run directory or a sweep directory"
-        )
+        targets = [(found, job, None) for found, job in _sweep_targets(path, ckpt, out)]
     else:
-        check_checkpoint_file(ckpt)  # the one line src.eval prints for a missing file
-        raise ConfigError(f"ckpt={ckpt} does not exist")
+        checkpoint = read_any_checkpoint(ckpt, forms=ANALYZE_FORMS)
+        found = Path(checkpoint[READ_FROM])
+        targets = [(found, run_dir_of(str(found), checkpoint), checkpoint)]
     resolved = []
-    for checkpoint, run_dir in targets:
-        if run_dir is None:
-            run_dir = run_dir_of(str(checkpoint), read_checkpoint(str(checkpoint)))
-        own = checkpoint.parent == run_dir / "checkpoints"  # a checkpoint of the run it names, where it was saved
-        if sweep_dir is None and own and _status(run_dir) not in ("completed", "unknown"):
-            print_warning(f"{run_dir.name}'s run did not complete ({_status(run_dir)}): analysing {checkpoint.name}")
+    for checkpoint_file, run_dir, read in targets:
+        own = checkpoint_file.parent == run_dir / "checkpoints"  # a checkpoint of the run it names, where saved
         if out is not None:
             target_out = resolve_path(out)
         elif own:
             target_out = run_dir / ANALYSIS_DIR
         else:  # a checkpoint moved away from its run: its analysis goes beside it, not into the run it came from
-            target_out = checkpoint.parent / f"{checkpoint.stem}_{ANALYSIS_DIR}"
+            target_out = checkpoint_file.parent / f"{checkpoint_file.stem}_{ANALYSIS_DIR}"
         if target_out.is_file():
             raise ConfigError(f"out={target_out} is a file: give a folder that does not exist yet")
         if target_out.exists() and sweep_dir is None:
@@ -171,7 +156,7 @@ def find_targets(ckpt: str, out: str | None) -> tuple[list[Target], Path | None]
                 f"{'out=' + str(out) if out is not None else str(target_out)}: the folder {target_out.parent} does "
                 f"not exist: {'create it or choose another' if out is not None else 'give out=<a folder>'}"
             )
-        resolved.append(Target(checkpoint, run_dir, target_out, tensorboard=own and out is None))
+        resolved.append(Target(checkpoint_file, run_dir, target_out, tensorboard=own and out is None, read=read))
     return resolved, sweep_dir
 
 
@@ -280,8 +265,10 @@ def analyze_checkpoint(
         if math.isnan(result.prunable_fraction)
         else f"{100 * result.prunable_fraction:.0f}% of the heads can go within {100 * result.tolerance:g}%"
     )
-    line = f"{m.name} {result.baseline_metric:.4g}; {fraction}; written: {target.out}"
-    log(f"  {line}" if verbose else f"analysis:      {settings.split} {line}")
+    # The number as src.eval names it (`val/sacrebleu`, ...), with the examples it is over (max_examples may cut).
+    line = f"{settings.split}/{m.name} {result.baseline_metric:.4g} ({result.examples} examples); {fraction}; "
+    line += f"written: {target.out}"
+    log(f"  {line}" if verbose else f"analysis:      {line}")
     return target.out
 
 

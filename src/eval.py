@@ -1,10 +1,13 @@
-"""Evaluate a checkpoint: `python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt [split=val]`.
+"""Evaluate a trained model: `python -m src.eval ckpt=outputs/<date>/<time> [split=val]`.
 
-Rebuilds the run's model and data from the checkpoint alone (vocabularies are reloaded from the run directory)
-and prints the metrics of every test split; synthetic tasks also report `test_long/*`, the held-out longer
-lengths that measure length generalisation. Translation tasks also get the split translated with `decode.*`
-(greedy, or `decode.strategy=beam decode.beam_size=4`) and scored with sacrebleu, cased and lowercased, with
-sacrebleu's signature: the figure to publish.
+`ckpt=` takes what every command takes (src/training/checkpoint.py read_any_checkpoint): a run directory (its best
+checkpoint, said in one line: `using <run>/checkpoints/best.ckpt (the best val/loss, ...)`), a .ckpt file, or
+`hf:<model>` with `task=...`. Rebuilds the run's model and data from the checkpoint alone (vocabularies are
+reloaded from the run directory) and prints the metrics of every test split, each with what it is; synthetic tasks
+also report `test_long/*`, the held-out longer lengths that measure length generalisation. Translation tasks get the
+split translated with `decode.*` (greedy, or `decode.strategy=beam decode.beam_size=4`) and scored with sacreBLEU
+against the raw references, cased and lowercased, with sacreBLEU's signature: the figure to publish, and the only
+BLEU printed (training's quick `val/bleu` is not computed here: one metric, one name).
 
 `ablate.heads=[cross:1:3]` (`ablate.sublayers=...`, `ablate=<preset>`, `ablate.method=mean`) evaluates the checkpoint
 with those heads or sublayers switched off, on top of what it was trained without (src/analysis/ablation.py); the
@@ -14,6 +17,7 @@ checkpoint file is only read. `ablated: ...` says what is off.
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass, field
 
 collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
@@ -68,7 +72,18 @@ def check_decoding(decode, kind: str, scores_bleu: bool) -> None:
         )
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+@dataclass
+class Evaluation:
+    """What src.eval measured: the checkpoint file it read, the metrics, and what it needs to say what each is."""
+
+    checkpoint: str  # the file (a run directory given as ckpt= stands for one); hf:<model> as given
+    metrics: dict[str, float]
+    kind: str  # the task kind (a loss is per token or per example)
+    examples: dict[str, int]  # split -> its size
+    notes: dict[str, str] = field(default_factory=dict)  # tag -> what it is, beyond describe_metric (sacreBLEU's)
+
+
+def evaluate(cfg: DictConfig) -> Evaluation:
     """The metrics of the checkpoint `cfg.ckpt` on `cfg.split`, with `cfg.ablate` switched off on top of what it was
     trained without (one line `ablated: ...` says what is off, when anything is)."""
     import lightning as L
@@ -76,11 +91,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     from src.analysis.ablation import ablate_trained_model, ablated_line
     from src.training.bleu import has_references, score_split
-    from src.training.checkpoint import checkpoint_model_config, load_run, read_any_checkpoint
+    from src.training.checkpoint import READ_FROM, checkpoint_model_config, load_run, read_any_checkpoint
+    from src.training.metrics import split_sizes
 
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError(
-            "ckpt is required: give it, e.g. python -m src.eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt"
+            "ckpt is required: give a run directory (its best checkpoint), a .ckpt file or hf:<model>, e.g. "
+            "python -m src.eval ckpt=outputs/<date>/<time>"
         )
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
@@ -112,30 +129,35 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     except (MisconfigurationException, ValueError, RuntimeError) as error:
         raise ConfigError(f"accelerator={cfg.accelerator}: {str(error).strip().splitlines()[0]}") from None
     module, datamodule = load_run(cfg.ckpt, cfg.batch_size, checkpoint=checkpoint)
-    check_decoding(cfg.decode, datamodule.kind, has_references(datamodule, cfg.split))
+    scores_bleu = has_references(datamodule, cfg.split)
+    check_decoding(cfg.decode, datamodule.kind, scores_bleu)
     ablation = ablate_trained_model(module, datamodule, cfg.ablate)
     if not ablation.empty:
         print(ablated_line(module, ablation))
+    if scores_bleu:  # the split's BLEU is sacreBLEU below; training's quick val/bleu would be a second one
+        module.drop_quick_bleu()
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(module, datamodule=datamodule, verbose=False)
     metrics: dict[str, float] = {}
     for per_loader in results:
         metrics.update({k: float(v) for k, v in per_loader.items()})
-    if has_references(datamodule, cfg.split):
+    notes: dict[str, str] = {}
+    if scores_bleu:
         bleu = score_split(module, datamodule, cfg.split, cfg.decode, batch_size=datamodule.batch_size)
         metrics.update(bleu.metrics())
-        print(bleu.summary())
-    return metrics
+        notes.update(bleu.notes())
+    examples = split_sizes(datamodule)
+    return Evaluation(checkpoint.get(READ_FROM, str(cfg.ckpt)), metrics, datamodule.kind, examples, notes)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     with user_errors_as_one_line():
-        metrics = evaluate(cfg)
+        evaluation = evaluate(cfg)
     from src.training.report import print_metrics
 
-    print(f"checkpoint: {cfg.ckpt}")
-    print_metrics(metrics)
+    print(f"checkpoint: {evaluation.checkpoint}")
+    print_metrics(evaluation.metrics, notes=evaluation.notes, kind=evaluation.kind, examples=evaluation.examples)
 
 
 def cli() -> None:

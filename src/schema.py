@@ -217,7 +217,7 @@ class Config:
     compile: bool = False  # run the model under torch.compile (slow first steps, faster after; see `make bench`)
     sweep_catch_errors: bool = True  # multirun: a failing job is reported and the sweep goes on
     # What the run returns to an optimising sweeper (Optuna, hparams_search=...) and what the sweep report ranks by:
-    # a metric tag the run logs, e.g. val/loss or (with test_after_fit) test/bleu; null = the task's main metric.
+    # a metric tag the run logs, e.g. val/loss or (with test_after_fit) test/sacrebleu; null = the task's main metric.
     # hydra.sweeper.direction must agree with it (checked before the first trial).
     objective: Optional[str] = None
     # Lightning's own callbacks by class name and arguments (src/training/stock_callbacks.py), e.g.
@@ -266,13 +266,16 @@ def is_experiment_setting(key: str) -> bool:
 class EvalConfig:
     """`python -m src.eval ckpt=...`: test metrics of a checkpoint."""
 
+    # Every command that reads a trained model takes the same ckpt= (src/training/checkpoint.py
+    # read_any_checkpoint): a run directory (its best checkpoint, said in one line), a .ckpt file, or hf:<model>.
     ckpt: str = MISSING
     batch_size: Optional[int] = None  # None: the training run's batch size
     split: str = "test"  # test (all test splits, incl. test_long for synthetic tasks) | val
     accelerator: str = "cpu"
     torch_threads: int = 0
     # Translation tasks: the split is also translated with these settings (greedy or beam) and scored with
-    # sacrebleu against the raw references (`<split>/sacrebleu`, cased and lowercased, with its signature).
+    # sacrebleu against the raw references (`<split>/sacrebleu`, cased and lowercased, with its signature): the
+    # one BLEU src.eval prints (training's quick val/bleu is not computed here).
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     ablate: AblateConfig = field(default_factory=AblateConfig)  # heads and sublayers off while evaluating
     task: Any = None  # ckpt=hf:<model> only: the task to evaluate it on (task=multi30k ...); ours bring their own
@@ -283,7 +286,7 @@ class PredictConfig:
     """`python -m src.predict ckpt=... text="..."`: translate, continue or classify one text, or every line of a
     file (`input=<file>`, printed or written to `output=<file>`)."""
 
-    ckpt: str = MISSING
+    ckpt: str = MISSING  # a run directory (its best checkpoint), a .ckpt file or hf:<model>, as src.eval takes
     text: Optional[str] = None
     input: Optional[str] = None  # a text file: one input per line
     output: Optional[str] = None  # with input: the file to write (one output per line); never overwritten
@@ -303,7 +306,9 @@ class PredictConfig:
 class AnalyzeConfig(AnalysisConfig):
     """`python -m src.analyze ckpt=... [split=val]`: what the heads of a trained model do (src/analysis/)."""
 
-    ckpt: str = MISSING  # a checkpoint, a run directory (its best checkpoint) or a sweep directory (every job)
+    # As src.eval's (a run directory: its best checkpoint; a .ckpt file; hf:<model> with task=), or a sweep
+    # directory: every completed job's best checkpoint (failed jobs are named and skipped).
+    ckpt: str = MISSING
     out: Optional[str] = None  # where the analysis goes (None: <run>/analysis/); never overwritten
     batch_size: Optional[int] = None  # None: the training run's batch size
     accelerator: str = "cpu"

@@ -6,11 +6,13 @@ dominated by per-step overhead. Instead every batch of examples is repeated once
 own head mask (MultiHeadAttention takes a (B, H) gate: one row per example), so K ablations cost one pass over
 a K times larger batch: the same arithmetic in fewer, larger operations.
 
-The main metric is the task's own (src/data/registry.py, TaskSpec.main_metric), computed as src.eval does:
-- translation: sacreBLEU of greedy translations against the raw references (the real decoding path, key/value
-  cache included), as `src.eval decode.strategy=greedy` prints it;
-- other seq2seq tasks: greedy exact match (up to the reference length plus the task's slack, as validation);
-- lm: the loss (nats per token, lower is better); classification: accuracy.
+The main metric is the task's own (src/data/registry.py, TaskSpec.main_metric), computed as src.eval does, and
+named as src.eval prints it (one metric, one name: src/training/metrics.py):
+- translation: `sacrebleu`, sacreBLEU of greedy translations against the raw references (the real decoding path,
+  key/value cache included), as `src.eval decode.strategy=greedy` prints `<split>/sacrebleu`; not training's quick
+  `val/bleu` (references rebuilt from token ids), which picks best.ckpt;
+- other seq2seq tasks: `exact_match`, greedy (up to the reference length plus the task's slack, as validation);
+- lm: `loss` (nats per token, lower is better); classification: `acc`.
 """
 
 from __future__ import annotations
@@ -36,22 +38,41 @@ HeadMask = dict[str, Tensor]  # site -> (L, H) gates, 1 = kept, 0 = ablated
 
 @dataclass(frozen=True)
 class MainMetric:
-    name: str  # e.g. "bleu", "exact_match", "loss", "acc"
+    """The metric the analysis scores every ablation on. Its `name` is the one src.eval prints the same number
+    under (`<split>/<name>`), so that a report's column and an evaluation's line agree."""
+
+    name: str  # "sacrebleu", "exact_match", "loss" or "acc"
     higher_is_better: bool
-    description: str  # for reports: how it is computed
+    description: str  # for reports: what it is and how it is computed, e.g. which BLEU and which decoding
+    eval_settings: str = ""  # what src.eval needs beyond split= to print the same number, e.g. decode.strategy=greedy
+
+    def eval_command(self, split: str) -> str:
+        """The src.eval arguments that print this metric for the unablated model on `split` (on the whole split;
+        an analysis with max_examples scores its first examples only)."""
+        return " ".join(part for part in (f"split={split}", self.eval_settings) if part)
+
+
+# The analysis metric for each task main metric (TaskSpec.main_metric's name): (name, description, src.eval settings).
+ANALYSIS_METRICS = {
+    "bleu": (
+        "sacrebleu",
+        "sacreBLEU of greedy translations against the raw reference lines, cased, 13a tokenization",
+        "decode.strategy=greedy",
+    ),
+    "exact_match": ("exact_match", "share of greedy outputs equal to the reference", ""),
+    "loss": ("loss", "mean cross-entropy per target token, teacher-forced, in nats", ""),
+    "acc": ("acc", "share of examples classified right", ""),
+}
 
 
 def main_metric_of(task_name: str) -> MainMetric:
-    """What the analysis measures a head's effect on: the task's main validation metric (see the module)."""
+    """What the analysis measures a head's effect on: the task's main validation metric, as src.eval computes and
+    names it (see the module). For translation that is sacreBLEU on the raw references, not training's quick
+    val/bleu."""
     tag, mode = task_spec(task_name).main_metric
-    name = tag.split("/", 1)[1]
-    descriptions = {
-        "bleu": "sacreBLEU of greedy translations",
-        "exact_match": "greedy exact match",
-        "loss": "teacher-forced cross-entropy (nats per token)",
-        "acc": "accuracy",
-    }
-    return MainMetric(name, mode == "max", descriptions.get(name, name))
+    short = tag.split("/", 1)[1]
+    name, description, settings = ANALYSIS_METRICS.get(short, (short, short, ""))
+    return MainMetric(name, mode == "max", description, settings)
 
 
 def current_head_mask(model: nn.Module) -> HeadMask:

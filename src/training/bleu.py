@@ -1,8 +1,11 @@
 """Corpus BLEU as translation papers report it: sacrebleu on the detokenized output of a whole split against its
 raw reference lines, with sacrebleu's signature (which settings made the number) beside it.
 
-Validation during training keeps its cheaper greedy `val/bleu` (torchmetrics' sacrebleu, references decoded from
-the token ids); this is the figure to publish: any decoding (greedy or beam search), cased and lowercased.
+Validation during training keeps its cheaper greedy `val/bleu` (sacreBLEU's statistics on references decoded from
+the token ids, metrics.py); this is the figure to publish: any decoding (greedy or beam search), cased and
+lowercased, as `<split>/sacrebleu` and `<split>/sacrebleu_lowercase`. A command that scores a split here shows no
+other BLEU of that split (metrics.py: one metric, one name), and says with the number what it is: the split, the
+sentence count, the decoding and the signature (BleuScore.notes).
 """
 
 from __future__ import annotations
@@ -26,6 +29,16 @@ class BleuScore:
 
     def metrics(self) -> dict[str, float]:
         return {f"{self.split}/sacrebleu": self.cased, f"{self.split}/sacrebleu_lowercase": self.lowercased}
+
+    def notes(self) -> dict[str, str]:
+        """What each of metrics()' numbers is, for print_metrics (src/training/report.py): the one place a reader
+        learns which BLEU, which decoding, which split and how many sentences."""
+        decoding = "greedy decoding" if self.decoding == "greedy" else self.decoding
+        about = f"sacreBLEU of {len(self.hypotheses):,} {self.split} sentences, {decoding}, against the raw references"
+        return {
+            f"{self.split}/sacrebleu": f"{about}, cased; signature {self.signature}",
+            f"{self.split}/sacrebleu_lowercase": f"{about}, lowercased",
+        }
 
     def summary(self) -> str:
         return (

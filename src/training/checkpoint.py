@@ -7,6 +7,7 @@ directory) and the decoding settings.
 
 from __future__ import annotations
 
+import difflib
 import pickle
 import re
 from dataclasses import asdict, fields
@@ -20,7 +21,28 @@ from src.data import task_spec
 from src.data.files import resolve_path
 from src.model import ConfigError, TransformerConfig
 from src.model.masks import MASK_SCHEMES
-from src.provenance import shell_override
+from src.provenance import RUN_FILE, read_record, shell_override
+from src.training.report import print_note, print_warning
+
+CHECKPOINTS_DIR = "checkpoints"  # <run>/checkpoints/: best.ckpt, last.ckpt, step-<n>.ckpt
+BEST_FILE = "best.ckpt"
+# The key read_any_checkpoint adds to the checkpoint it returns: the file it was read from, which a run directory
+# or a moved checkpoint does not tell (run_dir_of finds the run's vocabularies from it). Never saved back.
+READ_FROM = "read_from"
+# The key under which read_any_checkpoint leaves the line that says which checkpoint a run directory stood for:
+# load_run prints it once the model and data are loaded, so that a command that refuses its input before any work
+# prints its one `error:` line alone.
+TO_SAY = "to_say"
+# What every command that reads a trained model accepts as `ckpt=` (src.eval, src.predict; src.analyze also takes
+# a sweep directory): the words of its errors.
+CHECKPOINT_FORMS = "a .ckpt file, a run directory (its best checkpoint) or hf:<model>"
+# run.json's statuses of a run that did not end well, as a sentence's verb: its checkpoints are used with a warning.
+UNFINISHED = {
+    "failed": "failed",
+    "diverged": "diverged",
+    "interrupted": "was interrupted",
+    "running": "is still running (or was killed)",
+}
 
 
 def check_checkpoint_file(path: str, field_name: str = "ckpt") -> Path:
@@ -117,7 +139,8 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
 
 def resolve_resume_checkpoint(ckpt_path: str, run_dir: Path) -> Path:
     """`ckpt_path` as a file: `last` is the newest checkpoint of this run's own directory (hydra.run.dir), a run
-    directory stands for its newest checkpoint, a file is itself."""
+    directory stands for its newest checkpoint, a file is itself. Resuming continues where a run stopped, hence
+    its newest checkpoint; reading a trained model (read_any_checkpoint) takes a run's best one."""
     if ckpt_path == "last":
         newest = newest_checkpoint(run_dir)
         if newest is None:
@@ -129,9 +152,16 @@ def resolve_resume_checkpoint(ckpt_path: str, run_dir: Path) -> Path:
     path = resolve_path(ckpt_path)
     if path.is_dir():
         newest = newest_checkpoint(path) or newest_checkpoint(path.parent)  # a run, or its checkpoints/ folder
+        if newest is None and is_sweep_dir(path):
+            raise ConfigError(
+                f"ckpt_path={ckpt_path} is a sweep directory: resume one of its runs in its own directory, "
+                "hydra.run.dir=<run directory> ckpt_path=last"
+            )
         if newest is None:
             raise ConfigError(f"ckpt_path={ckpt_path} holds no checkpoints: give a run directory or a .ckpt file")
         return newest
+    if not path.exists():
+        raise ConfigError(_missing(ckpt_path, path, "ckpt_path", "a .ckpt file or a run directory (its newest)"))
     return check_checkpoint_file(ckpt_path, "ckpt_path")
 
 
@@ -244,8 +274,9 @@ def check_resumable_settings(
 
 def run_dir_of(checkpoint_path: str, checkpoint: dict) -> Path:
     """The training run's directory (vocabularies live there): <run>/checkpoints/x.ckpt -> <run>; else the
-    directory recorded at training time."""
-    path = Path(checkpoint_path).resolve()
+    directory recorded at training time. The file read_any_checkpoint read counts over `checkpoint_path`, which
+    may name a run directory instead of a file."""
+    path = Path(checkpoint.get(READ_FROM) or checkpoint_path).resolve()
     if path.parent.name == "checkpoints":
         return path.parent.parent
     return Path(checkpoint["hyper_parameters"].get("run_dir") or path.parent)
@@ -255,12 +286,20 @@ def load_run(
     checkpoint_path: str, batch_size: int | None = None, field_name: str = "ckpt", checkpoint: dict | None = None
 ):
     """(module, datamodule) rebuilt from a checkpoint (read here unless already read): the trained model in eval
-    mode and the run's data."""
+    mode and the run's data. Once both are built, the line read_any_checkpoint left is printed (which checkpoint a
+    run directory stood for)."""
+    if checkpoint is None:
+        checkpoint = read_any_checkpoint(checkpoint_path, field_name=field_name)
+    module, datamodule = _rebuild(checkpoint_path, checkpoint, batch_size, field_name)
+    say_which_checkpoint(checkpoint)  # the command's input was accepted: the work starts here
+    return module, datamodule
+
+
+def _rebuild(checkpoint_path: str, checkpoint: dict[str, Any], batch_size: int | None, field_name: str):
+    """load_run's work: the module with the checkpoint's weights, and the datamodule of its task."""
     from src.data import build_datamodule
     from src.training.module import TransformerLitModule
 
-    if checkpoint is None:
-        checkpoint = read_any_checkpoint(checkpoint_path, field_name=field_name)
     hparams = checkpoint["hyper_parameters"]
     module = TransformerLitModule(
         hparams["config"], hparams["model_config"], hparams["kind"], hparams.get("run_dir"), hparams.get("numerics")
@@ -297,10 +336,17 @@ def load_run(
     return module, datamodule
 
 
-def read_any_checkpoint(ckpt: str, task: Any = None, field_name: str = "ckpt") -> dict[str, Any]:
-    """A checkpoint of ours (read_checkpoint), or a pretrained model given as `hf:<name or directory>`
-    (src/pretrained/checkpoint.py), on `task` (the command's task=..., a DictConfig) or on none (reading text only).
-    Our checkpoints bring their own task: a task given with one is refused."""
+def read_any_checkpoint(
+    ckpt: str, task: Any = None, field_name: str = "ckpt", forms: str = CHECKPOINT_FORMS
+) -> dict[str, Any]:
+    """What `ckpt=` names, read: a checkpoint file of ours, a run directory (its best checkpoint: locate_checkpoint;
+    load_run says which in one line), or a pretrained model given as `hf:<name or directory>`
+    (src/pretrained/checkpoint.py) on `task` (the command's task=..., a DictConfig) or on none (reading text only).
+    Our checkpoints bring their own task: a task given with one is refused. `forms`: what the command accepts, for
+    the error lines.
+
+    The one place src.eval, src.predict and src.analyze turn `ckpt=` into a checkpoint, so that the same argument
+    means the same thing in each. The returned dict holds the file it was read from under READ_FROM."""
     if str(ckpt).startswith("hf:"):
         from src.pretrained.checkpoint import pretrained_checkpoint
 
@@ -311,7 +357,163 @@ def read_any_checkpoint(ckpt: str, task: Any = None, field_name: str = "ckpt") -
             f"task= is for {field_name}=hf:<model>: {field_name}={ckpt} was trained on its own task, which it brings: "
             "leave task= out"
         )
-    return read_checkpoint(ckpt, field_name)
+    path, named_run = locate_checkpoint(str(ckpt), field_name, forms)
+    # A file keeps the name the user typed in read_checkpoint's errors; a run's checkpoint is named by its path.
+    checkpoint = read_checkpoint(str(ckpt) if named_run is None else str(path), field_name)
+    checkpoint[READ_FROM] = str(path)
+    said = _which_line(path, named_run, checkpoint)
+    if said is not None:
+        checkpoint[TO_SAY] = said
+    return checkpoint
+
+
+def best_checkpoint_of(run_dir: Path) -> Path | None:
+    """The checkpoint a run directory stands for wherever one is read (src.eval, src.predict, src.analyze, the
+    analysis after training): its best.ckpt (the best validation of the task's main metric), or without one
+    (checkpoint.save_best=false, a run stopped before its first validation) its newest checkpoint."""
+    best = run_dir / CHECKPOINTS_DIR / BEST_FILE
+    return best if best.is_file() else newest_checkpoint(run_dir)
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a run's directory: it has checkpoints/ or a run.json (a run that saved nothing has that)."""
+    return (path / CHECKPOINTS_DIR).is_dir() or (path / RUN_FILE).is_file()
+
+
+def is_sweep_dir(path: Path) -> bool:
+    """Whether `path` is a multirun's sweep directory: its jobs are folders directly in it whose Hydra config says
+    they ran in MULTIRUN mode. A folder that merely holds single runs (a day's outputs/<date>/) is not one."""
+    for hydra_file in path.glob("*/.hydra/hydra.yaml"):
+        try:
+            if str(OmegaConf.load(hydra_file).hydra.mode).endswith("MULTIRUN"):
+                return True
+        except Exception:  # an unreadable job config: not evidence of a sweep
+            continue
+    return False
+
+
+def locate_checkpoint(ckpt: str, field_name: str = "ckpt", forms: str = CHECKPOINT_FORMS) -> tuple[Path, Path | None]:
+    """(the checkpoint file `ckpt` names, the run directory when it named one): a file is itself; a run directory
+    (or its checkpoints/ folder) stands for best_checkpoint_of. ConfigError, one line with the fix, for the rest:
+    nothing there (with the nearest name when one is close), a run that saved no checkpoint (and why, from its
+    run.json), a sweep or a folder of runs (one of its runs is named), any other folder."""
+    if not str(ckpt).strip():  # `ckpt=` would resolve to the working directory
+        raise ConfigError(f"{field_name} is empty: give {forms}, e.g. {field_name}=outputs/<date>/<time>")
+    path = resolve_path(ckpt)
+    if path.is_file():
+        return path, None
+    if not path.exists():
+        raise ConfigError(_missing(ckpt, path, field_name, forms))
+    run_dir = path.parent if path.name == CHECKPOINTS_DIR and is_run_dir(path.parent) else path
+    if is_run_dir(run_dir):
+        found = best_checkpoint_of(run_dir)
+        if found is None:
+            raise ConfigError(f"{field_name}={ckpt} is a run that saved no checkpoint: {_why_nothing(run_dir)}")
+        return found, run_dir
+    # The example named: a run that saved a checkpoint, when there is one (a failed job is no example to follow).
+    runs = sorted(
+        (p for p in path.iterdir() if p.is_dir() and is_run_dir(p)), key=lambda p: (not best_checkpoint_of(p), p)
+    )
+    example = f"e.g. {shell_override(field_name, runs[0])}" if runs else ""
+    if is_sweep_dir(path):
+        raise ConfigError(
+            f"{field_name}={ckpt} is a sweep directory: give one of its runs, {example} "
+            f"(src.analyze {field_name}=<sweep> analyses every run of a sweep)"
+        )
+    if runs:
+        raise ConfigError(f"{field_name}={ckpt} is a folder of runs, not a run: give one of them, {example}")
+    raise ConfigError(
+        f"{field_name}={ckpt} is a directory that is neither a run (no {CHECKPOINTS_DIR}/, no {RUN_FILE}) nor a "
+        f"checkpoint: give {forms}"
+    )
+
+
+def _missing(ckpt: str, path: Path, field_name: str, forms: str) -> str:
+    """The line for a path that does not exist, with the nearest existing name when a part of it looks mistyped
+    (outputs/2026-01-0/12-00 -> outputs/2026-01-01/12-00)."""
+    found = path
+    while not found.parent.exists() and found.parent != found:
+        found = found.parent
+    parent = found.parent
+    if parent.is_dir():
+        names = [p.name for p in parent.iterdir()]
+        close = difflib.get_close_matches(found.name, names, n=1)
+        if close:
+            guess = parent / close[0] / path.relative_to(found)
+            if guess.exists():
+                mean = shell_override(field_name, guess)
+                return f"{field_name}={ckpt} does not exist (looked at {path}): did you mean {mean}?"
+    return f"{field_name}={ckpt} does not exist (looked at {path}): give {forms}"
+
+
+def _why_nothing(run_dir: Path) -> str:
+    """Why a run directory holds no checkpoint, and what to do, from its run.json."""
+    record = read_record(run_dir) or {}
+    status = record.get("status")
+    reason = str(record.get("error") or "").strip().splitlines()
+    because = f" ({reason[0]})" if reason else ""
+    if status in ("failed", "diverged"):
+        return f"it {status}{because} (see {run_dir / RUN_FILE}): fix that and run it again"
+    if status == "running":
+        return "it is still running (or was killed) before its first validation: wait for one, which saves best.ckpt"
+    if status == "interrupted":
+        return f"it was interrupted before its first checkpoint{because}: run it again"
+    return (
+        "it ended before its first validation, or ran with checkpoint.save_best=false checkpoint.save_last=false: "
+        "run it again with checkpoints kept (the default)"
+    )
+
+
+def _best_score(checkpoint: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(monitored metric, its best value) recorded by the callback that saved best.ckpt (Lightning's ModelCheckpoint
+    keeps both in its state, set before it saves); (None, None) when the checkpoint does not say."""
+    for state in (checkpoint.get("callbacks") or {}).values():
+        if isinstance(state, dict) and Path(str(state.get("best_model_path") or "")).name == BEST_FILE:
+            score = state.get("best_model_score")
+            return state.get("monitor"), float(score) if score is not None else None
+    return None, None
+
+
+def which_checkpoint(path: Path, checkpoint: dict[str, Any]) -> str:
+    """What a run directory's checkpoint is, in words: "the best val/loss, 1.234 at step 400" for best.ckpt."""
+    step = checkpoint.get("global_step")
+    at = f"step {step}" if step is not None else "its step not recorded"
+    if path.name != BEST_FILE:
+        return f"the run has no {BEST_FILE}: its newest checkpoint, {at}"
+    monitor, score = _best_score(checkpoint)
+    if monitor is None:
+        try:  # best.ckpt is saved by the task's main metric (src/run.py)
+            monitor = task_spec(checkpoint["hyper_parameters"]["config"]["task"]["name"]).main_metric[0]
+        except (KeyError, TypeError, ValueError):  # a task no longer registered (DataError)
+            monitor = "validation"
+    if monitor.endswith("/bleu"):  # not the sacreBLEU src.eval prints (src/training/metrics.py)
+        monitor += " (training's quick BLEU)"
+    value = f"{score:.4g} " if score is not None else ""
+    return f"the best {monitor}, {value}at {at}"
+
+
+def _which_line(path: Path, named_run: Path | None, checkpoint: dict[str, Any]) -> tuple[bool, str] | None:
+    """(whether a warning, the line) that says which checkpoint a run directory stood for; a warning instead when
+    the checkpoint's run did not complete (failed, diverged, interrupted, still running), whether the run or one of
+    its files was named; None when there is nothing to say (a file of a completed run, or of no run)."""
+    run_dir = named_run or (path.parent.parent if path.parent.name == CHECKPOINTS_DIR else None)
+    record = read_record(run_dir) if run_dir is not None else None
+    unfinished = UNFINISHED.get((record or {}).get("status"))
+    if named_run is None:
+        if unfinished and run_dir is not None:
+            return True, f"{run_dir} {unfinished} (see its {RUN_FILE}): using {path.name} all the same"
+        return None
+    line = f"using {path} ({which_checkpoint(path, checkpoint)})"
+    return (True, f"{named_run} {unfinished} (see its {RUN_FILE}): {line}") if unfinished else (False, line)
+
+
+def say_which_checkpoint(checkpoint: dict[str, Any]) -> None:
+    """Print the line read_any_checkpoint left (once): on stderr, so that src.predict's stdout stays only its
+    predictions."""
+    said = checkpoint.pop(TO_SAY, None)
+    if said is not None:
+        warning, line = said
+        (print_warning if warning else print_note)(line)
 
 
 def pretrained_tokenizer_of(checkpoint: dict[str, Any], run_dir: Path | None):

@@ -3,14 +3,21 @@
 One `SplitMetrics` per evaluated split ("val", "test", "test_long"); what it tracks depends on the task kind:
 
     kind            metrics (logged as <split>/<name>)
-    seq2seq         loss, ppl, token_acc, exact_match (greedy decoding), bleu (translation tasks only)
+    seq2seq         loss, ppl, token_acc, exact_match (greedy decoding), bleu (translation, validation only)
     lm              loss, ppl, token_acc
     classification  loss, acc
+
+One metric, one name. `val/bleu` is training's quick BLEU: greedy outputs against references rebuilt from the
+token ids, cheap enough for every validation (it picks best.ckpt). The BLEU to publish is sacreBLEU on a split's
+raw reference lines, decoded as `decode.*` says (bleu.py: `<split>/sacrebleu`, `<split>/sacrebleu_lowercase`);
+the test splits get only that one, and src.eval prints only that one, so no split is shown with two BLEUs.
+describe_metric says in words what each tag is, for everything that prints metrics.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from sacrebleu.metrics import BLEU
@@ -165,8 +172,12 @@ def metric_range(tag: str) -> tuple[float, float]:
 
 
 def test_tags(val_tags: list[str]) -> list[str]:
-    """The tags test_after_fit logs for the same metrics on the test split: val/loss -> test/loss, ..."""
-    return [tag.replace("val/", "test/", 1) for tag in val_tags]
+    """The tags test_after_fit logs for the same metrics on the test split: val/loss -> test/loss, ... The quick
+    val/bleu has no test twin: the test split's BLEU is test/sacrebleu (see the module docstring)."""
+    return [tag.replace("val/", "test/", 1) for tag in val_tags if tag.rsplit("/", 1)[-1] not in VALIDATION_ONLY]
+
+
+VALIDATION_ONLY = ("bleu",)  # metric names the test splits do not compute (SplitMetrics' with_bleu)
 
 
 def objective_choices(kind: str, with_bleu: bool, test_after_fit: bool) -> list[str]:
@@ -177,6 +188,52 @@ def objective_choices(kind: str, with_bleu: bool, test_after_fit: bool) -> list[
         return val_tags
     sacrebleu = ["test/sacrebleu", "test/sacrebleu_lowercase"] if with_bleu else []
     return [*val_tags, *test_tags(val_tags), *sacrebleu]
+
+
+# What each metric is, by its name (a tag's last part), in words that need no ": " (lines are read as `tag: value`).
+DESCRIPTIONS = {
+    "ppl": "perplexity, exp of {split}/loss",
+    "token_acc": "share of target tokens predicted right, teacher-forced",
+    "exact_match": "share of greedy outputs equal to the reference",
+    "acc": "share of examples classified right",
+    "bleu": (
+        "BLEU of greedy outputs against references rebuilt from token ids, training's quick figure; "
+        "src.eval gives sacreBLEU on the raw references"
+    ),
+    "sacrebleu": "sacreBLEU against the raw references, cased, decoded as decode.* says",
+    "sacrebleu_lowercase": "sacreBLEU against the raw references, lowercased, decoded as decode.* says",
+    "prunable_fraction": "share of the heads removable within the analysis tolerance",
+}
+LOSS = {
+    "classification": "mean cross-entropy per example, in nats",
+    "seq2seq": "mean cross-entropy per target token, teacher-forced, in nats",
+    "lm": "mean cross-entropy per target token, teacher-forced, in nats",
+}
+
+
+def split_sizes(datamodule) -> dict[str, int]:
+    """split -> its number of examples, for the splits metrics are computed on (val, test, and test_long where the
+    task has one): what describe_metric says each metric is over."""
+    return {
+        split: len(examples)
+        for split in ("val", "test", "test_long")
+        if (examples := getattr(datamodule.task, split, None)) is not None
+    }
+
+
+def describe_metric(tag: str, kind: str | None = None, examples: Mapping[str, int] | None = None) -> str:
+    """What the metric `tag` ("val/loss", "test/sacrebleu", ...) is, in words, with the size of its split when
+    `examples` (split -> examples) knows it; "" for a tag not known here. `kind`: the task kind, when known (a loss
+    is per token or per example)."""
+    split, _, name = tag.rpartition("/")
+    if name == "loss":
+        about = LOSS.get(kind or "", "mean cross-entropy, teacher-forced, in nats")
+    else:
+        about = DESCRIPTIONS.get(name, "").format(split=split)
+    count = (examples or {}).get(split)
+    if about and count is not None and name != "ppl":  # ppl's count is its loss's
+        about += f", {count:,} examples"
+    return about
 
 
 def metric_tags(kind: str, with_bleu: bool) -> list[str]:

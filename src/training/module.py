@@ -58,10 +58,18 @@ class TransformerLitModule(L.LightningModule):
         self.extra_decode_tokens = task.generation_slack
 
         num_outputs = self.model_cfg.num_classes if kind == "classification" else self.model_cfg.tgt_vocab_size
+        # The quick BLEU (val/bleu) during validation only: a test split's BLEU is sacreBLEU on its raw references
+        # (bleu.py, test/sacrebleu), and a second, differently computed BLEU of the same split would be one metric
+        # under two names (metrics.py).
         self.split_metrics = nn.ModuleDict(
             {
                 split: SplitMetrics(
-                    kind, num_outputs, task.bleu, self.model_cfg.eos_id, self.model_cfg.pad_id, IGNORE_INDEX
+                    kind,
+                    num_outputs,
+                    task.bleu and split not in ("test", "test_long"),
+                    self.model_cfg.eos_id,
+                    self.model_cfg.pad_id,
+                    IGNORE_INDEX,
                 )
                 for split in ("val", "test", "test_long")
             }
@@ -149,6 +157,11 @@ class TransformerLitModule(L.LightningModule):
         # Values are already reduced across devices by torchmetrics: no sync_dist needed.
         self.log_dict(values, prog_bar=split == "val", add_dataloader_idx=False)
         return values
+
+    def drop_quick_bleu(self) -> None:
+        """No quick val/bleu: src.eval scores the validation split with sacreBLEU on its raw references
+        (val/sacrebleu), the one BLEU it prints."""
+        self.split_metrics["val"].bleu = None
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")

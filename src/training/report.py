@@ -18,7 +18,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Iterator, Mapping, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -108,6 +108,12 @@ def print_warning(message: str) -> None:
     _say(f"warning: {message}")
 
 
+def print_note(message: str) -> None:
+    """One line on stderr (and into the run's log) about how an argument was read, e.g. which checkpoint a run
+    directory stands for: beside the output, not in it (src.predict's stdout is its predictions)."""
+    _say(message)
+
+
 class _DropLightningTips(logging.Filter):
     """Lightning 2.6 prints an advertisement ("Tip: ... litlogger") for every Trainer, and a note each time a
     checkpoint is saved by hand (`trainer.save_checkpoint`: "`weights_only` was not set", i.e. the whole state is
@@ -185,18 +191,40 @@ def print_uncut(tree: Tree) -> None:
     console.print(Segments(console.render(tree, wide)))
 
 
-def print_metrics(metrics: dict[str, float], highlight: str | None = None) -> None:
+def print_metrics(
+    metrics: dict[str, float],
+    highlight: str | None = None,
+    notes: Mapping[str, str] | None = None,
+    kind: str | None = None,
+    examples: Mapping[str, int] | None = None,
+) -> None:
+    """One line per metric: `tag: value  (what it is)`, so that no number stands without its split, its decoding
+    and the count it is over (src/training/metrics.py describe_metric; `notes` overrides a tag's description, e.g.
+    sacreBLEU's decoding and signature from bleu.py). `kind`: the task kind; `examples`: split -> its size."""
+    from src.training.metrics import describe_metric  # torchmetrics: imported when metrics are printed
+
     width = max((len(name) for name in metrics), default=0)
     for name, value in sorted(metrics.items()):
         marker = "  <- main metric" if name == highlight else ""
-        console.print(f"{name:>{width}}: {value:.4f}{marker}")
+        about = (notes or {}).get(name) or describe_metric(name, kind, examples)
+        console.print(f"{name:>{width}}: {value:.4f}{marker}" + (f"  ({about})" if about else ""))
 
 
 def print_run_end(
-    run_dir: Path, metrics: dict[str, float], monitor: str, with_logger: bool, multirun: bool, speed: dict | None = None
+    run_dir: Path,
+    metrics: dict[str, float],
+    monitor: str,
+    with_logger: bool,
+    multirun: bool,
+    speed: dict | None = None,
+    notes: Mapping[str, str] | None = None,
+    kind: str | None = None,
+    examples: Mapping[str, int] | None = None,
 ) -> None:
+    """What a run prints when it ends: its metrics (print_metrics), speed, where its files are, and the commands to
+    go on with, each in the one form every command takes: the run directory (`ckpt=<run>`, its best checkpoint)."""
     console.rule(Text("done", style="bold"))
-    print_metrics(metrics, monitor)
+    print_metrics(metrics, monitor, notes, kind, examples)
     if speed and "tokens_per_s" in speed:
         console.print(
             f"speed:         {speed['tokens_per_s']:,.0f} target tokens/s, {speed['steps_per_s']:.1f} steps/s "
@@ -205,14 +233,16 @@ def print_run_end(
         )
     console.print(f"run directory: {run_dir}")
     checkpoints = run_dir / "checkpoints"
-    if checkpoints.is_dir():
-        names = ", ".join(sorted(p.name for p in checkpoints.glob("*.ckpt")))
-        console.print(f"checkpoints:   {checkpoints}  ({names})")
+    saved = sorted(p.name for p in checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
+    if saved:
+        console.print(f"checkpoints:   {checkpoints}  ({', '.join(saved)})")
     python = python_command()  # commands that work as printed, also from a fresh clone's unactivated .venv
     if with_logger:
         console.print(f"TensorBoard:   {python} -m tensorboard.main {tensorboard_source(run_dir, multirun)}")
-    console.print(f"evaluate:      {python} -m src.eval {shell_override('ckpt', checkpoints / 'best.ckpt')}")
-    console.print(f"analyse heads: {python} -m src.analyze {shell_override('ckpt', run_dir)}")
+    if saved:  # ckpt=<run> reads its best checkpoint (src/training/checkpoint.py read_any_checkpoint)
+        ckpt = shell_override("ckpt", run_dir)
+        console.print(f"evaluate:      {python} -m src.eval {ckpt}")
+        console.print(f"analyse heads: {python} -m src.analyze {ckpt}")
 
 
 def tensorboard_source(run_dir: Path, multirun: bool) -> str:

@@ -33,7 +33,8 @@ SITES = {
     "char_lm": ["decoder_self"],
     "classification": ["encoder_self"],
 }
-METRIC = {"reverse": "exact_match", "translation": "bleu", "char_lm": "loss", "classification": "acc"}
+# As src.eval prints them (translation: sacreBLEU on the raw references, `<split>/sacrebleu`, not val/bleu).
+METRIC = {"reverse": "exact_match", "translation": "sacrebleu", "char_lm": "loss", "classification": "acc"}
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +153,7 @@ def test_analysing_with_heads_ablated_leaves_them_out(trained, tmp_path):
             "single_heads=false",
         )
     )
-    assert "ablated: cross L1 (all 2 heads)" in result.stdout
+    assert "ablated: cross:1 (all 2 heads)" in result.stdout
     with open(out / "heads.csv") as f:
         off = [r for r in csv.DictReader(f) if r["removed_before"] == "True"]
     assert [(r["site"], r["layer"]) for r in off] == [("cross", "1"), ("cross", "1")]
@@ -334,10 +335,40 @@ def test_a_sweep_job_whose_analysis_fails_is_reported_and_the_sweep_goes_on(tmp_
     assert "Not analysed: 0_seed:0 (analysis failed: RuntimeError: no memory left)" in report
     section = report.split("## Head pruning", 1)[1]
     (row,) = [line for line in section.splitlines() if line.startswith("| ") and "baseline |" in line]
-    # the one analysed seed: unablated, each site's share, and the prunable fraction unless the tiny model scores 0
-    # (then it is undefined and shown as -)
-    assert row.count(" (1) |") == 4 + (not row.startswith("| 0 (1) |")), row
+    # the one analysed seed: unablated, and the prunable fraction with each site's share pruned, unless the tiny
+    # model scores 0 (then those are undefined, shown as -, and the report says why)
+    assert row.count(" (1) |") == (1 if row.startswith("| 0 (1) |") else 5), row
     assert "Rank correlation not measured (single_heads=false) for: 1_seed:1." in section
+
+
+def test_a_sweep_job_that_failed_is_skipped_and_named_failed_with_its_cause(tmp_path):
+    """Issue 24 item 8: a job that failed to train (here it diverged at its first step, max_loss=0.01, and saved no
+    checkpoint) is skipped by src.analyze ckpt=<sweep>, named with its status and the error run.json recorded;
+    the job that completed is analysed. src.eval and src.predict, which read one model, refuse the sweep and name
+    the completed job to give instead."""
+    from tests.conftest import run_in_process
+
+    sweep = tmp_path / "sweep"
+    code, _, err = run_in_process(
+        "src.run", "-m", *TINY, *task_overrides("reverse", tmp_path), "max_loss=100,0.01", f"hydra.sweep.dir={sweep}"
+    )
+    assert code == 1 and "1 sweep job(s) did not complete (1_max_loss:0.01)" in err, err
+    failed, completed = sweep / "1_max_loss:0.01", sweep / "0_max_loss:100"
+
+    code, out, err = run_in_process("src.analyze", f"ckpt={sweep}", "single_heads=false", "keep_one=false")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:") and "does not do the task" not in line]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: {failed.name} is skipped: it diverged: training diverged at step 1"
+    ), err
+    assert warnings[0].endswith(f"(see {failed / 'run.json'})")
+    assert (completed / "analysis" / "summary.json").is_file() and not (failed / "analysis").exists()
+
+    code, out, err = run_in_process("src.eval", f"ckpt={sweep}")
+    assert code == 2 and err.strip() == (
+        f"error: ckpt={sweep} is a sweep directory: give one of its runs, e.g. ckpt={completed} "
+        f"(src.analyze ckpt=<sweep> analyses every run of a sweep)"
+    )
 
 
 def test_a_folder_of_single_runs_is_not_a_sweep_and_its_files_are_kept(trained, tmp_path):
@@ -350,7 +381,8 @@ def test_a_folder_of_single_runs_is_not_a_sweep_and_its_files_are_kept(trained, 
     shutil.copytree(trained["reverse"], day / "run_a", ignore=shutil.ignore_patterns("analysis*"))
     (day / "report.md").write_text("MY NOTES\n")
     result = run_module("src.analyze", f"ckpt={day}")
-    assert result.returncode == 2 and "neither a run" in result.stderr, result.stderr
+    refusal = f"is a folder of runs, not a run: give one of them, e.g. ckpt={day / 'run_a'}"
+    assert result.returncode == 2 and refusal in result.stderr, result.stderr
     assert (day / "report.md").read_text() == "MY NOTES\n"
     assert not (day / "run_a" / "analysis").exists()
 

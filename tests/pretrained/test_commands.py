@@ -79,7 +79,7 @@ def parallel_files(directory) -> list[str]:
 def test_eval_scores_marian_with_sacrebleu_on_a_task(marian_dir, tmp_path):
     code, out, err = run_in_process("src.eval", f"ckpt=hf:{marian_dir}", *parallel_files(tmp_path))
     assert code == 0, err
-    assert "test/sacrebleu" in out and "sacreBLEU on test (3 sentences, greedy)" in out
+    assert "test/sacrebleu" in out and "(sacreBLEU of 3 test sentences, greedy decoding, against the raw" in out
 
 
 @pytest.mark.parametrize(
