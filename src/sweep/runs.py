@@ -1,0 +1,200 @@
+"""What the sweep report reads from each job directory: the overrides a job was given, its run.json and
+metrics.json, its composed config, and its head analysis (analysis/ from src.analyze), never re-running anything."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from src.provenance import RUN_FILE
+from src.training.metrics_file import read_metrics
+
+SEED = "seed"
+
+
+@dataclass
+class Run:
+    directory: Path
+    settings: dict[str, str]  # the job's overrides (Hydra's own left out), key -> value as typed
+    status: str  # completed | failed | diverged | interrupted | running | unknown
+    error: str | None
+    metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json
+    config: dict[str, Any] = field(default_factory=dict)  # the composed config (.hydra/config.yaml)
+    choices: dict[str, Any] = field(default_factory=dict)  # the option of each config group (.hydra/hydra.yaml)
+    # The head analysis (src.analyze, or analyze_after_fit=true): analysis/summary.json, None without one; the
+    # pruning curve from analysis/pruning.csv as (% of heads removed, metric); what run.json says became of an
+    # analysis after training ("completed", "failed: ...", "interrupted ...", "running"), None when none was asked.
+    analysis: dict[str, Any] | None = None
+    pruning: list[tuple[float, float]] = field(default_factory=list)
+    analysis_status: str | None = None
+
+    @property
+    def final(self) -> dict[str, float | None]:
+        return self.metrics.get("final", {})
+
+    @property
+    def seed(self) -> str | None:
+        return self.settings.get(SEED)
+
+    @property
+    def analysis_figures(self) -> dict[str, float]:
+        """The analysis's headline figures (HeadAnalysis.summary(): baseline, prunable_fraction, heads,
+        rank_correlation_metric, ...) and, as `pruned/<site>`, the fraction of each site's heads the pruning removed
+        within the tolerance; empty without an analysis."""
+        if not self.analysis:
+            return {}
+        figures = {  # an undefined figure (null in summary.json: e.g. no prunable fraction) is NaN, never dropped
+            key: float(value) if value is not None else math.nan
+            for key, value in (self.analysis.get("figures") or {}).items()
+            if value is None or isinstance(value, (int, float))
+        }
+        for site in self.analysis.get("sites") or []:
+            value = site.get("pruned_within_tolerance")
+            if isinstance(value, (int, float)):
+                figures[f"pruned/{site.get('site')}"] = float(value)
+        return figures
+
+    @property
+    def analysis_failed(self) -> bool:
+        """Trained, but its analysis after training failed or was interrupted (the run itself stands)."""
+        return self.status == "completed" and str(self.analysis_status).startswith(("failed", "interrupted"))
+
+    def value(self, key: str) -> str:
+        """What the run had for a setting, in one spelling for every run: the composed config's value (a group's
+        chosen option), so that `lr=3e-3` typed in one job and the default 0.003 of another compare equal, and a
+        job that was not given a swept key still has its value. As typed when the config is not at hand."""
+        if key in self.choices:
+            return str(self.choices[key])
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return self.settings.get(key, "")
+            node = node[part]
+        return json.dumps(node) if isinstance(node, (dict, list)) else str(node)
+
+
+# What Hydra's sweeper escapes when it writes each job's overrides (`[cross:0:1]` becomes `[cross\:0\:1]`).
+HYDRA_ESCAPED = re.compile(r"\\([\\()\[\]{}:=, \t])")
+
+
+def as_typed(value: str) -> str:
+    """An override's value as the user typed it, without the backslashes Hydra's sweeper added."""
+    return HYDRA_ESCAPED.sub(r"\1", value)
+
+
+def job_number(directory: Path) -> int:
+    head = directory.name.split("_", 1)[0]
+    return int(head) if head.isdigit() else 1 << 30
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def read_runs(sweep_dir: Path) -> list[Run]:
+    """Every job directory of a sweep (those with .hydra/overrides.yaml), in job order."""
+    runs = []
+    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: job_number(p.parents[1])):
+        directory = overrides_file.parents[1]
+        overrides = read_yaml(overrides_file) or []
+        settings = {}
+        for override in overrides:
+            key, _, value = str(override).partition("=")
+            if not key.startswith("hydra."):
+                settings[key.lstrip("+~")] = as_typed(value)
+        try:
+            record = json.loads((directory / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            record = {"status": "unknown"}
+        config = read_yaml(directory / ".hydra" / "config.yaml")
+        hydra = read_yaml(directory / ".hydra" / "hydra.yaml")
+        try:
+            choices = dict(hydra["hydra"]["runtime"]["choices"])
+        except (KeyError, TypeError, ValueError):
+            choices = {}
+        runs.append(
+            Run(
+                directory,
+                settings,
+                record.get("status", "unknown"),
+                record.get("error"),
+                read_metrics(directory) or {},
+                config if isinstance(config, dict) else {},
+                choices,
+                *read_analysis(directory),
+                analysis_status=record.get("analysis"),
+            )
+        )
+    return runs
+
+
+ANALYSIS_DIR = "analysis"  # src.analyze's, <run>/analysis/
+
+
+def read_analysis(directory: Path) -> tuple[dict[str, Any] | None, list[tuple[float, float]]]:
+    """A job's head analysis: its summary.json (None when there is none, or it cannot be read) and its pruning
+    curve from pruning.csv as (% of heads removed, the metric), empty when missing."""
+    try:
+        summary = json.loads((directory / ANALYSIS_DIR / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None, []
+    if not isinstance(summary, dict):
+        return None, []
+    curve = []
+    try:
+        with open(directory / ANALYSIS_DIR / "pruning.csv", newline="") as file:
+            for row in list(csv.reader(file))[1:]:  # fraction_removed, heads_removed, <metric>, loss, removed
+                curve.append((100 * float(row[0]), float(row[2])))
+    except (OSError, ValueError, IndexError):
+        curve = []
+    return summary, curve
+
+
+def is_search(sweep_dir: Path) -> bool:
+    """Whether the sweep was run by an optimising sweeper (Optuna) rather than a grid: its config has a direction.
+    Hydra's grid sweeper writes that config to multirun.yaml; the Optuna sweeper writes none, so each job's own
+    .hydra/hydra.yaml is read too."""
+    configs = [sweep_dir / "multirun.yaml", *sorted(sweep_dir.glob("*/.hydra/hydra.yaml"))[:1]]
+    for config in configs:
+        try:
+            sweeper = yaml.safe_load(config.read_text())["hydra"]["sweeper"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            continue
+        if "direction" in (sweeper or {}):
+            return True
+    return False
+
+
+def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """The jobs a grid sweep set out to run, each as its overrides, in job order: what Hydra's basic sweeper makes
+    of multirun.yaml (its params, then the command line's overrides, expanded into their product). None for
+    another sweeper: an optimising one plans its trials as it goes."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        saved = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]
+        if "basic_sweeper" not in str(saved["sweeper"].get("_target_", "")):
+            return None
+        params = [f"{key}={value}" for key, value in (saved["sweeper"].get("params") or {}).items()]
+        parsed = OverridesParser.create().parse_overrides([*params, *saved["overrides"]["task"]])
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # no multirun.yaml, or one this code cannot read: the runs that exist are all there is
+        return None
+
+
+def job_directory(sweep_dir: Path, number: int, job: list[str]) -> Path:
+    """The directory Hydra gives job `number` of a sweep (conf/config.yaml: hydra.sweep.subdir)."""
+    from src.schema import sweep_job_dirname
+
+    return sweep_dir.resolve() / f"{number}_{sweep_job_dirname(job, str(sweep_dir))}"
