@@ -1,10 +1,12 @@
 """Writing a head analysis (heads.py) out: `analysis/` in the run directory, and the same figures in TensorBoard.
 
-    analysis/report.md          what was measured, the headline figures, every table, the figures
+    analysis/report.md          the answer first (the heads whose removal costs most, the site that tolerates
+                                pruning, the prunable fraction), the heads ranked by effect, then every table
     analysis/heads.csv          one row per head: importance, entropy, the metric and loss without it
     analysis/keep_one.csv       only one head kept per layer (each layer, each site, everywhere)
     analysis/pruning.csv        the pruning curve, a row per step (the heads removed so far)
-    analysis/summary.json       the headline figures (read by the sweep report), settings and timings
+    analysis/summary.json       the headline figures (read by the sweep report), why any is undefined, settings
+                                and timings
     analysis/importance.png, single_head_effect.png, entropy.png   heat maps: a panel per site, layer x head
     analysis/pruning_curve.png  the main metric against the fraction of heads removed
 
@@ -19,22 +21,22 @@ import csv
 import json
 import math
 import os
-from dataclasses import asdict
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .heads import HeadAnalysis
+from src.model.names import NUMBERING, layer_name, site_title
 
-SITE_TITLES = {
-    "encoder_self": "encoder self-attention",
-    "decoder_self": "decoder self-attention",
-    "cross": "cross-attention",
-}
+from .heads import HeadAnalysis, HeadRow
 
 
-def _fmt(value: float, digits: int = 3) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+def _fmt(value: float | None, digits: int = 3) -> str:
+    """A table cell: `digits` decimals, `-` where nothing was measured (NaN)."""
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def _grid(analysis: HeadAnalysis, field: str) -> dict[str, np.ndarray]:
@@ -51,33 +53,105 @@ def _grid(analysis: HeadAnalysis, field: str) -> dict[str, np.ndarray]:
 
 def site_summary(analysis: HeadAnalysis) -> list[dict]:
     """Per site: its heads, the mean and largest metric drop of removing one head, and how many of its heads the
-    pruning removed by the prunable fraction (which site tolerates pruning)."""
+    pruning removed by the prunable fraction (which site tolerates pruning; undefined, NaN, with the fraction)."""
     within = [s for s in analysis.pruning if s.fraction <= analysis.prunable_fraction + 1e-12]
     removed = set(within[-1].removed_heads) if within else set()
     rows = []
     for site in dict.fromkeys(r.site for r in analysis.heads):
         heads = [r for r in analysis.heads if r.site == site and not r.removed_before]
         drops = [r.metric_drop for r in heads if not math.isnan(r.metric_drop)]
-        gone = sum(1 for r in heads if f"{r.site}:{r.layer}:{r.head}" in removed)
+        importance = [r.importance_normalised for r in heads if not math.isnan(r.importance_normalised)]
+        gone = sum(1 for r in heads if r.name in removed)
+        pruned = gone / len(heads) if heads and not math.isnan(analysis.prunable_fraction) else math.nan
         rows.append(
             {
                 "site": site,
                 "heads": len(heads),
                 "mean_drop": float(np.mean(drops)) if drops else math.nan,
                 "max_drop": float(np.max(drops)) if drops else math.nan,
-                "pruned_within_tolerance": gone / len(heads) if heads else math.nan,
-                "mean_importance": float(np.nanmean([r.importance_normalised for r in heads])) if heads else math.nan,
+                "pruned_within_tolerance": pruned,
+                "mean_importance": float(np.mean(importance)) if importance else math.nan,
             }
         )
     return rows
 
 
+# --- why a figure is undefined ---------------------------------------------------------------------------------
+
+
+def no_prunable_fraction(metric: str, split: str) -> str:
+    """Why an analysis has no prunable fraction (heads.py leaves it NaN when the unablated model scores 0)."""
+    return (
+        f"the unablated model scores {metric} 0 on {split}: it does not do the task, so removing heads cannot make it "
+        "worse and any fraction would be meaningless"
+    )
+
+
+def why_rank_correlation_undefined(heads: Sequence[HeadRow], on: str) -> str | None:
+    """Why the Spearman rho of the heads' normalised importance with the exact effect of removing each alone is
+    undefined (heads.py `_spearman` leaves it NaN), in the words of its real cause; None when it is defined.
+    `on`: "loss" (the loss increase) or the main metric's name (its drop)."""
+    effect = "loss_increase" if on == "loss" else "metric_drop"
+    pairs = [
+        (row.importance_normalised, getattr(row, effect))
+        for row in heads
+        if math.isfinite(row.importance_normalised) and math.isfinite(getattr(row, effect))
+    ]
+    importances = {x for x, _ in pairs}
+    effects = {y for _, y in pairs}
+    named = "the loss" if on == "loss" else on
+    per_layer = Counter((row.site, row.layer) for row in heads if not row.removed_before)
+    if per_layer and max(per_layer.values()) == 1 and (len(importances) < 2 or len(pairs) < 3):
+        return (
+            "one head per layer: importance is normalised within each layer (Michel et al.), so every head's is 1 "
+            "and it ranks no head above another"
+        )
+    if len(pairs) < 3:
+        counted = f"{len(pairs)} head{'s' if len(pairs) != 1 else ''}"
+        return f"only {counted} measured alone: a rank correlation needs at least 3"
+    if len(importances) < 2:
+        return f"every head has the same normalised importance ({next(iter(importances)):.3g}): it ranks none first"
+    if len(effects) < 2:
+        same = next(iter(effects))
+        if same == 0:
+            return f"removing any one head alone leaves {named} unchanged: the exact effects rank no head first"
+        return f"removing any one head alone changes {named} by the same {same:.3g}: the exact effects rank none first"
+    return None
+
+
+def undefined_figures(analysis: HeadAnalysis) -> dict[str, str]:
+    """Why each undefined headline figure (HeadAnalysis.summary(), NaN) is undefined, by its name there: written
+    into summary.json, so that the sweep report names the same cause."""
+    causes = {}
+    if math.isnan(analysis.prunable_fraction):
+        causes["prunable_fraction"] = no_prunable_fraction(analysis.metric.name, analysis.split)
+    for key, rho in analysis.rank_correlation.items():
+        if math.isnan(rho):
+            on = "loss" if key == "loss" else analysis.metric.name
+            causes[f"rank_correlation_{key}"] = why_rank_correlation_undefined(analysis.heads, on) or "undefined"
+    return causes
+
+
+def read_head_rows(path: Path) -> list[HeadRow]:
+    """heads.csv (write_tables) read back into HeadRows."""
+    parse: dict[str, Callable[[str], Any]] = {
+        "site": str,
+        "layer": int,
+        "head": int,
+        "removed_before": lambda text: text == "True",
+    }
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    wanted = [f.name for f in fields(HeadRow) if f.init]
+    return [HeadRow(**{k: parse.get(k, float)(row[k]) for k in wanted if k in row}) for row in rows]
+
+
 def write_tables(analysis: HeadAnalysis, out: Path) -> None:
     with open(out / "heads.csv", "w", newline="") as f:
         rows = [asdict(r) for r in analysis.heads]
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        by_name = csv.DictWriter(f, fieldnames=list(rows[0]))
+        by_name.writeheader()
+        by_name.writerows(rows)
     with open(out / "keep_one.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["scope", "site", "layer", "kept", analysis.metric.name, "loss"])
@@ -99,6 +173,7 @@ def write_summary(analysis: HeadAnalysis, out: Path, about: dict) -> None:
         "examples": analysis.examples,
         "tolerance": analysis.tolerance,
         "figures": analysis.summary(),
+        "undefined": undefined_figures(analysis),  # why a figure that is null is undefined
         "sites": site_summary(analysis),
         "seconds": analysis.seconds,
         **about,
@@ -140,7 +215,7 @@ def heat_map_figure(grids: dict[str, np.ndarray], title: str, cmap: str, divergi
     for ax, site in zip(axes[0], sites):
         grid = grids[site]
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=vmin, vmax=vmax or 1.0, aspect="auto")
-        ax.set_title(SITE_TITLES.get(site, site), fontsize=9)
+        ax.set_title(site_title(site), fontsize=9)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         ax.set_xticks(range(grid.shape[1]))
@@ -176,7 +251,8 @@ def pruning_figure(analysis: HeadAnalysis):
     allowed = analysis.tolerance * abs(baseline) if baseline != 0 else analysis.tolerance
     limit = baseline - allowed if analysis.metric.higher_is_better else baseline + allowed
     ax.axhline(limit, color="grey", linestyle="--", linewidth=1, label=f"tolerance ({100 * analysis.tolerance:g}%)")
-    ax.axvline(100 * analysis.prunable_fraction, color="tab:green", linestyle=":", linewidth=1, label="prunable")
+    if not math.isnan(analysis.prunable_fraction):  # undefined (the model scores 0): no line, as report.md says
+        ax.axvline(100 * analysis.prunable_fraction, color="tab:green", linestyle=":", linewidth=1, label="prunable")
     ax.set_xlabel("heads removed (%), least important first")
     ax.set_ylabel(f"{analysis.split} {analysis.metric.name}")
     ax.set_title("pruning curve (importance re-scored after each step)", fontsize=10)
@@ -185,7 +261,7 @@ def pruning_figure(analysis: HeadAnalysis):
     return figure
 
 
-def figures(analysis: HeadAnalysis) -> dict[str, object]:
+def figures(analysis: HeadAnalysis) -> dict[str, Any]:
     """name -> matplotlib figure."""
     made = {
         "importance": heat_map_figure(
@@ -214,68 +290,223 @@ def figure_pixels(figure) -> np.ndarray:
 # --- report.md --------------------------------------------------------------------------------------------------
 
 
+def _finite_or_lowest(value: float) -> float:
+    """A sort key that puts what was not measured (NaN) last."""
+    return value if math.isfinite(value) else -math.inf
+
+
+def ranked_heads(analysis: HeadAnalysis) -> list[tuple[str, HeadRow]]:
+    """The heads still in the model, the most consequential first, each with its rank: by the exact effect of
+    removing it alone (the metric's drop, then the loss increase among heads the metric does not separate), or,
+    without the single-head table, by its importance. Tied heads share a rank, marked `=` (competition ranking:
+    1, 2=, 2=, 4)."""
+    live = [row for row in analysis.heads if not row.removed_before]
+    if any(math.isfinite(row.metric_drop) for row in live):
+
+        def key(row: HeadRow) -> tuple[float, ...]:
+            return (_finite_or_lowest(row.metric_drop), _finite_or_lowest(row.loss_increase))
+
+    else:
+
+        def key(row: HeadRow) -> tuple[float, ...]:
+            return (_finite_or_lowest(row.importance),)
+
+    ordered = sorted(live, key=key, reverse=True)  # stable: tied heads stay in site order
+    keys = [key(row) for row in ordered]
+    ranked = []
+    for row, own in zip(ordered, keys):
+        rank = 1 + sum(1 for other in keys if other > own)
+        tied = keys.count(own) > 1
+        ranked.append((f"{rank}=" if tied else str(rank), row))
+    return ranked
+
+
+def _heads_listed(rows: list[HeadRow], value, unit: str = "") -> str:
+    """`cross:0:1` (0.31), `cross:0:0` (0.12): heads as `ablate.heads` reads them, each with a number."""
+    return ", ".join(f"`{row.name}` ({value(row):.3g}{unit})" for row in rows)
+
+
+def costliest_heads(analysis: HeadAnalysis, ranked: list[tuple[str, HeadRow]]) -> str:
+    """The headline's first line: the (up to three) heads whose removal costs most."""
+    m = analysis.metric
+    worse = "drop" if m.higher_is_better else "rise"
+    rows = [row for _, row in ranked]
+    if not any(math.isfinite(row.metric_drop) for row in rows):
+        top = rows[:3]
+        return (
+            f"- **The most important heads**, by importance (the exact effect of removing each alone was not "
+            f"measured: single_heads=false): {_heads_listed(top, lambda row: row.importance)}."
+        )
+    hurting = [row for row in rows if row.metric_drop > 0][:3]
+    if hurting:
+        listed = _heads_listed(hurting, lambda row: row.metric_drop)
+        return f"- **The heads whose removal costs most** (each removed alone; {m.name} {worse}): {listed}."
+    if m.name != "loss":
+        by_loss = sorted((row for row in rows if row.loss_increase > 0), key=lambda row: -row.loss_increase)[:3]
+        if by_loss:
+            listed = _heads_listed(by_loss, lambda row: row.loss_increase, " nats")
+            return f"- **No head removed alone makes {m.name} worse.** By the loss, the costliest to remove: {listed}."
+    return f"- **No head removed alone makes {m.name}{' or the loss' if m.name != 'loss' else ''} worse.**"
+
+
+def most_tolerant_site(analysis: HeadAnalysis, sites: list[dict]) -> str:
+    """The headline's second line: the site whose heads the pruning removed the largest share of, within the
+    tolerance."""
+    if math.isnan(analysis.prunable_fraction):
+        return "- **Which site tolerates pruning is undefined**, as the prunable fraction is (next line)."
+
+    def share(site: dict) -> str:
+        return f"{100 * site['pruned_within_tolerance']:.0f}%"
+
+    if len(sites) == 1:
+        (site,) = sites
+        return (
+            f"- **`{site['site']}` ({site_title(site['site'])}) is the only site**: {share(site)} of its heads go "
+            "within the tolerance."
+        )
+    best = max(site["pruned_within_tolerance"] for site in sites)
+    if best == 0:
+        return "- **No site tolerates pruning**: not one head can be removed within the tolerance."
+    tied = [site for site in sites if site["pruned_within_tolerance"] == best]
+    others = ", ".join(f"`{site['site']}` {share(site)}" for site in sites if site not in tied)
+    named = " and ".join(f"`{site['site']}` ({site_title(site['site'])})" for site in tied)
+    verb, whose = ("tolerates", "its") if len(tied) == 1 else ("tolerate", "each site's")
+    return (
+        f"- **{named} {verb} pruning best**: {share(tied[0])} of {whose} heads go within the tolerance (then {others})."
+    )
+
+
+def prunable_line(analysis: HeadAnalysis) -> str:
+    """The headline's third line: the prunable fraction, or why there is none."""
+    m = analysis.metric
+    if math.isnan(analysis.prunable_fraction):
+        return f"- There is no prunable fraction: {no_prunable_fraction(m.name, analysis.split)}."
+    return (
+        f"- **{100 * analysis.prunable_fraction:.0f}% of the heads can be removed** (least important first, "
+        f"importance re-scored after each step) before {m.name} {'drops' if m.higher_is_better else 'rises'} by "
+        f"more than {100 * analysis.tolerance:g}% of its unablated value."
+    )
+
+
+def rank_correlation_line(analysis: HeadAnalysis) -> str:
+    """How well the cheap importance ranks heads as removing them does (Spearman rho), or why that is undefined."""
+    m = analysis.metric
+    if not analysis.rank_correlation:
+        return "- importance vs the exact single-head effect: not measured (single_heads=false)"
+    causes = undefined_figures(analysis)
+    defined: list[str] = []
+    undefined: dict[str, list[str]] = {}  # cause -> what it is undefined on
+    for key, rho in analysis.rank_correlation.items():
+        if key == "loss" and m.name == "loss":
+            continue
+        on = "the loss" if key == "loss" else m.name
+        cause = causes.get(f"rank_correlation_{key}")
+        if cause:
+            undefined.setdefault(cause, []).append(on)
+        else:
+            defined.append(f"{rho:.2f} on {on}")
+    parts = [*defined, *(f"undefined on {' and '.join(on)} ({cause})" for cause, on in undefined.items())]
+    meaning = " (near 1: the gradient score ranks heads as removing them does)" if defined else ""
+    return f"- importance vs the exact single-head effect: Spearman rho {'; '.join(parts)}{meaning}"
+
+
 def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]) -> str:
+    """analysis/report.md: the answer first (the headline), then the heads ranked by effect, then every table."""
     m = analysis.metric
     better = "higher is better" if m.higher_is_better else "lower is better"
     worse = "drop" if m.higher_is_better else "rise"  # how the metric gets worse
     ablated = about.get("ablation", "nothing ablated") != "nothing ablated"
     unablated = "with only the ablation above" if ablated else "unablated"
+    ranked = ranked_heads(analysis)
+    sites = site_summary(analysis)
+    measured = any(math.isfinite(row.metric_drop) for _, row in ranked)
+    loss_column = m.name != "loss"  # a loss-metric analysis has one number per head, not two
     lines = [
         f"# Head analysis: {about.get('checkpoint', '')}",
         "",
-        f"- split: {analysis.split} ({analysis.examples} examples); main metric: {m.name} ({m.description}, {better})",
+        f"Every `{m.name}` below is {m.description} ({better}), on {analysis.split} ({analysis.examples} examples). "
+        f"Head names, `site:layer:head`: {NUMBERING} (paste one into `ablate.heads=[...]` to switch it off).",
+        "",
+        "## The answer",
+        "",
+        costliest_heads(analysis, ranked),
+        most_tolerant_site(analysis, sites),
+        prunable_line(analysis),
+        "",
+        "## What was measured",
+        "",
         f"- ablation in force: {about.get('ablation', 'nothing ablated')}",
         f"- {unablated}: {m.name} {_fmt(analysis.baseline_metric)}"
         + ("" if m.name == "loss" else f", loss {_fmt(analysis.baseline_loss)}"),
-        (
-            f"- no prunable fraction: the unablated model scores {m.name} 0 (it does not do the task)"
-            if math.isnan(analysis.prunable_fraction)
-            else f"- **{100 * analysis.prunable_fraction:.0f}% of the heads can be removed** (least important "
-            f"first, re-scored every step) before {m.name} {'drops' if m.higher_is_better else 'rises'} by more "
-            f"than {100 * analysis.tolerance:g}% of its value"
-        ),
+        rank_correlation_line(analysis),
+        "- time: " + ", ".join(f"{k} {v:.1f} s" for k, v in analysis.seconds.items()),
+        "",
+        "## Heads ranked by effect",
+        "",
     ]
-    if analysis.rank_correlation:
-        rho = analysis.rank_correlation
-        on = f"{_fmt(rho.get('metric'), 2) or 'undefined'} on {m.name}"
-        if m.name != "loss":
-            on += f", {_fmt(rho.get('loss'), 2) or 'undefined'} on the loss"
-        lines.append(
-            f"- importance vs the exact single-head effect: Spearman rho {on} (near 1: the gradient score ranks heads "
-            "as removing them does; undefined when a column is constant)"
-        )
-    timing = ", ".join(f"{k} {v:.1f} s" for k, v in analysis.seconds.items())
-    lines += [f"- time: {timing}", ""]
+    if measured:
+        lines += [
+            f"Each head removed alone, the others kept; ranked by how much {m.name} gets worse ({worse}), then by "
+            "the loss increase; `=` marks heads tied on both. Importance: E|dL/dg| (Michel et al. 2019, eq. 3), "
+            "and normalised per layer.",
+            "",
+            f"| rank | head | {m.name} {worse} |"
+            + (" loss increase |" if loss_column else "")
+            + " importance | normalised |",
+            "| --- | --- | --- |" + (" --- |" if loss_column else "") + " --- | --- |",
+        ]
+        for rank, row in ranked:
+            loss = f" {_fmt(row.loss_increase)} |" if loss_column else ""
+            lines.append(
+                f"| {rank} | {row.name} | {_fmt(row.metric_drop)} |{loss} {_fmt(row.importance, 4)} | "
+                f"{_fmt(row.importance_normalised)} |"
+            )
+    else:
+        lines += [
+            "Ranked by importance, E|dL/dg| (Michel et al. 2019, eq. 3): the exact effect of removing each head alone "
+            "was not measured (single_heads=false). `=` marks tied heads.",
+            "",
+            "| rank | head | importance | normalised | entropy (nats) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for rank, row in ranked:
+            lines.append(
+                f"| {rank} | {row.name} | {_fmt(row.importance, 4)} | {_fmt(row.importance_normalised)} | "
+                f"{_fmt(row.entropy)} |"
+            )
 
     lines += [
+        "",
         "## By site",
         "",
         f"| site | heads | mean {m.name} {worse} (one head removed) | largest {worse} | pruned within tolerance | "
         "mean importance |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for s in site_summary(analysis):
+    for site in sites:
+        pruned = site["pruned_within_tolerance"]
+        shown = "undefined" if math.isnan(pruned) else f"{100 * pruned:.0f}%"
         lines.append(
-            f"| {s['site']} | {s['heads']} | {_fmt(s['mean_drop'])} | {_fmt(s['max_drop'])} | "
-            f"{_fmt(100 * s['pruned_within_tolerance'], 0)}% | {_fmt(s['mean_importance'])} |"
+            f"| {site['site']} | {site['heads']} | {_fmt(site['mean_drop'])} | {_fmt(site['max_drop'])} | {shown} | "
+            f"{_fmt(site['mean_importance'])} |"
         )
     lines += [
         "",
-        "## Heads",
+        "## Every head, in site order",
         "",
         f"Importance: E|dL/dg| (Michel et al. 2019, eq. 3), and normalised per layer. {worse.capitalize()}: how much "
-        "worse the main metric is with the head alone removed (positive: the head helps).",
+        f"worse {m.name} is with the head alone removed (positive: the head helps); `-`: not measured.",
         "",
         f"| head | importance | normalised | entropy (nats) | {m.name} without | {worse} |"
-        + ("" if m.name == "loss" else " loss without |"),
-        "| --- | --- | --- | --- | --- | --- |" + ("" if m.name == "loss" else " --- |"),
+        + (" loss without |" if loss_column else ""),
+        "| --- | --- | --- | --- | --- | --- |" + (" --- |" if loss_column else ""),
     ]
     for r in analysis.heads:
-        name = f"{r.site}:{r.layer}:{r.head}" + (" (off)" if r.removed_before else "")
+        name = r.name + (" (off)" if r.removed_before else "")
+        loss = f" {_fmt(r.loss_without)} |" if loss_column else ""
         lines.append(
             f"| {name} | {_fmt(r.importance, 4)} | {_fmt(r.importance_normalised)} | {_fmt(r.entropy)} | "
-            f"{_fmt(r.metric_without)} | {_fmt(r.metric_drop)} |"
-            + ("" if m.name == "loss" else f" {_fmt(r.loss_without)} |")
+            f"{_fmt(r.metric_without)} | {_fmt(r.metric_drop)} |{loss}"
         )
     if analysis.keep_one:
         lines += [
@@ -285,19 +516,21 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
             "The best head of a layer (lowest loss kept alone) is the only one left in it: in that layer alone, in "
             "every layer of the site, and in every layer of the model.",
             "",
-            f"| scope | kept | {m.name} |" + ("" if m.name == "loss" else " loss |"),
-            "| --- | --- | --- |" + ("" if m.name == "loss" else " --- |"),
+            f"| scope | kept | {m.name} |" + (" loss |" if loss_column else ""),
+            "| --- | --- | --- |" + (" --- |" if loss_column else ""),
         ]
         for k in analysis.keep_one:
             scope = (
-                f"{k.site} layer {k.layer}" if k.scope == "layer" else ("every layer" if k.scope == "all" else k.site)
+                f"layer {layer_name(k.site, k.layer)}"
+                if k.scope == "layer" and k.layer is not None
+                else ("every layer" if k.scope == "all" else f"every layer of {k.site}")
             )
-            loss = "" if m.name == "loss" else f" {_fmt(k.loss)} |"
+            loss = f" {_fmt(k.loss)} |" if loss_column else ""
             lines.append(f"| {scope} | {k.kept} | {_fmt(k.metric)} |{loss}")
-    lines += ["", "## Pruning curve", "", f"| heads removed | {m.name} |" + ("" if m.name == "loss" else " loss |")]
-    lines.append("| --- | --- |" + ("" if m.name == "loss" else " --- |"))
+    lines += ["", "## Pruning curve", "", f"| heads removed | {m.name} |" + (" loss |" if loss_column else "")]
+    lines.append("| --- | --- |" + (" --- |" if loss_column else ""))
     for s in analysis.pruning:
-        loss = "" if m.name == "loss" else f" {_fmt(s.loss)} |"
+        loss = f" {_fmt(s.loss)} |" if loss_column else ""
         lines.append(f"| {s.removed} ({100 * s.fraction:.0f}%) | {_fmt(s.metric)} |{loss}")
     lines += [""] + [f"![{name}]({name}.png)" for name in figure_names] + [""]
     return "\n".join(lines)

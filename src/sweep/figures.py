@@ -1,4 +1,13 @@
-"""The sweep report's figures (curves.png, bars.png, heatmap.png, pruning.png) and their copy in TensorBoard."""
+"""The sweep report's figures and their copy in TensorBoard. Per group of comparable runs (report.py: Group):
+
+    curves.png    validation curves of the main metric and the loss per configuration (mean, band = min..max)
+    bars.png      the main metric per configuration with the 95% interval the table gives (clipped as it is)
+    heatmap.png   the main metric over two varied settings (two-axis sweeps), each cell the table's mean
+    pruning.png   the mean pruning curve of each configuration whose jobs have a head analysis (band = min..max)
+
+A report of several groups names them `bars_<group>.png`, and so on. Every number drawn is one the report's
+tables give, computed by the same functions (statistics.py), so that a figure cannot say more than its table.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +16,10 @@ import statistics
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from src.sweep.statistics import format_number, t_interval
+from src.sweep.statistics import interval, mean_text
 
 if TYPE_CHECKING:
-    from src.sweep.report import Sweep
+    from src.sweep.report import Group, Sweep
 
 
 def _tidy(fig) -> None:
@@ -19,20 +28,53 @@ def _tidy(fig) -> None:
         fig.tight_layout()
 
 
+def bar_values(group: Group) -> list[tuple[str, float, float, float]]:
+    """bars.png's numbers, per configuration: (label, mean, low, high) of the main metric, the low and high of the
+    table's 95% interval (clipped to the values the metric can take); low = high = mean where the table has no
+    interval (one run, no spread), so no error bar is drawn; the mean NaN without a value."""
+    bars = []
+    for configuration in group.configurations:
+        values = configuration.values(group.main_metric or "")
+        if not values:
+            bars.append((configuration.label, math.nan, math.nan, math.nan))
+            continue
+        bounds = interval(values, group.main_metric or "")
+        mean = statistics.mean(values)
+        low, high = (mean, mean) if isinstance(bounds, str) else (bounds.low, bounds.high)
+        bars.append((configuration.label, mean, low, high))
+    return bars
+
+
 def draw_figures(sweep: Sweep) -> dict[str, Any]:
-    """The report's figures, saved as PNG into the sweep directory; returns them for TensorBoard."""
+    """The report's figures for each group it compares, saved as PNG into the sweep directory; returns them (by file
+    name without .png) for TensorBoard."""
     import matplotlib
 
     matplotlib.use("Agg")
+
+    figures: dict[str, Any] = {}
+    for group in sweep.compared:
+        suffix = f"_{group.slug}" if group.slug else ""
+        figures.update({f"{name}{suffix}": fig for name, fig in group_figures(group).items()})
+    for name, fig in figures.items():
+        fig.savefig(sweep.directory / f"{name}.png", dpi=110)
+    return figures
+
+
+def group_figures(group: Group) -> dict[str, Any]:
+    """curves, bars, heatmap (two varied settings) and pruning (analysed jobs) of one group; none without a
+    completed run or a main metric."""
     import matplotlib.pyplot as plt
 
     figures: dict[str, Any] = {}
-    if not sweep.configurations or not sweep.main_metric:
+    main = group.main_metric
+    if not group.configurations or not main:
         return figures
-    metrics = [sweep.main_metric] + (["val/loss"] if sweep.main_metric != "val/loss" else [])
+    title = "" if not group.slug else f"{group.name}: "
+    metrics = [main] + (["val/loss"] if main != "val/loss" else [])
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for configuration in sweep.configurations:
+        for configuration in group.configurations:
             curves: dict[int, list[float]] = {}
             for run in configuration.runs:
                 for entry in run.metrics.get("history", []):
@@ -52,66 +94,69 @@ def draw_figures(sweep: Sweep) -> dict[str, Any]:
             )
         ax.set_xlabel("step")
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric} (mean over seeds; band: min to max)")
+        ax.set_title(f"{title}{metric} (mean over seeds; band: min to max)")
         if ax.lines:
             ax.legend(fontsize=8)
     _tidy(fig)
     figures["curves"] = fig
 
-    labels = [c.label for c in sweep.configurations]
-    means = [
-        statistics.mean(c.values(sweep.main_metric)) if c.values(sweep.main_metric) else math.nan
-        for c in sweep.configurations
-    ]
-    errors = [t_interval(c.values(sweep.main_metric)) or 0.0 for c in sweep.configurations]
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 4))
-    ax.bar(range(len(labels)), means, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(sweep.main_metric)
-    ax.set_title(f"{sweep.main_metric}: mean and 95% interval over seeds")
+    bars = bar_values(group)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(bars)), 4))
+    means = [mean for _, mean, _, _ in bars]
+    # Asymmetric error bars: mean - low below, high - mean above (a clipped interval is shorter on its clipped side).
+    errors = [[mean - low for _, mean, low, _ in bars], [high - mean for _, mean, _, high in bars]]
+    ax.bar(range(len(bars)), means, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(bars)), [label for label, *_ in bars], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(main)
+    ax.set_title(f"{title}{main}: mean and 95% interval over seeds (as in the table)")
     _tidy(fig)
     figures["bars"] = fig
 
-    if len(sweep.varied) == 2:
-        rows = list(dict.fromkeys(dict(c.settings)[sweep.varied[0]] for c in sweep.configurations))
-        columns = list(dict.fromkeys(dict(c.settings)[sweep.varied[1]] for c in sweep.configurations))
-        grid = [[math.nan] * len(columns) for _ in rows]
-        for c in sweep.configurations:
-            values = c.values(sweep.main_metric)
-            if values:
-                settings = dict(c.settings)
-                grid[rows.index(settings[sweep.varied[0]])][columns.index(settings[sweep.varied[1]])] = statistics.mean(
-                    values
-                )
-        fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(columns), 1.2 + 0.8 * len(rows)))
-        image = ax.imshow(grid, cmap="viridis")
-        ax.set_xticks(range(len(columns)), columns)
-        ax.set_yticks(range(len(rows)), rows)
-        ax.set_xlabel(sweep.varied[1])
-        ax.set_ylabel(sweep.varied[0])
-        for i, row in enumerate(grid):
-            for j, value in enumerate(row):
-                if not math.isnan(value):
-                    ax.text(j, i, format_number(value), ha="center", va="center", color="white", fontsize=8)
-        fig.colorbar(image, ax=ax, label=sweep.main_metric)
-        ax.set_title(f"{sweep.main_metric} (mean over seeds)")
-        _tidy(fig)
-        figures["heatmap"] = fig
-    pruning = pruning_figure(sweep)
+    if len(group.varied) == 2:
+        figures["heatmap"] = heatmap_figure(group, title)
+    pruning = pruning_figure(group)
     if pruning is not None:
         figures["pruning"] = pruning
-    for name, fig in figures.items():
-        fig.savefig(sweep.directory / f"{name}.png", dpi=110)
     return figures
 
 
-def pruning_figure(sweep: Sweep):
-    """pruning.png: per configuration, the mean pruning curve over its analysed seeds (x: % of the heads removed,
-    from each job's analysis/pruning.csv; y: the analysis's metric), with a band of ± one std; None when no job
-    has a curve."""
+def heatmap_figure(group: Group, title: str):
+    """The main metric's mean over two varied settings, each cell labelled as the table rounds it."""
     import matplotlib.pyplot as plt
 
-    curves = [(c, [run.pruning for run in c.runs if run.pruning]) for c in sweep.configurations]
+    main = group.main_metric or ""
+    rows = list(dict.fromkeys(dict(c.settings)[group.varied[0]] for c in group.configurations))
+    columns = list(dict.fromkeys(dict(c.settings)[group.varied[1]] for c in group.configurations))
+    grid = [[math.nan] * len(columns) for _ in rows]
+    labels: dict[tuple[int, int], str] = {}
+    for c in group.configurations:
+        values = c.values(main)
+        if values:
+            settings = dict(c.settings)
+            cell = rows.index(settings[group.varied[0]]), columns.index(settings[group.varied[1]])
+            grid[cell[0]][cell[1]] = statistics.mean(values)
+            labels[cell] = mean_text(values)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(columns), 1.2 + 0.8 * len(rows)))
+    image = ax.imshow(grid, cmap="viridis")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(group.varied[1])
+    ax.set_ylabel(group.varied[0])
+    for (i, j), text in labels.items():
+        ax.text(j, i, text, ha="center", va="center", color="white", fontsize=8)
+    fig.colorbar(image, ax=ax, label=main)
+    ax.set_title(f"{title}{main} (mean over seeds)")
+    _tidy(fig)
+    return fig
+
+
+def pruning_figure(group: Group):
+    """pruning.png: per configuration, the mean pruning curve over its analysed seeds (x: % of the heads removed,
+    from each job's analysis/pruning.csv; y: the analysis's metric), with a band from the lowest to the highest
+    seed (as curves.png: a band that stays within the values the metric can take); None when no job has a curve."""
+    import matplotlib.pyplot as plt
+
+    curves = [(c, [run.pruning for run in c.runs if run.pruning]) for c in group.configurations]
     curves = [(c, runs) for c, runs in curves if runs]
     if not curves:
         return None
@@ -126,18 +171,14 @@ def pruning_figure(sweep: Sweep):
                     points.setdefault(round(removed, 6), []).append(value)
         xs = sorted(points)
         means = [statistics.mean(points[x]) for x in xs]
-        spread = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
         line = ax.plot(xs, means, marker="o", markersize=3, label=f"{configuration.label} ({len(runs)})")[0]
         ax.fill_between(
-            xs,
-            [m - d for m, d in zip(means, spread)],
-            [m + d for m, d in zip(means, spread)],
-            color=line.get_color(),
-            alpha=0.2,
+            xs, [min(points[x]) for x in xs], [max(points[x]) for x in xs], color=line.get_color(), alpha=0.2
         )
     ax.set_xlabel("heads removed (%), least important first")
     ax.set_ylabel(" / ".join(names))
-    ax.set_title("pruning curves (mean over seeds; band: ± std)")
+    prefix = "" if not group.slug else f"{group.name}: "
+    ax.set_title(f"{prefix}pruning curves (mean over seeds; band: min to max)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _tidy(fig)

@@ -4,21 +4,27 @@ Also run by itself at the end of every multirun (a Hydra callback, see conf/conf
 again on a sweep still in progress. It reads only what the runs saved (.hydra/overrides.yaml, run.json,
 metrics.json, and analysis/ where a job has one), never re-runs anything, and writes into the sweep directory:
 
-    report.md     the varied settings as columns, the fixed ones stated once above; each final metric as
-                  mean ± std (n) over seeds (any axis named `seed`), the best in bold; for the main metric a 95%
-                  t confidence interval and a Welch t-test against the baseline configuration (the first value of
-                  the axis, or --baseline); failed, diverged and unfinished runs in their own table
+    report.md     the varied settings as columns, the fixed ones (the task and model always) stated once above;
+                  each final metric as mean ± std (n) over seeds (any axis named `seed`), the best in bold; for the
+                  main metric a 95% t confidence interval and a Welch t-test against the baseline configuration
+                  (the first value of the axis, or --baseline), or why there is none (one run, no spread); failed,
+                  diverged, refused and unfinished runs in their own table, never in a mean
     results.csv   one row per run: settings, seed, status, every final metric
-    curves.png    validation curves of the main metric and the loss per configuration (mean, band = min..max)
-    bars.png      the main metric per configuration with its 95% interval
-    heatmap.png   the main metric over two varied settings (two-axis sweeps)
-    pruning.png   when jobs have a head analysis (src.analyze, or analyze_after_fit=true): the mean pruning curve
-                  of each configuration; report.md then has a section with the analysis figures per configuration
-                  (analysis/summary.json) and results.csv their columns (analysis/prunable_fraction, ...)
+    curves.png, bars.png, heatmap.png, pruning.png   the figures (figures.py), with the numbers of the tables
     report/       the same figures and table as a TensorBoard run, next to the sweep's runs
     study.csv     for a search whose Optuna study is kept in a database (hydra.sweeper.storage, see src/study.py):
                   one row per trial of the study, whichever sweep or machine ran it; report.md then ends with the
                   same trials, best first, with their parameters, value and where each ran
+
+Only runs that can be compared are compared: runs of one task, ranked by one metric (Group). A sweep over tasks, or
+a folder of unrelated single runs (`python -m src.report outputs/<date>`), gets a section per group, each with its
+own table, baseline, statistics and figures (`bars_<group>.png`), and says so; runs of two groups never meet in a
+mean, an interval or a test. Every command the report prints (analyse the jobs not analysed yet, run a job the
+sweep never started) is one that runs as printed.
+
+When jobs have a head analysis (src.analyze, or analyze_after_fit=true), report.md has a section with the analysis
+figures per configuration (analysis/summary.json), why any is undefined, and results.csv their columns
+(analysis/prunable_fraction, ...).
 
 `python -m src.report --storage <url> --study <name>` prints the trials of a stored study without a sweep
 directory (say, on a machine that ran none of them).
@@ -29,16 +35,18 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
 import shlex
 import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from src.provenance import RUN_FILE
 from src.schema import is_experiment_setting, varied_keys
 from src.sweep.figures import draw_figures, to_tensorboard
 from src.sweep.runs import (
@@ -51,7 +59,16 @@ from src.sweep.runs import (
     planned_jobs,
     read_runs,
 )
-from src.sweep.statistics import interval_cell, mean_cell, setting_cell, short, welch_p
+from src.sweep.statistics import (
+    NOT_DEFINED,
+    Test,
+    interval_cell,
+    mean_cell,
+    p_cell,
+    setting_cell,
+    short,
+    welch_test,
+)
 from src.sweep.trials import (
     StudyView,
     print_stored_study,
@@ -60,7 +77,7 @@ from src.sweep.trials import (
     study_table,
     write_study_csv,
 )
-from src.training.metrics import higher_is_better, metric_range
+from src.training.metrics import describe_metric, higher_is_better, metric_range
 
 
 @dataclass
@@ -89,25 +106,26 @@ class Configuration:
 
 
 @dataclass
-class Sweep:
-    directory: Path
-    runs: list[Run]
-    varied: list[str]  # varied setting keys (no seed), in the order they appear
-    fixed: dict[str, str]
-    configurations: list[Configuration]  # of finished runs, in sweep order
+class Group:
+    """Runs that can be compared with one another: of one task, ranked by one metric. The report gives each group
+    its own table, baseline and statistics, and never compares runs of two groups: a Welch test of a char_lm loss
+    against a reverse exact match means nothing. Within a group every other setting that differs between runs
+    (model, steps, data files) is a column of the table, so that what a row changed is in sight."""
+
+    task: str  # "" when the runs do not say (job directories written by hand)
     main_metric: str | None
+    runs: list[Run]  # every run of the group, completed or not, in job order
+    varied: list[str]  # varied setting keys (no seed), in the order they appear
+    fixed: dict[str, str]  # the same for every run: the task and model first, typed or not
+    configurations: list[Configuration]  # of finished runs, in job order (an optimising sweeper's: best first)
     baseline: Configuration | None
-    not_started: list[tuple[int, list[str]]] = field(default_factory=list)  # (job number, overrides) never run
-    study: StudyView | None = None  # the stored Optuna study its trials belong to (every machine's), if any
+    name: str = "all runs"  # the section's title: `task=reverse`, and `ranked by <metric>` when a task has two
+    slug: str = ""  # what its figures' file names end with (`bars_reverse.png`); "" when the report has one group
+    baseline_note: str | None = None  # why --baseline is not this group's baseline
 
     @property
     def finished(self) -> list[Run]:
         return [run for run in self.runs if run.status == "completed"]
-
-    @property
-    def progress(self) -> str:
-        """`3 of 4 runs completed`, counting the jobs that never started."""
-        return f"{len(self.finished)} of {len(self.runs) + len(self.not_started)} runs completed"
 
     @property
     def metrics(self) -> list[str]:
@@ -117,50 +135,156 @@ class Sweep:
         return list(names)
 
 
-def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
-    runs = read_runs(sweep_dir)
+@dataclass
+class Sweep:
+    """A sweep directory (or a folder of single runs, such as outputs/<date>/) as the report reads it."""
+
+    directory: Path
+    runs: list[Run]
+    groups: list[Group]  # what can be compared, each reported on its own
+    not_started: list[tuple[int, list[str]]] = field(default_factory=list)  # (job number, overrides) never run
+    study: StudyView | None = None  # the stored Optuna study its trials belong to (every machine's), if any
+    single_runs: bool = False  # runs each started on its own (not with -m): a day's folder, not one sweep
+
+    @property
+    def finished(self) -> list[Run]:
+        return [run for run in self.runs if run.status == "completed"]
+
+    @property
+    def progress(self) -> str:
+        """`3 of 4 runs completed`, counting the jobs that never started; and how many groups they were reported
+        in, when more than one."""
+        counted = f"{len(self.finished)} of {len(self.runs) + len(self.not_started)} runs completed"
+        compared = self.compared
+        if len(compared) > 1:
+            counted += f"; {len(compared)} groups compared separately: {', '.join(g.name for g in compared)}"
+        return counted
+
+    @property
+    def compared(self) -> list[Group]:
+        """The groups the report has a section for: those with a completed run (the others' runs are listed with
+        every run that did not complete); the one group, whatever its runs did, when there is only one."""
+        if len(self.groups) < 2:
+            return list(self.groups)
+        return [group for group in self.groups if group.finished]
+
+
+def comparable(runs: list[Run]) -> list[tuple[str, str | None, list[Run]]]:
+    """The runs split into groups that can be compared, as (task, metric ranked by, runs), in job order: by task,
+    and within a task by the metric the runs were ranked by (their objective=, else the task's main metric), when
+    its completed runs were not all ranked by the same one. A run that did not complete joins its task's group of
+    its own metric, or the task's first."""
+    by_task: dict[str, list[Run]] = {}
+    for run in runs:
+        by_task.setdefault(run.task, []).append(run)
+    groups = []
+    for task, members in by_task.items():
+        metrics = list(dict.fromkeys(r.ranked_by for r in members if r.status == "completed" and r.ranked_by))
+        if len(metrics) < 2:
+            metric = metrics[0] if metrics else next((r.ranked_by for r in members if r.ranked_by), None)
+            groups.append((task, metric, members))
+            continue
+        for metric in metrics:
+            own = [r for r in members if r.ranked_by == metric or (metric == metrics[0] and r.ranked_by not in metrics)]
+            groups.append((task, metric, own))
+    return groups
+
+
+def make_group(task: str, main: str | None, runs: list[Run], swept: set[str], search: bool) -> Group:
+    """One group's table: its varied and fixed settings and its configurations (runs pooled over seeds); the first
+    configuration is its baseline (analyse may name another). `swept`: the keys the sweep's command line swept;
+    `search`: whether an optimising sweeper ran it (its configurations best first)."""
     # What can split configurations: the experiment's settings, and whatever the sweep itself swept. Not a setting
     # that does not change the experiment and differs only because of how a job was run: a job resumed in place
     # has ckpt_path=last, a job rerun with another trainer.enable_progress_bar is still the same configuration.
-    swept = set(varied_keys(sweep_dir))
     keys: dict[str, None] = {}
     for run in runs:
         keys.update(dict.fromkeys(k for k in run.settings if k in swept or is_experiment_setting(k)))
     varied = [k for k in keys if k != SEED and len({run.value(k) for run in runs}) > 1]
-    fixed = {k: runs[0].settings[k] for k in keys if k != SEED and k not in varied and k in runs[0].settings}
-    groups: dict[tuple, list[Run]] = {}
+    # The task and the model are said even when nobody typed them (a day's runs on the default model); then every
+    # setting typed for the runs that is the same in all of them, as typed.
+    fixed = {"task": task} if task else {}
+    models = {run.choices.get("model") for run in runs}
+    if "model" not in varied and len(models) == 1 and None not in models:
+        fixed["model"] = str(models.pop())
+    first = runs[0]
+    for k in keys:
+        if k != SEED and k not in varied and k not in fixed:
+            fixed[k] = first.settings[k] if k in first.settings else first.value(k)
+    pooled: dict[tuple, list[Run]] = {}
     for run in runs:
         if run.status == "completed":
-            groups.setdefault(tuple(run.value(k) for k in varied), []).append(run)
+            pooled.setdefault(tuple(run.value(k) for k in varied), []).append(run)
     # Shown as typed by the configuration's first run (the value it was swept with).
     shown = {
         values: tuple((k, members[0].settings.get(k, v)) for k, v in zip(varied, values))
-        for values, members in groups.items()
+        for values, members in pooled.items()
     }
-    configurations = [Configuration(shown[values], members) for values, members in groups.items()]
-    # What the runs were ranked by: the sweep's objective= if one was set, else the task's main metric.
-    ranked_by = (run.metrics.get("objective") or run.metrics.get("main_metric") for run in runs)
-    main = next((metric for metric in ranked_by if metric), None)
-    if main and is_search(sweep_dir):  # an optimising sweeper's trials: best first
+    configurations = [Configuration(shown[values], members) for values, members in pooled.items()]
+    if main and search:  # an optimising sweeper's trials: best first
         sign = -1.0 if higher_is_better(main) else 1.0
         configurations.sort(key=lambda c: sign * statistics.mean(c.values(main)) if c.values(main) else math.inf)
-    chosen = configurations[0] if configurations else None
-    if baseline:
-        wanted = dict(part.split("=", 1) for part in baseline.split(",") if "=" in part)
+    baseline = configurations[0] if configurations else None
+    return Group(task, main, runs, varied, fixed, configurations, baseline)
+
+
+def name_groups(groups: list[Group]) -> None:
+    """Each group's title and figure suffix: `task=reverse`; `task=reverse, ranked by val/loss` where a task has
+    groups of two metrics."""
+    tasks = [group.task for group in groups]
+    for group in groups:
+        name = f"task={group.task}" if group.task else "all runs"
+        if tasks.count(group.task) > 1:
+            name += f", ranked by {group.main_metric}"
+        group.name = name
+        group.slug = re.sub(r"[^A-Za-z0-9.]+", "-", name.removeprefix("task=")).strip("-") if len(groups) > 1 else ""
+
+
+def choose_baselines(groups: list[Group], baseline: str) -> None:
+    """--baseline in every group that has a configuration matching it; a group without one keeps its first (and
+    says so). One error line when it matches no group's configuration."""
+    wanted = dict(part.split("=", 1) for part in baseline.split(",") if "=" in part)
+    matched = False
+    for group in groups:
         matches = [
             c
-            for c in configurations
-            if all(k in varied and same_value(c.runs[0].value(k), v) for k, v in wanted.items())
+            for c in group.configurations
+            if all(k in group.varied and same_value(c.runs[0].value(k), v) for k, v in wanted.items())
         ]
-        if not matches:
-            shown = "; ".join(c.label for c in configurations) or "none finished"
-            raise SystemExit(
-                f"error: --baseline {baseline} matches no finished configuration: use one of the table's ({shown})"
-            )
-        chosen = matches[0]
+        if matches:
+            group.baseline, matched = matches[0], True
+        elif group.configurations:
+            group.baseline_note = f"--baseline {baseline} matches none of this group's configurations"
+    if not matched:
+        listed = [
+            ("" if len(groups) == 1 else f"{group.name}: ") + ("; ".join(c.label for c in group.configurations))
+            for group in groups
+            if group.configurations
+        ]
+        raise SystemExit(
+            f"error: --baseline {baseline} matches no finished configuration: use one of the table's "
+            f"({' | '.join(listed) or 'none finished'})"
+        )
+
+
+def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
+    """What the sweep directory (or folder of runs) holds, grouped into what can be compared (see Group)."""
+    from src.training.checkpoint import is_sweep_dir
+
+    runs = read_runs(sweep_dir)
+    swept, search = set(varied_keys(sweep_dir)), is_search(sweep_dir)
+    groups = [make_group(task, main, members, swept, search) for task, main, members in comparable(runs)]
+    name_groups(groups)
+    if baseline:
+        choose_baselines(groups, baseline)
     started = {job_number(run.directory) for run in runs}
     missing = [(number, job) for number, job in enumerate(planned_jobs(sweep_dir) or []) if number not in started]
-    return Sweep(sweep_dir, runs, varied, fixed, configurations, main, chosen, missing, read_study(sweep_dir, main))
+    # Single runs (outputs/<date>/), as src.analyze tells them from a sweep; a sweep whose jobs have not written
+    # their Hydra config yet is still one (multirun.yaml), and so is a folder of jobs that say nothing.
+    said = any(sweep_dir.glob("*/.hydra/hydra.yaml"))
+    single = said and not (sweep_dir / "multirun.yaml").is_file() and not is_sweep_dir(sweep_dir)
+    main = groups[0].main_metric if groups else None
+    return Sweep(sweep_dir, runs, groups, missing, read_study(sweep_dir, main), single)
 
 
 def study_section(sweep: Sweep) -> list[str]:
@@ -209,9 +333,16 @@ def baseline_label(baseline: Configuration | None) -> str:
 
 
 def markdown(sweep: Sweep) -> str:
-    lines = [f"# Sweep report: {sweep.directory.name}", ""]
+    """report.md: what ran, then a section per group of comparable runs (one group: no section heading), the runs
+    that did not complete, the stored study's trials, the figures."""
+    if sweep.single_runs:
+        lines = [f"# Report of the runs in {sweep.directory.name}", ""]
+    else:
+        lines = [f"# Sweep report: {sweep.directory.name}", ""]
     done, total = len(sweep.finished), len(sweep.runs) + len(sweep.not_started)
     lines.append(f"{done} of {total} runs completed" + ("" if done == total else " (the rest are listed below)") + ".")
+    if sweep.single_runs:
+        lines.append("They are single runs, each started on its own (not one sweep with -m).")
     if sweep.not_started:
         lines.append(
             f"{len(sweep.not_started)} of the sweep's {total} jobs never started (the sweep was stopped before them): "
@@ -219,80 +350,188 @@ def markdown(sweep: Sweep) -> str:
         )
     if total and not done:
         lines.append("No run completed, so there is nothing to compare: each run's reason is listed below.")
-    if sweep.fixed:
-        lines.append("Fixed for every run: " + ", ".join(f"`{k}={v}`" for k, v in sweep.fixed.items()) + ".")
-    seeds = sorted({run.seed for run in sweep.runs if run.seed is not None})
+    compared = sweep.compared
+    if len(compared) > 1:
+        tasks = len({group.task for group in compared})
+        lines += [
+            f"They are of {tasks} task{'s' if tasks > 1 else ''}"
+            + (" and ranked by different metrics" if tasks < len(compared) else "")
+            + ", so they are reported in groups that can be compared: a section per task"
+            + (" and metric" if tasks < len(compared) else "")
+            + ", each with its own table, baseline and statistics. Runs in different sections are never compared.",
+            "",
+        ]
+        for group in compared:
+            count = len(group.runs)
+            lines += [f"## {group.name} ({count} run{'s' if count != 1 else ''})", ""]
+            lines += group_section(sweep, group, level=3)
+            lines += [f"![{name}]({name})" for name in figure_files(sweep, group)] + [""]
+    else:
+        for group in compared:  # one group: the sweep's own table, without a section of its own
+            lines += group_section(sweep, group, level=2)
+    lines += unfinished_section(sweep)
+    lines += study_section(sweep)
+    if len(compared) == 1:
+        lines += [f"![{name}]({name})" for name in figure_files(sweep, compared[0])]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def figure_files(sweep: Sweep, group: Group) -> list[str]:
+    """The figures drawn for a group (figures.py), as files beside report.md."""
+    suffix = f"_{group.slug}" if group.slug else ""
+    names = [f"{name}{suffix}.png" for name in ("curves", "bars", "heatmap")]
+    if any(run.pruning for run in group.finished):
+        names.append(f"pruning{suffix}.png")
+    return [name for name in names if (sweep.directory / name).is_file()]
+
+
+def group_section(sweep: Sweep, group: Group, level: int) -> list[str]:
+    """A group's settings, its table of configurations (each metric as mean ± std (n) over seeds, the main metric's
+    interval and test against the baseline), what each missing number means, and its head pruning section."""
+    lines = []
+    if group.fixed:
+        lines.append("Fixed for every run: " + ", ".join(f"`{k}={v}`" for k, v in group.fixed.items()) + ".")
+    seeds = sorted({run.seed for run in group.runs if run.seed is not None}, key=lambda s: (len(s), s))
     if seeds:
         lines.append(f"Seeds ({SEED}): {', '.join(seeds)}; each cell is mean ± std (n) over them.")
-    if sweep.main_metric:
+    main = group.main_metric
+    if main:
+        about = describe_metric(main)
         lines.append(
-            f"Main metric: `{sweep.main_metric}` ({'higher' if higher_is_better(sweep.main_metric) else 'lower'} is "
-            "better), with its 95% t interval and a two-sided Welch t-test against the baseline "
-            f"({baseline_label(sweep.baseline)}); * p < 0.05."
+            f"Main metric: `{main}` ({about + '; ' if about else ''}{'higher' if higher_is_better(main) else 'lower'} "
+            "is better), with its 95% t interval and a two-sided Welch t-test against the baseline "
+            f"({baseline_label(group.baseline)}); * p < 0.05."
         )
+    if group.baseline_note:
+        lines.append(f"{group.baseline_note}: its first configuration is its baseline.")
     lines.append("")
-    metrics = sweep.metrics
-    if sweep.configurations and metrics:
-        best: dict[str, set[int]] = {}  # metric -> the configurations with the best mean (ties all bold)
+    metrics = group.metrics
+    if group.configurations and metrics:
+        lines += answer(group)
+        lines += group_table(group, metrics)
+    lines += pruning_section(sweep, group, level)
+    return lines
+
+
+def best_of(configurations: list[Configuration], metric: str) -> set[int]:
+    """The configurations (by index) with the best mean of `metric`, ties all; none when nothing is better than
+    anything else (one configuration, or every one with the same mean): bold that marks every row says nothing."""
+    means = {i: statistics.mean(v) for i, c in enumerate(configurations) if (v := c.values(metric))}
+    top = (max if higher_is_better(metric) else min)(means.values(), default=None)
+    best = {i for i, mean in means.items() if mean == top}
+    return best if len(best) < len(means) else set()
+
+
+def answer(group: Group) -> list[str]:
+    """The group's answer, before its table: the configuration best on the main metric, and how it compares with
+    the baseline (the Welch test's p-value, or why there is none). Nothing for a single configuration."""
+    main = group.main_metric
+    if not main or len(group.configurations) < 2:
+        return []
+    best = [group.configurations[i] for i in sorted(best_of(group.configurations, main))]
+    if not best:
+        return [f"**No configuration is best on `{main}`**: every one has the same mean.", ""]
+    top = best[0]
+    named = " and ".join(f"`{c.label}`" for c in best) + (" (tied)" if len(best) > 1 else "")
+    text = f"**Best on `{main}`: {named}**, {mean_cell(top.values(main))}"
+    baseline = group.baseline
+    if baseline is None or any(c is baseline for c in best):
+        return [text + ": the baseline" + (" is among them." if len(best) > 1 else " itself."), ""]
+    test = welch_test(top.values(main), baseline.values(main))
+    versus = f"against the baseline `{baseline.label}`, {mean_cell(baseline.values(main))}"
+    if test.p is None:
+        return [f"{text}, {versus}: no test ({(test.why or '').removeprefix('n/a: ')}).", ""]
+    verdict = "a difference at p < 0.05" if test.p < 0.05 else "no difference at p < 0.05"
+    return [f"{text}, {versus}: p = {test.p:.3g}, {verdict}.", ""]
+
+
+def group_table(group: Group, metrics: list[str]) -> list[str]:
+    """The table of a group's configurations, and under it what a cell without a number means."""
+    lines = []
+    best = {metric: best_of(group.configurations, metric) for metric in metrics}  # the bold cells
+    main = group.main_metric
+    header = [*group.varied, *metrics]
+    if main:
+        header += ["95% CI", "vs baseline (p)"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + " --- |" * len(header))
+    clipped = False
+    missing: set[str] = set()  # why an interval or a p-value is missing (ONE_RUN, NO_SPREAD)
+    for index, configuration in enumerate(group.configurations):
+        cells = [setting_cell(dict(configuration.settings)[k]) for k in group.varied]
         for metric in metrics:
-            means = {i: statistics.mean(v) for i, c in enumerate(sweep.configurations) if (v := c.values(metric))}
-            if means:
-                top = max(means.values()) if higher_is_better(metric) else min(means.values())
-                best[metric] = {i for i, mean in means.items() if mean == top}
-        header = [*sweep.varied, *metrics]
-        if sweep.main_metric:
-            header += ["95% CI", "vs baseline (p)"]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + " --- |" * len(header))
-        clipped = False
-        for index, configuration in enumerate(sweep.configurations):
-            cells = [setting_cell(dict(configuration.settings)[k]) for k in sweep.varied]
-            for metric in metrics:
-                values = configuration.values(metric)
-                if not values:
-                    cells.append("-")
-                    continue
-                cell = mean_cell(values)
-                cells.append(f"**{cell}**" if index in best.get(metric, set()) else cell)
-            if sweep.main_metric:
-                values = configuration.values(sweep.main_metric)
-                interval, was_clipped = interval_cell(values, sweep.main_metric)
-                cells.append(interval)
-                clipped = clipped or was_clipped
-                if configuration is sweep.baseline:
-                    cells.append("baseline")
-                else:
-                    p = welch_p(values, sweep.baseline.values(sweep.main_metric)) if sweep.baseline else None
-                    cells.append("-" if p is None else f"{p:.3g}{' *' if p < 0.05 else ''}")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        left_out = {
-            metric: names
-            for metric in metrics
-            if (names := [n for c in sweep.configurations for n in c.non_finite(metric)])
-        }
-        for metric, names in left_out.items():
+            values = configuration.values(metric)
+            if not values:
+                cells.append("-")
+                continue
+            cell = mean_cell(values)
+            cells.append(f"**{cell}**" if index in best.get(metric, set()) else cell)
+        if main:
+            values = configuration.values(main)
+            interval, was_clipped = interval_cell(values, main) if values else ("-", False)
+            cells.append(interval)
+            clipped = clipped or was_clipped
+            if configuration is group.baseline:
+                cells.append("baseline")
+            else:
+                test = welch_test(values, group.baseline.values(main)) if group.baseline else Test(None)
+                cells.append(p_cell(test))
+                missing.update({test.why} if test.why else set())
+            missing.update({interval} & NOT_DEFINED.keys())
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for metric in metrics:
+        names = [name for c in group.configurations for name in c.non_finite(metric)]
+        if names:
             lines += [f"Left out of `{metric}`: the non-finite values of {', '.join(names)}.", ""]
-        if clipped:
-            low, high = metric_range(sweep.main_metric)
-            lines += [f"† clipped to the values `{sweep.main_metric}` can take, [{low:g}, {high:g}].", ""]
-    lines += pruning_section(sweep)
+    if clipped and main:
+        low, high = metric_range(main)
+        lines += [f"† clipped to the values `{main}` can take, [{low:g}, {high:g}].", ""]
+    for why in sorted(missing):
+        lines += [f"{why}: {NOT_DEFINED[why]}.", ""]
+    lines += shared_seeds(group)
+    return lines
+
+
+def shared_seeds(group: Group) -> list[str]:
+    """A line per configuration pooling runs of one seed: reruns, not independent samples (on the same machine they
+    repeat the same numbers, so their spread says nothing of the seed's effect)."""
+    lines = []
+    for configuration in group.configurations:
+        by_seed: dict[str, list[str]] = {}
+        for run in configuration.runs:
+            if run.seed is not None:
+                by_seed.setdefault(run.seed, []).append(run.directory.name)
+        for seed, names in by_seed.items():
+            if len(names) > 1:
+                lines += [
+                    f"`{configuration.label}`: {', '.join(names)} all ran with {SEED}={seed}: reruns, not independent "
+                    f"samples, yet each counts in n; give each run its own {SEED} to measure the spread over seeds.",
+                    "",
+                ]
+    return lines
+
+
+def unfinished_section(sweep: Sweep) -> list[str]:
+    """`## Runs that did not complete`: each with its status and reason (the task too, when the report has several
+    groups), and each job the sweep never started with the command that runs it into the sweep."""
     unfinished = [run for run in sweep.runs if run.status != "completed"]
-    if unfinished or sweep.not_started:
-        lines += ["## Runs that did not complete", "", "| run | status | reason |", "| --- | --- | --- |"]
-        for run in unfinished:
-            reason = (run.error or "").replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {run.directory.name} | {run.status} | {reason} |")
-        for number, job in sweep.not_started:
-            command = run_into_sweep(sweep.directory, number, job).replace("|", "\\|")
-            lines.append(f"| {job_directory(sweep.directory, number, job).name} | not started | run it: `{command}` |")
-        lines.append("")
-    lines += study_section(sweep)
-    figures = [name for name in ("curves.png", "bars.png", "heatmap.png") if (sweep.directory / name).is_file()]
-    if any(run.pruning for run in sweep.finished) and (sweep.directory / "pruning.png").is_file():
-        figures.append("pruning.png")
-    lines += [f"![{name}]({name})" for name in figures]
-    return "\n".join(lines) + "\n"
+    if not unfinished and not sweep.not_started:
+        return []
+    by_task = len(sweep.groups) > 1
+    columns = ["run", *(["task"] if by_task else []), "status", "reason"]
+    lines = ["## Runs that did not complete", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for run in unfinished:
+        reason = run.error or ""
+        if run.status == "unknown" and not run.error:
+            reason = f"no {RUN_FILE}: it ended before it recorded anything, or has not started"
+        cells = [run.directory.name, *([run.task or "?"] if by_task else []), run.status, reason]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
+    for number, job in sweep.not_started:
+        command = run_into_sweep(sweep.directory, number, job).replace("|", "\\|")
+        cells = [job_directory(sweep.directory, number, job).name, *(["?"] if by_task else [])]
+        lines.append("| " + " | ".join([*cells, "not started", f"run it: `{command}`"]) + " |")
+    return [*lines, ""]
 
 
 PRUNABLE = "analysis/prunable_fraction"  # its range (src/training/metrics.py) clips the interval to [0, 1]
@@ -306,37 +545,74 @@ def what_was_analysed(run: Run) -> str:
     return f"{summary.get('split', '?')} `{summary.get('metric', '?')}`, tolerance {shown}"
 
 
-def pruning_section(sweep: Sweep) -> list[str]:
-    """`## Head pruning (src.analyze)`: per configuration (the main table's rows), mean ± std (n) over seeds of the
+def analyse_command(sweep: Sweep, runs: list[Run]) -> str:
+    """The src.analyze command(s) that analyse `runs`: one for the whole sweep (src.analyze skips the jobs analysed
+    already), or one per run of a folder of single runs, which src.analyze does not take as a whole."""
+    from src.provenance import shell_override
+
+    if not sweep.single_runs:
+        command = f"python -m src.analyze {shell_override('ckpt', sweep.directory)}"
+        return f"analyse {'them' if len(runs) > 1 else 'it'} with `{command}` (it skips the jobs analysed already)"
+    commands = [f"`python -m src.analyze {shell_override('ckpt', run.directory)}`" for run in runs]
+    return f"analyse {'each' if len(runs) > 1 else 'it'} with " + ", ".join(commands)
+
+
+def pruning_section(sweep: Sweep, group: Group, level: int = 2) -> list[str]:
+    """`Head pruning (src.analyze)`: per configuration (the main table's rows), mean ± std (n) over seeds of the
     analysis figures of its jobs (analysis/summary.json), the prunable fraction's 95% interval and a Welch test
-    against the baseline, and the finished jobs that have no analysis. Nothing when no job was analysed."""
-    analysed = [run for run in sweep.finished if run.analysis]
-    if not analysed or not sweep.configurations:
+    against the baseline, why a figure is undefined where it is, and the finished jobs that have no analysis.
+    Analyses that measured differently (another split, metric or tolerance) get a table each: a prunable fraction
+    at a 5% tolerance is not pooled with one at 10%. Nothing when no job was analysed."""
+    analysed = [run for run in group.finished if run.analysis]
+    if not analysed or not group.configurations:
         return []
-    measures = dict.fromkeys(what_was_analysed(run) for run in analysed)
-    metrics = list(dict.fromkeys(str((run.analysis or {}).get("metric", "?")) for run in analysed))
-    metric = metrics[0] if len(metrics) == 1 else "the main metric"
-    named = f"`{metric}`" if len(metrics) == 1 else metric
+    measures = list(dict.fromkeys(what_was_analysed(run) for run in analysed))
+    lines = [f"{'#' * level} Head pruning (src.analyze)", ""]
+    if len(measures) > 1:
+        lines += [
+            "The analyses did not all measure the same (split, metric or tolerance), so each measure has a table of "
+            "its own; they are not pooled.",
+            "",
+        ]
+    for number, measure in enumerate(measures):
+        own = [run for run in analysed if what_was_analysed(run) == measure]
+        lines += pruning_table(group, own, measure, explained=number > 0)
+    missing_runs = [run for run in group.finished if not run.analysis]
+    if missing_runs:
+        named_runs = [
+            run.directory.name
+            + (f" (analysis {status})" if (status := run.analysis_status) not in (None, "completed") else "")
+            for run in missing_runs
+        ]
+        lines += [f"Not analysed: {', '.join(named_runs)}: {analyse_command(sweep, missing_runs)}.", ""]
+    return lines
+
+
+def pruning_table(group: Group, analysed: list[Run], measure: str, explained: bool = False) -> list[str]:
+    """The pruning table of the analyses `analysed`, which all measured the same (`measure`, what_was_analysed);
+    what its columns are, unless `explained` above."""
+    summary = analysed[0].analysis or {}
+    metric = str(summary.get("metric", "?"))
+    named = f"`{metric}`"
+    description = summary.get("metric_description")
     sites = list(dict.fromkeys(key for run in analysed for key in run.analysis_figures if key.startswith("pruned/")))
-    lines = ["## Head pruning (src.analyze)", ""]
-    if len(measures) == 1:
-        lines.append(f"Each analysed job's best checkpoint, on {next(iter(measures))}.")
-    else:
-        counts = {m: sum(1 for run in analysed if what_was_analysed(run) == m) for m in measures}
+    # The group's configurations, each with only these analysed runs (none: the row shows `-`).
+    own = {id(run) for run in analysed}
+    configurations = [Configuration(c.settings, [r for r in c.runs if id(r) in own]) for c in group.configurations]
+    baseline = configurations[group.configurations.index(group.baseline)] if group.baseline else None
+    lines = [
+        f"Each analysed job's best checkpoint, on {measure}." + (f" {named}: {description}." if description else "")
+    ]
+    if not explained:
         lines.append(
-            "The analyses did not all measure the same, and are pooled as they are: "
-            + "; ".join(f"{m} ({n} job{'s' if n > 1 else ''})" for m, n in counts.items())
-            + "."
+            f"Unablated: {named} of the whole model. Prunable: the largest fraction of the heads removed (least "
+            f"important first, importance re-scored after each step) before {named} drops by more than the "
+            "tolerance (a fraction of its unablated value). Rank correlation: Spearman's rho of the heads' importance "
+            f"with the exact drop of {named} when each is removed alone. `<site>` pruned: the fraction of that site's "
+            "heads removed by then. Each cell is mean ± std (n) over seeds; the prunable fraction has its 95% t "
+            f"interval and a two-sided Welch t-test against the baseline ({baseline_label(group.baseline)}); "
+            "* p < 0.05."
         )
-    lines.append(
-        f"Unablated: {named} of the whole model. Prunable: the largest fraction of the heads removed (least "
-        f"important first, importance re-scored after each step) before {named} drops by more than the tolerance "
-        f"(a fraction of its unablated value). Rank correlation: Spearman's rho of the heads' importance with the "
-        f"exact drop of {named} when each is removed alone. `<site>` pruned: the fraction of that site's heads removed "
-        "by then. Each cell is mean ± std (n) over seeds; the prunable fraction has its "
-        f"95% t interval and a two-sided Welch t-test against the baseline ({baseline_label(sweep.baseline)}); "
-        "* p < 0.05."
-    )
     lines.append("")
     columns = [
         ("baseline", f"{metric} unablated"),
@@ -344,13 +620,14 @@ def pruning_section(sweep: Sweep) -> list[str]:
         ("rank_correlation_metric", "rank correlation"),
     ]
     columns += [(key, f"{key.removeprefix('pruned/')} pruned") for key in sites]
-    header = [*sweep.varied, *(title for _, title in columns), "95% CI (prunable)", "vs baseline (p)"]
+    header = [*group.varied, *(title for _, title in columns), "95% CI (prunable)", "vs baseline (p)"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + " --- |" * len(header))
     clipped = False
-    baseline = sweep.baseline.analysis_values("prunable_fraction") if sweep.baseline else []
-    for configuration in sweep.configurations:
-        cells = [setting_cell(dict(configuration.settings)[k]) for k in sweep.varied]
+    missing: set[str] = set()
+    compared_with = baseline.analysis_values("prunable_fraction") if baseline else []
+    for configuration in configurations:
+        cells = [setting_cell(dict(configuration.settings)[k]) for k in group.varied]
         for key, _ in columns:
             values = configuration.analysis_values(key)
             cells.append(mean_cell(values) if values else "-")
@@ -358,41 +635,45 @@ def pruning_section(sweep: Sweep) -> list[str]:
         interval, was_clipped = interval_cell(values, PRUNABLE) if values else ("-", False)
         cells.append(interval)
         clipped = clipped or was_clipped
-        if configuration is sweep.baseline:
+        missing.update({interval} & NOT_DEFINED.keys())
+        if configuration is baseline:
             cells.append("baseline")
+        elif not values or not compared_with:
+            cells.append("-")
         else:
-            p = welch_p(values, baseline)
-            cells.append("-" if p is None else f"{p:.3g}{' *' if p < 0.05 else ''}")
+            test = welch_test(values, compared_with)
+            cells.append(p_cell(test))
+            missing.update({test.why} if test.why else set())
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    rho = {run.directory.name: run.analysis_figures.get("rank_correlation_metric") for run in analysed}
-    undefined = [name for name, value in rho.items() if value is not None and not math.isfinite(value)]
-    if undefined:
-        lines += [
-            f"Rank correlation undefined (no single head changed {named}, or too few heads) and left out for: "
-            f"{', '.join(undefined)}.",
-            "",
-        ]
-    unmeasured = [name for name, value in rho.items() if value is None]
-    if unmeasured:
-        lines += [f"Rank correlation not measured (single_heads=false) for: {', '.join(unmeasured)}.", ""]
+    lines += undefined_figures(analysed)
     if clipped:
         low, high = metric_range(PRUNABLE)
         lines += [f"† clipped to the values the prunable fraction can take, [{low:g}, {high:g}].", ""]
-    missing = [run for run in sweep.finished if not run.analysis]
-    if missing:
-        from src.provenance import shell_override
+    for why in sorted(missing):
+        lines += [f"{why}: {NOT_DEFINED[why]}.", ""]
+    return lines
 
-        named_runs = [
-            run.directory.name
-            + (f" (analysis {status})" if (status := run.analysis_status) not in (None, "completed") else "")
-            for run in missing
-        ]
-        lines += [
-            f"Not analysed: {', '.join(named_runs)}: analyse {'them' if len(missing) > 1 else 'it'} with python -m "
-            f"src.analyze {shell_override('ckpt', sweep.directory)} (it skips the jobs analysed already).",
-            "",
-        ]
+
+def undefined_figures(analysed: list[Run]) -> list[str]:
+    """A line per cause of an undefined analysis figure (left out of its mean), naming its runs: the prunable
+    fraction (and with it each site's share pruned) and the rank correlation, each with the cause its analysis
+    recorded; and the runs whose rank correlation was not measured."""
+    lines = []
+    for figure, title in (
+        ("prunable_fraction", "Prunable fraction (and each site's share pruned)"),
+        ("rank_correlation_metric", "Rank correlation"),
+    ):
+        by_cause: dict[str, list[str]] = {}
+        for run in analysed:
+            cause = run.analysis_undefined.get(figure)
+            if cause is not None:
+                by_cause.setdefault(cause, []).append(run.directory.name)
+        for cause, names in by_cause.items():
+            lines += [f"{title} undefined, and left out, for {', '.join(names)}: {cause}.", ""]
+    unmeasured = [run.directory.name for run in analysed if "rank_correlation_metric" not in run.analysis_figures]
+    if unmeasured:
+        lines += [f"Rank correlation not measured (single_heads=false) for: {', '.join(unmeasured)}.", ""]
     return lines
 
 
@@ -406,14 +687,21 @@ def run_into_sweep(sweep_dir: Path, number: int, job: list[str]) -> str:
 
 
 def write_csv(sweep: Sweep, path: Path) -> None:
-    metrics = sweep.metrics
-    keys = [*sweep.varied, *sweep.fixed]
+    """results.csv: one row per run, every setting of the report's tables, its seed, status and final metrics (full
+    precision), the analysis figures; and its group when the report has several."""
+    metrics = list(dict.fromkeys(metric for group in sweep.groups for metric in group.metrics))
+    keys = list(dict.fromkeys(key for group in sweep.groups for key in [*group.varied, *group.fixed]))
     figures = list(dict.fromkeys(key for run in sweep.runs for key in run.analysis_figures))  # analysis/<figure>
+    group_of = {id(run): group.name for group in sweep.groups for run in group.runs}
+    grouped = len(sweep.groups) > 1
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["run", *keys, SEED, "status", *metrics, *(f"{ANALYSIS_DIR}/{key}" for key in figures)])
+        head = ["run", *(["group"] if grouped else []), *keys, SEED, "status", *metrics]
+        writer.writerow(head + [f"{ANALYSIS_DIR}/{key}" for key in figures])
         for run in sweep.runs:
-            row = [run.directory.name, *(run.settings.get(k, "") for k in keys), run.seed or "", run.status]
+            row = [run.directory.name, *([group_of[id(run)]] if grouped else [])]
+            row += [run.settings[k] if k in run.settings else run.value(k) for k in keys]
+            row += [run.seed or "", run.status]
             # Full precision (repr): the table rounds, the file is for further analysis.
             row += [repr(run.final[m]) if run.final.get(m) is not None else "" for m in metrics]
             own = run.analysis_figures
@@ -465,7 +753,7 @@ def report_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
             f"warning: no sweep report ({error}): run python -m src.report {shlex.quote(str(sweep_dir))}",
             file=sys.stderr,
         )
-        sweep = Sweep(sweep_dir, read_runs(sweep_dir), [], {}, [], None, None)
+        sweep = Sweep(sweep_dir, read_runs(sweep_dir), [])
     else:
         print(f"report: {sweep_dir / 'report.md'} ({sweep.progress})")
         warn_if_the_study_was_unread(sweep)
@@ -483,9 +771,20 @@ def report_after_sweeper_error() -> Sweep | None:
     return report_sweep(ReportAtSweepEnd.started)
 
 
+# How report.md begins (markdown): a report.md that does not is someone's own file, never replaced.
+REPORT_TITLES = ("# Sweep report: ", "# Report of the runs in ")
+
+
+def refuse(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", nargs="?", help="a sweep directory, e.g. outputs/multirun/<date>/<time>")
+    parser.add_argument(
+        "sweep_dir", nargs="?", help="a sweep directory (outputs/multirun/<date>/<time>) or a folder of runs"
+    )
     parser.add_argument("--baseline", help="the configuration others are compared with, e.g. model.heads=4")
     parser.add_argument("--storage", help="without a sweep directory: the database of an Optuna study (its URL)")
     parser.add_argument("--study", help="with --storage: the study's name (hydra.sweeper.study_name)")
@@ -495,21 +794,23 @@ def main(argv: list[str] | None = None) -> None:
         return
     directory = Path(args.sweep_dir)
     if not directory.exists():
-        print(
-            f"error: {directory} does not exist: give the sweep directory `python -m src.run -m ...` printed",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        refuse(f"{directory} does not exist: give the sweep directory `python -m src.run -m ...` printed")
     from src.study import STUDY_FILE
 
     runs = any(directory.glob("*/.hydra/overrides.yaml"))
-    if not directory.is_dir() or not (runs or (directory / STUDY_FILE).is_file()):
-        print(
-            f"error: {directory} is not a sweep directory (no <job>/.hydra/overrides.yaml): give the directory "
-            "`python -m src.run -m ...` printed",
-            file=sys.stderr,
+    if directory.is_dir() and not runs and (directory / ".hydra" / "overrides.yaml").is_file():
+        refuse(
+            f"{directory} is one run: a report compares runs; give the folder that holds it and its neighbours "
+            f"(python -m src.report {shlex.quote(str(directory.resolve().parent))})"
         )
-        sys.exit(2)
+    if not directory.is_dir() or not (runs or (directory / STUDY_FILE).is_file()):
+        refuse(
+            f"{directory} is not a sweep directory (no <job>/.hydra/overrides.yaml): give the directory "
+            "`python -m src.run -m ...` printed, or a folder of runs such as outputs/<date>"
+        )
+    own = directory / "report.md"
+    if own.is_file() and not own.read_text(errors="replace").startswith(REPORT_TITLES):
+        refuse(f"{own} is not a report this command wrote, and would be replaced: move it away first")
     sweep = write_report(directory, args.baseline)
     print(f"report: {directory / 'report.md'} ({sweep.progress})")
     warn_if_the_study_was_unread(sweep)

@@ -41,7 +41,21 @@ class Run:
 
     @property
     def seed(self) -> str | None:
-        return self.settings.get(SEED)
+        """The seed it ran with, typed or not (the composed config's); None when nothing says."""
+        return self.value(SEED) or None
+
+    @property
+    def task(self) -> str:
+        """The task it trained on (its `task=` option; the task's name in its config), "" when nothing says."""
+        task = self.config.get("task")
+        named = task.get("name") if isinstance(task, dict) else None
+        return str(self.choices.get("task") or named or self.settings.get("task") or "")
+
+    @property
+    def ranked_by(self) -> str | None:
+        """The metric the run was ranked by (metrics.json): its objective= if one was set, else its task's main
+        metric; None before it wrote any."""
+        return self.metrics.get("objective") or self.metrics.get("main_metric")
 
     @property
     def analysis_figures(self) -> dict[str, float]:
@@ -55,11 +69,31 @@ class Run:
             for key, value in (self.analysis.get("figures") or {}).items()
             if value is None or isinstance(value, (int, float))
         }
+        undefined_fraction = math.isnan(figures.get("prunable_fraction", 0.0))
         for site in self.analysis.get("sites") or []:
             value = site.get("pruned_within_tolerance")
-            if isinstance(value, (int, float)):
+            # A site's share pruned within the tolerance is undefined with the prunable fraction (an analysis
+            # written before that was so says 0 there).
+            if value is None or undefined_fraction:
+                figures[f"pruned/{site.get('site')}"] = math.nan
+            elif isinstance(value, (int, float)):
                 figures[f"pruned/{site.get('site')}"] = float(value)
         return figures
+
+    @property
+    def analysis_undefined(self) -> dict[str, str]:
+        """Why each undefined analysis figure (NaN in analysis_figures) is undefined, by figure: the cause the
+        analysis recorded (summary.json's `undefined`; a site's share pruned has the prunable fraction's)."""
+        if not self.analysis:
+            return {}
+        recorded = self.analysis.get("undefined") or {}
+        causes = {}
+        for key, value in self.analysis_figures.items():
+            if not math.isnan(value):
+                continue
+            figure = "prunable_fraction" if key.startswith("pruned/") else key
+            causes[key] = recorded.get(figure) or unrecorded_cause(self, figure)
+        return causes
 
     @property
     def analysis_failed(self) -> bool:
@@ -104,7 +138,9 @@ def read_yaml(path: Path) -> Any:
 def read_runs(sweep_dir: Path) -> list[Run]:
     """Every job directory of a sweep (those with .hydra/overrides.yaml), in job order."""
     runs = []
-    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: job_number(p.parents[1])):
+    found = sweep_dir.glob("*/.hydra/overrides.yaml")
+    # By job number, then name: a folder of single runs (outputs/<date>/<time>) has no numbers, and its times sort.
+    for overrides_file in sorted(found, key=lambda p: (job_number(p.parents[1]), p.parents[1].name)):
         directory = overrides_file.parents[1]
         overrides = read_yaml(overrides_file) or []
         settings = {}
@@ -158,6 +194,29 @@ def read_analysis(directory: Path) -> tuple[dict[str, Any] | None, list[tuple[fl
     except (OSError, ValueError, IndexError):
         curve = []
     return summary, curve
+
+
+def unrecorded_cause(run: Run, figure: str) -> str:
+    """Why an analysis written before summary.json recorded its causes (`undefined`) left `figure` undefined, worked
+    out from its files as src/analysis/report.py works it out now."""
+    summary = run.analysis or {}
+    metric = str(summary.get("metric", "the metric"))
+    if figure == "prunable_fraction" and (summary.get("figures") or {}).get("baseline") == 0:
+        from src.analysis.report import no_prunable_fraction
+
+        return no_prunable_fraction(metric, str(summary.get("split", "?")))
+    if figure.startswith("rank_correlation_"):
+        from src.analysis.report import read_head_rows, why_rank_correlation_undefined
+
+        try:
+            heads = read_head_rows(run.directory / ANALYSIS_DIR / "heads.csv")
+        except (OSError, ValueError, KeyError, TypeError):
+            return "its cause is not recorded (analysis/heads.csv cannot be read)"
+        on = metric if figure.endswith("_metric") else "loss"
+        cause = why_rank_correlation_undefined(heads, on)
+        if cause:
+            return cause
+    return f"its cause is not recorded: see {run.directory / ANALYSIS_DIR / 'report.md'}"
 
 
 def is_search(sweep_dir: Path) -> bool:

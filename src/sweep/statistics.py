@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from src.training.metrics import metric_range
 
@@ -37,20 +39,79 @@ def t_interval(values: list[float], confidence: float = 0.95) -> float | None:
     return float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)))
 
 
-def welch_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided Welch t-test p-value of the difference in means (None when either side has fewer than two)."""
+# Why a statistic has no value, as its table cell says it (each explained once under the table: NOT_DEFINED).
+ONE_RUN = "n/a: one run"
+NO_SPREAD = "n/a: no spread"
+NOT_DEFINED = {
+    ONE_RUN: "a t interval and a t-test need at least two seeds of each configuration they compare",
+    NO_SPREAD: "every seed gave the same value (std 0), so a t interval has no width to estimate and a t-test of "
+    "two such configurations is not defined (identical values are no evidence either way; give the runs seeds that "
+    "differ, or use a metric that separates them)",
+}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The 95% t interval of a mean, as the table and bars.png both show it: `low` and `high` clipped to the values
+    the metric can take (an exact match near 1.0 has no interval past 1.0), `clipped` when that cut it."""
+
+    mean: float
+    low: float
+    high: float
+    half: float  # the half-width before clipping
+    clipped: bool
+
+
+def interval(values: list[float], metric: str) -> Interval | str:
+    """The t interval of the mean of `values` clipped to `metric`'s range; or why there is none (ONE_RUN,
+    NO_SPREAD)."""
+    half = t_interval(values)
+    if half is None:
+        return ONE_RUN
+    if half == 0:
+        return NO_SPREAD
+    mean = statistics.mean(values)
+    smallest, largest = metric_range(metric)
+    low, high = max(mean - half, smallest), min(mean + half, largest)
+    return Interval(mean, low, high, half, (low, high) != (mean - half, mean + half))
+
+
+class Test(NamedTuple):
+    """A two-sided Welch t-test: its p-value, or (p None) why there is none (ONE_RUN, NO_SPREAD)."""
+
+    p: float | None
+    why: str | None = None
+
+
+def welch_test(a: list[float], b: list[float]) -> Test:
+    """Two-sided Welch t-test of the difference in means of `a` and `b`. Not defined with fewer than two values on
+    a side, nor when neither side varies (the t statistic is 0/0 or x/0: SciPy would return NaN, and a p-value of 1
+    or 0 made up for it would read as evidence)."""
     if len(a) < 2 or len(b) < 2:
-        return None
+        return Test(None, ONE_RUN)
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        return Test(None, NO_SPREAD)
     from scipy import stats
 
-    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
-        return 1.0 if statistics.mean(a) == statistics.mean(b) else 0.0
     with warnings.catch_warnings():  # one side without spread: SciPy warns of precision loss, the p-value stands
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        return Test(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """welch_test's p-value (None when the test is not defined)."""
+    return welch_test(a, b).p
+
+
+def p_cell(test: Test) -> str:
+    """A p-value as the table shows it (`0.012 *` below 0.05), or why there is none."""
+    if test.p is None:
+        return test.why or "-"
+    return f"{test.p:.3g}{' *' if test.p < 0.05 else ''}"
 
 
 def format_number(value: float | None) -> str:
+    """A value without a spread to round it by: four significant digits (`-` for none)."""
     if value is None:
         return "-"
     return f"{value:.4g}" if abs(value) < 1000 else f"{value:.1f}"
@@ -72,26 +133,29 @@ def with_precision(value: float, decimals: int) -> str:
 def mean_cell(values: list[float]) -> str:
     """mean ± std (n), the mean rounded to two significant digits of its std (`0.03188 ± 0.00063 (3)`); a single
     run's value to four significant digits. results.csv keeps every run's value at full precision."""
-    mean = statistics.mean(values)
     if len(values) < 2:
-        return f"{format_number(mean)} ({len(values)})"
+        return f"{mean_text(values)} ({len(values)})"
     std = statistics.stdev(values)
     if std == 0:
-        return f"{format_number(mean)} ± 0 ({len(values)})"
-    places = decimals_for(std)
-    return f"{with_precision(mean, places)} ± {with_precision(std, places)} ({len(values)})"
+        return f"{mean_text(values)} ± 0 ({len(values)})"
+    return f"{mean_text(values)} ± {with_precision(std, decimals_for(std))} ({len(values)})"
 
 
 def interval_cell(values: list[float], metric: str) -> tuple[str, bool]:
-    """The 95% t interval of the mean as `[low, high]`, to two significant digits of its half-width, clipped to the
-    values the metric can take (an exact match near 1.0 cannot have an interval past 1.0); and whether it was
-    clipped. `-` for fewer than two values."""
-    half = t_interval(values)
-    if half is None:
-        return "-", False
-    mean = statistics.mean(values)
-    smallest, largest = metric_range(metric)
-    low, high = max(mean - half, smallest), min(mean + half, largest)
-    places = decimals_for(half) if half > 0 else 4
-    clipped = (low, high) != (mean - half, mean + half)
-    return f"[{with_precision(low, places)}, {with_precision(high, places)}]" + ("†" if clipped else ""), clipped
+    """The 95% t interval of the mean as `[low, high]` (`interval`: clipped to the values the metric can take), to
+    two significant digits of its half-width, marked † when clipped; and whether it was. Why there is none
+    otherwise (ONE_RUN, NO_SPREAD)."""
+    bounds = interval(values, metric)
+    if isinstance(bounds, str):
+        return bounds, False
+    places = decimals_for(bounds.half)
+    shown = f"[{with_precision(bounds.low, places)}, {with_precision(bounds.high, places)}]"
+    return shown + ("†" if bounds.clipped else ""), bounds.clipped
+
+
+def mean_text(values: list[float]) -> str:
+    """The mean of `values` as mean_cell writes it (heatmap.png labels its cells with it): to two significant
+    digits of the std, or four significant digits without a spread."""
+    if len(values) < 2 or statistics.stdev(values) == 0:
+        return format_number(statistics.mean(values))
+    return with_precision(statistics.mean(values), decimals_for(statistics.stdev(values)))

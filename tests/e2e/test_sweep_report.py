@@ -1,23 +1,28 @@
 """A real tiny sweep, two seeds per configuration and one bad combination, ends with a report whose numbers are
-the runs' own."""
+the runs' own; a real day of unrelated single runs is reported per task, and every command its report prints runs."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+import shlex
 import statistics
 
 import pytest
 import yaml
 
-from src.report import analyse, decimals_for, mean_cell
+from src.sweep.report import analyse
+from src.sweep.statistics import decimals_for, mean_cell
 
-from .conftest import SMALL_SYNTHETIC, TINY, run_module
+from .conftest import SMALL_SYNTHETIC, TINY, check, run_module, task_overrides
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_sweep_ends_with_its_report(tmp_path):
+    """Two model sizes over two seeds, each also with max_loss=0.01, which every run passes at its first step: those
+    jobs diverge (a failure found only while training), the sweep goes on, and the report lists them apart."""
     sweep = tmp_path / "sweep"
     tiny = [o for o in TINY if not o.startswith("model.heads=")]
     result = run_module(
@@ -25,20 +30,25 @@ def test_a_sweep_ends_with_its_report(tmp_path):
         "-m",
         *tiny,
         *SMALL_SYNTHETIC,
-        "model.heads=1,2,3",
+        "model.heads=1,2",
         "seed=0,1",
+        "max_loss=null,0.01",
         "test_after_fit=true",
         f"hydra.sweep.dir={sweep}",
     )
-    assert result.returncode == 1  # heads=3 does not divide d_model=16: two failed jobs, the sweep went on
-    assert "report:" in result.stdout and "4 of 6 runs completed" in result.stdout
+    assert result.returncode == 1, result.stderr[-2000:]  # four diverged jobs, the sweep went on
+    assert "report:" in result.stdout and "4 of 8 runs completed" in result.stdout
     report = (sweep / "report.md").read_text()
-    assert report.count("| failed |") == 2 and "does not divide" in report
+    assert report.count("| diverged |") == 4 and report.count("above max_loss=0.01") == 4
     for name in ("results.csv", "curves.png", "bars.png"):
         assert (sweep / name).is_file(), name
 
-    analysed = analyse(sweep)
-    assert analysed.varied == ["model.heads"]
+    (analysed,) = analyse(sweep).groups
+    assert analysed.varied == ["model.heads", "max_loss"]
+    assert [c.label for c in analysed.configurations] == [
+        "model.heads=1, max_loss=null",
+        "model.heads=2, max_loss=null",
+    ]
     for configuration in analysed.configurations:
         heads = dict(configuration.settings)["model.heads"]
         own = [json.loads((run.directory / "metrics.json").read_text())["final"] for run in configuration.runs]
@@ -81,7 +91,7 @@ def test_an_optuna_search_returns_the_main_metric_and_reports_trials_best_first(
     result = run_module("src.run", *search, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
-    analysed = analyse(sweep)
+    (analysed,) = analyse(sweep).groups
     scores = [statistics.mean(c.values("val/exact_match")) for c in analysed.configurations]
     assert len(scores) == 3 and scores == sorted(scores, reverse=True) and scores[0] == best
 
@@ -103,7 +113,7 @@ def test_an_optuna_search_optimises_the_objective_it_is_given(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
-    analysed = analyse(sweep)
+    (analysed,) = analyse(sweep).groups
     assert analysed.main_metric == "val/loss"
     losses = [statistics.mean(c.values("val/loss")) for c in analysed.configurations]
     assert len(losses) == 3 and losses == sorted(losses) and losses[0] == best  # lowest first
@@ -126,16 +136,17 @@ def test_submitit_local_runs_the_jobs_and_reports_a_failed_one(tmp_path):
         "-m",
         *tiny,
         *SMALL_SYNTHETIC,
-        "model.heads=2,3",
+        "model.heads=2",
+        "max_loss=null,0.01",  # the second job diverges at its first step
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=10",
         f"hydra.sweep.dir={sweep}",
         timeout=600,
     )
-    assert result.returncode == 1, result.stderr  # heads=3 does not divide d_model=16
+    assert result.returncode == 1, result.stderr
     statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")}
-    assert statuses == {"0_model.heads:2": "completed", "1_model.heads:3": "failed"}
-    assert "1 sweep job(s) did not complete (1_model.heads:3)" in result.stderr
+    assert statuses == {"0_max_loss:null": "completed", "1_max_loss:0.01": "diverged"}
+    assert "1 sweep job(s) did not complete (1_max_loss:0.01)" in result.stderr
 
 
 def test_a_sweep_with_analyze_after_fit_reports_the_pruning_per_configuration(tmp_path):
@@ -177,3 +188,52 @@ def test_a_sweep_with_analyze_after_fit_reports_the_pruning_per_configuration(tm
     assert (sweep / "pruning.png").stat().st_size > 1000 and "![pruning.png](pruning.png)" in report
     columns = next(csv.DictReader(open(sweep / "results.csv")))
     assert {"analysis/prunable_fraction", "analysis/pruned/cross"} <= set(columns)
+
+
+def test_a_day_of_unrelated_single_runs_is_reported_per_task_and_its_commands_run(tmp_path):
+    """The issue's example, for real: outputs/<date>/ after runs of reverse (two seeds, one analysed after
+    training), char_lm, and classification, which diverged (max_loss) and left a directory with its reason. The
+    report compares each task with itself only, names the diverged run and its task in no table, and every command
+    it prints runs as printed; once they have, the report has nothing left to ask."""
+    day = tmp_path / "2026-12-04"
+    data = tmp_path / "data"
+    data.mkdir()
+    runs = [
+        ("10-00-00-000001", ["task=reverse", *SMALL_SYNTHETIC, "analyze_after_fit=true"]),
+        ("10-05-00-000001", ["task=reverse", *SMALL_SYNTHETIC, "seed=1"]),
+        ("11-00-00-000001", task_overrides("char_lm", data_files(data))),
+        ("12-00-00-000001", [*task_overrides("classification", data_files(data)), "max_loss=0.01"]),
+    ]
+    for name, overrides in runs:
+        result = run_module("src.run", *TINY, *overrides, f"hydra.run.dir={day / name}")
+        assert result.returncode == (1 if "max_loss=0.01" in overrides else 0), result.stderr[-2000:]
+    assert json.loads((day / "12-00-00-000001" / "run.json").read_text())["status"] == "diverged"
+
+    printed = check(run_module("src.report", str(day))).stdout
+    assert "3 of 4 runs completed; 2 groups compared separately: task=reverse, task=char_lm" in printed
+    report = (day / "report.md").read_text()
+    assert report.startswith("# Report of the runs in 2026-12-04")
+    assert "## task=reverse (2 runs)" in report and "## task=char_lm (1 run)" in report
+    assert "| 12-00-00-000001 | classification | diverged | " in report and "above max_loss=0.01" in report
+    reverse = report.split("## task=reverse", 1)[1].split("\n## ", 1)[0]
+    assert "Fixed for every run: `task=reverse`, `model=" in reverse and "val/loss | val/ppl" in reverse
+
+    commands = re.findall(r"`(python -m [^`]+)`", report)
+    assert commands == [f"python -m src.analyze ckpt={day / '10-05-00-000001'}"], commands
+    for command in commands:
+        program, flag, module, *args = shlex.split(command)
+        assert (program, flag) == ("python", "-m")
+        check(run_module(module, *args))
+    check(run_module("src.report", str(day)))
+    again = (day / "report.md").read_text()
+    assert "Not analysed" not in again and not re.findall(r"`(python -m [^`]+)`", again)
+
+
+def data_files(folder):
+    """The files task_overrides names inside the folder it is given: char_lm's text, classification's tsv."""
+    (folder / "text.txt").write_text("To be, or not to be, that is the question.\n" * 60)
+    rows = [
+        f"{'great good fine' if i % 2 else 'bad awful poor'} movie {i}\t{'pos' if i % 2 else 'neg'}" for i in range(80)
+    ]
+    (folder / "sentiment.tsv").write_text("\n".join(rows) + "\n")
+    return folder
