@@ -1,13 +1,11 @@
-"""Every `python -m src.run` command in docs/ is one the project accepts: composed here with the values it
-shows (placeholders filled in, a sweep's first value), its settings validated. The commands themselves run, at a
-test's size, in the end-to-end tests (multi-process runs: tests/e2e/test_launch_paths.py, tests/e2e/test_slurm.py,
-tests/e2e/test_shared_study.py)."""
+"""Every `python -m src.run` command of the README and docs/ is one the project accepts: composed here, in this
+process, with the values it shows (placeholders filled in, a sweep's first value), its settings validated. A
+quick check before the slow ones: the commands themselves run in test_train.py and the others of this folder."""
 
 from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -17,41 +15,36 @@ from src.cli import CONF_DIR
 from src.schema import register_configs
 from src.validation import validate_config
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+from .commands import ALL, INLINE, unique
+from .conftest import write_data_files
+
 PLACEHOLDERS = {
     "<partition>": "debug",
     "<user>@<host>:<port>/<database>": "user@localhost:5432/studies",
     "<url>": "sqlite:///studies.db",
+    "outputs/<date>/<time>": "outputs/2026-01-31/14-02-07",
+    "<the same overrides>": "",
 }
 
-
-def commands(path: Path) -> list[str]:
-    """The `python -m src.run ...` lines of the file's bash blocks (continuation lines joined, comments dropped)."""
-    found = []
-    for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
-            line = line.split(" #", 1)[0].strip()
-            if line.startswith("python -m src.run"):
-                found.append(line)
-    return found
+DOCUMENTED = unique([c for c in ALL + INLINE if c.module == "src.run"])
 
 
-DOCUMENTED = [(path.name, command) for path in sorted(DOCS.glob("*.md")) for command in commands(path)]
+def test_the_pages_have_commands():
+    assert len(DOCUMENTED) >= 30, DOCUMENTED
 
 
-def test_the_docs_have_commands():
-    assert len(DOCUMENTED) >= 5, DOCUMENTED
-
-
-@pytest.mark.parametrize(("doc", "command"), DOCUMENTED, ids=[command for _, command in DOCUMENTED])
-def test_a_documented_command_composes_and_validates(doc, command, monkeypatch):
+@pytest.mark.parametrize("documented", DOCUMENTED, ids=[c.id for c in DOCUMENTED])
+def test_a_documented_command_composes_and_validates(documented, monkeypatch, tmp_path):
     # Validated as on the machine the command is written for: a GPU command as where a GPU is visible.
     monkeypatch.setattr("src.validation._cuda_available", lambda: True)
+    command = documented.line
     for placeholder, value in PLACEHOLDERS.items():
         command = command.replace(placeholder, value)
-    assert "<" not in command, f"{doc}: a placeholder this test does not know: {command}"
-    overrides = [word for word in shlex.split(command)[3:] if word != "-m"]
+    assert "<" not in command, f"{documented.page}: a placeholder this test does not know: {command}"
+    write_data_files(tmp_path)  # the files the commands name, where they name them
+    monkeypatch.chdir(tmp_path)
+    overrides = [word for word in shlex.split(command)[3:] if word not in ("-m", "--cfg", "job", "--help")]
+    overrides = [o for o in overrides if not o.startswith(("ckpt_path=", "model.pretrained="))]
     first_values = [re.sub(r"=([^,]+),.*$", r"=\1", o) if "," in o and "{" not in o else o for o in overrides]
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
