@@ -11,6 +11,10 @@ Before Hydra starts, the command line is also checked for what Hydra lets throug
 (`~seed` removes a setting the run reads) and for what Hydra would refuse only mid-sweep (an override that one of
 the swept options of a group lacks). A key given more than once, which Hydra settles silently by taking the last
 value, gets one `warning:` line.
+
+`--help` prints the command's own help (Hydra's help template, conf/hydra/help/<command>.yaml): what it does, its
+settings one line each with this command line's values, its groups, and examples, under the name the user typed
+(`python -m src.run`, or the console script `transformer-run`).
 """
 
 from __future__ import annotations
@@ -557,26 +561,105 @@ def wrong_value_line(key: str, cause: str, line: CommandLine) -> str:
     return f"{written}: {reason}: give a value of the setting's type{example}"
 
 
-def print_help_without_schemas(main: Callable[[], object]) -> None:
-    """Hydra's --help, less the `schema/*` groups: they hold the structured configs the yaml files build on
-    (src/schema.py) and are not choices a user makes, but Hydra lists every group it knows."""
+def print_command_help(main: Callable[[], object]) -> None:
+    """The command's --help: Hydra's help template of the command (conf/hydra/help/<command>.yaml: its own
+    settings, one line each, and examples), named as the user typed the command (`python -m src.run`, or the
+    console script `transformer-run`), laid out for a terminal. Hydra lists every config group it knows: the
+    `schema/*` groups hold the structured configs the yaml files build on (src/schema.py), not choices a user
+    makes, and a command that reads a checkpoint chooses only from the groups its own defaults list names."""
+    command = command_of(main)
+    own_groups = None if command == "src.run" else ("ablate", "task")  # task=...: with ckpt=hf:<model>
     buffer = io.StringIO()
-    # Every command shares conf/, so Hydra lists the training groups (model, task, ...) for src.eval too; a command
-    # that reads a checkpoint has only the groups its own defaults list chooses from.
-    own_groups = None if command_of(main) == "src.run" else ("ablate", "task")  # task=...: with ckpt=hf:<model>
-    lines, in_groups = [], False
+    argv = list(sys.argv)
+    sys.argv[1:] = as_one_run(CommandLine.read(command, argv[1:]), argv[1:])
     try:
         with contextlib.redirect_stdout(buffer):
             main()
     finally:
+        sys.argv[:] = argv
+        lines = []
         for line in buffer.getvalue().splitlines():
-            if line.startswith("== "):  # Hydra's section titles: groups come first, then the config
-                in_groups = line.startswith("== Configuration groups")
-            group = line.split(":", 1)[0]
-            if line.startswith("schema/") or (in_groups and ": " in line and own_groups and group not in own_groups):
+            if not_a_choice_here(line, own_groups):
                 continue
-            lines.append(line)
-        print("\n".join(lines))
+            if not (line == "" and lines and lines[-1] == ""):  # Hydra's group list ends in a blank line of its own
+                lines.append(line)
+        if lines:  # (nothing when Hydra refused the command line: its error is the news)
+            print("\n".join(laid_out(lines)))
+
+
+def as_one_run(line: CommandLine, args: list[str]) -> list[str]:
+    """The command line with a sweep's values cut to the first of each (and without -m): Hydra composes a --help
+    as one run, so `-m model.heads=1,2 --help` shows the settings of the sweep's first job."""
+    first = {o.input_line: f"{o.get_key_element()}={values[0]}" for o in line.overrides if (values := sweep_values(o))}
+    return [first.get(arg, arg) for arg in args if arg not in ("-m", "--multirun")]
+
+
+def not_a_choice_here(line: str, own_groups: tuple[str, ...] | None) -> bool:
+    """Whether a line of the help lists a group the user does not choose from in this command: `schema/model:
+    ...`, or (own_groups: the only ones this command has) another command's group. Other lines are kept."""
+    group = re.match(r"([\w/]+): \S", line)  # `model: base, small, tiny` (or `Usage: ...`, which is no group)
+    if group is None:
+        return False
+    name = group.group(1)
+    if name.startswith("schema/"):
+        return True
+    return own_groups is not None and name not in own_groups and (Path(CONF_DIR) / name).is_dir()
+
+
+def typed_command(command: str) -> str:
+    """The command as the user started it: a console script by its name (transformer-run), else
+    `python -m src.run`. (Started with -m, argv[0] is the module's file.) The help templates name their command
+    with it: `app_name: ${command_as_typed:src.run}`."""
+    name = Path(sys.argv[0]).name
+    return name if name.startswith("transformer-") else f"python -m {command}"
+
+
+OmegaConf.register_new_resolver("command_as_typed", typed_command, replace=True)
+
+
+HELP_WIDTH = 100  # wide enough for a setting and its line, narrow enough for a terminal beside an editor
+
+
+def laid_out(lines: list[str]) -> list[str]:
+    """The help's columns aligned: in each block of indented `key=value  what it does` lines (a value is this
+    command line's, of any width) the descriptions start in one column, and so do the lines that continue one
+    (indented further); examples' `# comments` likewise; true and false as the command line writes them; a group
+    list's long line wrapped."""
+    blocks: list[list[str]] = []  # runs of indented lines, and of the lines between them
+    for line in lines:
+        if not blocks or line.startswith("  ") != blocks[-1][0].startswith("  "):
+            blocks.append([])
+        blocks[-1].append(line)
+    out = []
+    for block in blocks:
+        if not block[0].startswith("  "):
+            out += [wrapped_group(line) for line in block]
+            continue
+        # `  <setting or example>  <what it does>`: two spaces or more between them
+        rows = [None if line.startswith("    ") else re.match(r"  (\S.*?)  +(\S.*)$", line) for line in block]
+        if not any(rows):
+            out += block
+            continue
+        column = max(len(row.group(1)) for row in rows if row) + 4
+        for line, row in zip(block, rows):
+            if row is not None:
+                setting = re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), row.group(1))
+                out.append(f"  {setting}".ljust(column) + row.group(2))
+            elif line.startswith("    "):  # continues the line above
+                out.append(" " * column + line.strip())
+            else:  # an example without a comment
+                out.append(line)
+    return out
+
+
+def wrapped_group(line: str) -> str:
+    """`experiment: depth, heads, ...` over several lines when it is wider than the help."""
+    import textwrap
+
+    group = re.match(r"([\w/]+): ", line)
+    if group is None or len(line) <= HELP_WIDTH:
+        return line
+    return textwrap.fill(line, HELP_WIDTH, subsequent_indent=" " * len(group.group(0)), break_on_hyphens=False)
 
 
 def command_of(main: Callable[[], object]) -> str:
@@ -691,7 +774,19 @@ def run_hydra_command(main: Callable[[], object]) -> None:
         refuse_removing_a_needed_setting(line)
         compose_every_swept_option(line)
         if {"--help", "-h"} & set(sys.argv[1:]):
-            print_help_without_schemas(main)
+            print_command_help(main)
             return
         warn_about_keys_given_twice(line)  # only for a command line nothing above refused: the error is the news
-        main()
+        try:
+            main()
+        finally:
+            forget_the_job()
+
+
+def forget_the_job() -> None:
+    """The command is over: its Hydra job's settings (its working directory, its overrides) are dropped, so that
+    what runs next in this process (the next command a test runs in it) does not read them as its own: relative data
+    paths resolve against the job's directory while a job is set (src/data/files.py resolve_path)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None

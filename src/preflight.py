@@ -1,11 +1,20 @@
-"""What `python -m src.run` checks before Hydra writes anything: no command may redo finished work over its results,
-or write a second run over a first one.
+"""What `python -m src.run` checks before Hydra writes anything: a run or sweep that would be refused is refused
+before its directory exists (a refused run leaves nothing behind), and no command may redo finished work over its
+results, or write a second run over a first one.
 
 Hydra writes `.hydra/` into the run directory (and `multirun.yaml` into a sweep directory) before any of the
 task's code runs, so these checks are Hydra callbacks (conf/config.yaml, `hydra.callbacks.preflight`): Hydra calls
 `on_run_start` / `on_multirun_start` with the composed config, before it creates or touches a directory. A refusal
 is one `error:` line, exit status 2, and every file of the earlier run or sweep unchanged. (Hydra turns an
 exception raised by a callback into a warning and goes on, so the callback exits itself.)
+
+Every run is checked as a whole before it starts: its settings (src/validation.py validate_config), its data as
+far as is cheap to read (check_data there: the data files' first part, a pretrained model's tokenizer and weights)
+and the checkpoint it resumes. A grid sweep (Hydra's basic sweeper) has each of its jobs checked so before the
+first one starts: one job that cannot run refuses the whole sweep, naming the job, rather than leaving a failed job
+behind in the sweep's report. (A sweeper that picks its jobs as it goes, Optuna's, has the data its jobs share
+checked.) What is found only while a run reads its data (past the part of a large file checked here) or trains
+ends that run as failed, and its run.json says why; a sweep reports it and goes on.
 
 The processes of a run (the extra ranks of strategy=ddp, the tasks of a SLURM job, the job started again after a
 requeue) enter its directory as part of that run (src/training/processes.py says which they are); for any other
@@ -31,7 +40,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import user_errors_as_one_line
+from src.cli import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import read_record, read_status, shell_override
 from src.study import check_study
@@ -59,13 +68,15 @@ class Preflight(Callback):
         with user_errors_as_one_line():
             check_sweep_dir(config)
             check_tasks_per_device(config)
+            check_sweep_direction(config)
             check_study(config)  # an Optuna study in a storage: reachable, same objective, direction and space
+            check_sweep_jobs(config)
 
 
 def check_run_dir(config: DictConfig) -> None:
-    """One run: its settings are sound (so a refused setting leaves no directory behind), and a directory that
-    holds a run is only entered to resume it (see check_resume)."""
-    from src.validation import validate_config
+    """One run: its settings are sound and its data readable (so a refused run leaves no directory behind), and a
+    directory that holds a run is only entered to resume it (see check_resume)."""
+    from src.validation import check_data, validate_config
 
     run_dir = _resolved(config, "hydra.run.dir")
     if run_dir is None:
@@ -106,9 +117,10 @@ def check_run_dir(config: DictConfig) -> None:
                 f"hydra.run.dir={run_dir} already holds a run ({status}): resume it with ckpt_path=last, or "
                 "choose another directory"
             )
-        return
-    check_analysis_target(run_dir, bool(config.get("analyze_after_fit")))  # resumed in place: an analysis may exist
-    check_resume(config, run_dir, holds_a_run=status is not None)
+    else:
+        check_analysis_target(run_dir, bool(config.get("analyze_after_fit")))  # resumed in place: may have one
+        check_resume(config, run_dir, holds_a_run=status is not None)
+    check_data(_without_hydra(config))  # last: the data files are read (their first part), a model's tokenizer loaded
 
 
 def check_analysis_target(run_dir: Path, analyze_after_fit: bool) -> None:
@@ -158,23 +170,128 @@ def check_sweep_dir(config: DictConfig) -> None:
     )
 
 
+def on_a_cluster(config: DictConfig) -> bool:
+    """Whether a sweep's jobs run on a cluster's nodes (the SLURM launchers), not on this machine."""
+    return "slurm" in str(OmegaConf.select(config, "hydra.launcher._target_", default="")).lower()
+
+
 def check_tasks_per_device(config: DictConfig) -> None:
     """On SLURM (the submitit launchers) each rank of a multi-device run is a task that SLURM starts: several
     devices need as many tasks per node, or every job would fail on the cluster with Lightning's own advice."""
     tasks = OmegaConf.select(config, "hydra.launcher.tasks_per_node", default=None)
     devices = _resolved(config, "trainer.devices")
-    if (
-        tasks is None
-        or not isinstance(devices, int)
-        or devices == tasks
-        or "slurm" not in str(OmegaConf.select(config, "hydra.launcher._target_", default="")).lower()
-    ):
+    if tasks is None or not isinstance(devices, int) or devices == tasks or not on_a_cluster(config):
         return
     raise ConfigError(
         f"trainer.devices={devices} with hydra.launcher.tasks_per_node={tasks}: on SLURM each device is one task, "
         f"started by SLURM: set hydra.launcher.tasks_per_node={devices} (with GPUs also "
         f"hydra.launcher.gpus_per_node={devices})"
     )
+
+
+def check_sweep_direction(config: DictConfig) -> None:
+    """An optimising sweeper (Optuna) maximises or minimises what the runs return (`objective`, by default the
+    task's main metric): the two must agree, or the search would hunt for the worst settings."""
+    from src.study import check_direction, directions_of
+
+    direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
+    if direction is not None:
+        check_direction(config, directions_of(direction))
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
+    """The overrides of every job a grid sweep runs, in the order Hydra's basic sweeper numbers them (its
+    `hydra.sweeper.params` first, then the command line's); None for a sweeper that picks its jobs as it goes."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if OmegaConf.select(config, "hydra.sweeper._target_", default=None) != BASIC_SWEEPER:
+        return None
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
+    return jobs
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The settings and groups a sweep varies: its sweep overrides and its sweeper's params (a search space)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    return [*params, *(o.key_or_group for o in overrides if o.is_sweep_override())]
+
+
+def check_sweep_jobs(config: DictConfig) -> None:
+    """Each job of a grid sweep checked as a single run is (check_run_dir) before the first one starts: its
+    settings, its data and the checkpoint it resumes. One job that cannot run refuses the sweep, with the job's
+    number and values: nothing has run, and no failed job is left in the sweep's report. The data and checkpoints
+    the jobs share are read once. A sweeper that picks its jobs as it goes (Optuna) has the data checked that all
+    its jobs read, where the search does not vary it (the task, its settings, or the pretrained model)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from src.validation import check_data, validate_config
+
+    jobs = sweep_jobs(config)
+    varied = swept_keys(config)
+    if jobs is None:  # the data every job reads, unless the search varies what is read
+        if not any(key in ("task", "model", "model.pretrained") or key.startswith("task.") for key in varied):
+            check_data(_without_hydra(config))
+        return
+    loader = GlobalHydra.instance().config_loader()
+    read_data: set[str] = set()
+    read_checkpoints: dict[Path, dict] = {}
+    threads = threads_for_jobs(config.hydra.launcher)
+    for number, overrides in enumerate(jobs):
+        job = loader.load_sweep_config(config, list(overrides))
+        settings = _without_hydra(job)
+        try:
+            validate_config(settings, overrides=list(job.hydra.overrides.task), runs_here=not on_a_cluster(config))
+            data = OmegaConf.to_yaml(OmegaConf.masked_copy(settings, ["task", "model"]))
+            if data not in read_data:  # the same task and model: the same files, read once
+                check_data(settings)
+                read_data.add(data)
+            if settings.get("ckpt_path") is not None:
+                ckpt, checkpoint = sweep_checkpoint(str(settings.ckpt_path), read_checkpoints)
+                check_training_left(checkpoint, ckpt, settings)
+                check_made_alike(settings, checkpoint, settings.torch_threads or threads)
+        except USER_ERRORS as error:
+            values = " ".join(o for o in overrides if o.split("=")[0].lstrip("+~") in varied)
+            job = f"job {number} of the sweep" + (f" ({values})" if values else "")
+            raise type(error)(f"{job} cannot run, so no job was started: {error}") from None
+
+
+def sweep_checkpoint(ckpt_path: str, read: dict[Path, dict]) -> tuple[Path, dict]:
+    """The checkpoint a sweep's jobs resume (`ckpt_path`, a file or a run directory), read once for all of them."""
+    from src.training.checkpoint import read_checkpoint, resolve_resume_checkpoint
+
+    if ckpt_path == "last":  # the sweep directory is new (check_sweep_dir): its jobs have no checkpoints
+        raise ConfigError(
+            "ckpt_path=last resumes a run in its own directory, and a sweep's job directories are new: give "
+            "ckpt_path=<checkpoint or run directory>, or resume each job of an earlier sweep in place "
+            "(python -m src.run <its overrides> hydra.run.dir=<job directory> ckpt_path=last)"
+        )
+    ckpt = resolve_resume_checkpoint(ckpt_path, Path.cwd())  # (the directory matters only for `last`)
+    if ckpt not in read:
+        read[ckpt] = read_checkpoint(str(ckpt), "ckpt_path")
+    return ckpt, read[ckpt]
+
+
+def threads_for_jobs(launcher: DictConfig) -> int:
+    """torch_threads=0 under a launcher that runs jobs side by side (joblib): the cores shared out between the
+    jobs, so they do not oversubscribe the machine (two 2-thread jobs on 2 cores run far slower than two 1-thread
+    ones). 0 (torch's default) otherwise."""
+    import os
+
+    jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
+    if jobs is None:
+        return 0
+    cores = os.cpu_count() or 1
+    jobs = cores if jobs < 0 else jobs  # joblib's -1: one job per core
+    return max(1, cores // max(1, jobs))
 
 
 def _without_hydra(config: DictConfig) -> DictConfig:
@@ -186,14 +303,7 @@ def check_resume(config: DictConfig, run_dir: Path, holds_a_run: bool) -> None:
     """`ckpt_path` must name a readable checkpoint with training left to do, made with the settings this run has
     (src.training.checkpoint.check_resumable_settings: checked here, so a refusal leaves the run's files as they
     were); resuming into a directory that holds a run must continue that run from its newest checkpoint."""
-    import torch
-
-    from src.training.checkpoint import (
-        check_resumable_settings,
-        numeric_settings,
-        read_checkpoint,
-        resolve_resume_checkpoint,
-    )
+    from src.training.checkpoint import read_checkpoint, resolve_resume_checkpoint
 
     ckpt = resolve_resume_checkpoint(str(config.ckpt_path), run_dir)
     if holds_a_run and run_dir.resolve() not in ckpt.resolve().parents:
@@ -214,18 +324,28 @@ def check_resume(config: DictConfig, run_dir: Path, holds_a_run: bool) -> None:
                 "over its results: resume its newest checkpoint with ckpt_path=last, or this one into a new "
                 "directory (leave out hydra.run.dir)"
             )
+    check_made_alike(config, checkpoint, config.torch_threads)
+    if holds_a_run:
+        warn_if_it_leaves_its_row(config, run_dir)
+
+
+def check_made_alike(config: DictConfig, checkpoint: dict, threads: int) -> None:
+    """The checkpoint was made with the settings that change the numbers as this run has them (the model, the
+    data's seed and order, the optimiser, ...). `threads`: the torch threads the run will use (0: torch's
+    default)."""
+    import torch
+
+    from src.training.checkpoint import check_resumable_settings, numeric_settings
+
     plain = OmegaConf.to_container(_without_hydra(config), resolve=True)
     assert isinstance(plain, dict)
-    threads = config.torch_threads or torch.get_num_threads()  # what src.run will set for this run
     check_resumable_settings(
         checkpoint,
         config.task.name,
         "ckpt_path",
         plain,
-        numeric_settings(plain, threads),  # type: ignore[arg-type]
+        numeric_settings(plain, threads or torch.get_num_threads()),  # type: ignore[arg-type]
     )
-    if holds_a_run:
-        warn_if_it_leaves_its_row(config, run_dir)
 
 
 def warn_if_it_leaves_its_row(config: DictConfig, run_dir: Path) -> None:

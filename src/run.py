@@ -2,9 +2,11 @@
 
 What happens, in order (nothing heavy is built before the config is known to be sound):
   1. Hydra composes conf/config.yaml with the command-line overrides and checks types and keys (schema in
-     src/schema.py); the composed config is saved in <run dir>/.hydra/.
-  2. `validate_config` (src/validation.py) checks the values that must agree, then a checkpoint to resume from is
-     read (one-line `error: ...`, exit status 2, otherwise).
+     src/schema.py).
+  2. Before Hydra writes anything (src/preflight.py): `validate_config` (src/validation.py) checks the values that
+     must agree, `check_data` reads the data files' first part (and a pretrained model's tokenizer), and a
+     checkpoint to resume from is read; a sweep has each of its jobs checked so. A refusal is one `error: ...`
+     line, exit status 2, and no directory. Then Hydra creates the run directory and saves the config in .hydra/.
   3. The datamodule is built (vocabularies are learned and saved in the run directory), then the model.
   4. Lightning trains; TensorBoard events, checkpoints and the config all land in the run directory.
   5. run.json (src/provenance.py) says how the run was made and how it ended; run.log keeps what it printed.
@@ -27,7 +29,6 @@ import gc
 collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
-import os
 import signal
 import sys
 import time
@@ -210,7 +211,7 @@ def train(
     check_analysis_target(run_dir, cfg.analyze_after_fit)  # a sweep's job is checked here, a single run also earlier
     ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None
-    if checkpoint is not None:  # a single run was checked before Hydra wrote anything; a sweep's job is here
+    if checkpoint is not None:  # checked before Hydra wrote anything (src/preflight.py); again, as it is read here
         check_training_left(checkpoint, ckpt_path, cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -407,18 +408,18 @@ def start_from_pretrained(model, pretrained: str, datamodule) -> None:
 
 def run_tokenizer(pretrained: str, run_dir: Path):
     """A pretrained model's tokenizer, saved with the run (run_dir/pretrained_tokenizer/) so that eval and predict
-    read text as training did without the hub; a resumed run reads its own copy."""
-    from src.data.pretrained_tokenizer import SAVED_DIR, PretrainedTokenizer
+    read text as training did without the hub; a resumed run reads its own copy. (The model's own was loaded, and
+    so checked, before Hydra wrote the run directory: src/preflight.py.)"""
+    from src.data.pretrained_tokenizer import SAVED_DIR, PretrainedTokenizer, model_tokenizer
     from src.model.tokens import SpecialIds
     from src.pretrained import pretrained_config
 
-    cfg, directory, _ = pretrained_config(pretrained)
-    specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id)
-    vocab_size = max(cfg.src_vocab_size, cfg.tgt_vocab_size)
     saved = run_dir / SAVED_DIR
     if saved.is_dir():
-        return PretrainedTokenizer.load(saved, specials, vocab_size, pretrained)
-    tokenizer = PretrainedTokenizer.load(directory, specials, vocab_size, pretrained)
+        cfg, _, _ = pretrained_config(pretrained)
+        specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id)
+        return PretrainedTokenizer.load(saved, specials, max(cfg.src_vocab_size, cfg.tgt_vocab_size), pretrained)
+    tokenizer = model_tokenizer(pretrained)
     if is_global_zero():
         tokenizer.save(saved)
     return tokenizer
@@ -432,18 +433,11 @@ def is_multirun() -> bool:
 
 
 def threads_for_parallel_jobs() -> int:
-    """torch_threads=0 under a launcher that runs jobs side by side (joblib): the cores shared out between the
-    jobs, so they do not oversubscribe the machine (two 2-thread jobs on 2 cores run far slower than two 1-thread
-    ones). 0 (torch's default) otherwise."""
-    if not is_multirun():
-        return 0
-    launcher = HydraConfig.get().launcher
-    jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
-    if jobs is None:
-        return 0
-    cores = os.cpu_count() or 1
-    jobs = cores if jobs < 0 else jobs  # joblib's -1: one job per core
-    return max(1, cores // max(1, jobs))
+    """torch_threads=0 in a sweep: the cores shared out between jobs a launcher runs side by side (joblib; see
+    src/preflight.py threads_for_jobs); 0 (torch's default) for a single run."""
+    from src.preflight import threads_for_jobs
+
+    return threads_for_jobs(HydraConfig.get().launcher) if is_multirun() else 0
 
 
 def resume_command(run_dir: Path) -> str:
@@ -485,7 +479,6 @@ def main(cfg: DictConfig) -> float | None:
         note = continue_requeued_run(cfg, run_dir)
     if process_rank() > 0:  # an extra rank of a multi-process run: it trains its share, the first rank records
         return train_as_extra_rank(cfg, run_dir)
-    check_sweeper_direction(cfg)  # a search that optimises the wrong way is refused before its first trial
     record = RunRecord(run_dir)
     if multirun:  # what ran this job, and the command the process itself was started with
         record.data.update(command=job_command(run_dir), process_command=record.data["command"])
@@ -717,33 +710,6 @@ def objective_of(cfg: DictConfig) -> str:
     from src.data import task_spec
 
     return cfg.objective or task_spec(cfg.task.name).main_metric[0]
-
-
-def check_sweeper_direction(cfg: DictConfig) -> None:
-    """An optimising sweeper (Optuna) maximises or minimises what the run returns (`objective`, by default the
-    task's main metric): the two must agree, or the search would hunt for the worst settings."""
-    from src.data import task_spec
-    from src.training.metrics import higher_is_better
-    from src.validation import check_objective
-
-    direction = HydraConfig.get().sweeper.get("direction") if is_multirun() else None
-    if direction not in ("maximize", "minimize"):
-        return
-    try:  # a mistyped objective is named as such, not as a wrong direction
-        check_objective(cfg.objective, task_spec(cfg.task.name), cfg.test_after_fit)
-    except ConfigError as error:
-        print_error(str(error))
-        sys.exit(EXIT_USER_ERROR)
-    metric = objective_of(cfg)
-    higher = higher_is_better(metric)
-    wanted = "maximize" if higher else "minimize"
-    if direction != wanted:
-        what = f"objective={metric}" if cfg.objective else f"task={cfg.task.name}'s main metric {metric}"
-        print_error(
-            f"hydra.sweeper.direction={direction}, but {what} is {'higher' if higher else 'lower'}-is-better: "
-            f"set hydra.sweeper.direction={wanted}"
-        )
-        sys.exit(EXIT_USER_ERROR)
 
 
 def cli() -> None:

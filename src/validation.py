@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.data import all_tasks, task_spec
 from src.data.files import resolve_path
+from src.data.registry import resolve_task_config
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
 from src.model.masks import MASK_SCHEMES
@@ -63,10 +64,11 @@ def _check_file(field_name: str, path: str) -> None:
         raise ConfigError(f"{field_name}={path} does not exist (looked at {resolved}): fix the path")
 
 
-def validate_config(cfg: DictConfig, overrides: list[str] | None = None) -> None:
+def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_here: bool = True) -> None:
     """Raise ConfigError (one line: the field and the fix) for a config that cannot work. Cheap: reads no data
     but checks that data files exist; runs before the datamodule and the model are built. `overrides`: the
-    command line's (None: this Hydra job's)."""
+    command line's (None: this Hydra job's). `runs_here`: the run trains on this machine, so the GPUs it asks for
+    must be visible here (a SLURM sweep's jobs run on the cluster's nodes, and are checked where they run)."""
     check_no_added_keys(cfg)
     name = cfg.task.name
     spec = task_spec(name)  # DataError (one line) for an unknown task
@@ -94,7 +96,9 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None) -> None
             _check_file(f"task.{key}", cfg.task[key])
     spec.validate(cfg.task)
     need = spec.longest_sequence(cfg.task)
-    if need is not None and cfg.model.max_len < need:
+    # (a pretrained model's positions are its config.json's, not model.max_len: check_data checks the task against
+    # them, with its tokenizer's marks)
+    if need is not None and not cfg.model.get("pretrained") and cfg.model.max_len < need:
         raise ConfigError(
             f"model.max_len={cfg.model.max_len} is shorter than the longest sequence task={name} produces "
             f"({need} tokens): set model.max_len={_round_up(need)} or shorten the task's lengths"
@@ -116,7 +120,7 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None) -> None
         raise ConfigError(
             f"optimizer.betas={list(cfg.optimizer.betas)} needs two values: set e.g. optimizer.betas=[0.9,0.98]"
         )
-    _check_trainer(cfg.trainer)
+    _check_trainer(cfg.trainer, runs_here)
     if cfg.num_workers < 0:
         raise ConfigError(f"num_workers={cfg.num_workers} must be >= 0 (0 = load data in the training process)")
     for key in ("attention_examples", "probe_size", "text_examples"):
@@ -150,6 +154,38 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None) -> None
             f"max_loss={cfg.max_loss} is not a loss bound: set a positive one, or max_loss=null to stop only on a "
             "non-finite loss"
         )
+
+
+def check_data(cfg: DictConfig) -> None:
+    """What building the run's data and model would refuse, found cheaply: the task's data files by their first
+    part (TaskSpec.check_data: all of a file up to src.data.files.CHECKED_BYTES), and a pretrained model's tokenizer
+    and weight files. src.run calls it before Hydra writes the run directory (src/preflight.py), so a run refused
+    for its data leaves nothing behind; what only the whole of a larger file shows is found when the run reads it
+    (the run then ends as failed, and its run.json says why). Raises DataError or ConfigError with one line.
+    Run after validate_config (the settings are known to be sound)."""
+    spec = task_spec(cfg.task.name)
+    pretrained = cfg.model.get("pretrained")
+    spec.check_data(resolve_task_config(cfg.task), bool(pretrained))
+    if pretrained:
+        check_pretrained_files(str(pretrained), cfg.task, spec)
+
+
+def check_pretrained_files(name: str, task: DictConfig, spec) -> None:
+    """model.pretrained: its tokenizer loads and fits the model (src/data/pretrained_tokenizer.py), it has weights,
+    and the task's longest sequence (with the tokenizer's marks: BERT's [CLS] and [SEP]) fits its positions."""
+    from src.data.pretrained_tokenizer import model_tokenizer
+    from src.pretrained import pretrained_config
+    from src.pretrained.fit import check_length
+
+    model_cfg, directory, _ = pretrained_config(name)
+    tokenizer = model_tokenizer(name)
+    if not any(directory.glob("*.safetensors")) and not (directory / "pytorch_model.bin").is_file():
+        raise ConfigError(f"{name} has no weights (model.safetensors or pytorch_model.bin) in {directory}")
+    longest = spec.longest_sequence(task)
+    if longest is not None and spec.kind != "lm":  # a source is wrapped in the tokenizer's marks (the data's bound)
+        longest = max(longest, task.max_len + tokenizer.marks)
+    if longest is not None:
+        check_length(f"model.pretrained={name}", model_cfg, longest)
 
 
 # What the task reads with its own vocabulary, and which a pretrained model's tokenizer replaces.
@@ -386,8 +422,9 @@ def options_with_setting(group: str, key: str) -> list[str]:
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
 
 
-def _check_trainer(trainer) -> None:
-    """The Trainer arguments Lightning would reject late (after data and model are built) or never."""
+def _check_trainer(trainer, runs_here: bool = True) -> None:
+    """The Trainer arguments Lightning would reject late (after data and model are built) or never; with
+    `runs_here`, also GPUs this machine does not have."""
     import inspect
 
     from lightning import Trainer
@@ -399,10 +436,36 @@ def _check_trainer(trainer) -> None:
             close = difflib.get_close_matches(str(key), sorted(accepted), n=1, cutoff=0.75)
             hint = f"did you mean trainer.{close[0]} (without +)?" if close else "check Lightning's Trainer arguments"
             raise ConfigError(f"trainer.{key} is not an argument of Lightning's Trainer: {hint}")
+    # Lightning checks these names only when the Trainer is made, after the run directory and the data: from its
+    # own registries, here. (Where they are not text, an object Lightning checks itself.)
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if isinstance(trainer.strategy, str) and trainer.strategy.lower() not in strategies:
+        close = difflib.get_close_matches(trainer.strategy.lower(), strategies, n=1)
+        fix = (
+            f"did you mean trainer.strategy={close[0]}?" if close else "choose auto, ddp or ddp_spawn (or trainer=ddp)"
+        )
+        raise ConfigError(f"trainer.strategy={trainer.strategy} is not a strategy Lightning knows: {fix}")
+    accelerators = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+    if isinstance(trainer.accelerator, str) and trainer.accelerator not in accelerators:
+        raise ConfigError(
+            f"trainer.accelerator={trainer.accelerator} is not an accelerator Lightning knows: choose one of "
+            f"{', '.join(accelerators)} (or trainer=cpu, trainer=gpu)"
+        )
+    # accelerator=auto picks the CPU where no GPU is visible (here, when the run trains here)
+    on_cpu = trainer.accelerator == "cpu" or (runs_here and trainer.accelerator == "auto" and not _cuda_available())
+    check_devices(trainer.devices, on_cpu)
+    if trainer.check_val_every_n_epoch is not None and trainer.check_val_every_n_epoch < 1:
+        raise ConfigError(
+            f"trainer.check_val_every_n_epoch={trainer.check_val_every_n_epoch} must be >= 1 (or null: validate every "
+            "trainer.val_check_interval steps)"
+        )
     if str(trainer.precision) not in PRECISIONS:
         raise ConfigError(f"trainer.precision={trainer.precision} is not known: choose one of {', '.join(PRECISIONS)}")
-    if trainer.accelerator in ("gpu", "cuda") and not _cuda_available():
-        raise ConfigError(f"trainer.accelerator={trainer.accelerator} but no CUDA GPU is visible: use trainer=cpu")
+    if runs_here and trainer.accelerator in ("gpu", "cuda"):
+        check_gpus_visible(trainer)
     interval = trainer.val_check_interval
     if isinstance(interval, int) and interval < 1:
         raise ConfigError(f"trainer.val_check_interval={interval} must be >= 1 (training steps between validations)")
@@ -435,6 +498,65 @@ def _check_trainer(trainer) -> None:
         raise ConfigError("trainer.limit_train_batches=0 trains nothing: leave it out, or give a fraction or count > 0")
     if trainer.max_steps < 1 and trainer.max_epochs is None and trainer.max_time is None:
         raise ConfigError("training never stops: set trainer.max_steps > 0, trainer.max_epochs or trainer.max_time")
+
+
+def check_devices(devices, on_cpu: bool) -> None:
+    """trainer.devices as Lightning takes it: a count, "auto", or (on GPUs) -1 for every device or a list of device
+    ids; what Lightning refuses only once the Trainer is made (after the run directory), some of it with a
+    traceback, is refused here. `on_cpu`: the run trains on the CPU, where only a count of processes is taken."""
+    from src.cli import as_written
+
+    fix = (
+        "give a count of processes, such as trainer.devices=2, or trainer.devices=auto"
+        if on_cpu
+        else "give a count such as trainer.devices=2, -1 (every GPU), auto, or device ids such as trainer.devices=[0,1]"
+    )
+    shown = as_written(devices)
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, bool) or not isinstance(devices, (int, str)) and not OmegaConf.is_list(devices):
+        raise ConfigError(f"trainer.devices={shown} is not a device count: {fix}")
+    if isinstance(devices, int):
+        if devices >= 1 or (devices == -1 and not on_cpu):
+            return
+        raise ConfigError(f"trainer.devices={shown} is no device{' count on the CPU' if on_cpu else ''}: {fix}")
+    if devices == "auto" or (not on_cpu and isinstance(devices, str) and re.fullmatch(r"\d+(,\d+)*,?", devices)):
+        return
+    ids = list(devices) if OmegaConf.is_list(devices) else []
+    if not on_cpu and ids and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        return
+    raise ConfigError(f"trainer.devices={shown} is not a device count{'' if on_cpu else ' or list'}: {fix}")
+
+
+def check_gpus_visible(trainer) -> None:
+    """trainer.accelerator=gpu: a CUDA GPU is visible, and as many as trainer.devices asks for (Lightning refuses
+    more only once the Trainer is made)."""
+    if not _cuda_available():
+        raise ConfigError(f"trainer.accelerator={trainer.accelerator} but no CUDA GPU is visible: use trainer=cpu")
+    import torch
+
+    from src.cli import as_written
+
+    visible = torch.cuda.device_count()
+    if visible == 0:  # CUDA said available, but counts none (a test standing in for a GPU machine): nothing to compare
+        return
+    devices = trainer.devices
+    here = f"{visible} {'is' if visible == 1 else 'are'} visible here"
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if isinstance(devices, int) and devices > visible:
+        raise ConfigError(
+            f"trainer.devices={devices} asks for {devices} GPUs, and {here}: give trainer.devices={visible} or "
+            "fewer (or -1: all of them)"
+        )
+    ids = list(devices) if OmegaConf.is_list(devices) else None
+    if isinstance(devices, str) and "," in devices:  # Lightning's "0,1": device ids
+        ids = [int(i) for i in devices.split(",") if i.strip()]
+    if ids and max(ids) >= visible:
+        raise ConfigError(
+            f"trainer.devices={as_written(devices)} asks for GPU {max(ids)}, and {here} (ids 0 to {visible - 1}): "
+            f"give ids below {visible}, or a count: trainer.devices={min(len(ids), visible)}"
+        )
 
 
 def _cuda_available() -> bool:

@@ -2,25 +2,140 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shlex
+import sys
 
 import pytest
+from omegaconf import OmegaConf
 
-from src.cli import CommandLine, as_command, closest_setting, warn_about_keys_given_twice
+from src.cli import (
+    CommandLine,
+    as_command,
+    closest_setting,
+    compose_or_none,
+    fresh_hydra,
+    setting_paths,
+    warn_about_keys_given_twice,
+)
+from src.schema import AnalyzeConfig, Config, EvalConfig, PredictConfig
 from tests.test_bad_inputs import run_command
 
+# Each command, the config it composes, and the schema of its settings (src/schema.py).
+COMMANDS = {
+    "src.run": ("config", Config),
+    "src.eval": ("eval", EvalConfig),
+    "src.predict": ("predict", PredictConfig),
+    "src.analyze": ("analyze", AnalyzeConfig),
+}
 
-@pytest.mark.parametrize("module", ["src.run", "src.eval", "src.predict", "src.analyze"])
-def test_help_lists_the_users_groups_and_not_the_internal_schemas(module, capsys):
+
+def help_blocks(text: str) -> dict[str, list[str]]:
+    """The help's blocks by their heading (`Settings (...):` -> `Settings`), each its indented lines."""
+    blocks: dict[str, list[str]] = {}
+    heading = None
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            heading = line.split(" (")[0].rstrip(":") if line.rstrip().endswith(":") else None
+            blocks.setdefault(heading or "", [])
+        elif line.startswith("  ") and heading is not None:
+            blocks[heading].append(line)
+    return blocks
+
+
+def listed_settings(text: str) -> list[str]:
+    """The settings the help lists, as keys: `model.<key>=...` -> model.<key>, `+meta.<name>=...` -> meta.<name>."""
+    lines = [line for line in help_blocks(text)["Settings"] if not line.startswith("    ")]  # not continuations
+    return [line.split()[0].split("=")[0].lstrip("'+") for line in lines]  # ('text=...': quoted for the shell)
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_describes_the_commands_own_settings_one_line_each(module, capsys):
     result = run_command(module, ["--help"], capsys)
     assert result.code == 0, result.err
-    assert "== Configuration groups ==" in result.out
-    assert "schema/" not in result.out
-    assert "ablate: cross, decoder_ffn, none" in result.out
-    # a command that reads a checkpoint lists only its own groups (and task, for ckpt=hf:<model>)
-    assert "\ntask: " in result.out
-    assert ("\nmodel: " in result.out) == (module == "src.run")
-    assert "ckpt: ???" in result.out if module != "src.run" else "seed: 0" in result.out
+    lines = result.out.splitlines()
+    assert lines[0].startswith(f"python -m {module}: "), lines[0]  # names its command, then what it does
+    assert f"Usage: python -m {module} " in result.out
+    # short enough for a terminal: its width, and a screenful or two
+    assert max(len(line) for line in lines) <= 100 and len(lines) <= 60, max(lines, key=len)
+    # the groups it chooses from, and no schema/ group (those are the structured configs the yaml files build on)
+    assert "schema/" not in result.out and "ablate: cross, decoder_ffn, none" in result.out
+    assert ("\nmodel: " in result.out) == (module == "src.run")  # eval, predict, analyze take the checkpoint's
+    config_name, schema = COMMANDS[module]
+    listed = listed_settings(result.out)
+    assert len(listed) == len(set(listed)), listed
+    # every setting of the command's schema is listed, by itself or with its block (model.<key>=...)
+    assert {field.name for field in dataclasses.fields(schema)} <= {key.split(".")[0] for key in listed}
+    # and each one listed is a setting of the command (or Hydra's: hydra.run.dir)
+    with fresh_hydra():
+        cfg = compose_or_none(config_name, [])
+    assert cfg is not None
+    for key in listed:
+        known = key.replace(".<key>", "").replace(".<name>", "").replace(".<Name>.<arg>", "")
+        assert known in setting_paths(cfg), f"{module} --help lists {key}, which is not one of its settings"
+    if module != "src.run":  # what every command that reads a trained model takes
+        (ckpt,) = [line for line in help_blocks(result.out)["Settings"] if line.strip().startswith("ckpt=")]
+        described = ckpt + " " + help_blocks(result.out)["Settings"][1]
+        assert "a run directory (its best checkpoint)" in described and ".ckpt file" in described
+        assert "hf:<model>" in described
+    assert "layers and heads counted from 0" in result.out or "counted from 0" in result.out
+
+
+def help_examples(text: str, module: str) -> list[list[str]]:
+    """The examples' arguments, without the command and the comment."""
+    examples = []
+    for line in help_blocks(text)["Examples"]:
+        words = shlex.split(line, comments=True)
+        assert words[:3] == ["python", "-m", module], line
+        examples.append(words[3:])
+    return examples
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_the_examples_of_help_compose_and_validate(module, capsys, monkeypatch):
+    from src.validation import validate_config
+
+    result = run_command(module, ["--help"], capsys)
+    examples = help_examples(result.out, module)
+    assert 2 <= len(examples) <= 4
+    config_name, _ = COMMANDS[module]
+    for args in examples:
+        if module == "src.run":
+            # a sweep composes as its first job does (each job is validated before the sweep starts)
+            overrides = [re.sub(r"=([^,\[\]]+),.*$", r"=\1", a) if "," in a else a for a in args if a != "-m"]
+        else:
+            overrides = args
+        with fresh_hydra():
+            cfg = compose_or_none(config_name, overrides)
+        assert cfg is not None, f"{module} {' '.join(args)} does not compose"
+        if module == "src.run":
+            validate_config(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), overrides=overrides)
+
+
+def test_help_through_a_console_script_names_the_console_command(capsys, monkeypatch):
+    """`transformer-analyze --help`: argv[0] is the script, and the help names it (tests/e2e/test_packaging.py runs
+    the installed scripts themselves)."""
+    import src.analyze
+
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/transformer-analyze", "--help"])
+    with pytest.raises(SystemExit) as exit_:  # Hydra ends its --help so
+        src.analyze.cli()
+    assert exit_.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith("transformer-analyze: ") and "Usage: transformer-analyze ckpt=" in out
+    assert "python -m" not in out
+    assert help_examples(out.replace("transformer-analyze", "python -m src.analyze"), "src.analyze")
+
+
+def test_help_shows_the_values_this_command_line_gives(capsys):
+    result = run_command("src.run", ["task=sort", "seed=7", "model=small", "--help"], capsys)
+    assert result.code == 0, result.err
+    assert "task=sort;" in result.out and "\n  seed=7 " in result.out and "model.d_model=256," in result.out
+    # a sweep's --help shows its first job's values
+    result = run_command("src.run", ["-m", "model.heads=2,1", "seed=3,4", "--help"], capsys)
+    assert result.code == 0, result.err
+    assert "model.heads=2," in result.out and "\n  seed=3 " in result.out
 
 
 def error_line(module: str, args: list[str], capsys, tmp_path) -> str:

@@ -346,3 +346,26 @@ def test_every_architecture_setting_is_a_model_setting():
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     for model in ARCHITECTURE_CLASSES.values():
         assert set(model.arch_settings) <= fields, model
+
+
+@pytest.mark.parametrize(
+    "devices, words",
+    [
+        ("2", "trainer.devices=2 asks for 2 GPUs, and 1 is visible here: give trainer.devices=1"),
+        ("[1]", "trainer.devices=[1] asks for GPU 1, and 1 is visible here (ids 0 to 0)"),
+        ("'0,1'", "asks for GPU 1"),
+    ],
+)
+def test_gpus_this_machine_lacks_are_refused_unless_the_run_trains_elsewhere(compose, monkeypatch, devices, words):
+    """Lightning refuses more GPUs than are visible only once its Trainer is made, after the run directory exists:
+    refused before. A SLURM sweep's jobs train on the cluster's nodes, so its submitting machine (often without a
+    GPU) checks none of this (src/preflight.py on_a_cluster)."""
+    monkeypatch.setattr("src.validation._cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cfg = compose("trainer=gpu", f"trainer.devices={devices}")
+    with pytest.raises(ConfigError) as refused:
+        validate_config(cfg)
+    assert words in str(refused.value)
+    monkeypatch.setattr("src.validation._cuda_available", lambda: False)
+    validate_config(cfg, runs_here=False)
+    validate_config(compose("trainer=gpu", "trainer.devices=[0]"), runs_here=False)

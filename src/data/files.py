@@ -1,11 +1,24 @@
-"""Reading data files with one-line errors that name the file, the line and the fix."""
+"""Reading data files with one-line errors that name the file, the line and the fix.
+
+Two readers share one decoding: `read_lines` / `read_text` read a whole file when a run builds its data, and
+`read_head` reads as much of it as is cheap to check before the run starts (src/preflight.py calls the tasks'
+`check_data` before Hydra writes the run directory), so that a missing, unreadable, empty or mis-encoded file is
+refused with the same line, and without leaving a run directory behind.
+"""
 
 from __future__ import annotations
 
+import codecs
 import gzip
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError, where
+
+# A data file up to this size is checked whole before a run starts; of a larger one, its first CHECKED_BYTES (cut at
+# the last whole line). What lies beyond is read only when the run builds its data: a flaw there ends the run as
+# failed, and its run.json says why. 8 MiB decode and split in a few tens of milliseconds.
+CHECKED_BYTES = 8 * 1024 * 1024
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -31,47 +44,93 @@ def as_sentence(line: str) -> str:
     return line.strip()
 
 
+@dataclass(frozen=True)
+class Head:
+    """The first part of a data file, decoded as the run will decode it. `whole`: it is the whole file (so checks
+    that need every line, such as counting lines or labels, can be made on it)."""
+
+    path: Path  # resolved
+    text: str  # whole lines only when the file was cut (a partial last line would look like a flaw)
+    whole: bool
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines as read_lines gives them: without line endings, the final newline ending the last line."""
+        return split_lines(self.text)
+
+
+def read_head(path: str | Path, field: str, group: str = "task.", holds: str = "data") -> Head:
+    """The first CHECKED_BYTES of a UTF-8 text file (gunzipped if it ends in .gz): the whole file when it is no
+    larger. The same one-line errors as read_lines / read_text: not found, unreadable, not UTF-8 (with the line), and
+    empty (when read whole)."""
+    resolved, raw = _read_bytes(path, field, group, limit=CHECKED_BYTES)
+    whole = len(raw) <= CHECKED_BYTES
+    if not whole:
+        end = raw.rfind(b"\n", 0, CHECKED_BYTES)
+        raw = raw[: end + 1] if end >= 0 else raw[:CHECKED_BYTES]  # one long line: its start (decoded below)
+    text = _decode(raw, resolved, final=whole)
+    if whole:
+        _refuse_empty(text, resolved, group, field, holds)
+    return Head(resolved, text, whole)
+
+
 def read_lines(path: str | Path, field: str, group: str = "task.") -> list[str]:
     """All lines of a UTF-8 text file (transparently gunzipped if it ends in .gz), without line endings.
 
     `group` + `field` name the config setting that points at the file, for the fix in error messages."""
-    path = resolve_path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found: set {group}{field} to an existing file")
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DataError(f"{path}: cannot read ({error}): check {group}{field} points at an intact file") from error
-    raw_lines = raw.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()  # the final newline ends the last line; it does not start a new one
-    lines = []
-    for line_number, raw_line in enumerate(raw_lines, start=1):  # decoded per line for an exact line number
-        try:
-            lines.append(raw_line.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as error:
-            raise DataError(
-                f"{where(path, line_number)}: not valid UTF-8 ({error.reason}): re-encode the file as UTF-8"
-            ) from error
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]  # a byte-order mark some editors write is not part of the text
-    if not any(line.strip() for line in lines):
-        raise DataError(f"{path}: file is empty: set {group}{field} to a file with data")
-    return lines
+    resolved, raw = _read_bytes(path, field, group)
+    text = _decode(raw, resolved)
+    _refuse_empty(text, resolved, group, field, "data")
+    return split_lines(text)
 
 
 def read_text(path: str | Path, field: str) -> str:
-    path = resolve_path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found: set task.{field} to an existing file")
+    """A UTF-8 text file whole (char_lm's text: every character), its line endings read as "\n" (Windows' "\r\n"
+    too, as Python's text files read them)."""
+    resolved, raw = _read_bytes(path, field, "task.")
+    text = universal_newlines(_decode(raw, resolved))
+    _refuse_empty(text, resolved, "task.", field, "text")
+    return text
+
+
+def universal_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def split_lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start a new one
+    return [line.rstrip("\r") for line in lines]
+
+
+def _read_bytes(path: str | Path, field: str, group: str, limit: int | None = None) -> tuple[Path, bytes]:
+    """The file's bytes (at most limit + 1 of them: enough to tell whether there are more)."""
+    resolved = resolve_path(path)
+    if not resolved.is_file():
+        raise DataError(f"{resolved}: file not found: set {group}{field} to an existing file")
+    size = -1 if limit is None else limit + 1
     try:
-        text = path.read_text(encoding="utf-8")
+        opened = gzip.open(resolved, "rb") if resolved.suffix == ".gz" else resolved.open("rb")
+        with opened as file:
+            return resolved, file.read(size)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:  # a damaged .gz, no permission to read, ...
+        raise DataError(f"{resolved}: cannot read ({error}): check {group}{field} points at an intact file") from error
+
+
+def _decode(raw: bytes, path: Path, final: bool = True) -> str:
+    """UTF-8, without the byte-order mark some editors write (it is not part of the text). `final=False`: `raw` may
+    end inside a character (a file's cut first part), which is no error."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(raw, final=final)
     except UnicodeDecodeError as error:
-        line_number = path.read_bytes()[: error.start].count(b"\n") + 1
+        line_number = raw[: error.start].count(b"\n") + 1  # 1-based, as editors show it
         raise DataError(
             f"{where(path, line_number)}: not valid UTF-8 ({error.reason}): re-encode the file as UTF-8"
         ) from error
-    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
+    return text.removeprefix("\ufeff")
+
+
+def _refuse_empty(text: str, path: Path, group: str, field: str, holds: str) -> None:
     if not text.strip():
-        raise DataError(f"{path}: file is empty: set task.{field} to a file with text")
-    return text
+        raise DataError(f"{path}: file is empty: set {group}{field} to a file with {holds}")

@@ -10,6 +10,7 @@ The tokenizer is saved with the run (run_dir/pretrained_tokenizer/), so eval and
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from src.model.tokens import SpecialIds
 
 from .errors import DataError
-from .vocab import as_id_list, readable
+from .vocab import as_id_list, display_token
 
 SAVED_DIR = "pretrained_tokenizer"  # in a run directory
 
@@ -32,6 +33,7 @@ class PretrainedTokenizer:
         self.tokenizer = tokenizer
         self.specials = specials
         self.prefix, self.suffix = _source_marks(tokenizer)
+        self.piece_marks = _piece_marks(tokenizer)  # how a piece says where it sits in a word (vocab.TOKEN_MARKS)
 
     @classmethod
     def load(cls, directory: Path, specials: SpecialIds, vocab_size: int, name: str) -> PretrainedTokenizer:
@@ -91,7 +93,13 @@ class PretrainedTokenizer:
         return self.tokenizer.decode(self.content_ids(ids), skip_special_tokens=False)
 
     def token_strings(self, ids) -> list[str]:
-        return [readable(token) for token in self.tokenizer.convert_ids_to_tokens(as_id_list(ids))]
+        """Each token as a label (vocab.display_token): without GPT-2's "Ġ", SentencePiece's "▁" or BERT's "##";
+        the tokenizer's special tokens ([CLS], </s>, <|endoftext|>) as they are."""
+        special = set(self.tokenizer.all_special_tokens)
+        return [
+            token if token in special else display_token(token, self.piece_marks)
+            for token in self.tokenizer.convert_ids_to_tokens(as_id_list(ids))
+        ]
 
     def unknown_pieces(self, text: str) -> list[str]:
         """The pieces of `text` read as the tokenizer's <unk>, each once (a byte-level BPE such as GPT-2's has none)."""
@@ -112,6 +120,18 @@ class PretrainedTokenizer:
         partial.rename(directory)
 
 
+@functools.lru_cache(maxsize=4)
+def model_tokenizer(pretrained: str) -> PretrainedTokenizer:
+    """The tokenizer of `model.pretrained` (a hub name or a model directory), checked against the model's config.
+    Once per process and model: src.run loads it before Hydra writes the run directory (a model directory without
+    its tokenizer files is refused there) and reads its text with the same object."""
+    from src.pretrained import pretrained_config
+
+    cfg, directory, _ = pretrained_config(pretrained)
+    specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id)
+    return PretrainedTokenizer.load(directory, specials, max(cfg.src_vocab_size, cfg.tgt_vocab_size), pretrained)
+
+
 def _source_marks(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The ids the tokenizer puts before and after a text's content ids, found by encoding a probe both ways."""
     probe = "a"
@@ -121,3 +141,21 @@ def _source_marks(tokenizer: Any) -> tuple[list[int], list[int]]:
         if full[start : start + len(content)] == content:
             return list(full[:start]), list(full[start + len(content) :])
     return [], []
+
+
+def _piece_marks(tokenizer: Any) -> str | None:
+    """How the tokenizer marks a piece's place in a word (vocab.TOKEN_MARKS): read from its decoder (a fast
+    tokenizer's: GPT-2's ByteLevel, BERT's WordPiece, a Metaspace), else from its vocabulary, whose pieces carry the
+    marks (Marian's SentencePiece: "▁"); None when no mark is found."""
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    by_decoder = {"ByteLevel": "byte_level", "WordPiece": "wordpiece", "Metaspace": "metaspace"}
+    if type(decoder).__name__ in by_decoder:
+        return by_decoder[type(decoder).__name__]
+    pieces = list(tokenizer.get_vocab())
+    counts = {
+        "byte_level": sum(piece.startswith("Ġ") for piece in pieces),
+        "metaspace": sum(piece.startswith("▁") for piece in pieces),
+        "wordpiece": sum(piece.startswith("##") for piece in pieces),
+    }
+    marks, count = max(counts.items(), key=lambda item: item[1])
+    return marks if count else None

@@ -28,6 +28,10 @@ def _unknown_length(cfg: Any) -> Optional[int]:
     return None
 
 
+def _no_data_checks(cfg: Any, pretrained: bool) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
@@ -38,6 +42,12 @@ class TaskSpec:
     build: Callable[[Any, int, Optional[Path]], PreparedTask]  # (settings, seed, run_dir) -> the splits
     # Cheap checks of the settings, run before any data is read: raise DataError with one line.
     validate: Callable[[Any], None] = _no_checks
+    # What building the data would refuse, found cheaply: the data files' first part (files.read_head: all of a
+    # file up to files.CHECKED_BYTES) and the settings only the build reads. `pretrained`: a pretrained model's
+    # tokenizer reads the text (the task's own vocabulary settings are then unread). src.run calls it before Hydra
+    # writes the run directory (src/preflight.py), so bad data is refused without leaving a run behind; the build
+    # checks every line again as it reads them. Raise DataError with the line the build would raise.
+    check_data: Callable[[Any, bool], None] = _no_data_checks
     # The longest sequence (tokens incl. BOS/EOS) the settings can produce, when they alone tell; else None
     # (text tasks: known once the data is read, checked again then).
     longest_sequence: Callable[[Any], Optional[int]] = _unknown_length

@@ -1,7 +1,7 @@
 """Learned vocabularies for natural-language tasks, built with Hugging Face `tokenizers`.
 
 - "bpe": byte-pair encoding over SentencePiece-style pieces (a word-initial piece starts with "▁"),
-  so decoding restores the original spacing exactly and the pieces read well on attention maps.
+  so decoding restores the original spacing exactly; labels show the pieces without the "▁" (token_strings).
 - "word": whitespace/punctuation-split words, the most frequent `vocab_size - 4` kept.
 Special tokens <pad>, <bos>, <eos>, <unk> get ids 0..3 (the trainer assigns special tokens first).
 Trained on the training split only (never on val/test) and saved to run_dir/tokenizer.json; a
@@ -17,7 +17,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from .errors import DataError
-from .vocab import OUR_SPECIAL_IDS, SPECIAL_TOKENS, UNK_ID, as_id_list, content_ids, readable
+from .vocab import OUR_SPECIAL_IDS, SPECIAL_TOKENS, UNK_ID, as_id_list, content_ids, display_token
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ class SubwordTokenizer:
         return self.tokenizer.decode(content_ids(ids), skip_special_tokens=False)
 
     def token_strings(self, ids) -> list[str]:
-        return [readable(self.tokenizer.id_to_token(i) or SPECIAL_TOKENS[3]) for i in as_id_list(ids)]
+        """Each token as a label (vocab.display_token): a bpe piece without its "▁" (the start of a word)."""
+        marks = "metaspace" if isinstance(self.tokenizer.decoder, decoders.Metaspace) else None
+        return [display_token(self.tokenizer.id_to_token(i) or SPECIAL_TOKENS[3], marks) for i in as_id_list(ids)]
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,10 +95,15 @@ class SubwordTokenizer:
             raise DataError(f"{path}: cannot load the saved tokenizer ({error}): delete it to retrain") from error
 
 
-def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> SubwordTokenizer:
-    """Train a "bpe" or "word" tokenizer on `texts` (the training split only)."""
+def check_vocab_size(vocab_size: int) -> None:
+    """The vocabulary a tokenizer of the task's own is trained to: room for more than the special tokens."""
     if vocab_size <= len(SPECIAL_TOKENS):
         raise DataError(f"task.vocab_size={vocab_size} leaves no room besides the 4 special tokens: use e.g. 8000")
+
+
+def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, lowercase: bool) -> SubwordTokenizer:
+    """Train a "bpe" or "word" tokenizer on `texts` (the training split only)."""
+    check_vocab_size(vocab_size)
     normalizer = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     if kind == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS[3]))

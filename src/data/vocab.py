@@ -7,6 +7,7 @@ Two kinds live here; both have the same small interface (`encode`, `decode`, `to
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -44,9 +45,61 @@ def content_ids(ids) -> list[int]:
     return out
 
 
+# Whitespace as a label shows it (a space label would be invisible).
+VISIBLE_WHITESPACE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
 def readable(symbol: str) -> str:
-    """Make whitespace visible on attention-map axes (a space label would be invisible)."""
-    return {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(symbol, symbol)
+    """Make whitespace visible on attention-map axes: every space, newline, tab and carriage return of `symbol`."""
+    return "".join(VISIBLE_WHITESPACE.get(char, char) for char in symbol)
+
+
+# How a tokenizer marks where a piece sits in a word; token_text converts each, so that no page or map shows them:
+#   "byte_level"  GPT-2's byte-level BPE writes every byte as a printable character: "Ġ" is a space (the start of a
+#                 word), "Ċ" a newline, and "ü" split over two pieces is "Ã" and "¼";
+#   "metaspace"   SentencePiece (Marian's) and our own bpe write a space as "▁", so a word's first piece starts with it;
+#   "wordpiece"   BERT's WordPiece starts a piece that continues a word with "##";
+#   None          a token is its own text (our symbols, characters and words).
+TOKEN_MARKS = ("byte_level", "metaspace", "wordpiece")
+
+
+@functools.cache
+def _byte_of_character() -> dict[str, int]:
+    """GPT-2's table, inverted: the printable character byte-level BPE writes for each of the 256 bytes -> the byte.
+    Printable bytes stand for themselves; the others (space, control characters) are moved to 256 and up, in order
+    (Radford et al. 2019, `bytes_to_unicode` in openai/gpt-2 and in Hugging Face's tokenizers)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    moved = [byte for byte in range(256) if byte not in printable]
+    table = {chr(byte): byte for byte in printable}
+    table.update({chr(256 + k): byte for k, byte in enumerate(moved)})
+    return table
+
+
+def token_text(token: str, marks: str | None) -> str:
+    """The text a piece stands for, its tokenizer's marks (TOKEN_MARKS) read: "Ġworld" -> " world", "Ċ" -> a newline,
+    "▁Welt" -> " Welt", "##ing" -> "ing". A byte-level piece holding part of a character (one byte of "ü") is shown
+    as the escape of that byte ("\\xc3"), so the two halves stay two pieces that can be told apart."""
+    if marks == "byte_level":
+        table = _byte_of_character()
+        if not all(char in table for char in token):
+            return token  # not a byte-level piece (an added special token such as <|endoftext|> stays as it is)
+        return bytes(table[char] for char in token).decode("utf-8", errors="backslashreplace")
+    if marks == "metaspace":
+        return token.replace("▁", " ")
+    if marks == "wordpiece":
+        return token[2:] if token.startswith("##") and len(token) > 2 else token
+    return token
+
+
+def display_token(token: str, marks: str | None = None) -> str:
+    """A token as attention maps and the attention page label it: the text it stands for (token_text), without the
+    one leading space that only says "a word starts here", and with any other whitespace made visible ("␣", "\\n");
+    a piece that is only whitespace shows all of it. Every token keeps its own label, so the boundaries between
+    pieces stay where the tokenizer put them ("play", "ing"), only the tokenizer's private marks are gone."""
+    text = token_text(token, marks)
+    if text.strip() and text.startswith(" "):
+        text = text[1:]
+    return readable(text) if text else token
 
 
 class SymbolVocab:
@@ -99,7 +152,7 @@ class SymbolVocab:
         return joiner.join(self.symbol(i) for i in content_ids(ids))
 
     def token_strings(self, ids) -> list[str]:
-        return [readable(self.symbol(i)) for i in as_id_list(ids)]
+        return [display_token(self.symbol(i)) for i in as_id_list(ids)]
 
     # Learned vocabularies (the character set of a text file) are saved in the run directory so
     # eval/predict rebuild exactly the ids the model was trained with.

@@ -273,24 +273,24 @@ def test_resume_with_a_different_model_is_one_line(sweep, tmp_path):
 # --- sweeps survive a failing job --------------------------------------------------------------------------
 
 
-def test_a_failing_sweep_job_does_not_end_the_sweep(tmp_path):
+def test_a_failing_sweep_job_does_not_end_the_sweep(tmp_path, data_dir):
+    """A job that fails while it runs (its data file is bad past the part checked before the sweep starts) is
+    reported, and the sweep goes on; a job known to be unable to run refuses the sweep instead (test_preflight.py)."""
+    from .test_edges import text_bad_past_the_checked_part
+
+    bad = text_bad_past_the_checked_part(tmp_path / "big.txt")
+    sweep = tmp_path / "sweep"
+    char_lm = [o for o in task_overrides("char_lm", data_dir) if not o.startswith("task.path=")]
     result = run_module(
-        "src.run",
-        "-m",
-        "mask=window",
-        "mask.window=0,2",
-        "task=copy",
-        *TINY,
-        *SMALL_SYNTHETIC,
-        f"hydra.sweep.dir={tmp_path}",
+        "src.run", "-m", *char_lm, f"task.path={bad},{data_dir / 'text.txt'}", *TINY, f"hydra.sweep.dir={sweep}"
     )
     assert result.returncode == 1  # the sweep reports the failure at the end
-    assert "mask.window" in result.stderr
-    jobs = sorted(p.parent for p in tmp_path.glob("*/.hydra"))
-    assert [job.name for job in jobs] == ["0_mask.window:0", "1_mask.window:2"]
+    assert "not valid UTF-8" in result.stderr
+    jobs = sorted(p.parent for p in sweep.glob("*/.hydra"))
+    assert [job.name[:2] for job in jobs] == ["0_", "1_"]
     assert (jobs[0] / "error.txt").is_file()
     assert (jobs[1] / "checkpoints" / "last.ckpt").is_file()
-    assert "| 0_mask.window:0 | failed | mask.window=0 must be at least 1" in (tmp_path / "report.md").read_text()
+    assert f"| failed | {bad}:" in (sweep / "report.md").read_text()
 
 
 def test_two_runs_started_together_get_their_own_directories(tmp_path):

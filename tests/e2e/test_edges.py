@@ -62,14 +62,18 @@ def test_resuming_a_run_that_has_nothing_left_to_train_is_refused_before_it_writ
     assert snapshot(finished_run) == before
 
 
-def test_a_sweep_resuming_a_finished_checkpoint_reports_each_job_with_the_reason(finished_run, tmp_path):
+def test_a_sweep_resuming_a_finished_checkpoint_is_refused_before_any_job(finished_run, tmp_path):
+    """Every job of a grid sweep is checked before the first one starts: one that would train nothing refuses the
+    sweep, with its number and values, and no sweep directory is written."""
     sweep = tmp_path / "sweep"
     tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
     ckpt = finished_run / "checkpoints" / "last.ckpt"
     result = run_module("src.run", "-m", *tiny, "seed=0,1", f"ckpt_path={ckpt}", f"hydra.sweep.dir={sweep}")
-    assert result.returncode == 1, result.stderr[-2000:]
-    report = (sweep / "report.md").read_text()
-    assert "0 of 2 runs completed" in report and report.count("would train nothing") == 2
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result)
+    assert line.startswith("error: job 0 of the sweep (seed=0) cannot run, so no job was started: ckpt_path=")
+    assert "would train nothing" in line and "raise trainer.max_steps" in line
+    assert not sweep.exists()
 
 
 def test_resuming_another_runs_checkpoint_into_a_run_directory_is_refused(finished_run, tmp_path):
@@ -226,17 +230,33 @@ def test_a_run_finished_by_its_epochs_or_resumed_from_an_older_checkpoint_is_not
     assert snapshot(steps) == before
 
 
-def test_a_refused_setting_leaves_no_directory_and_a_run_that_failed_early_names_the_way_out(tmp_path):
+def text_bad_past_the_checked_part(path: Path) -> Path:
+    """A text file whose flaw (a byte that is not UTF-8) lies past the part of it src.run checks before the run
+    starts (src/data/files.py CHECKED_BYTES): found only when the run reads the whole file."""
+    from src.data.files import CHECKED_BYTES
+
+    line = b"To be, or not to be, that is the question.\n"
+    path.write_bytes(line * (CHECKED_BYTES // len(line) + 2) + b"na\xefve\n")
+    return path
+
+
+def test_a_refused_run_leaves_no_directory_and_one_that_failed_reading_its_data_names_the_way_out(tmp_path):
     run_dir = tmp_path / "run"
     result = run_module("src.run", *FOUR_STEPS, "model.heads=3", f"hydra.run.dir={run_dir}")
     assert result.returncode == 2 and "does not divide" in error_lines(result)[0]
     assert not run_dir.exists()
-    # A run that failed on its data (after Hydra wrote its directory) has no checkpoint to resume.
-    broken = tmp_path / "broken"
+    # Bad data found before the run starts: no directory either (the issue's example)
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    result = run_module("src.run", *TINY, "task=char_lm", f"task.path={empty}", f"hydra.run.dir={broken}")
-    assert result.returncode == 2 and json.loads((broken / "run.json").read_text())["status"] == "failed"
+    result = run_module("src.run", *TINY, "task=char_lm", f"task.path={empty}", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2 and "file is empty" in error_lines(result)[0]
+    assert not run_dir.exists()
+    # Bad data found only while the run reads it: the run's directory says failed, with the line at fault.
+    broken = tmp_path / "broken"
+    text = text_bad_past_the_checked_part(tmp_path / "big.txt")
+    result = run_module("src.run", *TINY, "task=char_lm", f"task.path={text}", f"hydra.run.dir={broken}")
+    record = json.loads((broken / "run.json").read_text())
+    assert result.returncode == 2 and record["status"] == "failed" and "not valid UTF-8" in record["error"]
     again = run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={broken}")
     (line,) = error_lines(again)
     assert "before saving a checkpoint" in line and "nothing to resume" in line and "choose another directory" in line

@@ -4,6 +4,7 @@ runs from another directory through its console scripts, with the configs and ex
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -68,3 +69,17 @@ def test_a_built_wheel_runs_outside_the_repository(tmp_path):
     (checkpoint,) = elsewhere.glob("outputs/*/*/checkpoints/last.ckpt")
     run(scripts / "transformer-eval", f"ckpt={checkpoint}", cwd=elsewhere)
     run(scripts / "transformer-predict", f"ckpt={checkpoint}", "text=1234", cwd=elsewhere)
+    analysis = ["single_heads=false", "keep_one=false", "prune_step=1.0"]
+    run(scripts / "transformer-analyze", f"ckpt={checkpoint.parents[1]}", *analysis, cwd=elsewhere)
+    assert (checkpoint.parents[1] / "analysis" / "report.md").is_file()
+
+    # Every console script pyproject.toml lists is installed, and its --help names it as the user typed it.
+    section = (ROOT / "pyproject.toml").read_text().split("[project.scripts]")[1].split("\n[")[0]
+    listed = re.findall(r"^([\w-]+) = ", section, flags=re.M)  # (tomllib is Python 3.11's; 3.10 is supported)
+    assert sorted(listed) == [f"transformer-{name}" for name in ("analyze", "eval", "predict", "report", "run")]
+    for name in listed:
+        helped = run(scripts / name, "--help", cwd=elsewhere).stdout
+        if name == "transformer-report":  # argparse's help (src/report.py)
+            assert helped.startswith("usage: ") and "sweep_dir" in helped
+            continue
+        assert helped.startswith(f"{name}: ") and f"Usage: {name} " in helped and "python -m" not in helped

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from ..errors import DataError
-from ..files import read_text
+from ..files import read_head, read_text, universal_newlines
 from ..prepared import PreparedTask
 from ..registry import TaskSpec, register_task
 from ..vocab import UNK_ID, SymbolVocab, sorted_characters
@@ -81,17 +81,34 @@ def build_char_lm(cfg: CharLMTaskConfig, seed: int, run_dir: Optional[Path], tok
     return split_into_windows(cfg, ids, vocab)
 
 
-def split_into_windows(cfg: CharLMTaskConfig, ids: torch.Tensor, vocab) -> PreparedTask:
-    """(N,) ids of the whole text -> train | val | test by position, each cut into windows."""
-    n = len(ids)
+def split_sizes(cfg: CharLMTaskConfig, n: int) -> dict[str, int]:
+    """The tokens of each split of a text of `n` tokens (train | val | test by position); each split the task has
+    needs two tokens at least (one input and its next token)."""
     n_val, n_test = int(n * cfg.val_fraction), int(n * cfg.test_fraction)
-    n_train = n - n_val - n_test
-    parts = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
-    for name, part in parts.items():
-        if len(part) < 2 and (name == "train" or getattr(cfg, f"{name}_fraction") > 0):
+    sizes = {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+    for name, size in sizes.items():
+        if size < 2 and (name == "train" or getattr(cfg, f"{name}_fraction") > 0):
             raise DataError(
                 f"{cfg.path}: only {n} tokens, too few for a {name} split: use a longer text or change the fractions"
             )
+    return sizes
+
+
+def check_data(cfg: CharLMTaskConfig, pretrained: bool) -> None:
+    """What build_char_lm would refuse, from the text's first part: readable UTF-8 with text in it; a text read
+    whole also long enough for its splits (counted in characters: with a pretrained model's tokenizer the tokens
+    are known only once it has read the text)."""
+    check_settings(cfg)
+    head = read_head(cfg.path, "path", holds="text")
+    if head.whole and not pretrained:
+        split_sizes(cfg, len(universal_newlines(head.text)))
+
+
+def split_into_windows(cfg: CharLMTaskConfig, ids: torch.Tensor, vocab) -> PreparedTask:
+    """(N,) ids of the whole text -> train | val | test by position, each cut into windows."""
+    sizes = split_sizes(cfg, len(ids))
+    n_train, n_val = sizes["train"], sizes["val"]
+    parts = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
     return PreparedTask(
         kind="lm",
         train=windows(parts["train"], cfg.block_size, cfg.train_stride),
@@ -111,6 +128,7 @@ register_task(
         schema=CharLMTaskConfig,
         build=build_char_lm,
         validate=check_settings,
+        check_data=check_data,
         longest_sequence=lambda cfg: cfg.block_size,
         file_fields=("path",),
         reads_text=True,

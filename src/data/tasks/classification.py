@@ -17,10 +17,10 @@ from typing import Optional
 import torch
 
 from ..errors import DataError, where
-from ..files import as_sentence, read_lines, resolve_path
+from ..files import as_sentence, read_head, read_lines, resolve_path
 from ..prepared import PreparedTask
 from ..registry import TaskSpec, register_task
-from ..tokenizer import load_or_train_tokenizer
+from ..tokenizer import check_vocab_size, load_or_train_tokenizer
 from .synthetic import split_seed
 
 Rows = list[tuple[str, str, int]]  # (sentence, label, line number in its file)
@@ -47,8 +47,14 @@ class ClassificationTaskConfig:
 
 
 def read_tsv(path, field: str, has_header: bool, is_train: bool = False, min_label_count: int = 1) -> Rows:
-    lines = read_lines(path, field)
-    resolved = resolve_path(path)
+    """Every labelled line of a `sentence<TAB>label` file, checked (see parse_rows and check_rows)."""
+    rows = parse_rows(read_lines(path, field), resolve_path(path), has_header)
+    check_rows(rows, resolve_path(path), field, has_header, is_train, min_label_count)
+    return rows
+
+
+def parse_rows(lines: list[str], path: Path, has_header: bool) -> Rows:
+    """The labelled lines, each on its own: a TAB and a label after it (blank lines carry nothing)."""
     rows = []
     for line_number, line in enumerate(lines, start=1):
         if has_header and line_number == 1:
@@ -56,23 +62,27 @@ def read_tsv(path, field: str, has_header: bool, is_train: bool = False, min_lab
         if not line.strip():
             continue  # blank lines carry nothing
         if "\t" not in line:
-            raise DataError(
-                f"{where(resolved, line_number)}: no TAB in this line: each line must be `sentence<TAB>label`"
-            )
+            raise DataError(f"{where(path, line_number)}: no TAB in this line: each line must be `sentence<TAB>label`")
         sentence, label = line.rsplit("\t", 1)
         label = label.strip()
         if not label:
-            raise DataError(f"{where(resolved, line_number)}: empty label after the TAB: give every line a label")
+            raise DataError(f"{where(path, line_number)}: empty label after the TAB: give every line a label")
         rows.append((as_sentence(sentence), label, line_number))
+    return rows
+
+
+def check_rows(rows: Rows, path: Path, field: str, has_header: bool, is_train: bool, min_label_count: int) -> None:
+    """What only a whole file tells: that it has labelled lines at all, and for the training file that line 1 is
+    no header read as a label and that no label is so rare that it is taken for a typo."""
     if not rows:
-        raise DataError(f"{resolved}: no labelled lines: set task.{field} to a file of `sentence<TAB>label` lines")
+        raise DataError(f"{path}: no labelled lines: set task.{field} to a file of `sentence<TAB>label` lines")
     if is_train and not has_header and len(rows) > 2:
         # A header line ("sentence<TAB>label") shows up as a label used exactly once, on line 1.
         # (Other files are checked against the training labels instead.)
         first_label = rows[0][1]
         if sum(label == first_label for _, label, _ in rows) == 1:
             raise DataError(
-                f"{where(resolved, 1)}: label {first_label!r} appears nowhere else: if line 1 is a header, "
+                f"{where(path, 1)}: label {first_label!r} appears nowhere else: if line 1 is a header, "
                 "set task.has_header=true"
             )
     if is_train:
@@ -81,10 +91,9 @@ def read_tsv(path, field: str, has_header: bool, is_train: bool = False, min_lab
         if rare:  # a typo ("1 ", "l", "pos.") would otherwise become a class of its own
             line = next(number for _, label, number in rows if label == rare[0])
             raise DataError(
-                f"{where(resolved, line)}: label {rare[0]!r} appears {counts[rare[0]]} time(s), fewer than "
+                f"{where(path, line)}: label {rare[0]!r} appears {counts[rare[0]]} time(s), fewer than "
                 f"task.min_label_count={min_label_count}: fix the line, or lower task.min_label_count to keep it"
             )
-    return rows
 
 
 def sorted_labels(labels: set[str]) -> list[str]:
@@ -113,6 +122,58 @@ def check_settings(cfg: ClassificationTaskConfig) -> None:
         raise DataError(f"task.tokenizer={cfg.tokenizer!r} is not known: choose one of {', '.join(TOKENIZERS)}")
 
 
+def held_out_sizes(cfg: ClassificationTaskConfig, rows: int) -> tuple[int, int]:
+    """How many training rows become validation and test rows (0 for a split that has its own file)."""
+    need_val, need_test = not cfg.val_path, not cfg.test_path
+    n_val = int(rows * cfg.val_fraction) if need_val else 0
+    n_test = int(rows * cfg.test_fraction) if need_test else 0
+    if n_val + n_test >= rows or (need_val and n_val == 0) or (need_test and n_test == 0):
+        raise DataError(
+            f"{resolve_path(cfg.train_path)}: {rows} rows cannot be split into train/val/test with "
+            f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction}: "
+            "adjust them or give val_path/test_path"
+        )
+    return n_val, n_test
+
+
+def check_two_labels(cfg: ClassificationTaskConfig, label_names: list[str]) -> None:
+    if len(label_names) < 2:
+        raise DataError(
+            f"{resolve_path(cfg.train_path)}: only one label ({label_names[0]!r}) in the training data: "
+            "need at least 2 classes"
+        )
+
+
+def check_data(cfg: ClassificationTaskConfig, pretrained: bool) -> None:
+    """What build_classification would refuse, from the files' first part: every line there must be
+    `sentence<TAB>label`; a file read whole is also checked as the build checks it (labelled lines, a header, rare
+    labels, two classes, room for the held-out splits, labels of the validation and test files that the training
+    file has)."""
+    check_settings(cfg)
+    if not pretrained:  # else the model's tokenizer reads the text, and vocab_size is not read
+        check_vocab_size(cfg.vocab_size)
+    head = read_head(cfg.train_path, "train_path")
+    train = parse_rows(head.lines, head.path, cfg.has_header)
+    known: dict[str, int] | None = None
+    if head.whole:
+        check_rows(train, head.path, "train_path", cfg.has_header, True, cfg.min_label_count)
+        labels = sorted_labels({label for _, label, _ in train})
+        check_two_labels(cfg, labels)
+        if not cfg.val_path or not cfg.test_path:
+            held_out_sizes(cfg, len(train))
+        known = {label: k for k, label in enumerate(labels)}
+    for field in ("val_path", "test_path"):
+        path = getattr(cfg, field)
+        if not path:
+            continue
+        split = read_head(path, field)
+        rows = parse_rows(split.lines, split.path, cfg.has_header)
+        if split.whole:
+            check_rows(rows, split.path, field, cfg.has_header, False, 1)
+        if known is not None:  # every training label is known: the split's must be among them
+            check_labels(rows, known, path, field)
+
+
 def build_classification(
     cfg: ClassificationTaskConfig, seed: int, run_dir: Optional[Path], tokenizer=None
 ) -> PreparedTask:
@@ -124,24 +185,13 @@ def build_classification(
     if need_val or need_test:
         order = list(range(len(train)))
         random.Random(split_seed(seed, "classification", "holdout")).shuffle(order)
-        n_val = int(len(train) * cfg.val_fraction) if need_val else 0
-        n_test = int(len(train) * cfg.test_fraction) if need_test else 0
-        if n_val + n_test >= len(train) or (need_val and n_val == 0) or (need_test and n_test == 0):
-            raise DataError(
-                f"{resolve_path(cfg.train_path)}: {len(train)} rows cannot be split into train/val/test with "
-                f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction}: "
-                "adjust them or give val_path/test_path"
-            )
+        n_val, n_test = held_out_sizes(cfg, len(train))
         held_val = [train[i] for i in order[:n_val]]
         held_test = [train[i] for i in order[n_val : n_val + n_test]]
         train = [train[i] for i in order[n_val + n_test :]]
     label_names = sorted_labels({label for _, label, _ in train})
     label_id = {label: k for k, label in enumerate(label_names)}
-    if len(label_names) < 2:
-        raise DataError(
-            f"{resolve_path(cfg.train_path)}: only one label ({label_names[0]!r}) in the training data: "
-            "need at least 2 classes"
-        )
+    check_two_labels(cfg, label_names)
 
     def load_split(path_field: str, held_out: Rows) -> Rows:
         path = getattr(cfg, path_field)
@@ -194,6 +244,7 @@ register_task(
         schema=ClassificationTaskConfig,
         build=build_classification,
         validate=check_settings,
+        check_data=check_data,
         longest_sequence=lambda cfg: cfg.max_len + 1,
         file_fields=("train_path", "val_path", "test_path"),
         reads_text=True,

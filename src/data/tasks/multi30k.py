@@ -20,7 +20,9 @@ from ..errors import DataError
 from ..files import resolve_path
 from ..prepared import PreparedTask
 from ..registry import TaskSpec, register_task
-from .translation import build_from_pairs, read_parallel
+from ..tokenizer import check_vocab_size
+from .translation import build_from_pairs, check_parallel_heads, read_parallel
+from .translation import check_settings as check_translation_settings
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ def ensure_file(data_dir: Path, filename: str) -> Path:
 
 
 def check_settings(cfg: Multi30kTaskConfig) -> None:
+    check_translation_settings(cfg)
     if cfg.src_lang not in LANGUAGES or cfg.tgt_lang not in LANGUAGES or cfg.src_lang == cfg.tgt_lang:
         raise DataError(
             f"task.src_lang={cfg.src_lang} task.tgt_lang={cfg.tgt_lang}: multi30k is de-en, "
@@ -100,14 +103,28 @@ def check_settings(cfg: Multi30kTaskConfig) -> None:
         )
 
 
+def split_files(cfg: Multi30kTaskConfig) -> dict[str, tuple[Path, Path]]:
+    """split -> (source file, target file) in data_dir, each downloaded first where it is missing."""
+    data_dir = resolve_path(cfg.data_dir) if cfg.data_dir else default_data_dir()
+    return {
+        split: (ensure_file(data_dir, f"{stem}.{cfg.src_lang}.gz"), ensure_file(data_dir, f"{stem}.{cfg.tgt_lang}.gz"))
+        for split, stem in SPLIT_FILES.items()
+    }
+
+
+def check_data(cfg: Multi30kTaskConfig, pretrained: bool) -> None:
+    """The six files are there (downloaded now where missing, so a failed download is refused before the run
+    starts) and read as build_multi30k reads them (see translation.check_parallel_heads)."""
+    check_settings(cfg)
+    if not pretrained:
+        check_vocab_size(cfg.vocab_size)
+    for src, tgt in split_files(cfg).values():
+        check_parallel_heads(src, tgt, "data_dir", "data_dir")
+
+
 def build_multi30k(cfg: Multi30kTaskConfig, seed: int, run_dir: Optional[Path], tokenizer=None) -> PreparedTask:
     check_settings(cfg)
-    data_dir = resolve_path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-    splits = {}
-    for split, stem in SPLIT_FILES.items():
-        src = ensure_file(data_dir, f"{stem}.{cfg.src_lang}.gz")
-        tgt = ensure_file(data_dir, f"{stem}.{cfg.tgt_lang}.gz")
-        splits[split] = read_parallel(src, tgt, "data_dir", "data_dir")
+    splits = {split: read_parallel(src, tgt, "data_dir", "data_dir") for split, (src, tgt) in split_files(cfg).items()}
     return build_from_pairs(cfg, splits["train"], splits["val"], splits["test"], run_dir, tokenizer)
 
 
@@ -118,6 +135,7 @@ register_task(
         schema=Multi30kTaskConfig,
         build=build_multi30k,
         validate=check_settings,
+        check_data=check_data,
         longest_sequence=lambda cfg: cfg.max_len + 1,
         dir_fields=("data_dir",),
         bleu=True,

@@ -146,6 +146,35 @@ def check_settings(cfg) -> None:
     for split in ("train_size", "val_size", "test_size"):
         if getattr(cfg, split) < 1:
             raise DataError(f"task.{split}={getattr(cfg, split)} must be >= 1")
+    # Held-out sources are new (none seen in an earlier split): splits asking for more sources than the lengths
+    # and symbols can make cannot be drawn. (Fewer may still be too many once training has drawn most of them:
+    # that is found while the data is drawn.)
+    short, long = distinct_sources(cfg, cfg.min_len, cfg.max_len), distinct_sources(cfg, *long_lengths(cfg))
+    if short < 1 + cfg.val_size + cfg.test_size:
+        raise DataError(
+            f"task: only {short} distinct sources exist for lengths {cfg.min_len}..{cfg.max_len}, and the val and "
+            f"test splits need task.val_size + task.test_size = {cfg.val_size + cfg.test_size} new ones: lower "
+            "task.val_size and task.test_size, or widen the lengths/vocab_size"
+        )
+    if long < cfg.test_size:
+        raise DataError(
+            f"task: only {long} distinct sources exist for the test_long lengths {cfg.test_long_min_len}.."
+            f"{cfg.test_long_max_len}, and task.test_size={cfg.test_size} asks for that many: lower task.test_size, "
+            "or widen the test_long lengths"
+        )
+
+
+def long_lengths(cfg) -> tuple[int, int]:
+    return cfg.test_long_min_len, cfg.test_long_max_len
+
+
+def distinct_sources(cfg, min_len: int, max_len: int) -> int:
+    """How many different sources the task can draw with lengths min_len..max_len: symbol sequences (vocab_size
+    symbols), or addition's pairs of operands (each of min_len..max_len digits, no leading zeros)."""
+    if hasattr(cfg, "vocab_size"):
+        return sum(cfg.vocab_size**length for length in range(min_len, max_len + 1))
+    numbers = sum(10 if digits == 1 else 9 * 10 ** (digits - 1) for digits in range(min_len, max_len + 1))
+    return numbers * numbers
 
 
 def _build(cfg, seed: int, vocab: SymbolVocab, sampler: ExampleSampler, max_src: int, max_tgt: int) -> PreparedTask:

@@ -16,10 +16,10 @@ from typing import Optional
 import torch
 
 from ..errors import DataError
-from ..files import as_sentence, read_lines, resolve_path
+from ..files import as_sentence, read_head, read_lines, resolve_path
 from ..prepared import PreparedTask
 from ..registry import TaskSpec, register_task
-from ..tokenizer import SubwordTokenizer, load_or_train_tokenizer
+from ..tokenizer import SubwordTokenizer, check_vocab_size, load_or_train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,41 @@ def read_parallel(src_path, tgt_path, src_field: str, tgt_field: str) -> Pairs:
     """Line i of src pairs with line i of tgt; the counts must match."""
     src_lines = read_lines(src_path, src_field)
     tgt_lines = read_lines(tgt_path, tgt_field)
-    if len(src_lines) != len(tgt_lines):
-        shorter = resolve_path(src_path if len(src_lines) < len(tgt_lines) else tgt_path)
-        raise DataError(
-            f"{shorter}:{min(len(src_lines), len(tgt_lines)) + 1}: the parallel files have different line counts "
-            f"({resolve_path(src_path)}: {len(src_lines)}, {resolve_path(tgt_path)}: {len(tgt_lines)}): "
-            "line i of each must be a translation pair; fix or re-export them"
-        )
+    check_line_counts(resolve_path(src_path), len(src_lines), resolve_path(tgt_path), len(tgt_lines))
     return list(zip(src_lines, tgt_lines))
+
+
+def check_line_counts(src: Path, src_count: int, tgt: Path, tgt_count: int) -> None:
+    if src_count != tgt_count:
+        shorter = src if src_count < tgt_count else tgt
+        raise DataError(
+            f"{shorter}:{min(src_count, tgt_count) + 1}: the parallel files have different line counts "
+            f"({src}: {src_count}, {tgt}: {tgt_count}): line i of each must be a translation pair; "
+            "fix or re-export them"
+        )
+
+
+def check_parallel_heads(src_path, tgt_path, src_field: str, tgt_field: str) -> None:
+    """What read_parallel would refuse, from the files' first part: each readable UTF-8 with text, and the same
+    number of lines when both are read whole."""
+    src, tgt = read_head(src_path, src_field), read_head(tgt_path, tgt_field)
+    if src.whole and tgt.whole:
+        check_line_counts(src.path, len(src.lines), tgt.path, len(tgt.lines))
+
+
+def check_settings(cfg) -> None:
+    """translation's and multi30k's shared settings."""
+    if cfg.max_len < 1:
+        raise DataError(f"task.max_len={cfg.max_len} must be >= 1 (tokens per sentence)")
+
+
+def check_data(cfg: TranslationTaskConfig, pretrained: bool) -> None:
+    """What build_translation would refuse, from the six files' first part (see check_parallel_heads)."""
+    if not pretrained:  # else the model's tokenizer reads the text, and vocab_size is not read
+        check_vocab_size(cfg.vocab_size)
+    for split in ("train", "val", "test"):
+        src, tgt = f"{split}_src", f"{split}_tgt"
+        check_parallel_heads(getattr(cfg, src), getattr(cfg, tgt), src, tgt)
 
 
 def nonempty_pairs(pairs: Pairs, split: str) -> Pairs:
@@ -85,8 +112,7 @@ def encode_pairs(kept: Pairs, tokenizer: SubwordTokenizer, max_len: int, split: 
 def build_from_pairs(cfg, train: Pairs, val: Pairs, test: Pairs, run_dir: Path | None, tokenizer=None) -> PreparedTask:
     """The task from its sentence pairs: one joint BPE vocabulary trained on the training pairs, or a pretrained
     model's tokenizer (`tokenizer`)."""
-    if cfg.max_len < 1:
-        raise DataError(f"task.max_len={cfg.max_len} must be >= 1 (tokens per sentence)")
+    check_settings(cfg)
     if cfg.train_limit and cfg.train_limit > 0:
         train = train[: cfg.train_limit]
     train, val, test = nonempty_pairs(train, "train"), nonempty_pairs(val, "val"), nonempty_pairs(test, "test")
@@ -119,6 +145,8 @@ register_task(
         kind="seq2seq",
         schema=TranslationTaskConfig,
         build=build_translation,
+        validate=check_settings,
+        check_data=check_data,
         longest_sequence=lambda cfg: cfg.max_len + 1,
         file_fields=("train_src", "train_tgt", "val_src", "val_tgt", "test_src", "test_tgt"),
         bleu=True,

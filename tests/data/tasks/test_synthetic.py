@@ -78,8 +78,14 @@ def test_held_out_splits_do_not_repeat_training_sources():
 
 
 def test_too_few_distinct_examples_is_a_clear_error():
-    with pytest.raises(DataError, match="distinct new val examples"):
+    # known from the settings (so refused before a run starts): 2 + 4 sources for 150 held-out ones
+    with pytest.raises(DataError, match=r"only 6 distinct sources exist for lengths 1\.\.2, .* need .* = 150 new"):
         build("copy", vocab_size=2, min_len=1, max_len=2, train_size=50, val_size=100)
+    with pytest.raises(DataError, match=r"only 1 distinct sources exist for the test_long lengths 6\.\.6"):
+        build("copy", vocab_size=1, max_len=5, test_long_min_len=6, test_long_max_len=6, val_size=1, test_size=2)
+    # found while drawing: 30 sources are enough on paper, but 200 training draws leave too few new ones
+    with pytest.raises(DataError, match="distinct new val examples"):
+        build("copy", vocab_size=2, min_len=1, max_len=4, train_size=200, val_size=10, test_size=10)
 
 
 def test_deterministic_per_seed():

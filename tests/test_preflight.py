@@ -1,0 +1,279 @@
+"""A refused run leaves nothing (issue 24, item 8): what can be refused before a run starts is refused before Hydra
+writes its directory, for a single run and for every job of a sweep; what can only be found while the run reads its
+data leaves a directory whose run.json says failed, which the sweep report and src.analyze name as failed and skip.
+
+The commands run in this process, through their own entry functions (tests/conftest.py run_in_process).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_in_process
+from tests.test_bad_inputs import TINY
+
+# TINY without the synthetic task's sizes: the cases choose their own task
+MODEL = [o for o in TINY if not o.startswith("task.")]
+SMALL_REVERSE = ["task.train_size=40", "task.val_size=8", "task.test_size=8"]
+GOOD_ROWS = "".join(f"great film {i}\tpos\nawful film {i}\tneg\n" for i in range(20))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """Data files, good and bad, each named for what is wrong with it."""
+    root = tmp_path_factory.mktemp("data")
+    files: dict[str, str | bytes] = {
+        "good.tsv": GOOD_ROWS,
+        "no_tab.tsv": "a good film\tpos\na bad film\n" + GOOD_ROWS,
+        "empty_label.tsv": GOOD_ROWS + "a fine film\t \n",
+        "header.tsv": "sentence\tlabel\n" + GOOD_ROWS,
+        "stray_label.tsv": GOOD_ROWS + "a fine film\tpso\n",
+        "one_label.tsv": "".join(f"film {i}\tpos\n" for i in range(20)),
+        "few_rows.tsv": "good\tpos\nbad\tneg\ngood too\tpos\nbad too\tneg\n",
+        "other_label.tsv": "a fine film\tmeh\nawful\tneg\n",
+        "text.txt": "to be or not to be, that is the question.\n" * 40,
+        "empty.txt": "\n\n",
+        "latin1.txt": "line one\nline two\nna\xefve\n".encode("latin-1"),
+        "short.txt": "abc",
+        "src.txt": "ein haus\nein hund\nein ball\n",
+        "tgt.txt": "a house\na dog\na ball\n",
+        "tgt_short.txt": "a house\na dog\n",
+        "damaged.gz": gzip.compress(b"a house\na dog\na ball\n")[:-12],
+    }
+    for name, content in files.items():
+        path = root / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content, encoding="utf-8")
+    (root / "multi30k").mkdir()  # no files: the task downloads them, which the test makes fail
+    return root
+
+
+def classification(train: Path | str, *more: str) -> list[str]:
+    """task=classification on `train` (a file, or files a sweep runs over: `a.tsv,b.tsv`)."""
+    return ["task=classification", f"task.train_path={train}", "task.max_len=16", *more]
+
+
+def translation(data: Path, tgt: str = "tgt.txt", *more: str) -> list[str]:
+    files = [f"task.{split}_src={data / 'src.txt'}" for split in ("train", "val", "test")]
+    files += [f"task.{split}_tgt={data / 'tgt.txt'}" for split in ("val", "test")]
+    return ["task=translation", *files, f"task.train_tgt={data / tgt}", "task.max_len=16", *more]
+
+
+# (id, the overrides given the data folder, words the one error line must contain). The first is the issue's
+# example: a run refused for bad data.
+EARLY_REFUSALS = [
+    ("no TAB in a line", lambda d: classification(d / "no_tab.tsv"), "no_tab.tsv:2: no TAB in this line"),
+    ("an empty label", lambda d: classification(d / "empty_label.tsv"), "empty_label.tsv:41: empty label"),
+    ("a header line", lambda d: classification(d / "header.tsv"), "set task.has_header=true"),
+    ("a label seen once", lambda d: classification(d / "stray_label.tsv"), "label 'pso' appears 1 time(s)"),
+    ("one label", lambda d: classification(d / "one_label.tsv"), "only one label ('pos')"),
+    ("too few rows", lambda d: classification(d / "few_rows.tsv"), "4 rows cannot be split"),
+    (
+        "a validation label training lacks",
+        lambda d: classification(d / "good.tsv", f"task.val_path={d / 'other_label.tsv'}"),
+        "other_label.tsv:1: label 'meh' does not occur in the training file",
+    ),
+    ("no room in the vocabulary", lambda d: classification(d / "good.tsv", "task.vocab_size=4"), "task.vocab_size=4"),
+    ("an empty text", lambda d: ["task=char_lm", f"task.path={d / 'empty.txt'}"], "empty.txt: file is empty"),
+    ("not UTF-8", lambda d: ["task=char_lm", f"task.path={d / 'latin1.txt'}"], "latin1.txt:3: not valid UTF-8"),
+    ("too short a text", lambda d: ["task=char_lm", f"task.path={d / 'short.txt'}"], "only 3 tokens"),
+    ("parallel files of other lengths", lambda d: translation(d, "tgt_short.txt"), "different line counts"),
+    ("a damaged gzip file", lambda d: translation(d, "damaged.gz"), "damaged.gz: cannot read"),
+    ("task.max_len=0", lambda d: translation(d, "tgt.txt", "task.max_len=0"), "task.max_len=0 must be >= 1"),
+    (
+        "a failed download",
+        lambda d: ["task=multi30k", f"task.data_dir={d / 'multi30k'}"],
+        "missing and the download from",
+    ),
+    (
+        "more held-out sequences than exist",
+        lambda d: [*SMALL_REVERSE, "task.vocab_size=2", "task.max_len=2"],
+        "only 6 distinct sources exist for lengths 1..2",
+    ),
+    ("a strategy Lightning lacks", lambda d: [*SMALL_REVERSE, "trainer.strategy=dpp"], "trainer.strategy=ddp"),
+    ("an accelerator Lightning lacks", lambda d: [*SMALL_REVERSE, "trainer.accelerator=tpuu"], "trainer.accelerator"),
+    ("no device", lambda d: [*SMALL_REVERSE, "trainer.devices=0"], "trainer.devices=0 is no device count"),
+    ("device ids on the CPU", lambda d: [*SMALL_REVERSE, "trainer.devices=[0,1]"], "trainer.devices=[0,1]"),
+    ("validation every 0 epochs", lambda d: [*SMALL_REVERSE, "trainer.check_val_every_n_epoch=0"], "must be >= 1"),
+    # a sweep: one job that cannot run refuses the sweep, before any job (and before its directory) exists
+    (
+        "a sweep with a setting one job cannot take",
+        lambda d: ["-m", *SMALL_REVERSE, "model.heads=1,3"],
+        "job 1 of the sweep (model.heads=3) cannot run, so no job was started: model.heads=3 does not divide",
+    ),
+    (
+        "a sweep with one bad data file",
+        lambda d: ["-m", *classification(f"{d / 'good.tsv'},{d / 'no_tab.tsv'}")],
+        "job 1 of the sweep",
+    ),
+    ("a sweep resuming last", lambda d: ["-m", *SMALL_REVERSE, "seed=0,1", "ckpt_path=last"], "ckpt_path=last"),
+    # a search that picks its jobs as it goes (Optuna): the data every trial reads is checked before the first
+    (
+        "a search over bad data",
+        lambda d: [
+            "-m",
+            "hparams_search=lr_warmup_dropout_size",
+            "hydra.sweeper.n_trials=2",
+            *classification(d / "no_tab.tsv"),
+        ],
+        "no_tab.tsv:2: no TAB in this line",
+    ),
+]
+
+
+@pytest.mark.parametrize("overrides, words", [c[1:] for c in EARLY_REFUSALS], ids=[c[0] for c in EARLY_REFUSALS])
+def test_a_run_refused_before_it_starts_leaves_no_directory(overrides, words, data, tmp_path, monkeypatch):
+    from src.data.tasks import multi30k
+
+    def no_network(url, destination):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(multi30k, "download", no_network)
+    places = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    given = overrides(data)
+    if any(o.startswith("hparams_search=") for o in given):
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    flags = [o for o in given if o == "-m"]
+    code, out, err = run_in_process("src.run", *flags, *MODEL, *[o for o in given if o != "-m"], *places)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert words in errors[0], errors[0]
+    assert list(tmp_path.iterdir()) == [], "a refused run wrote into its directory"
+    assert not list((data / "multi30k").iterdir())  # no partial download left either
+
+
+def test_bad_data_found_only_while_reading_fails_the_run_which_reports_and_analyze_skip(data, tmp_path, monkeypatch):
+    """A flaw beyond the part of a file checked before the run (here made small) is found when the run reads the
+    whole file: the run directory is left with run.json saying failed and why; a sweep goes on past that job, its
+    report names it failed, and src.analyze on the sweep names it and skips it."""
+    monkeypatch.setattr("src.data.files.CHECKED_BYTES", 256)
+    late = tmp_path / "late.tsv"
+    late.write_text(GOOD_ROWS + "a fine film without a label\n")  # line 41: past the first 256 bytes
+    run_dir = tmp_path / "run"
+    code, _, err = run_in_process("src.run", *MODEL, *classification(late), f"hydra.run.dir={run_dir}")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and errors == [f"error: {late}:41: no TAB in this line: each line must be `sentence<TAB>label`"]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and record["error"] == errors[0].removeprefix("error: ")
+
+    sweep = tmp_path / "sweep"
+    code, out, err = run_in_process(
+        "src.run",
+        "-m",
+        *MODEL,
+        *classification(f"{data / 'good.tsv'},{late}"),
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert code == 1, err  # the sweep went on, and says one job did not complete
+    statuses = {p.parent.name[0]: json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")}
+    assert statuses == {"0": "completed", "1": "failed"}
+    report = (sweep / "report.md").read_text()
+    assert "| failed |" in report and "late.tsv:41: no TAB in this line" in report
+    code, out, err = run_in_process(
+        "src.analyze", f"ckpt={sweep}", "single_heads=false", "keep_one=false", "prune_step=1.0"
+    )
+    assert code == 0, err
+    (skipped,) = [line for line in err.splitlines() if line.startswith("warning:") and "is skipped" in line]
+    assert skipped.startswith("warning: 1_") and "failed" in skipped and "late.tsv:41" in skipped
+    analysed = sorted(p.parents[1].name[0] for p in sweep.glob("*/analysis/summary.json"))
+    assert analysed == ["0"]
+
+
+def test_a_pretrained_model_without_its_tokenizer_or_weights_is_refused_before_the_run(tmp_path):
+    transformers = pytest.importorskip("transformers", reason="the optional group: pip install -e '.[pretrained]'")
+    from tests.pretrained.conftest import save, tiny_gpt2
+    from tests.pretrained.hf_tokenizers import save_gpt2_tokenizer
+
+    complete = save(tiny_gpt2(), tmp_path / "gpt2", save_gpt2_tokenizer)  # 64 positions
+    no_tokenizer = save(tiny_gpt2(), tmp_path / "no_tokenizer")
+    no_weights = tmp_path / "no_weights"
+    transformers.GPT2Config.from_pretrained(complete).save_pretrained(no_weights)
+    save_gpt2_tokenizer(no_weights, vocab_size=97)
+    text = tmp_path / "story.txt"
+    text.write_text("the cat sat on the mat and the dog ran to the park. " * 40)
+    task = ["task=char_lm", f"task.path={text}", "trainer.max_steps=2"]
+    for model, words in (
+        (no_tokenizer, "tokenizer files in"),
+        (no_weights, "has no weights (model.safetensors or pytorch_model.bin)"),
+        (complete, "has 64 positions"),  # task.block_size=100 below
+    ):
+        run_dir = tmp_path / "run"
+        size = ["task.block_size=100"] if model == complete else ["task.block_size=16"]
+        code, _, err = run_in_process(
+            "src.run", f"model.pretrained={model}", *task, *size, "torch_threads=1", f"hydra.run.dir={run_dir}"
+        )
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(errors) == 1 and words in errors[0], err
+        assert not run_dir.exists()
+    # The positions are the pretrained model's (300 here), not model.max_len's (the tiny model's 256), which a
+    # pretrained model's run cannot set
+    longer = save(tiny_gpt2(n_positions=300), tmp_path / "gpt2_300", save_gpt2_tokenizer)
+    code, _, err = run_in_process(
+        "src.run",
+        f"model.pretrained={longer}",
+        *task,
+        "task.block_size=280",
+        "trainer.val_check_interval=2",
+        "torch_threads=1",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'long'}",
+    )
+    assert code == 0, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, f"hydra.run.dir={run_dir}")
+    assert code == 0, err
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "module, args, writes",
+    [
+        ("src.analyze", ["prune_step=0"], "out"),
+        ("src.analyze", ["ablate.heads=[cross:5]"], "out"),
+        ("src.analyze", ["split=train"], "out"),
+        ("src.predict", ["input=lines.txt", "decode.beam_size=0"], "output"),
+        ("src.predict", ["input=odd.txt"], "output"),  # a symbol the model has no token for, on line 2
+        ("src.predict", ["text=1234", "attention_site=crosss"], "attention"),
+        ("src.predict", ["text=12x4"], "attention"),
+    ],
+)
+def test_eval_predict_and_analyze_refused_write_nothing(trained, module, args, writes, tmp_path, monkeypatch):
+    """The commands that read a trained model refuse bad input before they write their output (analyze's out=,
+    predict's output= and attention=): nothing is left where it would have gone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lines.txt").write_text("1234\n567\n")
+    (tmp_path / "odd.txt").write_text("1234\n12x4\n")
+    target = {"out": "analysis", "output": "out.txt", "attention": "page.html"}[writes]
+    code, _, err = run_in_process(module, f"ckpt={trained}", *args, f"{writes}={tmp_path / target}")
+    assert code == 2 and len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err
+    assert not (tmp_path / target).exists() and not (trained / "analysis").exists()
+
+
+def test_a_slurm_sweep_is_checked_without_the_gpus_its_jobs_get_on_the_cluster(monkeypatch):
+    """The submitting machine (a login node) often has no GPU: a SLURM sweep's jobs train on the cluster's nodes,
+    so their GPU settings are not checked against this machine; a job that cannot run still refuses the sweep."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from src.cli import fresh_hydra
+    from src.model import ConfigError
+    from src.preflight import check_sweep_jobs
+
+    monkeypatch.setattr("src.validation._cuda_available", lambda: False)
+    sweep = ["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu", "trainer=gpu", *SMALL_REVERSE]
+    with fresh_hydra():
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        config = hydra.compose_config("config", [*sweep, "model.heads=1,2"], run_mode=RunMode.MULTIRUN)
+        check_sweep_jobs(config)  # no GPU here, and none needed
+        config = hydra.compose_config("config", [*sweep, "model.heads=1,3"], run_mode=RunMode.MULTIRUN)
+        with pytest.raises(ConfigError, match=r"job 1 of the sweep \(model.heads=3\) cannot run"):
+            check_sweep_jobs(config)
