@@ -192,10 +192,25 @@ def check_attention_site(site: str, model) -> None:
         )
 
 
-def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkpoint: dict) -> None:
-    """The attention on cfg.text, with the run's head importance when it has an analysis, into `page`."""
-    from src.dashboard.explorer import attention_on_text, read_importance, write_page
+def analysis_dir_of(ckpt: str, checkpoint: dict) -> Path:
+    """Where src.analyze writes the analysis of `ckpt` (src/analyze.py, find_targets): <run>/analysis for a run
+    directory or a checkpoint in its run's checkpoints/, <checkpoint name>_analysis beside a checkpoint moved away
+    from its run."""
     from src.training.checkpoint import run_dir_of
+
+    path = resolve_path(ckpt).resolve()
+    if path.is_dir():
+        return path / "analysis"
+    run_dir = run_dir_of(str(path), checkpoint)
+    if path.parent == run_dir / "checkpoints":
+        return run_dir / "analysis"
+    return path.parent / f"{path.stem}_analysis"
+
+
+def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkpoint: dict) -> None:
+    """The attention on cfg.text, with the run's head importance when it has an analysis, into `page`. The page says
+    what it shows: the model and checkpoint, what the model made of the text, and what the head numbers are."""
+    from src.dashboard.explorer import attention_on_text, describe_model, read_importance, write_page
 
     if cfg.target is not None and datamodule.kind != "seq2seq":
         print_warning(f"target= is not used: a {datamodule.kind} model has no decoder side to give")
@@ -209,8 +224,34 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
     view.start_site = cfg.attention_site
     for line in cuts:
         print_warning(line)
-    if not checkpoint["hyper_parameters"].get("pretrained"):
-        view.importance = read_importance(run_dir_of(cfg.ckpt, checkpoint) / "analysis")
+    # The page's top line: the task (a pretrained model read without one has none), the model, the checkpoint.
+    pretrained = checkpoint["hyper_parameters"].get("pretrained") or {}
+    step = checkpoint.get("global_step")
+    task = [] if pretrained.get("reading_only") else [datamodule.task_cfg.name]
+    at_step = f", step {step}" if isinstance(step, int) and step > 0 else ""
+    view.about = " · ".join([*task, describe_model(module.model, datamodule.kind), f"checkpoint {cfg.ckpt}{at_step}"])
+    # What the number on each head is, or why there is none (text in `backticks` is a command on the page).
+    if pretrained:
+        view.importance_about = (
+            f"No number on the heads: a pretrained model read as it is (ckpt={cfg.ckpt}) has no run whose analysis "
+            "of its heads the page could show."
+        )
+    else:
+        where = analysis_dir_of(cfg.ckpt, checkpoint)
+        analysis = read_importance(where)
+        if analysis is None:
+            view.importance_about = (
+                f"No number on the heads: this checkpoint has no analysis of its heads ({where}); `python -m "
+                f"src.analyze ckpt={cfg.ckpt}` measures their importance; then write this page again."
+            )
+        else:
+            view.importance, view.head_notes, view.importance_about = analysis.values, analysis.notes, analysis.about
+            if analysis.step is not None and isinstance(step, int) and analysis.step != step:
+                print_warning(
+                    f"the head importance on the page is the analysis of step {analysis.step} ({where}), and the "
+                    f"page's checkpoint is at step {step}: the page says so beside the numbers"
+                )
+                view.importance_about += f" The page's checkpoint is at step {step}."
     if page.exists():  # it may have appeared while the model ran: still never overwritten
         raise ConfigError(f"attention={cfg.attention} appeared while predicting: choose a new name")
     write_page(view, page)

@@ -4,45 +4,72 @@ self-contained HTML page that shows them (no network access when it is opened, n
     view = attention_on_text(model, datamodule, "ein Hund läuft")   # the tensors (and bertviz's format: as_bertviz)
     write_page(view, Path("attention.html"))                        # src.predict ... attention=attention.html
 
-The page has two views, after bertviz's (Vig 2019):
-- head view: the tokens of both sides of one site, with a line from each query to each key whose opacity is the
-  attention weight, one colour per head; choose the layer and the heads, hover a token to see only its lines;
-- model view: every layer x head of a site as a small map; click one to enlarge it.
-Heads switched off (`ablate=...`) are marked, and each head shows its importance when the run has an analysis.
+The page is written to be read without any other document. At its top: the text, what the model made of it (an
+encoder-decoder's output, a classifier's label and class probabilities, a language model's next token), the model
+and checkpoint, and a legend that says what the colours and the number on each head are. Then three views, after
+bertviz's (Vig 2019):
+- head view (most of the width): the tokens of both sides of one site, with a line from each query to each key whose
+  opacity is the attention weight, one colour per head; choose the layer and the heads, hover a token to see only
+  its lines;
+- one head's map, beside it, with every query and key token on its axes; click any map to show it there;
+- model view: every layer x head of the site as a small map, with the tokens on the shared axes when there is room
+  (else on hover).
+Heads are named as `ablate.heads` names them (src/model/names.py: `cross:1:2`, layers and heads counted from 0), so
+a name on the page can be pasted into a spec. Heads switched off (`ablate=...`) are marked, and each head shows its
+importance when the run has an analysis (src.analyze: which measure, on which data, is said on the page). Tokens are
+shown as the data layer labels them (`token_strings`: a tokenizer's own marks such as GPT-2's "Ġ" converted).
 bertviz's own pages load their JavaScript from a CDN and are blank offline; this one carries its script.
 """
 
 from __future__ import annotations
 
+import csv
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from src.model.names import NUMBERING, SITE_TITLES, head_name, layer_name
+
 # Which side's tokens are the queries and which the keys, per attention site.
 SITE_SIDES = {"encoder_self": ("src", "src"), "decoder_self": ("tgt", "tgt"), "cross": ("tgt", "src")}
-SITE_TITLES = {
-    "encoder_self": "encoder self-attention",
-    "decoder_self": "decoder self-attention",
-    "cross": "cross-attention",
+
+# What a side's tokens are, per kind of model (the page's axis titles).
+SIDE_NAMES = {
+    "seq2seq": {"src": "input tokens (encoder)", "tgt": "output tokens (decoder)"},
+    "lm": {"tgt": "text tokens"},
+    "classification": {"src": "input tokens"},
 }
+ARCH_NAMES = {"seq2seq": "encoder-decoder", "lm": "decoder-only", "classification": "encoder-only classifier"}
 
 
 @dataclass
 class AttentionOnText:
     """One input's attention. tokens: side ("src", "tgt") -> its token strings; attentions: site -> per layer a
     (H, Tq, Tk) tensor of weights (rows sum to 1 over the keys a query may see); importance: site -> (L, H) head
-    importance from the run's analysis, or None; ablated: site -> (L, H) True where a head is switched off."""
+    importance from the run's analysis (None where a head was not measured), or None; ablated: site -> (L, H) True
+    where a head is switched off.
+
+    What the page says around the weights: `sides` names each side's tokens, `prediction` is what the model made of
+    the text ({"what": "predicted label", "text": "pos", "choices": [["pos", 0.97], ["neg", 0.03]]}), `about` the
+    model and checkpoint in one line, `importance_about` what the importance numbers are (or why there are none), and
+    `head_notes` site -> (L, H) one line per head (its analysis figures) shown when a head is pointed at."""
 
     tokens: dict[str, list[str]]
     attentions: dict[str, list[Tensor]]
-    importance: dict[str, list[list[float]]] | None = None
+    importance: dict[str, list[list[float | None]]] | None = None
     ablated: dict[str, list[list[bool]]] = field(default_factory=dict)
     title: str = ""
     start_site: str | None = None  # the site the page opens on (None: the first)
+    sides: dict[str, str] = field(default_factory=dict)
+    prediction: dict | None = None
+    about: str = ""
+    importance_about: str = ""
+    head_notes: dict[str, list[list[str]]] = field(default_factory=dict)
 
     def as_bertviz(self) -> dict:
         """The keyword arguments of bertviz's head_view / model_view: per layer (1, H, Tq, Tk) tensors and the token
@@ -64,25 +91,27 @@ class AttentionOnText:
 def attention_on_text(
     model, datamodule, text: str, target: str | None = None, max_tokens: int = 200, max_new_tokens: int = 100
 ) -> tuple[AttentionOnText, list[str]]:
-    """The attention of `model` on one input, read as src.predict reads it (datamodule.encode_input), and the lines
-    to warn with (a side cut to `max_tokens`). Encoder-decoder: the decoder side is `target` if given, else the
-    model's own greedy output; decoder-only: the input; encoder-only: the input."""
+    """The attention of `model` on one input, read as src.predict reads it (datamodule.encode_input), what the model
+    made of it (view.prediction), and the lines to warn with (a side cut to `max_tokens`). Encoder-decoder: the
+    decoder side is `target` if given, else the model's own greedy output; decoder-only: the input (a long one keeps
+    its last `max_tokens`, the ones the next token is read from); encoder-only: the input."""
     from src.model import generate
     from src.model.head_mask import attention_sites
     from src.training.inference import eval_mode
 
     warnings: list[str] = []
 
-    def cut(ids: list[int], side: str) -> list[int]:
+    def cut(ids: list[int], side: str, keep_last: bool = False) -> list[int]:
         if len(ids) > max_tokens:
-            warnings.append(f"the {side} has {len(ids)} tokens: the page shows the first {max_tokens}")
-            return ids[:max_tokens]
+            which = "last" if keep_last else "first"
+            warnings.append(f"the {side} has {len(ids)} tokens: the page shows the {which} {max_tokens}")
+            return ids[-max_tokens:] if keep_last else ids[:max_tokens]
         return ids
 
-    cfg, device = model.cfg, next(model.parameters()).device
+    cfg, device, kind = model.cfg, next(model.parameters()).device, datamodule.kind
     ids, _ = datamodule.encode_input(text)
     with eval_mode(model):
-        if datamodule.kind == "seq2seq":
+        if kind == "seq2seq":
             src = torch.tensor([cut(ids, "input")], device=device)
             if target is not None:
                 out = datamodule.encode_tgt(target)
@@ -92,20 +121,35 @@ def attention_on_text(
             if len(out) > cfg.max_len - 1:  # with the start token, at most the model's positions
                 warnings.append(f"the output has {len(out)} tokens: the model reads {cfg.max_len - 1} after its start")
                 out = out[: cfg.max_len - 1]
-            tgt = torch.tensor([[cfg.bos_id, *cut(out, "output")]], device=device)
+            out = cut(out, "output")
+            tgt = torch.tensor([[cfg.bos_id, *out]], device=device)
             output = model(src, tgt, need_weights=True)
             tokens = {
                 "src": datamodule.src_token_strings(src[0].tolist()),
                 "tgt": datamodule.tgt_token_strings(tgt[0].tolist()),
             }
-        elif datamodule.kind == "lm":
-            tgt = torch.tensor([cut(ids, "input") or [cfg.bos_id]], device=device)
+            what = "target (given with target=)" if target is not None else "output (greedy decoding)"
+            prediction = {"what": what, "text": datamodule.decode_tgt(out), "choices": None}
+        elif kind == "lm":
+            tgt = torch.tensor([cut(ids, "input", keep_last=True) or [cfg.bos_id]], device=device)
             output = model(tgt, need_weights=True)
             tokens = {"tgt": datamodule.tgt_token_strings(tgt[0].tolist())}
+            probabilities = output.logits[0, -1].float().softmax(-1)  # (V,): the token after the last one
+            top = probabilities.topk(min(5, probabilities.numel()))
+            choices = [
+                [datamodule.tgt_token_strings([i])[0], round(p, 4)]
+                for i, p in zip(top.indices.tolist(), top.values.tolist())
+            ]
+            prediction = {"what": "next token (after the text)", "text": choices[0][0], "choices": choices}
         else:
             src = torch.tensor([cut(ids, "input")], device=device)
             output = model(src, need_weights=True)
             tokens = {"src": datamodule.src_token_strings(src[0].tolist())}
+            probabilities = output.logits[0].float().softmax(-1)  # (C,), as src.predict prints them
+            ranked = probabilities.argsort(descending=True, stable=True).tolist()  # ties: the first, as argmax
+            names = datamodule.label_names
+            choices = [[names[c], round(probabilities[c].item(), 4)] for c in ranked]
+            prediction = {"what": "predicted label", "text": names[ranked[0]], "choices": choices}
     attentions = {site: [w[0].float().cpu() for w in per_layer] for site, per_layer in output.attentions.items()}
     ablated = {
         site: [
@@ -114,52 +158,136 @@ def attention_on_text(
         ]
         for site, modules in attention_sites(model).items()
     }
-    return AttentionOnText(tokens, attentions, ablated=ablated, title=text), warnings
+    if kind == "seq2seq" and target is not None:
+        sides = {**SIDE_NAMES[kind], "tgt": "target tokens (decoder)"}
+    else:
+        sides = dict(SIDE_NAMES.get(kind, {}))
+    view = AttentionOnText(tokens, attentions, ablated=ablated, title=text, sides=sides, prediction=prediction)
+    return view, warnings
 
 
-def read_importance(analysis_dir: Path) -> dict[str, list[list[float]]] | None:
-    """Head importance (normalised per layer) from a run's analysis/heads.csv (src.analyze), site -> (L, H)."""
-    import csv
+def describe_model(model, kind: str) -> str:
+    """'encoder-decoder, 2 + 2 layers, 4 heads a layer': the kind of model and its shape, for the page's top line."""
+    cfg = model.cfg
+    layers = {"seq2seq": f"{cfg.enc_layers} + {cfg.dec_layers} layers", "lm": f"{cfg.dec_layers} layers"}.get(
+        kind, f"{cfg.enc_layers} layers"
+    )
+    return f"{ARCH_NAMES.get(kind, kind)}, {layers}, {cfg.heads} heads a layer"
 
+
+@dataclass
+class HeadImportance:
+    """A run's head analysis as the page shows it: values site -> (L, H) normalised importance (None: not measured),
+    notes site -> (L, H) one line of figures per head, and `about`: what the number is and what it was measured on."""
+
+    values: dict[str, list[list[float | None]]]
+    notes: dict[str, list[list[str]]]
+    about: str
+    step: int | None = None  # the checkpoint step the analysis measured
+
+
+def _number(text: str | None) -> float | None:
+    """A csv cell as a number; None for an empty cell or NaN (a head not measured)."""
+    try:
+        value = float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_importance(analysis_dir: Path) -> HeadImportance | None:
+    """Head importance (normalised per layer) from a run's analysis/heads.csv (src.analyze), with what it is and what
+    it was measured on from analysis/summary.json; None without an analysis."""
     path = analysis_dir / "heads.csv"
     if not path.is_file():
         return None
-    table: dict[str, dict[tuple[int, int], float]] = {}
+    summary: dict = {}
+    try:
+        summary = json.loads((analysis_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass  # heads.csv alone: the numbers are still shown, said to be from the analysis
+    metric = summary.get("metric") or "metric"
+    baseline = (summary.get("figures") or {}).get("baseline")
+    table: dict[str, dict[tuple[int, int], tuple[float | None, str]]] = {}
     with path.open(newline="", encoding="utf-8") as file:
         for row in csv.DictReader(file):
-            table.setdefault(row["site"], {})[(int(row["layer"]), int(row["head"]))] = float(
-                row["importance_normalised"]
-            )
-    importance = {}
-    for site, values in table.items():
-        layers, heads = max(k[0] for k in values) + 1, max(k[1] for k in values) + 1
-        importance[site] = [[values.get((layer, head), 0.0) for head in range(heads)] for layer in range(layers)]
-    return importance
+            site, layer, head = row["site"], int(row["layer"]), int(row["head"])
+            value = _number(row.get("importance_normalised"))
+            without = _number(row.get("metric_without"))
+            note = "importance " + ("not measured (switched off when analysed)" if value is None else f"{value:.2f}")
+            if without is not None:
+                note += f"; {metric} without this head alone: {without:.3f}"
+                note += f" (with every head: {baseline:.3f})" if isinstance(baseline, (int, float)) else ""
+            table.setdefault(site, {})[(layer, head)] = (value, note)
+    values, notes = {}, {}
+    for site, cells in table.items():
+        layers, heads = max(k[0] for k in cells) + 1, max(k[1] for k in cells) + 1
+        grid = [[cells.get((layer, head), (None, "")) for head in range(heads)] for layer in range(layers)]
+        values[site] = [[value for value, _ in row] for row in grid]
+        notes[site] = [[note for _, note in row] for row in grid]
+    examples, split = summary.get("examples"), summary.get("split")
+    measured_on = f" over {examples} {split} examples" if examples and split else ""
+    checkpoint = Path(summary["checkpoint"]).name if summary.get("checkpoint") else "the run"
+    step = summary.get("step")
+    about = (
+        f"head importance (Michel et al. 2019): the mean |d loss / d head gate|{measured_on}, a first-order "
+        "estimate of what removing the head costs, normalised per layer (larger: removing it costs more). "
+        f"Measured by `src.analyze` on {checkpoint}" + (f" (step {step})" if step is not None else "") + "."
+    )
+    return HeadImportance(values, notes, about, step if isinstance(step, int) else None)
 
 
 def page_data(view: AttentionOnText) -> dict:
-    """What the page's script reads: plain lists, weights rounded to 4 decimals (the page is text)."""
+    """What the page's script reads: plain lists, weights rounded to 4 decimals (the page is text), every head and
+    layer already named as ablate.heads reads it (the script never spells a name itself)."""
     sites = {}
     for site, per_layer in view.attentions.items():
         query_side, key_side = SITE_SIDES[site]
         layers = len(per_layer)
         heads = per_layer[0].size(0) if layers else 0
+        importance = (view.importance or {}).get(site)
         sites[site] = {
-            "title": SITE_TITLES[site],
+            "title": SITE_TITLES.get(site, site),
             "queries": query_side,
             "keys": key_side,
-            "weights": [torch.round(w.double(), decimals=4).tolist() for w in per_layer],  # (L, H, Tq, Tk)
-            "importance": (view.importance or {}).get(site),
+            # (L, H, Tq, Tk); a weight that is not a number (never expected) would make the page's JSON unreadable
+            "weights": [torch.round(torch.nan_to_num(w.double()), decimals=4).tolist() for w in per_layer],
+            "importance": [[_finite(v) for v in row] for row in importance] if importance else None,
+            "notes": view.head_notes.get(site),
             "ablated": view.ablated.get(site, [[False] * heads for _ in range(layers)]),
+            "names": [[head_name(site, layer, head) for head in range(heads)] for layer in range(layers)],
+            "layer_names": [layer_name(site, layer) for layer in range(layers)],
         }
-    return {"title": view.title, "tokens": view.tokens, "sites": sites, "start": view.start_site}
+    switched_off = [
+        name
+        for site in sites.values()
+        for names, marks in zip(site["names"], site["ablated"])
+        for name, off in zip(names, marks)
+        if off
+    ]
+    return {
+        "title": view.title,
+        "tokens": view.tokens,
+        "sides": {side: view.sides.get(side, f"{side} tokens") for side in view.tokens},
+        "sites": sites,
+        "start": view.start_site,
+        "prediction": view.prediction,
+        "about": view.about,
+        "importance_about": view.importance_about,
+        "numbering": NUMBERING,
+        "switched_off": switched_off,
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def render_page(view: AttentionOnText) -> str:
     """The whole page as one string: its data as JSON, its style and its script inline."""
     # Every "<" escaped: inside a <script> block, "</script>" would end it and "<!--" with "<script" would swallow
-    # the blocks after it; JSON reads \u003c back as "<".
-    data = json.dumps(page_data(view), ensure_ascii=False).replace("<", "\\u003c")
+    # the blocks after it; JSON reads \u003c back as "<". allow_nan=False: NaN is not JSON, the page would be blank.
+    data = json.dumps(page_data(view), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     return (
         PAGE.replace("{{TITLE}}", html.escape(view.title or "attention"))
         .replace("{{STYLE}}", STYLE)
@@ -187,25 +315,32 @@ PAGE = """<!DOCTYPE html>
 <body>
 <header>
   <h1 id="title"></h1>
+  <p id="about" class="about"></p>
+  <p id="prediction" class="prediction"></p>
   <div class="controls">
     <label>site <select id="site"></select></label>
     <label>layer <select id="layer"></select></label>
-    <button id="all-heads" type="button">all heads</button>
+    <button id="all-heads" type="button">show every head</button>
     <button id="theme" type="button">dark / light</button>
   </div>
-  <div id="heads" class="heads"></div>
+  <div class="heads-row"><span id="heads-label" class="row-label"></span><div id="heads" class="heads"></div></div>
+  <p id="legend" class="legend"></p>
 </header>
 <main>
-  <section>
+  <section id="head-section">
     <h2>head view</h2>
-    <p class="hint">Hover a token to see only its attention; choose heads above.</p>
-    <svg id="head-view" role="img"></svg>
+    <p id="head-hint" class="hint"></p>
+    <div id="head-box" class="box"><svg id="head-view" role="img"></svg></div>
   </section>
-  <section>
+  <section id="focus-section">
+    <h2 id="focus-title">one head</h2>
+    <p id="focus-hint" class="hint"></p>
+    <div id="enlarged" class="box"></div>
+  </section>
+  <section id="model-section">
     <h2>model view</h2>
-    <p class="hint">Every layer (rows) and head (columns) of the site; click a map to enlarge it.</p>
-    <div id="model-view" class="grid"></div>
-    <div id="enlarged"></div>
+    <p id="model-hint" class="hint"></p>
+    <div id="model-box" class="box"><div id="model-view" class="grid"></div></div>
   </section>
 </main>
 <script id="data" type="application/json">{{DATA}}</script>
@@ -215,54 +350,139 @@ PAGE = """<!DOCTYPE html>
 """
 
 STYLE = """
-:root { --bg: #ffffff; --fg: #1d1d1f; --muted: #6e6e73; --line: #d2d2d7; --cell: #f5f5f7; }
+:root { --bg: #ffffff; --fg: #1d1d1f; --muted: #5f5f64; --line: #d2d2d7; --cell: #f5f5f7; --off: #d70015; }
 :root.dark { --bg: #161618; --fg: #f5f5f7; --muted: #a1a1a6; --line: #3a3a3c; --cell: #232326; }
 @media (prefers-color-scheme: dark) { :root:not(.light) { --bg: #161618; --fg: #f5f5f7; --muted: #a1a1a6;
   --line: #3a3a3c; --cell: #232326; } }
-body { background: var(--bg); color: var(--fg); font: 14px/1.4 system-ui, sans-serif; margin: 16px; }
-h1 { font-size: 18px; margin: 0 0 8px; } h2 { font-size: 15px; margin: 16px 0 4px; }
-.hint { color: var(--muted); margin: 0 0 8px; }
+* { box-sizing: border-box; }
+html { scrollbar-gutter: stable; }  /* the views are sized to the width: a scrollbar appearing later would not fit */
+body { background: var(--bg); color: var(--fg); font: 14px/1.4 system-ui, sans-serif; margin: 0;
+  padding: 12px 20px 24px; }
+h1 { font-size: 19px; margin: 0; overflow-wrap: anywhere; white-space: pre-wrap; display: -webkit-box;
+  -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden; }
+h2 { font-size: 15px; margin: 12px 0 2px; }
+p { margin: 0; }
+.about { color: var(--muted); margin: 2px 0 6px; overflow-wrap: anywhere; }
+.prediction { margin: 0 0 8px; font-size: 15px; overflow-wrap: anywhere; }
+.prediction .answer { font-weight: 600; padding: 0 6px; background: var(--cell); border: 1px solid var(--line);
+  border-radius: 4px; white-space: pre-wrap; }
+.prediction .choices { color: var(--muted); margin-left: 8px; }
+.prediction .choice { margin-right: 8px; white-space: nowrap; }
+.prediction .token { color: var(--fg); padding: 0 4px; border: 1px solid var(--line); border-radius: 3px;
+  white-space: pre; }
+.hint, .legend, .row-label, .note { color: var(--muted); }
+.hint { margin: 0 0 6px; }
+.legend { margin: 6px 0 0; font-size: 13px; }
+.legend code, .note code { font-size: 12px; }
 .controls { display: flex; gap: 12px; flex-wrap: wrap; align-items: center; }
 select, button { background: var(--cell); color: var(--fg); border: 1px solid var(--line); border-radius: 4px;
   padding: 2px 6px; font: inherit; }
-.heads { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 8px; }
-.head { display: inline-flex; align-items: center; gap: 4px; border: 1px solid var(--line); border-radius: 4px;
-  padding: 1px 6px; cursor: pointer; user-select: none; }
-.head .swatch { width: 10px; height: 10px; border-radius: 2px; }
+.heads-row { display: flex; gap: 8px; align-items: baseline; margin-top: 8px; }
+.row-label { white-space: nowrap; font-size: 13px; }
+.heads { display: flex; flex-wrap: wrap; gap: 4px; min-width: 0; }
+.head { display: inline-flex; align-items: center; gap: 5px; border: 1px solid var(--line); border-radius: 4px;
+  padding: 1px 6px; cursor: pointer; font-size: 13px; }
+.head .swatch, .key .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; }
+.head .imp { font-variant-numeric: tabular-nums; color: var(--muted); }
 .head.off { opacity: 0.35; }
-.head.ablated, .cell.ablated { text-decoration: line-through; outline: 2px dashed #d70015; }
-svg text { fill: var(--fg); font-size: 12px; dominant-baseline: middle; cursor: default; }
+.head.ablated, .cell.ablated { text-decoration: line-through; outline: 2px dashed var(--off); }
+main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 0 28px; align-items: start; }
+#model-section { grid-column: 1 / -1; }
+@media (max-width: 880px) { main { grid-template-columns: minmax(0, 1fr); } }
+.box { width: 100%; overflow-x: auto; }
+svg { display: block; }
+svg text { fill: var(--fg); font-size: 13px; dominant-baseline: middle; cursor: default; }
+svg text.heading { fill: var(--muted); font-size: 12px; }
 svg text.active { font-weight: bold; }
-.grid { display: grid; gap: 4px; align-items: start; }
+svg text.axis { font-size: 11px; }
+.grid { display: grid; gap: 6px; align-items: end; width: max-content; }
 .cell { background: var(--cell); border: 1px solid var(--line); cursor: pointer; padding: 2px; }
-.cell canvas { display: block; image-rendering: pixelated; }
-.cell .label { font-size: 10px; color: var(--muted); }
-#enlarged canvas { border: 1px solid var(--line); margin-top: 8px; }
+.cell.focus { border-color: var(--fg); }
+.cell .label, .colhead, .rowhead { font-size: 10px; color: var(--muted); }
+.cell .label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.rowhead { display: flex; justify-content: flex-end; gap: 4px; align-self: start; padding-top: 3px; }
+.rowhead span { white-space: nowrap; }
+canvas { display: block; image-rendering: pixelated; }
+.map { position: relative; }
+.map canvas { position: absolute; border: 1px solid var(--line); }
+.scale { display: flex; align-items: center; gap: 6px; margin-top: 6px; font-size: 12px; color: var(--muted); }
+.scale canvas { width: 120px; height: 10px; border: 1px solid var(--line); }
+.note { margin-top: 4px; font-size: 13px; }
 """
 
-# Plain JavaScript, no framework: read the data, draw the two views, redraw on every choice.
+# Plain JavaScript, no framework: read the data, draw the views, redraw on every choice and on resizing.
 SCRIPT = r"""
 const data = JSON.parse(document.getElementById("data").textContent);
-// Layers and heads are numbered from 0, as ablate.heads=[site:layer:head] and the `ablated:` line number them.
-const palette = ["#0071e3", "#d70015", "#248a3d", "#bf5af2", "#ff9f0a", "#30b0c7", "#a2845e", "#ff375f",
-                 "#5e5ce6", "#64d2ff", "#32d74b", "#ffd60a", "#ac8e68", "#8e8e93", "#1d6f42", "#c93400"];
-const state = { site: data.start || Object.keys(data.sites)[0], layer: 0, heads: null, hover: null };
+// Heads and layers are named by the data (src/model/names.py: ablate.heads' spelling), never spelled here.
+// 16 colours dark enough to read as a thin line or a faint map cell on a white page.
+const palette = ["#0071e3", "#d70015", "#248a3d", "#8944ab", "#c45500", "#00838f", "#8d6e63", "#c2185b",
+                 "#3949ab", "#0288d1", "#558b2f", "#b7950b", "#6d4c41", "#616161", "#1d6f42", "#ad1457"];
+const state = { site: data.start || Object.keys(data.sites)[0], layer: 0, heads: null, hover: null, focus: null };
+const room = {};  // id of a view's box -> its width in px, read at the start of each draw()
 const $ = (id) => document.getElementById(id);
 const svgNS = "http://www.w3.org/2000/svg";
+const colour = (h) => palette[h % palette.length];
 
 function site() { return data.sites[state.site]; }
 function headCount() { const w = site().weights; return w.length ? w[0].length : 0; }
-function label(h) {
-  const s = site(), imp = s.importance ? s.importance[state.layer][h] : null;
-  return "head " + h + (imp === null || imp === undefined ? "" : " (" + imp.toFixed(2) + ")");
+function sideName(side) { return data.sides[side] || side + " tokens"; }
+function importance(s, l, h) {
+  const v = s.importance && s.importance[l] ? s.importance[l][h] : null;
+  return v === undefined ? null : v;
+}
+function note(s, l, h) { return s.notes && s.notes[l] && s.notes[l][h] ? s.notes[l][h] : ""; }
+function element(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function svgElement(tag, attributes) {
+  const e = document.createElementNS(svgNS, tag);
+  for (const [name, value] of Object.entries(attributes || {})) e.setAttribute(name, value);
+  return e;
+}
+
+// Text widths in the page's own font, so that token labels get the room they need and are shortened (with "…" and
+// the whole token on hover) only where the room runs out.
+const measureContext = document.createElement("canvas").getContext("2d");
+const fontFamily = getComputedStyle(document.body).fontFamily, widths = new Map();  // (size, text) -> px
+function textWidth(text, size) {
+  const key = size + " " + text;
+  if (!widths.has(key)) {
+    measureContext.font = size + "px " + fontFamily;
+    widths.set(key, measureContext.measureText(text).width);
+  }
+  return widths.get(key);
+}
+function widest(tokens, size) { return tokens.reduce((w, t) => Math.max(w, textWidth(t, size)), 0); }
+function fit(text, size, width) {
+  if (textWidth(text, size) <= width) return text;
+  let shown = text;
+  while (shown.length > 1 && textWidth(shown + "…", size) > width) shown = shown.slice(0, -1);
+  return shown + "…";
+}
+function label(parent, text, size, width, attributes) {
+  const shown = fit(text, size, width), node = svgElement("text", attributes);
+  node.textContent = shown;
+  if (shown !== text) { const title = svgElement("title"); title.textContent = text; node.appendChild(title); }
+  parent.appendChild(node);
+  return node;
 }
 
 function setup() {
   $("title").textContent = data.title || "attention";
-  for (const [name, s] of Object.entries(data.sites)) $("site").add(new Option(s.title, name));
+  $("title").title = data.title || "";
+  $("about").textContent = data.about || "";
+  showPrediction();
+  for (const [name, s] of Object.entries(data.sites)) $("site").add(new Option(s.title + " (" + name + ")", name));
   $("site").value = state.site;
-  $("site").onchange = () => { state.site = $("site").value; state.layer = 0; state.heads = null; draw(); };
-  $("layer").onchange = () => { state.layer = Number($("layer").value); draw(); };
+  $("site").onchange = () => {
+    state.site = $("site").value; state.layer = 0; state.heads = null; state.focus = null; draw();
+  };
+  // Another layer: the map beside the head view shows that layer's most important head (a click on a map below
+  // chooses any other).
+  $("layer").onchange = () => { state.layer = Number($("layer").value); state.focus = null; draw(); };
   $("all-heads").onclick = () => { state.heads = null; draw(); };
   $("theme").onclick = () => {
     const root = document.documentElement;
@@ -270,31 +490,88 @@ function setup() {
       (!root.classList.contains("light") && matchMedia("(prefers-color-scheme: dark)").matches);
     root.classList.toggle("dark", !dark); root.classList.toggle("light", dark); draw();
   };
+  let pending = null;  // one redraw per frame while the window is resized
+  window.addEventListener("resize", () => { cancelAnimationFrame(pending); pending = requestAnimationFrame(draw); });
   draw();
   // When the first draw ended, in ms since the page began loading (the browser tests read it).
   document.documentElement.dataset.firstDraw = performance.now().toFixed(1);
 }
 
+function showPrediction() {
+  const p = data.prediction, box = $("prediction");
+  if (!p) { box.hidden = true; return; }
+  box.append(element("strong", "", p.what + ": "), element("span", "answer", p.text === "" ? "(empty)" : p.text));
+  if (p.choices && p.choices.length > 1) {
+    // Each choice in its own frame: a token such as "." or "," would otherwise read as punctuation of the list.
+    const choices = element("span", "choices", "probabilities: ");
+    for (const [name, prob] of p.choices.slice(0, 8)) {
+      const choice = element("span", "choice");
+      choice.append(element("span", "token", name), " " + prob.toFixed(3));
+      choices.append(choice);
+    }
+    if (p.choices.length > 8) choices.append("… (" + p.choices.length + " in all)");
+    box.append(choices);
+  }
+}
+
+function showLegend() {
+  const s = site(), legend = $("legend");
+  const measured = s.importance !== null && s.importance !== undefined;
+  $("heads-label").textContent = measured ? "heads (number: importance)" : "heads";
+  legend.innerHTML = "";
+  // A sentence of the legend; text in `backticks` is something to type (a setting, a command), set as code.
+  const part = (text) => {
+    text.split("`").forEach((piece, i) => legend.append(i % 2 ? element("code", "", piece) : piece));
+    legend.append(" ");
+  };
+  part("Names: site:layer:head, " + data.numbering + ": paste one into `ablate.heads=[...]` to switch that " +
+       "head off (`ablate.heads=[" + s.names[state.layer][0] + "]`). Click a head to hide or show its lines. " +
+       "Colours: one per head, the same for its lines and its maps.");
+  part(measured ? "Number on a head: its " + (data.importance_about || "importance, from the run's analysis.")
+                : (data.importance_about || "No number on the heads: the run has no head analysis."));
+  if (data.switched_off.length) {
+    part("Struck through in a dashed red frame: switched off here (" + data.switched_off.join(", ") + ").");
+  }
+}
+
 function draw() {
   const s = site(), heads = headCount();
   if (state.heads === null) state.heads = new Set([...Array(heads).keys()]);
+  if (state.focus === null) state.focus = { layer: state.layer, head: mostImportant(state.layer) };
+  state.focus.layer = state.layer;  // the map beside the head view is always of the layer it shows
+  // The room each view has, read once before anything is redrawn: reading a width after changing the page makes
+  // the browser lay the whole page out again (thousands of lines in the head view) at every read.
+  for (const id of ["head-box", "enlarged", "model-box"]) room[id] = $(id).clientWidth;
   const layerSelect = $("layer");
   layerSelect.innerHTML = "";
-  s.weights.forEach((_, l) => layerSelect.add(new Option("layer " + l, l)));
+  s.layer_names.forEach((name, l) => layerSelect.add(new Option(name, l)));
   layerSelect.value = state.layer;
-  drawHeadButtons(); drawHeadView(); drawModelView();
+  showLegend(); drawHeadButtons(); drawHeadView(); drawFocus(); drawModelView();
+}
+
+function mostImportant(l) {
+  // The map shown first: the layer's most important head when the run has an analysis, else its first head.
+  const s = site();
+  let best = 0;
+  for (let h = 1; h < headCount(); h++) {
+    if ((importance(s, l, h) ?? -1) > (importance(s, l, best) ?? -1)) best = h;
+  }
+  return best;
 }
 
 function drawHeadButtons() {
-  const box = $("heads"), s = site();
+  const box = $("heads"), s = site(), l = state.layer;
   box.innerHTML = "";
   for (let h = 0; h < headCount(); h++) {
-    const button = document.createElement("span");
-    button.className = "head" + (state.heads.has(h) ? "" : " off") + (s.ablated[state.layer][h] ? " ablated" : "");
+    const button = element("span", "head" + (state.heads.has(h) ? "" : " off") + (s.ablated[l][h] ? " ablated" : ""));
     button.dataset.head = h;
-    button.title = s.ablated[state.layer][h] ? "switched off (ablate)" : "";
-    button.innerHTML = '<span class="swatch" style="background:' + palette[h % palette.length] + '"></span>';
-    button.appendChild(document.createTextNode(label(h)));
+    button.title = [s.names[l][h], note(s, l, h), s.ablated[l][h] ? "switched off (ablate)" : ""]
+      .filter(Boolean).join("; ");
+    const swatch = element("span", "swatch");
+    swatch.style.background = colour(h);
+    button.append(swatch, element("span", "name", s.names[l][h]));
+    const value = importance(s, l, h);
+    if (s.importance) button.append(element("span", "imp", value === null ? "–" : value.toFixed(2)));
     button.onclick = () => { state.heads.has(h) ? state.heads.delete(h) : state.heads.add(h); draw(); };
     box.appendChild(button);
   }
@@ -303,11 +580,21 @@ function drawHeadButtons() {
 function drawHeadView() {
   const s = site(), svg = $("head-view");
   const queries = data.tokens[s.queries], keys = data.tokens[s.keys];
-  const rowH = 18, textW = 140, gap = 180, top = 10;
-  const height = top * 2 + rowH * Math.max(queries.length, keys.length);
-  svg.setAttribute("width", textW * 2 + gap); svg.setAttribute("height", height);
+  $("head-hint").textContent = "Left: the queries, " + sideName(s.queries) + "; right: the keys, " +
+    sideName(s.keys) + ". A line from a query to a key: the query attends to that key; its opacity is the " +
+    "weight (under 0.01: not drawn), its colour the head. Point at a token to see only its lines.";
+  const width = Math.max(320, room["head-box"]), size = 13;
+  const textW = Math.min(Math.ceil(widest(queries.concat(keys), size)) + 14, Math.floor(width * 0.22));
+  const rows = Math.max(queries.length, keys.length, 1);
+  const rowH = Math.max(20, Math.min(32, Math.floor(480 / rows))), top = 30;
+  const height = top + rowH * rows + 6;
+  svg.setAttribute("width", width); svg.setAttribute("height", height);
   svg.innerHTML = "";
   const y = (i) => top + rowH * i + rowH / 2;
+  const left = textW, right = width - textW;  // the lines run between the two columns of tokens
+  label(svg, "queries: " + sideName(s.queries), 12, width / 2 - 8, { x: 0, y: 10, class: "heading" });
+  label(svg, "keys: " + sideName(s.keys), 12, width / 2 - 8,
+        { x: width, y: 10, "text-anchor": "end", class: "heading" });
   const weights = s.weights[state.layer];
   for (const h of state.heads) {
     for (let q = 0; q < queries.length; q++) {
@@ -317,72 +604,172 @@ function drawHeadView() {
         const hidden = state.hover && ((state.hover.side === "q" && state.hover.i !== q) ||
                                        (state.hover.side === "k" && state.hover.i !== k));
         if (hidden) continue;
-        const line = document.createElementNS(svgNS, "line");
-        line.setAttribute("x1", textW); line.setAttribute("y1", y(q));
-        line.setAttribute("x2", textW + gap); line.setAttribute("y2", y(k));
-        line.setAttribute("stroke", palette[h % palette.length]);
-        line.setAttribute("stroke-width", 2); line.setAttribute("stroke-opacity", w);
+        const line = svgElement("line", { x1: left, y1: y(q), x2: right, y2: y(k), stroke: colour(h),
+                                          "stroke-width": 2, "stroke-opacity": w });
         line.classList.add("attention"); line.dataset.head = h; line.dataset.query = q; line.dataset.key = k;
         svg.appendChild(line);
       }
     }
   }
   const tokenText = (tokens, side, x, anchor) => tokens.forEach((t, i) => {
-    const text = document.createElementNS(svgNS, "text");
-    text.setAttribute("x", x); text.setAttribute("y", y(i)); text.setAttribute("text-anchor", anchor);
-    text.textContent = t; text.classList.add(side === "q" ? "query" : "key");
+    const text = label(svg, t, size, textW - 10, { x, y: y(i), "text-anchor": anchor });
+    text.classList.add(side === "q" ? "query" : "key");
     if (state.hover && state.hover.side === side && state.hover.i === i) text.classList.add("active");
     text.onmouseenter = () => { state.hover = { side, i }; drawHeadView(); };
     text.onmouseleave = () => { state.hover = null; drawHeadView(); };
-    svg.appendChild(text);
   });
-  tokenText(queries, "q", textW - 6, "end");
-  tokenText(keys, "k", textW + gap + 6, "start");
+  tokenText(queries, "q", left - 6, "end");
+  tokenText(keys, "k", right + 6, "start");
 }
 
-function heatMap(canvas, matrix, scale, colour) {
-  // Rows are queries, columns keys; the darkest cell is the map's largest weight (each map its own scale, so a
-  // head that spreads its attention thinly still shows its pattern; the enlarged map's title gives the maximum).
+function heatMap(canvas, matrix, hex) {
+  // One pixel per weight (rows: queries, columns: keys), scaled up by CSS with sharp edges. The most opaque cell is
+  // the map's largest weight: each map has its own scale, so a head that spreads its attention thinly still shows
+  // its pattern (the map beside the head view says what its darkest cell is).
   const rows = matrix.length, cols = rows ? matrix[0].length : 0;
   const top = Math.max(1e-9, ...matrix.map((row) => Math.max(...row)));
-  canvas.width = Math.max(1, cols * scale); canvas.height = Math.max(1, rows * scale);
-  const context = canvas.getContext("2d");
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
-    context.globalAlpha = Math.min(1, matrix[r][c] / top);
-    context.fillStyle = colour; context.fillRect(c * scale, r * scale, scale, scale);
+  canvas.width = Math.max(1, cols); canvas.height = Math.max(1, rows);
+  if (!rows || !cols) return top;
+  const context = canvas.getContext("2d"), image = context.createImageData(cols, rows);
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  for (let q = 0; q < rows; q++) for (let k = 0; k < cols; k++) {
+    const at = 4 * (q * cols + k);
+    image.data[at] = r; image.data[at + 1] = g; image.data[at + 2] = b;
+    image.data[at + 3] = Math.round(255 * Math.min(1, matrix[q][k] / top));
   }
+  context.putImageData(image, 0, 0);
+  return top;
+}
+
+function pointAt(canvas, matrix, queries, keys, prefix) {
+  // The cell under the pointer, in the canvas's tooltip: its query and key tokens and its weight.
+  canvas.onmousemove = (event) => {
+    const box = canvas.getBoundingClientRect();
+    const q = Math.floor((event.clientY - box.top) / box.height * queries.length);
+    const k = Math.floor((event.clientX - box.left) / box.width * keys.length);
+    if (q < 0 || k < 0 || q >= queries.length || k >= keys.length) return;
+    canvas.title = prefix + "query " + queries[q] + " → key " + keys[k] + ": " + matrix[q][k].toFixed(3);
+  };
+}
+
+// Key tokens along a map's top edge, a label every `every` columns: upright when each fits its column, else turned
+// to read upwards from the edge. keyAxisHeight: the room they take above the map.
+function keyAxis(svg, keys, size, cell, left, height, every) {
+  const upright = widest(keys, size) + 4 <= cell * every;
+  keys.forEach((t, k) => {
+    if (k % every) return;
+    const x = left + (k + 0.5) * cell;
+    if (upright) {
+      label(svg, t, size, cell * every, { x, y: height - size / 2 - 3, "text-anchor": "middle",
+                                          class: "axis key-axis" });
+    } else {
+      label(svg, t, size, height - 6, { x: 0, y: 0, transform: "translate(" + x + " " + (height - 3) + ") rotate(-90)",
+                                        class: "axis key-axis" });
+    }
+  });
+}
+function keyAxisHeight(keys, size, cell, most) {
+  return widest(keys, size) + 4 <= cell ? size + 8 : Math.min(Math.ceil(widest(keys, size)) + 10, most);
+}
+
+function drawFocus() {
+  const s = site(), l = state.focus.layer, h = state.focus.head, box = $("enlarged");
+  const queries = data.tokens[s.queries], keys = data.tokens[s.keys], matrix = s.weights[l][h];
+  $("focus-title").textContent = "one head: " + s.names[l][h];
+  box.innerHTML = "";
+  const caption = element("div", "note", s.title + ", layer " + l + ", head " + h +
+    (s.ablated[l][h] ? " (switched off)" : "") + (note(s, l, h) ? "; " + note(s, l, h) : ""));
+  const size = 11, width = Math.max(200, room["enlarged"] - 4);
+  const labelW = Math.min(Math.ceil(widest(queries, size)) + 10, 130);
+  // A cell's size in CSS pixels (not a whole number when many tokens share the width: the canvas is scaled).
+  const cell = Math.min(36, (width - labelW - 2) / Math.max(1, keys.length));
+  const every = Math.ceil((size + 2) / cell);  // a label every `every` tokens when a cell is shorter than the text
+  const labelH = keyAxisHeight(keys, size, cell * every, 90);
+  $("focus-hint").textContent = "Rows: the queries, " + sideName(s.queries) + "; columns: the keys, " +
+    sideName(s.keys) + ". Darker: more attention. Point at a cell for its weight; click a map below to show it " +
+    "here." + (every > 1 ? " A label every " + every + " tokens." : "");
+  const map = element("div", "map");
+  map.style.width = labelW + cell * keys.length + 2 + "px";
+  map.style.height = labelH + cell * queries.length + 2 + "px";
+  const axes = svgElement("svg", { width: labelW + cell * keys.length, height: labelH + cell * queries.length });
+  queries.forEach((t, q) => {
+    if (q % every === 0) {
+      label(axes, t, size, labelW - 8, { x: labelW - 4, y: labelH + (q + 0.5) * cell + 1, "text-anchor": "end",
+                                          class: "axis query-axis" });
+    }
+  });
+  keyAxis(axes, keys, size, cell, labelW + 1, labelH, every);
+  const canvas = element("canvas");
+  canvas.id = "enlarged-map";
+  const top = heatMap(canvas, matrix, colour(h));
+  Object.assign(canvas.style, { left: labelW + "px", top: labelH + "px", width: cell * keys.length + 2 + "px",
+                                height: cell * queries.length + 2 + "px" });
+  pointAt(canvas, matrix, queries, keys, "");
+  map.append(axes, canvas);
+  const scale = element("div", "scale");
+  const ramp = element("canvas");
+  heatMap(ramp, [Array.from({ length: 60 }, (_, i) => i / 59)], colour(h));
+  scale.append(element("span", "", "0"), ramp, element("span", "", "darkest = " + top.toFixed(3) +
+    " (each map is scaled to its own largest weight)"));
+  box.append(map, scale, caption);
 }
 
 function drawModelView() {
   const s = site(), grid = $("model-view");
-  const heads = headCount(), longest = Math.max(data.tokens[s.queries].length, data.tokens[s.keys].length);
-  const scale = Math.max(1, Math.min(14, Math.floor(90 / Math.max(1, longest))));  // about 90 px a map
-  grid.innerHTML = ""; grid.style.gridTemplateColumns = "repeat(" + heads + ", max-content)";
-  s.weights.forEach((layer, l) => layer.forEach((matrix, h) => {
-    const cell = document.createElement("div");
-    cell.className = "cell" + (s.ablated[l][h] ? " ablated" : "");
-    cell.dataset.layer = l; cell.dataset.head = h;
-    const imp = s.importance ? " importance " + s.importance[l][h].toFixed(3) : "";
-    cell.title = "layer " + l + ", head " + h + imp + (s.ablated[l][h] ? " (switched off)" : "");
-    const canvas = document.createElement("canvas");
-    heatMap(canvas, matrix, scale, palette[h % palette.length]);
-    const caption = document.createElement("div");
-    caption.className = "label"; caption.textContent = "L" + l + " H" + h;
-    cell.append(canvas, caption);
-    cell.onclick = () => enlarge(l, h);
-    grid.appendChild(cell);
-  }));
-}
-
-function enlarge(l, h) {
-  const s = site(), box = $("enlarged");
-  const top = Math.max(...s.weights[l][h].map((row) => Math.max(...row)));
-  box.innerHTML = "<div>" + s.title + ", layer " + l + ", head " + h +
-    (s.ablated[l][h] ? " (switched off)" : "") + "; darkest = " + top.toFixed(3) + "</div>";
-  const canvas = document.createElement("canvas");
-  canvas.id = "enlarged-map";
-  heatMap(canvas, s.weights[l][h], 16, palette[h % palette.length]);
-  box.appendChild(canvas);
+  const heads = headCount(), queries = data.tokens[s.queries], keys = data.tokens[s.keys];
+  const longest = Math.max(queries.length, keys.length, 1), size = 10, gap = 6, frame = 6;  // frame: padding, border
+  const width = Math.max(320, room["model-box"]);
+  // A map's width when the row heads take `rowHeadW`: the rest shared by the heads (40 to 160 px each).
+  const thumbFor = (rowHeadW) => Math.max(40, Math.min(160, Math.floor((width - rowHeadW) / heads) - gap - frame));
+  // Tokens on the shared axes (queries left of each layer, keys above each head) when a cell is as tall as the
+  // text; with more tokens than that, pointing at a map names the cell's tokens, and a click shows it enlarged.
+  const queryAxisW = Math.min(Math.ceil(widest(queries, size)) + 8, 90);
+  const labelled = thumbFor(56 + queryAxisW) / longest >= size;
+  const axisW = labelled ? queryAxisW : 0, rowHeadW = 56 + axisW, thumb = thumbFor(rowHeadW);
+  const cell = thumb / longest, mapW = cell * keys.length, mapH = cell * queries.length;
+  const axisH = labelled ? keyAxisHeight(keys, size, cell, 70) : 0;
+  $("model-hint").textContent = "Every layer (rows) and head (columns) of the " + s.title + ", each a map like " +
+    "the one above: rows are queries, columns keys, darker is more attention. Click a map to show it enlarged. " +
+    (labelled ? "" : "Too many tokens to label every map: point at a map to read a cell's tokens and weight.");
+  grid.innerHTML = "";
+  grid.style.gridTemplateColumns = rowHeadW + "px repeat(" + heads + ", " + (thumb + frame) + "px)";
+  grid.appendChild(element("div"));
+  for (let h = 0; h < heads; h++) {
+    const head = element("div", "colhead");
+    head.append(element("div", "", "head " + h));
+    if (labelled) {
+      const axis = svgElement("svg", { width: mapW + 6, height: axisH });
+      keyAxis(axis, keys, size, cell, 3, axisH, 1);
+      head.append(axis);
+    }
+    grid.appendChild(head);
+  }
+  s.weights.forEach((layer, l) => {
+    const rowHead = element("div", "rowhead");
+    rowHead.append(element("span", "", "layer " + l));
+    if (labelled) {
+      const axis = svgElement("svg", { width: axisW, height: mapH + 4 });
+      queries.forEach((t, q) => label(axis, t, size, axisW - 4, { x: axisW - 2, y: 2 + (q + 0.5) * cell,
+        "text-anchor": "end", class: "axis query-axis" }));
+      rowHead.append(axis);
+    }
+    grid.appendChild(rowHead);
+    layer.forEach((matrix, h) => {
+      const focused = state.focus.layer === l && state.focus.head === h;
+      const cellBox = element("div", "cell" + (s.ablated[l][h] ? " ablated" : "") + (focused ? " focus" : ""));
+      cellBox.dataset.layer = l; cellBox.dataset.head = h; cellBox.dataset.name = s.names[l][h];
+      cellBox.title = [s.names[l][h], note(s, l, h), s.ablated[l][h] ? "switched off" : ""].filter(Boolean).join("; ");
+      const canvas = element("canvas");
+      heatMap(canvas, matrix, colour(h));
+      Object.assign(canvas.style, { width: mapW + "px", height: mapH + "px" });
+      pointAt(canvas, matrix, queries, keys, s.names[l][h] + ": ");
+      const caption = element("div", "label", s.names[l][h]);
+      caption.style.width = mapW + "px";
+      cellBox.append(canvas, caption);
+      cellBox.onclick = () => { state.layer = l; state.focus = { layer: l, head: h }; draw(); };
+      grid.appendChild(cellBox);
+    });
+  });
 }
 
 setup();
