@@ -60,7 +60,7 @@ from src.provenance import (
 )
 from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
-from src.training.checkpoint import newest_checkpoint
+from src.training.checkpoint import best_checkpoint_of, newest_checkpoint
 from src.training.processes import RANK_ERROR, RankFailed, announce, process_rank, requeued, withdraw
 from src.training.report import logged_to, print_error, print_line, print_warning, quiet_extra_rank, quiet_lightning
 from src.validation import (
@@ -198,6 +198,7 @@ def train(
     from src.training.callbacks import TrainingSpeed
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
     from src.training.loggers import build_loggers
+    from src.training.metrics import split_sizes
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
     from src.training.processes import adopt_launcher
@@ -295,15 +296,22 @@ def train(
             if record is not None:
                 record.update(stopped=stopped)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        if cfg.test_after_fit:  # the best checkpoint on the test splits: test/* (and test_long/*) next to val/*
-            chosen = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
-            for per_loader in trainer.test(module, datamodule=datamodule, ckpt_path=str(chosen), weights_only=True):
+        bleu_notes: dict[str, str] = {}
+        if cfg.test_after_fit:  # the checkpoint ckpt=<run> stands for, on the test splits: test/* next to val/*
+            chosen = best_checkpoint_of(run_dir) or checkpoints / "last.ckpt"
+            # verbose=False: the metrics are printed once, labelled, in the summary below (not also as Lightning's
+            # table of bare numbers)
+            tested = trainer.test(
+                module, datamodule=datamodule, ckpt_path=str(chosen), weights_only=True, verbose=False
+            )
+            for per_loader in tested:
                 metrics.update({k: float(v) for k, v in per_loader.items()})
             if has_references(datamodule, "test") and trainer.is_global_zero:
-                # The publishable figure: sacrebleu on the raw references, decoded as decode.* says (e.g. beam).
+                # The publishable figure: sacrebleu on the raw references, decoded as decode.* says (e.g. beam),
+                # printed in the summary with what it is (its sentences, decoding and signature).
                 bleu = score_split(module, datamodule, "test", cfg.decode, batch_size=cfg.batch_size)
                 metrics.update(bleu.metrics())
-                print_line(bleu.summary())  # into run.log too
+                bleu_notes = bleu.notes()
     except BaseException as error:
         interrupted = interrupted_outside_the_steps(error, trainer, checkpoints / "last.ckpt")
         failure = end_ranks(ranks, failed_at=time.time())
@@ -318,7 +326,17 @@ def train(
         raise RankFailed(failure)
     if trainer.is_global_zero:
         recorder.add_final(metrics)
-        print_run_end(run_dir, metrics, module.monitor, with_logger, multirun=is_multirun(), speed=speed.summary())
+        print_run_end(
+            run_dir,
+            metrics,
+            module.monitor,
+            with_logger,
+            multirun=is_multirun(),
+            speed=speed.summary(),
+            notes=bleu_notes,
+            kind=datamodule.kind,
+            examples=split_sizes(datamodule),
+        )
     return metrics
 
 
@@ -645,8 +663,7 @@ def analyze_after_fit(cfg: DictConfig, run_dir: Path, record: RunRecord, multiru
     None when the analysis was written, else that line; an interrupt exits (130 / 143), as one during training."""
     import shutil
 
-    checkpoints = run_dir / "checkpoints"
-    chosen = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
+    chosen = best_checkpoint_of(run_dir) or run_dir / "checkpoints" / "last.ckpt"  # what ckpt=<run> stands for
     out = run_dir / ANALYSIS_DIR
     rerun = f"python -m src.analyze {shell_override('ckpt', run_dir)}"
     record.update(analysis="running")
@@ -667,7 +684,7 @@ def analyze_after_fit(cfg: DictConfig, run_dir: Path, record: RunRecord, multiru
         stopped = "; the sweep stops here" if multirun else ""
         print_error(
             f"interrupted by {name} during the analysis after training: the trained run is kept (completed, "
-            f"checkpoints in {checkpoints}); analyse it with {rerun}{stopped}"
+            f"checkpoints in {run_dir / 'checkpoints'}); analyse it with {rerun}{stopped}"
         )
         sys.exit(EXIT_SIGNAL[name])
     except Exception as error:

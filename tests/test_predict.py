@@ -94,10 +94,14 @@ def test_eval_reports_sacrebleu_of_the_beam_translations_with_its_signature(tran
 def test_a_run_with_test_after_fit_scores_its_test_split_with_sacrebleu_and_logs_it(translation_run):
     ckpt, _ = translation_run
     run_dir = ckpt.parents[1]
-    summary = next(line for line in (run_dir / "run.log").read_text().splitlines() if line.startswith("sacreBLEU"))
-    assert summary.startswith("sacreBLEU on test (24 sentences, beam search (3 beams")
+    log = (run_dir / "run.log").read_text().splitlines()
+    # The summary prints the split's one BLEU once, saying what it is (no second, bare sacreBLEU line).
+    (line,) = [line.strip() for line in log if line.strip().startswith("test/sacrebleu:")]
+    assert "sacreBLEU of 24 test sentences, beam search (3 beams" in line
+    assert not any(line.startswith("sacreBLEU on test") for line in log)
     final = json.loads((run_dir / "metrics.json").read_text())["final"]
-    assert f": {final['test/sacrebleu']:.2f} (lowercased {final['test/sacrebleu_lowercase']:.2f})" in summary
+    assert float(line.split(": ")[1].split()[0]) == pytest.approx(final["test/sacrebleu"], abs=1e-4)
+    assert "test/bleu" not in final  # one BLEU per split: the test split has only sacreBLEU's
 
 
 # --- predict gives what eval scored, for every task kind ----------------------------------------------------------

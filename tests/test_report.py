@@ -724,3 +724,14 @@ def test_analyses_at_different_tolerances_are_not_pooled(tmp_path):
     assert "on val `exact_match`, tolerance 5%." in section and "on val `exact_match`, tolerance 10%." in section
     rows = [line for line in section.splitlines() if line.startswith("| 0.9")]
     assert [row.split(" | ")[1] for row in rows] == ["0.3 ± 0 (2)", "0.35 (1)"]  # prunable, per tolerance
+
+
+def test_report_help_names_the_command_and_shows_examples(capsys):
+    from src.sweep.report import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    helped = capsys.readouterr().out
+    assert helped.startswith("usage: python -m src.report ")
+    assert "examples:" in helped and "--baseline model.heads=4" in helped and "outputs/<date> " in helped

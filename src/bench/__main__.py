@@ -19,7 +19,7 @@ def row(figure: str, measured: str, goal: str, met: bool) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter timed runs (a rough look)")
     parser.add_argument("--analysis-ckpt", help="a trained experiment=multi30k_de_en run, for the head analysis")
     parser.add_argument("--data", default=str(analysis.DEFAULT_DATA), help="the folder holding multi30k/*.gz")

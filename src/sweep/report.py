@@ -781,7 +781,23 @@ def refuse(message: str) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.splitlines()[0])
+    from src.cli import typed_command
+
+    prog = typed_command("src.report")  # transformer-report when started through the console script
+    examples = [
+        ("outputs/multirun/<date>/<time>", "a sweep's report.md, written again"),
+        ("outputs/multirun/<date>/<time> --baseline model.heads=4", "compared with another configuration"),
+        ("outputs/<date>", "a day's single runs, a section per task"),
+        ("--storage sqlite:///studies.db --study <name>", "a stored Optuna study's trials"),
+    ]
+    width = max(len(f"{prog} {args}") for args, _ in examples)
+    epilog = "examples:\n" + "\n".join(f"  {f'{prog} {args}':<{width}}  {what}" for args, what in examples)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.splitlines()[0],
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "sweep_dir", nargs="?", help="a sweep directory (outputs/multirun/<date>/<time>) or a folder of runs"
     )

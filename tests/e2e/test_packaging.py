@@ -80,6 +80,6 @@ def test_a_built_wheel_runs_outside_the_repository(tmp_path):
     for name in listed:
         helped = run(scripts / name, "--help", cwd=elsewhere).stdout
         if name == "transformer-report":  # argparse's help (src/report.py)
-            assert helped.startswith("usage: ") and "sweep_dir" in helped
+            assert helped.startswith("usage: transformer-report ") and "sweep_dir" in helped
             continue
         assert helped.startswith(f"{name}: ") and f"Usage: {name} " in helped and "python -m" not in helped

@@ -73,10 +73,13 @@ def sweep_training_mid_way(cluster, sweep: Path, *overrides: str, job: str = "*"
 
 
 def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(slurm_cluster, tmp_path):
+    """A job that fails while it trains on the cluster (max_loss=0.01: it diverges at its first step; a job that
+    cannot run at all is refused before anything is submitted, tests/test_preflight.py) is reported, and the
+    others complete."""
     sweep = tmp_path / "sweep"
     started = time.monotonic()
     result = subprocess.run(
-        slurm_sweep(slurm_cluster, sweep, *TINY_JOB, "model.heads=1,2,3"),
+        slurm_sweep(slurm_cluster, sweep, *TINY_JOB, "model.heads=1,2", "max_loss=null,0.01"),
         cwd=ROOT,
         env=sweep_env(slurm_cluster),
         capture_output=True,
@@ -84,23 +87,26 @@ def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(
         timeout=300,
     )
     print(
-        f"3-job sweep on SLURM: {time.monotonic() - started:.1f} s; cluster up in {slurm_cluster.startup_seconds:.1f} s"
+        f"4-job sweep on SLURM: {time.monotonic() - started:.1f} s; cluster up in {slurm_cluster.startup_seconds:.1f} s"
     )
-    assert result.returncode == 1, result.stderr[-3000:]  # one job failed: the command says so
-    assert "submitted 3 SLURM job(s)" in result.stdout
+    assert result.returncode == 1, result.stderr[-3000:]  # two jobs diverged: the command says so
+    assert "submitted 4 SLURM job(s)" in result.stdout
     statuses = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/run.json")}
     assert {name: record["status"] for name, record in statuses.items()} == {
-        "0_model.heads:1": "completed",
-        "1_model.heads:2": "completed",
-        "2_model.heads:3": "failed",
+        "0_model.heads:1+max_loss:null": "completed",
+        "1_model.heads:1+max_loss:0.01": "diverged",
+        "2_model.heads:2+max_loss:null": "completed",
+        "3_model.heads:2+max_loss:0.01": "diverged",
     }
     for name, record in statuses.items():  # the job's own command, not the worker's (submitit's) command line
         assert record["command"].endswith(f"hydra.run.dir={sweep / name}"), record["command"]
     jobs = {record["slurm_job"] for record in statuses.values()}
-    assert len(jobs) == 3 and all("_" in job for job in jobs)  # the tasks of one job array, each in its own run
+    assert len(jobs) == 4 and all("_" in job for job in jobs)  # the tasks of one job array, each in its own run
     report = (sweep / "report.md").read_text()
-    assert "2 of 3" in result.stdout and "does not divide model.d_model=16" in report
-    assert "1 sweep job(s) did not complete (2_model.heads:3)" in result.stderr
+    assert "2 of 4" in result.stdout and report.count("above max_loss=0.01") == 2
+    assert "2 sweep job(s) did not complete (1_model.heads:1+max_loss:0.01, 3_model.heads:2+max_loss:0.01)" in (
+        result.stderr
+    )
     for name in ("results.csv", "curves.png", "bars.png"):
         assert (sweep / name).is_file(), name
 
