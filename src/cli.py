@@ -362,10 +362,27 @@ def where_settings_are(key: str, line: CommandLine, loader) -> tuple[DictConfig 
     return cfg, group, keys_by_option
 
 
+def checkpoint_named_as_elsewhere_line(key: str, line: CommandLine) -> str | None:
+    """`src.run ckpt=<run>` or `src.eval ckpt_path=<run>`: a checkpoint given under the other commands' name.
+    src.run resumes from a checkpoint (ckpt_path, its newest); src.eval, src.predict and src.analyze read a trained
+    model (ckpt, its best)."""
+    value = line.value_of(key)
+    if line.command == "src.run" and key == "ckpt":
+        return (
+            f"ckpt is how src.eval, src.predict and src.analyze name a checkpoint; src.run resumes a run with "
+            f"ckpt_path={value} (its newest checkpoint), and python -m src.eval ckpt={value} evaluates it"
+        )
+    if line.command in ("src.eval", "src.predict", "src.analyze") and key == "ckpt_path":
+        return f"ckpt_path is src.run's (resuming a run); {line.command} reads a checkpoint as ckpt={value}"
+    return None
+
+
 def unknown_key_line(key: str, line: CommandLine) -> str:
     """`mask.window=3` with mask=causal, `model.haeds=2`, `hydra.launcher.n_jobs=2` with the basic launcher: the
     key is not in the config the command line composes. Say whose setting it is (another option of its group:
     choose that option; in a sweep, every swept option must have it), or the setting it is closest to."""
+    if elsewhere := checkpoint_named_as_elsewhere_line(key, line):
+        return elsewhere
     written = line.written(key)
     with fresh_hydra() as loader:
         cfg, group, keys_by_option = where_settings_are(key, line, loader)

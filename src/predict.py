@@ -261,7 +261,8 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
 def check_settings(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError(
-            'ckpt is required: give it, e.g. python -m src.predict ckpt=<run>/checkpoints/best.ckpt text="..."'
+            "ckpt is required: give a run directory (its best checkpoint), a .ckpt file or hf:<model>, e.g. "
+            'python -m src.predict ckpt=outputs/<date>/<time> text="..."'
         )
     if cfg.text is not None and cfg.input is not None:
         raise ConfigError(

@@ -33,6 +33,7 @@ process, refused:
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
                 check_made_alike(settings, checkpoint, settings.torch_threads or threads)
         except USER_ERRORS as error:
             values = " ".join(o for o in overrides if o.split("=")[0].lstrip("+~") in varied)
+            values = re.sub(r"\\(.)", r"\1", values)  # as typed: Hydra's escapes (cross\:9\:0) taken out
             job = f"job {number} of the sweep" + (f" ({values})" if values else "")
             raise type(error)(f"{job} cannot run, so no job was started: {error}") from None
 

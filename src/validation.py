@@ -60,6 +60,8 @@ def _check_choice(field_name: str, value: str, allowed: tuple[str, ...]) -> None
 
 def _check_file(field_name: str, path: str) -> None:
     resolved = resolve_path(path)
+    if resolved.is_dir():
+        raise ConfigError(f"{field_name}={path} is a directory ({resolved}): give the data file inside it")
     if not resolved.is_file():
         raise ConfigError(f"{field_name}={path} does not exist (looked at {resolved}): fix the path")
 

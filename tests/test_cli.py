@@ -499,3 +499,25 @@ def test_a_removal_or_a_sweep_given_twice_is_one_of_the_values(capsys):
         "warning: seed is given twice (1, then 2,3): 2,3 is used",
         "warning: meta.x is given twice (+meta.x=1, then ~meta.x): ~meta.x is used",
     ]
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "line"),
+    [
+        (
+            "src.run",
+            ["ckpt=outputs/x"],
+            "ckpt is how src.eval, src.predict and src.analyze name a checkpoint; src.run resumes a run with "
+            "ckpt_path=outputs/x (its newest checkpoint), and python -m src.eval ckpt=outputs/x evaluates it",
+        ),
+        (
+            "src.eval",
+            ["ckpt_path=outputs/x"],
+            "ckpt_path is src.run's (resuming a run); src.eval reads a checkpoint as ckpt=outputs/x",
+        ),
+    ],
+)
+def test_a_checkpoint_under_the_other_commands_name_is_answered_with_this_ones(module, args, line, capsys, tmp_path):
+    """One language: `ckpt=` in src.eval, src.predict and src.analyze, `ckpt_path=` (resuming) in src.run; the
+    name of the other commands is answered with this command's, not with "check its spelling"."""
+    assert error_line(module, args, capsys, tmp_path) == f"error: {line}"

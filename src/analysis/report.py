@@ -521,7 +521,7 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
         ]
         for k in analysis.keep_one:
             scope = (
-                f"layer {layer_name(k.site, k.layer)}"
+                layer_name(k.site, k.layer)
                 if k.scope == "layer" and k.layer is not None
                 else ("every layer" if k.scope == "all" else f"every layer of {k.site}")
             )

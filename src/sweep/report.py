@@ -362,8 +362,9 @@ def markdown(sweep: Sweep) -> str:
             "",
         ]
         for group in compared:
-            count = len(group.runs)
-            lines += [f"## {group.name} ({count} run{'s' if count != 1 else ''})", ""]
+            count, unfinished = len(group.runs), len(group.runs) - len(group.finished)
+            not_in_table = f", {unfinished} of them did not complete (listed at the end)" if unfinished else ""
+            lines += [f"## {group.name} ({count} run{'s' if count != 1 else ''}{not_in_table})", ""]
             lines += group_section(sweep, group, level=3)
             lines += [f"![{name}]({name})" for name in figure_files(sweep, group)] + [""]
     else:

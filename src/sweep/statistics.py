@@ -45,8 +45,9 @@ NO_SPREAD = "n/a: no spread"
 NOT_DEFINED = {
     ONE_RUN: "a t interval and a t-test need at least two seeds of each configuration they compare",
     NO_SPREAD: "every seed gave the same value (std 0), so a t interval has no width to estimate and a t-test of "
-    "two such configurations is not defined (identical values are no evidence either way; give the runs seeds that "
-    "differ, or use a metric that separates them)",
+    "two such configurations is not defined (identical values are no evidence either way). Runs of different seeds "
+    "that score exactly alike usually sit at a bound of the metric (an exact match of 0 or 1): train longer, or "
+    "compare a metric that separates them, such as the loss",
 }
 
 

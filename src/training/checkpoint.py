@@ -133,7 +133,11 @@ def _refused_global(message: str) -> str | None:
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
     """The most recently written checkpoint of a run directory (after an interrupt: the interrupted step)."""
-    found = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    # Written at the same step, best.ckpt and last.ckpt hold the same weights: prefer last.ckpt, the name a user
+    # who typed ckpt_path=last expects to read back.
+    found = sorted(
+        (run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns // 10**6, p.name == "last.ckpt")
+    )
     return found[-1] if found else None
 
 
@@ -158,6 +162,12 @@ def resolve_resume_checkpoint(ckpt_path: str, run_dir: Path) -> Path:
                 "hydra.run.dir=<run directory> ckpt_path=last"
             )
         if newest is None:
+            runs = sorted(p.parent.parent for p in path.glob(f"*/{CHECKPOINTS_DIR}/*.ckpt"))
+            if runs:
+                raise ConfigError(
+                    f"ckpt_path={ckpt_path} is a folder of runs, not a run: give one of them, e.g. "
+                    f"{shell_override('ckpt_path', runs[0])}"
+                )
             raise ConfigError(f"ckpt_path={ckpt_path} holds no checkpoints: give a run directory or a .ckpt file")
         return newest
     if not path.exists():

@@ -175,3 +175,30 @@ def test_a_sweep_or_a_folder_of_runs_names_one_of_its_runs_that_saved_a_checkpoi
         line = str(error.value)
         assert f"e.g. ckpt={good}" in line and ("src.analyze" in line) == sweep, line
         assert ("is a sweep directory" if sweep else "is a folder of runs") in line, line
+
+
+def test_resuming_a_folder_of_runs_names_one_of_them_as_the_other_commands_do(tmp_path):
+    from src.training.checkpoint import resolve_resume_checkpoint
+
+    for name in ("12-00-00", "13-00-00"):
+        (tmp_path / "day" / name / "checkpoints").mkdir(parents=True)
+        torch.save({"global_step": 1}, tmp_path / "day" / name / "checkpoints" / "last.ckpt")
+    with pytest.raises(
+        ConfigError, match=r"is a folder of runs, not a run: give one of them, e\.g\. ckpt_path=.*12-00-00"
+    ):
+        resolve_resume_checkpoint(str(tmp_path / "day"), tmp_path / "new")
+
+
+def test_ckpt_path_last_reads_last_ckpt_when_best_ckpt_was_written_at_the_same_moment(tmp_path):
+    import os
+
+    from src.training.checkpoint import newest_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    for name in ("last.ckpt", "best.ckpt"):  # best written after last, within the same millisecond
+        (checkpoints / name).write_bytes(b"")
+        os.utime(checkpoints / name, ns=(1_000_000_000_000, 1_000_000_000_000))
+    assert newest_checkpoint(tmp_path) == checkpoints / "last.ckpt"
+    os.utime(checkpoints / "best.ckpt", ns=(1_000_002_000_000, 1_000_002_000_000))  # a later step's best
+    assert newest_checkpoint(tmp_path) == checkpoints / "best.ckpt"
