@@ -65,9 +65,7 @@ def test_a_run_trained_without_a_head_records_it_and_eval_keeps_it(trained_witho
     assert "ablated: encoder_self:0:1; zero ablation" in (run_dir / "run.log").read_text()  # the start-up tree
 
     result = check(run_module("src.eval", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "split=val"))
-    assert ablated_lines(result.stdout) == [
-        "ablated: encoder_self:0:1; zero ablation (as the checkpoint was trained)"
-    ]
+    assert ablated_lines(result.stdout) == ["ablated: encoder_self:0:1; zero ablation (as the checkpoint was trained)"]
     # The checkpoint is scored as it was at its validation: with the head off (one validation, at its last step).
     final = yaml.safe_load((run_dir / "metrics.json").read_text())["final"]
     assert printed_metrics(result)["val/loss"] == pytest.approx(final["val/loss"], abs=1e-4)
