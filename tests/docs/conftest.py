@@ -21,15 +21,15 @@ from .commands import ROOT, Command
 # gives it: a command such as `ablate.heads=[cross:1:2]` names heads of the default model.
 SMALL = {
     "trainer.max_steps": "4",
-    "trainer.val_check_interval": "2",
+    "trainer.val_check_interval": "4",  # one validation, at the end
     "trainer.enable_progress_bar": "false",
     "optimizer.warmup_steps": "1",
     "batch_size": "8",
-    "dashboard.attention_every_n_steps": "2",
+    "dashboard.attention_every_n_steps": "4",
     "torch_threads": "1",
 }
-SYNTHETIC_SIZES = {"task.train_size": "96", "task.val_size": "16", "task.test_size": "16"}
-RESUMED_STEPS = "8"  # a resume trains on from a fixture run's 4 steps
+SYNTHETIC_SIZES = {"task.train_size": "64", "task.val_size": "8", "task.test_size": "8"}
+RESUMED_STEPS = "8"  # a resume trains on from a fixture run's 4 steps (validating at step 8)
 TRIALS = "2"  # an Optuna search's trials
 
 

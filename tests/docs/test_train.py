@@ -16,6 +16,7 @@ from .conftest import copy_run, run, sized, train, write_data_files
 pytestmark = pytest.mark.slow
 
 TRAIN = unique(of_kind("train"))
+SINGLE = [c for c in TRAIN if "-m" not in c.args]  # run here; the sweeps run in test_train_sweeps.py
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,13 @@ def test_the_pages_have_training_commands():
     assert len(TRAIN) >= 15, [c.line for c in TRAIN]
 
 
-@pytest.mark.parametrize("command", TRAIN, ids=[c.id for c in TRAIN])
+@pytest.mark.parametrize("command", SINGLE, ids=[c.id for c in SINGLE])
 def test_a_documented_training_command_runs(command, tmp_path, home, finished_run):
+    run_documented_training(command, tmp_path, home, finished_run)
+
+
+def run_documented_training(command, tmp_path, home, finished_run) -> None:
+    """The command as written, at a test's size (see commands.py), and what it says it made."""
     write_data_files(tmp_path)
     line = command.line
     resumes = "ckpt_path=" in line
