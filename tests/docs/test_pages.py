@@ -20,7 +20,7 @@ from src.cli import CONF_DIR
 from src.schema import register_configs
 from src.validation import validate_config
 
-from .commands import ALL, PAGES, ROOT, SHOWN, kind_of, of_kind
+from .commands import ALL, PAGES, ROOT, SHOWN, kind_of, of_kind, unique
 from .conftest import run, train
 
 KINDS = ("train", "inspect", "pretrained", "tools", "elsewhere", "gpu")
@@ -71,7 +71,7 @@ def test_a_gpu_command_composes_and_validates_as_on_a_gpu_machine(command, monke
     assert cfg.trainer.accelerator == "gpu"
 
 
-MAKE = [c for c in of_kind("tools") if c.words[0] == "make"]
+MAKE = unique([c for c in of_kind("tools") if c.words[0] == "make"])
 
 
 @pytest.mark.parametrize("command", MAKE, ids=[c.id for c in MAKE])
@@ -83,7 +83,7 @@ def test_a_make_target_runs_what_the_page_says(command):
     assert expected.get(target, target) in done.stdout, done.stdout
 
 
-TENSORBOARD = [c for c in of_kind("tools") if c.words[0] == "tensorboard"]
+TENSORBOARD = unique([c for c in of_kind("tools") if c.words[0] == "tensorboard"])
 
 
 def free_port() -> int:
