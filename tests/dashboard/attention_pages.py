@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import run_in_process
+from tests.e2e.conftest import task_overrides
 
 # A model and a schedule small enough that a run costs seconds: 2 layers of 2 heads a site.
 TINY = [
@@ -50,15 +51,7 @@ def write_data(root: Path) -> Path:
 def task_settings(kind: str, data: Path) -> list[str]:
     if kind == "seq2seq":
         return ["task=reverse", "task.train_size=64", "task.val_size=16", "task.test_size=16"]
-    if kind == "lm":
-        return [
-            "task=char_lm",
-            f"task.path={data / 'text.txt'}",
-            "task.block_size=32",
-            "task.val_fraction=0.1",
-            "task.test_fraction=0.1",
-        ]
-    return ["task=classification", f"task.train_path={data / 'sentiment.tsv'}", "task.max_len=16"]
+    return task_overrides("char_lm" if kind == "lm" else "classification", data)  # the e2e tests' small files
 
 
 _runs: dict[tuple[str, bool], Path] = {}  # (kind, analysed) -> run directory, for this test process

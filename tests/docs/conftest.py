@@ -140,6 +140,12 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, home) -> Path:
+    """A run of the default experiment to resume (`outputs/<date>/<time>`, `<the same overrides>`)."""
+    return train(tmp_path_factory.mktemp("resumable"), home)
+
+
 def copy_run(run_dir: Path, into: Path) -> Path:
     """A copy for one command (a command may write into a run: an analysis/, a resumed step)."""
     target = into / "outputs" / "2026-01-31" / run_dir.name

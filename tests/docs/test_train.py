@@ -11,18 +11,12 @@ import pytest
 from tests.e2e.conftest import check
 
 from .commands import of_kind, unique
-from .conftest import copy_run, run, sized, train, write_data_files
+from .conftest import copy_run, run, sized, write_data_files
 
 pytestmark = pytest.mark.slow
 
 TRAIN = unique(of_kind("train"))
 SINGLE = [c for c in TRAIN if "-m" not in c.args]  # run here; the sweeps run in test_train_sweeps.py
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, home):
-    """A run of the default experiment to resume (`outputs/<date>/<time>`, `<the same overrides>`)."""
-    return train(tmp_path_factory.mktemp("resumable"), home)
 
 
 def test_the_pages_have_training_commands():

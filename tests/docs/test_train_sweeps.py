@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import train
 from .test_train import TRAIN, run_documented_training
 
 pytestmark = pytest.mark.slow
 
 SWEEPS = [c for c in TRAIN if "-m" in c.args]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, home):
-    return train(tmp_path_factory.mktemp("resumable"), home)
 
 
 def test_the_pages_have_sweeps():
