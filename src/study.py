@@ -234,6 +234,15 @@ def rdb_storage(url: str, timeout: bool = False):
     return RDBStorage(url, engine_kwargs=engine)
 
 
+def reading_storage(url: str):
+    """Optuna's storage, opened to read a database that has Optuna's tables. Opened under the storage's lock all the
+    same: Optuna stamps the schema's version when it opens a database whose tables are there but not yet stamped,
+    which is the moment another sweep is creating them, and two stamps collide (UniqueViolation on
+    alembic_version). Under the lock, this waits until that sweep has made its tables."""
+    with storage_lock(url):
+        return rdb_storage(url, timeout=True)
+
+
 def has_tables(url: str) -> bool:
     """Whether the database has Optuna's tables (so holds studies); a sqlite file that does not exist has none,
     and is not created."""
@@ -258,7 +267,7 @@ def stored_study(url: str, name: str):
     if not has_tables(url):
         return None
     try:
-        storage = rdb_storage(url, timeout=True)
+        storage = reading_storage(url)
     except RuntimeError as error:  # tables of another Optuna version (optuna>=3 changed them)
         raise ConfigError(
             f"hydra.sweeper.storage={shown(url)} holds studies of another Optuna version ({_first_line(error)}): "
@@ -695,7 +704,7 @@ def study_trials(url: str, name: str) -> tuple[Any, list]:
         raise ConfigError(f"{shown(url)}: {path} does not exist: give the storage the study's sweeps used")
     study = stored_study(url, name)
     if study is None:
-        storage = rdb_storage(url, timeout=True) if has_tables(url) else None  # no tables: no study at all
+        storage = reading_storage(url) if has_tables(url) else None  # no tables: no study at all
         names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)] if storage else []
         held = f"it holds {', '.join(names)}" if names else "it holds no study"
         raise ConfigError(f"{shown(url)} has no study {name} ({held}): give one of its studies' names")

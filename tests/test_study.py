@@ -178,3 +178,44 @@ def test_sweeps_starting_together_on_an_empty_database_make_one_study(postgres_s
     assert outcomes == ["ok"] * 4
     summaries = optuna.get_all_study_summaries(url)
     assert [summary.study_name for summary in summaries] == ["lr_warmup_dropout_size"]
+
+
+def test_a_sweep_checking_the_study_waits_while_another_makes_the_tables(postgres_server, monkeypatch):  # noqa: F811
+    """The moment between Optuna creating its tables and stamping their version: a sweep that checks the study then
+    (its preflight, another machine's report) sees the tables and would stamp the version too, and the sweep making
+    them fails on the second stamp (UniqueViolation on alembic_version; seen in CI). Here the maker stops in that
+    moment (about to insert its version stamp) until the checker has finished (the race) or for 3 s (the checker
+    waits for the lock)."""
+    import threading
+
+    from alembic.runtime import migration
+
+    from src.study import stored_study
+
+    url = postgres_server.new_database()
+    tables_made, checker_done = threading.Event(), threading.Event()
+    maker = {}
+    original = migration.HeadMaintainer._insert_version
+
+    def insert_version(self, version):  # the maker has found no version stamped, and is about to insert one
+        if threading.current_thread().name == "maker":
+            tables_made.set()
+            checker_done.wait(3)  # with the lock the checker waits for the maker, so this times out
+        original(self, version)
+
+    monkeypatch.setattr(migration.HeadMaintainer, "_insert_version", insert_version)
+
+    def make():
+        try:
+            maker["study"] = made_study(url)
+        except BaseException as error:  # reported to the test, whatever it is
+            maker["error"] = error
+
+    thread = threading.Thread(target=make, name="maker")
+    thread.start()
+    assert tables_made.wait(60)
+    checked = stored_study(url, "lr_warmup_dropout_size")
+    checker_done.set()
+    thread.join(60)
+    assert "error" not in maker, maker.get("error")
+    assert checked is None or checked.study_name == "lr_warmup_dropout_size"
