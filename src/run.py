@@ -572,6 +572,71 @@ def record_the_run(
     return metrics.get(objective_of(cfg))
 
 
+def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Path]]) -> list[Any]:
+    """hydra/launcher=stacked: the jobs of a group (configs that differ only in `seed`, their directories made by
+    the launcher) trained together as one stacked model (src/training/stacked.py). Each member's run.json says how
+    it ended, as a separate job's would; returns the members' JobReturns."""
+    from src.sweep.stacked import job_return
+    from src.training.stacked import StackedMember, train_stacked
+
+    cfgs, run_dirs = [cfg for cfg, _ in made], [run_dir for _, run_dir in made]
+    launched_at = job_launch_time()
+    threads = cfgs[0].torch_threads or threads_for_parallel_jobs()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    names = ", ".join(run_dir.name for run_dir in run_dirs)
+    records = []
+    for config, run_dir in zip(configs, run_dirs):
+        HydraConfig.instance().set_config(config)  # job_command reads the job's own overrides
+        record = RunRecord(run_dir)
+        record.data.update(command=job_command(run_dir), process_command=record.data["command"])
+        record.update(stacked={"members": [str(d) for d in run_dirs], "member": len(records)})
+        records.append(record)
+    values: list[Any] = [None] * len(cfgs)
+    with logged_to(*(run_dir / "run.log" for run_dir in run_dirs)):
+        print_line(f"training {len(cfgs)} seeds together as one stacked model: {names}")
+        try:
+            finals, outputs, speed = train_stacked(
+                [StackedMember(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)],
+                objective_of(cfgs[0]),
+                launched_at=launched_at,
+            )
+        except (*USER_ERRORS, TrainingDiverged, RankFailed) as error:
+            for record, run_dir in zip(records, run_dirs):
+                record.end("failed", error=str(error))
+                (run_dir / "error.txt").write_text(f"{error}\n")
+            if not cfgs[0].sweep_catch_errors:
+                print_error(str(error))
+                sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
+            print_error(f"jobs {names}: {error}")
+            return [job_return(c, cfg, d, error) for c, cfg, d in zip(configs, cfgs, run_dirs)]
+        except BaseException as error:  # a crash: recorded in every member, then the usual traceback
+            trace = traceback.format_exc()
+            for record, run_dir in zip(records, run_dirs):
+                record.end("failed", error=f"{type(error).__name__}: {error}".strip())
+                (run_dir / "error.txt").write_text(trace)
+            raise
+        for member, (cfg, run_dir, record, final, output) in enumerate(zip(cfgs, run_dirs, records, finals, outputs)):
+            if output.diverged_at is not None:
+                error = TrainingDiverged(output.diverged_at, output.diverged_loss, cfg.max_loss)
+                record.end("diverged", error=str(error), speed=speed)
+                (run_dir / "error.txt").write_text(f"{error}\n")
+                print_error(f"job {run_dir.name}: {error}")
+                values[member] = error
+                continue
+            record.end("completed", metrics=final, speed=speed)
+            shown = ", ".join(f"{key} {value:.4g}" for key, value in final.items() if value is not None)
+            print_line(f"{run_dir.name}: {shown}")
+            values[member] = final.get(objective_of(cfg))
+            if cfg.analyze_after_fit and is_global_zero():
+                HydraConfig.instance().set_config(configs[member])
+                failure = analyze_after_fit(cfg, run_dir, record, True)
+                if failure is not None:
+                    print_error(f"job {run_dir.name}: {failure}")
+                    FAILED_ANALYSES.append(run_dir.name)
+    return [job_return(c, cfg, d, v) for c, cfg, d, v in zip(configs, cfgs, run_dirs, values)]
+
+
 def hand_over_to_submitit(interrupt: TrainingInterrupted) -> None:
     """The step is saved: submitit's own handler of the signal (back in place now that training has stopped)
     requeues the job, and exits; the job, started again, resumes from the saved step."""

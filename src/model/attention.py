@@ -114,6 +114,9 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model)
         self.head_gate: Tensor | None = None  # (H,) or (B, H): per-head scale before W^O; None = every head as it is
         self.head_fill: Tensor | None = None  # (H, Dh) or (B, H, Dh): what an ablated head outputs; None = zeros
+        # Set by StackedModel (seeds trained together): under vmap PyTorch's fused CPU kernel has no batched form
+        # and runs member by member, so the explicit computation (batched matmuls and softmax) is used instead.
+        self.per_member = False
 
     def forward(
         self,
@@ -156,7 +159,8 @@ class MultiHeadAttention(nn.Module):
         if self.is_self_attention and positional is not None:
             bias = positional.attention_bias(q.size(2), k.size(2), start)  # (H, Tq, Tk) or None
         dropout_p = self.dropout if self.training else 0.0
-        out, weights = attend(q, k, v, mask, bias, dropout_p, need_weights)  # (B, H, Tq, Dh)
+        out, weights = attend(q, k, v, mask, bias, dropout_p, need_weights or self.per_member)  # (B, H, Tq, Dh)
+        weights = weights if need_weights else None
         if self.head_gate is not None:
             out = self.gate_heads(out)
         return self.out_proj(merge_heads(out)), weights  # (B, Tq, D)

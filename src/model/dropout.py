@@ -10,6 +10,9 @@ integers (the top bit is always 0), so each 16-bit piece keeps only its low 15 b
 uniform; an element survives when they are >= p * 2^15. p is thus rounded to a multiple of 2^-15,
 and the scale uses the rounded value so the expectation stays exact. On other devices PyTorch's
 fused dropout kernel is already fast and is used. Seeded by torch.manual_seed like everything else.
+
+Inside a stacked model (seeds trained together, src/model/stacked.py) PyTorch's kernel is used on the CPU too:
+under vmap an in-place draw (`random_()` above) cannot give each member its own mask, and F.dropout can.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ class Dropout(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability {p} must be in [0, 1)")
         self.p = p
+        self.per_member = False  # set by StackedModel: draw with F.dropout, one mask per member
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or self.per_member:
             return F.dropout(x, self.p, training=True)
         keep, scale = cpu_dropout_keep_mask(x.shape, self.p, x.device)
         return x * (keep.to(x.dtype) * scale)

@@ -20,6 +20,7 @@ class FeedForward(nn.Module):
         self.linear2 = nn.Linear(d_ff, d_model)
         self.dropout = Dropout(dropout)
         self.activation = activation
+        self.per_member = False  # set by StackedModel: see at_real_positions
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
@@ -35,6 +36,7 @@ class SwiGLUFeedForward(nn.Module):
         self.gate_value = nn.Linear(d_model, 2 * d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
         self.dropout = Dropout(dropout)
+        self.per_member = False  # set by StackedModel: see at_real_positions
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
         gate, value = self.gate_value(x).chunk(2, dim=-1)  # 2 x (B, T, d_ff)
@@ -62,8 +64,9 @@ def at_real_positions(ffn: nn.Module, x: Tensor, real: Tensor | None) -> Tensor:
     position) -> (B, T, D), zero at the padding. Exact at the real positions, since the FFN reads each position
     alone; it skips the padding's share of the layer's largest matrix products (a quarter of a batch of mixed
     lengths is often padding). On the CPU only: elsewhere the data-dependent shape costs a device sync that is
-    dearer than the padded rows."""
-    if real is None or x.device.type != "cpu" or bool(real.all()):
+    dearer than the padded rows. Nor in a stacked model (seeds trained together, src/model/stacked.py): under vmap
+    a shape may not depend on the data."""
+    if real is None or x.device.type != "cpu" or getattr(ffn, "per_member", False) or bool(real.all()):
         return ffn(x)
     inner = ffn(x[real])  # (N_real, D): under autocast possibly in a lower precision than x
     out = inner.new_zeros(x.shape)

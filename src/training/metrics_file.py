@@ -52,8 +52,12 @@ class RecordValidations(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        values = {k: _plain(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        step = trainer.global_step
+        self.record(trainer.global_step, trainer.callback_metrics)
+
+    def record(self, step: int, metrics: dict[str, Any]) -> None:
+        """One validation's val/ metrics at `step` (a stacked group's members record theirs so: src/training/
+        stacked.py)."""
+        values = {k: _plain(v) for k, v in metrics.items() if k.startswith("val/")}
         history = [entry for entry in self.content["history"] if entry["step"] < step]  # a resumed run redoes these
         self.content["history"] = [*history, {"step": step, **values}]
         self.content["final"] = values

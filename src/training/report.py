@@ -16,7 +16,7 @@ import re
 import shlex
 import sys
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping, TextIO
 
@@ -36,19 +36,21 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class _Tee(io.TextIOBase):
-    """Writes to the terminal as it is, and a copy without colour codes to a log file."""
+    """Writes to the terminal as it is, and a copy without colour codes to each log file."""
 
-    def __init__(self, terminal: TextIO, log: TextIO):
-        self.terminal, self.log = terminal, log
+    def __init__(self, terminal: TextIO, *logs: TextIO):
+        self.terminal, self.logs = terminal, logs
 
     def write(self, text: str) -> int:
         self.terminal.write(text)
-        self.log.write(_ANSI.sub("", text))
+        for log in self.logs:
+            log.write(_ANSI.sub("", text))
         return len(text)
 
     def flush(self) -> None:
         self.terminal.flush()
-        self.log.flush()
+        for log in self.logs:
+            log.flush()
 
     def isatty(self) -> bool:  # rich decides colours and live display from the terminal, not the log
         return self.terminal.isatty()
@@ -58,15 +60,18 @@ class _Tee(io.TextIOBase):
 
 
 @contextmanager
-def logged_to(path: Path) -> Iterator[None]:
-    """Copy what the run prints (its console and its error lines) into `path` while the block runs."""
-    with open(path, "a", encoding="utf-8") as log:
-        console.file = _Tee(sys.stdout, log)
-        _error_logs.append(log)
+def logged_to(*paths: Path) -> Iterator[None]:
+    """Copy what the run prints (its console and its error lines) into each of `paths` while the block runs (a
+    stacked group of seeds prints once for all its members, and each member's run.log has it)."""
+    with ExitStack() as stack:
+        logs = [stack.enter_context(open(path, "a", encoding="utf-8")) for path in paths]
+        console.file = _Tee(sys.stdout, *logs)
+        _error_logs.extend(logs)
         try:
             yield
         finally:
-            _error_logs.remove(log)
+            for log in logs:
+                _error_logs.remove(log)
             console.file = None  # type: ignore[assignment]  # back to whatever sys.stdout is then
 
 

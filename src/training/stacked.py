@@ -1,0 +1,348 @@
+"""Seeds trained together (hydra/launcher=stacked): the jobs of a sweep that differ only in `seed` train as one
+stacked model (src/model/stacked.py) in one Lightning run, and each member writes its own job directory.
+
+What a member keeps of its own, as its seed gives it when trained alone:
+- its initialisation: each member's TransformerLitModule is built after `seed_everything(member's seed)`, as in
+  src.run, and its model's weights become that member's slice of the stack;
+- its data: each member has its own datamodule (data and order are functions of its seed); a step stacks the
+  members' batches, each padded to the group's longest sequence (padding is never attended to or scored);
+- its optimizer state (Adam's moments are per element, so per member), gradient clipping by its own norm
+  (`configure_gradient_clipping`), its validation metrics, its best checkpoint, and its divergence: a member whose
+  loss becomes non-finite is frozen and recorded as diverged while the others go on.
+
+What each member's directory gets, as a separate job's: .hydra/ (the launcher), run.json, run.log, metrics.json,
+TensorBoard scalars (train/loss, train/lr and every val/ metric, in the member's own event file), and
+checkpoints/best.ckpt and last.ckpt that src.eval, src.predict and src.analyze read as any other.
+
+Batches (stacked, members first): the keys of the task kind's batches (src/training/module.py), each (M, B, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.model.stacked import StackedModel, clip_grad_norm_per_member
+
+from .callbacks import weights_are_finite
+from .inference import forward_batch, scored_target
+from .metrics_file import RecordValidations
+from .module import TransformerLitModule
+from .optim import build_optimizer, time_budget_fraction
+
+# How each batch key is padded to the group's longest sequence: token ids with the pad id, masks with False.
+# Labels (classification) have no length.
+PADDED_WITH_PAD_ID = ("src", "tgt_in", "tgt_out")
+PADDED_WITH_FALSE = ("tgt_real",)
+
+
+def stack_batches(batches: Sequence[dict[str, Tensor]], pad_id: int) -> dict[str, Tensor]:
+    """The members' batches as one: each key (M, B, ...), sequences padded on the right to the longest member's
+    length. Members' batch sizes must agree (the same task settings give the same sizes)."""
+    stacked = {}
+    for key in batches[0]:
+        tensors = [batch[key] for batch in batches]
+        if key in PADDED_WITH_PAD_ID or key in PADDED_WITH_FALSE:
+            width = max(t.size(1) for t in tensors)
+            fill: Any = pad_id if key in PADDED_WITH_PAD_ID else False
+            tensors = [F.pad(t, (0, width - t.size(1)), value=fill) for t in tensors]
+        stacked[key] = torch.stack(tensors)  # (M, B, ...)
+    return stacked
+
+
+class MemberOutputs:
+    """What one member writes in its job directory while the group trains: metrics.json, its loggers' scalars and
+    its checkpoints (best by the task's main metric, and last)."""
+
+    def __init__(self, run_dir: Path, module: TransformerLitModule, loggers: list, objective: str | None):
+        self.run_dir = Path(run_dir)
+        self.module = module
+        self.loggers = loggers
+        self.recorder = RecordValidations(run_dir, module.monitor, module.monitor_mode, objective=objective)
+        self.best_score: float | None = None
+        self.diverged_at: int | None = None  # the step whose loss was not finite
+        self.diverged_loss = math.nan
+
+    def log_scalars(self, values: dict[str, float], step: int) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(values, step=step)
+
+    def improved(self, score: float) -> bool:
+        if not math.isfinite(score):
+            return False
+        if self.best_score is None:
+            return True
+        return score > self.best_score if self.module.monitor_mode == "max" else score < self.best_score
+
+    def save_checkpoint(self, name: str, step: int, epoch: int) -> Path | None:
+        """checkpoints/<name>.ckpt in the form src.run's checkpoints have (state_dict, hyper_parameters, the step,
+        and for best.ckpt the monitored metric and its score); never non-finite weights."""
+        if not weights_are_finite(self.module):
+            return None
+        directory = self.run_dir / "checkpoints"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.ckpt"
+        best_path = directory / "best.ckpt"
+        checkpoint = {
+            "state_dict": self.module.state_dict(),
+            "hyper_parameters": dict(self.module.hparams),
+            "global_step": step,
+            "epoch": epoch,
+            "pytorch-lightning_version": L.__version__,
+            "callbacks": {
+                f"ModelCheckpoint{{'monitor': '{self.module.monitor}', 'mode': '{self.module.monitor_mode}'}}": {
+                    "monitor": self.module.monitor,
+                    "best_model_score": None if self.best_score is None else torch.tensor(self.best_score),
+                    "best_model_path": str(best_path) if self.best_score is not None else "",
+                }
+            },
+            "stacked": True,  # trained as a member of a stacked group: no optimizer or loop state to resume from
+        }
+        partial = path.with_suffix(".ckpt.part")
+        torch.save(checkpoint, partial)
+        partial.replace(path)  # never half written
+        return path
+
+    def finalize(self) -> None:
+        for logger in self.loggers:
+            logger.finalize("success")
+
+
+class StackedLitModule(L.LightningModule):
+    """The group's training: `members` are the members' TransformerLitModules (built one per seed, as src.run
+    builds its module); their models' weights are stacked into `self.model` (the one set of parameters the
+    optimizer updates), and copied back into each member's model for validation and checkpoints."""
+
+    def __init__(self, members: Sequence[TransformerLitModule], outputs: Sequence[MemberOutputs]):
+        super().__init__()
+        first = members[0]
+        self.members = nn.ModuleList(members)
+        self.outputs = list(outputs)
+        self.model = StackedModel([member.model for member in members])
+        self.kind = first.kind
+        self.config = first.config
+        self.model_cfg = first.model_cfg
+        self.label_smoothing = first.label_smoothing
+        self.monitor, self.monitor_mode = first.monitor, first.monitor_mode
+        # False once a member diverged: its gradients are zeroed and its weights kept as they were (`frozen`)
+        self.training_members = [True] * len(members)
+        self.frozen: dict[int, dict[str, Tensor]] = {}
+        self._last_losses: Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def setup(self, stage: str) -> None:
+        for member in self.members:  # their _evaluate reads trainer.datamodule (decoding for BLEU)
+            member.trainer = self.trainer
+
+    # --- training -----------------------------------------------------------------------------------------------
+
+    def training_step(self, batches: Sequence[dict[str, Tensor]], batch_idx: int) -> dict[str, Tensor]:
+        batch = stack_batches(batches, self.model_cfg.pad_id)
+        kind, smoothing, loss_of = self.kind, self.label_smoothing, self.members[0].loss
+
+        def member_loss(model: nn.Module, member_batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+            logits = forward_batch(model, kind, member_batch).logits  # (B, T, V) or (B, C)
+            return loss_of(logits, scored_target(model, kind, member_batch), smoothing)
+
+        self.model.template.train(self.training)  # the template is outside the module tree: follow its mode
+        losses, targets = self.model.call(member_loss, batch)  # (M,), (M,)
+        # One host sync per step, as a solo run's divergence check (StopOnDivergence) has.
+        finite = torch.isfinite(losses.detach()).tolist()
+        step = self.global_step + 1
+        for member, ok in enumerate(finite):
+            if not ok and self.training_members[member]:
+                self.stop_member(member, step, float(losses[member].detach()))
+        if not any(self.training_members):
+            self.trainer.should_stop = True
+        training = torch.tensor(self.training_members, device=losses.device)
+        total = torch.where(training, losses, torch.zeros_like(losses)).sum()
+        self._last_losses = losses.detach()
+        trainer = self._trainer
+        if trainer is not None and (step % trainer.log_every_n_steps == 0 or step == trainer.max_steps):
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            for member, output in enumerate(self.outputs):
+                if self.training_members[member]:
+                    output.log_scalars({"train/loss": float(losses[member].detach()), "train/lr": float(lr)}, step)
+        return {"loss": total, "targets": (targets * training).sum()}
+
+    def stop_member(self, member: int, step: int, loss: float) -> None:
+        """Member `member`'s loss was not finite at `step`: it trains no further (its weights stay those of the
+        step before, which its last checkpoint holds); the others go on."""
+        self.training_members[member] = False
+        self.outputs[member].diverged_at, self.outputs[member].diverged_loss = step, loss
+        self.frozen[member] = self.model.member_state_dict(member)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Each member's gradients clipped by its own norm (trainer.gradient_clip_val, by norm as Lightning's
+        default), never by the whole stack's; a stopped member's gradients are zeroed."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        for member, training in enumerate(self.training_members):
+            if not training:
+                for p in params:
+                    p.grad[member].zero_()
+        if gradient_clip_val:
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ValueError("stacked seeds clip gradients by norm only (trainer.gradient_clip_algorithm=norm)")
+            clip_grad_norm_per_member(params, float(gradient_clip_val))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        for member, state in self.frozen.items():  # Adam's moments and weight decay would still move its weights
+            self.model.set_member(member, state)
+
+    def configure_optimizers(self):
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        budget = time_budget_fraction(self.trainer)
+        mixed = str(self.trainer.precision).endswith("-mixed")
+        return build_optimizer(
+            self.model, self.config["optimizer"], self.model_cfg.d_model, total_steps, budget, mixed_precision=mixed
+        )
+
+    # --- validation: member by member, each with its own weights and metrics -----------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        for member, module in enumerate(self.members):
+            self.model.load_member(member, module.model)
+            module.model.eval()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.members[dataloader_idx]._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        step, epoch = self.global_step, self.current_epoch
+        sanity = self.trainer.sanity_checking
+        for member, (module, output) in enumerate(zip(self.members, self.outputs)):
+            metrics = module.split_metrics["val"]
+            if metrics.loss.update_count == 0:
+                continue
+            values = {f"val/{name}": float(value) for name, value in metrics.compute().items()}
+            metrics.reset()
+            if sanity:
+                continue
+            if not self.training_members[member] and output.diverged_at is not None and step >= output.diverged_at:
+                continue  # its weights are those of the last step before it diverged, validated then
+            output.recorder.record(step, values)
+            output.log_scalars(values, step)
+            score = values.get(self.monitor, math.nan)
+            if output.improved(score):
+                output.best_score = score
+                output.save_checkpoint("best", step, epoch)
+            output.save_checkpoint("last", step, epoch)
+
+
+class StackedDataModule(L.LightningDataModule):
+    """The members' datamodules as one: training batches are the members' batches side by side (one list per
+    step, each member's in its own seeded order), validation runs each member's loader in turn (dataloader_idx =
+    the member)."""
+
+    def __init__(self, members: Sequence[Any]):
+        super().__init__()
+        self.members = list(members)
+
+    def train_dataloader(self):
+        from lightning.pytorch.utilities import CombinedLoader
+
+        # min_size: the members' loaders have the same length (the same task settings); a step takes one of each
+        return CombinedLoader([member.train_dataloader() for member in self.members], mode="min_size")
+
+    def val_dataloader(self):
+        return [member.val_dataloader() for member in self.members]
+
+    def decode_tgt(self, ids) -> str:  # the members share their task's vocabulary (checked in train_stacked)
+        return self.members[0].decode_tgt(ids)
+
+
+class StackedMember:
+    """One member of a group, as the launcher hands it over: its composed config (no `hydra` node) and its job
+    directory, already made with its .hydra/."""
+
+    def __init__(self, cfg: Any, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+
+
+def train_stacked(
+    members: Sequence[StackedMember], objective: str | None, launched_at: float | None = None
+) -> tuple[list[dict[str, float]], list[MemberOutputs], dict[str, Any]]:
+    """Train the group; returns each member's final validation metrics, its outputs (diverged_at says whether it
+    diverged) and the group's speed (run.json's `speed`)."""
+    from dataclasses import asdict
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf import OmegaConf
+
+    from src.data import absolute_task_paths, build_datamodule
+    from src.model import ConfigError
+    from src.schema import model_config_for, to_plain
+    from src.training.callbacks import ProgressLines, TrainingSpeed, ValidateAtLastStep
+    from src.training.checkpoint import numeric_settings
+    from src.training.loggers import build_loggers
+    from src.validation import validate_config
+
+    modules, datamodules, outputs = [], [], []
+    for member in members:
+        cfg = member.cfg
+        validate_config(cfg)
+        # As src.run: the seed, then the data, then the model (so the member's initialisation is the solo run's)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        absolute_task_paths(cfg.task)
+        datamodule = build_datamodule(
+            cfg.task,
+            cfg.batch_size,
+            cfg.seed,
+            member.run_dir,
+            num_workers=cfg.num_workers,
+            bucket_by_length=cfg.bucket_by_length,
+        )
+        model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
+        model_cfg.validate()
+        config = to_plain(cfg)
+        module = TransformerLitModule(
+            config, asdict(model_cfg), datamodule.kind, str(member.run_dir), numeric_settings(config)
+        )
+        loggers = build_loggers(cfg.logger, member.run_dir, run_name=member.run_dir.name)
+        modules.append(module)
+        datamodules.append(datamodule)
+        outputs.append(MemberOutputs(member.run_dir, module, loggers, objective))
+    shapes = {repr(asdict(module.model_cfg)) for module in modules}
+    if len(shapes) != 1:  # the vocabularies learned from each member's data differ in size
+        raise ConfigError(
+            "the members of a stacked group built models of different shapes (their data gave different "
+            "vocabularies): run these seeds as separate jobs (hydra/launcher=basic)"
+        )
+    # The group's own randomness (dropout masks) starts from the first member's seed (src/model/stacked.py).
+    L.seed_everything(members[0].cfg.seed, workers=True, verbose=False)
+    group = StackedLitModule(modules, outputs)
+    cfg = members[0].cfg
+    speed = TrainingSpeed(launched_at=launched_at)
+    callbacks: list = [ValidateAtLastStep(), speed]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(ProgressLines(cfg.progress_every_n_steps))
+    trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(trainer_settings, dict)
+    trainer_settings["enable_checkpointing"] = False  # each member saves its own (MemberOutputs)
+    try:
+        trainer = L.Trainer(
+            **trainer_settings, logger=False, callbacks=callbacks, default_root_dir=str(members[0].run_dir)
+        )
+    except (MisconfigurationException, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise ConfigError(f"trainer settings rejected by Lightning: {first_line}") from None
+    trainer.fit(group, datamodule=StackedDataModule(datamodules), weights_only=True)
+    finals = []
+    for output in outputs:
+        history = output.recorder.content["history"]
+        final = {key: value for key, value in (history[-1] if history else {}).items() if key != "step"}
+        output.recorder.add_final(final)
+        output.finalize()
+        finals.append(final)
+    return finals, outputs, speed.summary()
