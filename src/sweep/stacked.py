@@ -60,7 +60,28 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
         return "trainer.accumulate_grad_batches is not 1"
     if trainer.get("gradient_clip_algorithm") not in (None, "norm"):
         return f"trainer.gradient_clip_algorithm={trainer.gradient_clip_algorithm} (members clip by norm)"
+    if cfg.get("callbacks"):
+        names = ", ".join(f"callbacks.{name}" for name in cfg.callbacks)
+        return f"{names} (a stacked group runs no per-member Lightning callbacks yet, early stopping included)"
+    if cfg.checkpoint.every_n_train_steps > 0:
+        return "checkpoint.every_n_train_steps > 0 (stacked members keep best.ckpt and last.ckpt only)"
+    if cfg.get("test_after_fit", False):
+        return "test_after_fit=true (stacked members are not tested after training yet: src.eval tests them)"
     return None
+
+
+def what_stacked_members_lack(cfg: DictConfig) -> str | None:
+    """Legal settings a stacked group does not honour yet, in words (one warning), None when there are none."""
+    dashboard = cfg.get("dashboard")
+    if dashboard is None or cfg.get("logger") is None or cfg.logger.name == "none":
+        return None
+    shown = [name for name in ("attention_maps", "attention_stats", "text_samples", "hparams") if dashboard[name]]
+    if not shown:
+        return None
+    return (
+        f"stacked members log scalars only: no {', '.join('dashboard.' + name for name in shown)} in TensorBoard "
+        "yet (src.analyze draws a member's attention and heads; hydra/launcher=basic runs them as separate jobs)"
+    )
 
 
 def make_job_directory(config: DictConfig, hydra_context: Any, task_function: Any) -> tuple[DictConfig, Path]:

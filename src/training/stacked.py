@@ -130,6 +130,9 @@ class StackedLitModule(L.LightningModule):
         self.config = first.config
         self.model_cfg = first.model_cfg
         self.label_smoothing = first.label_smoothing
+        self.max_loss = first.config.get("max_loss")  # a member whose loss passes it diverged, as a solo run
+        checkpoint = first.config.get("checkpoint") or {}
+        self.save_best, self.save_last = checkpoint.get("save_best", True), checkpoint.get("save_last", True)
         self.monitor, self.monitor_mode = first.monitor, first.monitor_mode
         # False once a member diverged: its gradients are zeroed and its weights kept as they were (`frozen`)
         self.training_members = [True] * len(members)
@@ -157,22 +160,28 @@ class StackedLitModule(L.LightningModule):
         self.model.template.train(self.training)  # the template is outside the module tree: follow its mode
         losses, targets = self.model.call(member_loss, batch)  # (M,), (M,)
         # One host sync per step, as a solo run's divergence check (StopOnDivergence) has.
-        finite = torch.isfinite(losses.detach()).tolist()
+        values = losses.detach().tolist()
         step = self.global_step + 1
-        for member, ok in enumerate(finite):
-            if not ok and self.training_members[member]:
-                self.stop_member(member, step, float(losses[member].detach()))
+        for member, value in enumerate(values):
+            diverged = not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss)
+            if diverged and self.training_members[member]:
+                self.stop_member(member, step, value)
         if not any(self.training_members):
             self.trainer.should_stop = True
         training = torch.tensor(self.training_members, device=losses.device)
         total = torch.where(training, losses, torch.zeros_like(losses)).sum()
         self._last_losses = losses.detach()
         trainer = self._trainer
-        if trainer is not None and (step % trainer.log_every_n_steps == 0 or step == trainer.max_steps):
-            lr = trainer.optimizers[0].param_groups[0]["lr"]
+        logging_step = trainer is not None and step % trainer.log_every_n_steps == 0
+        if trainer is not None and (logging_step or step == trainer.max_steps):
+            # As Lightning logs a solo run's: at the step count before this step (so validation after step 6 is
+            # drawn at 5), train/lr on the logging steps only (LearningRateMonitor), train/loss also on the last.
+            scalars = {"train/loss": 0.0, "train/epoch": float(self.current_epoch)}
+            if logging_step:
+                scalars["train/lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
             for member, output in enumerate(self.outputs):
                 if self.training_members[member]:
-                    output.log_scalars({"train/loss": float(losses[member].detach()), "train/lr": float(lr)}, step)
+                    output.log_scalars({**scalars, "train/loss": values[member]}, self.global_step)
         return {"loss": total, "targets": (targets * training).sum()}
 
     def stop_member(self, member: int, step: int, loss: float) -> None:
@@ -231,12 +240,14 @@ class StackedLitModule(L.LightningModule):
             if not self.training_members[member] and output.diverged_at is not None and step >= output.diverged_at:
                 continue  # its weights are those of the last step before it diverged, validated then
             output.recorder.record(step, values)
-            output.log_scalars(values, step)
+            output.log_scalars({**values, "train/epoch": float(epoch)}, step - 1)  # Lightning's step, as above
             score = values.get(self.monitor, math.nan)
             if output.improved(score):
                 output.best_score = score
-                output.save_checkpoint("best", step, epoch)
-            output.save_checkpoint("last", step, epoch)
+                if self.save_best:
+                    output.save_checkpoint("best", step, epoch)
+            if self.save_last:
+                output.save_checkpoint("last", step, epoch)
 
 
 class StackedDataModule(L.LightningDataModule):

@@ -1,0 +1,131 @@
+"""hydra/launcher=stacked end to end: `-m model.heads=1,2 seed=0,1` is two stacked groups of two, and every member
+writes the job directory a separate job writes, with the same numbers. The same sweep run by Hydra's basic
+launcher (one job after another) is the reference: metrics to 1e-5 (float32), the checkpoints src.eval reads,
+TensorBoard's scalars and the sweep's report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import SMALL_SYNTHETIC, TINY, check, run_module
+
+pytestmark = pytest.mark.slow
+
+SWEEP = ["-m", "model.heads=1,2", "seed=0,1", *(o for o in TINY if not o.startswith("model.heads=")), *SMALL_SYNTHETIC]
+JOBS = ["0_model.heads:1+seed:0", "1_model.heads:1+seed:1", "2_model.heads:2+seed:0", "3_model.heads:2+seed:1"]
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory):
+    """The sweep stacked, and the same sweep job by job: (stacked dir, its output, solo dir)."""
+    root = tmp_path_factory.mktemp("stacked")
+    stacked, solo = root / "stacked", root / "solo"
+    result = check(run_module("src.run", *SWEEP, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
+    check(run_module("src.run", *SWEEP, f"hydra.sweep.dir={solo}"))
+    return stacked, result.stdout + result.stderr, solo
+
+
+def close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
+
+
+def test_seeds_of_one_configuration_train_together_and_others_apart(sweeps):
+    _, output, _ = sweeps
+    lines = [line for line in output.splitlines() if line.startswith("training 2 seeds together")]
+    assert lines == [
+        "training 2 seeds together as one stacked model: 0_model.heads:1+seed:0, 1_model.heads:1+seed:1",
+        "training 2 seeds together as one stacked model: 2_model.heads:2+seed:0, 3_model.heads:2+seed:1",
+    ]
+    # what a member does not write yet is said, once per group
+    assert output.count("warning: stacked members log scalars only") == 2
+
+
+def test_every_member_writes_the_job_directory_a_separate_job_writes(sweeps):
+    stacked, _, solo = sweeps
+    for name in JOBS:
+        job, alone = stacked / name, solo / name
+        assert yaml.safe_load((job / ".hydra/config.yaml").read_text())["seed"] == int(name[-1])
+        assert (job / ".hydra/overrides.yaml").read_text() == (alone / ".hydra/overrides.yaml").read_text()
+        assert (job / ".hydra/hydra.yaml").exists()
+        record = json.loads((job / "run.json").read_text())
+        assert record["status"] == "completed"
+        assert record["stacked"]["members"][record["stacked"]["member"]] == str(job)
+        assert f"hydra.run.dir={job}" in record["command"] or f"hydra.run.dir='{job}'" in record["command"]
+        assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+        assert (job / "run.log").read_text().count("training 2 seeds together") == 1
+        assert list(job.glob("events.out.tfevents.*"))
+
+
+def test_a_members_metrics_are_its_seed_trained_alone(sweeps):
+    stacked, _, solo = sweeps
+    for name in JOBS:
+        mine = json.loads((stacked / name / "metrics.json").read_text())
+        theirs = json.loads((solo / name / "metrics.json").read_text())
+        assert [entry["step"] for entry in mine["history"]] == [entry["step"] for entry in theirs["history"]] == [6, 12]
+        for entry, reference in zip(mine["history"], theirs["history"]):
+            assert entry.keys() == reference.keys()
+            assert all(close(entry[key], reference[key]) for key in reference if key != "step"), (entry, reference)
+        assert mine["main_metric"] == theirs["main_metric"]
+
+
+def test_tensorboard_shows_each_member_as_its_own_run_with_the_solo_runs_scalars(sweeps):
+    from src.dashboard import read_events
+
+    stacked, _, solo = sweeps
+    for name in (JOBS[0], JOBS[3]):
+        mine, theirs = read_events(stacked / name), read_events(solo / name)
+        for tag in ("val/loss", "train/loss", "train/lr"):
+            assert [step for step, _ in mine.scalars[tag]] == [step for step, _ in theirs.scalars[tag]], tag
+            assert all(close(a, b) for (_, a), (_, b) in zip(mine.scalars[tag], theirs.scalars[tag])), tag
+
+
+def test_src_eval_reads_a_members_checkpoint_as_any_other(sweeps):
+    stacked, _, solo = sweeps
+    name = JOBS[1]
+    mine = check(run_module("src.eval", f"ckpt={stacked / name}", "batch_size=16")).stdout
+    theirs = check(run_module("src.eval", f"ckpt={solo / name}", "batch_size=16")).stdout
+    shown = [line for line in mine.splitlines() if line.strip().startswith(("test/", "test_long/"))]
+    assert shown and shown == [line for line in theirs.splitlines() if line.strip().startswith(("test/", "test_long/"))]
+
+
+def test_the_sweep_report_is_the_one_the_separate_jobs_give(sweeps):
+    stacked, _, solo = sweeps
+    table = [line for line in (stacked / "report.md").read_text().splitlines() if line.startswith("| ")]
+    reference = [line for line in (solo / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert table == reference
+    assert "4 of 4 runs completed." in (stacked / "report.md").read_text()
+
+
+def test_a_group_that_cannot_be_stacked_runs_its_jobs_one_after_another_and_says_why(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = check(
+        run_module(
+            "src.run",
+            "-m",
+            "seed=0,1",
+            *TINY,
+            *SMALL_SYNTHETIC,
+            "trainer.accumulate_grad_batches=2",
+            "hydra/launcher=stacked",
+            f"hydra.sweep.dir={sweep}",
+        )
+    )
+    output = result.stdout + result.stderr
+    assert "warning: jobs 0, 1 run one after another, not stacked: trainer.accumulate_grad_batches is not 1" in output
+    assert "seeds together" not in output
+    for job in sweep.glob("*_seed:*"):
+        record = json.loads((job / "run.json").read_text())
+        assert record["status"] == "completed" and "stacked" not in record
+    assert len(list(sweep.glob("*_seed:*"))) == 2
+
+
+def test_the_stacked_launchers_config_is_documented_where_users_look():
+    text = (Path(__file__).parents[2] / "conf/hydra/launcher/stacked.yaml").read_text()
+    assert "max_members" in text
