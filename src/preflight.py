@@ -380,6 +380,12 @@ def check_training_left(checkpoint: dict, ckpt: Path, config: DictConfig) -> Non
     """Refuse to resume a checkpoint that has reached the trainer's limits (`finished_by`): Lightning would return
     at once, and the run would end "completed" with no metrics. Also called by each job of a sweep, whose
     directories are new (so nothing is lost there, but the job is reported with this reason)."""
+    if checkpoint.get("stacked"):  # src/training/stacked.py: weights and settings only
+        raise ConfigError(
+            f"ckpt_path={config.ckpt_path}: {ckpt} was saved by a member of a stacked group of seeds, which keeps "
+            "no optimizer or loop state, so it cannot be resumed: evaluate or analyse it with "
+            f"python -m src.eval {shell_override('ckpt', ckpt)}, or train the seed again"
+        )
     finished = finished_by(checkpoint, config.trainer)
     if finished is not None:
         setting, reached = finished

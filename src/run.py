@@ -601,29 +601,15 @@ def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Pa
                 objective_of(cfgs[0]),
                 launched_at=launched_at,
             )
-        except (*USER_ERRORS, TrainingDiverged, RankFailed) as error:
-            for record, run_dir in zip(records, run_dirs):
-                record.end("failed", error=str(error))
-                (run_dir / "error.txt").write_text(f"{error}\n")
-            if not cfgs[0].sweep_catch_errors:
-                print_error(str(error))
-                sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
-            print_error(f"jobs {names}: {error}")
-            return [job_return(c, cfg, d, error) for c, cfg, d in zip(configs, cfgs, run_dirs)]
-        except BaseException as error:  # a crash: recorded in every member, then the usual traceback
-            trace = traceback.format_exc()
-            for record, run_dir in zip(records, run_dirs):
-                record.end("failed", error=f"{type(error).__name__}: {error}".strip())
-                (run_dir / "error.txt").write_text(trace)
-            raise
+        except BaseException as error:
+            return end_group_early(error, configs, cfgs, run_dirs, records)
         for member, (cfg, run_dir, record, final, output) in enumerate(zip(cfgs, run_dirs, records, finals, outputs)):
             if output.diverged_at is not None:
                 error = TrainingDiverged(output.diverged_at, output.diverged_loss, cfg.max_loss)
                 record.end("diverged", error=str(error), speed=speed)
                 (run_dir / "error.txt").write_text(f"{error}\n")
                 print_error(f"job {run_dir.name}: {error}")
-                values[member] = error
-                continue
+                continue  # as a diverged sweep job: reported, and the sweep goes on (its value None)
             record.end("completed", metrics=final, speed=speed)
             shown = ", ".join(f"{key} {value:.4g}" for key, value in final.items() if value is not None)
             print_line(f"{run_dir.name}: {shown}")
@@ -635,6 +621,56 @@ def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Pa
                     print_error(f"job {run_dir.name}: {failure}")
                     FAILED_ANALYSES.append(run_dir.name)
     return [job_return(c, cfg, d, v) for c, cfg, d, v in zip(configs, cfgs, run_dirs, values)]
+
+
+def end_group_early(
+    error: BaseException, configs: list[DictConfig], cfgs: list[DictConfig], run_dirs: list[Path], records: list
+) -> list[Any]:
+    """A stacked group that stopped before its end: interrupted (Ctrl-C, SIGTERM: exit 130/143, each member's
+    weights kept), refused or failed (every member records why). Returns the JobReturns when the sweep goes on."""
+    from src.sweep.stacked import job_return, without_seed
+
+    names = ", ".join(run_dir.name for run_dir in run_dirs)
+    interrupt = error if isinstance(error, TrainingInterrupted) else interrupted_before_a_step(error)
+    if interrupt is not None:
+        shared = [o for o in without_seed(HydraConfig.get().overrides.task) if not o.startswith("hydra.")]
+        seeds = ",".join(str(cfg.seed) for cfg in cfgs)
+        again = command_line(argv=["-m", "hydra/launcher=stacked", *shared, f"seed={seeds}"])
+        for record, run_dir in zip(records, run_dirs):
+            last = run_dir / "checkpoints" / "last.ckpt"
+            record.end("interrupted", error=str(interrupt), checkpoint=str(last) if last.exists() else None)
+        print_error(
+            f"interrupted by {interrupt.signal_name} at step {interrupt.step}; each member's weights at its last "
+            f"saved step are in its checkpoints/last.ckpt ({names}), for src.eval, src.predict and src.analyze; a "
+            f"stacked group does not resume yet: train it again with: {again}"
+        )
+        sys.exit(EXIT_SIGNAL[interrupt.signal_name])
+    if isinstance(error, (*USER_ERRORS, TrainingDiverged, RankFailed)):
+        for record, run_dir in zip(records, run_dirs):
+            record.end("failed", error=str(error))
+            (run_dir / "error.txt").write_text(f"{error}\n")
+        if not cfgs[0].sweep_catch_errors:
+            print_error(str(error))
+            sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
+        print_error(f"jobs {names}: {error}")
+        return [job_return(c, cfg, d, None) for c, cfg, d in zip(configs, cfgs, run_dirs)]
+    trace = "".join(traceback.format_exception(error))  # a crash: recorded in every member
+    for record, run_dir in zip(records, run_dirs):
+        record.end("failed", error=f"{type(error).__name__}: {error}".strip())
+        (run_dir / "error.txt").write_text(trace)
+    if not (cfgs[0].sweep_catch_errors and isinstance(error, Exception)):
+        raise error
+    print_error(f"jobs {names} failed; traceback in {run_dirs[0] / 'error.txt'}")
+    return [job_return(c, cfg, d, None) for c, cfg, d in zip(configs, cfgs, run_dirs)]
+
+
+def interrupted_before_a_step(error: BaseException) -> TrainingInterrupted | None:
+    """Ctrl-C or SIGTERM while a group starts up or validates (outside the steps its interrupt callback sees)."""
+
+    class NoStep:
+        global_step = 0
+
+    return interrupted_outside_the_steps(error, NoStep, Path("/nonexistent/last.ckpt"))
 
 
 def hand_over_to_submitit(interrupt: TrainingInterrupted) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from src.bench import analysis, loop, pretrained, step
+from src.bench import analysis, loop, pretrained, stacked, step
 
 
 def row(figure: str, measured: str, goal: str, met: bool) -> str:
@@ -24,6 +24,7 @@ def main(argv=None) -> None:
     parser.add_argument("--analysis-ckpt", help="a trained experiment=multi30k_de_en run, for the head analysis")
     parser.add_argument("--data", default=str(analysis.DEFAULT_DATA), help="the folder holding multi30k/*.gz")
     parser.add_argument("--skip-analysis", action="store_true", help="leave out the head-analysis figures")
+    parser.add_argument("--skip-stacked", action="store_true", help="leave out seeds trained together vs one run")
     parser.add_argument(
         "--skip-pretrained", action="store_true", help="leave out GPT-2 and BERT against transformers' own models"
     )
@@ -39,6 +40,7 @@ def main(argv=None) -> None:
     figures = loop.measure(steps=205 if args.quick else 605, rounds=1 if args.quick else 3)
     heads = None if args.skip_analysis else analysis.measure(Path(args.data), args.analysis_ckpt)
     versus_hf = None if args.skip_pretrained or not has_transformers() else pretrained.measure(args.quick)
+    seeds = None if args.skip_stacked else stacked.measure(seeds=5, steps=200 if args.quick else 600)
 
     print()
     print("| figure | measured | goal | |")
@@ -73,6 +75,11 @@ def main(argv=None) -> None:
             f"then the loss; one ablation decoded alone: {heads['one_ablation_alone_s']:.1f} s"
         )
         print(row("single-head ablation table", f"{table:.0f} s ({detail})", "<= 180 s", table <= 180))
+    if seeds is not None:
+        ratio = seeds["stacked_vs_one"]
+        detail = f"{seeds['stacked_s']:.0f} s vs {seeds['one_run_s']:.0f} s, default experiment, {seeds['steps']} steps"
+        figure = f"{seeds['seeds']} seeds stacked (hydra/launcher=stacked) vs one run, wall time"
+        print(row(figure, f"{ratio:.2f}x ({detail})", "<= 2x", ratio <= 2.0))
     if versus_hf is not None:
         print_versus_hf(versus_hf)
     elif not args.skip_pretrained:

@@ -82,7 +82,7 @@ class StackedModel(nn.Module):
             # Modules that take a faster path unfit for vmap (an in-place random draw in Dropout, a data-dependent
             # shape in the feed-forward networks) declare `per_member`, and take their plain path when it is set.
             if hasattr(module, "per_member"):
-                module.per_member = True
+                module.per_member = True  # type: ignore[assignment]  # Dropout, feed-forward, attention
         self._apply_template = [_Apply(template)]
 
     @property

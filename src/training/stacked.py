@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from src.model.stacked import StackedModel, clip_grad_norm_per_member
 
-from .callbacks import weights_are_finite
+from .callbacks import SaveOnInterrupt, TrainingInterrupted, weights_are_finite
 from .inference import forward_batch, scored_target
 from .metrics_file import RecordValidations
 from .module import TransformerLitModule
@@ -250,6 +250,27 @@ class StackedLitModule(L.LightningModule):
                 output.save_checkpoint("last", step, epoch)
 
 
+class SaveMembersOnInterrupt(SaveOnInterrupt):
+    """Ctrl-C or SIGTERM while a group trains: the current step finishes, every member's weights at that step go
+    to its checkpoints/last.ckpt (as a member's checkpoints always are: weights and settings, which src.eval,
+    src.predict and src.analyze read), and training stops with TrainingInterrupted. A stacked group does not
+    resume yet: src.run says how to train it again."""
+
+    def __init__(self, checkpoint_path: Path):
+        super().__init__(checkpoint_path)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        received = self._received_anywhere(trainer)
+        if received is None:
+            return
+        group: StackedLitModule = pl_module
+        for member, (module, output) in enumerate(zip(group.members, group.outputs)):
+            if group.training_members[member]:  # a diverged member keeps the checkpoints of its last validation
+                group.model.load_member(member, module.model)
+                output.save_checkpoint("last", trainer.global_step, trainer.current_epoch)
+        raise TrainingInterrupted(received, trainer.global_step, None)
+
+
 class StackedDataModule(L.LightningDataModule):
     """The members' datamodules as one: training batches are the members' batches side by side (one list per
     step, each member's in its own seeded order), validation runs each member's loader in turn (dataloader_idx =
@@ -335,7 +356,7 @@ def train_stacked(
     group = StackedLitModule(modules, outputs)
     cfg = members[0].cfg
     speed = TrainingSpeed(launched_at=launched_at)
-    callbacks: list = [ValidateAtLastStep(), speed]
+    callbacks: list = [ValidateAtLastStep(), SaveMembersOnInterrupt(members[0].run_dir / "checkpoints"), speed]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(ProgressLines(cfg.progress_every_n_steps))
     trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)

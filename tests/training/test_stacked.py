@@ -1,0 +1,43 @@
+"""src/training/stacked.py, the group's own rules: a member whose loss is not finite stops (frozen at its weights,
+recorded as diverged) while the others go on; its checkpoints are never written with non-finite weights."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from src.training.stacked import MemberOutputs, StackedLitModule
+from tests.model.test_stacked import member_module, optimizer_of, random_batch
+
+
+def test_a_member_that_diverges_stops_and_the_others_go_on(tmp_path):
+    members = [member_module("seq2seq", seed) for seed in (0, 1)]
+    outputs = [MemberOutputs(tmp_path / str(i), m, loggers=[], objective=None) for i, m in enumerate(members)]
+    group = StackedLitModule(members, outputs)
+    optimizer, scheduler = optimizer_of(group.model, 10)
+    broken = group.model.member_state_dict(1)
+    broken["encoder.layers.0.ffn.linear1.weight"][0, 0] = math.nan  # member 1's loss becomes NaN
+    group.model.set_member(1, broken)
+    data = torch.Generator().manual_seed(0)
+    before = {k: v.clone() for k, v in group.model.member_state_dict(0).items()}
+    for _ in range(3):
+        loss = group.training_step([random_batch("seq2seq", data) for _ in members], 0)["loss"]
+        assert torch.isfinite(loss)  # only the members still training count
+        loss.backward()
+        group.configure_gradient_clipping(optimizer, 1.0, "norm")
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        group.on_train_batch_end(None, None, 0)
+    assert group.training_members == [True, False]
+    assert outputs[1].diverged_at == 1 and math.isnan(outputs[1].diverged_loss)
+    after = group.model.member_state_dict(1)
+    assert all(torch.equal(after[k], broken[k]) for k in broken if "linear1.weight" not in k)  # frozen
+    assert any(not torch.equal(group.model.member_state_dict(0)[k], before[k]) for k in before)  # member 0 trained
+    group.model.load_member(1, members[1].model)
+    assert outputs[1].save_checkpoint("last", 3, 0) is None  # non-finite weights are never saved
+    assert not (tmp_path / "1" / "checkpoints" / "last.ckpt").exists()
+    group.model.load_member(0, members[0].model)
+    saved = outputs[0].save_checkpoint("last", 3, 0)
+    assert saved is not None and torch.load(saved, weights_only=True)["global_step"] == 3
