@@ -600,6 +600,7 @@ def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Pa
                 [StackedMember(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)],
                 objective_of(cfgs[0]),
                 launched_at=launched_at,
+                dashboards=lambda cfg, module: dashboard_callbacks(cfg, module.metric_tags),
             )
         except BaseException as error:
             return end_group_early(error, configs, cfgs, run_dirs, records)

@@ -35,7 +35,6 @@ class StackedLauncher(Launcher):
             make_job_directory,
             stack_groups,
             task_module,
-            what_stacked_members_lack,
             why_not_stacked,
         )
         from src.training.report import print_warning
@@ -72,9 +71,6 @@ class StackedLauncher(Launcher):
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 continue
             log.info(f"\t#{self._names(group, initial_job_idx)} stacked")
-            lacking = what_stacked_members_lack(configs[0])
-            if lacking is not None:
-                print_warning(lacking)
             original = HydraConfig.instance().cfg
             try:
                 made = [make_job_directory(config, self.hydra_context, self.task_function) for config in configs]

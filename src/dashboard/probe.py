@@ -81,14 +81,14 @@ class ProbeCallback(Callback):
             self._probe = dict(trainer.datamodule.probe_batch(self.probe_size))
         return self._probe
 
-    def _is_logging_step(self, trainer: Trainer) -> bool:
+    def is_logging_step(self, trainer: Trainer) -> bool:
         step = trainer.global_step
         return (
             self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0 and step != self._last_logged_step
         )  # several batch ends share a step under grad accumulation
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
-        if self._is_logging_step(trainer) and can_log(trainer):
+        if self.is_logging_step(trainer) and can_log(trainer):
             self._log_now(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -70,20 +70,6 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
     return None
 
 
-def what_stacked_members_lack(cfg: DictConfig) -> str | None:
-    """Legal settings a stacked group does not honour yet, in words (one warning), None when there are none."""
-    dashboard = cfg.get("dashboard")
-    if dashboard is None or cfg.get("logger") is None or cfg.logger.name == "none":
-        return None
-    shown = [name for name in ("attention_maps", "attention_stats", "text_samples", "hparams") if dashboard[name]]
-    if not shown:
-        return None
-    return (
-        f"stacked members log scalars only: no {', '.join('dashboard.' + name for name in shown)} in TensorBoard "
-        "yet (src.analyze draws a member's attention and heads; hydra/launcher=basic runs them as separate jobs)"
-    )
-
-
 def make_job_directory(config: DictConfig, hydra_context: Any, task_function: Any) -> tuple[DictConfig, Path]:
     """What Hydra's run_job does for a job before it calls the task function: its output directory (the sweep's
     dir and subdir), .hydra/ with config.yaml, hydra.yaml and overrides.yaml, and the callbacks' on_job_start.

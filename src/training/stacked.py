@@ -20,7 +20,7 @@ Batches (stacked, members first): the keys of the task kind's batches (src/train
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +271,86 @@ class SaveMembersOnInterrupt(SaveOnInterrupt):
         raise TrainingInterrupted(received, trainer.global_step, None)
 
 
+class MemberView:
+    """A member's view of the group's trainer, for the dashboards' callbacks (src/dashboard): the group's progress
+    (step, epoch, sanity check, rank) with the member's own loggers and data. What they read of a trainer is only
+    this (src/dashboard/probe.py)."""
+
+    def __init__(self, trainer: L.Trainer, loggers: list, datamodule: Any):
+        self._trainer, self.loggers, self.datamodule = trainer, loggers, datamodule
+
+    @property
+    def logger(self):
+        return self.loggers[0] if self.loggers else None
+
+    @property
+    def global_step(self) -> int:
+        return self._trainer.global_step
+
+    @property
+    def current_epoch(self) -> int:
+        return self._trainer.current_epoch
+
+    @property
+    def sanity_checking(self) -> bool:
+        return self._trainer.sanity_checking
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self._trainer.is_global_zero
+
+
+class MemberDashboards(L.Callback):
+    """Each member's dashboards (attention maps, head statistics, text samples, HPARAMS), drawn into its own
+    TensorBoard run from its own weights, by the callbacks a separate job would run (`per_member[m]`). The members'
+    weights are copied out of the stack just before a callback looks at them."""
+
+    def __init__(self, per_member: Sequence[Sequence[L.Callback]], datamodules: Sequence[Any]):
+        self.per_member = [list(callbacks) for callbacks in per_member]
+        self.datamodules = list(datamodules)
+
+    def _each(self, trainer: L.Trainer, group: StackedLitModule, load: bool = False):
+        for member, callbacks in enumerate(self.per_member):
+            if load:
+                group.model.load_member(member, group.members[member].model)
+            view = MemberView(trainer, group.outputs[member].loggers, self.datamodules[member])
+            yield view, group.members[member], callbacks
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        for view, module, callbacks in self._each(trainer, pl_module):
+            for callback in callbacks:
+                callback.setup(view, module, stage)  # type: ignore[arg-type]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        for view, module, callbacks in self._each(trainer, pl_module, load=True):
+            for callback in callbacks:
+                callback.on_train_start(view, module)  # type: ignore[arg-type]
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from src.dashboard.probe import ProbeCallback, can_log
+
+        due = [isinstance(c, ProbeCallback) and c.is_logging_step(trainer) for c in self.per_member[0]]
+        if not any(due) or not can_log(MemberView(trainer, pl_module.outputs[0].loggers, self.datamodules[0])):
+            return
+        for view, module, callbacks in self._each(trainer, pl_module, load=True):
+            for callback in callbacks:
+                callback.on_train_batch_end(view, module, outputs, batch, batch_idx)  # type: ignore[arg-type]
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        for view, module, callbacks in self._each(trainer, pl_module):  # the weights were copied for validation
+            for callback in callbacks:
+                callback.on_validation_epoch_end(view, module)  # type: ignore[arg-type]
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        for view, module, callbacks in self._each(trainer, pl_module, load=True):
+            for callback in callbacks:
+                callback.on_train_end(view, module)  # type: ignore[arg-type]
+
+    @property
+    def seconds_logging(self) -> float:  # TrainingSpeed's dashboard share (src/training/callbacks.py)
+        return sum(getattr(c, "seconds_logging", 0.0) for callbacks in self.per_member for c in callbacks)
+
+
 class StackedDataModule(L.LightningDataModule):
     """The members' datamodules as one: training batches are the members' batches side by side (one list per
     step, each member's in its own seeded order), validation runs each member's loader in turn (dataloader_idx =
@@ -303,10 +383,14 @@ class StackedMember:
 
 
 def train_stacked(
-    members: Sequence[StackedMember], objective: str | None, launched_at: float | None = None
+    members: Sequence[StackedMember],
+    objective: str | None,
+    launched_at: float | None = None,
+    dashboards: Callable[[Any, TransformerLitModule], list] | None = None,
 ) -> tuple[list[dict[str, float]], list[MemberOutputs], dict[str, Any]]:
     """Train the group; returns each member's final validation metrics, its outputs (diverged_at says whether it
-    diverged) and the group's speed (run.json's `speed`)."""
+    diverged) and the group's speed (run.json's `speed`). `dashboards(cfg, module)`: the dashboard callbacks a
+    separate job with this config would run (src.run's), made once per member."""
     from dataclasses import asdict
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -359,6 +443,9 @@ def train_stacked(
     callbacks: list = [ValidateAtLastStep(), SaveMembersOnInterrupt(members[0].run_dir / "checkpoints"), speed]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(ProgressLines(cfg.progress_every_n_steps))
+    if dashboards is not None and any(output.loggers for output in outputs):
+        per_member = [dashboards(member.cfg, module) for member, module in zip(members, modules)]
+        callbacks.append(MemberDashboards(per_member, datamodules))
     trainer_settings = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(trainer_settings, dict)
     trainer_settings["enable_checkpointing"] = False  # each member saves its own (MemberOutputs)
