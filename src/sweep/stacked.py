@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-SEED = "seed"
+from src.sweep.runs import SEED  # the axis the report pools over is the axis a group stacks
 
 
 def without_seed(overrides: Sequence[str]) -> tuple[str, ...]:
