@@ -611,6 +611,9 @@ def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Pa
                 (run_dir / "error.txt").write_text(f"{error}\n")
                 print_error(f"job {run_dir.name}: {error}")
                 continue  # as a diverged sweep job: reported, and the sweep goes on (its value None)
+            if output.stopped is not None:  # ended before max_steps: said here and in run.json, as a solo run
+                print_line(f"{run_dir.name}: {output.stopped['message']}")
+                record.update(stopped=output.stopped)
             record.end("completed", metrics=final, speed=speed)
             shown = ", ".join(f"{key} {value:.4g}" for key, value in final.items() if value is not None)
             print_line(f"{run_dir.name}: {shown}")

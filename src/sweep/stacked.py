@@ -60,9 +60,10 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
         return "trainer.accumulate_grad_batches is not 1"
     if trainer.get("gradient_clip_algorithm") not in (None, "norm"):
         return f"trainer.gradient_clip_algorithm={trainer.gradient_clip_algorithm} (members clip by norm)"
-    if cfg.get("callbacks"):
-        names = ", ".join(f"callbacks.{name}" for name in cfg.callbacks)
-        return f"{names} (a stacked group runs no per-member Lightning callbacks yet, early stopping included)"
+    others = [name for name in cfg.get("callbacks") or {} if name != "EarlyStopping"]
+    if others:  # EarlyStopping is each member's own (src/training/stacked.py)
+        names = ", ".join(f"callbacks.{name}" for name in others)
+        return f"{names} (a stacked group runs no per-member Lightning callbacks but EarlyStopping)"
     if cfg.checkpoint.every_n_train_steps > 0:
         return "checkpoint.every_n_train_steps > 0 (stacked members keep best.ckpt and last.ckpt only)"
     if cfg.get("test_after_fit", False):

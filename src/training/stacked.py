@@ -69,6 +69,8 @@ class MemberOutputs:
         self.best_score: float | None = None
         self.diverged_at: int | None = None  # the step whose loss was not finite
         self.diverged_loss = math.nan
+        self.early_stopping: Any = None  # a Lightning EarlyStopping of its own (+callbacks.EarlyStopping...)
+        self.stopped: dict[str, Any] | None = None  # why it stopped early, as run.json's `stopped` says it
 
     def log_scalars(self, values: dict[str, float], step: int) -> None:
         for logger in self.loggers:
@@ -191,6 +193,25 @@ class StackedLitModule(L.LightningModule):
         self.outputs[member].diverged_at, self.outputs[member].diverged_loss = step, loss
         self.frozen[member] = self.model.member_state_dict(member)
 
+    def check_early_stopping(self, member: int, values: dict[str, float]) -> None:
+        """Lightning's EarlyStopping, the member's own, on the member's validation: when it says stop, the member
+        trains no further (as a separate job would end there) and run.json's `stopped` says why."""
+        from src.training.stock_callbacks import why_training_stopped
+
+        output = self.outputs[member]
+        view = MemberView(self.trainer, output.loggers, None, {k: torch.tensor(v) for k, v in values.items()})
+        output.early_stopping._run_early_stopping_check(view)
+        if not view.should_stop:
+            return
+        view.callbacks = [output.early_stopping]
+        output.stopped = why_training_stopped(
+            view, {"max_steps": self.trainer.max_steps}, output.recorder.content["history"]
+        )
+        self.training_members[member] = False
+        self.frozen[member] = self.model.member_state_dict(member)
+        if not any(self.training_members):
+            self.trainer.should_stop = True
+
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Each member's gradients clipped by its own norm (trainer.gradient_clip_val, by norm as Lightning's
         default), never by the whole stack's; a stopped member's gradients are zeroed."""
@@ -237,8 +258,8 @@ class StackedLitModule(L.LightningModule):
             metrics.reset()
             if sanity:
                 continue
-            if not self.training_members[member] and output.diverged_at is not None and step >= output.diverged_at:
-                continue  # its weights are those of the last step before it diverged, validated then
+            if not self.training_members[member]:
+                continue  # diverged or stopped early: its last validation was its final one, as a separate job's
             output.recorder.record(step, values)
             output.log_scalars({**values, "train/epoch": float(epoch)}, step - 1)  # Lightning's step, as above
             score = values.get(self.monitor, math.nan)
@@ -248,6 +269,8 @@ class StackedLitModule(L.LightningModule):
                     output.save_checkpoint("best", step, epoch)
             if self.save_last:
                 output.save_checkpoint("last", step, epoch)
+            if output.early_stopping is not None:
+                self.check_early_stopping(member, values)
 
 
 class SaveMembersOnInterrupt(SaveOnInterrupt):
@@ -276,8 +299,15 @@ class MemberView:
     (step, epoch, sanity check, rank) with the member's own loggers and data. What they read of a trainer is only
     this (src/dashboard/probe.py)."""
 
-    def __init__(self, trainer: L.Trainer, loggers: list, datamodule: Any):
+    def __init__(self, trainer: L.Trainer, loggers: list, datamodule: Any, metrics: dict[str, Tensor] | None = None):
         self._trainer, self.loggers, self.datamodule = trainer, loggers, datamodule
+        # What Lightning's EarlyStopping reads and sets (a member's early stopping, StackedLitModule.validated)
+        self.callback_metrics = metrics or {}
+        self.should_stop = False
+        self.fast_dev_run = False
+        self.strategy = trainer.strategy
+        self.callbacks: list = []
+        self.max_epochs = trainer.max_epochs
 
     @property
     def logger(self):
@@ -311,6 +341,8 @@ class MemberDashboards(L.Callback):
 
     def _each(self, trainer: L.Trainer, group: StackedLitModule, load: bool = False):
         for member, callbacks in enumerate(self.per_member):
+            if not group.training_members[member]:  # diverged or stopped early: a separate job has ended there
+                continue
             if load:
                 group.model.load_member(member, group.members[member].model)
             view = MemberView(trainer, group.outputs[member].loggers, self.datamodules[member])
@@ -402,6 +434,7 @@ def train_stacked(
     from src.training.callbacks import ProgressLines, TrainingSpeed, ValidateAtLastStep
     from src.training.checkpoint import numeric_settings
     from src.training.loggers import build_loggers
+    from src.training.stock_callbacks import build_stock_callbacks
     from src.validation import validate_config
 
     modules, datamodules, outputs = [], [], []
@@ -435,6 +468,9 @@ def train_stacked(
             "the members of a stacked group built models of different shapes (their data gave different "
             "vocabularies): run these seeds as separate jobs (hydra/launcher=basic)"
         )
+    for member, output in zip(members, outputs):  # +callbacks.EarlyStopping...: each member its own
+        stoppers = build_stock_callbacks(member.cfg.callbacks, output.module.monitor, output.module.monitor_mode)
+        output.early_stopping = next(iter(stoppers), None)
     # The group's own randomness (dropout masks) starts from the first member's seed (src/model/stacked.py).
     L.seed_everything(members[0].cfg.seed, workers=True, verbose=False)
     group = StackedLitModule(modules, outputs)

@@ -219,3 +219,36 @@ def test_a_group_whose_members_all_diverge_fails_and_saves_no_nan_weights(tmp_pa
 
             state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
             assert all(torch.isfinite(t).all() for t in state.values()), path
+
+
+def test_each_member_stops_early_by_its_own_early_stopping_at_its_solo_runs_step(tmp_path):
+    """EarlyStopping with a threshold on val/loss: seed 0 reaches it at step 24, seed 1 at step 30 (their solo
+    runs). Each member stops at its own step, with the solo run's history, final metrics and `stopped` record."""
+    args = [o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.val_check_interval="))]
+    sweep = [
+        "-m",
+        "seed=0,1",
+        *args,
+        *SMALL_SYNTHETIC,
+        "trainer.max_steps=60",
+        "trainer.val_check_interval=6",
+        "+callbacks.EarlyStopping.monitor=val/loss",
+        "+callbacks.EarlyStopping.stopping_threshold=2.43",
+    ]
+    stacked, solo = tmp_path / "stacked", tmp_path / "solo"
+    output = check(run_module("src.run", *sweep, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
+    assert "seeds together" in output.stdout
+    check(run_module("src.run", *sweep, f"hydra.sweep.dir={solo}"))
+    stopped_at = []
+    for job in ("0_seed:0", "1_seed:1"):
+        mine = json.loads((stacked / job / "metrics.json").read_text())
+        theirs = json.loads((solo / job / "metrics.json").read_text())
+        assert [e["step"] for e in mine["history"]] == [e["step"] for e in theirs["history"]]
+        assert all(close(mine["final"][k], theirs["final"][k]) for k in theirs["final"])
+        record = json.loads((stacked / job / "run.json").read_text())
+        reference = json.loads((solo / job / "run.json").read_text())
+        assert record["status"] == "completed"
+        assert record["stopped"]["step"] == reference["stopped"]["step"]
+        assert record["stopped"]["message"].split("; best")[0] == reference["stopped"]["message"].split("; best")[0]
+        stopped_at.append(record["stopped"]["step"])
+    assert stopped_at[0] != stopped_at[1]  # each by its own metric, not the group's

@@ -45,7 +45,7 @@ def test_the_default_experiment_can_be_stacked_on_a_cpu_and_on_one_gpu():
         ("compile=true", "compile=true"),
         ("trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches is not 1"),
         ("+trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_algorithm=value (members clip by norm)"),
-        ("+callbacks.EarlyStopping.patience=5", "callbacks.EarlyStopping (a stacked group runs no per-member"),
+        ("+callbacks.StochasticWeightAveraging.swa_lrs=0.01", "callbacks.StochasticWeightAveraging (a stacked group"),
         ("checkpoint.every_n_train_steps=10", "checkpoint.every_n_train_steps > 0"),
         ("test_after_fit=true", "test_after_fit=true"),
     ],
