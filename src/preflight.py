@@ -236,6 +236,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
 
     from src.validation import check_data, validate_config
 
+    check_stacked_launcher(config.hydra.launcher)
     jobs = sweep_jobs(config)
     varied = swept_keys(config)
     if jobs is None:  # the data every job reads, unless the search varies what is read
@@ -280,6 +281,17 @@ def sweep_checkpoint(ckpt_path: str, read: dict[Path, dict]) -> tuple[Path, dict
     if ckpt not in read:
         read[ckpt] = read_checkpoint(str(ckpt), "ckpt_path")
     return ckpt, read[ckpt]
+
+
+def check_stacked_launcher(launcher: DictConfig) -> None:
+    """hydra/launcher=stacked: its one setting, max_members, is a number of seeds (or null: no limit)."""
+    if not str(launcher.get("_target_", "")).endswith("StackedLauncher"):
+        return
+    limit = launcher.get("max_members")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(
+            f"hydra.launcher.max_members={limit} must be a number of seeds, 1 or more (or null for no limit)"
+        )
 
 
 def threads_for_jobs(launcher: DictConfig) -> int:

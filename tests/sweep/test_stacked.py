@@ -52,3 +52,14 @@ def test_the_default_experiment_can_be_stacked_on_a_cpu_and_on_one_gpu():
 )
 def test_a_group_that_cannot_be_stacked_is_named_with_its_reason(override, reason):
     assert why_not_stacked(composed(override)).startswith(reason)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "true"])
+def test_max_members_must_be_a_number_of_seeds(value):
+    from src.model import ConfigError
+    from src.preflight import check_stacked_launcher
+
+    config = composed("hydra/launcher=stacked", f"hydra.launcher.max_members={value}")
+    with pytest.raises(ConfigError, match=r"hydra.launcher.max_members=.* must be a number of seeds, 1 or more"):
+        check_stacked_launcher(config.hydra.launcher)
+    check_stacked_launcher(composed("hydra/launcher=stacked", "hydra.launcher.max_members=2").hydra.launcher)
