@@ -66,8 +66,6 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
         return f"{names} (a stacked group runs no per-member Lightning callbacks but EarlyStopping)"
     if cfg.checkpoint.every_n_train_steps > 0:
         return "checkpoint.every_n_train_steps > 0 (stacked members keep best.ckpt and last.ckpt only)"
-    if cfg.get("test_after_fit", False):
-        return "test_after_fit=true (stacked members are not tested after training yet: src.eval tests them)"
     return None
 
 

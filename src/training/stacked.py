@@ -494,10 +494,41 @@ def train_stacked(
         raise ConfigError(f"trainer settings rejected by Lightning: {first_line}") from None
     trainer.fit(group, datamodule=StackedDataModule(datamodules), weights_only=True)
     finals = []
-    for output in outputs:
+    for output, datamodule in zip(outputs, datamodules):
         history = output.recorder.content["history"]
         final = {key: value for key, value in (history[-1] if history else {}).items() if key != "step"}
+        if cfg.test_after_fit and output.diverged_at is None:
+            final.update(test_member(output, datamodule, cfg))
         output.recorder.add_final(final)
         output.finalize()
         finals.append(final)
     return finals, outputs, speed.summary()
+
+
+def test_member(output: MemberOutputs, datamodule: Any, cfg: Any) -> dict[str, float]:
+    """test_after_fit for one member, as src.run tests a separate job: the checkpoint its directory stands for
+    (best.ckpt, else last.ckpt) on the test splits, logged to its own loggers, and sacreBLEU where the task has raw
+    references. Returns the test metrics."""
+    from src.training.bleu import has_references, score_split
+    from src.training.checkpoint import best_checkpoint_of
+
+    module = output.module
+    chosen = best_checkpoint_of(output.run_dir)
+    if chosen is not None:
+        module.load_state_dict(torch.load(chosen, map_location="cpu", weights_only=True)["state_dict"])
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        logger=output.loggers or False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=str(output.run_dir),
+    )
+    metrics: dict[str, float] = {}
+    for per_loader in trainer.test(module, datamodule=datamodule, verbose=False):
+        metrics.update({key: float(value) for key, value in per_loader.items()})
+    if has_references(datamodule, "test"):
+        metrics.update(score_split(module, datamodule, "test", cfg.decode, batch_size=cfg.batch_size).metrics())
+    return metrics

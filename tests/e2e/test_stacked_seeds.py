@@ -16,7 +16,8 @@ from .conftest import SMALL_SYNTHETIC, TINY, check, run_module
 
 pytestmark = pytest.mark.slow
 
-SWEEP = ["-m", "model.heads=1,2", "seed=0,1", *(o for o in TINY if not o.startswith("model.heads=")), *SMALL_SYNTHETIC]
+TINY_HEADS_SWEPT = [o for o in TINY if not o.startswith("model.heads=")]
+SWEEP = ["-m", "model.heads=1,2", "seed=0,1", *TINY_HEADS_SWEPT, *SMALL_SYNTHETIC, "test_after_fit=true"]
 JOBS = ["0_model.heads:1+seed:0", "1_model.heads:1+seed:1", "2_model.heads:2+seed:0", "3_model.heads:2+seed:1"]
 
 
@@ -72,6 +73,9 @@ def test_a_members_metrics_are_its_seed_trained_alone(sweeps):
             assert entry.keys() == reference.keys()
             assert all(close(entry[key], reference[key]) for key in reference if key != "step"), (entry, reference)
         assert mine["main_metric"] == theirs["main_metric"]
+        assert any(key.startswith("test/") for key in theirs["final"])  # test_after_fit: each member tested
+        assert mine["final"].keys() == theirs["final"].keys()
+        assert all(close(mine["final"][key], theirs["final"][key]) for key in theirs["final"])
 
 
 def test_tensorboard_shows_each_member_as_its_own_run_with_the_solo_runs_dashboards(sweeps):

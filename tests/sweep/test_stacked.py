@@ -47,7 +47,6 @@ def test_the_default_experiment_can_be_stacked_on_a_cpu_and_on_one_gpu():
         ("+trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_algorithm=value (members clip by norm)"),
         ("+callbacks.StochasticWeightAveraging.swa_lrs=0.01", "callbacks.StochasticWeightAveraging (a stacked group"),
         ("checkpoint.every_n_train_steps=10", "checkpoint.every_n_train_steps > 0"),
-        ("test_after_fit=true", "test_after_fit=true"),
     ],
 )
 def test_a_group_that_cannot_be_stacked_is_named_with_its_reason(override, reason):
