@@ -16,6 +16,22 @@ register_configs()
 compose_config = compose_run_config  # the config `python -m src.run <overrides>` would get, in this process
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread_per_test_process():
+    """Every test process runs torch on one thread, as tests/training/conftest.py does for its tests and
+    run_in_process leaves it. The suite runs in two processes on two cores (`make test`), and torch's default is a
+    thread per core: two processes of two threads each on two cores spent more time waiting for each other's
+    threads than computing (tests/model, test_bad_inputs, test_cli, test_free_text, test_predict: 170-216 s with the
+    default, 86-98 s with one thread, on a 2-core Xeon). The commands the tests start run with torch_threads=1 or
+    OMP_NUM_THREADS=1 already."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def compose():
     return compose_config
