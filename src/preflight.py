@@ -157,8 +157,13 @@ def check_sweep_dir(config: DictConfig) -> None:
     jobs = sorted(path.parent for path in sweep_dir.glob("*/.hydra"))
     if not jobs and not (sweep_dir / "multirun.yaml").is_file():
         return
+    stacked = any("stacked" in (read_record(job) or {}) for job in jobs)  # members of stacked groups of seeds
     resume = (
-        f"; to finish it, resume each interrupted job in place (python -m src.run <that job's overrides> "
+        "; its jobs were trained as stacked groups of seeds, which do not resume: train an interrupted group again "
+        "with the command its error line printed (python -m src.run -m hydra/launcher=stacked <its overrides> "
+        "seed=<its seeds>), in a new sweep directory"
+        if stacked
+        else f"; to finish it, resume each interrupted job in place (python -m src.run <that job's overrides> "
         f"{shell_override('hydra.run.dir', jobs[0].resolve())} ckpt_path=last, with each job's directory) and run "
         f"the jobs that never started with the commands its report lists (python -m src.report "
         f"{shlex.quote(str(sweep_dir))})"

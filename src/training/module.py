@@ -22,7 +22,7 @@ from src.model.ablation import apply_ablation, parse_ablation
 
 from .inference import IGNORE_INDEX, forward_batch, greedy_decode, scored_target
 from .metrics import SplitMetrics, metric_tags
-from .optim import build_optimizer, time_budget_fraction
+from .optim import build_optimizer, schedule_length, time_budget_fraction
 
 
 class TransformerLitModule(L.LightningModule):
@@ -124,8 +124,7 @@ class TransformerLitModule(L.LightningModule):
         return {"loss": loss, "targets": targets}
 
     def configure_optimizers(self):
-        # the whole run's optimizer steps, whether trainer.max_steps or trainer.max_epochs bounds it
-        total_steps = int(self.trainer.estimated_stepping_batches)
+        total_steps = schedule_length(self.trainer)  # max_steps, max_epochs or (alone) max_time bounds the run
         budget = time_budget_fraction(self.trainer)  # trainer.max_time: the cosine decay ends with the budget
         mixed = str(self.trainer.precision).endswith("-mixed")
         return build_optimizer(

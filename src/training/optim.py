@@ -137,6 +137,14 @@ def build_optimizer(
     }
 
 
+def schedule_length(trainer) -> int:
+    """The whole run's optimizer steps, whether trainer.max_steps or trainer.max_epochs bounds it. A run bounded by
+    trainer.max_time alone (max_steps=-1, no max_epochs) has no step count: its schedule follows the time budget
+    (time_budget_fraction), and the step count is taken as never reached."""
+    total = trainer.estimated_stepping_batches
+    return int(total) if math.isfinite(total) else 2**62
+
+
 def time_budget_fraction(trainer) -> TimeFraction:
     """The share of `trainer.max_time` spent so far, read from the Timer callback Lightning adds for it (whose state
     checkpoints keep, so a resumed run goes on spending the same budget); no budget: always 0."""

@@ -35,7 +35,7 @@ from .callbacks import SaveOnInterrupt, TrainingInterrupted, weights_are_finite
 from .inference import forward_batch, scored_target
 from .metrics_file import RecordValidations
 from .module import TransformerLitModule
-from .optim import build_optimizer, time_budget_fraction
+from .optim import build_optimizer, schedule_length, time_budget_fraction
 
 # How each batch key is padded to the group's longest sequence: token ids with the pad id, masks with False.
 # Labels (classification) have no length.
@@ -230,7 +230,7 @@ class StackedLitModule(L.LightningModule):
             self.model.set_member(member, state)
 
     def configure_optimizers(self):
-        total_steps = int(self.trainer.estimated_stepping_batches)
+        total_steps = schedule_length(self.trainer)  # max_steps, max_epochs or (alone) max_time bounds the run
         budget = time_budget_fraction(self.trainer)
         mixed = str(self.trainer.precision).endswith("-mixed")
         return build_optimizer(
@@ -254,7 +254,8 @@ class StackedLitModule(L.LightningModule):
             metrics = module.split_metrics["val"]
             if metrics.loss.update_count == 0:
                 continue
-            values = {f"val/{name}": float(value) for name, value in metrics.compute().items()}
+            # float32, as Lightning's self.log keeps a separate job's values (its metrics.json holds those)
+            values = {f"val/{name}": float(torch.as_tensor(value).float()) for name, value in metrics.compute().items()}
             metrics.reset()
             if sanity:
                 continue
@@ -430,17 +431,23 @@ def train_stacked(
 
     from src.data import absolute_task_paths, build_datamodule
     from src.model import ConfigError
+    from src.preflight import check_analysis_target
     from src.schema import model_config_for, to_plain
     from src.training.callbacks import ProgressLines, TrainingSpeed, ValidateAtLastStep
     from src.training.checkpoint import numeric_settings
     from src.training.loggers import build_loggers
-    from src.training.stock_callbacks import build_stock_callbacks
-    from src.validation import validate_config
+    from src.training.stock_callbacks import build_stock_callbacks, why_training_stopped
+    from src.validation import check_ablation, validate_config, warn_if_every_head_ablated, warn_unread_settings
 
+    first = members[0].cfg  # the members differ only in their seed: warn once for the group
+    placeholder = model_config_for(first)  # the vocabulary sizes are placeholders: the ablation needs the layout
+    warn_if_every_head_ablated(check_ablation(first.ablate, placeholder, training=True), placeholder)
+    warn_unread_settings(first)
     modules, datamodules, outputs = [], [], []
     for member in members:
         cfg = member.cfg
         validate_config(cfg)
+        check_analysis_target(member.run_dir, cfg.analyze_after_fit)
         # As src.run: the seed, then the data, then the model (so the member's initialisation is the solo run's)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         absolute_task_paths(cfg.task)
@@ -496,13 +503,16 @@ def train_stacked(
     finals = []
     for output, datamodule in zip(outputs, datamodules):
         history = output.recorder.content["history"]
+        if output.stopped is None and output.diverged_at is None:  # the group's time budget or epochs ended it
+            output.stopped = why_training_stopped(trainer, cfg.trainer, history)
         final = {key: value for key, value in (history[-1] if history else {}).items() if key != "step"}
         if cfg.test_after_fit and output.diverged_at is None:
             final.update(test_member(output, datamodule, cfg))
         output.recorder.add_final(final)
         output.finalize()
         finals.append(final)
-    return finals, outputs, speed.summary()
+    # The group's speed, in each member's run.json: its tokens per second count every member's tokens
+    return finals, outputs, {**speed.summary(), "stacked_members": len(members)}
 
 
 def test_member(output: MemberOutputs, datamodule: Any, cfg: Any) -> dict[str, float]:

@@ -187,6 +187,9 @@ def test_ctrl_c_stops_the_group_keeps_each_members_weights_and_says_how_to_train
         state = torch.load(sweep / job / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
         assert state["global_step"] > 5  # the step the signal stopped, not only the last validation's
         assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
+    # The sweep directory holds stacked members: the refusal to sweep over it says to train the group again
+    again = run_module("src.run", *command, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 2 and "stacked groups of seeds, which do not resume" in again.stderr
     # A member's checkpoint holds weights, not a training state: resuming it is refused in one line
     refused = run_module("src.run", *args, *SMALL_SYNTHETIC, f"hydra.run.dir={sweep / '0_seed:0'}", "ckpt_path=last")
     assert refused.returncode == 2
@@ -256,3 +259,28 @@ def test_each_member_stops_early_by_its_own_early_stopping_at_its_solo_runs_step
         assert record["stopped"]["message"].split("; best")[0] == reference["stopped"]["message"].split("; best")[0]
         stopped_at.append(record["stopped"]["step"])
     assert stopped_at[0] != stopped_at[1]  # each by its own metric, not the group's
+
+
+def test_a_group_ended_by_its_time_budget_says_so_in_each_member_and_warns_once_of_unread_settings(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [o for o in TINY if not o.startswith("trainer.max_steps=")]
+    budget = ["trainer.max_steps=-1", "trainer.max_time=00:00:00:04", "ablate.reference_examples=64"]
+    result = check(
+        run_module(
+            "src.run",
+            "-m",
+            "seed=0,1",
+            *args,
+            *SMALL_SYNTHETIC,
+            *budget,
+            "hydra/launcher=stacked",
+            f"hydra.sweep.dir={sweep}",
+        )
+    )
+    output = result.stdout + result.stderr
+    assert output.count("warning: ablate.reference_examples=64 has no effect") == 1  # once for the group
+    for job in ("0_seed:0", "1_seed:1"):
+        record = json.loads((sweep / job / "run.json").read_text())
+        assert record["status"] == "completed" and record["stopped"]["by"] == "max_time"
+        assert f"{job}: stopped at the time budget trainer.max_time=00:00:00:04" in output
+        assert record["speed"]["stacked_members"] == 2  # the group's speed, every member's tokens

@@ -116,3 +116,17 @@ def test_a_run_with_gradient_clipping_trains_at_full_and_mixed_precision(capsys,
     result = run_command("src.run", args, capsys)
     assert result.code == 0, result.err
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "completed"
+
+
+def test_a_run_bounded_by_its_time_budget_alone_has_a_schedule_that_follows_the_budget():
+    """trainer.max_steps=-1 with trainer.max_time: Lightning estimates infinitely many steps; the schedule is then
+    as long as never reached, and the cosine decay follows the share of the budget spent."""
+    from types import SimpleNamespace
+
+    from src.training.optim import schedule_length, warmup_cosine_multiplier
+
+    assert schedule_length(SimpleNamespace(estimated_stepping_batches=600)) == 600
+    total = schedule_length(SimpleNamespace(estimated_stepping_batches=float("inf")))
+    assert total > 10**12
+    assert warmup_cosine_multiplier(5000, 100, total, 0.1, time_fraction=1.0) == pytest.approx(0.1)
+    assert warmup_cosine_multiplier(5000, 100, total, 0.1, time_fraction=0.0) == pytest.approx(1.0)
