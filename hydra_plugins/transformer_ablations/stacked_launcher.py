@@ -44,7 +44,13 @@ class StackedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         results: dict[int, JobReturn] = {}
-        for group in self._split(stack_groups(job_overrides)):
+        groups = self._split(stack_groups(job_overrides))
+        if all(len(group) == 1 for group in groups):
+            print_warning(
+                "hydra/launcher=stacked stacks nothing here: no two jobs differ only in seed (give several seeds, "
+                "seed=0,1,2, or a hydra.launcher.max_members above 1); each job runs on its own"
+            )
+        for group in groups:
             configs = []
             for index in group:
                 number = initial_job_idx + index

@@ -284,3 +284,12 @@ def test_a_group_ended_by_its_time_budget_says_so_in_each_member_and_warns_once_
         assert record["status"] == "completed" and record["stopped"]["by"] == "max_time"
         assert f"{job}: stopped at the time budget trainer.max_time=00:00:00:04" in output
         assert record["speed"]["stacked_members"] == 2  # the group's speed, every member's tokens
+
+
+def test_a_sweep_with_nothing_to_stack_says_so_once_and_runs_its_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "model.heads=1,2", *TINY_HEADS_SWEPT, *SMALL_SYNTHETIC, "hydra/launcher=stacked"]
+    result = check(run_module("src.run", *args, f"hydra.sweep.dir={sweep}"))
+    output = result.stdout + result.stderr
+    assert output.count("warning: hydra/launcher=stacked stacks nothing here: no two jobs differ only in seed") == 1
+    assert sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")) == ["completed"] * 2
