@@ -19,9 +19,11 @@ run: $(STAMP)
 	$(PY) -m src.run $(ARGS)
 
 # Two workers (pytest-xdist), one test file each at a time: the end-to-end tests mostly wait on their own
-# subprocesses, so the suite takes about half the time on two cores. `make test ARGS="-n 0"`: one process.
+# subprocesses, so the suite takes about half the time on two cores. The files are handed out in collection order,
+# end-to-end files first (tests/conftest.py), so that no slow file is left to one worker at the end.
+# `make test ARGS="-n 0"`: one process.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)

@@ -93,3 +93,12 @@ def run_in_process(module: str, *args: str) -> tuple[int, str, str]:
 
 
 pytest_plugins = ["tests.servers.slurm"]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The files that hold end-to-end (slow) tests first, the rest after, each keeping its order. `make test` hands
+    files to its two workers in this order (--no-loadscope-reorder): otherwise pytest-xdist hands them out by
+    number of tests, largest first, and the end-to-end files, few tests of long subprocesses each, came last, with
+    one worker running the slowest of them alone while the other waited."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)  # a stable sort: each file's order is kept
