@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from .conftest import TINY, check, run_module
+from .conftest import TINY, check, run_here
 
 pytestmark = pytest.mark.slow
 
@@ -45,14 +45,14 @@ def ablated_lines(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def trained_without_a_head(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("ablated") / "run"
-    check(run_module("src.run", *FOUR_STEPS, "ablate.heads=[encoder_self:0:1]", f"hydra.run.dir={run_dir}"))
+    check(run_here("src.run", *FOUR_STEPS, "ablate.heads=[encoder_self:0:1]", f"hydra.run.dir={run_dir}"))
     return run_dir
 
 
 @pytest.fixture(scope="module")
 def plain_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("plain") / "run"
-    check(run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={run_dir}"))
+    check(run_here("src.run", *FOUR_STEPS, f"hydra.run.dir={run_dir}"))
     return run_dir
 
 
@@ -64,7 +64,7 @@ def test_a_run_trained_without_a_head_records_it_and_eval_keeps_it(trained_witho
     assert checkpoint["hyper_parameters"]["config"]["ablate"]["heads"] == ["encoder_self:0:1"]
     assert "ablated: encoder_self:0:1; zero ablation" in (run_dir / "run.log").read_text()  # the start-up tree
 
-    result = check(run_module("src.eval", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "split=val"))
+    result = check(run_here("src.eval", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "split=val"))
     assert ablated_lines(result.stdout) == ["ablated: encoder_self:0:1; zero ablation (as the checkpoint was trained)"]
     # The checkpoint is scored as it was at its validation: with the head off (one validation, at its last step).
     final = yaml.safe_load((run_dir / "metrics.json").read_text())["final"]
@@ -74,14 +74,14 @@ def test_a_run_trained_without_a_head_records_it_and_eval_keeps_it(trained_witho
 def test_eval_ablates_on_top_of_the_checkpoint_without_changing_its_file(trained_without_a_head):
     ckpt = trained_without_a_head / "checkpoints" / "last.ckpt"
     before = sha(ckpt)
-    as_trained = printed_metrics(check(run_module("src.eval", f"ckpt={ckpt}")))
-    result = check(run_module("src.eval", f"ckpt={ckpt}", "ablate.heads=[cross:0:0]"))
+    as_trained = printed_metrics(check(run_here("src.eval", f"ckpt={ckpt}")))
+    result = check(run_here("src.eval", f"ckpt={ckpt}", "ablate.heads=[cross:0:0]"))
     assert ablated_lines(result.stdout) == [
         "ablated: encoder_self:0:1, cross:0:0; zero ablation (trained without: encoder_self:0:1; zero ablation)"
     ]
     ablated = printed_metrics(result)
     assert ablated.keys() == as_trained.keys() and ablated["test/loss"] != as_trained["test/loss"]
-    result = check(run_module("src.eval", f"ckpt={ckpt}", "ablate=cross", "ablate.method=mean"))
+    result = check(run_here("src.eval", f"ckpt={ckpt}", "ablate=cross", "ablate.method=mean"))
     assert ablated_lines(result.stdout)[0].startswith("ablated: encoder_self:0:1, cross:0 (all 2 heads); mean")
     assert printed_metrics(result)["test/loss"] != as_trained["test/loss"]
     assert sha(ckpt) == before
@@ -100,7 +100,7 @@ def test_predict_with_a_head_ablated_is_the_checkpoint_with_that_heads_slice_of_
 
     def predict(ckpt_path: Path, *args: str) -> tuple[list[str], str]:
         out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}.txt"
-        result = check(run_module("src.predict", f"ckpt={ckpt_path}", f"input={lines}", f"output={out}", *args))
+        result = check(run_here("src.predict", f"ckpt={ckpt_path}", f"input={lines}", f"output={out}", *args))
         return out.read_text().splitlines(), result.stderr
 
     ablated, said = predict(ckpt, "ablate.heads=[encoder_self:0:1]")
@@ -115,7 +115,7 @@ def test_predict_with_a_head_ablated_is_the_checkpoint_with_that_heads_slice_of_
 def test_a_sweep_over_ablations_reports_each_as_a_row(tmp_path):
     sweep = tmp_path / "heads"
     check(
-        run_module(
+        run_here(
             "src.run", "-m", *FOUR_STEPS, "ablate.heads=[],[encoder_self:0:1]", "seed=0,1", f"hydra.sweep.dir={sweep}"
         )
     )
@@ -127,7 +127,7 @@ def test_a_sweep_over_ablations_reports_each_as_a_row(tmp_path):
     assert "baseline (`ablate.heads=[]`)" in report
 
     presets = tmp_path / "presets"
-    check(run_module("src.run", "-m", *FOUR_STEPS, "ablate=none,cross", f"hydra.sweep.dir={presets}"))
+    check(run_here("src.run", "-m", *FOUR_STEPS, "ablate=none,cross", f"hydra.sweep.dir={presets}"))
     report = (presets / "report.md").read_text()
     assert "| ablate |" in report and "| none |" in report and "| cross |" in report
     (cross_job,) = presets.glob("*_ablate:cross")
@@ -140,7 +140,7 @@ def test_a_sweep_over_ablations_reports_each_as_a_row(tmp_path):
 )
 def test_a_bad_ablation_stops_src_run_before_it_writes_a_directory(tmp_path, spec, named):
     run_dir = tmp_path / "run"
-    result = run_module("src.run", *FOUR_STEPS, spec, f"hydra.run.dir={run_dir}")
+    result = run_here("src.run", *FOUR_STEPS, spec, f"hydra.run.dir={run_dir}")
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and named in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not run_dir.exists()

@@ -10,7 +10,7 @@ import pytest
 
 from src.dashboard import read_events
 
-from .conftest import TINY, check, run_module, task_overrides
+from .conftest import TINY, check, run_here, task_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def trained(tmp_path_factory, data_dir):
     runs = {}
     for task in SITES:
         run_dir = tmp_path_factory.mktemp(task) / "run"
-        check(run_module("src.run", *task_overrides(task, data_dir), *TWO_LAYERS, f"hydra.run.dir={run_dir}"))
+        check(run_here("src.run", *task_overrides(task, data_dir), *TWO_LAYERS, f"hydra.run.dir={run_dir}"))
         runs[task] = run_dir
     return runs
 
@@ -51,7 +51,7 @@ def trained(tmp_path_factory, data_dir):
 @pytest.mark.parametrize("task", list(SITES))
 def test_analysis_of_each_architecture_writes_its_tables_figures_and_tensorboard(trained, task):
     run_dir = trained[task]
-    result = check(run_module("src.analyze", f"ckpt={run_dir}", "torch_threads=1", "prune_step=0.25"))
+    result = check(run_here("src.analyze", f"ckpt={run_dir}", "torch_threads=1", "prune_step=0.25"))
     out = run_dir / "analysis"
     assert FILES <= {p.name for p in out.iterdir()}, result.stdout
     # a tiny model may score 0 on a decoded metric: then the fraction is undefined, and says so
@@ -90,16 +90,16 @@ def test_analysis_of_each_architecture_writes_its_tables_figures_and_tensorboard
 def test_a_second_analysis_is_refused_and_the_first_is_kept(trained, tmp_path):
     run_dir = trained["reverse"]
     if not (run_dir / "analysis").exists():
-        check(run_module("src.analyze", f"ckpt={run_dir}", "torch_threads=1", "single_heads=false"))
+        check(run_here("src.analyze", f"ckpt={run_dir}", "torch_threads=1", "single_heads=false"))
     before = {p.name: p.read_bytes() for p in (run_dir / "analysis").iterdir()}
-    result = run_module("src.analyze", f"ckpt={run_dir}", "torch_threads=1")
+    result = run_here("src.analyze", f"ckpt={run_dir}", "torch_threads=1")
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and "out=" in result.stderr, result.stderr
     assert {p.name: p.read_bytes() for p in (run_dir / "analysis").iterdir()} == before
 
     elsewhere = tmp_path / "second"
     check(
-        run_module(
+        run_here(
             "src.analyze",
             f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}",
             f"out={elsewhere}",
@@ -127,7 +127,7 @@ def test_a_second_analysis_is_refused_and_the_first_is_kept(trained, tmp_path):
 )
 def test_bad_settings_are_one_line_before_any_work(trained, tmp_path, args, message):
     out = tmp_path / "never"
-    result = run_module("src.analyze", f"ckpt={trained['reverse']}", f"out={out}", *args)
+    result = run_here("src.analyze", f"ckpt={trained['reverse']}", f"out={out}", *args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
@@ -137,14 +137,14 @@ def test_bad_settings_are_one_line_before_any_work(trained, tmp_path, args, mess
 def test_a_path_that_is_no_run_is_named(tmp_path):
     (tmp_path / "empty").mkdir()
     for ckpt, message in ((tmp_path / "empty", "neither a run"), (tmp_path / "nope", "does not exist")):
-        result = run_module("src.analyze", f"ckpt={ckpt}")
+        result = run_here("src.analyze", f"ckpt={ckpt}")
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def test_analysing_with_heads_ablated_leaves_them_out(trained, tmp_path):
     out = tmp_path / "ablated"
     result = check(
-        run_module(
+        run_here(
             "src.analyze",
             f"ckpt={trained['reverse']}",
             f"out={out}",
@@ -169,7 +169,7 @@ def test_a_run_with_analyze_after_fit_analyses_its_best_checkpoint_after_the_tes
     settings, the figures in the run's TensorBoard, one line saying so, and run.json recording it."""
     run_dir = tmp_path / "run"
     result = check(
-        run_module(
+        run_here(
             "src.run",
             *task_overrides("reverse", tmp_path),
             *TWO_LAYERS,
@@ -247,7 +247,7 @@ def test_a_failed_or_interrupted_analysis_after_training_keeps_the_trained_run(t
     else:
         assert record["analysis"].startswith(f"interrupted by {failure}")
     # and the command it printed does the analysis
-    check(run_module("src.analyze", f"ckpt={run_dir}", "torch_threads=1", "single_heads=false", "keep_one=false"))
+    check(run_here("src.analyze", f"ckpt={run_dir}", "torch_threads=1", "single_heads=false", "keep_one=false"))
     assert (run_dir / "analysis" / "summary.json").is_file()
 
 
@@ -259,14 +259,14 @@ def test_src_analyze_on_a_sweep_analyses_every_job_once_and_rewrites_its_report(
     sweep = tmp_path / "sweep"
     tiny = [o for o in TINY if not o.startswith("model.heads=")]
     check(
-        run_module("src.run", "-m", *tiny, *task_overrides("reverse", tmp_path), "seed=0,1", f"hydra.sweep.dir={sweep}")
+        run_here("src.run", "-m", *tiny, *task_overrides("reverse", tmp_path), "seed=0,1", f"hydra.sweep.dir={sweep}")
     )
     assert "Head pruning" not in (sweep / "report.md").read_text()
     jobs = sorted(p for p in sweep.iterdir() if (p / "run.json").is_file())
     assert len(jobs) == 2
 
     analysis = ["torch_threads=1", "prune_step=0.5", "single_heads=false", "keep_one=false"]
-    result = check(run_module("src.analyze", f"ckpt={sweep}", *analysis))
+    result = check(run_here("src.analyze", f"ckpt={sweep}", *analysis))
     assert all((job / "analysis" / "summary.json").is_file() for job in jobs)
     report = (sweep / "report.md").read_text()
     assert "## Head pruning (src.analyze)" in report and "val `exact_match`, tolerance 5%" in report
@@ -275,7 +275,7 @@ def test_src_analyze_on_a_sweep_analyses_every_job_once_and_rewrites_its_report(
     assert "report:" in result.stdout
 
     shutil.move(jobs[1] / "analysis", tmp_path / "moved")  # one job left to analyse
-    result = check(run_module("src.analyze", f"ckpt={sweep}", *analysis))
+    result = check(run_here("src.analyze", f"ckpt={sweep}", *analysis))
     warnings = [  # (a tiny model that does not do the task yet is warned about too: not what this test checks)
         line
         for line in result.stderr.splitlines()
@@ -285,7 +285,7 @@ def test_src_analyze_on_a_sweep_analyses_every_job_once_and_rewrites_its_report(
     assert (jobs[1] / "analysis" / "summary.json").is_file()
 
     before = (sweep / "report.md").read_text()
-    result = run_module("src.analyze", f"ckpt={sweep}", *analysis)
+    result = run_here("src.analyze", f"ckpt={sweep}", *analysis)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert [line.split(" is skipped")[0] for line in lines[:2]] == [f"warning: {job.name}" for job in jobs]
@@ -380,7 +380,7 @@ def test_a_folder_of_single_runs_is_not_a_sweep_and_its_files_are_kept(trained, 
     day.mkdir()
     shutil.copytree(trained["reverse"], day / "run_a", ignore=shutil.ignore_patterns("analysis*"))
     (day / "report.md").write_text("MY NOTES\n")
-    result = run_module("src.analyze", f"ckpt={day}")
+    result = run_here("src.analyze", f"ckpt={day}")
     refusal = f"is a folder of runs, not a run: give one of them, e.g. ckpt={day / 'run_a'}"
     assert result.returncode == 2 and refusal in result.stderr, result.stderr
     assert (day / "report.md").read_text() == "MY NOTES\n"
@@ -393,7 +393,7 @@ def test_only_the_runs_own_analysis_goes_into_its_tensorboard(trained, tmp_path)
     run_dir = trained["classification"]
     before = sorted(p.name for p in run_dir.glob("events.out.tfevents.*"))
     result = check(
-        run_module(
+        run_here(
             "src.analyze", f"ckpt={run_dir}", f"out={tmp_path / 'other'}", "torch_threads=1", "single_heads=false"
         )
     )
@@ -404,7 +404,7 @@ def test_only_the_runs_own_analysis_goes_into_its_tensorboard(trained, tmp_path)
 def test_heads_of_a_removed_sublayer_are_off_and_not_pruned(trained, tmp_path):
     out = tmp_path / "sublayer"
     check(
-        run_module(
+        run_here(
             "src.analyze", f"ckpt={trained['reverse']}", f"out={out}", "ablate.sublayers=[cross:1]", "torch_threads=1"
         )
     )

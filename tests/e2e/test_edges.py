@@ -18,7 +18,7 @@ import pytest
 
 from src.provenance import hydra_value
 
-from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_module
+from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +39,13 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    check(run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={run_dir}"))
+    check(run_here("src.run", *FOUR_STEPS, f"hydra.run.dir={run_dir}"))
     return run_dir
 
 
 def test_resuming_a_run_that_has_nothing_left_to_train_is_refused_before_it_writes(finished_run, tmp_path):
     before = snapshot(finished_run)
-    result = run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={finished_run}", "ckpt_path=last")
+    result = run_here("src.run", *FOUR_STEPS, f"hydra.run.dir={finished_run}", "ckpt_path=last")
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result)
     assert "trainer.max_steps=4" in line and "would train nothing" in line and "raise trainer.max_steps" in line
@@ -56,7 +56,7 @@ def test_resuming_a_run_that_has_nothing_left_to_train_is_refused_before_it_writ
     # budget already spent.
     elsewhere = tmp_path / "elsewhere"
     for ckpt in (finished_run / "checkpoints" / "last.ckpt", finished_run):
-        result = run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={elsewhere}", f"ckpt_path={ckpt}")
+        result = run_here("src.run", *FOUR_STEPS, f"hydra.run.dir={elsewhere}", f"ckpt_path={ckpt}")
         assert result.returncode == 2 and len(error_lines(result)) == 1 and "would train nothing" in result.stderr
         assert not elsewhere.exists()
     assert snapshot(finished_run) == before
@@ -68,7 +68,7 @@ def test_a_sweep_resuming_a_finished_checkpoint_is_refused_before_any_job(finish
     sweep = tmp_path / "sweep"
     tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
     ckpt = finished_run / "checkpoints" / "last.ckpt"
-    result = run_module("src.run", "-m", *tiny, "seed=0,1", f"ckpt_path={ckpt}", f"hydra.sweep.dir={sweep}")
+    result = run_here("src.run", "-m", *tiny, "seed=0,1", f"ckpt_path={ckpt}", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result)
     assert line.startswith("error: job 0 of the sweep (seed=0) cannot run, so no job was started: ckpt_path=")
@@ -78,9 +78,9 @@ def test_a_sweep_resuming_a_finished_checkpoint_is_refused_before_any_job(finish
 
 def test_resuming_another_runs_checkpoint_into_a_run_directory_is_refused(finished_run, tmp_path):
     other = tmp_path / "other"
-    check(run_module("src.run", *FOUR_STEPS, "seed=1", f"hydra.run.dir={other}"))
+    check(run_here("src.run", *FOUR_STEPS, "seed=1", f"hydra.run.dir={other}"))
     before = snapshot(finished_run)
-    result = run_module(
+    result = run_here(
         "src.run",
         *FOUR_STEPS,
         "trainer.max_steps=8",
@@ -96,9 +96,9 @@ def test_resuming_another_runs_checkpoint_into_a_run_directory_is_refused(finish
 def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unchanged(tmp_path):
     sweep = tmp_path / "sweep"
     tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
-    check(run_module("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}"))
+    check(run_here("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}"))
     before = snapshot(sweep)
-    result = run_module("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}")
+    result = run_here("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result)
     assert "already holds a sweep" in line and "choose another hydra.sweep.dir" in line
@@ -108,7 +108,7 @@ def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unch
 def test_a_search_whose_every_trial_fails_still_ends_with_its_report(tmp_path):
     """Optuna raises "No trials are completed yet" after the last trial when none completed."""
     sweep = tmp_path / "search"
-    result = run_module(
+    result = run_here(
         "src.run",
         "-m",
         "hparams_search=lr_warmup_dropout_size",
@@ -130,7 +130,7 @@ def test_a_search_whose_every_trial_fails_still_ends_with_its_report(tmp_path):
 def test_early_stopping_says_why_the_run_stopped(tmp_path):
     run_dir = tmp_path / "run"
     result = check(
-        run_module(
+        run_here(
             "src.run",
             *TINY,
             *SMALL_SYNTHETIC,
@@ -183,7 +183,7 @@ def test_the_printed_commands_work_for_any_directory_name(tmp_path, name):
     commas, quotes or `$`: the printed TensorBoard command shows the run's scalars, and the printed evaluate
     command evaluates its checkpoint."""
     run_dir = tmp_path / name
-    result = check(run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={hydra_value(run_dir)}"))
+    result = check(run_here("src.run", *FOUR_STEPS, f"hydra.run.dir={hydra_value(run_dir)}"))
     assert (run_dir / "run.json").is_file()
 
     tensorboard = printed(result, "TensorBoard")
@@ -203,7 +203,7 @@ def test_the_printed_commands_work_for_any_directory_name(tmp_path, name):
 
     evaluate = printed(result, "evaluate")
     assert evaluate[1:3] == ["-m", "src.eval"]
-    evaluated = check(run_module("src.eval", *evaluate[3:], "torch_threads=1"))
+    evaluated = check(run_here("src.eval", *evaluate[3:], "torch_threads=1"))
     assert "val/exact_match" in evaluated.stdout or "test/exact_match" in evaluated.stdout
 
 
@@ -212,18 +212,18 @@ def test_a_run_finished_by_its_epochs_or_resumed_from_an_older_checkpoint_is_not
     checkpoint of a run resumed in its own directory would redo the later steps over their results."""
     epochs = tmp_path / "epochs"
     by_epochs = [*FOUR_STEPS, "trainer.max_steps=-1", "trainer.max_epochs=1"]
-    check(run_module("src.run", *by_epochs, f"hydra.run.dir={epochs}"))
+    check(run_here("src.run", *by_epochs, f"hydra.run.dir={epochs}"))
     before = snapshot(epochs)
-    result = run_module("src.run", *by_epochs, f"hydra.run.dir={epochs}", "ckpt_path=last")
+    result = run_here("src.run", *by_epochs, f"hydra.run.dir={epochs}", "ckpt_path=last")
     assert result.returncode == 2 and "trainer.max_epochs=1" in error_lines(result)[0]
     assert snapshot(epochs) == before
 
     steps = tmp_path / "steps"
     every_two = [*FOUR_STEPS, "checkpoint.every_n_train_steps=2"]
-    check(run_module("src.run", *every_two, f"hydra.run.dir={steps}"))
+    check(run_here("src.run", *every_two, f"hydra.run.dir={steps}"))
     before = snapshot(steps)
     older = steps / "checkpoints" / "step-2.ckpt"
-    result = run_module("src.run", *every_two, "trainer.max_steps=8", f"hydra.run.dir={steps}", f"ckpt_path={older}")
+    result = run_here("src.run", *every_two, "trainer.max_steps=8", f"hydra.run.dir={steps}", f"ckpt_path={older}")
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result)
     assert "is at step 2" in line and "trained to step 4" in line and "ckpt_path=last" in line
@@ -242,22 +242,22 @@ def text_bad_past_the_checked_part(path: Path) -> Path:
 
 def test_a_refused_run_leaves_no_directory_and_one_that_failed_reading_its_data_names_the_way_out(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_module("src.run", *FOUR_STEPS, "model.heads=3", f"hydra.run.dir={run_dir}")
+    result = run_here("src.run", *FOUR_STEPS, "model.heads=3", f"hydra.run.dir={run_dir}")
     assert result.returncode == 2 and "does not divide" in error_lines(result)[0]
     assert not run_dir.exists()
     # Bad data found before the run starts: no directory either (the issue's example)
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    result = run_module("src.run", *TINY, "task=char_lm", f"task.path={empty}", f"hydra.run.dir={run_dir}")
+    result = run_here("src.run", *TINY, "task=char_lm", f"task.path={empty}", f"hydra.run.dir={run_dir}")
     assert result.returncode == 2 and "file is empty" in error_lines(result)[0]
     assert not run_dir.exists()
     # Bad data found only while the run reads it: the run's directory says failed, with the line at fault.
     broken = tmp_path / "broken"
     text = text_bad_past_the_checked_part(tmp_path / "big.txt")
-    result = run_module("src.run", *TINY, "task=char_lm", f"task.path={text}", f"hydra.run.dir={broken}")
+    result = run_here("src.run", *TINY, "task=char_lm", f"task.path={text}", f"hydra.run.dir={broken}")
     record = json.loads((broken / "run.json").read_text())
     assert result.returncode == 2 and record["status"] == "failed" and "not valid UTF-8" in record["error"]
-    again = run_module("src.run", *FOUR_STEPS, f"hydra.run.dir={broken}")
+    again = run_here("src.run", *FOUR_STEPS, f"hydra.run.dir={broken}")
     (line,) = error_lines(again)
     assert "before saving a checkpoint" in line and "nothing to resume" in line and "choose another directory" in line
 
@@ -265,10 +265,10 @@ def test_a_refused_run_leaves_no_directory_and_one_that_failed_reading_its_data_
 def test_a_sweep_job_resumed_with_another_setting_is_told_it_leaves_its_row(tmp_path):
     sweep = tmp_path / "sweep"
     tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
-    check(run_module("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}"))
+    check(run_here("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}"))
     job = next(sweep.glob("1_*"))
     result = check(
-        run_module("src.run", *tiny, "model.heads=2", "trainer.max_steps=6", f"hydra.run.dir={job}", "ckpt_path=last")
+        run_here("src.run", *tiny, "model.heads=2", "trainer.max_steps=6", f"hydra.run.dir={job}", "ckpt_path=last")
     )
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("warning:") and "sweep" in line]
     assert "trainer.max_steps=6" in line and "a configuration of its own" in line

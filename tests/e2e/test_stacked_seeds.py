@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import SMALL_SYNTHETIC, TINY, check, run_module
+from .conftest import SMALL_SYNTHETIC, TINY, check, run_here
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +26,8 @@ def sweeps(tmp_path_factory):
     """The sweep stacked, and the same sweep job by job: (stacked dir, its output, solo dir)."""
     root = tmp_path_factory.mktemp("stacked")
     stacked, solo = root / "stacked", root / "solo"
-    result = check(run_module("src.run", *SWEEP, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
-    check(run_module("src.run", *SWEEP, f"hydra.sweep.dir={solo}"))
+    result = check(run_here("src.run", *SWEEP, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
+    check(run_here("src.run", *SWEEP, f"hydra.sweep.dir={solo}"))
     return stacked, result.stdout + result.stderr, solo
 
 
@@ -108,8 +108,8 @@ def test_tensorboard_shows_each_member_as_its_own_run_with_the_solo_runs_dashboa
 def test_src_eval_reads_a_members_checkpoint_as_any_other(sweeps):
     stacked, _, solo = sweeps
     name = JOBS[1]
-    mine = check(run_module("src.eval", f"ckpt={stacked / name}", "batch_size=16")).stdout
-    theirs = check(run_module("src.eval", f"ckpt={solo / name}", "batch_size=16")).stdout
+    mine = check(run_here("src.eval", f"ckpt={stacked / name}", "batch_size=16")).stdout
+    theirs = check(run_here("src.eval", f"ckpt={solo / name}", "batch_size=16")).stdout
     shown = [line for line in mine.splitlines() if line.strip().startswith(("test/", "test_long/"))]
     assert shown and shown == [line for line in theirs.splitlines() if line.strip().startswith(("test/", "test_long/"))]
 
@@ -125,7 +125,7 @@ def test_the_sweep_report_is_the_one_the_separate_jobs_give(sweeps):
 def test_a_group_that_cannot_be_stacked_runs_its_jobs_one_after_another_and_says_why(tmp_path):
     sweep = tmp_path / "sweep"
     result = check(
-        run_module(
+        run_here(
             "src.run",
             "-m",
             "seed=0,1",
@@ -188,10 +188,10 @@ def test_ctrl_c_stops_the_group_keeps_each_members_weights_and_says_how_to_train
         assert state["global_step"] > 5  # the step the signal stopped, not only the last validation's
         assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
     # The sweep directory holds stacked members: the refusal to sweep over it says to train the group again
-    again = run_module("src.run", *command, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}")
+    again = run_here("src.run", *command, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}")
     assert again.returncode == 2 and "stacked groups of seeds, which do not resume" in again.stderr
     # A member's checkpoint holds weights, not a training state: resuming it is refused in one line
-    refused = run_module("src.run", *args, *SMALL_SYNTHETIC, f"hydra.run.dir={sweep / '0_seed:0'}", "ckpt_path=last")
+    refused = run_here("src.run", *args, *SMALL_SYNTHETIC, f"hydra.run.dir={sweep / '0_seed:0'}", "ckpt_path=last")
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith("error: ckpt_path=last: ")
     assert "saved by a member of a stacked group" in refused.stderr
@@ -206,7 +206,7 @@ def test_a_group_whose_members_all_diverge_fails_and_saves_no_nan_weights(tmp_pa
         "trainer.max_steps=40",
         "trainer.val_check_interval=10",
     ]
-    result = run_module(
+    result = run_here(
         "src.run",
         "-m",
         "seed=0,1",
@@ -243,9 +243,9 @@ def test_each_member_stops_early_by_its_own_early_stopping_at_its_solo_runs_step
         "+callbacks.EarlyStopping.stopping_threshold=2.43",
     ]
     stacked, solo = tmp_path / "stacked", tmp_path / "solo"
-    output = check(run_module("src.run", *sweep, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
+    output = check(run_here("src.run", *sweep, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
     assert "seeds together" in output.stdout
-    check(run_module("src.run", *sweep, f"hydra.sweep.dir={solo}"))
+    check(run_here("src.run", *sweep, f"hydra.sweep.dir={solo}"))
     stopped_at = []
     for job in ("0_seed:0", "1_seed:1"):
         mine = json.loads((stacked / job / "metrics.json").read_text())
@@ -266,7 +266,7 @@ def test_a_group_ended_by_its_time_budget_says_so_in_each_member_and_warns_once_
     args = [o for o in TINY if not o.startswith("trainer.max_steps=")]
     budget = ["trainer.max_steps=-1", "trainer.max_time=00:00:00:04", "ablate.reference_examples=64"]
     result = check(
-        run_module(
+        run_here(
             "src.run",
             "-m",
             "seed=0,1",
@@ -289,7 +289,7 @@ def test_a_group_ended_by_its_time_budget_says_so_in_each_member_and_warns_once_
 def test_a_sweep_with_nothing_to_stack_says_so_once_and_runs_its_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "model.heads=1,2", *TINY_HEADS_SWEPT, *SMALL_SYNTHETIC, "hydra/launcher=stacked"]
-    result = check(run_module("src.run", *args, f"hydra.sweep.dir={sweep}"))
+    result = check(run_here("src.run", *args, f"hydra.sweep.dir={sweep}"))
     output = result.stdout + result.stderr
     assert output.count("warning: hydra/launcher=stacked stacks nothing here: no two jobs differ only in seed") == 1
     assert sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")) == ["completed"] * 2
