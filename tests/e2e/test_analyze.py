@@ -393,9 +393,7 @@ def test_only_the_runs_own_analysis_goes_into_its_tensorboard(trained, tmp_path)
     run_dir = trained["classification"]
     before = sorted(p.name for p in run_dir.glob("events.out.tfevents.*"))
     result = check(
-        run_here(
-            "src.analyze", f"ckpt={run_dir}", f"out={tmp_path / 'other'}", "torch_threads=1", "single_heads=false"
-        )
+        run_here("src.analyze", f"ckpt={run_dir}", f"out={tmp_path / 'other'}", "torch_threads=1", "single_heads=false")
     )
     assert "TensorBoard: left as it is" in result.stdout
     assert sorted(p.name for p in run_dir.glob("events.out.tfevents.*")) == before
