@@ -7,12 +7,14 @@ What a member keeps of its own, as its seed gives it when trained alone:
 - its data: each member has its own datamodule (data and order are functions of its seed); a step stacks the
   members' batches, each padded to the group's longest sequence (padding is never attended to or scored);
 - its optimizer state (Adam's moments are per element, so per member), gradient clipping by its own norm
-  (`configure_gradient_clipping`), its validation metrics, its best checkpoint, and its divergence: a member whose
-  loss becomes non-finite is frozen and recorded as diverged while the others go on.
+  (`configure_gradient_clipping`), its validation metrics, its best checkpoint, its early stopping
+  (+callbacks.EarlyStopping, its own) and its divergence: a member whose loss becomes non-finite is frozen and
+  recorded as diverged while the others go on.
 
 What each member's directory gets, as a separate job's: .hydra/ (the launcher), run.json, run.log, metrics.json,
-TensorBoard scalars (train/loss, train/lr and every val/ metric, in the member's own event file), and
-checkpoints/best.ckpt and last.ckpt that src.eval, src.predict and src.analyze read as any other.
+its own TensorBoard run (train/ and val/ scalars at Lightning's steps, and the dashboards: MemberDashboards), and
+checkpoints/best.ckpt and last.ckpt that src.eval, src.predict and src.analyze read as any other. A stacked group
+does not resume: a member's checkpoints hold its weights and settings, not a training state.
 
 Batches (stacked, members first): the keys of the task kind's batches (src/training/module.py), each (M, B, ...).
 """
