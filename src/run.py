@@ -624,7 +624,7 @@ def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Pa
                 if failure is not None:
                     print_error(f"job {run_dir.name}: {failure}")
                     FAILED_ANALYSES.append(run_dir.name)
-    return [job_return(c, cfg, d, v) for c, cfg, d, v in zip(configs, cfgs, run_dirs, values)]
+    return [job_return(c, cfg, v) for c, cfg, v in zip(configs, cfgs, values)]
 
 
 def end_group_early(
@@ -657,7 +657,7 @@ def end_group_early(
             print_error(str(error))
             sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         print_error(f"jobs {names}: {error}")
-        return [job_return(c, cfg, d, None) for c, cfg, d in zip(configs, cfgs, run_dirs)]
+        return [job_return(c, cfg, None) for c, cfg in zip(configs, cfgs)]
     trace = "".join(traceback.format_exception(error))  # a crash: recorded in every member
     for record, run_dir in zip(records, run_dirs):
         record.end("failed", error=f"{type(error).__name__}: {error}".strip())
@@ -665,16 +665,15 @@ def end_group_early(
     if not (cfgs[0].sweep_catch_errors and isinstance(error, Exception)):
         raise error
     print_error(f"jobs {names} failed; traceback in {run_dirs[0] / 'error.txt'}")
-    return [job_return(c, cfg, d, None) for c, cfg, d in zip(configs, cfgs, run_dirs)]
+    return [job_return(c, cfg, None) for c, cfg in zip(configs, cfgs)]
 
 
 def interrupted_before_a_step(error: BaseException) -> TrainingInterrupted | None:
     """Ctrl-C or SIGTERM while a group starts up or validates (outside the steps its interrupt callback sees)."""
+    from types import SimpleNamespace
 
-    class NoStep:
-        global_step = 0
-
-    return interrupted_outside_the_steps(error, NoStep, Path("/nonexistent/last.ckpt"))
+    # no step was taken that the group's interrupt callback saw, and a group keeps no resumable checkpoint
+    return interrupted_outside_the_steps(error, SimpleNamespace(global_step=0), Path("/nonexistent/last.ckpt"))
 
 
 def hand_over_to_submitit(interrupt: TrainingInterrupted) -> None:

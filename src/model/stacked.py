@@ -130,13 +130,6 @@ class StackedModel(nn.Module):
         for key, name in self.state_keys.items():
             stacked[name][member].copy_(state[key])
 
-    def members_finite(self) -> Tensor:
-        """(M,) bool: whether every parameter of each member is finite."""
-        finite = torch.ones(self.size, dtype=torch.bool, device=self.stacked_params[0].device)
-        for p in self.stacked_params:
-            finite &= torch.isfinite(p.detach()).flatten(1).all(dim=1)
-        return finite
-
 
 @torch.no_grad()
 def clip_grad_norm_per_member(params: Sequence[Tensor], max_norm: float, eps: float = 1e-6) -> Tensor:

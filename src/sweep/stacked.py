@@ -94,7 +94,7 @@ def make_job_directory(config: DictConfig, hydra_context: Any, task_function: An
     return task_cfg, Path(config.hydra.runtime.output_dir)
 
 
-def job_return(config: DictConfig, task_cfg: DictConfig, run_dir: Path, value: Any) -> Any:
+def job_return(config: DictConfig, task_cfg: DictConfig, value: Any) -> Any:
     """Hydra's JobReturn for a member: its return value, or the exception it ended with (status FAILED)."""
     from hydra.core.utils import JobReturn, JobStatus
 

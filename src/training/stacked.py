@@ -141,11 +141,6 @@ class StackedLitModule(L.LightningModule):
         # False once a member diverged: its gradients are zeroed and its weights kept as they were (`frozen`)
         self.training_members = [True] * len(members)
         self.frozen: dict[int, dict[str, Tensor]] = {}
-        self._last_losses: Tensor | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.members)
 
     def setup(self, stage: str) -> None:
         for member in self.members:  # their _evaluate reads trainer.datamodule (decoding for BLEU)
@@ -174,7 +169,6 @@ class StackedLitModule(L.LightningModule):
             self.trainer.should_stop = True
         training = torch.tensor(self.training_members, device=losses.device)
         total = torch.where(training, losses, torch.zeros_like(losses)).sum()
-        self._last_losses = losses.detach()
         trainer = self._trainer
         logging_step = trainer is not None and step % trainer.log_every_n_steps == 0
         if trainer is not None and (logging_step or step == trainer.max_steps):
@@ -281,9 +275,6 @@ class SaveMembersOnInterrupt(SaveOnInterrupt):
     to its checkpoints/last.ckpt (as a member's checkpoints always are: weights and settings, which src.eval,
     src.predict and src.analyze read), and training stops with TrainingInterrupted. A stacked group does not
     resume yet: src.run says how to train it again."""
-
-    def __init__(self, checkpoint_path: Path):
-        super().__init__(checkpoint_path)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         received = self._received_anywhere(trainer)

@@ -16,6 +16,7 @@ from .conftest import SMALL_SYNTHETIC, TINY, check, run_here
 
 pytestmark = pytest.mark.slow
 
+TINY_UNTIMED = [o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.val_check_interval="))]
 TINY_HEADS_SWEPT = [o for o in TINY if not o.startswith("model.heads=")]
 SWEEP = ["-m", "model.heads=1,2", "seed=0,1", *TINY_HEADS_SWEPT, *SMALL_SYNTHETIC, "test_after_fit=true"]
 JOBS = ["0_model.heads:1+seed:0", "1_model.heads:1+seed:1", "2_model.heads:2+seed:0", "3_model.heads:2+seed:1"]
@@ -160,7 +161,7 @@ def test_ctrl_c_stops_the_group_keeps_each_members_weights_and_says_how_to_train
     import torch
 
     sweep = tmp_path / "sweep"
-    args = [o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.val_check_interval="))]
+    args = TINY_UNTIMED
     command = ["-m", "seed=0,1", *args, *SMALL_SYNTHETIC, "trainer.max_steps=5000", "trainer.val_check_interval=5"]
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     process = subprocess.Popen(
@@ -199,7 +200,7 @@ def test_ctrl_c_stops_the_group_keeps_each_members_weights_and_says_how_to_train
 
 def test_a_group_whose_members_all_diverge_fails_and_saves_no_nan_weights(tmp_path):
     sweep = tmp_path / "sweep"
-    args = [o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.val_check_interval="))]
+    args = TINY_UNTIMED
     huge_lr = [
         "optimizer.lr=1e6",
         "trainer.gradient_clip_val=null",
@@ -231,7 +232,7 @@ def test_a_group_whose_members_all_diverge_fails_and_saves_no_nan_weights(tmp_pa
 def test_each_member_stops_early_by_its_own_early_stopping_at_its_solo_runs_step(tmp_path):
     """EarlyStopping with a threshold on val/loss: seed 0 reaches it at step 24, seed 1 at step 30 (their solo
     runs). Each member stops at its own step, with the solo run's history, final metrics and `stopped` record."""
-    args = [o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.val_check_interval="))]
+    args = TINY_UNTIMED
     sweep = [
         "-m",
         "seed=0,1",
