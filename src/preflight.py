@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.cli import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
@@ -146,6 +146,10 @@ def check_sweep_dir(config: DictConfig) -> None:
     trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
     if trials is not None and trials < 1:
         raise ConfigError(f"hydra.sweeper.n_trials={trials} runs no trial: give hydra.sweeper.n_trials >= 1")
+    if resumes_stacked_sweep(config):  # ckpt_path=last: a stacked sweep goes on in its own directory
+        given = any(str(o).startswith("hydra.sweep.dir=") for o in config.hydra.overrides.hydra)
+        check_stacked_sweep_dir(sweep_dir if given else None)
+        return
     if sweep_dir is None:
         return
     sweep_dir = Path(sweep_dir)
@@ -159,9 +163,9 @@ def check_sweep_dir(config: DictConfig) -> None:
         return
     stacked = any("stacked" in (read_record(job) or {}) for job in jobs)  # members of stacked groups of seeds
     resume = (
-        "; its jobs were trained as stacked groups of seeds, which do not resume: train an interrupted group again "
-        "with the command its error line printed (python -m src.run -m hydra/launcher=stacked <its overrides> "
-        "seed=<its seeds>), in a new sweep directory"
+        "; its jobs were trained as stacked groups of seeds: to finish it, run the same sweep again with "
+        f"{shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last (interrupted groups resume, "
+        "finished ones are kept)"
         if stacked
         else f"; to finish it, resume each interrupted job in place (python -m src.run <that job's overrides> "
         f"{shell_override('hydra.run.dir', jobs[0].resolve())} ckpt_path=last, with each job's directory) and run "
@@ -174,6 +178,75 @@ def check_sweep_dir(config: DictConfig) -> None:
         f"hydra.sweep.dir={sweep_dir} already holds a sweep ({len(jobs)} job directories), which this one would "
         f"overwrite: choose another hydra.sweep.dir, or leave it out for a new one{resume}"
     )
+
+
+def resumes_stacked_sweep(config: DictConfig) -> bool:
+    """hydra/launcher=stacked with ckpt_path=last: the sweep in hydra.sweep.dir goes on where it stopped."""
+    launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+    return launcher.endswith("StackedLauncher") and OmegaConf.select(config, "ckpt_path", default=None) == "last"
+
+
+def check_stacked_sweep_dir(sweep_dir: Any) -> None:
+    """A stacked sweep resumed with ckpt_path=last: hydra.sweep.dir must be given and hold that sweep."""
+    if sweep_dir is None:
+        raise ConfigError(
+            "ckpt_path=last with hydra/launcher=stacked resumes a sweep in its own directory: add "
+            "hydra.sweep.dir=<the sweep's directory> (the command an interrupted group printed has it)"
+        )
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "multirun.yaml").is_file() and not any(sweep_dir.glob("*/.hydra")):
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds no sweep to resume (ckpt_path=last): give the directory of the "
+            "interrupted sweep, or drop ckpt_path=last to start a new one"
+        )
+
+
+def check_stacked_resume(config: DictConfig, jobs: list[list[str]]) -> None:
+    """A stacked sweep resumed with ckpt_path=last must be the sweep in that directory: each job that already has a
+    directory was made with the same overrides (ckpt_path aside), and each group state it resumes was trained with
+    the settings that change the numbers as they are now (the thread count included)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from src.sweep.stacked import group_state_path, job_directory, stack_groups
+    from src.training.checkpoint import read_checkpoint
+
+    def settings(overrides) -> dict[str, str]:
+        pairs = (str(o).partition("=") for o in overrides)
+        return {key: value for key, _, value in pairs if key.lstrip("+~") != "ckpt_path"}
+
+    loader = GlobalHydra.instance().config_loader()
+    original = HydraConfig.instance().cfg
+    try:
+        configs = []
+        for number, overrides in enumerate(jobs):
+            job = loader.load_sweep_config(config, list(overrides))
+            with open_dict(job):
+                job.hydra.job.id = job.hydra.job.num = number
+            run_dir = job_directory(job)
+            configs.append(job)
+            saved = run_dir / ".hydra" / "overrides.yaml"
+            before, now = settings(OmegaConf.load(saved) if saved.is_file() else overrides), settings(overrides)
+            if before != now:
+                was = " ".join(f"{k}={v}" for k, v in before.items() if now.get(k) != v) or "without them"
+                changed = " ".join(f"{k}={v}" for k, v in now.items() if before.get(k) != v) or "without them"
+                raise ConfigError(
+                    f"hydra.sweep.dir={config.hydra.sweep.dir} holds a sweep run with other settings: its job "
+                    f"{run_dir.name} had {was}, this one has {changed}: resume a sweep with the overrides it was "
+                    "started with (each job's .hydra/overrides.yaml), or start a new one without ckpt_path=last"
+                )
+    finally:
+        HydraConfig.instance().cfg = original  # type: ignore[assignment]
+    limit = OmegaConf.select(config, "hydra.launcher.max_members", default=None)
+    for group in stack_groups(jobs):
+        for start in range(0, len(group), limit or len(group)):
+            members = group[start : start + (limit or len(group))]
+            state = group_state_path(config.hydra.sweep.dir, members)
+            if len(members) < 2 or not state.is_file():
+                continue
+            checkpoint = read_checkpoint(str(state), "ckpt_path")
+            settings = _without_hydra(configs[members[0]])
+            check_made_alike(settings, checkpoint, settings.torch_threads or 0)
 
 
 def on_a_cluster(config: DictConfig) -> bool:
@@ -244,6 +317,9 @@ def check_sweep_jobs(config: DictConfig) -> None:
     check_stacked_launcher(config.hydra.launcher)
     jobs = sweep_jobs(config)
     varied = swept_keys(config)
+    resuming = resumes_stacked_sweep(config)
+    if resuming and jobs is not None:
+        check_stacked_resume(config, jobs)
     if jobs is None:  # the data every job reads, unless the search varies what is read
         if not any(key in ("task", "model", "model.pretrained") or key.startswith("task.") for key in varied):
             check_data(_without_hydra(config))
@@ -261,7 +337,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
             if data not in read_data:  # the same task and model: the same files, read once
                 check_data(settings)
                 read_data.add(data)
-            if settings.get("ckpt_path") is not None:
+            if settings.get("ckpt_path") is not None and not resuming:  # a stacked sweep's own: checked above
                 ckpt, checkpoint = sweep_checkpoint(str(settings.ckpt_path), read_checkpoints)
                 check_training_left(checkpoint, ckpt, settings)
                 check_made_alike(settings, checkpoint, settings.torch_threads or threads)
@@ -397,11 +473,19 @@ def check_training_left(checkpoint: dict, ckpt: Path, config: DictConfig) -> Non
     """Refuse to resume a checkpoint that has reached the trainer's limits (`finished_by`): Lightning would return
     at once, and the run would end "completed" with no metrics. Also called by each job of a sweep, whose
     directories are new (so nothing is lost there, but the job is reported with this reason)."""
-    if checkpoint.get("stacked"):  # src/training/stacked.py: weights and settings only
+    if checkpoint.get("stacked") or "stacked_group" in checkpoint:  # src/training/stacked.py
+        # a member's checkpoint holds its weights and settings only; the group's state resumes the whole group
+        what = (
+            "the training state of a stacked group of seeds"
+            if "stacked_group" in checkpoint
+            else ("saved by a member of a stacked group of seeds, which keeps no optimizer or loop state of its own")
+        )
+        group = checkpoint.get("stacked_group")
+        member = group["members"][0] if group else ckpt.parent.parent
         raise ConfigError(
-            f"ckpt_path={config.ckpt_path}: {ckpt} was saved by a member of a stacked group of seeds, which keeps "
-            "no optimizer or loop state, so it cannot be resumed: evaluate or analyse it with "
-            f"python -m src.eval {shell_override('ckpt', ckpt)}, or train the seed again"
+            f"ckpt_path={config.ckpt_path}: {ckpt} is {what}: a group resumes as a whole, with the sweep's own "
+            "command plus hydra.sweep.dir=<its sweep directory> ckpt_path=last (its run.json's `resume` has it); "
+            f"evaluate or analyse a member with python -m src.eval {shell_override('ckpt', member)}"
         )
     finished = finished_by(checkpoint, config.trainer)
     if finished is not None:

@@ -572,10 +572,17 @@ def record_the_run(
     return metrics.get(objective_of(cfg))
 
 
-def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Path]]) -> list[Any]:
+def run_stacked_group(
+    configs: list[DictConfig],
+    made: list[tuple[DictConfig, Path]],
+    group_state: Path,
+    resume: bool,
+    resume_arguments: list[str],
+) -> list[Any]:
     """hydra/launcher=stacked: the jobs of a group (configs that differ only in `seed`, their directories made by
-    the launcher) trained together as one stacked model (src/training/stacked.py). Each member's run.json says how
-    it ended, as a separate job's would; returns the members' JobReturns."""
+    the launcher) trained together as one stacked model (src/training/stacked.py), from the start or (`resume`)
+    from the group's saved training state `group_state`. Each member's run.json says how it ended, as a separate
+    job's would; returns the members' JobReturns. `resume_arguments`: the command line that resumes the sweep."""
     from src.sweep.stacked import job_return
     from src.training.stacked import StackedMember, train_stacked
 
@@ -590,20 +597,26 @@ def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Pa
         HydraConfig.instance().set_config(config)  # job_command reads the job's own overrides
         record = RunRecord(run_dir)
         record.data.update(command=job_command(run_dir), process_command=record.data["command"])
-        record.update(stacked={"members": [str(d) for d in run_dirs], "member": len(records)})
+        stacked = {"members": [str(d) for d in run_dirs], "member": len(records), "group_state": str(group_state)}
+        record.update(stacked=stacked)
         records.append(record)
     values: list[Any] = [None] * len(cfgs)
     with logged_to(*(run_dir / "run.log" for run_dir in run_dirs)):
-        print_line(f"training {len(cfgs)} seeds together as one stacked model: {names}")
+        if resume:
+            print_line(f"resuming {len(cfgs)} seeds trained together from {group_state}: {names}")
+        else:
+            print_line(f"training {len(cfgs)} seeds together as one stacked model: {names}")
         try:
             finals, outputs, speed = train_stacked(
                 [StackedMember(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)],
                 objective_of(cfgs[0]),
+                group_state,
+                resume=resume,
                 launched_at=launched_at,
                 dashboards=lambda cfg, module: dashboard_callbacks(cfg, module.metric_tags),
             )
         except BaseException as error:
-            return end_group_early(error, configs, cfgs, run_dirs, records)
+            return end_group_early(error, configs, cfgs, run_dirs, records, group_state, resume_arguments)
         for member, (cfg, run_dir, record, final, output) in enumerate(zip(cfgs, run_dirs, records, finals, outputs)):
             if output.diverged_at is not None:
                 error = TrainingDiverged(output.diverged_at, output.diverged_loss, cfg.max_loss)
@@ -628,25 +641,39 @@ def run_stacked_group(configs: list[DictConfig], made: list[tuple[DictConfig, Pa
 
 
 def end_group_early(
-    error: BaseException, configs: list[DictConfig], cfgs: list[DictConfig], run_dirs: list[Path], records: list
+    error: BaseException,
+    configs: list[DictConfig],
+    cfgs: list[DictConfig],
+    run_dirs: list[Path],
+    records: list,
+    group_state: Path,
+    resume_arguments: list[str],
 ) -> list[Any]:
     """A stacked group that stopped before its end: interrupted (Ctrl-C, SIGTERM: exit 130/143, each member's
-    weights kept), refused or failed (every member records why). Returns the JobReturns when the sweep goes on."""
-    from src.sweep.stacked import job_return, without_seed
+    weights and the group's training state kept, the command that resumes it printed), refused or failed (every
+    member records why). Returns the JobReturns when the sweep goes on."""
+    from src.sweep.stacked import job_return
 
     names = ", ".join(run_dir.name for run_dir in run_dirs)
     interrupt = error if isinstance(error, TrainingInterrupted) else interrupted_before_a_step(error)
     if interrupt is not None:
-        shared = [o for o in without_seed(HydraConfig.get().overrides.task) if not o.startswith("hydra.")]
-        seeds = ",".join(str(cfg.seed) for cfg in cfgs)
-        again = command_line(argv=["-m", "hydra/launcher=stacked", *shared, f"seed={seeds}"])
+        # the group's newest saved state: this step's, or an earlier validation's (a resumed group interrupted
+        # before its first step keeps the state it resumed from)
+        saved = group_state.is_file()
+        command = command_line(argv=resume_arguments) if saved else None
         for record, run_dir in zip(records, run_dirs):
             last = run_dir / "checkpoints" / "last.ckpt"
-            record.end("interrupted", error=str(interrupt), checkpoint=str(last) if last.exists() else None)
+            checkpoint = str(last) if last.exists() else None
+            record.end("interrupted", error=str(interrupt), checkpoint=checkpoint, resume=command)
+        at = f"step {interrupt.step}, which was saved" if interrupt.checkpoint else f"step {interrupt.step}"
+        go_on = (
+            f"resume the sweep (this group from its saved state) with: {command}"
+            if command
+            else "nothing was saved to resume from: run the sweep again"
+        )
         print_error(
-            f"interrupted by {interrupt.signal_name} at step {interrupt.step}; each member's weights at its last "
-            f"saved step are in its checkpoints/last.ckpt ({names}), for src.eval, src.predict and src.analyze; a "
-            f"stacked group does not resume yet: train it again with: {again}"
+            f"interrupted by {interrupt.signal_name} at {at}; each member's weights at its last saved step are in "
+            f"its checkpoints/last.ckpt ({names}), for src.eval, src.predict and src.analyze; {go_on}"
         )
         sys.exit(EXIT_SIGNAL[interrupt.signal_name])
     if isinstance(error, (*USER_ERRORS, TrainingDiverged, RankFailed)):

@@ -32,17 +32,23 @@ class StackedLauncher(Launcher):
         from hydra.core.hydra_config import HydraConfig
 
         from src.sweep.stacked import (
+            RESUME,
+            group_state_path,
             make_job_directory,
+            resume_command,
+            resume_plan,
             stack_groups,
             task_module,
             why_not_stacked,
         )
-        from src.training.report import print_warning
+        from src.training.report import print_line, print_warning
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        # ckpt_path=last: the sweep in this directory goes on where it stopped (src/preflight.py checked it is one)
+        resuming = self.config.get("ckpt_path") == RESUME
         results: dict[int, JobReturn] = {}
         groups = self._split(stack_groups(job_overrides))
         if all(len(group) == 1 for group in groups):
@@ -51,14 +57,7 @@ class StackedLauncher(Launcher):
                 "seed=0,1,2, or a hydra.launcher.max_members above 1); each job runs on its own"
             )
         for group in groups:
-            configs = []
-            for index in group:
-                number = initial_job_idx + index
-                config = self.hydra_context.config_loader.load_sweep_config(self.config, list(job_overrides[index]))
-                with open_dict(config):
-                    config.hydra.job.id = number
-                    config.hydra.job.num = number
-                configs.append(config)
+            configs = [self._job_config(job_overrides[index], initial_job_idx + index) for index in group]
             why = why_not_stacked(configs[0]) if len(group) > 1 else "it is alone in its group"
             if why is not None:
                 if len(group) > 1:
@@ -66,21 +65,36 @@ class StackedLauncher(Launcher):
                         f"jobs {self._names(group, initial_job_idx)} run one after another, not stacked: {why}"
                     )
                 for index, config in zip(group, configs):
-                    log.info(f"\t#{initial_job_idx + index} : {' '.join(filter_overrides(job_overrides[index]))}")
-                    results[index] = run_job(
-                        hydra_context=self.hydra_context,
-                        task_function=self.task_function,
-                        config=config,
-                        job_dir_key="hydra.sweep.dir",
-                        job_subdir_key="hydra.sweep.subdir",
-                    )
-                    configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                    results[index] = self._run_alone(config, job_overrides[index], resuming)
                 continue
+            numbers = [initial_job_idx + index for index in group]
+            state, resume = group_state_path(self.config.hydra.sweep.dir, numbers), False
+            if resuming:  # finished members are kept; the others go on from their saved state, or start
+                run_dirs = [self._directory(config) for config in configs]
+                plan = resume_plan(run_dirs, numbers, self.config.hydra.sweep.dir)
+                if plan.finished:
+                    kept = ", ".join(str(numbers[m]) for m in plan.finished)
+                    print_line(f"jobs {kept} have finished: kept as they are, not trained again")
+                for m in plan.finished:
+                    results[group[m]] = self._finished(configs[m], run_dirs[m])
+                if plan.note:
+                    print_warning(plan.note)
+                group, configs = [group[m] for m in plan.train], [configs[m] for m in plan.train]
+                state, resume = plan.state, plan.resume
+                if not resume:
+                    configs = [self._without_resume(config) for config in configs]
+                if len(group) == 1:
+                    results[group[0]] = self._run_alone(configs[0], job_overrides[group[0]], False)
+                    continue
+                if not group:
+                    continue
             log.info(f"\t#{self._names(group, initial_job_idx)} stacked")
             original = HydraConfig.instance().cfg
             try:
                 made = [make_job_directory(config, self.hydra_context, self.task_function) for config in configs]
-                returns = task_module(self.task_function).run_stacked_group(configs, made)
+                returns = task_module(self.task_function).run_stacked_group(
+                    configs, made, state, resume, resume_command(self.config)
+                )
             finally:
                 HydraConfig.instance().cfg = original  # type: ignore[assignment]
             for index, config, result in zip(group, configs, returns):
@@ -88,6 +102,75 @@ class StackedLauncher(Launcher):
                 results[index] = result
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [results[index] for index in range(len(job_overrides))]
+
+    def _run_alone(self, config: DictConfig, overrides: Sequence[str], resuming: bool) -> JobReturn:
+        """A job run on its own, as Hydra's basic launcher runs it (in a resumed sweep: see _resumed_alone)."""
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        if resuming:
+            resumed = self._resumed_alone(config)
+            if isinstance(resumed, JobReturn):
+                return resumed
+            config = resumed
+        log.info(f"\t#{config.hydra.job.num} : {' '.join(filter_overrides(overrides))}")
+        result = run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return result
+
+    @staticmethod
+    def _directory(config: DictConfig) -> Path:
+        from hydra.core.hydra_config import HydraConfig
+
+        from src.sweep.stacked import job_directory
+
+        original = HydraConfig.instance().cfg
+        try:
+            return job_directory(config)
+        finally:
+            HydraConfig.instance().cfg = original  # type: ignore[assignment]
+
+    def _job_config(self, overrides: Sequence[str], number: int) -> DictConfig:
+        """A job's config, as Hydra's basic launcher composes it (its number set)."""
+        assert self.config is not None and self.hydra_context is not None
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = number
+            config.hydra.job.num = number
+        return config
+
+    def _without_resume(self, config: DictConfig) -> DictConfig:
+        """A job of a resumed sweep that has nothing to resume from: trained from the start (ckpt_path unset)."""
+        with open_dict(config):
+            config.ckpt_path = None
+        return config
+
+    def _resumed_alone(self, config: DictConfig) -> DictConfig | JobReturn:
+        """A job of a resumed sweep that runs on its own: kept when it has finished, resumed in place from its
+        newest checkpoint when it has one, else trained from the start."""
+        from src.provenance import read_status
+        from src.sweep.stacked import FINISHED
+        from src.training.checkpoint import newest_checkpoint
+        from src.training.report import print_line
+
+        run_dir = self._directory(config)
+        if read_status(run_dir) in FINISHED:
+            print_line(f"job {config.hydra.job.num} has finished: kept as it is, not trained again")
+            return self._finished(config, run_dir)
+        if newest_checkpoint(run_dir) is None:
+            return self._without_resume(config)
+        return config
+
+    def _finished(self, config: DictConfig, run_dir: Path) -> JobReturn:
+        """A finished job of a resumed sweep: its value read back, for the sweeper and the report."""
+        from src.sweep.stacked import finished_value, job_return, task_config, task_module
+
+        objective = task_module(self.task_function).objective_of(config)
+        return job_return(config, task_config(config), finished_value(run_dir, objective))
 
     def _split(self, groups: list[list[int]]) -> list[list[int]]:
         if not self.max_members:

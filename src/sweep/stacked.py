@@ -19,6 +19,7 @@ import copy
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,8 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
         return f"trainer.strategy={trainer.strategy} (a stacked group trains in one process)"
     if cfg.get("compile", False):
         return "compile=true (torch.compile of the stacked model is not supported yet)"
-    if cfg.get("ckpt_path") is not None:
-        return "ckpt_path is set (a stacked group does not resume yet)"
+    if cfg.get("ckpt_path") not in (None, RESUME):
+        return f"ckpt_path={cfg.ckpt_path} (a stacked group resumes only its own state, with ckpt_path=last)"
     if cfg.model.get("pretrained"):
         return f"model.pretrained={cfg.model.pretrained} (a stacked group starts from random weights)"
     if trainer.get("accumulate_grad_batches", 1) not in (None, 1):
@@ -64,9 +65,83 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
     if others:  # EarlyStopping is each member's own (src/training/stacked.py)
         names = ", ".join(f"callbacks.{name}" for name in others)
         return f"{names} (a stacked group runs no per-member Lightning callbacks but EarlyStopping)"
-    if cfg.checkpoint.every_n_train_steps > 0:
-        return "checkpoint.every_n_train_steps > 0 (stacked members keep best.ckpt and last.ckpt only)"
     return None
+
+
+RESUME = "last"  # ckpt_path=last with a stacked sweep's hydra.sweep.dir: the sweep goes on where it stopped
+GROUP_STATES = "stacked_groups"  # the sweep directory's folder of groups' training states
+
+
+def group_state_path(sweep_dir: str | Path, job_numbers: Sequence[int]) -> Path:
+    """Where a group saves its training state: in the sweep's directory, named by its jobs' numbers (a member's
+    own directory holds what a separate job's holds, and nothing else)."""
+    return Path(sweep_dir) / GROUP_STATES / f"jobs-{'-'.join(str(n) for n in job_numbers)}.ckpt"
+
+
+FINISHED = ("completed", "diverged")  # a job that ended so has nothing left to train
+
+
+@dataclass
+class ResumePlan:
+    """What a group of a stacked sweep resumed with ckpt_path=last does (resume_plan)."""
+
+    finished: list[int]  # members (their places in the group) that have finished: kept as they are
+    train: list[int]  # the others, trained together
+    state: Path  # their group's training state: resumed from when `resume`, else saved there as they train
+    resume: bool
+    note: str | None  # a warning: members that had started but saved no state start over
+
+
+def resume_plan(run_dirs: Sequence[Path], job_numbers: Sequence[int], sweep_dir: str | Path) -> ResumePlan:
+    """A group of a stacked sweep resumed with ckpt_path=last: with its saved training state it goes on from there
+    (its finished members included, as the state knows them); without one, its finished members are kept and the
+    others train together from the start (members added to a sweep, a group that stopped before its first saved
+    state)."""
+    from src.provenance import read_status
+
+    everyone = list(range(len(run_dirs)))
+    statuses = [read_status(run_dir) for run_dir in run_dirs]
+    finished = [m for m in everyone if statuses[m] in FINISHED]
+    whole = group_state_path(sweep_dir, job_numbers)
+    if len(finished) < len(everyone) and whole.is_file():
+        return ResumePlan([], everyone, whole, True, None)
+    train = [m for m in everyone if m not in finished]
+    state = group_state_path(sweep_dir, [job_numbers[m] for m in train])
+    if state.is_file():  # these members were themselves resumed as a group before, and stopped again
+        return ResumePlan(finished, train, state, True, None)
+    started = [m for m in train if statuses[m] is not None]
+    note = None
+    if started:
+        names = ", ".join(run_dirs[m].name for m in started)
+        said = ", ".join(sorted({str(statuses[m]) for m in started}))
+        note = f"{names} stopped ({said}) before the group saved its training state: trained again from the start"
+    return ResumePlan(finished, train, state, False, note)
+
+
+def finished_value(run_dir: Path, objective: str | None) -> float | None:
+    """What a finished member returns to the sweep, read back from its metrics.json (None when it diverged)."""
+    from src.provenance import read_status
+    from src.training.metrics_file import read_metrics
+
+    if read_status(run_dir) != "completed" or objective is None:
+        return None
+    return (read_metrics(run_dir) or {}).get("final", {}).get(objective)
+
+
+def job_directory(config: DictConfig) -> Path:
+    """A job's directory, as Hydra names it: the sweep's dir and its subdir (the job's number and values)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(config)  # the subdir's interpolations read hydra.* through HydraConfig
+    return Path(os.path.abspath(os.path.join(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir))))
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """A job's config as the task function gets it: without its `hydra` node."""
+    task_cfg = copy.deepcopy(config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
 
 
 def make_job_directory(config: DictConfig, hydra_context: Any, task_function: Any) -> tuple[DictConfig, Path]:
@@ -76,14 +151,11 @@ def make_job_directory(config: DictConfig, hydra_context: Any, task_function: An
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import _save_config
 
-    HydraConfig.instance().set_config(config)
-    output_dir = os.path.join(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir))
+    output_dir = job_directory(config)
     with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
+        config.hydra.runtime.output_dir = str(output_dir)
     HydraConfig.instance().set_config(config)
-    task_cfg = copy.deepcopy(config)
-    with read_write(task_cfg), open_dict(task_cfg):
-        del task_cfg["hydra"]
+    task_cfg = task_config(config)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     if config.hydra.output_subdir is not None:
         hydra_output = Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir)
@@ -109,6 +181,19 @@ def job_return(config: DictConfig, task_cfg: DictConfig, value: Any) -> Any:
     else:
         result.status, result.return_value = JobStatus.COMPLETED, value
     return result
+
+
+def resume_command(sweep_config: DictConfig) -> list[str]:
+    """The arguments that resume a stacked sweep where it stopped: its own overrides, in its own directory, with
+    ckpt_path=last (every group goes on from its saved state; finished groups are kept, unstarted ones start)."""
+    overrides = sweep_config.hydra.overrides
+    dropped = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra/launcher=", "hydra.mode=")
+    kept_hydra = [o for o in overrides.hydra if not o.lstrip("+~").startswith(dropped)]
+    kept_task = [o for o in overrides.task if not o.lstrip("+~").startswith("ckpt_path=")]
+    from src.provenance import hydra_value
+
+    sweep_dir = hydra_value(Path(str(sweep_config.hydra.sweep.dir)).resolve())
+    return ["-m", "hydra/launcher=stacked", *kept_hydra, *kept_task, f"hydra.sweep.dir={sweep_dir}", "ckpt_path=last"]
 
 
 def task_module(task_function: Any):

@@ -370,6 +370,12 @@ def read_any_checkpoint(
     path, named_run = locate_checkpoint(str(ckpt), field_name, forms)
     # A file keeps the name the user typed in read_checkpoint's errors; a run's checkpoint is named by its path.
     checkpoint = read_checkpoint(str(ckpt) if named_run is None else str(path), field_name)
+    if "stacked_group" in checkpoint:  # src/training/stacked.py: GROUP_KEY, the training state of several models
+        members = checkpoint["stacked_group"]["members"]
+        raise ConfigError(
+            f"{field_name}={ckpt} is the training state of a stacked group of {len(members)} seeds, not one model: "
+            f"give one of its members, e.g. {shell_override(field_name, members[0])}"
+        )
     checkpoint[READ_FROM] = str(path)
     said = _which_line(path, named_run, checkpoint)
     if said is not None:

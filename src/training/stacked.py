@@ -13,8 +13,12 @@ What a member keeps of its own, as its seed gives it when trained alone:
 
 What each member's directory gets, as a separate job's: .hydra/ (the launcher), run.json, run.log, metrics.json,
 its own TensorBoard run (train/ and val/ scalars at Lightning's steps, and the dashboards: MemberDashboards), and
-checkpoints/best.ckpt and last.ckpt that src.eval, src.predict and src.analyze read as any other. A stacked group
-does not resume: a member's checkpoints hold its weights and settings, not a training state.
+checkpoints/best.ckpt and last.ckpt (and step-<N>.ckpt with checkpoint.every_n_train_steps) that src.eval,
+src.predict and src.analyze read as any other. A member's checkpoints hold its weights and settings, not a training
+state: the group's training state (the stacked weights, the optimizer, the loops and every member's data position,
+the random generators, and which members still train) is one Lightning checkpoint of the whole group, saved when
+the members' last.ckpt are (after each validation, at an interrupt, every checkpoint.every_n_train_steps) in the
+sweep's directory (src/sweep/stacked.py: group_state_path). The group resumes from it, bit-exact.
 
 Batches (stacked, members first): the keys of the task kind's batches (src/training/module.py), each (M, B, ...).
 """
@@ -33,7 +37,7 @@ from torch import Tensor, nn
 
 from src.model.stacked import StackedModel, clip_grad_norm_per_member
 
-from .callbacks import SaveOnInterrupt, TrainingInterrupted, weights_are_finite
+from .callbacks import RestoreRandomState, SaveOnInterrupt, TrainingInterrupted, weights_are_finite
 from .inference import forward_batch, scored_target
 from .metrics_file import RecordValidations
 from .module import TransformerLitModule
@@ -43,6 +47,7 @@ from .optim import build_optimizer, schedule_length, time_budget_fraction
 # Labels (classification) have no length.
 PADDED_WITH_PAD_ID = ("src", "tgt_in", "tgt_out")
 PADDED_WITH_FALSE = ("tgt_real",)
+GROUP_KEY = "stacked_group"  # a group's training state (a Lightning checkpoint of StackedLitModule) holds this key
 
 
 def stack_batches(batches: Sequence[dict[str, Tensor]], pad_id: int) -> dict[str, Tensor]:
@@ -146,6 +151,42 @@ class StackedLitModule(L.LightningModule):
         for member in self.members:  # their _evaluate reads trainer.datamodule (decoding for BLEU)
             member.trainer = self.trainer
 
+    # --- the group's training state (a resume continues every member where it was) -----------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Beside Lightning's state (weights, optimizer, loops, callbacks): what the group knows of each member,
+        and the first member's settings, so that a resume is checked as a single run's is (src/preflight.py)."""
+        checkpoint[GROUP_KEY] = {
+            "members": [str(output.run_dir) for output in self.outputs],
+            "training": list(self.training_members),
+            "frozen": {str(member): state for member, state in self.frozen.items()},
+            "outputs": [
+                {
+                    "best_score": output.best_score,
+                    "diverged_at": output.diverged_at,
+                    "diverged_loss": output.diverged_loss,
+                    "stopped": output.stopped,
+                    "early_stopping": output.early_stopping.state_dict() if output.early_stopping else None,
+                }
+                for output in self.outputs
+            ],
+        }
+        checkpoint["hyper_parameters"] = dict(self.members[0].hparams)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint[GROUP_KEY]
+        if len(state["members"]) != len(self.outputs):
+            raise ValueError(
+                f"the group's saved state has {len(state['members'])} members, this group {len(self.outputs)}"
+            )
+        self.training_members = list(state["training"])
+        self.frozen = {int(member): frozen for member, frozen in state["frozen"].items()}
+        for output, saved in zip(self.outputs, state["outputs"]):
+            output.best_score, output.stopped = saved["best_score"], saved["stopped"]
+            output.diverged_at, output.diverged_loss = saved["diverged_at"], saved["diverged_loss"]
+            if output.early_stopping is not None and saved["early_stopping"] is not None:
+                output.early_stopping.load_state_dict(saved["early_stopping"])
+
     # --- training -----------------------------------------------------------------------------------------------
 
     def training_step(self, batches: Sequence[dict[str, Tensor]], batch_idx: int) -> dict[str, Tensor]:
@@ -222,7 +263,11 @@ class StackedLitModule(L.LightningModule):
             clip_grad_norm_per_member(params, float(gradient_clip_val))
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        for member, state in self.frozen.items():  # Adam's moments and weight decay would still move its weights
+        self.restore_frozen()
+
+    def restore_frozen(self) -> None:
+        """A stopped member's weights back as they were: Adam's moments and weight decay would still move them."""
+        for member, state in self.frozen.items():
             self.model.set_member(member, state)
 
     def configure_optimizers(self):
@@ -270,22 +315,64 @@ class StackedLitModule(L.LightningModule):
                 self.check_early_stopping(member, values)
 
 
+def save_group_state(trainer: L.Trainer, group: StackedLitModule, path: Path) -> Path | None:
+    """The whole group's training state (Lightning's checkpoint of the group: the stacked weights, the optimizer,
+    the loops with every member's data position, the callbacks' state with the random generators, and the group's
+    own: StackedLitModule.on_save_checkpoint) to `path`, never half written and never with non-finite weights."""
+    group.restore_frozen()
+    if not weights_are_finite(group):
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".ckpt.part")
+    trainer.save_checkpoint(partial)
+    partial.replace(path)
+    return path
+
+
+class SaveGroupState(L.Callback):
+    """The group's training state saved whenever its members' checkpoints are: after each validation (each member
+    has just saved its last.ckpt and maybe best.ckpt), and every `every_n_train_steps` steps, when each member also
+    saves its weights as checkpoints/step-<N>.ckpt, as a separate job's checkpoint.every_n_train_steps does."""
+
+    def __init__(self, path: Path, every_n_train_steps: int = 0):
+        self.path = Path(path)
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if not trainer.sanity_checking:  # after StackedLitModule.on_validation_epoch_end saved the members'
+            save_group_state(trainer, pl_module, self.path)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_train_steps <= 0 or step % self.every_n_train_steps != 0:
+            return
+        group: StackedLitModule = pl_module
+        group.restore_frozen()
+        for member, (module, output) in enumerate(zip(group.members, group.outputs)):
+            if group.training_members[member]:  # a stopped member saved its last weights when it stopped
+                group.model.load_member(member, module.model)
+                output.save_checkpoint(f"step-{step}", step, trainer.current_epoch)
+        save_group_state(trainer, group, self.path)
+
+
 class SaveMembersOnInterrupt(SaveOnInterrupt):
     """Ctrl-C or SIGTERM while a group trains: the current step finishes, every member's weights at that step go
     to its checkpoints/last.ckpt (as a member's checkpoints always are: weights and settings, which src.eval,
-    src.predict and src.analyze read), and training stops with TrainingInterrupted. A stacked group does not
-    resume yet: src.run says how to train it again."""
+    src.predict and src.analyze read), the group's training state to `checkpoint_path` (save_group_state), and
+    training stops with TrainingInterrupted; the group resumes exactly from there (src.run says how)."""
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         received = self._received_anywhere(trainer)
         if received is None:
             return
         group: StackedLitModule = pl_module
+        group.restore_frozen()
         for member, (module, output) in enumerate(zip(group.members, group.outputs)):
-            if group.training_members[member]:  # a diverged member keeps the checkpoints of its last validation
+            if group.training_members[member]:  # a stopped member keeps the checkpoints of its last validation
                 group.model.load_member(member, module.model)
                 output.save_checkpoint("last", trainer.global_step, trainer.current_epoch)
-        raise TrainingInterrupted(received, trainer.global_step, None)
+        saved = save_group_state(trainer, group, self.checkpoint_path)
+        raise TrainingInterrupted(received, trainer.global_step, saved)
 
 
 class MemberView:
@@ -411,12 +498,15 @@ class StackedMember:
 def train_stacked(
     members: Sequence[StackedMember],
     objective: str | None,
+    group_state: Path,
+    resume: bool = False,
     launched_at: float | None = None,
     dashboards: Callable[[Any, TransformerLitModule], list] | None = None,
 ) -> tuple[list[dict[str, float]], list[MemberOutputs], dict[str, Any]]:
     """Train the group; returns each member's final validation metrics, its outputs (diverged_at says whether it
-    diverged) and the group's speed (run.json's `speed`). `dashboards(cfg, module)`: the dashboard callbacks a
-    separate job with this config would run (src.run's), made once per member."""
+    diverged) and the group's speed (run.json's `speed`). `group_state`: where the group's training state is saved
+    (SaveGroupState), and with `resume` the state it continues from. `dashboards(cfg, module)`: the dashboard
+    callbacks a separate job with this config would run (src.run's), made once per member."""
     from dataclasses import asdict
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -476,7 +566,13 @@ def train_stacked(
     group = StackedLitModule(modules, outputs)
     cfg = members[0].cfg
     speed = TrainingSpeed(launched_at=launched_at)
-    callbacks: list = [ValidateAtLastStep(), SaveMembersOnInterrupt(members[0].run_dir / "checkpoints"), speed]
+    callbacks: list = [
+        ValidateAtLastStep(),
+        RestoreRandomState(),  # a resumed group draws the dropout masks the uninterrupted one drew
+        SaveGroupState(group_state, cfg.checkpoint.every_n_train_steps),
+        SaveMembersOnInterrupt(group_state),
+        speed,
+    ]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(ProgressLines(cfg.progress_every_n_steps))
     if dashboards is not None and any(output.loggers for output in outputs):
@@ -492,7 +588,9 @@ def train_stacked(
     except (MisconfigurationException, ValueError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise ConfigError(f"trainer settings rejected by Lightning: {first_line}") from None
-    trainer.fit(group, datamodule=StackedDataModule(datamodules), weights_only=True)
+    # weights_only=True: the group's state is read as a single run's checkpoint is; nothing in it may run code
+    ckpt_path = str(group_state) if resume else None
+    trainer.fit(group, datamodule=StackedDataModule(datamodules), ckpt_path=ckpt_path, weights_only=True)
     finals = []
     for output, datamodule in zip(outputs, datamodules):
         history = output.recorder.content["history"]

@@ -151,53 +151,6 @@ def test_the_stacked_launchers_config_is_documented_where_users_look():
     assert "max_members" in text
 
 
-def test_ctrl_c_stops_the_group_keeps_each_members_weights_and_says_how_to_train_it_again(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import torch
-
-    sweep = tmp_path / "sweep"
-    args = TINY_UNTIMED
-    command = ["-m", "seed=0,1", *args, *SMALL_SYNTHETIC, "trainer.max_steps=5000", "trainer.val_check_interval=5"]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "src.run", *command, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}"],
-        cwd=Path(__file__).parents[2],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while not list(sweep.glob("1_seed:1/checkpoints/last.ckpt")):
-        assert process.poll() is None and time.time() < deadline, process.communicate()
-        time.sleep(0.05)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
-    (line,) = [line for line in err.splitlines() if line.startswith("error: interrupted")]
-    assert "each member's weights" in line and "train it again with: " in line and "seed=0,1" in line
-    for job in ("0_seed:0", "1_seed:1"):
-        record = json.loads((sweep / job / "run.json").read_text())
-        assert record["status"] == "interrupted" and record["checkpoint"].endswith(f"{job}/checkpoints/last.ckpt")
-        state = torch.load(sweep / job / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
-        assert state["global_step"] > 5  # the step the signal stopped, not only the last validation's
-        assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
-    # The sweep directory holds stacked members: the refusal to sweep over it says to train the group again
-    again = run_here("src.run", *command, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}")
-    assert again.returncode == 2 and "stacked groups of seeds, which do not resume" in again.stderr
-    # A member's checkpoint holds weights, not a training state: resuming it is refused in one line
-    refused = run_here("src.run", *args, *SMALL_SYNTHETIC, f"hydra.run.dir={sweep / '0_seed:0'}", "ckpt_path=last")
-    assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines()[-1].startswith("error: ckpt_path=last: ")
-    assert "saved by a member of a stacked group" in refused.stderr
-
-
 def test_a_group_whose_members_all_diverge_fails_and_saves_no_nan_weights(tmp_path):
     sweep = tmp_path / "sweep"
     args = TINY_UNTIMED

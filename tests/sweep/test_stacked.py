@@ -10,7 +10,14 @@ from hydra.types import RunMode
 
 from src.cli import CONF_DIR
 from src.schema import register_configs
-from src.sweep.stacked import stack_groups, why_not_stacked, without_seed
+from src.sweep.stacked import (
+    group_state_path,
+    resume_command,
+    resume_plan,
+    stack_groups,
+    why_not_stacked,
+    without_seed,
+)
 
 
 def composed(*overrides: str):
@@ -35,6 +42,8 @@ def test_jobs_that_differ_only_in_seed_form_one_group_in_sweep_order():
 def test_the_default_experiment_can_be_stacked_on_a_cpu_and_on_one_gpu():
     assert why_not_stacked(composed()) is None
     assert why_not_stacked(composed("trainer=gpu")) is None
+    assert why_not_stacked(composed("ckpt_path=last")) is None  # a stacked sweep resumed in its own directory
+    assert why_not_stacked(composed("checkpoint.every_n_train_steps=10")) is None
 
 
 @pytest.mark.parametrize(
@@ -46,7 +55,7 @@ def test_the_default_experiment_can_be_stacked_on_a_cpu_and_on_one_gpu():
         ("trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches is not 1"),
         ("+trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_algorithm=value (members clip by norm)"),
         ("+callbacks.StochasticWeightAveraging.swa_lrs=0.01", "callbacks.StochasticWeightAveraging (a stacked group"),
-        ("checkpoint.every_n_train_steps=10", "checkpoint.every_n_train_steps > 0"),
+        ("ckpt_path=outputs/x", "ckpt_path=outputs/x (a stacked group resumes only its own state"),
     ],
 )
 def test_a_group_that_cannot_be_stacked_is_named_with_its_reason(override, reason):
@@ -62,3 +71,65 @@ def test_max_members_must_be_a_number_of_seeds(value):
     with pytest.raises(ConfigError, match=r"hydra.launcher.max_members=.* must be a number of seeds, 1 or more"):
         check_stacked_launcher(config.hydra.launcher)
     check_stacked_launcher(composed("hydra/launcher=stacked", "hydra.launcher.max_members=2").hydra.launcher)
+
+
+def member_dirs(tmp_path, statuses):
+    """Job directories whose run.json says `status` (None: the job never started)."""
+    from src.provenance import write_record
+
+    dirs = []
+    for number, status in enumerate(statuses):
+        run_dir = tmp_path / f"{number}_seed:{number}"
+        if status is not None:
+            write_record(run_dir, {"status": status})
+        dirs.append(run_dir)
+    return dirs
+
+
+def test_a_resumed_group_goes_on_from_its_state_keeps_what_finished_and_starts_the_rest(tmp_path):
+    numbers = [0, 1, 2]
+    dirs = member_dirs(tmp_path, ["completed", "interrupted", "diverged"])
+    whole = group_state_path(tmp_path, numbers)
+    whole.parent.mkdir()
+    whole.write_bytes(b"state")
+    plan = resume_plan(dirs, numbers, tmp_path)  # the group's own state: every member from there
+    assert (plan.finished, plan.train, plan.state, plan.resume, plan.note) == ([], [0, 1, 2], whole, True, None)
+
+    whole.unlink()  # no state (killed before its first validation): what finished is kept, the rest starts over
+    plan = resume_plan(dirs, numbers, tmp_path)
+    assert (plan.finished, plan.train, plan.resume) == ([0, 2], [1], False)
+    assert (
+        plan.note
+        == "1_seed:1 stopped (interrupted) before the group saved its training state: trained again from the start"
+    )
+
+    plan = resume_plan(member_dirs(tmp_path / "added", ["completed", "completed", None]), numbers, tmp_path)
+    assert (plan.finished, plan.train, plan.resume, plan.note) == ([0, 1], [2], False, None)  # a seed added
+    plan = resume_plan(member_dirs(tmp_path / "done", ["completed", "diverged", "completed"]), numbers, tmp_path)
+    assert (plan.finished, plan.train) == ([0, 1, 2], [])
+    assert group_state_path(tmp_path, [3, 4]) == tmp_path / "stacked_groups" / "jobs-3-4.ckpt"
+
+
+def test_the_resume_command_is_the_sweeps_own_in_its_directory_with_ckpt_path_last(tmp_path):
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweep": {"dir": str(tmp_path / "my sweep")},
+                "overrides": {
+                    "hydra": ["hydra/launcher=stacked", "hydra.launcher.max_members=2", "hydra.mode=MULTIRUN"],
+                    "task": ["model.heads=1,2", "seed=0,1,2", "ckpt_path=last"],
+                },
+            }
+        }
+    )
+    assert resume_command(config) == [
+        "-m",
+        "hydra/launcher=stacked",
+        "hydra.launcher.max_members=2",
+        "model.heads=1,2",
+        "seed=0,1,2",
+        f"hydra.sweep.dir='{tmp_path / 'my sweep'}'",
+        "ckpt_path=last",
+    ]

@@ -1,0 +1,143 @@
+"""A stacked sweep stopped and resumed: Ctrl-C (the step is saved) or SIGKILL (what came after the group's last
+saved state is lost) mid-sweep, then the same command with hydra.sweep.dir=<the sweep> ckpt_path=last, ends with
+exactly the weights and metrics of the sweep that was never stopped. Dropout is on, so the random state matters.
+`-m model.heads=1,2 seed=0,1` is two groups of two (jobs 0-1 and 2-3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here, run_module
+
+pytestmark = pytest.mark.slow
+
+REPLACED = ("model.heads=", "model.dropout=", "trainer.max_steps=", "trainer.val_check_interval=")
+SETTINGS = [
+    *(o for o in TINY if not o.startswith(REPLACED)),
+    *SMALL_SYNTHETIC,
+    "model.dropout=0.1",
+    "trainer.max_steps=200",
+    "trainer.val_check_interval=50",
+    "checkpoint.every_n_train_steps=20",
+]
+SWEEP = ["-m", "hydra/launcher=stacked", "model.heads=1,2", "seed=0,1", *SETTINGS]
+JOBS = ["0_model.heads:1+seed:0", "1_model.heads:1+seed:1", "2_model.heads:2+seed:0", "3_model.heads:2+seed:1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    sweep = tmp_path_factory.mktemp("uninterrupted") / "sweep"
+    check(run_here("src.run", *SWEEP, f"hydra.sweep.dir={sweep}"))
+    return sweep
+
+
+def start(sweep: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "src.run", *SWEEP, f"hydra.sweep.dir={sweep}"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the sweep ended early: {process.communicate()}"
+        assert time.time() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.02)
+
+
+def assert_same_as(sweep: Path, reference: Path) -> None:
+    for job in JOBS:
+        mine = torch.load(sweep / job / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+        theirs = torch.load(reference / job / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+        assert mine["global_step"] == theirs["global_step"] == 200
+        assert mine["state_dict"].keys() == theirs["state_dict"].keys()
+        for name, tensor in theirs["state_dict"].items():
+            assert torch.equal(mine["state_dict"][name], tensor), f"{job}: {name} differs after resuming"
+        history = json.loads((sweep / job / "metrics.json").read_text())["history"]
+        assert history == json.loads((reference / job / "metrics.json").read_text())["history"]
+        assert json.loads((sweep / job / "run.json").read_text())["status"] == "completed"
+    assert "4 of 4 runs completed" in (sweep / "report.md").read_text()
+
+
+def test_ctrl_c_saves_the_groups_step_and_the_sweep_resumes_exactly(tmp_path, uninterrupted):
+    sweep = tmp_path / "sweep"
+    process = start(sweep)
+    wait_for(sweep / "stacked_groups/jobs-0-1.ckpt", process)  # the first group's first saved state
+    time.sleep(random.uniform(0.0, 0.5))
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    stopped_at = torch.load(sweep / JOBS[0] / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    step = stopped_at["global_step"]
+    assert 0 < step < 200 and f"interrupted by SIGINT at step {step}, which was saved" in line
+    state = torch.load(sweep / "stacked_groups/jobs-0-1.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == step
+    record = json.loads((sweep / JOBS[0] / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["resume"] in line
+    assert f"hydra.sweep.dir={sweep.resolve()}" in record["resume"] and record["resume"].endswith("ckpt_path=last")
+    assert not (sweep / JOBS[2]).exists()  # the second group never started
+
+    # The command it printed, as a user pastes it: the first group goes on from its step, the second starts
+    resumed = check(run_module("src.run", *SWEEP, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
+    output = resumed.stdout + resumed.stderr
+    assert f"resuming 2 seeds trained together from {sweep.resolve() / 'stacked_groups/jobs-0-1.ckpt'}" in output
+    assert "training 2 seeds together as one stacked model: 2_model.heads:2+seed:0, 3_model.heads:2+seed:1" in output
+    assert "warning:" not in output
+    assert_same_as(sweep, uninterrupted)
+    record = json.loads((sweep / JOBS[0] / "run.json").read_text())
+    assert record["previous"][0]["status"] == "interrupted"
+
+
+def test_a_killed_sweep_resumes_from_the_groups_last_saved_state_and_keeps_finished_groups(tmp_path, uninterrupted):
+    sweep = tmp_path / "sweep"
+    process = start(sweep)
+    wait_for(sweep / "stacked_groups/jobs-2-3.ckpt", process)  # the first group done, the second under way
+    time.sleep(random.uniform(0.0, 0.3))
+    process.kill()  # SIGKILL: nothing runs after it
+    process.communicate(timeout=60)
+    assert json.loads((sweep / JOBS[2] / "run.json").read_text())["status"] == "running"
+    finished = (sweep / JOBS[0] / "checkpoints/last.ckpt").stat().st_mtime_ns
+
+    resumed = check(run_module("src.run", *SWEEP, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
+    assert "jobs 0, 1 have finished: kept as they are, not trained again" in resumed.stdout
+    assert (sweep / JOBS[0] / "checkpoints/last.ckpt").stat().st_mtime_ns == finished  # not trained again
+    assert_same_as(sweep, uninterrupted)
+
+    # Everything has finished now: the same command keeps every job and only writes the report again
+    again = check(run_here("src.run", *SWEEP, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
+    assert "jobs 2, 3 have finished" in again.stdout and "training" not in again.stdout
+
+
+def test_what_a_resume_of_a_stacked_sweep_refuses_in_one_line(uninterrupted):
+    sweep = uninterrupted
+
+    def refused(*args: str) -> str:
+        result = run_here(*args)
+        assert result.returncode == 2, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, result.stderr
+        return lines[0]
+
+    changed = [o if o != "model.dropout=0.1" else "model.dropout=0.2" for o in SWEEP]
+    line = refused("src.run", *changed, f"hydra.sweep.dir={sweep}", "ckpt_path=last")
+    assert "had model.dropout=0.1, this one has model.dropout=0.2" in line
+    line = refused("src.run", *SWEEP, "ckpt_path=last")
+    assert "add hydra.sweep.dir=<the sweep's directory>" in line
+    line = refused("src.run", *SWEEP, f"hydra.sweep.dir={sweep}")  # without ckpt_path=last: a new sweep
+    assert f"hydra.sweep.dir={sweep.resolve()} ckpt_path=last (interrupted groups resume" in line
+    # a member's checkpoint is weights only, and the group's state is several models: neither resumes alone
+    line = refused("src.run", *SETTINGS, "model.heads=1", f"hydra.run.dir={sweep / JOBS[0]}", "ckpt_path=last")
+    assert "a group resumes as a whole" in line and "saved by a member of a stacked group" in line
+    line = refused("src.eval", f"ckpt={sweep / 'stacked_groups/jobs-0-1.ckpt'}")
+    assert "is the training state of a stacked group of 2 seeds, not one model: give one of its members" in line
