@@ -24,6 +24,7 @@ PLACEHOLDERS = {
     "<url>": "sqlite:///studies.db",
     "outputs/<date>/<time>": "outputs/2026-01-31/14-02-07",
     "<the same overrides>": "",
+    "<the sweep>": "outputs/multirun/2026-01-31/14-02-07",
 }
 
 DOCUMENTED = unique([c for c in ALL + INLINE if c.module == "src.run"])
