@@ -329,6 +329,14 @@ def save_group_state(trainer: L.Trainer, group: StackedLitModule, path: Path) ->
     return path
 
 
+def validates_after_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates right after the step that has just ended (its own test, in
+    loops/training_epoch_loop.py). A state saved at on_train_batch_end of such a step resumes past that validation:
+    Lightning fast-forwards over it rather than run it again, so the members' early stopping and best checkpoints
+    would miss it. Such a step is saved after its validation instead (on_validation_end)."""
+    return trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+
+
 class SaveGroupState(L.Callback):
     """The group's training state saved whenever its members' checkpoints are: after each validation (each member
     has just saved its last.ckpt and maybe best.ckpt), and every `every_n_train_steps` steps, when each member also
@@ -352,7 +360,8 @@ class SaveGroupState(L.Callback):
             if group.training_members[member]:  # a stopped member saved its last weights when it stopped
                 group.model.load_member(member, module.model)
                 output.save_checkpoint(f"step-{step}", step, trainer.current_epoch)
-        save_group_state(trainer, group, self.path)
+        if not validates_after_this_step(trainer):  # else saved after the validation (on_validation_end)
+            save_group_state(trainer, group, self.path)
 
 
 class SaveMembersOnInterrupt(SaveOnInterrupt):
@@ -362,9 +371,18 @@ class SaveMembersOnInterrupt(SaveOnInterrupt):
     training stops with TrainingInterrupted; the group resumes exactly from there (src.run says how)."""
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._received_anywhere(trainer) is not None and not validates_after_this_step(trainer):
+            self.stop(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        """A signal that came during a step followed by a validation stops the group after that validation (its
+        members' metrics, early stopping and best checkpoints as the uninterrupted group has them)."""
+        if not trainer.sanity_checking and self._received_anywhere(trainer) is not None:
+            self.stop(trainer, pl_module)
+
+    def stop(self, trainer: L.Trainer, pl_module) -> None:
         received = self._received_anywhere(trainer)
-        if received is None:
-            return
+        assert received is not None
         group: StackedLitModule = pl_module
         group.restore_frozen()
         for member, (module, output) in enumerate(zip(group.members, group.outputs)):
