@@ -7,6 +7,10 @@ Two paths compute the same thing:
 - `fused_attention` calls `torch.nn.functional.scaled_dot_product_attention`, which is faster and
   lighter on memory but does not expose the weights.
 `attend` picks the fused path whenever the weights are not requested.
+
+The fused path passes no mask tensor where none is needed (every key visible, or exactly the look-ahead mask:
+`is_causal=True`): on a CUDA GPU only such calls may run the flash-attention kernel (`sdpa_kernel_for` says which
+kernel a call runs; masks.py says when a mask needs no tensor).
 """
 
 from __future__ import annotations
@@ -15,7 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .masks import MaskForm, SiteMask
 from .positional import PositionalScheme
+
+# A mask as the attention functions take it: a SiteMask (tensor and form), a boolean tensor, or None (every key).
+Mask = SiteMask | Tensor | None
+
+
+def mask_tensor(mask: Mask) -> Tensor | None:
+    """The boolean tensor of a mask, True = may attend (None: every key)."""
+    return mask.tensor if isinstance(mask, SiteMask) else mask
+
+
+def mask_form(mask: Mask) -> MaskForm:
+    """What the fused kernel may be told of a mask: a bare tensor is only known as a tensor."""
+    if mask is None:
+        return MaskForm.EVERY_KEY
+    return mask.form if isinstance(mask, SiteMask) else MaskForm.TENSOR
 
 
 def explicit_attention(
@@ -47,27 +67,73 @@ def explicit_attention(
     return torch.matmul(dropped, v), weights  # (B, H, Tq, Dh), (B, H, Tq, Tk)
 
 
+def sdpa_arguments(mask: Mask, bias: Tensor | None, dtype: torch.dtype) -> tuple[Tensor | None, bool]:
+    """How `F.scaled_dot_product_attention` is called for this mask and bias: (attn_mask, is_causal).
+
+    No tensor where the mask needs none: every key visible -> (None, False); the look-ahead mask alone ->
+    (None, True). Otherwise the boolean mask; with a bias (ALiBi: (H, Tq, Tk)) a float mask, the bias with -inf
+    where the mask forbids (a bias is a tensor, so such a call always takes one)."""
+    form = mask_form(mask)
+    if bias is None:
+        if form is MaskForm.TENSOR:
+            return mask_tensor(mask), False
+        return None, form is MaskForm.CAUSAL
+    bias = bias.to(dtype)
+    if form is MaskForm.EVERY_KEY:
+        return bias, False
+    allowed = mask_tensor(mask)
+    assert allowed is not None  # a mask that hides a key has a tensor
+    return bias.masked_fill(~allowed, float("-inf")), False
+
+
 def fused_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    mask: Tensor | None = None,
+    mask: Mask = None,
     bias: Tensor | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
 ) -> Tensor:
     """The same computation through PyTorch's fused kernel (fully masked rows also give zeros)."""
-    attn_mask = mask
-    if bias is not None:
-        attn_mask = bias.to(q.dtype) if mask is None else bias.to(q.dtype).masked_fill(~mask, float("-inf"))
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
+    attn_mask, is_causal = sdpa_arguments(mask, bias, q.dtype)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
+    )
 
 
-def attend(q, k, v, mask=None, bias=None, dropout_p=0.0, need_weights=False, scale=None):
+def attend(q, k, v, mask: Mask = None, bias=None, dropout_p=0.0, need_weights=False, scale=None):
     """Use the fused kernel unless the caller wants to see the weights."""
     if need_weights:
-        return explicit_attention(q, k, v, mask, bias, dropout_p, scale)
+        return explicit_attention(q, k, v, mask_tensor(mask), bias, dropout_p, scale)
     return fused_attention(q, k, v, mask, bias, dropout_p, scale), None
+
+
+# --- which kernel a fused call runs on a CUDA GPU ------------------------------------------------------------------
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def cuda_kernel(attn_mask: Tensor | None, dtype: torch.dtype, head_dim: int) -> str:
+    """The kernel PyTorch's dispatcher picks for an `F.scaled_dot_product_attention` call on a CUDA GPU of Ampere
+    or newer, in its default order (PyTorch's sdp_utils.cpp):
+        flash             no mask tensor (none, or is_causal with Tq = Tk), fp16 or bf16, head size <= 256;
+        memory-efficient  a mask tensor, or float32; head size a multiple of 8 (fp16, bf16) or 4 (float32);
+        math              anything else (float64, say): the unfused computation.
+    (Where PyTorch puts cuDNN attention first, on an H100 or H200 with a recent cuDNN, cuDNN takes the fp16 and
+    bf16 calls it supports before either: docs/model.md.)"""
+    if attn_mask is None and dtype in HALF_DTYPES and head_dim <= 256:
+        return "flash"
+    if dtype in (*HALF_DTYPES, torch.float32) and head_dim % (8 if dtype in HALF_DTYPES else 4) == 0:
+        return "memory-efficient"
+    return "math"
+
+
+def sdpa_kernel_for(mask: Mask, bias: Tensor | None, dtype: torch.dtype, head_dim: int) -> str:
+    """The kernel `fused_attention(q, k, v, mask, bias)` runs on a CUDA GPU for q, k, v of `dtype` (under
+    bf16-mixed autocast, bf16) and head size `head_dim`: flash, memory-efficient or math (cuda_kernel)."""
+    attn_mask, _ = sdpa_arguments(mask, bias, dtype)
+    return cuda_kernel(attn_mask, dtype, head_dim)
 
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
@@ -122,13 +188,14 @@ class MultiHeadAttention(nn.Module):
         self,
         x: Tensor,
         memory: Tensor | None = None,
-        mask: Tensor | None = None,
+        mask: Mask = None,
         positional: PositionalScheme | None = None,
         cache: dict | None = None,
         start: int = 0,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """x (B, Tq, D) queries; memory (B, Tk, D) for cross-attention.
+        """x (B, Tq, D) queries; memory (B, Tk, D) for cross-attention; mask: a SiteMask, a boolean tensor
+        (B|1, 1, Tq|1, Tk) with True = may attend, or None (every key).
 
         cache: a dict kept by the caller across decoding steps. Self-attention appends this step's
         keys/values to it; cross-attention projects the memory once and reuses it.
@@ -155,15 +222,26 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache["k"], cache["v"] = k, v
 
-        bias = None
-        if self.is_self_attention and positional is not None:
-            bias = positional.attention_bias(q.size(2), k.size(2), start)  # (H, Tq, Tk) or None
+        bias = self.bias(positional, q.size(2), k.size(2), start)  # (H, Tq, Tk) or None
         dropout_p = self.dropout if self.training else 0.0
         out, weights = attend(q, k, v, mask, bias, dropout_p, need_weights or self.per_member)  # (B, H, Tq, Dh)
         weights = weights if need_weights else None
         if self.head_gate is not None:
             out = self.gate_heads(out)
         return self.out_proj(merge_heads(out)), weights  # (B, Tq, D)
+
+    def bias(self, positional: PositionalScheme | None, tq: int, tk: int, start: int = 0) -> Tensor | None:
+        """The positional bias added to the scores (ALiBi), (H, Tq, Tk); self-attention only."""
+        if self.is_self_attention and positional is not None:
+            return positional.attention_bias(tq, tk, start)
+        return None
+
+    def cuda_kernel(self, mask: Mask, positional: PositionalScheme | None, tq: int, tk: int, dtype) -> str:
+        """The kernel a forward pass with this mask runs on a CUDA GPU (sdpa_kernel_for), with no weights asked
+        for; "explicit" where the attention computes them anyway (seeds trained together: `per_member`)."""
+        if self.per_member:
+            return "explicit"
+        return sdpa_kernel_for(mask, self.bias(positional, tq, tk), dtype, self.d_model // self.heads)
 
     def gate_heads(self, out: Tensor) -> Tensor:
         """out (B, H, Tq, Dh) -> each head scaled by its gate, the rest filled from `head_fill` (see the class)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .attention import MultiHeadAttention
+from .attention import Mask, MultiHeadAttention
 from .config import TransformerConfig
 from .feedforward import at_real_positions, build_feedforward
 from .norms import Residual, build_norm
@@ -28,7 +28,7 @@ class EncoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None,
+        mask: Mask,
         positional: PositionalScheme,
         need_weights: bool = False,
         real: Tensor | None = None,
@@ -61,10 +61,10 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        self_mask: Tensor | None,
+        self_mask: Mask,
         positional: PositionalScheme,
         memory: Tensor | None = None,
-        cross_mask: Tensor | None = None,
+        cross_mask: Mask = None,
         cache: dict | None = None,
         start: int = 0,
         need_weights: bool = False,

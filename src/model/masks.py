@@ -23,11 +23,21 @@ prefix (`min_prompt_len`).
 
 A new scheme is one class here (a dataclass: its fields are its settings, e.g. `mask.window=8`),
 one entry in `MASK_SCHEMES`, and one yaml file in conf/mask/.
+
+What the fused attention kernel is given (attention.py): on a CUDA GPU, PyTorch's flash-attention kernel takes no
+mask tensor, only "no mask" or `is_causal=True`; any mask tensor sends the call to the memory-efficient kernel. So
+each site's mask is handed to the attention as a `SiteMask`: the boolean tensor (built only when a path needs it)
+and its `MaskForm`, what the fused kernel may be told instead. The form is read off the scheme's own structure
+(`form_of`, once per shape, on the CPU), and it is EVERY_KEY or CAUSAL only when no key of the batch is padding.
+Whether one is: `padded` when the caller knows it (from the batch on the host), else looked up where that costs
+nothing (tokens on the CPU); on a GPU, looking would wait for the device, so the keys count as padded.
 """
 
 from __future__ import annotations
 
+import enum
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -116,6 +126,87 @@ def prefix_loss_mask(tokens: Tensor, prefix_len: int) -> Tensor:
     return (positions >= prefix_len - 1)[None, :].expand(tokens.size(0), -1)
 
 
+def has_padding(tokens: Tensor, pad_id: int = PAD_ID, decoder_side: bool = False) -> bool:
+    """Whether any of these (B, T) tokens is padding as the masks see it (real_positions). Reading the answer waits
+    for the device the tokens are on: ask it of tokens still on the host (the CPU), where it costs a comparison."""
+    return not bool(real_positions(tokens, pad_id, decoder_side).all())
+
+
+# --- the forms a fused kernel takes without a mask tensor ----------------------------------------------------------
+
+
+class MaskForm(enum.Enum):
+    """What a mask is, in the terms of `F.scaled_dot_product_attention`: the first two need no tensor, and only
+    they let a CUDA GPU run the flash-attention kernel (docs/model.md, "Which attention kernel runs")."""
+
+    EVERY_KEY = "every key"  # no key hidden from any query: called with no mask
+    CAUSAL = "causal"  # exactly the look-ahead mask, Tq = Tk, query i sees keys j <= i: is_causal=True
+    TENSOR = "tensor"  # anything else: the boolean tensor (attn_mask)
+
+
+def form_of(structure: Tensor | None) -> MaskForm:
+    """The form of a (Tq, Tk) or (B, 1, Tq, Tk) structure (None: no restriction)."""
+    if structure is None or bool(structure.all()):
+        return MaskForm.EVERY_KEY
+    tq, tk = structure.shape[-2:]
+    if tq == tk and torch.equal(structure, causal_mask(tq, tk, device=structure.device).expand_as(structure)):
+        return MaskForm.CAUSAL
+    return MaskForm.TENSOR
+
+
+class SiteMask:
+    """One attention site's mask for one batch, in the two forms the attention paths take.
+
+    tensor  the boolean mask, True = may attend, (B|1, 1, Tq|1, Tk): what the explicit path and the memory-efficient
+            kernel take. Built on first use: the flash kernel never needs it.
+    form    what the fused kernel may be told instead (MaskForm): the structure's own form when no key is padding,
+            else TENSOR.
+
+    structure: the form of the site's structure alone (the scheme's, without padding); build: makes the tensor;
+    real_keys: makes the (B, Tk) keys that are not padding (None: no key can be padding, as in cached decoding);
+    padded: whether a key is padding, when the caller knows (None: see `keys_padded`).
+    """
+
+    def __init__(
+        self,
+        structure: MaskForm,
+        build: Callable[[], Tensor],
+        real_keys: Callable[[], Tensor] | None = None,
+        padded: bool | None = None,
+    ):
+        self.structure = structure
+        self._build = build
+        self._real_keys = real_keys
+        self.padded = padded
+        # Each made once per forward pass, for every layer. (Not functools.cached_property: its lock breaks the graph
+        # of a compiled model, `compile=true`, on Python 3.11.)
+        self._tensor: Tensor | None = None
+        self._form: MaskForm | None = None
+
+    @property
+    def tensor(self) -> Tensor:
+        if self._tensor is None:
+            self._tensor = self._build()  # (B|1, 1, Tq|1, Tk)
+        return self._tensor
+
+    @property
+    def form(self) -> MaskForm:
+        if self._form is None:
+            padded = self.structure is not MaskForm.TENSOR and self.keys_padded()
+            self._form = MaskForm.TENSOR if padded else self.structure
+        return self._form
+
+    def keys_padded(self) -> bool:
+        """Known (no keys to pad, or the caller said), else looked at where that is free: on the CPU. On a GPU the
+        answer would wait for the device (a sync every step), so the keys count as padded."""
+        if self._real_keys is None:
+            return False
+        if self.padded is not None:
+            return self.padded
+        real = self._real_keys()  # (B, Tk)
+        return real.device.type != "cpu" or not bool(real.all())
+
+
 # --- mask schemes: which structure each site gets -------------------------------------------------
 
 
@@ -157,6 +248,21 @@ class MaskScheme:
     def validate(self, max_len: int) -> None:
         """Raise ConfigError (one line) for settings that cannot work with sequences of up to max_len."""
 
+    # --- the form of each site's structure (read off the structure above, once per shape, on the CPU) ---
+
+    def encoder_form(self, s: int) -> MaskForm:
+        return self._form(("encoder", s), lambda: self.encoder_structure(s))
+
+    def decoder_form(self, tq: int, tk: int, q_offset: int = 0, decoder_only: bool = False) -> MaskForm:
+        site = self.decoder_only_structure if decoder_only else self.decoder_structure
+        return self._form(("decoder", decoder_only, tq, tk, q_offset), lambda: site(tq, tk, q_offset))
+
+    def _form(self, shape: tuple, structure: Callable[[], Tensor | None]) -> MaskForm:
+        forms = self.__dict__.setdefault("_forms", {})  # not a field: no setting, not compared
+        if shape not in forms:
+            forms[shape] = form_of(structure())
+        return forms[shape]
+
     # --- the masks of each site: padding AND structure (shared by every scheme) ---
 
     def encoder_self(self, src: Tensor, pad_id: int = PAD_ID) -> Tensor:
@@ -189,6 +295,35 @@ class MaskScheme:
     def cross(self, src: Tensor, pad_id: int = PAD_ID) -> Tensor:
         """(B, S) source tokens -> (B, 1, 1, S): decoder queries may attend to every non-pad source token."""
         return key_padding_mask(src, pad_id)
+
+    # --- the same masks as the attention takes them: tensor and form (SiteMask) ---
+
+    def encoder_self_mask(self, src: Tensor, pad_id: int = PAD_ID, padded: bool | None = None) -> SiteMask:
+        return SiteMask(
+            self.encoder_form(src.size(1)), lambda: self.encoder_self(src, pad_id), lambda: src != pad_id, padded
+        )
+
+    def decoder_self_mask(
+        self,
+        tq: int,
+        tk: int,
+        keys: Tensor | None = None,
+        q_offset: int = 0,
+        decoder_only: bool = False,
+        device=None,
+        pad_id: int = PAD_ID,
+        padded: bool | None = None,
+    ) -> SiteMask:
+        """As decoder_self; with no `keys` (decoding with a cache) no key is padding."""
+        return SiteMask(
+            self.decoder_form(tq, tk, q_offset, decoder_only),
+            lambda: self.decoder_self(tq, tk, keys, q_offset, decoder_only, device, pad_id),
+            None if keys is None else lambda: real_positions(keys, pad_id, decoder_side=True),
+            padded,
+        )
+
+    def cross_mask(self, src: Tensor, pad_id: int = PAD_ID, padded: bool | None = None) -> SiteMask:
+        return SiteMask(MaskForm.EVERY_KEY, lambda: self.cross(src, pad_id), lambda: src != pad_id, padded)
 
 
 @dataclass

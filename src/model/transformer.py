@@ -13,8 +13,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from .attention import MultiHeadAttention
 from .config import TransformerConfig
 from .dropout import Dropout
+from .head_mask import attention_sites
 from .layers import DecoderLayer, EncoderLayer
 from .masks import real_positions, warn_once
 from .norms import build_norm
@@ -120,7 +122,13 @@ FUSED_MATRICES = {"qkv_proj": 3, "kv_proj": 2, "gate_value": 2}
 
 
 class TransformerBase(nn.Module):
-    """What every architecture shares: the config, the positional and mask schemes, and initialisation."""
+    """What every architecture shares: the config, the positional and mask schemes, and initialisation.
+
+    Every forward pass takes `padded`: whether any of its tokens is padding, when the caller knows it (False lets
+    the attention run without a mask tensor where the mask scheme allows: the flash kernel on a GPU; masks.py).
+    None: found out where that is free (tokens on the CPU), else the tokens count as padded. A False for tokens
+    that hold padding attends to it: say False only from the batch itself (masks.has_padding on the host).
+    """
 
     # The model.* settings that only some architectures read, and which this one does (every other model.* setting
     # is read by all three): a stack this model has not, a tied output projection it has not. src.run warns when
@@ -159,6 +167,36 @@ class TransformerBase(nn.Module):
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
 
+    def attention_kernels(
+        self, *tokens: Tensor, padded: bool | None = None, dtype: torch.dtype = torch.bfloat16
+    ) -> dict[str, str]:
+        """site -> the kernel its attention runs on a CUDA GPU in a forward pass on `tokens` (the model's inputs)
+        with q, k, v in `dtype` (bf16 under bf16-mixed): flash, memory-efficient, math, or explicit (seeds trained
+        together). Every layer of a site has the same mask; the first layer's is read. Runs that forward pass."""
+        kernels: dict[str, str] = {}
+
+        def note(site: str):
+            def hook(attention: MultiHeadAttention, args: tuple, kwargs: dict) -> None:
+                tq = args[0].size(1)  # x (B, Tq, D)
+                memory = kwargs.get("memory")
+                tk = tq if memory is None else memory.size(1)
+                positional = kwargs.get("positional")
+                kernels[site] = attention.cuda_kernel(kwargs.get("mask"), positional, tq, tk, dtype)
+
+            return hook
+
+        hooks = [
+            layers[0].register_forward_pre_hook(note(site), with_kwargs=True)
+            for site, layers in attention_sites(self).items()
+        ]
+        try:
+            with torch.no_grad():
+                self(*tokens, padded=padded)
+        finally:
+            for handle in hooks:
+                handle.remove()
+        return kernels
+
     def _check_length(self, length: int) -> None:
         if length > self.cfg.max_len:
             raise ValueError(f"sequence length {length} exceeds model.max_len={self.cfg.max_len}: raise model.max_len")
@@ -191,34 +229,51 @@ class EncoderDecoder(TransformerBase):
             "cross": self.mask_scheme.cross(src, self.cfg.pad_id).expand(-1, -1, t, -1),
         }
 
-    def encode(self, src: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor]]:
+    def encode(
+        self, src: Tensor, need_weights: bool = False, padded: bool | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
         self._check_length(src.size(1))
-        mask = self.mask_scheme.encoder_self(src, self.cfg.pad_id)  # (B, 1, S|1, S)
+        mask = self.mask_scheme.encoder_self_mask(src, self.cfg.pad_id, padded)  # (B, 1, S|1, S)
         real = src != self.cfg.pad_id  # (B, S)
         return self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights, real)
 
     def decode(
-        self, tgt: Tensor, memory: Tensor, src: Tensor, cache=None, start: int = 0, need_weights: bool = False
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        src: Tensor,
+        cache=None,
+        start: int = 0,
+        need_weights: bool = False,
+        padded: bool | None = None,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """tgt (B, T) target tokens at positions start..start+T-1 -> logits (B, T, V)."""
         self._check_length(start + tgt.size(1))
         t = tgt.size(1)
         # While decoding with a cache there is no padding among the keys, so only the structure is masked.
-        self_mask = self.mask_scheme.decoder_self(
-            t, start + t, keys=tgt if cache is None else None, q_offset=start, device=tgt.device, pad_id=self.cfg.pad_id
-        )
+        self_mask = self.mask_scheme.decoder_self_mask(
+            t,
+            start + t,
+            keys=tgt if cache is None else None,
+            q_offset=start,
+            device=tgt.device,
+            pad_id=self.cfg.pad_id,
+            padded=padded,
+        )  # (B|1, 1, T, start + T)
         x = self.tgt_embed(tgt, self.positional, start)  # (B, T, D)
-        cross_mask = self.mask_scheme.cross(src, self.cfg.pad_id)  # (B, 1, 1, S)
+        cross_mask = self.mask_scheme.cross_mask(src, self.cfg.pad_id, padded)  # (B, 1, 1, S)
         real = None if cache is not None else real_positions(tgt, self.cfg.pad_id, decoder_side=True)  # (B, T)
         x, self_w, cross_w = self.decoder(
             x, self_mask, self.positional, memory, cross_mask, cache, start, need_weights, real
         )
         return self.out_proj(x), self_w, cross_w  # (B, T, V)
 
-    def forward(self, src: Tensor, tgt: Tensor, need_weights: bool = False) -> ModelOutput:
-        """src (B, S) source tokens, tgt (B, T) decoder input (BOS + target) -> logits (B, T, V)."""
-        memory, enc_w = self.encode(src, need_weights)  # (B, S, D)
-        logits, self_w, cross_w = self.decode(tgt, memory, src, need_weights=need_weights)
+    def forward(self, src: Tensor, tgt: Tensor, need_weights: bool = False, padded: bool | None = None) -> ModelOutput:
+        """src (B, S) source tokens, tgt (B, T) decoder input (BOS + target) -> logits (B, T, V).
+
+        padded: whether any of the tokens is padding, when the caller knows it (TransformerBase)."""
+        memory, enc_w = self.encode(src, need_weights, padded)  # (B, S, D)
+        logits, self_w, cross_w = self.decode(tgt, memory, src, need_weights=need_weights, padded=padded)
         attentions = {"encoder_self": enc_w, "decoder_self": self_w, "cross": cross_w} if need_weights else None
         return ModelOutput(logits, attentions)
 
@@ -249,10 +304,12 @@ class DecoderOnly(TransformerBase):
         (under the prefix-LM mask, positions inside the prefix see their own target)."""
         return self.mask_scheme.trainable_positions(tokens)
 
-    def decode(self, tokens: Tensor, cache=None, start: int = 0, need_weights: bool = False):
+    def decode(
+        self, tokens: Tensor, cache=None, start: int = 0, need_weights: bool = False, padded: bool | None = None
+    ):
         self._check_length(start + tokens.size(1))
         t = tokens.size(1)
-        self_mask = self.mask_scheme.decoder_self(
+        self_mask = self.mask_scheme.decoder_self_mask(
             t,
             start + t,
             keys=tokens if cache is None else None,
@@ -260,7 +317,8 @@ class DecoderOnly(TransformerBase):
             decoder_only=True,
             device=tokens.device,
             pad_id=self.cfg.pad_id,
-        )
+            padded=padded,
+        )  # (B|1, 1, T, start + T)
         x = self.tgt_embed(tokens, self.positional, start)
         real = None if cache is not None else real_positions(tokens, self.cfg.pad_id, decoder_side=True)  # (B, T)
         x, self_w, _ = self.decoder(
@@ -268,9 +326,9 @@ class DecoderOnly(TransformerBase):
         )
         return self.out_proj(x), self_w  # (B, T, V)
 
-    def forward(self, tokens: Tensor, need_weights: bool = False) -> ModelOutput:
+    def forward(self, tokens: Tensor, need_weights: bool = False, padded: bool | None = None) -> ModelOutput:
         """tokens (B, T) -> next-token logits (B, T, V)."""
-        logits, self_w = self.decode(tokens, need_weights=need_weights)
+        logits, self_w = self.decode(tokens, need_weights=need_weights, padded=padded)
         return ModelOutput(logits, {"decoder_self": self_w} if need_weights else None)
 
 
@@ -292,10 +350,16 @@ class EncoderClassifier(TransformerBase):
     def attention_masks(self, src: Tensor, tgt: Tensor | None = None) -> dict[str, Tensor]:
         return {"encoder_self": self.mask_scheme.encoder_self(src, self.cfg.pad_id).expand(-1, -1, src.size(1), -1)}
 
-    def forward(self, src: Tensor, need_weights: bool = False, token_types: Tensor | None = None) -> ModelOutput:
+    def forward(
+        self,
+        src: Tensor,
+        need_weights: bool = False,
+        token_types: Tensor | None = None,
+        padded: bool | None = None,
+    ) -> ModelOutput:
         """src (B, S) tokens, token_types (B, S) segments or None (all 0) -> class logits (B, C)."""
         self._check_length(src.size(1))
-        mask = self.mask_scheme.encoder_self(src, self.cfg.pad_id)  # (B, 1, S|1, S)
+        mask = self.mask_scheme.encoder_self_mask(src, self.cfg.pad_id, padded)  # (B, 1, S|1, S)
         x = self.src_embed(src, self.positional, token_types=token_types)  # (B, S, D)
         real = src != self.cfg.pad_id  # (B, S)
         x, enc_w = self.encoder(x, mask, self.positional, need_weights, real)
