@@ -62,7 +62,15 @@ from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
 from src.training.checkpoint import best_checkpoint_of, newest_checkpoint
 from src.training.processes import RANK_ERROR, RankFailed, announce, process_rank, requeued, withdraw
-from src.training.report import logged_to, print_error, print_line, print_warning, quiet_extra_rank, quiet_lightning
+from src.training.report import (
+    logged_to,
+    print_error,
+    print_line,
+    print_run_end,
+    print_warning,
+    quiet_extra_rank,
+    quiet_lightning,
+)
 from src.validation import (
     check_ablation,
     validate_config,
@@ -202,7 +210,7 @@ def train(
     from src.training.metrics_file import RecordValidations
     from src.training.module import TransformerLitModule
     from src.training.processes import adopt_launcher
-    from src.training.report import print_run_end, print_run_start
+    from src.training.report import print_run_start
     from src.training.stock_callbacks import why_training_stopped
 
     validate_config(cfg)  # before any data or model is built
@@ -628,8 +636,9 @@ def run_stacked_group(
                 print_line(f"{run_dir.name}: {output.stopped['message']}")
                 record.update(stopped=output.stopped)
             record.end("completed", metrics=final, speed=speed)
-            shown = ", ".join(f"{key} {value:.4g}" for key, value in final.items() if value is not None)
-            print_line(f"{run_dir.name}: {shown}")
+            # what a separate job prints when it ends: its metrics, files and the commands to go on with
+            module = output.module
+            print_run_end(run_dir, final, module.monitor, bool(output.loggers), True, speed, kind=module.kind)
             values[member] = final.get(objective_of(cfg))
             if cfg.analyze_after_fit and is_global_zero():
                 HydraConfig.instance().set_config(configs[member])

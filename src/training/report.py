@@ -18,7 +18,7 @@ import sys
 import warnings
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, TextIO
+from typing import Iterator, Mapping, Sequence, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -167,7 +167,16 @@ def human(n: float) -> str:
     return f"{n:.0f}"
 
 
-def print_run_start(cfg: DictConfig, model_cfg: TransformerConfig, module, datamodule, run_dir: Path) -> None:
+def print_run_start(
+    cfg: DictConfig,
+    model_cfg: TransformerConfig,
+    module,
+    datamodule,
+    run_dir: Path,
+    members: Sequence[Path] | None = None,
+) -> None:
+    """The run's config as a tree, the model's size, and where the run writes. `members`: the job directories of a
+    stacked group of seeds (src/training/stacked.py), whose one config this is but for the seed."""
     tree = config_tree(cfg)
     params = count_parameters(module.model)
     flops = flops_per_token(model_cfg, max(1, datamodule.max_src_len), max(1, datamodule.max_tgt_len))
@@ -185,6 +194,9 @@ def print_run_start(cfg: DictConfig, model_cfg: TransformerConfig, module, datam
     if not ablation.empty:
         size.add(Text(f"ablated: {ablation.describe(layout_of(model_cfg))}"))
     print_uncut(tree)
+    if members:
+        console.print(Text.assemble("run directories (one per seed): ", (", ".join(map(str, members)), "bold")))
+        return
     console.print(Text.assemble("run directory: ", (str(run_dir), "bold")))
 
 
@@ -235,6 +247,7 @@ def print_run_end(
             f"speed:         {speed['tokens_per_s']:,.0f} target tokens/s, {speed['steps_per_s']:.1f} steps/s "
             f"(validation excluded); first step {speed['launch_to_first_step_s']:.1f} s after launch"
             + (f"; dashboards {speed['dashboard_share']:.1%} of it" if "dashboard_share" in speed else "")
+            + (f"; the {speed['stacked_members']} seeds trained together" if "stacked_members" in speed else "")
         )
     console.print(f"run directory: {run_dir}")
     checkpoints = run_dir / "checkpoints"

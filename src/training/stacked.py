@@ -537,6 +537,7 @@ def train_stacked(
     from src.training.callbacks import ProgressLines, TrainingSpeed, ValidateAtLastStep
     from src.training.checkpoint import numeric_settings
     from src.training.loggers import build_loggers
+    from src.training.report import print_run_start
     from src.training.stock_callbacks import build_stock_callbacks, why_training_stopped
     from src.validation import check_ablation, validate_config, warn_if_every_head_ablated, warn_unread_settings
 
@@ -576,6 +577,12 @@ def train_stacked(
             "the members of a stacked group built models of different shapes (their data gave different "
             "vocabularies): run these seeds as separate jobs (hydra/launcher=basic)"
         )
+    # The group's one config (as a plain copy: the schema's `seed` is a number), with the members' seeds
+    shown = OmegaConf.create(OmegaConf.to_container(first, resolve=True))
+    shown.seed = ", ".join(str(member.cfg.seed) for member in members)
+    print_run_start(
+        shown, modules[0].model_cfg, modules[0], datamodules[0], members[0].run_dir, [m.run_dir for m in members]
+    )
     for member, output in zip(members, outputs):  # +callbacks.EarlyStopping...: each member its own
         stoppers = build_stock_callbacks(member.cfg.callbacks, output.module.monitor, output.module.monitor_mode)
         output.early_stopping = next(iter(stoppers), None)
