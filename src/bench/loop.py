@@ -2,14 +2,19 @@
 and optimizer; the dashboards' cost at their default interval; and the time from launch to the first step.
 
     python -m src.bench.loop [--steps 605] [--turn 25] [--rounds 3] [overrides...]
+    python -m src.bench.loop trainer=gpu        # on one CUDA GPU, in the run's precision (bf16-mixed)
 
 Overrides are `src.run`'s (e.g. `experiment=shakespeare_char task.path=...`): the loop ratio of another experiment.
 
 The two loops take turns inside one training run of `src.run.train` (the function `python -m src.run` calls,
 composed from the same configs): after every `turn` steps of the framework's loop, a callback runs `turn` steps of
-the bare loop. Each loop's time is summed over its own steps only, so the machine's drift (its speed wanders by 10%
+the bare loop. Each loop's time is summed over its own turns only, so the machine's drift (its speed wanders by 10%
 within minutes) reaches both alike. Validation comes after the last timed step. The launch time is measured on a
 real `python -m src.run` process.
+
+On a GPU the steps are queued to the device and run while the host prepares the next ones; a clock read on the
+host says nothing until the device has caught up. So the device is synchronised only where a turn begins or ends
+(where time is read), never inside a turn, and each loop keeps its own overlap of host and device work.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from src.cli import compose_run_config, user_errors_as_one_line
 from src.model import ConfigError
@@ -84,18 +90,42 @@ def every_epoch(loader):
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # trainer.precision -> autocast dtype
 FULL_PRECISION = ("32-true", "32")
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def bare_loop_device(trainer) -> torch.device:
+    """The one device both loops train on: the CPU, or the first CUDA GPU for trainer.accelerator=gpu (or cuda)."""
+    return torch.device("cuda" if str(trainer.accelerator) in GPU_ACCELERATORS else "cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype Lightning's mixed precision autocasts to for `trainer.precision` (None: full precision). On a CPU
+    Lightning trains 16-mixed in bf16 (it has no fp16 autocast there and says so), and so does the bare loop."""
+    dtype = AUTOCAST.get(precision)
+    if dtype is torch.float16 and device.type == "cpu":
+        return torch.bfloat16
+    return dtype
 
 
 def check_comparable(cfg) -> None:
-    """The bare loop copies a one-process CPU run of a token-level task that steps the optimizer every batch: a
-    ratio against any other run would compare different loops, so other settings are refused."""
+    """The bare loop copies a one-process run on one device (the CPU or one CUDA GPU) of a token-level task that
+    steps the optimizer every batch: a ratio against any other run would compare different loops, so other
+    settings are refused. Several devices stay refused: their loop is DDP's (a process per device, gradients
+    averaged across them each step), which a one-process bare loop does not have; so does an accelerator other
+    than cpu, gpu or cuda (auto would leave the choice of device to Lightning)."""
     from src.data import task_spec
 
     trainer = cfg.trainer
-    if str(trainer.accelerator) != "cpu" or str(trainer.devices) != "1":
+    accelerator = str(trainer.accelerator)
+    if accelerator not in ("cpu", *GPU_ACCELERATORS) or str(trainer.devices) != "1":
         raise ConfigError(
-            f"trainer.accelerator={trainer.accelerator} trainer.devices={trainer.devices}: the bare loop runs in one "
-            "CPU process: measure with trainer=cpu"
+            f"trainer.accelerator={accelerator} trainer.devices={trainer.devices}: the bare loop runs in one process "
+            "on one device: measure with trainer=cpu, or trainer=gpu (one GPU)"
+        )
+    if accelerator in GPU_ACCELERATORS and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}: no CUDA GPU is visible here: measure on a machine with one, or with "
+            "trainer=cpu"
         )
     precision = str(trainer.precision)
     if precision not in AUTOCAST and precision not in FULL_PRECISION:
@@ -115,10 +145,21 @@ def check_comparable(cfg) -> None:
         )
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait until `device` has done the work queued to it (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class BareLoop:
-    """The same model, data, optimizer, step schedule, loss, gradient clipping and precision as `cfg`'s run, in a
-    plain PyTorch loop: the run's own TransformerLitModule computes the loss, with no Trainer around it. (A time
-    budget's decay is left out: it changes the learning rate, not the speed.)"""
+    """The same model, data, optimizer, step schedule, loss, gradient clipping, device and precision as `cfg`'s
+    run, in a plain PyTorch loop: the run's own TransformerLitModule computes the loss, with no Trainer around it.
+    (A time budget's decay is left out: it changes the learning rate, not the speed.)
+
+    What Lightning does around a step, done here by hand: the batch moved to the device (non-blocking, with
+    Lightning's own function), autocast as Lightning's mixed-precision plugin opens it (its dtype, no weight-cast
+    cache), and under 16-mixed on a GPU a gradient scaler (loss scaled, gradients unscaled before clipping, the
+    optimizer step skipped on an overflow)."""
 
     def __init__(self, cfg):
         from src.data import build_datamodule
@@ -130,61 +171,106 @@ class BareLoop:
             cfg.task, cfg.batch_size, cfg.seed, num_workers=cfg.num_workers, bucket_by_length=cfg.bucket_by_length
         )
         model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
-        self.module = TransformerLitModule(to_plain(cfg), asdict(model_cfg), datamodule.kind).train()
-        mixed = AUTOCAST.get(str(cfg.trainer.precision))  # None: full precision
-        self.autocast = {"device_type": "cpu", "dtype": mixed or torch.bfloat16, "enabled": mixed is not None}
+        self.device = bare_loop_device(cfg.trainer)
+        self.module = TransformerLitModule(to_plain(cfg), asdict(model_cfg), datamodule.kind).to(self.device).train()
+        mixed = autocast_dtype(str(cfg.trainer.precision), self.device)  # None: full precision
+        self.mixed = mixed
+        self.scaler = torch.amp.GradScaler("cuda") if mixed is torch.float16 else None  # fp16 on a GPU only
         steps = cfg.trainer.max_steps
         built = build_optimizer(self.module.model, cfg.optimizer, model_cfg.d_model, steps, mixed_precision=bool(mixed))
         self.optimizer, self.scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
         self.clip = cfg.trainer.gradient_clip_val
         self.batches = every_epoch(datamodule.train_dataloader())
 
-    def step(self) -> int:
-        """One training step; returns the number of targets it was scored on."""
-        batch = next(self.batches)
+    def step(self) -> torch.Tensor:
+        """One training step; returns the number of targets it was scored on, as a tensor on the device (reading
+        it would wait for the device: the caller sums the steps' counts and reads them once)."""
+        batch = move_data_to_device(next(self.batches), self.device)
         module = self.module
-        with torch.autocast(**self.autocast):  # as Lightning's mixed-precision plugin does around the training step
+        with self.autocast():
             target = module._target(batch)  # what training_step scores (a prefix-LM's prefix left out)
             loss, targets = module.loss(module(batch).logits, target, module.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # before clipping, as Lightning does
         if self.clip is not None:
             torch.nn.utils.clip_grad_norm_(module.parameters(), self.clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.scheduler.step()
-        return int(targets)
+        return targets
+
+    def autocast(self) -> torch.autocast:
+        """As Lightning's mixed-precision plugin opens it around the training step (no weight-cast cache); off in
+        full precision."""
+        dtype = self.mixed or torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.mixed is not None, cache_enabled=False)
+
+    def warm_up(self, steps: int) -> None:
+        """Untimed steps, as the framework's first SKIP_STEPS are: allocations, kernel choices and (under
+        compile=true) the compilation of this loop's own copy of the model stay out of its turns."""
+        for _ in range(steps):
+            self.step()
+        synchronize(self.device)
 
 
 class TakeTurns(L.Callback):
     """Inside the framework's run: after every `turn` framework steps, `turn` steps of the bare loop.
 
-    The framework's step is timed from this callback's return at one batch start to its call at the next, so it
-    holds everything Lightning and the run's other callbacks do per step; the bare turns and this callback's own
-    counting are left out of it. The last callback of the run but the checkpoints, this one sees every step whole."""
+    A framework turn is timed from this callback's return at the batch start that begins it to its call at the
+    batch start after its last step, so it holds everything Lightning and the run's other callbacks do per step
+    (and this callback's own few microseconds per step: a pointer kept, a count added on the device); the bare
+    turns are left out of it. The last callback of the run but the checkpoints, this one sees every step whole.
+    The run's last step is not timed: its end falls in the final validation. The device is synchronised where
+    a turn's time is read, and nowhere else (see the module's docstring)."""
 
     def __init__(self, bare: BareLoop, turn: int, skip_steps: int = SKIP_STEPS):
         self.bare, self.turn, self.skip_steps = bare, turn, skip_steps
         self.seconds = {"framework": 0.0, "bare": 0.0}
         self.tokens = {"framework": 0, "bare": 0}
         self.steps = {"framework": 0, "bare": 0}
-        self._resumed_at: float | None = None  # when the framework's current step began
-        self._targets: torch.Tensor | None = None  # what that step was scored on (training_step's outputs)
+        self._turn_began: float | None = None  # when the framework's current turn began (None: not timing now)
+        self._turn_steps = 0  # framework steps done in the current turn
+        self._turn_targets: torch.Tensor | None = None  # what they were scored on, summed on the device
+
+    def _now(self) -> float:
+        synchronize(self.bare.device)
+        return time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._targets = outputs["targets"]
+        if self._turn_began is None:
+            return
+        targets = outputs["targets"]  # training_step's count of scored targets, a tensor on the device
+        self._turn_targets = targets if self._turn_targets is None else self._turn_targets + targets
+        self._turn_steps += 1
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        paused_at = time.perf_counter()
-        if self._resumed_at is not None and self._targets is not None:  # the framework's previous step, whole
-            self.seconds["framework"] += paused_at - self._resumed_at
-            self.tokens["framework"] += int(self._targets)
-            self.steps["framework"] += 1
-            if self.steps["framework"] % self.turn == 0:
-                started = time.perf_counter()
-                self.tokens["bare"] += sum(self.bare.step() for _ in range(self.turn))
-                self.seconds["bare"] += time.perf_counter() - started
-                self.steps["bare"] += self.turn
-        self._resumed_at = time.perf_counter() if trainer.global_step >= self.skip_steps else None
+        last = trainer.global_step == trainer.max_steps - 1
+        if self._turn_began is not None and (self._turn_steps == self.turn or (last and self._turn_steps)):
+            ended = self._now()
+            self.seconds["framework"] += ended - self._turn_began
+            self.steps["framework"] += self._turn_steps
+            self.tokens["framework"] += int(self._turn_targets) if self._turn_targets is not None else 0
+            if self._turn_steps == self.turn:
+                self._bare_turn()
+            self._turn_began, self._turn_steps, self._turn_targets = None, 0, None
+        if self._turn_began is None and trainer.global_step >= self.skip_steps and not last:
+            self._turn_began = self._now()
+
+    def _bare_turn(self) -> None:
+        started = self._now()
+        targets = torch.zeros((), dtype=torch.long, device=self.bare.device)
+        for _ in range(self.turn):
+            targets += self.bare.step()
+        self.seconds["bare"] += self._now() - started
+        self.tokens["bare"] += int(targets)
+        self.steps["bare"] += self.turn
 
     def summary(self) -> dict[str, float]:
         framework = self.tokens["framework"] / self.seconds["framework"]
@@ -204,7 +290,9 @@ def framework_vs_bare(cfg, turn: int = 25) -> dict[str, float]:
     """One run of `cfg` with the bare loop taking turns (see `TakeTurns`): both loops' tokens per second, their
     ratio, and what the framework adds to a step in milliseconds."""
     torch.manual_seed(cfg.seed)
-    turns = TakeTurns(BareLoop(cfg), turn)
+    bare = BareLoop(cfg)
+    bare.warm_up(SKIP_STEPS)
+    turns = TakeTurns(bare, turn)
     # A full garbage collection of this process's long-lived objects takes about a quarter of a second and would
     # land in one loop's turn at random; a default run of `python -m src.run` did none once training had begun.
     gc.collect()
@@ -216,8 +304,9 @@ def framework_vs_bare(cfg, turn: int = 25) -> dict[str, float]:
     return turns.summary()
 
 
-def launch_to_first_step(runs: int = 3) -> float:
-    """Median seconds from starting `python -m src.run` to its first training step, as its run.json records."""
+def launch_to_first_step(runs: int = 3, overrides: Sequence[str] = ()) -> float:
+    """Median seconds from starting `python -m src.run [overrides]` to its first training step, as its run.json
+    records (the default experiment when no overrides are given; trainer=gpu: on a GPU)."""
     times = []
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     for _ in range(runs):
@@ -226,6 +315,7 @@ def launch_to_first_step(runs: int = 3) -> float:
                 sys.executable,
                 "-m",
                 "src.run",
+                *overrides,
                 "trainer.max_steps=10",
                 "logger=none",
                 f"hydra.run.dir={folder}",
@@ -256,7 +346,7 @@ def measure(steps: int = 605, turn: int = 25, rounds: int = 3, overrides: Sequen
         "framework_vs_bare_per_round": [round(run["framework_vs_bare"], 3) for run in runs],
         "dashboard_cost": statistics.median(dashboard_shares),
         "dashboard_every": default_every,
-        "launch_to_first_step_s": launch_to_first_step(),
+        "launch_to_first_step_s": launch_to_first_step(overrides=overrides),
     }
 
 

@@ -4,6 +4,7 @@ function works on a tiny shape and returns sane numbers."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from src.bench import loop, step
 from src.cli import compose_run_config
@@ -38,7 +39,10 @@ def test_the_step_benchmark_compares_with_torch_and_counts_flops():
         ("model.hedas=3", "error: model.hedas is not a setting: did you mean model.heads"),
         ("model.heads=3", "error: model.heads=3 does not divide model.d_model=64"),
         # runs the bare loop does not copy: a ratio against them would compare different loops
-        ("trainer=ddp", "error: trainer.accelerator=auto trainer.devices=auto: the bare loop runs in one CPU process"),
+        (
+            "trainer=ddp",
+            "error: trainer.accelerator=auto trainer.devices=auto: the bare loop runs in one process on one device",
+        ),
         (
             "trainer.precision=bf16-true",
             "error: trainer.precision=bf16-true: the bare loop mirrors 32-true, bf16-mixed",
@@ -53,6 +57,15 @@ def test_the_loop_benchmark_refuses_a_bad_override_in_one_line(override, message
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(message) and "\n" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the loop benchmark would run there")
+def test_the_loop_benchmark_refuses_a_gpu_run_without_a_gpu_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        loop.main(["--rounds", "1", "--steps", "31", "trainer=gpu"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: trainer.accelerator=gpu: no CUDA GPU is visible here") and "\n" not in err
 
 
 @pytest.mark.parametrize(
