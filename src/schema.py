@@ -72,7 +72,8 @@ class TrainerConfig:
     accelerator: str = "cpu"  # cpu | gpu | auto | ...
     devices: Any = 1  # an int, a list of device ids, or "auto"
     strategy: str = "auto"  # auto | ddp_spawn | ddp | ...
-    precision: Any = "32-true"  # 32-true | 16-mixed | bf16-mixed | 64-true
+    # auto (what suits the device: resolve_precision) | 32-true | 16-mixed | bf16-mixed | 64-true | ...
+    precision: Any = "32-true"
     max_steps: int = 1000
     max_epochs: Optional[int] = None
     # A wall-clock budget for training, days:hours:minutes:seconds (e.g. 00:00:30:00); training stops at the budget
@@ -392,6 +393,25 @@ def register_configs() -> None:
 def resolve_arch(cfg: DictConfig) -> str:
     """model.arch, with `auto` replaced by the architecture the task needs."""
     return ARCH_FOR_KIND[task_spec(cfg.task.name).kind] if cfg.model.arch == "auto" else cfg.model.arch
+
+
+AUTO_PRECISION = "auto"  # trainer.precision=auto: the device's (resolve_precision)
+
+
+def resolve_precision(precision: Any, accelerator: Any) -> Any:
+    """trainer.precision as Lightning takes it, for a run that trains on this machine: `auto` becomes bf16-mixed on
+    a CUDA GPU that computes in bf16 (Ampere or newer), 16-mixed on an older one, and 32-true elsewhere (the CPU,
+    where bf16 autocast pays only with AVX512-BF16 or AMX: docs/performance.md). accelerator=auto trains on a GPU
+    when one is visible, as Lightning picks. Any other precision is returned as it is."""
+    import torch
+
+    if str(precision) != AUTO_PRECISION:
+        return precision
+    gpu = str(accelerator) in ("gpu", "cuda") or (str(accelerator) == "auto" and torch.cuda.is_available())
+    if not gpu:
+        return "32-true"
+    # Not counting emulation: bf16 emulated on an older GPU is slower than fp16
+    return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "16-mixed"
 
 
 def model_config_for(

@@ -29,6 +29,7 @@ from src.model.masks import MASK_SCHEMES
 from src.model.transformer import ARCHITECTURE_CLASSES
 from src.schema import (
     ARCH_FOR_KIND,
+    AUTO_PRECISION,
     DROPOUTS,
     AblateConfig,
     AnalysisConfig,
@@ -42,6 +43,7 @@ from src.schema import (
     model_config_for,
     override_keys,
     resolve_arch,
+    resolve_precision,
 )
 from src.training.loggers import LOGGERS, check_logger, unread_settings
 from src.training.metrics import metric_tags, objective_choices
@@ -70,7 +72,11 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
     """Raise ConfigError (one line: the field and the fix) for a config that cannot work. Cheap: reads no data
     but checks that data files exist; runs before the datamodule and the model are built. `overrides`: the
     command line's (None: this Hydra job's). `runs_here`: the run trains on this machine, so the GPUs it asks for
-    must be visible here (a SLURM sweep's jobs run on the cluster's nodes, and are checked where they run)."""
+    must be visible here (a SLURM sweep's jobs run on the cluster's nodes, and are checked where they run).
+
+    One value is settled rather than checked: with `runs_here`, trainer.precision=auto becomes this machine's
+    (src.schema.resolve_precision) in `cfg` itself, so that the Trainer, the checkpoints and the resume check all
+    see the precision the run trains in; .hydra/config.yaml keeps the `auto` the run was given."""
     check_no_added_keys(cfg)
     name = cfg.task.name
     spec = task_spec(name)  # DataError (one line) for an unknown task
@@ -421,7 +427,18 @@ def options_with_setting(group: str, key: str) -> list[str]:
     return []
 
 
-PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
+PRECISIONS = (
+    AUTO_PRECISION,
+    "32-true",
+    "32",
+    "64-true",
+    "64",
+    "16-mixed",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+    "transformer-engine",
+)
 
 
 def _check_trainer(trainer, runs_here: bool = True) -> None:
@@ -465,9 +482,14 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
             "trainer.val_check_interval steps)"
         )
     if str(trainer.precision) not in PRECISIONS:
-        raise ConfigError(f"trainer.precision={trainer.precision} is not known: choose one of {', '.join(PRECISIONS)}")
+        raise ConfigError(
+            f"trainer.precision={trainer.precision} is not known: choose one of {', '.join(PRECISIONS)} "
+            "(auto: bf16-mixed on a GPU with bf16, 16-mixed on an older one, 32-true on the CPU)"
+        )
     if runs_here and trainer.accelerator in ("gpu", "cuda"):
         check_gpus_visible(trainer)
+    if runs_here:  # settled here, before anything reads it: the Trainer, the checkpoints' numerics, the resume check
+        trainer.precision = resolve_precision(trainer.precision, trainer.accelerator)
     interval = trainer.val_check_interval
     if isinstance(interval, int) and interval < 1:
         raise ConfigError(f"trainer.val_check_interval={interval} must be >= 1 (training steps between validations)")

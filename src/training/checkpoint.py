@@ -22,6 +22,7 @@ from src.data.files import resolve_path
 from src.model import ConfigError, TransformerConfig
 from src.model.masks import MASK_SCHEMES
 from src.provenance import RUN_FILE, read_record, shell_override
+from src.schema import AUTO_PRECISION
 from src.training.report import print_note, print_warning
 
 CHECKPOINTS_DIR = "checkpoints"  # <run>/checkpoints/: best.ckpt, last.ckpt, step-<n>.ckpt
@@ -178,7 +179,11 @@ def resolve_resume_checkpoint(ckpt_path: str, run_dir: Path) -> Path:
 def numeric_settings(config: dict, threads: int | None = None) -> dict[str, Any]:
     """What else changes the numbers of a run, beyond its config's must-match settings: recorded in checkpoints
     and checked on resume. On the CPU the thread count changes the order of reductions, and so the weights
-    (`threads`: the count the run will use, when it is not yet set in this process)."""
+    (`threads`: the count the run will use, when it is not yet set in this process).
+
+    trainer.precision as the run trains in it: validate_config settles `auto` in the run's config where the run
+    trains. A config still saying `auto` is checked before it gets there (src/preflight.py, on this machine or on a
+    cluster's submitting host): its precision is left out then, and compared when the run starts."""
     trainer = config["trainer"]
     settings = {
         "trainer.accelerator": trainer["accelerator"],
@@ -186,6 +191,8 @@ def numeric_settings(config: dict, threads: int | None = None) -> dict[str, Any]
         "trainer.devices": str(trainer["devices"]),
         "compile": bool(config.get("compile", False)),
     }
+    if settings["trainer.precision"] == AUTO_PRECISION:
+        del settings["trainer.precision"]
     if trainer["accelerator"] == "cpu":
         settings["torch_threads"] = threads or torch.get_num_threads()
     return settings
