@@ -43,7 +43,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from src.cli import compose_run_config, user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import RunRecord
-from src.schema import model_config_for, to_plain
+from src.schema import model_config_for, resolve_precision, to_plain
 
 SKIP_STEPS = 5  # as TrainingSpeed: the first steps pay for allocations and thread start-up
 
@@ -127,7 +127,7 @@ def check_comparable(cfg) -> None:
             f"trainer.accelerator={accelerator}: no CUDA GPU is visible here: measure on a machine with one, or with "
             "trainer=cpu"
         )
-    precision = str(trainer.precision)
+    precision = str(resolve_precision(trainer.precision, accelerator))  # auto: what src.run trains in here
     if precision not in AUTOCAST and precision not in FULL_PRECISION:
         raise ConfigError(
             f"trainer.precision={precision}: the bare loop mirrors 32-true, bf16-mixed and 16-mixed: measure with one "
@@ -173,7 +173,8 @@ class BareLoop:
         model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
         self.device = bare_loop_device(cfg.trainer)
         self.module = TransformerLitModule(to_plain(cfg), asdict(model_cfg), datamodule.kind).to(self.device).train()
-        mixed = autocast_dtype(str(cfg.trainer.precision), self.device)  # None: full precision
+        precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # auto: as src.run settles it
+        mixed = autocast_dtype(str(precision), self.device)  # None: full precision
         self.mixed = mixed
         self.scaler = torch.amp.GradScaler("cuda") if mixed is torch.float16 else None  # fp16 on a GPU only
         steps = cfg.trainer.max_steps

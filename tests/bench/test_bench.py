@@ -79,3 +79,13 @@ def test_the_loop_benchmark_refuses_too_few_steps_for_a_turn(arguments, message,
     with pytest.raises(SystemExit) as exit_:
         loop.main(arguments)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_bare_loop_trains_in_the_precision_lightning_trains_in():
+    # trainer.precision=auto is settled as src.run settles it (32-true on the CPU), so it is not refused
+    loop.check_comparable(compose_run_config("trainer.precision=auto"))
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    assert loop.autocast_dtype("32-true", cpu) is None and loop.autocast_dtype("bf16-mixed", gpu) is torch.bfloat16
+    # Lightning trains 16-mixed in bf16 on a CPU (it has no fp16 autocast there), in fp16 on a GPU
+    assert loop.autocast_dtype("16-mixed", cpu) is torch.bfloat16
+    assert loop.autocast_dtype("16-mixed", gpu) is torch.float16
