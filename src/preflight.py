@@ -432,8 +432,13 @@ def check_made_alike(config: DictConfig, checkpoint: dict, threads: int) -> None
 
     from src.training.checkpoint import check_resumable_settings, numeric_settings
 
+    from src.schema import resolve_precision
+
     plain = OmegaConf.to_container(_without_hydra(config), resolve=True)
     assert isinstance(plain, dict)
+    trainer = plain["trainer"]
+    if torch.cuda.is_available() or str(trainer.get("accelerator")) == "cpu":  # this machine can say what `auto` is
+        trainer["precision"] = resolve_precision(trainer.get("precision"), trainer.get("accelerator"))
     check_resumable_settings(
         checkpoint,
         config.task.name,

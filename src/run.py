@@ -254,6 +254,8 @@ def train(
 
     config = to_plain(cfg)
     numerics = numeric_settings(config)
+    if record is not None:  # what changes the numbers, as it trains here: precision `auto` resolved, threads, ...
+        record.update(numerics=numerics)
     if checkpoint is not None:
         check_resumable(checkpoint, model_cfg, cfg.task.name, config=config, numerics=numerics)
         del checkpoint  # Lightning reads it again, with the loop and data-loader state
@@ -626,6 +628,7 @@ def run_stacked_group(
         except BaseException as error:
             return end_group_early(error, configs, cfgs, run_dirs, records, group_state, resume_arguments)
         for member, (cfg, run_dir, record, final, output) in enumerate(zip(cfgs, run_dirs, records, finals, outputs)):
+            record.update(numerics=output.module.hparams["numerics"])  # as trained here (precision auto resolved)
             if output.diverged_at is not None:
                 error = TrainingDiverged(output.diverged_at, output.diverged_loss, cfg.max_loss)
                 record.end("diverged", error=str(error), speed=speed)
