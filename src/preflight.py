@@ -430,9 +430,8 @@ def check_made_alike(config: DictConfig, checkpoint: dict, threads: int) -> None
     default)."""
     import torch
 
-    from src.training.checkpoint import check_resumable_settings, numeric_settings
-
     from src.schema import resolve_precision
+    from src.training.checkpoint import check_resumable_settings, numeric_settings
 
     plain = OmegaConf.to_container(_without_hydra(config), resolve=True)
     assert isinstance(plain, dict)
