@@ -52,7 +52,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.bench.loop import synchronize
 from src.bench.quality import DEFAULT_DATA, ROOT
 from src.model import PAD_ID, TransformerConfig, build_model
 from src.model.summary import flops_per_token
@@ -61,6 +60,13 @@ BUDGET_S = 450.0  # the whole: 7.5 minutes of steps, so that start-up and the ta
 LEAST_FOR_A_STEP_S = 20.0  # a step is not started with less time left than this: it could measure nothing
 
 # --- the steps' measurements (run in the step's own process) ------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until `device` has done the work queued to it (nothing to wait for on the CPU). A clock read on the host
+    means nothing for GPU work until then: the host only queues it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @dataclass

@@ -40,6 +40,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
+from src.bench.gpu import synchronize
 from src.cli import compose_run_config, user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import RunRecord
@@ -143,12 +144,6 @@ def check_comparable(cfg) -> None:
         raise ConfigError(
             f"task={cfg.task.name} classifies: the loop benchmark compares token-level tasks (seq2seq or lm)"
         )
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait until `device` has done the work queued to it (nothing to wait for on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class BareLoop:
