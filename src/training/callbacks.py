@@ -19,7 +19,23 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgre
 
 
 class StepProgressBar(RichProgressBar):
-    """Lightning's rich progress bar, without "Epoch 12/-2" when only max_steps bounds training."""
+    """Lightning's rich progress bar, without "Epoch 12/-2" when only max_steps bounds training, and with the
+    training loss of the last step that logged it. It is read on those steps only: on a GPU a read waits for the
+    device, which is why the module does not hand the loss to Lightning's progress bar (module.training_step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loss: float | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if (step % trainer.log_every_n_steps == 0 or step == trainer.max_steps) and isinstance(outputs, dict):
+            self._loss = float(outputs["loss"])
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer: L.Trainer, pl_module) -> dict[str, int | str | float | dict[str, float]]:
+        metrics = super().get_metrics(trainer, pl_module)
+        return metrics if self._loss is None else {"train/loss": self._loss, **metrics}
 
     def _get_train_description(self, current_epoch: int) -> str:
         if self.trainer.max_epochs is None or self.trainer.max_epochs < 0:
@@ -109,18 +125,81 @@ def weights_are_finite(module: torch.nn.Module) -> bool:
 class StopOnDivergence(L.Callback):
     """Stops training at the first step whose loss is NaN, infinite or above `max_loss` (None: no bound).
 
-    Reading the loss costs one host sync per step: the price of stopping at once rather than training on NaN
-    weights until the next validation. (Checkpoints also refuse non-finite weights: `FiniteModelCheckpoint`.)
+    Without making the host wait for the device at every step: a read such as `float(loss)` would (the GPU then
+    idles while the host catches up, and the host while the GPU works). Each step's loss is copied instead into a
+    buffer in host memory, whose numpy view is read without calling torch:
+    - on the CPU the copy is the read: the run stops at the step that diverged, as it always did;
+    - on a CUDA device the copy is asynchronous (non_blocking, into pinned memory) and is read at the end of the
+      next step, after waiting for that one copy (a CUDA event, not the whole device): by then the device works
+      on the next step, which the host has already queued, so it never waits for the host. The run stops one step
+      late, naming the step that diverged (its number is kept with the copy);
+    - on other devices (MPS, ...) the copy waits for the device, as a plain read does.
+    The weights of that extra step are never saved: a validation, the end of training and every checkpoint
+    (FiniteModelCheckpoint, SaveOnInterrupt: `check_divergence`) read the copied loss first, and checkpoints also
+    refuse non-finite weights.
     """
 
     def __init__(self, max_loss: float | None = None):
         self.max_loss = max_loss
+        self._host = torch.zeros(())  # the last copied loss, float32, in host memory (pinned for a CUDA device)
+        self._value = self._host.numpy()  # ... as a numpy array sharing that memory: read without torch
+        self._copied: torch.cuda.Event | None = None  # on CUDA: recorded after the copy; None: the copy is done
+        self._pending_step: int | None = None  # the step whose loss is in the buffer and not yet checked
+        self._device: torch.device | None = None  # the device the buffers are for (on_train_start)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._buffers(pl_module.device)  # before the first step, not inside it
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        value = float(loss.detach())
+        self.check()  # on CUDA: the previous step's loss, copied while this step ran
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:  # the step was skipped
+            return
+        self._copy(loss.detach(), trainer.global_step)
+        if self._copied is None:  # the copy is done: read it now
+            self.check()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module) -> None:
+        self.check()  # no validation of weights that diverged (validation may wait for the device anyway)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        self.check()  # the last step's loss, when nothing read it since
+
+    def check(self) -> None:
+        """Raise TrainingDiverged if the loss copied last (and not yet checked) is non-finite or too large; on
+        CUDA this waits for its copy, and so for the step that copied it."""
+        if self._pending_step is None:
+            return
+        if self._copied is not None:
+            self._copied.synchronize()
+        step, self._pending_step = self._pending_step, None
+        value = float(self._value)
         if not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss):
-            raise TrainingDiverged(trainer.global_step, value, self.max_loss)
+            raise TrainingDiverged(step, value, self.max_loss)
+
+    def _buffers(self, device: torch.device) -> None:
+        """For a CUDA device, a pinned buffer (an asynchronous copy needs one) and an event; the CPU's otherwise."""
+        cuda = device.type == "cuda"
+        self._host = torch.zeros((), pin_memory=cuda)
+        self._value = self._host.numpy()
+        self._copied = torch.cuda.Event() if cuda else None
+        self._device = device
+
+    def _copy(self, loss: torch.Tensor, step: int) -> None:
+        if self._device is None:  # no on_train_start: a test calling this hook alone
+            self._buffers(loss.device)
+        self._host.copy_(loss.float(), non_blocking=self._copied is not None)
+        if self._copied is not None:
+            self._copied.record()
+        self._pending_step = step
+
+
+def check_divergence(trainer: L.Trainer) -> None:
+    """Before weights are saved: the loss StopOnDivergence copied but has not read yet (on a GPU, that of the
+    step just done) is read now, so that no checkpoint holds the weights of a step after the run diverged."""
+    for callback in getattr(trainer, "callbacks", ()):
+        if isinstance(callback, StopOnDivergence):
+            callback.check()
 
 
 class FiniteModelCheckpoint(ModelCheckpoint):
@@ -128,6 +207,7 @@ class FiniteModelCheckpoint(ModelCheckpoint):
     "last" and handed to eval, predict or a resumed run): the run stops as diverged instead."""
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        check_divergence(trainer)
         if not weights_are_finite(trainer.lightning_module):
             raise TrainingDiverged(trainer.global_step, math.nan, None)
         super()._save_checkpoint(trainer, filepath)
@@ -210,6 +290,7 @@ class SaveOnInterrupt(L.Callback):
         received = self._received_anywhere(trainer)
         if received is None:
             return
+        check_divergence(trainer)  # a run that diverged ends so, interrupted or not, and saves nothing of it
         saved = None
         if weights_are_finite(pl_module):
             # The whole training state (optimizer, loops, generators), as ModelCheckpoint saves it: the run resumes

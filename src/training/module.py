@@ -103,7 +103,7 @@ class TransformerLitModule(L.LightningModule):
 
     def _count(self, target: Tensor) -> Tensor:
         if self.kind == "classification":
-            return target.new_tensor(target.numel())  # one label per example
+            return target.new_full((), target.numel())  # one label per example (a copy from the host would wait)
         return (target != IGNORE_INDEX).sum()
 
     # --- training -----------------------------------------------------------------------------------------------
@@ -114,11 +114,13 @@ class TransformerLitModule(L.LightningModule):
         loss, targets = self.loss(logits, target, self.label_smoothing)
         # Only on the steps whose values reach the logger (every trainer.log_every_n_steps, and the last one, as
         # Lightning decides): a self.log call costs about 0.8 ms, 2-3% of a default step, and the others would be
-        # thrown away.
+        # thrown away. Not for the progress bar: Lightning turns a progress-bar value into a number at every batch
+        # end until the epoch ends, the last one logged included, and on a GPU each such read waits for the device
+        # (StepProgressBar shows the loss of the logging steps itself).
         trainer = self._trainer  # None when a test calls the step without a Trainer
         step = self.global_step + 1
         if trainer is None or step % trainer.log_every_n_steps == 0 or step == trainer.max_steps:
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=target.size(0))
+            self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=target.size(0))
         # Lightning optimizes "loss"; callbacks get both as on_train_batch_end's outputs (TrainingSpeed sums the
         # scored targets: a tensor, so counting them costs no device sync).
         return {"loss": loss, "targets": targets}

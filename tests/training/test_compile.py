@@ -1,0 +1,96 @@
+"""compile=true: TransformerLitModule compiles its network in place (torch.compile, the inductor backend), and a run
+of src.run trains it. The compiled network must compute what the eager one computes: the same loss and the same
+gradients, to float32 rounding.
+
+One run serves both checks: compiling is the cost here (on a 2-core CPU, tens of seconds for this tiny model,
+most of it inductor generating and building C++ kernels), and the check of the gradients reuses what the run
+compiled, on a batch of the shape it trained on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import lightning as L
+import pytest
+import torch
+
+from src.cli import compose_run_config
+from src.training.module import TransformerLitModule
+
+RUN = [
+    "model.d_model=16",
+    "model.heads=2",
+    "model.layers=1",
+    "model.d_ff=32",
+    "model.dropout=0.0",  # no random masks: the two networks see the same computation
+    "batch_size=8",
+    "task.min_len=6",  # one source and one target length: one shape to compile for training
+    "task.max_len=6",
+    "task.train_size=32",
+    "task.val_size=8",
+    "task.test_size=8",
+    "test_after_fit=false",
+    "logger=none",  # no dashboards: their need_weights passes would each compile the network once more
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=4",
+    "trainer.enable_progress_bar=false",
+    "optimizer.warmup_steps=2",
+    "torch_threads=1",
+    "compile=true",
+]
+
+
+def has_a_cpp_compiler() -> bool:
+    """inductor builds its CPU kernels with the compiler $CXX names, else g++ (or clang++)."""
+    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++") if name)
+
+
+class KeepsTheModule(L.Callback):
+    """The trained module, and the last batch it trained on."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.module, self.batch = pl_module, batch
+
+
+def loss_and_gradients(module: TransformerLitModule, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    module.train()
+    module.zero_grad()
+    target = module._target(batch)
+    loss, _ = module.loss(module(batch).logits, target)
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
+
+
+def named(name: str):
+    """assert_close's message, led by the parameter's name."""
+    return lambda message: f"{name}: {message}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_a_cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler: install g++")
+def test_a_compiled_run_trains_and_its_network_equals_the_eager_one(tmp_path):
+    from src.run import train
+
+    kept = KeepsTheModule()
+    try:
+        metrics = train(compose_run_config(*RUN), tmp_path, callbacks=[kept])
+        assert "val/loss" in metrics and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+        compiled = kept.module
+        assert compiled.model._compiled_call_impl is not None  # the run's network was compiled
+        eager = TransformerLitModule(
+            {**compiled.config, "compile": False}, dict(compiled.hparams["model_config"]), compiled.kind
+        )
+        eager.load_state_dict(compiled.state_dict())  # compiled in place: the same keys
+        assert eager.model._compiled_call_impl is None
+
+        compiled_loss, compiled_gradients = loss_and_gradients(compiled, kept.batch)
+        eager_loss, eager_gradients = loss_and_gradients(eager, kept.batch)
+        torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-5)
+        assert compiled_gradients.keys() == eager_gradients.keys() and eager_gradients
+        for name, gradient in eager_gradients.items():
+            torch.testing.assert_close(compiled_gradients[name], gradient, rtol=1e-5, atol=1e-5, msg=named(name))
+    finally:
+        torch._dynamo.reset()  # the compiled code stays out of the tests that follow in this process
