@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .masks import MaskForm, SiteMask
+from .points import ActivationPoint
 from .positional import PositionalScheme
 
 # A mask as the attention functions take it: a SiteMask (tensor and form), a boolean tensor, or None (every key).
@@ -46,10 +47,12 @@ def explicit_attention(
     bias: Tensor | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
+    pattern: ActivationPoint | None = None,
 ) -> tuple[Tensor, Tensor]:
     """q (B, H, Tq, Dh), k and v (B, H, Tk, Dh); mask True = may attend, broadcast to (B, H, Tq, Tk).
 
-    Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk) before dropout.
+    Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk) before dropout, as the `pattern`
+    point's edits leave them (read or replaced: points.py).
     A query whose keys are all masked gets zero weights and a zero output (not NaN).
     """
     scale = q.size(-1) ** -0.5 if scale is None else scale
@@ -63,6 +66,8 @@ def explicit_attention(
     weights = torch.softmax(scores, dim=-1)
     if mask is not None:
         weights = weights.masked_fill(~mask, 0.0)
+    if pattern is not None:
+        weights = pattern(weights)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     return torch.matmul(dropped, v), weights  # (B, H, Tq, Dh), (B, H, Tq, Tk)
 
@@ -102,10 +107,10 @@ def fused_attention(
     )
 
 
-def attend(q, k, v, mask: Mask = None, bias=None, dropout_p=0.0, need_weights=False, scale=None):
-    """Use the fused kernel unless the caller wants to see the weights."""
-    if need_weights:
-        return explicit_attention(q, k, v, mask_tensor(mask), bias, dropout_p, scale)
+def attend(q, k, v, mask: Mask = None, bias=None, dropout_p=0.0, need_weights=False, scale=None, pattern=None):
+    """Use the fused kernel unless the caller wants to see the weights (or edit them: `pattern`)."""
+    if need_weights or pattern is not None:
+        return explicit_attention(q, k, v, mask_tensor(mask), bias, dropout_p, scale, pattern)
     return fused_attention(q, k, v, mask, bias, dropout_p, scale), None
 
 
@@ -162,6 +167,10 @@ class MultiHeadAttention(nn.Module):
     A float gate that requires grad makes d loss / d g_h the head's importance. A (B, H) gate and a (B, H, Dh)
     fill give every batch row its own mask: several ablations scored in one batch (src/analysis). Neither is a
     parameter or in the state dict; unset (None, the default), the forward pass is unchanged. See head_mask.py.
+
+    The heads' outputs pass through the activation point z, and the attention weights through pattern (points.py);
+    the gates are the first edit on z while they are set. An edit on pattern makes the attention take the explicit
+    path (the fused kernel never forms the weights).
     """
 
     def __init__(self, d_model: int, heads: int, dropout: float, is_self_attention: bool):
@@ -178,7 +187,9 @@ class MultiHeadAttention(nn.Module):
             self.q_proj = nn.Linear(d_model, d_model)
             self.kv_proj = nn.Linear(d_model, 2 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.head_gate: Tensor | None = None  # (H,) or (B, H): per-head scale before W^O; None = every head as it is
+        self.z_point = ActivationPoint()  # each head's output, (B, H, Tq, Dh); named by the layer (points.py)
+        self.pattern_point = ActivationPoint()  # the attention weights, (B, H, Tq, Tk)
+        self._head_gate: Tensor | None = None
         self.head_fill: Tensor | None = None  # (H, Dh) or (B, H, Dh): what an ablated head outputs; None = zeros
         # Set by StackedModel (seeds trained together): under vmap PyTorch's fused CPU kernel has no batched form
         # and runs member by member, so the explicit computation (batched matmuls and softmax) is used instead.
@@ -224,11 +235,27 @@ class MultiHeadAttention(nn.Module):
 
         bias = self.bias(positional, q.size(2), k.size(2), start)  # (H, Tq, Tk) or None
         dropout_p = self.dropout if self.training else 0.0
-        out, weights = attend(q, k, v, mask, bias, dropout_p, need_weights or self.per_member)  # (B, H, Tq, Dh)
+        pattern = self.pattern_point if self.pattern_point.edits else None  # read or written: the explicit path
+        explicit = need_weights or self.per_member or pattern is not None
+        out, weights = attend(q, k, v, mask, bias, dropout_p, explicit, pattern=pattern)  # (B, H, Tq, Dh)
         weights = weights if need_weights else None
-        if self.head_gate is not None:
-            out = self.gate_heads(out)
+        out = self.z_point(out)  # the head gates, if set, and any other edit
         return self.out_proj(merge_heads(out)), weights  # (B, Tq, D)
+
+    @property
+    def head_gate(self) -> Tensor | None:
+        """(H,) or (B, H): per-head scale before W^O; None = every head as it is (the class's docstring)."""
+        return self._head_gate
+
+    @head_gate.setter
+    def head_gate(self, gate: Tensor | None) -> None:
+        # The gates act as the first edit of the z point while they are set (one mechanism: points.py).
+        self._head_gate = gate
+        edits = self.z_point.edits
+        if gate is None and self.gate_heads in edits:
+            edits.remove(self.gate_heads)
+        elif gate is not None and self.gate_heads not in edits:
+            edits.insert(0, self.gate_heads)
 
     def bias(self, positional: PositionalScheme | None, tq: int, tk: int, start: int = 0) -> Tensor | None:
         """The positional bias added to the scores (ALiBi), (H, Tq, Tk); self-attention only."""
@@ -239,7 +266,7 @@ class MultiHeadAttention(nn.Module):
     def cuda_kernel(self, mask: Mask, positional: PositionalScheme | None, tq: int, tk: int, dtype) -> str:
         """The kernel a forward pass with this mask runs on a CUDA GPU (sdpa_kernel_for), with no weights asked
         for; "explicit" where the attention computes them anyway (seeds trained together: `per_member`)."""
-        if self.per_member:
+        if self.per_member or self.pattern_point.edits:
             return "explicit"
         return sdpa_kernel_for(mask, self.bias(positional, tq, tk), dtype, self.d_model // self.heads)
 

@@ -8,11 +8,25 @@ from .attention import Mask, MultiHeadAttention
 from .config import TransformerConfig
 from .feedforward import at_real_positions, build_feedforward
 from .norms import Residual, build_norm
+from .points import point_name
 from .positional import PositionalScheme
 
 
 def _residual(cfg: TransformerConfig) -> Residual:
     return Residual(build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps), cfg.dropout, cfg.pre_norm)
+
+
+def name_layer_points(sublayers, index: int) -> None:
+    """Name the activation points of layer `index`'s sublayers, (site, residual block, attention or None) each:
+    resid_pre@<site>:<index>, out@..., resid_post@..., and at attention sites z@... and pattern@... (points.py)."""
+    for site, block, attention in sublayers:
+        where = f"{site}:{index}"
+        block.resid_pre_point.name = point_name("resid_pre", where)
+        block.out_point.name = point_name("out", where)
+        block.resid_post_point.name = point_name("resid_post", where)
+        if attention is not None:
+            attention.z_point.name = point_name("z", where)
+            attention.pattern_point.name = point_name("pattern", where)
 
 
 class EncoderLayer(nn.Module):
@@ -24,6 +38,10 @@ class EncoderLayer(nn.Module):
         self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p)
         self.attn_block = _residual(cfg)
         self.ffn_block = _residual(cfg)
+
+    def sublayers(self) -> list[tuple[str, Residual, MultiHeadAttention | None]]:
+        """(site, residual block, attention module or None), in forward order."""
+        return [("encoder_self", self.attn_block, self.self_attn), ("encoder_ffn", self.ffn_block, None)]
 
     def forward(
         self,
@@ -57,6 +75,15 @@ class DecoderLayer(nn.Module):
             self.cross_block = _residual(cfg)
         self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p)
         self.ffn_block = _residual(cfg)
+
+    def sublayers(self) -> list[tuple[str, Residual, MultiHeadAttention | None]]:
+        """(site, residual block, attention module or None), in forward order."""
+        found: list[tuple[str, Residual, MultiHeadAttention | None]] = [
+            ("decoder_self", self.self_block, self.self_attn)
+        ]
+        if self.cross_attn is not None:
+            found.append(("cross", self.cross_block, self.cross_attn))
+        return [*found, ("decoder_ffn", self.ffn_block, None)]
 
     def forward(
         self,

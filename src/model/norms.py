@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dropout import Dropout
+from .points import ActivationPoint
 
 
 def layer_norm_explicit(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
@@ -73,6 +74,9 @@ class Residual(nn.Module):
     `removed = True` ablates the whole sublayer: its output leaves the residual stream (x + 0; post-LN still
     normalises). The sublayer still runs, so its attention weights and key/value cache stay available; it is an
     intervention for analysis, not a way to save compute. Not a parameter; off by default (see ablation.py).
+
+    The residual stream entering the block, the sublayer's output and the stream leaving the block pass through
+    the activation points resid_pre, out and resid_post (points.py), named by the layer that holds the block.
     """
 
     def __init__(self, norm: nn.Module, dropout: float, pre_norm: bool):
@@ -81,12 +85,18 @@ class Residual(nn.Module):
         self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
         self.removed = False
+        self.resid_pre_point = ActivationPoint()
+        self.out_point = ActivationPoint()
+        self.resid_post_point = ActivationPoint()
 
     def forward(self, x: Tensor, sublayer) -> tuple[Tensor, object]:
         """sublayer: a function of the (normalised) input returning (output, extra); extra is passed
         through (the attention weights)."""
+        x = self.resid_pre_point(x)  # (B, T, D)
         if self.pre_norm:
             out, extra = sublayer(self.norm(x))
-            return (x if self.removed else x + self.dropout(out)), extra
+            out = self.out_point(out)
+            return self.resid_post_point(x if self.removed else x + self.dropout(out)), extra
         out, extra = sublayer(x)
-        return self.norm(x if self.removed else x + self.dropout(out)), extra
+        out = self.out_point(out)
+        return self.resid_post_point(self.norm(x if self.removed else x + self.dropout(out))), extra

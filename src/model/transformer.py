@@ -17,9 +17,10 @@ from .attention import MultiHeadAttention
 from .config import TransformerConfig
 from .dropout import Dropout
 from .head_mask import attention_sites
-from .layers import DecoderLayer, EncoderLayer
+from .layers import DecoderLayer, EncoderLayer, name_layer_points
 from .masks import real_positions, warn_once
 from .norms import build_norm
+from .points import ActivationPoint, point_name
 from .pooling import build_pooling
 from .positional import PositionalScheme, build_positional
 
@@ -65,12 +66,17 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
+        layers = [EncoderLayer(cfg) for _ in range(cfg.enc_layers)]
+        for index, layer in enumerate(layers):  # resid_pre@encoder_self:0, ... (points.py)
+            name_layer_points(layer.sublayers(), index)
+        self.layers = nn.ModuleList(layers)
         self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.has_final_norm else None
+        self.embed_point = ActivationPoint(point_name("embed", "encoder"))  # what the stack receives
 
     def forward(self, x, mask, positional, need_weights=False, real=None) -> tuple[Tensor, list[Tensor]]:
         """real (B, S): the positions that are not padding (None: all), where the FFNs run (feedforward.py)."""
         weights = []
+        x = self.embed_point(x)  # (B, S, D)
         for layer in self.layers:
             x, w = layer(x, mask, positional, need_weights, real)  # (B, S, D)
             if need_weights:
@@ -85,8 +91,12 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, has_cross_attention: bool):
         super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(cfg, has_cross_attention) for _ in range(cfg.dec_layers))
+        layers = [DecoderLayer(cfg, has_cross_attention) for _ in range(cfg.dec_layers)]
+        for index, layer in enumerate(layers):  # resid_pre@decoder_self:0, ... (points.py)
+            name_layer_points(layer.sublayers(), index)
+        self.layers = nn.ModuleList(layers)
         self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.has_final_norm else None
+        self.embed_point = ActivationPoint(point_name("embed", "decoder"))
 
     def new_cache(self) -> list[dict]:
         """An empty key/value cache: per layer, the self-attention K/V so far and the projected memory."""
@@ -105,6 +115,7 @@ class Decoder(nn.Module):
         real=None,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         self_weights, cross_weights = [], []
+        x = self.embed_point(x)  # (B, T, D)
         for i, layer in enumerate(self.layers):
             layer_cache = cache[i] if cache is not None else None
             x, sw, cw = layer(x, self_mask, positional, memory, cross_mask, layer_cache, start, need_weights, real)
