@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -51,19 +52,22 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _on_model_device(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def _on_model_device(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
     device = next(model.parameters()).device
-    return {key: value.to(device) for key, value in batch.items()}
+    return {key: value.to(device) if isinstance(value, Tensor) else value for key, value in batch.items()}
 
 
-def forward_batch(model: nn.Module, kind: str, batch: Mapping[str, Tensor], need_weights: bool = False) -> ModelOutput:
+def forward_batch(model: nn.Module, kind: str, batch: Mapping[str, Any], need_weights: bool = False) -> ModelOutput:
     """The network on a batch of its task kind, teacher-forced. It switches no mode: the training step calls it
-    as it is, the views below inside `eval_mode`."""
+    as it is, the views below inside `eval_mode`. batch["padded"], when the batch has it (a bool the module read on
+    the host: TransformerLitModule.on_before_batch_transfer), says whether any token is padding, so that the
+    attention may use the fused kernels that take no mask (src/model/masks.py) without asking the device."""
+    padded = batch.get("padded")
     if kind == "seq2seq":
-        return model(batch["src"], batch["tgt_in"], need_weights=need_weights)  # logits (B, T, V)
+        return model(batch["src"], batch["tgt_in"], need_weights=need_weights, padded=padded)  # logits (B, T, V)
     if kind == "lm":
-        return model(batch["tgt_in"], need_weights=need_weights)  # logits (B, T, V)
-    return model(batch["src"], need_weights=need_weights)  # logits (B, C)
+        return model(batch["tgt_in"], need_weights=need_weights, padded=padded)  # logits (B, T, V)
+    return model(batch["src"], need_weights=need_weights, padded=padded)  # logits (B, C)
 
 
 def attention_maps(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> ModelOutput:

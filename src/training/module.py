@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from src.data import task_spec
 from src.model import ModelOutput, TransformerConfig, build_model
 from src.model.ablation import apply_ablation, parse_ablation
+from src.model.masks import has_padding
 
 from .inference import IGNORE_INDEX, forward_batch, greedy_decode, scored_target
 from .metrics import SplitMetrics, metric_tags
@@ -79,6 +80,16 @@ class TransformerLitModule(L.LightningModule):
         self.metric_tags = metric_tags(kind, task.bleu)  # the columns of TensorBoard's HPARAMS tab
 
     # --- the forward pass, per kind ---------------------------------------------------------------------------
+
+    def on_before_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict:
+        """Whether the batch holds padding, asked on the host before it moves to the device (where asking would
+        make the host wait for the device): without padding, the attention calls the fused kernel with no mask
+        tensor, which a CUDA GPU runs as flash attention (src/model/masks.py, docs/model.md)."""
+        pad = self.model_cfg.pad_id
+        padded = ("src" in batch and has_padding(batch["src"], pad)) or (
+            "tgt_in" in batch and has_padding(batch["tgt_in"], pad, decoder_side=True)
+        )
+        return {**batch, "padded": padded}
 
     def forward(self, batch: dict[str, Tensor]) -> ModelOutput:
         return forward_batch(self.model, self.kind, batch)  # logits (B, T, V), or (B, C) for classification

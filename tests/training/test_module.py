@@ -162,3 +162,21 @@ def test_translation_decodes_past_the_reference_length_and_synthetic_tasks_do_no
     assert make_module(task="translation").extra_decode_tokens == 16
     assert make_module(task="multi30k").extra_decode_tokens == 16
     assert make_module(task="reverse").extra_decode_tokens == 0
+
+
+def test_a_batch_says_on_the_host_whether_it_holds_padding_and_the_network_is_told(monkeypatch):
+    """on_before_batch_transfer reads the tokens before they move to the device, so the attention may take the
+    fused kernels that need no mask (flash on a GPU) without the step asking the device."""
+    module = make_module()
+    batch = seq2seq_batch()
+    full = {key: value.clone() for key, value in batch.items()}
+    full["src"][full["src"] == PAD_ID] = 5
+    full["tgt_in"][full["tgt_in"] == PAD_ID] = 5
+    assert module.on_before_batch_transfer(batch, 0)["padded"] is True
+    assert module.on_before_batch_transfer(full, 0)["padded"] is False
+    told = []
+    forward = module.model.forward
+    monkeypatch.setattr(module.model, "forward", lambda *a, **k: told.append(k["padded"]) or forward(*a, **k))
+    without = module(module.on_before_batch_transfer(full, 0)).logits
+    assert told == [False]
+    torch.testing.assert_close(without, forward(full["src"], full["tgt_in"]).logits, rtol=0, atol=0)
