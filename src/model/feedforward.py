@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -65,8 +66,11 @@ def at_real_positions(ffn: nn.Module, x: Tensor, real: Tensor | None) -> Tensor:
     alone; it skips the padding's share of the layer's largest matrix products (a quarter of a batch of mixed
     lengths is often padding). On the CPU only: elsewhere the data-dependent shape costs a device sync that is
     dearer than the padded rows. Nor in a stacked model (seeds trained together, src/model/stacked.py): under vmap
-    a shape may not depend on the data."""
-    if real is None or x.device.type != "cpu" or getattr(ffn, "per_member", False) or bool(real.all()):
+    a shape may not depend on the data. Nor under torch.compile (compile=true), where a shape that depends on the
+    data splits the compiled graph in two at every layer."""
+    if real is None or x.device.type != "cpu" or getattr(ffn, "per_member", False) or torch.compiler.is_compiling():
+        return ffn(x)
+    if bool(real.all()):  # no padding in the batch
         return ffn(x)
     inner = ffn(x[real])  # (N_real, D): under autocast possibly in a lower precision than x
     out = inner.new_zeros(x.shape)
