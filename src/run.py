@@ -109,7 +109,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool, r
         ValidateAtLastStep(),
         RestoreRandomState(),
         StopOnDivergence(cfg.max_loss),
-        SaveOnInterrupt(ckpt_dir / "last.ckpt"),
+        SaveOnInterrupt(ckpt_dir / "last.ckpt", last_saved_after_validation=cfg.checkpoint.save_last),
         recorder,  # metrics.json
     ]
     # After every validation (and so after the last step, see ValidateAtLastStep):

@@ -230,6 +230,14 @@ def scheduler_signal() -> signal.Signals | None:
     return getattr(signal, name if name.startswith("SIG") else f"SIG{name}", None)
 
 
+def validates_after_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates right after the step that has just ended (its own test, in
+    loops/training_epoch_loop.py: every val_check_interval, at an epoch's end, when a stop was asked for). A state
+    saved at on_train_batch_end of such a step resumes past that validation: Lightning fast-forwards over it rather
+    than run it again."""
+    return trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+
+
 class SaveOnInterrupt(L.Callback):
     """On Ctrl-C (SIGINT) or SIGTERM (what a cluster scheduler sends before it kills a job), finish the current
     step, save it to `checkpoint_path` and stop; the run then resumes exactly from there.
@@ -239,6 +247,12 @@ class SaveOnInterrupt(L.Callback):
     validation included: a run stopped that way would neither save its step nor say it was interrupted. Under
     DDP the ranks agree after every step whether any of them received a signal (Lightning does the same check for
     its own handler), so all of them stop at the same step. A second Ctrl-C stops at once, without saving.
+
+    A signal during a step that Lightning validates after (`validates_after_this_step`) stops the run after that
+    validation, when `last_saved_after_validation` (checkpoint.save_last: FiniteModelCheckpoint writes
+    `checkpoint_path` then, with the validation's metrics, best checkpoint and state): a state saved before the
+    validation would resume past it (Lightning does not run it again), and the run's metrics.json and best.ckpt
+    would miss it. The validation of the last step ends the run anyway: it then ends as completed.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -251,9 +265,11 @@ class SaveOnInterrupt(L.Callback):
         scheduler = scheduler_signal()
         return (*SaveOnInterrupt.SIGNALS, scheduler) if scheduler is not None else SaveOnInterrupt.SIGNALS
 
-    def __init__(self, checkpoint_path: Path):
+    def __init__(self, checkpoint_path: Path, last_saved_after_validation: bool = False):
         self.checkpoint_path = checkpoint_path
+        self.last_saved_after_validation = last_saved_after_validation
         self._received: str | None = None
+        self._stop_after_validation: str | None = None  # the signal, held until the step's validation is done
         self._previous_handlers: dict[int, Any] = {}
 
     def _on_signal(self, signum, frame) -> None:
@@ -262,7 +278,7 @@ class SaveOnInterrupt(L.Callback):
             signal.signal(signal.SIGINT, self._previous_handlers[signal.SIGINT])
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
-        self._received = None
+        self._received = self._stop_after_validation = None
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             for signum in self.signals():
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
@@ -286,9 +302,20 @@ class SaveOnInterrupt(L.Callback):
             return None
         return self._received
 
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx) -> None:
+        """The step before was validated, and its state saved after the validation: the run stops there."""
+        if self._stop_after_validation is None:
+            return
+        check_divergence(trainer)
+        saved = self.checkpoint_path if Path(self.checkpoint_path).is_file() else None
+        raise TrainingInterrupted(self._stop_after_validation, trainer.global_step, saved)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         received = self._received_anywhere(trainer)
         if received is None:
+            return
+        if self.last_saved_after_validation and validates_after_this_step(trainer):
+            self._stop_after_validation = received
             return
         check_divergence(trainer)  # a run that diverged ends so, interrupted or not, and saves nothing of it
         saved = None

@@ -140,6 +140,9 @@ def quiet_lightning() -> None:
     # Under DDP Lightning suggests sync_dist=True for epoch-level logs; ours are torchmetrics values that are
     # already reduced across ranks (src/training/metrics.py), so reducing again would only cost time.
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+    # The module reads each batch's padding before the transfer (module.py: it knows the model's pad id); Lightning
+    # warns whenever a module with that hook is given a datamodule, which is every run here.
+    warnings.filterwarnings("ignore", message=".*overridden `on_before_batch_transfer` in `LightningModule`.*")
 
 
 def config_tree(cfg: DictConfig, title: str = "config") -> Tree:

@@ -37,7 +37,13 @@ from torch import Tensor, nn
 
 from src.model.stacked import StackedModel, clip_grad_norm_per_member
 
-from .callbacks import RestoreRandomState, SaveOnInterrupt, TrainingInterrupted, weights_are_finite
+from .callbacks import (
+    RestoreRandomState,
+    SaveOnInterrupt,
+    TrainingInterrupted,
+    validates_after_this_step,
+    weights_are_finite,
+)
 from .inference import forward_batch, scored_target
 from .metrics_file import RecordValidations
 from .module import TransformerLitModule
@@ -327,14 +333,6 @@ def save_group_state(trainer: L.Trainer, group: StackedLitModule, path: Path) ->
     trainer.save_checkpoint(partial)
     partial.replace(path)
     return path
-
-
-def validates_after_this_step(trainer: L.Trainer) -> bool:
-    """Whether Lightning validates right after the step that has just ended (its own test, in
-    loops/training_epoch_loop.py). A state saved at on_train_batch_end of such a step resumes past that validation:
-    Lightning fast-forwards over it rather than run it again, so the members' early stopping and best checkpoints
-    would miss it. Such a step is saved after its validation instead (on_validation_end)."""
-    return trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
 
 
 class SaveGroupState(L.Callback):

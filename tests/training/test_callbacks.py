@@ -7,6 +7,7 @@ import os
 import signal
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -171,3 +172,47 @@ def test_training_speed_counts_no_targets_for_a_skipped_batch():
     speed.on_train_batch_start(None, module, None, 1)
     speed.on_train_batch_end(None, module, {"loss": torch.tensor(2.0), "targets": torch.tensor(7)}, None, 1)
     assert speed._timed_steps == 1 and int(speed._tokens) == 7
+
+
+class SignalAt(L.Callback):
+    """Sends Ctrl-C to this process while step `step` runs (Lightning counts steps from 1 here)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step + 1 == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_signal_during_a_validated_step_stops_after_its_validation_and_resumes_as_if_never_stopped(tmp_path):
+    """Step 8 is followed by a validation: the run stops after it (metrics.json and last.ckpt have it), and the
+    resumed run ends with the uninterrupted run's weights and validations (dropout on: the random state too)."""
+    import json
+
+    from src.cli import compose_run_config
+    from src.run import train
+
+    run = [
+        *("model.d_model=16", "model.heads=2", "model.layers=1", "model.d_ff=32", "model.dropout=0.1"),
+        *("task.train_size=64", "task.val_size=8", "task.test_size=8", "batch_size=8", "torch_threads=1"),
+        *("trainer.max_steps=12", "trainer.val_check_interval=4", "trainer.enable_progress_bar=false"),
+        *("optimizer.warmup_steps=2", "logger=none", "test_after_fit=false"),
+    ]
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "stopped").mkdir()
+    train(compose_run_config(*run), tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted) as raised:
+        train(compose_run_config(*run), tmp_path / "stopped", callbacks=[SignalAt(8)])
+    assert (raised.value.step, raised.value.checkpoint) == (8, tmp_path / "stopped/checkpoints/last.ckpt")
+    history = json.loads((tmp_path / "stopped/metrics.json").read_text())["history"]
+    assert [entry["step"] for entry in history] == [4, 8]  # step 8's validation ran before the stop
+    train(compose_run_config(*run, "ckpt_path=last"), tmp_path / "stopped")
+
+    def weights(run_dir):
+        return torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+    whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "stopped")
+    assert all(torch.equal(resumed[name], tensor) for name, tensor in whole.items())
+    mine = json.loads((tmp_path / "stopped/metrics.json").read_text())["history"]
+    assert mine == json.loads((tmp_path / "whole/metrics.json").read_text())["history"]
