@@ -205,7 +205,10 @@ class StackedLitModule(L.LightningModule):
 
         self.model.template.train(self.training)  # the template is outside the module tree: follow its mode
         losses, targets = self.model.call(member_loss, batch)  # (M,), (M,)
-        # One host sync per step, as a solo run's divergence check (StopOnDivergence) has.
+        # Each member's loss read back at every step (free on a CPU; on a GPU one host sync per step, which a solo
+        # run no longer has: StopOnDivergence reads a step late). A member must be frozen at the step its loss
+        # diverged, before its weights take that step's update; reading late would need the weights of the step
+        # before kept on the device, which is not done yet.
         values = losses.detach().tolist()
         step = self.global_step + 1
         for member, value in enumerate(values):
