@@ -62,12 +62,12 @@ def forward_batch(model: nn.Module, kind: str, batch: Mapping[str, Any], need_we
     as it is, the views below inside `eval_mode`. batch["padded"], when the batch has it (a bool the module read on
     the host: TransformerLitModule.on_before_batch_transfer), says whether any token is padding, so that the
     attention may use the fused kernels that take no mask (src/model/masks.py) without asking the device."""
-    padded = batch.get("padded")
+    told = {"padded": batch["padded"]} if "padded" in batch else {}  # else the model decides (on a CPU: asks)
     if kind == "seq2seq":
-        return model(batch["src"], batch["tgt_in"], need_weights=need_weights, padded=padded)  # logits (B, T, V)
+        return model(batch["src"], batch["tgt_in"], need_weights=need_weights, **told)  # logits (B, T, V)
     if kind == "lm":
-        return model(batch["tgt_in"], need_weights=need_weights, padded=padded)  # logits (B, T, V)
-    return model(batch["src"], need_weights=need_weights, padded=padded)  # logits (B, C)
+        return model(batch["tgt_in"], need_weights=need_weights, **told)  # logits (B, T, V)
+    return model(batch["src"], need_weights=need_weights, **told)  # logits (B, C)
 
 
 def attention_maps(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> ModelOutput:
