@@ -40,6 +40,12 @@ class LayerNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D)
         return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
 
+    def as_linear(self, whole: Tensor, part: Tensor) -> Tensor:
+        """`part` of the stream `whole` through this norm with its scale frozen at `whole`'s, without the shift:
+        centring is linear, so these parts sum (with beta) to the norm of `whole` (direct logit attribution)."""
+        scale = torch.rsqrt(whole.var(dim=-1, unbiased=False, keepdim=True) + self.eps)  # (B, T, 1)
+        return (part - part.mean(dim=-1, keepdim=True)) * scale * self.weight
+
 
 class RMSNorm(nn.Module):
     """RMSNorm with learned gain gamma; the math is `rms_norm_explicit`, run by the fused kernel."""
@@ -51,6 +57,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D)
         return F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
+
+    def as_linear(self, whole: Tensor, part: Tensor) -> Tensor:
+        """`part` of the stream `whole` through this norm with its scale frozen at `whole`'s (LayerNorm.as_linear)."""
+        return part * torch.rsqrt(whole.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
 
 
 # `model.norm_type`: name -> the norm's class (constructed with d_model and eps).
