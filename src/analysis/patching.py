@@ -1,0 +1,132 @@
+"""Activation patching (Vig et al. 2020; Meng et al. 2022; Heimersheim & Nanda 2024): where is a behaviour computed?
+
+Two inputs that differ where it matters (a clean one and a corrupted one) are run through the model, and one
+activation of one run is put into the other:
+- denoising: the corrupted run with a clean activation patched in. A patch that restores the clean output shows
+  the activation is sufficient to carry the behaviour there;
+- noising: the clean run with a corrupted activation patched in. A patch that destroys the output shows the
+  activation is necessary.
+
+A patch is an activation point (src/model/points.py), optionally one position of it (the query position, for z and
+pattern) and, at z and pattern, one head. Patches are scored in batches: the base input repeated once per patch, each
+copy with its own patch (a different patch per group of rows), so one forward pass scores many patches, as the
+single-head ablation table scores many masks (src/analysis/scoring.py).
+
+The effect of a patch is reported as the fraction of the metric restored (denoising) or kept (noising):
+    (metric(patched) - metric(corrupted)) / (metric(clean) - metric(corrupted))
+so 1 is the clean run's value and 0 the corrupted run's, whichever the direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from src.model.points import attached, recorded, split_point_name
+from src.training.inference import eval_mode, forward_batch
+
+# metric(logits, batch) -> one value per batch row (B,): say a logit difference, or minus the loss
+Metric = Callable[[Tensor, dict[str, Tensor]], Tensor]
+DIRECTIONS = ("denoising", "noising")
+PER_HEAD = ("z", "pattern")  # the points whose second dimension is the head
+
+
+@dataclass(frozen=True)
+class Patch:
+    point: str  # an activation point, e.g. "resid_pre@decoder_self:1" or "z@cross:0"
+    position: int | None = None  # the (query) position patched; None: every position
+    head: int | None = None  # at z and pattern: the head patched; None: every head
+
+    def __str__(self) -> str:
+        head = "" if self.head is None else f" head {self.head}"
+        position = "" if self.position is None else f" position {self.position}"
+        return f"{self.point}{head}{position}"
+
+
+@dataclass
+class PatchingResult:
+    patches: list[Patch]
+    values: Tensor  # (P,): the metric, mean over the batch, with each patch
+    clean: float  # the metric of the clean run, and of the corrupted one
+    corrupted: float
+
+    @property
+    def restored(self) -> Tensor:
+        """(P,): each patch's fraction of the clean-minus-corrupted difference (1: the clean value)."""
+        return (self.values - self.corrupted) / (self.clean - self.corrupted)
+
+
+def position_axis(point: str) -> int:
+    """Where a point's (query) positions are: (B, T, D) -> 1; z (B, H, T, Dh) and pattern (B, H, Tq, Tk) -> 2."""
+    kind, _ = split_point_name(point)
+    return 2 if kind in PER_HEAD else 1
+
+
+def repeat_rows(batch: dict[str, Tensor], times: int) -> dict[str, Tensor]:
+    """The batch repeated `times` times along the batch dimension: rows [r*B, (r+1)*B) are copy r."""
+    return {key: value.repeat(times, *([1] * (value.dim() - 1))) for key, value in batch.items()}
+
+
+def patched_edit(point: str, patches: Sequence[Patch | None], source: Tensor) -> Callable[[Tensor], Tensor]:
+    """The edit of `point` for a batch of R copies: copy r gets `source` where patch r says (a None patch, one at
+    another point, leaves its copy alone). source: the point's activation in the other run, (B, ...)."""
+    axis = position_axis(point)
+    copies = len(patches)
+
+    def edit(x: Tensor) -> Tensor:  # (R*B, ...)
+        b = x.size(0) // copies
+        x = x.view(copies, b, *x.shape[1:])
+        where = torch.zeros(copies, *x.shape[2:], dtype=torch.bool, device=x.device)  # (R, ...) without B
+        for r, patch in enumerate(patches):
+            if patch is None:
+                continue
+            index: list = [r] + [slice(None)] * (x.dim() - 2)
+            if patch.position is not None:
+                index[axis] = patch.position  # the position axis of x without B is `axis` (B dropped, R added)
+            if patch.head is not None:
+                index[1] = patch.head
+            where[tuple(index)] = True
+        return torch.where(where.unsqueeze(1), source.unsqueeze(0), x).view(copies * b, *x.shape[2:])
+
+    return edit
+
+
+@torch.no_grad()
+def activation_patching(
+    model: nn.Module,
+    kind: str,
+    clean: dict[str, Tensor],
+    corrupted: dict[str, Tensor],
+    patches: Sequence[Patch],
+    metric: Metric,
+    direction: str = "denoising",
+    patches_per_pass: int = 32,
+) -> PatchingResult:
+    """The metric with each patch, `patches_per_pass` patches per forward pass (the module's docstring). The two
+    batches must have the same shapes (a patch puts one run's activation at the same place in the other)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction={direction!r}: one of {', '.join(DIRECTIONS)}")
+    if any(clean[key].shape != corrupted[key].shape for key in clean):
+        raise ValueError("the clean and corrupted batches differ in shape: a patch needs the same positions in both")
+    points = sorted({patch.point for patch in patches})
+    with eval_mode(model):
+        with recorded(model, points) as clean_seen:
+            clean_value = metric(forward_batch(model, kind, clean).logits, clean).mean()
+        with recorded(model, points) as corrupted_seen:
+            corrupted_value = metric(forward_batch(model, kind, corrupted).logits, corrupted).mean()
+        base, source = (corrupted, clean_seen) if direction == "denoising" else (clean, corrupted_seen)
+        values = []
+        for start in range(0, len(patches), patches_per_pass):
+            chunk = list(patches[start : start + patches_per_pass])
+            edits = {
+                point: patched_edit(point, [p if p.point == point else None for p in chunk], source[point])
+                for point in {p.point for p in chunk}
+            }
+            rows = repeat_rows(base, len(chunk))
+            with attached(model, edits):
+                scored = metric(forward_batch(model, kind, rows).logits, rows)  # (R*B,)
+            values.append(scored.view(len(chunk), -1).mean(dim=1))
+    return PatchingResult(list(patches), torch.cat(values), float(clean_value), float(corrupted_value))
