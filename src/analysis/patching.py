@@ -130,3 +130,41 @@ def activation_patching(
                 scored = metric(forward_batch(model, kind, rows).logits, rows)  # (R*B,)
             values.append(scored.view(len(chunk), -1).mean(dim=1))
     return PatchingResult(list(patches), torch.cat(values), float(clean_value), float(corrupted_value))
+
+
+def attribution_patching(
+    model: nn.Module,
+    kind: str,
+    clean: dict[str, Tensor],
+    corrupted: dict[str, Tensor],
+    points: Sequence[str],
+    metric: Metric,
+) -> dict[str, Tensor]:
+    """Attribution patching (Nanda 2023; Syed et al. 2023): the first-order estimate of denoising each point, from
+    one forward and one backward pass of the corrupted run and one forward pass of the clean one:
+
+        metric(patched) - metric(corrupted)  ~  (a_clean - a_corrupted) . d metric / d a   (at the corrupted run)
+
+    per point, position and head: (T,) at a residual or output point, (H, T) at z and pattern (the query
+    position), for the place patched in every row, as activation_patching patches it. Exact for a metric linear in the activation; its rank correlation
+    with activation_patching says how far to trust it elsewhere (least on the first MLP, the residual stream and
+    saturated attention: AtP*, Kramar et al. 2024)."""
+    points = list(points)
+    with eval_mode(model):
+        with torch.no_grad(), recorded(model, points) as clean_seen:
+            forward_batch(model, kind, clean)
+        with torch.enable_grad(), recorded(model, points, detach=False) as corrupted_seen:
+            value = metric(forward_batch(model, kind, corrupted).logits, corrupted).mean()
+            gradients = torch.autograd.grad(value, [corrupted_seen[p] for p in points], allow_unused=True)
+    estimates = {}
+    for point, gradient in zip(points, gradients):
+        difference = clean_seen[point] - corrupted_seen[point].detach()
+        if gradient is None:  # the metric does not read this point (a later position, say)
+            gradient = torch.zeros_like(difference)
+        product = gradient * difference  # (B, ...)
+        axis = position_axis(point)
+        # summed over the features (everything after the position axis)
+        per_place = product.flatten(axis + 1).sum(-1) if product.dim() > axis + 1 else product
+        # the metric is already the batch's mean: patching a place in every row moves it by the sum over rows
+        estimates[point] = per_place.sum(0)  # (T,) or (H, T)
+    return estimates
