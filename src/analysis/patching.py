@@ -146,9 +146,9 @@ def attribution_patching(
         metric(patched) - metric(corrupted)  ~  (a_clean - a_corrupted) . d metric / d a   (at the corrupted run)
 
     per point, position and head: (T,) at a residual or output point, (H, T) at z and pattern (the query
-    position), for the place patched in every row, as activation_patching patches it. Exact for a metric linear in the activation; its rank correlation
-    with activation_patching says how far to trust it elsewhere (least on the first MLP, the residual stream and
-    saturated attention: AtP*, Kramar et al. 2024)."""
+    position), for the place patched in every row, as activation_patching patches it. Exact for a metric linear in
+    the activation; its rank correlation with activation_patching says how far to trust it elsewhere (least on the
+    first MLP, the residual stream and saturated attention: AtP*, Kramar et al. 2024)."""
     points = list(points)
     with eval_mode(model):
         with torch.no_grad(), recorded(model, points) as clean_seen:
