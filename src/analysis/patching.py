@@ -31,7 +31,7 @@ from src.training.inference import eval_mode, forward_batch
 # metric(logits, batch) -> one value per batch row (B,): say a logit difference, or minus the loss
 Metric = Callable[[Tensor, dict[str, Tensor]], Tensor]
 DIRECTIONS = ("denoising", "noising")
-PER_HEAD = ("z", "pattern")  # the points whose second dimension is the head
+PER_HEAD = ("q", "k", "v", "z", "pattern")  # the points whose second dimension is the head
 
 
 @dataclass(frozen=True)
@@ -168,3 +168,82 @@ def attribution_patching(
         # the metric is already the batch's mean: patching a place in every row moves it by the sum over rows
         estimates[point] = per_place.sum(0)  # (T,) or (H, T)
     return estimates
+
+
+CHANNELS = ("q", "k", "v")  # the inputs of a receiving head that a path can run through
+
+
+@dataclass
+class PathPatchingResult:
+    sender: str  # heads as ablate names them: decoder_self:0:1
+    receiver: str
+    channel: str
+    value: float  # the metric with the path patched
+    clean: float
+    corrupted: float
+
+    @property
+    def restored(self) -> float:
+        """The fraction of the clean-minus-corrupted difference the path keeps: 1 when patching it changes nothing,
+        0 when it alone takes the metric to the corrupted run's value (noising)."""
+        return (self.value - self.corrupted) / (self.clean - self.corrupted)
+
+
+@torch.no_grad()
+def path_patching(
+    model: nn.Module,
+    kind: str,
+    clean: dict[str, Tensor],
+    corrupted: dict[str, Tensor],
+    sender: str,
+    receiver: str,
+    channel: str,
+    metric: Metric,
+) -> PathPatchingResult:
+    """Path patching (Wang et al. 2022; Goldowsky-Dill et al. 2023): does the sender head matter through the
+    receiver's query, key or value? The clean run, with only the path sender -> receiver's `channel` carrying the
+    corrupted sender, in two passes:
+
+    1. the clean input with the sender head's output from the corrupted run and every other head and FFN frozen at
+       its clean output: the receiver's query (key, value) there sees the corrupted sender through the residual
+       stream directly, and nothing else changed;
+    2. the clean input with only the receiver head's query (key, value) replaced by pass 1's: the metric.
+
+    Heads are named as ablate names them (`decoder_self:0:1`); the sender must come before the receiver."""
+    from src.model.names import parse_name
+    from src.model.points import activation_points
+
+    if channel not in CHANNELS:
+        raise ValueError(f"channel={channel!r}: one of {', '.join(CHANNELS)}")
+    (s_site, s_layer, s_head), (r_site, r_layer, r_head) = parse_name(sender), parse_name(receiver)
+    if None in (s_layer, s_head, r_layer, r_head):
+        raise ValueError(f"{sender} -> {receiver}: give heads, site:layer:head")
+    sender_z, receiver_input = f"z@{s_site}:{s_layer}", f"{channel}@{r_site}:{r_layer}"
+    frozen = [name for name in activation_points(model) if name.startswith("z@") or name.startswith("out@")]
+    frozen = [name for name in frozen if not name.startswith("out@") or "ffn" in name]  # heads and FFNs
+    with eval_mode(model):
+        with recorded(model, frozen) as clean_seen:
+            clean_value = metric(forward_batch(model, kind, clean).logits, clean).mean()
+        with recorded(model, [sender_z]) as corrupted_seen:
+            corrupted_value = metric(forward_batch(model, kind, corrupted).logits, corrupted).mean()
+
+        def frozen_at(name: str) -> Callable[[Tensor], Tensor]:
+            value = clean_seen[name]
+            if name != sender_z:
+                return lambda x: value
+            with_sender = value.clone()
+            with_sender[:, s_head] = corrupted_seen[sender_z][:, s_head]  # (B, H, T, Dh): the sender's head only
+            return lambda x: with_sender
+
+        with attached(model, {name: frozen_at(name) for name in frozen}), recorded(model, [receiver_input]) as path:
+            forward_batch(model, kind, clean)
+        through_path = path[receiver_input]
+
+        def receive(x: Tensor) -> Tensor:  # (B, H, T, Dh): the receiver head's input from pass 1, the rest as is
+            x = x.clone()
+            x[:, r_head] = through_path[:, r_head]
+            return x
+
+        with attached(model, {receiver_input: receive}):
+            value = metric(forward_batch(model, kind, clean).logits, clean).mean()
+    return PathPatchingResult(sender, receiver, channel, float(value), float(clean_value), float(corrupted_value))

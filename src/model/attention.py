@@ -188,6 +188,9 @@ class MultiHeadAttention(nn.Module):
             self.kv_proj = nn.Linear(d_model, 2 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.z_point = ActivationPoint()  # each head's output, (B, H, Tq, Dh); named by the layer (points.py)
+        self.q_point = ActivationPoint()  # the heads' queries, keys and values, (B, H, T, Dh), after rotary positions
+        self.k_point = ActivationPoint()
+        self.v_point = ActivationPoint()
         self.pattern_point = ActivationPoint()  # the attention weights, (B, H, Tq, Tk)
         self._head_gate: Tensor | None = None
         self.head_fill: Tensor | None = None  # (H, Dh) or (B, H, Dh): what an ablated head outputs; None = zeros
@@ -218,18 +221,20 @@ class MultiHeadAttention(nn.Module):
             q, k, v = (split_heads(t, self.heads) for t in (q, k, v))  # 3 x (B, H, T, Dh)
             if positional is not None:
                 q, k = positional.rotate(q, k, start)
+            q, k, v = self.q_point(q), self.k_point(k), self.v_point(v)  # this step's, before any cache
             if cache is not None:
                 if "k" in cache:
                     k = torch.cat([cache["k"], k], dim=2)  # (B, H, start + T, Dh)
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
         else:
-            q = split_heads(self.q_proj(x), self.heads)  # (B, H, Tq, Dh)
+            q = self.q_point(split_heads(self.q_proj(x), self.heads))  # (B, H, Tq, Dh)
             if cache is not None and "k" in cache:
                 k, v = cache["k"], cache["v"]
             else:
                 k, v = self.kv_proj(memory).split(self.d_model, dim=-1)  # 2 x (B, Tk, D)
                 k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # 2 x (B, H, Tk, Dh)
+                k, v = self.k_point(k), self.v_point(v)
                 if cache is not None:
                     cache["k"], cache["v"] = k, v
 

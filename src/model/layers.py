@@ -18,15 +18,15 @@ def _residual(cfg: TransformerConfig) -> Residual:
 
 def name_layer_points(sublayers, index: int) -> None:
     """Name the activation points of layer `index`'s sublayers, (site, residual block, attention or None) each:
-    resid_pre@<site>:<index>, out@..., resid_post@..., and at attention sites z@... and pattern@... (points.py)."""
+    resid_pre@<site>:<index>, out@..., resid_post@..., and at attention sites q@, k@, v@, z@, pattern@ (points.py)."""
     for site, block, attention in sublayers:
         where = f"{site}:{index}"
         block.resid_pre_point.name = point_name("resid_pre", where)
         block.out_point.name = point_name("out", where)
         block.resid_post_point.name = point_name("resid_post", where)
         if attention is not None:
-            attention.z_point.name = point_name("z", where)
-            attention.pattern_point.name = point_name("pattern", where)
+            for kind in ("q", "k", "v", "z", "pattern"):
+                getattr(attention, f"{kind}_point").name = point_name(kind, where)
 
 
 class EncoderLayer(nn.Module):

@@ -9,12 +9,13 @@ intervention sites):
     resid_pre@cross:1        the residual stream entering a sublayer (site:layer, as ablate names it)  (B, T, D)
     out@cross:1              the sublayer's own output, before dropout and the residual sum           (B, T, D)
     resid_post@cross:1       the residual stream leaving the sublayer (after the norm, post-LN)       (B, T, D)
+    q@cross:1, k@, v@        each head's queries, keys and values (after rotary positions)           (B, H, T, Dh)
     z@cross:1                each head's output, before W^O (z@cross:1 head 2 is the head cross:1:2)  (B, H, T, Dh)
     pattern@cross:1          each head's attention weights, before dropout                            (B, H, Tq, Tk)
 
 `where@` is what a sublayer or head is called everywhere else (src/model/names.py): the part after `@` pastes into
 `ablate.heads` and `ablate.sublayers`. A site is an attention site (encoder_self, decoder_self, cross) or a
-feed-forward one (encoder_ffn, decoder_ffn); z and pattern exist at attention sites only.
+feed-forward one (encoder_ffn, decoder_ffn); q, k, v, z and pattern exist at attention sites only.
 
 One mechanism reads and writes them all: an edit is a function of the activation that returns the activation to go
 on with (itself, to read; another tensor, to write). The head gates of `ablate` (head_mask.py) are one such edit, on
@@ -40,7 +41,7 @@ from torch import Tensor, nn
 
 Edit = Callable[[Tensor], Tensor]
 
-KINDS = ("embed", "resid_pre", "out", "resid_post", "z", "pattern")
+KINDS = ("embed", "resid_pre", "out", "resid_post", "q", "k", "v", "z", "pattern")
 
 
 class ActivationPoint:

@@ -137,3 +137,49 @@ def test_attribution_patching_is_the_gradient_times_the_activation_difference_by
         finite = (metric_moved(point, place, step) - metric_moved(point, place, -step)) / (2 * step)
         torch.testing.assert_close(estimate, finite, rtol=1e-6, atol=1e-9)
     assert estimates["resid_pre@decoder_self:1"].abs().sum() > 0
+
+
+def test_path_patching_through_a_receivers_query_is_the_hand_written_two_pass_computation():
+    """Pre-LN, so the receiver's query reads Norm(resid): the sender's path into it is its change of output, added
+    to the clean stream before the receiver's layer and read through that layer's norm and W^Q."""
+    from src.analysis.patching import path_patching
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(
+        arch="decoder_only",
+        d_model=16,
+        heads=4,
+        dec_layers=2,
+        d_ff=32,
+        dropout=0.0,
+        norm_position="pre",
+        src_vocab_size=13,
+        tgt_vocab_size=13,
+    )
+    model = build_model(cfg).double().eval()
+    clean, corrupted = pair()
+    result = path_patching(
+        model, "lm", clean, corrupted, "decoder_self:0:1", "decoder_self:1:2", "q", last_logit_difference
+    )
+
+    with recorded(model, ["resid_pre@decoder_self:1", "z@decoder_self:0"]) as seen_clean:
+        forward_batch(model, "lm", clean)
+    with recorded(model, ["z@decoder_self:0"]) as seen_corrupted:
+        forward_batch(model, "lm", corrupted)
+    layer0, layer1 = model.decoder.layers[0].self_attn, model.decoder.layers[1]
+    w_o = layer0.out_proj.weight.view(16, 4, 4)[:, 1]  # (D, Dh): head 1's columns of W^O
+    change = (seen_corrupted["z@decoder_self:0"][:, 1] - seen_clean["z@decoder_self:0"][:, 1]) @ w_o.T  # (B, T, D)
+    stream = seen_clean["resid_pre@decoder_self:1"] + change
+    q = layer1.self_attn.qkv_proj(layer1.self_block.norm(stream))[..., :16].view(3, 6, 4, 4).transpose(1, 2)
+
+    def receive(x):
+        x = x.clone()
+        x[:, 2] = q[:, 2]
+        return x
+
+    with attached(model, {"q@decoder_self:1": receive}):
+        expected = last_logit_difference(forward_batch(model, "lm", clean).logits, clean).mean()
+    assert result.value == pytest.approx(float(expected), abs=1e-12)
+    assert result.value != pytest.approx(result.clean, abs=1e-9)  # the path matters in this model
+    with pytest.raises(ValueError, match="channel='o'"):
+        path_patching(model, "lm", clean, corrupted, "decoder_self:0:1", "decoder_self:1:2", "o", last_logit_difference)

@@ -38,23 +38,20 @@ def inputs(seed: int = 1):
 
 def test_each_architecture_names_its_points_by_site_and_layer_as_ablate_does():
     names = list(activation_points(model_of("encoder_decoder")))
-    assert set(names[:6]) == {
-        "embed@encoder",
-        "resid_pre@encoder_self:0",
-        "out@encoder_self:0",
-        "resid_post@encoder_self:0",
-        "z@encoder_self:0",
-        "pattern@encoder_self:0",
-    }
+    first_layer = {name for name in names if name.endswith("@encoder_self:0")}
+    assert first_layer == {
+        f"{kind}@encoder_self:0" for kind in ("resid_pre", "out", "resid_post", "q", "k", "v", "z")
+    } | {"pattern@encoder_self:0"}
+    assert names[0] == "embed@encoder"
     assert {"z@cross:1", "pattern@cross:1", "out@decoder_ffn:1", "embed@decoder"} <= set(names)
-    assert len(names) == 2 + 2 * (2 * 3 + 2) + 2 * (3 * 3 + 2 * 2)  # embeddings; encoder layers; decoder layers
+    assert len(names) == 2 + 2 * (2 * 3 + 5) + 2 * (3 * 3 + 2 * 5)  # embeddings; encoder layers; decoder layers
     decoder_only = set(activation_points(model_of("decoder_only")))
     assert "z@decoder_self:1" in decoder_only and not any("cross" in n or "encoder" in n for n in decoder_only)
     encoder_only = set(activation_points(model_of("encoder_only")))
     assert "resid_post@encoder_ffn:1" in encoder_only and "embed@decoder" not in encoder_only
     for name in names:  # the part after @ is what ablate reads
         kind, where = split_point_name(name)
-        assert kind in ("embed", "resid_pre", "out", "resid_post", "z", "pattern")
+        assert kind in ("embed", "resid_pre", "out", "resid_post", "q", "k", "v", "z", "pattern")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
