@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import cpu_dropout_keep_mask
 from .masks import MaskForm, SiteMask
 from .points import ActivationPoint
 from .positional import PositionalScheme
@@ -68,8 +69,17 @@ def explicit_attention(
         weights = weights.masked_fill(~mask, 0.0)
     if pattern is not None:
         weights = pattern(weights)
-    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
+    dropped = dropout_weights(weights, dropout_p) if dropout_p > 0.0 else weights
     return torch.matmul(dropped, v), weights  # (B, H, Tq, Dh), (B, H, Tq, Tk)
+
+
+def dropout_weights(weights: Tensor, p: float) -> Tensor:
+    """Dropout on the attention weights of the explicit path: on the CPU the cheap mask of dropout.py, drawn like
+    the weights (under vmap, seeds trained together, one mask per member); elsewhere PyTorch's kernel."""
+    if weights.device.type != "cpu":
+        return F.dropout(weights, p=p)
+    keep, scale = cpu_dropout_keep_mask(weights.shape, p, like=weights)
+    return weights * (keep.to(weights.dtype) * scale)
 
 
 def sdpa_arguments(mask: Mask, bias: Tensor | None, dtype: torch.dtype) -> tuple[Tensor | None, bool]:
