@@ -218,13 +218,14 @@ def check_stacked_resume(config: DictConfig, jobs: list[list[str]]) -> None:
     loader = GlobalHydra.instance().config_loader()
     original = HydraConfig.instance().cfg
     try:
-        configs = []
+        configs, run_dirs = [], []
         for number, overrides in enumerate(jobs):
             job = loader.load_sweep_config(config, list(overrides))
             with open_dict(job):
                 job.hydra.job.id = job.hydra.job.num = number
             run_dir = job_directory(job)
             configs.append(job)
+            run_dirs.append(run_dir)
             saved = run_dir / ".hydra" / "overrides.yaml"
             before, now = settings(OmegaConf.load(saved) if saved.is_file() else overrides), settings(overrides)
             if before != now:
@@ -242,11 +243,32 @@ def check_stacked_resume(config: DictConfig, jobs: list[list[str]]) -> None:
         for start in range(0, len(group), limit or len(group)):
             members = group[start : start + (limit or len(group))]
             state = group_state_path(config.hydra.sweep.dir, members)
+            check_same_groups(members, state, run_dirs)
             if len(members) < 2 or not state.is_file():
                 continue
             checkpoint = read_checkpoint(str(state), "ckpt_path")
             settings = _without_hydra(configs[members[0]])
             check_made_alike(settings, checkpoint, settings.torch_threads or 0)
+
+
+def check_same_groups(members: list[int], state: Path, run_dirs: list[Path]) -> None:
+    """An interrupted member resumes with the group it was saved with: a group state of other members (seeds added
+    to the sweep, hydra.launcher.max_members changed) would otherwise be passed over and its members trained again
+    from the start."""
+    from src.sweep.stacked import FINISHED
+
+    for member in members:
+        record = read_record(run_dirs[member]) or {}
+        saved = (record.get("stacked") or {}).get("group_state")
+        if record.get("status") in FINISHED or not saved or Path(saved) == state or not Path(saved).is_file():
+            continue
+        group = ", ".join(Path(d).name for d in record["stacked"]["members"])
+        raise ConfigError(
+            f"{run_dirs[member].name} was interrupted in a stacked group of {len(record['stacked']['members'])} "
+            f"({group}; its state: {saved}), which this sweep would group otherwise (seeds added or removed, "
+            "hydra.launcher.max_members changed): resume it with the seeds and max_members it was started with, "
+            "then run the other seeds as a sweep of their own"
+        )
 
 
 def on_a_cluster(config: DictConfig) -> bool:

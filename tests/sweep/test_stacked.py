@@ -133,3 +133,24 @@ def test_the_resume_command_is_the_sweeps_own_in_its_directory_with_ckpt_path_la
         f"hydra.sweep.dir='{tmp_path / 'my sweep'}'",
         "ckpt_path=last",
     ]
+
+
+def test_an_interrupted_member_resumes_only_with_the_group_it_was_saved_with(tmp_path):
+    """Seeds added on resume (or max_members changed) would group an interrupted member otherwise: its group state
+    would be passed over and its work trained again, so the resume is refused in one line."""
+    from src.model import ConfigError
+    from src.preflight import check_same_groups
+    from src.provenance import write_record
+
+    saved = group_state_path(tmp_path, [0, 1, 2])
+    saved.parent.mkdir()
+    saved.write_bytes(b"state")
+    dirs = [tmp_path / f"{n}_seed:{n}" for n in range(4)]
+    for run_dir in dirs[:3]:
+        members = [str(d) for d in dirs[:3]]
+        write_record(run_dir, {"status": "interrupted", "stacked": {"members": members, "group_state": str(saved)}})
+    check_same_groups([0, 1, 2], saved, dirs)  # the same group: it resumes
+    with pytest.raises(
+        ConfigError, match=r"0_seed:0 was interrupted in a stacked group of 3 .*seeds added or removed"
+    ):
+        check_same_groups([0, 1, 2, 3], group_state_path(tmp_path, [0, 1, 2, 3]), dirs)
