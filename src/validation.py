@@ -486,6 +486,11 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
             f"trainer.precision={trainer.precision} is not known: choose one of {', '.join(PRECISIONS)} "
             "(auto: bf16-mixed on a GPU with bf16, 16-mixed on an older one, 32-true on the CPU)"
         )
+    if on_cpu and str(trainer.precision) in ("16-mixed", "16"):  # Lightning would train in bf16 and say so in passing
+        raise ConfigError(
+            f"trainer.precision={trainer.precision}: fp16 mixed precision is for GPUs, the CPU has no fp16 autocast: "
+            "use trainer.precision=bf16-mixed (or 32-true) on the CPU"
+        )
     if runs_here and trainer.accelerator in ("gpu", "cuda"):
         check_gpus_visible(trainer)
     if runs_here:  # settled here, before anything reads it: the Trainer, the checkpoints' numerics, the resume check

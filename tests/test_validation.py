@@ -75,6 +75,7 @@ def test_group_options_compose(compose, override):
     "overrides,field",
     [
         (["trainer.precision=bogus"], "trainer.precision=bogus"),
+        (["trainer.precision=16-mixed"], "trainer.precision=16-mixed: fp16 mixed precision is for GPUs"),
         (["trainer.val_check_interval=0"], "trainer.val_check_interval=0"),
         (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0"),
         (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0"),

@@ -48,7 +48,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+try:
+    import torch
+except ModuleNotFoundError:  # make bench-gpu runs GPU_PYTHON (python3 by default), which may lack torch here
+    print(
+        f"error: {sys.executable} has no torch: run with the Python that has this project and a CUDA build of torch "
+        "(make bench-gpu GPU_PYTHON=<that python>)",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 import torch.nn.functional as F
 from torch import nn
 
