@@ -55,8 +55,28 @@ class PatchingResult:
 
     @property
     def restored(self) -> Tensor:
-        """(P,): each patch's fraction of the clean-minus-corrupted difference (1: the clean value)."""
+        """(P,): each patch's fraction of the clean-minus-corrupted difference (1: the clean value). Not defined
+        (NaN) where the pair gives the clean and the corrupted run the same metric: nothing to restore."""
         return (self.values - self.corrupted) / (self.clean - self.corrupted)
+
+
+def check_pair(clean: dict[str, Tensor], corrupted: dict[str, Tensor]) -> None:
+    """The two runs of a pair have the same keys and shapes: a patch puts one run's activation at the same place in
+    the other."""
+    if clean.keys() != corrupted.keys() or any(clean[key].shape != corrupted[key].shape for key in clean):
+        raise ValueError("the clean and corrupted batches differ in keys or shape: a patch needs the same positions")
+
+
+def check_patches(patches: Sequence[Patch], seen: dict[str, Tensor]) -> None:
+    """Each patch's head and position exist at its point (a head only where the point has heads)."""
+    for patch in patches:
+        shape, axis = seen[patch.point].shape, position_axis(patch.point)
+        if patch.head is not None and axis != 2:
+            raise ValueError(f"{patch}: {patch.point} has no heads (q, k, v, z and pattern have)")
+        if patch.head is not None and not 0 <= patch.head < shape[1]:
+            raise ValueError(f"{patch}: the point has {shape[1]} heads, numbered 0-{shape[1] - 1}")
+        if patch.position is not None and not 0 <= patch.position < shape[axis]:
+            raise ValueError(f"{patch}: the point has {shape[axis]} positions, numbered 0-{shape[axis] - 1}")
 
 
 def position_axis(point: str) -> int:
@@ -109,8 +129,9 @@ def activation_patching(
     batches must have the same shapes (a patch puts one run's activation at the same place in the other)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r}: one of {', '.join(DIRECTIONS)}")
-    if any(clean[key].shape != corrupted[key].shape for key in clean):
-        raise ValueError("the clean and corrupted batches differ in shape: a patch needs the same positions in both")
+    if patches_per_pass < 1:
+        raise ValueError(f"patches_per_pass={patches_per_pass}: at least 1")
+    check_pair(clean, corrupted)
     points = sorted({patch.point for patch in patches})
     with eval_mode(model):
         with recorded(model, points) as clean_seen:
@@ -118,7 +139,8 @@ def activation_patching(
         with recorded(model, points) as corrupted_seen:
             corrupted_value = metric(forward_batch(model, kind, corrupted).logits, corrupted).mean()
         base, source = (corrupted, clean_seen) if direction == "denoising" else (clean, corrupted_seen)
-        values = []
+        check_patches(patches, source)
+        values = [torch.empty(0, dtype=clean_value.dtype)]
         for start in range(0, len(patches), patches_per_pass):
             chunk = list(patches[start : start + patches_per_pass])
             edits = {
@@ -150,6 +172,7 @@ def attribution_patching(
     the activation; its rank correlation with activation_patching says how far to trust it elsewhere (least on the
     first MLP, the residual stream and saturated attention: AtP*, Kramar et al. 2024)."""
     points = list(points)
+    check_pair(clean, corrupted)
     with eval_mode(model):
         with torch.no_grad(), recorded(model, points) as clean_seen:
             forward_batch(model, kind, clean)
@@ -218,6 +241,10 @@ def path_patching(
     (s_site, s_layer, s_head), (r_site, r_layer, r_head) = parse_name(sender), parse_name(receiver)
     if None in (s_layer, s_head, r_layer, r_head):
         raise ValueError(f"{sender} -> {receiver}: give heads, site:layer:head")
+    check_pair(clean, corrupted)
+    stack = {"encoder_self": 0, "decoder_self": 1, "cross": 1}  # the encoder's layers all come before the decoder's
+    if (stack.get(s_site, 1), s_layer) >= (stack.get(r_site, 1), r_layer):
+        raise ValueError(f"{sender} -> {receiver}: the sender must be in an earlier layer than the receiver")
     sender_z, receiver_input = f"z@{s_site}:{s_layer}", f"{channel}@{r_site}:{r_layer}"
     frozen = [name for name in activation_points(model) if name.startswith("z@") or name.startswith("out@")]
     frozen = [name for name in frozen if not name.startswith("out@") or "ffn" in name]  # heads and FFNs

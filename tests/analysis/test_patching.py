@@ -98,7 +98,7 @@ def test_a_heads_patch_puts_that_heads_clean_output_at_that_position():
 
 def test_batches_of_different_shapes_and_unknown_directions_are_refused():
     model, (clean, corrupted) = model_of(), pair()
-    with pytest.raises(ValueError, match="differ in shape"):
+    with pytest.raises(ValueError, match="differ in keys or shape"):
         activation_patching(model, "lm", clean, {k: v[:, :-1] for k, v in corrupted.items()}, [], last_logit_difference)
     with pytest.raises(ValueError, match="direction='both'"):
         activation_patching(model, "lm", clean, corrupted, [], last_logit_difference, direction="both")
@@ -183,3 +183,21 @@ def test_path_patching_through_a_receivers_query_is_the_hand_written_two_pass_co
     assert result.value != pytest.approx(result.clean, abs=1e-9)  # the path matters in this model
     with pytest.raises(ValueError, match="channel='o'"):
         path_patching(model, "lm", clean, corrupted, "decoder_self:0:1", "decoder_self:1:2", "o", last_logit_difference)
+
+
+def test_a_patch_that_does_not_fit_its_point_and_a_path_that_runs_backwards_are_refused():
+    from src.analysis.patching import path_patching
+
+    model, (clean, corrupted) = model_of(), pair()
+    for patch, message in [
+        (Patch("resid_pre@decoder_self:1", head=1), "has no heads"),
+        (Patch("z@decoder_self:1", head=7), "has 4 heads, numbered 0-3"),
+        (Patch("z@decoder_self:1", position=6), "has 6 positions, numbered 0-5"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            activation_patching(model, "lm", clean, corrupted, [patch], last_logit_difference)
+    with pytest.raises(ValueError, match="patches_per_pass=0"):
+        activation_patching(model, "lm", clean, corrupted, [], last_logit_difference, patches_per_pass=0)
+    assert activation_patching(model, "lm", clean, corrupted, [], last_logit_difference).values.shape == (0,)
+    with pytest.raises(ValueError, match="the sender must be in an earlier layer"):
+        path_patching(model, "lm", clean, corrupted, "decoder_self:1:1", "decoder_self:0:2", "q", last_logit_difference)
