@@ -150,7 +150,5 @@ def test_an_interrupted_member_resumes_only_with_the_group_it_was_saved_with(tmp
         members = [str(d) for d in dirs[:3]]
         write_record(run_dir, {"status": "interrupted", "stacked": {"members": members, "group_state": str(saved)}})
     check_same_groups([0, 1, 2], saved, dirs)  # the same group: it resumes
-    with pytest.raises(
-        ConfigError, match=r"0_seed:0 was interrupted in a stacked group of 3 .*seeds added or removed"
-    ):
+    with pytest.raises(ConfigError, match=r"0_seed:0 was interrupted in a stacked group of 3 .*seeds added or removed"):
         check_same_groups([0, 1, 2, 3], group_state_path(tmp_path, [0, 1, 2, 3]), dirs)
