@@ -673,10 +673,13 @@ def end_group_early(
         # before its first step keeps the state it resumed from)
         saved = group_state.is_file()
         command = command_line(argv=resume_arguments) if saved else None
-        for record, run_dir in zip(records, run_dirs):
+        from src.training.checkpoint import numeric_settings
+
+        for record, run_dir, cfg in zip(records, run_dirs, cfgs):
             last = run_dir / "checkpoints" / "last.ckpt"
             checkpoint = str(last) if last.exists() else None
-            record.end("interrupted", error=str(interrupt), checkpoint=checkpoint, resume=command)
+            numerics = numeric_settings(to_plain(cfg))  # as it trained (train_stacked settled precision auto in cfg)
+            record.end("interrupted", error=str(interrupt), checkpoint=checkpoint, resume=command, numerics=numerics)
         at = f"step {interrupt.step}, which was saved" if interrupt.checkpoint else f"step {interrupt.step}"
         go_on = (
             f"resume the sweep (this group from its saved state) with: {command}"

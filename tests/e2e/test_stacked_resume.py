@@ -85,6 +85,7 @@ def test_ctrl_c_saves_the_groups_step_and_the_sweep_resumes_exactly(tmp_path, un
     assert state["global_step"] == step
     record = json.loads((sweep / JOBS[0] / "run.json").read_text())
     assert record["status"] == "interrupted" and record["resume"] in line
+    assert record["numerics"]["trainer.precision"] == "32-true"  # what it trained with, as a finished member says
     assert f"hydra.sweep.dir={sweep.resolve()}" in record["resume"] and record["resume"].endswith("ckpt_path=last")
     assert not (sweep / JOBS[2]).exists()  # the second group never started
 
