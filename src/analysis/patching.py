@@ -246,8 +246,10 @@ def path_patching(
     if (stack.get(s_site, 1), s_layer) >= (stack.get(r_site, 1), r_layer):
         raise ValueError(f"{sender} -> {receiver}: the sender must be in an earlier layer than the receiver")
     sender_z, receiver_input = f"z@{s_site}:{s_layer}", f"{channel}@{r_site}:{r_layer}"
-    frozen = [name for name in activation_points(model) if name.startswith("z@") or name.startswith("out@")]
-    frozen = [name for name in frozen if not name.startswith("out@") or "ffn" in name]  # heads and FFNs
+    # frozen: every head's output (z) and every FFN's (the out of a sublayer without heads)
+    points = activation_points(model)
+    frozen = [name for name in points if name.startswith("z@")]
+    frozen += [name for name in points if name.startswith("out@") and f"z@{name[len('out@') :]}" not in points]
     with eval_mode(model):
         with recorded(model, frozen) as clean_seen:
             clean_value = metric(forward_batch(model, kind, clean).logits, clean).mean()

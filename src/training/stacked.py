@@ -274,6 +274,15 @@ class StackedLitModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.restore_frozen()
 
+    def save_members(self, name: str, step: int, epoch: int) -> None:
+        """Each member still training saves its weights as checkpoints/<name>.ckpt (a stopped member keeps the
+        checkpoints it had when it stopped)."""
+        self.restore_frozen()
+        for member, (module, output) in enumerate(zip(self.members, self.outputs)):
+            if self.training_members[member]:
+                self.model.load_member(member, module.model)
+                output.save_checkpoint(name, step, epoch)
+
     def restore_frozen(self) -> None:
         """A stopped member's weights back as they were: Adam's moments and weight decay would still move them."""
         for member, state in self.frozen.items():
@@ -356,11 +365,7 @@ class SaveGroupState(L.Callback):
         if self.every_n_train_steps <= 0 or step % self.every_n_train_steps != 0:
             return
         group: StackedLitModule = pl_module
-        group.restore_frozen()
-        for member, (module, output) in enumerate(zip(group.members, group.outputs)):
-            if group.training_members[member]:  # a stopped member saved its last weights when it stopped
-                group.model.load_member(member, module.model)
-                output.save_checkpoint(f"step-{step}", step, trainer.current_epoch)
+        group.save_members(f"step-{step}", step, trainer.current_epoch)
         if not validates_after_this_step(trainer):  # else saved after the validation (on_validation_end)
             save_group_state(trainer, group, self.path)
 
@@ -385,11 +390,7 @@ class SaveMembersOnInterrupt(SaveOnInterrupt):
         received = self._received_anywhere(trainer)
         assert received is not None
         group: StackedLitModule = pl_module
-        group.restore_frozen()
-        for member, (module, output) in enumerate(zip(group.members, group.outputs)):
-            if group.training_members[member]:  # a stopped member keeps the checkpoints of its last validation
-                group.model.load_member(member, module.model)
-                output.save_checkpoint("last", trainer.global_step, trainer.current_epoch)
+        group.save_members("last", trainer.global_step, trainer.current_epoch)
         saved = save_group_state(trainer, group, self.checkpoint_path)
         raise TrainingInterrupted(received, trainer.global_step, saved)
 
