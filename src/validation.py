@@ -683,6 +683,7 @@ def warn_unread_settings(cfg: DictConfig) -> None:
         *unread_logger_settings(cfg),
         *unread_optimizer_settings(cfg),
         *unread_model_settings(cfg, spec),
+        *unread_ffn_settings(cfg),
         *unread_task_settings(cfg, spec),
         *unread_dashboard_settings(cfg, spec),
         *unread_decode_settings(cfg, spec),
@@ -800,6 +801,20 @@ def unread_model_settings(cfg: DictConfig, spec) -> list[str]:
     auto = f" (the architecture of task={spec.name})" if cfg.model.arch == "auto" else ""
     context = f"with model.arch={arch}{auto}"
     return grouped_lines(given_settings(cfg.model, "model.", names, ModelConfig()), readers, context)
+
+
+def unread_ffn_settings(cfg: DictConfig) -> list[str]:
+    """The feed-forward network's settings with model.ffn=false (attention-only layers), which build none: model.d_ff
+    when typed on the command line (every model preset sets it, so its value alone says nothing), model.activation
+    and model.ffn_dropout when given. Nothing with model.pretrained (its layers have their feed-forward networks)."""
+    if cfg.model.get("pretrained") or cfg.model.get("ffn", True):
+        return []
+    given = [f"model.d_ff={cfg.model.d_ff}"] if "model.d_ff" in typed_settings() else []
+    given += given_settings(cfg.model, "model.", ["activation", "ffn_dropout"], ModelConfig())
+    if not given:
+        return []
+    why = "attention-only layers: no feed-forward sublayer"
+    return [unread_line(given, "with model.ffn=false", ["model.ffn=true"], why)]
 
 
 def unread_task_settings(cfg: DictConfig, spec) -> list[str]:

@@ -6,7 +6,8 @@
 
 A head spec is `site[:layer[:head]]`, layers and heads counted from 0, `*` (or leaving the part out) for all of
 them; sites are a model's attention sites (encoder_self, decoder_self, cross). A sublayer spec is `site[:layer]`
-over the attention sites and the feed-forward ones (encoder_ffn, decoder_ffn).
+over the attention sites and the feed-forward ones (encoder_ffn, decoder_ffn), which an attention-only model
+(`model.ffn=false`) has not.
 
 - An ablated head is gated to 0 before W^O (Michel et al. 2019; head_mask.py): zero ablation leaves its slice of
   W^O's input at 0, mean ablation replaces the head's output by its mean over reference data (the fill).
@@ -67,28 +68,31 @@ def layout_of(cfg: TransformerConfig) -> dict[str, tuple[int, int]]:
 
 
 def sublayer_layout_of(cfg: TransformerConfig) -> dict[str, int]:
-    """The sublayer sites of a model built from `cfg`: site -> layers."""
+    """The sublayer sites of a model built from `cfg`: site -> layers (no feed-forward sites with model.ffn=false)."""
     layers = {site: n for site, (n, _) in layout_of(cfg).items()}
-    if "encoder_self" in layers:
+    if "encoder_self" in layers and cfg.ffn:
         layers["encoder_ffn"] = cfg.enc_layers
-    if "decoder_self" in layers:
+    if "decoder_self" in layers and cfg.ffn:
         layers["decoder_ffn"] = cfg.dec_layers
     return layers
 
 
 def sublayer_blocks(model: nn.Module) -> dict[str, list[Residual]]:
-    """The model's residual blocks (norms.Residual) by sublayer site, one per layer."""
+    """The model's residual blocks (norms.Residual) by sublayer site, one per layer. An attention-only model's
+    layers (model.ffn=false) have no feed-forward blocks: no encoder_ffn or decoder_ffn site."""
     blocks: dict[str, list[Residual]] = {}
     encoder = getattr(model, "encoder", None)
     if encoder is not None:
         blocks["encoder_self"] = [layer.attn_block for layer in encoder.layers]
-        blocks["encoder_ffn"] = [layer.ffn_block for layer in encoder.layers]
+        if all(layer.ffn_block is not None for layer in encoder.layers):
+            blocks["encoder_ffn"] = [layer.ffn_block for layer in encoder.layers]
     decoder = getattr(model, "decoder", None)
     if decoder is not None:
         blocks["decoder_self"] = [layer.self_block for layer in decoder.layers]
         if all(layer.cross_attn is not None for layer in decoder.layers):
             blocks["cross"] = [layer.cross_block for layer in decoder.layers]
-        blocks["decoder_ffn"] = [layer.ffn_block for layer in decoder.layers]
+        if all(layer.ffn_block is not None for layer in decoder.layers):
+            blocks["decoder_ffn"] = [layer.ffn_block for layer in decoder.layers]
     return blocks
 
 
@@ -193,10 +197,15 @@ def _index(part: str, count: int, what: str, spec: str, key: str, where: str) ->
     return [index]
 
 
-def _site(name: str, sites: Iterable[str], spec: str, key: str, arch: str) -> str:
+def _site(name: str, sites: Iterable[str], spec: str, key: str, arch: str, ffn: bool = True) -> str:
     sites = list(sites)
     if name in sites:
         return name
+    if name in FFN_SITES and not ffn:
+        raise ConfigError(
+            f"{key}: {spec!r}: this model has no feed-forward sublayers (model.ffn=false: attention-only layers): "
+            f"choose one of {', '.join(sites)}"
+        )
     if name in FFN_SITES and key.endswith(".heads"):
         raise ConfigError(
             f"{key}: {spec!r}: {name} has no heads: remove it with ablate.sublayers=[{name}], or choose one of "
@@ -232,7 +241,7 @@ def parse_ablation(ablate: Mapping | None, cfg: TransformerConfig, key: str = "a
                 f"{key}.heads: {spec!r} ends in ':' with no number after it: write {whole}:<head>, {whole}:* for "
                 f"every head, or {whole}"
             )
-        site = _site(parts[0], layout, spec, f"{key}.heads", cfg.arch)
+        site = _site(parts[0], layout, spec, f"{key}.heads", cfg.arch, cfg.ffn)
         layers, count = layout[site]
         chosen_layers = _index(parts[1] if len(parts) > 1 else "*", layers, "layer", spec, f"{key}.heads", site)
         for layer in chosen_layers:
@@ -252,7 +261,7 @@ def parse_ablation(ablate: Mapping | None, cfg: TransformerConfig, key: str = "a
             raise ConfigError(
                 f"{key}.sublayers: {spec!r} ends in ':' with no layer after it: write {whole}:<layer> or {whole}:*"
             )
-        site = _site(parts[0], sublayer_layout, spec, f"{key}.sublayers", cfg.arch)
+        site = _site(parts[0], sublayer_layout, spec, f"{key}.sublayers", cfg.arch, cfg.ffn)
         count = sublayer_layout[site]
         for layer in _index(parts[1] if len(parts) > 1 else "*", count, "layer", spec, f"{key}.sublayers", site):
             sublayers.setdefault(site, set()).add(layer)
@@ -269,6 +278,9 @@ def apply_ablation(model: nn.Module, ablation: Ablation, fill: Mapping[str, Tens
     untouched: no gates, the unmasked forward pass."""
     blocks = sublayer_blocks(model)
     for site, layers in ablation.sublayers.items():
+        if layers and site not in blocks:  # parse_ablation refuses such specs; an Ablation built by hand may not
+            what = "feed-forward sublayers (model.ffn=false)" if site in FFN_SITES else f"{site} site"
+            raise ConfigError(f"ablate.sublayers: {site}: this model has no {what}: choose one of {', '.join(blocks)}")
         for layer in layers:
             blocks[site][layer].removed = True
     if any(ablation.heads.values()):

@@ -32,6 +32,9 @@ class ModelAxes:
     enc_layers: int = 2
     dec_layers: int = 2
     d_ff: int = 512
+    # false: attention-only layers (Elhage et al. 2021; Olsson et al. 2022): no feed-forward sublayer, so d_ff,
+    # activation and ffn_dropout are unread (src.run warns when they are given) and there is no *_ffn site
+    ffn: bool = True
     dropout: float = 0.1  # on the embeddings and every sublayer's output (section 5.4)
     # Dropout on the attention weights and inside the feed-forward network (after its activation); null = dropout.
     # GPT-2 and BERT drop no FFN activations; Marian MT neither, and no attention weights either.
@@ -109,12 +112,15 @@ class TransformerConfig(ModelAxes):
         choice("pos_encoding", self.pos_encoding, POSITIONAL_SCHEMES)
         choice("norm_position", self.norm_position, NORM_POSITIONS)
         choice("norm_type", self.norm_type, NORMS)
-        choice("activation", self.activation, FEEDFORWARDS)
+        if self.ffn:  # an attention-only model reads no model.activation, model.d_ff or model.ffn_dropout
+            choice("activation", self.activation, FEEDFORWARDS)
         choice("pooling", self.pooling, POOLINGS)
         if self.token_types < 0:
             raise ConfigError(f"model.token_types={self.token_types} must be >= 0 (0 = no token-type embeddings)")
 
         for name in ("d_model", "heads", "d_ff", "max_len"):
+            if name == "d_ff" and not self.ffn:
+                continue
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name}={getattr(self, name)} must be a positive integer")
         if self.d_model % self.heads != 0:
@@ -125,6 +131,8 @@ class TransformerConfig(ModelAxes):
             )
         POSITIONAL_SCHEMES[self.pos_encoding].check(self)  # e.g. rope needs an even head size
         for name in ("dropout", "attention_dropout", "ffn_dropout"):
+            if name == "ffn_dropout" and not self.ffn:
+                continue
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(

@@ -29,19 +29,31 @@ def name_layer_points(sublayers, index: int) -> None:
                 getattr(attention, f"{kind}_point").name = point_name(kind, where)
 
 
+def _feedforward(cfg: TransformerConfig) -> nn.Module | None:
+    """A layer's feed-forward network; None in an attention-only model (`model.ffn=false`, Elhage et al. 2021),
+    whose layers have no feed-forward sublayer: no parameters, nothing in the forward pass, no activation points,
+    no `*_ffn` site (`ffn` and `ffn_block` are None)."""
+    return build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p) if cfg.ffn else None
+
+
 class EncoderLayer(nn.Module):
-    """Self-attention, then a feed-forward network; each in a residual block."""
+    """Self-attention, then a feed-forward network (none with `model.ffn=false`); each in a residual block."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention=True)
-        self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p)
+        self.ffn = _feedforward(cfg)  # (the order of the modules is the order of the initialisation's draws)
         self.attn_block = _residual(cfg)
-        self.ffn_block = _residual(cfg)
+        self.ffn_block = _residual(cfg) if self.ffn is not None else None
 
     def sublayers(self) -> list[tuple[str, Residual, MultiHeadAttention | None]]:
         """(site, residual block, attention module or None), in forward order."""
-        return [("encoder_self", self.attn_block, self.self_attn), ("encoder_ffn", self.ffn_block, None)]
+        found: list[tuple[str, Residual, MultiHeadAttention | None]] = [
+            ("encoder_self", self.attn_block, self.self_attn)
+        ]
+        if self.ffn_block is not None:
+            found.append(("encoder_ffn", self.ffn_block, None))
+        return found
 
     def forward(
         self,
@@ -55,13 +67,16 @@ class EncoderLayer(nn.Module):
         x, weights = self.attn_block(
             x, lambda h: self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights)
         )
-        x, _ = self.ffn_block(x, lambda h: (at_real_positions(self.ffn, h, real), None))
+        ffn = self.ffn
+        if ffn is not None and self.ffn_block is not None:  # none in an attention-only model
+            x, _ = self.ffn_block(x, lambda h: (at_real_positions(ffn, h, real), None))
         return x, weights  # (B, S, D), (B, H, S, S) or None
 
 
 class DecoderLayer(nn.Module):
     """Masked self-attention over the target, cross-attention to the encoder memory, then a
-    feed-forward network; each in a residual block. Decoder-only models skip the cross-attention."""
+    feed-forward network; each in a residual block. Decoder-only models skip the cross-attention, attention-only
+    ones (`model.ffn=false`) the feed-forward network."""
 
     def __init__(self, cfg: TransformerConfig, has_cross_attention: bool = True):
         super().__init__()
@@ -73,8 +88,8 @@ class DecoderLayer(nn.Module):
                 cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention=False
             )
             self.cross_block = _residual(cfg)
-        self.ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p)
-        self.ffn_block = _residual(cfg)
+        self.ffn = _feedforward(cfg)
+        self.ffn_block = _residual(cfg) if self.ffn is not None else None
 
     def sublayers(self) -> list[tuple[str, Residual, MultiHeadAttention | None]]:
         """(site, residual block, attention module or None), in forward order."""
@@ -83,7 +98,9 @@ class DecoderLayer(nn.Module):
         ]
         if self.cross_attn is not None:
             found.append(("cross", self.cross_block, self.cross_attn))
-        return [*found, ("decoder_ffn", self.ffn_block, None)]
+        if self.ffn_block is not None:
+            found.append(("decoder_ffn", self.ffn_block, None))
+        return found
 
     def forward(
         self,
@@ -115,5 +132,7 @@ class DecoderLayer(nn.Module):
                     h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights
                 ),
             )
-        x, _ = self.ffn_block(x, lambda h: (at_real_positions(self.ffn, h, real), None))
+        ffn = self.ffn
+        if ffn is not None and self.ffn_block is not None:  # none in an attention-only model
+            x, _ = self.ffn_block(x, lambda h: (at_real_positions(ffn, h, real), None))
         return x, self_weights, cross_weights  # (B, T, D), (B, H, T, T), (B, H, T, S)

@@ -13,6 +13,15 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def ffn_weight_entries(cfg: TransformerConfig) -> int:
+    """The entries of one layer's feed-forward weight matrices (its FLOPs per position are twice this): 2 D F, SwiGLU
+    3 D F; 0 in an attention-only model (model.ffn=false), whose layers have none."""
+    if not cfg.ffn:
+        return 0
+    ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, 0.0)
+    return sum(p.numel() for p in ffn.parameters() if p.dim() == 2)
+
+
 def flops_per_token(cfg: TransformerConfig, src_len: int, tgt_len: int) -> float:
     """Forward-pass FLOPs per *output* token (a multiply-add counts 2; norms, softmax and biases are
     ignored as small). Training costs about 3x this (the backward pass is about twice the forward).
@@ -20,12 +29,11 @@ def flops_per_token(cfg: TransformerConfig, src_len: int, tgt_len: int) -> float
     Per-sequence costs, with D = d_model, F = d_ff (SwiGLU has three F-sized matrices), S/T lengths:
       self-attention over n tokens: projections 2 * n * 4D^2, scores and weighted sum 2 * 2 * n^2 * D
       cross-attention: 2 * T * 2D^2 (Q, out) + 2 * S * 2D^2 (K, V of the memory) + 2 * 2 * T * S * D
-      feed-forward over n tokens: 2 * n * (its weight-matrix entries); output projection 2 * T * D * V
+      feed-forward over n tokens: 2 * n * (its weight-matrix entries), none in an attention-only model
+      (model.ffn=false); output projection 2 * T * D * V
     """
     d = cfg.d_model
-    ffn_weights = sum(
-        p.numel() for p in build_feedforward(cfg.activation, d, cfg.d_ff, 0.0).parameters() if p.dim() == 2
-    )
+    ffn_weights = ffn_weight_entries(cfg)
 
     def self_attention(n: int) -> float:
         return 2 * n * 4 * d * d + 4 * n * n * d
