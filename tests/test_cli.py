@@ -220,13 +220,15 @@ def test_hydras_refusals_name_the_override_and_hydras_own_fixes(args, line, caps
         ),
         (  # not "did you mean task.train_src=64", a setting of another meaning
             ["task=translation", "task.train_size=64", "task.train_src=x"],
-            "task.train_size belongs to task=addition, task=copy, task=reverse, task=sort, not to task=translation: "
-            "choose one of task=addition, task=copy, task=reverse, task=sort, or drop task.train_size=64",
+            "task.train_size belongs to task=addition, task=copy, task=induction, task=reverse, task=sort, not to "
+            "task=translation: choose one of task=addition, task=copy, task=induction, task=reverse, task=sort, or "
+            "drop task.train_size=64",
         ),
         (
             ["task=translation", "task.train_size=64", "task.val_size=3"],
-            "task.train_size belongs to task=addition, task=copy, task=reverse, task=sort, not to task=translation: "
-            "choose one of task=addition, task=copy, task=reverse, task=sort, or drop task.train_size=64",
+            "task.train_size belongs to task=addition, task=copy, task=induction, task=reverse, task=sort, not to "
+            "task=translation: choose one of task=addition, task=copy, task=induction, task=reverse, task=sort, or "
+            "drop task.train_size=64",
         ),
         (
             ["task=char_lm", "task.tokenizer=bpe", "task.vocab_size=5"],

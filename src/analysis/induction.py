@@ -1,0 +1,202 @@
+"""Induction and previous-token heads (Olsson et al. 2022, "In-context learning and induction heads") in a
+decoder-only model, on sequences of the `induction` task (src/data/tasks/induction.py) or any sequences with a
+repeated run of tokens:
+
+- induction score of a head: its mean attention, from each query token of a repeated occurrence, to the token right
+  after that token's earlier occurrence (query t of a repeat at offset d attends to key t - d + 1: on a sequence
+  repeated with period P, TransformerLens's diagonal at offset -(P - 1));
+- previous-token score: its mean attention from each position to the one just before it (positions 1 on);
+- the loss on the repeated occurrences (their tokens after the first, which the earlier occurrence predicts), with
+  heads ablated as `ablate.heads` names them (`decoder_self:1:3`), several ablations scored in one pass through the
+  head masks src/analysis/scoring.py scores with (row_masks).
+
+Heads are named as everywhere (src/model/names.py: `decoder_self:1:3` is layer 1, head 3); the attention patterns
+are read at the activation points `pattern@decoder_self:<layer>` (src/model/points.py), so any edit attached there
+(or a head gate) is seen as the model runs with it. Where the repeats are follows from the tokens alone (the task's
+repeat_offsets: a run of at least min_segment_len tokens seen before).
+
+    batches = task_batches(datamodule.task.val, 64)
+    scores = head_scores(model, batches, cfg.task.min_segment_len)
+    scores.induction["decoder_self:1:3"], scores.previous_token["decoder_self:0:2"]
+    repeated_losses(model, batches, cfg.task.min_segment_len, [[], ["decoder_self:1:3"]])   # [intact, ablated]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.data.collate import collate_lm
+from src.data.tasks.induction import predictable_targets, repeat_offsets
+from src.model import TransformerConfig
+from src.model.ablation import layout_of, parse_ablation
+from src.model.head_mask import attention_sites
+from src.model.names import head_name, layer_name
+from src.model.points import point_name, recorded
+from src.model.tokens import OUR_SPECIAL_IDS, SpecialIds
+from src.training.inference import IGNORE_INDEX, eval_mode, forward_batch, scored_target
+
+from .scoring import HeadMask, repeat_batch, row_masks
+
+SITE = "decoder_self"  # the self-attention site of a decoder-only model: the only one an lm has
+
+
+@dataclass
+class HeadScores:
+    """Per head (named as ablate.heads names it), in the model's order: layer by layer, head by head."""
+
+    induction: dict[str, float]
+    previous_token: dict[str, float]
+    induction_queries: int  # how many query positions the induction scores average over
+    previous_queries: int  # and the previous-token scores
+
+    def rows(self) -> list[tuple[str, float, float]]:
+        """(head, induction score, previous-token score) per head: a table's rows."""
+        return [(head, self.induction[head], self.previous_token[head]) for head in self.induction]
+
+
+def task_batches(examples: Sequence[Mapping[str, Tensor]], batch_size: int, specials: SpecialIds = OUR_SPECIAL_IDS):
+    """A split's examples ({"tokens": (L + 1,)}) as lm batches of `batch_size`, as training collates them."""
+    chosen = [dict(examples[i]) for i in range(len(examples))]
+    return [collate_lm(chosen[start : start + batch_size], specials) for start in range(0, len(chosen), batch_size)]
+
+
+def _layers(model: nn.Module) -> int:
+    sites = attention_sites(model)
+    if set(sites) != {SITE}:
+        raise ValueError(
+            f"induction scores read a decoder-only model (its sites: {SITE}); this one has {', '.join(sites)}"
+        )
+    return len(sites[SITE])
+
+
+def _on_device(model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    device = next(model.parameters()).device
+    return {key: value.to(device) for key, value in batch.items() if isinstance(value, Tensor)}
+
+
+def _sequences(batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """The batch's sequences (B, T + 1) (tgt_in's first token, then tgt_out) and which tokens are real."""
+    tokens = torch.cat([batch["tgt_in"][:, :1], batch["tgt_out"]], dim=1)
+    real = batch.get("tgt_real")
+    if real is None:
+        real = torch.ones_like(batch["tgt_out"], dtype=torch.bool)
+    return tokens, torch.cat([torch.ones_like(real[:, :1]), real], dim=1)
+
+
+def head_scores(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_segment_len: int) -> HeadScores:
+    """Every head's induction and previous-token score over `batches` (lm batches: collate_lm), read from the
+    attention patterns of an eval-mode forward pass (see the module docstring for the definitions). A score over no
+    query at all (no repeat in the batches) is NaN."""
+    layers = _layers(model)
+    heads = attention_sites(model)[SITE][0].heads
+    names = [point_name("pattern", layer_name(SITE, layer)) for layer in range(layers)]
+    induction = torch.zeros(layers, heads, dtype=torch.float64)  # summed attention, per layer and head
+    previous = torch.zeros(layers, heads, dtype=torch.float64)
+    induction_queries = previous_queries = 0
+    with eval_mode(model):
+        for batch in batches:
+            batch = _on_device(model, batch)
+            tokens, real = _sequences(batch)
+            t = batch["tgt_in"].size(1)
+            offsets = repeat_offsets(tokens, min_segment_len, real)[:, :t]  # (B, T): the queries are tgt_in
+            rows, queries = (offsets > 0).nonzero(as_tuple=True)  # (N,) each: the repeats' tokens
+            keys = queries - offsets[rows, queries] + 1  # the token after the query token's earlier occurrence
+            later = real[:, 1:t]  # (B, T - 1): the real queries from position 1 on
+            with recorded(model, names) as seen:
+                forward_batch(model, "lm", batch)
+            for layer, name in enumerate(names):
+                pattern = seen[name].double()  # (B, H, T, T)
+                induction[layer] += pattern[rows, :, queries, keys].sum(dim=0).cpu()  # (N, H) summed
+                before = torch.diagonal(pattern, offset=-1, dim1=2, dim2=3)  # (B, H, T - 1): query t, key t - 1
+                previous[layer] += (before * later[:, None, :]).sum(dim=(0, 2)).cpu()
+            induction_queries += int(rows.numel())
+            previous_queries += int(later.sum())
+    induction /= induction_queries if induction_queries else math.nan
+    previous /= previous_queries if previous_queries else math.nan
+    names_of = [(layer, head, head_name(SITE, layer, head)) for layer in range(layers) for head in range(heads)]
+    return HeadScores(
+        {name: float(induction[layer, head]) for layer, head, name in names_of},
+        {name: float(previous[layer, head]) for layer, head, name in names_of},
+        induction_queries,
+        previous_queries,
+    )
+
+
+def ablation_mask(model: nn.Module, heads: Iterable[str]) -> HeadMask:
+    """The head mask (site -> (L, H) gates) that switches off `heads`, specs as ablate.heads reads them
+    (`decoder_self:1:3`, `decoder_self:0` for a layer's heads): parsed by src.model.ablation, ConfigError (one line)
+    for a bad one."""
+    cfg = cast(TransformerConfig, model.cfg)
+    return parse_ablation({"heads": list(heads)}, cfg, key="ablated").head_mask(layout_of(cfg))
+
+
+def repeated_losses(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Tensor]],
+    min_segment_len: int,
+    ablations: Sequence[Iterable[str]],
+    rows_per_batch: int = 1024,
+) -> list[float]:
+    """The mean loss (nats per token) on the predictable tokens of the repeated occurrences (the task's
+    predictable_targets: each repeat's tokens after its first), once per ablation: a list of head specs switched
+    off together (`[]`: the model as it is). Zero ablation, on top of any ablation the model already runs with;
+    the ablations share each forward pass (the batch repeated once per ablation, scoring.row_masks), as many as fit
+    `rows_per_batch` rows. NaN where the batches hold no repeat."""
+    masks = [ablation_mask(model, heads) for heads in ablations]
+    totals = torch.zeros(len(masks), dtype=torch.float64)
+    counts = torch.zeros(len(masks), dtype=torch.float64)
+    with eval_mode(model):
+        for batch in batches:
+            batch = _on_device(model, batch)
+            rows = batch["tgt_in"].size(0)
+            per_pass = max(1, rows_per_batch // max(1, rows))
+            for first in range(0, len(masks), per_pass):
+                chosen = masks[first : first + per_pass]
+                big = repeat_batch(batch, len(chosen))
+                with row_masks(model, chosen, rows):
+                    logits = forward_batch(model, "lm", big).logits  # (K * B, T, V)
+                scored = predictable_targets(big, min_segment_len) & (scored_target(model, "lm", big) != IGNORE_INDEX)
+                losses = F.cross_entropy(
+                    logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
+                    big["tgt_out"].flatten(),
+                    reduction="none",
+                ).view_as(scored)
+                weights = scored.to(losses.dtype)
+                totals[first : first + len(chosen)] += (losses * weights).view(len(chosen), -1).sum(1).double().cpu()
+                counts[first : first + len(chosen)] += weights.view(len(chosen), -1).sum(1).double().cpu()
+    return [float(total / count) if count else math.nan for total, count in zip(totals, counts)]
+
+
+def repeated_loss(
+    model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_segment_len: int, ablated: Iterable[str] = ()
+) -> float:
+    """The loss on the repeated occurrences' predictable tokens with the heads `ablated` switched off (none: the
+    model as it is). See repeated_losses."""
+    return repeated_losses(model, list(batches), min_segment_len, [list(ablated)])[0]
+
+
+@dataclass
+class HeadRow:
+    head: str
+    induction: float
+    previous_token: float
+    repeated_loss: float  # the loss on the repeats with this head alone ablated
+    loss_increase: float  # that minus the loss with every head on
+
+
+def head_table(model: nn.Module, batches: Sequence[Mapping[str, Tensor]], min_segment_len: int) -> list[HeadRow]:
+    """Per head: its two scores and what ablating it alone does to the loss on the repeats (one pass for all)."""
+    scores = head_scores(model, batches, min_segment_len)
+    heads = list(scores.induction)
+    losses = repeated_losses(model, batches, min_segment_len, [[]] + [[head] for head in heads])
+    return [
+        HeadRow(head, scores.induction[head], scores.previous_token[head], loss, loss - losses[0])
+        for head, loss in zip(heads, losses[1:])
+    ]
