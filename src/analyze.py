@@ -68,9 +68,9 @@ ANALYZE_FORMS = (
 )
 
 
-def _skipped_because(job: Path) -> str | None:
+def _skipped_because(job: Path, folder: str = ANALYSIS_DIR) -> str | None:
     """Why a sweep's job is not analysed (None: it is): it did not complete (as its run.json says, with the error a
-    failed job recorded), saved no checkpoint, or has an analysis already."""
+    failed job recorded), saved no checkpoint, or has this analysis (its `folder`) already."""
     from src.provenance import read_record
     from src.training.checkpoint import UNFINISHED, best_checkpoint_of
 
@@ -84,23 +84,21 @@ def _skipped_because(job: Path) -> str | None:
         return f"it {UNFINISHED.get(status, f'ended {status}')}{because} (see {job / RUN_FILE})"
     if best_checkpoint_of(job) is None:
         return f"it saved no checkpoint (see {job / RUN_FILE})"
-    if (job / ANALYSIS_DIR).exists():
-        return f"it has an analysis already ({job / ANALYSIS_DIR})"
+    if (job / folder).exists():
+        return f"it has an analysis already ({job / folder})"
     return None
 
 
-def _sweep_targets(path: Path, ckpt: str, out: str | None) -> list[tuple[Path, Path]]:
+def _sweep_targets(path: Path, ckpt: str, out: str | None, folder: str = ANALYSIS_DIR) -> list[tuple[Path, Path]]:
     """(best checkpoint, job directory) of every job of the sweep that completed and has no analysis yet; one
     warning names each other job and why it is skipped (a failed or refused job is named failed, never analysed)."""
     from src.training.checkpoint import best_checkpoint_of
 
     if out is not None:
-        raise ConfigError(
-            f"out={out} is for one run: a sweep's jobs each get their own {ANALYSIS_DIR}/; leave out= out"
-        )
+        raise ConfigError(f"out={out} is for one run: a sweep's jobs each get their own {folder}/; leave out= out")
     targets = []
     for job in sorted(p.parents[1] for p in path.glob("*/.hydra/overrides.yaml")):
-        skipped, found = _skipped_because(job), best_checkpoint_of(job)
+        skipped, found = _skipped_because(job, folder), best_checkpoint_of(job)
         if skipped is not None or found is None:  # (found is None only where _skipped_because says so)
             print_warning(f"{job.name} is skipped: {skipped}")
             continue
@@ -108,13 +106,14 @@ def _sweep_targets(path: Path, ckpt: str, out: str | None) -> list[tuple[Path, P
     if not targets:
         raise ConfigError(
             f"ckpt={ckpt}: no job of this sweep is left to analyse (none completed, or each has "
-            f"{ANALYSIS_DIR}/ already; move those away to analyse again)"
+            f"{folder}/ already; move those away to analyse again)"
         )
     return targets
 
 
-def find_targets(ckpt: str, out: str | None) -> tuple[list[Target], Path | None]:
-    """The checkpoints `ckpt` names, each with its output directory, and the sweep directory when `ckpt` is one.
+def find_targets(ckpt: str, out: str | None, folder: str = ANALYSIS_DIR) -> tuple[list[Target], Path | None]:
+    """The checkpoints `ckpt` names, each with its output directory (`folder` in a run directory: the analysis's
+    own, ANALYSES), and the sweep directory when `ckpt` is one.
     A run directory or a file is read as every command reads `ckpt=` (read_any_checkpoint: the same checkpoint
     src.eval and src.predict would take, said in one line). ConfigError (one line) when it names nothing analysable
     or an output directory already exists: nothing is ever overwritten, and every target is checked before any
@@ -130,7 +129,7 @@ def find_targets(ckpt: str, out: str | None) -> tuple[list[Target], Path | None]
     targets: list[tuple[Path, Path, dict | None]]
     if path.is_dir() and not is_run_dir(path) and is_sweep_dir(path):
         sweep_dir = path
-        targets = [(found, job, None) for found, job in _sweep_targets(path, ckpt, out)]
+        targets = [(found, job, None) for found, job in _sweep_targets(path, ckpt, out, folder)]
     else:
         checkpoint = read_any_checkpoint(ckpt, forms=ANALYZE_FORMS)
         found = Path(checkpoint[READ_FROM])
@@ -141,9 +140,9 @@ def find_targets(ckpt: str, out: str | None) -> tuple[list[Target], Path | None]
         if out is not None:
             target_out = resolve_path(out)
         elif own:
-            target_out = run_dir / ANALYSIS_DIR
+            target_out = run_dir / folder
         else:  # a checkpoint moved away from its run: its analysis goes beside it, not into the run it came from
-            target_out = checkpoint_file.parent / f"{checkpoint_file.stem}_{ANALYSIS_DIR}"
+            target_out = checkpoint_file.parent / f"{checkpoint_file.stem}_{folder}"
         if target_out.is_file():
             raise ConfigError(f"out={target_out} is a file: give a folder that does not exist yet")
         if target_out.exists() and sweep_dir is None:
@@ -183,10 +182,67 @@ def check_settings(cfg: DictConfig) -> None:
             "ckpt is required: give a checkpoint, a run directory or a sweep directory, e.g. "
             "python -m src.analyze ckpt=outputs/<date>/<time>"
         )
+    if cfg.analysis not in ANALYSES:
+        choices = "; ".join(f"{name} ({kind.what})" for name, kind in ANALYSES.items())
+        raise ConfigError(f"analysis={cfg.analysis!r} is not known: choose one of: {choices}")
     check_analysis_settings(cfg)  # split, max_examples, prune_step, ...: as src.run checks its analysis.*
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
     check_threads(cfg.torch_threads)
+    check_patching_settings(cfg)
+    warn_unread_settings(cfg)
+
+
+def check_patching_settings(cfg: DictConfig) -> None:
+    """analysis=patching's own settings, one line each, before any checkpoint is read."""
+    from src.analysis.causal import PAIR_METRICS
+    from src.analysis.patching import DIRECTIONS
+
+    if cfg.metric not in PAIR_METRICS:
+        raise ConfigError(f"metric={cfg.metric!r} is not known: choose one of {', '.join(PAIR_METRICS)}")
+    if cfg.direction not in DIRECTIONS:
+        raise ConfigError(
+            f"direction={cfg.direction!r} is not known: denoising (clean activations into the corrupted run) or "
+            "noising (corrupted activations into the clean run)"
+        )
+    if cfg.max_pairs < 1:
+        raise ConfigError(f"max_pairs={cfg.max_pairs} must be >= 1")
+    if cfg.pairs is not None:
+        from src.data.pairs import PAIRS_FILE_FORMAT
+
+        path = resolve_path(cfg.pairs)
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise ConfigError(f"pairs={cfg.pairs} {what}: give a file of pairs, {PAIRS_FILE_FORMAT}")
+    if bool(cfg.senders) != bool(cfg.receivers):
+        given, missing = ("senders", "receivers") if cfg.senders else ("receivers", "senders")
+        raise ConfigError(
+            f"{given}= is given without {missing}=: path patching follows each sender head into each receiver head: "
+            f"give both, e.g. senders=[decoder_self:0:1] receivers=[decoder_self:1:*]"
+        )
+
+
+# The settings each analysis reads (the rest are read by every analysis: ckpt, split, out, batch_size, ...).
+OWN_SETTINGS = {
+    "heads": ("max_examples", "single_heads", "keep_one", "prune_step", "tolerance"),
+    "patching": ("pairs", "max_pairs", "metric", "direction", "senders", "receivers"),
+    "lens": ("max_examples",),
+}
+
+
+def warn_unread_settings(cfg: DictConfig) -> None:
+    """One warning naming the settings the command line gave that the chosen analysis does not read."""
+    from src.validation import typed_settings
+
+    typed = typed_settings()
+    readers: dict[str, list[str]] = {}
+    for name, keys in OWN_SETTINGS.items():
+        for key in keys:
+            readers.setdefault(key, []).append(f"analysis={name}")
+    unread = [key for key in readers if key in typed and key not in OWN_SETTINGS.get(cfg.analysis, ())]
+    if unread:
+        listed = ", ".join(f"{key}= ({' and '.join(readers[key])})" for key in unread)
+        print_warning(f"analysis={cfg.analysis} does not read {listed}: they are ignored")
 
 
 def analyze_checkpoint(
@@ -272,6 +328,207 @@ def analyze_checkpoint(
     return target.out
 
 
+def pairs_of_run(cfg: DictConfig, datamodule, log: Callable[[str], None]):
+    """The counterfactual pairs an analysis runs on (src/data/pairs.py): those of the file `pairs=`, or those the
+    task makes from its `split` (synthetic tasks: one symbol changed), at most `max_pairs`; with the words the
+    report describes them in. ConfigError when neither exists (a text task, a pretrained model without a task)."""
+    import random
+
+    from src.data.pairs import PAIRS_FILE_FORMAT, read_pairs_file
+    from src.data.registry import task_spec
+
+    if cfg.pairs is not None:
+        pairs = read_pairs_file(resolve_path(cfg.pairs), datamodule)
+        found = len(pairs)
+        pairs = pairs[: cfg.max_pairs]
+        return pairs, f"from {cfg.pairs}" + (f", the first {len(pairs)} of {found}" if found > len(pairs) else "")
+    task_name = getattr(datamodule.task_cfg, "name", None)
+    spec = task_spec(task_name) if task_name else None
+    if spec is None or spec.pairs is None:
+        which = f"task={task_name}" if task_name else "a model without a task"
+        raise ConfigError(f"{which} makes no counterfactual pairs of its own: give pairs=<file> ({PAIRS_FILE_FORMAT})")
+    examples = getattr(datamodule.task, cfg.split)
+    # random.Random(0): the same corruption choices on every run of a sweep (each seed's split is its own)
+    pairs = spec.pairs(datamodule.task_cfg, datamodule.task, examples, cfg.max_pairs, random.Random(0))
+    if not pairs:
+        raise ConfigError(f"task={task_name} made no pairs from its {cfg.split} split: give pairs=<file>")
+    return pairs, f"task={task_name}'s own, from its {cfg.split} split: one input symbol changed per pair"
+
+
+def path_pairs(cfg: DictConfig, model_cfg) -> list[tuple[str, str]]:
+    """(sender, receiver) head names for path patching: every sender of `senders=` before every receiver of
+    `receivers=` (heads as ablate.heads takes them, `*` allowed)."""
+    from src.model.ablation import parse_ablation
+    from src.model.names import head_name
+
+    def heads(key: str) -> list[tuple[str, int, int]]:
+        parsed = parse_ablation({"heads": list(cfg[key])}, model_cfg, key=key).heads
+        return [(site, layer, head) for site, found in parsed.items() for layer, head in found]
+
+    stack = {"encoder_self": 0}  # the encoder's layers come before the decoder's
+    found = [
+        (head_name(*s), head_name(*r))
+        for s in heads("senders")
+        for r in heads("receivers")
+        if (stack.get(s[0], 1), s[1]) < (stack.get(r[0], 1), r[1])
+    ]
+    if (cfg.senders or cfg.receivers) and not found:
+        raise ConfigError(
+            f"senders={list(cfg.senders)} receivers={list(cfg.receivers)}: no sender is in an earlier layer than a "
+            "receiver: path patching follows a head's output into a later layer"
+        )
+    return found
+
+
+def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: Callable[[str], None] = print) -> Path:
+    """Activation patching, its attribution estimate and any path patching of one checkpoint on counterfactual pairs
+    (src/analysis/causal.py) into target.out (src/analysis/causal_report.py)."""
+    from src.analysis.ablation import ablate_trained_model, ablated_line, trained_ablation
+    from src.analysis.causal import analyze_patching, clean_accuracy
+    from src.analysis.causal_report import write_patching, write_tensorboard
+    from src.data.pairs import collate_pairs
+    from src.model.head_mask import attention_sites
+    from src.training.checkpoint import load_run, read_checkpoint
+
+    checkpoint = target.read or read_checkpoint(str(target.checkpoint))
+    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
+    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
+    model = module.model.to(device)
+    layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
+    paths = path_pairs(cfg, model.cfg)
+    log(f"checkpoint: {target.checkpoint}")
+    if not ablation.empty:
+        log(ablated_line(module, ablation))
+    pairs, described = pairs_of_run(cfg, datamodule, log)
+    batch = collate_pairs(pairs, datamodule.kind, datamodule.task.specials).to(device)
+    first_clean = batch.clean
+    positions = {}
+    if "tgt_in" in first_clean:
+        positions["decoder"] = datamodule.tgt_token_strings(first_clean["tgt_in"][0].tolist())
+    if "src" in first_clean:
+        positions["encoder"] = datamodule.src_token_strings(first_clean["src"][0].tolist())
+    started = time.perf_counter()
+    result = analyze_patching(
+        model,
+        datamodule.kind,
+        batch,
+        metric=cfg.metric,
+        direction=cfg.direction,
+        rows_per_batch=cfg.rows_per_batch,
+        paths=paths,
+        position_labels=positions,
+        described=described,
+        log=lambda line: log(f"  {line}"),
+    )
+    about = {
+        "checkpoint": str(target.checkpoint),
+        "step": int(checkpoint.get("global_step", 0)),
+        "ablation": ablation.describe(layout),
+        "clean_accuracy": clean_accuracy(model, datamodule.kind, batch),
+        "settings": {key: cfg[key] for key in ("split", "pairs", "max_pairs", "metric", "direction")}
+        | {"senders": list(cfg.senders), "receivers": list(cfg.receivers)},
+        "command": command_line("src.analyze"),
+        "started": now(),
+        "seconds": {"patching": time.perf_counter() - started},
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "git": git_state(),
+        "versions": package_versions(),
+    }
+    write_patching(result, target.out, about)
+    own = target.tensorboard and ablation == trained_ablation(module)
+    if own and any(target.run_dir.glob("events.out.tfevents.*")):
+        write_tensorboard(result, target.run_dir, about["step"], about, cfg.split)
+    log(
+        f"  {cfg.metric}: clean {result.clean:.4g}, corrupted {result.corrupted:.4g} ({result.pairs} pairs); "
+        f"written: {target.out}"
+    )
+    return target.out
+
+
+def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: Callable[[str], None] = print) -> Path:
+    """The logit lens and direct logit attribution of one checkpoint over its split (src/analysis/lens.py) into
+    target.out (src/analysis/lens_report.py). A classifier has no decoder to read: refused in one line."""
+    from src.analysis.ablation import ablate_trained_model, ablated_line, trained_ablation
+    from src.analysis.lens import analyze_lens
+    from src.analysis.lens_report import write_lens, write_tensorboard
+    from src.model.head_mask import attention_sites
+    from src.training.checkpoint import load_run, read_checkpoint
+
+    checkpoint = target.read or read_checkpoint(str(target.checkpoint))
+    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
+    if datamodule.kind == "classification":
+        raise ConfigError(
+            f"analysis=lens reads a decoder's predictions layer by layer: {target.checkpoint} is a classifier, which "
+            "has none: use analysis=heads or analysis=patching"
+        )
+    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
+    model = module.model.to(device)
+    layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
+    log(f"checkpoint: {target.checkpoint}")
+    if not ablation.empty:
+        log(ablated_line(module, ablation))
+    if not model.cfg.pre_norm:  # said before the work: the report then has the lens alone
+        print_warning(
+            "direct logit attribution is not defined for this post-LN model (each sublayer's output is normalised "
+            "again by the sublayers after it): the logit lens alone is written"
+        )
+    examples = list(getattr(datamodule.task, cfg.split))[: cfg.max_examples]
+    if not examples:
+        raise ConfigError(f"split={cfg.split}: this run's {cfg.split} split has no examples to read")
+    size = datamodule.batch_size
+    batches = [
+        {key: value.to(device) for key, value in datamodule.collate(examples[start : start + size]).items()}
+        for start in range(0, len(examples), size)
+    ]
+    started = time.perf_counter()
+    result = analyze_lens(model, datamodule.kind, batches, cfg.split)
+    about = {
+        "checkpoint": str(target.checkpoint),
+        "step": int(checkpoint.get("global_step", 0)),
+        "ablation": ablation.describe(layout),
+        "settings": {"split": cfg.split, "max_examples": cfg.max_examples},
+        "command": command_line("src.analyze"),
+        "started": now(),
+        "seconds": {"lens": time.perf_counter() - started},
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "git": git_state(),
+        "versions": package_versions(),
+    }
+    write_lens(result, target.out, about)
+    own = target.tensorboard and ablation == trained_ablation(module)
+    if own and any(target.run_dir.glob("events.out.tfevents.*")):
+        write_tensorboard(result, target.run_dir, about["step"], about)
+    last = result.layers[-1]
+    log(f"  {cfg.split} loss {result.loss:.4g}; the last layer's lens loss {last.loss:.4g}; written: {target.out}")
+    return target.out
+
+
+@dataclass(frozen=True)
+class AnalysisKind:
+    """One `analysis=` of src.analyze: the folder it writes in a run directory, what it measures (for --help and
+    messages), and the function that analyses one checkpoint into a Target."""
+
+    folder: str
+    what: str
+    run: Callable[[Target, DictConfig, torch.device], Path]
+
+
+def _heads(target: Target, cfg: DictConfig, device: torch.device) -> Path:
+    return analyze_checkpoint(target, cfg, device, ablate=cfg.ablate, batch_size=cfg.batch_size)
+
+
+ANALYSES = {
+    "heads": AnalysisKind(ANALYSIS_DIR, "head importance, entropy, single-head ablations and a pruning curve", _heads),
+    "patching": AnalysisKind(
+        "patching", "activation patching, attribution patching and path patching on counterfactual pairs",
+        patch_checkpoint,
+    ),
+    "lens": AnalysisKind("lens", "the logit lens and direct logit attribution over the split", lens_checkpoint),
+}  # fmt: skip
+
+
 def check_ablation(targets: list[Target], ablate) -> None:
     """`ablate.*` against every target's model (each of a sweep's may differ), before any work."""
     from src.training.checkpoint import checkpoint_model_config, read_checkpoint
@@ -287,7 +544,9 @@ def pretrained_target(cfg: DictConfig) -> Target:
     directory, so the analysis goes to `out` (never into an existing folder) and not into a TensorBoard."""
     from src.training.checkpoint import read_any_checkpoint
 
-    if cfg.get("task") is None:
+    if cfg.get("task") is None and cfg.analysis == "patching" and cfg.pairs is not None:
+        pass  # the pairs file is the data: the model's own tokenizer reads it
+    elif cfg.get("task") is None:
         from src.pretrained import pretrained_config
         from src.pretrained.fit import EXAMPLE_TASK, KIND_OF_ARCH
 
@@ -300,12 +559,13 @@ def pretrained_target(cfg: DictConfig) -> Target:
         raise ConfigError(f"out={cfg.out} exists: give a folder that does not exist yet")
     if not out.parent.is_dir():
         raise ConfigError(f"out={cfg.out}: the folder {out.parent} does not exist: create it or choose another")
-    checkpoint = read_any_checkpoint(cfg.ckpt, cfg.task)
+    checkpoint = read_any_checkpoint(cfg.ckpt, cfg.get("task"))
     return Target(Path(cfg.ckpt), out, out, tensorboard=False, read=checkpoint)
 
 
 def analyze(cfg: DictConfig) -> list[Path]:
     check_settings(cfg)
+    kind = ANALYSES[cfg.analysis]
     device = device_for(cfg.accelerator)
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
@@ -314,12 +574,12 @@ def analyze(cfg: DictConfig) -> list[Path]:
     else:
         if cfg.get("task") is not None:
             raise ConfigError(f"task= is for ckpt=hf:<model>: ckpt={cfg.ckpt} brings its own task: leave task= out")
-        targets, sweep_dir = find_targets(cfg.ckpt, cfg.out)
+        targets, sweep_dir = find_targets(cfg.ckpt, cfg.out, kind.folder)
     check_ablation(targets, cfg.ablate)
     written = []
     for target in targets:
         try:
-            written.append(analyze_checkpoint(target, cfg, device, ablate=cfg.ablate, batch_size=cfg.batch_size))
+            written.append(kind.run(target, cfg, device))
         except KeyboardInterrupt:  # the analysis is written whole or not at all (write_analysis)
             print(
                 f"interrupted: {target.out} was not written"

@@ -192,25 +192,31 @@ def check_attention_site(site: str, model) -> None:
         )
 
 
-def analysis_dir_of(ckpt: str, checkpoint: dict) -> Path:
-    """Where src.analyze writes the analysis of `ckpt` (src/analyze.py, find_targets): <run>/analysis for a run
-    directory or a checkpoint in its run's checkpoints/, <checkpoint name>_analysis beside a checkpoint moved away
-    from its run."""
+def analysis_dir_of(ckpt: str, checkpoint: dict, folder: str = "analysis") -> Path:
+    """Where src.analyze writes the analysis of `ckpt` into `folder` (analysis, patching: src/analyze.py's ANALYSES
+    and find_targets): <run>/<folder> for a run directory or a checkpoint in its run's checkpoints/, <checkpoint
+    name>_<folder> beside a checkpoint moved away from its run."""
     from src.training.checkpoint import run_dir_of
 
     path = resolve_path(ckpt).resolve()
     if path.is_dir():
-        return path / "analysis"
+        return path / folder
     run_dir = run_dir_of(str(path), checkpoint)
     if path.parent == run_dir / "checkpoints":
-        return run_dir / "analysis"
-    return path.parent / f"{path.stem}_analysis"
+        return run_dir / folder
+    return path.parent / f"{path.stem}_{folder}"
 
 
 def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkpoint: dict) -> None:
     """The attention on cfg.text, with the run's head importance when it has an analysis, into `page`. The page says
     what it shows: the model and checkpoint, what the model made of the text, and what the head numbers are."""
-    from src.dashboard.explorer import attention_on_text, describe_model, read_importance, write_page
+    from src.dashboard.explorer import (
+        attention_on_text,
+        describe_model,
+        read_importance,
+        read_patching,
+        write_page,
+    )
 
     if cfg.target is not None and datamodule.kind != "seq2seq":
         print_warning(f"target= is not used: a {datamodule.kind} model has no decoder side to give")
@@ -252,6 +258,13 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
                     f"page's checkpoint is at step {step}: the page says so beside the numbers"
                 )
                 view.importance_about += f" The page's checkpoint is at step {step}."
+        # activation patching (src.analyze analysis=patching): the fraction each head restores, beside importance
+        view.patching = read_patching(analysis_dir_of(cfg.ckpt, checkpoint, "patching"), step)
+        if view.patching is not None and view.patching.step is not None and view.patching.step != step:
+            print_warning(
+                f"the patching results on the page are of step {view.patching.step}, and the page's checkpoint is at "
+                f"step {step}: the page says so beside the numbers"
+            )
     if page.exists():  # it may have appeared while the model ran: still never overwritten
         raise ConfigError(f"attention={cfg.attention} appeared while predicting: choose a new name")
     write_page(view, page)

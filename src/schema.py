@@ -316,6 +316,17 @@ class AnalyzeConfig(AnalysisConfig):
     torch_threads: int = 0
     ablate: AblateConfig = field(default_factory=AblateConfig)  # analyse the model with these already off
     task: Any = None  # ckpt=hf:<model> only: the task whose data it is analysed on (out= then names the folder)
+    # What is measured (src/analyze.py ANALYSES): heads (importance, ablations, pruning: <run>/analysis/) or
+    # patching (activation, attribution and path patching on counterfactual pairs: <run>/patching/).
+    analysis: str = "heads"
+    # patching: a file of pairs (src/data/pairs.py PAIRS_FILE_FORMAT); None: the task's own pairs from `split`
+    pairs: Optional[str] = None
+    max_pairs: int = 64  # patching: at most this many pairs (the first of the file or of the task's)
+    metric: str = "logit_diff"  # patching: logit_diff | loss | exact_match, at each pair's scored position
+    direction: str = "denoising"  # patching: denoising (clean into corrupted) | noising (corrupted into clean)
+    # patching: path patching from each sender head to each receiver head in a later layer (as ablate.heads)
+    senders: list[str] = field(default_factory=list)
+    receivers: list[str] = field(default_factory=list)
 
 
 def safe_dirname(overrides: str, limit: int = 200) -> str:

@@ -128,3 +128,63 @@ def direct_logit_attribution(model: nn.Module, kind: str, batch: dict[str, Tenso
     found["norm and output bias"] = constant
     scored = (target != IGNORE_INDEX).to(logits.dtype)
     return {name: value * scored for name, value in found.items()}
+
+
+@dataclass
+class LensAnalysis:
+    """The logit lens and direct logit attribution over a split's examples (analysis=lens of src.analyze)."""
+
+    split: str
+    examples: int
+    positions: int  # scored target positions the means are over
+    layers: list[LensLayer]  # per decoder layer: loss and top-1 agreement, means over the scored positions
+    loss: float  # the model's own loss over the same positions
+    target_logit: float  # the mean logit of the target token: what the attributions below sum to
+    attribution: dict[str, float]  # component -> its mean direct contribution to the target's logit
+    attribution_undefined: str | None = None  # why there is none (a post-LN model)
+
+
+def analyze_lens(model: nn.Module, kind: str, batches, split: str) -> LensAnalysis:
+    """logit_lens and direct_logit_attribution over `batches`, weighted by each batch's scored positions."""
+    check_sequence_model(kind)
+    examples = positions = 0
+    sums = torch.zeros(len(model.decoder.layers), 2, dtype=torch.float64)  # loss, agreement, per layer
+    loss_sum = logit_sum = 0.0
+    attribution: dict[str, float] = {}
+    undefined = None
+    for batch in batches:
+        target = scored_target(model, kind, batch)
+        count = int((target != IGNORE_INDEX).sum())
+        if count == 0:
+            continue
+        examples += target.size(0)
+        positions += count
+        for layer in logit_lens(model, kind, batch):
+            sums[layer.layer, 0] += layer.loss * count
+            sums[layer.layer, 1] += layer.top1_agreement * count
+        with torch.no_grad(), eval_mode(model):
+            logits = forward_batch(model, kind, batch).logits
+        scored = target != IGNORE_INDEX
+        loss_sum += float(F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX)) * count
+        logit_sum += float(logits.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)[scored].sum())
+        if undefined is None:
+            try:
+                found = direct_logit_attribution(model, kind, batch)
+            except ValueError as error:
+                undefined = str(error)
+                continue
+            for name, value in found.items():
+                attribution[name] = attribution.get(name, 0.0) + float(value.sum())
+    if positions == 0:
+        raise ValueError(f"the {split} split has no scored positions to read")
+    layers = [LensLayer(i, float(sums[i, 0] / positions), float(sums[i, 1] / positions)) for i in range(len(sums))]
+    return LensAnalysis(
+        split=split,
+        examples=examples,
+        positions=positions,
+        layers=layers,
+        loss=loss_sum / positions,
+        target_logit=logit_sum / positions,
+        attribution={} if undefined else {name: value / positions for name, value in attribution.items()},
+        attribution_undefined=undefined,
+    )

@@ -16,7 +16,9 @@ bertviz's (Vig 2019):
   (else on hover).
 Heads are named as `ablate.heads` names them (src/model/names.py: `cross:1:2`, layers and heads counted from 0), so
 a name on the page can be pasted into a spec. Heads switched off (`ablate=...`) are marked, and each head shows its
-importance when the run has an analysis (src.analyze: which measure, on which data, is said on the page). Tokens are
+importance when the run has an analysis (src.analyze: which measure, on which data, is said on the page) and
+its fraction restored when the run has an activation-patching analysis (src.analyze analysis=patching: read_patching;
+a choice on the page says which of the two is the number on the heads, and a head's note gives both). Tokens are
 shown as the data layer labels them (`token_strings`: a tokenizer's own marks such as GPT-2's "Ġ" converted).
 bertviz's own pages load their JavaScript from a CDN and are blank offline; this one carries its script.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from src.model.names import NUMBERING, SITE_TITLES, head_name, layer_name
+from src.model.names import NUMBERING, SITE_TITLES, head_name, layer_name, parse_name
 
 # Which side's tokens are the queries and which the keys, per attention site.
 SITE_SIDES = {"encoder_self": ("src", "src"), "decoder_self": ("tgt", "tgt"), "cross": ("tgt", "src")}
@@ -52,7 +54,7 @@ class AttentionOnText:
     """One input's attention. tokens: side ("src", "tgt") -> its token strings; attentions: site -> per layer a
     (H, Tq, Tk) tensor of weights (rows sum to 1 over the keys a query may see); importance: site -> (L, H) head
     importance from the run's analysis (None where a head was not measured), or None; ablated: site -> (L, H) True
-    where a head is switched off.
+    where a head is switched off; patching: the run's activation patching (read_patching), or None.
 
     What the page says around the weights: `sides` names each side's tokens, `prediction` is what the model made of
     the text ({"what": "predicted label", "text": "pos", "choices": [["pos", 0.97], ["neg", 0.03]]}), `about` the
@@ -70,6 +72,7 @@ class AttentionOnText:
     about: str = ""
     importance_about: str = ""
     head_notes: dict[str, list[list[str]]] = field(default_factory=dict)
+    patching: HeadPatching | None = None
 
     def as_bertviz(self) -> dict:
         """The keyword arguments of bertviz's head_view / model_view: per layer (1, H, Tq, Tk) tensors and the token
@@ -219,12 +222,7 @@ def read_importance(analysis_dir: Path) -> HeadImportance | None:
                 note += f"; {metric} without this head alone: {without:.3f}"
                 note += f" (with every head: {baseline:.3f})" if isinstance(baseline, (int, float)) else ""
             table.setdefault(site, {})[(layer, head)] = (value, note)
-    values, notes = {}, {}
-    for site, cells in table.items():
-        layers, heads = max(k[0] for k in cells) + 1, max(k[1] for k in cells) + 1
-        grid = [[cells.get((layer, head), (None, "")) for head in range(heads)] for layer in range(layers)]
-        values[site] = [[value for value, _ in row] for row in grid]
-        notes[site] = [[note for _, note in row] for row in grid]
+    values, notes = _grids(table)
     examples, split = summary.get("examples"), summary.get("split")
     measured_on = f" over {examples} {split} examples" if examples and split else ""
     checkpoint = Path(summary["checkpoint"]).name if summary.get("checkpoint") else "the run"
@@ -237,6 +235,126 @@ def read_importance(analysis_dir: Path) -> HeadImportance | None:
     return HeadImportance(values, notes, about, step if isinstance(step, int) else None)
 
 
+@dataclass
+class HeadPatching:
+    """A run's activation patching as the page shows it: values site -> (L, H) the fraction of the clean-minus-
+    corrupted difference restored by patching each head's output at every position (None: not patched), notes
+    site -> (L, H) one line per head, `about`: what the number is and what it was measured on, or why there is none
+    (`undefined`: the analysis's restored_undefined, and then no values)."""
+
+    values: dict[str, list[list[float | None]]]
+    notes: dict[str, list[list[str]]]
+    about: str
+    undefined: str | None = None
+    step: int | None = None  # the checkpoint step the analysis measured
+
+
+def read_patching(patching_dir: Path, page_step: int | None = None) -> HeadPatching | None:
+    """The heads' fractions restored from a run's patching analysis (src.analyze analysis=patching writes
+    <run>/patching/: summary.json's heads_restored, and patching.csv, whose "head_position" rows give each head's
+    best single query position), with what they are and what they were measured on; None without one. `page_step`:
+    the step of the page's checkpoint, said beside the numbers when the analysis measured another."""
+    summary: dict = {}
+    try:
+        summary = json.loads((patching_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass  # patching.csv alone: the numbers are still shown, said to be from the analysis
+    summary = summary if isinstance(summary, dict) else {}
+    restored: dict[str, float | None] = {}  # head name -> fraction restored (None: undefined)
+    best: dict[str, tuple[float, int]] = {}  # head name -> (fraction restored, query position) of its best position
+    path = patching_dir / "patching.csv"
+    if path.is_file():
+        with path.open(newline="", encoding="utf-8") as file:
+            for row in csv.DictReader(file):
+                if row.get("family") not in ("head", "head_position") or not row.get("head"):
+                    continue
+                try:
+                    name = head_name(row["site"], int(row["layer"]), int(row["head"]))
+                    position = int(row["position"]) if row["family"] == "head_position" else None
+                except (KeyError, TypeError, ValueError):
+                    continue  # a row this page cannot place on a head
+                value = _number(row.get("restored"))
+                if position is None:
+                    restored[name] = value
+                elif value is not None and (name not in best or abs(value) > abs(best[name][0])):
+                    best[name] = (value, position)
+    if isinstance(summary.get("heads_restored"), dict):
+        restored = {name: _finite_number(value) for name, value in summary["heads_restored"].items()}
+    if not summary and not restored:
+        return None
+    direction, metric, pairs = summary.get("direction"), summary.get("metric"), summary.get("pairs")
+    told = ", ".join(str(part) for part in (direction, metric, f"{pairs} pairs" if pairs else None) if part)
+    verb = "kept when" if direction == "noising" else "restored by"  # noising: corrupted into the clean run
+    checkpoint = Path(summary["checkpoint"]).name if summary.get("checkpoint") else "the run"
+    step = summary.get("step") if isinstance(summary.get("step"), int) else None
+    measured = "Measured by `src.analyze analysis=patching` on " + checkpoint
+    measured += f" (step {step})" if step is not None else ""
+    ablation = summary.get("ablation")
+    measured += f", with {ablation}" if ablation and ablation != "nothing ablated" else ""
+    accuracy = summary.get("clean_accuracy")
+    if isinstance(accuracy, (int, float)) and math.isfinite(accuracy):
+        measured += f"; the model answers {accuracy:.0%} of the clean inputs right"
+    measured += "." + (f" The page's checkpoint is at step {page_step}." if _other_step(step, page_step) else "")
+    what = f"activation patching ({told})" if told else "activation patching"
+    undefined = summary.get("restored_undefined")
+    if undefined:
+        about = f"No patching number on the heads: {what} restores no defined fraction: {undefined}. {measured}"
+        return HeadPatching({}, {}, about, str(undefined), step)
+    if not restored:  # an analysis of other places only (the residual stream, sublayers)
+        about = f"No patching number on the heads: {what} patched no head's output. {measured}"
+        return HeadPatching({}, {}, about, None, step)
+    clean, corrupted = _finite_number(summary.get("clean")), _finite_number(summary.get("corrupted"))
+    scale = ""
+    if clean is not None and corrupted is not None:
+        scale = f" (1: the clean run's {metric or 'metric'}, {clean:.3f}; 0: the corrupted run's, {corrupted:.3f})"
+    into = (
+        "from the corrupted run into the clean one"
+        if direction == "noising"
+        else "from the clean run into the corrupted one"
+    )
+    about = (
+        f"{what}: the fraction of the clean-minus-corrupted difference {verb} patching this head's output at every "
+        f"position, {into}{scale}. {measured}"
+    )
+    table: dict[str, dict[tuple[int, int], tuple[float | None, str]]] = {}
+    for name, value in restored.items():
+        try:
+            site, layer, head = parse_name(name)
+        except ValueError:
+            continue
+        if layer is None or head is None:
+            continue
+        word = "keeps" if direction == "noising" else "restores"
+        note = f"patching {word} " + ("nothing defined" if value is None else f"{value:.3f}")
+        if name in best:
+            most, position = best[name]
+            note += (
+                f" (its output at one query position alone: at most {most:.3f}, at position {position} of the pairs)"
+            )
+        table.setdefault(site, {})[(layer, head)] = (value, note)
+    values, notes = _grids(table)
+    return HeadPatching(values, notes, about, None, step)
+
+
+def _grids(table: dict[str, dict[tuple[int, int], tuple[float | None, str]]]) -> tuple[dict, dict]:
+    """site -> {(layer, head): (value, note)} as two grids site -> (L, H): the values and the notes."""
+    values, notes = {}, {}
+    for site, cells in table.items():
+        layers, heads = max(k[0] for k in cells) + 1, max(k[1] for k in cells) + 1
+        grid = [[cells.get((layer, head), (None, "")) for head in range(heads)] for layer in range(layers)]
+        values[site] = [[value for value, _ in row] for row in grid]
+        notes[site] = [[note for _, note in row] for row in grid]
+    return values, notes
+
+
+def _finite_number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _other_step(step: int | None, page_step: int | None) -> bool:
+    return step is not None and isinstance(page_step, int) and page_step > 0 and page_step != step
+
+
 def page_data(view: AttentionOnText) -> dict:
     """What the page's script reads: plain lists, weights rounded to 4 decimals (the page is text), every head and
     layer already named as ablate.heads reads it (the script never spells a name itself)."""
@@ -246,6 +364,8 @@ def page_data(view: AttentionOnText) -> dict:
         layers = len(per_layer)
         heads = per_layer[0].size(0) if layers else 0
         importance = (view.importance or {}).get(site)
+        patching = view.patching.values.get(site) if view.patching else None
+        patching_notes = view.patching.notes.get(site) if view.patching else None
         sites[site] = {
             "title": SITE_TITLES.get(site, site),
             "queries": query_side,
@@ -254,6 +374,9 @@ def page_data(view: AttentionOnText) -> dict:
             "weights": [torch.round(torch.nan_to_num(w.double()), decimals=4).tolist() for w in per_layer],
             "importance": [[_finite(v) for v in row] for row in importance] if importance else None,
             "notes": view.head_notes.get(site),
+            # the fraction restored by patching each head (None: not patched), and its line for the head's note
+            "restored": _fitted(patching, layers, heads, lambda v: _rounded(v, 4)) if patching else None,
+            "restored_notes": _fitted(patching_notes, layers, heads, str) if patching else None,
             "ablated": view.ablated.get(site, [[False] * heads for _ in range(layers)]),
             "names": [[head_name(site, layer, head) for head in range(heads)] for layer in range(layers)],
             "layer_names": [layer_name(site, layer) for layer in range(layers)],
@@ -274,6 +397,7 @@ def page_data(view: AttentionOnText) -> dict:
         "prediction": view.prediction,
         "about": view.about,
         "importance_about": view.importance_about,
+        "patching_about": view.patching.about if view.patching else "",
         "numbering": NUMBERING,
         "switched_off": switched_off,
     }
@@ -281,6 +405,23 @@ def page_data(view: AttentionOnText) -> dict:
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+def _rounded(value: float | None, decimals: int) -> float | None:
+    value = _finite(value)
+    return None if value is None else round(value, decimals) + 0.0  # + 0.0: no "-0.0" on the page
+
+
+def _fitted(grid, layers: int, heads: int, cell) -> list[list]:
+    """A (L, H) grid of an analysis cut or filled (None) to the page's heads: an analysis of another model shape
+    never shifts a number onto the wrong head."""
+    rows = grid or []
+
+    def at(layer: int, head: int):
+        found = rows[layer][head] if layer < len(rows) and head < len(rows[layer]) else None
+        return None if found is None else cell(found)
+
+    return [[at(layer, head) for head in range(heads)] for layer in range(layers)]
 
 
 def render_page(view: AttentionOnText) -> str:
@@ -320,6 +461,7 @@ PAGE = """<!DOCTYPE html>
   <div class="controls">
     <label>site <select id="site"></select></label>
     <label>layer <select id="layer"></select></label>
+    <label id="measure-choice" hidden>number on heads <select id="measure"></select></label>
     <button id="all-heads" type="button">show every head</button>
     <button id="theme" type="button">dark / light</button>
   </div>
@@ -417,7 +559,9 @@ const data = JSON.parse(document.getElementById("data").textContent);
 // 16 colours dark enough to read as a thin line or a faint map cell on a white page.
 const palette = ["#0071e3", "#d70015", "#248a3d", "#8944ab", "#c45500", "#00838f", "#8d6e63", "#c2185b",
                  "#3949ab", "#0288d1", "#558b2f", "#b7950b", "#6d4c41", "#616161", "#1d6f42", "#ad1457"];
-const state = { site: data.start || Object.keys(data.sites)[0], layer: 0, heads: null, hover: null, focus: null };
+// measure: the number preferred on the heads, "patching" (fraction restored) when the run has it, else "importance"
+const state = { site: data.start || Object.keys(data.sites)[0], layer: 0, heads: null, hover: null, focus: null,
+                measure: Object.values(data.sites).some((s) => s.restored) ? "patching" : "importance" };
 const room = {};  // id of a view's box -> its width in px, read at the start of each draw()
 const $ = (id) => document.getElementById(id);
 const svgNS = "http://www.w3.org/2000/svg";
@@ -425,12 +569,31 @@ const colour = (h) => palette[h % palette.length];
 
 function site() { return data.sites[state.site]; }
 function headCount() { const w = site().weights; return w.length ? w[0].length : 0; }
+function shown(value) { const text = value.toFixed(2); return text === "-0.00" ? "0.00" : text; }
 function sideName(side) { return data.sides[side] || side + " tokens"; }
 function importance(s, l, h) {
   const v = s.importance && s.importance[l] ? s.importance[l][h] : null;
   return v === undefined ? null : v;
 }
-function note(s, l, h) { return s.notes && s.notes[l] && s.notes[l][h] ? s.notes[l][h] : ""; }
+function restored(s, l, h) {
+  const v = s.restored && s.restored[l] ? s.restored[l][h] : null;
+  return v === undefined ? null : v;
+}
+// The measure whose number the heads of site s show: the one chosen when the site has it, else the other, else none.
+function measureOf(s) {
+  const has = { importance: Boolean(s.importance), patching: Boolean(s.restored) };
+  if (has[state.measure]) return state.measure;
+  return has.importance ? "importance" : has.patching ? "patching" : null;
+}
+function number(s, l, h) {
+  const measure = measureOf(s);
+  return measure === "patching" ? restored(s, l, h) : measure === "importance" ? importance(s, l, h) : null;
+}
+// A head's note: its figures from each analysis the run has (importance, then patching).
+function note(s, l, h) {
+  const line = (notes) => (notes && notes[l] && notes[l][h] ? notes[l][h] : "");
+  return [line(s.notes), line(s.restored_notes)].filter(Boolean).join("; ");
+}
 function element(tag, className, text) {
   const e = document.createElement(tag);
   if (className) e.className = className;
@@ -483,6 +646,10 @@ function setup() {
   // Another layer: the map beside the head view shows that layer's most important head (a click on a map below
   // chooses any other).
   $("layer").onchange = () => { state.layer = Number($("layer").value); state.focus = null; draw(); };
+  $("measure").add(new Option("fraction restored (patching)", "patching"));
+  $("measure").add(new Option("importance", "importance"));
+  // Another number: the map beside the head view shows the layer's head with the largest of it.
+  $("measure").onchange = () => { state.measure = $("measure").value; state.focus = null; draw(); };
   $("all-heads").onclick = () => { state.heads = null; draw(); };
   $("theme").onclick = () => {
     const root = document.documentElement;
@@ -515,9 +682,12 @@ function showPrediction() {
 }
 
 function showLegend() {
-  const s = site(), legend = $("legend");
-  const measured = s.importance !== null && s.importance !== undefined;
-  $("heads-label").textContent = measured ? "heads (number: importance)" : "heads";
+  const s = site(), legend = $("legend"), measure = measureOf(s);
+  const both = Boolean(s.importance) && Boolean(s.restored);
+  $("measure-choice").hidden = !both;  // a choice only where there are two numbers to choose from
+  $("measure").value = measure || "importance";
+  $("heads-label").textContent = { importance: "heads (number: importance)",
+                                   patching: "heads (number: fraction restored by patching)" }[measure] || "heads";
   legend.innerHTML = "";
   // A sentence of the legend; text in `backticks` is something to type (a setting, a command), set as code.
   const part = (text) => {
@@ -527,8 +697,21 @@ function showLegend() {
   part("Names: site:layer:head, " + data.numbering + ": paste one into `ablate.heads=[...]` to switch that " +
        "head off (`ablate.heads=[" + s.names[state.layer][0] + "]`). Click a head to hide or show its lines. " +
        "Colours: one per head, the same for its lines and its maps.");
-  part(measured ? "Number on a head: its " + (data.importance_about || "importance, from the run's analysis.")
-                : (data.importance_about || "No number on the heads: the run has no head analysis."));
+  const importanceAbout = data.importance_about || "importance, from the run's analysis.";
+  if (measure === "patching") {
+    part("Number on a head: " + data.patching_about);
+    if (both) part("(Its importance: choose it under \u201cnumber on heads\u201d; pointing at a head gives both.)");
+  } else if (measure === "importance") {
+    part("Number on a head: its " + importanceAbout);
+    if (both) {
+      part("The run also has activation patching: choose \u201cfraction restored\u201d under \u201cnumber on " +
+           "heads\u201d; pointing at a head gives both.");
+    }
+  } else {
+    part(data.importance_about || "No number on the heads: the run has no head analysis.");
+  }
+  // Patching that measured nothing defined (or not this site's heads) says so, instead of showing a number.
+  if (data.patching_about && !s.restored) part(data.patching_about);
   if (data.switched_off.length) {
     part("Struck through in a dashed red frame: switched off here (" + data.switched_off.join(", ") + ").");
   }
@@ -550,11 +733,12 @@ function draw() {
 }
 
 function mostImportant(l) {
-  // The map shown first: the layer's most important head when the run has an analysis, else its first head.
+  // The map shown first: the layer's head with the largest number on it (importance or fraction restored) when
+  // the run has an analysis, else its first head.
   const s = site();
   let best = 0;
   for (let h = 1; h < headCount(); h++) {
-    if ((importance(s, l, h) ?? -1) > (importance(s, l, best) ?? -1)) best = h;
+    if ((number(s, l, h) ?? -Infinity) > (number(s, l, best) ?? -Infinity)) best = h;
   }
   return best;
 }
@@ -570,8 +754,8 @@ function drawHeadButtons() {
     const swatch = element("span", "swatch");
     swatch.style.background = colour(h);
     button.append(swatch, element("span", "name", s.names[l][h]));
-    const value = importance(s, l, h);
-    if (s.importance) button.append(element("span", "imp", value === null ? "–" : value.toFixed(2)));
+    const value = number(s, l, h);
+    if (measureOf(s)) button.append(element("span", "imp", value === null ? "–" : shown(value)));
     button.onclick = () => { state.heads.has(h) ? state.heads.delete(h) : state.heads.add(h); draw(); };
     box.appendChild(button);
   }

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import DataError
 from .files import resolve_path
+from .pairs import Pair
 from .prepared import PreparedTask
 
 KINDS = ("seq2seq", "lm", "classification")
@@ -62,6 +65,10 @@ class TaskSpec:
     # val_fraction cuts the validation split from the training file, which task.val_path replaces with its own
     # file). src.run warns when both are given (src/validation.py).
     read_without: tuple[tuple[str, str], ...] = ()
+    # Counterfactual pairs (src/data/pairs.py) the task makes itself, for activation patching:
+    # (settings, prepared task, examples of a split, how many, random generator) -> list of Pair. None: the task's
+    # inputs have no rule that says what a changed input should answer (text): src.analyze then reads a pairs file.
+    pairs: Optional[Callable[[Any, PreparedTask, Sequence[dict], int, random.Random], list[Pair]]] = None
 
     @property
     def path_fields(self) -> tuple[str, ...]:

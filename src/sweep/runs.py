@@ -1,5 +1,6 @@
 """What the sweep report reads from each job directory: the overrides a job was given, its run.json and
-metrics.json, its composed config, and its head analysis (analysis/ from src.analyze), never re-running anything."""
+metrics.json, its composed config, its head analysis (analysis/ from src.analyze) and its activation-patching
+analysis (patching/ from src.analyze analysis=patching), never re-running anything."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class Run:
     analysis: dict[str, Any] | None = None
     pruning: list[tuple[float, float]] = field(default_factory=list)
     analysis_status: str | None = None
+    # The activation-patching analysis (src.analyze analysis=patching): patching/summary.json, None without one.
+    patching: dict[str, Any] | None = None
 
     @property
     def final(self) -> dict[str, float | None]:
@@ -94,6 +97,23 @@ class Run:
             figure = "prunable_fraction" if key.startswith("pruned/") else key
             causes[key] = recorded.get(figure) or unrecorded_cause(self, figure)
         return causes
+
+    @property
+    def patching_figures(self) -> dict[str, float]:
+        """The patching analysis's headline figures (patching/summary.json): the number of pairs, the metric's mean
+        on the clean and on the corrupted inputs, and as `rank_correlation/<family>` Spearman's rho of attribution
+        patching's estimate with the exact effect, per family; an undefined figure (null) is NaN, never dropped.
+        Empty without a patching analysis."""
+        if not self.patching:
+            return {}
+        figures = {key: self.patching[key] for key in ("pairs", "clean", "corrupted") if key in self.patching}
+        for family, rho in (self.patching.get("rank_correlation") or {}).items():
+            figures[f"rank_correlation/{family}"] = rho
+        return {
+            key: float(value) if value is not None else math.nan
+            for key, value in figures.items()
+            if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        }
 
     @property
     def analysis_failed(self) -> bool:
@@ -169,6 +189,7 @@ def read_runs(sweep_dir: Path) -> list[Run]:
                 choices,
                 *read_analysis(directory),
                 analysis_status=record.get("analysis"),
+                patching=read_patching(directory),
             )
         )
     return runs
@@ -194,6 +215,19 @@ def read_analysis(directory: Path) -> tuple[dict[str, Any] | None, list[tuple[fl
     except (OSError, ValueError, IndexError):
         curve = []
     return summary, curve
+
+
+PATCHING_DIR = "patching"  # src.analyze analysis=patching's, <run>/patching/
+
+
+def read_patching(directory: Path) -> dict[str, Any] | None:
+    """A job's activation-patching analysis: its patching/summary.json, None when there is none, or it cannot be
+    read (an analysis is written whole or not at all, so a partial one is never there)."""
+    try:
+        summary = json.loads((directory / PATCHING_DIR / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
 
 
 def unrecorded_cause(run: Run, figure: str) -> str:

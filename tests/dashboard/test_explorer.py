@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.dashboard.explorer import attention_on_text, page_data, read_importance, render_page
+from src.dashboard.explorer import (
+    HeadPatching,
+    attention_on_text,
+    page_data,
+    read_importance,
+    read_patching,
+    render_page,
+)
 from src.data.vocab import readable
 from src.training.checkpoint import load_run
 from tests.conftest import run_in_process
@@ -297,3 +304,161 @@ def test_the_page_opens_on_the_site_asked_for(run, tmp_path):
     code, _, err = predict(ckpt, "text=31", f"attention={page}", "attention_site=cross")
     assert code == 0, err
     assert data_of(page)["start"] == "cross"
+
+
+# --- activation patching (src.analyze analysis=patching): the fraction restored by each head -----------------------
+
+PATCHING_WORDS = (
+    "activation patching (denoising, logit_diff, {pairs} pairs): the fraction of the clean-minus-corrupted "
+    "difference restored by patching this head's output"
+)
+
+
+def write_patching(folder: Path, heads: dict[str, float | None], **summary) -> Path:
+    """A patching analysis as src.analyze writes it (src/analysis/causal_report.py): summary.json and patching.csv,
+    with one "head" row per head and two "head_position" rows (query positions 0 and 1) each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    about = {
+        "metric": "logit_diff",
+        "direction": "denoising",
+        "pairs": 12,
+        "clean": 2.5,
+        "corrupted": -1.5,
+        "restored_undefined": None,
+        "heads_restored": heads,
+        "checkpoint": "/somewhere/run/checkpoints/best.ckpt",
+        "step": 4,
+        "ablation": "nothing ablated",
+        "clean_accuracy": 0.75,
+    }
+    (folder / "summary.json").write_text(json.dumps({**about, **summary}))
+    with (folder / "patching.csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["family", "point", "site", "layer", "head", "position", "value", "restored", "estimate"])
+        writer.writerow(["resid_pre", "resid_pre@cross:0", "cross", 0, "", 0, 1.0, 0.5, 0.5])
+        for name, value in heads.items():
+            site, layer, head = name.split(":")
+            restored = "nan" if value is None else value
+            writer.writerow(["head", f"z@{site}:{layer}", site, layer, head, "", 0.0, restored, 0.0])
+            for position, part in ((0, 0.25), (1, 0.75)):
+                share = "nan" if value is None else value * part
+                writer.writerow(["head_position", f"z@{site}:{layer}", site, layer, head, position, 0.0, share, 0.0])
+    return folder
+
+
+def test_read_patching_gives_each_head_its_fraction_restored_and_says_what_it_is(tmp_path):
+    heads = {"cross:0:0": 0.1, "cross:0:1": -0.02, "cross:1:0": 0.6, "cross:1:1": None, "encoder_self:0:1": 0.3}
+    patching = read_patching(write_patching(tmp_path / "patching", heads), page_step=4)
+    assert patching is not None and patching.undefined is None and patching.step == 4
+    assert patching.values == {"cross": [[0.1, -0.02], [0.6, None]], "encoder_self": [[None, 0.3]]}
+    # What the number is, in words, with the checkpoint and its step (the same step as the page's: no more said)
+    assert PATCHING_WORDS.format(pairs=12) in patching.about
+    assert "(1: the clean run's logit_diff, 2.500; 0: the corrupted run's, -1.500)" in patching.about
+    assert "on best.ckpt (step 4)" in patching.about and "75% of the clean inputs" in patching.about
+    assert "The page's checkpoint" not in patching.about
+    # Each head's line for its note: its fraction, and its best single query position from patching.csv
+    note = patching.notes["cross"][1][0]
+    assert note.startswith("patching restores 0.600") and "at most 0.450, at position 1 of the pairs" in note
+    assert patching.notes["cross"][1][1] == "patching restores nothing defined"
+    assert patching.notes["encoder_self"][0][0] == ""  # not in the analysis: no line
+    # Another step than the page's checkpoint is said beside the numbers
+    assert read_patching(tmp_path / "patching", page_step=9).about.endswith("The page's checkpoint is at step 9.")
+
+
+def test_read_patching_without_an_analysis_its_summary_or_defined_fractions(tmp_path):
+    assert read_patching(tmp_path) is None
+    folder = write_patching(tmp_path / "csv_only", {"cross:0:1": 0.5})
+    (folder / "summary.json").unlink()  # patching.csv alone: the numbers, said to be activation patching
+    patching = read_patching(folder)
+    assert patching is not None and patching.values == {"cross": [[None, 0.5]]}
+    assert patching.about.startswith("activation patching: the fraction") and patching.step is None
+    # Noising patches the corrupted activation into the clean run: the fraction is the one kept
+    noising = read_patching(write_patching(tmp_path / "noising", {"cross:0:0": 0.9}, direction="noising"))
+    assert (
+        noising is not None
+        and (
+            "activation patching (noising, logit_diff, 12 pairs): the fraction of the clean-minus-corrupted difference "
+            "kept when patching this head's output"
+        )
+        in noising.about
+    )
+    assert noising.notes["cross"][0][0].startswith("patching keeps 0.900")
+    # Undefined fractions: the page says why, and shows no number
+    why = "the clean and corrupted runs score the same logit_diff (0): the corruption changes nothing the metric sees"
+    undefined = read_patching(
+        write_patching(tmp_path / "undefined", {"cross:0:0": None}, restored_undefined=why, clean=0.0, corrupted=0.0)
+    )
+    assert undefined is not None and undefined.values == {} and undefined.notes == {} and undefined.undefined == why
+    assert undefined.about.startswith("No patching number on the heads: activation patching (denoising, logit_diff")
+    assert why in undefined.about and "(step 4)" in undefined.about
+    # An analysis of other places than the heads: said, and no number either
+    elsewhere = read_patching(write_patching(tmp_path / "elsewhere", {}))
+    assert elsewhere is not None and elsewhere.values == {} and "patched no head's output" in elsewhere.about
+
+
+def test_a_runs_patching_analysis_is_on_its_heads_and_keeps_the_page_small(run, tmp_path):
+    """A real `src.analyze analysis=patching` of the tiny run: every head's fraction restored from summary.json is on
+    the page under the head's name as ablate.heads reads it, with its line for the head's note; the page's JSON grows
+    by little (a rounded number and one line a head)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("analysis", "patching"))
+    code, _, err = run_in_process("src.analyze", f"ckpt={copy}", "analysis=patching", "torch_threads=1")
+    assert code == 0, err
+    summary = json.loads((copy / "patching" / "summary.json").read_text())
+    patching = read_patching(copy / "patching", page_step=4)
+    assert patching is not None and patching.undefined is None and summary["restored_undefined"] is None
+    assert PATCHING_WORDS.format(pairs=summary["pairs"]) in patching.about and "(step 4)" in patching.about
+    module, datamodule = load_run(str(copy / "checkpoints" / "last.ckpt"))
+    view, _ = attention_on_text(module.model, datamodule, "31415")
+    plain = json.dumps(page_data(view))
+    view.patching = patching
+    data = page_data(view)
+    assert data["patching_about"] == patching.about
+    on_page = {
+        name: (site["restored"][layer][head], site["restored_notes"][layer][head])
+        for site in data["sites"].values()
+        for layer, names in enumerate(site["names"])
+        for head, name in enumerate(names)
+    }
+    assert set(on_page) == set(summary["heads_restored"])  # every head, named as elsewhere
+    for name, fraction in summary["heads_restored"].items():
+        value, note = on_page[name]
+        assert value == pytest.approx(fraction, abs=5e-5) and note.startswith(f"patching restores {fraction:.3f}")
+    grown = len(json.dumps(data)) - len(plain)
+    assert grown < len(patching.about) + 150 * len(on_page), grown
+    # The page's data stays JSON the browser reads (no NaN), with a head the analysis left undefined
+    cross = patching.values["cross"]
+    cross[0][0] = None
+    data = json.loads(json.dumps(page_data(view), allow_nan=False))
+    assert data["sites"]["cross"]["restored"][0][0] is None
+
+
+def test_patching_of_another_shape_never_puts_a_number_on_the_wrong_head(run):
+    """An analysis of fewer or more heads than the page's (another checkpoint's, say): each number stays on its own
+    head, those not measured show none, and those the page does not have are left out."""
+    module, datamodule = load_run(str(run / "checkpoints" / "last.ckpt"))
+    view, _ = attention_on_text(module.model, datamodule, "12")
+    view.patching = HeadPatching(
+        values={"cross": [[0.5], [0.1, 0.2, 0.3], [0.9]]}, notes={"cross": [["a"], ["b", "c", "d"], ["e"]]}, about="x"
+    )
+    cross = page_data(view)["sites"]["cross"]
+    assert cross["restored"] == [[0.5, None], [0.1, 0.2]] and cross["restored_notes"] == [["a", None], ["b", "c"]]
+    assert page_data(view)["sites"]["encoder_self"]["restored"] is None  # no patching of its heads
+
+
+def test_src_predict_puts_the_runs_patching_analysis_on_the_page(analysed_run, tmp_path):
+    """`src.predict ... attention=` of a run with both analyses: the heads carry their fraction restored, said to be
+    activation patching, beside the importance."""
+    copy = tmp_path / "run"
+    shutil.copytree(analysed_run, copy, ignore=shutil.ignore_patterns("patching"))
+    code, _, err = run_in_process("src.analyze", f"ckpt={copy}", "analysis=patching", "torch_threads=1")
+    assert code == 0, err
+    page = tmp_path / "patching.html"
+    code, _, err = predict(f"ckpt={copy / 'checkpoints' / 'last.ckpt'}", "text=271", f"attention={page}")
+    assert code == 0, err
+    data = data_of(page)
+    summary = json.loads((copy / "patching" / "summary.json").read_text())
+    assert PATCHING_WORDS.format(pairs=summary["pairs"]) in data["patching_about"]
+    cross = data["sites"]["cross"]
+    assert cross["restored"][1][0] == pytest.approx(summary["heads_restored"]["cross:1:0"], abs=5e-5)
+    assert cross["importance"] is not None and cross["restored_notes"][1][0].startswith("patching restores")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.dashboard.explorer import AttentionOnText, write_page
+from src.dashboard.explorer import AttentionOnText, HeadPatching, write_page
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (pip install selenium)")
 if not (shutil.which("chromium") and shutil.which("chromedriver")):
@@ -272,3 +272,57 @@ def test_the_sites_of_each_kind_are_offered(browser, model_pages):
         open_page(browser, model_pages[kind][0])
         offered = [option.get_attribute("value") for option in Select(browser.find_element(By.ID, "site")).options]
         assert offered == SITES[kind]
+
+
+def test_a_heads_fraction_restored_by_patching_is_on_it_and_in_its_note(browser, tmp_path):
+    """A run with both analyses: each head shows its fraction restored by activation patching (the page opens on it,
+    and says what it is), its note gives both numbers, and the choice above the heads shows the importance instead.
+    Patching whose fractions are undefined says why, and puts no number on a head."""
+    view = synthetic_view(layers=2, heads=4, tokens=6, ablated=())
+    view.head_notes = {"encoder_self": [[f"importance {0.1 * h:.2f}" for h in range(4)] for _ in range(2)]}
+    about = (
+        "activation patching (denoising, logit_diff, 12 pairs): the fraction of the clean-minus-corrupted "
+        "difference restored by patching this head's output at every position. Measured on best.ckpt (step 4)."
+    )
+    restored = [[0.05, -0.001, 0.4, 0.1], [0.2, 0.7, 0.0, 0.3]]
+    notes = [[f"patching restores {v:.3f}" for v in row] for row in restored]
+    view.patching = HeadPatching({"encoder_self": restored}, {"encoder_self": notes}, about, step=4)
+    path = tmp_path / "patching.html"
+    write_page(view, path)
+    open_page(browser, path)
+    facts = layout(browser)
+    assert_fits(facts)
+    assert facts["headsLabel"] == "heads (number: fraction restored by patching)"
+    assert facts["chips"][2] == "encoder_self:0:2" and facts["chipNumbers"] == ["0.05", "0.00", "0.40", "0.10"]
+    assert "Number on a head: " + about.replace("`", "") in facts["legend"]["text"]
+    assert browser.find_element(By.ID, "focus-title").text == "one head: encoder_self:0:2"  # restores the most
+    chip = browser.find_elements(By.CSS_SELECTOR, "#heads .head")[2]
+    assert chip.get_attribute("title") == "encoder_self:0:2; importance 0.20; patching restores 0.400"
+    assert "importance 0.20; patching restores 0.400" in browser.find_element(By.ID, "enlarged").text
+    cell = browser.find_element(By.CSS_SELECTOR, "#model-view .cell[data-name='encoder_self:1:1']")
+    assert cell.get_attribute("title") == "encoder_self:1:1; importance 0.10; patching restores 0.700"
+    Select(browser.find_element(By.ID, "measure")).select_by_value("importance")
+    facts = layout(browser)
+    assert facts["headsLabel"] == "heads (number: importance)" and facts["chipNumbers"] == [
+        "0.00",
+        "0.10",
+        "0.20",
+        "0.30",
+    ]
+    assert "The run also has activation patching" in facts["legend"]["text"]
+    # Undefined fractions: the reason instead of numbers (the importance stays the number on the heads)
+    why = "the clean and corrupted runs score the same logit_diff (0.5): the corruption changes nothing the metric sees"
+    view.patching = HeadPatching(
+        {},
+        {},
+        f"No patching number on the heads: activation patching restores no defined fraction: {why}.",
+        undefined=why,
+        step=4,
+    )
+    undefined = tmp_path / "undefined.html"
+    write_page(view, undefined)
+    open_page(browser, undefined)
+    facts = layout(browser)
+    assert not browser.find_element(By.ID, "measure-choice").is_displayed()
+    assert facts["headsLabel"] == "heads (number: importance)" and why in facts["legend"]["text"]
+    assert "patching" not in browser.find_elements(By.CSS_SELECTOR, "#heads .head")[2].get_attribute("title")

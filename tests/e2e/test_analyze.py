@@ -414,3 +414,85 @@ def test_heads_of_a_removed_sublayer_are_off_and_not_pruned(trained, tmp_path):
         steps = list(csv.DictReader(f))
     assert int(steps[-1]["heads_removed"]) == len(heads) - 2
     assert all("cross:1:" not in s["removed"] for s in steps)
+
+
+# --- analysis=patching and analysis=lens (issue 26): every architecture, its own pairs or a pairs file ------------
+def pairs_file(task: str, directory) -> list[str]:
+    """The pairs a task's run is patched on: the synthetic task's own (nothing to give), or a file of one-character
+    changes for the text tasks (their vocabularies are characters or words of the data)."""
+    lines = {
+        "char_lm": "the cat\tthe hat\tq\tz",
+        "classification": "good film\tbad film\tpos\tneg",
+        "translation": "das haus\tdas boot\tthe\ta",
+    }
+    if task not in lines:
+        return []
+    path = directory / "pairs.tsv"
+    path.write_text(lines[task] + "\n")
+    return [f"pairs={path}"]
+
+
+@pytest.mark.parametrize("task", list(SITES))
+def test_patching_each_architecture_writes_its_tables_figures_and_tensorboard(trained, task, tmp_path):
+    run_dir = trained[task]
+    result = run_here("src.analyze", f"ckpt={run_dir}", "analysis=patching", "torch_threads=1",
+                      *pairs_file(task, tmp_path))  # fmt: skip
+    check(result)
+    out = run_dir / "patching"
+    assert {"report.md", "patching.csv", "summary.json", "heads.png", "attribution.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    with open(out / "patching.csv") as f:
+        rows = list(csv.DictReader(f))
+    heads = {(r["site"], r["layer"], r["head"]) for r in rows if r["family"] == "head"}
+    assert len(heads) == 2 * 2 * len(SITES[task])  # every head of every site
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["heads_restored"]) == {f"{s}:{layer}:{h}" for s, layer, h in heads}  # ablate.heads names
+    assert set(summary["rank_correlation"]) >= {"resid_pre", "attn_out", "head"}
+    events = read_events(run_dir)
+    assert any(tag.startswith("val_patching/") for tag in events.image_tags)
+
+
+def test_path_patching_and_the_lens_of_a_trained_run(trained, tmp_path):
+    run_dir = trained["reverse"]
+    out = tmp_path / "paths"
+    args = ["analysis=patching", "senders=[encoder_self:0:*]", "receivers=[cross:1:0]", "max_pairs=8"]
+    check(run_here("src.analyze", f"ckpt={run_dir}", f"out={out}", "torch_threads=1", *args))
+    with open(out / "paths.csv") as f:
+        paths = list(csv.DictReader(f))
+    assert [(p["sender"], p["channel"]) for p in paths[:3]] == [("encoder_self:0:0", c) for c in ("q", "k", "v")]
+    assert len(paths) == 2 * 3  # two senders, one receiver, three inputs
+    assert float(paths[0]["restored"]) == pytest.approx(1.0)  # an encoder head cannot reach a decoder query
+    lens = tmp_path / "lens"
+    result = check(run_here("src.analyze", f"ckpt={run_dir}", f"out={lens}", "analysis=lens", "torch_threads=1"))
+    assert "direct logit attribution is not defined for this post-LN model" in result.stderr
+    summary = json.loads((lens / "summary.json").read_text())
+    assert len(summary["lens"]) == 2 and summary["lens"][-1]["loss"] == pytest.approx(summary["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["analysis=circuits"], "analysis='circuits' is not known: choose one of: heads"),
+        (["analysis=patching", "metric=acc"], "metric='acc' is not known: choose one of logit_diff, loss"),
+        (["analysis=patching", "direction=up"], "direction='up' is not known"),
+        (["analysis=patching", "max_pairs=0"], "max_pairs=0 must be >= 1"),
+        (["analysis=patching", "pairs=nope.tsv"], "pairs=nope.tsv does not exist"),
+        (["analysis=patching", "senders=[cross:0:0]"], "senders= is given without receivers="),
+        (["analysis=patching", "senders=[cross:1:0]", "receivers=[cross:0:0]"], "no sender is in an earlier layer"),
+        (["analysis=lens", "split=train"], "split='train' is not known"),
+    ],
+)
+def test_bad_causal_settings_are_one_line_before_anything_is_written(trained, tmp_path, args, message):
+    out = tmp_path / "never"
+    result = run_here("src.analyze", f"ckpt={trained['reverse']}", f"out={out}", *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("using ")]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_a_text_task_without_a_pairs_file_is_told_to_give_one(trained, tmp_path):
+    result = run_here("src.analyze", f"ckpt={trained['char_lm']}", f"out={tmp_path / 'x'}", "analysis=patching")
+    assert result.returncode == 2
+    assert "task=char_lm makes no counterfactual pairs of its own: give pairs=<file>" in result.stderr

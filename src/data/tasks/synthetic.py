@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import DataError
+from ..pairs import Pair
 from ..prepared import PreparedTask
 from ..registry import TaskSpec, register_task
 from ..resumable import epoch_seed
@@ -229,6 +230,109 @@ def addition_longest(cfg) -> int:
     return 2 * max(cfg.max_len, cfg.test_long_max_len) + 1 + 2  # "a+b" plus BOS/EOS; the sum is shorter
 
 
+# --- counterfactual pairs (src/data/pairs.py) ---------------------------------------------------------------------
+# A rule gives a source's target (symbols in, symbols out); a replacement rule the symbols that may stand at a
+# source position instead of the one there (the same kind of symbol: a digit for a digit, no leading zero).
+Rule = Callable[[list[str]], list[str]]
+Replacements = Callable[[list[str], int], list[str]]
+EOS_MARK = "<eos>"  # where one target ends before the other, the answer there is the end of the sequence
+
+
+def pairs_of(rule: Rule, replacements: Replacements, corrupt_at: Callable[[list[str]], list[int]]):
+    """The pair maker of a synthetic task: examples of the split's longest source length (so every pair has the
+    same shape, one template, and a position means the same thing in every pair), each with one source symbol
+    replaced by another (symmetric token replacement). The decoder reads the clean target in both versions; the
+    scored position is the first target position whose token the change changes."""
+
+    def make(cfg, task: PreparedTask, examples, count: int, rng: random.Random) -> list[Pair]:
+        vocab = task.src_vocab
+        assert isinstance(vocab, SymbolVocab)
+        longest = max(len(e["src"]) for e in examples)
+        pairs = []
+        for example in examples:
+            if len(pairs) == count:
+                break
+            if len(example["src"]) != longest:
+                continue
+            source = [vocab.symbol(int(i)) for i in example["src"]]
+            where = corrupt_at(source)
+            if not where:
+                continue
+            at = where[rng.randrange(len(where))] if len(where) > 1 else where[0]
+            others = replacements(source, at)
+            changed = list(source)
+            changed[at] = others[rng.randrange(len(others))]
+            clean_target, changed_target = rule(source) + [EOS_MARK], rule(changed) + [EOS_MARK]
+            differ = [j for j, (a, b) in enumerate(zip(clean_target, changed_target)) if a != b]
+            if not differ:  # (cannot happen for these rules: every change of the source changes the target)
+                continue
+            j = differ[0]
+
+            def token(symbol: str) -> int:
+                return task.specials.eos if symbol == EOS_MARK else vocab.id_of[symbol]
+
+            corrupted_src = torch.tensor([vocab.id_of[s] for s in changed], dtype=torch.long)
+            pairs.append(
+                Pair(
+                    clean={"src": example["src"], "tgt": example["tgt"]},
+                    corrupted={"src": corrupted_src, "tgt": example["tgt"]},
+                    position=j,
+                    answer=token(clean_target[j]),
+                    wrong=token(changed_target[j]),
+                )
+            )
+        return pairs
+
+    return make
+
+
+def middle_symbol(source: list[str]) -> list[int]:
+    """The position a symbol task's pairs change: the middle one, the same in every pair of a length."""
+    return [len(source) // 2]
+
+
+def symbol_pairs(transform: Transform):
+    def make(cfg, task: PreparedTask, examples, count: int, rng: random.Random) -> list[Pair]:
+        symbols = task.src_vocab.symbols  # type: ignore[union-attr]
+        if len(symbols) < 2:
+            return []  # one symbol: nothing to change it to
+
+        def rule(source: list[str]) -> list[str]:
+            return transform(source, symbols)
+
+        def replacements(source: list[str], at: int) -> list[str]:
+            return [s for s in symbols if s != source[at]]
+
+        return pairs_of(rule, replacements, middle_symbol)(cfg, task, examples, count, rng)
+
+    return make
+
+
+def addition_pairs(cfg, task: PreparedTask, examples, count: int, rng: random.Random) -> list[Pair]:
+    """One digit of an operand changed (any digit position, drawn per pair; never a leading zero)."""
+
+    def operands(source: list[str]) -> tuple[str, str]:
+        a, b = "".join(source).split("+")
+        return (a[::-1], b[::-1]) if cfg.reverse_digits else (a, b)
+
+    def rule(source: list[str]) -> list[str]:
+        a, b = operands(source)
+        total = list(str(int(a) + int(b)))
+        return total[::-1] if cfg.reverse_digits else total
+
+    def digits(source: list[str]) -> list[int]:
+        return [k for k, s in enumerate(source) if s != "+"]
+
+    def replacements(source: list[str], at: int) -> list[str]:
+        plus = source.index("+")
+        operand = range(0, plus) if at < plus else range(plus + 1, len(source))
+        leading = operand[-1] if cfg.reverse_digits else operand[0]  # the most significant digit
+        allowed = "123456789" if at == leading and len(operand) > 1 else "0123456789"
+        return [d for d in allowed if d != source[at]]
+
+    return pairs_of(rule, replacements, digits)(cfg, task, examples, count, rng)
+
+
 def _symbol_spec(name: str, transform: Transform) -> TaskSpec:
     return TaskSpec(
         name=name,
@@ -237,6 +341,7 @@ def _symbol_spec(name: str, transform: Transform) -> TaskSpec:
         build=symbol_task(transform),
         validate=check_settings,
         longest_sequence=symbols_longest,
+        pairs=symbol_pairs(transform),
     )
 
 
@@ -251,5 +356,6 @@ register_task(
         build=build_addition,
         validate=check_settings,
         longest_sequence=addition_longest,
+        pairs=addition_pairs,
     )
 )

@@ -1,0 +1,245 @@
+"""Activation patching of one model on counterfactual pairs, as `python -m src.analyze analysis=patching` runs it.
+
+The pairs (src/data/pairs.py) are run clean and corrupted, and every activation point of the model is patched from
+one run into the other (patching.py), place by place, in the five families TransformerLens's patching sweeps have:
+
+    resid_pre       the residual stream entering each layer, by layer x position
+    attn_out        each attention sublayer's output, by layer x position
+    ffn_out         each feed-forward sublayer's output, by layer x position
+    head            each head's output z at every position at once, by layer x head
+    head_position   each head's output z at one position, by layer x head x position
+
+Each patch is scored by the metric on the pairs (the logit difference between the clean and the corrupted answer,
+the clean answer's loss, or exact match: the clean answer is the top-1 prediction), and reported as the fraction of
+the clean-minus-corrupted difference it restores (denoising) or keeps (noising): 1 is the clean run's value, 0 the
+corrupted one's. Beside it, attribution patching's first-order estimate of the same patch (one forward and one
+backward pass for the whole grid), and per family the rank correlation between the two: how far the fast estimate
+can be trusted on this model.
+
+Path patching (between heads named as ablate names them, through the receiver's query, key or value) runs for the
+senders and receivers asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.data.pairs import PairBatch
+from src.model.points import activation_points, split_point_name
+from src.training.inference import eval_mode, forward_batch
+
+from .heads import _spearman
+from .patching import (
+    CHANNELS,
+    Metric,
+    Patch,
+    PathPatchingResult,
+    activation_patching,
+    attribution_patching,
+    path_patching,
+)
+
+FAMILIES = ("resid_pre", "attn_out", "ffn_out", "head", "head_position")
+# The metrics a pair is scored with; each a function of the logits at the scored position (R*B, V) and the answers.
+PAIR_METRICS = ("logit_diff", "loss", "exact_match")
+
+
+def pair_metric(name: str, pairs: PairBatch, kind: str) -> Metric:
+    """The metric `name` of each row of a batch of pairs, or of that batch repeated R times (patching scores R
+    patches at once): (R*B,). Higher is better for logit_diff and exact_match, lower for loss."""
+    if name not in PAIR_METRICS:
+        raise ValueError(f"metric {name!r}: one of {', '.join(PAIR_METRICS)}")
+
+    def metric(logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        copies = logits.size(0) // len(pairs)
+        rows = torch.arange(logits.size(0), device=logits.device)
+        answer = pairs.answer.to(logits.device).repeat(copies)
+        if kind == "classification":  # (R*B, C): one prediction per row
+            scored = logits
+        else:  # (R*B, T, V): the prediction at each row's scored position
+            scored = logits[rows, pairs.position.to(logits.device).repeat(copies)]  # (R*B, V)
+        if name == "logit_diff":
+            wrong = pairs.wrong.to(logits.device).repeat(copies)
+            return scored[rows, answer] - scored[rows, wrong]
+        if name == "loss":
+            return F.cross_entropy(scored.float(), answer, reduction="none")
+        return (scored.argmax(-1) == answer).to(logits.dtype)
+
+    return metric
+
+
+@dataclass
+class PatchRow:
+    family: str  # one of FAMILIES
+    point: str  # the activation point patched (src/model/points.py), e.g. resid_pre@decoder_self:1
+    site: str  # where: the site and layer as ablate names them
+    layer: int
+    head: int | None  # head and head_position: the head patched
+    position: int | None  # every family but head: the position patched (the query position at z)
+    value: float  # the metric with the patch, mean over the pairs
+    restored: float  # (value - corrupted) / (clean - corrupted): 1 the clean run's value, 0 the corrupted one's
+    estimate: float  # attribution patching's estimate of (value - the unpatched run's value)
+
+
+@dataclass
+class CausalAnalysis:
+    metric: str
+    direction: str
+    pairs: int
+    clean: float  # the metric on the clean and on the corrupted inputs, mean over the pairs
+    corrupted: float
+    rows: list[PatchRow]
+    positions: dict[str, list[str]]  # per stack (encoder, decoder): what each position holds, in the first pair
+    rank_correlation: dict[str, float]  # per family: Spearman between the exact effect and the estimate
+    paths: list[PathPatchingResult] = field(default_factory=list)
+    described: str = ""  # what the pairs are (the task's words), for the report
+
+    @property
+    def difference(self) -> float:
+        return self.clean - self.corrupted
+
+
+def stack_of(site: str) -> str:
+    """The stack a site belongs to: its positions are that stack's (the source for the encoder)."""
+    return "encoder" if site.startswith("encoder") else "decoder"
+
+
+def grid_patches(model: nn.Module, positions: dict[str, int]) -> list[tuple[str, Patch]]:
+    """(family, patch) for every place of the five families, stack by stack and layer by layer."""
+    points = activation_points(model)
+    patches: list[tuple[str, Patch]] = []
+    for name in points:
+        kind, where = split_point_name(name)
+        site, _, _ = where.partition(":")
+        count = positions[stack_of(site)]
+        if kind == "resid_pre" and _first_sublayer(name, points):
+            patches += [("resid_pre", Patch(name, position=p)) for p in range(count)]
+        elif kind == "out":
+            family = "attn_out" if f"z@{where}" in points else "ffn_out"
+            patches += [(family, Patch(name, position=p)) for p in range(count)]
+        elif kind == "z":
+            heads = _heads_at(model, where)
+            patches += [("head", Patch(name, head=h)) for h in range(heads)]
+            patches += [("head_position", Patch(name, position=p, head=h)) for h in range(heads) for p in range(count)]
+    return patches
+
+
+def _first_sublayer(name: str, points) -> bool:
+    """Whether resid_pre `name` enters a layer (its first sublayer): the residual stream between layers, as
+    TransformerLens's resid_pre is, not between the sublayers of one layer."""
+    _, where = split_point_name(name)
+    site, _, layer = where.partition(":")
+    stack = stack_of(site)
+    firsts = [p for p in points if p.startswith("resid_pre@") and stack_of(p[len("resid_pre@") :]) == stack]
+    firsts = [p for p in firsts if p.rsplit(":", 1)[1] == layer]
+    return bool(firsts) and firsts[0] == name
+
+
+def _heads_at(model: nn.Module, where: str) -> int:
+    from src.model.head_mask import attention_sites
+
+    site, _, layer = where.partition(":")
+    return attention_sites(model)[site][int(layer)].heads
+
+
+def _estimate(estimates: dict[str, Tensor], family: str, patch: Patch) -> float:
+    found = estimates[patch.point]  # (T,) or (H, T)
+    if family == "head":
+        return float(found[patch.head].sum())
+    if family == "head_position":
+        return float(found[patch.head, patch.position])
+    return float(found[patch.position])
+
+
+def analyze_patching(
+    model: nn.Module,
+    kind: str,
+    pairs: PairBatch,
+    *,
+    metric: str = "logit_diff",
+    direction: str = "denoising",
+    rows_per_batch: int = 1024,
+    paths: Sequence[tuple[str, str]] = (),
+    position_labels: dict[str, list[str]] | None = None,
+    described: str = "",
+    log: Callable[[str], None] = lambda line: None,
+) -> CausalAnalysis:
+    """Every family of patches on `pairs` (the module's docstring), their attribution estimates, and path patching
+    for each (sender, receiver) in `paths` through each of q, k and v."""
+    score = pair_metric(metric, pairs, kind)
+    clean, corrupted = pairs.clean, pairs.corrupted
+    positions = {"decoder": clean["tgt_in"].size(1) if "tgt_in" in clean else 0}
+    positions["encoder"] = clean["src"].size(1) if "src" in clean else 0
+    families = grid_patches(model, positions)
+    patches = [patch for _, patch in families]
+    per_pass = max(1, rows_per_batch // max(1, len(pairs)))
+    log(f"activation patching: {len(patches)} patches on {len(pairs)} pairs, {per_pass} patches per pass")
+    exact = activation_patching(model, kind, clean, corrupted, patches, score, direction, patches_per_pass=per_pass)
+    # attribution patching estimates patching into the run the exact patches went into: the corrupted run for
+    # denoising (clean activations in), the clean run for noising (corrupted ones in)
+    points = sorted({patch.point for patch in patches})
+    source, base = (clean, corrupted) if direction == "denoising" else (corrupted, clean)
+    log("attribution patching: one forward and one backward pass")
+    estimates = attribution_patching(model, kind, source, base, points, score)
+    base_value = exact.corrupted if direction == "denoising" else exact.clean
+    restored = exact.restored
+    rows = []
+    for (family, patch), value, fraction in zip(families, exact.values.tolist(), restored.tolist()):
+        _, where = split_point_name(patch.point)
+        site, _, layer = where.partition(":")
+        rows.append(
+            PatchRow(
+                family, patch.point, site, int(layer), patch.head, patch.position, value, fraction,
+                _estimate(estimates, family, patch),
+            )
+        )  # fmt: skip
+    correlation = {}
+    for family in FAMILIES:
+        chosen = [row for row in rows if row.family == family]
+        if chosen:
+            correlation[family] = _spearman([r.value - base_value for r in chosen], [r.estimate for r in chosen])
+    found_paths = []
+    if paths:
+        log(f"path patching: {len(paths)} sender -> receiver pairs, each through q, k and v")
+    for sender, receiver in paths:
+        for channel in CHANNELS:
+            found_paths.append(path_patching(model, kind, clean, corrupted, sender, receiver, channel, score))
+    return CausalAnalysis(
+        metric=metric,
+        direction=direction,
+        pairs=len(pairs),
+        clean=exact.clean,
+        corrupted=exact.corrupted,
+        rows=rows,
+        positions=position_labels or {},
+        rank_correlation=correlation,
+        paths=found_paths,
+        described=described,
+    )
+
+
+def undefined_restoration(analysis: CausalAnalysis) -> str | None:
+    """Why the restored fractions are undefined (None: they are defined): the pairs give the clean and the
+    corrupted run the same metric, so there is nothing to restore."""
+    if math.isfinite(analysis.difference) and analysis.difference != 0:
+        return None
+    return (
+        f"the clean and corrupted runs score the same {analysis.metric} ({analysis.clean:.4g}): the corruption "
+        "changes nothing the metric sees, so no fraction of it can be restored (a model that has not learned the "
+        "task, or pairs whose answers do not differ)"
+    )
+
+
+@torch.no_grad()
+def clean_accuracy(model: nn.Module, kind: str, pairs: PairBatch) -> float:
+    """How often the clean input's top-1 prediction is its answer: pairs the model gets wrong patch nothing
+    meaningful, so the report says this first."""
+    with eval_mode(model):
+        logits = forward_batch(model, kind, pairs.clean).logits
+    return float(pair_metric("exact_match", pairs, kind)(logits, pairs.clean).float().mean())

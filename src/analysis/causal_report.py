@@ -1,0 +1,338 @@
+"""Writing an activation-patching analysis (causal.py) out: `patching/` in the run directory, and its figures in
+TensorBoard.
+
+    patching/report.md          the answer first (the places and heads that restore most, how far attribution
+                                patching can be trusted), then the tables
+    patching/patching.csv       one row per patch: family, point, site, layer, head, position, the metric with the
+                                patch, the fraction restored, attribution patching's estimate
+    patching/paths.csv          path patching: sender, receiver, channel, the metric, the fraction kept
+    patching/summary.json       the headline figures (read by the sweep report), settings and timings
+    patching/resid_pre.png, attn_out.png, ffn_out.png   fraction restored, layer x position, a panel per stack
+    patching/heads.png          fraction restored by each head's output at every position, layer x head per site
+    patching/attribution.png    attribution patching's estimate against the exact effect, a panel per family
+
+In TensorBoard the figures go under `<split>_patching/` (images, the rank correlations as scalars, the report as
+text), after the learning curves.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from src.model.names import NUMBERING, head_name, layer_name, site_title
+
+from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration
+from .report import _finite, _fmt, _ink, figure_pixels, heat_map_figure
+
+FAMILY_TITLES = {
+    "resid_pre": "the residual stream entering each layer",
+    "attn_out": "each attention sublayer's output",
+    "ffn_out": "each feed-forward sublayer's output",
+    "head": "each head's output, every position",
+    "head_position": "each head's output, one position",
+}
+METRIC_WORDS = {
+    "logit_diff": "the logit of the clean answer minus that of the corrupted answer, at the scored position",
+    "loss": "the cross-entropy of the clean answer at the scored position (lower is better)",
+    "exact_match": "1 where the clean answer is the top-1 prediction at the scored position",
+}
+
+
+def _direction_words(direction: str) -> str:
+    if direction == "denoising":
+        return "denoising: the corrupted run with one clean activation patched in (is it sufficient?)"
+    return "noising: the clean run with one corrupted activation patched in (is it necessary?)"
+
+
+def position_grids(analysis: CausalAnalysis, family: str) -> dict[str, np.ndarray]:
+    """Per stack, (layers, positions) of the fraction restored, with the stack's sites stacked as rows in layer
+    order (a decoder layer's self-attention, then its cross-attention)."""
+    rows = [r for r in analysis.rows if r.family == family]
+    grids: dict[str, dict[tuple[int, str], dict[int, float]]] = {}
+    for row in rows:
+        grids.setdefault(stack_of(row.site), {}).setdefault((row.layer, row.site), {})[row.position or 0] = row.restored
+    found = {}
+    for stack, by_row in grids.items():
+        keys = sorted(by_row)
+        width = 1 + max(p for cells in by_row.values() for p in cells)
+        grid = np.full((len(keys), width), np.nan)
+        for index, key in enumerate(keys):
+            for position, value in by_row[key].items():
+                grid[index, position] = value
+        found[stack] = grid
+    return found
+
+
+def row_labels(analysis: CausalAnalysis, family: str, stack: str) -> list[str]:
+    keys = sorted({(r.layer, r.site) for r in analysis.rows if r.family == family and stack_of(r.site) == stack})
+    return [layer_name(site, layer) for layer, site in keys]
+
+
+def head_grids(analysis: CausalAnalysis) -> dict[str, np.ndarray]:
+    """Per attention site, (layers, heads) of the fraction restored by each head at every position."""
+    rows = [r for r in analysis.rows if r.family == "head"]
+    shapes: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        layers, heads = shapes.get(r.site, (0, 0))
+        shapes[r.site] = (max(layers, r.layer + 1), max(heads, (r.head or 0) + 1))
+    grids = {site: np.full(shape, np.nan) for site, shape in shapes.items()}
+    for r in rows:
+        grids[r.site][r.layer, r.head] = r.restored
+    return grids
+
+
+def position_figure(analysis: CausalAnalysis, family: str):
+    """A panel per stack: layers down, positions across (labelled with the first pair's tokens)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grids = position_grids(analysis, family)
+    width = max(6.5, sum(0.5 * g.shape[1] + 2.5 for g in grids.values()))
+    height = max(2.6, 0.45 * max(g.shape[0] for g in grids.values()) + 1.8)
+    figure, axes = plt.subplots(1, len(grids), figsize=(width, height), squeeze=False, constrained_layout=True)
+    image = None
+    for ax, (stack, grid) in zip(axes[0], grids.items()):
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        tokens = analysis.positions.get(stack, [])
+        ax.set_xticks(range(grid.shape[1]))
+        ax.set_xticklabels(
+            [f"{p}: {tokens[p]}" if p < len(tokens) else str(p) for p in range(grid.shape[1])], rotation=90, fontsize=7
+        )
+        ax.set_yticks(range(grid.shape[0]))
+        ax.set_yticklabels(row_labels(analysis, family, stack), fontsize=7)
+        ax.set_title(f"{stack} (position: the first pair's clean token)", fontsize=9)
+        if grid.size <= 400:
+            for (i, j), value in np.ndenumerate(grid):
+                if np.isfinite(value):
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=_ink(image, value))
+    if image is not None:
+        figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    figure.suptitle(f"fraction restored by patching {FAMILY_TITLES[family]} ({analysis.direction})", fontsize=10)
+    return figure
+
+
+def attribution_figure(analysis: CausalAnalysis):
+    """Attribution patching's estimate against the exact effect, a panel per family, with the rank correlation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = [f for f in FAMILIES if any(r.family == f for r in analysis.rows)]
+    base = analysis.corrupted if analysis.direction == "denoising" else analysis.clean
+    figure, axes = plt.subplots(
+        1, len(families), figsize=(3.2 * len(families), 3.4), squeeze=False, constrained_layout=True
+    )
+    for ax, family in zip(axes[0], families):
+        rows = [r for r in analysis.rows if r.family == family]
+        exact = [r.value - base for r in rows]
+        estimate = [r.estimate for r in rows]
+        ax.scatter(exact, estimate, s=8, alpha=0.7)
+        low, high = min(exact + estimate), max(exact + estimate)
+        ax.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
+        rho = analysis.rank_correlation.get(family, math.nan)
+        ax.set_title(f"{family}\nSpearman rho {_fmt(rho, 2)}", fontsize=9)
+        ax.set_xlabel("exact effect", fontsize=8)
+        ax.set_ylabel("attribution estimate", fontsize=8)
+    figure.suptitle(f"attribution patching against activation patching ({analysis.metric})", fontsize=10)
+    return figure
+
+
+def figures(analysis: CausalAnalysis) -> dict[str, Any]:
+    """name -> matplotlib figure (none of the restored-fraction maps when the fraction is undefined)."""
+    made: dict[str, Any] = {}
+    if undefined_restoration(analysis) is None:
+        for family in ("resid_pre", "attn_out", "ffn_out"):
+            if any(r.family == family for r in analysis.rows):
+                made[family] = position_figure(analysis, family)
+        if any(r.family == "head" for r in analysis.rows):
+            made["heads"] = heat_map_figure(
+                head_grids(analysis),
+                f"fraction restored by patching each head's output at every position ({analysis.direction})",
+                "RdBu_r",
+                diverging=True,
+            )
+    made["attribution"] = attribution_figure(analysis)
+    return made
+
+
+def _top(rows: list[PatchRow], count: int, direction: str) -> list[PatchRow]:
+    """The patches with the largest effect: denoising, those that restore most (a fraction far from 0); noising,
+    those that destroy most (a fraction far from 1, where a patch that changes nothing stays)."""
+    finite = [r for r in rows if math.isfinite(r.restored)]
+    unchanged = 0.0 if direction == "denoising" else 1.0
+    return sorted(finite, key=lambda r: -abs(r.restored - unchanged))[:count]
+
+
+def place(row: PatchRow) -> str:
+    """A patch as a reader names it: the head as ablate.heads takes it, the layer as ablate.sublayers does."""
+    where = head_name(row.site, row.layer, row.head) if row.head is not None else layer_name(row.site, row.layer)
+    return where + (f" position {row.position}" if row.position is not None else "")
+
+
+def answer_lines(analysis: CausalAnalysis) -> list[str]:
+    why = undefined_restoration(analysis)
+    if why is not None:
+        return [f"- no fraction can be restored: {why}"]
+    if analysis.direction == "denoising":
+        said = "restore most of the clean run (fraction restored)"
+    else:
+        said = "destroy most of the clean run (fraction kept; 1: no change)"
+    lines = []
+    for family in ("head", "resid_pre", "attn_out", "ffn_out"):
+        top = _top([r for r in analysis.rows if r.family == family], 3, analysis.direction)
+        if top:
+            listed = ", ".join(f"`{place(r)}` {r.restored:+.2f}" for r in top)
+            lines.append(f"- {FAMILY_TITLES[family]}: the patches that {said}: {listed}")
+    return lines
+
+
+def rank_correlation_lines(analysis: CausalAnalysis) -> list[str]:
+    parts = [f"{family} {_fmt(rho, 2)}" for family, rho in analysis.rank_correlation.items()]
+    return [
+        "- attribution patching vs activation patching, Spearman rho per family: "
+        + "; ".join(parts)
+        + " (near 1: the one-pass estimate ranks the places as exact patching does; it is least reliable on the "
+        "residual stream, the first FFN and saturated attention: Kramar et al. 2024)"
+    ]
+
+
+def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[str]) -> str:
+    lines = [
+        f"# Activation patching: {about.get('checkpoint', '')}",
+        "",
+        f"{analysis.pairs} counterfactual pairs ({analysis.described}); {_direction_words(analysis.direction)}. "
+        f"The metric, `{analysis.metric}`: {METRIC_WORDS[analysis.metric]}. Every fraction below is "
+        "(metric with the patch - corrupted) / (clean - corrupted): 1 is the clean run's value, 0 the corrupted "
+        f"one's. Heads and layers are named as `ablate.heads` and `ablate.sublayers` take them ({NUMBERING}).",
+        "",
+        "## The answer",
+        "",
+        *answer_lines(analysis),
+        "",
+        "## What was measured",
+        "",
+        f"- clean {analysis.metric} {_fmt(analysis.clean)}, corrupted {_fmt(analysis.corrupted)}"
+        + (f"; the clean answer is the top-1 prediction in {100 * about['clean_accuracy']:.0f}% of the pairs"
+           if "clean_accuracy" in about else ""),
+        *rank_correlation_lines(analysis),
+        "- time: " + ", ".join(f"{k} {v:.1f} s" for k, v in about.get("seconds", {}).items()),
+        "",
+    ]  # fmt: skip
+    heads = head_grids(analysis)
+    if heads:
+        lines += ["## Each head's output patched at every position", ""]
+        for site, grid in heads.items():
+            lines += [f"{site_title(site)}: fraction restored, layer x head", ""]
+            lines += ["| layer | " + " | ".join(f"head {h}" for h in range(grid.shape[1])) + " |"]
+            lines += ["| --- |" + " --- |" * grid.shape[1]]
+            for layer in range(grid.shape[0]):
+                lines.append(f"| {layer} | " + " | ".join(_fmt(v, 2) for v in grid[layer]) + " |")
+            lines.append("")
+    if analysis.paths:
+        lines += [
+            "## Path patching",
+            "",
+            "The clean run with only the path sender -> receiver's query, key or value carrying the corrupted "
+            "sender (Wang et al. 2022): the fraction of the clean-minus-corrupted difference kept (1: the path "
+            "does not matter; lower: the sender matters through that input).",
+            "",
+            "| sender | receiver | through | metric | kept |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for p in analysis.paths:
+            lines.append(f"| {p.sender} | {p.receiver} | {p.channel} | {_fmt(p.value, 4)} | {_fmt(p.restored, 3)} |")
+        lines.append("")
+    lines += ["Every patch, with attribution patching's estimate beside it: patching.csv.", ""]
+    lines += [f"![{name}]({name}.png)" for name in figure_names] + [""]
+    return "\n".join(lines)
+
+
+def summary(analysis: CausalAnalysis, about: dict) -> dict:
+    """summary.json: the headline figures a sweep report averages over seeds, by name."""
+    heads = {
+        head_name(r.site, r.layer, r.head): r.restored for r in analysis.rows if r.family == "head"
+    }  # fmt: skip
+    resid = {
+        f"{layer_name(r.site, r.layer)}@{r.position}": r.restored for r in analysis.rows if r.family == "resid_pre"
+    }
+    return _finite(
+        {
+            "metric": analysis.metric,
+            "direction": analysis.direction,
+            "pairs": analysis.pairs,
+            "clean": analysis.clean,
+            "corrupted": analysis.corrupted,
+            "restored_undefined": undefined_restoration(analysis),
+            "rank_correlation": analysis.rank_correlation,
+            "heads_restored": heads,
+            "resid_pre_restored": resid,
+            "paths": [asdict(p) | {"restored": p.restored} for p in analysis.paths],
+            **about,
+        }
+    )
+
+
+def write_patching(analysis: CausalAnalysis, out: Path, about: dict) -> list[str]:
+    """Write `out` (the caller made sure it does not exist), whole or not at all (as report.write_analysis)."""
+    import matplotlib.pyplot as plt
+
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    partial.mkdir(parents=True)
+    try:
+        with open(partial / "patching.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["family", "point", "site", "layer", "head", "position", "value", "restored", "estimate"])
+            for r in analysis.rows:
+                writer.writerow(
+                    [r.family, r.point, r.site, r.layer, "" if r.head is None else r.head,
+                     "" if r.position is None else r.position, f"{r.value:.6g}", f"{r.restored:.6g}",
+                     f"{r.estimate:.6g}"]
+                )  # fmt: skip
+        if analysis.paths:
+            with open(partial / "paths.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["sender", "receiver", "channel", "value", "restored"])
+                for p in analysis.paths:
+                    writer.writerow([p.sender, p.receiver, p.channel, f"{p.value:.6g}", f"{p.restored:.6g}"])
+        (partial / "summary.json").write_text(json.dumps(summary(analysis, about), indent=2) + "\n")
+        made = figures(analysis)
+        for name, figure in made.items():
+            figure.savefig(partial / f"{name}.png", dpi=110)
+            plt.close(figure)
+        (partial / "report.md").write_text(report_markdown(analysis, about, list(made)))
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return sorted(p.name for p in out.iterdir())
+
+
+def write_tensorboard(analysis: CausalAnalysis, log_dir: Path, step: int, about: dict, split: str) -> None:
+    """The figures, rank correlations and report into the run's TensorBoard under `<split>_patching/`."""
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    group = f"{split}_patching"
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        for name, figure in figures(analysis).items():
+            writer.add_image(f"{group}/{name}", figure_pixels(figure), step, dataformats="HWC")
+            plt.close(figure)
+        for family, rho in analysis.rank_correlation.items():
+            if math.isfinite(rho):
+                writer.add_scalar(f"{group}/rank_correlation_{family}", rho, step)
+        writer.add_text(f"{group}/report", report_markdown(analysis, about, []), step)
+    finally:
+        writer.close()

@@ -1,0 +1,191 @@
+"""Writing a logit-lens analysis (lens.py: analyze_lens) out: `lens/` in the run directory, and its figures in
+TensorBoard.
+
+    lens/report.md        the answer first (the first layer whose stream already predicts as the model does, the
+                          components that write most of the target's logit), then the tables
+    lens/lens.csv         per decoder layer: the loss and top-1 agreement of its residual stream read as the output
+    lens/attribution.csv  per component (embed, each head, each FFN, biases): its mean direct contribution to the
+                          target's logit
+    lens/summary.json     the headline figures (read by the sweep report), settings and timings
+    lens/lens.png         loss and top-1 agreement by layer
+    lens/attribution.png  each head's direct contribution, layer x head per site
+
+In TensorBoard: `<split>_lens/` (images, the per-layer loss and agreement as scalars with the layer as the step, the
+report as text).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from src.model.names import NUMBERING, parse_name
+
+from .lens import LensAnalysis
+from .report import _finite, _fmt, figure_pixels, heat_map_figure
+
+
+def head_attribution_grids(analysis: LensAnalysis) -> dict[str, np.ndarray]:
+    """Per attention site, (layers, heads) of each head's mean direct contribution."""
+    cells: dict[str, dict[tuple[int, int], float]] = {}
+    for name, value in analysis.attribution.items():
+        try:
+            site, layer, head = parse_name(name)
+        except ValueError:
+            continue  # embed, biases, the constant
+        if layer is not None and head is not None:
+            cells.setdefault(site, {})[(layer, head)] = value
+    grids = {}
+    for site, found in cells.items():
+        grid = np.full((1 + max(k[0] for k in found), 1 + max(k[1] for k in found)), np.nan)
+        for (layer, head), value in found.items():
+            grid[layer, head] = value
+        grids[site] = grid
+    return grids
+
+
+def lens_figure(analysis: LensAnalysis):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, left = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    x = [layer.layer for layer in analysis.layers]
+    left.plot(x, [layer.loss for layer in analysis.layers], marker="o", color="tab:blue", label="loss")
+    left.axhline(analysis.loss, color="tab:blue", linestyle=":", linewidth=1, label="the model's loss")
+    left.set_xlabel(f"decoder layer ({NUMBERING.split(',')[0]})")
+    left.set_ylabel("loss", color="tab:blue")
+    left.set_xticks(x)
+    right = left.twinx()
+    right.plot(x, [layer.top1_agreement for layer in analysis.layers], marker="s", color="tab:orange")
+    right.set_ylabel("top-1 agreement with the model", color="tab:orange")
+    right.set_ylim(0, 1.05)
+    left.set_title("logit lens: each layer's residual stream read as the output", fontsize=10)
+    left.legend(fontsize=8, loc="upper center")
+    return figure
+
+
+def figures(analysis: LensAnalysis) -> dict[str, Any]:
+    made = {"lens": lens_figure(analysis)}
+    grids = head_attribution_grids(analysis)
+    if grids:
+        made["attribution"] = heat_map_figure(
+            grids, "each head's mean direct contribution to the target's logit", "RdBu_r", diverging=True
+        )
+    return made
+
+
+def answer_lines(analysis: LensAnalysis) -> list[str]:
+    final = analysis.layers[-1]
+    reached = next((layer for layer in analysis.layers if layer.top1_agreement >= 0.9 * final.top1_agreement), final)
+    lines = [
+        f"- the residual stream predicts as the model does (top-1 agreement {reached.top1_agreement:.2f}, within 90% "
+        f"of the last layer's) from decoder layer {reached.layer} on; loss there {reached.loss:.3f}, the model's "
+        f"{analysis.loss:.3f}"
+    ]
+    if analysis.attribution_undefined:
+        lines.append(f"- direct logit attribution: not defined here: {analysis.attribution_undefined}")
+    else:
+        ranked = sorted(analysis.attribution.items(), key=lambda item: -abs(item[1]))[:5]
+        listed = ", ".join(f"`{name}` {value:+.3g}" for name, value in ranked)
+        lines.append(
+            f"- the components that write most of the target's logit (mean {analysis.target_logit:.3g}): {listed}"
+        )
+    return lines
+
+
+def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]) -> str:
+    lines = [
+        f"# Logit lens and direct logit attribution: {about.get('checkpoint', '')}",
+        "",
+        f"{analysis.split}: {analysis.examples} examples, {analysis.positions} scored positions. Logit lens "
+        "(nostalgebraist 2020): each decoder layer's residual stream read through the final norm and the output "
+        "projection, as if the layers above it were skipped. Direct logit attribution (Elhage et al. 2021): each "
+        "component's share of the target token's logit, through the final norm with its scale frozen; the shares "
+        f"sum to the logit. Heads named as `ablate.heads` takes them ({NUMBERING}).",
+        "",
+        "## The answer",
+        "",
+        *answer_lines(analysis),
+        "",
+        "## Logit lens",
+        "",
+        "| decoder layer | loss | top-1 agreement |",
+        "| --- | --- | --- |",
+        *(f"| {layer.layer} | {_fmt(layer.loss)} | {_fmt(layer.top1_agreement)} |" for layer in analysis.layers),
+        "",
+    ]
+    if analysis.attribution:
+        lines += ["## Direct logit attribution", "", "| component | mean contribution |", "| --- | --- |"]
+        ranked = sorted(analysis.attribution.items(), key=lambda item: -abs(item[1]))
+        lines += [f"| {name} | {_fmt(value, 4)} |" for name, value in ranked] + [""]
+    lines += ["- time: " + ", ".join(f"{k} {v:.1f} s" for k, v in about.get("seconds", {}).items()), ""]
+    lines += [f"![{name}]({name}.png)" for name in figure_names] + [""]
+    return "\n".join(lines)
+
+
+def write_lens(analysis: LensAnalysis, out: Path, about: dict) -> list[str]:
+    """Write `out` (the caller made sure it does not exist), whole or not at all."""
+    import matplotlib.pyplot as plt
+
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    partial.mkdir(parents=True)
+    try:
+        with open(partial / "lens.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["layer", "loss", "top1_agreement"])
+            for layer in analysis.layers:
+                writer.writerow([layer.layer, f"{layer.loss:.6g}", f"{layer.top1_agreement:.6g}"])
+        if analysis.attribution:
+            with open(partial / "attribution.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["component", "mean_contribution"])
+                for name, value in analysis.attribution.items():
+                    writer.writerow([name, f"{value:.6g}"])
+        summary = {
+            "split": analysis.split,
+            "examples": analysis.examples,
+            "positions": analysis.positions,
+            "loss": analysis.loss,
+            "target_logit": analysis.target_logit,
+            "lens": [{"layer": x.layer, "loss": x.loss, "top1_agreement": x.top1_agreement} for x in analysis.layers],
+            "attribution": analysis.attribution,
+            "attribution_undefined": analysis.attribution_undefined,
+            **about,
+        }
+        (partial / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+        made = figures(analysis)
+        for name, figure in made.items():
+            figure.savefig(partial / f"{name}.png", dpi=110)
+            plt.close(figure)
+        (partial / "report.md").write_text(report_markdown(analysis, about, list(made)))
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return sorted(p.name for p in out.iterdir())
+
+
+def write_tensorboard(analysis: LensAnalysis, log_dir: Path, step: int, about: dict) -> None:
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    group = f"{analysis.split}_lens"
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        for name, figure in figures(analysis).items():
+            writer.add_image(f"{group}/{name}", figure_pixels(figure), step, dataformats="HWC")
+            plt.close(figure)
+        for layer in analysis.layers:  # x: the decoder layer
+            writer.add_scalar(f"{group}/loss_by_layer", layer.loss, layer.layer)
+            writer.add_scalar(f"{group}/top1_agreement_by_layer", layer.top1_agreement, layer.layer)
+        writer.add_text(f"{group}/report", report_markdown(analysis, about, []), step)
+    finally:
+        writer.close()

@@ -1,0 +1,83 @@
+"""The causal analyses through src.analyze on each pretrained family, with a pairs file (GPT-2, Marian, BERT) and on
+a task's data (the logit lens of GPT-2): the files they write, and what the first layer's residual stream must give.
+
+A pair that differs in one token differs, entering the first layer, only at that token's position: patching the
+clean stream in there restores the clean run exactly (fraction 1), and patching any other position of it changes
+nothing (fraction 0). That holds for every family whatever its weights, so it is checked on each."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from tests.conftest import run_in_process
+
+# (family fixture, the pairs file's lines, the stack whose first layer is read, the position that differs)
+PAIRS = {
+    "gpt2": (["the cat sat on\tthe cot sat on\t the\ts"], "decoder", 3),
+    "marian": (["the cat\tthe mat\tthe\tThe"], "encoder", 2),
+    "bert": (["the cat sat\tthe mat sat\t1\t0"], "encoder", 2),
+}
+
+
+def first_layer_rows(out, stack: str) -> dict[int, float]:
+    """position -> fraction restored, of resid_pre entering the stack's first layer."""
+    with open(out / "patching.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["family"] == "resid_pre" and r["layer"] == "0"]
+    return {int(r["position"]): float(r["restored"]) for r in rows if r["site"].startswith(stack)}
+
+
+@pytest.mark.parametrize("family", list(PAIRS))
+def test_patching_a_pretrained_model_on_a_pairs_file_restores_exactly_at_the_changed_token(family, request, tmp_path):
+    directory = request.getfixturevalue(f"{family}_dir")
+    lines, stack, changed = PAIRS[family]
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("# clean, corrupted, answer, wrong\n" + "\n".join(lines) + "\n")
+    out = tmp_path / "patching"
+    code, stdout, err = run_in_process(
+        "src.analyze", f"ckpt=hf:{directory}", "analysis=patching", f"pairs={pairs}", f"out={out}"
+    )
+    assert code == 0, err
+    assert {"report.md", "patching.csv", "summary.json", "resid_pre.png", "heads.png", "attribution.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == 1 and summary["metric"] == "logit_diff" and summary["clean"] != summary["corrupted"]
+    restored = first_layer_rows(out, stack)
+    # float32, and a tiny random model's clean-corrupted difference can be small (Marian's: 0.015): the fractions
+    # hold to the rounding of the patched runs' batched forward passes
+    assert restored[changed] == pytest.approx(1.0, abs=1e-3)
+    assert all(abs(value) < 1e-3 for position, value in restored.items() if position != changed)
+
+
+def test_a_pairs_file_that_cannot_be_patched_is_refused_naming_the_line(gpt2_dir, tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    out = tmp_path / "patching"
+    for lines, message in [
+        ("the cat sat\tthe dog sat\t the\ts\n", "line 1: the clean text is 8 tokens and the corrupted one 9"),
+        ("the cat\tthe cot\t park\ts\n", "line 1: the clean answer ' park' is 5 tokens"),
+        ("the cat\tthe cot\n", "line 1 has 2 tab-separated fields"),
+    ]:
+        pairs.write_text(lines)
+        args = ("src.analyze", f"ckpt=hf:{gpt2_dir}", "analysis=patching", f"pairs={pairs}", f"out={out}")
+        code, _, err = run_in_process(*args)
+        assert code == 2 and message in err, err
+        assert not out.exists()
+
+
+def test_the_logit_lens_of_gpt2_on_a_task_ends_at_the_models_own_loss(gpt2_dir, tmp_path):
+    text = tmp_path / "story.txt"
+    text.write_text("the cat sat on the mat and the dog ran to the park. " * 40)
+    out = tmp_path / "lens"
+    task = ["task=char_lm", f"task.path={text}", "task.block_size=16"]
+    code, stdout, err = run_in_process(
+        "src.analyze", f"ckpt=hf:{gpt2_dir}", "analysis=lens", *task, f"out={out}", "max_examples=8"
+    )
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lens"][-1]["loss"] == pytest.approx(summary["loss"], rel=1e-5)  # the last layer is the output
+    assert summary["attribution_undefined"] is None  # GPT-2 is pre-LN: the shares are defined
+    total = sum(summary["attribution"].values())
+    assert total == pytest.approx(summary["target_logit"], rel=1e-4, abs=1e-4)  # they sum to the target's logit
