@@ -227,6 +227,7 @@ OWN_SETTINGS = {
     "heads": ("max_examples", "single_heads", "keep_one", "prune_step", "tolerance"),
     "patching": ("pairs", "max_pairs", "metric", "direction", "senders", "receivers"),
     "lens": ("max_examples",),
+    "induction": ("max_examples",),
 }
 
 
@@ -505,6 +506,68 @@ def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: 
     return target.out
 
 
+INDUCTION_SEQUENCES = 128  # analysis=induction without max_examples: sequences read
+INDUCTION_HALF = 32  # tokens per half of each sequence, at most (a model whose max_len is shorter gets half of it)
+
+
+def induction_checkpoint(
+    target: Target, cfg: DictConfig, device: torch.device, log: Callable[[str], None] = print
+) -> Path:
+    """Induction and previous-token heads of one decoder-only checkpoint (src/analysis/induction.py), read on
+    repeated random sequences, into target.out (src/analysis/induction_report.py)."""
+    from src.analysis.ablation import ablate_trained_model, ablated_line
+    from src.analysis.induction import (
+        REPEAT_MIN_RUN,
+        head_table,
+        repeated_losses,
+        repeated_random_batches,
+    )
+    from src.analysis.induction_report import InductionAnalysis, write_induction
+    from src.model.head_mask import attention_sites
+    from src.training.checkpoint import load_run, read_checkpoint
+
+    checkpoint = target.read or read_checkpoint(str(target.checkpoint))
+    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
+    model = module.model
+    if set(attention_sites(model)) != {"decoder_self"}:
+        raise ConfigError(
+            f"analysis=induction reads a decoder-only model's self-attention: {target.checkpoint} has "
+            f"{', '.join(attention_sites(model))}: use analysis=heads or analysis=patching"
+        )
+    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
+    model = model.to(device)
+    layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
+    log(f"checkpoint: {target.checkpoint}")
+    if not ablation.empty:
+        log(ablated_line(module, ablation))
+    half = min(INDUCTION_HALF, model.cfg.max_len // 2)
+    count = cfg.max_examples or INDUCTION_SEQUENCES
+    batches = repeated_random_batches(model, count, half, batch_size=datamodule.batch_size)
+    started = time.perf_counter()
+    heads = head_table(model, batches, REPEAT_MIN_RUN)
+    result = InductionAnalysis(count, half, heads, math.nan, math.nan)
+    induction_heads = result.standing_out("induction")
+    intact, without = repeated_losses(model, batches, REPEAT_MIN_RUN, [[], induction_heads or []])
+    result.loss = intact
+    result.loss_without_induction_heads = without if induction_heads else math.nan
+    about = {
+        "checkpoint": str(target.checkpoint),
+        "step": int(checkpoint.get("global_step", 0)),
+        "ablation": ablation.describe(layout),
+        "command": command_line("src.analyze"),
+        "started": now(),
+        "seconds": {"induction": time.perf_counter() - started},
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "git": git_state(),
+        "versions": package_versions(),
+    }
+    write_induction(result, target.out, about)
+    listed = ", ".join(induction_heads) or "none"
+    log(f"  induction heads: {listed}; loss on the repeats {intact:.4g}; written: {target.out}")
+    return target.out
+
+
 @dataclass(frozen=True)
 class AnalysisKind:
     """One `analysis=` of src.analyze: the folder it writes in a run directory, what it measures (for --help and
@@ -526,6 +589,9 @@ ANALYSES = {
         patch_checkpoint,
     ),
     "lens": AnalysisKind("lens", "the logit lens and direct logit attribution over the split", lens_checkpoint),
+    "induction": AnalysisKind(
+        "induction", "induction and previous-token heads on repeated random sequences", induction_checkpoint
+    ),
 }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from src.data.collate import collate_lm
 from src.data.tasks.induction import predictable_targets, repeat_offsets
+from src.data.vocab import NUM_SPECIAL
 from src.model import TransformerConfig
 from src.model.ablation import layout_of, parse_ablation
 from src.model.head_mask import attention_sites
@@ -200,3 +201,28 @@ def head_table(model: nn.Module, batches: Sequence[Mapping[str, Tensor]], min_se
         HeadRow(head, scores.induction[head], scores.previous_token[head], loss, loss - losses[0])
         for head, loss in zip(heads, losses[1:])
     ]
+
+
+# The repeated random sequences every model is read on (as TransformerLens reads GPT-2's induction heads): a half of
+# random content tokens, then the same half again. Runs of this length do not occur by chance in random tokens, so
+# the repeat is found exactly (repeat_offsets with this minimum).
+REPEAT_MIN_RUN = 4
+
+
+def repeated_random_batches(
+    model: nn.Module, count: int, half: int, batch_size: int = 64, seed: int = 0
+) -> list[dict[str, Tensor]]:
+    """`count` sequences of 2 x `half` tokens (a random half, then itself again) as lm batches, drawn from the
+    model's tokens other than its pad, BOS and EOS, with a fixed seed: the same sequences for every model of one
+    vocabulary (every seed of a sweep)."""
+    cfg = cast(TransformerConfig, model.cfg)
+    # the model's own specials, and ids 0-3, our vocabularies' specials (<unk> among them; in a pretrained
+    # vocabulary four ordinary tokens, whose absence changes nothing)
+    special = {cfg.pad_id, cfg.bos_id, cfg.eos_id, *range(NUM_SPECIAL)}
+    allowed = torch.tensor([i for i in range(cfg.tgt_vocab_size) if i not in special])
+    generator = torch.Generator().manual_seed(seed)
+    first = allowed[torch.randint(len(allowed), (count, half), generator=generator)]  # (N, half)
+    sequences = torch.cat([first, first], dim=1)  # (N, 2 half): the second half predictable from the first
+    examples = [{"tokens": row} for row in sequences]
+    specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id, unk=cfg.pad_id)
+    return [collate_lm(examples[start : start + batch_size], specials) for start in range(0, count, batch_size)]

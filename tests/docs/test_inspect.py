@@ -46,7 +46,7 @@ def the_run_for(line: str) -> str:
     """Which run a command's placeholder stands for, from what the command gives the model."""
     if "multirun/" in line or "<sweep dir>" in line:
         return "sweep"
-    if "ROMEO" in line:
+    if "ROMEO" in line or "analysis=induction" in line:  # a decoder-only model
         return "char_lm"
     if any(word in line for word in ("Hund", "sentences.de", "decode.strategy=beam")):
         return "translation"

@@ -496,3 +496,19 @@ def test_a_text_task_without_a_pairs_file_is_told_to_give_one(trained, tmp_path)
     result = run_here("src.analyze", f"ckpt={trained['char_lm']}", f"out={tmp_path / 'x'}", "analysis=patching")
     assert result.returncode == 2
     assert "task=char_lm makes no counterfactual pairs of its own: give pairs=<file>" in result.stderr
+
+
+def test_induction_scores_of_a_decoder_only_run_and_the_refusal_of_other_architectures(trained, tmp_path):
+    out = tmp_path / "induction"
+    args = ["analysis=induction", "max_examples=16", "torch_threads=1"]
+    check(run_here("src.analyze", f"ckpt={trained['char_lm']}", f"out={out}", *args))
+    with open(out / "heads.csv") as f:
+        heads = list(csv.DictReader(f))
+    assert [h["head"] for h in heads] == [f"decoder_self:{layer}:{head}" for layer in range(2) for head in range(2)]
+    for head in heads:  # mean attention weights
+        assert 0.0 <= float(head["induction"]) <= 1.0 and 0.0 <= float(head["previous_token"]) <= 1.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sequences"] == 16 and summary["loss"] > 0
+    refused = run_here("src.analyze", f"ckpt={trained['reverse']}", f"out={tmp_path / 'no'}", *args)
+    assert refused.returncode == 2 and "analysis=induction reads a decoder-only model" in refused.stderr
+    assert not (tmp_path / "no").exists()
