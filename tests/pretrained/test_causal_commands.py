@@ -36,10 +36,18 @@ def test_patching_a_pretrained_model_on_a_pairs_file_restores_exactly_at_the_cha
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("# clean, corrupted, answer, wrong\n" + "\n".join(lines) + "\n")
     out = tmp_path / "patching"
+    site = {"gpt2": "decoder_self", "marian": "cross", "bert": "encoder_self"}[family]
+    paths = [f"senders=[{'encoder_self' if family != 'gpt2' else site}:0:0]", f"receivers=[{site}:1:*]"]
     code, stdout, err = run_in_process(
-        "src.analyze", f"ckpt=hf:{directory}", "analysis=patching", f"pairs={pairs}", f"out={out}"
+        "src.analyze", f"ckpt=hf:{directory}", "analysis=patching", f"pairs={pairs}", f"out={out}", *paths
     )
     assert code == 0, err
+    receivers = [
+        h for h in json.loads((out / "summary.json").read_text())["heads_restored"] if h.startswith(f"{site}:1:")
+    ]
+    with open(out / "paths.csv") as f:  # the sender into every head of the receiving layer, through q, k and v
+        found = [(row["receiver"], row["channel"]) for row in csv.DictReader(f)]
+    assert found == [(receiver, channel) for receiver in receivers for channel in ("q", "k", "v")]
     assert {"report.md", "patching.csv", "summary.json", "resid_pre.png", "heads.png", "attribution.png"} <= {
         p.name for p in out.iterdir()
     }
