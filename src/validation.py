@@ -290,10 +290,10 @@ def check_objective(objective: str | None, spec, test_after_fit: bool) -> None:
     """`objective=` must name a metric the run will have at its end, or a sweeper would get nothing back."""
     if objective is None:
         return
-    choices = objective_choices(spec.kind, spec.bleu, test_after_fit)
+    choices = objective_choices(spec.kind, spec.bleu, test_after_fit, spec.metric_names)
     if objective in choices:
         return
-    if objective in objective_choices(spec.kind, spec.bleu, test_after_fit=True):
+    if objective in objective_choices(spec.kind, spec.bleu, test_after_fit=True, task_metrics=spec.metric_names):
         raise ConfigError(f"objective={objective} is measured only after training: set test_after_fit=true")
     raise ConfigError(f"objective={objective} is not a metric task={spec.name} logs: choose one of {choices}")
 
@@ -304,7 +304,7 @@ def check_early_stopping(arguments, spec) -> None:
     if not arguments:
         return
     monitor, mode = arguments.get("monitor"), arguments.get("mode")
-    during_training = [*metric_tags(spec.kind, spec.bleu), "train/loss"]
+    during_training = [*metric_tags(spec.kind, spec.bleu, spec.metric_names), "train/loss"]
     if monitor is not None and monitor not in during_training:
         raise ConfigError(
             f"callbacks.EarlyStopping.monitor={monitor} is not a metric task={spec.name} logs while it trains: "

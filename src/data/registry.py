@@ -15,12 +15,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from torch import Tensor
+
 from .errors import DataError
 from .files import resolve_path
 from .pairs import Pair
 from .prepared import PreparedTask
 
 KINDS = ("seq2seq", "lm", "classification")
+# The metric names every task kind computes itself (src/training/metrics.py), which a task's own may not reuse.
+KIND_METRICS = ("loss", "ppl", "token_acc", "acc", "exact_match", "bleu", "sacrebleu", "sacrebleu_lowercase")
 
 
 def _no_checks(cfg: Any) -> None:
@@ -69,6 +73,13 @@ class TaskSpec:
     # (settings, prepared task, examples of a split, how many, random generator) -> list of Pair. None: the task's
     # inputs have no rule that says what a changed input should answer (text): src.analyze then reads a pairs file.
     pairs: Optional[Callable[[Any, PreparedTask, Sequence[dict], int, random.Random], list[Pair]]] = None
+    # Validation and test metrics of the task's own, beyond its kind's (src/training/metrics.py): (settings, batch,
+    # logits) -> {name: (summed value, count)}, both 0-d tensors on the batch's device (no wait for the device), one
+    # entry per name of `metric_names`. Each metric is the ratio of its sums over the split (summed over batches and
+    # devices), logged as <split>/<name> and offered as objective= and to the HPARAMS tab. A name ending in "loss"
+    # or "ppl" is lower-is-better (metrics.py higher_is_better), any other higher-is-better.
+    metrics: Optional[Callable[[Any, dict[str, Tensor], Tensor], dict[str, tuple[Tensor, Tensor]]]] = None
+    metric_names: tuple[str, ...] = ()
 
     @property
     def path_fields(self) -> tuple[str, ...]:
@@ -92,6 +103,14 @@ _TASKS: dict[str, TaskSpec] = {}
 def register_task(spec: TaskSpec) -> TaskSpec:
     if spec.kind not in KINDS:
         raise ValueError(f"task {spec.name!r}: kind={spec.kind!r} is not one of {', '.join(KINDS)}")
+    if bool(spec.metrics) != bool(spec.metric_names):
+        raise ValueError(f"task {spec.name!r}: metrics and metric_names go together (the function and its names)")
+    for name in spec.metric_names:
+        if not name.isidentifier() or name in KIND_METRICS:
+            raise ValueError(
+                f"task {spec.name!r}: metric name {name!r} must be a word (letters, digits, _) that is none of the "
+                f"kinds' own ({', '.join(KIND_METRICS)})"
+            )
     _TASKS[spec.name] = spec
     return spec
 

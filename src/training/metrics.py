@@ -7,6 +7,9 @@ One `SplitMetrics` per evaluated split ("val", "test", "test_long"); what it tra
     lm              loss, ppl, token_acc
     classification  loss, acc
 
+and the task's own metrics (TaskSpec.metrics / metric_names, e.g. induction's repeated_loss), each a ratio of sums
+over the split (TaskMetric).
+
 One metric, one name. `val/bleu` is training's quick BLEU: greedy outputs against references rebuilt from the
 token ids, cheap enough for every validation (it picks best.ckpt). The BLEU to publish is sacreBLEU on a split's
 raw reference lines, decoded as `decode.*` says (bleu.py: `<split>/sacrebleu`, `<split>/sacrebleu_lowercase`);
@@ -17,7 +20,7 @@ describe_metric says in words what each tag is, for everything that prints metri
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from sacrebleu.metrics import BLEU
@@ -82,6 +85,27 @@ class CorpusBLEU(Metric):
         return torch.tensor(score.score / 100.0)
 
 
+class TaskMetric(Metric):
+    """A task's own metric (TaskSpec.metrics): the sum of its values over the split divided by the count they are
+    over (summed over batches, and over ranks under DDP), e.g. the summed loss on some tokens and their number.
+    Plain sums, updated with tensor operations only: no wait for the device, and a batch with nothing to count
+    adds 0 / 0 without a NaN (MeanMetric would need the mean, and checks it for NaNs on the host)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.zeros(()), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, total: Tensor, count: Tensor) -> None:  # type: ignore[override]
+        self.total += total.detach().to(self.total.dtype)
+        self.count += count.detach().to(self.count.dtype)
+
+    def compute(self) -> Tensor:
+        return self.total / self.count  # NaN when the split had nothing to count
+
+
 class SplitMetrics(nn.Module):
     """The metric state of one split. `update_*` per batch, `compute()` at the end of the epoch, then `reset()`."""
 
@@ -93,7 +117,9 @@ class SplitMetrics(nn.Module):
         eos_id: int = EOS_ID,
         pad_id: int = PAD_ID,
         ignore_index: int = PAD_ID,
+        task_metrics: Sequence[str] = (),
     ):
+        """`task_metrics`: the names of the task's own metrics (TaskSpec.metric_names), updated by update_task."""
         super().__init__()
         self.kind = kind
         self.eos_id, self.pad_id = eos_id, pad_id  # the model's special ids (TransformerConfig)
@@ -106,6 +132,7 @@ class SplitMetrics(nn.Module):
             self.exact_match = MeanMetric()
         # corpus BLEU on detokenized text, as sacrebleu computes it (13a tokenization, exponential smoothing)
         self.bleu = CorpusBLEU() if with_bleu else None
+        self.task_metrics = nn.ModuleDict({name: TaskMetric() for name in task_metrics})
 
     def update_loss(self, mean_loss: Tensor, count: Tensor) -> None:
         self.loss.update(mean_loss.detach(), weight=count)
@@ -124,6 +151,11 @@ class SplitMetrics(nn.Module):
     def update_bleu(self, hypotheses: list[str], references: list[str]) -> None:
         self.bleu.update(hypotheses, references)
 
+    def update_task(self, sums: Mapping[str, tuple[Tensor, Tensor]]) -> None:
+        """The task's own metrics of one batch: name -> (summed value, count), as TaskSpec.metrics returns them."""
+        for name, metric in self.task_metrics.items():
+            metric.update(*sums[name])
+
     def compute(self) -> dict[str, float]:
         loss = self.loss.compute().item()
         values = {"loss": loss}
@@ -136,11 +168,15 @@ class SplitMetrics(nn.Module):
             values["exact_match"] = self.exact_match.compute().item()
         if self.bleu is not None and self.bleu.update_count > 0:
             values["bleu"] = 100.0 * self.bleu.compute().item()  # sacrebleu's 0-100 scale
+        for name, metric in self.task_metrics.items():
+            if metric.update_count > 0:
+                values[name] = metric.compute().item()
         return values
 
     def reset(self) -> None:
-        for metric in self.children():
-            metric.reset()
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.reset()
 
 
 LOWER_IS_BETTER = ("loss", "ppl")  # metric names ending so; every other metric is higher-is-better
@@ -163,6 +199,7 @@ METRIC_RANGES = {
     "sacrebleu": (0.0, 100.0),
     "sacrebleu_lowercase": (0.0, 100.0),
     "prunable_fraction": (0.0, 1.0),  # the sweep report's analysis/prunable_fraction: a fraction of the heads
+    "repeated_loss": (0.0, math.inf),  # task=induction
 }
 
 
@@ -180,10 +217,11 @@ def test_tags(val_tags: list[str]) -> list[str]:
 VALIDATION_ONLY = ("bleu",)  # metric names the test splits do not compute (SplitMetrics' with_bleu)
 
 
-def objective_choices(kind: str, with_bleu: bool, test_after_fit: bool) -> list[str]:
-    """The metric tags a run can return to an optimising sweeper (`objective=`): its validation metrics, and with
-    test_after_fit its test metrics (sacreBLEU on the raw references for translation)."""
-    val_tags = metric_tags(kind, with_bleu)
+def objective_choices(kind: str, with_bleu: bool, test_after_fit: bool, task_metrics: Sequence[str] = ()) -> list[str]:
+    """The metric tags a run can return to an optimising sweeper (`objective=`): its validation metrics (the task's
+    own `task_metrics` included), and with test_after_fit its test metrics (sacreBLEU on the raw references for
+    translation)."""
+    val_tags = metric_tags(kind, with_bleu, task_metrics)
     if not test_after_fit:
         return val_tags
     sacrebleu = ["test/sacrebleu", "test/sacrebleu_lowercase"] if with_bleu else []
@@ -203,6 +241,8 @@ DESCRIPTIONS = {
     "sacrebleu": "sacreBLEU against the raw references, cased, decoded as decode.* says",
     "sacrebleu_lowercase": "sacreBLEU against the raw references, lowercased, decoded as decode.* says",
     "prunable_fraction": "share of the heads removable within the analysis tolerance",
+    # task=induction: the targets repeat_offsets finds predictable (the second occurrence, less its first token)
+    "repeated_loss": "mean cross-entropy on the predictable tokens of the repeated segment, teacher-forced, in nats",
 }
 LOSS = {
     "classification": "mean cross-entropy per example, in nats",
@@ -236,9 +276,9 @@ def describe_metric(tag: str, kind: str | None = None, examples: Mapping[str, in
     return about
 
 
-def metric_tags(kind: str, with_bleu: bool) -> list[str]:
+def metric_tags(kind: str, with_bleu: bool, task_metrics: Sequence[str] = ()) -> list[str]:
     """The validation tags a run logs: TensorBoard's HPARAMS tab shows these columns (hparams are logged once, at
-    train start, with the tags the run writes later)."""
+    train start, with the tags the run writes later). `task_metrics`: the task's own (TaskSpec.metric_names)."""
     names = ["val/loss"]
     if kind == "classification":
         names.append("val/acc")
@@ -248,4 +288,5 @@ def metric_tags(kind: str, with_bleu: bool) -> list[str]:
         names.append("val/exact_match")
     if with_bleu:
         names.append("val/bleu")
+    names += [f"val/{name}" for name in task_metrics]
     return names

@@ -12,11 +12,14 @@ Batches (from src.data):
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightning as L
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data import task_spec
+from src.data.registry import resolve_task_config
 from src.model import ModelOutput, TransformerConfig, build_model
 from src.model.ablation import apply_ablation, parse_ablation
 from src.model.masks import has_padding
@@ -45,6 +48,11 @@ class TransformerLitModule(L.LightningModule):
         self.kind = kind
         # What the task declares (not kept: the module is pickled to DDP ranks, and specs hold functions).
         task = task_spec(config["task"]["name"])
+        self.task_name = task.name
+        # The task's own metrics (TaskSpec.metrics, e.g. induction's repeated_loss) read its settings: resolved
+        # once, its schema's dataclass (the function itself is looked up by the task's name when a batch is scored).
+        self.task_metric_names = task.metric_names
+        self.task_settings = resolve_task_config(SimpleNamespace(**config["task"])) if task.metrics else None
         self.model_cfg = TransformerConfig(**model_config)
         self.model = build_model(self.model_cfg)
         # Heads and sublayers this run trains without (`ablate.*`, zero ablation): off from the first step, and
@@ -71,13 +79,14 @@ class TransformerLitModule(L.LightningModule):
                     self.model_cfg.eos_id,
                     self.model_cfg.pad_id,
                     IGNORE_INDEX,
+                    task.metric_names,
                 )
                 for split in ("val", "test", "test_long")
             }
         )
         self.test_split_names = ["test", "test_long"]  # test_dataloader() order (synthetic tasks have both)
         self.monitor, self.monitor_mode = task.main_metric
-        self.metric_tags = metric_tags(kind, task.bleu)  # the columns of TensorBoard's HPARAMS tab
+        self.metric_tags = metric_tags(kind, task.bleu, task.metric_names)  # the columns of TensorBoard's HPARAMS tab
 
     # --- the forward pass, per kind ---------------------------------------------------------------------------
 
@@ -153,6 +162,8 @@ class TransformerLitModule(L.LightningModule):
         loss, count = self.loss(logits, target)  # no smoothing: val loss and perplexity stay comparable
         metrics.update_loss(loss, count)
         metrics.update_predictions(logits, target)
+        if self.task_metric_names:  # summed on the device: no wait for it (tests/training/test_host_sync.py)
+            metrics.update_task(task_spec(self.task_name).metrics(self.task_settings, batch, logits))
         if self.kind == "seq2seq":
             generated = greedy_decode(self.model, self.kind, batch, self.extra_decode_tokens)  # (B, L)
             metrics.update_generation(generated, target)

@@ -324,5 +324,7 @@ register_task(
         validate=check_settings,
         longest_sequence=induction_longest,
         pairs=induction_pairs,
+        metrics=task_metrics,
+        metric_names=("repeated_loss",),
     )
 )
