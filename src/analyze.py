@@ -195,7 +195,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 def check_patching_settings(cfg: DictConfig) -> None:
     """analysis=patching's own settings, one line each, before any checkpoint is read."""
-    from src.analysis.causal import PAIR_METRICS
+    from src.analysis.causal import DIFFERENTIABLE, PAIR_METRICS
     from src.analysis.patching import DIRECTIONS
 
     if cfg.metric not in PAIR_METRICS:
@@ -207,6 +207,11 @@ def check_patching_settings(cfg: DictConfig) -> None:
         )
     if cfg.max_pairs < 1:
         raise ConfigError(f"max_pairs={cfg.max_pairs} must be >= 1")
+    if cfg.analysis == "patching" and cfg.metric not in DIFFERENTIABLE:
+        print_warning(
+            f"metric={cfg.metric} has no gradient (a step function of the logits): attribution patching is left out, "
+            "activation patching is exact"
+        )
     if cfg.pairs is not None:
         from src.data.pairs import PAIRS_FILE_FORMAT
 
@@ -357,27 +362,33 @@ def pairs_of_run(cfg: DictConfig, datamodule, log: Callable[[str], None]):
 
 
 def path_pairs(cfg: DictConfig, model_cfg) -> list[tuple[str, str]]:
-    """(sender, receiver) head names for path patching: every sender of `senders=` before every receiver of
-    `receivers=` (heads as ablate.heads takes them, `*` allowed)."""
+    """(sender, receiver) head names for path patching: every sender of `senders=` that runs before a receiver of
+    `receivers=` (heads as ablate.heads takes them, `*` allowed); one warning names the pairs left out."""
+    from src.analysis.patching import runs_before
     from src.model.ablation import parse_ablation
     from src.model.names import head_name
 
     def heads(key: str) -> list[tuple[str, int, int]]:
-        parsed = parse_ablation({"heads": list(cfg[key])}, model_cfg, key=key).heads
+        try:
+            parsed = parse_ablation({"heads": list(cfg[key])}, model_cfg, key=key).heads
+        except ConfigError as error:  # its words name ablate's setting: say the one typed here
+            raise ConfigError(str(error).replace(f"{key}.heads", key)) from None
         return [(site, layer, head) for site, found in parsed.items() for layer, head in found]
 
-    stack = {"encoder_self": 0}  # the encoder's layers come before the decoder's
-    found = [
-        (head_name(*s), head_name(*r))
-        for s in heads("senders")
-        for r in heads("receivers")
-        if (stack.get(s[0], 1), s[1]) < (stack.get(r[0], 1), r[1])
-    ]
+    found, left_out = [], []
+    for s in heads("senders"):
+        for r in heads("receivers"):
+            pair = (head_name(*s), head_name(*r))
+            (found if runs_before(s[:2], r[:2]) else left_out).append(pair)
     if (cfg.senders or cfg.receivers) and not found:
         raise ConfigError(
-            f"senders={list(cfg.senders)} receivers={list(cfg.receivers)}: no sender is in an earlier layer than a "
-            "receiver: path patching follows a head's output into a later layer"
+            f"senders={list(cfg.senders)} receivers={list(cfg.receivers)}: no sender runs before a receiver: path "
+            "patching follows a head's output into a later sublayer (a later layer, or a decoder layer's "
+            "cross-attention after its self-attention)"
         )
+    if left_out:
+        shown = ", ".join(f"{a} -> {b}" for a, b in left_out[:4]) + (" ..." if len(left_out) > 4 else "")
+        print_warning(f"{len(left_out)} sender -> receiver pairs are left out, the sender not running first: {shown}")
     return found
 
 
@@ -385,7 +396,13 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
     """Activation patching, its attribution estimate and any path patching of one checkpoint on counterfactual pairs
     (src/analysis/causal.py) into target.out (src/analysis/causal_report.py)."""
     from src.analysis.ablation import ablate_trained_model, ablated_line, trained_ablation
-    from src.analysis.causal import analyze_patching, clean_accuracy
+    from src.analysis.causal import (
+        analyze_patching,
+        clean_accuracy,
+        same_template,
+        undefined_restoration,
+        weak_separation,
+    )
     from src.analysis.causal_report import write_patching, write_tensorboard
     from src.data.pairs import collate_pairs
     from src.model.head_mask import attention_sites
@@ -401,6 +418,12 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
     if not ablation.empty:
         log(ablated_line(module, ablation))
     pairs, described = pairs_of_run(cfg, datamodule, log)
+    template = same_template(pairs)
+    if template is not None:
+        print_warning(
+            f"{template}, so a position would mean something else in each of them: only each head's output at every "
+            "position is patched (for the by-position tables, give pairs of one template)"
+        )
     batch = collate_pairs(pairs, datamodule.kind, datamodule.task.specials).to(device)
     first_clean = batch.clean
     positions = {}
@@ -419,8 +442,12 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
         paths=paths,
         position_labels=positions,
         described=described,
+        one_template=template is None,
         log=lambda line: log(f"  {line}"),
     )
+    fragile = weak_separation(result) or undefined_restoration(result)
+    if fragile:
+        print_warning(fragile)
     about = {
         "checkpoint": str(target.checkpoint),
         "step": int(checkpoint.get("global_step", 0)),
@@ -514,7 +541,8 @@ def induction_checkpoint(
     target: Target, cfg: DictConfig, device: torch.device, log: Callable[[str], None] = print
 ) -> Path:
     """Induction and previous-token heads of one decoder-only checkpoint (src/analysis/induction.py), read on
-    repeated random sequences, into target.out (src/analysis/induction_report.py)."""
+    repeated random sequences, into target.out (src/analysis/induction_report.py); with the step of the phase change
+    in the run's val/repeated_loss curve (its metrics.json), when it has one."""
     from src.analysis.ablation import ablate_trained_model, ablated_line
     from src.analysis.induction import (
         REPEAT_MIN_RUN,
@@ -522,7 +550,7 @@ def induction_checkpoint(
         repeated_losses,
         repeated_random_batches,
     )
-    from src.analysis.induction_report import InductionAnalysis, write_induction
+    from src.analysis.induction_report import InductionAnalysis, read_phase_change, write_induction
     from src.model.head_mask import attention_sites
     from src.training.checkpoint import load_run, read_checkpoint
 
@@ -550,6 +578,8 @@ def induction_checkpoint(
     intact, without = repeated_losses(model, batches, REPEAT_MIN_RUN, [[], induction_heads or []])
     result.loss = intact
     result.loss_without_induction_heads = without if induction_heads else math.nan
+    # the training curve: a run's metrics.json (a pretrained model's target has no run directory of its own)
+    result.phase = read_phase_change(target.run_dir) if target.run_dir != target.out else None
     about = {
         "checkpoint": str(target.checkpoint),
         "step": int(checkpoint.get("global_step", 0)),
@@ -564,6 +594,8 @@ def induction_checkpoint(
     }
     write_induction(result, target.out, about)
     listed = ", ".join(induction_heads) or "none"
+    if result.phase is not None:
+        log(f"  {result.phase.describe()}")
     log(f"  induction heads: {listed}; loss on the repeats {intact:.4g}; written: {target.out}")
     return target.out
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.data.pairs import PairBatch
+from src.data.pairs import Pair, PairBatch
 from src.model.points import activation_points, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -43,11 +43,14 @@ from .patching import (
     activation_patching,
     attribution_patching,
     path_patching,
+    reachable,
 )
 
 FAMILIES = ("resid_pre", "attn_out", "ffn_out", "head", "head_position")
+ACROSS_POSITIONS = ("head",)  # the families that patch every position at once
 # The metrics a pair is scored with; each a function of the logits at the scored position (R*B, V) and the answers.
 PAIR_METRICS = ("logit_diff", "loss", "exact_match")
+DIFFERENTIABLE = ("logit_diff", "loss")  # the metrics attribution patching can take a gradient of
 
 
 def pair_metric(name: str, pairs: PairBatch, kind: str) -> Metric:
@@ -99,10 +102,42 @@ class CausalAnalysis:
     rank_correlation: dict[str, float]  # per family: Spearman between the exact effect and the estimate
     paths: list[PathPatchingResult] = field(default_factory=list)
     described: str = ""  # what the pairs are (the task's words), for the report
+    positions_left_out: str | None = None  # why the by-position families were not run (the pairs' templates differ)
 
     @property
     def difference(self) -> float:
         return self.clean - self.corrupted
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else ('es' if word.endswith('ch') else 's')}"
+
+
+def same_template(pairs: Sequence[Pair]) -> str | None:
+    """Why the pairs do not share one template (None: they do): a position must mean the same thing in every pair
+    for a by-position result to be averaged over them, so their lengths, scored position and changed positions must
+    be the same."""
+
+    def lengths(pair: Pair) -> tuple:
+        return tuple(
+            (key, tuple(value.shape)) for key, value in sorted(pair.clean.items()) if isinstance(value, Tensor)
+        )
+
+    def changed(pair: Pair) -> tuple:
+        return tuple(
+            (key, tuple((value != pair.corrupted[key]).nonzero().flatten().tolist()))
+            for key, value in sorted(pair.clean.items())
+            if isinstance(value, Tensor)
+        )
+
+    first = pairs[0]
+    if any(lengths(p) != lengths(first) for p in pairs):
+        return "the pairs differ in length"
+    if any(p.position != first.position for p in pairs):
+        return "the pairs are scored at different positions"
+    if any(changed(p) != changed(first) for p in pairs):
+        return "the pairs change different positions"
+    return None
 
 
 def stack_of(site: str) -> str:
@@ -149,6 +184,8 @@ def _heads_at(model: nn.Module, where: str) -> int:
 
 
 def _estimate(estimates: dict[str, Tensor], family: str, patch: Patch) -> float:
+    if patch.point not in estimates:  # no attribution patching (metric=exact_match)
+        return math.nan
     found = estimates[patch.point]  # (T,) or (H, T)
     if family == "head":
         return float(found[patch.head].sum())
@@ -168,25 +205,33 @@ def analyze_patching(
     paths: Sequence[tuple[str, str]] = (),
     position_labels: dict[str, list[str]] | None = None,
     described: str = "",
+    one_template: bool = True,
     log: Callable[[str], None] = lambda line: None,
 ) -> CausalAnalysis:
     """Every family of patches on `pairs` (the module's docstring), their attribution estimates, and path patching
-    for each (sender, receiver) in `paths` through each of q, k and v."""
+    for each (sender, receiver) in `paths` through each of q, k and v the sender can reach. `one_template=False`
+    (the pairs differ in length, scored position or changed positions: same_template): only the families that patch
+    every position at once, since a position would mean something else in each pair."""
     score = pair_metric(metric, pairs, kind)
     clean, corrupted = pairs.clean, pairs.corrupted
     positions = {"decoder": clean["tgt_in"].size(1) if "tgt_in" in clean else 0}
     positions["encoder"] = clean["src"].size(1) if "src" in clean else 0
     families = grid_patches(model, positions)
+    if not one_template:  # a position means something else in each pair: only what spans every position
+        families = [(family, patch) for family, patch in families if family in ACROSS_POSITIONS]
     patches = [patch for _, patch in families]
     per_pass = max(1, rows_per_batch // max(1, len(pairs)))
-    log(f"activation patching: {len(patches)} patches on {len(pairs)} pairs, {per_pass} patches per pass")
+    log(f"activation patching: {plural(len(patches), 'patch')} on {plural(len(pairs), 'pair')}, {per_pass} per pass")
     exact = activation_patching(model, kind, clean, corrupted, patches, score, direction, patches_per_pass=per_pass)
     # attribution patching estimates patching into the run the exact patches went into: the corrupted run for
-    # denoising (clean activations in), the clean run for noising (corrupted ones in)
+    # denoising (clean activations in), the clean run for noising (corrupted ones in). Exact match is a step
+    # function of the logits: it has no gradient to estimate with.
     points = sorted({patch.point for patch in patches})
     source, base = (clean, corrupted) if direction == "denoising" else (corrupted, clean)
-    log("attribution patching: one forward and one backward pass")
-    estimates = attribution_patching(model, kind, source, base, points, score)
+    estimates: dict[str, Tensor] = {}
+    if metric in DIFFERENTIABLE:
+        log("attribution patching: one forward and one backward pass")
+        estimates = attribution_patching(model, kind, source, base, points, score)
     base_value = exact.corrupted if direction == "denoising" else exact.clean
     restored = exact.restored
     rows = []
@@ -206,9 +251,11 @@ def analyze_patching(
             correlation[family] = _spearman([r.value - base_value for r in chosen], [r.estimate for r in chosen])
     found_paths = []
     if paths:
-        log(f"path patching: {len(paths)} sender -> receiver pairs, each through q, k and v")
+        log(f"path patching: {len(paths)} sender -> receiver pair{'s' if len(paths) > 1 else ''}, through q, k, v")
     for sender, receiver in paths:
         for channel in CHANNELS:
+            if not reachable(sender.split(":")[0], receiver.split(":")[0], channel):
+                continue  # an encoder head reaches a cross-attention's keys and values only, a decoder head its query
             found_paths.append(path_patching(model, kind, clean, corrupted, sender, receiver, channel, score))
     return CausalAnalysis(
         metric=metric,
@@ -221,7 +268,31 @@ def analyze_patching(
         rank_correlation=correlation,
         paths=found_paths,
         described=described,
+        positions_left_out=None if one_template else "the pairs do not share one template",
     )
+
+
+def weak_separation(analysis: CausalAnalysis) -> str | None:
+    """Why the fractions are fragile (None: they are not): the corrupted run scores as well as the clean one or
+    better (the pairs do not separate what the model does), so every fraction divides by a difference of the wrong
+    sign or near nothing."""
+    higher_is_better = analysis.metric != "loss"
+    difference = analysis.difference if higher_is_better else -analysis.difference
+    if not math.isfinite(difference) or difference == 0:
+        return None  # undefined_restoration says why
+    if difference < 0:
+        return (
+            f"the corrupted inputs score better than the clean ones ({analysis.metric} {analysis.clean:.4g} clean, "
+            f"{analysis.corrupted:.4g} corrupted): the model does not do what the pairs test, so every fraction's "
+            "sign is reversed"
+        )
+    scale = max(abs(analysis.clean), abs(analysis.corrupted), 1e-12)
+    if difference < 0.05 * scale:
+        return (
+            f"the clean and corrupted inputs score almost the same ({analysis.metric} {analysis.clean:.4g} and "
+            f"{analysis.corrupted:.4g}): each fraction divides by a small difference and is mostly noise"
+        )
+    return None
 
 
 def undefined_restoration(analysis: CausalAnalysis) -> str | None:

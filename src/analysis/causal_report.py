@@ -30,7 +30,7 @@ import numpy as np
 
 from src.model.names import NUMBERING, head_name, layer_name, site_title
 
-from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration
+from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
 from .report import _finite, _fmt, _ink, figure_pixels, heat_map_figure
 
 FAMILY_TITLES = {
@@ -118,7 +118,8 @@ def position_figure(analysis: CausalAnalysis, family: str):
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=_ink(image, value))
     if image is not None:
         figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
-    figure.suptitle(f"fraction restored by patching {FAMILY_TITLES[family]} ({analysis.direction})", fontsize=10)
+    fraction = "fraction restored" if analysis.direction == "denoising" else "fraction kept"
+    figure.suptitle(f"{fraction} by patching {FAMILY_TITLES[family]} ({analysis.direction})", fontsize=10)
     return figure
 
 
@@ -168,11 +169,11 @@ def figures(analysis: CausalAnalysis) -> dict[str, Any]:
 
 
 def _top(rows: list[PatchRow], count: int, direction: str) -> list[PatchRow]:
-    """The patches with the largest effect: denoising, those that restore most (a fraction far from 0); noising,
-    those that destroy most (a fraction far from 1, where a patch that changes nothing stays)."""
+    """The patches with the largest effect: denoising, those that restore most (the highest fraction restored);
+    noising, those that destroy most (the lowest fraction kept)."""
     finite = [r for r in rows if math.isfinite(r.restored)]
-    unchanged = 0.0 if direction == "denoising" else 1.0
-    return sorted(finite, key=lambda r: -abs(r.restored - unchanged))[:count]
+    sign = -1.0 if direction == "denoising" else 1.0
+    return sorted(finite, key=lambda r: sign * r.restored)[:count]
 
 
 def place(row: PatchRow) -> str:
@@ -185,6 +186,7 @@ def answer_lines(analysis: CausalAnalysis) -> list[str]:
     why = undefined_restoration(analysis)
     if why is not None:
         return [f"- no fraction can be restored: {why}"]
+    fragile = weak_separation(analysis)
     if analysis.direction == "denoising":
         said = "restore most of the clean run (fraction restored)"
     else:
@@ -195,10 +197,20 @@ def answer_lines(analysis: CausalAnalysis) -> list[str]:
         if top:
             listed = ", ".join(f"`{place(r)}` {r.restored:+.2f}" for r in top)
             lines.append(f"- {FAMILY_TITLES[family]}: the patches that {said}: {listed}")
+    if analysis.positions_left_out:
+        lines.append(
+            f"- by position: not measured, {analysis.positions_left_out} (their lengths, scored positions or changed "
+            "positions differ), so a position would mean something else in each pair; each head's output is "
+            "patched at every position at once"
+        )
+    if fragile:
+        lines.insert(0, f"- **read with care**: {fragile}")
     return lines
 
 
 def rank_correlation_lines(analysis: CausalAnalysis) -> list[str]:
+    if analysis.metric == "exact_match":
+        return ["- attribution patching: not run (exact match is a step function of the logits: no gradient)"]
     parts = [f"{family} {_fmt(rho, 2)}" for family, rho in analysis.rank_correlation.items()]
     return [
         "- attribution patching vs activation patching, Spearman rho per family: "
@@ -223,6 +235,8 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
         "",
         "## What was measured",
         "",
+        f"- ablation in force: {about.get('ablation', 'nothing ablated')} (an ablated head's patch changes nothing: "
+        "it reads 0)",
         f"- clean {analysis.metric} {_fmt(analysis.clean)}, corrupted {_fmt(analysis.corrupted)}"
         + (f"; the clean answer is the top-1 prediction in {100 * about['clean_accuracy']:.0f}% of the pairs"
            if "clean_accuracy" in about else ""),
@@ -233,8 +247,9 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
     heads = head_grids(analysis)
     if heads:
         lines += ["## Each head's output patched at every position", ""]
+        fraction = "fraction restored" if analysis.direction == "denoising" else "fraction kept"
         for site, grid in heads.items():
-            lines += [f"{site_title(site)}: fraction restored, layer x head", ""]
+            lines += [f"{site_title(site)}: {fraction}, layer x head", ""]
             lines += ["| layer | " + " | ".join(f"head {h}" for h in range(grid.shape[1])) + " |"]
             lines += ["| --- |" + " --- |" * grid.shape[1]]
             for layer in range(grid.shape[0]):
@@ -248,13 +263,20 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
             "sender (Wang et al. 2022): the fraction of the clean-minus-corrupted difference kept (1: the path "
             "does not matter; lower: the sender matters through that input).",
             "",
+            "A sender's output reaches a cross-attention's keys and values if it is an encoder head, its query if "
+            "it is a decoder head; the other inputs are left out.",
+            "",
             "| sender | receiver | through | metric | kept |",
             "| --- | --- | --- | --- | --- |",
         ]
         for p in analysis.paths:
             lines.append(f"| {p.sender} | {p.receiver} | {p.channel} | {_fmt(p.value, 4)} | {_fmt(p.restored, 3)} |")
         lines.append("")
-    lines += ["Every patch, with attribution patching's estimate beside it: patching.csv.", ""]
+    lines += [
+        "Every patch: patching.csv, with `value` (the metric with the patch), `restored` and `estimate`, attribution "
+        f"patching's estimate of the patch's change of the metric (in {analysis.metric}, not a fraction).",
+        "",
+    ]
     lines += [f"![{name}]({name}.png)" for name in figure_names] + [""]
     return "\n".join(lines)
 
@@ -275,6 +297,8 @@ def summary(analysis: CausalAnalysis, about: dict) -> dict:
             "clean": analysis.clean,
             "corrupted": analysis.corrupted,
             "restored_undefined": undefined_restoration(analysis),
+            "weak_separation": weak_separation(analysis),
+            "positions_left_out": analysis.positions_left_out,
             "rank_correlation": analysis.rank_correlation,
             "heads_restored": heads,
             "resid_pre_restored": resid,

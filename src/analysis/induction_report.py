@@ -6,6 +6,10 @@ induction/heads.csv     per head: induction score, previous-token score, the los
                         alone ablated, and the increase over the intact model
 induction/summary.json  the headline figures, settings and timings
 induction/scores.png    both scores as heat maps, layer x head
+induction/repeated_loss.png   the run's val/repeated_loss curve with its phase change marked (when it has one)
+
+The phase change (Olsson et al. 2022: the loss on the repeats falls abruptly when induction heads form) is read from
+the run's metrics.json history, when it holds val/repeated_loss (task=induction): `phase_change` below.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
@@ -30,6 +36,151 @@ from .report import _finite, _fmt, heat_map_figure
 SHARE, FLOOR = 0.5, 0.1
 
 
+# --- the phase change, from the training history ------------------------------------------------------------------
+
+CURVE = "val/repeated_loss"  # the loss on the repeats' predictable tokens, logged at each validation (task=induction)
+EDGE = 3  # validations whose median is the early plateau (the first EDGE) and the final value (the last EDGE)
+# A phase change takes the curve to at most MIN_SHARE of its plateau, and at least MIN_DROP nats down: more than the
+# statistics of the context alone give (a 1-layer model of experiments/induction_heads: 3.92 -> 3.24, 83% of it).
+MIN_SHARE = 0.5
+MIN_DROP = 0.5  # nats (a factor 1.65 in perplexity)
+WINDOW_SHARE = 0.5  # the transition window: the shortest stretch of training that holds this share of the drop
+
+
+@dataclass
+class PhaseChange:
+    """When the loss on the repeats fell, read from one run's validation curve.
+
+    plateau: the median of the first EDGE validations; final: the median of the last EDGE. The phase change `step`
+    is the first validation step at which the curve is below the midpoint of the two; there is none (step None, and
+    `reason` says why) when the final value is above MIN_SHARE of the plateau or less than MIN_DROP nats below it,
+    or when there are too few validations to tell. `window`
+    says how abrupt it was: the shortest stretch of training, between two validations, over which the curve fell by
+    at least half of the drop (the earliest of equally short ones). `steepest` is the largest fall between two
+    consecutive validations (its two steps and its size), whether or not there is a phase change."""
+
+    metric: str
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, value), by step
+    plateau: float = math.nan
+    final: float = math.nan
+    step: int | None = None
+    reason: str | None = None
+    window: tuple[int, int] | None = None
+    steepest: tuple[int, int, float] | None = None
+
+    @property
+    def drop(self) -> float:
+        return self.plateau - self.final
+
+    @property
+    def midpoint(self) -> float:
+        return (self.plateau + self.final) / 2
+
+    @property
+    def before(self) -> float:
+        """The value at the validation before the phase change step (NaN without one): above the midpoint."""
+        earlier = [value for step, value in self.curve if self.step is not None and step < self.step]
+        return earlier[-1] if earlier else math.nan
+
+    @property
+    def after(self) -> float:
+        """The value at the phase change step (NaN without one)."""
+        return next((value for step, value in self.curve if step == self.step), math.nan)
+
+    def describe(self) -> str:
+        """One line: the step and the values, or why there is none."""
+        if self.step is None:
+            return f"no phase change: {self.reason}"
+        assert self.window is not None
+        return (
+            f"phase change at step {self.step}: {self.metric} {_fmt(self.before)} -> {_fmt(self.after)} (plateau "
+            f"{_fmt(self.plateau)}, final {_fmt(self.final)}); half of the drop within steps {self.window[0]}-"
+            f"{self.window[1]}"
+        )
+
+
+def validation_curve(history: Iterable[Mapping], metric: str = CURVE) -> list[tuple[int, float]]:
+    """(step, value) of `metric` from a metrics.json history, by step: entries without it (or not finite) left out,
+    and of two entries at one step (a resumed run) the later kept."""
+    found: dict[int, float] = {}
+    for entry in history:
+        value = entry.get(metric)
+        if isinstance(value, (int, float)) and math.isfinite(value) and "step" in entry:
+            found[int(entry["step"])] = float(value)
+    return sorted(found.items())
+
+
+def find_phase_change(history: Iterable[Mapping], metric: str = CURVE) -> PhaseChange:
+    """The phase change of `metric` in a metrics.json history (a lower-is-better loss): see PhaseChange."""
+    curve = validation_curve(history, metric)
+    result = PhaseChange(metric, curve)
+    if len(curve) < 2 * EDGE:
+        result.reason = (
+            f"{len(curve)} validations with {metric} in the run's history: at least {2 * EDGE} are needed to tell "
+            "an early plateau from a final value (validate more often: trainer.val_check_interval)"
+            if curve
+            else f"the run's history has no {metric} (task=induction logs it)"
+        )
+        return result
+    steps, values = [s for s, _ in curve], [v for _, v in curve]
+    result.plateau, result.final = median(values[:EDGE]), median(values[-EDGE:])
+    falls = [(values[i - 1] - values[i], i) for i in range(1, len(values))]
+    size, i = max(falls)
+    result.steepest = (steps[i - 1], steps[i], size)
+    if not (result.drop >= MIN_DROP and result.final <= MIN_SHARE * result.plateau):
+        result.reason = (
+            f"{metric} went from {_fmt(result.plateau)} (median of the first {EDGE} validations) to "
+            f"{_fmt(result.final)} (of the last {EDGE}): {_fmt(result.drop)} nats down, to "
+            + (f"{result.final / result.plateau:.0%} of the plateau" if result.plateau > 0 else "a plateau of 0")
+            + f"; a phase change needs at most {MIN_SHARE:.0%} of it and at least {MIN_DROP:g} nats down"
+        )
+        return result
+    crossing = next(i for i, value in enumerate(values) if value < result.midpoint)
+    result.step = steps[crossing]
+    spans = [
+        (steps[j] - steps[i], steps[i], steps[j])
+        for i in range(len(values))
+        for j in range(i + 1, len(values))
+        if values[i] - values[j] >= WINDOW_SHARE * result.drop
+    ]
+    # never empty: one of the first EDGE values is at least the plateau and one of the last EDGE at most the final
+    result.window = min(spans)[1:]
+    return result
+
+
+def read_phase_change(run_dir: Path, metric: str = CURVE) -> PhaseChange:
+    """find_phase_change on `run_dir`/metrics.json's history; without the file, none, and the reason."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        history = json.loads(path.read_text()).get("history", [])
+    except FileNotFoundError:
+        return PhaseChange(metric, reason=f"no metrics.json in {run_dir} (not a run of src.run): no training curve")
+    except (json.JSONDecodeError, AttributeError):
+        return PhaseChange(metric, reason=f"{path} is not a metrics.json of src.run: no training curve")
+    return find_phase_change(history if isinstance(history, list) else [], metric)
+
+
+def phase_change_figure(phase: PhaseChange):
+    """The curve, its plateau, final value and midpoint, and the phase change step."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.0, 3.4))
+    axis.plot([s for s, _ in phase.curve], [v for _, v in phase.curve], marker=".", color="tab:blue")
+    for value, label, style in ((phase.plateau, "plateau", ":"), (phase.final, "final", ":"),
+                                (phase.midpoint, "midpoint", "--")):  # fmt: skip
+        if math.isfinite(value):
+            axis.axhline(value, color="grey", linestyle=style, linewidth=0.8)
+            axis.annotate(label, (phase.curve[0][0], value), fontsize=7, color="grey", va="bottom")
+    if phase.step is not None:
+        axis.axvline(phase.step, color="tab:red", linewidth=1.0, label=f"phase change: step {phase.step}")
+        axis.legend(loc="upper right", fontsize=8)
+    axis.set_xlabel("step")
+    axis.set_ylabel(f"{phase.metric} (nats)")
+    axis.set_title("the loss on the repeats during training", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
 @dataclass
 class InductionAnalysis:
     sequences: int  # repeated random sequences read
@@ -37,6 +188,7 @@ class InductionAnalysis:
     heads: list[HeadRow]
     loss: float  # on the repeats' predictable tokens, the model as it is
     loss_without_induction_heads: float  # with every induction head ablated at once (NaN: there is none)
+    phase: PhaseChange | None = None  # the training curve's phase change (None: not looked for)
 
     def standing_out(self, score: str) -> list[str]:
         values = {row.head: getattr(row, score) for row in self.heads if math.isfinite(getattr(row, score))}
@@ -94,8 +246,54 @@ def report_markdown(analysis: InductionAnalysis, about: dict) -> str:
         "",
         "![scores](scores.png)",
         "",
+        *(phase_lines(analysis.phase) if analysis.phase is not None else []),
     ]
     return "\n".join(lines)
+
+
+def definition(metric: str) -> str:
+    """The phase change and its window in words (the report's and summary.json's)."""
+    return (
+        f"the first validation step at which {metric} is below the midpoint of its early plateau (median of the "
+        f"first {EDGE} validations) and its final value (median of the last {EDGE}), when the final value is at most "
+        f"{MIN_SHARE:g} of the plateau and at least {MIN_DROP:g} nats below it; window: the shortest stretch of "
+        f"training (between two validations) in which it fell by at least {WINDOW_SHARE:g} of that drop"
+    )
+
+
+def phase_lines(phase: PhaseChange) -> list[str]:
+    """The report's lines on the training curve: its phase change (the step and values), or why there is none."""
+    lines = ["## The phase change during training", "", f"- {phase.describe()}"]
+    if phase.curve:
+        lines.append(
+            f"- {len(phase.curve)} validations, steps {phase.curve[0][0]}-{phase.curve[-1][0]}. The phase change "
+            f"step: {definition(phase.metric)}."
+        )
+    if phase.steepest is not None:
+        first, last, size = phase.steepest
+        lines.append(f"- the steepest fall between two validations: {_fmt(size)} nats, steps {first}-{last}")
+    if phase.curve:
+        lines += ["", "![the loss on the repeats during training](repeated_loss.png)"]
+    return [*lines, ""]
+
+
+def phase_summary(phase: PhaseChange) -> dict:
+    """summary.json's `phase_change`: the step (null: none, with the reason), the values, the window."""
+    return {
+        "metric": phase.metric,
+        "step": phase.step,
+        "reason": phase.reason,
+        "plateau": phase.plateau,
+        "final": phase.final,
+        "midpoint": phase.midpoint,
+        "drop": phase.drop,
+        "before": phase.before,
+        "after": phase.after,
+        "window": list(phase.window) if phase.window else None,
+        "steepest": dict(zip(("from_step", "to_step", "fall"), phase.steepest)) if phase.steepest else None,
+        "definition": definition(phase.metric),
+        "curve": [list(point) for point in phase.curve],
+    }
 
 
 def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list[str]:
@@ -119,6 +317,7 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
             "induction_heads": analysis.standing_out("induction"),
             "previous_token_heads": analysis.standing_out("previous_token"),
             "heads": [asdict(r) for r in analysis.heads],
+            "phase_change": phase_summary(analysis.phase) if analysis.phase is not None else None,
             **about,
         }
         (partial / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
@@ -130,6 +329,10 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
         )
         figure.savefig(partial / "scores.png", dpi=110)
         plt.close(figure)
+        if analysis.phase is not None and analysis.phase.curve:
+            figure = phase_change_figure(analysis.phase)
+            figure.savefig(partial / "repeated_loss.png", dpi=110)
+            plt.close(figure)
         (partial / "report.md").write_text(report_markdown(analysis, about))
         partial.rename(out)
     except BaseException:

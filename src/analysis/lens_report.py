@@ -64,11 +64,14 @@ def lens_figure(analysis: LensAnalysis):
     left.set_ylabel("loss", color="tab:blue")
     left.set_xticks(x)
     right = left.twinx()
-    right.plot(x, [layer.top1_agreement for layer in analysis.layers], marker="s", color="tab:orange")
+    right.plot(
+        x, [layer.top1_agreement for layer in analysis.layers], marker="s", color="tab:orange", label="top-1 agreement"
+    )
     right.set_ylabel("top-1 agreement with the model", color="tab:orange")
     right.set_ylim(0, 1.05)
     left.set_title("logit lens: each layer's residual stream read as the output", fontsize=10)
-    left.legend(fontsize=8, loc="upper center")
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    left.legend(handles=handles, fontsize=8, loc="upper center")
     return figure
 
 
@@ -96,7 +99,7 @@ def answer_lines(analysis: LensAnalysis) -> list[str]:
         ranked = sorted(analysis.attribution.items(), key=lambda item: -abs(item[1]))[:5]
         listed = ", ".join(f"`{name}` {value:+.3g}" for name, value in ranked)
         lines.append(
-            f"- the components that write most of the target's logit (mean {analysis.target_logit:.3g}): {listed}"
+            f"- the components that write most of the target's logit (its mean: {analysis.target_logit:.3g}): {listed}"
         )
     return lines
 
@@ -108,8 +111,9 @@ def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]
         f"{analysis.split}: {analysis.examples} examples, {analysis.positions} scored positions. Logit lens "
         "(nostalgebraist 2020): each decoder layer's residual stream read through the final norm and the output "
         "projection, as if the layers above it were skipped. Direct logit attribution (Elhage et al. 2021): each "
-        "component's share of the target token's logit, through the final norm with its scale frozen; the shares "
-        f"sum to the logit. Heads named as `ablate.heads` takes them ({NUMBERING}).",
+        "component's share of the target token's logit, through the final norm with its scale frozen (pre-LN "
+        f"models only); the shares sum to the logit. Heads named as `ablate.heads` takes them ({NUMBERING}). "
+        f"Ablation in force: {about.get('ablation', 'nothing ablated')} (an ablated head's share is 0).",
         "",
         "## The answer",
         "",

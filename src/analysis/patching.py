@@ -194,6 +194,32 @@ def attribution_patching(
 
 
 CHANNELS = ("q", "k", "v")  # the inputs of a receiving head that a path can run through
+# Where a site runs in the forward pass: the encoder's layers, then the decoder's; in a decoder layer its
+# self-attention, then its cross-attention (which reads the self-attention's output in its query).
+SITE_ORDER = {
+    "encoder_self": (0, 0),
+    "encoder_ffn": (0, 1),
+    "decoder_self": (1, 0),
+    "cross": (1, 1),
+    "decoder_ffn": (1, 2),
+}
+
+
+def runs_before(sender: tuple[str, int], receiver: tuple[str, int]) -> bool:
+    """Whether the sublayer (site, layer) `sender` runs before `receiver` (so its output can reach it)."""
+    (s_site, s_layer), (r_site, r_layer) = sender, receiver
+    s_stack, s_order = SITE_ORDER.get(s_site, (1, 0))
+    r_stack, r_order = SITE_ORDER.get(r_site, (1, 0))
+    return (s_stack, s_layer, s_order) < (r_stack, r_layer, r_order)
+
+
+def reachable(sender_site: str, receiver_site: str, channel: str) -> bool:
+    """Whether a sender's output can reach a receiver's `channel` at all: a cross-attention's keys and values read
+    the encoder's output, its query the decoder's stream; everything else reads its own stack's stream."""
+    if receiver_site == "cross":
+        from_encoder = sender_site.startswith("encoder")
+        return from_encoder == (channel in ("k", "v"))
+    return sender_site.startswith("encoder") == receiver_site.startswith("encoder")
 
 
 @dataclass
@@ -242,9 +268,8 @@ def path_patching(
     if None in (s_layer, s_head, r_layer, r_head):
         raise ValueError(f"{sender} -> {receiver}: give heads, site:layer:head")
     check_pair(clean, corrupted)
-    stack = {"encoder_self": 0, "decoder_self": 1, "cross": 1}  # the encoder's layers all come before the decoder's
-    if (stack.get(s_site, 1), s_layer) >= (stack.get(r_site, 1), r_layer):
-        raise ValueError(f"{sender} -> {receiver}: the sender must be in an earlier layer than the receiver")
+    if not runs_before((s_site, s_layer), (r_site, r_layer)):
+        raise ValueError(f"{sender} -> {receiver}: the sender must run before the receiver")
     sender_z, receiver_input = f"z@{s_site}:{s_layer}", f"{channel}@{r_site}:{r_layer}"
     # frozen: every head's output (z) and every FFN's (the out of a sublayer without heads)
     points = activation_points(model)

@@ -109,7 +109,7 @@ PAIRS_FILE_FORMAT = (
 
 
 def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
-    """The pairs of a file (PAIRS_FILE_FORMAT; blank lines and lines starting with # are skipped), tokenised as the
+    """The pairs of a file (PAIRS_FILE_FORMAT; blank lines are skipped, a UTF-8 byte-order mark too), tokenised as the
     model's own data are (the datamodule's encode functions). Each answer must be one token (a class name or number
     for a classifier), and both texts of a pair the same number of tokens: DataError naming the line and the fix.
 
@@ -118,12 +118,12 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
     nothing), and the answer is the next target token. classification: the answers are labels."""
     kind = datamodule.kind
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark (some editors write one) is no text
     except UnicodeDecodeError:
         raise DataError(f"{name}={path} is not UTF-8 text: give a text file, {PAIRS_FILE_FORMAT}") from None
     pairs = []
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
+        if not line.strip():
             continue
         where = f"{name}={path} line {number}"
         fields = line.split("\t")
@@ -131,10 +131,17 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
             raise DataError(f"{where} has {len(fields)} tab-separated fields: give {PAIRS_FILE_FORMAT}")
         clean_text, corrupted_text, answer_text, wrong_text = fields[:4]
         prefix_text = fields[4] if len(fields) == 5 else ""
+        if clean_text == corrupted_text:
+            raise DataError(f"{where}: the clean and corrupted texts are the same: change what the pair tests")
+        if answer_text == wrong_text:
+            raise DataError(f"{where}: the two answers are the same: give the answer each text should lead to")
         clean_ids, _ = datamodule.encode_input(clean_text)
         corrupted_ids, _ = datamodule.encode_input(corrupted_text)
         if not clean_ids:
             raise DataError(f"{where}: the clean text reads as no tokens: give the model something to read")
+        for text_read, ids, what in ((clean_text, clean_ids, "clean text"), (corrupted_text, corrupted_ids,
+                                                                             "corrupted text")):  # fmt: skip
+            _known(datamodule, ids, text_read, where, what)
         if len(clean_ids) != len(corrupted_ids):
             raise DataError(
                 f"{where}: the clean text is {len(clean_ids)} tokens and the corrupted one {len(corrupted_ids)}: a "
@@ -155,6 +162,7 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
             pairs.append(Pair(clean, corrupted, len(clean_ids) - 1, answer, wrong))
         else:
             prefix = datamodule.encode_tgt(prefix_text) if prefix_text.strip() else []
+            _known(datamodule, prefix, prefix_text, where, "target prefix")
             target = _ids(prefix + [answer])  # the decoder reads BOS + prefix: position len(prefix) scores the answer
             pairs.append(Pair({"src": _ids(clean_ids), "tgt": target}, {"src": _ids(corrupted_ids), "tgt": target},
                               len(prefix), answer, wrong))  # fmt: skip
@@ -167,10 +175,22 @@ def _ids(ids: list[int]) -> Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+def _known(datamodule, ids: list[int], text: str, where: str, what: str) -> None:
+    """DataError when the model's vocabulary reads part of `text` as its unknown token: a pair about a token the
+    model has never seen tests nothing (and two different unknown words would read alike)."""
+    unknown = datamodule.task.specials.unk
+    if unknown in ids and not (unknown == datamodule.task.specials.pad):
+        raise DataError(
+            f"{where}: the {what} {text!r} has {ids.count(unknown)} part(s) the model's vocabulary does not know "
+            "(read as its unknown token): use words, characters or symbols of the model's own data"
+        )
+
+
 def _one_token(datamodule, text: str, where: str, what: str) -> int:
     """The one token an answer is (read as the model's output side reads text, whitespace kept: GPT-2's " Paris")."""
     vocab = datamodule.vocab("tgt")
     ids = vocab.encode(text)
+    _known(datamodule, ids, text, where, what)
     if len(ids) != 1:
         pieces = ", ".join(repr(t) for t in vocab.token_strings(ids)) or "none"
         raise DataError(

@@ -199,5 +199,5 @@ def test_a_patch_that_does_not_fit_its_point_and_a_path_that_runs_backwards_are_
     with pytest.raises(ValueError, match="patches_per_pass=0"):
         activation_patching(model, "lm", clean, corrupted, [], last_logit_difference, patches_per_pass=0)
     assert activation_patching(model, "lm", clean, corrupted, [], last_logit_difference).values.shape == (0,)
-    with pytest.raises(ValueError, match="the sender must be in an earlier layer"):
+    with pytest.raises(ValueError, match="the sender must run before the receiver"):
         path_patching(model, "lm", clean, corrupted, "decoder_self:1:1", "decoder_self:0:2", "q", last_logit_difference)

@@ -421,9 +421,9 @@ def pairs_file(task: str, directory) -> list[str]:
     """The pairs a task's run is patched on: the synthetic task's own (nothing to give), or a file of one-character
     changes for the text tasks (their vocabularies are characters or words of the data)."""
     lines = {
-        "char_lm": "the cat\tthe hat\tq\tz",
-        "classification": "good film\tbad film\tpos\tneg",
-        "translation": "das haus\tdas boot\tthe\ta",
+        "char_lm": "not to be\tnot to he\t,\t.",  # characters of the run's text
+        "classification": "good movie\tpoor movie\tpos\tneg",
+        "translation": "ein hund\tein katze\tdog\tcat",  # words of the run's data
     }
     if task not in lines:
         return []
@@ -456,13 +456,14 @@ def test_patching_each_architecture_writes_its_tables_figures_and_tensorboard(tr
 def test_path_patching_and_the_lens_of_a_trained_run(trained, tmp_path):
     run_dir = trained["reverse"]
     out = tmp_path / "paths"
-    args = ["analysis=patching", "senders=[encoder_self:0:*]", "receivers=[cross:1:0]", "max_pairs=8"]
+    # encoder heads into a cross-attention head (its keys and values), and a decoder layer's self-attention into
+    # the same layer's cross-attention, which runs after it (its query)
+    args = ["analysis=patching", "senders=[encoder_self:0:*,decoder_self:1:0]", "receivers=[cross:1:0]", "max_pairs=8"]
     check(run_here("src.analyze", f"ckpt={run_dir}", f"out={out}", "torch_threads=1", *args))
     with open(out / "paths.csv") as f:
-        paths = list(csv.DictReader(f))
-    assert [(p["sender"], p["channel"]) for p in paths[:3]] == [("encoder_self:0:0", c) for c in ("q", "k", "v")]
-    assert len(paths) == 2 * 3  # two senders, one receiver, three inputs
-    assert float(paths[0]["restored"]) == pytest.approx(1.0)  # an encoder head cannot reach a decoder query
+        paths = [(p["sender"], p["channel"]) for p in csv.DictReader(f)]
+    encoder = [(f"encoder_self:0:{h}", c) for h in range(2) for c in ("k", "v")]
+    assert paths == [*encoder, ("decoder_self:1:0", "q")]
     lens = tmp_path / "lens"
     result = check(run_here("src.analyze", f"ckpt={run_dir}", f"out={lens}", "analysis=lens", "torch_threads=1"))
     assert "direct logit attribution is not defined for this post-LN model" in result.stderr
@@ -479,7 +480,7 @@ def test_path_patching_and_the_lens_of_a_trained_run(trained, tmp_path):
         (["analysis=patching", "max_pairs=0"], "max_pairs=0 must be >= 1"),
         (["analysis=patching", "pairs=nope.tsv"], "pairs=nope.tsv does not exist"),
         (["analysis=patching", "senders=[cross:0:0]"], "senders= is given without receivers="),
-        (["analysis=patching", "senders=[cross:1:0]", "receivers=[cross:0:0]"], "no sender is in an earlier layer"),
+        (["analysis=patching", "senders=[cross:1:0]", "receivers=[cross:0:0]"], "no sender runs before a receiver"),
         (["analysis=lens", "split=train"], "split='train' is not known"),
     ],
 )

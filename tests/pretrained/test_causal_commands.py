@@ -34,7 +34,7 @@ def test_patching_a_pretrained_model_on_a_pairs_file_restores_exactly_at_the_cha
     directory = request.getfixturevalue(f"{family}_dir")
     lines, stack, changed = PAIRS[family]
     pairs = tmp_path / "pairs.tsv"
-    pairs.write_text("# clean, corrupted, answer, wrong\n" + "\n".join(lines) + "\n")
+    pairs.write_text("\ufeff" + "\n".join(lines) + "\r\n")  # a byte-order mark and CRLF, as some editors save
     out = tmp_path / "patching"
     site = {"gpt2": "decoder_self", "marian": "cross", "bert": "encoder_self"}[family]
     paths = [f"senders=[{'encoder_self' if family != 'gpt2' else site}:0:0]", f"receivers=[{site}:1:*]"]
@@ -45,9 +45,11 @@ def test_patching_a_pretrained_model_on_a_pairs_file_restores_exactly_at_the_cha
     receivers = [
         h for h in json.loads((out / "summary.json").read_text())["heads_restored"] if h.startswith(f"{site}:1:")
     ]
-    with open(out / "paths.csv") as f:  # the sender into every head of the receiving layer, through q, k and v
+    with open(out / "paths.csv") as f:  # the sender into every head of the receiving layer
         found = [(row["receiver"], row["channel"]) for row in csv.DictReader(f)]
-    assert found == [(receiver, channel) for receiver in receivers for channel in ("q", "k", "v")]
+    # an encoder head reaches a cross-attention through its keys and values only (its query reads the decoder)
+    channels = ("k", "v") if site == "cross" else ("q", "k", "v")
+    assert found == [(receiver, channel) for receiver in receivers for channel in channels]
     assert {"report.md", "patching.csv", "summary.json", "resid_pre.png", "heads.png", "attribution.png"} <= {
         p.name for p in out.iterdir()
     }
@@ -67,6 +69,8 @@ def test_a_pairs_file_that_cannot_be_patched_is_refused_naming_the_line(gpt2_dir
         ("the cat sat\tthe dog sat\t the\ts\n", "line 1: the clean text is 8 tokens and the corrupted one 9"),
         ("the cat\tthe cot\t park\ts\n", "line 1: the clean answer ' park' is 5 tokens"),
         ("the cat\tthe cot\n", "line 1 has 2 tab-separated fields"),
+        ("\nthe cat\tthe cat\t the\ts\n", "line 2: the clean and corrupted texts are the same"),
+        ("the cat\tthe cot\t the\t the\n", "line 1: the two answers are the same"),
     ]:
         pairs.write_text(lines)
         args = ("src.analyze", f"ckpt=hf:{gpt2_dir}", "analysis=patching", f"pairs={pairs}", f"out={out}")
@@ -89,3 +93,14 @@ def test_the_logit_lens_of_gpt2_on_a_task_ends_at_the_models_own_loss(gpt2_dir, 
     assert summary["attribution_undefined"] is None  # GPT-2 is pre-LN: the shares are defined
     total = sum(summary["attribution"].values())
     assert total == pytest.approx(summary["target_logit"], rel=1e-4, abs=1e-4)  # they sum to the target's logit
+
+
+def test_a_word_the_vocabulary_does_not_know_is_refused_not_read_as_unknown(bert_dir, tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("the cat sat\tthe 猫 sat\t1\t0\n")  # BERT's tiny vocabulary has no such character
+    out = tmp_path / "patching"
+    code, _, err = run_in_process(
+        "src.analyze", f"ckpt=hf:{bert_dir}", "analysis=patching", f"pairs={pairs}", f"out={out}"
+    )
+    assert code == 2 and "line 1: the corrupted text 'the 猫 sat' has 1 part(s) the model's vocabulary does not" in err
+    assert not out.exists()
