@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from src.bench import analysis, loop, pretrained, stacked, step
+from src.bench import analysis, loop, patching, pretrained, stacked, step
 
 
 def row(figure: str, measured: str, goal: str, met: bool) -> str:
@@ -28,6 +28,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--skip-pretrained", action="store_true", help="leave out GPT-2 and BERT against transformers' own models"
     )
+    parser.add_argument(
+        "--skip-patching", action="store_true", help="leave out activation patching against TransformerLens"
+    )
     args = parser.parse_args(argv)
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
@@ -41,6 +44,12 @@ def main(argv=None) -> None:
     heads = None if args.skip_analysis else analysis.measure(Path(args.data), args.analysis_ckpt)
     versus_hf = None if args.skip_pretrained or not has_transformers() else pretrained.measure(args.quick)
     seeds = None if args.skip_stacked else stacked.measure(seeds=5, steps=200 if args.quick else 600)
+    versus_tl = None
+    if not args.skip_patching and has_transformers():
+        try:  # TransformerLens's sweep timed on every 12th patch and scaled (within 1.5% of the whole: 8 minutes)
+            versus_tl = patching.measure(quick=True)
+        except patching.TransformerLensUnavailable as error:
+            print(f"activation patching vs TransformerLens: not measured ({str(error).splitlines()[0]})")
 
     print()
     print("| figure | measured | goal | |")
@@ -84,6 +93,26 @@ def main(argv=None) -> None:
         print_versus_hf(versus_hf)
     elif not args.skip_pretrained:
         print(row("GPT-2 and BERT vs transformers", "not measured", "install '.[pretrained]'", False))
+    if versus_tl is not None:
+        print_versus_transformer_lens(versus_tl)
+
+
+def print_versus_transformer_lens(t: dict) -> None:
+    """The patching sweep of GPT-2 small (random weights, the real shape), ours against TransformerLens's
+    get_act_patch_* functions side by side (src/bench/patching.py): the speed and the largest difference."""
+    run = t["transformer_lens_patches_run"]
+    scaled = "" if run == t["patches"] else f", TransformerLens timed on {run} of them and scaled"
+    detail = (
+        f"{t['ours_s']:.1f} s vs {t['transformer_lens_s']:.0f} s; {t['patches']:,} patches (resid_pre by layer x "
+        f"position, z by layer x position x head){scaled}, {t['tokens']} tokens, patches_per_pass="
+        f"{t['patches_per_pass']}, TransformerLens {t['transformer_lens']}"
+    )
+    ratio = t["ours_vs_transformer_lens"]
+    figure = "activation patching sweep, GPT-2 small, ours vs TransformerLens"
+    print(row(figure, f"{ratio:.1f}x ({detail})", ">= 3x", ratio >= 3))
+    gap = t["max_abs_difference"]
+    figure = "activation patching, largest difference from TransformerLens (float32)"
+    print(row(figure, f"{gap:.1e}", "<= 1e-5", gap <= 1e-5))
 
 
 def has_transformers() -> bool:
