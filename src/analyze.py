@@ -534,7 +534,7 @@ def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: 
 
 
 INDUCTION_SEQUENCES = 128  # analysis=induction without max_examples: sequences read
-INDUCTION_HALF = 32  # tokens per half of each sequence, at most (a model whose max_len is shorter gets half of it)
+INDUCTION_HALF = 32  # tokens per half of each sequence, at most (a model trained on shorter ones: half its length)
 
 
 def induction_checkpoint(
@@ -568,7 +568,9 @@ def induction_checkpoint(
     log(f"checkpoint: {target.checkpoint}")
     if not ablation.empty:
         log(ablated_line(module, ablation))
-    half = min(INDUCTION_HALF, model.cfg.max_len // 2)
+    # within the length the model trained on (its task's longest sequence; a pretrained model's positions)
+    trained_length = datamodule.max_tgt_len or model.cfg.max_len
+    half = min(INDUCTION_HALF, model.cfg.max_len // 2, trained_length // 2)
     count = cfg.max_examples or INDUCTION_SEQUENCES
     batches = repeated_random_batches(model, count, half, batch_size=datamodule.batch_size)
     started = time.perf_counter()
