@@ -227,12 +227,12 @@ def check_patching_settings(cfg: DictConfig) -> None:
         )
 
 
-# The settings each analysis reads (the rest are read by every analysis: ckpt, split, out, batch_size, ...).
+# The settings each analysis reads (the rest are read by every analysis: ckpt, out, batch_size, ablate, ...).
 OWN_SETTINGS = {
-    "heads": ("max_examples", "single_heads", "keep_one", "prune_step", "tolerance"),
-    "patching": ("pairs", "max_pairs", "metric", "direction", "senders", "receivers"),
-    "lens": ("max_examples",),
-    "induction": ("max_examples",),
+    "heads": ("split", "max_examples", "single_heads", "keep_one", "prune_step", "tolerance", "rows_per_batch"),
+    "patching": ("split", "pairs", "max_pairs", "metric", "direction", "senders", "receivers", "rows_per_batch"),
+    "lens": ("split", "max_examples"),
+    "induction": ("max_examples",),  # its sequences are made, not read from a split
 }
 
 
