@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -392,10 +393,73 @@ def path_pairs(cfg: DictConfig, model_cfg) -> list[tuple[str, str]]:
     return found
 
 
+@dataclass
+class Loaded:
+    """A checkpoint read for one of the analyses below: its module and data, the model on the device with `ablate.*`
+    applied, and its attention layout (what the ablation is described against)."""
+
+    checkpoint: dict
+    module: Any
+    datamodule: Any
+    model: Any
+    ablation: Any
+    layout: dict
+
+    def about(self, target: Target, device: torch.device, seconds: dict[str, float], **own) -> dict:
+        """What summary.json records of an analysis besides its results: what was analysed, how and where."""
+        return {
+            "checkpoint": str(target.checkpoint),
+            "step": int(self.checkpoint.get("global_step", 0)),
+            "ablation": self.ablation.describe(self.layout),
+            **own,
+            "command": command_line("src.analyze"),
+            "started": now(),
+            "seconds": seconds,
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+            "git": git_state(),
+            "versions": package_versions(),
+        }
+
+    def writes_tensorboard(self, target: Target) -> bool:
+        """Whether the analysis also goes into the run's TensorBoard: the run's own (its checkpoint, its folder, the
+        ablation it trained with), as for the head analysis."""
+        from src.analysis.ablation import trained_ablation
+
+        own = target.tensorboard and self.ablation == trained_ablation(self.module)
+        return own and any(target.run_dir.glob("events.out.tfevents.*"))
+
+
+def load_for_analysis(
+    target: Target,
+    cfg: DictConfig,
+    device: torch.device,
+    log: Callable[[str], None],
+    refuse: Callable[[Any, Any], None] | None = None,
+) -> Loaded:
+    """The checkpoint of `target` read and rebuilt, `refuse(module, datamodule)` given its say (a ConfigError for a
+    model the analysis cannot read) before anything else is done, `ablate.*` applied, and the lines saying which
+    checkpoint and ablation the work is on."""
+    from src.analysis.ablation import ablate_trained_model, ablated_line
+    from src.model.head_mask import attention_sites
+    from src.training.checkpoint import load_run, read_checkpoint
+
+    checkpoint = target.read or read_checkpoint(str(target.checkpoint))
+    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
+    if refuse is not None:
+        refuse(module, datamodule)
+    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
+    model = module.model.to(device)
+    layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
+    log(f"checkpoint: {target.checkpoint}")
+    if not ablation.empty:
+        log(ablated_line(module, ablation))
+    return Loaded(checkpoint, module, datamodule, model, ablation, layout)
+
+
 def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: Callable[[str], None] = print) -> Path:
     """Activation patching, its attribution estimate and any path patching of one checkpoint on counterfactual pairs
     (src/analysis/causal.py) into target.out (src/analysis/causal_report.py)."""
-    from src.analysis.ablation import ablate_trained_model, ablated_line, trained_ablation
     from src.analysis.causal import (
         analyze_patching,
         clean_accuracy,
@@ -405,18 +469,10 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
     )
     from src.analysis.causal_report import write_patching, write_tensorboard
     from src.data.pairs import collate_pairs
-    from src.model.head_mask import attention_sites
-    from src.training.checkpoint import load_run, read_checkpoint
 
-    checkpoint = target.read or read_checkpoint(str(target.checkpoint))
-    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
-    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
-    model = module.model.to(device)
-    layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
+    loaded = load_for_analysis(target, cfg, device, log)
+    model, datamodule = loaded.model, loaded.datamodule
     paths = path_pairs(cfg, model.cfg)
-    log(f"checkpoint: {target.checkpoint}")
-    if not ablation.empty:
-        log(ablated_line(module, ablation))
     pairs, described = pairs_of_run(cfg, datamodule, log)
     template = same_template(pairs)
     if template is not None:
@@ -448,24 +504,16 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
     fragile = weak_separation(result) or undefined_restoration(result)
     if fragile:
         print_warning(fragile)
-    about = {
-        "checkpoint": str(target.checkpoint),
-        "step": int(checkpoint.get("global_step", 0)),
-        "ablation": ablation.describe(layout),
-        "clean_accuracy": clean_accuracy(model, datamodule.kind, batch),
-        "settings": {key: cfg[key] for key in ("split", "pairs", "max_pairs", "metric", "direction")}
-        | {"senders": list(cfg.senders), "receivers": list(cfg.receivers)},
-        "command": command_line("src.analyze"),
-        "started": now(),
-        "seconds": {"patching": time.perf_counter() - started},
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-        "git": git_state(),
-        "versions": package_versions(),
-    }
+    settings = {key: cfg[key] for key in ("split", "pairs", "max_pairs", "metric", "direction")}
+    about = loaded.about(
+        target,
+        device,
+        {"patching": time.perf_counter() - started},
+        clean_accuracy=clean_accuracy(model, datamodule.kind, batch),
+        settings=settings | {"senders": list(cfg.senders), "receivers": list(cfg.receivers)},
+    )
     write_patching(result, target.out, about)
-    own = target.tensorboard and ablation == trained_ablation(module)
-    if own and any(target.run_dir.glob("events.out.tfevents.*")):
+    if loaded.writes_tensorboard(target):
         write_tensorboard(result, target.run_dir, about["step"], about, cfg.split)
     log(
         f"  {cfg.metric}: clean {result.clean:.4g}, corrupted {result.corrupted:.4g} ({result.pairs} pairs); "
@@ -477,25 +525,18 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
 def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: Callable[[str], None] = print) -> Path:
     """The logit lens and direct logit attribution of one checkpoint over its split (src/analysis/lens.py) into
     target.out (src/analysis/lens_report.py). A classifier has no decoder to read: refused in one line."""
-    from src.analysis.ablation import ablate_trained_model, ablated_line, trained_ablation
     from src.analysis.lens import analyze_lens
     from src.analysis.lens_report import write_lens, write_tensorboard
-    from src.model.head_mask import attention_sites
-    from src.training.checkpoint import load_run, read_checkpoint
 
-    checkpoint = target.read or read_checkpoint(str(target.checkpoint))
-    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
-    if datamodule.kind == "classification":
-        raise ConfigError(
-            f"analysis=lens reads a decoder's predictions layer by layer: {target.checkpoint} is a classifier, which "
-            "has none: use analysis=heads or analysis=patching"
-        )
-    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
-    model = module.model.to(device)
-    layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
-    log(f"checkpoint: {target.checkpoint}")
-    if not ablation.empty:
-        log(ablated_line(module, ablation))
+    def refuse(module, datamodule) -> None:
+        if datamodule.kind == "classification":
+            raise ConfigError(
+                f"analysis=lens reads a decoder's predictions layer by layer: {target.checkpoint} is a classifier, "
+                "which has none: use analysis=heads or analysis=patching"
+            )
+
+    loaded = load_for_analysis(target, cfg, device, log, refuse)
+    model, datamodule = loaded.model, loaded.datamodule
     if not model.cfg.pre_norm:  # said before the work: the report then has the lens alone
         print_warning(
             "direct logit attribution is not defined for this post-LN model (each sublayer's output is normalised "
@@ -511,22 +552,10 @@ def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: 
     ]
     started = time.perf_counter()
     result = analyze_lens(model, datamodule.kind, batches, cfg.split)
-    about = {
-        "checkpoint": str(target.checkpoint),
-        "step": int(checkpoint.get("global_step", 0)),
-        "ablation": ablation.describe(layout),
-        "settings": {"split": cfg.split, "max_examples": cfg.max_examples},
-        "command": command_line("src.analyze"),
-        "started": now(),
-        "seconds": {"lens": time.perf_counter() - started},
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-        "git": git_state(),
-        "versions": package_versions(),
-    }
+    settings = {"split": cfg.split, "max_examples": cfg.max_examples}
+    about = loaded.about(target, device, {"lens": time.perf_counter() - started}, settings=settings)
     write_lens(result, target.out, about)
-    own = target.tensorboard and ablation == trained_ablation(module)
-    if own and any(target.run_dir.glob("events.out.tfevents.*")):
+    if loaded.writes_tensorboard(target):
         write_tensorboard(result, target.run_dir, about["step"], about)
     last = result.layers[-1]
     log(f"  {cfg.split} loss {result.loss:.4g}; the last layer's lens loss {last.loss:.4g}; written: {target.out}")
@@ -543,7 +572,6 @@ def induction_checkpoint(
     """Induction and previous-token heads of one decoder-only checkpoint (src/analysis/induction.py), read on
     repeated random sequences, into target.out (src/analysis/induction_report.py); with the step of the phase change
     in the run's val/repeated_loss curve (its metrics.json), when it has one."""
-    from src.analysis.ablation import ablate_trained_model, ablated_line
     from src.analysis.induction import (
         REPEAT_MIN_RUN,
         head_table,
@@ -552,22 +580,17 @@ def induction_checkpoint(
     )
     from src.analysis.induction_report import InductionAnalysis, read_phase_change, write_induction
     from src.model.head_mask import attention_sites
-    from src.training.checkpoint import load_run, read_checkpoint
 
-    checkpoint = target.read or read_checkpoint(str(target.checkpoint))
-    module, datamodule = load_run(str(target.checkpoint), cfg.batch_size, checkpoint=checkpoint)
-    model = module.model
-    if set(attention_sites(model)) != {"decoder_self"}:
-        raise ConfigError(
-            f"analysis=induction reads a decoder-only model's self-attention: {target.checkpoint} has "
-            f"{', '.join(attention_sites(model))}: use analysis=heads or analysis=patching"
-        )
-    ablation = ablate_trained_model(module, datamodule, cfg.ablate)
-    model = model.to(device)
-    layout = {site: (len(m), m[0].heads) for site, m in attention_sites(model).items()}
-    log(f"checkpoint: {target.checkpoint}")
-    if not ablation.empty:
-        log(ablated_line(module, ablation))
+    def refuse(module, datamodule) -> None:
+        sites = attention_sites(module.model)
+        if set(sites) != {"decoder_self"}:
+            raise ConfigError(
+                f"analysis=induction reads a decoder-only model's self-attention: {target.checkpoint} has "
+                f"{', '.join(sites)}: use analysis=heads or analysis=patching"
+            )
+
+    loaded = load_for_analysis(target, cfg, device, log, refuse)
+    model, datamodule = loaded.model, loaded.datamodule
     # within the length the model trained on (its task's longest sequence; a pretrained model's positions)
     trained_length = datamodule.max_tgt_len or model.cfg.max_len
     half = min(INDUCTION_HALF, model.cfg.max_len // 2, trained_length // 2)
@@ -582,18 +605,7 @@ def induction_checkpoint(
     result.loss_without_induction_heads = without if induction_heads else math.nan
     # the training curve: a run's metrics.json (a pretrained model's target has no run directory of its own)
     result.phase = read_phase_change(target.run_dir) if target.run_dir != target.out else None
-    about = {
-        "checkpoint": str(target.checkpoint),
-        "step": int(checkpoint.get("global_step", 0)),
-        "ablation": ablation.describe(layout),
-        "command": command_line("src.analyze"),
-        "started": now(),
-        "seconds": {"induction": time.perf_counter() - started},
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-        "git": git_state(),
-        "versions": package_versions(),
-    }
+    about = loaded.about(target, device, {"induction": time.perf_counter() - started})
     write_induction(result, target.out, about)
     listed = ", ".join(induction_heads) or "none"
     if result.phase is not None:

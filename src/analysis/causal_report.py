@@ -20,8 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ import numpy as np
 from src.model.names import NUMBERING, head_name, layer_name, site_title
 
 from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
-from .report import _finite, _fmt, _ink, figure_pixels, heat_map_figure
+from .report import _finite, _fmt, _ink, figure_pixels, grids_of_heads, heat_map_figure, save_figures, written_whole
 
 FAMILY_TITLES = {
     "resid_pre": "the residual stream entering each layer",
@@ -79,15 +77,7 @@ def row_labels(analysis: CausalAnalysis, family: str, stack: str) -> list[str]:
 
 def head_grids(analysis: CausalAnalysis) -> dict[str, np.ndarray]:
     """Per attention site, (layers, heads) of the fraction restored by each head at every position."""
-    rows = [r for r in analysis.rows if r.family == "head"]
-    shapes: dict[str, tuple[int, int]] = {}
-    for r in rows:
-        layers, heads = shapes.get(r.site, (0, 0))
-        shapes[r.site] = (max(layers, r.layer + 1), max(heads, (r.head or 0) + 1))
-    grids = {site: np.full(shape, np.nan) for site, shape in shapes.items()}
-    for r in rows:
-        grids[r.site][r.layer, r.head] = r.restored
-    return grids
+    return grids_of_heads({head_name(r.site, r.layer, r.head): r.restored for r in analysis.rows if r.family == "head"})
 
 
 def position_figure(analysis: CausalAnalysis, family: str):
@@ -309,12 +299,8 @@ def summary(analysis: CausalAnalysis, about: dict) -> dict:
 
 
 def write_patching(analysis: CausalAnalysis, out: Path, about: dict) -> list[str]:
-    """Write `out` (the caller made sure it does not exist), whole or not at all (as report.write_analysis)."""
-    import matplotlib.pyplot as plt
-
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    partial.mkdir(parents=True)
-    try:
+    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole)."""
+    with written_whole(out) as partial:
         with open(partial / "patching.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["family", "point", "site", "layer", "head", "position", "value", "restored", "estimate"])
@@ -331,15 +317,8 @@ def write_patching(analysis: CausalAnalysis, out: Path, about: dict) -> list[str
                 for p in analysis.paths:
                     writer.writerow([p.sender, p.receiver, p.channel, f"{p.value:.6g}", f"{p.restored:.6g}"])
         (partial / "summary.json").write_text(json.dumps(summary(analysis, about), indent=2) + "\n")
-        made = figures(analysis)
-        for name, figure in made.items():
-            figure.savefig(partial / f"{name}.png", dpi=110)
-            plt.close(figure)
-        (partial / "report.md").write_text(report_markdown(analysis, about, list(made)))
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        names = save_figures(figures(analysis), partial)
+        (partial / "report.md").write_text(report_markdown(analysis, about, names))
     return sorted(p.name for p in out.iterdir())
 
 

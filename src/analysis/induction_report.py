@@ -17,8 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +24,10 @@ from statistics import median
 
 import numpy as np
 
-from src.model.names import NUMBERING, parse_name
+from src.model.names import NUMBERING
 
 from .induction import HeadRow
-from .report import _finite, _fmt, heat_map_figure
+from .report import _finite, _fmt, grids_of_heads, heat_map_figure, save_figures, written_whole
 
 # A head is called an induction (previous-token) head when its score is at least this share of the largest score of
 # its kind, and at least FLOOR: a rule that picks the heads that stand out, whatever the model's scale of attention.
@@ -199,17 +197,8 @@ class InductionAnalysis:
 
 
 def grids(analysis: InductionAnalysis, score: str) -> dict[str, np.ndarray]:
-    cells = {}
-    for row in analysis.heads:
-        site, layer, head = parse_name(row.head)
-        cells.setdefault(site, {})[(layer, head)] = getattr(row, score)
-    found = {}
-    for site, values in cells.items():
-        grid = np.full((1 + max(k[0] for k in values), 1 + max(k[1] for k in values)), np.nan)
-        for (layer, head), value in values.items():
-            grid[layer, head] = value
-        found[site] = grid
-    return found
+    """Per site, (layers, heads) of one score."""
+    return grids_of_heads({row.head: getattr(row, score) for row in analysis.heads})
 
 
 def report_markdown(analysis: InductionAnalysis, about: dict) -> str:
@@ -297,12 +286,8 @@ def phase_summary(phase: PhaseChange) -> dict:
 
 
 def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list[str]:
-    """Write `out` (the caller made sure it does not exist), whole or not at all."""
-    import matplotlib.pyplot as plt
-
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    partial.mkdir(parents=True)
-    try:
+    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole)."""
+    with written_whole(out) as partial:
         with open(partial / "heads.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["head", "induction", "previous_token", "repeated_loss", "loss_increase"])
@@ -321,21 +306,16 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
             **about,
         }
         (partial / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
-        figure = heat_map_figure(
-            {f"{site} induction": g for site, g in grids(analysis, "induction").items()}
-            | {f"{site} previous token": g for site, g in grids(analysis, "previous_token").items()},
-            "induction and previous-token scores (mean attention)",
-            "viridis",
-        )
-        figure.savefig(partial / "scores.png", dpi=110)
-        plt.close(figure)
+        made = {
+            "scores": heat_map_figure(
+                {f"{site} induction": g for site, g in grids(analysis, "induction").items()}
+                | {f"{site} previous token": g for site, g in grids(analysis, "previous_token").items()},
+                "induction and previous-token scores (mean attention)",
+                "viridis",
+            )
+        }
         if analysis.phase is not None and analysis.phase.curve:
-            figure = phase_change_figure(analysis.phase)
-            figure.savefig(partial / "repeated_loss.png", dpi=110)
-            plt.close(figure)
+            made["repeated_loss"] = phase_change_figure(analysis.phase)
+        save_figures(made, partial)
         (partial / "report.md").write_text(report_markdown(analysis, about))
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return sorted(p.name for p in out.iterdir())

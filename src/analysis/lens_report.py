@@ -18,36 +18,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from src.model.names import NUMBERING, parse_name
+from src.model.names import NUMBERING
 
 from .lens import LensAnalysis
-from .report import _finite, _fmt, figure_pixels, heat_map_figure
+from .report import _finite, _fmt, figure_pixels, grids_of_heads, heat_map_figure, save_figures, written_whole
 
 
 def head_attribution_grids(analysis: LensAnalysis) -> dict[str, np.ndarray]:
-    """Per attention site, (layers, heads) of each head's mean direct contribution."""
-    cells: dict[str, dict[tuple[int, int], float]] = {}
-    for name, value in analysis.attribution.items():
-        try:
-            site, layer, head = parse_name(name)
-        except ValueError:
-            continue  # embed, biases, the constant
-        if layer is not None and head is not None:
-            cells.setdefault(site, {})[(layer, head)] = value
-    grids = {}
-    for site, found in cells.items():
-        grid = np.full((1 + max(k[0] for k in found), 1 + max(k[1] for k in found)), np.nan)
-        for (layer, head), value in found.items():
-            grid[layer, head] = value
-        grids[site] = grid
-    return grids
+    """Per attention site, (layers, heads) of each head's mean direct contribution (embed, biases left out)."""
+    return grids_of_heads(analysis.attribution)
 
 
 def lens_figure(analysis: LensAnalysis):
@@ -136,12 +120,8 @@ def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]
 
 
 def write_lens(analysis: LensAnalysis, out: Path, about: dict) -> list[str]:
-    """Write `out` (the caller made sure it does not exist), whole or not at all."""
-    import matplotlib.pyplot as plt
-
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    partial.mkdir(parents=True)
-    try:
+    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole)."""
+    with written_whole(out) as partial:
         with open(partial / "lens.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["layer", "loss", "top1_agreement"])
@@ -165,15 +145,8 @@ def write_lens(analysis: LensAnalysis, out: Path, about: dict) -> list[str]:
             **about,
         }
         (partial / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
-        made = figures(analysis)
-        for name, figure in made.items():
-            figure.savefig(partial / f"{name}.png", dpi=110)
-            plt.close(figure)
-        (partial / "report.md").write_text(report_markdown(analysis, about, list(made)))
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        names = save_figures(figures(analysis), partial)
+        (partial / "report.md").write_text(report_markdown(analysis, about, names))
     return sorted(p.name for p in out.iterdir())
 
 

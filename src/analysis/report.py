@@ -22,14 +22,15 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from src.model.names import NUMBERING, layer_name, site_title
+from src.model.names import NUMBERING, layer_name, parse_name, site_title
 
 from .heads import HeadAnalysis, HeadRow
 
@@ -536,28 +537,61 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
     return "\n".join(lines)
 
 
-def write_analysis(analysis: HeadAnalysis, out: Path, about: dict) -> list[str]:
-    """Write `out` (the caller made sure it does not exist) and return the files written. Everything goes into a
-    hidden folder beside it first, renamed to `out` at the end: an interrupt or an error leaves no half-written
-    analysis that a rerun would refuse to replace or a sweep report would read."""
+@contextmanager
+def written_whole(out: Path) -> Iterator[Path]:
+    """A hidden folder beside `out` (which the caller made sure does not exist) to write an analysis into, renamed
+    to `out` when the block ends: an interrupt or an error leaves no half-written analysis that a rerun would refuse
+    to replace or a sweep report would read. Every analysis (heads, patching, lens, induction) is written so."""
     import shutil
-
-    import matplotlib.pyplot as plt
 
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     partial.mkdir(parents=True)
     try:
-        write_tables(analysis, partial)
-        write_summary(analysis, partial, about)
-        made = figures(analysis)
-        for name, figure in made.items():
-            figure.savefig(partial / f"{name}.png", dpi=110)
-            plt.close(figure)
-        (partial / "report.md").write_text(report_markdown(analysis, about, list(made)))
+        yield partial
         partial.rename(out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def save_figures(made: dict[str, Any], folder: Path) -> list[str]:
+    """Each matplotlib figure as <name>.png in `folder`, then closed; the names."""
+    import matplotlib.pyplot as plt
+
+    for name, figure in made.items():
+        figure.savefig(folder / f"{name}.png", dpi=110)
+        plt.close(figure)
+    return list(made)
+
+
+def grids_of_heads(values: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Per site, (layers, heads) of a value per head named as ablate.heads names it (`cross:1:2`); names that are
+    no head (`embed`, `cross:1 bias`) are left out, cells without a value are NaN."""
+    cells: dict[str, dict[tuple[int, int], float]] = {}
+    for name, value in values.items():
+        try:
+            site, layer, head = parse_name(name)
+        except ValueError:
+            continue
+        if layer is not None and head is not None:
+            cells.setdefault(site, {})[(layer, head)] = value
+    grids = {}
+    for site, found in cells.items():
+        grid = np.full((1 + max(k[0] for k in found), 1 + max(k[1] for k in found)), np.nan)
+        for (layer, head), value in found.items():
+            grid[layer, head] = value
+        grids[site] = grid
+    return grids
+
+
+def write_analysis(analysis: HeadAnalysis, out: Path, about: dict) -> list[str]:
+    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole), and return the
+    files written."""
+    with written_whole(out) as partial:
+        write_tables(analysis, partial)
+        write_summary(analysis, partial, about)
+        names = save_figures(figures(analysis), partial)
+        (partial / "report.md").write_text(report_markdown(analysis, about, names))
     return sorted(p.name for p in out.iterdir())
 
 
