@@ -1,9 +1,11 @@
-"""The logit lens and direct logit attribution: a sequence model's residual stream read as predictions.
+"""The logit lens and direct logit attribution: a model's residual stream read as predictions.
 
-Logit lens (nostalgebraist 2020). The residual stream after each decoder layer (the point resid_post of the layer's
-last sublayer, src/model/points.py), read through the stack's final norm (if it has one) and the unembedding as if
-the layers above it were skipped. Per layer: the loss against the targets, and how often its top-1 token is the
-model's own top-1. At the last layer it is the model's own output.
+Logit lens (nostalgebraist 2020). The residual stream of the stack the output reads (a sequence model's decoder, a
+classifier's encoder): what it receives (the embeddings) and its stream after each layer (the point resid_post of
+the layer's last sublayer, src/model/points.py), each read through the stack's final norm (if it has one) and the
+unembedding, or a classifier's pooling and head, as if the layers above it were skipped. Per row: the loss against
+the targets, and how often its top-1 token (class) is the model's own top-1. At the last layer it is the model's
+own output.
 
 Direct logit attribution (Elhage et al. 2021, "A Mathematical Framework for Transformer Circuits"). In a pre-LN stack
 the residual stream the final norm reads is a sum: the embeddings plus every sublayer's output. With the final
@@ -12,9 +14,11 @@ contribution to a token's logit is its share of that sum read through the norm a
 
     logit(token) = sum over components c of  W_U[token] . Norm_frozen(c)  +  W_U[token] . beta + b_U[token]
 
-The components are the embeddings, each head (its z through its own columns of W^O), each attention site's output
-bias, and each FFN's output; their contributions sum exactly to the logit (tests). In a post-LN stack every
-sublayer's output is normalised again by the sublayers after it, so the logit is no such sum: refused.
+A classifier whose pooling is linear (the mean) reads the pooled sum the same way through its head's row of the
+label. The components are the embeddings, each head (its z through its own columns of W^O), each attention site's
+output bias, and each FFN's output; their contributions sum exactly to the logit (tests). Refused where the logit is
+no such sum: in a post-LN stack every sublayer's output is normalised again by the sublayers after it, and BERT's
+pooler applies tanh.
 
 Both read the model through its activation points, in eval mode, under no_grad.
 """
@@ -31,84 +35,129 @@ from src.model.names import head_name, layer_name
 from src.model.points import recorded
 from src.training.inference import IGNORE_INDEX, eval_mode, forward_batch, scored_target
 
-SEQUENCE_KINDS = ("seq2seq", "lm")  # the kinds whose output is a token per position (the decoder stack's)
-
 
 @dataclass
 class LensLayer:
-    layer: int  # the decoder layer whose output is read (counted from 0)
+    layer: int | None  # the layer of the output stack whose output is read (counted from 0); None: the embeddings
     loss: float  # mean cross-entropy against the targets, scored positions only
-    top1_agreement: float  # share of scored positions whose top-1 token is the model's own
+    top1_agreement: float  # share of scored positions whose top-1 token (or class) is the model's own
+
+    @property
+    def label(self) -> str:
+        """The row's name in every table, file and figure: `embed` or the layer's number."""
+        return "embed" if self.layer is None else str(self.layer)
 
 
-def decoder_layer_outputs(model: nn.Module) -> list[str]:
-    """The points holding the residual stream after each decoder layer: resid_post of its last sublayer."""
-    return [f"resid_post@{layer.sublayers()[-1][0]}:{index}" for index, layer in enumerate(model.decoder.layers)]
+def output_stack(model: nn.Module) -> nn.Module:
+    """The stack whose last residual stream the model's output reads: the decoder of a sequence model, the encoder
+    of a classifier."""
+    decoder = getattr(model, "decoder", None)
+    return decoder if decoder is not None else model.encoder
 
 
-def unembed(model: nn.Module, stream: Tensor) -> Tensor:
-    """A decoder residual stream (B, T, D) read as the model reads its last one: final norm, then W_U."""
-    final_norm = model.decoder.final_norm
-    return model.out_proj(final_norm(stream) if final_norm is not None else stream)  # (B, T, V)
+def stack_name(model: nn.Module) -> str:
+    return "decoder" if getattr(model, "decoder", None) is not None else "encoder"
 
 
-def check_sequence_model(kind: str) -> None:
-    if kind not in SEQUENCE_KINDS:
-        raise ValueError(f"the logit lens reads a decoder's predictions: a {kind} model has none")
+def layer_outputs(model: nn.Module) -> list[str]:
+    """The points holding the output stack's residual stream: what it receives (the embeddings), then its stream
+    after each layer (resid_post of the layer's last sublayer, src/model/points.py)."""
+    layers = output_stack(model).layers
+    outputs = [f"resid_post@{layer.sublayers()[-1][0]}:{index}" for index, layer in enumerate(layers)]
+    return [f"embed@{stack_name(model)}", *outputs]
+
+
+def read_out(model: nn.Module, batch: dict[str, Tensor], stream: Tensor) -> Tensor:
+    """A residual stream (B, T, D) of the output stack read as the model reads its last one: the stack's final norm,
+    then the unembedding W_U (B, T, V); a classifier's pooling and head instead (B, C)."""
+    final_norm = output_stack(model).final_norm
+    normed = final_norm(stream) if final_norm is not None else stream
+    if stack_name(model) == "decoder":
+        return model.out_proj(normed)  # (B, T, V)
+    return model.head(model.pooling(normed, batch["src"] != model.cfg.pad_id))  # (B, C)
+
+
+def _scored(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, V) logits and (N,) targets of any output: (B, T, V) with (B, T), or a classifier's (B, C) with (B,)."""
+    return logits.reshape(-1, logits.size(-1)), target.reshape(-1)
 
 
 @torch.no_grad()
 def logit_lens(model: nn.Module, kind: str, batch: dict[str, Tensor]) -> list[LensLayer]:
-    """Each decoder layer's residual stream read through the unembedding (the module's docstring)."""
-    check_sequence_model(kind)
-    names = decoder_layer_outputs(model)
-    with eval_mode(model), recorded(model, names) as seen:
-        final = forward_batch(model, kind, batch).logits  # (B, T, V)
-    target = scored_target(model, kind, batch)  # (B, T)
-    scored = target != IGNORE_INDEX
-    own = final.argmax(-1)[scored]
-    layers = []
-    for index, name in enumerate(names):
-        logits = unembed(model, seen[name])  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX)
-        agreement = (logits.argmax(-1)[scored] == own).float().mean()
-        layers.append(LensLayer(index, float(loss), float(agreement)))
+    """The embeddings and each layer's residual stream read as the output (the module's docstring)."""
+    names = layer_outputs(model)
+    with eval_mode(model):  # the readout too: a classifier's head has a dropout
+        with recorded(model, names) as seen:
+            final = forward_batch(model, kind, batch).logits  # (B, T, V) or (B, C)
+        final, target = _scored(final, scored_target(model, kind, batch))
+        scored = target != IGNORE_INDEX
+        own = final.argmax(-1)[scored]
+        layers = []
+        for index, name in enumerate(names):
+            logits, _ = _scored(read_out(model, batch, seen[name]), target)
+            loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+            agreement = (logits.argmax(-1)[scored] == own).float().mean()
+            layers.append(LensLayer(index - 1 if index else None, float(loss), float(agreement)))
     return layers
+
+
+def attribution_refused(model: nn.Module) -> str | None:
+    """Why the target's logit is no sum of the components' direct contributions in this model, None when it is."""
+    if not model.cfg.pre_norm:
+        return (
+            "direct logit attribution needs a pre-LN model (model.norm_position=pre): in a post-LN stack each "
+            "sublayer's output is normalised again by the sublayers after it, so the logit is no sum of them"
+        )
+    if stack_name(model) == "encoder" and not getattr(model.pooling, "linear", False):
+        return (
+            "direct logit attribution needs a linear pooling (model.pooling=mean): this classifier's pooler is not "
+            "linear (BERT's applies tanh), so its logits are no sum of the components' contributions"
+        )
+    return None
 
 
 @torch.no_grad()
 def direct_logit_attribution(model: nn.Module, kind: str, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Each component's direct contribution to the logit of the target token, (B, T) per component, by name: the
-    head `decoder_self:1:2`, the FFN `decoder_ffn:1`, `<site>:<layer> bias` (W^O's bias), `embed`, and the
-    constants of the final norm's shift and the unembedding's bias as `norm and output bias`. They sum to the
-    target's logit (unscored positions included, 0 where the target is not scored)."""
-    check_sequence_model(kind)
-    final_norm = model.decoder.final_norm
-    if not model.cfg.pre_norm:
-        raise ValueError(
-            "direct logit attribution needs a pre-LN model (model.norm_position=pre): in a post-LN stack each "
-            "sublayer's output is normalised again by the sublayers after it, so the logit is no sum of them"
-        )
+    """Each component's direct contribution to the logit of the target (token or class), by name: the head
+    `decoder_self:1:2`, the FFN `decoder_ffn:1`, `<site>:<layer> bias` (W^O's bias), `embed`, and the constants of
+    the final norm's shift and the output's bias as `norm and output bias`; (B, T) each for a sequence model (0 where
+    the target is not scored), (B,) for a classifier. They sum to the target's logit."""
+    refused = attribution_refused(model)
+    if refused:
+        raise ValueError(refused)
+    stack = output_stack(model)
+    final_norm = stack.final_norm
     blocks = [
         (site, index, attention)
-        for index, layer in enumerate(model.decoder.layers)
+        for index, layer in enumerate(stack.layers)
         for site, block, attention in layer.sublayers()
         if not block.removed  # an ablated sublayer adds nothing to the stream
     ]
-    names = ["embed@decoder", decoder_layer_outputs(model)[-1]]
+    embed, last = layer_outputs(model)[0], layer_outputs(model)[-1]
+    names = [embed, last]
     names += [f"{'z' if attention is not None else 'out'}@{site}:{index}" for site, index, attention in blocks]
     with eval_mode(model), recorded(model, names) as seen:
-        logits = forward_batch(model, kind, batch).logits  # (B, T, V)
-    target = scored_target(model, kind, batch)
-    token = target.clamp(min=0)  # (B, T): unscored positions read token 0, then zeroed below
-    w_u = model.out_proj.weight[token]  # (B, T, D): each position's target row of the unembedding
-    stream = seen[decoder_layer_outputs(model)[-1]]  # (B, T, D): what the final norm reads
+        logits = forward_batch(model, kind, batch).logits  # (B, T, V) or (B, C)
+    target = scored_target(model, kind, batch)  # (B, T) or (B,)
+    token = target.clamp(min=0)  # unscored positions read token 0, then zeroed below
+    stream = seen[last]  # (B, T, D): what the final norm reads
+    if stack_name(model) == "decoder":
+        w_u, b_u = model.out_proj.weight[token], model.out_proj.bias  # (B, T, D): each position's target row of W_U
 
-    def direct(part: Tensor) -> Tensor:  # (B, T, D) -> (B, T): through the frozen norm and W_U[target]
-        read = final_norm.as_linear(stream, part) if final_norm is not None else part
-        return (read * w_u).sum(-1)
+        def read(part: Tensor) -> Tensor:  # (B, T, D) as the output reads it, before W_U
+            return part
+    else:
+        w_u, b_u = model.head[-1].weight[token], model.head[-1].bias  # (B, D): each example's class row
+        real = batch["src"] != model.cfg.pad_id
 
-    found: dict[str, Tensor] = {"embed": direct(seen["embed@decoder"])}
+        def read(part: Tensor) -> Tensor:  # the pooling is linear (attribution_refused): (B, S, D) -> (B, D)
+            return model.pooling(part, real)
+
+    def direct(part: Tensor) -> Tensor:  # (B, T, D) -> (B, T) or (B,): through the frozen norm, pooling, W_U[target]
+        normed = final_norm.as_linear(stream, part) if final_norm is not None else part
+        return (read(normed) * w_u).sum(-1)
+
+    found: dict[str, Tensor] = {"embed": direct(seen[embed])}
     for site, index, attention in blocks:
         if attention is None:
             found[layer_name(site, index)] = direct(seen[f"out@{site}:{index}"])
@@ -120,11 +169,11 @@ def direct_logit_attribution(model: nn.Module, kind: str, batch: dict[str, Tenso
             found[head_name(site, index, head)] = direct(z[:, head] @ w_o[:, head].T)  # (B, T, D) -> (B, T)
         if attention.out_proj.bias is not None:
             found[f"{layer_name(site, index)} bias"] = direct(attention.out_proj.bias.expand_as(stream))
-    constant = torch.zeros_like(logits[..., 0])
+    constant = torch.zeros_like(target, dtype=logits.dtype)
     if final_norm is not None and getattr(final_norm, "bias", None) is not None:
-        constant = constant + (final_norm.bias * w_u).sum(-1)
-    if model.out_proj.bias is not None:
-        constant = constant + model.out_proj.bias[token]
+        constant = constant + (read(final_norm.bias.expand_as(stream)) * w_u).sum(-1)
+    if b_u is not None:
+        constant = constant + b_u[token]
     found["norm and output bias"] = constant
     scored = (target != IGNORE_INDEX).to(logits.dtype)
     return {name: value * scored for name, value in found.items()}
@@ -135,23 +184,24 @@ class LensAnalysis:
     """The logit lens and direct logit attribution over a split's examples (analysis=lens of src.analyze)."""
 
     split: str
+    stack: str  # the stack read: the decoder, or a classifier's encoder
     examples: int
-    positions: int  # scored target positions the means are over
-    layers: list[LensLayer]  # per decoder layer: loss and top-1 agreement, means over the scored positions
+    positions: int  # scored targets (positions, or a classifier's examples) the means are over
+    layers: list[LensLayer]  # the embeddings, then each layer: loss and top-1 agreement, means over the scored targets
     loss: float  # the model's own loss over the same positions
-    target_logit: float  # the mean logit of the target token: what the attributions below sum to
+    target_logit: float  # the mean logit of the target (token or class): what the attributions below sum to
     attribution: dict[str, float]  # component -> its mean direct contribution to the target's logit
-    attribution_undefined: str | None = None  # why there is none (a post-LN model)
+    attribution_undefined: str | None = None  # why there is none (attribution_refused)
 
 
 def analyze_lens(model: nn.Module, kind: str, batches, split: str) -> LensAnalysis:
     """logit_lens and direct_logit_attribution over `batches`, weighted by each batch's scored positions."""
-    check_sequence_model(kind)
     examples = positions = 0
-    sums = torch.zeros(len(model.decoder.layers), 2, dtype=torch.float64)  # loss, agreement, per layer
+    rows: list[int | None] = [None, *range(len(output_stack(model).layers))]  # the embeddings, then each layer
+    sums = torch.zeros(len(rows), 2, dtype=torch.float64)  # loss, agreement, per row
     loss_sum = logit_sum = 0.0
     attribution: dict[str, float] = {}
-    undefined = None
+    undefined = attribution_refused(model)
     for batch in batches:
         target = scored_target(model, kind, batch)
         count = int((target != IGNORE_INDEX).sum())
@@ -159,27 +209,25 @@ def analyze_lens(model: nn.Module, kind: str, batches, split: str) -> LensAnalys
             continue
         examples += target.size(0)
         positions += count
-        for layer in logit_lens(model, kind, batch):
-            sums[layer.layer, 0] += layer.loss * count
-            sums[layer.layer, 1] += layer.top1_agreement * count
+        for row, layer in enumerate(logit_lens(model, kind, batch)):
+            sums[row, 0] += layer.loss * count
+            sums[row, 1] += layer.top1_agreement * count
         with torch.no_grad(), eval_mode(model):
-            logits = forward_batch(model, kind, batch).logits
-        scored = target != IGNORE_INDEX
-        loss_sum += float(F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX)) * count
-        logit_sum += float(logits.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)[scored].sum())
+            logits = forward_batch(model, kind, batch).logits  # (B, T, V) or (B, C)
+        flat, flat_target = _scored(logits, target)
+        scored = flat_target != IGNORE_INDEX
+        loss_sum += float(F.cross_entropy(flat, flat_target, ignore_index=IGNORE_INDEX)) * count
+        logit_sum += float(flat.gather(-1, flat_target.clamp(min=0).unsqueeze(-1)).squeeze(-1)[scored].sum())
         if undefined is None:
-            try:
-                found = direct_logit_attribution(model, kind, batch)
-            except ValueError as error:
-                undefined = str(error)
-                continue
-            for name, value in found.items():
+            for name, value in direct_logit_attribution(model, kind, batch).items():
                 attribution[name] = attribution.get(name, 0.0) + float(value.sum())
     if positions == 0:
         raise ValueError(f"the {split} split has no scored positions to read")
-    layers = [LensLayer(i, float(sums[i, 0] / positions), float(sums[i, 1] / positions)) for i in range(len(sums))]
+    means = (sums / positions).tolist()
+    layers = [LensLayer(row, loss, agreement) for row, (loss, agreement) in zip(rows, means, strict=True)]
     return LensAnalysis(
         split=split,
+        stack=stack_name(model),
         examples=examples,
         positions=positions,
         layers=layers,

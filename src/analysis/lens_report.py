@@ -3,7 +3,8 @@ TensorBoard.
 
     lens/report.md        the answer first (the first layer whose stream already predicts as the model does, the
                           components that write most of the target's logit), then the tables
-    lens/lens.csv         per decoder layer: the loss and top-1 agreement of its residual stream read as the output
+    lens/lens.csv         per row (the embeddings, then each layer of the stack the output reads: a decoder, a
+                          classifier's encoder): the loss and top-1 agreement of its residual stream read as the output
     lens/attribution.csv  per component (embed, each head, each FFN, biases): its mean direct contribution to the
                           target's logit
     lens/summary.json     the headline figures (read by the sweep report), settings and timings
@@ -11,7 +12,7 @@ TensorBoard.
     lens/attribution.png  each head's direct contribution, layer x head per site
 
 In TensorBoard: `<split>_lens/` (images, the per-layer loss and agreement as scalars with the layer as the step, the
-report as text).
+embeddings' as scalars of their own, the report as text).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from src.model.names import NUMBERING
 
-from .lens import LensAnalysis
+from .lens import LensAnalysis, LensLayer
 from .report import _finite, _fmt, figure_pixels, grids_of_heads, heat_map_figure, save_figures, written_whole
 
 
@@ -41,12 +42,12 @@ def lens_figure(analysis: LensAnalysis):
     import matplotlib.pyplot as plt
 
     figure, left = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
-    x = [layer.layer for layer in analysis.layers]
+    x = list(range(len(analysis.layers)))  # the embeddings at 0, then each layer
     left.plot(x, [layer.loss for layer in analysis.layers], marker="o", color="tab:blue", label="loss")
     left.axhline(analysis.loss, color="tab:blue", linestyle=":", linewidth=1, label="the model's loss")
-    left.set_xlabel(f"decoder layer ({NUMBERING.split(',')[0]})")
+    left.set_xlabel(f"{analysis.stack} layer ({NUMBERING.split(',')[0]}), after the embeddings")
     left.set_ylabel("loss", color="tab:blue")
-    left.set_xticks(x)
+    left.set_xticks(x, [layer.label for layer in analysis.layers])
     right = left.twinx()
     right.plot(
         x, [layer.top1_agreement for layer in analysis.layers], marker="s", color="tab:orange", label="top-1 agreement"
@@ -69,12 +70,16 @@ def figures(analysis: LensAnalysis) -> dict[str, Any]:
     return made
 
 
+def where(analysis: LensAnalysis, layer: LensLayer) -> str:
+    return "the embeddings" if layer.layer is None else f"{analysis.stack} layer {layer.layer}"
+
+
 def answer_lines(analysis: LensAnalysis) -> list[str]:
     final = analysis.layers[-1]
     reached = next((layer for layer in analysis.layers if layer.top1_agreement >= 0.9 * final.top1_agreement), final)
     lines = [
         f"- the residual stream predicts as the model does (top-1 agreement {reached.top1_agreement:.2f}, within 90% "
-        f"of the last layer's) from decoder layer {reached.layer} on; loss there {reached.loss:.3f}, the model's "
+        f"of the last layer's) from {where(analysis, reached)} on; loss there {reached.loss:.3f}, the model's "
         f"{analysis.loss:.3f}"
     ]
     if analysis.attribution_undefined:
@@ -88,15 +93,20 @@ def answer_lines(analysis: LensAnalysis) -> list[str]:
     return lines
 
 
+def output_words(analysis: LensAnalysis) -> str:
+    return "output projection" if analysis.stack == "decoder" else "classifier's pooling and head"
+
+
 def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]) -> str:
     lines = [
         f"# Logit lens and direct logit attribution: {about.get('checkpoint', '')}",
         "",
         f"{analysis.split}: {analysis.examples} examples, {analysis.positions} scored positions. Logit lens "
-        "(nostalgebraist 2020): each decoder layer's residual stream read through the final norm and the output "
-        "projection, as if the layers above it were skipped. Direct logit attribution (Elhage et al. 2021): each "
-        "component's share of the target token's logit, through the final norm with its scale frozen (pre-LN "
-        f"models only); the shares sum to the logit. Heads named as `ablate.heads` takes them ({NUMBERING}). "
+        f"(nostalgebraist 2020): the {analysis.stack}'s residual stream, as it enters and after each layer, read "
+        f"through the final norm and the {output_words(analysis)}, as if the layers above it were skipped. Direct "
+        "logit attribution (Elhage et al. 2021): each component's share of the target's logit, through the final "
+        "norm with its scale frozen (pre-LN models only); the shares sum to the logit. Heads named as "
+        f"`ablate.heads` takes them ({NUMBERING}). "
         f"Ablation in force: {about.get('ablation', 'nothing ablated')} (an ablated head's share is 0).",
         "",
         "## The answer",
@@ -105,9 +115,9 @@ def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]
         "",
         "## Logit lens",
         "",
-        "| decoder layer | loss | top-1 agreement |",
+        f"| {analysis.stack} layer | loss | top-1 agreement |",
         "| --- | --- | --- |",
-        *(f"| {layer.layer} | {_fmt(layer.loss)} | {_fmt(layer.top1_agreement)} |" for layer in analysis.layers),
+        *(f"| {layer.label} | {_fmt(layer.loss)} | {_fmt(layer.top1_agreement)} |" for layer in analysis.layers),
         "",
     ]
     if analysis.attribution:
@@ -126,7 +136,7 @@ def write_lens(analysis: LensAnalysis, out: Path, about: dict) -> list[str]:
             writer = csv.writer(f)
             writer.writerow(["layer", "loss", "top1_agreement"])
             for layer in analysis.layers:
-                writer.writerow([layer.layer, f"{layer.loss:.6g}", f"{layer.top1_agreement:.6g}"])
+                writer.writerow([layer.label, f"{layer.loss:.6g}", f"{layer.top1_agreement:.6g}"])
         if analysis.attribution:
             with open(partial / "attribution.csv", "w", newline="") as f:
                 writer = csv.writer(f)
@@ -135,11 +145,15 @@ def write_lens(analysis: LensAnalysis, out: Path, about: dict) -> list[str]:
                     writer.writerow([name, f"{value:.6g}"])
         summary = {
             "split": analysis.split,
+            "stack": analysis.stack,
             "examples": analysis.examples,
             "positions": analysis.positions,
             "loss": analysis.loss,
             "target_logit": analysis.target_logit,
-            "lens": [{"layer": x.layer, "loss": x.loss, "top1_agreement": x.top1_agreement} for x in analysis.layers],
+            "lens": [  # the embeddings' row is named `embed`, the layers' by their number
+                {"layer": "embed" if x.layer is None else x.layer, "loss": x.loss, "top1_agreement": x.top1_agreement}
+                for x in analysis.layers
+            ],
             "attribution": analysis.attribution,
             "attribution_undefined": analysis.attribution_undefined,
             **about,
@@ -160,7 +174,11 @@ def write_tensorboard(analysis: LensAnalysis, log_dir: Path, step: int, about: d
         for name, figure in figures(analysis).items():
             writer.add_image(f"{group}/{name}", figure_pixels(figure), step, dataformats="HWC")
             plt.close(figure)
-        for layer in analysis.layers:  # x: the decoder layer
+        for layer in analysis.layers:  # x: the layer; the embeddings have no layer number, so scalars of their own
+            if layer.layer is None:
+                writer.add_scalar(f"{group}/loss_of_embeddings", layer.loss, step)
+                writer.add_scalar(f"{group}/top1_agreement_of_embeddings", layer.top1_agreement, step)
+                continue
             writer.add_scalar(f"{group}/loss_by_layer", layer.loss, layer.layer)
             writer.add_scalar(f"{group}/top1_agreement_by_layer", layer.top1_agreement, layer.layer)
         writer.add_text(f"{group}/report", report_markdown(analysis, about, []), step)

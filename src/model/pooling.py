@@ -9,6 +9,8 @@ from torch import Tensor, nn
 class MeanPooling(nn.Module):
     """The mean of the non-pad positions: works with any task's data, which need no [CLS] token."""
 
+    linear = True  # pooling a sum is the sum of the poolings (direct logit attribution, src/analysis/lens.py)
+
     def __init__(self, d_model: int):
         super().__init__()
 

@@ -1,5 +1,6 @@
 """src/analysis/lens.py: the logit lens at the last layer is the model's own output, and direct logit attribution's
-components sum exactly to the target's logit (float64), for every norm and architecture that has a decoder."""
+components sum exactly to the target's logit (float64), for every norm and architecture: a classifier's is read
+through its pooling and head."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def model_of(arch: str, **settings) -> torch.nn.Module:
 
 def batch_of(kind: str) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(3)
+    if kind == "classification":  # the second example padded: the mean pooling must leave its padding out
+        src = torch.randint(4, 13, (3, 6), generator=generator)
+        src[1, 4:] = PAD_ID
+        return {"src": src, "label": torch.tensor([0, 1, 1])}
     y = torch.randint(4, 13, (3, 5), generator=generator)
     y[2, 3:] = PAD_ID
     tgt_in = torch.cat([torch.full((3, 1), BOS_ID), y[:, :-1]], dim=1)
@@ -34,35 +39,61 @@ CASES = [
     ("seq2seq", "encoder_decoder", {"norm_position": "pre"}),
     ("lm", "decoder_only", {"norm_position": "pre"}),
     ("lm", "decoder_only", {"norm_position": "pre", "norm_type": "rmsnorm", "activation": "swiglu"}),
+    ("classification", "encoder_only", {"norm_position": "pre", "num_classes": 2}),
 ]
 
 
-@pytest.mark.parametrize("kind, arch, settings", CASES + [("lm", "decoder_only", {"norm_position": "post"})])
+def own_output(model, kind, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits and targets, flattened to (N, V) and (N,) as every kind's lens scores them."""
+    model.eval()
+    with torch.no_grad():
+        logits = forward_batch(model, kind, batch).logits
+    target = scored_target(model, kind, batch)
+    return logits.reshape(-1, logits.size(-1)), target.reshape(-1)
+
+
+LENS_CASES = [
+    *CASES,
+    ("lm", "decoder_only", {"norm_position": "post"}),
+    ("classification", "encoder_only", {"norm_position": "post", "num_classes": 2, "pooling": "first_token"}),
+]
+
+
+@pytest.mark.parametrize("kind, arch, settings", LENS_CASES)
 def test_the_logit_lens_at_the_last_layer_is_the_models_own_output(kind, arch, settings):
     model, batch = model_of(arch, **settings), batch_of(kind)
     layers = logit_lens(model, kind, batch)
-    assert [layer.layer for layer in layers] == [0, 1] and model.training  # the mode is put back
-    model.eval()
-    logits = forward_batch(model, kind, batch).logits
-    target = scored_target(model, kind, batch)
-    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX)
+    assert [layer.label for layer in layers] == ["embed", "0", "1"] and model.training  # the mode is put back
+    logits, target = own_output(model, kind, batch)
+    loss = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
     assert layers[-1].loss == pytest.approx(float(loss), rel=1e-12) and layers[-1].top1_agreement == 1.0
-    assert layers[0].top1_agreement <= 1.0
+    assert layers[0].loss != pytest.approx(float(loss), rel=1e-6)  # the embeddings alone predict otherwise
+
+
+def test_the_embeddings_row_reads_what_the_first_layer_receives():
+    model, batch = model_of("decoder_only", norm_position="pre"), batch_of("lm")
+    layers = logit_lens(model, "lm", batch)
+    model.eval()
+    with torch.no_grad():
+        stream = model.tgt_embed(batch["tgt_in"], model.positional)  # (B, T, D): the decoder's input
+        logits = model.out_proj(model.decoder.final_norm(stream))
+    target = scored_target(model, "lm", batch)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX)
+    assert layers[0].layer is None and layers[0].loss == pytest.approx(float(loss), rel=1e-12)
 
 
 @pytest.mark.parametrize("kind, arch, settings", CASES)
 def test_direct_logit_attribution_sums_exactly_to_the_targets_logit(kind, arch, settings):
     model, batch = model_of(arch, **settings), batch_of(kind)
     parts = direct_logit_attribution(model, kind, batch)
-    model.eval()
-    logits = forward_batch(model, kind, batch).logits
-    target = scored_target(model, kind, batch)
+    logits, target = own_output(model, kind, batch)
     scored = target != IGNORE_INDEX
     expected = logits.gather(-1, target.clamp(min=0)[..., None])[..., 0] * scored
-    torch.testing.assert_close(sum(parts.values()), expected, rtol=0, atol=1e-10)
-    sites = ("decoder_self", "cross") if kind == "seq2seq" else ("decoder_self",)
+    torch.testing.assert_close(sum(parts.values()).reshape(-1), expected, rtol=0, atol=1e-10)
+    sites = {"seq2seq": ("decoder_self", "cross"), "lm": ("decoder_self",), "classification": ("encoder_self",)}[kind]
+    ffn = "encoder_ffn" if kind == "classification" else "decoder_ffn"
     heads = [f"{site}:{layer}:{head}" for site in sites for layer in range(2) for head in range(4)]
-    assert set(heads) <= set(parts) and {"embed", "decoder_ffn:0", "decoder_ffn:1"} <= set(parts)
+    assert set(heads) <= set(parts) and {"embed", f"{ffn}:0", f"{ffn}:1"} <= set(parts)
 
 
 def test_an_ablated_head_attributes_nothing_and_the_rest_still_sum_to_the_logit():
@@ -79,8 +110,9 @@ def test_an_ablated_head_attributes_nothing_and_the_rest_still_sum_to_the_logit(
     torch.testing.assert_close(sum(parts.values()), expected, rtol=0, atol=1e-10)
 
 
-def test_direct_logit_attribution_refuses_a_post_ln_model_and_the_lens_a_classifier():
+def test_direct_logit_attribution_refuses_a_post_ln_model_and_a_pooler_that_is_not_linear():
     with pytest.raises(ValueError, match="needs a pre-LN model"):
         direct_logit_attribution(model_of("decoder_only"), "lm", batch_of("lm"))
-    with pytest.raises(ValueError, match="a classification model has none"):
-        logit_lens(model_of("encoder_only", num_classes=2), "classification", {"src": torch.ones(1, 3).long()})
+    bert_like = model_of("encoder_only", norm_position="pre", num_classes=2, pooling="first_token")
+    with pytest.raises(ValueError, match="needs a linear pooling"):
+        direct_logit_attribution(bert_like, "classification", batch_of("classification"))

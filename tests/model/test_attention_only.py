@@ -235,7 +235,7 @@ def test_the_logit_lens_direct_logit_attribution_and_path_patching_work_without_
     model = model_of("decoder_only", norm_position="pre").double()
     tgt = tokens(length=6)
     batch = {"tgt_in": torch.cat([torch.full((3, 1), BOS_ID), tgt[:, :-1]], 1), "tgt_out": tgt}
-    assert [layer.layer for layer in logit_lens(model, "lm", batch)] == [0, 1]
+    assert [layer.label for layer in logit_lens(model, "lm", batch)] == ["embed", "0", "1"]
     parts = direct_logit_attribution(model, "lm", batch)
     assert not [name for name in parts if "ffn" in name]
     logits = forward_batch(model, "lm", batch).logits

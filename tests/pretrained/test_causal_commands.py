@@ -95,6 +95,32 @@ def test_the_logit_lens_of_gpt2_on_a_task_ends_at_the_models_own_loss(gpt2_dir, 
     assert total == pytest.approx(summary["target_logit"], rel=1e-4, abs=1e-4)  # they sum to the target's logit
 
 
+def test_the_logit_lens_of_marian_and_bert_ends_at_their_own_loss_with_attribution_refused(
+    marian_dir, bert_dir, tmp_path
+):
+    """Both are post-LN (and BERT's pooler applies tanh): the lens alone, said before the work. Marian's decoder is
+    read through its unembedding and final bias, BERT's encoder through its pooler and classifier."""
+    from tests.pretrained.test_commands import parallel_files
+
+    tsv = tmp_path / "labels.tsv"
+    tsv.write_text("".join(f"a good film {i}\t1\nthe bad film {i}\t0\nso so {i}\t2\n" for i in range(6)))
+    tasks = {
+        "marian": (marian_dir, parallel_files(tmp_path), "decoder"),
+        "bert": (bert_dir, ["task=classification", f"task.train_path={tsv}", "task.max_len=32"], "encoder"),
+    }
+    for family, (directory, task, stack) in tasks.items():
+        out = tmp_path / f"lens-{family}"
+        code, stdout, err = run_in_process("src.analyze", f"ckpt=hf:{directory}", "analysis=lens", *task, f"out={out}")
+        assert code == 0, err
+        assert "warning: direct logit attribution needs a pre-LN model" in err
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["stack"] == stack and summary["attribution"] == {} and summary["attribution_undefined"]
+        layers = [row["layer"] for row in summary["lens"]]
+        assert layers == ["embed", 0, 1]  # the tiny models' two layers, after what the stack receives
+        assert summary["lens"][-1]["loss"] == pytest.approx(summary["loss"], rel=1e-5)
+        assert summary["lens"][-1]["top1_agreement"] == 1.0
+
+
 def test_a_word_the_vocabulary_does_not_know_is_refused_not_read_as_unknown(bert_dir, tmp_path):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("the cat sat\tthe 猫 sat\t1\t0\n")  # BERT's tiny vocabulary has no such character
