@@ -186,7 +186,9 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.analysis not in ANALYSES:
         choices = "; ".join(f"{name} ({kind.what})" for name, kind in ANALYSES.items())
         raise ConfigError(f"analysis={cfg.analysis!r} is not known: choose one of: {choices}")
-    check_analysis_settings(cfg)  # split, max_examples, prune_step, ...: as src.run checks its analysis.*
+    # split, max_examples, prune_step, ...: as src.run checks its analysis.* (induction makes its own sequences)
+    made = f"{INDUCTION_SEQUENCES} sequences made for it"
+    check_analysis_settings(cfg, all_examples=made if cfg.analysis == "induction" else "the whole split")
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
     check_threads(cfg.torch_threads)
@@ -362,9 +364,10 @@ def pairs_of_run(cfg: DictConfig, datamodule, log: Callable[[str], None]):
     return pairs, f"task={task_name}'s own, from its {cfg.split} split: one input symbol changed per pair"
 
 
-def path_pairs(cfg: DictConfig, model_cfg) -> list[tuple[str, str]]:
+def path_pairs(cfg: DictConfig, model_cfg, warn: bool = True) -> list[tuple[str, str]]:
     """(sender, receiver) head names for path patching: every sender of `senders=` that runs before a receiver of
-    `receivers=` (heads as ablate.heads takes them, `*` allowed); one warning names the pairs left out."""
+    `receivers=` (heads as ablate.heads takes them, `*` allowed); one warning names the pairs left out (`warn`: the
+    preflight says it once, for a sweep's first job)."""
     from src.analysis.patching import runs_before
     from src.model.ablation import parse_ablation
     from src.model.names import head_name
@@ -387,7 +390,7 @@ def path_pairs(cfg: DictConfig, model_cfg) -> list[tuple[str, str]]:
             "patching follows a head's output into a later sublayer (a later layer, or a decoder layer's "
             "cross-attention after its self-attention)"
         )
-    if left_out:
+    if left_out and warn:
         shown = ", ".join(f"{a} -> {b}" for a, b in left_out[:4]) + (" ..." if len(left_out) > 4 else "")
         print_warning(f"{len(left_out)} sender -> receiver pairs are left out, the sender not running first: {shown}")
     return found
@@ -472,7 +475,7 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
 
     loaded = load_for_analysis(target, cfg, device, log)
     model, datamodule = loaded.model, loaded.datamodule
-    paths = path_pairs(cfg, model.cfg)
+    paths = path_pairs(cfg, model.cfg, warn=False)  # said by check_patching, before any work
     pairs, described = pairs_of_run(cfg, datamodule, log)
     template = same_template(pairs)
     if template is not None:
@@ -524,24 +527,15 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
 
 def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: Callable[[str], None] = print) -> Path:
     """The logit lens and direct logit attribution of one checkpoint over its split (src/analysis/lens.py) into
-    target.out (src/analysis/lens_report.py). A classifier has no decoder to read: refused in one line."""
-    from src.analysis.lens import analyze_lens
+    target.out (src/analysis/lens_report.py)."""
+    from src.analysis.lens import analyze_lens, attribution_refused
     from src.analysis.lens_report import write_lens, write_tensorboard
 
-    def refuse(module, datamodule) -> None:
-        if datamodule.kind == "classification":
-            raise ConfigError(
-                f"analysis=lens reads a decoder's predictions layer by layer: {target.checkpoint} is a classifier, "
-                "which has none: use analysis=heads or analysis=patching"
-            )
-
-    loaded = load_for_analysis(target, cfg, device, log, refuse)
+    loaded = load_for_analysis(target, cfg, device, log)
     model, datamodule = loaded.model, loaded.datamodule
-    if not model.cfg.pre_norm:  # said before the work: the report then has the lens alone
-        print_warning(
-            "direct logit attribution is not defined for this post-LN model (each sublayer's output is normalised "
-            "again by the sublayers after it): the logit lens alone is written"
-        )
+    refused = attribution_refused(model)
+    if refused:  # said before the work: the report then has the lens alone
+        print_warning(f"{refused}: the logit lens alone is written")
     examples = list(getattr(datamodule.task, cfg.split))[: cfg.max_examples]
     if not examples:
         raise ConfigError(f"split={cfg.split}: this run's {cfg.split} split has no examples to read")
@@ -578,18 +572,14 @@ def induction_checkpoint(
         repeated_losses,
         repeated_random_batches,
     )
-    from src.analysis.induction_report import InductionAnalysis, read_phase_change, write_induction
-    from src.model.head_mask import attention_sites
+    from src.analysis.induction_report import (
+        InductionAnalysis,
+        read_phase_change,
+        write_induction,
+        write_tensorboard,
+    )
 
-    def refuse(module, datamodule) -> None:
-        sites = attention_sites(module.model)
-        if set(sites) != {"decoder_self"}:
-            raise ConfigError(
-                f"analysis=induction reads a decoder-only model's self-attention: {target.checkpoint} has "
-                f"{', '.join(sites)}: use analysis=heads or analysis=patching"
-            )
-
-    loaded = load_for_analysis(target, cfg, device, log, refuse)
+    loaded = load_for_analysis(target, cfg, device, log)  # its architecture was checked: check_induction
     model, datamodule = loaded.model, loaded.datamodule
     # within the length the model trained on (its task's longest sequence; a pretrained model's positions)
     trained_length = datamodule.max_tgt_len or model.cfg.max_len
@@ -607,6 +597,8 @@ def induction_checkpoint(
     result.phase = read_phase_change(target.run_dir) if target.run_dir != target.out else None
     about = loaded.about(target, device, {"induction": time.perf_counter() - started})
     write_induction(result, target.out, about)
+    if loaded.writes_tensorboard(target):
+        write_tensorboard(result, target.run_dir, about["step"], about)
     listed = ", ".join(induction_heads) or "none"
     if result.phase is not None:
         log(f"  {result.phase.describe()}")
@@ -614,14 +606,40 @@ def induction_checkpoint(
     return target.out
 
 
+def check_patching(target: Target, model_cfg, cfg: DictConfig, first: bool) -> None:
+    """analysis=patching against one target's model, before any work: the path patching heads (path_pairs) and the
+    pairs file's lines (their fields and repeats: the tokens are checked once the model's tokenizer is read)."""
+    from src.data.pairs import pairs_file_lines
+    from src.pretrained.fit import KIND_OF_ARCH
+
+    path_pairs(cfg, model_cfg, warn=first)
+    if cfg.pairs is not None:
+        pairs_file_lines(resolve_path(cfg.pairs), KIND_OF_ARCH[model_cfg.arch])
+
+
+def check_induction(target: Target, model_cfg, cfg: DictConfig, first: bool) -> None:
+    """analysis=induction reads a decoder-only model's self-attention: another architecture is refused before any
+    work, from the checkpoint's model config."""
+    from src.model.ablation import layout_of
+
+    sites = layout_of(model_cfg)
+    if set(sites) != {"decoder_self"}:
+        raise ConfigError(
+            f"analysis=induction reads a decoder-only model's self-attention: {target.checkpoint} has "
+            f"{', '.join(sites)}: use analysis=heads or analysis=patching"
+        )
+
+
 @dataclass(frozen=True)
 class AnalysisKind:
     """One `analysis=` of src.analyze: the folder it writes in a run directory, what it measures (for --help and
-    messages), and the function that analyses one checkpoint into a Target."""
+    messages), the function that analyses one checkpoint into a Target, and the check of a target's model config
+    that runs for every target before any work (None: nothing beyond `ablate.*`)."""
 
     folder: str
     what: str
     run: Callable[[Target, DictConfig, torch.device], Path]
+    check: Callable[[Target, Any, DictConfig, bool], None] | None = None
 
 
 def _heads(target: Target, cfg: DictConfig, device: torch.device) -> Path:
@@ -632,23 +650,28 @@ ANALYSES = {
     "heads": AnalysisKind(ANALYSIS_DIR, "head importance, entropy, single-head ablations and a pruning curve", _heads),
     "patching": AnalysisKind(
         "patching", "activation patching, attribution patching and path patching on counterfactual pairs",
-        patch_checkpoint,
+        patch_checkpoint, check_patching,
     ),
     "lens": AnalysisKind("lens", "the logit lens and direct logit attribution over the split", lens_checkpoint),
     "induction": AnalysisKind(
-        "induction", "induction and previous-token heads on repeated random sequences", induction_checkpoint
+        "induction", "induction and previous-token heads on repeated random sequences", induction_checkpoint,
+        check_induction,
     ),
 }  # fmt: skip
 
 
-def check_ablation(targets: list[Target], ablate) -> None:
-    """`ablate.*` against every target's model (each of a sweep's may differ), before any work."""
+def preflight(targets: list[Target], cfg: DictConfig, kind: AnalysisKind) -> None:
+    """`ablate.*` and the analysis's own check against every target's model (each of a sweep's may differ), before
+    any work: a refusal never comes after a first job's analysis is written."""
     from src.training.checkpoint import checkpoint_model_config, read_checkpoint
     from src.validation import check_ablation
 
-    for target in targets:
+    for index, target in enumerate(targets):
         checkpoint = target.read or read_checkpoint(str(target.checkpoint))
-        check_ablation(ablate, checkpoint_model_config(checkpoint))
+        model_cfg = checkpoint_model_config(checkpoint)
+        check_ablation(cfg.ablate, model_cfg)
+        if kind.check is not None:
+            kind.check(target, model_cfg, cfg, index == 0)
 
 
 def pretrained_target(cfg: DictConfig) -> Target:
@@ -687,7 +710,7 @@ def analyze(cfg: DictConfig) -> list[Path]:
         if cfg.get("task") is not None:
             raise ConfigError(f"task= is for ckpt=hf:<model>: ckpt={cfg.ckpt} brings its own task: leave task= out")
         targets, sweep_dir = find_targets(cfg.ckpt, cfg.out, kind.folder)
-    check_ablation(targets, cfg.ablate)
+    preflight(targets, cfg, kind)
     written = []
     for target in targets:
         try:

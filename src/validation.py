@@ -320,15 +320,15 @@ def check_early_stopping(arguments, spec) -> None:
 ANALYSIS_SPLITS = ("val", "test")
 
 
-def check_analysis_settings(settings, prefix: str = "") -> None:
+def check_analysis_settings(settings, prefix: str = "", all_examples: str = "the whole split") -> None:
     """The head analysis's settings (AnalysisConfig): `analysis.*` of src.run (prefix "analysis.", read with
     analyze_after_fit=true) and src.analyze's own top-level ones (no prefix). One place, so the two commands refuse
-    the same values with the same line."""
+    the same values with the same line. `all_examples`: what leaving max_examples out reads."""
     if settings.split not in ANALYSIS_SPLITS:
         raise ConfigError(f"{prefix}split={settings.split!r} is not known: choose val or test")
     if settings.max_examples is not None and settings.max_examples < 1:
         raise ConfigError(
-            f"{prefix}max_examples={settings.max_examples} must be >= 1 (or leave it out: the whole split)"
+            f"{prefix}max_examples={settings.max_examples} must be >= 1 (or leave it out: {all_examples})"
         )
     if not 0.0 < settings.prune_step <= 1.0:
         raise ConfigError(

@@ -8,6 +8,8 @@ induction/summary.json  the headline figures, settings and timings
 induction/scores.png    both scores as heat maps, layer x head
 induction/repeated_loss.png   the run's val/repeated_loss curve with its phase change marked (when it has one)
 
+The same figures, the losses and each head's scores go into the run's TensorBoard under `induction/`.
+
 The phase change (Olsson et al. 2022: the loss on the repeats falls abruptly when induction heads form) is read from
 the run's metrics.json history, when it holds val/repeated_loss (task=induction): `phase_change` below.
 """
@@ -306,16 +308,46 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
             **about,
         }
         (partial / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
-        made = {
-            "scores": heat_map_figure(
-                {f"{site} induction": g for site, g in grids(analysis, "induction").items()}
-                | {f"{site} previous token": g for site, g in grids(analysis, "previous_token").items()},
-                "induction and previous-token scores (mean attention)",
-                "viridis",
-            )
-        }
-        if analysis.phase is not None and analysis.phase.curve:
-            made["repeated_loss"] = phase_change_figure(analysis.phase)
-        save_figures(made, partial)
+        save_figures(figures(analysis), partial)
         (partial / "report.md").write_text(report_markdown(analysis, about))
     return sorted(p.name for p in out.iterdir())
+
+
+def figures(analysis: InductionAnalysis) -> dict:
+    made = {
+        "scores": heat_map_figure(
+            {f"{site} induction": g for site, g in grids(analysis, "induction").items()}
+            | {f"{site} previous token": g for site, g in grids(analysis, "previous_token").items()},
+            "induction and previous-token scores (mean attention)",
+            "viridis",
+        )
+    }
+    if analysis.phase is not None and analysis.phase.curve:
+        made["repeated_loss"] = phase_change_figure(analysis.phase)
+    return made
+
+
+def write_tensorboard(analysis: InductionAnalysis, log_dir: Path, step: int, about: dict) -> None:
+    """`induction/` in the run's TensorBoard, at the checkpoint's step: the figures, the loss on the repeats intact
+    and with the induction heads ablated, each head's two scores (one scalar per head, named as ablate.heads takes
+    it), and the report as text."""
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    from .report import figure_pixels
+
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        for name, figure in figures(analysis).items():
+            writer.add_image(f"induction/{name}", figure_pixels(figure), step, dataformats="HWC")
+            plt.close(figure)
+        writer.add_scalar("induction/repeated_loss", analysis.loss, step)
+        if math.isfinite(analysis.loss_without_induction_heads):
+            writer.add_scalar("induction/repeated_loss_without_induction_heads", analysis.loss_without_induction_heads,
+                              step)  # fmt: skip
+        for row in analysis.heads:
+            writer.add_scalar(f"induction/induction_score/{row.head}", row.induction, step)
+            writer.add_scalar(f"induction/previous_token_score/{row.head}", row.previous_token, step)
+        writer.add_text("induction/report", report_markdown(analysis, about), step)
+    finally:
+        writer.close()

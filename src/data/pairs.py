@@ -108,20 +108,16 @@ PAIRS_FILE_FORMAT = (
 )
 
 
-def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
-    """The pairs of a file (PAIRS_FILE_FORMAT; blank lines are skipped, a UTF-8 byte-order mark too), tokenised as the
-    model's own data are (the datamodule's encode functions). Each answer must be one token (a class name or number
-    for a classifier), and both texts of a pair the same number of tokens: DataError naming the line and the fix.
-
-    lm: the prompt is read and the answer is the token after it (scored at the prompt's last position).
-    seq2seq: the source is read, the decoder reads BOS and the target text before the answer (the fifth column, or
-    nothing), and the answer is the next target token. classification: the answers are labels."""
-    kind = datamodule.kind
+def pairs_file_lines(path: Path, kind: str, name: str = "pairs") -> list[tuple[str, list[str]]]:
+    """The lines of a pairs file as (where, fields), checked for what needs no tokenizer: UTF-8 text, 4 fields (5 for
+    seq2seq), texts and answers that differ, at least one pair. DataError naming the line and the fix. Blank lines
+    are skipped, a UTF-8 byte-order mark too. src.analyze runs it for every job before any work; read_pairs_file
+    again once the model's tokenizer is read."""
     try:
         text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark (some editors write one) is no text
     except UnicodeDecodeError:
         raise DataError(f"{name}={path} is not UTF-8 text: give a text file, {PAIRS_FILE_FORMAT}") from None
-    pairs = []
+    lines = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -129,12 +125,29 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
         fields = line.split("\t")
         if len(fields) not in (4, 5) or (len(fields) == 5 and kind != "seq2seq"):
             raise DataError(f"{where} has {len(fields)} tab-separated fields: give {PAIRS_FILE_FORMAT}")
+        if fields[0] == fields[1]:
+            raise DataError(f"{where}: the clean and corrupted texts are the same: change what the pair tests")
+        if fields[2] == fields[3]:
+            raise DataError(f"{where}: the two answers are the same: give the answer each text should lead to")
+        lines.append((where, fields))
+    if not lines:
+        raise DataError(f"{name}={path} holds no pairs: give {PAIRS_FILE_FORMAT}")
+    return lines
+
+
+def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
+    """The pairs of a file (PAIRS_FILE_FORMAT, pairs_file_lines), tokenised as the model's own data are (the
+    datamodule's encode functions). Each answer must be one token (a class name or number for a classifier), and
+    both texts of a pair the same number of tokens: DataError naming the line and the fix.
+
+    lm: the prompt is read and the answer is the token after it (scored at the prompt's last position).
+    seq2seq: the source is read, the decoder reads BOS and the target text before the answer (the fifth column, or
+    nothing), and the answer is the next target token. classification: the answers are labels."""
+    kind = datamodule.kind
+    pairs = []
+    for where, fields in pairs_file_lines(path, kind, name):
         clean_text, corrupted_text, answer_text, wrong_text = fields[:4]
         prefix_text = fields[4] if len(fields) == 5 else ""
-        if clean_text == corrupted_text:
-            raise DataError(f"{where}: the clean and corrupted texts are the same: change what the pair tests")
-        if answer_text == wrong_text:
-            raise DataError(f"{where}: the two answers are the same: give the answer each text should lead to")
         clean_ids, _ = datamodule.encode_input(clean_text)
         corrupted_ids, _ = datamodule.encode_input(corrupted_text)
         if not clean_ids:
@@ -166,8 +179,6 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
             target = _ids(prefix + [answer])  # the decoder reads BOS + prefix: position len(prefix) scores the answer
             pairs.append(Pair({"src": _ids(clean_ids), "tgt": target}, {"src": _ids(corrupted_ids), "tgt": target},
                               len(prefix), answer, wrong))  # fmt: skip
-    if not pairs:
-        raise DataError(f"{name}={path} holds no pairs: give {PAIRS_FILE_FORMAT}")
     return pairs
 
 

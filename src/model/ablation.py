@@ -207,10 +207,9 @@ def _site(name: str, sites: Iterable[str], spec: str, key: str, arch: str, ffn: 
             f"choose one of {', '.join(sites)}"
         )
     if name in FFN_SITES and key.endswith(".heads"):
-        raise ConfigError(
-            f"{key}: {spec!r}: {name} has no heads: remove it with ablate.sublayers=[{name}], or choose one of "
-            f"{', '.join(sites)}"
-        )
+        # ablate.heads can point to ablate.sublayers; the analyses' head settings (senders=...) take heads only
+        remedy = f"remove it with ablate.sublayers=[{name}], or choose" if key.startswith("ablate") else "choose"
+        raise ConfigError(f"{key}: {spec!r}: {name} has no heads: {remedy} one of {', '.join(sites)}")
     if name in SUBLAYER_SITES:  # a site of another architecture: cross in a decoder-only model
         raise ConfigError(f"{key}: {spec!r}: this model ({arch}) has no {name} site: choose one of {', '.join(sites)}")
     raise ConfigError(

@@ -292,6 +292,14 @@ def test_src_analyze_on_a_sweep_analyses_every_job_once_and_rewrites_its_report(
     assert len(lines) == 3 and lines[2].startswith("error:") and "no job of this sweep is left" in lines[2]
     assert (sweep / "report.md").read_text() == before
 
+    # a pairs file the second job would refuse is refused for every job before the first is patched
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("a\tb\tc\td\nno tabs here\n")
+    result = run_here("src.analyze", f"ckpt={sweep}", "analysis=patching", f"pairs={pairs}", "torch_threads=1")
+    assert result.returncode == 2 and f"error: pairs={pairs} line 2 has 1 tab-separated fields" in result.stderr
+    assert not any((job / "patching").exists() for job in jobs) and "checkpoint:" not in result.stdout
+    assert (sweep / "report.md").read_text() == before
+
 
 def test_a_sweep_job_whose_analysis_fails_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
     """As a job that fails to train: the sweep goes on, the report names the job without an analysis (with the
@@ -466,9 +474,10 @@ def test_path_patching_and_the_lens_of_a_trained_run(trained, tmp_path):
     assert paths == [*encoder, ("decoder_self:1:0", "q")]
     lens = tmp_path / "lens"
     result = check(run_here("src.analyze", f"ckpt={run_dir}", f"out={lens}", "analysis=lens", "torch_threads=1"))
-    assert "direct logit attribution is not defined for this post-LN model" in result.stderr
+    assert "warning: direct logit attribution needs a pre-LN model" in result.stderr
     summary = json.loads((lens / "summary.json").read_text())
-    assert len(summary["lens"]) == 2 and summary["lens"][-1]["loss"] == pytest.approx(summary["loss"], rel=1e-5)
+    assert [row["layer"] for row in summary["lens"]] == ["embed", 0, 1]  # what the decoder receives, then each layer
+    assert summary["lens"][-1]["loss"] == pytest.approx(summary["loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -482,6 +491,11 @@ def test_path_patching_and_the_lens_of_a_trained_run(trained, tmp_path):
         (["analysis=patching", "senders=[cross:0:0]"], "senders= is given without receivers="),
         (["analysis=patching", "senders=[cross:1:0]", "receivers=[cross:0:0]"], "no sender runs before a receiver"),
         (["analysis=lens", "split=train"], "split='train' is not known"),
+        (
+            ["analysis=patching", "senders=[decoder_ffn:0]", "receivers=[cross:1:0]"],
+            "senders: 'decoder_ffn:0': decoder_ffn has no heads: choose one of encoder_self, decoder_self, cross",
+        ),
+        (["analysis=induction", "max_examples=0"], "max_examples=0 must be >= 1 (or leave it out: 128 sequences made"),
     ],
 )
 def test_bad_causal_settings_are_one_line_before_anything_is_written(trained, tmp_path, args, message):
@@ -500,9 +514,10 @@ def test_a_text_task_without_a_pairs_file_is_told_to_give_one(trained, tmp_path)
 
 
 def test_induction_scores_of_a_decoder_only_run_and_the_refusal_of_other_architectures(trained, tmp_path):
-    out = tmp_path / "induction"
+    run_dir = trained["char_lm"]
+    out = run_dir / "induction"  # the run's own analysis: into its folder and its TensorBoard
     args = ["analysis=induction", "max_examples=16", "torch_threads=1"]
-    check(run_here("src.analyze", f"ckpt={trained['char_lm']}", f"out={out}", *args))
+    check(run_here("src.analyze", f"ckpt={run_dir}", *args))
     with open(out / "heads.csv") as f:
         heads = list(csv.DictReader(f))
     assert [h["head"] for h in heads] == [f"decoder_self:{layer}:{head}" for layer in range(2) for head in range(2)]
@@ -510,6 +525,8 @@ def test_induction_scores_of_a_decoder_only_run_and_the_refusal_of_other_archite
         assert 0.0 <= float(head["induction"]) <= 1.0 and 0.0 <= float(head["previous_token"]) <= 1.0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sequences"] == 16 and summary["loss"] > 0
+    events = read_events(run_dir)
+    assert "induction/scores" in events.image_tags and "induction/induction_score/decoder_self:1:0" in events.scalars
     refused = run_here("src.analyze", f"ckpt={trained['reverse']}", f"out={tmp_path / 'no'}", *args)
     assert refused.returncode == 2 and "analysis=induction reads a decoder-only model" in refused.stderr
     assert not (tmp_path / "no").exists()
