@@ -2,8 +2,8 @@
 
 Also run by itself at the end of every multirun (a Hydra callback, see conf/config.yaml), and cheap enough to run
 again on a sweep still in progress. It reads only what the runs saved (.hydra/overrides.yaml, run.json,
-metrics.json, and analysis/ and patching/ where a job has them), never re-runs anything, and writes into the sweep
-directory:
+metrics.json, and analysis/, patching/, lens/ and induction/ where a job has them), never re-runs anything, and
+writes into the sweep directory:
 
     report.md     the varied settings as columns, the fixed ones (the task and model always) stated once above;
                   each final metric as mean ± std (n) over seeds (any axis named `seed`), the best in bold; for the
@@ -36,6 +36,17 @@ that matter most (path patching, where measured). Analyses of other pairs, anoth
 their own, never pooled; runs whose fractions are undefined are left out of those, each named with the reason; and
 once one job of a group is patched, the finished ones that are not are named with the command that patches them.
 
+The logit lens (src.analyze analysis=lens: lens/summary.json) and induction heads (analysis=induction:
+induction/summary.json) each have a section after that, alike (src/sweep/causal_sections.py holds all three). The
+lens: per configuration the loss of each layer's residual stream read as the output (from the embeddings, `embed`,
+where read), beside the model's own loss, its top-1 agreement with the model, and where direct logit attribution is
+defined the mean contributions to the target's logit of the components that write most of it. Induction: the loss on
+repeated random sequences intact and with the induction heads ablated, the phase change step, how many induction and
+previous-token heads and the strongest score of each kind, and then the heads each seed named, to paste into
+ablate.heads (which head becomes one is the seed's accident: heads are listed per seed, never averaged by name).
+Analyses that read differently (another stack, split, number of examples or sequences, checkpoint, or an ablation
+the analysis added) get tables of their own, never pooled.
+
 `python -m src.report --storage <url> --study <name>` prints the trials of a stored study without a sweep
 directory (say, on a machine that ran none of them).
 """
@@ -51,13 +62,20 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.provenance import RUN_FILE
 from src.schema import is_experiment_setting, varied_keys
+from src.sweep.causal_sections import (
+    PATCHING_MEASURE,
+    induction_section,
+    lens_section,
+    patching_measure,
+    patching_section,
+)
 from src.sweep.figures import draw_figures, to_tensorboard
 from src.sweep.runs import (
     ANALYSIS_DIR,
@@ -71,19 +89,14 @@ from src.sweep.runs import (
     read_runs,
 )
 from src.sweep.statistics import (
-    NO_SPREAD,
     NOT_DEFINED,
-    ONE_RUN,
     Test,
-    decimals_for,
     interval_cell,
     mean_cell,
     p_cell,
     setting_cell,
     short,
-    t_interval,
     welch_test,
-    with_precision,
 )
 from src.sweep.trials import (
     StudyView,
@@ -404,8 +417,8 @@ def figure_files(sweep: Sweep, group: Group) -> list[str]:
 
 def group_section(sweep: Sweep, group: Group, level: int) -> list[str]:
     """A group's settings, its table of configurations (each metric as mean ± std (n) over seeds, the main metric's
-    interval and test against the baseline), what each missing number means, and its head pruning and activation
-    patching sections."""
+    interval and test against the baseline), what each missing number means, and the sections of its jobs'
+    analyses: head pruning, activation patching, the logit lens, induction heads (causal_sections.py)."""
     lines = []
     if group.fixed:
         lines.append("Fixed for every run: " + ", ".join(f"`{k}={v}`" for k, v in group.fixed.items()) + ".")
@@ -429,6 +442,8 @@ def group_section(sweep: Sweep, group: Group, level: int) -> list[str]:
         lines += group_table(group, metrics)
     lines += pruning_section(sweep, group, level)
     lines += patching_section(sweep, group, level)
+    lines += lens_section(sweep, group, level)
+    lines += induction_section(sweep, group, level)
     return lines
 
 
@@ -696,349 +711,6 @@ def undefined_figures(analysed: list[Run]) -> list[str]:
     if unmeasured:
         lines += [f"Rank correlation not measured (single_heads=false) for: {', '.join(unmeasured)}.", ""]
     return lines
-
-
-# --- activation patching (src.analyze analysis=patching: <job>/patching/summary.json) -------------------------------
-
-PATCHING_TITLE = "Activation patching (src.analyze analysis=patching)"
-TOP_HEADS = 5  # the heads that matter most, a column each
-TOP_PATHS = 5  # the paths that matter most, a column each
-UNBOUNDED = (-math.inf, math.inf)  # a fraction restored can pass 1 or fall below 0
-RHO_RANGE = (-1.0, 1.0)  # what Spearman's rho can take
-RHO_UNDEFINED = (
-    "Spearman's rho needs at least three heads, and a spread in both their exact effects and attribution "
-    "patching's estimates"
-)
-
-
-def what_was_patched(run: Run) -> str:
-    """`the task's own pairs from its val split, `logit_diff`, denoising`: the pairs, metric and direction a job's
-    patching figures refer to; analyses that differ in any of them are never pooled."""
-    summary = run.patching or {}
-    settings = summary.get("settings") or {}
-    pairs_file = settings.get("pairs")
-    pairs = (
-        f"the pairs of `{pairs_file}`"
-        if pairs_file
-        else f"the task's own pairs from its {settings.get('split', '?')} split"
-    )
-    metric = summary.get("metric", settings.get("metric", "?"))
-    direction = summary.get("direction", settings.get("direction", "?"))
-    return f"{pairs}, `{metric}`, {direction}"
-
-
-def number_or_none(value: Any) -> float | None:
-    """A figure of summary.json as a finite float; None for null (undefined), a missing one or anything else."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def restoration_defined(run: Run) -> bool:
-    """Whether the run's fractions restored are defined (summary.json's restored_undefined is null)."""
-    return (run.patching or {}).get("restored_undefined") is None
-
-
-def head_fraction(head: str) -> Callable[[Run], float | None]:
-    """The fraction restored by patching `head` in a run (None where undefined or not patched)."""
-
-    def figure(run: Run) -> float | None:
-        if not restoration_defined(run):
-            return None
-        return number_or_none(((run.patching or {}).get("heads_restored") or {}).get(head))
-
-    return figure
-
-
-PathKey = tuple[str, str, str]  # sender, receiver, channel
-
-
-def path_fractions(run: Run) -> dict[PathKey, float]:
-    """The fraction kept by each path a run patched (path patching), by (sender, receiver, channel); empty where its
-    fractions are undefined."""
-    if not restoration_defined(run):
-        return {}
-    found = {}
-    for path in (run.patching or {}).get("paths") or []:
-        if not isinstance(path, dict):
-            continue
-        value = number_or_none(path.get("restored"))
-        if value is not None:
-            found[(str(path.get("sender")), str(path.get("receiver")), str(path.get("channel")))] = value
-    return found
-
-
-def path_fraction(key: PathKey) -> Callable[[Run], float | None]:
-    return lambda run: path_fractions(run).get(key)
-
-
-def path_title(key: PathKey) -> str:
-    sender, receiver, channel = key
-    return f"{sender} -> {receiver} ({channel})"
-
-
-def head_effect(fraction: float, direction: str) -> float:
-    """How far patching a head moves the metric, as a fraction of the clean-minus-corrupted difference: the fraction
-    restored when denoising (0: no change); 1 - the fraction kept when noising (1: no change)."""
-    return 1 - fraction if direction == "noising" else fraction
-
-
-def top_heads(runs: list[Run], direction: str, count: int = TOP_HEADS) -> list[str]:
-    """The `count` heads that matter most over `runs` (one measure's analyses, every configuration): the largest
-    mean |effect| (head_effect) over the runs that patched them, ties in the order summary.json lists them; never a
-    head whose patch changed nothing in any run."""
-    effects: dict[str, list[float]] = {}
-    for run in runs:
-        for head in (run.patching or {}).get("heads_restored") or {}:
-            value = head_fraction(head)(run)
-            if value is not None:
-                effects.setdefault(head, []).append(abs(head_effect(value, direction)))
-    means = {head: statistics.mean(values) for head, values in effects.items()}
-    ranked = sorted((head for head, mean in means.items() if mean > 0), key=lambda head: -means[head])
-    return ranked[:count]
-
-
-def top_paths(runs: list[Run], count: int = TOP_PATHS) -> list[PathKey]:
-    """The `count` paths that matter most over `runs`: the fraction kept farthest from 1 on average (path patching
-    noises the clean run: 1 is no change), ties in the order the analyses list them; all of them when no path
-    changed anything."""
-    effects: dict[PathKey, list[float]] = {}
-    for run in runs:
-        for key, value in path_fractions(run).items():
-            effects.setdefault(key, []).append(abs(1 - value))
-    means = {key: statistics.mean(values) for key, values in effects.items()}
-    return sorted(means, key=lambda key: -means[key])[:count]
-
-
-def bounded_interval(values: list[float], bounds: tuple[float, float]) -> tuple[str, bool]:
-    """The 95% t interval of the mean of `values` as `[low, high]`, clipped to `bounds` and then marked †, to two
-    significant digits of its half-width; and whether it was clipped. Why there is none otherwise (ONE_RUN,
-    NO_SPREAD). As interval_cell, for figures that are not a metric tag."""
-    half = t_interval(values)
-    if half is None:
-        return ONE_RUN, False
-    if half == 0:
-        return NO_SPREAD, False
-    mean = statistics.mean(values)
-    low, high = max(mean - half, bounds[0]), min(mean + half, bounds[1])
-    clipped = (low, high) != (mean - half, mean + half)
-    places = decimals_for(half)
-    return f"[{with_precision(low, places)}, {with_precision(high, places)}]" + ("†" if clipped else ""), clipped
-
-
-@dataclass
-class PatchingColumn:
-    title: str
-    figure: Callable[[Run], float | None]  # a run's value, None where it has none (undefined, not measured)
-    bounds: tuple[float, float]  # what it can take (its interval is clipped to them)
-
-
-@dataclass
-class TableNotes:
-    """What the cells of a measure's patching tables leave to a note under them, said once for all of them: why an
-    interval is missing (ONE_RUN, NO_SPREAD), and which figures' intervals were clipped (title -> bounds)."""
-
-    missing: set[str] = field(default_factory=set)
-    clipped: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        lines = []
-        for title, (low, high) in self.clipped.items():
-            lines += [f"† clipped to the values {title} can take, [{low:g}, {high:g}].", ""]
-        for why in sorted(self.missing):
-            lines += [f"{why}: {NOT_DEFINED[why]}.", ""]
-        return lines
-
-
-def patching_table(group: Group, analysed: list[Run], columns: list[PatchingColumn], notes: TableNotes) -> list[str]:
-    """A table of the group's configurations (the main table's rows, each with only its runs in `analysed`; none:
-    `-`), a column per figure: mean ± std (n) over seeds, then the mean's 95% t interval; what a cell without an
-    interval means, and which intervals were clipped, go to `notes`."""
-    own = {id(run) for run in analysed}
-    header = [*group.varied, *(column.title for column in columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    missing, clipped = notes.missing, notes.clipped
-    for configuration in group.configurations:
-        runs = [run for run in configuration.runs if id(run) in own]
-        cells = [setting_cell(dict(configuration.settings)[k]) for k in group.varied]
-        for column in columns:
-            values = [v for run in runs if (v := column.figure(run)) is not None]
-            if not values:
-                cells.append("-")
-                continue
-            interval, was_clipped = bounded_interval(values, column.bounds)
-            cells.append(f"{mean_cell(values)} {interval}")
-            missing.update({interval} & NOT_DEFINED.keys())
-            if was_clipped:
-                clipped[column.title] = column.bounds
-        lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
-
-
-def patching_section(sweep: Sweep, group: Group, level: int = 2) -> list[str]:
-    """`Activation patching (src.analyze analysis=patching)`: per configuration (the main table's rows), mean ± std
-    (n) over seeds and the 95% t interval of its jobs' patching figures (patching/summary.json): the metric on the
-    clean and the corrupted inputs, the rank correlation of attribution with exact patching over the heads, the
-    fraction restored by the heads that matter most in the group, and the fraction kept by the paths that matter
-    most (path patching, where measured). Analyses that measured differently (other pairs, metric or direction)
-    get tables of their own, never pooled; runs whose fractions are undefined are left out of those and named.
-    The finished jobs without a patching analysis are named with the command that analyses them, once any job of
-    the group has one. Nothing when none has."""
-    analysed = [run for run in group.finished if run.patching]
-    if not analysed or not group.configurations:
-        return []
-    measures = list(dict.fromkeys(what_was_patched(run) for run in analysed))
-    lines = [f"{'#' * level} {PATCHING_TITLE}", ""]
-    if len(measures) > 1:
-        lines += [
-            "The analyses did not all measure the same (pairs, metric or direction), so each measure has tables of "
-            "its own; they are not pooled.",
-            "",
-        ]
-    for number, measure in enumerate(measures):
-        own = [run for run in analysed if what_was_patched(run) == measure]
-        lines += patching_tables(group, own, measure, explained=number > 0)
-    missing_runs = [run for run in group.finished if not run.patching]
-    if missing_runs:
-        first = next(run for run in analysed if what_was_patched(run) == measures[0])
-        alike = f" (measured as {measures[0]}, as the first table)" if len(measures) > 1 else ""
-        named = ", ".join(run.directory.name for run in missing_runs)
-        command = analyse_command(sweep, missing_runs, patching_overrides(first))
-        lines += [f"Not analysed by patching: {named}: {command}{alike}.", ""]
-    return lines
-
-
-def patching_overrides(run: Run) -> list[str]:
-    """The src.analyze overrides that patch another job as `run` was patched (its summary.json's settings), each one
-    shell argument: analysis=patching, the split, pairs file, max_pairs, metric, direction, senders and receivers."""
-    from src.provenance import shell_override
-
-    settings = (run.patching or {}).get("settings") or {}
-    overrides = ["analysis=patching"]
-    for key in ("split", "pairs", "max_pairs", "metric", "direction"):
-        if settings.get(key) is not None:
-            overrides.append(shell_override(key, settings[key]))
-    for key in ("senders", "receivers"):
-        heads = settings.get(key) or []
-        if heads:
-            overrides.append(shlex.quote(f"{key}=[{','.join(str(head) for head in heads)}]"))
-    return overrides
-
-
-def patching_tables(group: Group, analysed: list[Run], measure: str, explained: bool = False) -> list[str]:
-    """The patching tables of the analyses `analysed`, which all measured the same (`measure`, what_was_patched):
-    the headline figures, the heads that matter most, the paths that matter most (when any was patched); what
-    their columns are, unless `explained` above; which runs were left out of which figure, and why."""
-    from src.analysis.causal_report import METRIC_WORDS
-
-    summary = analysed[0].patching or {}
-    metric = str(summary.get("metric", "?"))
-    direction = str(summary.get("direction", "?"))
-    counts = sorted(
-        {int(n) for run in analysed if (n := number_or_none((run.patching or {}).get("pairs"))) is not None}
-    )
-    pairs = ""
-    if counts:
-        pairs = f", {counts[0]} pairs" if len(counts) == 1 else f", {counts[0]} to {counts[-1]} pairs"
-    words = METRIC_WORDS.get(metric)
-    lines = [f"Each analysed job's best checkpoint, on {measure}{pairs}." + (f" `{metric}`: {words}." if words else "")]
-    if not explained:
-        lines.append(
-            f"Clean, corrupted: `{metric}` on the clean and on the corrupted inputs, mean over the pairs. Rank "
-            "correlation: Spearman's rho of attribution patching's one-pass estimate with the exact effect of "
-            "patching each head's output (near 1: the estimate ranks the heads as exact patching does). Each cell is "
-            "mean ± std (n) over seeds, then the mean's 95% t interval."
-        )
-    lines.append("")
-    low, high = metric_range(metric)
-    notes = TableNotes()
-    lines += patching_table(
-        group,
-        analysed,
-        [
-            PatchingColumn(
-                f"clean {metric}", lambda run: number_or_none((run.patching or {}).get("clean")), (low, high)
-            ),
-            PatchingColumn(
-                f"corrupted {metric}", lambda run: number_or_none((run.patching or {}).get("corrupted")), (low, high)
-            ),
-            PatchingColumn(
-                "rank correlation (head)",
-                lambda run: number_or_none(((run.patching or {}).get("rank_correlation") or {}).get("head")),
-                RHO_RANGE,
-            ),
-        ],
-        notes,
-    )
-    undefined_rho = [
-        run.directory.name
-        for run in analysed
-        if "head" in ((run.patching or {}).get("rank_correlation") or {})
-        and number_or_none(run.patching["rank_correlation"]["head"]) is None
-    ]
-    if undefined_rho:
-        lines += [
-            f"Rank correlation (head) undefined, and left out, for {', '.join(undefined_rho)}: {RHO_UNDEFINED}.",
-            "",
-        ]
-    by_cause: dict[str, list[str]] = {}
-    for run in analysed:
-        if not restoration_defined(run):
-            by_cause.setdefault(str((run.patching or {}).get("restored_undefined")), []).append(run.directory.name)
-    defined = [run for run in analysed if restoration_defined(run)]
-    heads = top_heads(defined, direction)
-    if heads:
-        if direction == "noising":
-            lines.append(
-                "Fraction of the clean-minus-corrupted difference kept when each head's corrupted output is patched "
-                "into the clean run (1: the clean run's value, nothing lost; 0: the corrupted run's), for the "
-                f"{len(heads)} heads that move `{metric}` most (largest mean |1 - fraction| over these analyses), "
-                "named as `ablate.heads` takes them; every head of a job is in its patching/report.md:"
-            )
-        else:
-            lines.append(
-                "Fraction of the clean-minus-corrupted difference restored by patching each head's clean output into "
-                "the corrupted run (1: the clean run's value; 0: the corrupted run's), for the "
-                f"{len(heads)} heads that restore most (largest mean |fraction| over these analyses), named as "
-                "`ablate.heads` takes them; every head of a job is in its patching/report.md:"
-            )
-        lines.append("")
-        lines += patching_table(
-            group, defined, [PatchingColumn(head, head_fraction(head), UNBOUNDED) for head in heads], notes
-        )
-    paths = top_paths(defined)
-    if paths:
-        every = len({key for run in defined for key in path_fractions(run)}) == len(paths)
-        shown = (
-            "every path, the farthest from 1 on average first"
-            if every
-            else f"the {len(paths)} paths farthest from 1 on average"
-        )
-        lines += [
-            "Path patching: the fraction of the clean-minus-corrupted difference kept with only the path sender -> "
-            "receiver's query, key or value (q, k, v) carrying the corrupted sender (1: the path does not matter; "
-            f"lower: the sender matters through that input), for {shown}; every path of a job is in its "
-            "patching/paths.csv:",
-            "",
-        ]
-        lines += patching_table(
-            group, defined, [PatchingColumn(path_title(k), path_fraction(k), UNBOUNDED) for k in paths], notes
-        )
-    for cause, names in by_cause.items():
-        lines += [f"Fractions undefined, and left out of their means, for {', '.join(names)}: {cause}.", ""]
-    return lines + notes.lines()
-
-
-PATCHING_MEASURE = ("metric", "direction", "split", "pairs_file")  # results.csv: what a patching analysis measured
-
-
-def patching_measure(run: Run, key: str) -> Any:
-    """What a run's patching analysis measured, by PATCHING_MEASURE key (None: not said, or no pairs file)."""
-    summary = run.patching or {}
-    settings = summary.get("settings") or {}
-    if key == "pairs_file":
-        return settings.get("pairs")
-    return summary.get(key, settings.get(key))
 
 
 def run_into_sweep(sweep_dir: Path, number: int, job: list[str]) -> str:

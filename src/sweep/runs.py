@@ -1,6 +1,6 @@
 """What the sweep report reads from each job directory: the overrides a job was given, its run.json and
-metrics.json, its composed config, its head analysis (analysis/ from src.analyze) and its activation-patching
-analysis (patching/ from src.analyze analysis=patching), never re-running anything."""
+metrics.json, its composed config, its head analysis (analysis/ from src.analyze) and its causal analyses (patching/,
+lens/ and induction/ from src.analyze analysis=patching, lens, induction), never re-running anything."""
 
 from __future__ import annotations
 
@@ -35,8 +35,12 @@ class Run:
     analysis: dict[str, Any] | None = None
     pruning: list[tuple[float, float]] = field(default_factory=list)
     analysis_status: str | None = None
-    # The activation-patching analysis (src.analyze analysis=patching): patching/summary.json, None without one.
+    # The causal analyses, each its summary.json, None without one: activation patching (src.analyze
+    # analysis=patching: patching/), the logit lens and direct logit attribution (analysis=lens: lens/), induction
+    # heads (analysis=induction: induction/).
     patching: dict[str, Any] | None = None
+    lens: dict[str, Any] | None = None
+    induction: dict[str, Any] | None = None
 
     @property
     def final(self) -> dict[str, float | None]:
@@ -106,7 +110,9 @@ class Run:
         Empty without a patching analysis."""
         if not self.patching:
             return {}
-        figures = {key: self.patching[key] for key in ("pairs", "clean", "corrupted") if key in self.patching}
+        figures: dict[str, Any] = {
+            key: self.patching[key] for key in ("pairs", "clean", "corrupted") if key in self.patching
+        }
         for family, rho in (self.patching.get("rank_correlation") or {}).items():
             figures[f"rank_correlation/{family}"] = rho
         return {
@@ -190,6 +196,8 @@ def read_runs(sweep_dir: Path) -> list[Run]:
                 *read_analysis(directory),
                 analysis_status=record.get("analysis"),
                 patching=read_patching(directory),
+                lens=read_lens(directory),
+                induction=read_induction(directory),
             )
         )
     return runs
@@ -218,16 +226,33 @@ def read_analysis(directory: Path) -> tuple[dict[str, Any] | None, list[tuple[fl
 
 
 PATCHING_DIR = "patching"  # src.analyze analysis=patching's, <run>/patching/
+LENS_DIR = "lens"  # src.analyze analysis=lens's, <run>/lens/
+INDUCTION_DIR = "induction"  # src.analyze analysis=induction's, <run>/induction/
 
 
-def read_patching(directory: Path) -> dict[str, Any] | None:
-    """A job's activation-patching analysis: its patching/summary.json, None when there is none, or it cannot be
-    read (an analysis is written whole or not at all, so a partial one is never there)."""
+def read_summary(directory: Path, folder: str) -> dict[str, Any] | None:
+    """A job's `folder`/summary.json, None when there is none, or it cannot be read (an analysis is written whole or
+    not at all, so a partial one is never there)."""
     try:
-        summary = json.loads((directory / PATCHING_DIR / "summary.json").read_text())
+        summary = json.loads((directory / folder / "summary.json").read_text())
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) else None
+
+
+def read_patching(directory: Path) -> dict[str, Any] | None:
+    """A job's activation-patching analysis: its patching/summary.json (read_summary)."""
+    return read_summary(directory, PATCHING_DIR)
+
+
+def read_lens(directory: Path) -> dict[str, Any] | None:
+    """A job's logit lens and direct logit attribution: its lens/summary.json (read_summary)."""
+    return read_summary(directory, LENS_DIR)
+
+
+def read_induction(directory: Path) -> dict[str, Any] | None:
+    """A job's induction-head analysis: its induction/summary.json (read_summary)."""
+    return read_summary(directory, INDUCTION_DIR)
 
 
 def unrecorded_cause(run: Run, figure: str) -> str:
