@@ -65,6 +65,8 @@ def pair_metric(name: str, pairs: PairBatch, kind: str) -> Metric:
         answer = pairs.answer.to(logits.device).repeat(copies)
         if kind == "classification":  # (R*B, C): one prediction per row
             scored = logits
+        elif logits.size(1) == 1:  # (R*B, 1, V): made at the scored positions only (activation_patching's scored=)
+            scored = logits[:, 0]  # (R*B, V); a pair of one position is scored there anyway
         else:  # (R*B, T, V): the prediction at each row's scored position
             scored = logits[rows, pairs.position.to(logits.device).repeat(copies)]  # (R*B, V)
         if name == "logit_diff":
@@ -222,7 +224,10 @@ def analyze_patching(
     patches = [patch for _, patch in families]
     per_pass = max(1, rows_per_batch // max(1, len(pairs)))
     log(f"activation patching: {plural(len(patches), 'patch')} on {plural(len(pairs), 'pair')}, {per_pass} per pass")
-    exact = activation_patching(model, kind, clean, corrupted, patches, score, direction, patches_per_pass=per_pass)
+    scored = pairs.position if kind != "classification" else None  # a classifier's logits have no positions
+    exact = activation_patching(
+        model, kind, clean, corrupted, patches, score, direction, patches_per_pass=per_pass, scored=scored
+    )
     # attribution patching estimates patching into the run the exact patches went into: the corrupted run for
     # denoising (clean activations in), the clean run for noising (corrupted ones in). Exact match is a step
     # function of the logits: it has no gradient to estimate with.

@@ -114,6 +114,65 @@ def patched_edit(point: str, patches: Sequence[Patch | None], source: Tensor) ->
     return edit
 
 
+def decoder_entries(model: nn.Module) -> list[str]:
+    """The points where the residual stream enters each decoder layer (resid_pre of its first sublayer); none for a
+    model without a decoder."""
+    decoder = getattr(model, "decoder", None)
+    if decoder is None:
+        return []
+    return [f"resid_pre@{layer.sublayers()[0][0]}:{index}" for index, layer in enumerate(decoder.layers)]
+
+
+def decoder_layer_of(point: str) -> int | None:
+    """The decoder layer a point lies in; None for the encoder's points and the embeddings (a patch there reaches
+    everything after it)."""
+    kind, where = split_point_name(point)
+    site, _, layer = where.partition(":")
+    if kind == "embed" or site.startswith("encoder") or not layer:
+        return None
+    return int(layer)
+
+
+class PatchedRuns:
+    """Forward passes of one base input (repeated R times, a different patch per copy) that skip what no patch of the
+    pass can change, as TransformerLens's start_at_layer does:
+    - the decoder layers before the first patched one: the base run's stream entering that layer is resumed from
+      (DecoderOnly.decode's `resume`); a seq2seq model's encoder too, its memory taken from the base run, when no
+      patch of the pass is in the encoder;
+    - the output projection at every position but the scored one (`scored`, the pair metrics': `logits_at`), the
+      largest matrix of a model with a big vocabulary.
+    The logits are those of the full passes (tests); `shortcuts=False` makes the full passes."""
+
+    def __init__(self, model: nn.Module, kind: str, base: dict[str, Tensor], entries: dict[str, Tensor],
+                 scored: Tensor | None, shortcuts: bool):  # fmt: skip
+        self.model, self.kind, self.base, self.scored = model, kind, base, scored
+        self.shortcuts = shortcuts and kind in ("lm", "seq2seq")
+        self.entries = [entries[name] for name in decoder_entries(model)] if self.shortcuts else []
+        self.memory = None
+        if self.shortcuts and kind == "seq2seq":
+            self.memory = model.encode(base["src"], padded=base.get("padded"))[0]  # (B, S, D)
+
+    def logits(self, rows: dict[str, Tensor], copies: int, patches: Sequence[Patch]) -> Tensor:
+        """The logits of `rows` (the base repeated `copies` times) with the edits attached by the caller."""
+        if not self.shortcuts:
+            return forward_batch(self.model, self.kind, rows).logits
+        layers = [decoder_layer_of(patch.point) for patch in patches]
+        first = min(layers) if None not in layers else None  # type: ignore[type-var]
+        resume = None
+        if first is not None and first > 0:  # the layers before it run as in the base run
+            resume = (first, self.entries[first].repeat(copies, 1, 1))  # (R*B, T, D)
+        logits_at = self.scored.repeat(copies) if self.scored is not None else None
+        padded = rows.get("padded")
+        if self.kind == "lm":
+            return self.model.decode(rows["tgt_in"], padded=padded, resume=resume, logits_at=logits_at)[0]
+        memory = self.memory.repeat(copies, 1, 1) if first is not None else None  # type: ignore[union-attr]
+        if memory is None:  # an encoder patch: the encoder runs with it
+            memory = self.model.encode(rows["src"], padded=padded)[0]
+        return self.model.decode(
+            rows["tgt_in"], memory, rows["src"], padded=padded, resume=resume, logits_at=logits_at
+        )[0]  # (R*B, T, V), or (R*B, 1, V)
+
+
 @torch.no_grad()
 def activation_patching(
     model: nn.Module,
@@ -124,22 +183,31 @@ def activation_patching(
     metric: Metric,
     direction: str = "denoising",
     patches_per_pass: int = 32,
+    scored: Tensor | None = None,
+    shortcuts: bool = True,
 ) -> PatchingResult:
     """The metric with each patch, `patches_per_pass` patches per forward pass (the module's docstring). The two
-    batches must have the same shapes (a patch puts one run's activation at the same place in the other)."""
+    batches must have the same shapes (a patch puts one run's activation at the same place in the other).
+
+    scored (B,): the one position per row the metric reads, when it reads one (the pair metrics): the patched
+    passes then make the logits of that position only, and the metric receives them as (R*B, 1, V). The patched
+    passes skip what no patch can change (PatchedRuns); `shortcuts=False` runs them whole."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r}: one of {', '.join(DIRECTIONS)}")
     if patches_per_pass < 1:
         raise ValueError(f"patches_per_pass={patches_per_pass}: at least 1")
     check_pair(clean, corrupted)
     points = sorted({patch.point for patch in patches})
+    entries = decoder_entries(model) if shortcuts else []
     with eval_mode(model):
-        with recorded(model, points) as clean_seen:
+        with recorded(model, points + entries) as clean_seen:
             clean_value = metric(forward_batch(model, kind, clean).logits, clean).mean()
-        with recorded(model, points) as corrupted_seen:
+        with recorded(model, points + entries) as corrupted_seen:
             corrupted_value = metric(forward_batch(model, kind, corrupted).logits, corrupted).mean()
         base, source = (corrupted, clean_seen) if direction == "denoising" else (clean, corrupted_seen)
         check_patches(patches, source)
+        runs = PatchedRuns(model, kind, base, corrupted_seen if direction == "denoising" else clean_seen, scored,
+                           shortcuts)  # fmt: skip
         values = [torch.empty(0, dtype=clean_value.dtype)]
         for start in range(0, len(patches), patches_per_pass):
             chunk = list(patches[start : start + patches_per_pass])
@@ -149,8 +217,8 @@ def activation_patching(
             }
             rows = repeat_rows(base, len(chunk))
             with attached(model, edits):
-                scored = metric(forward_batch(model, kind, rows).logits, rows)  # (R*B,)
-            values.append(scored.view(len(chunk), -1).mean(dim=1))
+                scored_rows = metric(runs.logits(rows, len(chunk), chunk), rows)  # (R*B,)
+            values.append(scored_rows.view(len(chunk), -1).mean(dim=1))
     return PatchingResult(list(patches), torch.cat(values), float(clean_value), float(corrupted_value))
 
 

@@ -240,9 +240,11 @@ def our_sweep(model_dir: Path, pair: PromptPair, dtype: torch.dtype, patches_per
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
+        last = torch.full((pair.clean.size(0),), pair.clean.size(1) - 1)  # the position the metric reads
         result = activation_patching(
-            pretrained.model, "lm", clean, corrupted, resid + z, logit_difference, patches_per_pass=patches_per_pass
-        )
+            pretrained.model, "lm", clean, corrupted, resid + z, logit_difference, patches_per_pass=patches_per_pass,
+            scored=last,
+        )  # fmt: skip
         seconds.append(time.perf_counter() - start)
     length = pair.clean.size(1)
     return {

@@ -113,11 +113,15 @@ class Decoder(nn.Module):
         start=0,
         need_weights=False,
         real=None,
+        first_layer=0,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """x (B, T, D): the embeddings, or with `first_layer` > 0 the residual stream entering that layer (the layers
+        before it are skipped: activation patching resumes a run there, as TransformerLens's start_at_layer)."""
         self_weights, cross_weights = [], []
-        x = self.embed_point(x)  # (B, T, D)
-        for i, layer in enumerate(self.layers):
-            layer_cache = cache[i] if cache is not None else None
+        if first_layer == 0:
+            x = self.embed_point(x)  # (B, T, D)
+        for i in range(first_layer, len(self.layers)):
+            layer, layer_cache = self.layers[i], cache[i] if cache is not None else None
             x, sw, cw = layer(x, self_mask, positional, memory, cross_mask, layer_cache, start, need_weights, real)
             if need_weights:
                 self_weights.append(sw)
@@ -130,6 +134,13 @@ class Decoder(nn.Module):
 
 # Linear layers that hold several weight matrices side by side, and how many.
 FUSED_MATRICES = {"qkv_proj": 3, "kv_proj": 2, "gate_value": 2}
+
+
+def at_positions(x: Tensor, positions: Tensor | None) -> Tensor:
+    """x (B, T, D) -> (B, 1, D) at one position per row, positions (B,); None: x as it is."""
+    if positions is None:
+        return x
+    return x[torch.arange(x.size(0), device=x.device), positions.to(x.device)].unsqueeze(1)
 
 
 class TransformerBase(nn.Module):
@@ -257,8 +268,14 @@ class EncoderDecoder(TransformerBase):
         start: int = 0,
         need_weights: bool = False,
         padded: bool | None = None,
+        resume: tuple[int, Tensor] | None = None,
+        logits_at: Tensor | None = None,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """tgt (B, T) target tokens at positions start..start+T-1 -> logits (B, T, V)."""
+        """tgt (B, T) target tokens at positions start..start+T-1 -> logits (B, T, V).
+
+        Two shortcuts for analyses that run many variants of one input (activation patching): `resume` (layer,
+        stream (B, T, D)) starts the decoder at that layer from that residual stream, the layers before it being
+        those of a run already made; `logits_at` (B,) makes the logits of one position per row only: (B, 1, V)."""
         self._check_length(start + tgt.size(1))
         t = tgt.size(1)
         # While decoding with a cache there is no padding among the keys, so only the structure is masked.
@@ -271,13 +288,13 @@ class EncoderDecoder(TransformerBase):
             pad_id=self.cfg.pad_id,
             padded=padded,
         )  # (B|1, 1, T, start + T)
-        x = self.tgt_embed(tgt, self.positional, start)  # (B, T, D)
+        first_layer, x = resume if resume is not None else (0, self.tgt_embed(tgt, self.positional, start))  # (B, T, D)
         cross_mask = self.mask_scheme.cross_mask(src, self.cfg.pad_id, padded)  # (B, 1, 1, S)
         real = None if cache is not None else real_positions(tgt, self.cfg.pad_id, decoder_side=True)  # (B, T)
         x, self_w, cross_w = self.decoder(
-            x, self_mask, self.positional, memory, cross_mask, cache, start, need_weights, real
+            x, self_mask, self.positional, memory, cross_mask, cache, start, need_weights, real, first_layer
         )
-        return self.out_proj(x), self_w, cross_w  # (B, T, V)
+        return self.out_proj(at_positions(x, logits_at)), self_w, cross_w  # (B, T, V), or (B, 1, V)
 
     def forward(self, src: Tensor, tgt: Tensor, need_weights: bool = False, padded: bool | None = None) -> ModelOutput:
         """src (B, S) source tokens, tgt (B, T) decoder input (BOS + target) -> logits (B, T, V).
@@ -316,8 +333,17 @@ class DecoderOnly(TransformerBase):
         return self.mask_scheme.trainable_positions(tokens)
 
     def decode(
-        self, tokens: Tensor, cache=None, start: int = 0, need_weights: bool = False, padded: bool | None = None
+        self,
+        tokens: Tensor,
+        cache=None,
+        start: int = 0,
+        need_weights: bool = False,
+        padded: bool | None = None,
+        resume: tuple[int, Tensor] | None = None,
+        logits_at: Tensor | None = None,
     ):
+        """tokens (B, T) at positions start..start+T-1 -> logits (B, T, V); `resume` and `logits_at` as
+        EncoderDecoder.decode's."""
         self._check_length(start + tokens.size(1))
         t = tokens.size(1)
         self_mask = self.mask_scheme.decoder_self_mask(
@@ -330,12 +356,13 @@ class DecoderOnly(TransformerBase):
             pad_id=self.cfg.pad_id,
             padded=padded,
         )  # (B|1, 1, T, start + T)
-        x = self.tgt_embed(tokens, self.positional, start)
+        first_layer, x = resume if resume is not None else (0, self.tgt_embed(tokens, self.positional, start))
         real = None if cache is not None else real_positions(tokens, self.cfg.pad_id, decoder_side=True)  # (B, T)
         x, self_w, _ = self.decoder(
-            x, self_mask, self.positional, cache=cache, start=start, need_weights=need_weights, real=real
-        )
-        return self.out_proj(x), self_w  # (B, T, V)
+            x, self_mask, self.positional, cache=cache, start=start, need_weights=need_weights, real=real,
+            first_layer=first_layer,
+        )  # fmt: skip
+        return self.out_proj(at_positions(x, logits_at)), self_w  # (B, T, V), or (B, 1, V)
 
     def forward(self, tokens: Tensor, need_weights: bool = False, padded: bool | None = None) -> ModelOutput:
         """tokens (B, T) -> next-token logits (B, T, V)."""

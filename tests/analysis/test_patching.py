@@ -78,6 +78,46 @@ def test_many_patches_per_pass_give_what_one_patch_per_pass_gives(kind):
     assert batched.values.shape == (len(patches),) and batched.values.std() > 0
 
 
+@pytest.mark.parametrize("kind", ["lm", "seq2seq"])
+def test_the_shortcut_passes_skip_only_what_no_patch_changes(kind):
+    """Resuming at the first patched decoder layer, the encoder's memory taken from the base run, and logits made
+    at the scored positions only (PatchedRuns) give the full passes' values exactly, in chunks that mix layers,
+    stacks and families, in both directions."""
+    from src.analysis.causal import pair_metric
+    from src.data.pairs import PairBatch
+
+    model = model_of("decoder_only" if kind == "lm" else "encoder_decoder")
+    clean, corrupted = pair(kind)
+    pairs = PairBatch(clean, corrupted, torch.tensor([5, 3, 4]), torch.tensor([5, 7, 9]), torch.tensor([6, 8, 10]))
+    metric = pair_metric("logit_diff", pairs, kind)
+    sites = ["decoder_self"] + (["cross"] if kind == "seq2seq" else [])
+    patches = [Patch(f"resid_pre@{site}:{layer}", p) for site in sites for layer in (1, 0) for p in range(0, 6, 2)]
+    patches += [Patch(f"z@{site}:1", head=h) for site in sites for h in range(4)]
+    patches += [Patch("out@decoder_ffn:1", 4), Patch("resid_post@decoder_ffn:0", 3)]
+    if kind == "seq2seq":
+        patches += [Patch("resid_post@encoder_ffn:0", position) for position in range(5)]
+    for direction in ("denoising", "noising"):
+        args = (model, kind, clean, corrupted, patches, metric, direction)
+        fast = activation_patching(*args, patches_per_pass=5, scored=pairs.position)
+        full = activation_patching(*args, patches_per_pass=5, shortcuts=False)
+        torch.testing.assert_close(fast.values, full.values, rtol=0, atol=1e-12)
+        assert fast.values.std() > 0
+
+
+def test_resuming_at_a_layer_and_logits_at_positions_are_the_models_own_pass():
+    model, (clean, _) = model_of(), pair()
+    model.eval()
+    tokens = clean["tgt_in"]
+    with torch.no_grad(), recorded(model, ["resid_pre@decoder_self:1"]) as seen:
+        whole, _ = model.decode(tokens)
+    with torch.no_grad():
+        resumed, _ = model.decode(tokens, resume=(1, seen["resid_pre@decoder_self:1"]))
+        at, _ = model.decode(tokens, logits_at=torch.tensor([5, 0, 2]))
+    torch.testing.assert_close(resumed, whole, rtol=0, atol=0)
+    torch.testing.assert_close(at[:, 0], whole[torch.arange(3), torch.tensor([5, 0, 2])], rtol=0, atol=1e-15)
+    assert at.shape == (3, 1, 13)
+
+
 def test_a_heads_patch_puts_that_heads_clean_output_at_that_position():
     model, (clean, corrupted) = model_of(), pair()
     patch = Patch("z@decoder_self:1", position=4, head=2)
