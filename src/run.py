@@ -58,7 +58,7 @@ from src.provenance import (
     slurm_job,
     slurm_restarts,
 )
-from src.schema import model_config_for, register_configs, to_plain, varied_keys
+from src.schema import model_config_for, register_configs, schema_value, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
 from src.training.checkpoint import best_checkpoint_of, newest_checkpoint
 from src.training.processes import RANK_ERROR, RankFailed, announce, process_rank, requeued, withdraw
@@ -250,7 +250,7 @@ def train(
     if cfg.model.pretrained:  # the config printed, and saved with the checkpoints, says what the model is
         with open_dict(cfg.model):
             for axis in fields(ModelAxes):
-                cfg.model[axis.name] = getattr(model_cfg, axis.name)
+                cfg.model[axis.name] = schema_value(axis.name, getattr(model_cfg, axis.name))
 
     config = to_plain(cfg)
     numerics = numeric_settings(config)

@@ -25,7 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from src.data import all_tasks, task_spec
-from src.model import ModelAxes, TransformerConfig
+from src.model import ConfigError, ModelAxes, TransformerConfig
 from src.model.masks import MASK_SCHEMES, MaskScheme
 
 # The architecture each task kind needs (model.arch=auto picks it).
@@ -33,8 +33,45 @@ ARCH_FOR_KIND = {"seq2seq": "encoder_decoder", "lm": "decoder_only", "classifica
 
 
 @dataclass
+class RopeScalingConfig:
+    """`model.rope_scaling.*`: a scaling of RoPE's frequencies (src/model/positional.py ROPE_SCALINGS), `type` (none,
+    linear, llama3) and its settings; a setting left null takes the scaling's own default. A node with every key
+    (not a free dict): Hydra's struct mode then takes `model.rope_scaling.type=llama3` and
+    `model.rope_scaling={type:linear,factor:2}` alike."""
+
+    type: str = "none"
+    factor: Optional[float] = None
+    low_freq_factor: Optional[float] = None  # llama3
+    high_freq_factor: Optional[float] = None  # llama3
+    original_max_len: Optional[int] = None  # llama3: the context length the model was pre-trained on
+
+
+def rope_scaling_settings(node) -> dict:
+    """model.rope_scaling as the model's config keeps it (TransformerConfig.rope_scaling): {} for none, else the type
+    and the settings given. A setting given without a type is refused (it would be silently unread)."""
+    given = {key: value for key, value in node.items() if key != "type" and value is not None}
+    if node.type == "none":
+        if given:
+            listed = ", ".join(f"model.rope_scaling.{key}={value}" for key, value in given.items())
+            raise ConfigError(f"{listed} is given without a scaling: add model.rope_scaling.type=linear or llama3")
+        return {}
+    return {"type": node.type, **given}
+
+
+def schema_value(axis: str, value):
+    """A model axis's value as the schema's `model.*` node holds it (the inverse of model_config_for's reading):
+    rope_scaling's plain dict as its RopeScalingConfig node; everything else as it is."""
+    if axis == "rope_scaling":
+        return RopeScalingConfig(**{"type": "none", **value})
+    return value
+
+
+@dataclass
 class ModelConfig(ModelAxes):
     """`model.*`: every field of the model's ModelAxes, plus `layers` for both stacks and `arch=auto`."""
+
+    # a node with every setting in the schema; the model's config keeps a plain dict (rope_scaling_settings)
+    rope_scaling: RopeScalingConfig = field(default_factory=RopeScalingConfig)  # type: ignore[assignment]
 
     arch: str = "auto"  # auto (what the task needs) | encoder_decoder | decoder_only | encoder_only
     layers: int = 2  # both stacks; enc_layers / dec_layers follow it unless set on their own
@@ -443,6 +480,7 @@ def model_config_for(
         return model_cfg
     axes = {f.name: cfg.model[f.name] for f in fields(ModelAxes)}
     axes["arch"] = resolve_arch(cfg)
+    axes["rope_scaling"] = rope_scaling_settings(cfg.model.rope_scaling)
     return TransformerConfig(
         **axes,
         src_vocab_size=src_vocab_size,

@@ -684,6 +684,7 @@ def warn_unread_settings(cfg: DictConfig) -> None:
         *unread_optimizer_settings(cfg),
         *unread_model_settings(cfg, spec),
         *unread_ffn_settings(cfg),
+        *unread_positional_settings(cfg),
         *unread_task_settings(cfg, spec),
         *unread_dashboard_settings(cfg, spec),
         *unread_decode_settings(cfg, spec),
@@ -815,6 +816,29 @@ def unread_ffn_settings(cfg: DictConfig) -> list[str]:
         return []
     why = "attention-only layers: no feed-forward sublayer"
     return [unread_line(given, "with model.ffn=false", ["model.ffn=true"], why)]
+
+
+def unread_positional_settings(cfg: DictConfig) -> list[str]:
+    """The settings of one positional scheme given with another (model.rope_theta with model.pos_encoding=learned):
+    each scheme names its own (PositionalScheme.settings). Nothing with model.pretrained (its config sets them)."""
+    from src.model.positional import POSITIONAL_SCHEMES
+
+    chosen = POSITIONAL_SCHEMES.get(cfg.model.pos_encoding)
+    if cfg.model.get("pretrained") or chosen is None:
+        return []
+    readers: dict[str, list[str]] = {}
+    for name, scheme in POSITIONAL_SCHEMES.items():
+        for setting in scheme.settings:
+            readers.setdefault(setting, []).append(f"model.pos_encoding={name}")
+    unread = [name for name in readers if name not in chosen.settings]
+    given = given_settings(cfg.model, "model.", [n for n in unread if n != "rope_scaling"], ModelConfig())
+    if "rope_scaling" in unread and cfg.model.rope_scaling.type != "none":
+        given.append(f"model.rope_scaling.type={cfg.model.rope_scaling.type}")
+    if not given:
+        return []
+    return grouped_lines(
+        given, lambda path: readers[path.split(".")[1]], f"with model.pos_encoding={cfg.model.pos_encoding}"
+    )
 
 
 def unread_task_settings(cfg: DictConfig, spec) -> list[str]:

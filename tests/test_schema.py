@@ -45,7 +45,9 @@ def _another_value(value, annotation: str = ""):
     """A value of the same type that differs from `value` (validity does not matter here, only the plumbing).
     `annotation`: the field's type, for an optional setting whose default is null (model.final_norm, ...)."""
     if value is None:
-        return 0.25 if "float" in annotation else True
+        return 0.25 if "float" in annotation else 1 if "int" in annotation else True
+    if isinstance(value, dict):  # model.rope_scaling: a scaling with a setting (the command line's dict form)
+        return {"type": "linear", "factor": 2.0}
     if isinstance(value, bool):
         return not value
     if isinstance(value, (int, float)):
@@ -58,7 +60,10 @@ def test_every_model_axis_reaches_the_model(compose):
     new field is covered without editing this test."""
     defaults = TransformerConfig()
     changed = {f.name: _another_value(getattr(defaults, f.name), str(f.type)) for f in dataclasses.fields(ModelAxes)}
-    cfg = compose(*(f"model.{key}={value}" for key, value in changed.items()))
+    written = lambda value: (
+        "{" + ",".join(f"{k}:{v}" for k, v in value.items()) + "}" if isinstance(value, dict) else value
+    )  # noqa: E731
+    cfg = compose(*(f"model.{key}={written(value)}" for key, value in changed.items()))
     model_cfg = model_config_for(cfg, src_vocab_size=11, tgt_vocab_size=12, num_classes=2)
     assert {key: getattr(model_cfg, key) for key in changed} == changed
     assert model_cfg.mask == {"type": "standard"}

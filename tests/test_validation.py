@@ -107,6 +107,10 @@ BAD_CONFIGS = [
     (["model.max_len=8"], "model.max_len"),
     (["model.pos_encoding=rotary"], "model.pos_encoding"),
     (["model.pos_encoding=rope", "model.d_model=60", "model.heads=4"], "model.pos_encoding"),
+    (["model.pos_encoding=rope", "model.rope_theta=1"], "model.rope_theta=1.0 must be > 1"),
+    (["model.pos_encoding=rope", "model.rope_fraction=0.1"], "model.rope_fraction=0.1 of the head size"),
+    (["model.pos_encoding=rope", "model.rope_scaling.type=yarn"], "model.rope_scaling.type='yarn' is not known"),
+    (["model.pos_encoding=rope", "model.rope_scaling.factor=2"], "model.rope_scaling.factor=2.0 is given without"),
     (["model.norm_type=batchnorm"], "model.norm_type"),
     (["model.dropout=1.5"], "model.dropout"),
     (["model.layers=0"], "model.enc_layers"),
@@ -285,6 +289,11 @@ UNREAD = [
         ["ablate.reference_examples=16"],
         "ablate.reference_examples=16 has no effect with ablate.method=zero (an ablated head gets its output set to "
         "zero): only ablate.method=mean of src.eval, src.predict and src.analyze reads it",
+    ),
+    (
+        ["model.rope_theta=500000", "model.rope_scaling.type=linear"],
+        "model.rope_theta=500000.0, model.rope_scaling.type=linear have no effect with model.pos_encoding=sinusoidal: "
+        "only model.pos_encoding=rope reads them",
     ),
     (
         ["logger.tracking_uri=file:runs"],

@@ -74,7 +74,9 @@ def check_patches(patches: Sequence[Patch], seen: dict[str, Tensor]) -> None:
         if patch.head is not None and axis != 2:
             raise ValueError(f"{patch}: {patch.point} has no heads (q, k, v, z and pattern have)")
         if patch.head is not None and not 0 <= patch.head < shape[1]:
-            raise ValueError(f"{patch}: the point has {shape[1]} heads, numbered 0-{shape[1] - 1}")
+            # k and v hold one head per KV group (grouped-query attention), the other points one per query head
+            heads = "KV heads" if split_point_name(patch.point)[0] in ("k", "v") else "heads"
+            raise ValueError(f"{patch}: the point has {shape[1]} {heads}, numbered 0-{shape[1] - 1}")
         if patch.position is not None and not 0 <= patch.position < shape[axis]:
             raise ValueError(f"{patch}: the point has {shape[axis]} positions, numbered 0-{shape[axis] - 1}")
 
@@ -325,8 +327,11 @@ def path_patching(
        its clean output: the receiver's query (key, value) there sees the corrupted sender through the residual
        stream directly, and nothing else changed;
     2. the clean input with only the receiver head's query (key, value) replaced by pass 1's: the metric.
+    In a grouped-query model a key (value) belongs to a KV group and serves every query head of it: pass 2 then
+    records the receiver head's output, and a third pass puts only that head's output into the clean run.
 
     Heads are named as ablate names them (`decoder_self:0:1`); the sender must come before the receiver."""
+    from src.model.head_mask import attention_sites
     from src.model.names import parse_name
     from src.model.points import activation_points
 
@@ -360,12 +365,29 @@ def path_patching(
         with attached(model, {name: frozen_at(name) for name in frozen}), recorded(model, [receiver_input]) as path:
             forward_batch(model, kind, clean)
         through_path = path[receiver_input]
+        attention = attention_sites(model)[r_site][r_layer]
+        # q is per query head; k and v per KV group (grouped-query attention: model.kv_heads), shared by its heads
+        place = attention.kv_group(r_head) if channel in ("k", "v") else r_head
+        shared = channel in ("k", "v") and attention.kv_heads < attention.heads
 
-        def receive(x: Tensor) -> Tensor:  # (B, H, T, Dh): the receiver head's input from pass 1, the rest as is
+        def receive(x: Tensor) -> Tensor:  # (B, H|KVH, T, Dh): the receiver's input from pass 1, the rest as is
             x = x.clone()
-            x[:, r_head] = through_path[:, r_head]
+            x[:, place] = through_path[:, place]
             return x
 
-        with attached(model, {receiver_input: receive}):
-            value = metric(forward_batch(model, kind, clean).logits, clean).mean()
+        if not shared:
+            with attached(model, {receiver_input: receive}):
+                value = metric(forward_batch(model, kind, clean).logits, clean).mean()
+        else:  # the group's key (value) serves other query heads too: only the receiver head's output is kept
+            receiver_z = f"z@{r_site}:{r_layer}"
+            with attached(model, {receiver_input: receive}), recorded(model, [receiver_z]) as received:
+                forward_batch(model, kind, clean)
+
+            def receiver_only(z: Tensor) -> Tensor:  # (B, H, T, Dh)
+                z = z.clone()
+                z[:, r_head] = received[receiver_z][:, r_head]
+                return z
+
+            with attached(model, {receiver_z: receiver_only}):
+                value = metric(forward_batch(model, kind, clean).logits, clean).mean()
     return PathPatchingResult(sender, receiver, channel, float(value), float(clean_value), float(corrupted_value))

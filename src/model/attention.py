@@ -11,6 +11,11 @@ Two paths compute the same thing:
 The fused path passes no mask tensor where none is needed (every key visible, or exactly the look-ahead mask:
 `is_causal=True`): on a CUDA GPU only such calls may run the flash-attention kernel (`sdpa_kernel_for` says which
 kernel a call runs; masks.py says when a mask needs no tensor).
+
+Grouped-query attention (Ainslie et al. 2023, "GQA"; `model.kv_heads`): the H query heads share KVH <= H key/value
+heads, one per KV group of H/KVH consecutive query heads (query head h reads KV head h // (H/KVH), the contiguous
+grouping of Llama's repeat_kv); KVH = 1 is multi-query attention (Shazeer 2019), KVH = H multi-head attention. Both
+attention functions take k and v with their KVH heads and give each query head its group's keys and values.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ def mask_form(mask: Mask) -> MaskForm:
     return mask.form if isinstance(mask, SiteMask) else MaskForm.TENSOR
 
 
+def repeat_kv(x: Tensor, heads: int) -> Tensor:
+    """(B, KVH, T, Dh) -> (B, H, T, Dh): each KV head repeated for the H/KVH query heads of its group, in order
+    (KV head 0 serves query heads 0 .. H/KVH - 1, and so on). A copy; with KVH = H, x itself."""
+    groups = heads // x.size(1)
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+
+
 def explicit_attention(
     q: Tensor,
     k: Tensor,
@@ -50,13 +62,15 @@ def explicit_attention(
     scale: float | None = None,
     pattern: ActivationPoint | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """q (B, H, Tq, Dh), k and v (B, H, Tk, Dh); mask True = may attend, broadcast to (B, H, Tq, Tk).
+    """q (B, H, Tq, Dh), k and v (B, KVH, Tk, Dh) with KVH dividing H; mask True = may attend, broadcast to
+    (B, H, Tq, Tk).
 
     Returns the output (B, H, Tq, Dh) and the attention weights (B, H, Tq, Tk) before dropout, as the `pattern`
-    point's edits leave them (read or replaced: points.py).
+    point's edits leave them (read or replaced: points.py): one map per query head, also when heads share keys.
     A query whose keys are all masked gets zero weights and a zero output (not NaN).
     """
     scale = q.size(-1) ** -0.5 if scale is None else scale
+    k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # (B, H, Tk, Dh): each query head its group's
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, Tq, Tk)
     if bias is not None:
         scores = scores + bias.to(scores.dtype)
@@ -110,11 +124,34 @@ def fused_attention(
     dropout_p: float = 0.0,
     scale: float | None = None,
 ) -> Tensor:
-    """The same computation through PyTorch's fused kernel (fully masked rows also give zeros)."""
+    """The same computation through PyTorch's fused kernel (fully masked rows also give zeros).
+
+    Grouped k and v (KVH < H heads) go to the kernel as they are (`enable_gqa`) where it takes them
+    (`takes_grouped_kv`), else repeated to H heads first: the same numbers either way."""
     attn_mask, is_causal = sdpa_arguments(mask, bias, q.dtype)
+    grouped: dict[str, bool] = {}  # multi-head attention: the call exactly as without grouping
+    if k.size(1) != q.size(1):
+        if takes_grouped_kv(attn_mask, q):
+            grouped = {"enable_gqa": True}  # k, v (B, KVH, Tk, Dh) as they are
+        else:
+            k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # (B, H, Tk, Dh)
     return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **grouped
     )
+
+
+def takes_grouped_kv(attn_mask: Tensor | None, q: Tensor) -> bool:
+    """Whether `F.scaled_dot_product_attention` is given grouped k and v as they are (`enable_gqa=True`) rather than
+    repeated to every query head. PyTorch's grouped-query support is its flash kernels' (and the unfused math one's,
+    which would gain nothing): those run only without a mask tensor, and on a CUDA GPU only in fp16 or bf16
+    (cuda_kernel). Where the memory-efficient kernel runs instead (a mask tensor, float32), `enable_gqa` would send
+    the call to the math kernel, so k and v are repeated and the kernel stays the one cuda_kernel names. On the CPU
+    the results are the same either way; with a mask tensor repeating is as fast or faster."""
+    if attn_mask is not None:
+        return False
+    if q.device.type == "cuda":
+        return cuda_kernel(None, q.dtype, q.size(-1)) == "flash"
+    return q.device.type == "cpu"
 
 
 def attend(q, k, v, mask: Mask = None, bias=None, dropout_p=0.0, need_weights=False, scale=None, pattern=None):
@@ -146,13 +183,15 @@ def cuda_kernel(attn_mask: Tensor | None, dtype: torch.dtype, head_dim: int) -> 
 
 def sdpa_kernel_for(mask: Mask, bias: Tensor | None, dtype: torch.dtype, head_dim: int) -> str:
     """The kernel `fused_attention(q, k, v, mask, bias)` runs on a CUDA GPU for q, k, v of `dtype` (under
-    bf16-mixed autocast, bf16) and head size `head_dim`: flash, memory-efficient or math (cuda_kernel)."""
+    bf16-mixed autocast, bf16) and head size `head_dim`: flash, memory-efficient or math (cuda_kernel). Grouped k
+    and v do not change it: they are repeated to every query head wherever flash does not run (takes_grouped_kv)."""
     attn_mask, _ = sdpa_arguments(mask, bias, dtype)
     return cuda_kernel(attn_mask, dtype, head_dim)
 
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
-    """(B, T, D) -> (B, H, T, D/H): each head works in its own D/H-dimensional subspace."""
+    """(B, T, H*Dh) -> (B, H, T, Dh): each head works in its own Dh-dimensional subspace (H query heads, or the KVH
+    key/value heads of grouped-query attention)."""
     b, t, d = x.shape
     return x.view(b, t, heads, d // heads).transpose(1, 2)
 
@@ -170,6 +209,18 @@ class MultiHeadAttention(nn.Module):
     decoder queries with W^Q and the encoder memory with one fused (D -> 2D) matrix for K and V.
     Rotary and ALiBi positions act in self-attention only.
 
+    Grouped-query attention (Ainslie et al. 2023; `kv_heads`, model.kv_heads): H query heads but only KVH key/value
+    heads, KVH dividing H. The query heads form KVH KV groups of H/KVH consecutive heads, and every head of a group
+    attends with the group's one key and value: head h reads KV head h // (H/KVH). K and V then take KVH * Dh
+    columns each instead of D, so the fused matrices are D -> D + 2 KVH Dh (self) and D -> 2 KVH Dh (cross), and
+    the KV cache holds KVH heads: KVH/H of multi-head attention's memory, the point of the design (decoding reads
+    the whole cache at every step). KVH = 1 is multi-query attention (Shazeer 2019); KVH = H (kv_heads None, the
+    default) is multi-head attention, every shape exactly as without the option.
+
+    Per QUERY head (H of them): q, z, pattern, the returned weights, the head gates below, and so every head
+    analysis (ablate.heads, importance, pruning, the attention maps). Per KV GROUP (KVH of them): k and v, at their
+    points and in the cache; a change to one key or value head reaches every query head of its group.
+
     Head gates (Michel et al. 2019, "Are Sixteen Heads Really Better than One?", eq. 2): with `head_gate` set to a
     (H,) tensor g, head h's output is scaled by g_h before W^O (1 = kept, 0 = ablated), and with `head_fill` set
     to (H, Dh) an ablated head outputs that instead (mean ablation: its mean output over reference data):
@@ -183,25 +234,31 @@ class MultiHeadAttention(nn.Module):
     path (the fused kernel never forms the weights).
     """
 
-    def __init__(self, d_model: int, heads: int, dropout: float, is_self_attention: bool):
+    def __init__(self, d_model: int, heads: int, dropout: float, is_self_attention: bool, kv_heads: int | None = None):
         super().__init__()
         if d_model % heads != 0:
             raise ValueError(f"heads={heads} must divide d_model={d_model}")
+        kv_heads = heads if kv_heads is None else kv_heads
+        if kv_heads < 1 or heads % kv_heads != 0:
+            raise ValueError(f"kv_heads={kv_heads} must divide heads={heads}")
         self.heads = heads
+        self.kv_heads = kv_heads  # KVH: the KV groups, each serving heads // kv_heads query heads
         self.d_model = d_model
+        self.head_dim = d_model // heads  # Dh, the same for query and key/value heads
+        self.kv_dim = kv_heads * self.head_dim  # the columns K takes (and V): D in multi-head attention
         self.dropout = dropout
         self.is_self_attention = is_self_attention
         if is_self_attention:
-            self.qkv_proj = nn.Linear(d_model, 3 * d_model)
+            self.qkv_proj = nn.Linear(d_model, d_model + 2 * self.kv_dim)  # Q | K | V, 3D in multi-head attention
         else:
             self.q_proj = nn.Linear(d_model, d_model)
-            self.kv_proj = nn.Linear(d_model, 2 * d_model)
+            self.kv_proj = nn.Linear(d_model, 2 * self.kv_dim)  # K | V of the memory
         self.out_proj = nn.Linear(d_model, d_model)
-        self.z_point = ActivationPoint()  # each head's output, (B, H, Tq, Dh); named by the layer (points.py)
-        self.q_point = ActivationPoint()  # the heads' queries, keys and values, (B, H, T, Dh), after rotary positions
-        self.k_point = ActivationPoint()
+        self.z_point = ActivationPoint()  # each query head's output, (B, H, Tq, Dh); named by the layer (points.py)
+        self.q_point = ActivationPoint()  # the query heads' queries, (B, H, T, Dh), after rotary positions
+        self.k_point = ActivationPoint()  # the KV groups' keys and values, (B, KVH, T, Dh), keys after rotary
         self.v_point = ActivationPoint()
-        self.pattern_point = ActivationPoint()  # the attention weights, (B, H, Tq, Tk)
+        self.pattern_point = ActivationPoint()  # each query head's attention weights, (B, H, Tq, Tk)
         self._head_gate: Tensor | None = None
         self.head_fill: Tensor | None = None  # (H, Dh) or (B, H, Dh): what an ablated head outputs; None = zeros
         # Set by StackedModel (seeds trained together): under vmap PyTorch's fused CPU kernel has no batched form
@@ -222,19 +279,21 @@ class MultiHeadAttention(nn.Module):
         (B|1, 1, Tq|1, Tk) with True = may attend, or None (every key).
 
         cache: a dict kept by the caller across decoding steps. Self-attention appends this step's
-        keys/values to it; cross-attention projects the memory once and reuses it.
+        keys/values to it; cross-attention projects the memory once and reuses it. Either way it holds the
+        KV groups' keys and values, cache["k"] and cache["v"] (B, KVH, T, Dh) each.
         start: absolute position of x's first token (for rotary/ALiBi and cached decoding).
-        Returns the output (B, Tq, D) and, if need_weights, the weights (B, H, Tq, Tk).
+        Returns the output (B, Tq, D) and, if need_weights, the weights (B, H, Tq, Tk), one map per query head.
         """
         if self.is_self_attention:
-            q, k, v = self.qkv_proj(x).split(self.d_model, dim=-1)  # 3 x (B, T, D)
-            q, k, v = (split_heads(t, self.heads) for t in (q, k, v))  # 3 x (B, H, T, Dh)
+            q, k, v = self.qkv_proj(x).split([self.d_model, self.kv_dim, self.kv_dim], dim=-1)  # (B, T, D|KVH*Dh)
+            q, k, v = split_heads(q, self.heads), split_heads(k, self.kv_heads), split_heads(v, self.kv_heads)
+            # q (B, H, T, Dh); k, v (B, KVH, T, Dh)
             if positional is not None:
-                q, k = positional.rotate(q, k, start)
+                q, k = positional.rotate(q, k, start)  # by position only: any number of heads
             q, k, v = self.q_point(q), self.k_point(k), self.v_point(v)  # this step's, before any cache
             if cache is not None:
                 if "k" in cache:
-                    k = torch.cat([cache["k"], k], dim=2)  # (B, H, start + T, Dh)
+                    k = torch.cat([cache["k"], k], dim=2)  # (B, KVH, start + T, Dh)
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
         else:
@@ -242,8 +301,8 @@ class MultiHeadAttention(nn.Module):
             if cache is not None and "k" in cache:
                 k, v = cache["k"], cache["v"]
             else:
-                k, v = self.kv_proj(memory).split(self.d_model, dim=-1)  # 2 x (B, Tk, D)
-                k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # 2 x (B, H, Tk, Dh)
+                k, v = self.kv_proj(memory).split(self.kv_dim, dim=-1)  # 2 x (B, Tk, KVH*Dh)
+                k, v = split_heads(k, self.kv_heads), split_heads(v, self.kv_heads)  # 2 x (B, KVH, Tk, Dh)
                 k, v = self.k_point(k), self.v_point(v)
                 if cache is not None:
                     cache["k"], cache["v"] = k, v
@@ -252,6 +311,7 @@ class MultiHeadAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         pattern = self.pattern_point if self.pattern_point.edits else None  # read or written: the explicit path
         explicit = need_weights or self.per_member or pattern is not None
+        # each query head attends with its KV group's keys and values (repeat_kv, or the kernel's own grouping)
         out, weights = attend(q, k, v, mask, bias, dropout_p, explicit, pattern=pattern)  # (B, H, Tq, Dh)
         weights = weights if need_weights else None
         out = self.z_point(out)  # the head gates, if set, and any other edit
@@ -283,7 +343,11 @@ class MultiHeadAttention(nn.Module):
         for; "explicit" where the attention computes them anyway (seeds trained together: `per_member`)."""
         if self.per_member or self.pattern_point.edits:
             return "explicit"
-        return sdpa_kernel_for(mask, self.bias(positional, tq, tk), dtype, self.d_model // self.heads)
+        return sdpa_kernel_for(mask, self.bias(positional, tq, tk), dtype, self.head_dim)
+
+    def kv_group(self, head: int) -> int:
+        """The KV group (key/value head) query head `head` reads: head // (H/KVH), Llama's contiguous grouping."""
+        return head // (self.heads // self.kv_heads)
 
     def gate_heads(self, out: Tensor) -> Tensor:
         """out (B, H, Tq, Dh) -> each head scaled by its gate, the rest filled from `head_fill` (see the class)."""

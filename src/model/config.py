@@ -29,6 +29,9 @@ class ModelAxes:
     arch: str = "encoder_decoder"  # encoder_decoder | decoder_only | encoder_only
     d_model: int = 128
     heads: int = 4
+    # Key/value heads (grouped-query attention, Ainslie et al. 2023): the query heads share them in kv_heads groups
+    # of heads/kv_heads; 1 = multi-query attention; null = as many as heads (multi-head attention). Must divide heads.
+    kv_heads: Optional[int] = None
     enc_layers: int = 2
     dec_layers: int = 2
     d_ff: int = 512
@@ -42,6 +45,13 @@ class ModelAxes:
     ffn_dropout: Optional[float] = None
     max_len: int = 256  # longest sequence the positional tables cover (must fit the task's longest)
     pos_encoding: str = "sinusoidal"  # a key of positional.POSITIONAL_SCHEMES
+    # pos_encoding=rope only: the frequencies' base (the paper's 10000; Llama 3: 500000), the share of each head's
+    # dimensions that turn (partial rotary, GPT-NeoX's rotary_pct), and a frequency scaling as the pretrained
+    # families store it, e.g. {type: llama3, factor: 8} (positional.ROPE_SCALINGS; {}: none; an empty dict, not
+    # null, so that `model.rope_scaling={type:linear,factor:2}` merges into it on the command line)
+    rope_theta: float = 10000.0
+    rope_fraction: float = 1.0
+    rope_scaling: dict[str, Any] = field(default_factory=dict)
     norm_position: str = "post"  # "post": x = norm(x + f(x)) as in the paper; "pre": x = x + f(norm(x))
     norm_type: str = "layernorm"  # a key of norms.NORMS
     norm_eps: float = 1e-5
@@ -73,6 +83,11 @@ class TransformerConfig(ModelAxes):
     @property
     def head_dim(self) -> int:
         return self.d_model // self.heads
+
+    @property
+    def kv_head_count(self) -> int:
+        """KVH, the key/value heads (KV groups) of every attention layer: model.kv_heads, or H when unset."""
+        return self.heads if self.kv_heads is None else self.kv_heads
 
     @property
     def pre_norm(self) -> bool:
@@ -128,6 +143,13 @@ class TransformerConfig(ModelAxes):
             raise ConfigError(
                 f"model.heads={self.heads} does not divide model.d_model={self.d_model}: "
                 f"choose heads in {divisors} or change d_model"
+            )
+        if self.kv_heads is not None and (self.kv_heads < 1 or self.heads % self.kv_heads != 0):
+            choices = ", ".join(str(k) for k in range(1, self.heads + 1) if self.heads % k == 0)
+            problem = "must be a positive integer dividing" if self.kv_heads < 1 else "does not divide"
+            raise ConfigError(
+                f"model.kv_heads={self.kv_heads} {problem} model.heads={self.heads}: choose one of {choices} "
+                "(or null: as many as heads)"
             )
         POSITIONAL_SCHEMES[self.pos_encoding].check(self)  # e.g. rope needs an even head size
         for name in ("dropout", "attention_dropout", "ffn_dropout"):

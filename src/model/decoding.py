@@ -3,6 +3,10 @@
 With the cache, each step feeds only the newest token: self-attention appends its key/value to the
 cache and cross-attention reuses the encoder memory projected once, so a step costs O(T) instead of
 re-running the whole prefix (O(T^2)). A "stepper" hides which architecture is decoding.
+
+Per layer the cache holds each attention's keys and values, (B, KVH, T, Dh) each: with grouped-query attention
+(`model.kv_heads`, attention.py) only the KV heads, so its memory is 2 * layers * KVH * Dh numbers per token and
+sequence, KVH/H of multi-head attention's. Reordering and dropping rows (below) act on the batch dimension alone.
 """
 
 from __future__ import annotations

@@ -29,6 +29,14 @@ def name_layer_points(sublayers, index: int) -> None:
                 getattr(attention, f"{kind}_point").name = point_name(kind, where)
 
 
+def _attention(cfg: TransformerConfig, is_self_attention: bool) -> MultiHeadAttention:
+    """A layer's self- or cross-attention: H query heads, and cfg.kv_head_count key/value heads (grouped-query
+    attention when fewer)."""
+    return MultiHeadAttention(
+        cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention, kv_heads=cfg.kv_head_count
+    )
+
+
 def _feedforward(cfg: TransformerConfig) -> nn.Module | None:
     """A layer's feed-forward network; None in an attention-only model (`model.ffn=false`, Elhage et al. 2021),
     whose layers have no feed-forward sublayer: no parameters, nothing in the forward pass, no activation points,
@@ -41,7 +49,7 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention=True)
+        self.self_attn = _attention(cfg, is_self_attention=True)
         self.ffn = _feedforward(cfg)  # (the order of the modules is the order of the initialisation's draws)
         self.attn_block = _residual(cfg)
         self.ffn_block = _residual(cfg) if self.ffn is not None else None
@@ -80,13 +88,11 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, has_cross_attention: bool = True):
         super().__init__()
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention=True)
+        self.self_attn = _attention(cfg, is_self_attention=True)
         self.self_block = _residual(cfg)
         self.cross_attn = None
         if has_cross_attention:
-            self.cross_attn = MultiHeadAttention(
-                cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention=False
-            )
+            self.cross_attn = _attention(cfg, is_self_attention=False)
             self.cross_block = _residual(cfg)
         self.ffn = _feedforward(cfg)
         self.ffn_block = _residual(cfg) if self.ffn is not None else None

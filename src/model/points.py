@@ -9,7 +9,8 @@ intervention sites):
     resid_pre@cross:1        the residual stream entering a sublayer (site:layer, as ablate names it)  (B, T, D)
     out@cross:1              the sublayer's own output, before dropout and the residual sum           (B, T, D)
     resid_post@cross:1       the residual stream leaving the sublayer (after the norm, post-LN)       (B, T, D)
-    q@cross:1, k@, v@        each head's queries, keys and values (after rotary positions)           (B, H, T, Dh)
+    q@cross:1                each head's queries (after rotary positions)                             (B, H, T, Dh)
+    k@cross:1, v@            each KV group's keys and values (grouped-query attention: model.kv_heads)  (B, KVH, T, Dh)
     z@cross:1                each head's output, before W^O (z@cross:1 head 2 is the head cross:1:2)  (B, H, T, Dh)
     pattern@cross:1          each head's attention weights, before dropout                            (B, H, Tq, Tk)
 

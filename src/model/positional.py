@@ -15,7 +15,9 @@ sequences, so it gets neither.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +30,9 @@ if TYPE_CHECKING:  # annotations only: config.py imports this module for its reg
 
 class PositionalScheme(nn.Module):
     """No positional information ('none'): the bag-of-tokens ablation. The base of every scheme."""
+
+    # The model.* settings of its own the scheme reads (src.run warns about those given to another scheme).
+    settings: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: TransformerConfig) -> PositionalScheme:
@@ -102,44 +107,164 @@ class LearnedPositions(PositionalScheme):
         return x + self.embedding(positions)
 
 
+# --- RoPE's frequency scalings, as the pretrained families store them (`model.rope_scaling`) -----------------------
+
+
+@dataclass(frozen=True)
+class LinearRopeScaling:
+    """Position interpolation (Chen et al. 2023): every frequency divided by `factor`, so a sequence `factor` times
+    longer than the trained ones turns through the angles the model trained on (transformers' rope_type "linear")."""
+
+    factor: float = 1.0
+
+    def check(self) -> None:
+        if self.factor <= 0:
+            raise ConfigError(f"model.rope_scaling.factor={self.factor} must be > 0")
+
+    def scale(self, inv_freq: Tensor) -> Tensor:  # (Dr/2,)
+        return inv_freq / self.factor
+
+
+@dataclass(frozen=True)
+class Llama3RopeScaling:
+    """Llama 3.1's scaling (transformers' rope_type "llama3"): frequencies whose wavelength is longer than
+    original_max_len / low_freq_factor are divided by `factor` (interpolated), those shorter than
+    original_max_len / high_freq_factor are kept, and the band between is blended smoothly."""
+
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_len: int = 8192  # transformers' original_max_position_embeddings
+
+    def check(self) -> None:
+        if self.factor <= 0 or self.original_max_len < 1:
+            raise ConfigError(
+                f"model.rope_scaling: factor={self.factor} must be > 0 and original_max_len={self.original_max_len} "
+                ">= 1"
+            )
+        if not 0 < self.low_freq_factor < self.high_freq_factor:
+            raise ConfigError(
+                f"model.rope_scaling: low_freq_factor={self.low_freq_factor} must be > 0 and below "
+                f"high_freq_factor={self.high_freq_factor}"
+            )
+
+    def scale(self, inv_freq: Tensor) -> Tensor:  # (Dr/2,)
+        low_freq_wavelen = self.original_max_len / self.low_freq_factor  # longer than this: interpolated
+        high_freq_wavelen = self.original_max_len / self.high_freq_factor  # shorter than this: kept
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / self.factor, inv_freq)
+        smooth = (self.original_max_len / wavelen - self.low_freq_factor) / (
+            self.high_freq_factor - self.low_freq_factor
+        )
+        blended = (1 - smooth) * scaled / self.factor + smooth * scaled
+        between = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+        return torch.where(between, blended, scaled)
+
+
+# `model.rope_scaling.type`: name -> the scaling's settings class (its fields are the other keys).
+ROPE_SCALINGS: dict[str, type] = {"linear": LinearRopeScaling, "llama3": Llama3RopeScaling}
+
+
+def build_rope_scaling(settings: Mapping[str, Any] | None) -> LinearRopeScaling | Llama3RopeScaling | None:
+    """`model.rope_scaling` ({"type": "llama3", "factor": 8.0, ...}; empty or None: no scaling) as its class, checked:
+    ConfigError (one line) for an unknown type or setting. The one place that reads it."""
+    if not settings:
+        return None
+    settings = dict(settings)
+    name = settings.pop("type", None)
+    if name not in ROPE_SCALINGS:
+        raise ConfigError(
+            f"model.rope_scaling.type={name!r} is not known: choose one of {', '.join(ROPE_SCALINGS)} (or "
+            "model.rope_scaling={} for none)"
+        )
+    cls = ROPE_SCALINGS[name]
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"model.rope_scaling: {', '.join(unknown)} is not a setting of type={name}: it takes {', '.join(known)}"
+        )
+    scaling = cls(**settings)
+    scaling.check()
+    return scaling
+
+
 class RotaryPositions(PositionalScheme):
     """RoPE (Su et al. 2021): rotate each pair of query/key dimensions by an angle proportional to the
     position, so q_i . k_j depends on positions only through i - j. Uses the rotate-half pairing
-    (dimension d is paired with d + Dh/2), as in GPT-NeoX and LLaMA."""
+    (dimension d is paired with d + Dr/2), as in GPT-NeoX and LLaMA.
 
-    cos: Tensor  # (max_len, Dh), buffers
+    Pair i turns at frequency base^(-2i/Dr): `model.rope_theta` is the base (10,000 in the paper; Llama 3 500,000),
+    and `model.rope_scaling` may rescale the frequencies (LinearRopeScaling, Llama3RopeScaling). Partial rotary
+    (`model.rope_fraction` < 1, GPT-NeoX's rotary_pct): only the first Dr = fraction * Dh dimensions of each head
+    turn; the rest pass unchanged, carrying no position."""
+
+    settings = ("rope_theta", "rope_fraction", "rope_scaling")
+    cos: Tensor  # (max_len, Dr), buffers
     sin: Tensor
 
-    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
+    def __init__(
+        self,
+        head_dim: int,
+        max_len: int,
+        base: float = 10000.0,
+        fraction: float = 1.0,
+        scaling: LinearRopeScaling | Llama3RopeScaling | None = None,
+    ):
         super().__init__()
-        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (Dh/2,)
-        angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]  # (L, Dh/2)
-        angles = torch.cat([angles, angles], dim=-1)  # (L, Dh)
+        self.rotary_dim = rotary_dim(head_dim, fraction)  # Dr
+        dims = self.rotary_dim
+        inv_freq = 1.0 / base ** (torch.arange(0, dims, 2, dtype=torch.float64) / dims)  # (Dr/2,)
+        if scaling is not None:
+            inv_freq = scaling.scale(inv_freq)
+        angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]  # (L, Dr/2)
+        angles = torch.cat([angles, angles], dim=-1)  # (L, Dr)
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: TransformerConfig) -> RotaryPositions:
-        return cls(cfg.head_dim, cfg.max_len)
+        scaling = build_rope_scaling(cfg.rope_scaling)
+        return cls(cfg.head_dim, cfg.max_len, cfg.rope_theta, cfg.rope_fraction, scaling)
 
     @staticmethod
     def check(cfg: TransformerConfig) -> None:
-        if cfg.head_dim % 2 != 0:
+        if cfg.rope_theta <= 1:
+            raise ConfigError(f"model.rope_theta={cfg.rope_theta} must be > 1 (the paper's 10000, Llama 3's 500000)")
+        if not 0 < cfg.rope_fraction <= 1:
+            raise ConfigError(f"model.rope_fraction={cfg.rope_fraction} must be in (0, 1]: the share of each head's "
+                              "dimensions that turn")  # fmt: skip
+        dims = rotary_dim(cfg.head_dim, cfg.rope_fraction)
+        if dims < 2 or dims % 2 != 0:
             raise ConfigError(
-                f"model.pos_encoding=rope needs an even head size, got d_model/heads={cfg.head_dim}: "
-                "change model.d_model or model.heads"
+                f"model.pos_encoding=rope turns pairs of dimensions: model.rope_fraction={cfg.rope_fraction} of the "
+                f"head size d_model/heads={cfg.head_dim} gives {dims}: choose a fraction (or head size) that gives an "
+                "even number >= 2"
             )
+        build_rope_scaling(cfg.rope_scaling)
 
     @staticmethod
     def _rotate_half(x: Tensor) -> Tensor:
         first, second = x.chunk(2, dim=-1)
         return torch.cat([-second, first], dim=-1)
 
+    def _turn(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """x (B, H, T, Dh): its first Dr dimensions turned, the rest as they are."""
+        if self.rotary_dim == x.size(-1):
+            return x * cos + self._rotate_half(x) * sin
+        turned, kept = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
+        return torch.cat([turned * cos + self._rotate_half(turned) * sin, kept], dim=-1)
+
     def rotate(self, q: Tensor, k: Tensor, start: int = 0) -> tuple[Tensor, Tensor]:
         t = q.size(-2)
-        cos = self.cos[start : start + t].to(q.dtype)  # (T, Dh), broadcast over (B, H)
+        cos = self.cos[start : start + t].to(q.dtype)  # (T, Dr), broadcast over (B, H)
         sin = self.sin[start : start + t].to(q.dtype)
-        return q * cos + self._rotate_half(q) * sin, k * cos + self._rotate_half(k) * sin
+        return self._turn(q, cos, sin), self._turn(k, cos, sin)
+
+
+def rotary_dim(head_dim: int, fraction: float) -> int:
+    """The dimensions of each head that RoPE turns: int(fraction * Dh), as transformers counts them."""
+    return int(head_dim * fraction)
 
 
 class ALiBiPositions(PositionalScheme):

@@ -26,17 +26,21 @@ def flops_per_token(cfg: TransformerConfig, src_len: int, tgt_len: int) -> float
     """Forward-pass FLOPs per *output* token (a multiply-add counts 2; norms, softmax and biases are
     ignored as small). Training costs about 3x this (the backward pass is about twice the forward).
 
-    Per-sequence costs, with D = d_model, F = d_ff (SwiGLU has three F-sized matrices), S/T lengths:
-      self-attention over n tokens: projections 2 * n * 4D^2, scores and weighted sum 2 * 2 * n^2 * D
-      cross-attention: 2 * T * 2D^2 (Q, out) + 2 * S * 2D^2 (K, V of the memory) + 2 * 2 * T * S * D
+    Per-sequence costs, with D = d_model, G = KVH * Dh the width of K (and of V: D in multi-head attention, less
+    with grouped-query attention, model.kv_heads), F = d_ff (SwiGLU has three F-sized matrices), S/T lengths:
+      self-attention over n tokens: projections 2 * n * (2D^2 + 2DG) (Q and W^O: D x D each; K and V: D x G
+      each), scores and weighted sum 2 * 2 * n^2 * D (every query head scores every key: grouping saves no
+      attention FLOPs, only the K/V projections and the cache's memory)
+      cross-attention: 2 * T * 2D^2 (Q, out) + 2 * S * 2DG (K, V of the memory) + 2 * 2 * T * S * D
       feed-forward over n tokens: 2 * n * (its weight-matrix entries), none in an attention-only model
       (model.ffn=false); output projection 2 * T * D * V
     """
     d = cfg.d_model
+    g = cfg.kv_head_count * cfg.head_dim  # the columns of K, and of V
     ffn_weights = ffn_weight_entries(cfg)
 
     def self_attention(n: int) -> float:
-        return 2 * n * 4 * d * d + 4 * n * n * d
+        return 2 * n * (2 * d * d + 2 * d * g) + 4 * n * n * d
 
     def ffn(n: int) -> float:
         return 2 * n * ffn_weights
@@ -47,6 +51,6 @@ def flops_per_token(cfg: TransformerConfig, src_len: int, tgt_len: int) -> float
     decoder = cfg.dec_layers * (self_attention(tgt_len) + ffn(tgt_len))
     total = decoder + 2 * tgt_len * d * cfg.tgt_vocab_size
     if cfg.arch == "encoder_decoder":
-        cross = 2 * tgt_len * 2 * d * d + 2 * src_len * 2 * d * d + 4 * tgt_len * src_len * d
+        cross = 2 * tgt_len * 2 * d * d + 2 * src_len * 2 * d * g + 4 * tgt_len * src_len * d
         total += cfg.dec_layers * cross + cfg.enc_layers * (self_attention(src_len) + ffn(src_len))
     return total / tgt_len

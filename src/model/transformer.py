@@ -136,6 +136,15 @@ class Decoder(nn.Module):
 FUSED_MATRICES = {"qkv_proj": 3, "kv_proj": 2, "gate_value": 2}
 
 
+def fused_parts(layer: str, weight: Tensor) -> tuple[Tensor, ...]:
+    """The matrices a linear layer's weight (out, in) holds side by side: Q | K | V of qkv_proj, whose K and V have
+    KVH * Dh rows each under grouped-query attention (fewer than Q's D); equal parts otherwise (FUSED_MATRICES)."""
+    if layer == "qkv_proj":
+        kv = (weight.size(0) - weight.size(1)) // 2  # (D + 2 KVH Dh) rows, D columns
+        return weight.split([weight.size(1), kv, kv], dim=0)
+    return weight.chunk(FUSED_MATRICES.get(layer, 1), dim=0)
+
+
 def at_positions(x: Tensor, positions: Tensor | None) -> Tensor:
     """x (B, T, D) -> (B, 1, D) at one position per row, positions (B,); None: x as it is."""
     if positions is None:
@@ -181,8 +190,7 @@ class TransformerBase(nn.Module):
             elif "embedding" in name or name.endswith(("token.weight", "token_type.weight")):
                 nn.init.normal_(p, mean=0.0, std=self.cfg.d_model**-0.5)
             else:
-                parts = FUSED_MATRICES.get(name.rsplit(".", 2)[-2], 1)  # e.g. qkv_proj -> 3
-                for part in p.data.chunk(parts, dim=0):
+                for part in fused_parts(name.rsplit(".", 2)[-2], p.data):
                     nn.init.xavier_uniform_(part)
         for module in self.modules():  # the padding embedding stays zero
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:

@@ -225,6 +225,48 @@ def test_path_patching_through_a_receivers_query_is_the_hand_written_two_pass_co
         path_patching(model, "lm", clean, corrupted, "decoder_self:0:1", "decoder_self:1:2", "o", last_logit_difference)
 
 
+def test_path_patching_through_a_shared_key_reaches_the_receiver_head_alone():
+    """Grouped-query attention (model.kv_heads=2 of 4 heads): the receiver head 3 reads KV group 1's key, which head
+    2 reads too. The path changes group 1's key as the query test's computation does; only head 3's output, computed
+    by hand from that key, enters the clean run."""
+    from src.analysis.patching import path_patching
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(
+        arch="decoder_only", d_model=16, heads=4, kv_heads=2, dec_layers=2, d_ff=32, dropout=0.0,
+        norm_position="pre", src_vocab_size=13, tgt_vocab_size=13,
+    )  # fmt: skip
+    model = build_model(cfg).double().eval()
+    clean, corrupted = pair()
+    result = path_patching(
+        model, "lm", clean, corrupted, "decoder_self:0:1", "decoder_self:1:3", "k", last_logit_difference
+    )
+    names = ["resid_pre@decoder_self:1", "z@decoder_self:0", "q@decoder_self:1", "v@decoder_self:1"]
+    with recorded(model, names) as seen_clean:
+        forward_batch(model, "lm", clean)
+    with recorded(model, ["z@decoder_self:0"]) as seen_corrupted:
+        forward_batch(model, "lm", corrupted)
+    layer0, layer1 = model.decoder.layers[0].self_attn, model.decoder.layers[1]
+    w_o = layer0.out_proj.weight.view(16, 4, 4)[:, 1]  # (D, Dh): head 1's columns of W^O
+    change = (seen_corrupted["z@decoder_self:0"][:, 1] - seen_clean["z@decoder_self:0"][:, 1]) @ w_o.T  # (B, T, D)
+    stream = seen_clean["resid_pre@decoder_self:1"] + change
+    k = layer1.self_attn.qkv_proj(layer1.self_block.norm(stream))[..., 16:24].view(3, 6, 2, 4)[:, :, 1]  # group 1
+    q, v = seen_clean["q@decoder_self:1"][:, 3], seen_clean["v@decoder_self:1"][:, 1]  # (B, T, Dh)
+    scores = (q @ k.transpose(1, 2)) / 2.0  # (B, T, T), sqrt(Dh) = 2
+    scores = scores.masked_fill(~torch.ones(6, 6, dtype=torch.bool).tril(), float("-inf"))
+    head_3 = torch.softmax(scores, -1) @ v  # (B, T, Dh)
+
+    def only_head_3(z):
+        z = z.clone()
+        z[:, 3] = head_3
+        return z
+
+    with attached(model, {"z@decoder_self:1": only_head_3}):
+        expected = last_logit_difference(forward_batch(model, "lm", clean).logits, clean).mean()
+    assert result.value == pytest.approx(float(expected), abs=1e-12)
+    assert result.value != pytest.approx(result.clean, abs=1e-9)
+
+
 def test_a_patch_that_does_not_fit_its_point_and_a_path_that_runs_backwards_are_refused():
     from src.analysis.patching import path_patching
 
