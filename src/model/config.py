@@ -52,6 +52,9 @@ class ModelAxes:
     rope_theta: float = 10000.0
     rope_fraction: float = 1.0
     rope_scaling: dict[str, Any] = field(default_factory=dict)
+    # pos_encoding=t5_relative only: T5's buckets of the query-key distance, and the distance the last one starts at
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
     norm_position: str = "post"  # "post": x = norm(x + f(x)) as in the paper; "pre": x = x + f(norm(x))
     norm_type: str = "layernorm"  # a key of norms.NORMS
     norm_eps: float = 1e-5

@@ -51,6 +51,11 @@ class PositionalScheme(nn.Module):
     def attention_bias(self, tq: int, tk: int, q_start: int = 0) -> Tensor | None:
         return None
 
+    def for_stack(self, stack: str) -> PositionalScheme:
+        """The scheme as the stack `stack` ("encoder" or "decoder") uses it: the scheme itself, but for one with a
+        part of its own per stack (T5's relative position bias: a table per stack)."""
+        return self
+
 
 class SinusoidalPositions(PositionalScheme):
     """The paper's fixed encoding: PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(...).
@@ -291,6 +296,86 @@ class ALiBiPositions(PositionalScheme):
         return -self.slopes[:, None, None] * distance  # (H, Tq, Tk)
 
 
+def relative_position_bucket(relative: Tensor, bidirectional: bool, buckets: int, max_distance: int) -> Tensor:
+    """T5's buckets (Raffel et al. 2020, section 2.1; Mesh TensorFlow's): the distance key - query as one of
+    `buckets` classes. Half of them (per direction, when bidirectional) are exact distances 0, 1, 2, ...; the other
+    half grow logarithmically up to max_distance, beyond which every distance shares the last bucket. A decoder
+    (not bidirectional) sees only keys at or before the query: a later key (relative > 0) falls in bucket 0."""
+    bucket = torch.zeros_like(relative)
+    if bidirectional:
+        buckets //= 2
+        bucket = bucket + (relative > 0).long() * buckets  # keys after the query: the upper half
+        distance = relative.abs()
+    else:
+        distance = (-relative).clamp(min=0)  # how far back the key is
+    exact = buckets // 2
+    # log-spaced buckets for the larger distances (computed where distance >= exact only: clamp keeps log finite)
+    far = (
+        exact
+        + (
+            torch.log(distance.clamp(min=exact).float() / exact) / math.log(max_distance / exact) * (buckets - exact)
+        ).long()
+    )
+    far = far.clamp(max=buckets - 1)
+    return bucket + torch.where(distance < exact, distance, far)
+
+
+class RelativePositionBias(PositionalScheme):
+    """One stack's T5 relative position bias: a learned scalar per head and bucket of the distance from query to key
+    (relative_position_bucket), added to the attention scores of every self-attention layer of the stack (T5
+    computes it in the first layer and passes it on: the same table)."""
+
+    def __init__(self, heads: int, buckets: int, max_distance: int, bidirectional: bool):
+        super().__init__()
+        self.buckets, self.max_distance, self.bidirectional = buckets, max_distance, bidirectional
+        self.embedding = nn.Embedding(buckets, heads)  # (buckets, H)
+
+    def attention_bias(self, tq: int, tk: int, q_start: int = 0) -> Tensor:
+        device = self.embedding.weight.device
+        query = torch.arange(q_start, q_start + tq, device=device)[:, None]  # absolute positions (cached decoding)
+        key = torch.arange(tk, device=device)[None, :]
+        bucket = relative_position_bucket(key - query, self.bidirectional, self.buckets, self.max_distance)  # (Tq, Tk)
+        return self.embedding(bucket).permute(2, 0, 1)  # (H, Tq, Tk)
+
+
+class T5RelativePositions(PositionalScheme):
+    """T5's relative position buckets (`model.pos_encoding=t5_relative`): no position vectors; each stack's
+    self-attention adds a learned per-head bias of the bucketed distance from query to key. The encoder's buckets
+    tell earlier keys from later ones (bidirectional), a decoder's see only earlier keys (its mask hides the rest).
+    Cross-attention gets none. `model.relative_buckets` (32) and `model.relative_max_distance` (128) as T5's."""
+
+    settings = ("relative_buckets", "relative_max_distance")
+
+    def __init__(self, heads: int, buckets: int, max_distance: int, stacks: tuple[str, ...]):
+        super().__init__()
+        self.stacks = nn.ModuleDict()  # one table per stack; the encoder's buckets tell before from after
+        for stack in stacks:
+            self.stacks[stack] = RelativePositionBias(heads, buckets, max_distance, bidirectional=stack == "encoder")
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> T5RelativePositions:
+        from .ablation import layout_of  # the stacks the architecture has (encoder_self, decoder_self sites)
+
+        stacks = tuple(site.removesuffix("_self") for site in layout_of(cfg) if site.endswith("_self"))
+        return cls(cfg.heads, cfg.relative_buckets, cfg.relative_max_distance, stacks)
+
+    @staticmethod
+    def check(cfg: TransformerConfig) -> None:
+        if cfg.relative_buckets < 4 or cfg.relative_buckets % 4 != 0:
+            raise ConfigError(
+                f"model.relative_buckets={cfg.relative_buckets} must be a multiple of 4, at least 4 (T5's 32): half "
+                "per direction, half of that exact distances"
+            )
+        if cfg.relative_max_distance <= cfg.relative_buckets // 4:
+            raise ConfigError(
+                f"model.relative_max_distance={cfg.relative_max_distance} must exceed the exact distances "
+                f"(relative_buckets/4 = {cfg.relative_buckets // 4}): T5's is 128"
+            )
+
+    def for_stack(self, stack: str) -> PositionalScheme:
+        return self.stacks[stack]
+
+
 # `model.pos_encoding`: name -> scheme class. A new scheme is one class with `from_config` and one entry here.
 POSITIONAL_SCHEMES: dict[str, type[PositionalScheme]] = {
     "sinusoidal": SinusoidalPositions,
@@ -298,6 +383,7 @@ POSITIONAL_SCHEMES: dict[str, type[PositionalScheme]] = {
     "learned": LearnedPositions,
     "rope": RotaryPositions,
     "alibi": ALiBiPositions,
+    "t5_relative": T5RelativePositions,
     "none": PositionalScheme,
 }
 

@@ -75,6 +75,7 @@ class Encoder(nn.Module):
 
     def forward(self, x, mask, positional, need_weights=False, real=None) -> tuple[Tensor, list[Tensor]]:
         """real (B, S): the positions that are not padding (None: all), where the FFNs run (feedforward.py)."""
+        positional = positional.for_stack("encoder")  # T5's relative bias has a table per stack
         weights = []
         x = self.embed_point(x)  # (B, S, D)
         for layer in self.layers:
@@ -118,6 +119,7 @@ class Decoder(nn.Module):
         """x (B, T, D): the embeddings, or with `first_layer` > 0 the residual stream entering that layer (the layers
         before it are skipped: activation patching resumes a run there, as TransformerLens's start_at_layer)."""
         self_weights, cross_weights = [], []
+        positional = positional.for_stack("decoder")
         if first_layer == 0:
             x = self.embed_point(x)  # (B, T, D)
         for i in range(first_layer, len(self.layers)):

@@ -1,0 +1,68 @@
+"""T5's relative position buckets as a positional scheme (`model.pos_encoding=t5_relative`, src/model/positional.py):
+the buckets and the bias are transformers' own (T5Attention), the encoder's table tells earlier keys from later
+ones and a decoder's sees only earlier ones, each stack has its own table, and cross-attention gets none. (The
+registry-wide tests of tests/model/test_transformer.py cover it too: the two attention paths agree, cached decoding
+equals full recomputation.)"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from src.model import ConfigError, TransformerConfig, build_model
+from src.model.positional import RelativePositionBias, relative_position_bucket
+
+transformers = pytest.importorskip("transformers")
+from transformers.models.t5.modeling_t5 import T5Attention  # noqa: E402
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("buckets, max_distance", [(32, 128), (8, 20)])
+def test_the_buckets_are_t5s(bidirectional, buckets, max_distance):
+    relative = torch.arange(-300, 301)
+    expected = T5Attention._relative_position_bucket(relative, bidirectional, buckets, max_distance)
+    assert torch.equal(relative_position_bucket(relative, bidirectional, buckets, max_distance), expected)
+    # every bucket is reached, but for a later key at distance 0 (none is), when bidirectional
+    assert expected.unique().numel() == (buckets - 1 if bidirectional else buckets)
+
+
+@pytest.mark.parametrize("is_decoder", [False, True])
+def test_the_bias_is_t5s_compute_bias_with_the_same_table(is_decoder):
+    config = transformers.T5Config(d_model=16, d_kv=4, num_heads=4, relative_attention_num_buckets=8,
+                                   relative_attention_max_distance=20, is_decoder=is_decoder)  # fmt: skip
+    theirs = T5Attention(config, has_relative_attention_bias=True)
+    ours = RelativePositionBias(4, 8, 20, bidirectional=not is_decoder)
+    ours.embedding.weight.data.copy_(theirs.relative_attention_bias.weight.data)
+    torch.testing.assert_close(ours.attention_bias(7, 9), theirs.compute_bias(7, 9)[0], rtol=0, atol=0)
+    # cached decoding: one query at position 8 of 9 keys
+    torch.testing.assert_close(
+        ours.attention_bias(1, 9, q_start=8), theirs.compute_bias(1, 9, past_seen_tokens=8)[0], rtol=0, atol=0
+    )
+
+
+def test_each_stack_has_its_own_table_and_cross_attention_gets_no_bias():
+    cfg = TransformerConfig(arch="encoder_decoder", d_model=16, heads=4, enc_layers=2, dec_layers=2, d_ff=32,
+                            src_vocab_size=13, tgt_vocab_size=13, pos_encoding="t5_relative")  # fmt: skip
+    model = build_model(cfg)
+    encoder, decoder = model.positional.for_stack("encoder"), model.positional.for_stack("decoder")
+    assert encoder.bidirectional and not decoder.bidirectional and encoder.embedding is not decoder.embedding
+    cross = model.decoder.layers[0].cross_attn
+    assert cross.bias(decoder, 3, 5) is None  # the attention asks for a bias only in self-attention
+    assert model.decoder.layers[0].self_attn.bias(decoder, 3, 3).shape == (4, 3, 3)
+    only = build_model(TransformerConfig(arch="decoder_only", d_model=16, heads=4, dec_layers=1, d_ff=32,
+                                         tgt_vocab_size=13, pos_encoding="t5_relative"))  # fmt: skip
+    assert [name for name, _ in only.named_parameters() if "positional" in name] == [
+        "positional.stacks.decoder.embedding.weight"  # no table for a stack the model has not
+    ]
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"relative_buckets": 6}, "model.relative_buckets=6 must be a multiple of 4"),
+     ({"relative_max_distance": 8}, "model.relative_max_distance=8 must exceed")],
+)  # fmt: skip
+def test_buckets_that_cannot_work_are_one_line(settings, message):
+    cfg = TransformerConfig(arch="decoder_only", d_model=16, heads=4, dec_layers=1, tgt_vocab_size=13,
+                            pos_encoding="t5_relative", **settings)  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        cfg.validate()
