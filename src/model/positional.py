@@ -219,13 +219,15 @@ class RotaryPositions(PositionalScheme):
         super().__init__()
         self.rotary_dim = rotary_dim(head_dim, fraction)  # Dr
         dims = self.rotary_dim
-        inv_freq = 1.0 / base ** (torch.arange(0, dims, 2, dtype=torch.float64) / dims)  # (Dr/2,)
+        # In float32, as transformers and the models' reference code compute them: a pretrained model's angles are
+        # exactly these (at long positions float32's rounding is part of what it learned)
+        inv_freq = 1.0 / base ** (torch.arange(0, dims, 2, dtype=torch.int64).float() / dims)  # (Dr/2,)
         if scaling is not None:
             inv_freq = scaling.scale(inv_freq)
-        angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]  # (L, Dr/2)
+        angles = torch.arange(max_len).float()[:, None] * inv_freq[None, :]  # (L, Dr/2)
         angles = torch.cat([angles, angles], dim=-1)  # (L, Dr)
-        self.register_buffer("cos", angles.cos().float(), persistent=False)
-        self.register_buffer("sin", angles.sin().float(), persistent=False)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: TransformerConfig) -> RotaryPositions:

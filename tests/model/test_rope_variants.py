@@ -50,9 +50,9 @@ def hf_cos_sin(rope_parameters: dict, head_dim: int = 16, length: int = 40) -> t
 def test_the_angles_are_transformers_angles(ours, theirs):
     rope = RotaryPositions(16, 40, ours["base"], scaling=build_rope_scaling(ours.get("scaling")))
     cos, sin = hf_cos_sin(theirs)
-    # transformers computes its frequencies in float32, ours in float64 (then stored in float32)
-    torch.testing.assert_close(rope.cos, cos, rtol=0, atol=2e-5)
-    torch.testing.assert_close(rope.sin, sin, rtol=0, atol=2e-5)
+    # both in float32, the same operations: the same numbers
+    torch.testing.assert_close(rope.cos, cos, rtol=0, atol=0)
+    torch.testing.assert_close(rope.sin, sin, rtol=0, atol=0)
 
 
 def test_llama3_scaling_keeps_fast_frequencies_divides_slow_ones_and_blends_between():
