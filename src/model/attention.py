@@ -16,9 +16,19 @@ Grouped-query attention (Ainslie et al. 2023, "GQA"; `model.kv_heads`): the H qu
 heads, one per KV group of H/KVH consecutive query heads (query head h reads KV head h // (H/KVH), the contiguous
 grouping of Llama's repeat_kv); KVH = 1 is multi-query attention (Shazeer 2019), KVH = H multi-head attention. Both
 attention functions take k and v with their KVH heads and give each query head its group's keys and values.
+
+Three more choices of today's models, each an ablation axis (docs/model.md):
+- the head size Dh (`model.head_dim`): d_model / H in the paper, set apart from d_model in Gemma, Qwen3 and T5,
+  so the H heads side by side are H * Dh wide and W^O maps that width back to d_model;
+- which projections add a bias (`model.attention_bias`, ATTENTION_BIASES): all four in the paper, Q, K and V only
+  in Qwen2, none in Llama;
+- QK-norm (`model.qk_norm`): each head's query and key normalised before the scores (Qwen3).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -189,6 +199,28 @@ def sdpa_kernel_for(mask: Mask, bias: Tensor | None, dtype: torch.dtype, head_di
     return cuda_kernel(attn_mask, dtype, head_dim)
 
 
+@dataclass(frozen=True)
+class AttentionBiases:
+    """Which of an attention layer's projections add a learned bias to their output. Only W^O's bias is added
+    straight to the residual stream; the others shift the queries, keys and values (a bias on K shifts every score
+    of a query by the same amount, so softmax ignores it: it is kept where the models have it, for exact loading)."""
+
+    qkv: bool  # W^Q, W^K and W^V
+    out: bool  # W^O
+
+
+# `model.attention_bias`: name -> which projections have a bias.
+ATTENTION_BIASES: dict[str, AttentionBiases] = {
+    "all": AttentionBiases(qkv=True, out=True),  # the paper (torch.nn.Transformer), GPT-2, BERT, Marian
+    "qkv": AttentionBiases(qkv=True, out=False),  # Qwen2
+    "none": AttentionBiases(qkv=False, out=False),  # Llama, Mistral, T5
+}
+EVERY_BIAS = ATTENTION_BIASES["all"]
+
+# A norm's constructor, called with the number of features it normalises (QK-norm: Dh).
+NormFactory = Callable[[int], nn.Module]
+
+
 def split_heads(x: Tensor, heads: int) -> Tensor:
     """(B, T, H*Dh) -> (B, H, T, Dh): each head works in its own Dh-dimensional subspace (H query heads, or the KVH
     key/value heads of grouped-query attention)."""
@@ -208,6 +240,19 @@ class MultiHeadAttention(nn.Module):
     Self-attention projects Q, K and V with one fused (D -> 3D) matrix; cross-attention projects the
     decoder queries with W^Q and the encoder memory with one fused (D -> 2D) matrix for K and V.
     Rotary and ALiBi positions act in self-attention only.
+
+    Head size (`head_dim`, model.head_dim): each head works in Dh dimensions, D/H unless set. With Dh set apart from
+    D/H (T5: D 512, H 6, Dh 64) the heads side by side are H Dh wide: W^Q maps D -> H Dh, W^O maps H Dh -> D back
+    to the residual stream, and the scores are scaled by 1/sqrt(Dh), the head's own size.
+
+    Biases (`biases`, model.attention_bias): W^Q, W^K, W^V (one switch: the fused matrices hold them side by side)
+    and W^O each add a bias or not (ATTENTION_BIASES).
+
+    QK-norm (`qk_norm`, model.qk_norm; Henry et al. 2020, Dehghani et al. 2023; Qwen3's q_norm and k_norm): each
+    head's query and key pass a norm over their Dh features right after the projection, before rotary positions, so
+    no score can grow with the size of q and k (what makes large models' attention logits diverge). One norm for the
+    queries and one for the keys, each with one gain of Dh entries shared by every head (OLMo 2 instead normalises
+    the whole H Dh projection: not built). Self- and cross-attention alike; the cache holds the normalised keys.
 
     Grouped-query attention (Ainslie et al. 2023; `kv_heads`, model.kv_heads): H query heads but only KVH key/value
     heads, KVH dividing H. The query heads form KVH KV groups of H/KVH consecutive heads, and every head of a group
@@ -234,26 +279,40 @@ class MultiHeadAttention(nn.Module):
     path (the fused kernel never forms the weights).
     """
 
-    def __init__(self, d_model: int, heads: int, dropout: float, is_self_attention: bool, kv_heads: int | None = None):
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        dropout: float,
+        is_self_attention: bool,
+        kv_heads: int | None = None,
+        head_dim: int | None = None,
+        biases: AttentionBiases = EVERY_BIAS,
+        qk_norm: NormFactory | None = None,
+    ):
         super().__init__()
-        if d_model % heads != 0:
-            raise ValueError(f"heads={heads} must divide d_model={d_model}")
+        if head_dim is None and d_model % heads != 0:
+            raise ValueError(f"heads={heads} must divide d_model={d_model} (or give head_dim)")
         kv_heads = heads if kv_heads is None else kv_heads
         if kv_heads < 1 or heads % kv_heads != 0:
             raise ValueError(f"kv_heads={kv_heads} must divide heads={heads}")
         self.heads = heads
         self.kv_heads = kv_heads  # KVH: the KV groups, each serving heads // kv_heads query heads
         self.d_model = d_model
-        self.head_dim = d_model // heads  # Dh, the same for query and key/value heads
-        self.kv_dim = kv_heads * self.head_dim  # the columns K takes (and V): D in multi-head attention
+        self.head_dim = d_model // heads if head_dim is None else head_dim  # Dh, the same for query and KV heads
+        self.q_dim = heads * self.head_dim  # the columns Q takes, and W^O's input: D unless head_dim says otherwise
+        self.kv_dim = kv_heads * self.head_dim  # the columns K takes (and V): q_dim in multi-head attention
         self.dropout = dropout
         self.is_self_attention = is_self_attention
-        if is_self_attention:
-            self.qkv_proj = nn.Linear(d_model, d_model + 2 * self.kv_dim)  # Q | K | V, 3D in multi-head attention
+        if is_self_attention:  # Q | K | V, 3D in multi-head attention
+            self.qkv_proj = nn.Linear(d_model, self.q_dim + 2 * self.kv_dim, bias=biases.qkv)
         else:
-            self.q_proj = nn.Linear(d_model, d_model)
-            self.kv_proj = nn.Linear(d_model, 2 * self.kv_dim)  # K | V of the memory
-        self.out_proj = nn.Linear(d_model, d_model)
+            self.q_proj = nn.Linear(d_model, self.q_dim, bias=biases.qkv)
+            self.kv_proj = nn.Linear(d_model, 2 * self.kv_dim, bias=biases.qkv)  # K | V of the memory
+        # QK-norm: one norm over each query head's Dh features, one over each key head's (None: no QK-norm)
+        self.q_norm = qk_norm(self.head_dim) if qk_norm is not None else None
+        self.k_norm = qk_norm(self.head_dim) if qk_norm is not None else None
+        self.out_proj = nn.Linear(self.q_dim, d_model, bias=biases.out)
         self.z_point = ActivationPoint()  # each query head's output, (B, H, Tq, Dh); named by the layer (points.py)
         self.q_point = ActivationPoint()  # the query heads' queries, (B, H, T, Dh), after rotary positions
         self.k_point = ActivationPoint()  # the KV groups' keys and values, (B, KVH, T, Dh), keys after rotary
@@ -285,9 +344,10 @@ class MultiHeadAttention(nn.Module):
         Returns the output (B, Tq, D) and, if need_weights, the weights (B, H, Tq, Tk), one map per query head.
         """
         if self.is_self_attention:
-            q, k, v = self.qkv_proj(x).split([self.d_model, self.kv_dim, self.kv_dim], dim=-1)  # (B, T, D|KVH*Dh)
+            q, k, v = self.qkv_proj(x).split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)  # (B, T, H*Dh|KVH*Dh)
             q, k, v = split_heads(q, self.heads), split_heads(k, self.kv_heads), split_heads(v, self.kv_heads)
             # q (B, H, T, Dh); k, v (B, KVH, T, Dh)
+            q, k = self.normalise_query(q), self.normalise_key(k)  # QK-norm, if any: before the rotation
             if positional is not None:
                 q, k = positional.rotate(q, k, start)  # by position only: any number of heads
             q, k, v = self.q_point(q), self.k_point(k), self.v_point(v)  # this step's, before any cache
@@ -297,13 +357,13 @@ class MultiHeadAttention(nn.Module):
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
         else:
-            q = self.q_point(split_heads(self.q_proj(x), self.heads))  # (B, H, Tq, Dh)
+            q = self.q_point(self.normalise_query(split_heads(self.q_proj(x), self.heads)))  # (B, H, Tq, Dh)
             if cache is not None and "k" in cache:
                 k, v = cache["k"], cache["v"]
             else:
                 k, v = self.kv_proj(memory).split(self.kv_dim, dim=-1)  # 2 x (B, Tk, KVH*Dh)
                 k, v = split_heads(k, self.kv_heads), split_heads(v, self.kv_heads)  # 2 x (B, KVH, Tk, Dh)
-                k, v = self.k_point(k), self.v_point(v)
+                k, v = self.k_point(self.normalise_key(k)), self.v_point(v)
                 if cache is not None:
                     cache["k"], cache["v"] = k, v
 
@@ -315,7 +375,16 @@ class MultiHeadAttention(nn.Module):
         out, weights = attend(q, k, v, mask, bias, dropout_p, explicit, pattern=pattern)  # (B, H, Tq, Dh)
         weights = weights if need_weights else None
         out = self.z_point(out)  # the head gates, if set, and any other edit
-        return self.out_proj(merge_heads(out)), weights  # (B, Tq, D)
+        return self.out_proj(merge_heads(out)), weights  # (B, Tq, H*Dh) -> (B, Tq, D)
+
+    def normalise_query(self, q: Tensor) -> Tensor:
+        """QK-norm of the queries: q (B, H, T, Dh), each head's vector normalised over its Dh features with the one
+        gain all heads share; q as it is without QK-norm."""
+        return q if self.q_norm is None else self.q_norm(q)
+
+    def normalise_key(self, k: Tensor) -> Tensor:
+        """QK-norm of the keys: k (B, KVH, T, Dh), as normalise_query with the keys' own norm."""
+        return k if self.k_norm is None else self.k_norm(k)
 
     @property
     def head_gate(self) -> Tensor | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .attention import ATTENTION_BIASES
 from .errors import ConfigError
 from .feedforward import FEEDFORWARDS
 from .masks import MaskScheme, build_mask_scheme
@@ -29,9 +30,19 @@ class ModelAxes:
     arch: str = "encoder_decoder"  # encoder_decoder | decoder_only | encoder_only
     d_model: int = 128
     heads: int = 4
+    # Each head's size Dh; null = d_model / heads, the paper's. Gemma, Qwen3 and T5 choose it apart from d_model
+    # (Flan-T5-small: d_model 512, 6 heads of 64), so the heads side by side (H * Dh) need not be d_model wide:
+    # W^Q maps D -> H * Dh, W^K and W^V D -> KVH * Dh, W^O H * Dh -> D. When set, heads need not divide d_model.
+    head_dim: Optional[int] = None
     # Key/value heads (grouped-query attention, Ainslie et al. 2023): the query heads share them in kv_heads groups
     # of heads/kv_heads; 1 = multi-query attention; null = as many as heads (multi-head attention). Must divide heads.
     kv_heads: Optional[int] = None
+    # Which attention projections add a bias (a key of attention.ATTENTION_BIASES): all (W^Q, W^K, W^V and W^O: the
+    # paper, GPT-2, BERT, Marian), qkv (W^Q, W^K, W^V: Qwen2) or none (Llama, Mistral, T5)
+    attention_bias: str = "all"
+    # QK-norm: a norm (norm_type, norm_eps) on each head's query and key, after the projection and before rotary
+    # positions, with one gain of Dh entries for the queries and one for the keys, shared by the heads (Qwen3)
+    qk_norm: bool = False
     enc_layers: int = 2
     dec_layers: int = 2
     d_ff: int = 512
@@ -56,9 +67,13 @@ class ModelAxes:
     relative_buckets: int = 32
     relative_max_distance: int = 128
     norm_position: str = "post"  # "post": x = norm(x + f(x)) as in the paper; "pre": x = x + f(norm(x))
+    # Parallel layers (GPT-J, PaLM): x + Attn(Norm(x)) + FFN(Norm(x)), the two sublayers side by side on one norm
+    # of the layer's input; pre-LN only, and not in an encoder-decoder (its decoder's cross-attention has no place)
+    parallel_layers: bool = False
     norm_type: str = "layernorm"  # a key of norms.NORMS
     norm_eps: float = 1e-5
     activation: str = "relu"  # a key of feedforward.FEEDFORWARDS
+    ffn_bias: bool = True  # biases on the feed-forward network's linear layers (false: Llama, Qwen2, Mistral, T5)
     tie_embeddings: bool = True  # share decoder input embedding and output projection
     scale_embeddings: bool = True  # token embeddings x sqrt(d_model), as the paper (GPT-2 and BERT: false)
     share_src_tgt_embeddings: bool = False  # one embedding for both sides (needs equal vocabularies)
@@ -82,10 +97,33 @@ class TransformerConfig(ModelAxes):
     pad_id: int = PAD_ID
     bos_id: int = BOS_ID
     eos_id: int = EOS_ID
+    # Whether decoding may output the BOS token. Ours never see it as a target, so decoding forbids it; a pretrained
+    # language model trained on concatenated documents (Llama's <s>) may predict it, as transformers lets it.
+    bos_is_output: bool = False
+
+    # Dh is read through a property of the same name as the field, so that every reader (the attention, rotary
+    # positions, the counts) gets the size the model has: the field's value when set, else d_model // heads. The
+    # value as given (None: unset) is kept in the attribute _head_dim (ModelAxes, the command line's schema, keeps
+    # the plain field). asdict() and the checkpoints therefore hold the size itself, which builds the same model;
+    # dataclasses.replace() would carry it over too, so change heads or d_model on a config built anew.
+    @property  # type: ignore[misc]  # a property over the field: see above
+    def head_dim(self) -> int:
+        """Dh, each head's size: model.head_dim, or d_model // heads when unset (the paper's)."""
+        return self.d_model // self.heads if self._head_dim is None else self._head_dim
+
+    @head_dim.setter
+    def head_dim(self, value: Optional[int]) -> None:
+        self._head_dim = value
 
     @property
-    def head_dim(self) -> int:
-        return self.d_model // self.heads
+    def q_dim(self) -> int:
+        """H * Dh: the query heads side by side, W^Q's outputs and W^O's inputs (d_model unless model.head_dim)."""
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        """KVH * Dh: the columns K takes, and V (q_dim in multi-head attention, less with grouped-query)."""
+        return self.kv_head_count * self.head_dim
 
     @property
     def kv_head_count(self) -> int:
@@ -130,6 +168,7 @@ class TransformerConfig(ModelAxes):
         choice("pos_encoding", self.pos_encoding, POSITIONAL_SCHEMES)
         choice("norm_position", self.norm_position, NORM_POSITIONS)
         choice("norm_type", self.norm_type, NORMS)
+        choice("attention_bias", self.attention_bias, ATTENTION_BIASES)
         if self.ffn:  # an attention-only model reads no model.activation, model.d_ff or model.ffn_dropout
             choice("activation", self.activation, FEEDFORWARDS)
         choice("pooling", self.pooling, POOLINGS)
@@ -141,11 +180,13 @@ class TransformerConfig(ModelAxes):
                 continue
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name}={getattr(self, name)} must be a positive integer")
-        if self.d_model % self.heads != 0:
+        if self._head_dim is not None and self._head_dim < 1:
+            raise ConfigError(f"model.head_dim={self._head_dim} must be a positive integer (or null: d_model / heads)")
+        if self._head_dim is None and self.d_model % self.heads != 0:  # a head size of its own needs no division
             divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0 and h <= 64]
             raise ConfigError(
                 f"model.heads={self.heads} does not divide model.d_model={self.d_model}: "
-                f"choose heads in {divisors} or change d_model"
+                f"choose heads in {divisors}, change d_model, or set model.head_dim (each head's size)"
             )
         if self.kv_heads is not None and (self.kv_heads < 1 or self.heads % self.kv_heads != 0):
             choices = ", ".join(str(k) for k in range(1, self.heads + 1) if self.heads % k == 0)
@@ -167,6 +208,17 @@ class TransformerConfig(ModelAxes):
 
         uses_encoder = self.arch in ("encoder_decoder", "encoder_only")
         uses_decoder = self.arch in ("encoder_decoder", "decoder_only")
+        if self.parallel_layers and not self.pre_norm:
+            raise ConfigError(
+                f"model.parallel_layers=true needs pre-LN (model.norm_position={self.norm_position} normalises the "
+                "sum after each sublayer, a parallel layer its input once): set model.norm_position=pre"
+            )
+        if self.parallel_layers and uses_encoder and uses_decoder:
+            raise ConfigError(
+                f"model.parallel_layers=true is not defined for arch={self.arch}: its decoder layers' cross-attention "
+                "has no place beside self-attention and FFN; use arch=decoder_only or encoder_only, or set "
+                "model.parallel_layers=false"
+            )
         if uses_encoder and self.enc_layers < 1:
             raise ConfigError(f"model.enc_layers={self.enc_layers} must be >= 1 for arch={self.arch}")
         if uses_decoder and self.dec_layers < 1:

@@ -131,8 +131,10 @@ def ban_repeated_ngrams(logits: Tensor, history: Tensor, n: int) -> Tensor:
 
 def _forbid_special_tokens(logits: Tensor, cfg) -> Tensor:
     """PAD and BOS are never outputs: the model may still give them mass, decoding must not pick them. Unless
-    they are also the EOS (GPT-2's <|endoftext|> is all three), which ends a text."""
-    forbidden = [i for i in (cfg.pad_id, cfg.bos_id) if i != cfg.eos_id]
+    they are also the EOS (GPT-2's <|endoftext|> is all three), which ends a text, or the model's BOS is one of its
+    outputs (cfg.bos_is_output: Llama's <s>)."""
+    never = (cfg.pad_id,) if cfg.bos_is_output else (cfg.pad_id, cfg.bos_id)
+    forbidden = [i for i in never if i != cfg.eos_id]
     if not forbidden:
         return logits
     logits = logits.clone()

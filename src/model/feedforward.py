@@ -13,12 +13,15 @@ from .dropout import Dropout
 
 class FeedForward(nn.Module):
     """FFN(x) = W2 Dropout(act(W1 x + b1)) + b2, with act = ReLU (the paper), GELU (BERT: the exact, erf form),
-    GELU's tanh approximation (GPT-2's `gelu_new`) or SiLU (x sigmoid(x))."""
+    GELU's tanh approximation (GPT-2's `gelu_new`) or SiLU (x sigmoid(x)). bias=False (`model.ffn_bias=false`, as
+    Llama, Qwen2, Mistral and T5) drops b1 and b2."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: Callable[[Tensor], Tensor]):
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float, activation: Callable[[Tensor], Tensor], bias: bool = True
+    ):
         super().__init__()
-        self.linear1 = nn.Linear(d_model, d_ff)
-        self.linear2 = nn.Linear(d_ff, d_model)
+        self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = Dropout(dropout)
         self.activation = activation
         self.per_member = False  # set by StackedModel: see at_real_positions
@@ -30,12 +33,13 @@ class FeedForward(nn.Module):
 class SwiGLUFeedForward(nn.Module):
     """SwiGLU (Shazeer 2020): FFN(x) = W2 (SiLU(W x) * V x). The gate W and value V are one fused
     (D -> 2 d_ff) matrix. Note it has 1.5x the parameters of the ReLU FFN at the same d_ff; lower
-    model.d_ff to 2/3 of it for a parameter-matched comparison."""
+    model.d_ff to 2/3 of it for a parameter-matched comparison. The models that use it (Llama, Qwen2, Mistral)
+    have no biases here: `model.ffn_bias=false` (bias=False)."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
+    def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool = True):
         super().__init__()
-        self.gate_value = nn.Linear(d_model, 2 * d_ff)
-        self.linear2 = nn.Linear(d_ff, d_model)
+        self.gate_value = nn.Linear(d_model, 2 * d_ff, bias=bias)
+        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = Dropout(dropout)
         self.per_member = False  # set by StackedModel: see at_real_positions
 
@@ -49,13 +53,22 @@ def gelu_tanh(x: Tensor) -> Tensor:
     return F.gelu(x, approximate="tanh")
 
 
-# `model.activation`: name -> a function (d_model, d_ff, dropout) -> the feed-forward module.
-FEEDFORWARDS: dict[str, Callable[[int, int, float], nn.Module]] = {
-    "relu": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, F.relu),
-    "gelu": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, F.gelu),
+def with_activation(activation: Callable[[Tensor], Tensor]) -> Callable[..., nn.Module]:
+    """The constructor (d_model, d_ff, dropout, bias=True) of the two-layer FFN with this activation."""
+
+    def build(d_model: int, d_ff: int, dropout: float, bias: bool = True) -> nn.Module:
+        return FeedForward(d_model, d_ff, dropout, activation, bias)
+
+    return build
+
+
+# `model.activation`: name -> a constructor (d_model, d_ff, dropout, bias=True) -> the feed-forward module.
+FEEDFORWARDS: dict[str, Callable[..., nn.Module]] = {
+    "relu": with_activation(F.relu),
+    "gelu": with_activation(F.gelu),
     # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (Hendrycks and Gimpel 2016): GPT-2 was trained with it
-    "gelu_tanh": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, gelu_tanh),
-    "silu": lambda d_model, d_ff, dropout: FeedForward(d_model, d_ff, dropout, F.silu),
+    "gelu_tanh": with_activation(gelu_tanh),
+    "silu": with_activation(F.silu),
     "swiglu": SwiGLUFeedForward,
 }
 
@@ -78,6 +91,6 @@ def at_real_positions(ffn: nn.Module, x: Tensor, real: Tensor | None) -> Tensor:
     return out
 
 
-def build_feedforward(activation: str, d_model: int, d_ff: int, dropout: float) -> nn.Module:
-    """The one place that reads `model.activation`."""
-    return FEEDFORWARDS[activation](d_model, d_ff, dropout)
+def build_feedforward(activation: str, d_model: int, d_ff: int, dropout: float, bias: bool = True) -> nn.Module:
+    """The one place that reads `model.activation`; bias: `model.ffn_bias`."""
+    return FEEDFORWARDS[activation](d_model, d_ff, dropout, bias)

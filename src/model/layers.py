@@ -1,19 +1,22 @@
-"""One encoder layer and one decoder layer (Vaswani et al. 2017, section 3.1)."""
+"""One encoder layer and one decoder layer (Vaswani et al. 2017, section 3.1), their sublayers one after the other
+(the paper) or side by side (parallel layers, GPT-J and PaLM: `model.parallel_layers`)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .attention import Mask, MultiHeadAttention
+from .attention import ATTENTION_BIASES, Mask, MultiHeadAttention
 from .config import TransformerConfig
 from .feedforward import at_real_positions, build_feedforward
-from .norms import Residual, build_norm
+from .norms import Residual, Sublayer, build_norm, parallel_residual
 from .points import point_name
 from .positional import PositionalScheme
 
 
-def _residual(cfg: TransformerConfig) -> Residual:
-    return Residual(build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps), cfg.dropout, cfg.pre_norm)
+def _residual(cfg: TransformerConfig, own_norm: bool = True) -> Residual:
+    """A sublayer's residual block; own_norm False: a parallel layer's later block, which reads the first one's."""
+    norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if own_norm else None
+    return Residual(norm, cfg.dropout, cfg.pre_norm)
 
 
 def name_layer_points(sublayers, index: int) -> None:
@@ -30,10 +33,18 @@ def name_layer_points(sublayers, index: int) -> None:
 
 
 def _attention(cfg: TransformerConfig, is_self_attention: bool) -> MultiHeadAttention:
-    """A layer's self- or cross-attention: H query heads, and cfg.kv_head_count key/value heads (grouped-query
-    attention when fewer)."""
+    """A layer's self- or cross-attention: H query heads of size Dh (model.head_dim), cfg.kv_head_count key/value
+    heads (grouped-query attention when fewer), the projections' biases of model.attention_bias, and QK-norm with
+    the model's norm when model.qk_norm."""
     return MultiHeadAttention(
-        cfg.d_model, cfg.heads, cfg.attention_dropout_p, is_self_attention, kv_heads=cfg.kv_head_count
+        cfg.d_model,
+        cfg.heads,
+        cfg.attention_dropout_p,
+        is_self_attention,
+        kv_heads=cfg.kv_head_count,
+        head_dim=cfg.head_dim,
+        biases=ATTENTION_BIASES[cfg.attention_bias],
+        qk_norm=(lambda size: build_norm(cfg.norm_type, size, cfg.norm_eps)) if cfg.qk_norm else None,
     )
 
 
@@ -41,18 +52,37 @@ def _feedforward(cfg: TransformerConfig) -> nn.Module | None:
     """A layer's feed-forward network; None in an attention-only model (`model.ffn=false`, Elhage et al. 2021),
     whose layers have no feed-forward sublayer: no parameters, nothing in the forward pass, no activation points,
     no `*_ffn` site (`ffn` and `ffn_block` are None)."""
-    return build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p) if cfg.ffn else None
+    if not cfg.ffn:
+        return None
+    return build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p, bias=cfg.ffn_bias)
+
+
+def run_sublayers(
+    x: Tensor, parts: list[tuple[Residual, Sublayer]], parallel: bool
+) -> tuple[Tensor, list[Tensor | None]]:
+    """x (B, T, D) through a layer's sublayers, (residual block, sublayer) in order: one after the other, each in
+    its own block (the paper), or side by side on one norm of x (a parallel layer: norms.parallel_residual).
+    Returns the layer's output (B, T, D) and each sublayer's extra (the attention weights, or None)."""
+    if parallel:
+        return parallel_residual(x, parts)
+    extras: list[Tensor | None] = []
+    for block, sublayer in parts:
+        x, extra = block(x, sublayer)
+        extras.append(extra)
+    return x, extras
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention, then a feed-forward network (none with `model.ffn=false`); each in a residual block."""
+    """Self-attention, then a feed-forward network (none with `model.ffn=false`); each in a residual block. With
+    `model.parallel_layers` both read one norm of the layer's input, the first block's (the FFN's block has none)."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
+        self.parallel = cfg.parallel_layers
         self.self_attn = _attention(cfg, is_self_attention=True)
         self.ffn = _feedforward(cfg)  # (the order of the modules is the order of the initialisation's draws)
         self.attn_block = _residual(cfg)
-        self.ffn_block = _residual(cfg) if self.ffn is not None else None
+        self.ffn_block = _residual(cfg, own_norm=not self.parallel) if self.ffn is not None else None
 
     def sublayers(self) -> list[tuple[str, Residual, MultiHeadAttention | None]]:
         """(site, residual block, attention module or None), in forward order."""
@@ -72,30 +102,33 @@ class EncoderLayer(nn.Module):
         real: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         # x (B, S, D); mask (B, 1, S, S), or (B, 1, 1, S) when it is padding alone; real (B, S): not padding
-        x, weights = self.attn_block(
-            x, lambda h: self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights)
-        )
+        parts: list[tuple[Residual, Sublayer]] = [
+            (self.attn_block, lambda h: self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights))
+        ]
         ffn = self.ffn
         if ffn is not None and self.ffn_block is not None:  # none in an attention-only model
-            x, _ = self.ffn_block(x, lambda h: (at_real_positions(ffn, h, real), None))
-        return x, weights  # (B, S, D), (B, H, S, S) or None
+            parts.append((self.ffn_block, lambda h: (at_real_positions(ffn, h, real), None)))
+        x, extras = run_sublayers(x, parts, self.parallel)
+        return x, extras[0]  # (B, S, D), (B, H, S, S) or None
 
 
 class DecoderLayer(nn.Module):
     """Masked self-attention over the target, cross-attention to the encoder memory, then a
     feed-forward network; each in a residual block. Decoder-only models skip the cross-attention, attention-only
-    ones (`model.ffn=false`) the feed-forward network."""
+    ones (`model.ffn=false`) the feed-forward network. With `model.parallel_layers` (decoder-only models) the
+    self-attention and the FFN read one norm of the layer's input, the self-attention block's."""
 
     def __init__(self, cfg: TransformerConfig, has_cross_attention: bool = True):
         super().__init__()
+        self.parallel = cfg.parallel_layers
         self.self_attn = _attention(cfg, is_self_attention=True)
         self.self_block = _residual(cfg)
         self.cross_attn = None
         if has_cross_attention:
             self.cross_attn = _attention(cfg, is_self_attention=False)
-            self.cross_block = _residual(cfg)
+            self.cross_block = _residual(cfg, own_norm=not self.parallel)
         self.ffn = _feedforward(cfg)
-        self.ffn_block = _residual(cfg) if self.ffn is not None else None
+        self.ffn_block = _residual(cfg, own_norm=not self.parallel) if self.ffn is not None else None
 
     def sublayers(self) -> list[tuple[str, Residual, MultiHeadAttention | None]]:
         """(site, residual block, attention module or None), in forward order."""
@@ -123,22 +156,28 @@ class DecoderLayer(nn.Module):
         # x (B, T, D); memory (B, S, D); self_mask (B, 1, T, T); cross_mask (B, 1, 1, S)
         # cache: {"self": {...}, "cross": {...}} kept across decoding steps, or None
         self_cache = cache["self"] if cache is not None else None
-        x, self_weights = self.self_block(
-            x,
-            lambda h: self.self_attn(
-                h, mask=self_mask, positional=positional, cache=self_cache, start=start, need_weights=need_weights
-            ),
-        )
-        cross_weights = None
-        if self.cross_attn is not None:
-            cross_cache = cache["cross"] if cache is not None else None
-            x, cross_weights = self.cross_block(
-                x,
-                lambda h: self.cross_attn(
-                    h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights
+        parts: list[tuple[Residual, Sublayer]] = [
+            (
+                self.self_block,
+                lambda h: self.self_attn(
+                    h, mask=self_mask, positional=positional, cache=self_cache, start=start, need_weights=need_weights
                 ),
+            )
+        ]
+        cross_attn = self.cross_attn
+        if cross_attn is not None:
+            cross_cache = cache["cross"] if cache is not None else None
+            parts.append(
+                (
+                    self.cross_block,
+                    lambda h: cross_attn(
+                        h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights
+                    ),
+                )
             )
         ffn = self.ffn
         if ffn is not None and self.ffn_block is not None:  # none in an attention-only model
-            x, _ = self.ffn_block(x, lambda h: (at_real_positions(ffn, h, real), None))
-        return x, self_weights, cross_weights  # (B, T, D), (B, H, T, T), (B, H, T, S)
+            parts.append((self.ffn_block, lambda h: (at_real_positions(ffn, h, real), None)))
+        x, extras = run_sublayers(x, parts, self.parallel)
+        cross_weights = extras[1] if cross_attn is not None else None
+        return x, extras[0], cross_weights  # (B, T, D), (B, H, T, T), (B, H, T, S)

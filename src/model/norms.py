@@ -1,6 +1,8 @@
-"""Normalisation layers, written out, and where they sit in a residual block."""
+"""Normalisation layers, written out, and where they sit in a residual block (sequential, or a parallel layer's)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +65,9 @@ class RMSNorm(nn.Module):
         return part * torch.rsqrt(whole.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
 
 
+# A sublayer as a residual block runs it: a function of the (normalised) input returning (output, extra).
+Sublayer = Callable[[Tensor], tuple[Tensor, Tensor | None]]
+
 # `model.norm_type`: name -> the norm's class (constructed with d_model and eps).
 NORMS: dict[str, type[nn.Module]] = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
 
@@ -89,7 +94,8 @@ class Residual(nn.Module):
     the activation points resid_pre, out and resid_post (points.py), named by the layer that holds the block.
     """
 
-    def __init__(self, norm: nn.Module, dropout: float, pre_norm: bool):
+    def __init__(self, norm: nn.Module | None, dropout: float, pre_norm: bool):
+        """norm None: a block of a parallel layer that reads another block's norm (parallel_residual)."""
         super().__init__()
         self.norm = norm
         self.dropout = Dropout(dropout)
@@ -99,10 +105,11 @@ class Residual(nn.Module):
         self.out_point = ActivationPoint()
         self.resid_post_point = ActivationPoint()
 
-    def forward(self, x: Tensor, sublayer) -> tuple[Tensor, object]:
+    def forward(self, x: Tensor, sublayer: Sublayer) -> tuple[Tensor, Tensor | None]:
         """sublayer: a function of the (normalised) input returning (output, extra); extra is passed
         through (the attention weights)."""
         x = self.resid_pre_point(x)  # (B, T, D)
+        assert self.norm is not None, "a block without a norm of its own runs in parallel_residual"
         if self.pre_norm:
             out, extra = sublayer(self.norm(x))
             out = self.out_point(out)
@@ -110,3 +117,37 @@ class Residual(nn.Module):
         out, extra = sublayer(x)
         out = self.out_point(out)
         return self.resid_post_point(self.norm(x if self.removed else x + self.dropout(out))), extra
+
+
+def parallel_residual(x: Tensor, parts: list[tuple[Residual, Sublayer]]) -> tuple[Tensor, list[Tensor | None]]:
+    """A parallel layer (GPT-J, Wang & Komatsuzaki 2021; PaLM, Chowdhery et al. 2022): its sublayers read one norm
+    of the same input and their outputs are added to it side by side,
+
+        y = x + Dropout(Attn(Norm(x))) + Dropout(FFN(Norm(x)))         (sequential pre-LN: FFN reads x + Attn(...))
+
+    so the FFN need not wait for the attention (one pass over the layer's input: PaLM trains 15% faster at scale).
+    `parts`: (block, sublayer) in the layer's order; the first block's norm is the layer's one norm (the others have
+    none). Pre-LN only (config.validate).
+
+    The activation points keep a sequential layer's meaning where they can (points.py; docs/model.md):
+    - every block's resid_pre is the layer's input x: one activation, passed through each block's point in turn,
+      so an edit at any of them changes what every sublayer and the residual sum read;
+    - out is each sublayer's own output;
+    - resid_post accumulates in the layer's order: the attention's is x + its output (the stream as it would be
+      without the FFN), the FFN's adds the FFN's output to that, so the last block's resid_post is the layer's
+      output, what the next layer receives, as in a sequential layer (the logit lens reads it there).
+    A removed block (ablation.py) adds nothing, as in Residual. Returns the output (B, T, D) and each sublayer's
+    extra (the attention weights), in order."""
+    for block, _ in parts:  # (B, T, D): the layer's input, under each sublayer's resid_pre name
+        x = block.resid_pre_point(x)
+    norm = parts[0][0].norm
+    assert norm is not None, "a parallel layer's first block holds its norm"
+    normed = norm(x)  # (B, T, D): what every sublayer reads
+    stream = x  # the residual sum so far
+    extras: list[Tensor | None] = []
+    for block, sublayer in parts:
+        out, extra = sublayer(normed)
+        out = block.out_point(out)
+        stream = block.resid_post_point(stream if block.removed else stream + block.dropout(out))
+        extras.append(extra)
+    return stream, extras

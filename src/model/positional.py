@@ -245,7 +245,7 @@ class RotaryPositions(PositionalScheme):
         if dims < 2 or dims % 2 != 0:
             raise ConfigError(
                 f"model.pos_encoding=rope turns pairs of dimensions: model.rope_fraction={cfg.rope_fraction} of the "
-                f"head size d_model/heads={cfg.head_dim} gives {dims}: choose a fraction (or head size) that gives an "
+                f"head size {cfg.head_dim} gives {dims}: choose a fraction (or head size) that gives an "
                 "even number >= 2"
             )
         build_rope_scaling(cfg.rope_scaling)
@@ -375,7 +375,9 @@ class T5RelativePositions(PositionalScheme):
             )
 
     def for_stack(self, stack: str) -> PositionalScheme:
-        return self.stacks[stack]
+        table = self.stacks[stack]
+        assert isinstance(table, RelativePositionBias)
+        return table
 
 
 # `model.pos_encoding`: name -> scheme class. A new scheme is one class with `from_config` and one entry here.

@@ -138,12 +138,12 @@ class Decoder(nn.Module):
 FUSED_MATRICES = {"qkv_proj": 3, "kv_proj": 2, "gate_value": 2}
 
 
-def fused_parts(layer: str, weight: Tensor) -> tuple[Tensor, ...]:
-    """The matrices a linear layer's weight (out, in) holds side by side: Q | K | V of qkv_proj, whose K and V have
-    KVH * Dh rows each under grouped-query attention (fewer than Q's D); equal parts otherwise (FUSED_MATRICES)."""
+def fused_parts(layer: str, weight: Tensor, cfg: TransformerConfig) -> tuple[Tensor, ...]:
+    """The matrices a linear layer's weight (out, in) holds side by side: Q | K | V of qkv_proj, H * Dh rows for Q
+    (D unless model.head_dim sets Dh apart) and KVH * Dh for K and for V (fewer under grouped-query attention);
+    equal parts otherwise (FUSED_MATRICES)."""
     if layer == "qkv_proj":
-        kv = (weight.size(0) - weight.size(1)) // 2  # (D + 2 KVH Dh) rows, D columns
-        return weight.split([weight.size(1), kv, kv], dim=0)
+        return weight.split([cfg.q_dim, cfg.kv_dim, cfg.kv_dim], dim=0)  # (H Dh + 2 KVH Dh) rows, D columns
     return weight.chunk(FUSED_MATRICES.get(layer, 1), dim=0)
 
 
@@ -183,7 +183,7 @@ class TransformerBase(nn.Module):
         - token and learned-position embeddings: N(0, d_model^-0.5), so that after the sqrt(d_model)
           scaling the embedded tokens have unit variance, and a tied output projection starts with
           logits of order 1;
-        - norm gains one, shifts zero (their constructors already do this).
+        - norm gains one, shifts zero (their constructors already do this), QK-norm's too.
         """
         for name, p in self.named_parameters():
             if p.dim() < 2:
@@ -192,7 +192,7 @@ class TransformerBase(nn.Module):
             elif "embedding" in name or name.endswith(("token.weight", "token_type.weight")):
                 nn.init.normal_(p, mean=0.0, std=self.cfg.d_model**-0.5)
             else:
-                for part in fused_parts(name.rsplit(".", 2)[-2], p.data):
+                for part in fused_parts(name.rsplit(".", 2)[-2], p.data, self.cfg):
                     nn.init.xavier_uniform_(part)
         for module in self.modules():  # the padding embedding stays zero
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:

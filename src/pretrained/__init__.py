@@ -28,9 +28,23 @@ from .convert import Weights
 from .hub import read_hf_config, read_weights, resolve
 
 # transformers' `model_type` -> our module converting that family. A new family is one module and one entry here.
-FAMILIES = {"gpt2": "gpt2", "bert": "bert", "marian": "marian"}
+FAMILIES = {
+    "gpt2": "gpt2",
+    "bert": "bert",
+    "marian": "marian",
+    "llama": "llama",
+    "qwen2": "qwen2",
+    "mistral": "mistral",
+}
 # The Hugging Face state dict's wrappers around the base model (a task head's class adds them).
-PREFIXES = {"gpt2": ("transformer.",), "bert": ("bert.",), "marian": ("model.",)}
+PREFIXES = {
+    "gpt2": ("transformer.",),
+    "bert": ("bert.",),
+    "marian": ("model.",),
+    "llama": ("model.",),
+    "qwen2": ("model.",),
+    "mistral": ("model.",),
+}
 
 
 @dataclass

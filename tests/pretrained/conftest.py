@@ -81,6 +81,40 @@ def tiny_marian(**overrides):
     return randomise(model)
 
 
+def tiny_decoder(family: str, **overrides):
+    """A tiny Llama-shaped model of `family` (llama, qwen2, mistral): grouped-query attention (2 KV heads of 4), a
+    RoPE base and scaling a family uses, and each family's own twist (Qwen2's Q, K, V biases; Mistral's window)."""
+    settings = dict(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=1, eos_token_id=PAD, pad_token_id=None,
+        rms_norm_eps=1e-6, tie_word_embeddings=False,
+    )  # fmt: skip
+    family_settings = {
+        "llama": dict(
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 500000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+            }
+        ),  # fmt: skip
+        "qwen2": dict(rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, tie_word_embeddings=True),
+        "mistral": dict(rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, sliding_window=5),
+    }[family]
+    settings.update(family_settings)
+    settings.update(overrides)
+    classes = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+    }
+    config_class, model_class = classes[family]
+    torch.manual_seed(0)
+    return randomise(model_class(config_class(attn_implementation="eager", **settings)))
+
+
 def save(model, directory, save_tokenizer=None):
     """The model as save_pretrained writes it, with its family's tokenizer beside it (as on the hub)."""
     model.save_pretrained(directory)
@@ -102,3 +136,9 @@ def bert_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def marian_dir(tmp_path_factory):
     return save(tiny_marian(), tmp_path_factory.mktemp("marian"), save_marian_tokenizer)
+
+
+@pytest.fixture(scope="session", params=["llama", "qwen2", "mistral"])
+def decoder_family(request, tmp_path_factory):
+    """(family, directory) of each Llama-shaped family's tiny model, saved as save_pretrained writes it."""
+    return request.param, save(tiny_decoder(request.param), tmp_path_factory.mktemp(request.param))

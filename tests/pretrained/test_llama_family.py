@@ -1,0 +1,121 @@
+"""Llama, Qwen2 and Mistral in our DecoderOnly equal transformers' own models (random weights of tiny models that
+use each family's features: grouped-query attention, the llama3 RoPE scaling, Qwen2's biases, Mistral's sliding
+window): logits in float64 with and without padding, attention weights per layer and head, greedy generation token
+for token, and cached decoding with grouped KV heads equal to full recomputation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from src.model import ConfigError, generate
+from src.pretrained import load_pretrained, pretrained_config
+
+from .conftest import PAD, VOCAB, save, tiny_decoder, transformers
+
+TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-4}
+
+
+def inputs(length: int = 12):
+    """Right-padded rows (the pad is the eos token, as these families have no pad token of their own)."""
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(2, VOCAB - 1, (3, length), generator=g)
+    lengths = [length, 9, 5]
+    attention_mask = torch.zeros_like(tokens)
+    for row, real in enumerate(lengths):
+        attention_mask[row, :real] = 1
+        tokens[row, real:] = PAD
+    return tokens, attention_mask, lengths
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_logits_and_attention_equal_huggingface_with_and_without_padding(decoder_family, dtype):
+    """Ours on right-padded rows against transformers on each row alone, unpadded (its eager sliding-window path
+    gives NaN on padded rows: the row alone is the reference that holds for every family)."""
+    family, directory = decoder_family
+    hf = tiny_decoder(family).to(dtype)
+    ours = load_pretrained(str(directory), dtype=dtype).model
+    tokens, _, lengths = inputs()
+    with torch.no_grad():
+        mine = ours(tokens, need_weights=True)
+        for row, length in enumerate(lengths):  # padded positions are never read
+            theirs = hf(tokens[row : row + 1, :length], output_attentions=True)
+            diff = (mine.logits[row, :length] - theirs.logits[0]).abs().max().item()
+            assert diff <= TOLERANCE[dtype], (family, row, diff)
+            for layer, weights in enumerate(mine.attentions["decoder_self"]):  # (B, H, T, T): per query head
+                real = weights[row, :, :length, :length]
+                torch.testing.assert_close(real, theirs.attentions[layer][0], atol=1e-6, rtol=0)
+
+
+def test_greedy_generation_is_huggingfaces_token_for_token(decoder_family):
+    family, directory = decoder_family
+    hf = tiny_decoder(family).double()
+    ours = load_pretrained(str(directory), dtype=torch.float64).model
+    prompt = torch.tensor([[5, 17, 42, 8], [60, 3, 3, 91]])
+    expected = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=PAD)[:, prompt.size(1) :]
+    mine = generate(ours, prompt=prompt, max_new_tokens=20, strategy="greedy")
+    for row in range(2):  # both stop at the eos token and pad with it
+        assert mine[row].tolist() == expected[row, : mine.size(1)].tolist(), family
+
+
+def test_cached_decoding_with_grouped_kv_heads_equals_full_recomputation(decoder_family):
+    family, directory = decoder_family
+    ours = load_pretrained(str(directory), dtype=torch.float64).model
+    assert ours.cfg.kv_head_count == 2 and ours.cfg.heads == 4
+    prompt = torch.tensor([[5, 17, 42, 8]])
+    tokens = generate(ours, prompt=prompt, max_new_tokens=20, strategy="greedy")
+    sequence = torch.cat([prompt, tokens], dim=1)
+    with torch.no_grad():
+        full = ours(sequence[:, :-1]).logits  # every position recomputed from scratch, past Mistral's window
+    assert full[0, prompt.size(1) - 1 :].argmax(-1).tolist() == tokens[0].tolist()
+
+
+def test_the_config_says_what_each_family_is(decoder_family):
+    family, directory = decoder_family
+    cfg = load_pretrained(str(directory)).config
+    assert (cfg.arch, cfg.norm_type, cfg.activation, cfg.pos_encoding, cfg.kv_heads) == (
+        "decoder_only", "rmsnorm", "swiglu", "rope", 2,
+    )  # fmt: skip
+    expected = {
+        "llama": (
+            500000.0,
+            {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_len": 16},
+            "none",
+            {"type": "standard"},
+            False,
+        ),  # fmt: skip
+        "qwen2": (1000000.0, {}, "qkv", {"type": "standard"}, True),
+        "mistral": (10000.0, {}, "none", {"type": "window", "window": 5}, False),
+    }[family]
+    assert (cfg.rope_theta, cfg.rope_scaling, cfg.attention_bias, cfg.mask, cfg.tie_embeddings) == expected
+    assert not cfg.ffn_bias and cfg.pad_id == cfg.eos_id == PAD
+
+
+@pytest.mark.parametrize(
+    "family, overrides, message",
+    [
+        ("llama", {"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}},
+         "Llama with RoPE scaling 'yarn' is not supported"),
+        ("llama", {"hidden_act": "gelu"}, "Llama with hidden_act='gelu' is not supported"),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 4}, "Qwen2 with use_sliding_window=true"),
+    ],
+)  # fmt: skip
+def test_unsupported_variants_are_refused_by_name(family, overrides, message, tmp_path):
+    config_class = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config}[family]
+    settings = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                    vocab_size=VOCAB, max_position_embeddings=64)  # fmt: skip
+    config_class(**settings, **overrides).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        pretrained_config(str(tmp_path))
+
+
+def test_a_head_size_apart_from_d_model_over_heads_and_every_bias_are_loaded(tmp_path):
+    """Llama 3 and Gemma set head_dim apart from hidden_size / heads: 4 heads of 12 in a model of 32; a Llama variant
+    may put biases on every attention projection and the MLP (attention_bias, mlp_bias)."""
+    hf = tiny_decoder("llama", head_dim=12, attention_bias=True, mlp_bias=True)
+    save(hf, tmp_path)
+    ours = load_pretrained(str(tmp_path), dtype=torch.float64).model
+    tokens = inputs()[0][:1, :9]
+    with torch.no_grad():
+        diff = (ours(tokens).logits - hf.double()(tokens).logits).abs().max().item()
+    assert ours.cfg.head_dim == 12 and ours.cfg.attention_bias == "all" and ours.cfg.ffn_bias and diff <= 1e-6
