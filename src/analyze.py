@@ -21,6 +21,7 @@ collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import math
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -107,7 +108,8 @@ def _sweep_targets(path: Path, ckpt: str, out: str | None, folder: str = ANALYSI
     if not targets:
         raise ConfigError(
             f"ckpt={ckpt}: no job of this sweep is left to analyse (none completed, or each has "
-            f"{folder}/ already; move those away to analyse again)"
+            f"{folder}/ already; move those away to analyse again, or rewrite the sweep's report from them: "
+            f"python -m src.report {shlex.quote(str(path))})"
         )
     return targets
 
@@ -251,7 +253,8 @@ def warn_unread_settings(cfg: DictConfig) -> None:
     unread = [key for key in readers if key in typed and key not in OWN_SETTINGS.get(cfg.analysis, ())]
     if unread:
         listed = ", ".join(f"{key}= ({' and '.join(readers[key])})" for key in unread)
-        print_warning(f"analysis={cfg.analysis} does not read {listed}: they are ignored")
+        ignored = "they are ignored" if len(unread) > 1 else "it is ignored"
+        print_warning(f"analysis={cfg.analysis} does not read {listed}: {ignored}")
 
 
 def analyze_checkpoint(
@@ -368,7 +371,7 @@ def path_pairs(cfg: DictConfig, model_cfg, warn: bool = True) -> list[tuple[str,
     """(sender, receiver) head names for path patching: every sender of `senders=` that runs before a receiver of
     `receivers=` (heads as ablate.heads takes them, `*` allowed); one warning names the pairs left out (`warn`: the
     preflight says it once, for a sweep's first job)."""
-    from src.analysis.patching import runs_before
+    from src.analysis.patching import CHANNELS, reachable, runs_before
     from src.model.ablation import parse_ablation
     from src.model.names import head_name
 
@@ -379,21 +382,43 @@ def path_pairs(cfg: DictConfig, model_cfg, warn: bool = True) -> list[tuple[str,
             raise ConfigError(str(error).replace(f"{key}.heads", key)) from None
         return [(site, layer, head) for site, found in parsed.items() for layer, head in found]
 
-    found, left_out = [], []
+    found, left_out, unreachable = [], [], []
     for s in heads("senders"):
         for r in heads("receivers"):
             pair = (head_name(*s), head_name(*r))
-            (found if runs_before(s[:2], r[:2]) else left_out).append(pair)
+            if not runs_before(s[:2], r[:2]):
+                left_out.append(pair)
+            elif not any(reachable(s[0], r[0], channel) for channel in CHANNELS):
+                unreachable.append(pair)  # an encoder head into decoder self-attention: no stream joins them
+            else:
+                found.append(pair)
+    given = f"senders={list(cfg.senders)} receivers={list(cfg.receivers)}"
+    if (cfg.senders or cfg.receivers) and not found and unreachable:
+        raise ConfigError(
+            f"{given}: no sender's output reaches a receiver: an encoder head reaches the decoder only through "
+            "cross-attention's keys and values (receivers=[cross:<layer>:<head>]), a decoder head never the encoder"
+        )
     if (cfg.senders or cfg.receivers) and not found:
         raise ConfigError(
-            f"senders={list(cfg.senders)} receivers={list(cfg.receivers)}: no sender runs before a receiver: path "
-            "patching follows a head's output into a later sublayer (a later layer, or a decoder layer's "
-            "cross-attention after its self-attention)"
+            f"{given}: no sender runs before a receiver: path patching follows a head's output into a later "
+            "sublayer (a later layer, or a decoder layer's cross-attention after its self-attention)"
         )
-    if left_out and warn:
-        shown = ", ".join(f"{a} -> {b}" for a, b in left_out[:4]) + (" ..." if len(left_out) > 4 else "")
-        print_warning(f"{len(left_out)} sender -> receiver pairs are left out, the sender not running first: {shown}")
+    for pairs, why in ((left_out, "the sender not running first"), (unreachable, "no stream joining them")):
+        if pairs and warn:
+            shown = ", ".join(f"{a} -> {b}" for a, b in pairs[:4]) + (" ..." if len(pairs) > 4 else "")
+            print_warning(f"{len(pairs)} sender -> receiver pair(s) are left out, {why}: {shown}")
     return found
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(text: str) -> None:
+    """A warning that holds for every job of a sweep alike (the pairs' template, a post-LN model's attribution):
+    said for the first job only."""
+    if text not in _WARNED:
+        _WARNED.add(text)
+        print_warning(text)
 
 
 @dataclass
@@ -466,9 +491,11 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
     from src.analysis.causal import (
         analyze_patching,
         clean_accuracy,
+        plural,
         same_template,
         undefined_restoration,
         weak_separation,
+        wrong_answer,
     )
     from src.analysis.causal_report import write_patching, write_tensorboard
     from src.data.pairs import collate_pairs
@@ -479,9 +506,14 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
     pairs, described = pairs_of_run(cfg, datamodule, log)
     template = same_template(pairs)
     if template is not None:
-        print_warning(
+        warn_once(
             f"{template}, so a position would mean something else in each of them: only each head's output at every "
             "position is patched (for the by-position tables, give pairs of one template)"
+        )
+    if cfg.rows_per_batch < len(pairs):  # a patch's rows are every pair: they are not split between passes
+        warn_once(
+            f"rows_per_batch={cfg.rows_per_batch} is fewer than the {len(pairs)} pairs: each forward pass holds one "
+            f"patch on every pair ({len(pairs)} rows); lower max_pairs to make the passes smaller"
         )
     batch = collate_pairs(pairs, datamodule.kind, datamodule.task.specials).to(device)
     first_clean = batch.clean
@@ -504,7 +536,8 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
         one_template=template is None,
         log=lambda line: log(f"  {line}"),
     )
-    fragile = weak_separation(result) or undefined_restoration(result)
+    accuracy = clean_accuracy(model, datamodule.kind, batch)
+    fragile = weak_separation(result) or undefined_restoration(result) or wrong_answer(result, accuracy)
     if fragile:
         print_warning(fragile)
     settings = {key: cfg[key] for key in ("split", "pairs", "max_pairs", "metric", "direction")}
@@ -512,14 +545,14 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
         target,
         device,
         {"patching": time.perf_counter() - started},
-        clean_accuracy=clean_accuracy(model, datamodule.kind, batch),
+        clean_accuracy=accuracy,
         settings=settings | {"senders": list(cfg.senders), "receivers": list(cfg.receivers)},
     )
     write_patching(result, target.out, about)
     if loaded.writes_tensorboard(target):
         write_tensorboard(result, target.run_dir, about["step"], about, cfg.split)
     log(
-        f"  {cfg.metric}: clean {result.clean:.4g}, corrupted {result.corrupted:.4g} ({result.pairs} pairs); "
+        f"  {cfg.metric}: clean {result.clean:.4g}, corrupted {result.corrupted:.4g} ({plural(result.pairs, 'pair')}); "
         f"written: {target.out}"
     )
     return target.out
@@ -535,7 +568,7 @@ def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: 
     model, datamodule = loaded.model, loaded.datamodule
     refused = attribution_refused(model)
     if refused:  # said before the work: the report then has the lens alone
-        print_warning(f"{refused}: the logit lens alone is written")
+        warn_once(f"{refused}: the logit lens alone is written")
     examples = list(getattr(datamodule.task, cfg.split))[: cfg.max_examples]
     if not examples:
         raise ConfigError(f"split={cfg.split}: this run's {cfg.split} split has no examples to read")
@@ -587,8 +620,8 @@ def induction_checkpoint(
     count = cfg.max_examples or INDUCTION_SEQUENCES
     batches = repeated_random_batches(model, count, half, batch_size=datamodule.batch_size)
     started = time.perf_counter()
-    heads = head_table(model, batches, REPEAT_MIN_RUN)
-    result = InductionAnalysis(count, half, heads, math.nan, math.nan)
+    heads, chance = head_table(model, batches, REPEAT_MIN_RUN)
+    result = InductionAnalysis(count, half, heads, math.nan, math.nan, chance=chance)
     induction_heads = result.standing_out("induction")
     intact, without = repeated_losses(model, batches, REPEAT_MIN_RUN, [[], induction_heads or []])
     result.loss = intact
@@ -699,6 +732,7 @@ def pretrained_target(cfg: DictConfig) -> Target:
 
 
 def analyze(cfg: DictConfig) -> list[Path]:
+    _WARNED.clear()  # once per command (the tests run several in one process)
     check_settings(cfg)
     kind = ANALYSES[cfg.analysis]
     device = device_for(cfg.accelerator)
@@ -726,7 +760,15 @@ def analyze(cfg: DictConfig) -> list[Path]:
     if sweep_dir is not None:
         from src.report import report_sweep
 
-        report_sweep(sweep_dir)
+        try:
+            report_sweep(sweep_dir)
+        except KeyboardInterrupt:  # every analysis is written: only the report is left to make
+            print(
+                f"interrupted while the sweep's report was written: the {len(written)} analyses are; rewrite the "
+                f"report: python -m src.report {shlex.quote(str(sweep_dir))}",
+                file=sys.stderr,
+            )
+            sys.exit(130)
     return written
 
 

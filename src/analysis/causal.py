@@ -300,6 +300,25 @@ def weak_separation(analysis: CausalAnalysis) -> str | None:
     return None
 
 
+def wrong_answer(analysis: CausalAnalysis, accuracy: float) -> str | None:
+    """Why the pairs may not test what the model does (None: they may): on the clean inputs the model prefers the
+    corrupted answer (a negative logit difference), or its top-1 prediction is the clean answer in under half of
+    the pairs: an answer off by one token (a seq2seq target prefix one token short) gives exactly this."""
+    if analysis.metric == "logit_diff" and analysis.clean < 0:
+        return (
+            f"on the clean inputs the model prefers the corrupted answer (mean logit difference {analysis.clean:.4g}; "
+            f"the clean answer is its top-1 prediction in {accuracy:.0%} of the pairs): check each pair's answers "
+            "(and a seq2seq target prefix): the fractions measure a behaviour the model does not have"
+        )
+    if accuracy < 0.5:
+        return (
+            f"the clean answer is the model's top-1 prediction in only {accuracy:.0%} of the pairs: check each pair's "
+            "answers (and a seq2seq target prefix), or train the model further: the fractions are of a behaviour it "
+            "mostly does not have"
+        )
+    return None
+
+
 def undefined_restoration(analysis: CausalAnalysis) -> str | None:
     """Why the restored fractions are undefined (None: they are defined): the pairs give the clean and the
     corrupted run the same metric, so there is nothing to restore."""

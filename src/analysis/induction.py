@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import torch
@@ -56,6 +56,9 @@ class HeadScores:
     previous_token: dict[str, float]
     induction_queries: int  # how many query positions the induction scores average over
     previous_queries: int  # and the previous-token scores
+    # score -> what a head attending uniformly over the keys it sees would score (1 / visible keys, averaged over
+    # the same queries): a previous-token score of 0.1 is chance on 32 tokens, not a previous-token head
+    chance: dict[str, float] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, float, float]]:
         """(head, induction score, previous-token score) per head: a table's rows."""
@@ -101,6 +104,7 @@ def head_scores(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_s
     induction = torch.zeros(layers, heads, dtype=torch.float64)  # summed attention, per layer and head
     previous = torch.zeros(layers, heads, dtype=torch.float64)
     induction_queries = previous_queries = 0
+    induction_chance = previous_chance = 0.0  # sums of 1 / (keys the query sees)
     with eval_mode(model):
         for batch in batches:
             batch = _on_device(model, batch)
@@ -112,6 +116,9 @@ def head_scores(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_s
             later = real[:, 1:t]  # (B, T - 1): the real queries from position 1 on
             with recorded(model, names) as seen:
                 forward_batch(model, "lm", batch)
+            visible = model.attention_masks(batch["tgt_in"])[SITE][:, 0].sum(-1).double()  # (B, T): keys seen
+            induction_chance += float((1 / visible[rows, queries]).sum())
+            previous_chance += float(((1 / visible[:, 1:t]) * later).sum())
             for layer, name in enumerate(names):
                 pattern = seen[name].double()  # (B, H, T, T)
                 induction[layer] += pattern[rows, :, queries, keys].sum(dim=0).cpu()  # (N, H) summed
@@ -122,11 +129,16 @@ def head_scores(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_s
     induction /= induction_queries if induction_queries else math.nan
     previous /= previous_queries if previous_queries else math.nan
     names_of = [(layer, head, head_name(SITE, layer, head)) for layer in range(layers) for head in range(heads)]
+    chance = {
+        "induction": induction_chance / induction_queries if induction_queries else math.nan,
+        "previous_token": previous_chance / previous_queries if previous_queries else math.nan,
+    }
     return HeadScores(
         {name: float(induction[layer, head]) for layer, head, name in names_of},
         {name: float(previous[layer, head]) for layer, head, name in names_of},
         induction_queries,
         previous_queries,
+        chance,
     )
 
 
@@ -192,15 +204,19 @@ class HeadRow:
     loss_increase: float  # that minus the loss with every head on
 
 
-def head_table(model: nn.Module, batches: Sequence[Mapping[str, Tensor]], min_segment_len: int) -> list[HeadRow]:
-    """Per head: its two scores and what ablating it alone does to the loss on the repeats (one pass for all)."""
+def head_table(
+    model: nn.Module, batches: Sequence[Mapping[str, Tensor]], min_segment_len: int
+) -> tuple[list[HeadRow], dict[str, float]]:
+    """Per head: its two scores and what ablating it alone does to the loss on the repeats (one pass for all); and
+    each score's chance level (HeadScores.chance)."""
     scores = head_scores(model, batches, min_segment_len)
     heads = list(scores.induction)
     losses = repeated_losses(model, batches, min_segment_len, [[]] + [[head] for head in heads])
-    return [
+    rows = [
         HeadRow(head, scores.induction[head], scores.previous_token[head], loss, loss - losses[0])
         for head, loss in zip(heads, losses[1:])
     ]
+    return rows, scores.chance
 
 
 # The repeated random sequences every model is read on (as TransformerLens reads GPT-2's induction heads): a half of

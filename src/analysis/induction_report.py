@@ -34,6 +34,7 @@ from .report import _finite, _fmt, grids_of_heads, heat_map_figure, save_figures
 # A head is called an induction (previous-token) head when its score is at least this share of the largest score of
 # its kind, and at least FLOOR: a rule that picks the heads that stand out, whatever the model's scale of attention.
 SHARE, FLOOR = 0.5, 0.1
+CHANCE_TIMES = 2.0  # ... and at least twice what uniform attention would score (a random model's heads do that)
 
 
 # --- the phase change, from the training history ------------------------------------------------------------------
@@ -189,13 +190,28 @@ class InductionAnalysis:
     loss: float  # on the repeats' predictable tokens, the model as it is
     loss_without_induction_heads: float  # with every induction head ablated at once (NaN: there is none)
     phase: PhaseChange | None = None  # the training curve's phase change (None: not looked for)
+    chance: dict[str, float] = field(default_factory=dict)  # score -> uniform attention's (HeadScores.chance)
+
+    def threshold(self, score: str) -> float:
+        """The score a head needs to be counted as one of its kind: SHARE of the largest, at least FLOOR, and at
+        least CHANCE_TIMES what uniform attention over the keys a query sees would score."""
+        values = [v for v in (getattr(row, score) for row in self.heads) if math.isfinite(v)]
+        chance = self.chance.get(score, math.nan)
+        return max(SHARE * max(values, default=math.nan), FLOOR, CHANCE_TIMES * chance if math.isfinite(chance) else 0)
 
     def standing_out(self, score: str) -> list[str]:
         values = {row.head: getattr(row, score) for row in self.heads if math.isfinite(getattr(row, score))}
         if not values:
             return []
-        top = max(values.values())
-        return [head for head, value in values.items() if value >= max(SHARE * top, FLOOR)]
+        return [head for head, value in values.items() if value >= self.threshold(score)]
+
+
+def chance_words(analysis: InductionAnalysis) -> str:
+    chance = analysis.chance
+    if not chance:
+        return "not recorded"
+    induction, previous = chance.get("induction", math.nan), chance.get("previous_token", math.nan)
+    return f"induction {induction:.3f}, previous token {previous:.3f}"
 
 
 def grids(analysis: InductionAnalysis, score: str) -> dict[str, np.ndarray]:
@@ -213,8 +229,9 @@ def report_markdown(analysis: InductionAnalysis, about: dict) -> str:
         "from the first only by copying). Induction score: a head's mean attention from each token of the second "
         "half to the token after its earlier occurrence; previous-token score: its mean attention to the position "
         "just before (Olsson et al. 2022). Loss: on the second half's predictable tokens. A head is counted as one "
-        f"when its score is at least {SHARE:g} of the largest of its kind and at least {FLOOR:g}. Heads named as "
-        f"`ablate.heads` takes them ({NUMBERING}).",
+        f"when its score is at least {SHARE:g} of the largest of its kind, at least {FLOOR:g}, and at least "
+        f"{CHANCE_TIMES:g}x what uniform attention over the keys it sees scores ({chance_words(analysis)}). Heads "
+        f"named as `ablate.heads` takes them ({NUMBERING}).",
         "",
         "## The answer",
         "",
@@ -303,6 +320,7 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
             "loss_without_induction_heads": analysis.loss_without_induction_heads,
             "induction_heads": analysis.standing_out("induction"),
             "previous_token_heads": analysis.standing_out("previous_token"),
+            "chance": analysis.chance,  # what uniform attention scores: the heads above must clear twice it
             "heads": [asdict(r) for r in analysis.heads],
             "phase_change": phase_summary(analysis.phase) if analysis.phase is not None else None,
             **about,

@@ -105,7 +105,8 @@ def attribution_refused(model: nn.Module) -> str | None:
     """Why the target's logit is no sum of the components' direct contributions in this model, None when it is."""
     if not model.cfg.pre_norm:
         return (
-            "direct logit attribution needs a pre-LN model (model.norm_position=pre): in a post-LN stack each "
+            "direct logit attribution needs a pre-LN model (one trained with model.norm_position=pre): in a post-LN "
+            "stack each "
             "sublayer's output is normalised again by the sublayers after it, so the logit is no sum of them"
         )
     if stack_name(model) == "encoder" and not getattr(model.pooling, "linear", False):
@@ -127,12 +128,9 @@ def direct_logit_attribution(model: nn.Module, kind: str, batch: dict[str, Tenso
         raise ValueError(refused)
     stack = output_stack(model)
     final_norm = stack.final_norm
-    blocks = [
-        (site, index, attention)
-        for index, layer in enumerate(stack.layers)
-        for site, block, attention in layer.sublayers()
-        if not block.removed  # an ablated sublayer adds nothing to the stream
-    ]
+    every = [(site, index, block, attention) for index, layer in enumerate(stack.layers)
+             for site, block, attention in layer.sublayers()]  # fmt: skip
+    blocks = [(site, index, attention) for site, index, block, attention in every if not block.removed]
     embed, last = layer_outputs(model)[0], layer_outputs(model)[-1]
     names = [embed, last]
     names += [f"{'z' if attention is not None else 'out'}@{site}:{index}" for site, index, attention in blocks]
@@ -169,6 +167,15 @@ def direct_logit_attribution(model: nn.Module, kind: str, batch: dict[str, Tenso
             found[head_name(site, index, head)] = direct(z[:, head] @ w_o[:, head].T)  # (B, T, D) -> (B, T)
         if attention.out_proj.bias is not None:
             found[f"{layer_name(site, index)} bias"] = direct(attention.out_proj.bias.expand_as(stream))
+    for site, index, block, attention in every:  # an ablated sublayer adds nothing to the stream: listed as 0
+        if not block.removed:
+            continue
+        names = (
+            [layer_name(site, index)]
+            if attention is None
+            else [head_name(site, index, h) for h in range(attention.heads)]
+        )
+        found |= {name: torch.zeros_like(found["embed"]) for name in names}
     constant = torch.zeros_like(target, dtype=logits.dtype)
     if final_norm is not None and getattr(final_norm, "bias", None) is not None:
         constant = constant + (read(final_norm.bias.expand_as(stream)) * w_u).sum(-1)

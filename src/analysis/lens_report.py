@@ -12,7 +12,7 @@ TensorBoard.
     lens/attribution.png  each head's direct contribution, layer x head per site
 
 In TensorBoard: `<split>_lens/` (images, the per-layer loss and agreement as scalars with the layer as the step, the
-embeddings' as scalars of their own, the report as text).
+embeddings' row in the figure and the report, the report as text).
 """
 
 from __future__ import annotations
@@ -174,10 +174,8 @@ def write_tensorboard(analysis: LensAnalysis, log_dir: Path, step: int, about: d
         for name, figure in figures(analysis).items():
             writer.add_image(f"{group}/{name}", figure_pixels(figure), step, dataformats="HWC")
             plt.close(figure)
-        for layer in analysis.layers:  # x: the layer; the embeddings have no layer number, so scalars of their own
+        for layer in analysis.layers:  # x: the layer (the embeddings have no number: they are in the figure)
             if layer.layer is None:
-                writer.add_scalar(f"{group}/loss_of_embeddings", layer.loss, step)
-                writer.add_scalar(f"{group}/top1_agreement_of_embeddings", layer.top1_agreement, step)
                 continue
             writer.add_scalar(f"{group}/loss_by_layer", layer.loss, layer.layer)
             writer.add_scalar(f"{group}/top1_agreement_by_layer", layer.top1_agreement, layer.layer)

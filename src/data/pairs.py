@@ -148,10 +148,16 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
     for where, fields in pairs_file_lines(path, kind, name):
         clean_text, corrupted_text, answer_text, wrong_text = fields[:4]
         prefix_text = fields[4] if len(fields) == 5 else ""
-        clean_ids, _ = datamodule.encode_input(clean_text)
-        corrupted_ids, _ = datamodule.encode_input(corrupted_text)
+        clean_ids, clean_length = datamodule.encode_input(clean_text)
+        corrupted_ids, corrupted_length = datamodule.encode_input(corrupted_text)
         if not clean_ids:
             raise DataError(f"{where}: the clean text reads as no tokens: give the model something to read")
+        for length, ids, what in ((clean_length, clean_ids, "clean"), (corrupted_length, corrupted_ids, "corrupted")):
+            if length > len(ids):  # cut to what the model reads: a patch's positions would not be the text's
+                raise DataError(
+                    f"{where}: the {what} text is {length:,} tokens and the model reads at most {len(ids)}: shorten "
+                    "both texts to the part the pair is about"
+                )
         for text_read, ids, what in ((clean_text, clean_ids, "clean text"), (corrupted_text, corrupted_ids,
                                                                              "corrupted text")):  # fmt: skip
             _known(datamodule, ids, text_read, where, what)
@@ -163,11 +169,15 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
             )
         if kind == "classification":
             answer, wrong = (_label(datamodule, t, where) for t in (answer_text, wrong_text))
+            if answer == wrong:
+                _same_answers(where, f"the label {list(datamodule.label_names)[answer]!r}")
             pairs.append(Pair({"src": _ids(clean_ids), "label": answer}, {"src": _ids(corrupted_ids), "label": answer},
                               0, answer, wrong))  # fmt: skip
             continue
         answer = _one_token(datamodule, answer_text, where, "clean answer")
         wrong = _one_token(datamodule, wrong_text, where, "corrupted answer")
+        if answer == wrong:
+            _same_answers(where, f"the token {datamodule.vocab('tgt').token_strings([answer])[0]!r}")
         if kind == "lm":
             # collate_lm: the model reads tokens[:-1] and is scored on tokens[1:]; the answer follows the prompt
             clean = {"tokens": _ids(clean_ids + [answer])}
@@ -180,6 +190,12 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
             pairs.append(Pair({"src": _ids(clean_ids), "tgt": target}, {"src": _ids(corrupted_ids), "tgt": target},
                               len(prefix), answer, wrong))  # fmt: skip
     return pairs
+
+
+def _same_answers(where: str, read_as: str) -> None:
+    """The two answers, different as texts, read as one label or token (`pos` and `pos `, `1` and the label named 1):
+    the logit difference would be 0 whatever the model does."""
+    raise DataError(f"{where}: both answers read as {read_as}: give the answer each text should lead to")
 
 
 def _ids(ids: list[int]) -> Tensor:

@@ -711,19 +711,18 @@ def induction_tables(group: Group, analysed: list[Run], measure: str, explained:
     what_the_induction_read): the loss on the repeats intact and with the induction heads ablated, the phase change
     step; how many induction and previous-token heads, and the strongest score of each kind; the heads per seed;
     what their columns are, unless `explained` above; the runs left out of a figure, and why."""
-    from src.analysis.induction_report import CURVE, FLOOR, SHARE
+    from src.analysis.induction_report import CHANCE_TIMES, CURVE, FLOOR, SHARE, definition
 
     lines = [f"Read: {measure}."]
     if not explained:
         lines.append(
             "Loss on the repeats: on the second half's predictable tokens (only copying from the first half "
             "predicts them), with the model intact and with every head it counts as an induction head ablated at "
-            f"once. Phase change: the training step at which `{CURVE}` fell below the midpoint of its early plateau "
-            "and its final value (Olsson et al. 2022). Induction heads: those whose induction score (mean attention "
-            "from a repeated token to the token after its earlier occurrence) is at least "
-            f"{SHARE:g} of the largest and at least {FLOOR:g}; previous-token heads alike, by attention to the "
-            "position before; strongest: the largest score of the kind. Each cell is mean ± std (n) over seeds, "
-            "then the mean's 95% t interval."
+            f"once. Phase change (Olsson et al. 2022): {definition(CURVE)}. Induction heads: those whose induction "
+            "score (mean attention from a repeated token to the token after its earlier occurrence) is at least "
+            f"{SHARE:g} of the largest, at least {FLOOR:g} and at least {CHANCE_TIMES:g}x what uniform attention "
+            "scores; previous-token heads alike, by attention to the position before; strongest: the largest score "
+            "of the kind. Each cell is mean ± std (n) over seeds, then the mean's 95% t interval."
         )
     lines.append("")
     notes = TableNotes()

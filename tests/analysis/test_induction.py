@@ -62,6 +62,8 @@ def test_scores_of_hand_written_patterns_are_the_hand_computed_values():
     for head, (induction, previous) in expected.items():
         assert scores.induction[head] == pytest.approx(induction, abs=1e-12)
         assert scores.previous_token[head] == pytest.approx(previous, abs=1e-12)
+    # chance: what the head attending evenly over the keys it sees (head 1) scores
+    assert scores.chance == pytest.approx({"induction": uniform_induction, "previous_token": uniform_previous})
     assert scores.rows()[0] == ("decoder_self:0:0", scores.induction["decoder_self:0:0"], 1.0)
 
 
@@ -90,7 +92,8 @@ def test_the_repeat_loss_is_the_cross_entropy_at_the_predictable_targets_with_he
     one_pass_each = repeated_losses(model, batches(), 3, ablations, rows_per_batch=1)
     assert together == pytest.approx(one_pass_each, abs=1e-12)
     assert together[:2] == pytest.approx([intact, ablated], abs=1e-12)
-    rows = head_table(model, batches(), 3)
+    rows, chance = head_table(model, batches(), 3)
+    assert 0 < chance["previous_token"] < 1 and 0 < chance["induction"] < 1
     assert [row.head for row in rows] == [f"decoder_self:{layer}:{head}" for layer in (0, 1) for head in range(3)]
     assert rows[3].repeated_loss == pytest.approx(together[2], abs=1e-12)
     assert rows[3].loss_increase == pytest.approx(together[2] - intact, abs=1e-12)

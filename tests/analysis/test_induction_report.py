@@ -146,3 +146,15 @@ def test_without_a_run_directory_there_is_no_phase_change_section(tmp_path):
     write_induction(plain, tmp_path / "induction", {})
     assert json.loads((tmp_path / "induction" / "summary.json").read_text())["phase_change"] is None
     assert math.isnan(find_phase_change([]).plateau)
+
+
+def test_a_head_at_chance_is_no_previous_token_head():
+    """Uniform attention over 32 tokens scores about 0.11 on the previous token: heads near that are not counted,
+    however they compare with each other; one well above is."""
+    heads = [HeadRow(f"decoder_self:0:{h}", 0.01, score, 1.0, 0.0) for h, score in enumerate((0.099, 0.111, 0.104))]
+    chance = {"induction": 0.03, "previous_token": 0.108}
+    assert InductionAnalysis(16, 16, heads, 1.0, math.nan, chance=chance).standing_out("previous_token") == []
+    heads.append(HeadRow("decoder_self:0:3", 0.01, 0.62, 1.0, 0.0))
+    assert InductionAnalysis(16, 16, heads, 1.0, math.nan, chance=chance).standing_out("previous_token") == [
+        "decoder_self:0:3"
+    ]

@@ -116,3 +116,13 @@ def test_direct_logit_attribution_refuses_a_post_ln_model_and_a_pooler_that_is_n
     bert_like = model_of("encoder_only", norm_position="pre", num_classes=2, pooling="first_token")
     with pytest.raises(ValueError, match="needs a linear pooling"):
         direct_logit_attribution(bert_like, "classification", batch_of("classification"))
+
+
+def test_an_ablated_sublayer_is_listed_with_nothing_and_the_rest_still_sum_to_the_logit():
+    model, batch = model_of("decoder_only", norm_position="pre"), batch_of("lm")
+    model.decoder.layers[1].ffn_block.removed = True  # ablate.sublayers=[decoder_ffn:1]
+    parts = direct_logit_attribution(model, "lm", batch)
+    assert torch.equal(parts["decoder_ffn:1"], torch.zeros_like(parts["decoder_ffn:1"]))
+    logits, target = own_output(model, "lm", batch)
+    expected = logits.gather(-1, target.clamp(min=0)[..., None])[..., 0] * (target != IGNORE_INDEX)
+    torch.testing.assert_close(sum(parts.values()).reshape(-1), expected, rtol=0, atol=1e-10)

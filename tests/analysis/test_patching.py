@@ -283,3 +283,16 @@ def test_a_patch_that_does_not_fit_its_point_and_a_path_that_runs_backwards_are_
     assert activation_patching(model, "lm", clean, corrupted, [], last_logit_difference).values.shape == (0,)
     with pytest.raises(ValueError, match="the sender must run before the receiver"):
         path_patching(model, "lm", clean, corrupted, "decoder_self:1:1", "decoder_self:0:2", "q", last_logit_difference)
+
+
+def test_pairs_the_model_answers_otherwise_are_warned_about():
+    """A negative clean logit difference, or a clean answer rarely the top-1 prediction, says the pairs test a
+    behaviour the model does not have (an answer off by one token gives both)."""
+    from src.analysis.causal import CausalAnalysis, wrong_answer
+
+    def analysis(metric: str, clean: float) -> CausalAnalysis:
+        return CausalAnalysis(metric, "denoising", 4, clean, -3.0, [], {}, {})
+
+    assert "prefers the corrupted answer (mean logit difference -0.5" in wrong_answer(analysis("logit_diff", -0.5), 0.0)
+    assert "top-1 prediction in only 25%" in wrong_answer(analysis("loss", 1.0), 0.25)
+    assert wrong_answer(analysis("logit_diff", 2.0), 0.75) is None

@@ -140,6 +140,11 @@ def test_pairs_change_one_token_of_the_first_occurrence_and_score_where_it_is_co
         assert p + 1 == changed + offset and pair.answer == int(clean[p + 1]) == int(clean[changed])
         assert pair.wrong == int(corrupted[changed]) and pair.wrong not in clean.tolist()
         assert torch.equal(clean[changed + 1 :], corrupted[changed + 1 :])  # the rest is the same
+    # one template (the split's first sequence's layout, one index k), so the by-position tables are defined
+    from src.analysis.causal import same_template
+
+    assert same_template(pairs) is None and layout(pairs[0].clean["tokens"]) == layout(dm.task.val[0]["tokens"])
+    assert len({tuple(pair.clean["tokens"].tolist()) for pair in pairs}) == 30  # thirty different sequences
     batch = collate_pairs(pairs, "lm")
     rows = torch.arange(len(pairs))
     assert batch.clean["tgt_out"].shape == batch.corrupted["tgt_out"].shape == (30, 32)

@@ -496,6 +496,11 @@ def test_path_patching_and_the_lens_of_a_trained_run(trained, tmp_path):
             "senders: 'decoder_ffn:0': decoder_ffn has no heads: choose one of encoder_self, decoder_self, cross",
         ),
         (["analysis=induction", "max_examples=0"], "max_examples=0 must be >= 1 (or leave it out: 128 sequences made"),
+        (
+            ["analysis=patching", "senders=[encoder_self:0:0]", "receivers=[decoder_self:1:0]"],
+            "no sender's output reaches a receiver: an encoder head reaches the decoder only through cross-attention",
+        ),
+        (["analysis=patching", "senders=[cross:0:1]", "receivers=cross:1:*"], "write 'receivers=[cross:1:*]'"),
     ],
 )
 def test_bad_causal_settings_are_one_line_before_anything_is_written(trained, tmp_path, args, message):

@@ -71,6 +71,10 @@ def test_a_pairs_file_that_cannot_be_patched_is_refused_naming_the_line(gpt2_dir
         ("the cat\tthe cot\n", "line 1 has 2 tab-separated fields"),
         ("\nthe cat\tthe cat\t the\ts\n", "line 2: the clean and corrupted texts are the same"),
         ("the cat\tthe cot\t the\t the\n", "line 1: the two answers are the same"),
+        (
+            "the cat sat " * 12 + "\t" + "the cot sat " * 12 + "\t the\ts\n",
+            "line 1: the clean text is 86 tokens and the model reads at most 64",
+        ),
     ]:
         pairs.write_text(lines)
         args = ("src.analyze", f"ckpt=hf:{gpt2_dir}", "analysis=patching", f"pairs={pairs}", f"out={out}")
@@ -123,10 +127,15 @@ def test_the_logit_lens_of_marian_and_bert_ends_at_their_own_loss_with_attributi
 
 def test_a_word_the_vocabulary_does_not_know_is_refused_not_read_as_unknown(bert_dir, tmp_path):
     pairs = tmp_path / "pairs.tsv"
-    pairs.write_text("the cat sat\tthe 猫 sat\t1\t0\n")  # BERT's tiny vocabulary has no such character
     out = tmp_path / "patching"
-    code, _, err = run_in_process(
-        "src.analyze", f"ckpt=hf:{bert_dir}", "analysis=patching", f"pairs={pairs}", f"out={out}"
-    )
-    assert code == 2 and "line 1: the corrupted text 'the 猫 sat' has 1 part(s) the model's vocabulary does not" in err
-    assert not out.exists()
+    for line, message in [
+        # BERT's tiny vocabulary has no such character
+        ("the cat sat\tthe 猫 sat\t1\t0\n", "line 1: the corrupted text 'the 猫 sat' has 1 part(s) the model's"),
+        ("the cat sat\tthe mat sat\t1\t1 \n", "line 1: both answers read as the label 'LABEL_1'"),
+    ]:
+        pairs.write_text(line)
+        code, _, err = run_in_process(
+            "src.analyze", f"ckpt=hf:{bert_dir}", "analysis=patching", f"pairs={pairs}", f"out={out}"
+        )
+        assert code == 2 and message in err, err
+        assert not out.exists()

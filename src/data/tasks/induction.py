@@ -272,27 +272,36 @@ def replacement_tokens(tokens: list[int], start: int, offset: int, length: int, 
 
 
 def induction_pairs(cfg, task: PreparedTask, examples, count: int, rng: random.Random) -> list[Pair]:
-    """Per example (in order, up to `count`): the clean sequence, and the same sequence with the token at index k
-    (drawn from 1..L-1) of the segment's FIRST occurrence replaced by one the sequence does not hold (symmetric
-    token replacement). The scored position is the one that reads the token before index k of the second
+    """`count` pairs in ONE template, so that a position means the same in every pair and the by-position tables of
+    activation patching are defined: the layout of the split's first sequence (where its segment starts, its length
+    L and the offset of its repeat) and one index k (drawn from 1..L-1) of the segment. The clean sequences are the
+    task's, drawn in that layout (drawn again, as the split's are, until the segment is their only repeat); each
+    corrupted one has the token at index k of the segment's FIRST occurrence replaced by one the sequence does not
+    hold (symmetric token replacement). The scored position reads the token before index k of the second
     occurrence: by induction it should predict the clean token (answer), and in the corrupted run the replacement
-    (wrong). The position differs from pair to pair (the repeat's place is drawn per sequence)."""
+    (wrong)."""
     vocab = task.tgt_vocab
     assert isinstance(vocab, SymbolVocab)
-    vocab_ids = range(vocab.id_of[vocab.symbols[0]], vocab.size)
-    pairs: list[Pair] = []
-    for example in examples:
-        if len(pairs) == count:
+    first_id = vocab.id_of[vocab.symbols[0]]
+    vocab_ids = range(first_id, vocab.size)
+    layout = next((found for example in examples if (found := segment_layout(example["tokens"], cfg))), None)
+    if layout is None:
+        return []  # no sequence of this task in the split
+    start, offset, length, n = layout
+    k = rng.randint(1, length - 1)
+    generator = torch.Generator().manual_seed(rng.randrange(2**62))
+    sequences: list[Tensor] = []
+    for _ in range(50):  # a handful of draws suffice: the split's own sequences were drawn so
+        tokens = torch.randint(cfg.vocab_size, (2 * count + 8, n), generator=generator)
+        tokens[:, start + offset : start + offset + length] = tokens[:, start : start + length]  # the repeat
+        kept = repeated_windows(tokens, cfg.min_segment_len) == length - cfg.min_segment_len + 1
+        sequences += list((tokens[kept] + first_id).unbind(0))
+        if len(sequences) >= count:
             break
-        tokens = example["tokens"]
-        offsets = repeat_offsets(tokens[None, :], cfg.min_segment_len)[0]
-        where = offsets.nonzero().flatten()
-        if where.numel() < 2:
-            continue  # no repeat (not a sequence of this task)
-        second, offset, length = int(where[0]), int(offsets[where[0]]), int(where.numel())
-        start = second - offset
+    pairs: list[Pair] = []
+    second = start + offset
+    for tokens in sequences[:count]:
         ids = tokens.tolist()
-        k = rng.randint(1, length - 1)
         choices = replacement_tokens(ids, start, offset, length, k, vocab_ids)
         if not choices:
             continue
@@ -309,6 +318,16 @@ def induction_pairs(cfg, task: PreparedTask, examples, count: int, rng: random.R
             )
         )
     return pairs
+
+
+def segment_layout(tokens: Tensor, cfg) -> tuple[int, int, int, int] | None:
+    """(start, offset, length, sequence length) of a task sequence's segment and its repeat; None without one."""
+    offsets = repeat_offsets(tokens[None, :], cfg.min_segment_len)[0]
+    where = offsets.nonzero().flatten()
+    if where.numel() < 2:
+        return None
+    second, offset = int(where[0]), int(offsets[where[0]])
+    return second - offset, offset, int(where.numel()), int(tokens.numel())
 
 
 def induction_longest(cfg: Any) -> int:
