@@ -714,6 +714,8 @@ def pretrained_target(cfg: DictConfig) -> Target:
 
     if cfg.get("task") is None and cfg.analysis == "patching" and cfg.pairs is not None:
         pass  # the pairs file is the data: the model's own tokenizer reads it
+    elif cfg.get("task") is None and cfg.analysis == "induction":
+        pass  # it makes its own sequences of the model's tokens
     elif cfg.get("task") is None:
         from src.pretrained import pretrained_config
         from src.pretrained.fit import EXAMPLE_TASK, KIND_OF_ARCH

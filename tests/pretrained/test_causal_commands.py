@@ -139,3 +139,19 @@ def test_a_word_the_vocabulary_does_not_know_is_refused_not_read_as_unknown(bert
         )
         assert code == 2 and message in err, err
         assert not out.exists()
+
+
+def test_induction_heads_of_a_pretrained_model_need_no_task_and_an_encoder_is_refused_first(
+    gpt2_dir, bert_dir, tmp_path
+):
+    """The repeated random sequences are the model's own tokens: no task= is asked for; their half is the model's
+    positions' (64 / 2). A random-weight model has no previous-token head: none clears twice chance."""
+    out = tmp_path / "induction"
+    code, _, err = run_in_process("src.analyze", f"ckpt=hf:{gpt2_dir}", "analysis=induction", f"out={out}")
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["half"] == 32 and summary["previous_token_heads"] == [] and summary["chance"]["previous_token"] > 0
+    refused = tmp_path / "refused"
+    code, _, err = run_in_process("src.analyze", f"ckpt=hf:{bert_dir}", "analysis=induction", f"out={refused}")
+    assert code == 2 and "analysis=induction reads a decoder-only model's self-attention" in err
+    assert not refused.exists()
