@@ -411,6 +411,13 @@ def patching_tables(group: Group, analysed: list[Run], measure: str, explained: 
         lines += configuration_table(
             group, defined, [Column(head, head_fraction(head), UNBOUNDED) for head in heads], notes
         )
+        lines += [
+            "A head's number is an accident of its seed in models trained from scratch (which head takes a role "
+            "differs from seed to seed), so the mean by name above compares like with like only for seeds of one "
+            "start (fine-tuning one pretrained model). Each seed's own heads that matter most:",
+            "",
+            *patching_heads_by_seed(group, defined, direction),
+        ]
     paths = top_paths(defined)
     if paths:
         every = len({key for run in defined for key in path_fractions(run)}) == len(paths)
@@ -693,6 +700,23 @@ def heads_by_seed(group: Group, analysed: list[Run]) -> list[str]:
                 cells = [setting_cell(dict(configuration.settings)[k]) for k in group.varied]
                 cells += [run.seed or run.directory.name, heads_cell(run, "induction_heads")]
                 lines.append("| " + " | ".join([*cells, heads_cell(run, "previous_token_heads")]) + " |")
+    return [*lines, ""]
+
+
+def patching_heads_by_seed(group: Group, analysed: list[Run], direction: str, count: int = 3) -> list[str]:
+    """A row per analysed run: its configuration's settings, its seed and its own `count` heads that matter most
+    (top_heads of that run alone), each with its fraction, named as ablate.heads takes them."""
+    own = {id(run) for run in analysed}
+    header = [*group.varied, "seed", f"its {count} heads that matter most (fraction)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for configuration in group.configurations:
+        for run in configuration.runs:
+            if id(run) not in own:
+                continue
+            heads = top_heads([run], direction, count)
+            listed = ", ".join(f"`{head}` ({head_fraction(head)(run):.2f})" for head in heads) or "none"
+            cells = [setting_cell(dict(configuration.settings)[k]) for k in group.varied]
+            lines.append("| " + " | ".join([*cells, run.seed or run.directory.name, listed]) + " |")
     return [*lines, ""]
 
 

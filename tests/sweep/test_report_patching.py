@@ -184,7 +184,11 @@ def test_each_configuration_has_its_patching_figures_over_seeds(patched_sweep):
     write_report(patched_sweep, tensorboard=False)
     section = section_of(patched_sweep)
     assert "on the task's own pairs from its val split, `logit_diff`, denoising, 64 pairs." in section
-    headline, heads, paths = (by_setting(table) for table in tables(section))
+    headline, heads, by_seed, paths = (by_setting(table) for table in tables(section))
+    # each seed's own heads, never averaged: a row per job, its strongest head first with its fraction
+    rows = tables(section)[2]
+    assert rows[0][:2] == ["model.heads", "seed"] and len(rows) == 1 + 5  # 3 + 3 seeds but heads=2 seed 2 (undefined)
+    assert all(row[2].startswith("`") and "` (" in row[2] for row in rows[1:])
 
     assert headline["model.heads"] == ["clean logit_diff", "corrupted logit_diff", "rank correlation (head)"]
     one, two = headline["1"], headline["2"]
@@ -268,7 +272,7 @@ def test_analyses_that_measured_differently_are_never_pooled(tmp_path):
         "the pairs of `pairs.jsonl`, `logit_diff`, denoising",
     ]
     found = tables(section)  # one configuration, so no setting column: the header, then its one row
-    headlines, heads = found[0::2], found[1::2]
+    headlines, heads = found[0::3], found[1::3]  # each analysis: its headline, its heads, each seed's heads
     assert [table[0][0] for table in headlines] == [
         "clean logit_diff",
         "clean loss",
