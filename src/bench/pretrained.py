@@ -8,7 +8,10 @@ Figures (each a ratio, > 1 = ours faster, memory < 1 = ours lighter):
 - GPT-2 small, 64 new tokens sampled (one 32-token prompt) with a key/value cache: transformers' generate / ours;
 - BERT-base fine-tuning step (batch 16 x 128, forward + backward + AdamW): BertForSequenceClassification / ours;
 - peak memory of the GPT-2 forward above: ours / Hugging Face's (the rise of the process's peak resident memory,
-  VmHWM, reset before each run through /proc/self/clear_refs; Linux only).
+  VmHWM, reset before each run through /proc/self/clear_refs; Linux only);
+- a SmolLM-135M-shaped Llama forward (grouped-query attention, 9 query heads sharing 3 KV heads), batch 4 x 256:
+  Hugging Face's LlamaForCausalLM time / ours; and the KV cache our model holds after a 256-token prompt, against the
+  same model with as many KV heads as query heads (the goal: at most kv_heads / heads).
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def measure(quick: bool = False) -> dict:
     import transformers
 
     repeats = 3 if quick else 7
-    figures = {**_gpt2(repeats), **_bert(repeats)}
+    figures = {**_gpt2(repeats), **_bert(repeats), **_smollm(repeats)}
     figures["transformers"] = transformers.__version__
     return figures
 
@@ -154,6 +157,46 @@ def _bert(repeats: int) -> dict:
 
     fine_tune = side_by_side({"hf": lambda: step("hf"), "ours": lambda: step("ours")}, repeats)
     return {"bert_step_s": fine_tune, "bert_step_vs_hf": fine_tune["hf"] / fine_tune["ours"]}
+
+
+# SmolLM-135M's shape (HuggingFaceTB/SmolLM-135M config.json), random weights: the hub is not needed.
+SMOLLM_135M = dict(
+    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+    vocab_size=49152, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=True,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, bos_token_id=0, eos_token_id=0,
+)  # fmt: skip
+
+
+def cache_bytes(model, prompt: torch.Tensor) -> int:
+    """The bytes of the key/value cache a decoder-only model of ours holds after reading `prompt`."""
+    cache = model.decoder.new_cache()
+    model.decode(prompt, cache=cache)
+    return sum(t.numel() * t.element_size() for layer in cache for part in layer.values() for t in part.values())
+
+
+def _smollm(repeats: int) -> dict:
+    """A SmolLM-135M-shaped Llama: the forward pass against transformers', and the grouped KV cache's size."""
+    import dataclasses
+
+    import transformers
+
+    from src.pretrained import llama
+
+    torch.manual_seed(0)
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMOLLM_135M)).eval()  # sdpa attention
+    ours = _ours(hf, llama, ("model.",)).eval()
+    tokens = torch.randint(1, SMOLLM_135M["vocab_size"], (4, 256))
+    with torch.no_grad():
+        forward = side_by_side({"hf": lambda: hf(tokens).logits, "ours": lambda: ours(tokens).logits}, repeats)
+        multi_head = build_model(dataclasses.replace(ours.cfg, kv_heads=None)).eval()
+        grouped, full = cache_bytes(ours, tokens[:1]), cache_bytes(multi_head, tokens[:1])
+    return {
+        "smollm_forward_s": forward,
+        "smollm_forward_vs_hf": forward["hf"] / forward["ours"],
+        "smollm_cache_mib": {"grouped": grouped / 2**20, "multi_head": full / 2**20},
+        "smollm_cache_ratio": grouped / full,
+        "smollm_kv_share": ours.cfg.kv_head_count / ours.cfg.heads,
+    }
 
 
 def main(argv=None) -> None:
