@@ -53,6 +53,18 @@ def gelu_tanh(x: Tensor) -> Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+class GeGLUFeedForward(SwiGLUFeedForward):
+    """GeGLU (Shazeer 2020) with GELU's tanh approximation: FFN(x) = W2 (GELU_tanh(W x) * V x), T5 v1.1's and
+    Flan-T5's "gated-gelu" (transformers' `gelu_new` on `wi_0`, times `wi_1`, into `wo`). SwiGLU with another gate:
+    the same fused gate | value matrix (D -> 2 d_ff, the gate's rows first), initialised as the two matrices it
+    holds, and the same 1.5x the parameters of the two-layer FFN at the same d_ff. T5 has no biases here
+    (`model.ffn_bias=false`)."""
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
+        gate, value = self.gate_value(x).chunk(2, dim=-1)  # 2 x (B, T, d_ff)
+        return self.linear2(self.dropout(gelu_tanh(gate) * value))
+
+
 def with_activation(activation: Callable[[Tensor], Tensor]) -> Callable[..., nn.Module]:
     """The constructor (d_model, d_ff, dropout, bias=True) of the two-layer FFN with this activation."""
 
@@ -70,6 +82,7 @@ FEEDFORWARDS: dict[str, Callable[..., nn.Module]] = {
     "gelu_tanh": with_activation(gelu_tanh),
     "silu": with_activation(F.silu),
     "swiglu": SwiGLUFeedForward,
+    "geglu_tanh": GeGLUFeedForward,  # the gate through GELU's tanh approximation: T5 v1.1, Flan-T5
 }
 
 

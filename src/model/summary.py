@@ -14,8 +14,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 def ffn_weight_entries(cfg: TransformerConfig) -> int:
-    """The entries of one layer's feed-forward weight matrices (its FLOPs per position are twice this): 2 D F, SwiGLU
-    3 D F; 0 in an attention-only model (model.ffn=false), whose layers have none."""
+    """The entries of one layer's feed-forward weight matrices (its FLOPs per position are twice this): 2 D F, gated
+    (SwiGLU, GeGLU) 3 D F; 0 in an attention-only model (model.ffn=false), whose layers have none."""
     if not cfg.ffn:
         return 0
     ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, 0.0)
@@ -28,7 +28,7 @@ def flops_per_token(cfg: TransformerConfig, src_len: int, tgt_len: int) -> float
 
     Per-sequence costs, with D = d_model, A = H * Dh the width of the query heads side by side (W^Q's outputs, W^O's
     inputs: D unless model.head_dim sets Dh apart from D/H), G = KVH * Dh the width of K (and of V: A in multi-head
-    attention, less with grouped-query attention, model.kv_heads), F = d_ff (SwiGLU has three F-sized matrices), S/T
+    attention, less with grouped-query attention, model.kv_heads), F = d_ff (SwiGLU, GeGLU: three F-sized matrices), S/T
     lengths:
       self-attention over n tokens: projections 2 * n * (2DA + 2DG) (Q: D x A, W^O: A x D; K and V: D x G each),
       scores and weighted sum 2 * 2 * n^2 * A (each of the H query heads: n^2 Dh each; grouping saves no

@@ -35,6 +35,7 @@ FAMILIES = {
     "llama": "llama",
     "qwen2": "qwen2",
     "mistral": "mistral",
+    "t5": "t5",
 }
 # The Hugging Face state dict's wrappers around the base model (a task head's class adds them).
 PREFIXES = {
@@ -44,6 +45,7 @@ PREFIXES = {
     "llama": ("model.",),
     "qwen2": ("model.",),
     "mistral": ("model.",),
+    "t5": (),  # T5ForConditionalGeneration holds shared, encoder, decoder and lm_head at the top
 }
 
 

@@ -142,3 +142,49 @@ def marian_dir(tmp_path_factory):
 def decoder_family(request, tmp_path_factory):
     """(family, directory) of each Llama-shaped family's tiny model, saved as save_pretrained writes it."""
     return request.param, save(tiny_decoder(request.param), tmp_path_factory.mktemp(request.param))
+
+
+# T5's own special ids: pad 0 (also the decoder's start), eos 1.
+T5_PAD, T5_EOS = 0, 1
+
+
+def tiny_t5(style: str = "t5", **overrides):
+    """A tiny T5 of each style. "t5", the original: ReLU FFN, the output matrix tied to the embedding with the
+    decoder's output scaled by d_model^-0.5, 8 heads of 4, T5's 32 buckets up to distance 128. "flan", T5 v1.1 and
+    Flan-T5: the gated GELU, an lm_head of its own, unscaled, 6 heads of 4 in d_model 32 (24 wide: as Flan-T5-small's
+    6 of 64 in 512), a deeper decoder than encoder, and 8 buckets up to distance 12, so that short sequences reach the
+    far buckets. Heads of 4: the sqrt(d_kv) = 2 folded into W^Q is exact in float32, as T5's sqrt(64) = 8 is."""
+    settings = dict(
+        d_model=32, d_kv=4, num_heads=8, d_ff=48, num_layers=2, num_decoder_layers=2, vocab_size=VOCAB,
+        pad_token_id=T5_PAD, eos_token_id=T5_EOS, decoder_start_token_id=T5_PAD, initializer_factor=2.0,
+    )  # fmt: skip
+    # initializer_factor: weights twice transformers' initial ones, and relative position biases ten times (below),
+    # so that greedy decoding of these random models does not settle on one token at once
+    settings |= {
+        "t5": dict(feed_forward_proj="relu", tie_word_embeddings=True),
+        "flan": dict(
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+            num_heads=6,
+            num_decoder_layers=3,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=12,
+        ),  # fmt: skip
+    }[style]
+    settings |= overrides
+    torch.manual_seed(0)
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(attn_implementation="eager", **settings))
+    if not settings["tie_word_embeddings"] and model.lm_head.weight is model.shared.weight:
+        # transformers 5 ties T5's lm_head to the embedding unless a checkpoint holds another one: give it its own
+        model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "relative_attention_bias" in name:
+                p.mul_(10.0)
+    return randomise(model)
+
+
+@pytest.fixture(scope="session", params=["t5", "flan"])
+def t5_style(request, tmp_path_factory):
+    """(style, directory) of each T5 style's tiny model (tiny_t5), saved as save_pretrained writes it."""
+    return request.param, save(tiny_t5(request.param), tmp_path_factory.mktemp(f"t5_{request.param}"))
