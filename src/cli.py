@@ -573,7 +573,8 @@ def wrong_value_line(key: str, cause: str, line: CommandLine) -> str:
                 f"{written}: {key} takes {kind}: give one{example}, or sweep over the values with -m: "
                 f"{as_command(line.command, '-m', sweep)}"
             )
-    if kind == "a list" and value and not value.startswith("["):  # receivers=cross:1:* : the list it meant
+    if kind == "a list" and value and not value.startswith("[") and isinstance(current, ListConfig) and not current:
+        # receivers=cross:1:* where the default is []: the one-element list it meant (an example of [] says nothing)
         return f"{written}: {key} takes a list: write {shlex.quote(f'{key}=[{value}]')}"
     if kind is not None:
         return f"{written}: {key} takes {kind}: give one{example}"

@@ -101,29 +101,21 @@ class TransformerConfig(ModelAxes):
     # language model trained on concatenated documents (Llama's <s>) may predict it, as transformers lets it.
     bos_is_output: bool = False
 
-    # Dh is read through a property of the same name as the field, so that every reader (the attention, rotary
-    # positions, the counts) gets the size the model has: the field's value when set, else d_model // heads. The
-    # value as given (None: unset) is kept in the attribute _head_dim (ModelAxes, the command line's schema, keeps
-    # the plain field). asdict() and the checkpoints therefore hold the size itself, which builds the same model;
-    # dataclasses.replace() would carry it over too, so change heads or d_model on a config built anew.
-    @property  # type: ignore[misc]  # a property over the field: see above
-    def head_dim(self) -> int:
-        """Dh, each head's size: model.head_dim, or d_model // heads when unset (the paper's)."""
-        return self.d_model // self.heads if self._head_dim is None else self._head_dim
-
-    @head_dim.setter
-    def head_dim(self, value: Optional[int]) -> None:
-        self._head_dim = value
+    @property
+    def head_size(self) -> int:
+        """Dh, each head's size: model.head_dim when set, else d_model // heads (the paper's). Read this, not the
+        field: the field keeps what was asked for (None: unset), so a config with other heads stays right."""
+        return self.d_model // self.heads if self.head_dim is None else self.head_dim
 
     @property
     def q_dim(self) -> int:
         """H * Dh: the query heads side by side, W^Q's outputs and W^O's inputs (d_model unless model.head_dim)."""
-        return self.heads * self.head_dim
+        return self.heads * self.head_size
 
     @property
     def kv_dim(self) -> int:
         """KVH * Dh: the columns K takes, and V (q_dim in multi-head attention, less with grouped-query)."""
-        return self.kv_head_count * self.head_dim
+        return self.kv_head_count * self.head_size
 
     @property
     def kv_head_count(self) -> int:
@@ -180,9 +172,9 @@ class TransformerConfig(ModelAxes):
                 continue
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name}={getattr(self, name)} must be a positive integer")
-        if self._head_dim is not None and self._head_dim < 1:
-            raise ConfigError(f"model.head_dim={self._head_dim} must be a positive integer (or null: d_model / heads)")
-        if self._head_dim is None and self.d_model % self.heads != 0:  # a head size of its own needs no division
+        if self.head_dim is not None and self.head_dim < 1:
+            raise ConfigError(f"model.head_dim={self.head_dim} must be a positive integer (or null: d_model / heads)")
+        if self.head_dim is None and self.d_model % self.heads != 0:  # a head size of its own needs no division
             divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0 and h <= 64]
             raise ConfigError(
                 f"model.heads={self.heads} does not divide model.d_model={self.d_model}: "

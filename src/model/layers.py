@@ -42,7 +42,7 @@ def _attention(cfg: TransformerConfig, is_self_attention: bool) -> MultiHeadAtte
         cfg.attention_dropout_p,
         is_self_attention,
         kv_heads=cfg.kv_head_count,
-        head_dim=cfg.head_dim,
+        head_dim=cfg.head_size,
         biases=ATTENTION_BIASES[cfg.attention_bias],
         qk_norm=(lambda size: build_norm(cfg.norm_type, size, cfg.norm_eps)) if cfg.qk_norm else None,
     )

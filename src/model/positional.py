@@ -232,7 +232,7 @@ class RotaryPositions(PositionalScheme):
     @classmethod
     def from_config(cls, cfg: TransformerConfig) -> RotaryPositions:
         scaling = build_rope_scaling(cfg.rope_scaling)
-        return cls(cfg.head_dim, cfg.max_len, cfg.rope_theta, cfg.rope_fraction, scaling)
+        return cls(cfg.head_size, cfg.max_len, cfg.rope_theta, cfg.rope_fraction, scaling)
 
     @staticmethod
     def check(cfg: TransformerConfig) -> None:
@@ -241,11 +241,11 @@ class RotaryPositions(PositionalScheme):
         if not 0 < cfg.rope_fraction <= 1:
             raise ConfigError(f"model.rope_fraction={cfg.rope_fraction} must be in (0, 1]: the share of each head's "
                               "dimensions that turn")  # fmt: skip
-        dims = rotary_dim(cfg.head_dim, cfg.rope_fraction)
+        dims = rotary_dim(cfg.head_size, cfg.rope_fraction)
         if dims < 2 or dims % 2 != 0:
             raise ConfigError(
                 f"model.pos_encoding=rope turns pairs of dimensions: model.rope_fraction={cfg.rope_fraction} of the "
-                f"head size {cfg.head_dim} gives {dims}: choose a fraction (or head size) that gives an "
+                f"head size {cfg.head_size} gives {dims}: choose a fraction (or head size) that gives an "
                 "even number >= 2"
             )
         build_rope_scaling(cfg.rope_scaling)

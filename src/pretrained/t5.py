@@ -131,7 +131,7 @@ RELATIVE_BIAS = "block.0.layer.0.SelfAttention.relative_attention_bias.weight"
 def _attention(weights: Weights, hf: str, cfg: TransformerConfig, fused_qkv: bool) -> dict[str, Tensor]:
     """One attention's q, k, v, o -> ours, W^Q times sqrt(Dh): T5's scores are not divided by sqrt(Dh), ours are."""
     d, inner = cfg.d_model, cfg.q_dim  # inner: the heads side by side, H * d_kv
-    q = weights.take(f"{hf}.q.weight", (inner, d)) * cfg.head_dim**0.5
+    q = weights.take(f"{hf}.q.weight", (inner, d)) * cfg.head_size**0.5
     k, v = weights.take(f"{hf}.k.weight", (inner, d)), weights.take(f"{hf}.v.weight", (inner, d))
     ours = {"out_proj.weight": weights.take(f"{hf}.o.weight", (d, inner))}
     if fused_qkv:

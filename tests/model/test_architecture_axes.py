@@ -224,14 +224,14 @@ def test_model_head_dim_reaches_every_reader_and_lets_heads_not_divide_d_model()
     model = model_for("decoder_only", heads=3, head_dim=8, kv_heads=1, pos_encoding="rope")  # 3 * 8 = 24 != 16
     attention = model.decoder.layers[0].self_attn
     assert (attention.head_dim, attention.q_dim, attention.kv_dim) == (8, 24, 8)
-    assert model.positional.rotary_dim == 8 and model.cfg.head_dim == 8  # rotary positions turn the real heads
+    assert model.positional.rotary_dim == 8 and model.cfg.head_size == 8  # rotary positions turn the real heads
     x = tokens(pad_last_row=True)
     with recorded(model, ["q@decoder_self:1", "k@decoder_self:1", "z@decoder_self:1"]) as seen:
         explicit = model(x, need_weights=True)
     assert seen["q@decoder_self:1"].shape == (3, 3, 6, 8) and seen["k@decoder_self:1"].shape == (3, 1, 6, 8)
     assert seen["z@decoder_self:1"].shape == (3, 3, 6, 8)
     torch.testing.assert_close(model(x).logits, explicit.logits, atol=1e-12, rtol=0)  # fused and explicit paths
-    assert model_for("decoder_only").cfg.head_dim == D // H  # unset: d_model / heads
+    assert model_for("decoder_only").cfg.head_size == D // H  # unset: d_model / heads
 
 
 def test_q_k_v_and_w_o_of_a_head_size_of_its_own_are_each_initialised_as_their_own_matrix():
@@ -404,7 +404,7 @@ def test_direct_logit_attribution_and_the_logit_lens_still_hold_in_a_model_of_ev
 
 def layer_parameters(cfg: TransformerConfig, cross: bool) -> int:
     """One layer's parameters from the axes, written out (D = d_model, A = H Dh, G = KVH Dh, F = d_ff)."""
-    d, a, g, f = cfg.d_model, cfg.heads * cfg.head_dim, cfg.kv_head_count * cfg.head_dim, cfg.d_ff
+    d, a, g, f = cfg.d_model, cfg.heads * cfg.head_size, cfg.kv_head_count * cfg.head_size, cfg.d_ff
     biases = ATTENTION_BIASES[cfg.attention_bias]
 
     def norm(size: int) -> int:
@@ -412,7 +412,7 @@ def layer_parameters(cfg: TransformerConfig, cross: bool) -> int:
 
     def attention() -> int:
         weights = d * (a + 2 * g) + a * d  # W^Q, W^K, W^V, W^O
-        return weights + biases.qkv * (a + 2 * g) + biases.out * d + cfg.qk_norm * 2 * norm(cfg.head_dim)
+        return weights + biases.qkv * (a + 2 * g) + biases.out * d + cfg.qk_norm * 2 * norm(cfg.head_size)
 
     matrices, inner_biases = (3, 2) if cfg.activation == "swiglu" else (2, 1)  # SwiGLU: gate | value (2F), W2
     ffn = matrices * d * f + cfg.ffn_bias * (inner_biases * f + d)

@@ -126,6 +126,6 @@ def test_the_command_line_settings_reach_the_models_rotary_positions(compose):
     assert model_cfg.rope_scaling == {"type": "llama3", "factor": 4.0, "original_max_len": 64}  # what checkpoints keep
     rope = build_model(model_cfg).positional
     scaling = build_rope_scaling({"type": "llama3", "factor": 4.0, "original_max_len": 64})
-    expected = RotaryPositions(model_cfg.head_dim, model_cfg.max_len, 500000.0, 0.5, scaling)
-    assert rope.rotary_dim == model_cfg.head_dim // 2
+    expected = RotaryPositions(model_cfg.head_size, model_cfg.max_len, 500000.0, 0.5, scaling)
+    assert rope.rotary_dim == model_cfg.head_size // 2
     torch.testing.assert_close(rope.cos, expected.cos, rtol=0, atol=0)

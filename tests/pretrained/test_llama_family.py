@@ -118,4 +118,4 @@ def test_a_head_size_apart_from_d_model_over_heads_and_every_bias_are_loaded(tmp
     tokens = inputs()[0][:1, :9]
     with torch.no_grad():
         diff = (ours(tokens).logits - hf.double()(tokens).logits).abs().max().item()
-    assert ours.cfg.head_dim == 12 and ours.cfg.attention_bias == "all" and ours.cfg.ffn_bias and diff <= 1e-6
+    assert ours.cfg.head_size == 12 and ours.cfg.attention_bias == "all" and ours.cfg.ffn_bias and diff <= 1e-6

@@ -135,7 +135,7 @@ def test_the_config_says_what_t5_is(t5_style):
         "flan": ("geglu_tanh", False, 6, 4, 24, 8, 12, 3),
     }[style]
     assert (
-        cfg.activation, cfg.tie_embeddings, cfg.heads, cfg.head_dim, cfg.q_dim, cfg.relative_buckets,
+        cfg.activation, cfg.tie_embeddings, cfg.heads, cfg.head_size, cfg.q_dim, cfg.relative_buckets,
         cfg.relative_max_distance, cfg.dec_layers,
     ) == expected  # fmt: skip
     # Every parameter of T5 is one of ours and no more: the original's output is its embedding (tied, the scale in
