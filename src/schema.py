@@ -472,8 +472,10 @@ def model_config_for(
         from src.pretrained import pretrained_config
 
         model_cfg, _, _ = pretrained_config(cfg.model.pretrained, num_classes=num_classes)
-        model_cfg.mask = to_plain(cfg.mask)
         given = set(override_keys(job_overrides()))
+        if any(key == "mask" or key.startswith("mask.") for key in given):  # an ablation of the mask
+            model_cfg.mask = to_plain(cfg.mask)
+        # else the family's own: the standard mask, or Mistral's sliding window (mask: {type: window})
         for name in DROPOUTS:  # the model's own dropouts (config.json's) unless set on the command line
             if f"model.{name}" in given:
                 setattr(model_cfg, name, cfg.model[name])

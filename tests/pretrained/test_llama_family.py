@@ -119,3 +119,12 @@ def test_a_head_size_apart_from_d_model_over_heads_and_every_bias_are_loaded(tmp
     with torch.no_grad():
         diff = (ours(tokens).logits - hf.double()(tokens).logits).abs().max().item()
     assert ours.cfg.head_size == 12 and ours.cfg.attention_bias == "all" and ours.cfg.ffn_bias and diff <= 1e-6
+
+
+def test_fine_tuning_mistral_keeps_its_sliding_window(decoder_family, compose):
+    """model.pretrained takes the family's mask (Mistral's window) unless the command line gives a mask of its own."""
+    from src.schema import model_config_for
+
+    family, directory = decoder_family
+    model_cfg = model_config_for(compose(f"model.pretrained={directory}"), tgt_vocab_size=VOCAB)
+    assert model_cfg.mask == ({"type": "window", "window": 5} if family == "mistral" else {"type": "standard"})
