@@ -806,12 +806,12 @@ def unread_model_settings(cfg: DictConfig, spec) -> list[str]:
 
 def unread_ffn_settings(cfg: DictConfig) -> list[str]:
     """The feed-forward network's settings with model.ffn=false (attention-only layers), which build none: model.d_ff
-    when typed on the command line (every model preset sets it, so its value alone says nothing), model.activation
-    and model.ffn_dropout when given. Nothing with model.pretrained (its layers have their feed-forward networks)."""
+    when typed on the command line (every model preset sets it, so its value alone says nothing), model.activation,
+    model.ffn_dropout and model.ffn_bias when given. Nothing with model.pretrained (its layers have their feed-forward networks)."""
     if cfg.model.get("pretrained") or cfg.model.get("ffn", True):
         return []
     given = [f"model.d_ff={cfg.model.d_ff}"] if "model.d_ff" in typed_settings() else []
-    given += given_settings(cfg.model, "model.", ["activation", "ffn_dropout"], ModelConfig())
+    given += given_settings(cfg.model, "model.", ["activation", "ffn_dropout", "ffn_bias"], ModelConfig())
     if not given:
         return []
     why = "attention-only layers: no feed-forward sublayer"

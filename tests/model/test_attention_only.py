@@ -266,10 +266,12 @@ def test_the_feed_forward_settings_an_attention_only_model_leaves_unread_get_one
     from src import validation
 
     monkeypatch.setattr(validation, "typed_settings", lambda: {"model.d_ff", "model.activation", "model.ffn"})
-    lines = unread_warnings(compose, capsys, "model.ffn=false", "model.d_ff=64", "model.activation=gelu")
+    lines = unread_warnings(
+        compose, capsys, "model.ffn=false", "model.d_ff=64", "model.activation=gelu", "model.ffn_bias=false"
+    )
     assert lines == [
-        "warning: model.d_ff=64, model.activation=gelu have no effect with model.ffn=false (attention-only layers: "
-        "no feed-forward sublayer): only model.ffn=true reads them"
+        "warning: model.d_ff=64, model.activation=gelu, model.ffn_bias=false have no effect with model.ffn=false "
+        "(attention-only layers: no feed-forward sublayer): only model.ffn=true reads them"
     ]
 
 
