@@ -807,7 +807,8 @@ def unread_model_settings(cfg: DictConfig, spec) -> list[str]:
 def unread_ffn_settings(cfg: DictConfig) -> list[str]:
     """The feed-forward network's settings with model.ffn=false (attention-only layers), which build none: model.d_ff
     when typed on the command line (every model preset sets it, so its value alone says nothing), model.activation,
-    model.ffn_dropout and model.ffn_bias when given. Nothing with model.pretrained (its layers have their feed-forward networks)."""
+    model.ffn_dropout and model.ffn_bias when given. Nothing with model.pretrained (its layers have their feed-forward
+    networks)."""
     if cfg.model.get("pretrained") or cfg.model.get("ffn", True):
         return []
     given = [f"model.d_ff={cfg.model.d_ff}"] if "model.d_ff" in typed_settings() else []
