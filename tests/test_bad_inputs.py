@@ -392,6 +392,7 @@ def translation(files, tgt: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # tens of seconds: handed out with the end-to-end files, first
 def test_every_bad_input_is_one_line_with_the_fix_and_no_earlier_run_changes(
     files, earlier_run, bad_checkpoints, capsys, tmp_path
 ):

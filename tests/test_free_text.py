@@ -71,6 +71,7 @@ def test_settings_and_values_hydra_reads_as_typed_are_left_alone():
     assert free_text_as_typed("src.run", ["text=a b,c"]) == ["text=a b,c"]  # no setting of src.run: refused there
 
 
+@pytest.mark.slow  # tens of seconds: handed out with the end-to-end files, first
 def test_any_text_survives_hydra_and_omegaconf_and_a_second_reading():
     """Random strings of the characters that mean something to the shell, Hydra or OmegaConf: the rewritten
     override reads back as the text, and rewriting it again (a recorded command line, pasted) changes nothing."""

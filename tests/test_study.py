@@ -160,6 +160,7 @@ def _open_at(url: str, start: float, results) -> None:
         results.put(f"{type(error).__name__}: {error}")
 
 
+@pytest.mark.slow  # tens of seconds: handed out with the end-to-end files, first
 def test_sweeps_starting_together_on_an_empty_database_make_one_study(postgres_server):  # noqa: F811
     """Optuna creates its tables when it first opens a database: several processes doing so at once collide
     (UniqueViolation on pg_type) unless they take turns (the advisory lock)."""

@@ -160,6 +160,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # tens of seconds: handed out with the end-to-end files, first
 def test_cli_semantic_error_is_one_line_exit_2(tmp_path):
     result = run_cli("model.heads=3", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
