@@ -14,7 +14,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from src.model import BOS_ID, EOS_ID, PAD_ID, ConfigError, TransformerConfig, build_model, count_parameters, generate
 from src.model.attention import ATTENTION_BIASES, MultiHeadAttention
@@ -24,9 +23,10 @@ from src.model.norms import build_norm
 from src.model.points import attached, recorded
 from src.model.positional import RotaryPositions
 from src.model.stacked import StackedModel
-from src.model.summary import flops_per_token
+from tests.model import tiny
+from tests.model.tiny import D, H, assert_flops_estimate_is_counted, tokens
 
-D, H, DH = 16, 4, 6  # d_model, query heads, and a head size of its own: H * Dh = 24 != D
+DH = 6  # a head size of its own: H * Dh = 24 != D
 CAUSAL = causal_mask(5, 5)[None, None]  # (1, 1, 5, 5): True = may attend
 
 # Each axis away from its default, one at a time (the settings a Llama, Qwen2/3 or GPT-J has).
@@ -50,33 +50,12 @@ ALL_AXES = {
 
 
 def config(arch: str = "decoder_only", **overrides) -> TransformerConfig:
-    values = dict(
-        arch=arch,
-        src_vocab_size=13,
-        tgt_vocab_size=11,
-        num_classes=3,
-        d_model=D,
-        heads=H,
-        enc_layers=1,
-        dec_layers=2,
-        d_ff=20,
-        dropout=0.0,
-        max_len=32,
-    )
-    values.update(overrides)
-    return TransformerConfig(**values).validate()
+    return tiny.config(arch, **{"d_ff": 20, **overrides})  # an FFN width unlike any other size here
 
 
 def model_for(arch: str = "decoder_only", seed: int = 0, **overrides):
     torch.manual_seed(seed)
     return build_model(config(arch, **overrides)).double().eval()
-
-
-def tokens(b: int = 3, t: int = 6, vocab: int = 11, seed: int = 1, pad_last_row: bool = False) -> torch.Tensor:
-    x = torch.randint(4, vocab, (b, t), generator=torch.Generator().manual_seed(seed))
-    if pad_last_row:
-        x[-1, t // 2 :] = PAD_ID
-    return x
 
 
 def inputs_for(arch: str, pad: bool = True) -> tuple[torch.Tensor, ...]:
@@ -436,18 +415,7 @@ def test_parameter_count_and_flops_follow_the_axes(arch, settings):
     for stack, cross in (("encoder", False), ("decoder", arch == "encoder_decoder")):
         for layer in getattr(model, stack).layers if hasattr(model, stack) else []:
             assert count_parameters(layer) == layer_parameters(cfg, cross)
-    src, tgt = tokens(1, 7, vocab=13), tokens(1, 5)
-    # need_weights: the explicit path is plain matmuls, which the counter sees (it skips CPU SDPA)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        if arch == "encoder_decoder":
-            model(src, tgt, need_weights=True)
-        else:
-            model(tgt if arch == "decoder_only" else src, need_weights=True)
-    counted = 7 if arch == "encoder_only" else 5
-    head = 2 * D * cfg.num_classes if arch == "encoder_only" else 0  # the classifier head, not in the estimate
-    assert flops_per_token(cfg, src_len=7, tgt_len=5) * counted == pytest.approx(
-        counter.get_total_flops() - head, rel=1e-9
-    )
+    assert_flops_estimate_is_counted(model, tokens(1, 7, vocab=13), tokens(1, 5))
 
 
 # --- 7. cached decoding ---------------------------------------------------------------------------------------------

@@ -12,47 +12,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from src.model import BOS_ID, EOS_ID, PAD_ID, ConfigError, TransformerConfig, build_model, count_parameters, generate
+from src.model import BOS_ID, EOS_ID, PAD_ID, ConfigError, build_model, count_parameters, generate
 from src.model.attention import MultiHeadAttention
 from src.model.head_mask import attention_sites, full_head_mask, set_head_mask
 from src.model.masks import MaskForm, SiteMask
 from src.model.points import recorded
 from src.model.stacked import StackedModel
-from src.model.summary import flops_per_token
+from tests.model.tiny import D, H, assert_flops_estimate_is_counted, config, model_for, tokens
 
-D, H, DH = 16, 4, 4  # d_model, query heads, head size
-
-
-def config(arch: str = "decoder_only", **overrides) -> TransformerConfig:
-    values = dict(
-        arch=arch,
-        src_vocab_size=13,
-        tgt_vocab_size=11,
-        num_classes=3,
-        d_model=D,
-        heads=H,
-        enc_layers=1,
-        dec_layers=2,
-        d_ff=32,
-        dropout=0.0,
-        max_len=32,
-    )
-    values.update(overrides)
-    return TransformerConfig(**values).validate()
-
-
-def model_for(arch: str = "decoder_only", seed: int = 0, **overrides):
-    torch.manual_seed(seed)
-    return build_model(config(arch, **overrides)).double().eval()
-
-
-def tokens(b: int = 3, t: int = 6, vocab: int = 11, seed: int = 1, pad_last_row: bool = False) -> torch.Tensor:
-    x = torch.randint(4, vocab, (b, t), generator=torch.Generator().manual_seed(seed))
-    if pad_last_row:
-        x[-1, t // 2 :] = PAD_ID
-    return x
+DH = 4  # head size: D / H
 
 
 # --- 1. kv_heads = heads is today's model ------------------------------------------------------------------------
@@ -224,17 +193,7 @@ def test_parameter_count_and_flops_follow_kv_heads(arch, kv_heads):
     g = kv_heads * DH
     attentions = sum(len(modules) for modules in attention_sites(model).values())
     assert count_parameters(model) == multi_head - attentions * 2 * (D - g) * (D + 1)  # K and V: weights, biases
-    src, tgt = tokens(1, 7, vocab=13), tokens(1, 5)
-    # need_weights: the explicit path is plain matmuls, which the counter sees (it skips CPU SDPA)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        if arch == "encoder_decoder":
-            model(src, tgt, need_weights=True)
-        else:
-            model(tgt if arch == "decoder_only" else src, need_weights=True)
-    measured = counter.get_total_flops()
-    counted = 7 if arch == "encoder_only" else 5
-    head = 2 * D * cfg.num_classes if arch == "encoder_only" else 0  # the classifier head, not in the estimate
-    assert flops_per_token(cfg, src_len=7, tgt_len=5) * counted == pytest.approx(measured - head, rel=1e-9)
+    assert_flops_estimate_is_counted(model, tokens(1, 7, vocab=13), tokens(1, 5))
 
 
 # --- 5. validate() ------------------------------------------------------------------------------------------------
