@@ -405,9 +405,22 @@ def continue_texts(
         if i not in wanted:
             lines.append("")
             continue
-        out = generate(model, prompt=torch.tensor([ids or [model.cfg.bos_id]] * repeats), **settings)
-        lines.extend(text + datamodule.decode_tgt(row) for row in out)
+        prompt = ids or [model.cfg.bos_id]
+        out = generate(model, prompt=torch.tensor([prompt] * repeats), **settings)
+        lines.extend(text + continuation(datamodule, prompt, row.tolist()) for row in out)
     return lines
+
+
+def continuation(datamodule, prompt: list[int], new: list[int]) -> str:
+    """The text the new ids add to the prompt: the text of the whole sequence past the prompt's, as transformers'
+    text-generation pipeline cuts it, since a tokenizer may write a piece differently at the start of a text (Llama's
+    decoder drops the first "▁": "▁sat" alone is "sat", after "on" it is " sat"). The new ids alone where the prompt
+    holds an end of text (decoding stops there) or the whole does not start with the prompt's text."""
+    alone = datamodule.decode_tgt(new)
+    if not alone or datamodule.task.specials.eos in prompt:
+        return alone
+    start, whole = datamodule.decode_tgt(prompt), datamodule.decode_tgt([*prompt, *new])
+    return whole[len(start) :] if whole.startswith(start) else alone
 
 
 def predict(cfg: DictConfig) -> list[str]:

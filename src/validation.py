@@ -215,7 +215,7 @@ def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
             f"model.pretrained={name!r}: give a hub name or a model directory (without hf:, which is for ckpt=), "
             "or leave it out to train from scratch"
         )
-    model_cfg, _, _ = pretrained_config(name)  # a missing or unsupported model first: nothing else matters then
+    model_cfg, _, hf_config = pretrained_config(name)  # a missing or unsupported model first: nothing else then
     given = override_keys(overrides)
     fixed = list(dict.fromkeys(key for key in given if key == "model" or key.startswith("model.")))
     fixed = [key for key in fixed if key not in PRETRAINED_MAY_SET]
@@ -231,9 +231,11 @@ def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
             f"model.pretrained={name} reads text with its own tokenizer, and task={cfg.task.name} has its own "
             f"symbols: choose a task that reads text ({readers})"
         )
-    from src.pretrained.fit import check_task_kind
+    from src.pretrained.fit import check_src_prefix, check_task_kind
 
     check_task_kind(f"model.pretrained={name}", model_cfg, cfg.task.name)
+    if "src_prefix" in cfg.task:  # a translation task: the prefixes T5's config.json names
+        check_src_prefix(f"model.pretrained={name}", hf_config, cfg.task.src_prefix)
 
 
 def warn_unread_tokenizer_settings(cfg: DictConfig) -> None:
@@ -245,6 +247,20 @@ def warn_unread_tokenizer_settings(cfg: DictConfig) -> None:
             f"{', '.join(unused)} {'are' if len(unused) > 1 else 'is'} not used: model.pretrained={name} reads the "
             "text with its own tokenizer"
         )
+
+
+def warn_if_no_src_prefix(cfg: DictConfig) -> None:
+    """One warning when a pretrained model trained with a prefix in front of every source (T5, whose config.json
+    names its prefixes) is fine-tuned on a translation task without task.src_prefix."""
+    name = cfg.model.get("pretrained")
+    if not name or "src_prefix" not in cfg.task or cfg.task.src_prefix:
+        return
+    from src.pretrained import pretrained_config
+    from src.pretrained.fit import missing_prefix_line
+
+    line = missing_prefix_line(f"model.pretrained={name}", pretrained_config(name)[2])
+    if line is not None:
+        print_warning(line)
 
 
 PRETRAINED_MAY_SET = ("model.pretrained", *(f"model.{name}" for name in DROPOUTS))
@@ -694,6 +710,7 @@ def warn_unread_settings(cfg: DictConfig) -> None:
         print_warning(line)
     warn_unread_analysis_settings(cfg)
     warn_unread_tokenizer_settings(cfg)
+    warn_if_no_src_prefix(cfg)
 
 
 def written_value(value) -> str:

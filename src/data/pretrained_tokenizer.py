@@ -1,11 +1,14 @@
-"""A pretrained model's own tokenizer (GPT-2's byte-level BPE, BERT's WordPiece, Marian's SentencePiece), behind
-the interface of our vocabularies (vocab.SymbolVocab, tokenizer.SubwordTokenizer), so every task, the collate
-functions and src.predict read text with it as they read it with ours.
+"""A pretrained model's own tokenizer (GPT-2's and Qwen2's byte-level BPE, BERT's WordPiece, Marian's and T5's
+SentencePiece, Llama's and Mistral's BPE with byte fallback), behind the interface of our vocabularies
+(vocab.SymbolVocab, tokenizer.SubwordTokenizer), so every task, the collate functions and src.predict read text
+with it as they read it with ours.
 
-Two differences from ours, both the tokenizer's: its special ids (GPT-2 pads with <|endoftext|>, Marian's decoder
-starts from its pad token; see src/model/config.py), and the marks it puts around a model input (BERT: [CLS] x
-[SEP]; Marian: x </s>; GPT-2: none), which `wrap_source` adds where the tokenizer's own pipeline would.
-The tokenizer is saved with the run (run_dir/pretrained_tokenizer/), so eval and predict never need the hub.
+Three differences from ours, all the tokenizer's: its special ids (GPT-2 pads with <|endoftext|>, Marian's and T5's
+decoders start from their pad token; see src/model/config.py); the marks it puts around a model input (BERT: [CLS]
+x [SEP]; Marian and T5: x </s>; Llama and Mistral: <s> x; GPT-2 and Qwen2: none), which `wrap_source` adds where
+the tokenizer's own pipeline would; and ids without a token, where the model's embedding is padded past the
+tokenizer (T5, Qwen2: PADDING_ROWS below). The tokenizer is saved with the run (run_dir/pretrained_tokenizer/), so
+eval and predict never need the hub.
 """
 
 from __future__ import annotations
@@ -21,6 +24,22 @@ from .errors import DataError
 from .vocab import as_id_list, display_token
 
 SAVED_DIR = "pretrained_tokenizer"  # in a run directory
+
+# A model's embedding may have more rows than its tokenizer has tokens: rounded up to a multiple the hardware likes
+# (T5: 32,128 rows for 32,100 tokens, a multiple of 128), or with rows kept for tokens added later (Qwen2: 151,936
+# for 151,646; Qwen2.5's tokenizer uses 19 more of them). The ids past the tokenizer's last token have no text: the
+# model may still give them a score (predict and eval decode them as nothing, as transformers does), and no text is
+# read as them. A tokenizer smaller than its model by up to PADDING_ROWS rows, or by up to 1/PADDING_SHARE of the rows
+# in a larger embedding, is taken as the model's own. One smaller still is another model's (Llama 2's 32,000 tokens
+# beside Mistral v0.3's 32,768 rows: 768 short, over 32,768 / 64 = 512) and is refused, as is any tokenizer larger
+# than its model, whose last ids would have no row at all.
+PADDING_ROWS = 128
+PADDING_SHARE = 64
+
+
+def padding_allowed(rows: int) -> int:
+    """How many rows of a `rows`-row embedding may lie past its tokenizer's last token (see PADDING_ROWS)."""
+    return max(PADDING_ROWS, rows // PADDING_SHARE)
 
 
 class PretrainedTokenizer:
@@ -38,7 +57,8 @@ class PretrainedTokenizer:
     @classmethod
     def load(cls, directory: Path, specials: SpecialIds, vocab_size: int, name: str) -> PretrainedTokenizer:
         """The tokenizer saved in `directory` (what save_pretrained writes), checked against the model's vocabulary
-        size. `specials`: the model's pad/bos/eos (from its config); unk is the tokenizer's."""
+        size (its embedding's rows: the tokenizer may have fewer, padding_allowed). `specials`: the model's
+        pad/bos/eos (from its config); unk is the tokenizer's."""
         try:
             from transformers import AutoTokenizer
         except ImportError:
@@ -50,7 +70,13 @@ class PretrainedTokenizer:
         except (OSError, ValueError, TypeError, AttributeError) as error:
             first_line = (str(error).splitlines() or [type(error).__name__])[0]
             raise DataError(f"{name}: no tokenizer can be loaded from {directory} ({first_line})") from None
-        if len(tokenizer) != vocab_size:
+        if len(tokenizer) > vocab_size:
+            raise DataError(
+                f"{name}: its tokenizer has {len(tokenizer)} tokens and its model {vocab_size} embedding rows, so the "
+                f"ids from {vocab_size} on would have no row: the tokenizer files in {directory} belong to another "
+                "model: copy the model's own there"
+            )
+        if vocab_size - len(tokenizer) > padding_allowed(vocab_size):  # more than a padded embedding's spare rows
             raise DataError(
                 f"{name}: its tokenizer has {len(tokenizer)} tokens and its model {vocab_size}: the tokenizer files "
                 f"in {directory} are missing or belong to another model: copy the model's own there"
@@ -90,15 +116,20 @@ class PretrainedTokenizer:
         return out
 
     def decode(self, ids) -> str:
-        return self.tokenizer.decode(self.content_ids(ids), skip_special_tokens=False)
+        """The text of the content ids; an id past the tokenizer's last token (a padded row of the model's
+        embedding: PADDING_ROWS) has none and is left out, as transformers' decode leaves it out."""
+        size = self.size
+        return self.tokenizer.decode([i for i in self.content_ids(ids) if i < size], skip_special_tokens=False)
 
     def token_strings(self, ids) -> list[str]:
         """Each token as a label (vocab.display_token): without GPT-2's "Ġ", SentencePiece's "▁" or BERT's "##";
-        the tokenizer's special tokens ([CLS], </s>, <|endoftext|>) as they are."""
-        special = set(self.tokenizer.all_special_tokens)
+        the tokenizer's special tokens ([CLS], </s>, <|endoftext|>) as they are; an id without a token (a padded
+        row of the embedding) as <id N>."""
+        special, size, ids = set(self.tokenizer.all_special_tokens), self.size, as_id_list(ids)
+        tokens = self.tokenizer.convert_ids_to_tokens([i if i < size else 0 for i in ids])
         return [
-            token if token in special else display_token(token, self.piece_marks)
-            for token in self.tokenizer.convert_ids_to_tokens(as_id_list(ids))
+            f"<id {i}>" if i >= size else token if token in special else display_token(token, self.piece_marks)
+            for i, token in zip(ids, tokens)
         ]
 
     def unknown_pieces(self, text: str) -> list[str]:

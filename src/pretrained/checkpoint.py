@@ -14,7 +14,7 @@ from typing import Any
 from src.model import ConfigError
 
 from . import load_pretrained
-from .fit import KIND_OF_ARCH, check_task_kind
+from .fit import KIND_OF_ARCH, check_src_prefix, check_task_kind, missing_prefix_line
 
 HF_PREFIX = "hf:"
 
@@ -42,6 +42,13 @@ def pretrained_checkpoint(ckpt: str, task: dict | None = None, field_name: str =
     kind = KIND_OF_ARCH[cfg.arch]
     if task is not None:
         check_task_kind(name, cfg, str(task.get("name")))
+        if "src_prefix" in task:  # a translation task: T5 was trained with a prefix in front of every source
+            check_src_prefix(name, pretrained.hf_config, str(task["src_prefix"]))
+            line = missing_prefix_line(name, pretrained.hf_config) if not task["src_prefix"] else None
+            if line is not None:
+                from src.training.report import print_warning
+
+                print_warning(line)
     return {
         "hyper_parameters": {
             "config": {

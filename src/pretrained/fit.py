@@ -1,10 +1,11 @@
-"""Whether a pretrained model fits the task it is given: its kind of task, the length of the task's sequences, and
-its classifier's labels. One `ConfigError` line each, before any work; shared by src.run (fine-tuning) and the
-commands that read `ckpt=hf:<model>`."""
+"""Whether a pretrained model fits the task it is given: its kind of task, the length of the task's sequences, its
+classifier's labels, and the prefix its sources were trained with (T5). One `ConfigError` line each, before any
+work; shared by src.run (fine-tuning) and the commands that read `ckpt=hf:<model>`."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,3 +62,44 @@ def align_head(model: nn.Module, head_labels: list[str], task_labels: list[str],
         linear.weight.copy_(linear.weight[order])
         linear.bias.copy_(linear.bias[order])
     return "reordered"
+
+
+def known_prefixes(hf_config: Any) -> dict[str, str]:
+    """task -> the text every source of that task began with in the model's training, as its config.json names them
+    (t5-small's task_specific_params: "translation_en_to_de" -> "translate English to German: "); {} for a model
+    without them (Flan-T5, which reads instructions)."""
+    params = getattr(hf_config, "task_specific_params", None) or {}
+    return {task: str(p["prefix"]) for task, p in params.items() if isinstance(p, dict) and p.get("prefix")}
+
+
+def check_src_prefix(name: str, hf_config: Any, prefix: str) -> None:
+    """task.src_prefix beside a model that names its prefixes: the name of one of its tasks, or one of its prefixes
+    without the space that ends it, is refused (the model never saw either in front of a source)."""
+    known = known_prefixes(hf_config)
+    if prefix in known:
+        raise ConfigError(
+            f"task.src_prefix={prefix!r} is the name of one of {name}'s tasks, not the text in front of its sources: "
+            f'give task.src_prefix="{known[prefix]}"'
+        )
+    for task, text in known.items():
+        if prefix != text and prefix == text.rstrip():
+            raise ConfigError(
+                f"task.src_prefix={prefix!r} is {name}'s prefix for {task} without the space it ends in, so every "
+                f'source would run into it: give task.src_prefix="{text}" (quoted, with its space)'
+            )
+
+
+def missing_prefix_line(name: str, hf_config: Any) -> str | None:
+    """The warning for a translation task without task.src_prefix on a model trained with a prefix in front of every
+    source (T5): the prefixes it knows and the setting that gives one. None for a model that names none."""
+    known = known_prefixes(hf_config)
+    if not known:
+        return None
+    translation = [text for task, text in known.items() if task.startswith("translation")]
+    example = (translation or list(known.values()))[0]
+    listed = ", ".join(f'"{text}" ({task})' for task, text in known.items())
+    return (
+        f"{name} was trained with a prefix in front of every source and task.src_prefix is not set, so the sources "
+        f'are read without one: give the prefix of this task, e.g. task.src_prefix="{example}" (its prefixes: '
+        f"{listed})"
+    )

@@ -3,7 +3,8 @@
 Qwen2 is Llama's architecture (llama.py) with biases on the query, key and value projections (none on the output
 projection or the feed-forward network), a larger RoPE base (1,000,000) and, in the small models, tied embeddings.
 Its weights have Llama's names: the conversion is llama.convert. A sliding window on some layers only
-(use_sliding_window, max_window_layers) is refused: our window applies to every layer.
+(use_sliding_window, max_window_layers) is refused: our window applies to every layer. Its embedding has more rows
+than its tokenizer has tokens (151,936 for 151,646: src/data/pretrained_tokenizer.py PADDING_ROWS).
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ final norm while training, which ours do not (the same function in eval mode).
 
 Refused, by name: a T5 without a decoder (T5EncoderModel, is_encoder_decoder=false), the classification and
 question-answering heads, and a feed-forward network other than relu and gated-gelu.
+
+Two things about T5's text are not the model's and live elsewhere: its embedding has more rows than its tokenizer has
+tokens (32,128 for 32,100; src/data/pretrained_tokenizer.py PADDING_ROWS), and it was trained with a prefix in front of
+every source naming the task, which config.json lists (task_specific_params) and task.src_prefix gives
+(src/data/tasks/translation.py; fit.known_prefixes).
 """
 
 from __future__ import annotations

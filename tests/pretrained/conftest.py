@@ -9,10 +9,23 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="the optional group: pip install -e '.[pretrained]'")
 
-from .hf_tokenizers import save_bert_tokenizer, save_gpt2_tokenizer, save_marian_tokenizer  # noqa: E402
+from .hf_tokenizers import (  # noqa: E402
+    LLAMA_VOCAB,
+    save_bert_tokenizer,
+    save_gpt2_tokenizer,
+    save_llama_tokenizer,
+    save_marian_tokenizer,
+    save_qwen2_tokenizer,
+    save_t5_tokenizer,
+)
 
 VOCAB = 97  # small and odd (no accidental power-of-two alignments); the last id is Marian's pad
 PAD = VOCAB - 1
+# Qwen2's and T5's embeddings have rows past their tokenizer's last token (151,936 for Qwen2's 151,646 tokens;
+# 32,128 for T5's 32,100): their tiny models have VOCAB rows and their tokenizers VOCAB - PADDED tokens, so the rows
+# VOCAB - PADDED ... VOCAB - 1 are ids without a token, as there.
+PADDED = 3
+QWEN2_ENDOFTEXT = VOCAB - PADDED - 3  # the first of the Qwen2 tokenizer's three special tokens, after its BPE pieces
 
 
 def randomise(model):
@@ -115,11 +128,12 @@ def tiny_decoder(family: str, **overrides):
     return randomise(model_class(config_class(attn_implementation="eager", **settings)))
 
 
-def save(model, directory, save_tokenizer=None):
-    """The model as save_pretrained writes it, with its family's tokenizer beside it (as on the hub)."""
+def save(model, directory, save_tokenizer=None, tokens: int = VOCAB):
+    """The model as save_pretrained writes it, with its family's tokenizer of `tokens` tokens beside it (as on the
+    hub)."""
     model.save_pretrained(directory)
     if save_tokenizer is not None:
-        save_tokenizer(directory, vocab_size=VOCAB)
+        save_tokenizer(directory, vocab_size=tokens)
     return directory
 
 
@@ -144,8 +158,61 @@ def decoder_family(request, tmp_path_factory):
     return request.param, save(tiny_decoder(request.param), tmp_path_factory.mktemp(request.param))
 
 
+# Each Llama-shaped family's vocabulary and special ids as its own tokenizer has them (hf_tokenizers.py): Llama 2 and
+# Mistral <s> = 1 and </s> = 2 in a vocabulary with Llama's 256 byte pieces (as many rows as tokens, as theirs);
+# Qwen2 <|endoftext|> as its bos and eos (as Qwen2's config.json), VOCAB rows for VOCAB - PADDED tokens. None has a
+# pad token. tiny_decoder's own ids (GPT-2's layout: eos = pad = the last id) serve the model-level proofs
+# (test_llama_family.py), which read no text.
+DECODER_TOKENIZERS = {
+    "llama": (save_llama_tokenizer, LLAMA_VOCAB, dict(vocab_size=LLAMA_VOCAB, bos_token_id=1, eos_token_id=2)),
+    "mistral": (save_llama_tokenizer, LLAMA_VOCAB, dict(vocab_size=LLAMA_VOCAB, bos_token_id=1, eos_token_id=2)),
+    "qwen2": (
+        save_qwen2_tokenizer,
+        VOCAB - PADDED,
+        dict(vocab_size=VOCAB, bos_token_id=QWEN2_ENDOFTEXT, eos_token_id=QWEN2_ENDOFTEXT),
+    ),
+}
+
+
+def tiny_tokenized_decoder(family: str, **overrides):
+    """tiny_decoder(family) with the vocabulary and special ids of the family's tokenizer (DECODER_TOKENIZERS)."""
+    return tiny_decoder(family, **{**DECODER_TOKENIZERS[family][2], **overrides})
+
+
+def save_tokenized_decoder(family: str, directory):
+    save_tokenizer, tokens, _ = DECODER_TOKENIZERS[family]
+    return save(tiny_tokenized_decoder(family), directory, save_tokenizer, tokens)
+
+
+@pytest.fixture(scope="session")
+def llama_dir(tmp_path_factory):
+    return save_tokenized_decoder("llama", tmp_path_factory.mktemp("llama_tokenized"))
+
+
+@pytest.fixture(scope="session")
+def qwen2_dir(tmp_path_factory):
+    return save_tokenized_decoder("qwen2", tmp_path_factory.mktemp("qwen2_tokenized"))
+
+
+@pytest.fixture(scope="session")
+def mistral_dir(tmp_path_factory):
+    return save_tokenized_decoder("mistral", tmp_path_factory.mktemp("mistral_tokenized"))
+
+
 # T5's own special ids: pad 0 (also the decoder's start), eos 1.
 T5_PAD, T5_EOS = 0, 1
+# t5-small's config.json names the tasks it was trained on, each with the prefix its sources began with (the rest of
+# each entry is the pipelines' generation settings). Flan-T5's names none: it reads instructions.
+T5_TASKS = {
+    "summarization": {"early_stopping": True, "length_penalty": 2.0, "max_length": 200, "min_length": 30,
+                      "no_repeat_ngram_size": 3, "num_beams": 4, "prefix": "summarize: "},
+    "translation_en_to_de": {"early_stopping": True, "max_length": 300, "num_beams": 4,
+                             "prefix": "translate English to German: "},
+    "translation_en_to_fr": {"early_stopping": True, "max_length": 300, "num_beams": 4,
+                             "prefix": "translate English to French: "},
+    "translation_en_to_ro": {"early_stopping": True, "max_length": 300, "num_beams": 4,
+                             "prefix": "translate English to Romanian: "},
+}  # fmt: skip
 
 
 def tiny_t5(style: str = "t5", **overrides):
@@ -161,7 +228,7 @@ def tiny_t5(style: str = "t5", **overrides):
     # initializer_factor: weights twice transformers' initial ones, and relative position biases ten times (below),
     # so that greedy decoding of these random models does not settle on one token at once
     settings |= {
-        "t5": dict(feed_forward_proj="relu", tie_word_embeddings=True),
+        "t5": dict(feed_forward_proj="relu", tie_word_embeddings=True, task_specific_params=T5_TASKS),
         "flan": dict(
             feed_forward_proj="gated-gelu",
             tie_word_embeddings=False,
@@ -188,3 +255,15 @@ def tiny_t5(style: str = "t5", **overrides):
 def t5_style(request, tmp_path_factory):
     """(style, directory) of each T5 style's tiny model (tiny_t5), saved as save_pretrained writes it."""
     return request.param, save(tiny_t5(request.param), tmp_path_factory.mktemp(f"t5_{request.param}"))
+
+
+@pytest.fixture(scope="session")
+def t5_dir(tmp_path_factory):
+    """The original T5's tiny model (tiny_t5("t5")) with its tokenizer: VOCAB - PADDED tokens for VOCAB rows."""
+    return save(tiny_t5("t5"), tmp_path_factory.mktemp("t5_tokenized"), save_t5_tokenizer, VOCAB - PADDED)
+
+
+@pytest.fixture(scope="session")
+def flan_t5_dir(tmp_path_factory):
+    """Flan-T5's tiny model (tiny_t5("flan")) with T5's tokenizer, which Flan-T5 shares."""
+    return save(tiny_t5("flan"), tmp_path_factory.mktemp("flan_t5_tokenized"), save_t5_tokenizer, VOCAB - PADDED)

@@ -1,16 +1,21 @@
-"""Small tokenizers of the three pretrained families, trained here, offline, in well under a second.
+"""Small tokenizers of the pretrained families, trained here, offline, in well under a second each.
 
-The model hub cannot be reached from CI, so the real gpt2, bert-base-uncased and Helsinki-NLP/opus-mt-* tokenizers
-cannot be downloaded. These stand-ins are built with the same libraries and the same classes (transformers'
-GPT2TokenizerFast, BertTokenizerFast and MarianTokenizer), on a built-in corpus of a few dozen sentences, and keep
-each family's layout of special ids, so code that has to know where a family puts its ids (GPT-2's <|endoftext|>
-as the last id, BERT's [PAD] = 0, Marian's </s> = 0 and <pad> as the last id) meets the same layout it meets with
-the real files. Each function writes what `save_pretrained` writes into a directory, beside the config.json and
-weights of a tiny model of the family (tests/pretrained/conftest.py), so `AutoTokenizer.from_pretrained(directory)`
-reads that directory as it reads a downloaded snapshot; tokenizer_config.json names the class.
+The model hub cannot be reached from CI, so the real gpt2, bert-base-uncased, Helsinki-NLP/opus-mt-*, Llama 2,
+Mistral, Qwen2 and t5-small tokenizers cannot be downloaded. These stand-ins are built with the same libraries and
+the same classes (transformers' GPT2TokenizerFast, BertTokenizerFast, MarianTokenizer, LlamaTokenizerFast,
+Qwen2TokenizerFast and T5TokenizerFast), on a built-in corpus of a few dozen sentences, and keep each family's layout
+of special ids, so code that has to know where a family puts its ids (GPT-2's <|endoftext|> as the last id, BERT's
+[PAD] = 0, Marian's </s> = 0 and <pad> as the last id, Llama's <unk> <s> </s> = 0 1 2 and its 256 byte pieces,
+Qwen2's <|endoftext|> after its BPE pieces and no BOS, T5's <pad> </s> <unk> = 0 1 2 and its sentinels
+<extra_id_N> as the last ids) meets the same layout it meets with the real files. Each function writes what
+`save_pretrained` writes into a directory, beside the config.json and weights of a tiny model of the family
+(tests/pretrained/conftest.py), so `AutoTokenizer.from_pretrained(directory)` reads that directory as it reads a
+downloaded snapshot; tokenizer_config.json names the class.
 
-Every vocabulary has exactly `vocab_size` entries (97 by default, the tiny models' vocab_size), so every id a
-tokenizer gives has a row in the model's embedding, and the family's "last id" is the model's last row.
+Every vocabulary has exactly `vocab_size` entries. For GPT-2, BERT, Marian, Llama and Mistral that is the model's
+vocab_size, as in the real models (every id has a row, and the family's "last id" is the model's last row); Qwen2's
+and T5's real embeddings have more rows than their tokenizers have tokens (151,936 for 151,646; 32,128 for 32,100),
+and their tiny models are padded the same way (conftest.py).
 
 The name: not `tokenizers.py`, which would shadow Hugging Face's library wherever tests/pretrained itself is on
 sys.path (transformers would then fail to import).
@@ -101,6 +106,11 @@ GPT2_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 
 ENDOFTEXT = "<|endoftext|>"
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4: [PAD] = 0 as in bert-base-uncased
 MARIAN_EOS, MARIAN_UNK, MARIAN_PAD = "</s>", "<unk>", "<pad>"
+LLAMA_SPECIALS = ("<unk>", "<s>", "</s>")  # ids 0-2, as in Llama 2 and Mistral
+LLAMA_BYTES = tuple(f"<0x{byte:02X}>" for byte in range(256))  # ids 3-258: byte fallback's pieces
+LLAMA_VOCAB = 389  # the fixed 259, the 65 characters of the built-in texts and 65 merges (odd, as the tiny models')
+QWEN2_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # the last three ids, as Qwen2's
+T5_PAD, T5_EOS, T5_UNK = "<pad>", "</s>", "<unk>"  # ids 0-2, as T5's
 
 
 def save_gpt2_tokenizer(directory: str | os.PathLike, vocab_size: int = 97, texts: Iterable[str] | None = None):
@@ -122,11 +132,7 @@ def save_gpt2_tokenizer(directory: str | os.PathLike, vocab_size: int = 97, text
 
     texts = list(ENGLISH if texts is None else texts)
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    if vocab_size > 256:
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-    else:  # the byte-level symbols (GPT-2's printable stand-ins for bytes) of the fixed characters and the texts
-        unsplit = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-        alphabet = sorted({char for text in [GPT2_ALPHABET, *texts] for char in unsplit.pre_tokenize_str(text)[0][0]})
+    alphabet = _byte_level_alphabet(texts, vocab_size - 1)
     if len(alphabet) > vocab_size - 1:
         raise ValueError(
             f"a GPT-2 tokenizer of vocab_size {vocab_size} cannot hold its {len(alphabet)} base bytes and "
@@ -243,6 +249,173 @@ def save_marian_tokenizer(directory: str | os.PathLike, vocab_size: int = 97, te
     return hf
 
 
+def save_llama_tokenizer(
+    directory: str | os.PathLike, vocab_size: int = LLAMA_VOCAB, texts: Iterable[str] | None = None
+):
+    """A sentencepiece-style BPE with byte fallback like Llama 2's and Mistral's (LlamaTokenizerFast), saved into
+    `directory`; returns the tokenizer.
+
+    As in Llama 2 (32,000 ids): <unk> = 0, <s> = 1, </s> = 2, then the 256 byte pieces <0x00> ... <0xFF> (ids 3-258),
+    then the pieces learnt from the texts, each character of them and merges, a word's first piece starting with "▁"
+    (Metaspace). A character without a piece is read as the pieces of its UTF-8 bytes (byte fallback), so every
+    string encodes and decodes. Encoding puts <s> in front of a text, and nothing after it, as Llama 2's
+    tokenizer_config.json says (add_bos_token, not add_eos_token); there is no pad token. vocab_size must hold the
+    259 fixed ids and every character of the texts (324 with the built-in ones); merges fill the rest (65 at 389).
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaTokenizerFast
+
+    texts = list(ENGLISH if texts is None else texts)
+    fixed = [*LLAMA_SPECIALS, *LLAMA_BYTES]
+    alphabet = sorted({char for text in texts for char in text.replace(" ", "▁")} | {"▁"})
+    if len(fixed) + len(alphabet) > vocab_size:
+        raise ValueError(
+            f"a Llama tokenizer of vocab_size {vocab_size} cannot hold its {len(fixed)} special and byte pieces and "
+            f"the {len(alphabet)} characters of the texts: give a larger vocab_size or texts with fewer characters"
+        )
+    # Trained on words (split=True), as sentencepiece learns pieces within words: no merge spans a "▁" inside it, so
+    # LlamaTokenizerFast's own pre-tokenizer (the whole text one piece, split=False) finds the same pieces.
+    tokenizer = Tokenizer(models.BPE(unk_token=LLAMA_SPECIALS[0], byte_fallback=True, fuse_unk=True))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=fixed, initial_alphabet=alphabet, show_progress=False
+    )  # the special tokens take the first ids, in order: <unk> <s> </s> <0x00> ... <0xFF>
+    tokenizer.train_from_iterator(texts, trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    _check_size(len(model["vocab"]), vocab_size, "Llama BPE vocabulary")
+
+    # LlamaTokenizerFast builds Llama's pipeline around the vocabulary and merges (Metaspace, byte fallback, its
+    # decoder), as it does when it loads Llama 2's files; add_bos_token writes the <s> template into tokenizer.json.
+    hf = LlamaTokenizerFast(
+        vocab=model["vocab"],
+        merges=[tuple(merge) for merge in model["merges"]],
+        add_bos_token=True,
+        add_eos_token=False,
+        model_max_length=4096,  # Llama 2's context
+    )
+    _check_size(len(hf), vocab_size, "Llama tokenizer")
+    hf.save_pretrained(directory)
+    return hf
+
+
+def save_qwen2_tokenizer(directory: str | os.PathLike, vocab_size: int = 94, texts: Iterable[str] | None = None):
+    """A byte-level BPE like Qwen2's (Qwen2TokenizerFast), saved into `directory`; returns the tokenizer.
+
+    As in Qwen2 (151,643 BPE pieces, then <|endoftext|> = 151643, <|im_start|>, <|im_end|>): the BPE pieces, trained
+    with Qwen2's pre-tokenizer (its regular expression: digits one by one, words with their leading space) and NFC
+    normaliser, then <|endoftext|>, <|im_start|> and <|im_end|> as the last three ids. <|endoftext|> is the eos and
+    pad token; there is no bos and no unk token, and encoding adds nothing around a text. The base alphabet is as
+    GPT-2's (save_gpt2_tokenizer): every byte where vocab_size - 3 leaves room for 256, else the bytes of
+    GPT2_ALPHABET and the texts (a byte outside them is dropped on encoding). The default 94 is the tiny Qwen2's 97
+    rows less 3, as Qwen2's embedding is padded past its tokenizer.
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2TokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    texts = list(ENGLISH if texts is None else texts)
+    room = vocab_size - len(QWEN2_SPECIALS)
+    alphabet = _byte_level_alphabet(texts, room)
+    if len(alphabet) > room:
+        raise ValueError(
+            f"a Qwen2 tokenizer of vocab_size {vocab_size} cannot hold its {len(alphabet)} base bytes and its "
+            f"{len(QWEN2_SPECIALS)} special tokens: give a larger vocab_size or texts with fewer distinct characters"
+        )
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )  # Qwen2TokenizerFast's own, with which it reads the pieces back
+    trainer = trainers.BpeTrainer(vocab_size=room, initial_alphabet=alphabet, special_tokens=[], show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    _check_size(len(model["vocab"]), room, "Qwen2 BPE vocabulary before its special tokens")
+
+    endoftext, *chat = QWEN2_SPECIALS
+    hf = Qwen2TokenizerFast(
+        vocab=model["vocab"],
+        merges=[tuple(merge) for merge in model["merges"]],
+        unk_token=None,
+        bos_token=None,
+        eos_token=endoftext,
+        pad_token=endoftext,
+        extra_special_tokens=chat,
+        errors="replace",
+        model_max_length=32768,  # Qwen2's tokenizer_config.json
+    )
+    _check_size(len(hf), vocab_size, "Qwen2 tokenizer")
+    hf.save_pretrained(directory)
+    return hf
+
+
+def save_t5_tokenizer(
+    directory: str | os.PathLike, vocab_size: int = 94, texts: Iterable[str] | None = None, extra_ids: int = 3
+):
+    """A sentencepiece unigram tokenizer like T5's (T5TokenizerFast), saved into `directory`; returns the tokenizer.
+
+    As in t5-small (32,000 sentencepiece ids, then <extra_id_99> ... <extra_id_0> up to 32,099): a unigram model is
+    trained on the English and German texts with T5's ids, <pad> = 0, </s> = 1, <unk> = 2 and the pieces after them,
+    and `extra_ids` sentinels end the vocabulary in reverse, so that <extra_id_0> is the last id (vocab_size - 1).
+    Encoding appends </s>; sentencepiece's NFKC normalisation is kept as T5's tokenizer.json keeps it. The default
+    94 is the tiny T5's 97 rows less 3, as T5's embedding (32,128 rows) is padded past its 32,100 tokens.
+    """
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+    from transformers import T5TokenizerFast
+
+    texts = list(ENGLISH + GERMAN if texts is None else texts)
+    pieces_wanted = vocab_size - extra_ids
+    model = io.BytesIO()  # trained in memory, as Marian's (save_marian_tokenizer)
+    with open(os.devnull, "w") as quiet:
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts),
+                model_writer=model,
+                logstream=quiet,
+                model_type="unigram",
+                vocab_size=pieces_wanted,
+                character_coverage=1.0,
+                num_threads=1,  # one thread: the same pieces on every run
+                pad_id=0,
+                eos_id=1,
+                unk_id=2,
+                bos_id=-1,  # T5 has no bos
+            )
+        except RuntimeError as error:
+            raise ValueError(f"sentencepiece cannot train {pieces_wanted} pieces on these texts: {error}") from error
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    pieces = [(piece.piece, piece.score) for piece in proto.pieces]
+    if [piece for piece, _ in pieces[:3]] != [T5_PAD, T5_EOS, T5_UNK]:
+        raise AssertionError(f"sentencepiece put its control pieces elsewhere: {pieces[:3]}")
+    sentinels = [(f"<extra_id_{i}>", 0.0) for i in reversed(range(extra_ids))]
+    # T5TokenizerFast builds T5's pipeline around the scored pieces (whitespace split, Metaspace, the </s> template),
+    # as it does when it loads t5-small's files.
+    hf = T5TokenizerFast(
+        vocab=pieces + sentinels,
+        extra_ids=extra_ids,
+        _spm_precompiled_charsmap=proto.normalizer_spec.precompiled_charsmap,
+        model_max_length=512,  # t5-small's
+    )
+    _check_size(len(hf), vocab_size, "T5 tokenizer")
+    hf.save_pretrained(directory)
+    return hf
+
+
+def _byte_level_alphabet(texts: list[str], room: int) -> list[str]:
+    """The base symbols of a byte-level BPE (GPT-2's printable stand-ins for bytes): all 256 where `room` holds
+    them, else those of GPT2_ALPHABET and the texts."""
+    from tokenizers import pre_tokenizers
+
+    if room >= 256:
+        return pre_tokenizers.ByteLevel.alphabet()
+    unsplit = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    return sorted({char for text in [GPT2_ALPHABET, *texts] for char in unsplit.pre_tokenize_str(text)[0][0]})
+
+
 def _wordpiece_tokens(words: Counter[str], size: int) -> list[str]:
     """What tokenizers' WordPieceTrainer learns (BPE merges over words split into a first character and ##-prefixed
     continuations), but deterministic: that trainer numbers the ##-characters in the order of a Rust hash map, which
@@ -285,4 +458,11 @@ def _check_size(size: int, wanted: int, what: str) -> None:
         )
 
 
-__all__ = ["save_gpt2_tokenizer", "save_bert_tokenizer", "save_marian_tokenizer"]
+__all__ = [
+    "save_gpt2_tokenizer",
+    "save_bert_tokenizer",
+    "save_marian_tokenizer",
+    "save_llama_tokenizer",
+    "save_qwen2_tokenizer",
+    "save_t5_tokenizer",
+]

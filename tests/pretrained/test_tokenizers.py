@@ -1,18 +1,23 @@
-"""The offline stand-ins for the GPT-2, BERT and Marian tokenizers (tests/pretrained/tokenizers.py): AutoTokenizer
-reads them from a model directory as it reads the real ones, with each family's special ids where the real ones
-have them, exactly `vocab_size` entries, and the same files on every run."""
+"""The offline stand-ins for the GPT-2, BERT, Marian, Llama (and Mistral), Qwen2 and T5 tokenizers
+(tests/pretrained/hf_tokenizers.py): AutoTokenizer reads them from a model directory as it reads the real ones, with
+each family's special ids where the real ones have them, exactly `vocab_size` entries, and the same files on every
+run."""
 
 import warnings
 
 import pytest
 
-from .conftest import PAD, VOCAB, transformers
+from .conftest import PAD, PADDED, VOCAB, transformers
 from .hf_tokenizers import (
     ENDOFTEXT,
     GPT2_ALPHABET,
+    LLAMA_VOCAB,
     save_bert_tokenizer,
     save_gpt2_tokenizer,
+    save_llama_tokenizer,
     save_marian_tokenizer,
+    save_qwen2_tokenizer,
+    save_t5_tokenizer,
 )
 
 ENGLISH = "The café in Zürich opens at 9:30, doesn't it?"
@@ -28,6 +33,11 @@ CONFIGS = {  # config.json of a tiny model of each family, written beside the to
     "marian": lambda: transformers.MarianConfig(
         d_model=32, vocab_size=VOCAB, pad_token_id=PAD, eos_token_id=0, decoder_start_token_id=PAD
     ),
+    "llama": lambda: transformers.LlamaConfig(
+        hidden_size=32, num_attention_heads=4, vocab_size=LLAMA_VOCAB, bos_token_id=1, eos_token_id=2
+    ),
+    "qwen2": lambda: transformers.Qwen2Config(hidden_size=32, num_attention_heads=4, vocab_size=VOCAB),
+    "t5": lambda: transformers.T5Config(d_model=32, vocab_size=VOCAB, pad_token_id=0, eos_token_id=1),
 }
 
 
@@ -57,6 +67,21 @@ def bert(tmp_path_factory):
 @pytest.fixture(scope="module")
 def marian(tmp_path_factory):
     return load(model_dir(tmp_path_factory, "marian", save_marian_tokenizer))
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    return load(model_dir(tmp_path_factory, "llama", save_llama_tokenizer))
+
+
+@pytest.fixture(scope="module")
+def qwen2(tmp_path_factory):
+    return load(model_dir(tmp_path_factory, "qwen2", save_qwen2_tokenizer))
+
+
+@pytest.fixture(scope="module")
+def t5(tmp_path_factory):
+    return load(model_dir(tmp_path_factory, "t5", save_t5_tokenizer))
 
 
 def test_gpt2_is_a_byte_level_bpe_with_endoftext_as_its_last_id(gpt2):
@@ -118,8 +143,60 @@ def test_marian_has_eos_zero_unk_one_and_pad_last(marian):
     assert marian.spm_source.piece_to_id("</s>") == 2 and marian.spm_source.piece_to_id("<unk>") == 0
 
 
+def test_llama_is_a_bpe_with_byte_fallback_that_puts_bos_in_front(llama):
+    assert type(llama) is transformers.LlamaTokenizerFast  # in transformers 5 the same class as LlamaTokenizer
+    assert len(llama) == LLAMA_VOCAB
+    assert (llama.unk_token_id, llama.bos_token_id, llama.eos_token_id, llama.pad_token) == (0, 1, 2, None)
+    assert llama.convert_tokens_to_ids(["<0x00>", "<0xFF>"]) == [3, 258]  # byte fallback's pieces, as Llama 2's
+    for text in (ENGLISH, GERMAN):
+        ids = llama(text)["input_ids"]
+        assert ids[0] == 1 and ids.count(1) == 1 and 2 not in ids and 0 not in ids  # <s> in front, nothing after
+        assert llama(text, add_special_tokens=False)["input_ids"] == ids[1:]
+        assert llama.decode(ids, skip_special_tokens=True) == text
+    english = llama.convert_ids_to_tokens(llama(ENGLISH)["input_ids"])
+    assert any(token.startswith("▁") and len(token) > 2 for token in english)  # merged pieces of words
+    unseen = llama("日本 €")["input_ids"]  # characters no text had: their UTF-8 bytes, never <unk>
+    assert 0 not in unseen and all(3 <= i <= 258 for i in unseen[2:4])
+    assert llama.decode(unseen, skip_special_tokens=True) == "日本 €"
+
+
+def test_qwen2_is_a_byte_level_bpe_with_endoftext_after_its_pieces_and_no_bos(qwen2):
+    assert type(qwen2) is transformers.Qwen2TokenizerFast
+    assert len(qwen2) == VOCAB - PADDED  # the tiny Qwen2's embedding has PADDED rows more, as Qwen2's
+    specials = qwen2.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    assert specials == [VOCAB - PADDED - 3, VOCAB - PADDED - 2, VOCAB - PADDED - 1]
+    assert qwen2.eos_token_id == qwen2.pad_token_id == specials[0]
+    assert qwen2.bos_token is None and qwen2.unk_token is None
+    for text in (ENGLISH, GERMAN):
+        ids = qwen2(text)["input_ids"]
+        assert ids == qwen2(text, add_special_tokens=False)["input_ids"]  # nothing around a text
+        assert max(ids) < specials[0] and qwen2.decode(ids) == text
+    assert len(qwen2("2019")["input_ids"]) == 4  # Qwen2's pre-tokenizer reads digits one by one
+
+
+def test_t5_has_pad_eos_unk_first_and_its_sentinels_last(t5):
+    assert type(t5) is transformers.T5TokenizerFast
+    assert len(t5) == VOCAB - PADDED  # the tiny T5's embedding has PADDED rows more, as t5-small's 32,128 for 32,100
+    assert (t5.pad_token_id, t5.eos_token_id, t5.unk_token_id, t5.bos_token) == (0, 1, 2, None)
+    sentinels = t5.convert_tokens_to_ids(["<extra_id_0>", "<extra_id_1>", "<extra_id_2>"])
+    assert sentinels == [VOCAB - PADDED - 1, VOCAB - PADDED - 2, VOCAB - PADDED - 3]  # <extra_id_0> last, as T5's
+    for text in (ENGLISH, GERMAN):
+        ids = t5(text)["input_ids"]
+        assert ids[-1] == 1 and ids.count(1) == 1 and 2 not in ids and max(ids) < sentinels[2]  # </s> appended
+        assert t5.decode(ids, skip_special_tokens=True) == text
+    assert t5("Ω")["input_ids"][-2] == t5.unk_token_id  # a character the texts never had
+
+
 @pytest.mark.parametrize(
-    "family,save", [("gpt2", save_gpt2_tokenizer), ("bert", save_bert_tokenizer), ("marian", save_marian_tokenizer)]
+    "family,save",
+    [
+        ("gpt2", save_gpt2_tokenizer),
+        ("bert", save_bert_tokenizer),
+        ("marian", save_marian_tokenizer),
+        ("llama", save_llama_tokenizer),
+        ("qwen2", save_qwen2_tokenizer),
+        ("t5", save_t5_tokenizer),
+    ],
 )
 def test_the_same_files_and_ids_on_every_run(tmp_path_factory, family, save):
     first, second = (model_dir(tmp_path_factory, family, save) for _ in range(2))
@@ -144,6 +221,9 @@ def test_other_texts_and_sizes(tmp_path):
         (save_gpt2_tokenizer, 50, "cannot hold its 83 base bytes"),
         (save_bert_tokenizer, 30, "does not fit in 25 tokens"),
         (save_marian_tokenizer, 5000, "sentencepiece cannot train 5000 pieces"),
+        (save_llama_tokenizer, 300, "cannot hold its 259 special and byte pieces and the 65 characters"),
+        (save_qwen2_tokenizer, 80, "cannot hold its 83 base bytes and its 3 special tokens"),
+        (save_t5_tokenizer, 5000, "sentencepiece cannot train 4997 pieces"),
     ],
 )
 def test_a_vocabulary_that_cannot_be_filled_exactly_is_an_error(tmp_path, save, vocab_size, message):

@@ -66,8 +66,9 @@ def build_char_lm(cfg: CharLMTaskConfig, seed: int, run_dir: Optional[Path], tok
     block_size of its tokens instead of characters."""
     check_settings(cfg)
     text = read_text(cfg.path, "path")
-    if tokenizer is not None:
-        return split_into_windows(cfg, torch.tensor(tokenizer.encode(text), dtype=torch.long), tokenizer)
+    if tokenizer is not None:  # the text as its pipeline reads a document: with its marks (Llama's <s> in front)
+        ids = tokenizer.wrap_source(tokenizer.encode(text))
+        return split_into_windows(cfg, torch.tensor(ids, dtype=torch.long), tokenizer)
 
     vocab_path = Path(run_dir) / VOCAB_FILE if run_dir is not None else None
     if vocab_path is not None and vocab_path.exists():

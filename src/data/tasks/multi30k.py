@@ -42,6 +42,7 @@ class Multi30kTaskConfig:
     max_len: int = 64
     lowercase: bool = False
     train_limit: int = 0
+    src_prefix: str = ""  # text read in front of every source (translation.TranslationTaskConfig's)
 
 
 SPLIT_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}  # split -> file stem

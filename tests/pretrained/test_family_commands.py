@@ -1,0 +1,288 @@
+"""Llama, Qwen2, Mistral and T5 through the commands users know, as GPT-2, BERT and Marian go (test_commands.py):
+`ckpt=hf:<directory>` in src.predict, src.eval and src.analyze, `model.pretrained=<directory>` in src.run, and a
+fine-tuned run read back by src.predict and src.eval. The directories are what save_pretrained writes, with each
+family's tokenizer in its own layout (hf_tokenizers.py); Qwen2's and T5's embeddings have rows past their
+tokenizer's last token, as theirs do (conftest.PADDED). T5's task prefixes: task.src_prefix."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from src.dashboard.explorer import attention_on_text
+from src.data.pretrained_tokenizer import PretrainedTokenizer
+from src.model.tokens import SpecialIds
+from src.predict import continuation, read_inputs
+from src.training.checkpoint import load_run, read_any_checkpoint
+from tests.conftest import run_in_process
+
+from .conftest import (
+    LLAMA_VOCAB,
+    PADDED,
+    QWEN2_ENDOFTEXT,
+    T5_EOS,
+    T5_PAD,
+    VOCAB,
+    save,
+    save_qwen2_tokenizer,
+    tiny_t5,
+    tiny_tokenized_decoder,
+    transformers,
+)
+
+pytestmark = pytest.mark.slow
+
+TEXT = "The cat sat on the"
+PREFIX = "translate English to German: "
+PAIRS = [("The dog runs.", "Der Hund läuft."), ("Two men play.", "Zwei Männer spielen."), ("A book.", "Ein Buch.")]
+STORY = "The cat sat on the mat and the dog ran to the park. " * 40
+
+
+def command(module: str, *args: str) -> tuple[str, str]:
+    """(stdout, stderr) of a command that must succeed."""
+    code, out, err = run_in_process(module, *args)
+    assert code == 0, err
+    return out, err
+
+
+def refused(module: str, *args: str) -> str:
+    """The one `error:` line of a command that must be refused (exit status 2)."""
+    code, out, err = run_in_process(module, *args)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1, err
+    return lines[0]
+
+
+def warnings_of(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def fine_tune(directory, run_dir, *task: str) -> str:
+    """src.run of 2 steps from the pretrained model at a learning rate that moves nothing measurable (the checkpoint
+    is the pretrained model, as test_commands.fine_tune's); its stderr."""
+    settings = ["trainer.max_steps=2", "trainer.val_check_interval=2", "batch_size=2", "optimizer.lr=1e-30"]
+    settings += ["optimizer.weight_decay=0", "torch_threads=1", f"hydra.run.dir={run_dir}"]
+    return command("src.run", f"model.pretrained={directory}", *task, *settings)[1]
+
+
+def parallel_files(directory) -> list[str]:
+    """translation's six files (English to German), each split the same three pairs."""
+    settings = []
+    for split in ("train", "val", "test"):
+        for side, column in (("src", 0), ("tgt", 1)):
+            path = directory / f"{split}.{side}"
+            path.write_text("\n".join(pair[column] for pair in PAIRS) + "\n")
+            settings.append(f"task.{split}_{side}={path}")
+    return ["task=translation", *settings, "task.max_len=60"]  # no cut: the tiny tokenizer makes many pieces
+
+
+def story(directory) -> list[str]:
+    text = directory / "story.txt"
+    text.write_text(STORY)
+    return ["task=char_lm", f"task.path={text}", "task.block_size=16"]
+
+
+def hf_continuation(model, tokenizer, text: str) -> str:
+    """What transformers' greedy generate adds to `text` (tokenizer(text): Llama's <s> in front), decoded as the
+    text-generation pipeline does (the whole sequence's text past the prompt's), up to the first eos, with <s>
+    left out as our decoding leaves it out."""
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    eos = model.config.eos_token_id
+    generated = model.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=eos)[0, ids.size(1) :].tolist()
+    generated = generated[: generated.index(eos)] if eos in generated else generated
+    bos = model.config.bos_token_id  # Qwen2's is its eos, cut off above
+
+    def decode(sequence):
+        return tokenizer.decode([i for i in sequence if i != bos], skip_special_tokens=False)
+
+    prompt = ids[0].tolist()
+    return decode(prompt + generated)[len(decode(prompt)) :]
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
+def test_predict_continues_text_as_each_decoder_family_does_in_huggingface(family, request):
+    directory = request.getfixturevalue(f"{family}_dir")
+    out, _ = command("src.predict", f"ckpt=hf:{directory}", f"text={TEXT}", "decode.max_new_tokens=20")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    assert (tokenizer(TEXT)["input_ids"][0] == 1) == (family != "qwen2")  # Llama's and Mistral's <s>; Qwen2 has none
+    assert out.rstrip("\n") == TEXT + hf_continuation(tiny_tokenized_decoder(family), tokenizer, TEXT)
+
+
+def test_a_prompt_is_read_as_transformers_reads_it_and_a_continuation_keeps_its_space(llama_dir):
+    """Llama's <s> in front, as tokenizer(text) gives generate; Llama's decoder drops the first "▁" of a text, so a
+    continuation is the whole text's past the prompt's ("▁mat" alone decodes to "mat")."""
+    _, datamodule = load_run(f"hf:{llama_dir}", checkpoint=read_any_checkpoint(f"hf:{llama_dir}"))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(llama_dir)
+    (prompt,) = read_inputs(datamodule, [TEXT], ["text"])
+    assert prompt == tokenizer(TEXT)["input_ids"] and prompt[0] == tokenizer.bos_token_id
+    view, _ = attention_on_text(load_run(f"hf:{llama_dir}")[0].model, datamodule, TEXT)  # the page reads the same
+    assert view.tokens["tgt"][0] == "<s>" and len(view.tokens["tgt"]) == len(prompt)
+    mat = tokenizer(" mat", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(mat) == "mat" and continuation(datamodule, prompt, mat) == " mat"
+
+
+def hf_translation(model, tokenizer, text: str, use_cache: bool = True) -> str:
+    """T5's greedy translation of `text` (tokenizer(text): with its </s>), never the pad token (our decoder's start,
+    never an output of ours), decoded up to the first </s>."""
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    settings = dict(max_new_tokens=20, num_beams=1, do_sample=False, bad_words_ids=[[T5_PAD]], use_cache=use_cache)
+    generated = model.generate(ids, **settings)[0, 1:].tolist()  # without the start token
+    generated = generated[: generated.index(T5_EOS)] if T5_EOS in generated else generated
+    return tokenizer.decode(generated, skip_special_tokens=False)
+
+
+@pytest.mark.parametrize("style", ["t5", "flan"])
+@pytest.mark.parametrize("prefix", ["", PREFIX], ids=["no-prefix", "typed-prefix"])
+def test_predict_translates_as_t5_does_in_huggingface(style, prefix, request):
+    """With ckpt=hf: the prefix is typed in the text, as transformers' users type it."""
+    directory = request.getfixturevalue("t5_dir" if style == "t5" else "flan_t5_dir")
+    text = prefix + "The dog runs in the park."
+    out, err = command("src.predict", f"ckpt=hf:{directory}", f"text={text}", "decode.max_new_tokens=20")
+    assert not warnings_of(err)  # no task: the text is all there is, prefix and all
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    # transformers 5's generate sizes T5's cache by the encoder's depth, short of the flan model's decoder
+    expected = hf_translation(tiny_t5(style), tokenizer, text, use_cache=style == "t5")
+    assert out.rstrip("\n") == expected
+
+
+def test_eval_scores_a_decoder_family_on_a_text_as_transformers_does(qwen2_dir, tmp_path):
+    """test/loss is transformers' mean cross-entropy per target token over the test windows of Qwen2's tokens (all
+    its rows scored, the padded ones included)."""
+    task = story(tmp_path)
+    out, _ = command("src.eval", f"ckpt=hf:{qwen2_dir}", *task)
+    settings = OmegaConf.create({"name": "char_lm", "path": str(tmp_path / "story.txt"), "block_size": 16})
+    _, datamodule = load_run(f"hf:{qwen2_dir}", checkpoint=read_any_checkpoint(f"hf:{qwen2_dir}", settings))
+    hf, total, count = tiny_tokenized_decoder("qwen2"), 0.0, 0
+    with torch.no_grad():
+        for window in datamodule.task.test:
+            tokens = window["tokens"][None]  # (1, L + 1)
+            logits = hf(tokens[:, :-1]).logits  # (1, L, VOCAB)
+            total += torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum").item()
+            count += tokens.size(1) - 1
+    assert float(metric_line(out, "test/loss").split()[1]) == pytest.approx(total / count, abs=1e-4)
+
+
+def test_eval_scores_t5_on_translation_with_its_prefix_and_warns_once_without(t5_dir, flan_t5_dir, tmp_path):
+    """t5-small's config.json names its prefixes: without task.src_prefix one warning names them; Flan-T5's names
+    none (it reads instructions), and gets none."""
+    task = parallel_files(tmp_path)
+    out, err = command("src.eval", f"ckpt=hf:{t5_dir}", *task, f"task.src_prefix={PREFIX}")
+    assert "test/sacrebleu" in out and not warnings_of(err)
+    out, err = command("src.eval", f"ckpt=hf:{t5_dir}", *task)
+    assert "test/sacrebleu" in out
+    (line,) = warnings_of(err)
+    assert f'task.src_prefix="{PREFIX}"' in line and '"summarize: " (summarization)' in line, line
+    out, err = command("src.eval", f"ckpt=hf:{flan_t5_dir}", *task)
+    assert "test/sacrebleu" in out and not warnings_of(err)
+
+
+def test_a_fine_tuned_t5_keeps_its_prefix_and_is_the_pretrained_model_read_back(t5_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    fine_tune(t5_dir, run_dir, *parallel_files(tmp_path), f"task.src_prefix={PREFIX}")
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    saved = torch.load(checkpoint, weights_only=True)["hyper_parameters"]
+    assert saved["config"]["task"]["src_prefix"] == PREFIX
+    assert saved["model_config"]["tgt_vocab_size"] == VOCAB  # the padded embedding, all its rows
+    module, datamodule = load_run(str(checkpoint))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(t5_dir)
+    assert datamodule.task.train[0]["src"].tolist() == tokenizer(PREFIX + PAIRS[0][0])["input_ids"]  # with </s>
+    assert datamodule.encode_src(PAIRS[1][0]) == tokenizer(PREFIX + PAIRS[1][0])["input_ids"]  # predict's input
+    line = "The dog runs in the park."
+    ours = command("src.predict", f"ckpt={checkpoint}", f"text={line}", "decode.max_new_tokens=20")[0]
+    assert ours == command("src.predict", f"ckpt=hf:{t5_dir}", f"text={PREFIX}{line}", "decode.max_new_tokens=20")[0]
+    assert ours.rstrip("\n") == hf_translation(tiny_t5("t5"), tokenizer, PREFIX + line)
+    tuned, err = command("src.eval", f"ckpt={checkpoint}")
+    assert not warnings_of(err)  # trained with its prefix: nothing to say
+    pretrained = command("src.eval", f"ckpt=hf:{t5_dir}", *parallel_files(tmp_path), f"task.src_prefix={PREFIX}")[0]
+    assert metric_line(tuned, "test/sacrebleu") == metric_line(pretrained, "test/sacrebleu")
+
+
+def test_fine_tuning_t5_without_a_prefix_warns_once(t5_dir, tmp_path):
+    err = fine_tune(t5_dir, tmp_path / "run", *parallel_files(tmp_path))
+    (line,) = [line for line in warnings_of(err) if "task.src_prefix" in line]
+    assert line.startswith(f"warning: model.pretrained={t5_dir} was trained with a prefix in front of every source")
+
+
+def metric_line(out: str, tag: str) -> str:
+    """src.eval's line of one metric: its value and what it is."""
+    (line,) = [line for line in out.splitlines() if line.strip().startswith(f"{tag}:")]
+    return line
+
+
+def test_a_fine_tuned_mistral_reads_its_text_as_llama_does_and_keeps_its_window(mistral_dir, tmp_path):
+    """char_lm with Mistral's (Llama 2's) tokenizer: the text is one document, <s> in front, as tokenizer(text)
+    reads it; the window of 5 stays; the checkpoint continues and scores text as the pretrained model does."""
+    run_dir = tmp_path / "run"
+    task = story(tmp_path)
+    fine_tune(mistral_dir, run_dir, *task)
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    module, datamodule = load_run(str(checkpoint))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(mistral_dir)
+    assert datamodule.task.train[0]["tokens"].tolist() == tokenizer(STORY)["input_ids"][:17]  # <s> and 16 more
+    assert module.model_cfg.mask == {"type": "window", "window": 5}
+    assert module.model_cfg.tgt_vocab_size == LLAMA_VOCAB
+    args = [f"text={TEXT}", "decode.max_new_tokens=20"]
+    ours = command("src.predict", f"ckpt={checkpoint}", *args)[0]
+    assert ours == command("src.predict", f"ckpt=hf:{mistral_dir}", *args)[0]
+    tuned = command("src.eval", f"ckpt={checkpoint}")[0]
+    pretrained = command("src.eval", f"ckpt=hf:{mistral_dir}", *task)[0]
+    assert metric_line(tuned, "test/loss") == metric_line(pretrained, "test/loss")
+
+
+def test_analyze_scores_each_query_head_of_a_grouped_model(llama_dir, tmp_path):
+    """4 query heads share 2 key/value heads in each of the 2 layers: a row per query head."""
+    out = tmp_path / "analysis"
+    command("src.analyze", f"ckpt=hf:{llama_dir}", *story(tmp_path), f"out={out}", "max_examples=8")
+    with open(out / "heads.csv") as f:
+        heads = [row["name"] for row in csv.DictReader(f)]
+    assert heads == [f"decoder_self:{layer}:{head}" for layer in range(2) for head in range(4)]
+
+
+def test_a_padded_embedding_is_read_and_its_ids_without_a_token_decode_to_nothing(qwen2_dir):
+    """Qwen2's tiny model has VOCAB rows, its tokenizer VOCAB - PADDED tokens: accepted, and an id past the last token
+    (which the model may score) decodes to nothing, as in transformers, and is labelled by its number."""
+    endoftext = QWEN2_ENDOFTEXT
+    tokenizer = PretrainedTokenizer.load(qwen2_dir, SpecialIds(endoftext, endoftext, endoftext), VOCAB, "qwen2")
+    assert tokenizer.size == VOCAB - PADDED
+    ids = tokenizer.encode("The cat")
+    assert tokenizer.decode([*ids, VOCAB - 1, *ids]) == "The catThe cat"
+    assert transformers.AutoTokenizer.from_pretrained(qwen2_dir).decode([*ids, VOCAB - 1, *ids]) == "The catThe cat"
+    assert tokenizer.token_strings([*ids, VOCAB - 1]) == [*tokenizer.token_strings(ids), f"<id {VOCAB - 1}>"]
+
+
+def test_a_tokenizer_larger_than_its_model_or_far_smaller_is_refused_in_one_line(tmp_path):
+    """A padded embedding has spare rows (test above); a tokenizer with more tokens than the model has rows, or far
+    fewer than a padding's, is another model's."""
+    tokens = VOCAB - PADDED
+    larger = save(tiny_tokenized_decoder("qwen2", vocab_size=tokens - 1), tmp_path / "a", save_qwen2_tokenizer, tokens)
+    line = refused("src.predict", f"ckpt=hf:{larger}", f"text={TEXT}")
+    assert f"its tokenizer has {tokens} tokens and its model {tokens - 1} embedding rows, so the ids from" in line
+    smaller = save(
+        tiny_tokenized_decoder("qwen2", vocab_size=tokens + 129), tmp_path / "b", save_qwen2_tokenizer, tokens
+    )
+    line = refused("src.predict", f"ckpt=hf:{smaller}", f"text={TEXT}")
+    assert f"its tokenizer has {tokens} tokens and its model {tokens + 129}: the tokenizer files" in line, line
+
+
+@pytest.mark.parametrize(
+    "prefix, message",
+    [
+        ("'  '", r"task.src_prefix='  ' is only whitespace: give the text every source starts with"),
+        (
+            "translation_en_to_de",
+            r"is the name of one of .*'s tasks, not the text .*: give task.src_prefix=\"translate",
+        ),
+        ("translate English to German:", r"prefix for translation_en_to_de without the space it ends in"),
+    ],
+    ids=["whitespace", "task-name", "no-space"],
+)
+def test_a_bad_prefix_is_refused_in_one_line(prefix, message, t5_dir, tmp_path):
+    task = [*parallel_files(tmp_path), f"task.src_prefix={prefix}"]
+    assert re.search(message, refused("src.eval", f"ckpt=hf:{t5_dir}", *task))
+    run_dir = tmp_path / "run"
+    assert re.search(message, refused("src.run", f"model.pretrained={t5_dir}", *task, f"hydra.run.dir={run_dir}"))
+    assert not run_dir.exists()  # refused before Hydra wrote anything
