@@ -73,6 +73,9 @@ class AttentionOnText:
     importance_about: str = ""
     head_notes: dict[str, list[list[str]]] = field(default_factory=dict)
     patching: HeadPatching | None = None
+    # grouped-query attention: site -> each query head's key/value head (MultiHeadAttention.kv_group); a site whose
+    # heads each have their own is left out
+    kv_groups: dict[str, list[int]] = field(default_factory=dict)
 
     def as_bertviz(self) -> dict:
         """The keyword arguments of bertviz's head_view / model_view: per layer (1, H, Tq, Tk) tensors and the token
@@ -166,16 +169,30 @@ def attention_on_text(
     else:
         sides = dict(SIDE_NAMES.get(kind, {}))
     view = AttentionOnText(tokens, attentions, ablated=ablated, title=text, sides=sides, prediction=prediction)
+    view.kv_groups = {
+        site: [modules[0].kv_group(h) for h in range(modules[0].heads)]
+        for site, modules in attention_sites(model).items()
+        if modules and modules[0].kv_heads < modules[0].heads
+    }
     return view, warnings
 
 
 def describe_model(model, kind: str) -> str:
-    """'encoder-decoder, 2 + 2 layers, 4 heads a layer': the kind of model and its shape, for the page's top line."""
+    """'encoder-decoder, 2 + 2 layers, 4 heads a layer': the kind of model and its shape, for the page's top line;
+    then what changes how its attention reads, in the settings' own words: key/value heads shared by several query
+    heads (grouped-query attention: such heads see the same keys), the positional scheme unless it is the paper's,
+    QK-norm and parallel layers."""
     cfg = model.cfg
     layers = {"seq2seq": f"{cfg.enc_layers} + {cfg.dec_layers} layers", "lm": f"{cfg.dec_layers} layers"}.get(
         kind, f"{cfg.enc_layers} layers"
     )
-    return f"{ARCH_NAMES.get(kind, kind)}, {layers}, {cfg.heads} heads a layer"
+    parts = [ARCH_NAMES.get(kind, kind), layers, f"{cfg.heads} heads a layer"]
+    if cfg.kv_head_count < cfg.heads:
+        parts[-1] += f" sharing {cfg.kv_head_count} key/value heads (model.kv_heads={cfg.kv_head_count})"
+    if cfg.pos_encoding != "sinusoidal":
+        parts.append(f"model.pos_encoding={cfg.pos_encoding}")
+    parts += [name for name in ("qk_norm", "parallel_layers") if getattr(cfg, name)]
+    return ", ".join(parts)
 
 
 @dataclass
@@ -379,6 +396,8 @@ def page_data(view: AttentionOnText) -> dict:
             "restored_notes": _fitted(patching_notes, layers, heads, str) if patching else None,
             "ablated": view.ablated.get(site, [[False] * heads for _ in range(layers)]),
             "names": [[head_name(site, layer, head) for head in range(heads)] for layer in range(layers)],
+            # a head's key/value group in a grouped-query model (its note), None in a multi-head one
+            "kv_groups": kv_group_notes(view.kv_groups.get(site)),
             "layer_names": [layer_name(site, layer) for layer in range(layers)],
         }
     switched_off = [
@@ -401,6 +420,15 @@ def page_data(view: AttentionOnText) -> dict:
         "numbering": NUMBERING,
         "switched_off": switched_off,
     }
+
+
+def kv_group_notes(groups: list[int] | None) -> list[str] | None:
+    """Per query head, the line that says which heads share its keys and values ("key/value head 1, shared by heads
+    2, 3"), from each head's group; None where every head has its own."""
+    if groups is None:
+        return None
+    sharing = {group: [h for h, g in enumerate(groups) if g == group] for group in groups}
+    return [f"key/value head {g}, shared by heads {', '.join(map(str, sharing[g]))}" for g in groups]
 
 
 def _finite(value: float | None) -> float | None:
@@ -589,10 +617,10 @@ function number(s, l, h) {
   const measure = measureOf(s);
   return measure === "patching" ? restored(s, l, h) : measure === "importance" ? importance(s, l, h) : null;
 }
-// A head's note: its figures from each analysis the run has (importance, then patching).
+// A head's note: its figures from each analysis the run has (importance, then patching), and its key/value group.
 function note(s, l, h) {
   const line = (notes) => (notes && notes[l] && notes[l][h] ? notes[l][h] : "");
-  return [line(s.notes), line(s.restored_notes)].filter(Boolean).join("; ");
+  return [line(s.notes), line(s.restored_notes), s.kv_groups ? s.kv_groups[h] : ""].filter(Boolean).join("; ");
 }
 function element(tag, className, text) {
   const e = document.createElement(tag);

@@ -30,16 +30,17 @@ SAVED_DIR = "pretrained_tokenizer"  # in a run directory
 # for 151,646; Qwen2.5's tokenizer uses 19 more of them). The ids past the tokenizer's last token have no text: the
 # model may still give them a score (predict and eval decode them as nothing, as transformers does), and no text is
 # read as them. A tokenizer smaller than its model by up to PADDING_ROWS rows, or by up to 1/PADDING_SHARE of the rows
-# in a larger embedding, is taken as the model's own. One smaller still is another model's (Llama 2's 32,000 tokens
-# beside Mistral v0.3's 32,768 rows: 768 short, over 32,768 / 64 = 512) and is refused, as is any tokenizer larger
-# than its model, whose last ids would have no row at all.
+# in a larger embedding, but never by more than a tenth of the rows (a small model's, or an empty tokenizer: a model
+# directory without tokenizer files reads as one), is taken as the model's own. One smaller still is another model's
+# (Llama 2's 32,000 tokens beside Mistral v0.3's 32,768 rows: 768 short, over 32,768 / 64 = 512) and is refused, as
+# is any tokenizer larger than its model, whose last ids would have no row at all.
 PADDING_ROWS = 128
 PADDING_SHARE = 64
 
 
 def padding_allowed(rows: int) -> int:
     """How many rows of a `rows`-row embedding may lie past its tokenizer's last token (see PADDING_ROWS)."""
-    return max(PADDING_ROWS, rows // PADDING_SHARE)
+    return min(max(PADDING_ROWS, rows // PADDING_SHARE), rows // 10)
 
 
 class PretrainedTokenizer:

@@ -286,3 +286,17 @@ def test_a_bad_prefix_is_refused_in_one_line(prefix, message, t5_dir, tmp_path):
     run_dir = tmp_path / "run"
     assert re.search(message, refused("src.run", f"model.pretrained={t5_dir}", *task, f"hydra.run.dir={run_dir}"))
     assert not run_dir.exists()  # refused before Hydra wrote anything
+
+
+def test_the_attention_page_of_a_grouped_model_says_which_heads_share_their_keys(llama_dir, tmp_path):
+    """The page's top line names the axes that change how attention reads (model.kv_heads, the positional scheme),
+    and each query head's note names its key/value head and the heads sharing it, grouped as our attention groups
+    them (MultiHeadAttention.kv_group: 4 query heads on 2 key/value heads)."""
+    from tests.dashboard.test_explorer import data_of
+
+    page = tmp_path / "attention.html"
+    command("src.predict", f"ckpt=hf:{llama_dir}", f"text={TEXT}", f"attention={page}", "decode.max_new_tokens=2")
+    data = data_of(page)
+    assert "4 heads a layer sharing 2 key/value heads (model.kv_heads=2), model.pos_encoding=rope" in data["about"]
+    groups = data["sites"]["decoder_self"]["kv_groups"]
+    assert groups == [f"key/value head {h // 2}, shared by heads {h // 2 * 2}, {h // 2 * 2 + 1}" for h in range(4)]
