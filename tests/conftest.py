@@ -78,7 +78,12 @@ def run_in_process(module: str, *args: str) -> tuple[int, str, str]:
     import torch
 
     entry = importlib.import_module(module)
-    command = getattr(entry, "cli", None) or (lambda: entry.run_hydra_command(entry.main))
+    if hasattr(entry, "cli"):
+        command = entry.cli
+    elif hasattr(entry, "run_hydra_command"):  # a Hydra command: src.run, src.eval, src.predict, src.analyze
+        command = lambda: entry.run_hydra_command(entry.main)  # noqa: E731
+    else:  # an argparse one, reading sys.argv: src.report
+        command = entry.main
     out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
     sys.argv = [module, *args]
     try:

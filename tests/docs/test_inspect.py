@@ -12,7 +12,7 @@ import pytest
 from tests.e2e.conftest import check
 
 from .commands import of_kind, unique
-from .conftest import copy_run, run, train, write_data_files
+from .conftest import copy_run, run_here, train, write_data_files
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_a_documented_command_on_a_trained_run_runs(command, tmp_path, home, run
     if "ckpt=..." in line:
         line = line.replace("ckpt=...", f"ckpt={copy_run(made, tmp_path)}")
     assert "<" not in line and "..." not in line, f"a placeholder the test cannot fill: {line}"
-    done = check(run(["-m", *shlex.split(line)[2:]], tmp_path, home))
+    done = check(run_here(["-m", *shlex.split(line)[2:]], tmp_path, home))
     assert "error:" not in done.stderr, done.stderr
     for word in shlex.split(line):  # what the command says it writes is written
         if word.startswith(("attention=", "output=")):

@@ -11,7 +11,7 @@ import pytest
 from tests.e2e.conftest import check
 
 from .commands import of_kind, unique
-from .conftest import copy_run, run, sized, write_data_files
+from .conftest import copy_run, run_here, sized, write_data_files
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def run_documented_training(command, tmp_path, home, finished_run) -> None:
         args = ["-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     elif not any(a.startswith("hydra.run.dir=") for a in args) and "--cfg" not in args:
         args.append(f"hydra.run.dir={tmp_path / 'run'}")
-    done = check(run(["-m", "src.run", *args], tmp_path, home))
+    done = check(run_here(["-m", "src.run", *args], tmp_path, home))
     if "--cfg" in args:
         assert "model:" in done.stdout
         return

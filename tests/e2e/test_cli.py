@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from src.dashboard.tensorboard_reader import read_events
 
-from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_module, task_overrides
+from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here, run_module, task_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def sweep(tmp_path_factory) -> dict[str, Path]:
     """One multirun over the four synthetic tasks: task name -> its job directory."""
     sweep_dir = tmp_path_factory.mktemp("sweep")
     check(
-        run_module(
+        run_here(
             "src.run",
             "-m",
             f"task={','.join(SYNTHETIC)}",
@@ -65,7 +65,7 @@ def file_runs(tmp_path_factory, data_dir) -> dict[str, Path]:
     runs = {}
     for task in FILE_TASKS:
         run_dir = tmp_path_factory.mktemp(task) / "run"
-        check(run_module("src.run", *TINY, *task_overrides(task, data_dir), f"hydra.run.dir={run_dir}"))
+        check(run_here("src.run", *TINY, *task_overrides(task, data_dir), f"hydra.run.dir={run_dir}"))
         runs[task] = run_dir
     return runs
 
@@ -146,13 +146,13 @@ def test_file_task_trains_and_logs(file_runs, task):
 
 
 def test_eval_reports_test_and_longer_lengths(sweep):
-    result = check(run_module("src.eval", f"ckpt={sweep['reverse'] / 'checkpoints' / 'best.ckpt'}"))
+    result = check(run_here("src.eval", f"ckpt={sweep['reverse'] / 'checkpoints' / 'best.ckpt'}"))
     for metric in ("test/exact_match", "test/loss", "test_long/exact_match", "test_long/token_acc"):
         assert metric in result.stdout, result.stdout
 
 
 def test_eval_translation_reports_bleu(file_runs):
-    result = check(run_module("src.eval", f"ckpt={file_runs['translation'] / 'checkpoints' / 'last.ckpt'}"))
+    result = check(run_here("src.eval", f"ckpt={file_runs['translation'] / 'checkpoints' / 'last.ckpt'}"))
     assert "test/sacrebleu" in result.stdout and "test/bleu" not in result.stdout  # one BLEU, sacreBLEU's
 
 
@@ -170,7 +170,7 @@ def test_eval_translation_reports_bleu(file_runs):
 )
 def test_predict(sweep, file_runs, task, args):
     run_dir = sweep.get(task) or file_runs[task]
-    result = check(run_module("src.predict", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", *args))
+    result = check(run_here("src.predict", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", *args))
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert lines, result.stderr
     if task == "char_lm":  # two samples, each continuing the prompt
@@ -180,7 +180,7 @@ def test_predict(sweep, file_runs, task, args):
 
 
 def test_eval_rejects_a_missing_checkpoint(tmp_path):
-    result = run_module("src.eval", f"ckpt={tmp_path / 'nope.ckpt'}")
+    result = run_here("src.eval", f"ckpt={tmp_path / 'nope.ckpt'}")
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ckpt=") and "Traceback" not in result.stderr
 
@@ -196,7 +196,7 @@ def test_resume_continues_to_max_steps_with_identical_weights(sweep, tmp_path):
     assert middle.is_file(), sorted(p.name for p in (uninterrupted / "checkpoints").iterdir())
     resumed_dir = tmp_path / "resumed"
     check(
-        run_module(
+        run_here(
             "src.run",
             "task=reverse",
             *TINY,
@@ -227,9 +227,9 @@ def test_resume_with_dropout_gives_identical_weights(tmp_path):
         "task.test_size=32",
         *MID_RUN_CHECKPOINTS,
     ]
-    check(run_module("src.run", *settings, f"hydra.run.dir={tmp_path / 'full'}"))
+    check(run_here("src.run", *settings, f"hydra.run.dir={tmp_path / 'full'}"))
     check(
-        run_module(
+        run_here(
             "src.run",
             *settings,
             f"ckpt_path={tmp_path / 'full' / 'checkpoints' / 'step-6.ckpt'}",
@@ -246,7 +246,7 @@ def test_resume_with_dropout_gives_identical_weights(tmp_path):
 
 def test_resume_with_a_different_model_is_one_line(sweep, tmp_path):
     middle = sweep["reverse"] / "checkpoints" / "step-6.ckpt"
-    result = run_module(
+    result = run_here(
         "src.run",
         "task=reverse",
         *TINY,
@@ -258,7 +258,7 @@ def test_resume_with_a_different_model_is_one_line(sweep, tmp_path):
     assert result.returncode == 2
     assert "d_ff" in result.stderr and "Traceback" not in result.stderr
     # another seed would mean other data and another order: not a resume either
-    result = run_module(
+    result = run_here(
         "src.run",
         "task=reverse",
         *TINY,
@@ -281,7 +281,7 @@ def test_a_failing_sweep_job_does_not_end_the_sweep(tmp_path, data_dir):
     bad = text_bad_past_the_checked_part(tmp_path / "big.txt")
     sweep = tmp_path / "sweep"
     char_lm = [o for o in task_overrides("char_lm", data_dir) if not o.startswith("task.path=")]
-    result = run_module(
+    result = run_here(
         "src.run", "-m", *char_lm, f"task.path={bad},{data_dir / 'text.txt'}", *TINY, f"hydra.sweep.dir={sweep}"
     )
     assert result.returncode == 1  # the sweep reports the failure at the end
@@ -361,7 +361,7 @@ def test_an_optuna_search_leads_hparams_with_its_search_space(tmp_path):
     search = ["-m", "hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=2", *TINY, *SMALL_SYNTHETIC]
     searched = ("optimizer.lr=", "optimizer.warmup_steps=", "model.dropout=", "model.d_model=")
     search = [o for o in search if not o.startswith(searched)]  # the search sets these
-    check(run_module("src.run", *search, f"hydra.sweep.dir={sweep}"))
+    check(run_here("src.run", *search, f"hydra.sweep.dir={sweep}"))
     jobs = sorted(p.parent for p in sweep.glob("*/.hydra"))
     assert len(jobs) == 2
     for job_dir in jobs:

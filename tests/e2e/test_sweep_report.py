@@ -15,7 +15,7 @@ import yaml
 from src.sweep.report import analyse
 from src.sweep.statistics import decimals_for, mean_cell
 
-from .conftest import SMALL_SYNTHETIC, TINY, check, run_module, task_overrides
+from .conftest import SMALL_SYNTHETIC, TINY, check, run_here, run_module, task_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -205,11 +205,11 @@ def test_a_day_of_unrelated_single_runs_is_reported_per_task_and_its_commands_ru
         ("12-00-00-000001", [*task_overrides("classification", data_files(data)), "max_loss=0.01"]),
     ]
     for name, overrides in runs:
-        result = run_module("src.run", *TINY, *overrides, f"hydra.run.dir={day / name}")
+        result = run_here("src.run", *TINY, *overrides, f"hydra.run.dir={day / name}")
         assert result.returncode == (1 if "max_loss=0.01" in overrides else 0), result.stderr[-2000:]
     assert json.loads((day / "12-00-00-000001" / "run.json").read_text())["status"] == "diverged"
 
-    printed = check(run_module("src.report", str(day))).stdout
+    printed = check(run_here("src.report", str(day))).stdout
     assert "3 of 4 runs completed; 2 groups compared separately: task=reverse, task=char_lm" in printed
     report = (day / "report.md").read_text()
     assert report.startswith("# Report of the runs in 2026-12-04")
@@ -223,8 +223,8 @@ def test_a_day_of_unrelated_single_runs_is_reported_per_task_and_its_commands_ru
     for command in commands:
         program, flag, module, *args = shlex.split(command)
         assert (program, flag) == ("python", "-m")
-        check(run_module(module, *args))
-    check(run_module("src.report", str(day)))
+        check(run_here(module, *args))
+    check(run_here("src.report", str(day)))
     again = (day / "report.md").read_text()
     assert "Not analysed" not in again and not re.findall(r"`(python -m [^`]+)`", again)
 
