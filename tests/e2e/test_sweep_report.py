@@ -25,7 +25,7 @@ def test_a_sweep_ends_with_its_report(tmp_path):
     jobs diverge (a failure found only while training), the sweep goes on, and the report lists them apart."""
     sweep = tmp_path / "sweep"
     tiny = [o for o in TINY if not o.startswith("model.heads=")]
-    result = run_module(
+    result = run_here(
         "src.run",
         "-m",
         *tiny,
@@ -68,7 +68,7 @@ def test_parallel_jobs_share_the_cores_out(tmp_path):
 
     sweep = tmp_path / "sweep"
     tiny = [o for o in TINY if not o.startswith(("model.heads=", "torch_threads="))]
-    result = run_module(
+    result = run_here(
         "src.run",
         "-m",
         *tiny,
@@ -88,14 +88,14 @@ def test_an_optuna_search_returns_the_main_metric_and_reports_trials_best_first(
     sweep = tmp_path / "search"
     search = ["-m", "hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=3", *TINY, *SMALL_SYNTHETIC]
     search = [o for o in search if not o.startswith(("model.d_model=", "model.dropout="))]  # the search sets these
-    result = run_module("src.run", *search, f"hydra.sweep.dir={sweep}")
+    result = run_here("src.run", *search, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
     (analysed,) = analyse(sweep).groups
     scores = [statistics.mean(c.values("val/exact_match")) for c in analysed.configurations]
     assert len(scores) == 3 and scores == sorted(scores, reverse=True) and scores[0] == best
 
-    wrong_way = run_module("src.run", *search, "hydra.sweeper.direction=minimize", f"hydra.sweep.dir={tmp_path / 'w'}")
+    wrong_way = run_here("src.run", *search, "hydra.sweeper.direction=minimize", f"hydra.sweep.dir={tmp_path / 'w'}")
     assert wrong_way.returncode == 2
     assert [line for line in wrong_way.stderr.splitlines() if line.startswith("error:")] == [
         "error: hydra.sweeper.direction=minimize, but task=reverse's main metric val/exact_match is "
@@ -108,7 +108,7 @@ def test_an_optuna_search_optimises_the_objective_it_is_given(tmp_path):
     search = ["-m", "hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=3", *TINY, *SMALL_SYNTHETIC]
     search = [o for o in search if not o.startswith(("model.d_model=", "model.dropout="))]
     sweep = tmp_path / "by_loss"
-    result = run_module(
+    result = run_here(
         "src.run", *search, "objective=val/loss", "hydra.sweeper.direction=minimize", f"hydra.sweep.dir={sweep}"
     )
     assert result.returncode == 0, result.stderr
@@ -118,7 +118,7 @@ def test_an_optuna_search_optimises_the_objective_it_is_given(tmp_path):
     losses = [statistics.mean(c.values("val/loss")) for c in analysed.configurations]
     assert len(losses) == 3 and losses == sorted(losses) and losses[0] == best  # lowest first
 
-    wrong_way = run_module("src.run", *search, "objective=val/loss", f"hydra.sweep.dir={tmp_path / 'w'}")
+    wrong_way = run_here("src.run", *search, "objective=val/loss", f"hydra.sweep.dir={tmp_path / 'w'}")
     assert wrong_way.returncode == 2
     assert [line for line in wrong_way.stderr.splitlines() if line.startswith("error:")] == [
         "error: hydra.sweeper.direction=maximize, but objective=val/loss is lower-is-better: "
@@ -154,7 +154,7 @@ def test_a_sweep_with_analyze_after_fit_reports_the_pruning_per_configuration(tm
     the pruning section with a row per configuration over both seeds, and the mean pruning curves."""
     sweep = tmp_path / "sweep"
     tiny = [o for o in TINY if not o.startswith("model.heads=")]
-    result = run_module(
+    result = run_here(
         "src.run",
         "-m",
         *tiny,
