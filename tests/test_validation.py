@@ -189,7 +189,10 @@ def test_cli_typo_fails_with_hydras_message(tmp_path):
 
 # --- legal settings the chosen options leave unread: one warning line, naming what would read them ----------------
 
-EXPERIMENTS = sorted(path.stem for path in (ROOT / "experiments").glob("*.yaml"))
+# Every experiment= option: experiments/<name>.yaml, and a study's configurations in experiments/<study>/<name>.yaml
+EXPERIMENTS = sorted(
+    path.relative_to(ROOT / "experiments").with_suffix("").as_posix() for path in (ROOT / "experiments").rglob("*.yaml")
+)
 
 
 def unread_warnings(compose, capsys, *overrides: str) -> list[str]:
@@ -216,6 +219,22 @@ def test_the_default_config_and_every_experiment_read_every_setting_they_give(co
     points = [[]] if experiment is None else sweep_points(experiment)
     for overrides in points:
         assert unread_warnings(compose, capsys, *overrides) == [], overrides
+
+
+def test_the_kv_heads_study_compares_its_attentions_at_equal_parameter_count(compose):
+    """experiments/kv_heads.md: multi-head, grouped (4 and 2 KV heads) and multi-query attention, each configuration's
+    model.d_ff giving back what its smaller key and value projections save."""
+    from src.model import build_model
+    from src.schema import model_config_for
+
+    counts = {}
+    for name in ("mha", "gqa4", "gqa2", "mqa"):
+        cfg = compose(f"experiment=kv_heads/{name}")
+        model_cfg = model_config_for(cfg, tgt_vocab_size=69).validate()  # Tiny Shakespeare's 65 characters + 4
+        counts[name] = (model_cfg.kv_head_count, sum(p.numel() for p in build_model(model_cfg).parameters()))
+    assert [kv for kv, _ in counts.values()] == [8, 4, 2, 1]
+    multi_head = counts["mha"][1]
+    assert all(abs(count - multi_head) / multi_head < 5e-4 for _, count in counts.values()), counts
 
 
 # (overrides, the one warning line) for each kind of setting an option leaves unread

@@ -1,0 +1,135 @@
+"""Decoding speed and KV-cache size of trained decoder-only runs, side by side in one process: the other half of a
+study of grouped-query attention (experiments/kv_heads.md), whose sweep report gives the quality.
+
+    python -m src.bench.decoding <run or sweep directory>... [--batch 64] [--repeats 3] [--threads 1]
+
+Each run's model (its last checkpoint) continues `batch` one-token prompts greedily with the KV cache until its
+context is full. The runs are timed in turns, `repeats` rounds, so that a slow moment of the machine falls on every
+run alike, and each run keeps its median. The cache is counted at the full context. Runs that differ only in their
+seed are one configuration: the table gives each configuration's mean ± std over its seeds (n).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from src.model import generate
+
+
+@dataclass
+class Measured:
+    run: Path
+    configuration: str  # the run's overrides without its seed
+    parameters: int
+    kv_heads: int
+    heads: int
+    cache_mib: float  # the KV cache at the full context, for the whole batch
+    seconds: list[float] = field(default_factory=list)  # one per round
+    new_tokens: int = 0  # per round, the whole batch
+
+
+def run_dirs(paths: list[str]) -> list[Path]:
+    """The run directories under each path (a run, or a sweep whose jobs are numbered folders), each with its
+    last checkpoint."""
+    found = []
+    for path in map(Path, paths):
+        runs = (
+            [path] if (path / "checkpoints" / "last.ckpt").is_file() else sorted(path.glob("*/checkpoints/last.ckpt"))
+        )
+        if not runs:
+            raise SystemExit(f"error: {path} holds no run with checkpoints/last.ckpt: give a run or sweep directory")
+        found += [run if run == path else run.parents[1] for run in runs]
+    return found
+
+
+def configuration_of(run: Path) -> str:
+    """The run's command-line overrides without its seed (Hydra's .hydra/overrides.yaml)."""
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    return " ".join(o for o in overrides if not o.startswith("seed=") and not o.startswith("task.path=")) or "(none)"
+
+
+def cache_bytes(cache) -> int:
+    return sum(t.numel() * t.element_size() for layer in cache for part in layer.values() for t in part.values())
+
+
+def load(run: Path, batch: int) -> tuple[torch.nn.Module, Measured]:
+    from src.training.checkpoint import load_run
+
+    module, _ = load_run(str(run / "checkpoints" / "last.ckpt"))
+    model = module.model.eval()
+    cfg = model.cfg
+    if cfg.arch != "decoder_only":
+        raise SystemExit(f"error: {run} is a {cfg.arch} model: this measures decoder-only runs")
+    with torch.no_grad():  # the cache of a full context: every position of every row
+        cache = model.decoder.new_cache()
+        model.decode(torch.full((batch, cfg.max_len), cfg.bos_id), cache=cache)
+    measured = Measured(
+        run=run,
+        configuration=configuration_of(run),
+        parameters=sum(p.numel() for p in model.parameters()),
+        kv_heads=cfg.kv_head_count,
+        heads=cfg.heads,
+        cache_mib=cache_bytes(cache) / 2**20,
+    )
+    return model, measured
+
+
+def decode_once(model, batch: int) -> tuple[float, int]:
+    """Seconds to continue `batch` one-token prompts to the full context, greedily, with the KV cache; new tokens."""
+    prompt = torch.full((batch, 1), model.cfg.bos_id)
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = generate(model, prompt=prompt, max_new_tokens=model.cfg.max_len)
+    return time.perf_counter() - start, out.numel()
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:,.0f} (n=1)"
+    return f"{statistics.mean(values):,.0f} ± {statistics.stdev(values):,.0f} (n={len(values)})"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m src.bench.decoding", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run or sweep directories")
+    parser.add_argument("--batch", type=int, default=64, help="sequences decoded together (default 64)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds over every run (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    loaded = [load(run, args.batch) for run in run_dirs(args.runs)]
+    for model, _ in loaded:  # a first, untimed pass: allocations and kernels warmed alike
+        decode_once(model, args.batch)
+    for _ in range(args.repeats):
+        for model, measured in loaded:
+            seconds, tokens = decode_once(model, args.batch)
+            measured.seconds.append(seconds)
+            measured.new_tokens = tokens
+
+    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} torch thread(s), batch {args.batch}")
+    print()
+    print("| configuration | parameters | KV heads / heads | KV cache at full context (MiB) | decoding tokens/s |")
+    print("| --- | --- | --- | --- | --- |")
+    by_configuration: dict[str, list[Measured]] = {}
+    for _, measured in loaded:
+        by_configuration.setdefault(measured.configuration, []).append(measured)
+    for configuration, runs in by_configuration.items():
+        speeds = [run.new_tokens / statistics.median(run.seconds) for run in runs]
+        parameters = sorted({run.parameters for run in runs})
+        first = runs[0]
+        print(
+            f"| {configuration} | {', '.join(f'{p:,}' for p in parameters)} | {first.kv_heads} / {first.heads} | "
+            f"{first.cache_mib:.4g} | {mean_std(speeds)} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
