@@ -457,6 +457,13 @@ PRECISIONS = (
 )
 
 
+def _mps_available() -> bool:
+    """An Apple GPU, which accelerator=auto would train on."""
+    import torch
+
+    return torch.backends.mps.is_available()
+
+
 def _check_trainer(trainer, runs_here: bool = True) -> None:
     """The Trainer arguments Lightning would reject late (after data and model are built) or never; with
     `runs_here`, also GPUs this machine does not have."""
@@ -511,6 +518,10 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
         check_gpus_visible(trainer)
     if runs_here:  # settled here, before anything reads it: the Trainer, the checkpoints' numerics, the resume check
         trainer.precision = resolve_precision(trainer.precision, trainer.accelerator)
+        if on_cpu and trainer.accelerator == "auto" and not _mps_available():
+            # what Lightning picks here, recorded as such: a resume then checks the thread count too, as trainer=cpu's
+            # (checkpoint.numeric_settings)
+            trainer.accelerator = "cpu"
     interval = trainer.val_check_interval
     if isinstance(interval, int) and interval < 1:
         raise ConfigError(f"trainer.val_check_interval={interval} must be >= 1 (training steps between validations)")

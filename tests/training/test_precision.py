@@ -73,6 +73,26 @@ def test_validation_settles_auto_where_the_run_trains_and_only_there(compose, mo
     assert cfg.trainer.precision == "auto"
 
 
+def test_accelerator_auto_is_recorded_as_the_cpu_it_trains_on_so_a_resume_checks_the_threads(compose, monkeypatch):
+    """trainer=ddp on CPU processes: Lightning's auto picks the CPU, and the run records cpu, with the thread count
+    that changes its numbers (a resume with another count is refused); on a GPU machine auto stays auto."""
+    cfg = compose("trainer=ddp")
+    validate_config(cfg)
+    assert cfg.trainer.accelerator == "cpu"
+    assert "torch_threads" in numeric_settings(OmegaConf.to_container(cfg), threads=2)
+    # a checkpoint that recorded auto (before it was settled) resumes here
+    older = saved_with("32-true")
+    older["hyper_parameters"]["numerics"]["trainer.accelerator"] = "auto"
+    check_resumable_settings(older, "reverse", numerics={"trainer.accelerator": "cpu", "trainer.precision": "32-true"})
+    cfg = compose("trainer=ddp")
+    validate_config(cfg, runs_here=False)  # a SLURM job checked on the submitting host: settled on its node
+    assert cfg.trainer.accelerator == "auto"
+    a_gpu(monkeypatch, bf16=True)
+    cfg = compose("trainer=ddp")
+    validate_config(cfg)
+    assert cfg.trainer.accelerator == "auto"
+
+
 def test_an_unknown_precision_is_refused_in_one_line_with_the_choices(compose):
     with pytest.raises(ConfigError) as refused:
         validate_config(compose("trainer.precision=bf32"))
