@@ -362,7 +362,9 @@ class ProgressLines(ProgressBar):
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         values = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        self._print(trainer, "  ".join(f"{k} {float(v):.4f}" for k, v in sorted(values.items())))
+        # seeds trained together log each member's values, not the group's: the group's module words them
+        line = "  ".join(f"{k} {float(v):.4f}" for k, v in sorted(values.items()))
+        self._print(trainer, line or getattr(pl_module, "validation_line", ""))
 
 
 # --- how fast the run went -----------------------------------------------------------------------------------------

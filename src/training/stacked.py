@@ -152,6 +152,9 @@ class StackedLitModule(L.LightningModule):
         # False once a member diverged: its gradients are zeroed and its weights kept as they were (`frozen`)
         self.training_members = [True] * len(members)
         self.frozen: dict[int, dict[str, Tensor]] = {}
+        # the last validation's line for the progress output (ProgressLines): each training member's values, as
+        # a separate job's line has its own; the group logs no val/ metric of its own to read them from
+        self.validation_line = ""
 
     def setup(self, stage: str) -> None:
         for member in self.members:  # their _evaluate reads trainer.datamodule (decoding for BLEU)
@@ -309,6 +312,7 @@ class StackedLitModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         step, epoch = self.global_step, self.current_epoch
         sanity = self.trainer.sanity_checking
+        by_member: dict[int, dict[str, float]] = {}
         for member, (module, output) in enumerate(zip(self.members, self.outputs)):
             metrics = module.split_metrics["val"]
             if metrics.loss.update_count == 0:
@@ -320,6 +324,7 @@ class StackedLitModule(L.LightningModule):
                 continue
             if not self.training_members[member]:
                 continue  # diverged or stopped early: its last validation was its final one, as a separate job's
+            by_member[member] = values
             output.recorder.record(step, values)
             output.log_scalars({**values, "train/epoch": float(epoch)}, step - 1)  # Lightning's step, as above
             score = values.get(self.monitor, math.nan)
@@ -331,6 +336,18 @@ class StackedLitModule(L.LightningModule):
                 output.save_checkpoint("last", step, epoch)
             if output.early_stopping is not None:
                 self.check_early_stopping(member, values)
+        self.validation_line = validation_line(by_member, [module.config["seed"] for module in self.members])
+
+
+def validation_line(by_member: dict[int, dict[str, float]], seeds: list) -> str:
+    """The progress line of a group's validation: each metric with every member's value, by seed
+    ("val/loss 1.2345 (seed 0) 1.2401 (seed 1)"); members that no longer train are left out."""
+    names = sorted({name for values in by_member.values() for name in values})
+    return "  ".join(
+        f"{name} "
+        + " ".join(f"{values[name]:.4f} (seed {seeds[m]})" for m, values in by_member.items() if name in values)
+        for name in names
+    )
 
 
 def save_group_state(trainer: L.Trainer, group: StackedLitModule, path: Path) -> Path | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -197,8 +198,13 @@ def test_each_member_stops_early_by_its_own_early_stopping_at_its_solo_runs_step
         "+callbacks.EarlyStopping.stopping_threshold=2.43",
     ]
     stacked, solo = tmp_path / "stacked", tmp_path / "solo"
-    output = check(run_here("src.run", *sweep, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
+    lines = "trainer.enable_progress_bar=true"  # not a terminal: a line per validation (ProgressLines)
+    output = check(run_here("src.run", *sweep, lines, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
     assert "seeds together" in output.stdout
+    # each validation's line has every training member's values, by seed; a member that stopped leaves it
+    validations = [line for line in output.stdout.splitlines() if line.startswith("step ") and "val/loss" in line]
+    assert re.search(r"^step 6/60  val/exact_match .*val/loss \S+ \(seed 0\) \S+ \(seed 1\)", validations[0])
+    assert "(seed 1)" in validations[-1] and "(seed 0)" not in validations[-1], validations
     check(run_here("src.run", *sweep, f"hydra.sweep.dir={solo}"))
     stopped_at = []
     for job in ("0_seed:0", "1_seed:1"):
