@@ -41,13 +41,31 @@ def run_dirs(paths: list[str]) -> list[Path]:
     last checkpoint."""
     found = []
     for path in map(Path, paths):
-        runs = (
-            [path] if (path / "checkpoints" / "last.ckpt").is_file() else sorted(path.glob("*/checkpoints/last.ckpt"))
-        )
+        if (path / "checkpoints" / "last.ckpt").is_file():
+            found.append(path)
+            continue
+        runs = sorted((ckpt.parents[1] for ckpt in path.glob("*/checkpoints/last.ckpt")), key=job_order)
         if not runs:
             raise SystemExit(f"error: {path} holds no run with checkpoints/last.ckpt: give a run or sweep directory")
-        found += [run if run == path else run.parents[1] for run in runs]
+        found += runs
     return found
+
+
+def job_order(run: Path) -> tuple[int, str]:
+    """A sweep's jobs in their order (Hydra numbers them: 2_... before 10_...), other folders by name after them."""
+    number = run.name.split("_", 1)[0]
+    return (int(number), run.name) if number.isdigit() else (10**9, run.name)
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo; elsewhere what platform knows), for the figures' host."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def configuration_of(run: Path) -> str:
@@ -114,7 +132,7 @@ def main(argv=None) -> None:
             measured.seconds.append(seconds)
             measured.new_tokens = tokens
 
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} torch thread(s), batch {args.batch}")
+    print(f"machine: {cpu_name()}, {args.threads} torch thread(s), batch {args.batch}")
     print()
     print("| configuration | parameters | KV heads / heads | KV cache at full context (MiB) | decoding tokens/s |")
     print("| --- | --- | --- | --- | --- |")
