@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import ROOT, SMALL_SYNTHETIC, check, run_module
+from .conftest import ROOT, SMALL_SYNTHETIC, check, run_here
 
 pytestmark = pytest.mark.slow
 
@@ -76,12 +76,12 @@ def weights(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict:
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    check(run_module("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}"))
+    check(run_here("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}"))
     return weights(run_dir)
 
 
 def resume_in_place(run_dir: Path):
-    return check(run_module("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}", "ckpt_path=last"))
+    return check(run_here("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}", "ckpt_path=last"))
 
 
 def assert_same_weights(resumed: dict, reference: dict) -> None:
@@ -133,7 +133,7 @@ def test_a_diverging_run_fails_and_saves_no_nan_weights(tmp_path):
         "trainer.max_steps=40",
         "trainer.val_check_interval=10",
     ]
-    result = run_module("src.run", *LONG_RUN, *huge_lr, f"hydra.run.dir={run_dir}")
+    result = run_here("src.run", *LONG_RUN, *huge_lr, f"hydra.run.dir={run_dir}")
     assert result.returncode == 1, result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "training diverged at step" in error_lines[0], result.stderr
@@ -153,7 +153,7 @@ def test_a_diverging_sweep_job_is_a_failed_job_and_the_sweep_goes_on(tmp_path):
         "trainer.gradient_clip_val=null",
         "optimizer.lr=1e-3,1e6",
     )
-    result = run_module("src.run", "-m", *jobs, f"hydra.sweep.dir={sweep}")
+    result = run_here("src.run", "-m", *jobs, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1, result.stderr
     statuses = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json"))
     assert statuses == ["completed", "diverged"]
@@ -185,7 +185,7 @@ def test_an_interrupted_sweep_reports_the_jobs_that_never_started_and_how_to_run
     (row,) = [line for line in report.splitlines() if "| not started |" in line]
     assert row.startswith("| 1_seed:1 |")
     command = row.split("`")[1]
-    check(run_module("src.run", *shlex.split(command)[3:], "trainer.max_steps=20"))
+    check(run_here("src.run", *shlex.split(command)[3:], "trainer.max_steps=20"))
     assert (sweep / "1_seed:1" / "run.json").is_file()
     from src.report import analyse
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, check, run_module
+from .conftest import ROOT, check, run_here, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_two_devices_with_lightnings_default_strategy_train_like_one_process(tmp
             "src.run", *SMALL, "trainer.devices=2", "batch_size=32", f"hydra.run.dir={ddp}", timeout=600, cwd=tmp_path
         )
     )
-    check(run_module("src.run", *SMALL, "batch_size=64", f"hydra.run.dir={single}", cwd=tmp_path))
+    check(run_here("src.run", *SMALL, "batch_size=64", f"hydra.run.dir={single}"))
     record = json.loads((ddp / "run.json").read_text())
     assert record["status"] == "completed", record
     assert "Starting with 2 processes" in result.stdout + result.stderr
@@ -84,7 +84,7 @@ def test_ddp_spawn_on_two_cpu_processes_trains_like_one_process_with_the_same_gl
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    check_single = run_module("src.run", *common, "batch_size=64", f"hydra.run.dir={single}")
+    check_single = run_here("src.run", *common, "batch_size=64", f"hydra.run.dir={single}")
     assert check_single.returncode == 0, check_single.stderr[-3000:]
     assert len(list(ddp.glob("events.out.tfevents.*"))) == 1  # rank zero only
     assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
@@ -260,7 +260,7 @@ def test_several_devices_on_slurm_need_as_many_tasks_and_a_launcher_without_m_is
     )
     assert refused.returncode == 2 and "set hydra.launcher.tasks_per_node=2" in refused.stderr
     assert not (tmp_path / "s").exists()
-    single = check(run_module("src.run", "hydra/launcher=slurm", *SMALL, f"hydra.run.dir={tmp_path / 'r'}"))
+    single = check(run_here("src.run", "hydra/launcher=slurm", *SMALL, f"hydra.run.dir={tmp_path / 'r'}"))
     warnings = [line for line in single.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == [
         "warning: hydra/launcher=slurm has no effect without -m: this run trains here, once; add -m to run it as a "

@@ -19,7 +19,7 @@ from src.report import _format, setting_cell
 from src.report import main as report_main
 from tests.servers.postgres import free_port, postgres_server  # noqa: F401
 
-from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_module
+from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ def test_two_sweeps_share_one_study_and_each_report_lists_every_trial(tmp_path, 
         lists_every_trial((sweep / "report.md").read_text(), trials)
         assert (sweep / "study.csv").read_text().count("\n") == 5
     best = min(trials, key=lambda t: t.value)
-    printed = check(run_module("src.report", "--storage", url, "--study", STUDY)).stdout
+    printed = check(run_here("src.report", "--storage", url, "--study", STUDY)).stdout
     lists_every_trial(printed, trials)
     assert list(study_rows(printed))[0] == best.number  # best (lowest loss) first
     first = (min(trial.datetime_start for trial in trials) - launched_at).total_seconds()
@@ -147,7 +147,7 @@ def test_a_study_the_search_cannot_use_is_one_error_line_before_any_training(tmp
     for name, (overrides, words) in cases.items():
         sweep = tmp_path / name
         search = TINY_SEARCH if name == "direction" else SEARCH
-        result = run_module("src.run", *search, *overrides, f"hydra.sweep.dir={sweep}")
+        result = run_here("src.run", *search, *overrides, f"hydra.sweep.dir={sweep}")
         assert result.returncode == 2, (name, result.stderr[-3000:])
         (line,) = error_lines(result)
         assert words in line, (name, line)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import ROOT, check, run_module
+from .conftest import ROOT, check, run_here
 from .test_interrupts import LONG_RUN, assert_same_weights
 
 pytestmark = pytest.mark.slow
@@ -115,7 +115,7 @@ def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(
 def uninterrupted_weights(tmp_path_factory) -> dict:
     """The requeue tests' reference: the same run, never interrupted, trained outside SLURM."""
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    check(run_module("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}"))
+    check(run_here("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}"))
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
 
 

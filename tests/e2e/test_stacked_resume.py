@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here, run_module
+from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_ctrl_c_saves_the_groups_step_and_the_sweep_resumes_exactly(tmp_path, un
     assert not (sweep / JOBS[2]).exists()  # the second group never started
 
     # The command it printed, as a user pastes it: the first group goes on from its step, the second starts
-    resumed = check(run_module("src.run", *SWEEP, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
+    resumed = check(run_here("src.run", *SWEEP, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
     output = resumed.stdout + resumed.stderr
     assert f"resuming 2 seeds trained together from {sweep.resolve() / 'stacked_groups/jobs-0-1.ckpt'}" in output
     assert "training 2 seeds together as one stacked model: 2_model.heads:2+seed:0, 3_model.heads:2+seed:1" in output
@@ -110,7 +110,7 @@ def test_a_killed_sweep_resumes_from_the_groups_last_saved_state_and_keeps_finis
     assert json.loads((sweep / JOBS[2] / "run.json").read_text())["status"] == "running"
     finished = (sweep / JOBS[0] / "checkpoints/last.ckpt").stat().st_mtime_ns
 
-    resumed = check(run_module("src.run", *SWEEP, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
+    resumed = check(run_here("src.run", *SWEEP, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
     assert "jobs 0, 1 have finished: kept as they are, not trained again" in resumed.stdout
     assert (sweep / JOBS[0] / "checkpoints/last.ckpt").stat().st_mtime_ns == finished  # not trained again
     assert_same_as(sweep, uninterrupted)
