@@ -251,14 +251,24 @@ def warn_unread_tokenizer_settings(cfg: DictConfig) -> None:
 
 def warn_if_no_src_prefix(cfg: DictConfig) -> None:
     """One warning when a pretrained model trained with a prefix in front of every source (T5, whose config.json
-    names its prefixes) is fine-tuned on a translation task without task.src_prefix."""
+    names its prefixes) is fine-tuned on a translation task without task.src_prefix; and one when a model trained
+    from scratch is given a prefix, which only costs it positions."""
     name = cfg.model.get("pretrained")
-    if not name or "src_prefix" not in cfg.task or cfg.task.src_prefix:
+    if "src_prefix" not in cfg.task:
+        return
+    if not name and cfg.task.src_prefix:
+        print_warning(
+            f"task.src_prefix={cfg.task.src_prefix!r} puts the same text in front of every source of a model trained "
+            "from scratch, which tells it nothing and takes its tokens from task.max_len: a prefix is for a "
+            "pretrained model trained with one (model.pretrained=t5-small); leave it out here"
+        )
+        return
+    if not name or cfg.task.src_prefix:
         return
     from src.pretrained import pretrained_config
     from src.pretrained.fit import missing_prefix_line
 
-    line = missing_prefix_line(f"model.pretrained={name}", pretrained_config(name)[2])
+    line = missing_prefix_line(f"model.pretrained={name}", pretrained_config(name)[2], cfg.task)
     if line is not None:
         print_warning(line)
 

@@ -90,7 +90,7 @@ def run_in_process(module: str, *args: str) -> tuple[int, str, str]:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             command()
     except SystemExit as exit:
-        code = exit.code if isinstance(exit.code, int) else 1
+        code = 0 if exit.code is None else exit.code if isinstance(exit.code, int) else 1  # sys.exit(): success
     finally:
         sys.argv = argv
         torch.set_num_threads(1)

@@ -399,3 +399,11 @@ def test_gpus_this_machine_lacks_are_refused_unless_the_run_trains_elsewhere(com
     monkeypatch.setattr("src.validation._cuda_available", lambda: False)
     validate_config(cfg, runs_here=False)
     validate_config(compose("trainer=gpu", "trainer.devices=[0]"), runs_here=False)
+
+
+def test_a_source_prefix_for_a_model_trained_from_scratch_gets_one_warning(compose, capsys, translation_overrides):
+    """task.src_prefix is for a pretrained model trained with one (T5); a model trained here learns nothing from
+    the same text in front of every source, which only takes its tokens from task.max_len."""
+    lines = unread_warnings(compose, capsys, *translation_overrides("task.src_prefix='translate: '"))
+    assert len(lines) == 1 and "task.src_prefix='translate: ' puts the same text in front of every source" in lines[0]
+    assert unread_warnings(compose, capsys, *translation_overrides()) == []

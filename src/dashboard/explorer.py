@@ -168,12 +168,14 @@ def attention_on_text(
         sides = {**SIDE_NAMES[kind], "tgt": "target tokens (decoder)"}
     else:
         sides = dict(SIDE_NAMES.get(kind, {}))
-    view = AttentionOnText(tokens, attentions, ablated=ablated, title=text, sides=sides, prediction=prediction)
-    view.kv_groups = {
+    kv_groups = {
         site: [modules[0].kv_group(h) for h in range(modules[0].heads)]
         for site, modules in attention_sites(model).items()
         if modules and modules[0].kv_heads < modules[0].heads
     }
+    view = AttentionOnText(
+        tokens, attentions, ablated=ablated, title=text, sides=sides, prediction=prediction, kv_groups=kv_groups
+    )
     return view, warnings
 
 
@@ -191,7 +193,7 @@ def describe_model(model, kind: str) -> str:
         parts[-1] += f" sharing {cfg.kv_head_count} key/value heads (model.kv_heads={cfg.kv_head_count})"
     if cfg.pos_encoding != "sinusoidal":
         parts.append(f"model.pos_encoding={cfg.pos_encoding}")
-    parts += [name for name in ("qk_norm", "parallel_layers") if getattr(cfg, name)]
+    parts += [f"model.{name}=true" for name in ("qk_norm", "parallel_layers") if getattr(cfg, name)]
     return ", ".join(parts)
 
 

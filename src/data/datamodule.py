@@ -164,17 +164,18 @@ class TaskDataModule(L.LightningDataModule):
         """The ids the model reads for one input text (predict's `text=`, a line of its `input=`), made as the task's
         data made them from theirs, and how many there were before the cut to the length the model reads.
 
-        No BOS or EOS: the task's sources and lm windows hold none either. A pretrained tokenizer's own marks, as
-        its pipeline puts them around a model input: BERT's [CLS] and [SEP], Marian's </s>, and in front of an lm
-        prompt Llama's and Mistral's <s> (what transformers' tokenizer(text) gives generate; where the prompt fills
-        the model's positions, the mark takes the place of its oldest id). A sentence of only whitespace has no ids
-        (predict leaves its output empty)."""
+        No BOS or EOS of ours: the task's sources and lm windows hold none either. A pretrained tokenizer's own
+        marks, as its pipeline puts them around a model input: BERT's [CLS] and [SEP], Marian's </s>, and in front
+        of an lm prompt Llama's and Mistral's <s> (what transformers' tokenizer(text) gives generate; where the
+        prompt fills the model's positions, the mark takes the place of its oldest id). A sentence of only
+        whitespace has no ids (predict leaves its output empty)."""
         text = self.text_as_read(text)
         vocab = self.vocab(self.input_side)
         if self.kind == "lm":
             ids = self.encode_tgt(text)
             if ids and vocab.marks:
-                ids = vocab.wrap_source(ids[-(self.max_tgt_len - vocab.marks) :] if self.max_tgt_len else ids)
+                room = self.max_tgt_len - vocab.marks if self.max_tgt_len else len(ids)
+                ids = vocab.wrap_source(ids[len(ids) - room :] if room > 0 else [])
         else:
             ids = self.encode_src(text)
         if self.kind == "classification" and text and not ids:

@@ -32,6 +32,16 @@ def pretrained_checkpoint(ckpt: str, task: dict | None = None, field_name: str =
     name = ckpt[len(HF_PREFIX) :].strip()
     if not name:
         raise ConfigError(f"{field_name}=hf: names no model: give a hub name or a directory, e.g. {field_name}=hf:gpt2")
+    if task is not None and "src_prefix" in task:  # a translation task: checked before any weights are read
+        from . import pretrained_config
+
+        hf_config = pretrained_config(name)[2]
+        check_src_prefix(name, hf_config, str(task["src_prefix"]))
+        line = missing_prefix_line(name, hf_config, task) if not task["src_prefix"] else None
+        if line is not None:
+            from src.training.report import print_warning
+
+            print_warning(line)
     pretrained = load_pretrained(name)
     if pretrained.new_head:
         raise ConfigError(
@@ -42,13 +52,6 @@ def pretrained_checkpoint(ckpt: str, task: dict | None = None, field_name: str =
     kind = KIND_OF_ARCH[cfg.arch]
     if task is not None:
         check_task_kind(name, cfg, str(task.get("name")))
-        if "src_prefix" in task:  # a translation task: T5 was trained with a prefix in front of every source
-            check_src_prefix(name, pretrained.hf_config, str(task["src_prefix"]))
-            line = missing_prefix_line(name, pretrained.hf_config) if not task["src_prefix"] else None
-            if line is not None:
-                from src.training.report import print_warning
-
-                print_warning(line)
     return {
         "hyper_parameters": {
             "config": {

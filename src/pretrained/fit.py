@@ -79,27 +79,44 @@ def check_src_prefix(name: str, hf_config: Any, prefix: str) -> None:
     if prefix in known:
         raise ConfigError(
             f"task.src_prefix={prefix!r} is the name of one of {name}'s tasks, not the text in front of its sources: "
-            f'give task.src_prefix="{known[prefix]}"'
+            f"give '{QUOTED.format(known[prefix])}'"
         )
     for task, text in known.items():
         if prefix != text and prefix == text.rstrip():
             raise ConfigError(
                 f"task.src_prefix={prefix!r} is {name}'s prefix for {task} without the space it ends in, so every "
-                f'source would run into it: give task.src_prefix="{text}" (quoted, with its space)'
+                f"source would run into it: give '{QUOTED.format(text)}' (quoted for Hydra inside the shell's quotes, "
+                "which keeps the space)"
             )
 
 
-def missing_prefix_line(name: str, hf_config: Any) -> str | None:
+def missing_prefix_line(name: str, hf_config: Any, task: Any = None) -> str | None:
     """The warning for a translation task without task.src_prefix on a model trained with a prefix in front of every
-    source (T5): the prefixes it knows and the setting that gives one. None for a model that names none."""
+    source (T5): the prefix of the task's own direction where the model names one (translation_en_to_de for
+    task.src_lang=en, task.tgt_lang=de), else that it names none for this direction; and every prefix it knows.
+    None for a model that names none."""
     known = known_prefixes(hf_config)
     if not known:
         return None
-    translation = [text for task, text in known.items() if task.startswith("translation")]
-    example = (translation or list(known.values()))[0]
-    listed = ", ".join(f'"{text}" ({task})' for task, text in known.items())
-    return (
+    listed = ", ".join(f'"{text}" ({task_name})' for task_name, text in known.items())
+    start = (
         f"{name} was trained with a prefix in front of every source and task.src_prefix is not set, so the sources "
-        f'are read without one: give the prefix of this task, e.g. task.src_prefix="{example}" (its prefixes: '
-        f"{listed})"
+        "are read without one"
     )
+    src, tgt = (task or {}).get("src_lang"), (task or {}).get("tgt_lang")
+    if src and tgt:
+        direction = f"translation_{src}_to_{tgt}"
+        if direction not in known:
+            return (
+                f"{start}; it names no prefix for {src} -> {tgt} (task.src_lang={src}, task.tgt_lang={tgt}), so it "
+                f"was likely never trained in this direction: choose a direction it knows ({listed})"
+            )
+        return f"{start}: give '{QUOTED.format(known[direction])}' ({direction}; its prefixes: {listed})"
+    translation = [text for task_name, text in known.items() if task_name.startswith("translation")]
+    example = (translation or list(known.values()))[0]
+    return f"{start}: give the prefix of this task, e.g. '{QUOTED.format(example)}' (its prefixes: {listed})"
+
+
+# How a prefix is written on the command line: Hydra strips the spaces around an unquoted value, so the value is
+# quoted for Hydra inside the shell's quotes, keeping the space a prefix ends in.
+QUOTED = 'task.src_prefix="{}"'

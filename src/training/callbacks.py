@@ -364,7 +364,9 @@ class ProgressLines(ProgressBar):
         values = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         # seeds trained together log each member's values, not the group's: the group's module words them
         line = "  ".join(f"{k} {float(v):.4f}" for k, v in sorted(values.items()))
-        self._print(trainer, line or getattr(pl_module, "validation_line", ""))
+        line = line or getattr(pl_module, "validation_line", "")
+        if line:  # nothing validated (every member of a group stopped): no line
+            self._print(trainer, line)
 
 
 # --- how fast the run went -----------------------------------------------------------------------------------------

@@ -281,7 +281,8 @@ def check_resumable_settings(
             if saved_specs != specs:
                 raise trained_otherwise(field_name, f"ablate.{key}", sorted(saved_specs), sorted(specs))
     saved_numerics = checkpoint["hyper_parameters"].get("numerics") or {}  # older checkpoints did not record them
-    if saved_numerics.get("trainer.accelerator") == "auto":  # older checkpoints recorded it before it was settled
+    if saved_numerics.get("trainer.accelerator") == "auto" and (numerics or {}).get("trainer.accelerator") == "cpu":
+        # an older CPU run recorded `auto` before it was settled (src/validation.py): it trained on the CPU too
         saved_numerics = {k: v for k, v in saved_numerics.items() if k != "trainer.accelerator"}
     for key, value in (numerics or {}).items():
         if key in saved_numerics and saved_numerics[key] != value:

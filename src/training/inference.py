@@ -154,8 +154,9 @@ def sample_text(
     seed: int = 0,
 ) -> str:
     """lm tasks: the prompt and a sampled continuation, drawn with the run's `decode` settings (temperature, top_k,
-    top_p) from a fixed seed, so that samples are comparable across steps and runs. A prompt is read as src.predict
-    reads it, as the text windows of training were (no BOS: they hold none); without one, sampling starts at BOS."""
+    top_p) from a fixed seed, so that samples are comparable across steps and runs. A prompt is read as the text
+    windows of training were (no BOS of ours: they hold none; src.predict also puts a pretrained tokenizer's own
+    mark in front, Llama's <s>, which a dashboard's sample leaves out); without one, sampling starts at BOS."""
     ids = datamodule.encode_tgt(prompt) if prompt else [model.cfg.bos_id]
     needed = model.mask_scheme.min_prompt_len
     if len(ids) < needed:  # a prefix-LM starts from a whole prefix: take a validation one

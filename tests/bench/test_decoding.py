@@ -7,6 +7,8 @@ import pytest
 from src.bench import decoding
 from tests.conftest import run_in_process
 
+pytestmark = pytest.mark.slow  # trains three runs (a few seconds)
+
 TINY_LM = [
     "task=char_lm",
     "task.block_size=16",

@@ -72,9 +72,8 @@ def test_the_page_holds_every_site_layer_and_head_and_loads_nothing(run, tmp_pat
         queries, keys = len(data["tokens"][site["queries"]]), len(data["tokens"][site["keys"]])
         assert weights.shape == (2, 2, queries, keys)
         torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, queries), atol=2e-3, rtol=0)  # rounded to 1e-4
-        assert (
-            site["kv_groups"] is None
-        )  # multi-head: every head has its own keys (a grouped model's: test_family_commands)
+        # multi-head: every head has its own keys and values (a grouped model's page: test_family_commands.py)
+        assert site["kv_groups"] is None
     assert data["tokens"]["src"] == ["3", "1", "4", "1", "5"]
     assert data["tokens"]["tgt"][0] == "<bos>"  # the decoder side: its own output, as it reads it
     # What the model made of the text is on the page, as predict printed it, and which model it is

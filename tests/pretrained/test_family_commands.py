@@ -274,7 +274,8 @@ def test_a_tokenizer_larger_than_its_model_or_far_smaller_is_refused_in_one_line
         ("'  '", r"task.src_prefix='  ' is only whitespace: give the text every source starts with"),
         (
             "translation_en_to_de",
-            r"is the name of one of .*'s tasks, not the text .*: give task.src_prefix=\"translate",
+            r"is the name of one of .*'s tasks, not the text .*: "
+            r"give 'task.src_prefix=\"translate English to German: \"'",
         ),
         ("translate English to German:", r"prefix for translation_en_to_de without the space it ends in"),
     ],
@@ -300,3 +301,16 @@ def test_the_attention_page_of_a_grouped_model_says_which_heads_share_their_keys
     assert "4 heads a layer sharing 2 key/value heads (model.kv_heads=2), model.pos_encoding=rope" in data["about"]
     groups = data["sites"]["decoder_self"]["kv_groups"]
     assert groups == [f"key/value head {h // 2}, shared by heads {h // 2 * 2}, {h // 2 * 2 + 1}" for h in range(4)]
+
+
+def test_the_missing_prefix_warning_gives_the_prefix_of_the_tasks_own_direction():
+    """multi30k is German -> English by default, which t5-small was never trained for: the warning says so rather
+    than suggest English -> German's prefix; for en -> de it gives that one, quoted as the command line needs it."""
+    from src.pretrained.fit import missing_prefix_line
+
+    config = tiny_t5("t5").config  # with t5-small's four task prefixes (conftest.T5_TASKS)
+    de_en = missing_prefix_line("t5-small", config, {"src_lang": "de", "tgt_lang": "en"})
+    assert "it names no prefix for de -> en" in de_en and "choose a direction it knows" in de_en
+    en_de = missing_prefix_line("t5-small", config, {"src_lang": "en", "tgt_lang": "de"})
+    assert "give 'task.src_prefix=\"translate English to German: \"' (translation_en_to_de;" in en_de
+    assert missing_prefix_line("flan-t5", tiny_t5("flan").config, {"src_lang": "de", "tgt_lang": "en"}) is None
