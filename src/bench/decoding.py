@@ -12,7 +12,6 @@ seed are one configuration: the table gives each configuration's mean ± std ove
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from src.bench.gpu import host_cpu
+from src.bench.pretrained import cache_bytes
 from src.model import generate
+from src.sweep.runs import job_number
 
 
 @dataclass
@@ -44,38 +46,20 @@ def run_dirs(paths: list[str]) -> list[Path]:
         if (path / "checkpoints" / "last.ckpt").is_file():
             found.append(path)
             continue
-        runs = sorted((ckpt.parents[1] for ckpt in path.glob("*/checkpoints/last.ckpt")), key=job_order)
+        runs = sorted(
+            (ckpt.parents[1] for ckpt in path.glob("*/checkpoints/last.ckpt")),
+            key=lambda run: (job_number(run), run.name),
+        )
         if not runs:
             raise SystemExit(f"error: {path} holds no run with checkpoints/last.ckpt: give a run or sweep directory")
         found += runs
     return found
 
 
-def job_order(run: Path) -> tuple[int, str]:
-    """A sweep's jobs in their order (Hydra numbers them: 2_... before 10_...), other folders by name after them."""
-    number = run.name.split("_", 1)[0]
-    return (int(number), run.name) if number.isdigit() else (10**9, run.name)
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux's /proc/cpuinfo; elsewhere what platform knows), for the figures' host."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def configuration_of(run: Path) -> str:
     """The run's command-line overrides without its seed (Hydra's .hydra/overrides.yaml)."""
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
     return " ".join(o for o in overrides if not o.startswith("seed=") and not o.startswith("task.path=")) or "(none)"
-
-
-def cache_bytes(cache) -> int:
-    return sum(t.numel() * t.element_size() for layer in cache for part in layer.values() for t in part.values())
 
 
 def load(run: Path, batch: int) -> tuple[torch.nn.Module, Measured]:
@@ -87,15 +71,14 @@ def load(run: Path, batch: int) -> tuple[torch.nn.Module, Measured]:
     if cfg.arch != "decoder_only":
         raise SystemExit(f"error: {run} is a {cfg.arch} model: this measures decoder-only runs")
     with torch.no_grad():  # the cache of a full context: every position of every row
-        cache = model.decoder.new_cache()
-        model.decode(torch.full((batch, cfg.max_len), cfg.bos_id), cache=cache)
+        full_cache = cache_bytes(model, torch.full((batch, cfg.max_len), cfg.bos_id))
     measured = Measured(
         run=run,
         configuration=configuration_of(run),
         parameters=sum(p.numel() for p in model.parameters()),
         kv_heads=cfg.kv_head_count,
         heads=cfg.heads,
-        cache_mib=cache_bytes(cache) / 2**20,
+        cache_mib=full_cache / 2**20,
     )
     return model, measured
 
@@ -132,7 +115,7 @@ def main(argv=None) -> None:
             measured.seconds.append(seconds)
             measured.new_tokens = tokens
 
-    print(f"machine: {cpu_name()}, {args.threads} torch thread(s), batch {args.batch}")
+    print(f"machine: {host_cpu()}, {args.threads} torch thread(s), batch {args.batch}")
     print()
     print("| configuration | parameters | KV heads / heads | KV cache at full context (MiB) | decoding tokens/s |")
     print("| --- | --- | --- | --- | --- |")

@@ -65,8 +65,15 @@ def test_predict_classifies_as_bert_does_in_huggingface(bert_dir):
     assert out[1].strip() == f"LABEL_{int(logits.argmax())}: {logits.softmax(-1).max().item():.3f}"
 
 
-def parallel_files(directory) -> list[str]:
-    pairs = [("Ein Hund läuft.", "A dog runs."), ("Zwei Männer spielen.", "Two men play."), ("Ein Buch.", "A book.")]
+GERMAN_ENGLISH = [
+    ("Ein Hund läuft.", "A dog runs."),
+    ("Zwei Männer spielen.", "Two men play."),
+    ("Ein Buch.", "A book."),
+]
+
+
+def parallel_files(directory, pairs=GERMAN_ENGLISH) -> list[str]:
+    """translation's six files, each split the same (source, target) pairs."""
     settings = []
     for split in ("train", "val", "test"):
         for side, column in (("src", 0), ("tgt", 1)):

@@ -33,6 +33,7 @@ from .conftest import (
     tiny_tokenized_decoder,
     transformers,
 )
+from .test_commands import parallel_files as commands_parallel_files
 
 pytestmark = pytest.mark.slow
 
@@ -71,13 +72,7 @@ def fine_tune(directory, run_dir, *task: str) -> str:
 
 def parallel_files(directory) -> list[str]:
     """translation's six files (English to German), each split the same three pairs."""
-    settings = []
-    for split in ("train", "val", "test"):
-        for side, column in (("src", 0), ("tgt", 1)):
-            path = directory / f"{split}.{side}"
-            path.write_text("\n".join(pair[column] for pair in PAIRS) + "\n")
-            settings.append(f"task.{split}_{side}={path}")
-    return ["task=translation", *settings, "task.max_len=60"]  # no cut: the tiny tokenizer makes many pieces
+    return commands_parallel_files(directory, PAIRS)
 
 
 def story(directory) -> list[str]:
