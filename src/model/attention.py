@@ -320,8 +320,8 @@ class MultiHeadAttention(nn.Module):
         self.pattern_point = ActivationPoint()  # each query head's attention weights, (B, H, Tq, Tk)
         self._head_gate: Tensor | None = None
         self.head_fill: Tensor | None = None  # (H, Dh) or (B, H, Dh): what an ablated head outputs; None = zeros
-        # Set by StackedModel (seeds trained together): under vmap PyTorch's fused CPU kernel has no batched form
-        # and runs member by member, so the explicit computation (batched matmuls and softmax) is used instead.
+        # Set by StackedModel (seeds trained together): under vmap PyTorch's fused kernel cannot draw a dropout
+        # mask for each member, so with attention dropout the explicit path (which can) is used instead.
         self.per_member = False
 
     def forward(
@@ -370,7 +370,7 @@ class MultiHeadAttention(nn.Module):
         bias = self.bias(positional, q.size(2), k.size(2), start)  # (H, Tq, Tk) or None
         dropout_p = self.dropout if self.training else 0.0
         pattern = self.pattern_point if self.pattern_point.edits else None  # read or written: the explicit path
-        explicit = need_weights or self.per_member or pattern is not None
+        explicit = need_weights or pattern is not None or (self.per_member and dropout_p > 0)
         # each query head attends with its KV group's keys and values (repeat_kv, or the kernel's own grouping)
         out, weights = attend(q, k, v, mask, bias, dropout_p, explicit, pattern=pattern)  # (B, H, Tq, Dh)
         weights = weights if need_weights else None
@@ -409,8 +409,9 @@ class MultiHeadAttention(nn.Module):
 
     def cuda_kernel(self, mask: Mask, positional: PositionalScheme | None, tq: int, tk: int, dtype) -> str:
         """The kernel a forward pass with this mask runs on a CUDA GPU (sdpa_kernel_for), with no weights asked
-        for; "explicit" where the attention computes them anyway (seeds trained together: `per_member`)."""
-        if self.per_member or self.pattern_point.edits:
+        for; "explicit" where the attention computes them anyway (an edited pattern, or a stacked model's
+        dropout: `per_member`)."""
+        if self.pattern_point.edits or (self.per_member and self.training and self.dropout > 0):
             return "explicit"
         return sdpa_kernel_for(mask, self.bias(positional, tq, tk), dtype, self.head_dim)
 

@@ -17,6 +17,15 @@ gradient; Adam and AdamW update every element on its own. What is per member and
 gradient clipping by norm (`clip_grad_norm_per_member`) and anything that stops a member (divergence, early
 stopping: `freeze`).
 
+Attention: PyTorch's fused attention (`F.scaled_dot_product_attention`) has no rule for vmap on every device (on
+the CPU vmap would run it member by member), yet M members' attention is plainly one call with M*B sequences. So
+while `call` runs, that function is swapped for `member_attention`, an operator of its own whose vmap rule folds the
+member dimension into the batch: (M, B, H, T, Dh) -> (M*B, H, T, Dh), one fused call, the kernel a solo run gets
+(with attention dropout, the model's explicit path instead: under vmap the fused kernel cannot draw each member's
+masks).
+Autograd records that call as it records a solo run's. The batch is marked as padded when any member's is (the
+masks would otherwise look at the tokens to find out, which vmap cannot do).
+
 Dropout: under vmap each member draws its own masks (`randomness="different"`), from the one generator of the
 process. The masks are therefore independent across members and have the configured rate, but they are not the
 masks the same seed draws when trained alone: a solo run draws them from its own generator, for its own batch
@@ -33,8 +42,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.overrides import TorchFunctionMode
 
 
 class _Apply(nn.Module):
@@ -82,7 +93,7 @@ class StackedModel(nn.Module):
             # Modules that take a faster path unfit for vmap (an in-place random draw in Dropout, a data-dependent
             # shape in the feed-forward networks) declare `per_member`, and take their plain path when it is set.
             if hasattr(module, "per_member"):
-                module.per_member = True  # type: ignore[assignment]  # Dropout, feed-forward, attention
+                module.per_member = True  # type: ignore[assignment]  # Dropout, feed-forward, attention dropout
         self._apply_template = [_Apply(template)]
 
     @property
@@ -95,7 +106,8 @@ class StackedModel(nn.Module):
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """vmap over the members of `fn(model, *args)`: `args` are pytrees (dicts of tensors) whose tensors have the
-        member dimension first, (M, ...); so does every tensor of the result."""
+        member dimension first, (M, ...); so does every tensor of the result. A forward pass in `fn` must say
+        whether its tokens hold padding (forward_batch's batch["padded"]): under vmap a mask cannot look."""
         names = [*self.param_names, *self.buffer_names]
         apply = self._apply_template[0]
 
@@ -105,7 +117,8 @@ class StackedModel(nn.Module):
             return functional_call(apply, swapped, (fn, *member_args), tie_weights=False, strict=True)
 
         tensors = [*self.stacked_params, *self.stacked_buffers()]
-        return vmap(one_member, randomness="different")(tensors, *args)
+        with AttentionOfAllMembersAtOnce():
+            return vmap(one_member, randomness="different")(tensors, *args)
 
     # --- one member at a time ---------------------------------------------------------------------------------
 
@@ -129,6 +142,90 @@ class StackedModel(nn.Module):
         stacked = self._stacked()
         for key, name in self.state_keys.items():
             stacked[name][member].copy_(state[key])
+
+
+# --- attention: the members' calls as one fused call ----------------------------------------------------------
+
+
+@torch.library.custom_op("transformer_ablations::member_attention", mutates_args=())
+def member_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float | None,
+    enable_gqa: bool,
+) -> Tensor:
+    """F.scaled_dot_product_attention, as an operator of its own so that vmap can be told how to batch it
+    (`fold_members_into_batch`). Called only under vmap, by AttentionOfAllMembersAtOnce."""
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa
+    )
+
+
+@member_attention.register_fake
+def _(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):
+    return q.new_empty((*q.shape[:-1], v.shape[-1]))  # (B, H, Tq, Dv)
+
+
+def fold_members_into_batch(info, in_dims, q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):
+    """member_attention's vmap rule: each member's q, k, v are (B, H, T, Dh) and its mask broadcasts to
+    (B, H, Tq, Tk); with the members first, M such calls are one call on M*B sequences. Autograd, which sits below
+    vmap here, records that one call and its fused backward."""
+    members = info.batch_size
+    q_dim, k_dim, v_dim, mask_dim = in_dims[:4]
+    batch = q.size(1 if q_dim is not None else 0)  # B
+
+    def folded(t: Tensor, dim: int | None) -> Tensor:  # (M, B, ...) -> (M*B, ...)
+        t = t.expand(members, *t.shape) if dim is None else t.movedim(dim, 0)  # members first
+        t = t.reshape(members, *([1] * (5 - t.dim())), *t.shape[1:])  # a member's mask: 4 dimensions
+        return t.expand(members, batch, *t.shape[2:]).flatten(0, 1)  # a mask shared by the batch: B copies
+
+    # A mask of each member's own, or one of B rows shared by all, is folded as q is: (M*B, 1|H, Tq|1, Tk). One
+    # with no batch dimension (the look-ahead mask alone, (1, 1, Tq, Tk)) broadcasts over M*B sequences as over B.
+    if attn_mask is not None and (mask_dim is not None or (attn_mask.dim() == 4 and attn_mask.size(0) != 1)):
+        attn_mask = folded(attn_mask, mask_dim)
+    out = F.scaled_dot_product_attention(
+        folded(q, q_dim),
+        folded(k, k_dim),
+        folded(v, v_dim),
+        attn_mask=attn_mask,
+        dropout_p=dropout_p,
+        is_causal=is_causal,
+        scale=scale,
+        enable_gqa=enable_gqa,
+    )  # (M*B, H, Tq, Dv)
+    return out.unflatten(0, (members, batch)), 0
+
+
+member_attention.register_vmap(fold_members_into_batch)
+
+SDPA_ARGUMENTS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+SDPA_DEFAULTS = {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False}
+
+
+class AttentionOfAllMembersAtOnce(TorchFunctionMode):
+    """While active, every F.scaled_dot_product_attention call goes to member_attention (the same computation,
+    batched over the members by fold_members_into_batch). The model's code is unchanged: it calls PyTorch's
+    function as a solo run does."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        given = {**SDPA_DEFAULTS, **dict(zip(SDPA_ARGUMENTS, args)), **kwargs}
+        return member_attention(
+            given["query"],
+            given["key"],
+            given["value"],
+            given["attn_mask"],
+            float(given["dropout_p"]),
+            bool(given["is_causal"]),
+            given["scale"],
+            bool(given["enable_gqa"]),
+        )
 
 
 @torch.no_grad()

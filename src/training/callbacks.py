@@ -122,41 +122,87 @@ def weights_are_finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
+class HostCopy:
+    """The latest value of a small device tensor (a loss, the members' flags), copied to host memory without making
+    the host wait for the device, and read there without calling torch (a numpy view of the buffer):
+    - on the CPU the copy is the read: `read` returns it at once;
+    - on a CUDA device the copy is asynchronous (non_blocking, into pinned memory, followed by an event), and
+      `read` waits for that one copy, not for the whole device. Read at the end of the next step, by when the
+      host has already queued that step, it costs the device nothing;
+    - on other devices (MPS, ...) the copy waits for the device, as a plain read does.
+    `read` gives each copied value once: None when nothing was copied since the last read."""
+
+    def __init__(self) -> None:
+        self._host = torch.zeros(())  # float32, in host memory (pinned for a CUDA device)
+        self._value = self._host.numpy()  # ... as a numpy array sharing that memory: read without torch
+        self._copied: torch.cuda.Event | None = None  # on CUDA: recorded after the copy; None: the copy is done
+        self._device: torch.device | None = None  # the device the buffers are for
+        self.pending = False  # a copy not yet read
+
+    def prepare(self, device: torch.device, shape: tuple[int, ...] = ()) -> None:
+        """The buffers for tensors of `shape` on `device`: made before the first step, not inside one (pinning
+        memory is itself a wait). For a CUDA device, a pinned buffer (an asynchronous copy needs one) and an
+        event; the CPU's otherwise."""
+        cuda = device.type == "cuda"
+        self._host = torch.zeros(shape, pin_memory=cuda)
+        self._value = self._host.numpy()
+        self._copied = torch.cuda.Event() if cuda else None
+        self._device = device
+        self.pending = False
+
+    def copy(self, tensor: torch.Tensor) -> None:
+        """Start copying `tensor` (float32 on the host) out; the copy not read before is dropped."""
+        if self._device != tensor.device or tuple(self._host.shape) != tuple(tensor.shape):
+            self.prepare(tensor.device, tuple(tensor.shape))  # no prepare: a test calling a hook alone
+        self._host.copy_(tensor.detach().float(), non_blocking=self._copied is not None)
+        if self._copied is not None:
+            self._copied.record()
+        self.pending = True
+
+    @property
+    def done_at_once(self) -> bool:
+        """Whether a copy is done when `copy` returns (no event to wait for: the CPU, MPS)."""
+        return self._copied is None
+
+    def read(self) -> np.ndarray | None:
+        """The value copied last, once (None if nothing was copied since); on CUDA this waits for its copy, and so
+        for the step that made it."""
+        if not self.pending:
+            return None
+        if self._copied is not None:
+            self._copied.synchronize()
+        self.pending = False
+        return self._value.copy()
+
+
 class StopOnDivergence(L.Callback):
     """Stops training at the first step whose loss is NaN, infinite or above `max_loss` (None: no bound).
 
     Without making the host wait for the device at every step: a read such as `float(loss)` would (the GPU then
-    idles while the host catches up, and the host while the GPU works). Each step's loss is copied instead into a
-    buffer in host memory, whose numpy view is read without calling torch:
-    - on the CPU the copy is the read: the run stops at the step that diverged, as it always did;
-    - on a CUDA device the copy is asynchronous (non_blocking, into pinned memory) and is read at the end of the
-      next step, after waiting for that one copy (a CUDA event, not the whole device): by then the device works
-      on the next step, which the host has already queued, so it never waits for the host. The run stops one step
-      late, naming the step that diverged (its number is kept with the copy);
-    - on other devices (MPS, ...) the copy waits for the device, as a plain read does.
-    The weights of that extra step are never saved: a validation, the end of training and every checkpoint
-    (FiniteModelCheckpoint, SaveOnInterrupt: `check_divergence`) read the copied loss first, and checkpoints also
-    refuse non-finite weights.
+    idles while the host catches up, and the host while the GPU works). Each step's loss goes to host memory through
+    a HostCopy instead: on the CPU the run stops at the step that diverged, as it always did; on a CUDA device the
+    loss is read at the end of the next step, and the run stops one step late, naming the step that diverged (its
+    number is kept with the copy). The weights of that extra step are never saved: a validation, the end of
+    training and every checkpoint (FiniteModelCheckpoint, SaveOnInterrupt: `check_divergence`) read the copied loss
+    first, and checkpoints also refuse non-finite weights.
     """
 
     def __init__(self, max_loss: float | None = None):
         self.max_loss = max_loss
-        self._host = torch.zeros(())  # the last copied loss, float32, in host memory (pinned for a CUDA device)
-        self._value = self._host.numpy()  # ... as a numpy array sharing that memory: read without torch
-        self._copied: torch.cuda.Event | None = None  # on CUDA: recorded after the copy; None: the copy is done
+        self.loss = HostCopy()
         self._pending_step: int | None = None  # the step whose loss is in the buffer and not yet checked
-        self._device: torch.device | None = None  # the device the buffers are for (on_train_start)
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
-        self._buffers(pl_module.device)  # before the first step, not inside it
+        self.loss.prepare(pl_module.device)  # before the first step, not inside it
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.check()  # on CUDA: the previous step's loss, copied while this step ran
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None:  # the step was skipped
             return
-        self._copy(loss.detach(), trainer.global_step)
-        if self._copied is None:  # the copy is done: read it now
+        self.loss.copy(loss)
+        self._pending_step = trainer.global_step
+        if self.loss.done_at_once:  # the copy is done: read it now
             self.check()
 
     def on_validation_start(self, trainer: L.Trainer, pl_module) -> None:
@@ -168,30 +214,13 @@ class StopOnDivergence(L.Callback):
     def check(self) -> None:
         """Raise TrainingDiverged if the loss copied last (and not yet checked) is non-finite or too large; on
         CUDA this waits for its copy, and so for the step that copied it."""
-        if self._pending_step is None:
+        value = self.loss.read()
+        if value is None:
             return
-        if self._copied is not None:
-            self._copied.synchronize()
         step, self._pending_step = self._pending_step, None
-        value = float(self._value)
-        if not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss):
-            raise TrainingDiverged(step, value, self.max_loss)
-
-    def _buffers(self, device: torch.device) -> None:
-        """For a CUDA device, a pinned buffer (an asynchronous copy needs one) and an event; the CPU's otherwise."""
-        cuda = device.type == "cuda"
-        self._host = torch.zeros((), pin_memory=cuda)
-        self._value = self._host.numpy()
-        self._copied = torch.cuda.Event() if cuda else None
-        self._device = device
-
-    def _copy(self, loss: torch.Tensor, step: int) -> None:
-        if self._device is None:  # no on_train_start: a test calling this hook alone
-            self._buffers(loss.device)
-        self._host.copy_(loss.float(), non_blocking=self._copied is not None)
-        if self._copied is not None:
-            self._copied.record()
-        self._pending_step = step
+        loss = float(value)
+        if not math.isfinite(loss) or (self.max_loss is not None and loss > self.max_loss):
+            raise TrainingDiverged(step, loss, self.max_loss)
 
 
 def check_divergence(trainer: L.Trainer) -> None:

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from src.model.stacked import StackedModel, clip_grad_norm_per_member
 
 from .callbacks import (
+    HostCopy,
     RestoreRandomState,
     SaveOnInterrupt,
     TrainingInterrupted,
@@ -56,17 +57,24 @@ PADDED_WITH_FALSE = ("tgt_real",)
 GROUP_KEY = "stacked_group"  # a group's training state (a Lightning checkpoint of StackedLitModule) holds this key
 
 
-def stack_batches(batches: Sequence[dict[str, Tensor]], pad_id: int) -> dict[str, Tensor]:
+def stack_batches(batches: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     """The members' batches as one: each key (M, B, ...), sequences padded on the right to the longest member's
-    length. Members' batch sizes must agree (the same task settings give the same sizes)."""
-    stacked = {}
+    length. Members' batch sizes must agree (the same task settings give the same sizes). "padded" (a bool each
+    member's batch has, read on the host: TransformerLitModule.on_before_batch_transfer) is True when any member's
+    batch holds padding, or gets some here; without it, the stacked batch counts as padded."""
+    stacked: dict[str, Any] = {}
+    padded = any(batch.get("padded", True) for batch in batches)
     for key in batches[0]:
+        if key == "padded":
+            continue
         tensors = [batch[key] for batch in batches]
         if key in PADDED_WITH_PAD_ID or key in PADDED_WITH_FALSE:
             width = max(t.size(1) for t in tensors)
+            padded = padded or any(t.size(1) != width for t in tensors)
             fill: Any = pad_id if key in PADDED_WITH_PAD_ID else False
             tensors = [F.pad(t, (0, width - t.size(1)), value=fill) for t in tensors]
         stacked[key] = torch.stack(tensors)  # (M, B, ...)
+    stacked["padded"] = padded
     return stacked
 
 
@@ -149,12 +157,29 @@ class StackedLitModule(L.LightningModule):
         checkpoint = first.config.get("checkpoint") or {}
         self.save_best, self.save_last = checkpoint.get("save_best", True), checkpoint.get("save_last", True)
         self.monitor, self.monitor_mode = first.monitor, first.monitor_mode
-        # False once a member diverged: its gradients are zeroed and its weights kept as they were (`frozen`)
+        # Which members still train, as the host last read it: False once a member diverged or stopped early.
         self.training_members = [True] * len(members)
-        self.frozen: dict[int, dict[str, Tensor]] = {}
+        # The same on the device, where each step's divergence check runs without the host (`check_members`):
+        # which members train, and the step (0: none) and loss at which each diverged. Made at the first step,
+        # on the group's device; the host reads them through `flags`, a step late on a GPU (read_member_flags).
+        self.training_mask: Tensor | None = None  # (M,) bool
+        self.diverged_step: Tensor | None = None  # (M,) float32: the step, exactly, up to 2^24 steps
+        self.diverged_loss: Tensor | None = None  # (M,) float32
+        self.flags = HostCopy()
+        # Each stacked parameter as it was after the last step: a member that no longer trains is put back to it
+        # after every optimizer step (Adam's moments and weight decay would still move it: hold_stopped_members)
+        self.held: list[Tensor] = []
+        self.frozen: dict[int, dict[str, Tensor]] = {}  # a group state saved before `held` existed: put back once
         # the last validation's line for the progress output (ProgressLines): each training member's values, as
         # a separate job's line has its own; the group logs no val/ metric of its own to read them from
         self.validation_line = ""
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Each member's batch marked, on the host, with whether it holds padding (as a solo run's is): a training
+        step's list of the members' batches, or one member's validation batch (dataloader_idx: the member)."""
+        if isinstance(batch, dict):
+            return self.members[dataloader_idx].on_before_batch_transfer(batch, dataloader_idx)
+        return [member.on_before_batch_transfer(b, 0) for member, b in zip(self.members, batch)]
 
     def setup(self, stage: str) -> None:
         for member in self.members:  # their _evaluate reads trainer.datamodule (decoding for BLEU)
@@ -165,10 +190,10 @@ class StackedLitModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Beside Lightning's state (weights, optimizer, loops, callbacks): what the group knows of each member,
         and the first member's settings, so that a resume is checked as a single run's is (src/preflight.py)."""
+        self.read_member_flags()  # the last step's divergences belong in the state
         checkpoint[GROUP_KEY] = {
             "members": [str(output.run_dir) for output in self.outputs],
             "training": list(self.training_members),
-            "frozen": {str(member): state for member, state in self.frozen.items()},
             "outputs": [
                 {
                     "best_score": output.best_score,
@@ -189,7 +214,9 @@ class StackedLitModule(L.LightningModule):
                 f"the group's saved state has {len(state['members'])} members, this group {len(self.outputs)}"
             )
         self.training_members = list(state["training"])
-        self.frozen = {int(member): frozen for member, frozen in state["frozen"].items()}
+        # A stopped member's weights are the stacked ones in the state; an older state kept them beside it
+        self.frozen = {int(member): frozen for member, frozen in state.get("frozen", {}).items()}
+        self.training_mask = None  # made again from training_members, on the group's device
         for output, saved in zip(self.outputs, state["outputs"]):
             output.best_score, output.stopped = saved["best_score"], saved["stopped"]
             output.diverged_at, output.diverged_loss = saved["diverged_at"], saved["diverged_loss"]
@@ -200,47 +227,106 @@ class StackedLitModule(L.LightningModule):
 
     def training_step(self, batches: Sequence[dict[str, Tensor]], batch_idx: int) -> dict[str, Tensor]:
         batch = stack_batches(batches, self.model_cfg.pad_id)
+        padded = batch.pop("padded")  # a bool, not a tensor with a member dimension: given to each member below
         kind, smoothing, loss_of = self.kind, self.label_smoothing, self.members[0].loss
 
         def member_loss(model: nn.Module, member_batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-            logits = forward_batch(model, kind, member_batch).logits  # (B, T, V) or (B, C)
+            # a member's masks cannot look at its tokens under vmap to learn whether any is padding: it is told
+            logits = forward_batch(model, kind, {**member_batch, "padded": padded}).logits  # (B, T, V) or (B, C)
             return loss_of(logits, scored_target(model, kind, member_batch), smoothing)
 
         self.model.template.train(self.training)  # the template is outside the module tree: follow its mode
         losses, targets = self.model.call(member_loss, batch)  # (M,), (M,)
-        # Each member's loss read back at every step (free on a CPU; on a GPU one host sync per step, which a solo
-        # run no longer has: StopOnDivergence reads a step late). A member must be frozen at the step its loss
-        # diverged, before its weights take that step's update; reading late would need the weights of the step
-        # before kept on the device, which is not done yet.
-        values = losses.detach().tolist()
         step = self.global_step + 1
-        for member, value in enumerate(values):
-            diverged = not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss)
-            if diverged and self.training_members[member]:
-                self.stop_member(member, step, value)
-        if not any(self.training_members):
-            self.trainer.should_stop = True
-        training = torch.tensor(self.training_members, device=losses.device)
+        training = self.check_members(losses.detach(), step)  # (M,) bool, on the device: no read
         total = torch.where(training, losses, torch.zeros_like(losses)).sum()
         trainer = self._trainer
         logging_step = trainer is not None and step % trainer.log_every_n_steps == 0
         if trainer is not None and (logging_step or step == trainer.max_steps):
             # As Lightning logs a solo run's: at the step count before this step (so validation after step 6 is
             # drawn at 5), train/lr on the logging steps only (LearningRateMonitor), train/loss also on the last.
+            # The one read of this step, on a step that logs (a solo run's self.log reads there too).
+            values, logged = losses.detach().tolist(), training.tolist()
             scalars = {"train/loss": 0.0, "train/epoch": float(self.current_epoch)}
             if logging_step:
                 scalars["train/lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
             for member, output in enumerate(self.outputs):
-                if self.training_members[member]:
+                if logged[member]:
                     output.log_scalars({**scalars, "train/loss": values[member]}, self.global_step)
         return {"loss": total, "targets": (targets * training).sum()}
 
-    def stop_member(self, member: int, step: int, loss: float) -> None:
-        """Member `member`'s loss was not finite at `step`: it trains no further (its weights stay those of the
-        step before, which its last checkpoint holds); the others go on."""
-        self.training_members[member] = False
-        self.outputs[member].diverged_at, self.outputs[member].diverged_loss = step, loss
-        self.frozen[member] = self.model.member_state_dict(member)
+    # --- members that stop: divergence and early stopping, decided on the device ---------------------------------
+
+    def start_member_flags(self, device: torch.device) -> None:
+        """The device's copy of which members train (from the host's, which a resume restored), and each
+        parameter's held copy; before the first step."""
+        self.training_mask = torch.tensor(self.training_members, device=device)
+        # only members still training can diverge from here on (those stopped before are recorded in `outputs`)
+        self.diverged_step = torch.zeros(len(self.training_members), device=device)
+        self.diverged_loss = torch.full((len(self.training_members),), math.nan, device=device)
+        self.flags.prepare(device, (3, len(self.outputs)))
+        for member, state in self.frozen.items():
+            self.model.set_member(member, state)
+        self.frozen = {}
+        self.held = [p.detach().clone() for p in self.model.stacked_params]
+
+    def on_train_start(self) -> None:
+        self.start_member_flags(self.device)
+
+    def check_members(self, losses: Tensor, step: int) -> Tensor:
+        """The divergence check of step `step`, on the device: a member still training whose loss (M,) is not
+        finite, or above max_loss, stops now, before its weights take this step's update; the step and the loss
+        are recorded beside it. Returns which members train on (M,) bool. Nothing is read back: the host learns
+        of it through read_member_flags, on a GPU a step later, while a solo run's StopOnDivergence reads its own
+        loss a step late; here the member is stopped at the right step all the same."""
+        if self.training_mask is None:
+            self.start_member_flags(losses.device)
+        assert self.training_mask is not None and self.diverged_step is not None and self.diverged_loss is not None
+        fine = torch.isfinite(losses)
+        if self.max_loss is not None:
+            fine = fine & (losses <= self.max_loss)
+        diverged = self.training_mask & ~fine
+        self.diverged_step = torch.where(diverged, float(step), self.diverged_step)
+        self.diverged_loss = torch.where(diverged, losses.float(), self.diverged_loss)
+        self.training_mask = self.training_mask & fine
+        return self.training_mask
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """Lightning's step (the closure runs training_step, backward and the gradients' clipping), then the
+        members that no longer train put back as they were, and the flags sent to the host."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self.hold_stopped_members()
+        self.read_member_flags()  # on a GPU, the previous step's: copied while this step ran
+        assert self.training_mask is not None and self.diverged_step is not None and self.diverged_loss is not None
+        self.flags.copy(torch.stack([self.training_mask.float(), self.diverged_step, self.diverged_loss]))
+        if self.flags.done_at_once:  # on the CPU: the copy is the read
+            self.read_member_flags()
+
+    @torch.no_grad()
+    def hold_stopped_members(self) -> None:
+        """After an optimizer step: every member that no longer trains gets back its weights of the step before
+        (`held`), on the device, whether it stopped at this step or long ago; then `held` becomes this step's
+        weights. Two elementwise passes over the parameters, instead of a read of the flags every step."""
+        assert self.training_mask is not None
+        for parameter, held in zip(self.model.stacked_params, self.held):
+            training = self.training_mask.view(-1, *([1] * (parameter.dim() - 1)))  # (M, 1, ...)
+            parameter.copy_(torch.where(training, parameter, held))
+            held.copy_(parameter)
+
+    def read_member_flags(self) -> None:
+        """What the device decided, as far as it was copied out (a step late on a GPU: this waits for that copy
+        only): members that stopped are recorded (a diverged one with its step and loss, as a solo run's
+        TrainingDiverged names them); when none trains on, the group stops."""
+        flags = self.flags.read()  # (3, M): training, diverged step, diverged loss
+        if flags is None:
+            return
+        for member, (training, step, loss) in enumerate(flags.T.tolist()):
+            if self.training_members[member] and not training:
+                self.training_members[member] = False
+                if step > 0:  # diverged (a member stopped early was recorded by check_early_stopping)
+                    self.outputs[member].diverged_at, self.outputs[member].diverged_loss = int(step), loss
+        if not any(self.training_members) and self._trainer is not None:
+            self.trainer.should_stop = True
 
     def check_early_stopping(self, member: int, values: dict[str, float]) -> None:
         """Lightning's EarlyStopping, the member's own, on the member's validation: when it says stop, the member
@@ -257,39 +343,37 @@ class StackedLitModule(L.LightningModule):
             view, {"max_steps": self.trainer.max_steps}, output.recorder.content["history"]
         )
         self.training_members[member] = False
-        self.frozen[member] = self.model.member_state_dict(member)
+        if self.training_mask is not None:
+            self.training_mask[member] = False  # held from the next step on at this validation's weights
         if not any(self.training_members):
             self.trainer.should_stop = True
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Each member's gradients clipped by its own norm (trainer.gradient_clip_val, by norm as Lightning's
-        default), never by the whole stack's; a stopped member's gradients are zeroed."""
+        default), never by the whole stack's; a stopped member's gradients are zeroed (on the device: a diverged
+        member's may be NaN, and must not reach the others' norms or Adam's moments)."""
         params = [p for p in self.model.parameters() if p.grad is not None]
-        for member, training in enumerate(self.training_members):
-            if not training:
-                for p in params:
-                    p.grad[member].zero_()
+        if self.training_mask is not None:
+            for p in params:
+                assert p.grad is not None
+                stopped = ~self.training_mask.view(-1, *([1] * (p.dim() - 1)))
+                p.grad.masked_fill_(stopped, 0.0)
         if gradient_clip_val:
             if gradient_clip_algorithm not in (None, "norm"):
                 raise ValueError("stacked seeds clip gradients by norm only (trainer.gradient_clip_algorithm=norm)")
             clip_grad_norm_per_member(params, float(gradient_clip_val))
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.restore_frozen()
+    def on_train_end(self) -> None:
+        self.read_member_flags()  # the last step's, when nothing read them since
 
     def save_members(self, name: str, step: int, epoch: int) -> None:
         """Each member still training saves its weights as checkpoints/<name>.ckpt (a stopped member keeps the
         checkpoints it had when it stopped)."""
-        self.restore_frozen()
+        self.read_member_flags()  # a member that diverged at the step just made saves nothing
         for member, (module, output) in enumerate(zip(self.members, self.outputs)):
             if self.training_members[member]:
                 self.model.load_member(member, module.model)
                 output.save_checkpoint(name, step, epoch)
-
-    def restore_frozen(self) -> None:
-        """A stopped member's weights back as they were: Adam's moments and weight decay would still move them."""
-        for member, state in self.frozen.items():
-            self.model.set_member(member, state)
 
     def configure_optimizers(self):
         total_steps = schedule_length(self.trainer)  # max_steps, max_epochs or (alone) max_time bounds the run
@@ -302,6 +386,7 @@ class StackedLitModule(L.LightningModule):
     # --- validation: member by member, each with its own weights and metrics -----------------------------------
 
     def on_validation_epoch_start(self) -> None:
+        self.read_member_flags()  # a member that diverged at the last step is not validated as training
         for member, module in enumerate(self.members):
             self.model.load_member(member, module.model)
             module.model.eval()
@@ -354,7 +439,6 @@ def save_group_state(trainer: L.Trainer, group: StackedLitModule, path: Path) ->
     """The whole group's training state (Lightning's checkpoint of the group: the stacked weights, the optimizer,
     the loops with every member's data position, the callbacks' state with the random generators, and the group's
     own: StackedLitModule.on_save_checkpoint) to `path`, never half written and never with non-finite weights."""
-    group.restore_frozen()
     if not weights_are_finite(group):
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -482,6 +566,7 @@ class MemberDashboards(L.Callback):
         due = [isinstance(c, ProbeCallback) and c.is_logging_step(trainer) for c in self.per_member[0]]
         if not any(due) or not can_log(MemberView(trainer, pl_module.outputs[0].loggers, self.datamodules[0])):
             return
+        pl_module.read_member_flags()  # a step that draws may wait: no dashboards of a member that just diverged
         for view, module, callbacks in self._each(trainer, pl_module, load=True):
             for callback in callbacks:
                 callback.on_train_batch_end(view, module, outputs, batch, batch_idx)  # type: ignore[arg-type]

@@ -451,7 +451,7 @@ def test_stacked_seeds_with_every_axis_equal_their_solo_models():
     stacked = StackedModel(members)
     x = torch.stack([tokens(pad_last_row=True), tokens(seed=5)])  # (M, B, T)
     with torch.no_grad():
-        logits = stacked.call(lambda model, batch: model(batch).logits, x)
+        logits = stacked.call(lambda model, batch: model(batch, padded=True).logits, x)
         for member, model in enumerate(members):
             real = x[member] != PAD_ID
             torch.testing.assert_close(logits[member][real], model(x[member]).logits[real], atol=1e-12, rtol=0)

@@ -161,9 +161,13 @@ def test_the_kernel_table_of_the_docs_is_the_code_s():
         assert cells == computed, name
 
 
-def test_seeds_trained_together_and_the_weights_keep_the_explicit_path(monkeypatch):
-    model = build_model(small_config(d_model=32))
+def test_the_weights_and_a_stacked_model_s_attention_dropout_take_the_explicit_path(monkeypatch):
+    """need_weights computes the weights it returns; a stacked model (seeds trained together, `per_member`) with
+    attention dropout draws each member's masks itself, which the fused kernel under vmap cannot. Without dropout a
+    stacked model's attention is the fused call (its members folded into the batch: src/model/stacked.py)."""
+    model = build_model(small_config(d_model=32, dropout=0.1)).train()
     x = inputs("encoder_decoder", False)
+    sdpa = F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: pytest.fail("SDPA was called"))
     assert model(*x, need_weights=True).attentions is not None
     for layers in attention_sites(model).values():
@@ -171,6 +175,9 @@ def test_seeds_trained_together_and_the_weights_keep_the_explicit_path(monkeypat
             attention.per_member = True  # what StackedModel sets
     model(*x)
     assert set(model.attention_kernels(*x).values()) == {"explicit"}
+    monkeypatch.setattr(F, "scaled_dot_product_attention", sdpa)
+    model.eval()  # no dropout: the fused call
+    assert "explicit" not in set(model.attention_kernels(*x).values())
 
 
 # --- the forms, and what is read to find them ----------------------------------------------------------------------

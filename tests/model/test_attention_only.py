@@ -153,7 +153,7 @@ def test_seeds_stacked_under_vmap_give_each_members_own_output():
     members = [model_of("decoder_only"), build_model(config("decoder_only"))]  # two initialisations
     stacked = StackedModel(members)
     tgt = tokens()
-    outputs = stacked.call(lambda model, x: model(x).logits, torch.stack([tgt, tgt]))  # (M, B, T, V)
+    outputs = stacked.call(lambda model, x: model(x, padded=True).logits, torch.stack([tgt, tgt]))  # (M, B, T, V)
     for member, model in enumerate(members):
         torch.testing.assert_close(outputs[member], model(tgt).logits, atol=1e-5, rtol=0)
 

@@ -247,7 +247,7 @@ def test_stacked_seeds_of_a_grouped_model_equal_their_solo_models():
     stacked = StackedModel(members)
     x = torch.stack([tokens(pad_last_row=True), tokens(seed=5)])  # (M, B, T)
     with torch.no_grad():
-        logits = stacked.call(lambda model, batch: model(batch).logits, x)  # explicit path (per_member), vmapped
+        logits = stacked.call(lambda model, batch: model(batch, padded=True).logits, x)  # the members in one call
         for member, model in enumerate(members):
             real = x[member] != PAD_ID  # (padding positions differ: a solo model runs no FFN there)
             torch.testing.assert_close(logits[member][real], model(x[member]).logits[real], atol=1e-12, rtol=0)

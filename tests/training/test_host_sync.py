@@ -261,7 +261,7 @@ def test_on_a_gpu_the_divergence_check_reads_the_loss_a_step_late_without_a_sync
         guard = StopOnDivergence(max_loss=10.0)
         guard.on_train_start(None, SimpleNamespace(device=torch.device(device)))
         if device == "cpu":
-            guard._copied = EventStandIn()
+            guard.loss._copied = EventStandIn()
         return guard, SimpleNamespace(global_step=0, callbacks=[guard])
 
     losses = [torch.full((), value, device=device) for value in (2.0, math.nan, 1.0, 50.0)]  # made before the check
@@ -284,3 +284,28 @@ def test_on_a_gpu_the_divergence_check_reads_the_loss_a_step_late_without_a_sync
     finally:
         if device == "cuda":
             torch.cuda.set_sync_debug_mode(0)
+
+
+def test_a_stacked_group_reads_values_back_only_on_the_steps_that_log(tmp_path, host_reads):
+    """Seeds trained together (src/training/stacked.py): each step's divergence check runs on the device and its
+    flags reach the host through a copy read without torch (on a GPU a step late), so a group's silent steps read
+    nothing either; the logging steps read every member's loss (counted, allowed)."""
+    from src.run import dashboard_callbacks
+    from src.training.stacked import StackedMember, train_stacked
+
+    members = []
+    for seed in (0, 1):
+        run_dir = tmp_path / f"seed-{seed}"
+        run_dir.mkdir()
+        members.append(StackedMember(compose_run_config(*RUN, f"seed={seed}"), run_dir))
+    _, outputs, _ = train_stacked(
+        members,
+        None,
+        tmp_path / "group.ckpt",
+        dashboards=lambda cfg, module: dashboard_callbacks(cfg, module.metric_tags),
+    )
+
+    assert all(output.diverged_at is None for output in outputs)
+    assert {read.step for read in host_reads.reads} >= {5, 10}  # the counter saw the group's logging steps
+    silent = [read for read in host_reads.reads if read.step not in SPEAKING_STEPS]
+    assert silent == [], "\n".join(f"step {read.step}: {read.what} at {read.where}" for read in silent)

@@ -5,13 +5,27 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from src.training.stacked import MemberOutputs, StackedLitModule
 from tests.model.test_stacked import member_module, optimizer_of, random_batch
 
 
-def test_a_member_that_diverges_stops_and_the_others_go_on(tmp_path):
+class EventStandIn:
+    """torch.cuda.Event's two calls, for a CPU: a copy there is done before copy_ returns."""
+
+    def record(self) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("read", ["at once", "a step late"])
+def test_a_member_that_diverges_stops_and_the_others_go_on(tmp_path, read):
+    """`a step late`: the GPU's path, on the CPU (the copy's event is a stand-in): the host learns of the divergence
+    a step later, and the member is stopped at its step all the same (the device decided it)."""
     members = [member_module("seq2seq", seed) for seed in (0, 1)]
     outputs = [MemberOutputs(tmp_path / str(i), m, loggers=[], objective=None) for i, m in enumerate(members)]
     group = StackedLitModule(members, outputs)
@@ -19,17 +33,25 @@ def test_a_member_that_diverges_stops_and_the_others_go_on(tmp_path):
     broken = group.model.member_state_dict(1)
     broken["encoder.layers.0.ffn.linear1.weight"][0, 0] = math.nan  # member 1's loss becomes NaN
     group.model.set_member(1, broken)
+    group.start_member_flags(torch.device("cpu"))  # as at the start of training: these weights are held
+    if read == "a step late":
+        group.flags._copied = EventStandIn()  # type: ignore[assignment]
     data = torch.Generator().manual_seed(0)
     before = {k: v.clone() for k, v in group.model.member_state_dict(0).items()}
-    for _ in range(3):
-        loss = group.training_step([random_batch("seq2seq", data) for _ in members], 0)["loss"]
-        assert torch.isfinite(loss)  # only the members still training count
-        loss.backward()
-        group.configure_gradient_clipping(optimizer, 1.0, "norm")
-        optimizer.step()
+    for step in (1, 2, 3):
+
+        def closure() -> torch.Tensor:  # as Lightning's: the step, backward, the clipping
+            loss = group.training_step([random_batch("seq2seq", data) for _ in members], 0)["loss"]
+            assert torch.isfinite(loss)  # only the members still training count
+            loss.backward()
+            group.configure_gradient_clipping(optimizer, 1.0, "norm")
+            return loss
+
+        group.optimizer_step(0, 0, optimizer, closure)
         scheduler.step()
         optimizer.zero_grad()
-        group.on_train_batch_end(None, None, 0)
+        if step == 1:  # the host knows at once on the CPU, a step later on a GPU
+            assert group.training_members == ([True, False] if read == "at once" else [True, True])
     assert group.training_members == [True, False]
     assert outputs[1].diverged_at == 1 and math.isnan(outputs[1].diverged_loss)
     after = group.model.member_state_dict(1)
