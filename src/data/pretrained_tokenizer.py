@@ -1,14 +1,14 @@
-"""A pretrained model's own tokenizer (GPT-2's and Qwen2's byte-level BPE, BERT's WordPiece, Marian's and T5's
-SentencePiece, Llama's and Mistral's BPE with byte fallback), behind the interface of our vocabularies
-(vocab.SymbolVocab, tokenizer.SubwordTokenizer), so every task, the collate functions and src.predict read text
-with it as they read it with ours.
+"""A pretrained model's own tokenizer (GPT-2's, Qwen2's, SmolLM's and Llama 3's byte-level BPE, BERT's WordPiece,
+Marian's and T5's SentencePiece, Llama 2's and Mistral's BPE with byte fallback), behind the interface of our
+vocabularies (vocab.SymbolVocab, tokenizer.SubwordTokenizer), so every task, the collate functions and src.predict
+read text with it as they read it with ours.
 
 Three differences from ours, all the tokenizer's: its special ids (GPT-2 pads with <|endoftext|>, Marian's and T5's
 decoders start from their pad token; see src/model/config.py); the marks it puts around a model input (BERT: [CLS]
-x [SEP]; Marian and T5: x </s>; Llama and Mistral: <s> x; GPT-2 and Qwen2: none), which `wrap_source` adds where
-the tokenizer's own pipeline would; and ids without a token, where the model's embedding is padded past the
-tokenizer (T5, Qwen2: PADDING_ROWS below). The tokenizer is saved with the run (run_dir/pretrained_tokenizer/), so
-eval and predict never need the hub.
+x [SEP]; Marian and T5: x </s>; Llama 2 and Mistral: <s> x; Llama 3: <|begin_of_text|> x; GPT-2, Qwen2 and SmolLM:
+none), which `wrap_source` adds where the tokenizer's own pipeline would; and ids without a token, where the model's
+embedding is padded past the tokenizer (T5, Qwen2: PADDING_ROWS below). The tokenizer is saved with the run
+(run_dir/pretrained_tokenizer/), so eval and predict never need the hub.
 """
 
 from __future__ import annotations
@@ -54,6 +54,15 @@ class PretrainedTokenizer:
         self.specials = specials
         self.prefix, self.suffix = _source_marks(tokenizer)
         self.piece_marks = _piece_marks(tokenizer)  # how a piece says where it sits in a word (vocab.TOKEN_MARKS)
+        # A text ends at the model's eos (config.json's, the first where it lists several) and at its tokenizer's
+        # where that is another: Llama 3.1's and 3.2's instruct models list <|end_of_text|> first and end a reply
+        # with <|eot_id|>, their tokenizer's eos, where transformers' generate stops.
+        self.ends = {specials.eos, tokenizer.eos_token_id} - {None}
+        # transformers' clean_up_tokenization_spaces tidies WordPiece's spaced-out text ("a , b" -> "a, b"). A BPE's
+        # decoder gives its text back exactly, and the tidying would only drop real spaces ("x != y" -> "x!= y"): off
+        # for a BPE even where its tokenizer_config.json sets it (Llama 3's does), as recent transformers turn it off
+        # there. None: the tokenizer's own setting.
+        self.clean_up_spaces = False if _model_type(tokenizer) == "BPE" else None
 
     @classmethod
     def load(cls, directory: Path, specials: SpecialIds, vocab_size: int, name: str) -> PretrainedTokenizer:
@@ -106,10 +115,10 @@ class PretrainedTokenizer:
         return len(self.prefix) + len(self.suffix)
 
     def content_ids(self, ids) -> list[int]:
-        """The ids a decoder should turn into text: skip PAD and the start token, stop at the first EOS."""
+        """The ids a decoder should turn into text: skip PAD and the start token, stop at the first EOS (self.ends)."""
         out = []
         for i in as_id_list(ids):
-            if i == self.specials.eos:
+            if i in self.ends:
                 break
             if i in (self.specials.pad, self.specials.bos):
                 continue
@@ -120,7 +129,11 @@ class PretrainedTokenizer:
         """The text of the content ids; an id past the tokenizer's last token (a padded row of the model's
         embedding: PADDING_ROWS) has none and is left out, as transformers' decode leaves it out."""
         size = self.size
-        return self.tokenizer.decode([i for i in self.content_ids(ids) if i < size], skip_special_tokens=False)
+        return self.tokenizer.decode(
+            [i for i in self.content_ids(ids) if i < size],
+            skip_special_tokens=False,
+            clean_up_tokenization_spaces=self.clean_up_spaces,
+        )
 
     def token_strings(self, ids) -> list[str]:
         """Each token as a label (vocab.display_token): without GPT-2's "Ġ", SentencePiece's "▁" or BERT's "##";
@@ -173,6 +186,12 @@ def _source_marks(tokenizer: Any) -> tuple[list[int], list[int]]:
         if full[start : start + len(content)] == content:
             return list(full[:start]), list(full[start + len(content) :])
     return [], []
+
+
+def _model_type(tokenizer: Any) -> str | None:
+    """The kind of a fast tokenizer's model (BPE, WordPiece, Unigram); None for a slow one (Marian's)."""
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    return None if model is None else type(model).__name__
 
 
 def _piece_marks(tokenizer: Any) -> str | None:

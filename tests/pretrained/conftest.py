@@ -10,12 +10,17 @@ import torch
 transformers = pytest.importorskip("transformers", reason="the optional group: pip install -e '.[pretrained]'")
 
 from .hf_tokenizers import (  # noqa: E402
+    LLAMA3_REGULAR,
+    LLAMA3_VOCAB,
     LLAMA_VOCAB,
+    SMOLLM_VOCAB,
     save_bert_tokenizer,
     save_gpt2_tokenizer,
+    save_llama3_tokenizer,
     save_llama_tokenizer,
     save_marian_tokenizer,
     save_qwen2_tokenizer,
+    save_smollm_tokenizer,
     save_t5_tokenizer,
 )
 
@@ -26,6 +31,7 @@ PAD = VOCAB - 1
 # VOCAB - PADDED ... VOCAB - 1 are ids without a token, as there.
 PADDED = 3
 QWEN2_ENDOFTEXT = VOCAB - PADDED - 3  # the first of the Qwen2 tokenizer's three special tokens, after its BPE pieces
+LLAMA3_BOS = LLAMA3_REGULAR  # <|begin_of_text|>, the first of Llama 3's special tokens (128000), <|end_of_text|> next
 
 
 def randomise(model):
@@ -163,6 +169,12 @@ def decoder_family(request, tmp_path_factory):
 # Qwen2 <|endoftext|> as its bos and eos (as Qwen2's config.json), VOCAB rows for VOCAB - PADDED tokens. None has a
 # pad token. tiny_decoder's own ids (GPT-2's layout: eos = pad = the last id) serve the model-level proofs
 # (test_llama_family.py), which read no text.
+# SmolLM and Llama 3 are Llama models (model_type llama) with tokenizers of their own, and their config.json's ids:
+# SmolLM's <|endoftext|> = 0 as bos and eos, its embedding tied, RoPE unscaled (SmolLM-135M's); Llama 3's
+# <|begin_of_text|> and <|end_of_text|> after its regular tokens, tied and with the llama3 RoPE scaling (Llama 3.2
+# 1B's and 3B's). Their weights start 25 times larger than transformers' (initializer_range): with a tied embedding of
+# small random rows, greedy decoding settles on one token at once, which would prove little.
+TIED_SCALE = dict(tie_word_embeddings=True, initializer_range=0.5)
 DECODER_TOKENIZERS = {
     "llama": (save_llama_tokenizer, LLAMA_VOCAB, dict(vocab_size=LLAMA_VOCAB, bos_token_id=1, eos_token_id=2)),
     "mistral": (save_llama_tokenizer, LLAMA_VOCAB, dict(vocab_size=LLAMA_VOCAB, bos_token_id=1, eos_token_id=2)),
@@ -171,17 +183,35 @@ DECODER_TOKENIZERS = {
         VOCAB - PADDED,
         dict(vocab_size=VOCAB, bos_token_id=QWEN2_ENDOFTEXT, eos_token_id=QWEN2_ENDOFTEXT),
     ),
+    "smollm": (
+        save_smollm_tokenizer,
+        SMOLLM_VOCAB,
+        dict(
+            vocab_size=SMOLLM_VOCAB,
+            bos_token_id=0,
+            eos_token_id=0,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            **TIED_SCALE,
+        ),
+    ),
+    "llama3": (
+        save_llama3_tokenizer,
+        LLAMA3_VOCAB,
+        dict(vocab_size=LLAMA3_VOCAB, bos_token_id=LLAMA3_BOS, eos_token_id=LLAMA3_BOS + 1, **TIED_SCALE),
+    ),
 }
+MODEL_FAMILY = {"smollm": "llama", "llama3": "llama"}  # the tokenizer layouts that are not a model family's name
 
 
-def tiny_tokenized_decoder(family: str, **overrides):
-    """tiny_decoder(family) with the vocabulary and special ids of the family's tokenizer (DECODER_TOKENIZERS)."""
-    return tiny_decoder(family, **{**DECODER_TOKENIZERS[family][2], **overrides})
+def tiny_tokenized_decoder(name: str, **overrides):
+    """tiny_decoder of the family of `name` (MODEL_FAMILY) with the vocabulary and special ids of its tokenizer
+    (DECODER_TOKENIZERS)."""
+    return tiny_decoder(MODEL_FAMILY.get(name, name), **{**DECODER_TOKENIZERS[name][2], **overrides})
 
 
-def save_tokenized_decoder(family: str, directory):
-    save_tokenizer, tokens, _ = DECODER_TOKENIZERS[family]
-    return save(tiny_tokenized_decoder(family), directory, save_tokenizer, tokens)
+def save_tokenized_decoder(name: str, directory):
+    save_tokenizer, tokens, _ = DECODER_TOKENIZERS[name]
+    return save(tiny_tokenized_decoder(name), directory, save_tokenizer, tokens)
 
 
 @pytest.fixture(scope="session")
@@ -197,6 +227,16 @@ def qwen2_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mistral_dir(tmp_path_factory):
     return save_tokenized_decoder("mistral", tmp_path_factory.mktemp("mistral_tokenized"))
+
+
+@pytest.fixture(scope="session")
+def smollm_dir(tmp_path_factory):
+    return save_tokenized_decoder("smollm", tmp_path_factory.mktemp("smollm_tokenized"))
+
+
+@pytest.fixture(scope="session")
+def llama3_dir(tmp_path_factory):
+    return save_tokenized_decoder("llama3", tmp_path_factory.mktemp("llama3_tokenized"))
 
 
 # T5's own special ids: pad 0 (also the decoder's start), eos 1.

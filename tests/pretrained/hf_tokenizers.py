@@ -1,21 +1,23 @@
 """Small tokenizers of the pretrained families, trained here, offline, in well under a second each.
 
 The model hub cannot be reached from CI, so the real gpt2, bert-base-uncased, Helsinki-NLP/opus-mt-*, Llama 2,
-Mistral, Qwen2 and t5-small tokenizers cannot be downloaded. These stand-ins are built with the same libraries and
-the same classes (transformers' GPT2TokenizerFast, BertTokenizerFast, MarianTokenizer, LlamaTokenizerFast,
-Qwen2TokenizerFast and T5TokenizerFast), on a built-in corpus of a few dozen sentences, and keep each family's layout
-of special ids, so code that has to know where a family puts its ids (GPT-2's <|endoftext|> as the last id, BERT's
-[PAD] = 0, Marian's </s> = 0 and <pad> as the last id, Llama's <unk> <s> </s> = 0 1 2 and its 256 byte pieces,
-Qwen2's <|endoftext|> after its BPE pieces and no BOS, T5's <pad> </s> <unk> = 0 1 2 and its sentinels
-<extra_id_N> as the last ids) meets the same layout it meets with the real files. Each function writes what
-`save_pretrained` writes into a directory, beside the config.json and weights of a tiny model of the family
-(tests/pretrained/conftest.py), so `AutoTokenizer.from_pretrained(directory)` reads that directory as it reads a
-downloaded snapshot; tokenizer_config.json names the class.
+Mistral, Qwen2, SmolLM, Llama 3 and t5-small tokenizers cannot be downloaded. These stand-ins are built with the same
+libraries and the same classes (transformers' GPT2TokenizerFast, BertTokenizerFast, MarianTokenizer,
+LlamaTokenizerFast, Qwen2TokenizerFast, PreTrainedTokenizerFast and T5TokenizerFast), on a built-in corpus of a few
+dozen sentences, and keep each family's layout of special ids, so code that has to know where a family puts its ids
+(GPT-2's <|endoftext|> as the last id, BERT's [PAD] = 0, Marian's </s> = 0 and <pad> as the last id, Llama 2's <unk>
+<s> </s> = 0 1 2 and its 256 byte pieces, Qwen2's <|endoftext|> after its BPE pieces and no BOS, SmolLM's
+<|endoftext|> = 0 and no BOS, Llama 3's 256 special tokens after its BPE pieces and <|begin_of_text|> put in front by
+its post-processor, T5's <pad> </s> <unk> = 0 1 2 and its sentinels <extra_id_N> as the last ids) meets the same
+layout it meets with the real files. Each function writes what `save_pretrained` writes into a directory, beside the
+config.json and weights of a tiny model of the family (tests/pretrained/conftest.py), so
+`AutoTokenizer.from_pretrained(directory)` reads that directory as it reads a downloaded snapshot;
+tokenizer_config.json names the class.
 
-Every vocabulary has exactly `vocab_size` entries. For GPT-2, BERT, Marian, Llama and Mistral that is the model's
-vocab_size, as in the real models (every id has a row, and the family's "last id" is the model's last row); Qwen2's
-and T5's real embeddings have more rows than their tokenizers have tokens (151,936 for 151,646; 32,128 for 32,100),
-and their tiny models are padded the same way (conftest.py).
+Every vocabulary has exactly `vocab_size` entries. For GPT-2, BERT, Marian, Llama, Mistral, SmolLM and Llama 3 that
+is the model's vocab_size, as in the real models (every id has a row, and the family's "last id" is the model's last
+row); Qwen2's and T5's real embeddings have more rows than their tokenizers have tokens (151,936 for 151,646; 32,128
+for 32,100), and their tiny models are padded the same way (conftest.py).
 
 The name: not `tokenizers.py`, which would shadow Hugging Face's library wherever tests/pretrained itself is on
 sys.path (transformers would then fail to import).
@@ -111,6 +113,35 @@ LLAMA_BYTES = tuple(f"<0x{byte:02X}>" for byte in range(256))  # ids 3-258: byte
 LLAMA_VOCAB = 389  # the fixed 259, the 65 characters of the built-in texts and 65 merges (odd, as the tiny models')
 QWEN2_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # the last three ids, as Qwen2's
 T5_PAD, T5_EOS, T5_UNK = "<pad>", "</s>", "<unk>"  # ids 0-2, as T5's
+# SmolLM's 17 special tokens, ids 0-16 (HuggingFaceTB/SmolLM-135M and -360M): <|endoftext|> is its bos, eos and unk
+SMOLLM_SPECIALS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>", "<file_sep>", "<filename>",
+    "<gh_stars>", "<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_start>", "<jupyter_text>",
+    "<jupyter_code>", "<jupyter_output>", "<jupyter_script>", "<empty_output>",
+)  # fmt: skip
+SMOLLM_VOCAB = 131  # the 17 special tokens, the 83 base bytes (as GPT-2's at 97) and 31 merges
+# Llama 3's 256 special tokens after its regular ones (128,000 of them, here LLAMA3_REGULAR), named as in Llama 3.1
+# and 3.2: <|begin_of_text|> (bos, put in front of every text), <|end_of_text|> (eos), the instruct models' header and
+# end-of-turn marks, and the reserved rest.
+LLAMA3_NAMED = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 4: "<|finetune_right_pad_id|>", 6: "<|start_header_id|>",
+                7: "<|end_header_id|>", 8: "<|eom_id|>", 9: "<|eot_id|>", 10: "<|python_tag|>"}  # fmt: skip
+
+
+def _llama3_specials() -> tuple[str, ...]:
+    """The 256: the named ones at their places, <|reserved_special_token_0|> ... _247 filling the others in order."""
+    reserved = iter(f"<|reserved_special_token_{i}|>" for i in range(256 - len(LLAMA3_NAMED)))
+    return tuple(LLAMA3_NAMED[i] if i in LLAMA3_NAMED else next(reserved) for i in range(256))
+
+
+LLAMA3_SPECIALS = _llama3_specials()
+LLAMA3_REGULAR = 333  # the 256 bytes and 77 merges (odd, as the tiny models')
+LLAMA3_VOCAB = LLAMA3_REGULAR + len(LLAMA3_SPECIALS)
+# Llama 3's pre-tokenizer (tiktoken's, as its tokenizer.json has it): contractions, words with one leading
+# non-letter, numbers of up to three digits, punctuation runs with their leading space, line breaks, spaces.
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 def save_gpt2_tokenizer(directory: str | os.PathLike, vocab_size: int = 97, texts: Iterable[str] | None = None):
@@ -351,6 +382,133 @@ def save_qwen2_tokenizer(directory: str | os.PathLike, vocab_size: int = 94, tex
     return hf
 
 
+def save_smollm_tokenizer(
+    directory: str | os.PathLike, vocab_size: int = SMOLLM_VOCAB, texts: Iterable[str] | None = None
+):
+    """A byte-level BPE like SmolLM's (GPT2TokenizerFast, as its tokenizer_config.json names it), saved into
+    `directory`; returns the tokenizer.
+
+    As in HuggingFaceTB/SmolLM-135M and -360M (49,152 ids): the 17 special tokens first, <|endoftext|> = 0 (the bos,
+    eos and unk token), <|im_start|> = 1, <|im_end|> = 2, <repo_name> ... <empty_output> = 3-16, then the byte-level
+    BPE pieces, learnt with SmolLM's pre-tokenizer (digits one by one, then GPT-2's byte-level split). There is no pad
+    token, and encoding adds nothing around a text: SmolLM's <|endoftext|> only ever separates documents. The base
+    alphabet is as GPT-2's (save_gpt2_tokenizer): every byte where vocab_size - 17 leaves room for 256, else the bytes
+    of GPT2_ALPHABET and the texts, a byte outside them dropped on encoding (as SmolLM's own vocabulary drops the
+    bytes it lacks).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import GPT2TokenizerFast
+
+    texts = list(ENGLISH if texts is None else texts)
+    room = vocab_size - len(SMOLLM_SPECIALS)
+    alphabet = _byte_level_alphabet(texts, room)
+    if len(alphabet) > room:
+        raise ValueError(
+            f"a SmolLM tokenizer of vocab_size {vocab_size} cannot hold its {len(SMOLLM_SPECIALS)} special tokens and "
+            f"its {len(alphabet)} base bytes: give a larger vocab_size or texts with fewer distinct characters"
+        )
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=alphabet, special_tokens=list(SMOLLM_SPECIALS), show_progress=False
+    )  # the special tokens take the first ids, in order
+    tokenizer.train_from_iterator(texts, trainer)
+    _check_size(tokenizer.get_vocab_size(), vocab_size, "SmolLM BPE vocabulary")
+
+    endoftext = SMOLLM_SPECIALS[0]
+    hf = GPT2TokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=endoftext,
+        eos_token=endoftext,
+        unk_token=endoftext,
+        additional_special_tokens=list(SMOLLM_SPECIALS),
+        add_prefix_space=False,
+        clean_up_tokenization_spaces=False,
+        model_max_length=2048,  # SmolLM's context
+    )
+    _check_size(len(hf), vocab_size, "SmolLM tokenizer")
+    hf.save_pretrained(directory)
+    return hf
+
+
+def save_llama3_tokenizer(
+    directory: str | os.PathLike,
+    vocab_size: int = LLAMA3_VOCAB,
+    texts: Iterable[str] | None = None,
+    instruct: bool = False,
+):
+    """A tiktoken-style byte-level BPE like Llama 3's, 3.1's and 3.2's (PreTrainedTokenizerFast, as their
+    tokenizer_config.json names it), saved into `directory`; returns the tokenizer.
+
+    As in meta-llama/Llama-3.2-1B (128,256 ids): the regular pieces first, every one of the 256 bytes and merges
+    learnt with Llama 3's pre-tokenizer (LLAMA3_PATTERN, then the byte-level mapping; the BPE model looks a whole
+    pre-token up before merging, ignore_merges), then the 256 special tokens (LLAMA3_SPECIALS: <|begin_of_text|> =
+    vocab_size - 256, <|end_of_text|> the next). Its tokenizer.json's post-processor puts <|begin_of_text|> in front of
+    every text (a TemplateProcessing after the ByteLevel offsets fix), and nothing after it; there is no pad and no unk
+    token. The eos token is <|end_of_text|>, or the end of a turn, <|eot_id|>, for an `instruct` model's tokenizer. As
+    in Meta's files, tokenizer_config.json sets clean_up_tokenization_spaces (a WordPiece-era tidying that, where
+    applied, drops the space before punctuation) and names the class PreTrainedTokenizerFast.
+    """
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = list(ENGLISH if texts is None else texts)
+    regular = vocab_size - len(LLAMA3_SPECIALS)
+    if regular < 256:
+        raise ValueError(
+            f"a Llama 3 tokenizer of vocab_size {vocab_size} cannot hold its 256 bytes and its "
+            f"{len(LLAMA3_SPECIALS)} special tokens: give a vocab_size of at least {256 + len(LLAMA3_SPECIALS)}"
+        )
+    pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer_tokenizer = Tokenizer(models.BPE())
+    trainer_tokenizer.pre_tokenizer = pre_tokenizer
+    trainer = trainers.BpeTrainer(
+        vocab_size=regular, initial_alphabet=_byte_level_alphabet(texts, 256), special_tokens=[], show_progress=False
+    )  # the bytes take the first ids in GPT-2's printable order ("!" = 0), as tiktoken's ranks do
+    trainer_tokenizer.train_from_iterator(texts, trainer)
+    model = json.loads(trainer_tokenizer.to_str())["model"]
+    _check_size(len(model["vocab"]), regular, "Llama 3 BPE vocabulary before its special tokens")
+
+    # The pipeline of Meta's tokenizer.json (transformers' Llama 3 conversion writes it so)
+    tokenizer = Tokenizer(
+        models.BPE(vocab=model["vocab"], merges=[tuple(merge) for merge in model["merges"]], ignore_merges=True)
+    )
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in LLAMA3_SPECIALS])
+    bos = LLAMA3_SPECIALS[0]
+    tokenizer.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1", special_tokens=[(bos, regular)]
+            ),
+        ]
+    )
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=bos,
+        eos_token="<|eot_id|>" if instruct else "<|end_of_text|>",
+        clean_up_tokenization_spaces=True,
+        model_input_names=["input_ids", "attention_mask"],
+        model_max_length=131072,  # Llama 3.1's and 3.2's context
+    )
+    _check_size(len(hf), vocab_size, "Llama 3 tokenizer")
+    hf.save_pretrained(directory)
+    # transformers 5 writes its own name of the class (TokenizersBackend), which Meta's files predate
+    _update_json(Path(directory, "tokenizer_config.json"), tokenizer_class="PreTrainedTokenizerFast")
+    return hf
+
+
 def save_t5_tokenizer(
     directory: str | os.PathLike, vocab_size: int = 94, texts: Iterable[str] | None = None, extra_ids: int = 3
 ):
@@ -450,6 +608,13 @@ def _wordpiece_tokens(words: Counter[str], size: int) -> list[str]:
     return tokens
 
 
+def _update_json(path: Path, **settings) -> None:
+    """Set `settings` in the JSON file at `path`, keeping the rest as save_pretrained wrote it."""
+    content = json.loads(path.read_text(encoding="utf-8"))
+    content.update(settings)
+    path.write_text(json.dumps(content, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
 def _check_size(size: int, wanted: int, what: str) -> None:
     if size != wanted:
         raise ValueError(
@@ -464,5 +629,7 @@ __all__ = [
     "save_marian_tokenizer",
     "save_llama_tokenizer",
     "save_qwen2_tokenizer",
+    "save_smollm_tokenizer",
+    "save_llama3_tokenizer",
     "save_t5_tokenizer",
 ]

@@ -1,12 +1,15 @@
 """Llama, Qwen2, Mistral and T5 through the commands users know, as GPT-2, BERT and Marian go (test_commands.py):
 `ckpt=hf:<directory>` in src.predict, src.eval and src.analyze, `model.pretrained=<directory>` in src.run, and a
 fine-tuned run read back by src.predict and src.eval. The directories are what save_pretrained writes, with each
-family's tokenizer in its own layout (hf_tokenizers.py); Qwen2's and T5's embeddings have rows past their
-tokenizer's last token, as theirs do (conftest.PADDED). T5's task prefixes: task.src_prefix."""
+family's tokenizer in its own layout (hf_tokenizers.py), and Llama models with SmolLM's and Llama 3's too; Qwen2's
+and T5's embeddings have rows past their tokenizer's last token, as theirs do (conftest.PADDED). T5's task prefixes:
+task.src_prefix."""
 
 from __future__ import annotations
 
 import csv
+import functools
+import itertools
 import re
 
 import pytest
@@ -14,16 +17,19 @@ import torch
 from omegaconf import OmegaConf
 
 from src.dashboard.explorer import attention_on_text
-from src.data.pretrained_tokenizer import PretrainedTokenizer
+from src.data.pretrained_tokenizer import PretrainedTokenizer, model_tokenizer
 from src.model.tokens import SpecialIds
 from src.predict import continuation, read_inputs
 from src.training.checkpoint import load_run, read_any_checkpoint
 from tests.conftest import run_in_process
 
 from .conftest import (
+    LLAMA3_BOS,
+    LLAMA3_VOCAB,
     LLAMA_VOCAB,
     PADDED,
     QWEN2_ENDOFTEXT,
+    SMOLLM_VOCAB,
     T5_EOS,
     T5_PAD,
     VOCAB,
@@ -33,6 +39,7 @@ from .conftest import (
     tiny_tokenized_decoder,
     transformers,
 )
+from .hf_tokenizers import LLAMA3_SPECIALS, SMOLLM_SPECIALS, save_llama3_tokenizer, save_smollm_tokenizer
 from .test_commands import parallel_files as commands_parallel_files
 
 pytestmark = pytest.mark.slow
@@ -84,27 +91,37 @@ def story(directory) -> list[str]:
 def hf_continuation(model, tokenizer, text: str) -> str:
     """What transformers' greedy generate adds to `text` (tokenizer(text): Llama's <s> in front), decoded as the
     text-generation pipeline does (the whole sequence's text past the prompt's), up to the first eos, with <s>
-    left out as our decoding leaves it out."""
+    left out as our decoding leaves it out, and every space kept (Llama 3's clean_up_tokenization_spaces is not
+    applied: test_llama3_text_is_decoded_with_every_space_its_tokens_hold)."""
     ids = torch.tensor([tokenizer(text)["input_ids"]])
     eos = model.config.eos_token_id
-    generated = model.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=eos)[0, ids.size(1) :].tolist()
-    generated = generated[: generated.index(eos)] if eos in generated else generated
+    stops = eos if isinstance(eos, list) else [eos]  # Llama 3.1's and 3.2's instruct models list three
+    generated = model.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=stops[0])[0, ids.size(1) :]
+    generated = list(itertools.takewhile(lambda i: i not in stops, generated.tolist()))
     bos = model.config.bos_token_id  # Qwen2's is its eos, cut off above
 
     def decode(sequence):
-        return tokenizer.decode([i for i in sequence if i != bos], skip_special_tokens=False)
+        ids = [i for i in sequence if i != bos]
+        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     prompt = ids[0].tolist()
     return decode(prompt + generated)[len(decode(prompt)) :]
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
+# Whether each tokenizer puts its bos in front of a text: Llama 2's and Mistral's <s>, Llama 3's <|begin_of_text|>;
+# Qwen2 and SmolLM put nothing there
+BOS_IN_FRONT = {"llama": True, "mistral": True, "llama3": True, "qwen2": False, "smollm": False}
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "smollm", "llama3"])
 def test_predict_continues_text_as_each_decoder_family_does_in_huggingface(family, request):
     directory = request.getfixturevalue(f"{family}_dir")
     out, _ = command("src.predict", f"ckpt=hf:{directory}", f"text={TEXT}", "decode.max_new_tokens=20")
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
-    assert (tokenizer(TEXT)["input_ids"][0] == 1) == (family != "qwen2")  # Llama's and Mistral's <s>; Qwen2 has none
-    assert out.rstrip("\n") == TEXT + hf_continuation(tiny_tokenized_decoder(family), tokenizer, TEXT)
+    model = tiny_tokenized_decoder(family)
+    prompt = tokenizer(TEXT)["input_ids"]
+    assert (prompt[0] == model.config.bos_token_id) == BOS_IN_FRONT[family]
+    assert out.rstrip("\n") == TEXT + hf_continuation(model, tokenizer, TEXT)
 
 
 def test_a_prompt_is_read_as_transformers_reads_it_and_a_continuation_keeps_its_space(llama_dir):
@@ -118,6 +135,86 @@ def test_a_prompt_is_read_as_transformers_reads_it_and_a_continuation_keeps_its_
     assert view.tokens["tgt"][0] == "<s>" and len(view.tokens["tgt"]) == len(prompt)
     mat = tokenizer(" mat", add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(mat) == "mat" and continuation(datamodule, prompt, mat) == " mat"
+
+
+def test_smollm_and_llama3_tokenizers_keep_their_layout_and_the_same_files_on_every_run(tmp_path):
+    """SmolLM: its 17 special tokens first, <|endoftext|> = 0; Llama 3: the 256 bytes first ("!" = 0, as tiktoken's
+    ranks), its 256 special tokens last, <|begin_of_text|> put in front of a text (and of each text of a pair) by its
+    post-processor, and read as that token where a text holds it. Trained again, each is the same files."""
+    for save_tokenizer in (save_smollm_tokenizer, save_llama3_tokenizer):
+        first, second = (tmp_path / save_tokenizer.__name__ / run for run in ("first", "second"))
+        save_tokenizer(first), save_tokenizer(second)
+        names = sorted(path.name for path in first.iterdir())
+        assert names == sorted(path.name for path in second.iterdir())
+        assert all((first / name).read_bytes() == (second / name).read_bytes() for name in names)
+    smollm = transformers.AutoTokenizer.from_pretrained(tmp_path / "save_smollm_tokenizer" / "first")
+    assert smollm.convert_ids_to_tokens(list(range(17))) == list(SMOLLM_SPECIALS) and len(smollm) == SMOLLM_VOCAB
+    llama3 = transformers.AutoTokenizer.from_pretrained(tmp_path / "save_llama3_tokenizer" / "first")
+    assert llama3.convert_ids_to_tokens(list(range(LLAMA3_BOS, LLAMA3_VOCAB))) == list(LLAMA3_SPECIALS)
+    assert llama3.convert_ids_to_tokens(0) == "!" and len(llama3) == LLAMA3_VOCAB
+    one, two = (llama3(text, add_special_tokens=False)["input_ids"] for text in ("One", " two"))
+    assert llama3("One", " two")["input_ids"] == [LLAMA3_BOS, *one, LLAMA3_BOS, *two]
+    assert llama3("<|begin_of_text|>One")["input_ids"] == [LLAMA3_BOS, LLAMA3_BOS, *one]
+
+
+@pytest.mark.parametrize("family", ["smollm", "llama3"])
+def test_smollm_and_llama3_read_a_prompt_with_their_own_marks_and_end_at_their_eos(family, request):
+    """SmolLM puts nothing around a text and its <|endoftext|> = 0 is its bos, eos and pad (config.json, its
+    tokenizer's); Llama 3's post-processor puts <|begin_of_text|> once in front, and <|end_of_text|> is its eos. The
+    prompt src.predict reads is what tokenizer(text) gives generate(), the attention page labels those tokens, and a
+    decoded output ends at the eos, the other special tokens written out as transformers writes them."""
+    directory = request.getfixturevalue(f"{family}_dir")
+    hf = transformers.AutoTokenizer.from_pretrained(directory)
+    config = transformers.AutoConfig.from_pretrained(directory)
+    bos, eos = config.bos_token_id, config.eos_token_id
+    assert hf.eos_token_id == eos and hf.bos_token_id == bos
+    tokenizer = model_tokenizer(str(directory))
+    assert (tokenizer.prefix, tokenizer.suffix) == ([bos] if BOS_IN_FRONT[family] else [], [])
+    assert (tokenizer.specials.bos, tokenizer.specials.eos) == (bos, eos)
+
+    _, datamodule = load_run(f"hf:{directory}", checkpoint=read_any_checkpoint(f"hf:{directory}"))
+    (prompt,) = read_inputs(datamodule, [TEXT], ["text"])
+    assert prompt == hf(TEXT)["input_ids"] and prompt.count(bos) == int(BOS_IN_FRONT[family])
+    view, _ = attention_on_text(load_run(f"hf:{directory}")[0].model, datamodule, TEXT)
+    assert view.tokens["tgt"] == tokenizer.token_strings(prompt)
+    assert (view.tokens["tgt"][0] == "<|begin_of_text|>") == (family == "llama3")
+
+    end_of_turn = hf.convert_tokens_to_ids("<|im_end|>" if family == "smollm" else "<|eot_id|>")
+    output = [*hf(" sat", add_special_tokens=False)["input_ids"], end_of_turn, eos, *hf(" on")["input_ids"]]
+    expected = hf.decode(output[: output.index(eos)], skip_special_tokens=False)
+    assert tokenizer.decode(output) == expected == f" sat{hf.convert_ids_to_tokens(end_of_turn)}"
+
+
+def test_llama3_text_is_decoded_with_every_space_its_tokens_hold(llama3_dir):
+    """Llama 3's tokenizer_config.json sets clean_up_tokenization_spaces, a tidying of WordPiece's spaced-out text
+    that drops a space before punctuation. transformers applied it to every decode until recent versions, which skip
+    it for a BPE (printing a warning) unless clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output
+    is set: set here, it stands for those versions. A byte-level BPE's text is its bytes: decoded with every space."""
+    config = transformers.AutoConfig.from_pretrained(llama3_dir)
+    specials = SpecialIds(config.eos_token_id, config.bos_token_id, config.eos_token_id)
+    tokenizer = PretrainedTokenizer.load(llama3_dir, specials, LLAMA3_VOCAB, "llama3")  # its own: it is changed
+    assert tokenizer.tokenizer.clean_up_tokenization_spaces  # as Meta's tokenizer_config.json has it
+    tokenizer.tokenizer.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output = True
+    text = "x != y ? It's 'social' , isn't it ."
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+    assert tokenizer.decode(tokenizer.wrap_source(tokenizer.encode(text))) == text  # <|begin_of_text|> left out
+
+
+def test_a_llama3_instruct_model_stops_at_the_end_of_its_turn_as_generate_does(tmp_path):
+    """Llama 3.1's and 3.2's instruct models list three eos ids in config.json (<|end_of_text|>, <|eom_id|>,
+    <|eot_id|>) and end a reply with <|eot_id|>, their tokenizer's eos: generate() stops at any of them, and the
+    continuation src.predict prints ends there too."""
+    stops = [LLAMA3_BOS + 1, LLAMA3_BOS + 8, LLAMA3_BOS + 9]
+    model = tiny_tokenized_decoder("llama3", eos_token_id=stops)
+    with torch.no_grad():  # a longer <|eot_id|> row (tied: its output too), so that greedy decoding comes to it
+        model.model.embed_tokens.weight[LLAMA3_BOS + 9] *= 2
+    directory = save(model, tmp_path, functools.partial(save_llama3_tokenizer, instruct=True), LLAMA3_VOCAB)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    assert tokenizer.eos_token_id == LLAMA3_BOS + 9
+    prompt = torch.tensor([tokenizer(TEXT)["input_ids"]])
+    assert LLAMA3_BOS + 9 in model.generate(prompt, max_new_tokens=20, do_sample=False)[0, prompt.size(1) :]
+    out, _ = command("src.predict", f"ckpt=hf:{directory}", f"text={TEXT}", "decode.max_new_tokens=20")
+    assert out.rstrip("\n") == TEXT + hf_continuation(model, tokenizer, TEXT)
 
 
 def hf_translation(model, tokenizer, text: str, use_cache: bool = True) -> str:
@@ -144,18 +241,27 @@ def test_predict_translates_as_t5_does_in_huggingface(style, prefix, request):
     assert out.rstrip("\n") == expected
 
 
-def test_eval_scores_a_decoder_family_on_a_text_as_transformers_does(qwen2_dir, tmp_path):
-    """test/loss is transformers' mean cross-entropy per target token over the test windows of Qwen2's tokens (all
-    its rows scored, the padded ones included)."""
+@pytest.mark.parametrize("family", ["qwen2", "smollm", "llama3"])
+def test_eval_scores_a_decoder_family_on_a_text_as_transformers_does(family, request, tmp_path):
+    """test/loss is transformers' mean cross-entropy per target token over the test windows of the family's tokens
+    (all its rows scored, Qwen2's padded ones included); the windows are the text as the tokenizer reads it, Llama
+    3's <|begin_of_text|> once in front."""
+    directory = request.getfixturevalue(f"{family}_dir")
     task = story(tmp_path)
-    out, _ = command("src.eval", f"ckpt=hf:{qwen2_dir}", *task)
+    out, _ = command("src.eval", f"ckpt=hf:{directory}", *task)
     settings = OmegaConf.create({"name": "char_lm", "path": str(tmp_path / "story.txt"), "block_size": 16})
-    _, datamodule = load_run(f"hf:{qwen2_dir}", checkpoint=read_any_checkpoint(f"hf:{qwen2_dir}", settings))
-    hf, total, count = tiny_tokenized_decoder("qwen2"), 0.0, 0
+    _, datamodule = load_run(f"hf:{directory}", checkpoint=read_any_checkpoint(f"hf:{directory}", settings))
+    hf, total, count = tiny_tokenized_decoder(family), 0.0, 0
+    text = transformers.AutoTokenizer.from_pretrained(directory)(STORY)["input_ids"]
+    splits = [datamodule.task.train, datamodule.task.val, datamodule.task.test]
+    windows = [window["tokens"].tolist() for split in splits for window in split]
+    assert windows[0] == text[:17]  # <|begin_of_text|> and 16 more for Llama 3; 17 tokens of the text for the others
+    bos = hf.config.bos_token_id
+    assert sum(window.count(bos) for window in windows) == int(BOS_IN_FRONT[family])
     with torch.no_grad():
         for window in datamodule.task.test:
             tokens = window["tokens"][None]  # (1, L + 1)
-            logits = hf(tokens[:, :-1]).logits  # (1, L, VOCAB)
+            logits = hf(tokens[:, :-1]).logits  # (1, L, vocabulary)
             total += torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum").item()
             count += tokens.size(1) - 1
     assert float(metric_line(out, "test/loss").split()[1]) == pytest.approx(total / count, abs=1e-4)
