@@ -38,7 +38,7 @@ def test_the_model_schema_is_the_models_own_axes_plus_layers():
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     assert names(ModelConfig) == names(ModelAxes) | {"layers", "pretrained"}
     from_the_data = {"src_vocab_size", "tgt_vocab_size", "num_classes", "mask", "pad_id", "bos_id", "eos_id"}
-    from_the_data |= {"bos_is_output"}  # the tokenizer's, as the special ids
+    from_the_data |= {"bos_is_output", "stop_ids"}  # the tokenizer's, as the special ids
     assert names(TransformerConfig) == names(ModelAxes) | from_the_data
 
 

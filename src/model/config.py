@@ -97,6 +97,9 @@ class TransformerConfig(ModelAxes):
     pad_id: int = PAD_ID
     bos_id: int = BOS_ID
     eos_id: int = EOS_ID
+    # Further ids that end a text as eos_id does, where a model lists several (Llama 3.1's and 3.2's instruct
+    # models: <|eom_id|> and <|eot_id|> beside <|end_of_text|>); generate() stops at any of them.
+    stop_ids: list[int] = field(default_factory=list)
     # Whether decoding may output the BOS token. Ours never see it as a target, so decoding forbids it; a pretrained
     # language model trained on concatenated documents (Llama's <s>) may predict it, as transformers lets it.
     bos_is_output: bool = False
@@ -219,10 +222,13 @@ class TransformerConfig(ModelAxes):
             raise ConfigError(f"src_vocab_size={self.src_vocab_size} is too small: the task must set it")
         if uses_decoder and self.tgt_vocab_size < 5:
             raise ConfigError(f"tgt_vocab_size={self.tgt_vocab_size} is too small: the task must set it")
+        vocab = max(self.src_vocab_size, self.tgt_vocab_size)
         for name in ("pad_id", "bos_id", "eos_id"):
-            vocab = max(self.src_vocab_size, self.tgt_vocab_size)
             if not 0 <= getattr(self, name) < vocab:
                 raise ConfigError(f"{name}={getattr(self, name)} is not a token of the vocabulary of {vocab}")
+        for stop in self.stop_ids:
+            if not 0 <= stop < vocab:
+                raise ConfigError(f"stop_ids holds {stop}, which is not a token of the vocabulary of {vocab}")
         if self.arch == "encoder_only" and self.num_classes < 2:
             raise ConfigError(f"num_classes={self.num_classes}: arch=encoder_only needs a classification task")
         if (

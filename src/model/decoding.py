@@ -129,6 +129,15 @@ def ban_repeated_ngrams(logits: Tensor, history: Tensor, n: int) -> Tensor:
     return logits
 
 
+def ends_text(tokens: Tensor, cfg) -> Tensor:
+    """Which of `tokens` end a text: the model's EOS, or one of its further stop ids (cfg.stop_ids, where its
+    config lists several, as Llama 3.1's instruct models do)."""
+    ended = tokens == cfg.eos_id
+    for stop in cfg.stop_ids:
+        ended |= tokens == stop
+    return ended
+
+
 def _forbid_special_tokens(logits: Tensor, cfg) -> Tensor:
     """PAD and BOS are never outputs: the model may still give them mass, decoding must not pick them. Unless
     they are also the EOS (GPT-2's <|endoftext|> is all three), which ends a text, or the model's BOS is one of its
@@ -157,7 +166,7 @@ def _greedy(stepper, model, max_new_tokens: int) -> Tensor:
         for step in range(max_new_tokens):
             next_token = _forbid_special_tokens(logits, cfg).argmax(-1).masked_fill(finished, cfg.pad_id)  # (A,)
             out[active, step] = next_token
-            finished |= next_token == cfg.eos_id
+            finished |= ends_text(next_token, cfg)
             if finished.all() or step == max_new_tokens - 1:
                 return out[:, : step + 1]
             if int(finished.sum()) * 8 >= finished.numel():
@@ -190,7 +199,7 @@ def _greedy_or_sample(
             next_token = logits.argmax(-1)  # (B,)
         next_token = next_token.masked_fill(finished, cfg.pad_id)
         generated.append(next_token)
-        finished |= next_token == cfg.eos_id
+        finished |= ends_text(next_token, cfg)
         if finished.all() or len(generated) == max_new_tokens:
             break
         logits = stepper.step(next_token[:, None])
@@ -242,7 +251,7 @@ def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha
         scores = candidate_scores.view(batch, k * vocab).gather(1, best).view(-1)
         lengths = candidate_lengths.reshape(batch, k * vocab).gather(1, best).view(-1)
         tokens = torch.cat([tokens[rows], next_token[:, None]], dim=1)
-        finished = finished[rows] | (next_token == cfg.eos_id)
+        finished = finished[rows] | ends_text(next_token, cfg)
         if _all_items_decided(scores, lengths, finished, batch, k, alpha, max_new_tokens) or step == max_new_tokens - 1:
             break
         stepper.reorder(rows)

@@ -94,6 +94,8 @@ def decoder_config(hf: Any, family: str, **family_settings) -> TransformerConfig
         pad_id=pad,
         bos_id=first_id(hf.bos_token_id) if hf.bos_token_id is not None else eos,
         eos_id=eos,
+        # config.json may list several eos ids (Llama 3.1 instruct: <|end_of_text|>, <|eom_id|>, <|eot_id|>)
+        stop_ids=list(hf.eos_token_id[1:]) if isinstance(hf.eos_token_id, list) else [],
         bos_is_output=True,  # trained on documents joined by <s>: transformers' generate may pick it
     )
     settings.update(family_settings)

@@ -58,6 +58,24 @@ def test_greedy_generation_is_huggingfaces_token_for_token(decoder_family):
         assert mine[row].tolist() == expected[row, : mine.size(1)].tolist(), family
 
 
+def test_generation_stops_at_any_of_the_eos_ids_a_config_lists_as_generate_does(tmp_path):
+    """Llama 3.1's instruct models list several eos ids (<|end_of_text|>, <|eom_id|>, <|eot_id|>): generate() stops
+    at whichever comes first, and so does ours (TransformerConfig.stop_ids), where a model with one eos goes on."""
+    stops = [PAD, 7, 9]
+    hf = tiny_decoder("llama", eos_token_id=stops).double()
+    with torch.no_grad():  # 9 where this random model would repeat 90: greedy decoding comes to it
+        hf.lm_head.weight[9] = 2 * hf.lm_head.weight[90]
+    ours = load_pretrained(str(save(hf, tmp_path)), dtype=torch.float64).model
+    assert ours.cfg.eos_id == PAD and ours.cfg.stop_ids == [7, 9]
+    prompt = torch.tensor([[5, 17, 42, 8]])
+    expected = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=PAD)[0, prompt.size(1) :].tolist()
+    assert 9 in expected and len(expected) < 20  # generate() stopped at 9
+    for strategy in ("greedy", "beam"):
+        mine = generate(ours, prompt=prompt, max_new_tokens=20, strategy=strategy, beam_size=1)[0].tolist()
+        end = mine.index(9) + 1
+        assert mine[:end] == expected[: expected.index(9) + 1] and set(mine[end:]) <= {PAD}, strategy
+
+
 def test_cached_decoding_with_grouped_kv_heads_equals_full_recomputation(decoder_family):
     family, directory = decoder_family
     ours = load_pretrained(str(directory), dtype=torch.float64).model
