@@ -362,7 +362,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
             if settings.get("ckpt_path") is not None and not resuming:  # a stacked sweep's own: checked above
                 ckpt, checkpoint = sweep_checkpoint(str(settings.ckpt_path), read_checkpoints)
                 check_training_left(checkpoint, ckpt, settings)
-                check_made_alike(settings, checkpoint, settings.torch_threads or threads)
+                check_made_alike(job, checkpoint, settings.torch_threads or threads)
         except USER_ERRORS as error:
             values = " ".join(o for o in overrides if o.split("=")[0].lstrip("+~") in varied)
             values = re.sub(r"\\(.)", r"\1", values)  # as typed: Hydra's escapes (cross\:9\:0) taken out
@@ -449,7 +449,8 @@ def check_resume(config: DictConfig, run_dir: Path, holds_a_run: bool) -> None:
 def check_made_alike(config: DictConfig, checkpoint: dict, threads: int) -> None:
     """The checkpoint was made with the settings that change the numbers as this run has them (the model, the
     data's seed and order, the optimiser, ...). `threads`: the torch threads the run will use (0: torch's
-    default)."""
+    default). A pretrained model's mask is the one it trains with, settled from Hydra's overrides where `config` has
+    them (src/pretrained/run_config.py)."""
     import torch
 
     from src.schema import resolve_precision
@@ -457,6 +458,11 @@ def check_made_alike(config: DictConfig, checkpoint: dict, threads: int) -> None
 
     plain = OmegaConf.to_container(_without_hydra(config), resolve=True)
     assert isinstance(plain, dict)
+    overrides = OmegaConf.select(config, "hydra.overrides.task", default=None)
+    if plain["model"].get("pretrained") and overrides is not None:
+        from src.pretrained.run_config import run_mask
+
+        plain["mask"] = run_mask(str(plain["model"]["pretrained"]), plain["mask"], list(overrides))
     trainer = plain["trainer"]
     if torch.cuda.is_available() or str(trainer.get("accelerator")) == "cpu":  # this machine can say what `auto` is
         trainer["precision"] = resolve_precision(trainer.get("precision"), trainer.get("accelerator"))

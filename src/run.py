@@ -35,7 +35,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.analyze import ANALYSIS_DIR, Target, analyze_checkpoint, device_for
 from src.cli import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
 from src.data import absolute_task_paths
-from src.model import ConfigError, ModelAxes
+from src.model import ConfigError
 from src.provenance import (
     RunRecord,
     command_line,
@@ -58,7 +58,7 @@ from src.provenance import (
     slurm_job,
     slurm_restarts,
 )
-from src.schema import model_config_for, register_configs, schema_value, to_plain, varied_keys
+from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
 from src.training.checkpoint import best_checkpoint_of, newest_checkpoint
 from src.training.processes import RANK_ERROR, RankFailed, announce, process_rank, requeued, withdraw
@@ -217,6 +217,10 @@ def train(
     placeholder = model_config_for(cfg)  # the vocabulary sizes are placeholders: the ablation needs only the layout
     warn_if_every_head_ablated(check_ablation(cfg.ablate, placeholder, training=True), placeholder)
     warn_unread_settings(cfg)  # legal settings the chosen options do not read: one warning each
+    if cfg.model.pretrained:  # a mask given beside it that is not the one it was trained with
+        from src.pretrained.run_config import warn_if_mask_replaced
+
+        warn_if_mask_replaced(cfg, placeholder)
     check_analysis_target(run_dir, cfg.analyze_after_fit)  # a sweep's job is checked here, a single run also earlier
     ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None
@@ -247,10 +251,10 @@ def train(
             f"set model.max_len={longest} or more (or lower task.max_len)"
         )
     model_cfg.validate()  # again, now with the real vocabulary sizes
-    if cfg.model.pretrained:  # the config printed, and saved with the checkpoints, says what the model is
-        with open_dict(cfg.model):
-            for axis in fields(ModelAxes):
-                cfg.model[axis.name] = schema_value(axis.name, getattr(model_cfg, axis.name))
+    if cfg.model.pretrained:  # the config printed, saved with the checkpoints and in .hydra/, says what the model is
+        from src.pretrained.run_config import hydra_saved_config, record_pretrained_settings
+
+        record_pretrained_settings(cfg, model_cfg, hydra_saved_config() if is_global_zero() else None)
 
     config = to_plain(cfg)
     numerics = numeric_settings(config)

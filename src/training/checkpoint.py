@@ -269,7 +269,13 @@ def check_resumable_settings(
             if k in (config.get(group) or {})
         ]
         if (saved_config.get("model") or {}).get("pretrained"):  # its config.json decides: compare the name only
-            keys = [key for key in keys if not key.startswith("model.") or key == "model.pretrained"]
+            keys = [key for key in keys if not key.startswith(("model.", "mask.")) or key == "model.pretrained"]
+            # and the mask it attended with, as its model config recorded it (its run config said the composed
+            # mask=standard beside Mistral's window until src.run recorded a pretrained model's own mask there)
+            trained, mask = checkpoint["hyper_parameters"]["model_config"].get("mask") or {}, config.get("mask") or {}
+            for key in dict.fromkeys([*trained, *mask]):
+                if trained.get(key) != mask.get(key):
+                    raise trained_otherwise(field_name, f"mask.{key}", trained.get(key), mask.get(key))
         for key in keys:
             saved_value, value = _lookup(saved_config, key), _lookup(config, key)
             if saved_value != value:

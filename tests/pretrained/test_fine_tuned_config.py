@@ -1,0 +1,125 @@
+"""A fine-tuned pretrained model's run config says what the model is (src/pretrained/run_config.py): Mistral's sliding
+window as `mask: {type: window, window: 5}` and its own model axes, in .hydra/config.yaml (which Hydra saved as
+composed, before the job ran), the checkpoints' config, TensorBoard's HPARAMS tab and what src.report reads; a resume
+reads it back; a mask given beside the model that is not its own is one warning, and a resume that changes it one error
+line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from src.dashboard import read_events
+from src.sweep.runs import read_run
+from tests.conftest import run_in_process
+
+pytestmark = pytest.mark.slow
+
+WINDOW = {"type": "window", "window": 5}  # the tiny Mistral's sliding_window (conftest.tiny_decoder)
+STORY = "The cat sat on the mat and the dog ran to the park. " * 40
+
+
+def fine_tune(directory, run_dir, text, *settings: str, steps: int = 2) -> tuple[int, str]:
+    """src.run of `steps` steps from the pretrained model on a text file: (exit status, stderr)."""
+    code, _, err = run_in_process(
+        "src.run",
+        f"model.pretrained={directory}",
+        "task=char_lm",
+        f"task.path={text}",
+        "task.block_size=16",
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps}",
+        "batch_size=2",
+        "torch_threads=1",
+        f"hydra.run.dir={run_dir}",
+        *settings,
+    )
+    return code, err
+
+
+def warnings_of(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+@pytest.fixture
+def story(tmp_path):
+    text = tmp_path / "story.txt"
+    text.write_text(STORY)
+    return text
+
+
+def saved_config(run_dir):
+    return OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+
+
+def test_a_fine_tuned_mistrals_config_holds_its_window_and_its_axes_and_resumes(mistral_dir, story, tmp_path):
+    run_dir = tmp_path / "run"
+    code, err = fine_tune(mistral_dir, run_dir, story)
+    assert code == 0, err
+    assert not warnings_of(err)
+    config = saved_config(run_dir)
+    assert config["mask"] == WINDOW
+    # the model's own axes (config.json's), where Hydra saved the default model's (d_model 128, 4 heads, ...)
+    model = config["model"]
+    assert (model["arch"], model["d_model"], model["heads"], model["kv_heads"], model["d_ff"]) == (
+        "decoder_only", 32, 4, 2, 48,
+    )  # fmt: skip
+    assert (model["layers"], model["enc_layers"], model["dec_layers"]) == (2, 0, 2)
+    assert (model["pos_encoding"], model["norm_type"], model["activation"]) == ("rope", "rmsnorm", "swiglu")
+    assert config["task"]["path"] == str(story)  # the rest as Hydra saved it
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["hyper_parameters"]["config"]["mask"] == WINDOW
+    assert checkpoint["hyper_parameters"]["model_config"]["mask"] == WINDOW  # what the model attends with
+    assert read_events(run_dir).hparams["mask.type"] == "window"
+    run = read_run(run_dir)  # as src.report reads it: a group's option from hydra.yaml, a setting from the config
+    assert (run.value("mask"), run.value("mask.window"), run.value("model.d_model")) == ("window", "5", "32")
+
+    code, err = fine_tune(mistral_dir, run_dir, story, "ckpt_path=last", steps=4)  # the window it was trained with
+    assert code == 0, err
+    assert saved_config(run_dir)["mask"] == WINDOW
+
+
+def test_a_resume_with_another_mask_is_refused_before_anything_is_written(mistral_dir, story, tmp_path):
+    run_dir = tmp_path / "run"
+    assert fine_tune(mistral_dir, run_dir, story)[0] == 0
+    before = (run_dir / ".hydra" / "config.yaml").read_text()
+    code, err = fine_tune(mistral_dir, run_dir, story, "ckpt_path=last", "mask=standard", steps=4)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and errors == [
+        "error: ckpt_path was trained with mask.type=window, this run has mask.type=standard: resume with the same "
+        "settings (see the run's .hydra/config.yaml) or drop ckpt_path"
+    ], err
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("given", "saved", "warned"),
+    [
+        (["mask=standard"], {"type": "standard"}, "mask=standard"),
+        (["mask=window"], {"type": "window", "window": 4}, "mask=window mask.window=4"),  # conf/mask/window.yaml's
+        (["mask=window", "mask.window=5"], WINDOW, None),  # its own: nothing to say
+    ],
+    ids=["standard", "window-of-4", "its-own-window"],
+)
+def test_a_mask_given_beside_the_model_applies_and_is_warned_about_when_it_is_not_its_own(
+    mistral_dir, story, tmp_path, given, saved, warned
+):
+    run_dir = tmp_path / "run"
+    code, err = fine_tune(mistral_dir, run_dir, story, "logger=none", *given, steps=1)
+    assert code == 0, err
+    assert saved_config(run_dir)["mask"] == saved
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["hyper_parameters"]["model_config"]["mask"] == saved
+    expected = [] if warned is None else [
+        f"warning: {warned} is not the mask model.pretrained={mistral_dir} was trained with (mask=window "
+        "mask.window=5): it is fine-tuned with yours; leave mask out to keep its own"
+    ]  # fmt: skip
+    assert warnings_of(err) == expected
+
+
+def test_a_mask_that_sees_the_same_keys_is_not_warned_about(llama_dir, story, tmp_path):
+    """mask=causal makes the encoder causal: a decoder-only Llama has none, so it attends as with its own."""
+    code, err = fine_tune(llama_dir, tmp_path / "run", story, "logger=none", "mask=causal", steps=1)
+    assert code == 0, err
+    assert not warnings_of(err)
