@@ -13,7 +13,9 @@ Besides what every dashboard callback needs (see ``probe``), the logger reads, p
 
     seq2seq         ``pl_module.extra_decode_tokens`` (how far past the reference a greedy output may run),
                     ``datamodule.decode_src`` / ``decode_tgt``
-    lm              ``pl_module.config["decode"]`` (the sampling settings), ``datamodule.decode_tgt``
+    lm              ``pl_module.config["decode"]`` (the sampling settings), ``datamodule.decode_tgt``, and for the
+                    marks a pretrained tokenizer puts in front of an input (Llama's ``<s>``, shown as the model read
+                    it, as the attention page shows it) ``datamodule.vocab`` and ``tgt_token_strings``
     classification  ``datamodule.decode_src`` and ``datamodule.label_names``
 """
 
@@ -53,7 +55,8 @@ class TextSampleLogger(Callback):
     """After every ``every_n_validations``-th validation run, a markdown table of the model's outputs.
 
     seq2seq: example | source | target | greedy output | exact match, for ``num_examples`` probe examples;
-    lm: a generated sample (``inference.sample_text``) as a code block;
+    lm: a generated sample (``inference.sample_text``: what the model read, Llama's ``<s>`` too, and wrote) as a
+    code block;
     classification: example | sentence | label | predicted | correct.
     Logged under ``samples/validation`` at the current global step (skipped in the sanity check).
     """

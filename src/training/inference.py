@@ -153,11 +153,12 @@ def sample_text(
     prompt: str = "",
     seed: int = 0,
 ) -> str:
-    """lm tasks: the prompt and a sampled continuation, drawn with the run's `decode` settings (temperature, top_k,
-    top_p) from a fixed seed, so that samples are comparable across steps and runs. A prompt is read as the text
-    windows of training were (no BOS of ours: they hold none; src.predict also puts a pretrained tokenizer's own
-    mark in front, Llama's <s>, which a dashboard's sample leaves out); without one, sampling starts at BOS."""
-    ids = datamodule.encode_tgt(prompt) if prompt else [model.cfg.bos_id]
+    """lm tasks: what the model read and a sampled continuation, drawn with the run's `decode` settings (temperature,
+    top_k, top_p) from a fixed seed, so that samples are comparable across steps and runs. A prompt is read as
+    src.predict and the attention page read it (datamodule.encode_input: as the text windows of training were, no BOS
+    of ours, and a pretrained tokenizer's own mark in front, Llama's <s>); without one, sampling starts at BOS. That
+    mark is written as the attention page labels it (`marks_read`), so the sample shows what the model read."""
+    ids = (datamodule.encode_input(prompt)[0] if prompt else []) or [model.cfg.bos_id]
     needed = model.mask_scheme.min_prompt_len
     if len(ids) < needed:  # a prefix-LM starts from a whole prefix: take a validation one
         ids = datamodule.probe_batch(1)["tgt_in"][0, :needed].tolist()
@@ -175,4 +176,13 @@ def sample_text(
             top_p=decode.get("top_p", 1.0),
             generator=generator,
         )
-    return prompt + datamodule.decode_tgt(out[0])
+    return marks_read(datamodule, ids) + prompt + datamodule.decode_tgt(out[0])
+
+
+def marks_read(datamodule, ids: Sequence[int]) -> str:
+    """The marks a pretrained tokenizer puts in front of a model input (Llama's and Mistral's <s>) where `ids` begin
+    with them, as the attention page labels them: decoding leaves them out of a text, though the model read them.
+    "" for our vocabularies, which put none."""
+    marked = datamodule.vocab(datamodule.input_side).wrap_source([-1])  # an input of one id, between its marks
+    front = marked[: marked.index(-1)]
+    return "".join(datamodule.tgt_token_strings(front)) if front and list(ids[: len(front)]) == front else ""

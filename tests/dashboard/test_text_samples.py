@@ -1,10 +1,15 @@
 """Text samples: a markdown table of the model's outputs after each validation run, readable in TensorBoard."""
 
 import pytest
+import torch
 
 from src.dashboard import TextSampleLogger, read_events
+from src.dashboard.explorer import attention_on_text
 from src.dashboard.text_samples import markdown_table
+from src.model import generate
+from src.predict import read_inputs
 from src.training import inference
+from src.training.checkpoint import load_run
 
 LM_SAMPLE = "a | b <unk> *c*\nnext line"
 
@@ -70,3 +75,56 @@ def test_a_rows_example_number_is_its_attention_images_example_number(tmp_path, 
         assert sentence == datamodule.decode_src(datamodule.src[int(number)])  # the split's example of that number
     examples = {int(tag.rsplit("_", 1)[1]) for tag in events.image_tags if "/example_" in tag}
     assert numbers == [0, 1] and examples == set(numbers)
+
+
+# --- a pretrained Llama: its tokenizer puts <s> in front of every input ---------------------------------------------
+
+PROMPT = "The cat sat on the"
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_llama(tmp_path_factory):
+    """A tiny Llama (tests/pretrained: Llama 2's tokenizer layout, <s> = 1) fine-tuned for 2 steps with the
+    TensorBoard dashboards on, by src.run in this process: its run directory."""
+    pytest.importorskip("transformers", reason="the optional group: pip install -e '.[pretrained]'")
+    from tests.conftest import run_in_process
+    from tests.pretrained.conftest import save_tokenized_decoder
+
+    root = tmp_path_factory.mktemp("llama_samples")
+    model_dir = save_tokenized_decoder("llama", root / "llama")
+    story = root / "story.txt"
+    story.write_text("The cat sat on the mat and the dog ran to the park. " * 40)
+    run_dir = root / "run"
+    code, _, err = run_in_process(
+        "src.run", f"model.pretrained={model_dir}", "task=char_lm", f"task.path={story}", "task.block_size=16",
+        "trainer.max_steps=2", "trainer.val_check_interval=2", "batch_size=2", "torch_threads=1",
+        "dashboard.attention_maps=false", "dashboard.attention_stats=false", f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert code == 0, err
+    return run_dir
+
+
+def test_a_llama_sample_shows_the_s_it_read_as_the_attention_page_does(fine_tuned_llama):
+    """Sampling starts from <s>, Llama's mark in front of an input: the sample writes it, as the attention page of
+    the same (empty) prompt labels it and src.predict reads it."""
+    table = read_events(fine_tuned_llama).texts["samples/validation"][-1][1]
+    sample = table.split("```\n", 1)[1]
+    module, datamodule = load_run(str(fine_tuned_llama / "checkpoints" / "last.ckpt"))
+    view, _ = attention_on_text(module.model, datamodule, "")
+    assert view.tokens["tgt"] == ["<s>"]
+    assert sample.startswith("<s>") and not sample.startswith("<s><s>")
+
+
+def test_a_llama_prompt_is_read_and_shown_as_src_predict_and_the_attention_page_read_it(fine_tuned_llama):
+    """A prompt given to the sample (inference.sample_text) is read with <s> in front, as src.predict reads it, and
+    the sample is drawn from those ids and shows them."""
+    module, datamodule = load_run(str(fine_tuned_llama / "checkpoints" / "last.ckpt"))
+    (ids,) = read_inputs(datamodule, [PROMPT], ["text"])  # what src.predict reads: <s> in front
+    view, _ = attention_on_text(module.model, datamodule, PROMPT)
+    assert view.tokens["tgt"][0] == "<s>" and len(view.tokens["tgt"]) == len(ids)
+    sample = inference.sample_text(module.model, datamodule, {}, max_new_tokens=8, prompt=PROMPT, seed=0)
+    drawn = generate(
+        module.model, prompt=torch.tensor([ids]), max_new_tokens=8, strategy="sample",
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert sample == "<s>" + PROMPT + datamodule.decode_tgt(drawn[0])

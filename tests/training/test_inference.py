@@ -50,8 +50,19 @@ def seq2seq_batch():
 class TextData:
     """The datamodule's text side, for sample_text: ids written as numbers, one validation example."""
 
+    input_side = "tgt"
+
     def encode_tgt(self, text: str) -> list[int]:
         return [int(token) for token in text.split()]
+
+    def encode_input(self, text: str) -> tuple[list[int], int]:
+        return self.encode_tgt(text), len(self.encode_tgt(text))
+
+    def vocab(self, side: str):
+        return self  # numbers: no marks around an input, as our vocabularies
+
+    def wrap_source(self, ids: list[int]) -> list[int]:
+        return list(ids)
 
     def decode_tgt(self, ids) -> str:
         return "".join(f" {int(i)}" for i in ids)
