@@ -6,7 +6,9 @@ study of grouped-query attention (experiments/kv_heads.md), whose sweep report g
 Each run's model (its last checkpoint) continues `batch` one-token prompts greedily with the KV cache until its
 context is full. The runs are timed in turns, `repeats` rounds, so that a slow moment of the machine falls on every
 run alike, and each run keeps its median. The cache is counted at the full context. Runs that differ only in their
-seed are one configuration: the table gives each configuration's mean ± std over its seeds (n).
+seed are one configuration: the table gives each configuration's mean ± std over its seeds (n). A configuration is
+named as the sweep report names it (src/sweep/report.py): by every setting that differs between the runs given, the
+data files included, so runs on different data never share a mean; the settings they share are said once above.
 """
 
 from __future__ import annotations
@@ -18,18 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 from src.bench.gpu import host_cpu
 from src.bench.pretrained import cache_bytes
 from src.model import generate
-from src.sweep.runs import job_number
+from src.sweep.report import Configuration, make_group
+from src.sweep.runs import Run, job_number, read_run
+from src.sweep.statistics import short
 
 
 @dataclass
 class Measured:
     run: Path
-    configuration: str  # the run's overrides without its seed
     parameters: int
     kv_heads: int
     heads: int
@@ -56,10 +58,21 @@ def run_dirs(paths: list[str]) -> list[Path]:
     return found
 
 
-def configuration_of(run: Path) -> str:
-    """The run's command-line overrides without its seed (Hydra's .hydra/overrides.yaml)."""
-    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
-    return " ".join(o for o in overrides if not o.startswith("seed=") and not o.startswith("task.path=")) or "(none)"
+def configurations(runs: list[Path]) -> tuple[list[Configuration], dict[str, str]]:
+    """The runs' configurations, in job order, each named as the sweep report names a row (`model.kv_heads=4`), and
+    the settings every run shares. What splits configurations is the report's: every setting typed for a run that
+    changes the experiment (task.path included) and differs between the runs, seed aside (make_group); the runs of
+    one configuration have the same value of each, and its name gives them as its first run typed them."""
+    read = [read_run(run) for run in runs]
+    group = make_group("", None, read, swept=set(), search=False)
+    pooled: dict[tuple[str, ...], list[Run]] = {}
+    for run in read:
+        pooled.setdefault(tuple(run.value(key) for key in group.varied), []).append(run)
+    named = []
+    for values, members in pooled.items():
+        shown = tuple((key, members[0].settings.get(key, value)) for key, value in zip(group.varied, values))
+        named.append(Configuration(shown, members))
+    return named, group.fixed
 
 
 def load(run: Path, batch: int) -> tuple[torch.nn.Module, Measured]:
@@ -74,7 +87,6 @@ def load(run: Path, batch: int) -> tuple[torch.nn.Module, Measured]:
         full_cache = cache_bytes(model, torch.full((batch, cfg.max_len), cfg.bos_id))
     measured = Measured(
         run=run,
-        configuration=configuration_of(run),
         parameters=sum(p.numel() for p in model.parameters()),
         kv_heads=cfg.kv_head_count,
         heads=cfg.heads,
@@ -106,7 +118,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    loaded = [load(run, args.batch) for run in run_dirs(args.runs)]
+    runs = run_dirs(args.runs)
+    grouped, shared = configurations(runs)
+    loaded = [load(run, args.batch) for run in runs]
     for model, _ in loaded:  # a first, untimed pass: allocations and kernels warmed alike
         decode_once(model, args.batch)
     for _ in range(args.repeats):
@@ -116,18 +130,19 @@ def main(argv=None) -> None:
             measured.new_tokens = tokens
 
     print(f"machine: {host_cpu()}, {args.threads} torch thread(s), batch {args.batch}")
+    if shared:
+        print(f"every run: {', '.join(f'{key}={short(value)}' for key, value in shared.items())}")
     print()
     print("| configuration | parameters | KV heads / heads | KV cache at full context (MiB) | decoding tokens/s |")
     print("| --- | --- | --- | --- | --- |")
-    by_configuration: dict[str, list[Measured]] = {}
-    for _, measured in loaded:
-        by_configuration.setdefault(measured.configuration, []).append(measured)
-    for configuration, runs in by_configuration.items():
-        speeds = [run.new_tokens / statistics.median(run.seconds) for run in runs]
-        parameters = sorted({run.parameters for run in runs})
-        first = runs[0]
+    by_run = {m.run: m for _, m in loaded}
+    for configuration in grouped:
+        members = [by_run[run.directory] for run in configuration.runs]
+        speeds = [m.new_tokens / statistics.median(m.seconds) for m in members]
+        parameters = sorted({m.parameters for m in members})
+        first = members[0]
         print(
-            f"| {configuration} | {', '.join(f'{p:,}' for p in parameters)} | {first.kv_heads} / {first.heads} | "
+            f"| {configuration.label} | {', '.join(f'{p:,}' for p in parameters)} | {first.kv_heads} / {first.heads} | "
             f"{first.cache_mib:.4g} | {mean_std(speeds)} |"
         )
 

@@ -163,44 +163,44 @@ def read_yaml(path: Path) -> Any:
 
 def read_runs(sweep_dir: Path) -> list[Run]:
     """Every job directory of a sweep (those with .hydra/overrides.yaml), in job order."""
-    runs = []
     found = sweep_dir.glob("*/.hydra/overrides.yaml")
     # By job number, then name: a folder of single runs (outputs/<date>/<time>) has no numbers, and its times sort.
-    for overrides_file in sorted(found, key=lambda p: (job_number(p.parents[1]), p.parents[1].name)):
-        directory = overrides_file.parents[1]
-        overrides = read_yaml(overrides_file) or []
-        settings = {}
-        for override in overrides:
-            key, _, value = str(override).partition("=")
-            if not key.startswith("hydra."):
-                settings[key.lstrip("+~")] = as_typed(value)
-        try:
-            record = json.loads((directory / RUN_FILE).read_text())
-        except (OSError, ValueError):
-            record = {"status": "unknown"}
-        config = read_yaml(directory / ".hydra" / "config.yaml")
-        hydra = read_yaml(directory / ".hydra" / "hydra.yaml")
-        try:
-            choices = dict(hydra["hydra"]["runtime"]["choices"])
-        except (KeyError, TypeError, ValueError):
-            choices = {}
-        runs.append(
-            Run(
-                directory,
-                settings,
-                record.get("status", "unknown"),
-                record.get("error"),
-                read_metrics(directory) or {},
-                config if isinstance(config, dict) else {},
-                choices,
-                *read_analysis(directory),
-                analysis_status=record.get("analysis"),
-                patching=read_patching(directory),
-                lens=read_lens(directory),
-                induction=read_induction(directory),
-            )
-        )
-    return runs
+    return [read_run(p.parents[1]) for p in sorted(found, key=lambda p: (job_number(p.parents[1]), p.parents[1].name))]
+
+
+def read_run(directory: Path) -> Run:
+    """One run directory as the report reads it: its overrides (.hydra/overrides.yaml), run.json, metrics.json, its
+    composed config and its analyses; what a run lacks is left empty."""
+    overrides = read_yaml(directory / ".hydra" / "overrides.yaml") or []
+    settings = {}
+    for override in overrides:
+        key, _, value = str(override).partition("=")
+        if not key.startswith("hydra."):
+            settings[key.lstrip("+~")] = as_typed(value)
+    try:
+        record = json.loads((directory / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        record = {"status": "unknown"}
+    config = read_yaml(directory / ".hydra" / "config.yaml")
+    hydra = read_yaml(directory / ".hydra" / "hydra.yaml")
+    try:
+        choices = dict(hydra["hydra"]["runtime"]["choices"])
+    except (KeyError, TypeError, ValueError):
+        choices = {}
+    return Run(
+        directory,
+        settings,
+        record.get("status", "unknown"),
+        record.get("error"),
+        read_metrics(directory) or {},
+        config if isinstance(config, dict) else {},
+        choices,
+        *read_analysis(directory),
+        analysis_status=record.get("analysis"),
+        patching=read_patching(directory),
+        lens=read_lens(directory),
+        induction=read_induction(directory),
+    )
 
 
 ANALYSIS_DIR = "analysis"  # src.analyze's, <run>/analysis/
