@@ -85,6 +85,7 @@ def run_in_process(module: str, *args: str) -> tuple[int, str, str]:
     else:  # an argparse one, reading sys.argv: src.report
         command = entry.main
     out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
+    forget_what_was_said()
     sys.argv = [module, *args]
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -95,6 +96,22 @@ def run_in_process(module: str, *args: str) -> tuple[int, str, str]:
         sys.argv = argv
         torch.set_num_threads(1)
     return code, out.getvalue(), err.getvalue()
+
+
+def forget_what_was_said() -> None:
+    """The warnings a process says once, forgotten, so that each command run_in_process runs says them as a new
+    process would, whatever ran in this process before it: src.study's (said before a sweep and not again by its
+    sweeper), src.analyze's (said for a sweep's first job) and a mask scheme's (said for the first model built). A
+    module not imported yet has nothing to forget."""
+    import sys
+
+    study, analyze, masks = (sys.modules.get(name) for name in ("src.study", "src.analyze", "src.model.masks"))
+    if study is not None:
+        study._warn_once.cache_clear()
+    if analyze is not None:
+        analyze._WARNED.clear()
+    if masks is not None:
+        masks._warned.clear()
 
 
 pytest_plugins = ["tests.servers.slurm"]

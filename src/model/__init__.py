@@ -17,7 +17,7 @@ summary.py      parameter count, FLOPs per token
 
 from .config import ModelAxes, TransformerConfig
 from .decoding import generate
-from .errors import ConfigError
+from .errors import ConfigError, ModelWarning
 from .summary import count_parameters, flops_per_token
 from .tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from .transformer import DecoderOnly, EncoderClassifier, EncoderDecoder, ModelOutput, build_model
@@ -28,6 +28,7 @@ __all__ = [
     "EOS_ID",
     "UNK_ID",
     "ConfigError",
+    "ModelWarning",
     "ModelAxes",
     "TransformerConfig",
     "build_model",

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
+from .errors import ConfigError, ModelWarning
 from .tokens import PAD_ID
 
 # --- the building blocks ------------------------------------------------------------------------
@@ -429,5 +429,5 @@ def warn_once(scheme: MaskScheme) -> None:
     """A scheme's warning (mask=none: the leak) is a legitimate ablation: say so once per process."""
     message = type(scheme).warning
     if message is not None and message not in _warned:
-        warnings.warn(message, stacklevel=4)  # point at the caller of build_model
+        warnings.warn(message, ModelWarning, stacklevel=4)  # point at the caller of build_model
         _warned.add(message)

@@ -129,8 +129,29 @@ class _DropLightningTips(logging.Filter):
         return "Tip:" not in message and "`weights_only` was not set" not in message
 
 
+def show_model_warnings_as_lines() -> None:
+    """The model package's warnings (ModelWarning: mask=none's leak) as the commands say every warning: one
+    `warning: ...` line, without Python's file:line and source line. Other warnings are shown as Python shows them."""
+    from src.model import ModelWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "model_warnings_as_lines", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, ModelWarning):
+            print_warning(str(message))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.model_warnings_as_lines = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def quiet_lightning() -> None:
-    """Keep the output about the run: drop Lightning's tip line, and warnings no user can act on."""
+    """Keep the output about the run: drop Lightning's tip line, and warnings no user can act on; say the model's
+    own warnings as `warning:` lines."""
+    show_model_warnings_as_lines()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(_DropLightningTips())
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")

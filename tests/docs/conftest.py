@@ -107,8 +107,9 @@ def run(args: list[str], cwd: Path, home: Path, timeout: int = 600) -> subproces
 def run_here(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
     """`python -m <module> ...` (args: ["-m", module, ...]) run in this test process, through the module's own entry
     function (tests/conftest.py run_in_process), in `cwd` and with the environment `run` gives a process, both
-    restored after. The command's code is the same; what it saves is a new interpreter's imports, 3-4 s a command
-    (torch, Lightning, Hydra), which for the documented commands was about a minute of the suite on two cores."""
+    restored after. The command's code is the same, and so is what it says (run_in_process forgets the warnings a
+    process says once); what it saves is a new interpreter's imports, 3-4 s a command (torch, Lightning, Hydra),
+    which for the documented commands was about a minute of the suite on two cores."""
     from tests.conftest import run_in_process
 
     assert args[0] == "-m", args

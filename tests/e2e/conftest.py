@@ -43,8 +43,9 @@ def run_module(module: str, *args: str, timeout: int = 300, cwd: Path = ROOT) ->
 
 def run_here(module: str, *args: str) -> subprocess.CompletedProcess:
     """`python -m <module> <args>` in this test process, through the module's own entry function (tests/conftest.py
-    run_in_process): the imports are done already, a few seconds less per command than a subprocess. For commands
-    whose process itself is not under test (signals, environment, the console scripts keep run_module)."""
+    run_in_process): the imports are done already, a few seconds less per command than a subprocess, and what a
+    process says once (a warning) is said again, as by a new process. For commands whose process itself is not under
+    test (signals, environment, the console scripts keep run_module)."""
     from tests.conftest import run_in_process
 
     code, out, err = run_in_process(module, *args)
