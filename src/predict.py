@@ -415,9 +415,10 @@ def continuation(datamodule, prompt: list[int], new: list[int]) -> str:
     """The text the new ids add to the prompt: the text of the whole sequence past the prompt's, as transformers'
     text-generation pipeline cuts it, since a tokenizer may write a piece differently at the start of a text (Llama's
     decoder drops the first "▁": "▁sat" alone is "sat", after "on" it is " sat"). The new ids alone where the prompt
-    holds an end of text (decoding stops there) or the whole does not start with the prompt's text."""
+    holds an end of text (decoding stops there: a chat prompt's <|eot_id|>) or the whole does not start with the
+    prompt's text."""
     alone = datamodule.decode_tgt(new)
-    if not alone or datamodule.task.specials.eos in prompt:
+    if not alone or any(i in datamodule.task.specials.ends for i in prompt):
         return alone
     start, whole = datamodule.decode_tgt(prompt), datamodule.decode_tgt([*prompt, *new])
     return whole[len(start) :] if whole.startswith(start) else alone

@@ -449,7 +449,7 @@ def run_tokenizer(pretrained: str, run_dir: Path):
     saved = run_dir / SAVED_DIR
     if saved.is_dir():
         cfg, _, _ = pretrained_config(pretrained)
-        specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id)
+        specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id, stops=tuple(cfg.stop_ids))
         return PretrainedTokenizer.load(saved, specials, max(cfg.src_vocab_size, cfg.tgt_vocab_size), pretrained)
     tokenizer = model_tokenizer(pretrained)
     if is_global_zero():

@@ -472,8 +472,10 @@ def model_config_for(
         from src.pretrained import pretrained_config
 
         model_cfg, _, _ = pretrained_config(cfg.model.pretrained, num_classes=num_classes)
+        from src.pretrained.run_config import mask_given
+
         given = set(override_keys(job_overrides()))
-        if any(key == "mask" or key.startswith("mask.") for key in given):  # an ablation of the mask
+        if mask_given(job_overrides(), to_plain(cfg.mask)):  # an ablation of the mask (typed, or an experiment's)
             model_cfg.mask = to_plain(cfg.mask)
         # else the family's own: the standard mask, or Mistral's sliding window (mask: {type: window})
         for name in DROPOUTS:  # the model's own dropouts (config.json's) unless set on the command line

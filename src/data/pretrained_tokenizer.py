@@ -54,10 +54,10 @@ class PretrainedTokenizer:
         self.specials = specials
         self.prefix, self.suffix = _source_marks(tokenizer)
         self.piece_marks = _piece_marks(tokenizer)  # how a piece says where it sits in a word (vocab.TOKEN_MARKS)
-        # A text ends at the model's eos (config.json's, the first where it lists several) and at its tokenizer's
-        # where that is another: Llama 3.1's and 3.2's instruct models list <|end_of_text|> first and end a reply
-        # with <|eot_id|>, their tokenizer's eos, where transformers' generate stops.
-        self.ends = {specials.eos, tokenizer.eos_token_id} - {None}
+        # A text ends at the model's eos, at its further stop ids (config.json's further eos ids) and at its
+        # tokenizer's eos where that is another: Llama 3.1's and 3.2's instruct models list <|end_of_text|> first
+        # and end a reply with <|eot_id|>, their tokenizer's eos, where transformers' generate stops.
+        self.ends = specials.ends
         # transformers' clean_up_tokenization_spaces tidies WordPiece's spaced-out text ("a , b" -> "a, b"). A BPE's
         # decoder gives its text back exactly, and the tidying would only drop real spaces ("x != y" -> "x!= y"): off
         # for a BPE even where its tokenizer_config.json sets it (Llama 3's does), as recent transformers turn it off
@@ -68,7 +68,8 @@ class PretrainedTokenizer:
     def load(cls, directory: Path, specials: SpecialIds, vocab_size: int, name: str) -> PretrainedTokenizer:
         """The tokenizer saved in `directory` (what save_pretrained writes), checked against the model's vocabulary
         size (its embedding's rows: the tokenizer may have fewer, padding_allowed). `specials`: the model's
-        pad/bos/eos (from its config); unk is the tokenizer's."""
+        pad/bos/eos and stop ids (from its config); unk is the tokenizer's, and so is a further end of text: its own
+        eos where that is not the config's first."""
         try:
             from transformers import AutoTokenizer
         except ImportError:
@@ -92,7 +93,9 @@ class PretrainedTokenizer:
                 f"in {directory} are missing or belong to another model: copy the model's own there"
             )
         unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else specials.pad
-        return cls(tokenizer, SpecialIds(specials.pad, specials.bos, specials.eos, unk))
+        own_eos = tokenizer.eos_token_id
+        stops = (*specials.stops, own_eos) if own_eos is not None and own_eos not in specials.ends else specials.stops
+        return cls(tokenizer, SpecialIds(specials.pad, specials.bos, specials.eos, unk, stops))
 
     @property
     def size(self) -> int:
@@ -173,7 +176,7 @@ def model_tokenizer(pretrained: str) -> PretrainedTokenizer:
     from src.pretrained import pretrained_config
 
     cfg, directory, _ = pretrained_config(pretrained)
-    specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id)
+    specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id, stops=tuple(cfg.stop_ids))
     return PretrainedTokenizer.load(directory, specials, max(cfg.src_vocab_size, cfg.tgt_vocab_size), pretrained)
 
 

@@ -140,10 +140,10 @@ def ends_text(tokens: Tensor, cfg) -> Tensor:
 
 def _forbid_special_tokens(logits: Tensor, cfg) -> Tensor:
     """PAD and BOS are never outputs: the model may still give them mass, decoding must not pick them. Unless
-    they are also the EOS (GPT-2's <|endoftext|> is all three), which ends a text, or the model's BOS is one of its
-    outputs (cfg.bos_is_output: Llama's <s>)."""
+    they also end a text (GPT-2's <|endoftext|> is all three; a stop id of cfg.stop_ids), or the model's BOS is one
+    of its outputs (cfg.bos_is_output: Llama's <s>)."""
     never = (cfg.pad_id,) if cfg.bos_is_output else (cfg.pad_id, cfg.bos_id)
-    forbidden = [i for i in never if i != cfg.eos_id]
+    forbidden = [i for i in never if i != cfg.eos_id and i not in cfg.stop_ids]
     if not forbidden:
         return logits
     logits = logits.clone()

@@ -429,5 +429,5 @@ def warn_once(scheme: MaskScheme) -> None:
     """A scheme's warning (mask=none: the leak) is a legitimate ablation: say so once per process."""
     message = type(scheme).warning
     if message is not None and message not in _warned:
-        warnings.warn(message, ModelWarning, stacklevel=4)  # point at the caller of build_model
+        warnings.warn(message, ModelWarning, stacklevel=4)  # where Python shows its place (the commands show none)
         _warned.add(message)

@@ -176,7 +176,7 @@ def fold_members_into_batch(info, in_dims, q, k, v, attn_mask, dropout_p, is_cau
     vmap here, records that one call and its fused backward."""
     members = info.batch_size
     q_dim, k_dim, v_dim, mask_dim = in_dims[:4]
-    batch = q.size(1 if q_dim is not None else 0)  # B
+    batch = q.movedim(q_dim, 0).size(1) if q_dim is not None else q.size(0)  # B: q's first dimension but the members'
 
     def folded(t: Tensor, dim: int | None) -> Tensor:  # (M, B, ...) -> (M*B, ...)
         t = t.expand(members, *t.shape) if dim is None else t.movedim(dim, 0)  # members first

@@ -20,6 +20,14 @@ class SpecialIds:
     bos: int = BOS_ID  # the token a decoder input starts from (Marian: its pad token)
     eos: int = EOS_ID
     unk: int = UNK_ID
+    # Further ids that end a text as eos does: the model's stop_ids (config.json's further eos ids) and a
+    # tokenizer's own eos where it is another (Llama 3.1 instruct: <|eot_id|>, <|eom_id|>)
+    stops: tuple[int, ...] = ()
+
+    @property
+    def ends(self) -> set[int]:
+        """Every id that ends a text."""
+        return {self.eos, *self.stops}
 
 
 OUR_SPECIAL_IDS = SpecialIds()

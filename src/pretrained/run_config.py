@@ -91,11 +91,17 @@ def hydra_saved_config() -> Path | None:
     return path if path.is_file() else None
 
 
-def mask_given(overrides: Sequence[str]) -> bool:
-    """Whether the command line (its overrides) sets the mask: mask=... or mask.<key>=..."""
+# The mask a config composes when nothing chooses one (conf/config.yaml's default: mask: standard)
+DEFAULT_MASK = {"type": "standard"}
+
+
+def mask_given(overrides: Sequence[str], composed: dict[str, Any] | None = None) -> bool:
+    """Whether the mask was chosen: on the command line (its overrides: mask=... or mask.<key>=...), or elsewhere
+    (an experiment file's `override /mask: ...`), which shows as a `composed` mask other than the default."""
     from src.schema import override_keys
 
-    return any(key == "mask" or key.startswith("mask.") for key in override_keys(list(overrides)))
+    typed = any(key == "mask" or key.startswith("mask.") for key in override_keys(list(overrides)))
+    return typed or (composed is not None and composed != DEFAULT_MASK)
 
 
 def run_mask(name: str, composed: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -104,7 +110,7 @@ def run_mask(name: str, composed: dict[str, Any], overrides: Sequence[str]) -> d
     job has a config of its own (a resume's, src/preflight.py)."""
     from . import pretrained_config
 
-    return composed if mask_given(overrides) else pretrained_config(name)[0].mask
+    return composed if mask_given(overrides, composed) else pretrained_config(name)[0].mask
 
 
 # Schemes that differ only at a site an architecture lacks (the table in src/model/masks.py): `causal` makes the

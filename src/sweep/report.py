@@ -234,7 +234,9 @@ def make_group(task: str, main: str | None, runs: list[Run], swept: set[str], se
     # setting typed for the runs that is the same in all of them, as typed.
     fixed = {"task": task} if task else {}
     models = {run.choices.get("model") for run in runs}
-    if "model" not in varied and len(models) == 1 and None not in models:
+    # a pretrained model's config.json is its architecture: the model group's option (the default, tiny) is not
+    pretrained = any((run.config.get("model") or {}).get("pretrained") for run in runs)
+    if "model" not in varied and len(models) == 1 and None not in models and not pretrained:
         fixed["model"] = str(models.pop())
     first = runs[0]
     for k in keys:

@@ -560,7 +560,8 @@ def pretrained_tokenizer_of(checkpoint: dict[str, Any], run_dir: Path | None):
     if not name:
         return None
     model = hparams["model_config"]
-    specials = SpecialIds(pad=model["pad_id"], bos=model["bos_id"], eos=model["eos_id"])
+    stops = tuple(model.get("stop_ids") or ())  # a checkpoint saved before stop_ids has none
+    specials = SpecialIds(pad=model["pad_id"], bos=model["bos_id"], eos=model["eos_id"], stops=stops)
     vocab_size = max(model["src_vocab_size"], model["tgt_vocab_size"])
     if run_dir is not None and (run_dir / SAVED_DIR).is_dir():
         return PretrainedTokenizer.load(run_dir / SAVED_DIR, specials, vocab_size, name)

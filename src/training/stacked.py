@@ -233,6 +233,8 @@ class StackedLitModule(L.LightningModule):
         def member_loss(model: nn.Module, member_batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
             # a member's masks cannot look at its tokens under vmap to learn whether any is padding: it is told
             logits = forward_batch(model, kind, {**member_batch, "padded": padded}).logits  # (B, T, V) or (B, C)
+            if logits.dtype in (torch.float16, torch.bfloat16):  # autocast's float32 loss does not apply under vmap
+                logits = logits.float()
             return loss_of(logits, scored_target(model, kind, member_batch), smoothing)
 
         self.model.template.train(self.training)  # the template is outside the module tree: follow its mode

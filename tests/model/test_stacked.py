@@ -178,3 +178,26 @@ def test_the_batches_are_padded_to_the_groups_longest_with_pad_and_false():
     assert batch["src"].tolist() == [[[5, 6, 0]], [[5, 6, 7]]]
     assert batch["tgt_real"].tolist() == [[[True, True, False]], [[True, True, True]]]
     assert batch["label"].tolist() == [[1], [2]]
+
+
+def test_under_bf16_autocast_a_members_loss_is_computed_in_float32_as_a_solo_runs():
+    """Autocast computes cross-entropy in float32 from bf16 logits; under vmap its rule does not apply, so the group
+    casts the logits itself: its loss is the solo runs' (to bf16's rounding of the logits), not a bf16 loss."""
+    config = {"task": {"name": "reverse"}, "optimizer": OPTIMIZER, "label_smoothing": 0.0}
+
+    def member(seed: int) -> TransformerLitModule:  # float32, as trainer.precision=bf16-mixed trains it
+        torch.manual_seed(seed)
+        return TransformerLitModule(config, model_config("lm"), "lm")
+
+    members, solos = [member(seed) for seed in (0, 1)], [member(seed) for seed in (0, 1)]
+    group = StackedLitModule(members, outputs=[None, None])  # type: ignore[list-item]
+    data = torch.Generator().manual_seed(0)
+    batches = [random_batch("lm", data) for _ in members]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total = group.training_step(batches, 0)["loss"]
+        solo = sum(
+            solo.loss(forward_batch(solo.model, "lm", batch).logits, scored_target(solo.model, "lm", batch))[0]
+            for solo, batch in zip(solos, batches)
+        )
+    assert total.dtype == torch.float32
+    torch.testing.assert_close(total, solo, rtol=1e-3, atol=0)

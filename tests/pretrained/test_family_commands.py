@@ -217,6 +217,28 @@ def test_a_llama3_instruct_model_stops_at_the_end_of_its_turn_as_generate_does(t
     assert out.rstrip("\n") == TEXT + hf_continuation(model, tokenizer, TEXT)
 
 
+@pytest.mark.parametrize(
+    "text, longer",
+    [
+        ("Hi<|eot_id|>The cat sat", LLAMA3_BOS + 9),  # a chat prompt holds the end of a turn: the reply is after it
+        ("The cat sat on the", LLAMA3_BOS + 8),  # <|eom_id|>: a stop id of config.json, not the tokenizer's eos
+    ],
+    ids=["chat-prompt", "eom-stop"],
+)
+def test_a_llama3_instruct_reply_is_what_generate_gives_up_to_any_of_its_ends(tmp_path, text, longer):
+    """The reply src.predict prints is generate()'s, cut at the first of the model's ends (config.json's eos ids, the
+    tokenizer's eos), after a prompt that may itself hold one."""
+    stops = [LLAMA3_BOS + 1, LLAMA3_BOS + 8, LLAMA3_BOS + 9]
+    model = tiny_tokenized_decoder("llama3", eos_token_id=stops)
+    with torch.no_grad():  # a longer row (tied: its output too), so that greedy decoding comes to that end
+        model.model.embed_tokens.weight[longer] *= 2
+    directory = save(model, tmp_path, functools.partial(save_llama3_tokenizer, instruct=True), LLAMA3_VOCAB)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    out, _ = command("src.predict", f"ckpt=hf:{directory}", f"text={text}", "decode.max_new_tokens=20")
+    expected = hf_continuation(model, tokenizer, text)
+    assert expected and out.rstrip("\n") == text + expected
+
+
 def hf_translation(model, tokenizer, text: str, use_cache: bool = True) -> str:
     """T5's greedy translation of `text` (tokenizer(text): with its </s>), never the pad token (our decoder's start,
     never an output of ours), decoded up to the first </s>."""

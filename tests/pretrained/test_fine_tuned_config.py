@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from src.dashboard import read_events
+from src.sweep.report import make_group
 from src.sweep.runs import read_run
 from tests.conftest import run_in_process
 
@@ -68,12 +69,14 @@ def test_a_fine_tuned_mistrals_config_holds_its_window_and_its_axes_and_resumes(
     assert (model["layers"], model["enc_layers"], model["dec_layers"]) == (2, 0, 2)
     assert (model["pos_encoding"], model["norm_type"], model["activation"]) == ("rope", "rmsnorm", "swiglu")
     assert config["task"]["path"] == str(story)  # the rest as Hydra saved it
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["hyper_parameters"]["config"]["mask"] == WINDOW
     assert checkpoint["hyper_parameters"]["model_config"]["mask"] == WINDOW  # what the model attends with
     assert read_events(run_dir).hparams["mask.type"] == "window"
     run = read_run(run_dir)  # as src.report reads it: a group's option from hydra.yaml, a setting from the config
     assert (run.value("mask"), run.value("mask.window"), run.value("model.d_model")) == ("window", "5", "32")
+    fixed = make_group("char_lm", None, [run], swept=set(), search=False).fixed
+    assert "model" not in fixed  # the model group's option (tiny) says nothing of a pretrained model
 
     code, err = fine_tune(mistral_dir, run_dir, story, "ckpt_path=last", steps=4)  # the window it was trained with
     assert code == 0, err
@@ -109,7 +112,7 @@ def test_a_mask_given_beside_the_model_applies_and_is_warned_about_when_it_is_no
     code, err = fine_tune(mistral_dir, run_dir, story, "logger=none", *given, steps=1)
     assert code == 0, err
     assert saved_config(run_dir)["mask"] == saved
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["hyper_parameters"]["model_config"]["mask"] == saved
     expected = [] if warned is None else [
         f"warning: {warned} is not the mask model.pretrained={mistral_dir} was trained with (mask=window "
@@ -123,3 +126,18 @@ def test_a_mask_that_sees_the_same_keys_is_not_warned_about(llama_dir, story, tm
     code, err = fine_tune(llama_dir, tmp_path / "run", story, "logger=none", "mask=causal", steps=1)
     assert code == 0, err
     assert not warnings_of(err)
+
+
+def test_a_mask_an_experiment_file_chooses_beside_the_model_applies_and_is_warned_about(mistral_dir, story, tmp_path):
+    """An experiment's `override /mask: ...` chooses the mask as the command line would: it applies, is recorded,
+    and is warned about (it was dropped silently when only typed masks counted). One that chooses the default,
+    mask=standard, cannot be told from no choice: the model keeps its own."""
+    experiments = tmp_path / "conf" / "experiment"
+    experiments.mkdir(parents=True)
+    (experiments / "no_window.yaml").write_text("# @package _global_\ndefaults:\n  - override /mask: causal\n")
+    searchpath = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    run_dir = tmp_path / "run"
+    code, err = fine_tune(mistral_dir, run_dir, story, "logger=none", "experiment=no_window", searchpath, steps=1)
+    assert code == 0, err
+    assert saved_config(run_dir)["mask"] == {"type": "causal"}
+    assert [line for line in warnings_of(err) if "mask=causal is not the mask" in line], err

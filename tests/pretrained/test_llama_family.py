@@ -58,11 +58,13 @@ def test_greedy_generation_is_huggingfaces_token_for_token(decoder_family):
         assert mine[row].tolist() == expected[row, : mine.size(1)].tolist(), family
 
 
-def test_generation_stops_at_any_of_the_eos_ids_a_config_lists_as_generate_does(tmp_path):
+@pytest.mark.parametrize("pad", [None, 9], ids=["no-pad", "pad-is-a-stop-id"])
+def test_generation_stops_at_any_of_the_eos_ids_a_config_lists_as_generate_does(tmp_path, pad):
     """Llama 3.1's instruct models list several eos ids (<|end_of_text|>, <|eom_id|>, <|eot_id|>): generate() stops
-    at whichever comes first, and so does ours (TransformerConfig.stop_ids), where a model with one eos goes on."""
+    at whichever comes first, and so does ours (TransformerConfig.stop_ids), where a model with one eos goes on. A
+    pad token that is one of them is an output (it ends a text), not a token decoding must never pick."""
     stops = [PAD, 7, 9]
-    hf = tiny_decoder("llama", eos_token_id=stops).double()
+    hf = tiny_decoder("llama", eos_token_id=stops, pad_token_id=pad).double()
     with torch.no_grad():  # 9 where this random model would repeat 90: greedy decoding comes to it
         hf.lm_head.weight[9] = 2 * hf.lm_head.weight[90]
     ours = load_pretrained(str(save(hf, tmp_path)), dtype=torch.float64).model
