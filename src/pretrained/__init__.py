@@ -15,6 +15,7 @@ read with `torch.load(weights_only=True)`, which never runs code from the file.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,24 @@ def pretrained_config(name_or_dir: str, num_classes: int = 0) -> tuple[Transform
     directory = resolve(name_or_dir)
     hf_config = read_hf_config(directory, name_or_dir)
     cfg = family_of(hf_config, name_or_dir).model_config(hf_config, num_classes)
+    cfg.stop_ids = [*cfg.stop_ids, *generation_stop_ids(directory, cfg)]
     return cfg.validate(), directory, hf_config
+
+
+def generation_stop_ids(directory: Path, cfg: TransformerConfig) -> list[int]:
+    """The eos ids of the model's generation_config.json (transformers' generate() reads them there) that its
+    config.json did not name: Qwen2.5-Instruct ends a reply with <|im_end|>, which only generation_config.json lists
+    beside <|endoftext|>. Read as JSON: nothing in it runs."""
+    path = directory / "generation_config.json"
+    if not path.is_file():
+        return []
+    try:
+        eos = json.loads(path.read_text()).get("eos_token_id")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise ConfigError(f"{path} is not a valid generation config ({error}): fix or delete it") from None
+    ids = eos if isinstance(eos, list) else [] if eos is None else [eos]
+    known = {cfg.eos_id, *cfg.stop_ids}
+    return [i for i in dict.fromkeys(ids) if isinstance(i, int) and i not in known]
 
 
 def load_pretrained(name_or_dir: str, num_classes: int = 0, dtype: torch.dtype = torch.float32) -> Pretrained:

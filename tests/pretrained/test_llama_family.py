@@ -78,6 +78,26 @@ def test_generation_stops_at_any_of_the_eos_ids_a_config_lists_as_generate_does(
         assert mine[:end] == expected[: expected.index(9) + 1] and set(mine[end:]) <= {PAD}, strategy
 
 
+def test_generation_also_stops_at_the_eos_ids_only_generation_config_lists(tmp_path):
+    """Qwen2.5-Instruct names <|endoftext|> in config.json and <|im_end|> too in generation_config.json, where
+    transformers' generate() reads its stops: ours read both files."""
+    hf = tiny_decoder("qwen2", eos_token_id=PAD).double()
+    hf.generation_config.eos_token_id = [9, PAD]  # save_pretrained writes it to generation_config.json
+    with torch.no_grad():  # 9 where this random model would repeat 90: greedy decoding comes to it
+        hf.lm_head.weight[9] = 2 * hf.lm_head.weight[90]
+    directory = save(hf, tmp_path)
+    ours = load_pretrained(str(directory), dtype=torch.float64).model
+    assert ours.cfg.eos_id == PAD and ours.cfg.stop_ids == [9]
+    prompt = torch.tensor([[5, 17, 42, 8]])
+    expected = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=PAD)[0, prompt.size(1) :].tolist()
+    assert 9 in expected and len(expected) < 20
+    mine = generate(ours, prompt=prompt, max_new_tokens=20, strategy="greedy")[0].tolist()
+    assert mine[: mine.index(9) + 1] == expected[: expected.index(9) + 1] and set(mine[mine.index(9) + 1 :]) <= {PAD}
+    (directory / "generation_config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="generation_config.json is not a valid generation config"):
+        load_pretrained(str(directory))
+
+
 def test_cached_decoding_with_grouped_kv_heads_equals_full_recomputation(decoder_family):
     family, directory = decoder_family
     ours = load_pretrained(str(directory), dtype=torch.float64).model
