@@ -579,6 +579,7 @@ class MemberDashboards(L.Callback):
                 callback.on_validation_epoch_end(view, module)  # type: ignore[arg-type]
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        pl_module.read_member_flags()  # before the module's own hook: no end dashboards of a member that diverged
         for view, module, callbacks in self._each(trainer, pl_module, load=True):
             for callback in callbacks:
                 callback.on_train_end(view, module)  # type: ignore[arg-type]
