@@ -472,14 +472,15 @@ def model_config_for(
         from src.pretrained import pretrained_config
 
         model_cfg, _, _ = pretrained_config(cfg.model.pretrained, num_classes=num_classes)
-        from src.pretrained.run_config import mask_given
+        from src.pretrained.run_config import composed_model_settings, mask_given
 
         given = set(override_keys(job_overrides()))
         if mask_given(job_overrides(), to_plain(cfg.mask)):  # an ablation of the mask (typed, or an experiment's)
             model_cfg.mask = to_plain(cfg.mask)
         # else the family's own: the standard mask, or Mistral's sliding window (mask: {type: window})
-        for name in DROPOUTS:  # the model's own dropouts (config.json's) unless set on the command line
-            if f"model.{name}" in given:
+        chosen = set(composed_model_settings(cfg.model, job_overrides()))  # by a config file (an experiment's)
+        for name in DROPOUTS:  # the model's own dropouts (config.json's) unless set on the command line or in a file
+            if f"model.{name}" in given or f"model.{name}" in chosen:
                 setattr(model_cfg, name, cfg.model[name])
         return model_cfg
     axes = {f.name: cfg.model[f.name] for f in fields(ModelAxes)}

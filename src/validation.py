@@ -216,6 +216,8 @@ def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
             "or leave it out to train from scratch"
         )
     model_cfg, _, hf_config = pretrained_config(name)  # a missing or unsupported model first: nothing else then
+    from src.pretrained.run_config import composed_model_settings
+
     given = override_keys(overrides)
     fixed = list(dict.fromkeys(key for key in given if key == "model" or key.startswith("model.")))
     fixed = [key for key in fixed if key not in PRETRAINED_MAY_SET]
@@ -223,6 +225,14 @@ def check_pretrained(cfg: DictConfig, overrides: list[str]) -> None:
         raise ConfigError(
             f"{fixed[0]} is set by model.pretrained={name} (its config.json): leave {', '.join(fixed)} out "
             "(model.dropout, model.attention_dropout and model.ffn_dropout may be set)"
+        )
+    # the same settings chosen by a config file (an experiment's model.heads, or its override /model: small)
+    chosen = [key for key in composed_model_settings(cfg.model, overrides) if key not in PRETRAINED_MAY_SET]
+    if chosen:
+        raise ConfigError(
+            f"{chosen[0]} is set by model.pretrained={name} (its config.json), and a config file (an experiment's?) "
+            f"sets it too: take {', '.join(chosen)} out of it (model.dropout, model.attention_dropout and "
+            "model.ffn_dropout may be set)"
         )
     spec = task_spec(cfg.task.name)
     if not spec.reads_text:

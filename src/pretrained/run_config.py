@@ -104,6 +104,25 @@ def mask_given(overrides: Sequence[str], composed: dict[str, Any] | None = None)
     return typed or (composed is not None and composed != DEFAULT_MASK)
 
 
+def composed_model_settings(model: DictConfig, overrides: Sequence[str]) -> list[str]:
+    """The model.* settings a config file chose beside model.pretrained (an experiment's `model.dropout: 0.1`, or its
+    `override /model: small`), which the command line's overrides do not show: those whose composed value is not
+    the default model option's (conf/model/tiny.yaml over the schema) and that were not typed."""
+    from src.cli import CONF_DIR
+    from src.schema import ModelConfig, override_keys
+
+    option = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(Path(CONF_DIR) / "model" / "tiny.yaml"))
+    default = OmegaConf.to_container(option, resolve=True)
+    composed = OmegaConf.to_container(model, resolve=True)
+    assert isinstance(default, dict) and isinstance(composed, dict)
+    typed = set(override_keys(list(overrides)))
+    return [
+        f"model.{key}"
+        for key, value in composed.items()
+        if key != "pretrained" and f"model.{key}" not in typed and key in default and value != default[key]
+    ]
+
+
 def run_mask(name: str, composed: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """The mask a run of model.pretrained=`name` attends with, as record_pretrained_settings records it: the composed
     one where the command line (`overrides`) sets the mask, else the model's own. For the checks made before the

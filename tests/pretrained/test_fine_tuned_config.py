@@ -141,3 +141,29 @@ def test_a_mask_an_experiment_file_chooses_beside_the_model_applies_and_is_warne
     assert code == 0, err
     assert saved_config(run_dir)["mask"] == {"type": "causal"}
     assert [line for line in warnings_of(err) if "mask=causal is not the mask" in line], err
+
+
+@pytest.mark.parametrize(
+    ("setting", "refused"),
+    [("model:\n  dropout: 0.25\n", None), ("model:\n  heads: 8\n", "model.heads is set by model.pretrained=")],
+    ids=["dropout-applies", "heads-refused"],
+)
+def test_model_settings_an_experiment_file_gives_beside_the_model_apply_or_are_refused_as_typed_ones(
+    llama_dir, story, tmp_path, setting, refused
+):
+    """A config file's model.* settings beside model.pretrained are what typed ones are: a dropout applies; any other
+    is refused in one line, before anything is written (they were dropped silently)."""
+    experiments = tmp_path / "conf" / "experiment"
+    experiments.mkdir(parents=True)
+    (experiments / "mine.yaml").write_text(f"# @package _global_\n{setting}")
+    searchpath = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    run_dir = tmp_path / "run"
+    code, err = fine_tune(llama_dir, run_dir, story, "logger=none", "experiment=mine", searchpath, steps=1)
+    if refused is None:
+        assert code == 0, err
+        checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert checkpoint["hyper_parameters"]["model_config"]["dropout"] == 0.25
+    else:
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(errors) == 1 and refused in errors[0], err
+        assert not run_dir.exists()
