@@ -12,6 +12,7 @@ when it is not the one the model was trained with (`replaced_mask_line`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -104,17 +105,30 @@ def mask_given(overrides: Sequence[str], composed: dict[str, Any] | None = None)
     return typed or (composed is not None and composed != DEFAULT_MASK)
 
 
+@functools.cache
+def default_model_option() -> dict[str, Any]:
+    """model.* as the config composes it when nothing chooses a model: conf/config.yaml's default option of the
+    model group (tiny) over the schema. Read once per process."""
+    from src.cli import CONF_DIR
+    from src.schema import ModelConfig
+
+    defaults = OmegaConf.load(Path(CONF_DIR) / "config.yaml").defaults
+    name = next(entry["model"] for entry in defaults if isinstance(entry, DictConfig) and "model" in entry)
+    option = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(Path(CONF_DIR, "model", f"{name}.yaml")))
+    default = OmegaConf.to_container(option, resolve=True)
+    assert isinstance(default, dict)
+    return default
+
+
 def composed_model_settings(model: DictConfig, overrides: Sequence[str]) -> list[str]:
     """The model.* settings a config file chose beside model.pretrained (an experiment's `model.dropout: 0.1`, or its
     `override /model: small`), which the command line's overrides do not show: those whose composed value is not
-    the default model option's (conf/model/tiny.yaml over the schema) and that were not typed."""
-    from src.cli import CONF_DIR
-    from src.schema import ModelConfig, override_keys
+    the default model option's (default_model_option) and that were not typed."""
+    from src.schema import override_keys
 
-    option = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(Path(CONF_DIR) / "model" / "tiny.yaml"))
-    default = OmegaConf.to_container(option, resolve=True)
+    default = default_model_option()
     composed = OmegaConf.to_container(model, resolve=True)
-    assert isinstance(default, dict) and isinstance(composed, dict)
+    assert isinstance(composed, dict)
     typed = set(override_keys(list(overrides)))
     return [
         f"model.{key}"

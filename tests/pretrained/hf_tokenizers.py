@@ -163,12 +163,7 @@ def save_gpt2_tokenizer(directory: str | os.PathLike, vocab_size: int = 97, text
 
     texts = list(ENGLISH if texts is None else texts)
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    alphabet = _byte_level_alphabet(texts, vocab_size - 1)
-    if len(alphabet) > vocab_size - 1:
-        raise ValueError(
-            f"a GPT-2 tokenizer of vocab_size {vocab_size} cannot hold its {len(alphabet)} base bytes and "
-            f"{ENDOFTEXT}: give a larger vocab_size or texts with fewer distinct characters"
-        )
+    alphabet = _byte_level_alphabet(texts, vocab_size - 1, f"a GPT-2 tokenizer of vocab_size {vocab_size}", ENDOFTEXT)
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = byte_level
@@ -346,12 +341,9 @@ def save_qwen2_tokenizer(directory: str | os.PathLike, vocab_size: int = 94, tex
 
     texts = list(ENGLISH if texts is None else texts)
     room = vocab_size - len(QWEN2_SPECIALS)
-    alphabet = _byte_level_alphabet(texts, room)
-    if len(alphabet) > room:
-        raise ValueError(
-            f"a Qwen2 tokenizer of vocab_size {vocab_size} cannot hold its {len(alphabet)} base bytes and its "
-            f"{len(QWEN2_SPECIALS)} special tokens: give a larger vocab_size or texts with fewer distinct characters"
-        )
+    alphabet = _byte_level_alphabet(
+        texts, room, f"a Qwen2 tokenizer of vocab_size {vocab_size}", f"its {len(QWEN2_SPECIALS)} special tokens"
+    )
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -401,12 +393,9 @@ def save_smollm_tokenizer(
 
     texts = list(ENGLISH if texts is None else texts)
     room = vocab_size - len(SMOLLM_SPECIALS)
-    alphabet = _byte_level_alphabet(texts, room)
-    if len(alphabet) > room:
-        raise ValueError(
-            f"a SmolLM tokenizer of vocab_size {vocab_size} cannot hold its {len(SMOLLM_SPECIALS)} special tokens and "
-            f"its {len(alphabet)} base bytes: give a larger vocab_size or texts with fewer distinct characters"
-        )
+    alphabet = _byte_level_alphabet(
+        texts, room, f"a SmolLM tokenizer of vocab_size {vocab_size}", f"its {len(SMOLLM_SPECIALS)} special tokens"
+    )
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -563,15 +552,22 @@ def save_t5_tokenizer(
     return hf
 
 
-def _byte_level_alphabet(texts: list[str], room: int) -> list[str]:
+def _byte_level_alphabet(texts: list[str], room: int, tokenizer: str = "", beside: str = "") -> list[str]:
     """The base symbols of a byte-level BPE (GPT-2's printable stand-ins for bytes): all 256 where `room` holds
-    them, else those of GPT2_ALPHABET and the texts."""
+    them, else those of GPT2_ALPHABET and the texts. More than `room` of them: a ValueError naming `tokenizer` and
+    what takes the other ids (`beside`)."""
     from tokenizers import pre_tokenizers
 
     if room >= 256:
         return pre_tokenizers.ByteLevel.alphabet()
     unsplit = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    return sorted({char for text in [GPT2_ALPHABET, *texts] for char in unsplit.pre_tokenize_str(text)[0][0]})
+    alphabet = sorted({char for text in [GPT2_ALPHABET, *texts] for char in unsplit.pre_tokenize_str(text)[0][0]})
+    if len(alphabet) > room:
+        raise ValueError(
+            f"{tokenizer} cannot hold its {len(alphabet)} base bytes and {beside}: give a larger vocab_size or texts "
+            "with fewer distinct characters"
+        )
+    return alphabet
 
 
 def _wordpiece_tokens(words: Counter[str], size: int) -> list[str]:
