@@ -377,6 +377,23 @@ def checkpoint_named_as_elsewhere_line(key: str, line: CommandLine) -> str | Non
     return None
 
 
+def pretrained_mask_words(group: str | None, cfg: DictConfig) -> str | None:
+    """Beside model.pretrained, a mask setting typed alone (`mask.window=3` for Mistral, whose own mask is a window)
+    meets the mask the command line composes (the default, standard), not the model's own: say the model's own mask
+    and that it only stands where no mask is given. None for other groups, and without a readable pretrained model."""
+    name = cfg.model.get("pretrained") if "model" in cfg else None
+    if group != "mask" or not name:
+        return None
+    from src.pretrained import pretrained_config
+    from src.pretrained.run_config import as_overrides
+
+    try:
+        own = pretrained_config(str(name))[0].mask
+    except USER_ERRORS:  # said on its own once the line composes
+        return None
+    return f"model.pretrained={name} attends with {as_overrides(own)} where no mask is given"
+
+
 def unknown_key_line(key: str, line: CommandLine) -> str:
     """`mask.window=3` with mask=causal, `model.haeds=2`, `hydra.launcher.n_jobs=2` with the basic launcher: the
     key is not in the config the command line composes. Say whose setting it is (another option of its group:
@@ -409,6 +426,11 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
                 f"combined with sweeping {group} over options that lack it ({sweep_source}): drop {written}{also}"
             )
         choose = f"choose {owners}" if len(having) == 1 else f"choose one of {owners}"
+        if own := pretrained_mask_words(group, cfg):
+            return (
+                f"{key} belongs to {owners}, not to {group}={choices[group]}, the mask the command line composes "
+                f"({own}): write {group}={having[0]} {written}, or drop {written}"
+            )
         return f"{key} belongs to {owners}, not to {group}={choices[group]}: {choose}, or drop {written}"
     if training_line := a_training_setting_line(key, line, cfg):
         return training_line

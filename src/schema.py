@@ -74,7 +74,9 @@ class ModelConfig(ModelAxes):
     rope_scaling: RopeScalingConfig = field(default_factory=RopeScalingConfig)  # type: ignore[assignment]
 
     arch: str = "auto"  # auto (what the task needs) | encoder_decoder | decoder_only | encoder_only
-    layers: int = 2  # both stacks; enc_layers / dec_layers follow it unless set on their own
+    # both stacks; enc_layers / dec_layers follow it unless set on their own. null in the config of a fine-tuned
+    # model whose stacks differ in depth (Flan-T5 variants): no one number is both (src/pretrained/run_config.py)
+    layers: Optional[int] = 2
     enc_layers: int = II(".layers")
     dec_layers: int = II(".layers")
     # A Hugging Face model (hub name or local directory) to fine-tune: its config.json gives the architecture and

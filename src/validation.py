@@ -60,6 +60,27 @@ def _check_choice(field_name: str, value: str, allowed: tuple[str, ...]) -> None
         raise ConfigError(f"{field_name}={value!r} is not known: choose one of {', '.join(allowed)}")
 
 
+def check_layer_count(cfg: DictConfig, arch: str | None = None) -> None:
+    """model.layers=null is what a fine-tuned run's config says of a model whose stacks differ in depth; typed, it
+    leaves the stacks of `arch` that follow it (model.enc_layers, model.dec_layers) without a count. Without `arch`
+    (the architecture is not known yet), only the pretrained case: model.layers is the model's own."""
+    if cfg.model.layers is not None:
+        return
+    if cfg.model.get("pretrained"):
+        raise ConfigError(
+            f"model.layers is set by model.pretrained={cfg.model.pretrained} (its config.json): leave model.layers out"
+        )
+    if arch is None:
+        return
+    stacks = {"enc_layers": arch in ("encoder_decoder", "encoder_only"), "dec_layers": arch != "encoder_only"}
+    following = [f"model.{key}" for key, used in stacks.items() if used and OmegaConf.is_interpolation(cfg.model, key)]
+    if following:
+        raise ConfigError(
+            f"model.layers=null leaves {' and '.join(following)} without a layer count: give model.layers=N, or "
+            + " and ".join(f"{key}=N" for key in following)
+        )
+
+
 def _check_file(field_name: str, path: str) -> None:
     resolved = resolve_path(path)
     if resolved.is_dir():
@@ -78,6 +99,7 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
     (src.schema.resolve_precision) in `cfg` itself, so that the Trainer, the checkpoints and the resume check all
     see the precision the run trains in; .hydra/config.yaml keeps the `auto` the run was given."""
     check_no_added_keys(cfg)
+    check_layer_count(cfg)
     name = cfg.task.name
     spec = task_spec(name)  # DataError (one line) for an unknown task
     check_pretrained(cfg, job_overrides() if overrides is None else overrides)
@@ -89,6 +111,7 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
         raise ConfigError(
             f"model.arch={arch} cannot train task={name} ({spec.kind}): use model.arch={needed} (or model.arch=auto)"
         )
+    check_layer_count(cfg, arch)
     # The model's own checks (choices, heads | d_model, rope's even head size, dropout range, the mask scheme's
     # settings, ...), with placeholder vocabulary sizes: the real ones are known after the data is read and are
     # checked again then.

@@ -114,6 +114,8 @@ BAD_CONFIGS = [
     (["model.norm_type=batchnorm"], "model.norm_type"),
     (["model.dropout=1.5"], "model.dropout"),
     (["model.layers=0"], "model.enc_layers"),
+    (["model.layers=null"], "model.layers=null leaves model.enc_layers and model.dec_layers without a layer count"),
+    (["task=char_lm", "model.layers=null"], "model.layers=null leaves model.dec_layers without"),  # enc: unread
     (["mask.type=diagonal"], "mask"),
     (["mask=prefix", "mask.prefix_len=300"], "mask.prefix_len"),
     (["task=char_lm", f"task.path={ROOT / 'README.md'}", "task.block_size=1"], "task.block_size"),

@@ -26,8 +26,8 @@ from src.model.masks import MASK_SCHEMES
 
 def record_pretrained_settings(cfg: DictConfig, model_cfg: TransformerConfig, saved: Path | None = None) -> None:
     """Put the pretrained model's settings, as `model_cfg` (src.schema.model_config_for) has them, into the run
-    config `cfg`: every model axis (config.json's; the dropouts as given), `model.layers` where the stacks the model
-    has share one count, and its mask (the model's own, or the one given on the command line). `saved`: Hydra's
+    config `cfg`: every model axis (config.json's; the dropouts as given), `model.layers` (the stacks' one count, or
+    null where they differ), and its mask (the model's own, or the one given on the command line). `saved`: Hydra's
     copy of the config (.hydra/config.yaml), rewritten with them; None where there is none."""
     from src.schema import schema_value
 
@@ -35,11 +35,10 @@ def record_pretrained_settings(cfg: DictConfig, model_cfg: TransformerConfig, sa
         for axis in fields(ModelAxes):
             cfg.model[axis.name] = schema_value(axis.name, getattr(model_cfg, axis.name))
         # `layers` sets both stacks when they are composed; the model's own counts replace them above, so a
-        # `layers: 2` left beside a 22-layer decoder would say what the model is not. Stacks of two counts keep it:
-        # no one number is both of them.
+        # `layers: 2` left beside a 22-layer decoder would say what the model is not. Stacks of two depths (a
+        # Flan-T5 with a deeper decoder) have no one number that is both: null.
         counts = {count for count in (model_cfg.enc_layers, model_cfg.dec_layers) if count}
-        if len(counts) == 1:
-            cfg.model.layers = counts.pop()
+        cfg.model.layers = counts.pop() if len(counts) == 1 else None
     cfg.mask = mask_node(model_cfg.mask)
     if saved is not None:
         rewrite_saved_config(saved, cfg)

@@ -157,10 +157,12 @@ def sample_text(
     top_k, top_p) from a fixed seed, so that samples are comparable across steps and runs. A prompt is read as
     src.predict and the attention page read it (datamodule.encode_input: as the text windows of training were, no BOS
     of ours, and a pretrained tokenizer's own mark in front, Llama's <s>); without one, sampling starts at BOS. That
-    mark is written as the attention page labels it (`marks_read`), so the sample shows what the model read."""
+    mark is written as the attention page labels it (`marks_read`), so the sample shows what the model read.
+    A prefix-LM starts from a whole validation prefix when no prompt is given; a prompt shorter than its prefix is
+    refused (ConfigError), as src.predict refuses it, rather than swapped for another text."""
     ids = (datamodule.encode_input(prompt)[0] if prompt else []) or [model.cfg.bos_id]
     needed = model.mask_scheme.min_prompt_len
-    if len(ids) < needed:  # a prefix-LM starts from a whole prefix: take a validation one
+    if not prompt and len(ids) < needed:  # a prefix-LM starts from a whole prefix: take a validation one
         ids = datamodule.probe_batch(1)["tgt_in"][0, :needed].tolist()
         prompt = datamodule.decode_tgt(ids)
     device = next(model.parameters()).device

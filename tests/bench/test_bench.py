@@ -3,11 +3,15 @@ function works on a tiny shape and returns sane numbers."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from src.bench import loop, step
 from src.cli import compose_run_config
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -89,3 +93,17 @@ def test_the_bare_loop_trains_in_the_precision_lightning_trains_in():
     # Lightning trains 16-mixed in bf16 on a CPU (it has no fp16 autocast there), in fp16 on a GPU
     assert loop.autocast_dtype("16-mixed", cpu) is torch.bfloat16
     assert loop.autocast_dtype("16-mixed", gpu) is torch.float16
+
+
+def test_a_benchmark_says_the_models_warnings_as_the_commands_do(tmp_path):
+    """A model a benchmark builds with mask=none warns (ModelWarning) in the commands' one-line form."""
+    script = (
+        "import src.bench.step\n"
+        "from src.model import build_model\n"
+        "from tests.model.test_transformer import small_config, small_mask\n"
+        "build_model(small_config(mask=small_mask('none')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: mask=none: the decoder has no look-ahead mask"), lines

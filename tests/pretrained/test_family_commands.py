@@ -324,6 +324,29 @@ def test_a_fine_tuned_t5_keeps_its_prefix_and_is_the_pretrained_model_read_back(
     assert metric_line(tuned, "test/sacrebleu") == metric_line(pretrained, "test/sacrebleu")
 
 
+def test_a_fine_tuned_flan_t5_with_a_deeper_decoder_says_null_layers_and_resumes(flan_t5_dir, tmp_path):
+    """Flan-T5's tiny model has 2 encoder and 3 decoder layers: no one `model.layers` is both, so the run config says
+    null beside the two counts (not the composed default model's 2), and a resume reads it back."""
+    run_dir = tmp_path / "run"
+    task = parallel_files(tmp_path)
+    fine_tune(flan_t5_dir, run_dir, *task)
+    model = OmegaConf.load(run_dir / ".hydra" / "config.yaml").model
+    assert (model.layers, model.enc_layers, model.dec_layers) == (None, 2, 3)
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["config"]
+    assert saved["model"]["layers"] is None
+    more = ["trainer.max_steps=3", "trainer.val_check_interval=2", "ckpt_path=last", "batch_size=2", "torch_threads=1"]
+    more += ["optimizer.lr=1e-30", "optimizer.weight_decay=0"]
+    command("src.run", f"model.pretrained={flan_t5_dir}", *task, *more, f"hydra.run.dir={run_dir}")
+    assert read_any_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+    typed = refused(
+        "src.run", f"model.pretrained={flan_t5_dir}", *task, "model.layers=null", f"hydra.run.dir={run_dir}2"
+    )
+    assert (
+        typed
+        == f"error: model.layers is set by model.pretrained={flan_t5_dir} (its config.json): leave model.layers out"
+    )
+
+
 def test_fine_tuning_t5_without_a_prefix_warns_once(t5_dir, tmp_path):
     err = fine_tune(t5_dir, tmp_path / "run", *parallel_files(tmp_path))
     (line,) = [line for line in warnings_of(err) if "task.src_prefix" in line]

@@ -121,6 +121,17 @@ def test_a_mask_given_beside_the_model_applies_and_is_warned_about_when_it_is_no
     assert warnings_of(err) == expected
 
 
+def test_a_window_typed_alone_beside_mistral_is_refused_naming_the_models_own_mask(mistral_dir, story, tmp_path):
+    """`mask.window=3` alone meets the composed mask (standard), not Mistral's window: the line says both."""
+    code, err = fine_tune(mistral_dir, tmp_path / "run", story, "mask.window=3")
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: mask.window belongs to mask=window, not to mask=standard, the mask the command line composes "
+        f"(model.pretrained={mistral_dir} attends with mask=window mask.window=5 where no mask is given): write "
+        "mask=window mask.window=3, or drop mask.window=3"
+    ], err
+
+
 def test_a_mask_that_sees_the_same_keys_is_not_warned_about(llama_dir, story, tmp_path):
     """mask=causal makes the encoder causal: a decoder-only Llama has none, so it attends as with its own."""
     code, err = fine_tune(llama_dir, tmp_path / "run", story, "logger=none", "mask=causal", steps=1)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from src.model import BOS_ID, PAD_ID, TransformerConfig, build_model, generate
+from src.model.errors import ConfigError
 from src.training.inference import (
     attention_maps,
     eval_mode,
@@ -196,6 +197,8 @@ def test_a_prefix_lm_samples_after_a_whole_validation_prefix():
         generator=torch.Generator().manual_seed(0),
     )
     assert sample == TextData().decode_tgt([BOS_ID, 5, 6]) + TextData().decode_tgt(expected[0])
+    with pytest.raises(ConfigError, match="the prompt of 2 tokens is shorter than the 3 tokens mask=prefix needs"):
+        sample_text(model, TextData(), {}, max_new_tokens=6, prompt="5 6", seed=0)  # not swapped for another text
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])
