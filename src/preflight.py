@@ -462,7 +462,7 @@ def check_made_alike(config: DictConfig, checkpoint: dict, threads: int) -> None
     if plain["model"].get("pretrained") and overrides is not None:
         from src.pretrained.run_config import run_mask
 
-        plain["mask"] = run_mask(str(plain["model"]["pretrained"]), plain["mask"], list(overrides))
+        plain["mask"] = run_mask(str(plain["model"]["pretrained"]), plain["mask"], list(overrides), config.hydra)
     trainer = plain["trainer"]
     if torch.cuda.is_available() or str(trainer.get("accelerator")) == "cpu":  # this machine can say what `auto` is
         trainer["precision"] = resolve_precision(trainer.get("precision"), trainer.get("accelerator"))

@@ -95,13 +95,43 @@ def hydra_saved_config() -> Path | None:
 DEFAULT_MASK = {"type": "standard"}
 
 
-def mask_given(overrides: Sequence[str], composed: dict[str, Any] | None = None) -> bool:
+def mask_given(overrides: Sequence[str], composed: dict[str, Any] | None = None, hydra: Any = None) -> bool:
     """Whether the mask was chosen: on the command line (its overrides: mask=... or mask.<key>=...), or elsewhere
-    (an experiment file's `override /mask: ...`), which shows as a `composed` mask other than the default."""
+    (an experiment file's `override /mask: ...`), which shows as a `composed` mask other than the default, or, for
+    a file that chose the default (`override /mask: standard`), in the defaults list Hydra composed (`hydra`: the
+    job's hydra node; this Hydra job's when None)."""
     from src.schema import override_keys
 
     typed = any(key == "mask" or key.startswith("mask.") for key in override_keys(list(overrides)))
-    return typed or (composed is not None and composed != DEFAULT_MASK)
+    if typed or composed is None:
+        return typed
+    return composed != DEFAULT_MASK or default_mask_chosen_by_a_file(hydra)
+
+
+def default_mask_chosen_by_a_file(hydra: Any = None) -> bool:
+    """Whether a config file (an experiment's `override /mask: standard`) chose the mask group's default option,
+    which composes the very config no choice does. Hydra's defaults list records where each override of a group
+    came from: recomputed here for the job's config name and overrides (`hydra`: its hydra node; this Hydra job's
+    when None). False outside a Hydra job."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    if hydra is None and HydraConfig.initialized():
+        hydra = HydraConfig.get()
+    if hydra is None or not GlobalHydra.instance().is_initialized():
+        return False
+    return _file_chose_mask(str(hydra.job.config_name), tuple(hydra.overrides.hydra), tuple(hydra.overrides.task))
+
+
+@functools.lru_cache(maxsize=8)
+def _file_chose_mask(config_name: str, hydra_overrides: tuple[str, ...], task_overrides: tuple[str, ...]) -> bool:
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    loader = GlobalHydra.instance().config_loader()
+    defaults = loader.compute_defaults_list(config_name, [*hydra_overrides, *task_overrides], RunMode.RUN)
+    chosen = defaults.overrides.override_metadata.get("mask")
+    return chosen is not None and not chosen.external_override
 
 
 @functools.cache
@@ -136,13 +166,13 @@ def composed_model_settings(model: DictConfig, overrides: Sequence[str]) -> list
     ]
 
 
-def run_mask(name: str, composed: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def run_mask(name: str, composed: dict[str, Any], overrides: Sequence[str], hydra: Any = None) -> dict[str, Any]:
     """The mask a run of model.pretrained=`name` attends with, as record_pretrained_settings records it: the composed
-    one where the command line (`overrides`) sets the mask, else the model's own. For the checks made before the
-    job has a config of its own (a resume's, src/preflight.py)."""
+    one where the command line (`overrides`) or a config file sets the mask, else the model's own. For the checks
+    made before the job has a config of its own (a resume's, src/preflight.py; `hydra`: the config's hydra node)."""
     from . import pretrained_config
 
-    return composed if mask_given(overrides, composed) else pretrained_config(name)[0].mask
+    return composed if mask_given(overrides, composed, hydra) else pretrained_config(name)[0].mask
 
 
 # Schemes that differ only at a site an architecture lacks (the table in src/model/masks.py): `causal` makes the

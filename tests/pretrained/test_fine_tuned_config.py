@@ -142,16 +142,25 @@ def test_a_mask_that_sees_the_same_keys_is_not_warned_about(llama_dir, story, tm
 def test_a_mask_an_experiment_file_chooses_beside_the_model_applies_and_is_warned_about(mistral_dir, story, tmp_path):
     """An experiment's `override /mask: ...` chooses the mask as the command line would: it applies, is recorded,
     and is warned about (it was dropped silently when only typed masks counted). One that chooses the default,
-    mask=standard, cannot be told from no choice: the model keeps its own."""
+    mask=standard, composes what no choice does: Hydra's defaults list tells them apart."""
     experiments = tmp_path / "conf" / "experiment"
     experiments.mkdir(parents=True)
-    (experiments / "no_window.yaml").write_text("# @package _global_\ndefaults:\n  - override /mask: causal\n")
     searchpath = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
-    run_dir = tmp_path / "run"
-    code, err = fine_tune(mistral_dir, run_dir, story, "logger=none", "experiment=no_window", searchpath, steps=1)
-    assert code == 0, err
-    assert saved_config(run_dir)["mask"] == {"type": "causal"}
-    assert [line for line in warnings_of(err) if "mask=causal is not the mask" in line], err
+    for mask in ("causal", "standard"):
+        (experiments / f"{mask}.yaml").write_text(f"# @package _global_\ndefaults:\n  - override /mask: {mask}\n")
+        run_dir = tmp_path / mask
+        code, err = fine_tune(mistral_dir, run_dir, story, "logger=none", f"experiment={mask}", searchpath, steps=1)
+        assert code == 0, err
+        assert saved_config(run_dir)["mask"] == {"type": mask}
+        assert [line for line in warnings_of(err) if f"mask={mask} is not the mask" in line], err
+        # a resume reads the choice back: the same mask, so nothing to refuse
+        code, err = fine_tune(
+            mistral_dir, run_dir, story, "logger=none", f"experiment={mask}", searchpath, "ckpt_path=last", steps=2
+        )
+        assert code == 0, err
+        checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert checkpoint["global_step"] == 2
+        assert checkpoint["hyper_parameters"]["model_config"]["mask"] == {"type": mask}
 
 
 @pytest.mark.parametrize(
