@@ -260,7 +260,12 @@ def check_same_groups(members: list[int], state: Path, run_dirs: list[Path]) -> 
     for member in members:
         record = read_record(run_dirs[member]) or {}
         saved = (record.get("stacked") or {}).get("group_state")
-        if record.get("status") in FINISHED or not saved or Path(saved) == state or not Path(saved).is_file():
+        if record.get("status") in FINISHED or not saved:
+            continue
+        # run.json holds the path the state was saved at; a sweep directory copied or moved since holds it under the
+        # same name in its own folder of group states
+        saved = state.parent / Path(saved).name
+        if saved == state or not saved.is_file():
             continue
         group = ", ".join(Path(d).name for d in record["stacked"]["members"])
         raise ConfigError(
@@ -350,9 +355,11 @@ def check_sweep_jobs(config: DictConfig) -> None:
     read_data: set[str] = set()
     read_checkpoints: dict[Path, dict] = {}
     threads = threads_for_jobs(config.hydra.launcher)
+    composed: dict[str, int] = {}  # each job's settings, written out: the first job that has them
     for number, overrides in enumerate(jobs):
         job = loader.load_sweep_config(config, list(overrides))
         settings = _without_hydra(job)
+        check_not_repeated(number, OmegaConf.to_yaml(settings), composed, jobs, varied)
         try:
             validate_config(settings, overrides=list(job.hydra.overrides.task), runs_here=not on_a_cluster(config))
             data = OmegaConf.to_yaml(OmegaConf.masked_copy(settings, ["task", "model"]))
@@ -368,6 +375,23 @@ def check_sweep_jobs(config: DictConfig) -> None:
             values = re.sub(r"\\(.)", r"\1", values)  # as typed: Hydra's escapes (cross\:9\:0) taken out
             job = f"job {number} of the sweep" + (f" ({values})" if values else "")
             raise type(error)(f"{job} cannot run, so no job was started: {error}") from None
+
+
+def check_not_repeated(number: int, settings: str, composed: dict[str, int], jobs, varied) -> None:
+    """Two jobs of one sweep with the same settings (`seed=0,0,1`, `seed=0,00`, `model.heads=2,2`) would train the same
+    run twice, and the report would count it twice: a mean over seeds of n it does not have, a confidence interval
+    and a t-test narrower than the data allow. Refused, naming the two jobs."""
+    first = composed.setdefault(settings, number)
+    if first == number:
+        return
+
+    def values(job: int) -> str:
+        return " ".join(o for o in jobs[job] if o.split("=")[0].lstrip("+~") in varied)
+
+    raise ConfigError(
+        f"jobs {first} ({values(first)}) and {number} ({values(number)}) of the sweep have the same settings: the "
+        "same run trained twice, counted twice in the report's statistics: give each value once"
+    )
 
 
 def sweep_checkpoint(ckpt_path: str, read: dict[Path, dict]) -> tuple[Path, dict]:

@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -507,6 +507,18 @@ def _mps_available() -> bool:
     return torch.backends.mps.is_available()
 
 
+def check_gradient_clip_algorithm(algorithm: Any) -> None:
+    """+trainer.gradient_clip_algorithm: Lightning's names (norm, value; any case, as Lightning reads them), which it
+    checks only when training starts."""
+    from lightning.pytorch.utilities import GradClipAlgorithmType
+
+    names = [kind.value for kind in GradClipAlgorithmType]
+    if algorithm is not None and str(algorithm).lower() not in names:
+        raise ConfigError(
+            f"trainer.gradient_clip_algorithm={algorithm} is not known to Lightning: choose one of {', '.join(names)}"
+        )
+
+
 def _check_trainer(trainer, runs_here: bool = True) -> None:
     """The Trainer arguments Lightning would reject late (after data and model are built) or never; with
     `runs_here`, also GPUs this machine does not have."""
@@ -533,6 +545,7 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
             f"did you mean trainer.strategy={close[0]}?" if close else "choose auto, ddp or ddp_spawn (or trainer=ddp)"
         )
         raise ConfigError(f"trainer.strategy={trainer.strategy} is not a strategy Lightning knows: {fix}")
+    check_gradient_clip_algorithm(trainer.get("gradient_clip_algorithm"))
     accelerators = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
     if isinstance(trainer.accelerator, str) and trainer.accelerator not in accelerators:
         raise ConfigError(

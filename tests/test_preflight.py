@@ -110,6 +110,17 @@ EARLY_REFUSALS = [
         "job 1 of the sweep",
     ),
     ("a sweep resuming last", lambda d: ["-m", *SMALL_REVERSE, "seed=0,1", "ckpt_path=last"], "ckpt_path=last"),
+    # the same job twice: one run counted twice in the report's statistics (a seed written as 0 and as 00 too)
+    (
+        "a sweep repeating a seed",
+        lambda d: ["-m", *SMALL_REVERSE, "seed=0,1,00"],
+        "jobs 0 (seed=0) and 2 (seed=00) of the sweep have the same settings",
+    ),
+    (
+        "a stacked sweep repeating a value",
+        lambda d: ["-m", *SMALL_REVERSE, "model.heads=2,2", "seed=0,1", "hydra/launcher=stacked"],
+        "jobs 0 (model.heads=2 seed=0) and 2 (model.heads=2 seed=0) of the sweep have the same settings",
+    ),
     # a search that picks its jobs as it goes (Optuna): the data every trial reads is checked before the first
     (
         "a search over bad data",

@@ -114,6 +114,7 @@ BAD_CONFIGS = [
     (["model.norm_type=batchnorm"], "model.norm_type"),
     (["model.dropout=1.5"], "model.dropout"),
     (["model.layers=0"], "model.enc_layers"),
+    (["+trainer.gradient_clip_algorithm=bogus"], "trainer.gradient_clip_algorithm=bogus is not known to Lightning"),
     (["model.layers=null"], "model.layers=null leaves model.enc_layers and model.dec_layers without a layer count"),
     (["task=char_lm", "model.layers=null"], "model.layers=null leaves model.dec_layers without"),  # enc: unread
     (["mask.type=diagonal"], "mask"),

@@ -59,7 +59,7 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
         return f"model.pretrained={cfg.model.pretrained} (a stacked group starts from random weights)"
     if trainer.get("accumulate_grad_batches", 1) not in (None, 1):
         return "trainer.accumulate_grad_batches is not 1"
-    if trainer.get("gradient_clip_algorithm") not in (None, "norm"):
+    if str(trainer.get("gradient_clip_algorithm") or "norm").lower() != "norm":  # Lightning reads it in any case
         return f"trainer.gradient_clip_algorithm={trainer.gradient_clip_algorithm} (members clip by norm)"
     others = [name for name in cfg.get("callbacks") or {} if name != "EarlyStopping"]
     if others:  # EarlyStopping is each member's own (src/training/stacked.py)

@@ -44,6 +44,7 @@ def test_the_default_experiment_can_be_stacked_on_a_cpu_and_on_one_gpu():
     assert why_not_stacked(composed("trainer=gpu")) is None
     assert why_not_stacked(composed("ckpt_path=last")) is None  # a stacked sweep resumed in its own directory
     assert why_not_stacked(composed("checkpoint.every_n_train_steps=10")) is None
+    assert why_not_stacked(composed("+trainer.gradient_clip_algorithm=Norm")) is None  # Lightning reads any case
 
 
 @pytest.mark.parametrize(
@@ -152,3 +153,30 @@ def test_an_interrupted_member_resumes_only_with_the_group_it_was_saved_with(tmp
     check_same_groups([0, 1, 2], saved, dirs)  # the same group: it resumes
     with pytest.raises(ConfigError, match=r"0_seed:0 was interrupted in a stacked group of 3 .*seeds added or removed"):
         check_same_groups([0, 1, 2, 3], group_state_path(tmp_path, [0, 1, 2, 3]), dirs)
+
+
+def test_a_copied_sweep_resumes_from_its_own_group_states(tmp_path):
+    """run.json holds the path a group state was saved at; in a copy of the sweep (the original still in place) the
+    member resumes with the copy's state of the same name, as it would have in the original."""
+    import shutil
+
+    from src.model import ConfigError
+    from src.preflight import check_same_groups
+    from src.provenance import write_record
+
+    original = tmp_path / "sweep"
+    saved = group_state_path(original, [0, 1])
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(b"state")
+    dirs = [original / f"{n}_seed:{n}" for n in range(3)]
+    for run_dir in dirs[:2]:
+        write_record(
+            run_dir,
+            {"status": "interrupted", "stacked": {"members": [str(d) for d in dirs[:2]], "group_state": str(saved)}},
+        )
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    copied = [copy / d.name for d in dirs]
+    check_same_groups([0, 1], group_state_path(copy, [0, 1]), copied)  # the same group, in the copy: it resumes
+    with pytest.raises(ConfigError, match=rf"its state: {copy}/stacked_groups/jobs-0-1.ckpt\), which this sweep"):
+        check_same_groups([0, 1, 2], group_state_path(copy, [0, 1, 2]), copied)
