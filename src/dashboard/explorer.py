@@ -399,7 +399,7 @@ def page_data(view: AttentionOnText) -> dict:
             "ablated": view.ablated.get(site, [[False] * heads for _ in range(layers)]),
             "names": [[head_name(site, layer, head) for head in range(heads)] for layer in range(layers)],
             # a head's key/value group in a grouped-query model (its note), None in a multi-head one
-            "kv_groups": kv_group_notes(view.kv_groups.get(site)),
+            "kv_groups": kv_group_notes(site, layers, view.kv_groups.get(site)),
             "layer_names": [layer_name(site, layer) for layer in range(layers)],
         }
     switched_off = [
@@ -424,13 +424,21 @@ def page_data(view: AttentionOnText) -> dict:
     }
 
 
-def kv_group_notes(groups: list[int] | None) -> list[str] | None:
-    """Per query head, the line that says which heads share its keys and values ("key/value head 1, shared by heads
-    2, 3"), from each head's group; None where every head has its own."""
+def kv_group_notes(site: str, layers: int, groups: list[int] | None) -> list[list[str]] | None:
+    """Per layer and query head, the line that says which heads share its keys and values, each head named as
+    `ablate.heads` takes it and the key/value head as the points `k@`/`v@` index it ("key/value head 1 of
+    k@self:0 and v@self:0, shared by self:0:2, self:0:3"), from each head's group; None where every head has its
+    own."""
     if groups is None:
         return None
     sharing = {group: [h for h, g in enumerate(groups) if g == group] for group in groups}
-    return [f"key/value head {g}, shared by heads {', '.join(map(str, sharing[g]))}" for g in groups]
+
+    def line(layer: int, group: int) -> str:
+        where = layer_name(site, layer)
+        shared = ", ".join(head_name(site, layer, h) for h in sharing[group])
+        return f"key/value head {group} of k@{where} and v@{where}, shared by {shared}"
+
+    return [[line(layer, g) for g in groups] for layer in range(layers)]
 
 
 def _finite(value: float | None) -> float | None:
@@ -622,7 +630,7 @@ function number(s, l, h) {
 // A head's note: its figures from each analysis the run has (importance, then patching), and its key/value group.
 function note(s, l, h) {
   const line = (notes) => (notes && notes[l] && notes[l][h] ? notes[l][h] : "");
-  return [line(s.notes), line(s.restored_notes), s.kv_groups ? s.kv_groups[h] : ""].filter(Boolean).join("; ");
+  return [line(s.notes), line(s.restored_notes), line(s.kv_groups)].filter(Boolean).join("; ");
 }
 function element(tag, className, text) {
   const e = document.createElement(tag);

@@ -326,3 +326,23 @@ def test_a_heads_fraction_restored_by_patching_is_on_it_and_in_its_note(browser,
     assert not browser.find_element(By.ID, "measure-choice").is_displayed()
     assert facts["headsLabel"] == "heads (number: importance)" and why in facts["legend"]["text"]
     assert "patching" not in browser.find_elements(By.CSS_SELECTOR, "#heads .head")[2].get_attribute("title")
+
+
+def test_a_grouped_heads_note_names_the_heads_sharing_its_keys_as_ablate_heads_takes_them(browser, tmp_path):
+    """Under grouped-query attention each head's note names its key/value head (as k@ and v@ index it) and the heads
+    sharing it by the names ablate.heads takes, on every layer its own: the chip's, the enlarged map's and a model
+    view cell's."""
+    view = synthetic_view(layers=2, heads=4, tokens=6, ablated=())
+    view.kv_groups = {"encoder_self": [0, 0, 1, 1]}
+    path = tmp_path / "grouped.html"
+    write_page(view, path)
+    open_page(browser, path)
+    assert_fits(layout(browser))
+    chip = browser.find_elements(By.CSS_SELECTOR, "#heads .head")[2]
+    shared = "key/value head 1 of k@encoder_self:0 and v@encoder_self:0, shared by encoder_self:0:2, encoder_self:0:3"
+    assert chip.get_attribute("title") == f"encoder_self:0:2; {shared}"
+    cell = browser.find_element(By.CSS_SELECTOR, "#model-view .cell[data-name='encoder_self:1:1']")
+    assert cell.get_attribute("title") == (
+        "encoder_self:1:1; key/value head 0 of k@encoder_self:1 and v@encoder_self:1, shared by "
+        "encoder_self:1:0, encoder_self:1:1"
+    )

@@ -446,7 +446,14 @@ def test_the_attention_page_of_a_grouped_model_says_which_heads_share_their_keys
     data = data_of(page)
     assert "4 heads a layer sharing 2 key/value heads (model.kv_heads=2), model.pos_encoding=rope" in data["about"]
     groups = data["sites"]["decoder_self"]["kv_groups"]
-    assert groups == [f"key/value head {h // 2}, shared by heads {h // 2 * 2}, {h // 2 * 2 + 1}" for h in range(4)]
+    assert groups == [
+        [
+            f"key/value head {h // 2} of k@decoder_self:{layer} and v@decoder_self:{layer}, shared by "
+            f"decoder_self:{layer}:{h // 2 * 2}, decoder_self:{layer}:{h // 2 * 2 + 1}"
+            for h in range(4)
+        ]
+        for layer in range(2)
+    ]  # each head as ablate.heads takes it, the key/value head as k@ and v@ index it
 
 
 def test_the_missing_prefix_warning_gives_the_prefix_of_the_tasks_own_direction():
