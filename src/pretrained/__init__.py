@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,22 @@ def pretrained_config(name_or_dir: str, num_classes: int = 0) -> tuple[Transform
     """Our TransformerConfig of a pretrained model (config only: no weights read)."""
     directory = resolve(name_or_dir)
     hf_config = read_hf_config(directory, name_or_dir)
-    cfg = family_of(hf_config, name_or_dir).model_config(hf_config, num_classes)
+    family = family_of(hf_config, name_or_dir)
+    cfg = family.model_config(hf_config, num_classes)
     cfg.stop_ids = [*cfg.stop_ids, *generation_stop_ids(directory, cfg)]
-    return cfg.validate(), directory, hf_config
+    try:
+        return cfg.validate(), directory, hf_config
+    except ConfigError as error:
+        raise ConfigError(unloadable_line(name_or_dir, str(error), getattr(family, "CONFIG_FIELDS", {}))) from None
+
+
+def unloadable_line(name: str, problem: str, fields: dict[str, str]) -> str:
+    """A pretrained config our model cannot be built from, said in the config.json's own names: validate() speaks of
+    model.* settings, which a user cannot set for a pretrained model, and ends with a fix that sets one. `fields`:
+    the family's map of our settings to its config.json fields (CONFIG_FIELDS); a setting it lacks keeps our name."""
+    what = problem.split(": ", 1)[0]  # the problem, without the fix addressed to model.* settings
+    what = re.sub(r"\bmodel\.(\w+)", lambda m: fields.get(m.group(1), m.group(0)), what)
+    return f"{name} cannot be loaded: its config.json gives a model this framework does not build ({what})"
 
 
 def generation_stop_ids(directory: Path, cfg: TransformerConfig) -> list[int]:

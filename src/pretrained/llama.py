@@ -53,6 +53,24 @@ def first_id(value: int | list[int] | None) -> int | None:
     return value[0] if isinstance(value, list) else value
 
 
+# Our model settings -> the config.json fields they are read from: a config we cannot build (num_key_value_heads not
+# dividing num_attention_heads) is refused in the file's own names (src/pretrained/__init__.py unloadable_line)
+CONFIG_FIELDS = {
+    "d_model": "hidden_size",
+    "heads": "num_attention_heads",
+    "kv_heads": "num_key_value_heads",
+    "head_dim": "head_dim",
+    "dec_layers": "num_hidden_layers",
+    "d_ff": "intermediate_size",
+    "attention_dropout": "attention_dropout",
+    "max_len": "max_position_embeddings",
+    "rope_theta": "rope_theta",
+    "rope_scaling": "rope_scaling",
+    "norm_eps": "rms_norm_eps",
+    "tgt_vocab_size": "vocab_size",
+}
+
+
 def decoder_config(hf: Any, family: str, **family_settings) -> TransformerConfig:
     """Our TransformerConfig of a Llama-shaped transformers config (Llama, Qwen2, Mistral): what they share, with
     `family_settings` overriding (Qwen2's biases on Q, K and V; Mistral's sliding window)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from src.model import TransformerConfig
 
+from .llama import CONFIG_FIELDS as CONFIG_FIELDS  # its config.json names Llama's settings as Llama's does
 from .llama import convert, decoder_config
 
 __all__ = ["convert", "model_config"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from src.model import ConfigError, TransformerConfig
 
+from .llama import CONFIG_FIELDS as CONFIG_FIELDS  # its config.json names Llama's settings as Llama's does
 from .llama import convert, decoder_config
 
 __all__ = ["convert", "model_config"]

@@ -48,6 +48,23 @@ from .convert import Weights, fuse
 FEED_FORWARDS = {"relu": "relu", "gated-gelu": "geglu_tanh"}
 # The classes whose checkpoints hold what we map: the base model, with or without its LM head.
 ARCHITECTURES = ("T5ForConditionalGeneration", "T5Model")
+# Our model settings -> the config.json fields they are read from (src/pretrained/__init__.py unloadable_line)
+CONFIG_FIELDS = {
+    "d_model": "d_model",
+    "heads": "num_heads",
+    "head_dim": "d_kv",
+    "enc_layers": "num_layers",
+    "dec_layers": "num_decoder_layers",
+    "d_ff": "d_ff",
+    "dropout": "dropout_rate",
+    "attention_dropout": "dropout_rate",
+    "ffn_dropout": "dropout_rate",
+    "relative_buckets": "relative_attention_num_buckets",
+    "relative_max_distance": "relative_attention_max_distance",
+    "norm_eps": "layer_norm_epsilon",
+    "tgt_vocab_size": "vocab_size",
+    "src_vocab_size": "vocab_size",
+}
 
 
 def scales_its_output(hf: Any) -> bool:

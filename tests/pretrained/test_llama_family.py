@@ -5,6 +5,8 @@ for token, and cached decoding with grouped KV heads equal to full recomputation
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -147,6 +149,21 @@ def test_unsupported_variants_are_refused_by_name(family, overrides, message, tm
     config_class(**settings, **overrides).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match=message):
         pretrained_config(str(tmp_path))
+
+
+def test_a_config_our_model_cannot_be_built_from_is_refused_in_its_own_names(tmp_path):
+    """validate()'s problem said with config.json's field names (model.kv_heads cannot be set for a pretrained
+    model), and without its fix, which would set one: 3 key/value heads for 4 query heads."""
+    transformers.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                             vocab_size=VOCAB).save_pretrained(tmp_path)  # fmt: skip
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_key_value_heads": 3}))
+    with pytest.raises(ConfigError) as refused:
+        pretrained_config(str(tmp_path))
+    assert str(refused.value) == (
+        f"{tmp_path} cannot be loaded: its config.json gives a model this framework does not build "
+        "(num_key_value_heads=3 does not divide num_attention_heads=4)"
+    )
 
 
 def test_a_head_size_apart_from_d_model_over_heads_and_every_bias_are_loaded(tmp_path):
