@@ -217,6 +217,9 @@ def hydra_error_line(error: HydraException, command: str = "src.run", argv: list
     if override is None:
         return f"{text.splitlines()[0]}: check the command line against python -m {command} --help"
     key = override.group(1).split("=")[0].lstrip("+~")
+    inner = re.search(r"full_key: (\S+)", cause)
+    if ("not in" in cause or "not in struct" in cause) and inner and inner.group(1).startswith(f"{key}."):
+        return unknown_inner_key_line(key, inner.group(1), line)  # model.rope_scaling={type:linear,foo:3}
     if "not in" in cause or "not in struct" in cause:
         return unknown_key_line(key, line)
     if "does not support deletion" in cause:
@@ -434,16 +437,38 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
         return f"{key} belongs to {owners}, not to {group}={choices[group]}: {choose}, or drop {written}"
     if training_line := a_training_setting_line(key, line, cfg):
         return training_line
-    # No option has it: the setting it is closest to, in this config or in another option of its group.
+    # No option has it: the setting it is closest to, in this config or in another option of its group. Not the
+    # node it was typed under (model.rope_scaling for model.rope_scaling.foo): that holds settings, not a value.
+    ancestors = {key.rsplit(".", n)[0] for n in range(1, key.count(".") + 1)}
     ours = [path for path in setting_paths(cfg) if key.startswith("hydra.") or not path.startswith("hydra")]
     theirs = {path: option for option, keys in keys_by_option.items() for path in keys if path not in ours}
-    close = closest_setting(key, [*ours, *theirs])
+    close = closest_setting(key, [path for path in [*ours, *theirs] if path not in ancestors])
     if close is not None:
         suggestion = f"{close}={line.value_of(key)}" if "=" in written else close
         owner = f" (with {group}={theirs[close]})" if close in theirs else ""
         see = f"python -m {line.command} --cfg job prints every setting"
         return f"{key} is not a setting: did you mean {suggestion}{owner}? ({see})"
+    parent = key.rpartition(".")[0]
+    settings = settings_of_node(cfg, parent)
+    if 0 < len(settings) <= 8:  # a small node's settings fit the line (model.rope_scaling's); model's 37 do not
+        return f"{key} is not a setting: {parent} has {', '.join(settings)}"
     return not_a_setting_line(key, line.command)
+
+
+def settings_of_node(cfg: DictConfig | None, path: str) -> list[str]:
+    """The names of the settings a node of the config holds (model.rope_scaling: type, factor, ...); none when `path`
+    is not a node of it."""
+    node = OmegaConf.select(cfg, path, default=None) if cfg is not None and path else None
+    return [str(name) for name in node] if isinstance(node, DictConfig) else []
+
+
+def unknown_inner_key_line(key: str, inner: str, line: CommandLine) -> str:
+    """`model.rope_scaling={type:linear,foo:3}`: a node's settings given as one value, one of which the node lacks."""
+    with fresh_hydra() as loader:
+        cfg, _, _ = where_settings_are(key, line, loader)
+    settings = settings_of_node(cfg, key)
+    has = f": {key} has {', '.join(settings)}" if settings else ""
+    return f"{line.written(key)} sets {inner}, which is not a setting{has}"
 
 
 def closest_setting(key: str, paths: list[str]) -> str | None:

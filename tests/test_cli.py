@@ -317,6 +317,19 @@ def test_an_override_must_fit_every_option_a_sweep_runs(args, line, capsys, tmp_
             ["ckpt=x.ckpt", "colour=red"],
             "colour is not a setting: check its spelling (python -m src.predict --cfg job prints every setting)",
         ),
+        # under a node of a few settings: they are named, never the node itself (model.rope_scaling=3 is refused)
+        (
+            "src.run",
+            ["model.pos_encoding=rope", "model.rope_scaling.foo=3"],
+            "model.rope_scaling.foo is not a setting: model.rope_scaling has type, factor, low_freq_factor, "
+            "high_freq_factor, original_max_len",
+        ),
+        (
+            "src.run",
+            ["model.pos_encoding=rope", "model.rope_scaling={type:linear,factor:2,foo:3}"],
+            "model.rope_scaling={type:linear,factor:2,foo:3} sets model.rope_scaling.foo, which is not a setting: "
+            "model.rope_scaling has type, factor, low_freq_factor, high_freq_factor, original_max_len",
+        ),
     ],
 )
 def test_a_mistyped_key_gets_the_closest_setting(module, args, line, capsys, tmp_path):
