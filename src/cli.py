@@ -585,6 +585,8 @@ def wrong_value_line(key: str, cause: str, line: CommandLine) -> str:
     full_key = re.search(r"full_key: (\S+)", cause)
     with fresh_hydra():
         cfg = compose_or_none(line.config_name, line.without(key))
+    if cfg is not None and (training := a_training_setting_line(key, line, cfg)):
+        return training  # `src.predict ... mask=causal`: the checkpoint's, as mask.window=2 is told
     target = full_key.group(1) if full_key else key
     current = OmegaConf.select(cfg, target, default=None) if cfg is not None else None
     kinds = {

@@ -396,6 +396,12 @@ def test_the_closest_setting_is_a_typo_of_the_name_not_another_setting_of_the_sa
             "model settings cannot be changed here): drop model.heads=4, or train a run with it: python -m src.run "
             "model.heads=4",
         ),
+        (  # a group's option too: the mask is the checkpoint's (mask.window=2 was told so; mask=causal too now)
+            "src.predict",
+            ["ckpt=x.ckpt", "mask=causal"],
+            "mask is not a setting of python -m src.predict, which takes the mask from the checkpoint (it cannot be "
+            "changed here): drop mask=causal, or train a run with it: python -m src.run mask=causal",
+        ),
         (  # their own settings are still typos of theirs
             "src.predict",
             ["ckpt=x.ckpt", "decode.beam_sise=3"],

@@ -162,7 +162,8 @@ class SplitMetrics(nn.Module):
         if self.kind == "classification":
             values["acc"] = self.acc.compute().item()
         else:
-            values["ppl"] = math.exp(min(loss, 50.0))  # capped: exp of a diverged loss is just inf
+            # exp past ~709 overflows a float (math.exp raises): inf, as the perplexity of a diverged loss is
+            values["ppl"] = math.exp(loss) if not loss >= 700.0 else math.inf  # (NaN stays NaN)
             values["token_acc"] = self.token_acc.compute().item()
         if self.kind == "seq2seq" and self.exact_match.update_count > 0:
             values["exact_match"] = self.exact_match.compute().item()

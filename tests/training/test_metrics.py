@@ -3,12 +3,14 @@ one name: no split gets two BLEUs, and every metric says in words what it is."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 import sacrebleu
+import torch
 
-from src.training.metrics import CorpusBLEU
+from src.training.metrics import CorpusBLEU, SplitMetrics
 
 WORDS = "a man woman dog cat sees runs plays in the park on street with ball".split()
 
@@ -83,3 +85,19 @@ def test_every_metric_says_what_it_is_and_over_how_many_examples(tag, kind, word
 
     described = describe_metric(tag, kind, {"val": 16, "test": 8})
     assert described.startswith(words) and ": " not in described  # printed lines are read as `tag: value`
+
+
+@pytest.mark.parametrize("loss", [2.0, 57.85, 800.0, float("nan")])
+def test_perplexity_is_exp_of_the_loss_however_large(loss):
+    """A loss of 57.85 (a random model on a large vocabulary) has a perplexity of exp(57.85), not the exp(50) a cap
+    once made of it; past a float's range it is inf, and a NaN loss's is NaN."""
+    metrics = SplitMetrics("lm", num_outputs=5, with_bleu=False)
+    metrics.update_loss(torch.tensor(loss), torch.tensor(3.0))
+    metrics.update_predictions(torch.zeros(1, 2, 5), torch.zeros(1, 2, dtype=torch.long))
+    ppl = metrics.compute()["ppl"]
+    if math.isnan(loss):
+        assert math.isnan(ppl)
+    elif loss > 700:
+        assert ppl == math.inf
+    else:
+        assert math.log(ppl) == pytest.approx(loss, abs=1e-5)  # the float32 mean's rounding, exponentiated
