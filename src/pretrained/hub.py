@@ -85,11 +85,17 @@ def read_hf_config(directory: Path, name: str) -> Any:
         import transformers
     except ImportError:
         raise ConfigError(f"pretrained models need the optional dependencies: {INSTALL}") from None
+    # transformers' own advice while it reads the file (a YaRN factor that disagrees with the context lengths) would
+    # come before our one line on the same config (refused, or read as we document): errors only, while reading
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
     try:
         return transformers.AutoConfig.from_pretrained(directory)
     except (ValueError, KeyError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(f"{name}: transformers cannot read its config.json ({first_line})") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
 
 
 def read_weights(directory: Path, name: str) -> dict[str, Tensor]:

@@ -164,6 +164,9 @@ def quiet_lightning() -> None:
     # The module reads each batch's padding before the transfer (module.py: it knows the model's pad id); Lightning
     # warns whenever a module with that hook is given a datamodule, which is every run here.
     warnings.filterwarnings("ignore", message=".*overridden `on_before_batch_transfer` in `LightningModule`.*")
+    # Lightning warns when an epoch has fewer batches than log_every_n_steps, but it counts logging steps across
+    # epochs (the loop's batches that stepped): a run of small data is logged every N steps all the same.
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
 
 
 def config_tree(cfg: DictConfig, title: str = "config") -> Tree:

@@ -6,12 +6,15 @@ for token, and cached decoding with grouped KV heads equal to full recomputation
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from src.model import ConfigError, generate
 from src.pretrained import load_pretrained, pretrained_config
+from tests.conftest import ROOT
 
 from .conftest import PAD, VOCAB, save, tiny_decoder, transformers
 
@@ -149,6 +152,25 @@ def test_unsupported_variants_are_refused_by_name(family, overrides, message, tm
     config_class(**settings, **overrides).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match=message):
         pretrained_config(str(tmp_path))
+
+
+def test_a_refused_config_is_one_line_without_transformers_advice_before_it(tmp_path):
+    """An older file's YaRN scaling whose factor disagrees with its context lengths: transformers logs its advice
+    while reading the file; the command's one line is all that is said (a process of its own: transformers' log
+    handler keeps the stream it found first)."""
+    transformers.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                             vocab_size=VOCAB, max_position_embeddings=64).save_pretrained(tmp_path)  # fmt: skip
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.pop("rope_parameters", None)
+    scaling = {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 16}  # 64 / 16 is 4
+    (tmp_path / "config.json").write_text(json.dumps({**config, "rope_theta": 5e5, "rope_scaling": scaling}))
+    result = subprocess.run(
+        [sys.executable, "-m", "src.predict", f"ckpt=hf:{tmp_path}", "text=hi"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: Llama with RoPE scaling 'yarn' is not supported: supported are "
+                                          "default, linear, llama3"]  # fmt: skip
 
 
 def test_a_config_our_model_cannot_be_built_from_is_refused_in_its_own_names(tmp_path):
