@@ -25,6 +25,7 @@ from src.data.files import resolve_path
 from src.data.registry import resolve_task_config
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
+from src.model.config import unknown_choice
 from src.model.masks import MASK_SCHEMES
 from src.model.transformer import ARCHITECTURE_CLASSES
 from src.schema import (
@@ -55,9 +56,9 @@ ARCH_CHOICES = ("auto", "encoder_decoder", "decoder_only", "encoder_only")
 DECODE_STRATEGIES = ("greedy", "beam", "sample")
 
 
-def _check_choice(field_name: str, value: str, allowed: tuple[str, ...]) -> None:
+def _check_choice(field_name: str, value: str, allowed: tuple[str, ...], names: str = "") -> None:
     if value not in allowed:
-        raise ConfigError(f"{field_name}={value!r} is not known: choose one of {', '.join(allowed)}")
+        raise unknown_choice(field_name, value, allowed, names)  # `names`: what it names, for a typed true or false
 
 
 def check_layer_count(cfg: DictConfig, arch: str | None = None) -> None:
@@ -105,7 +106,7 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
     check_pretrained(cfg, job_overrides() if overrides is None else overrides)
 
     # --- model and mask ---
-    _check_choice("model.arch", cfg.model.arch, ARCH_CHOICES)
+    _check_choice("model.arch", cfg.model.arch, ARCH_CHOICES, "the architecture")
     arch, needed = resolve_arch(cfg), ARCH_FOR_KIND[spec.kind]
     if arch != needed:
         raise ConfigError(
@@ -768,6 +769,7 @@ def warn_unread_settings(cfg: DictConfig) -> None:
         *unread_model_settings(cfg, spec),
         *unread_ffn_settings(cfg),
         *unread_positional_settings(cfg),
+        *idle_rope_scaling(cfg),
         *unread_task_settings(cfg, spec),
         *unread_dashboard_settings(cfg, spec),
         *unread_decode_settings(cfg, spec),
@@ -891,16 +893,23 @@ def unread_model_settings(cfg: DictConfig, spec) -> list[str]:
 def unread_ffn_settings(cfg: DictConfig) -> list[str]:
     """The feed-forward network's settings with model.ffn=false (attention-only layers), which build none: model.d_ff
     when typed on the command line (every model preset sets it, so its value alone says nothing), model.activation,
-    model.ffn_dropout and model.ffn_bias when given. Nothing with model.pretrained (its layers have their feed-forward
+    model.ffn_dropout and model.ffn_bias when given; and model.parallel_layers, which has no FFN to put beside the
+    attention (its own line: another reason). Nothing with model.pretrained (its layers have their feed-forward
     networks)."""
     if cfg.model.get("pretrained") or cfg.model.get("ffn", True):
         return []
     given = [f"model.d_ff={cfg.model.d_ff}"] if "model.d_ff" in typed_settings() else []
     given += given_settings(cfg.model, "model.", ["activation", "ffn_dropout", "ffn_bias"], ModelConfig())
-    if not given:
-        return []
-    why = "attention-only layers: no feed-forward sublayer"
-    return [unread_line(given, "with model.ffn=false", ["model.ffn=true"], why)]
+    lines = []
+    if given:
+        why = "attention-only layers: no feed-forward sublayer"
+        lines.append(unread_line(given, "with model.ffn=false", ["model.ffn=true"], why))
+    # A parallel layer puts the FFN beside the attention: without an FFN, it is the sequential pre-LN layer
+    parallel = given_settings(cfg.model, "model.", ["parallel_layers"], ModelConfig())
+    if parallel:
+        why = "an attention-only parallel layer is the sequential pre-LN layer: no FFN runs beside the attention"
+        lines.append(unread_line(parallel, "with model.ffn=false", ["model.ffn=true"], why))
+    return lines
 
 
 def unread_positional_settings(cfg: DictConfig) -> list[str]:
@@ -924,6 +933,32 @@ def unread_positional_settings(cfg: DictConfig) -> list[str]:
     return grouped_lines(
         given, lambda path: readers[path.split(".")[1]], f"with model.pos_encoding={cfg.model.pos_encoding}"
     )
+
+
+def idle_rope_scaling(cfg: DictConfig) -> list[str]:
+    """model.rope_scaling with factor 1 (linear's default), which scales no frequency: the run is the unscaled RoPE's
+    while its config records a scaling. Legal, and not refused: a sweep over model.rope_scaling.factor=1,2,4,8 has
+    its baseline at 1 (transformers takes factor 1.0 too). Nothing with model.pretrained (its config.json sets it),
+    nor with another scheme (unread_positional_settings says it is unread there)."""
+    from src.model.positional import build_rope_scaling
+    from src.schema import rope_scaling_settings
+
+    if cfg.model.get("pretrained") or cfg.model.pos_encoding != "rope":
+        return []
+    settings = rope_scaling_settings(cfg.model.rope_scaling)
+    scaling = build_rope_scaling(settings)
+    if scaling is None or not scaling.scales_nothing():
+        return []
+    factor = (
+        f"model.rope_scaling.factor={scaling.factor}"
+        if "factor" in settings
+        else f"its default factor {scaling.factor}"
+    )
+    return [
+        f"model.rope_scaling.type={settings['type']} has no effect with {factor} (every frequency is divided by "
+        "1: the unscaled RoPE): set model.rope_scaling.factor=N for N times the trained length, or leave "
+        "model.rope_scaling out"
+    ]
 
 
 def unread_task_settings(cfg: DictConfig, spec) -> list[str]:

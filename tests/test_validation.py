@@ -112,6 +112,24 @@ BAD_CONFIGS = [
     (["model.pos_encoding=rope", "model.rope_scaling.type=yarn"], "model.rope_scaling.type='yarn' is not known"),
     (["model.pos_encoding=rope", "model.rope_scaling.factor=2"], "model.rope_scaling.factor=2.0 is given without"),
     (["model.norm_type=batchnorm"], "model.norm_type"),
+    # T5's buckets: a decoder's are one-way, so max_distance must exceed relative_buckets/2 (not /4) exact distances
+    (
+        ["task=induction", "model.pos_encoding=t5_relative", "model.relative_max_distance=12"],
+        "model.relative_max_distance=12 must exceed the exact distances of a decoder's one-way buckets, "
+        "relative_buckets/2 = 16: set model.relative_max_distance=17 or more",
+    ),
+    (
+        ["model.pos_encoding=t5_relative", "model.relative_buckets=8", "model.relative_max_distance=3"],
+        "model.relative_max_distance=3 must exceed the exact distances of a decoder's one-way buckets",
+    ),
+    (["model.norm_eps=-1", "model.qk_norm=true", "model.norm_type=rmsnorm"], "model.norm_eps=-1.0 must be > 0"),
+    (["model.norm_eps=0"], "model.norm_eps=0.0 must be > 0"),
+    (
+        ["model.attention_bias=false"],
+        "model.attention_bias=false is not known: it is not a switch but names the projections with biases: choose "
+        "one of all, qkv, none (none: no biases)",
+    ),
+    (["model.arch=true"], "model.arch=true is not known: it is not a switch but names the architecture"),
     (["model.dropout=1.5"], "model.dropout"),
     (["model.layers=0"], "model.enc_layers"),
     (["+trainer.gradient_clip_algorithm=bogus"], "trainer.gradient_clip_algorithm=bogus is not known to Lightning"),
@@ -140,6 +158,28 @@ def test_semantic_errors_are_one_line_naming_the_field(compose, overrides, field
     message = str(raised.value)
     assert field in message
     assert "\n" not in message
+
+
+def float_settings() -> list[str]:
+    """Every model.* setting that holds a real number, read from the schema (model.rope_scaling's too)."""
+    from src.schema import RopeScalingConfig
+
+    model = [f"model.{f.name}" for f in dataclasses.fields(ModelConfig) if "float" in str(f.type)]
+    scaling = [f"model.rope_scaling.{f.name}" for f in dataclasses.fields(RopeScalingConfig) if "float" in str(f.type)]
+    return model + scaling
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("setting", float_settings())
+def test_a_float_setting_that_is_not_a_finite_number_is_one_line(compose, setting, value):
+    """A range check written as a comparison lets nan through (nan <= 1 is false): model.rope_theta=nan trained and
+    'diverged' at step 1. Every float setting is refused, read or not (here with RoPE and a scaling: all are read)."""
+    scaling = ["model.rope_scaling.type=llama3"] if setting.startswith("model.rope_scaling.") else []
+    cfg = compose("model.pos_encoding=rope", *scaling, f"{setting}={value}")
+    with pytest.raises(ConfigError) as refused:
+        validate_config(cfg)
+    assert str(refused.value).startswith(f"{setting}={value} is not a finite number: give one")
+    assert "\n" not in str(refused.value)
 
 
 def test_encoder_only_on_translation_names_the_fix(compose, translation_overrides):
@@ -319,6 +359,23 @@ UNREAD = [
         "only model.pos_encoding=rope reads them",
     ),
     (
+        ["model.pos_encoding=rope", "model.rope_scaling.type=linear"],
+        "model.rope_scaling.type=linear has no effect with its default factor 1.0 (every frequency is divided by 1: "
+        "the unscaled RoPE): set model.rope_scaling.factor=N for N times the trained length, or leave "
+        "model.rope_scaling out",
+    ),
+    (
+        ["model.pos_encoding=rope", "model.rope_scaling.type=llama3", "model.rope_scaling.factor=1"],
+        "model.rope_scaling.type=llama3 has no effect with model.rope_scaling.factor=1.0 (every frequency is divided "
+        "by 1: the unscaled RoPE): set model.rope_scaling.factor=N for N times the trained length, or leave "
+        "model.rope_scaling out",
+    ),
+    (
+        ["task=induction", "model.parallel_layers=true", "model.norm_position=pre", "model.ffn=false"],
+        "model.parallel_layers=true has no effect with model.ffn=false (an attention-only parallel layer is the "
+        "sequential pre-LN layer: no FFN runs beside the attention): only model.ffn=true reads it",
+    ),
+    (
         ["logger.tracking_uri=file:runs"],
         "logger.tracking_uri=file:runs has no effect with logger=tensorboard: only mlflow reads it",
     ),
@@ -347,6 +404,9 @@ READ = [
     ["task=char_lm", "decode.temperature=0.5", "decode.top_k=5"],
     ["trainer.enable_progress_bar=true", "progress_every_n_steps=10"],
     ["sweep_catch_errors=false", "report.baseline='model.heads=4'"],  # a sweep's or not: not known outside Hydra
+    ["model.pos_encoding=rope", "model.rope_scaling.type=linear", "model.rope_scaling.factor=2"],
+    ["model.pos_encoding=rope", "model.rope_scaling.type=llama3"],  # its default factor, 8
+    ["task=induction", "model.parallel_layers=true", "model.norm_position=pre"],  # with an FFN beside the attention
 ]
 
 

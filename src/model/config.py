@@ -8,8 +8,10 @@ the model can be read, tested and reused on its own.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, get_type_hints
 
 from .attention import ATTENTION_BIASES
 from .errors import ConfigError
@@ -17,10 +19,22 @@ from .feedforward import FEEDFORWARDS
 from .masks import MaskScheme, build_mask_scheme
 from .norms import NORM_POSITIONS, NORMS
 from .pooling import POOLINGS
-from .positional import POSITIONAL_SCHEMES
+from .positional import POSITIONAL_SCHEMES, rope_scaling_defaults
 from .tokens import BOS_ID, EOS_ID, PAD_ID
 
 ARCHITECTURES = ("encoder_decoder", "decoder_only", "encoder_only")
+
+
+def unknown_choice(setting: str, value: Any, allowed: Iterable[str], names: str = "", hint: str = "") -> ConfigError:
+    """The one line for `setting=value` not among `allowed`: `names` says what the setting names, `hint` follows
+    the choices. A setting that names something, typed true or false on the command line, reaches here as 'True' or
+    'False' (Hydra reads a boolean, the schema's str field keeps its str()): it is shown as typed, and said to be no
+    switch, rather than echoed back as a word the user never wrote."""
+    if value in ("True", "False"):
+        shown, what = value.lower(), f": it is not a switch{f' but names {names}' if names else ''}"
+    else:
+        shown, what = repr(value), ""
+    return ConfigError(f"{setting}={shown} is not known{what}: choose one of {', '.join(allowed)}{hint}")
 
 
 @dataclass
@@ -83,6 +97,11 @@ class ModelAxes:
     final_norm: Optional[bool] = None  # Optional[...]: OmegaConf reads it at runtime
     output_bias: bool = False  # a bias on the output projection (Marian's final_logits_bias)
     pooling: str = "mean"  # classifier: a key of pooling.POOLINGS (mean of the tokens | BERT's first-token pooler)
+
+
+# The axes that hold a real number (and the rope scaling's, a dict): TransformerConfig.validate refuses nan and inf in
+# any of them, read or not, since every range check written as a comparison lets nan through (nan <= 1 is false).
+FLOAT_AXES = tuple(name for name, hint in get_type_hints(ModelAxes).items() if hint in (float, Optional[float]))
 
 
 @dataclass
@@ -152,21 +171,43 @@ class TransformerConfig(ModelAxes):
     def mask_scheme(self) -> MaskScheme:
         return build_mask_scheme(self.mask, self.max_len)
 
+    def check_finite(self) -> None:
+        """ConfigError (one line) for nan or inf in a float axis (FLOAT_AXES) or a setting of model.rope_scaling."""
+        settings = [(f"model.{name}", getattr(self, name), getattr(ModelAxes, name)) for name in FLOAT_AXES]
+        defaults = rope_scaling_defaults(self.rope_scaling)
+        settings += [
+            (f"model.rope_scaling.{key}", value, defaults.get(key))
+            for key, value in self.rope_scaling.items()
+            if isinstance(value, float)
+        ]
+        for setting, value, default in settings:
+            if value is not None and not math.isfinite(value):
+                default_text = " (or null)" if default is None else f" (the default: {default})"
+                raise ConfigError(f"{setting}={value} is not a finite number: give one{default_text}")
+
     def validate(self) -> TransformerConfig:
         """Raise ConfigError (one line: the field and the fix) for values that cannot work together."""
 
-        def choice(name: str, value: str, allowed) -> None:
+        def choice(name: str, value: str, allowed, names: str, hint: str = "") -> None:
             if value not in allowed:
-                raise ConfigError(f"model.{name}={value!r} is not known: choose one of {', '.join(allowed)}")
+                raise unknown_choice(f"model.{name}", value, allowed, names, hint)
 
-        choice("arch", self.arch, ARCHITECTURES)
-        choice("pos_encoding", self.pos_encoding, POSITIONAL_SCHEMES)
-        choice("norm_position", self.norm_position, NORM_POSITIONS)
-        choice("norm_type", self.norm_type, NORMS)
-        choice("attention_bias", self.attention_bias, ATTENTION_BIASES)
+        choice("arch", self.arch, ARCHITECTURES, "the architecture")
+        choice("pos_encoding", self.pos_encoding, POSITIONAL_SCHEMES, "the positional scheme", " (none: no positions)")
+        choice("norm_position", self.norm_position, NORM_POSITIONS, "where the norms sit")
+        choice("norm_type", self.norm_type, NORMS, "the norm")
+        choice(
+            "attention_bias", self.attention_bias, ATTENTION_BIASES, "the projections with biases", " (none: no biases)"
+        )
         if self.ffn:  # an attention-only model reads no model.activation, model.d_ff or model.ffn_dropout
-            choice("activation", self.activation, FEEDFORWARDS)
-        choice("pooling", self.pooling, POOLINGS)
+            choice("activation", self.activation, FEEDFORWARDS, "the feed-forward network's activation")
+        choice("pooling", self.pooling, POOLINGS, "the classifier's pooling")
+        self.check_finite()
+        if self.norm_eps <= 0:  # every model has norms (post-LN or pre-LN), so it is always read
+            raise ConfigError(
+                f"model.norm_eps={self.norm_eps} must be > 0: it keeps each norm's 1 / sqrt(variance + eps) finite "
+                "on a constant input (the default 1e-05; Llama's 1e-06)"
+            )
         if self.token_types < 0:
             raise ConfigError(f"model.token_types={self.token_types} must be >= 0 (0 = no token-type embeddings)")
 

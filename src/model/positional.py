@@ -126,6 +126,10 @@ class LinearRopeScaling:
         if self.factor <= 0:
             raise ConfigError(f"model.rope_scaling.factor={self.factor} must be > 0")
 
+    def scales_nothing(self) -> bool:
+        """Every frequency divided by 1: the unscaled RoPE (legal, as a sweep's baseline; src.run warns)."""
+        return self.factor == 1
+
     def scale(self, inv_freq: Tensor) -> Tensor:  # (Dr/2,)
         return inv_freq / self.factor
 
@@ -153,6 +157,11 @@ class Llama3RopeScaling:
                 f"high_freq_factor={self.high_freq_factor}"
             )
 
+    def scales_nothing(self) -> bool:
+        """factor 1: the slow frequencies divided by 1, and the band between blends two equal values, whatever the
+        other settings: the unscaled RoPE (legal, as a sweep's baseline; src.run warns)."""
+        return self.factor == 1
+
     def scale(self, inv_freq: Tensor) -> Tensor:  # (Dr/2,)
         low_freq_wavelen = self.original_max_len / self.low_freq_factor  # longer than this: interpolated
         high_freq_wavelen = self.original_max_len / self.high_freq_factor  # shorter than this: kept
@@ -170,6 +179,14 @@ class Llama3RopeScaling:
 ROPE_SCALINGS: dict[str, type] = {"linear": LinearRopeScaling, "llama3": Llama3RopeScaling}
 
 
+def rope_scaling_defaults(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The defaults of the scaling `settings` names ({"type": "llama3", ...} -> {"factor": 8.0, ...}); {} for none or an
+    unknown type."""
+    name = (settings or {}).get("type")
+    cls = ROPE_SCALINGS.get(name) if isinstance(name, str) else None
+    return {} if cls is None else {f.name: f.default for f in fields(cls)}
+
+
 def build_rope_scaling(settings: Mapping[str, Any] | None) -> LinearRopeScaling | Llama3RopeScaling | None:
     """`model.rope_scaling` ({"type": "llama3", "factor": 8.0, ...}; empty or None: no scaling) as its class, checked:
     ConfigError (one line) for an unknown type or setting. The one place that reads it."""
@@ -178,9 +195,14 @@ def build_rope_scaling(settings: Mapping[str, Any] | None) -> LinearRopeScaling 
     settings = dict(settings)
     name = settings.pop("type", None)
     if name not in ROPE_SCALINGS:
-        raise ConfigError(
-            f"model.rope_scaling.type={name!r} is not known: choose one of {', '.join(ROPE_SCALINGS)} (or "
-            "model.rope_scaling={} for none)"
+        from .config import unknown_choice  # config.py imports this module for its registries
+
+        raise unknown_choice(
+            "model.rope_scaling.type",
+            name,
+            ROPE_SCALINGS,
+            "a scaling of the frequencies",
+            " (or model.rope_scaling={} for none)",
         )
     cls = ROPE_SCALINGS[name]
     known = [f.name for f in fields(cls)]
@@ -310,7 +332,7 @@ def relative_position_bucket(relative: Tensor, bidirectional: bool, buckets: int
         distance = relative.abs()
     else:
         distance = (-relative).clamp(min=0)  # how far back the key is
-    exact = buckets // 2
+    exact = buckets // 2  # exact_distances(); max_distance must exceed it (T5RelativePositions.check)
     # log-spaced buckets for the larger distances (computed where distance >= exact only: clamp keeps log finite)
     far = (
         exact
@@ -320,6 +342,12 @@ def relative_position_bucket(relative: Tensor, bidirectional: bool, buckets: int
     )
     far = far.clamp(max=buckets - 1)
     return bucket + torch.where(distance < exact, distance, far)
+
+
+def exact_distances(buckets: int, bidirectional: bool) -> int:
+    """How many distances relative_position_bucket gives a bucket of their own, per direction: half of each
+    direction's buckets (an encoder's: buckets/4; a decoder's, one-way: buckets/2)."""
+    return (buckets // 2 if bidirectional else buckets) // 2
 
 
 class RelativePositionBias(PositionalScheme):
@@ -354,12 +382,16 @@ class T5RelativePositions(PositionalScheme):
         for stack in stacks:
             self.stacks[stack] = RelativePositionBias(heads, buckets, max_distance, bidirectional=stack == "encoder")
 
-    @classmethod
-    def from_config(cls, cfg: TransformerConfig) -> T5RelativePositions:
+    @staticmethod
+    def stacks_of(cfg: TransformerConfig) -> tuple[str, ...]:
+        """The stacks with self-attention the architecture has ("encoder", "decoder"), each with a table."""
         from .ablation import layout_of  # the stacks the architecture has (encoder_self, decoder_self sites)
 
-        stacks = tuple(site.removesuffix("_self") for site in layout_of(cfg) if site.endswith("_self"))
-        return cls(cfg.heads, cfg.relative_buckets, cfg.relative_max_distance, stacks)
+        return tuple(site.removesuffix("_self") for site in layout_of(cfg) if site.endswith("_self"))
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> T5RelativePositions:
+        return cls(cfg.heads, cfg.relative_buckets, cfg.relative_max_distance, cls.stacks_of(cfg))
 
     @staticmethod
     def check(cfg: TransformerConfig) -> None:
@@ -368,10 +400,21 @@ class T5RelativePositions(PositionalScheme):
                 f"model.relative_buckets={cfg.relative_buckets} must be a multiple of 4, at least 4 (T5's 32): half "
                 "per direction, half of that exact distances"
             )
-        if cfg.relative_max_distance <= cfg.relative_buckets // 4:
+        # The log-spaced buckets grow from the last exact distance up to max_distance: at or below it, the log's base
+        # max_distance / exact is <= 1 and the buckets come out negative or undefined (transformers' T5Attention
+        # computes the same ones). A decoder's buckets are one-way, so it has twice the encoder's exact distances.
+        one_way = "decoder" in T5RelativePositions.stacks_of(cfg)
+        exact = exact_distances(cfg.relative_buckets, bidirectional=not one_way)
+        if cfg.relative_max_distance <= exact:
+            whose = (
+                f"a decoder's one-way buckets, relative_buckets/2 = {exact}"
+                if one_way
+                else f"the encoder's buckets per direction, relative_buckets/4 = {exact}"
+            )
             raise ConfigError(
-                f"model.relative_max_distance={cfg.relative_max_distance} must exceed the exact distances "
-                f"(relative_buckets/4 = {cfg.relative_buckets // 4}): T5's is 128"
+                f"model.relative_max_distance={cfg.relative_max_distance} must exceed the exact distances of "
+                f"{whose}: set model.relative_max_distance={exact + 1} or more (T5's is 128), or fewer "
+                "model.relative_buckets"
             )
 
     def for_stack(self, stack: str) -> PositionalScheme:

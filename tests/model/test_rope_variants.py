@@ -67,6 +67,27 @@ def test_llama3_scaling_keeps_fast_frequencies_divides_slow_ones_and_blends_betw
     assert ((scaled[between] < inv[between]) & (scaled[between] > inv[between] / 8)).all()
 
 
+@pytest.mark.parametrize(
+    "settings, nothing",
+    [
+        ({"type": "linear"}, True),  # linear's default factor, 1.0
+        ({"type": "linear", "factor": 2.0}, False),
+        ({"type": "llama3", "factor": 1.0, "original_max_len": 64}, True),  # every band of a head of 16 (above)
+        (
+            {"type": "llama3", "factor": 1.0, "low_freq_factor": 2.0, "high_freq_factor": 3.0, "original_max_len": 64},
+            True,
+        ),
+        ({"type": "llama3", "original_max_len": 64}, False),
+    ],
+)
+def test_a_scaling_says_whether_it_scales_nothing_and_then_its_angles_are_the_unscaled_ones(settings, nothing):
+    """scales_nothing() is what src.run's warning about a scaling without effect asks (src/validation.py)."""
+    scaling = build_rope_scaling(settings)
+    assert scaling is not None and scaling.scales_nothing() == nothing
+    same = torch.equal(RotaryPositions(16, 40, 500000.0, scaling=scaling).cos, RotaryPositions(16, 40, 500000.0).cos)
+    assert same == nothing
+
+
 def test_partial_rotary_turns_the_first_dimensions_and_keeps_the_rest_and_scores_by_distance_only():
     torch.manual_seed(0)
     rope = RotaryPositions(16, 32, fraction=0.25)  # 4 of 16 dimensions turn

@@ -59,10 +59,60 @@ def test_each_stack_has_its_own_table_and_cross_attention_gets_no_bias():
 @pytest.mark.parametrize(
     "settings, message",
     [({"relative_buckets": 6}, "model.relative_buckets=6 must be a multiple of 4"),
-     ({"relative_max_distance": 8}, "model.relative_max_distance=8 must exceed")],
+     ({"relative_max_distance": 8}, "model.relative_max_distance=8 must exceed"),
+     # a decoder's buckets are one-way: 16 exact distances of 32 buckets, not the encoder's 8
+     ({"relative_max_distance": 12}, "model.relative_max_distance=12 must exceed the exact distances of a decoder's "
+                                     "one-way buckets, relative_buckets/2 = 16: set model.relative_max_distance=17"),
+     ({"relative_buckets": 8, "relative_max_distance": 3}, "model.relative_max_distance=3 must exceed")],
 )  # fmt: skip
 def test_buckets_that_cannot_work_are_one_line(settings, message):
     cfg = TransformerConfig(arch="decoder_only", d_model=16, heads=4, dec_layers=1, tgt_vocab_size=13,
                             pos_encoding="t5_relative", **settings)  # fmt: skip
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as refused:
         cfg.validate()
+    assert "\n" not in str(refused.value)
+
+
+# Each architecture's stacks, and whether their buckets tell earlier keys from later ones (the encoder's)
+STACKS = {"encoder_only": {"encoder": True}, "decoder_only": {"decoder": False},
+          "encoder_decoder": {"encoder": True, "decoder": False}}  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", list(STACKS))
+@pytest.mark.parametrize("buckets", [4, 8, 32])
+def test_every_max_distance_check_accepts_gives_buckets_in_range_and_every_one_it_refuses_breaks_t5s(arch, buckets):
+    """The check's bound is the architecture's: at or below a stack's exact distances the log-spaced buckets come out
+    negative or undefined, in transformers' T5Attention too (so there is no T5 behaviour to match, only a value to
+    refuse), and the decoder's one-way buckets have twice the encoder's exact distances."""
+    relative = torch.arange(-1000, 1001)  # key - query: far before, far after, and everything between
+    accepted = []
+    for max_distance in range(1, 2 * buckets):
+        cfg = TransformerConfig(arch=arch, d_model=16, heads=4, src_vocab_size=13, tgt_vocab_size=13, num_classes=2,
+                                pos_encoding="t5_relative", relative_buckets=buckets,
+                                relative_max_distance=max_distance)  # fmt: skip
+        try:
+            cfg.validate()
+        except ConfigError:  # some stack of the architecture would index outside the table, in T5 too
+            assert any(
+                out_of_range(
+                    T5Attention._relative_position_bucket(relative, bidirectional, buckets, max_distance), buckets
+                )
+                for bidirectional in STACKS[arch].values()
+            ), max_distance
+            continue
+        accepted.append(max_distance)
+        for bidirectional in STACKS[arch].values():
+            ours = relative_position_bucket(relative, bidirectional, buckets, max_distance)
+            assert not out_of_range(ours, buckets), (max_distance, bidirectional)
+            theirs = T5Attention._relative_position_bucket(relative, bidirectional, buckets, max_distance)
+            assert torch.equal(ours, theirs)
+        positional = build_model(cfg).positional
+        for stack in STACKS[arch]:  # and each stack's table reads them
+            assert positional.for_stack(stack).attention_bias(7, 9).shape == (4, 7, 9)
+    exact = buckets // 2 if "decoder" in STACKS[arch] else buckets // 4
+    assert accepted == list(range(exact + 1, 2 * buckets))
+
+
+def out_of_range(bucket: torch.Tensor, buckets: int) -> bool:
+    """Whether any bucket falls outside [0, buckets): a row the table's embedding does not have."""
+    return bool(((bucket < 0) | (bucket >= buckets)).any())
