@@ -39,7 +39,7 @@ from src.model import ConfigError
 from src.provenance import command_line, git_state, now, package_versions, shell_override
 from src.schema import register_configs
 from src.training.report import print_warning, quiet_lightning
-from src.validation import check_analysis_settings, check_threads
+from src.validation import check_analysis_settings, check_finite_settings, check_threads
 
 gc.freeze()
 if collecting_before:
@@ -190,6 +190,7 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"analysis={cfg.analysis!r} is not known: choose one of: {choices}")
     # split, max_examples, prune_step, ...: as src.run checks its analysis.* (induction makes its own sequences)
     made = f"{INDUCTION_SEQUENCES} sequences made for it"
+    check_finite_settings(cfg)
     check_analysis_settings(cfg, all_examples=made if cfg.analysis == "induction" else "the whole split")
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")

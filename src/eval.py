@@ -32,6 +32,7 @@ from src.schema import DecodeConfig, register_configs
 from src.training.report import print_warning, quiet_lightning
 from src.validation import (
     check_ablation,
+    check_finite_settings,
     check_threads,
     given_decode_settings,
     validate_decode,
@@ -103,6 +104,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")
     if cfg.split not in ("test", "val"):
         raise ConfigError(f"split={cfg.split!r} is not known: choose test or val")
+    check_finite_settings(cfg)
     validate_decode(cfg.decode)
     if cfg.decode.strategy == "sample":
         raise ConfigError("decode.strategy=sample gives a different BLEU every run: choose greedy or beam")

@@ -45,6 +45,7 @@ from src.training.inference import classify_in_batches, eval_mode, translate_in_
 from src.training.report import print_warning, quiet_lightning
 from src.validation import (
     check_ablation,
+    check_finite_settings,
     check_seed,
     check_threads,
     given_decode_settings,
@@ -287,6 +288,7 @@ def check_settings(cfg: DictConfig) -> None:
             "text is required (or input=<file> for many lines): give one, e.g. python -m src.predict ckpt=... "
             'text="..."'
         )
+    check_finite_settings(cfg)
     validate_decode(cfg.decode)
     if cfg.num_samples < 1:
         raise ConfigError(f"num_samples={cfg.num_samples} must be >= 1")

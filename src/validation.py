@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.data import all_tasks, task_spec
 from src.data.files import resolve_path
@@ -61,6 +61,27 @@ def _check_choice(field_name: str, value: str, allowed: tuple[str, ...], names: 
         raise unknown_choice(field_name, value, allowed, names)  # `names`: what it names, for a typed true or false
 
 
+def check_finite_settings(cfg: DictConfig, skip: tuple[str, ...] = ("hydra", "model")) -> None:
+    """Every real-number setting is a finite number: a range check written as a comparison lets nan through
+    (`nan <= 0` is false), so optimizer.lr=nan would train and stop as diverged at its first step, with advice about
+    the learning rate. `skip`: nodes checked where they are read (the model config's own, TransformerConfig.validate,
+    which names each axis's default)."""
+
+    def walk(node: Any, path: str, optional: bool = False) -> None:
+        if isinstance(node, DictConfig):
+            for key in node:
+                child = node._get_node(key)
+                if (path or key not in skip) and not OmegaConf.is_missing(node, key) and not child._is_interpolation():
+                    walk(node[key], f"{path}{key}.", child._is_optional())
+        elif isinstance(node, ListConfig):
+            for index, item in enumerate(node):
+                walk(item, f"{path.rstrip('.')}[{index}].")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{path.rstrip('.')}={node} is not a finite number: give one{' (or null)' * optional}")
+
+    walk(cfg, "")  # (an interpolation is checked where it points)
+
+
 def check_layer_count(cfg: DictConfig, arch: str | None = None) -> None:
     """model.layers=null is what a fine-tuned run's config says of a model whose stacks differ in depth; typed, it
     leaves the stacks of `arch` that follow it (model.enc_layers, model.dec_layers) without a count. Without `arch`
@@ -100,6 +121,7 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
     (src.schema.resolve_precision) in `cfg` itself, so that the Trainer, the checkpoints and the resume check all
     see the precision the run trains in; .hydra/config.yaml keeps the `auto` the run was given."""
     check_no_added_keys(cfg)
+    check_finite_settings(cfg)
     check_layer_count(cfg)
     name = cfg.task.name
     spec = task_spec(name)  # DataError (one line) for an unknown task

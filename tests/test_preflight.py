@@ -253,6 +253,9 @@ def trained(tmp_path_factory) -> Path:
         ("src.predict", ["input=odd.txt"], "output"),  # a symbol the model has no token for, on line 2
         ("src.predict", ["text=1234", "attention_site=crosss"], "attention"),
         ("src.predict", ["text=12x4"], "attention"),
+        # a real-number setting that is not a finite number (nan passes a range check written as a comparison)
+        ("src.analyze", ["tolerance=nan"], "out"),
+        ("src.predict", ["text=1234", "decode.temperature=nan"], "attention"),
     ],
 )
 def test_eval_predict_and_analyze_refused_write_nothing(trained, module, args, writes, tmp_path, monkeypatch):

@@ -8,13 +8,14 @@ traceback.
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from src import validation
 from src.data import DataError
@@ -470,3 +471,33 @@ def test_a_source_prefix_for_a_model_trained_from_scratch_gets_one_warning(compo
     lines = unread_warnings(compose, capsys, *translation_overrides("task.src_prefix='translate: '"))
     assert len(lines) == 1 and "task.src_prefix='translate: ' puts the same text in front of every source" in lines[0]
     assert unread_warnings(compose, capsys, *translation_overrides()) == []
+
+
+def float_settings(node, path: str = "") -> list[str]:
+    """Every real-number setting of a composed config, as a dotted path (lists' items by index)."""
+    paths = []
+    for key in node:
+        value = node[key]
+        if isinstance(value, DictConfig):
+            paths += float_settings(value, f"{path}{key}.")
+        elif isinstance(value, float):
+            paths.append(f"{path}{key}")
+    return paths
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_real_number_setting_refuses_what_is_not_a_finite_number(compose, value):
+    """nan passes every range check written as a comparison; inf passes many. Each float setting of the default run
+    (the model's are TransformerConfig's, checked with their defaults named) is refused by name."""
+    cfg = compose()
+    settings = [path for path in float_settings(cfg) if not path.startswith(("hydra.", "model."))]
+    assert {"optimizer.lr", "optimizer.weight_decay", "trainer.gradient_clip_val", "decode.temperature"} <= set(
+        settings
+    )
+    for path in settings:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(path)}={value} is not a finite number: give one"):
+            validate_config(compose(f"{path}={value}"))
+    with pytest.raises(ConfigError, match=r"^optimizer.betas\[1\]=nan is not a finite number"):
+        validate_config(compose("optimizer.betas=[0.9,nan]"))
+    with pytest.raises(ConfigError, match=r"^max_loss=inf is not a finite number: give one \(or null\)$"):
+        validate_config(compose("max_loss=inf"))
