@@ -596,9 +596,10 @@ def run_stacked_group(
     """hydra/launcher=stacked: the jobs of a group (configs that differ only in `seed`, their directories made by
     the launcher) trained together as one stacked model (src/training/stacked.py), from the start or (`resume`)
     from the group's saved training state `group_state`. Each member's run.json says how it ended, as a separate
-    job's would; returns the members' JobReturns. `resume_arguments`: the command line that resumes the sweep."""
-    from src.sweep.stacked import job_return
-    from src.training.stacked import StackedMember, train_stacked
+    job's would; returns the members' JobReturns. `resume_arguments`: the command line that resumes the sweep.
+    NotStackable when the members' data gave models of different shapes: their directories are then put back as
+    the launcher made them, for their jobs to run one after another."""
+    from src.training.stacked import NotStackable, StackedMember, train_stacked
 
     cfgs, run_dirs = [cfg for cfg, _ in made], [run_dir for _, run_dir in made]
     launched_at = job_launch_time()
@@ -606,21 +607,24 @@ def run_stacked_group(
     if threads > 0:
         torch.set_num_threads(threads)
     names = ", ".join(run_dir.name for run_dir in run_dirs)
-    records = []
-    for config, run_dir in zip(configs, run_dirs):
-        HydraConfig.instance().set_config(config)  # job_command reads the job's own overrides
-        record = RunRecord(run_dir)
-        record.data.update(command=job_command(run_dir), process_command=record.data["command"])
-        stacked = {"members": [str(d) for d in run_dirs], "member": len(records), "group_state": str(group_state)}
-        record.update(stacked=stacked)
-        records.append(record)
-    values: list[Any] = [None] * len(cfgs)
-    with logged_to(*(run_dir / "run.log" for run_dir in run_dirs)):
+    before = [directory_contents(run_dir) for run_dir in run_dirs]  # before run.log is opened
+    records: list[RunRecord] = []
+
+    def started() -> None:
+        """The members are built and stack: their run.json say they run, and the group says what it trains."""
+        for record, run_dir in zip(records, run_dirs):
+            forget_earlier_error(run_dir)
+            record.update()
         if resume:
             print_line(f"resuming {len(cfgs)} seeds trained together from {group_state}: {names}")
         else:
             print_line(f"training {len(cfgs)} seeds together as one stacked model: {names}")
+
+    refused: NotStackable | None = None
+    with logged_to(*(run_dir / "run.log" for run_dir in run_dirs)):
         try:
+            for member, (config, cfg) in enumerate(zip(configs, cfgs)):
+                records.append(stacked_member_record(config, cfg, run_dirs, member, group_state))
             finals, outputs, speed = train_stacked(
                 [StackedMember(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)],
                 objective_of(cfgs[0]),
@@ -628,31 +632,111 @@ def run_stacked_group(
                 resume=resume,
                 launched_at=launched_at,
                 dashboards=lambda cfg, module: dashboard_callbacks(cfg, module.metric_tags),
+                started=started,
             )
+        except NotStackable as error:
+            refused = error
         except BaseException as error:
+            for member in range(len(records), len(cfgs)):  # stopped while they were being made
+                records.append(stacked_member_record(configs[member], cfgs[member], run_dirs, member, group_state))
             return end_group_early(error, configs, cfgs, run_dirs, records, group_state, resume_arguments)
-        for member, (cfg, run_dir, record, final, output) in enumerate(zip(cfgs, run_dirs, records, finals, outputs)):
-            record.update(numerics=output.module.hparams["numerics"])  # as trained here (precision auto resolved)
-            if output.diverged_at is not None:
-                error = TrainingDiverged(output.diverged_at, output.diverged_loss, cfg.max_loss)
-                record.end("diverged", error=str(error), speed=speed)
-                (run_dir / "error.txt").write_text(f"{error}\n")
-                print_error(f"job {run_dir.name}: {error}")
-                continue  # as a diverged sweep job: reported, and the sweep goes on (its value None)
-            if output.stopped is not None:  # ended before max_steps: said here and in run.json, as a solo run
-                print_line(f"{run_dir.name}: {output.stopped['message']}")
-                record.update(stopped=output.stopped)
-            record.end("completed", metrics=final, speed=speed)
-            # what a separate job prints when it ends: its metrics, files and the commands to go on with
-            module = output.module
-            print_run_end(run_dir, final, module.monitor, bool(output.loggers), True, speed, kind=module.kind)
-            values[member] = final.get(objective_of(cfg))
-            if cfg.analyze_after_fit and is_global_zero():
-                HydraConfig.instance().set_config(configs[member])
-                failure = analyze_after_fit(cfg, run_dir, record, True)
-                if failure is not None:
-                    print_error(f"job {run_dir.name}: {failure}")
-                    FAILED_ANALYSES.append(run_dir.name)
+        else:
+            return end_group(configs, cfgs, run_dirs, records, finals, outputs, speed)
+    for run_dir, contents in zip(run_dirs, before):  # nothing of the attempt is left for the separate jobs to find
+        put_back(run_dir, contents)
+    raise refused
+
+
+def stacked_member_record(
+    config: DictConfig, cfg: DictConfig, run_dirs: list[Path], member: int, group_state: Path
+) -> RunRecord:
+    """The run.json of member `member` as a separate job's begins (its own command, and the process's), with its
+    group; kept in memory until the group is known to stack (written then, or when the group ends before)."""
+    HydraConfig.instance().set_config(config)  # the command reads the job's own overrides
+    run_dir = run_dirs[member]
+    record = RunRecord(run_dir)
+    record.data.update(command=stacked_member_command(run_dir, cfg), process_command=record.data["command"])
+    members = [str(d) for d in run_dirs]
+    record.data.update(stacked={"members": members, "member": member, "group_state": str(group_state)})
+    return record
+
+
+def stacked_member_command(run_dir: Path, cfg: DictConfig) -> str:
+    """A member's own command, as job_command's: what runs this one job, in its directory. A member of a resumed
+    sweep that starts over (it saved nothing to resume from: the launcher unset its ckpt_path) does what that
+    command does without the sweep's ckpt_path=last, as a member of a new sweep."""
+
+    def kept(override: str) -> bool:
+        key = override.lstrip("+~")
+        return not key.startswith("hydra.") and (cfg.ckpt_path is not None or not key.startswith("ckpt_path="))
+
+    keep = [o for o in HydraConfig.get().overrides.task if kept(o)]
+    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}"])
+
+
+def forget_earlier_error(run_dir: Path) -> None:
+    """A member trains again: the error.txt of an earlier attempt goes (its reason stays in run.json's `previous`),
+    so that error.txt always belongs to the status run.json has now."""
+    (run_dir / "error.txt").unlink(missing_ok=True)
+
+
+def directory_contents(run_dir: Path) -> dict[str, int]:
+    """The names in a member's directory, each with its size (run.log grows as a session appends to it)."""
+    return {path.name: path.stat().st_size for path in run_dir.iterdir()} if run_dir.is_dir() else {}
+
+
+def put_back(run_dir: Path, contents: dict[str, int]) -> None:
+    """A member's directory as `contents` (directory_contents) says it was: what a group's attempt made there
+    removed (its data's vocabularies, its run.log), and run.log cut back to where the attempt began to write."""
+    import shutil
+
+    for path in run_dir.iterdir():
+        if path.name not in contents:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        elif path.name == "run.log" and path.stat().st_size > contents[path.name]:
+            with open(path, "r+b") as file:
+                file.truncate(contents[path.name])
+
+
+def end_group(
+    configs: list[DictConfig],
+    cfgs: list[DictConfig],
+    run_dirs: list[Path],
+    records: list[RunRecord],
+    finals: list[dict[str, float]],
+    outputs: list[Any],
+    speed: dict[str, Any],
+) -> list[Any]:
+    """A stacked group trained to its end: each member's run.json and lines as a separate job's, diverged or
+    completed (then analysed with analyze_after_fit). Returns the members' JobReturns."""
+    from src.sweep.stacked import job_return
+
+    values: list[Any] = [None] * len(cfgs)
+    for member, (cfg, run_dir, record, final, output) in enumerate(zip(cfgs, run_dirs, records, finals, outputs)):
+        record.update(numerics=output.module.hparams["numerics"])  # as trained here (precision auto resolved)
+        if output.diverged_at is not None:
+            error = TrainingDiverged(output.diverged_at, output.diverged_loss, cfg.max_loss)
+            record.end("diverged", error=str(error), speed=speed)
+            (run_dir / "error.txt").write_text(f"{error}\n")
+            print_error(f"job {run_dir.name}: {error}")
+            continue  # as a diverged sweep job: reported, and the sweep goes on (its value None)
+        if output.stopped is not None:  # ended before max_steps: said here and in run.json, as a solo run
+            print_line(f"{run_dir.name}: {output.stopped['message']}")
+            record.update(stopped=output.stopped)
+        record.end("completed", metrics=final, speed=speed)
+        # what a separate job prints when it ends: its metrics, files and the commands to go on with
+        module = output.module
+        print_run_end(run_dir, final, module.monitor, bool(output.loggers), True, speed, kind=module.kind)
+        values[member] = final.get(objective_of(cfg))
+        if cfg.analyze_after_fit and is_global_zero():
+            HydraConfig.instance().set_config(configs[member])
+            failure = analyze_after_fit(cfg, run_dir, record, True)
+            if failure is not None:
+                print_error(f"job {run_dir.name}: {failure}")
+                FAILED_ANALYSES.append(run_dir.name)
     return [job_return(c, cfg, v) for c, cfg, v in zip(configs, cfgs, values)]
 
 
@@ -671,28 +755,40 @@ def end_group_early(
     from src.sweep.stacked import job_return
 
     names = ", ".join(run_dir.name for run_dir in run_dirs)
-    interrupt = error if isinstance(error, TrainingInterrupted) else interrupted_before_a_step(error)
+    in_a_step = isinstance(error, TrainingInterrupted)  # else outside the steps: while built, started, validated
+    interrupt = error if isinstance(error, TrainingInterrupted) else interrupted_before_a_step(error, group_state)
     if interrupt is not None:
         # the group's newest saved state: this step's, or an earlier validation's (a resumed group interrupted
-        # before its first step keeps the state it resumed from)
+        # before its first step keeps the state it resumed from); without one the resumed sweep starts this group
+        # over, and keeps the groups that finished
         saved = group_state.is_file()
-        command = command_line(argv=resume_arguments) if saved else None
+        command = command_line(argv=resume_arguments)
         from src.training.checkpoint import numeric_settings
 
+        if in_a_step:
+            at = f" at step {interrupt.step}, which was saved" if interrupt.checkpoint else f" at step {interrupt.step}"
+        elif saved:
+            at = f"; the group's training state saved last is at step {interrupt.step}"
+        else:
+            at = " before the group saved any training state"
+        checkpoints = []
         for record, run_dir, cfg in zip(records, run_dirs, cfgs):
             last = run_dir / "checkpoints" / "last.ckpt"
             checkpoint = str(last) if last.exists() else None
+            checkpoints.append(checkpoint)
             numerics = numeric_settings(to_plain(cfg))  # as it trained (train_stacked settled precision auto in cfg)
-            record.end("interrupted", error=str(interrupt), checkpoint=checkpoint, resume=command, numerics=numerics)
-        at = f"step {interrupt.step}, which was saved" if interrupt.checkpoint else f"step {interrupt.step}"
-        go_on = (
-            f"resume the sweep (this group from its saved state) with: {command}"
-            if command
-            else "nothing was saved to resume from: run the sweep again"
+            reason = str(interrupt) if in_a_step else f"{interrupt.signal_name}{at}"
+            forget_earlier_error(run_dir)  # an interrupted run has none, as a separate job interrupted has none
+            record.end("interrupted", error=reason, checkpoint=checkpoint, resume=command, numerics=numerics)
+        weights = (
+            f"each member's weights at its last saved step are in its checkpoints/last.ckpt ({names}), for src.eval, "
+            "src.predict and src.analyze"
+            if any(checkpoints)
+            else f"its members: {names}"
         )
+        go_on = "this group from its saved state" if saved else "this group starts from the beginning"
         print_error(
-            f"interrupted by {interrupt.signal_name} at {at}; each member's weights at its last saved step are in "
-            f"its checkpoints/last.ckpt ({names}), for src.eval, src.predict and src.analyze; {go_on}"
+            f"interrupted by {interrupt.signal_name}{at}; {weights}; resume the sweep ({go_on}) with: {command}"
         )
         sys.exit(EXIT_SIGNAL[interrupt.signal_name])
     if isinstance(error, (*USER_ERRORS, TrainingDiverged, RankFailed)):
@@ -714,12 +810,27 @@ def end_group_early(
     return [job_return(c, cfg, None) for c, cfg in zip(configs, cfgs)]
 
 
-def interrupted_before_a_step(error: BaseException) -> TrainingInterrupted | None:
-    """Ctrl-C or SIGTERM while a group starts up or validates (outside the steps its interrupt callback sees)."""
+def interrupted_before_a_step(error: BaseException, group_state: Path) -> TrainingInterrupted | None:
+    """Ctrl-C or SIGTERM outside the steps the group's interrupt callback sees: while the group is built (Ctrl-C
+    as a KeyboardInterrupt: Lightning is not running yet), starts up or validates (Lightning's own ways of
+    stopping). What there is to resume from is the group's newest saved state, at its step (none: step 0)."""
     from types import SimpleNamespace
 
-    # no step was taken that the group's interrupt callback saw, and a group keeps no resumable checkpoint
-    return interrupted_outside_the_steps(error, SimpleNamespace(global_step=0), Path("/nonexistent/last.ckpt"))
+    if isinstance(error, KeyboardInterrupt):
+        name = "SIGINT"
+    else:
+        # a group keeps no checkpoint of its own beside its state: `last` is none
+        found = interrupted_outside_the_steps(error, SimpleNamespace(global_step=0), Path("/nonexistent/last.ckpt"))
+        if found is None:
+            return None
+        name = found.signal_name
+    if not group_state.is_file():
+        return TrainingInterrupted(name, 0, None)
+    try:  # mmap: the step is read, not the weights
+        step = torch.load(group_state, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0)
+    except Exception:  # an unreadable state: the resume says so, in its own line
+        step = 0
+    return TrainingInterrupted(name, int(step), group_state)
 
 
 def hand_over_to_submitit(interrupt: TrainingInterrupted) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
@@ -42,6 +43,7 @@ class StackedLauncher(Launcher):
             why_not_stacked,
         )
         from src.training.report import print_line, print_warning
+        from src.training.stacked import NotStackable
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
@@ -95,8 +97,21 @@ class StackedLauncher(Launcher):
                 returns = task_module(self.task_function).run_stacked_group(
                     configs, made, state, resume, resume_command(self.config)
                 )
+            except NotStackable as refused:
+                # known only once the members' data are built: the group has put their directories back as this
+                # launcher made them, and its jobs run as any group that cannot be stacked
+                print_warning(
+                    f"jobs {self._names(group, initial_job_idx)} run one after another, not stacked: {refused}"
+                )
+                returns = None
+            except KeyboardInterrupt:  # Ctrl-C as the directories were made (later, the group answers it itself)
+                self._interrupted_while_made(group, initial_job_idx)
             finally:
                 HydraConfig.instance().cfg = original  # type: ignore[assignment]
+            if returns is None:
+                for index, config in zip(group, configs):
+                    results[index] = self._run_alone(config, job_overrides[index], resuming)
+                continue
             for index, config, result in zip(group, configs, returns):
                 self.hydra_context.callbacks.on_job_end(config=config, job_return=result)
                 results[index] = result
@@ -121,6 +136,23 @@ class StackedLauncher(Launcher):
         )
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return result
+
+    def _interrupted_while_made(self, group: list[int], initial_job_idx: int) -> NoReturn:
+        """Ctrl-C before the group's members had a run.json: they are jobs that never started, and the resumed
+        sweep trains them (and keeps the groups that finished). One line, exit status 130, as a later interrupt."""
+        import sys
+
+        from src.provenance import command_line
+        from src.sweep.stacked import resume_command
+        from src.training.report import print_error
+
+        assert self.config is not None
+        command = command_line(argv=resume_command(self.config))
+        print_error(
+            f"interrupted by SIGINT before jobs {self._names(group, initial_job_idx)} started training; resume the "
+            f"sweep (this group starts from the beginning) with: {command}"
+        )
+        sys.exit(130)  # the shell's status for SIGINT, as src.run's EXIT_SIGNAL
 
     @staticmethod
     def _directory(config: DictConfig) -> Path:

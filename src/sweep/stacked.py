@@ -5,8 +5,9 @@ one process (src/training/stacked.py), and every job keeps its own directory.
     python -m src.run -m model.heads=1,2,4 seed=0,1,2 hydra/launcher=stacked    three groups of three
 
 A group is the jobs whose overrides are the same once `seed=` is left out. A job alone in its group, and a group
-that cannot be stacked (several devices or processes, `compile=true`, a resumed run, a pretrained model), runs as a
-separate job, as the basic launcher runs it, with one `warning:` line saying why.
+that cannot be stacked (several devices or processes, `compile=true`, a resumed run, a pretrained model, seeds whose
+data give models of different shapes: known once their data are built), runs as separate jobs, as the basic
+launcher runs them, with one `warning:` line saying why.
 
 Each member's job directory is made as Hydra makes a job's (the same path, .hydra/config.yaml, hydra.yaml,
 overrides.yaml, and the callbacks' on_job_start/on_job_end), so the sweep's report and every command that reads a

@@ -49,6 +49,7 @@ from .inference import forward_batch, scored_target
 from .metrics_file import RecordValidations
 from .module import TransformerLitModule
 from .optim import build_optimizer, schedule_length, time_budget_fraction
+from .report import print_warning
 
 # How each batch key is padded to the group's longest sequence: token ids with the pad id, masks with False.
 # Labels (classification) have no length.
@@ -96,6 +97,15 @@ class MemberOutputs:
     def log_scalars(self, values: dict[str, float], step: int) -> None:
         for logger in self.loggers:
             logger.log_metrics(values, step=step)
+
+    def log_hyperparams(self) -> None:
+        """What Lightning does with a separate job's loggers as its training starts (loggers/utilities.py
+        _log_hyperparams): the module's hyperparameters as it was built (the whole config, the model's, the
+        numerics), then save, which writes TensorBoard's hparams.yaml (a resumed run's is kept as it is)."""
+        for logger in self.loggers:
+            logger.log_hyperparams(dict(self.module.hparams_initial))
+            logger.log_graph(self.module)
+            logger.save()
 
     def improved(self, score: float) -> bool:
         if not math.isfinite(score):
@@ -184,6 +194,13 @@ class StackedLitModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         for member in self.members:  # their _evaluate reads trainer.datamodule (decoding for BLEU)
             member.trainer = self.trainer
+
+    def on_fit_start(self) -> None:
+        # Lightning logs the hyperparameters of the module it trains, the group, which has no loggers of its own:
+        # each member's loggers get the member's, as a separate job's loggers get its module's
+        if getattr(self.trainer, "enable_autolog_hparams", True):
+            for output in self.outputs:
+                output.log_hyperparams()
 
     # --- the group's training state (a resume continues every member where it was) -----------------------------
 
@@ -322,11 +339,26 @@ class StackedLitModule(L.LightningModule):
         flags = self.flags.read()  # (3, M): training, diverged step, diverged loss
         if flags is None:
             return
+        diverged = []
         for member, (training, step, loss) in enumerate(flags.T.tolist()):
             if self.training_members[member] and not training:
                 self.training_members[member] = False
                 if step > 0:  # diverged (a member stopped early was recorded by check_early_stopping)
                     self.outputs[member].diverged_at, self.outputs[member].diverged_loss = int(step), loss
+                    diverged.append(member)
+        # said as soon as the host knows it (the group's error lines come only when it ends, maybe hours later)
+        go_on = "the other members go on" if any(self.training_members) else "no member trains on: the group stops"
+        for member in diverged:
+            output = self.outputs[member]
+            bound = (
+                f", above max_loss={self.max_loss}"
+                if self.max_loss is not None and math.isfinite(output.diverged_loss)
+                else ""
+            )
+            print_warning(
+                f"{output.run_dir.name} diverged at step {output.diverged_at} (loss {output.diverged_loss}{bound}); "
+                f"{go_on}"
+            )
         if not any(self.training_members) and self._trainer is not None:
             self.trainer.should_stop = True
 
@@ -620,6 +652,24 @@ class StackedMember:
         self.run_dir = Path(run_dir)
 
 
+class NotStackable(Exception):
+    """The members' data gave models of different shapes (a task that splits its data by the seed learns a
+    vocabulary per seed), so they cannot share one stacked model: the launcher runs them as separate jobs. Raised as
+    soon as a member's shape is known (its data built), before the group printed or recorded anything; the member
+    directories then hold only what their data wrote (their vocabularies), which the caller removes."""
+
+
+def shape_difference(model_cfgs: Sequence[Any]) -> str | None:
+    """What differs between the members' model configs ("src_vocab_size 138, 136"), None when nothing does."""
+    from dataclasses import asdict
+
+    configs = [asdict(model_cfg) for model_cfg in model_cfgs]
+    differing = [key for key in configs[0] if any(c[key] != configs[0][key] for c in configs[1:])]
+    if not differing:
+        return None
+    return "; ".join(f"{key} {', '.join(str(c[key]) for c in configs)}" for key in differing)
+
+
 def train_stacked(
     members: Sequence[StackedMember],
     objective: str | None,
@@ -627,11 +677,14 @@ def train_stacked(
     resume: bool = False,
     launched_at: float | None = None,
     dashboards: Callable[[Any, TransformerLitModule], list] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> tuple[list[dict[str, float]], list[MemberOutputs], dict[str, Any]]:
     """Train the group; returns each member's final validation metrics, its outputs (diverged_at says whether it
     diverged) and the group's speed (run.json's `speed`). `group_state`: where the group's training state is saved
     (SaveGroupState), and with `resume` the state it continues from. `dashboards(cfg, module)`: the dashboard
-    callbacks a separate job with this config would run (src.run's), made once per member."""
+    callbacks a separate job with this config would run (src.run's), made once per member. `started()`: called
+    once the members are built and can be stacked, before the group prints or writes anything of its own; before
+    it, NotStackable when their data gave models of different shapes."""
     from dataclasses import asdict
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -650,9 +703,10 @@ def train_stacked(
 
     first = members[0].cfg  # the members differ only in their seed: warn once for the group
     placeholder = model_config_for(first)  # the vocabulary sizes are placeholders: the ablation needs the layout
-    warn_if_every_head_ablated(check_ablation(first.ablate, placeholder, training=True), placeholder)
-    warn_unread_settings(first)
-    modules, datamodules, outputs = [], [], []
+    ablation = check_ablation(first.ablate, placeholder, training=True)
+    modules: list[TransformerLitModule] = []
+    datamodules: list[Any] = []
+    model_cfgs: list[Any] = []  # each member's TransformerConfig
     for member in members:
         cfg = member.cfg
         validate_config(cfg)
@@ -669,21 +723,36 @@ def train_stacked(
             bucket_by_length=cfg.bucket_by_length,
         )
         model_cfg = model_config_for(cfg, datamodule.src_vocab_size, datamodule.tgt_vocab_size, datamodule.num_classes)
+        # the earliest a shape is known: no further member is built once one differs from the first's
+        difference = shape_difference([model_cfgs[0], model_cfg]) if model_cfgs else None
+        if difference is not None:
+            names = f"{members[0].run_dir.name} and {member.run_dir.name}"
+            raise NotStackable(
+                f"the data of {names} gave models of different shapes ({difference}): a task that splits its data "
+                "by the seed learns a vocabulary of its own for each seed"
+            )
         model_cfg.validate()
         config = to_plain(cfg)
         module = TransformerLitModule(
             config, asdict(model_cfg), datamodule.kind, str(member.run_dir), numeric_settings(config)
         )
-        loggers = build_loggers(cfg.logger, member.run_dir, run_name=member.run_dir.name)
         modules.append(module)
         datamodules.append(datamodule)
-        outputs.append(MemberOutputs(member.run_dir, module, loggers, objective))
-    shapes = {repr(asdict(module.model_cfg)) for module in modules}
-    if len(shapes) != 1:  # the vocabularies learned from each member's data differ in size
-        raise ConfigError(
-            "the members of a stacked group built models of different shapes (their data gave different "
-            "vocabularies): run these seeds as separate jobs (hydra/launcher=basic)"
+        model_cfgs.append(model_cfg)
+    if started is not None:
+        started()
+    warn_if_every_head_ablated(ablation, placeholder)
+    warn_unread_settings(first)
+    # Each member's loggers, once the group is known to stack (a separate job's would make the same files)
+    outputs = [
+        MemberOutputs(
+            member.run_dir,
+            module,
+            build_loggers(member.cfg.logger, member.run_dir, run_name=member.run_dir.name),
+            objective,
         )
+        for member, module in zip(members, modules)
+    ]
     # The group's one config (as a plain copy: the schema's `seed` is a number), with the members' seeds
     shown = OmegaConf.create(OmegaConf.to_container(first, resolve=True))
     shown.seed = ", ".join(str(member.cfg.seed) for member in members)

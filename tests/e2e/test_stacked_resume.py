@@ -142,3 +142,68 @@ def test_what_a_resume_of_a_stacked_sweep_refuses_in_one_line(uninterrupted):
     assert "a group resumes as a whole" in line and "saved by a member of a stacked group" in line
     line = refused("src.eval", f"ckpt={sweep / 'stacked_groups/jobs-0-1.ckpt'}")
     assert "is the training state of a stacked group of 2 seeds, not one model: give one of its members" in line
+
+
+def interrupt_on_the_second_call(real):
+    """`real`, but Ctrl-C comes (a real SIGINT to this process) as it is called the second time: for the second
+    member, while the group is being set up."""
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)  # the signal lands here
+        return real(*args, **kwargs)
+
+    return interrupted
+
+
+@pytest.mark.parametrize("where", ["while its directories are made", "while its members are built"])
+def test_ctrl_c_before_the_group_trains_is_an_interrupt_and_the_sweep_resumes(tmp_path, monkeypatch, where):
+    """Ctrl-C before the first step (building a group's members takes seconds) is an interrupt as during training:
+    one `error:` line with the command that resumes the sweep, no traceback, exit 130, and each member that had a
+    run.json recorded as interrupted (no error.txt). The resumed sweep trains the group from the start; each member
+    ends completed, without an earlier attempt's error.txt, and with the command that does what it did."""
+    import src.data
+    import src.sweep.stacked
+    from tests.conftest import run_in_process
+
+    sweep = tmp_path / "sweep"
+    small = ["-m", "hydra/launcher=stacked", "seed=0,1", *TINY, *SMALL_SYNTHETIC, f"hydra.sweep.dir={sweep}"]
+    if where == "while its directories are made":
+        patched = src.sweep.stacked, "make_job_directory"
+    else:
+        patched = src.data, "build_datamodule"
+    monkeypatch.setattr(*patched, interrupt_on_the_second_call(getattr(*patched)))
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal's process
+    try:
+        code, _, err = run_in_process("src.run", *small)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped the command (a traceback)")
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    monkeypatch.undo()
+    assert code == 130, err
+    assert "Traceback" not in err, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: interrupted by SIGINT before") and "resume the sweep" in line, line
+    assert line.endswith(f"hydra.sweep.dir={sweep.resolve()} ckpt_path=last"), line
+    jobs = [sweep / "0_seed:0", sweep / "1_seed:1"]
+    if where == "while its members are built":
+        for job in jobs:
+            record = json.loads((job / "run.json").read_text())
+            assert record["status"] == "interrupted" and record["resume"] in line, record
+            assert not (job / "error.txt").exists()
+        (jobs[0] / "error.txt").write_text("an earlier attempt's failure\n")  # as a crashed attempt leaves it
+    else:
+        assert not any((job / "run.json").exists() for job in jobs)  # the jobs never started
+
+    resumed = check(run_here("src.run", *small, "ckpt_path=last"))
+    assert "training 2 seeds together as one stacked model: 0_seed:0, 1_seed:1" in resumed.stdout
+    for job in jobs:
+        record = json.loads((job / "run.json").read_text())
+        assert record["status"] == "completed"
+        assert not (job / "error.txt").exists()  # what failed before is in run.json's `previous`, not beside it
+        # it started over, from nothing saved: its command is a fresh member's, not a resume's
+        assert "ckpt_path" not in record["command"] and f"hydra.run.dir={job}" in record["command"], record

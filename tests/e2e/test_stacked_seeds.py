@@ -63,6 +63,16 @@ def test_every_member_writes_the_job_directory_a_separate_job_writes(sweeps):
         assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
         assert (job / "run.log").read_text().count("training 2 seeds together") == 1
         assert list(job.glob("events.out.tfevents.*"))
+        assert_same_hparams(job, alone)
+
+
+def assert_same_hparams(job: Path, alone: Path) -> None:
+    """TensorBoard's hparams.yaml: the whole config (the seed included), as Lightning writes a separate job's when
+    its training starts (the job's own directory aside)."""
+    mine, theirs = (yaml.safe_load((d / "hparams.yaml").read_text()) for d in (job, alone))
+    assert (mine["run_dir"], theirs["run_dir"]) == (str(job), str(alone))
+    assert {**mine, "run_dir": None} == {**theirs, "run_dir": None}
+    assert mine["config"]["seed"] == int(job.name[-1])
 
 
 def test_a_members_metrics_are_its_seed_trained_alone(sweeps):
@@ -147,6 +157,53 @@ def test_a_group_that_cannot_be_stacked_runs_its_jobs_one_after_another_and_says
     assert len(list(sweep.glob("*_seed:*"))) == 2
 
 
+def test_seeds_whose_data_give_models_of_different_shapes_run_one_after_another_and_say_why(tmp_path):
+    """Classification without task.val_path cuts its validation split by the seed, so each seed learns its own
+    vocabulary: the members cannot share one model. Known once their data are built, the group falls back to its
+    jobs one after another (one warning: line), and each job's directory is the separate job's, with nothing left
+    of the attempt."""
+    import random
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(150)]  # many rare words: the seeds' training splits hold different ones
+    rows = [
+        " ".join(rng.choice(words) for _ in range(rng.randint(3, 8))) + f"\t{rng.choice(['pos', 'neg'])}"
+        for _ in range(60)
+    ]
+    data = tmp_path / "sentences.tsv"
+    data.write_text("\n".join(rows) + "\n")
+    sweep_args = ["-m", "seed=0,1", *TINY, "task=classification", f"task.train_path={data}", "task.max_len=16"]
+    stacked, solo = tmp_path / "stacked", tmp_path / "solo"
+    result = check(run_here("src.run", *sweep_args, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}"))
+    output = result.stdout + result.stderr
+    (warning,) = [line for line in output.splitlines() if line.startswith("warning:")]
+    assert warning.startswith("warning: jobs 0, 1 run one after another, not stacked: the data of 0_seed:0 and ")
+    assert "gave models of different shapes (src_vocab_size " in warning, warning
+    assert "error:" not in output and "seeds together" not in output
+    assert "2 of 2 runs completed." in (stacked / "report.md").read_text()
+    check(run_here("src.run", *sweep_args, f"hydra.sweep.dir={solo}"))
+    for name in ("0_seed:0", "1_seed:1"):
+        job, alone = stacked / name, solo / name
+        record = json.loads((job / "run.json").read_text())
+        assert record["status"] == "completed" and "stacked" not in record and "previous" not in record, record
+        assert not (job / "error.txt").exists()
+        assert names_in(job) == names_in(alone)
+        # its own lines, nothing of the attempt: it learned its vocabulary itself, as the separate job did
+        log = (job / "run.log").read_text()
+        assert len(log.splitlines()) == len((alone / "run.log").read_text().splitlines())
+        assert "trained a word tokenizer" in log and "loading tokenizer" not in log
+        assert (job / "tokenizer.json").read_text() == (alone / "tokenizer.json").read_text()
+
+
+def names_in(run_dir: Path) -> list[str]:
+    """What a job directory holds (TensorBoard's event file named by its kind only)."""
+    return sorted(
+        "events.out.tfevents" if p.name.startswith("events.out.tfevents") else p.name
+        for p in run_dir.rglob("*")
+        if p.is_file()
+    )
+
+
 def test_the_stacked_launchers_config_is_documented_where_users_look():
     text = (Path(__file__).parents[2] / "conf/hydra/launcher/stacked.yaml").read_text()
     assert "max_members" in text
@@ -205,7 +262,7 @@ def test_each_member_stops_early_by_its_own_early_stopping_at_its_solo_runs_step
     validations = [line for line in output.stdout.splitlines() if line.startswith("step ") and "val/loss" in line]
     assert re.search(r"^step 6/60  val/exact_match .*val/loss \S+ \(seed 0\) \S+ \(seed 1\)", validations[0])
     assert "(seed 1)" in validations[-1] and "(seed 0)" not in validations[-1], validations
-    check(run_here("src.run", *sweep, f"hydra.sweep.dir={solo}"))
+    check(run_here("src.run", *sweep, lines, f"hydra.sweep.dir={solo}"))  # the same config (hparams.yaml has it)
     stopped_at = []
     for job in ("0_seed:0", "1_seed:1"):
         mine = json.loads((stacked / job / "metrics.json").read_text())
@@ -215,6 +272,7 @@ def test_each_member_stops_early_by_its_own_early_stopping_at_its_solo_runs_step
         record = json.loads((stacked / job / "run.json").read_text())
         reference = json.loads((solo / job / "run.json").read_text())
         assert record["status"] == "completed"
+        assert_same_hparams(stacked / job, solo / job)  # written as training starts (no test_after_fit writes it)
         assert record["stopped"]["step"] == reference["stopped"]["step"]
         assert record["stopped"]["message"].split("; best")[0] == reference["stopped"]["message"].split("; best")[0]
         stopped_at.append(record["stopped"]["step"])

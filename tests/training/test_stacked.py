@@ -23,9 +23,10 @@ class EventStandIn:
 
 
 @pytest.mark.parametrize("read", ["at once", "a step late"])
-def test_a_member_that_diverges_stops_and_the_others_go_on(tmp_path, read):
+def test_a_member_that_diverges_stops_and_the_others_go_on(tmp_path, capsys, read):
     """`a step late`: the GPU's path, on the CPU (the copy's event is a stand-in): the host learns of the divergence
-    a step later, and the member is stopped at its step all the same (the device decided it)."""
+    a step later, and the member is stopped at its step all the same (the device decided it). Either way one
+    warning says so as soon as the host knows, not when the group ends."""
     members = [member_module("seq2seq", seed) for seed in (0, 1)]
     outputs = [MemberOutputs(tmp_path / str(i), m, loggers=[], objective=None) for i, m in enumerate(members)]
     group = StackedLitModule(members, outputs)
@@ -52,6 +53,10 @@ def test_a_member_that_diverges_stops_and_the_others_go_on(tmp_path, read):
         optimizer.zero_grad()
         if step == 1:  # the host knows at once on the CPU, a step later on a GPU
             assert group.training_members == ([True, False] if read == "at once" else [True, True])
+        warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+        told_at = 1 if read == "at once" else 2
+        expected = ["warning: 1 diverged at step 1 (loss nan); the other members go on"] if step == told_at else []
+        assert warnings == expected, step
     assert group.training_members == [True, False]
     assert outputs[1].diverged_at == 1 and math.isnan(outputs[1].diverged_loss)
     after = group.model.member_state_dict(1)
