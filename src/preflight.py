@@ -238,6 +238,7 @@ def check_stacked_resume(config: DictConfig, jobs: list[list[str]]) -> None:
                 )
     finally:
         HydraConfig.instance().cfg = original  # type: ignore[assignment]
+    check_no_job_left_out(Path(config.hydra.sweep.dir), run_dirs)
     limit = OmegaConf.select(config, "hydra.launcher.max_members", default=None)
     for group in stack_groups(jobs):
         for start in range(0, len(group), limit or len(group)):
@@ -249,6 +250,21 @@ def check_stacked_resume(config: DictConfig, jobs: list[list[str]]) -> None:
             checkpoint = read_checkpoint(str(state), "ckpt_path")
             settings = _without_hydra(configs[members[0]])
             check_made_alike(settings, checkpoint, settings.torch_threads or 0)
+
+
+def check_no_job_left_out(sweep_dir: Path, run_dirs: list[Path]) -> None:
+    """A resumed sweep runs every job its directory holds: a job directory the sweep would not make (its seeds in
+    another order, `seed=1,0` for a sweep started with `seed=0,1`, numbers them differently; a seed left out) would
+    be passed over, and its group's state read for the wrong seeds."""
+    made = {run_dir.name for run_dir in run_dirs}
+    held = sorted(d.name for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file())
+    left_out = [name for name in held if name not in made]
+    if left_out:
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds {', '.join(left_out)}, which this sweep would not run (its jobs: "
+            f"{', '.join(d.name for d in run_dirs)}): resume with the values the sweep was started with, in their "
+            "order (each job's .hydra/overrides.yaml); seeds may be added at the end"
+        )
 
 
 def check_same_groups(members: list[int], state: Path, run_dirs: list[Path]) -> None:

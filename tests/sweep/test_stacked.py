@@ -180,3 +180,24 @@ def test_a_copied_sweep_resumes_from_its_own_group_states(tmp_path):
     check_same_groups([0, 1], group_state_path(copy, [0, 1]), copied)  # the same group, in the copy: it resumes
     with pytest.raises(ConfigError, match=rf"its state: {copy}/stacked_groups/jobs-0-1.ckpt\), which this sweep"):
         check_same_groups([0, 1, 2], group_state_path(copy, [0, 1, 2]), copied)
+
+
+def test_a_resumed_sweep_must_run_every_job_its_directory_holds(tmp_path):
+    """Seeds in another order (`seed=1,0` for a sweep started with `seed=0,1`) number the jobs otherwise, and a seed
+    left out would be passed over: refused in one line naming the jobs; seeds added at the end resume."""
+    from src.model import ConfigError
+    from src.preflight import check_no_job_left_out
+
+    for name in ("0_seed:0", "1_seed:1"):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text(f"- seed={name[-1]}\n")
+    (tmp_path / "stacked_groups").mkdir()  # not a job
+    check_no_job_left_out(tmp_path, [tmp_path / n for n in ("0_seed:0", "1_seed:1", "2_seed:2")])  # one added
+    with pytest.raises(
+        ConfigError,
+        match=r"holds 0_seed:0, 1_seed:1, which this sweep would not run \(its jobs: "
+        r"0_seed:1, 1_seed:0\): resume with the values the sweep was started with, in their order",
+    ):
+        check_no_job_left_out(tmp_path, [tmp_path / "0_seed:1", tmp_path / "1_seed:0"])
+    with pytest.raises(ConfigError, match=r"holds 1_seed:1, which this sweep would not run \(its jobs: 0_seed:0\)"):
+        check_no_job_left_out(tmp_path, [tmp_path / "0_seed:0"])
