@@ -527,6 +527,7 @@ def record_the_run(
     cfg: DictConfig, run_dir: Path, record: RunRecord, launched_at: float | None, multirun: bool, job: str
 ) -> float | None:
     """Train, and say in run.json (and in one line) how it ended: the first (or only) rank of a run."""
+    forget_earlier_error(run_dir)  # a resumed run: error.txt belongs to the status run.json has now
     with logged_to(run_dir / "run.log"):
         try:
             metrics = train(cfg, run_dir, record, launched_at=launched_at)
@@ -675,8 +676,8 @@ def stacked_member_command(run_dir: Path, cfg: DictConfig) -> str:
 
 
 def forget_earlier_error(run_dir: Path) -> None:
-    """A member trains again: the error.txt of an earlier attempt goes (its reason stays in run.json's `previous`),
-    so that error.txt always belongs to the status run.json has now."""
+    """A run (or a stacked group's member) trains again: the error.txt of an earlier attempt goes (its reason stays
+    in run.json's `previous`), so that error.txt always belongs to the status run.json has now."""
     (run_dir / "error.txt").unlink(missing_ok=True)
 
 

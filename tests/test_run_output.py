@@ -58,3 +58,19 @@ def test_what_a_run_prints_shows_every_user_string_exactly(capsys, tmp_path):
     analysed = run_command("src.analyze", [*analyse[5:], "single_heads=false", "keep_one=false"], capsys)
     assert analysed.code == 0, analysed.err
     assert (run_dir / "analysis" / "report.md").is_file()
+
+
+def test_a_resumed_run_that_completes_keeps_no_error_txt_of_an_earlier_attempt(capsys, tmp_path):
+    """error.txt belongs to the status run.json has now: a run that failed with its steps kept (a rank that died)
+    and was resumed to its end has no error.txt left from before; the earlier reason stays in run.json's previous."""
+    first = run_command("src.run", [*TINY, f"hydra.run.dir={tmp_path}"], capsys)
+    assert first.code == 0, first.err
+    record = json.loads((tmp_path / "run.json").read_text())
+    (tmp_path / "run.json").write_text(json.dumps({**record, "status": "failed", "error": "rank 1 failed"}))
+    (tmp_path / "error.txt").write_text("rank 1 failed\n")  # what the failed attempt left
+    args = [o for o in TINY if not o.startswith("trainer.max_steps=")] + ["trainer.max_steps=6", "ckpt_path=last"]
+    resumed = run_command("src.run", [*args, f"hydra.run.dir={tmp_path}"], capsys)
+    assert resumed.code == 0, resumed.err
+    assert not (tmp_path / "error.txt").exists()
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed" and record["previous"][-1]["error"] == "rank 1 failed"
