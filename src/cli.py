@@ -437,6 +437,8 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
         return f"{key} belongs to {owners}, not to {group}={choices[group]}: {choose}, or drop {written}"
     if training_line := a_training_setting_line(key, line, cfg):
         return training_line
+    if trainer_line := a_trainer_argument_line(key, line):
+        return trainer_line
     # No option has it: the setting it is closest to, in this config or in another option of its group. Not the
     # node it was typed under (model.rope_scaling for model.rope_scaling.foo): that holds settings, not a value.
     ancestors = {key.rsplit(".", n)[0] for n in range(1, key.count(".") + 1)}
@@ -453,6 +455,22 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
     if 0 < len(settings) <= 8:  # a small node's settings fit the line (model.rope_scaling's); model's 37 do not
         return f"{key} is not a setting: {parent} has {', '.join(settings)}"
     return not_a_setting_line(key, line.command)
+
+
+def a_trainer_argument_line(key: str, line: CommandLine) -> str | None:
+    """`trainer.gradient_clip_algorithm=value`: an argument of Lightning's Trainer that the schema does not list,
+    which the command line adds with + (and src.validation checks); None for any other key."""
+    import inspect
+
+    parent, _, name = key.rpartition(".")
+    if parent != "trainer" or line.command != "src.run":
+        return None
+    from lightning import Trainer
+
+    if name not in inspect.signature(Trainer.__init__).parameters:
+        return None
+    value = line.value_of(key)
+    return f"{key} is an argument of Lightning's Trainer that the schema does not list: add it with +, +{key}={value}"
 
 
 def settings_of_node(cfg: DictConfig | None, path: str) -> list[str]:

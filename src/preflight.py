@@ -263,7 +263,8 @@ def check_no_job_left_out(sweep_dir: Path, run_dirs: list[Path]) -> None:
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} holds {', '.join(left_out)}, which this sweep would not run (its jobs: "
             f"{', '.join(d.name for d in run_dirs)}): resume with the values the sweep was started with, in their "
-            "order (each job's .hydra/overrides.yaml); seeds may be added at the end"
+            "order (each job's .hydra/overrides.yaml); seeds may be added at the end once its interrupted groups "
+            "have finished"
         )
 
 
@@ -375,7 +376,10 @@ def check_sweep_jobs(config: DictConfig) -> None:
     for number, overrides in enumerate(jobs):
         job = loader.load_sweep_config(config, list(overrides))
         settings = _without_hydra(job)
-        check_not_repeated(number, OmegaConf.to_yaml(settings), composed, jobs, varied)
+        # the same settings from the same group choices: an experiment that chooses the default mask composes what
+        # no choice does, yet beside model.pretrained the two train other masks (src/pretrained/run_config.py)
+        choices = OmegaConf.select(job, "hydra.runtime.choices", default=None)
+        check_not_repeated(number, OmegaConf.to_yaml(settings) + str(choices), composed, jobs, varied)
         try:
             validate_config(settings, overrides=list(job.hydra.overrides.task), runs_here=not on_a_cluster(config))
             data = OmegaConf.to_yaml(OmegaConf.masked_copy(settings, ["task", "model"]))
@@ -394,9 +398,9 @@ def check_sweep_jobs(config: DictConfig) -> None:
 
 
 def check_not_repeated(number: int, settings: str, composed: dict[str, int], jobs, varied) -> None:
-    """Two jobs of one sweep with the same settings (`seed=0,0,1`, `seed=0,00`, `model.heads=2,2`) would train the same
-    run twice, and the report would count it twice: a mean over seeds of n it does not have, a confidence interval
-    and a t-test narrower than the data allow. Refused, naming the two jobs."""
+    """Two jobs of one sweep with the same settings and group choices (`seed=0,0,1`, `seed=0,00`, `model.heads=2,2`)
+    would train the same run twice, and the report would count it twice: a mean over seeds of n it does not have, a
+    confidence interval and a t-test narrower than the data allow. Refused, naming the two jobs."""
     first = composed.setdefault(settings, number)
     if first == number:
         return

@@ -61,25 +61,28 @@ def _check_choice(field_name: str, value: str, allowed: tuple[str, ...], names: 
         raise unknown_choice(field_name, value, allowed, names)  # `names`: what it names, for a typed true or false
 
 
-def check_finite_settings(cfg: DictConfig, skip: tuple[str, ...] = ("hydra", "model")) -> None:
+def check_finite_settings(cfg: DictConfig, skip: tuple[str, ...] = ("hydra", "model", "meta")) -> None:
     """Every real-number setting is a finite number: a range check written as a comparison lets nan through
     (`nan <= 0` is false), so optimizer.lr=nan would train and stop as diverged at its first step, with advice about
     the learning rate. `skip`: nodes checked where they are read (the model config's own, TransformerConfig.validate,
-    which names each axis's default)."""
+    which names each axis's default), and the user's notes (meta: read by nothing)."""
 
     def walk(node: Any, path: str, optional: bool = False) -> None:
         if isinstance(node, DictConfig):
             for key in node:
-                child = node._get_node(key)
-                if (path or key not in skip) and not OmegaConf.is_missing(node, key) and not child._is_interpolation():
-                    walk(node[key], f"{path}{key}.", child._is_optional())
+                if (path or key not in skip) and not OmegaConf.is_missing(node, key):
+                    try:  # an interpolation (${oc.env:LR}) as it resolves: a float-typed setting converts it
+                        value = node[key]
+                    except Exception:  # noqa: BLE001 (one that cannot resolve is said where it is read)
+                        continue
+                    walk(value, f"{path}{key}.", node._get_node(key)._is_optional())
         elif isinstance(node, ListConfig):
             for index, item in enumerate(node):
                 walk(item, f"{path.rstrip('.')}[{index}].")
         elif isinstance(node, float) and not math.isfinite(node):
             raise ConfigError(f"{path.rstrip('.')}={node} is not a finite number: give one{' (or null)' * optional}")
 
-    walk(cfg, "")  # (an interpolation is checked where it points)
+    walk(cfg, "")
 
 
 def check_layer_count(cfg: DictConfig, arch: str | None = None) -> None:
@@ -95,11 +98,18 @@ def check_layer_count(cfg: DictConfig, arch: str | None = None) -> None:
     if arch is None:
         return
     stacks = {"enc_layers": arch in ("encoder_decoder", "encoder_only"), "dec_layers": arch != "encoder_only"}
-    following = [f"model.{key}" for key, used in stacks.items() if used and OmegaConf.is_interpolation(cfg.model, key)]
-    if following:
+    following = [key for key in stacks if OmegaConf.is_interpolation(cfg.model, key)]
+    used = [f"model.{key}" for key in following if stacks[key]]
+    if used:
         raise ConfigError(
-            f"model.layers=null leaves {' and '.join(following)} without a layer count: give model.layers=N, or "
-            + " and ".join(f"{key}=N" for key in following)
+            f"model.layers=null leaves {' and '.join(used)} without a layer count: give model.layers=N, or "
+            + " and ".join(f"{key}=N" for key in used)
+        )
+    if following:  # only a stack this architecture does not build still follows it: the config cannot be read
+        given = " and ".join(f"model.{key}={cfg.model[key]}" for key in stacks if stacks[key])
+        raise ConfigError(
+            f"model.layers=null leaves model.{following[0]}, which follows it, without a count: leave model.layers "
+            f"out ({given} sets the layers arch={arch} has)"
         )
 
 

@@ -317,6 +317,13 @@ def test_an_override_must_fit_every_option_a_sweep_runs(args, line, capsys, tmp_
             ["ckpt=x.ckpt", "colour=red"],
             "colour is not a setting: check its spelling (python -m src.predict --cfg job prints every setting)",
         ),
+        # an argument of Lightning's Trainer the schema does not list is added with +, not a typo of gradient_clip_val
+        (
+            "src.run",
+            ["trainer.gradient_clip_algorithm=value"],
+            "trainer.gradient_clip_algorithm is an argument of Lightning's Trainer that the schema does not list: add "
+            "it with +, +trainer.gradient_clip_algorithm=value",
+        ),
         # under a node of a few settings: they are named, never the node itself (model.rope_scaling=3 is refused)
         (
             "src.run",

@@ -136,6 +136,11 @@ BAD_CONFIGS = [
     (["+trainer.gradient_clip_algorithm=bogus"], "trainer.gradient_clip_algorithm=bogus is not known to Lightning"),
     (["model.layers=null"], "model.layers=null leaves model.enc_layers and model.dec_layers without a layer count"),
     (["task=char_lm", "model.layers=null"], "model.layers=null leaves model.dec_layers without"),  # enc: unread
+    (
+        ["task=char_lm", "model.layers=null", "model.dec_layers=1"],
+        "leaves model.enc_layers, which follows it, without "
+        "a count: leave model.layers out (model.dec_layers=1 sets the layers arch=decoder_only has)",
+    ),
     (["mask.type=diagonal"], "mask"),
     (["mask=prefix", "mask.prefix_len=300"], "mask.prefix_len"),
     (["task=char_lm", f"task.path={ROOT / 'README.md'}", "task.block_size=1"], "task.block_size"),
@@ -473,13 +478,13 @@ def test_a_source_prefix_for_a_model_trained_from_scratch_gets_one_warning(compo
     assert unread_warnings(compose, capsys, *translation_overrides()) == []
 
 
-def float_settings(node, path: str = "") -> list[str]:
+def real_number_settings(node, path: str = "") -> list[str]:
     """Every real-number setting of a composed config, as a dotted path (lists' items by index)."""
     paths = []
     for key in node:
         value = node[key]
         if isinstance(value, DictConfig):
-            paths += float_settings(value, f"{path}{key}.")
+            paths += real_number_settings(value, f"{path}{key}.")
         elif isinstance(value, float):
             paths.append(f"{path}{key}")
     return paths
@@ -490,7 +495,7 @@ def test_every_real_number_setting_refuses_what_is_not_a_finite_number(compose, 
     """nan passes every range check written as a comparison; inf passes many. Each float setting of the default run
     (the model's are TransformerConfig's, checked with their defaults named) is refused by name."""
     cfg = compose()
-    settings = [path for path in float_settings(cfg) if not path.startswith(("hydra.", "model."))]
+    settings = [path for path in real_number_settings(cfg) if not path.startswith(("hydra.", "model."))]
     assert {"optimizer.lr", "optimizer.weight_decay", "trainer.gradient_clip_val", "decode.temperature"} <= set(
         settings
     )
@@ -501,3 +506,13 @@ def test_every_real_number_setting_refuses_what_is_not_a_finite_number(compose, 
         validate_config(compose("optimizer.betas=[0.9,nan]"))
     with pytest.raises(ConfigError, match=r"^max_loss=inf is not a finite number: give one \(or null\)$"):
         validate_config(compose("max_loss=inf"))
+
+
+def test_a_setting_that_is_not_a_finite_number_through_an_interpolation_is_refused(compose, monkeypatch):
+    """`optimizer.lr=${oc.env:LR}` with LR=nan: the float setting converts what the interpolation gives."""
+    monkeypatch.setenv("LR", "nan")
+    with pytest.raises(ConfigError, match=r"^optimizer.lr=nan is not a finite number"):
+        validate_config(compose("optimizer.lr=${oc.env:LR}"))
+    with pytest.raises(ConfigError, match=r"^optimizer.lr=inf is not a finite number"):
+        validate_config(compose("optimizer.lr=${max_loss}", "max_loss=inf"))  # max_loss's own line would come later
+    validate_config(compose("+meta.note=nan"))  # a note of the user's is text, read by nothing

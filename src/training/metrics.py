@@ -106,6 +106,15 @@ class TaskMetric(Metric):
         return self.total / self.count  # NaN when the split had nothing to count
 
 
+def perplexity(loss: float) -> float:
+    """exp of the mean cross-entropy; inf past a float's range (exp(709.8) overflows: math.exp raises), as the
+    perplexity of a diverged loss is; NaN stays NaN."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
 class SplitMetrics(nn.Module):
     """The metric state of one split. `update_*` per batch, `compute()` at the end of the epoch, then `reset()`."""
 
@@ -162,8 +171,7 @@ class SplitMetrics(nn.Module):
         if self.kind == "classification":
             values["acc"] = self.acc.compute().item()
         else:
-            # exp past ~709 overflows a float (math.exp raises): inf, as the perplexity of a diverged loss is
-            values["ppl"] = math.exp(loss) if not loss >= 700.0 else math.inf  # (NaN stays NaN)
+            values["ppl"] = perplexity(loss)
             values["token_acc"] = self.token_acc.compute().item()
         if self.kind == "seq2seq" and self.exact_match.update_count > 0:
             values["exact_match"] = self.exact_match.compute().item()

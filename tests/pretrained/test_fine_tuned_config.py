@@ -163,6 +163,27 @@ def test_a_mask_an_experiment_file_chooses_beside_the_model_applies_and_is_warne
         assert checkpoint["hyper_parameters"]["model_config"]["mask"] == {"type": mask}
 
 
+def test_a_sweep_of_experiments_that_compose_alike_but_choose_otherwise_is_not_a_repeated_job(
+    mistral_dir, story, tmp_path
+):
+    """`override /mask: standard` composes what no choice does, yet beside Mistral the two train other masks: the
+    sweep's check for jobs repeated (seed=0,0) tells them apart by their group choices, and runs both."""
+    experiments = tmp_path / "conf" / "experiment"
+    experiments.mkdir(parents=True)
+    (experiments / "standard.yaml").write_text("# @package _global_\ndefaults:\n  - override /mask: standard\n")
+    (experiments / "own.yaml").write_text("# @package _global_\n")
+    sweep = tmp_path / "sweep"
+    code, _, err = run_in_process(
+        "src.run", "-m", "experiment=standard,own", f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        f"model.pretrained={mistral_dir}", "task=char_lm", f"task.path={story}", "task.block_size=16",
+        "trainer.max_steps=1", "trainer.val_check_interval=1", "batch_size=2", "torch_threads=1", "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert code == 0, err
+    masks = [saved_config(sweep / name)["mask"] for name in ("0_experiment:standard", "1_experiment:own")]
+    assert masks == [{"type": "standard"}, WINDOW]
+
+
 @pytest.mark.parametrize(
     ("setting", "refused"),
     [("model:\n  dropout: 0.25\n", None), ("model:\n  heads: 8\n", "model.heads is set by model.pretrained=")],

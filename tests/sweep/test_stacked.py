@@ -196,7 +196,8 @@ def test_a_resumed_sweep_must_run_every_job_its_directory_holds(tmp_path):
     with pytest.raises(
         ConfigError,
         match=r"holds 0_seed:0, 1_seed:1, which this sweep would not run \(its jobs: "
-        r"0_seed:1, 1_seed:0\): resume with the values the sweep was started with, in their order",
+        r"0_seed:1, 1_seed:0\): resume with the values the sweep was started with, in their order .* once its "
+        r"interrupted groups have finished",
     ):
         check_no_job_left_out(tmp_path, [tmp_path / "0_seed:1", tmp_path / "1_seed:0"])
     with pytest.raises(ConfigError, match=r"holds 1_seed:1, which this sweep would not run \(its jobs: 0_seed:0\)"):
