@@ -532,10 +532,28 @@ def a_training_setting_line(key: str, line: CommandLine, cfg: DictConfig) -> str
         return None
     what = f"its {top} settings" if "." in key else "it"
     retrain = shlex.quote(f"{key}={line.value_of(key)}") if "=" in line.written(key) else f"{key}=..."
+    if (option := run_option_with(key)) is not None:  # mask.window=2: src.run takes it with mask=window
+        retrain = f"{top}={option} {retrain}"
     return (
         f"{key} is not a setting of python -m {line.command}, which takes the {top} from the checkpoint ({what} "
         f"cannot be changed here): drop {line.written(key)}, or train a run with it: python -m src.run {retrain}"
     )
+
+
+def run_option_with(key: str) -> str | None:
+    """The option of src.run's config group that has the setting `key` where the default option lacks it (window
+    for mask.window); None for a key of no group, or one the default option has."""
+    group = key.split(".")[0]
+    if "." not in key or not (Path(CONF_DIR) / group).is_dir():
+        return None
+    with fresh_hydra() as loader:
+        default = compose_or_none(CONFIG_NAMES["src.run"], [])
+        if default is None or key in setting_paths(default):
+            return None
+        for option in loader.get_group_options(group):
+            if key in setting_paths(compose_or_none(CONFIG_NAMES["src.run"], [f"{group}={option}"])):
+                return option
+    return None
 
 
 def removes_a_needed_setting_line(written: str, key: str, command: str) -> str:

@@ -409,6 +409,13 @@ def test_the_closest_setting_is_a_typo_of_the_name_not_another_setting_of_the_sa
             "mask is not a setting of python -m src.predict, which takes the mask from the checkpoint (it cannot be "
             "changed here): drop mask=causal, or train a run with it: python -m src.run mask=causal",
         ),
+        (  # the suggested run composes: mask.window needs mask=window, which src.run would otherwise refuse
+            "src.predict",
+            ["ckpt=x.ckpt", "mask.window=2"],
+            "mask.window is not a setting of python -m src.predict, which takes the mask from the checkpoint (its mask "
+            "settings cannot be changed here): drop mask.window=2, or train a run with it: python -m src.run "
+            "mask=window mask.window=2",
+        ),
         (  # their own settings are still typos of theirs
             "src.predict",
             ["ckpt=x.ckpt", "decode.beam_sise=3"],
