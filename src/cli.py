@@ -460,14 +460,10 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
 def a_trainer_argument_line(key: str, line: CommandLine) -> str | None:
     """`trainer.gradient_clip_algorithm=value`: an argument of Lightning's Trainer that the schema does not list,
     which the command line adds with + (and src.validation checks); None for any other key."""
-    import inspect
+    from src.validation import trainer_arguments
 
     parent, _, name = key.rpartition(".")
-    if parent != "trainer" or line.command != "src.run":
-        return None
-    from lightning import Trainer
-
-    if name not in inspect.signature(Trainer.__init__).parameters:
+    if parent != "trainer" or line.command != "src.run" or name not in trainer_arguments():
         return None
     value = line.value_of(key)
     return f"{key} is an argument of Lightning's Trainer that the schema does not list: add it with +, +{key}={value}"

@@ -25,7 +25,7 @@ from src.data.files import resolve_path
 from src.data.registry import resolve_task_config
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
-from src.model.config import unknown_choice
+from src.model.config import ARCHITECTURE_STACKS, unknown_choice
 from src.model.masks import MASK_SCHEMES
 from src.model.transformer import ARCHITECTURE_CLASSES
 from src.schema import (
@@ -97,7 +97,8 @@ def check_layer_count(cfg: DictConfig, arch: str | None = None) -> None:
         )
     if arch is None:
         return
-    stacks = {"enc_layers": arch in ("encoder_decoder", "encoder_only"), "dec_layers": arch != "encoder_only"}
+    built = ARCHITECTURE_STACKS[arch]
+    stacks = {"enc_layers": "encoder" in built, "dec_layers": "decoder" in built}
     following = [key for key in stacks if OmegaConf.is_interpolation(cfg.model, key)]
     used = [f"model.{key}" for key in following if stacks[key]]
     if used:
@@ -552,15 +553,21 @@ def check_gradient_clip_algorithm(algorithm: Any) -> None:
         )
 
 
-def _check_trainer(trainer, runs_here: bool = True) -> None:
-    """The Trainer arguments Lightning would reject late (after data and model are built) or never; with
-    `runs_here`, also GPUs this machine does not have."""
+def trainer_arguments() -> set[str]:
+    """The arguments of Lightning's Trainer a `trainer.*` setting may give (the run sets its loggers, callbacks and
+    directory itself)."""
     import inspect
 
     from lightning import Trainer
 
+    return set(inspect.signature(Trainer.__init__).parameters) - {"self", "logger", "callbacks", "default_root_dir"}
+
+
+def _check_trainer(trainer, runs_here: bool = True) -> None:
+    """The Trainer arguments Lightning would reject late (after data and model are built) or never; with
+    `runs_here`, also GPUs this machine does not have."""
     # A key added with + (`+trainer.max_step=5`) reaches Lightning's Trainer as a keyword it does not take.
-    accepted = set(inspect.signature(Trainer.__init__).parameters) - {"self", "logger", "callbacks", "default_root_dir"}
+    accepted = trainer_arguments()
     for key in trainer:
         if key not in accepted:
             close = difflib.get_close_matches(str(key), sorted(accepted), n=1, cutoff=0.75)

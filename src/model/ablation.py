@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .config import TransformerConfig
+from .config import ARCHITECTURE_STACKS, TransformerConfig
 from .errors import ConfigError
 from .head_mask import SITES, attention_sites, set_head_mask
 from .names import head_name, layer_name
@@ -56,13 +56,13 @@ ABLATION_METHODS = {
 
 def layout_of(cfg: TransformerConfig) -> dict[str, tuple[int, int]]:
     """The attention sites of a model built from `cfg`: site -> (layers, heads), without building it."""
-    arch = cfg.arch
+    stacks = ARCHITECTURE_STACKS[cfg.arch]
     sites: dict[str, tuple[int, int]] = {}
-    if arch in ("encoder_decoder", "encoder_only"):
+    if "encoder" in stacks:
         sites["encoder_self"] = (cfg.enc_layers, cfg.heads)
-    if arch in ("encoder_decoder", "decoder_only"):
+    if "decoder" in stacks:
         sites["decoder_self"] = (cfg.dec_layers, cfg.heads)
-    if arch == "encoder_decoder":
+    if "encoder" in stacks and "decoder" in stacks:  # the decoder reads the encoder's output
         sites["cross"] = (cfg.dec_layers, cfg.heads)
     return sites
 

@@ -22,7 +22,14 @@ from .pooling import POOLINGS
 from .positional import POSITIONAL_SCHEMES, rope_scaling_defaults
 from .tokens import BOS_ID, EOS_ID, PAD_ID
 
-ARCHITECTURES = ("encoder_decoder", "decoder_only", "encoder_only")
+# The stacks each `model.arch` builds: the one place that says so (the model's checks, the attention sites of
+# ablation.layout_of and src.validation's layer counts ask it)
+ARCHITECTURE_STACKS: dict[str, tuple[str, ...]] = {
+    "encoder_decoder": ("encoder", "decoder"),
+    "decoder_only": ("decoder",),
+    "encoder_only": ("encoder",),
+}
+ARCHITECTURES = tuple(ARCHITECTURE_STACKS)
 
 
 def unknown_choice(setting: str, value: Any, allowed: Iterable[str], names: str = "", hint: str = "") -> ConfigError:
@@ -242,8 +249,8 @@ class TransformerConfig(ModelAxes):
                 )
         self.mask_scheme()  # its own settings (mask.window >= 1, ...)
 
-        uses_encoder = self.arch in ("encoder_decoder", "encoder_only")
-        uses_decoder = self.arch in ("encoder_decoder", "decoder_only")
+        uses_encoder = "encoder" in ARCHITECTURE_STACKS[self.arch]
+        uses_decoder = "decoder" in ARCHITECTURE_STACKS[self.arch]
         if self.parallel_layers and not self.pre_norm:
             raise ConfigError(
                 f"model.parallel_layers=true needs pre-LN (model.norm_position={self.norm_position} normalises the "
