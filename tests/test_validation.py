@@ -117,7 +117,7 @@ BAD_CONFIGS = [
     (
         ["task=induction", "model.pos_encoding=t5_relative", "model.relative_max_distance=12"],
         "model.relative_max_distance=12 must exceed the exact distances of a decoder's one-way buckets, "
-        "relative_buckets/2 = 16: set model.relative_max_distance=17 or more",
+        "relative_buckets//2 = 16: set model.relative_max_distance=17 or more",
     ),
     (
         ["model.pos_encoding=t5_relative", "model.relative_buckets=8", "model.relative_max_distance=3"],

@@ -395,21 +395,26 @@ class T5RelativePositions(PositionalScheme):
 
     @staticmethod
     def check(cfg: TransformerConfig) -> None:
-        if cfg.relative_buckets < 4 or cfg.relative_buckets % 4 != 0:
+        # Any count is T5's (transformers takes any, and so do we, with its integer halvings), as long as every
+        # stack keeps at least one exact distance: the log-spaced buckets are measured from the last one. An
+        # encoder's buckets are halved twice (per direction, then exact), a decoder's once.
+        one_way = "decoder" in T5RelativePositions.stacks_of(cfg)
+        fewest = 2 if one_way and "encoder" not in T5RelativePositions.stacks_of(cfg) else 4
+        if cfg.relative_buckets < fewest:
+            stack = "the encoder" if fewest == 4 else "the decoder"
             raise ConfigError(
-                f"model.relative_buckets={cfg.relative_buckets} must be a multiple of 4, at least 4 (T5's 32): half "
-                "per direction, half of that exact distances"
+                f"model.relative_buckets={cfg.relative_buckets} leaves {stack} no exact distance: "
+                f"give model.relative_buckets={fewest} or more (T5's is 32)"
             )
         # The log-spaced buckets grow from the last exact distance up to max_distance: at or below it, the log's base
         # max_distance / exact is <= 1 and the buckets come out negative or undefined (transformers' T5Attention
         # computes the same ones). A decoder's buckets are one-way, so it has twice the encoder's exact distances.
-        one_way = "decoder" in T5RelativePositions.stacks_of(cfg)
         exact = exact_distances(cfg.relative_buckets, bidirectional=not one_way)
         if cfg.relative_max_distance <= exact:
             whose = (
-                f"a decoder's one-way buckets, relative_buckets/2 = {exact}"
+                f"a decoder's one-way buckets, relative_buckets//2 = {exact}"
                 if one_way
-                else f"the encoder's buckets per direction, relative_buckets/4 = {exact}"
+                else f"the encoder's buckets per direction, relative_buckets//4 = {exact}"
             )
             raise ConfigError(
                 f"model.relative_max_distance={cfg.relative_max_distance} must exceed the exact distances of "

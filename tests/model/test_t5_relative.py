@@ -17,13 +17,14 @@ from transformers.models.t5.modeling_t5 import T5Attention  # noqa: E402
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
-@pytest.mark.parametrize("buckets, max_distance", [(32, 128), (8, 20)])
+@pytest.mark.parametrize("buckets, max_distance", [(32, 128), (8, 20), (10, 20), (9, 30)])
 def test_the_buckets_are_t5s(bidirectional, buckets, max_distance):
     relative = torch.arange(-300, 301)
     expected = T5Attention._relative_position_bucket(relative, bidirectional, buckets, max_distance)
     assert torch.equal(relative_position_bucket(relative, bidirectional, buckets, max_distance), expected)
-    # every bucket is reached, but for a later key at distance 0 (none is), when bidirectional
-    assert expected.unique().numel() == (buckets - 1 if bidirectional else buckets)
+    # every bucket is reached, but for a later key at distance 0 (none is), when bidirectional, and an odd count's
+    # last, which T5's halving leaves out
+    assert expected.unique().numel() == (buckets // 2 * 2 - 1 if bidirectional else buckets)
 
 
 @pytest.mark.parametrize("is_decoder", [False, True])
@@ -58,11 +59,12 @@ def test_each_stack_has_its_own_table_and_cross_attention_gets_no_bias():
 
 @pytest.mark.parametrize(
     "settings, message",
-    [({"relative_buckets": 6}, "model.relative_buckets=6 must be a multiple of 4"),
+    [({"relative_buckets": 1}, "model.relative_buckets=1 leaves the decoder no exact distance: give "
+                               "model.relative_buckets=2 or more"),
      ({"relative_max_distance": 8}, "model.relative_max_distance=8 must exceed"),
      # a decoder's buckets are one-way: 16 exact distances of 32 buckets, not the encoder's 8
      ({"relative_max_distance": 12}, "model.relative_max_distance=12 must exceed the exact distances of a decoder's "
-                                     "one-way buckets, relative_buckets/2 = 16: set model.relative_max_distance=17"),
+                                     "one-way buckets, relative_buckets//2 = 16: set model.relative_max_distance=17"),
      ({"relative_buckets": 8, "relative_max_distance": 3}, "model.relative_max_distance=3 must exceed")],
 )  # fmt: skip
 def test_buckets_that_cannot_work_are_one_line(settings, message):
@@ -79,12 +81,21 @@ STACKS = {"encoder_only": {"encoder": True}, "decoder_only": {"decoder": False},
 
 
 @pytest.mark.parametrize("arch", list(STACKS))
-@pytest.mark.parametrize("buckets", [4, 8, 32])
+@pytest.mark.parametrize("buckets", [2, 3, 4, 5, 6, 7, 8, 10, 13, 32])
 def test_every_max_distance_check_accepts_gives_buckets_in_range_and_every_one_it_refuses_breaks_t5s(arch, buckets):
     """The check's bound is the architecture's: at or below a stack's exact distances the log-spaced buckets come out
     negative or undefined, in transformers' T5Attention too (so there is no T5 behaviour to match, only a value to
     refuse), and the decoder's one-way buckets have twice the encoder's exact distances."""
     relative = torch.arange(-1000, 1001)  # key - query: far before, far after, and everything between
+    fewest = 4 if "encoder" in STACKS[arch] else 2  # one exact distance per stack: an encoder's buckets halve twice
+    if buckets < fewest:
+        cfg = TransformerConfig(arch=arch, d_model=16, heads=4, src_vocab_size=13, tgt_vocab_size=13, num_classes=2,
+                                pos_encoding="t5_relative", relative_buckets=buckets)  # fmt: skip
+        with pytest.raises(ConfigError, match=f"give model.relative_buckets={fewest} or more"):
+            cfg.validate()
+        with pytest.raises(ZeroDivisionError):  # T5's own buckets have nothing to measure the far ones from
+            T5Attention._relative_position_bucket(relative, True, buckets, 20)
+        return
     accepted = []
     for max_distance in range(1, 2 * buckets):
         cfg = TransformerConfig(arch=arch, d_model=16, heads=4, src_vocab_size=13, tgt_vocab_size=13, num_classes=2,
@@ -109,7 +120,7 @@ def test_every_max_distance_check_accepts_gives_buckets_in_range_and_every_one_i
         positional = build_model(cfg).positional
         for stack in STACKS[arch]:  # and each stack's table reads them
             assert positional.for_stack(stack).attention_bias(7, 9).shape == (4, 7, 9)
-    exact = buckets // 2 if "decoder" in STACKS[arch] else buckets // 4
+    exact = buckets // 2 if "decoder" in STACKS[arch] else buckets // 2 // 2
     assert accepted == list(range(exact + 1, 2 * buckets))
 
 

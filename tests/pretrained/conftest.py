@@ -259,8 +259,9 @@ def tiny_t5(style: str = "t5", **overrides):
     """A tiny T5 of each style. "t5", the original: ReLU FFN, the output matrix tied to the embedding with the
     decoder's output scaled by d_model^-0.5, 8 heads of 4, T5's 32 buckets up to distance 128. "flan", T5 v1.1 and
     Flan-T5: the gated GELU, an lm_head of its own, unscaled, 6 heads of 4 in d_model 32 (24 wide: as Flan-T5-small's
-    6 of 64 in 512), a deeper decoder than encoder, and 8 buckets up to distance 12, so that short sequences reach the
-    far buckets. Heads of 4: the sqrt(d_kv) = 2 folded into W^Q is exact in float32, as T5's sqrt(64) = 8 is."""
+    6 of 64 in 512), a deeper decoder than encoder, and 10 buckets up to distance 12, so that short sequences reach the
+    far buckets (10: not a multiple of 4, so each direction's 5 halve unevenly, as T5 allows). Heads of 4: the
+    sqrt(d_kv) = 2 folded into W^Q is exact in float32, as T5's sqrt(64) = 8 is."""
     settings = dict(
         d_model=32, d_kv=4, num_heads=8, d_ff=48, num_layers=2, num_decoder_layers=2, vocab_size=VOCAB,
         pad_token_id=T5_PAD, eos_token_id=T5_EOS, decoder_start_token_id=T5_PAD, initializer_factor=2.0,
@@ -274,7 +275,7 @@ def tiny_t5(style: str = "t5", **overrides):
             tie_word_embeddings=False,
             num_heads=6,
             num_decoder_layers=3,
-            relative_attention_num_buckets=8,
+            relative_attention_num_buckets=10,
             relative_attention_max_distance=12,
         ),  # fmt: skip
     }[style]

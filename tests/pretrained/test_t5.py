@@ -132,7 +132,7 @@ def test_the_config_says_what_t5_is(t5_style):
     assert (cfg.dropout, cfg.attention_dropout, cfg.ffn_dropout) == (0.1, 0.1, 0.1)
     expected = {
         "t5": ("relu", True, 8, 4, 32, 32, 128, 2),
-        "flan": ("geglu_tanh", False, 6, 4, 24, 8, 12, 3),
+        "flan": ("geglu_tanh", False, 6, 4, 24, 10, 12, 3),
     }[style]
     assert (
         cfg.activation, cfg.tie_embeddings, cfg.heads, cfg.head_size, cfg.q_dim, cfg.relative_buckets,
