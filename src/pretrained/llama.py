@@ -40,6 +40,14 @@ def rope_settings(hf: Any, family: str) -> tuple[float, dict]:
         raise ConfigError(
             f"{family} with RoPE scaling {kind!r} is not supported: supported are default, {', '.join(ROPE_SCALINGS)}"
         )
+    # transformers' Llama-shaped models read partial_rotary_factor only inside a scaling's frequencies, and then
+    # rotate whole heads with too few of them: the forward fails. (Without a scaling they ignore it, as we do.)
+    partial = parameters.get("partial_rotary_factor", getattr(hf, "partial_rotary_factor", None))
+    if partial is not None and float(partial) != 1.0:
+        raise ConfigError(
+            f"{family} with partial_rotary_factor={partial} and RoPE scaling {kind!r} is not supported: transformers' "
+            f"own {family} cannot run it (its scaled frequencies cover part of each head, its rotation all of it)"
+        )
     ours, keys = ROPE_SCALINGS[kind]
     scaling = {"type": ours, **{key: float(parameters[key]) for key in keys}}
     if ours == "llama3":

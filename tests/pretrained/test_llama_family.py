@@ -142,6 +142,15 @@ def test_the_config_says_what_each_family_is(decoder_family):
         ("llama", {"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}},
          "Llama with RoPE scaling 'yarn' is not supported"),
         ("llama", {"hidden_act": "gelu"}, "Llama with hidden_act='gelu' is not supported"),
+        # transformers' own model fails on its first forward: its scaled frequencies are half a head's
+        ("llama", {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0,
+                                       "partial_rotary_factor": 0.5}},
+         "Llama with partial_rotary_factor=0.5 and RoPE scaling 'linear' is not supported: transformers' own Llama "
+         "cannot run it"),
+        ("qwen2", {"rope_parameters": {"rope_type": "llama3", "rope_theta": 1e4, "factor": 8.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+                   "partial_rotary_factor": 0.5},
+         "Qwen2 with partial_rotary_factor=0.5 and RoPE scaling 'llama3' is not supported"),
         ("qwen2", {"use_sliding_window": True, "sliding_window": 4}, "Qwen2 with use_sliding_window=true"),
     ],
 )  # fmt: skip
@@ -207,3 +216,16 @@ def test_fine_tuning_mistral_keeps_its_sliding_window(decoder_family, compose):
     family, directory = decoder_family
     model_cfg = model_config_for(compose(f"model.pretrained={directory}"), tgt_vocab_size=VOCAB)
     assert model_cfg.mask == ({"type": "window", "window": 5} if family == "mistral" else {"type": "standard"})
+
+
+def test_a_partial_rotary_factor_without_scaling_is_read_as_transformers_reads_it(tmp_path):
+    """transformers' Llama ignores partial_rotary_factor unless a scaling reads it (and then cannot run: refused
+    above): the whole head turns, in its model and in ours."""
+    rope = {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}
+    hf = tiny_decoder("llama", rope_parameters=rope)
+    save(hf, tmp_path)
+    ours = load_pretrained(str(tmp_path), dtype=torch.float64).model
+    tokens = inputs()[0][:1, :9]
+    with torch.no_grad():
+        diff = (ours(tokens).logits - hf.double()(tokens).logits).abs().max().item()
+    assert ours.cfg.rope_fraction == 1.0 and diff <= 1e-6
