@@ -33,13 +33,13 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.cli.command_line import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.cli.schema import register_configs
+from src.cli.validation import check_analysis_settings, check_finite_settings, check_threads
 from src.data.files import resolve_path
 from src.model import ConfigError
 from src.provenance import command_line, git_state, now, package_versions, shell_override
-from src.schema import register_configs
 from src.training.report import print_warning, quiet_lightning
-from src.validation import check_analysis_settings, check_finite_settings, check_threads
 
 gc.freeze()
 if collecting_before:
@@ -244,7 +244,7 @@ OWN_SETTINGS = {
 
 def warn_unread_settings(cfg: DictConfig) -> None:
     """One warning naming the settings the command line gave that the chosen analysis does not read."""
-    from src.validation import typed_settings
+    from src.cli.validation import typed_settings
 
     typed = typed_settings()
     readers: dict[str, list[str]] = {}
@@ -697,8 +697,8 @@ ANALYSES = {
 def preflight(targets: list[Target], cfg: DictConfig, kind: AnalysisKind) -> None:
     """`ablate.*` and the analysis's own check against every target's model (each of a sweep's may differ), before
     any work: a refusal never comes after a first job's analysis is written."""
+    from src.cli.validation import check_ablation
     from src.training.checkpoint import checkpoint_model_config, read_checkpoint
-    from src.validation import check_ablation
 
     for index, target in enumerate(targets):
         checkpoint = target.read or read_checkpoint(str(target.checkpoint))

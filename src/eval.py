@@ -26,11 +26,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
-from src.model import ConfigError
-from src.schema import DecodeConfig, register_configs
-from src.training.report import print_warning, quiet_lightning
-from src.validation import (
+from src.cli.command_line import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.cli.schema import DecodeConfig, register_configs
+from src.cli.validation import (
     check_ablation,
     check_finite_settings,
     check_threads,
@@ -38,6 +36,8 @@ from src.validation import (
     validate_decode,
     warn_unused_decode_settings,
 )
+from src.model import ConfigError
+from src.training.report import print_warning, quiet_lightning
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
 gc.freeze()

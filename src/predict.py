@@ -14,7 +14,7 @@ gives an empty output line), and the output file appears only once every line is
 Every input is read as the task's own training and evaluation data were (datamodule.encode_input): the same line is
 the same ids, so predict on a split's lines gives what src.eval scored. Pieces outside the vocabulary are read as
 <unk> where the data read them so, with one warning; long inputs are cut as the data were, with one warning. The
-text itself is taken as typed, never as Hydra syntax (src/free_text.py).
+text itself is taken as typed, never as Hydra syntax (src/cli/free_text.py).
 
 `ablate.*` switches heads or sublayers off while predicting, on top of what the checkpoint was trained without, as
 in src.eval; `ablated: ...` on stderr says what is off.
@@ -37,13 +37,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import CONF_DIR, run_hydra_command, user_errors_as_one_line
-from src.data.files import read_lines, resolve_path
-from src.model import ConfigError, generate
-from src.schema import DecodeConfig, register_configs
-from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
-from src.training.report import print_warning, quiet_lightning
-from src.validation import (
+from src.cli.command_line import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.cli.schema import DecodeConfig, register_configs
+from src.cli.validation import (
     check_ablation,
     check_finite_settings,
     check_seed,
@@ -52,6 +48,10 @@ from src.validation import (
     validate_decode,
     warn_unused_decode_settings,
 )
+from src.data.files import read_lines, resolve_path
+from src.model import ConfigError, generate
+from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
+from src.training.report import print_warning, quiet_lightning
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
 gc.freeze()

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from src.free_text import hydra_literal
+from src.cli.free_text import hydra_literal
 
 RUN_FILE = "run.json"
 PACKAGES = ("torch", "lightning", "hydra-core", "omegaconf", "torchmetrics", "tokenizers", "sacrebleu", "numpy")

@@ -2,9 +2,9 @@
 
 What happens, in order (nothing heavy is built before the config is known to be sound):
   1. Hydra composes conf/config.yaml with the command-line overrides and checks types and keys (schema in
-     src/schema.py).
-  2. Before Hydra writes anything (src/preflight.py): `validate_config` (src/validation.py) checks the values that
-     must agree, `check_data` reads the data files' first part (and a pretrained model's tokenizer), and a
+     src/cli/schema.py).
+  2. Before Hydra writes anything (src/cli/preflight.py): `validate_config` (src/cli/validation.py) checks the
+     values that must agree, `check_data` reads the data files' first part (and a pretrained model's tokenizer), and a
      checkpoint to resume from is read; a sweep has each of its jobs checked so. A refusal is one `error: ...`
      line, exit status 2, and no directory. Then Hydra creates the run directory and saves the config in .hydra/.
   3. The datamodule is built (vocabularies are learned and saved in the run directory), then the model.
@@ -46,7 +46,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.analyze import ANALYSIS_DIR, Target, analyze_checkpoint, device_for
-from src.cli import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
+from src.cli.command_line import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
+from src.cli.schema import model_config_for, register_configs, to_plain, varied_keys
+from src.cli.validation import (
+    check_ablation,
+    validate_config,
+    warn_if_every_head_ablated,
+    warn_unread_settings,
+)
 from src.data import absolute_task_paths
 from src.model import ConfigError
 from src.provenance import (
@@ -58,7 +65,6 @@ from src.provenance import (
     slurm_job,
     slurm_restarts,
 )
-from src.schema import model_config_for, register_configs, to_plain, varied_keys
 from src.training.callbacks import TrainingDiverged, TrainingInterrupted
 from src.training.checkpoint import best_checkpoint_of, newest_checkpoint
 from src.training.processes import RANK_ERROR, RankFailed, announce, process_rank, requeued, withdraw
@@ -70,12 +76,6 @@ from src.training.report import (
     print_warning,
     quiet_extra_rank,
     quiet_lightning,
-)
-from src.validation import (
-    check_ablation,
-    validate_config,
-    warn_if_every_head_ablated,
-    warn_unread_settings,
 )
 
 # Importing torch, Lightning and Hydra leaves several hundred thousand objects that live as long as the process.
@@ -200,8 +200,8 @@ def train(
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from src.cli.preflight import check_analysis_target, check_training_left
     from src.data import build_datamodule
-    from src.preflight import check_analysis_target, check_training_left
     from src.training.bleu import has_references, score_split
     from src.training.callbacks import TrainingSpeed
     from src.training.checkpoint import check_resumable, numeric_settings, read_checkpoint, resolve_resume_checkpoint
@@ -224,7 +224,7 @@ def train(
     check_analysis_target(run_dir, cfg.analyze_after_fit)  # a sweep's job is checked here, a single run also earlier
     ckpt_path = resolve_resume_checkpoint(cfg.ckpt_path, run_dir) if cfg.ckpt_path is not None else None
     checkpoint = read_checkpoint(str(ckpt_path), "ckpt_path") if ckpt_path is not None else None
-    if checkpoint is not None:  # checked before Hydra wrote anything (src/preflight.py); again, as it is read here
+    if checkpoint is not None:  # checked before Hydra wrote anything (src/cli/preflight.py); again, as it is read here
         check_training_left(checkpoint, ckpt_path, cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -441,7 +441,7 @@ def start_from_pretrained(model, pretrained: str, datamodule) -> None:
 def run_tokenizer(pretrained: str, run_dir: Path):
     """A pretrained model's tokenizer, saved with the run (run_dir/pretrained_tokenizer/) so that eval and predict
     read text as training did without the hub; a resumed run reads its own copy. (The model's own was loaded, and
-    so checked, before Hydra wrote the run directory: src/preflight.py.)"""
+    so checked, before Hydra wrote the run directory: src/cli/preflight.py.)"""
     from src.data.pretrained_tokenizer import SAVED_DIR, PretrainedTokenizer, model_tokenizer
     from src.model.tokens import SpecialIds
     from src.pretrained import pretrained_config
@@ -466,8 +466,8 @@ def is_multirun() -> bool:
 
 def threads_for_parallel_jobs() -> int:
     """torch_threads=0 in a sweep: the cores shared out between jobs a launcher runs side by side (joblib; see
-    src/preflight.py threads_for_jobs); 0 (torch's default) for a single run."""
-    from src.preflight import threads_for_jobs
+    src/cli/preflight.py threads_for_jobs); 0 (torch's default) for a single run."""
+    from src.cli.preflight import threads_for_jobs
 
     return threads_for_jobs(HydraConfig.get().launcher) if is_multirun() else 0
 
@@ -998,7 +998,7 @@ def cli() -> None:
     FAILED_JOBS.clear()  # what this command's own jobs did: not those of an earlier command in the same process
     FAILED_ANALYSES.clear()
     try:
-        run_hydra_command(main)  # src/preflight.py checks the run and sweep directories first
+        run_hydra_command(main)  # src/cli/preflight.py checks the run and sweep directories first
     except SystemExit as exit_:
         if exit_.code in EXIT_SIGNAL.values():  # an interrupted sweep keeps its report: what ran, what did not
             report_after_sweeper_error()

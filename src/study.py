@@ -14,7 +14,7 @@ Three storages, by where the sweeps run:
 
 What this module adds to Hydra's Optuna sweeper:
 
-`check_study(config)`, called before a sweep writes anything (src/preflight.py, and the sweeper itself): one
+`check_study(config)`, called before a sweep writes anything (src/cli/preflight.py, and the sweeper itself): one
 `error:` line, and nothing written, for a storage that cannot be reached (a short connection timeout), a stored
 study that optimises the other way (or another objective), a stored study whose search space differs from this
 sweep's (naming the parameter), or a study that already holds all the trials `n_trials` asks for.
@@ -216,7 +216,7 @@ def _warn_unlocked(backend: str) -> None:
 
 @functools.lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
-    """One `warning:` line, once per process: the checks run both before the sweep (src/preflight.py) and in the
+    """One `warning:` line, once per process: the checks run both before the sweep (src/cli/preflight.py) and in the
     sweeper."""
     from src.training.report import print_warning
 
@@ -347,10 +347,10 @@ def objective_of(config: DictConfig) -> str | None:
 def check_direction(config: DictConfig, directions: list[str]) -> None:
     """The direction agrees with the objective (what src.run checks in each job), checked before a stored study is
     made: a study made the wrong way round would stay so, and later refuse the right direction."""
+    from src.cli.validation import check_objective
     from src.data import task_spec
     from src.data.errors import DataError
     from src.training.metrics import higher_is_better
-    from src.validation import check_objective
 
     if len(directions) != 1:
         return
@@ -431,7 +431,7 @@ def claimed(study) -> list:
 
 
 def check_study(config: DictConfig) -> None:
-    """Before a sweep writes anything (src/preflight.py, and the sweeper again): its direction agrees with its
+    """Before a sweep writes anything (src/cli/preflight.py, and the sweeper again): its direction agrees with its
     objective, its study storage is reachable, and a study stored under its name can be continued by it (same
     objective and direction, same search space, trials left to run). Raises ConfigError (one line, naming the
     fix); writes nothing. Nothing to check for an in-memory study (src.run checks the direction in each job) or a
@@ -565,7 +565,7 @@ def sweep(impl: Any, arguments: list[str]) -> None:
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
     from optuna.trial import TrialState
 
-    from src.cli import user_errors_as_one_line
+    from src.cli.command_line import user_errors_as_one_line
 
     impl._process_searchspace_config()
     space, fixed = create_params_from_overrides(impl._parse_sweeper_params_config() + list(arguments))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from src.cli import compose_run_config
-from src.schema import register_configs
+from src.cli.command_line import compose_run_config
+from src.cli.schema import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
@@ -21,7 +21,7 @@ def one_torch_thread_per_test_process():
     """Every test process runs torch on one thread, as tests/training/conftest.py does for its tests and
     run_in_process leaves it. The suite runs in two processes on two cores (`make test`), and torch's default is a
     thread per core: two processes of two threads each on two cores spent more time waiting for each other's
-    threads than computing (tests/model, test_bad_inputs, test_cli, test_free_text, test_predict: 170-216 s with the
+    threads than computing (tests/model, test_bad_inputs, tests/cli, test_predict: 170-216 s with the
     default, 86-98 s with one thread, on a 2-core Xeon). The commands the tests start run with torch_threads=1 or
     OMP_NUM_THREADS=1 already."""
     import torch

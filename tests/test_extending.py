@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from src.cli.schema import model_config_for, register_configs
+from src.cli.validation import validate_config
 from src.model import build_model
 from src.model.masks import MASK_SCHEMES, MaskScheme, causal_mask
 from src.model.positional import POSITIONAL_SCHEMES, SinusoidalPositions
-from src.schema import model_config_for, register_configs
-from src.validation import validate_config
 
 # --- the README's new mask scheme: one class, one registry entry, one yaml file -------------------------------
 

@@ -11,9 +11,9 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 
-from src.cli import CONF_DIR
+from src.cli.command_line import CONF_DIR
+from src.cli.schema import register_configs
 from src.model import ConfigError
-from src.schema import register_configs
 from tests.servers.postgres import free_port, postgres_server  # noqa: F401
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")

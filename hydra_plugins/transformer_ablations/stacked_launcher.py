@@ -49,7 +49,7 @@ class StackedLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        # ckpt_path=last: the sweep in this directory goes on where it stopped (src/preflight.py checked it is one)
+        # ckpt_path=last: the sweep in this directory goes on where it stopped (src/cli/preflight.py checked it is one)
         resuming = self.config.get("ckpt_path") == RESUME
         results: dict[int, JobReturn] = {}
         groups = self._split(stack_groups(job_overrides))

@@ -29,9 +29,9 @@ def _random_run(data_dir: Path):
     """(model, datamodule, decode) of experiment=multi30k_de_en with random weights."""
     from omegaconf import OmegaConf
 
-    from src.cli import compose_run_config
+    from src.cli.command_line import compose_run_config
+    from src.cli.schema import model_config_for
     from src.data import build_datamodule
-    from src.schema import model_config_for
     from src.training.module import TransformerLitModule
 
     cfg = compose_run_config("experiment=multi30k_de_en", f"task.data_dir={data_dir / 'multi30k'}")

@@ -356,7 +356,7 @@ def default(ctx: StepContext) -> None:
 def loop_ratio(ctx: StepContext) -> None:
     """Two rounds of src/bench/loop.py's turns on the GPU (205 steps each, turns of 25)."""
     from src.bench import loop
-    from src.cli import compose_run_config
+    from src.cli.command_line import compose_run_config
 
     cfg = compose_run_config("trainer=gpu", *loop.loop_overrides(205, dashboard_every=0))
     rounds = []

@@ -41,10 +41,10 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from src.bench.gpu import synchronize
-from src.cli import compose_run_config, user_errors_as_one_line
+from src.cli.command_line import compose_run_config, user_errors_as_one_line
+from src.cli.schema import model_config_for, resolve_precision, to_plain
 from src.model import ConfigError
 from src.provenance import RunRecord
-from src.schema import model_config_for, resolve_precision, to_plain
 
 SKIP_STEPS = 5  # as TrainingSpeed: the first steps pay for allocations and thread start-up
 

@@ -1,7 +1,7 @@
 """Reading data files with one-line errors that name the file, the line and the fix.
 
 Two readers share one decoding: `read_lines` / `read_text` read a whole file when a run builds its data, and
-`read_head` reads as much of it as is cheap to check before the run starts (src/preflight.py calls the tasks'
+`read_head` reads as much of it as is cheap to check before the run starts (src/cli/preflight.py calls the tasks'
 `check_data` before Hydra writes the run directory), so that a missing, unreadable, empty or mis-encoded file is
 refused with the same line, and without leaving a run directory behind.
 """

@@ -52,7 +52,7 @@ class TaskSpec:
     # What building the data would refuse, found cheaply: the data files' first part (files.read_head: all of a
     # file up to files.CHECKED_BYTES) and the settings only the build reads. `pretrained`: a pretrained model's
     # tokenizer reads the text (the task's own vocabulary settings are then unread). src.run calls it before Hydra
-    # writes the run directory (src/preflight.py), so bad data is refused without leaving a run behind; the build
+    # writes the run directory (src/cli/preflight.py), so bad data is refused without leaving a run behind; the build
     # checks every line again as it reads them. Raise DataError with the line the build would raise.
     check_data: Callable[[Any, bool], None] = _no_data_checks
     # The longest sequence (tokens incl. BOS/EOS) the settings can produce, when they alone tell; else None
@@ -67,7 +67,7 @@ class TaskSpec:
     reads_text: bool = False
     # (setting, other): `setting` is read only while `other` is not given, which replaces it (classification's
     # val_fraction cuts the validation split from the training file, which task.val_path replaces with its own
-    # file). src.run warns when both are given (src/validation.py).
+    # file). src.run warns when both are given (src/cli/validation.py).
     read_without: tuple[tuple[str, str], ...] = ()
     # Counterfactual pairs (src/data/pairs.py) the task makes itself, for activation patching:
     # (settings, prepared task, examples of a split, how many, random generator) -> list of Pair. None: the task's

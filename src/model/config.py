@@ -1,7 +1,7 @@
 """One dataclass configures the whole model: `ModelAxes` holds every ablation axis a user chooses, and
 `TransformerConfig` adds what the data decides (vocabulary sizes) and the attention-mask scheme.
 
-The framework's Hydra schema for `model` (src/schema.py) is a subclass of `ModelAxes`, so the two cannot drift:
+The framework's Hydra schema for `model` (src/cli/schema.py) is a subclass of `ModelAxes`, so the two cannot drift:
 a new axis is one field here (and the code that reads it). This module has no Hydra or Lightning dependency, so
 the model can be read, tested and reused on its own.
 """
@@ -23,7 +23,7 @@ from .positional import POSITIONAL_SCHEMES, rope_scaling_defaults
 from .tokens import BOS_ID, EOS_ID, PAD_ID
 
 # The stacks each `model.arch` builds: the one place that says so (the model's checks, the attention sites of
-# ablation.layout_of and src.validation's layer counts ask it)
+# ablation.layout_of and src.cli.validation's layer counts ask it)
 ARCHITECTURE_STACKS: dict[str, tuple[str, ...]] = {
     "encoder_decoder": ("encoder", "decoder"),
     "decoder_only": ("decoder",),

@@ -165,7 +165,7 @@ class TransformerBase(nn.Module):
 
     # The model.* settings that only some architectures read, and which this one does (every other model.* setting
     # is read by all three): a stack this model has not, a tied output projection it has not. src.run warns when
-    # one of them is given to an architecture that does not read it (src/validation.py).
+    # one of them is given to an architecture that does not read it (src/cli/validation.py).
     arch_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: TransformerConfig):

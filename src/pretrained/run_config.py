@@ -25,11 +25,11 @@ from src.model.masks import MASK_SCHEMES
 
 
 def record_pretrained_settings(cfg: DictConfig, model_cfg: TransformerConfig, saved: Path | None = None) -> None:
-    """Put the pretrained model's settings, as `model_cfg` (src.schema.model_config_for) has them, into the run
+    """Put the pretrained model's settings, as `model_cfg` (src.cli.schema.model_config_for) has them, into the run
     config `cfg`: every model axis (config.json's; the dropouts as given), `model.layers` (the stacks' one count, or
     null where they differ), and its mask (the model's own, or the one given on the command line). `saved`: Hydra's
     copy of the config (.hydra/config.yaml), rewritten with them; None where there is none."""
-    from src.schema import schema_value
+    from src.cli.schema import schema_value
 
     with open_dict(cfg.model):
         for axis in fields(ModelAxes):
@@ -46,8 +46,9 @@ def record_pretrained_settings(cfg: DictConfig, model_cfg: TransformerConfig, sa
 
 def mask_node(mask: dict[str, Any]) -> DictConfig:
     """A mask's settings ({"type": "window", "window": 5}) as the node `mask=window mask.window=5` composes: the
-    mask group's schema of that type (src/schema.py mask_schema), so the config reads and checks as a composed one."""
-    from src.schema import mask_schema
+    mask group's schema of that type (src/cli/schema.py mask_schema), so the config reads and checks as a composed
+    one."""
+    from src.cli.schema import mask_schema
 
     settings = dict(mask)
     schema = mask_schema(settings["type"], MASK_SCHEMES[settings["type"]])
@@ -100,7 +101,7 @@ def mask_given(overrides: Sequence[str], composed: dict[str, Any] | None = None,
     (an experiment file's `override /mask: ...`), which shows as a `composed` mask other than the default, or, for
     a file that chose the default (`override /mask: standard`), in the defaults list Hydra composed (`hydra`: the
     job's hydra node; this Hydra job's when None)."""
-    from src.schema import override_keys
+    from src.cli.schema import override_keys
 
     typed = any(key == "mask" or key.startswith("mask.") for key in override_keys(list(overrides)))
     if typed or composed is None:
@@ -138,8 +139,8 @@ def _file_chose_mask(config_name: str, hydra_overrides: tuple[str, ...], task_ov
 def default_model_option() -> dict[str, Any]:
     """model.* as the config composes it when nothing chooses a model: conf/config.yaml's default option of the
     model group (tiny) over the schema. Read once per process."""
-    from src.cli import CONF_DIR
-    from src.schema import ModelConfig
+    from src.cli.command_line import CONF_DIR
+    from src.cli.schema import ModelConfig
 
     defaults = OmegaConf.load(Path(CONF_DIR) / "config.yaml").defaults
     name = next(entry["model"] for entry in defaults if isinstance(entry, DictConfig) and "model" in entry)
@@ -153,7 +154,7 @@ def composed_model_settings(model: DictConfig, overrides: Sequence[str]) -> list
     """The model.* settings a config file chose beside model.pretrained (an experiment's `model.dropout: 0.1`, or its
     `override /model: small`), which the command line's overrides do not show: those whose composed value is not
     the default model option's (default_model_option) and that were not typed."""
-    from src.schema import override_keys
+    from src.cli.schema import override_keys
 
     default = default_model_option()
     composed = OmegaConf.to_container(model, resolve=True)
@@ -169,7 +170,7 @@ def composed_model_settings(model: DictConfig, overrides: Sequence[str]) -> list
 def run_mask(name: str, composed: dict[str, Any], overrides: Sequence[str], hydra: Any = None) -> dict[str, Any]:
     """The mask a run of model.pretrained=`name` attends with, as record_pretrained_settings records it: the composed
     one where the command line (`overrides`) or a config file sets the mask, else the model's own. For the checks
-    made before the job has a config of its own (a resume's, src/preflight.py; `hydra`: the config's hydra node)."""
+    made before the job has a config of its own (a resume's, src/cli/preflight.py; `hydra`: the config's hydra node)."""
     from . import pretrained_config
 
     return composed if mask_given(overrides, composed, hydra) else pretrained_config(name)[0].mask
@@ -205,7 +206,8 @@ def replaced_mask_line(name: str, own: TransformerConfig, mask: dict[str, Any]) 
 
 
 def warn_if_mask_replaced(cfg: DictConfig, model_cfg: TransformerConfig) -> None:
-    """One warning when the run's mask (`model_cfg`'s, src.schema.model_config_for) is not the pretrained model's."""
+    """One warning when the run's mask (`model_cfg`'s, src.cli.schema.model_config_for) is not the pretrained
+    model's."""
     name = cfg.model.get("pretrained")
     if not name:
         return

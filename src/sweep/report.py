@@ -67,8 +67,8 @@ from typing import Any, NoReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from src.cli.schema import is_experiment_setting, varied_keys
 from src.provenance import RUN_FILE
-from src.schema import is_experiment_setting, varied_keys
 from src.sweep.causal_sections import (
     PATCHING_MEASURE,
     induction_section,
@@ -827,7 +827,7 @@ def refuse(message: str) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from src.cli import typed_command
+    from src.cli.command_line import typed_command
 
     prog = typed_command("src.report")  # transformer-report when started through the console script
     examples = [

@@ -313,6 +313,6 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
 
 def job_directory(sweep_dir: Path, number: int, job: list[str]) -> Path:
     """The directory Hydra gives job `number` of a sweep (conf/config.yaml: hydra.sweep.subdir)."""
-    from src.schema import sweep_job_dirname
+    from src.cli.schema import sweep_job_dirname
 
     return sweep_dir.resolve() / f"{number}_{sweep_job_dirname(job, str(sweep_dir))}"

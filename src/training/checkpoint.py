@@ -17,12 +17,12 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from src.cli.schema import AUTO_PRECISION
 from src.data import task_spec
 from src.data.files import resolve_path
 from src.model import ConfigError, TransformerConfig
 from src.model.masks import MASK_SCHEMES
 from src.provenance import RUN_FILE, read_record, shell_override
-from src.schema import AUTO_PRECISION
 from src.training.report import print_note, print_warning
 
 CHECKPOINTS_DIR = "checkpoints"  # <run>/checkpoints/: best.ckpt, last.ckpt, step-<n>.ckpt
@@ -75,7 +75,7 @@ def read_checkpoint(path: str, field_name: str = "ckpt") -> dict[str, Any]:
         # weights_only=True: tensors and plain Python values only. Unpickling anything else could run code
         # hidden in the file, and checkpoints are shared; ours need nothing more (a test proves both).
         # mmap: tensors are read from the file only when used, so checking a checkpoint before a resume (its
-        # settings and progress, src/preflight.py) does not read its weights.
+        # settings and progress, src/cli/preflight.py) does not read its weights.
         checkpoint = torch.load(resolved, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
         found = _refused_global(str(error))
@@ -182,7 +182,7 @@ def numeric_settings(config: dict, threads: int | None = None) -> dict[str, Any]
     (`threads`: the count the run will use, when it is not yet set in this process).
 
     trainer.precision as the run trains in it: validate_config settles `auto` in the run's config where the run
-    trains. A config still saying `auto` is checked before it gets there (src/preflight.py, on this machine or on a
+    trains. A config still saying `auto` is checked before it gets there (src/cli/preflight.py, on this machine or on a
     cluster's submitting host): its precision is left out then, and compared when the run starts."""
     trainer = config["trainer"]
     settings = {
@@ -288,7 +288,7 @@ def check_resumable_settings(
                 raise trained_otherwise(field_name, f"ablate.{key}", sorted(saved_specs), sorted(specs))
     saved_numerics = checkpoint["hyper_parameters"].get("numerics") or {}  # older checkpoints did not record them
     if saved_numerics.get("trainer.accelerator") == "auto" and (numerics or {}).get("trainer.accelerator") == "cpu":
-        # an older CPU run recorded `auto` before it was settled (src/validation.py): it trained on the CPU too
+        # an older CPU run recorded `auto` before it was settled (src/cli/validation.py): it trained on the CPU too
         saved_numerics = {k: v for k, v in saved_numerics.items() if k != "trainer.accelerator"}
     for key, value in (numerics or {}).items():
         if key in saved_numerics and saved_numerics[key] != value:

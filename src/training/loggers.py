@@ -108,7 +108,7 @@ def check_logger(settings: Any) -> None:
 def unread_settings(settings: Any) -> list[str]:
     """The logger.* settings given a value other than their default that the chosen logger does not use
     (`logger.project=x` with TensorBoard): legal, and without effect, so the run says so."""
-    from src.schema import LoggerConfig
+    from src.cli.schema import LoggerConfig
 
     defaults = LoggerConfig()
     reads = LOGGERS[settings.name].reads if settings.name in LOGGERS else ()

@@ -96,7 +96,7 @@ class Recipe:
     build: Callable[..., tuple[torch.optim.Optimizer, Multiplier]]
     # The optimizer.* settings (besides name) that `build` reads. The schema has one field set for every recipe, so
     # a field another recipe reads is legal here and without effect: src.run warns when one is given
-    # (src/validation.py, warn_unread_settings), naming the recipes that do read it.
+    # (src/cli/validation.py, warn_unread_settings), naming the recipes that do read it.
     reads: tuple[str, ...]
     min_warmup_steps: int = 0  # adam_noam's schedule divides by warmup_steps
     # Why a setting another recipe reads means nothing to this one, said in that warning (setting -> reason).

@@ -3,7 +3,7 @@
 A run may be many processes: the extra ranks of `trainer.strategy=ddp` (Lightning's subprocess launcher starts
 each as a new `python -m src.run` process), the ranks of a SLURM job with several tasks (SLURM starts them all),
 a SLURM job started again after it was requeued, a sweep job in a joblib or submitit worker. The checks that protect
-a user's earlier results (src/preflight.py: no second run in a directory that holds one) must let these through as
+a user's earlier results (src/cli/preflight.py: no second run in a directory that holds one) must let these through as
 part of their run, and only these: a process proves it belongs to the run recorded in a directory's run.json by
 
 - the run's session id, which the first rank puts in run.json and in the environment (`RUN_ENV`) before any

@@ -206,7 +206,7 @@ class StackedLitModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Beside Lightning's state (weights, optimizer, loops, callbacks): what the group knows of each member,
-        and the first member's settings, so that a resume is checked as a single run's is (src/preflight.py)."""
+        and the first member's settings, so that a resume is checked as a single run's is (src/cli/preflight.py)."""
         self.read_member_flags()  # the last step's divergences belong in the state
         checkpoint[GROUP_KEY] = {
             "members": [str(output.run_dir) for output in self.outputs],
@@ -690,16 +690,16 @@ def train_stacked(
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf import OmegaConf
 
+    from src.cli.preflight import check_analysis_target
+    from src.cli.schema import model_config_for, to_plain
+    from src.cli.validation import check_ablation, validate_config, warn_if_every_head_ablated, warn_unread_settings
     from src.data import absolute_task_paths, build_datamodule
     from src.model import ConfigError
-    from src.preflight import check_analysis_target
-    from src.schema import model_config_for, to_plain
     from src.training.callbacks import ProgressLines, TrainingSpeed, ValidateAtLastStep
     from src.training.checkpoint import numeric_settings
     from src.training.loggers import build_loggers
     from src.training.report import print_run_start
     from src.training.stock_callbacks import build_stock_callbacks, why_training_stopped
-    from src.validation import check_ablation, validate_config, warn_if_every_head_ablated, warn_unread_settings
 
     first = members[0].cfg  # the members differ only in their seed: warn once for the group
     placeholder = model_config_for(first)  # the vocabulary sizes are placeholders: the ablation needs the layout

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from src.analysis.ablation import ablate_trained_model, mean_head_outputs, reference_batches
-from src.cli import compose_run_config
+from src.cli.command_line import compose_run_config
+from src.cli.schema import model_config_for, to_plain
 from src.data import build_datamodule
 from src.model import PAD_ID
 from src.model.head_mask import attention_sites, set_head_mask
-from src.schema import model_config_for, to_plain
 from src.training.module import TransformerLitModule
 from tests.model.test_decoding import model_for, source
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from src.bench import loop, step
-from src.cli import compose_run_config
+from src.cli.command_line import compose_run_config
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

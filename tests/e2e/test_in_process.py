@@ -25,7 +25,7 @@ def test_a_study_warning_is_said_by_every_command_that_meets_it(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
     from hydra import compose, initialize_config_dir
 
-    from src.cli import CONF_DIR
+    from src.cli.command_line import CONF_DIR
     from src.study import open_study, search_of
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"

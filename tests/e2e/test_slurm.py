@@ -74,7 +74,7 @@ def sweep_training_mid_way(cluster, sweep: Path, *overrides: str, job: str = "*"
 
 def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(slurm_cluster, tmp_path):
     """A job that fails while it trains on the cluster (max_loss=0.01: it diverges at its first step; a job that
-    cannot run at all is refused before anything is submitted, tests/test_preflight.py) is reported, and the
+    cannot run at all is refused before anything is submitted, tests/cli/test_preflight.py) is reported, and the
     others complete."""
     sweep = tmp_path / "sweep"
     started = time.monotonic()

@@ -486,7 +486,7 @@ def test_validate_refuses_bad_values_in_one_line(settings, says):
 
 
 def test_the_axes_are_settings_of_the_command_line(compose):
-    from src.schema import model_config_for
+    from src.cli.schema import model_config_for
 
     model = compose().model
     assert (model.head_dim, model.attention_bias, model.ffn_bias, model.qk_norm, model.parallel_layers) == (

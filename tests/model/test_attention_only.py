@@ -253,7 +253,7 @@ def test_the_logit_lens_direct_logit_attribution_and_path_patching_work_without_
 
 
 def unread_warnings(compose, capsys, *overrides: str) -> list[str]:
-    from src.validation import warn_unread_settings
+    from src.cli.validation import warn_unread_settings
 
     capsys.readouterr()
     warn_unread_settings(compose(*overrides))
@@ -263,7 +263,7 @@ def unread_warnings(compose, capsys, *overrides: str) -> list[str]:
 def test_the_feed_forward_settings_an_attention_only_model_leaves_unread_get_one_warning(compose, capsys, monkeypatch):
     assert unread_warnings(compose, capsys, "model.ffn=false") == []  # the model preset's d_ff is no choice
     assert unread_warnings(compose, capsys, "model.activation=gelu", "model.ffn_dropout=0.1") == []  # ffn=true
-    from src import validation
+    from src.cli import validation
 
     monkeypatch.setattr(validation, "typed_settings", lambda: {"model.d_ff", "model.activation", "model.ffn"})
     lines = unread_warnings(

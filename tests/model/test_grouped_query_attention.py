@@ -209,7 +209,7 @@ def test_validate_refuses_kv_heads_that_do_not_divide_heads_in_one_line(kv_heads
 
 
 def test_model_kv_heads_is_a_setting_of_the_command_line(compose):
-    from src.schema import model_config_for
+    from src.cli.schema import model_config_for
 
     assert compose().model.kv_heads is None
     cfg = model_config_for(compose("model.kv_heads=2"), src_vocab_size=11, tgt_vocab_size=11, num_classes=2)

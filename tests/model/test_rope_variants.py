@@ -81,7 +81,7 @@ def test_llama3_scaling_keeps_fast_frequencies_divides_slow_ones_and_blends_betw
     ],
 )
 def test_a_scaling_says_whether_it_scales_nothing_and_then_its_angles_are_the_unscaled_ones(settings, nothing):
-    """scales_nothing() is what src.run's warning about a scaling without effect asks (src/validation.py)."""
+    """scales_nothing() is what src.run's warning about a scaling without effect asks (src/cli/validation.py)."""
     scaling = build_rope_scaling(settings)
     assert scaling is not None and scaling.scales_nothing() == nothing
     same = torch.equal(RotaryPositions(16, 40, 500000.0, scaling=scaling).cos, RotaryPositions(16, 40, 500000.0).cos)
@@ -136,8 +136,8 @@ def test_a_scaling_that_cannot_work_is_one_line(settings, message):
 
 
 def test_the_command_line_settings_reach_the_models_rotary_positions(compose):
+    from src.cli.schema import model_config_for
     from src.model import build_model
-    from src.schema import model_config_for
 
     cfg = compose(
         "model.pos_encoding=rope", "model.rope_theta=500000", "model.rope_fraction=0.5",

@@ -211,7 +211,7 @@ def test_a_head_size_apart_from_d_model_over_heads_and_every_bias_are_loaded(tmp
 
 def test_fine_tuning_mistral_keeps_its_sliding_window(decoder_family, compose):
     """model.pretrained takes the family's mask (Mistral's window) unless the command line gives a mask of its own."""
-    from src.schema import model_config_for
+    from src.cli.schema import model_config_for
 
     family, directory = decoder_family
     model_cfg = model_config_for(compose(f"model.pretrained={directory}"), tgt_vocab_size=VOCAB)

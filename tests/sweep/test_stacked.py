@@ -8,8 +8,8 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 
-from src.cli import CONF_DIR
-from src.schema import register_configs
+from src.cli.command_line import CONF_DIR
+from src.cli.schema import register_configs
 from src.sweep.stacked import (
     group_state_path,
     resume_command,
@@ -65,8 +65,8 @@ def test_a_group_that_cannot_be_stacked_is_named_with_its_reason(override, reaso
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc", "true"])
 def test_max_members_must_be_a_number_of_seeds(value):
+    from src.cli.preflight import check_stacked_launcher
     from src.model import ConfigError
-    from src.preflight import check_stacked_launcher
 
     config = composed("hydra/launcher=stacked", f"hydra.launcher.max_members={value}")
     with pytest.raises(ConfigError, match=r"hydra.launcher.max_members=.* must be a number of seeds, 1 or more"):
@@ -139,8 +139,8 @@ def test_the_resume_command_is_the_sweeps_own_in_its_directory_with_ckpt_path_la
 def test_an_interrupted_member_resumes_only_with_the_group_it_was_saved_with(tmp_path):
     """Seeds added on resume (or max_members changed) would group an interrupted member otherwise: its group state
     would be passed over and its work trained again, so the resume is refused in one line."""
+    from src.cli.preflight import check_same_groups
     from src.model import ConfigError
-    from src.preflight import check_same_groups
     from src.provenance import write_record
 
     saved = group_state_path(tmp_path, [0, 1, 2])
@@ -160,8 +160,8 @@ def test_a_copied_sweep_resumes_from_its_own_group_states(tmp_path):
     member resumes with the copy's state of the same name, as it would have in the original."""
     import shutil
 
+    from src.cli.preflight import check_same_groups
     from src.model import ConfigError
-    from src.preflight import check_same_groups
     from src.provenance import write_record
 
     original = tmp_path / "sweep"
@@ -185,8 +185,8 @@ def test_a_copied_sweep_resumes_from_its_own_group_states(tmp_path):
 def test_a_resumed_sweep_must_run_every_job_its_directory_holds(tmp_path):
     """Seeds in another order (`seed=1,0` for a sweep started with `seed=0,1`) number the jobs otherwise, and a seed
     left out would be passed over: refused in one line naming the jobs; seeds added at the end resume."""
+    from src.cli.preflight import check_no_job_left_out
     from src.model import ConfigError
-    from src.preflight import check_no_job_left_out
 
     for name in ("0_seed:0", "1_seed:1"):
         (tmp_path / name / ".hydra").mkdir(parents=True)

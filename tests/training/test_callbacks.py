@@ -190,7 +190,7 @@ def test_a_signal_during_a_validated_step_stops_after_its_validation_and_resumes
     resumed run ends with the uninterrupted run's weights and validations (dropout on: the random state too)."""
     import json
 
-    from src.cli import compose_run_config
+    from src.cli.command_line import compose_run_config
     from src.run import train
 
     run = [

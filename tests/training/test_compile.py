@@ -16,7 +16,7 @@ import lightning as L
 import pytest
 import torch
 
-from src.cli import compose_run_config
+from src.cli.command_line import compose_run_config
 from src.training.module import TransformerLitModule
 
 # A classifier: its validation is one forward pass in eval mode, where a sequence model's greedy decoding would

@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.trainer import call
 
-from src.cli import compose_run_config
+from src.cli.command_line import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,5 +1,5 @@
 """trainer.precision=auto: the precision that suits the device, settled before Lightning, the checkpoints or the
-resume check see it (src/schema.py resolve_precision, src/validation.py)."""
+resume check see it (src/cli/schema.py resolve_precision, src/cli/validation.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from src.cli.schema import resolve_precision
+from src.cli.validation import validate_config
 from src.model import ConfigError
-from src.schema import resolve_precision
 from src.training.checkpoint import check_resumable_settings, numeric_settings
-from src.validation import validate_config
 
 
 def a_gpu(monkeypatch, bf16: bool) -> None:
@@ -20,7 +20,7 @@ def a_gpu(monkeypatch, bf16: bool) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
-    monkeypatch.setattr("src.validation._cuda_available", lambda: True)
+    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: True)
 
 
 def test_auto_is_32_true_on_this_cpu_and_other_values_stay_as_given():
@@ -112,7 +112,7 @@ def saved_with(precision: str) -> dict:
 def test_a_resume_compares_the_resolved_precision(compose, monkeypatch):
     a_gpu(monkeypatch, bf16=False)  # an older GPU than the one the checkpoint was trained on
     cfg = compose("trainer=gpu")
-    # before the run reaches its machine (src/preflight.py): `auto` is not compared yet
+    # before the run reaches its machine (src/cli/preflight.py): `auto` is not compared yet
     assert "trainer.precision" not in numeric_settings(OmegaConf.to_container(cfg))
     check_resumable_settings(
         saved_with("bf16-mixed"), "reverse", numerics=numeric_settings(OmegaConf.to_container(cfg))

@@ -11,8 +11,8 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
+from src.cli.preflight import check_run_dir
 from src.model import ConfigError
-from src.preflight import check_run_dir
 from src.provenance import RunRecord, read_record
 from src.training import processes
 from src.training.processes import RANK_ERROR, RunRanksLauncher, announce, belongs_to, rank_failure, requeued

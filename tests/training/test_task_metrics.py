@@ -17,13 +17,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from src.cli.validation import check_early_stopping, check_objective
 from src.data import all_tasks, register_task, task_spec
 from src.data.collate import collate_lm
 from src.data.tasks.induction import InductionTaskConfig, task_metrics
 from src.model import ConfigError, TransformerConfig
 from src.training.metrics import higher_is_better, metric_range, metric_tags, objective_choices
 from src.training.module import TransformerLitModule
-from src.validation import check_early_stopping, check_objective
 from tests.conftest import run_in_process
 
 VOCAB = 20  # content tokens; ids 4.. (0-3 are the special ids)

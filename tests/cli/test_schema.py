@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
+from src.cli.schema import ModelConfig, model_config_for, safe_dirname, sweep_job_dirname, varied_keys
 from src.data import all_tasks
 from src.model import ModelAxes, TransformerConfig
 from src.model.masks import MASK_SCHEMES
-from src.schema import ModelConfig, model_config_for, safe_dirname, sweep_job_dirname, varied_keys
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_layers_sets_both_stacks_unless_given(compose):

@@ -1,7 +1,7 @@
 """The configuration schema: Hydra structured configs for every group and field, registered in Hydra's ConfigStore.
 
 Hydra rejects an unknown key (`model.head=8`) or a wrong type (`model.heads=eight`) against these while composing
-the config, before our code runs; values that are each fine but cannot work together are src/validation.py's job.
+the config, before our code runs; values that are each fine but cannot work together are src/cli/validation.py's job.
 
 Three schemas are not written here but derived, so that they cannot drift from the code that reads them:
 - `model`: `ModelConfig` is the model's own `ModelAxes` (src/model/config.py) plus `layers`;

@@ -1,4 +1,4 @@
-"""Free text on the command line is taken as typed (src/free_text.py): predict's text=, input= and output=, and a
+"""Free text on the command line is taken as typed (src/cli/free_text.py): predict's text=, input= and output=, and a
 run's +meta.<name> notes reach the program as the very text the user wrote, whatever Hydra's grammar or OmegaConf's
 interpolation would have made of it."""
 
@@ -9,8 +9,8 @@ import random
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.cli import CONF_DIR
-from src.free_text import free_text_as_typed, hydra_literal
+from src.cli.command_line import CONF_DIR
+from src.cli.free_text import free_text_as_typed, hydra_literal
 from tests.conftest import compose_config
 
 # What Hydra or OmegaConf would have changed, refused or resolved (`${oc.env:HOME}` into the home directory).

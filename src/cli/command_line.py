@@ -53,7 +53,7 @@ from src.model import ConfigError
 # The Hydra configs, by absolute path: the commands then find them however they are started (`python -m`, the
 # console scripts, or their entry functions called from Python, as the tests do). In the repository src/conf is a
 # link to the top-level conf/; an installed package carries the files themselves (package data, pyproject.toml).
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def compose_run_config(*overrides: str):
@@ -61,7 +61,7 @@ def compose_run_config(*overrides: str):
     run directory): for the tests and the benchmarks."""
     from hydra import compose, initialize_config_dir
 
-    from src.schema import register_configs
+    from src.cli.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -288,7 +288,7 @@ def several_values_line(written: str, line: CommandLine) -> str:
 
 def known_choices(key: str) -> tuple[str, ...]:
     """The values a text setting takes, where they are a fixed set (decode.strategy: greedy, beam, sample)."""
-    from src.validation import ARCH_CHOICES, DECODE_STRATEGIES
+    from src.cli.validation import ARCH_CHOICES, DECODE_STRATEGIES
 
     return {"decode.strategy": DECODE_STRATEGIES, "model.arch": ARCH_CHOICES}.get(key, ())
 
@@ -459,8 +459,8 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
 
 def a_trainer_argument_line(key: str, line: CommandLine) -> str | None:
     """`trainer.gradient_clip_algorithm=value`: an argument of Lightning's Trainer that the schema does not list,
-    which the command line adds with + (and src.validation checks); None for any other key."""
-    from src.validation import trainer_arguments
+    which the command line adds with + (and src.cli.validation checks); None for any other key."""
+    from src.cli.validation import trainer_arguments
 
     parent, _, name = key.rpartition(".")
     if parent != "trainer" or line.command != "src.run" or name not in trainer_arguments():
@@ -521,7 +521,7 @@ def one_letter_off(a: str, b: str) -> bool:
 def a_training_setting_line(key: str, line: CommandLine, cfg: DictConfig) -> str | None:
     """`python -m src.eval ckpt=... model.heads=4`: a setting of training (model, task, ...) that eval and predict
     (their config: `cfg`) do not have, but take from the checkpoint; None for any other key or command."""
-    from src.schema import Config
+    from src.cli.schema import Config
 
     top = key.split(".")[0]
     if line.command == "src.run" or top in cfg or top not in {field.name for field in dataclasses.fields(Config)}:
@@ -666,7 +666,7 @@ def print_command_help(main: Callable[[], object]) -> None:
     """The command's --help: Hydra's help template of the command (conf/hydra/help/<command>.yaml: its own
     settings, one line each, and examples), named as the user typed the command (`python -m src.run`, or the
     console script `transformer-run`), laid out for a terminal. Hydra lists every config group it knows: the
-    `schema/*` groups hold the structured configs the yaml files build on (src/schema.py), not choices a user
+    `schema/*` groups hold the structured configs the yaml files build on (src/cli/schema.py), not choices a user
     makes, and a command that reads a checkpoint chooses only from the groups its own defaults list names."""
     command = command_of(main)
     own_groups = None if command == "src.run" else ("ablate", "task")  # task=...: with ckpt=hf:<model>
@@ -798,7 +798,7 @@ def refuse_removing_a_needed_setting(line: CommandLine) -> None:
     where it reads it, with a traceback. The command reads every field of its schema: refuse before Hydra starts.
     (Hydra itself refuses removing a setting inside a group, `~model.heads`; `~callbacks.EarlyStopping` removes
     one entry of an open group and is fine.)"""
-    from src.schema import Config, EvalConfig, PredictConfig
+    from src.cli.schema import Config, EvalConfig, PredictConfig
 
     schema = {"config": Config, "eval": EvalConfig, "predict": PredictConfig}.get(line.config_name, Config)
     needed = {field.name for field in dataclasses.fields(schema)}
@@ -863,10 +863,10 @@ def run_hydra_command(main: Callable[[], object]) -> None:
     """Run a @hydra.main function with every user mistake, Hydra's included, as one line and exit status 2.
 
     What must be checked before Hydra writes into the run directory is checked by src.run's Hydra callback
-    (src/preflight.py), with the composed config."""
+    (src/cli/preflight.py), with the composed config."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises instead of printing its own several lines
     command = command_of(main)
-    from src.free_text import free_text_as_typed
+    from src.cli.free_text import free_text_as_typed
 
     sys.argv[1:] = free_text_as_typed(command, sys.argv[1:])  # text=..., +meta.<name>=...: as typed (see there)
     with user_errors_as_one_line(command):

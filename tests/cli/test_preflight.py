@@ -277,11 +277,11 @@ def test_a_slurm_sweep_is_checked_without_the_gpus_its_jobs_get_on_the_cluster(m
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from src.cli import fresh_hydra
+    from src.cli.command_line import fresh_hydra
+    from src.cli.preflight import check_sweep_jobs
     from src.model import ConfigError
-    from src.preflight import check_sweep_jobs
 
-    monkeypatch.setattr("src.validation._cuda_available", lambda: False)
+    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: False)
     sweep = ["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu", "trainer=gpu", *SMALL_REVERSE]
     with fresh_hydra():
         hydra = GlobalHydra.instance().hydra

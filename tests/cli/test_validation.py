@@ -17,15 +17,15 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src import validation
+from src.cli import validation
+from src.cli.schema import ModelConfig, OptimizerConfig
+from src.cli.validation import validate_config, warn_unread_settings
 from src.data import DataError
 from src.model import ConfigError
 from src.model.transformer import ARCHITECTURE_CLASSES
-from src.schema import ModelConfig, OptimizerConfig
 from src.training.optim import OPTIMIZERS
-from src.validation import validate_config, warn_unread_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 USER_ERRORS = (ConfigError, DataError)
 
 
@@ -168,7 +168,7 @@ def test_semantic_errors_are_one_line_naming_the_field(compose, overrides, field
 
 def float_settings() -> list[str]:
     """Every model.* setting that holds a real number, read from the schema (model.rope_scaling's too)."""
-    from src.schema import RopeScalingConfig
+    from src.cli.schema import RopeScalingConfig
 
     model = [f"model.{f.name}" for f in dataclasses.fields(ModelConfig) if "float" in str(f.type)]
     scaling = [f"model.rope_scaling.{f.name}" for f in dataclasses.fields(RopeScalingConfig) if "float" in str(f.type)]
@@ -273,8 +273,8 @@ def test_the_default_config_and_every_experiment_read_every_setting_they_give(co
 def test_the_kv_heads_study_compares_its_attentions_at_equal_parameter_count(compose):
     """experiments/kv_heads.md: multi-head, grouped (4 and 2 KV heads) and multi-query attention, each configuration's
     model.d_ff giving back what its smaller key and value projections save."""
+    from src.cli.schema import model_config_for
     from src.model import build_model
-    from src.schema import model_config_for
 
     counts = {}
     for name in ("mha", "gqa4", "gqa2", "mqa"):
@@ -458,14 +458,14 @@ def test_every_architecture_setting_is_a_model_setting():
 def test_gpus_this_machine_lacks_are_refused_unless_the_run_trains_elsewhere(compose, monkeypatch, devices, words):
     """Lightning refuses more GPUs than are visible only once its Trainer is made, after the run directory exists:
     refused before. A SLURM sweep's jobs train on the cluster's nodes, so its submitting machine (often without a
-    GPU) checks none of this (src/preflight.py on_a_cluster)."""
-    monkeypatch.setattr("src.validation._cuda_available", lambda: True)
+    GPU) checks none of this (src/cli/preflight.py on_a_cluster)."""
+    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     cfg = compose("trainer=gpu", f"trainer.devices={devices}")
     with pytest.raises(ConfigError) as refused:
         validate_config(cfg)
     assert words in str(refused.value)
-    monkeypatch.setattr("src.validation._cuda_available", lambda: False)
+    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: False)
     validate_config(cfg, runs_here=False)
     validate_config(compose("trainer=gpu", "trainer.devices=[0]"), runs_here=False)
 

@@ -1,4 +1,4 @@
-"""The command-line wrapper every entry point shares (src/cli.py)."""
+"""The command-line wrapper every entry point shares (src/cli/command_line.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from src.cli import (
+from src.cli.command_line import (
     CommandLine,
     as_command,
     closest_setting,
@@ -19,10 +19,10 @@ from src.cli import (
     setting_paths,
     warn_about_keys_given_twice,
 )
-from src.schema import AnalyzeConfig, Config, EvalConfig, PredictConfig
+from src.cli.schema import AnalyzeConfig, Config, EvalConfig, PredictConfig
 from tests.test_bad_inputs import run_command
 
-# Each command, the config it composes, and the schema of its settings (src/schema.py).
+# Each command, the config it composes, and the schema of its settings (src/cli/schema.py).
 COMMANDS = {
     "src.run": ("config", Config),
     "src.eval": ("eval", EvalConfig),
@@ -94,7 +94,7 @@ def help_examples(text: str, module: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("module", COMMANDS)
 def test_the_examples_of_help_compose_and_validate(module, capsys, monkeypatch):
-    from src.validation import validate_config
+    from src.cli.validation import validate_config
 
     result = run_command(module, ["--help"], capsys)
     examples = help_examples(result.out, module)

@@ -1,6 +1,6 @@
 """Semantic checks of a composed config, run before anything is built.
 
-Hydra has already checked shapes and types against the schema (src/schema.py); what is left are values that are
+Hydra has already checked shapes and types against the schema (src/cli/schema.py); what is left are values that are
 each fine but cannot work together: heads not dividing d_model, an encoder-only model on a translation task, a
 data file that does not exist, ... `validate_config` raises `ConfigError` (or the data layer's `DataError`) with
 one line naming the field and the fix; the commands print it as `error: ...` and exit with status 2, never a
@@ -20,15 +20,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from src.data import all_tasks, task_spec
-from src.data.files import resolve_path
-from src.data.registry import resolve_task_config
-from src.model import ConfigError, TransformerConfig
-from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
-from src.model.config import ARCHITECTURE_STACKS, unknown_choice
-from src.model.masks import MASK_SCHEMES
-from src.model.transformer import ARCHITECTURE_CLASSES
-from src.schema import (
+from src.cli.schema import (
     ARCH_FOR_KIND,
     AUTO_PRECISION,
     DROPOUTS,
@@ -46,6 +38,14 @@ from src.schema import (
     resolve_arch,
     resolve_precision,
 )
+from src.data import all_tasks, task_spec
+from src.data.files import resolve_path
+from src.data.registry import resolve_task_config
+from src.model import ConfigError, TransformerConfig
+from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
+from src.model.config import ARCHITECTURE_STACKS, unknown_choice
+from src.model.masks import MASK_SCHEMES
+from src.model.transformer import ARCHITECTURE_CLASSES
 from src.training.loggers import LOGGERS, check_logger, unread_settings
 from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
@@ -129,7 +129,7 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
     must be visible here (a SLURM sweep's jobs run on the cluster's nodes, and are checked where they run).
 
     One value is settled rather than checked: with `runs_here`, trainer.precision=auto becomes this machine's
-    (src.schema.resolve_precision) in `cfg` itself, so that the Trainer, the checkpoints and the resume check all
+    (src.cli.schema.resolve_precision) in `cfg` itself, so that the Trainer, the checkpoints and the resume check all
     see the precision the run trains in; .hydra/config.yaml keeps the `auto` the run was given."""
     check_no_added_keys(cfg)
     check_finite_settings(cfg)
@@ -224,7 +224,7 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
 def check_data(cfg: DictConfig) -> None:
     """What building the run's data and model would refuse, found cheaply: the task's data files by their first
     part (TaskSpec.check_data: all of a file up to src.data.files.CHECKED_BYTES), and a pretrained model's tokenizer
-    and weight files. src.run calls it before Hydra writes the run directory (src/preflight.py), so a run refused
+    and weight files. src.run calls it before Hydra writes the run directory (src/cli/preflight.py), so a run refused
     for its data leaves nothing behind; what only the whole of a larger file shows is found when the run reads it
     (the run then ends as failed, and its run.json says why). Raises DataError or ConfigError with one line.
     Run after validate_config (the settings are known to be sound)."""
@@ -512,7 +512,7 @@ def added_key_line(node: DictConfig, path: str, known: set[str]) -> str:
 
 
 def options_with_setting(group: str, key: str) -> list[str]:
-    """The task or mask options that have `key` among their settings (their schemas: src/schema.py)."""
+    """The task or mask options that have `key` among their settings (their schemas: src/cli/schema.py)."""
     if group == "task":
         return [name for name, spec in all_tasks().items() if key in {f.name for f in dataclasses.fields(spec.schema)}]
     if group == "mask":
@@ -656,7 +656,7 @@ def check_devices(devices, on_cpu: bool) -> None:
     """trainer.devices as Lightning takes it: a count, "auto", or (on GPUs) -1 for every device or a list of device
     ids; what Lightning refuses only once the Trainer is made (after the run directory), some of it with a
     traceback, is refused here. `on_cpu`: the run trains on the CPU, where only a count of processes is taken."""
-    from src.cli import as_written
+    from src.cli.command_line import as_written
 
     fix = (
         "give a count of processes, such as trainer.devices=2, or trainer.devices=auto"
@@ -687,7 +687,7 @@ def check_gpus_visible(trainer) -> None:
         raise ConfigError(f"trainer.accelerator={trainer.accelerator} but no CUDA GPU is visible: use trainer=cpu")
     import torch
 
-    from src.cli import as_written
+    from src.cli.command_line import as_written
 
     visible = torch.cuda.device_count()
     if visible == 0:  # CUDA said available, but counts none (a test standing in for a GPU machine): nothing to compare
@@ -830,7 +830,7 @@ def written_value(value) -> str:
 def default_run_values() -> DictConfig:
     """conf/config.yaml: the values the default run sets above the schema's (dashboard.attention_every_n_steps,
     batch_size, ...). Settings it does not name keep the schema's default."""
-    from src.cli import CONF_DIR
+    from src.cli.command_line import CONF_DIR
 
     return OmegaConf.load(Path(CONF_DIR) / "config.yaml")
 
@@ -979,8 +979,8 @@ def idle_rope_scaling(cfg: DictConfig) -> list[str]:
     while its config records a scaling. Legal, and not refused: a sweep over model.rope_scaling.factor=1,2,4,8 has
     its baseline at 1 (transformers takes factor 1.0 too). Nothing with model.pretrained (its config.json sets it),
     nor with another scheme (unread_positional_settings says it is unread there)."""
+    from src.cli.schema import rope_scaling_settings
     from src.model.positional import build_rope_scaling
-    from src.schema import rope_scaling_settings
 
     if cfg.model.get("pretrained") or cfg.model.pos_encoding != "rope":
         return []

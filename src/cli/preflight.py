@@ -8,7 +8,7 @@ task's code runs, so these checks are Hydra callbacks (conf/config.yaml, `hydra.
 is one `error:` line, exit status 2, and every file of the earlier run or sweep unchanged. (Hydra turns an
 exception raised by a callback into a warning and goes on, so the callback exits itself.)
 
-Every run is checked as a whole before it starts: its settings (src/validation.py validate_config), its data as
+Every run is checked as a whole before it starts: its settings (src/cli/validation.py validate_config), its data as
 far as is cheap to read (check_data there: the data files' first part, a pretrained model's tokenizer and weights)
 and the checkpoint it resumes. A grid sweep (Hydra's basic sweeper) has each of its jobs checked so before the
 first one starts: one job that cannot run refuses the whole sweep, naming the job, rather than leaving a failed job
@@ -41,7 +41,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.cli import USER_ERRORS, user_errors_as_one_line
+from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import read_record, read_status, shell_override
 from src.study import check_study
@@ -77,7 +77,7 @@ class Preflight(Callback):
 def check_run_dir(config: DictConfig) -> None:
     """One run: its settings are sound and its data readable (so a refused run leaves no directory behind), and a
     directory that holds a run is only entered to resume it (see check_resume)."""
-    from src.validation import check_data, validate_config
+    from src.cli.validation import check_data, validate_config
 
     run_dir = _resolved(config, "hydra.run.dir")
     if run_dir is None:
@@ -356,7 +356,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
     its jobs read, where the search does not vary it (the task, its settings, or the pretrained model)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from src.validation import check_data, validate_config
+    from src.cli.validation import check_data, validate_config
 
     check_stacked_launcher(config.hydra.launcher)
     jobs = sweep_jobs(config)
@@ -497,7 +497,7 @@ def check_made_alike(config: DictConfig, checkpoint: dict, threads: int) -> None
     them (src/pretrained/run_config.py)."""
     import torch
 
-    from src.schema import resolve_precision
+    from src.cli.schema import resolve_precision
     from src.training.checkpoint import check_resumable_settings, numeric_settings
 
     plain = OmegaConf.to_container(_without_hydra(config), resolve=True)
@@ -522,7 +522,7 @@ def check_made_alike(config: DictConfig, checkpoint: dict, threads: int) -> None
 def warn_if_it_leaves_its_row(config: DictConfig, run_dir: Path) -> None:
     """A sweep's job resumed in place with an experiment setting changed (say a raised trainer.max_steps) is no
     longer a seed of its configuration: the sweep report will give it a row of its own. Legal, and surprising."""
-    from src.schema import is_experiment_setting
+    from src.cli.schema import is_experiment_setting
 
     if not (run_dir.parent / "multirun.yaml").is_file():
         return
