@@ -423,7 +423,8 @@ def start_from_pretrained(model, pretrained: str, datamodule) -> None:
     from src.pretrained.fit import align_head
 
     name = f"model.pretrained={pretrained}"
-    new_head = load_weights_into(model, pretrained)
+    new_parts = load_weights_into(model, pretrained)
+    new_head = "head" in new_parts
     if not new_head and datamodule.kind == "classification":
         _, _, hf_config = pretrained_config(pretrained)
         try:
@@ -433,8 +434,9 @@ def start_from_pretrained(model, pretrained: str, datamodule) -> None:
             new_head = True
     if new_head:
         print_warning(
-            f"{name} has no classification head for the task's labels {datamodule.label_names}: "
-            "a new head starts from random weights"
+            f"{name} has no classification head for the task's labels {datamodule.label_names}"
+            + (" and no pooler (a masked-LM checkpoint)" if "pooling" in new_parts else "")
+            + f": a new {'pooler and head start' if 'pooling' in new_parts else 'head starts'} from random weights"
         )
 
 

@@ -236,16 +236,16 @@ def check_data(cfg: DictConfig) -> None:
 
 
 def check_pretrained_files(name: str, task: DictConfig, spec) -> None:
-    """model.pretrained: its tokenizer loads and fits the model (src/data/pretrained_tokenizer.py), it has weights,
-    and the task's longest sequence (with the tokenizer's marks: BERT's [CLS] and [SEP]) fits its positions."""
+    """model.pretrained: its tokenizer loads and fits the model (src/data/pretrained_tokenizer.py), its weights fit
+    its config (names and shapes, read from the files' headers: check_weights), and the task's longest sequence (with
+    the tokenizer's marks: BERT's [CLS] and [SEP]) fits its positions."""
     from src.data.pretrained_tokenizer import model_tokenizer
-    from src.pretrained import pretrained_config
+    from src.pretrained import check_weights, pretrained_config
     from src.pretrained.fit import check_length
 
     model_cfg, directory, _ = pretrained_config(name)
     tokenizer = model_tokenizer(name)
-    if not any(directory.glob("*.safetensors")) and not (directory / "pytorch_model.bin").is_file():
-        raise ConfigError(f"{name} has no weights (model.safetensors or pytorch_model.bin) in {directory}")
+    check_weights(name)
     longest = spec.longest_sequence(task)
     if longest is not None and spec.kind != "lm":  # a source is wrapped in the tokenizer's marks (the data's bound)
         longest = max(longest, task.max_len + tokenizer.marks)

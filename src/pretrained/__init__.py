@@ -58,7 +58,7 @@ class Pretrained:
     directory: Path  # where its config.json, weights and tokenizer files are
     name: str  # as the user gave it
     hf_config: Any  # the transformers config it was built from
-    new_head: bool = False  # a classifier head the checkpoint did not have (BERT pre-training weights): random
+    new_head: bool = False  # a classifier head (or its pooler) the checkpoint did not have: random (NEW_PARTS)
 
     @property
     def label_names(self) -> list[str]:
@@ -130,41 +130,65 @@ def load_pretrained(name_or_dir: str, num_classes: int = 0, dtype: torch.dtype =
     """
     cfg, directory, hf_config = pretrained_config(name_or_dir, num_classes)
     model = build_model(cfg)
-    new_head = _load_converted(model, _converted_weights(name_or_dir, cfg, directory, hf_config), name_or_dir)
-    return Pretrained(model.to(dtype).eval(), cfg, directory, name_or_dir, hf_config, new_head)
+    new = _load_converted(model, _converted_weights(name_or_dir, cfg, directory, hf_config), name_or_dir)
+    return Pretrained(model.to(dtype).eval(), cfg, directory, name_or_dir, hf_config, bool(new))
 
 
-def load_weights_into(model: nn.Module, name_or_dir: str) -> bool:
+def load_weights_into(model: nn.Module, name_or_dir: str) -> tuple[str, ...]:
     """Load a pretrained model's weights into `model`, one of ours built from its config (src.run fine-tuning:
-    model.dropout and the mask may differ, the shapes may not). Returns whether the classifier head is new."""
+    model.dropout and the mask may differ, the shapes may not). Returns the parts that start new (NEW_PARTS)."""
     cfg, directory, hf_config = pretrained_config(name_or_dir, model.cfg.num_classes)
     return _load_converted(model, _converted_weights(name_or_dir, cfg, directory, hf_config), name_or_dir)
 
 
-def _converted_weights(name: str, cfg: TransformerConfig, directory: Path, hf_config: Any) -> dict[str, torch.Tensor]:
+def check_weights(name_or_dir: str, num_classes: int = 0) -> None:
+    """The checkpoint's weights fit its config: every tensor the conversion needs is there, in its shape, and none
+    is left over. Read from the files' headers (safetensors; a .bin is unpickled safely), converted as empty tensors
+    on the meta device, without their data: a run checks this before it writes anything."""
+    cfg, directory, hf_config = pretrained_config(name_or_dir, num_classes)
+    with torch.device("meta"):
+        model = build_model(cfg)
+    _check_converted(model, _converted_weights(name_or_dir, cfg, directory, hf_config, shapes_only=True), name_or_dir)
+
+
+def _converted_weights(
+    name: str, cfg: TransformerConfig, directory: Path, hf_config: Any, shapes_only: bool = False
+) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors under our names (the family's conversion)."""
-    weights = Weights(read_weights(directory, name), source=name, prefixes=PREFIXES[hf_config.model_type])
+    state = read_weights(directory, name, shapes_only=shapes_only)
+    weights = Weights(state, source=name, prefixes=PREFIXES[hf_config.model_type])
     return family_of(hf_config, name).convert(weights, cfg)
 
 
-def _load_converted(model: nn.Module, converted: dict[str, torch.Tensor], name: str) -> bool:
-    """Copy the converted weights in, checking that they cover the model: every parameter must come from the
-    checkpoint, except a tied alias of one that does, and a classifier head the checkpoint lacks (-> True)."""
+# What a checkpoint may lack, to start from random weights: a classifier's head (BERT's pre-training weights) and
+# the pooler in front of it (BertForMaskedLM has none), as transformers' BertForSequenceClassification starts them.
+NEW_PARTS = ("pooling", "head")
+
+
+def _check_converted(model: nn.Module, converted: dict[str, torch.Tensor], name: str) -> tuple[str, ...]:
+    """Check that the converted weights cover the model: every parameter must come from the checkpoint, except a
+    tied alias of one that does, and the NEW_PARTS the checkpoint lacks (returned)."""
     expected = model.state_dict()
     unexpected = sorted(set(converted) - set(expected))
     if unexpected:  # a bug in a conversion, not a user's error
         raise AssertionError(f"conversion of {name} produced names our model lacks: {unexpected}")
     tied = _aliases(model)
     missing = [n for n in expected if n not in converted and not any(a in converted for a in tied.get(n, ()))]
-    new_head = bool(missing) and all(n.startswith("head.") for n in missing)
-    if missing and not new_head:
+    new = tuple(part for part in NEW_PARTS if any(n.startswith(f"{part}.") for n in missing))
+    if any(n.split(".")[0] not in new for n in missing):
         raise AssertionError(f"conversion of {name} left parameters unset: {missing}")
     for n, tensor in converted.items():
         if tuple(tensor.shape) != tuple(expected[n].shape):
             raise AssertionError(f"conversion of {name}: {n} is {tuple(tensor.shape)}, ours {tuple(expected[n].shape)}")
+    return new
+
+
+def _load_converted(model: nn.Module, converted: dict[str, torch.Tensor], name: str) -> tuple[str, ...]:
+    """Copy the converted weights in, checked first (_check_converted); returns the parts that start new."""
+    new = _check_converted(model, converted, name)
     with torch.no_grad():
         model.load_state_dict(converted, strict=False)  # tied aliases share the tensor that was loaded
-    return new_head
+    return new
 
 
 def _aliases(model: nn.Module) -> dict[str, set[str]]:

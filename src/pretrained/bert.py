@@ -4,7 +4,8 @@ BERT is a post-LN encoder with learned positions, token-type (segment) embedding
 embeddings, the exact (erf) GELU, LayerNorm eps 1e-12 and no final norm; a classifier reads its pooler
 (dense + tanh on [CLS]). Q, K and V are separate Linear layers, fused here into our qkv_proj.
 A pre-training checkpoint (bert-base-uncased) has no classifier: the task's head starts from random weights,
-and its masked-LM and next-sentence heads are set aside.
+and its masked-LM and next-sentence heads are set aside. A masked-LM checkpoint (BertForMaskedLM) has no pooler
+either: it starts new too, as in transformers' BertForSequenceClassification.
 """
 
 from __future__ import annotations
@@ -71,9 +72,10 @@ def _norm(weights: Weights, name: str, d: int) -> tuple[Tensor, Tensor]:
 
 
 def convert(weights: Weights, cfg: TransformerConfig) -> dict[str, Tensor]:
-    """BertForSequenceClassification's, BertForPreTraining's or BertModel's weights -> our EncoderClassifier's
-    state dict. Without a classifier in the checkpoint, or with one for another number of classes than
-    cfg.num_classes (fine-tuning on a new label set), `head.*` is missing: the loader keeps the new head."""
+    """BertForSequenceClassification's, BertForPreTraining's, BertForMaskedLM's or BertModel's weights -> our
+    EncoderClassifier's state dict. Without a classifier in the checkpoint, or with one for another number of classes
+    than cfg.num_classes (fine-tuning on a new label set), `head.*` is missing: the loader keeps the new head (and
+    `pooling.*` without a pooler)."""
     d, ff = cfg.d_model, cfg.d_ff
     weights.set_aside(r"embeddings\.position_ids")  # a buffer of 0..max_len-1
     weights.set_aside(r"cls\..*")  # pre-training heads: masked LM and next-sentence prediction
@@ -102,8 +104,9 @@ def convert(weights: Weights, cfg: TransformerConfig) -> dict[str, Tensor]:
         ours[layer + "ffn.linear2.bias"] = weights.take(hf + "output.dense.bias", (d,))
         norm = _norm(weights, hf + "output.LayerNorm", d)
         ours[layer + "ffn_block.norm.weight"], ours[layer + "ffn_block.norm.bias"] = norm
-    ours["pooling.dense.weight"] = weights.take("pooler.dense.weight", (d, d))
-    ours["pooling.dense.bias"] = weights.take("pooler.dense.bias", (d,))
+    if weights.has("pooler.dense.weight"):  # BertForMaskedLM has none: the loader starts it new (NEW_PARTS)
+        ours["pooling.dense.weight"] = weights.take("pooler.dense.weight", (d, d))
+        ours["pooling.dense.bias"] = weights.take("pooler.dense.bias", (d,))
     if weights.has("classifier.weight") and weights.state["classifier.weight"].size(0) != cfg.num_classes:
         weights.set_aside(r"classifier\.(weight|bias)")  # another label set: the task's head starts new
     if weights.has("classifier.weight"):

@@ -98,28 +98,66 @@ def read_hf_config(directory: Path, name: str) -> Any:
         transformers.logging.set_verbosity(verbosity)
 
 
-def read_weights(directory: Path, name: str) -> dict[str, Tensor]:
+def read_weights(directory: Path, name: str, shapes_only: bool = False) -> dict[str, Tensor]:
     """Every tensor of the checkpoint: from its safetensors files (one, or the shards of an index), else from
-    pytorch_model.bin with weights_only=True (tensors and plain containers only: nothing in the file runs)."""
+    pytorch_model.bin with weights_only=True (tensors and plain containers only: nothing in the file runs).
+    shapes_only: the tensors as empty ones on the meta device, of the right names, shapes and dtypes, without reading
+    their data (a run's check before anything is written: check_weights)."""
     safetensors = sorted(directory.glob("*.safetensors"))
     if safetensors:
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         state: dict[str, Tensor] = {}
         for file in safetensors:
             try:
-                state.update(load_file(file))
+                if shapes_only:  # the file's header: names, dtypes and shapes
+                    with safe_open(file, "pt") as opened:
+                        for key in opened.keys():
+                            part = opened.get_slice(key)
+                            dtype = SAFETENSORS_DTYPES.get(part.get_dtype(), torch.float32)
+                            state[key] = torch.empty(part.get_shape(), dtype=dtype, device="meta")
+                else:
+                    state.update(load_file(file))
             except Exception as error:  # safetensors raises its own error types (a damaged or truncated file)
                 first_line = (str(error).splitlines() or [type(error).__name__])[0]
                 raise ConfigError(f"{file} cannot be read ({first_line}): download it again") from None
         return state
     bin_file = directory / "pytorch_model.bin"
     if bin_file.is_file():
-        try:
-            return torch.load(bin_file, map_location="cpu", weights_only=True)
-        except Exception as error:  # the safe unpickler refused something, or the file is damaged
-            first_line = str(error).splitlines()[0]
-            raise ConfigError(
-                f"{bin_file} cannot be read safely ({first_line}): use a model with safetensors"
-            ) from None
+        state = load_pickled_weights(bin_file)
+        return {key: torch.empty_like(t, device="meta") for key, t in state.items()} if shapes_only else state
     raise ConfigError(f"{name} has no weights (model.safetensors or pytorch_model.bin) in {directory}")
+
+
+# safetensors' dtype names -> torch's (what a shapes-only read needs to say; the rest read as float32)
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool}  # fmt: skip
+
+
+def load_pickled_weights(path: Path) -> dict[str, Tensor]:
+    """A pytorch_model.bin, read with torch's safe unpickler (weights_only=True): tensors and plain containers only,
+    so nothing in the file runs. A file that holds anything else is refused naming it, as our checkpoints are."""
+    import pickle
+    import warnings
+
+    from src.training.checkpoint import refused_global
+
+    try:
+        with warnings.catch_warnings():  # torch's note on the pickle protocol: the error below says what matters
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = refused_global(str(error))
+        if found is not None:
+            raise ConfigError(
+                f"{path} was refused: it holds {found}, and loading it could run code; use the model's safetensors "
+                "weights (model.safetensors)"
+            ) from None
+        raise ConfigError(f"{path} cannot be read (not a PyTorch weights file): download it again") from None
+    except Exception as error:  # a truncated or damaged file
+        raise ConfigError(f"{path} cannot be read ({type(error).__name__}): download it again") from None
+    if not isinstance(state, dict) or not all(isinstance(t, Tensor) for t in state.values()):
+        raise ConfigError(f"{path} holds no state dict of tensors: give the model's weights file")
+    return state

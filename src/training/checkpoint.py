@@ -78,7 +78,7 @@ def read_checkpoint(path: str, field_name: str = "ckpt") -> dict[str, Any]:
         # settings and progress, src/cli/preflight.py) does not read its weights.
         checkpoint = torch.load(resolved, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
-        found = _refused_global(str(error))
+        found = refused_global(str(error))
         if found is None:  # not a pickle at all (a text file, a truncated download)
             raise ConfigError(
                 f"{field_name}={path} is not a readable checkpoint: "
@@ -126,7 +126,7 @@ def _with_mask_scheme(model_config: dict) -> dict:
     return model_config
 
 
-def _refused_global(message: str) -> str | None:
+def refused_global(message: str) -> str | None:
     """The object torch's safe unpickler refused, from its message ("Unsupported global: GLOBAL posix.system")."""
     match = re.search(r"GLOBAL ([\w.]+)", message)
     return f"a reference to {match.group(1)!r}" if match else None

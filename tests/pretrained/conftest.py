@@ -70,6 +70,7 @@ def tiny_bert(head: str = "classification", **overrides):
     model_class = {
         "classification": transformers.BertForSequenceClassification,
         "pretraining": transformers.BertForPreTraining,
+        "masked_lm": transformers.BertForMaskedLM,  # no pooler
     }
     return randomise(model_class[head](config))
 

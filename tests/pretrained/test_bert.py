@@ -57,6 +57,23 @@ def test_pretraining_weights_load_with_a_new_head_and_the_same_pooler(tmp_path):
     assert (pooled["x"] - expected).abs().max().item() <= 1e-6
 
 
+def test_masked_lm_weights_load_with_a_new_pooler_and_head_and_the_same_encoder(tmp_path):
+    """BertForMaskedLM has no pooler: it starts new with the head, as transformers' BertForSequenceClassification
+    starts it from such a checkpoint, and the encoder's output is the checkpoint's."""
+    hf = tiny_bert("masked_lm").double()
+    directory = save(hf, tmp_path / "bert-mlm")
+    assert not any(name.startswith("bert.pooler") for name in hf.state_dict())
+    pretrained = load_pretrained(str(directory), num_classes=2, dtype=torch.float64)
+    assert pretrained.new_head
+    tokens = torch.randint(1, VOCAB, (2, 8))
+    encoded = {}
+    pretrained.model.pooling.register_forward_hook(lambda m, i, o: encoded.update(x=i[0]))
+    with torch.no_grad():
+        pretrained.model(tokens)
+        expected = hf.bert(tokens).last_hidden_state
+    assert (encoded["x"] - expected).abs().max().item() <= 1e-6
+
+
 def test_the_config_says_what_bert_is(bert_dir):
     cfg = load_pretrained(str(bert_dir)).config
     assert (cfg.arch, cfg.norm_position, cfg.has_final_norm, cfg.activation) == ("encoder_only", "post", False, "gelu")

@@ -187,6 +187,64 @@ def test_run_refuses_model_settings_beside_a_pretrained_model(gpt2_dir, tmp_path
     assert not (tmp_path / "r").exists()  # refused before Hydra wrote anything
 
 
+@pytest.mark.parametrize("broken", ["missing", "pickle"])
+def test_run_refuses_weights_that_do_not_fit_before_writing_anything(gpt2_dir, tmp_path, broken):
+    """The weights are checked from the files' headers before Hydra writes the run directory: a tensor missing, or
+    a pickle that would run code."""
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    directory = tmp_path / "gpt2"
+    directory.mkdir()
+    for file in gpt2_dir.iterdir():
+        (directory / file.name).write_bytes(file.read_bytes())
+    state = load_file(directory / "model.safetensors")
+    if broken == "missing":
+        save_file(
+            {k: v for k, v in state.items() if not k.endswith("h.1.mlp.c_fc.bias")}, directory / "model.safetensors"
+        )
+        message = "has no weight 'h.1.mlp.c_fc.bias': its weights do not fit its config.json"
+    else:
+
+        class Exploit:
+            def __reduce__(self):
+                return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+        (directory / "model.safetensors").unlink()
+        torch.save({**state, "wte.weight": Exploit()}, directory / "pytorch_model.bin")
+        message = "was refused: it holds a reference to 'posix.system'"
+    run_dir, text = tmp_path / "run", tmp_path / "story.txt"
+    text.write_text("the cat sat on the mat and the dog ran to the park. " * 40)
+    code, out, err = run_in_process(
+        "src.run", f"model.pretrained={directory}", "task=char_lm", f"task.path={text}", "task.block_size=16",
+        f"hydra.run.dir={run_dir}", "trainer.max_steps=2",
+    )  # fmt: skip
+    assert code == 2 and [line for line in err.splitlines() if line.startswith("error:")] == [
+        line for line in err.splitlines() if message in line
+    ], err
+    assert message in err and not run_dir.exists() and not (tmp_path / "pwned").exists()
+
+
+def test_a_masked_lm_bert_fine_tunes_with_a_new_pooler_and_head_said_once(tmp_path):
+    directory = save(tiny_bert("masked_lm"), tmp_path / "bert-mlm", save_bert_tokenizer)
+    tsv = tmp_path / "reviews.tsv"
+    tsv.write_text("".join(f"good film {i}\tpos\nbad film {i}\tneg\n" for i in range(10)))
+    task = ["task=classification", f"task.train_path={tsv}", "task.max_len=40"]
+    code, out, err = run_in_process(
+        "src.run", f"model.pretrained={directory}", *task, "trainer.max_steps=2", "trainer.val_check_interval=2",
+        "batch_size=2", "torch_threads=1", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:") and "pooler" in line]
+    assert warnings == [
+        f"warning: model.pretrained={directory} has no classification head for the task's labels ['neg', 'pos'] and "
+        "no pooler (a masked-LM checkpoint): a new pooler and head start from random weights"
+    ]
+    code, out, err = run_in_process("src.eval", f"ckpt=hf:{directory}", *task)
+    assert code == 2 and "has no classification head" in err and "fine-tune it first" in err
+
+
 def test_analyze_scores_the_heads_of_a_pretrained_model_on_a_task(gpt2_dir, tmp_path):
     text = tmp_path / "story.txt"
     text.write_text("the cat sat on the mat and the dog ran to the park. " * 40)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from src.model import ConfigError
-from src.pretrained import load_pretrained
+from src.pretrained import check_weights, load_pretrained
 
 from .conftest import tiny_gpt2, transformers
 
@@ -28,6 +29,7 @@ def test_a_model_that_ships_only_a_pytorch_bin_is_read_with_weights_only(tmp_pat
     hf = tiny_gpt2()
     (tmp_path / "config.json").write_text(hf.config.to_json_string())
     torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")  # what older models on the hub ship
+    check_weights(str(tmp_path))  # the check a run makes before it writes anything: shapes only
     model = load_pretrained(str(tmp_path)).model
     tokens = torch.randint(0, 90, (1, 6))
     with torch.no_grad():
@@ -41,9 +43,27 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
     (tmp_path / "config.json").write_text(tiny_gpt2().config.to_json_string())
     torch.save({"wte.weight": Exploit()}, tmp_path / "pytorch_model.bin")
-    with pytest.raises(ConfigError, match="cannot be read safely .*use a model with safetensors"):
-        load_pretrained(str(tmp_path))
+    refused = (
+        f"{tmp_path / 'pytorch_model.bin'} was refused: it holds a reference to 'posix.system', and loading it could "
+        "run code; use the model's safetensors weights (model.safetensors)"
+    )
+    for read in (load_pretrained, check_weights):
+        with pytest.raises(ConfigError, match="^" + re.escape(refused) + "$"):
+            read(str(tmp_path))
     assert not (tmp_path / "pwned").exists()
+    # a command says it in one line: neither torch's advice to load it unsafely nor its warnings
+    done = subprocess.run([sys.executable, "-m", "src.predict", f"ckpt=hf:{tmp_path}", "text=hi"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.splitlines() == [f"error: {refused}"]
+    assert "weights_only" not in done.stderr and not (tmp_path / "pwned").exists()
+
+
+def test_a_file_that_is_no_pickle_is_said_so(tmp_path):
+    (tmp_path / "config.json").write_text(tiny_gpt2().config.to_json_string())
+    (tmp_path / "pytorch_model.bin").write_text("version https://git-lfs.github.com/spec/v1\n")  # an LFS pointer
+    for read in (load_pretrained, check_weights):
+        with pytest.raises(ConfigError, match="pytorch_model.bin cannot be read .*: download it again"):
+            read(str(tmp_path))
 
 
 def test_a_hub_name_is_read_from_the_cache_when_the_hub_cannot_be_reached(gpt2_dir, tmp_path):
@@ -79,11 +99,20 @@ def _mkdirs(path: Path) -> Path:
     ],
     ids=["no-dir", "no-config", "no-weights", "shape", "missing", "unmapped", "arch", "json", "activation"],
 )
-def test_bad_model_directories_get_one_line_errors(gpt2_dir, tmp_path, make, message):
+@pytest.mark.parametrize("read", [load_pretrained, check_weights], ids=["load", "check"])
+def test_bad_model_directories_get_one_line_errors(gpt2_dir, tmp_path, make, message, read):
+    """The loader and the check a run makes before writing anything (headers only) refuse the same, alike."""
     directory = make(gpt2_dir, tmp_path)
     with pytest.raises(ConfigError, match=message) as error:
-        load_pretrained(str(directory))
+        read(str(directory))
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("fixture", ["gpt2_dir", "bert_dir", "marian_dir", "llama_dir", "qwen2_dir", "mistral_dir",
+                                     "t5_dir", "flan_t5_dir"])  # fmt: skip
+def test_every_familys_weights_pass_the_shapes_only_check(fixture, request):
+    """check_weights builds each family's model on the meta device and converts its weights without their data."""
+    check_weights(str(request.getfixturevalue(fixture)))
 
 
 def test_an_unreachable_hub_name_says_how_to_use_a_directory_or_the_cache(tmp_path):
