@@ -341,13 +341,21 @@ def analyze_checkpoint(
     return target.out
 
 
+def no_pairs_line(task_name: str | None) -> str:
+    """A task that makes no counterfactual pairs (a text task), or none (a pretrained model read without one)."""
+    from src.data.pairs import PAIRS_FILE_FORMAT
+
+    which = f"task={task_name}" if task_name else "a model without a task"
+    return f"{which} makes no counterfactual pairs of its own: give pairs=<file> ({PAIRS_FILE_FORMAT})"
+
+
 def pairs_of_run(cfg: DictConfig, datamodule, log: Callable[[str], None]):
     """The counterfactual pairs an analysis runs on (src/data/pairs.py): those of the file `pairs=`, or those the
     task makes from its `split` (synthetic tasks: one symbol changed), at most `max_pairs`; with the words the
     report describes them in. ConfigError when neither exists (a text task, a pretrained model without a task)."""
     import random
 
-    from src.data.pairs import PAIRS_FILE_FORMAT, read_pairs_file
+    from src.data.pairs import read_pairs_file
     from src.data.registry import task_spec
 
     if cfg.pairs is not None:
@@ -357,9 +365,8 @@ def pairs_of_run(cfg: DictConfig, datamodule, log: Callable[[str], None]):
         return pairs, f"from {cfg.pairs}" + (f", the first {len(pairs)} of {found}" if found > len(pairs) else "")
     task_name = getattr(datamodule.task_cfg, "name", None)
     spec = task_spec(task_name) if task_name else None
-    if spec is None or spec.pairs is None:
-        which = f"task={task_name}" if task_name else "a model without a task"
-        raise ConfigError(f"{which} makes no counterfactual pairs of its own: give pairs=<file> ({PAIRS_FILE_FORMAT})")
+    if spec is None or spec.pairs is None:  # check_patching refused this before any work
+        raise ConfigError(no_pairs_line(task_name))
     examples = getattr(datamodule.task, cfg.split)
     # random.Random(0): the same corruption choices on every run of a sweep (each seed's split is its own)
     pairs = spec.pairs(datamodule.task_cfg, datamodule.task, examples, cfg.max_pairs, random.Random(0))
@@ -640,18 +647,26 @@ def induction_checkpoint(
     return target.out
 
 
-def check_patching(target: Target, model_cfg, cfg: DictConfig, first: bool) -> None:
-    """analysis=patching against one target's model, before any work: the path patching heads (path_pairs) and the
-    pairs file's lines (their fields and repeats: the tokens are checked once the model's tokenizer is read)."""
+def check_patching(target: Target, model_cfg, cfg: DictConfig, first: bool, checkpoint: dict) -> None:
+    """analysis=patching against one target's model, before any work: the path patching heads (path_pairs), the
+    pairs file's lines (their fields and repeats: the tokens are checked once the model's tokenizer is read), and
+    without a file, that the checkpoint's task makes pairs of its own."""
     from src.data.pairs import pairs_file_lines
+    from src.data.registry import task_spec
     from src.pretrained.fit import KIND_OF_ARCH
 
     path_pairs(cfg, model_cfg, warn=first)
     if cfg.pairs is not None:
         pairs_file_lines(resolve_path(cfg.pairs), KIND_OF_ARCH[model_cfg.arch])
+        return
+    hparams = checkpoint["hyper_parameters"]
+    reading_only = (hparams.get("pretrained") or {}).get("reading_only", False)  # ckpt=hf: without a task
+    task_name = None if reading_only else hparams["config"]["task"]["name"]
+    if task_name is None or task_spec(task_name).pairs is None:
+        raise ConfigError(no_pairs_line(task_name))
 
 
-def check_induction(target: Target, model_cfg, cfg: DictConfig, first: bool) -> None:
+def check_induction(target: Target, model_cfg, cfg: DictConfig, first: bool, checkpoint: dict) -> None:
     """analysis=induction reads a decoder-only model's self-attention: another architecture is refused before any
     work, from the checkpoint's model config."""
     from src.model.ablation import layout_of
@@ -660,7 +675,7 @@ def check_induction(target: Target, model_cfg, cfg: DictConfig, first: bool) -> 
     if set(sites) != {"decoder_self"}:
         raise ConfigError(
             f"analysis=induction reads a decoder-only model's self-attention: {target.checkpoint} has "
-            f"{', '.join(sites)}: use analysis=heads or analysis=patching"
+            f"{', '.join(sites)}: use {' or '.join(f'analysis={name}' for name in ANALYSES if name != 'induction')}"
         )
 
 
@@ -673,7 +688,7 @@ class AnalysisKind:
     folder: str
     what: str
     run: Callable[[Target, DictConfig, torch.device], Path]
-    check: Callable[[Target, Any, DictConfig, bool], None] | None = None
+    check: Callable[[Target, Any, DictConfig, bool, dict], None] | None = None
 
 
 def _heads(target: Target, cfg: DictConfig, device: torch.device) -> Path:
@@ -705,7 +720,7 @@ def preflight(targets: list[Target], cfg: DictConfig, kind: AnalysisKind) -> Non
         model_cfg = checkpoint_model_config(checkpoint)
         check_ablation(cfg.ablate, model_cfg)
         if kind.check is not None:
-            kind.check(target, model_cfg, cfg, index == 0)
+            kind.check(target, model_cfg, cfg, index == 0, checkpoint)
 
 
 def pretrained_target(cfg: DictConfig) -> Target:

@@ -215,7 +215,12 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["ablate.reference_examples=0"], "ablate.reference_examples"),
         (run, ["ablate=everything"], "ablate=everything"),
         (run, ["ablate.head=[cross]"], "did you mean ablate.heads"),
-        (run, ["task=char_lm", f"task.path={files['text.txt']}", "ablate=cross"], "has no cross site"),
+        (
+            run,
+            ["task=char_lm", f"task.path={files['text.txt']}", "ablate=cross"],
+            "ablate=cross (conf/ablate/cross.yaml) does not fit this model: ablate.heads: 'cross': this model "
+            "(decoder_only) has no cross site",
+        ),
         (run, ["task=char_lm", f"task.path={files['text.txt']}", "ablate.heads=[cross:0]"], "has no cross site"),
         *([] if torch.cuda.is_available() else [(run, ["trainer=gpu"], "trainer.accelerator")]),
         # --- the command line: typos, types, unknown options, what Hydra cannot parse ---------------------------------

@@ -162,7 +162,8 @@ def write_tables(analysis: HeadAnalysis, out: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(["fraction_removed", "heads_removed", analysis.metric.name, "loss", "removed"])
         for s in analysis.pruning:
-            writer.writerow([s.fraction, s.removed, s.metric, s.loss, " ".join(s.removed_heads)])
+            # as `ablate.heads=` takes them, so the heads of a step paste whole into src.eval or src.predict
+            writer.writerow([s.fraction, s.removed, s.metric, s.loss, f"[{','.join(s.removed_heads)}]"])
 
 
 def write_summary(analysis: HeadAnalysis, out: Path, about: dict) -> None:

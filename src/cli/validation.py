@@ -150,7 +150,8 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
     # settings, ...), with placeholder vocabulary sizes: the real ones are known after the data is read and are
     # checked again then.
     model_config_for(cfg).validate()
-    check_ablation(cfg.ablate, model_config_for(cfg), training=True)  # sites, layers and heads the model has
+    # the sites, layers and heads the model has
+    check_ablation(cfg.ablate, model_config_for(cfg), training=True, overrides=overrides)
 
     # --- task: required fields, data files, the task's own checks, and whether the model is long enough ---
     for key in cfg.task:
@@ -343,12 +344,21 @@ def warn_if_no_src_prefix(cfg: DictConfig) -> None:
 PRETRAINED_MAY_SET = ("model.pretrained", *(f"model.{name}" for name in DROPOUTS))
 
 
-def check_ablation(ablate, model_cfg: TransformerConfig, training: bool = False) -> Ablation:
+def check_ablation(
+    ablate, model_cfg: TransformerConfig, training: bool = False, overrides: list[str] | None = None
+) -> Ablation:
     """`ablate.*` against the model `model_cfg` describes: ConfigError (one line) for a spec the model cannot take
     (parse_ablation: an unknown site or method, a layer or head out of range, bad syntax) and for no reference
     examples. `training`: src.run, where mean ablation is refused, since a head's mean output needs a trained
     model to take it from (src.eval, src.predict and src.analyze have one)."""
-    ablation = parse_ablation(ablate, model_cfg)
+    try:
+        ablation = parse_ablation(ablate, model_cfg)
+    except ConfigError as error:
+        preset = chosen_ablate_preset(overrides)
+        if preset is None:
+            raise
+        # the user typed ablate=<preset>, not the heads it sets: name what they typed first
+        raise ConfigError(f"ablate={preset} (conf/ablate/{preset}.yaml) does not fit this model: {error}") from None
     examples = ablate.get("reference_examples", 1)
     if examples < 1:
         raise ConfigError(
@@ -360,6 +370,19 @@ def check_ablation(ablate, model_cfg: TransformerConfig, training: bool = False)
             "with ablate.method=zero, and use mean ablation with src.eval, src.predict or src.analyze ckpt=<run>"
         )
     return ablation
+
+
+def chosen_ablate_preset(overrides: list[str] | None = None) -> str | None:
+    """The `ablate=` option the command line chose (cross, decoder_ffn) when what it sets was not typed beside it;
+    None for `none`, for ablate.* settings typed too, or for no choice. `overrides`: the command line's (None: this
+    Hydra job's, or none outside a command)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if overrides is None:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    chosen = [override.split("=", 1)[1] for override in overrides if override.startswith("ablate=")]
+    typed = any(override.lstrip("+~").startswith("ablate.") for override in overrides)
+    return None if not chosen or chosen[-1] == "none" or typed else chosen[-1]
 
 
 def warn_if_every_head_ablated(ablation: Ablation, model_cfg: TransformerConfig) -> None:

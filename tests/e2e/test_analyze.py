@@ -76,6 +76,10 @@ def test_analysis_of_each_architecture_writes_its_tables_figures_and_tensorboard
     per_step = len(heads) // 4  # prune_step=0.25
     assert [int(s["heads_removed"]) for s in steps] == [0, per_step, 2 * per_step, 3 * per_step, len(heads)]
     assert float(steps[-1]["fraction_removed"]) == 1.0
+    # each step's heads as ablate.heads takes them: the list pastes whole into src.eval
+    removed = steps[1]["removed"]
+    assert removed.startswith("[") and removed.endswith("]") and len(removed[1:-1].split(",")) == per_step
+    assert set(removed[1:-1].split(",")) <= {f"{row['site']}:{row['layer']}:{row['head']}" for row in heads}
     report = (out / "report.md").read_text()
     assert "## Pruning curve" in report and "![pruning_curve](pruning_curve.png)" in report
 
@@ -516,6 +520,7 @@ def test_a_text_task_without_a_pairs_file_is_told_to_give_one(trained, tmp_path)
     result = run_here("src.analyze", f"ckpt={trained['char_lm']}", f"out={tmp_path / 'x'}", "analysis=patching")
     assert result.returncode == 2
     assert "task=char_lm makes no counterfactual pairs of its own: give pairs=<file>" in result.stderr
+    assert "checkpoint:" not in result.stdout  # refused before the checkpoint and its data are loaded
 
 
 def test_induction_scores_of_a_decoder_only_run_and_the_refusal_of_other_architectures(trained, tmp_path):
@@ -534,4 +539,6 @@ def test_induction_scores_of_a_decoder_only_run_and_the_refusal_of_other_archite
     assert "induction/scores" in events.image_tags and "induction/induction_score/decoder_self:1:0" in events.scalars
     refused = run_here("src.analyze", f"ckpt={trained['reverse']}", f"out={tmp_path / 'no'}", *args)
     assert refused.returncode == 2 and "analysis=induction reads a decoder-only model" in refused.stderr
+    # every other analysis reads an encoder-decoder
+    assert "use analysis=heads or analysis=patching or analysis=lens" in refused.stderr
     assert not (tmp_path / "no").exists()
