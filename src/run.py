@@ -152,6 +152,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, module, with_logger: bool, r
         callbacks.append(StepProgressBar() if sys.stdout.isatty() else ProgressLines(cfg.progress_every_n_steps))
     callbacks += build_stock_callbacks(cfg.callbacks, module.monitor, module.monitor_mode)  # +callbacks.<Name>...
     if with_logger:
+        from src.training.tensorboard_logger import StepsAsTheRunCounts
+
+        callbacks.append(StepsAsTheRunCounts())  # TensorBoard's steps as the console's and metrics.json's
         callbacks.append(cb.LearningRateMonitor(logging_interval="step"))
         callbacks += dashboard_callbacks(cfg, module.metric_tags)
     return callbacks

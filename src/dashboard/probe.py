@@ -37,10 +37,10 @@ def tensorboard_logger(trainer: Trainer) -> TensorBoardLogger | None:
 
 
 def event_step(trainer: Trainer) -> int:
-    """The step our events are filed under in TensorBoard. Lightning files what was logged during optimizer step k
-    (counting from 1, as `global_step` does after it) under k - 1, validation included; images, head statistics and
-    text use the same, so they line up with the validation points on the step axis."""
-    return max(trainer.global_step - 1, 0)
+    """The step our events are filed under in TensorBoard: the steps done, as the run counts them everywhere (the
+    scalars too: src/training/tensorboard_logger.py), so images, head statistics and text line up with the
+    validation points on the step axis."""
+    return trainer.global_step
 
 
 def can_log(trainer: Trainer) -> bool:

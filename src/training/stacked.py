@@ -12,7 +12,7 @@ What a member keeps of its own, as its seed gives it when trained alone:
   recorded as diverged while the others go on.
 
 What each member's directory gets, as a separate job's: .hydra/ (the launcher), run.json, run.log, metrics.json,
-its own TensorBoard run (train/ and val/ scalars at Lightning's steps, and the dashboards: MemberDashboards), and
+its own TensorBoard run (train/ and val/ scalars at a solo run's steps, and the dashboards: MemberDashboards), and
 checkpoints/best.ckpt and last.ckpt (and step-<N>.ckpt with checkpoint.every_n_train_steps) that src.eval,
 src.predict and src.analyze read as any other. A member's checkpoints hold its weights and settings, not a training
 state: the group's training state (the stacked weights, the optimizer, the loops and every member's data position,
@@ -262,8 +262,8 @@ class StackedLitModule(L.LightningModule):
         trainer = self._trainer
         logging_step = trainer is not None and step % trainer.log_every_n_steps == 0
         if trainer is not None and (logging_step or step == trainer.max_steps):
-            # As Lightning logs a solo run's: at the step count before this step (so validation after step 6 is
-            # drawn at 5), train/lr on the logging steps only (LearningRateMonitor), train/loss also on the last.
+            # As a solo run's are filed (src/training/tensorboard_logger.py): at the steps done, this one included,
+            # train/lr on the logging steps only (LearningRateMonitor), train/loss also on the last.
             # The one read of this step, on a step that logs (a solo run's self.log reads there too).
             values, logged = losses.detach().tolist(), training.tolist()
             scalars = {"train/loss": 0.0, "train/epoch": float(self.current_epoch)}
@@ -271,7 +271,7 @@ class StackedLitModule(L.LightningModule):
                 scalars["train/lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
             for member, output in enumerate(self.outputs):
                 if logged[member]:
-                    output.log_scalars({**scalars, "train/loss": values[member]}, self.global_step)
+                    output.log_scalars({**scalars, "train/loss": values[member]}, step)
         return {"loss": total, "targets": (targets * training).sum()}
 
     # --- members that stop: divergence and early stopping, decided on the device ---------------------------------
@@ -445,7 +445,7 @@ class StackedLitModule(L.LightningModule):
                 continue  # diverged or stopped early: its last validation was its final one, as a separate job's
             by_member[member] = values
             output.recorder.record(step, values)
-            output.log_scalars({**values, "train/epoch": float(epoch)}, step - 1)  # Lightning's step, as above
+            output.log_scalars({**values, "train/epoch": float(epoch)}, step)  # the steps done, as above
             score = values.get(self.monitor, math.nan)
             if output.improved(score):
                 output.best_score = score

@@ -159,13 +159,14 @@ def test_maps_and_masks_appear_in_the_event_files(tmp_path, fit, kind):
     events = read_events(tmp_path)
     sites = SITES_BY_KIND[kind]
 
-    # One image per (site, layer) after steps 2 and 4, filed under 1 and 3 as Lightning files that step's scalars;
-    # the end-of-training log at step 4 is not repeated. Masks once, at step 0.
+    # One image per (site, layer) after steps 2 and 4, filed under 2 and 4 as that step's scalars are (the steps
+    # done, as the console and metrics.json count them); the end-of-training log at step 4 is not repeated. Masks
+    # once, at step 0.
     expected_maps = {f"val_attention/{site}:{layer}" for site in sites for layer in range(LAYERS)}
     expected_masks = {f"val_mask/{site}" for site in sites}
     assert events.image_tags == expected_maps | expected_masks
     for tag in expected_maps:
-        assert events.image_steps(tag) == [1, 3], tag
+        assert events.image_steps(tag) == [2, 4], tag
     for tag in expected_masks:
         assert events.image_steps(tag) == [0], tag
     widths = {record.width for records in events.images.values() for record in records}

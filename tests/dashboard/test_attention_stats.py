@@ -96,12 +96,12 @@ def test_every_head_gets_its_scalars(tmp_path, fit, kind):
     events = read_events(tmp_path)
     sites = SITES_BY_KIND[kind]
 
-    # Every head of every layer, entropy and distance, after steps 2 and 4 (filed under 1 and 3, as Lightning does).
+    # Every head of every layer, entropy and distance, after steps 2 and 4 (filed under 2 and 4, as the run counts).
     stats_tags = events.tags_with_prefix("val_heads/")
     assert len(stats_tags) == len(sites) * LAYERS * HEADS * 2
     # The tag ends in the head as ablate.heads names it: layer 1, head 1 (counted from 0)
     assert f"val_heads/entropy/{sites[0]}:1:1" in stats_tags
-    assert [step for step, _ in events.scalars[f"val_heads/distance/{sites[0]}:0:0"]] == [1, 3]
+    assert [step for step, _ in events.scalars[f"val_heads/distance/{sites[0]}:0:0"]] == [2, 4]
     # CUSTOM SCALARS: one chart per site, layer and statistic; its pattern matches exactly that chart's heads
     assert len(events.custom_scalars) == len(sites)
     charts = events.custom_scalars[f"attention heads: {sites[0]} ({site_title(sites[0])})"]

@@ -10,7 +10,7 @@ def test_end_of_training_log_when_the_last_step_is_off_cadence(tmp_path, fit):
     map_logger = AttentionMapLogger(every_n_steps=3, log_masks=False)
     fit("lm", [map_logger])
     events = read_events(tmp_path)
-    assert events.image_steps("val_attention/decoder_self:0") == [2, 3]  # after steps 3 and 4
+    assert events.image_steps("val_attention/decoder_self:0") == [3, 4]  # after steps 3 and 4
     assert not events.tags_with_prefix("val_mask/")
     assert map_logger.seconds_logging > 0  # what run.json's speed reports as the dashboards' share
 

@@ -7,6 +7,7 @@ checkpoints those runs leave; TensorBoard event files are read back to check wha
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,9 +85,12 @@ def assert_dashboard(run_dir: Path, task: str) -> None:
         assert f"val_mask/{site}" in events.image_tags
     assert events.tags_with_prefix("val_heads/"), f"{task}: no per-head statistics"
     assert "samples/validation" in events.text_tags
-    # images, head statistics and validation points share the step axis (TINY: every 6 steps)
+    # images, head statistics and validation points share the step axis (TINY: every 6 steps), counted as the
+    # console and metrics.json count them
     val_steps = [step for step, _ in events.scalars["val/loss"]]
-    assert val_steps == [5, 11] and events.image_steps(f"val_attention/{sites[0]}:0") == val_steps
+    assert val_steps == [6, 12] and events.image_steps(f"val_attention/{sites[0]}:0") == val_steps
+    assert val_steps == [entry["step"] for entry in json.loads((run_dir / "metrics.json").read_text())["history"]]
+    assert [step for step, _ in events.scalars["train/loss"]][-1] == 12
     stats_tag = sorted(events.tags_with_prefix("val_heads/"))[0]
     assert [step for step, _ in events.scalars[stats_tag]] == val_steps
     # TensorBoard lists tag groups (the part before the first "/") in name order and opens the first ones: the

@@ -46,4 +46,4 @@ def test_a_run_of_few_batches_an_epoch_is_logged_every_n_steps_without_lightning
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "logging interval" not in result.stderr
-    assert [step for step, _ in read_events(tmp_path / "run").scalars["train/loss"]] == [9, 19]  # batches 10, 20
+    assert [step for step, _ in read_events(tmp_path / "run").scalars["train/loss"]] == [10, 20]  # steps 10, 20

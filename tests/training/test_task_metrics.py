@@ -219,7 +219,7 @@ def test_a_tiny_induction_run_logs_and_records_repeated_loss(tmp_path):
     assert "test/repeated_loss:" in out  # the run's closing lines
 
     events = read_events(run_dir)
-    assert [step for step, _ in events.scalars["val/repeated_loss"]] == [1, 3]  # Lightning's steps
+    assert [step for step, _ in events.scalars["val/repeated_loss"]] == [2, 4]  # the steps done, as metrics.json
     assert events.scalars["test/repeated_loss"][-1][1] == pytest.approx(final["test/repeated_loss"])
     assert {"val/repeated_loss", "test/repeated_loss"} <= set(events.hparam_metrics)
 
