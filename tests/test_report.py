@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 from scipy import stats
 
 from src.dashboard import read_events
-from src.report import main
+from src.report import ReportAtSweepEnd, main
 from src.sweep.figures import bar_values, draw_figures
-from src.sweep.report import analyse, write_report
+from src.sweep.report import ReportRefused, analyse, write_report
 from src.sweep.statistics import NO_SPREAD, ONE_RUN, mean_cell, t_interval, welch_p, welch_test
 
 MAIN = "val/exact_match"
@@ -45,7 +46,8 @@ def fake_run(
     if hydra is not None:
         (directory / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
     if final is not None:
-        history = [{"step": 10, **{k: v / 2 for k, v in final.items()}}, {"step": 20, **final}]
+        half = {k: v / 2 if v is not None else None for k, v in final.items()}  # None: a non-finite value
+        history = [{"step": 10, **half}, {"step": 20, **final}]
         content = {"main_metric": main, "mode": "max", "history": history, "final": final}
         (directory / "metrics.json").write_text(json.dumps(content))
     return directory
@@ -231,6 +233,57 @@ def test_a_non_finite_final_value_is_left_out_of_the_statistics_and_named(tmp_pa
     assert "Left out of `val/loss`: the non-finite values of 0_seed:0." in report
 
 
+def test_a_null_final_value_is_non_finite_left_out_of_the_mean_and_named(tmp_path):
+    """metrics.json keeps inf and nan as null (src/training/metrics_file.py): the report left such a run out of its
+    configuration's n without naming it."""
+    for seed, value in enumerate([0.5, None, 0.7]):
+        fake_run(tmp_path, seed, ["model.heads=2", f"seed={seed}"], final={MAIN: value, "val/loss": 1.0})
+    write_report(tmp_path, tensorboard=False)
+    report = (tmp_path / "report.md").read_text()
+    assert "3 of 3 runs completed." in report and "0.60 ± 0.14 (2)" in report
+    assert "Left out of `val/exact_match`: the non-finite values of 1_model.heads:2+seed:1." in report
+    assert "Left out of `val/loss`" not in report
+
+
+def test_a_completed_run_without_metrics_is_listed_with_why_and_not_counted_as_completed(sweep):
+    """A completed job whose metrics.json is gone, or cut short: the header counted it as completed, its
+    configuration's n fell, and it was neither in the table nor among the runs that did not complete."""
+    (sweep / "4_model.heads:4+seed:1+task:sort" / "metrics.json").unlink()
+    (sweep / "5_model.heads:4+seed:2+task:sort" / "metrics.json").write_text('{"main_metric": "val/ex')
+    write_report(sweep, tensorboard=False)
+    report = (sweep / "report.md").read_text()
+    assert "4 of 8 runs completed (the rest are listed below)." in report
+    assert "| **0.9 (1)** |" in report  # model.heads=4: only its job 3 is left to count
+    listed = {line.split(" | ")[0]: line for line in report.splitlines() if " | no metrics | " in line}
+    assert listed["| 4_model.heads:4+seed:1+task:sort"].endswith(
+        "| run.json says completed, but its metrics.json is missing |"
+    )
+    assert (
+        "| run.json says completed, but its metrics.json cannot be read ("
+        in listed["| 5_model.heads:4+seed:2+task:sort"]
+    )
+    rows = {row["run"]: row["status"] for row in csv.DictReader(open(sweep / "results.csv"))}
+    assert rows["4_model.heads:4+seed:1+task:sort"] == rows["5_model.heads:4+seed:2+task:sort"] == "no metrics"
+
+
+def test_an_unreadable_run_json_is_said_to_be_unreadable_not_missing(sweep):
+    (sweep / "6_model.heads:3+seed:0+task:sort" / "run.json").write_text('{"status": "fail')
+    (sweep / "7_model.heads:8+seed:0+task:sort" / "run.json").unlink()
+    write_report(sweep, tensorboard=False)
+    rows = [
+        line
+        for line in (sweep / "report.md").read_text().splitlines()
+        if line.startswith("| 6_") or line.startswith("| 7_")
+    ]
+    assert rows[0].startswith(
+        "| 6_model.heads:3+seed:0+task:sort | unknown | its run.json cannot be read (Unterminated string"
+    ) and rows[0].endswith("so how it ended is unknown |")
+    assert rows[1] == (
+        "| 7_model.heads:8+seed:0+task:sort | unknown | no run.json: it ended before it recorded anything, or has "
+        "not started |"
+    )
+
+
 def test_a_baseline_matches_the_value_however_it_is_typed_and_a_miss_lists_the_configurations(tmp_path):
     for number, (lr, typed) in enumerate([(0.001, "1e-3"), (0.001, "1e-3"), (0.003, "0.003"), (0.003, "0.003")]):
         directory = fake_run(tmp_path, number, [f"optimizer.lr={typed}", f"seed={number % 2}"], final={MAIN: lr})
@@ -238,22 +291,27 @@ def test_a_baseline_matches_the_value_however_it_is_typed_and_a_miss_lists_the_c
     for spelling in ("1e-3", "0.001", ".001"):
         (group,) = analyse(tmp_path, baseline=f"optimizer.lr={spelling}").groups
         assert group.baseline.label == "optimizer.lr=1e-3"
-    with pytest.raises(SystemExit) as refused:
+    with pytest.raises(ReportRefused) as refused:
         analyse(tmp_path, baseline="optimizer.lr=0.5")
     assert "optimizer.lr=1e-3; optimizer.lr=0.003" in str(refused.value)
 
 
-def test_an_interrupted_grid_sweep_counts_the_jobs_it_never_started(tmp_path):
-    (tmp_path / "multirun.yaml").write_text(
+def grid_sweep_file(sweep: Path, *overrides: str) -> None:
+    """multirun.yaml as Hydra's basic sweeper writes it before the first job: the sweep's overrides."""
+    (sweep / "multirun.yaml").write_text(
         yaml.safe_dump(
             {
                 "hydra": {
-                    "overrides": {"task": ["model.heads=1,2", "seed=0,1"]},
+                    "overrides": {"task": list(overrides)},
                     "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
                 }
             }
         )
     )
+
+
+def test_an_interrupted_grid_sweep_counts_the_jobs_it_never_started(tmp_path):
+    grid_sweep_file(tmp_path, "model.heads=1,2", "seed=0,1")
     fake_run(tmp_path, 0, ["model.heads=1", "seed=0"], final={MAIN: 0.5})
     fake_run(tmp_path, 1, ["model.heads=1", "seed=1"], status="interrupted")
     sweep = write_report(tmp_path, tensorboard=False)
@@ -265,6 +323,74 @@ def test_an_interrupted_grid_sweep_counts_the_jobs_it_never_started(tmp_path):
         "| 2_model.heads:2+seed:0 | not started | run it: `python -m src.run model.heads=2 seed=0 hydra.run.dir="
         in report
     )
+
+
+def test_an_interrupted_grid_sweeps_settings_and_seeds_are_the_sweeps_and_its_run_says_how_to_resume(tmp_path):
+    """`model.heads=1,2 seed=0,1` stopped during its first job: the header said `model.heads=1` was fixed for every
+    run and the seeds were 0, from the one job started; the interrupted row said only `SIGINT at step 41`, though
+    its run.json holds the command that resumes it."""
+    grid_sweep_file(tmp_path, "model.heads=1,2", "seed=0,1")
+    job = fake_run(tmp_path, 0, ["model.heads=1", "seed=0", "task=sort"], status="interrupted")
+    resume = f"python -m src.run model.heads=1 seed=0 task=sort hydra.run.dir={job} ckpt_path=last"
+    record = {"status": "interrupted", "error": "SIGINT at step 41", "checkpoint": str(job / "last.ckpt")}
+    (job / "run.json").write_text(json.dumps({**record, "resume": resume}))
+    sweep = write_report(tmp_path, tensorboard=False)
+    (group,) = sweep.groups
+    assert group.varied == ["model.heads"] and group.fixed == {"task": "sort"} and group.seeds == ["0", "1"]
+    report = (tmp_path / "report.md").read_text()
+    assert "Fixed for every run: `task=sort`.\nSeeds (seed): 0, 1; each cell" in report
+    assert f"| {job.name} | interrupted | SIGINT at step 41; resume it: `{resume}` |" in report
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("model.heads", "--baseline model.heads: `model.heads` is not setting=value:"),
+        ("model.heads=4,foo", "--baseline model.heads=4,foo: `foo` is not setting=value:"),
+        (
+            "model.heads=4,model.heads=1",
+            "--baseline model.heads=4,model.heads=1 names model.heads twice: give each setting once;",
+        ),
+        ("", "--baseline is empty:"),
+    ],
+)
+def test_a_baseline_that_is_not_setting_value_is_refused_in_one_line_before_anything_is_written(
+    sweep, capsys, given, problem
+):
+    """`--baseline model.heads` was taken as no setting at all (the first configuration), and the `foo` of
+    `model.heads=4,foo` was dropped."""
+    with pytest.raises(SystemExit) as exit:
+        main([str(sweep), "--baseline", given])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {problem} name a configuration of the table as setting=value, one of (model.heads=1; model.heads=4)\n"
+    )
+    assert not (sweep / "report.md").exists() and not (sweep / "results.csv").exists()
+
+
+def test_a_baseline_value_may_hold_commas_inside_brackets():
+    from src.sweep.report import parse_baseline
+
+    assert parse_baseline("ablate.heads=[0:0,0:1],model.heads=2", []) == {
+        "ablate.heads": "[0:0,0:1]",
+        "model.heads": "2",
+    }
+
+
+def test_a_sweeps_end_keeps_the_users_report_md_and_says_how_to_write_the_report(sweep, capsys, monkeypatch):
+    """`mkdir own; echo "my notes" > own/report.md; python -m src.run -m ... hydra.sweep.dir=own`: the sweep's own
+    report replaced the notes without a word (only src.report checked whose report.md it was)."""
+    monkeypatch.setattr(ReportAtSweepEnd, "last_sweep", None)
+    (sweep / "report.md").write_text("my notes\n")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "report": {"baseline": None}})
+    ReportAtSweepEnd().on_multirun_end(config)
+    assert (sweep / "report.md").read_text() == "my notes\n"
+    assert capsys.readouterr().err == (
+        f"warning: no sweep report: {sweep / 'report.md'} is not a report src.report wrote, so it is kept and no "
+        f"report was written (nor its figures and results.csv): move it away, then run python -m src.report {sweep}\n"
+    )
+    assert not (sweep / "results.csv").exists() and not list(sweep.glob("*.png")) and not (sweep / "report").exists()
+    assert len(ReportAtSweepEnd.last_sweep.runs) == 8  # the command's exit status still reads its jobs
 
 
 # --- the head analysis of each job (src.analyze, analyze_after_fit=true) -----------------------------------------
@@ -549,7 +675,7 @@ def test_a_sweep_over_tasks_compares_each_task_with_itself(tmp_path):
     write_report(tmp_path, baseline="model.heads=2", tensorboard=False)
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("# Sweep report: ") and "## task=reverse (4 runs)" in report
-    with pytest.raises(SystemExit) as refused:
+    with pytest.raises(ReportRefused) as refused:
         analyse(tmp_path, baseline="model.heads=8")
     assert "task=reverse: model.heads=1; model.heads=2 | task=sort: model.heads=1; model.heads=2" in str(refused.value)
 
@@ -568,8 +694,10 @@ def test_a_report_md_of_someone_elses_is_not_replaced(day, capsys):
         main([str(day)])
     assert exit.value.code == 2
     assert capsys.readouterr().err == (
-        f"error: {day / 'report.md'} is not a report this command wrote, and would be replaced: move it away first\n"
+        f"error: {day / 'report.md'} is not a report src.report wrote, so it is kept and no report was written (nor "
+        f"its figures and results.csv): move it away, then run python -m src.report {day}\n"
     )
+    assert not (day / "results.csv").exists() and not list(day.glob("*.png"))
     assert (day / "report.md").read_text() == "MY NOTES\n"
     (day / "report.md").unlink()
     main([str(day)])  # its own report is replaced the next time

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from src.sweep.statistics import interval, mean_text
@@ -26,6 +28,39 @@ def _tidy(fig) -> None:
     with warnings.catch_warnings():  # long configuration labels: matplotlib warns it cannot make room, and copes
         warnings.simplefilter("ignore")
         fig.tight_layout()
+        if _fit_titles(fig):  # a wrapped title is taller: make room for it
+            fig.tight_layout()
+
+
+def _fit_titles(fig) -> bool:
+    """Wrap each axes' title onto as many lines as keep it inside its share of the figure's width: a title is
+    centred on its axes and drawn on one line, so a long one (a group's name, a long metric, a narrow bars.png of
+    two configurations) runs off the figure's edge, cut off in the PNG, or over its neighbour's title in
+    curves.png. Whether any was wrapped."""
+    renderer = fig.canvas.get_renderer()
+    wrapped = False
+    for ax in fig.axes:
+        title, text = ax.title, ax.title.get_text()
+        left, right = _column(ax)
+        columns = len(text)
+        while columns > 12:
+            box = title.get_window_extent(renderer)
+            if box.x0 >= left * fig.bbox.width and box.x1 <= right * fig.bbox.width:
+                break
+            columns -= max(1, columns // 10)
+            title.set_text(textwrap.fill(text, columns))
+            wrapped = True
+    return wrapped
+
+
+def _column(ax) -> tuple[float, float]:
+    """The share of the figure's width (left, right, from 0 to 1) that belongs to an axes: its columns of the
+    figure's grid of subplots; the whole width for an axes outside one (a colorbar)."""
+    spec = ax.get_subplotspec()
+    if spec is None:
+        return 0.0, 1.0
+    columns = spec.get_gridspec().ncols
+    return spec.colspan.start / columns, spec.colspan.stop / columns
 
 
 def bar_values(group: Group) -> list[tuple[str, float, float, float]]:
@@ -185,11 +220,20 @@ def pruning_figure(group: Group):
     return fig
 
 
+# The tags to_tensorboard writes under (report/<figure>, report/table): an events file holding only these is one of
+# the report's own.
+REPORT_TAG = "report/"
+
+
 def to_tensorboard(sweep: Sweep, figures: dict[str, Any], table: str) -> None:
-    """The same figures and table as a `report` run in the sweep directory (TensorBoard shows it beside the runs)."""
+    """The same figures and table as a `report` run in the sweep directory (TensorBoard shows it beside the runs).
+    Each writing replaces the one before: the report is written whole, at step 0, each time (the sweep's end,
+    every src.report), and TensorBoard would show every earlier copy beside it, the first a stale one."""
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(log_dir=str(sweep.directory / "report"))
+    folder = sweep.directory / "report"
+    earlier = [path for path in sorted(folder.glob("events.out.tfevents.*")) if written_by_the_report(path)]
+    writer = SummaryWriter(log_dir=str(folder))
     for name, fig in figures.items():
         writer.add_figure(f"report/{name}", fig, global_step=0, close=False)
     # The markdown's image links point at files beside report.md, which TensorBoard cannot fetch: the figures are
@@ -197,3 +241,19 @@ def to_tensorboard(sweep: Sweep, figures: dict[str, Any], table: str) -> None:
     text = "\n".join(line for line in table.splitlines() if not line.startswith("!["))
     writer.add_text("report/table", text, global_step=0)
     writer.close()
+    for path in earlier:  # once the new copy is whole: a failure above leaves the old one, never none
+        path.unlink(missing_ok=True)
+
+
+def written_by_the_report(path: Path) -> bool:
+    """Whether an events file is a copy of the report (to_tensorboard's): every value in it is under REPORT_TAG.
+    A file that cannot be read, holds nothing, or holds anything else is someone else's, and is kept."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    tags = []
+    try:
+        for event in EventFileLoader(str(path)).Load():
+            tags += [value.tag for value in event.summary.value]
+    except Exception:  # cut short, or not an events file: not known to be the report's
+        return False
+    return bool(tags) and all(tag.startswith(REPORT_TAG) for tag in tags)

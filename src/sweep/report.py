@@ -13,10 +13,13 @@ writes into the sweep directory:
     results.csv   one row per run: settings, seed, status, every final metric, the analysis figures (analysis/...)
                   and the patching figures with what they measured (patching/metric, patching/clean, ...)
     curves.png, bars.png, heatmap.png, pruning.png   the figures (figures.py), with the numbers of the tables
-    report/       the same figures and table as a TensorBoard run, next to the sweep's runs
+    report/       the same figures and table as a TensorBoard run, next to the sweep's runs (each writing replaces
+                  the one before)
     study.csv     for a search whose Optuna study is kept in a database (hydra.sweeper.storage, see src/study.py):
                   one row per trial of the study, whichever sweep or machine ran it; report.md then ends with the
                   same trials, best first, with their parameters, value and where each ran
+
+A report.md it did not write (the user's notes) is never replaced: it then writes nothing (ReportRefused).
 
 Only runs that can be compared are compared: runs of one task, ranked by one metric (Group). A sweep over tasks, or
 a folder of unrelated single runs (`python -m src.report outputs/<date>`), gets a section per group, each with its
@@ -62,7 +65,7 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -82,6 +85,7 @@ from src.sweep.runs import (
     PATCHING_DIR,
     SEED,
     Run,
+    as_typed,
     is_search,
     job_directory,
     job_number,
@@ -117,13 +121,13 @@ class Configuration:
     def values(self, metric: str) -> list[float]:
         """The runs' final values of `metric`; a non-finite one (inf, nan) has no place in a mean or a t-test and
         is left out here, and named under the table (`non_finite`)."""
-        return [v for run in self.runs if (v := run.final.get(metric)) is not None and math.isfinite(v)]
+        return [v for run in self.runs if is_finite(v := run.final.get(metric))]
 
     def non_finite(self, metric: str) -> list[str]:
-        """The runs whose final `metric` is not finite."""
-        return [
-            run.directory.name for run in self.runs if (v := run.final.get(metric)) is not None and not math.isfinite(v)
-        ]
+        """The runs that recorded `metric` with a value that is not finite: null in metrics.json, which writes inf
+        and nan so (JSON has neither), or inf and nan themselves (a metrics.json written otherwise). A run that did
+        not record the metric at all (no test split) is not one of them."""
+        return [run.directory.name for run in self.runs if metric in run.final and not is_finite(run.final[metric])]
 
     def analysis_values(self, figure: str) -> list[float]:
         """The finite values of one analysis figure (Run.analysis_figures) over the runs analysed."""
@@ -132,6 +136,12 @@ class Configuration:
     @property
     def label(self) -> str:
         return ", ".join(f"{k}={short(v)}" for k, v in self.settings) or "(all)"
+
+
+def is_finite(value: Any) -> TypeGuard[float]:
+    """Whether a final metric is a number a mean can take: not None (a non-finite value, as metrics.json keeps it),
+    inf or nan."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -151,6 +161,7 @@ class Group:
     name: str = "all runs"  # the section's title: `task=reverse`, and `ranked by <metric>` when a task has two
     slug: str = ""  # what its figures' file names end with (`bars_reverse.png`); "" when the report has one group
     baseline_note: str | None = None  # why --baseline is not this group's baseline
+    seeds: list[str] = field(default_factory=list)  # the seeds of its runs and of the sweep's jobs not run yet
 
     @property
     def finished(self) -> list[Run]:
@@ -219,17 +230,38 @@ def comparable(runs: list[Run]) -> list[tuple[str, str | None, list[Run]]]:
     return groups
 
 
-def make_group(task: str, main: str | None, runs: list[Run], swept: set[str], search: bool) -> Group:
+GROUPED_BY = ("task", "objective")  # the settings that split runs into groups (comparable), never columns
+
+
+def make_group(
+    task: str,
+    main: str | None,
+    runs: list[Run],
+    swept: set[str],
+    search: bool,
+    planned: list[dict[str, str]] | None = None,
+) -> Group:
     """One group's table: its varied and fixed settings and its configurations (runs pooled over seeds); the first
     configuration is its baseline (analyse may name another). `swept`: the keys the sweep's command line swept;
-    `search`: whether an optimising sweeper ran it (its configurations best first)."""
+    `search`: whether an optimising sweeper ran it (its configurations best first); `planned`: the settings of
+    each job the grid sweep set out to run for this group (planned_settings), started or not."""
     # What can split configurations: the experiment's settings, and whatever the sweep itself swept. Not a setting
     # that does not change the experiment and differs only because of how a job was run: a job resumed in place
     # has ckpt_path=last, a job rerun with another trainer.enable_progress_bar is still the same configuration.
     keys: dict[str, None] = {}
     for run in runs:
         keys.update(dict.fromkeys(k for k in run.settings if k in swept or is_experiment_setting(k)))
-    varied = [k for k in keys if k != SEED and len({run.value(k) for run in runs}) > 1]
+    # A sweep stopped before its second value of a setting ran (model.heads=1,2, stopped during heads=1) still varies
+    # it: what its jobs were given says so, not only the runs that exist. Not the settings that split runs into
+    # groups rather than columns (comparable): a task or objective whose jobs never ran is no column of this group.
+    planned_values: dict[str, set[str]] = {}
+    for job in planned or []:
+        for key, value in job.items():
+            if key not in GROUPED_BY:
+                planned_values.setdefault(key, set()).add(value)
+    varied = [
+        k for k in keys if k != SEED and (len({run.value(k) for run in runs}) > 1 or len(planned_values.get(k, ())) > 1)
+    ]
     # The task and the model are said even when nobody typed them (a day's runs on the default model); then every
     # setting typed for the runs that is the same in all of them, as typed.
     fixed = {"task": task} if task else {}
@@ -256,7 +288,29 @@ def make_group(task: str, main: str | None, runs: list[Run], swept: set[str], se
         sign = -1.0 if higher_is_better(main) else 1.0
         configurations.sort(key=lambda c: sign * statistics.mean(c.values(main)) if c.values(main) else math.inf)
     baseline = configurations[0] if configurations else None
-    return Group(task, main, runs, varied, fixed, configurations, baseline)
+    seeds = {run.seed for run in runs if run.seed is not None} | planned_values.get(SEED, set())
+    group = Group(task, main, runs, varied, fixed, configurations, baseline)
+    group.seeds = sorted(seeds, key=lambda s: (len(s), s))
+    return group
+
+
+def planned_settings(sweep_dir: Path) -> list[dict[str, str]]:
+    """The settings of each job a grid sweep set out to run (planned_jobs), as read_run reads a job's overrides:
+    key -> value as typed, Hydra's own left out; none for another sweeper, or without multirun.yaml."""
+    jobs = []
+    for job in planned_jobs(sweep_dir) or []:
+        settings = {}
+        for override in job:
+            key, _, value = str(override).partition("=")
+            if not key.startswith("hydra."):
+                settings[key.lstrip("+~")] = as_typed(value)
+        jobs.append(settings)
+    return jobs
+
+
+def planned_for(planned: list[dict[str, str]], task: str) -> list[dict[str, str]]:
+    """The planned jobs of one task's group: those given that task, and all of them when the sweep did not set it."""
+    return [job for job in planned if "task" not in job or job["task"] == task]
 
 
 def name_groups(groups: list[Group]) -> None:
@@ -271,10 +325,55 @@ def name_groups(groups: list[Group]) -> None:
         group.slug = re.sub(r"[^A-Za-z0-9.]+", "-", name.removeprefix("task=")).strip("-") if len(groups) > 1 else ""
 
 
+class ReportRefused(Exception):
+    """Input the report cannot honour (a --baseline it cannot read or match, a report.md it did not write), found
+    before anything is written: src.report says it in one `error:` line (exit status 2), the end of a sweep in one
+    `warning:` line (report_sweep), whose jobs' results stand."""
+
+
+def baseline_choices(groups: list[Group]) -> str:
+    """The configurations a --baseline can name, as the refusals list them: `model.heads=1; model.heads=2`."""
+    listed = [
+        ("" if len(groups) == 1 else f"{group.name}: ") + ("; ".join(c.label for c in group.configurations))
+        for group in groups
+        if group.configurations
+    ]
+    return " | ".join(listed) or "none finished"
+
+
+def parse_baseline(baseline: str, groups: list[Group]) -> dict[str, str]:
+    """--baseline as {setting: value}: `model.heads=4,model.norm_position=post`, split at the commas between
+    settings, not at those inside a value's brackets (`ablate.heads=[0:0,0:1]`). A part that is not setting=value
+    (`model.heads`, the `foo` of `model.heads=2,foo`) is refused, never dropped: the configuration it leaves would
+    not be the one meant."""
+    fix = f"name a configuration of the table as setting=value, one of ({baseline_choices(groups)})"
+    if not baseline.strip():
+        raise ReportRefused(f"--baseline is empty: {fix}")
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(baseline):
+        if char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth <= 0:
+            parts.append(baseline[start:i])
+            start = i + 1
+    parts.append(baseline[start:])
+    wanted: dict[str, str] = {}
+    for part in parts:
+        key, equals, value = (text.strip() for text in part.partition("="))
+        if not (key and equals and value):
+            raise ReportRefused(f"--baseline {baseline}: `{part.strip()}` is not setting=value: {fix}")
+        if key in wanted:
+            raise ReportRefused(f"--baseline {baseline} names {key} twice: give each setting once; {fix}")
+        wanted[key] = value
+    return wanted
+
+
 def choose_baselines(groups: list[Group], baseline: str) -> None:
     """--baseline in every group that has a configuration matching it; a group without one keeps its first (and
-    says so). One error line when it matches no group's configuration."""
-    wanted = dict(part.split("=", 1) for part in baseline.split(",") if "=" in part)
+    says so). ReportRefused when it cannot be read, or matches no group's configuration."""
+    wanted = parse_baseline(baseline, groups)
     matched = False
     for group in groups:
         matches = [
@@ -287,14 +386,9 @@ def choose_baselines(groups: list[Group], baseline: str) -> None:
         elif group.configurations:
             group.baseline_note = f"--baseline {baseline} matches none of this group's configurations"
     if not matched:
-        listed = [
-            ("" if len(groups) == 1 else f"{group.name}: ") + ("; ".join(c.label for c in group.configurations))
-            for group in groups
-            if group.configurations
-        ]
-        raise SystemExit(
-            f"error: --baseline {baseline} matches no finished configuration: use one of the table's "
-            f"({' | '.join(listed) or 'none finished'})"
+        raise ReportRefused(
+            f"--baseline {baseline} matches no finished configuration: use one of the table's "
+            f"({baseline_choices(groups)})"
         )
 
 
@@ -304,9 +398,13 @@ def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
 
     runs = read_runs(sweep_dir)
     swept, search = set(varied_keys(sweep_dir)), is_search(sweep_dir)
-    groups = [make_group(task, main, members, swept, search) for task, main, members in comparable(runs)]
+    planned = planned_settings(sweep_dir)
+    groups = [
+        make_group(task, main, members, swept, search, planned_for(planned, task))
+        for task, main, members in comparable(runs)
+    ]
     name_groups(groups)
-    if baseline:
+    if baseline is not None:
         choose_baselines(groups, baseline)
     started = {job_number(run.directory) for run in runs}
     missing = [(number, job) for number, job in enumerate(planned_jobs(sweep_dir) or []) if number not in started]
@@ -424,9 +522,8 @@ def group_section(sweep: Sweep, group: Group, level: int) -> list[str]:
     lines = []
     if group.fixed:
         lines.append("Fixed for every run: " + ", ".join(f"`{k}={v}`" for k, v in group.fixed.items()) + ".")
-    seeds = sorted({run.seed for run in group.runs if run.seed is not None}, key=lambda s: (len(s), s))
-    if seeds:
-        lines.append(f"Seeds ({SEED}): {', '.join(seeds)}; each cell is mean ± std (n) over them.")
+    if group.seeds:
+        lines.append(f"Seeds ({SEED}): {', '.join(group.seeds)}; each cell is mean ± std (n) over them.")
     main = group.main_metric
     if main:
         about = describe_metric(main)
@@ -561,6 +658,8 @@ def unfinished_section(sweep: Sweep) -> list[str]:
         reason = run.error or ""
         if run.status == "unknown" and not run.error:
             reason = f"no {RUN_FILE}: it ended before it recorded anything, or has not started"
+        if run.resume:  # run.json's own command: the run goes on from its checkpoint, in its directory
+            reason += f"{'; ' if reason else ''}resume it: `{run.resume}`"
         cells = [run.directory.name, *([run.task or "?"] if by_task else []), run.status, reason]
         lines.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
     for number, job in sweep.not_started:
@@ -755,7 +854,11 @@ def write_csv(sweep: Sweep, path: Path) -> None:
 
 
 def write_report(sweep_dir: Path | str, baseline: str | None = None, tensorboard: bool = True) -> Sweep:
+    """report.md, results.csv, study.csv, the figures and their TensorBoard copy, into the sweep directory; whoever
+    asks (src.report, the end of a sweep, src.analyze). ReportRefused, with nothing written, when the directory's
+    report.md is someone's own or the baseline cannot be chosen."""
     sweep_dir = Path(sweep_dir)
+    refuse_to_replace(sweep_dir)
     sweep = analyse(sweep_dir, baseline)
     figures = draw_figures(sweep)
     table = markdown(sweep)
@@ -770,6 +873,29 @@ def write_report(sweep_dir: Path | str, baseline: str | None = None, tensorboard
     for fig in figures.values():
         plt.close(fig)
     return sweep
+
+
+# How report.md begins (markdown): a report.md that does not is someone's own file, never replaced.
+REPORT_TITLES = ("# Sweep report: ", "# Report of the runs in ")
+
+
+def refuse_to_replace(sweep_dir: Path) -> None:
+    """ReportRefused when the sweep directory's report.md is not one the report wrote (the user's notes): it is
+    kept, and the report, its figures and results.csv are not written either, so that they never disagree with the
+    report.md beside them."""
+    own = sweep_dir / "report.md"
+    if not own.exists():
+        return
+    if own.is_file():
+        with open(own, "rb") as file:  # its first line says whose it is
+            ours = file.read(64).decode(errors="replace").startswith(REPORT_TITLES)
+        if ours:
+            return
+    again = f"python -m src.report {shlex.quote(str(sweep_dir))}"
+    raise ReportRefused(
+        f"{own} is not a report src.report wrote, so it is kept and no report was written (nor its figures and "
+        f"results.csv): move it away, then run {again}"
+    )
 
 
 class ReportAtSweepEnd(Callback):
@@ -794,6 +920,9 @@ def report_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
     """Write the sweep's report (or say why there is none) and keep what it read in ReportAtSweepEnd.last_sweep."""
     try:
         sweep = write_report(sweep_dir, baseline)
+    except ReportRefused as error:  # the user's report.md, a baseline that matches nothing: the runs stand
+        print(f"warning: no sweep report: {error}", file=sys.stderr)
+        sweep = Sweep(sweep_dir, read_runs(sweep_dir), [])
     except (Exception, SystemExit) as error:  # the runs are done; a report problem must not hide them
         print(
             f"warning: no sweep report ({error}): run python -m src.report {shlex.quote(str(sweep_dir))}",
@@ -815,10 +944,6 @@ def report_after_sweeper_error() -> Sweep | None:
     if not any(ReportAtSweepEnd.started.glob("*/.hydra/overrides.yaml")):
         return None
     return report_sweep(ReportAtSweepEnd.started)
-
-
-# How report.md begins (markdown): a report.md that does not is someone's own file, never replaced.
-REPORT_TITLES = ("# Sweep report: ", "# Report of the runs in ")
 
 
 def refuse(message: str) -> NoReturn:
@@ -870,10 +995,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{directory} is not a sweep directory (no <job>/.hydra/overrides.yaml): give the directory "
             "`python -m src.run -m ...` printed, or a folder of runs such as outputs/<date>"
         )
-    own = directory / "report.md"
-    if own.is_file() and not own.read_text(errors="replace").startswith(REPORT_TITLES):
-        refuse(f"{own} is not a report this command wrote, and would be replaced: move it away first")
-    sweep = write_report(directory, args.baseline)
+    try:
+        sweep = write_report(directory, args.baseline)
+    except ReportRefused as error:
+        refuse(str(error))
     print(f"report: {directory / 'report.md'} ({sweep.progress})")
     warn_if_the_study_was_unread(sweep)
 

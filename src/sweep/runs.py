@@ -15,16 +15,19 @@ from typing import Any
 import yaml
 
 from src.provenance import RUN_FILE
-from src.training.metrics_file import read_metrics
+from src.training.metrics_file import METRICS_FILE
 
 SEED = "seed"
+# A run whose run.json says it completed, but whose metrics.json holds no final metrics (missing, cut short, emptied
+# by hand): the report cannot count it with the completed ones, so it is listed with the runs that did not complete.
+NO_METRICS = "no metrics"
 
 
 @dataclass
 class Run:
     directory: Path
     settings: dict[str, str]  # the job's overrides (Hydra's own left out), key -> value as typed
-    status: str  # completed | failed | diverged | interrupted | running | unknown
+    status: str  # completed | failed | diverged | interrupted | running | unknown | no metrics (NO_METRICS)
     error: str | None
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json
     config: dict[str, Any] = field(default_factory=dict)  # the composed config (.hydra/config.yaml)
@@ -41,10 +44,15 @@ class Run:
     patching: dict[str, Any] | None = None
     lens: dict[str, Any] | None = None
     induction: dict[str, Any] | None = None
+    # The command that resumes it in its own directory (run.json's `resume`), where there is something to resume
+    # from: an interrupted run's, or a run whose extra rank failed after a checkpoint.
+    resume: str | None = None
 
     @property
     def final(self) -> dict[str, float | None]:
-        return self.metrics.get("final", {})
+        """The final metrics; None for a value that was not finite (metrics.json writes inf and nan as null)."""
+        final = self.metrics.get("final")
+        return final if isinstance(final, dict) else {}
 
     @property
     def seed(self) -> str | None:
@@ -177,10 +185,11 @@ def read_run(directory: Path) -> Run:
         key, _, value = str(override).partition("=")
         if not key.startswith("hydra."):
             settings[key.lstrip("+~")] = as_typed(value)
-    try:
-        record = json.loads((directory / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        record = {"status": "unknown"}
+    record = read_record(directory)
+    status, error = str(record.get("status", "unknown")), record.get("error")
+    metrics, no_final = read_final_metrics(directory)
+    if status == "completed" and no_final:  # nothing to put in the table: listed with why, never dropped unsaid
+        status, error = NO_METRICS, f"{RUN_FILE} says completed, but {no_final}"
     config = read_yaml(directory / ".hydra" / "config.yaml")
     hydra = read_yaml(directory / ".hydra" / "hydra.yaml")
     try:
@@ -190,9 +199,9 @@ def read_run(directory: Path) -> Run:
     return Run(
         directory,
         settings,
-        record.get("status", "unknown"),
-        record.get("error"),
-        read_metrics(directory) or {},
+        status,
+        error,
+        metrics,
         config if isinstance(config, dict) else {},
         choices,
         *read_analysis(directory),
@@ -200,7 +209,51 @@ def read_run(directory: Path) -> Run:
         patching=read_patching(directory),
         lens=read_lens(directory),
         induction=read_induction(directory),
+        resume=resume_of(record),
     )
+
+
+def read_record(directory: Path) -> dict[str, Any]:
+    """A job's run.json; status `unknown` without one (it ended before it recorded anything, or has not started),
+    and with an `error` saying so when there is one that cannot be read (cut short, not JSON, not an object)."""
+    try:
+        record = json.loads((directory / RUN_FILE).read_text())
+    except FileNotFoundError:
+        return {"status": "unknown"}
+    except (OSError, ValueError) as error:  # ValueError: JSON cut short, or bytes that are not text
+        return {"status": "unknown", "error": f"its {RUN_FILE} cannot be read ({error}), so how it ended is unknown"}
+    if not isinstance(record, dict):
+        return {"status": "unknown", "error": f"its {RUN_FILE} is not a JSON object, so how it ended is unknown"}
+    return record
+
+
+def read_final_metrics(directory: Path) -> tuple[dict[str, Any], str | None]:
+    """A job's metrics.json (metrics_file.py), and why it gives no final metrics where it gives none (missing, cut
+    short, no `final`), None where it does."""
+    path = directory / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, f"its {METRICS_FILE} is missing"
+    except (OSError, ValueError) as error:
+        return {}, f"its {METRICS_FILE} cannot be read ({error})"
+    if not isinstance(metrics, dict):
+        return {}, f"its {METRICS_FILE} is not a JSON object"
+    if not isinstance(metrics.get("final"), dict) or not metrics["final"]:
+        return metrics, f"its {METRICS_FILE} holds no final metrics"
+    return metrics, None
+
+
+def resume_of(record: dict[str, Any]) -> str | None:
+    """run.json's `resume` command, where it has something to resume from: src.run records one for every
+    interrupted run, and for a single run interrupted before its first checkpoint (`checkpoint` null, or "None")
+    that command would be refused (ckpt_path=last finds no checkpoint); a stacked group's member resumes with its
+    group, from the group's state or from the start."""
+    command = record.get("resume")
+    if not isinstance(command, str) or not command:
+        return None
+    nothing_saved = "checkpoint" in record and record["checkpoint"] in (None, "None")
+    return None if nothing_saved and "stacked" not in record else command
 
 
 ANALYSIS_DIR = "analysis"  # src.analyze's, <run>/analysis/

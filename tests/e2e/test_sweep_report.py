@@ -61,6 +61,29 @@ def test_a_sweep_ends_with_its_report(tmp_path):
         assert cell in report, (cell, report)
 
 
+def test_a_sweep_into_a_directory_with_the_users_report_md_keeps_it_and_says_how_to_report(tmp_path):
+    """`mkdir own; echo "my notes" > own/report.md; python -m src.run -m model.heads=1,2 hydra.sweep.dir=own`: the
+    sweep's own report replaced the notes without a word. It keeps them, writes none of the report's files, and says
+    in one warning line how to write the report, which then runs as printed."""
+    sweep = tmp_path / "own"
+    sweep.mkdir()
+    (sweep / "report.md").write_text("my notes\n")
+    tiny = [o for o in TINY if not o.startswith("model.heads=")]
+    result = run_here("src.run", "-m", *tiny, *SMALL_SYNTHETIC, "model.heads=1,2", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (sweep / "report.md").read_text() == "my notes\n"
+    (warning,) = [line for line in result.stderr.splitlines() if "report.md" in line]
+    assert warning == (
+        f"warning: no sweep report: {sweep / 'report.md'} is not a report src.report wrote, so it is kept and no "
+        f"report was written (nor its figures and results.csv): move it away, then run python -m src.report {sweep}"
+    )
+    assert not (sweep / "results.csv").exists() and not list(sweep.glob("*.png")) and not (sweep / "report").exists()
+    (sweep / "report.md").rename(tmp_path / "notes.md")
+    program, flag, module, *args = shlex.split(warning.rsplit(", then run ", 1)[1])
+    check(run_here(module, *args))
+    assert "2 of 2 runs completed." in (sweep / "report.md").read_text()
+
+
 def test_parallel_jobs_share_the_cores_out(tmp_path):
     """With the joblib launcher each job gets cores // n_jobs torch threads, so jobs do not oversubscribe: here
     n_jobs=1, so a job gets every core (the workers' environment says OMP_NUM_THREADS=1, which would give 1)."""
