@@ -998,25 +998,30 @@ def objective_of(cfg: DictConfig) -> str:
 
 def cli() -> None:
     from src.report import ReportAtSweepEnd, report_after_sweeper_error
+    from src.sweep.killed_workers import killed_pool_ends_the_sweep, worker_killed
 
     ReportAtSweepEnd.started = ReportAtSweepEnd.last_sweep = None
     FAILED_JOBS.clear()  # what this command's own jobs did: not those of an earlier command in the same process
     FAILED_ANALYSES.clear()
+    began = time.time()  # the jobs this command started recorded their start after it (killed_pool_ends_the_sweep)
     try:
         run_hydra_command(main)  # src/cli/preflight.py checks the run and sweep directories first
     except SystemExit as exit_:
         if exit_.code in EXIT_SIGNAL.values():  # an interrupted sweep keeps its report: what ran, what did not
             report_after_sweeper_error()
         raise
-    except Exception:
+    except Exception as error:
+        how = worker_killed(error)
+        if how is not None and ReportAtSweepEnd.started is not None:  # joblib's pool lost a worker: see there
+            print_error(killed_pool_ends_the_sweep(ReportAtSweepEnd.started, how, began))
+            sys.exit(EXIT_FAILED)
         # The sweeper failed after running jobs (Optuna: "No trials are completed yet" when every trial failed):
         # the jobs are still reported. When none completed, that is the whole story: one line, exit status 1.
         sweep = report_after_sweeper_error()
         if sweep is None or any(run.status == "completed" for run in sweep.runs):
             raise
-        print_error(
-            f"none of the {len(sweep.runs)} sweep jobs completed: see {sweep.directory / 'report.md'} for each reason"
-        )
+        jobs = len(sweep.runs) + len(sweep.not_started)  # the jobs it never started count too
+        print_error(f"none of the {jobs} sweep jobs completed: see {sweep.directory / 'report.md'} for each reason")
         sys.exit(EXIT_FAILED)
     # A sweep's jobs may have run in other processes (joblib, submitit): their run.json files say how they ended.
     sweep = ReportAtSweepEnd.last_sweep

@@ -359,6 +359,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
     from src.cli.validation import check_data, validate_config
 
     check_stacked_launcher(config.hydra.launcher)
+    check_joblib_launcher(config.hydra.launcher)
     jobs = sweep_jobs(config)
     varied = swept_keys(config)
     resuming = resumes_stacked_sweep(config)
@@ -439,6 +440,86 @@ def check_stacked_launcher(launcher: DictConfig) -> None:
         raise ConfigError(
             f"hydra.launcher.max_members={limit} must be a number of seeds, 1 or more (or null for no limit)"
         )
+
+
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+
+def check_joblib_launcher(launcher: DictConfig) -> None:
+    """hydra/launcher=joblib: its settings as Hydra's joblib launcher uses them. It passes them to joblib.Parallel
+    only once the sweep's directory and multirun.yaml are written, where joblib's refusals are tracebacks; and it
+    sets backend=loky itself, so a backend or a thread-based choice given here would be ignored without a word."""
+    if launcher.get("_target_") != JOBLIB_LAUNCHER:
+        return
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs == 0:
+        raise ConfigError(
+            "hydra.launcher.n_jobs=0 runs no job: give how many jobs run at once (1 or more), or -1 for one per core"
+        )
+    backend = launcher.get("backend")
+    if backend is not None and backend != "loky":
+        raise ConfigError(
+            f"hydra.launcher.backend={backend} would be ignored: Hydra's joblib launcher always runs its jobs in "
+            "loky worker processes (threads do not work with Hydra's per-job state): leave hydra.launcher.backend out"
+        )
+    prefer = launcher.get("prefer")
+    if prefer == "threads":  # a hint joblib ignores once the backend is set, as the launcher sets it
+        raise ConfigError(
+            "hydra.launcher.prefer=threads would be ignored: Hydra's joblib launcher always runs its jobs in worker "
+            "processes: leave hydra.launcher.prefer out (processes)"
+        )
+    if prefer not in (None, "processes"):
+        raise ConfigError(
+            f"hydra.launcher.prefer={prefer} is not known: leave it out (processes, the only choice the joblib "
+            "launcher honours)"
+        )
+    require = launcher.get("require")
+    if require is not None:
+        raise ConfigError(
+            f"hydra.launcher.require={require} asks for jobs that share memory (threads), which Hydra's joblib "
+            "launcher does not run: leave hydra.launcher.require out"
+        )
+    # Refused rather than handled: joblib's timeout does not stop the job that ran too long, it raises in the
+    # sweep's process and kills every worker of the pool at once, so each running job loses the steps since its
+    # last checkpoint (the same as a worker killed outright), and the jobs not started never run. trainer.max_time
+    # bounds each job instead, and stops it cleanly: its step saved, run.json saying why it stopped.
+    timeout = launcher.get("timeout")
+    if timeout is not None:
+        raise ConfigError(
+            f"hydra.launcher.timeout={timeout} would kill every running job of the sweep, unsaved, once one job "
+            "passes it: leave it out, and bound each job's training with trainer.max_time=DD:HH:MM:SS (it stops "
+            "at that time and saves its step)"
+        )
+    check_joblib_arguments(launcher)
+
+
+def check_joblib_arguments(launcher: DictConfig) -> None:
+    """The launcher's other settings (batch_size, pre_dispatch, max_nbytes ...) as joblib reads them, given the way
+    the launcher passes them (hydra_joblib_launcher/_core.py: backend loky, numbers written as text made numbers).
+    joblib.Parallel checks most as it is made (nothing starts then), one at a time here so that the refusal names
+    its setting; pre_dispatch ("2*n_jobs") it reads only as it runs, with its own arithmetic."""
+    from joblib import Parallel
+
+    for key, value in launcher.items():
+        if key in ("_target_", "backend", "prefer", "require", "timeout"):  # checked above
+            continue
+        if key in ("pre_dispatch", "batch_size", "max_nbytes") and isinstance(value, str) and value.isdigit():
+            value = int(value)
+        try:
+            if key == "pre_dispatch" and isinstance(value, str) and value != "all":
+                from joblib._utils import eval_expr
+
+                eval_expr(value.replace("n_jobs", "1"))
+            else:
+                Parallel(backend="loky", **{str(key): value})
+        except ImportError:  # another joblib, without that helper: joblib says it when the sweep starts
+            continue
+        except (ValueError, TypeError) as error:
+            said = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+            raise ConfigError(
+                f"hydra.launcher.{key}={value} is refused by joblib ({said}): fix it, or leave it out for the "
+                "launcher's default"
+            ) from None
 
 
 def threads_for_jobs(launcher: DictConfig) -> int:

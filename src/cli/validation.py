@@ -618,6 +618,7 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
     # accelerator=auto picks the CPU where no GPU is visible (here, when the run trains here)
     on_cpu = trainer.accelerator == "cpu" or (runs_here and trainer.accelerator == "auto" and not _cuda_available())
     check_devices(trainer.devices, on_cpu)
+    check_one_device_strategy(trainer.strategy, trainer.devices)
     if trainer.check_val_every_n_epoch is not None and trainer.check_val_every_n_epoch < 1:
         raise ConfigError(
             f"trainer.check_val_every_n_epoch={trainer.check_val_every_n_epoch} must be >= 1 (or null: validate every "
@@ -701,6 +702,28 @@ def check_devices(devices, on_cpu: bool) -> None:
     if not on_cpu and ids and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
         return
     raise ConfigError(f"trainer.devices={shown} is not a device count{'' if on_cpu else ' or list'}: {fix}")
+
+
+def check_one_device_strategy(strategy, devices) -> None:
+    """A one-device strategy (single_device, single_xla, single_tpu) with trainer.devices asking for several:
+    Lightning takes the strategy's word and trains on one device without a word (its num_devices is 1), so the
+    run would not be the run asked for. Refused where the count is known from the setting alone: a count above 1,
+    or several device ids (-1 and auto count the devices the run finds, which one device serves)."""
+    from src.cli.command_line import as_written
+
+    if not isinstance(strategy, str) or not strategy.lower().startswith("single_"):
+        return
+    shown = as_written(devices)
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if isinstance(devices, str) and "," in devices:  # Lightning's "0,1": device ids
+        devices = [i for i in devices.split(",") if i.strip()]
+    count = len(devices) if isinstance(devices, (ListConfig, list)) else devices
+    if isinstance(count, int) and not isinstance(count, bool) and count > 1:
+        raise ConfigError(
+            f"trainer.devices={shown} with trainer.strategy={strategy} would train on one device only: give "
+            f"trainer.devices=1 for one, or trainer.strategy=auto (or ddp) to train on {count}"
+        )
 
 
 def check_gpus_visible(trainer) -> None:

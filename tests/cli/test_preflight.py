@@ -51,6 +51,11 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
+def joblib_sweep(*settings: str) -> list[str]:
+    """A two-job sweep with the joblib launcher and its `settings`."""
+    return ["-m", *SMALL_REVERSE, "seed=0,1", "hydra/launcher=joblib", *settings]
+
+
 def classification(train: Path | str, *more: str) -> list[str]:
     """task=classification on `train` (a file, or files a sweep runs over: `a.tsv,b.tsv`)."""
     return ["task=classification", f"task.train_path={train}", "task.max_len=16", *more]
@@ -121,6 +126,26 @@ EARLY_REFUSALS = [
         lambda d: ["-m", *SMALL_REVERSE, "model.heads=2,2", "seed=0,1", "hydra/launcher=stacked"],
         "jobs 0 (model.heads=2 seed=0) and 2 (model.heads=2 seed=0) of the sweep have the same settings",
     ),
+    # one device asked for twice over: Lightning would train on one, without a word
+    (
+        "several devices with a one-device strategy",
+        lambda d: [*SMALL_REVERSE, "trainer.devices=2", "trainer.strategy=single_device"],
+        "trainer.devices=2 with trainer.strategy=single_device would train on one device only",
+    ),
+    # the joblib launcher's settings, which joblib itself reads only once the sweep's directory is written
+    *[
+        (f"a joblib sweep with {setting}", lambda d, s=setting: joblib_sweep(s), words)
+        for setting, words in [
+            ("hydra.launcher.n_jobs=0", "hydra.launcher.n_jobs=0 runs no job"),
+            ("hydra.launcher.prefer=xyz", "hydra.launcher.prefer=xyz is not known"),
+            ("hydra.launcher.prefer=threads", "hydra.launcher.prefer=threads would be ignored"),
+            ("hydra.launcher.require=sharedmem", "hydra.launcher.require=sharedmem asks for jobs that share memory"),
+            ("hydra.launcher.timeout=3", "bound each job's training with trainer.max_time"),
+            ("hydra.launcher.backend=nonsense", "hydra.launcher.backend=nonsense would be ignored"),
+            ("hydra.launcher.batch_size=0", "hydra.launcher.batch_size=0 is refused by joblib"),
+            ("hydra.launcher.pre_dispatch=foo", "hydra.launcher.pre_dispatch=foo is refused by joblib"),
+        ]
+    ],
     # a search that picks its jobs as it goes (Optuna): the data every trial reads is checked before the first
     (
         "a search over bad data",
@@ -147,6 +172,8 @@ def test_a_run_refused_before_it_starts_leaves_no_directory(overrides, words, da
     given = overrides(data)
     if any(o.startswith("hparams_search=") for o in given):
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    if "hydra/launcher=joblib" in given:
+        pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the joblib launcher is not installed")
     flags = [o for o in given if o == "-m"]
     code, out, err = run_in_process("src.run", *flags, *MODEL, *[o for o in given if o != "-m"], *places)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -291,3 +318,29 @@ def test_a_slurm_sweep_is_checked_without_the_gpus_its_jobs_get_on_the_cluster(m
         config = hydra.compose_config("config", [*sweep, "model.heads=1,3"], run_mode=RunMode.MULTIRUN)
         with pytest.raises(ConfigError, match=r"job 1 of the sweep \(model.heads=3\) cannot run"):
             check_sweep_jobs(config)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        [],
+        ["hydra.launcher.n_jobs=-1", "hydra.launcher.backend=loky", "hydra.launcher.prefer=processes"],
+        ["hydra.launcher.n_jobs=2", "hydra.launcher.batch_size=2", "hydra.launcher.pre_dispatch=3*n_jobs"],
+        ["hydra.launcher.pre_dispatch=all", "hydra.launcher.max_nbytes=1M", "hydra.launcher.verbose=1"],
+    ],
+)
+def test_joblib_settings_joblib_takes_pass_the_launcher_check(settings):
+    """What the joblib launcher does use, as it uses it (its own default backend, loky, given or not), is let
+    through: only what it would ignore or joblib refuse is refused."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the joblib launcher is not installed")
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from src.cli.command_line import fresh_hydra
+    from src.cli.preflight import check_joblib_launcher
+
+    with fresh_hydra():
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        config = hydra.compose_config("config", ["hydra/launcher=joblib", *settings], run_mode=RunMode.MULTIRUN)
+        check_joblib_launcher(config.hydra.launcher)

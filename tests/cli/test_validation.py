@@ -470,6 +470,33 @@ def test_gpus_this_machine_lacks_are_refused_unless_the_run_trains_elsewhere(com
     validate_config(compose("trainer=gpu", "trainer.devices=[0]"), runs_here=False)
 
 
+@pytest.mark.parametrize(
+    "overrides, on_gpus",
+    [
+        (["trainer=cpu", "trainer.devices=2", "trainer.strategy=single_device"], False),
+        (["trainer=gpu", "trainer.devices=[0,1]", "trainer.strategy=single_device"], True),
+        (["trainer=gpu", "trainer.devices='0,1'", "trainer.strategy=single_device"], True),
+    ],
+)
+def test_several_devices_with_a_one_device_strategy_are_refused(compose, monkeypatch, overrides, on_gpus):
+    """Lightning trains on one device when its strategy says single_device, whatever trainer.devices asks for
+    (Trainer(accelerator='cpu', devices=2, strategy='single_device').num_devices is 1): refused in one line with
+    both ways out."""
+    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: on_gpus)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError) as refused:
+        validate_config(compose(*overrides))
+    message = str(refused.value)
+    assert "with trainer.strategy=single_device would train on one device only" in message, message
+    assert "give trainer.devices=1 for one, or trainer.strategy=auto (or ddp) to train on 2" in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("devices", ["1", "auto"])
+def test_one_device_with_a_one_device_strategy_is_taken(compose, devices):
+    validate_config(compose("trainer=cpu", f"trainer.devices={devices}", "trainer.strategy=single_device"))
+
+
 def test_a_source_prefix_for_a_model_trained_from_scratch_gets_one_warning(compose, capsys, translation_overrides):
     """task.src_prefix is for a pretrained model trained with one (T5); a model trained here learns nothing from
     the same text in front of every source, which only takes its tokens from task.max_len."""

@@ -1,0 +1,165 @@
+"""A worker of the joblib launcher's pool killed outright (SIGKILL: what the kernel's out-of-memory killer sends), on
+a real sweep with real loky workers. joblib then ends every worker of the pool, and the sweep: each job that was
+training ends `failed` in its run.json with the reason and the command that resumes it (never `running`), the
+report is written after that, and the command exits with status 1 and one `error:` line, without a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, SMALL_SYNTHETIC, check, run_here
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through Linux's /proc"),
+]
+
+# A tiny model (about 100 steps a second on one core) whose first checkpoint comes at step 50.
+BASE = [
+    "task=reverse",
+    *SMALL_SYNTHETIC,
+    "model.d_model=16",
+    "model.layers=1",
+    "model.d_ff=32",
+    "model.dropout=0.0",
+    "trainer.val_check_interval=50",
+    "trainer.enable_progress_bar=false",
+    "optimizer.warmup_steps=4",
+    "batch_size=16",
+    "dashboard.attention_every_n_steps=1000",
+    "torch_threads=1",
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=2",
+]
+
+
+def start_sweep(sweep: Path, *overrides: str) -> subprocess.Popen:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "src.run", "-m", *BASE, *overrides, f"hydra.sweep.dir={sweep}"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until_training(sweep: Path, jobs: list[str], process: subprocess.Popen, timeout: float = 240) -> None:
+    """Each of `jobs` (directory names) has saved its first checkpoint and still runs."""
+    deadline = time.time() + timeout
+    while not all((sweep / job / "checkpoints" / "last.ckpt").is_file() for job in jobs):
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"{jobs} saved no checkpoint in {timeout} s"
+        time.sleep(0.05)
+    for job in jobs:
+        assert json.loads((sweep / job / "run.json").read_text())["status"] == "running"
+
+
+def kill_a_worker(process: subprocess.Popen) -> None:
+    """SIGKILL to one loky worker process of the sweep's pool (a child of the sweep command, so only this test's)."""
+    children = [
+        int(child)
+        for task in Path(f"/proc/{process.pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    workers = [pid for pid in children if b"popen_loky" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+
+
+def record(job_dir: Path) -> dict:
+    return json.loads((job_dir / "run.json").read_text())
+
+
+def one_error_line(err: str) -> str:
+    assert "Traceback" not in err, err[-5000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err[-5000:]
+    return errors[0]
+
+
+def test_a_worker_killed_while_the_first_jobs_train_fails_them_with_how_to_resume(tmp_path):
+    """Killed while jobs 0 and 1 train: both are recorded failed (the one whose worker was not killed too, since
+    joblib ends every worker), each with the command that resumes it from its last checkpoint; the jobs that never
+    started are listed as such in the report; a job directory another command entered meanwhile (here a run
+    resumed in place, whose run.json says `running`) is left as it is."""
+    sweep = tmp_path / "sweep"
+    process = start_sweep(sweep, "model.heads=1,2", "seed=0,1", "trainer.max_steps=3000")
+    training = ["0_model.heads:1+seed:0", "1_model.heads:1+seed:1"]
+    wait_until_training(sweep, training, process)
+    # job 3's directory, entered by another command: a single run's record (no process_command), started now
+    other = sweep / "3_model.heads:2+seed:1"
+    (other / ".hydra").mkdir(parents=True)
+    (other / ".hydra" / "overrides.yaml").write_text("- model.heads=2\n- seed=1\n")
+    others_record = {
+        "status": "running",
+        "command": f"python -m src.run model.heads=2 seed=1 hydra.run.dir={other} ckpt_path=last",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "host": socket.gethostname(),
+    }
+    (other / "run.json").write_text(json.dumps(others_record))
+    before = (other / "run.json").read_bytes()
+
+    kill_a_worker(process)
+    _, err = process.communicate(timeout=180)
+
+    assert process.returncode == 1, err[-5000:]
+    line = one_error_line(err)
+    assert "a joblib worker of the sweep was killed by SIGKILL" in line and "out-of-memory" in line, line
+    for job in training:
+        run = record(sweep / job)
+        assert run["status"] == "failed" and run["ended"], run
+        assert "killed by SIGKILL" in run["error"] and "joblib then ends every worker" in run["error"], run["error"]
+        assert run["resume"].endswith(f"hydra.run.dir={sweep / job} ckpt_path=last"), run["resume"]
+        assert run["resume"] in line and job in line
+        assert "killed by SIGKILL" in (sweep / job / "error.txt").read_text()
+    assert (other / "run.json").read_bytes() == before  # another command's run: not this sweep's to record
+    report = (sweep / "report.md").read_text()
+    for job in training:
+        row = next(row for row in report.splitlines() if row.startswith(f"| {job} |"))
+        assert "| failed |" in row and "killed by SIGKILL" in row, row
+    assert not (sweep / "2_model.heads:2+seed:0").exists()
+    never = next(row for row in report.splitlines() if row.startswith("| 2_model.heads:2+seed:0 |"))
+    assert "| not started |" in never, never
+    assert "1 job(s) never started" in line
+
+
+def test_a_worker_killed_after_jobs_completed_keeps_them_and_its_jobs_resume(tmp_path):
+    """Killed once the first two jobs have completed and the next two train: no traceback; the completed jobs keep
+    their records; the stopped ones are failed, and each resumes from its last checkpoint with the command given,
+    to the end of its training."""
+    sweep = tmp_path / "sweep"
+    process = start_sweep(sweep, "trainer.max_steps=20,1000", "seed=0,1")
+    training = ["2_trainer.max_steps:1000+seed:0", "3_trainer.max_steps:1000+seed:1"]
+    wait_until_training(sweep, training, process)
+    completed = {
+        job: (sweep / job / "run.json").read_bytes()
+        for job in ("0_trainer.max_steps:20+seed:0", "1_trainer.max_steps:20+seed:1")
+    }
+    assert all(json.loads(content)["status"] == "completed" for content in completed.values())
+
+    kill_a_worker(process)
+    out, err = process.communicate(timeout=180)
+
+    assert process.returncode == 1, err[-5000:]
+    line = one_error_line(err)
+    assert "killed by SIGKILL" in line and "never started" not in line, line
+    for job, content in completed.items():
+        assert (sweep / job / "run.json").read_bytes() == content
+    assert "2 of 4 runs completed" in out, out[-3000:]
+    resume = [record(sweep / job)["resume"] for job in training]
+    assert all(record(sweep / job)["status"] == "failed" for job in training)
+
+    # the command given resumes the job in its own directory, from its last checkpoint, to its end
+    python, dash_m, module, *arguments = shlex.split(resume[0])
+    assert (dash_m, module) == ("-m", "src.run"), resume[0]
+    check(run_here("src.run", *arguments))
+    run = record(sweep / training[0])
+    assert run["status"] == "completed" and run["previous"][-1]["status"] == "failed", run
+    assert run["metrics"], run
