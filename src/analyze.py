@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import CONF_DIR, run_hydra_command, user_errors_as_one_line
 from src.cli.schema import register_configs
-from src.cli.validation import check_analysis_settings, check_finite_settings, check_threads
+from src.cli.validation import check_analysis_settings, check_finite_settings, check_threads, device_for
 from src.data.files import resolve_path
 from src.model import ConfigError
 from src.provenance import command_line, git_state, now, package_versions, shell_override
@@ -114,6 +114,27 @@ def _sweep_targets(path: Path, ckpt: str, out: str | None, folder: str = ANALYSI
     return targets
 
 
+def existing_out_line(target_out: Path, run_dir: Path, default_out: Path, given: bool) -> str:
+    """Why the folder an analysis would write (`out=`, when `given`, else `default_out`, its own) cannot be written,
+    saying what it is: a run directory (the analysed run's own, or another), a sweep directory, an earlier analysis,
+    or another folder; and where the analysis could go instead. Nothing is ever written into an existing folder."""
+    from src.training.checkpoint import is_run_dir, is_sweep_dir
+
+    named = f"out={target_out}" if given else str(target_out)
+    elsewhere = (
+        f"leave out= out (the analysis then goes to its own folder, {default_out})"
+        if given and not default_out.exists()
+        else f"give another place with {shell_override('out', str(target_out) + '-2')}"
+    )
+    if is_run_dir(target_out):
+        whose = "the analysed run's own directory" if target_out.resolve() == run_dir.resolve() else "a run directory"
+        return f"{named} is {whose}, not a folder for an analysis: {elsewhere}"
+    if is_sweep_dir(target_out):
+        return f"{named} is a sweep directory, not a folder for an analysis: {elsewhere}"
+    earlier = " (an earlier analysis)" if (target_out / "summary.json").is_file() else ""
+    return f"{named} exists{earlier}, and an analysis is never written over a folder: {elsewhere}, or move it away"
+
+
 def find_targets(ckpt: str, out: str | None, folder: str = ANALYSIS_DIR) -> tuple[list[Target], Path | None]:
     """The checkpoints `ckpt` names, each with its output directory (`folder` in a run directory: the analysis's
     own, ANALYSES), and the sweep directory when `ckpt` is one.
@@ -140,19 +161,13 @@ def find_targets(ckpt: str, out: str | None, folder: str = ANALYSIS_DIR) -> tupl
     resolved = []
     for checkpoint_file, run_dir, read in targets:
         own = checkpoint_file.parent == run_dir / "checkpoints"  # a checkpoint of the run it names, where saved
-        if out is not None:
-            target_out = resolve_path(out)
-        elif own:
-            target_out = run_dir / folder
-        else:  # a checkpoint moved away from its run: its analysis goes beside it, not into the run it came from
-            target_out = checkpoint_file.parent / f"{checkpoint_file.stem}_{folder}"
+        # a checkpoint moved away from its run: its analysis goes beside it, not into the run it came from
+        default_out = run_dir / folder if own else checkpoint_file.parent / f"{checkpoint_file.stem}_{folder}"
+        target_out = resolve_path(out) if out is not None else default_out
         if target_out.is_file():
             raise ConfigError(f"out={target_out} is a file: give a folder that does not exist yet")
         if target_out.exists() and sweep_dir is None:
-            raise ConfigError(
-                f"{target_out} exists (an earlier analysis): give another place with "
-                f"{shell_override('out', str(target_out) + '-2')}, or move it away"
-            )
+            raise ConfigError(existing_out_line(target_out, run_dir, default_out, given=out is not None))
         if not target_out.parent.is_dir():
             raise ConfigError(
                 f"{'out=' + str(out) if out is not None else str(target_out)}: the folder {target_out.parent} does "
@@ -160,23 +175,6 @@ def find_targets(ckpt: str, out: str | None, folder: str = ANALYSIS_DIR) -> tupl
             )
         resolved.append(Target(checkpoint_file, run_dir, target_out, tensorboard=own and out is None, read=read))
     return resolved, sweep_dir
-
-
-def device_for(accelerator: str) -> torch.device:
-    """The torch device `accelerator` names (Lightning's names: cpu, gpu, cuda, mps, auto)."""
-    if accelerator == "cpu":
-        return torch.device("cpu")
-    if accelerator in ("gpu", "cuda", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if accelerator == "auto":
-            return torch.device("cpu")
-        raise ConfigError(f"accelerator={accelerator}: no CUDA GPU is available here: use accelerator=cpu")
-    if accelerator == "mps":
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        raise ConfigError("accelerator=mps: MPS is not available here: use accelerator=cpu")
-    raise ConfigError(f"accelerator={accelerator!r} is not known: choose cpu, gpu, mps or auto")
 
 
 def check_settings(cfg: DictConfig) -> None:

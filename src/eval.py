@@ -32,6 +32,7 @@ from src.cli.validation import (
     check_ablation,
     check_finite_settings,
     check_threads,
+    device_for,
     given_decode_settings,
     validate_decode,
     warn_unused_decode_settings,
@@ -109,6 +110,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     if cfg.decode.strategy == "sample":
         raise ConfigError("decode.strategy=sample gives a different BLEU every run: choose greedy or beam")
     check_threads(cfg.torch_threads)
+    device = device_for(cfg.accelerator)  # as src.analyze checks it: one line with the fix, before any work
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     # A bad file is the one line printed, before Lightning talks; ckpt=hf:<model> is a pretrained model (on task=...)
@@ -119,9 +121,9 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         example = EXAMPLE_TASK[checkpoint["hyper_parameters"]["kind"]]
         raise ConfigError(f"ckpt={cfg.ckpt} is evaluated on a task's data: give one, e.g. {example}")
     check_ablation(cfg.ablate, checkpoint_model_config(checkpoint))  # a bad spec: before the data are loaded
-    try:  # Lightning checks the accelerator: before the data are loaded
+    try:  # made before the data are loaded; Lightning takes the device's own name (cuda for gpu and auto there)
         trainer = L.Trainer(
-            accelerator=cfg.accelerator,
+            accelerator=device.type,
             devices=1,
             logger=False,
             enable_checkpointing=False,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from src.analyze import find_targets
+from src.analyze import existing_out_line, find_targets
 from src.model import ConfigError
 
 
@@ -59,3 +59,47 @@ def test_a_sweep_with_no_job_to_analyse_is_refused(tmp_path, capsys):
     with pytest.raises(ConfigError, match="no job of this sweep is left to analyse"):
         find_targets(str(sweep), None)
     assert capsys.readouterr().err.startswith("warning: 0_seed:0 is skipped: it failed: bad data")
+
+
+def test_an_existing_out_is_named_for_what_it_is(tmp_path):
+    """out=<the run itself> was called "an earlier analysis"; each folder an analysis cannot write is said as what it
+    is, with where the analysis can go instead."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    other = tmp_path / "other"
+    (other / "checkpoints").mkdir(parents=True)
+    sweep = tmp_path / "sweep"
+    job(sweep, "0_seed:0", {"status": "completed"})
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "summary.json").write_text("{}")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    own = run / "analysis"
+
+    def line(out: Path, given: bool = True) -> str:
+        return existing_out_line(out, run, own, given)
+
+    assert line(run) == (
+        f"out={run} is the analysed run's own directory, not a folder for an analysis: leave out= out (the analysis "
+        f"then goes to its own folder, {own})"
+    )
+    assert line(other).startswith(f"out={other} is a run directory, not a folder for an analysis: leave out= out")
+    assert line(sweep).startswith(f"out={sweep} is a sweep directory, not a folder for an analysis")
+    assert line(earlier).startswith(f"out={earlier} exists (an earlier analysis), and an analysis is never written")
+    assert line(plain).startswith(f"out={plain} exists, and an analysis is never written over a folder")
+    own.mkdir()  # the run's own analysis exists: out= is the way to another place
+    assert line(own, given=False) == (
+        f"{own} exists, and an analysis is never written over a folder: give another place with out={own}-2, or "
+        "move it away"
+    )
+
+
+@pytest.mark.parametrize("tolerance", ["1", "2"])
+def test_a_tolerance_of_the_whole_metric_or_more_is_refused_before_the_checkpoint_is_read(tolerance):
+    """tolerance=2 reported "100% of the heads can go within 200%": refused where src.analyze checks its settings,
+    before anything is read (ckpt= names nothing here)."""
+    from tests.conftest import run_in_process
+
+    code, _, err = run_in_process("src.analyze", "ckpt=/nonexistent/run", f"tolerance={tolerance}")
+    assert code == 2 and err.strip().startswith(f"error: tolerance={float(tolerance)} must be below 1"), err

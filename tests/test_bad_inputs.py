@@ -1,10 +1,11 @@
 """The bad-input catalogue: what a hurried or hostile user types, and what each command answers.
 
-Every case runs a real command (src.run, src.eval or src.predict) through its own entry function, in this process
-(a subprocess per case would cost ~5 s of imports each), and must:
+Every case runs a real command (src.run, src.eval, src.predict or src.analyze) through its own entry function, in
+this process (a subprocess per case would cost ~5 s of imports each), and must:
 - exit with a non-zero status, without a traceback;
 - print exactly one `error:` line that names the problem and says how to fix it;
-- change no file of an earlier run (its directory is hashed before and after the catalogue).
+- change no file of an earlier run (its directory is hashed before and after the catalogue), and leave no run
+  directory of its own (src.run refuses before Hydra writes one).
 """
 
 from __future__ import annotations
@@ -158,6 +159,11 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["optimizer=adam_noam", "optimizer.warmup_steps=0"], "optimizer.warmup_steps"),
         (run, ["optimizer.lr=0"], "optimizer.lr"),
         (run, ["optimizer.betas=[0.9]"], "optimizer.betas"),
+        (run, ["optimizer.betas=[0.9,1.0]"], "beta2=1.0 must be in [0, 1)"),
+        (run, ["optimizer.min_lr_ratio=-1"], "optimizer.min_lr_ratio=-1.0 must be in [0, 1]"),
+        (run, ["optimizer.min_lr_ratio=2"], "optimizer.min_lr_ratio=2.0 must be in [0, 1]"),
+        (run, ["optimizer.eps=0"], "optimizer.eps=0.0 must be > 0"),
+        (run, ["optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1 must be >= 0"),
         (run, ["task.min_len=5", "task.max_len=3"], "task.min_len"),
         (run, ["task.vocab_size=0"], "task.vocab_size"),
         (run, ["task.train_size=0"], "task.train_size"),
@@ -172,6 +178,24 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["trainer.limit_val_batches=0"], "trainer.limit_val_batches"),
         (run, ["trainer.max_steps=0"], "trainer.max_steps"),
         (run, ["trainer.max_time=30min"], "trainer.max_time"),
+        # what Lightning refused with a traceback, or only once the run directory existed
+        (run, ["trainer.accelerator=tpu"], "trainer.accelerator=tpu: this machine has no tpu device"),
+        (run, ["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 must be >= 1"),
+        (run, ["+trainer.detect_anomaly=yes"], "trainer.detect_anomaly=yes is not what Lightning's Trainer takes"),
+        *([] if torch.backends.mps.is_available() else [(run, ["trainer.accelerator=mps"], "no mps device")]),
+        (run, ["trainer.strategy=fsdp"], "trainer.strategy=fsdp shards the model over CUDA GPUs"),
+        (run, ["trainer.strategy=xla"], "trainer.strategy=xla runs on TPUs only"),
+        (run, ["trainer.val_check_interval=0.5"], "trainer.val_check_interval=0.5 is a fraction of an epoch"),
+        (run, ["trainer.max_epochs=-2"], "trainer.max_epochs=-2 must be >= 1, or -1"),
+        (run, ["trainer.limit_val_batches=1.5"], "trainer.limit_val_batches=1.5"),
+        (run, ["trainer.num_sanity_val_steps=-5"], "trainer.num_sanity_val_steps=-5"),
+        (run, ["trainer.deterministic=yes"], "trainer.deterministic=yes"),
+        (run, ["+trainer.num_nodes=0"], "trainer.num_nodes=0"),
+        (run, ["+trainer.profiler=xla"], "trainer.profiler=xla"),
+        (run, ["+trainer.barebones=true"], "trainer.barebones=true"),
+        (run, ["+trainer.enable_checkpointing=false"], "trainer.enable_checkpointing=false"),
+        (run, ["+trainer.min_steps=10"], "trainer.min_steps=10 is more than trainer.max_steps=4"),
+        (run, ["+trainer.logger=false"], "logger=<name>"),
         (run, ["+callbacks.EarlyStoping.patience=3"], "callbacks.EarlyStoping"),
         (run, ["+callbacks.EarlyStopping.patients=3"], "patients"),
         (run, ["+callbacks.EarlyStopping=3"], "callbacks.EarlyStopping"),
@@ -192,6 +216,7 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["analyze_after_fit=true", "analysis.prune_step=0"], "analysis.prune_step=0.0 must be in (0, 1]"),
         (run, ["analyze_after_fit=true", "analysis.prune_step=1.5"], "analysis.prune_step"),
         (run, ["analyze_after_fit=true", "analysis.tolerance=-0.1"], "analysis.tolerance=-0.1 must be >= 0"),
+        (run, ["analyze_after_fit=true", "analysis.tolerance=2"], "analysis.tolerance=2.0 must be below 1"),
         (run, ["analyze_after_fit=true", "analysis.max_examples=0"], "analysis.max_examples=0 must be >= 1"),
         (run, ["analyze_after_fit=true", "analysis.rows_per_batch=0"], "analysis.rows_per_batch"),
         (run, ["analysis.prune_stp=0.5"], "did you mean analysis.prune_step"),
@@ -321,7 +346,7 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
             ["hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=0", f"hydra.sweep.dir={earlier}x", "-m"],
             "hydra.sweeper.n_trials",
         ),
-        (run, ["ckpt_path=last"], "ckpt_path=last"),
+        (run, ["ckpt_path=last"], "ckpt_path=last resumes the run in hydra.run.dir"),
         (run, [f"ckpt_path={files['empty_dir']}"], "no checkpoints"),
         # --- eval and predict ----------------------------------------------------------------------------------------
         ("src.eval", [], "ckpt is required"),
@@ -370,6 +395,19 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
             "num_samples",
         ),
         ("src.eval", [f"ckpt={last}", "decode.strategy=sample"], "decode.strategy=sample"),
+        # the accelerator: the one check src.analyze makes too, said the same way
+        ("src.eval", [f"ckpt={last}", "accelerator=tpu"], "accelerator='tpu' is not known: choose cpu, gpu"),
+        ("src.eval", [f"ckpt={last}", "accelerator=foo"], "accelerator='foo' is not known: choose cpu, gpu"),
+        *([] if torch.cuda.is_available() else [("src.eval", [f"ckpt={last}", "accelerator=gpu"], "no CUDA GPU")]),
+        *([] if torch.backends.mps.is_available() else [("src.eval", [f"ckpt={last}", "accelerator=mps"], "MPS")]),
+        ("src.analyze", [f"ckpt={last}", "accelerator=tpu"], "accelerator='tpu' is not known: choose cpu, gpu"),
+        ("src.predict", [f"ckpt={last}", "text=1", "accelerator=gpu"], "which runs on the CPU"),
+        # a suggestion names only what works; a bare path is a forgotten ckpt=
+        ("src.eval", [f"ckpt={last}", "seed=x"], "python -m src.run would refuse seed=x too"),
+        ("src.eval", [str(earlier)], f"python -m src.eval ckpt={earlier}"),
+        # the head analysis's settings, and where it would write
+        ("src.analyze", [f"ckpt={last}", "tolerance=2"], "tolerance=2.0 must be below 1"),
+        ("src.analyze", [f"ckpt={earlier}", f"out={earlier}"], "is the analysed run's own directory"),
         ("src.eval", [f"ckpt={last}", "decode.beam_size=0"], "decode.beam_size"),
         # ablate.*: checked against the checkpoint's model, before its data are loaded
         ("src.eval", [f"ckpt={last}", "ablate.heads=[crosss]"], "site 'crosss' is not known"),
@@ -424,6 +462,8 @@ def test_every_bad_input_is_one_line_with_the_fix_and_no_earlier_run_changes(
             problem = f"the error does not name {word!r}"
         elif not FIX.search(errors[0].removeprefix("error:")):
             problem = "the error gives no fix"
+        elif (tmp_path / f"case{number}").exists():
+            problem = "the run directory was written before the refusal"
         if problem:
             failures.append(
                 f"{module} {' '.join(args)}: {problem}\n    {(errors or result.err.splitlines() or [''])[-1]}"

@@ -150,6 +150,33 @@ def test_what_names_no_checkpoint_is_refused_in_one_line_with_the_fix(reverse_ru
         assert len(lines) == 1 and lines[0].startswith(f"error: ckpt={ckpt} ") and message in lines[0], err
 
 
+@pytest.mark.parametrize("accelerator", ["tpu", "foo", "gpu", "mps"])
+def test_eval_refuses_an_accelerator_in_the_line_analyze_says_it_in(reverse_run, tmp_path, accelerator):
+    """One check for the commands that read a trained model (src/cli/validation.py device_for): tpu was a traceback
+    in src.eval, gpu without a GPU a line without a fix, foo and mps Lightning's sentences."""
+    import torch
+
+    if accelerator == "gpu" and torch.cuda.is_available() or accelerator == "mps" and torch.backends.mps.is_available():
+        pytest.skip(f"this machine has what accelerator={accelerator} asks for")
+    lines = {}
+    for command, extra in (("src.eval", []), ("src.analyze", [f"out={tmp_path / 'analysis'}"])):
+        code, out, err = run_in_process(command, f"ckpt={reverse_run}", f"accelerator={accelerator}", *extra)
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+        lines[command] = errors[0]
+    assert lines["src.eval"] == lines["src.analyze"]
+    assert lines["src.eval"].startswith(("error: accelerator='", f"error: accelerator={accelerator}: "))
+    assert lines["src.eval"].endswith(("use accelerator=cpu", "choose cpu, gpu, mps or auto")), lines["src.eval"]
+
+
+def test_a_run_directory_given_without_ckpt_is_answered_with_ckpt(reverse_run):
+    code, out, err = run_in_process("src.eval", str(reverse_run))
+    assert code == 2 and err.strip() == (
+        f"error: {reverse_run} is a path given without a setting's name: give it as the checkpoint to read, "
+        f"python -m src.eval ckpt={reverse_run}"
+    ), err
+
+
 def test_the_commands_a_run_prints_take_its_directory_and_work(reverse_run, tmp_path):
     """The end of a run names the next commands in one form, `ckpt=<run directory>`, and each works as printed."""
     import shlex

@@ -188,6 +188,8 @@ def hydra_error_line(error: HydraException, command: str = "src.run", argv: list
     if isinstance(error, MissingConfigException):
         return missing_option_line(text, command)
     if isinstance(error, OverrideParseException):
+        if bare := bare_path_line(sys.argv[1:] if argv is None else argv, command):
+            return bare
         return (
             f"could not parse the command line ({text.splitlines()[0]}): write overrides as key=value, and quote a "
             """value with spaces or non-ASCII letters for Hydra inside the shell's quotes: 'text="ein Hund läuft"'"""
@@ -225,6 +227,34 @@ def hydra_error_line(error: HydraException, command: str = "src.run", argv: list
     if "does not support deletion" in cause:
         return removes_a_needed_setting_line(line.written(key), key, command)
     return wrong_value_line(key, cause, line)
+
+
+def bare_path_line(argv: list[str], command: str) -> str | None:
+    """`python -m src.eval outputs/<date>/<time>`: an existing file or folder typed without the setting it is for,
+    which Hydra cannot parse as an override. src.eval, src.predict and src.analyze read it as ckpt=<it>; src.run
+    resumes a run directory in place. None where no word of the command line is such a path."""
+    from src.provenance import shell_override
+    from src.training.checkpoint import is_run_dir
+
+    for word in argv:
+        if "=" in word or word.startswith(("-", "+", "~")) or not Path(word).expanduser().exists():
+            continue
+        if command in ("src.eval", "src.predict", "src.analyze"):
+            return (
+                f"{word} is a path given without a setting's name: give it as the checkpoint to read, "
+                f"python -m {command} {shell_override('ckpt', word)}"
+            )
+        if command == "src.run" and Path(word).expanduser().is_dir() and is_run_dir(Path(word).expanduser()):
+            return (
+                f"{word} is a run directory given without a setting's name: resume it with python -m src.run "
+                f"{shell_override('hydra.run.dir', word)} ckpt_path=last (and a larger trainer.max_steps if it has "
+                f"finished), or evaluate it with python -m src.eval {shell_override('ckpt', word)}"
+            )
+        return (
+            f"{word} is a path given without a setting's name: give it as the setting that reads it, "
+            f"<setting>={word} (python -m {command} --help lists them)"
+        )
+    return None
 
 
 def missing_option_line(text: str, command: str) -> str:
@@ -397,6 +427,12 @@ def pretrained_mask_words(group: str | None, cfg: DictConfig) -> str | None:
     return f"model.pretrained={name} attends with {as_overrides(own)} where no mask is given"
 
 
+# Settings a command does not take that others do, and why, for the line that refuses them.
+NOT_TAKEN_BY = {
+    ("src.predict", "accelerator"): "which runs on the CPU (python -m src.eval and src.analyze take accelerator=)",
+}
+
+
 def unknown_key_line(key: str, line: CommandLine) -> str:
     """`mask.window=3` with mask=causal, `model.haeds=2`, `hydra.launcher.n_jobs=2` with the basic launcher: the
     key is not in the config the command line composes. Say whose setting it is (another option of its group:
@@ -437,6 +473,8 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
         return f"{key} belongs to {owners}, not to {group}={choices[group]}: {choose}, or drop {written}"
     if training_line := a_training_setting_line(key, line, cfg):
         return training_line
+    if why := NOT_TAKEN_BY.get((line.command, key)):
+        return f"{key} is not a setting of python -m {line.command}, {why}: drop {line.written(key)}"
     if trainer_line := a_trainer_argument_line(key, line):
         return trainer_line
     # No option has it: the setting it is closest to, in this config or in another option of its group. Not the
@@ -527,13 +565,37 @@ def a_training_setting_line(key: str, line: CommandLine, cfg: DictConfig) -> str
     if line.command == "src.run" or top in cfg or top not in {field.name for field in dataclasses.fields(Config)}:
         return None
     what = f"its {top} settings" if "." in key else "it"
-    retrain = shlex.quote(f"{key}={line.value_of(key)}") if "=" in line.written(key) else f"{key}=..."
-    if (option := run_option_with(key)) is not None:  # mask.window=2: src.run takes it with mask=window
-        retrain = f"{top}={option} {retrain}"
+    given = f"{key}={line.value_of(key)}" if "=" in line.written(key) else None
+    option = run_option_with(key)  # mask.window=2: src.run takes it with mask=window
+    chosen = [f"{top}={option}"] if option is not None else []
+    if given is not None and not run_would_take([*chosen, given]):
+        # src.run would refuse it too (seed=x): the line names no command that fails
+        return (
+            f"{key} is not a setting of python -m {line.command}, which takes the {top} from the checkpoint ({what} "
+            f"cannot be changed here), and python -m src.run would refuse {line.written(key)} too: drop it"
+        )
+    retrain = " ".join([*chosen, shlex.quote(given) if given is not None else f"{key}=..."])
     return (
         f"{key} is not a setting of python -m {line.command}, which takes the {top} from the checkpoint ({what} "
         f"cannot be changed here): drop {line.written(key)}, or train a run with it: python -m src.run {retrain}"
     )
+
+
+def run_would_take(overrides: list[str]) -> bool:
+    """Whether `python -m src.run <overrides>` composes and passes validate_config (with the default run's other
+    settings): what a line may suggest typing."""
+    from src.cli.validation import validate_config
+
+    with fresh_hydra():
+        cfg = compose_or_none(CONFIG_NAMES["src.run"], overrides)
+    if cfg is None:
+        return False
+    try:
+        run_settings = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        validate_config(run_settings, overrides=overrides, runs_here=False)
+    except USER_ERRORS:
+        return False
+    return True
 
 
 def run_option_with(key: str) -> str | None:

@@ -119,9 +119,29 @@ def check_run_dir(config: DictConfig) -> None:
                 "choose another directory"
             )
     else:
+        check_last_has_a_run_dir(config, run_dir)
         check_analysis_target(run_dir, bool(config.get("analyze_after_fit")))  # resumed in place: may have one
         check_resume(config, run_dir, holds_a_run=status is not None)
     check_data(_without_hydra(config))  # last: the data files are read (their first part), a model's tokenizer loaded
+
+
+def check_last_has_a_run_dir(config: DictConfig, run_dir: Path) -> None:
+    """ckpt_path=last resumes the run in hydra.run.dir. Without hydra.run.dir on the command line, that is the new
+    directory Hydra would make for this run (outputs/<date>/<time>), which holds nothing: say what ckpt_path=last
+    reads and how to name the run, rather than that a directory nobody made has no checkpoints."""
+    if str(config.get("ckpt_path")) != "last" or run_dir.exists():
+        return
+    given = any(str(o).startswith("hydra.run.dir=") for o in OmegaConf.select(config, "hydra.overrides.hydra") or [])
+    if given:
+        raise ConfigError(
+            f"ckpt_path=last resumes the run in hydra.run.dir, and hydra.run.dir={run_dir} does not exist: give the "
+            "interrupted run's directory, hydra.run.dir=<the run> ckpt_path=last"
+        )
+    raise ConfigError(
+        "ckpt_path=last resumes the run in hydra.run.dir, and none was given (this run would get a new one): add "
+        "hydra.run.dir=<the run> (the directory the interrupted run printed), or give ckpt_path=<the run> to "
+        "continue it in a new directory"
+    )
 
 
 def check_analysis_target(run_dir: Path, analyze_after_fit: bool) -> None:

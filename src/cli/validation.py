@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -51,6 +51,9 @@ from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
 from src.training.report import print_warning
 from src.training.stock_callbacks import check_stock_callbacks
+
+if TYPE_CHECKING:
+    import torch
 
 ARCH_CHOICES = ("auto", "encoder_decoder", "decoder_only", "encoder_only")
 DECODE_STRATEGIES = ("greedy", "beam", "sample")
@@ -171,22 +174,15 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
         )
 
     # --- training ---
-    _check_choice("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
-    if cfg.optimizer.lr <= 0:
-        raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be > 0")
-    if cfg.optimizer.warmup_steps < 0:
-        raise ConfigError(f"optimizer.warmup_steps={cfg.optimizer.warmup_steps} must be >= 0")
-    least = OPTIMIZERS[cfg.optimizer.name].min_warmup_steps
-    if cfg.optimizer.warmup_steps < least:
-        raise ConfigError(
-            f"optimizer.warmup_steps={cfg.optimizer.warmup_steps} is too small for {cfg.optimizer.name} (its schedule "
-            f"divides by it): set optimizer.warmup_steps={least} or more"
-        )
-    if len(cfg.optimizer.betas) != 2:
-        raise ConfigError(
-            f"optimizer.betas={list(cfg.optimizer.betas)} needs two values: set e.g. optimizer.betas=[0.9,0.98]"
-        )
+    check_optimizer(cfg.optimizer)
     _check_trainer(cfg.trainer, runs_here)
+    checkpoints = [f"checkpoint.{key}" for key in ("save_best", "save_last") if cfg.checkpoint[key]]
+    checkpoints += ["checkpoint.every_n_train_steps"] * (cfg.checkpoint.every_n_train_steps > 0)
+    if cfg.trainer.get("enable_checkpointing") is False and checkpoints:
+        raise ConfigError(
+            f"trainer.enable_checkpointing=false beside the run's own checkpoints ({', '.join(checkpoints)}), which "
+            "Lightning refuses: choose the checkpoints with checkpoint.* instead, e.g. checkpoint.save_best=false"
+        )
     if cfg.num_workers < 0:
         raise ConfigError(f"num_workers={cfg.num_workers} must be >= 0 (0 = load data in the training process)")
     for key in ("attention_examples", "probe_size", "text_examples"):
@@ -219,6 +215,46 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
         raise ConfigError(
             f"max_loss={cfg.max_loss} is not a loss bound: set a positive one, or max_loss=null to stop only on a "
             "non-finite loss"
+        )
+
+
+def check_optimizer(optimizer) -> None:
+    """optimizer.*: each setting in the range its recipe (src/training/optim.py) can use. Checked whichever recipe is
+    chosen (a setting it does not read gets its own warning: a bad value is a typo either way). torch's Adam and
+    AdamW refuse a negative lr, eps or weight_decay and a beta outside [0, 1) only when the optimizer is made, after
+    the run directory exists; min_lr_ratio, the floor of adamw_cosine's decay, is never checked there: below 0 the
+    learning rate turns negative late in training, above 1 the "decay" climbs."""
+    _check_choice("optimizer.name", optimizer.name, OPTIMIZERS)
+    if optimizer.lr <= 0:
+        raise ConfigError(f"optimizer.lr={optimizer.lr} must be > 0")
+    if optimizer.warmup_steps < 0:
+        raise ConfigError(f"optimizer.warmup_steps={optimizer.warmup_steps} must be >= 0")
+    least = OPTIMIZERS[optimizer.name].min_warmup_steps
+    if optimizer.warmup_steps < least:
+        raise ConfigError(
+            f"optimizer.warmup_steps={optimizer.warmup_steps} is too small for {optimizer.name} (its schedule "
+            f"divides by it): set optimizer.warmup_steps={least} or more"
+        )
+    betas = list(optimizer.betas)
+    if len(betas) != 2:
+        raise ConfigError(f"optimizer.betas={betas} needs two values: set e.g. optimizer.betas=[0.9,0.98]")
+    for index, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ConfigError(
+                f"optimizer.betas={betas}: beta{index + 1}={beta} must be in [0, 1) (the decay of Adam's running "
+                "averages): set e.g. optimizer.betas=[0.9,0.98]"
+            )
+    if optimizer.eps <= 0:  # torch takes 0, but a weight whose gradient has always been 0 then gets 0/0 = nan
+        raise ConfigError(
+            f"optimizer.eps={optimizer.eps} must be > 0 (Adam divides by sqrt(v) + eps, and v is 0 for a weight that "
+            "has had no gradient yet): set e.g. optimizer.eps=1e-9"
+        )
+    if optimizer.weight_decay < 0:
+        raise ConfigError(f"optimizer.weight_decay={optimizer.weight_decay} must be >= 0 (0 = no weight decay)")
+    if not 0.0 <= optimizer.min_lr_ratio <= 1.0:
+        raise ConfigError(
+            f"optimizer.min_lr_ratio={optimizer.min_lr_ratio} must be in [0, 1]: the learning rate the cosine decay "
+            "ends at, as a fraction of optimizer.lr (0: decay to 0, 1: no decay)"
         )
 
 
@@ -454,6 +490,15 @@ def check_analysis_settings(settings, prefix: str = "", all_examples: str = "the
         raise ConfigError(
             f"{prefix}tolerance={settings.tolerance} must be >= 0: the largest relative drop of the metric allowed"
         )
+    # A drop of the whole unpruned value (BLEU, exact_match or accuracy down to 0) or more is every drop there is:
+    # every head "can go within" it, whatever the heads do. (A loss can rise further, but a pruning curve read as
+    # the loss doubling is no tolerance either.)
+    if settings.tolerance >= 1:
+        raise ConfigError(
+            f"{prefix}tolerance={settings.tolerance} must be below 1: it is the largest drop of the metric allowed, "
+            f"as a fraction of the unpruned model's value, and {settings.tolerance:.0%} allows any drop (every head "
+            f"could go): give e.g. {prefix}tolerance=0.05 (5%)"
+        )
     if settings.rows_per_batch < 1:
         raise ConfigError(f"{prefix}rows_per_batch={settings.rows_per_batch} must be >= 1")
 
@@ -487,6 +532,27 @@ def warn_unread_analysis_settings(cfg: DictConfig) -> None:
 def check_seed(seed: int) -> None:
     if not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed} must be in [0, 2^32 - 1] (the generators' range): use e.g. seed=0")
+
+
+def device_for(accelerator: str) -> torch.device:
+    """The torch device `accelerator` names (Lightning's names: cpu, gpu, cuda, mps, auto), for the commands that
+    read a trained model on one device: src.eval, src.analyze (and a run's analyze_after_fit). One check, one
+    wording: a name they do not take, or a device this machine lacks, is one line with the fix."""
+    import torch
+
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    if accelerator in ("gpu", "cuda", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if accelerator == "auto":
+            return torch.device("cpu")
+        raise ConfigError(f"accelerator={accelerator}: no CUDA GPU is available here: use accelerator=cpu")
+    if accelerator == "mps":
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        raise ConfigError("accelerator=mps: MPS is not available here: use accelerator=cpu")
+    raise ConfigError(f"accelerator={accelerator!r} is not known: choose cpu, gpu, mps or auto")
 
 
 def check_threads(threads: int) -> None:
@@ -592,6 +658,8 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
     # A key added with + (`+trainer.max_step=5`) reaches Lightning's Trainer as a keyword it does not take.
     accepted = trainer_arguments()
     for key in trainer:
+        if key in SET_BY_THE_RUN:
+            raise ConfigError(f"trainer.{key} is given to Lightning's Trainer by the run itself: {SET_BY_THE_RUN[key]}")
         if key not in accepted:
             close = difflib.get_close_matches(str(key), sorted(accepted), n=1, cutoff=0.75)
             hint = f"did you mean trainer.{close[0]} (without +)?" if close else "check Lightning's Trainer arguments"
@@ -615,6 +683,19 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
             f"trainer.accelerator={trainer.accelerator} is not an accelerator Lightning knows: choose one of "
             f"{', '.join(accelerators)} (or trainer=cpu, trainer=gpu)"
         )
+    check_trainer_types(trainer)
+    # gpu and cuda: check_gpus_visible, which also counts them
+    if runs_here and trainer.accelerator in accelerators and trainer.accelerator not in ("gpu", "cuda"):
+        if not accelerator_available(trainer.accelerator):
+            here = [name for name in accelerators if accelerator_available(name)]
+            raise ConfigError(
+                f"trainer.accelerator={trainer.accelerator}: this machine has no {trainer.accelerator} device "
+                f"(Lightning's {accelerator_class(trainer.accelerator)} is not available here): choose one of "
+                f"{', '.join(here)} (or trainer=cpu)"
+            )
+    check_strategy(trainer, runs_here)
+    check_trainer_counts(trainer)
+    check_profiler(trainer.get("profiler"), runs_here)
     # accelerator=auto picks the CPU where no GPU is visible (here, when the run trains here)
     on_cpu = trainer.accelerator == "cpu" or (runs_here and trainer.accelerator == "auto" and not _cuda_available())
     check_devices(trainer.devices, on_cpu)
@@ -642,9 +723,7 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
             # what Lightning picks here, recorded as such: a resume then checks the thread count too, as trainer=cpu's
             # (checkpoint.numeric_settings)
             trainer.accelerator = "cpu"
-    interval = trainer.val_check_interval
-    if isinstance(interval, int) and interval < 1:
-        raise ConfigError(f"trainer.val_check_interval={interval} must be >= 1 (training steps between validations)")
+    check_val_check_interval(trainer.val_check_interval, trainer.check_val_every_n_epoch)
     if trainer.limit_val_batches == 0:
         raise ConfigError("trainer.limit_val_batches=0 skips validation, so no checkpoint would be saved: use > 0")
     if trainer.accumulate_grad_batches < 1:
@@ -665,6 +744,11 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
         raise ConfigError(f"trainer.max_steps={trainer.max_steps} must be > 0, or -1 for no step limit")
     if trainer.max_epochs is not None and trainer.max_epochs == 0:
         raise ConfigError("trainer.max_epochs=0 trains nothing: set trainer.max_epochs >= 1, or leave it out")
+    if trainer.max_epochs is not None and trainer.max_epochs < -1:
+        raise ConfigError(
+            f"trainer.max_epochs={trainer.max_epochs} must be >= 1, or -1 for no epoch limit (or leave it out)"
+        )
+    check_minimum_training(trainer)
     if trainer.max_time is not None and all(int(part) == 0 for part in str(trainer.max_time).split(":")):
         raise ConfigError(
             f"trainer.max_time={trainer.max_time} is no time at all: give a budget, e.g. trainer.max_time=00:00:30:00"
@@ -672,8 +756,272 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
     no_batches = trainer.get("limit_train_batches")
     if no_batches is not None and float(no_batches) == 0:
         raise ConfigError("trainer.limit_train_batches=0 trains nothing: leave it out, or give a fraction or count > 0")
-    if trainer.max_steps < 1 and trainer.max_epochs is None and trainer.max_time is None:
+    if trainer.max_steps < 1 and trainer.max_epochs in (None, -1) and trainer.max_time is None:
         raise ConfigError("training never stops: set trainer.max_steps > 0, trainer.max_epochs or trainer.max_time")
+
+
+# Trainer arguments the run gives Lightning itself (src/run.py), and the settings that choose them.
+SET_BY_THE_RUN = {
+    "logger": "choose the loggers with logger=<name> (logger=none: none)",
+    "callbacks": "add a Lightning callback with +callbacks.<Name>.<argument>=<value>",
+    "default_root_dir": "the run writes into its directory, hydra.run.dir: set that",
+}
+
+
+def accelerator_class(name: str) -> str:
+    """The class of Lightning's accelerator `name` (AcceleratorRegistry), for a message."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    return AcceleratorRegistry[name]["accelerator"].__name__ if name in AcceleratorRegistry else name
+
+
+def accelerator_available(name: str) -> bool:
+    """Whether this machine has the device of Lightning's accelerator `name`, as its class says (is_available): tpu
+    without torch_xla is not available, nor is an accelerator whose check fails to import what it needs. gpu is
+    CUDA or Apple's MPS (what Lightning picks for it); auto is always available (the CPU, at least)."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    if name == "auto":
+        return True
+    if name == "gpu":
+        return accelerator_available("cuda") or accelerator_available("mps")
+    if name not in AcceleratorRegistry:
+        return False
+    try:
+        return bool(AcceleratorRegistry[name]["accelerator"].is_available())
+    except Exception:  # noqa: BLE001 (a library it needs is missing or broken: not available here)
+        return False
+
+
+def _accepted_values(annotation: Any) -> tuple[set[type], set[Any], bool] | None:
+    """What a Trainer argument's annotation takes, where it is made of bool, int, Literal words and None only:
+    (types, words, whether None is taken). None for any other annotation (a float, a string, an object): not
+    checked here."""
+    import typing
+
+    parts = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Union else (annotation,)
+    types: set[type] = set()
+    words: set[Any] = set()
+    optional = False
+    for part in parts:
+        if part is type(None):
+            optional = True
+        elif typing.get_origin(part) is typing.Literal:
+            words |= set(typing.get_args(part))
+        elif part in (bool, int):
+            types.add(part)
+        else:
+            return None
+    return types, words, optional
+
+
+def check_trainer_types(trainer) -> None:
+    """A Trainer argument given a value of a type Lightning does not take, read from the annotations of Lightning's
+    Trainer.__init__ (so an argument added with + is checked too): a bool flag (`+trainer.detect_anomaly=yes`, which
+    reaches torch as a string and fails with a traceback once training starts; `+trainer.sync_batchnorm=maybe`,
+    which Lightning takes as true), a whole number (`+trainer.num_nodes=two`), or one of its words
+    (`trainer.deterministic=yes`: true, false or warn). Arguments typed otherwise (float, text, objects) are left to
+    their own checks; trainer.precision has its own (auto is this project's)."""
+    import typing
+
+    from lightning import Trainer
+
+    from src.cli.command_line import as_written
+
+    hints = typing.get_type_hints(Trainer.__init__)
+    for key in trainer:
+        if key == "precision" or key not in hints:
+            continue
+        accepted = _accepted_values(hints[key])
+        if accepted is None:
+            continue
+        types, words, optional = accepted
+        value = trainer[key]
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) and bool in types:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and int in types:
+            continue
+        if not isinstance(value, bool) and value in words:
+            continue
+        kinds = ["true or false"] * (bool in types) + ["a whole number"] * (int in types)
+        kinds += [as_written(word) for word in sorted(words, key=str)] + ["null"] * optional
+        example = "true" if bool in types else "1" if int in types else as_written(sorted(words, key=str)[0])
+        raise ConfigError(
+            f"trainer.{key}={as_written(value)} is not what Lightning's Trainer takes for {key} "
+            f"({', '.join(kinds[:-1]) + ' or ' + kinds[-1] if len(kinds) > 1 else kinds[0]}): give one, "
+            f"e.g. trainer.{key}={example}"
+        )
+
+
+# Trainer arguments that count something, the least value Lightning reads as meant, and what they count. Lightning
+# refuses some below it only when the Trainer is made (num_nodes, fast_dev_run, reload_dataloaders_every_n_epochs),
+# and reads the others without a word: log_every_n_steps=0 divides by zero in training (src/training/module.py), a
+# negative one logs every step, num_sanity_val_steps=-5 runs no check, a negative minimum is no minimum.
+TRAINER_COUNTS = {
+    "log_every_n_steps": (1, "training steps between logged values"),
+    "num_nodes": (1, "the machines the run trains on"),
+    "num_sanity_val_steps": (-1, "validation batches run before training; 0: none, -1: all of them"),
+    "min_steps": (0, "training steps before an early stop may end training"),
+    "min_epochs": (0, "epochs before an early stop may end training"),
+    "reload_dataloaders_every_n_epochs": (0, "0: never"),
+    "fast_dev_run": (0, "batches of a quick check run instead of training; 0: off"),
+}
+# Trainer arguments Lightning reads as a fraction of the batches (a float in [0, 1]) or a count of them (an int).
+BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+
+
+def check_trainer_counts(trainer) -> None:
+    """The counts of TRAINER_COUNTS at least their least value, the batch limits a fraction in [0, 1] or a count
+    (Lightning refuses 1.5 only when the Trainer is made, after the run directory), and trainer.barebones (which
+    turns off what a run is: its checkpoints, logs and progress)."""
+    for key, (least, what) in TRAINER_COUNTS.items():
+        value = trainer.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < least:
+            raise ConfigError(f"trainer.{key}={value} must be >= {least} ({what})")
+    for key in (*BATCH_LIMITS, "overfit_batches"):
+        value = trainer.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # a bool or a text: Lightning's own words (check_trainer_types leaves them to it)
+        if value < 0 or (isinstance(value, float) and value > 1 and not value.is_integer()):
+            raise ConfigError(
+                f"trainer.{key}={value} is neither a fraction of the batches in [0, 1] nor a count of them: give "
+                f"one, e.g. trainer.{key}=0.5 or trainer.{key}=10"
+            )
+    if trainer.get("barebones"):
+        raise ConfigError(
+            "trainer.barebones=true turns off the checkpoints, logs and progress a run is made of: leave it out "
+            "(logger=none and trainer.enable_progress_bar=false make a run lighter)"
+        )
+
+
+# Lightning's profiler names (lightning/pytorch/trainer/setup.py, _init_profiler); xla's profiles TPUs only.
+PROFILERS = ("simple", "advanced", "pytorch", "xla")
+
+
+def check_profiler(profiler: Any, runs_here: bool = True) -> None:
+    """+trainer.profiler=<name>: one Lightning knows (it refuses another once the Trainer is made, after the run
+    directory), and xla only on a machine with TPUs (without, Lightning fails with a traceback when training
+    starts)."""
+    if not isinstance(profiler, str):
+        return  # null (none), or an object Lightning checks itself
+    usable = ", ".join(name for name in PROFILERS if name != "xla")
+    if profiler.lower() not in PROFILERS:
+        raise ConfigError(f"trainer.profiler={profiler} is not a profiler Lightning knows: choose one of {usable}")
+    if profiler.lower() == "xla" and runs_here and not accelerator_available("tpu"):
+        raise ConfigError(f"trainer.profiler={profiler} profiles TPUs, and none is here: choose one of {usable}")
+
+
+def check_minimum_training(trainer) -> None:
+    """trainer.min_steps (min_epochs) beyond trainer.max_steps (max_epochs): Lightning stops at the maximum, so the
+    minimum would silently not be honoured."""
+    for unit in ("steps", "epochs"):
+        least, most = trainer.get(f"min_{unit}"), trainer.get(f"max_{unit}")
+        if isinstance(least, int) and isinstance(most, int) and most >= 1 and least > most:
+            raise ConfigError(
+                f"trainer.min_{unit}={least} is more than trainer.max_{unit}={most}, where training ends whatever "
+                f"the minimum: lower trainer.min_{unit}, or raise trainer.max_{unit}"
+            )
+
+
+def check_strategy(trainer, runs_here: bool = True) -> None:
+    """A strategy Lightning knows but cannot run with this accelerator, or here, refused before anything is written
+    (Lightning refuses it when the Trainer is made, after the run directory; the XLA ones with a traceback): FSDP
+    shards over CUDA GPUs only; the XLA strategies run on TPUs only; DeepSpeed needs its package; the fork-started
+    DDP strategies need a platform that forks; Apple's MPS takes no DDP strategy."""
+    import torch
+    from lightning.fabric.strategies.deepspeed import _DEEPSPEED_AVAILABLE
+    from lightning.pytorch.strategies import (
+        DeepSpeedStrategy,
+        FSDPStrategy,
+        ParallelStrategy,
+        SingleDeviceXLAStrategy,
+        StrategyRegistry,
+        XLAStrategy,
+    )
+    from lightning.pytorch.trainer.connectors.accelerator_connector import _DDP_FORK_ALIASES
+
+    strategy, accelerator = trainer.strategy, trainer.accelerator
+    if not isinstance(strategy, str) or strategy.lower() not in StrategyRegistry:
+        return  # auto, or an object Lightning checks itself
+    name = strategy.lower()
+    kind = StrategyRegistry[name]["strategy"]
+    if issubclass(kind, FSDPStrategy) and accelerator not in ("gpu", "cuda"):
+        raise ConfigError(
+            f"trainer.strategy={strategy} shards the model over CUDA GPUs, and trainer.accelerator={accelerator}: "
+            "give trainer.accelerator=gpu (trainer=gpu) with it, or trainer.strategy=ddp to train in several "
+            "processes on the CPU"
+        )
+    if issubclass(kind, (XLAStrategy, SingleDeviceXLAStrategy)) and accelerator != "tpu":
+        raise ConfigError(
+            f"trainer.strategy={strategy} runs on TPUs only, and trainer.accelerator={accelerator}: choose "
+            "trainer.strategy=auto (or ddp), or trainer.accelerator=tpu on a machine with TPUs"
+        )
+    if issubclass(kind, DeepSpeedStrategy) and runs_here and not _DEEPSPEED_AVAILABLE:
+        raise ConfigError(
+            f"trainer.strategy={strategy} needs the deepspeed package, which is not installed here: install it "
+            "(pip install deepspeed), or choose trainer.strategy=ddp"
+        )
+    if name in _DDP_FORK_ALIASES and "fork" not in torch.multiprocessing.get_all_start_methods():
+        raise ConfigError(f"trainer.strategy={strategy} forks processes, which this platform cannot: use ddp_spawn")
+    parallel = issubclass(kind, ParallelStrategy) or "ddp" in name or "deepspeed" in name
+    if runs_here and parallel and accelerator in ("mps", "auto", "gpu") and _mps_available():
+        raise ConfigError(
+            f"trainer.strategy={strategy} does not run on Apple's MPS, which trainer.accelerator={accelerator} "
+            "trains on here: give trainer.accelerator=cpu to train in several processes, or leave the strategy out"
+        )
+
+
+def check_val_check_interval(interval: Any, every_n_epochs: int | None) -> None:
+    """trainer.val_check_interval as Lightning takes it (its _DataConnector.on_trainer_init and setup.py
+    _determine_batch_limits): a count of training steps; a float, a fraction of an epoch, only with
+    trainer.check_val_every_n_epoch set (this project trains by trainer.max_steps, with
+    check_val_every_n_epoch=null, where Lightning refuses a float once the Trainer is made, after the run
+    directory); a wall-clock time, DD:HH:MM:SS; or null, Lightning's default (validate at each epoch's end)."""
+    if interval is None:
+        return
+    if isinstance(interval, bool):
+        raise ConfigError(
+            f"trainer.val_check_interval={str(interval).lower()} is not a count of training steps: give one, e.g. "
+            "trainer.val_check_interval=250"
+        )
+    if isinstance(interval, int):
+        if interval < 1:
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} must be >= 1 (training steps between validations)"
+            )
+        return
+    if isinstance(interval, float):
+        if every_n_epochs is None and interval.is_integer() and interval >= 1:
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} is a float, which Lightning reads as a fraction of an epoch "
+                "(and refuses where the run validates by steps): write the count of steps, "
+                f"trainer.val_check_interval={int(interval)}"
+            )
+        if every_n_epochs is None:
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} is a fraction of an epoch, and this run validates every so "
+                "many training steps (trainer.check_val_every_n_epoch=null: it trains to trainer.max_steps): give a "
+                "count of steps, e.g. trainer.val_check_interval=250, or add "
+                f"trainer.check_val_every_n_epoch=1 to validate {interval} of the way through each epoch"
+            )
+        if interval <= 0 or (interval > 1 and not interval.is_integer()):
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} must be a fraction of an epoch in (0, 1], or a count of "
+                "training steps: give e.g. trainer.val_check_interval=0.5"
+            )
+        return
+    if isinstance(interval, str):
+        if not re.fullmatch(r"\d+:\d+:\d+:\d+", interval.strip()):
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} is neither a count of training steps nor a time: give "
+                "steps, e.g. trainer.val_check_interval=250, or days:hours:minutes:seconds, e.g. 00:00:10:00"
+            )
+        if all(int(part) == 0 for part in interval.split(":")):
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} is no time at all: give one, e.g. 00:00:10:00 (ten minutes)"
+            )
 
 
 def check_devices(devices, on_cpu: bool) -> None:
@@ -1204,13 +1552,22 @@ def single_run() -> bool:
 def unread_run_settings(cfg: DictConfig) -> list[str]:
     """Settings another setting, or a single run, leaves unread: progress_every_n_steps without the progress bar,
     ablate.reference_examples without mean ablation (ABLATION_METHODS' needs_reference; src.run trains with zero
-    ablation only), and a sweep's own settings in a single run."""
+    ablation only), and a sweep's own settings in a single run; and +trainer.fast_dev_run, with which Lightning
+    reads neither trainer.max_steps nor checkpoint.*."""
     lines = []
     if not cfg.trainer.enable_progress_bar:
         given = given_settings(cfg, "", ["progress_every_n_steps"], Config())
         if given:
             readers = ["trainer.enable_progress_bar=true"]  # a progress line this often, when the output is no terminal
             lines.append(unread_line(given, "with trainer.enable_progress_bar=false", readers, "no progress is shown"))
+    quick = cfg.trainer.get("fast_dev_run")
+    if quick:  # Lightning's check of the code: its Trainer then runs a batch or two and saves nothing
+        batches = 1 if quick is True else int(quick)
+        lines.append(
+            f"trainer.fast_dev_run={written_value(quick)} runs {batches} training and validation "
+            f"batch{'es' * (batches > 1)} as a check instead of training, and Lightning then saves no checkpoint "
+            "(the run cannot be evaluated or resumed): leave it out to train"
+        )
     method = cfg.ablate.get("method", "zero")
     if method in ABLATION_METHODS and not ABLATION_METHODS[method].needs_reference:
         given = given_settings(cfg.ablate, "ablate.", ["reference_examples"], AblateConfig())

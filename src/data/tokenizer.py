@@ -120,7 +120,28 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, lowercase:
         raise DataError(f"task.tokenizer={kind!r} is not supported: choose 'word' or 'bpe'")
     tokenizer.normalizer = normalizers.Sequence(normalizer)
     tokenizer.train_from_iterator(texts, trainer)
-    return SubwordTokenizer(tokenizer)
+    trained = SubwordTokenizer(tokenizer)
+    warn_if_larger_than_asked(trained, kind, vocab_size)
+    return trained
+
+
+def warn_if_larger_than_asked(tokenizer: SubwordTokenizer, kind: str, vocab_size: int) -> None:
+    """BPE keeps every character of the training text (its alphabet) whatever vocab_size says, so a vocab_size
+    below the alphabet and the 4 special tokens gets a larger vocabulary than asked: one warning naming the size
+    there is. A warning, not a refusal: the least size is the training text's alphabet, known only once that text is
+    read, in the run (the checks before it read the data files' first part only); and a vocabulary of characters
+    alone is a setting one may want (a character-level model on the joint vocabulary), which this gives. (The word
+    tokenizer keeps at most vocab_size tokens: it is always honoured.)"""
+    if tokenizer.size <= vocab_size:
+        return
+    from src.training.report import print_warning
+
+    print_warning(
+        f"task.vocab_size={vocab_size} is smaller than a {kind.upper()} vocabulary of this text can be: it keeps every "
+        f"character of the training text ({tokenizer.size - len(SPECIAL_TOKENS)} here) besides the "
+        f"{len(SPECIAL_TOKENS)} special tokens, so it has {tokenizer.size} tokens and no merges: give "
+        f"task.vocab_size={tokenizer.size} or more to have the setting honoured (above it, merges are learned)"
+    )
 
 
 def load_or_train_tokenizer(

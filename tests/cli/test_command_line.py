@@ -416,6 +416,30 @@ def test_the_closest_setting_is_a_typo_of_the_name_not_another_setting_of_the_sa
             "settings cannot be changed here): drop mask.window=2, or train a run with it: python -m src.run "
             "mask=window mask.window=2",
         ),
+        (  # a value src.run would refuse too: no command that fails is suggested
+            "src.eval",
+            ["ckpt=x.ckpt", "seed=x"],
+            "seed is not a setting of python -m src.eval, which takes the seed from the checkpoint (it cannot be "
+            "changed here), and python -m src.run would refuse seed=x too: drop it",
+        ),
+        (  # composes, and validate_config refuses it
+            "src.eval",
+            ["ckpt=x.ckpt", "seed=-1"],
+            "seed is not a setting of python -m src.eval, which takes the seed from the checkpoint (it cannot be "
+            "changed here), and python -m src.run would refuse seed=-1 too: drop it",
+        ),
+        (
+            "src.eval",
+            ["ckpt=x.ckpt", "seed=3"],
+            "seed is not a setting of python -m src.eval, which takes the seed from the checkpoint (it cannot be "
+            "changed here): drop seed=3, or train a run with it: python -m src.run seed=3",
+        ),
+        (  # src.eval and src.analyze take accelerator=; src.predict runs on the CPU
+            "src.predict",
+            ["ckpt=x.ckpt", "text=1", "accelerator=gpu"],
+            "accelerator is not a setting of python -m src.predict, which runs on the CPU (python -m src.eval and "
+            "src.analyze take accelerator=): drop accelerator=gpu",
+        ),
         (  # their own settings are still typos of theirs
             "src.predict",
             ["ckpt=x.ckpt", "decode.beam_sise=3"],
@@ -556,3 +580,26 @@ def test_a_checkpoint_under_the_other_commands_name_is_answered_with_this_ones(m
     """One language: `ckpt=` in src.eval, src.predict and src.analyze, `ckpt_path=` (resuming) in src.run; the
     name of the other commands is answered with this command's, not with "check its spelling"."""
     assert error_line(module, args, capsys, tmp_path) == f"error: {line}"
+
+
+@pytest.mark.parametrize("module", ["src.eval", "src.predict", "src.analyze"])
+def test_a_path_given_without_ckpt_is_answered_with_ckpt(module, capsys, tmp_path):
+    """`python -m src.eval outputs/<date>/<time>`: ckpt= forgotten. Hydra cannot parse the bare word; the line says
+    to give it as ckpt=, not to "write overrides as key=value"."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    line = error_line(module, [str(run)], capsys, tmp_path)
+    assert line == f"error: {run} is a path given without a setting's name: give it as the checkpoint to read, " + (
+        f"python -m {module} ckpt={run}"
+    )
+
+
+def test_a_run_directory_given_bare_to_src_run_is_answered_with_how_to_resume_or_evaluate_it(capsys, tmp_path):
+    run = tmp_path / "earlier"
+    (run / "checkpoints").mkdir(parents=True)
+    line = error_line("src.run", [str(run)], capsys, tmp_path)
+    assert f"python -m src.run hydra.run.dir={run} ckpt_path=last" in line
+    assert f"python -m src.eval ckpt={run}" in line
+    assert not (tmp_path / "run").exists()
+    words = error_line("src.eval", ["ckpt=x", "not_a_path"], capsys, tmp_path)
+    assert "write overrides as key=value" in words  # a word that is no path: Hydra's parse error, as before

@@ -103,6 +103,19 @@ EARLY_REFUSALS = [
     ("no device", lambda d: [*SMALL_REVERSE, "trainer.devices=0"], "trainer.devices=0 is no device count"),
     ("device ids on the CPU", lambda d: [*SMALL_REVERSE, "trainer.devices=[0,1]"], "trainer.devices=[0,1]"),
     ("validation every 0 epochs", lambda d: [*SMALL_REVERSE, "trainer.check_val_every_n_epoch=0"], "must be >= 1"),
+    # Lightning's refusals once the Trainer was made (after the run directory), and its tracebacks
+    *[
+        (f"trainer {setting}", lambda d, s=setting: [*SMALL_REVERSE, s], words)
+        for setting, words in [
+            ("trainer.accelerator=tpu", "trainer.accelerator=tpu: this machine has no tpu device"),
+            ("trainer.accelerator=mps", "trainer.accelerator=mps: this machine has no mps device"),
+            ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0 must be >= 1"),
+            ("+trainer.detect_anomaly=yes", "trainer.detect_anomaly=yes is not what Lightning's Trainer takes"),
+            ("trainer.strategy=fsdp", "trainer.strategy=fsdp shards the model over CUDA GPUs"),
+            ("trainer.val_check_interval=0.5", "trainer.val_check_interval=0.5 is a fraction of an epoch"),
+            ("trainer.max_epochs=-2", "trainer.max_epochs=-2 must be >= 1, or -1"),
+        ]
+    ],
     # a sweep: one job that cannot run refuses the sweep, before any job (and before its directory) exists
     (
         "a sweep with a setting one job cannot take",
@@ -168,6 +181,8 @@ def test_a_run_refused_before_it_starts_leaves_no_directory(overrides, words, da
         raise OSError("network disabled in tests")
 
     monkeypatch.setattr(multi30k, "download", no_network)
+    monkeypatch.setattr("src.cli.validation._mps_available", lambda: False)  # an Apple GPU would take mps
+    monkeypatch.setattr("torch.backends.mps.is_available", lambda: False)
     places = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     given = overrides(data)
     if any(o.startswith("hparams_search=") for o in given):
@@ -344,3 +359,19 @@ def test_joblib_settings_joblib_takes_pass_the_launcher_check(settings):
         assert hydra is not None
         config = hydra.compose_config("config", ["hydra/launcher=joblib", *settings], run_mode=RunMode.MULTIRUN)
         check_joblib_launcher(config.hydra.launcher)
+
+
+def test_resuming_last_without_a_run_directory_says_what_last_reads(tmp_path, monkeypatch):
+    """`src.run ckpt_path=last` without hydra.run.dir named outputs/<date>/<time>, a directory no one made, as having
+    no checkpoints: the line says that ckpt_path=last resumes the run in hydra.run.dir, and to give it."""
+    monkeypatch.chdir(tmp_path)  # where Hydra's outputs/<date>/<time> would be
+    code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, "ckpt_path=last")
+    assert code == 2 and err.strip() == (
+        "error: ckpt_path=last resumes the run in hydra.run.dir, and none was given (this run would get a new one): "
+        "add hydra.run.dir=<the run> (the directory the interrupted run printed), or give ckpt_path=<the run> to "
+        "continue it in a new directory"
+    ), err
+    assert list(tmp_path.iterdir()) == []
+    code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, "ckpt_path=last", "hydra.run.dir=gone")
+    assert code == 2 and "ckpt_path=last resumes the run in hydra.run.dir, and hydra.run.dir=gone does not exist" in err
+    assert list(tmp_path.iterdir()) == []

@@ -543,3 +543,155 @@ def test_a_setting_that_is_not_a_finite_number_through_an_interpolation_is_refus
     with pytest.raises(ConfigError, match=r"^optimizer.lr=inf is not a finite number"):
         validate_config(compose("optimizer.lr=${max_loss}", "max_loss=inf"))  # max_loss's own line would come later
     validate_config(compose("+meta.note=nan"))  # a note of the user's is text, read by nothing
+
+
+# --- optimizer.* ranges: what torch takes only when the optimizer is made, or never checks -----------------------
+
+OPTIMIZER_OUT_OF_RANGE = [
+    # below 0 the cosine decay ends at a negative learning rate; above 1 it climbs (warmup_cosine_multiplier)
+    (["optimizer.min_lr_ratio=-1"], "optimizer.min_lr_ratio=-1.0 must be in [0, 1]"),
+    (["optimizer.min_lr_ratio=2"], "optimizer.min_lr_ratio=2.0 must be in [0, 1]"),
+    (["optimizer.betas=[0.9,1.0]"], "optimizer.betas=[0.9, 1.0]: beta2=1.0 must be in [0, 1)"),
+    (["optimizer.betas=[-0.1,0.98]"], "optimizer.betas=[-0.1, 0.98]: beta1=-0.1 must be in [0, 1)"),
+    (["optimizer.eps=0"], "optimizer.eps=0.0 must be > 0"),
+    (["optimizer.eps=-1e-8"], "optimizer.eps=-1e-08 must be > 0"),
+    (["optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1 must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("overrides,line", OPTIMIZER_OUT_OF_RANGE, ids=[" ".join(o) for o, _ in OPTIMIZER_OUT_OF_RANGE])
+def test_an_optimizer_setting_out_of_its_range_is_one_line(compose, overrides, line):
+    with pytest.raises(ConfigError) as refused:
+        validate_config(compose(*overrides))
+    assert str(refused.value).startswith(line) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("ratio", ["0", "0.1", "1"])
+def test_a_min_lr_ratio_in_its_range_is_taken(compose, ratio):
+    validate_config(compose("optimizer=adamw_cosine", f"optimizer.min_lr_ratio={ratio}"))
+
+
+# --- trainer.*: what Lightning refuses only once the Trainer is made (after the run directory), or with a traceback -
+
+TRAINER_REFUSED = [
+    # tracebacks: torch_xla missing, a division by zero in training, a string where torch wants a bool
+    (["trainer.accelerator=tpu"], "trainer.accelerator=tpu: this machine has no tpu device"),
+    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 must be >= 1"),
+    (["+trainer.detect_anomaly=yes"], "trainer.detect_anomaly=yes is not what Lightning's Trainer takes"),
+    # refused by Lightning after the run directory
+    (["trainer.accelerator=mps"], "trainer.accelerator=mps: this machine has no mps device"),
+    (["trainer.strategy=fsdp"], "trainer.strategy=fsdp shards the model over CUDA GPUs"),
+    (["trainer.val_check_interval=0.5"], "trainer.val_check_interval=0.5 is a fraction of an epoch"),
+    (["trainer.max_epochs=-2"], "trainer.max_epochs=-2 must be >= 1, or -1"),
+    # the same kinds, found beside them
+    (["trainer.strategy=xla"], "trainer.strategy=xla runs on TPUs only"),
+    (["trainer.strategy=single_tpu"], "trainer.strategy=single_tpu runs on TPUs only"),
+    (["trainer.val_check_interval=2.0"], "write the count of steps, trainer.val_check_interval=2"),
+    (["trainer.val_check_interval=1.5", "trainer.check_val_every_n_epoch=1"], "in (0, 1]"),
+    (["trainer.val_check_interval=10min"], "is neither a count of training steps nor a time"),
+    (["trainer.log_every_n_steps=-1"], "trainer.log_every_n_steps=-1 must be >= 1"),
+    (["trainer.num_sanity_val_steps=-5"], "trainer.num_sanity_val_steps=-5 must be >= -1"),
+    (["trainer.deterministic=yes"], "(true or false, warn or null)"),
+    (["trainer.limit_val_batches=1.5"], "trainer.limit_val_batches=1.5 is neither a fraction"),
+    (["+trainer.sync_batchnorm=maybe"], "trainer.sync_batchnorm=maybe is not what"),
+    (["+trainer.num_nodes=two"], "trainer.num_nodes=two is not what Lightning's Trainer takes for num_nodes"),
+    (["+trainer.num_nodes=0"], "trainer.num_nodes=0 must be >= 1"),
+    (["+trainer.fast_dev_run=-1"], "trainer.fast_dev_run=-1 must be >= 0"),
+    (["+trainer.reload_dataloaders_every_n_epochs=-1"], "must be >= 0"),
+    (["+trainer.overfit_batches=-1"], "trainer.overfit_batches=-1 is neither a fraction"),
+    (["+trainer.limit_test_batches=-2"], "trainer.limit_test_batches=-2 is neither a fraction"),
+    (["+trainer.min_epochs=-1"], "trainer.min_epochs=-1 must be >= 0"),
+    (["+trainer.min_steps=2000", "trainer.max_steps=10"], "trainer.min_steps=2000 is more than trainer.max_steps=10"),
+    (["+trainer.profiler=foo"], "trainer.profiler=foo is not a profiler Lightning knows"),
+    (["+trainer.profiler=xla"], "trainer.profiler=xla profiles TPUs"),
+    (["+trainer.barebones=true"], "trainer.barebones=true turns off the checkpoints"),
+    (["+trainer.enable_checkpointing=false"], "trainer.enable_checkpointing=false beside the run's own checkpoints"),
+    (["+trainer.logger=false"], "trainer.logger is given to Lightning's Trainer by the run itself: choose the loggers"),
+    (["+trainer.default_root_dir=x"], "hydra.run.dir"),
+]
+
+
+@pytest.mark.parametrize("overrides,line", TRAINER_REFUSED, ids=[" ".join(o) for o, _ in TRAINER_REFUSED])
+def test_a_trainer_setting_lightning_would_refuse_late_is_one_line_before_anything_is_written(
+    compose, monkeypatch, overrides, line
+):
+    """validate_config runs in the preflight, before Hydra writes the run directory (src/cli/preflight.py)."""
+    monkeypatch.setattr(validation, "_cuda_available", lambda: False)  # the machine the lines describe
+    monkeypatch.setattr(validation, "_mps_available", lambda: False)
+    with pytest.raises(ConfigError) as refused:
+        validate_config(compose(*overrides))
+    assert line in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_an_accelerator_this_machine_lacks_names_those_it_has(compose, monkeypatch):
+    """Lightning's accelerator classes say what is here (is_available); one whose library is missing is not."""
+    monkeypatch.setattr(validation, "accelerator_available", lambda name: name in ("auto", "cpu", "tpu"))
+    validate_config(compose("trainer.accelerator=tpu", "trainer.strategy=xla"))  # a TPU machine: taken
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match=r"no tpu device .*: choose one of auto, cpu \(or trainer=cpu\)$"):
+        validate_config(compose("trainer.accelerator=tpu"))
+    # a run trained elsewhere (a SLURM job) is checked where it runs
+    validate_config(compose("trainer.accelerator=mps"), runs_here=False)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["+trainer.detect_anomaly=true"],
+        ["trainer.deterministic=warn"],
+        ["trainer.val_check_interval=0.5", "trainer.check_val_every_n_epoch=1"],
+        ["trainer.val_check_interval=00:00:10:00"],
+        ["trainer.max_epochs=-1", "trainer.max_steps=10"],
+        ["+trainer.profiler=simple"],
+        ["+trainer.num_nodes=1"],
+        ["+trainer.min_steps=5", "trainer.max_steps=10"],
+        ["trainer.limit_val_batches=0.5"],
+        ["trainer.strategy=ddp"],
+    ],
+)
+def test_trainer_settings_lightning_takes_are_taken(compose, overrides):
+    validate_config(compose(*overrides))
+
+
+def test_fast_dev_run_gets_one_warning_that_the_run_saves_nothing(compose, capsys):
+    warn_unread_settings(compose("+trainer.fast_dev_run=true"))
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: trainer.fast_dev_run=true runs 1 training and validation batch as a check instead of training, and "
+        "Lightning then saves no checkpoint (the run cannot be evaluated or resumed): leave it out to train"
+    ]
+
+
+# --- the head analysis's settings (src.run's analysis.*, src.analyze's own) ------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "analysis."])
+@pytest.mark.parametrize("tolerance", [1.0, 2.0])
+def test_a_tolerance_of_the_whole_metric_or_more_is_refused(prefix, tolerance):
+    """tolerance=2 let "100% of the heads go within 200%": a drop of the whole value allows any drop."""
+    from src.cli.schema import AnalysisConfig
+
+    settings = OmegaConf.structured(AnalysisConfig(tolerance=tolerance))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(prefix)}tolerance={tolerance} must be below 1"):
+        validation.check_analysis_settings(settings, prefix=prefix)
+    validation.check_analysis_settings(OmegaConf.structured(AnalysisConfig(tolerance=0.99)), prefix=prefix)
+
+
+# --- the accelerator of the commands that read a trained model: one check (src.eval, src.analyze) -----------------
+
+
+@pytest.mark.parametrize(
+    "accelerator,line",
+    [
+        ("tpu", "accelerator='tpu' is not known: choose cpu, gpu, mps or auto"),
+        ("foo", "accelerator='foo' is not known: choose cpu, gpu, mps or auto"),
+        ("gpu", "accelerator=gpu: no CUDA GPU is available here: use accelerator=cpu"),
+        ("mps", "accelerator=mps: MPS is not available here: use accelerator=cpu"),
+    ],
+)
+def test_the_accelerator_of_a_trained_model_is_one_check(monkeypatch, accelerator, line):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError) as refused:
+        validation.device_for(accelerator)
+    assert str(refused.value) == line
+    assert validation.device_for("auto") == torch.device("cpu")

@@ -78,3 +78,19 @@ def test_symbol_vocab_round_trip_and_save(tmp_path):
     assert vocab.encode("az") == [4, UNK_ID]
     vocab.save(tmp_path / "vocab.json")
     assert SymbolVocab.load(tmp_path / "vocab.json").symbols == vocab.symbols
+
+
+def test_a_bpe_vocabulary_larger_than_asked_gets_one_warning(capsys):
+    """BPE keeps the training text's alphabet whatever vocab_size asks (task=translation task.vocab_size=5 trained
+    with 20 tokens, without a word): one warning with the size it has and the setting that is honoured."""
+    tok = train_tokenizer(TEXTS, "bpe", vocab_size=5, lowercase=False)
+    letters = len({ch for text in TEXTS for ch in text.replace(" ", "")}) + 1  # and the word mark "▁"
+    assert tok.size == 4 + letters
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: task.vocab_size=5 is smaller than a BPE vocabulary of this text can be: it keeps every character "
+        f"of the training text ({letters} here) besides the 4 special tokens, so it has {tok.size} tokens and no "
+        f"merges: give task.vocab_size={tok.size} or more to have the setting honoured (above it, merges are learned)"
+    ]
+    train_tokenizer(TEXTS, "word", vocab_size=5, lowercase=False)  # the word tokenizer keeps at most vocab_size
+    train_tokenizer(TEXTS, "bpe", vocab_size=tok.size, lowercase=False)
+    assert capsys.readouterr().err == ""
