@@ -283,8 +283,9 @@ def check_no_job_left_out(sweep_dir: Path, run_dirs: list[Path]) -> None:
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} holds {', '.join(left_out)}, which this sweep would not run (its jobs: "
             f"{', '.join(d.name for d in run_dirs)}): resume with the values the sweep was started with, in their "
-            "order (each job's .hydra/overrides.yaml); seeds may be added at the end once its interrupted groups "
-            "have finished"
+            "order (each job's .hydra/overrides.yaml); seeds may be added once its interrupted groups have finished, "
+            "when seed is the first setting swept (seed=0,1,2 model.heads=1,2: Hydra numbers the jobs with the last "
+            "setting varying fastest)"
         )
 
 
@@ -382,6 +383,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
     check_joblib_launcher(config.hydra.launcher)
     jobs = sweep_jobs(config)
     varied = swept_keys(config)
+    warn_if_only_outputs_vary(varied)
     resuming = resumes_stacked_sweep(config)
     if resuming and jobs is not None:
         check_stacked_resume(config, jobs)
@@ -416,6 +418,20 @@ def check_sweep_jobs(config: DictConfig) -> None:
             values = re.sub(r"\\(.)", r"\1", values)  # as typed: Hydra's escapes (cross\:9\:0) taken out
             job = f"job {number} of the sweep" + (f" ({values})" if values else "")
             raise type(error)(f"{job} cannot run, so no job was started: {error}") from None
+
+
+def warn_if_only_outputs_vary(varied: list[str]) -> None:
+    """A sweep over a setting that does not change what a run trains or measures (progress output, threads,
+    dashboards: NOT_EXPERIMENT_SETTINGS) trains the same run once per value. Legal, and the point when comparing
+    speed (torch_threads, compile), so not refused; said once, since each value is a row of its own in report.md."""
+    from src.cli.schema import is_experiment_setting
+
+    idle = [key for key in varied if not key.startswith("hydra.") and not is_experiment_setting(key)]
+    if idle:
+        print_warning(
+            f"the sweep varies {', '.join(idle)}, which does not change what a run trains or measures: its jobs "
+            "train the same run, each value a row of its own in report.md (to compare seeds, sweep seed)"
+        )
 
 
 def check_not_repeated(number: int, settings: str, composed: dict[str, int], jobs, varied) -> None:

@@ -375,3 +375,17 @@ def test_resuming_last_without_a_run_directory_says_what_last_reads(tmp_path, mo
     code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, "ckpt_path=last", "hydra.run.dir=gone")
     assert code == 2 and "ckpt_path=last resumes the run in hydra.run.dir, and hydra.run.dir=gone does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_over_a_setting_that_changes_no_run_is_said_once(capsys):
+    """progress_every_n_steps=50,100 trains the same run twice: legal (torch_threads=1,2 compares speed), said once."""
+    from src.cli.preflight import warn_if_only_outputs_vary
+
+    warn_if_only_outputs_vary(["progress_every_n_steps", "seed"])
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "warning: the sweep varies progress_every_n_steps, which does not change what a run trains or measures: its "
+        "jobs train the same run, each value a row of its own in report.md (to compare seeds, sweep seed)"
+    ]
+    warn_if_only_outputs_vary(["model.heads", "seed"])
+    assert capsys.readouterr().err == ""
