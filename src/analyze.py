@@ -15,6 +15,11 @@ On a sweep, the sweep's report.md is rewritten with the pruning figures per conf
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: Ctrl-C during the imports below is one line (src/cli/startup.py)
+    from src.cli.startup import quiet_until_started
+
+    quiet_until_started()
+
 import gc
 
 collecting_before = gc.isenabled()  # restored once the imports are done

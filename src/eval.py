@@ -16,6 +16,11 @@ checkpoint file is only read. `ablated: ...` says what is off.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: Ctrl-C during the imports below is one line (src/cli/startup.py)
+    from src.cli.startup import quiet_until_started
+
+    quiet_until_started()
+
 import gc
 from dataclasses import dataclass, field
 

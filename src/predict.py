@@ -22,6 +22,11 @@ in src.eval; `ablated: ...` on stderr says what is off.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: Ctrl-C during the imports below is one line (src/cli/startup.py)
+    from src.cli.startup import quiet_until_started
+
+    quiet_until_started()
+
 import gc
 
 collecting_before = gc.isenabled()  # restored once the imports are done

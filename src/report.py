@@ -6,6 +6,11 @@ report after analysing a sweep); what the report reads, computes and writes is i
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: Ctrl-C during the imports below is one line (src/cli/startup.py)
+    from src.cli.startup import quiet_until_started
+
+    quiet_until_started()
+
 from src.sweep.report import (
     ReportAtSweepEnd,
     Sweep,

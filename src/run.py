@@ -24,6 +24,11 @@ Console holds a lock and cannot be pickled; call functions of other modules inst
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m: Ctrl-C during the imports below is one line (src/cli/startup.py)
+    from src.cli.startup import quiet_until_started
+
+    quiet_until_started()
+
 import gc
 
 collecting_before = gc.isenabled()  # restored once the imports are done

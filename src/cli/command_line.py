@@ -926,6 +926,9 @@ def run_hydra_command(main: Callable[[], object]) -> None:
 
     What must be checked before Hydra writes into the run directory is checked by src.run's Hydra callback
     (src/cli/preflight.py), with the composed config."""
+    from src.cli.startup import started
+
+    started()  # Ctrl-C from here on is the command's to handle (src/cli/startup.py)
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises instead of printing its own several lines
     command = command_of(main)
     from src.cli.free_text import free_text_as_typed

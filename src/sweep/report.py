@@ -953,6 +953,9 @@ def refuse(message: str) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     from src.cli.command_line import typed_command
+    from src.cli.startup import started
+
+    started()  # Ctrl-C from here on is the report's to handle (src/cli/startup.py)
 
     prog = typed_command("src.report")  # transformer-report when started through the console script
     examples = [

@@ -1,0 +1,28 @@
+"""Ctrl-C while a command starts. Its imports (torch, Lightning, Hydra) take seconds, and a KeyboardInterrupt raised
+in the middle of one surfaces as Python's traceback through library code, or as another error the import turns it
+into (exit status 1). Nothing has been read or written yet, so the command says so in one line and exits with the
+shell's status for SIGINT. Installed only when a command module runs as `python -m src.<command>` (a test or a
+notebook importing the module keeps its own Ctrl-C); `run_hydra_command` puts Python's handler back before any work,
+so that Lightning and the run's own interrupt handling see Ctrl-C as they expect."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+EXIT_SIGINT = 130
+
+
+def interrupted_while_starting(signum: int, frame: object) -> None:
+    print("interrupted while the command was starting: nothing was read or written", file=sys.stderr)
+    sys.exit(EXIT_SIGINT)
+
+
+def quiet_until_started() -> None:
+    signal.signal(signal.SIGINT, interrupted_while_starting)
+
+
+def started() -> None:
+    """The command's work begins: Ctrl-C is Python's KeyboardInterrupt again (only if this module changed it)."""
+    if signal.getsignal(signal.SIGINT) is interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
