@@ -237,6 +237,16 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         (run, ["ablate.heads=[encoder_ffn]"], "encoder_ffn has no heads"),
         (run, ["ablate.method=mean"], "ablate.method=mean needs a trained model"),
         (run, ["ablate.method=median"], "ablate.method"),
+        (
+            run,
+            ["trainer.precision=bf16"],
+            "trainer.precision=bf16 is Lightning's short name for bf16-mixed: write trainer.precision=bf16-mixed",
+        ),
+        (
+            run,
+            ["+trainer.overfit_batches=1"],
+            "trainer.overfit_batches=1 is not supported by this framework's resumable data loaders",
+        ),
         (run, ["ablate.reference_examples=0"], "ablate.reference_examples"),
         (run, ["ablate=everything"], "ablate=everything"),
         (run, ["ablate.head=[cross]"], "did you mean ablate.heads"),

@@ -705,6 +705,12 @@ def _check_trainer(trainer, runs_here: bool = True) -> None:
             f"trainer.check_val_every_n_epoch={trainer.check_val_every_n_epoch} must be >= 1 (or null: validate every "
             "trainer.val_check_interval steps)"
         )
+    full_name = {"16": "16-mixed", "bf16": "bf16-mixed"}.get(str(trainer.precision))  # Lightning's short names
+    if full_name is not None:  # one name per precision in the run's files, the report's columns and the resume check
+        raise ConfigError(
+            f"trainer.precision={trainer.precision} is Lightning's short name for {full_name}: write "
+            f"trainer.precision={full_name}"
+        )
     if str(trainer.precision) not in PRECISIONS:
         raise ConfigError(
             f"trainer.precision={trainer.precision} is not known: choose one of {', '.join(PRECISIONS)} "
@@ -889,6 +895,13 @@ def check_trainer_counts(trainer) -> None:
                 f"trainer.{key}={value} is neither a fraction of the batches in [0, 1] nor a count of them: give "
                 f"one, e.g. trainer.{key}=0.5 or trainer.{key}=10"
             )
+    if trainer.get("overfit_batches") not in (None, 0, 0.0):
+        # Lightning swaps the training loader's sampler for a sequential one, which our resumable loader (resuming
+        # mid-epoch exactly) does not let it rebuild: refused here rather than as its traceback once training starts
+        raise ConfigError(
+            f"trainer.overfit_batches={trainer.overfit_batches} is not supported by this framework's resumable data "
+            "loaders: to train on a few batches over and over, give +trainer.limit_train_batches=N"
+        )
     if trainer.get("barebones"):
         raise ConfigError(
             "trainer.barebones=true turns off the checkpoints, logs and progress a run is made of: leave it out "
