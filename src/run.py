@@ -384,6 +384,17 @@ def interrupted_outside_the_steps(error: BaseException, trainer, last: Path) -> 
     return TrainingInterrupted(name, step, last)
 
 
+def interrupted_before_the_steps(run_dir: Path) -> TrainingInterrupted:
+    """Ctrl-C while the run builds its data or its model, before Lightning's loop (whose interrupts SaveOnInterrupt
+    turns into TrainingInterrupted): an interrupt, not a crash. What there is to resume from is what an earlier
+    session of this run saved, if any (a resumed run's newest checkpoint)."""
+    from src.training.checkpoint import read_checkpoint
+
+    saved = newest_checkpoint(run_dir)
+    step = int(read_checkpoint(str(saved), "ckpt_path").get("global_step", 0)) if saved is not None else 0
+    return TrainingInterrupted("SIGINT", step, saved)
+
+
 def spawned_rank_failure(error: BaseException) -> str | None:
     """Under strategy=ddp_spawn every rank is a process forked from this one, which waits for them: one that
     raised or was killed ends the wait with torch's error, here turned into the run's one-line reason."""
@@ -540,7 +551,10 @@ def record_the_run(
     forget_earlier_error(run_dir)  # a resumed run: error.txt belongs to the status run.json has now
     with logged_to(run_dir / "run.log"):
         try:
-            metrics = train(cfg, run_dir, record, launched_at=launched_at)
+            try:
+                metrics = train(cfg, run_dir, record, launched_at=launched_at)
+            except KeyboardInterrupt:  # Ctrl-C before Lightning's loop (the data or the model being built)
+                raise interrupted_before_the_steps(run_dir) from None
         except (*USER_ERRORS, TrainingDiverged, RankFailed) as error:
             status = "diverged" if isinstance(error, TrainingDiverged) else "failed"
             record.end(status, error=str(error))

@@ -7,6 +7,7 @@ so that Lightning and the run's own interrupt handling see Ctrl-C as they expect
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -14,8 +15,11 @@ EXIT_SIGINT = 130
 
 
 def interrupted_while_starting(signum: int, frame: object) -> None:
-    print("interrupted while the command was starting: nothing was read or written", file=sys.stderr)
-    sys.exit(EXIT_SIGINT)
+    # os._exit, not sys.exit: a SystemExit raised in the middle of a library's import can be turned into another
+    # error by its import machinery (numpy's lazy attributes recursed into a RecursionError), and nothing has been
+    # opened or written that an orderly exit would close
+    print("interrupted while the command was starting: nothing was read or written", file=sys.stderr, flush=True)
+    os._exit(EXIT_SIGINT)
 
 
 def quiet_until_started() -> None:

@@ -191,3 +191,26 @@ def test_an_interrupted_sweep_reports_the_jobs_that_never_started_and_how_to_run
 
     analysed = analyse(sweep)
     assert not analysed.not_started and len(analysed.runs) == 2
+
+
+def test_ctrl_c_while_the_data_are_built_is_an_interrupt_not_a_crash(tmp_path):
+    """Before Lightning's loop (here: a large synthetic training set being generated) Ctrl-C is Python's
+    KeyboardInterrupt, which no training callback sees: the run says it was interrupted, in one line, and records it
+    so, not as a failure with a traceback."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.run", f"hydra.run.dir={run_dir}", "trainer.max_steps=2", "task.train_size=400000",
+         "torch_threads=1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (run_dir / "run.json").is_file() and time.monotonic() < deadline:  # the run has begun building
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last == "error: interrupted by SIGINT (nothing saved); run it again in a new directory"
+    assert "Traceback" not in err
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
