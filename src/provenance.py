@@ -104,6 +104,13 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def resume_in_place(overrides: list[str], run_dir: Path) -> str:
+    """The command that resumes a run in its own directory from its newest checkpoint: its overrides (without its
+    own ckpt_path and Hydra's settings), hydra.run.dir=<the run> and ckpt_path=last."""
+    keep = [o for o in overrides if not o.lstrip("+~").startswith(("ckpt_path=", "hydra."))]
+    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}", "ckpt_path=last"])
+
+
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     """The project's commit and whether the working tree had changes (None outside a git checkout)."""
 

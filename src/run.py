@@ -66,6 +66,7 @@ from src.provenance import (
     command_line,
     hydra_value,
     read_record,
+    resume_in_place,
     shell_override,
     slurm_job,
     slurm_restarts,
@@ -495,8 +496,7 @@ def threads_for_parallel_jobs() -> int:
 
 def resume_command(run_dir: Path) -> str:
     """The command that resumes this run in its own directory from its newest checkpoint."""
-    keep = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(("ckpt_path=", "hydra."))]
-    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}", "ckpt_path=last"])
+    return resume_in_place(list(HydraConfig.get().overrides.task), run_dir)
 
 
 def job_command(run_dir: Path) -> str:

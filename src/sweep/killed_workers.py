@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from src.provenance import command_line, hydra_value, read_record
+from src.provenance import command_line, read_record
 from src.training.checkpoint import newest_checkpoint
 
 
@@ -113,6 +113,6 @@ def resume_of_killed_job(run_dir: Path) -> str:
 def resume_in_place(run_dir: Path) -> str:
     """The command that resumes a sweep's job in its own directory from its newest checkpoint, as resume_command
     writes it, from the job's saved overrides (this process is the sweep's, not the job's)."""
-    overrides = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
-    keep = [o for o in overrides if not o.lstrip("+~").startswith(("ckpt_path=", "hydra."))]
-    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}", "ckpt_path=last"])
+    from src.provenance import resume_in_place as resume_command
+
+    return resume_command([str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")], run_dir)
