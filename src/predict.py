@@ -27,11 +27,13 @@ if __name__ == "__main__":  # python -m: Ctrl-C during the imports below is one 
 
     quiet_until_started()
 
+import contextlib
 import gc
 
 collecting_before = gc.isenabled()  # restored once the imports are done
 gc.disable()  # while the imports below run (see gc.freeze() after them)
 
+import logging
 import os
 import shlex
 import sys
@@ -431,6 +433,20 @@ def continuation(datamodule, prompt: list[int], new: list[int]) -> str:
     return whole[len(start) :] if whole.startswith(start) else alone
 
 
+@contextlib.contextmanager
+def quiet_training_splits():
+    """While the run's task is rebuilt: src.predict reads its data only for the tokenizer and vocabulary, so what
+    the task says of its splits (a translation task's "train: truncated 12 of 29000 pairs") is not about the texts
+    predicted, whose own cuts warn_if_cut reports. Errors still pass."""
+    tasks = logging.getLogger("src.data.tasks")
+    level = tasks.level
+    tasks.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        tasks.setLevel(level)
+
+
 def predict(cfg: DictConfig) -> list[str]:
     """The output lines: for text=..., one per sample (classification: the label, then probabilities); for
     input=<file>, one per input line."""
@@ -451,7 +467,8 @@ def predict(cfg: DictConfig) -> list[str]:
             "ablate.method=mean needs a task's training examples for the heads' mean outputs: give task=... (or "
             "use ablate.method=zero)"
         )
-    module, datamodule = load_run(cfg.ckpt, checkpoint=checkpoint)
+    with quiet_training_splits():
+        module, datamodule = load_run(cfg.ckpt, checkpoint=checkpoint)
     if page is not None and cfg.attention_site is not None:  # before any decoding
         check_attention_site(cfg.attention_site, module.model)
     check_decoding(cfg, datamodule.kind)

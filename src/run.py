@@ -57,6 +57,7 @@ from src.cli.validation import (
     check_ablation,
     validate_config,
     warn_if_every_head_ablated,
+    warn_if_warmup_outlasts_training,
     warn_unread_settings,
 )
 from src.data import absolute_task_paths
@@ -226,6 +227,7 @@ def train(
     placeholder = model_config_for(cfg)  # the vocabulary sizes are placeholders: the ablation needs only the layout
     warn_if_every_head_ablated(check_ablation(cfg.ablate, placeholder, training=True), placeholder)
     warn_unread_settings(cfg)  # legal settings the chosen options do not read: one warning each
+    warn_if_warmup_outlasts_training(cfg)
     if cfg.model.pretrained:  # a mask given beside it that is not the one it was trained with
         from src.pretrained.run_config import warn_if_mask_replaced
 

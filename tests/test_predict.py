@@ -21,7 +21,7 @@ from src.training.bleu import score_split
 from src.training.checkpoint import load_run
 from src.training.inference import eval_mode, forward_batch, greedy_decode, predict_labels
 from tests.conftest import run_in_process
-from tests.e2e.conftest import SMALL_SYNTHETIC, TINY, parallel_lines
+from tests.e2e.conftest import SMALL_SYNTHETIC, TINY, parallel_lines, run_module
 
 BEAM = ["decode.strategy=beam", "decode.beam_size=3"]
 
@@ -131,6 +131,26 @@ TINY_RUN = [o for o in TINY if not o.startswith(("trainer.max_steps=", "trainer.
     "trainer.max_steps=40",
     "trainer.val_check_interval=20",
 ]
+
+
+def test_predict_does_not_report_the_training_splits_it_rebuilds(translation_run, tmp_path):
+    """src.predict rebuilds the run's task for its tokenizer; the task's own messages about its splits (pairs cut
+    to task.max_len in train, val and test) are not about the text predicted, and were printed before its output.
+    A real process: the messages come through the logging Hydra configures."""
+    _, data = translation_run
+    files = [
+        f"task.{split}_{side}={data / f'{split}.{lang}'}"
+        for split in ("train", "val", "test")
+        for side, lang in (("src", "de"), ("tgt", "en"))
+    ]
+    run_dir = tmp_path / "run"
+    run = run_module("src.run", "task=translation", *files, "task.vocab_size=120", "task.max_len=4", *TINY,
+                     f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert run.returncode == 0 and "truncated" in run.stdout + run.stderr, run.stderr  # the run says it
+    text = (data / "train.de").read_text().splitlines()[0]
+    predicted = run_module("src.predict", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", f"text={text}")
+    assert predicted.returncode == 0 and predicted.stdout.strip(), predicted.stderr
+    assert "truncated" not in predicted.stdout + predicted.stderr, predicted.stderr
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@
 - `validation.py`: the values that must agree (`validate_config`) and the data files' first part (`check_data`).
 - `preflight.py`: the Hydra callback that checks a run or a whole sweep before Hydra writes anything.
 - `free_text.py`: text settings (a prompt, a task prefix) kept exactly as typed.
+- `startup.py` and `scripts.py`: Ctrl-C while a command is still importing is one line, for `python -m` and for
+  the console scripts.
 
 A refusal anywhere here is one line, exit status 2, and nothing written.
 """

@@ -498,7 +498,7 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
 def a_trainer_argument_line(key: str, line: CommandLine) -> str | None:
     """`trainer.gradient_clip_algorithm=value`: an argument of Lightning's Trainer that the schema does not list,
     which the command line adds with + (and src.cli.validation checks); None for any other key."""
-    from src.cli.validation import trainer_arguments
+    from src.cli.trainer_checks import trainer_arguments
 
     parent, _, name = key.rpartition(".")
     if parent != "trainer" or line.command != "src.run" or name not in trainer_arguments():

@@ -562,14 +562,15 @@ def threads_for_jobs(launcher: DictConfig) -> int:
     """torch_threads=0 under a launcher that runs jobs side by side (joblib): the cores shared out between the
     jobs, so they do not oversubscribe the machine (two 2-thread jobs on 2 cores run far slower than two 1-thread
     ones). 0 (torch's default) otherwise."""
-    import os
-
     jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
     if jobs is None:
         return 0
-    cores = os.cpu_count() or 1
-    jobs = cores if jobs < 0 else jobs  # joblib's -1: one job per core
-    return max(1, cores // max(1, jobs))
+    from joblib import cpu_count  # the cores joblib counts: this process's affinity and container limits
+
+    cores = cpu_count()
+    if jobs < 0:  # joblib's arithmetic: -1 one job per core, -2 all cores but one, ..., never fewer than one job
+        jobs = max(cores + 1 + jobs, 1)
+    return max(1, cores // jobs)
 
 
 def _without_hydra(config: DictConfig) -> DictConfig:

@@ -692,7 +692,13 @@ def train_stacked(
 
     from src.cli.preflight import check_analysis_target
     from src.cli.schema import model_config_for, to_plain
-    from src.cli.validation import check_ablation, validate_config, warn_if_every_head_ablated, warn_unread_settings
+    from src.cli.validation import (
+        check_ablation,
+        validate_config,
+        warn_if_every_head_ablated,
+        warn_if_warmup_outlasts_training,
+        warn_unread_settings,
+    )
     from src.data import absolute_task_paths, build_datamodule
     from src.model import ConfigError
     from src.training.callbacks import ProgressLines, TrainingSpeed, ValidateAtLastStep
@@ -743,6 +749,7 @@ def train_stacked(
         started()
     warn_if_every_head_ablated(ablation, placeholder)
     warn_unread_settings(first)
+    warn_if_warmup_outlasts_training(first)
     # Each member's loggers, once the group is known to stack (a separate job's would make the same files)
     outputs = [
         MemberOutputs(

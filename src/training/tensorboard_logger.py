@@ -9,7 +9,9 @@ training (the test split) is filed as Lightning files it, under the steps done.
 
 Lightning adds an ``epoch`` scalar to every step it logs. TensorBoard lists tag groups (the part of a tag before the
 first "/") in name order, and SCALARS opens only the first groups: a top-level ``epoch`` group came first and pushed
-the learning curves (``train/``, ``val/``) into collapsed groups further down. As ``train/epoch`` it sits with them.
+the learning curves (``train/``, ``val/``) into collapsed groups further down. As ``train/epoch`` it sits with them,
+once per step: a step that logs its training loss and then its validation would otherwise file the same epoch twice
+under one step, which TensorBoard draws as two points.
 
 Lightning expands environment variables and `~` in the log directory: a run directory whose name holds `$HOME`
 had its events written into another directory (`.../$HOME` became `.../root`), where neither the printed
@@ -31,6 +33,7 @@ EPOCH_TAG = "train/epoch"
 
 class RunTensorBoardLogger(TensorBoardLogger):
     fitting = False  # Lightning's steps while fitting are one behind the run's count (see the module docstring)
+    _epoch_filed: Optional[tuple[Optional[int], float]] = None  # the (step, epoch) last filed under train/epoch
 
     @property
     def log_dir(self) -> str:
@@ -40,8 +43,15 @@ class RunTensorBoardLogger(TensorBoardLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
+        step = step + 1 if self.fitting and step is not None else step
         renamed = {(EPOCH_TAG if name == "epoch" else name): value for name, value in metrics.items()}
-        super().log_metrics(renamed, step + 1 if self.fitting and step is not None else step)
+        if EPOCH_TAG in renamed:
+            if (step, renamed[EPOCH_TAG]) == self._epoch_filed:
+                del renamed[EPOCH_TAG]  # already filed at this step
+            else:
+                self._epoch_filed = (step, renamed[EPOCH_TAG])
+        if renamed:
+            super().log_metrics(renamed, step)
 
 
 class StepsAsTheRunCounts(L.Callback):

@@ -181,7 +181,7 @@ def test_a_run_refused_before_it_starts_leaves_no_directory(overrides, words, da
         raise OSError("network disabled in tests")
 
     monkeypatch.setattr(multi30k, "download", no_network)
-    monkeypatch.setattr("src.cli.validation._mps_available", lambda: False)  # an Apple GPU would take mps
+    monkeypatch.setattr("src.cli.trainer_checks._mps_available", lambda: False)  # an Apple GPU would take mps
     monkeypatch.setattr("torch.backends.mps.is_available", lambda: False)
     places = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     given = overrides(data)
@@ -323,7 +323,7 @@ def test_a_slurm_sweep_is_checked_without_the_gpus_its_jobs_get_on_the_cluster(m
     from src.cli.preflight import check_sweep_jobs
     from src.model import ConfigError
 
-    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: False)
+    monkeypatch.setattr("src.cli.trainer_checks._cuda_available", lambda: False)
     sweep = ["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu", "trainer=gpu", *SMALL_REVERSE]
     with fresh_hydra():
         hydra = GlobalHydra.instance().hydra
@@ -359,6 +359,24 @@ def test_joblib_settings_joblib_takes_pass_the_launcher_check(settings):
         assert hydra is not None
         config = hydra.compose_config("config", ["hydra/launcher=joblib", *settings], run_mode=RunMode.MULTIRUN)
         check_joblib_launcher(config.hydra.launcher)
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "cores", "threads"),
+    [(1, 8, 8), (2, 8, 4), (3, 8, 2), (16, 8, 1), (-1, 8, 1), (-2, 8, 1), (-5, 8, 2), (-7, 8, 4), (-20, 8, 8)],
+)
+def test_joblib_jobs_share_the_cores_as_joblib_counts_its_workers(monkeypatch, n_jobs, cores, threads):
+    """torch_threads=0 under joblib gives each job the cores divided by the workers joblib starts: n_jobs=-2 is all
+    cores but one (7 of 8 workers: 1 thread each), -7 two workers, and far below -cores still one worker."""
+    import joblib
+    from omegaconf import OmegaConf
+
+    from src.cli.preflight import threads_for_jobs
+
+    monkeypatch.setattr(joblib, "cpu_count", lambda *args, **kwargs: cores)
+    target = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert threads_for_jobs(OmegaConf.create({"_target_": target, "n_jobs": n_jobs})) == threads
+    assert threads_for_jobs(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher"})) == 0
 
 
 def test_resuming_last_without_a_run_directory_says_what_last_reads(tmp_path, monkeypatch):

@@ -447,56 +447,6 @@ def test_every_architecture_setting_is_a_model_setting():
         assert set(model.arch_settings) <= fields, model
 
 
-@pytest.mark.parametrize(
-    "devices, words",
-    [
-        ("2", "trainer.devices=2 asks for 2 GPUs, and 1 is visible here: give trainer.devices=1"),
-        ("[1]", "trainer.devices=[1] asks for GPU 1, and 1 is visible here (ids 0 to 0)"),
-        ("'0,1'", "asks for GPU 1"),
-    ],
-)
-def test_gpus_this_machine_lacks_are_refused_unless_the_run_trains_elsewhere(compose, monkeypatch, devices, words):
-    """Lightning refuses more GPUs than are visible only once its Trainer is made, after the run directory exists:
-    refused before. A SLURM sweep's jobs train on the cluster's nodes, so its submitting machine (often without a
-    GPU) checks none of this (src/cli/preflight.py on_a_cluster)."""
-    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    cfg = compose("trainer=gpu", f"trainer.devices={devices}")
-    with pytest.raises(ConfigError) as refused:
-        validate_config(cfg)
-    assert words in str(refused.value)
-    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: False)
-    validate_config(cfg, runs_here=False)
-    validate_config(compose("trainer=gpu", "trainer.devices=[0]"), runs_here=False)
-
-
-@pytest.mark.parametrize(
-    "overrides, on_gpus",
-    [
-        (["trainer=cpu", "trainer.devices=2", "trainer.strategy=single_device"], False),
-        (["trainer=gpu", "trainer.devices=[0,1]", "trainer.strategy=single_device"], True),
-        (["trainer=gpu", "trainer.devices='0,1'", "trainer.strategy=single_device"], True),
-    ],
-)
-def test_several_devices_with_a_one_device_strategy_are_refused(compose, monkeypatch, overrides, on_gpus):
-    """Lightning trains on one device when its strategy says single_device, whatever trainer.devices asks for
-    (Trainer(accelerator='cpu', devices=2, strategy='single_device').num_devices is 1): refused in one line with
-    both ways out."""
-    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: on_gpus)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(ConfigError) as refused:
-        validate_config(compose(*overrides))
-    message = str(refused.value)
-    assert "with trainer.strategy=single_device would train on one device only" in message, message
-    assert "give trainer.devices=1 for one, or trainer.strategy=auto (or ddp) to train on 2" in message, message
-    assert "\n" not in message
-
-
-@pytest.mark.parametrize("devices", ["1", "auto"])
-def test_one_device_with_a_one_device_strategy_is_taken(compose, devices):
-    validate_config(compose("trainer=cpu", f"trainer.devices={devices}", "trainer.strategy=single_device"))
-
-
 def test_a_source_prefix_for_a_model_trained_from_scratch_gets_one_warning(compose, capsys, translation_overrides):
     """task.src_prefix is for a pretrained model trained with one (T5); a model trained here learns nothing from
     the same text in front of every source, which only takes its tokens from task.max_len."""
@@ -571,94 +521,48 @@ def test_a_min_lr_ratio_in_its_range_is_taken(compose, ratio):
     validate_config(compose("optimizer=adamw_cosine", f"optimizer.min_lr_ratio={ratio}"))
 
 
-# --- trainer.*: what Lightning refuses only once the Trainer is made (after the run directory), or with a traceback -
-
-TRAINER_REFUSED = [
-    # tracebacks: torch_xla missing, a division by zero in training, a string where torch wants a bool
-    (["trainer.accelerator=tpu"], "trainer.accelerator=tpu: this machine has no tpu device"),
-    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 must be >= 1"),
-    (["+trainer.detect_anomaly=yes"], "trainer.detect_anomaly=yes is not what Lightning's Trainer takes"),
-    # refused by Lightning after the run directory
-    (["trainer.accelerator=mps"], "trainer.accelerator=mps: this machine has no mps device"),
-    (["trainer.strategy=fsdp"], "trainer.strategy=fsdp shards the model over CUDA GPUs"),
-    (["trainer.val_check_interval=0.5"], "trainer.val_check_interval=0.5 is a fraction of an epoch"),
-    (["trainer.max_epochs=-2"], "trainer.max_epochs=-2 must be >= 1, or -1"),
-    # the same kinds, found beside them
-    (["trainer.strategy=xla"], "trainer.strategy=xla runs on TPUs only"),
-    (["trainer.strategy=single_tpu"], "trainer.strategy=single_tpu runs on TPUs only"),
-    (["trainer.val_check_interval=2.0"], "write the count of steps, trainer.val_check_interval=2"),
-    (["trainer.val_check_interval=1.5", "trainer.check_val_every_n_epoch=1"], "in (0, 1]"),
-    (["trainer.val_check_interval=10min"], "is neither a count of training steps nor a time"),
-    (["trainer.log_every_n_steps=-1"], "trainer.log_every_n_steps=-1 must be >= 1"),
-    (["trainer.num_sanity_val_steps=-5"], "trainer.num_sanity_val_steps=-5 must be >= -1"),
-    (["trainer.deterministic=yes"], "(true or false, warn or null)"),
-    (["trainer.limit_val_batches=1.5"], "trainer.limit_val_batches=1.5 is neither a fraction"),
-    (["+trainer.sync_batchnorm=maybe"], "trainer.sync_batchnorm=maybe is not what"),
-    (["+trainer.num_nodes=two"], "trainer.num_nodes=two is not what Lightning's Trainer takes for num_nodes"),
-    (["+trainer.num_nodes=0"], "trainer.num_nodes=0 must be >= 1"),
-    (["+trainer.fast_dev_run=-1"], "trainer.fast_dev_run=-1 must be >= 0"),
-    (["+trainer.reload_dataloaders_every_n_epochs=-1"], "must be >= 0"),
-    (["+trainer.overfit_batches=-1"], "trainer.overfit_batches=-1 is neither a fraction"),
-    (["+trainer.limit_test_batches=-2"], "trainer.limit_test_batches=-2 is neither a fraction"),
-    (["+trainer.min_epochs=-1"], "trainer.min_epochs=-1 must be >= 0"),
-    (["+trainer.min_steps=2000", "trainer.max_steps=10"], "trainer.min_steps=2000 is more than trainer.max_steps=10"),
-    (["+trainer.profiler=foo"], "trainer.profiler=foo is not a profiler Lightning knows"),
-    (["+trainer.profiler=xla"], "trainer.profiler=xla profiles TPUs"),
-    (["+trainer.barebones=true"], "trainer.barebones=true turns off the checkpoints"),
-    (["+trainer.enable_checkpointing=false"], "trainer.enable_checkpointing=false beside the run's own checkpoints"),
-    (["+trainer.logger=false"], "trainer.logger is given to Lightning's Trainer by the run itself: choose the loggers"),
-    (["+trainer.default_root_dir=x"], "hydra.run.dir"),
-]
-
-
-@pytest.mark.parametrize("overrides,line", TRAINER_REFUSED, ids=[" ".join(o) for o, _ in TRAINER_REFUSED])
-def test_a_trainer_setting_lightning_would_refuse_late_is_one_line_before_anything_is_written(
-    compose, monkeypatch, overrides, line
-):
-    """validate_config runs in the preflight, before Hydra writes the run directory (src/cli/preflight.py)."""
-    monkeypatch.setattr(validation, "_cuda_available", lambda: False)  # the machine the lines describe
-    monkeypatch.setattr(validation, "_mps_available", lambda: False)
-    with pytest.raises(ConfigError) as refused:
-        validate_config(compose(*overrides))
-    assert line in str(refused.value) and "\n" not in str(refused.value)
-
-
-def test_an_accelerator_this_machine_lacks_names_those_it_has(compose, monkeypatch):
-    """Lightning's accelerator classes say what is here (is_available); one whose library is missing is not."""
-    monkeypatch.setattr(validation, "accelerator_available", lambda name: name in ("auto", "cpu", "tpu"))
-    validate_config(compose("trainer.accelerator=tpu", "trainer.strategy=xla"))  # a TPU machine: taken
-    monkeypatch.undo()
-    with pytest.raises(ConfigError, match=r"no tpu device .*: choose one of auto, cpu \(or trainer=cpu\)$"):
-        validate_config(compose("trainer.accelerator=tpu"))
-    # a run trained elsewhere (a SLURM job) is checked where it runs
-    validate_config(compose("trainer.accelerator=mps"), runs_here=False)
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        ["+trainer.detect_anomaly=true"],
-        ["trainer.deterministic=warn"],
-        ["trainer.val_check_interval=0.5", "trainer.check_val_every_n_epoch=1"],
-        ["trainer.val_check_interval=00:00:10:00"],
-        ["trainer.max_epochs=-1", "trainer.max_steps=10"],
-        ["+trainer.profiler=simple"],
-        ["+trainer.num_nodes=1"],
-        ["+trainer.min_steps=5", "trainer.max_steps=10"],
-        ["trainer.limit_val_batches=0.5"],
-        ["trainer.strategy=ddp"],
-    ],
-)
-def test_trainer_settings_lightning_takes_are_taken(compose, overrides):
-    validate_config(compose(*overrides))
-
-
 def test_fast_dev_run_gets_one_warning_that_the_run_saves_nothing(compose, capsys):
     warn_unread_settings(compose("+trainer.fast_dev_run=true"))
     assert capsys.readouterr().err.splitlines() == [
         "warning: trainer.fast_dev_run=true runs 1 training and validation batch as a check instead of training, and "
         "Lightning then saves no checkpoint (the run cannot be evaluated or resumed): leave it out to train"
     ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "share", "suggested"),
+    [
+        (["trainer.max_steps=50"], "50%", 5),  # the default recipe (adamw_cosine) warms up over 100 steps
+        (["trainer.max_steps=100"], "100%", 10),
+        (["optimizer=adam_noam", "trainer.max_steps=300"], "75%", 30),  # the paper's schedule: 400 steps
+    ],
+)
+def test_a_warm_up_that_outlasts_training_gets_one_warning(compose, capsys, overrides, share, suggested):
+    """max_steps at or below warmup_steps never trains at the learning rate asked for: one line with the share of
+    the peak it reaches, for every recipe that warms up."""
+    cfg = compose(*overrides)
+    validation.warn_if_warmup_outlasts_training(cfg)
+    (line,) = capsys.readouterr().err.splitlines()
+    steps, warmup = cfg.trainer.max_steps, cfg.optimizer.warmup_steps
+    assert line == (
+        f"warning: optimizer.warmup_steps={warmup} is not below trainer.max_steps={steps}: the learning rate is "
+        f"still warming up when training ends, and reaches only {share} of its peak: lower optimizer.warmup_steps "
+        f"(a tenth of the steps is usual: optimizer.warmup_steps={suggested})"
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],  # 600 steps, 100 of warm-up
+        ["trainer.max_steps=101"],
+        ["optimizer.warmup_steps=0", "trainer.max_steps=5"],
+        ["trainer.max_steps=-1", "trainer.max_time=00:00:01:00"],  # bounded by time: the steps are not known
+    ],
+)
+def test_a_warm_up_that_ends_in_time_gets_no_warning(compose, capsys, overrides):
+    validation.warn_if_warmup_outlasts_training(compose(*overrides))
+    assert capsys.readouterr().err == ""
 
 
 # --- the head analysis's settings (src.run's analysis.*, src.analyze's own) ------------------------------------------

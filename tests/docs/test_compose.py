@@ -37,7 +37,7 @@ def test_the_pages_have_commands():
 @pytest.mark.parametrize("documented", DOCUMENTED, ids=[c.id for c in DOCUMENTED])
 def test_a_documented_command_composes_and_validates(documented, monkeypatch, tmp_path):
     # Validated as on the machine the command is written for: a GPU command as where a GPU is visible.
-    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: True)
+    monkeypatch.setattr("src.cli.trainer_checks._cuda_available", lambda: True)
     command = documented.line
     for placeholder, value in PLACEHOLDERS.items():
         command = command.replace(placeholder, value)

@@ -60,7 +60,7 @@ GPU = of_kind("gpu")
 
 @pytest.mark.parametrize("command", GPU, ids=[c.id for c in GPU])
 def test_a_gpu_command_composes_and_validates_as_on_a_gpu_machine(command, monkeypatch):
-    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: True)
+    monkeypatch.setattr("src.cli.trainer_checks._cuda_available", lambda: True)
     line = command.line.replace("<partition>", "debug")
     overrides = [word for word in shlex.split(line)[3:] if word != "-m"]
     first_values = [re.sub(r"=([^,]+),.*$", r"=\1", o) if "," in o and "{" not in o else o for o in overrides]

@@ -91,6 +91,8 @@ def assert_dashboard(run_dir: Path, task: str) -> None:
     assert val_steps == [6, 12] and events.image_steps(f"val_attention/{sites[0]}:0") == val_steps
     assert val_steps == [entry["step"] for entry in json.loads((run_dir / "metrics.json").read_text())["history"]]
     assert [step for step, _ in events.scalars["train/loss"]][-1] == 12
+    epoch_steps = [step for step, _ in events.scalars["train/epoch"]]
+    assert len(epoch_steps) == len(set(epoch_steps)), f"train/epoch filed twice at one step: {epoch_steps}"
     stats_tag = sorted(events.tags_with_prefix("val_heads/"))[0]
     assert [step for step, _ in events.scalars[stats_tag]] == val_steps
     # TensorBoard lists tag groups (the part before the first "/") in name order and opens the first ones: the

@@ -20,7 +20,7 @@ def a_gpu(monkeypatch, bf16: bool) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
-    monkeypatch.setattr("src.cli.validation._cuda_available", lambda: True)
+    monkeypatch.setattr("src.cli.trainer_checks._cuda_available", lambda: True)
 
 
 def test_auto_is_32_true_on_this_cpu_and_other_values_stay_as_given():

@@ -73,9 +73,22 @@ def ensure_file(data_dir: Path, filename: str) -> Path:
     path = data_dir / filename
     if path.is_file():
         return path
+    made = [folder for folder in (data_dir, *data_dir.parents) if not folder.exists()]  # deepest first
     data_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(filename + ".part")
-    url = BASE_URL + filename
+    try:
+        _download_verified(path)
+    except DataError:
+        for folder in made:  # a refused run leaves nothing behind: not even the empty folders made for the file
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return path
+
+
+def _download_verified(path: Path) -> None:
+    """Download `path`'s file from the dataset's repository into `path` (through a .part file beside it), checked
+    against its published SHA-256; DataError, and no file left, when either fails."""
+    partial, url = path.with_name(path.name + ".part"), BASE_URL + path.name
     log.info("downloading %s to %s", url, path)
     try:
         download(url, partial)
@@ -83,16 +96,15 @@ def ensure_file(data_dir: Path, filename: str) -> Path:
         partial.unlink(missing_ok=True)
         raise DataError(
             f"{path}: missing and the download from {url} failed ({error}): "
-            f"download it by hand into {data_dir} or set task.data_dir to a folder that has the files"
+            f"download it by hand into {path.parent} or set task.data_dir to a folder that has the files"
         ) from error
     digest = hashlib.sha256(partial.read_bytes()).hexdigest()
-    if digest != SHA256[filename]:
+    if digest != SHA256[path.name]:
         partial.unlink(missing_ok=True)
         raise DataError(
-            f"{url}: downloaded file has sha256 {digest}, expected {SHA256[filename]}: retry, or fetch it by hand"
+            f"{url}: downloaded file has sha256 {digest}, expected {SHA256[path.name]}: retry, or fetch it by hand"
         )
     partial.replace(path)  # atomic on one filesystem: readers never see a half-written file
-    return path
 
 
 def check_settings(cfg: Multi30kTaskConfig) -> None:

@@ -56,6 +56,20 @@ def test_missing_file_without_network_is_a_clear_error(tmp_path, no_network):
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_a_failed_download_leaves_no_folder_it_made(tmp_path, monkeypatch, no_network):
+    """task.data_dir=<a folder that does not exist>: the folders made to download into are removed with the
+    refusal (a folder that was there before, or that holds anything, is kept)."""
+    with pytest.raises(DataError, match="missing and the download"):
+        multi30k.ensure_file(tmp_path / "typo" / "multi30k", "val.en.gz")
+    assert list(tmp_path.iterdir()) == []
+    payload = gzip.compress(b"A dog runs.\n")
+    monkeypatch.setattr(multi30k, "download", lambda url, destination: destination.write_bytes(payload))
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DataError, match="sha256"):
+        multi30k.ensure_file(tmp_path / "kept" / "new", "val.en.gz")
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
 def test_download_is_verified_and_atomic(tmp_path, monkeypatch):
     payload = gzip.compress(b"A dog runs.\n")
 
