@@ -501,6 +501,41 @@ def resume_command(run_dir: Path) -> str:
     return resume_in_place(list(HydraConfig.get().overrides.task), run_dir)
 
 
+def interrupt_follow_up(run_dir: Path, interrupt: TrainingInterrupted, multirun: bool) -> tuple[str, str]:
+    """After an interrupt: (the command run.json keeps as `resume`, what the interrupt's line says after the step
+    it saved). A single run, and a grid sweep's job, resume in place (the sweep's report lists the jobs that did
+    not start). A trial of the project's Optuna search goes on through the search (src/study.py): the search's own
+    command with hydra.sweep.dir=<the sweep> ckpt_path=last, which its sweeper recorded in study.yaml; with its
+    study in memory the search cannot go on, and the line says so. Under SLURM a requeued job goes on by itself."""
+    from src.study import SWEEPER
+    from src.study import read_record as read_study_record
+
+    command = resume_command(run_dir)
+    go_on = f"resume with: {command}" if interrupt.checkpoint else "run it again in a new directory"
+    if slurm_job() is not None:  # SIGTERM is also how SLURM requeues a job: it then continues by itself
+        return command, f"{go_on}; if SLURM requeued job {slurm_job()}, it resumes from there by itself"
+    if not multirun:
+        return command, go_on
+    hydra_cfg = HydraConfig.get()
+    if str(hydra_cfg.sweeper.get("_target_", "")) != SWEEPER:
+        report = run_dir.parent / "report.md"
+        return command, (
+            f"{go_on}; the sweep stops here: its report ({report}) lists the jobs that did not start, with the "
+            "command that runs each"
+        )
+    if hydra_cfg.sweeper.get("storage"):
+        search = (read_study_record(Path(hydra_cfg.sweep.dir)) or {}).get("resume")
+        if not search:  # a study.yaml that records no command (another version's): the job alone
+            return command, go_on
+        how = "going on from the step saved" if interrupt.checkpoint else "starting again"
+        return search, f"the search stops here; resume it, this trial {how} as a trial of the study, with: {search}"
+    alone = f"this job's training alone resumes with: {command}" if interrupt.checkpoint else "nothing to resume"
+    return command, (
+        "the search stops here and cannot be continued, its study being in memory (give "
+        f"hydra.sweeper.storage=sqlite:///<file>.db to a search that may need to go on); {alone}"
+    )
+
+
 def job_command(run_dir: Path) -> str:
     """A sweep job's own command: what runs this one job, in its directory (its process was started by the sweep's
     command, or by a worker of a launcher: joblib's, submitit's, whose command line says nothing of the job)."""
@@ -573,23 +608,14 @@ def record_the_run(
             print_error(message)
             sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         except TrainingInterrupted as interrupt:
-            command = resume_command(run_dir)
+            command, go_on = interrupt_follow_up(run_dir, interrupt, multirun)
             record.end("interrupted", error=str(interrupt), checkpoint=str(interrupt.checkpoint), resume=command)
             if interrupt.signal_name not in ("SIGINT", "SIGTERM"):  # SLURM's warning before the time limit
                 hand_over_to_submitit(interrupt)
             saved = (
                 f"step {interrupt.step} saved in {interrupt.checkpoint}" if interrupt.checkpoint else "nothing saved"
             )
-            stopped = (
-                f"; the sweep stops here: its report ({run_dir.parent / 'report.md'}) lists the jobs that did not "
-                "start, with the command that runs each"
-                if multirun
-                else ""
-            )
-            if slurm_job() is not None:  # SIGTERM is also how SLURM requeues a job: it then continues by itself
-                stopped = f"; if SLURM requeued job {slurm_job()}, it resumes from there by itself"
-            go_on = f"resume with: {command}" if interrupt.checkpoint else "run it again in a new directory"
-            print_error(f"interrupted by {interrupt.signal_name} ({saved}); {go_on}{stopped}")
+            print_error(f"interrupted by {interrupt.signal_name} ({saved}); {go_on}")
             sys.exit(EXIT_SIGNAL[interrupt.signal_name])  # a sweep stops too: the user or the scheduler asked
         except BaseException as error:  # a crash (or a second Ctrl-C): recorded, then the usual traceback
             trace = traceback.format_exc()

@@ -35,10 +35,22 @@ in each process, so two machines asked for 20 would run 40. This one counts the 
   the same values whichever machine asks for it;
 - each trial records where it ran (`sweep:host`, `sweep:dir`, `sweep:job` user attributes), which the sweep report
   lists beside its parameters and value (src/report.py);
-- a trial whose job is interrupted is told failed, so the study does not hold a "running" trial for ever.
+- a trial whose job is interrupted (Ctrl-C, SIGTERM) is told failed, so the study does not hold a "running" trial
+  for ever, and marked interrupted (`sweep:interrupted`), with its job's number (`sweep:number`) and directory.
 
-The sweep directory gets `study.yaml` (the study's name and storage), so `python -m src.report <sweep dir>` can
-list the whole study later, with the trials other machines ran.
+The sweep directory gets `study.yaml` (the study's name and storage, the sweep's overrides and the command that
+resumes it), so `python -m src.report <sweep dir>` can list the whole study later, with the trials other machines
+ran.
+
+An interrupted search goes on through the sweeper itself, as a stacked sweep does through its launcher: the same
+command with `hydra.sweep.dir=<the sweep> ckpt_path=last` (what the interrupted job prints, `resume_arguments`).
+Such a sweep first resumes the trials its directory's jobs left interrupted, each as a new trial of the study
+with the same parameters, the same job number and directory, from its job's newest checkpoint (a job that had
+finished is read back, one that never started starts); the new trial records which one it goes on from
+(`sweep:resumes`), and the interrupted one no longer counts toward n_trials (`claimed`). Then it samples new
+trials as any sweep, numbered after the jobs the directory holds. Optuna cannot change a finished trial, so the
+interrupted one stays failed, and the report says which trial resumed it. A study in memory ends with its command:
+there is nothing to go on from, and the interrupted job says so.
 """
 
 from __future__ import annotations
@@ -68,6 +80,12 @@ STUDY_FILE = "study.yaml"  # in the sweep directory: which study its trials belo
 SPACE_ATTR = "search_space"  # the study's user attribute: {parameter: Optuna's JSON of its distribution}
 OBJECTIVE_ATTR = "objective"  # the study's user attribute: the metric its trials' values are
 HOST, SWEEP_DIR, JOB_DIR = "sweep:host", "sweep:dir", "sweep:job"  # each trial's: a colon is in no override's key
+NUMBER = "sweep:number"  # each trial's job number in its sweep (its directory is named by it)
+INTERRUPTED = "sweep:interrupted"  # set on a trial told failed because its sweep was interrupted
+RESUMES = "sweep:resumes"  # on a trial that goes on with an interrupted one's job: that trial's number
+RESUME = "last"  # ckpt_path=last with an Optuna search's hydra.sweep.dir: the search goes on where it stopped
+SWEEPER = "hydra_plugins.transformer_ablations.optuna_sweeper.SharedStudySweeper"  # the only one that resumes
+INTERRUPT_EXITS = (130, 143)  # src.run's exit statuses for SIGINT and SIGTERM (the shell's 128 + signal)
 CONNECT_SECONDS = 5  # how long the check waits for a database server before calling it unreachable
 # The lock every sweep of this project takes on a PostgreSQL storage: one 64-bit key for the whole database (a claim
 # or a creation is over in milliseconds, so sweeps of other studies hardly wait for it).
@@ -422,12 +440,107 @@ def check_stored(study, url: str, search: Search) -> None:
             )
 
 
+def resumed_as(trials: Sequence[Any]) -> dict[int, int]:
+    """{an interrupted trial's number: the number of the trial that went on with its job} (RESUMES). Read from the
+    new trials: Optuna refuses to change a trial once it is finished, so the interrupted one cannot say it."""
+    return {int(trial.user_attrs[RESUMES]): trial.number for trial in trials if RESUMES in trial.user_attrs}
+
+
 def claimed(study) -> list:
     """The study's trials that count toward n_trials: all of them but those enqueued and not yet started
-    (WAITING: the next ask takes them)."""
+    (WAITING: the next ask takes them) and those interrupted and since resumed (the trial that went on with the
+    job holds their place: one job, one place). An interrupted trial not yet resumed keeps its place, for the
+    sweep that resumes it."""
     from optuna.trial import TrialState
 
-    return [trial for trial in study.get_trials(deepcopy=False) if trial.state != TrialState.WAITING]
+    trials = study.get_trials(deepcopy=False)
+    superseded = resumed_as(trials)
+    return [trial for trial in trials if trial.state != TrialState.WAITING and trial.number not in superseded]
+
+
+def interrupted_in(study, sweep_dir: Path) -> list:
+    """The trials a search resumed in `sweep_dir` goes on with: interrupted there and not yet resumed, by job
+    number. Another sweep's (another machine's) are left to it."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    superseded = resumed_as(trials)
+    here = str(Path(sweep_dir).resolve())
+    found = [
+        trial
+        for trial in trials
+        if trial.state == TrialState.FAIL
+        and trial.user_attrs.get(INTERRUPTED)
+        and trial.user_attrs.get(SWEEP_DIR) == here
+        and NUMBER in trial.user_attrs
+        and trial.number not in superseded
+    ]
+    return sorted(found, key=lambda trial: int(trial.user_attrs[NUMBER]))
+
+
+def resumes_search(config: DictConfig) -> bool:
+    """ckpt_path=last with the project's Optuna sweeper: the search in hydra.sweep.dir goes on where it stopped."""
+    target = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+    return target == SWEEPER and OmegaConf.select(config, "ckpt_path", default=None) == RESUME
+
+
+def _settings(overrides: Sequence[str]) -> dict[str, str]:
+    """A sweep's task overrides as {key: value}, its ckpt_path aside (a resume adds ckpt_path=last)."""
+    pairs = (str(override).partition("=") for override in overrides)
+    return {key: value for key, _, value in pairs if key.lstrip("+~") != "ckpt_path"}
+
+
+def check_resume(config: DictConfig) -> None:
+    """ckpt_path=last with the project's Optuna sweeper (resumes_search): hydra.sweep.dir must be given and hold a
+    search whose study is kept in a database (its study.yaml), of the study and storage this command names, and
+    the command must have the settings that search was started with (else its trials would go on, or new ones
+    start, with other settings than the study's others). Raises ConfigError (one line, naming the fix); writes
+    nothing. Called before anything is written (src/cli/preflight.py), and by the sweeper."""
+    from src.provenance import shell_override
+
+    if not any(str(o).startswith("hydra.sweep.dir=") for o in config.hydra.overrides.hydra):
+        raise ConfigError(
+            "ckpt_path=last with an Optuna search resumes the search in its own directory: add "
+            "hydra.sweep.dir=<the search's directory> (the command an interrupted trial printed has it)"
+        )
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    saved = read_record(sweep_dir)
+    if saved is None:
+        if any(sweep_dir.glob("*/.hydra")):
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} holds no search whose study is kept in a database (it has no "
+                f"{STUDY_FILE}: a grid sweep, or a search whose study was in memory and ended with it), so "
+                "ckpt_path=last has no search to resume: resume an interrupted job's training alone with the "
+                "command it printed, or drop ckpt_path=last and give another hydra.sweep.dir to start a new search"
+            )
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds no search to resume (ckpt_path=last): give the directory of the "
+            "interrupted search, or drop ckpt_path=last to start a new one"
+        )
+    name, storage = str(saved["study_name"]), str(saved["storage"])
+    fix = f"give hydra.sweeper.study_name={name} {shell_override('hydra.sweeper.storage', shown(storage))}"
+    url = storage_of(config)
+    searched = f"hydra.sweep.dir={sweep_dir} is a search of study {name} in {shown(storage)}"
+    if url is None:
+        raise ConfigError(f"{searched}, and this command keeps its study in memory: {fix} to resume it")
+    this_name = str(config.hydra.sweeper.get("study_name"))
+    if (this_name, absolute(url)) != (name, storage):
+        raise ConfigError(
+            f"{searched}, and this command names study {this_name} in {shown(absolute(url))}: {fix} to resume it, "
+            "or drop ckpt_path=last and give another hydra.sweep.dir to start a new search"
+        )
+    recorded = saved.get("overrides")
+    if not isinstance(recorded, list):  # a study.yaml written before sweeps recorded their overrides
+        return
+    before, now = _settings(recorded), _settings(config.hydra.overrides.task)
+    if before != now:
+        was = " ".join(f"{k}={v}" for k, v in before.items() if now.get(k) != v) or "without them"
+        changed = " ".join(f"{k}={v}" for k, v in now.items() if before.get(k) != v) or "without them"
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds a search started with {was}, and this command has {changed}: resume "
+            f"a search with the overrides it was started with (its {STUDY_FILE} lists them), or start a new one "
+            "without ckpt_path=last"
+        )
 
 
 def check_study(config: DictConfig) -> None:
@@ -460,6 +573,8 @@ def check_study(config: DictConfig) -> None:
     held = claimed(study)
     if len(held) < wanted:
         return
+    if resumes_search(config) and interrupted_in(study, Path(str(config.hydra.sweep.dir))):
+        return  # the places of its interrupted trials are theirs: the resumed search runs them (and no more)
     running = [trial for trial in held if not trial.state.is_finished()]
     where = f"study {name} in {shown(url)} already holds {len(held)} trial{'' if len(held) == 1 else 's'}"
     if not running:
@@ -527,21 +642,34 @@ def seeded_samplers(sampler_config: Any):
     return lambda number: instantiate(sampler_config, seed=trial_seed(seed, number))
 
 
-def record(sweep_dir: Path, url: str, name: str, directions: list[str], n_trials: int) -> None:
-    """study.yaml in the sweep directory: the study its trials belong to, for `python -m src.report <sweep dir>`."""
+def record(
+    sweep_dir: Path,
+    url: str,
+    name: str,
+    directions: list[str],
+    n_trials: int,
+    overrides: list[str] | None = None,
+    resume: str | None = None,
+) -> None:
+    """study.yaml in the sweep directory: the study its trials belong to, for `python -m src.report <sweep dir>`;
+    the sweep's own overrides and the command that resumes it, for its interrupted jobs to print (a job may run in
+    another process, or on another machine, and knows only its own overrides) and for that command to be checked
+    against (check_resume)."""
     import yaml
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(
-        {
-            "study_name": name,
-            "storage": absolute(url),
-            "direction": directions[0] if len(directions) == 1 else directions,
-            "n_trials": n_trials,
-            "host": socket.gethostname(),
-        },
-        sort_keys=False,
-    )
+    saved: dict[str, Any] = {
+        "study_name": name,
+        "storage": absolute(url),
+        "direction": directions[0] if len(directions) == 1 else directions,
+        "n_trials": n_trials,
+        "host": socket.gethostname(),
+    }
+    if overrides is not None:
+        saved["overrides"] = [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
+    if resume is not None:
+        saved["resume"] = resume
+    text = yaml.safe_dump(saved, sort_keys=False, width=10_000)  # wide: the command on one line, as it is pasted
     note = "# The Optuna study this sweep ran trials of; python -m src.report <this directory> lists all its trials.\n"
     (sweep_dir / STUDY_FILE).write_text(note + text)
 
@@ -557,15 +685,38 @@ def read_record(sweep_dir: Path) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) and saved.get("storage") and saved.get("study_name") else None
 
 
+def resume_arguments(config: DictConfig) -> list[str]:
+    """The arguments that resume a search where it stopped (its composed config, `hydra` included): its own
+    overrides, in its own directory, with ckpt_path=last (src/sweep/stacked.py's resume_command, for a search)."""
+    from src.provenance import hydra_value
+
+    overrides = config.hydra.overrides
+    dropped = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
+    kept_hydra = [o for o in overrides.hydra if not o.lstrip("+~").startswith(dropped)]
+    kept_task = [o for o in overrides.task if not o.lstrip("+~").startswith("ckpt_path=")]
+    sweep_dir = hydra_value(Path(str(config.hydra.sweep.dir)).resolve())
+    return ["-m", *kept_hydra, *kept_task, f"hydra.sweep.dir={sweep_dir}", f"ckpt_path={RESUME}"]
+
+
+def job_dir_of(sweep_dir: Path, number: int) -> Path | None:
+    """The directory of job `number` of a sweep (<number>_<its settings>, conf/config.yaml), None when that job
+    never started."""
+    from src.sweep.runs import job_number
+
+    found = [hydra.parent for hydra in sweep_dir.glob("*/.hydra") if job_number(hydra.parent) == number]
+    return found[0] if found else None
+
+
 def sweep(impl: Any, arguments: list[str]) -> None:
     """The project's Optuna sweep (see the module's docstring): Hydra's OptunaSweeperImpl `impl` parses the search
     space and makes each trial's overrides, as it does for its own loop; this loop claims the study's trials, so
-    that all the sweeps of one study run n_trials between them."""
+    that all the sweeps of one study run n_trials between them. With ckpt_path=last it first resumes the trials
+    its directory's jobs left interrupted."""
     import optuna
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-    from optuna.trial import TrialState
 
     from src.cli.command_line import user_errors_as_one_line
+    from src.provenance import command_line
 
     impl._process_searchspace_config()
     space, fixed = create_params_from_overrides(impl._parse_sweeper_params_config() + list(arguments))
@@ -580,21 +731,30 @@ def sweep(impl: Any, arguments: list[str]) -> None:
         n_trials = min(n_trials, _product(len(values) for values in choices.values()))
     directions = impl._get_directions()
     url = str(impl.storage) if impl.storage else None
+    resuming = resumes_search(impl.config)
     with user_errors_as_one_line():
         # Checked here too, so that the sweeper refuses in one line whoever calls it (Hydra calls a sweeper before
         # it writes anything into the sweep directory); open_study checks again under the lock, against a study
         # another machine made a moment ago.
+        if resuming:
+            check_resume(impl.config)
         check_study(impl.config)
         study = open_study(url, impl.study_name, Search(directions, space, objective_of(impl.config)), impl.sampler)
+    if resuming:  # ckpt_path=last is for the interrupted trials' jobs: a new trial's job has nothing to resume
+        fixed.pop("ckpt_path", None)
     sweep_dir = Path(str(impl.config.hydra.sweep.dir))
     if url is not None:
-        record(sweep_dir, url, study.study_name, directions, n_trials)
+        resume = command_line(argv=resume_arguments(impl.config))
+        record(sweep_dir, url, study.study_name, directions, n_trials, list(impl.config.hydra.overrides.task), resume)
     log.info(f"Study name: {study.study_name}")
     log.info(f"Storage: {shown(url) if url else 'in memory'}")
     log.info(f"Sampler: {type(impl.sampler).__name__}")
     log.info(f"Directions: {directions}")
+    search = _Trials(impl, study, space, fixed, directions, grid, sweep_dir)
+    if resuming:
+        search.resume_interrupted(url)
+        impl.job_idx = search.next_job_number()  # new jobs after those the directory holds
     samplers = None if grid else seeded_samplers(OmegaConf.select(impl.config, "hydra.sweeper.sampler"))
-    host, launched = socket.gethostname(), 0
     while True:
         batch = []
         with storage_lock(url):  # count and ask as one step: no other sweep takes a place in between
@@ -604,43 +764,192 @@ def sweep(impl: Any, arguments: list[str]) -> None:
                     study.sampler = samplers(len(study.get_trials(deepcopy=False)))  # the number it will get
                 trial = study.ask()
                 (overrides,) = impl._configure_trials([trial], space, fixed)
-                trial.set_user_attr(HOST, host)
-                trial.set_user_attr(SWEEP_DIR, str(sweep_dir.resolve()))
+                search.claim(trial, impl.job_idx + len(batch))
                 batch.append((trial, overrides))
         if not batch:
             break
-        try:
-            returns = impl.launcher.launch([overrides for _, overrides in batch], initial_job_idx=impl.job_idx)
-        except BaseException:  # interrupted (or the launcher failed): the study must not keep them running
-            for trial, _ in batch:
-                _tell_failed(study, trial)
-            raise
+        returns = search.launch(batch, impl.job_idx)
         impl.job_idx += len(returns)
-        launched += len(returns)
+        search.tell(batch, returns)
+    held = len(claimed(study))
+    log.info(f"The study holds {held} trials (n_trials={n_trials}); this sweep ran {search.launched} of them.")
+    _save_best(study, sweep_dir, directions, search.launched)
+
+
+class _Trials:
+    """What the sweep loop does with the trials it claims: launch their jobs, tell the study how each ended, and
+    (a resumed search) go on with the trials its directory's jobs left interrupted."""
+
+    def __init__(self, impl, study, space, fixed, directions: list[str], grid: bool, sweep_dir: Path) -> None:
+        self.impl, self.study, self.space, self.fixed = impl, study, space, fixed
+        self.directions, self.grid, self.sweep_dir = directions, grid, sweep_dir
+        self.host = socket.gethostname()
+        self.launched = 0  # the trials this sweep has run (or read back)
+
+    def claim(self, trial, number: int) -> None:
+        """Where the trial runs: this host, this sweep, job `number` (which names its directory)."""
+        trial.set_user_attr(HOST, self.host)
+        trial.set_user_attr(SWEEP_DIR, str(self.sweep_dir.resolve()))
+        trial.set_user_attr(NUMBER, number)
+
+    def launch(self, batch: list, first: int) -> list:
+        """The batch's jobs, numbered from `first`. Interrupted (Ctrl-C, SIGTERM: the job has printed how to go on)
+        or a launcher that failed: the trials are told failed, so the study does not keep them running, and an
+        interrupted one is marked so, with its job's directory, for the resumed search to find."""
+        try:
+            returns = self.impl.launcher.launch([overrides for _, overrides in batch], initial_job_idx=first)
+        except BaseException as error:
+            interrupted = isinstance(error, KeyboardInterrupt) or (
+                isinstance(error, SystemExit) and error.code in INTERRUPT_EXITS
+            )
+            for trial, _ in batch:
+                self._tell_failed(trial, interrupted)
+            raise
+        self.launched += len(returns)
+        return list(returns)
+
+    def tell(self, batch: list, returns: list) -> None:
+        """Each job's value to its trial; a job that failed, diverged or returned no number is a failed trial, said
+        in one line with its run's reason. Past hydra.sweeper.max_failure_rate a job that raised ends the sweep with
+        its own error."""
+        from optuna.trial import TrialState
+
         failures = []
         for (trial, _), result in zip(batch, returns):
             job_dir = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result.hydra_cfg else None
             if job_dir is not None:
                 trial.set_user_attr(JOB_DIR, str(job_dir))
             try:
-                values = _values(result, len(directions))
-            except Exception as error:  # the job failed, or returned no number: a failed trial, as in Hydra's
-                study.tell(trial, state=TrialState.FAIL)
-                log.warning(f"Failed experiment: {error}")
+                values = _values(result, len(self.directions))
+            except Exception as error:  # the job failed, or returned no number
+                self.study.tell(trial, state=TrialState.FAIL)
+                _warn_failed(trial.number, Path(job_dir) if job_dir else None, error)
                 failures.append(error)
                 continue
-            try:
-                study.tell(trial, state=TrialState.COMPLETE, values=values)
-            except RuntimeError as error:  # the grid sampler stops the study when the grid is done
-                if not (grid and "`Study.stop` is supposed to be invoked" in str(error)):
-                    raise
-        if len(failures) / len(returns) > impl.max_failure_rate:
-            log.error(f"Failed {failures} times out of {len(returns)} with max_failure_rate={impl.max_failure_rate}.")
+            self._tell_values(trial, values)
+        if len(failures) / len(returns) > self.impl.max_failure_rate:
+            # A job that raised (sweep_catch_errors=false) ends the sweep with its own error, as in Hydra's sweeper.
+            # One the project caught returned None, has had its line above, and the search goes on (Hydra's
+            # sweeper logged "Failed [...] times" for it, and went on too).
             for result in returns:
-                _ = result.return_value  # raises the first failed job's own error, as Hydra's sweeper does
-    held = len(claimed(study))
-    log.info(f"The study holds {held} trials (n_trials={n_trials}); this sweep ran {launched} of them.")
-    _save_best(study, sweep_dir, directions, launched)
+                _ = result.return_value
+
+    def _tell_values(self, trial, values: list[float]) -> None:
+        from optuna.trial import TrialState
+
+        try:
+            self.study.tell(trial, state=TrialState.COMPLETE, values=values)
+        except RuntimeError as error:  # the grid sampler stops the study when the grid is done
+            if not (self.grid and "`Study.stop` is supposed to be invoked" in str(error)):
+                raise
+
+    def _tell_failed(self, trial, interrupted: bool) -> None:
+        from optuna.trial import TrialState
+
+        try:
+            if interrupted:
+                job_dir = job_dir_of(self.sweep_dir, int(trial.user_attrs.get(NUMBER, -1)))
+                if job_dir is not None:  # (a job of the batch that never started has none)
+                    trial.set_user_attr(JOB_DIR, str(job_dir.resolve()))
+                trial.set_user_attr(INTERRUPTED, True)
+            self.study.tell(trial, state=TrialState.FAIL)
+        except Exception as error:  # the storage itself gone: the interrupt, not this, is what to report
+            print(f"warning: trial {trial.number} could not be marked failed ({_first_line(error)})", file=sys.stderr)
+
+    def next_job_number(self) -> int:
+        """The number after every job of this sweep: those its directory holds, and those its trials claimed."""
+        from src.sweep.runs import job_number
+
+        numbers = [job_number(hydra.parent) for hydra in self.sweep_dir.glob("*/.hydra")]
+        here = str(self.sweep_dir.resolve())
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.user_attrs.get(SWEEP_DIR) == here and NUMBER in trial.user_attrs:
+                numbers.append(int(trial.user_attrs[NUMBER]))
+        return max((n for n in numbers if n < 1 << 30), default=-1) + 1
+
+    def resume_interrupted(self, url: str | None) -> None:
+        """ckpt_path=last: each trial this directory's jobs left interrupted goes on as a new trial of the study
+        (its parameters, its job's number and directory), whose value the study is told when it ends. A job that
+        had saved a checkpoint resumes from its newest one; one that had finished (the interrupt came later in its
+        batch) is read back, not trained again; one that never started, starts."""
+        from src.provenance import read_status
+        from src.sweep.stacked import FINISHED
+        from src.training.checkpoint import newest_checkpoint
+        from src.training.report import print_line
+
+        with storage_lock(url):  # found and replaced as one step: a second resume of this directory finds none
+            going_on = [(old, self._going_on_with(old)) for old in interrupted_in(self.study, self.sweep_dir)]
+        to_train: list[tuple[int, Any, tuple[str, ...]]] = []
+        for old, trial in going_on:
+            number = int(old.user_attrs[NUMBER])
+            (overrides,) = self.impl._configure_trials([trial], self.space, self.fixed)
+            job_dir = job_dir_of(self.sweep_dir, number)
+            status = read_status(job_dir) if job_dir is not None else None
+            if job_dir is not None and status in FINISHED:  # its batch was stopped after it ended
+                print_line(f"interrupted trial {old.number} goes on as trial {trial.number}: job {number} had {status}")
+                self._read_back(trial, job_dir)
+                continue
+            saved = newest_checkpoint(job_dir) if job_dir is not None else None
+            how = f"resumes from {saved}" if saved is not None else "starts from the beginning (nothing was saved)"
+            print_line(f"interrupted trial {old.number} goes on as trial {trial.number}: job {number} {how}")
+            to_train.append((number, trial, (*overrides, f"ckpt_path={RESUME}") if saved is not None else overrides))
+        # Jobs with consecutive numbers are launched together (a parallel launcher runs them side by side, as the
+        # interrupted batch ran); a launch numbers its jobs from its first.
+        while to_train:
+            run = [to_train.pop(0)]
+            while to_train and to_train[0][0] == run[-1][0] + 1:
+                run.append(to_train.pop(0))
+            batch = [(trial, overrides) for _, trial, overrides in run]
+            self.tell(batch, self.launch(batch, run[0][0]))
+
+    def _going_on_with(self, old):
+        """A new trial of the study with the interrupted trial `old`'s parameters and job number, running.
+
+        Made as Study.add_trial makes a trial, from a template, not by enqueue_trial and ask: ask takes the oldest
+        waiting trial of the study, which may be one someone else enqueued, and Optuna 2's enqueue_trial sets no
+        user attributes. The parameters are in the search's order, so its job's overrides (_configure_trials)
+        come out as they did the first time."""
+        import datetime
+
+        from optuna.trial import FrozenTrial, Trial, TrialState
+
+        params = {name: old.params[name] for name in [*self.space, *old.params] if name in old.params}
+        attrs = {
+            HOST: self.host,
+            SWEEP_DIR: str(self.sweep_dir.resolve()),
+            NUMBER: int(old.user_attrs[NUMBER]),
+            RESUMES: old.number,
+        }
+        template = FrozenTrial(
+            number=-1,
+            trial_id=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=datetime.datetime.now(),
+            datetime_complete=None,
+            params=params,
+            distributions={name: old.distributions[name] for name in params},
+            user_attrs=attrs,
+            system_attrs={},
+            intermediate_values={},
+        )
+        trial_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
+        return Trial(self.study, trial_id)
+
+    def _read_back(self, trial, job_dir: Path) -> None:
+        """A job that had finished: its value, from its metrics.json, told to `trial` (none: a failed trial)."""
+        from optuna.trial import TrialState
+
+        from src.sweep.stacked import finished_value
+
+        trial.set_user_attr(JOB_DIR, str(job_dir.resolve()))
+        self.launched += 1
+        value = finished_value(job_dir, objective_of(self.impl.config)) if len(self.directions) == 1 else None
+        if value is None:
+            self.study.tell(trial, state=TrialState.FAIL)
+            _warn_failed(trial.number, job_dir, None)
+            return
+        self._tell_values(trial, [value])
 
 
 def _product(numbers) -> int:
@@ -652,24 +961,35 @@ def _product(numbers) -> int:
 
 def _values(result: Any, objectives: int) -> list[float]:
     """A job's return as the trial's values: one float per objective; raises when the job failed or returned
-    something else (a job the project caught returns None)."""
+    something else (a job the project caught returns None: its run.json says why)."""
     returned = result.return_value  # raises the job's own exception when it failed
+    if returned is None:
+        raise ValueError("it returned no value")
     try:
         values = [float(returned)] if objectives == 1 else [float(v) for v in returned]
     except (TypeError, ValueError):
-        raise ValueError(f"Return value must be float-castable. Got '{returned}'.") from None
+        raise ValueError(f"it returned {returned!r}, not a number") from None
     if len(values) != objectives:
-        raise ValueError(f"The job returned {len(values)} values for {objectives} objectives.")
+        raise ValueError(f"it returned {len(values)} values for {objectives} objectives")
     return values
 
 
-def _tell_failed(study, trial) -> None:
-    from optuna.trial import TrialState
+def _warn_failed(number: int, job_dir: Path | None, error: BaseException | None) -> None:
+    """One `warning:` line for a trial whose job did not give it a value: the trial, its job and why, as its
+    run.json says (diverged: the step and the loss; failed: the reason), else what the job returned."""
+    from src.provenance import read_record as read_run
+    from src.training.report import print_warning
 
-    try:
-        study.tell(trial, state=TrialState.FAIL)
-    except Exception as error:  # the storage itself gone: the interrupt, not this, is what to report
-        print(f"warning: trial {trial.number} could not be marked failed ({_first_line(error)})", file=sys.stderr)
+    run = (read_run(job_dir) if job_dir is not None else None) or {}
+    status, reason = run.get("status"), run.get("error")
+    if status in ("diverged", "failed", "interrupted") and reason:
+        why = f"{status}: {_first_line(reason)}"
+    elif status == "completed":
+        why = f"completed without a value for the search ({error or 'no objective in its metrics.json'})"
+    else:
+        why = f"failed: {_first_line(error) if error is not None else 'no value'}"
+    job = f" (job {job_dir.name})" if job_dir is not None else ""
+    print_warning(f"trial {number}{job} {why}; the study counts it as a failed trial")
 
 
 def _save_best(study, sweep_dir: Path, directions: list[str], launched: int) -> None:

@@ -26,9 +26,11 @@ process, refused:
 - resuming another run's checkpoint into a directory that holds a run (its checkpoints and metrics would be
   replaced by another run's continuation);
 - an Optuna search whose stored study cannot be reached or continued (src/study.py: another direction, objective
-  or search space);
+  or search space), and `ckpt_path=last` with an Optuna search into a directory that holds no search with a stored
+  study, or one of another study, storage or settings (src/study.py check_resume);
 - a sweep into a `hydra.sweep.dir` that already holds one: Hydra reuses job directories without complaint, so
-  the second sweep would overwrite the first one's checkpoints and metrics.
+  the second sweep would overwrite the first one's checkpoints and metrics (a stacked sweep or an Optuna search
+  resumed with `ckpt_path=last` goes on in its own directory instead).
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import read_record, read_status, shell_override
-from src.study import check_study
+from src.study import check_resume as check_search_resume
+from src.study import check_study, resumes_search
+from src.study import read_record as read_study_record
 from src.training.checkpoint import newest_checkpoint
 from src.training.processes import belongs_to, process_rank, started_by_a_run
 from src.training.report import print_warning
@@ -166,6 +170,9 @@ def check_sweep_dir(config: DictConfig) -> None:
     trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
     if trials is not None and trials < 1:
         raise ConfigError(f"hydra.sweeper.n_trials={trials} runs no trial: give hydra.sweeper.n_trials >= 1")
+    if resumes_search(config):  # ckpt_path=last: an Optuna search goes on in its own directory (src/study.py)
+        check_search_resume(config)
+        return
     if resumes_stacked_sweep(config):  # ckpt_path=last: a stacked sweep goes on in its own directory
         given = any(str(o).startswith("hydra.sweep.dir=") for o in config.hydra.overrides.hydra)
         check_stacked_sweep_dir(sweep_dir if given else None)
@@ -182,11 +189,16 @@ def check_sweep_dir(config: DictConfig) -> None:
     if not jobs and not (sweep_dir / "multirun.yaml").is_file():
         return
     stacked = any("stacked" in (read_record(job) or {}) for job in jobs)  # members of stacked groups of seeds
+    searched = read_study_record(sweep_dir) is not None  # an Optuna search whose study is in a database
     resume = (
         "; its jobs were trained as stacked groups of seeds: to finish it, run the same sweep again with "
         f"{shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last (interrupted groups resume, "
         "finished ones are kept)"
         if stacked
+        else "; it is an Optuna search: to go on with it, run the same search again with "
+        f"{shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last (interrupted trials resume, "
+        "then new ones are sampled up to hydra.sweeper.n_trials)"
+        if searched
         else f"; to finish it, resume each interrupted job in place (python -m src.run <that job's overrides> "
         f"{shell_override('hydra.run.dir', jobs[0].resolve())} ckpt_path=last, with each job's directory) and run "
         f"the jobs that never started with the commands its report lists (python -m src.report "

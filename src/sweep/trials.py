@@ -4,6 +4,7 @@ whichever sweep or machine ran it (`python -m src.report --storage <url> --study
 from __future__ import annotations
 
 import csv
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,27 @@ class StudyView:
 
     def count(self, state: str) -> int:
         return sum(1 for trial in self.trials if trial.state.name == state)
+
+    @functools.cached_property
+    def resumed_as(self) -> dict[int, int]:
+        """{an interrupted trial's number: the trial that went on with its job} (src/study.py)."""
+        from src.study import resumed_as
+
+        return resumed_as(self.trials)
+
+    def state_of(self, trial: Any) -> str:
+        """A trial's state as the report words it: Optuna's state (STATE_NAMES), except for a trial stopped by an
+        interrupt (failed, to Optuna), which says so, and which trial went on with its job once the search was
+        resumed; and a trial that went on with another's job says which."""
+        from src.study import INTERRUPTED, RESUMES
+
+        word = STATE_NAMES.get(trial.state.name, trial.state.name.lower())
+        if trial.state.name == "FAIL" and trial.user_attrs.get(INTERRUPTED):
+            later = self.resumed_as.get(trial.number)
+            word = "interrupted" if later is None else f"interrupted, resumed as trial {later}"
+        if RESUMES in trial.user_attrs:
+            word += f" (resumes trial {trial.user_attrs[RESUMES]})"
+        return word
 
 
 def stored_study_of(sweep_dir: Path) -> tuple[str, str] | None:
@@ -128,7 +150,7 @@ def study_table(study: StudyView, sweep_dir: Path | None = None) -> list[str]:
     best = study.ranked()[0] if study.count("COMPLETE") else None
     for trial in study.ranked():
         shown_value = format_number(trial.value) if trial.value is not None else "-"
-        state = STATE_NAMES.get(trial.state.name, trial.state.name.lower())
+        state = study.state_of(trial)
         cells = [str(trial.number), state, f"**{shown_value}**" if trial is best else shown_value]
         cells += [setting_cell(str(trial.params[p])) if p in trial.params else "-" for p in study.parameters]
         cells.append(where_it_ran(trial, sweep_dir).replace("|", "\\|"))
@@ -150,8 +172,14 @@ STATE_NAMES = dict(STATE_WORDS)
 
 
 def study_summary(study: StudyView) -> str:
-    """`4 trials: 3 completed, 1 running.`"""
-    counts = [(study.count(state), word) for state, word in STATE_WORDS]
+    """`4 trials: 3 completed, 1 running`; trials stopped by an interrupt are counted apart from the failed ones
+    (`1 interrupted and resumed`), since the trial that resumed each is counted too."""
+    from src.study import INTERRUPTED
+
+    stopped = [trial for trial in study.trials if trial.state.name == "FAIL" and trial.user_attrs.get(INTERRUPTED)]
+    resumed = sum(1 for trial in stopped if trial.number in study.resumed_as)
+    counts = [(study.count(state) - (len(stopped) if state == "FAIL" else 0), word) for state, word in STATE_WORDS]
+    counts += [(resumed, "interrupted and resumed"), (len(stopped) - resumed, "interrupted")]
     parts = [f"{n} {word}" for n, word in counts if n]
     return f"{len(study.trials)} trial{'s' if len(study.trials) != 1 else ''}" + (
         ": " + ", ".join(parts) if parts else ""
@@ -165,8 +193,7 @@ def write_study_csv(study: StudyView, path: Path) -> None:
         writer = csv.writer(file)
         writer.writerow(["trial", "state", "value", *parameters, "ran in"])
         for trial in study.trials:
-            state = STATE_NAMES.get(trial.state.name, trial.state.name.lower())
-            row = [trial.number, state, repr(trial.value) if trial.value is not None else ""]
+            row = [trial.number, study.state_of(trial), repr(trial.value) if trial.value is not None else ""]
             row += [trial.params.get(p, "") for p in parameters]
             writer.writerow([*row, where_it_ran(trial, path.parent)])
 

@@ -1,0 +1,173 @@
+"""The pieces of an Optuna search resumed through its sweeper (src/study.py; the whole path, with real signals, is
+tests/e2e/test_search_resume.py): which trials count toward n_trials once an interrupted one has been resumed,
+which trials a resumed search goes on with, what a resume refuses (one line, before anything is written), and how
+the report words the trials."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+
+from src.model import ConfigError
+
+pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+
+from tests.test_study import made_study, sweep_config  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:add_trial is experimental")  # Optuna 2's, of a stable call
+
+
+def add(study, state: str, value: float | None = None, **attrs) -> None:
+    """A trial of `study` in `state` with these user attributes (its parameters are not what is tested)."""
+    from optuna.trial import FrozenTrial, TrialState
+
+    now = datetime.datetime.now()
+    finished = TrialState[state].is_finished()
+    study.add_trial(
+        FrozenTrial(
+            number=-1,
+            trial_id=-1,
+            state=TrialState[state],
+            value=value,
+            datetime_start=None if state == "WAITING" else now,
+            datetime_complete=now if finished else None,
+            params={},
+            distributions={},
+            user_attrs=attrs,
+            system_attrs={},
+            intermediate_values={},
+        )
+    )
+
+
+def interrupted_at(sweep: Path, number: int) -> dict:
+    """The user attributes of a trial stopped by an interrupt while its sweep in `sweep` ran job `number`."""
+    from src.study import INTERRUPTED, NUMBER, SWEEP_DIR
+
+    return {SWEEP_DIR: str(sweep.resolve()), NUMBER: number, INTERRUPTED: True}
+
+
+def test_a_resumed_trial_no_longer_counts_toward_n_trials_the_trial_that_resumed_it_does(tmp_path):
+    import optuna
+
+    from src.study import RESUMES, claimed, interrupted_in
+
+    sweep, elsewhere = tmp_path / "sweep", tmp_path / "other_machine"
+    study = optuna.create_study(direction="minimize")
+    add(study, "COMPLETE", 1.0)  # 0
+    add(study, "FAIL", **interrupted_at(sweep, 1))  # 1: interrupted, keeps its place until resumed
+    add(study, "FAIL", **interrupted_at(elsewhere, 0))  # 2: another sweep's, left to it
+    add(study, "FAIL")  # 3: failed on its own: counts, and is not resumed
+    assert [t.number for t in claimed(study)] == [0, 1, 2, 3]
+    assert [t.number for t in interrupted_in(study, sweep)] == [1]
+
+    add(study, "RUNNING", **{RESUMES: 1})  # 4: goes on with trial 1's job
+    add(study, "WAITING")  # 5: enqueued, not started
+    assert [t.number for t in claimed(study)] == [0, 2, 3, 4]  # one job, one place
+    assert interrupted_in(study, sweep) == []
+    assert [t.number for t in interrupted_in(study, elsewhere)] == [2]
+
+
+def stored_search(tmp_path: Path, *overrides: str) -> tuple[str, Path]:
+    """A search's directory (its study.yaml and one job's .hydra) and its sqlite storage, as a sweep that was
+    interrupted leaves them."""
+    from src.study import record
+
+    url, sweep = f"sqlite:///{tmp_path / 'studies.db'}", tmp_path / "sweep"
+    (sweep / "0_optimizer.lr:0.001" / ".hydra").mkdir(parents=True)
+    record(sweep, url, "lr_warmup_dropout_size", ["maximize"], 4, list(overrides), "python -m src.run -m ...")
+    return url, sweep
+
+
+def refusal(*overrides: str) -> str:
+    from src.study import check_resume
+
+    with pytest.raises(ConfigError) as raised:
+        check_resume(sweep_config(*overrides))
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def test_what_a_resume_of_a_search_refuses_in_one_line_and_before_anything_is_written(tmp_path):
+    url, sweep = stored_search(tmp_path, "hparams_search=lr_warmup_dropout_size", "trainer.max_steps=12")
+    before = sorted(tmp_path.rglob("*"))
+    storage, there = f"hydra.sweeper.storage={url}", f"hydra.sweep.dir={sweep}"
+    same = ("trainer.max_steps=12", "ckpt_path=last")
+
+    assert "add hydra.sweep.dir=<the search's directory>" in refusal(storage, *same)
+    empty = tmp_path / "empty"
+    line = refusal(storage, f"hydra.sweep.dir={empty}", *same)
+    assert line.startswith(f"hydra.sweep.dir={empty} holds no search to resume (ckpt_path=last)")
+    grid = tmp_path / "grid"
+    (grid / "0_model.heads:1" / ".hydra").mkdir(parents=True)
+    line = refusal(storage, f"hydra.sweep.dir={grid}", *same)
+    assert "holds no search whose study is kept in a database (it has no study.yaml" in line
+    (grid / "0_model.heads:1" / ".hydra").rmdir()
+    (grid / "0_model.heads:1").rmdir()
+    grid.rmdir()
+
+    fix = f"give hydra.sweeper.study_name=lr_warmup_dropout_size hydra.sweeper.storage={url} to resume it"
+    line = refusal(there, *same)  # the storage left out: a study in memory
+    assert line == (
+        f"hydra.sweep.dir={sweep} is a search of study lr_warmup_dropout_size in {url}, and this command keeps its "
+        f"study in memory: {fix}"
+    )
+    line = refusal(storage, there, "hydra.sweeper.study_name=other", *same)
+    assert f"and this command names study other in {url}: {fix}" in line
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    line = refusal(f"hydra.sweeper.storage={other_url}", there, *same)
+    assert f"this command names study lr_warmup_dropout_size in {other_url}: {fix}" in line
+    line = refusal(storage, there, "trainer.max_steps=20", "ckpt_path=last")
+    assert line.startswith(
+        f"hydra.sweep.dir={sweep} holds a search started with trainer.max_steps=12, and this command has "
+        "trainer.max_steps=20: resume a search with the overrides it was started with"
+    )
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, no database made
+
+    from src.study import check_resume
+
+    check_resume(sweep_config(storage, there, *same))  # the search's own command
+
+
+def test_a_full_study_is_resumed_when_its_sweep_left_trials_interrupted(tmp_path):
+    """n_trials counts the interrupted trial until it is resumed: a new sweep is refused, the resume is not."""
+    from src.study import RESUMES, check_study
+
+    url, sweep = f"sqlite:///{tmp_path / 'studies.db'}", tmp_path / "sweep"
+    study = made_study(url, "objective=val/loss", "hydra.sweeper.direction=minimize")
+    add(study, "COMPLETE", 1.0)
+    add(study, "FAIL", **interrupted_at(sweep, 1))
+    search = [f"hydra.sweeper.storage={url}", "objective=val/loss", "hydra.sweeper.direction=minimize"]
+    search += ["hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"]
+    with pytest.raises(ConfigError, match="already holds 2 trials"):
+        check_study(sweep_config(*search))
+    check_study(sweep_config(*search, "ckpt_path=last"))
+    add(study, "COMPLETE", 2.0, **{RESUMES: 1})  # resumed and done: nothing left for a resume to run
+    with pytest.raises(ConfigError, match="already holds 2 trials"):
+        check_study(sweep_config(*search, "ckpt_path=last"))
+
+
+def test_the_report_says_which_trial_went_on_with_an_interrupted_one(tmp_path):
+    import optuna
+
+    from src.study import RESUMES
+    from src.sweep.trials import StudyView, study_summary, study_table
+
+    sweep = tmp_path / "sweep"
+    study = optuna.create_study(direction="minimize")
+    add(study, "FAIL", **interrupted_at(sweep, 0))  # 0: resumed as 2
+    add(study, "FAIL", **interrupted_at(sweep, 1))  # 1: not resumed yet
+    add(study, "COMPLETE", 0.5, **{RESUMES: 0})  # 2
+    add(study, "FAIL")  # 3: failed on its own
+    view = StudyView("sqlite:///s.db", "s", ["minimize"], study.get_trials())
+    states = {int(row.split(" | ")[0].strip("| ")): row.split(" | ")[1] for row in study_table(view)[2:]}
+    assert states == {
+        0: "interrupted, resumed as trial 2",
+        1: "interrupted",
+        2: "completed (resumes trial 0)",
+        3: "failed",
+    }
+    assert study_summary(view) == "4 trials: 1 completed, 1 failed, 1 interrupted and resumed, 1 interrupted"
