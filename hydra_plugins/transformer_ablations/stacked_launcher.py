@@ -38,6 +38,7 @@ class StackedLauncher(Launcher):
             make_job_directory,
             resume_command,
             resume_plan,
+            resumed_jobs,
             stack_groups,
             task_module,
             why_not_stacked,
@@ -48,34 +49,43 @@ class StackedLauncher(Launcher):
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        sweep_dir = self.config.hydra.sweep.dir
+        Path(str(sweep_dir)).mkdir(parents=True, exist_ok=True)
         # ckpt_path=last: the sweep in this directory goes on where it stopped (src/cli/preflight.py checked it is one)
         resuming = self.config.get("ckpt_path") == RESUME
         results: dict[int, JobReturn] = {}
-        groups = self._split(stack_groups(job_overrides))
+        # Each job's number and, resumed, the directory it goes on in: the one that holds its settings, whatever
+        # number Hydra gave the job this time (seeds added, settings in another order); new jobs come after
+        numbers = [initial_job_idx + index for index in range(len(job_overrides))]
+        held: list[Path | None] = [None] * len(job_overrides)
+        groups = stack_groups(job_overrides)
+        if resuming:
+            numbers, held = resumed_jobs(sweep_dir, job_overrides, initial_job_idx)
+            groups = [part for group in groups for part in self._resumed(group, held, numbers)]
+        groups = self._split(groups)
         if all(len(group) == 1 for group in groups):
             print_warning(
                 "hydra/launcher=stacked stacks nothing here: no two jobs differ only in seed (give several seeds, "
                 "seed=0,1,2, or a hydra.launcher.max_members above 1); each job runs on its own"
             )
         for group in groups:
-            configs = [self._job_config(job_overrides[index], initial_job_idx + index) for index in group]
+            configs = [self._job_config(job_overrides[index], numbers[index], held[index]) for index in group]
             why = why_not_stacked(configs[0]) if len(group) > 1 else "it is alone in its group"
             if why is not None:
                 if len(group) > 1:
-                    print_warning(
-                        f"jobs {self._names(group, initial_job_idx)} run one after another, not stacked: {why}"
-                    )
+                    print_warning(f"jobs {self._names(group, numbers)} run one after another, not stacked: {why}")
                 for index, config in zip(group, configs):
                     results[index] = self._run_alone(config, job_overrides[index], resuming)
                 continue
-            numbers = [initial_job_idx + index for index in group]
-            state, resume = group_state_path(self.config.hydra.sweep.dir, numbers), False
+            # the group's state is named by its jobs' numbers: the numbers of their directories, which a resumed
+            # sweep keeps, so a group finds its state whatever order the command gives its settings in
+            members = [numbers[index] for index in group]
+            state, resume = group_state_path(sweep_dir, members), False
             if resuming:  # finished members are kept; the others go on from their saved state, or start
                 run_dirs = [self._directory(config) for config in configs]
-                plan = resume_plan(run_dirs, numbers, self.config.hydra.sweep.dir)
+                plan = resume_plan(run_dirs, members, sweep_dir)
                 if plan.finished:
-                    kept = ", ".join(str(numbers[m]) for m in plan.finished)
+                    kept = ", ".join(str(members[m]) for m in plan.finished)
                     print_line(f"jobs {kept} have finished: kept as they are, not trained again")
                 for m in plan.finished:
                     results[group[m]] = self._finished(configs[m], run_dirs[m])
@@ -90,7 +100,7 @@ class StackedLauncher(Launcher):
                     continue
                 if not group:
                     continue
-            log.info(f"\t#{self._names(group, initial_job_idx)} stacked")
+            log.info(f"\t#{self._names(group, numbers)} stacked")
             original = HydraConfig.instance().cfg
             try:
                 made = [make_job_directory(config, self.hydra_context, self.task_function) for config in configs]
@@ -100,12 +110,10 @@ class StackedLauncher(Launcher):
             except NotStackable as refused:
                 # known only once the members' data are built: the group has put their directories back as this
                 # launcher made them, and its jobs run as any group that cannot be stacked
-                print_warning(
-                    f"jobs {self._names(group, initial_job_idx)} run one after another, not stacked: {refused}"
-                )
+                print_warning(f"jobs {self._names(group, numbers)} run one after another, not stacked: {refused}")
                 returns = None
             except KeyboardInterrupt:  # Ctrl-C as the directories were made (later, the group answers it itself)
-                self._interrupted_while_made(group, initial_job_idx)
+                self._interrupted_while_made(group, numbers)
             finally:
                 HydraConfig.instance().cfg = original  # type: ignore[assignment]
             if returns is None:
@@ -117,6 +125,38 @@ class StackedLauncher(Launcher):
                 results[index] = result
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [results[index] for index in range(len(job_overrides))]
+
+    def _resumed(self, group: list[int], held: list[Path | None], numbers: list[int]) -> list[list[int]]:
+        """A group of a resumed sweep as it trains (src/sweep/stacked.py: resumed_groups), with a line where members
+        interrupted together resume apart from the others of their group (seeds added since): a line, not a
+        warning, as nothing is lost: the interrupted ones go on bit-exact, and the others train as they would had
+        they been added once the interrupted group had finished."""
+        from src.provenance import read_status
+        from src.sweep.stacked import FINISHED, resumed_groups, saved_group
+        from src.training.report import print_line
+
+        assert self.config is not None
+        sweep_dir = self.config.hydra.sweep.dir
+        parts = resumed_groups(group, held, numbers, sweep_dir)
+
+        def resumes_its_state(part: list[int]) -> bool:
+            names = [directory.name for m in part if (directory := held[m]) is not None]
+            first = held[part[0]]
+            return first is not None and saved_group(first, sweep_dir) == names
+
+        if len(parts) > 1:
+            saved = [part for part in parts if resumes_its_state(part)]
+            others = [m for m in group if not any(m in part for part in saved)]
+            trained = [m for m in others if held[m] is None or read_status(held[m]) not in FINISHED]
+            if saved and trained:
+                together = "; ".join(self._names(part, numbers) for part in saved)
+                names = self._names(trained, numbers)
+                apart = f"jobs {names} train" if len(trained) > 1 else f"job {names} trains"
+                print_line(
+                    f"jobs {together} resume the group they were interrupted in, whose saved state holds only them: "
+                    f"{apart} apart from them"
+                )
+        return parts
 
     def _run_alone(self, config: DictConfig, overrides: Sequence[str], resuming: bool) -> JobReturn:
         """A job run on its own, as Hydra's basic launcher runs it (in a resumed sweep: see _resumed_alone)."""
@@ -137,7 +177,7 @@ class StackedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return result
 
-    def _interrupted_while_made(self, group: list[int], initial_job_idx: int) -> NoReturn:
+    def _interrupted_while_made(self, group: list[int], numbers: list[int]) -> NoReturn:
         """Ctrl-C before the group's members had a run.json: they are jobs that never started, and the resumed
         sweep trains them (and keeps the groups that finished). One line, exit status 130, as a later interrupt."""
         import sys
@@ -149,7 +189,7 @@ class StackedLauncher(Launcher):
         assert self.config is not None
         command = command_line(argv=resume_command(self.config))
         print_error(
-            f"interrupted by SIGINT before jobs {self._names(group, initial_job_idx)} started training; resume the "
+            f"interrupted by SIGINT before jobs {self._names(group, numbers)} started training; resume the "
             f"sweep (this group starts from the beginning) with: {command}"
         )
         sys.exit(130)  # the shell's status for SIGINT, as src.run's EXIT_SIGNAL
@@ -166,13 +206,17 @@ class StackedLauncher(Launcher):
         finally:
             HydraConfig.instance().cfg = original  # type: ignore[assignment]
 
-    def _job_config(self, overrides: Sequence[str], number: int) -> DictConfig:
-        """A job's config, as Hydra's basic launcher composes it (its number set)."""
+    def _job_config(self, overrides: Sequence[str], number: int, directory: Path | None) -> DictConfig:
+        """A job's config, as Hydra's basic launcher composes it (its number set); a job of a resumed sweep whose
+        settings a directory holds goes on in that `directory` (its name is the sweep's subdir: the settings the
+        command varies, in its order, would name it otherwise)."""
         assert self.config is not None and self.hydra_context is not None
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = number
             config.hydra.job.num = number
+            if directory is not None:
+                config.hydra.sweep.subdir = directory.name
         return config
 
     def _without_resume(self, config: DictConfig) -> DictConfig:
@@ -214,5 +258,5 @@ class StackedLauncher(Launcher):
         ]
 
     @staticmethod
-    def _names(group: list[int], initial_job_idx: int) -> str:
-        return ", ".join(str(initial_job_idx + index) for index in group)
+    def _names(group: list[int], numbers: list[int]) -> str:
+        return ", ".join(str(numbers[index]) for index in group)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
@@ -234,96 +234,82 @@ def check_stacked_sweep_dir(sweep_dir: Any) -> None:
 
 
 def check_stacked_resume(config: DictConfig, jobs: list[list[str]]) -> None:
-    """A stacked sweep resumed with ckpt_path=last must be the sweep in that directory: each job that already has a
-    directory was made with the same overrides (ckpt_path aside), and each group state it resumes was trained with
-    the settings that change the numbers as they are now (the thread count included)."""
+    """A stacked sweep resumed with ckpt_path=last must be the sweep in that directory. Its jobs are matched to the
+    sweep's job directories by their settings (src/sweep/stacked.py: resumed_jobs), so the command may give them in
+    another order and add values (seeds), but every directory must be one of its jobs (check_no_job_left_out), a
+    group resumed from its saved state must fit hydra.launcher.max_members (check_group_fits), and each group state
+    it resumes was trained with the settings that change the numbers as they are now (the thread count included)."""
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
 
-    from src.sweep.stacked import group_state_path, job_directory, stack_groups
+    from src.sweep.stacked import group_state_path, resumed_groups, resumed_jobs, stack_groups
     from src.training.checkpoint import read_checkpoint
 
-    def settings(overrides) -> dict[str, str]:
-        pairs = (str(o).partition("=") for o in overrides)
-        return {key: value for key, _, value in pairs if key.lstrip("+~") != "ckpt_path"}
-
-    loader = GlobalHydra.instance().config_loader()
-    original = HydraConfig.instance().cfg
-    try:
-        configs, run_dirs = [], []
-        for number, overrides in enumerate(jobs):
-            job = loader.load_sweep_config(config, list(overrides))
-            with open_dict(job):
-                job.hydra.job.id = job.hydra.job.num = number
-            run_dir = job_directory(job)
-            configs.append(job)
-            run_dirs.append(run_dir)
-            saved = run_dir / ".hydra" / "overrides.yaml"
-            before, now = settings(OmegaConf.load(saved) if saved.is_file() else overrides), settings(overrides)
-            if before != now:
-                was = " ".join(f"{k}={v}" for k, v in before.items() if now.get(k) != v) or "without them"
-                changed = " ".join(f"{k}={v}" for k, v in now.items() if before.get(k) != v) or "without them"
-                raise ConfigError(
-                    f"hydra.sweep.dir={config.hydra.sweep.dir} holds a sweep run with other settings: its job "
-                    f"{run_dir.name} had {was}, this one has {changed}: resume a sweep with the overrides it was "
-                    "started with (each job's .hydra/overrides.yaml), or start a new one without ckpt_path=last"
-                )
-    finally:
-        HydraConfig.instance().cfg = original  # type: ignore[assignment]
-    check_no_job_left_out(Path(config.hydra.sweep.dir), run_dirs)
+    sweep_dir = Path(config.hydra.sweep.dir)
+    numbers, held = resumed_jobs(sweep_dir, jobs)
+    check_no_job_left_out(sweep_dir, held, jobs)
     limit = OmegaConf.select(config, "hydra.launcher.max_members", default=None)
+    loader = GlobalHydra.instance().config_loader()
     for group in stack_groups(jobs):
-        for start in range(0, len(group), limit or len(group)):
-            members = group[start : start + (limit or len(group))]
-            state = group_state_path(config.hydra.sweep.dir, members)
-            check_same_groups(members, state, run_dirs)
-            if len(members) < 2 or not state.is_file():
-                continue
-            checkpoint = read_checkpoint(str(state), "ckpt_path")
-            settings = _without_hydra(configs[members[0]])
-            check_made_alike(settings, checkpoint, settings.torch_threads or 0)
+        for resumed in resumed_groups(group, held, numbers, sweep_dir):  # as the launcher groups them
+            check_group_fits(resumed, numbers, held, sweep_dir, limit)
+            for start in range(0, len(resumed), limit or len(resumed)):
+                members = resumed[start : start + (limit or len(resumed))]
+                state = group_state_path(sweep_dir, [numbers[m] for m in members])
+                if len(members) < 2 or not state.is_file():
+                    continue
+                checkpoint = read_checkpoint(str(state), "ckpt_path")
+                settings = _without_hydra(loader.load_sweep_config(config, list(jobs[members[0]])))
+                check_made_alike(settings, checkpoint, settings.torch_threads or 0)
 
 
-def check_no_job_left_out(sweep_dir: Path, run_dirs: list[Path]) -> None:
-    """A resumed sweep runs every job its directory holds: a job directory the sweep would not make (its seeds in
-    another order, `seed=1,0` for a sweep started with `seed=0,1`, numbers them differently; a seed left out) would
-    be passed over, and its group's state read for the wrong seeds."""
-    made = {run_dir.name for run_dir in run_dirs}
-    held = sorted(d.name for d in sweep_dir.iterdir() if (d / ".hydra" / "overrides.yaml").is_file())
-    left_out = [name for name in held if name not in made]
-    if left_out:
+def check_no_job_left_out(sweep_dir: Path, held: list[Path | None], jobs: list[list[str]]) -> None:
+    """A resumed sweep runs every job its directory holds (`held`: the directory each of its `jobs` goes on in,
+    None for a new job): a job directory whose settings none of its jobs has (a value left out, or changed) would
+    be passed over, and the report would count it beside jobs trained otherwise. Refused in one line, naming the
+    settings that differ from the nearest new job's where there is one."""
+    from src.sweep.runs import job_number, read_yaml, settings_key
+
+    found = sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: (job_number(p.parents[1]), str(p)))
+    left_out = [path.parents[1] for path in found if path.parents[1] not in held]
+    if not left_out:
+        return
+    fix = (
+        "resume a sweep with the settings it was started with (each job's .hydra/overrides.yaml; values such as "
+        "seeds may be added, and the settings given in any order)"
+    )
+    new = [settings_key(overrides) for overrides, directory in zip(jobs, held) if directory is None]
+    if not new:
         raise ConfigError(
-            f"hydra.sweep.dir={sweep_dir} holds {', '.join(left_out)}, which this sweep would not run (its jobs: "
-            f"{', '.join(d.name for d in run_dirs)}): resume with the values the sweep was started with, in their "
-            "order (each job's .hydra/overrides.yaml); seeds may be added once its interrupted groups have finished, "
-            "when seed is the first setting swept (seed=0,1,2 model.heads=1,2: Hydra numbers the jobs with the last "
-            "setting varying fastest)"
+            f"hydra.sweep.dir={sweep_dir} holds {', '.join(d.name for d in left_out)}, which this sweep would not "
+            f"run (it has no job with their settings): {fix}"
         )
+    was = settings_key(read_yaml(left_out[0] / ".hydra" / "overrides.yaml") or [])
+    nearest = min(new, key=lambda settings: len(settings ^ was))
+    more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
+    raise ConfigError(
+        f"hydra.sweep.dir={sweep_dir} holds a sweep run with other settings: its job {left_out[0].name}{more} had "
+        f"{' '.join(sorted(was - nearest)) or 'without them'}, this one has "
+        f"{' '.join(sorted(nearest - was)) or 'without them'}: {fix}, or start a new one without ckpt_path=last"
+    )
 
 
-def check_same_groups(members: list[int], state: Path, run_dirs: list[Path]) -> None:
-    """An interrupted member resumes with the group it was saved with: a group state of other members (seeds added
-    to the sweep, hydra.launcher.max_members changed) would otherwise be passed over and its members trained again
-    from the start."""
-    from src.sweep.stacked import FINISHED
+def check_group_fits(
+    members: list[int], numbers: list[int], held: list[Path | None], sweep_dir: Path, limit: int | None
+) -> None:
+    """A group resumed from its saved training state resumes as a whole, with the members it was saved with (a seed
+    added trains in a group of its own: src/sweep/stacked.py, resumed_groups): with more members than
+    hydra.launcher.max_members (lowered since), it would take the memory that limit is there to bound."""
+    from src.sweep.stacked import group_state_path
 
-    for member in members:
-        record = read_record(run_dirs[member]) or {}
-        saved = (record.get("stacked") or {}).get("group_state")
-        if record.get("status") in FINISHED or not saved:
-            continue
-        # run.json holds the path the state was saved at; a sweep directory copied or moved since holds it under the
-        # same name in its own folder of group states
-        saved = state.parent / Path(saved).name
-        if saved == state or not saved.is_file():
-            continue
-        group = ", ".join(Path(d).name for d in record["stacked"]["members"])
-        raise ConfigError(
-            f"{run_dirs[member].name} was interrupted in a stacked group of {len(record['stacked']['members'])} "
-            f"({group}; its state: {saved}), which this sweep would group otherwise (seeds added or removed, "
-            "hydra.launcher.max_members changed): resume it with the seeds and max_members it was started with, "
-            "then run the other seeds as a sweep of their own"
-        )
+    state = group_state_path(sweep_dir, [numbers[m] for m in members])
+    if not limit or len(members) <= limit or not state.is_file():
+        return
+    names = ", ".join(held[m].name for m in members if held[m] is not None)
+    raise ConfigError(
+        f"{names} were interrupted in a stacked group of {len(members)} (its state: {state}), which resumes as a "
+        f"whole, and hydra.launcher.max_members={limit} is smaller: resume with hydra.launcher.max_members="
+        f"{len(members)}, and lower it once that group has finished"
+    )
 
 
 def on_a_cluster(config: DictConfig) -> bool:

@@ -5,6 +5,7 @@ lens/ and induction/ from src.analyze analysis=patching, lens, induction), never
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import re
@@ -369,3 +370,71 @@ def job_directory(sweep_dir: Path, number: int, job: list[str]) -> Path:
     from src.cli.schema import sweep_job_dirname
 
     return sweep_dir.resolve() / f"{number}_{sweep_job_dirname(job, str(sweep_dir))}"
+
+
+# --- which job of a sweep is which: by its settings, not by its number ------------------------------------------
+# Hydra numbers a grid sweep's jobs in the order it expands the command (the last setting swept varies fastest), so
+# the same job gets another number when values are added (seed=0,1,2 after seed=0,1, with seed last) or the
+# settings are given in another order. A job's settings name it for good: a resumed or extended sweep
+# (hydra/launcher=stacked with ckpt_path=last) and the report match its jobs to the directories by them.
+
+NOT_SETTINGS = ("ckpt_path",)  # where a job resumes from, not what it trains: a resumed sweep adds ckpt_path=last
+
+
+@functools.cache
+def override_parser() -> Any:
+    """Hydra's parser of overrides, made once (making it takes longer than parsing a job's overrides)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def settings_key(overrides: Any) -> frozenset[str]:
+    """A job's overrides written one way, to tell whether two jobs train the same: in any order, without Hydra's
+    own (`hydra.`) or where the job resumes from (NOT_SETTINGS), `+seed=2` as `seed=2` (both set seed: only one
+    of them composes), values as Hydra parses them (`0.10` as `0.1`, quoting and escapes taken out)."""
+    parser = override_parser()
+    written = set()
+    for override in overrides:
+        line = str(override)
+        try:
+            parsed = parser.parse_override(line)
+        except Exception:  # not Hydra's grammar (a hand-edited overrides.yaml): compared as written
+            key, _, value = line.lstrip("+").partition("=")
+        else:
+            key, value = parsed.key_or_group, parsed.get_value_element_as_str()
+            key = ("~" if parsed.is_delete() else "") + key + (f"@{parsed.package}" if parsed.package else "")
+        if key.lstrip("~").startswith("hydra.") or key in NOT_SETTINGS:
+            continue
+        written.add(f"{key}={value}")
+    return frozenset(written)
+
+
+def jobs_by_settings(sweep_dir: Path) -> dict[frozenset[str], Path]:
+    """The job directories a sweep directory holds (those with .hydra/overrides.yaml), by their settings
+    (settings_key); where two hold the same settings, the lower number's."""
+    found = sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: (job_number(p.parents[1]), str(p)))
+    held: dict[frozenset[str], Path] = {}
+    for path in found:
+        held.setdefault(settings_key(read_yaml(path) or []), path.parents[1])
+    return held
+
+
+def job_numbers(planned: list[frozenset[str]], held: dict[frozenset[str], int], first: int = 0) -> list[int]:
+    """The number of each planned job (by its settings_key, in the sweep's order): a job whose settings a directory
+    holds keeps that directory's number. A new job gets the number Hydra gives it while the jobs held are where
+    Hydra numbered them (a sweep stopped and resumed with its own command), else the next number after the highest
+    in use, in the sweep's order (values added to a setting that is not swept first, settings given in another
+    order): its directory is then never one of an earlier job's. `first`: Hydra's number of the first planned job
+    (a sweeper that launches its jobs in batches)."""
+    in_place = all(held[key] == first + index for index, key in enumerate(planned) if key in held)
+    taken = set(held.values())
+    numbers: list[int | None] = [
+        held[key] if key in held else first + index if in_place and first + index not in taken else None
+        for index, key in enumerate(planned)
+    ]
+    following = max([*taken, *(n for n in numbers if n is not None)], default=-1) + 1
+    for index, number in enumerate(numbers):
+        if number is None:
+            numbers[index], following = following, following + 1
+    return [n for n in numbers if n is not None]

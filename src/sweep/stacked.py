@@ -119,6 +119,63 @@ def resume_plan(run_dirs: Sequence[Path], job_numbers: Sequence[int], sweep_dir:
     return ResumePlan(finished, train, state, False, note)
 
 
+def resumed_jobs(
+    sweep_dir: str | Path, job_overrides: Sequence[Sequence[str]], first_number: int = 0
+) -> tuple[list[int], list[Path | None]]:
+    """The number and directory of each job of a stacked sweep resumed with ckpt_path=last, matched to the job
+    directories the sweep holds by their settings (src/sweep/runs.py: job_numbers): a job whose settings a directory
+    holds goes on in it, under its number, whatever the command's order; a new job (a seed added) gets a new number
+    (None: its directory is made as Hydra names it). `first_number`: the sweep's number of the first of these jobs
+    (Hydra's initial_job_idx, for a sweeper that launches its jobs in batches)."""
+    from src.sweep.runs import job_number, job_numbers, jobs_by_settings, settings_key
+
+    held = jobs_by_settings(Path(sweep_dir))
+    planned = [settings_key(overrides) for overrides in job_overrides]
+    numbers = job_numbers(planned, {key: job_number(d) for key, d in held.items()}, first_number)
+    return numbers, [held.get(key) for key in planned]
+
+
+def saved_group(run_dir: Path, sweep_dir: str | Path) -> list[str] | None:
+    """The members (their directories' names, in the group's order) of the group whose saved training state this
+    member of a stacked sweep resumes from; None when it has nothing to resume from as a member of a group: it has
+    finished, was never in a group, or stopped before its group saved a state."""
+    from src.sweep.runs import read_record
+
+    record = read_record(run_dir)
+    group = record.get("stacked") or {}
+    if record.get("status") in FINISHED or not group.get("group_state"):
+        return None
+    # run.json holds the path the state was saved at; a sweep directory copied or moved since holds it under the
+    # same name in its own folder of group states
+    if not (Path(sweep_dir) / GROUP_STATES / Path(group["group_state"]).name).is_file():
+        return None
+    return [Path(member).name for member in group.get("members") or []]
+
+
+def resumed_groups(
+    group: Sequence[int], run_dirs: Sequence[Path | None], numbers: Sequence[int], sweep_dir: str | Path
+) -> list[list[int]]:
+    """A group of jobs that differ only in seed (stack_groups), in a stacked sweep resumed with ckpt_path=last: the
+    members interrupted in a group that saved its training state resume as exactly that group, in its order (its
+    state holds those members and no others); the rest (finished, new, or stopped before any saved state) form a
+    group of their own, in the order of their numbers. A seed added to a group that was interrupted is so trained
+    in a group of its own: the interrupted ones go on bit-exact, and the new one trains as it would had it been
+    added once they had finished. The groups come in the order of their lowest numbers."""
+    in_order = sorted(group, key=lambda index: numbers[index])
+    by_name = {directory.name: index for index in group if (directory := run_dirs[index]) is not None}
+    saved: list[list[int]] = []
+    placed: set[int] = set()
+    for index in in_order:
+        directory = run_dirs[index]
+        names = saved_group(directory, sweep_dir) if directory is not None and index not in placed else None
+        # (a member the sweep no longer runs is refused before it starts: src/cli/preflight.py, check_no_job_left_out)
+        if names and all(name in by_name and by_name[name] not in placed for name in names):
+            saved.append([by_name[name] for name in names])
+            placed.update(saved[-1])
+    rest = [index for index in in_order if index not in placed]
+    return sorted([*saved, *([rest] if rest else [])], key=lambda members: min(numbers[m] for m in members))
+
+
 def finished_value(run_dir: Path, objective: str | None) -> float | None:
     """What a finished member returns to the sweep, read back from its metrics.json (None when it diverged)."""
     from src.provenance import read_status

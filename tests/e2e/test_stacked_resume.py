@@ -55,8 +55,8 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> Non
         time.sleep(0.02)
 
 
-def assert_same_as(sweep: Path, reference: Path) -> None:
-    for job in JOBS:
+def assert_same_as(sweep: Path, reference: Path, jobs: list[str] = JOBS) -> None:
+    for job in jobs:
         mine = torch.load(sweep / job / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
         theirs = torch.load(reference / job / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
         assert mine["global_step"] == theirs["global_step"] == 120
@@ -66,7 +66,18 @@ def assert_same_as(sweep: Path, reference: Path) -> None:
         history = json.loads((sweep / job / "metrics.json").read_text())["history"]
         assert history == json.loads((reference / job / "metrics.json").read_text())["history"]
         assert json.loads((sweep / job / "run.json").read_text())["status"] == "completed"
-    assert "4 of 4 runs completed" in (sweep / "report.md").read_text()
+    if jobs == JOBS:
+        assert "4 of 4 runs completed" in (sweep / "report.md").read_text()
+
+
+def interrupt_at(sweep: Path, state: str) -> None:
+    """The sweep started, and Ctrl-C once the group state `state` was first saved: that group is interrupted."""
+    process = start(sweep)
+    wait_for(sweep / "stacked_groups" / state, process)
+    time.sleep(random.uniform(0.0, 0.3))
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
 
 
 def test_ctrl_c_saves_the_groups_step_and_the_sweep_resumes_exactly(tmp_path, uninterrupted):
@@ -118,6 +129,94 @@ def test_a_killed_sweep_resumes_from_the_groups_last_saved_state_and_keeps_finis
     # Everything has finished now: the same command keeps every job and only writes the report again
     again = check(run_here("src.run", *SWEEP, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
     assert "jobs 2, 3 have finished" in again.stdout and "training" not in again.stdout
+
+
+def test_an_interrupted_group_resumed_with_its_settings_in_another_order_resumes_exactly(tmp_path, uninterrupted):
+    """The jobs of a resumed sweep are matched to its directories by their settings, not by the numbers Hydra gives
+    them this time: `seed=1,0 model.heads=2,1` numbers every job otherwise than `model.heads=1,2 seed=0,1`, yet the
+    interrupted group goes on in its directories from its own state, its members in their order, bit-exact."""
+    sweep = tmp_path / "sweep"
+    interrupt_at(sweep, "jobs-2-3.ckpt")  # the first group done, the second interrupted
+
+    reordered = ["-m", "hydra/launcher=stacked", "seed=1,0", "model.heads=2,1", *SETTINGS]
+    resumed = check(run_here("src.run", *reordered, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
+    output = resumed.stdout + resumed.stderr
+    state = sweep.resolve() / "stacked_groups/jobs-2-3.ckpt"
+    assert f"resuming 2 seeds trained together from {state}: {JOBS[2]}, {JOBS[3]}" in output
+    assert "jobs 0, 1 have finished: kept as they are, not trained again" in output
+    assert "warning:" not in output
+    assert sorted(d.name for d in sweep.iterdir() if (d / ".hydra").is_dir()) == JOBS  # no job made a new one
+    assert_same_as(sweep, uninterrupted)
+
+
+def test_a_seed_added_to_an_interrupted_group_trains_apart_and_the_group_resumes_exactly(tmp_path, uninterrupted):
+    """`seed=0,1,2` after `seed=0,1` stopped in its first group: the interrupted members go on from their group's
+    state (which holds only them) bit-exact, and the seed added to their configuration trains in a group of its own,
+    as it would had it been added once they had finished; the second configuration, never started, trains its
+    three seeds together."""
+    sweep = tmp_path / "sweep"
+    interrupt_at(sweep, "jobs-0-1.ckpt")
+
+    added = [o if o != "seed=0,1" else "seed=0,1,2" for o in SWEEP]
+    resumed = check(run_here("src.run", *added, f"hydra.sweep.dir={sweep}", "ckpt_path=last"))
+    output = resumed.stdout + resumed.stderr
+    state = sweep.resolve() / "stacked_groups/jobs-0-1.ckpt"
+    assert f"resuming 2 seeds trained together from {state}: {JOBS[0]}, {JOBS[1]}" in output
+    # the second group had not started: its jobs take the numbers Hydra gives them now
+    new = ["2_model.heads:1+seed:2", "3_model.heads:2+seed:0", "4_model.heads:2+seed:1", "5_model.heads:2+seed:2"]
+    apart = "jobs 0, 1 resume the group they were interrupted in, whose saved state holds only them: job 2 trains"
+    assert apart in output
+    assert f"training 3 seeds together as one stacked model: {', '.join(new[1:])}" in output
+    assert "warning:" not in output
+    assert_same_as(sweep, uninterrupted, JOBS[:2])
+    alone = json.loads((sweep / new[0] / "run.json").read_text())
+    assert alone["status"] == "completed" and "stacked" not in alone
+    report = (sweep / "report.md").read_text()
+    assert "6 of 6 runs completed" in report
+    assert_three_seeds_per_configuration(report)
+
+
+def snapshot(directory: Path) -> dict[str, int]:
+    """Every file under `directory`, with the time it was last written."""
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def assert_three_seeds_per_configuration(report: str) -> None:
+    """The report's table: a row per model.heads, each cell a mean over three seeds (n=3)."""
+    rows = [line for line in report.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2, report
+    for row in rows:
+        cells = row.strip("|").split("|")[1:5]  # the four metrics' mean ± std (n)
+        assert all(cell.strip().strip("*").endswith("(3)") for cell in cells), row
+
+
+def test_seeds_added_with_seed_swept_last_train_only_the_new_seeds(tmp_path):
+    """`model.heads=1,2 seed=0,1,2` after `model.heads=1,2 seed=0,1`: Hydra would number model.heads=2 seed=0 as job
+    3, which model.heads=2 seed=1 is. The jobs that ran keep their directories, untouched; each new seed gets a
+    directory numbered after the highest; and the report counts three seeds per configuration."""
+    sweep = tmp_path / "sweep"
+    small = ["-m", "hydra/launcher=stacked", "model.heads=1,2", *(o for o in TINY if not o.startswith(REPLACED))]
+    small += [*SMALL_SYNTHETIC, f"hydra.sweep.dir={sweep}"]
+    check(run_here("src.run", *small, "seed=0,1"))
+    before = {job: snapshot(sweep / job) for job in JOBS}
+    time.sleep(0.01)  # a file written again would have a later time
+
+    added = check(run_here("src.run", *small, "seed=0,1,2", "ckpt_path=last"))
+    output = added.stdout + added.stderr
+    assert "jobs 0, 1 have finished: kept as they are, not trained again" in output
+    assert "jobs 2, 3 have finished: kept as they are, not trained again" in output
+    assert "warning:" not in output
+    assert {job: snapshot(sweep / job) for job in JOBS} == before
+    new = ["4_model.heads:1+seed:2", "5_model.heads:2+seed:2"]
+    assert sorted(d.name for d in sweep.iterdir() if (d / ".hydra").is_dir()) == [*JOBS, *new]
+    for job in new:
+        assert json.loads((sweep / job / "run.json").read_text())["status"] == "completed"
+        assert "seed=2" in (sweep / job / ".hydra/overrides.yaml").read_text()
+    report = (sweep / "report.md").read_text()
+    assert "6 of 6 runs completed" in report and "never started" not in report
+    assert_three_seeds_per_configuration(report)
+    shown = check(run_here("src.report", str(sweep)))  # the report asked for by hand sees the same sweep
+    assert "6 of 6 runs completed" in shown.stdout + shown.stderr
 
 
 def test_what_a_resume_of_a_stacked_sweep_refuses_in_one_line(uninterrupted):

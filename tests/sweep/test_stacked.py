@@ -3,6 +3,8 @@ reason is the one line of the launcher's warning)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -136,69 +138,126 @@ def test_the_resume_command_is_the_sweeps_own_in_its_directory_with_ckpt_path_la
     ]
 
 
-def test_an_interrupted_member_resumes_only_with_the_group_it_was_saved_with(tmp_path):
-    """Seeds added on resume (or max_members changed) would group an interrupted member otherwise: its group state
-    would be passed over and its work trained again, so the resume is refused in one line."""
-    from src.cli.preflight import check_same_groups
-    from src.model import ConfigError
+def interrupted_together(sweep: Path, members: list[Path]) -> Path:
+    """`members` interrupted as one stacked group, whose training state was saved: their run.json, and the state."""
     from src.provenance import write_record
 
-    saved = group_state_path(tmp_path, [0, 1, 2])
-    saved.parent.mkdir()
+    numbers = [int(member.name.split("_")[0]) for member in members]
+    saved = group_state_path(sweep, numbers)
+    saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_bytes(b"state")
+    for member in members:
+        group = {"members": [str(m) for m in members], "group_state": str(saved)}
+        write_record(member, {"status": "interrupted", "stacked": group})
+    return saved
+
+
+def test_an_interrupted_group_resumes_with_its_own_members_and_a_seed_added_trains_apart(tmp_path):
+    """Seeds added on resume (or max_members changed) group an interrupted member with others: its group state
+    holds only the members it was saved with, so those resume as that group, and the others (a seed added) train in
+    a group of their own, in the order of their numbers."""
+    from src.sweep.stacked import resumed_groups
+
     dirs = [tmp_path / f"{n}_seed:{n}" for n in range(4)]
-    for run_dir in dirs[:3]:
-        members = [str(d) for d in dirs[:3]]
-        write_record(run_dir, {"status": "interrupted", "stacked": {"members": members, "group_state": str(saved)}})
-    check_same_groups([0, 1, 2], saved, dirs)  # the same group: it resumes
-    with pytest.raises(ConfigError, match=r"0_seed:0 was interrupted in a stacked group of 3 .*seeds added or removed"):
-        check_same_groups([0, 1, 2, 3], group_state_path(tmp_path, [0, 1, 2, 3]), dirs)
+    interrupted_together(tmp_path, dirs[:3])
+    numbers = [0, 1, 2, 3]
+    assert resumed_groups([0, 1, 2], dirs, numbers, tmp_path) == [[0, 1, 2]]  # the same group: it resumes
+    assert resumed_groups([3, 2, 1, 0], [*dirs[:3], None], numbers, tmp_path) == [[0, 1, 2], [3]]  # seed 3 added
+    (tmp_path / "stacked_groups" / "jobs-0-1-2.ckpt").unlink()  # stopped before its first saved state: no group
+    assert resumed_groups([0, 1, 2, 3], dirs, numbers, tmp_path) == [[0, 1, 2, 3]]
 
 
 def test_a_copied_sweep_resumes_from_its_own_group_states(tmp_path):
     """run.json holds the path a group state was saved at; in a copy of the sweep (the original still in place) the
-    member resumes with the copy's state of the same name, as it would have in the original."""
+    member resumes with the copy's state of the same name, as it would have in the original, and not at all once
+    the copy's state is gone."""
     import shutil
 
-    from src.cli.preflight import check_same_groups
-    from src.model import ConfigError
-    from src.provenance import write_record
+    from src.sweep.stacked import resumed_groups
 
     original = tmp_path / "sweep"
-    saved = group_state_path(original, [0, 1])
-    saved.parent.mkdir(parents=True)
-    saved.write_bytes(b"state")
     dirs = [original / f"{n}_seed:{n}" for n in range(3)]
-    for run_dir in dirs[:2]:
-        write_record(
-            run_dir,
-            {"status": "interrupted", "stacked": {"members": [str(d) for d in dirs[:2]], "group_state": str(saved)}},
-        )
+    interrupted_together(original, dirs[:2])
     copy = tmp_path / "copy"
     shutil.copytree(original, copy)
     copied = [copy / d.name for d in dirs]
-    check_same_groups([0, 1], group_state_path(copy, [0, 1]), copied)  # the same group, in the copy: it resumes
-    with pytest.raises(ConfigError, match=rf"its state: {copy}/stacked_groups/jobs-0-1.ckpt\), which this sweep"):
-        check_same_groups([0, 1, 2], group_state_path(copy, [0, 1, 2]), copied)
+    assert resumed_groups([0, 1, 2], copied, [0, 1, 2], copy) == [[0, 1], [2]]
+    (copy / "stacked_groups" / "jobs-0-1.ckpt").unlink()
+    assert resumed_groups([0, 1, 2], copied, [0, 1, 2], copy) == [[0, 1, 2]]
+
+
+def test_a_saved_group_larger_than_max_members_now_is_refused(tmp_path):
+    """A group resumes whole from its state: with hydra.launcher.max_members lowered since, refused in one line."""
+    from src.cli.preflight import check_group_fits
+    from src.model import ConfigError
+
+    dirs = [tmp_path / f"{n}_seed:{n}" for n in range(3)]
+    interrupted_together(tmp_path, dirs)
+    check_group_fits([0, 1, 2], [0, 1, 2], dirs, tmp_path, None)
+    check_group_fits([0, 1, 2], [0, 1, 2], dirs, tmp_path, 3)
+    with pytest.raises(
+        ConfigError,
+        match=r"0_seed:0, 1_seed:1, 2_seed:2 were interrupted in a stacked group of 3 .* resume with "
+        r"hydra.launcher.max_members=3, and lower it once that group has finished",
+    ):
+        check_group_fits([0, 1, 2], [0, 1, 2], dirs, tmp_path, 2)
+
+
+def test_jobs_are_the_same_by_their_settings_whatever_their_order_and_spelling():
+    from src.sweep.runs import settings_key
+
+    assert settings_key(["model.heads=1", "seed=0"]) == settings_key(["seed=0", "model.heads=1", "ckpt_path=last"])
+    assert settings_key(["+seed=2", "optimizer.lr=1e-3"]) == settings_key(["seed=2", "optimizer.lr=0.001"])
+    assert settings_key(["seed=0"]) != settings_key(["seed=1"])
+    assert settings_key(["~seed"]) != settings_key(["seed=null"])
+
+
+def test_a_resumed_sweep_numbers_new_jobs_after_the_ones_its_directory_holds():
+    """Hydra numbers the jobs with the last setting varying fastest: `model.heads=1,2 seed=0,1,2` after
+    `model.heads=1,2 seed=0,1` would give model.heads=2 seed=0 the number 3, which model.heads=2 seed=1 has. The jobs
+    keep the numbers of their directories; the new ones come after the highest."""
+    from src.sweep.runs import job_numbers, settings_key
+
+    def job(heads: int, seed: int) -> frozenset[str]:
+        return settings_key([f"model.heads={heads}", f"seed={seed}"])
+
+    held = {job(1, 0): 0, job(1, 1): 1, job(2, 0): 2, job(2, 1): 3}
+    assert job_numbers([job(h, s) for h in (1, 2) for s in (0, 1, 2)], held) == [0, 1, 4, 2, 3, 5]
+    assert job_numbers([job(h, s) for s in (1, 0) for h in (2, 1)], held) == [3, 1, 2, 0]  # in another order
+    assert job_numbers([job(h, s) for h in (1, 2) for s in (0, 1)], {}) == [0, 1, 2, 3]  # a new sweep: Hydra's
+    # stopped before its second group: the jobs it never started get the numbers Hydra gives them
+    assert job_numbers([job(h, s) for h in (1, 2) for s in (0, 1)], {job(1, 0): 0, job(1, 1): 1}) == [0, 1, 2, 3]
+    assert job_numbers([job(2, 0), job(2, 2)], held, first=4) == [2, 4]  # a later batch of the sweeper's jobs
+
+
+def overrides_file(job: Path, *overrides: str) -> Path:
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    return job
 
 
 def test_a_resumed_sweep_must_run_every_job_its_directory_holds(tmp_path):
-    """Seeds in another order (`seed=1,0` for a sweep started with `seed=0,1`) number the jobs otherwise, and a seed
-    left out would be passed over: refused in one line naming the jobs; seeds added at the end resume."""
+    """The jobs are matched to the directories by their settings: seeds in another order and seeds added resume,
+    but a directory whose settings no job has (a seed left out, a setting changed) would be passed over: refused in
+    one line naming it, and what differs from the nearest new job."""
     from src.cli.preflight import check_no_job_left_out
     from src.model import ConfigError
 
-    for name in ("0_seed:0", "1_seed:1"):
-        (tmp_path / name / ".hydra").mkdir(parents=True)
-        (tmp_path / name / ".hydra" / "overrides.yaml").write_text(f"- seed={name[-1]}\n")
+    held = [overrides_file(tmp_path / f"{n}_seed:{n}", f"seed={n}", "model.dropout=0.1") for n in (0, 1)]
     (tmp_path / "stacked_groups").mkdir()  # not a job
-    check_no_job_left_out(tmp_path, [tmp_path / n for n in ("0_seed:0", "1_seed:1", "2_seed:2")])  # one added
+    jobs = [[f"seed={n}", "model.dropout=0.1", "ckpt_path=last"] for n in (1, 0, 2)]
+    check_no_job_left_out(tmp_path, [held[1], held[0], None], jobs)  # in another order, one added
     with pytest.raises(
         ConfigError,
-        match=r"holds 0_seed:0, 1_seed:1, which this sweep would not run \(its jobs: "
-        r"0_seed:1, 1_seed:0\): resume with the values the sweep was started with, in their order .* once its "
-        r"interrupted groups have finished",
+        match=r"holds 1_seed:1, which this sweep would not run \(it has no job with their settings\): resume a "
+        r"sweep with the settings it was started with \(.* values such as seeds may be added, and the settings "
+        r"given in any order\)$",
     ):
-        check_no_job_left_out(tmp_path, [tmp_path / "0_seed:1", tmp_path / "1_seed:0"])
-    with pytest.raises(ConfigError, match=r"holds 1_seed:1, which this sweep would not run \(its jobs: 0_seed:0\)"):
-        check_no_job_left_out(tmp_path, [tmp_path / "0_seed:0"])
+        check_no_job_left_out(tmp_path, [held[0]], jobs[1:2])
+    changed = [[f"seed={n}", "model.dropout=0.2"] for n in (0, 1)]
+    with pytest.raises(
+        ConfigError,
+        match=r"holds a sweep run with other settings: its job 0_seed:0 \(and 1 more\) had model.dropout=0.1, "
+        r"this one has model.dropout=0.2: resume a sweep with the settings it was started with",
+    ):
+        check_no_job_left_out(tmp_path, [None, None], changed)
