@@ -325,6 +325,22 @@ def test_an_interrupted_grid_sweep_counts_the_jobs_it_never_started(tmp_path):
     )
 
 
+def test_a_sweep_extended_with_seeds_counts_its_jobs_by_their_settings_not_their_numbers(tmp_path):
+    """`model.heads=1,2 seed=0,1` resumed as `model.heads=1,2 seed=0,1,2` (hydra/launcher=stacked with ckpt_path=last)
+    and stopped before its new jobs: Hydra's numbers for the plan (model.heads=2 seed=0 is job 3 now) are not those
+    of the directories, which keep theirs. The jobs not started are the two new seeds, numbered after the highest."""
+    grid_sweep_file(tmp_path, "model.heads=1,2", "seed=0,1,2", "ckpt_path=last")
+    for number, (heads, seed) in enumerate([(1, 0), (1, 1), (2, 0), (2, 1)]):
+        fake_run(tmp_path, number, [f"model.heads={heads}", f"seed={seed}"], final={MAIN: 0.5})
+    sweep = write_report(tmp_path, tensorboard=False)
+    assert [(number, job[:2]) for number, job in sweep.not_started] == [
+        (4, ["model.heads=1", "seed=2"]),
+        (5, ["model.heads=2", "seed=2"]),
+    ]
+    assert sweep.progress == "4 of 6 runs completed"
+    assert "| 4_model.heads:1+seed:2 | not started |" in (tmp_path / "report.md").read_text()
+
+
 def test_an_interrupted_grid_sweeps_settings_and_seeds_are_the_sweeps_and_its_run_says_how_to_resume(tmp_path):
     """`model.heads=1,2 seed=0,1` stopped during its first job: the header said `model.heads=1` was fixed for every
     run and the seeds were 0, from the one job started; the interrupted row said only `SIGINT at step 41`, though

@@ -89,8 +89,11 @@ from src.sweep.runs import (
     is_search,
     job_directory,
     job_number,
+    job_numbers,
+    jobs_by_settings,
     planned_jobs,
     read_runs,
+    settings_key,
 )
 from src.sweep.statistics import (
     NOT_DEFINED,
@@ -406,14 +409,31 @@ def analyse(sweep_dir: Path, baseline: str | None = None) -> Sweep:
     name_groups(groups)
     if baseline is not None:
         choose_baselines(groups, baseline)
-    started = {job_number(run.directory) for run in runs}
-    missing = [(number, job) for number, job in enumerate(planned_jobs(sweep_dir) or []) if number not in started]
+    missing = not_started(sweep_dir)
     # Single runs (outputs/<date>/), as src.analyze tells them from a sweep; a sweep whose jobs have not written
     # their Hydra config yet is still one (multirun.yaml), and so is a folder of jobs that say nothing.
     said = any(sweep_dir.glob("*/.hydra/hydra.yaml"))
     single = said and not (sweep_dir / "multirun.yaml").is_file() and not is_sweep_dir(sweep_dir)
     main = groups[0].main_metric if groups else None
     return Sweep(sweep_dir, runs, groups, missing, read_study(sweep_dir, main), single)
+
+
+def not_started(sweep_dir: Path) -> list[tuple[int, list[str]]]:
+    """The jobs a grid sweep planned that no directory holds, each with the number its directory would get. Matched
+    by their settings: a stacked sweep resumed with seeds added, or with its settings in another order, numbers its
+    jobs otherwise than its plan (src/sweep/runs.py: job_numbers). A directory whose settings are no planned job's
+    (a job run into the sweep by hand, with a setting changed) is the job its number names, as Hydra numbered it."""
+    planned = planned_jobs(sweep_dir) or []
+    held = {key: job_number(directory) for key, directory in jobs_by_settings(sweep_dir).items()}
+    keys = [settings_key(job) for job in planned]
+    planned_keys = set(keys)
+    by_number = {number for key, number in held.items() if key not in planned_keys}
+    numbers = job_numbers(keys, held)
+    return [
+        (number, job)
+        for index, (number, key, job) in enumerate(zip(numbers, keys, planned))
+        if key not in held and index not in by_number
+    ]
 
 
 def study_section(sweep: Sweep) -> list[str]:
