@@ -338,7 +338,10 @@ def test_a_sweep_extended_with_seeds_counts_its_jobs_by_their_settings_not_their
         (5, ["model.heads=2", "seed=2"]),
     ]
     assert sweep.progress == "4 of 6 runs completed"
-    assert "| 4_model.heads:1+seed:2 | not started |" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    # the command that runs it starts it afresh: the resumed sweep's ckpt_path=last is not the job's
+    assert "| 4_model.heads:1+seed:2 | not started | run it: `python -m src.run model.heads=1 seed=2 hydra" in report
+    assert "ckpt_path" not in report
 
 
 def test_an_interrupted_grid_sweeps_settings_and_seeds_are_the_sweeps_and_its_run_says_how_to_resume(tmp_path):

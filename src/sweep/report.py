@@ -840,6 +840,9 @@ def run_into_sweep(sweep_dir: Path, number: int, job: list[str]) -> str:
     from src.provenance import shell_override
 
     directory = job_directory(sweep_dir, number, job)
+    # A resumed sweep's jobs carry its ckpt_path=last; a job that never started has nothing to resume, and
+    # ckpt_path=last into a directory that does not exist yet is refused
+    job = [o for o in job if o.lstrip("+~") != "ckpt_path=last"]
     return " ".join(["python -m src.run", *(shlex.quote(o) for o in job), shell_override("hydra.run.dir", directory)])
 
 
