@@ -22,9 +22,13 @@ QUERY_TOKENS = {"encoder_self": "src", "decoder_self": "tgt_in", "cross": "tgt_i
 
 
 def query_positions(model: nn.Module, batch: dict[str, Tensor], site: str) -> Tensor:
-    """(B, Tq) bool: the real (not padding) queries of `site` in this batch, by the model's own pad id."""
+    """(B, Tq) bool: the real (not padding) queries of `site` in this batch: a decoder's from the examples' lengths
+    where the batch has them (batch["tgt_real"], exact where a real token shares the pad id, as GPT-2's
+    <|endoftext|> does), else by the model's own special ids."""
     key = QUERY_TOKENS[site]
-    return real_positions(batch[key], model.cfg.pad_id, decoder_side=key == "tgt_in")
+    if key == "tgt_in" and "tgt_real" in batch:
+        return batch["tgt_real"]
+    return real_positions(batch[key], model.cfg.pad_id, model.cfg.eos_id, decoder_side=key == "tgt_in")
 
 
 def mean_head_outputs(model: nn.Module, kind: str, batches) -> dict[str, Tensor]:

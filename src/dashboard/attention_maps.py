@@ -404,10 +404,12 @@ def mask_tag(site: str) -> str:
 # The callback
 
 
-def _real_length(ids: torch.Tensor, pad_id: int, batch_key: str) -> int:
+def _real_length(ids: torch.Tensor, cfg, batch_key: str) -> int:
     """Number of positions before the right padding of a 1-D id tensor (at least 1, so plots are never empty), by
-    the model's pad id (a decoder input's padding is its trailing run of pad ids: masks.real_positions)."""
-    return max(1, int(real_positions(ids[None], pad_id, decoder_side=batch_key == "tgt_in").sum()))
+    the model's special ids, cfg.pad_id and cfg.eos_id (a decoder input's padding is its trailing run of pad ids:
+    masks.real_positions)."""
+    real = real_positions(ids[None], cfg.pad_id, cfg.eos_id, decoder_side=batch_key == "tgt_in")
+    return max(1, int(real.sum()))
 
 
 def _token_strings(datamodule, batch_key: str, ids: torch.Tensor) -> list[str]:
@@ -460,9 +462,9 @@ class AttentionMapLogger(ProbeCallback):
             query_key, key_key = SITE_INPUTS[site]
             for example in range(min(self.num_examples, batch[query_key].shape[0])):
                 query_ids, key_ids = batch[query_key][example], batch[key_key][example]
-                pad_id = pl_module.model.cfg.pad_id
-                num_queries = _real_length(query_ids, pad_id, query_key)  # crop the padding
-                num_keys = _real_length(key_ids, pad_id, key_key)
+                cfg = pl_module.model.cfg
+                num_queries = _real_length(query_ids, cfg, query_key)  # crop the padding
+                num_keys = _real_length(key_ids, cfg, key_key)
                 query_tokens = _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries]
                 key_tokens = _token_strings(trainer.datamodule, key_key, key_ids)[:num_keys]
                 for layer, weights in enumerate(layers):  # weights (B, H, Tq, Tk)
@@ -490,8 +492,8 @@ class AttentionMapLogger(ProbeCallback):
             query_ids, key_ids = batch[query_key][0], batch[key_key][0]
             # Masks may come broadcastable, e.g. (1, 1, T, T) for causal or (B, 1, 1, S) for padding only.
             mask = torch.broadcast_to(mask.detach().cpu()[0, 0], (query_ids.shape[0], key_ids.shape[0]))
-            pad_id = pl_module.model.cfg.pad_id
-            num_queries, num_keys = _real_length(query_ids, pad_id, query_key), _real_length(key_ids, pad_id, key_key)
+            cfg = pl_module.model.cfg
+            num_queries, num_keys = _real_length(query_ids, cfg, query_key), _real_length(key_ids, cfg, key_key)
             image = render_attention_mask(
                 mask[:num_queries, :num_keys],
                 _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries],

@@ -165,7 +165,8 @@ class AttentionStatsLogger(ProbeCallback):
         for site, layers in attentions.items():
             query_key, _ = SITE_INPUTS[site]
             # (B, Tq) True for real tokens, by the model's pad id (the decoder's padding: masks.real_positions)
-            query_mask = real_positions(batch[query_key], pl_module.model.cfg.pad_id, query_key == "tgt_in")
+            cfg = pl_module.model.cfg
+            query_mask = real_positions(batch[query_key], cfg.pad_id, cfg.eos_id, query_key == "tgt_in")
             for layer, weights in enumerate(layers):
                 stats = head_statistics(weights, query_mask)  # {name: (H,)}
                 for name in self.statistics:

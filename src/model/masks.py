@@ -55,22 +55,33 @@ def key_padding_mask(tokens: Tensor, pad_id: int = PAD_ID) -> Tensor:
     return (tokens != pad_id)[:, None, None, :]
 
 
-def decoder_key_padding_mask(tokens: Tensor, pad_id: int = PAD_ID) -> Tensor:
+def decoder_key_padding_mask(tokens: Tensor, pad_id: int, eos_id: int) -> Tensor:
     """(B, Tk) right-padded decoder inputs -> (B, 1, 1, Tk): the padding is the run of pad ids at the end of a row,
-    after its first token. A decoder input always starts with a real token, and some tokenizers give the pad id
-    a second job: Marian's decoder starts from its pad token, and GPT-2 pads with <|endoftext|>, which may also
-    occur inside a text. For the framework's own vocabularies (pad only ever pads) this equals key_padding_mask."""
+    less the tokens of that run that may be real. Some tokenizers give the pad id a second job:
+    - Marian's and T5's decoders start from their pad token, and a decoder input always starts with a real token:
+      a row's first token is never padding;
+    - GPT-2 pads with <|endoftext|>, and Llama, Qwen2 and Mistral (without a pad token) with their eos: where
+      pad_id == eos_id a text may end with the pad id, so the first token of the trailing run is taken as real.
+      Where it is a text's real end, its query then sees it as cached decoding does; where it is padding, a causal
+      mask keeps every real query from seeing it (they are all earlier) and the loss skips its output, so nothing
+      real changes. Two caveats of reading padding off the ids alone: a text that ends in two eos tokens has the
+      second read as padding; and under a mask that lets a query see later keys (mask=none, or a decoder-only
+      prefix-LM whose prefix reaches into a row's padding), the real queries of a padded row see that one pad.
+    For the framework's own vocabularies (pad only ever pads) this equals key_padding_mask."""
     is_pad = tokens == pad_id  # (B, Tk)
-    trailing = is_pad.flip(-1).cummin(-1).values.flip(-1)  # pad here and at every later position
-    trailing[:, 0] = False
-    return (~trailing)[:, None, None, :]
+    padding = is_pad.flip(-1).cummin(-1).values.flip(-1)  # pad here and at every later position
+    padding[:, 0] = False  # the row's first token
+    if pad_id == eos_id:
+        padding[:, 1:] = padding[:, 1:] & padding[:, :-1]  # the first token of the run: a text's end
+    return (~padding)[:, None, None, :]
 
 
-def real_positions(tokens: Tensor, pad_id: int, decoder_side: bool) -> Tensor:
+def real_positions(tokens: Tensor, pad_id: int, eos_id: int, decoder_side: bool) -> Tensor:
     """(B, T) bool, True where a token is not padding: the queries whose attention and outputs mean something.
-    The decoder side's padding is the trailing run after its first token (decoder_key_padding_mask)."""
+    The decoder side's padding is the trailing run of pad ids less its real tokens (decoder_key_padding_mask);
+    on the encoder side every pad id is padding (eos_id is not read)."""
     if decoder_side:
-        return decoder_key_padding_mask(tokens, pad_id)[:, 0, 0]
+        return decoder_key_padding_mask(tokens, pad_id, eos_id)[:, 0, 0]
     return tokens != pad_id
 
 
@@ -126,10 +137,10 @@ def prefix_loss_mask(tokens: Tensor, prefix_len: int) -> Tensor:
     return (positions >= prefix_len - 1)[None, :].expand(tokens.size(0), -1)
 
 
-def has_padding(tokens: Tensor, pad_id: int = PAD_ID, decoder_side: bool = False) -> bool:
+def has_padding(tokens: Tensor, pad_id: int, eos_id: int, decoder_side: bool = False) -> bool:
     """Whether any of these (B, T) tokens is padding as the masks see it (real_positions). Reading the answer waits
     for the device the tokens are on: ask it of tokens still on the host (the CPU), where it costs a comparison."""
-    return not bool(real_positions(tokens, pad_id, decoder_side).all())
+    return not bool(real_positions(tokens, pad_id, eos_id, decoder_side).all())
 
 
 # --- the forms a fused kernel takes without a mask tensor ----------------------------------------------------------
@@ -275,21 +286,20 @@ class MaskScheme:
         self,
         tq: int,
         tk: int,
-        keys: Tensor | None = None,
+        real_keys: Tensor | None = None,
         q_offset: int = 0,
         decoder_only: bool = False,
         device=None,
-        pad_id: int = PAD_ID,
     ) -> Tensor:
         """(1, 1, Tq, Tk), or (B, 1, Tq, Tk) with padded keys: the mask of decoder self-attention.
 
-        keys: the (B, Tk) key tokens, to mask their padding (None when decoding, where no key is padding).
-        """
+        real_keys: (B, Tk) bool, the keys that are not padding (real_positions), or None when no key is padding
+        (decoding with a cache)."""
         site = self.decoder_only_structure if decoder_only else self.decoder_structure
         structure = site(tq, tk, q_offset, device)
         if structure is None:
             structure = torch.ones(tq, tk, dtype=torch.bool, device=device)
-        mask = structure if keys is None else structure & decoder_key_padding_mask(keys, pad_id)
+        mask = structure if real_keys is None else structure & real_keys[:, None, None, :]
         return as_4d(mask)
 
     def cross(self, src: Tensor, pad_id: int = PAD_ID) -> Tensor:
@@ -307,18 +317,17 @@ class MaskScheme:
         self,
         tq: int,
         tk: int,
-        keys: Tensor | None = None,
+        real_keys: Tensor | None = None,
         q_offset: int = 0,
         decoder_only: bool = False,
         device=None,
-        pad_id: int = PAD_ID,
         padded: bool | None = None,
     ) -> SiteMask:
-        """As decoder_self; with no `keys` (decoding with a cache) no key is padding."""
+        """As decoder_self; with no `real_keys` (decoding with a cache) no key is padding."""
         return SiteMask(
             self.decoder_form(tq, tk, q_offset, decoder_only),
-            lambda: self.decoder_self(tq, tk, keys, q_offset, decoder_only, device, pad_id),
-            None if keys is None else lambda: real_positions(keys, pad_id, decoder_side=True),
+            lambda: self.decoder_self(tq, tk, real_keys, q_offset, decoder_only, device),
+            None if real_keys is None else lambda: real_keys,
             padded,
         )
 

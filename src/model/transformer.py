@@ -253,11 +253,12 @@ class EncoderDecoder(TransformerBase):
     def attention_masks(self, src: Tensor, tgt: Tensor) -> dict[str, Tensor]:
         """The mask of each site for these tokens, (B, 1, Tq, Tk), True = may attend."""
         t = tgt.size(1)
+        real_tgt = real_positions(tgt, self.cfg.pad_id, self.cfg.eos_id, decoder_side=True)  # (B, T)
         return {
             "encoder_self": self.mask_scheme.encoder_self(src, self.cfg.pad_id).expand(-1, -1, src.size(1), -1),
-            "decoder_self": self.mask_scheme.decoder_self(
-                t, t, keys=tgt, device=tgt.device, pad_id=self.cfg.pad_id
-            ).expand(tgt.size(0), -1, -1, -1),
+            "decoder_self": self.mask_scheme.decoder_self(t, t, real_tgt, device=tgt.device).expand(
+                tgt.size(0), -1, -1, -1
+            ),
             "cross": self.mask_scheme.cross(src, self.cfg.pad_id).expand(-1, -1, t, -1),
         }
 
@@ -288,19 +289,16 @@ class EncoderDecoder(TransformerBase):
         those of a run already made; `logits_at` (B,) makes the logits of one position per row only: (B, 1, V)."""
         self._check_length(start + tgt.size(1))
         t = tgt.size(1)
-        # While decoding with a cache there is no padding among the keys, so only the structure is masked.
+        # The tokens that are not padding: the keys the self-attention may see and the positions the FFNs run at.
+        # While decoding with a cache there is no padding (real None), so only the structure is masked.
+        real = None
+        if cache is None:
+            real = real_positions(tgt, self.cfg.pad_id, self.cfg.eos_id, decoder_side=True)  # (B, T)
         self_mask = self.mask_scheme.decoder_self_mask(
-            t,
-            start + t,
-            keys=tgt if cache is None else None,
-            q_offset=start,
-            device=tgt.device,
-            pad_id=self.cfg.pad_id,
-            padded=padded,
+            t, start + t, real, q_offset=start, device=tgt.device, padded=padded
         )  # (B|1, 1, T, start + T)
         first_layer, x = resume if resume is not None else (0, self.tgt_embed(tgt, self.positional, start))  # (B, T, D)
         cross_mask = self.mask_scheme.cross_mask(src, self.cfg.pad_id, padded)  # (B, 1, 1, S)
-        real = None if cache is not None else real_positions(tgt, self.cfg.pad_id, decoder_side=True)  # (B, T)
         x, self_w, cross_w = self.decoder(
             x, self_mask, self.positional, memory, cross_mask, cache, start, need_weights, real, first_layer
         )
@@ -332,9 +330,8 @@ class DecoderOnly(TransformerBase):
 
     def attention_masks(self, tgt: Tensor, src: Tensor | None = None) -> dict[str, Tensor]:
         t = tgt.size(1)
-        mask = self.mask_scheme.decoder_self(
-            t, t, keys=tgt, decoder_only=True, device=tgt.device, pad_id=self.cfg.pad_id
-        )
+        real = real_positions(tgt, self.cfg.pad_id, self.cfg.eos_id, decoder_side=True)  # (B, T)
+        mask = self.mask_scheme.decoder_self(t, t, real, decoder_only=True, device=tgt.device)
         return {"decoder_self": mask.expand(tgt.size(0), -1, -1, -1)}
 
     def trainable_positions(self, tokens: Tensor) -> Tensor | None:
@@ -356,18 +353,14 @@ class DecoderOnly(TransformerBase):
         EncoderDecoder.decode's."""
         self._check_length(start + tokens.size(1))
         t = tokens.size(1)
+        # the tokens that are not padding (None while decoding with a cache), as in EncoderDecoder.decode
+        real = None
+        if cache is None:
+            real = real_positions(tokens, self.cfg.pad_id, self.cfg.eos_id, decoder_side=True)  # (B, T)
         self_mask = self.mask_scheme.decoder_self_mask(
-            t,
-            start + t,
-            keys=tokens if cache is None else None,
-            q_offset=start,
-            decoder_only=True,
-            device=tokens.device,
-            pad_id=self.cfg.pad_id,
-            padded=padded,
+            t, start + t, real, q_offset=start, decoder_only=True, device=tokens.device, padded=padded
         )  # (B|1, 1, T, start + T)
         first_layer, x = resume if resume is not None else (0, self.tgt_embed(tokens, self.positional, start))
-        real = None if cache is not None else real_positions(tokens, self.cfg.pad_id, decoder_side=True)  # (B, T)
         x, self_w, _ = self.decoder(
             x, self_mask, self.positional, cache=cache, start=start, need_weights=need_weights, real=real,
             first_layer=first_layer,

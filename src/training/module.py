@@ -94,9 +94,9 @@ class TransformerLitModule(L.LightningModule):
         """Whether the batch holds padding, asked on the host before it moves to the device (where asking would
         make the host wait for the device): without padding, the attention calls the fused kernel with no mask
         tensor, which a CUDA GPU runs as flash attention (src/model/masks.py, docs/model.md)."""
-        pad = self.model_cfg.pad_id
-        padded = ("src" in batch and has_padding(batch["src"], pad)) or (
-            "tgt_in" in batch and has_padding(batch["tgt_in"], pad, decoder_side=True)
+        pad, eos = self.model_cfg.pad_id, self.model_cfg.eos_id
+        padded = ("src" in batch and has_padding(batch["src"], pad, eos)) or (
+            "tgt_in" in batch and has_padding(batch["tgt_in"], pad, eos, decoder_side=True)
         )
         return {**batch, "padded": padded}
 

@@ -139,7 +139,7 @@ def test_a_head_read_in_an_image_caption_or_a_tag_is_the_head_ablate_heads_switc
         _, statistic, name = tag.split("/")
         ((site, ((layer, head),)),) = parse_ablation({"heads": [name]}, cfg).heads.items()
         query_key, _ = SITE_INPUTS[site]
-        query_mask = real_positions(batch[query_key], cfg.pad_id, query_key == "tgt_in")
+        query_mask = real_positions(batch[query_key], cfg.pad_id, cfg.eos_id, query_key == "tgt_in")
         values = head_statistics(stats_maps[site][layer], query_mask)[statistic]  # (H,)
         logged = events.scalars[tag][-1][1]
         whose = [h for h in range(HEADS) if abs(float(values[h]) - logged) <= 1e-5 * max(1.0, abs(logged))]

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.model import PAD_ID, build_model
+from src.model import EOS_ID, PAD_ID, build_model
 from src.model.attention import explicit_attention, fused_attention, sdpa_arguments
 from src.model.head_mask import attention_sites
 from src.model.masks import (
@@ -207,9 +207,9 @@ def test_padding_on_a_gpu_is_not_read_unless_the_caller_says():
     padded=False makes the structure's form the call's."""
     keys = torch.empty(2, 5, dtype=torch.long, device="meta")
     scheme = build_mask_scheme({"type": "standard"}, 16)
-    unknown = scheme.decoder_self_mask(5, 5, keys=keys, device="meta")
+    unknown = scheme.decoder_self_mask(5, 5, real_keys=keys != PAD_ID, device="meta")
     assert unknown.form is MaskForm.TENSOR
-    said = scheme.decoder_self_mask(5, 5, keys=keys, device="meta", padded=False)
+    said = scheme.decoder_self_mask(5, 5, real_keys=keys != PAD_ID, device="meta", padded=False)
     assert said.form is MaskForm.CAUSAL
     assert scheme.cross_mask(keys, padded=False).form is MaskForm.EVERY_KEY
     assert scheme.encoder_self_mask(keys).form is MaskForm.TENSOR
@@ -217,9 +217,9 @@ def test_padding_on_a_gpu_is_not_read_unless_the_caller_says():
 
 def test_padding_is_read_on_the_host_as_the_masks_define_it():
     src, tgt = tokens(padded=True)
-    assert has_padding(src) and has_padding(tgt, decoder_side=True)
+    assert has_padding(src, PAD_ID, EOS_ID) and has_padding(tgt, PAD_ID, EOS_ID, decoder_side=True)
     src, tgt = tokens(padded=False)
-    assert not has_padding(src) and not has_padding(tgt, decoder_side=True)
+    assert not has_padding(src, PAD_ID, EOS_ID) and not has_padding(tgt, PAD_ID, EOS_ID, decoder_side=True)
     # a decoder input that starts with the pad id (Marian's) is not padded there
-    assert not has_padding(torch.tensor([[PAD_ID, 5, 6]]), decoder_side=True)
-    assert has_padding(torch.tensor([[PAD_ID, 5, 6]]))
+    assert not has_padding(torch.tensor([[PAD_ID, 5, 6]]), PAD_ID, EOS_ID, decoder_side=True)
+    assert has_padding(torch.tensor([[PAD_ID, 5, 6]]), PAD_ID, EOS_ID)

@@ -35,10 +35,10 @@ def test_prefix_lm_mask_is_bidirectional_inside_the_prefix():
 
 
 def test_site_masks_per_scheme():
-    tgt_keys = torch.tensor([[4, 5, 6, 0]])
-    leak = masks.NoMask().decoder_self(4, 4, keys=tgt_keys)
+    tgt_keys = torch.tensor([[4, 5, 6, 0]]) != 0  # the real keys
+    leak = masks.NoMask().decoder_self(4, 4, real_keys=tgt_keys)
     assert leak[0, 0, 0].tolist() == [True, True, True, False]  # sees the future, never padding
-    standard = masks.MaskScheme().decoder_self(4, 4, keys=tgt_keys)
+    standard = masks.MaskScheme().decoder_self(4, 4, real_keys=tgt_keys)
     assert standard[0, 0, 3].tolist() == [True, True, True, False]
     assert standard[0, 0, 0].tolist() == [True, False, False, False]
     src = torch.tensor([[4, 5, 0]])
@@ -70,7 +70,7 @@ def test_decoder_padding_is_the_trailing_run_of_pad_ids_after_the_first_token():
     # Marian's decoder starts from its pad token; GPT-2 pads with <|endoftext|>, which may also occur in a text.
     pad = 7
     tokens = torch.tensor([[pad, 4, 5, pad, pad], [4, pad, 5, 6, pad], [pad, pad, pad, pad, pad], [4, 5, 6, 8, 9]])
-    keep = masks.decoder_key_padding_mask(tokens, pad)[:, 0, 0]  # (B, T)
+    keep = masks.decoder_key_padding_mask(tokens, pad, eos_id=2)[:, 0, 0]  # (B, T)
     assert keep.tolist() == [
         [True, True, True, False, False],
         [True, True, True, True, False],
@@ -79,4 +79,24 @@ def test_decoder_padding_is_the_trailing_run_of_pad_ids_after_the_first_token():
     ]
     # Where pad only ever pads (our own vocabularies), it is the plain key padding mask.
     ours = torch.tensor([[1, 4, 5, 0, 0], [1, 6, 0, 0, 0]])
-    assert torch.equal(masks.decoder_key_padding_mask(ours, 0), masks.key_padding_mask(ours, 0))
+    assert torch.equal(masks.decoder_key_padding_mask(ours, 0, eos_id=2), masks.key_padding_mask(ours, 0))
+
+
+def test_where_the_pad_id_is_also_eos_the_first_token_of_the_trailing_run_is_real():
+    """GPT-2's <|endoftext|>, and the eos Llama, Qwen2 and Mistral pad with: a text may really end with it. Taking
+    the run's first token as real is right where it ends a text, and changes nothing real where it is padding
+    (causal masks: every real query comes before it)."""
+    eos = 7
+    tokens = torch.tensor([[4, 5, 6, eos], [4, 5, eos, eos], [4, eos, 5, 6], [eos, eos, eos, eos]])
+    keep = masks.decoder_key_padding_mask(tokens, eos, eos_id=eos)[:, 0, 0]
+    assert keep.tolist() == [
+        [True, True, True, True],  # a text that ends in eos: nothing is padding
+        [True, True, True, False],  # a text of two tokens then eos, or of three and padding: one eos kept
+        [True] * 4,  # eos inside a text
+        [True, True, False, False],  # the first token, and the run after it starts with a real eos
+    ]
+    # pad == bos only (Marian's decoder start): the trailing run is all padding, as before
+    assert masks.decoder_key_padding_mask(tokens, eos, eos_id=3)[:, 0, 0].tolist()[:2] == [
+        [True, True, True, False],
+        [True, True, False, False],
+    ]

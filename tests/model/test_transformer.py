@@ -223,6 +223,48 @@ def test_padding_does_not_change_outputs_at_real_positions(mask_type, pos):
     torch.testing.assert_close(alone[0], a[-4:], atol=1e-10, rtol=0)
 
 
+# A GPT-2-shaped vocabulary: no pad token, <|endoftext|> is bos, eos and pad at once (as gpt2.py and llama.py build it).
+SHARED_EOS = 2
+
+
+@pytest.mark.parametrize("mask_type", ["standard", "window", "prefix"])
+def test_a_row_that_ends_in_a_real_eos_shared_with_pad_reads_as_in_cached_decoding(mask_type):
+    """Where the pad id is also eos, a text that ends in eos has that token read as real: the full pass equals
+    decoding the same tokens through the cache (which sees no padding), at every position: the prefix a
+    prefix-LM must be given whole, then one token at a time."""
+    torch.manual_seed(0)
+    specials = dict(pad_id=SHARED_EOS, bos_id=SHARED_EOS, eos_id=SHARED_EOS)
+    cfg = small_config(arch="decoder_only", mask=small_mask(mask_type), pos_encoding="learned", **specials)
+    model = build_model(cfg).double().eval()
+    tokens = torch.tensor([[5, 7, 9, 11, 13, SHARED_EOS]])
+    with torch.no_grad():
+        full = model(tokens).logits  # (1, T, V)
+        cache = model.decoder.new_cache()
+        first = max(1, model.mask_scheme.min_prompt_len)
+        steps = [(0, first)] + [(t, t + 1) for t in range(first, tokens.size(1))]
+        cached = torch.cat([model.decode(tokens[:, a:b], cache, start=a)[0] for a, b in steps], dim=1)
+    torch.testing.assert_close(full, cached, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("mask_type", ["standard", "window", "prefix"])
+def test_padding_with_a_pad_id_shared_with_eos_does_not_change_outputs_at_real_positions(mask_type):
+    """The first pad of a row now counts as real (it may be a text's end): a causal mask keeps every real query from
+    it, so each row's real logits in a padded batch are the row's alone. (mask=none and a prefix that reaches into
+    the padding would let real queries see it: masks.decoder_key_padding_mask.)"""
+    torch.manual_seed(0)
+    specials = dict(pad_id=SHARED_EOS, bos_id=SHARED_EOS, eos_id=SHARED_EOS)
+    cfg = small_config(arch="decoder_only", mask=small_mask(mask_type), pos_encoding="rope", **specials)
+    model = build_model(cfg).double().eval()
+    rows = [[5, 7, 9, 11, 13, 6], [5, 8, SHARED_EOS, 4], [9, 10, 11, SHARED_EOS]]  # eos inside a text, at its end
+    width = max(len(row) for row in rows) + 2
+    padded = torch.tensor([row + [SHARED_EOS] * (width - len(row)) for row in rows])
+    with torch.no_grad():
+        logits = model(padded).logits
+        for i, row in enumerate(rows):
+            alone = model(torch.tensor([row])).logits[0]
+            torch.testing.assert_close(logits[i, : len(row)], alone, atol=1e-10, rtol=0)
+
+
 # --- configuration and sizes ---------------------------------------------------------------------
 
 

@@ -83,3 +83,23 @@ def test_no_repeat_ngram_greedy_decoding_is_huggingfaces(gpt2_dir, n):
     expected = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=PAD, no_repeat_ngram_size=n)
     mine = generate(ours, prompt=prompt, max_new_tokens=20, no_repeat_ngram_size=n)
     assert mine[0].tolist() == expected[0, prompt.size(1) :][: mine.size(1)].tolist()
+
+
+def test_a_text_that_ends_in_endoftext_equals_huggingface_padded_or_not(gpt2_dir):
+    """<|endoftext|> is GPT-2's pad and its end of text: a row whose last real token is one, alone or followed by
+    padding, gives transformers' logits (its attention_mask says which tokens are real) at every real position,
+    the end of text included, and cached decoding gives the same there."""
+    hf = tiny_gpt2().double()
+    ours = load_pretrained(str(gpt2_dir), dtype=torch.float64).model
+    tokens = torch.tensor([[5, 17, 42, 8, 61, PAD], [5, 17, 42, PAD, PAD, PAD], [5, 17, PAD, 8, 61, 3]])
+    lengths = [6, 4, 6]  # the first two texts end in <|endoftext|>; the second then has two pads
+    attention_mask = (torch.arange(6)[None, :] < torch.tensor(lengths)[:, None]).long()
+    with torch.no_grad():
+        theirs = hf(tokens, attention_mask=attention_mask).logits
+        mine = ours(tokens).logits
+        cache = ours.decoder.new_cache()
+        cached = torch.cat([ours.decode(tokens[:1, t : t + 1], cache, start=t)[0] for t in range(6)], dim=1)
+    for row, length in enumerate(lengths):
+        diff = (mine[row, :length] - theirs[row, :length]).abs().max().item()
+        assert diff <= TOLERANCE[torch.float64], (row, diff)
+    assert (cached[0] - mine[0]).abs().max().item() <= TOLERANCE[torch.float64]

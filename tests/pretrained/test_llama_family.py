@@ -229,3 +229,21 @@ def test_a_partial_rotary_factor_without_scaling_is_read_as_transformers_reads_i
     with torch.no_grad():
         diff = (ours(tokens).logits - hf.double()(tokens).logits).abs().max().item()
     assert ours.cfg.rope_fraction == 1.0 and diff <= 1e-6
+
+
+def test_a_text_that_ends_in_the_eos_they_pad_with_equals_huggingface_padded_or_not(decoder_family):
+    """Without a pad token these families pad with their eos, which also ends a text: a row whose last real token
+    is the eos, alone or followed by padding, gives transformers' logits for the row alone at every real position,
+    the eos included."""
+    family, directory = decoder_family
+    hf = tiny_decoder(family).double()
+    ours = load_pretrained(str(directory), dtype=torch.float64).model
+    assert ours.cfg.pad_id == ours.cfg.eos_id == PAD
+    tokens = torch.tensor([[5, 17, 42, 8, 61, PAD], [5, 17, 42, PAD, PAD, PAD]])
+    lengths = [6, 4]
+    with torch.no_grad():
+        mine = ours(tokens).logits
+        for row, length in enumerate(lengths):
+            theirs = hf(tokens[row : row + 1, :length]).logits[0]
+            diff = (mine[row, :length] - theirs).abs().max().item()
+            assert diff <= TOLERANCE[torch.float64], (family, row, diff)
