@@ -29,9 +29,14 @@ ROPE_SCALINGS = {"linear": ("linear", ("factor",)), "llama3": ("llama3", ("facto
 
 
 def rope_settings(hf: Any, family: str) -> tuple[float, dict]:
-    """(rope_theta, our rope_scaling) of a config's `rope_parameters` (transformers 5; `rope_theta` and
-    `rope_scaling` in older configs). A scaling we have not built (dynamic NTK, YaRN, LongRoPE) is refused by name."""
-    parameters = dict(getattr(hf, "rope_parameters", None) or {})
+    """(rope_theta, our rope_scaling) of a transformers config. transformers 5 gives both in one dict,
+    `rope_parameters`; transformers 4 (pyproject allows >= 4.45) has no `rope_parameters` but two fields,
+    `rope_theta` and `rope_scaling` (None when unscaled), read in its place. A scaling we have not built (dynamic
+    NTK, YaRN, LongRoPE) is refused by name."""
+    parameters = getattr(hf, "rope_parameters", None)
+    if parameters is None:  # transformers 4: the scaling's own dict, the base beside it
+        parameters = getattr(hf, "rope_scaling", None) or {}
+    parameters = dict(parameters)
     theta = float(parameters.get("rope_theta", getattr(hf, "rope_theta", 10000.0)))
     kind = parameters.get("rope_type", parameters.get("type", "default"))
     if kind == "default":

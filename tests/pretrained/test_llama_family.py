@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from src.model import ConfigError, generate
 from src.pretrained import load_pretrained, pretrained_config
+from src.pretrained.llama import rope_settings
 from tests.conftest import ROOT
 
 from .conftest import PAD, VOCAB, save, tiny_decoder, transformers
@@ -247,3 +249,41 @@ def test_a_text_that_ends_in_the_eos_they_pad_with_equals_huggingface_padded_or_
             theirs = hf(tokens[row : row + 1, :length]).logits[0]
             diff = (mine[row, :length] - theirs).abs().max().item()
             assert diff <= TOLERANCE[torch.float64], (family, row, diff)
+
+
+LLAMA31_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 8192}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        (dict(rope_theta=5e5, rope_scaling=LLAMA31_SCALING),
+         (5e5, {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_len": 8192})),
+        (dict(rope_theta=1e4, rope_scaling={"type": "linear", "factor": 2.0}),
+         (1e4, {"type": "linear", "factor": 2.0})),
+        (dict(rope_theta=1e6, rope_scaling=None), (1e6, {})),
+        (dict(rope_theta=1e6), (1e6, {})),
+        (dict(), (1e4, {})),  # a config with neither: RoPE's own base
+    ],
+    ids=["llama3.1", "linear-older-key", "unscaled", "no-rope_scaling", "neither"],
+)  # fmt: skip
+def test_rope_settings_of_a_transformers_4_config_are_its_rope_theta_and_rope_scaling(fields, expected):
+    """transformers 4 configs (pyproject allows >= 4.45) carry rope_theta and rope_scaling and no rope_parameters:
+    a Llama 3.1 config keeps its llama3 scaling, as under transformers 5."""
+    assert rope_settings(SimpleNamespace(**fields), "Llama") == expected
+    if fields.get("rope_scaling"):  # the same settings as transformers 5 gives them: one dict
+        parameters = {"rope_theta": fields["rope_theta"], **fields["rope_scaling"]}
+        assert rope_settings(SimpleNamespace(rope_parameters=parameters), "Llama") == expected
+
+
+def test_a_transformers_4_yarn_config_is_refused_by_name():
+    hf4 = SimpleNamespace(rope_theta=1e6, rope_scaling={"rope_type": "yarn", "factor": 4.0})
+    with pytest.raises(ConfigError, match="^Qwen2 with RoPE scaling 'yarn' is not supported"):
+        rope_settings(hf4, "Qwen2")
+    partial = SimpleNamespace(
+        rope_theta=1e4, rope_scaling={"rope_type": "linear", "factor": 2.0}, partial_rotary_factor=0.5
+    )
+    with pytest.raises(ConfigError, match="^Llama with partial_rotary_factor=0.5 and RoPE scaling 'linear'"):
+        rope_settings(partial, "Llama")
