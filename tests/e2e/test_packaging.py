@@ -83,3 +83,16 @@ def test_a_built_wheel_runs_outside_the_repository(tmp_path):
             assert helped.startswith("usage: transformer-report ") and "sweep_dir" in helped
             continue
         assert helped.startswith(f"{name}: ") and f"Usage: {name} " in helped and "python -m" not in helped
+
+
+def test_the_torch_range_starts_where_the_model_can_run_and_admits_the_pinned_build():
+    """pyproject's torch range starts at 2.5, the oldest release with what the model calls (enable_gqa in
+    F.scaled_dot_product_attention, a custom op's register_vmap); constraints.txt's pin lies inside it."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    (line,) = re.findall(r'^\s*"(torch[<>=!~].*?)",', (ROOT / "pyproject.toml").read_text(), flags=re.M)
+    allowed = Requirement(line).specifier
+    (pin,) = re.findall(r"^torch==(\S+)$", (ROOT / "constraints.txt").read_text(), flags=re.M)
+    assert Version(pin) in allowed
+    assert Version("2.5.0") in allowed and Version("2.4.1") not in allowed
