@@ -202,8 +202,10 @@ def sdpa_kernel_for(mask: Mask, bias: Tensor | None, dtype: torch.dtype, head_di
 @dataclass(frozen=True)
 class AttentionBiases:
     """Which of an attention layer's projections add a learned bias to their output. Only W^O's bias is added
-    straight to the residual stream; the others shift the queries, keys and values (a bias on K shifts every score
-    of a query by the same amount, so softmax ignores it: it is kept where the models have it, for exact loading)."""
+    straight to the residual stream; the others shift the queries, keys and values. A bias b_K on K adds q . b_K to
+    every score of a query alike, which softmax ignores (no effect, no gradient), but only while the keys reach the
+    scores as projected: absolute positions, ALiBi, T5's relative bias or none. Rotary positions turn b_K by each
+    key's own position (Qwen2), and QK-norm normalises k + b_K as a whole: there it changes the attention."""
 
     qkv: bool  # W^Q, W^K and W^V
     out: bool  # W^O
@@ -237,8 +239,9 @@ def merge_heads(x: Tensor) -> Tensor:
 class MultiHeadAttention(nn.Module):
     """MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W^O,  head_h = Attention(Q W^Q_h, K W^K_h, V W^V_h).
 
-    Self-attention projects Q, K and V with one fused (D -> 3D) matrix; cross-attention projects the
-    decoder queries with W^Q and the encoder memory with one fused (D -> 2D) matrix for K and V.
+    Self-attention projects Q, K and V with one fused (D -> H·Dh + 2·KVH·Dh) matrix; cross-attention projects the
+    decoder queries with W^Q (D -> H·Dh) and the encoder memory with one fused (D -> 2·KVH·Dh) matrix for K and V.
+    (In the paper's multi-head attention, H·Dh = KVH·Dh = D: D -> 3D and D -> 2D.)
     Rotary and ALiBi positions act in self-attention only.
 
     Head size (`head_dim`, model.head_dim): each head works in Dh dimensions, D/H unless set. With Dh set apart from

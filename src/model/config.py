@@ -172,7 +172,8 @@ class TransformerConfig(ModelAxes):
     @property
     def dedicated_pad(self) -> bool:
         """Whether the pad id is a token of its own. GPT-2 has no pad token: we pad with <|endoftext|>, a real
-        token the model must read, predict and learn, so its embedding is not frozen and it is not forbidden."""
+        token the model must read, predict and learn, so its embedding has no padding_idx
+        (transformer.Embeddings) and decoding does not forbid it."""
         return self.pad_id not in (self.bos_id, self.eos_id)
 
     def mask_scheme(self) -> MaskScheme:

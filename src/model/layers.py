@@ -101,7 +101,8 @@ class EncoderLayer(nn.Module):
         need_weights: bool = False,
         real: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        # x (B, S, D); mask (B, 1, S, S), or (B, 1, 1, S) when it is padding alone; real (B, S): not padding
+        # x (B, S, D); mask: a SiteMask, its tensor (B, 1, S|1, S) (one row of padding alone, broadcast over the
+        # queries); real (B, S): not padding
         parts: list[tuple[Residual, Sublayer]] = [
             (self.attn_block, lambda h: self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights))
         ]
@@ -153,8 +154,9 @@ class DecoderLayer(nn.Module):
         need_weights: bool = False,
         real: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        # x (B, T, D); memory (B, S, D); self_mask (B, 1, T, T); cross_mask (B, 1, 1, S)
-        # cache: {"self": {...}, "cross": {...}} kept across decoding steps, or None
+        # x (B, T, D) at positions start..start+T-1; memory (B, S, D); the masks are SiteMasks: self_mask's tensor
+        # (B|1, 1, T, Tk) with Tk = start + T keys (the cache's and this step's), cross_mask's (B, 1, 1, S)
+        # cache: {"self": {...}, "cross": {...}} kept across decoding steps, or None (then start = 0, Tk = T)
         self_cache = cache["self"] if cache is not None else None
         parts: list[tuple[Residual, Sublayer]] = [
             (
@@ -180,4 +182,4 @@ class DecoderLayer(nn.Module):
             parts.append((self.ffn_block, lambda h: (at_real_positions(ffn, h, real), None)))
         x, extras = run_sublayers(x, parts, self.parallel)
         cross_weights = extras[1] if cross_attn is not None else None
-        return x, extras[0], cross_weights  # (B, T, D), (B, H, T, T), (B, H, T, S)
+        return x, extras[0], cross_weights  # (B, T, D), (B, H, T, Tk), (B, H, T, S)

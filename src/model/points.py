@@ -53,7 +53,7 @@ class ActivationPoint:
     __slots__ = ("name", "edits")
 
     def __init__(self, name: str = "") -> None:
-        self.name = name  # set once the model is built: name_points
+        self.name = name  # set as the model is built: layers.name_layer_points (embed points: the stacks)
         self.edits: list[Edit] = []
 
     def __call__(self, x: Tensor) -> Tensor:

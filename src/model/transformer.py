@@ -40,7 +40,10 @@ class Embeddings(nn.Module):
 
     def __init__(self, vocab_size: int, cfg: TransformerConfig):
         super().__init__()
-        # A dedicated pad token's embedding stays zero and untrained; GPT-2's pad is a real token (config.py).
+        # A dedicated pad token's row starts at zero and the lookup gives it no gradient (padding_idx). With a tied
+        # output projection (model.tie_embeddings, the default) the row is also the pad's output weights, trained
+        # there, so it stays zero only when untied (padding is masked either way). GPT-2's pad is a real token
+        # (config.py).
         self.token = nn.Embedding(vocab_size, cfg.d_model, padding_idx=cfg.pad_id if cfg.dedicated_pad else None)
         self.scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
         self.token_type = nn.Embedding(cfg.token_types, cfg.d_model) if cfg.token_types > 0 else None
@@ -131,7 +134,7 @@ class Decoder(nn.Module):
                     cross_weights.append(cw)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return x, self_weights, cross_weights  # (B, T, D), per layer (B, H, T, T), (B, H, T, S)
+        return x, self_weights, cross_weights  # (B, T, D), per layer (B, H, T, Tk), (B, H, T, S); Tk = start + T
 
 
 # Linear layers that hold several weight matrices side by side, and how many.
@@ -194,7 +197,7 @@ class TransformerBase(nn.Module):
             else:
                 for part in fused_parts(name.rsplit(".", 2)[-2], p.data, self.cfg):
                     nn.init.xavier_uniform_(part)
-        for module in self.modules():  # the padding embedding stays zero
+        for module in self.modules():  # the padding embedding starts at zero (Embeddings says when it stays so)
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()

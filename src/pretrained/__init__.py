@@ -5,10 +5,11 @@
     pretrained.model                                # our DecoderOnly, with GPT-2's weights
 
 Each supported family is one file that builds our TransformerConfig from the Hugging Face config and converts the
-weights with an explicit name map, checking every shape (gpt2.py, bert.py, marian.py); convert.py holds what they
-share and hub.py finds and reads the files. `transformers` (for the configs and tokenizers) and `huggingface_hub`
-are an optional dependency group (`pip install -e '.[pretrained]'`): this package is imported only when a
-pretrained model is asked for. Weights are read from safetensors; a model that ships only a PyTorch `.bin` is
+weights with an explicit name map, checking every shape (gpt2.py, bert.py, marian.py, t5.py, llama.py; qwen2.py and
+mistral.py build their configs and convert with llama.py's map, the weights' names being Llama's); convert.py holds
+what they share and hub.py finds and reads the files. `transformers` (for the configs and tokenizers) and
+`huggingface_hub` are an optional dependency group (`pip install -e '.[pretrained]'`): this package is imported only
+when a pretrained model is asked for. Weights are read from safetensors; a model that ships only a PyTorch `.bin` is
 read with `torch.load(weights_only=True)`, which never runs code from the file.
 """
 

@@ -134,3 +134,12 @@ def test_the_links_of_a_page_resolve(page):
         if target.startswith(("http://", "https://")):
             continue
         assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_the_model_pages_reading_order_lists_every_file_of_src_model_once():
+    """docs/model.md keeps the one reading order of src/model (its __init__ points there): a new file is listed."""
+    page = (ROOT / "docs" / "model.md").read_text()
+    block = page.split("Read it in this order:\n\n```\n", 1)[1].split("```", 1)[0]
+    listed = re.findall(r"^(\w+\.py) ", block, flags=re.M)
+    files = sorted(path.name for path in (ROOT / "src" / "model").glob("*.py") if path.name != "__init__.py")
+    assert sorted(listed) == files and len(set(listed)) == len(listed)

@@ -118,3 +118,31 @@ def test_explicit_path_drops_attention_weights_and_returns_them_before_dropout()
     torch.manual_seed(1)
     mean_out = torch.stack([explicit_attention(q, k, v, dropout_p=0.5)[0] for _ in range(400)]).mean(0)
     assert (mean_out - clean_out).abs().mean() < 0.1 * clean_out.abs().mean()
+
+
+@pytest.mark.parametrize(
+    "pos_encoding, qk_norm, matters",
+    [("sinusoidal", False, False), ("alibi", False, False), ("rope", False, True), ("sinusoidal", True, True)],
+)
+def test_a_key_bias_is_ignored_by_softmax_only_while_the_keys_reach_the_scores_as_projected(
+    pos_encoding, qk_norm, matters
+):
+    """b_K adds q . b_K to every score of a query alike: no effect and no gradient, unless rotary positions turn it
+    by each key's position or QK-norm normalises it with the key (AttentionBiases)."""
+    from src.model import TransformerConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(arch="decoder_only", d_model=16, heads=2, dec_layers=1, d_ff=32, dropout=0.0,
+                            tgt_vocab_size=20, max_len=16, pos_encoding=pos_encoding, attention_bias="qkv",
+                            qk_norm=qk_norm)  # fmt: skip
+    model = build_model(cfg).double().eval()
+    x = torch.randint(4, 20, (2, 8))
+    attention = model.decoder.layers[0].self_attn
+    key_bias = slice(attention.q_dim, attention.q_dim + attention.kv_dim)
+    logits = model(x).logits
+    logits.sum().backward()
+    gradient = attention.qkv_proj.bias.grad[key_bias].abs().max().item()
+    with torch.no_grad():
+        attention.qkv_proj.bias[key_bias] += torch.randn(attention.kv_dim, dtype=torch.float64)
+        change = (model(x).logits - logits).abs().max().item()
+    assert (change > 1e-6, gradient > 1e-6) == (matters, matters), (change, gradient)

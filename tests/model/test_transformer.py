@@ -289,6 +289,21 @@ def test_weight_tying_and_embedding_scale():
     assert model.tgt_embed.scale == pytest.approx(D**0.5)
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_a_dedicated_pad_row_starts_at_zero_and_stays_so_only_when_the_output_is_untied(tied):
+    """padding_idx keeps the lookup's gradient off the pad's row; a tied output projection is the same matrix, and
+    its gradient (the pad's logit pushed down) trains the row (Embeddings)."""
+    torch.manual_seed(0)
+    model = build_model(small_config(arch="decoder_only", tie_embeddings=tied))
+    pad_row = model.tgt_embed.token.weight[PAD_ID]
+    assert pad_row.abs().max().item() == 0.0
+    x = torch.randint(4, 19, (4, 8))
+    loss = F.cross_entropy(model(x[:, :-1]).logits.flatten(0, 1), x[:, 1:].flatten())
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert (pad_row.abs().max().item() > 0.0) == tied
+
+
 def test_pre_ln_has_final_norms_and_post_ln_has_none():
     assert build_model(small_config(norm_position="pre")).encoder.final_norm is not None
     assert build_model(small_config(norm_position="post")).decoder.final_norm is None
