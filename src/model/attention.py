@@ -301,7 +301,6 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"kv_heads={kv_heads} must divide heads={heads}")
         self.heads = heads
         self.kv_heads = kv_heads  # KVH: the KV groups, each serving heads // kv_heads query heads
-        self.d_model = d_model
         self.head_dim = d_model // heads if head_dim is None else head_dim  # Dh, the same for query and KV heads
         self.q_dim = heads * self.head_dim  # the columns Q takes, and W^O's input: D unless head_dim says otherwise
         self.kv_dim = kv_heads * self.head_dim  # the columns K takes (and V): q_dim in multi-head attention

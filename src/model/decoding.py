@@ -75,16 +75,26 @@ class _DecoderOnlyStepper(_Stepper):
 
 
 def _stepper(model, src, prompt, repeats):
+    # Each architecture reads one of src and prompt; the other is refused rather than ignored, so that a caller
+    # who meant it (a prompt for the decoder of a translation model, say) learns it was not read.
     if isinstance(model, EncoderDecoder):
         if src is None:
             raise ValueError("an encoder-decoder model decodes from src: pass src=(B, S) token ids")
+        if prompt is not None:
+            raise ValueError(
+                "generate(prompt=...) is for decoder-only models: an encoder-decoder model decodes from src alone, "
+                "its decoder starting from BOS; drop prompt"
+            )
         return _EncoderDecoderStepper(model, src, repeats)
     if isinstance(model, DecoderOnly):
+        if src is not None:
+            raise ValueError(
+                "generate(src=...) is for encoder-decoder models: a decoder-only model continues prompt=(B, P) "
+                "token ids (default: one BOS); pass prompt instead of src"
+            )
         device = next(model.parameters()).device
         if prompt is None:
-            prompt = torch.full(
-                (1 if src is None else src.size(0), 1), model.cfg.bos_id, dtype=torch.long, device=device
-            )
+            prompt = torch.full((1, 1), model.cfg.bos_id, dtype=torch.long, device=device)
         if model.cfg.dedicated_pad and (prompt == model.cfg.pad_id).any():
             raise ConfigError("the prompt contains PAD tokens: generate from unpadded prompts of equal length")
         needed = model.mask_scheme.min_prompt_len
@@ -280,9 +290,9 @@ def generate(
     """Generate tokens (B, L), without BOS, ending at EOS (kept) and PAD after it.
 
     Encoder-decoder models decode from `src` (B, S); decoder-only models continue `prompt` (B, P)
-    (default: a single BOS). strategy: "greedy", "beam" (beam_size, length_penalty alpha) or
-    "sample" (temperature, top_k, top_p). no_repeat_ngram_size n > 0: greedy and sampling never repeat an
-    n-gram of the prompt and output (ban_repeated_ngrams).
+    (default: a single BOS). Each refuses the other's argument (ValueError). strategy: "greedy", "beam" (beam_size,
+    length_penalty alpha) or "sample" (temperature, top_k, top_p). no_repeat_ngram_size n > 0: greedy and sampling
+    never repeat an n-gram of the prompt and output (ban_repeated_ngrams).
     """
     if max_new_tokens < 1 or beam_size < 1 or top_k < 0 or not 0.0 < top_p <= 1.0:
         raise ConfigError(

@@ -45,12 +45,11 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError, ModelWarning
-from .tokens import PAD_ID
 
 # --- the building blocks ------------------------------------------------------------------------
 
 
-def key_padding_mask(tokens: Tensor, pad_id: int = PAD_ID) -> Tensor:
+def key_padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
     """(B, Tk) token ids -> (B, 1, 1, Tk): no query may attend to a padding key."""
     return (tokens != pad_id)[:, None, None, :]
 
@@ -276,7 +275,7 @@ class MaskScheme:
 
     # --- the masks of each site: padding AND structure (shared by every scheme) ---
 
-    def encoder_self(self, src: Tensor, pad_id: int = PAD_ID) -> Tensor:
+    def encoder_self(self, src: Tensor, pad_id: int) -> Tensor:
         """(B, S) source tokens -> (B, 1, S, S), or the broadcastable (B, 1, 1, S) for padding alone."""
         padding = key_padding_mask(src, pad_id)  # (B, 1, 1, S)
         structure = self.encoder_structure(src.size(1), src.device)  # (S, S) or None
@@ -302,13 +301,13 @@ class MaskScheme:
         mask = structure if real_keys is None else structure & real_keys[:, None, None, :]
         return as_4d(mask)
 
-    def cross(self, src: Tensor, pad_id: int = PAD_ID) -> Tensor:
+    def cross(self, src: Tensor, pad_id: int) -> Tensor:
         """(B, S) source tokens -> (B, 1, 1, S): decoder queries may attend to every non-pad source token."""
         return key_padding_mask(src, pad_id)
 
     # --- the same masks as the attention takes them: tensor and form (SiteMask) ---
 
-    def encoder_self_mask(self, src: Tensor, pad_id: int = PAD_ID, padded: bool | None = None) -> SiteMask:
+    def encoder_self_mask(self, src: Tensor, pad_id: int, padded: bool | None = None) -> SiteMask:
         return SiteMask(
             self.encoder_form(src.size(1)), lambda: self.encoder_self(src, pad_id), lambda: src != pad_id, padded
         )
@@ -331,7 +330,7 @@ class MaskScheme:
             padded,
         )
 
-    def cross_mask(self, src: Tensor, pad_id: int = PAD_ID, padded: bool | None = None) -> SiteMask:
+    def cross_mask(self, src: Tensor, pad_id: int, padded: bool | None = None) -> SiteMask:
         return SiteMask(MaskForm.EVERY_KEY, lambda: self.cross(src, pad_id), lambda: src != pad_id, padded)
 
 

@@ -211,8 +211,8 @@ def test_padding_on_a_gpu_is_not_read_unless_the_caller_says():
     assert unknown.form is MaskForm.TENSOR
     said = scheme.decoder_self_mask(5, 5, real_keys=keys != PAD_ID, device="meta", padded=False)
     assert said.form is MaskForm.CAUSAL
-    assert scheme.cross_mask(keys, padded=False).form is MaskForm.EVERY_KEY
-    assert scheme.encoder_self_mask(keys).form is MaskForm.TENSOR
+    assert scheme.cross_mask(keys, PAD_ID, padded=False).form is MaskForm.EVERY_KEY
+    assert scheme.encoder_self_mask(keys, PAD_ID).form is MaskForm.TENSOR
 
 
 def test_padding_is_read_on_the_host_as_the_masks_define_it():

@@ -162,6 +162,18 @@ def test_generation_restores_training_mode_and_rejects_bad_settings():
         generate(build_model(TransformerConfig(arch="encoder_only", src_vocab_size=9, num_classes=2)), src=source())
 
 
+def test_an_argument_the_architecture_does_not_read_is_refused_not_ignored():
+    """An encoder-decoder decodes from src alone (its decoder starts from BOS); a decoder-only model continues a
+    prompt. The other's argument is one line naming it, not silently dropped."""
+    prompt = torch.tensor([[BOS_ID, 5, 6]])
+    with pytest.raises(ValueError, match=r"^generate\(prompt=\.\.\.\) is for decoder-only models: .*drop prompt$"):
+        generate(model_for(), src=source(), prompt=prompt, max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"^generate\(src=\.\.\.\) is for encoder-decoder models: .*instead of src$"):
+        generate(model_for("decoder_only"), src=source(), prompt=prompt, max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"^generate\(src=\.\.\.\)"):
+        generate(model_for("decoder_only"), src=source(), max_new_tokens=2, strategy="beam")
+
+
 # --- beam search against exhaustive search, and its stopping rule ------------------------------------
 
 

@@ -6,7 +6,7 @@ from src.model import ConfigError, masks
 
 def test_key_padding_blocks_pad_keys_only():
     tokens = torch.tensor([[5, 6, 0], [7, 0, 0]])
-    mask = masks.key_padding_mask(tokens)
+    mask = masks.key_padding_mask(tokens, pad_id=0)
     assert mask.shape == (2, 1, 1, 3)
     assert mask[:, 0, 0].tolist() == [[True, True, False], [True, False, False]]
 
@@ -42,9 +42,9 @@ def test_site_masks_per_scheme():
     assert standard[0, 0, 3].tolist() == [True, True, True, False]
     assert standard[0, 0, 0].tolist() == [True, False, False, False]
     src = torch.tensor([[4, 5, 0]])
-    assert masks.CausalMask().encoder_self(src)[0, 0].int().tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
-    assert masks.MaskScheme().encoder_self(src)[0, 0].int().tolist() == [[1, 1, 0]]  # broadcast over queries
-    assert masks.MaskScheme().cross(src).shape == (1, 1, 1, 3)
+    assert masks.CausalMask().encoder_self(src, pad_id=0)[0, 0].int().tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
+    assert masks.MaskScheme().encoder_self(src, pad_id=0)[0, 0].int().tolist() == [[1, 1, 0]]  # broadcast over queries
+    assert masks.MaskScheme().cross(src, pad_id=0).shape == (1, 1, 1, 3)
 
 
 def test_prefix_scheme_in_a_decoder_only_model_and_in_an_encoder_decoder():
@@ -100,3 +100,15 @@ def test_where_the_pad_id_is_also_eos_the_first_token_of_the_trailing_run_is_rea
         [True, True, True, False],
         [True, True, False, False],
     ]
+
+
+def test_every_mask_takes_the_models_pad_id_never_a_default():
+    """The model reads its own special ids (TransformerConfig); a default of our vocabularies' PAD_ID would give a
+    pretrained model's masks the wrong padding without a word."""
+    import inspect
+
+    takers = [masks.key_padding_mask, masks.decoder_key_padding_mask, masks.real_positions, masks.has_padding]
+    takers += [masks.MaskScheme.encoder_self, masks.MaskScheme.cross]
+    takers += [masks.MaskScheme.encoder_self_mask, masks.MaskScheme.cross_mask]
+    for function in takers:
+        assert inspect.signature(function).parameters["pad_id"].default is inspect.Parameter.empty, function.__name__
