@@ -81,7 +81,9 @@ def explicit_attention(
     """
     scale = q.size(-1) ** -0.5 if scale is None else scale
     k, v = repeat_kv(k, q.size(1)), repeat_kv(v, q.size(1))  # (B, H, Tk, Dh): each query head its group's
-    scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, Tq, Tk)
+    # q scaled before the product, not the scores after it: in fp16 q . k can pass the largest finite value
+    # (65504) where q . k / sqrt(Dh) does not. (PyTorch's unfused SDPA kernel scales before the product too.)
+    scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, H, Tq, Tk)
     if bias is not None:
         scores = scores + bias.to(scores.dtype)
     if mask is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .config import TransformerConfig
@@ -18,7 +19,8 @@ def ffn_weight_entries(cfg: TransformerConfig) -> int:
     (SwiGLU, GeGLU) 3 D F; 0 in an attention-only model (model.ffn=false), whose layers have none."""
     if not cfg.ffn:
         return 0
-    ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, 0.0)
+    with torch.device("meta"):  # shapes only: no memory, no initialisation (d_ff can be large)
+        ffn = build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, 0.0)
     return sum(p.numel() for p in ffn.parameters() if p.dim() == 2)
 
 

@@ -146,3 +146,13 @@ def test_a_key_bias_is_ignored_by_softmax_only_while_the_keys_reach_the_scores_a
         attention.qkv_proj.bias[key_bias] += torch.randn(attention.kv_dim, dtype=torch.float64)
         change = (model(x).logits - logits).abs().max().item()
     assert (change > 1e-6, gradient > 1e-6) == (matters, matters), (change, gradient)
+
+
+def test_the_explicit_path_scales_before_the_product_so_fp16_scores_stay_finite():
+    """q . k of 64 entries of 40 each is 102,400, past fp16's largest finite value (65,504); scaled by 1/sqrt(64)
+    it is 12,800. Scaling q first keeps the explicit path finite and equal to the fused one."""
+    q = torch.full((1, 1, 3, 64), 40.0, dtype=torch.float16)
+    k, v = q.clone(), torch.randn(1, 1, 3, 64).half()
+    out, weights = explicit_attention(q, k, v)
+    assert torch.isfinite(out).all() and torch.isfinite(weights).all()
+    torch.testing.assert_close(out.float(), fused_attention(q, k, v).float(), atol=1e-2, rtol=0)

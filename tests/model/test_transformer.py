@@ -321,6 +321,23 @@ def test_parameter_count_and_flops_match_hand_counts():
     assert flops_per_token(cfg, src_len=0, tgt_len=t) == pytest.approx(expected)
 
 
+def test_the_ffn_is_counted_on_the_meta_device_without_memory(monkeypatch):
+    """summary.ffn_weight_entries builds an FFN only for its shapes: on the meta device, so a large d_ff costs no
+    memory and no initialisation."""
+    from src.model import summary
+
+    built = []
+
+    def build_and_keep(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    original = summary.build_feedforward
+    monkeypatch.setattr(summary, "build_feedforward", build_and_keep)
+    assert summary.ffn_weight_entries(small_config(activation="swiglu")) == 3 * D * FF
+    assert all(p.is_meta for p in built[0].parameters())
+
+
 # --- every architecture learns a tiny batch --------------------------------------------------------
 
 
