@@ -57,21 +57,6 @@ def _feedforward(cfg: TransformerConfig) -> nn.Module | None:
     return build_feedforward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.ffn_dropout_p, bias=cfg.ffn_bias)
 
 
-def run_sublayers(
-    x: Tensor, parts: list[tuple[Residual, Sublayer]], parallel: bool
-) -> tuple[Tensor, list[Tensor | None]]:
-    """x (B, T, D) through a layer's sublayers, (residual block, sublayer) in order: one after the other, each in
-    its own block (the paper), or side by side on one norm of x (a parallel layer: norms.parallel_residual).
-    Returns the layer's output (B, T, D) and each sublayer's extra (the attention weights, or None)."""
-    if parallel:
-        return parallel_residual(x, parts)
-    extras: list[Tensor | None] = []
-    for block, sublayer in parts:
-        x, extra = block(x, sublayer)
-        extras.append(extra)
-    return x, extras
-
-
 class EncoderLayer(nn.Module):
     """Self-attention, then a feed-forward network (none with `model.ffn=false`); each in a residual block. With
     `model.parallel_layers` both read one norm of the layer's input, the first block's (the FFN's block has none)."""
@@ -103,14 +88,29 @@ class EncoderLayer(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         # x (B, S, D); mask: a SiteMask, its tensor (B, 1, S|1, S) (one row of padding alone, broadcast over the
         # queries); real (B, S): not padding
-        parts: list[tuple[Residual, Sublayer]] = [
-            (self.attn_block, lambda h: self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights))
-        ]
-        ffn = self.ffn
-        if ffn is not None and self.ffn_block is not None:  # none in an attention-only model
-            parts.append((self.ffn_block, lambda h: (at_real_positions(ffn, h, real), None)))
-        x, extras = run_sublayers(x, parts, self.parallel)
-        return x, extras[0]  # (B, S, D), (B, H, S, S) or None
+
+        def self_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:  # (B, S, D) -> (B, S, D), (B, H, S, S)
+            return self.self_attn(h, mask=mask, positional=positional, need_weights=need_weights)
+
+        def feedforward(h: Tensor) -> tuple[Tensor, None]:  # (B, S, D) -> (B, S, D), each position alone
+            assert self.ffn is not None
+            return at_real_positions(self.ffn, h, real), None
+
+        if not self.parallel:
+            # The paper: one sublayer after the other, each in its residual block (norms.Residual: pre-LN
+            # x + Sublayer(Norm(x)), post-LN Norm(x + Sublayer(x))).
+            x, weights = self.attn_block(x, self_attention)  # (B, S, D)
+            if self.ffn_block is not None:  # none in an attention-only model
+                x, _ = self.ffn_block(x, feedforward)  # (B, S, D)
+            return x, weights  # (B, S, D), (B, H, S, S) or None
+
+        # Parallel layers (GPT-J, PaLM): both sublayers read one norm of x, their outputs added to x side by side
+        # (norms.parallel_residual).
+        parts: list[tuple[Residual, Sublayer]] = [(self.attn_block, self_attention)]
+        if self.ffn_block is not None:
+            parts.append((self.ffn_block, feedforward))
+        x, (weights, *_) = parallel_residual(x, parts)
+        return x, weights  # (B, S, D), (B, H, S, S) or None
 
 
 class DecoderLayer(nn.Module):
@@ -157,29 +157,37 @@ class DecoderLayer(nn.Module):
         # x (B, T, D) at positions start..start+T-1; memory (B, S, D); the masks are SiteMasks: self_mask's tensor
         # (B|1, 1, T, Tk) with Tk = start + T keys (the cache's and this step's), cross_mask's (B, 1, 1, S)
         # cache: {"self": {...}, "cross": {...}} kept across decoding steps, or None (then start = 0, Tk = T)
-        self_cache = cache["self"] if cache is not None else None
-        parts: list[tuple[Residual, Sublayer]] = [
-            (
-                self.self_block,
-                lambda h: self.self_attn(
-                    h, mask=self_mask, positional=positional, cache=self_cache, start=start, need_weights=need_weights
-                ),
+
+        def self_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:  # (B, T, D) -> (B, T, D), (B, H, T, Tk)
+            self_cache = cache["self"] if cache is not None else None
+            return self.self_attn(
+                h, mask=self_mask, positional=positional, cache=self_cache, start=start, need_weights=need_weights
             )
-        ]
-        cross_attn = self.cross_attn
-        if cross_attn is not None:
-            cross_cache = cache["cross"] if cache is not None else None
-            parts.append(
-                (
-                    self.cross_block,
-                    lambda h: cross_attn(
-                        h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights
-                    ),
-                )
-            )
-        ffn = self.ffn
-        if ffn is not None and self.ffn_block is not None:  # none in an attention-only model
-            parts.append((self.ffn_block, lambda h: (at_real_positions(ffn, h, real), None)))
-        x, extras = run_sublayers(x, parts, self.parallel)
-        cross_weights = extras[1] if cross_attn is not None else None
-        return x, extras[0], cross_weights  # (B, T, D), (B, H, T, Tk), (B, H, T, S)
+
+        def cross_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:  # (B, T, D) -> (B, T, D), (B, H, T, S)
+            assert self.cross_attn is not None
+            cross_cache = cache["cross"] if cache is not None else None  # the memory's K and V, projected once
+            return self.cross_attn(h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights)
+
+        def feedforward(h: Tensor) -> tuple[Tensor, None]:  # (B, T, D) -> (B, T, D), each position alone
+            assert self.ffn is not None
+            return at_real_positions(self.ffn, h, real), None
+
+        if not self.parallel:
+            # The paper: one sublayer after the other, each in its residual block (norms.Residual: pre-LN
+            # x + Sublayer(Norm(x)), post-LN Norm(x + Sublayer(x))).
+            x, self_weights = self.self_block(x, self_attention)  # (B, T, D)
+            cross_weights = None
+            if self.cross_attn is not None:  # an encoder-decoder's: queries from the target, keys from the memory
+                x, cross_weights = self.cross_block(x, cross_attention)  # (B, T, D)
+            if self.ffn_block is not None:  # none in an attention-only model
+                x, _ = self.ffn_block(x, feedforward)  # (B, T, D)
+            return x, self_weights, cross_weights  # (B, T, D), (B, H, T, Tk), (B, H, T, S) or None
+
+        # Parallel layers (GPT-J, PaLM; decoder-only, so no cross-attention: config.validate): the self-attention
+        # and the FFN read one norm of x, their outputs added to x side by side (norms.parallel_residual).
+        parts: list[tuple[Residual, Sublayer]] = [(self.self_block, self_attention)]
+        if self.ffn_block is not None:
+            parts.append((self.ffn_block, feedforward))
+        x, (self_weights, *_) = parallel_residual(x, parts)
+        return x, self_weights, None  # (B, T, D), (B, H, T, Tk)

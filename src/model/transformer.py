@@ -77,17 +77,19 @@ class Encoder(nn.Module):
         self.embed_point = ActivationPoint(point_name("embed", "encoder"))  # what the stack receives
 
     def forward(self, x, mask, positional, need_weights=False, real=None) -> tuple[Tensor, list[Tensor]]:
-        """real (B, S): the positions that are not padding (None: all), where the FFNs run (feedforward.py)."""
+        """x (B, S, D) the embedded source; mask: the self-attention's SiteMask, its tensor (B, 1, S|1, S); real
+        (B, S): the positions that are not padding (None: all), where the FFNs run (feedforward.py).
+        Returns the memory (B, S, D) and, with need_weights, each layer's attention weights (B, H, S, S)."""
         positional = positional.for_stack("encoder")  # T5's relative bias has a table per stack
         weights = []
         x = self.embed_point(x)  # (B, S, D)
         for layer in self.layers:
-            x, w = layer(x, mask, positional, need_weights, real)  # (B, S, D)
+            x, w = layer(x, mask, positional, need_weights, real)  # (B, S, D), (B, H, S, S) or None
             if need_weights:
                 weights.append(w)
         if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, weights
+            x = self.final_norm(x)  # (B, S, D)
+        return x, weights  # (B, S, D), per layer (B, H, S, S)
 
 
 class Decoder(nn.Module):
@@ -119,8 +121,12 @@ class Decoder(nn.Module):
         real=None,
         first_layer=0,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """x (B, T, D): the embeddings, or with `first_layer` > 0 the residual stream entering that layer (the layers
-        before it are skipped: activation patching resumes a run there, as TransformerLens's start_at_layer)."""
+        """x (B, T, D) at positions start..start+T-1: the embeddings, or with `first_layer` > 0 the residual stream
+        entering that layer (the layers before it are skipped: activation patching resumes a run there, as
+        TransformerLens's start_at_layer). self_mask: a SiteMask, its tensor (B|1, 1, T, Tk) over Tk = start + T keys
+        (the cache's and these); memory (B, S, D) and cross_mask, tensor (B, 1, 1, S), in an encoder-decoder (None:
+        decoder-only); cache: new_cache()'s, kept across decoding steps, or None; real (B, T): the positions that are
+        not padding (None: all, as while decoding with a cache)."""
         self_weights, cross_weights = [], []
         positional = positional.for_stack("decoder")
         if first_layer == 0:
@@ -128,12 +134,13 @@ class Decoder(nn.Module):
         for i in range(first_layer, len(self.layers)):
             layer, layer_cache = self.layers[i], cache[i] if cache is not None else None
             x, sw, cw = layer(x, self_mask, positional, memory, cross_mask, layer_cache, start, need_weights, real)
+            # x (B, T, D); sw (B, H, T, Tk), cw (B, H, T, S): weights only with need_weights (cw with an encoder)
             if need_weights:
                 self_weights.append(sw)
                 if cw is not None:
                     cross_weights.append(cw)
         if self.final_norm is not None:
-            x = self.final_norm(x)
+            x = self.final_norm(x)  # (B, T, D)
         return x, self_weights, cross_weights  # (B, T, D), per layer (B, H, T, Tk), (B, H, T, S); Tk = start + T
 
 
@@ -268,10 +275,13 @@ class EncoderDecoder(TransformerBase):
     def encode(
         self, src: Tensor, need_weights: bool = False, padded: bool | None = None
     ) -> tuple[Tensor, list[Tensor]]:
+        """src (B, S) source tokens -> the memory (B, S, D) that every decoder layer's cross-attention reads and,
+        with need_weights, the encoder's attention weights per layer (B, H, S, S)."""
         self._check_length(src.size(1))
-        mask = self.mask_scheme.encoder_self_mask(src, self.cfg.pad_id, padded)  # (B, 1, S|1, S)
+        mask = self.mask_scheme.encoder_self_mask(src, self.cfg.pad_id, padded)  # tensor (B, 1, S|1, S)
         real = src != self.cfg.pad_id  # (B, S)
-        return self.encoder(self.src_embed(src, self.positional), mask, self.positional, need_weights, real)
+        x = self.src_embed(src, self.positional)  # (B, S, D)
+        return self.encoder(x, mask, self.positional, need_weights, real)  # (B, S, D), per layer (B, H, S, S)
 
     def decode(
         self,
