@@ -536,6 +536,25 @@ def interrupt_follow_up(run_dir: Path, interrupt: TrainingInterrupted, multirun:
     )
 
 
+def evaluate_instead(interrupt: TrainingInterrupted, trainer: DictConfig) -> str | None:
+    """What an interrupt that came once training had ended (Lightning's last callbacks, the test split, the end of
+    the run) leaves to do, when the checkpoint it saved holds every step the trainer asked for: resuming would
+    train nothing (and is refused), so the way on is to evaluate that checkpoint. None while steps are left."""
+    from src.cli.preflight import finished_by
+    from src.training.checkpoint import read_checkpoint
+
+    if interrupt.checkpoint is None:
+        return None
+    finished = finished_by(read_checkpoint(str(interrupt.checkpoint), "ckpt_path"), trainer)
+    if finished is None:
+        return None
+    setting, reached = finished
+    return (
+        f"training had ended ({reached}, all that trainer.{setting} asks for) and the run's final metrics are not "
+        f"recorded: evaluate it with python -m src.eval {shell_override('ckpt', interrupt.checkpoint)}"
+    )
+
+
 def job_command(run_dir: Path) -> str:
     """A sweep job's own command: what runs this one job, in its directory (its process was started by the sweep's
     command, or by a worker of a launcher: joblib's, submitit's, whose command line says nothing of the job)."""
@@ -609,7 +628,11 @@ def record_the_run(
             sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         except TrainingInterrupted as interrupt:
             command, go_on = interrupt_follow_up(run_dir, interrupt, multirun)
-            record.end("interrupted", error=str(interrupt), checkpoint=str(interrupt.checkpoint), resume=command)
+            evaluate = evaluate_instead(interrupt, cfg.trainer)
+            if evaluate is not None:  # every step was trained and saved: nothing to resume, the run's end unrecorded
+                command, go_on = None, evaluate
+            reason = str(interrupt) if evaluate is None else f"{interrupt}; {evaluate}"
+            record.end("interrupted", error=reason, checkpoint=str(interrupt.checkpoint), resume=command)
             if interrupt.signal_name not in ("SIGINT", "SIGTERM"):  # SLURM's warning before the time limit
                 hand_over_to_submitit(interrupt)
             saved = (

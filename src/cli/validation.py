@@ -567,6 +567,10 @@ def check_no_added_keys(cfg: DictConfig, prefix: str = "") -> None:
     """`+model.head=8` adds a key Hydra's schema does not have; nothing would read it, so the run would silently
     ignore what the user asked for. Refuse every key that is not a field of its node's schema."""
     schema = OmegaConf.get_type(cfg)
+    if not prefix and not dataclasses.is_dataclass(schema):
+        # The run's settings without Hydra's (preflight's masked copy of the composed config) have lost the root's
+        # type, not their nodes': the root's schema is the run's Config (a top-level +foo=1)
+        schema = Config
     known = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
     for key in cfg:
         path = f"{prefix}{key}"

@@ -116,6 +116,14 @@ EARLY_REFUSALS = [
             ("trainer.max_epochs=-2", "trainer.max_epochs=-2 must be >= 1, or -1"),
         ]
     ],
+    # a key added at the top (+foo=1): the preflight's copy of the settings had lost the root's schema
+    ("an added top-level key", lambda d: [*SMALL_REVERSE, "+foo=1"], "foo is not a setting, so nothing would read it"),
+    ("an added top-level typo", lambda d: [*SMALL_REVERSE, "+seedd=1"], "did you mean seed, without the +?"),
+    (
+        "a sweep over an added top-level key",
+        lambda d: ["-m", *SMALL_REVERSE, "+foo=1,2"],
+        "job 0 of the sweep (+foo=1) cannot run, so no job was started: foo is not a setting",
+    ),
     # a sweep: one job that cannot run refuses the sweep, before any job (and before its directory) exists
     (
         "a sweep with a setting one job cannot take",

@@ -214,3 +214,35 @@ def test_ctrl_c_while_the_data_are_built_is_an_interrupt_not_a_crash(tmp_path):
     assert last == "error: interrupted by SIGINT (nothing saved); run it again in a new directory"
     assert "Traceback" not in err
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_ctrl_c_once_training_has_ended_says_to_evaluate_not_to_resume(tmp_path):
+    """Ctrl-C after the last step was saved (here: while the test split is scored, test_after_fit=true) left a run
+    whose printed resume command was refused (nothing left to train): the run is recorded interrupted, with the
+    command that evaluates its checkpoint, and no resume command."""
+    run_dir = tmp_path / "run"
+    settings = long_run_with("trainer.max_steps=4", "trainer.val_check_interval=4", "task.test_size=20000")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.run", *settings, "test_after_fit=true", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT, env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.is_file() and time.monotonic() < deadline:  # the last step is saved: training has ended
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: interrupted by SIGINT (step 4 saved in ") and "Traceback" not in err, err
+    evaluate = f"evaluate it with python -m src.eval ckpt={last}"
+    assert line.endswith(
+        "; training had ended (trained 4 steps, all that trainer.max_steps asks for) and the run's final metrics "
+        f"are not recorded: {evaluate}"
+    ), line
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["resume"] is None and evaluate in record["error"]
+    evaluated = run_here("src.eval", f"ckpt={last}", "split=val")
+    assert evaluated.returncode == 0, evaluated.stderr
