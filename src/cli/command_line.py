@@ -190,6 +190,8 @@ def hydra_error_line(error: HydraException, command: str = "src.run", argv: list
     if isinstance(error, OverrideParseException):
         if bare := bare_path_line(sys.argv[1:] if argv is None else argv, command):
             return bare
+        if unparsed := unparsed_word_line(sys.argv[1:] if argv is None else argv):
+            return unparsed
         return (
             f"could not parse the command line ({text.splitlines()[0]}): write overrides as key=value, and quote a "
             """value with spaces or non-ASCII letters for Hydra inside the shell's quotes: 'text="ein Hund läuft"'"""
@@ -254,6 +256,41 @@ def bare_path_line(argv: list[str], command: str) -> str | None:
             f"{word} is a path given without a setting's name: give it as the setting that reads it, "
             f"<setting>={word} (python -m {command} --help lists them)"
         )
+    return None
+
+
+BRACKETS = {"[": "]", "{": "}", "(": ")"}
+
+
+def unparsed_word_line(argv: list[str]) -> str | None:
+    """The words of a command line Hydra cannot parse, as a hurried user types them, with the override meant:
+    `model.heads 8` (a setting without its =), `text=12 34` (a value with a space, split by the shell into two
+    words), `ablate.heads=[cross:0:1` (a list not closed). None when no word is one of these (Hydra's own message,
+    with the general fix, is then the line)."""
+    for index, word in enumerate(argv):
+        if word.startswith("-"):
+            continue
+        key, equals, value = word.partition("=")
+        if not equals:
+            before = argv[index - 1] if index else ""
+            if "=" in before and not before.startswith("-"):  # the shell split a value at its space
+                set_key, _, set_value = before.partition("=")
+                set_value = set_value.strip("'\"")  # as typed (free text arrives quoted for Hydra: free_text.py)
+                return (
+                    f"{word} has no =: give it as key=value, or, if it is the rest of {set_key}={set_value} (a value "
+                    f"with a space), quote it whole for the shell and for Hydra: '{set_key}=\"{set_value} {word}\"'"
+                )
+            name, _, rest = word.partition(" ")
+            given = rest or (argv[index + 1] if index + 1 < len(argv) and "=" not in argv[index + 1] else "")
+            if re.fullmatch(r"[+~]?[A-Za-z_][\w./]*", name) and given:
+                return f"{word if rest else f'{word} {given}'} has no =: write {name}={given}"
+            continue
+        opened = value[:1]
+        if opened in BRACKETS and not value.rstrip().endswith(BRACKETS[opened]):
+            return (
+                f"{word} opens a {'list' if opened == '[' else 'value'} with {opened} and does not close it: write "
+                f"'{key}={value}{BRACKETS[opened]}'"
+            )
     return None
 
 

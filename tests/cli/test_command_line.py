@@ -184,6 +184,18 @@ def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
             ["+model=small"],
             "+model=small adds a second model to the defaults: drop the +, model=small chooses the model",
         ),
+        # what a hurried user types, which Hydra can only call unparsable
+        (["model.heads", "8"], "model.heads 8 has no =: write model.heads=8"),
+        (["model.heads 8"], "model.heads 8 has no =: write model.heads=8"),
+        (
+            ["+meta.note=hello", "world"],
+            "world has no =: give it as key=value, or, if it is the rest of +meta.note=hello (a value with a space), "
+            """quote it whole for the shell and for Hydra: '+meta.note="hello world"'""",
+        ),
+        (
+            ["ablate.heads=[cross:0:1"],
+            "ablate.heads=[cross:0:1 opens a list with [ and does not close it: write 'ablate.heads=[cross:0:1]'",
+        ),
     ],
 )
 def test_hydras_refusals_name_the_override_and_hydras_own_fixes(args, line, capsys, tmp_path):
@@ -602,4 +614,12 @@ def test_a_run_directory_given_bare_to_src_run_is_answered_with_how_to_resume_or
     assert f"python -m src.eval ckpt={run}" in line
     assert not (tmp_path / "run").exists()
     words = error_line("src.eval", ["ckpt=x", "not_a_path"], capsys, tmp_path)
-    assert "write overrides as key=value" in words  # a word that is no path: Hydra's parse error, as before
+    assert "not_a_path has no =: give it as key=value" in words  # a word that is no path: no setting's value
+
+
+def test_free_text_split_by_the_shell_is_answered_with_the_text_as_typed(capsys, tmp_path):
+    """src.predict text=12 34: free text reaches Hydra quoted (free_text.py); the fix shows the text as typed."""
+    assert error_line("src.predict", ["ckpt=x", "text=12", "34"], capsys, tmp_path) == (
+        "error: 34 has no =: give it as key=value, or, if it is the rest of text=12 (a value with a space), quote it "
+        """whole for the shell and for Hydra: 'text="12 34"'"""
+    )
