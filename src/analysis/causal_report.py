@@ -6,6 +6,9 @@ TensorBoard.
     patching/patching.csv       one row per patch: family, point, site, layer, head, position, the metric with the
                                 patch, the fraction restored, attribution patching's estimate
     patching/paths.csv          path patching: sender, receiver, channel, the metric, the fraction kept
+
+A fraction is `nan` in the CSVs and null in summary.json (with `restored_undefined` saying why), and "not defined" in
+report.md, where the clean and corrupted inputs score the same (patching.fraction).
     patching/summary.json       the headline figures (read by the sweep report), settings and timings
     patching/resid_pre.png, attn_out.png, ffn_out.png   fraction restored, layer x position, a panel per stack
     patching/heads.png          fraction restored by each head's output at every position, layer x head per site
@@ -172,10 +175,14 @@ def place(row: PatchRow) -> str:
     return where + (f" position {row.position}" if row.position is not None else "")
 
 
+# What a fraction's cell says where it is NaN (patching.fraction): the clean and corrupted inputs score the same
+NOT_DEFINED = "not defined: the clean and corrupted inputs score the same"
+
+
 def answer_lines(analysis: CausalAnalysis) -> list[str]:
     why = undefined_restoration(analysis)
     if why is not None:
-        return [f"- no fraction can be restored: {why}"]
+        return [f"- every fraction is {NOT_DEFINED}: {why}"]
     fragile = weak_separation(analysis)
     if analysis.direction == "denoising":
         said = "restore most of the clean run (fraction restored)"
@@ -235,7 +242,10 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
         "",
     ]  # fmt: skip
     heads = head_grids(analysis)
-    if heads:
+    undefined = undefined_restoration(analysis) is not None
+    if heads and undefined:  # a grid of NaN would say nothing: say why once
+        lines += ["## Each head's output patched at every position", "", f"Every fraction is {NOT_DEFINED}.", ""]
+    elif heads:
         lines += ["## Each head's output patched at every position", ""]
         fraction = "fraction restored" if analysis.direction == "denoising" else "fraction kept"
         for site, grid in heads.items():
@@ -260,8 +270,11 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
             "| --- | --- | --- | --- | --- |",
         ]
         for p in analysis.paths:
-            lines.append(f"| {p.sender} | {p.receiver} | {p.channel} | {_fmt(p.value, 4)} | {_fmt(p.restored, 3)} |")
+            kept = "not defined" if math.isnan(p.restored) else _fmt(p.restored, 3)
+            lines.append(f"| {p.sender} | {p.receiver} | {p.channel} | {_fmt(p.value, 4)} | {kept} |")
         lines.append("")
+        if any(math.isnan(p.restored) for p in analysis.paths):
+            lines += [f"Not defined: {NOT_DEFINED.removeprefix('not defined: ')}, so no fraction can be kept.", ""]
     lines += [
         "Every patch: patching.csv, with `value` (the metric with the patch), `restored` and `estimate`, attribution "
         f"patching's estimate of the patch's change of the metric (in {analysis.metric}, not a fraction).",

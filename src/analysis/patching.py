@@ -14,13 +14,16 @@ single-head ablation table scores many masks (src/analysis/scoring.py).
 
 The effect of a patch is reported as the fraction of the metric restored (denoising) or kept (noising):
     (metric(patched) - metric(corrupted)) / (metric(clean) - metric(corrupted))
-so 1 is the clean run's value and 0 the corrupted run's, whichever the direction.
+so 1 is the clean run's value and 0 the corrupted run's, whichever the direction (`fraction`). It is not defined
+(NaN) where the clean and the corrupted run score the same: there is no difference to restore.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +49,21 @@ class Patch:
         return f"{self.point}{head}{position}"
 
 
+Value = TypeVar("Value", float, Tensor)
+
+
+def fraction(value: Value, clean: float, corrupted: float) -> Value:
+    """(value - corrupted) / (clean - corrupted): the fraction of the clean-minus-corrupted difference that `value`
+    restores (denoising) or keeps (noising); 1 is the clean run's value, 0 the corrupted run's. NaN where the clean
+    and the corrupted run score the same (or either is not finite): there is nothing to restore, and dividing by 0
+    would give an infinity for a tensor and raise ZeroDivisionError for a float. Every fraction of activation and
+    path patching goes through here, so both say "not defined" alike."""
+    difference = clean - corrupted
+    if difference == 0 or not math.isfinite(difference):
+        return torch.full_like(value, math.nan) if isinstance(value, Tensor) else math.nan
+    return (value - corrupted) / difference
+
+
 @dataclass
 class PatchingResult:
     patches: list[Patch]
@@ -57,7 +75,7 @@ class PatchingResult:
     def restored(self) -> Tensor:
         """(P,): each patch's fraction of the clean-minus-corrupted difference (1: the clean value). Not defined
         (NaN) where the pair gives the clean and the corrupted run the same metric: nothing to restore."""
-        return (self.values - self.corrupted) / (self.clean - self.corrupted)
+        return fraction(self.values, self.clean, self.corrupted)
 
 
 def check_pair(clean: dict[str, Tensor], corrupted: dict[str, Tensor]) -> None:
@@ -304,8 +322,9 @@ class PathPatchingResult:
     @property
     def restored(self) -> float:
         """The fraction of the clean-minus-corrupted difference the path keeps: 1 when patching it changes nothing,
-        0 when it alone takes the metric to the corrupted run's value (noising)."""
-        return (self.value - self.corrupted) / (self.clean - self.corrupted)
+        0 when it alone takes the metric to the corrupted run's value (noising); NaN where the clean and the
+        corrupted run score the same (`fraction`)."""
+        return fraction(self.value, self.clean, self.corrupted)
 
 
 @torch.no_grad()

@@ -296,3 +296,16 @@ def test_pairs_the_model_answers_otherwise_are_warned_about():
     assert "prefers the corrupted answer (mean logit difference -0.5" in wrong_answer(analysis("logit_diff", -0.5), 0.0)
     assert "top-1 prediction in only 25%" in wrong_answer(analysis("loss", 1.0), 0.25)
     assert wrong_answer(analysis("logit_diff", 2.0), 0.75) is None
+
+
+def test_a_fraction_is_not_defined_where_the_clean_and_corrupted_runs_score_the_same():
+    """Nothing to restore: NaN for activation and path patching alike, never an infinity or a ZeroDivisionError."""
+    import math
+
+    from src.analysis.patching import PatchingResult, PathPatchingResult, fraction
+
+    assert fraction(0.5, 1.0, 0.0) == 0.5
+    assert math.isnan(fraction(0.3, 0.2, 0.2))
+    assert torch.isnan(fraction(torch.tensor([0.3, 0.2]), 0.2, 0.2)).all()
+    assert torch.isnan(PatchingResult([Patch("embed@decoder")], torch.tensor([0.3]), 0.2, 0.2).restored).all()
+    assert math.isnan(PathPatchingResult("decoder_self:0:1", "decoder_self:1:2", "q", 0.3, 0.2, 0.2).restored)

@@ -1,0 +1,55 @@
+"""src/analysis/causal_report.py: what patching/ holds, read back from the files written."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+
+from src.analysis.causal import analyze_patching
+from src.analysis.causal_report import NOT_DEFINED, write_patching
+from src.data.pairs import PairBatch
+from src.model import BOS_ID, TransformerConfig, build_model
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = TransformerConfig(
+        arch="decoder_only", d_model=16, heads=4, dec_layers=2, d_ff=32, dropout=0.0, tgt_vocab_size=13
+    )
+    return build_model(cfg).double().eval()
+
+
+def pairs_of(answer: int, wrong: int) -> PairBatch:
+    """Three pairs of six tokens, the third changed, scored at the last position."""
+    generator = torch.Generator().manual_seed(5)
+    tokens = torch.randint(4, 13, (3, 6), generator=generator)
+    corrupted = tokens.clone()
+    corrupted[:, 2] = 4 + (corrupted[:, 2] - 4 + 3) % 9
+    make = lambda t: {"tgt_in": torch.cat([torch.full((3, 1), BOS_ID), t[:, :-1]], 1), "tgt_out": t}  # noqa: E731
+    return PairBatch(make(tokens), make(corrupted), torch.full((3,), 5), torch.full((3,), answer), torch.full((3,), wrong))
+
+
+def test_fractions_not_defined_are_written_as_such_and_the_analysis_is_kept(tmp_path):
+    """Answer and wrong answer the same token: the logit difference is 0 clean and corrupted, so no fraction is
+    defined. Every file is still written (path patching's fraction once raised ZeroDivisionError, and the whole
+    folder was lost); none holds an infinity."""
+    analysis = analyze_patching(
+        tiny_model(), "lm", pairs_of(7, 7), metric="logit_diff", paths=[("decoder_self:0:1", "decoder_self:1:2")]
+    )
+    assert analysis.clean == analysis.corrupted == 0
+    out = tmp_path / "patching"
+    written = write_patching(analysis, out, {"checkpoint": "x"})
+    assert {"patching.csv", "paths.csv", "summary.json", "report.md"} <= set(written)
+    report = (out / "report.md").read_text()
+    assert NOT_DEFINED in report and "| not defined |" in report
+    for name in ("patching.csv", "paths.csv"):
+        with open(out / name, newline="") as f:
+            assert {row["restored"] for row in csv.DictReader(f)} == {"nan"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["restored_undefined"] and summary["paths"][0]["restored"] is None
+    assert set(summary["heads_restored"].values()) == {None}
+    for name in written:
+        if not name.endswith(".png"):
+            assert "inf" not in (out / name).read_text().replace("inference", "")
