@@ -200,22 +200,33 @@ class HeadRow:
     head: str
     induction: float
     previous_token: float
-    repeated_loss: float  # the loss on the repeats with this head alone ablated
+    repeated_loss: float  # the loss on the repeats with this head alone ablated (NaN: already off)
     loss_increase: float  # that minus the loss with every head on
+    # Already off before the analysis (ablate.heads, or its attention sublayer removed): it still computes a pattern,
+    # and so scores, but writes nothing, so it is no induction head of this model and ablating it changes nothing.
+    removed_before: bool = False
 
 
 def head_table(
     model: nn.Module, batches: Sequence[Mapping[str, Tensor]], min_segment_len: int
 ) -> tuple[list[HeadRow], dict[str, float]]:
-    """Per head: its two scores and what ablating it alone does to the loss on the repeats (one pass for all); and
-    each score's chance level (HeadScores.chance)."""
+    """Per head: its two scores and what ablating it alone does to the loss on the repeats (one pass for all, the
+    heads already off left out); and each score's chance level (HeadScores.chance)."""
+    from .heads import heads_in_use
+
     scores = head_scores(model, batches, min_segment_len)
+    alive = heads_in_use(model)[SITE]  # (L, H): 0 where gated off or the sublayer is removed
+    off = {head_name(SITE, layer, head) for layer, head in (alive == 0).nonzero().tolist()}
     heads = list(scores.induction)
-    losses = repeated_losses(model, batches, min_segment_len, [[]] + [[head] for head in heads])
-    rows = [
-        HeadRow(head, scores.induction[head], scores.previous_token[head], loss, loss - losses[0])
-        for head, loss in zip(heads, losses[1:])
-    ]
+    live = [head for head in heads if head not in off]
+    losses = repeated_losses(model, batches, min_segment_len, [[]] + [[head] for head in live])
+    alone = dict(zip(live, losses[1:]))
+    rows = []
+    for head in heads:
+        loss = alone.get(head, math.nan)
+        rows.append(
+            HeadRow(head, scores.induction[head], scores.previous_token[head], loss, loss - losses[0], head in off)
+        )
     return rows, scores.chance
 
 

@@ -3,7 +3,8 @@
 induction/report.md     the answer first (the induction heads, the previous-token heads, what ablating the
                         induction heads does to the loss on the repeats), then the table
 induction/heads.csv     per head: induction score, previous-token score, the loss on the repeats with that head
-                        alone ablated, and the increase over the intact model
+                        alone ablated, the increase over the intact model, and whether it was off before the
+                        analysis (removed_before: ablate.heads or a removed sublayer; never an induction head)
 induction/summary.json  the headline figures, settings and timings
 induction/scores.png    both scores as heat maps, layer x head
 induction/repeated_loss.png   the run's val/repeated_loss curve with its phase change marked (when it has one)
@@ -192,15 +193,21 @@ class InductionAnalysis:
     phase: PhaseChange | None = None  # the training curve's phase change (None: not looked for)
     chance: dict[str, float] = field(default_factory=dict)  # score -> uniform attention's (HeadScores.chance)
 
+    def in_use(self) -> list[HeadRow]:
+        """The heads that act: one already off (removed_before) still scores, from a pattern it writes nothing
+        with, so it is never counted as a head of its kind nor sets the bar for the others."""
+        return [row for row in self.heads if not row.removed_before]
+
     def threshold(self, score: str) -> float:
-        """The score a head needs to be counted as one of its kind: SHARE of the largest, at least FLOOR, and at
-        least CHANCE_TIMES what uniform attention over the keys a query sees would score."""
-        values = [v for v in (getattr(row, score) for row in self.heads) if math.isfinite(v)]
+        """The score a head needs to be counted as one of its kind: SHARE of the largest (of the heads in use), at
+        least FLOOR, and at least CHANCE_TIMES what uniform attention over the keys a query sees would score."""
+        values = [v for v in (getattr(row, score) for row in self.in_use()) if math.isfinite(v)]
         chance = self.chance.get(score, math.nan)
         return max(SHARE * max(values, default=math.nan), FLOOR, CHANCE_TIMES * chance if math.isfinite(chance) else 0)
 
     def standing_out(self, score: str) -> list[str]:
-        values = {row.head: getattr(row, score) for row in self.heads if math.isfinite(getattr(row, score))}
+        """The heads in use whose `score` clears the threshold, as ablate.heads takes them."""
+        values = {row.head: getattr(row, score) for row in self.in_use() if math.isfinite(getattr(row, score))}
         if not values:
             return []
         return [head for head, value in values.items() if value >= self.threshold(score)]
@@ -217,6 +224,37 @@ def chance_words(analysis: InductionAnalysis) -> str:
 def grids(analysis: InductionAnalysis, score: str) -> dict[str, np.ndarray]:
     """Per site, (layers, heads) of one score."""
     return grids_of_heads({row.head: getattr(row, score) for row in analysis.heads})
+
+
+def off_line(analysis: InductionAnalysis) -> list[str]:
+    """The heads already off before the analysis, said above the table (none: nothing)."""
+    off = [row.head for row in analysis.heads if row.removed_before]
+    if not off:
+        return []
+    return [
+        f"Already off before the analysis (`ablate.heads`, or a removed sublayer): {', '.join(f'`{h}`' for h in off)}. "
+        "They still attend, so they have scores, but write nothing: they are counted as no head of either kind, "
+        "and not ablated.",
+        "",
+    ]
+
+
+def head_table_lines(analysis: InductionAnalysis, rows: list[HeadRow]) -> list[str]:
+    """The table of every head; with a column `off` when a head was off before the analysis, beside (never inside)
+    the head's name, so the name pastes into ablate.heads as it reads."""
+    marked = any(row.removed_before for row in analysis.heads)
+    lines = [
+        "| head |" + (" off |" if marked else "") + " induction score | previous-token score | loss, this head "
+        "ablated | increase |",
+        "| --- |" + (" --- |" if marked else "") + " --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        off = (" off |" if r.removed_before else "  |") if marked else ""
+        lines.append(
+            f"| {r.head} |{off} {_fmt(r.induction)} | {_fmt(r.previous_token)} | {_fmt(r.repeated_loss)} | "
+            f"{_fmt(r.loss_increase)} |"
+        )
+    return lines
 
 
 def report_markdown(analysis: InductionAnalysis, about: dict) -> str:
@@ -244,13 +282,8 @@ def report_markdown(analysis: InductionAnalysis, about: dict) -> str:
             else "no head stands out as an induction head, so none is ablated"
         ),
         "",
-        "| head | induction score | previous-token score | loss, this head ablated | increase |",
-        "| --- | --- | --- | --- | --- |",
-        *(
-            f"| {r.head} | {_fmt(r.induction)} | {_fmt(r.previous_token)} | {_fmt(r.repeated_loss)} | "
-            f"{_fmt(r.loss_increase)} |"
-            for r in rows
-        ),
+        *off_line(analysis),
+        *head_table_lines(analysis, rows),
         "",
         "![scores](scores.png)",
         "",
@@ -309,10 +342,10 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
     with written_whole(out) as partial:
         with open(partial / "heads.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["head", "induction", "previous_token", "repeated_loss", "loss_increase"])
+            writer.writerow(["head", "induction", "previous_token", "repeated_loss", "loss_increase", "removed_before"])
             for r in analysis.heads:
                 writer.writerow([r.head, *(f"{v:.6g}" for v in (r.induction, r.previous_token, r.repeated_loss,
-                                                                r.loss_increase))])  # fmt: skip
+                                                                r.loss_increase)), r.removed_before])  # fmt: skip
         summary = {
             "sequences": analysis.sequences,
             "half": analysis.half,

@@ -662,12 +662,14 @@ def head_count(key: str) -> Callable[[Run], float | None]:
 
 
 def strongest(score: str) -> Callable[[Run], float | None]:
-    """A run's largest `score` (induction, previous_token) over its heads: how strongly its best head of the kind
-    does it, whichever head that is in this seed."""
+    """A run's largest `score` (induction, previous_token) over its heads in use: how strongly its best head of the
+    kind does it, whichever head that is in this seed. A head off before the analysis (removed_before) still has
+    a pattern, and so a score, but writes nothing: it is left out, as the analysis leaves it out of its heads."""
 
     def figure(run: Run) -> float | None:
-        rows = (run.induction or {}).get("heads") or []
-        values = [v for row in rows if isinstance(row, dict) and (v := number_or_none(row.get(score))) is not None]
+        rows = [row for row in (run.induction or {}).get("heads") or [] if isinstance(row, dict)]
+        in_use = [row for row in rows if not row.get("removed_before")]
+        values = [v for row in in_use if (v := number_or_none(row.get(score))) is not None]
         return max(values) if values else None
 
     return figure

@@ -99,3 +99,25 @@ def test_the_repeat_loss_is_the_cross_entropy_at_the_predictable_targets_with_he
     assert rows[3].loss_increase == pytest.approx(together[2] - intact, abs=1e-12)
     with pytest.raises(ConfigError, match="head 3 is out of range"):
         repeated_loss(model, batches(), 3, ["decoder_self:1:3"])
+
+
+def test_heads_already_off_are_marked_and_never_ablated_again():
+    """A head gated off (ablate.heads) and the heads of a removed sublayer (ablate.sublayers) still compute a
+    pattern, and so scores, but write nothing: head_table marks them, and ablates only the heads in use."""
+    from src.model.ablation import sublayer_blocks
+
+    model = model_of()
+    mask = full_head_mask(model)
+    mask["decoder_self"][1, 2] = 0.0
+    set_head_mask(model, mask)
+    sublayer_blocks(model)["decoder_self"][0].removed = True
+    rows, _ = head_table(model, batches(), 3)
+    off = {row.head for row in rows if row.removed_before}
+    assert off == {"decoder_self:0:0", "decoder_self:0:1", "decoder_self:0:2", "decoder_self:1:2"}
+    intact = repeated_loss(model, batches(), 3)
+    for row in rows:
+        if row.removed_before:
+            assert row.repeated_loss != row.repeated_loss and row.loss_increase != row.loss_increase  # NaN
+        else:
+            assert row.repeated_loss == pytest.approx(repeated_loss(model, batches(), 3, [row.head]), abs=1e-12)
+            assert row.loss_increase == pytest.approx(row.repeated_loss - intact, abs=1e-12)

@@ -4,6 +4,7 @@ too few validations), and the report and summary.json that carry it."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -158,3 +159,24 @@ def test_a_head_at_chance_is_no_previous_token_head():
     assert InductionAnalysis(16, 16, heads, 1.0, math.nan, chance=chance).standing_out("previous_token") == [
         "decoder_self:0:3"
     ]
+
+
+def test_a_head_off_before_the_analysis_is_no_induction_head_and_is_marked_off(tmp_path):
+    """An off head's pattern may score highest; it is neither counted nor sets the bar for the heads in use, and the
+    table and heads.csv say it is off, outside its name."""
+    heads = [
+        HeadRow("decoder_self:0:0", 0.05, 0.95, 1.2, 0.2),
+        HeadRow("decoder_self:1:0", 0.40, 0.02, 3.5, 2.5),
+        HeadRow("decoder_self:1:1", 0.90, 0.02, math.nan, math.nan, removed_before=True),
+    ]
+    found = InductionAnalysis(16, 8, heads, 1.0, 3.8, chance={"induction": 0.03, "previous_token": 0.1})
+    assert found.standing_out("induction") == ["decoder_self:1:0"]
+    text = report_markdown(found, {})
+    assert "| decoder_self:1:1 | off |" in text and "Already off before the analysis" in text
+    write_induction(found, tmp_path / "induction", {})
+    with open(tmp_path / "induction" / "heads.csv", newline="") as f:
+        by_head = {row["head"]: row for row in csv.DictReader(f)}
+    assert by_head["decoder_self:1:1"]["removed_before"] == "True"
+    assert by_head["decoder_self:1:0"]["removed_before"] == "False"
+    summary = json.loads((tmp_path / "induction" / "summary.json").read_text())
+    assert summary["induction_heads"] == ["decoder_self:1:0"]

@@ -403,3 +403,17 @@ def test_induction_analyses_of_other_sequences_are_never_pooled_and_jobs_without
         "beyond what each job trained with, as the first table)."
     )
     assert LENS_TITLE not in report_of(tmp_path)
+
+
+def test_the_strongest_score_is_of_the_heads_in_use():
+    """A head off before the analysis (removed_before) scores from a pattern it writes nothing with: the strongest
+    score of a seed is never its."""
+    from types import SimpleNamespace
+
+    from src.sweep.causal_sections import strongest
+
+    heads = [
+        {"head": "decoder_self:1:0", "induction": 0.4, "previous_token": 0.02, "removed_before": False},
+        {"head": "decoder_self:1:1", "induction": 0.9, "previous_token": 0.02, "removed_before": True},
+    ]
+    assert strongest("induction")(SimpleNamespace(induction={"heads": heads})) == 0.4
