@@ -64,6 +64,14 @@ def fraction(value: Value, clean: float, corrupted: float) -> Value:
     return (value - corrupted) / difference
 
 
+def patch_effect(value: float, direction: str) -> float:
+    """How far a patch moves the metric, as a fraction of the clean-minus-corrupted difference (0: no change), from
+    its fraction (`fraction`): the fraction restored when denoising (0: no change); 1 - the fraction kept when
+    noising (1: no change). Rank patches by |effect|, never by |fraction|: a noising fraction near 1 is a patch that
+    changes nothing."""
+    return 1 - value if direction == "noising" else value
+
+
 @dataclass
 class PatchingResult:
     patches: list[Patch]

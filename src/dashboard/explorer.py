@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from src.analysis.patching import patch_effect
 from src.model.names import NUMBERING, SITE_TITLES, head_name, layer_name, parse_name
 
 # Which side's tokens are the queries and which the keys, per attention site.
@@ -279,8 +280,11 @@ def read_patching(patching_dir: Path, page_step: int | None = None) -> HeadPatch
     except (OSError, ValueError):
         pass  # patching.csv alone: the numbers are still shown, said to be from the analysis
     summary = summary if isinstance(summary, dict) else {}
+    direction = summary.get("direction")
     restored: dict[str, float | None] = {}  # head name -> fraction restored (None: undefined)
-    best: dict[str, tuple[float, int]] = {}  # head name -> (fraction restored, query position) of its best position
+    # head name -> (fraction, query position) of the position whose patch moves the metric most: by |effect|, since
+    # a noising fraction is what is kept (1: no change), so its largest |fraction| is a patch that does nothing
+    best: dict[str, tuple[float, int]] = {}
     path = patching_dir / "patching.csv"
     if path.is_file():
         with path.open(newline="", encoding="utf-8") as file:
@@ -295,13 +299,16 @@ def read_patching(patching_dir: Path, page_step: int | None = None) -> HeadPatch
                 value = _number(row.get("restored"))
                 if position is None:
                     restored[name] = value
-                elif value is not None and (name not in best or abs(value) > abs(best[name][0])):
+                elif value is not None and (
+                    name not in best
+                    or abs(patch_effect(value, direction)) > abs(patch_effect(best[name][0], direction))
+                ):
                     best[name] = (value, position)
     if isinstance(summary.get("heads_restored"), dict):
         restored = {name: _finite_number(value) for name, value in summary["heads_restored"].items()}
     if not summary and not restored:
         return None
-    direction, metric, pairs = summary.get("direction"), summary.get("metric"), summary.get("pairs")
+    metric, pairs = summary.get("metric"), summary.get("pairs")
     told = ", ".join(str(part) for part in (direction, metric, f"{pairs} pairs" if pairs else None) if part)
     verb = "kept when" if direction == "noising" else "restored by"  # noising: corrupted into the clean run
     checkpoint = Path(summary["checkpoint"]).name if summary.get("checkpoint") else "the run"
@@ -347,9 +354,8 @@ def read_patching(patching_dir: Path, page_step: int | None = None) -> HeadPatch
         note = f"patching {word} " + ("nothing defined" if value is None else f"{value:.3f}")
         if name in best:
             most, position = best[name]
-            note += (
-                f" (its output at one query position alone: at most {most:.3f}, at position {position} of the pairs)"
-            )
+            alone = f"the largest effect at position {position}, {word} {most:.3f}"
+            note += f" (its output at one query position alone: {alone})"
         table.setdefault(site, {})[(layer, head)] = (value, note)
     values, notes = _grids(table)
     return HeadPatching(values, notes, about, None, step)

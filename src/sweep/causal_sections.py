@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from src.analysis.patching import patch_effect
 from src.sweep.runs import Run
 from src.sweep.statistics import (
     NO_SPREAD,
@@ -283,22 +284,16 @@ def path_title(key: PathKey) -> str:
     return f"{sender} -> {receiver} ({channel})"
 
 
-def head_effect(fraction: float, direction: str) -> float:
-    """How far patching a head moves the metric, as a fraction of the clean-minus-corrupted difference: the fraction
-    restored when denoising (0: no change); 1 - the fraction kept when noising (1: no change)."""
-    return 1 - fraction if direction == "noising" else fraction
-
-
 def top_heads(runs: list[Run], direction: str, count: int = TOP_HEADS) -> list[str]:
     """The `count` heads that matter most over `runs` (one measure's analyses, every configuration): the largest
-    mean |effect| (head_effect) over the runs that patched them, ties in the order summary.json lists them; never a
+    mean |effect| (patch_effect) over the runs that patched them, ties in the order summary.json lists them; never a
     head whose patch changed nothing in any run."""
     effects: dict[str, list[float]] = {}
     for run in runs:
         for head in (run.patching or {}).get("heads_restored") or {}:
             value = head_fraction(head)(run)
             if value is not None:
-                effects.setdefault(head, []).append(abs(head_effect(value, direction)))
+                effects.setdefault(head, []).append(abs(patch_effect(value, direction)))
     means = {head: statistics.mean(values) for head, values in effects.items()}
     ranked = sorted((head for head, mean in means.items() if mean > 0), key=lambda head: -means[head])
     return ranked[:count]

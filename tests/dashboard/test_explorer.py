@@ -360,11 +360,26 @@ def test_read_patching_gives_each_head_its_fraction_restored_and_says_what_it_is
     assert "The page's checkpoint" not in patching.about
     # Each head's line for its note: its fraction, and its best single query position from patching.csv
     note = patching.notes["cross"][1][0]
-    assert note.startswith("patching restores 0.600") and "at most 0.450, at position 1 of the pairs" in note
+    assert note.startswith("patching restores 0.600")
+    assert "the largest effect at position 1, restores 0.450" in note
     assert patching.notes["cross"][1][1] == "patching restores nothing defined"
     assert patching.notes["encoder_self"][0][0] == ""  # not in the analysis: no line
     # Another step than the page's checkpoint is said beside the numbers
     assert read_patching(tmp_path / "patching", page_step=9).about.endswith("The page's checkpoint is at step 9.")
+
+
+def test_under_noising_a_heads_best_position_is_the_one_whose_patch_moves_the_metric_most(tmp_path):
+    """Noising's fraction is what is kept (1: no change): the position that matters keeps least, not the one whose
+    fraction is largest in size."""
+    folder = write_patching(tmp_path / "patching", {"cross:0:0": 0.4}, direction="noising")
+    with (folder / "patching.csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["family", "point", "site", "layer", "head", "position", "value", "restored", "estimate"])
+        writer.writerow(["head", "z@cross:0", "cross", 0, 0, "", 0.0, 0.4, 0.0])
+        for position, kept in enumerate((1.01, 0.35, 0.99, 1.0)):
+            writer.writerow(["head_position", "z@cross:0", "cross", 0, 0, position, 0.0, kept, 0.0])
+    note = read_patching(folder).notes["cross"][0][0]
+    assert "the largest effect at position 1, keeps 0.350" in note
 
 
 def test_read_patching_without_an_analysis_its_summary_or_defined_fractions(tmp_path):
