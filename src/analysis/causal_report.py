@@ -217,6 +217,20 @@ def rank_correlation_lines(analysis: CausalAnalysis) -> list[str]:
     ]
 
 
+def ablated_patch_words(analysis: CausalAnalysis, about: dict) -> str:
+    """What patching an ablated head reads, when something is ablated. A head switched off (zero or mean ablation:
+    the same zeros or the same mean in both runs) or in a removed sublayer (its output never reaches the stream)
+    writes alike in the clean and the corrupted run, so its patch changes nothing: the corrupted run's value when
+    denoising (0), the clean run's when noising (1)."""
+    if about.get("ablation", "nothing ablated") == "nothing ablated":
+        return ""
+    reads = "0 (fraction restored)" if analysis.direction == "denoising" else "1 (fraction kept)"
+    return (
+        " (a head switched off, or in a removed sublayer, writes the same in the clean and the corrupted run, so "
+        f"patching it changes nothing: it reads {reads})"
+    )
+
+
 def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[str]) -> str:
     lines = [
         f"# Activation patching: {about.get('checkpoint', '')}",
@@ -232,8 +246,7 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
         "",
         "## What was measured",
         "",
-        f"- ablation in force: {about.get('ablation', 'nothing ablated')} (an ablated head's patch changes nothing: "
-        "it reads 0)",
+        f"- ablation in force: {about.get('ablation', 'nothing ablated')}{ablated_patch_words(analysis, about)}",
         f"- clean {analysis.metric} {_fmt(analysis.clean)}, corrupted {_fmt(analysis.corrupted)}"
         + (f"; the clean answer is the top-1 prediction in {100 * about['clean_accuracy']:.0f}% of the pairs"
            if "clean_accuracy" in about else ""),

@@ -93,6 +93,16 @@ def answer_lines(analysis: LensAnalysis) -> list[str]:
     return lines
 
 
+def ablated_share_words(about: dict) -> str:
+    """What an ablated component's share is, when something is ablated: 0 only where it writes nothing."""
+    if about.get("ablation", "nothing ablated") == "nothing ablated":
+        return ""
+    return (
+        " (a head or FFN in a removed sublayer, and a head switched off by zero ablation, write nothing: their share "
+        "is 0; a head switched off by mean ablation writes its mean output, and its share is that output's)"
+    )
+
+
 def output_words(analysis: LensAnalysis) -> str:
     return "output projection" if analysis.stack == "decoder" else "classifier's pooling and head"
 
@@ -107,7 +117,7 @@ def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]
         "logit attribution (Elhage et al. 2021): each component's share of the target's logit, through the final "
         "norm with its scale frozen (pre-LN models only); the shares sum to the logit. Heads named as "
         f"`ablate.heads` takes them ({NUMBERING}). "
-        f"Ablation in force: {about.get('ablation', 'nothing ablated')} (an ablated head's share is 0).",
+        f"Ablation in force: {about.get('ablation', 'nothing ablated')}{ablated_share_words(about)}.",
         "",
         "## The answer",
         "",

@@ -28,7 +28,9 @@ def pairs_of(answer: int, wrong: int) -> PairBatch:
     corrupted = tokens.clone()
     corrupted[:, 2] = 4 + (corrupted[:, 2] - 4 + 3) % 9
     make = lambda t: {"tgt_in": torch.cat([torch.full((3, 1), BOS_ID), t[:, :-1]], 1), "tgt_out": t}  # noqa: E731
-    return PairBatch(make(tokens), make(corrupted), torch.full((3,), 5), torch.full((3,), answer), torch.full((3,), wrong))
+    return PairBatch(
+        make(tokens), make(corrupted), torch.full((3,), 5), torch.full((3,), answer), torch.full((3,), wrong)
+    )
 
 
 def test_fractions_not_defined_are_written_as_such_and_the_analysis_is_kept(tmp_path):
@@ -53,3 +55,21 @@ def test_fractions_not_defined_are_written_as_such_and_the_analysis_is_kept(tmp_
     for name in written:
         if not name.endswith(".png"):
             assert "inf" not in (out / name).read_text().replace("inference", "")
+
+
+def test_an_ablated_heads_patch_is_said_to_read_what_it_reads_in_each_direction(tmp_path):
+    """A head switched off (zero or mean ablation) or in a removed sublayer writes the same in both runs: its patch
+    reads 0 when denoising, but 1 (nothing lost) when noising."""
+    from src.analysis.causal import CausalAnalysis
+    from src.analysis.causal_report import report_markdown
+
+    about = {"ablation": "heads decoder_self:1:2; mean ablation"}
+    for direction, reads in (
+        ("denoising", "it reads 0 (fraction restored)"),
+        ("noising", "it reads 1 (fraction kept)"),
+    ):
+        analysis = CausalAnalysis("logit_diff", direction, 4, 2.0, -1.0, [], {}, {})
+        text = report_markdown(analysis, about, [])
+        assert reads in text and "removed sublayer" in text
+    text = report_markdown(CausalAnalysis("logit_diff", "noising", 4, 2.0, -1.0, [], {}, {}), {}, [])
+    assert "- ablation in force: nothing ablated\n" in text
