@@ -32,6 +32,7 @@ import numpy as np
 from src.model.names import NUMBERING, head_name, layer_name, site_title
 
 from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
+from .patching import SITE_ORDER
 from .report import _finite, _fmt, _ink, figure_pixels, grids_of_heads, heat_map_figure, save_figures, written_whole
 
 FAMILY_TITLES = {
@@ -54,17 +55,33 @@ def _direction_words(direction: str) -> str:
     return "noising: the clean run with one corrupted activation patched in (is it necessary?)"
 
 
+def forward_order(key: tuple[int, str]) -> tuple[int, int]:
+    """A (layer, site) row's place in the forward pass within its stack: by layer, then as the sites run in a layer
+    (SITE_ORDER: a decoder layer's self-attention, then its cross-attention, then its FFN), never by site name
+    ("cross" sorts before "decoder_self")."""
+    layer, site = key
+    return layer, SITE_ORDER.get(site, (1, 0))[1]
+
+
+def row_keys(analysis: CausalAnalysis, family: str, stack: str) -> list[tuple[int, str]]:
+    """The (layer, site) rows of a family's grid of one stack, in forward order: the grid's rows and their labels."""
+    found = {(r.layer, r.site) for r in analysis.rows if r.family == family and stack_of(r.site) == stack}
+    return sorted(found, key=forward_order)
+
+
 def position_grids(analysis: CausalAnalysis, family: str) -> dict[str, np.ndarray]:
-    """Per stack, (layers, positions) of the fraction restored, with the stack's sites stacked as rows in layer
-    order (a decoder layer's self-attention, then its cross-attention)."""
-    rows = [r for r in analysis.rows if r.family == family]
-    grids: dict[str, dict[tuple[int, str], dict[int, float]]] = {}
-    for row in rows:
-        grids.setdefault(stack_of(row.site), {}).setdefault((row.layer, row.site), {})[row.position or 0] = row.restored
+    """Per stack, (layers, positions) of the fraction restored, with the stack's sites stacked as rows in forward
+    order (row_keys)."""
+    cells: dict[str, dict[tuple[int, str], dict[int, float]]] = {}
+    for row in analysis.rows:
+        if row.family == family:
+            cells.setdefault(stack_of(row.site), {}).setdefault((row.layer, row.site), {})[row.position or 0] = (
+                row.restored
+            )
     found = {}
-    for stack, by_row in grids.items():
-        keys = sorted(by_row)
-        width = 1 + max(p for cells in by_row.values() for p in cells)
+    for stack, by_row in cells.items():
+        keys = row_keys(analysis, family, stack)
+        width = 1 + max(p for values in by_row.values() for p in values)
         grid = np.full((len(keys), width), np.nan)
         for index, key in enumerate(keys):
             for position, value in by_row[key].items():
@@ -74,8 +91,8 @@ def position_grids(analysis: CausalAnalysis, family: str) -> dict[str, np.ndarra
 
 
 def row_labels(analysis: CausalAnalysis, family: str, stack: str) -> list[str]:
-    keys = sorted({(r.layer, r.site) for r in analysis.rows if r.family == family and stack_of(r.site) == stack})
-    return [layer_name(site, layer) for layer, site in keys]
+    """The rows of position_grids' grid of `stack`, named as ablate.sublayers takes them (`decoder_self:1`)."""
+    return [layer_name(site, layer) for layer, site in row_keys(analysis, family, stack)]
 
 
 def head_grids(analysis: CausalAnalysis) -> dict[str, np.ndarray]:

@@ -73,3 +73,19 @@ def test_an_ablated_heads_patch_is_said_to_read_what_it_reads_in_each_direction(
         assert reads in text and "removed sublayer" in text
     text = report_markdown(CausalAnalysis("logit_diff", "noising", 4, 2.0, -1.0, [], {}, {}), {}, [])
     assert "- ablation in force: nothing ablated\n" in text
+
+
+def test_the_rows_of_a_position_grid_run_in_forward_order():
+    """A decoder layer's self-attention, then its cross-attention (by name, cross would come first), and each row
+    of the grid holds the row its label names."""
+    from src.analysis.causal import CausalAnalysis, PatchRow
+    from src.analysis.causal_report import position_grids, row_labels
+
+    rows = [
+        PatchRow("attn_out", f"out@{site}:{layer}", site, layer, None, 0, 0.0, value, 0.0)
+        for site, layer, value in (("cross", 0, 0.1), ("decoder_self", 0, 0.2), ("cross", 1, 0.3),
+                                   ("decoder_self", 1, 0.4))
+    ]  # fmt: skip
+    analysis = CausalAnalysis("logit_diff", "denoising", 2, 1.0, 0.0, rows, {}, {})
+    assert row_labels(analysis, "attn_out", "decoder") == ["decoder_self:0", "cross:0", "decoder_self:1", "cross:1"]
+    assert position_grids(analysis, "attn_out")["decoder"][:, 0].tolist() == [0.2, 0.1, 0.4, 0.3]
