@@ -3,8 +3,9 @@ TensorBoard.
 
     patching/report.md          the answer first (the places and heads that restore most, how far attribution
                                 patching can be trusted), then the tables
-    patching/patching.csv       one row per patch: family, point, site, layer, head, position, the metric with the
-                                patch, the fraction restored, attribution patching's estimate
+    patching/patching.csv       one row per patch: its name (the head or layer, as ablate.heads and
+                                ablate.sublayers take it), family, point, site, layer, head, position, the metric
+                                with the patch, the fraction restored, attribution patching's estimate
     patching/paths.csv          path patching: sender, receiver, channel, the metric, the fraction kept
 
 A fraction is `nan` in the CSVs and null in summary.json (with `restored_undefined` saying why), and "not defined" in
@@ -29,11 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from src.model.names import NUMBERING, head_name, layer_name, site_title
+from src.model.names import NUMBERING, head_name, layer_name
 
 from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
 from .patching import SITE_ORDER
-from .report import _finite, _fmt, _ink, figure_pixels, grids_of_heads, heat_map_figure, save_figures, written_whole
+from .report import (
+    _finite,
+    _fmt,
+    _ink,
+    figure_pixels,
+    grids_of_heads,
+    heat_map_figure,
+    save_figures,
+    site_label,
+    written_whole,
+)
 
 FAMILY_TITLES = {
     "resid_pre": "the residual stream entering each layer",
@@ -279,7 +290,7 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
         lines += ["## Each head's output patched at every position", ""]
         fraction = "fraction restored" if analysis.direction == "denoising" else "fraction kept"
         for site, grid in heads.items():
-            lines += [f"{site_title(site)}: {fraction}, layer x head", ""]
+            lines += [f"{site_label(site)}: {fraction}, layer x head", ""]
             lines += ["| layer | " + " | ".join(f"head {h}" for h in range(grid.shape[1])) + " |"]
             lines += ["| --- |" + " --- |" * grid.shape[1]]
             for layer in range(grid.shape[0]):
@@ -346,10 +357,15 @@ def write_patching(analysis: CausalAnalysis, out: Path, about: dict) -> list[str
     with written_whole(out) as partial:
         with open(partial / "patching.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["family", "point", "site", "layer", "head", "position", "value", "restored", "estimate"])
+            # name first, as heads.csv has it: the head (`decoder_self:1:2`) or layer (`decoder_self:1`) patched, as
+            # ablate.heads and ablate.sublayers take it
+            writer.writerow(
+                ["name", "family", "point", "site", "layer", "head", "position", "value", "restored", "estimate"]
+            )
             for r in analysis.rows:
+                name = layer_name(r.site, r.layer) if r.head is None else head_name(r.site, r.layer, r.head)
                 writer.writerow(
-                    [r.family, r.point, r.site, r.layer, "" if r.head is None else r.head,
+                    [name, r.family, r.point, r.site, r.layer, "" if r.head is None else r.head,
                      "" if r.position is None else r.position, f"{r.value:.6g}", f"{r.restored:.6g}",
                      f"{r.estimate:.6g}"]
                 )  # fmt: skip

@@ -157,7 +157,7 @@ class KeepOneRow:
     scope: str
     site: str  # "all" for scope "all"
     layer: int | None  # None for scopes "site" and "all"
-    kept: str  # the head(s) kept, e.g. "cross:1:3" or "best per layer"
+    kept: str  # the heads kept, as ablate.heads takes a list of them: "[cross:1:3]", "[cross:0:1,cross:1:3]"
     metric: float
     loss: float
 
@@ -375,9 +375,10 @@ def _keep_one(scorer: SplitScorer, alive: HeadMask, live, metric: MainMetric) ->
     scope_losses = scorer.losses(masks)
     scope_metrics = scorer.metrics(masks) if metric.name != "loss" else scope_losses
     rows = []
-    for (scope, site, layer, _), value, loss in zip(scopes, scope_metrics, scope_losses):
-        kept = head_name(site, layer, best[(site, layer)][0]) if scope == "layer" else "best head of every layer"
-        rows.append(KeepOneRow(scope, site, layer, kept, value, loss))
+    for (scope, site, layer, chosen), value, loss in zip(scopes, scope_metrics, scope_losses):
+        # the heads themselves, never a description: a row of keep_one.csv names what to paste into ablate.heads
+        kept = [head_name(s, lay, best[(s, lay)][0]) for s, lay in chosen]
+        rows.append(KeepOneRow(scope, site, layer, f"[{','.join(kept)}]", value, loss))
     return rows
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from src.model.names import NUMBERING
 
 from .induction import HeadRow
-from .report import _finite, _fmt, grids_of_heads, heat_map_figure, save_figures, written_whole
+from .report import _finite, _fmt, grids_of_heads, heat_map_figure, save_figures, site_label, written_whole
 
 # A head is called an induction (previous-token) head when its score is at least this share of the largest score of
 # its kind, and at least FLOOR: a rule that picks the heads that stand out, whatever the model's scale of attention.
@@ -367,8 +367,8 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
 def figures(analysis: InductionAnalysis) -> dict:
     made = {
         "scores": heat_map_figure(
-            {f"{site} induction": g for site, g in grids(analysis, "induction").items()}
-            | {f"{site} previous token": g for site, g in grids(analysis, "previous_token").items()},
+            {f"{site_label(site)}: induction": g for site, g in grids(analysis, "induction").items()}
+            | {f"{site_label(site)}: previous token": g for site, g in grids(analysis, "previous_token").items()},
             "induction and previous-token scores (mean attention)",
             "viridis",
         )

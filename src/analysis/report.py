@@ -198,6 +198,13 @@ def _finite(value):
 # --- figures --------------------------------------------------------------------------------------------------
 
 
+def site_label(site: str) -> str:
+    """`decoder_self (decoder self-attention)`: a site as ablate takes it, so that a head read off a panel or a grid
+    pastes into ablate.heads, then in words. Anything else (a panel of its own title) is shown as it is."""
+    title = site_title(site)
+    return f"{site} ({title})" if title != site else site
+
+
 def heat_map_figure(grids: dict[str, np.ndarray], title: str, cmap: str, diverging: bool = False):
     """A panel per site (layers down, heads across), every cell labelled with its value."""
     import matplotlib
@@ -217,7 +224,7 @@ def heat_map_figure(grids: dict[str, np.ndarray], title: str, cmap: str, divergi
     for ax, site in zip(axes[0], sites):
         grid = grids[site]
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=vmin, vmax=vmax or 1.0, aspect="auto")
-        ax.set_title(site_title(site), fontsize=9)
+        ax.set_title(site_label(site), fontsize=9)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         ax.set_xticks(range(grid.shape[1]))
@@ -499,15 +506,15 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
         f"Importance: E|dL/dg| (Michel et al. 2019, eq. 3), and normalised per layer. {worse.capitalize()}: how much "
         f"worse {m.name} is with the head alone removed (positive: the head helps); `-`: not measured.",
         "",
-        f"| head | importance | normalised | entropy (nats) | {m.name} without | {worse} |"
+        f"| head | off | importance | normalised | entropy (nats) | {m.name} without | {worse} |"
         + (" loss without |" if loss_column else ""),
-        "| --- | --- | --- | --- | --- | --- |" + (" --- |" if loss_column else ""),
+        "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if loss_column else ""),
     ]
     for r in analysis.heads:
-        name = r.name + (" (off)" if r.removed_before else "")
+        off = "off" if r.removed_before else ""  # a column of its own: the name cell pastes into ablate.heads whole
         loss = f" {_fmt(r.loss_without)} |" if loss_column else ""
         lines.append(
-            f"| {name} | {_fmt(r.importance, 4)} | {_fmt(r.importance_normalised)} | {_fmt(r.entropy)} | "
+            f"| {r.name} | {off} | {_fmt(r.importance, 4)} | {_fmt(r.importance_normalised)} | {_fmt(r.entropy)} | "
             f"{_fmt(r.metric_without)} | {_fmt(r.metric_drop)} |{loss}"
         )
     if analysis.keep_one:

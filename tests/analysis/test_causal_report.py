@@ -89,3 +89,22 @@ def test_the_rows_of_a_position_grid_run_in_forward_order():
     analysis = CausalAnalysis("logit_diff", "denoising", 2, 1.0, 0.0, rows, {}, {})
     assert row_labels(analysis, "attn_out", "decoder") == ["decoder_self:0", "cross:0", "decoder_self:1", "cross:1"]
     assert position_grids(analysis, "attn_out")["decoder"][:, 0].tolist() == [0.2, 0.1, 0.4, 0.3]
+
+
+def test_every_patch_and_grid_names_its_place_as_ablate_takes_it(tmp_path):
+    """patching.csv's first column is the head (`decoder_self:1:2`) or the layer (`decoder_self:1`) patched, and
+    the report's grids name their site as ablate does."""
+    from src.model.names import parse_name
+
+    analysis = analyze_patching(tiny_model(), "lm", pairs_of(7, 8), metric="logit_diff")
+    write_patching(analysis, tmp_path / "patching", {"checkpoint": "x"})
+    with open(tmp_path / "patching" / "patching.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[0] == "name"
+    for row in rows:
+        site, layer, head = parse_name(row["name"])
+        assert (site, str(layer), "" if head is None else str(head)) == (row["site"], row["layer"], row["head"])
+    assert (
+        "decoder_self (decoder self-attention): fraction restored, layer x head"
+        in (tmp_path / "patching" / "report.md").read_text()
+    )

@@ -172,7 +172,17 @@ def test_heads_already_ablated_are_left_out_of_every_table(copy_run):
     assert all("decoder_self:1:0" not in s.removed_heads for s in result.pruning)
     assert result.pruning[-1].removed == len(result.heads) - 1
     kept = [k.kept for k in result.keep_one if k.scope == "layer" and k.site == "decoder_self" and k.layer == 1]
-    assert kept == ["decoder_self:1:1"]  # the only head left in that layer
+    assert kept == ["[decoder_self:1:1]"]  # the only head left in that layer
+    # every row, a site's or the model's too, lists its heads as ablate.heads takes them: one per layer in scope
+    from src.model.ablation import parse_ablation
+
+    layers = {(k.site, k.layer) for k in result.keep_one if k.scope == "layer"}
+    for k in result.keep_one:
+        assert k.kept.startswith("[") and k.kept.endswith("]")
+        heads = k.kept[1:-1].split(",")
+        parse_ablation({"heads": heads}, model.cfg)  # a ConfigError if any name is not a head
+        in_scope = {(s, lay) for s, lay in layers if k.scope == "all" or s == k.site and (k.layer in (None, lay))}
+        assert {(name.split(":")[0], int(name.split(":")[1])) for name in heads} == in_scope
     assert isinstance(result.heads[0], HeadRow) and result.examples == 10
 
 

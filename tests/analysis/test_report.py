@@ -165,3 +165,23 @@ def test_each_cause_of_an_undefined_rank_correlation_is_told_apart():
     for head in heads:
         head.importance_normalised = 0.5
     assert why_rank_correlation_undefined(heads, "loss").startswith("every head has the same normalised importance")
+
+
+def test_a_head_off_before_has_its_own_column_and_panels_name_their_site_as_ablate_does():
+    """The name cell holds the name alone (pasteable into ablate.heads), never "decoder_self:0:1 (off)"; a heat map
+    panel is titled `decoder_self (decoder self-attention)`."""
+    from src.analysis.report import figures
+
+    analysis = made_up_analysis()
+    analysis.heads[9].removed_before = True
+    every = report_markdown(analysis, {}, []).split("## Every head, in site order", 1)[1]
+    assert f"| {analysis.heads[9].name} | off |" in every and "(off)" not in every
+    assert f"| {analysis.heads[8].name} |  |" in every
+    made = figures(analysis)
+    titles = [axis.get_title() for axis in made["importance"].axes if axis.get_title()]
+    assert titles == [f"{site} ({title})" for site, title in zip(SITES, ("encoder self-attention",
+                      "decoder self-attention", "cross-attention"))]  # fmt: skip
+    import matplotlib.pyplot as plt
+
+    for figure in made.values():
+        plt.close(figure)
