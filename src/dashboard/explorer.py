@@ -102,6 +102,7 @@ def attention_on_text(
     made of it (view.prediction), and the lines to warn with (a side cut to `max_tokens`). Encoder-decoder: the
     decoder side is `target` if given, else the model's own greedy output; decoder-only: the input (a long one keeps
     its last `max_tokens`, the ones the next token is read from); encoder-only: the input."""
+    from src.analysis.heads import heads_in_use
     from src.model import generate
     from src.model.head_mask import attention_sites
     from src.training.inference import eval_mode
@@ -158,13 +159,9 @@ def attention_on_text(
             choices = [[names[c], round(probabilities[c].item(), 4)] for c in ranked]
             prediction = {"what": "predicted label", "text": names[ranked[0]], "choices": choices}
     attentions = {site: [w[0].float().cpu() for w in per_layer] for site, per_layer in output.attentions.items()}
-    ablated = {
-        site: [
-            [False] * m.heads if m.head_gate is None or m.head_gate.dim() != 1 else (m.head_gate == 0).tolist()
-            for m in modules
-        ]
-        for site, modules in attention_sites(model).items()
-    }
+    # switched off: a head gated off (ablate.heads) or in a removed attention sublayer (ablate.sublayers), which
+    # still computes the attention drawn here but adds nothing to the stream; as the analyses count it
+    ablated = {site: (gates == 0).tolist() for site, gates in heads_in_use(model).items()}
     if kind == "seq2seq" and target is not None:
         sides = {**SIDE_NAMES[kind], "tgt": "target tokens (decoder)"}
     else:

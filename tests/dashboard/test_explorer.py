@@ -101,6 +101,18 @@ def test_heads_and_layers_are_named_as_ablate_heads_reads_them(run, tmp_path):
     assert data["switched_off"] == [name]
 
 
+def test_the_heads_of_a_removed_sublayer_are_marked_off(run, tmp_path):
+    """ablate.sublayers=[cross:1] removes the sublayer, not its gates: its heads still attend (drawn) but write
+    nothing, so the page marks them switched off, as the analyses count them."""
+    page = tmp_path / "removed.html"
+    code, _, err = predict(f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "text=271", f"attention={page}",
+                           "ablate.sublayers=[cross:1]")  # fmt: skip
+    assert code == 0, err
+    data = data_of(page)
+    assert data["sites"]["cross"]["ablated"] == [[False, False], [True, True]]
+    assert data["switched_off"] == ["cross:1:0", "cross:1:1"]
+
+
 def test_ablated_heads_and_the_runs_head_importance_are_on_the_page_and_say_what_they_are(analysed_run, tmp_path):
     page = tmp_path / "ablated.html"
     args = [f"ckpt={analysed_run / 'checkpoints' / 'last.ckpt'}", "text=271", f"attention={page}"]
