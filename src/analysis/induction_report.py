@@ -222,8 +222,8 @@ def chance_words(analysis: InductionAnalysis) -> str:
 
 
 def grids(analysis: InductionAnalysis, score: str) -> dict[str, np.ndarray]:
-    """Per site, (layers, heads) of one score."""
-    return grids_of_heads({row.head: getattr(row, score) for row in analysis.heads})
+    """Per site, (layers, heads) of one score (or of removed_before: 1 where a head was off)."""
+    return grids_of_heads({row.head: float(getattr(row, score)) for row in analysis.heads})
 
 
 def off_line(analysis: InductionAnalysis) -> list[str]:
@@ -365,12 +365,18 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
 
 
 def figures(analysis: InductionAnalysis) -> dict:
+    off = {site: grid == 1 for site, grid in grids(analysis, "removed_before").items()}
+    panels = {
+        f"{site_label(site)}: {words}": (grid, off[site])
+        for score, words in (("induction", "induction"), ("previous_token", "previous token"))
+        for site, grid in grids(analysis, score).items()
+    }
     made = {
         "scores": heat_map_figure(
-            {f"{site_label(site)}: induction": g for site, g in grids(analysis, "induction").items()}
-            | {f"{site_label(site)}: previous token": g for site, g in grids(analysis, "previous_token").items()},
+            {title: grid for title, (grid, _) in panels.items()},
             "induction and previous-token scores (mean attention)",
             "viridis",
+            off={title: is_off for title, (_, is_off) in panels.items()},
         )
     }
     if analysis.phase is not None and analysis.phase.curve:

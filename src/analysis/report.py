@@ -205,14 +205,25 @@ def site_label(site: str) -> str:
     return f"{site} ({title})" if title != site else site
 
 
-def heat_map_figure(grids: dict[str, np.ndarray], title: str, cmap: str, diverging: bool = False):
-    """A panel per site (layers down, heads across), every cell labelled with its value."""
+def heat_map_figure(
+    grids: dict[str, np.ndarray],
+    title: str,
+    cmap: str,
+    diverging: bool = False,
+    off: Mapping[str, np.ndarray] | None = None,
+):
+    """A panel per site (layers down, heads across), every cell labelled with its value. `off`: per panel, (L, H)
+    True for the heads that were off before the analysis, labelled "off" and left uncoloured, whatever value they
+    have. Any other cell without a value (NaN) is labelled "-": what it lacks differs by analysis (not measured, a
+    fraction not defined, no query to average over), so only `off` says a head is off."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sites = list(grids)
+    off = off or {}
+    grids = {site: np.where(off[site], np.nan, grid) if site in off else grid for site, grid in grids.items()}
     values = np.concatenate([g.ravel() for g in grids.values()])
     finite = values[np.isfinite(values)]
     vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
@@ -230,8 +241,9 @@ def heat_map_figure(grids: dict[str, np.ndarray], title: str, cmap: str, divergi
         ax.set_xticks(range(grid.shape[1]))
         ax.set_yticks(range(grid.shape[0]))
         if grid.size <= 256:
+            is_off = off.get(site, np.zeros(grid.shape, dtype=bool))
             for (layer, head), value in np.ndenumerate(grid):
-                text = "off" if np.isnan(value) else f"{value:.2g}"
+                text = "off" if is_off[layer, head] else "-" if np.isnan(value) else f"{value:.2g}"
                 ax.text(head, layer, text, ha="center", va="center", fontsize=7, color=_ink(image, value))
     if image is not None:
         figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
@@ -272,11 +284,12 @@ def pruning_figure(analysis: HeadAnalysis):
 
 def figures(analysis: HeadAnalysis) -> dict[str, Any]:
     """name -> matplotlib figure."""
+    off = {site: grid == 1 for site, grid in _grid(analysis, "removed_before").items()}
     made = {
         "importance": heat_map_figure(
-            _grid(analysis, "importance_normalised"), "head importance (normalised per layer)", "viridis"
+            _grid(analysis, "importance_normalised"), "head importance (normalised per layer)", "viridis", off=off
         ),
-        "entropy": heat_map_figure(_grid(analysis, "entropy"), "attention entropy (nats)", "magma"),
+        "entropy": heat_map_figure(_grid(analysis, "entropy"), "attention entropy (nats)", "magma", off=off),
         "pruning_curve": pruning_figure(analysis),
     }
     if any(not math.isnan(r.metric_drop) for r in analysis.heads):
@@ -286,6 +299,7 @@ def figures(analysis: HeadAnalysis) -> dict[str, Any]:
             "is removed (positive: it helps)",
             "RdBu_r",
             diverging=True,
+            off=off,
         )
     return made
 

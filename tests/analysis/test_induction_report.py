@@ -180,3 +180,21 @@ def test_a_head_off_before_the_analysis_is_no_induction_head_and_is_marked_off(t
     assert by_head["decoder_self:1:0"]["removed_before"] == "False"
     summary = json.loads((tmp_path / "induction" / "summary.json").read_text())
     assert summary["induction_heads"] == ["decoder_self:1:0"]
+
+
+def test_on_the_score_maps_only_a_head_that_was_off_reads_off():
+    """A score without a query to average over is NaN, but the head is on: "-"; a head off before reads "off"."""
+    import matplotlib.pyplot as plt
+
+    from src.analysis.induction_report import figures
+
+    heads = [
+        HeadRow("decoder_self:0:0", math.nan, 0.95, 1.2, 0.2),
+        HeadRow("decoder_self:0:1", 0.40, 0.02, math.nan, math.nan, removed_before=True),
+    ]
+    made = figures(InductionAnalysis(16, 8, heads, 1.0, 3.8))
+    labels = {axis.get_title(): [t.get_text() for t in axis.texts] for axis in made["scores"].axes if axis.get_title()}
+    assert labels["decoder_self (decoder self-attention): induction"] == ["-", "off"]
+    assert labels["decoder_self (decoder self-attention): previous token"] == ["0.95", "off"]
+    for figure in made.values():
+        plt.close(figure)

@@ -185,3 +185,30 @@ def test_a_head_off_before_has_its_own_column_and_panels_name_their_site_as_abla
 
     for figure in made.values():
         plt.close(figure)
+
+
+def cell_labels(figure) -> dict[str, list[str]]:
+    """Each panel's cell labels, by the panel's title."""
+    return {axis.get_title(): [text.get_text() for text in axis.texts] for axis in figure.axes if axis.get_title()}
+
+
+def test_only_a_head_that_was_off_is_labelled_off_on_a_heat_map():
+    """A head off before the analysis reads "off" whatever its value (its entropy is measured); a head that is on
+    but has no value (not measured: NaN) reads "-"."""
+    import matplotlib.pyplot as plt
+
+    from src.analysis.report import figures
+
+    analysis = made_up_analysis()
+    off, unmeasured = analysis.heads[9], analysis.heads[10]  # decoder_self:0:1 and decoder_self:0:2
+    off.removed_before, off.importance_normalised, off.metric_drop = True, math.nan, math.nan
+    unmeasured.metric_drop = math.nan
+    made = figures(analysis)
+    panel = "decoder_self (decoder self-attention)"
+    for name in ("importance", "entropy", "single_head_effect"):
+        labels = cell_labels(made[name])[panel]
+        assert labels[1] == "off" and labels.count("off") == 1, name
+    assert cell_labels(made["single_head_effect"])[panel][2] == "-"
+    assert cell_labels(made["importance"])[panel][2] not in ("off", "-")
+    for figure in made.values():
+        plt.close(figure)
