@@ -610,12 +610,7 @@ def induction_checkpoint(
     """Induction and previous-token heads of one decoder-only checkpoint (src/analysis/induction.py), read on
     repeated random sequences, into target.out (src/analysis/induction_report.py); with the step of the phase change
     in the run's val/repeated_loss curve (its metrics.json), when it has one."""
-    from src.analysis.induction import (
-        REPEAT_MIN_RUN,
-        head_table,
-        repeated_losses,
-        repeated_random_batches,
-    )
+    from src.analysis.induction import head_table, repeated_losses, repeated_random_batches
     from src.analysis.induction_report import (
         InductionAnalysis,
         read_phase_change,
@@ -631,10 +626,10 @@ def induction_checkpoint(
     count = cfg.max_examples or INDUCTION_SEQUENCES
     batches = repeated_random_batches(model, count, half, batch_size=datamodule.batch_size)
     started = time.perf_counter()
-    heads, chance = head_table(model, batches, REPEAT_MIN_RUN)
+    heads, chance = head_table(model, batches)  # the batches carry their repeats: none is searched for
     result = InductionAnalysis(count, half, heads, math.nan, math.nan, chance=chance)
     induction_heads = result.standing_out("induction")
-    intact, without = repeated_losses(model, batches, REPEAT_MIN_RUN, [[], induction_heads or []])
+    intact, without = repeated_losses(model, batches, None, [[], induction_heads or []])
     result.loss = intact
     result.loss_without_induction_heads = without if induction_heads else math.nan
     # the training curve: a run's metrics.json (a pretrained model's target has no run directory of its own)

@@ -12,13 +12,16 @@ repeated run of tokens:
 
 Heads are named as everywhere (src/model/names.py: `decoder_self:1:3` is layer 1, head 3); the attention patterns
 are read at the activation points `pattern@decoder_self:<layer>` (src/model/points.py), so any edit attached there
-(or a head gate) is seen as the model runs with it. Where the repeats are follows from the tokens alone (the task's
-repeat_offsets: a run of at least min_segment_len tokens seen before).
+(or a head gate) is seen as the model runs with it. Where the repeats are: in the repeated random sequences
+(repeated_random_batches) the code wrote them, so each batch carries its offsets (REPEATS: every token of the second
+half, at offset half); in a task's sequences they follow from the tokens (the task's repeat_offsets: a run of at
+least min_segment_len tokens seen before).
 
     batches = task_batches(datamodule.task.val, 64)
     scores = head_scores(model, batches, cfg.task.min_segment_len)
     scores.induction["decoder_self:1:3"], scores.previous_token["decoder_self:0:2"]
     repeated_losses(model, batches, cfg.task.min_segment_len, [[], ["decoder_self:1:3"]])   # [intact, ablated]
+    head_table(model, repeated_random_batches(model, 128, 32))   # the repeats known: no min_segment_len
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data.collate import collate_lm
-from src.data.tasks.induction import predictable_targets, repeat_offsets
+from src.data.tasks.induction import repeat_offsets
 from src.data.vocab import NUM_SPECIAL
 from src.model import TransformerConfig
 from src.model.ablation import layout_of, parse_ablation
@@ -94,10 +97,40 @@ def _sequences(batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
     return tokens, torch.cat([torch.ones_like(real[:, :1]), real], dim=1)
 
 
-def head_scores(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_segment_len: int) -> HeadScores:
+# A batch's own repeat offsets, over its sequences (B, T + 1), where the code that made it knows them: found from the
+# tokens instead, a run of random tokens that recurs by chance in a small vocabulary would count as a repeat.
+REPEATS = "repeat_offsets"
+
+
+def sequence_offsets(batch: Mapping[str, Tensor], min_segment_len: int | None) -> Tensor:
+    """(B, T + 1) over the batch's sequences (_sequences): at each token of a repeat, how far back its earlier
+    occurrence is; 0 elsewhere. The batch's own (REPEATS) when it carries them, else found in its tokens (the
+    task's repeat_offsets, runs of at least `min_segment_len`)."""
+    known = batch.get(REPEATS)
+    if known is not None:
+        return known
+    if min_segment_len is None:
+        raise ValueError(f"batches without their repeat offsets ({REPEATS}) need min_segment_len to find the repeats")
+    tokens, real = _sequences(batch)
+    return repeat_offsets(tokens, min_segment_len, real)
+
+
+def predictable(batch: Mapping[str, Tensor], min_segment_len: int | None) -> Tensor:
+    """(B, T) bool over tgt_out: the targets the repeat's earlier occurrence predicts, the tokens of a repeat after
+    its first (which follows unrepeated tokens), as the task's predictable_targets finds them. tgt_out[:, p] is
+    token p + 1 of the sequence."""
+    offsets = sequence_offsets(batch, min_segment_len)
+    previous = F.pad(offsets[:, :-1], (1, 0))
+    return ((offsets > 0) & (previous == offsets))[:, 1:]
+
+
+def head_scores(
+    model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_segment_len: int | None = None
+) -> HeadScores:
     """Every head's induction and previous-token score over `batches` (lm batches: collate_lm), read from the
-    attention patterns of an eval-mode forward pass (see the module docstring for the definitions). A score over no
-    query at all (no repeat in the batches) is NaN."""
+    attention patterns of an eval-mode forward pass (see the module docstring for the definitions; min_segment_len:
+    for batches that do not carry their repeats, sequence_offsets). A score over no query at all (no repeat in the
+    batches) is NaN."""
     layers = _layers(model)
     heads = attention_sites(model)[SITE][0].heads
     names = [point_name("pattern", layer_name(SITE, layer)) for layer in range(layers)]
@@ -108,9 +141,9 @@ def head_scores(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_s
     with eval_mode(model):
         for batch in batches:
             batch = _on_device(model, batch)
-            tokens, real = _sequences(batch)
+            _, real = _sequences(batch)
             t = batch["tgt_in"].size(1)
-            offsets = repeat_offsets(tokens, min_segment_len, real)[:, :t]  # (B, T): the queries are tgt_in
+            offsets = sequence_offsets(batch, min_segment_len)[:, :t]  # (B, T): the queries are tgt_in
             rows, queries = (offsets > 0).nonzero(as_tuple=True)  # (N,) each: the repeats' tokens
             keys = queries - offsets[rows, queries] + 1  # the token after the query token's earlier occurrence
             later = real[:, 1:t]  # (B, T - 1): the real queries from position 1 on
@@ -153,12 +186,13 @@ def ablation_mask(model: nn.Module, heads: Iterable[str]) -> HeadMask:
 def repeated_losses(
     model: nn.Module,
     batches: Iterable[Mapping[str, Tensor]],
-    min_segment_len: int,
+    min_segment_len: int | None,
     ablations: Sequence[Iterable[str]],
     rows_per_batch: int = 1024,
 ) -> list[float]:
-    """The mean loss (nats per token) on the predictable tokens of the repeated occurrences (the task's
-    predictable_targets: each repeat's tokens after its first), once per ablation: a list of head specs switched
+    """The mean loss (nats per token) on the predictable tokens of the repeated occurrences (`predictable`: each
+    repeat's tokens after its first; min_segment_len: for batches that do not carry their repeats, None for those
+    that do), once per ablation: a list of head specs switched
     off together (`[]`: the model as it is). Zero ablation, on top of any ablation the model already runs with;
     the ablations share each forward pass (the batch repeated once per ablation, scoring.row_masks), as many as fit
     `rows_per_batch` rows. NaN where the batches hold no repeat."""
@@ -175,7 +209,7 @@ def repeated_losses(
                 big = repeat_batch(batch, len(chosen))
                 with row_masks(model, chosen, rows):
                     logits = forward_batch(model, "lm", big).logits  # (K * B, T, V)
-                scored = predictable_targets(big, min_segment_len) & (scored_target(model, "lm", big) != IGNORE_INDEX)
+                scored = predictable(big, min_segment_len) & (scored_target(model, "lm", big) != IGNORE_INDEX)
                 losses = F.cross_entropy(
                     logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
                     big["tgt_out"].flatten(),
@@ -188,7 +222,10 @@ def repeated_losses(
 
 
 def repeated_loss(
-    model: nn.Module, batches: Iterable[Mapping[str, Tensor]], min_segment_len: int, ablated: Iterable[str] = ()
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Tensor]],
+    min_segment_len: int | None,
+    ablated: Iterable[str] = (),
 ) -> float:
     """The loss on the repeated occurrences' predictable tokens with the heads `ablated` switched off (none: the
     model as it is). See repeated_losses."""
@@ -208,10 +245,11 @@ class HeadRow:
 
 
 def head_table(
-    model: nn.Module, batches: Sequence[Mapping[str, Tensor]], min_segment_len: int
+    model: nn.Module, batches: Sequence[Mapping[str, Tensor]], min_segment_len: int | None = None
 ) -> tuple[list[HeadRow], dict[str, float]]:
     """Per head: its two scores and what ablating it alone does to the loss on the repeats (one pass for all, the
-    heads already off left out); and each score's chance level (HeadScores.chance)."""
+    heads already off left out); and each score's chance level (HeadScores.chance). min_segment_len: for batches
+    that do not carry their repeats (sequence_offsets)."""
     from .heads import heads_in_use
 
     scores = head_scores(model, batches, min_segment_len)
@@ -230,18 +268,16 @@ def head_table(
     return rows, scores.chance
 
 
-# The repeated random sequences every model is read on (as TransformerLens reads GPT-2's induction heads): a half of
-# random content tokens, then the same half again. Runs of this length do not occur by chance in random tokens, so
-# the repeat is found exactly (repeat_offsets with this minimum).
-REPEAT_MIN_RUN = 4
-
-
 def repeated_random_batches(
     model: nn.Module, count: int, half: int, batch_size: int = 64, seed: int = 0
 ) -> list[dict[str, Tensor]]:
     """`count` sequences of 2 x `half` tokens (a random half, then itself again) as lm batches, drawn from the
     model's tokens other than its pad, BOS and EOS, with a fixed seed: the same sequences for every model of one
-    vocabulary (every seed of a sweep)."""
+    vocabulary (every seed of a sweep); the sequences every model is read on by analysis=induction, as
+    TransformerLens reads GPT-2's induction heads. Each batch carries its repeats (REPEATS): every token of the
+    second half repeats the token `half` before it. They are written here, not found in the tokens: in a small
+    vocabulary a run of random tokens recurs by chance, and a search would count it as a repeat (or give a token of
+    the second half a shorter offset)."""
     cfg = cast(TransformerConfig, model.cfg)
     # the model's own specials, and ids 0-3, our vocabularies' specials (<unk> among them; in a pretrained
     # vocabulary four ordinary tokens, whose absence changes nothing)
@@ -252,4 +288,13 @@ def repeated_random_batches(
     sequences = torch.cat([first, first], dim=1)  # (N, 2 half): the second half predictable from the first
     examples = [{"tokens": row} for row in sequences]
     specials = SpecialIds(pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id, unk=cfg.pad_id)
-    return [collate_lm(examples[start : start + batch_size], specials) for start in range(0, count, batch_size)]
+    offsets = torch.zeros(count, 2 * half, dtype=torch.long)  # over the sequences, as sequence_offsets gives them
+    offsets[:, half:] = half
+    batches = []
+    for start in range(0, count, batch_size):
+        batch = collate_lm(examples[start : start + batch_size], specials)
+        # collate_lm: tgt_in is the sequence without its last token, tgt_out without its first (no BOS is added and
+        # every sequence has the same length, so no padding): the offsets are over _sequences' positions
+        batch[REPEATS] = offsets[start : start + batch_size]
+        batches.append(batch)
+    return batches

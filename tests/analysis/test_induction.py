@@ -121,3 +121,37 @@ def test_heads_already_off_are_marked_and_never_ablated_again():
         else:
             assert row.repeated_loss == pytest.approx(repeated_loss(model, batches(), 3, [row.head]), abs=1e-12)
             assert row.loss_increase == pytest.approx(row.repeated_loss - intact, abs=1e-12)
+
+
+def test_the_repeated_random_sequences_carry_their_repeats_and_score_as_a_search_finds_them():
+    """The second half of each sequence repeats the first at offset `half`, and the batches say so: in a vocabulary
+    large enough that no run of 4 recurs by chance, the scores and losses are those a search for the repeats gives;
+    in a small one a search counts chance runs too, the batches' own repeats only the second half."""
+    from src.analysis.induction import REPEATS, head_scores, repeated_random_batches, sequence_offsets
+    from src.data.tasks.induction import predictable_targets
+
+    def model_with(content: int) -> torch.nn.Module:
+        torch.manual_seed(0)
+        cfg = TransformerConfig(arch="decoder_only", d_model=12, heads=3, dec_layers=2, d_ff=16, dropout=0.0,
+                                tgt_vocab_size=content + 4, max_len=64)  # fmt: skip
+        return build_model(cfg).double()
+
+    half, count = 16, 32
+    model = model_with(200)
+    known = repeated_random_batches(model, count, half, batch_size=16)
+    searched = [{key: value for key, value in batch.items() if key != REPEATS} for batch in known]
+    exact, found = head_scores(model, known), head_scores(model, searched, 4)
+    assert exact.induction_queries == found.induction_queries == count * (half - 1)
+    assert exact.induction == pytest.approx(found.induction, abs=1e-12)
+    assert exact.chance == pytest.approx(found.chance, abs=1e-12)
+    assert repeated_losses(model, known, None, [[], ["decoder_self:1:0"]]) == pytest.approx(
+        repeated_losses(model, searched, 4, [[], ["decoder_self:1:0"]]), abs=1e-12
+    )
+    assert all(predictable_targets(batch, 4)[:, : half - 1].sum() == 0 for batch in searched)
+
+    (small,) = repeated_random_batches(model_with(4), count, half, batch_size=count)
+    assert head_scores(model_with(4), [small]).induction_queries == count * (half - 1)  # the second half only
+    searched_small = sequence_offsets({key: value for key, value in small.items() if key != REPEATS}, 4)
+    assert not torch.equal(searched_small, small[REPEATS])  # chance runs, or shorter offsets in the second half
+    with pytest.raises(ValueError, match="need min_segment_len"):
+        head_scores(model, searched)
