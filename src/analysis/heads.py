@@ -31,11 +31,11 @@ from torch import Tensor, nn
 from src.model.ablation import sublayer_blocks
 from src.model.head_mask import attention_sites, head_gate_rows, restore_head_gate_rows
 from src.model.names import head_name
-from src.training.inference import forward_batch
+from src.training.inference import forward_batch, scored_target
 from src.training.report import print_warning
 
 from .ablation import query_positions
-from .scoring import HeadMask, MainMetric, SplitScorer, current_head_mask, per_example_loss, target_of
+from .scoring import HeadMask, MainMetric, SplitScorer, current_head_mask, per_example_loss
 
 
 def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
@@ -63,7 +63,7 @@ def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
                     for layer, module in enumerate(modules):
                         module.head_gate = gates[site][:, layer]  # (B, H)
                 logits = forward_batch(model, kind, batch).logits
-                loss, count = per_example_loss(logits, target_of(model, kind, batch), kind)
+                loss, count = per_example_loss(logits, scored_target(model, kind, batch), kind)
                 per_example = loss / count.clamp(min=1)  # (B,) L(x): each example's mean token loss
                 grads = torch.autograd.grad(per_example.sum(), list(gates.values()))
                 for site, grad in zip(gates, grads):

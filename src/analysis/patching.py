@@ -8,9 +8,10 @@ activation of one run is put into the other:
   activation is necessary.
 
 A patch is an activation point (src/model/points.py), optionally one position of it (the query position, for z and
-pattern) and, at z and pattern, one head. Patches are scored in batches: the base input repeated once per patch, each
-copy with its own patch (a different patch per group of rows), so one forward pass scores many patches, as the
-single-head ablation table scores many masks (src/analysis/scoring.py).
+pattern) and, at q, k, v, z and pattern, one head: a query head at q, z and pattern, a KV group at k and v (under
+grouped-query attention a key and a value serve every query head of their group). Patches are scored in batches:
+the base input repeated once per patch, each copy with its own patch (a different patch per group of rows), so one
+forward pass scores many patches, as the single-head ablation table scores many masks (src/analysis/scoring.py).
 
 The effect of a patch is reported as the fraction of the metric restored (denoising) or kept (noising):
     (metric(patched) - metric(corrupted)) / (metric(clean) - metric(corrupted))
@@ -41,7 +42,10 @@ PER_HEAD = ("q", "k", "v", "z", "pattern")  # the points whose second dimension 
 class Patch:
     point: str  # an activation point, e.g. "resid_pre@decoder_self:1" or "z@cross:0"
     position: int | None = None  # the (query) position patched; None: every position
-    head: int | None = None  # at z and pattern: the head patched; None: every head
+    # at the per-head points (PER_HEAD) the head patched, None: every head. At q, z and pattern a query head; at k
+    # and v a KV group (model.kv_heads: their second dimension is the groups), whose patch reaches every query head
+    # of the group. An index means the same as in ablate.heads only where the model has one KV head per query head.
+    head: int | None = None
 
     def __str__(self) -> str:
         head = "" if self.head is None else f" head {self.head}"

@@ -110,14 +110,9 @@ def repeat_batch(batch: Mapping[str, Tensor], times: int) -> dict[str, Tensor]:
     return {key: value.repeat(times, *([1] * (value.dim() - 1))) for key, value in batch.items()}
 
 
-def target_of(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> Tensor:
-    """What the logits are scored against, as training scores them: IGNORE_INDEX positions are not scored."""
-    return scored_target(model, kind, batch)
-
-
 def per_example_loss(logits: Tensor, target: Tensor, kind: str) -> tuple[Tensor, Tensor]:
     """(summed cross-entropy, scored tokens) per example, each (B,): a classifier scores one label per example;
-    target positions holding IGNORE_INDEX (target_of) are not scored.
+    target positions holding IGNORE_INDEX (inference.scored_target, as training scores them) are not scored.
     In float32 at least (a bf16 model's logits are promoted), float64 for a float64 model."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if kind == "classification":
@@ -201,7 +196,7 @@ class SplitScorer:
                     with row_masks(self.model, chosen, rows):
                         big = repeat_batch(batch, len(chosen))
                         logits = forward_batch(self.model, self.kind, big).logits
-                        loss, count = per_example_loss(logits, target_of(self.model, self.kind, big), self.kind)
+                        loss, count = per_example_loss(logits, scored_target(self.model, self.kind, big), self.kind)
                     totals[group.start : group.stop] += loss.view(len(chosen), rows).sum(1).double().cpu()
                     tokens[group.start : group.stop] += count.view(len(chosen), rows).sum(1).double().cpu()
         finally:
@@ -235,11 +230,12 @@ class SplitScorer:
         return (correct / len(self.examples)).tolist()
 
     def _decoded(self, masks: Sequence[HeadMask]) -> list[float]:
-        """Greedy decoding of every example under every mask: sacreBLEU (translation) or exact match."""
+        """Greedy decoding of every example under every mask: sacreBLEU (translation) or exact match. Only a
+        seq2seq task has a decoded main metric (an lm's is the loss, a classifier's the accuracy: metrics)."""
         hypotheses: list[list[str]] = [[] for _ in masks]
         matches = torch.zeros(len(masks), dtype=torch.float64)
         for batch in self.batches:
-            rows = batch["src"].size(0) if "src" in batch else batch["tgt_in"].size(0)
+            rows = batch["src"].size(0)
             for group in self._groups(len(masks), rows):
                 chosen = [masks[k] for k in group]
                 with row_masks(self.model, chosen, rows):
@@ -255,13 +251,9 @@ class SplitScorer:
         return [BLEU().corpus_score(h, [self.references]).score for h in hypotheses]
 
     def _generate(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """Greedy output (B, L) as validation and src.eval make it (see inference.greedy_decode)."""
-        if self.kind == "seq2seq":
-            if self.references is not None:  # translation: the run's own decode.max_new_tokens, as src.eval
-                limit = int(self.decode.get("max_new_tokens", 100))
-            else:
-                limit = batch["tgt_out"].size(1) + self.extra_tokens
-            return generate(self.model, src=batch["src"], max_new_tokens=limit)
-        tokens = batch["tgt_in"]
-        half = max(1, tokens.size(1) // 2, self.model.mask_scheme.min_prompt_len)
-        return generate(self.model, prompt=tokens[:, :half], max_new_tokens=tokens.size(1) - half)
+        """A seq2seq model's greedy output (B, L) as validation and src.eval make it (see inference.greedy_decode)."""
+        if self.references is not None:  # translation: the run's own decode.max_new_tokens, as src.eval
+            limit = int(self.decode.get("max_new_tokens", 100))
+        else:
+            limit = batch["tgt_out"].size(1) + self.extra_tokens
+        return generate(self.model, src=batch["src"], max_new_tokens=limit)

@@ -25,12 +25,11 @@ from src.analysis.scoring import (
     per_example_loss,
     repeat_batch,
     row_masks,
-    target_of,
 )
 from src.data import build_datamodule
 from src.model import generate
 from src.model.head_mask import clear_head_mask, full_head_mask, set_head_mask
-from src.training.inference import forward_batch
+from src.training.inference import forward_batch, scored_target
 from tests.model.test_decoding import model_for
 
 
@@ -61,7 +60,7 @@ def loss_one_at_a_time(model, dm, mask) -> float:
         for start in range(0, len(dm.task.val), 3):  # other batches than the scorer's: the loss must not care
             batch = dm.collate(dm.task.val[start : start + 3])
             loss, count = per_example_loss(
-                forward_batch(model, dm.kind, batch).logits, target_of(model, "seq2seq", batch), "seq2seq"
+                forward_batch(model, dm.kind, batch).logits, scored_target(model, "seq2seq", batch), "seq2seq"
             )
             total, tokens = total + float(loss.sum()), tokens + float(count.sum())
     clear_head_mask(model)
@@ -108,7 +107,7 @@ def test_importance_is_the_mean_of_per_example_absolute_gradients(copy_run):
         one = {k: v[index : index + 1] for k, v in batch.items()}
         with torch.no_grad():
             loss, count = per_example_loss(
-                forward_batch(model, "seq2seq", one).logits, target_of(model, "seq2seq", one), "seq2seq"
+                forward_batch(model, "seq2seq", one).logits, scored_target(model, "seq2seq", one), "seq2seq"
             )
         clear_head_mask(model)
         return float(loss / count)
