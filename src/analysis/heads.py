@@ -28,6 +28,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from src.dashboard.attention_stats import query_entropy, valid_query_rows
 from src.model.ablation import sublayer_blocks
 from src.model.head_mask import attention_sites, head_gate_rows, restore_head_gate_rows
 from src.model.names import head_name
@@ -103,7 +104,8 @@ def normalise_per_layer(importance: HeadMask, alive: HeadMask) -> HeadMask:
 @torch.no_grad()
 def attention_entropy(model: nn.Module, kind: str, batches) -> HeadMask:
     """Per site, (L, H): each head's mean attention entropy (nats) over the real query positions of `batches`
-    (a query row that is padding, or whose keys are all masked, is left out)."""
+    (a query row that is padding, or whose keys are all masked, is left out): the entropy TensorBoard's
+    val_heads/entropy shows (src/dashboard/attention_stats.py), averaged over a split instead of a probe batch."""
     sums: dict[str, Tensor] = {}
     counts: dict[str, Tensor] = {}
     was_training = model.training
@@ -115,8 +117,8 @@ def attention_entropy(model: nn.Module, kind: str, batches) -> HeadMask:
                 queries = query_positions(model, batch, site)  # (B, Tq)
                 for layer, weights in enumerate(per_layer):  # (B, H, Tq, Tk)
                     weights = weights.double()
-                    valid = (weights.sum(-1) > 0) & queries[:, None, : weights.size(2)]  # (B, H, Tq)
-                    entropy = -torch.special.xlogy(weights, weights).sum(-1)  # (B, H, Tq)
+                    valid = valid_query_rows(weights, queries[:, : weights.size(2)])  # (B, H, Tq)
+                    entropy = query_entropy(weights)  # (B, H, Tq)
                     heads = weights.size(1)
                     sums.setdefault(site, torch.zeros(len(per_layer), heads, dtype=torch.float64))
                     counts.setdefault(site, torch.zeros(len(per_layer), heads, dtype=torch.float64))

@@ -32,6 +32,8 @@ from torch import Tensor, nn
 from src.model.points import attached, recorded, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
+from .scoring import repeat_batch
+
 # metric(logits, batch) -> one value per batch row (B,): say a logit difference, or minus the loss
 Metric = Callable[[Tensor, dict[str, Tensor]], Tensor]
 DIRECTIONS = ("denoising", "noising")
@@ -115,11 +117,6 @@ def position_axis(point: str) -> int:
     """Where a point's (query) positions are: (B, T, D) -> 1; z (B, H, T, Dh) and pattern (B, H, Tq, Tk) -> 2."""
     kind, _ = split_point_name(point)
     return 2 if kind in PER_HEAD else 1
-
-
-def repeat_rows(batch: dict[str, Tensor], times: int) -> dict[str, Tensor]:
-    """The batch repeated `times` times along the batch dimension: rows [r*B, (r+1)*B) are copy r."""
-    return {key: value.repeat(times, *([1] * (value.dim() - 1))) for key, value in batch.items()}
 
 
 def patched_edit(point: str, patches: Sequence[Patch | None], source: Tensor) -> Callable[[Tensor], Tensor]:
@@ -247,7 +244,7 @@ def activation_patching(
                 point: patched_edit(point, [p if p.point == point else None for p in chunk], source[point])
                 for point in {p.point for p in chunk}
             }
-            rows = repeat_rows(base, len(chunk))
+            rows = repeat_batch(base, len(chunk))  # rows [r*B, (r+1)*B) are copy r
             with attached(model, edits):
                 scored_rows = metric(runs.logits(rows, len(chunk), chunk), rows)  # (R*B,)
             values.append(scored_rows.view(len(chunk), -1).mean(dim=1))

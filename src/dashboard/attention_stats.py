@@ -64,6 +64,14 @@ def valid_query_rows(weights: torch.Tensor, query_mask: torch.Tensor | None = No
     return valid & query_mask.to(torch.bool)[:, None, :]
 
 
+def query_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """(B, H, Tq, Tk) attention probabilities -> (B, H, Tq): each query row's entropy in nats, in the weights' dtype
+    and on their device. xlogy(p, p) = p * log(p) with the limit 0 * log(0) = 0, so masked keys (p = 0) cost
+    nothing. The one definition of a head's entropy: these scalars and the head analysis (src/analysis/heads.py)
+    both average it over valid_query_rows."""
+    return -torch.special.xlogy(weights, weights).sum(dim=-1)
+
+
 def _mean_over_valid_rows(per_row: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """per_row (B, H, Tq), valid (B, H, Tq) -> (H,) mean over valid rows; NaN for a head with no valid row."""
     weight = valid.to(per_row.dtype)
@@ -90,8 +98,7 @@ def head_statistics(weights: torch.Tensor, query_mask: torch.Tensor | None = Non
     valid = valid_query_rows(weights, query_mask)  # (B, H, Tq)
     num_queries, num_keys = weights.shape[-2:]
 
-    # xlogy(p, p) = p * log(p) with the limit 0 * log(0) = 0, so masked keys (p = 0) cost nothing.
-    entropy = -torch.special.xlogy(weights, weights).sum(dim=-1)  # (B, H, Tq)
+    entropy = query_entropy(weights)  # (B, H, Tq)
 
     query_positions = torch.arange(num_queries, dtype=torch.float32)[:, None]  # (Tq, 1)
     key_positions = torch.arange(num_keys, dtype=torch.float32)[None, :]  # (1, Tk)

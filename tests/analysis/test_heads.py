@@ -240,3 +240,21 @@ def test_each_row_names_its_head_as_ablate_heads_reads_it_and_that_name_removes_
     for name, loss_without in losses.items():
         mask = parse_ablation({"heads": [name]}, model.cfg).head_mask(layout)
         assert loss_one_at_a_time(model, dm, mask) == pytest.approx(loss_without, rel=1e-9), name
+
+
+def test_the_entropy_of_the_analysis_is_the_entropy_tensorboard_shows(copy_run):
+    """One definition of a head's entropy (attention_stats.query_entropy over valid_query_rows): on one batch the
+    analysis's mean is TensorBoard's val_heads/entropy, site by site and layer by layer."""
+    from src.analysis.ablation import query_positions
+    from src.analysis.heads import attention_entropy
+    from src.dashboard.attention_stats import head_statistics
+
+    model, dm = copy_run
+    batch = SplitScorer(model, dm, {}, "val").batches[0]
+    entropy = attention_entropy(model, "seq2seq", [batch])
+    attentions = forward_batch(model.eval(), "seq2seq", batch, need_weights=True).attentions
+    for site, per_layer in attentions.items():
+        queries = query_positions(model, batch, site)
+        for layer, weights in enumerate(per_layer):
+            shown = head_statistics(weights, queries[:, : weights.size(2)])["entropy"]
+            torch.testing.assert_close(entropy[site][layer], shown, rtol=1e-5, atol=1e-6)
