@@ -321,8 +321,10 @@ def _finite_or_lowest(value: float) -> float:
 def ranked_heads(analysis: HeadAnalysis) -> list[tuple[str, HeadRow]]:
     """The heads still in the model, the most consequential first, each with its rank: by the exact effect of
     removing it alone (the metric's drop, then the loss increase among heads the metric does not separate), or,
-    without the single-head table, by its importance. Tied heads share a rank, marked `=` (competition ranking:
-    1, 2=, 2=, 4)."""
+    without the single-head table, by its importance normalised per layer: the order the pruning removes heads in
+    (least first) and the number the attention page shows, as Michel et al. (2019, section 4.1) compare heads of
+    different layers, whose raw importances differ in scale. Tied heads share a rank, marked `=` (competition
+    ranking: 1, 2=, 2=, 4)."""
     live = [row for row in analysis.heads if not row.removed_before]
     if any(math.isfinite(row.metric_drop) for row in live):
 
@@ -332,7 +334,7 @@ def ranked_heads(analysis: HeadAnalysis) -> list[tuple[str, HeadRow]]:
     else:
 
         def key(row: HeadRow) -> tuple[float, ...]:
-            return (_finite_or_lowest(row.importance),)
+            return (_finite_or_lowest(row.importance_normalised),)
 
     ordered = sorted(live, key=key, reverse=True)  # stable: tied heads stay in site order
     keys = [key(row) for row in ordered]
@@ -357,8 +359,9 @@ def costliest_heads(analysis: HeadAnalysis, ranked: list[tuple[str, HeadRow]]) -
     if not any(math.isfinite(row.metric_drop) for row in rows):
         top = rows[:3]
         return (
-            f"- **The most important heads**, by importance (the exact effect of removing each alone was not "
-            f"measured: single_heads=false): {_heads_listed(top, lambda row: row.importance)}."
+            f"- **The most important heads**, by importance normalised per layer, the order the pruning removes "
+            f"heads in (the exact effect of removing each alone was not measured: single_heads=false): "
+            f"{_heads_listed(top, lambda row: row.importance_normalised)}."
         )
     hurting = [row for row in rows if row.metric_drop > 0][:3]
     if hurting:
@@ -486,8 +489,9 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
             )
     else:
         lines += [
-            "Ranked by importance, E|dL/dg| (Michel et al. 2019, eq. 3): the exact effect of removing each head alone "
-            "was not measured (single_heads=false). `=` marks tied heads.",
+            "Ranked by importance, E|dL/dg| (Michel et al. 2019, eq. 3), normalised per layer as the pruning ranks "
+            "heads (their section 4.1: raw importances of different layers differ in scale): the exact effect of "
+            "removing each head alone was not measured (single_heads=false). `=` marks tied heads.",
             "",
             "| rank | head | importance | normalised | entropy (nats) |",
             "| --- | --- | --- | --- | --- |",

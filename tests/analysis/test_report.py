@@ -212,3 +212,20 @@ def test_only_a_head_that_was_off_is_labelled_off_on_a_heat_map():
     assert cell_labels(made["importance"])[panel][2] not in ("off", "-")
     for figure in made.values():
         plt.close(figure)
+
+
+def test_without_single_head_effects_heads_are_ranked_by_normalised_importance_as_the_pruning_ranks_them():
+    """A layer of large gradients (raw importance) is no more important for it: the pruning and the attention page
+    compare heads by importance normalised per layer, and so does the ranking."""
+    analysis = made_up_analysis()
+    for row in analysis.heads:
+        row.metric_drop = row.loss_increase = math.nan  # single_heads=false
+    raw_first = max(analysis.heads, key=lambda row: row.importance)
+    for row in analysis.heads:  # make the raw order disagree: the largest raw importance has the smallest share
+        row.importance_normalised = 0.9 if row is not raw_first else 0.1
+    top = analysis.heads[5]
+    top.importance_normalised = 0.99
+    ranked = ranked_heads(analysis)
+    assert ranked[0][1] is top and ranked[-1][1] is raw_first
+    report = report_markdown(analysis, {}, [])
+    assert "by importance normalised per layer" in report and f"`{top.name}` (0.99)" in report
