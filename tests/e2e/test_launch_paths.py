@@ -26,6 +26,7 @@ SMALL = [
     "model.layers=1",
     "model.d_ff=64",
     "trainer.max_steps=20",
+    "optimizer.warmup_steps=2",  # below max_steps: the warm-up warning would sound (the test counts warnings)
     "trainer.val_check_interval=20",
     "trainer.enable_progress_bar=false",
     "torch_threads=1",
