@@ -692,6 +692,19 @@ function setup() {
   // Another number: the map beside the head view shows the layer's head with the largest of it.
   $("measure").onchange = () => { state.measure = $("measure").value; state.focus = null; draw(); };
   $("all-heads").onclick = () => { state.heads = null; draw(); };
+  // Pointing at a token keeps only its lines; pointing anywhere else brings them all back. The listeners are on the
+  // head view's <svg>, which stays while its tokens and lines are drawn again: a listener on a token went with it
+  // at the first redraw, and the view stayed filtered.
+  const point = (hover) => {
+    const same = hover === state.hover ||
+      (hover && state.hover && hover.side === state.hover.side && hover.i === state.hover.i);
+    if (!same) { state.hover = hover; drawHeadView(); }
+  };
+  $("head-view").addEventListener("mouseover", (event) => {
+    const token = event.target.closest ? event.target.closest("text.query, text.key") : null;
+    point(token ? { side: token.dataset.side, i: Number(token.dataset.i) } : null);
+  });
+  $("head-view").addEventListener("mouseleave", () => point(null));
   $("theme").onclick = () => {
     const root = document.documentElement;
     const dark = root.classList.contains("dark") ||
@@ -840,8 +853,7 @@ function drawHeadView() {
     const text = label(svg, t, size, textW - 10, { x, y: y(i), "text-anchor": anchor });
     text.classList.add(side === "q" ? "query" : "key");
     if (state.hover && state.hover.side === side && state.hover.i === i) text.classList.add("active");
-    text.onmouseenter = () => { state.hover = { side, i }; drawHeadView(); };
-    text.onmouseleave = () => { state.hover = null; drawHeadView(); };
+    text.dataset.side = side; text.dataset.i = i;  // read by the head view's pointer listeners (setup)
   });
   tokenText(queries, "q", left - 6, "end");
   tokenText(keys, "k", right + 6, "start");

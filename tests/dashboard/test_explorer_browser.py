@@ -202,6 +202,28 @@ def test_hovering_a_token_keeps_only_its_lines(browser, page):
     assert {query for _, query, _ in lines} == {"5"}
 
 
+def test_pointing_away_from_a_token_brings_every_line_back(browser, page):
+    """The issue's example: pointing at a query token kept only its lines (196 -> 28), but moving the pointer away
+    left the view filtered; a key token, and from one token straight to another, likewise."""
+    open_page(browser, page)
+    everything = sorted(visible_lines(browser))
+    query = browser.find_elements(By.CSS_SELECTOR, "#head-view text.query")[5]
+    ActionChains(browser).move_to_element(query).perform()
+    assert {q for _, q, _ in visible_lines(browser)} == {"5"}
+    ActionChains(browser).move_to_element(browser.find_element(By.ID, "title")).perform()  # off the head view
+    assert sorted(visible_lines(browser)) == everything
+    assert not browser.find_elements(By.CSS_SELECTOR, "#head-view text.active")
+    key = browser.find_elements(By.CSS_SELECTOR, "#head-view text.key")[7]
+    ActionChains(browser).move_to_element(key).perform()
+    keys = "return [...document.querySelectorAll('#head-view line.attention')].map((l) => l.dataset.key);"
+    assert set(browser.execute_script(keys)) == {"7"}
+    other = browser.find_elements(By.CSS_SELECTOR, "#head-view text.query")[2]
+    ActionChains(browser).move_to_element(other).perform()  # from one token to another: only the other's lines
+    assert {q for _, q, _ in visible_lines(browser)} == {"2"}
+    ActionChains(browser).move_to_element(browser.find_element(By.ID, "legend")).perform()
+    assert sorted(visible_lines(browser)) == everything
+
+
 def test_choosing_another_layer_or_fewer_heads_changes_the_lines(browser, page):
     open_page(browser, page)
     first = visible_lines(browser)
