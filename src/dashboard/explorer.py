@@ -16,7 +16,8 @@ bertviz's (Vig 2019):
   (else on hover).
 Heads are named as `ablate.heads` names them (src/model/names.py: `cross:1:2`, layers and heads counted from 0), so
 a name on the page can be pasted into a spec. Heads switched off (`ablate=...`) are marked, and each head shows its
-importance when the run has an analysis (src.analyze: which measure, on which data, is said on the page) and
+importance when the run has an analysis (src.analyze: which measure, on which data, is said on the page; the one
+measured with the ablation the page's model has where there is one, analysis_for, else the page says it is not) and
 its fraction restored when the run has an activation-patching analysis (src.analyze analysis=patching: read_patching;
 a choice on the page says which of the two is the number on the heads, and a head's note gives both). Tokens are
 shown as the data layer labels them (`token_strings`: a tokenizer's own marks such as GPT-2's "Ġ" converted).
@@ -29,6 +30,7 @@ import csv
 import html
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,6 +206,7 @@ class HeadImportance:
     notes: dict[str, list[list[str]]]
     about: str
     step: int | None = None  # the checkpoint step the analysis measured
+    ablation: str | None = None  # the ablation in force when it measured (summary.json's), None where not recorded
 
 
 def _number(text: str | None) -> float | None:
@@ -215,17 +218,17 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def read_importance(analysis_dir: Path) -> HeadImportance | None:
+def read_importance(analysis_dir: Path, page_ablation: str | None = None) -> HeadImportance | None:
     """Head importance (normalised per layer) from a run's analysis/heads.csv (src.analyze), with what it is and what
-    it was measured on from analysis/summary.json; None without an analysis."""
+    it was measured on from analysis/summary.json; None without an analysis. `page_ablation`: the ablation in force
+    on the page's model (Ablation.describe's line), said beside the numbers, and in each head's note, when the
+    analysis measured with another."""
     path = analysis_dir / "heads.csv"
     if not path.is_file():
         return None
-    summary: dict = {}
-    try:
-        summary = json.loads((analysis_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass  # heads.csv alone: the numbers are still shown, said to be from the analysis
+    summary = _summary(analysis_dir)  # heads.csv alone: the numbers are still shown, said to be from the analysis
+    ablation = _ablation(summary)
+    other = _other_ablation(ablation, page_ablation)
     metric = summary.get("metric") or "metric"
     baseline = (summary.get("figures") or {}).get("baseline")
     table: dict[str, dict[tuple[int, int], tuple[float | None, str]]] = {}
@@ -238,18 +241,90 @@ def read_importance(analysis_dir: Path) -> HeadImportance | None:
             if without is not None:
                 note += f"; {metric} without this head alone: {without:.3f}"
                 note += f" (with every head: {baseline:.3f})" if isinstance(baseline, (int, float)) else ""
+            note += f" (measured with {ablation}, not the page's ablation)" if other else ""
             table.setdefault(site, {})[(layer, head)] = (value, note)
     values, notes = _grids(table)
     examples, split = summary.get("examples"), summary.get("split")
     measured_on = f" over {examples} {split} examples" if examples and split else ""
     checkpoint = Path(summary["checkpoint"]).name if summary.get("checkpoint") else "the run"
     step = summary.get("step")
+    measured = f"Measured by `src.analyze` on {checkpoint}" + (f" (step {step})" if step is not None else "")
+    measured += f", with {ablation}" if ablation and ablation != NOTHING_ABLATED else ""
+    measured += f", in {analysis_dir.name}/" if analysis_dir.name != "analysis" else ""
     about = (
         f"head importance (Michel et al. 2019): the mean |d loss / d head gate|{measured_on}, a first-order "
         "estimate of what removing the head costs, normalised per layer (larger: removing it costs more). "
-        f"Measured by `src.analyze` on {checkpoint}" + (f" (step {step})" if step is not None else "") + "."
+        f"{measured}.{other_ablation_words(ablation, page_ablation, 'src.analyze')}"
     )
-    return HeadImportance(values, notes, about, step if isinstance(step, int) else None)
+    return HeadImportance(values, notes, about, step if isinstance(step, int) else None, ablation)
+
+
+# What Ablation.describe (src/model/ablation.py) says of a model with nothing switched off.
+NOTHING_ABLATED = "nothing ablated"
+
+
+def _summary(folder: Path) -> dict:
+    """An analysis's summary.json, or {} where it has none (or one that cannot be read)."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def _ablation(summary: dict) -> str | None:
+    """The ablation in force when an analysis measured, as its summary.json records it (Ablation.describe's line);
+    None where it records none."""
+    ablation = summary.get("ablation")
+    return ablation if isinstance(ablation, str) and ablation else None
+
+
+def _other_ablation(ablation: str | None, page_ablation: str | None) -> bool:
+    return ablation is not None and page_ablation is not None and ablation != page_ablation
+
+
+def other_ablation_words(ablation: str | None, page_ablation: str | None, command: str) -> str:
+    """The sentence the page adds when an analysis measured with another ablation than the page's model has ("" when
+    the same, or when either is not known), naming both and how to measure with the page's."""
+    if not _other_ablation(ablation, page_ablation):
+        return ""
+    return (
+        f" These numbers were measured with another ablation ({ablation}) than the page's model has "
+        f"({page_ablation}). `python -m {command}` with the page's `ablate.*` settings and `out=` a new folder "
+        "beside this analysis measures them with the page's ablation; a page written after that shows them."
+    )
+
+
+def holds_head_analysis(folder: Path) -> bool:
+    """Whether `folder` is a head analysis (src.analyze analysis=heads): a heads.csv with the heads' importance (an
+    induction analysis's heads.csv has other columns)."""
+    try:
+        with (folder / "heads.csv").open(newline="", encoding="utf-8") as file:
+            return "importance_normalised" in (next(csv.reader(file), None) or [])
+    except OSError:
+        return False
+
+
+def holds_patching(folder: Path) -> bool:
+    """Whether `folder` is an activation-patching analysis (src.analyze analysis=patching)."""
+    return (folder / "patching.csv").is_file() or "heads_restored" in _summary(folder)
+
+
+def analysis_for(default: Path, page_ablation: str, page_step: int | None, holds: Callable[[Path], bool]) -> Path:
+    """The analysis folder the page shows for a model with `page_ablation` in force (Ablation.describe's line), of
+    the kind `holds` recognises (holds_head_analysis, holds_patching): src.analyze's own folder `default` when it
+    measured with that ablation; else another analysis beside it (in the same folder: `out=<run>/analysis-2`)
+    that did, the one of the page's step first, then by name; else `default` (the page then says that its numbers
+    were measured with another ablation: other_ablation_words)."""
+    others = []
+    try:
+        others = sorted(folder for folder in default.parent.iterdir() if folder != default and folder.is_dir())
+    except OSError:
+        pass
+    same = [folder for folder in [default, *others] if holds(folder) and _ablation(_summary(folder)) == page_ablation]
+    if not same:
+        return default
+    return min(same, key=lambda folder: _summary(folder).get("step") != page_step)  # min keeps the first of equals
 
 
 @dataclass
@@ -264,19 +339,18 @@ class HeadPatching:
     about: str
     undefined: str | None = None
     step: int | None = None  # the checkpoint step the analysis measured
+    ablation: str | None = None  # the ablation in force when it measured (summary.json's), None where not recorded
 
 
-def read_patching(patching_dir: Path, page_step: int | None = None) -> HeadPatching | None:
+def read_patching(
+    patching_dir: Path, page_step: int | None = None, page_ablation: str | None = None
+) -> HeadPatching | None:
     """The heads' fractions restored from a run's patching analysis (src.analyze analysis=patching writes
     <run>/patching/: summary.json's heads_restored, and patching.csv, whose "head_position" rows give each head's
-    best single query position), with what they are and what they were measured on; None without one. `page_step`:
-    the step of the page's checkpoint, said beside the numbers when the analysis measured another."""
-    summary: dict = {}
-    try:
-        summary = json.loads((patching_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass  # patching.csv alone: the numbers are still shown, said to be from the analysis
-    summary = summary if isinstance(summary, dict) else {}
+    best single query position), with what they are and what they were measured on; None without one. `page_step`
+    and `page_ablation`: the step of the page's checkpoint and the ablation in force on its model (Ablation.describe's
+    line), said beside the numbers when the analysis measured another."""
+    summary = _summary(patching_dir)  # patching.csv alone: the numbers are still shown, said to be from the analysis
     direction = summary.get("direction")
     restored: dict[str, float | None] = {}  # head name -> fraction restored (None: undefined)
     # head name -> (fraction, query position) of the position whose patch moves the metric most: by |effect|, since
@@ -312,20 +386,23 @@ def read_patching(patching_dir: Path, page_step: int | None = None) -> HeadPatch
     step = summary.get("step") if isinstance(summary.get("step"), int) else None
     measured = "Measured by `src.analyze analysis=patching` on " + checkpoint
     measured += f" (step {step})" if step is not None else ""
-    ablation = summary.get("ablation")
-    measured += f", with {ablation}" if ablation and ablation != "nothing ablated" else ""
+    ablation = _ablation(summary)
+    measured += f", with {ablation}" if ablation and ablation != NOTHING_ABLATED else ""
+    measured += f", in {patching_dir.name}/" if patching_dir.name != "patching" else ""
     accuracy = summary.get("clean_accuracy")
     if isinstance(accuracy, (int, float)) and math.isfinite(accuracy):
         measured += f"; the model answers {accuracy:.0%} of the clean inputs right"
     measured += "." + (f" The page's checkpoint is at step {page_step}." if _other_step(step, page_step) else "")
+    measured += other_ablation_words(ablation, page_ablation, "src.analyze analysis=patching")
+    other = _other_ablation(ablation, page_ablation)
     what = f"activation patching ({told})" if told else "activation patching"
     undefined = summary.get("restored_undefined")
     if undefined:
         about = f"No patching number on the heads: {what} restores no defined fraction: {undefined}. {measured}"
-        return HeadPatching({}, {}, about, str(undefined), step)
+        return HeadPatching({}, {}, about, str(undefined), step, ablation)
     if not restored:  # an analysis of other places only (the residual stream, sublayers)
         about = f"No patching number on the heads: {what} patched no head's output. {measured}"
-        return HeadPatching({}, {}, about, None, step)
+        return HeadPatching({}, {}, about, None, step, ablation)
     clean, corrupted = _finite_number(summary.get("clean")), _finite_number(summary.get("corrupted"))
     scale = ""
     if clean is not None and corrupted is not None:
@@ -353,9 +430,10 @@ def read_patching(patching_dir: Path, page_step: int | None = None) -> HeadPatch
             most, position = best[name]
             alone = f"the largest effect at position {position}, {word} {most:.3f}"
             note += f" (its output at one query position alone: {alone})"
+        note += f" (measured with {ablation}, not the page's ablation)" if other else ""
         table.setdefault(site, {})[(layer, head)] = (value, note)
     values, notes = _grids(table)
-    return HeadPatching(values, notes, about, None, step)
+    return HeadPatching(values, notes, about, None, step, ablation)
 
 
 def _grids(table: dict[str, dict[tuple[int, int], tuple[float | None, str]]]) -> tuple[dict, dict]:

@@ -172,6 +172,100 @@ def test_an_analysis_of_another_step_is_said_to_be_so(analysed_run, tmp_path):
     assert data_of(page)["importance_about"].endswith("The page's checkpoint is at step 4.")
 
 
+def heads_rows(folder: Path) -> dict[tuple[str, str, str], dict]:
+    with (folder / "heads.csv").open() as file:
+        return {(r["site"], r["layer"], r["head"]): r for r in csv.DictReader(file)}
+
+
+def test_the_page_shows_the_analysis_measured_with_its_ablation_or_says_it_has_another(analysed_run, tmp_path):
+    """The issue's example: with <run>/analysis (nothing ablated) and <run>/analysis-2 (cross:1:0 off), the page of
+    the model with cross:1:0 off showed the unablated analysis's importance and "without this head" numbers. It
+    shows the analysis measured with its own ablation; where there is none, it says whose numbers they are."""
+    copy = tmp_path / "run"
+    shutil.copytree(analysed_run, copy, ignore=shutil.ignore_patterns("patching"))
+    code, _, err = run_in_process(
+        "src.analyze", f"ckpt={copy}", "ablate.heads=[cross:1:0]", f"out={copy / 'analysis-2'}", "torch_threads=1"
+    )
+    assert code == 0, err
+    ablated = json.loads((copy / "analysis-2" / "summary.json").read_text())["ablation"]
+    assert ablated == "cross:1:0; zero ablation"  # what the analysis records of its ablation
+    ckpt = f"ckpt={copy / 'checkpoints' / 'last.ckpt'}"
+
+    def page_of(*settings: str) -> tuple[dict, list[str]]:
+        page = tmp_path / f"page{len(list(tmp_path.glob('*.html')))}.html"
+        code, _, err = predict(ckpt, "text=1234567", f"attention={page}", "attention_site=cross", *settings)
+        assert code == 0, err
+        return data_of(page), [line for line in err.splitlines() if line.startswith("warning:")]
+
+    data, warnings = page_of("ablate.heads=[cross:1:0]")
+    cross, rows = data["sites"]["cross"], heads_rows(copy / "analysis-2")
+    assert cross["importance"][1][0] is None and cross["notes"][1][0].startswith("importance not measured")
+    assert cross["importance"][0][1] == pytest.approx(float(rows[("cross", "0", "1")]["importance_normalised"]))
+    assert f"without this head alone: {float(rows[('cross', '0', '1')]['metric_without']):.3f}" in cross["notes"][0][1]
+    assert f"with {ablated}, in analysis-2/." in data["importance_about"]
+    assert "another ablation" not in data["importance_about"] and not warnings, warnings
+    # Without the ablation: the run's own analysis, as before
+    data, warnings = page_of()
+    cross, rows = data["sites"]["cross"], heads_rows(copy / "analysis")
+    assert cross["importance"][1][0] == pytest.approx(float(rows[("cross", "1", "0")]["importance_normalised"]))
+    assert "another ablation" not in data["importance_about"] and "analysis-2" not in data["importance_about"]
+    assert not warnings, warnings
+    # An ablation no analysis measured with: the run's own analysis, said plainly to be of another ablation
+    data, warnings = page_of("ablate.heads=[cross:0:1]")
+    about = data["importance_about"]
+    assert "measured with another ablation (nothing ablated) than the page's model has (cross:0:1; zero ablation)" in (
+        about
+    )
+    assert "`python -m src.analyze` with the page's `ablate.*` settings" in about
+    assert all(
+        note.endswith("(measured with nothing ablated, not the page's ablation)")
+        for site in data["sites"].values()
+        for row in site["notes"]
+        for note in row
+    )
+    assert len(warnings) == 1 and "measured with nothing ablated" in warnings[0], warnings
+    assert "page's model has cross:0:1; zero ablation" in warnings[0]
+
+
+def test_each_kind_of_analysis_is_chosen_by_the_ablation_it_measured_with(tmp_path):
+    """analysis_for: the analysis measured with the page's ablation, its own kind only (an induction analysis also
+    has a heads.csv), the one of the page's step first; else src.analyze's own folder."""
+    from src.dashboard.explorer import analysis_for, holds_head_analysis, holds_patching
+
+    def analysis(name: str, ablation: str, step: int = 4, columns: str = "site,layer,head,importance_normalised"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "heads.csv").write_text(columns + "\n")
+        (folder / "summary.json").write_text(json.dumps({"ablation": ablation, "step": step}))
+        return folder
+
+    default = analysis("analysis", "nothing ablated")
+    analysis("induction", "cross:1:0; zero ablation", columns="head,induction,previous_token")
+    earlier = analysis("analysis-2", "cross:1:0; zero ablation", step=2)
+    same_step = analysis("analysis-3", "cross:1:0; zero ablation")
+    assert analysis_for(default, "nothing ablated", 4, holds_head_analysis) == default
+    assert analysis_for(default, "cross:1:0; zero ablation", 4, holds_head_analysis) == same_step
+    assert analysis_for(default, "cross:1:0; zero ablation", 2, holds_head_analysis) == earlier
+    assert analysis_for(default, "cross:1:0; mean ablation", 4, holds_head_analysis) == default  # none: its own
+    # No analysis in src.analyze's own folder: one beside it measured with the page's ablation, else still its own
+    assert analysis_for(tmp_path / "none", "nothing ablated", 4, holds_head_analysis) == default
+    assert analysis_for(tmp_path / "none", "cross:0:0; zero ablation", 4, holds_head_analysis) == tmp_path / "none"
+    patching = write_patching(tmp_path / "patching", {"cross:0:0": 0.5})
+    ablated = write_patching(tmp_path / "patching-2", {"cross:0:0": 0.1}, ablation="cross:1:0; zero ablation")
+    assert analysis_for(patching, "cross:1:0; zero ablation", 4, holds_patching) == ablated
+    assert analysis_for(patching, "nothing ablated", 4, holds_patching) == patching
+    assert not holds_patching(default) and not holds_head_analysis(patching)
+    # Patching of another ablation than the page's: said beside the numbers and in each head's note
+    other = read_patching(patching, 4, "cross:1:0; zero ablation")
+    assert other is not None and other.ablation == "nothing ablated"
+    assert "measured with another ablation (nothing ablated) than the page's model has (cross:1:0" in other.about
+    assert "`python -m src.analyze analysis=patching` with the page's `ablate.*` settings" in other.about
+    assert other.notes["cross"][0][0].endswith("(measured with nothing ablated, not the page's ablation)")
+    chosen = read_patching(ablated, 4, "cross:1:0; zero ablation")
+    assert chosen is not None and "another ablation" not in chosen.about
+    assert "with cross:1:0; zero ablation, in patching-2/" in chosen.about
+
+
 def test_a_moved_checkpoint_shows_the_analysis_written_beside_it(run, tmp_path):
     """src.analyze writes a checkpoint moved out of its run into <name>_analysis beside it: the page reads it there."""
     moved = tmp_path / "kept" / "last.ckpt"
