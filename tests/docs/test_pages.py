@@ -136,6 +136,29 @@ def test_the_links_of_a_page_resolve(page):
         assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
 
 
+# What src.analyze writes into a run's TensorBoard (one tag of each kind per analysis, as src/analysis/*report.py
+# spells it) and a sweep's `report` run (src/sweep/figures.py): README says docs/dashboards.md lists every tag.
+ADDED_TAGS = {
+    "src/analysis/report.py": ("val_analysis/importance", "val_analysis/prunable_fraction", "val_analysis/report"),
+    "src/analysis/causal_report.py": ("val_patching/heads", "val_patching/rank_correlation_", "val_patching/report"),
+    "src/analysis/lens_report.py": ("val_lens/lens", "val_lens/loss_by_layer", "val_lens/report"),
+    "src/analysis/induction_report.py": ("induction/scores", "induction/induction_score/", "induction/report"),
+    "src/sweep/figures.py": ("report/curves", "report/table"),
+}
+
+
+def test_the_dashboards_page_lists_the_tags_of_the_analyses_and_of_a_sweeps_report():
+    page = (ROOT / "docs" / "dashboards.md").read_text()
+    for source, tags in ADDED_TAGS.items():
+        code = (ROOT / source).read_text()
+        for tag in tags:
+            assert tag.split("/", 1)[1] in code, f"{source} no longer writes {tag}: update ADDED_TAGS and the page"
+            assert f"`{tag}" in page, f"docs/dashboards.md does not list {tag} ({source} writes it)"
+    assert "run named `report`" in page
+    readme = (ROOT / "README.md").read_text()
+    assert "[docs/dashboards.md](docs/dashboards.md) lists every tag" in readme
+
+
 def test_the_model_pages_reading_order_lists_every_file_of_src_model_once():
     """docs/model.md keeps the one reading order of src/model (its __init__ points there): a new file is listed."""
     page = (ROOT / "docs" / "model.md").read_text()
