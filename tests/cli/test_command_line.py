@@ -82,6 +82,16 @@ def test_help_describes_the_commands_own_settings_one_line_each(module, capsys):
     assert "layers and heads counted from 0" in result.out or "counted from 0" in result.out
 
 
+def test_the_first_paragraph_of_analyze_help_names_every_analysis(capsys):
+    """`src.analyze --help` opens with what each analysis= asks (induction was left out)."""
+    from src.analyze import ANALYSES
+
+    result = run_command("src.analyze", ["--help"], capsys)
+    assert result.code == 0, result.err
+    first = " ".join(result.out.split("\n\n", 1)[0].split())
+    assert [name for name in ANALYSES if f"analysis={name}:" not in first] == [], first
+
+
 def help_examples(text: str, module: str) -> list[list[str]]:
     """The examples' arguments, without the command and the comment."""
     examples = []
