@@ -12,6 +12,9 @@ BLEU printed (training's quick `val/bleu` is not computed here: one metric, one 
 `ablate.heads=[cross:1:3]` (`ablate.sublayers=...`, `ablate=<preset>`, `ablate.method=mean`) evaluates the checkpoint
 with those heads or sublayers switched off, on top of what it was trained without (src/analysis/ablation.py); the
 checkpoint file is only read. `ablated: ...` says what is off.
+
+src.eval writes no file. Ctrl-C is one line and exit status 130 (src/cli/interrupts.py), Lightning's test loop
+included, with the command that runs it again.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ if __name__ == "__main__":  # python -m: Ctrl-C during the imports below is one 
     quiet_until_started()
 
 import gc
+import sys
 from dataclasses import dataclass, field
 
 collecting_before = gc.isenabled()  # restored once the imports are done
@@ -32,6 +36,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.cli.interrupts import ctrl_c_as_one_line, said_until_the_process_ends
 from src.cli.schema import DecodeConfig, register_configs
 from src.cli.validation import (
     check_ablation,
@@ -43,6 +48,7 @@ from src.cli.validation import (
     warn_unused_decode_settings,
 )
 from src.model import ConfigError
+from src.provenance import command_line
 from src.training.report import print_warning, quiet_lightning
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
@@ -159,19 +165,43 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     return Evaluation(checkpoint.get(READ_FROM, str(cfg.ckpt)), metrics, datamodule.kind, examples, notes)
 
 
+# How far the command got, for the one line Ctrl-C gets (interrupted_line): set by main.
+_PROGRESS: dict[str, str] = {}
+
+
+def interrupted_line(typed: list[str] | None = None) -> str:
+    """What Ctrl-C says after `interrupted by SIGINT`. src.eval writes no file: the line says how far the printed
+    metrics got, and how to run it again where they are not complete."""
+    again = f"run the same command again: {command_line('src.eval', typed)}"
+    stage = _PROGRESS.get("stage")
+    if stage == "printed":  # only the exit was left
+        return " as the command ended: the metrics above are complete (src.eval writes no file)"
+    if stage == "printing":
+        return f" while the metrics were printed: those above may not be all of them (src.eval writes no file); {again}"
+    return f": no metric was printed and nothing was written (src.eval writes no file); {again}"
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     with user_errors_as_one_line():
         evaluation = evaluate(cfg)
     from src.training.report import print_metrics
 
+    _PROGRESS["stage"] = "printing"
     print(f"checkpoint: {evaluation.checkpoint}")
     print_metrics(evaluation.metrics, notes=evaluation.notes, kind=evaluation.kind, examples=evaluation.examples)
+    sys.stdout.flush()  # all of them out before the line would say they are
+    _PROGRESS["stage"] = "printed"
+    said_until_the_process_ends(interrupted_line())
 
 
 def cli() -> None:
-    """The console script's entry point (pyproject.toml) and `python -m src.eval`'s."""
-    run_hydra_command(main)
+    """The console script's entry point (pyproject.toml) and `python -m src.eval`'s. Ctrl-C is one line and exit
+    status 130 (src/cli/interrupts.py), Lightning's loop included."""
+    _PROGRESS.clear()
+    typed = sys.argv[1:]  # as typed: run_hydra_command rewrites free text for Hydra (src/cli/free_text.py)
+    with ctrl_c_as_one_line(lambda: interrupted_line(typed)):
+        run_hydra_command(main)
 
 
 if __name__ == "__main__":

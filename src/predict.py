@@ -9,7 +9,8 @@ Decoding is chosen by config: decode.strategy=greedy (default) | beam (decode.be
 setting the chosen strategy does not read gets one warning. A classifier does not decode: another strategy or
 num_samples > 1 is refused, and its input is each whole line (a line ending in TAB and a label gets a warning).
 A file is read whole and checked before any decoding; output line i belongs to input line i (an empty input line
-gives an empty output line), and the output file appears only once every line is done.
+gives an empty output line), and the output file appears only once every line is done. Ctrl-C is one line and exit
+status 130, saying what was not written and the command that runs it again (src/cli/interrupts.py).
 
 Every input is read as the task's own training and evaluation data were (datamodule.encode_input): the same line is
 the same ids, so predict on a split's lines gives what src.eval scored. Pieces outside the vocabulary are read as
@@ -45,6 +46,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import CONF_DIR, run_hydra_command, user_errors_as_one_line
+from src.cli.interrupts import ctrl_c_as_one_line, said_until_the_process_ends
 from src.cli.schema import DecodeConfig, register_configs
 from src.cli.validation import (
     check_ablation,
@@ -57,6 +59,7 @@ from src.cli.validation import (
 )
 from src.data.files import read_lines, resolve_path
 from src.model import ConfigError, generate
+from src.provenance import command_line
 from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
 from src.training.report import print_warning, quiet_lightning
 
@@ -520,29 +523,76 @@ def predict(cfg: DictConfig) -> list[str]:
 
 
 def write_atomically(path: Path, lines: list[str]) -> None:
-    """The whole file or nothing: written beside its destination, then renamed onto it."""
+    """The whole file or nothing: written beside its destination, then renamed onto it (the partial file is removed
+    when the writing stops half-way, Ctrl-C included)."""
     partial = path.with_name(path.name + ".part")
-    partial.write_text("".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text("".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+# What this command has made so far, for the one line Ctrl-C gets (interrupted_line): set by main.
+_PROGRESS: dict = {}
+
+
+def new_file(setting: str | None) -> Path | None:
+    """The file a setting names (output=, attention=), when it does not exist yet: the command never writes over one,
+    so if it exists when Ctrl-C comes, this command wrote it."""
+    if setting is None or not str(setting).strip():
+        return None
+    path = Path(setting).expanduser()
+    return None if path.exists() else path
+
+
+def interrupted_line(typed: list[str] | None = None) -> str:
+    """What Ctrl-C says after `interrupted by SIGINT`: what was written (the output file and the attention page
+    appear whole or not at all), what was not, and how to run it again."""
+    if _PROGRESS.get("done"):  # only the exit was left
+        return f" as the command ended: {_PROGRESS['done']}"
+    files = [path for path in (_PROGRESS.get("output"), _PROGRESS.get("page")) if path is not None]
+    written = [str(path) for path in files if path.exists()]
+    missing = [str(path) for path in files if not path.exists()]
+    said = []
+    if missing:
+        said.append(f"{' and '.join(missing)} {'were' if len(missing) > 1 else 'was'} not written")
+    if written:
+        said.append(f"{' and '.join(written)} {'were' if len(written) > 1 else 'was'} written")
+    if not files:
+        said.append("nothing was printed or written")
+    again = f"delete {' and '.join(written)} and run" if written else "run"
+    return f": {', '.join(said)}; {again} the same command again: {command_line('src.predict', typed)}"
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
     started = time.perf_counter()
+    _PROGRESS.clear()
+    _PROGRESS.update(output=new_file(cfg.output), page=new_file(cfg.attention))
     with user_errors_as_one_line():
         lines = predict(cfg)
         output = check_output(cfg)  # again: the file may have appeared while decoding
     if output is not None:
         write_atomically(output, lines)
+        _PROGRESS["done"] = f"{output} was written whole ({len(lines)} lines)"
         seconds = time.perf_counter() - started
         print(f"{len(lines)} lines written to {output} in {seconds:.1f} s", file=sys.stderr)
-        return
-    print("\n".join(lines))
+    else:
+        print("\n".join(lines))
+        sys.stdout.flush()  # all of them out before the line would say they are
+        _PROGRESS["done"] = "the predictions were printed whole"
+    said_until_the_process_ends(interrupted_line())
 
 
 def cli() -> None:
-    """The console script's entry point (pyproject.toml) and `python -m src.predict`'s."""
-    run_hydra_command(main)
+    """The console script's entry point (pyproject.toml) and `python -m src.predict`'s. Ctrl-C is one line and exit
+    status 130 (src/cli/interrupts.py): what was written and what was not, and how to run it again."""
+    _PROGRESS.clear()  # Ctrl-C before main has read the settings: nothing was written
+    typed = sys.argv[1:]  # as typed: run_hydra_command rewrites free text for Hydra (src/cli/free_text.py)
+    with ctrl_c_as_one_line(lambda: interrupted_line(typed)):
+        run_hydra_command(main)
 
 
 if __name__ == "__main__":

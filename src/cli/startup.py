@@ -22,8 +22,19 @@ def interrupted_while_starting(signum: int, frame: object) -> None:
     os._exit(EXIT_SIGINT)
 
 
+# Whether this process is a command's own (`python -m src.<command>`, a console script), not Python's running one.
+_OWN_PROCESS = [False]
+
+
 def quiet_until_started() -> None:
+    _OWN_PROCESS[0] = True
     signal.signal(signal.SIGINT, interrupted_while_starting)
+
+
+def in_a_commands_own_process() -> bool:
+    """Whether the command runs as its own process, which quiet_until_started began: it may then say how Ctrl-C ends
+    it until the process ends (src/cli/interrupts.py); a command run from Python leaves its caller's Ctrl-C alone."""
+    return _OWN_PROCESS[0]
 
 
 def started() -> None:

@@ -120,13 +120,16 @@ def print_note(message: str) -> None:
 
 
 class _DropLightningTips(logging.Filter):
-    """Lightning 2.6 prints an advertisement ("Tip: ... litlogger") for every Trainer, and a note each time a
+    """Lightning 2.6 prints an advertisement ("Tip: ... litlogger") for every Trainer, a note each time a
     checkpoint is saved by hand (`trainer.save_checkpoint`: "`weights_only` was not set", i.e. the whole state is
-    saved, which is what an interrupted run needs)."""
+    saved, which is what an interrupted run needs), and "Detected KeyboardInterrupt, attempting graceful shutdown"
+    when Ctrl-C stops its loop, which the commands say in their own one line (src/run.py, src/cli/interrupts.py)."""
+
+    DROPPED = ("Tip:", "`weights_only` was not set", "Detected KeyboardInterrupt")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return "Tip:" not in message and "`weights_only` was not set" not in message
+        return not any(dropped in message for dropped in self.DROPPED)
 
 
 def show_model_warnings_as_lines() -> None:

@@ -1,6 +1,6 @@
 """Real signals on real runs: SIGTERM (what a scheduler sends) saves the step it stopped at, SIGKILL loses only
 what came after the last checkpoint, and either way the resumed run ends with exactly the weights of a run that
-was never interrupted."""
+was never interrupted. Ctrl-C in src.eval and src.predict is one line and exit status 130, with nothing half-written."""
 
 from __future__ import annotations
 
@@ -246,3 +246,110 @@ def test_ctrl_c_once_training_has_ended_says_to_evaluate_not_to_resume(tmp_path)
     assert record["status"] == "interrupted" and record["resume"] is None and evaluate in record["error"]
     evaluated = run_here("src.eval", f"ckpt={last}", "split=val")
     assert evaluated.returncode == 0, evaluated.stderr
+
+
+# --- Ctrl-C in src.eval and src.predict: one line, exit status 130, nothing half-written -------------------------
+
+
+def tiny_reverse_run(run_dir: Path, *settings: str) -> Path:
+    tiny = [o for o in LONG_RUN if not o.startswith(("trainer.", "checkpoint.", "dashboard.", "task."))]
+    schedule = ["trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.enable_progress_bar=false"]
+    check(run_here("src.run", "task=reverse", *settings, *tiny, *schedule, f"hydra.run.dir={run_dir}"))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def big_test_split(tmp_path_factory) -> Path:
+    """A tiny reverse run whose test splits are large: src.eval takes tens of seconds on them, time for a signal."""
+    sizes = ["task.train_size=200", "task.val_size=32", "task.test_size=30000"]
+    return tiny_reverse_run(tmp_path_factory.mktemp("big_test") / "run", *sizes)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    return tiny_reverse_run(tmp_path_factory.mktemp("small") / "run", *SMALL_SYNTHETIC)
+
+
+def start_command(module: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def wait_for_line(stream, start: str, process: subprocess.Popen) -> None:
+    """Read `stream` until a line that begins with `start` (what the command says when it gets there)."""
+    for line in stream:
+        if line.startswith(start):
+            return
+    pytest.fail(f"no line {start!r}: {process.communicate()}")
+
+
+def interrupted_line(err: str, module: str, args: list[str]) -> str:
+    """The one line that says the command was interrupted, its command to run again checked and cut off."""
+    assert "Traceback" not in err and "Detected KeyboardInterrupt" not in err, err
+    lines = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and lines[0] == err.strip().splitlines()[-1], err
+    said, _, again = lines[0].partition("; run the same command again: ")
+    if again:
+        assert again.endswith(f" -m {module} " + " ".join(shlex.quote(a) for a in args)), again
+    return said
+
+
+def test_ctrl_c_while_eval_evaluates_is_one_line_and_status_130(big_test_split):
+    """Lightning's loop catches Ctrl-C and exits with status 1 after "Detected KeyboardInterrupt, attempting
+    graceful shutdown ...": the command says it was interrupted instead, that src.eval wrote nothing, and how to
+    run it again."""
+    args = [f"ckpt={big_test_split}", "torch_threads=1"]
+    process = start_command("src.eval", *args)
+    wait_for_line(process.stderr, "using ", process)  # the checkpoint is read: the data and the test loop follow
+    time.sleep(8.0)  # the test splits are built (a few seconds): inside Lightning's test loop
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    said = "interrupted by SIGINT: no metric was printed and nothing was written (src.eval writes no file)"
+    assert interrupted_line(err, "src.eval", args) == said
+    assert "test/loss" not in out
+
+
+def test_ctrl_c_after_eval_printed_its_metrics_is_one_line_and_status_130(small_run):
+    """Ctrl-C as the process ends (its metrics printed, torch and Lightning cleaning up) says the metrics are
+    complete, instead of Python's "Exception ignored in atexit callback" and a traceback."""
+    args = [f"ckpt={small_run}", "torch_threads=1"]
+    process = start_command("src.eval", *args)
+    wait_for_line(process.stdout, "  test_long/token_acc:", process)  # the last metric
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert interrupted_line(err, "src.eval", args) in (
+        "interrupted by SIGINT as the command ended: the metrics above are complete (src.eval writes no file)",
+        # the signal may land between the last line and the command's note that every metric is out
+        "interrupted by SIGINT while the metrics were printed: those above may not be all of them (src.eval writes "
+        "no file)",
+    )
+
+
+@pytest.mark.parametrize("mode", ["input", "text"])
+def test_ctrl_c_while_predict_decodes_is_one_line_and_writes_nothing(small_run, tmp_path, mode):
+    """src.predict stopped while it decodes a large file (or many samples of one text) says what was not written
+    and the command that runs it again; no output file, and no partial one beside it."""
+    output = tmp_path / "big.out"
+    if mode == "input":
+        digits = random.Random(0)
+        source = tmp_path / "big.txt"
+        source.write_text("".join(f"{digits.randrange(10**7, 10**9)}\n" for _ in range(200_000)))
+        given = [f"input={source}", f"output={output}"]
+    else:
+        given = ["text=12345678", "decode.strategy=sample", "num_samples=200000"]
+    args = [f"ckpt={small_run}", *given, "torch_threads=1"]
+    process = start_command("src.predict", *args)
+    wait_for_line(process.stderr, "using ", process)  # the checkpoint is read: reading the lines, decoding follow
+    time.sleep(4.0)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    said = f"{output} was not written" if mode == "input" else "nothing was printed or written"
+    assert interrupted_line(err, "src.predict", args) == f"interrupted by SIGINT: {said}"
+    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == (["big.txt"] if mode == "input" else [])
