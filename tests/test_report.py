@@ -882,3 +882,63 @@ def test_report_help_names_the_command_and_shows_examples(capsys):
     helped = capsys.readouterr().out
     assert helped.startswith("usage: python -m src.report ")
     assert "examples:" in helped and "--baseline model.heads=4" in helped and "outputs/<date> " in helped
+
+
+# --- what the command line does not take: one `error:` line with the fix, exit status 2, nothing written ----------
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["{sweep}", "--metirc", "val/loss"],
+            "error: --metirc is not an option of python -m src.report: it takes a sweep directory, --baseline, "
+            "--storage, --study (python -m src.report --help lists the options)",
+        ),
+        (
+            ["{sweep}", "--basline", "model.heads=2"],
+            "error: --basline is not an option of python -m src.report: did you mean --baseline? (python -m "
+            "src.report --help lists the options)",
+        ),
+        (
+            ["{sweep}", "{other}"],
+            "error: 2 directories given ({sweep}, {other}): a report is of one sweep: give one (python -m src.report "
+            "{sweep}), and run the command again for each of the others",
+        ),
+        (
+            ["sweep_dir={sweep}"],
+            "error: sweep_dir={sweep}: python -m src.report takes the sweep directory on its own, not as key=value: "
+            "python -m src.report {sweep}",
+        ),
+        (
+            ["dir={sweep}/missing"],
+            "error: dir={sweep}/missing: python -m src.report takes the sweep directory on its own, not as "
+            "key=value: python -m src.report {sweep}/missing",
+        ),
+        (
+            ["hydra.sweep.dir={sweep}"],
+            "error: hydra.sweep.dir={sweep}: python -m src.report takes the sweep directory on its own, not as "
+            "key=value: python -m src.report {sweep}",
+        ),
+        (
+            ["{sweep}", "baseline=model.heads=2"],
+            "error: baseline=model.heads=2: baseline is an option of python -m src.report: write it --baseline "
+            "model.heads=2",
+        ),
+        (
+            ["{sweep}", "--baseline"],
+            "error: argument --baseline: expected one argument: python -m src.report --help lists the options",
+        ),
+    ],
+)
+def test_what_the_report_does_not_take_is_one_line_with_the_fix(tmp_path, capsys, args, line):
+    sweep, other = tmp_path / "sweep", tmp_path / "other"
+    for seed in (0, 1):
+        fake_run(sweep, seed, ["model.heads=2", f"seed={seed}"], final={MAIN: 0.9})
+        fake_run(other, seed, ["model.heads=4", f"seed={seed}"], final={MAIN: 0.8})
+    with pytest.raises(SystemExit) as exit:
+        main([arg.format(sweep=sweep, other=other) for arg in args])
+    assert exit.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [line.format(sweep=sweep, other=other)] and not captured.out
+    assert not (sweep / "report.md").exists() and not (other / "report.md").exists()

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import math
 import re
 import shlex
@@ -974,6 +975,49 @@ def refuse(message: str) -> NoReturn:
     sys.exit(2)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals (its usage, then `error: ...`: four lines) as the other commands give theirs: one
+    `error:` line with the fix, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        refuse(f"{message}: {self.prog} --help lists the options")
+
+
+# The report's options, for the one that a mistyped option probably meant.
+OPTIONS = ("--baseline", "--storage", "--study", "--help")
+# key=value forms of the sweep directory: the other commands take settings so (hydra.sweep.dir= is src.run's)
+DIRECTORY_KEYS = ("sweep_dir", "sweep", "dir", "directory", "hydra.sweep.dir", "ckpt")
+
+
+def refuse_what_the_report_does_not_take(positional: list[str], extra: list[str], prog: str) -> None:
+    """One `error:` line with the fix for what argparse would answer with its usage (and, for a sweep directory
+    given as key=value, with "does not exist"): an unknown option (the option it probably meant), a key=value
+    argument (the directory on its own, or the option it names), a second directory. `positional`: the arguments
+    that are no option, the sweep directory first; `extra`: what argparse did not take."""
+    for argument in extra:
+        if argument.startswith("-") and len(argument) > 1:
+            option = argument.split("=", 1)[0]
+            close = difflib.get_close_matches(option, OPTIONS, n=1, cutoff=0.6)
+            fix = f"did you mean {close[0]}?" if close else "it takes a sweep directory, --baseline, --storage, --study"
+            refuse(f"{option} is not an option of {prog}: {fix} ({prog} --help lists the options)")
+    for argument in positional:
+        key, equals, value = argument.partition("=")
+        if not equals or Path(argument).expanduser().exists():
+            continue
+        if key.lstrip("+") in ("baseline", "storage", "study"):
+            refuse(f"{argument}: {key} is an option of {prog}: write it --{key} {shlex.quote(value)}")
+        if key.lstrip("+") in DIRECTORY_KEYS or (value and Path(value).expanduser().is_dir()):
+            refuse(
+                f"{argument}: {prog} takes the sweep directory on its own, not as key=value: "
+                f"{prog} {shlex.quote(value)}"
+            )
+    if len(positional) > 1:
+        refuse(
+            f"{len(positional)} directories given ({', '.join(positional)}): a report is of one sweep: give one "
+            f"({prog} {shlex.quote(positional[0])}), and run the command again for each of the others"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     from src.cli.command_line import typed_command
     from src.cli.startup import started
@@ -989,7 +1033,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     width = max(len(f"{prog} {args}") for args, _ in examples)
     epilog = "examples:\n" + "\n".join(f"  {f'{prog} {args}':<{width}}  {what}" for args, what in examples)
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog=prog,
         description=__doc__.splitlines()[0],
         epilog=epilog,
@@ -1001,7 +1045,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", help="the configuration others are compared with, e.g. model.heads=4")
     parser.add_argument("--storage", help="without a sweep directory: the database of an Optuna study (its URL)")
     parser.add_argument("--study", help="with --storage: the study's name (hydra.sweeper.study_name)")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    positional = [args.sweep_dir] if args.sweep_dir is not None else []
+    refuse_what_the_report_does_not_take(positional + [a for a in extra if not a.startswith("-")], extra, prog)
     if args.sweep_dir is None or args.storage or args.study:
         print_stored_study(args.sweep_dir, args.storage, args.study)
         return
