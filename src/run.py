@@ -83,6 +83,7 @@ from src.training.report import (
     print_warning,
     quiet_extra_rank,
     quiet_lightning,
+    quiet_resume_in_place,
 )
 
 # Importing torch, Lightning and Hydra leaves several hundred thousand objects that live as long as the process.
@@ -279,6 +280,8 @@ def train(
             f"resuming {ckpt_path} into a new directory {run_dir}, so its curves continue there: to continue "
             f"the run in its own directory, add {shell_override('hydra.run.dir', ckpt_path.parent.parent)}"
         )
+    if ckpt_path is not None and ckpt_path.resolve().parent == (run_dir / "checkpoints").resolve():
+        quiet_resume_in_place(run_dir / "checkpoints")  # its checkpoints/ holds what it saved: as it should
 
     module = TransformerLitModule(config, asdict(model_cfg), datamodule.kind, str(run_dir), numerics)
     if cfg.model.pretrained and ckpt_path is None:  # a resume continues from its checkpoint's weights instead

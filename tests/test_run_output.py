@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import warnings
 
 from src.provenance import hydra_value
 from tests.test_bad_inputs import TINY, run_command
@@ -74,3 +75,21 @@ def test_a_resumed_run_that_completes_keeps_no_error_txt_of_an_earlier_attempt(c
     assert not (tmp_path / "error.txt").exists()
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "completed" and record["previous"][-1]["error"] == "rank 1 failed"
+
+
+def test_a_run_resumed_in_place_gets_no_note_that_its_checkpoints_folder_is_not_empty(capsys, tmp_path):
+    """`hydra.run.dir=<run> ckpt_path=last`, the documented resume, finds the run's checkpoints/ holding what it
+    saved, as it should: Lightning's "Checkpoint directory ... exists and is not empty." is not said of it, and
+    still is of any other directory."""
+    first = run_command("src.run", [*TINY, f"hydra.run.dir={tmp_path}"], capsys)
+    assert first.code == 0, first.err
+    args = [o for o in TINY if not o.startswith("trainer.max_steps=")] + ["trainer.max_steps=6", "ckpt_path=last"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = run_command("src.run", [*args, f"hydra.run.dir={tmp_path}"], capsys)
+        assert resumed.code == 0, resumed.err
+        said = [str(w.message) for w in caught] + resumed.err.splitlines()
+        assert not [line for line in said if "exists and is not empty" in line], said
+        elsewhere = tmp_path.parent / "another" / "checkpoints"
+        warnings.warn(f"Checkpoint directory {elsewhere} exists and is not empty.", UserWarning, stacklevel=1)
+        assert str(caught[-1].message) == f"Checkpoint directory {elsewhere} exists and is not empty."

@@ -172,6 +172,14 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
 
 
+def quiet_resume_in_place(checkpoints: Path) -> None:
+    """A run resumed in its own directory finds its checkpoints/ holding what it saved before, as it should:
+    Lightning's "Checkpoint directory <it> exists and is not empty." would read as a mistake there, so it is not
+    said of that directory. Said still of any other (a new run's directory that holds checkpoints)."""
+    directory = re.escape(os.path.realpath(checkpoints))  # Lightning names the directory by its real path
+    warnings.filterwarnings("ignore", message=rf"Checkpoint directory {directory} exists and is not empty\.")
+
+
 def config_tree(cfg: DictConfig, title: str = "config") -> Tree:
     """The config as a rich tree: one branch per group (model, task, ...), leaves `field: value`. Keys and values
     are `Text`, so they show as they are whatever console prints the tree."""
