@@ -716,7 +716,7 @@ def preflight(targets: list[Target], cfg: DictConfig, kind: AnalysisKind) -> Non
     for index, target in enumerate(targets):
         checkpoint = target.read or read_checkpoint(str(target.checkpoint))
         model_cfg = checkpoint_model_config(checkpoint)
-        check_ablation(cfg.ablate, model_cfg)
+        check_ablation(cfg.ablate, model_cfg, warn=index == 0)  # a repeated head: said once, not once per run
         if kind.check is not None:
             kind.check(target, model_cfg, cfg, index == 0, checkpoint)
 

@@ -152,7 +152,7 @@ def validate_config(cfg: DictConfig, overrides: list[str] | None = None, runs_he
     # checked again then.
     model_config_for(cfg).validate()
     # the sites, layers and heads the model has
-    check_ablation(cfg.ablate, model_config_for(cfg), training=True, overrides=overrides)
+    check_ablation(cfg.ablate, model_config_for(cfg), training=True, overrides=overrides, warn=False)
 
     # --- task: required fields, data files, the task's own checks, and whether the model is long enough ---
     for key in cfg.task:
@@ -379,12 +379,17 @@ PRETRAINED_MAY_SET = ("model.pretrained", *(f"model.{name}" for name in DROPOUTS
 
 
 def check_ablation(
-    ablate, model_cfg: TransformerConfig, training: bool = False, overrides: list[str] | None = None
+    ablate,
+    model_cfg: TransformerConfig,
+    training: bool = False,
+    overrides: list[str] | None = None,
+    warn: bool = True,
 ) -> Ablation:
     """`ablate.*` against the model `model_cfg` describes: ConfigError (one line) for a spec the model cannot take
     (parse_ablation: an unknown site or method, a layer or head out of range, bad syntax) and for no reference
     examples. `training`: src.run, where mean ablation is refused, since a head's mean output needs a trained
-    model to take it from (src.eval, src.predict and src.analyze have one)."""
+    model to take it from (src.eval, src.predict and src.analyze have one). `warn`: one warning for a head or
+    sublayer named more than once (False where the command checks the same settings again, and warns then)."""
     try:
         ablation = parse_ablation(ablate, model_cfg)
     except ConfigError as error:
@@ -393,6 +398,8 @@ def check_ablation(
             raise
         # the user typed ablate=<preset>, not the heads it sets: name what they typed first
         raise ConfigError(f"ablate={preset} (conf/ablate/{preset}.yaml) does not fit this model: {error}") from None
+    if warn and (repeated := repeated_ablation_line(ablate, model_cfg)) is not None:
+        print_warning(repeated)
     examples = ablate.get("reference_examples", 1)
     if examples < 1:
         raise ConfigError(
@@ -404,6 +411,42 @@ def check_ablation(
             "with ablate.method=zero, and use mean ablation with src.eval, src.predict or src.analyze ckpt=<run>"
         )
     return ablation
+
+
+def repeated_ablation_line(ablate, model_cfg: TransformerConfig) -> str | None:
+    """The warning for heads (or sublayers) that `ablate.heads` (`ablate.sublayers`) names more than once, by one
+    spec given twice (`[cross:1:2,cross:1:2]`) or by two that overlap (`[cross:1,cross:1:2]`): legal, since each is
+    switched off once however often it is named, but a list that names one twice may have meant another. None when
+    every one is named once. The specs are valid (parse_ablation read them)."""
+    said = []
+    for key, unit in (("heads", "head"), ("sublayers", "sublayer")):
+        given = (ablate or {}).get(key)
+        specs = ([given] if given.strip() else []) if isinstance(given, str) else [str(s) for s in given or []]
+        named_by: dict[str, list[str]] = {}  # each head (site:layer:head) or sublayer (site:layer): its specs
+        for spec in specs:
+            alone = parse_ablation({key: [spec]}, model_cfg)
+            chosen = alone.heads if key == "heads" else alone.sublayers
+            for site, items in chosen.items():
+                for item in items:
+                    name = ":".join(map(str, (site, *item))) if key == "heads" else f"{site}:{item}"
+                    named_by.setdefault(name, []).append(spec.strip())
+        repeated = {name: by for name, by in named_by.items() if len(by) > 1}
+        if not repeated:
+            continue
+        names = list(repeated)
+        shown = ", ".join(names[:4]) + (f", ... ({len(names)} {unit}s)" if len(names) > 4 else "")
+        specs_involved = list(dict.fromkeys(spec for by in repeated.values() for spec in by))
+        times = len(repeated[names[0]])
+        by_what = (
+            f"{specs_involved[0]} is given {'twice' if times == 2 else f'{times} times'}"
+            if len(specs_involved) == 1
+            else f"by {', '.join(specs_involved)}"
+        )
+        said.append(
+            f"ablate.{key} names {shown} more than once ({by_what}): each {unit} is switched off once however often "
+            f"it is named: name each {unit} once, or check whether another was meant"
+        )
+    return "; ".join(said) or None
 
 
 def chosen_ablate_preset(overrides: list[str] | None = None) -> str | None:

@@ -599,3 +599,39 @@ def test_the_accelerator_of_a_trained_model_is_one_check(monkeypatch, accelerato
         validation.device_for(accelerator)
     assert str(refused.value) == line
     assert validation.device_for("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "heads, sublayers, line",
+    [
+        (["cross:1:2", "cross:1:3"], [], None),
+        (["cross:1:2", "cross:1:2"], [], "ablate.heads names cross:1:2 more than once (cross:1:2 is given twice)"),
+        ("cross:1:2", None, None),
+        (["cross:1", "cross:1:2"], [], "ablate.heads names cross:1:2 more than once (by cross:1, cross:1:2)"),
+        (
+            ["cross:1", "cross:*"],
+            [],
+            "ablate.heads names cross:1:0, cross:1:1, cross:1:2, cross:1:3 more than once (by cross:1, cross:*)",
+        ),
+        (
+            ["cross", "cross:0", "cross:1"],
+            [],
+            "ablate.heads names cross:0:0, cross:0:1, cross:0:2, cross:0:3, ... (8 heads) more than once (by cross, "
+            "cross:0, cross:1)",
+        ),
+        (
+            [],
+            ["cross:1", "cross:1", "cross:1"],
+            "ablate.sublayers names cross:1 more than once (cross:1 is given 3 times)",
+        ),
+    ],
+)
+def test_a_head_or_sublayer_named_more_than_once_is_one_warning(heads, sublayers, line):
+    from src.model import TransformerConfig
+
+    model = TransformerConfig(d_model=16, heads=4, enc_layers=2, dec_layers=2, d_ff=32)
+    said = validation.repeated_ablation_line(OmegaConf.create({"heads": heads, "sublayers": sublayers}), model)
+    if line is None:
+        assert said is None
+    else:
+        assert said is not None and said.startswith(line + ": each ") and said.count("warning") == 0

@@ -144,3 +144,25 @@ def test_a_bad_ablation_stops_src_run_before_it_writes_a_directory(tmp_path, spe
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and named in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not run_dir.exists()
+
+
+REPEATED = (
+    "warning: ablate.heads names cross:0:1 more than once (cross:0:1 is given twice): each head is switched off once "
+    "however often it is named: name each head once, or check whether another was meant"
+)
+
+
+@pytest.mark.parametrize("command", ["src.run", "src.eval", "src.predict", "src.analyze"])
+def test_a_head_named_twice_gets_one_warning_in_every_command(plain_run, tmp_path, command):
+    """`ablate.heads=[cross:1:2,cross:1:2]` is legal (the head is switched off once) but may hide a typo for another
+    head: each command says so in one warning line, once (src.run checks its settings before and as it runs)."""
+    twice = "ablate.heads=[cross:0:1,cross:0:1]"
+    args = {
+        "src.run": [*FOUR_STEPS, twice, f"hydra.run.dir={tmp_path / 'run'}"],
+        "src.eval": [f"ckpt={plain_run}", twice],
+        "src.predict": [f"ckpt={plain_run}", "text=1234", twice],
+        "src.analyze": [f"ckpt={plain_run}", twice, "single_heads=false", "keep_one=false", f"out={tmp_path / 'a'}"],
+    }[command]
+    result = check(run_here(command, *args))
+    repeated = [line for line in result.stderr.splitlines() if "more than once" in line]
+    assert repeated == [REPEATED], result.stderr
