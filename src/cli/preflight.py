@@ -45,7 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
-from src.provenance import read_record, read_status, shell_override
+from src.provenance import read_record, read_status, resume_in_place, shell_override
 from src.study import check_resume as check_search_resume
 from src.study import check_study, resumes_search
 from src.study import read_record as read_study_record
@@ -190,26 +190,85 @@ def check_sweep_dir(config: DictConfig) -> None:
         return
     stacked = any("stacked" in (read_record(job) or {}) for job in jobs)  # members of stacked groups of seeds
     searched = read_study_record(sweep_dir) is not None  # an Optuna search whose study is in a database
-    resume = (
-        "; its jobs were trained as stacked groups of seeds: to finish it, run the same sweep again with "
-        f"{shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last (interrupted groups resume, "
-        "finished ones are kept)"
-        if stacked
-        else "; it is an Optuna search: to go on with it, run the same search again with "
-        f"{shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last (interrupted trials resume, "
-        "then new ones are sampled up to hydra.sweeper.n_trials)"
-        if searched
-        else f"; to finish it, resume each interrupted job in place (python -m src.run <that job's overrides> "
-        f"{shell_override('hydra.run.dir', jobs[0].resolve())} ckpt_path=last, with each job's directory) and run "
-        f"the jobs that never started with the commands its report lists (python -m src.report "
-        f"{shlex.quote(str(sweep_dir))})"
-        if jobs
-        else ""
-    )
+    if stacked:
+        resume = (
+            "; its jobs were trained as stacked groups of seeds: to finish it, run the same sweep again with "
+            f"{shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last (interrupted groups resume, "
+            "finished ones are kept)"
+        )
+    elif searched:
+        resume = (
+            "; it is an Optuna search: to go on with it, run the same search again with "
+            f"{shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last (interrupted trials resume, "
+            "then new ones are sampled up to hydra.sweeper.n_trials)"
+        )
+    else:
+        to_finish = what_finishes_the_sweep(sweep_dir, jobs)
+        if to_finish is None:
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} holds a finished sweep ({len(jobs)} jobs, all completed), which this "
+                f"one would overwrite: it is done, its report is {sweep_dir / 'report.md'} (python -m src.report "
+                f"{shlex.quote(str(sweep_dir))} writes it again); for another sweep, choose another hydra.sweep.dir, "
+                "or leave it out for a new one"
+            )
+        resume = f"; to finish it, {to_finish}"
+    held = counted(len(jobs), "job directory", "job directories")
     raise ConfigError(
-        f"hydra.sweep.dir={sweep_dir} already holds a sweep ({len(jobs)} job directories), which this one would "
-        f"overwrite: choose another hydra.sweep.dir, or leave it out for a new one{resume}"
+        f"hydra.sweep.dir={sweep_dir} already holds a sweep ({held}), which this one would overwrite: choose another "
+        f"hydra.sweep.dir, or leave it out for a new one{resume}"
     )
+
+
+SHOWN_COMMANDS = 3  # commands a refusal lists (a shell runs them one after the other); the report lists them all
+
+
+def counted(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def what_finishes_the_sweep(sweep_dir: Path, jobs: list[Path]) -> str | None:
+    """What a grid sweep in `sweep_dir` needs to be finished, by what its directory holds: the command that resumes
+    each interrupted job in place, the command that runs each planned job that never started, and which jobs
+    failed or saved nothing (the report says why); None when every job completed: the sweep is done."""
+    from src.sweep.report import not_started, run_into_sweep
+    from src.sweep.runs import resume_of
+
+    report = f"python -m src.report {shlex.quote(str(sweep_dir))}"
+
+    def listed(commands: list[str]) -> str:
+        more = len(commands) - SHOWN_COMMANDS
+        return "; ".join(commands[:SHOWN_COMMANDS]) + (f"; and {more} more, which {report} lists" if more > 0 else "")
+
+    records = {job: read_record(job) or {} for job in jobs}
+    unfinished = [job for job in jobs if records[job].get("status") != "completed"]
+    missing = not_started(sweep_dir)
+    if not unfinished and not missing:
+        return None if jobs else f"run the jobs it planned, which {report} lists"
+    resumable: list[str] = []
+    stuck: list[str] = []  # failed, diverged, or stopped with nothing saved: the report says why
+    for job in unfinished:
+        record = records[job]
+        command = resume_of(record)
+        if command is None and record.get("status") in (None, "running") and newest_checkpoint(job) is not None:
+            # killed outright (run.json still says running), or before it recorded anything: from its last checkpoint
+            overrides = [str(o) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml")]
+            command = resume_in_place(overrides, job.resolve())
+        if command is not None and record.get("status") not in ("failed", "diverged"):
+            resumable.append(command)
+        else:
+            stuck.append(f"{job.name} ({record.get('status') or 'no run.json'})")
+    said = []
+    if resumable:
+        said.append(f"resume its {counted(len(resumable), 'interrupted job')} in place: {listed(resumable)}")
+    if missing:
+        commands = [run_into_sweep(sweep_dir, number, job) for number, job in missing]
+        said.append(f"run the {counted(len(missing), 'job')} it never started: {listed(commands)}")
+    if stuck:
+        said.append(
+            f"{counted(len(stuck), 'job')} failed or saved nothing to resume from ({', '.join(stuck)}): {report} says "
+            "why and how to run each again"
+        )
+    return "; ".join(said)
 
 
 def resumes_stacked_sweep(config: DictConfig) -> bool:

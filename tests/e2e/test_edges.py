@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -94,15 +95,49 @@ def test_resuming_another_runs_checkpoint_into_a_run_directory_is_refused(finish
 
 
 def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unchanged(tmp_path):
+    """The refusal says what the directory holds: a finished sweep (its report, and how to start another), or an
+    unfinished one with the command that resumes each interrupted job in place and the command that runs each job
+    that never started; never a resume for jobs that completed."""
     sweep = tmp_path / "sweep"
     tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
-    check(run_here("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}"))
+    check(run_here("src.run", "-m", *tiny, "model.heads=1,2,4", f"hydra.sweep.dir={sweep}"))
     before = snapshot(sweep)
-    result = run_here("src.run", "-m", *tiny, "model.heads=1,2", f"hydra.sweep.dir={sweep}")
+    result = run_here("src.run", "-m", *tiny, "model.heads=1,2,4", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result)
-    assert "already holds a sweep" in line and "choose another hydra.sweep.dir" in line
+    assert line == (
+        f"error: hydra.sweep.dir={sweep} holds a finished sweep (3 jobs, all completed), which this one would "
+        f"overwrite: it is done, its report is {sweep / 'report.md'} (python -m src.report {sweep} writes it "
+        "again); for another sweep, choose another hydra.sweep.dir, or leave it out for a new one"
+    )
     assert snapshot(sweep) == before  # one event file per job, the first sweep's checkpoints and metrics
+
+    # job 0 interrupted (as run.json says it after Ctrl-C), job 1 failed, job 2 never started
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
+    record = json.loads((jobs[0] / "run.json").read_text())
+    resume = f"python -m src.run model.heads=1 hydra.run.dir={jobs[0]} ckpt_path=last"
+    checkpoint = str(jobs[0] / "checkpoints" / "last.ckpt")
+    (jobs[0] / "run.json").write_text(json.dumps({**record, "status": "interrupted", "checkpoint": checkpoint,
+                                                  "resume": resume}))  # fmt: skip
+    (jobs[1] / "run.json").write_text(json.dumps({**record, "status": "failed", "error": "a bad batch"}))
+    shutil.rmtree(jobs[2])
+    result = run_here("src.run", "-m", *tiny, "model.heads=1,2,4", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result)
+    head, rest = line.split("; run the 1 job it never started: ")
+    never, failed = rest.split("; 1 job failed")
+    assert head == (
+        f"error: hydra.sweep.dir={sweep} already holds a sweep (2 job directories), which this one would overwrite: "
+        f"choose another hydra.sweep.dir, or leave it out for a new one; to finish it, resume its 1 interrupted job "
+        f"in place: {resume}"
+    )
+    assert never.startswith("python -m src.run ") and never.endswith(f" model.heads=4 hydra.run.dir={jobs[2]}")
+    assert failed == (
+        f" or saved nothing to resume from ({jobs[1].name} (failed)): python -m src.report {sweep} says why and how "
+        "to run each again"
+    )
+    check(run_here("src.run", *shlex.split(never)[3:]))  # the command runs the job into the sweep
+    assert json.loads((jobs[2] / "run.json").read_text())["status"] == "completed"
 
 
 def test_a_search_whose_every_trial_fails_still_ends_with_its_report(tmp_path):
