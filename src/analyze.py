@@ -204,7 +204,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 def check_patching_settings(cfg: DictConfig) -> None:
     """analysis=patching's own settings, one line each, before any checkpoint is read."""
-    from src.analysis.causal import DIFFERENTIABLE, PAIR_METRICS
+    from src.analysis.causal import PAIR_METRICS
     from src.analysis.patching import DIRECTIONS
 
     if cfg.metric not in PAIR_METRICS:
@@ -216,9 +216,9 @@ def check_patching_settings(cfg: DictConfig) -> None:
         )
     if cfg.max_pairs < 1:
         raise ConfigError(f"max_pairs={cfg.max_pairs} must be >= 1")
-    if cfg.analysis == "patching" and cfg.metric not in DIFFERENTIABLE:
+    if cfg.analysis == "patching" and not (metric := PAIR_METRICS[cfg.metric]).differentiable:
         print_warning(
-            f"metric={cfg.metric} has no gradient (a step function of the logits): attribution patching is left out, "
+            f"metric={cfg.metric} has no gradient ({metric.no_gradient}): attribution patching is left out, "
             "activation patching is exact"
         )
     if cfg.pairs is not None:

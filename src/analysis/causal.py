@@ -48,33 +48,107 @@ from .patching import (
 
 FAMILIES = ("resid_pre", "attn_out", "ffn_out", "head", "head_position")
 ACROSS_POSITIONS = ("head",)  # the families that patch every position at once
-# The metrics a pair is scored with; each a function of the logits at the scored position (R*B, V) and the answers.
-PAIR_METRICS = ("logit_diff", "loss", "exact_match")
-DIFFERENTIABLE = ("logit_diff", "loss")  # the metrics attribution patching can take a gradient of
+
+
+def _logit_diff(scored: Tensor, answer: Tensor, wrong: Tensor) -> Tensor:
+    rows = torch.arange(scored.size(0), device=scored.device)
+    return scored[rows, answer] - scored[rows, wrong]
+
+
+def _loss(scored: Tensor, answer: Tensor, wrong: Tensor) -> Tensor:
+    return F.cross_entropy(scored.float(), answer, reduction="none")
+
+
+def _exact_match(scored: Tensor, answer: Tensor, wrong: Tensor) -> Tensor:
+    return (scored.argmax(-1) == answer).to(scored.dtype)
+
+
+@dataclass(frozen=True)
+class PairMetric:
+    """A metric a pair is scored with (`metric=`), with everything the analysis, its report and the sweep report
+    need to know about it, so that none of them compares metric names."""
+
+    name: str
+    # (scored logits (N, V), clean answers (N,), corrupted answers (N,)) -> (N,): the metric at the scored position
+    function: Callable[[Tensor, Tensor, Tensor], Tensor]
+    higher_is_better: bool
+    differentiable: bool  # attribution patching can take its gradient
+    title: str  # what a sentence calls it
+    words: str  # what it is, for the reports: "The metric, `<name>`: <words>."
+    value_range: tuple[float, float]  # the values it can take: what the sweep report clips an interval to
+    # A metric without a gradient only: why it has none, in the words the report and src.analyze's warning use
+    no_gradient: str = ""
+    # Whether a negative value on the clean inputs means the model prefers the corrupted answer (the pairs may then
+    # test a behaviour the model does not have: wrong_answer)
+    negative_prefers_corrupted: bool = False
+
+    def __post_init__(self) -> None:
+        # the report and src.analyze's warning say why attribution patching is left out: a metric must say it
+        if self.differentiable == bool(self.no_gradient):
+            raise ValueError(f"pair metric {self.name!r}: no_gradient says why, for a metric without a gradient only")
+
+
+# The metrics a pair can be scored with, by name: the one place a pair metric is declared.
+PAIR_METRICS = {
+    metric.name: metric
+    for metric in (
+        PairMetric(
+            name="logit_diff",
+            function=_logit_diff,
+            higher_is_better=True,
+            differentiable=True,
+            title="logit difference",
+            words="the logit of the clean answer minus that of the corrupted answer, at the scored position",
+            value_range=(-math.inf, math.inf),
+            negative_prefers_corrupted=True,
+        ),
+        PairMetric(
+            name="loss",
+            function=_loss,
+            higher_is_better=False,
+            differentiable=True,
+            title="loss",
+            words="the cross-entropy of the clean answer at the scored position (lower is better)",
+            value_range=(0.0, math.inf),
+        ),
+        PairMetric(
+            name="exact_match",
+            function=_exact_match,
+            higher_is_better=True,
+            differentiable=False,
+            title="exact match",
+            words="1 where the clean answer is the top-1 prediction at the scored position",
+            value_range=(0.0, 1.0),
+            no_gradient="a step function of the logits",
+        ),
+    )
+}
+
+
+def pair_metric_named(name: str) -> PairMetric:
+    """The registered pair metric `name`; ValueError naming the choices for any other."""
+    if name not in PAIR_METRICS:
+        raise ValueError(f"metric {name!r}: one of {', '.join(PAIR_METRICS)}")
+    return PAIR_METRICS[name]
 
 
 def pair_metric(name: str, pairs: PairBatch, kind: str) -> Metric:
-    """The metric `name` of each row of a batch of pairs, or of that batch repeated R times (patching scores R
-    patches at once): (R*B,). Higher is better for logit_diff and exact_match, lower for loss."""
-    if name not in PAIR_METRICS:
-        raise ValueError(f"metric {name!r}: one of {', '.join(PAIR_METRICS)}")
+    """The metric `name` (PAIR_METRICS) of each row of a batch of pairs, or of that batch repeated R times (patching
+    scores R patches at once): (R*B,)."""
+    function = pair_metric_named(name).function
 
     def metric(logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
         copies = logits.size(0) // len(pairs)
         rows = torch.arange(logits.size(0), device=logits.device)
         answer = pairs.answer.to(logits.device).repeat(copies)
+        wrong = pairs.wrong.to(logits.device).repeat(copies)
         if kind == "classification":  # (R*B, C): one prediction per row
             scored = logits
         elif logits.size(1) == 1:  # (R*B, 1, V): made at the scored positions only (activation_patching's scored=)
             scored = logits[:, 0]  # (R*B, V); a pair of one position is scored there anyway
         else:  # (R*B, T, V): the prediction at each row's scored position
             scored = logits[rows, pairs.position.to(logits.device).repeat(copies)]  # (R*B, V)
-        if name == "logit_diff":
-            wrong = pairs.wrong.to(logits.device).repeat(copies)
-            return scored[rows, answer] - scored[rows, wrong]
-        if name == "loss":
-            return F.cross_entropy(scored.float(), answer, reduction="none")
-        return (scored.argmax(-1) == answer).to(logits.dtype)
+        return function(scored, answer, wrong)
 
     return metric
 
@@ -109,6 +183,11 @@ class CausalAnalysis:
     @property
     def difference(self) -> float:
         return self.clean - self.corrupted
+
+    @property
+    def pair_metric(self) -> PairMetric:
+        """The registered metric the pairs were scored with: what its values mean."""
+        return pair_metric_named(self.metric)
 
 
 def plural(count: int, word: str) -> str:
@@ -186,7 +265,7 @@ def _heads_at(model: nn.Module, where: str) -> int:
 
 
 def _estimate(estimates: dict[str, Tensor], family: str, patch: Patch) -> float:
-    if patch.point not in estimates:  # no attribution patching (metric=exact_match)
+    if patch.point not in estimates:  # no attribution patching (a metric without a gradient)
         return math.nan
     found = estimates[patch.point]  # (T,) or (H, T)
     if family == "head":
@@ -234,7 +313,7 @@ def analyze_patching(
     points = sorted({patch.point for patch in patches})
     source, base = (clean, corrupted) if direction == "denoising" else (corrupted, clean)
     estimates: dict[str, Tensor] = {}
-    if metric in DIFFERENTIABLE:
+    if pair_metric_named(metric).differentiable:
         log("attribution patching: one forward and one backward pass")
         estimates = attribution_patching(model, kind, source, base, points, score)
     base_value = exact.corrupted if direction == "denoising" else exact.clean
@@ -281,8 +360,7 @@ def weak_separation(analysis: CausalAnalysis) -> str | None:
     """Why the fractions are fragile (None: they are not): the corrupted run scores as well as the clean one or
     better (the pairs do not separate what the model does), so every fraction divides by a difference of the wrong
     sign or near nothing."""
-    higher_is_better = analysis.metric != "loss"
-    difference = analysis.difference if higher_is_better else -analysis.difference
+    difference = analysis.difference if analysis.pair_metric.higher_is_better else -analysis.difference
     if not math.isfinite(difference) or difference == 0:
         return None  # undefined_restoration says why
     if difference < 0:
@@ -304,7 +382,7 @@ def wrong_answer(analysis: CausalAnalysis, accuracy: float) -> str | None:
     """Why the pairs may not test what the model does (None: they may): on the clean inputs the model prefers the
     corrupted answer (a negative logit difference), or its top-1 prediction is the clean answer in under half of
     the pairs: an answer off by one token (a seq2seq target prefix one token short) gives exactly this."""
-    if analysis.metric == "logit_diff" and analysis.clean < 0:
+    if analysis.pair_metric.negative_prefers_corrupted and analysis.clean < 0:
         return (
             f"on the clean inputs the model prefers the corrupted answer (mean logit difference {analysis.clean:.4g}; "
             f"the clean answer is its top-1 prediction in {accuracy:.0%} of the pairs): check each pair's answers "

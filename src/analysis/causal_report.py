@@ -53,11 +53,6 @@ FAMILY_TITLES = {
     "head": "each head's output, every position",
     "head_position": "each head's output, one position",
 }
-METRIC_WORDS = {
-    "logit_diff": "the logit of the clean answer minus that of the corrupted answer, at the scored position",
-    "loss": "the cross-entropy of the clean answer at the scored position (lower is better)",
-    "exact_match": "1 where the clean answer is the top-1 prediction at the scored position",
-}
 
 
 def _direction_words(direction: str) -> str:
@@ -234,8 +229,9 @@ def answer_lines(analysis: CausalAnalysis) -> list[str]:
 
 
 def rank_correlation_lines(analysis: CausalAnalysis) -> list[str]:
-    if analysis.metric == "exact_match":
-        return ["- attribution patching: not run (exact match is a step function of the logits: no gradient)"]
+    metric = analysis.pair_metric
+    if not metric.differentiable:
+        return [f"- attribution patching: not run ({metric.title} is {metric.no_gradient}: no gradient)"]
     parts = [f"{family} {_fmt(rho, 2)}" for family, rho in analysis.rank_correlation.items()]
     return [
         "- attribution patching vs activation patching, Spearman rho per family: "
@@ -264,7 +260,7 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
         f"# Activation patching: {about.get('checkpoint', '')}",
         "",
         f"{analysis.pairs} counterfactual pairs ({analysis.described}); {_direction_words(analysis.direction)}. "
-        f"The metric, `{analysis.metric}`: {METRIC_WORDS[analysis.metric]}. Every fraction below is "
+        f"The metric, `{analysis.metric}`: {analysis.pair_metric.words}. Every fraction below is "
         "(metric with the patch - corrupted) / (clean - corrupted): 1 is the clean run's value, 0 the corrupted "
         f"one's. Heads and layers are named as `ablate.heads` and `ablate.sublayers` take them ({NUMBERING}).",
         "",

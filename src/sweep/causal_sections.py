@@ -38,7 +38,6 @@ from src.sweep.statistics import (
     t_interval,
     with_precision,
 )
-from src.training.metrics import metric_range
 
 if TYPE_CHECKING:
     from src.sweep.report import Group, Sweep
@@ -332,7 +331,7 @@ def patching_tables(group: Group, analysed: list[Run], measure: str, explained: 
     """The patching tables of the analyses `analysed`, which all measured the same (`measure`, what_was_patched):
     the headline figures, the heads that matter most, the paths that matter most (when any was patched); what
     their columns are, unless `explained` above; which runs were left out of which figure, and why."""
-    from src.analysis.causal_report import METRIC_WORDS
+    from src.analysis.causal import PAIR_METRICS
 
     summary = analysed[0].patching or {}
     metric = str(summary.get("metric", "?"))
@@ -343,7 +342,8 @@ def patching_tables(group: Group, analysed: list[Run], measure: str, explained: 
     pairs = ""
     if counts:
         pairs = f", {counts[0]} pairs" if len(counts) == 1 else f", {counts[0]} to {counts[-1]} pairs"
-    words = METRIC_WORDS.get(metric)
+    known = PAIR_METRICS.get(metric)  # None: a summary written with a metric no longer registered
+    words = known.words if known else None
     lines = [f"Each analysed job's best checkpoint, on {measure}{pairs}." + (f" `{metric}`: {words}." if words else "")]
     if not explained:
         lines.append(
@@ -353,7 +353,7 @@ def patching_tables(group: Group, analysed: list[Run], measure: str, explained: 
             "mean ± std (n) over seeds, then the mean's 95% t interval."
         )
     lines.append("")
-    low, high = metric_range(metric)
+    low, high = known.value_range if known else UNBOUNDED
     notes = TableNotes()
     lines += configuration_table(
         group,
