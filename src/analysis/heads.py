@@ -278,7 +278,8 @@ def analyze_heads(
     seconds["entropy"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    baseline_metric = scorer.metrics([alive])[0] if metric.name != "loss" else baseline_loss
+    # a loss metric is the loss just measured: no second pass over the split (likewise below)
+    baseline_metric = baseline_loss if metric.is_loss else scorer.metrics([alive])[0]
     seconds["baseline_metric"] = time.perf_counter() - start
     rows = [
         HeadRow(
@@ -297,7 +298,7 @@ def analyze_heads(
         start = time.perf_counter()
         masks = [_without(alive, [h]) for h in live]
         losses = scorer.losses(masks)
-        values = scorer.metrics(masks) if metric.name != "loss" else losses
+        values = losses if metric.is_loss else scorer.metrics(masks)
         by_head = {h: (v, loss) for h, v, loss in zip(live, values, losses)}
         for row in rows:
             if (row.site, row.layer, row.head) in by_head:
@@ -375,7 +376,7 @@ def _keep_one(scorer: SplitScorer, alive: HeadMask, live, metric: MainMetric) ->
         scopes.append(("all", "all", None, layers))
     masks = [keeping(chosen) for *_, chosen in scopes]
     scope_losses = scorer.losses(masks)
-    scope_metrics = scorer.metrics(masks) if metric.name != "loss" else scope_losses
+    scope_metrics = scope_losses if metric.is_loss else scorer.metrics(masks)
     rows = []
     for (scope, site, layer, chosen), value, loss in zip(scopes, scope_metrics, scope_losses):
         # the heads themselves, never a description: a row of keep_one.csv names what to paste into ablate.heads
@@ -410,7 +411,7 @@ def _pruning_curve(model, scorer, alive, live, prune_step, normalised, baseline_
     finally:
         restore_head_gate_rows(model, saved)
     losses = scorer.losses(masks)
-    values = scorer.metrics(masks) if scorer.metric.name != "loss" else losses
+    values = losses if scorer.metric.is_loss else scorer.metrics(masks)
     steps = [PruneStep(0.0, 0, baseline_metric, baseline_loss, [])]
     for heads, value, loss in zip(removed_lists, values, losses):
         steps.append(PruneStep(len(heads) / total, len(heads), value, loss, [head_name(*h) for h in heads]))

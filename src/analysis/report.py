@@ -367,12 +367,12 @@ def costliest_heads(analysis: HeadAnalysis, ranked: list[tuple[str, HeadRow]]) -
     if hurting:
         listed = _heads_listed(hurting, lambda row: row.metric_drop)
         return f"- **The heads whose removal costs most** (each removed alone; {m.name} {worse}): {listed}."
-    if m.name != "loss":
+    if not m.is_loss:  # the loss may still rank the heads where the metric does not move
         by_loss = sorted((row for row in rows if row.loss_increase > 0), key=lambda row: -row.loss_increase)[:3]
         if by_loss:
             listed = _heads_listed(by_loss, lambda row: row.loss_increase, " nats")
             return f"- **No head removed alone makes {m.name} worse.** By the loss, the costliest to remove: {listed}."
-    return f"- **No head removed alone makes {m.name}{' or the loss' if m.name != 'loss' else ''} worse.**"
+    return f"- **No head removed alone makes {m.name}{'' if m.is_loss else ' or the loss'} worse.**"
 
 
 def most_tolerant_site(analysis: HeadAnalysis, sites: list[dict]) -> str:
@@ -423,7 +423,7 @@ def rank_correlation_line(analysis: HeadAnalysis) -> str:
     defined: list[str] = []
     undefined: dict[str, list[str]] = {}  # cause -> what it is undefined on
     for key, rho in analysis.rank_correlation.items():
-        if key == "loss" and m.name == "loss":
+        if key == "loss" and m.is_loss:  # the same figure as the metric's: said once
             continue
         on = "the loss" if key == "loss" else m.name
         cause = causes.get(f"rank_correlation_{key}")
@@ -446,7 +446,7 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
     ranked = ranked_heads(analysis)
     sites = site_summary(analysis)
     measured = any(math.isfinite(row.metric_drop) for _, row in ranked)
-    loss_column = m.name != "loss"  # a loss-metric analysis has one number per head, not two
+    loss_column = not m.is_loss  # a loss-metric analysis has one number per head, not two
     lines = [
         f"# Head analysis: {about.get('checkpoint', '')}",
         "",
@@ -463,7 +463,7 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
         "",
         f"- ablation in force: {about.get('ablation', 'nothing ablated')}",
         f"- {unablated}: {m.name} {_fmt(analysis.baseline_metric)}"
-        + ("" if m.name == "loss" else f", loss {_fmt(analysis.baseline_loss)}"),
+        + ("" if m.is_loss else f", loss {_fmt(analysis.baseline_loss)}"),
         rank_correlation_line(analysis),
         "- time: " + ", ".join(f"{k} {v:.1f} s" for k, v in analysis.seconds.items()),
         "",

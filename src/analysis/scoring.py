@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,9 @@ class MainMetric:
     higher_is_better: bool
     description: str  # for reports: what it is and how it is computed, e.g. which BLEU and which decoding
     eval_settings: str = ""  # what src.eval needs beyond split= to print the same number, e.g. decode.strategy=greedy
+    # The metric is the teacher-forced loss itself: SplitScorer.losses computes it (no pass of its own), and a
+    # report's loss column or line beside it would only repeat it.
+    is_loss: bool = False
 
     def eval_command(self, split: str) -> str:
         """The src.eval arguments that print this metric for the unablated model on `split` (on the whole split;
@@ -52,16 +56,17 @@ class MainMetric:
         return " ".join(part for part in (f"split={split}", self.eval_settings) if part)
 
 
-# The analysis metric for each task main metric (TaskSpec.main_metric's name): (name, description, src.eval settings).
-ANALYSIS_METRICS = {
-    "bleu": (
-        "sacrebleu",
-        "sacreBLEU of greedy translations against the raw reference lines, cased, 13a tokenization",
-        "decode.strategy=greedy",
+# The analysis metric for each task main metric (TaskSpec.main_metric's name): MainMetric's fields but the direction,
+# which the task's main metric gives.
+ANALYSIS_METRICS: dict[str, dict[str, Any]] = {
+    "bleu": dict(
+        name="sacrebleu",
+        description="sacreBLEU of greedy translations against the raw reference lines, cased, 13a tokenization",
+        eval_settings="decode.strategy=greedy",
     ),
-    "exact_match": ("exact_match", "share of greedy outputs equal to the reference", ""),
-    "loss": ("loss", "mean cross-entropy per target token, teacher-forced, in nats", ""),
-    "acc": ("acc", "share of examples classified right", ""),
+    "exact_match": dict(name="exact_match", description="share of greedy outputs equal to the reference"),
+    "loss": dict(name="loss", description="mean cross-entropy per target token, teacher-forced, in nats", is_loss=True),
+    "acc": dict(name="acc", description="share of examples classified right"),
 }
 
 
@@ -71,8 +76,8 @@ def main_metric_of(task_name: str) -> MainMetric:
     val/bleu."""
     tag, mode = task_spec(task_name).main_metric
     short = tag.split("/", 1)[1]
-    name, description, settings = ANALYSIS_METRICS.get(short, (short, short, ""))
-    return MainMetric(name, mode == "max", description, settings)
+    fields = ANALYSIS_METRICS.get(short, dict(name=short, description=short))
+    return MainMetric(higher_is_better=mode == "max", **fields)
 
 
 def current_head_mask(model: nn.Module) -> HeadMask:
@@ -206,7 +211,7 @@ class SplitScorer:
     @torch.no_grad()
     def metrics(self, masks: Sequence[HeadMask]) -> list[float]:
         """The task's main metric of the model under each mask (see the module docstring)."""
-        if self.metric.name == "loss":
+        if self.metric.is_loss:
             return self.losses(masks)
         if self.kind == "classification":
             return self._accuracies(masks)

@@ -29,3 +29,11 @@ def test_the_main_metric_is_named_as_src_eval_prints_it(task, name, higher, sett
         assert metric.description.startswith("sacreBLEU of greedy translations against the raw reference lines")
     else:  # the same number src.eval prints as val/<name>, in the same words
         assert metric.description == describe_metric(f"val/{name}", task_spec(task).kind)
+
+
+@pytest.mark.parametrize("task", ["translation", "multi30k", "reverse", "char_lm", "classification"])
+def test_only_a_main_metric_that_is_the_teacher_forced_loss_says_so(task):
+    """is_loss lets the head analysis reuse the losses it measured as the metric and the reports leave out a loss
+    column that would repeat it: it must hold exactly where the task's main metric is its validation loss."""
+    tag, _ = task_spec(task).main_metric
+    assert main_metric_of(task).is_loss == (tag == "val/loss")
