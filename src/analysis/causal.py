@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data.pairs import Pair, PairBatch
+from src.data.registry import task_kind
 from src.model.points import activation_points, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -136,13 +137,14 @@ def pair_metric(name: str, pairs: PairBatch, kind: str) -> Metric:
     """The metric `name` (PAIR_METRICS) of each row of a batch of pairs, or of that batch repeated R times (patching
     scores R patches at once): (R*B,)."""
     function = pair_metric_named(name).function
+    predicts_tokens = task_kind(kind).predicts_tokens
 
     def metric(logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
         copies = logits.size(0) // len(pairs)
         rows = torch.arange(logits.size(0), device=logits.device)
         answer = pairs.answer.to(logits.device).repeat(copies)
         wrong = pairs.wrong.to(logits.device).repeat(copies)
-        if kind == "classification":  # (R*B, C): one prediction per row
+        if not predicts_tokens:  # (R*B, C): one prediction per row
             scored = logits
         elif logits.size(1) == 1:  # (R*B, 1, V): made at the scored positions only (activation_patching's scored=)
             scored = logits[:, 0]  # (R*B, V); a pair of one position is scored there anyway
@@ -303,7 +305,7 @@ def analyze_patching(
     patches = [patch for _, patch in families]
     per_pass = max(1, rows_per_batch // max(1, len(pairs)))
     log(f"activation patching: {plural(len(patches), 'patch')} on {plural(len(pairs), 'pair')}, {per_pass} per pass")
-    scored = pairs.position if kind != "classification" else None  # a classifier's logits have no positions
+    scored = pairs.position if task_kind(kind).predicts_tokens else None  # a classifier's logits have no positions
     exact = activation_patching(
         model, kind, clean, corrupted, patches, score, direction, patches_per_pass=per_pass, scored=scored
     )

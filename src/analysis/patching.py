@@ -29,6 +29,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from src.data.registry import task_kind
 from src.model.points import attached, recorded, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -175,10 +176,12 @@ class PatchedRuns:
     def __init__(self, model: nn.Module, kind: str, base: dict[str, Tensor], entries: dict[str, Tensor],
                  scored: Tensor | None, shortcuts: bool):  # fmt: skip
         self.model, self.kind, self.base, self.scored = model, kind, base, scored
-        self.shortcuts = shortcuts and kind in ("lm", "seq2seq")
+        # only a model that predicts tokens has a decoder to resume and an output projection to skip positions of
+        self.shortcuts = shortcuts and task_kind(kind).predicts_tokens
         self.entries = [entries[name] for name in decoder_entries(model)] if self.shortcuts else []
+        self.reads_source = task_kind(kind).reads_source  # the decoder attends to an encoded source
         self.memory = None
-        if self.shortcuts and kind == "seq2seq":
+        if self.shortcuts and self.reads_source:
             self.memory = model.encode(base["src"], padded=base.get("padded"))[0]  # (B, S, D)
 
     def logits(self, rows: dict[str, Tensor], copies: int, patches: Sequence[Patch]) -> Tensor:
@@ -192,7 +195,7 @@ class PatchedRuns:
             resume = (first, self.entries[first].repeat(copies, 1, 1))  # (R*B, T, D)
         logits_at = self.scored.repeat(copies) if self.scored is not None else None
         padded = rows.get("padded")
-        if self.kind == "lm":
+        if not self.reads_source:
             return self.model.decode(rows["tgt_in"], padded=padded, resume=resume, logits_at=logits_at)[0]
         memory = self.memory.repeat(copies, 1, 1) if first is not None else None  # type: ignore[union-attr]
         if memory is None:  # an encoder patch: the encoder runs with it

@@ -28,6 +28,7 @@ from sacrebleu.metrics import BLEU
 from torch import Tensor, nn
 
 from src.data import task_spec
+from src.data.registry import task_kind
 from src.model import ConfigError, generate
 from src.model.head_mask import attention_sites, head_gate_rows, restore_head_gate_rows
 from src.training.inference import IGNORE_INDEX, forward_batch, scored_target
@@ -120,7 +121,7 @@ def per_example_loss(logits: Tensor, target: Tensor, kind: str) -> tuple[Tensor,
     target positions holding IGNORE_INDEX (inference.scored_target, as training scores them) are not scored.
     In float32 at least (a bf16 model's logits are promoted), float64 for a float64 model."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if kind == "classification":
+    if not task_kind(kind).predicts_tokens:  # one label per example
         return F.cross_entropy(logits, target, reduction="none"), torch.ones_like(target, dtype=logits.dtype)
     token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
     return token_loss.view_as(target).sum(1), (target != IGNORE_INDEX).sum(1).to(logits.dtype)  # (B,), (B,)
@@ -213,9 +214,9 @@ class SplitScorer:
         """The task's main metric of the model under each mask (see the module docstring)."""
         if self.metric.is_loss:
             return self.losses(masks)
-        if self.kind == "classification":
-            return self._accuracies(masks)
-        return self._decoded(masks)
+        if task_kind(self.kind).decodes:
+            return self._decoded(masks)
+        return self._accuracies(masks)  # neither the loss nor decoded: a classifier's accuracy
 
     def _accuracies(self, masks: Sequence[HeadMask]) -> list[float]:
         correct = torch.zeros(len(masks), dtype=torch.float64)

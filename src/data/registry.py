@@ -22,7 +22,32 @@ from .files import resolve_path
 from .pairs import Pair
 from .prepared import PreparedTask
 
-KINDS = ("seq2seq", "lm", "classification")
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What a task kind (TaskSpec.kind) means for the code that runs its batches, declared once: callers ask these
+    instead of comparing kind names."""
+
+    name: str
+    # Its batches carry a source `src` that an encoder reads (a seq2seq decoder attends to the encoded source).
+    reads_source: bool
+    # Its model predicts the next token at every position of the target input `tgt_in`: logits (B, T, V) with a
+    # position to score in each row. Without: one label per example, logits (B, C), no positions.
+    predicts_tokens: bool
+    # Its main metric scores greedily decoded outputs (exact match, BLEU), not the teacher-forced logits.
+    decodes: bool
+
+
+# The task kinds, by name: TaskSpec.kind is one of these.
+KINDS = {
+    kind.name: kind
+    for kind in (
+        TaskKind("seq2seq", reads_source=True, predicts_tokens=True, decodes=True),
+        TaskKind("lm", reads_source=False, predicts_tokens=True, decodes=False),
+        TaskKind("classification", reads_source=True, predicts_tokens=False, decodes=False),
+    )
+}
+
 # The metric names every task kind computes itself (src/training/metrics.py), which a task's own may not reuse.
 KIND_METRICS = ("loss", "ppl", "token_acc", "acc", "exact_match", "bleu", "sacrebleu", "sacrebleu_lowercase")
 
@@ -98,6 +123,13 @@ class TaskSpec:
 
 
 _TASKS: dict[str, TaskSpec] = {}
+
+
+def task_kind(name: str) -> TaskKind:
+    """The registered task kind `name` (TaskSpec.kind); ValueError naming the kinds for any other."""
+    if name not in KINDS:
+        raise ValueError(f"kind={name!r} is not one of {', '.join(KINDS)}")
+    return KINDS[name]
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
