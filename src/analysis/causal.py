@@ -35,7 +35,6 @@ from src.data.registry import task_kind
 from src.model.points import activation_points, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
-from .heads import _spearman
 from .patching import (
     CHANNELS,
     Metric,
@@ -46,6 +45,7 @@ from .patching import (
     path_patching,
     reachable,
 )
+from .statistics import spearman
 
 FAMILIES = ("resid_pre", "attn_out", "ffn_out", "head", "head_position")
 ACROSS_POSITIONS = ("head",)  # the families that patch every position at once
@@ -326,15 +326,22 @@ def analyze_patching(
         site, _, layer = where.partition(":")
         rows.append(
             PatchRow(
-                family, patch.point, site, int(layer), patch.head, patch.position, value, fraction,
-                _estimate(estimates, family, patch),
+                family=family,
+                point=patch.point,
+                site=site,
+                layer=int(layer),
+                head=patch.head,
+                position=patch.position,
+                value=value,
+                restored=fraction,
+                estimate=_estimate(estimates, family, patch),
             )
-        )  # fmt: skip
+        )
     correlation = {}
     for family in FAMILIES:
         chosen = [row for row in rows if row.family == family]
         if chosen:
-            correlation[family] = _spearman([r.value - base_value for r in chosen], [r.estimate for r in chosen])
+            correlation[family] = spearman([r.value - base_value for r in chosen], [r.estimate for r in chosen])
     found_paths = []
     if paths:
         log(f"path patching: {len(paths)} sender -> receiver pair{'s' if len(paths) > 1 else ''}, through q, k, v")

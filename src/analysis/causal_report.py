@@ -33,11 +33,9 @@ import numpy as np
 from src.model.names import NUMBERING, head_name, layer_name
 
 from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
+from .formatting import cell, json_ready, label_ink
 from .patching import SITE_ORDER
 from .report import (
-    _finite,
-    _fmt,
-    _ink,
     figure_pixels,
     grids_of_heads,
     heat_map_figure,
@@ -131,7 +129,7 @@ def position_figure(analysis: CausalAnalysis, family: str):
         if grid.size <= 400:
             for (i, j), value in np.ndenumerate(grid):
                 if np.isfinite(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=_ink(image, value))
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=label_ink(image, value))
     if image is not None:
         figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     fraction = "fraction restored" if analysis.direction == "denoising" else "fraction kept"
@@ -159,7 +157,7 @@ def attribution_figure(analysis: CausalAnalysis):
         low, high = min(exact + estimate), max(exact + estimate)
         ax.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
         rho = analysis.rank_correlation.get(family, math.nan)
-        ax.set_title(f"{family}\nSpearman rho {_fmt(rho, 2)}", fontsize=9)
+        ax.set_title(f"{family}\nSpearman rho {cell(rho, 2)}", fontsize=9)
         ax.set_xlabel("exact effect", fontsize=8)
         ax.set_ylabel("attribution estimate", fontsize=8)
     figure.suptitle(f"attribution patching against activation patching ({analysis.metric})", fontsize=10)
@@ -232,7 +230,7 @@ def rank_correlation_lines(analysis: CausalAnalysis) -> list[str]:
     metric = analysis.pair_metric
     if not metric.differentiable:
         return [f"- attribution patching: not run ({metric.title} is {metric.no_gradient}: no gradient)"]
-    parts = [f"{family} {_fmt(rho, 2)}" for family, rho in analysis.rank_correlation.items()]
+    parts = [f"{family} {cell(rho, 2)}" for family, rho in analysis.rank_correlation.items()]
     return [
         "- attribution patching vs activation patching, Spearman rho per family: "
         + "; ".join(parts)
@@ -271,7 +269,7 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
         "## What was measured",
         "",
         f"- ablation in force: {about.get('ablation', 'nothing ablated')}{ablated_patch_words(analysis, about)}",
-        f"- clean {analysis.metric} {_fmt(analysis.clean)}, corrupted {_fmt(analysis.corrupted)}"
+        f"- clean {analysis.metric} {cell(analysis.clean)}, corrupted {cell(analysis.corrupted)}"
         + (f"; the clean answer is the top-1 prediction in {100 * about['clean_accuracy']:.0f}% of the pairs"
            if "clean_accuracy" in about else ""),
         *rank_correlation_lines(analysis),
@@ -290,7 +288,7 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
             lines += ["| layer | " + " | ".join(f"head {h}" for h in range(grid.shape[1])) + " |"]
             lines += ["| --- |" + " --- |" * grid.shape[1]]
             for layer in range(grid.shape[0]):
-                lines.append(f"| {layer} | " + " | ".join(_fmt(v, 2) for v in grid[layer]) + " |")
+                lines.append(f"| {layer} | " + " | ".join(cell(v, 2) for v in grid[layer]) + " |")
             lines.append("")
     if analysis.paths:
         lines += [
@@ -307,8 +305,8 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
             "| --- | --- | --- | --- | --- |",
         ]
         for p in analysis.paths:
-            kept = "not defined" if math.isnan(p.restored) else _fmt(p.restored, 3)
-            lines.append(f"| {p.sender} | {p.receiver} | {p.channel} | {_fmt(p.value, 4)} | {kept} |")
+            kept = "not defined" if math.isnan(p.restored) else cell(p.restored, 3)
+            lines.append(f"| {p.sender} | {p.receiver} | {p.channel} | {cell(p.value, 4)} | {kept} |")
         lines.append("")
         if any(math.isnan(p.restored) for p in analysis.paths):
             lines += [f"Not defined: {NOT_DEFINED.removeprefix('not defined: ')}, so no fraction can be kept.", ""]
@@ -329,7 +327,7 @@ def summary(analysis: CausalAnalysis, about: dict) -> dict:
     resid = {
         f"{layer_name(r.site, r.layer)}@{r.position}": r.restored for r in analysis.rows if r.family == "resid_pre"
     }
-    return _finite(
+    return json_ready(
         {
             "metric": analysis.metric,
             "direction": analysis.direction,

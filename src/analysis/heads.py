@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 from src.dashboard.attention_stats import query_entropy, valid_query_rows
@@ -37,6 +36,7 @@ from src.training.report import print_warning
 
 from .ablation import query_positions
 from .scoring import HeadMask, MainMetric, SplitScorer, current_head_mask, per_example_loss
+from .statistics import spearman
 
 
 def head_importance(model: nn.Module, kind: str, batches) -> HeadMask:
@@ -228,13 +228,6 @@ def _without(alive: HeadMask, heads: list[tuple[str, int, int]]) -> HeadMask:
     return mask
 
 
-def _spearman(a: list[float], b: list[float]) -> float:
-    pairs = [(x, y) for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
-    if len(pairs) < 3 or len({x for x, _ in pairs}) < 2 or len({y for _, y in pairs}) < 2:
-        return math.nan
-    return float(spearmanr([x for x, _ in pairs], [y for _, y in pairs]).statistic)
-
-
 def analyze_heads(
     model: nn.Module,
     datamodule,
@@ -331,8 +324,8 @@ def analyze_heads(
     correlation = {}
     if single_heads:
         scores = [r.importance_normalised for r in rows]
-        correlation["metric"] = _spearman(scores, [r.metric_drop for r in rows])
-        correlation["loss"] = _spearman(scores, [r.loss_increase for r in rows])
+        correlation["metric"] = spearman(scores, [r.metric_drop for r in rows])
+        correlation["loss"] = spearman(scores, [r.loss_increase for r in rows])
     return HeadAnalysis(
         split,
         len(scorer.examples),

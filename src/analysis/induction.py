@@ -233,7 +233,10 @@ def repeated_loss(
 
 
 @dataclass
-class HeadRow:
+class InductionHeadRow:
+    """One head of the induction analysis: its two scores and what ablating it alone does to the loss on the repeats
+    (heads.py's HeadRow is a head of the head analysis)."""
+
     head: str
     induction: float
     previous_token: float
@@ -246,7 +249,7 @@ class HeadRow:
 
 def head_table(
     model: nn.Module, batches: Sequence[Mapping[str, Tensor]], min_segment_len: int | None = None
-) -> tuple[list[HeadRow], dict[str, float]]:
+) -> tuple[list[InductionHeadRow], dict[str, float]]:
     """Per head: its two scores and what ablating it alone does to the loss on the repeats (one pass for all, the
     heads already off left out); and each score's chance level (HeadScores.chance). min_segment_len: for batches
     that do not carry their repeats (sequence_offsets)."""
@@ -263,7 +266,14 @@ def head_table(
     for head in heads:
         loss = alone.get(head, math.nan)
         rows.append(
-            HeadRow(head, scores.induction[head], scores.previous_token[head], loss, loss - losses[0], head in off)
+            InductionHeadRow(
+                head=head,
+                induction=scores.induction[head],
+                previous_token=scores.previous_token[head],
+                repeated_loss=loss,
+                loss_increase=loss - losses[0],
+                removed_before=head in off,
+            )
         )
     return rows, scores.chance
 

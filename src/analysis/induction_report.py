@@ -29,8 +29,9 @@ import numpy as np
 
 from src.model.names import NUMBERING
 
-from .induction import HeadRow
-from .report import _finite, _fmt, grids_of_heads, heat_map_figure, save_figures, site_label, written_whole
+from .formatting import cell, json_ready
+from .induction import InductionHeadRow
+from .report import grids_of_heads, heat_map_figure, save_figures, site_label, written_whole
 
 # A head is called an induction (previous-token) head when its score is at least this share of the largest score of
 # its kind, and at least FLOOR: a rule that picks the heads that stand out, whatever the model's scale of attention.
@@ -95,8 +96,8 @@ class PhaseChange:
             return f"no phase change: {self.reason}"
         assert self.window is not None
         return (
-            f"phase change at step {self.step}: {self.metric} {_fmt(self.before)} -> {_fmt(self.after)} (plateau "
-            f"{_fmt(self.plateau)}, final {_fmt(self.final)}); half of the drop within steps {self.window[0]}-"
+            f"phase change at step {self.step}: {self.metric} {cell(self.before)} -> {cell(self.after)} (plateau "
+            f"{cell(self.plateau)}, final {cell(self.final)}); half of the drop within steps {self.window[0]}-"
             f"{self.window[1]}"
         )
 
@@ -131,8 +132,8 @@ def find_phase_change(history: Iterable[Mapping], metric: str = CURVE) -> PhaseC
     result.steepest = (steps[i - 1], steps[i], size)
     if not (result.drop >= MIN_DROP and result.final <= MIN_SHARE * result.plateau):
         result.reason = (
-            f"{metric} went from {_fmt(result.plateau)} (median of the first {EDGE} validations) to "
-            f"{_fmt(result.final)} (of the last {EDGE}): {_fmt(result.drop)} nats down, to "
+            f"{metric} went from {cell(result.plateau)} (median of the first {EDGE} validations) to "
+            f"{cell(result.final)} (of the last {EDGE}): {cell(result.drop)} nats down, to "
             + (f"{result.final / result.plateau:.0%} of the plateau" if result.plateau > 0 else "a plateau of 0")
             + f"; a phase change needs at most {MIN_SHARE:.0%} of it and at least {MIN_DROP:g} nats down"
         )
@@ -187,13 +188,13 @@ def phase_change_figure(phase: PhaseChange):
 class InductionAnalysis:
     sequences: int  # repeated random sequences read
     half: int  # tokens per half
-    heads: list[HeadRow]
+    heads: list[InductionHeadRow]
     loss: float  # on the repeats' predictable tokens, the model as it is
     loss_without_induction_heads: float  # with every induction head ablated at once (NaN: there is none)
     phase: PhaseChange | None = None  # the training curve's phase change (None: not looked for)
     chance: dict[str, float] = field(default_factory=dict)  # score -> uniform attention's (HeadScores.chance)
 
-    def in_use(self) -> list[HeadRow]:
+    def in_use(self) -> list[InductionHeadRow]:
         """The heads that act: one already off (removed_before) still scores, from a pattern it writes nothing
         with, so it is never counted as a head of its kind nor sets the bar for the others."""
         return [row for row in self.heads if not row.removed_before]
@@ -239,7 +240,7 @@ def off_line(analysis: InductionAnalysis) -> list[str]:
     ]
 
 
-def head_table_lines(analysis: InductionAnalysis, rows: list[HeadRow]) -> list[str]:
+def head_table_lines(analysis: InductionAnalysis, rows: list[InductionHeadRow]) -> list[str]:
     """The table of every head; with a column `off` when a head was off before the analysis, beside (never inside)
     the head's name, so the name pastes into ablate.heads as it reads."""
     marked = any(row.removed_before for row in analysis.heads)
@@ -251,8 +252,8 @@ def head_table_lines(analysis: InductionAnalysis, rows: list[HeadRow]) -> list[s
     for r in rows:
         off = (" off |" if r.removed_before else "  |") if marked else ""
         lines.append(
-            f"| {r.head} |{off} {_fmt(r.induction)} | {_fmt(r.previous_token)} | {_fmt(r.repeated_loss)} | "
-            f"{_fmt(r.loss_increase)} |"
+            f"| {r.head} |{off} {cell(r.induction)} | {cell(r.previous_token)} | {cell(r.repeated_loss)} | "
+            f"{cell(r.loss_increase)} |"
         )
     return lines
 
@@ -275,9 +276,9 @@ def report_markdown(analysis: InductionAnalysis, about: dict) -> str:
         "",
         f"- induction heads: {', '.join(f'`{h}`' for h in induction) or 'none'}",
         f"- previous-token heads: {', '.join(f'`{h}`' for h in previous) or 'none'}",
-        f"- loss on the repeats {_fmt(analysis.loss)}; "
+        f"- loss on the repeats {cell(analysis.loss)}; "
         + (
-            f"with the induction heads ablated {_fmt(analysis.loss_without_induction_heads)}"
+            f"with the induction heads ablated {cell(analysis.loss_without_induction_heads)}"
             if induction
             else "no head stands out as an induction head, so none is ablated"
         ),
@@ -312,7 +313,7 @@ def phase_lines(phase: PhaseChange) -> list[str]:
         )
     if phase.steepest is not None:
         first, last, size = phase.steepest
-        lines.append(f"- the steepest fall between two validations: {_fmt(size)} nats, steps {first}-{last}")
+        lines.append(f"- the steepest fall between two validations: {cell(size)} nats, steps {first}-{last}")
     if phase.curve:
         lines += ["", "![the loss on the repeats during training](repeated_loss.png)"]
     return [*lines, ""]
@@ -358,7 +359,7 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
             "phase_change": phase_summary(analysis.phase) if analysis.phase is not None else None,
             **about,
         }
-        (partial / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+        (partial / "summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
         save_figures(figures(analysis), partial)
         (partial / "report.md").write_text(report_markdown(analysis, about))
     return sorted(p.name for p in out.iterdir())

@@ -26,8 +26,9 @@ import numpy as np
 
 from src.model.names import NUMBERING
 
+from .formatting import cell, json_ready
 from .lens import LensAnalysis, LensLayer
-from .report import _finite, _fmt, figure_pixels, grids_of_heads, heat_map_figure, save_figures, written_whole
+from .report import figure_pixels, grids_of_heads, heat_map_figure, save_figures, written_whole
 
 
 def head_attribution_grids(analysis: LensAnalysis) -> dict[str, np.ndarray]:
@@ -127,13 +128,13 @@ def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]
         "",
         f"| {analysis.stack} layer | loss | top-1 agreement |",
         "| --- | --- | --- |",
-        *(f"| {layer.label} | {_fmt(layer.loss)} | {_fmt(layer.top1_agreement)} |" for layer in analysis.layers),
+        *(f"| {layer.label} | {cell(layer.loss)} | {cell(layer.top1_agreement)} |" for layer in analysis.layers),
         "",
     ]
     if analysis.attribution:
         lines += ["## Direct logit attribution", "", "| component | mean contribution |", "| --- | --- |"]
         ranked = sorted(analysis.attribution.items(), key=lambda item: -abs(item[1]))
-        lines += [f"| {name} | {_fmt(value, 4)} |" for name, value in ranked] + [""]
+        lines += [f"| {name} | {cell(value, 4)} |" for name, value in ranked] + [""]
     lines += ["- time: " + ", ".join(f"{k} {v:.1f} s" for k, v in about.get("seconds", {}).items()), ""]
     lines += [f"![{name}]({name}.png)" for name in figure_names] + [""]
     return "\n".join(lines)
@@ -168,7 +169,7 @@ def write_lens(analysis: LensAnalysis, out: Path, about: dict) -> list[str]:
             "attribution_undefined": analysis.attribution_undefined,
             **about,
         }
-        (partial / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+        (partial / "summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
         names = save_figures(figures(analysis), partial)
         (partial / "report.md").write_text(report_markdown(analysis, about, names))
     return sorted(p.name for p in out.iterdir())

@@ -173,8 +173,15 @@ class PatchedRuns:
       largest matrix of a model with a big vocabulary.
     The logits are those of the full passes (tests); `shortcuts=False` makes the full passes."""
 
-    def __init__(self, model: nn.Module, kind: str, base: dict[str, Tensor], entries: dict[str, Tensor],
-                 scored: Tensor | None, shortcuts: bool):  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str,
+        base: dict[str, Tensor],
+        entries: dict[str, Tensor],
+        scored: Tensor | None,
+        shortcuts: bool,
+    ):
         self.model, self.kind, self.base, self.scored = model, kind, base, scored
         # only a model that predicts tokens has a decoder to resume and an output projection to skip positions of
         self.shortcuts = shortcuts and task_kind(kind).predicts_tokens
@@ -238,8 +245,14 @@ def activation_patching(
             corrupted_value = metric(forward_batch(model, kind, corrupted).logits, corrupted).mean()
         base, source = (corrupted, clean_seen) if direction == "denoising" else (clean, corrupted_seen)
         check_patches(patches, source)
-        runs = PatchedRuns(model, kind, base, corrupted_seen if direction == "denoising" else clean_seen, scored,
-                           shortcuts)  # fmt: skip
+        runs = PatchedRuns(
+            model=model,
+            kind=kind,
+            base=base,
+            entries=corrupted_seen if direction == "denoising" else clean_seen,  # the base run's decoder entries
+            scored=scored,
+            shortcuts=shortcuts,
+        )
         values = [torch.empty(0, dtype=clean_value.dtype)]
         for start in range(0, len(patches), patches_per_pass):
             chunk = list(patches[start : start + patches_per_pass])

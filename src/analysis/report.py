@@ -32,12 +32,8 @@ import numpy as np
 
 from src.model.names import NUMBERING, layer_name, parse_name, site_title
 
+from .formatting import cell, json_ready, label_ink
 from .heads import HeadAnalysis, HeadRow
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    """A table cell: `digits` decimals, `-` where nothing was measured (NaN)."""
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def _grid(analysis: HeadAnalysis, field: str) -> dict[str, np.ndarray]:
@@ -90,7 +86,7 @@ def no_prunable_fraction(metric: str, split: str) -> str:
 
 def why_rank_correlation_undefined(heads: Sequence[HeadRow], on: str) -> str | None:
     """Why the Spearman rho of the heads' normalised importance with the exact effect of removing each alone is
-    undefined (heads.py `_spearman` leaves it NaN), in the words of its real cause; None when it is defined.
+    undefined (statistics.spearman leaves it NaN), in the words of its real cause; None when it is defined.
     `on`: "loss" (the loss increase) or the main metric's name (its drop)."""
     effect = "loss_increase" if on == "loss" else "metric_drop"
     pairs = [
@@ -181,18 +177,7 @@ def write_summary(analysis: HeadAnalysis, out: Path, about: dict) -> None:
         **about,
     }
     # strict JSON: an undefined figure (NaN) is null, which every JSON reader takes
-    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2, default=str, allow_nan=False) + "\n")
-
-
-def _finite(value):
-    """`value` with every NaN or infinity replaced by None, through dicts and lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    (out / "summary.json").write_text(json.dumps(json_ready(summary), indent=2, default=str, allow_nan=False) + "\n")
 
 
 # --- figures --------------------------------------------------------------------------------------------------
@@ -244,19 +229,11 @@ def heat_map_figure(
             is_off = off.get(site, np.zeros(grid.shape, dtype=bool))
             for (layer, head), value in np.ndenumerate(grid):
                 text = "off" if is_off[layer, head] else "-" if np.isnan(value) else f"{value:.2g}"
-                ax.text(head, layer, text, ha="center", va="center", fontsize=7, color=_ink(image, value))
+                ax.text(head, layer, text, ha="center", va="center", fontsize=7, color=label_ink(image, value))
     if image is not None:
         figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     figure.suptitle(title, fontsize=10)
     return figure
-
-
-def _ink(image, value: float) -> str:
-    """Black on light cells, white on dark ones (by the cell colour's luminance), so every label can be read."""
-    if np.isnan(value):
-        return "black"
-    red, green, blue, _ = image.cmap(image.norm(value))
-    return "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else "black"
 
 
 def pruning_figure(analysis: HeadAnalysis):
@@ -462,8 +439,8 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
         "## What was measured",
         "",
         f"- ablation in force: {about.get('ablation', 'nothing ablated')}",
-        f"- {unablated}: {m.name} {_fmt(analysis.baseline_metric)}"
-        + ("" if m.is_loss else f", loss {_fmt(analysis.baseline_loss)}"),
+        f"- {unablated}: {m.name} {cell(analysis.baseline_metric)}"
+        + ("" if m.is_loss else f", loss {cell(analysis.baseline_loss)}"),
         rank_correlation_line(analysis),
         "- time: " + ", ".join(f"{k} {v:.1f} s" for k, v in analysis.seconds.items()),
         "",
@@ -482,10 +459,10 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
             "| --- | --- | --- |" + (" --- |" if loss_column else "") + " --- | --- |",
         ]
         for rank, row in ranked:
-            loss = f" {_fmt(row.loss_increase)} |" if loss_column else ""
+            loss = f" {cell(row.loss_increase)} |" if loss_column else ""
             lines.append(
-                f"| {rank} | {row.name} | {_fmt(row.metric_drop)} |{loss} {_fmt(row.importance, 4)} | "
-                f"{_fmt(row.importance_normalised)} |"
+                f"| {rank} | {row.name} | {cell(row.metric_drop)} |{loss} {cell(row.importance, 4)} | "
+                f"{cell(row.importance_normalised)} |"
             )
     else:
         lines += [
@@ -498,8 +475,8 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
         ]
         for rank, row in ranked:
             lines.append(
-                f"| {rank} | {row.name} | {_fmt(row.importance, 4)} | {_fmt(row.importance_normalised)} | "
-                f"{_fmt(row.entropy)} |"
+                f"| {rank} | {row.name} | {cell(row.importance, 4)} | {cell(row.importance_normalised)} | "
+                f"{cell(row.entropy)} |"
             )
 
     lines += [
@@ -514,8 +491,8 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
         pruned = site["pruned_within_tolerance"]
         shown = "undefined" if math.isnan(pruned) else f"{100 * pruned:.0f}%"
         lines.append(
-            f"| {site['site']} | {site['heads']} | {_fmt(site['mean_drop'])} | {_fmt(site['max_drop'])} | {shown} | "
-            f"{_fmt(site['mean_importance'])} |"
+            f"| {site['site']} | {site['heads']} | {cell(site['mean_drop'])} | {cell(site['max_drop'])} | {shown} | "
+            f"{cell(site['mean_importance'])} |"
         )
     lines += [
         "",
@@ -530,10 +507,10 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
     ]
     for r in analysis.heads:
         off = "off" if r.removed_before else ""  # a column of its own: the name cell pastes into ablate.heads whole
-        loss = f" {_fmt(r.loss_without)} |" if loss_column else ""
+        loss = f" {cell(r.loss_without)} |" if loss_column else ""
         lines.append(
-            f"| {r.name} | {off} | {_fmt(r.importance, 4)} | {_fmt(r.importance_normalised)} | {_fmt(r.entropy)} | "
-            f"{_fmt(r.metric_without)} | {_fmt(r.metric_drop)} |{loss}"
+            f"| {r.name} | {off} | {cell(r.importance, 4)} | {cell(r.importance_normalised)} | {cell(r.entropy)} | "
+            f"{cell(r.metric_without)} | {cell(r.metric_drop)} |{loss}"
         )
     if analysis.keep_one:
         lines += [
@@ -552,13 +529,13 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
                 if k.scope == "layer" and k.layer is not None
                 else ("every layer" if k.scope == "all" else f"every layer of {k.site}")
             )
-            loss = f" {_fmt(k.loss)} |" if loss_column else ""
-            lines.append(f"| {scope} | {k.kept} | {_fmt(k.metric)} |{loss}")
+            loss = f" {cell(k.loss)} |" if loss_column else ""
+            lines.append(f"| {scope} | {k.kept} | {cell(k.metric)} |{loss}")
     lines += ["", "## Pruning curve", "", f"| heads removed | {m.name} |" + (" loss |" if loss_column else "")]
     lines.append("| --- | --- |" + (" --- |" if loss_column else ""))
     for s in analysis.pruning:
-        loss = f" {_fmt(s.loss)} |" if loss_column else ""
-        lines.append(f"| {s.removed} ({100 * s.fraction:.0f}%) | {_fmt(s.metric)} |{loss}")
+        loss = f" {cell(s.loss)} |" if loss_column else ""
+        lines.append(f"| {s.removed} ({100 * s.fraction:.0f}%) | {cell(s.metric)} |{loss}")
     lines += [""] + [f"![{name}]({name}.png)" for name in figure_names] + [""]
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from src.analysis.induction import HeadRow
+from src.analysis.induction import InductionHeadRow
 from src.analysis.induction_report import (
     CURVE,
     MIN_DROP,
@@ -116,8 +116,8 @@ def test_read_phase_change_from_a_run_directory(tmp_path):
 
 def analysis(phase) -> InductionAnalysis:
     heads = [
-        HeadRow("decoder_self:0:0", 0.05, 0.95, 1.2, 0.2),
-        HeadRow("decoder_self:1:0", 0.80, 0.02, 3.5, 2.5),
+        InductionHeadRow("decoder_self:0:0", 0.05, 0.95, 1.2, 0.2),
+        InductionHeadRow("decoder_self:1:0", 0.80, 0.02, 3.5, 2.5),
     ]
     return InductionAnalysis(16, 8, heads, 1.0, 3.8, phase)
 
@@ -152,10 +152,12 @@ def test_without_a_run_directory_there_is_no_phase_change_section(tmp_path):
 def test_a_head_at_chance_is_no_previous_token_head():
     """Uniform attention over 32 tokens scores about 0.11 on the previous token: heads near that are not counted,
     however they compare with each other; one well above is."""
-    heads = [HeadRow(f"decoder_self:0:{h}", 0.01, score, 1.0, 0.0) for h, score in enumerate((0.099, 0.111, 0.104))]
+    heads = [
+        InductionHeadRow(f"decoder_self:0:{h}", 0.01, score, 1.0, 0.0) for h, score in enumerate((0.099, 0.111, 0.104))
+    ]
     chance = {"induction": 0.03, "previous_token": 0.108}
     assert InductionAnalysis(16, 16, heads, 1.0, math.nan, chance=chance).standing_out("previous_token") == []
-    heads.append(HeadRow("decoder_self:0:3", 0.01, 0.62, 1.0, 0.0))
+    heads.append(InductionHeadRow("decoder_self:0:3", 0.01, 0.62, 1.0, 0.0))
     assert InductionAnalysis(16, 16, heads, 1.0, math.nan, chance=chance).standing_out("previous_token") == [
         "decoder_self:0:3"
     ]
@@ -165,9 +167,9 @@ def test_a_head_off_before_the_analysis_is_no_induction_head_and_is_marked_off(t
     """An off head's pattern may score highest; it is neither counted nor sets the bar for the heads in use, and the
     table and heads.csv say it is off, outside its name."""
     heads = [
-        HeadRow("decoder_self:0:0", 0.05, 0.95, 1.2, 0.2),
-        HeadRow("decoder_self:1:0", 0.40, 0.02, 3.5, 2.5),
-        HeadRow("decoder_self:1:1", 0.90, 0.02, math.nan, math.nan, removed_before=True),
+        InductionHeadRow("decoder_self:0:0", 0.05, 0.95, 1.2, 0.2),
+        InductionHeadRow("decoder_self:1:0", 0.40, 0.02, 3.5, 2.5),
+        InductionHeadRow("decoder_self:1:1", 0.90, 0.02, math.nan, math.nan, removed_before=True),
     ]
     found = InductionAnalysis(16, 8, heads, 1.0, 3.8, chance={"induction": 0.03, "previous_token": 0.1})
     assert found.standing_out("induction") == ["decoder_self:1:0"]
@@ -189,8 +191,8 @@ def test_on_the_score_maps_only_a_head_that_was_off_reads_off():
     from src.analysis.induction_report import figures
 
     heads = [
-        HeadRow("decoder_self:0:0", math.nan, 0.95, 1.2, 0.2),
-        HeadRow("decoder_self:0:1", 0.40, 0.02, math.nan, math.nan, removed_before=True),
+        InductionHeadRow("decoder_self:0:0", math.nan, 0.95, 1.2, 0.2),
+        InductionHeadRow("decoder_self:0:1", 0.40, 0.02, math.nan, math.nan, removed_before=True),
     ]
     made = figures(InductionAnalysis(16, 8, heads, 1.0, 3.8))
     labels = {axis.get_title(): [t.get_text() for t in axis.texts] for axis in made["scores"].axes if axis.get_title()}
