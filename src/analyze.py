@@ -651,11 +651,11 @@ def check_patching(target: Target, model_cfg, cfg: DictConfig, first: bool, chec
     without a file, that the checkpoint's task makes pairs of its own."""
     from src.data.pairs import pairs_file_lines
     from src.data.registry import task_spec
-    from src.pretrained.fit import KIND_OF_ARCH
+    from src.model.config import ARCHITECTURES
 
     path_pairs(cfg, model_cfg, warn=first)
     if cfg.pairs is not None:
-        pairs_file_lines(resolve_path(cfg.pairs), KIND_OF_ARCH[model_cfg.arch])
+        pairs_file_lines(resolve_path(cfg.pairs), ARCHITECTURES[model_cfg.arch].task_kind)
         return
     hparams = checkpoint["hyper_parameters"]
     reading_only = (hparams.get("pretrained") or {}).get("reading_only", False)  # ckpt=hf: without a task
@@ -731,10 +731,11 @@ def pretrained_target(cfg: DictConfig) -> Target:
     elif cfg.get("task") is None and cfg.analysis == "induction":
         pass  # it makes its own sequences of the model's tokens
     elif cfg.get("task") is None:
+        from src.model.config import ARCHITECTURES
         from src.pretrained import pretrained_config
-        from src.pretrained.fit import EXAMPLE_TASK, KIND_OF_ARCH
+        from src.pretrained.fit import EXAMPLE_TASK
 
-        kind = KIND_OF_ARCH[pretrained_config(str(cfg.ckpt)[3:].strip())[0].arch]
+        kind = ARCHITECTURES[pretrained_config(str(cfg.ckpt)[3:].strip())[0].arch].task_kind
         raise ConfigError(f"ckpt={cfg.ckpt} is analysed on a task's data: give one, e.g. {EXAMPLE_TASK[kind]}")
     if cfg.out is None or not str(cfg.out).strip():
         raise ConfigError(f"ckpt={cfg.ckpt} has no run directory to write into: give out=<a new folder>")

@@ -26,10 +26,11 @@ from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 from src.data import all_tasks, task_spec
 from src.model import ConfigError, ModelAxes, TransformerConfig
+from src.model.config import ARCHITECTURES
 from src.model.masks import MASK_SCHEMES, MaskScheme
 
-# The architecture each task kind needs (model.arch=auto picks it).
-ARCH_FOR_KIND = {"seq2seq": "encoder_decoder", "lm": "decoder_only", "classification": "encoder_only"}
+# The architecture each task kind needs (model.arch=auto picks it), as the architectures say what they do.
+ARCH_FOR_KIND = {arch.task_kind: name for name, arch in ARCHITECTURES.items()}
 
 
 @dataclass

@@ -41,9 +41,8 @@ from src.data.files import resolve_path
 from src.data.registry import resolve_task_config
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
-from src.model.config import ARCHITECTURE_STACKS, unknown_choice
+from src.model.config import ARCHITECTURES, unknown_choice
 from src.model.masks import MASK_SCHEMES
-from src.model.transformer import ARCHITECTURE_CLASSES
 from src.training.loggers import LOGGERS, check_logger, unread_settings
 from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
@@ -53,7 +52,7 @@ from src.training.stock_callbacks import check_stock_callbacks
 if TYPE_CHECKING:
     import torch
 
-ARCH_CHOICES = ("auto", "encoder_decoder", "decoder_only", "encoder_only")
+ARCH_CHOICES = ("auto", *ARCHITECTURES)
 DECODE_STRATEGIES = ("greedy", "beam", "sample")
 
 
@@ -98,8 +97,8 @@ def check_layer_count(cfg: DictConfig, arch: str | None = None) -> None:
         )
     if arch is None:
         return
-    built = ARCHITECTURE_STACKS[arch]
-    stacks = {"enc_layers": "encoder" in built, "dec_layers": "decoder" in built}
+    built = ARCHITECTURES[arch]
+    stacks = {"enc_layers": built.has_encoder, "dec_layers": built.has_decoder}
     following = [key for key in stacks if OmegaConf.is_interpolation(cfg.model, key)]
     used = [f"model.{key}" for key in following if stacks[key]]
     if used:
@@ -862,17 +861,16 @@ def unread_model_settings(cfg: DictConfig, spec) -> list[str]:
     if cfg.model.get("pretrained"):
         return []
     arch = resolve_arch(cfg)
-    reads = ARCHITECTURE_CLASSES[arch].arch_settings
-    others = dict.fromkeys(name for model in ARCHITECTURE_CLASSES.values() for name in model.arch_settings)
-    names = [name for name in others if name not in reads]
-    kind_of = {needed: kind for kind, needed in ARCH_FOR_KIND.items()}
+    settings_of = {name: other.model_class().arch_settings for name, other in ARCHITECTURES.items()}
+    others = dict.fromkeys(name for settings in settings_of.values() for name in settings)
+    names = [name for name in others if name not in settings_of[arch]]
 
     def readers(path: str) -> list[str]:
         name = path.removeprefix("model.")
         return [
-            f"{other} ({kind_of[other]} tasks)"
-            for other, model in ARCHITECTURE_CLASSES.items()
-            if name in model.arch_settings
+            f"{other} ({ARCHITECTURES[other].task_kind} tasks)"
+            for other, settings in settings_of.items()
+            if name in settings
         ]
 
     auto = f" (the architecture of task={spec.name})" if cfg.model.arch == "auto" else ""

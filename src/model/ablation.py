@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .config import ARCHITECTURE_STACKS, TransformerConfig
+from .config import ARCHITECTURES, TransformerConfig
 from .errors import ConfigError
 from .head_mask import SITES, attention_sites, set_head_mask
 from .names import head_name, layer_name
@@ -56,13 +56,13 @@ ABLATION_METHODS = {
 
 def layout_of(cfg: TransformerConfig) -> dict[str, tuple[int, int]]:
     """The attention sites of a model built from `cfg`: site -> (layers, heads), without building it."""
-    stacks = ARCHITECTURE_STACKS[cfg.arch]
+    arch = ARCHITECTURES[cfg.arch]
     sites: dict[str, tuple[int, int]] = {}
-    if "encoder" in stacks:
+    if arch.has_encoder:
         sites["encoder_self"] = (cfg.enc_layers, cfg.heads)
-    if "decoder" in stacks:
+    if arch.has_decoder:
         sites["decoder_self"] = (cfg.dec_layers, cfg.heads)
-    if "encoder" in stacks and "decoder" in stacks:  # the decoder reads the encoder's output
+    if arch.has_cross_attention:  # the decoder reads the encoder's output
         sites["cross"] = (cfg.dec_layers, cfg.heads)
     return sites
 

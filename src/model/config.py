@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Optional, get_type_hints
+from typing import TYPE_CHECKING, Any, Optional, get_type_hints
 
 from .attention import ATTENTION_BIASES
 from .errors import ConfigError
@@ -22,14 +22,47 @@ from .pooling import POOLINGS
 from .positional import POSITIONAL_SCHEMES, rope_scaling_defaults
 from .tokens import BOS_ID, EOS_ID, PAD_ID
 
-# The stacks each `model.arch` builds: the one place that says so (the model's checks, the attention sites of
-# ablation.layout_of and src.cli.validation's layer counts ask it)
-ARCHITECTURE_STACKS: dict[str, tuple[str, ...]] = {
-    "encoder_decoder": ("encoder", "decoder"),
-    "decoder_only": ("decoder",),
-    "encoder_only": ("encoder",),
+if TYPE_CHECKING:  # annotations only: transformer.py imports this module
+    from .transformer import TransformerBase
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What one `model.arch` is: the stacks it builds, the kind of task it does, whether it ends in a classifier, and
+    the class that builds it. Code that depends on the architecture asks these, never its name."""
+
+    stacks: tuple[str, ...]  # the stacks it builds, "encoder" and/or "decoder", in the order the data flows
+    task_kind: str  # the task kind it does (a task's TaskSpec.kind): what model.arch=auto picks it for
+    classifies: bool  # it ends in a classification head over num_classes, not a projection onto a vocabulary
+    class_name: str  # its model class in transformer.py, by name: transformer.py imports this module
+
+    @property
+    def has_encoder(self) -> bool:
+        return "encoder" in self.stacks
+
+    @property
+    def has_decoder(self) -> bool:
+        return "decoder" in self.stacks
+
+    @property
+    def has_cross_attention(self) -> bool:
+        """Both stacks: the decoder reads the encoder's output (and has two vocabularies, source and target)."""
+        return self.has_encoder and self.has_decoder
+
+    def model_class(self) -> type[TransformerBase]:
+        from . import transformer  # imported here: transformer.py imports this module at its top
+
+        return getattr(transformer, self.class_name)
+
+
+# `model.arch`: name -> the architecture. The one place that names them: the model's checks, build_model, the
+# attention sites of ablation.layout_of, src.cli's layer counts and model.arch=auto, and the pretrained models'
+# task checks all ask the entry.
+ARCHITECTURES: dict[str, Architecture] = {
+    "encoder_decoder": Architecture(("encoder", "decoder"), "seq2seq", classifies=False, class_name="EncoderDecoder"),
+    "decoder_only": Architecture(("decoder",), "lm", classifies=False, class_name="DecoderOnly"),
+    "encoder_only": Architecture(("encoder",), "classification", classifies=True, class_name="EncoderClassifier"),
 }
-ARCHITECTURES = tuple(ARCHITECTURE_STACKS)
 
 
 def unknown_choice(setting: str, value: Any, allowed: Iterable[str], names: str = "", hint: str = "") -> ConfigError:
@@ -48,7 +81,7 @@ def unknown_choice(setting: str, value: Any, allowed: Iterable[str], names: str 
 class ModelAxes:
     """The model's shape and its ablation axes: what `model.<field>=...` sets on the command line."""
 
-    arch: str = "encoder_decoder"  # encoder_decoder | decoder_only | encoder_only
+    arch: str = "encoder_decoder"  # a key of ARCHITECTURES: encoder_decoder | decoder_only | encoder_only
     d_model: int = 128
     heads: int = 4
     # Each head's size Dh; null = d_model / heads, the paper's. Gemma, Qwen3 and T5 choose it apart from d_model
@@ -250,14 +283,14 @@ class TransformerConfig(ModelAxes):
                 )
         self.mask_scheme()  # its own settings (mask.window >= 1, ...)
 
-        uses_encoder = "encoder" in ARCHITECTURE_STACKS[self.arch]
-        uses_decoder = "decoder" in ARCHITECTURE_STACKS[self.arch]
+        arch = ARCHITECTURES[self.arch]
+        uses_encoder, uses_decoder = arch.has_encoder, arch.has_decoder
         if self.parallel_layers and not self.pre_norm:
             raise ConfigError(
                 f"model.parallel_layers=true needs pre-LN (model.norm_position={self.norm_position} normalises the "
                 "sum after each sublayer, a parallel layer its input once): set model.norm_position=pre"
             )
-        if self.parallel_layers and uses_encoder and uses_decoder:
+        if self.parallel_layers and arch.has_cross_attention:
             raise ConfigError(
                 f"model.parallel_layers=true is not defined for arch={self.arch}: its decoder layers' cross-attention "
                 "has no place beside self-attention and FFN; use arch=decoder_only or encoder_only, or set "
@@ -278,13 +311,9 @@ class TransformerConfig(ModelAxes):
         for stop in self.stop_ids:
             if not 0 <= stop < vocab:
                 raise ConfigError(f"stop_ids holds {stop}, which is not a token of the vocabulary of {vocab}")
-        if self.arch == "encoder_only" and self.num_classes < 2:
-            raise ConfigError(f"num_classes={self.num_classes}: arch=encoder_only needs a classification task")
-        if (
-            self.share_src_tgt_embeddings
-            and self.arch == "encoder_decoder"
-            and self.src_vocab_size != self.tgt_vocab_size
-        ):
+        if arch.classifies and self.num_classes < 2:
+            raise ConfigError(f"num_classes={self.num_classes}: arch={self.arch} needs a classification task")
+        if self.share_src_tgt_embeddings and arch.has_cross_attention and self.src_vocab_size != self.tgt_vocab_size:
             raise ConfigError(
                 "model.share_src_tgt_embeddings=true needs one joint vocabulary "
                 f"(src {self.src_vocab_size} != tgt {self.tgt_vocab_size}): set it to false"

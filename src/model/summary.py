@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import TransformerConfig
+from .config import ARCHITECTURES, TransformerConfig
 from .feedforward import build_feedforward
 
 
@@ -52,12 +52,13 @@ def flops_per_token(cfg: TransformerConfig, src_len: int, tgt_len: int) -> float
     def ffn(n: int) -> float:
         return 2 * n * ffn_weights
 
-    if cfg.arch == "encoder_only":
+    arch = ARCHITECTURES[cfg.arch]
+    if not arch.has_decoder:  # a classifier: per source token, and its head is negligible
         encoder = cfg.enc_layers * (self_attention(src_len) + ffn(src_len))
         return encoder / src_len
     decoder = cfg.dec_layers * (self_attention(tgt_len) + ffn(tgt_len))
     total = decoder + 2 * tgt_len * d * cfg.tgt_vocab_size
-    if cfg.arch == "encoder_decoder":
+    if arch.has_cross_attention:
         cross = 2 * tgt_len * 2 * d * a + 2 * src_len * 2 * d * g + 4 * tgt_len * src_len * a
         total += cfg.dec_layers * cross + cfg.enc_layers * (self_attention(src_len) + ffn(src_len))
     return total / tgt_len

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
-from .config import TransformerConfig
+from .config import ARCHITECTURES, TransformerConfig
 from .dropout import Dropout
 from .head_mask import attention_sites
 from .layers import DecoderLayer, EncoderLayer, name_layer_points
@@ -421,15 +421,7 @@ class EncoderClassifier(TransformerBase):
         return ModelOutput(self.head(pooled), {"encoder_self": enc_w} if need_weights else None)
 
 
-# `model.arch`: name -> the model's class (config.ARCHITECTURES lists the same names, for the model's own checks).
-ARCHITECTURE_CLASSES: dict[str, type[TransformerBase]] = {
-    "encoder_decoder": EncoderDecoder,
-    "decoder_only": DecoderOnly,
-    "encoder_only": EncoderClassifier,
-}
-
-
 def build_model(cfg: TransformerConfig) -> nn.Module:
-    """The one place that reads `model.arch`."""
+    """The model `cfg` describes: its architecture's class (config.ARCHITECTURES names it) built from it."""
     cfg.validate()
-    return ARCHITECTURE_CLASSES[cfg.arch](cfg)
+    return ARCHITECTURES[cfg.arch].model_class()(cfg)

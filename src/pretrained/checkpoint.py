@@ -12,9 +12,10 @@ from dataclasses import asdict
 from typing import Any
 
 from src.model import ConfigError
+from src.model.config import ARCHITECTURES
 
 from . import load_pretrained
-from .fit import KIND_OF_ARCH, check_src_prefix, check_task_kind, missing_prefix_line
+from .fit import check_src_prefix, check_task_kind, missing_prefix_line
 
 HF_PREFIX = "hf:"
 
@@ -49,7 +50,7 @@ def pretrained_checkpoint(ckpt: str, task: dict | None = None, field_name: str =
             f"python -m src.run task=classification model.pretrained={name} ..."
         )
     cfg = pretrained.config
-    kind = KIND_OF_ARCH[cfg.arch]
+    kind = ARCHITECTURES[cfg.arch].task_kind
     if task is not None:
         check_task_kind(name, cfg, str(task.get("name")))
     return {

@@ -12,9 +12,8 @@ from torch import nn
 
 from src.data import task_spec
 from src.model import ConfigError, TransformerConfig
+from src.model.config import ARCHITECTURES
 
-# What a pretrained architecture does, as one of our task kinds.
-KIND_OF_ARCH = {"decoder_only": "lm", "encoder_decoder": "seq2seq", "encoder_only": "classification"}
 # A text task of each kind, for the fixes the errors suggest.
 EXAMPLE_TASK = {
     "seq2seq": "task=multi30k",
@@ -26,7 +25,7 @@ GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' names for labels nobod
 
 def check_task_kind(name: str, cfg: TransformerConfig, task_name: str) -> None:
     """GPT-2 continues text, Marian translates, BERT classifies: a task of another kind is refused."""
-    kind, needed = task_spec(task_name).kind, KIND_OF_ARCH[cfg.arch]
+    kind, needed = task_spec(task_name).kind, ARCHITECTURES[cfg.arch].task_kind
     if kind != needed:
         raise ConfigError(
             f"{name} is {cfg.arch.replace('_', '-')} and does {needed} tasks; task={task_name} is a {kind} task: "

@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.model import ModelAxes, TransformerConfig
+from src.model.config import ARCHITECTURES
 from src.model.masks import MASK_SCHEMES
 
 
@@ -176,10 +177,10 @@ def run_mask(name: str, composed: dict[str, Any], overrides: Sequence[str], hydr
     return composed if mask_given(overrides, composed, hydra) else pretrained_config(name)[0].mask
 
 
-# Schemes that differ only at a site an architecture lacks (the table in src/model/masks.py): `causal` makes the
-# encoder causal, and a decoder-only model has none; `none` takes the decoder's look-ahead mask away, and an
-# encoder-only model has none.
-SAME_WITHOUT_SITE = {"decoder_only": {"causal": "standard"}, "encoder_only": {"none": "standard"}}
+# Schemes that differ from `standard` only in one stack's self-attention (the table in src/model/masks.py): `causal`
+# makes the encoder causal, `none` takes the decoder's look-ahead mask away. In a model without that stack (a
+# decoder-only model has no encoder, an encoder-only one no decoder) each is `standard`.
+STACK_OF_SCHEME = {"causal": "encoder", "none": "decoder"}
 
 
 def as_overrides(mask: dict[str, Any]) -> str:
@@ -194,7 +195,9 @@ def replaced_mask_line(name: str, own: TransformerConfig, mask: dict[str, Any]) 
     `mask=window` alone brings conf/mask/window.yaml's window, not Mistral's. None when the two see the same keys."""
 
     def attends(settings: dict[str, Any]) -> dict[str, Any]:
-        kind = SAME_WITHOUT_SITE.get(own.arch, {}).get(settings["type"], settings["type"])
+        stack = STACK_OF_SCHEME.get(settings["type"])
+        lacks_stack = stack is not None and stack not in ARCHITECTURES[own.arch].stacks
+        kind = "standard" if lacks_stack else settings["type"]
         return {**settings, "type": kind}
 
     if attends(mask) == attends(own.mask):

@@ -22,7 +22,7 @@ from src.cli.schema import ModelConfig, OptimizerConfig
 from src.cli.validation import validate_config, warn_unread_settings
 from src.data import DataError
 from src.model import ConfigError
-from src.model.transformer import ARCHITECTURE_CLASSES
+from src.model.config import ARCHITECTURES
 from src.training.optim import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -443,8 +443,8 @@ def test_every_optimizer_setting_is_read_by_some_optimizer_and_named_in_the_sche
 
 def test_every_architecture_setting_is_a_model_setting():
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    for model in ARCHITECTURE_CLASSES.values():
-        assert set(model.arch_settings) <= fields, model
+    for arch in ARCHITECTURES.values():
+        assert set(arch.model_class().arch_settings) <= fields, arch
 
 
 def test_a_source_prefix_for_a_model_trained_from_scratch_gets_one_warning(compose, capsys, translation_overrides):
