@@ -42,6 +42,7 @@ from src.data.registry import resolve_task_config
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
 from src.model.config import ARCHITECTURES, unknown_choice
+from src.model.decoding import STRATEGIES, ngram_banning_strategies
 from src.model.masks import MASK_SCHEMES
 from src.training.loggers import LOGGERS, check_logger, unread_settings
 from src.training.metrics import metric_tags, objective_choices
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     import torch
 
 ARCH_CHOICES = ("auto", *ARCHITECTURES)
-DECODE_STRATEGIES = ("greedy", "beam", "sample")
+DECODE_STRATEGIES = tuple(STRATEGIES)  # decode.strategy: src/model/decoding.py STRATEGIES
 
 
 def _check_choice(field_name: str, value: str, allowed: tuple[str, ...], names: str = "") -> None:
@@ -653,11 +654,8 @@ def options_with_setting(group: str, key: str) -> list[str]:
     return []
 
 
-SETTINGS_OF_STRATEGY = {
-    "greedy": (),
-    "beam": ("beam_size", "length_penalty"),
-    "sample": ("temperature", "top_k", "top_p"),
-}
+# decode.strategy -> the decode.* settings only it reads, as each strategy says (src/model/decoding.py)
+SETTINGS_OF_STRATEGY = {name: strategy.settings for name, strategy in STRATEGIES.items()}
 
 
 def typed_settings() -> set[str]:
@@ -717,9 +715,10 @@ def validate_decode(decode) -> None:
         raise ConfigError(f"decode.max_new_tokens={decode.max_new_tokens} must be >= 1")
     if decode.no_repeat_ngram_size < 0:
         raise ConfigError(f"decode.no_repeat_ngram_size={decode.no_repeat_ngram_size} must be >= 0 (0 = off)")
-    if decode.no_repeat_ngram_size > 0 and decode.strategy == "beam":
+    if decode.no_repeat_ngram_size > 0 and not STRATEGIES[decode.strategy].bans_ngrams:
         raise ConfigError(
-            "decode.no_repeat_ngram_size works with decode.strategy=greedy or sample: leave it out with beam search"
+            f"decode.no_repeat_ngram_size works with decode.strategy={' or '.join(ngram_banning_strategies())}: "
+            "leave it out with beam search"  # the one strategy that cannot ban n-grams
         )
 
 

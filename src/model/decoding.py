@@ -11,6 +11,9 @@ sequence, KVH/H of multi-head attention's. Reordering and dropping rows (below) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -272,6 +275,69 @@ def _beam_search(stepper, batch: int, beam_size: int, max_new_tokens: int, alpha
     return tokens.view(batch, k, -1)[torch.arange(batch, device=device), best_beam]  # (B, L)
 
 
+@dataclass(frozen=True)
+class DecodeSettings:
+    """generate()'s settings, of which each strategy reads its own (Strategy.settings)."""
+
+    beam_size: int
+    length_penalty: float
+    temperature: float
+    top_k: int
+    top_p: float
+    generator: torch.Generator | None
+    no_repeat_ngram_size: int
+
+
+def _decode_greedy(model, src, prompt, max_new_tokens: int, settings: DecodeSettings) -> Tensor:
+    stepper = _stepper(model, src, prompt, repeats=1)
+    if settings.no_repeat_ngram_size == 0:  # the cheaper loop, which drops finished rows, has no n-gram ban
+        return _greedy(stepper, model, max_new_tokens)
+    return _greedy_or_sample(
+        stepper, max_new_tokens, False, settings.temperature, settings.top_k, settings.top_p, settings.generator,
+        settings.no_repeat_ngram_size,
+    )  # fmt: skip
+
+
+def _decode_sample(model, src, prompt, max_new_tokens: int, settings: DecodeSettings) -> Tensor:
+    if settings.temperature <= 0:
+        raise ConfigError(f"decode.temperature={settings.temperature} must be > 0 (use strategy=greedy for argmax)")
+    stepper = _stepper(model, src, prompt, repeats=1)
+    return _greedy_or_sample(
+        stepper, max_new_tokens, True, settings.temperature, settings.top_k, settings.top_p, settings.generator,
+        settings.no_repeat_ngram_size,
+    )  # fmt: skip
+
+
+def _decode_beam(model, src, prompt, max_new_tokens: int, settings: DecodeSettings) -> Tensor:
+    batch = src.size(0) if src is not None else (prompt.size(0) if prompt is not None else 1)
+    stepper = _stepper(model, src, prompt, repeats=settings.beam_size)
+    return _beam_search(stepper, batch, settings.beam_size, max_new_tokens, settings.length_penalty)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One `decode.strategy`: how it decodes, and which settings are its own."""
+
+    decode: Callable[..., Tensor]  # (model, src, prompt, max_new_tokens, DecodeSettings) -> tokens (B, L)
+    # The decode.* settings only this strategy reads (src.cli warns of one given beside another strategy)
+    settings: tuple[str, ...]
+    # Whether it can ban repeated n-grams (no_repeat_ngram_size): beam search ranks whole hypotheses and does not
+    bans_ngrams: bool
+
+
+# `decode.strategy`: name -> the strategy.
+STRATEGIES: dict[str, Strategy] = {
+    "greedy": Strategy(_decode_greedy, (), bans_ngrams=True),
+    "beam": Strategy(_decode_beam, ("beam_size", "length_penalty"), bans_ngrams=False),
+    "sample": Strategy(_decode_sample, ("temperature", "top_k", "top_p"), bans_ngrams=True),
+}
+
+
+def ngram_banning_strategies() -> list[str]:
+    """The strategies that take no_repeat_ngram_size."""
+    return [name for name, strategy in STRATEGIES.items() if strategy.bans_ngrams]
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -290,9 +356,9 @@ def generate(
     """Generate tokens (B, L), without BOS, ending at EOS (kept) and PAD after it.
 
     Encoder-decoder models decode from `src` (B, S); decoder-only models continue `prompt` (B, P)
-    (default: a single BOS). Each refuses the other's argument (ValueError). strategy: "greedy", "beam" (beam_size,
-    length_penalty alpha) or "sample" (temperature, top_k, top_p). no_repeat_ngram_size n > 0: greedy and sampling
-    never repeat an n-gram of the prompt and output (ban_repeated_ngrams).
+    (default: a single BOS). Each refuses the other's argument (ValueError). strategy: a key of STRATEGIES, "greedy",
+    "beam" (beam_size, length_penalty alpha) or "sample" (temperature, top_k, top_p). no_repeat_ngram_size n > 0:
+    greedy and sampling never repeat an n-gram of the prompt and output (ban_repeated_ngrams).
     """
     if max_new_tokens < 1 or beam_size < 1 or top_k < 0 or not 0.0 < top_p <= 1.0:
         raise ConfigError(
@@ -305,24 +371,16 @@ def generate(
         prompt_len = prompt.size(1) if prompt is not None else 1
         # the last generated token is never fed back, so the sequence may reach max_len + 1 tokens
         max_new_tokens = max(1, min(max_new_tokens, model.cfg.max_len - prompt_len + 1))
-        if no_repeat_ngram_size < 0 or (no_repeat_ngram_size > 0 and strategy == "beam"):
+        chosen = STRATEGIES.get(strategy)
+        if no_repeat_ngram_size < 0 or (no_repeat_ngram_size > 0 and chosen is not None and not chosen.bans_ngrams):
             raise ConfigError(
-                f"decode.no_repeat_ngram_size={no_repeat_ngram_size}: a size >= 0 (0 = off), with greedy or sample"
+                f"decode.no_repeat_ngram_size={no_repeat_ngram_size}: a size >= 0 (0 = off), with "
+                f"{' or '.join(ngram_banning_strategies())}"
             )
-        if strategy == "beam":
-            batch = src.size(0) if src is not None else (prompt.size(0) if prompt is not None else 1)
-            stepper = _stepper(model, src, prompt, repeats=beam_size)
-            return _beam_search(stepper, batch, beam_size, max_new_tokens, length_penalty)
-        if strategy not in ("greedy", "sample"):
-            raise ConfigError(f"decode.strategy={strategy!r} is not known: choose greedy, beam or sample")
-        if strategy == "sample" and temperature <= 0:
-            raise ConfigError(f"decode.temperature={temperature} must be > 0 (use strategy=greedy for argmax)")
-        stepper = _stepper(model, src, prompt, repeats=1)
-        if strategy == "greedy" and no_repeat_ngram_size == 0:
-            return _greedy(stepper, model, max_new_tokens)
-        sample = strategy == "sample"
-        return _greedy_or_sample(
-            stepper, max_new_tokens, sample, temperature, top_k, top_p, generator, no_repeat_ngram_size
-        )
+        if chosen is None:
+            *names, last = STRATEGIES
+            raise ConfigError(f"decode.strategy={strategy!r} is not known: choose {', '.join(names)} or {last}")
+        settings = DecodeSettings(beam_size, length_penalty, temperature, top_k, top_p, generator, no_repeat_ngram_size)
+        return chosen.decode(model, src, prompt, max_new_tokens, settings)
     finally:
         model.train(was_training)

@@ -18,11 +18,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.cli import validation
-from src.cli.schema import ModelConfig, OptimizerConfig
+from src.cli.schema import DecodeConfig, ModelConfig, OptimizerConfig
 from src.cli.validation import validate_config, warn_unread_settings
 from src.data import DataError
 from src.model import ConfigError
 from src.model.config import ARCHITECTURES
+from src.model.decoding import STRATEGIES
 from src.training.optim import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -445,6 +446,15 @@ def test_every_architecture_setting_is_a_model_setting():
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     for arch in ARCHITECTURES.values():
         assert set(arch.model_class().arch_settings) <= fields, arch
+
+
+def test_every_strategy_setting_is_a_decode_setting_and_its_own():
+    """A strategy's own settings (STRATEGIES[...].settings, which the unread-setting warnings read) are decode.*
+    fields, and no two strategies claim the same one."""
+    fields = {f.name for f in dataclasses.fields(DecodeConfig)}
+    claimed = [name for strategy in STRATEGIES.values() for name in strategy.settings]
+    assert set(claimed) <= fields
+    assert len(claimed) == len(set(claimed))
 
 
 def test_a_source_prefix_for_a_model_trained_from_scratch_gets_one_warning(compose, capsys, translation_overrides):

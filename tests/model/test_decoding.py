@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from src.model import BOS_ID, EOS_ID, PAD_ID, TransformerConfig, build_model, generate
-from src.model.decoding import filter_logits
+from src.model.decoding import STRATEGIES, filter_logits
 from src.model.masks import MASK_SCHEMES
 
 
@@ -113,7 +113,7 @@ def _model_with_eos_bias(eos_bias: float):
     return model
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_decoding_pads_after_eos_and_stops_when_all_ended(strategy):
     src = torch.randint(4, 13, (8, 6), generator=torch.Generator().manual_seed(4))
     out = generate(
