@@ -86,6 +86,14 @@ FEEDFORWARDS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def is_gated(activation: str) -> bool:
+    """Whether `model.activation`'s network is gated (SwiGLU and GeGLU, which share SwiGLU's layout): one fused
+    gate | value matrix, `gate_value`, where the two-layer network has `linear1`. A weight conversion asks it to know
+    which of the two it fills."""
+    build = FEEDFORWARDS[activation]
+    return isinstance(build, type) and issubclass(build, SwiGLUFeedForward)
+
+
 def at_real_positions(ffn: nn.Module, x: Tensor, real: Tensor | None) -> Tensor:
     """The position-wise FFN applied only where there is a token: x (B, T, D), real (B, T) bool (None: every
     position) -> (B, T, D), zero at the padding. Exact at the real positions, since the FFN reads each position

@@ -41,6 +41,7 @@ from typing import Any
 from torch import Tensor
 
 from src.model import ConfigError, TransformerConfig
+from src.model.feedforward import is_gated
 
 from .convert import Weights, fuse
 
@@ -168,7 +169,7 @@ def _feed_forward(weights: Weights, hf: str, cfg: TransformerConfig) -> dict[str
     multiplies) -> our gate_value, wo -> linear2."""
     d, ff = cfg.d_model, cfg.d_ff
     ours = {"linear2.weight": weights.take(f"{hf}.wo.weight", (d, ff))}
-    if cfg.activation == "geglu_tanh":
+    if is_gated(cfg.activation):
         ours["gate_value.weight"] = fuse(
             weights.take(f"{hf}.wi_0.weight", (ff, d)), weights.take(f"{hf}.wi_1.weight", (ff, d))
         )

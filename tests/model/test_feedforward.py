@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from src.model import TransformerConfig, build_model
-from src.model.feedforward import FEEDFORWARDS, build_feedforward
+from src.model.feedforward import FEEDFORWARDS, build_feedforward, is_gated
 
 # The formulas as the papers write them (float64), not through the functions the modules call.
 FORMULAS = {
@@ -50,6 +50,13 @@ def test_every_activation_is_a_model_axis(name):
     loss = torch.nn.functional.cross_entropy(model(tokens).logits.flatten(0, 1), tokens.flatten())
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", sorted(FEEDFORWARDS))
+def test_is_gated_says_which_matrices_the_network_holds(name):
+    """is_gated tells a weight conversion whether to fill gate_value or linear1."""
+    ffn = build_feedforward(name, 8, 16, 0.0)
+    assert hasattr(ffn, "gate_value") == is_gated(name) != hasattr(ffn, "linear1")
 
 
 def test_token_embeddings_are_scaled_by_sqrt_d_model_unless_the_axis_says_not():
