@@ -30,12 +30,11 @@ from torch import Tensor, nn
 
 from .config import ARCHITECTURES, TransformerConfig
 from .errors import ConfigError
-from .head_mask import SITES, attention_sites, set_head_mask
-from .names import head_name, layer_name
+from .head_mask import attention_sites, set_head_mask
+from .names import ATTENTION_SITES, FFN_SITES, SITES, head_name, layer_name
 from .norms import Residual
 
-FFN_SITES = ("encoder_ffn", "decoder_ffn")
-SUBLAYER_SITES = SITES + FFN_SITES
+SUBLAYER_SITES = tuple(SITES)  # the attention sites, then the feed-forward ones
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ class Ablation:
 
     def union(self, other: Ablation) -> Ablation:
         """Both ablations at once (the method of `other`, the later one, for the heads they add)."""
-        heads = {s: tuple(sorted({*self.heads.get(s, ()), *other.heads.get(s, ())})) for s in SITES}
+        heads = {s: tuple(sorted({*self.heads.get(s, ()), *other.heads.get(s, ())})) for s in ATTENTION_SITES}
         subs = {s: tuple(sorted({*self.sublayers.get(s, ()), *other.sublayers.get(s, ())})) for s in SUBLAYER_SITES}
         return Ablation(
             {s: v for s, v in heads.items() if v}, {s: v for s, v in subs.items() if v}, other.method or self.method
@@ -137,7 +136,8 @@ class Ablation:
             return "nothing ablated"
         parts = []
         heads = []
-        for site in sorted(self.heads, key=SITES.index):  # in the model's order, whatever order the specs came in
+        # in the model's order, whatever order the specs came in
+        for site in sorted(self.heads, key=ATTENTION_SITES.index):
             by_layer: dict[int, list[int]] = {}
             for layer, head in self.heads[site]:
                 by_layer.setdefault(layer, []).append(head)

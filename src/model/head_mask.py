@@ -17,8 +17,6 @@ from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
 
-SITES = ("encoder_self", "decoder_self", "cross")
-
 
 def attention_sites(model: nn.Module) -> dict[str, list[MultiHeadAttention]]:
     """The model's attention modules by site, one per layer, in layer order."""

@@ -15,14 +15,35 @@ decoder_ffn).
 
 from __future__ import annotations
 
-# What a person reads for a site: titles of images, plots and page sections.
-SITE_TITLES = {
-    "encoder_self": "encoder self-attention",
-    "decoder_self": "decoder self-attention",
-    "cross": "cross-attention",
-    "encoder_ffn": "encoder feed-forward",
-    "decoder_ffn": "decoder feed-forward",
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Site:
+    """A kind of sublayer of a stack's layers: an attention (whose heads can be ablated) or the feed-forward
+    network."""
+
+    stack: str  # the stack whose layers hold it, "encoder" or "decoder"; its queries are that stack's positions
+    attention: bool  # an attention sublayer; False: the feed-forward network
+    # The stack whose positions its keys are: its own for self-attention, the encoder's for cross-attention; None
+    # for the feed-forward network, which has no keys
+    key_stack: str | None
+    order: int  # its place within a layer: self-attention 0, then cross-attention, then the feed-forward network
+    title: str  # what a person reads for it: titles of images, plots and page sections
+
+
+# Every site, the one place that names them: the attention sites, then the feed-forward ones, each in the order the
+# data reaches them (the order ablation specs and reports list them in).
+SITES: dict[str, Site] = {
+    "encoder_self": Site("encoder", True, "encoder", 0, "encoder self-attention"),
+    "decoder_self": Site("decoder", True, "decoder", 0, "decoder self-attention"),
+    "cross": Site("decoder", True, "encoder", 1, "cross-attention"),
+    "encoder_ffn": Site("encoder", False, None, 1, "encoder feed-forward"),
+    "decoder_ffn": Site("decoder", False, None, 2, "decoder feed-forward"),
 }
+ATTENTION_SITES = tuple(name for name, site in SITES.items() if site.attention)
+FFN_SITES = tuple(name for name, site in SITES.items() if not site.attention)
+SITE_TITLES = {name: site.title for name, site in SITES.items()}
 
 # Said once wherever heads are listed for a reader who may not know the convention.
 NUMBERING = "layers and heads counted from 0, as ablate.heads reads them"

@@ -384,10 +384,10 @@ class T5RelativePositions(PositionalScheme):
 
     @staticmethod
     def stacks_of(cfg: TransformerConfig) -> tuple[str, ...]:
-        """The stacks with self-attention the architecture has ("encoder", "decoder"), each with a table."""
-        from .ablation import layout_of  # the stacks the architecture has (encoder_self, decoder_self sites)
+        """The stacks the architecture has ("encoder", "decoder"), each with a table for its self-attention."""
+        from .config import ARCHITECTURES  # imported here: config.py imports this module at its top
 
-        return tuple(site.removesuffix("_self") for site in layout_of(cfg) if site.endswith("_self"))
+        return ARCHITECTURES[cfg.arch].stacks
 
     @classmethod
     def from_config(cls, cfg: TransformerConfig) -> T5RelativePositions:

@@ -1,4 +1,5 @@
-"""The architecture registry (src/model/config.py ARCHITECTURES) is complete, and the only place that names them."""
+"""The architecture registry (src/model/config.py ARCHITECTURES) is complete and the only place that names them;
+the site registry (src/model/names.py SITES) is true of the layers built."""
 
 import re
 from pathlib import Path
@@ -9,6 +10,8 @@ from src.data import all_tasks
 from src.model import build_model
 from src.model.ablation import layout_of
 from src.model.config import ARCHITECTURES
+from src.model.head_mask import attention_sites
+from src.model.names import ATTENTION_SITES, FFN_SITES, SITES
 from src.model.transformer import TransformerBase
 from tests.model.tiny import config as tiny_config
 
@@ -50,3 +53,21 @@ def test_nothing_outside_the_registry_names_an_architecture():
         if QUOTED_NAME.search(line)
     ]
     assert found == [], "ask config.ARCHITECTURES instead:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_the_site_registry_is_true_of_every_layer(name):
+    """names.SITES: each site of a built model sits in its stack, reads keys of a stack the model has, and the
+    layer holds its sites in their order."""
+    arch = ARCHITECTURES[name]
+    model = build_model(tiny_config(arch=name))
+    for stack in arch.stacks:
+        for layer in getattr(model, stack).layers:
+            found = [site for site, _, _ in layer.sublayers()]
+            orders = [SITES[site].order for site in found]  # a decoder-only layer has no cross-attention
+            assert orders == sorted(set(orders))
+            for site in found:
+                assert SITES[site].stack == stack
+                assert SITES[site].attention == (site in ATTENTION_SITES) != (site in FFN_SITES)
+                assert SITES[site].key_stack in (arch.stacks if SITES[site].attention else (None,))
+    assert list(attention_sites(model)) == [site for site in ATTENTION_SITES if site in layout_of(model.cfg)]
