@@ -31,6 +31,7 @@ def fine_tune(directory, run_dir, text, *settings: str, steps: int = 2) -> tuple
         "task.block_size=16",
         f"trainer.max_steps={steps}",
         f"trainer.val_check_interval={steps}",
+        "optimizer.warmup_steps=0",  # a few steps: no warm-up, and no warning that it would outlast them
         "batch_size=2",
         "torch_threads=1",
         f"hydra.run.dir={run_dir}",
