@@ -264,32 +264,38 @@ BRACKETS = {"[": "]", "{": "}", "(": ")"}
 
 def unparsed_word_line(argv: list[str]) -> str | None:
     """The words of a command line Hydra cannot parse, as a hurried user types them, with the override meant:
-    `model.heads 8` (a setting without its =), `text=12 34` (a value with a space, split by the shell into two
-    words), `ablate.heads=[cross:0:1` (a list not closed). None when no word is one of these (Hydra's own message,
-    with the general fix, is then the line)."""
+    `model.heads 8` or `task.train_size` (a setting without its =), `text=12 34` (a value with a space, split by
+    the shell into two words), `ablate.heads=[cross:0:1` (a list not closed). None when no word is one of these
+    (Hydra's own message, with the general fix, is then the line)."""
     for index, word in enumerate(argv):
         if word.startswith("-"):
             continue
         key, equals, value = word.partition("=")
         if not equals:
+            name, _, rest = word.partition(" ")
             before = argv[index - 1] if index else ""
+            dotted = re.fullmatch(r"[+~]?[A-Za-z_]\w*(\.\w+)+", name)  # model.heads: a setting's path
+            # a bare word (ckpt) is a setting too, unless it follows a value the shell may have split (ckpt=a b)
+            if dotted or (re.fullmatch(r"[+~]?[A-Za-z_]\w*", name) and "=" not in before):
+                following = argv[index + 1] if index + 1 < len(argv) and "=" not in argv[index + 1] else ""
+                given = rest or following
+                typed = f"{name} {given}" if given else name
+                return f"could not parse {typed}: a setting takes its value after =, write {name}={given or '<value>'}"
             if "=" in before and not before.startswith("-"):  # the shell split a value at its space
                 set_key, _, set_value = before.partition("=")
                 set_value = set_value.strip("'\"")  # as typed (free text arrives quoted for Hydra: free_text.py)
                 return (
-                    f"{word} has no =: give it as key=value, or, if it is the rest of {set_key}={set_value} (a value "
-                    f"with a space), quote it whole for the shell and for Hydra: '{set_key}=\"{set_value} {word}\"'"
+                    f"could not parse {word}, which has no =: give it as key=value, or, if it is the rest of "
+                    f"{set_key}={set_value} (a value with a space), quote it whole for the shell and for Hydra: "
+                    f"'{set_key}=\"{set_value} {word}\"'"
                 )
-            name, _, rest = word.partition(" ")
-            given = rest or (argv[index + 1] if index + 1 < len(argv) and "=" not in argv[index + 1] else "")
-            if re.fullmatch(r"[+~]?[A-Za-z_][\w./]*", name) and given:
-                return f"{word if rest else f'{word} {given}'} has no =: write {name}={given}"
             continue
         opened = value[:1]
         if opened in BRACKETS and not value.rstrip().endswith(BRACKETS[opened]):
+            closed = value.rstrip().rstrip(",") + BRACKETS[opened]
             return (
-                f"{word} opens a {'list' if opened == '[' else 'value'} with {opened} and does not close it: write "
-                f"'{key}={value}{BRACKETS[opened]}'"
+                f"could not parse {word}: it opens a {'list' if opened == '[' else 'value'} with {opened} and does "
+                f"not close it: write '{key}={closed}'"
             )
     return None
 

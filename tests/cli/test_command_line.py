@@ -195,16 +195,25 @@ def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
             "+model=small adds a second model to the defaults: drop the +, model=small chooses the model",
         ),
         # what a hurried user types, which Hydra can only call unparsable
-        (["model.heads", "8"], "model.heads 8 has no =: write model.heads=8"),
-        (["model.heads 8"], "model.heads 8 has no =: write model.heads=8"),
+        (["model.heads", "8"], "could not parse model.heads 8: a setting takes its value after =, write model.heads=8"),
+        (["model.heads 8"], "could not parse model.heads 8: a setting takes its value after =, write model.heads=8"),
+        (
+            ["task.train_size"],
+            "could not parse task.train_size: a setting takes its value after =, write task.train_size=<value>",
+        ),
         (
             ["+meta.note=hello", "world"],
-            "world has no =: give it as key=value, or, if it is the rest of +meta.note=hello (a value with a space), "
-            """quote it whole for the shell and for Hydra: '+meta.note="hello world"'""",
+            "could not parse world, which has no =: give it as key=value, or, if it is the rest of +meta.note=hello "
+            """(a value with a space), quote it whole for the shell and for Hydra: '+meta.note="hello world"'""",
         ),
         (
             ["ablate.heads=[cross:0:1"],
-            "ablate.heads=[cross:0:1 opens a list with [ and does not close it: write 'ablate.heads=[cross:0:1]'",
+            "could not parse ablate.heads=[cross:0:1: it opens a list with [ and does not close it: write "
+            "'ablate.heads=[cross:0:1]'",
+        ),
+        (
+            ["model.heads=[1,"],
+            "could not parse model.heads=[1,: it opens a list with [ and does not close it: write 'model.heads=[1]'",
         ),
     ],
 )
@@ -624,12 +633,12 @@ def test_a_run_directory_given_bare_to_src_run_is_answered_with_how_to_resume_or
     assert f"python -m src.eval ckpt={run}" in line
     assert not (tmp_path / "run").exists()
     words = error_line("src.eval", ["ckpt=x", "not_a_path"], capsys, tmp_path)
-    assert "not_a_path has no =: give it as key=value" in words  # a word that is no path: no setting's value
+    assert "could not parse not_a_path, which has no =: give it as key=value" in words  # no path, no setting
 
 
 def test_free_text_split_by_the_shell_is_answered_with_the_text_as_typed(capsys, tmp_path):
     """src.predict text=12 34: free text reaches Hydra quoted (free_text.py); the fix shows the text as typed."""
     assert error_line("src.predict", ["ckpt=x", "text=12", "34"], capsys, tmp_path) == (
-        "error: 34 has no =: give it as key=value, or, if it is the rest of text=12 (a value with a space), quote it "
-        """whole for the shell and for Hydra: 'text="12 34"'"""
+        "error: could not parse 34, which has no =: give it as key=value, or, if it is the rest of text=12 (a value "
+        """with a space), quote it whole for the shell and for Hydra: 'text="12 34"'"""
     )
