@@ -36,6 +36,7 @@ gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -66,6 +67,7 @@ from src.provenance import (
     RunRecord,
     command_line,
     hydra_value,
+    python_command,
     read_record,
     resume_in_place,
     shell_override,
@@ -532,8 +534,12 @@ def interrupt_follow_up(run_dir: Path, interrupt: TrainingInterrupted, multirun:
             return command, go_on
         how = "going on from the step saved" if interrupt.checkpoint else "starting again"
         return search, f"the search stops here; resume it, this trial {how} as a trial of the study, with: {search}"
-    alone = f"this job's training alone resumes with: {command}" if interrupt.checkpoint else "nothing to resume"
-    return command, (
+    # the job's own command without the search (hparams_search= would only warn that a sweeper needs -m)
+    alone_command = resume_in_place(
+        [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hparams_search=")], run_dir
+    )
+    alone = f"this job's training alone resumes with: {alone_command}" if interrupt.checkpoint else "nothing to resume"
+    return alone_command, (
         "the search stops here and cannot be continued, its study being in memory (give "
         f"hydra.sweeper.storage=sqlite:///<file>.db to a search that may need to go on); {alone}"
     )
@@ -552,9 +558,10 @@ def evaluate_instead(interrupt: TrainingInterrupted, trainer: DictConfig) -> str
     if finished is None:
         return None
     setting, reached = finished
+    run_dir = Path(interrupt.checkpoint).parent.parent  # src.eval reads a run's best checkpoint, as its test did
     return (
         f"training had ended ({reached}, all that trainer.{setting} asks for) and the run's final metrics are not "
-        f"recorded: evaluate it with python -m src.eval {shell_override('ckpt', interrupt.checkpoint)}"
+        f"recorded: evaluate it with {python_command()} -m src.eval {shell_override('ckpt', run_dir)}"
     )
 
 
@@ -630,6 +637,10 @@ def record_the_run(
             print_error(message)
             sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         except TrainingInterrupted as interrupt:
+            # Lightning's teardown put Python's Ctrl-C back; a second one now would cut the record short (run.json
+            # left `running`, a traceback): the run's end is written undisturbed (SaveOnInterrupt says the same)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
             command, go_on = interrupt_follow_up(run_dir, interrupt, multirun)
             evaluate = evaluate_instead(interrupt, cfg.trainer)
             if evaluate is not None:  # every step was trained and saved: nothing to resume, the run's end unrecorded

@@ -534,10 +534,16 @@ def check_resume(config: DictConfig) -> None:
         return
     before, now = _settings(recorded), _settings(config.hydra.overrides.task)
     if before != now:
-        was = " ".join(f"{k}={v}" for k, v in before.items() if now.get(k) != v) or "without them"
-        changed = " ".join(f"{k}={v}" for k, v in now.items() if before.get(k) != v) or "without them"
+        was = " ".join(f"{k}={v}" for k, v in before.items() if now.get(k) != v)
+        changed = " ".join(f"{k}={v}" for k, v in now.items() if before.get(k) != v)
+        if was and changed:
+            difference = f"started with {was}, and this command has {changed}"
+        elif changed:  # a setting added on resume
+            difference = f"started without {changed}, which this command adds"
+        else:  # a setting left out on resume
+            difference = f"started with {was}, which this command leaves out"
         raise ConfigError(
-            f"hydra.sweep.dir={sweep_dir} holds a search started with {was}, and this command has {changed}: resume "
+            f"hydra.sweep.dir={sweep_dir} holds a search {difference}: resume "
             f"a search with the overrides it was started with (its {STUDY_FILE} lists them), or start a new one "
             "without ckpt_path=last"
         )

@@ -929,6 +929,16 @@ def test_report_help_names_the_command_and_shows_examples(capsys):
             ["{sweep}", "--baseline"],
             "error: argument --baseline: expected one argument: python -m src.report --help lists the options",
         ),
+        (  # argparse kept the last one silently
+            ["{sweep}", "--baseline", "model.heads=2", "--baseline", "model.heads=4"],
+            "error: --baseline given twice (model.heads=2, model.heads=4): a report compares with one baseline: give "
+            "--baseline once",
+        ),
+        (  # was taken for a second directory
+            ["{sweep}", "model.heads=2"],
+            "error: model.heads=2: python -m src.report takes no settings; to compare the sweep's configurations "
+            "with this one, write it --baseline model.heads=2",
+        ),
     ],
 )
 def test_what_the_report_does_not_take_is_one_line_with_the_fix(tmp_path, capsys, args, line):

@@ -125,6 +125,10 @@ def test_what_a_resume_of_a_search_refuses_in_one_line_and_before_anything_is_wr
         f"hydra.sweep.dir={sweep} holds a search started with trainer.max_steps=12, and this command has "
         "trainer.max_steps=20: resume a search with the overrides it was started with"
     )
+    line = refusal(storage, there, *same, "optimizer.lr=0.001")  # a setting added on resume
+    assert "holds a search started without optimizer.lr=0.001, which this command adds: resume" in line, line
+    line = refusal(storage, there, "ckpt_path=last")  # one left out
+    assert "holds a search started with trainer.max_steps=12, which this command leaves out: resume" in line, line
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, no database made
 
     from src.study import check_resume

@@ -86,7 +86,8 @@ class StackedLauncher(Launcher):
                 plan = resume_plan(run_dirs, members, sweep_dir)
                 if plan.finished:
                     kept = ", ".join(str(members[m]) for m in plan.finished)
-                    print_line(f"jobs {kept} have finished: kept as they are, not trained again")
+                    jobs, verb = ("job", "has") if len(plan.finished) == 1 else ("jobs", "have")
+                    print_line(f"{jobs} {kept} {verb} finished: kept as they are, not trained again")
                 for m in plan.finished:
                     results[group[m]] = self._finished(configs[m], run_dirs[m])
                 if plan.note:

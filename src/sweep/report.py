@@ -983,6 +983,18 @@ class _OneLineParser(argparse.ArgumentParser):
         refuse(f"{message}: {self.prog} --help lists the options")
 
 
+class _Once(argparse.Action):
+    """An option given at most once: argparse keeps the last of several silently (two --baseline: which one?)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            refuse(
+                f"{option_string} given twice ({getattr(namespace, self.dest)}, {values}): a report compares with "
+                f"one baseline: give {option_string} once"
+            )
+        setattr(namespace, self.dest, values)
+
+
 # The report's options, for the one that a mistyped option probably meant.
 OPTIONS = ("--baseline", "--storage", "--study", "--help")
 # key=value forms of the sweep directory: the other commands take settings so (hydra.sweep.dir= is src.run's)
@@ -1011,6 +1023,11 @@ def refuse_what_the_report_does_not_take(positional: list[str], extra: list[str]
                 f"{argument}: {prog} takes the sweep directory on its own, not as key=value: "
                 f"{prog} {shlex.quote(value)}"
             )
+        # a setting (model.heads=2): the configuration to compare with, the one setting the report takes
+        refuse(
+            f"{argument}: {prog} takes no settings; to compare the sweep's configurations with this one, write it "
+            f"--baseline {shlex.quote(argument)}"
+        )
     if len(positional) > 1:
         refuse(
             f"{len(positional)} directories given ({', '.join(positional)}): a report is of one sweep: give one "
@@ -1042,7 +1059,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "sweep_dir", nargs="?", help="a sweep directory (outputs/multirun/<date>/<time>) or a folder of runs"
     )
-    parser.add_argument("--baseline", help="the configuration others are compared with, e.g. model.heads=4")
+    parser.add_argument(
+        "--baseline", action=_Once, help="the configuration others are compared with, e.g. model.heads=4"
+    )
     parser.add_argument("--storage", help="without a sweep directory: the database of an Optuna study (its URL)")
     parser.add_argument("--study", help="with --storage: the study's name (hydra.sweeper.study_name)")
     args, extra = parser.parse_known_args(argv)

@@ -312,6 +312,15 @@ class SaveOnInterrupt(L.Callback):
             for signum in self.signals():
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
+    def _finish_undisturbed(self) -> None:
+        """The step is done and the run now stops: what is left is the checkpoint's save and the run's end (run.json,
+        the line with the resume command), seconds at most. A further Ctrl-C there would cut the checkpoint short or
+        leave run.json `running` with a traceback, so from here on it is ignored (until the process ends). Before
+        this, while the step finishes, a second Ctrl-C still stops at once."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._previous_handlers.pop(signal.SIGINT, None)  # not handed back by _restore
+
     def _restore(self) -> None:
         if threading.current_thread() is threading.main_thread():
             for signum, handler in self._previous_handlers.items():
@@ -336,6 +345,7 @@ class SaveOnInterrupt(L.Callback):
         if self._stop_after_validation is None:
             return
         check_divergence(trainer)
+        self._finish_undisturbed()
         saved = self.checkpoint_path if Path(self.checkpoint_path).is_file() else None
         raise TrainingInterrupted(self._stop_after_validation, trainer.global_step, saved)
 
@@ -347,6 +357,7 @@ class SaveOnInterrupt(L.Callback):
             self._stop_after_validation = received
             return
         check_divergence(trainer)  # a run that diverged ends so, interrupted or not, and saves nothing of it
+        self._finish_undisturbed()
         saved = None
         if weights_are_finite(pl_module):
             # The whole training state (optimizer, loops, generators), as ModelCheckpoint saves it: the run resumes

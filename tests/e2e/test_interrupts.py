@@ -237,14 +237,12 @@ def test_ctrl_c_once_training_has_ended_says_to_evaluate_not_to_resume(tmp_path)
     assert process.returncode == 130, err
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: interrupted by SIGINT (step 4 saved in ") and "Traceback" not in err, err
-    evaluate = f"evaluate it with python -m src.eval ckpt={last}"
-    assert line.endswith(
-        "; training had ended (trained 4 steps, all that trainer.max_steps asks for) and the run's final metrics "
-        f"are not recorded: {evaluate}"
-    ), line
+    evaluate = f"-m src.eval ckpt={run_dir}"  # the run: src.eval reads its best checkpoint, as the test split did
+    assert "; training had ended (trained 4 steps, all that trainer.max_steps asks for) and the run's final " in line
+    assert line.endswith(evaluate) and "are not recorded: evaluate it with " in line, line
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "interrupted" and record["resume"] is None and evaluate in record["error"]
-    evaluated = run_here("src.eval", f"ckpt={last}", "split=val")
+    evaluated = run_here("src.eval", f"ckpt={run_dir}", "split=val")
     assert evaluated.returncode == 0, evaluated.stderr
 
 
@@ -353,3 +351,24 @@ def test_ctrl_c_while_predict_decodes_is_one_line_and_writes_nothing(small_run, 
     said = f"{output} was not written" if mode == "input" else "nothing was printed or written"
     assert interrupted_line(err, "src.predict", args) == f"interrupted by SIGINT: {said}"
     assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == (["big.txt"] if mode == "input" else [])
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.02, 0.05])
+def test_a_second_ctrl_c_while_the_interrupted_run_saves_and_records_changes_nothing(tmp_path, gap):
+    """Two Ctrl-C a moment apart: the second came while the first's checkpoint was saved or run.json written, and
+    gave tracebacks with run.json left `running`. Once the step is done, the save and the record finish undisturbed:
+    one error line, status 130, run.json interrupted with its resume command."""
+    run_dir = tmp_path / "run"
+    process = start(run_dir)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoints" / "step-40.ckpt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["resume"].endswith("ckpt_path=last")

@@ -154,6 +154,7 @@ def test_an_interrupted_trial_of_a_study_in_memory_says_the_search_cannot_go_on(
         f"this job's training alone resumes with: {json.loads((job / 'run.json').read_text())['resume']}"
     )
     assert f"hydra.run.dir={job} ckpt_path=last" in line
+    assert "hparams_search=" not in line  # as a single run, the search would only warn that it needs -m
 
 
 def test_a_resume_that_is_not_of_this_search_is_one_error_line_before_anything_is_written(tmp_path):
