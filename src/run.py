@@ -54,6 +54,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.analyze import ANALYSIS_DIR, Target, analyze_checkpoint, device_for
 from src.cli.command_line import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
 from src.cli.schema import model_config_for, register_configs, to_plain, varied_keys
+from src.cli.startup import in_a_commands_own_process
 from src.cli.validation import (
     check_ablation,
     validate_config,
@@ -637,9 +638,10 @@ def record_the_run(
             print_error(message)
             sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         except TrainingInterrupted as interrupt:
-            # Lightning's teardown put Python's Ctrl-C back; a second one now would cut the record short (run.json
-            # left `running`, a traceback): the run's end is written undisturbed (SaveOnInterrupt says the same)
-            if threading.current_thread() is threading.main_thread():
+            # A second Ctrl-C now would cut the record short (run.json left `running`, a traceback): in the
+            # command's own process, the run's end is written undisturbed, and the process then ends (a command run
+            # from Python, a test, keeps its Ctrl-C)
+            if in_a_commands_own_process() and threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
             command, go_on = interrupt_follow_up(run_dir, interrupt, multirun)
             evaluate = evaluate_instead(interrupt, cfg.trainer)

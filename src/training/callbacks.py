@@ -8,7 +8,8 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,21 @@ def validates_after_this_step(trainer: L.Trainer) -> bool:
     return trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
 
 
+@contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Ctrl-C ignored for the length of the block: the checkpoint of an interrupted run is being saved, and a second
+    Ctrl-C there would cut it short (a truncated file). While the step finishes it still stops at once; after the
+    save, Python's Ctrl-C is back (src.run ignores it again while it records the run's end)."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class SaveOnInterrupt(L.Callback):
     """On Ctrl-C (SIGINT) or SIGTERM (what a cluster scheduler sends before it kills a job), finish the current
     step, save it to `checkpoint_path` and stop; the run then resumes exactly from there.
@@ -312,15 +328,6 @@ class SaveOnInterrupt(L.Callback):
             for signum in self.signals():
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
-    def _finish_undisturbed(self) -> None:
-        """The step is done and the run now stops: what is left is the checkpoint's save and the run's end (run.json,
-        the line with the resume command), seconds at most. A further Ctrl-C there would cut the checkpoint short or
-        leave run.json `running` with a traceback, so from here on it is ignored (until the process ends). Before
-        this, while the step finishes, a second Ctrl-C still stops at once."""
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            self._previous_handlers.pop(signal.SIGINT, None)  # not handed back by _restore
-
     def _restore(self) -> None:
         if threading.current_thread() is threading.main_thread():
             for signum, handler in self._previous_handlers.items():
@@ -345,7 +352,6 @@ class SaveOnInterrupt(L.Callback):
         if self._stop_after_validation is None:
             return
         check_divergence(trainer)
-        self._finish_undisturbed()
         saved = self.checkpoint_path if Path(self.checkpoint_path).is_file() else None
         raise TrainingInterrupted(self._stop_after_validation, trainer.global_step, saved)
 
@@ -357,12 +363,12 @@ class SaveOnInterrupt(L.Callback):
             self._stop_after_validation = received
             return
         check_divergence(trainer)  # a run that diverged ends so, interrupted or not, and saves nothing of it
-        self._finish_undisturbed()
         saved = None
         if weights_are_finite(pl_module):
             # The whole training state (optimizer, loops, generators), as ModelCheckpoint saves it: the run resumes
             # exactly from here.
-            trainer.save_checkpoint(self.checkpoint_path)
+            with ctrl_c_held():
+                trainer.save_checkpoint(self.checkpoint_path)
             saved = self.checkpoint_path
         raise TrainingInterrupted(received, trainer.global_step, saved)
 
