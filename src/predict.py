@@ -218,10 +218,9 @@ def analysis_dir_of(ckpt: str, checkpoint: dict, folder: str = "analysis") -> Pa
     return path.parent / f"{path.stem}_{folder}"
 
 
-def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkpoint: dict) -> None:
+def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkpoint: dict, ablation) -> None:
     """The attention on cfg.text, with the run's head importance when it has an analysis, into `page`. The page says
     what it shows: the model and checkpoint, what the model made of the text, and what the head numbers are."""
-    from src.analysis.ablation import trained_ablation
     from src.dashboard.explorer import (
         analysis_for,
         attention_on_text,
@@ -232,7 +231,7 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
         read_patching,
         write_page,
     )
-    from src.model.ablation import layout_of, parse_ablation
+    from src.model.ablation import layout_of
 
     if cfg.target is not None and datamodule.kind != "seq2seq":
         print_warning(f"target= is not used: a {datamodule.kind} model has no decoder side to give")
@@ -261,10 +260,9 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
     else:
         # The ablation in force on the page's model, as ablate_trained_model put it there and as each analysis's
         # summary.json records its own: the analysis measured with it is the one shown, else the page says so.
-        trained, asked = trained_ablation(module), parse_ablation(cfg.ablate, module.model_cfg)
-        ablation = (trained if asked.empty else trained.union(asked)).describe(layout_of(module.model_cfg))
-        where = analysis_for(analysis_dir_of(cfg.ckpt, checkpoint), ablation, step, holds_head_analysis)
-        analysis = read_importance(where, ablation)
+        in_force = ablation.describe(layout_of(module.model_cfg))  # as ablate_trained_model put it on the model
+        where = analysis_for(analysis_dir_of(cfg.ckpt, checkpoint), in_force, step, holds_head_analysis)
+        analysis = read_importance(where, in_force)
         if analysis is None:
             view.importance_about = (
                 f"No number on the heads: this checkpoint has no analysis of its heads ({where}); `python -m "
@@ -278,23 +276,23 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
                     f"page's checkpoint is at step {step}: the page says so beside the numbers"
                 )
                 view.importance_about += f" The page's checkpoint is at step {step}."
-            if analysis.ablation is not None and analysis.ablation != ablation:
+            if analysis.ablation is not None and analysis.ablation != in_force:
                 print_warning(
                     f"the head importance on the page was measured with {analysis.ablation} ({where}), and the "
-                    f"page's model has {ablation}: the page says so beside the numbers"
+                    f"page's model has {in_force}: the page says so beside the numbers"
                 )
         # activation patching (src.analyze analysis=patching): the fraction each head restores, beside importance
-        patching = analysis_for(analysis_dir_of(cfg.ckpt, checkpoint, "patching"), ablation, step, holds_patching)
-        view.patching = read_patching(patching, step, ablation)
+        patching = analysis_for(analysis_dir_of(cfg.ckpt, checkpoint, "patching"), in_force, step, holds_patching)
+        view.patching = read_patching(patching, step, in_force)
         if view.patching is not None and view.patching.step is not None and view.patching.step != step:
             print_warning(
                 f"the patching results on the page are of step {view.patching.step}, and the page's checkpoint is at "
                 f"step {step}: the page says so beside the numbers"
             )
-        if view.patching is not None and view.patching.ablation is not None and view.patching.ablation != ablation:
+        if view.patching is not None and view.patching.ablation is not None and view.patching.ablation != in_force:
             print_warning(
                 f"the patching results on the page were measured with {view.patching.ablation} ({patching}), and "
-                f"the page's model has {ablation}: the page says so beside the numbers"
+                f"the page's model has {in_force}: the page says so beside the numbers"
             )
     if page.exists():  # it may have appeared while the model ran: still never overwritten
         raise ConfigError(f"attention={cfg.attention} appeared while predicting: choose a new name")
@@ -518,7 +516,7 @@ def predict(cfg: DictConfig) -> list[str]:
     if repeats > 1:  # num_samples=N of one text (a file gets one output per line): each sample under its header
         lines = [f"--- sample {i + 1} ---\n{line}" for i, line in enumerate(lines)]
     if page is not None:
-        write_attention_page(cfg, page, module, datamodule, checkpoint)
+        write_attention_page(cfg, page, module, datamodule, checkpoint, ablation)
     return lines
 
 

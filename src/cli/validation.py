@@ -44,6 +44,7 @@ from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_abla
 from src.model.config import ARCHITECTURES, unknown_choice
 from src.model.decoding import STRATEGIES, ngram_banning_strategies
 from src.model.masks import MASK_SCHEMES
+from src.model.names import head_name, layer_name
 from src.training.loggers import LOGGERS, check_logger, unread_settings
 from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
@@ -428,7 +429,7 @@ def repeated_ablation_line(ablate, model_cfg: TransformerConfig) -> str | None:
             chosen = alone.heads if key == "heads" else alone.sublayers
             for site, items in chosen.items():
                 for item in items:
-                    name = ":".join(map(str, (site, *item))) if key == "heads" else f"{site}:{item}"
+                    name = head_name(site, *item) if key == "heads" else layer_name(site, item)
                     named_by.setdefault(name, []).append(spec.strip())
         repeated = {name: by for name, by in named_by.items() if len(by) > 1}
         if not repeated:
