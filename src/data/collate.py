@@ -1,4 +1,5 @@
-"""Turn lists of examples into padded batches (right padding with the vocabulary's pad id)."""
+"""Turn lists of examples into padded batches (right padding with the vocabulary's pad id): one function per task
+kind, which its TaskKind names (registry.KINDS)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,3 @@ def collate_classification(examples: list[dict], specials: SpecialIds = OUR_SPEC
         "src": pad([e["src"] for e in examples], specials.pad),  # (B, S)
         "label": torch.tensor([e["label"] for e in examples], dtype=torch.long),  # (B,)
     }
-
-
-COLLATE = {"seq2seq": collate_seq2seq, "lm": collate_lm, "classification": collate_classification}

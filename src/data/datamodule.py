@@ -10,11 +10,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from .collate import COLLATE
 from .errors import DataError
 from .files import as_sentence
 from .prepared import PreparedTask, Vocab
-from .registry import all_tasks, resolve_task_config, task_spec
+from .registry import all_tasks, resolve_task_config, task_kind, task_spec
 from .resumable import ResumableDataLoader
 
 
@@ -43,7 +42,7 @@ class TaskDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.bucket_by_length = bucket_by_length  # training batches of similar lengths (see resumable.py)
-        self.collate = partial(COLLATE[task.kind], specials=task.specials)  # a partial: DDP pickles it
+        self.collate = partial(task_kind(task.kind).collate, specials=task.specials)  # a partial: DDP pickles it
 
     # ---- what the model needs to know -------------------------------------------------------
     @property
@@ -135,14 +134,15 @@ class TaskDataModule(L.LightningDataModule):
     # ---- new text (src.predict): read exactly as the task's own data were ----------------------------------------
     @property
     def input_side(self) -> str:
-        """The vocabulary a model input is read with: "tgt" for an lm (its prompt is text it continues), else "src"."""
-        return "tgt" if self.kind == "lm" else "src"
+        """The vocabulary a model input is read with: "src" where the kind reads a source, else "tgt" (an lm's prompt
+        is text it continues)."""
+        return "src" if task_kind(self.kind).reads_source else "tgt"
 
     def text_as_read(self, text: str) -> str:
         """What the task's readers keep of a text: a sentence without the whitespace around it (files.as_sentence:
         the sentence tasks read every line so); an lm's text every character, since whitespace is text it learned
         to continue."""
-        return text if self.kind == "lm" else as_sentence(text)
+        return as_sentence(text) if task_kind(self.kind).reads_source else text
 
     def encode_src(self, text: str) -> list[int]:
         """Ids without BOS/EOS, read and truncated like the training data (to max_src_len), with a pretrained
@@ -158,7 +158,7 @@ class TaskDataModule(L.LightningDataModule):
         ids = self._tgt().encode(self.text_as_read(text))
         if not self.max_tgt_len:
             return ids
-        return ids[-self.max_tgt_len :] if self.kind == "lm" else ids[: self.max_tgt_len - 1]
+        return ids[: self.max_tgt_len - 1] if task_kind(self.kind).reads_source else ids[-self.max_tgt_len :]
 
     def encode_input(self, text: str) -> tuple[list[int], int]:
         """The ids the model reads for one input text (predict's `text=`, a line of its `input=`), made as the task's
@@ -171,14 +171,14 @@ class TaskDataModule(L.LightningDataModule):
         whitespace has no ids (predict leaves its output empty)."""
         text = self.text_as_read(text)
         vocab = self.vocab(self.input_side)
-        if self.kind == "lm":
+        if not task_kind(self.kind).reads_source:  # an lm's prompt
             ids = self.encode_tgt(text)
             if ids and vocab.marks:
                 room = self.max_tgt_len - vocab.marks if self.max_tgt_len else len(ids)
                 ids = vocab.wrap_source(ids[len(ids) - room :] if room > 0 else [])
         else:
             ids = self.encode_src(text)
-        if self.kind == "classification" and text and not ids:
+        if not task_kind(self.kind).predicts_tokens and text and not ids:
             ids = [self.task.specials.unk]  # no tokens (nothing to pool): one <unk>, as the classification data give it
         marks = vocab.marks if ids else 0
         return ids, max(len(ids), len(vocab.encode(text)) + marks)
@@ -218,15 +218,16 @@ def build_datamodule(
 def reading_datamodule(kind: str, tokenizer, max_len: int, label_names: list[str] | None = None) -> TaskDataModule:
     """A datamodule with no examples, only a pretrained model's tokenizer: what src.predict needs to read text and
     write outputs when no task was given (`ckpt=hf:gpt2 text=...`). Inputs are cut to the model's max_len."""
+    reads_source, predicts_tokens = task_kind(kind).reads_source, task_kind(kind).predicts_tokens
     task = PreparedTask(
         kind=kind,
         train=[],
         val=[],
         test=[],
-        src_vocab=None if kind == "lm" else tokenizer,
-        tgt_vocab=None if kind == "classification" else tokenizer,
-        max_src_len=0 if kind == "lm" else max_len,
-        max_tgt_len=0 if kind == "classification" else max_len,
+        src_vocab=tokenizer if reads_source else None,
+        tgt_vocab=tokenizer if predicts_tokens else None,  # a classifier has no target side
+        max_src_len=max_len if reads_source else 0,
+        max_tgt_len=max_len if predicts_tokens else 0,
         label_names=list(label_names or []),
     )
     return TaskDataModule(task, None, batch_size=32, seed=0, reading_only=True)

@@ -28,8 +28,8 @@ from torch import Tensor
 
 from src.model.tokens import OUR_SPECIAL_IDS, SpecialIds
 
-from .collate import COLLATE
 from .errors import DataError
+from .registry import task_kind
 
 
 @dataclass
@@ -91,7 +91,7 @@ def collate_pairs(pairs: list[Pair], kind: str, specials: SpecialIds = OUR_SPECI
     where the model saw them), with the per-row position and answers."""
     for pair in pairs:
         check_pair_lengths(pair)
-    collate = COLLATE[kind]
+    collate = task_kind(kind).collate
     return PairBatch(
         clean=collate([p.clean for p in pairs], specials),
         corrupted=collate([p.corrupted for p in pairs], specials),
@@ -123,7 +123,7 @@ def pairs_file_lines(path: Path, kind: str, name: str = "pairs") -> list[tuple[s
             continue
         where = f"{name}={path} line {number}"
         fields = line.split("\t")
-        if len(fields) not in (4, 5) or (len(fields) == 5 and kind != "seq2seq"):
+        if len(fields) not in (4, 5) or (len(fields) == 5 and not task_kind(kind).translates):
             raise DataError(f"{where} has {len(fields)} tab-separated fields: give {PAIRS_FILE_FORMAT}")
         if fields[0] == fields[1]:
             raise DataError(f"{where}: the clean and corrupted texts are the same: change what the pair tests")
@@ -167,7 +167,7 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
                 "patch puts an activation at the same position of the other run, so change tokens for tokens of "
                 "the same count"
             )
-        if kind == "classification":
+        if not task_kind(kind).predicts_tokens:  # a classifier: the answers are labels
             answer, wrong = (_label(datamodule, t, where) for t in (answer_text, wrong_text))
             if answer == wrong:
                 _same_answers(where, f"the label {list(datamodule.label_names)[answer]!r}")
@@ -178,7 +178,7 @@ def read_pairs_file(path: Path, datamodule, name: str = "pairs") -> list[Pair]:
         wrong = _one_token(datamodule, wrong_text, where, "corrupted answer")
         if answer == wrong:
             _same_answers(where, f"the token {datamodule.vocab('tgt').token_strings([answer])[0]!r}")
-        if kind == "lm":
+        if not task_kind(kind).reads_source:  # an lm: the answer is the token after the prompt
             # collate_lm: the model reads tokens[:-1] and is scored on tokens[1:]; the answer follows the prompt
             clean = {"tokens": _ids(clean_ids + [answer])}
             corrupted = {"tokens": _ids(corrupted_ids + [answer])}

@@ -73,15 +73,15 @@ class PackedExamples(Sequence):
 
 @dataclass
 class PreparedTask:
-    kind: str  # "seq2seq" | "lm" | "classification"
+    kind: str  # a name of registry.KINDS: seq2seq, lm or classification
     # Examples are small dicts of 1-D long tensors (see collate.py for the keys per kind).
     train: list[dict]
     val: list[dict]
     test: list[dict]
-    src_vocab: Optional[Vocab]  # None for "lm"
-    tgt_vocab: Optional[Vocab]  # None for "classification"
-    max_src_len: int  # longest src any split (or encode_src + truncation) can produce; 0 for "lm"
-    max_tgt_len: int  # longest tgt_in / tgt_out (BOS/EOS included); 0 for "classification"
+    src_vocab: Optional[Vocab]  # None where the kind reads no source (lm)
+    tgt_vocab: Optional[Vocab]  # None where the kind predicts no tokens (classification)
+    max_src_len: int  # longest src any split (or encode_src + truncation) can produce; 0 without a source
+    max_tgt_len: int  # longest tgt_in / tgt_out (BOS/EOS included); 0 without target tokens
     test_long: Optional[list[dict]] = None  # synthetic tasks: held-out longer lengths
     label_names: list[str] = field(default_factory=list)
     # Translation: split -> the raw target line of each example, what BLEU is scored against (sacrebleu wants the

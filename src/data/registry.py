@@ -13,14 +13,17 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from torch import Tensor
 
+from .collate import collate_classification, collate_lm, collate_seq2seq
 from .errors import DataError
 from .files import resolve_path
-from .pairs import Pair
 from .prepared import PreparedTask
+
+if TYPE_CHECKING:  # pairs.py asks this module for a kind's collate function: imported for the annotation only
+    from .pairs import Pair
 
 
 @dataclass(frozen=True)
@@ -29,22 +32,68 @@ class TaskKind:
     instead of comparing kind names."""
 
     name: str
-    # Its batches carry a source `src` that an encoder reads (a seq2seq decoder attends to the encoded source).
+    # Its batches carry a source `src` that an encoder reads (a seq2seq decoder attends to the encoded source). A
+    # kind without one reads its input on the target side: text it continues (an lm's prompt).
     reads_source: bool
     # Its model predicts the next token at every position of the target input `tgt_in`: logits (B, T, V) with a
     # position to score in each row. Without: one label per example, logits (B, C), no positions.
     predicts_tokens: bool
     # Its main metric scores greedily decoded outputs (exact match, BLEU), not the teacher-forced logits.
     decodes: bool
+    # (examples, specials) -> the batch its model reads (collate.py): the keys the two flags above describe.
+    collate: Callable[..., dict[str, Tensor]]
+    # The validation metric that picks the best checkpoint of its tasks, and whether higher is better ("max") or
+    # not; a task scored with BLEU replaces it (TaskSpec.main_metric).
+    main_metric: tuple[str, str]
+    # The tasks that stand for the kind, kept here since a task declares its kind but not that it stands for it:
+    # what a pretrained model of this kind reads text as when it is given no task (src.predict ckpt=hf:<model>
+    # text=...), and the task, with the settings it needs, that a message suggests where one of this kind must be
+    # given (tests/data/test_task_kinds.py checks both are text tasks of the kind).
+    text_task: str
+    example_task: str
+
+    @property
+    def translates(self) -> bool:
+        """Its model reads a source and writes a target apart from it (an encoder-decoder), as Marian translates:
+        a target text can be given beside the input (src.predict's target=, a pairs file's fifth column). An lm's
+        target is its own input one token on; a classifier's is a label."""
+        return self.reads_source and self.predicts_tokens
 
 
 # The task kinds, by name: TaskSpec.kind is one of these.
 KINDS = {
     kind.name: kind
     for kind in (
-        TaskKind("seq2seq", reads_source=True, predicts_tokens=True, decodes=True),
-        TaskKind("lm", reads_source=False, predicts_tokens=True, decodes=False),
-        TaskKind("classification", reads_source=True, predicts_tokens=False, decodes=False),
+        TaskKind(
+            "seq2seq",
+            reads_source=True,
+            predicts_tokens=True,
+            decodes=True,
+            collate=collate_seq2seq,
+            main_metric=("val/exact_match", "max"),
+            text_task="translation",
+            example_task="task=multi30k",
+        ),
+        TaskKind(
+            "lm",
+            reads_source=False,
+            predicts_tokens=True,
+            decodes=False,
+            collate=collate_lm,
+            main_metric=("val/loss", "min"),
+            text_task="char_lm",
+            example_task="task=char_lm task.path=<text file>",
+        ),
+        TaskKind(
+            "classification",
+            reads_source=True,
+            predicts_tokens=False,
+            decodes=False,
+            collate=collate_classification,
+            main_metric=("val/acc", "max"),
+            text_task="classification",
+            example_task="task=classification task.train_path=<tsv file>",
+        ),
     )
 }
 
@@ -117,9 +166,7 @@ class TaskSpec:
         """The validation metric that picks the best checkpoint, and whether higher is better ("max") or not."""
         if self.bleu:
             return "val/bleu", "max"
-        return {"seq2seq": ("val/exact_match", "max"), "classification": ("val/acc", "max")}.get(
-            self.kind, ("val/loss", "min")
-        )
+        return task_kind(self.kind).main_metric
 
 
 _TASKS: dict[str, TaskSpec] = {}

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from src.data import all_tasks
-from src.data.collate import COLLATE
 from src.data.registry import KINDS, task_kind
+from src.training.metrics import metric_tags
 
 EXAMPLES = {  # one example of each kind, as its task's build makes them
     "seq2seq": {"src": torch.tensor([5, 6]), "tgt": torch.tensor([7])},
@@ -16,17 +16,33 @@ EXAMPLES = {  # one example of each kind, as its task's build makes them
 }
 
 
-def test_every_kind_is_registered_once_with_its_collate():
-    assert set(KINDS) == set(COLLATE) == set(EXAMPLES)
+def test_every_kind_is_registered_once():
+    assert set(KINDS) == set(EXAMPLES)
     assert all(kind.name == name for name, kind in KINDS.items())
 
 
 @pytest.mark.parametrize("name", list(KINDS))
 def test_a_kinds_batches_hold_what_it_declares(name):
     kind = task_kind(name)
-    batch = COLLATE[name]([EXAMPLES[name]])
+    batch = kind.collate([EXAMPLES[name]])
     assert kind.reads_source == ("src" in batch)
     assert kind.predicts_tokens == ("tgt_in" in batch and batch["tgt_out"].dim() == 2)
+    assert kind.translates == ("src" in batch and "tgt_in" in batch)  # a target apart from the input
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_a_kinds_main_metric_is_one_it_logs(name):
+    tag, mode = task_kind(name).main_metric
+    assert tag in metric_tags(name, with_bleu=False)
+    assert mode == ("min" if tag.endswith("loss") else "max")
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_the_tasks_a_kind_names_are_text_tasks_of_that_kind(name):
+    kind = task_kind(name)
+    example = kind.example_task.split()[0].removeprefix("task=")
+    for task in (kind.text_task, example):
+        assert all_tasks()[task].kind == name and all_tasks()[task].reads_text
 
 
 @pytest.mark.parametrize("name", sorted(all_tasks()))
