@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from src.cli.schema import AUTO_PRECISION
 from src.data import task_spec
 from src.data.files import resolve_path
+from src.data.registry import task_kind
 from src.model import ConfigError, TransformerConfig
 from src.model.masks import MASK_SCHEMES
 from src.provenance import RUN_FILE, read_record, shell_override
@@ -347,7 +348,8 @@ def _rebuild(checkpoint_path: str, checkpoint: dict[str, Any], batch_size: int |
         run_dir=run_dir,
         tokenizer=tokenizer,
     )
-    if hparams["kind"] == "classification" and datamodule.num_classes != module.model_cfg.num_classes:
+    classifies = not task_kind(hparams["kind"]).predicts_tokens  # one label per example, from a head of classes
+    if classifies and datamodule.num_classes != module.model_cfg.num_classes:
         raise ConfigError(
             f"{field_name}={checkpoint_path} classifies into {module.model_cfg.num_classes} classes and "
             f"task={config['task']['name']} has {datamodule.num_classes}: fine-tune it on the task with src.run"
@@ -357,7 +359,7 @@ def _rebuild(checkpoint_path: str, checkpoint: dict[str, Any], batch_size: int |
 
         name = hparams["pretrained"]["name"]
         check_length(name, module.model_cfg, max(datamodule.max_src_len, datamodule.max_tgt_len))
-        if hparams["kind"] == "classification":
+        if classifies:
             align_head(module.model, hparams["pretrained"]["label_names"], datamodule.label_names, name)
     return module, datamodule
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from src.data.registry import task_kind
 from src.model import ModelOutput, generate
 
 IGNORE_INDEX = -100  # a target position that is not scored (PyTorch's cross_entropy default)
@@ -26,13 +27,13 @@ def scored_target(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> T
     """What the logits are scored against, IGNORE_INDEX where nothing is: the padding (batch["tgt_real"], from the
     examples' lengths, so a real token that shares the pad id, GPT-2's <|endoftext|>, is scored) and, under the
     prefix-LM mask, the positions that see their own target. Classification: the labels."""
-    if kind == "classification":
+    if not task_kind(kind).predicts_tokens:
         return batch["label"]
     target = batch["tgt_out"]
     real = batch.get("tgt_real")
     if real is None:  # a batch made without lengths: our vocabularies' pad only pads
         real = target != model.cfg.pad_id
-    if kind == "lm":
+    if not task_kind(kind).reads_source:  # a decoder-only model: its mask may be a prefix-LM's
         trainable = model.trainable_positions(batch["tgt_in"])
         if trainable is not None:
             real = real & trainable
@@ -63,11 +64,9 @@ def forward_batch(model: nn.Module, kind: str, batch: Mapping[str, Any], need_we
     the host: TransformerLitModule.on_before_batch_transfer), says whether any token is padding, so that the
     attention may use the fused kernels that take no mask (src/model/masks.py) without asking the device."""
     told = {"padded": batch["padded"]} if "padded" in batch else {}  # else the model decides (on a CPU: asks)
-    if kind == "seq2seq":
-        return model(batch["src"], batch["tgt_in"], need_weights=need_weights, **told)  # logits (B, T, V)
-    if kind == "lm":
-        return model(batch["tgt_in"], need_weights=need_weights, **told)  # logits (B, T, V)
-    return model(batch["src"], need_weights=need_weights, **told)  # logits (B, C)
+    inputs = [batch["src"]] if task_kind(kind).reads_source else []  # what the encoder reads
+    inputs += [batch["tgt_in"]] if task_kind(kind).predicts_tokens else []  # what the decoder reads, teacher-forced
+    return model(*inputs, need_weights=need_weights, **told)  # logits (B, T, V), or (B, C) for a classifier
 
 
 def attention_maps(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> ModelOutput:
@@ -84,16 +83,16 @@ def greedy_decode(model: nn.Module, kind: str, batch: Mapping[str, Tensor], extr
     `extra_tokens`; lm: continues the first half of batch["tgt_in"] (at least the prompt the model needs) up to
     its full length.
     """
+    if not task_kind(kind).predicts_tokens:
+        raise ValueError("greedy_decode is for sequence tasks; use predict_labels for classification")
     batch = _on_model_device(model, batch)
     with eval_mode(model):
-        if kind == "seq2seq":
+        if task_kind(kind).reads_source:  # an encoder-decoder: decode from the source
             target_len = batch["tgt_out"].size(1) if "tgt_out" in batch else batch["src"].size(1)
             return generate(model, src=batch["src"], max_new_tokens=target_len + extra_tokens)
-        if kind == "lm":
-            tokens = batch["tgt_in"]  # (B, T)
-            half = max(1, tokens.size(1) // 2, model.mask_scheme.min_prompt_len)
-            return generate(model, prompt=tokens[:, :half], max_new_tokens=tokens.size(1) - half)
-    raise ValueError("greedy_decode is for sequence tasks; use predict_labels for classification")
+        tokens = batch["tgt_in"]  # (B, T)
+        half = max(1, tokens.size(1) // 2, model.mask_scheme.min_prompt_len)
+        return generate(model, prompt=tokens[:, :half], max_new_tokens=tokens.size(1) - half)
 
 
 def _longest_first(

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.data.registry import task_kind
 from src.model import EOS_ID, PAD_ID
 
 
@@ -133,11 +134,11 @@ class SplitMetrics(nn.Module):
         self.kind = kind
         self.eos_id, self.pad_id = eos_id, pad_id  # the model's special ids (TransformerConfig)
         self.loss = MeanMetric()  # token-weighted mean cross-entropy (without label smoothing)
-        if kind == "classification":
-            self.acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
-        else:
+        if task_kind(kind).predicts_tokens:
             self.token_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro", ignore_index=ignore_index)
-        if kind == "seq2seq":
+        else:
+            self.acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
+        if task_kind(kind).decodes:
             self.exact_match = MeanMetric()
         # corpus BLEU on detokenized text, as sacrebleu computes it (13a tokenization, exponential smoothing)
         self.bleu = CorpusBLEU() if with_bleu else None
@@ -149,10 +150,10 @@ class SplitMetrics(nn.Module):
     def update_predictions(self, logits: Tensor, target: Tensor) -> None:
         """logits (B, T, V) and target (B, T) for sequences; logits (B, C) and labels (B,) for classification."""
         predicted = logits.argmax(dim=-1)
-        if self.kind == "classification":
-            self.acc.update(predicted, target)
-        else:
+        if task_kind(self.kind).predicts_tokens:
             self.token_acc.update(predicted.flatten(), target.flatten())
+        else:
+            self.acc.update(predicted, target)
 
     def update_generation(self, generated: Tensor, target: Tensor) -> None:
         self.exact_match.update(exact_match(generated, target, self.eos_id, self.pad_id).float())
@@ -168,12 +169,12 @@ class SplitMetrics(nn.Module):
     def compute(self) -> dict[str, float]:
         loss = self.loss.compute().item()
         values = {"loss": loss}
-        if self.kind == "classification":
-            values["acc"] = self.acc.compute().item()
-        else:
+        if task_kind(self.kind).predicts_tokens:
             values["ppl"] = perplexity(loss)
             values["token_acc"] = self.token_acc.compute().item()
-        if self.kind == "seq2seq" and self.exact_match.update_count > 0:
+        else:
+            values["acc"] = self.acc.compute().item()
+        if task_kind(self.kind).decodes and self.exact_match.update_count > 0:
             values["exact_match"] = self.exact_match.compute().item()
         if self.bleu is not None and self.bleu.update_count > 0:
             values["bleu"] = 100.0 * self.bleu.compute().item()  # sacrebleu's 0-100 scale
@@ -253,11 +254,9 @@ DESCRIPTIONS = {
     # task=induction: the targets repeat_offsets finds predictable (the second occurrence, less its first token)
     "repeated_loss": "mean cross-entropy on the predictable tokens of the repeated segment, teacher-forced, in nats",
 }
-LOSS = {
-    "classification": "mean cross-entropy per example, in nats",
-    "seq2seq": "mean cross-entropy per target token, teacher-forced, in nats",
-    "lm": "mean cross-entropy per target token, teacher-forced, in nats",
-}
+# What the loss is averaged over: a token predictor's target tokens, a classifier's examples.
+LOSS_PER_TOKEN = "mean cross-entropy per target token, teacher-forced, in nats"
+LOSS_PER_EXAMPLE = "mean cross-entropy per example, in nats"
 
 
 def split_sizes(datamodule) -> dict[str, int]:
@@ -275,8 +274,10 @@ def describe_metric(tag: str, kind: str | None = None, examples: Mapping[str, in
     `examples` (split -> examples) knows it; "" for a tag not known here. `kind`: the task kind, when known (a loss
     is per token or per example)."""
     split, _, name = tag.rpartition("/")
-    if name == "loss":
-        about = LOSS.get(kind or "", "mean cross-entropy, teacher-forced, in nats")
+    if name == "loss" and not kind:  # the kind not known: the loss of either
+        about = "mean cross-entropy, teacher-forced, in nats"
+    elif name == "loss":
+        about = LOSS_PER_TOKEN if task_kind(kind).predicts_tokens else LOSS_PER_EXAMPLE
     else:
         about = DESCRIPTIONS.get(name, "").format(split=split)
     count = (examples or {}).get(split)
@@ -289,11 +290,11 @@ def metric_tags(kind: str, with_bleu: bool, task_metrics: Sequence[str] = ()) ->
     """The validation tags a run logs: TensorBoard's HPARAMS tab shows these columns (hparams are logged once, at
     train start, with the tags the run writes later). `task_metrics`: the task's own (TaskSpec.metric_names)."""
     names = ["val/loss"]
-    if kind == "classification":
-        names.append("val/acc")
-    else:
+    if task_kind(kind).predicts_tokens:
         names += ["val/ppl", "val/token_acc"]
-    if kind == "seq2seq":
+    else:
+        names.append("val/acc")
+    if task_kind(kind).decodes:
         names.append("val/exact_match")
     if with_bleu:
         names.append("val/bleu")

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data import task_spec
-from src.data.registry import resolve_task_config
+from src.data.registry import resolve_task_config, task_kind
 from src.model import ModelOutput, TransformerConfig, build_model
 from src.model.ablation import apply_ablation, parse_ablation
 from src.model.masks import has_padding
@@ -34,7 +34,7 @@ class TransformerLitModule(L.LightningModule):
     config: the run's composed config as a plain dict (saved in the checkpoint, so eval/predict can rebuild
         the data and decoding settings from the checkpoint alone).
     model_config: the model's TransformerConfig as a dict (vocabulary sizes included).
-    kind: "seq2seq" | "lm" | "classification" (the datamodule's kind).
+    kind: the datamodule's kind, a name of src/data/registry.py KINDS (seq2seq, lm, classification).
     run_dir: the run directory (learned vocabularies live there); recorded for eval/predict.
     numerics: what else changes the numbers (thread count, precision, ...): recorded, checked on resume.
     """
@@ -66,7 +66,7 @@ class TransformerLitModule(L.LightningModule):
         # its reference, while a longer output on a synthetic task is wrong anyway.
         self.extra_decode_tokens = task.generation_slack
 
-        num_outputs = self.model_cfg.num_classes if kind == "classification" else self.model_cfg.tgt_vocab_size
+        num_outputs = self.model_cfg.tgt_vocab_size if task_kind(kind).predicts_tokens else self.model_cfg.num_classes
         # The quick BLEU (val/bleu) during validation only: a test split's BLEU is sacreBLEU on its raw references
         # (bleu.py, test/sacrebleu), and a second, differently computed BLEU of the same split would be one metric
         # under two names (metrics.py).
@@ -111,7 +111,7 @@ class TransformerLitModule(L.LightningModule):
         """Mean cross-entropy over the non-pad target tokens (teacher forcing: logits at position t predict
         tgt_out[t]) and the number of tokens it averages over (a tensor: no device sync per step).
         Classification: mean over the batch."""
-        if self.kind == "classification":
+        if not task_kind(self.kind).predicts_tokens:  # one label per example
             return F.cross_entropy(logits, target, label_smoothing=label_smoothing), self._count(target)
         loss = F.cross_entropy(
             logits.flatten(0, 1),  # (B*T, V)
@@ -122,7 +122,7 @@ class TransformerLitModule(L.LightningModule):
         return loss, self._count(target)
 
     def _count(self, target: Tensor) -> Tensor:
-        if self.kind == "classification":
+        if not task_kind(self.kind).predicts_tokens:
             return target.new_full((), target.numel())  # one label per example (a copy from the host would wait)
         return (target != IGNORE_INDEX).sum()
 
@@ -164,7 +164,7 @@ class TransformerLitModule(L.LightningModule):
         metrics.update_predictions(logits, target)
         if self.task_metric_names:  # summed on the device: no wait for it (tests/training/test_host_sync.py)
             metrics.update_task(task_spec(self.task_name).metrics(self.task_settings, batch, logits))
-        if self.kind == "seq2seq":
+        if task_kind(self.kind).decodes:
             generated = greedy_decode(self.model, self.kind, batch, self.extra_decode_tokens)  # (B, L)
             metrics.update_generation(generated, target)
             if metrics.bleu is not None:
