@@ -731,12 +731,12 @@ def pretrained_target(cfg: DictConfig) -> Target:
     elif cfg.get("task") is None and cfg.analysis == "induction":
         pass  # it makes its own sequences of the model's tokens
     elif cfg.get("task") is None:
+        from src.data.registry import task_kind
         from src.model.config import ARCHITECTURES
         from src.pretrained import pretrained_config
-        from src.pretrained.fit import EXAMPLE_TASK
 
-        kind = ARCHITECTURES[pretrained_config(str(cfg.ckpt)[3:].strip())[0].arch].task_kind
-        raise ConfigError(f"ckpt={cfg.ckpt} is analysed on a task's data: give one, e.g. {EXAMPLE_TASK[kind]}")
+        kind = task_kind(ARCHITECTURES[pretrained_config(str(cfg.ckpt)[3:].strip())[0].arch].task_kind)
+        raise ConfigError(f"ckpt={cfg.ckpt} is analysed on a task's data: give one, e.g. {kind.example_task}")
     if cfg.out is None or not str(cfg.out).strip():
         raise ConfigError(f"ckpt={cfg.ckpt} has no run directory to write into: give out=<a new folder>")
     out = resolve_path(cfg.out)

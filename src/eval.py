@@ -47,8 +47,10 @@ from src.cli.validation import (
     validate_decode,
     warn_unused_decode_settings,
 )
+from src.data.registry import task_kind
 from src.model import ConfigError
 from src.provenance import command_line
+from src.training.metrics import metric_tags
 from src.training.report import print_warning, quiet_lightning
 
 # As in src/run.py: what the imports made is frozen, so no garbage collection scans it again.
@@ -60,12 +62,13 @@ register_configs()
 quiet_lightning()
 
 
-# What a task kind's metrics are computed from, when it has no references for decode.* to translate.
-METRICS_DECODING = {
-    "seq2seq": "its exact_match comes from greedy decoding",
-    "lm": "its metrics (loss, ppl, token_acc) need no decoding",
-    "classification": "its metrics (loss, acc) need no decoding",
-}
+def metrics_decoding(kind: str) -> str:
+    """What a task kind's metrics are computed from, when it has no references for decode.* to translate: greedy
+    decoding (always greedy, whatever decode.* says) or none at all."""
+    if task_kind(kind).decodes:
+        return "its exact_match comes from greedy decoding"
+    names = [tag.split("/", 1)[1] for tag in metric_tags(kind, with_bleu=False)]  # the kind's own: val/loss, ...
+    return f"its metrics ({', '.join(names)}) need no decoding"
 
 
 def check_decoding(decode, kind: str, scores_bleu: bool) -> None:
@@ -81,7 +84,7 @@ def check_decoding(decode, kind: str, scores_bleu: bool) -> None:
         print_warning(
             f"{', '.join(given)} {'are' if len(given) > 1 else 'is'} not used: decode.* applies only to the "
             "sacreBLEU score of translation tasks, and this task has no references to score; "
-            f"{METRICS_DECODING.get(kind, 'its metrics do not use it')}: leave decode.* out"
+            f"{metrics_decoding(kind)}: leave decode.* out"
         )
 
 
@@ -127,9 +130,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     # A bad file is the one line printed, before Lightning talks; ckpt=hf:<model> is a pretrained model (on task=...)
     checkpoint = read_any_checkpoint(cfg.ckpt, cfg.get("task"), "ckpt")
     if (checkpoint["hyper_parameters"].get("pretrained") or {}).get("reading_only"):
-        from src.pretrained.fit import EXAMPLE_TASK
-
-        example = EXAMPLE_TASK[checkpoint["hyper_parameters"]["kind"]]
+        example = task_kind(checkpoint["hyper_parameters"]["kind"]).example_task
         raise ConfigError(f"ckpt={cfg.ckpt} is evaluated on a task's data: give one, e.g. {example}")
     check_ablation(cfg.ablate, checkpoint_model_config(checkpoint))  # a bad spec: before the data are loaded
     try:  # made before the data are loaded; Lightning takes the device's own name (cuda for gpu and auto there)

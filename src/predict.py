@@ -58,6 +58,7 @@ from src.cli.validation import (
     warn_unused_decode_settings,
 )
 from src.data.files import read_lines, resolve_path
+from src.data.registry import task_kind
 from src.model import ConfigError, generate
 from src.provenance import command_line
 from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
@@ -103,7 +104,7 @@ def warn_if_cut(datamodule, encoded: list[tuple[list[int], int]], single_text: b
     cut = [(len(ids), full) for ids, full in encoded if len(ids) < full]
     if not cut:
         return
-    which = "last" if datamodule.kind == "lm" else "first"
+    which = "first" if task_kind(datamodule.kind).reads_source else "last"  # an lm keeps the end of its prompt
     kept = max(k for k, _ in cut)
     if single_text:
         full = cut[0][1]
@@ -233,10 +234,11 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
     )
     from src.model.ablation import layout_of
 
-    if cfg.target is not None and datamodule.kind != "seq2seq":
+    translates = task_kind(datamodule.kind).translates  # a decoder side apart from the input, which target= gives
+    if cfg.target is not None and not translates:
         print_warning(f"target= is not used: a {datamodule.kind} model has no decoder side to give")
-    target = cfg.target if datamodule.kind == "seq2seq" else None
-    if datamodule.kind == "seq2seq" and target is None and cfg.decode.strategy != "greedy":
+    target = cfg.target if translates else None
+    if translates and target is None and cfg.decode.strategy != "greedy":
         print_warning(
             f"the attention page shows the greedy output, not decode.strategy={cfg.decode.strategy}'s: give "
             'target="..." to show another'
@@ -250,7 +252,7 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
     step = checkpoint.get("global_step")
     task = [] if pretrained.get("reading_only") else [datamodule.task_cfg.name]
     at_step = f", step {step}" if isinstance(step, int) and step > 0 else ""
-    view.about = " · ".join([*task, describe_model(module.model, datamodule.kind), f"checkpoint {cfg.ckpt}{at_step}"])
+    view.about = " · ".join([*task, describe_model(module.model), f"checkpoint {cfg.ckpt}{at_step}"])
     # What the number on each head is, or why there is none (text in `backticks` is a command on the page).
     if pretrained:
         view.importance_about = (
@@ -337,7 +339,7 @@ def check_decoding(cfg: DictConfig, kind: str) -> None:
     """The decode.* settings (and num_samples) against what the model does with them. A classifier does not decode:
     a strategy or several samples are refused (they cannot happen), any other decode.* setting is named in one
     warning. A decoder: one warning for the settings its strategy does not read."""
-    if kind != "classification":
+    if task_kind(kind).predicts_tokens:
         warn_unused_decode_settings(cfg.decode)
         return
     asked = [f"decode.strategy={cfg.decode.strategy}"] if cfg.decode.strategy != "greedy" else []
@@ -493,7 +495,8 @@ def predict(cfg: DictConfig) -> list[str]:
     if page is not None and cfg.attention_site is not None:  # before any decoding
         check_attention_site(cfg.attention_site, module.model)
     check_decoding(cfg, datamodule.kind)
-    if datamodule.kind == "classification":
+    classifies = not task_kind(datamodule.kind).predicts_tokens  # one label per input
+    if classifies:
         warn_if_labelled(datamodule.label_names, texts, where, cfg.input)
     inputs = read_inputs(datamodule, texts, where)
     # After every check of the input (mean ablation runs training examples through the model first). On stderr:
@@ -504,10 +507,10 @@ def predict(cfg: DictConfig) -> list[str]:
 
     with eval_mode(module.model):  # every kind: no dropout, and no gradients (nothing here is trained)
         repeats = cfg.num_samples if cfg.decode.strategy == "sample" else 1
-        if datamodule.kind == "classification":
+        if classifies:
             results = classify(module.model, datamodule, inputs, where, cfg.batch_size)
             lines = results[0] if cfg.text is not None else [labels[0] for labels in results]
-        elif datamodule.kind == "seq2seq":
+        elif task_kind(datamodule.kind).translates:
             settings = decode_settings(cfg)
             lines = translate(module.model, datamodule, inputs * repeats, where * repeats, settings, cfg.batch_size)
         else:

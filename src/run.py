@@ -63,6 +63,7 @@ from src.cli.validation import (
     warn_unread_settings,
 )
 from src.data import absolute_task_paths
+from src.data.registry import task_kind
 from src.model import ConfigError
 from src.provenance import (
     RunRecord,
@@ -453,7 +454,7 @@ def start_from_pretrained(model, pretrained: str, datamodule) -> None:
     name = f"model.pretrained={pretrained}"
     new_parts = load_weights_into(model, pretrained)
     new_head = "head" in new_parts
-    if not new_head and datamodule.kind == "classification":
+    if not new_head and not task_kind(datamodule.kind).predicts_tokens:  # a classifier's head, labels by name
         _, _, hf_config = pretrained_config(pretrained)
         try:
             align_head(model, label_names_of(hf_config, model.cfg.num_classes), datamodule.label_names, name)

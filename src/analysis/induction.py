@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data.collate import collate_lm
-from src.data.tasks.induction import repeat_offsets
+from src.data.tasks.induction import KIND, repeat_offsets
 from src.data.vocab import NUM_SPECIAL
 from src.model import TransformerConfig
 from src.model.ablation import layout_of, parse_ablation
@@ -148,7 +148,7 @@ def head_scores(
             keys = queries - offsets[rows, queries] + 1  # the token after the query token's earlier occurrence
             later = real[:, 1:t]  # (B, T - 1): the real queries from position 1 on
             with recorded(model, names) as seen:
-                forward_batch(model, "lm", batch)
+                forward_batch(model, KIND, batch)
             visible = model.attention_masks(batch["tgt_in"])[SITE][:, 0].sum(-1).double()  # (B, T): keys seen
             induction_chance += float((1 / visible[rows, queries]).sum())
             previous_chance += float(((1 / visible[:, 1:t]) * later).sum())
@@ -208,8 +208,8 @@ def repeated_losses(
                 chosen = masks[first : first + per_pass]
                 big = repeat_batch(batch, len(chosen))
                 with row_masks(model, chosen, rows):
-                    logits = forward_batch(model, "lm", big).logits  # (K * B, T, V)
-                scored = predictable(big, min_segment_len) & (scored_target(model, "lm", big) != IGNORE_INDEX)
+                    logits = forward_batch(model, KIND, big).logits  # (K * B, T, V)
+                scored = predictable(big, min_segment_len) & (scored_target(model, KIND, big) != IGNORE_INDEX)
                 losses = F.cross_entropy(
                     logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
                     big["tgt_out"].flatten(),

@@ -115,6 +115,7 @@ def check_comparable(cfg) -> None:
     averaged across them each step), which a one-process bare loop does not have; so does an accelerator other
     than cpu, gpu or cuda (auto would leave the choice of device to Lightning)."""
     from src.data import task_spec
+    from src.data.registry import task_kind
 
     trainer = cfg.trainer
     accelerator = str(trainer.accelerator)
@@ -140,7 +141,7 @@ def check_comparable(cfg) -> None:
             f"trainer.accumulate_grad_batches={accumulate}: the bare loop steps the optimizer every batch: measure "
             "with 1"
         )
-    if task_spec(cfg.task.name).kind == "classification":
+    if not task_kind(task_spec(cfg.task.name).kind).predicts_tokens:
         raise ConfigError(
             f"task={cfg.task.name} classifies: the loop benchmark compares token-level tasks (seq2seq or lm)"
         )

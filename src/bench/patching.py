@@ -173,7 +173,7 @@ class PromptPair:
     answers: Tensor  # (B, 2): the right and the wrong answer's id, per row
 
     def batches(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """The two batches of our task kind "lm" (the answers ride along: repeated with the rows)."""
+        """The two batches of our task kind lm (the answers ride along: repeated with the rows)."""
         return (
             {"tgt_in": self.clean, "answers": self.answers},
             {"tgt_in": self.corrupted, "answers": self.answers},
@@ -231,10 +231,12 @@ def our_sweep(model_dir: Path, pair: PromptPair, dtype: torch.dtype, patches_per
     """Our activation_patching over the sweep: the two tables, the clean and corrupted metric, seconds per repeat
     (the model loaded once, before)."""
     from src.analysis.patching import activation_patching
+    from src.model.config import ARCHITECTURES
     from src.pretrained import load_pretrained
 
     pretrained = load_pretrained(str(model_dir), dtype=dtype)
     cfg = pretrained.config
+    kind = ARCHITECTURES[cfg.arch].task_kind  # a decoder-only model's (lm): the kind of pair.batches()
     resid, z = the_sweep(cfg.dec_layers, cfg.heads, pair.clean.size(1))
     clean, corrupted = pair.batches()
     seconds = []
@@ -242,7 +244,7 @@ def our_sweep(model_dir: Path, pair: PromptPair, dtype: torch.dtype, patches_per
         start = time.perf_counter()
         last = torch.full((pair.clean.size(0),), pair.clean.size(1) - 1)  # the position the metric reads
         result = activation_patching(
-            pretrained.model, "lm", clean, corrupted, resid + z, logit_difference, patches_per_pass=patches_per_pass,
+            pretrained.model, kind, clean, corrupted, resid + z, logit_difference, patches_per_pass=patches_per_pass,
             scored=last,
         )  # fmt: skip
         seconds.append(time.perf_counter() - start)

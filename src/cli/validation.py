@@ -38,7 +38,7 @@ from src.cli.schema import (
 from src.cli.trainer_checks import check_trainer
 from src.data import all_tasks, task_spec
 from src.data.files import resolve_path
-from src.data.registry import resolve_task_config
+from src.data.registry import KINDS, resolve_task_config, task_kind
 from src.model import ConfigError, TransformerConfig
 from src.model.ablation import ABLATION_METHODS, Ablation, layout_of, parse_ablation
 from src.model.config import ARCHITECTURES, unknown_choice
@@ -283,7 +283,8 @@ def check_pretrained_files(name: str, task: DictConfig, spec) -> None:
     tokenizer = model_tokenizer(name)
     check_weights(name)
     longest = spec.longest_sequence(task)
-    if longest is not None and spec.kind != "lm":  # a source is wrapped in the tokenizer's marks (the data's bound)
+    # a source is wrapped in the tokenizer's marks (the data's bound)
+    if longest is not None and task_kind(spec.kind).reads_source:
         longest = max(longest, task.max_len + tokenizer.marks)
     if longest is not None:
         check_length(f"model.pretrained={name}", model_cfg, longest)
@@ -978,9 +979,9 @@ DASHBOARD_SETTINGS = {
     "probe_size": ("attention_stats",),
     "text_examples": ("text_samples",),
 }
-# The task kinds whose text samples are a table of dashboard.text_examples examples (src/dashboard/text_samples.py);
-# an lm task's are one generated text, whatever the setting.
-TEXT_TABLE_KINDS = ("seq2seq", "classification")
+# The task kinds whose text samples are a table of dashboard.text_examples examples, one row per source read
+# (src/dashboard/text_samples.py); a kind without a source (lm) samples one generated text, whatever the setting.
+TEXT_TABLE_KINDS = tuple(name for name, kind in KINDS.items() if kind.reads_source)
 
 
 def writes_tensorboard(cfg: DictConfig) -> bool:
@@ -1053,7 +1054,7 @@ RUN_DECODE_READERS = (
     DecodeReader(
         "the text samples of an lm task (dashboard.text_samples)",
         SETTINGS_OF_STRATEGY["sample"],
-        lambda cfg, spec: spec.kind == "lm" and writes_tensorboard(cfg) and cfg.dashboard.text_samples,
+        lambda cfg, spec: spec.kind not in TEXT_TABLE_KINDS and writes_tensorboard(cfg) and cfg.dashboard.text_samples,
     ),
 )
 

@@ -38,18 +38,12 @@ import torch
 from torch import Tensor
 
 from src.analysis.patching import patch_effect
+from src.data.registry import task_kind
+from src.model.config import ARCHITECTURES
 from src.model.names import NUMBERING, SITE_TITLES, head_name, layer_name, parse_name
 
 # Which side's tokens are the queries and which the keys, per attention site.
 SITE_SIDES = {"encoder_self": ("src", "src"), "decoder_self": ("tgt", "tgt"), "cross": ("tgt", "src")}
-
-# What a side's tokens are, per kind of model (the page's axis titles).
-SIDE_NAMES = {
-    "seq2seq": {"src": "input tokens (encoder)", "tgt": "output tokens (decoder)"},
-    "lm": {"tgt": "text tokens"},
-    "classification": {"src": "input tokens"},
-}
-ARCH_NAMES = {"seq2seq": "encoder-decoder", "lm": "decoder-only", "classification": "encoder-only classifier"}
 
 
 @dataclass
@@ -118,10 +112,10 @@ def attention_on_text(
             return ids[-max_tokens:] if keep_last else ids[:max_tokens]
         return ids
 
-    cfg, device, kind = model.cfg, next(model.parameters()).device, datamodule.kind
+    cfg, device, kind = model.cfg, next(model.parameters()).device, task_kind(datamodule.kind)
     ids, _ = datamodule.encode_input(text)
-    with eval_mode(model):
-        if kind == "seq2seq":
+    with eval_mode(model):  # `sides`: what each side's tokens are (the page's axis titles)
+        if kind.translates:
             src = torch.tensor([cut(ids, "input")], device=device)
             if target is not None:
                 out = datamodule.encode_tgt(target)
@@ -140,7 +134,9 @@ def attention_on_text(
             }
             what = "target (given with target=)" if target is not None else "output (greedy decoding)"
             prediction = {"what": what, "text": datamodule.decode_tgt(out), "choices": None}
-        elif kind == "lm":
+            decoder_side = "target tokens (decoder)" if target is not None else "output tokens (decoder)"
+            sides = {"src": "input tokens (encoder)", "tgt": decoder_side}
+        elif kind.predicts_tokens:  # a decoder-only model
             tgt = torch.tensor([cut(ids, "input", keep_last=True) or [cfg.bos_id]], device=device)
             output = model(tgt, need_weights=True)
             tokens = {"tgt": datamodule.tgt_token_strings(tgt[0].tolist())}
@@ -151,7 +147,8 @@ def attention_on_text(
                 for i, p in zip(top.indices.tolist(), top.values.tolist())
             ]
             prediction = {"what": "next token (after the text)", "text": choices[0][0], "choices": choices}
-        else:
+            sides = {"tgt": "text tokens"}
+        else:  # an encoder-only classifier
             src = torch.tensor([cut(ids, "input")], device=device)
             output = model(src, need_weights=True)
             tokens = {"src": datamodule.src_token_strings(src[0].tolist())}
@@ -160,14 +157,11 @@ def attention_on_text(
             names = datamodule.label_names
             choices = [[names[c], round(probabilities[c].item(), 4)] for c in ranked]
             prediction = {"what": "predicted label", "text": names[ranked[0]], "choices": choices}
+            sides = {"src": "input tokens"}
     attentions = {site: [w[0].float().cpu() for w in per_layer] for site, per_layer in output.attentions.items()}
     # switched off: a head gated off (ablate.heads) or in a removed attention sublayer (ablate.sublayers), which
     # still computes the attention drawn here but adds nothing to the stream; as the analyses count it
     ablated = {site: (gates == 0).tolist() for site, gates in heads_in_use(model).items()}
-    if kind == "seq2seq" and target is not None:
-        sides = {**SIDE_NAMES[kind], "tgt": "target tokens (decoder)"}
-    else:
-        sides = dict(SIDE_NAMES.get(kind, {}))
     kv_groups = {
         site: [modules[0].kv_group(h) for h in range(modules[0].heads)]
         for site, modules in attention_sites(model).items()
@@ -179,16 +173,17 @@ def attention_on_text(
     return view, warnings
 
 
-def describe_model(model, kind: str) -> str:
+def describe_model(model) -> str:
     """'encoder-decoder, 2 + 2 layers, 4 heads a layer': the kind of model and its shape, for the page's top line;
     then what changes how its attention reads, in the settings' own words: key/value heads shared by several query
     heads (grouped-query attention: such heads see the same keys), the positional scheme unless it is the paper's,
     QK-norm and parallel layers."""
     cfg = model.cfg
-    layers = {"seq2seq": f"{cfg.enc_layers} + {cfg.dec_layers} layers", "lm": f"{cfg.dec_layers} layers"}.get(
-        kind, f"{cfg.enc_layers} layers"
-    )
-    parts = [ARCH_NAMES.get(kind, kind), layers, f"{cfg.heads} heads a layer"]
+    arch = ARCHITECTURES[cfg.arch]  # the model's architecture: its stacks, and whether it classifies
+    stack_layers = {"encoder": cfg.enc_layers, "decoder": cfg.dec_layers}
+    layers = " + ".join(str(stack_layers[stack]) for stack in arch.stacks) + " layers"
+    name = cfg.arch.replace("_", "-") + (" classifier" if arch.classifies else "")  # encoder_only: "encoder-only"
+    parts = [name, layers, f"{cfg.heads} heads a layer"]
     if cfg.kv_head_count < cfg.heads:
         parts[-1] += f" sharing {cfg.kv_head_count} key/value heads (model.kv_heads={cfg.kv_head_count})"
     if cfg.pos_encoding != "sinusoidal":

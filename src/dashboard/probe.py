@@ -5,8 +5,8 @@ Every callback does nothing (and costs nothing beyond an integer check) unless t
 a logging step is the model run with ``need_weights=True``, on a small fixed probe batch, so training steps keep
 the fast attention path.
 
-From the datamodule they need ``kind`` ("seq2seq" | "lm" | "classification") and ``probe_batch(n)``; from the
-LightningModule, its network as ``pl_module.model``, which they look at through the read-only views of
+From the datamodule they need ``kind`` (a task kind's name: src/data/registry.py KINDS) and ``probe_batch(n)``;
+from the LightningModule, its network as ``pl_module.model``, which they look at through the read-only views of
 ``src.training.inference``. Each feature's module says what else it reads.
 """
 

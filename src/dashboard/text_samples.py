@@ -28,6 +28,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from src.dashboard.probe import can_log, event_step, tensorboard_logger
+from src.data.registry import task_kind
 from src.training import inference
 
 TEXT_SAMPLES_TAG = "samples/validation"
@@ -91,22 +92,19 @@ class TextSampleLogger(Callback):
     def _log_samples(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._probe is None:
             self._probe = dict(trainer.datamodule.probe_batch(self.num_examples))
-        kind = trainer.datamodule.kind
-        if kind == "seq2seq":
-            text = self._seq2seq_table(trainer.datamodule, pl_module)
-        elif kind == "lm":
-            text = self._lm_sample(trainer.datamodule, pl_module)
-        elif kind == "classification":
+        kind = trainer.datamodule.kind  # another name than the registry's: task_kind raises, naming its kinds
+        if not task_kind(kind).predicts_tokens:
             text = self._classification_table(trainer.datamodule, pl_module)
-        else:
-            raise ValueError(f"unknown datamodule.kind={kind!r}: expected seq2seq, lm or classification")
+        elif task_kind(kind).reads_source:
+            text = self._seq2seq_table(trainer.datamodule, pl_module, kind)
+        else:  # an lm: its sample is a generated text
+            text = self._lm_sample(trainer.datamodule, pl_module)
         tensorboard_logger(trainer).experiment.add_text(self.tag, text, event_step(trainer))
         self.logged_steps.append(trainer.global_step)
 
-    def _seq2seq_table(self, datamodule, pl_module: LightningModule) -> str:
-        predictions = inference.greedy_decode(
-            pl_module.model, "seq2seq", self._probe, pl_module.extra_decode_tokens
-        ).cpu()  # (B, L)
+    def _seq2seq_table(self, datamodule, pl_module: LightningModule, kind: str) -> str:
+        predictions = inference.greedy_decode(pl_module.model, kind, self._probe, pl_module.extra_decode_tokens)
+        predictions = predictions.cpu()  # (B, L)
         targets = self._probe.get("tgt_out", self._probe["tgt_in"])
         rows = []
         for index, (source, target, prediction) in enumerate(zip(self._probe["src"], targets, predictions)):

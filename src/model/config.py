@@ -59,9 +59,13 @@ class Architecture:
 # attention sites of ablation.layout_of, src.cli's layer counts and model.arch=auto, and the pretrained models'
 # task checks all ask the entry.
 ARCHITECTURES: dict[str, Architecture] = {
-    "encoder_decoder": Architecture(("encoder", "decoder"), "seq2seq", classifies=False, class_name="EncoderDecoder"),
-    "decoder_only": Architecture(("decoder",), "lm", classifies=False, class_name="DecoderOnly"),
-    "encoder_only": Architecture(("encoder",), "classification", classifies=True, class_name="EncoderClassifier"),
+    "encoder_decoder": Architecture(
+        ("encoder", "decoder"), task_kind="seq2seq", classifies=False, class_name="EncoderDecoder"
+    ),
+    "decoder_only": Architecture(("decoder",), task_kind="lm", classifies=False, class_name="DecoderOnly"),
+    "encoder_only": Architecture(
+        ("encoder",), task_kind="classification", classifies=True, class_name="EncoderClassifier"
+    ),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from src.data.registry import task_kind
 from src.model import ConfigError
 from src.model.config import ARCHITECTURES
 
@@ -18,9 +19,6 @@ from . import load_pretrained
 from .fit import check_src_prefix, check_task_kind, missing_prefix_line
 
 HF_PREFIX = "hf:"
-
-# The task that reads text of each kind (what predict reads text as, without a task).
-TEXT_TASK_OF_KIND = {"lm": "char_lm", "seq2seq": "translation", "classification": "classification"}
 
 
 def is_pretrained(ckpt: str) -> bool:
@@ -56,7 +54,7 @@ def pretrained_checkpoint(ckpt: str, task: dict | None = None, field_name: str =
     return {
         "hyper_parameters": {
             "config": {
-                "task": task if task is not None else {"name": TEXT_TASK_OF_KIND[kind]},
+                "task": task if task is not None else {"name": task_kind(kind).text_task},
                 "batch_size": 32,
                 "seed": 0,
                 "model": {"pretrained": name},

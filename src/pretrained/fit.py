@@ -11,15 +11,10 @@ import torch
 from torch import nn
 
 from src.data import task_spec
+from src.data.registry import task_kind
 from src.model import ConfigError, TransformerConfig
 from src.model.config import ARCHITECTURES
 
-# A text task of each kind, for the fixes the errors suggest.
-EXAMPLE_TASK = {
-    "seq2seq": "task=multi30k",
-    "lm": "task=char_lm task.path=<text file>",
-    "classification": "task=classification task.train_path=<tsv file>",
-}
 GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' names for labels nobody named
 
 
@@ -29,7 +24,7 @@ def check_task_kind(name: str, cfg: TransformerConfig, task_name: str) -> None:
     if kind != needed:
         raise ConfigError(
             f"{name} is {cfg.arch.replace('_', '-')} and does {needed} tasks; task={task_name} is a {kind} task: "
-            f"choose a {needed} task, e.g. {EXAMPLE_TASK[needed]}"
+            f"choose a {needed} task, e.g. {task_kind(needed).example_task}"
         )
 
 

@@ -43,6 +43,10 @@ from ..registry import TaskSpec, register_task
 from ..vocab import SymbolVocab, synthetic_symbols
 from .synthetic import split_seed
 
+# Its sequences are read by a decoder-only model, which predicts each next token: the kind the induction analysis
+# (src/analysis/induction.py) runs its batches as.
+KIND = "lm"
+
 
 @dataclass
 class InductionTaskConfig:
@@ -240,7 +244,7 @@ def build_induction(cfg: InductionTaskConfig, seed: int, run_dir: Optional[Path]
     val = split("val", cfg.val_size, seen)
     test = split("test", cfg.test_size, seen)
     return PreparedTask(
-        kind="lm",
+        kind=KIND,
         train=train,
         val=val,
         test=test,
@@ -337,7 +341,7 @@ def induction_longest(cfg: Any) -> int:
 register_task(
     TaskSpec(
         name="induction",
-        kind="lm",
+        kind=KIND,
         schema=InductionTaskConfig,
         build=build_induction,
         validate=check_settings,
