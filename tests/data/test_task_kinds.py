@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
 from src.data import all_tasks
 from src.data.registry import KINDS, task_kind
 from src.training.metrics import metric_tags
+
+ROOT = Path(__file__).resolve().parents[2]
 
 EXAMPLES = {  # one example of each kind, as its task's build makes them
     "seq2seq": {"src": torch.tensor([5, 6]), "tgt": torch.tensor([7])},
@@ -55,3 +60,23 @@ def test_a_kind_decodes_exactly_where_its_tasks_main_metric_scores_decoded_outpu
 def test_an_unknown_kind_is_refused_naming_the_kinds():
     with pytest.raises(ValueError, match="seq2seq, lm, classification"):
         task_kind("vision")
+
+
+# A kind's name in quotes is a comparison or a table of its own; `kind="..."` (a declaration: a PreparedTask's, an
+# architecture's task_kind) is not, nor PIL's text anchor "lm" (left, middle).
+QUOTED_NAME = re.compile(r"""(?<!kind=)(?<!anchor=)["'](%s)["']""" % "|".join(KINDS))
+
+
+def test_nothing_outside_the_registry_names_a_task_kind():
+    """Code asks the registered TaskKind (task_kind(name).reads_source, ...) instead of comparing kind names; the
+    task files under src/data/tasks/ declare their own kind (and the classification task shares its kind's name)."""
+    registry, tasks = ROOT / "src" / "data" / "registry.py", ROOT / "src" / "data" / "tasks"
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for folder in ("src", "hydra_plugins")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path != registry and tasks not in path.parents
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if QUOTED_NAME.search(line)
+    ]
+    assert found == [], "ask registry.task_kind(name) instead:\n" + "\n".join(found)
