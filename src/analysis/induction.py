@@ -41,14 +41,14 @@ from src.data.vocab import NUM_SPECIAL
 from src.model import TransformerConfig
 from src.model.ablation import layout_of, parse_ablation
 from src.model.head_mask import attention_sites
-from src.model.names import head_name, layer_name
+from src.model.names import DECODER_SELF, head_name, layer_name
 from src.model.points import point_name, recorded
 from src.model.tokens import OUR_SPECIAL_IDS, SpecialIds
 from src.training.inference import IGNORE_INDEX, eval_mode, forward_batch, scored_target
 
 from .scoring import HeadMask, repeat_batch, row_masks
 
-SITE = "decoder_self"  # the self-attention site of a decoder-only model: the only one an lm has
+SITE = DECODER_SELF  # the self-attention site of a decoder-only model: the only one an lm has
 
 
 @dataclass

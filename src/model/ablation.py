@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .config import ARCHITECTURES, TransformerConfig
 from .errors import ConfigError
-from .head_mask import attention_sites, set_head_mask
+from .head_mask import attention_sites, set_head_mask, stack_layers
 from .names import ATTENTION_SITES, FFN_SITES, SITES, head_name, layer_name
 from .norms import Residual
 
@@ -55,43 +55,29 @@ ABLATION_METHODS = {
 
 def layout_of(cfg: TransformerConfig) -> dict[str, tuple[int, int]]:
     """The attention sites of a model built from `cfg`: site -> (layers, heads), without building it."""
-    arch = ARCHITECTURES[cfg.arch]
-    sites: dict[str, tuple[int, int]] = {}
-    if arch.has_encoder:
-        sites["encoder_self"] = (cfg.enc_layers, cfg.heads)
-    if arch.has_decoder:
-        sites["decoder_self"] = (cfg.dec_layers, cfg.heads)
-    if arch.has_cross_attention:  # the decoder reads the encoder's output
-        sites["cross"] = (cfg.dec_layers, cfg.heads)
-    return sites
+    return {site: (layers, cfg.heads) for site, layers in sublayer_layout_of(cfg).items() if SITES[site].attention}
 
 
 def sublayer_layout_of(cfg: TransformerConfig) -> dict[str, int]:
-    """The sublayer sites of a model built from `cfg`: site -> layers (no feed-forward sites with model.ffn=false)."""
-    layers = {site: n for site, (n, _) in layout_of(cfg).items()}
-    if "encoder_self" in layers and cfg.ffn:
-        layers["encoder_ffn"] = cfg.enc_layers
-    if "decoder_self" in layers and cfg.ffn:
-        layers["decoder_ffn"] = cfg.dec_layers
-    return layers
+    """The sublayer sites of a model built from `cfg`: site -> layers, without building it. Each site of names.SITES
+    its architecture has: the stack it is in and, for an attention, the stack its keys come from (cross-attention
+    only in an encoder-decoder); a feed-forward site only with model.ffn (none in an attention-only model)."""
+    stacks = ARCHITECTURES[cfg.arch].stacks
+    depth = {"encoder": cfg.enc_layers, "decoder": cfg.dec_layers}  # a stack's layers, by its model.* setting
+    return {
+        name: depth[site.stack]
+        for name, site in SITES.items()
+        if site.stack in stacks and (site.key_stack in stacks if site.attention else cfg.ffn)
+    }
 
 
 def sublayer_blocks(model: nn.Module) -> dict[str, list[Residual]]:
-    """The model's residual blocks (norms.Residual) by sublayer site, one per layer. An attention-only model's
-    layers (model.ffn=false) have no feed-forward blocks: no encoder_ffn or decoder_ffn site."""
+    """The model's residual blocks (norms.Residual) by sublayer site, one per layer, as its layers hold them. An
+    attention-only model's layers (model.ffn=false) have no feed-forward blocks: no encoder_ffn or decoder_ffn site."""
     blocks: dict[str, list[Residual]] = {}
-    encoder = getattr(model, "encoder", None)
-    if encoder is not None:
-        blocks["encoder_self"] = [layer.attn_block for layer in encoder.layers]
-        if all(layer.ffn_block is not None for layer in encoder.layers):
-            blocks["encoder_ffn"] = [layer.ffn_block for layer in encoder.layers]
-    decoder = getattr(model, "decoder", None)
-    if decoder is not None:
-        blocks["decoder_self"] = [layer.self_block for layer in decoder.layers]
-        if all(layer.cross_attn is not None for layer in decoder.layers):
-            blocks["cross"] = [layer.cross_block for layer in decoder.layers]
-        if all(layer.ffn_block is not None for layer in decoder.layers):
-            blocks["decoder_ffn"] = [layer.ffn_block for layer in decoder.layers]
+    for layer in stack_layers(model):
+        for site, block, _ in layer.sublayers():
+            blocks.setdefault(site, []).append(block)
     return blocks
 
 

@@ -31,12 +31,12 @@ class _Stepper:
         """Beam search moved hypotheses between rows: row i now continues old row index[i]."""
         for layer_cache in self.cache:
             for name in ("k", "v"):
-                layer_cache["self"][name] = layer_cache["self"][name].index_select(0, index)
+                layer_cache["self_attn"][name] = layer_cache["self_attn"][name].index_select(0, index)
 
     def keep_rows(self, rows: Tensor) -> None:
         """Greedy decoding dropped finished rows: only `rows` go on (every cache and per-row input)."""
         for layer_cache in self.cache:
-            for part in layer_cache.values():  # "self" and "cross"
+            for part in layer_cache.values():  # the self-attention's and the cross-attention's
                 for name in list(part):
                     part[name] = part[name].index_select(0, rows)
 

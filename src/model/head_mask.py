@@ -1,6 +1,6 @@
 """Head masks: switch attention heads off (or scale them) in a built model, by site, layer and head.
 
-A model's attention sites are "encoder_self", "decoder_self" and "cross" (those its architecture has); each is a
+A model's attention sites are encoder_self, decoder_self and cross (those its architecture has); each is a
 list of MultiHeadAttention modules, one per layer. A head mask is, per site, an (L, H) float tensor of gates: 1
 keeps a head, 0 ablates it (Michel et al. 2019). Set on the modules (`set_head_mask`), it acts in every forward
 pass, the fused and explicit attention paths, training and cached decoding alike, until `clear_head_mask`.
@@ -12,24 +12,33 @@ pass, the fused and explicit attention paths, training and cached decoding alike
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
+from .layers import DecoderLayer, EncoderLayer
+from .names import STACKS
+
+
+def stack_layers(model: nn.Module) -> Iterator[EncoderLayer | DecoderLayer]:
+    """Every layer of the model: its stacks (those of its architecture) in the order the data flows through them
+    (names.STACKS), each layer by layer. Each layer says which sites it holds (EncoderLayer/DecoderLayer.sublayers):
+    what a model has at a site is read from its layers, never inferred from the site's name."""
+    for stack in STACKS:
+        found = getattr(model, stack, None)  # the stack's module is the model's attribute of that name
+        if found is not None:
+            yield from found.layers
 
 
 def attention_sites(model: nn.Module) -> dict[str, list[MultiHeadAttention]]:
     """The model's attention modules by site, one per layer, in layer order."""
     sites: dict[str, list[MultiHeadAttention]] = {}
-    encoder = getattr(model, "encoder", None)
-    if encoder is not None:
-        sites["encoder_self"] = [layer.self_attn for layer in encoder.layers]
-    decoder = getattr(model, "decoder", None)
-    if decoder is not None:
-        sites["decoder_self"] = [layer.self_attn for layer in decoder.layers]
-        cross = [layer.cross_attn for layer in decoder.layers if layer.cross_attn is not None]
-        if cross:
-            sites["cross"] = cross
+    for layer in stack_layers(model):
+        for site, _, attention in layer.sublayers():
+            if attention is not None:
+                sites.setdefault(site, []).append(attention)
     return sites
 
 

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from .attention import ATTENTION_BIASES, Mask, MultiHeadAttention
 from .config import TransformerConfig
 from .feedforward import at_real_positions, build_feedforward
+from .names import CROSS, DECODER_FFN, DECODER_SELF, ENCODER_FFN, ENCODER_SELF
 from .norms import Residual, Sublayer, build_norm, parallel_residual
 from .points import point_name
 from .positional import PositionalScheme
@@ -71,11 +72,9 @@ class EncoderLayer(nn.Module):
 
     def sublayers(self) -> list[tuple[str, Residual, MultiHeadAttention | None]]:
         """(site, residual block, attention module or None), in forward order."""
-        found: list[tuple[str, Residual, MultiHeadAttention | None]] = [
-            ("encoder_self", self.attn_block, self.self_attn)
-        ]
+        found: list[tuple[str, Residual, MultiHeadAttention | None]] = [(ENCODER_SELF, self.attn_block, self.self_attn)]
         if self.ffn_block is not None:
-            found.append(("encoder_ffn", self.ffn_block, None))
+            found.append((ENCODER_FFN, self.ffn_block, None))
         return found
 
     def forward(
@@ -133,13 +132,11 @@ class DecoderLayer(nn.Module):
 
     def sublayers(self) -> list[tuple[str, Residual, MultiHeadAttention | None]]:
         """(site, residual block, attention module or None), in forward order."""
-        found: list[tuple[str, Residual, MultiHeadAttention | None]] = [
-            ("decoder_self", self.self_block, self.self_attn)
-        ]
+        found: list[tuple[str, Residual, MultiHeadAttention | None]] = [(DECODER_SELF, self.self_block, self.self_attn)]
         if self.cross_attn is not None:
-            found.append(("cross", self.cross_block, self.cross_attn))
+            found.append((CROSS, self.cross_block, self.cross_attn))
         if self.ffn_block is not None:
-            found.append(("decoder_ffn", self.ffn_block, None))
+            found.append((DECODER_FFN, self.ffn_block, None))
         return found
 
     def forward(
@@ -156,17 +153,18 @@ class DecoderLayer(nn.Module):
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         # x (B, T, D) at positions start..start+T-1; memory (B, S, D); the masks are SiteMasks: self_mask's tensor
         # (B|1, 1, T, Tk) with Tk = start + T keys (the cache's and this step's), cross_mask's (B, 1, 1, S)
-        # cache: {"self": {...}, "cross": {...}} kept across decoding steps, or None (then start = 0, Tk = T)
+        # cache: {"self_attn": {...}, "cross_attn": {...}}, each attention's keys and values (by the module's name),
+        # kept across decoding steps, or None (then start = 0, Tk = T)
 
         def self_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:  # (B, T, D) -> (B, T, D), (B, H, T, Tk)
-            self_cache = cache["self"] if cache is not None else None
+            self_cache = cache["self_attn"] if cache is not None else None
             return self.self_attn(
                 h, mask=self_mask, positional=positional, cache=self_cache, start=start, need_weights=need_weights
             )
 
         def cross_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:  # (B, T, D) -> (B, T, D), (B, H, T, S)
             assert self.cross_attn is not None
-            cross_cache = cache["cross"] if cache is not None else None  # the memory's K and V, projected once
+            cross_cache = cache["cross_attn"] if cache is not None else None  # the memory's K and V, projected once
             return self.cross_attn(h, memory=memory, mask=cross_mask, cache=cross_cache, need_weights=need_weights)
 
         def feedforward(h: Tensor) -> tuple[Tensor, None]:  # (B, T, D) -> (B, T, D), each position alone

@@ -31,15 +31,33 @@ class Site:
     order: int  # its place within a layer: self-attention 0, then cross-attention, then the feed-forward network
     title: str  # what a person reads for it: titles of images, plots and page sections
 
+    @property
+    def is_cross_attention(self) -> bool:
+        """Its queries and its keys are the positions of different stacks (the decoder's ask, the encoder's answer):
+        each of its two sides is a sequence of its own, where a self-attention's are one."""
+        return self.key_stack is not None and self.key_stack != self.stack
 
-# Every site, the one place that names them: the attention sites, then the feed-forward ones, each in the order the
-# data reaches them (the order ablation specs and reports list them in).
+
+# A model's stacks, in the order the data flows through them (an encoder-decoder runs its encoder first).
+STACKS = ("encoder", "decoder")
+
+# The sites' names. The code that builds a site (the layers that hold it, the stacks that make its masks and return
+# its weights) names it by these; everything else reads a site's name from a model, a spec or a file and asks SITES
+# what it is, rather than spelling or comparing names.
+ENCODER_SELF = "encoder_self"
+DECODER_SELF = "decoder_self"
+CROSS = "cross"
+ENCODER_FFN = "encoder_ffn"
+DECODER_FFN = "decoder_ffn"
+
+# Every site, the one place that says what each is: the attention sites, then the feed-forward ones, each in the
+# order the data reaches them (the order ablation specs and reports list them in).
 SITES: dict[str, Site] = {
-    "encoder_self": Site("encoder", True, "encoder", 0, "encoder self-attention"),
-    "decoder_self": Site("decoder", True, "decoder", 0, "decoder self-attention"),
-    "cross": Site("decoder", True, "encoder", 1, "cross-attention"),
-    "encoder_ffn": Site("encoder", False, None, 1, "encoder feed-forward"),
-    "decoder_ffn": Site("decoder", False, None, 2, "decoder feed-forward"),
+    ENCODER_SELF: Site("encoder", True, "encoder", 0, "encoder self-attention"),
+    DECODER_SELF: Site("decoder", True, "decoder", 0, "decoder self-attention"),
+    CROSS: Site("decoder", True, "encoder", 1, "cross-attention"),
+    ENCODER_FFN: Site("encoder", False, None, 1, "encoder feed-forward"),
+    DECODER_FFN: Site("decoder", False, None, 2, "decoder feed-forward"),
 }
 ATTENTION_SITES = tuple(name for name, site in SITES.items() if site.attention)
 FFN_SITES = tuple(name for name, site in SITES.items() if not site.attention)

@@ -19,6 +19,7 @@ from .dropout import Dropout
 from .head_mask import attention_sites
 from .layers import DecoderLayer, EncoderLayer, name_layer_points
 from .masks import real_positions, warn_once
+from .names import CROSS, DECODER_SELF, ENCODER_SELF
 from .norms import build_norm
 from .points import ActivationPoint, point_name
 from .pooling import build_pooling
@@ -105,8 +106,9 @@ class Decoder(nn.Module):
         self.embed_point = ActivationPoint(point_name("embed", "decoder"))
 
     def new_cache(self) -> list[dict]:
-        """An empty key/value cache: per layer, the self-attention K/V so far and the projected memory."""
-        return [{"self": {}, "cross": {}} for _ in self.layers]
+        """An empty key/value cache: per layer, the self-attention K/V so far and the projected memory, each under
+        its attention module's name in the layer."""
+        return [{"self_attn": {}, "cross_attn": {}} for _ in self.layers]
 
     def forward(
         self,
@@ -265,11 +267,11 @@ class EncoderDecoder(TransformerBase):
         t = tgt.size(1)
         real_tgt = real_positions(tgt, self.cfg.pad_id, self.cfg.eos_id, decoder_side=True)  # (B, T)
         return {
-            "encoder_self": self.mask_scheme.encoder_self(src, self.cfg.pad_id).expand(-1, -1, src.size(1), -1),
-            "decoder_self": self.mask_scheme.decoder_self(t, t, real_tgt, device=tgt.device).expand(
+            ENCODER_SELF: self.mask_scheme.encoder_self(src, self.cfg.pad_id).expand(-1, -1, src.size(1), -1),
+            DECODER_SELF: self.mask_scheme.decoder_self(t, t, real_tgt, device=tgt.device).expand(
                 tgt.size(0), -1, -1, -1
             ),
-            "cross": self.mask_scheme.cross(src, self.cfg.pad_id).expand(-1, -1, t, -1),
+            CROSS: self.mask_scheme.cross(src, self.cfg.pad_id).expand(-1, -1, t, -1),
         }
 
     def encode(
@@ -323,7 +325,7 @@ class EncoderDecoder(TransformerBase):
         padded: whether any of the tokens is padding, when the caller knows it (TransformerBase)."""
         memory, enc_w = self.encode(src, need_weights, padded)  # (B, S, D)
         logits, self_w, cross_w = self.decode(tgt, memory, src, need_weights=need_weights, padded=padded)
-        attentions = {"encoder_self": enc_w, "decoder_self": self_w, "cross": cross_w} if need_weights else None
+        attentions = {ENCODER_SELF: enc_w, DECODER_SELF: self_w, CROSS: cross_w} if need_weights else None
         return ModelOutput(logits, attentions)
 
 
@@ -345,7 +347,7 @@ class DecoderOnly(TransformerBase):
         t = tgt.size(1)
         real = real_positions(tgt, self.cfg.pad_id, self.cfg.eos_id, decoder_side=True)  # (B, T)
         mask = self.mask_scheme.decoder_self(t, t, real, decoder_only=True, device=tgt.device)
-        return {"decoder_self": mask.expand(tgt.size(0), -1, -1, -1)}
+        return {DECODER_SELF: mask.expand(tgt.size(0), -1, -1, -1)}
 
     def trainable_positions(self, tokens: Tensor) -> Tensor | None:
         """(B, T) bool of the positions whose next-token loss is meaningful, or None for all of them
@@ -383,7 +385,7 @@ class DecoderOnly(TransformerBase):
     def forward(self, tokens: Tensor, need_weights: bool = False, padded: bool | None = None) -> ModelOutput:
         """tokens (B, T) -> next-token logits (B, T, V)."""
         logits, self_w = self.decode(tokens, need_weights=need_weights, padded=padded)
-        return ModelOutput(logits, {"decoder_self": self_w} if need_weights else None)
+        return ModelOutput(logits, {DECODER_SELF: self_w} if need_weights else None)
 
 
 class EncoderClassifier(TransformerBase):
@@ -402,7 +404,7 @@ class EncoderClassifier(TransformerBase):
         self._init_weights()
 
     def attention_masks(self, src: Tensor, tgt: Tensor | None = None) -> dict[str, Tensor]:
-        return {"encoder_self": self.mask_scheme.encoder_self(src, self.cfg.pad_id).expand(-1, -1, src.size(1), -1)}
+        return {ENCODER_SELF: self.mask_scheme.encoder_self(src, self.cfg.pad_id).expand(-1, -1, src.size(1), -1)}
 
     def forward(
         self,
@@ -418,7 +420,7 @@ class EncoderClassifier(TransformerBase):
         real = src != self.cfg.pad_id  # (B, S)
         x, enc_w = self.encoder(x, mask, self.positional, need_weights, real)
         pooled = self.pooling(x, real)  # (B, D)
-        return ModelOutput(self.head(pooled), {"encoder_self": enc_w} if need_weights else None)
+        return ModelOutput(self.head(pooled), {ENCODER_SELF: enc_w} if need_weights else None)
 
 
 def build_model(cfg: TransformerConfig) -> nn.Module:
