@@ -15,17 +15,14 @@ from torch import Tensor, nn
 from src.model.ablation import ABLATION_METHODS, Ablation, apply_ablation, layout_of, parse_ablation
 from src.model.head_mask import attention_sites
 from src.model.masks import real_positions
-from src.training.inference import eval_mode, forward_batch
-
-# Which tokens are a site's queries, per batch key: the encoder's are the source, the decoder's the target input.
-QUERY_TOKENS = {"encoder_self": "src", "decoder_self": "tgt_in", "cross": "tgt_in"}
+from src.training.inference import eval_mode, forward_batch, site_inputs
 
 
 def query_positions(model: nn.Module, batch: dict[str, Tensor], site: str) -> Tensor:
     """(B, Tq) bool: the real (not padding) queries of `site` in this batch: a decoder's from the examples' lengths
     where the batch has them (batch["tgt_real"], exact where a real token shares the pad id, as GPT-2's
     <|endoftext|> does), else by the model's own special ids."""
-    key = QUERY_TOKENS[site]
+    key, _ = site_inputs(site)
     if key == "tgt_in" and "tgt_real" in batch:
         return batch["tgt_real"]
     return real_positions(batch[key], model.cfg.pad_id, model.cfg.eos_id, decoder_side=key == "tgt_in")

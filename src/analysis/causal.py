@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from src.data.pairs import Pair, PairBatch
 from src.data.registry import task_kind
+from src.model.names import SITES, STACKS
 from src.model.points import activation_points, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -223,9 +224,11 @@ def same_template(pairs: Sequence[Pair]) -> str | None:
     return None
 
 
-def stack_of(site: str) -> str:
-    """The stack a site belongs to: its positions are that stack's (the source for the encoder)."""
-    return "encoder" if site.startswith("encoder") else "decoder"
+def stack_of(where: str) -> str:
+    """The stack a point's place belongs to, `where` a site (site:layer as well) or a stack (as embed@ names it): its
+    positions are that stack's (the source for the encoder)."""
+    site, _, _ = where.partition(":")
+    return site if site in STACKS else SITES[site].stack
 
 
 def grid_patches(model: nn.Module, positions: dict[str, int]) -> list[tuple[str, Patch]]:

@@ -30,11 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from src.model.names import NUMBERING, head_name, layer_name
+from src.model.names import NUMBERING, SITES, head_name, layer_name
 
 from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
 from .formatting import cell, json_ready, label_ink
-from .patching import SITE_ORDER
 from .report import (
     figure_pixels,
     grids_of_heads,
@@ -61,10 +60,10 @@ def _direction_words(direction: str) -> str:
 
 def forward_order(key: tuple[int, str]) -> tuple[int, int]:
     """A (layer, site) row's place in the forward pass within its stack: by layer, then as the sites run in a layer
-    (SITE_ORDER: a decoder layer's self-attention, then its cross-attention, then its FFN), never by site name
-    ("cross" sorts before "decoder_self")."""
+    (Site.order: a decoder layer's self-attention, then its cross-attention, then its FFN), never by site name
+    (cross sorts before decoder_self)."""
     layer, site = key
-    return layer, SITE_ORDER.get(site, (1, 0))[1]
+    return layer, SITES[site].order
 
 
 def row_keys(analysis: CausalAnalysis, family: str, stack: str) -> list[tuple[int, str]]:

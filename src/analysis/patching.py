@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from src.data.registry import task_kind
+from src.model.names import SITES, STACKS
 from src.model.points import attached, recorded, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -158,7 +159,7 @@ def decoder_layer_of(point: str) -> int | None:
     everything after it)."""
     kind, where = split_point_name(point)
     site, _, layer = where.partition(":")
-    if kind == "embed" or site.startswith("encoder") or not layer:
+    if kind == "embed" or not layer or SITES[site].stack == "encoder":
         return None
     return int(layer)
 
@@ -307,32 +308,27 @@ def attribution_patching(
 
 
 CHANNELS = ("q", "k", "v")  # the inputs of a receiving head that a path can run through
-# Where a site runs in the forward pass: the encoder's layers, then the decoder's; in a decoder layer its
-# self-attention, then its cross-attention (which reads the self-attention's output in its query).
-SITE_ORDER = {
-    "encoder_self": (0, 0),
-    "encoder_ffn": (0, 1),
-    "decoder_self": (1, 0),
-    "cross": (1, 1),
-    "decoder_ffn": (1, 2),
-}
+
+
+def forward_place(site: str, layer: int) -> tuple[int, int, int]:
+    """Where the sublayer (site, layer) runs in the forward pass: the encoder's layers, then the decoder's (STACKS),
+    layer by layer, and within a layer in the site's order (a decoder layer's self-attention, then its
+    cross-attention, which reads the self-attention's output in its query, then its FFN)."""
+    found = SITES[site]
+    return STACKS.index(found.stack), layer, found.order
 
 
 def runs_before(sender: tuple[str, int], receiver: tuple[str, int]) -> bool:
     """Whether the sublayer (site, layer) `sender` runs before `receiver` (so its output can reach it)."""
-    (s_site, s_layer), (r_site, r_layer) = sender, receiver
-    s_stack, s_order = SITE_ORDER.get(s_site, (1, 0))
-    r_stack, r_order = SITE_ORDER.get(r_site, (1, 0))
-    return (s_stack, s_layer, s_order) < (r_stack, r_layer, r_order)
+    return forward_place(*sender) < forward_place(*receiver)
 
 
 def reachable(sender_site: str, receiver_site: str, channel: str) -> bool:
-    """Whether a sender's output can reach a receiver's `channel` at all: a cross-attention's keys and values read
-    the encoder's output, its query the decoder's stream; everything else reads its own stack's stream."""
-    if receiver_site == "cross":
-        from_encoder = sender_site.startswith("encoder")
-        return from_encoder == (channel in ("k", "v"))
-    return sender_site.startswith("encoder") == receiver_site.startswith("encoder")
+    """Whether a sender's output can reach a receiver's `channel` at all: a head's keys and values read the stream
+    of the stack its keys come from (a cross-attention's: the encoder's output), its query its own stack's stream."""
+    receiver = SITES[receiver_site]
+    read = receiver.key_stack if channel in ("k", "v") else receiver.stack
+    return SITES[sender_site].stack == read
 
 
 @dataclass

@@ -46,16 +46,13 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from src.dashboard.drawing import Canvas, colour_bar, colour_table, heat_panel, text_width
-from src.dashboard.probe import SITE_INPUTS, ProbeCallback, can_log, event_step, tensorboard_logger
+from src.dashboard.probe import ProbeCallback, can_log, event_step, tensorboard_logger
 from src.model.masks import real_positions
-from src.model.names import head_name, layer_name, site_title
+from src.model.names import SITES, head_name, layer_name, site_title
+from src.training.inference import site_inputs
 
-# What the axes of each attention site hold.
-SITE_AXES = {  # (query axis title, key axis title)
-    "encoder_self": ("query", "key"),
-    "decoder_self": ("query", "key"),
-    "cross": ("query (target)", "key (source)"),
-}
+# What a stack's tokens are, for the axes of a cross-attention, whose queries and keys are two different sequences.
+STACK_SEQUENCES = {"encoder": "source", "decoder": "target"}
 ATTENTION_GROUP = "val_attention"
 MASK_GROUP = "val_mask"
 
@@ -76,6 +73,16 @@ LEGEND_WIDTH = 62  # right of a mask: a gap, the swatches and their names
 MIN_LABEL_SPACING = 11  # pixels between the centres of two labels on an axis; denser tokens get every k-th label
 MAX_LABEL_CHARS = 8  # truncate long tokens (BPE pieces, words) so labels stay short
 MASK_COLOURS = np.array([(240, 240, 240)] * 128 + [(43, 108, 163)] * 128, dtype=np.uint8)  # blocked | may attend
+
+
+def site_axes(site: str | None) -> tuple[str, str]:
+    """(query axis title, key axis title) of a site's images: "query" and "key" where both axes hold one sequence;
+    for a cross-attention, which each holds: "query (target)", "key (source)". No site, or one names.SITES does not
+    know: "query" and "key"."""
+    found = SITES.get(site or "")
+    if found is None or found.key_stack is None or not found.is_cross_attention:
+        return "query", "key"
+    return f"query ({STACK_SEQUENCES[found.stack]})", f"key ({STACK_SEQUENCES[found.key_stack]})"
 
 
 def _to_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -304,7 +311,7 @@ def render_attention_heads(
         vmax: top of the colour scale; None = the largest weight in this layer, so diffuse heads stay visible.
             Pass 1.0 to compare absolute values across layers/steps.
         cmap: a matplotlib colour map name.
-        query_axis, key_axis: axis titles; None = the site's (``SITE_AXES``: "query (target)", "key (source)" for
+        query_axis, key_axis: axis titles; None = the site's (``site_axes``: "query (target)", "key (source)" for
             cross-attention), or "query" and "key".
         site, layer: which layer this is (layer counted from 0). Named, each head's caption is its full name as
             ``ablate.heads`` reads it (``cross:1:0``, ``cross:1:1``, ...); unnamed, "head 0", "head 1", ...
@@ -334,7 +341,7 @@ def render_attention_heads(
         title = title or layer_title(site, layer)
     else:
         captions = [f"head {head}" for head in heads]
-    default_axes = SITE_AXES.get(site or "", ("query", "key"))
+    default_axes = site_axes(site)
     query_axis, key_axis = query_axis or default_axes[0], key_axis or default_axes[1]
     canvas, grid = _grid_image(
         weights, captions, query_tokens, key_tokens, title, query_axis, key_axis, vmax, colours, COLOUR_BAR_WIDTH
@@ -459,7 +466,7 @@ class AttentionMapLogger(ProbeCallback):
         writer = tensorboard_logger(trainer).experiment
         batch, attentions = self._attention_weights(trainer, pl_module)
         for site, layers in attentions.items():
-            query_key, key_key = SITE_INPUTS[site]
+            query_key, key_key = site_inputs(site)
             for example in range(min(self.num_examples, batch[query_key].shape[0])):
                 query_ids, key_ids = batch[query_key][example], batch[key_key][example]
                 cfg = pl_module.model.cfg
@@ -486,9 +493,10 @@ class AttentionMapLogger(ProbeCallback):
         with torch.no_grad():
             masks = pl_module.model.attention_masks(src=on_device.get("src"), tgt=on_device.get("tgt_in"))
         for site, mask in masks.items():
-            if mask is None or site not in SITE_INPUTS:
+            if mask is None:
                 continue
-            query_key, key_key = SITE_INPUTS[site]
+            query_key, key_key = site_inputs(site)
+            query_axis, key_axis = site_axes(site)
             query_ids, key_ids = batch[query_key][0], batch[key_key][0]
             # Masks may come broadcastable, e.g. (1, 1, T, T) for causal or (B, 1, 1, S) for padding only.
             mask = torch.broadcast_to(mask.detach().cpu()[0, 0], (query_ids.shape[0], key_ids.shape[0]))
@@ -499,7 +507,7 @@ class AttentionMapLogger(ProbeCallback):
                 _token_strings(trainer.datamodule, query_key, query_ids)[:num_queries],
                 _token_strings(trainer.datamodule, key_key, key_ids)[:num_keys],
                 title=mask_title(site),
-                query_axis=SITE_AXES[site][0],
-                key_axis=SITE_AXES[site][1],
+                query_axis=query_axis,
+                key_axis=key_axis,
             )
             writer.add_image(mask_tag(site), image, step, dataformats="HWC")

@@ -37,9 +37,10 @@ from collections.abc import Sequence
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
-from src.dashboard.probe import SITE_INPUTS, ProbeCallback, tensorboard_logger
+from src.dashboard.probe import ProbeCallback, tensorboard_logger
 from src.model.masks import real_positions
 from src.model.names import head_name, layer_name, site_title
+from src.training.inference import site_inputs
 
 STATISTICS = ("entropy", "distance", "confidence")
 GROUP = "val_heads"
@@ -170,7 +171,7 @@ class AttentionStatsLogger(ProbeCallback):
             )
             self._layout_written = True
         for site, layers in attentions.items():
-            query_key, _ = SITE_INPUTS[site]
+            query_key, _ = site_inputs(site)
             # (B, Tq) True for real tokens, by the model's pad id (the decoder's padding: masks.real_positions)
             cfg = pl_module.model.cfg
             query_mask = real_positions(batch[query_key], cfg.pad_id, cfg.eos_id, query_key == "tgt_in")

@@ -40,10 +40,19 @@ from torch import Tensor
 from src.analysis.patching import patch_effect
 from src.data.registry import task_kind
 from src.model.config import ARCHITECTURES
-from src.model.names import NUMBERING, SITE_TITLES, head_name, layer_name, parse_name
+from src.model.names import NUMBERING, SITE_TITLES, SITES, head_name, layer_name, parse_name
 
-# Which side's tokens are the queries and which the keys, per attention site.
-SITE_SIDES = {"encoder_self": ("src", "src"), "decoder_self": ("tgt", "tgt"), "cross": ("tgt", "src")}
+# The page's side that holds each stack's tokens: the encoder reads the input (src), the decoder the output (tgt).
+STACK_SIDES = {"encoder": "src", "decoder": "tgt"}
+
+
+def site_sides(site: str) -> tuple[str, str]:
+    """The sides whose tokens are an attention site's queries and its keys (names.SITES): its own stack's ask, those
+    of the stack its keys come from answer (cross-attention: the output's tokens ask, the input's answer)."""
+    found = SITES[site]
+    if found.key_stack is None:
+        raise ValueError(f"{site} is a feed-forward site: it has no attention to show")
+    return STACK_SIDES[found.stack], STACK_SIDES[found.key_stack]
 
 
 @dataclass
@@ -79,16 +88,16 @@ class AttentionOnText:
         lists (encoder-decoder: encoder_/decoder_/cross_attention with encoder_ and decoder_tokens). CircuitsVis's
         attention views take one layer's (H, T, T) and one token list: view.attentions[site][layer] and tokens."""
         layers = {site: tuple(w.unsqueeze(0) for w in per_layer) for site, per_layer in self.attentions.items()}
-        if "cross" in layers:
-            return {
-                "encoder_attention": layers["encoder_self"],
-                "decoder_attention": layers["decoder_self"],
-                "cross_attention": layers["cross"],
-                "encoder_tokens": self.tokens["src"],
-                "decoder_tokens": self.tokens["tgt"],
+        if any(SITES[site].is_cross_attention for site in layers):
+            # bertviz's encoder-decoder arguments: each stack's self-attention and tokens, and the cross-attention
+            found = {
+                "cross_attention" if SITES[site].is_cross_attention else f"{SITES[site].stack}_attention": attention
+                for site, attention in layers.items()
             }
+            tokens = {f"{stack}_tokens": self.tokens[side] for stack, side in STACK_SIDES.items()}
+            return {**found, **tokens}
         (site, attention), *_ = layers.items()
-        return {"attention": attention, "tokens": self.tokens[SITE_SIDES[site][0]]}
+        return {"attention": attention, "tokens": self.tokens[site_sides(site)[0]]}
 
 
 def attention_on_text(
@@ -455,7 +464,7 @@ def page_data(view: AttentionOnText) -> dict:
     layer already named as ablate.heads reads it (the script never spells a name itself)."""
     sites = {}
     for site, per_layer in view.attentions.items():
-        query_side, key_side = SITE_SIDES[site]
+        query_side, key_side = site_sides(site)
         layers = len(per_layer)
         heads = per_layer[0].size(0) if layers else 0
         importance = (view.importance or {}).get(site)

@@ -20,13 +20,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from src.training import inference
 
-# Which batch entries hold the query and the key tokens of each attention site.
-SITE_INPUTS = {
-    "encoder_self": ("src", "src"),
-    "decoder_self": ("tgt_in", "tgt_in"),
-    "cross": ("tgt_in", "src"),  # decoder positions ask, source positions answer
-}
-
 
 def tensorboard_logger(trainer: Trainer) -> TensorBoardLogger | None:
     """The trainer's TensorBoardLogger, or None (no logger, or only other kinds): callbacks then do nothing."""

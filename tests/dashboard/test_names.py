@@ -19,7 +19,6 @@ from src.dashboard import AttentionMapLogger, AttentionStatsLogger, read_events
 from src.dashboard.attention_maps import CAPTION_HEIGHT, COLOUR_BAR_WIDTH, GAP, Grid, layer_title, short_label
 from src.dashboard.attention_stats import head_statistics
 from src.dashboard.drawing import Canvas, colour_table, heat_panel
-from src.dashboard.probe import SITE_INPUTS
 from src.model import TransformerConfig, build_model
 from src.model.ablation import apply_ablation, layout_of, parse_ablation
 from src.model.head_mask import attention_sites
@@ -105,7 +104,7 @@ def test_a_head_read_in_an_image_caption_or_a_tag_is_the_head_ablate_heads_switc
         ((site, pairs),) = parse_ablation({"heads": [layer_spec]}, cfg).heads.items()
         (layer,) = {layer for layer, _ in pairs}
         image = np.asarray(Image.open(io.BytesIO(events.images[tag][-1].png)).convert("RGB"))
-        query_key, key_key = SITE_INPUTS[site]
+        query_key, key_key = inference.site_inputs(site)
         queries, keys = tokens(probe[query_key][0]), tokens(probe[key_key][0])  # the probe example has no padding
         weights = maps[site][layer][0].float()  # (H, Tq, Tk)
         grid = Grid.plan(
@@ -138,7 +137,7 @@ def test_a_head_read_in_an_image_caption_or_a_tag_is_the_head_ablate_heads_switc
     for tag in stats_tags:
         _, statistic, name = tag.split("/")
         ((site, ((layer, head),)),) = parse_ablation({"heads": [name]}, cfg).heads.items()
-        query_key, _ = SITE_INPUTS[site]
+        query_key, _ = inference.site_inputs(site)
         query_mask = real_positions(batch[query_key], cfg.pad_id, cfg.eos_id, query_key == "tgt_in")
         values = head_statistics(stats_maps[site][layer], query_mask)[statistic]  # (H,)
         logged = events.scalars[tag][-1][1]
