@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dropout import cpu_dropout_keep_mask
+from .fused import FusedLinear
 from .masks import MaskForm, SiteMask
 from .points import ActivationPoint
 from .positional import PositionalScheme
@@ -309,10 +310,10 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.is_self_attention = is_self_attention
         if is_self_attention:  # Q | K | V, 3D in multi-head attention
-            self.qkv_proj = nn.Linear(d_model, self.q_dim + 2 * self.kv_dim, bias=biases.qkv)
+            self.qkv_proj = FusedLinear(d_model, (self.q_dim, self.kv_dim, self.kv_dim), bias=biases.qkv)
         else:
             self.q_proj = nn.Linear(d_model, self.q_dim, bias=biases.qkv)
-            self.kv_proj = nn.Linear(d_model, 2 * self.kv_dim, bias=biases.qkv)  # K | V of the memory
+            self.kv_proj = FusedLinear(d_model, (self.kv_dim, self.kv_dim), bias=biases.qkv)  # K | V of the memory
         # QK-norm: one norm over each query head's Dh features, one over each key head's (None: no QK-norm)
         self.q_norm = qk_norm(self.head_dim) if qk_norm is not None else None
         self.k_norm = qk_norm(self.head_dim) if qk_norm is not None else None

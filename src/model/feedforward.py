@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dropout import Dropout
+from .fused import FusedLinear
 
 
 class FeedForward(nn.Module):
@@ -38,7 +39,7 @@ class SwiGLUFeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool = True):
         super().__init__()
-        self.gate_value = nn.Linear(d_model, 2 * d_ff, bias=bias)
+        self.gate_value = FusedLinear(d_model, (d_ff, d_ff), bias=bias)  # the gate's rows, then the value's
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = Dropout(dropout)
         self.per_member = False  # set by StackedModel: see at_real_positions

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .attention import MultiHeadAttention
 from .config import ARCHITECTURES, TransformerConfig
 from .dropout import Dropout
+from .fused import FusedLinear
 from .head_mask import attention_sites
 from .layers import DecoderLayer, EncoderLayer, name_layer_points
 from .masks import real_positions, warn_once
@@ -146,19 +147,6 @@ class Decoder(nn.Module):
         return x, self_weights, cross_weights  # (B, T, D), per layer (B, H, T, Tk), (B, H, T, S); Tk = start + T
 
 
-# Linear layers that hold several weight matrices side by side, and how many.
-FUSED_MATRICES = {"qkv_proj": 3, "kv_proj": 2, "gate_value": 2}
-
-
-def fused_parts(layer: str, weight: Tensor, cfg: TransformerConfig) -> tuple[Tensor, ...]:
-    """The matrices a linear layer's weight (out, in) holds side by side: Q | K | V of qkv_proj, H * Dh rows for Q
-    (D unless model.head_dim sets Dh apart) and KVH * Dh for K and for V (fewer under grouped-query attention);
-    equal parts otherwise (FUSED_MATRICES)."""
-    if layer == "qkv_proj":
-        return weight.split([cfg.q_dim, cfg.kv_dim, cfg.kv_dim], dim=0)  # (H Dh + 2 KVH Dh) rows, D columns
-    return weight.chunk(FUSED_MATRICES.get(layer, 1), dim=0)
-
-
 def at_positions(x: Tensor, positions: Tensor | None) -> Tensor:
     """x (B, T, D) -> (B, 1, D) at one position per row, positions (B,); None: x as it is."""
     if positions is None:
@@ -189,27 +177,29 @@ class TransformerBase(nn.Module):
 
     def _init_weights(self) -> None:
         """Initialisation (documented because it matters for reproducing results):
-        - every weight matrix: Xavier/Glorot uniform, as torch.nn.Transformer and the reference
-          implementations of the paper do; a fused matrix (Q|K|V, K|V, SwiGLU gate|value) is
+        - every linear layer's weight: Xavier/Glorot uniform, as torch.nn.Transformer and the reference
+          implementations of the paper do; a fused one (fused.py: Q|K|V, K|V, the gated FFN's gate|value) is
           initialised as the separate matrices it stands for; biases zero;
-        - token and learned-position embeddings: N(0, d_model^-0.5), so that after the sqrt(d_model)
-          scaling the embedded tokens have unit variance, and a tied output projection starts with
-          logits of order 1;
+        - every embedding table (tokens, token types, learned positions, T5's relative-position bias):
+          N(0, d_model^-0.5), so that after the sqrt(d_model) scaling the embedded tokens have unit variance, and a
+          tied output projection starts with logits of order 1; a dedicated pad token's row zero;
         - norm gains one, shifts zero (their constructors already do this), QK-norm's too.
+        Each module is initialised by its kind, never by its parameters' names, as nanoGPT's _init_weights does
+        through `apply`. self.modules() gives each module once (a shared one too: one embedding for source and
+        target) in the order named_parameters lists their parameters, so the random draws are made in the same
+        order whatever the modules are called, and a seed gives the weights it always gave.
         """
-        for name, p in self.named_parameters():
-            if p.dim() < 2:
-                if name.endswith("bias"):
-                    nn.init.zeros_(p)
-            elif "embedding" in name or name.endswith(("token.weight", "token_type.weight")):
-                nn.init.normal_(p, mean=0.0, std=self.cfg.d_model**-0.5)
-            else:
-                for part in fused_parts(name.rsplit(".", 2)[-2], p.data, self.cfg):
-                    nn.init.xavier_uniform_(part)
-        for module in self.modules():  # the padding embedding starts at zero (Embeddings says when it stays so)
-            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                for matrix in module.matrices() if isinstance(module, FusedLinear) else (module.weight,):
+                    nn.init.xavier_uniform_(matrix)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=self.cfg.d_model**-0.5)
+                if module.padding_idx is not None:  # Embeddings says when the pad's row stays zero
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
 
     def attention_kernels(
         self, *tokens: Tensor, padded: bool | None = None, dtype: torch.dtype = torch.bfloat16

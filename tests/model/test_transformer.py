@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.model import PAD_ID, ConfigError, TransformerConfig, build_model, generate
+from src.model.fused import FusedLinear
 from src.model.masks import MASK_SCHEMES
+from src.model.norms import LayerNorm, RMSNorm
 from src.model.positional import POSITIONAL_SCHEMES
 
 D, H, FF = 16, 4, 32
@@ -302,6 +304,53 @@ def test_a_dedicated_pad_row_starts_at_zero_and_stays_so_only_when_the_output_is
     loss.backward()
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     assert (pad_row.abs().max().item() > 0.0) == tied
+
+
+# --- initialisation: by what each module is ------------------------------------------------------------------------
+
+
+def test_the_fused_projections_know_the_matrices_they_hold():
+    """Q | K | V (H Dh, KVH Dh, KVH Dh rows), the memory's K | V, and the gated FFN's gate | value: each a FusedLinear
+    whose parts are the rows of the matrices it stands for, as its output is split."""
+    model = build_model(small_config(heads=4, head_dim=8, kv_heads=2, activation="swiglu"))
+    layer = model.decoder.layers[0]
+    assert isinstance(layer.self_attn.qkv_proj, FusedLinear) and layer.self_attn.qkv_proj.parts == (32, 16, 16)
+    assert layer.cross_attn.kv_proj.parts == (16, 16) and not isinstance(layer.cross_attn.q_proj, FusedLinear)
+    assert layer.ffn.gate_value.parts == (FF, FF)
+    assert [m.shape for m in layer.ffn.gate_value.matrices()] == [(FF, D), (FF, D)]
+
+
+def test_the_initialisation_reads_what_each_module_is_not_what_it_is_called():
+    """A fused linear layer is initialised matrix by matrix, and an embedding table from N(0, d_model^-0.5), under
+    any attribute name: the initialisation asks the modules (fused.FusedLinear, nn.Embedding), not their names."""
+    torch.manual_seed(0)
+    model = build_model(small_config(arch="decoder_only"))
+    model.any_name = FusedLinear(64, (64, 8))  # Xavier bounds sqrt(6 / (64 + 64)) and sqrt(6 / (64 + 8))
+    model.another_name = nn.Embedding(40, D)
+    model._init_weights()
+    for matrix in model.any_name.matrices():
+        bound = (6 / (64 + matrix.size(0))) ** 0.5
+        assert 0.95 * bound < matrix.abs().max() <= bound
+    table = model.another_name.weight
+    assert table.std().item() == pytest.approx(D**-0.5, rel=0.1)
+    assert table.abs().max() > (6 / (40 + D)) ** 0.5  # beyond any Xavier draw of a (40, D) matrix
+
+
+@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only", "encoder_only"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(qk_norm=True, activation="swiglu", pos_encoding="t5_relative", norm_type="rmsnorm", tie_embeddings=False),
+        dict(pos_encoding="learned", token_types=2, embedding_norm=True, pooling="first_token", output_bias=True),
+    ],
+)
+def test_every_parameter_is_held_by_a_module_the_initialisation_knows(arch, options):
+    """Linear layers and embedding tables are drawn by _init_weights; the norms start as their constructors make
+    them (gains 1, shifts 0). A module of another kind with parameters would keep PyTorch's default draw unseen."""
+    model = build_model(small_config(arch=arch, **options))
+    for name, module in model.named_modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            assert isinstance(module, (nn.Linear, nn.Embedding, LayerNorm, RMSNorm)), (name, type(module))
 
 
 def test_pre_ln_has_final_norms_and_post_ln_has_none():
