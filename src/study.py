@@ -65,7 +65,7 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -308,6 +308,74 @@ def search_space(params: Any, overrides: Sequence[str]) -> dict[str, Any]:
     return {name: distribution for name, distribution in space.items() if name not in fixed}
 
 
+def fixed_on_command_line(params: Any, overrides: Sequence[str]) -> dict[str, Any]:
+    """{a parameter of `hydra.sweeper.params`: the command line's override that gives it a value of its own}, for
+    every searched parameter the command line sets to one value (`optimizer.lr=1e-3`, also `++optimizer.lr=1e-3`)
+    rather than to a range of its own (`optimizer.lr='interval(1e-4, 1e-3)'`, which replaces the search's)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    searched = {str(key).lstrip("+~"): str(key) for key in (params or {})}
+    found = {}
+    for override in OverridesParser.create().parse_overrides([str(o) for o in overrides]):
+        if not override.is_sweep_override() and override.key_or_group in searched:
+            found[searched[override.key_or_group]] = override
+    return found
+
+
+def check_fixed(config: DictConfig) -> None:
+    """A searched parameter given one value on the command line (`-m hparams_search=... optimizer.lr=1e-3`).
+
+    Hydra's Optuna sweeper reads `hydra.sweeper.params`, then the command line, into one list of overrides; a plain
+    value makes the parameter a fixed one, passed to every trial's run as given, and a fixed parameter is taken out
+    of the search space (hydra_optuna_sweeper/_impl.py, create_params_from_overrides and sweep). So every trial
+    runs with that value, and the study records no value of it. That is legal and useful (search the rest at a
+    learning rate of one's own; make every trial diverge, in a test), but was silent: it is one `warning:` line,
+    naming each such parameter.
+
+    Refused in one line, before anything is written, when it cannot be what was meant:
+    - the override has a prefix (`++optimizer.lr=1e-3`): Hydra's sweeper compares the keys as written, so the
+      parameter stays in the search, each run gets the sampled value and then this one, and the study records the
+      sampled value, which the run did not use;
+    - every searched parameter is fixed, and the command line searches none of its own: every trial would run the
+      same settings.
+    Nothing to check for a sweeper that does not search (Hydra's basic sweeper has no direction)."""
+    sweeper = OmegaConf.select(config, "hydra.sweeper", default=None)
+    if not isinstance(sweeper, DictConfig) or sweeper.get("direction") is None:
+        return
+    params = sweeper.get("params") or {}
+    overrides = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
+    fixed = fixed_on_command_line(params, overrides)
+    if not fixed:
+        return
+    for key, override in fixed.items():
+        if override.get_key_element() != key:  # a prefix: ++, ~
+            value = override.get_value_element_as_str() if override.value() is not None else "<value>"
+            raise ConfigError(
+                f"{override.input_line} on the command line would change {key} in every trial's run after the "
+                f"search has sampled it (hydra.sweeper.params has {key}={params[key]}), and the study would record "
+                f"the sampled value, not the one the run used: write {key}={value} to fix {key} for every trial "
+                "(the search then leaves it out), or leave it out to search it"
+            )
+    given = " ".join(override.input_line for override in fixed.values())
+    names = " and ".join(fixed) if len(fixed) < 3 else ", ".join([*fixed][:-1]) + f" and {[*fixed][-1]}"
+    searched = ", ".join(f"{key}={params[key]}" for key in fixed)
+    custom = sweeper.get("custom_search_space") or sweeper.get("search_space")
+    if not search_space(params, overrides) and not custom:
+        raise ConfigError(
+            f"{given} on the command line fix{'es' if len(fixed) == 1 else ''} every parameter the search searches "
+            f"({searched}), so all its trials would run the same settings: leave one of them out to search it, or "
+            "run these settings once, without -m"
+        )
+    one = len(fixed) == 1
+    example = shlex.quote(f"{[*fixed][0]}={params[[*fixed][0]]}")
+    _warn_once(
+        f"{given} on the command line fix{'es' if one else ''} {names} for every trial, so the search no longer "
+        f"searches {'it' if one else 'them'} (hydra.sweeper.params has {searched}): leave "
+        f"{'it' if one else 'them'} out to search {'it' if one else 'them'}, or give a range of "
+        f"{'its' if one else 'their'} own, e.g. {example}"
+    )
+
+
 def describe(distribution: Any) -> str:
     """A distribution as one writes it in hydra.sweeper.params: `tag(log, interval(0.0001, 0.003))`,
     `range(0, 400, step=100)`, `choice(32, 64, 128)`."""
@@ -347,6 +415,7 @@ class Search:
     directions: list[str]
     space: dict[str, Any]
     objective: str | None = None
+    fixed: dict[str, str] = field(default_factory=dict)  # searched parameters the command line fixes: as given
 
 
 def objective_of(config: DictConfig) -> str | None:
@@ -392,8 +461,12 @@ def search_of(config: DictConfig) -> Search:
     """The search a sweep with this composed config (`hydra` included) would make."""
     sweeper = config.hydra.sweeper
     overrides = OmegaConf.select(config, "hydra.overrides.task", default=None) or []
+    fixed = fixed_on_command_line(sweeper.get("params"), overrides)
     return Search(
-        directions_of(sweeper.direction), search_space(sweeper.get("params"), overrides), objective_of(config)
+        directions_of(sweeper.direction),
+        search_space(sweeper.get("params"), overrides),
+        objective_of(config),
+        {key: override.input_line for key, override in fixed.items()},
     )
 
 
@@ -426,6 +499,12 @@ def check_stored(study, url: str, search: Search) -> None:
             raise ConfigError(
                 f"this search has {parameter}={describe(space[parameter])}, which {name} does not search (it "
                 f"searches {', '.join(recorded)}): leave {parameter} out of the search to continue it, {new_name}"
+            )
+        if parameter in search.fixed:  # the command line's value took it out of the search (check_fixed)
+            raise ConfigError(
+                f"{name} searches {parameter}={describe(recorded[parameter])}, which {search.fixed[parameter]} on "
+                f"the command line fixes for every trial of this search: leave {search.fixed[parameter]} out to "
+                f"continue the study, {new_name}"
             )
         if parameter not in space:
             raise ConfigError(
@@ -745,7 +824,9 @@ def sweep(impl: Any, arguments: list[str]) -> None:
         if resuming:
             check_resume(impl.config)
         check_study(impl.config)
-        study = open_study(url, impl.study_name, Search(directions, space, objective_of(impl.config)), impl.sampler)
+        check_fixed(impl.config)
+        made = Search(directions, space, objective_of(impl.config), search_of(impl.config).fixed)
+        study = open_study(url, impl.study_name, made, impl.sampler)
     if resuming:  # ckpt_path=last is for the interrupted trials' jobs: a new trial's job has nothing to resume
         fixed.pop("ckpt_path", None)
     sweep_dir = Path(str(impl.config.hydra.sweep.dir))

@@ -117,8 +117,11 @@ def test_a_study_with_another_search_space_is_refused_naming_the_parameter(postg
     assert more.startswith("this search has model.heads=choice(2, 4), which study lr_warmup_dropout_size in")
     assert "leave model.heads out of the search to continue it" in more
     fixed = refusal(sweep_config(storage, "model.d_model=64"))  # a plain value takes it out of the space
-    assert "searches model.d_model=choice(32, 64, 128), which this search leaves out: add " in fixed
-    assert "'model.d_model=choice(32, 64, 128)' to continue it" in fixed
+    assert fixed == (
+        f"study lr_warmup_dropout_size in {url} searches model.d_model=choice(32, 64, 128), which model.d_model=64 "
+        "on the command line fixes for every trial of this search: leave model.d_model=64 out to continue the "
+        "study, or give this search a new hydra.sweeper.study_name"
+    )
 
 
 def test_a_study_made_by_hydras_own_sweeper_is_compared_by_its_trials(postgres_server):  # noqa: F811
@@ -220,3 +223,55 @@ def test_a_sweep_checking_the_study_waits_while_another_makes_the_tables(postgre
     thread.join(60)
     assert "error" not in maker, maker.get("error")
     assert checked is None or checked.study_name == "lr_warmup_dropout_size"
+
+
+def fixed_said(capsys, *overrides: str) -> list[str]:
+    """The `warning:` lines check_fixed says for `python -m src.run -m SEARCH <overrides>`."""
+    from src import study
+
+    study._warn_once.cache_clear()  # said once per process: each case is a new command
+    study.check_fixed(sweep_config(*overrides))
+    return capsys.readouterr().err.splitlines()
+
+
+def test_a_searched_parameter_fixed_on_the_command_line_is_one_warning_naming_it(capsys):
+    """Hydra's Optuna sweeper takes a plain value for every trial and drops the parameter from the search space,
+    without a word: now one line says so. Legal: a search of the rest at a learning rate of one's own."""
+    assert fixed_said(capsys, "optimizer.lr=1e-3") == [
+        "warning: optimizer.lr=1e-3 on the command line fixes optimizer.lr for every trial, so the search no longer "
+        "searches it (hydra.sweeper.params has optimizer.lr=tag(log, interval(1e-4, 3e-3))): leave it out to search "
+        "it, or give a range of its own, e.g. 'optimizer.lr=tag(log, interval(1e-4, 3e-3))'"
+    ]
+    (line,) = fixed_said(capsys, "optimizer.lr=1e-3", "task=sort", "model.d_model=64")
+    assert line.startswith(
+        "warning: optimizer.lr=1e-3 model.d_model=64 on the command line fix optimizer.lr and model.d_model for "
+        "every trial, so the search no longer searches them (hydra.sweeper.params has optimizer.lr=tag(log, "
+        "interval(1e-4, 3e-3)), model.d_model=choice(32, 64, 128))"
+    )
+    # a range of the command line's own replaces the search's, and a setting the search does not search is no news
+    assert fixed_said(capsys, "optimizer.lr=interval(1e-4, 1e-3)", "model.heads=4", "task=sort") == []
+
+
+def test_a_searched_parameter_fixed_so_that_it_cannot_be_meant_is_refused_in_one_line(capsys):
+    from src.study import check_fixed
+
+    with pytest.raises(ConfigError) as raised:  # the key with its prefix is not the search's: both reach the run
+        check_fixed(sweep_config("++optimizer.lr=1e-3"))
+    assert str(raised.value) == (
+        "++optimizer.lr=1e-3 on the command line would change optimizer.lr in every trial's run after the search "
+        "has sampled it (hydra.sweeper.params has optimizer.lr=tag(log, interval(1e-4, 3e-3))), and the study would "
+        "record the sampled value, not the one the run used: write optimizer.lr=0.001 to fix optimizer.lr for every "
+        "trial (the search then leaves it out), or leave it out to search it"
+    )
+    every = ("optimizer.lr=1e-3", "optimizer.warmup_steps=0", "model.dropout=0.1", "model.d_model=64")
+    with pytest.raises(ConfigError) as raised:
+        check_fixed(sweep_config(*every))
+    assert str(raised.value).startswith(
+        "optimizer.lr=1e-3 optimizer.warmup_steps=0 model.dropout=0.1 model.d_model=64 on the command line fix every "
+        "parameter the search searches ("
+    )
+    assert str(raised.value).endswith(
+        "so all its trials would run the same settings: leave one of them out to "
+        "search it, or run these settings once, without -m"
+    )
+    assert fixed_said(capsys, *every, "model.heads=choice(2, 4)")[0].startswith("warning: optimizer.lr=1e-3 ")

@@ -27,7 +27,9 @@ process, refused:
   replaced by another run's continuation);
 - an Optuna search whose stored study cannot be reached or continued (src/study.py: another direction, objective
   or search space), and `ckpt_path=last` with an Optuna search into a directory that holds no search with a stored
-  study, or one of another study, storage or settings (src/study.py check_resume);
+  study, or one of another study, storage or settings (src/study.py check_resume); a searched parameter given a
+  value on the command line in a way that cannot be meant (src/study.py check_fixed: `++key=value`, or every one
+  of them, so that every trial runs the same settings), while one given plainly is said in one `warning:` line;
 - a sweep into a `hydra.sweep.dir` that already holds one: Hydra reuses job directories without complaint, so
   the second sweep would overwrite the first one's checkpoints and metrics (a stacked sweep or an Optuna search
   resumed with `ckpt_path=last` goes on in its own directory instead).
@@ -46,8 +48,8 @@ from omegaconf import DictConfig, OmegaConf
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import read_record, read_status, resume_in_place, shell_override
+from src.study import check_fixed, check_study, resumes_search
 from src.study import check_resume as check_search_resume
-from src.study import check_study, resumes_search
 from src.study import read_record as read_study_record
 from src.training.checkpoint import newest_checkpoint
 from src.training.processes import belongs_to, process_rank, started_by_a_run
@@ -75,6 +77,7 @@ class Preflight(Callback):
             check_tasks_per_device(config)
             check_sweep_direction(config)
             check_study(config)  # an Optuna study in a storage: reachable, same objective, direction and space
+            check_fixed(config)  # a searched parameter given one value on the command line: said, or refused
             check_sweep_jobs(config)
 
 

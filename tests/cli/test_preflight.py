@@ -178,6 +178,12 @@ EARLY_REFUSALS = [
         ],
         "no_tab.tsv:2: no TAB in this line",
     ),
+    # a searched parameter given with a prefix: the run would use it, the study record the sampled value
+    (
+        "a searched parameter force-set",
+        lambda d: ["-m", "hparams_search=lr_warmup_dropout_size", "++optimizer.lr=1e-3"],
+        "++optimizer.lr=1e-3 on the command line would change optimizer.lr in every trial's run",
+    ),
 ]
 
 

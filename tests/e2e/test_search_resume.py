@@ -188,3 +188,7 @@ def test_a_diverged_trial_is_one_warning_line_with_its_runs_reason(tmp_path):
     reason = json.loads((job / "run.json").read_text())["error"]
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("warning: trial 0")]
     assert line == f"warning: trial 0 (job {job.name}) diverged: {reason}; the study counts it as a failed trial"
+    # the searched learning rate, fixed: said once (before the sweep, not again by the sweeper), and what ran
+    (fixed,) = [line for line in result.stderr.splitlines() if "on the command line fixes" in line]
+    assert fixed.startswith("warning: optimizer.lr=1e6 on the command line fixes optimizer.lr for every trial, so ")
+    assert "- optimizer.lr=1000000.0" in (job / ".hydra" / "overrides.yaml").read_text()  # every trial's
