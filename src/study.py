@@ -537,6 +537,28 @@ def claimed(study) -> list:
     return [trial for trial in trials if trial.state != TrialState.WAITING and trial.number not in superseded]
 
 
+def held_trials(study, n_trials: int | None = None) -> str:
+    """How many trials the study holds and how many of them count toward n_trials (claimed), in the words of the
+    line a sweep ends with (which gives `n_trials`) and of check_study's refusal: `2 trials (n_trials=2)`, or, when
+    some do not count, `3 trials, 2 of which count toward n_trials=2 (trial 0 was resumed as trial 1)`. The
+    study's own count, the one the report gives (`3 trials: 2 completed, 1 interrupted and resumed`), comes first,
+    and the difference is said with the trials that make it."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    held = f"{len(trials)} trial{'' if len(trials) == 1 else 's'}"
+    toward = "n_trials" if n_trials is None else f"n_trials={n_trials}"
+    counted = len(claimed(study))
+    if counted == len(trials):
+        return held if n_trials is None else f"{held} ({toward})"
+    why = [f"trial {old} was resumed as trial {new}" for old, new in sorted(resumed_as(trials).items())]
+    waiting = [str(trial.number) for trial in trials if trial.state == TrialState.WAITING]
+    if waiting:
+        one = len(waiting) == 1
+        why.append(f"trial{'' if one else 's'} {', '.join(waiting)} {'waits' if one else 'wait'} to start")
+    return f"{held}, {counted} of which count toward {toward} ({'; '.join(why)})"
+
+
 def interrupted_in(study, sweep_dir: Path) -> list:
     """The trials a search resumed in `sweep_dir` goes on with: interrupted there and not yet resumed, by job
     number. Another sweep's (another machine's) are left to it."""
@@ -661,15 +683,15 @@ def check_study(config: DictConfig) -> None:
     if resumes_search(config) and interrupted_in(study, Path(str(config.hydra.sweep.dir))):
         return  # the places of its interrupted trials are theirs: the resumed search runs them (and no more)
     running = [trial for trial in held if not trial.state.is_finished()]
-    where = f"study {name} in {shown(url)} already holds {len(held)} trial{'' if len(held) == 1 else 's'}"
+    where = f"study {name} in {shown(url)} already holds {held_trials(study)}"
     if not running:
         raise ConfigError(
             f"{where}, all that hydra.sweeper.n_trials={wanted} asks for (it counts the study's trials, whichever "
             f"sweep ran them): raise hydra.sweeper.n_trials to run more, or give a new hydra.sweeper.study_name"
         )
     _warn_once(
-        f"{where} ({len(running)} still running), all that hydra.sweeper.n_trials={wanted} asks for: this sweep "
-        "runs none, and its report lists the study"
+        f"{where}, all that hydra.sweeper.n_trials={wanted} asks for, {len(running)} of them still running: this "
+        "sweep runs none, and its report lists the study"
     )
 
 
@@ -858,8 +880,7 @@ def sweep(impl: Any, arguments: list[str]) -> None:
         returns = search.launch(batch, impl.job_idx)
         impl.job_idx += len(returns)
         search.tell(batch, returns)
-    held = len(claimed(study))
-    log.info(f"The study holds {held} trials (n_trials={n_trials}); this sweep ran {search.launched} of them.")
+    log.info(f"The study holds {held_trials(study, n_trials)}; this sweep ran {search.launched} of them.")
     _save_best(study, sweep_dir, directions, search.launched)
 
 

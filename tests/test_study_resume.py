@@ -52,7 +52,7 @@ def interrupted_at(sweep: Path, number: int) -> dict:
 def test_a_resumed_trial_no_longer_counts_toward_n_trials_the_trial_that_resumed_it_does(tmp_path):
     import optuna
 
-    from src.study import RESUMES, claimed, interrupted_in
+    from src.study import RESUMES, claimed, held_trials, interrupted_in
 
     sweep, elsewhere = tmp_path / "sweep", tmp_path / "other_machine"
     study = optuna.create_study(direction="minimize")
@@ -62,10 +62,15 @@ def test_a_resumed_trial_no_longer_counts_toward_n_trials_the_trial_that_resumed
     add(study, "FAIL")  # 3: failed on its own: counts, and is not resumed
     assert [t.number for t in claimed(study)] == [0, 1, 2, 3]
     assert [t.number for t in interrupted_in(study, sweep)] == [1]
+    assert held_trials(study, 4) == "4 trials (n_trials=4)"
 
     add(study, "RUNNING", **{RESUMES: 1})  # 4: goes on with trial 1's job
     add(study, "WAITING")  # 5: enqueued, not started
     assert [t.number for t in claimed(study)] == [0, 2, 3, 4]  # one job, one place
+    # what a sweep's last line and check_study say: the study's own count (the report's), then what n_trials counts
+    assert held_trials(study, 4) == (
+        "6 trials, 4 of which count toward n_trials=4 (trial 1 was resumed as trial 4; trial 5 waits to start)"
+    )
     assert interrupted_in(study, sweep) == []
     assert [t.number for t in interrupted_in(study, elsewhere)] == [2]
 
@@ -150,8 +155,12 @@ def test_a_full_study_is_resumed_when_its_sweep_left_trials_interrupted(tmp_path
         check_study(sweep_config(*search))
     check_study(sweep_config(*search, "ckpt_path=last"))
     add(study, "COMPLETE", 2.0, **{RESUMES: 1})  # resumed and done: nothing left for a resume to run
-    with pytest.raises(ConfigError, match="already holds 2 trials"):
+    with pytest.raises(ConfigError) as raised:
         check_study(sweep_config(*search, "ckpt_path=last"))
+    assert (
+        "already holds 3 trials, 2 of which count toward n_trials (trial 1 was resumed as trial 2), all that "
+        "hydra.sweeper.n_trials=2 asks for" in str(raised.value)
+    )
 
 
 def test_the_report_says_which_trial_went_on_with_an_interrupted_one(tmp_path):

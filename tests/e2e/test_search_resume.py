@@ -109,6 +109,11 @@ def test_an_interrupted_trial_goes_on_through_the_search_and_its_value_reaches_t
     resumed = check(run_here("src.run", *shlex.split(command)[3:]))
     output = resumed.stdout + resumed.stderr
     assert "interrupted trial 0 goes on as trial 1: job 0 resumes from " in output, output[-3000:]
+    # the figures as the search counts them: the study holds 3 trials (the report's count), 2 toward n_trials
+    assert (
+        "The study holds 3 trials, 2 of which count toward n_trials=2 (trial 0 was resumed as trial 1); this sweep "
+        "ran 2 of them." in output
+    ), output[-3000:]
     assert "warning:" not in output, output[-3000:]
     jobs = sorted(path.parent for path in sweep.glob("*/.hydra"))
     assert [path.name.split("_", 1)[0] for path in jobs] == ["0", "1"] and jobs[0] == job  # same name, same place
