@@ -36,7 +36,14 @@ in each process, so two machines asked for 20 would run 40. This one counts the 
 - each trial records where it ran (`sweep:host`, `sweep:dir`, `sweep:job` user attributes), which the sweep report
   lists beside its parameters and value (src/report.py);
 - a trial whose job is interrupted (Ctrl-C, SIGTERM) is told failed, so the study does not hold a "running" trial
-  for ever, and marked interrupted (`sweep:interrupted`), with its job's number (`sweep:number`) and directory.
+  for ever, and marked interrupted (`sweep:interrupted`), with its job's number (`sweep:number`) and directory;
+- a sweep killed outright (SIGKILL, the out-of-memory killer, its machine lost) tells its study nothing, so each
+  sweep records a heartbeat for each of its running trials every HEARTBEAT_SECONDS (Optuna's own heartbeat table,
+  RDBStorage.record_heartbeat; the database's clock). A running trial silent for GRACE_SECONDS is killed: every
+  sweep fails such trials before it claims, marked killed (`sweep:killed`) and interrupted, so that its own search
+  goes on with them when resumed, as with interrupted ones; until then they keep their places, and the report says
+  `killed`. A search whose directory still has a trial with a recent heartbeat is not resumed (its sweep may be
+  training it): the refusal says how long to wait if that sweep was in fact killed.
 
 The sweep directory gets `study.yaml` (the study's name and storage, the sweep's overrides and the command that
 resumes it), so `python -m src.report <sweep dir>` can list the whole study later, with the trials other machines
@@ -44,9 +51,9 @@ ran.
 
 An interrupted search goes on through the sweeper itself, as a stacked sweep does through its launcher: the same
 command with `hydra.sweep.dir=<the sweep> ckpt_path=last` (what the interrupted job prints, `resume_arguments`).
-Such a sweep first resumes the trials its directory's jobs left interrupted, each as a new trial of the study
-with the same parameters, the same job number and directory, from its job's newest checkpoint (a job that had
-finished is read back, one that never started starts); the new trial records which one it goes on from
+Such a sweep first resumes the trials its directory's jobs left interrupted (or killed), each as a new trial of the
+study with the same parameters, the same job number and directory, from its job's newest checkpoint (a job that
+had finished is read back, one that never started starts); the new trial records which one it goes on from
 (`sweep:resumes`), and the interrupted one no longer counts toward n_trials (`claimed`). Then it samples new
 trials as any sweep, numbered after the jobs the directory holds. Optuna cannot change a finished trial, so the
 interrupted one stays failed, and the report says which trial resumed it. A study in memory ends with its command:
@@ -83,6 +90,13 @@ HOST, SWEEP_DIR, JOB_DIR = "sweep:host", "sweep:dir", "sweep:job"  # each trial'
 NUMBER = "sweep:number"  # each trial's job number in its sweep (its directory is named by it)
 INTERRUPTED = "sweep:interrupted"  # set on a trial told failed because its sweep was interrupted
 RESUMES = "sweep:resumes"  # on a trial that goes on with an interrupted one's job: that trial's number
+KILLED = "sweep:killed"  # set (with INTERRUPTED) on a running trial whose sweep has sent no heartbeat for GRACE_SECONDS
+# Every sweep records a heartbeat for each of its running trials this often (Optuna's heartbeat table), and a
+# running trial whose last heartbeat is older than GRACE_SECONDS is one whose sweep is gone: its process killed
+# outright (SIGKILL, the out-of-memory killer) or its machine lost. The grace is four heartbeats, so that a busy
+# database or a slow moment of the sweep's process does not make a live trial look killed.
+HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 120
 RESUME = "last"  # ckpt_path=last with an Optuna search's hydra.sweep.dir: the search goes on where it stopped
 SWEEPER = "hydra_plugins.transformer_ablations.optuna_sweeper.SharedStudySweeper"  # the only one that resumes
 INTERRUPT_EXITS = (130, 143)  # src.run's exit statuses for SIGINT and SIGTERM (the shell's 128 + signal)
@@ -559,6 +573,132 @@ def held_trials(study, n_trials: int | None = None) -> str:
     return f"{held}, {counted} of which count toward {toward} ({'; '.join(why)})"
 
 
+def _rdb(study):
+    """The study's RDBStorage (Optuna wraps it in a cache), None for a study in memory or in Redis: those keep no
+    heartbeats (a study in memory ends with its sweep's process anyway)."""
+    from optuna.storages import RDBStorage
+
+    storage = getattr(study._storage, "_backend", study._storage)
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def beat(study, trials: Sequence[Any]) -> None:
+    """Record now, by the database's clock, that these running trials' sweep is alive: Optuna's own heartbeat
+    (RDBStorage.record_heartbeat, the table its heartbeat_interval option fills inside study.optimize, which this
+    sweeper's ask-and-tell loop does not run)."""
+    storage = _rdb(study)
+    for trial in trials if storage is not None else ():
+        storage.record_heartbeat(trial._trial_id)
+
+
+@contextmanager
+def heartbeats(study, trials: Sequence[Any]) -> Iterator[None]:
+    """While the trials' jobs run: a heartbeat for each every HEARTBEAT_SECONDS, from a thread of the sweep's
+    process, so that it stops when that process dies, however it dies. A database that does not answer for a
+    moment misses a beat, not the sweep."""
+    import threading
+
+    if _rdb(study) is None or not trials:
+        yield
+        return
+    stop = threading.Event()
+
+    def beating() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                beat(study, trials)
+            except Exception as error:  # the next beat tries again; a trial silent for GRACE_SECONDS is taken as killed
+                log.debug(f"heartbeat not recorded: {_first_line(error)}")
+
+    thread = threading.Thread(target=beating, name="trial heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def silent_for(study) -> dict[int, float]:
+    """{trial number: seconds since its last heartbeat} for the study's running trials that have one, by the
+    database's clock (the one every heartbeat was recorded by, whichever machine sent it). A running trial with no
+    heartbeat (made by Hydra's own sweeper, or before sweeps recorded them) is not in it: nobody can tell whether
+    it runs. Read only.
+
+    Read here rather than with optuna.storages.fail_stale_trials: that one fails the stale trials without a word
+    and cannot mark them (Optuna refuses to change a finished trial), so a resumed search could not tell them from
+    trials whose job failed; and Optuna 2.10 measures a heartbeat's age with timedelta.seconds, which drops whole
+    days (a trial silent for one day and a minute would look alive)."""
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+    from sqlalchemy import func
+
+    storage = _rdb(study)
+    if storage is None:
+        return {}
+    session = storage.scoped_session()
+    try:
+        now = session.execute(func.now()).scalar().replace(tzinfo=None)  # PostgreSQL's is aware, its rows are not
+        rows = (
+            session.query(models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
+            .join(models.TrialHeartbeatModel, models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study._study_id, models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+    finally:
+        session.close()
+    return {int(number): max(0.0, (now - heartbeat).total_seconds()) for number, heartbeat in rows}
+
+
+def killed_trials(study) -> dict[int, float]:
+    """{trial number: seconds silent} for the running trials whose sweep is gone: no heartbeat for GRACE_SECONDS."""
+    return {number: seconds for number, seconds in silent_for(study).items() if seconds > GRACE_SECONDS}
+
+
+def how_long(seconds: float) -> str:
+    """`45 s`, `3 min`, `2 h 5 min`, `3 days`: how long a trial has been silent, as a line says it."""
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} days"
+
+
+def fail_killed(study) -> list[tuple[Any, float]]:
+    """Fail the study's running trials whose sweep is gone (killed_trials), each first marked killed (KILLED, the
+    seconds it was silent) and interrupted (INTERRUPTED): the search it belongs to goes on with it when resumed
+    (ckpt_path=last), from its job's last checkpoint, as it goes on with an interrupted one, and until then it keeps
+    its place in n_trials. Returns those failed here, as (trial, seconds silent); one whose sweep told it first is
+    left to that sweep. Called under the storage's lock, by every sweep before it claims."""
+    from optuna.trial import TrialState
+
+    failed = []
+    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    for number, seconds in sorted(killed_trials(study).items()):
+        trial_id = trials[number]._trial_id
+        attrs = trials[number].user_attrs
+        swept, job, here = attrs.get(SWEEP_DIR), attrs.get(NUMBER), attrs.get(HOST) == socket.gethostname()
+        job_dir = job_dir_of(Path(swept), int(job)) if here and swept and job is not None else None
+        try:
+            if job_dir is not None:  # its sweep ran on this machine: the report names its job
+                study._storage.set_trial_user_attr(trial_id, JOB_DIR, str(job_dir.resolve()))
+            study._storage.set_trial_user_attr(trial_id, KILLED, int(seconds))
+            study._storage.set_trial_user_attr(trial_id, INTERRUPTED, True)
+            study.tell(number, state=TrialState.FAIL)
+        except RuntimeError:  # finished meanwhile: its sweep was alive after all, and has told it
+            continue
+        failed.append((study._storage.get_trial(trial_id), seconds))
+    return failed
+
+
+def stopped_word(trial) -> str:
+    """How a trial the search resumes was stopped: `killed` (its sweep's process gone) or `interrupted`."""
+    return "killed" if trial.user_attrs.get(KILLED) is not None else "interrupted"
+
+
 def interrupted_in(study, sweep_dir: Path) -> list:
     """The trials a search resumed in `sweep_dir` goes on with: interrupted there and not yet resumed, by job
     number. Another sweep's (another machine's) are left to it."""
@@ -650,6 +790,42 @@ def check_resume(config: DictConfig) -> None:
         )
 
 
+def stopped_in(study, sweep_dir: Path, killed: dict[int, float]) -> list:
+    """The trials a search resumed in `sweep_dir` would go on with: those interrupted there (interrupted_in), and
+    those still running there to Optuna whose sweep is gone (`killed`, killed_trials), which it fails first."""
+    here = str(Path(sweep_dir).resolve())
+    running = [
+        t for t in study.get_trials(deepcopy=False) if t.number in killed and t.user_attrs.get(SWEEP_DIR) == here
+    ]
+    return [*interrupted_in(study, sweep_dir), *running]
+
+
+def check_stopped(study, sweep_dir: Path) -> None:
+    """ckpt_path=last resumes a search that has stopped. A trial of its directory still running with a recent
+    heartbeat says its sweep is alive: resuming now would train that trial's job twice at once, in one directory.
+    Refused in one line, which says how long to wait when that sweep was in fact killed outright: its trials count
+    as killed once they have had no heartbeat for GRACE_SECONDS, and the resume then goes on with them."""
+    here = str(Path(sweep_dir).resolve())
+    silent = silent_for(study)
+    alive = [
+        trial
+        for trial in study.get_trials(deepcopy=False)
+        if trial.number in silent and silent[trial.number] <= GRACE_SECONDS and trial.user_attrs.get(SWEEP_DIR) == here
+    ]
+    if not alive:
+        return
+    latest = min(silent[trial.number] for trial in alive)
+    numbers = ", ".join(str(trial.number) for trial in alive)
+    host = alive[0].user_attrs.get(HOST)
+    raise ConfigError(
+        f"hydra.sweep.dir={sweep_dir} is a search still running{f' on {host}' if host else ''}: its trial"
+        f"{'' if len(alive) == 1 else 's'} {numbers} had a heartbeat {how_long(latest)} ago: let it end, or stop it "
+        f"with Ctrl-C, then resume it; if its process was killed, run this again in "
+        f"{how_long(GRACE_SECONDS - latest + 1)}, when its trials have had no heartbeat for {GRACE_SECONDS} s and "
+        "count as killed"
+    )
+
+
 def check_study(config: DictConfig) -> None:
     """Before a sweep writes anything (src/cli/preflight.py, and the sweeper again): its direction agrees with its
     objective, its study storage is reachable, and a study stored under its name can be continued by it (same
@@ -676,13 +852,16 @@ def check_study(config: DictConfig) -> None:
     if study is None:
         return
     check_stored(study, url, search)
+    killed = killed_trials(study)
+    if resumes_search(config):
+        check_stopped(study, Path(str(config.hydra.sweep.dir)))
     wanted = int(sweeper.n_trials)
     held = claimed(study)
     if len(held) < wanted:
         return
-    if resumes_search(config) and interrupted_in(study, Path(str(config.hydra.sweep.dir))):
-        return  # the places of its interrupted trials are theirs: the resumed search runs them (and no more)
-    running = [trial for trial in held if not trial.state.is_finished()]
+    if resumes_search(config) and stopped_in(study, Path(str(config.hydra.sweep.dir)), killed):
+        return  # the places of its interrupted (or killed) trials are theirs: the resumed search runs them, no more
+    running = [trial for trial in held if not trial.state.is_finished() and trial.number not in killed]
     where = f"study {name} in {shown(url)} already holds {held_trials(study)}"
     if not running:
         raise ConfigError(
@@ -867,6 +1046,7 @@ def sweep(impl: Any, arguments: list[str]) -> None:
     while True:
         batch = []
         with storage_lock(url):  # count and ask as one step: no other sweep takes a place in between
+            search.fail_killed()
             places = n_trials - len(claimed(study))
             for _ in range(min(impl.n_jobs, places)):
                 if samplers is not None:
@@ -885,8 +1065,9 @@ def sweep(impl: Any, arguments: list[str]) -> None:
 
 
 class _Trials:
-    """What the sweep loop does with the trials it claims: launch their jobs, tell the study how each ended, and
-    (a resumed search) go on with the trials its directory's jobs left interrupted."""
+    """What the sweep loop does with the trials it claims: launch their jobs (with a heartbeat for each while they
+    run), tell the study how each ended, fail the study's trials whose sweep is gone, and (a resumed search) go on
+    with the trials its directory's jobs left interrupted or killed."""
 
     def __init__(self, impl, study, space, fixed, directions: list[str], grid: bool, sweep_dir: Path) -> None:
         self.impl, self.study, self.space, self.fixed = impl, study, space, fixed
@@ -899,13 +1080,15 @@ class _Trials:
         trial.set_user_attr(HOST, self.host)
         trial.set_user_attr(SWEEP_DIR, str(self.sweep_dir.resolve()))
         trial.set_user_attr(NUMBER, number)
+        beat(self.study, [trial])  # alive from the start: a sweep killed before its job starts leaves a killed trial
 
     def launch(self, batch: list, first: int) -> list:
         """The batch's jobs, numbered from `first`. Interrupted (Ctrl-C, SIGTERM: the job has printed how to go on)
         or a launcher that failed: the trials are told failed, so the study does not keep them running, and an
         interrupted one is marked so, with its job's directory, for the resumed search to find."""
         try:
-            returns = self.impl.launcher.launch([overrides for _, overrides in batch], initial_job_idx=first)
+            with heartbeats(self.study, [trial for trial, _ in batch]):
+                returns = self.impl.launcher.launch([overrides for _, overrides in batch], initial_job_idx=first)
         except BaseException as error:
             interrupted = isinstance(error, KeyboardInterrupt) or (
                 isinstance(error, SystemExit) and error.code in INTERRUPT_EXITS
@@ -924,6 +1107,7 @@ class _Trials:
 
         failures = []
         for (trial, _), result in zip(batch, returns):
+            trial = self._trial_to_tell(trial)
             job_dir = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result.hydra_cfg else None
             if job_dir is not None:
                 trial.set_user_attr(JOB_DIR, str(job_dir))
@@ -951,10 +1135,31 @@ class _Trials:
             if not (self.grid and "`Study.stop` is supposed to be invoked" in str(error)):
                 raise
 
+    def _trial_to_tell(self, trial):
+        """The trial to tell a job's outcome to: its own, or, when another sweep has meanwhile failed it as killed
+        (its heartbeats did not reach the database for GRACE_SECONDS: a machine asleep, a database out of reach),
+        a new trial that goes on with it, as a resumed search would make (Optuna cannot change a finished trial)."""
+        storage = _rdb(self.study)
+        stored = storage.get_trial(trial._trial_id) if storage is not None else None  # not this process's cache
+        if stored is None or not stored.state.is_finished():
+            return trial
+        new = self._going_on_with(stored)
+        from src.training.report import print_warning
+
+        print_warning(
+            f"trial {trial.number} was failed as killed by another sweep while its job ran (no heartbeat had reached "
+            f"the study for {how_long(stored.user_attrs.get(KILLED) or GRACE_SECONDS)}): its job's outcome goes to "
+            f"the study as trial {new.number}"
+        )
+        return new
+
     def _tell_failed(self, trial, interrupted: bool) -> None:
         from optuna.trial import TrialState
 
+        storage = _rdb(self.study)
         try:
+            if storage is not None and storage.get_trial(trial._trial_id).state.is_finished():
+                return  # failed as killed by another sweep meanwhile: marked so, and resumed as an interrupted one is
             if interrupted:
                 job_dir = job_dir_of(self.sweep_dir, int(trial.user_attrs.get(NUMBER, -1)))
                 if job_dir is not None:  # (a job of the batch that never started has none)
@@ -986,6 +1191,7 @@ class _Trials:
         from src.training.report import print_line
 
         with storage_lock(url):  # found and replaced as one step: a second resume of this directory finds none
+            self.fail_killed()
             going_on = [(old, self._going_on_with(old)) for old in interrupted_in(self.study, self.sweep_dir)]
         to_train: list[tuple[int, Any, tuple[str, ...]]] = []
         for old, trial in going_on:
@@ -994,12 +1200,14 @@ class _Trials:
             job_dir = job_dir_of(self.sweep_dir, number)
             status = read_status(job_dir) if job_dir is not None else None
             if job_dir is not None and status in FINISHED:  # its batch was stopped after it ended
-                print_line(f"interrupted trial {old.number} goes on as trial {trial.number}: job {number} had {status}")
+                print_line(
+                    f"{stopped_word(old)} trial {old.number} goes on as trial {trial.number}: job {number} had {status}"
+                )
                 self._read_back(trial, job_dir)
                 continue
             saved = newest_checkpoint(job_dir) if job_dir is not None else None
             how = f"resumes from {saved}" if saved is not None else "starts from the beginning (nothing was saved)"
-            print_line(f"interrupted trial {old.number} goes on as trial {trial.number}: job {number} {how}")
+            print_line(f"{stopped_word(old)} trial {old.number} goes on as trial {trial.number}: job {number} {how}")
             to_train.append((number, trial, (*overrides, f"ckpt_path={RESUME}") if saved is not None else overrides))
         # Jobs with consecutive numbers are launched together (a parallel launcher runs them side by side, as the
         # interrupted batch ran); a launch numbers its jobs from its first.
@@ -1042,7 +1250,27 @@ class _Trials:
             intermediate_values={},
         )
         trial_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
-        return Trial(self.study, trial_id)
+        trial = Trial(self.study, trial_id)
+        beat(self.study, [trial])
+        return trial
+
+    def fail_killed(self) -> None:
+        """The study's trials whose sweep is gone, failed and marked killed (fail_killed), under the storage's lock;
+        another sweep's each said in one line, with what goes on with it (this sweep's own are said as it goes on
+        with them)."""
+        from src.training.report import print_warning
+
+        here = str(self.sweep_dir.resolve())
+        for trial, seconds in fail_killed(self.study):
+            swept = trial.user_attrs.get(SWEEP_DIR)
+            if swept == here:
+                continue
+            where = f"job {trial.user_attrs.get(NUMBER, '?')} of {trial.user_attrs.get(HOST, '?')}:{swept or '?'}"
+            print_warning(
+                f"trial {trial.number} ({where}) has had no heartbeat for {how_long(seconds)}: its sweep was killed or "
+                "its machine lost, so the study counts it as killed; it keeps its place in n_trials until that "
+                f"search is resumed (its command with hydra.sweep.dir={swept} ckpt_path=last), which goes on with it"
+            )
 
     def _read_back(self, trial, job_dir: Path) -> None:
         """A job that had finished: its value, from its metrics.json, told to `trial` (none: a failed trial)."""

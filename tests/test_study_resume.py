@@ -184,3 +184,112 @@ def test_the_report_says_which_trial_went_on_with_an_interrupted_one(tmp_path):
         3: "failed",
     }
     assert study_summary(view) == "4 trials: 1 completed, 1 failed, 1 interrupted and resumed, 1 interrupted"
+
+
+def silence(url: str, minutes: int) -> None:
+    """Every heartbeat of the study's database `minutes` old, by the database's own clock: as if the sweeps that
+    sent them had stopped then (killed outright, their machine lost)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE trial_heartbeats SET heartbeat = datetime('now', '-{minutes} minutes')"))
+    engine.dispose()
+
+
+def test_a_trial_whose_sweep_was_killed_is_told_apart_failed_as_killed_and_resumed_as_an_interrupted_one(
+    tmp_path, capsys
+):
+    """A sweep killed outright (SIGKILL, its machine lost) cannot tell its running trial anything: the trial's
+    heartbeats stop. While they are recent the trial runs, and its search cannot be resumed (its job would train
+    twice); once they have stopped for GRACE_SECONDS it counts as killed: the report says so, another sweep's
+    check does not count it as running, and the first sweep that claims fails it, marked killed and interrupted,
+    for its own search to go on with when resumed. A real sqlite study: the heartbeats are Optuna's table."""
+    from src.study import (
+        GRACE_SECONDS,
+        HOST,
+        INTERRUPTED,
+        KILLED,
+        beat,
+        check_study,
+        claimed,
+        fail_killed,
+        interrupted_in,
+        killed_trials,
+        stopped_word,
+    )
+    from src.sweep.trials import load_study_view, not_resumed, study_summary
+
+    url, sweep = f"sqlite:///{tmp_path / 'studies.db'}", tmp_path / "sweep"
+    study = made_study(url, "objective=val/loss", "hydra.sweeper.direction=minimize")
+    trial = study.ask()
+    for key, value in {**interrupted_at(sweep, 0), HOST: "lost-machine"}.items():
+        if key != INTERRUPTED:
+            trial.set_user_attr(key, value)
+    beat(study, [trial])
+    search = [f"hydra.sweeper.storage={url}", "objective=val/loss", "hydra.sweeper.direction=minimize"]
+    search += ["hydra.sweeper.n_trials=1"]
+    resume = [*search, f"hydra.sweep.dir={sweep}", "ckpt_path=last"]
+
+    assert killed_trials(study) == {}
+    with pytest.raises(ConfigError) as raised:  # its sweep may well be training it now
+        check_study(sweep_config(*resume))
+    assert str(raised.value).startswith(
+        f"hydra.sweep.dir={sweep} is a search still running on lost-machine: its trial 0 had a heartbeat "
+    )
+    assert "if its process was killed, run this again in " in str(raised.value)
+    check_study(sweep_config(*search, f"hydra.sweep.dir={tmp_path / 'other'}"))  # another sweep: full, 1 running
+    assert "all that hydra.sweeper.n_trials=1 asks for, 1 of them still running" in capsys.readouterr().err
+
+    silence(url, 5)
+    assert list(killed_trials(study)) == [0] and killed_trials(study)[0] > GRACE_SECONDS
+    view = load_study_view(url, "lr_warmup_dropout_size")
+    assert view.state_of(view.trials[0]) == "killed (no heartbeat for 5 min)"
+    assert study_summary(view) == "1 trial: 1 killed" and view.running() == 0
+    assert not_resumed(view) == [
+        f"Trial 0 (killed) has not been resumed: its search's own command with `hydra.sweep.dir={sweep.resolve()} "
+        "ckpt_path=last`, run on lost-machine, goes on with it, from its job's last checkpoint."
+    ]
+    check_study(sweep_config(*resume))  # its place is the resume's: it goes on with it
+    with pytest.raises(ConfigError, match="raise hydra.sweeper.n_trials to run more"):  # not running: full
+        check_study(sweep_config(*search, f"hydra.sweep.dir={tmp_path / 'other'}"))
+
+    ((failed, seconds),) = fail_killed(study)  # what the next sweep to claim does, under the storage's lock
+    assert failed.number == 0 and failed.state.name == "FAIL" and seconds > GRACE_SECONDS
+    assert failed.user_attrs[INTERRUPTED] is True and failed.user_attrs[KILLED] >= 300
+    assert stopped_word(failed) == "killed" and fail_killed(study) == []
+    assert interrupted_in(study, sweep) == [failed] and [t.number for t in claimed(study)] == [0]
+    view = load_study_view(url, "lr_warmup_dropout_size")
+    assert view.state_of(view.trials[0]) == "killed" and study_summary(view) == "1 trial: 1 killed"
+
+
+def test_a_trial_failed_as_killed_while_its_sweep_lived_gives_its_value_to_a_new_trial(tmp_path, capsys):
+    """A sweep whose heartbeats did not reach the database for the grace period (a machine asleep) finds its trial
+    failed as killed by another sweep when its job ends: Optuna cannot change a finished trial, so the job's value
+    goes to a new trial that resumes it, as a resumed search would make."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from src.study import KILLED, RESUMES, _Trials, beat, claimed, fail_killed
+
+    url, sweep = f"sqlite:///{tmp_path / 'studies.db'}", tmp_path / "sweep"
+    study = made_study(url, "objective=val/loss", "hydra.sweeper.direction=minimize")
+    impl = SimpleNamespace(max_failure_rate=0.0)
+    search = _Trials(impl, study, {}, {}, ["minimize"], False, sweep)
+    trial = study.ask()
+    search.claim(trial, 0)  # records its first heartbeat
+    silence(url, 5)
+    elsewhere = optuna.load_study(study_name="lr_warmup_dropout_size", storage=url)
+    assert [t.number for t, _ in fail_killed(elsewhere)] == [0]
+
+    search.tell([(trial, ())], [SimpleNamespace(return_value=0.25, hydra_cfg=None)])
+    trials = optuna.load_study(study_name="lr_warmup_dropout_size", storage=url).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"] and trials[0].user_attrs[KILLED] >= 300
+    assert trials[1].value == 0.25 and trials[1].user_attrs[RESUMES] == 0
+    assert [t.number for t in claimed(study)] == [1]
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: trial 0 was failed as killed by another sweep while its job ran (no heartbeat had reached the study "
+        "for 5 min): its job's outcome goes to the study as trial 1"
+    ]
+    beat(study, [trials[1]])  # a heartbeat for a finished trial changes nothing

@@ -108,6 +108,7 @@ from src.sweep.statistics import (
 )
 from src.sweep.trials import (
     StudyView,
+    not_resumed,
     print_stored_study,
     read_study,
     study_summary,
@@ -456,12 +457,13 @@ def study_section(sweep: Sweep) -> list[str]:
         f"Storage `{shown(study.url)}`, {direction} the value; {study_summary(study)}. Completed trials best first "
         "(the best in bold), then the others."
     )
-    running = study.count("RUNNING")
+    running = study.running()
     if running:
         lines.append(
             f"{running} {'is' if running == 1 else 'are'} still running, so {'has' if running == 1 else 'have'} no "
             f"value yet: run {again} again once {'it ends' if running == 1 else 'they end'}."
         )
+    lines += not_resumed(study, sweep.directory)
     return lines + ["", *study_table(study, sweep.directory), ""]
 
 

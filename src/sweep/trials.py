@@ -26,6 +26,9 @@ class StudyView:
     metric: str | None = None  # what the trials' value is: the objective the study recorded, or the sweep's runs'
     error: str | None = None
     space: list[str] = field(default_factory=list)  # the searched parameters, in the order the search names them
+    # {number: seconds silent} of the trials still running to Optuna whose sweep is gone: no heartbeat for
+    # src.study.GRACE_SECONDS (killed outright, or its machine lost); the next sweep of the study fails them
+    killed: dict[int, float] = field(default_factory=dict)
 
     @property
     def parameters(self) -> list[str]:
@@ -50,6 +53,27 @@ class StudyView:
     def count(self, state: str) -> int:
         return sum(1 for trial in self.trials if trial.state.name == state)
 
+    def stopped(self) -> list[Any]:
+        """The trials stopped before their job ended: interrupted (Ctrl-C, SIGTERM) or killed (failed, to Optuna,
+        and marked so), and those still running to Optuna whose sweep is gone (`killed`)."""
+        from src.study import INTERRUPTED
+
+        return [
+            trial
+            for trial in self.trials
+            if (trial.state.name == "FAIL" and trial.user_attrs.get(INTERRUPTED)) or trial.number in self.killed
+        ]
+
+    def stopped_word(self, trial: Any) -> str:
+        """`killed` or `interrupted`: how a stopped trial was stopped."""
+        from src.study import stopped_word
+
+        return "killed" if trial.number in self.killed else stopped_word(trial)
+
+    def running(self) -> int:
+        """The trials running now: RUNNING to Optuna, less those whose sweep is gone."""
+        return self.count("RUNNING") - sum(1 for trial in self.trials if trial.number in self.killed)
+
     @functools.cached_property
     def resumed_as(self) -> dict[int, int]:
         """{an interrupted trial's number: the trial that went on with its job} (src/study.py)."""
@@ -59,14 +83,17 @@ class StudyView:
 
     def state_of(self, trial: Any) -> str:
         """A trial's state as the report words it: Optuna's state (STATE_NAMES), except for a trial stopped by an
-        interrupt (failed, to Optuna), which says so, and which trial went on with its job once the search was
-        resumed; and a trial that went on with another's job says which."""
-        from src.study import INTERRUPTED, RESUMES
+        interrupt or killed (failed, to Optuna), which says so, and which trial went on with its job once the search
+        was resumed; a trial still running to Optuna whose sweep is gone, which says it was killed; and a trial that
+        went on with another's job, which says which."""
+        from src.study import RESUMES, how_long
 
         word = STATE_NAMES.get(trial.state.name, trial.state.name.lower())
-        if trial.state.name == "FAIL" and trial.user_attrs.get(INTERRUPTED):
+        if trial.number in self.killed:
+            word = f"killed (no heartbeat for {how_long(self.killed[trial.number])})"
+        elif trial.number in {stopped.number for stopped in self.stopped()}:
             later = self.resumed_as.get(trial.number)
-            word = "interrupted" if later is None else f"interrupted, resumed as trial {later}"
+            word = self.stopped_word(trial) + ("" if later is None else f", resumed as trial {later}")
         if RESUMES in trial.user_attrs:
             word += f" (resumes trial {trial.user_attrs[RESUMES]})"
         return word
@@ -114,7 +141,7 @@ def read_study(sweep_dir: Path, metric: str | None = None) -> StudyView | None:
 def load_study_view(url: str, name: str, metric: str | None = None) -> StudyView:
     """The study's trials and what they mean, read from its storage (nothing is written there)."""
     from src.model import ConfigError
-    from src.study import OBJECTIVE_ATTR, SPACE_ATTR, study_trials
+    from src.study import OBJECTIVE_ATTR, SPACE_ATTR, killed_trials, study_trials
 
     try:
         study, trials = study_trials(url, name)
@@ -123,7 +150,8 @@ def load_study_view(url: str, name: str, metric: str | None = None) -> StudyView
     directions = [direction.name.lower() for direction in study.directions]
     space = list(study.user_attrs.get(SPACE_ATTR) or {})
     metric = study.user_attrs.get(OBJECTIVE_ATTR) or metric  # recorded by the sweep that made the study
-    return StudyView(url, name, directions, sorted(trials, key=lambda t: t.number), metric, space=space)
+    trials = sorted(trials, key=lambda t: t.number)
+    return StudyView(url, name, directions, trials, metric, space=space, killed=killed_trials(study))
 
 
 def where_it_ran(trial: Any, sweep_dir: Path | None) -> str:
@@ -172,18 +200,49 @@ STATE_NAMES = dict(STATE_WORDS)
 
 
 def study_summary(study: StudyView) -> str:
-    """`4 trials: 3 completed, 1 running`; trials stopped by an interrupt are counted apart from the failed ones
-    (`1 interrupted and resumed`), since the trial that resumed each is counted too."""
-    from src.study import INTERRUPTED
-
-    stopped = [trial for trial in study.trials if trial.state.name == "FAIL" and trial.user_attrs.get(INTERRUPTED)]
-    resumed = sum(1 for trial in stopped if trial.number in study.resumed_as)
-    counts = [(study.count(state) - (len(stopped) if state == "FAIL" else 0), word) for state, word in STATE_WORDS]
-    counts += [(resumed, "interrupted and resumed"), (len(stopped) - resumed, "interrupted")]
+    """`4 trials: 3 completed, 1 running`; trials stopped by an interrupt, or killed, are counted apart from the
+    failed and running ones (`1 interrupted and resumed`, `1 killed`), since the trial that resumed each is counted
+    too."""
+    stopped = study.stopped()
+    apart = {"FAIL": sum(1 for t in stopped if t.state.name == "FAIL"), "RUNNING": len(study.killed)}
+    counts = [(study.count(state) - apart.get(state, 0), word) for state, word in STATE_WORDS]
+    for how in ("interrupted", "killed"):
+        these = [trial for trial in stopped if study.stopped_word(trial) == how]
+        resumed = sum(1 for trial in these if trial.number in study.resumed_as)
+        counts += [(resumed, f"{how} and resumed"), (len(these) - resumed, how)]
     parts = [f"{n} {word}" for n, word in counts if n]
     return f"{len(study.trials)} trial{'s' if len(study.trials) != 1 else ''}" + (
         ": " + ", ".join(parts) if parts else ""
     )
+
+
+def not_resumed(study: StudyView, sweep_dir: Path | None = None) -> list[str]:
+    """A sentence for each sweep whose trials were interrupted or killed and not resumed since: which trials, and
+    the command that goes on with them from their jobs' last checkpoints (this sweep's own, from its study.yaml;
+    another's, its directory and host)."""
+    from src.study import HOST, SWEEP_DIR, read_record
+
+    here = str(sweep_dir.resolve()) if sweep_dir is not None else None
+    by_sweep: dict[str, list[Any]] = {}
+    for trial in study.stopped():
+        if trial.number not in study.resumed_as:
+            by_sweep.setdefault(str(trial.user_attrs.get(SWEEP_DIR, "?")), []).append(trial)
+    sentences = []
+    for swept, trials in by_sweep.items():
+        named = [f"{trial.number} ({study.stopped_word(trial)})" for trial in trials]
+        which = f"Trial {named[0]} has" if len(named) == 1 else f"Trials {', '.join(named[:-1])} and {named[-1]} have"
+        one = len(trials) == 1
+        it, its = ("it", "its") if one else ("them", "their")
+        resume = (read_record(Path(swept)) or {}).get("resume") if swept == here else None
+        if resume:
+            how = f"`{resume}` goes on with {it}"
+        else:
+            host = trials[0].user_attrs.get(HOST, "?")
+            how = f"{its} search's own command with `hydra.sweep.dir={swept} ckpt_path=last`, run on {host}, goes on"
+            how += f" with {it}"
+        jobs = "its job's last checkpoint" if one else "their jobs' last checkpoints"
+        sentences.append(f"{which} not been resumed: {how}, from {jobs}.")
+    return sentences
 
 
 def write_study_csv(study: StudyView, path: Path) -> None:
@@ -220,5 +279,7 @@ def print_stored_study(sweep_dir: str | None, storage: str | None, name: str | N
     print(f"# Study {study.name}")
     print()
     print(f"Storage `{shown(study.url)}`, {' and '.join(study.directions)} the value; {study_summary(study)}.")
+    for sentence in not_resumed(study):
+        print(sentence)
     print()
     print("\n".join(study_table(study)))
