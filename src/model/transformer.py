@@ -187,15 +187,26 @@ class TransformerBase(nn.Module):
         Each module is initialised by its kind, never by its parameters' names, as nanoGPT's _init_weights does
         through `apply`. self.modules() gives each module once (a shared one too: one embedding for source and
         target) in the order named_parameters lists their parameters, so the random draws are made in the same
-        order whatever the modules are called, and a seed gives the weights it always gave.
+        order whatever the modules are called, and a seed gives the weights it always gave. A parameter two modules
+        share is drawn once, as the first of them: a tied output projection (an nn.Linear whose weight is the token
+        embedding's, tied after the constructor's call) keeps the embedding's draw when this runs again.
         """
+        drawn: set[int] = set()  # the ids of the parameters drawn so far
+
+        def first_visit(parameter: Tensor | None) -> bool:
+            if parameter is None or id(parameter) in drawn:
+                return False
+            drawn.add(id(parameter))
+            return True
+
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                for matrix in module.matrices() if isinstance(module, FusedLinear) else (module.weight,):
-                    nn.init.xavier_uniform_(matrix)
-                if module.bias is not None:
+                if first_visit(module.weight):
+                    for matrix in module.matrices() if isinstance(module, FusedLinear) else (module.weight,):
+                        nn.init.xavier_uniform_(matrix)
+                if first_visit(module.bias):
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
+            elif isinstance(module, nn.Embedding) and first_visit(module.weight):
                 nn.init.normal_(module.weight, mean=0.0, std=self.cfg.d_model**-0.5)
                 if module.padding_idx is not None:  # Embeddings says when the pad's row stays zero
                     with torch.no_grad():

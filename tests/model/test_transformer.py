@@ -336,6 +336,21 @@ def test_the_initialisation_reads_what_each_module_is_not_what_it_is_called():
     assert table.abs().max() > (6 / (40 + D)) ** 0.5  # beyond any Xavier draw of a (40, D) matrix
 
 
+@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only"])
+def test_a_tied_embedding_keeps_its_normal_draw_when_the_initialisation_runs_again(arch):
+    """The tied output projection is an nn.Linear whose weight is the token embedding's: the initialisation draws
+    that parameter once, as the embedding (N(0, d_model^-0.5)), however often it runs, and never as a Xavier matrix
+    (whose entries lie within sqrt(6 / (V + D)))."""
+    model = build_model(small_config(arch=arch, tie_embeddings=True))
+    torch.manual_seed(1)
+    model._init_weights()
+    table = model.tgt_embed.token.weight
+    assert model.out_proj.weight is table
+    assert table.std().item() == pytest.approx(D**-0.5, rel=0.15)
+    assert table.abs().max() > (6 / (19 + D)) ** 0.5  # beyond any Xavier draw of the (19, D) projection
+    assert table[PAD_ID].abs().max() == 0.0  # the dedicated pad's row, zeroed with the embedding's draw
+
+
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only", "encoder_only"])
 @pytest.mark.parametrize(
     "options",
