@@ -175,7 +175,7 @@ _TASKS: dict[str, TaskSpec] = {}
 def task_kind(name: str) -> TaskKind:
     """The registered task kind `name` (TaskSpec.kind); ValueError naming the kinds for any other."""
     if name not in KINDS:
-        raise ValueError(f"kind={name!r} is not one of {', '.join(KINDS)}")
+        raise ValueError(f"kind={name!r} is not a registered task kind: give one of {', '.join(KINDS)}")
     return KINDS[name]
 
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from src.data.registry import task_kind
+from src.data.registry import KINDS, task_kind
 from src.model import EOS_ID, PAD_ID
 
 
@@ -274,10 +274,13 @@ def describe_metric(tag: str, kind: str | None = None, examples: Mapping[str, in
     `examples` (split -> examples) knows it; "" for a tag not known here. `kind`: the task kind, when known (a loss
     is per token or per example)."""
     split, _, name = tag.rpartition("/")
-    if name == "loss" and not kind:  # the kind not known: the loss of either
+    # Only words for a reader, who may hold a file from a version whose kinds were others: a kind not registered
+    # (or none given) describes its loss as the loss of any kind, where asking task_kind would refuse it.
+    registered = KINDS.get(kind) if kind else None
+    if name == "loss" and registered is None:
         about = "mean cross-entropy, teacher-forced, in nats"
     elif name == "loss":
-        about = LOSS_PER_TOKEN if task_kind(kind).predicts_tokens else LOSS_PER_EXAMPLE
+        about = LOSS_PER_TOKEN if registered.predicts_tokens else LOSS_PER_EXAMPLE
     else:
         about = DESCRIPTIONS.get(name, "").format(split=split)
     count = (examples or {}).get(split)

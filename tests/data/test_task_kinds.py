@@ -57,9 +57,25 @@ def test_a_kind_decodes_exactly_where_its_tasks_main_metric_scores_decoded_outpu
     assert task_kind(spec.kind).decodes == (tag in ("val/exact_match", "val/bleu"))
 
 
-def test_an_unknown_kind_is_refused_naming_the_kinds():
-    with pytest.raises(ValueError, match="seq2seq, lm, classification"):
-        task_kind("vision")
+def _greedy_decode(kind: str):
+    from src.model import TransformerConfig, build_model
+    from src.training.inference import greedy_decode
+
+    model = build_model(TransformerConfig(src_vocab_size=9, tgt_vocab_size=9, d_model=8, heads=2, d_ff=8))
+    return greedy_decode(model, kind, {"src": torch.ones(1, 3, dtype=torch.long)})
+
+
+def _metrics_decoding(kind: str):
+    from src.eval import metrics_decoding
+
+    return metrics_decoding(kind)
+
+
+@pytest.mark.parametrize("ask", [task_kind, _greedy_decode, _metrics_decoding])
+def test_an_unknown_kind_is_refused_in_one_line_naming_the_kinds(ask):
+    """Whatever asks the registry about a kind it lacks gets one line that says so and names the registered kinds."""
+    with pytest.raises(ValueError, match="^kind='vision' is not a registered task kind: give one of seq2seq, lm, "):
+        ask("vision")
 
 
 # A kind's name in quotes is a comparison or a table of its own; `kind="..."` (a declaration: a PreparedTask's, an

@@ -87,6 +87,15 @@ def test_every_metric_says_what_it_is_and_over_how_many_examples(tag, kind, word
     assert described.startswith(words) and ": " not in described  # printed lines are read as `tag: value`
 
 
+@pytest.mark.parametrize("kind", [None, "mlm"])
+def test_a_loss_of_no_kind_or_an_unregistered_one_is_described_as_any_kinds(kind):
+    """describe_metric only labels numbers (a report may read a file written by a version with other kinds): for a
+    kind it does not know it says what every kind's loss is, rather than refusing to describe it."""
+    from src.training.metrics import describe_metric
+
+    assert describe_metric("val/loss", kind, {"val": 16}) == "mean cross-entropy, teacher-forced, in nats, 16 examples"
+
+
 @pytest.mark.parametrize("loss", [2.0, 57.85, 705.0, 800.0, float("nan")])
 def test_perplexity_is_exp_of_the_loss_however_large(loss):
     """A loss of 57.85 (a random model on a large vocabulary) has a perplexity of exp(57.85), not the exp(50) a cap
