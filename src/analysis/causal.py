@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from src.data.pairs import Pair, PairBatch
 from src.data.registry import task_kind
-from src.model.names import SITES, STACKS
+from src.model.names import site_named
 from src.model.points import activation_points, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -224,11 +224,10 @@ def same_template(pairs: Sequence[Pair]) -> str | None:
     return None
 
 
-def stack_of(where: str) -> str:
-    """The stack a point's place belongs to, `where` a site (site:layer as well) or a stack (as embed@ names it): its
-    positions are that stack's (the source for the encoder)."""
-    site, _, _ = where.partition(":")
-    return site if site in STACKS else SITES[site].stack
+def stack_of(site: str) -> str:
+    """The stack a site's sublayers run in (names.SITES): their positions are that stack's (the source's for the
+    encoder)."""
+    return site_named(site).stack
 
 
 def grid_patches(model: nn.Module, positions: dict[str, int]) -> list[tuple[str, Patch]]:
@@ -237,6 +236,8 @@ def grid_patches(model: nn.Module, positions: dict[str, int]) -> list[tuple[str,
     patches: list[tuple[str, Patch]] = []
     for name in points:
         kind, where = split_point_name(name)
+        if kind == "embed":  # no family patches a stack's embeddings (and their `where` is the stack, not a site)
+            continue
         site, _, _ = where.partition(":")
         count = positions[stack_of(site)]
         if kind == "resid_pre" and _first_sublayer(name, points):
@@ -254,11 +255,13 @@ def grid_patches(model: nn.Module, positions: dict[str, int]) -> list[tuple[str,
 def _first_sublayer(name: str, points) -> bool:
     """Whether resid_pre `name` enters a layer (its first sublayer): the residual stream between layers, as
     TransformerLens's resid_pre is, not between the sublayers of one layer."""
-    _, where = split_point_name(name)
-    site, _, layer = where.partition(":")
-    stack = stack_of(site)
-    firsts = [p for p in points if p.startswith("resid_pre@") and stack_of(p[len("resid_pre@") :]) == stack]
-    firsts = [p for p in firsts if p.rsplit(":", 1)[1] == layer]
+
+    def stack_and_layer(point: str) -> tuple[str, str]:
+        site, _, layer = split_point_name(point)[1].partition(":")
+        return stack_of(site), layer
+
+    place = stack_and_layer(name)
+    firsts = [p for p in points if p.startswith("resid_pre@") and stack_and_layer(p) == place]
     return bool(firsts) and firsts[0] == name
 
 

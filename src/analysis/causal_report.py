@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from src.model.names import NUMBERING, SITES, head_name, layer_name
+from src.model.names import NUMBERING, head_name, layer_name, site_named
 
 from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
 from .formatting import cell, json_ready, label_ink
@@ -63,7 +63,7 @@ def forward_order(key: tuple[int, str]) -> tuple[int, int]:
     (Site.order: a decoder layer's self-attention, then its cross-attention, then its FFN), never by site name
     (cross sorts before decoder_self)."""
     layer, site = key
-    return layer, SITES[site].order
+    return layer, site_named(site).order
 
 
 def row_keys(analysis: CausalAnalysis, family: str, stack: str) -> list[tuple[int, str]]:

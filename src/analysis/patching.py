@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from src.data.registry import task_kind
-from src.model.names import SITES, STACKS
+from src.model.names import STACKS, site_named
 from src.model.points import attached, recorded, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -159,7 +159,7 @@ def decoder_layer_of(point: str) -> int | None:
     everything after it)."""
     kind, where = split_point_name(point)
     site, _, layer = where.partition(":")
-    if kind == "embed" or not layer or SITES[site].stack == "encoder":
+    if kind == "embed" or not layer or site_named(site).stack == "encoder":
         return None
     return int(layer)
 
@@ -314,7 +314,7 @@ def forward_place(site: str, layer: int) -> tuple[int, int, int]:
     """Where the sublayer (site, layer) runs in the forward pass: the encoder's layers, then the decoder's (STACKS),
     layer by layer, and within a layer in the site's order (a decoder layer's self-attention, then its
     cross-attention, which reads the self-attention's output in its query, then its FFN)."""
-    found = SITES[site]
+    found = site_named(site)
     return STACKS.index(found.stack), layer, found.order
 
 
@@ -324,11 +324,13 @@ def runs_before(sender: tuple[str, int], receiver: tuple[str, int]) -> bool:
 
 
 def reachable(sender_site: str, receiver_site: str, channel: str) -> bool:
-    """Whether a sender's output can reach a receiver's `channel` at all: a head's keys and values read the stream
-    of the stack its keys come from (a cross-attention's: the encoder's output), its query its own stack's stream."""
-    receiver = SITES[receiver_site]
+    """Whether a sender's output can reach a receiver's `channel` at all. Receivers are attention heads (path
+    patching's: their query, keys or values, CHANNELS), so `receiver_site` is an attention site: a head's keys and
+    values read the stream of the stack its keys come from (a cross-attention's: the encoder's output), its query its
+    own stack's stream. The sender may be any sublayer."""
+    receiver = site_named(receiver_site)
     read = receiver.key_stack if channel in ("k", "v") else receiver.stack
-    return SITES[sender_site].stack == read
+    return site_named(sender_site).stack == read
 
 
 @dataclass

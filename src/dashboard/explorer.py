@@ -40,7 +40,7 @@ from torch import Tensor
 from src.analysis.patching import patch_effect
 from src.data.registry import task_kind
 from src.model.config import ARCHITECTURES
-from src.model.names import NUMBERING, SITE_TITLES, SITES, head_name, layer_name, parse_name
+from src.model.names import NUMBERING, SITE_TITLES, SITES, head_name, layer_name, parse_name, site_named
 
 # The page's side that holds each stack's tokens: the encoder reads the input (src), the decoder the output (tgt).
 STACK_SIDES = {"encoder": "src", "decoder": "tgt"}
@@ -49,7 +49,7 @@ STACK_SIDES = {"encoder": "src", "decoder": "tgt"}
 def site_sides(site: str) -> tuple[str, str]:
     """The sides whose tokens are an attention site's queries and its keys (names.SITES): its own stack's ask, those
     of the stack its keys come from answer (cross-attention: the output's tokens ask, the input's answer)."""
-    found = SITES[site]
+    found = site_named(site)
     if found.key_stack is None:
         raise ValueError(f"{site} is a feed-forward site: it has no attention to show")
     return STACK_SIDES[found.stack], STACK_SIDES[found.key_stack]

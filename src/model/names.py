@@ -77,6 +77,15 @@ def layer_name(site: str, layer: int) -> str:
     return f"{site}:{int(layer)}"
 
 
+def site_named(name: str) -> Site:
+    """The registered site `name` (SITES); ValueError naming the sites for any other, as registry.task_kind does for
+    task kinds. Code that reads a site's name from a caller, a spec or a file asks this rather than SITES[name], so a
+    typo is one line that says what a site can be."""
+    if name not in SITES:
+        raise ValueError(f"{name!r} is not a site: give one of {', '.join(SITES)}")
+    return SITES[name]
+
+
 def site_title(site: str) -> str:
     """'cross-attention' for 'cross'; an unknown site is shown as it is."""
     return SITE_TITLES.get(site, site)

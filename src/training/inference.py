@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from src.data.registry import task_kind
 from src.model import ModelOutput, generate
-from src.model.names import SITES
+from src.model.names import site_named
 
 IGNORE_INDEX = -100  # a target position that is not scored (PyTorch's cross_entropy default)
 
@@ -32,7 +32,7 @@ def site_inputs(site: str) -> tuple[str, str]:
     """The batch entries that hold an attention site's query tokens and its key tokens (names.SITES): its own
     stack's ask, and those of the stack its keys come from answer (cross-attention: the target's positions ask, the
     source's answer)."""
-    found = SITES[site]
+    found = site_named(site)
     if found.key_stack is None:
         raise ValueError(f"{site} is a feed-forward site: it has no keys, only its stack's positions")
     return STACK_INPUTS[found.stack], STACK_INPUTS[found.key_stack]

@@ -285,6 +285,59 @@ def test_a_patch_that_does_not_fit_its_point_and_a_path_that_runs_backwards_are_
         path_patching(model, "lm", clean, corrupted, "decoder_self:1:1", "decoder_self:0:2", "q", last_logit_difference)
 
 
+@pytest.mark.parametrize(
+    "sender, receiver, channel, reaches",
+    [
+        ("encoder_self", "cross", "k", True),  # a cross-attention's keys and values read the encoder's output
+        ("encoder_ffn", "cross", "v", True),
+        ("encoder_self", "cross", "q", False),  # its query reads the decoder's stream
+        ("decoder_self", "cross", "q", True),
+        ("decoder_ffn", "cross", "k", False),
+        ("encoder_ffn", "decoder_self", "q", False),  # a self-attention reads its own stack's stream only
+        ("decoder_ffn", "decoder_self", "k", True),
+        ("encoder_self", "encoder_self", "v", True),
+    ],
+)
+def test_a_sender_reaches_a_receiving_heads_query_keys_and_values_through_the_stream_each_reads(
+    sender, receiver, channel, reaches
+):
+    from src.analysis.patching import reachable
+
+    assert reachable(sender, receiver, channel) == reaches
+
+
+def _unknown_site_asks():
+    """Every function of the analyses that reads what a site is from a site's name, given a misspelt one."""
+    from src.analysis.causal import stack_of
+    from src.analysis.causal_report import forward_order
+    from src.analysis.patching import decoder_layer_of, path_patching, reachable, runs_before
+    from src.dashboard.explorer import site_sides
+    from src.training.inference import site_inputs
+
+    def path():
+        model, (clean, corrupted) = model_of(), pair()
+        path_patching(model, "lm", clean, corrupted, "decoder_slef:0:1", "decoder_self:1:0", "q", last_logit_difference)
+
+    return {
+        "runs_before": lambda: runs_before(("decoder_slef", 0), ("decoder_self", 1)),
+        "reachable": lambda: reachable("decoder_self", "decoder_slef", "q"),
+        "decoder_layer_of": lambda: decoder_layer_of("z@decoder_slef:1"),
+        "forward_order": lambda: forward_order((1, "decoder_slef")),
+        "stack_of": lambda: stack_of("decoder_slef"),
+        "site_inputs": lambda: site_inputs("decoder_slef"),
+        "site_sides": lambda: site_sides("decoder_slef"),
+        "path_patching": path,
+    }
+
+
+@pytest.mark.parametrize("asked", list(_unknown_site_asks()))
+def test_a_name_that_is_no_site_is_refused_in_one_line_naming_the_sites(asked):
+    """names.site_named: a typo in an API call is a ValueError that says what a site can be, not a KeyError."""
+    message = "'decoder_slef' is not a site: give one of encoder_self, decoder_self, cross, encoder_ffn, decoder_ffn"
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        _unknown_site_asks()[asked]()
+
+
 def test_pairs_the_model_answers_otherwise_are_warned_about():
     """A negative clean logit difference, or a clean answer rarely the top-1 prediction, says the pairs test a
     behaviour the model does not have (an answer off by one token gives both)."""
