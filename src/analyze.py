@@ -667,11 +667,12 @@ def check_patching(target: Target, model_cfg, cfg: DictConfig, first: bool, chec
 def check_induction(target: Target, model_cfg, cfg: DictConfig, first: bool, checkpoint: dict) -> None:
     """analysis=induction reads a decoder-only model's self-attention: another architecture is refused before any
     work, from the checkpoint's model config."""
-    from src.analysis.induction import SITE
+    from src.data.tasks.induction import KIND
     from src.model.ablation import layout_of
+    from src.model.config import ARCHITECTURES
 
     sites = layout_of(model_cfg)
-    if set(sites) != {SITE}:
+    if ARCHITECTURES[model_cfg.arch].task_kind != KIND:  # not the induction task's kind (lm): no decoder-only model
         raise ConfigError(
             f"analysis=induction reads a decoder-only model's self-attention: {target.checkpoint} has "
             f"{', '.join(sites)}: use {' or '.join(f'analysis={name}' for name in ANALYSES if name != 'induction')}"

@@ -40,6 +40,7 @@ from src.data.tasks.induction import KIND, repeat_offsets
 from src.data.vocab import NUM_SPECIAL
 from src.model import TransformerConfig
 from src.model.ablation import layout_of, parse_ablation
+from src.model.config import ARCHITECTURES
 from src.model.head_mask import attention_sites
 from src.model.names import DECODER_SELF, head_name, layer_name
 from src.model.points import point_name, recorded
@@ -75,8 +76,10 @@ def task_batches(examples: Sequence[Mapping[str, Tensor]], batch_size: int, spec
 
 
 def _layers(model: nn.Module) -> int:
+    """The layers of SITE in a model whose architecture does the induction task's kind (a decoder-only model: SITE
+    is its only attention); ValueError for another."""
     sites = attention_sites(model)
-    if set(sites) != {SITE}:
+    if ARCHITECTURES[model.cfg.arch].task_kind != KIND:
         raise ValueError(
             f"induction scores read a decoder-only model (its sites: {SITE}); this one has {', '.join(sites)}"
         )

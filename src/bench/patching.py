@@ -210,12 +210,18 @@ def the_sweep(layers: int, heads: int, length: int):
     """Our patches, in the order of TransformerLens's tables flattened: resid_pre (layer, position), then z (layer,
     position, head)."""
     from src.analysis.patching import Patch
+    from src.model.names import DECODER_SELF, layer_name
+    from src.model.points import point_name
 
+    # a decoder-only model's layers each begin with the decoder's self-attention: resid_pre there is what the layer
+    # receives, TransformerLens's resid_pre, and z its heads' outputs
     resid = [
-        Patch(f"resid_pre@decoder_self:{layer}", position) for layer in range(layers) for position in range(length)
+        Patch(point_name("resid_pre", layer_name(DECODER_SELF, layer)), position)
+        for layer in range(layers)
+        for position in range(length)
     ]
     z = [
-        Patch(f"z@decoder_self:{layer}", position, head)
+        Patch(point_name("z", layer_name(DECODER_SELF, layer)), position, head)
         for layer in range(layers)
         for position in range(length)
         for head in range(heads)

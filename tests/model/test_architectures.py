@@ -4,6 +4,7 @@ keeps a table of site names."""
 
 import ast
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,11 @@ from src.model.transformer import TransformerBase
 from tests.model.tiny import config as tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_files() -> list[Path]:
+    """Every module of the code the registries hold to: src/ and hydra_plugins/."""
+    return [path for folder in ("src", "hydra_plugins") for path in sorted((ROOT / folder).rglob("*.py"))]
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -97,24 +103,84 @@ def name_parts() -> set[str]:
 NAME_PARTS = name_parts()
 
 
-def _is_site_constant(node: ast.AST) -> bool:
-    """ENCODER_SELF, names.CROSS, or a tuple, list or set that holds one."""
+def _is_site_constant(node: ast.AST, constants: set[str]) -> bool:
+    """ENCODER_SELF, names.CROSS (or a name bound to one: `constants`), or a tuple, list or set that holds one."""
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return any(_is_site_constant(element) for element in node.elts)
+        return any(_is_site_constant(element, constants) for element in node.elts)
     name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
-    return name in SITE_CONSTANTS
+    return name in constants
 
 
-def site_name_uses(source: str) -> list[tuple[int, str]]:
-    """(line, what) for each place in a module's source that spells a site's name, compares one, reads one's words or
-    keys a module-level table by them. Docstrings (and comments, which the parser drops) may name sites."""
-    tree = ast.parse(source)
-    docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+def _only_site_constants(node: ast.AST | None) -> bool:
+    """A site constant, or a tuple, list or set of nothing else."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return bool(node.elts) and all(_only_site_constants(element) for element in node.elts)
+    return node is not None and _is_site_constant(node, SITE_CONSTANTS)
+
+
+def site_aliases(source: str) -> set[str]:
+    """The names a module binds at its top level to a site constant, or to a collection of them (`SITE =
+    DECODER_SELF`): comparing one compares a site's name as much as comparing the constant does, in that module and
+    in any that imports it."""
+    return {
+        target.id
+        for node in ast.parse(source).body
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and _only_site_constants(node.value)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
+
+
+def spelled_in_fstrings(tree: ast.AST, spellings: Iterable[str]) -> list[tuple[int, str]]:
+    """(line, name) for each name of `spellings` that an f-string writes beside a placeholder, as part of a name it
+    builds: f"z@cross:{layer}", f"{kind}@cross". Prose around a placeholder ("write e.g. cross:1") is not beside it."""
+    alternatives = "|".join(re.escape(name) for name in spellings)
+    before = re.compile(rf"(?<![\w-])({alternatives})[:@]?$")  # the literal text ends with the name: a value follows
+    after = re.compile(rf"^[:@]?({alternatives})(?![\w-])")  # or begins with it: a value precedes
     found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.JoinedStr):
+            continue
+        parts = node.values
+        for index, part in enumerate(parts):
+            if not (isinstance(part, ast.Constant) and isinstance(part.value, str)):
+                continue
+            followed = index + 1 < len(parts) and isinstance(parts[index + 1], ast.FormattedValue)
+            preceded = index > 0 and isinstance(parts[index - 1], ast.FormattedValue)
+            match = (followed and before.search(part.value)) or (preceded and after.search(part.value))
+            if match:
+                found.append((node.lineno, match.group(1)))
+    return found
+
+
+def _is_literal(node: ast.AST | None) -> bool:
+    """A value written out in the source (a number, a string, or a tuple, list or set of them): what a table of facts
+    holds, where the model's own dicts keyed by its sites hold what it computed."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_is_literal(element) for element in node.elts)
+    return isinstance(node, ast.Constant)
+
+
+def site_name_uses(source: str, aliases: Iterable[str] = ()) -> list[tuple[int, str]]:
+    """(line, what) for each place in a module's source that spells a site's name (in a string, or beside a
+    placeholder of an f-string), compares one (by a site constant of names.py, or by a name bound to one: the
+    module's own and `aliases`, those other modules bind), reads one's words, or keeps a table keyed by sites: a dict
+    keyed by site constants at module level, or anywhere whose values are all written out (a function's table of
+    facts; the model's own dicts of what it computed at each site hold computed values). Docstrings (and comments,
+    which the parser drops) may name sites."""
+    tree = ast.parse(source)
+    constants = SITE_CONSTANTS | site_aliases(source) | set(aliases)
+    docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    module_level = {
+        id(statement.value) for statement in tree.body if isinstance(statement, (ast.Assign, ast.AnnAssign))
+    }
+    found = [(line, f"spells the site name {name!r} in an f-string") for line, name in spelled_in_fstrings(tree, SITES)]
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and node.value in SITES and id(node) not in docstrings:
             found.append((node.lineno, f"spells the site name {node.value!r}"))
-        elif isinstance(node, ast.Compare) and any(_is_site_constant(n) for n in (node.left, *node.comparators)):
+        elif isinstance(node, ast.Compare) and any(
+            _is_site_constant(n, constants) for n in (node.left, *node.comparators)
+        ):
             found.append((node.lineno, "compares a site's name"))
         elif (
             isinstance(node, ast.Call)
@@ -123,10 +189,12 @@ def site_name_uses(source: str) -> list[tuple[int, str]]:
             and any(isinstance(arg, ast.Constant) and arg.value in NAME_PARTS for arg in node.args)
         ):
             found.append((node.lineno, f"reads a site's name by its words ({node.func.attr})"))
-    for statement in tree.body:  # a table: a module-level dict keyed by sites
-        if isinstance(statement, (ast.Assign, ast.AnnAssign)) and isinstance(statement.value, ast.Dict):
-            if any(key is not None and _is_site_constant(key) for key in statement.value.keys):
-                found.append((statement.lineno, "keeps a table keyed by site names"))
+        elif (
+            isinstance(node, ast.Dict)
+            and any(key is not None and _is_site_constant(key, constants) for key in node.keys)
+            and (id(node) in module_level or all(_is_literal(value) for value in node.values))
+        ):
+            found.append((node.lineno, "keeps a table keyed by site names"))
     return sorted(found)
 
 
@@ -134,12 +202,12 @@ def test_nothing_outside_the_site_registry_spells_compares_or_tabulates_site_nam
     """What a site is (its stack, the stack of its keys, its order in a layer, its title) is asked of names.SITES,
     and which sites a model has of its layers (sublayers()), never read from the spelling of a name."""
     registry = ROOT / "src" / "model" / "names.py"
+    sources = {path: path.read_text() for path in python_files() if path != registry}
+    aliases = {alias for source in sources.values() for alias in site_aliases(source)}
     found = [
         f"{path.relative_to(ROOT)}:{line}: {what}"
-        for folder in ("src", "hydra_plugins")
-        for path in sorted((ROOT / folder).rglob("*.py"))
-        if path != registry
-        for line, what in site_name_uses(path.read_text())
+        for path, source in sources.items()
+        for line, what in site_name_uses(source, aliases)
     ]
     assert found == [], "ask names.SITES instead:\n" + "\n".join(found)
 
@@ -153,16 +221,26 @@ def test_nothing_outside_the_site_registry_spells_compares_or_tabulates_site_nam
         "if site in (CROSS, DECODER_SELF): pass",
         'stack = "encoder" if site.startswith("encoder") else "decoder"',
         'feed_forward = site.endswith("_ffn")',
+        'patches = [f"resid_pre@decoder_self:{layer}" for layer in range(2)]',
+        'point = f"{kind}@cross:1"',
+        "SITE = DECODER_SELF\nif set(sites) != {SITE}: pass",
+        "def order(site):\n    ORDER = {ENCODER_SELF: 0, CROSS: 1}\n    return ORDER[site]",
     ],
 )
 def test_the_site_name_check_finds_each_way_of_reading_a_name(line):
     assert site_name_uses(line) != []
 
 
+def test_the_site_name_check_follows_a_name_bound_to_a_site_constant_into_the_modules_that_import_it():
+    checks = "from src.analysis.induction import SITE\nif set(sites) != {SITE}: pass"
+    assert site_name_uses(checks) == [] and site_name_uses(checks, site_aliases("SITE = DECODER_SELF")) != []
+
+
 def test_the_site_name_check_lets_the_model_name_the_sites_it_builds_and_docstrings_name_them():
     built = '''
 def attention_masks(self):
     """The mask of each site: mask["cross"][0] is the first cross-attention layer's."""
-    return {ENCODER_SELF: 1, CROSS: 2}  # "cross": the cross-attention
+    return {ENCODER_SELF: self.encoder_mask(src), CROSS: cross}  # "cross": the cross-attention
 '''
-    assert site_name_uses(built) == []
+    message = 'raise ValueError(f"{spec!r} is not site:layer: write e.g. cross:1 or decoder_ffn:* (every layer)")'
+    assert site_name_uses(built) == [] and site_name_uses(message) == []
