@@ -979,9 +979,6 @@ DASHBOARD_SETTINGS = {
     "probe_size": ("attention_stats",),
     "text_examples": ("text_samples",),
 }
-# The task kinds whose text samples are a table of dashboard.text_examples examples, one row per source read
-# (src/dashboard/text_samples.py); a kind without a source (lm) samples one generated text, whatever the setting.
-TEXT_TABLE_KINDS = tuple(name for name, kind in KINDS.items() if kind.reads_source)
 
 
 def writes_tensorboard(cfg: DictConfig) -> bool:
@@ -1008,10 +1005,13 @@ def unread_dashboard_settings(cfg: DictConfig, spec) -> list[str]:
         if given and not any(cfg.dashboard[switch] for switch in switches):
             off = " and ".join(f"dashboard.{switch}=false" for switch in switches)
             lines.append(unread_line(given, f"with {off}", [f"dashboard.{switch}=true" for switch in switches]))
-    if cfg.dashboard.text_samples and spec.kind not in TEXT_TABLE_KINDS:
+    # The text samples of a kind that reads a source are a table of dashboard.text_examples examples, one row per
+    # source read (src/dashboard/text_samples.py); a kind without one (lm) samples one generated text.
+    if cfg.dashboard.text_samples and not task_kind(spec.kind).reads_source:
+        tables = [name for name, kind in KINDS.items() if kind.reads_source]
         lines += grouped_lines(
             given_settings(cfg.dashboard, "dashboard.", ["text_examples"], default),
-            lambda path: [f"the text table of {_and(TEXT_TABLE_KINDS)} tasks"],
+            lambda path: [f"the text table of {_and(tables)} tasks"],
             f"with task={spec.name}",
             lambda path: f"the text sample of an {spec.kind} task is one generated text",
         )
@@ -1054,7 +1054,9 @@ RUN_DECODE_READERS = (
     DecodeReader(
         "the text samples of an lm task (dashboard.text_samples)",
         SETTINGS_OF_STRATEGY["sample"],
-        lambda cfg, spec: spec.kind not in TEXT_TABLE_KINDS and writes_tensorboard(cfg) and cfg.dashboard.text_samples,
+        lambda cfg, spec: (
+            not task_kind(spec.kind).reads_source and writes_tensorboard(cfg) and cfg.dashboard.text_samples
+        ),
     ),
 )
 

@@ -184,7 +184,7 @@ def build_classification(
     need_val, need_test = not cfg.val_path, not cfg.test_path
     if need_val or need_test:
         order = list(range(len(train)))
-        random.Random(split_seed(seed, "classification", "holdout")).shuffle(order)
+        random.Random(split_seed(seed, cfg.name, "holdout")).shuffle(order)  # seeds are labelled by the task's name
         n_val, n_test = held_out_sizes(cfg, len(train))
         held_val = [train[i] for i in order[:n_val]]
         held_test = [train[i] for i in order[n_val : n_val + n_test]]
