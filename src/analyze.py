@@ -510,6 +510,7 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
     )
     from src.analysis.causal_report import write_patching, write_tensorboard
     from src.data.pairs import collate_pairs
+    from src.model.names import STACKS
 
     loaded = load_for_analysis(target, cfg, device, log)
     model, datamodule = loaded.model, loaded.datamodule
@@ -528,11 +529,11 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
         )
     batch = collate_pairs(pairs, datamodule.kind, datamodule.task.specials).to(device)
     first_clean = batch.clean
-    positions = {}
-    if "tgt_in" in first_clean:
-        positions["decoder"] = datamodule.tgt_token_strings(first_clean["tgt_in"][0].tolist())
-    if "src" in first_clean:
-        positions["encoder"] = datamodule.src_token_strings(first_clean["src"][0].tolist())
+    positions = {  # each stack's positions, labelled with the first clean input's tokens
+        stack: datamodule.vocab(found.side).token_strings(first_clean[found.batch_key][0].tolist())
+        for stack, found in STACKS.items()
+        if found.batch_key in first_clean
+    }
     started = time.perf_counter()
     result = analyze_patching(
         model,

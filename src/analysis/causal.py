@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from src.data.pairs import Pair, PairBatch
 from src.data.registry import task_kind
-from src.model.names import site_named
+from src.model.names import STACKS, site_named
 from src.model.points import activation_points, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -303,8 +303,10 @@ def analyze_patching(
     every position at once, since a position would mean something else in each pair."""
     score = pair_metric(metric, pairs, kind)
     clean, corrupted = pairs.clean, pairs.corrupted
-    positions = {"decoder": clean["tgt_in"].size(1) if "tgt_in" in clean else 0}
-    positions["encoder"] = clean["src"].size(1) if "src" in clean else 0
+    # each stack's positions: the length of the batch entry it reads (0 for a stack the model has not)
+    positions = {
+        stack: clean[found.batch_key].size(1) if found.batch_key in clean else 0 for stack, found in STACKS.items()
+    }
     families = grid_patches(model, positions)
     if not one_template:  # a position means something else in each pair: only what spans every position
         families = [(family, patch) for family, patch in families if family in ACROSS_POSITIONS]

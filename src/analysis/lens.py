@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.model.config import ARCHITECTURES
 from src.model.names import head_name, layer_name
 from src.model.points import recorded
 from src.training.inference import IGNORE_INDEX, eval_mode, forward_batch, scored_target
@@ -48,15 +49,20 @@ class LensLayer:
         return "embed" if self.layer is None else str(self.layer)
 
 
-def output_stack(model: nn.Module) -> nn.Module:
-    """The stack whose last residual stream the model's output reads: the decoder of a sequence model, the encoder
-    of a classifier."""
-    decoder = getattr(model, "decoder", None)
-    return decoder if decoder is not None else model.encoder
-
-
 def stack_name(model: nn.Module) -> str:
-    return "decoder" if getattr(model, "decoder", None) is not None else "encoder"
+    """The stack whose last residual stream the model's output reads: the last of its architecture's stacks, which
+    the data flow through last (the decoder of a sequence model, the encoder of a classifier)."""
+    return ARCHITECTURES[model.cfg.arch].stacks[-1]
+
+
+def output_stack(model: nn.Module) -> nn.Module:
+    """That stack's module: the model's attribute of its name."""
+    return getattr(model, stack_name(model))
+
+
+def classifies(model: nn.Module) -> bool:
+    """The model's output is a classifier's (its pooling and head, logits (B, C)), not the unembedding W_U's."""
+    return ARCHITECTURES[model.cfg.arch].classifies
 
 
 def layer_outputs(model: nn.Module) -> list[str]:
@@ -72,9 +78,9 @@ def read_out(model: nn.Module, batch: dict[str, Tensor], stream: Tensor) -> Tens
     then the unembedding W_U (B, T, V); a classifier's pooling and head instead (B, C)."""
     final_norm = output_stack(model).final_norm
     normed = final_norm(stream) if final_norm is not None else stream
-    if stack_name(model) == "decoder":
-        return model.out_proj(normed)  # (B, T, V)
-    return model.head(model.pooling(normed, batch["src"] != model.cfg.pad_id))  # (B, C)
+    if classifies(model):
+        return model.head(model.pooling(normed, batch["src"] != model.cfg.pad_id))  # (B, C)
+    return model.out_proj(normed)  # (B, T, V)
 
 
 def _scored(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -109,7 +115,7 @@ def attribution_refused(model: nn.Module) -> str | None:
             "stack each "
             "sublayer's output is normalised again by the sublayers after it, so the logit is no sum of them"
         )
-    if stack_name(model) == "encoder" and not getattr(model.pooling, "linear", False):
+    if classifies(model) and not getattr(model.pooling, "linear", False):
         return (
             "direct logit attribution needs a linear pooling (model.pooling=mean): this classifier's pooler is not "
             "linear (BERT's applies tanh), so its logits are no sum of the components' contributions"
@@ -139,17 +145,17 @@ def direct_logit_attribution(model: nn.Module, kind: str, batch: dict[str, Tenso
     target = scored_target(model, kind, batch)  # (B, T) or (B,)
     token = target.clamp(min=0)  # unscored positions read token 0, then zeroed below
     stream = seen[last]  # (B, T, D): what the final norm reads
-    if stack_name(model) == "decoder":
-        w_u, b_u = model.out_proj.weight[token], model.out_proj.bias  # (B, T, D): each position's target row of W_U
-
-        def read(part: Tensor) -> Tensor:  # (B, T, D) as the output reads it, before W_U
-            return part
-    else:
+    if classifies(model):
         w_u, b_u = model.head[-1].weight[token], model.head[-1].bias  # (B, D): each example's class row
         real = batch["src"] != model.cfg.pad_id
 
         def read(part: Tensor) -> Tensor:  # the pooling is linear (attribution_refused): (B, S, D) -> (B, D)
             return model.pooling(part, real)
+    else:
+        w_u, b_u = model.out_proj.weight[token], model.out_proj.bias  # (B, T, D): each position's target row of W_U
+
+        def read(part: Tensor) -> Tensor:  # (B, T, D) as the output reads it, before W_U
+            return part
 
     def direct(part: Tensor) -> Tensor:  # (B, T, D) -> (B, T) or (B,): through the frozen norm, pooling, W_U[target]
         normed = final_norm.as_linear(stream, part) if final_norm is not None else part

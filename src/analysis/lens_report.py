@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from src.model.names import NUMBERING
+from src.model.names import NUMBERING, STACKS
 
 from .formatting import cell, json_ready
 from .lens import LensAnalysis, LensLayer
@@ -105,7 +105,7 @@ def ablated_share_words(about: dict) -> str:
 
 
 def output_words(analysis: LensAnalysis) -> str:
-    return "output projection" if analysis.stack == "decoder" else "classifier's pooling and head"
+    return STACKS[analysis.stack].output
 
 
 def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]) -> str:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from src.data.registry import task_kind
-from src.model.names import STACKS, site_named
+from src.model.names import DECODER, STACKS, site_named
 from src.model.points import attached, recorded, split_point_name
 from src.training.inference import eval_mode, forward_batch
 
@@ -159,7 +159,7 @@ def decoder_layer_of(point: str) -> int | None:
     everything after it)."""
     kind, where = split_point_name(point)
     site, _, layer = where.partition(":")
-    if kind == "embed" or not layer or site_named(site).stack == "encoder":
+    if kind == "embed" or not layer or site_named(site).stack != DECODER:
         return None
     return int(layer)
 
@@ -315,7 +315,7 @@ def forward_place(site: str, layer: int) -> tuple[int, int, int]:
     layer by layer, and within a layer in the site's order (a decoder layer's self-attention, then its
     cross-attention, which reads the self-attention's output in its query, then its FFN)."""
     found = site_named(site)
-    return STACKS.index(found.stack), layer, found.order
+    return list(STACKS).index(found.stack), layer, found.order
 
 
 def runs_before(sender: tuple[str, int], receiver: tuple[str, int]) -> bool:

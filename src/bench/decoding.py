@@ -25,6 +25,7 @@ from src.bench.gpu import host_cpu
 from src.bench.pretrained import cache_bytes
 from src.model import generate
 from src.model.config import ARCHITECTURES
+from src.model.names import DECODER
 from src.sweep.report import Configuration, make_group
 from src.sweep.runs import Run, job_number, read_run
 from src.sweep.statistics import short
@@ -82,7 +83,7 @@ def load(run: Path, batch: int) -> tuple[torch.nn.Module, Measured]:
     module, _ = load_run(str(run / "checkpoints" / "last.ckpt"))
     model = module.model.eval()
     cfg = model.cfg
-    if ARCHITECTURES[cfg.arch].stacks != ("decoder",):
+    if ARCHITECTURES[cfg.arch].stacks != (DECODER,):  # the decoder alone
         raise SystemExit(f"error: {run} is a {cfg.arch} model: this measures decoder-only runs")
     with torch.no_grad():  # the cache of a full context: every position of every row
         full_cache = cache_bytes(model, torch.full((batch, cfg.max_len), cfg.bos_id))

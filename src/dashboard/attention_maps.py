@@ -48,11 +48,9 @@ from lightning.pytorch import LightningModule, Trainer
 from src.dashboard.drawing import Canvas, colour_bar, colour_table, heat_panel, text_width
 from src.dashboard.probe import ProbeCallback, can_log, event_step, tensorboard_logger
 from src.model.masks import real_positions
-from src.model.names import SITES, head_name, layer_name, site_title
+from src.model.names import SITES, STACKS, head_name, layer_name, site_title
 from src.training.inference import site_inputs
 
-# What a stack's tokens are, for the axes of a cross-attention, whose queries and keys are two different sequences.
-STACK_SEQUENCES = {"encoder": "source", "decoder": "target"}
 ATTENTION_GROUP = "val_attention"
 MASK_GROUP = "val_mask"
 
@@ -77,12 +75,12 @@ MASK_COLOURS = np.array([(240, 240, 240)] * 128 + [(43, 108, 163)] * 128, dtype=
 
 def site_axes(site: str | None) -> tuple[str, str]:
     """(query axis title, key axis title) of a site's images: "query" and "key" where both axes hold one sequence;
-    for a cross-attention, which each holds: "query (target)", "key (source)". No site, or one names.SITES does not
-    know: "query" and "key"."""
+    for a cross-attention, which sequence each holds (names.STACKS): "query (target)", "key (source)". No site, or
+    one names.SITES does not know: "query" and "key"."""
     found = SITES.get(site or "")
     if found is None or found.key_stack is None or not found.is_cross_attention:
         return "query", "key"
-    return f"query ({STACK_SEQUENCES[found.stack]})", f"key ({STACK_SEQUENCES[found.key_stack]})"
+    return f"query ({STACKS[found.stack].sequence})", f"key ({STACKS[found.key_stack].sequence})"
 
 
 def _to_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:

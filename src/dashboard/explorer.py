@@ -40,19 +40,17 @@ from torch import Tensor
 from src.analysis.patching import patch_effect
 from src.data.registry import task_kind
 from src.model.config import ARCHITECTURES
-from src.model.names import NUMBERING, SITE_TITLES, SITES, head_name, layer_name, parse_name, site_named
-
-# The page's side that holds each stack's tokens: the encoder reads the input (src), the decoder the output (tgt).
-STACK_SIDES = {"encoder": "src", "decoder": "tgt"}
+from src.model.names import NUMBERING, SITE_TITLES, SITES, STACKS, head_name, layer_name, parse_name, site_named
 
 
 def site_sides(site: str) -> tuple[str, str]:
-    """The sides whose tokens are an attention site's queries and its keys (names.SITES): its own stack's ask, those
-    of the stack its keys come from answer (cross-attention: the output's tokens ask, the input's answer)."""
+    """The sides whose tokens are an attention site's queries and its keys (names.SITES, and each stack's side in
+    names.STACKS): its own stack's ask, those of the stack its keys come from answer (cross-attention: the output's
+    tokens ask, the input's answer)."""
     found = site_named(site)
     if found.key_stack is None:
         raise ValueError(f"{site} is a feed-forward site: it has no attention to show")
-    return STACK_SIDES[found.stack], STACK_SIDES[found.key_stack]
+    return STACKS[found.stack].side, STACKS[found.key_stack].side
 
 
 @dataclass
@@ -94,7 +92,7 @@ class AttentionOnText:
                 "cross_attention" if SITES[site].is_cross_attention else f"{SITES[site].stack}_attention": attention
                 for site, attention in layers.items()
             }
-            tokens = {f"{stack}_tokens": self.tokens[side] for stack, side in STACK_SIDES.items()}
+            tokens = {f"{stack}_tokens": self.tokens[found.side] for stack, found in STACKS.items()}
             return {**found, **tokens}
         (site, attention), *_ = layers.items()
         return {"attention": attention, "tokens": self.tokens[site_sides(site)[0]]}
@@ -189,8 +187,7 @@ def describe_model(model) -> str:
     QK-norm and parallel layers."""
     cfg = model.cfg
     arch = ARCHITECTURES[cfg.arch]  # the model's architecture: its stacks, and whether it classifies
-    stack_layers = {"encoder": cfg.enc_layers, "decoder": cfg.dec_layers}
-    layers = " + ".join(str(stack_layers[stack]) for stack in arch.stacks) + " layers"
+    layers = " + ".join(str(STACKS[stack].layers(cfg)) for stack in arch.stacks) + " layers"
     name = cfg.arch.replace("_", "-") + (" classifier" if arch.classifies else "")  # encoder_only: "encoder-only"
     parts = [name, layers, f"{cfg.heads} heads a layer"]
     if cfg.kv_head_count < cfg.heads:

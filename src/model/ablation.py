@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from .config import ARCHITECTURES, TransformerConfig
 from .errors import ConfigError
 from .head_mask import attention_sites, set_head_mask, stack_layers
-from .names import ATTENTION_SITES, FFN_SITES, SITES, head_name, layer_name
+from .names import ATTENTION_SITES, FFN_SITES, SITES, STACKS, head_name, layer_name
 from .norms import Residual
 
 SUBLAYER_SITES = tuple(SITES)  # the attention sites, then the feed-forward ones
@@ -63,9 +63,8 @@ def sublayer_layout_of(cfg: TransformerConfig) -> dict[str, int]:
     its architecture has: the stack it is in and, for an attention, the stack its keys come from (cross-attention
     only in an encoder-decoder); a feed-forward site only with model.ffn (none in an attention-only model)."""
     stacks = ARCHITECTURES[cfg.arch].stacks
-    depth = {"encoder": cfg.enc_layers, "decoder": cfg.dec_layers}  # a stack's layers, by its model.* setting
     return {
-        name: depth[site.stack]
+        name: STACKS[site.stack].layers(cfg)
         for name, site in SITES.items()
         if site.stack in stacks and (site.key_stack in stacks if site.attention else cfg.ffn)
     }

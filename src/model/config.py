@@ -17,6 +17,7 @@ from .attention import ATTENTION_BIASES
 from .errors import ConfigError
 from .feedforward import FEEDFORWARDS
 from .masks import MaskScheme, build_mask_scheme
+from .names import DECODER, ENCODER
 from .norms import NORM_POSITIONS, NORMS
 from .pooling import POOLINGS
 from .positional import POSITIONAL_SCHEMES, rope_scaling_defaults
@@ -31,18 +32,18 @@ class Architecture:
     """What one `model.arch` is: the stacks it builds, the kind of task it does, whether it ends in a classifier, and
     the class that builds it. Code that depends on the architecture asks these, never its name."""
 
-    stacks: tuple[str, ...]  # the stacks it builds, "encoder" and/or "decoder", in the order the data flows
+    stacks: tuple[str, ...]  # the stacks it builds (names.STACKS), in the order the data flows
     task_kind: str  # the task kind it does (a task's TaskSpec.kind): what model.arch=auto picks it for
     classifies: bool  # it ends in a classification head over num_classes, not a projection onto a vocabulary
     class_name: str  # its model class in transformer.py, by name: transformer.py imports this module
 
     @property
     def has_encoder(self) -> bool:
-        return "encoder" in self.stacks
+        return ENCODER in self.stacks
 
     @property
     def has_decoder(self) -> bool:
-        return "decoder" in self.stacks
+        return DECODER in self.stacks
 
     @property
     def has_cross_attention(self) -> bool:
@@ -60,11 +61,11 @@ class Architecture:
 # task checks all ask the entry.
 ARCHITECTURES: dict[str, Architecture] = {
     "encoder_decoder": Architecture(
-        ("encoder", "decoder"), task_kind="seq2seq", classifies=False, class_name="EncoderDecoder"
+        (ENCODER, DECODER), task_kind="seq2seq", classifies=False, class_name="EncoderDecoder"
     ),
-    "decoder_only": Architecture(("decoder",), task_kind="lm", classifies=False, class_name="DecoderOnly"),
+    "decoder_only": Architecture((DECODER,), task_kind="lm", classifies=False, class_name="DecoderOnly"),
     "encoder_only": Architecture(
-        ("encoder",), task_kind="classification", classifies=True, class_name="EncoderClassifier"
+        (ENCODER,), task_kind="classification", classifies=True, class_name="EncoderClassifier"
     ),
 }
 

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError, ModelWarning
+from .names import DECODER, ENCODER
 
 # --- the building blocks ------------------------------------------------------------------------
 
@@ -261,11 +262,11 @@ class MaskScheme:
     # --- the form of each site's structure (read off the structure above, once per shape, on the CPU) ---
 
     def encoder_form(self, s: int) -> MaskForm:
-        return self._form(("encoder", s), lambda: self.encoder_structure(s))
+        return self._form((ENCODER, s), lambda: self.encoder_structure(s))
 
     def decoder_form(self, tq: int, tk: int, q_offset: int = 0, decoder_only: bool = False) -> MaskForm:
         site = self.decoder_only_structure if decoder_only else self.decoder_structure
-        return self._form(("decoder", decoder_only, tq, tk, q_offset), lambda: site(tq, tk, q_offset))
+        return self._form((DECODER, decoder_only, tq, tk, q_offset), lambda: site(tq, tk, q_offset))
 
     def _form(self, shape: tuple, structure: Callable[[], Tensor | None]) -> MaskForm:
         forms = self.__dict__.setdefault("_forms", {})  # not a field: no setting, not compared

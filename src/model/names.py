@@ -10,12 +10,13 @@ TensorBoard tag or image caption, a csv row, a report, the attention page) can b
 Layers and heads are counted from 0, as PyTorch indexes them (`mask["cross"][1, 2]`), as TransformerLens and the
 interpretability papers number GPT-2's heads ("head 9.9"), and as the ablation specs always have. A site is one of
 the model's attention sites (encoder_self, decoder_self, cross) or feed-forward sublayers (encoder_ffn,
-decoder_ffn).
+decoder_ffn); each is in one of the model's stacks (encoder, decoder). SITES and STACKS say what each is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Site:
     """A kind of sublayer of a stack's layers: an attention (whose heads can be ablated) or the feed-forward
     network."""
 
-    stack: str  # the stack whose layers hold it, "encoder" or "decoder"; its queries are that stack's positions
+    stack: str  # the stack whose layers hold it (STACKS); its queries are that stack's positions
     attention: bool  # an attention sublayer; False: the feed-forward network
     # The stack whose positions its keys are: its own for self-attention, the encoder's for cross-attention; None
     # for the feed-forward network, which has no keys
@@ -38,8 +39,46 @@ class Site:
         return self.key_stack is not None and self.key_stack != self.stack
 
 
-# A model's stacks, in the order the data flows through them (an encoder-decoder runs its encoder first).
-STACKS = ("encoder", "decoder")
+@dataclass(frozen=True)
+class Stack:
+    """A stack of layers, as the code around the model meets it: where its tokens are in a batch and in a task's
+    text, and what a reader calls them. The stack's module is the model's attribute of its name (model.encoder)."""
+
+    batch_key: str  # the batch entry holding the tokens it reads (collate.py): the source, or the target's input
+    # The side of the task's text its tokens are, "src" (the input) or "tgt" (the output, an lm's text): the
+    # datamodule's vocabulary that reads them (vocab(side)), and the attention page's list of them
+    side: str
+    sequence: str  # what its tokens are in the axis titles of a cross-attention, whose two axes are two sequences
+    layers_setting: str  # the model.* setting that holds how many layers it has
+    output: str  # what reads its last residual stream as the model's output, in a model that ends in it (the lens)
+
+    def layers(self, cfg: Any) -> int:
+        """How many layers it has in a model built from `cfg` (a TransformerConfig)."""
+        return getattr(cfg, self.layers_setting)
+
+
+# The stacks' names. The code that builds a stack (the models, its masks and positions, the architectures that list
+# it) names it by these; everything else asks STACKS what one is.
+ENCODER = "encoder"
+DECODER = "decoder"
+
+# Every stack, in the order the data flows through them (an encoder-decoder runs its encoder first).
+STACKS: dict[str, Stack] = {
+    ENCODER: Stack(
+        batch_key="src",
+        side="src",
+        sequence="source",
+        layers_setting="enc_layers",
+        output="classifier's pooling and head",
+    ),
+    DECODER: Stack(
+        batch_key="tgt_in",
+        side="tgt",
+        sequence="target",
+        layers_setting="dec_layers",
+        output="output projection",
+    ),
+}
 
 # The sites' names. The code that builds a site (the layers that hold it, the stacks that make its masks and return
 # its weights) names it by these; everything else reads a site's name from a model, a spec or a file and asks SITES
@@ -53,11 +92,11 @@ DECODER_FFN = "decoder_ffn"
 # Every site, the one place that says what each is: the attention sites, then the feed-forward ones, each in the
 # order the data reaches them (the order ablation specs and reports list them in).
 SITES: dict[str, Site] = {
-    ENCODER_SELF: Site("encoder", True, "encoder", 0, "encoder self-attention"),
-    DECODER_SELF: Site("decoder", True, "decoder", 0, "decoder self-attention"),
-    CROSS: Site("decoder", True, "encoder", 1, "cross-attention"),
-    ENCODER_FFN: Site("encoder", False, None, 1, "encoder feed-forward"),
-    DECODER_FFN: Site("decoder", False, None, 2, "decoder feed-forward"),
+    ENCODER_SELF: Site(ENCODER, True, ENCODER, 0, "encoder self-attention"),
+    DECODER_SELF: Site(DECODER, True, DECODER, 0, "decoder self-attention"),
+    CROSS: Site(DECODER, True, ENCODER, 1, "cross-attention"),
+    ENCODER_FFN: Site(ENCODER, False, None, 1, "encoder feed-forward"),
+    DECODER_FFN: Site(DECODER, False, None, 2, "decoder feed-forward"),
 }
 ATTENTION_SITES = tuple(name for name, site in SITES.items() if site.attention)
 FFN_SITES = tuple(name for name, site in SITES.items() if not site.attention)

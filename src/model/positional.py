@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError
+from .names import DECODER, ENCODER
 
 if TYPE_CHECKING:  # annotations only: config.py imports this module for its registry
     from .config import TransformerConfig
@@ -380,7 +381,7 @@ class T5RelativePositions(PositionalScheme):
         super().__init__()
         self.stacks = nn.ModuleDict()  # one table per stack; the encoder's buckets tell before from after
         for stack in stacks:
-            self.stacks[stack] = RelativePositionBias(heads, buckets, max_distance, bidirectional=stack == "encoder")
+            self.stacks[stack] = RelativePositionBias(heads, buckets, max_distance, bidirectional=stack == ENCODER)
 
     @staticmethod
     def stacks_of(cfg: TransformerConfig) -> tuple[str, ...]:
@@ -398,8 +399,8 @@ class T5RelativePositions(PositionalScheme):
         # Any count is T5's (transformers takes any, and so do we, with its integer halvings), as long as every
         # stack keeps at least one exact distance: the log-spaced buckets are measured from the last one. An
         # encoder's buckets are halved twice (per direction, then exact), a decoder's once.
-        one_way = "decoder" in T5RelativePositions.stacks_of(cfg)
-        fewest = 2 if one_way and "encoder" not in T5RelativePositions.stacks_of(cfg) else 4
+        one_way = DECODER in T5RelativePositions.stacks_of(cfg)
+        fewest = 2 if one_way and ENCODER not in T5RelativePositions.stacks_of(cfg) else 4
         if cfg.relative_buckets < fewest:
             stack = "the encoder" if fewest == 4 else "the decoder"
             raise ConfigError(

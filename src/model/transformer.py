@@ -20,7 +20,7 @@ from .fused import FusedLinear
 from .head_mask import attention_sites
 from .layers import DecoderLayer, EncoderLayer, name_layer_points
 from .masks import real_positions, warn_once
-from .names import CROSS, DECODER_SELF, ENCODER_SELF
+from .names import CROSS, DECODER, DECODER_SELF, ENCODER, ENCODER_SELF
 from .norms import build_norm
 from .points import ActivationPoint, point_name
 from .pooling import build_pooling
@@ -76,13 +76,13 @@ class Encoder(nn.Module):
             name_layer_points(layer.sublayers(), index)
         self.layers = nn.ModuleList(layers)
         self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.has_final_norm else None
-        self.embed_point = ActivationPoint(point_name("embed", "encoder"))  # what the stack receives
+        self.embed_point = ActivationPoint(point_name("embed", ENCODER))  # what the stack receives
 
     def forward(self, x, mask, positional, need_weights=False, real=None) -> tuple[Tensor, list[Tensor]]:
         """x (B, S, D) the embedded source; mask: the self-attention's SiteMask, its tensor (B, 1, S|1, S); real
         (B, S): the positions that are not padding (None: all), where the FFNs run (feedforward.py).
         Returns the memory (B, S, D) and, with need_weights, each layer's attention weights (B, H, S, S)."""
-        positional = positional.for_stack("encoder")  # T5's relative bias has a table per stack
+        positional = positional.for_stack(ENCODER)  # T5's relative bias has a table per stack
         weights = []
         x = self.embed_point(x)  # (B, S, D)
         for layer in self.layers:
@@ -104,7 +104,7 @@ class Decoder(nn.Module):
             name_layer_points(layer.sublayers(), index)
         self.layers = nn.ModuleList(layers)
         self.final_norm = build_norm(cfg.norm_type, cfg.d_model, cfg.norm_eps) if cfg.has_final_norm else None
-        self.embed_point = ActivationPoint(point_name("embed", "decoder"))
+        self.embed_point = ActivationPoint(point_name("embed", DECODER))
 
     def new_cache(self) -> list[dict]:
         """An empty key/value cache: per layer, the self-attention K/V so far and the projected memory, each under
@@ -131,7 +131,7 @@ class Decoder(nn.Module):
         decoder-only); cache: new_cache()'s, kept across decoding steps, or None; real (B, T): the positions that are
         not padding (None: all, as while decoding with a cache)."""
         self_weights, cross_weights = [], []
-        positional = positional.for_stack("decoder")
+        positional = positional.for_stack(DECODER)
         if first_layer == 0:
             x = self.embed_point(x)  # (B, T, D)
         for i in range(first_layer, len(self.layers)):

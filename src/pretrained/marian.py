@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from src.model import ConfigError, TransformerConfig
+from src.model.names import DECODER, ENCODER, STACKS
 from src.model.positional import SinusoidalPositions
 
 from .convert import Weights, fuse
@@ -114,15 +115,12 @@ def convert(weights: Weights, cfg: TransformerConfig) -> dict[str, Tensor]:
     ours["out_proj.bias"] = (
         weights.take("final_logits_bias", (1, vocab))[0] if weights.has("final_logits_bias") else torch.zeros(vocab)
     )
-    for side in ("encoder", "decoder"):
+    for side in (ENCODER, DECODER):  # our stacks, which Marian's modules are named as
         _check_positions(weights, f"{side}.embed_positions.weight", cfg)
     shapes = {"fc1": ((ff, d), (ff,)), "fc2": ((d, ff), (d,))}  # the other tensors here are LayerNorms: (d,), (d,)
-    sides = (
-        ("encoder", cfg.enc_layers, ENCODER_LAYER, ENCODER_ATTENTION),
-        ("decoder", cfg.dec_layers, DECODER_LAYER, DECODER_ATTENTION),
-    )
-    for side, layers, names, attentions in sides:
-        for i in range(layers):
+    sides = ((ENCODER, ENCODER_LAYER, ENCODER_ATTENTION), (DECODER, DECODER_LAYER, DECODER_ATTENTION))
+    for side, names, attentions in sides:
+        for i in range(STACKS[side].layers(cfg)):
             prefix = f"{side}.layers.{i}."  # the same in both models
             for ours_name, theirs in names.items():
                 weight_shape, bias_shape = shapes.get(theirs, ((d,), (d,)))

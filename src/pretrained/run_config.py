@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.model import ModelAxes, TransformerConfig
 from src.model.config import ARCHITECTURES
 from src.model.masks import MASK_SCHEMES
+from src.model.names import DECODER, ENCODER
 
 
 def record_pretrained_settings(cfg: DictConfig, model_cfg: TransformerConfig, saved: Path | None = None) -> None:
@@ -180,7 +181,7 @@ def run_mask(name: str, composed: dict[str, Any], overrides: Sequence[str], hydr
 # Schemes that differ from `standard` only in one stack's self-attention (the table in src/model/masks.py): `causal`
 # makes the encoder causal, `none` takes the decoder's look-ahead mask away. In a model without that stack (a
 # decoder-only model has no encoder, an encoder-only one no decoder) each is `standard`.
-STACK_OF_SCHEME = {"causal": "encoder", "none": "decoder"}
+STACK_OF_SCHEME = {"causal": ENCODER, "none": DECODER}
 
 
 def as_overrides(mask: dict[str, Any]) -> str:

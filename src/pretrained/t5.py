@@ -42,6 +42,7 @@ from torch import Tensor
 
 from src.model import ConfigError, TransformerConfig
 from src.model.feedforward import is_gated
+from src.model.names import DECODER, ENCODER, STACKS
 
 from .convert import Weights, fuse
 
@@ -133,8 +134,8 @@ def model_config(hf: Any, num_classes: int = 0) -> TransformerConfig:
 # Per layer, our norms <- T5's. A T5 block numbers its sublayers, each with its RMSNorm: `layer.0` self-attention,
 # then in the decoder `layer.1` cross-attention, and last the feed-forward network.
 NORMS = {
-    "encoder": {"attn_block.norm": "layer.0.layer_norm", "ffn_block.norm": "layer.1.layer_norm"},
-    "decoder": {
+    ENCODER: {"attn_block.norm": "layer.0.layer_norm", "ffn_block.norm": "layer.1.layer_norm"},
+    DECODER: {
         "self_block.norm": "layer.0.layer_norm",
         "cross_block.norm": "layer.1.layer_norm",
         "ffn_block.norm": "layer.2.layer_norm",
@@ -143,10 +144,10 @@ NORMS = {
 # Per layer, our attentions <- T5's, and whether Q, K, V fuse into one matrix (self-attention) or Q stays apart from
 # a fused K | V (cross-attention, whose keys and values come from the encoder).
 ATTENTIONS = {
-    "encoder": {"self_attn": ("layer.0.SelfAttention", True)},
-    "decoder": {"self_attn": ("layer.0.SelfAttention", True), "cross_attn": ("layer.1.EncDecAttention", False)},
+    ENCODER: {"self_attn": ("layer.0.SelfAttention", True)},
+    DECODER: {"self_attn": ("layer.0.SelfAttention", True), "cross_attn": ("layer.1.EncDecAttention", False)},
 }
-FEED_FORWARD = {"encoder": "layer.1.DenseReluDense", "decoder": "layer.2.DenseReluDense"}
+FEED_FORWARD = {ENCODER: "layer.1.DenseReluDense", DECODER: "layer.2.DenseReluDense"}
 # Each stack's relative position bias (buckets, H) <- its first block's self-attention (the other blocks reuse it).
 RELATIVE_BIAS = "block.0.layer.0.SelfAttention.relative_attention_bias.weight"
 
@@ -187,11 +188,11 @@ def convert(weights: Weights, cfg: TransformerConfig) -> dict[str, Tensor]:
     ours: dict[str, Tensor] = {"src_embed.token.weight": shared}  # the source's, the target's (shared) ...
     for copy in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
         weights.take_copy_of(copy, shared)  # tied to the shared embedding; absent from most files
-    for side, layers in (("encoder", cfg.enc_layers), ("decoder", cfg.dec_layers)):
+    for side in (ENCODER, DECODER):  # our stacks, which T5's modules are named as
         bias = weights.take(f"{side}.{RELATIVE_BIAS}", (cfg.relative_buckets, cfg.heads))
         ours[f"positional.stacks.{side}.embedding.weight"] = bias
         ours[f"{side}.final_norm.weight"] = weights.take(f"{side}.final_layer_norm.weight", (d,))
-        for i in range(layers):
+        for i in range(STACKS[side].layers(cfg)):
             hf, layer = f"{side}.block.{i}.", f"{side}.layers.{i}."
             for ours_name, theirs in NORMS[side].items():
                 ours[f"{layer}{ours_name}.weight"] = weights.take(f"{hf}{theirs}.weight", (d,))

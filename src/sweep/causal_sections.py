@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from src.analysis.patching import patch_effect
+from src.model.names import DECODER
 from src.sweep.runs import Run
 from src.sweep.statistics import (
     NO_SPREAD,
@@ -482,7 +483,7 @@ def what_the_lens_read(run: Run) -> str:
     ablated ...`: what a job's lens figures refer to. A loss over other examples, of another stack or of another
     model (checkpoint, ablation) is another quantity: analyses that differ in any of them are never pooled."""
     summary = run.lens or {}
-    stack = summary.get("stack") or "decoder"  # lens/summary.json said no stack while the decoder was all it read
+    stack = summary.get("stack") or DECODER  # lens/summary.json said no stack while the decoder was all it read
     return (
         f"the {stack} stack of each job's {checkpoint_read(summary)} on the {summary.get('split', '?')} split, "
         f"{summary.get('examples', '?')} examples ({summary.get('positions', '?')} scored positions), "

@@ -19,23 +19,19 @@ from torch import Tensor, nn
 
 from src.data.registry import task_kind
 from src.model import ModelOutput, generate
-from src.model.names import site_named
+from src.model.names import STACKS, site_named
 
 IGNORE_INDEX = -100  # a target position that is not scored (PyTorch's cross_entropy default)
 
-# The batch entry that holds each stack's tokens (the batch formats: module.py): the encoder reads the source, the
-# decoder its input (the target shifted right; a language model's text).
-STACK_INPUTS = {"encoder": "src", "decoder": "tgt_in"}
-
 
 def site_inputs(site: str) -> tuple[str, str]:
-    """The batch entries that hold an attention site's query tokens and its key tokens (names.SITES): its own
-    stack's ask, and those of the stack its keys come from answer (cross-attention: the target's positions ask, the
-    source's answer)."""
+    """The batch entries that hold an attention site's query tokens and its key tokens (names.SITES, and each
+    stack's entry in names.STACKS): its own stack's ask, and those of the stack its keys come from answer
+    (cross-attention: the target's positions ask, the source's answer)."""
     found = site_named(site)
     if found.key_stack is None:
         raise ValueError(f"{site} is a feed-forward site: it has no keys, only its stack's positions")
-    return STACK_INPUTS[found.stack], STACK_INPUTS[found.key_stack]
+    return STACKS[found.stack].batch_key, STACKS[found.key_stack].batch_key
 
 
 def scored_target(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> Tensor:

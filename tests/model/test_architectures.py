@@ -14,7 +14,7 @@ from src.model import build_model, names
 from src.model.ablation import layout_of
 from src.model.config import ARCHITECTURES
 from src.model.head_mask import attention_sites
-from src.model.names import ATTENTION_SITES, FFN_SITES, SITES
+from src.model.names import ATTENTION_SITES, FFN_SITES, SITES, STACKS
 from src.model.transformer import TransformerBase
 from tests.model.tiny import config as tiny_config
 
@@ -29,7 +29,8 @@ def python_files() -> list[Path]:
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_architecture_entry_is_complete_and_true_of_the_model_it_builds(name):
     arch = ARCHITECTURES[name]
-    assert arch.stacks and set(arch.stacks) <= {"encoder", "decoder"}
+    assert arch.stacks and set(arch.stacks) <= set(STACKS)
+    assert list(arch.stacks) == [stack for stack in STACKS if stack in arch.stacks]  # in the order the data flows
     assert arch.task_kind in {spec.kind for spec in all_tasks().values()}
     assert issubclass(arch.model_class(), TransformerBase)
     model = build_model(tiny_config(arch=name))
@@ -244,3 +245,61 @@ def attention_masks(self):
 '''
     message = 'raise ValueError(f"{spec!r} is not site:layer: write e.g. cross:1 or decoder_ffn:* (every layer)")'
     assert site_name_uses(built) == [] and site_name_uses(message) == []
+
+
+def stack_name_uses(source: str) -> list[tuple[int, str]]:
+    """(line, what) for each place in a module's source that spells a stack's name, in a string or beside an
+    f-string's placeholder. Docstrings (and comments) may name stacks, and so may getattr and hasattr: their string
+    is the name of a Python attribute (a model's stack module, `model.decoder`, as the stack's name says; a
+    tokenizer's decoder), as much as when written after a dot."""
+    tree = ast.parse(source)
+    docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    attribute_names = {
+        id(node.args[1])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+        if len(node.args) > 1
+    }
+    found = [
+        (line, f"spells the stack name {name!r} in an f-string") for line, name in spelled_in_fstrings(tree, STACKS)
+    ]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value in STACKS and id(node) not in docstrings | attribute_names:
+            found.append((node.lineno, f"spells the stack name {node.value!r}"))
+    return sorted(found)
+
+
+def test_nothing_outside_the_stack_registry_spells_a_stack_name():
+    """What a stack is (its batch entry, its side of the text, what its tokens are called, its layer count) is asked
+    of names.STACKS; the code that builds a stack names it by names.ENCODER and names.DECODER."""
+    registry = ROOT / "src" / "model" / "names.py"
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {what}"
+        for path in python_files()
+        if path != registry
+        for line, what in stack_name_uses(path.read_text())
+    ]
+    assert found == [], "ask names.STACKS instead:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'STACK_SIDES = {"encoder": "src", "decoder": "tgt"}',
+        'if SITES[site].stack == "encoder": pass',
+        'layers = {"encoder": cfg.enc_layers, "decoder": cfg.dec_layers}',
+        'point = f"embed@decoder{suffix}"',
+        'if ARCHITECTURES[cfg.arch].stacks != ("decoder",): pass',
+    ],
+)
+def test_the_stack_name_check_finds_a_spelled_stack_name(line):
+    assert stack_name_uses(line) != []
+
+
+def test_the_stack_name_check_lets_docstrings_and_attribute_names_name_stacks():
+    allowed = '''
+def output_stack(model):
+    """The decoder of a sequence model, the encoder of a classifier."""
+    return getattr(model, "decoder", None) or model.encoder  # "encoder": the classifier's stack
+'''
+    assert stack_name_uses(allowed) == []
