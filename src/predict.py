@@ -194,12 +194,13 @@ def check_attention_page(cfg: DictConfig) -> Path | None:
 
 def check_attention_site(site: str, model) -> None:
     """attention_site= must be one of the model's own attention sites."""
+    from src.model.config import ARCHITECTURES
     from src.model.head_mask import attention_sites
 
     sites = list(attention_sites(model))
     if site not in sites:
         raise ConfigError(
-            f"attention_site={site}: this {model.cfg.arch.replace('_', '-')} model has {', '.join(sites)}: "
+            f"attention_site={site}: this {ARCHITECTURES[model.cfg.arch].title} model has {', '.join(sites)}: "
             "choose one of them"
         )
 

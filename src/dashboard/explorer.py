@@ -40,7 +40,18 @@ from torch import Tensor
 from src.analysis.patching import patch_effect
 from src.data.registry import task_kind
 from src.model.config import ARCHITECTURES
-from src.model.names import NUMBERING, SITE_TITLES, SITES, STACKS, head_name, layer_name, parse_name, site_named
+from src.model.names import (
+    CROSS,
+    DECODER_SELF,
+    ENCODER_SELF,
+    NUMBERING,
+    SITE_TITLES,
+    STACKS,
+    head_name,
+    layer_name,
+    parse_name,
+    site_named,
+)
 
 
 def site_sides(site: str) -> tuple[str, str]:
@@ -86,14 +97,14 @@ class AttentionOnText:
         lists (encoder-decoder: encoder_/decoder_/cross_attention with encoder_ and decoder_tokens). CircuitsVis's
         attention views take one layer's (H, T, T) and one token list: view.attentions[site][layer] and tokens."""
         layers = {site: tuple(w.unsqueeze(0) for w in per_layer) for site, per_layer in self.attentions.items()}
-        if any(SITES[site].is_cross_attention for site in layers):
-            # bertviz's encoder-decoder arguments: each stack's self-attention and tokens, and the cross-attention
-            found = {
-                "cross_attention" if SITES[site].is_cross_attention else f"{SITES[site].stack}_attention": attention
-                for site, attention in layers.items()
+        if any(site_named(site).is_cross_attention for site in layers):  # an encoder-decoder's five arguments
+            return {
+                "encoder_attention": layers[ENCODER_SELF],
+                "decoder_attention": layers[DECODER_SELF],
+                "cross_attention": layers[CROSS],
+                "encoder_tokens": self.tokens["src"],
+                "decoder_tokens": self.tokens["tgt"],
             }
-            tokens = {f"{stack}_tokens": self.tokens[found.side] for stack, found in STACKS.items()}
-            return {**found, **tokens}
         (site, attention), *_ = layers.items()
         return {"attention": attention, "tokens": self.tokens[site_sides(site)[0]]}
 
@@ -188,7 +199,7 @@ def describe_model(model) -> str:
     cfg = model.cfg
     arch = ARCHITECTURES[cfg.arch]  # the model's architecture: its stacks, and whether it classifies
     layers = " + ".join(str(STACKS[stack].layers(cfg)) for stack in arch.stacks) + " layers"
-    name = cfg.arch.replace("_", "-") + (" classifier" if arch.classifies else "")  # encoder_only: "encoder-only"
+    name = arch.title + (" classifier" if arch.classifies else "")
     parts = [name, layers, f"{cfg.heads} heads a layer"]
     if cfg.kv_head_count < cfg.heads:
         parts[-1] += f" sharing {cfg.kv_head_count} key/value heads (model.kv_heads={cfg.kv_head_count})"

@@ -29,13 +29,15 @@ if TYPE_CHECKING:  # annotations only: transformer.py imports this module
 
 @dataclass(frozen=True)
 class Architecture:
-    """What one `model.arch` is: the stacks it builds, the kind of task it does, whether it ends in a classifier, and
-    the class that builds it. Code that depends on the architecture asks these, never its name."""
+    """What one `model.arch` is: the stacks it builds, the kind of task it does, whether it ends in a classifier, the
+    class that builds it, and what a reader calls it. Code that depends on the architecture asks these, never its
+    name."""
 
     stacks: tuple[str, ...]  # the stacks it builds (names.STACKS), in the order the data flows
     task_kind: str  # the task kind it does (a task's TaskSpec.kind): what model.arch=auto picks it for
     classifies: bool  # it ends in a classification head over num_classes, not a projection onto a vocabulary
     class_name: str  # its model class in transformer.py, by name: transformer.py imports this module
+    title: str  # what messages and the attention page call it: "decoder-only"
 
     @property
     def has_encoder(self) -> bool:
@@ -61,11 +63,13 @@ class Architecture:
 # task checks all ask the entry.
 ARCHITECTURES: dict[str, Architecture] = {
     "encoder_decoder": Architecture(
-        (ENCODER, DECODER), task_kind="seq2seq", classifies=False, class_name="EncoderDecoder"
+        (ENCODER, DECODER), task_kind="seq2seq", classifies=False, class_name="EncoderDecoder", title="encoder-decoder"
     ),
-    "decoder_only": Architecture((DECODER,), task_kind="lm", classifies=False, class_name="DecoderOnly"),
+    "decoder_only": Architecture(
+        (DECODER,), task_kind="lm", classifies=False, class_name="DecoderOnly", title="decoder-only"
+    ),
     "encoder_only": Architecture(
-        (ENCODER,), task_kind="classification", classifies=True, class_name="EncoderClassifier"
+        (ENCODER,), task_kind="classification", classifies=True, class_name="EncoderClassifier", title="encoder-only"
     ),
 }
 

@@ -23,7 +23,7 @@ def check_task_kind(name: str, cfg: TransformerConfig, task_name: str) -> None:
     kind, needed = task_spec(task_name).kind, ARCHITECTURES[cfg.arch].task_kind
     if kind != needed:
         raise ConfigError(
-            f"{name} is {cfg.arch.replace('_', '-')} and does {needed} tasks; task={task_name} is a {kind} task: "
+            f"{name} is {ARCHITECTURES[cfg.arch].title} and does {needed} tasks; task={task_name} is a {kind} task: "
             f"choose a {needed} task, e.g. {task_kind(needed).example_task}"
         )
 

@@ -41,6 +41,20 @@ def test_every_architecture_entry_is_complete_and_true_of_the_model_it_builds(na
     assert hasattr(model, "head") == arch.classifies
 
 
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_an_architecture_is_called_by_its_title_on_the_attention_page_and_in_messages(name):
+    from src.dashboard.explorer import describe_model
+    from src.model import ConfigError
+    from src.pretrained.fit import check_task_kind
+
+    arch = ARCHITECTURES[name]
+    model = build_model(tiny_config(arch=name))
+    assert describe_model(model).startswith(arch.title + (" classifier, " if arch.classifies else ", "))
+    other = next(task for task, spec in sorted(all_tasks().items()) if spec.kind != arch.task_kind)
+    with pytest.raises(ConfigError, match=f"^model is {arch.title} and does {arch.task_kind} tasks; task={other} "):
+        check_task_kind("model", model.cfg, other)
+
+
 def test_each_task_kind_has_one_architecture():
     kinds = [arch.task_kind for arch in ARCHITECTURES.values()]
     assert len(set(kinds)) == len(kinds)
