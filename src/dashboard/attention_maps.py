@@ -78,7 +78,7 @@ def site_axes(site: str | None) -> tuple[str, str]:
     for a cross-attention, which sequence each holds (names.STACKS): "query (target)", "key (source)". No site, or
     one names.SITES does not know: "query" and "key"."""
     found = SITES.get(site or "")
-    if found is None or found.key_stack is None or not found.is_cross_attention:
+    if found is None or not found.is_cross_attention:
         return "query", "key"
     return f"query ({STACKS[found.stack].sequence})", f"key ({STACKS[found.key_stack].sequence})"
 

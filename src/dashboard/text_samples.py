@@ -92,13 +92,13 @@ class TextSampleLogger(Callback):
     def _log_samples(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._probe is None:
             self._probe = dict(trainer.datamodule.probe_batch(self.num_examples))
-        kind = trainer.datamodule.kind  # another name than the registry's: task_kind raises, naming its kinds
-        if not task_kind(kind).predicts_tokens:
-            text = self._classification_table(trainer.datamodule, pl_module)
-        elif task_kind(kind).reads_source:
-            text = self._seq2seq_table(trainer.datamodule, pl_module, kind)
-        else:  # an lm: its sample is a generated text
+        kind = task_kind(trainer.datamodule.kind)  # a kind not registered: one line naming the registered ones
+        if kind.translates:  # a table of sources, targets and greedy outputs
+            text = self._seq2seq_table(trainer.datamodule, pl_module, kind.name)
+        elif kind.predicts_tokens:  # an lm: its sample is a generated text
             text = self._lm_sample(trainer.datamodule, pl_module)
+        else:  # a classifier: a table of inputs, labels and predictions
+            text = self._classification_table(trainer.datamodule, pl_module)
         tensorboard_logger(trainer).experiment.add_text(self.tag, text, event_step(trainer))
         self.logged_steps.append(trainer.global_step)
 

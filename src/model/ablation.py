@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from .config import ARCHITECTURES, TransformerConfig
 from .errors import ConfigError
 from .head_mask import attention_sites, set_head_mask, stack_layers
-from .names import ATTENTION_SITES, FFN_SITES, SITES, STACKS, head_name, layer_name
+from .names import ATTENTION_SITES, FFN_SITES, SITES, STACKS, Site, head_name, layer_name
 from .norms import Residual
 
 SUBLAYER_SITES = tuple(SITES)  # the attention sites, then the feed-forward ones
@@ -59,15 +59,20 @@ def layout_of(cfg: TransformerConfig) -> dict[str, tuple[int, int]]:
 
 
 def sublayer_layout_of(cfg: TransformerConfig) -> dict[str, int]:
-    """The sublayer sites of a model built from `cfg`: site -> layers, without building it. Each site of names.SITES
-    its architecture has: the stack it is in and, for an attention, the stack its keys come from (cross-attention
-    only in an encoder-decoder); a feed-forward site only with model.ffn (none in an attention-only model)."""
+    """The sublayer sites of a model built from `cfg`: site -> layers, without building it."""
+    return {name: STACKS[site.stack].layers(cfg) for name, site in SITES.items() if builds_site(cfg, site)}
+
+
+def builds_site(cfg: TransformerConfig, site: Site) -> bool:
+    """Whether a model built from `cfg` has `site` (names.SITES): its architecture has the site's stack and, for an
+    attention, the stack its keys come from (a cross-attention only in an encoder-decoder); a feed-forward site is
+    there only with model.ffn (an attention-only model has none)."""
     stacks = ARCHITECTURES[cfg.arch].stacks
-    return {
-        name: STACKS[site.stack].layers(cfg)
-        for name, site in SITES.items()
-        if site.stack in stacks and (site.key_stack in stacks if site.attention else cfg.ffn)
-    }
+    if site.stack not in stacks:
+        return False
+    if site.attention:
+        return site.key_stack in stacks
+    return cfg.ffn
 
 
 def sublayer_blocks(model: nn.Module) -> dict[str, list[Residual]]:

@@ -75,9 +75,12 @@ def forward_batch(model: nn.Module, kind: str, batch: Mapping[str, Any], need_we
     the host: TransformerLitModule.on_before_batch_transfer), says whether any token is padding, so that the
     attention may use the fused kernels that take no mask (src/model/masks.py) without asking the device."""
     told = {"padded": batch["padded"]} if "padded" in batch else {}  # else the model decides (on a CPU: asks)
-    inputs = [batch["src"]] if task_kind(kind).reads_source else []  # what the encoder reads
-    inputs += [batch["tgt_in"]] if task_kind(kind).predicts_tokens else []  # what the decoder reads, teacher-forced
-    return model(*inputs, need_weights=need_weights, **told)  # logits (B, T, V), or (B, C) for a classifier
+    found = task_kind(kind)
+    if found.translates:  # an encoder-decoder: the source, and the target's input teacher-forced
+        return model(batch["src"], batch["tgt_in"], need_weights=need_weights, **told)  # logits (B, T, V)
+    if found.predicts_tokens:  # a decoder-only model: its text
+        return model(batch["tgt_in"], need_weights=need_weights, **told)  # logits (B, T, V)
+    return model(batch["src"], need_weights=need_weights, **told)  # an encoder-only classifier: logits (B, C)
 
 
 def attention_maps(model: nn.Module, kind: str, batch: Mapping[str, Tensor]) -> ModelOutput:
@@ -98,7 +101,7 @@ def greedy_decode(model: nn.Module, kind: str, batch: Mapping[str, Tensor], extr
         raise ValueError("greedy_decode is for sequence tasks; use predict_labels for classification")
     batch = _on_model_device(model, batch)
     with eval_mode(model):
-        if task_kind(kind).reads_source:  # an encoder-decoder: decode from the source
+        if task_kind(kind).translates:  # an encoder-decoder: decode from the source
             target_len = batch["tgt_out"].size(1) if "tgt_out" in batch else batch["src"].size(1)
             return generate(model, src=batch["src"], max_new_tokens=target_len + extra_tokens)
         tokens = batch["tgt_in"]  # (B, T)
