@@ -197,7 +197,7 @@ def describe_model(model) -> str:
     heads (grouped-query attention: such heads see the same keys), the positional scheme unless it is the paper's,
     QK-norm and parallel layers."""
     cfg = model.cfg
-    arch = ARCHITECTURES[cfg.arch]  # the model's architecture: its stacks, and whether it classifies
+    arch = ARCHITECTURES[cfg.arch]  # the model's architecture: its title, its stacks, whether it classifies
     layers = " + ".join(str(STACKS[stack].layers(cfg)) for stack in arch.stacks) + " layers"
     name = arch.title + (" classifier" if arch.classifies else "")
     parts = [name, layers, f"{cfg.heads} heads a layer"]

@@ -3,7 +3,9 @@
     from src.data import build_datamodule
     dm = build_datamodule(task_cfg, batch_size=64, seed=0, run_dir=Path("outputs/run"))
 
-    registry.py     TaskSpec: what a task declares (kind, settings schema, builder, checks, paths, metrics)
+    registry.py     TaskKind: what a task kind means for the code that runs its batches (KINDS, asked through
+                    task_kind(name)); TaskSpec: what a task declares (kind, settings schema, builder, checks,
+                    paths, metrics)
     tasks/          one file per task family, each registering its tasks; their settings dataclasses are the
                     source of truth for field names, types and defaults ("???" = required)
     datamodule.py   the LightningDataModule every task shares; build_datamodule
