@@ -349,7 +349,7 @@ class MultiHeadAttention(nn.Module):
         Returns the output (B, Tq, D) and, if need_weights, the weights (B, H, Tq, Tk), one map per query head.
         """
         if self.is_self_attention:
-            q, k, v = self.qkv_proj(x).split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)  # (B, T, H*Dh|KVH*Dh)
+            q, k, v = self.qkv_proj.split_outputs(x)  # (B, T, H*Dh), (B, T, KVH*Dh), (B, T, KVH*Dh)
             q, k, v = split_heads(q, self.heads), split_heads(k, self.kv_heads), split_heads(v, self.kv_heads)
             # q (B, H, T, Dh); k, v (B, KVH, T, Dh)
             q, k = self.normalise_query(q), self.normalise_key(k)  # QK-norm, if any: before the rotation
@@ -366,7 +366,8 @@ class MultiHeadAttention(nn.Module):
             if cache is not None and "k" in cache:
                 k, v = cache["k"], cache["v"]
             else:
-                k, v = self.kv_proj(memory).split(self.kv_dim, dim=-1)  # 2 x (B, Tk, KVH*Dh)
+                assert memory is not None  # a cross-attention's keys and values are the encoder's output's
+                k, v = self.kv_proj.split_outputs(memory)  # 2 x (B, Tk, KVH*Dh)
                 k, v = split_heads(k, self.kv_heads), split_heads(v, self.kv_heads)  # 2 x (B, KVH, Tk, Dh)
                 k, v = self.k_point(self.normalise_key(k)), self.v_point(v)
                 if cache is not None:

@@ -45,7 +45,7 @@ class SwiGLUFeedForward(nn.Module):
         self.per_member = False  # set by StackedModel: see at_real_positions
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
-        gate, value = self.gate_value(x).chunk(2, dim=-1)  # 2 x (B, T, d_ff)
+        gate, value = self.gate_value.split_outputs(x)  # 2 x (B, T, d_ff)
         return self.linear2(self.dropout(F.silu(gate) * value))
 
 
@@ -62,7 +62,7 @@ class GeGLUFeedForward(SwiGLUFeedForward):
     (`model.ffn_bias=false`)."""
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, T, D)
-        gate, value = self.gate_value(x).chunk(2, dim=-1)  # 2 x (B, T, d_ff)
+        gate, value = self.gate_value.split_outputs(x)  # 2 x (B, T, d_ff)
         return self.linear2(self.dropout(gelu_tanh(gate) * value))
 
 

@@ -6,7 +6,7 @@ its matrices are stacked row-wise into one weight and applied in one matrix prod
 small ones. The matrices stay separate things, though: Xavier's bound depends on a matrix's own fan-out, so each is
 initialised as the matrix it stands for (TransformerBase._init_weights), as the pretrained conversions
 (src/pretrained) fuse a checkpoint's separate matrices into one. A FusedLinear knows its parts, so nothing has to
-recognise one by its parameter's name.
+recognise one by its parameter's name, and the forward passes split its output by them (split_outputs).
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ class FusedLinear(nn.Linear):
         # then draws each part (keeping the draws as they were keeps every seed's weights bit for bit)
         super().__init__(in_features, sum(parts), bias=bias)
         self.parts = tuple(parts)
+
+    def split_outputs(self, x: Tensor) -> tuple[Tensor, ...]:
+        """Each map's output for the input x (..., in_features), in order: the one matrix product, split along its
+        last dimension into the parts (views, (..., part) each)."""
+        return self(x).split(self.parts, dim=-1)
 
     def matrices(self) -> tuple[Tensor, ...]:
         """The weight's matrices, (part, in_features) each, in order: views of the weight's storage (without

@@ -320,6 +320,22 @@ def test_the_fused_projections_know_the_matrices_they_hold():
     assert [m.shape for m in layer.ffn.gate_value.matrices()] == [(FF, D), (FF, D)]
 
 
+def test_a_fused_layers_outputs_are_its_parts_maps_and_the_forward_passes_split_it_so(monkeypatch):
+    """split_outputs: each part's output is its own matrix (and bias) applied to the input; the attention's Q, K, V
+    and the gated FFN's gate and value are read that way, so a layer's parts alone say where its output splits."""
+    torch.manual_seed(0)
+    fused, x = FusedLinear(6, (4, 2, 2)), torch.randn(3, 5, 6)
+    biases = fused.bias.detach().split(fused.parts)
+    for output, matrix, bias in zip(fused.split_outputs(x), fused.matrices(), biases, strict=True):
+        torch.testing.assert_close(output, F.linear(x, matrix, bias))
+    model = build_model(small_config(heads=4, head_dim=8, kv_heads=2, activation="swiglu")).eval()
+    split, layer = [], model.decoder.layers[0]
+    original = FusedLinear.split_outputs
+    monkeypatch.setattr(FusedLinear, "split_outputs", lambda self, x: split.append(self) or original(self, x))
+    model(*batch()[:2])
+    assert {id(layer.self_attn.qkv_proj), id(layer.cross_attn.kv_proj), id(layer.ffn.gate_value)} <= set(map(id, split))
+
+
 def test_the_initialisation_reads_what_each_module_is_not_what_it_is_called():
     """A fused linear layer is initialised matrix by matrix, and an embedding table from N(0, d_model^-0.5), under
     any attribute name: the initialisation asks the modules (fused.FusedLinear, nn.Embedding), not their names."""
