@@ -55,6 +55,16 @@ def test_an_architecture_is_called_by_its_title_on_the_attention_page_and_in_mes
         check_task_kind("model", model.cfg, other)
 
 
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_an_architecture_classifies_exactly_where_its_task_kind_predicts_no_tokens(name):
+    """Architecture.classifies (a head over num_classes) and its kind's predicts_tokens (logits over a vocabulary at
+    each position) are declared apart, in two registries: they must say the same thing."""
+    from src.data.registry import task_kind
+
+    arch = ARCHITECTURES[name]
+    assert arch.classifies == (not task_kind(arch.task_kind).predicts_tokens)
+
+
 def test_each_task_kind_has_one_architecture():
     kinds = [arch.task_kind for arch in ARCHITECTURES.values()]
     assert len(set(kinds)) == len(kinds)
