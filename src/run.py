@@ -36,7 +36,6 @@ gc.disable()  # while the imports below run (see gc.freeze() after them)
 
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -54,7 +53,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.analyze import ANALYSIS_DIR, Target, analyze_checkpoint, device_for
 from src.cli.command_line import CONF_DIR, EXIT_USER_ERROR, USER_ERRORS, run_hydra_command
 from src.cli.schema import model_config_for, register_configs, to_plain, varied_keys
-from src.cli.startup import in_a_commands_own_process
+from src.cli.startup import ctrl_c_ignored_to_the_end
 from src.cli.validation import (
     check_ablation,
     validate_config,
@@ -639,11 +638,7 @@ def record_the_run(
             print_error(message)
             sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         except TrainingInterrupted as interrupt:
-            # A second Ctrl-C now would cut the record short (run.json left `running`, a traceback): in the
-            # command's own process, the run's end is written undisturbed, and the process then ends (a command run
-            # from Python, a test, keeps its Ctrl-C)
-            if in_a_commands_own_process() and threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            ctrl_c_ignored_to_the_end()  # the run's end (and a sweep's report) written undisturbed
             command, go_on = interrupt_follow_up(run_dir, interrupt, multirun)
             evaluate = evaluate_instead(interrupt, cfg.trainer)
             if evaluate is not None:  # every step was trained and saved: nothing to resume, the run's end unrecorded
@@ -851,6 +846,7 @@ def end_group_early(
     in_a_step = isinstance(error, TrainingInterrupted)  # else outside the steps: while built, started, validated
     interrupt = error if isinstance(error, TrainingInterrupted) else interrupted_before_a_step(error, group_state)
     if interrupt is not None:
+        ctrl_c_ignored_to_the_end()  # every member's end (and the sweep's report) written undisturbed
         # the group's newest saved state: this step's, or an earlier validation's (a resumed group interrupted
         # before its first step keeps the state it resumed from); without one the resumed sweep starts this group
         # over, and keeps the groups that finished

@@ -183,11 +183,13 @@ class StackedLauncher(Launcher):
         sweep trains them (and keeps the groups that finished). One line, exit status 130, as a later interrupt."""
         import sys
 
+        from src.cli.startup import ctrl_c_ignored_to_the_end
         from src.provenance import command_line
         from src.sweep.stacked import resume_command
         from src.training.report import print_error
 
         assert self.config is not None
+        ctrl_c_ignored_to_the_end()  # the line, and the sweep's report after it, written undisturbed
         command = command_line(argv=resume_command(self.config))
         print_error(
             f"interrupted by SIGINT before jobs {self._names(group, numbers)} started training; resume the "

@@ -41,3 +41,13 @@ def started() -> None:
     """The command's work begins: Ctrl-C is Python's KeyboardInterrupt again (only if this module changed it)."""
     if signal.getsignal(signal.SIGINT) is interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def ctrl_c_ignored_to_the_end() -> None:
+    """The command was interrupted and now records how it ended (run.json, the sweep's report): a second Ctrl-C here
+    would cut that record short (run.json left `running`, a traceback), so in a command's own process further
+    Ctrl-C are ignored until it exits. A command run from Python (a test, a notebook) keeps its Ctrl-C."""
+    import threading
+
+    if in_a_commands_own_process() and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

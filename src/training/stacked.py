@@ -42,6 +42,7 @@ from .callbacks import (
     RestoreRandomState,
     SaveOnInterrupt,
     TrainingInterrupted,
+    ctrl_c_held,
     validates_after_this_step,
     weights_are_finite,
 )
@@ -525,8 +526,11 @@ class SaveMembersOnInterrupt(SaveOnInterrupt):
         received = self._received_anywhere(trainer)
         assert received is not None
         group: StackedLitModule = pl_module
-        group.save_members("last", trainer.global_step, trainer.current_epoch)
-        saved = save_group_state(trainer, group, self.checkpoint_path)
+        # Ctrl-C held for the save, as a single run's (SaveOnInterrupt): a second one between the members' last.ckpt
+        # and the group's state would leave members at a step their group state does not hold
+        with ctrl_c_held():
+            group.save_members("last", trainer.global_step, trainer.current_epoch)
+            saved = save_group_state(trainer, group, self.checkpoint_path)
         raise TrainingInterrupted(received, trainer.global_step, saved)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.training.checkpoint import newest_checkpoint
+
 from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here
 
 pytestmark = pytest.mark.slow
@@ -306,3 +308,38 @@ def test_ctrl_c_before_the_group_trains_is_an_interrupt_and_the_sweep_resumes(tm
         assert not (job / "error.txt").exists()  # what failed before is in run.json's `previous`, not beside it
         # it started over, from nothing saved: its command is a fresh member's, not a resume's
         assert "ckpt_path" not in record["command"] and f"hydra.run.dir={job}" in record["command"], record
+
+
+@pytest.mark.parametrize("second", [0.02, 0.05, "once the line is printed"])
+def test_a_second_ctrl_c_while_the_interrupted_group_saves_and_records_changes_nothing(tmp_path, second):
+    """Two Ctrl-C a moment apart in a stacked group: the second comes while the first's step is saved (every
+    member's last.ckpt and the group's state), while each member's run.json records the interrupt, or once the
+    interrupt's line is printed, while the sweep's report is written. Once the step is done, the save, the records
+    and the report finish undisturbed: one error line, status 130, every member interrupted with the command that
+    resumes the sweep, its newest weights at the step of the group's state, and the report written."""
+    sweep = tmp_path / "sweep"
+    process = start(sweep)
+    wait_for(sweep / "stacked_groups/jobs-0-1.ckpt", process)  # the first group's first saved state
+    process.send_signal(signal.SIGINT)
+    said = []
+    if second == "once the line is printed":
+        assert process.stderr is not None
+        while not said or not said[-1].startswith("error:"):
+            said.append(process.stderr.readline())
+            assert said[-1], "the sweep ended without its line"
+    else:
+        time.sleep(second)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    err = "".join(said) + err
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    state = torch.load(sweep / "stacked_groups/jobs-0-1.ckpt", map_location="cpu", weights_only=True)
+    for job in JOBS[:2]:
+        record = json.loads((sweep / job / "run.json").read_text())
+        assert record["status"] == "interrupted" and record["resume"] in line, record
+        # the newest weights of each member are those of the group's state: a resumed group and src.eval agree
+        saved = torch.load(newest_checkpoint(sweep / job), map_location="cpu", weights_only=True)
+        assert saved["global_step"] == state["global_step"], err
+    assert "0 of 4 runs completed" in (sweep / "report.md").read_text()
