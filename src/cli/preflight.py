@@ -326,33 +326,89 @@ def check_stacked_resume(config: DictConfig, jobs: list[list[str]]) -> None:
 
 def check_no_job_left_out(sweep_dir: Path, held: list[Path | None], jobs: list[list[str]]) -> None:
     """A resumed sweep runs every job its directory holds (`held`: the directory each of its `jobs` goes on in,
-    None for a new job): a job directory whose settings none of its jobs has (a value left out, or changed) would
-    be passed over, and the report would count it beside jobs trained otherwise. Refused in one line, naming the
-    settings that differ from the nearest new job's where there is one."""
+    None for a new job): a job directory whose settings none of its jobs has would be passed over (an interrupted
+    stacked group could not resume without it), and the report would count it beside jobs trained otherwise.
+    Refused in one line that says what the command leaves out: values it no longer sweeps (`seed=0,1` after
+    `seed=0,1,2`), with the values to give, or else the settings that differ from its nearest job's. Never a pairing
+    of a left-out job with a new one that Hydra happens to give its number."""
     from src.sweep.runs import job_number, read_yaml, settings_key
 
     found = sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: (job_number(p.parents[1]), str(p)))
     left_out = [path.parents[1] for path in found if path.parents[1] not in held]
     if not left_out:
         return
+    planned = [settings_key(overrides) for overrides in jobs]
+    # what this command gives each setting, in its order (each override written as settings_key writes it)
+    given = values_by_setting([[s for o in overrides for s in sorted(settings_key([o]))] for overrides in jobs])
+    had = {d: settings_key(read_yaml(d / ".hydra" / "overrides.yaml") or []) for d in (p.parents[1] for p in found)}
     fix = (
         "resume a sweep with the settings it was started with (each job's .hydra/overrides.yaml; values such as "
         "seeds may be added, and the settings given in any order)"
     )
-    new = [settings_key(overrides) for overrides, directory in zip(jobs, held) if directory is None]
-    if not new:
+    names = ", ".join(d.name for d in left_out[:SHOWN_COMMANDS])
+    names += f" (and {len(left_out) - SHOWN_COMMANDS} more)" if len(left_out) > SHOWN_COMMANDS else ""
+    held_values = values_by_setting([sorted(settings) for settings in had.values()])  # the directories' values
+    dropped = values_left_out([had[d] for d in left_out], given, held_values)
+    if dropped:
+
+        def swept(values_of: dict[str, list[str]]) -> str:
+            return " ".join(f"{key}={','.join(values_of[key])}" for key in dropped)
+
+        whole = {key: [*given[key], *(v for v in held_values[key] if v not in given[key])] for key in dropped}
         raise ConfigError(
-            f"hydra.sweep.dir={sweep_dir} holds {', '.join(d.name for d in left_out)}, which this sweep would not "
-            f"run (it has no job with their settings): {fix}"
+            f"hydra.sweep.dir={sweep_dir} holds {names}, which this sweep would not run: it leaves out "
+            f"{swept(dropped)} (it gives {swept(given)}), and a resumed sweep runs every job its directory holds: give "
+            f"{swept(whole)} (more values may be added), or drop ckpt_path=last and choose another hydra.sweep.dir for "
+            "a sweep of fewer jobs"
         )
-    was = settings_key(read_yaml(left_out[0] / ".hydra" / "overrides.yaml") or [])
-    nearest = min(new, key=lambda settings: len(settings ^ was))
+    was = had[left_out[0]]
+    if not planned:
+        raise ConfigError(f"hydra.sweep.dir={sweep_dir} holds {names}, which this sweep would not run: {fix}")
+    nearest = min(planned, key=lambda settings: len(settings ^ was))
+    before, after = sorted(was - nearest), sorted(nearest - was)
+
+    def keys(settings: list[str]) -> str:
+        return "no " + ", ".join(setting.partition("=")[0] for setting in settings)
+
     more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
     raise ConfigError(
         f"hydra.sweep.dir={sweep_dir} holds a sweep run with other settings: its job {left_out[0].name}{more} had "
-        f"{' '.join(sorted(was - nearest)) or 'without them'}, this one has "
-        f"{' '.join(sorted(nearest - was)) or 'without them'}: {fix}, or start a new one without ckpt_path=last"
+        f"{' '.join(before) or keys(after)}, this one has {' '.join(after) or keys(before)}: {fix}, or start a new "
+        "one without ckpt_path=last"
     )
+
+
+def values_by_setting(jobs: list[list[str]]) -> dict[str, list[str]]:
+    """Each setting's values over `jobs` (each its settings written as settings_key writes them, `key=value`), in
+    the order they first appear."""
+    values: dict[str, list[str]] = {}
+    for job in jobs:
+        for setting in job:
+            key, _, value = setting.partition("=")
+            if value not in values.setdefault(key, []):
+                values[key].append(value)
+    return values
+
+
+def values_left_out(
+    left_out: list[frozenset[str]], given: dict[str, list[str]], held: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """The values of swept settings that a resumed command no longer gives (`seed=2` of `seed=0,1` after
+    `seed=0,1,2`), by setting, from the settings_key of each job left out, the values the command gives and those
+    the sweep's directories hold. A value left out is one of a setting whose other values the command still gives;
+    a setting none of whose values it gives any more (model.dropout=0.1 now 0.2), or that it no longer gives at
+    all, is no value left out but another sweep: empty then."""
+    dropped: dict[str, list[str]] = {}
+    for settings in left_out:
+        for setting in sorted(settings):
+            key, _, value = setting.partition("=")
+            if value in given.get(key, []):
+                continue
+            if not set(given.get(key, [])) & set(held.get(key, [])):
+                return {}
+            if value not in dropped.setdefault(key, []):
+                dropped[key].append(value)
+    return {key: dropped[key] for key in given if key in dropped}  # in the command's order
 
 
 def check_group_fits(

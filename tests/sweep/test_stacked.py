@@ -239,7 +239,7 @@ def overrides_file(job: Path, *overrides: str) -> Path:
 def test_a_resumed_sweep_must_run_every_job_its_directory_holds(tmp_path):
     """The jobs are matched to the directories by their settings: seeds in another order and seeds added resume,
     but a directory whose settings no job has (a seed left out, a setting changed) would be passed over: refused in
-    one line naming it, and what differs from the nearest new job."""
+    one line naming it, and what the command leaves out, or what differs from its nearest job."""
     from src.cli.preflight import check_no_job_left_out
     from src.model import ConfigError
 
@@ -249,9 +249,9 @@ def test_a_resumed_sweep_must_run_every_job_its_directory_holds(tmp_path):
     check_no_job_left_out(tmp_path, [held[1], held[0], None], jobs)  # in another order, one added
     with pytest.raises(
         ConfigError,
-        match=r"holds 1_seed:1, which this sweep would not run \(it has no job with their settings\): resume a "
-        r"sweep with the settings it was started with \(.* values such as seeds may be added, and the settings "
-        r"given in any order\)$",
+        match=r"holds 1_seed:1, which this sweep would not run: it leaves out seed=1 \(it gives seed=0\), and a "
+        r"resumed sweep runs every job its directory holds: give seed=0,1 \(more values may be added\), or drop "
+        r"ckpt_path=last and choose another hydra.sweep.dir for a sweep of fewer jobs$",
     ):
         check_no_job_left_out(tmp_path, [held[0]], jobs[1:2])
     changed = [[f"seed={n}", "model.dropout=0.2"] for n in (0, 1)]
@@ -261,3 +261,27 @@ def test_a_resumed_sweep_must_run_every_job_its_directory_holds(tmp_path):
         r"this one has model.dropout=0.2: resume a sweep with the settings it was started with",
     ):
         check_no_job_left_out(tmp_path, [None, None], changed)
+    without = [[f"seed={n}"] for n in (0, 1)]
+    with pytest.raises(ConfigError, match=r"had model.dropout=0.1, this one has no model.dropout: resume"):
+        check_no_job_left_out(tmp_path, [None, None], without)
+
+
+def test_a_seed_left_out_of_a_resumed_sweep_is_named_not_paired_with_a_new_job(tmp_path):
+    """`model.heads=1,2 seed=0,1,2` stopped in its first group (jobs 0-2), resumed with `seed=0,1`: the refusal
+    paired the left-out job 2 (model.heads=1 seed=2) with the new job Hydra now numbers 2 (model.heads=2 seed=0),
+    as if model.heads had changed. It names the seed left out and the values to give."""
+    from src.cli.preflight import check_no_job_left_out
+    from src.model import ConfigError
+    from src.sweep.stacked import resumed_jobs
+
+    for number, seed in enumerate((0, 1, 2)):
+        overrides_file(tmp_path / f"{number}_model.heads:1+seed:{seed}", "model.heads=1", f"seed={seed}")
+    jobs = [[f"model.heads={heads}", f"seed={seed}", "ckpt_path=last"] for heads in (1, 2) for seed in (0, 1)]
+    _, held = resumed_jobs(tmp_path, jobs)
+    with pytest.raises(ConfigError) as refused:
+        check_no_job_left_out(tmp_path, held, jobs)
+    assert str(refused.value) == (
+        f"hydra.sweep.dir={tmp_path} holds 2_model.heads:1+seed:2, which this sweep would not run: it leaves out "
+        "seed=2 (it gives seed=0,1), and a resumed sweep runs every job its directory holds: give seed=0,1,2 (more "
+        "values may be added), or drop ckpt_path=last and choose another hydra.sweep.dir for a sweep of fewer jobs"
+    )
