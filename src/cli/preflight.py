@@ -51,7 +51,7 @@ from src.provenance import read_record, read_status, resume_in_place, shell_over
 from src.study import check_fixed, check_study, resumes_search
 from src.study import check_resume as check_search_resume
 from src.study import read_record as read_study_record
-from src.training.checkpoint import newest_checkpoint
+from src.training.checkpoint import newest_checkpoint, read_checkpoint
 from src.training.processes import belongs_to, process_rank, started_by_a_run
 from src.training.report import print_warning
 
@@ -180,6 +180,10 @@ def check_sweep_dir(config: DictConfig) -> None:
         given = any(str(o).startswith("hydra.sweep.dir=") for o in config.hydra.overrides.hydra)
         check_stacked_sweep_dir(sweep_dir if given else None)
         return
+    if resumes_grid_sweep(config):  # ckpt_path=last: a grid sweep goes on in its own directory (src/sweep/resume.py)
+        given = any(str(o).startswith("hydra.sweep.dir=") for o in config.hydra.overrides.hydra)
+        check_grid_sweep_dir(sweep_dir if given else None)
+        return
     if sweep_dir is None:
         return
     sweep_dir = Path(sweep_dir)
@@ -280,6 +284,70 @@ def resumes_stacked_sweep(config: DictConfig) -> bool:
     return launcher.endswith("StackedLauncher") and OmegaConf.select(config, "ckpt_path", default=None) == "last"
 
 
+def resumes_grid_sweep(config: DictConfig) -> bool:
+    """ckpt_path=last with a sweeper that resumes a grid sweep in place (hydra/sweeper=grid, the default: its class
+    says so) and a launcher that runs each job on its own: the sweep in hydra.sweep.dir goes on where it stopped
+    (src/sweep/resume.py). The stacked launcher resumes its groups itself (resumes_stacked_sweep)."""
+    if OmegaConf.select(config, "ckpt_path", default=None) != "last" or resumes_stacked_sweep(config):
+        return False
+    return resumes_in_place(OmegaConf.select(config, "hydra.sweeper", default=None) or {})
+
+
+def resumes_in_place(sweeper: Any) -> bool:
+    """Whether the sweeper this config makes (`hydra.sweeper`) resumes a sweep in its own directory with
+    ckpt_path=last: its class says so (`resumes_in_place`: the grid sweeper)."""
+    from hydra.utils import get_class
+
+    try:
+        return bool(getattr(get_class(str(sweeper.get("_target_", ""))), "resumes_in_place", False))
+    except Exception:  # no sweeper this code can import: Hydra names the problem when it makes one
+        return False
+
+
+def check_grid_sweep_dir(sweep_dir: Any) -> None:
+    """A grid sweep resumed with ckpt_path=last: hydra.sweep.dir must be given and hold a grid sweep whose jobs ran
+    one by one; a single run, a stacked sweep and an Optuna search each resume with a command of their own."""
+    from src.sweep.resume import resume_command
+    from src.sweep.runs import is_search
+
+    if sweep_dir is None:
+        raise ConfigError(
+            "ckpt_path=last in a sweep resumes that sweep in its own directory: add hydra.sweep.dir=<the sweep's "
+            "directory> (the command an interrupted job printed has it)"
+        )
+    sweep_dir = Path(sweep_dir)
+    record = read_record(sweep_dir)
+    if record is not None:
+        again = record.get("resume") or (
+            f"python -m src.run <its overrides> {shell_override('hydra.run.dir', sweep_dir)} ckpt_path=last"
+        )
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds a single run, not a sweep: a run resumes without -m ({again})"
+        )
+    jobs = sorted(path.parent for path in sweep_dir.glob("*/.hydra"))
+    if not jobs and not (sweep_dir / "multirun.yaml").is_file():
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds no sweep to resume (ckpt_path=last): give the directory of the "
+            "interrupted sweep, or drop ckpt_path=last to start a new one"
+        )
+    if any("stacked" in (read_record(job) or {}) for job in jobs):
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds a sweep whose jobs were trained as stacked groups of seeds, which "
+            "resume only as groups, with hydra/launcher=stacked: "
+            + (resume_command(sweep_dir) or "its own command, hydra/launcher=stacked added")
+        )
+    if is_search(sweep_dir) or read_study_record(sweep_dir) is not None:
+        search = (read_study_record(sweep_dir) or {}).get("resume")  # recorded where its study is stored
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds an Optuna search, not a grid sweep: "
+            + (
+                f"resume it with its own command, {search}"
+                if search
+                else "its study was in memory, so it cannot go on: start a new search in another hydra.sweep.dir"
+            )
+        )
+
+
 def check_stacked_sweep_dir(sweep_dir: Any) -> None:
     """A stacked sweep resumed with ckpt_path=last: hydra.sweep.dir must be given and hold that sweep."""
     if sweep_dir is None:
@@ -322,6 +390,20 @@ def check_stacked_resume(config: DictConfig, jobs: list[list[str]]) -> None:
                 checkpoint = read_checkpoint(str(state), "ckpt_path")
                 settings = _without_hydra(loader.load_sweep_config(config, list(jobs[members[0]])))
                 check_made_alike(settings, checkpoint, settings.torch_threads or 0)
+
+
+def check_grid_resume(config: DictConfig, jobs: list[list[str]], loader: Any) -> list[Any]:
+    """A grid sweep resumed with ckpt_path=last must be the sweep in that directory: its jobs are matched to the
+    sweep's job directories by their settings, so the command may give them in another order and add values, but
+    every directory must be one of its jobs (check_no_job_left_out). Returns what the resume does with each job
+    (src/sweep/resume.py: resume_plan), for check_sweep_jobs to check the jobs it runs as they will run."""
+    from src.sweep.resume import resume_plan
+    from src.sweep.runs import jobs_by_settings, settings_key
+
+    sweep_dir = Path(config.hydra.sweep.dir)
+    held = jobs_by_settings(sweep_dir)
+    check_no_job_left_out(sweep_dir, [held.get(settings_key(overrides)) for overrides in jobs], jobs)
+    return resume_plan(sweep_dir, jobs, lambda overrides: loader.load_sweep_config(config, overrides))
 
 
 def check_no_job_left_out(sweep_dir: Path, held: list[Path | None], jobs: list[list[str]]) -> None:
@@ -459,16 +541,15 @@ def check_sweep_direction(config: DictConfig) -> None:
         check_direction(config, directions_of(direction))
 
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-
-
 def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
     """The overrides of every job a grid sweep runs, in the order Hydra's basic sweeper numbers them (its
     `hydra.sweeper.params` first, then the command line's); None for a sweeper that picks its jobs as it goes."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if OmegaConf.select(config, "hydra.sweeper._target_", default=None) != BASIC_SWEEPER:
+    from src.sweep.runs import plans_a_grid
+
+    if not plans_a_grid(str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))):
         return None
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
     arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
@@ -508,24 +589,35 @@ def check_sweep_jobs(config: DictConfig) -> None:
             check_data(_without_hydra(config))
         return
     loader = GlobalHydra.instance().config_loader()
+    # a grid sweep resumed in place: each job as the sweeper will launch it, or not at all (src/sweep/resume.py)
+    plan = check_grid_resume(config, jobs, loader) if resumes_grid_sweep(config) else None
     read_data: set[str] = set()
     read_checkpoints: dict[Path, dict] = {}
     threads = threads_for_jobs(config.hydra.launcher)
     composed: dict[str, int] = {}  # each job's settings, written out: the first job that has them
-    for number, overrides in enumerate(jobs):
-        job = loader.load_sweep_config(config, list(overrides))
+    for index, overrides in enumerate(jobs):
+        resumed = plan[index] if plan is not None else None
+        number = resumed.number if resumed is not None else index
+        job = loader.load_sweep_config(config, resumed.launched if resumed is not None else list(overrides))
         settings = _without_hydra(job)
         # the same settings from the same group choices: an experiment that chooses the default mask composes what
         # no choice does, yet beside model.pretrained the two train other masks (src/pretrained/run_config.py)
         choices = OmegaConf.select(job, "hydra.runtime.choices", default=None)
-        check_not_repeated(number, OmegaConf.to_yaml(settings) + str(choices), composed, jobs, varied)
+        check_not_repeated(index, OmegaConf.to_yaml(settings) + str(choices), composed, jobs, varied)
+        if resumed is not None and not resumed.runs:  # kept as it is: nothing of it is read or written
+            continue
         try:
             validate_config(settings, overrides=list(job.hydra.overrides.task), runs_here=not on_a_cluster(config))
             data = OmegaConf.to_yaml(OmegaConf.masked_copy(settings, ["task", "model"]))
             if data not in read_data:  # the same task and model: the same files, read once
                 check_data(settings)
                 read_data.add(data)
-            if settings.get("ckpt_path") is not None and not resuming:  # a stacked sweep's own: checked above
+            if resumed is not None and resumed.checkpoint is not None:  # resumed in its own directory
+                assert resumed.directory is not None
+                check_analysis_target(resumed.directory, bool(settings.get("analyze_after_fit")))
+                checkpoint = read_checkpoint(str(resumed.checkpoint), "ckpt_path")
+                check_made_alike(job, checkpoint, settings.torch_threads or threads)
+            elif settings.get("ckpt_path") is not None and not resuming:  # a stacked sweep's own: checked above
                 ckpt, checkpoint = sweep_checkpoint(str(settings.ckpt_path), read_checkpoints)
                 check_training_left(checkpoint, ckpt, settings)
                 check_made_alike(job, checkpoint, settings.torch_threads or threads)

@@ -1155,8 +1155,8 @@ def sweep_options_in_a_single_run() -> list[str]:
     choices = HydraConfig.get().runtime.choices
     chosen = [
         f"{group}={choices.get(group)}"
-        for group in ("hydra/launcher", "hydra/sweeper")
-        if choices.get(group) not in (None, "basic")
+        for group, default in (("hydra/launcher", "basic"), ("hydra/sweeper", "grid"))  # conf/config.yaml's
+        if choices.get(group) not in (None, default)
     ]
     if not chosen:
         return []

@@ -347,6 +347,19 @@ def is_search(sweep_dir: Path) -> bool:
     return False
 
 
+def plans_a_grid(sweeper_target: str) -> bool:
+    """Whether the sweeper named by this `_target_` runs a grid (every combination of the values given, planned
+    before the first job): Hydra's basic sweeper, or one made from it (the project's grid sweeper); an optimising
+    sweeper (Optuna) plans its trials as it goes."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.utils import get_class
+
+    try:
+        return issubclass(get_class(sweeper_target), BasicSweeper)
+    except Exception:  # a sweeper that is not installed here, or no class at all
+        return False
+
+
 def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
     """The jobs a grid sweep set out to run, each as its overrides, in job order: what Hydra's basic sweeper makes
     of multirun.yaml (its params, then the command line's overrides, expanded into their product). None for
@@ -356,7 +369,7 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
 
     try:
         saved = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())["hydra"]
-        if "basic_sweeper" not in str(saved["sweeper"].get("_target_", "")):
+        if not plans_a_grid(str(saved["sweeper"].get("_target_", ""))):
             return None
         params = [f"{key}={value}" for key, value in (saved["sweeper"].get("params") or {}).items()]
         parsed = OverridesParser.create().parse_overrides([*params, *saved["overrides"]["task"]])

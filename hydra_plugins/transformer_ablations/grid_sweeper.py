@@ -1,0 +1,28 @@
+"""The project's grid sweeper (`hydra/sweeper=grid`, the default: conf/hydra/sweeper/grid.yaml): Hydra's basic
+sweeper, which with `ckpt_path=last` and the sweep's own `hydra.sweep.dir` goes on where the sweep stopped instead of
+starting it over. Hydra loads sweepers only from its `hydra_plugins` namespace package; what a resume does is
+explained in src/sweep/resume.py.
+
+Hydra imports every module of the package when it starts, whatever the command: this one imports nothing heavy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+
+class GridSweeper(BasicSweeper):
+    """Hydra's basic sweeper; a sweep resumed with ckpt_path=last runs only what its directory has not finished."""
+
+    resumes_in_place = True  # src/cli/preflight.py asks it: ckpt_path=last resumes the sweep in hydra.sweep.dir
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from src.cli.preflight import resumes_grid_sweep
+
+        assert self.config is not None
+        if not resumes_grid_sweep(self.config):
+            return super().sweep(arguments)
+        from src.sweep.resume import resume_sweep
+
+        return resume_sweep(self, arguments)

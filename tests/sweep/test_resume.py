@@ -1,0 +1,148 @@
+"""src/sweep/resume.py and its checks in src/cli/preflight.py: what a grid sweep resumed with ckpt_path=last does
+with each job, by what its directory holds, and which directories it refuses to resume (each in one line). The
+whole path, from a real interrupt to the finished sweep, is tests/e2e/test_interrupts.py's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from src.model import ConfigError
+from src.provenance import write_record
+from src.sweep.resume import Next, consecutive_runs, resume_arguments, resume_plan, said_of
+
+
+def job_dir(sweep: Path, number: int, status: str | None, step: int | None = None) -> Path:
+    """Job `number` of `seed=0,1,...` (its overrides, as Hydra writes them), whose run.json says `status` (None: it
+    has none), with a checkpoint at `step` (None: none)."""
+    job = sweep / f"{number}_seed:{number}"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(f"- seed={number}\n- ckpt_path=last\n")
+    if status is not None:
+        write_record(job, {"status": status})
+    if step is not None:
+        (job / "checkpoints").mkdir()
+        hparams = {"config": {}, "model_config": {}, "kind": "seq2seq"}
+        torch.save({"global_step": step, "hyper_parameters": hparams, "state_dict": {}}, job / "checkpoints/last.ckpt")
+    return job
+
+
+def twelve_steps(overrides: list[str]):
+    return OmegaConf.create({"trainer": {"max_steps": 12}})
+
+
+def test_a_resumed_grid_sweep_keeps_what_ended_and_goes_on_with_what_was_stopped(tmp_path):
+    held = [
+        job_dir(tmp_path, 0, "completed", 12),
+        job_dir(tmp_path, 1, "failed"),
+        job_dir(tmp_path, 2, "diverged", 6),
+        job_dir(tmp_path, 3, "interrupted", 6),
+        job_dir(tmp_path, 4, "interrupted", 12),  # interrupted while it was tested: every step trained
+        job_dir(tmp_path, 5, "running"),  # killed before its first checkpoint
+        job_dir(tmp_path, 6, None),  # Hydra made its directory, then the sweep stopped
+    ]
+    jobs = [[f"seed={n}", "ckpt_path=last"] for n in range(8)]
+    plan = resume_plan(tmp_path, jobs, twelve_steps)
+    assert [job.next for job in plan] == [
+        Next.KEEP,
+        Next.KEEP_ENDED,
+        Next.KEEP_ENDED,
+        Next.RESUME,
+        Next.KEEP_TRAINED,
+        Next.RESTART,
+        Next.RESTART,
+        Next.START,
+    ]
+    assert [job.directory for job in plan] == [*held, None] and [job.number for job in plan] == list(range(8))
+    # what the launcher gets: only a job with a checkpoint to resume keeps ckpt_path=last, and a job whose directory
+    # exists goes on in it, whatever Hydra would name it now
+    assert plan[3].launched == ["seed=3", "ckpt_path=last", "hydra.sweep.subdir=3_seed:3"]
+    assert plan[5].launched == ["seed=5", "hydra.sweep.subdir=5_seed:5"]
+    assert plan[7].launched == ["seed=7"]
+    assert [[job.number for job in batch] for batch in consecutive_runs([j for j in plan if j.runs], None)] == [
+        [3],
+        [5, 6, 7],
+    ]
+    assert [[job.number for job in batch] for batch in consecutive_runs([j for j in plan if j.runs], 2)] == [
+        [3],
+        [5, 6],
+        [7],
+    ]
+    lines = said_of(plan, tmp_path)
+    assert lines[:2] == [
+        "job 0 has finished: kept as it is, not trained again",
+        "job 3 (3_seed:3) goes on from its checkpoints/last.ckpt",
+    ]
+    assert lines[2] == (
+        "warning: jobs 1 (failed), 2 (diverged) are kept as they ended, not run again (a crash or a divergence would "
+        f"come again): python -m src.report {tmp_path} says why; to run one again, delete its directory and resume "
+        "the sweep"
+    )
+    assert lines[3].startswith("warning: job 4 (4_seed:4) was interrupted after its last step (trained 12 steps), so ")
+    assert lines[3].endswith(f"-m src.eval ckpt={held[4]}")
+    assert lines[4] == (
+        "warning: jobs 5 (5_seed:5, running), 6 (6_seed:6, no run.json) stopped before saving a checkpoint: trained "
+        "again from the start, in place"
+    )
+
+
+def test_a_resumed_grid_sweep_finds_its_jobs_by_their_settings_and_numbers_new_ones_after_them(tmp_path):
+    """`seed=2,1,0` after `seed=0,1` (numbered 0, 1): the jobs that ran keep their directories, and the new one is
+    numbered after them, never into an earlier job's directory."""
+    held = [job_dir(tmp_path, n, "completed", 12) for n in (0, 1)]
+    plan = resume_plan(tmp_path, [[f"seed={n}"] for n in (2, 1, 0)], twelve_steps)
+    assert [(job.number, job.directory, job.next) for job in plan] == [
+        (2, None, Next.START),
+        (1, held[1], Next.KEEP),
+        (0, held[0], Next.KEEP),
+    ]
+
+
+def test_the_command_that_resumes_a_sweep_is_its_own_from_its_multirun_yaml(tmp_path):
+    sweep = tmp_path / "my sweep"
+    sweep.mkdir()
+    overrides = {
+        "hydra": ["hydra.sweep.dir=elsewhere", "hydra/launcher=joblib", "hydra.mode=MULTIRUN"],
+        "task": ["model.heads=1,2", "seed=0,1", "ckpt_path=last"],
+    }
+    OmegaConf.save({"hydra": {"overrides": overrides}}, sweep / "multirun.yaml")
+    assert resume_arguments(sweep) == [
+        "-m",
+        "hydra/launcher=joblib",
+        "model.heads=1,2",
+        "seed=0,1",
+        f"hydra.sweep.dir='{sweep.resolve()}'",
+        "ckpt_path=last",
+    ]
+    assert resume_arguments(tmp_path / "nothing") is None
+
+
+def test_what_a_resumed_grid_sweep_refuses_to_resume(tmp_path):
+    """Each in one line, before anything is written: no directory given, one that holds nothing, a single run, a
+    sweep of stacked groups, an Optuna search."""
+    from src.cli.preflight import check_grid_sweep_dir
+    from src.study import STUDY_FILE
+
+    with pytest.raises(ConfigError, match=r"add hydra.sweep.dir=<the sweep's directory>"):
+        check_grid_sweep_dir(None)
+    with pytest.raises(ConfigError, match=r"holds no sweep to resume \(ckpt_path=last\)"):
+        check_grid_sweep_dir(tmp_path / "nothing")
+    run = tmp_path / "run"
+    write_record(run, {"status": "interrupted", "resume": "python -m src.run hydra.run.dir=run ckpt_path=last"})
+    with pytest.raises(ConfigError, match=r"holds a single run, not a sweep: a run resumes without -m \(python -m sr"):
+        check_grid_sweep_dir(run)
+    stacked = tmp_path / "stacked"
+    write_record(job_dir(stacked, 0, None), {"status": "interrupted", "stacked": {"members": []}})
+    with pytest.raises(ConfigError, match=r"trained as stacked groups of seeds, which resume only as groups, with "):
+        check_grid_sweep_dir(stacked)
+    search = tmp_path / "search"
+    job_dir(search, 0, "interrupted")
+    resume = "python -m src.run -m hparams_search=x ckpt_path=last"
+    (search / STUDY_FILE).write_text(f"study_name: x\nstorage: sqlite:///x.db\nresume: {resume}\n")
+    with pytest.raises(
+        ConfigError, match=rf"holds an Optuna search, not a grid sweep: resume it with its own command, {resume}$"
+    ):
+        check_grid_sweep_dir(search)
