@@ -509,12 +509,16 @@ def resume_command(run_dir: Path) -> str:
 
 def interrupt_follow_up(run_dir: Path, interrupt: TrainingInterrupted, multirun: bool) -> tuple[str, str]:
     """After an interrupt: (the command run.json keeps as `resume`, what the interrupt's line says after the step
-    it saved). A single run, and a grid sweep's job, resume in place (the sweep's report lists the jobs that did
-    not start). A trial of the project's Optuna search goes on through the search (src/study.py): the search's own
-    command with hydra.sweep.dir=<the sweep> ckpt_path=last, which its sweeper recorded in study.yaml; with its
-    study in memory the search cannot go on, and the line says so. Under SLURM a requeued job goes on by itself."""
+    it saved). A single run resumes in place. A grid sweep's job goes on with its sweep: the sweep's own command
+    with hydra.sweep.dir=<the sweep> ckpt_path=last resumes it in place, keeps the jobs that finished and runs those
+    that did not start (src/sweep/resume.py); the job's own command, which resumes it alone, comes after. A trial of
+    the project's Optuna search goes on through the search (src/study.py): the search's own command with
+    hydra.sweep.dir=<the sweep> ckpt_path=last, which its sweeper recorded in study.yaml; with its study in memory
+    the search cannot go on, and the line says so. Under SLURM a requeued job goes on by itself."""
+    from src.cli.preflight import resumes_in_place
     from src.study import SWEEPER
     from src.study import read_record as read_study_record
+    from src.sweep.resume import resume_command as sweep_resume_command
 
     command = resume_command(run_dir)
     go_on = f"resume with: {command}" if interrupt.checkpoint else "run it again in a new directory"
@@ -524,11 +528,17 @@ def interrupt_follow_up(run_dir: Path, interrupt: TrainingInterrupted, multirun:
         return command, go_on
     hydra_cfg = HydraConfig.get()
     if str(hydra_cfg.sweeper.get("_target_", "")) != SWEEPER:
-        report = run_dir.parent / "report.md"
-        return command, (
-            f"{go_on}; the sweep stops here: its report ({report}) lists the jobs that did not start, with the "
-            "command that runs each"
-        )
+        sweep = Path(str(hydra_cfg.sweep.dir))
+        whole = sweep_resume_command(sweep) if resumes_in_place(hydra_cfg.sweeper) else None
+        if whole is None:  # a sweeper that does not resume a sweep in place: the job alone, and the report
+            report = sweep / "report.md"
+            return command, (
+                f"{go_on}; the sweep stops here: its report ({report}) lists the jobs that did not start, with the "
+                "command that runs each"
+            )
+        how = "this job from the step saved" if interrupt.checkpoint else "this job from the start"
+        alone = f"; this job alone resumes with: {command}" if interrupt.checkpoint else ""
+        return whole, f"resume the sweep ({how}; the finished jobs kept, the others run) with: {whole}{alone}"
     if hydra_cfg.sweeper.get("storage"):
         search = (read_study_record(Path(hydra_cfg.sweep.dir)) or {}).get("resume")
         if not search:  # a study.yaml that records no command (another version's): the job alone

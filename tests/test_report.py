@@ -323,6 +323,10 @@ def test_an_interrupted_grid_sweep_counts_the_jobs_it_never_started(tmp_path):
         "| 2_model.heads:2+seed:0 | not started | run it: `python -m src.run model.heads=2 seed=0 hydra.run.dir="
         in report
     )
+    # and the one command that runs them all, resuming the interrupted job and keeping the completed one
+    whole = f"-m src.run -m model.heads=1,2 seed=0,1 hydra.sweep.dir={tmp_path.resolve()} ckpt_path=last`."
+    assert "The sweep's own command runs them all, resumes its interrupted jobs and keeps the rest: `" in report
+    assert whole in report
 
 
 def test_a_sweep_extended_with_seeds_counts_its_jobs_by_their_settings_not_their_numbers(tmp_path):
@@ -341,7 +345,7 @@ def test_a_sweep_extended_with_seeds_counts_its_jobs_by_their_settings_not_their
     report = (tmp_path / "report.md").read_text()
     # the command that runs it starts it afresh: the resumed sweep's ckpt_path=last is not the job's
     assert "| 4_model.heads:1+seed:2 | not started | run it: `python -m src.run model.heads=1 seed=2 hydra" in report
-    assert "ckpt_path" not in report
+    assert not any("ckpt_path" in row for row in report.splitlines() if "| not started |" in row)
 
 
 def test_an_interrupted_grid_sweeps_settings_and_seeds_are_the_sweeps_and_its_run_says_how_to_resume(tmp_path):

@@ -47,7 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
-from src.provenance import read_record, read_status, resume_in_place, shell_override
+from src.provenance import read_record, read_status, shell_override
 from src.study import check_fixed, check_study, resumes_search
 from src.study import check_resume as check_search_resume
 from src.study import read_record as read_study_record
@@ -226,7 +226,7 @@ def check_sweep_dir(config: DictConfig) -> None:
     )
 
 
-SHOWN_COMMANDS = 3  # commands a refusal lists (a shell runs them one after the other); the report lists them all
+SHOWN_JOBS = 3  # job directories a refusal names (the report lists them all)
 
 
 def counted(n: int, one: str, many: str | None = None) -> str:
@@ -234,46 +234,39 @@ def counted(n: int, one: str, many: str | None = None) -> str:
 
 
 def what_finishes_the_sweep(sweep_dir: Path, jobs: list[Path]) -> str | None:
-    """What a grid sweep in `sweep_dir` needs to be finished, by what its directory holds: the command that resumes
-    each interrupted job in place, the command that runs each planned job that never started, and which jobs
-    failed or saved nothing (the report says why); None when every job completed: the sweep is done."""
-    from src.sweep.report import not_started, run_into_sweep
-    from src.sweep.runs import resume_of
+    """What a grid sweep in `sweep_dir` needs to be finished, by what its directory holds: its own command with
+    ckpt_path=last, which resumes its interrupted jobs in place and runs those it never started, keeping the
+    finished ones (src/sweep/resume.py); and which jobs failed or diverged, which that keeps as they ended (the
+    report says why). None when every job completed: the sweep is done."""
+    from src.sweep.report import not_started
+    from src.sweep.resume import ENDED_BY_ITSELF, resume_command
 
     report = f"python -m src.report {shlex.quote(str(sweep_dir))}"
-
-    def listed(commands: list[str]) -> str:
-        more = len(commands) - SHOWN_COMMANDS
-        return "; ".join(commands[:SHOWN_COMMANDS]) + (f"; and {more} more, which {report} lists" if more > 0 else "")
-
     records = {job: read_record(job) or {} for job in jobs}
     unfinished = [job for job in jobs if records[job].get("status") != "completed"]
     missing = not_started(sweep_dir)
     if not unfinished and not missing:
         return None if jobs else f"run the jobs it planned, which {report} lists"
-    resumable: list[str] = []
-    stuck: list[str] = []  # failed, diverged, or stopped with nothing saved: the report says why
-    for job in unfinished:
-        record = records[job]
-        command = resume_of(record)
-        if command is None and record.get("status") in (None, "running") and newest_checkpoint(job) is not None:
-            # killed outright (run.json still says running), or before it recorded anything: from its last checkpoint
-            overrides = [str(o) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml")]
-            command = resume_in_place(overrides, job.resolve())
-        if command is not None and record.get("status") not in ("failed", "diverged"):
-            resumable.append(command)
-        else:
-            stuck.append(f"{job.name} ({record.get('status') or 'no run.json'})")
+    ended = [job for job in unfinished if records[job].get("status") in ENDED_BY_ITSELF]
+    interrupted = [job for job in unfinished if job not in ended]
+    command = resume_command(sweep_dir) or (
+        f"the same sweep with {shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last"
+    )
     said = []
-    if resumable:
-        said.append(f"resume its {counted(len(resumable), 'interrupted job')} in place: {listed(resumable)}")
-    if missing:
-        commands = [run_into_sweep(sweep_dir, number, job) for number, job in missing]
-        said.append(f"run the {counted(len(missing), 'job')} it never started: {listed(commands)}")
-    if stuck:
+    if interrupted or missing:
+        goes_on = []
+        if interrupted:
+            goes_on.append(f"its {counted(len(interrupted), 'interrupted job')} in place")
+        if missing:
+            goes_on.append(f"the {counted(len(missing), 'job')} it never started")
+        runs = " and ".join(goes_on)
+        said.append(f"run it again with ckpt_path=last, {command} (it runs {runs}, and keeps the rest)")
+    if ended:
+        names = ", ".join(f"{job.name} ({records[job].get('status')})" for job in ended)
+        again = "then" if said else f"with {command}"
         said.append(
-            f"{counted(len(stuck), 'job')} failed or saved nothing to resume from ({', '.join(stuck)}): {report} says "
-            "why and how to run each again"
+            f"{counted(len(ended), 'job')} failed or diverged ({names}), which a resume keeps as they ended ({report} "
+            f"says why): to run one again, delete its directory and resume the sweep ({again})"
         )
     return "; ".join(said)
 
@@ -427,8 +420,8 @@ def check_no_job_left_out(sweep_dir: Path, held: list[Path | None], jobs: list[l
         "resume a sweep with the settings it was started with (each job's .hydra/overrides.yaml; values such as "
         "seeds may be added, and the settings given in any order)"
     )
-    names = ", ".join(d.name for d in left_out[:SHOWN_COMMANDS])
-    names += f" (and {len(left_out) - SHOWN_COMMANDS} more)" if len(left_out) > SHOWN_COMMANDS else ""
+    names = ", ".join(d.name for d in left_out[:SHOWN_JOBS])
+    names += f" (and {len(left_out) - SHOWN_JOBS} more)" if len(left_out) > SHOWN_JOBS else ""
     held_values = values_by_setting([sorted(settings) for settings in had.values()])  # the directories' values
     dropped = values_left_out([had[d] for d in left_out], given, held_values)
     if dropped:

@@ -41,6 +41,7 @@ def killed_pool_ends_the_sweep(sweep_dir: Path, how: str, began: float) -> str:
     and exits with status 1)."""
     from src.provenance import now, write_record
     from src.sweep.report import report_after_sweeper_error
+    from src.sweep.resume import resume_command
 
     stopped = {run_dir: resume_of_killed_job(run_dir) for run_dir in jobs_left_running(sweep_dir, began)}
     for run_dir, go_on in stopped.items():
@@ -64,10 +65,14 @@ def killed_pool_ends_the_sweep(sweep_dir: Path, how: str, began: float) -> str:
         parts.append(f"{len(stopped)} running job(s) were stopped and are recorded as failed ({names})")
         parts += [f"{run_dir.name}: {go_on}" for run_dir, go_on in stopped.items()]
     if sweep is not None and sweep.not_started:
-        parts.append(
-            f"{len(sweep.not_started)} job(s) never started: {sweep.directory / 'report.md'} gives the command that "
-            "runs each"
+        # the sweep resumed as a whole runs them, and keeps the jobs stopped here as they ended (src/sweep/resume.py)
+        whole = resume_command(sweep_dir)
+        runs = (
+            f"the sweep's own command runs them, and keeps the rest: {whole}"
+            if whole
+            else f"{sweep.directory / 'report.md'} gives the command that runs each"
         )
+        parts.append(f"{len(sweep.not_started)} job(s) never started: {runs}")
     if sweep is None:  # no job had begun: nothing to resume, and the directory holds only Hydra's multirun.yaml
         parts.append(f"no job had started: run the sweep again with another hydra.sweep.dir than {sweep_dir}")
     return "; ".join(parts)

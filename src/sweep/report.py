@@ -81,6 +81,7 @@ from src.sweep.causal_sections import (
     patching_section,
 )
 from src.sweep.figures import draw_figures, to_tensorboard
+from src.sweep.resume import resume_command
 from src.sweep.runs import (
     ANALYSIS_DIR,
     PATCHING_DIR,
@@ -500,6 +501,11 @@ def markdown(sweep: Sweep) -> str:
             f"{len(sweep.not_started)} of the sweep's {total} jobs never started (the sweep was stopped before them): "
             "each is listed below with the command that runs it into this sweep."
         )
+        whole = resume_command(sweep.directory)
+        if whole is not None:  # src/sweep/resume.py
+            lines.append(
+                f"The sweep's own command runs them all, resumes its interrupted jobs and keeps the rest: `{whole}`."
+            )
     if total and not done:
         lines.append("No run completed, so there is nothing to compare: each run's reason is listed below.")
     compared = sweep.compared

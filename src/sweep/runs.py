@@ -9,6 +9,7 @@ import functools
 import json
 import math
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,12 +250,23 @@ def resume_of(record: dict[str, Any]) -> str | None:
     """run.json's `resume` command, where it has something to resume from: src.run records one for every
     interrupted run, and for a single run interrupted before its first checkpoint (`checkpoint` null, or "None")
     that command would be refused (ckpt_path=last finds no checkpoint); a stacked group's member resumes with its
-    group, from the group's state or from the start."""
+    group, from the group's state or from the start, and a grid sweep's job with its sweep, which starts it again."""
     command = record.get("resume")
     if not isinstance(command, str) or not command:
         return None
     nothing_saved = "checkpoint" in record and record["checkpoint"] in (None, "None")
-    return None if nothing_saved and "stacked" not in record else command
+    return None if nothing_saved and "stacked" not in record and not resumes_a_sweep(command) else command
+
+
+def resumes_a_sweep(command: str) -> bool:
+    """Whether a recorded resume command is a sweep's (`python -m src.run -m ... ckpt_path=last`, which a grid
+    sweep's job records: src/sweep/resume.py), which trains a job that saved nothing from the start, rather than the
+    run's own in its directory."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # not a command this project wrote
+        return False
+    return "-m" in words[3:] or "--multirun" in words[3:]
 
 
 ANALYSIS_DIR = "analysis"  # src.analyze's, <run>/analysis/

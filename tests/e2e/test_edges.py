@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from src.provenance import hydra_value
+from src.provenance import hydra_value, python_command
 
 from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here
 
@@ -96,8 +96,9 @@ def test_resuming_another_runs_checkpoint_into_a_run_directory_is_refused(finish
 
 def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unchanged(tmp_path):
     """The refusal says what the directory holds: a finished sweep (its report, and how to start another), or an
-    unfinished one with the command that resumes each interrupted job in place and the command that runs each job
-    that never started; never a resume for jobs that completed."""
+    unfinished one with the one command that finishes it, its own with ckpt_path=last (which resumes the
+    interrupted jobs in place and runs those it never started), and the jobs that failed, which that keeps as they
+    ended; never a resume for jobs that completed."""
     sweep = tmp_path / "sweep"
     tiny = [o for o in FOUR_STEPS if not o.startswith("model.heads=")]
     check(run_here("src.run", "-m", *tiny, "model.heads=1,2,4", f"hydra.sweep.dir={sweep}"))
@@ -124,18 +125,22 @@ def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unch
     result = run_here("src.run", "-m", *tiny, "model.heads=1,2,4", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result)
-    head, rest = line.split("; run the 1 job it never started: ")
-    never, failed = rest.split("; 1 job failed")
+    head, failed = line.split(", and keeps the rest); ")
+    python = python_command()
+    resume = f"{python} -m src.run -m {' '.join(tiny)} model.heads=1,2,4 hydra.sweep.dir={sweep} ckpt_path=last"
     assert head == (
         f"error: hydra.sweep.dir={sweep} already holds a sweep (2 job directories), which this one would overwrite: "
-        f"choose another hydra.sweep.dir, or leave it out for a new one; to finish it, resume its 1 interrupted job "
-        f"in place: {resume}"
+        f"choose another hydra.sweep.dir, or leave it out for a new one; to finish it, run it again with "
+        f"ckpt_path=last, {resume} (it runs its 1 interrupted job in place and the 1 job it never started"
     )
-    assert never.startswith("python -m src.run ") and never.endswith(f" model.heads=4 hydra.run.dir={jobs[2]}")
     assert failed == (
-        f" or saved nothing to resume from ({jobs[1].name} (failed)): python -m src.report {sweep} says why and how "
-        "to run each again"
+        f"1 job failed or diverged ({jobs[1].name} (failed)), which a resume keeps as they ended (python -m src.report "
+        f"{sweep} says why): to run one again, delete its directory and resume the sweep (then)"
     )
+    run_here("src.report", str(sweep))  # its report gives the command that runs the job it never started alone
+    (row,) = [line for line in (sweep / "report.md").read_text().splitlines() if "| not started |" in line]
+    never = row.split("`")[1]
+    assert never.startswith("python -m src.run ") and never.endswith(f" model.heads=4 hydra.run.dir={jobs[2]}")
     check(run_here("src.run", *shlex.split(never)[3:]))  # the command runs the job into the sweep
     assert json.loads((jobs[2] / "run.json").read_text())["status"] == "completed"
 

@@ -160,11 +160,25 @@ def test_a_diverging_sweep_job_is_a_failed_job_and_the_sweep_goes_on(tmp_path):
     assert "1 sweep job(s) did not complete" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_an_interrupted_sweep_reports_the_jobs_that_never_started_and_how_to_run_them(tmp_path):
-    """SIGINT during job 0 of `seed=0,1`: the report counts job 1 as planned and not started, with a command that
-    runs it into the sweep, where the report then counts it like any other job."""
+def written(folder: Path) -> dict[str, tuple[int, str]]:
+    """Every file under `folder`, with the time it was last written and a digest of its bytes."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha1(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_an_interrupted_grid_sweep_resumes_as_a_whole_and_keeps_what_finished(tmp_path):
+    """SIGINT during job 1 of `seed=0,1,2`: job 0 has completed, job 2 never started. The interrupt's line, job 1's
+    run.json, the report and the same sweep run again into its directory (refused) each give one command, the
+    sweep's own with hydra.sweep.dir=<the sweep> ckpt_path=last. Run, it keeps job 0 as it is (not one of its files
+    written again), resumes job 1 in its directory from the step it saved, and runs job 2; the report counts all
+    three."""
     sweep = tmp_path / "sweep"
-    args = [*long_run_with("trainer.max_steps=3000", "checkpoint.every_n_train_steps=0"), "seed=0,1"]
+    args = [*long_run_with("trainer.max_steps=200", "trainer.val_check_interval=100"), "seed=0,1,2"]
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     process = subprocess.Popen(
         [sys.executable, "-m", "src.run", "-m", *args, f"hydra.sweep.dir={sweep}"],
@@ -174,23 +188,45 @@ def test_an_interrupted_sweep_reports_the_jobs_that_never_started_and_how_to_run
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for("0_*/events.out.tfevents.*", sweep, process)
-    time.sleep(1.0)
+    wait_for("1_*/checkpoints/step-40.ckpt", sweep, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert "lists the jobs that did not start" in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    job = sweep / "1_seed:1"
+    record = json.loads((job / "run.json").read_text())
+    command = record["resume"]
+    assert record["status"] == "interrupted" and command.endswith(f"hydra.sweep.dir={sweep.resolve()} ckpt_path=last")
+    assert " -m src.run -m " in command and "seed=0,1,2" in command, command
+    step = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert 40 <= step < 200 and f"(step {step} saved in {job / 'checkpoints' / 'last.ckpt'})" in line, line
+    said = "resume the sweep (this job from the step saved; the finished jobs kept, the others run) with: "
+    assert f"{said}{command}; this job alone resumes with: " in line, line
     report = (sweep / "report.md").read_text()
-    assert "0 of 2 runs completed" in report and "1 of the sweep's 2 jobs never started" in report
+    assert "1 of 3 runs completed" in report and "1 of the sweep's 3 jobs never started" in report
+    assert f"| 1_seed:1 | interrupted | SIGINT at step {step}; resume it: `{command}` |" in report
     (row,) = [line for line in report.splitlines() if "| not started |" in line]
-    assert row.startswith("| 1_seed:1 |")
-    command = row.split("`")[1]
-    check(run_here("src.run", *shlex.split(command)[3:], "trainer.max_steps=20"))
-    assert (sweep / "1_seed:1" / "run.json").is_file()
-    from src.report import analyse
+    assert row.startswith("| 2_seed:2 |") and "hydra.run.dir=" in row  # the job alone, into the sweep
 
-    analysed = analyse(sweep)
-    assert not analysed.not_started and len(analysed.runs) == 2
+    refused = run_here("src.run", "-m", *args, f"hydra.sweep.dir={sweep}")  # the same sweep, without ckpt_path=last
+    assert refused.returncode == 2, refused.stderr
+    finish = f"to finish it, run it again with ckpt_path=last, {command} (it runs its 1 interrupted job in place and "
+    assert f"{finish}the 1 job it never started, and keeps the rest)" in refused.stderr, refused.stderr
+
+    finished = written(sweep / "0_seed:0")
+    resumed = check(run_here("src.run", *shlex.split(command)[3:]))
+    output = resumed.stdout + resumed.stderr
+    assert "job 0 has finished: kept as it is, not trained again" in output
+    assert "job 1 (1_seed:1) goes on from its checkpoints/last.ckpt" in output
+    assert "warning:" not in output, output
+    assert written(sweep / "0_seed:0") == finished  # not trained again, not even its .hydra/ written again
+    record = json.loads((job / "run.json").read_text())
+    assert record["status"] == "completed" and record["previous"][0]["status"] == "interrupted"
+    history = json.loads((job / "metrics.json").read_text())["history"]
+    assert [entry["step"] for entry in history] == [100, 200]  # one curve, continued where it stopped
+    assert sorted(d.name for d in sweep.iterdir() if (d / ".hydra").is_dir()) == ["0_seed:0", "1_seed:1", "2_seed:2"]
+    assert json.loads((sweep / "2_seed:2" / "run.json").read_text())["status"] == "completed"
+    assert "3 of 3 runs completed" in (sweep / "report.md").read_text()
 
 
 def test_ctrl_c_while_the_data_are_built_is_an_interrupt_not_a_crash(tmp_path):

@@ -35,3 +35,6 @@ def test_the_resume_command_is_kept_where_there_is_something_to_resume_from():
     stacked = {**saved, "checkpoint": None, "stacked": {"members": ["0_seed:0", "1_seed:1"]}}
     assert resume_of(stacked) == command  # a group resumed before it saved a state trains again from the start
     assert resume_of({"status": "failed", "resume": command}) == command  # a rank failed after a checkpoint
+    # a grid sweep's job records its sweep's command, which trains a job that saved nothing from the start
+    sweep = "python -m src.run -m seed=0,1 hydra.sweep.dir=/sweep ckpt_path=last"
+    assert resume_of({**saved, "checkpoint": "None", "resume": sweep}) == sweep
