@@ -310,7 +310,7 @@ def test_ctrl_c_before_the_group_trains_is_an_interrupt_and_the_sweep_resumes(tm
         assert "ckpt_path" not in record["command"] and f"hydra.run.dir={job}" in record["command"], record
 
 
-@pytest.mark.parametrize("second", [0.02, 0.05, "once the line is printed"])
+@pytest.mark.parametrize("second", [0.03, "once the line is printed"])
 def test_a_second_ctrl_c_while_the_interrupted_group_saves_and_records_changes_nothing(tmp_path, second):
     """Two Ctrl-C a moment apart in a stacked group: the second comes while the first's step is saved (every
     member's last.ckpt and the group's state), while each member's run.json records the interrupt, or once the
