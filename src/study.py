@@ -370,24 +370,48 @@ def check_fixed(config: DictConfig) -> None:
                 f"the sampled value, not the one the run used: write {key}={value} to fix {key} for every trial "
                 "(the search then leaves it out), or leave it out to search it"
             )
-    given = " ".join(override.input_line for override in fixed.values())
-    names = " and ".join(fixed) if len(fixed) < 3 else ", ".join([*fixed][:-1]) + f" and {[*fixed][-1]}"
-    searched = ", ".join(f"{key}={params[key]}" for key in fixed)
     custom = sweeper.get("custom_search_space") or sweeper.get("search_space")
     if not search_space(params, overrides) and not custom:
         raise ConfigError(
-            f"{given} on the command line fix{'es' if len(fixed) == 1 else ''} every parameter the search searches "
-            f"({searched}), so all its trials would run the same settings: leave one of them out to search it, or "
-            "run these settings once, without -m"
+            f"{given_on_command_line(fixed)} on the command line fix{'es' if len(fixed) == 1 else ''} every "
+            f"parameter the search searches ({planned_in_params(fixed, params)}), so all its trials would run the "
+            "same settings: leave one of them out to search it, or run these settings once, without -m"
         )
-    one = len(fixed) == 1
+    it, its = pronouns(fixed)
     example = shlex.quote(f"{[*fixed][0]}={params[[*fixed][0]]}")
     _warn_once(
-        f"{given} on the command line fix{'es' if one else ''} {names} for every trial, so the search no longer "
-        f"searches {'it' if one else 'them'} (hydra.sweeper.params has {searched}): leave "
-        f"{'it' if one else 'them'} out to search {'it' if one else 'them'}, or give a range of "
-        f"{'its' if one else 'their'} own, e.g. {example}"
+        f"{fixed_clause(fixed, params, 'trial', 'search', 'searches')}: leave {it} out to search {it}, or give a "
+        f"range of {its} own, e.g. {example}"
     )
+
+
+def fixed_clause(fixed: dict[str, Any], params: Any, each: str, sweep: str, sweeps: str) -> str:
+    """How a `warning:` line says that the command line fixes parameters of `hydra.sweeper.params`
+    (fixed_on_command_line), in the words of the sweeper whose plan it changes: for the Optuna search (check_fixed)
+    `optimizer.lr=1e-3 on the command line fixes optimizer.lr for every trial, so the search no longer searches it
+    (hydra.sweeper.params has optimizer.lr=tag(log, interval(1e-4, 3e-3)))`, for a grid sweep
+    (src/cli/preflight.py check_grid_fixed) `... for every job, so the sweep no longer sweeps it (...)`."""
+    names = " and ".join(fixed) if len(fixed) < 3 else ", ".join([*fixed][:-1]) + f" and {[*fixed][-1]}"
+    return (
+        f"{given_on_command_line(fixed)} on the command line fix{'es' if len(fixed) == 1 else ''} {names} for every "
+        f"{each}, so the {sweep} no longer {sweeps} {pronouns(fixed)[0]} (hydra.sweeper.params has "
+        f"{planned_in_params(fixed, params)})"
+    )
+
+
+def given_on_command_line(fixed: dict[str, Any]) -> str:
+    """The overrides that fix parameters, as they were typed: `optimizer.lr=1e-3 model.d_model=64`."""
+    return " ".join(override.input_line for override in fixed.values())
+
+
+def planned_in_params(fixed: dict[str, Any], params: Any) -> str:
+    """What `hydra.sweeper.params` planned for the fixed parameters: `model.heads=1,2,4,8, seed=0,1,2`."""
+    return ", ".join(f"{key}={params[key]}" for key in fixed)
+
+
+def pronouns(fixed: dict[str, Any]) -> tuple[str, str]:
+    """The words a line refers to the fixed parameters with: ('it', 'its') for one, ('them', 'their') for more."""
+    return ("it", "its") if len(fixed) == 1 else ("them", "their")
 
 
 def describe(distribution: Any) -> str:

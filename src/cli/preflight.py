@@ -29,7 +29,8 @@ process, refused:
   or search space), and `ckpt_path=last` with an Optuna search into a directory that holds no search with a stored
   study, or one of another study, storage or settings (src/study.py check_resume); a searched parameter given a
   value on the command line in a way that cannot be meant (src/study.py check_fixed: `++key=value`, or every one
-  of them, so that every trial runs the same settings), while one given plainly is said in one `warning:` line;
+  of them, so that every trial runs the same settings), while one given plainly is said in one `warning:` line,
+  as is a setting a grid sweep's `hydra.sweeper.params` sweeps given one value on the command line (check_grid_fixed);
 - a sweep into a `hydra.sweep.dir` that already holds one: Hydra reuses job directories without complaint, so
   the second sweep would overwrite the first one's checkpoints and metrics (a stacked sweep or an Optuna search
   resumed with `ckpt_path=last` goes on in its own directory instead).
@@ -48,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import read_record, read_status, shell_override
-from src.study import check_fixed, check_study, resumes_search
+from src.study import check_fixed, check_study, fixed_clause, fixed_on_command_line, pronouns, resumes_search
 from src.study import check_resume as check_search_resume
 from src.study import read_record as read_study_record
 from src.training.checkpoint import newest_checkpoint, read_checkpoint
@@ -78,6 +79,7 @@ class Preflight(Callback):
             check_sweep_direction(config)
             check_study(config)  # an Optuna study in a storage: reachable, same objective, direction and space
             check_fixed(config)  # a searched parameter given one value on the command line: said, or refused
+            check_grid_fixed(config)  # a swept setting of the sweep's plan given one value on the command line: said
             check_sweep_jobs(config)
 
 
@@ -537,17 +539,60 @@ def check_sweep_direction(config: DictConfig) -> None:
 def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
     """The overrides of every job a grid sweep runs, in the order Hydra's basic sweeper numbers them (its
     `hydra.sweeper.params` first, then the command line's); None for a sweeper that picks its jobs as it goes."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from src.sweep.runs import plans_a_grid
 
     if not plans_a_grid(str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))):
         return None
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    return grid_jobs(params, [str(o) for o in config.hydra.overrides.task])
+
+
+def grid_jobs(params: Any, overrides: list[str]) -> list[list[str]]:
+    """The overrides of every job Hydra's basic sweeper plans from `hydra.sweeper.params` and the command line's
+    overrides: one list of overrides keyed by setting, where a later value replaces an earlier one (so the command
+    line's replace the params'), and every combination of the values."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    arguments = [f"{key}={value}" for key, value in (params or {}).items()] + overrides
     (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
     return jobs
+
+
+def check_grid_fixed(config: DictConfig) -> None:
+    """A setting a grid sweep's plan sweeps given one value on the command line (`-m experiment=heads model.heads=4`).
+
+    An experiment plans its sweep in `hydra.sweeper.params` (experiments/heads.yaml: model.heads 1,2,4,8 and seed
+    0,1,2, 12 jobs). The command line's value for the same setting replaces the planned values (grid_jobs), so that
+    sweep runs 3 jobs, all with model.heads=4. Legal and useful (one configuration of a study, with its seeds), but it
+    was silent: one `warning:` line, worded as the Optuna search's (src/study.py check_fixed), with the job counts.
+
+    Not said: a sweep of the command line's own over the setting (`model.heads=1,2`), which replaces the planned
+    values as well but lists the values it runs, as a range of one's own replaces an Optuna search's; and a planned
+    value that is no sweep (`seed: 0`), a setting like any other the command line may change."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if sweep_jobs(config) is None:  # a sweeper that picks its jobs as it goes (Optuna): src/study.py check_fixed
+        return
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    parser = OverridesParser.create()
+    swept = {key for key, value in params.items() if parser.parse_override(f"{key}={value}").is_sweep_override()}
+    overrides = [str(o) for o in config.hydra.overrides.task]
+    fixed = {
+        key: override
+        for key, override in fixed_on_command_line(params, overrides).items()
+        if key in swept and override.get_key_element() == key  # with a prefix (++key=...) the sweeper keeps both
+    }
+    if not fixed:
+        return
+    given = {override.input_line for override in fixed.values()}
+    runs = len(grid_jobs(params, overrides))
+    planned = len(grid_jobs(params, [o for o in overrides if o not in given]))
+    it, its = pronouns(fixed)
+    print_warning(
+        f"{fixed_clause(fixed, params, 'job', 'sweep', 'sweeps')}: the sweep runs {counted(runs, 'job')}, not "
+        f"{planned}; leave {it} out to sweep {it}, or give {it} values of {its} own, comma-separated"
+    )
 
 
 def swept_keys(config: DictConfig) -> list[str]:

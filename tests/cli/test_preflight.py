@@ -421,3 +421,58 @@ def test_a_sweep_over_a_setting_that_changes_no_run_is_said_once(capsys):
     ]
     warn_if_only_outputs_vary(["model.heads", "seed"])
     assert capsys.readouterr().err == ""
+
+
+def grid_fixed_said(capsys, *overrides: str) -> list[str]:
+    """The `warning:` lines check_grid_fixed says for `python -m src.run -m <overrides>` (the config composed as the
+    preflight callback gets it: nothing is run)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from src.cli.command_line import fresh_hydra
+    from src.cli.preflight import check_grid_fixed
+
+    with fresh_hydra():
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        check_grid_fixed(hydra.compose_config("config", list(overrides), run_mode=RunMode.MULTIRUN))
+    return capsys.readouterr().err.splitlines()
+
+
+def test_a_value_on_the_command_line_for_a_setting_the_planned_sweep_sweeps_is_one_warning(capsys):
+    """experiments/heads.yaml plans model.heads 1,2,4,8 by seed 0,1,2 in hydra.sweeper.params; Hydra's basic sweeper
+    lets the command line's model.heads=4 replace the planned values, so the sweep ran 3 jobs, not 12, without a
+    word. Now one line says it, in the Optuna search's words (src/study.py check_fixed), with both counts."""
+    assert grid_fixed_said(capsys, "experiment=heads", "model.heads=4") == [
+        "warning: model.heads=4 on the command line fixes model.heads for every job, so the sweep no longer sweeps "
+        "it (hydra.sweeper.params has model.heads=1,2,4,8): the sweep runs 3 jobs, not 12; leave it out to sweep "
+        "it, or give it values of its own, comma-separated"
+    ]
+    # several, a group among them; 'not' counts what leaving them out runs, the command line's own sweeps included
+    assert grid_fixed_said(capsys, "experiment=mask_leak", "mask=window", "seed=0", "optimizer.lr=1e-3") == [
+        "warning: mask=window seed=0 on the command line fix mask and seed for every job, so the sweep no longer "
+        "sweeps them (hydra.sweeper.params has mask=standard,none,window, seed=0,1,2): the sweep runs 1 job, not 9; "
+        "leave them out to sweep them, or give them values of their own, comma-separated"
+    ]
+    assert grid_fixed_said(capsys, "experiment=norm", "model.norm_position=pre", "seed=0,1,2,3")[0].endswith(
+        "the sweep runs 8 jobs, not 16; leave it out to sweep it, or give it values of its own, comma-separated"
+    )
+    # not said: the planned sweep as planned, a sweep of the command line's own over the planned setting (its values
+    # are on the command line), a setting no plan sweeps, and a search (its own check_fixed says it)
+    assert grid_fixed_said(capsys, "experiment=heads") == []
+    assert grid_fixed_said(capsys, "experiment=heads", "model.heads=1,2", "seed=0,1,2,3,4") == []
+    assert grid_fixed_said(capsys, "model.heads=4", "seed=0,1") == []
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    assert grid_fixed_said(capsys, "hparams_search=lr_warmup_dropout_size", "optimizer.lr=1e-3") == []
+
+
+def test_the_warning_for_a_fixed_planned_setting_comes_once_before_anything_is_written(tmp_path):
+    """Said by the preflight callback, before any job is composed or checked: here job 0 cannot run (3 heads do not
+    divide d_model), so the sweep is refused after the warning, and nothing is written."""
+    places = [f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    code, _, err = run_in_process("src.run", "-m", "experiment=heads", "model.heads=3", *places)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 2, err
+    assert lines[0].startswith("warning: model.heads=3 on the command line fixes model.heads for every job"), err
+    assert lines[1].startswith("error: job 0 of the sweep (model.heads=3 seed=0) cannot run"), err
+    assert list(tmp_path.iterdir()) == []
