@@ -363,12 +363,11 @@ def check_fixed(config: DictConfig) -> None:
         return
     for key, override in fixed.items():
         if override.get_key_element() != key:  # a prefix: ++, ~
-            value = override.get_value_element_as_str() if override.value() is not None else "<value>"
+            changed = changed_after_planning(override, key, params, "every trial's run", "search has sampled")
             raise ConfigError(
-                f"{override.input_line} on the command line would change {key} in every trial's run after the "
-                f"search has sampled it (hydra.sweeper.params has {key}={params[key]}), and the study would record "
-                f"the sampled value, not the one the run used: write {key}={value} to fix {key} for every trial "
-                "(the search then leaves it out), or leave it out to search it"
+                f"{changed}, and the study would record the sampled value, not the one the run used: write "
+                f"{plain(override, key)} to fix {key} for every trial (the search then leaves it out), or leave it "
+                "out to search it"
             )
     custom = sweeper.get("custom_search_space") or sweeper.get("search_space")
     if not search_space(params, overrides) and not custom:
@@ -397,6 +396,22 @@ def fixed_clause(fixed: dict[str, Any], params: Any, each: str, sweep: str, swee
         f"{each}, so the {sweep} no longer {sweeps} {pronouns(fixed)[0]} (hydra.sweeper.params has "
         f"{planned_in_params(fixed, params)})"
     )
+
+
+def changed_after_planning(override: Any, key: str, params: Any, each: str, planned: str) -> str:
+    """How a refusal says that an override with a prefix (`++optimizer.lr=1e-3`) reaches every run besides the
+    planned value of `hydra.sweeper.params`: the sweepers match the command line's keys to the params' as written,
+    so `++optimizer.lr` does not replace `optimizer.lr` but comes after it, in every run."""
+    return (
+        f"{override.input_line} on the command line would change {key} in {each} after the {planned} it "
+        f"(hydra.sweeper.params has {key}={params[key]})"
+    )
+
+
+def plain(override: Any, key: str) -> str:
+    """The override without its prefix, as it fixes the parameter: `optimizer.lr=1e-3` for `++optimizer.lr=1e-3`
+    (`optimizer.lr=<value>` for `~optimizer.lr`, which has none)."""
+    return f"{key}={override.get_value_element_as_str() if override.value() is not None else '<value>'}"
 
 
 def given_on_command_line(fixed: dict[str, Any]) -> str:

@@ -29,8 +29,9 @@ process, refused:
   or search space), and `ckpt_path=last` with an Optuna search into a directory that holds no search with a stored
   study, or one of another study, storage or settings (src/study.py check_resume); a searched parameter given a
   value on the command line in a way that cannot be meant (src/study.py check_fixed: `++key=value`, or every one
-  of them, so that every trial runs the same settings), while one given plainly is said in one `warning:` line,
-  as is a setting a grid sweep's `hydra.sweeper.params` sweeps given one value on the command line (check_grid_fixed);
+  of them, so that every trial runs the same settings), while one given plainly is said in one `warning:` line;
+  the same for a setting a grid sweep's `hydra.sweeper.params` sweeps (check_grid_fixed): `++key=value` refused,
+  one value said;
 - a sweep into a `hydra.sweep.dir` that already holds one: Hydra reuses job directories without complaint, so
   the second sweep would overwrite the first one's checkpoints and metrics (a stacked sweep or an Optuna search
   resumed with `ckpt_path=last` goes on in its own directory instead).
@@ -49,7 +50,16 @@ from omegaconf import DictConfig, OmegaConf
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
 from src.provenance import read_record, read_status, shell_override
-from src.study import check_fixed, check_study, fixed_clause, fixed_on_command_line, pronouns, resumes_search
+from src.study import (
+    changed_after_planning,
+    check_fixed,
+    check_study,
+    fixed_clause,
+    fixed_on_command_line,
+    plain,
+    pronouns,
+    resumes_search,
+)
 from src.study import check_resume as check_search_resume
 from src.study import read_record as read_study_record
 from src.training.checkpoint import newest_checkpoint, read_checkpoint
@@ -566,6 +576,10 @@ def check_grid_fixed(config: DictConfig) -> None:
     0,1,2, 12 jobs). The command line's value for the same setting replaces the planned values (grid_jobs), so that
     sweep runs 3 jobs, all with model.heads=4. Legal and useful (one configuration of a study, with its seeds), but it
     was silent: one `warning:` line, worded as the Optuna search's (src/study.py check_fixed), with the job counts.
+    Refused in one line, as the search refuses it, when the override has a prefix (`++model.heads=4`): the sweeper
+    keys the overrides as written, so it keeps the planned values too, and each job gets one of them and then this
+    one: the jobs planned to differ in it would train the same run (check_not_repeated would refuse that later, as
+    two jobs with the same settings, without naming the cause).
 
     Not said: a sweep of the command line's own over the setting (`model.heads=1,2`), which replaces the planned
     values as well but lists the values it runs, as a range of one's own replaces an Optuna search's; and a planned
@@ -578,13 +592,16 @@ def check_grid_fixed(config: DictConfig) -> None:
     parser = OverridesParser.create()
     swept = {key for key, value in params.items() if parser.parse_override(f"{key}={value}").is_sweep_override()}
     overrides = [str(o) for o in config.hydra.overrides.task]
-    fixed = {
-        key: override
-        for key, override in fixed_on_command_line(params, overrides).items()
-        if key in swept and override.get_key_element() == key  # with a prefix (++key=...) the sweeper keeps both
-    }
+    fixed = {key: o for key, o in fixed_on_command_line(params, overrides).items() if key in swept}
     if not fixed:
         return
+    for key, override in fixed.items():
+        if override.get_key_element() != key:  # a prefix: ++, ~
+            raise ConfigError(
+                f"{changed_after_planning(override, key, params, 'every job', 'sweep has set')}, so the jobs planned "
+                f"to differ in it would all train the same run: write {plain(override, key)} to run that value "
+                "alone, or leave it out to sweep it"
+            )
     given = {override.input_line for override in fixed.values()}
     runs = len(grid_jobs(params, overrides))
     planned = len(grid_jobs(params, [o for o in overrides if o not in given]))

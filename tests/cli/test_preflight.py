@@ -466,6 +466,21 @@ def test_a_value_on_the_command_line_for_a_setting_the_planned_sweep_sweeps_is_o
     assert grid_fixed_said(capsys, "hparams_search=lr_warmup_dropout_size", "optimizer.lr=1e-3") == []
 
 
+def test_a_planned_sweeps_setting_given_with_a_prefix_is_refused_in_one_line_naming_the_prefix(capsys):
+    """++model.heads=4 is another key than the plan's model.heads to Hydra's basic sweeper, so both reach every job:
+    the 12 planned jobs would train 3 runs, 4 times each. Refused as the Optuna search refuses it, with the fix."""
+    from src.model import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        grid_fixed_said(capsys, "experiment=heads", "++model.heads=4")
+    assert str(raised.value) == (
+        "++model.heads=4 on the command line would change model.heads in every job after the sweep has set it "
+        "(hydra.sweeper.params has model.heads=1,2,4,8), so the jobs planned to differ in it would all train the "
+        "same run: write model.heads=4 to run that value alone, or leave it out to sweep it"
+    )
+    assert capsys.readouterr().err == ""
+
+
 def test_the_warning_for_a_fixed_planned_setting_comes_once_before_anything_is_written(tmp_path):
     """Said by the preflight callback, before any job is composed or checked: here job 0 cannot run (3 heads do not
     divide d_model), so the sweep is refused after the warning, and nothing is written."""
