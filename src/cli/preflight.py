@@ -586,7 +586,8 @@ def check_grid_fixed(config: DictConfig) -> None:
     value that is no sweep (`seed: 0`), a setting like any other the command line may change."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if sweep_jobs(config) is None:  # a sweeper that picks its jobs as it goes (Optuna): src/study.py check_fixed
+    jobs = sweep_jobs(config)
+    if jobs is None:  # a sweeper that picks its jobs as it goes (Optuna): src/study.py check_fixed
         return
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
     parser = OverridesParser.create()
@@ -603,11 +604,10 @@ def check_grid_fixed(config: DictConfig) -> None:
                 "alone, or leave it out to sweep it"
             )
     given = {override.input_line for override in fixed.values()}
-    runs = len(grid_jobs(params, overrides))
-    planned = len(grid_jobs(params, [o for o in overrides if o not in given]))
+    planned = len(grid_jobs(params, [o for o in overrides if o not in given]))  # what leaving them out runs
     it, its = pronouns(fixed)
     print_warning(
-        f"{fixed_clause(fixed, params, 'job', 'sweep', 'sweeps')}: the sweep runs {counted(runs, 'job')}, not "
+        f"{fixed_clause(fixed, params, 'job', 'sweep', 'sweeps')}: the sweep runs {counted(len(jobs), 'job')}, not "
         f"{planned}; leave {it} out to sweep {it}, or give {it} values of {its} own, comma-separated"
     )
 
