@@ -89,7 +89,7 @@ class Preflight(Callback):
             check_sweep_direction(config)
             check_study(config)  # an Optuna study in a storage: reachable, same objective, direction and space
             check_fixed(config)  # a searched parameter given one value on the command line: said, or refused
-            check_grid_fixed(config)  # a swept setting of the sweep's plan given one value on the command line: said
+            check_grid_fixed(config)  # a setting the grid sweep plans to sweep given one value: said, or refused
             check_sweep_jobs(config)
 
 
