@@ -55,10 +55,18 @@ def python_command() -> str:
         return shlex.quote(str(interpreter))
 
 
+def module_command(module: str, *arguments: str) -> str:
+    """`<interpreter> -m <module> <arguments>`, started with this interpreter (python_command): a command printed
+    for the user to paste. Each argument is written as it is given: quoted for the shell already (shell_override,
+    shlex.quote), or a placeholder the user replaces (`<sweep dir>`, `...`); command_line quotes the words of a real
+    command line itself."""
+    return " ".join([python_command(), "-m", module, *arguments])
+
+
 def command_line(module: str = "src.run", argv: list[str] | None = None) -> str:
     """The command as it can be pasted back into a shell (in the directory it was started from)."""
     args = sys.argv[1:] if argv is None else argv
-    return " ".join([python_command(), "-m", module, *(shlex.quote(a) for a in args)])
+    return module_command(module, *(shlex.quote(a) for a in args))
 
 
 # What Hydra's override grammar reads as a plain value without quotes (a Hydra sweep job's `3_model.heads:8+seed:1`

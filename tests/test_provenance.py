@@ -60,6 +60,8 @@ def test_printed_commands_start_the_interpreter_that_ran(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert provenance.python_command() == ".venv/bin/python"
     assert provenance.command_line(argv=["model.heads=8"]) == ".venv/bin/python -m src.run model.heads=8"
+    # a command written with its arguments as they are: quoted already, or a placeholder to replace
+    assert provenance.module_command("src.report", "'a b'", "<x>") == ".venv/bin/python -m src.report 'a b' <x>"
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from rich.tree import Tree
 
 from src.model import TransformerConfig, count_parameters, flops_per_token
 from src.model.ablation import layout_of, parse_ablation
-from src.provenance import python_command, shell_override
+from src.provenance import module_command, shell_override
 
 # Long paths and commands stay on one line, copy-pastable; text is printed as it is (no markup, no emoji codes).
 console = Console(soft_wrap=True, markup=False, emoji=False)
@@ -292,13 +292,13 @@ def print_run_end(
     saved = sorted(p.name for p in checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
     if saved:
         console.print(f"checkpoints:   {checkpoints}  ({', '.join(saved)})")
-    python = python_command()  # commands that work as printed, also from a fresh clone's unactivated .venv
+    # commands that work as printed, also from a fresh clone's unactivated .venv (module_command)
     if with_logger:
-        console.print(f"TensorBoard:   {python} -m tensorboard.main {tensorboard_source(run_dir, multirun)}")
+        console.print(f"TensorBoard:   {module_command('tensorboard.main', tensorboard_source(run_dir, multirun))}")
     if saved:  # ckpt=<run> reads its best checkpoint (src/training/checkpoint.py read_any_checkpoint)
         ckpt = shell_override("ckpt", run_dir)
-        console.print(f"evaluate:      {python} -m src.eval {ckpt}")
-        console.print(f"analyse heads: {python} -m src.analyze {ckpt}")
+        console.print(f"evaluate:      {module_command('src.eval', ckpt)}")
+        console.print(f"analyse heads: {module_command('src.analyze', ckpt)}")
 
 
 def tensorboard_source(run_dir: Path, multirun: bool) -> str:
