@@ -8,9 +8,15 @@ import pytest
 
 from src.cli.command_line import compose_run_config
 from src.cli.schema import register_configs
+from src.provenance import python_command
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
+
+# How the commands the project prints for a user start in these tests (`make test` starts them all in the
+# repository root, where the commands' own processes run too): `python` where the PATH finds this interpreter,
+# else its path, .venv/bin/python when the environment is not activated (src.provenance.python_command).
+PYTHON = python_command()
 
 
 compose_config = compose_run_config  # the config `python -m src.run <overrides>` would get, in this process

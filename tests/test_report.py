@@ -21,6 +21,7 @@ from src.report import ReportAtSweepEnd, main
 from src.sweep.figures import bar_values, draw_figures
 from src.sweep.report import ReportRefused, analyse, write_report
 from src.sweep.statistics import NO_SPREAD, ONE_RUN, mean_cell, t_interval, welch_p, welch_test
+from tests.conftest import PYTHON
 
 MAIN = "val/exact_match"
 
@@ -884,7 +885,7 @@ def test_report_help_names_the_command_and_shows_examples(capsys):
         main(["--help"])
     assert done.value.code == 0
     helped = capsys.readouterr().out
-    assert helped.startswith("usage: python -m src.report ")
+    assert helped.startswith(f"usage: {PYTHON} -m src.report ")
     assert "examples:" in helped and "--baseline model.heads=4" in helped and "outputs/<date> " in helped
 
 
@@ -896,42 +897,42 @@ def test_report_help_names_the_command_and_shows_examples(capsys):
     [
         (
             ["{sweep}", "--metirc", "val/loss"],
-            "error: --metirc is not an option of python -m src.report: it takes a sweep directory, --baseline, "
-            "--storage, --study (python -m src.report --help lists the options)",
+            "error: --metirc is not an option of {python} -m src.report: it takes a sweep directory, --baseline, "
+            "--storage, --study ({python} -m src.report --help lists the options)",
         ),
         (
             ["{sweep}", "--basline", "model.heads=2"],
-            "error: --basline is not an option of python -m src.report: did you mean --baseline? (python -m "
+            "error: --basline is not an option of {python} -m src.report: did you mean --baseline? ({python} -m "
             "src.report --help lists the options)",
         ),
         (
             ["{sweep}", "{other}"],
-            "error: 2 directories given ({sweep}, {other}): a report is of one sweep: give one (python -m src.report "
+            "error: 2 directories given ({sweep}, {other}): a report is of one sweep: give one ({python} -m src.report "
             "{sweep}), and run the command again for each of the others",
         ),
         (
             ["sweep_dir={sweep}"],
-            "error: sweep_dir={sweep}: python -m src.report takes the sweep directory on its own, not as key=value: "
-            "python -m src.report {sweep}",
+            "error: sweep_dir={sweep}: {python} -m src.report takes the sweep directory on its own, not as key=value: "
+            "{python} -m src.report {sweep}",
         ),
         (
             ["dir={sweep}/missing"],
-            "error: dir={sweep}/missing: python -m src.report takes the sweep directory on its own, not as "
-            "key=value: python -m src.report {sweep}/missing",
+            "error: dir={sweep}/missing: {python} -m src.report takes the sweep directory on its own, not as "
+            "key=value: {python} -m src.report {sweep}/missing",
         ),
         (
             ["hydra.sweep.dir={sweep}"],
-            "error: hydra.sweep.dir={sweep}: python -m src.report takes the sweep directory on its own, not as "
-            "key=value: python -m src.report {sweep}",
+            "error: hydra.sweep.dir={sweep}: {python} -m src.report takes the sweep directory on its own, not as "
+            "key=value: {python} -m src.report {sweep}",
         ),
         (
             ["{sweep}", "baseline=model.heads=2"],
-            "error: baseline=model.heads=2: baseline is an option of python -m src.report: write it --baseline "
+            "error: baseline=model.heads=2: baseline is an option of {python} -m src.report: write it --baseline "
             "model.heads=2",
         ),
         (
             ["{sweep}", "--baseline"],
-            "error: argument --baseline: expected one argument: python -m src.report --help lists the options",
+            "error: argument --baseline: expected one argument: {python} -m src.report --help lists the options",
         ),
         (  # argparse kept the last one silently
             ["{sweep}", "--baseline", "model.heads=2", "--baseline", "model.heads=4"],
@@ -940,7 +941,7 @@ def test_report_help_names_the_command_and_shows_examples(capsys):
         ),
         (  # was taken for a second directory
             ["{sweep}", "model.heads=2"],
-            "error: model.heads=2: python -m src.report takes no settings; to compare the sweep's configurations "
+            "error: model.heads=2: {python} -m src.report takes no settings; to compare the sweep's configurations "
             "with this one, write it --baseline model.heads=2",
         ),
     ],
@@ -954,5 +955,5 @@ def test_what_the_report_does_not_take_is_one_line_with_the_fix(tmp_path, capsys
         main([arg.format(sweep=sweep, other=other) for arg in args])
     assert exit.value.code == 2
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == [line.format(sweep=sweep, other=other)] and not captured.out
+    assert captured.err.splitlines() == [line.format(sweep=sweep, other=other, python=PYTHON)] and not captured.out
     assert not (sweep / "report.md").exists() and not (other / "report.md").exists()

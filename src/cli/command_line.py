@@ -49,6 +49,7 @@ from omegaconf import (
 
 from src.data import DataError
 from src.model import ConfigError
+from src.provenance import module_command
 
 # The Hydra configs, by absolute path: the commands then find them however they are started (`python -m`, the
 # console scripts, or their entry functions called from Python, as the tests do). In the repository src/conf is a
@@ -814,10 +815,11 @@ def not_a_choice_here(line: str, own_groups: tuple[str, ...] | None) -> bool:
 
 def typed_command(command: str) -> str:
     """The command as the user started it: a console script by its name (transformer-run), else
-    `python -m src.run`. (Started with -m, argv[0] is the module's file.) The help templates name their command
-    with it: `app_name: ${command_as_typed:src.run}`."""
+    `<interpreter> -m src.run` (module_command: `python`, or .venv/bin/python where that is not what the PATH finds).
+    (Started with -m, argv[0] is the module's file.) The help templates name their command with it:
+    `app_name: ${command_as_typed:src.run}`."""
     name = Path(sys.argv[0]).name
-    return name if name.startswith("transformer-") else f"python -m {command}"
+    return name if name.startswith("transformer-") else module_command(command)
 
 
 OmegaConf.register_new_resolver("command_as_typed", typed_command, replace=True)
@@ -830,7 +832,9 @@ def laid_out(lines: list[str]) -> list[str]:
     """The help's columns aligned: in each block of indented `key=value  what it does` lines (a value is this
     command line's, of any width) the descriptions start in one column, and so do the lines that continue one
     (indented further); examples' `# comments` likewise; true and false as the command line writes them; a group
-    list's long line wrapped."""
+    list's long line wrapped. The help names its command as typed (typed_command), as long as the interpreter's path
+    may be: a block whose descriptions would pass the help's width starts them further left, below a row that
+    reaches them, and a paragraph wider than the help is filled to its width again."""
     blocks: list[list[str]] = []  # runs of indented lines, and of the lines between them
     for line in lines:
         if not blocks or line.startswith("  ") != blocks[-1][0].startswith("  "):
@@ -839,7 +843,7 @@ def laid_out(lines: list[str]) -> list[str]:
     out = []
     for block in blocks:
         if not block[0].startswith("  "):
-            out += [wrapped_group(line) for line in block]
+            out += wrapped_paragraphs(block)
             continue
         # `  <setting or example>  <what it does>`: two spaces or more between them
         rows = [None if line.startswith("    ") else re.match(r"  (\S.*?)  +(\S.*)$", line) for line in block]
@@ -847,14 +851,40 @@ def laid_out(lines: list[str]) -> list[str]:
             out += block
             continue
         column = max(len(row.group(1)) for row in rows if row) + 4
+        # further left where the widest description would pass the help's width (a long interpreter path)
+        column = min(column, max(HELP_WIDTH - max(len(row.group(2)) for row in rows if row), 4))
         for line, row in zip(block, rows):
             if row is not None:
-                setting = re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), row.group(1))
-                out.append(f"  {setting}".ljust(column) + row.group(2))
+                setting = "  " + re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), row.group(1))
+                if len(setting) + 2 > column:  # its description below it, in the column
+                    out += [setting, " " * column + row.group(2)]
+                else:
+                    out.append(setting.ljust(column) + row.group(2))
             elif line.startswith("    "):  # continues the line above
                 out.append(" " * column + line.strip())
             else:  # an example without a comment
                 out.append(line)
+    return out
+
+
+def wrapped_paragraphs(lines: list[str]) -> list[str]:
+    """The help's unindented lines: a group list's long line wrapped (wrapped_group); a paragraph of text with a
+    line wider than the help (the template wraps its lines for `python -m <command>`) filled to its width."""
+    import textwrap
+
+    out: list[str] = []
+    paragraphs: list[list[str]] = [[]]
+    for line in lines:
+        if line:
+            paragraphs[-1].append(line)
+        else:
+            paragraphs += [[""], []]
+    for paragraph in paragraphs:
+        groups = any(re.match(r"([\w/]+): ", line) for line in paragraph)
+        if groups or all(len(line) <= HELP_WIDTH for line in paragraph):
+            out += [wrapped_group(line) for line in paragraph]
+        else:
+            out += textwrap.wrap(" ".join(paragraph), HELP_WIDTH, break_long_words=False, break_on_hyphens=False)
     return out
 
 

@@ -20,6 +20,7 @@ from src.cli.command_line import (
     warn_about_keys_given_twice,
 )
 from src.cli.schema import AnalyzeConfig, Config, EvalConfig, PredictConfig
+from tests.conftest import PYTHON
 from tests.test_bad_inputs import run_command
 
 # Each command, the config it composes, and the schema of its settings (src/cli/schema.py).
@@ -51,7 +52,12 @@ def listed_settings(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("module", COMMANDS)
-def test_help_describes_the_commands_own_settings_one_line_each(module, capsys):
+def test_help_describes_the_commands_own_settings_one_line_each(module, capsys, monkeypatch):
+    from src import provenance
+
+    # as an activated environment's interpreter is named, whatever runs the tests (a fresh clone's longer name:
+    # test_help_named_with_a_fresh_clones_interpreter_still_fits_a_terminal)
+    monkeypatch.setattr(provenance, "python_command", lambda: "python")
     result = run_command(module, ["--help"], capsys)
     assert result.code == 0, result.err
     lines = result.out.splitlines()
@@ -92,14 +98,43 @@ def test_the_first_paragraph_of_analyze_help_names_every_analysis(capsys):
     assert [name for name in ANALYSES if f"analysis={name}:" not in first] == [], first
 
 
-def help_examples(text: str, module: str) -> list[list[str]]:
+def help_examples(text: str, module: str, python: str = PYTHON) -> list[list[str]]:
     """The examples' arguments, without the command and the comment."""
     examples = []
     for line in help_blocks(text)["Examples"]:
         words = shlex.split(line, comments=True)
-        assert words[:3] == ["python", "-m", module], line
+        if not words:  # the comment of an example too long to have it beside
+            continue
+        assert words[:3] == [*shlex.split(python), "-m", module], line
         examples.append(words[3:])
     return examples
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_named_with_a_fresh_clones_interpreter_still_fits_a_terminal(module, capsys, monkeypatch):
+    """`.venv/bin/python -m src.run --help` from a fresh clone: the help names the command so (python_command), ten
+    columns wider than `python -m src.run`, and still fits its width: a paragraph is filled again and an example too
+    long to have its comment beside it has it below. Its settings and examples are those of `python -m src.run`."""
+    from src import provenance
+    from src.cli.command_line import HELP_WIDTH
+
+    helps = {}
+    for python in ("python", ".venv/bin/python"):
+        monkeypatch.setattr(provenance, "python_command", lambda python=python: python)
+        result = run_command(module, ["--help"], capsys)
+        assert result.code == 0, result.err
+        helps[python] = result.out
+    fresh, activated = helps[".venv/bin/python"], helps["python"]
+    lines = fresh.splitlines()
+    assert lines[0].startswith(f".venv/bin/python -m {module}: ") and f"Usage: .venv/bin/python -m {module} " in fresh
+    assert max(len(line) for line in lines) <= HELP_WIDTH, max(lines, key=len)
+    assert help_blocks(fresh)["Settings"] == help_blocks(activated)["Settings"]
+    assert help_examples(fresh, module, ".venv/bin/python") == help_examples(activated, module, "python")
+
+    def comments(text: str) -> list[str]:
+        return [line.split("#", 1)[1].strip() for line in help_blocks(text)["Examples"] if "#" in line]
+
+    assert comments(fresh) == comments(activated)
 
 
 @pytest.mark.parametrize("module", COMMANDS)
@@ -135,7 +170,7 @@ def test_help_through_a_console_script_names_the_console_command(capsys, monkeyp
     out = capsys.readouterr().out
     assert out.startswith("transformer-analyze: ") and "Usage: transformer-analyze ckpt=" in out
     assert "python -m" not in out
-    assert help_examples(out.replace("transformer-analyze", "python -m src.analyze"), "src.analyze")
+    assert help_examples(out.replace("transformer-analyze", f"{PYTHON} -m src.analyze"), "src.analyze")
 
 
 def test_help_shows_the_values_this_command_line_gives(capsys):
