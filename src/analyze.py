@@ -43,7 +43,7 @@ from src.cli.schema import register_configs
 from src.cli.validation import check_analysis_settings, check_finite_settings, check_threads, device_for
 from src.data.files import resolve_path
 from src.model import ConfigError
-from src.provenance import command_line, git_state, now, package_versions, shell_override
+from src.provenance import command_line, git_state, module_command, now, package_versions, shell_override
 from src.training.report import print_warning, quiet_lightning
 
 gc.freeze()
@@ -114,7 +114,7 @@ def _sweep_targets(path: Path, ckpt: str, out: str | None, folder: str = ANALYSI
         raise ConfigError(
             f"ckpt={ckpt}: no job of this sweep is left to analyse (none completed, or each has "
             f"{folder}/ already; move those away to analyse again, or rewrite the sweep's report from them: "
-            f"python -m src.report {shlex.quote(str(path))})"
+            f"{module_command('src.report', shlex.quote(str(path)))})"
         )
     return targets
 
@@ -186,7 +186,7 @@ def check_settings(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError(
             "ckpt is required: give a checkpoint, a run directory or a sweep directory, e.g. "
-            "python -m src.analyze ckpt=outputs/<date>/<time>"
+            f"{module_command('src.analyze', 'ckpt=outputs/<date>/<time>')}"
         )
     if cfg.analysis not in ANALYSES:
         choices = "; ".join(f"{name} ({kind.what})" for name, kind in ANALYSES.items())
@@ -785,7 +785,7 @@ def analyze(cfg: DictConfig) -> list[Path]:
         except KeyboardInterrupt:  # every analysis is written: only the report is left to make
             print(
                 f"interrupted while the sweep's report was written: the {len(written)} analyses are; rewrite the "
-                f"report: python -m src.report {shlex.quote(str(sweep_dir))}",
+                f"report: {module_command('src.report', shlex.quote(str(sweep_dir)))}",
                 file=sys.stderr,
             )
             sys.exit(130)

@@ -49,7 +49,7 @@ from src.cli.validation import (
 )
 from src.data.registry import task_kind
 from src.model import ConfigError
-from src.provenance import command_line
+from src.provenance import command_line, module_command
 from src.training.metrics import metric_tags
 from src.training.report import print_warning, quiet_lightning
 
@@ -113,7 +113,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError(
             "ckpt is required: give a run directory (its best checkpoint), a .ckpt file or hf:<model>, e.g. "
-            "python -m src.eval ckpt=outputs/<date>/<time>"
+            f"{module_command('src.eval', 'ckpt=outputs/<date>/<time>')}"
         )
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} must be >= 1 (or leave it out: the run's batch size)")

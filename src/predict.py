@@ -60,7 +60,7 @@ from src.cli.validation import (
 from src.data.files import read_lines, resolve_path
 from src.data.registry import task_kind
 from src.model import ConfigError, generate
-from src.provenance import command_line
+from src.provenance import command_line, module_command
 from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
 from src.training.report import print_warning, quiet_lightning
 
@@ -268,8 +268,9 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
         analysis = read_importance(where, in_force)
         if analysis is None:
             view.importance_about = (
-                f"No number on the heads: this checkpoint has no analysis of its heads ({where}); `python -m "
-                f"src.analyze ckpt={cfg.ckpt}` measures their importance; then write this page again."
+                f"No number on the heads: this checkpoint has no analysis of its heads ({where}); "
+                f"`{module_command('src.analyze', f'ckpt={cfg.ckpt}')}` measures their importance; then write this "
+                "page again."
             )
         else:
             view.importance, view.head_notes, view.importance_about = analysis.values, analysis.notes, analysis.about
@@ -307,7 +308,7 @@ def check_settings(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError(
             "ckpt is required: give a run directory (its best checkpoint), a .ckpt file or hf:<model>, e.g. "
-            'python -m src.predict ckpt=outputs/<date>/<time> text="..."'
+            f"""{module_command("src.predict", "ckpt=outputs/<date>/<time>", 'text="..."')}"""
         )
     if cfg.text is not None and cfg.input is not None:
         raise ConfigError(
@@ -316,8 +317,8 @@ def check_settings(cfg: DictConfig) -> None:
         )
     if cfg.text is None and cfg.input is None:
         raise ConfigError(
-            "text is required (or input=<file> for many lines): give one, e.g. python -m src.predict ckpt=... "
-            'text="..."'
+            "text is required (or input=<file> for many lines): give one, e.g. "
+            f"""{module_command("src.predict", "ckpt=...", 'text="..."')}"""
         )
     check_finite_settings(cfg)
     validate_decode(cfg.decode)

@@ -59,7 +59,13 @@ def module_command(module: str, *arguments: str) -> str:
     """`<interpreter> -m <module> <arguments>`, started with this interpreter (python_command): a command printed
     for the user to paste. Each argument is written as it is given: quoted for the shell already (shell_override,
     shlex.quote), or a placeholder the user replaces (`<sweep dir>`, `...`); command_line quotes the words of a real
-    command line itself."""
+    command line itself.
+
+    Files that outlive the process name the interpreter so too, not `python` (run.json, a sweep's report.md and
+    study.yaml, the attention page): their commands name this machine's runs and sweeps, by paths relative to the
+    directory they were written from as the interpreter's is, so they are pasted there, where `python` may be
+    another interpreter without the project's packages. Read on another machine, the paths change as the
+    interpreter does."""
     return " ".join([python_command(), "-m", module, *arguments])
 
 
@@ -161,6 +167,8 @@ class RunRecord:
             "slurm_job": slurm_job(),
             "slurm_step": os.environ.get("SLURM_STEP_ID"),  # the tasks of one `srun` share it; a batch script has none
             "slurm_restart": slurm_restarts(),  # a requeued job is started again with this one higher
+            # this interpreter, as `resume` and every command of this file: they run where `cwd` and `host` say
+            # (module_command)
             "command": command_line(module),
             "cwd": os.getcwd(),
             "started": now(),

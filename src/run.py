@@ -68,7 +68,7 @@ from src.provenance import (
     RunRecord,
     command_line,
     hydra_value,
-    python_command,
+    module_command,
     read_record,
     resume_in_place,
     shell_override,
@@ -572,7 +572,7 @@ def evaluate_instead(interrupt: TrainingInterrupted, trainer: DictConfig) -> str
     run_dir = Path(interrupt.checkpoint).parent.parent  # src.eval reads a run's best checkpoint, as its test did
     return (
         f"training had ended ({reached}, all that trainer.{setting} asks for) and the run's final metrics are not "
-        f"recorded: evaluate it with {python_command()} -m src.eval {shell_override('ckpt', run_dir)}"
+        f"recorded: evaluate it with {module_command('src.eval', shell_override('ckpt', run_dir))}"
     )
 
 
@@ -1025,7 +1025,8 @@ def analyze_after_fit(cfg: DictConfig, run_dir: Path, record: RunRecord, multiru
 
     chosen = best_checkpoint_of(run_dir) or run_dir / "checkpoints" / "last.ckpt"  # what ckpt=<run> stands for
     out = run_dir / ANALYSIS_DIR
-    rerun = f"python -m src.analyze {shell_override('ckpt', run_dir)}"
+    # printed, and kept in run.json's `analysis`, whose commands are this machine's as its `resume` is (module_command)
+    rerun = module_command("src.analyze", shell_override("ckpt", run_dir))
     record.update(analysis="running")
     try:
         with signals_interrupt_the_analysis():
@@ -1126,7 +1127,7 @@ def cli() -> None:
             where_to = shell_override("ckpt", sweep.directory) if sweep else "ckpt=<sweep dir>"
             parts.append(
                 f"the analysis after training of {len(unanalysed)} sweep job(s) failed ({', '.join(unanalysed)}); "
-                f"they are trained and kept: analyse them with python -m src.analyze {where_to}"
+                f"they are trained and kept: analyse them with {module_command('src.analyze', where_to)}"
             )
         where = f": see {sweep.directory / 'report.md'}" if sweep else ""
         print_error("; ".join(parts) + where)

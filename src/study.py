@@ -982,6 +982,8 @@ def record(
     against (check_resume)."""
     import yaml
 
+    from src.provenance import module_command
+
     sweep_dir.mkdir(parents=True, exist_ok=True)
     saved: dict[str, Any] = {
         "study_name": name,
@@ -995,7 +997,9 @@ def record(
     if resume is not None:
         saved["resume"] = resume
     text = yaml.safe_dump(saved, sort_keys=False, width=10_000)  # wide: the command on one line, as it is pasted
-    note = "# The Optuna study this sweep ran trials of; python -m src.report <this directory> lists all its trials.\n"
+    # this machine's interpreter, as in `resume` below: both are pasted beside the sweep they name (module_command)
+    report = module_command("src.report", "<this directory>")
+    note = f"# The Optuna study this sweep ran trials of; {report} lists all its trials.\n"
     (sweep_dir / STUDY_FILE).write_text(note + text)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_in_process
+from tests.conftest import PYTHON, run_in_process
 
 TINY = [
     "model.d_model=16",
@@ -376,7 +376,7 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         ("src.eval", [f"ckpt={ckpts['truncated']}"], "ckpt"),
         ("src.eval", ["ckpt"], "parse"),
         ("src.eval", [f"ckpt={last}", "batch_sise=3"], "did you mean batch_size=3"),
-        ("src.eval", [f"ckpt={last}", "foo=3"], "python -m src.eval --cfg job"),
+        ("src.eval", [f"ckpt={last}", "foo=3"], f"{PYTHON} -m src.eval --cfg job"),
         ("src.eval", [f"ckpt={last}", "decode=beam"], "decode.strategy"),
         ("src.eval", [f"ckpt={last}", "~ckpt"], "~ckpt"),
         ("src.predict", [f"ckpt={last}", "text=1234", "decode.strategy=greedy,beam"], "runs no sweeps"),
@@ -413,8 +413,8 @@ def cases(files, ckpts, earlier: Path) -> list[tuple[str, list[str], str]]:
         ("src.analyze", [f"ckpt={last}", "accelerator=tpu"], "accelerator='tpu' is not known: choose cpu, gpu"),
         ("src.predict", [f"ckpt={last}", "text=1", "accelerator=gpu"], "which runs on the CPU"),
         # a suggestion names only what works; a bare path is a forgotten ckpt=
-        ("src.eval", [f"ckpt={last}", "seed=x"], "python -m src.run would refuse seed=x too"),
-        ("src.eval", [str(earlier)], f"python -m src.eval ckpt={earlier}"),
+        ("src.eval", [f"ckpt={last}", "seed=x"], f"{PYTHON} -m src.run would refuse seed=x too"),
+        ("src.eval", [str(earlier)], f"{PYTHON} -m src.eval ckpt={earlier}"),
         # the head analysis's settings, and where it would write
         ("src.analyze", [f"ckpt={last}", "tolerance=2"], "tolerance=2.0 must be below 1"),
         ("src.analyze", [f"ckpt={earlier}", f"out={earlier}"], "is the analysed run's own directory"),

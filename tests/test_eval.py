@@ -19,7 +19,7 @@ import pytest
 from sacrebleu.metrics import BLEU
 
 from src.training.checkpoint import read_checkpoint
-from tests.conftest import run_in_process
+from tests.conftest import PYTHON, run_in_process
 from tests.e2e.conftest import SMALL_SYNTHETIC, TINY, parallel_lines
 
 BEAM = ["decode.strategy=beam", "decode.beam_size=3"]
@@ -173,7 +173,7 @@ def test_a_run_directory_given_without_ckpt_is_answered_with_ckpt(reverse_run):
     code, out, err = run_in_process("src.eval", str(reverse_run))
     assert code == 2 and err.strip() == (
         f"error: {reverse_run} is a path given without a setting's name: give it as the checkpoint to read, "
-        f"python -m src.eval ckpt={reverse_run}"
+        f"{PYTHON} -m src.eval ckpt={reverse_run}"
     ), err
 
 

@@ -20,7 +20,7 @@ from src.model import EOS_ID, PAD_ID
 from src.training.bleu import score_split
 from src.training.checkpoint import load_run
 from src.training.inference import eval_mode, forward_batch, greedy_decode, predict_labels
-from tests.conftest import run_in_process
+from tests.conftest import PYTHON, run_in_process
 from tests.e2e.conftest import SMALL_SYNTHETIC, TINY, parallel_lines, run_module
 
 BEAM = ["decode.strategy=beam", "decode.beam_size=3"]
@@ -320,7 +320,7 @@ def test_char_lm_continues_a_prompt_with_the_character_eval_scored(char_lm_run, 
         ),
         (
             [],
-            "text is required (or input=<file> for many lines): give one, e.g. python -m src.predict ckpt=... "
+            f"text is required (or input=<file> for many lines): give one, e.g. {PYTHON} -m src.predict ckpt=... "
             'text="..."',
         ),
         (["input={folder}"], "input={folder} is a directory: give a file in it, whose lines are the texts"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import shlex
 
 import pytest
@@ -84,3 +86,79 @@ def test_a_printed_override_reads_back_as_the_same_value_through_the_shell_and_h
     assert hydra_value(value) == value or hydra_value(value).startswith("'")
     if value == "/runs/3_model.heads:8+seed:1":
         assert shell_override("ckpt", value) == f"ckpt={value}"  # readable when nothing needs quoting
+
+
+# A command written out for a user with the interpreter spelt `python` (or `python3`), not module_command's
+# python_command(): not preceded by a path (`.venv/bin/python -m` is a real interpreter's).
+LITERAL_PYTHON = re.compile(r"(?<![\w./-])python3? -m\b")
+
+
+def printed_literals(source: str) -> list[tuple[int, str]]:
+    """The string literals of a module's source that can reach a user, with their line: all but the docstrings of
+    the module, its classes and functions (comments are not in the syntax tree). An f-string's literal parts count
+    one by one: `f"python -m {module}"` holds "python -m "."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_the_scan_finds_a_literal_command_and_passes_over_docstrings_and_comments():
+    source = '''"""`python -m src.run`: a docstring names the command as the documentation does."""
+def refuse(path):
+    """`python -m src.report <dir>` in a docstring."""
+    print(f"python -m src.report {path}")  # python -m src.report in a comment
+    print(f"see python -m {path} --help, or {INTERPRETER} -m src.eval")
+    print(".venv/bin/python -m src.run, as a path")
+'''
+    found = [(line, text) for line, text in printed_literals(source) if LITERAL_PYTHON.search(text)]
+    assert found == [(4, "python -m src.report "), (5, "see python -m ")]
+
+
+def test_no_printed_command_names_the_interpreter_python_literally():
+    """Every command printed for a user to paste (a refusal, a warning, an interrupt's line, run.json, report.md,
+    study.yaml, the attention page, a --help) starts with module_command's interpreter: a literal `python -m src.`
+    would send a user of a fresh clone's unactivated .venv to the system's Python, without the project's packages.
+    Docstrings and comments are not printed, and keep the documentation's `python -m src.run`."""
+    from src.provenance import PROJECT_ROOT
+
+    found = [
+        f"{path.relative_to(PROJECT_ROOT)}:{line}: {text!r}"
+        for path in sorted((PROJECT_ROOT / "src").rglob("*.py"))
+        for line, text in printed_literals(path.read_text(encoding="utf-8"))
+        if LITERAL_PYTHON.search(text)
+    ]
+    assert found == [], "write these with src.provenance.module_command:\n" + "\n".join(found)
+
+
+def test_printed_commands_name_the_interpreter_as_module_command_does(monkeypatch, capsys):
+    """A refusal's command, a sweep's suggested command and the report's refusal all start with python_command()
+    (here a fresh clone's unactivated .venv); a console script names itself (transformer-report)."""
+    import sys
+
+    from src import provenance
+    from src.cli.command_line import as_command, typed_command
+    from src.sweep.report import main as report_main
+
+    monkeypatch.setattr(provenance, "python_command", lambda: ".venv/bin/python")
+    assert as_command("src.run", "-m", "seed=range(3)") == ".venv/bin/python -m src.run -m 'seed=range(3)'"
+    assert typed_command("src.eval") == ".venv/bin/python -m src.eval"
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/transformer-report"])
+    assert typed_command("src.report") == "transformer-report"
+    monkeypatch.setattr(sys, "argv", ["/project/src/report.py"])  # as `python -m src.report` starts it
+    with pytest.raises(SystemExit) as exit_:
+        report_main(["/no/such/sweep"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: /no/such/sweep does not exist: give the sweep directory `.venv/bin/python -m src.run -m ...` printed\n"
+    )

@@ -321,7 +321,7 @@ def test_an_interrupted_grid_sweep_counts_the_jobs_it_never_started(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "2 of the sweep's 4 jobs never started" in report
     assert (
-        "| 2_model.heads:2+seed:0 | not started | run it: `python -m src.run model.heads=2 seed=0 hydra.run.dir="
+        f"| 2_model.heads:2+seed:0 | not started | run it: `{PYTHON} -m src.run model.heads=2 seed=0 hydra.run.dir="
         in report
     )
     # and the one command that runs them all, resuming the interrupted job and keeping the completed one
@@ -345,7 +345,7 @@ def test_a_sweep_extended_with_seeds_counts_its_jobs_by_their_settings_not_their
     assert sweep.progress == "4 of 6 runs completed"
     report = (tmp_path / "report.md").read_text()
     # the command that runs it starts it afresh: the resumed sweep's ckpt_path=last is not the job's
-    assert "| 4_model.heads:1+seed:2 | not started | run it: `python -m src.run model.heads=1 seed=2 hydra" in report
+    assert f"| 4_model.heads:1+seed:2 | not started | run it: `{PYTHON} -m src.run model.heads=1 seed=2 hydra" in report
     assert not any("ckpt_path" in row for row in report.splitlines() if "| not started |" in row)
 
 
@@ -411,7 +411,7 @@ def test_a_sweeps_end_keeps_the_users_report_md_and_says_how_to_write_the_report
     assert (sweep / "report.md").read_text() == "my notes\n"
     assert capsys.readouterr().err == (
         f"warning: no sweep report: {sweep / 'report.md'} is not a report src.report wrote, so it is kept and no "
-        f"report was written (nor its figures and results.csv): move it away, then run python -m src.report {sweep}\n"
+        f"report was written (nor its figures and results.csv): move it away, then run {PYTHON} -m src.report {sweep}\n"
     )
     assert not (sweep / "results.csv").exists() and not list(sweep.glob("*.png")) and not (sweep / "report").exists()
     assert len(ReportAtSweepEnd.last_sweep.runs) == 8  # the command's exit status still reads its jobs
@@ -491,7 +491,7 @@ def test_the_pruning_section_holds_each_configurations_analysis_over_seeds(analy
     assert "† clipped to the values the prunable fraction can take, [0, 1]." in section
     # An analysis written before summary.json kept the cause, with no heads.csv to work it out: said so.
     assert "Rank correlation undefined, and left out, for 0_model.heads:1+seed:0: its cause is not recorded" in section
-    assert "Not analysed: 5_model.heads:2+seed:2" in section and "python -m src.analyze ckpt=" in section
+    assert "Not analysed: 5_model.heads:2+seed:2" in section and f"{PYTHON} -m src.analyze ckpt=" in section
 
     rows_csv = list(csv.DictReader(open(analysed_sweep / "results.csv")))
     assert [r["analysis/prunable_fraction"] for r in rows_csv] == ["0.25", "0.5", "0.25", "0.75", "0.5", ""]
@@ -562,7 +562,7 @@ def test_a_stored_studys_report_lists_every_trial_best_first_with_where_it_ran(s
     report = (here / "report.md").read_text()
     section = report.split("## Study search: every trial, whichever sweep ran it", 1)[1]
     assert "4 trials: 3 completed, 1 running" in section and "minimize the value" in section
-    assert "still running, so has no value yet: run python -m src.report" in section
+    assert f"still running, so has no value yet: run {PYTHON} -m src.report" in section
     rows = [line for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert rows == [
         "| 1 | completed | **0.5** | 64 | 0.2 | machine-b: /elsewhere/sweep/1_job |",
@@ -719,7 +719,7 @@ def test_a_report_md_of_someone_elses_is_not_replaced(day, capsys):
     assert exit.value.code == 2
     assert capsys.readouterr().err == (
         f"error: {day / 'report.md'} is not a report src.report wrote, so it is kept and no report was written (nor "
-        f"its figures and results.csv): move it away, then run python -m src.report {day}\n"
+        f"its figures and results.csv): move it away, then run {PYTHON} -m src.report {day}\n"
     )
     assert not (day / "results.csv").exists() and not list(day.glob("*.png"))
     assert (day / "report.md").read_text() == "MY NOTES\n"
@@ -734,7 +734,7 @@ def test_one_run_is_refused_with_the_folder_that_holds_it(day, capsys):
         main([str(day / "10-00-00")])
     assert exit.value.code == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and f"python -m src.report {day.resolve()}" in error
+    assert error.startswith("error: ") and f"{PYTHON} -m src.report {day.resolve()}" in error
 
 
 # --- statistics and figures agree with the tables, and say why a number is missing (item 5) ----------------------

@@ -86,6 +86,19 @@ def stored_search(tmp_path: Path, *overrides: str) -> tuple[str, Path]:
     return url, sweep
 
 
+def test_study_yaml_names_the_command_that_lists_the_trials_with_this_interpreter(tmp_path, monkeypatch):
+    """study.yaml's first line: a comment with the src.report command, started as its `resume` is (module_command)."""
+    from src import provenance
+    from src.study import STUDY_FILE
+
+    monkeypatch.setattr(provenance, "python_command", lambda: ".venv/bin/python")
+    _, sweep = stored_search(tmp_path)
+    assert (sweep / STUDY_FILE).read_text().splitlines()[0] == (
+        "# The Optuna study this sweep ran trials of; .venv/bin/python -m src.report <this directory> lists all its "
+        "trials."
+    )
+
+
 def refusal(*overrides: str) -> str:
     from src.study import check_resume
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from src.bench import analysis, loop, patching, pretrained, stacked, step
+from src.provenance import module_command
 
 
 def row(figure: str, measured: str, goal: str, met: bool) -> str:
@@ -19,7 +20,7 @@ def row(figure: str, measured: str, goal: str, met: bool) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=module_command("src.bench"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter timed runs (a rough look)")
     parser.add_argument("--analysis-ckpt", help="a trained experiment=multi30k_de_en run, for the head analysis")
     parser.add_argument("--data", default=str(analysis.DEFAULT_DATA), help="the folder holding multi30k/*.gz")
@@ -55,7 +56,7 @@ def main(argv=None) -> None:
     print("| figure | measured | goal | |")
     print("| --- | --- | --- | --- |")
     launch = figures["launch_to_first_step_s"]
-    print(row("`python -m src.run` launch to the first training step", f"{launch:.1f} s", "<= 5 s", launch <= 5))
+    print(row("`src.run` launch to the first training step", f"{launch:.1f} s", "<= 5 s", launch <= 5))
     ratio = figures["framework_vs_bare"]
     detail = (
         f"median of {figures['framework_vs_bare_per_round']}; "

@@ -26,6 +26,7 @@ from src.bench.pretrained import cache_bytes
 from src.model import generate
 from src.model.config import ARCHITECTURES
 from src.model.names import DECODER
+from src.provenance import module_command
 from src.sweep.report import Configuration, make_group
 from src.sweep.runs import Run, job_number, read_run
 from src.sweep.statistics import short
@@ -113,7 +114,7 @@ def mean_std(values: list[float]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.bench.decoding", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=module_command("src.bench.decoding"), description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run or sweep directories")
     parser.add_argument("--batch", type=int, default=64, help="sequences decoded together (default 64)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds over every run (default 3)")

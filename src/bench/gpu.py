@@ -63,6 +63,7 @@ from torch import nn
 from src.bench.quality import DEFAULT_DATA, ROOT
 from src.model import PAD_ID, TransformerConfig, build_model
 from src.model.summary import flops_per_token
+from src.provenance import module_command
 
 BUDGET_S = 450.0  # the whole: 7.5 minutes of steps, so that start-up and the table stay under 8 minutes
 LEAST_FOR_A_STEP_S = 20.0  # a step is not started with less time left than this: it could measure nothing
@@ -556,7 +557,7 @@ def figure_rows(outcomes: dict[str, dict]) -> list[dict]:
     add("default experiment, its 600 steps' training time (trainer=gpu)", "default", measured, "<= 4 s", met)
     launch = speed.get("launch_to_first_step_s")
     add(
-        "launch to the first step (python -m src.run trainer=gpu)",
+        "launch to the first step (src.run trainer=gpu)",
         "default",
         None if launch is None else f"{launch:.1f} s",
         "<= 6 s",
@@ -640,7 +641,7 @@ def host_cpu() -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.bench.gpu", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=module_command("src.bench.gpu"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "gpu", help="where gpu.json goes")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the folder holding multi30k/*.gz")
     parser.add_argument("--budget-s", type=float, default=BUDGET_S, help="seconds for all the steps together")
@@ -656,7 +657,7 @@ def main(argv=None) -> None:
         return
     if not torch.cuda.is_available():
         print(
-            f"error: python -m src.bench.gpu measures a CUDA GPU, and torch {torch.__version__} sees none here: "
+            f"error: src.bench.gpu measures a CUDA GPU, and torch {torch.__version__} sees none here: "
             "run it on a machine with one",
             file=sys.stderr,
         )

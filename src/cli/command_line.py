@@ -203,7 +203,7 @@ def hydra_error_line(error: HydraException, command: str = "src.run", argv: list
         written = match.group(1)
         if command != "src.run":
             key = written.split("=")[0].lstrip("+~")
-            return f"{written} is a sweep, but python -m {command} runs no sweeps: give {key} one value"
+            return f"{written} is a sweep, but {typed_command(command)} runs no sweeps: give {key} one value"
         return f"{written} is a sweep: add -m to run one job per value ({as_command(command, '-m', written)})"
     if match := re.match(r"Sweeping over Hydra's configuration is not supported : '(.+)'", text):
         return f"{match.group(1)} sweeps a setting of Hydra's own, which Hydra cannot do: give it one value"
@@ -220,7 +220,7 @@ def hydra_error_line(error: HydraException, command: str = "src.run", argv: list
         )
     override = re.search(r"(?:Could not override|Error merging override) '?([^'\s]+)'?", text)
     if override is None:
-        return f"{text.splitlines()[0]}: check the command line against python -m {command} --help"
+        return f"{text.splitlines()[0]}: check the command line against {typed_command(command)} --help"
     key = override.group(1).split("=")[0].lstrip("+~")
     inner = re.search(r"full_key: (\S+)", cause)
     if ("not in" in cause or "not in struct" in cause) and inner and inner.group(1).startswith(f"{key}."):
@@ -245,17 +245,18 @@ def bare_path_line(argv: list[str], command: str) -> str | None:
         if command in ("src.eval", "src.predict", "src.analyze"):
             return (
                 f"{word} is a path given without a setting's name: give it as the checkpoint to read, "
-                f"python -m {command} {shell_override('ckpt', word)}"
+                f"{typed_command(command)} {shell_override('ckpt', word)}"
             )
         if command == "src.run" and Path(word).expanduser().is_dir() and is_run_dir(Path(word).expanduser()):
             return (
-                f"{word} is a run directory given without a setting's name: resume it with python -m src.run "
-                f"{shell_override('hydra.run.dir', word)} ckpt_path=last (and a larger trainer.max_steps if it has "
-                f"finished), or evaluate it with python -m src.eval {shell_override('ckpt', word)}"
+                f"{word} is a run directory given without a setting's name: resume it with "
+                f"{typed_command(command)} {shell_override('hydra.run.dir', word)} ckpt_path=last (and a larger "
+                "trainer.max_steps if it has finished), or evaluate it with "
+                f"{module_command('src.eval', shell_override('ckpt', word))}"
             )
         return (
             f"{word} is a path given without a setting's name: give it as the setting that reads it, "
-            f"<setting>={word} (python -m {command} --help lists them)"
+            f"<setting>={word} ({typed_command(command)} --help lists them)"
         )
     return None
 
@@ -305,11 +306,11 @@ def missing_option_line(text: str, command: str) -> str:
     """`model=huge`, `model=`: not an option of the group; the options are in Hydra's message."""
     option = re.search(r"Could not find '([^']+)/([^']*)'", text)
     if option is None:
-        return f"{text.splitlines()[0]}: check the command line against python -m {command} --help"
+        return f"{text.splitlines()[0]}: check the command line against {typed_command(command)} --help"
     group, name = option.groups()
     choices = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
     listed = ", ".join(c.strip() for c in choices.group(1).splitlines() if c.strip()) if choices else ""
-    fix = f"choose one of {listed}" if listed else f"see python -m {command} --help for the {group} options"
+    fix = f"choose one of {listed}" if listed else f"see {typed_command(command)} --help for the {group} options"
     if not name:
         return f"{group}= names no option of {group}: {fix}"
     return f"{group}={name} is not an option of {group}: {fix}"
@@ -329,14 +330,17 @@ def several_values_line(written: str, line: CommandLine) -> str:
         holds = setting_holds(cfg, key)
     if cfg is not None and holds is None and not written.startswith("+") and key not in setting_paths(cfg):
         elsewhere = unknown_key_line(key, line)
-        if elsewhere.startswith((f"{key} belongs to ", f"{key} is not a setting of python -m")):
+        if elsewhere.startswith((f"{key} belongs to ", f"{key} is not a setting of {typed_command(line.command)}")):
             return elsewhere  # another option's setting, or training's (eval, predict): say so first
     choices = known_choices(key)
     first = f"{key}={values.split(',')[0]}"
     if line.command != "src.run":  # no sweeps: one value
-        several = f"{written} is several values, but python -m {line.command} runs no sweeps"
+        several = f"{written} is several values, but {typed_command(line.command)} runs no sweeps"
         if is_group:
-            return f"{written} names several options of {key}, but python -m {line.command} runs no sweeps: choose one"
+            return (
+                f"{written} names several options of {key}, but {typed_command(line.command)} runs no sweeps: "
+                "choose one"
+            )
         if choices:
             return f"{several}: give {key} one value, one of {', '.join(choices)}"
         if holds == "value":
@@ -368,9 +372,9 @@ def known_choices(key: str) -> tuple[str, ...]:
 
 
 def as_command(command: str, *args: str) -> str:
-    """A command to paste into a shell: each argument quoted where the shell would read it otherwise
-    (`'seed=choice(0,1)'`; bash refuses the parentheses unquoted)."""
-    return " ".join(["python -m", command, *(shlex.quote(arg) for arg in args)])
+    """`command` as the user started it (typed_command) with `args`, to paste into a shell: each argument quoted
+    where the shell would read it otherwise (`'seed=choice(0,1)'`; bash refuses the parentheses unquoted)."""
+    return " ".join([typed_command(command), *(shlex.quote(arg) for arg in args)])
 
 
 def setting_holds(cfg: DictConfig | None, key: str) -> str | None:
@@ -447,7 +451,8 @@ def checkpoint_named_as_elsewhere_line(key: str, line: CommandLine) -> str | Non
     if line.command == "src.run" and key == "ckpt":
         return (
             f"ckpt is how src.eval, src.predict and src.analyze name a checkpoint; src.run resumes a run with "
-            f"ckpt_path={value} (its newest checkpoint), and python -m src.eval ckpt={value} evaluates it"
+            f"ckpt_path={value} (its newest checkpoint), and {module_command('src.eval', f'ckpt={value}')} "
+            "evaluates it"
         )
     if line.command in ("src.eval", "src.predict", "src.analyze") and key == "ckpt_path":
         return f"ckpt_path is src.run's (resuming a run); {line.command} reads a checkpoint as ckpt={value}"
@@ -473,7 +478,7 @@ def pretrained_mask_words(group: str | None, cfg: DictConfig) -> str | None:
 
 # Settings a command does not take that others do, and why, for the line that refuses them.
 NOT_TAKEN_BY = {
-    ("src.predict", "accelerator"): "which runs on the CPU (python -m src.eval and src.analyze take accelerator=)",
+    ("src.predict", "accelerator"): "which runs on the CPU (src.eval and src.analyze take accelerator=)",
 }
 
 
@@ -518,7 +523,7 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
     if training_line := a_training_setting_line(key, line, cfg):
         return training_line
     if why := NOT_TAKEN_BY.get((line.command, key)):
-        return f"{key} is not a setting of python -m {line.command}, {why}: drop {line.written(key)}"
+        return f"{key} is not a setting of {typed_command(line.command)}, {why}: drop {line.written(key)}"
     if trainer_line := a_trainer_argument_line(key, line):
         return trainer_line
     # No option has it: the setting it is closest to, in this config or in another option of its group. Not the
@@ -530,7 +535,7 @@ def unknown_key_line(key: str, line: CommandLine) -> str:
     if close is not None:
         suggestion = f"{close}={line.value_of(key)}" if "=" in written else close
         owner = f" (with {group}={theirs[close]})" if close in theirs else ""
-        see = f"python -m {line.command} --cfg job prints every setting"
+        see = f"{typed_command(line.command)} --cfg job prints every setting"
         return f"{key} is not a setting: did you mean {suggestion}{owner}? ({see})"
     parent = key.rpartition(".")[0]
     settings = settings_of_node(cfg, parent)
@@ -615,13 +620,15 @@ def a_training_setting_line(key: str, line: CommandLine, cfg: DictConfig) -> str
     if given is not None and not run_would_take([*chosen, given]):
         # src.run would refuse it too (seed=x): the line names no command that fails
         return (
-            f"{key} is not a setting of python -m {line.command}, which takes the {top} from the checkpoint ({what} "
-            f"cannot be changed here), and python -m src.run would refuse {line.written(key)} too: drop it"
+            f"{key} is not a setting of {typed_command(line.command)}, which takes the {top} from the checkpoint "
+            f"({what} cannot be changed here), and {module_command('src.run')} would refuse {line.written(key)} too: "
+            "drop it"
         )
     retrain = " ".join([*chosen, shlex.quote(given) if given is not None else f"{key}=..."])
     return (
-        f"{key} is not a setting of python -m {line.command}, which takes the {top} from the checkpoint ({what} "
-        f"cannot be changed here): drop {line.written(key)}, or train a run with it: python -m src.run {retrain}"
+        f"{key} is not a setting of {typed_command(line.command)}, which takes the {top} from the checkpoint "
+        f"({what} cannot be changed here): drop {line.written(key)}, or train a run with it: "
+        f"{module_command('src.run', retrain)}"
     )
 
 
@@ -661,15 +668,16 @@ def run_option_with(key: str) -> str | None:
 def removes_a_needed_setting_line(written: str, key: str, command: str) -> str:
     """`~seed`, `~model.heads`: the command reads every setting of its schema."""
     if (Path(CONF_DIR) / key).is_dir():  # a config group: model, task, mask, ...
-        fix = f"drop {written}; choose another option with {key}=<option> (python -m {command} --help lists them)"
+        fix = f"drop {written}; choose another option with {key}=<option> ({typed_command(command)} --help lists them)"
     else:
         fix = f"drop {written}; set {key}=<value> to change it"
-    return f"{written} removes {key}, which python -m {command} needs: {fix}"
+    return f"{written} removes {key}, which {typed_command(command)} needs: {fix}"
 
 
 def not_a_setting_line(key: str, command: str) -> str:
     notes = "; keep your own notes under +meta.<name>" if command == "src.run" else ""
-    return f"{key} is not a setting: check its spelling (python -m {command} --cfg job prints every setting{notes})"
+    every = f"{typed_command(command)} --cfg job prints every setting{notes}"
+    return f"{key} is not a setting: check its spelling ({every})"
 
 
 def group_of(key: str, choices: DictConfig) -> str | None:
@@ -817,7 +825,7 @@ def typed_command(command: str) -> str:
     """The command as the user started it: a console script by its name (transformer-run), else
     `<interpreter> -m src.run` (module_command: `python`, or .venv/bin/python where that is not what the PATH finds).
     (Started with -m, argv[0] is the module's file.) The help templates name their command with it:
-    `app_name: ${command_as_typed:src.run}`."""
+    `app_name: ${command_as_typed:src.run}`; so do the refusals of its command line."""
     name = Path(sys.argv[0]).name
     return name if name.startswith("transformer-") else module_command(command)
 
@@ -923,9 +931,9 @@ def refuse_what_hydras_parser_cannot_read(argv: list[str], command: str) -> None
         if message.startswith("unrecognized arguments") and all("=" in word or word[0] in "~+" for word in unread):
             raise ConfigError(
                 f"{' '.join(unread)} come after a flag that stands among the overrides, where Hydra does not read "
-                f"them: write the flags before every override, e.g. python -m {command} -m <overrides>"
+                f"them: write the flags before every override, e.g. {typed_command(command)} -m <overrides>"
             ) from None
-        raise ConfigError(f"{message}: check the flags in python -m {command} --help") from None
+        raise ConfigError(f"{message}: check the flags in {typed_command(command)} --help") from None
 
 
 def refuse_removing_a_needed_setting(line: CommandLine) -> None:

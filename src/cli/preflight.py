@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
-from src.provenance import read_record, read_status, shell_override
+from src.provenance import module_command, read_record, read_status, shell_override
 from src.study import (
     changed_after_planning,
     check_fixed,
@@ -174,7 +174,7 @@ def check_analysis_target(run_dir: Path, analyze_after_fit: bool) -> None:
         raise ConfigError(
             f"{existing} exists (an earlier analysis of this run), which analyze_after_fit=true would overwrite: "
             "move it away first, or leave out analyze_after_fit=true and analyse the run later with "
-            f"python -m src.analyze {shell_override('ckpt', run_dir)} {shell_override('out', str(existing) + '-2')}"
+            f"{module_command('src.analyze', shell_override('ckpt', run_dir), shell_override('out', f'{existing}-2'))}"
         )
 
 
@@ -226,9 +226,9 @@ def check_sweep_dir(config: DictConfig) -> None:
         if to_finish is None:
             raise ConfigError(
                 f"hydra.sweep.dir={sweep_dir} holds a finished sweep ({len(jobs)} jobs, all completed), which this "
-                f"one would overwrite: it is done, its report is {sweep_dir / 'report.md'} (python -m src.report "
-                f"{shlex.quote(str(sweep_dir))} writes it again); for another sweep, choose another hydra.sweep.dir, "
-                "or leave it out for a new one"
+                f"one would overwrite: it is done, its report is {sweep_dir / 'report.md'} "
+                f"({module_command('src.report', shlex.quote(str(sweep_dir)))} writes it again); for another sweep, "
+                "choose another hydra.sweep.dir, or leave it out for a new one"
             )
         resume = f"; to finish it, {to_finish}"
     held = counted(len(jobs), "job directory", "job directories")
@@ -253,7 +253,7 @@ def what_finishes_the_sweep(sweep_dir: Path, jobs: list[Path]) -> str | None:
     from src.sweep.report import not_started
     from src.sweep.resume import ENDED_BY_ITSELF, resume_command
 
-    report = f"python -m src.report {shlex.quote(str(sweep_dir))}"
+    report = module_command("src.report", shlex.quote(str(sweep_dir)))
     records = {job: read_record(job) or {} for job in jobs}
     unfinished = [job for job in jobs if records[job].get("status") != "completed"]
     missing = not_started(sweep_dir)
@@ -324,7 +324,7 @@ def check_grid_sweep_dir(sweep_dir: Any) -> None:
     record = read_record(sweep_dir)
     if record is not None:
         again = record.get("resume") or (
-            f"python -m src.run <its overrides> {shell_override('hydra.run.dir', sweep_dir)} ckpt_path=last"
+            module_command("src.run", "<its overrides>", shell_override("hydra.run.dir", sweep_dir), "ckpt_path=last")
         )
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} holds a single run, not a sweep: a run resumes without -m ({again})"
@@ -722,7 +722,7 @@ def sweep_checkpoint(ckpt_path: str, read: dict[Path, dict]) -> tuple[Path, dict
         raise ConfigError(
             "ckpt_path=last resumes a run in its own directory, and a sweep's job directories are new: give "
             "ckpt_path=<checkpoint or run directory>, or resume each job of an earlier sweep in place "
-            "(python -m src.run <its overrides> hydra.run.dir=<job directory> ckpt_path=last)"
+            f"({module_command('src.run', '<its overrides>', 'hydra.run.dir=<job directory>', 'ckpt_path=last')})"
         )
     ckpt = resolve_resume_checkpoint(ckpt_path, Path.cwd())  # (the directory matters only for `last`)
     if ckpt not in read:
@@ -942,7 +942,7 @@ def check_training_left(checkpoint: dict, ckpt: Path, config: DictConfig) -> Non
         raise ConfigError(
             f"ckpt_path={config.ckpt_path}: {ckpt} is {what}: a group resumes as a whole, with the sweep's own "
             "command plus hydra.sweep.dir=<its sweep directory> ckpt_path=last (its run.json's `resume` has it); "
-            f"evaluate or analyse a member with python -m src.eval {shell_override('ckpt', member)}"
+            f"evaluate or analyse a member with {module_command('src.eval', shell_override('ckpt', member))}"
         )
     finished = finished_by(checkpoint, config.trainer)
     if finished is not None:
@@ -950,7 +950,7 @@ def check_training_left(checkpoint: dict, ckpt: Path, config: DictConfig) -> Non
         raise ConfigError(
             f"ckpt_path={config.ckpt_path}: {ckpt} has already {reached}, all that trainer.{setting}="
             f"{config.trainer[setting]} asks for, so resuming would train nothing: raise trainer.{setting} to train "
-            f"longer, or evaluate it with python -m src.eval {shell_override('ckpt', ckpt)}"
+            f"longer, or evaluate it with {module_command('src.eval', shell_override('ckpt', ckpt))}"
         )
 
 

@@ -45,6 +45,7 @@ from src.model.config import ARCHITECTURES, unknown_choice
 from src.model.decoding import STRATEGIES, ngram_banning_strategies
 from src.model.masks import MASK_SCHEMES
 from src.model.names import head_name, layer_name
+from src.provenance import module_command
 from src.training.loggers import LOGGERS, check_logger, unread_settings
 from src.training.metrics import metric_tags, objective_choices
 from src.training.optim import OPTIMIZERS
@@ -567,8 +568,8 @@ def warn_unread_analysis_settings(cfg: DictConfig) -> None:
         as_analyze = " ".join(setting.removeprefix("analysis.") for setting in given)  # src.analyze's own names
         print_warning(
             f"{', '.join(given)} {verb} no effect without analyze_after_fit=true (the run is not analysed after "
-            f"training): add analyze_after_fit=true, or analyse the run later with python -m src.analyze "
-            f"ckpt=<run> {as_analyze}"
+            f"training): add analyze_after_fit=true, or analyse the run later with "
+            f"{module_command('src.analyze', 'ckpt=<run>', as_analyze)}"
         )
 
 
@@ -639,11 +640,11 @@ def added_key_line(node: DictConfig, path: str, known: set[str]) -> str:
     if close:
         return (
             f"{path} is not a setting, so nothing would read it: did you mean {group + '.' if group else ''}"
-            f"{close[0]}, without the +? (python -m src.run --cfg job prints every setting)"
+            f"{close[0]}, without the +? ({module_command('src.run', '--cfg', 'job')} prints every setting)"
         )
     return (
-        f"{path} is not a setting, so nothing would read it: check the spelling (python -m src.run --cfg job "
-        "prints every setting); keep your own notes under +meta.<name>"
+        f"{path} is not a setting, so nothing would read it: check the spelling "
+        f"({module_command('src.run', '--cfg', 'job')} prints every setting); keep your own notes under +meta.<name>"
     )
 
 

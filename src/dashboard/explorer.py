@@ -52,6 +52,7 @@ from src.model.names import (
     parse_name,
     site_named,
 )
+from src.provenance import module_command
 
 
 def site_sides(site: str) -> tuple[str, str]:
@@ -266,7 +267,7 @@ def read_importance(analysis_dir: Path, page_ablation: str | None = None) -> Hea
     about = (
         f"head importance (Michel et al. 2019): the mean |d loss / d head gate|{measured_on}, a first-order "
         "estimate of what removing the head costs, normalised per layer (larger: removing it costs more). "
-        f"{measured}.{other_ablation_words(ablation, page_ablation, 'src.analyze')}"
+        f"{measured}.{other_ablation_words(ablation, page_ablation, module_command('src.analyze'))}"
     )
     return HeadImportance(values, notes, about, step if isinstance(step, int) else None, ablation)
 
@@ -297,12 +298,13 @@ def _other_ablation(ablation: str | None, page_ablation: str | None) -> bool:
 
 def other_ablation_words(ablation: str | None, page_ablation: str | None, command: str) -> str:
     """The sentence the page adds when an analysis measured with another ablation than the page's model has ("" when
-    the same, or when either is not known), naming both and how to measure with the page's."""
+    the same, or when either is not known), naming both and how to measure with the page's: `command`, this
+    interpreter's, as every command the page names (it names this machine's checkpoints: module_command)."""
     if not _other_ablation(ablation, page_ablation):
         return ""
     return (
         f" These numbers were measured with another ablation ({ablation}) than the page's model has "
-        f"({page_ablation}). `python -m {command}` with the page's `ablate.*` settings and `out=` a new folder "
+        f"({page_ablation}). `{command}` with the page's `ablate.*` settings and `out=` a new folder "
         "beside this analysis measures them with the page's ablation; a page written after that shows them."
     )
 
@@ -405,7 +407,7 @@ def read_patching(
     if isinstance(accuracy, (int, float)) and math.isfinite(accuracy):
         measured += f"; the model answers {accuracy:.0%} of the clean inputs right"
     measured += "." + (f" The page's checkpoint is at step {page_step}." if _other_step(step, page_step) else "")
-    measured += other_ablation_words(ablation, page_ablation, "src.analyze analysis=patching")
+    measured += other_ablation_words(ablation, page_ablation, module_command("src.analyze", "analysis=patching"))
     other = _other_ablation(ablation, page_ablation)
     what = f"activation patching ({told})" if told else "activation patching"
     undefined = summary.get("restored_undefined")

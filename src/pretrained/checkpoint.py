@@ -14,6 +14,7 @@ from typing import Any
 from src.data.registry import task_kind
 from src.model import ConfigError
 from src.model.config import ARCHITECTURES
+from src.provenance import module_command
 
 from . import load_pretrained
 from .fit import check_src_prefix, check_task_kind, missing_prefix_line
@@ -45,7 +46,7 @@ def pretrained_checkpoint(ckpt: str, task: dict | None = None, field_name: str =
     if pretrained.new_head:
         raise ConfigError(
             f"{name} has no classification head (its weights are BERT's pre-training ones): fine-tune it first, "
-            f"python -m src.run task=classification model.pretrained={name} ..."
+            f"{module_command('src.run', 'task=classification', f'model.pretrained={name}', '...')}"
         )
     cfg = pretrained.config
     kind = ARCHITECTURES[cfg.arch].task_kind

@@ -14,6 +14,7 @@ from src.data import task_spec
 from src.data.registry import task_kind
 from src.model import ConfigError, TransformerConfig
 from src.model.config import ARCHITECTURES
+from src.provenance import module_command
 
 GENERIC_LABEL = re.compile(r"LABEL_\d+")  # transformers' names for labels nobody named
 
@@ -48,7 +49,8 @@ def align_head(model: nn.Module, head_labels: list[str], task_labels: list[str],
     if sorted(head_labels) != sorted(task_labels):
         raise ConfigError(
             f"{name} classifies into {head_labels} and the task's labels are {task_labels}: fine-tune it on the "
-            f"task (python -m src.run model.pretrained={name} ...), which gives it a head of the task's labels"
+            f"task ({module_command('src.run', f'model.pretrained={name}', '...')}), which gives it a head of the "
+            "task's labels"
         )
     order = torch.tensor([head_labels.index(label) for label in task_labels])
     linear = model.head[1]

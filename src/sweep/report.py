@@ -72,7 +72,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.cli.schema import is_experiment_setting, varied_keys
-from src.provenance import RUN_FILE
+from src.provenance import RUN_FILE, module_command
 from src.sweep.causal_sections import (
     PATCHING_MEASURE,
     induction_section,
@@ -447,7 +447,7 @@ def study_section(sweep: Sweep) -> list[str]:
     study = sweep.study
     if study is None:
         return []
-    again = f"python -m src.report {shlex.quote(str(sweep.directory))}"
+    again = module_command("src.report", shlex.quote(str(sweep.directory)))
     lines = [f"## Study {study.name}: every trial, whichever sweep ran it", ""]
     if study.error is not None:
         return lines + [f"The study's trials could not be read ({study.error}); list them with {again}.", ""]
@@ -715,11 +715,12 @@ def analyse_command(sweep: Sweep, runs: list[Run], overrides: list[str] | None =
     (each one shell argument, `analysis=patching` ...) after ckpt=."""
     from src.provenance import shell_override
 
-    extra = "".join(f" {override}" for override in overrides or [])
+    extra = overrides or []
+    # report.md names this machine's directories, read where it was written: this interpreter (module_command)
     if not sweep.single_runs:
-        command = f"python -m src.analyze {shell_override('ckpt', sweep.directory)}{extra}"
+        command = module_command("src.analyze", shell_override("ckpt", sweep.directory), *extra)
         return f"analyse {'them' if len(runs) > 1 else 'it'} with `{command}` (it skips the jobs analysed already)"
-    commands = [f"`python -m src.analyze {shell_override('ckpt', run.directory)}{extra}`" for run in runs]
+    commands = [f"`{module_command('src.analyze', shell_override('ckpt', run.directory), *extra)}`" for run in runs]
     return f"analyse {'each' if len(runs) > 1 else 'it'} with " + ", ".join(commands)
 
 
@@ -852,7 +853,8 @@ def run_into_sweep(sweep_dir: Path, number: int, job: list[str]) -> str:
     # A resumed sweep's jobs carry its ckpt_path=last; a job that never started has nothing to resume, and
     # ckpt_path=last into a directory that does not exist yet is refused
     job = [o for o in job if o.lstrip("+~") != "ckpt_path=last"]
-    return " ".join(["python -m src.run", *(shlex.quote(o) for o in job), shell_override("hydra.run.dir", directory)])
+    # in report.md beside run.json's `resume` commands, and like them this machine's (module_command)
+    return module_command("src.run", *(shlex.quote(o) for o in job), shell_override("hydra.run.dir", directory))
 
 
 def write_csv(sweep: Sweep, path: Path) -> None:
@@ -923,7 +925,7 @@ def refuse_to_replace(sweep_dir: Path) -> None:
             ours = file.read(64).decode(errors="replace").startswith(REPORT_TITLES)
         if ours:
             return
-    again = f"python -m src.report {shlex.quote(str(sweep_dir))}"
+    again = module_command("src.report", shlex.quote(str(sweep_dir)))
     raise ReportRefused(
         f"{own} is not a report src.report wrote, so it is kept and no report was written (nor its figures and "
         f"results.csv): move it away, then run {again}"
@@ -957,7 +959,7 @@ def report_sweep(sweep_dir: Path, baseline: str | None = None) -> Sweep:
         sweep = Sweep(sweep_dir, read_runs(sweep_dir), [])
     except (Exception, SystemExit) as error:  # the runs are done; a report problem must not hide them
         print(
-            f"warning: no sweep report ({error}): run python -m src.report {shlex.quote(str(sweep_dir))}",
+            f"warning: no sweep report ({error}): run {module_command('src.report', shlex.quote(str(sweep_dir)))}",
             file=sys.stderr,
         )
         sweep = Sweep(sweep_dir, read_runs(sweep_dir), [])
@@ -1080,19 +1082,21 @@ def main(argv: list[str] | None = None) -> None:
         return
     directory = Path(args.sweep_dir)
     if not directory.exists():
-        refuse(f"{directory} does not exist: give the sweep directory `python -m src.run -m ...` printed")
+        refuse(
+            f"{directory} does not exist: give the sweep directory `{module_command('src.run', '-m', '...')}` printed"
+        )
     from src.study import STUDY_FILE
 
     runs = any(directory.glob("*/.hydra/overrides.yaml"))
     if directory.is_dir() and not runs and (directory / ".hydra" / "overrides.yaml").is_file():
         refuse(
             f"{directory} is one run: a report compares runs; give the folder that holds it and its neighbours "
-            f"(python -m src.report {shlex.quote(str(directory.resolve().parent))})"
+            f"({prog} {shlex.quote(str(directory.resolve().parent))})"
         )
     if not directory.is_dir() or not (runs or (directory / STUDY_FILE).is_file()):
         refuse(
             f"{directory} is not a sweep directory (no <job>/.hydra/overrides.yaml): give the directory "
-            "`python -m src.run -m ...` printed, or a folder of runs such as outputs/<date>"
+            f"`{module_command('src.run', '-m', '...')}` printed, or a folder of runs such as outputs/<date>"
         )
     try:
         sweep = write_report(directory, args.baseline)

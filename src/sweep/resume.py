@@ -196,7 +196,7 @@ def said_of(plan: list[ResumedJob], sweep_dir: Path) -> list[str]:
     """What a resumed sweep says before it launches anything: a line for the jobs it keeps and for those it resumes,
     a `warning:` line for the jobs kept as they ended (failed, diverged), for those kept because their every step was
     trained, and for those trained again from the start."""
-    from src.provenance import python_command, shell_override
+    from src.provenance import module_command, shell_override
 
     def jobs(selected: list[ResumedJob], with_status: bool = False) -> str:
         selected = sorted(selected, key=lambda job: job.number)
@@ -213,7 +213,7 @@ def said_of(plan: list[ResumedJob], sweep_dir: Path) -> list[str]:
         lines.append(f"job {job.number} ({job.name}) goes on from its {job.checkpoint.relative_to(job.directory)}")
     ended = [job for job in plan if job.next is Next.KEEP_ENDED]
     if ended:
-        report = f"python -m src.report {shlex.quote(str(sweep_dir))}"
+        report = module_command("src.report", shlex.quote(str(sweep_dir)))
         lines.append(
             f"warning: {jobs(ended, with_status=True)} {'is' if len(ended) == 1 else 'are'} kept as "
             f"{'it' if len(ended) == 1 else 'they'} ended, not run again (a crash or a divergence would come again): "
@@ -223,8 +223,8 @@ def said_of(plan: list[ResumedJob], sweep_dir: Path) -> list[str]:
         assert job.directory is not None
         lines.append(
             f"warning: job {job.number} ({job.name}) was interrupted after its last step ({job.trained}), so there "
-            f"is nothing to resume: kept; its final metrics are not recorded: evaluate it with {python_command()} "
-            f"-m src.eval {shell_override('ckpt', job.directory)}"
+            "is nothing to resume: kept; its final metrics are not recorded: evaluate it with "
+            f"{module_command('src.eval', shell_override('ckpt', job.directory))}"
         )
     restarted = [job for job in plan if job.next is Next.RESTART]
     if restarted:

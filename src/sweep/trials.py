@@ -260,6 +260,7 @@ def write_study_csv(study: StudyView, path: Path) -> None:
 def print_stored_study(sweep_dir: str | None, storage: str | None, name: str | None) -> None:
     """`python -m src.report --storage <url> --study <name>`: the study's trials on stdout, best first, as report.md
     lists them; writes nothing. Exits with one `error:` line (status 2) when the study cannot be read."""
+    from src.cli.command_line import typed_command
     from src.study import shown
 
     def refuse(message: str) -> NoReturn:
@@ -270,8 +271,8 @@ def print_stored_study(sweep_dir: str | None, storage: str | None, name: str | N
         refuse("give a sweep directory, or --storage and --study without one: not both")
     if not storage or not name:
         refuse(
-            "give a sweep directory (python -m src.report <sweep dir>), or a stored Optuna study with --storage "
-            "<url> --study <name> (hydra.sweeper.storage and hydra.sweeper.study_name of its sweeps)"
+            f"give a sweep directory ({typed_command('src.report')} <sweep dir>), or a stored Optuna study with "
+            "--storage <url> --study <name> (hydra.sweeper.storage and hydra.sweeper.study_name of its sweeps)"
         )
     study = load_study_view(storage, name)
     if study.error is not None:

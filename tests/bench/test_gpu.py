@@ -22,7 +22,7 @@ def test_without_a_gpu_the_benchmark_refuses_in_one_line(capsys, tmp_path):
         gpu.main(["--out", str(tmp_path / "out")])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: python -m src.bench.gpu measures a CUDA GPU") and "\n" not in err
+    assert err.startswith("error: src.bench.gpu measures a CUDA GPU") and "\n" not in err
     assert not (tmp_path / "out").exists()  # nothing written
 
 
@@ -145,7 +145,7 @@ def test_every_goal_is_printed_beside_its_figure_or_why_it_was_not_measured():
     assert rows["attention back end: decoder-only, causal mask, no padding"]["measured"] == "flash"
     assert rows["default experiment, its 600 steps' training time (trainer=gpu)"]["measured"].startswith("3.0 s")
     assert status["default experiment, its 600 steps' training time (trainer=gpu)"] == "met"
-    assert status["launch to the first step (python -m src.run trainer=gpu)"] == "MISSED"
+    assert status["launch to the first step (src.run trainer=gpu)"] == "MISSED"
     # what a failed step had measured before it failed is shown; what it had not, says why
     stacked = status["8 seeds stacked (hydra/launcher=stacked) vs one run"]
     assert stacked == "not measured: exit 1: error: stacked failed"

@@ -198,28 +198,29 @@ def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
     [
         (  # one number: neither a list nor a text would be taken (Hydra refuses model.heads=[2,4])
             ["model.heads=2,4"],
-            "model.heads=2,4 is several values, which is a sweep: add -m to run one job per value (python -m src.run "
-            "-m model.heads=2,4), or give one value, e.g. model.heads=2",
+            "model.heads=2,4 is several values, which is a sweep: add -m to run one job per value "
+            f"({PYTHON} -m src.run -m model.heads=2,4), or give one value, e.g. model.heads=2",
         ),
         (
             ["optimizer.betas=0.9,0.99"],
-            "optimizer.betas=0.9,0.99 is several values, which is a sweep: add -m to run one job per value (python -m "
-            "src.run -m optimizer.betas=0.9,0.99); for one value that is a list write optimizer.betas=[0.9,0.99]",
+            "optimizer.betas=0.9,0.99 is several values, which is a sweep: add -m to run one job per value "
+            f"({PYTHON} -m src.run -m optimizer.betas=0.9,0.99); for one value that is a list write "
+            "optimizer.betas=[0.9,0.99]",
         ),
         (
             ["logger.project=ablations,v2"],
-            "logger.project=ablations,v2 is several values, which is a sweep: add -m to run one job per value (python "
-            "-m src.run -m logger.project=ablations,v2); for a text with a comma quote it: "
+            "logger.project=ablations,v2 is several values, which is a sweep: add -m to run one job per value "
+            f"({PYTHON} -m src.run -m logger.project=ablations,v2); for a text with a comma quote it: "
             """'logger.project="ablations,v2"'""",
         ),
         (
             ["optimizer=adamw_cosine,adam_noam"],
             "optimizer=adamw_cosine,adam_noam names several options of optimizer, which is a sweep: add -m to run "
-            "one job per option (python -m src.run -m optimizer=adamw_cosine,adam_noam), or choose one",
+            f"one job per option ({PYTHON} -m src.run -m optimizer=adamw_cosine,adam_noam), or choose one",
         ),
         (
             ["seed=range(3)"],
-            "seed=range(3) is a sweep: add -m to run one job per value (python -m src.run -m 'seed=range(3)')",
+            f"seed=range(3) is a sweep: add -m to run one job per value ({PYTHON} -m src.run -m 'seed=range(3)')",
         ),
         (
             ["+model.heads=2"],
@@ -352,36 +353,36 @@ def test_an_override_must_fit_every_option_a_sweep_runs(args, line, capsys, tmp_
         (
             "src.run",
             ["model.haeds=2"],
-            "model.haeds is not a setting: did you mean model.heads=2? (python -m src.run --cfg job prints every "
+            f"model.haeds is not a setting: did you mean model.heads=2? ({PYTHON} -m src.run --cfg job prints every "
             "setting)",
         ),
         (
             "src.run",
             ["mask=causal", "mask.windw=3"],
-            "mask.windw is not a setting: did you mean mask.window=3 (with mask=window)? (python -m src.run --cfg "
+            f"mask.windw is not a setting: did you mean mask.window=3 (with mask=window)? ({PYTHON} -m src.run --cfg "
             "job prints every setting)",
         ),
         (
             "src.run",
             ["modle=small"],
-            "modle is not a setting: did you mean model=small? (python -m src.run --cfg job prints every setting)",
+            f"modle is not a setting: did you mean model=small? ({PYTHON} -m src.run --cfg job prints every setting)",
         ),
         (
             "src.run",
             ["+model.haeds=2"],
             "model.haeds is not a setting, so nothing would read it: did you mean model.heads, without the +? "
-            "(python -m src.run --cfg job prints every setting)",
+            f"({PYTHON} -m src.run --cfg job prints every setting)",
         ),
         (
             "src.eval",
             ["ckpt=x.ckpt", "batch_sise=3"],
-            "batch_sise is not a setting: did you mean batch_size=3? (python -m src.eval --cfg job prints every "
+            f"batch_sise is not a setting: did you mean batch_size=3? ({PYTHON} -m src.eval --cfg job prints every "
             "setting)",
         ),
         (
             "src.predict",
             ["ckpt=x.ckpt", "colour=red"],
-            "colour is not a setting: check its spelling (python -m src.predict --cfg job prints every setting)",
+            f"colour is not a setting: check its spelling ({PYTHON} -m src.predict --cfg job prints every setting)",
         ),
         # an argument of Lightning's Trainer the schema does not list is added with +, not a typo of gradient_clip_val
         (
@@ -424,30 +425,30 @@ def test_the_closest_setting_is_a_typo_of_the_name_not_another_setting_of_the_sa
         (  # bash refuses the parentheses unquoted: the suggested command quotes them
             "src.run",
             ["seed=choice(0,1)"],
-            "seed=choice(0,1) is a sweep: add -m to run one job per value (python -m src.run -m 'seed=choice(0,1)')",
+            f"seed=choice(0,1) is a sweep: add -m to run one job per value ({PYTHON} -m src.run -m 'seed=choice(0,1)')",
         ),
         (  # a setting with fixed choices: not the quoted text, which is then refused as not known
             "src.run",
             ["model.arch=auto,decoder_only"],
             "model.arch=auto,decoder_only is several values, which is a sweep: add -m to run one job per value "
-            "(python -m src.run -m model.arch=auto,decoder_only), or give one value, one of auto, encoder_decoder, "
+            f"({PYTHON} -m src.run -m model.arch=auto,decoder_only), or give one value, one of auto, encoder_decoder, "
             "decoder_only, encoder_only",
         ),
         (  # eval and predict run no sweeps: no -m
             "src.eval",
             ["ckpt=x.ckpt", "decode.strategy=beam,greedy"],
-            "decode.strategy=beam,greedy is several values, but python -m src.eval runs no sweeps: give "
+            f"decode.strategy=beam,greedy is several values, but {PYTHON} -m src.eval runs no sweeps: give "
             "decode.strategy one value, one of greedy, beam, sample",
         ),
         (
             "src.predict",
             ["ckpt=x.ckpt", "seed=1,2"],
-            "seed=1,2 is several values, but python -m src.predict runs no sweeps: give seed one value, e.g. seed=1",
+            f"seed=1,2 is several values, but {PYTHON} -m src.predict runs no sweeps: give seed one value, e.g. seed=1",
         ),
         (
             "src.eval",
             ["ckpt=x.ckpt", "batch_size=range(2)"],
-            "batch_size=range(2) is a sweep, but python -m src.eval runs no sweeps: give batch_size one value",
+            f"batch_size=range(2) is a sweep, but {PYTHON} -m src.eval runs no sweeps: give batch_size one value",
         ),
         (  # a list where a sweep was meant
             "src.run",
@@ -459,57 +460,57 @@ def test_the_closest_setting_is_a_typo_of_the_name_not_another_setting_of_the_sa
             "src.run",
             ["model.heads=[2,4]"],
             "model.heads=[2,4]: model.heads takes a whole number: give one, e.g. model.heads=4, or sweep over the "
-            "values with -m: python -m src.run -m model.heads=2,4",
+            f"values with -m: {PYTHON} -m src.run -m model.heads=2,4",
         ),
         ("src.run", ["meta=foo"], "meta=foo: meta holds your own notes, not one value: write +meta.<name>=foo"),
         (  # eval and predict take the model (task, ...) from the checkpoint
             "src.eval",
             ["ckpt=x.ckpt", "model.heads=4"],
-            "model.heads is not a setting of python -m src.eval, which takes the model from the checkpoint (its "
-            "model settings cannot be changed here): drop model.heads=4, or train a run with it: python -m src.run "
+            f"model.heads is not a setting of {PYTHON} -m src.eval, which takes the model from the checkpoint (its "
+            f"model settings cannot be changed here): drop model.heads=4, or train a run with it: {PYTHON} -m src.run "
             "model.heads=4",
         ),
         (  # a group's option too: the mask is the checkpoint's (mask.window=2 was told so; mask=causal too now)
             "src.predict",
             ["ckpt=x.ckpt", "mask=causal"],
-            "mask is not a setting of python -m src.predict, which takes the mask from the checkpoint (it cannot be "
-            "changed here): drop mask=causal, or train a run with it: python -m src.run mask=causal",
+            f"mask is not a setting of {PYTHON} -m src.predict, which takes the mask from the checkpoint (it cannot be "
+            f"changed here): drop mask=causal, or train a run with it: {PYTHON} -m src.run mask=causal",
         ),
         (  # the suggested run composes: mask.window needs mask=window, which src.run would otherwise refuse
             "src.predict",
             ["ckpt=x.ckpt", "mask.window=2"],
-            "mask.window is not a setting of python -m src.predict, which takes the mask from the checkpoint (its mask "
-            "settings cannot be changed here): drop mask.window=2, or train a run with it: python -m src.run "
-            "mask=window mask.window=2",
+            f"mask.window is not a setting of {PYTHON} -m src.predict, which takes the mask from the checkpoint "
+            "(its mask settings cannot be changed here): drop mask.window=2, or train a run with it: "
+            f"{PYTHON} -m src.run mask=window mask.window=2",
         ),
         (  # a value src.run would refuse too: no command that fails is suggested
             "src.eval",
             ["ckpt=x.ckpt", "seed=x"],
-            "seed is not a setting of python -m src.eval, which takes the seed from the checkpoint (it cannot be "
-            "changed here), and python -m src.run would refuse seed=x too: drop it",
+            f"seed is not a setting of {PYTHON} -m src.eval, which takes the seed from the checkpoint (it cannot be "
+            f"changed here), and {PYTHON} -m src.run would refuse seed=x too: drop it",
         ),
         (  # composes, and validate_config refuses it
             "src.eval",
             ["ckpt=x.ckpt", "seed=-1"],
-            "seed is not a setting of python -m src.eval, which takes the seed from the checkpoint (it cannot be "
-            "changed here), and python -m src.run would refuse seed=-1 too: drop it",
+            f"seed is not a setting of {PYTHON} -m src.eval, which takes the seed from the checkpoint (it cannot be "
+            f"changed here), and {PYTHON} -m src.run would refuse seed=-1 too: drop it",
         ),
         (
             "src.eval",
             ["ckpt=x.ckpt", "seed=3"],
-            "seed is not a setting of python -m src.eval, which takes the seed from the checkpoint (it cannot be "
-            "changed here): drop seed=3, or train a run with it: python -m src.run seed=3",
+            f"seed is not a setting of {PYTHON} -m src.eval, which takes the seed from the checkpoint (it cannot be "
+            f"changed here): drop seed=3, or train a run with it: {PYTHON} -m src.run seed=3",
         ),
         (  # src.eval and src.analyze take accelerator=; src.predict runs on the CPU
             "src.predict",
             ["ckpt=x.ckpt", "text=1", "accelerator=gpu"],
-            "accelerator is not a setting of python -m src.predict, which runs on the CPU (python -m src.eval and "
+            f"accelerator is not a setting of {PYTHON} -m src.predict, which runs on the CPU (src.eval and "
             "src.analyze take accelerator=): drop accelerator=gpu",
         ),
         (  # their own settings are still typos of theirs
             "src.predict",
             ["ckpt=x.ckpt", "decode.beam_sise=3"],
-            "decode.beam_sise is not a setting: did you mean decode.beam_size=3? (python -m src.predict --cfg job "
+            f"decode.beam_sise is not a setting: did you mean decode.beam_size=3? ({PYTHON} -m src.predict --cfg job "
             "prints every setting)",
         ),
     ],
@@ -530,24 +531,24 @@ def test_a_suggested_command_is_quoted_for_the_shell():
         (
             "src.run",
             ["~seed"],
-            "~seed removes seed, which python -m src.run needs: drop ~seed; set seed=<value> to change it",
+            f"~seed removes seed, which {PYTHON} -m src.run needs: drop ~seed; set seed=<value> to change it",
         ),
         (
             "src.run",
             ["~task"],
-            "~task removes task, which python -m src.run needs: drop ~task; choose another option with "
-            "task=<option> (python -m src.run --help lists them)",
+            f"~task removes task, which {PYTHON} -m src.run needs: drop ~task; choose another option with "
+            f"task=<option> ({PYTHON} -m src.run --help lists them)",
         ),
         (
             "src.run",
             ["~model.heads"],
-            "~model.heads removes model.heads, which python -m src.run needs: drop ~model.heads; set "
+            f"~model.heads removes model.heads, which {PYTHON} -m src.run needs: drop ~model.heads; set "
             "model.heads=<value> to change it",
         ),
         (
             "src.eval",
             ["ckpt=x.ckpt", "~ckpt"],
-            "~ckpt removes ckpt, which python -m src.eval needs: drop ~ckpt; set ckpt=<value> to change it",
+            f"~ckpt removes ckpt, which {PYTHON} -m src.eval needs: drop ~ckpt; set ckpt=<value> to change it",
         ),
     ],
 )
@@ -633,7 +634,7 @@ def test_a_removal_or_a_sweep_given_twice_is_one_of_the_values(capsys):
             "src.run",
             ["ckpt=outputs/x"],
             "ckpt is how src.eval, src.predict and src.analyze name a checkpoint; src.run resumes a run with "
-            "ckpt_path=outputs/x (its newest checkpoint), and python -m src.eval ckpt=outputs/x evaluates it",
+            f"ckpt_path=outputs/x (its newest checkpoint), and {PYTHON} -m src.eval ckpt=outputs/x evaluates it",
         ),
         (
             "src.eval",
@@ -656,7 +657,7 @@ def test_a_path_given_without_ckpt_is_answered_with_ckpt(module, capsys, tmp_pat
     (run / "checkpoints").mkdir(parents=True)
     line = error_line(module, [str(run)], capsys, tmp_path)
     assert line == f"error: {run} is a path given without a setting's name: give it as the checkpoint to read, " + (
-        f"python -m {module} ckpt={run}"
+        f"{PYTHON} -m {module} ckpt={run}"
     )
 
 
@@ -664,8 +665,8 @@ def test_a_run_directory_given_bare_to_src_run_is_answered_with_how_to_resume_or
     run = tmp_path / "earlier"
     (run / "checkpoints").mkdir(parents=True)
     line = error_line("src.run", [str(run)], capsys, tmp_path)
-    assert f"python -m src.run hydra.run.dir={run} ckpt_path=last" in line
-    assert f"python -m src.eval ckpt={run}" in line
+    assert f"{PYTHON} -m src.run hydra.run.dir={run} ckpt_path=last" in line
+    assert f"{PYTHON} -m src.eval ckpt={run}" in line
     assert not (tmp_path / "run").exists()
     words = error_line("src.eval", ["ckpt=x", "not_a_path"], capsys, tmp_path)
     assert "could not parse not_a_path, which has no =: give it as key=value" in words  # no path, no setting

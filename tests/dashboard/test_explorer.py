@@ -24,7 +24,7 @@ from src.dashboard.explorer import (
 )
 from src.data.vocab import readable
 from src.training.checkpoint import load_run
-from tests.conftest import run_in_process
+from tests.conftest import PYTHON, run_in_process
 
 from .attention_pages import TEXTS, tiny_run, write_attention_page
 
@@ -216,7 +216,7 @@ def test_the_page_shows_the_analysis_measured_with_its_ablation_or_says_it_has_a
     assert "measured with another ablation (nothing ablated) than the page's model has (cross:0:1; zero ablation)" in (
         about
     )
-    assert "`python -m src.analyze` with the page's `ablate.*` settings" in about
+    assert f"`{PYTHON} -m src.analyze` with the page's `ablate.*` settings" in about
     assert all(
         note.endswith("(measured with nothing ablated, not the page's ablation)")
         for site in data["sites"].values()
@@ -259,7 +259,7 @@ def test_each_kind_of_analysis_is_chosen_by_the_ablation_it_measured_with(tmp_pa
     other = read_patching(patching, 4, "cross:1:0; zero ablation")
     assert other is not None and other.ablation == "nothing ablated"
     assert "measured with another ablation (nothing ablated) than the page's model has (cross:1:0" in other.about
-    assert "`python -m src.analyze analysis=patching` with the page's `ablate.*` settings" in other.about
+    assert f"`{PYTHON} -m src.analyze analysis=patching` with the page's `ablate.*` settings" in other.about
     assert other.notes["cross"][0][0].endswith("(measured with nothing ablated, not the page's ablation)")
     chosen = read_patching(ablated, 4, "cross:1:0; zero ablation")
     assert chosen is not None and "another ablation" not in chosen.about
@@ -287,7 +287,7 @@ def test_a_page_without_an_analysis_says_how_to_get_one(tmp_path_factory, tmp_pa
     write_attention_page(lm, tmp_path / "lm.html", TEXTS["lm"])
     data = data_of(tmp_path / "lm.html")
     assert all(site["importance"] is None for site in data["sites"].values())
-    assert f"`python -m src.analyze ckpt={ckpt}`" in data["importance_about"]
+    assert f"`{PYTHON} -m src.analyze ckpt={ckpt}`" in data["importance_about"]
 
 
 def test_a_classifiers_page_shows_the_label_and_probabilities_predict_prints(tmp_path_factory, tmp_path):

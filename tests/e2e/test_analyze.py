@@ -9,6 +9,7 @@ import json
 import pytest
 
 from src.dashboard import read_events
+from tests.conftest import PYTHON
 
 from .conftest import TINY, check, run_here, task_overrides
 
@@ -239,7 +240,7 @@ def test_a_failed_or_interrupted_analysis_after_training_keeps_the_trained_run(t
     )
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == {"crash": 1, "SIGTERM": 143, "SIGINT": 130}[failure], err
-    assert len(errors) == 1 and f"analyse it with python -m src.analyze ckpt={run_dir}" in errors[0], err
+    assert len(errors) == 1 and f"analyse it with {PYTHON} -m src.analyze ckpt={run_dir}" in errors[0], err
     assert "Traceback" not in err
     assert "the trained run is kept (completed" in errors[0]
     record = json.loads((run_dir / "run.json").read_text())
@@ -335,7 +336,7 @@ def test_a_sweep_job_whose_analysis_fails_is_reported_and_the_sweep_goes_on(tmp_
     assert errors[0].startswith("error: job 0 (0_seed:0): the analysis after training failed: RuntimeError: no mem")
     assert errors[1].startswith(
         "error: the analysis after training of 1 sweep job(s) failed (0_seed:0); they are trained and kept: "
-        f"analyse them with python -m src.analyze ckpt={sweep}"
+        f"analyse them with {PYTHON} -m src.analyze ckpt={sweep}"
     )
     statuses = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/run.json")}
     assert {name: record["status"] for name, record in statuses.items()} == {

@@ -108,8 +108,8 @@ def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unch
     (line,) = error_lines(result)
     assert line == (
         f"error: hydra.sweep.dir={sweep} holds a finished sweep (3 jobs, all completed), which this one would "
-        f"overwrite: it is done, its report is {sweep / 'report.md'} (python -m src.report {sweep} writes it "
-        "again); for another sweep, choose another hydra.sweep.dir, or leave it out for a new one"
+        f"overwrite: it is done, its report is {sweep / 'report.md'} ({python_command()} -m src.report {sweep} "
+        "writes it again); for another sweep, choose another hydra.sweep.dir, or leave it out for a new one"
     )
     assert snapshot(sweep) == before  # one event file per job, the first sweep's checkpoints and metrics
 
@@ -134,13 +134,16 @@ def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unch
         f"ckpt_path=last, {resume} (it runs its 1 interrupted job in place and the 1 job it never started"
     )
     assert failed == (
-        f"1 job failed or diverged ({jobs[1].name} (failed)), which a resume keeps as they ended (python -m src.report "
-        f"{sweep} says why): to run one again, delete its directory and resume the sweep (then)"
+        f"1 job failed or diverged ({jobs[1].name} (failed)), which a resume keeps as they ended "
+        f"({python_command()} -m src.report {sweep} says why): to run one again, delete its directory and resume the "
+        "sweep (then)"
     )
     run_here("src.report", str(sweep))  # its report gives the command that runs the job it never started alone
     (row,) = [line for line in (sweep / "report.md").read_text().splitlines() if "| not started |" in line]
     never = row.split("`")[1]
-    assert never.startswith("python -m src.run ") and never.endswith(f" model.heads=4 hydra.run.dir={jobs[2]}")
+    assert never.startswith(f"{python_command()} -m src.run ") and never.endswith(
+        f" model.heads=4 hydra.run.dir={jobs[2]}"
+    )
     check(run_here("src.run", *shlex.split(never)[3:]))  # the command runs the job into the sweep
     assert json.loads((jobs[2] / "run.json").read_text())["status"] == "completed"
 

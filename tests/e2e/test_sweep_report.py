@@ -14,6 +14,7 @@ import yaml
 
 from src.sweep.report import analyse
 from src.sweep.statistics import decimals_for, mean_cell
+from tests.conftest import PYTHON
 
 from .conftest import SMALL_SYNTHETIC, TINY, check, run_here, run_module, task_overrides
 
@@ -75,7 +76,7 @@ def test_a_sweep_into_a_directory_with_the_users_report_md_keeps_it_and_says_how
     (warning,) = [line for line in result.stderr.splitlines() if "report.md" in line]
     assert warning == (
         f"warning: no sweep report: {sweep / 'report.md'} is not a report src.report wrote, so it is kept and no "
-        f"report was written (nor its figures and results.csv): move it away, then run python -m src.report {sweep}"
+        f"report was written (nor its figures and results.csv): move it away, then run {PYTHON} -m src.report {sweep}"
     )
     assert not (sweep / "results.csv").exists() and not list(sweep.glob("*.png")) and not (sweep / "report").exists()
     (sweep / "report.md").rename(tmp_path / "notes.md")
@@ -241,15 +242,16 @@ def test_a_day_of_unrelated_single_runs_is_reported_per_task_and_its_commands_ru
     reverse = report.split("## task=reverse", 1)[1].split("\n## ", 1)[0]
     assert "Fixed for every run: `task=reverse`, `model=" in reverse and "val/loss | val/ppl" in reverse
 
-    commands = re.findall(r"`(python -m [^`]+)`", report)
-    assert commands == [f"python -m src.analyze ckpt={day / '10-05-00-000001'}"], commands
+    written = rf"`({re.escape(PYTHON)} -m [^`]+)`"  # a command report.md gives, as this interpreter starts it
+    commands = re.findall(written, report)
+    assert commands == [f"{PYTHON} -m src.analyze ckpt={day / '10-05-00-000001'}"], commands
     for command in commands:
         program, flag, module, *args = shlex.split(command)
-        assert (program, flag) == ("python", "-m")
+        assert [program, flag] == [*shlex.split(PYTHON), "-m"]
         check(run_here(module, *args))
     check(run_here("src.report", str(day)))
     again = (day / "report.md").read_text()
-    assert "Not analysed" not in again and not re.findall(r"`(python -m [^`]+)`", again)
+    assert "Not analysed" not in again and not re.findall(written, again)
 
 
 def data_files(folder):

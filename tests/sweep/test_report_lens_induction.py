@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from src.provenance import module_command
 from src.sweep.report import analyse, markdown
 from tests.sweep.test_report_patching import bounds, by_setting, fake_run, tables
 
@@ -34,7 +35,8 @@ def section(sweep: Path, title: str) -> str:
 
 
 def command(sweep: Path, *overrides: str) -> str:
-    return " ".join(["python", "-m", "src.analyze", f"ckpt={sweep}", *overrides])
+    """The src.analyze command the report names for the jobs without the analysis, as this interpreter starts it."""
+    return module_command("src.analyze", f"ckpt={sweep}", *overrides)
 
 
 def fake_lens(

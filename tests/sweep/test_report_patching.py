@@ -15,6 +15,7 @@ import yaml
 from scipy import stats
 
 from src.sweep.report import write_report
+from tests.conftest import PYTHON
 
 MAIN = "val/exact_match"
 TITLE = "## Activation patching (src.analyze analysis=patching)"
@@ -308,7 +309,7 @@ def test_unpatched_jobs_are_named_with_the_command_once_one_job_is_patched(patch
     (line,) = [line for line in section.splitlines() if line.startswith("Not analysed by patching")]
     assert line.startswith("Not analysed by patching: 2_model.heads:1+seed:2, 3_model.heads:2+seed:0: analyse them")
     assert line.split("`")[1] == (
-        f"python -m src.analyze ckpt={patched_sweep} analysis=patching split=val max_pairs=64 "
+        f"{PYTHON} -m src.analyze ckpt={patched_sweep} analysis=patching split=val max_pairs=64 "
         "metric=logit_diff direction=denoising 'senders=[encoder_self:0:*]' 'receivers=[cross:1:*]'"
     )
     headline = by_setting(tables(section)[0])

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from src.model import ConfigError
 from src.provenance import write_record
 from src.sweep.resume import Next, consecutive_runs, resume_arguments, resume_plan, said_of
+from tests.conftest import PYTHON
 
 
 def job_dir(sweep: Path, number: int, status: str | None, step: int | None = None) -> Path:
@@ -78,11 +79,11 @@ def test_a_resumed_grid_sweep_keeps_what_ended_and_goes_on_with_what_was_stopped
     ]
     assert lines[2] == (
         "warning: jobs 1 (failed), 2 (diverged) are kept as they ended, not run again (a crash or a divergence would "
-        f"come again): python -m src.report {tmp_path} says why; to run one again, delete its directory and resume "
+        f"come again): {PYTHON} -m src.report {tmp_path} says why; to run one again, delete its directory and resume "
         "the sweep"
     )
     assert lines[3].startswith("warning: job 4 (4_seed:4) was interrupted after its last step (trained 12 steps), so ")
-    assert lines[3].endswith(f"-m src.eval ckpt={held[4]}")
+    assert lines[3].endswith(f"evaluate it with {PYTHON} -m src.eval ckpt={held[4]}")
     assert lines[4] == (
         "warning: jobs 5 (5_seed:5, running), 6 (6_seed:6, no run.json) stopped before saving a checkpoint: trained "
         "again from the start, in place"
