@@ -207,6 +207,8 @@ def check_sweep_dir(config: DictConfig) -> None:
     jobs = sorted(path.parent for path in sweep_dir.glob("*/.hydra"))
     if not jobs and not (sweep_dir / "multirun.yaml").is_file():
         return
+    from src.sweep.runs import is_search
+
     stacked = any("stacked" in (read_record(job) or {}) for job in jobs)  # members of stacked groups of seeds
     searched = read_study_record(sweep_dir) is not None  # an Optuna search whose study is in a database
     if stacked:
@@ -221,6 +223,8 @@ def check_sweep_dir(config: DictConfig) -> None:
             f"{shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last (interrupted trials resume, "
             "then new ones are sampled up to hydra.sweeper.n_trials)"
         )
+    elif is_search(sweep_dir):
+        resume = "; it is an Optuna search whose study was kept in memory, so it cannot go on"
     else:
         to_finish = what_finishes_the_sweep(sweep_dir, jobs)
         if to_finish is None:
@@ -351,6 +355,14 @@ def check_grid_sweep_dir(sweep_dir: Any) -> None:
                 else "its study was in memory, so it cannot go on: start a new search in another hydra.sweep.dir"
             )
         )
+    if not (sweep_dir / "multirun.yaml").is_file():
+        # A grid sweep writes multirun.yaml before its first job: run directories without one are a folder of runs
+        # (outputs/<date> typed for outputs/multirun/<date>/<time>), whose names no job of a sweep would match.
+        held = f" ({counted(len(jobs), 'run directory', 'run directories')} but no multirun.yaml)" if jobs else ""
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds no sweep to resume (ckpt_path=last){held}: give the directory of "
+            "the interrupted sweep, or drop ckpt_path=last to start a new one"
+        )
 
 
 def check_stacked_sweep_dir(sweep_dir: Any) -> None:
@@ -365,6 +377,25 @@ def check_stacked_sweep_dir(sweep_dir: Any) -> None:
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} holds no sweep to resume (ckpt_path=last): give the directory of the "
             "interrupted sweep, or drop ckpt_path=last to start a new one"
+        )
+    # A job of a grid sweep (trained alone) that did not finish resumes from its own checkpoint, which only the grid
+    # sweep's resume reads: a stacked group would train it again from the start, over its steps.
+    # (A directory without run.json holds nothing to lose: a group may have died before writing its members'.)
+    records = {job.parent.name: read_record(job.parent) for job in sorted(sweep_dir.glob("*/.hydra"))}
+    alone = [
+        name
+        for name, record in records.items()
+        if record is not None and "stacked" not in record and record.get("status") != "completed"
+    ]
+    if alone:
+        from src.sweep.resume import resume_command
+
+        grid = resume_command(sweep_dir)
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds jobs trained one by one that did not finish "
+            f"({', '.join(alone[:SHOWN_JOBS])}{', ...' if len(alone) > SHOWN_JOBS else ''}), which a stacked group "
+            "would train again from the start: resume the sweep as it ran, "
+            + (grid if grid else "its own command with ckpt_path=last, without hydra/launcher=stacked")
         )
 
 

@@ -168,6 +168,18 @@ def test_a_search_whose_every_trial_fails_still_ends_with_its_report(tmp_path):
     report = (sweep / "report.md").read_text()
     assert "0 of 2 runs completed" in report and "No run completed" in report
     assert report.count("| diverged |") == 2 and report.count("above max_loss=0.5") == 2
+    # The same search into its directory: its study was in memory, so no command can go on with it (a grid sweep's
+    # resume with ckpt_path=last would be refused as an Optuna search).
+    before = snapshot(sweep)
+    again = run_here(
+        "src.run", "-m", "hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=2", "max_loss=0.5",
+        "trainer.max_steps=4", *SMALL_SYNTHETIC, "torch_threads=1", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert again.returncode == 2, again.stderr[-2000:]
+    (line,) = error_lines(again)
+    assert line.endswith("; it is an Optuna search whose study was kept in memory, so it cannot go on"), line
+    assert "ckpt_path=last" not in line
+    assert snapshot(sweep) == before
 
 
 def test_early_stopping_says_why_the_run_stopped(tmp_path):

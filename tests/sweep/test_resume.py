@@ -147,3 +147,38 @@ def test_what_a_resumed_grid_sweep_refuses_to_resume(tmp_path):
         ConfigError, match=rf"holds an Optuna search, not a grid sweep: resume it with its own command, {resume}$"
     ):
         check_grid_sweep_dir(search)
+    # A folder of single runs (outputs/<date> typed for a sweep's outputs/multirun/<date>/<time>): run directories
+    # but no multirun.yaml, which a grid sweep writes before its first job
+    runs = tmp_path / "runs"
+    job_dir(runs, 0, "completed")
+    with pytest.raises(
+        ConfigError, match=r"holds no sweep to resume \(ckpt_path=last\) \(1 run directory but no multirun.yaml\)"
+    ):
+        check_grid_sweep_dir(runs)
+    (runs / "multirun.yaml").write_text("hydra: {}\n")
+    check_grid_sweep_dir(runs)
+
+
+def test_a_grid_sweeps_unfinished_jobs_are_not_resumed_as_stacked_groups(tmp_path):
+    """hydra/launcher=stacked with ckpt_path=last on a grid sweep: a job trained alone that did not finish has its
+    own checkpoint, which a stacked group would not read (it would train the job again from the start): refused,
+    naming the jobs and the sweep's own resume. Completed jobs, and directories with no run.json (nothing to lose),
+    are no obstacle."""
+    from src.cli.preflight import check_stacked_sweep_dir
+
+    sweep = tmp_path / "grid"
+    job_dir(sweep, 0, "completed")
+    job_dir(sweep, 2, None)
+    check_stacked_sweep_dir(sweep)
+    job_dir(sweep, 1, "interrupted", step=5)
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    hydra: []\n    task: ['seed=0,1,2']\n")
+    with pytest.raises(ConfigError) as refused:
+        check_stacked_sweep_dir(sweep)
+    assert str(refused.value) == (
+        f"hydra.sweep.dir={sweep} holds jobs trained one by one that did not finish (1_seed:1), which a stacked "
+        f"group would train again from the start: resume the sweep as it ran, {PYTHON} -m src.run -m seed=0,1,2 "
+        f"hydra.sweep.dir={sweep.resolve()} ckpt_path=last"
+    )
+    stacked = tmp_path / "stacked"
+    write_record(job_dir(stacked, 0, None), {"status": "interrupted", "stacked": {"members": []}})
+    check_stacked_sweep_dir(stacked)
