@@ -12,6 +12,7 @@ import torch
 from src.data import all_tasks
 from src.data.registry import KINDS, task_kind
 from src.training.metrics import metric_tags
+from tests.model.test_architectures import python_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,12 +135,7 @@ def test_nothing_outside_the_registry_names_a_task_kind():
     """Code asks the registered TaskKind (task_kind(name).reads_source, ...) instead of comparing kind names; the
     task files under src/data/tasks/ too, where a kind's name declares the kind of their tasks."""
     registry = ROOT / "src" / "data" / "registry.py"
-    sources = {
-        path: path.read_text()
-        for folder in ("src", "hydra_plugins")
-        for path in sorted((ROOT / folder).rglob("*.py"))
-        if path != registry
-    }
+    sources = {path: path.read_text() for path in python_files() if path != registry}
     derived = {name for source in sources.values() for name in derived_kind_names(source)}
     found = [
         f"{path.relative_to(ROOT)}:{line}: {what}"
