@@ -507,19 +507,32 @@ def resume_command(run_dir: Path) -> str:
     return resume_in_place(list(HydraConfig.get().overrides.task), run_dir)
 
 
-def interrupt_follow_up(run_dir: Path, interrupt: TrainingInterrupted, multirun: bool) -> tuple[str, str]:
+def interrupt_follow_up(
+    run_dir: Path, interrupt: TrainingInterrupted, multirun: bool, evaluate: str | None = None
+) -> tuple[str | None, str]:
     """After an interrupt: (the command run.json keeps as `resume`, what the interrupt's line says after the step
     it saved). A single run resumes in place. A grid sweep's job goes on with its sweep: the sweep's own command
     with hydra.sweep.dir=<the sweep> ckpt_path=last resumes it in place, keeps the jobs that finished and runs those
     that did not start (src/sweep/resume.py); the job's own command, which resumes it alone, comes after. A trial of
     the project's Optuna search goes on through the search (src/study.py): the search's own command with
     hydra.sweep.dir=<the sweep> ckpt_path=last, which its sweeper recorded in study.yaml; with its study in memory
-    the search cannot go on, and the line says so. Under SLURM a requeued job goes on by itself."""
+    the search cannot go on, and the line says so. Under SLURM a requeued job goes on by itself.
+
+    `evaluate` (evaluate_instead): the interrupt came after the last step, so there is nothing to resume, only the
+    final metrics to record with src.eval; a grid sweep's own command still goes on with its other jobs (it keeps
+    this one)."""
     from src.cli.preflight import resumes_in_place
     from src.study import SWEEPER
     from src.study import read_record as read_study_record
     from src.sweep.resume import resume_command as sweep_resume_command
 
+    if evaluate is not None:
+        hydra_cfg = HydraConfig.get() if multirun else None
+        grid = hydra_cfg is not None and resumes_in_place(hydra_cfg.sweeper)
+        whole = sweep_resume_command(Path(str(hydra_cfg.sweep.dir))) if hydra_cfg is not None and grid else None
+        if whole is None:
+            return None, evaluate
+        return whole, f"{evaluate}; the sweep's other jobs go on (this one is kept as it is) with: {whole}"
     command = resume_command(run_dir)
     go_on = f"resume with: {command}" if interrupt.checkpoint else "run it again in a new directory"
     if slurm_job() is not None:  # SIGTERM is also how SLURM requeues a job: it then continues by itself
@@ -649,10 +662,8 @@ def record_the_run(
             sys.exit(EXIT_USER_ERROR if isinstance(error, USER_ERRORS) else EXIT_FAILED)
         except TrainingInterrupted as interrupt:
             ctrl_c_ignored_to_the_end()  # the run's end (and a sweep's report) written undisturbed
-            command, go_on = interrupt_follow_up(run_dir, interrupt, multirun)
             evaluate = evaluate_instead(interrupt, cfg.trainer)
-            if evaluate is not None:  # every step was trained and saved: nothing to resume, the run's end unrecorded
-                command, go_on = None, evaluate
+            command, go_on = interrupt_follow_up(run_dir, interrupt, multirun, evaluate)
             reason = str(interrupt) if evaluate is None else f"{interrupt}; {evaluate}"
             record.end("interrupted", error=reason, checkpoint=str(interrupt.checkpoint), resume=command)
             if interrupt.signal_name not in ("SIGINT", "SIGTERM"):  # SLURM's warning before the time limit
@@ -1091,13 +1102,24 @@ def objective_of(cfg: DictConfig) -> str:
 
 
 def cli() -> None:
-    from src.report import ReportAtSweepEnd, report_after_sweeper_error
-    from src.sweep.killed_workers import killed_pool_ends_the_sweep, worker_killed
+    from src.report import ReportAtSweepEnd
+    from src.sweep.lock import release_sweep_lock
 
     ReportAtSweepEnd.started = ReportAtSweepEnd.last_sweep = None
     FAILED_JOBS.clear()  # what this command's own jobs did: not those of an earlier command in the same process
     FAILED_ANALYSES.clear()
     began = time.time()  # the jobs this command started recorded their start after it (killed_pool_ends_the_sweep)
+    try:
+        sweep_command(began)
+    finally:
+        release_sweep_lock()  # taken by the sweep's checks (src/cli/preflight.py), held until its report is written
+
+
+def sweep_command(began: float) -> None:
+    """src.run's command: one run or a sweep, and how the command ends when a sweep's jobs did not all complete."""
+    from src.report import ReportAtSweepEnd, report_after_sweeper_error
+    from src.sweep.killed_workers import killed_pool_ends_the_sweep, worker_killed
+
     try:
         run_hydra_command(main)  # src/cli/preflight.py checks the run and sweep directories first
     except SystemExit as exit_:

@@ -83,7 +83,14 @@ class Preflight(Callback):
             check_run_dir(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from src.sweep.lock import check_not_in_use, hold_sweep_lock
+
         with user_errors_as_one_line():
+            # one grid sweep's process per directory (src/sweep/lock.py): a second would train the same jobs again
+            locked = resumes_in_place(OmegaConf.select(config, "hydra.sweeper", default=None) or {})
+            sweep_dir = _resolved(config, "hydra.sweep.dir") if locked else None
+            if sweep_dir is not None:
+                check_not_in_use(Path(sweep_dir))
             check_sweep_dir(config)
             check_tasks_per_device(config)
             check_sweep_direction(config)
@@ -91,6 +98,8 @@ class Preflight(Callback):
             check_fixed(config)  # a searched parameter given one value on the command line: said, or refused
             check_grid_fixed(config)  # a setting the grid sweep plans to sweep given one value: said, or refused
             check_sweep_jobs(config)
+            if sweep_dir is not None:
+                hold_sweep_lock(Path(sweep_dir))  # until the command ends (src.run's cli releases it)
 
 
 def check_run_dir(config: DictConfig) -> None:
@@ -264,7 +273,8 @@ def what_finishes_the_sweep(sweep_dir: Path, jobs: list[Path]) -> str | None:
     if not unfinished and not missing:
         return None if jobs else f"run the jobs it planned, which {report} lists"
     ended = [job for job in unfinished if records[job].get("status") in ENDED_BY_ITSELF]
-    interrupted = [job for job in unfinished if job not in ended]
+    trained = [job for job in unfinished if job not in ended and trained_to_the_end(job)]
+    interrupted = [job for job in unfinished if job not in ended and job not in trained]
     command = resume_command(sweep_dir) or (
         f"the same sweep with {shell_override('hydra.sweep.dir', sweep_dir.resolve())} ckpt_path=last"
     )
@@ -284,7 +294,28 @@ def what_finishes_the_sweep(sweep_dir: Path, jobs: list[Path]) -> str | None:
             f"{counted(len(ended), 'job')} failed or diverged ({names}), which a resume keeps as they ended ({report} "
             f"says why): to run one again, delete its directory and resume the sweep ({again})"
         )
+    if trained:
+        evaluate = ", ".join(module_command("src.eval", shell_override("ckpt", job)) for job in trained)
+        said.append(
+            f"{counted(len(trained), 'job')} ({', '.join(job.name for job in trained)}) "
+            f"{'was' if len(trained) == 1 else 'were'} interrupted after {'its' if len(trained) == 1 else 'their'} "
+            f"last step, which a resume keeps: {'its' if len(trained) == 1 else 'their'} final metrics are recorded "
+            f"by {evaluate}"
+        )
     return "; ".join(said)
+
+
+def trained_to_the_end(job: Path) -> bool:
+    """Whether an unfinished job's newest checkpoint holds every step its trainer asked for (it was interrupted
+    after its last step): a resumed sweep keeps it (src/sweep/resume.py, Next.KEEP_TRAINED)."""
+    checkpoint = newest_checkpoint(job)
+    if checkpoint is None:
+        return False
+    try:
+        trainer = OmegaConf.load(job / ".hydra" / "config.yaml").trainer
+        return finished_by(read_checkpoint(str(checkpoint), "ckpt_path"), trainer) is not None
+    except Exception:  # a checkpoint or config that cannot be read: the resume says what it does with it
+        return False
 
 
 def resumes_stacked_sweep(config: DictConfig) -> bool:
@@ -434,11 +465,11 @@ def check_grid_resume(config: DictConfig, jobs: list[list[str]], loader: Any) ->
     every directory must be one of its jobs (check_no_job_left_out). Returns what the resume does with each job
     (src/sweep/resume.py: resume_plan), for check_sweep_jobs to check the jobs it runs as they will run."""
     from src.sweep.resume import resume_plan
-    from src.sweep.runs import jobs_by_settings, settings_key
+    from src.sweep.runs import matched_jobs
 
     sweep_dir = Path(config.hydra.sweep.dir)
-    held = jobs_by_settings(sweep_dir)
-    check_no_job_left_out(sweep_dir, [held.get(settings_key(overrides)) for overrides in jobs], jobs)
+    planned, held = matched_jobs(sweep_dir, jobs)
+    check_no_job_left_out(sweep_dir, [held.get(key) for key in planned], jobs)
     return resume_plan(sweep_dir, jobs, lambda overrides: loader.load_sweep_config(config, overrides))
 
 
@@ -449,16 +480,19 @@ def check_no_job_left_out(sweep_dir: Path, held: list[Path | None], jobs: list[l
     Refused in one line that says what the command leaves out: values it no longer sweeps (`seed=0,1` after
     `seed=0,1,2`), with the values to give, or else the settings that differ from its nearest job's. Never a pairing
     of a left-out job with a new one that Hydra happens to give its number."""
-    from src.sweep.runs import job_number, read_yaml, settings_key
+    from src.sweep.runs import held_overrides, settings_key, unswept_run_only
 
-    found = sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: (job_number(p.parents[1]), str(p)))
-    left_out = [path.parents[1] for path in found if path.parents[1] not in held]
+    overrides_held = held_overrides(sweep_dir)
+    left_out = [directory for directory in overrides_held if directory not in held]
     if not left_out:
         return
-    planned = [settings_key(overrides) for overrides in jobs]
+    leave_out = unswept_run_only([list(overrides_held.values()), [[str(o) for o in job] for job in jobs]])
+    planned = [settings_key(overrides, leave_out) for overrides in jobs]
     # what this command gives each setting, in its order (each override written as settings_key writes it)
-    given = values_by_setting([[s for o in overrides for s in sorted(settings_key([o]))] for overrides in jobs])
-    had = {d: settings_key(read_yaml(d / ".hydra" / "overrides.yaml") or []) for d in (p.parents[1] for p in found)}
+    given = values_by_setting(
+        [[s for o in overrides for s in sorted(settings_key([o], leave_out))] for overrides in jobs]
+    )
+    had = {directory: settings_key(overrides, leave_out) for directory, overrides in overrides_held.items()}
     fix = (
         "resume a sweep with the settings it was started with (each job's .hydra/overrides.yaml; values such as "
         "seeds may be added, and the settings given in any order)"

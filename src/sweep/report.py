@@ -92,10 +92,9 @@ from src.sweep.runs import (
     job_directory,
     job_number,
     job_numbers,
-    jobs_by_settings,
+    matched_jobs,
     planned_jobs,
     read_runs,
-    settings_key,
 )
 from src.sweep.statistics import (
     NOT_DEFINED,
@@ -427,8 +426,8 @@ def not_started(sweep_dir: Path) -> list[tuple[int, list[str]]]:
     jobs otherwise than its plan (src/sweep/runs.py: job_numbers). A directory whose settings are no planned job's
     (a job run into the sweep by hand, with a setting changed) is the job its number names, as Hydra numbered it."""
     planned = planned_jobs(sweep_dir) or []
-    held = {key: job_number(directory) for key, directory in jobs_by_settings(sweep_dir).items()}
-    keys = [settings_key(job) for job in planned]
+    keys, by_key = matched_jobs(sweep_dir, planned)
+    held = {key: job_number(directory) for key, directory in by_key.items()}
     planned_keys = set(keys)
     by_number = {number for key, number in held.items() if key not in planned_keys}
     numbers = job_numbers(keys, held)

@@ -4,7 +4,7 @@ grid_sweeper.py) does it whatever launcher runs the jobs (the basic one, joblib,
 resumes its groups of seeds itself (src/sweep/stacked.py), and an Optuna search through its study (src/study.py).
 
 The command's jobs are matched to the job directories the sweep holds by their settings (src/sweep/runs.py:
-settings_key, job_numbers), not by the numbers Hydra gives them, so the command may give its settings in another
+matched_jobs, job_numbers), not by the numbers Hydra gives them, so the command may give its settings in another
 order and add values; a directory that none of its jobs has the settings of is refused before anything runs
 (src/cli/preflight.py). Then each job, by what its directory holds (`resume_plan`):
 
@@ -18,6 +18,9 @@ order and add values; a directory that none of its jobs has the settings of is r
   evaluates it;
 - a directory with nothing saved (stopped before its first checkpoint): trained again from the start, in place;
 - no directory (a job the sweep never started, or a value added): run as a new job.
+
+A sweep whose first command gave `ckpt_path=<a checkpoint>` (every job starts from it) keeps that in its
+multirun.yaml: the jobs a resume starts or restarts start from it too, not from scratch.
 
 The jobs to run go to the launcher in runs of consecutive numbers (a launcher numbers the jobs it is given from the
 first one's): a sweep stopped and resumed with its own command runs what was left as one batch (joblib side by side).
@@ -62,14 +65,17 @@ class ResumedJob:
     next: Next
     checkpoint: Path | None = None  # the newest checkpoint it resumes from (Next.RESUME, Next.KEEP_TRAINED)
     trained: str | None = None  # Next.KEEP_TRAINED: what its checkpoint reached ("trained 600 steps")
+    starts_from: str | None = None  # the sweep's own ckpt_path=<a checkpoint> override, which its jobs start from
 
     @property
     def launched(self) -> list[str]:
-        """The overrides the launcher gets: a job with nothing to resume from without ckpt_path=last (it starts, as
-        in a new sweep), and a job whose directory exists in that directory, whatever Hydra would name it now."""
+        """The overrides the launcher gets: a job with nothing to resume from without ckpt_path=last (it starts as
+        in the sweep's first command: from the checkpoint that command's ckpt_path gave, if it gave one), and a job
+        whose directory exists in that directory, whatever Hydra would name it now."""
         overrides = list(self.overrides)
         if self.next is not Next.RESUME:
             overrides = [o for o in overrides if o.lstrip("+~").partition("=")[0] != "ckpt_path"]
+            overrides += [self.starts_from] if self.starts_from else []
         if self.directory is not None:
             overrides.append(f"hydra.sweep.subdir={hydra_value(self.directory.name)}")
         return overrides
@@ -91,16 +97,16 @@ def resume_plan(
     order), by what sweep_dir holds: see the module's docstring. `compose(overrides)`: a job's config (the trainer's
     limits say whether an interrupted job's checkpoint has training left). `first`: Hydra's number of the first job."""
     from src.cli.preflight import finished_by
-    from src.sweep.runs import job_number, job_numbers, jobs_by_settings, settings_key
+    from src.sweep.runs import job_number, job_numbers, matched_jobs
     from src.training.checkpoint import newest_checkpoint, read_checkpoint
 
-    held = jobs_by_settings(sweep_dir)
-    planned = [settings_key(overrides) for overrides in jobs]
+    planned, held = matched_jobs(sweep_dir, jobs)
     numbers = job_numbers(planned, {key: job_number(directory) for key, directory in held.items()}, first)
+    starts_from = sweep_starts_from(sweep_dir)
     plan = []
     for overrides, key, number in zip(jobs, planned, numbers):
         directory = held.get(key)
-        job = ResumedJob(number, list(overrides), directory, None, Next.START)
+        job = ResumedJob(number, list(overrides), directory, None, Next.START, starts_from=starts_from)
         plan.append(job)
         if directory is None:
             continue
@@ -120,16 +126,32 @@ def resume_plan(
     return plan
 
 
+def sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str]] | None:
+    """The Hydra and task overrides of the sweep in `sweep_dir` (its multirun.yaml), None without one that says them
+    (a sweep of another Hydra, a hand-made folder)."""
+    try:
+        overrides = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra.overrides
+        return [str(o) for o in overrides.get("hydra") or []], [str(o) for o in overrides.task]
+    except Exception:
+        return None
+
+
+def sweep_starts_from(sweep_dir: Path) -> str | None:
+    """The sweep's own `ckpt_path=<a checkpoint>` override (its jobs start from that checkpoint), None without one.
+    A resumed sweep's ckpt_path=last replaces it on the command line; multirun.yaml keeps it (resume_sweep)."""
+    task = (sweep_overrides(sweep_dir) or ([], []))[1]
+    given = [o for o in task if o.lstrip("+~").startswith("ckpt_path=")]
+    return given[-1] if given and given[-1].lstrip("+~") != f"ckpt_path={RESUME}" else None
+
+
 def resume_arguments(sweep_dir: Path) -> list[str] | None:
     """The arguments of the command that resumes the sweep in `sweep_dir` as a whole: its own (its multirun.yaml's
     overrides, its launcher among them), in its own directory, with ckpt_path=last. None without a multirun.yaml
     that says them (a sweep of another Hydra, a hand-made folder)."""
-    try:
-        overrides = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra.overrides
-        hydra = [str(o) for o in overrides.get("hydra") or []]
-        task = [str(o) for o in overrides.task]
-    except Exception:
+    said = sweep_overrides(sweep_dir)
+    if said is None:
         return None
+    hydra, task = said
     dropped = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
     kept_hydra = [o for o in hydra if not o.lstrip("+~").startswith(dropped)]
     kept_task = [o for o in task if not o.lstrip("+~").startswith("ckpt_path=")]
@@ -159,7 +181,13 @@ def resume_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     jobs = [job for batch in sweeper.split_arguments(parser.parse_overrides(params), None) for job in batch]
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")  # the sweep as it is now: its values added
+    # The sweep as it is now (its values added), with its own ckpt_path: ckpt_path=last says to resume it, and the
+    # checkpoint its first command gave (if any) is what its jobs not yet started start from (sweep_starts_from)
+    starts_from = sweep_starts_from(sweep_dir)
+    saved = OmegaConf.to_container(sweeper.config)
+    task = [o for o in saved["hydra"]["overrides"]["task"] if not o.lstrip("+~").startswith("ckpt_path=")]
+    saved["hydra"]["overrides"]["task"] = [*task, *([starts_from] if starts_from else [])]
+    OmegaConf.save(OmegaConf.create(saved), sweep_dir / "multirun.yaml")
 
     def compose(overrides: list[str]) -> DictConfig:
         return sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)

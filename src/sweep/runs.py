@@ -414,12 +414,23 @@ def override_parser() -> Any:
     return OverridesParser.create()
 
 
-def settings_key(overrides: Any) -> frozenset[str]:
+def settings_key(overrides: Any, leave_out: frozenset[str] = frozenset()) -> frozenset[str]:
     """A job's overrides written one way, to tell whether two jobs train the same: in any order, without Hydra's
     own (`hydra.`) or where the job resumes from (NOT_SETTINGS), `+seed=2` as `seed=2` (both set seed: only one
-    of them composes), values as Hydra parses them (`0.10` as `0.1`, quoting and escapes taken out)."""
-    parser = override_parser()
+    of them composes), values as Hydra parses them (`0.10` as `0.1`, quoting and escapes taken out). `leave_out`:
+    more settings (their keys as written here) left out (matched_jobs: run-only settings that no side sweeps)."""
     written = set()
+    for key, value in parsed_overrides(overrides):
+        if key.lstrip("~").startswith("hydra.") or key in NOT_SETTINGS or key in leave_out:
+            continue
+        written.add(f"{key}={value}")
+    return frozenset(written)
+
+
+def parsed_overrides(overrides: Any) -> list[tuple[str, str]]:
+    """Each override as (key, value) written as settings_key writes them."""
+    parser = override_parser()
+    parsed_pairs = []
     for override in overrides:
         line = str(override)
         try:
@@ -429,20 +440,45 @@ def settings_key(overrides: Any) -> frozenset[str]:
         else:
             key, value = parsed.key_or_group, parsed.get_value_element_as_str()
             key = ("~" if parsed.is_delete() else "") + key + (f"@{parsed.package}" if parsed.package else "")
-        if key.lstrip("~").startswith("hydra.") or key in NOT_SETTINGS:
-            continue
-        written.add(f"{key}={value}")
-    return frozenset(written)
+        parsed_pairs.append((key, value))
+    return parsed_pairs
 
 
-def jobs_by_settings(sweep_dir: Path) -> dict[frozenset[str], Path]:
-    """The job directories a sweep directory holds (those with .hydra/overrides.yaml), by their settings
-    (settings_key); where two hold the same settings, the lower number's."""
+def held_overrides(sweep_dir: Path) -> dict[Path, list[str]]:
+    """The overrides of each job directory a sweep directory holds (its .hydra/overrides.yaml), in number order."""
     found = sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda p: (job_number(p.parents[1]), str(p)))
-    held: dict[frozenset[str], Path] = {}
-    for path in found:
-        held.setdefault(settings_key(read_yaml(path) or []), path.parents[1])
-    return held
+    return {path.parents[1]: [str(o) for o in read_yaml(path) or []] for path in found}
+
+
+def matched_jobs(sweep_dir: Path, jobs: Any) -> tuple[list[frozenset[str]], dict[frozenset[str], Path]]:
+    """The keys a sweep's planned `jobs` (their overrides, in order) are matched to the job directories `sweep_dir`
+    holds by: each planned job's settings_key, and the directories by theirs (where two hold the same settings, the
+    lower number's), both without the run-only settings neither side sweeps (unswept_run_only)."""
+    held = held_overrides(sweep_dir)
+    leave_out = unswept_run_only([list(held.values()), [[str(o) for o in job] for job in jobs]])
+    by_key: dict[frozenset[str], Path] = {}
+    for directory, overrides in held.items():
+        by_key.setdefault(settings_key(overrides, leave_out), directory)
+    return [settings_key(job, leave_out) for job in jobs], by_key
+
+
+def unswept_run_only(sides: list[list[list[str]]]) -> frozenset[str]:
+    """The settings that say how a run is carried out, not what it trains (src/cli/schema.py:
+    NOT_EXPERIMENT_SETTINGS: torch_threads, logger, progress_every_n_steps, ...), to which no side (the jobs a sweep
+    directory holds; the jobs a command plans) gives more than one value, absent counting as one: matching a sweep's
+    jobs leaves them out, so a sweep resumed with another thread count, or without the logger it had, is the same
+    sweep. One a side sweeps (`compile=true,false`, the same run trained once per value) tells its jobs apart."""
+    from src.cli.schema import is_experiment_setting
+
+    run_only: set[str] = set()
+    swept: set[str] = set()
+    for side in sides:
+        parsed = [dict(parsed_overrides(job)) for job in side]
+        for key in {key for job in parsed for key in job if not is_experiment_setting(key.lstrip("~"))}:
+            run_only.add(key)
+            if len({job.get(key) for job in parsed}) > 1:
+                swept.add(key)
+    return frozenset(run_only - swept)
 
 
 def job_numbers(planned: list[frozenset[str]], held: dict[frozenset[str], int], first: int = 0) -> list[int]:

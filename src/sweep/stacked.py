@@ -127,10 +127,9 @@ def resumed_jobs(
     holds goes on in it, under its number, whatever the command's order; a new job (a seed added) gets a new number
     (None: its directory is made as Hydra names it). `first_number`: the sweep's number of the first of these jobs
     (Hydra's initial_job_idx, for a sweeper that launches its jobs in batches)."""
-    from src.sweep.runs import job_number, job_numbers, jobs_by_settings, settings_key
+    from src.sweep.runs import job_number, job_numbers, matched_jobs
 
-    held = jobs_by_settings(Path(sweep_dir))
-    planned = [settings_key(overrides) for overrides in job_overrides]
+    planned, held = matched_jobs(Path(sweep_dir), job_overrides)
     numbers = job_numbers(planned, {key: job_number(d) for key, d in held.items()}, first_number)
     return numbers, [held.get(key) for key in planned]
 

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 from src.provenance import hydra_value, python_command
 
@@ -113,11 +114,13 @@ def test_a_second_sweep_into_the_same_directory_is_refused_and_the_first_is_unch
     )
     assert snapshot(sweep) == before  # one event file per job, the first sweep's checkpoints and metrics
 
-    # job 0 interrupted (as run.json says it after Ctrl-C), job 1 failed, job 2 never started
+    # job 0 interrupted at step 2 (as run.json says it after Ctrl-C), job 1 failed, job 2 never started
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
     record = json.loads((jobs[0] / "run.json").read_text())
     resume = f"python -m src.run model.heads=1 hydra.run.dir={jobs[0]} ckpt_path=last"
     checkpoint = str(jobs[0] / "checkpoints" / "last.ckpt")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    torch.save({**saved, "global_step": 2}, checkpoint)  # steps left to train: a resume goes on with it
     (jobs[0] / "run.json").write_text(json.dumps({**record, "status": "interrupted", "checkpoint": checkpoint,
                                                   "resume": resume}))  # fmt: skip
     (jobs[1] / "run.json").write_text(json.dumps({**record, "status": "failed", "error": "a bad batch"}))

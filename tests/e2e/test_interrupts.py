@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import PYTHON
+
 from .conftest import ROOT, SMALL_SYNTHETIC, check, run_here
 
 pytestmark = pytest.mark.slow
@@ -214,6 +216,20 @@ def test_an_interrupted_grid_sweep_resumes_as_a_whole_and_keeps_what_finished(tm
     assert f"{finish}the 1 job it never started, and keeps the rest)" in refused.stderr, refused.stderr
 
     finished = written(sweep / "0_seed:0")
+    # while another process holds the sweep (a second resume, or the sweep itself still running), refused: both
+    # would train job 1 and 2, over each other's files
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "from pathlib import Path; from src.sweep.lock import *; "
+         f"hold_sweep_lock(Path({str(sweep)!r})); print(1, flush=True); input()"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "1"
+    every_file = written(sweep)
+    busy = run_here("src.run", *shlex.split(command)[3:])
+    holder.communicate("\n", timeout=30)
+    assert busy.returncode == 2 and f"is in use by another sweep (process {holder.pid} on " in busy.stderr, busy.stderr
+    assert written(sweep) == every_file
+
     resumed = check(run_here("src.run", *shlex.split(command)[3:]))
     output = resumed.stdout + resumed.stderr
     assert "job 0 has finished: kept as it is, not trained again" in output
@@ -280,6 +296,40 @@ def test_ctrl_c_once_training_has_ended_says_to_evaluate_not_to_resume(tmp_path)
     assert record["status"] == "interrupted" and record["resume"] is None and evaluate in record["error"]
     evaluated = run_here("src.eval", f"ckpt={run_dir}", "split=val")
     assert evaluated.returncode == 0, evaluated.stderr
+
+
+def test_ctrl_c_once_a_sweep_jobs_training_has_ended_says_to_evaluate_it_and_to_resume_the_sweep(tmp_path):
+    """As above, in job 0 of a grid sweep: the job's line gives the command that evaluates it and the sweep's own
+    command, which runs the job never started and keeps this one (run.json keeps that command); the same sweep run
+    again into its directory says so, and does not count the job among those a resume runs."""
+    sweep = tmp_path / "sweep"
+    settings = long_run_with("trainer.max_steps=4", "trainer.val_check_interval=4", "task.test_size=20000")
+    args = [*settings, "test_after_fit=true", "seed=0,1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.run", "-m", *args, f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT, env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    job = sweep / "0_seed:0"
+    wait_for("0_*/checkpoints/last.ckpt", sweep, process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    record = json.loads((job / "run.json").read_text())
+    whole = record["resume"]
+    assert record["status"] == "interrupted" and whole.endswith(f"hydra.sweep.dir={sweep.resolve()} ckpt_path=last")
+    assert f"are not recorded: evaluate it with {PYTHON} -m src.eval ckpt={job}; " in line, line
+    assert line.endswith(f"; the sweep's other jobs go on (this one is kept as it is) with: {whole}"), line
+    refused = run_here("src.run", "-m", *args, f"hydra.sweep.dir={sweep}")  # the same sweep, without ckpt_path=last
+    assert refused.returncode == 2, refused.stderr
+    assert "interrupted job" not in refused.stderr, refused.stderr
+    assert f"to finish it, run it again with ckpt_path=last, {whole} (it runs the 1 job it never started" in (
+        refused.stderr
+    )
+    kept = "1 job (0_seed:0) was interrupted after its last step, which a resume keeps: its final metrics are "
+    assert f"{kept}recorded by {PYTHON} -m src.eval ckpt={job}" in refused.stderr, refused.stderr
 
 
 # --- Ctrl-C in src.eval and src.predict: one line, exit status 130, nothing half-written -------------------------

@@ -1,7 +1,8 @@
 """A worker of the joblib launcher's pool killed outright (SIGKILL: what the kernel's out-of-memory killer sends), on
 a real sweep with real loky workers. joblib then ends every worker of the pool, and the sweep: each job that was
-training ends `failed` in its run.json with the reason and the command that resumes it (never `running`), the
-report is written after that, and the command exits with status 1 and one `error:` line, without a traceback."""
+training ends `interrupted` in its run.json (stopped from outside, not by its own error; never `running`) with the
+reason and the sweep's own command that resumes it, the report is written after that, and the command exits with
+status 1 and one `error:` line, without a traceback."""
 
 from __future__ import annotations
 
@@ -84,11 +85,11 @@ def one_error_line(err: str) -> str:
     return errors[0]
 
 
-def test_a_worker_killed_while_the_first_jobs_train_fails_them_with_how_to_resume(tmp_path):
-    """Killed while jobs 0 and 1 train: both are recorded failed (the one whose worker was not killed too, since
-    joblib ends every worker), each with the command that resumes it from its last checkpoint; the jobs that never
-    started are listed as such in the report; a job directory another command entered meanwhile (here a run
-    resumed in place, whose run.json says `running`) is left as it is."""
+def test_a_worker_killed_while_the_first_jobs_train_records_them_interrupted_with_how_to_resume(tmp_path):
+    """Killed while jobs 0 and 1 train: both are recorded interrupted (the one whose worker was not killed too,
+    since joblib ends every worker), with the sweep's own command, which resumes them from their last checkpoints;
+    the jobs that never started are listed as such in the report; a job directory another command entered
+    meanwhile (here a run resumed in place, whose run.json says `running`) is left as it is."""
     sweep = tmp_path / "sweep"
     process = start_sweep(sweep, "model.heads=1,2", "seed=0,1", "trainer.max_steps=3000")
     training = ["0_model.heads:1+seed:0", "1_model.heads:1+seed:1"]
@@ -114,26 +115,27 @@ def test_a_worker_killed_while_the_first_jobs_train_fails_them_with_how_to_resum
     assert "a joblib worker of the sweep was killed by SIGKILL" in line and "out-of-memory" in line, line
     for job in training:
         run = record(sweep / job)
-        assert run["status"] == "failed" and run["ended"], run
+        assert run["status"] == "interrupted" and run["ended"], run
         assert "killed by SIGKILL" in run["error"] and "joblib then ends every worker" in run["error"], run["error"]
-        assert run["resume"].endswith(f"hydra.run.dir={sweep / job} ckpt_path=last"), run["resume"]
+        assert run["resume"].endswith(f"hydra.sweep.dir={sweep} ckpt_path=last"), run["resume"]
+        assert " -m " in run["resume"] and "model.heads=1,2" in run["resume"], run["resume"]
         assert run["resume"] in line and job in line
         assert "killed by SIGKILL" in (sweep / job / "error.txt").read_text()
     assert (other / "run.json").read_bytes() == before  # another command's run: not this sweep's to record
     report = (sweep / "report.md").read_text()
     for job in training:
         row = next(row for row in report.splitlines() if row.startswith(f"| {job} |"))
-        assert "| failed |" in row and "killed by SIGKILL" in row, row
+        assert "| interrupted |" in row and "killed by SIGKILL" in row, row
     assert not (sweep / "2_model.heads:2+seed:0").exists()
     never = next(row for row in report.splitlines() if row.startswith("| 2_model.heads:2+seed:0 |"))
     assert "| not started |" in never, never
-    assert "1 job(s) never started" in line
+    assert "1 job(s) never started" in line and "runs those never started" in line, line
 
 
-def test_a_worker_killed_after_jobs_completed_keeps_them_and_its_jobs_resume(tmp_path):
+def test_a_worker_killed_after_jobs_completed_keeps_them_and_the_sweep_resumes(tmp_path):
     """Killed once the first two jobs have completed and the next two train: no traceback; the completed jobs keep
-    their records; the stopped ones are failed, and each resumes from its last checkpoint with the command given,
-    to the end of its training."""
+    their records; the stopped ones are interrupted, and the sweep's own command given resumes both from their last
+    checkpoints to the end of their training, leaving the completed jobs' files as they were."""
     sweep = tmp_path / "sweep"
     process = start_sweep(sweep, "trainer.max_steps=20,1000", "seed=0,1")
     training = ["2_trainer.max_steps:1000+seed:0", "3_trainer.max_steps:1000+seed:1"]
@@ -153,13 +155,21 @@ def test_a_worker_killed_after_jobs_completed_keeps_them_and_its_jobs_resume(tmp
     for job, content in completed.items():
         assert (sweep / job / "run.json").read_bytes() == content
     assert "2 of 4 runs completed" in out, out[-3000:]
-    resume = [record(sweep / job)["resume"] for job in training]
-    assert all(record(sweep / job)["status"] == "failed" for job in training)
+    assert all(record(sweep / job)["status"] == "interrupted" for job in training)
+    saved = {job: record(sweep / job)["checkpoint"] for job in training}
+    assert all(saved.values()), saved
+    resume = {record(sweep / job)["resume"] for job in training}
+    assert len(resume) == 1, resume
 
-    # the command given resumes the job in its own directory, from its last checkpoint, to its end
-    python, dash_m, module, *arguments = shlex.split(resume[0])
-    assert (dash_m, module) == ("-m", "src.run"), resume[0]
-    check(run_here("src.run", *arguments))
-    run = record(sweep / training[0])
-    assert run["status"] == "completed" and run["previous"][-1]["status"] == "failed", run
-    assert run["metrics"], run
+    # the command given resumes the stopped jobs in their own directories, from their last checkpoints, to their end
+    python, dash_m, module, *arguments = shlex.split(resume.pop())
+    assert (dash_m, module) == ("-m", "src.run"), arguments
+    result = run_here("src.run", *arguments)
+    check(result)
+    assert "jobs 0, 1 have finished: kept as they are" in result.stdout + result.stderr, result.stderr[-3000:]
+    for job in training:
+        run = record(sweep / job)
+        assert run["status"] == "completed" and run["previous"][-1]["status"] == "interrupted", run
+        assert run["metrics"], run
+    for job, content in completed.items():
+        assert (sweep / job / "run.json").read_bytes() == content

@@ -182,3 +182,103 @@ def test_a_grid_sweeps_unfinished_jobs_are_not_resumed_as_stacked_groups(tmp_pat
     stacked = tmp_path / "stacked"
     write_record(job_dir(stacked, 0, None), {"status": "interrupted", "stacked": {"members": []}})
     check_stacked_sweep_dir(stacked)
+
+
+def test_settings_that_only_say_how_a_job_runs_do_not_tell_a_sweeps_jobs_apart_unless_swept(tmp_path):
+    """A sweep resumed with another thread count, or without the logger or progress setting it had, is the same
+    sweep (src/sweep/runs.py: matched_jobs): its jobs are matched without those settings. A run-only setting the
+    sweep swept (compile=true,false: the same run trained once per value) still tells its jobs apart, so a command
+    that no longer gives it matches no directory."""
+    from src.sweep.runs import matched_jobs
+
+    sweep = tmp_path / "sweep"
+    for number in range(2):
+        (sweep / f"{number}_seed:{number}" / ".hydra").mkdir(parents=True)
+        (sweep / f"{number}_seed:{number}" / ".hydra" / "overrides.yaml").write_text(
+            f"- seed={number}\n- torch_threads=2\n- progress_every_n_steps=5\n- logger=csv\n"
+        )
+    planned, held = matched_jobs(
+        sweep, [["seed=1", "torch_threads=1"], ["torch_threads=1", "seed=0"], ["seed=2", "torch_threads=1"]]
+    )
+    assert [held.get(key) for key in planned] == [sweep / "1_seed:1", sweep / "0_seed:0", None]
+    # the plan of such a resume: each job goes on in its own directory
+    for number in range(2):
+        write_record(sweep / f"{number}_seed:{number}", {"status": "completed"})
+    plan = resume_plan(sweep, [["seed=0", "ckpt_path=last"], ["seed=1", "ckpt_path=last"]], twelve_steps)
+    assert [job.next for job in plan] == [Next.KEEP, Next.KEEP]
+
+    swept = tmp_path / "swept"
+    for number, value in enumerate(["true", "false"]):
+        (swept / f"{number}_compile:{value}" / ".hydra").mkdir(parents=True)
+        (swept / f"{number}_compile:{value}" / ".hydra" / "overrides.yaml").write_text(f"- compile={value}\n")
+    planned, held = matched_jobs(swept, [["compile=true"], ["compile=false"]])
+    assert [held.get(key) for key in planned] == [swept / "0_compile:true", swept / "1_compile:false"]
+    planned, held = matched_jobs(swept, [["seed=0"]])
+    assert [held.get(key) for key in planned] == [None]
+
+
+def test_a_resumed_sweep_starts_its_new_jobs_from_the_checkpoint_its_first_command_gave(tmp_path):
+    """A sweep started with ckpt_path=<a checkpoint> (each job goes on from it): its resume's ckpt_path=last must
+    not make the jobs it starts or restarts begin from scratch. multirun.yaml keeps the sweep's own ckpt_path."""
+    from src.sweep.resume import sweep_starts_from
+
+    sweep = tmp_path / "sweep"
+    job_dir(sweep, 0, "interrupted", 6)
+    job_dir(sweep, 1, "running")  # nothing saved: trained again from the start
+    task = ["seed=0,1,2", "ckpt_path=base/last.ckpt"]
+    OmegaConf.save({"hydra": {"overrides": {"hydra": [], "task": task}}}, sweep / "multirun.yaml")
+    assert sweep_starts_from(sweep) == "ckpt_path=base/last.ckpt"
+    plan = resume_plan(sweep, [[f"seed={n}", "ckpt_path=last"] for n in range(3)], twelve_steps)
+    assert [job.next for job in plan] == [Next.RESUME, Next.RESTART, Next.START]
+    assert plan[0].launched == ["seed=0", "ckpt_path=last", "hydra.sweep.subdir=0_seed:0"]
+    assert plan[1].launched == ["seed=1", "ckpt_path=base/last.ckpt", "hydra.sweep.subdir=1_seed:1"]
+    assert plan[2].launched == ["seed=2", "ckpt_path=base/last.ckpt"]
+    assert resume_arguments(sweep)[-1] == "ckpt_path=last"
+    # a sweep without one (or one already resumed by an older version, whose multirun.yaml says last) starts anew
+    OmegaConf.save(
+        {"hydra": {"overrides": {"hydra": [], "task": ["seed=0,1,2", "ckpt_path=last"]}}}, sweep / "multirun.yaml"
+    )
+    assert sweep_starts_from(sweep) is None
+    assert resume_plan(sweep, [["seed=2", "ckpt_path=last"]], twelve_steps)[0].launched == ["seed=2"]
+
+
+def test_a_sweep_directory_in_use_by_another_process_is_refused_naming_it(tmp_path):
+    """Two sweeps in one directory at once (a resume started while the sweep, or another resume, still runs) would
+    train the same jobs twice over each other's files: the second is refused, naming the process that holds the
+    directory. The lock is the kernel's (flock): released when its process ends in any way, or when the command
+    ends (release_sweep_lock); checking it writes nothing."""
+    import subprocess
+    import sys
+
+    from src.sweep.lock import LOCK_FILE, check_not_in_use, hold_sweep_lock, release_sweep_lock
+
+    sweep = tmp_path / "sweep"
+    check_not_in_use(sweep)  # nothing there: nothing in use, and nothing written
+    assert not sweep.exists()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from src.sweep.lock import hold_sweep_lock; "
+            f"hold_sweep_lock(Path({str(sweep)!r})); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = (sweep / LOCK_FILE).read_text()
+        for check in (check_not_in_use, hold_sweep_lock):
+            with pytest.raises(ConfigError, match=rf"is in use by another sweep \(process {holder.pid} on ") as said:
+                check(sweep)
+            assert "wait until it ends (or stop it with Ctrl-C), then run this command again" in str(said.value)
+        assert (sweep / LOCK_FILE).read_text() == before  # a refused command leaves the holder's record as it was
+    finally:
+        holder.kill()
+        holder.wait()
+    check_not_in_use(sweep)  # its process is gone: so is its lock, with no file to delete
+    hold_sweep_lock(sweep)
+    assert f'"pid": {__import__("os").getpid()}' in (sweep / LOCK_FILE).read_text()
+    release_sweep_lock()
+    hold_sweep_lock(sweep)  # released: this process (a later command in it) takes it again
+    release_sweep_lock()

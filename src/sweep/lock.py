@@ -1,0 +1,94 @@
+"""One sweep process per sweep directory. A grid sweep's resume (src/sweep/resume.py) decides what to run from what
+the directory holds, so a second resume started while the first still trains (or while the sweep itself still
+runs) would see the same interrupted and unstarted jobs and train each of them a second time, two processes writing
+one job's checkpoints and metrics. The sweep's process therefore holds an exclusive lock on `.sweep.lock` in its
+directory from its checks (src/cli/preflight.py) until the command ends, and a second sweep into that directory is
+refused, naming the process that holds it: before any other check (check_not_in_use, which writes nothing), and
+when the lock is taken once every check has passed (hold_sweep_lock).
+
+`flock`, not a file whose presence is the lock: the kernel releases it when its process ends in any way (SIGKILL,
+a lost machine's NFS lease), so there is never a stale lock to delete by hand. The file keeps who held it last."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from pathlib import Path
+from typing import IO
+
+from src.model import ConfigError
+from src.provenance import command_line, now
+
+LOCK_FILE = ".sweep.lock"
+
+_held: IO[str] | None = None  # this process's lock, kept open (so held) until release_sweep_lock
+
+
+def hold_sweep_lock(sweep_dir: Path) -> None:
+    """Take the sweep directory's lock for this process, until release_sweep_lock or the process ends; refused (one
+    ConfigError) while another process holds it."""
+    global _held
+    release_sweep_lock()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = sweep_dir / LOCK_FILE
+    handle = open(path, "a+")  # noqa: SIM115 (kept open: the lock lasts as long as the file is open)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        record = handle.read()
+        handle.close()
+        raise in_use(sweep_dir, record) from None
+    handle.seek(0)
+    handle.truncate()
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": now(), "command": command_line()}
+    handle.write(json.dumps(holder) + "\n")
+    handle.flush()
+    _held = handle
+
+
+def check_not_in_use(sweep_dir: Path) -> None:
+    """Refused (one ConfigError) while another process holds the sweep directory's lock; writes nothing (the checks
+    run before anything is written: a sweep that is refused later leaves the directory as it was)."""
+    path = sweep_dir / LOCK_FILE
+    try:
+        handle = open(path)  # noqa: SIM115 (closed below, whatever happens)
+    except OSError:  # no lock file: no sweep has held this directory (or it cannot be read, so not locked either)
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise in_use(sweep_dir, handle.read()) from None
+
+
+def in_use(sweep_dir: Path, record: str) -> ConfigError:
+    return ConfigError(
+        f"hydra.sweep.dir={sweep_dir} is in use by another sweep{holder_said(record)}, and two sweeps in one "
+        "directory would train the same jobs twice, over each other's files: wait until it ends (or stop it with "
+        "Ctrl-C), then run this command again"
+    )
+
+
+def holder_said(text: str) -> str:
+    """` (process 123 on host h, since <time>: <its command>)` from a lock file's record, or nothing."""
+    try:
+        holder = json.loads(text)
+        return (
+            f" (process {holder['pid']} on {holder['host']}, since {holder['started']}: {holder['command']})"
+            if isinstance(holder, dict)
+            else ""
+        )
+    except (ValueError, KeyError):
+        return ""
+
+
+def release_sweep_lock() -> None:
+    """Let go of this process's sweep lock, if it holds one (the command has ended: a later sweep in the same process,
+    as the tests run them, takes it anew)."""
+    global _held
+    if _held is not None:
+        _held.close()  # closing the file releases the flock
+        _held = None
