@@ -24,13 +24,15 @@ from src.provenance import command_line, now
 LOCK_FILE = ".sweep.lock"
 
 _held: IO[str] | None = None  # this process's lock, kept open (so held) until release_sweep_lock
+_made: Path | None = None  # the sweep directory hold_sweep_lock made (None: it was there already)
 
 
 def hold_sweep_lock(sweep_dir: Path) -> None:
     """Take the sweep directory's lock for this process, until release_sweep_lock or the process ends; refused (one
     ConfigError) while another process holds it."""
-    global _held
+    global _held, _made
     release_sweep_lock()
+    _made = None if sweep_dir.is_dir() else sweep_dir
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / LOCK_FILE
     handle = open(path, "a+")  # noqa: SIM115 (kept open: the lock lasts as long as the file is open)
@@ -87,8 +89,15 @@ def holder_said(text: str) -> str:
 
 def release_sweep_lock() -> None:
     """Let go of this process's sweep lock, if it holds one (the command has ended: a later sweep in the same process,
-    as the tests run them, takes it anew)."""
-    global _held
-    if _held is not None:
-        _held.close()  # closing the file releases the flock
-        _held = None
+    as the tests run them, takes it anew). A sweep directory this process made, in which nothing else was written
+    (the launcher refused the jobs: a SLURM partition that does not exist), is removed with its lock file: a refused
+    command leaves nothing behind."""
+    global _held, _made
+    if _held is None:
+        return
+    path = Path(_held.name)
+    if _made is not None and [entry.name for entry in _made.iterdir()] == [LOCK_FILE]:
+        path.unlink()  # while still held: no other process can hold this file meanwhile
+        _made.rmdir()
+    _held.close()  # closing the file releases the flock
+    _held = _made = None

@@ -137,8 +137,8 @@ def test_a_worker_killed_after_jobs_completed_keeps_them_and_the_sweep_resumes(t
     their records; the stopped ones are interrupted, and the sweep's own command given resumes both from their last
     checkpoints to the end of their training, leaving the completed jobs' files as they were."""
     sweep = tmp_path / "sweep"
-    process = start_sweep(sweep, "trainer.max_steps=20,1000", "seed=0,1")
-    training = ["2_trainer.max_steps:1000+seed:0", "3_trainer.max_steps:1000+seed:1"]
+    process = start_sweep(sweep, "trainer.max_steps=20,400", "seed=0,1")
+    training = ["2_trainer.max_steps:400+seed:0", "3_trainer.max_steps:400+seed:1"]
     wait_until_training(sweep, training, process)
     completed = {
         job: (sweep / job / "run.json").read_bytes()

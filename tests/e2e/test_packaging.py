@@ -77,12 +77,28 @@ def test_a_built_wheel_runs_outside_the_repository(tmp_path):
     section = (ROOT / "pyproject.toml").read_text().split("[project.scripts]")[1].split("\n[")[0]
     listed = re.findall(r"^([\w-]+) = ", section, flags=re.M)  # (tomllib is Python 3.11's; 3.10 is supported)
     assert sorted(listed) == [f"transformer-{name}" for name in ("analyze", "eval", "predict", "report", "run")]
+    # Each installed script's --help, run as the shell runs it (its own file as __main__, its name as argv[0]), all
+    # in one Python: five processes would import torch and Lightning five times over for the same check
+    said = run(python, "-c", HELP_OF_EACH, *(scripts / name for name in listed), cwd=elsewhere).stdout
+    helped = dict(zip(listed, (page.lstrip("\n") for page in said.split(HELP_END))))
     for name in listed:
-        helped = run(scripts / name, "--help", cwd=elsewhere).stdout
         if name == "transformer-report":  # argparse's help (src/report.py)
-            assert helped.startswith("usage: transformer-report ") and "sweep_dir" in helped
+            assert helped[name].startswith("usage: transformer-report ") and "sweep_dir" in helped[name]
             continue
-        assert helped.startswith(f"{name}: ") and f"Usage: {name} " in helped and "python -m" not in helped
+        assert helped[name].startswith(f"{name}: ") and f"Usage: {name} " in helped[name], helped[name]
+        assert "python -m" not in helped[name]
+
+
+HELP_END = "<<end of help>>"
+# Runs each console script given (a path) with --help as its own __main__, printing HELP_END after each page.
+HELP_OF_EACH = f"""
+import contextlib, runpy, sys
+for script in sys.argv[1:]:
+    sys.argv = [script, "--help"]
+    with contextlib.suppress(SystemExit):
+        runpy.run_path(script, run_name="__main__")
+    print({HELP_END!r}, flush=True)
+"""
 
 
 def test_the_torch_range_starts_where_the_model_can_run_and_admits_the_pinned_build():

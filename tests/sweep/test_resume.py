@@ -282,3 +282,21 @@ def test_a_sweep_directory_in_use_by_another_process_is_refused_naming_it(tmp_pa
     release_sweep_lock()
     hold_sweep_lock(sweep)  # released: this process (a later command in it) takes it again
     release_sweep_lock()
+
+
+def test_a_sweep_directory_made_for_the_lock_and_left_empty_is_removed_with_it(tmp_path):
+    """A sweep refused after its checks (by the launcher: SLURM has no such partition) has written nothing but its
+    lock: the directory the lock made goes with it. One that was there, or that holds more, stays."""
+    from src.sweep.lock import LOCK_FILE, hold_sweep_lock, release_sweep_lock
+
+    hold_sweep_lock(tmp_path / "new")
+    release_sweep_lock()
+    assert not (tmp_path / "new").exists()
+    hold_sweep_lock(tmp_path / "used")
+    (tmp_path / "used" / "multirun.yaml").write_text("hydra: {}\n")
+    release_sweep_lock()
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == [LOCK_FILE, "multirun.yaml"]
+    (tmp_path / "there").mkdir()
+    hold_sweep_lock(tmp_path / "there")
+    release_sweep_lock()
+    assert [p.name for p in (tmp_path / "there").iterdir()] == [LOCK_FILE]
