@@ -60,7 +60,7 @@ from src.cli.validation import (
 from src.data.files import read_lines, resolve_path
 from src.data.registry import task_kind
 from src.model import ConfigError, generate
-from src.provenance import command_line, module_command
+from src.provenance import command_line, module_command, shell_override
 from src.training.inference import classify_in_batches, eval_mode, translate_in_batches
 from src.training.report import print_warning, quiet_lightning
 
@@ -269,8 +269,8 @@ def write_attention_page(cfg: DictConfig, page: Path, module, datamodule, checkp
         if analysis is None:
             view.importance_about = (
                 f"No number on the heads: this checkpoint has no analysis of its heads ({where}); "
-                f"`{module_command('src.analyze', f'ckpt={cfg.ckpt}')}` measures their importance; then write this "
-                "page again."
+                f"`{module_command('src.analyze', shell_override('ckpt', cfg.ckpt))}` measures their importance; "
+                "then write this page again."
             )
         else:
             view.importance, view.head_notes, view.importance_about = analysis.values, analysis.notes, analysis.about

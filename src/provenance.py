@@ -118,11 +118,34 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def resume_in_place(overrides: list[str], run_dir: Path) -> str:
-    """The command that resumes a run in its own directory from its newest checkpoint: its overrides (without its
-    own ckpt_path and Hydra's settings), hydra.run.dir=<the run> and ckpt_path=last."""
+def resume_in_place(overrides: list[str], run_dir: Path, hydra: Any = None) -> str:
+    """The command that resumes a run in its own directory from its newest checkpoint: the options that chose its
+    configs (config_arguments, from its Hydra config `hydra` where given), its overrides (without its own ckpt_path
+    and Hydra's settings), hydra.run.dir=<the run> and ckpt_path=last."""
     keep = [o for o in overrides if not o.lstrip("+~").startswith(("ckpt_path=", "hydra."))]
-    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}", "ckpt_path=last"])
+    chosen = config_arguments(hydra) if hydra is not None else []
+    return command_line(argv=[*chosen, *keep, f"hydra.run.dir={hydra_value(run_dir)}", "ckpt_path=last"])
+
+
+RUN_CONFIG_NAME = "config"  # src.run's primary config (src/run.py's @hydra.main): no --config-name needed for it
+
+
+def config_arguments(hydra: Any) -> list[str]:
+    """The options of a command line that chose the configs a run or sweep was composed from, which its overrides do
+    not say: `--config-dir <dir>` for each directory added so, `--config-name <name>` for a primary config other
+    than src.run's own. Without them a printed command (a resume, a job's own command) would compose other configs
+    than the ones it ran with, or fail to find a config group the user added. `hydra`: its Hydra config (Hydra's
+    HydraConfig, or the `hydra` of a saved .hydra/hydra.yaml or multirun.yaml)."""
+    from omegaconf import OmegaConf
+
+    arguments = []
+    for source in OmegaConf.select(hydra, "runtime.config_sources", default=None) or []:
+        if source.get("provider") == "command-line":  # Hydra's name for --config-dir's search path entry
+            arguments += ["--config-dir", str(source.get("path")).removeprefix("file://")]
+    name = OmegaConf.select(hydra, "job.config_name", default=None)
+    if name and name != RUN_CONFIG_NAME:
+        arguments += ["--config-name", str(name)]
+    return arguments
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:

@@ -67,6 +67,7 @@ from src.model import ConfigError
 from src.provenance import (
     RunRecord,
     command_line,
+    config_arguments,
     hydra_value,
     module_command,
     read_record,
@@ -504,7 +505,7 @@ def threads_for_parallel_jobs() -> int:
 
 def resume_command(run_dir: Path) -> str:
     """The command that resumes this run in its own directory from its newest checkpoint."""
-    return resume_in_place(list(HydraConfig.get().overrides.task), run_dir)
+    return resume_in_place(list(HydraConfig.get().overrides.task), run_dir, HydraConfig.get())
 
 
 def interrupt_follow_up(
@@ -560,7 +561,9 @@ def interrupt_follow_up(
         return search, f"the search stops here; resume it, this trial {how} as a trial of the study, with: {search}"
     # the job's own command without the search (hparams_search= would only warn that a sweeper needs -m)
     alone_command = resume_in_place(
-        [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hparams_search=")], run_dir
+        [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hparams_search=")],
+        run_dir,
+        HydraConfig.get(),
     )
     alone = f"this job's training alone resumes with: {alone_command}" if interrupt.checkpoint else "nothing to resume"
     return alone_command, (
@@ -593,7 +596,7 @@ def job_command(run_dir: Path) -> str:
     """A sweep job's own command: what runs this one job, in its directory (its process was started by the sweep's
     command, or by a worker of a launcher: joblib's, submitit's, whose command line says nothing of the job)."""
     keep = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hydra.")]
-    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}"])
+    return command_line(argv=[*config_arguments(HydraConfig.get()), *keep, f"hydra.run.dir={hydra_value(run_dir)}"])
 
 
 FAILED_JOBS: list[str] = []  # sweep jobs that failed in this process (the basic launcher runs them all here)
@@ -780,7 +783,7 @@ def stacked_member_command(run_dir: Path, cfg: DictConfig) -> str:
         return not key.startswith("hydra.") and (cfg.ckpt_path is not None or not key.startswith("ckpt_path="))
 
     keep = [o for o in HydraConfig.get().overrides.task if kept(o)]
-    return command_line(argv=[*keep, f"hydra.run.dir={hydra_value(run_dir)}"])
+    return command_line(argv=[*config_arguments(HydraConfig.get()), *keep, f"hydra.run.dir={hydra_value(run_dir)}"])
 
 
 def forget_earlier_error(run_dir: Path) -> None:

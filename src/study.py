@@ -1017,14 +1017,9 @@ def read_record(sweep_dir: Path) -> dict[str, Any] | None:
 def resume_arguments(config: DictConfig) -> list[str]:
     """The arguments that resume a search where it stopped (its composed config, `hydra` included): its own
     overrides, in its own directory, with ckpt_path=last (src/sweep/stacked.py's resume_command, for a search)."""
-    from src.provenance import hydra_value
+    from src.sweep.resume import sweep_resume_arguments
 
-    overrides = config.hydra.overrides
-    dropped = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
-    kept_hydra = [o for o in overrides.hydra if not o.lstrip("+~").startswith(dropped)]
-    kept_task = [o for o in overrides.task if not o.lstrip("+~").startswith("ckpt_path=")]
-    sweep_dir = hydra_value(Path(str(config.hydra.sweep.dir)).resolve())
-    return ["-m", *kept_hydra, *kept_task, f"hydra.sweep.dir={sweep_dir}", f"ckpt_path={RESUME}"]
+    return sweep_resume_arguments(config.hydra, Path(str(config.hydra.sweep.dir)))
 
 
 def job_dir_of(sweep_dir: Path, number: int) -> Path | None:

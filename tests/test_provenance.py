@@ -162,3 +162,40 @@ def test_printed_commands_name_the_interpreter_as_module_command_does(monkeypatc
     assert capsys.readouterr().err == (
         "error: /no/such/sweep does not exist: give the sweep directory `.venv/bin/python -m src.run -m ...` printed\n"
     )
+
+
+def test_printed_commands_keep_the_options_that_chose_the_configs(tmp_path):
+    """--config-dir and --config-name are not overrides: a resume or a job's own command rebuilt from the overrides
+    alone would compose other configs. config_arguments reads them from the run's Hydra config (composed, or saved
+    in .hydra/hydra.yaml and multirun.yaml), and every printed resume gives them first."""
+    from omegaconf import OmegaConf
+
+    from src.provenance import config_arguments, resume_in_place
+    from src.sweep.resume import resume_arguments
+
+    hydra = OmegaConf.create(
+        {
+            "runtime": {
+                "config_sources": [
+                    {"path": "hydra.conf", "schema": "pkg", "provider": "hydra"},
+                    {"path": "/project/src/conf", "schema": "file", "provider": "main"},
+                    {"path": "file:///home/me/my confs", "schema": "file", "provider": "command-line"},
+                ]
+            },
+            "job": {"config_name": "mine"},
+            "overrides": {"hydra": ["hydra/launcher=joblib"], "task": ["seed=0,1", "+experiment=wider"]},
+            "sweep": {"dir": str(tmp_path)},
+        }
+    )
+    assert config_arguments(hydra) == ["--config-dir", "/home/me/my confs", "--config-name", "mine"]
+    plain = OmegaConf.create({"runtime": {"config_sources": []}, "job": {"config_name": "config"}})
+    assert config_arguments(plain) == []
+
+    words = shlex.split(resume_in_place(["seed=0", "ckpt_path=last"], tmp_path / "run", hydra))
+    assert words[1:] == ["-m", "src.run", "--config-dir", "/home/me/my confs", "--config-name", "mine", "seed=0",
+                         f"hydra.run.dir={tmp_path / 'run'}", "ckpt_path=last"]  # fmt: skip
+    OmegaConf.save({"hydra": hydra}, tmp_path / "multirun.yaml")
+    assert resume_arguments(tmp_path) == [
+        "-m", "--config-dir", "/home/me/my confs", "--config-name", "mine", "hydra/launcher=joblib", "seed=0,1",
+        "+experiment=wider", f"hydra.sweep.dir={tmp_path.resolve()}", "ckpt_path=last",
+    ]  # fmt: skip

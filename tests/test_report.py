@@ -89,7 +89,10 @@ def test_the_report_files(sweep):
     assert "**0.900 ± 0.050 (3)**" in report  # the best mean in bold, with std and n
     assert "0.523 ± 0.025 (3)" in report  # each mean to two significant digits of its std
     assert "baseline" in report and " *" in report  # 4 heads differs significantly from 1
-    assert "| failed | model.heads=3 ... |" in report and "| running |" in report
+    assert "| failed | model.heads=3 ... |" in report
+    # a job killed outright (kill -9) could not record its end: the row says what `running` may mean
+    said = "| running | its run.json says it is running: it still runs, or it was killed before it could say so"
+    assert f"{said} |" in report
     rows = list(csv.DictReader(open(sweep / "results.csv")))
     assert len(rows) == 8 and {r["status"] for r in rows} == {"completed", "failed", "running"}
     assert [float(r[MAIN]) for r in rows if r["model.heads"] == "4"] == [0.90, 0.85, 0.95]
@@ -957,3 +960,17 @@ def test_what_the_report_does_not_take_is_one_line_with_the_fix(tmp_path, capsys
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [line.format(sweep=sweep, other=other, python=PYTHON)] and not captured.out
     assert not (sweep / "report.md").exists() and not (other / "report.md").exists()
+
+
+def test_a_job_left_running_in_a_grid_sweep_gets_the_sweeps_own_resume(sweep):
+    """In a grid sweep (its multirun.yaml says its command), a job whose run.json still says `running` after the
+    sweep ended was killed outright: its row gives the sweep's own command, which resumes it in place."""
+    from src.sweep.resume import resume_command
+
+    task = ["model.heads=1,4,3,8", "seed=0,1,2", "task=sort"]
+    OmegaConf.save({"hydra": {"overrides": {"hydra": [], "task": task}}}, sweep / "multirun.yaml")
+    write_report(sweep)
+    report = (sweep / "report.md").read_text()
+    (row,) = [line for line in report.splitlines() if "| running |" in line]
+    assert row.endswith(f"if killed, the sweep's own command resumes it: `{resume_command(sweep)}` |"), row
+    assert resume_command(sweep).endswith("ckpt_path=last")

@@ -86,8 +86,9 @@ class StackedLauncher(Launcher):
                 plan = resume_plan(run_dirs, members, sweep_dir)
                 if plan.finished:
                     kept = ", ".join(str(members[m]) for m in plan.finished)
-                    jobs, verb = ("job", "has") if len(plan.finished) == 1 else ("jobs", "have")
-                    print_line(f"{jobs} {kept} {verb} finished: kept as they are, not trained again")
+                    one = len(plan.finished) == 1
+                    jobs, verb, it_is = ("job", "has", "it is") if one else ("jobs", "have", "they are")
+                    print_line(f"{jobs} {kept} {verb} finished: kept as {it_is}, not trained again")
                 for m in plan.finished:
                     results[group[m]] = self._finished(configs[m], run_dirs[m])
                 if plan.note:

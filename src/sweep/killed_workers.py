@@ -107,7 +107,9 @@ def jobs_left_running(sweep_dir: Path, began: float) -> list[Path]:
 
 def resume_in_place(run_dir: Path) -> str:
     """The command that resumes a sweep's job in its own directory from its newest checkpoint, as resume_command
-    writes it, from the job's saved overrides (this process is the sweep's, not the job's)."""
+    writes it, from the job's saved overrides and Hydra config (this process is the sweep's, not the job's)."""
     from src.provenance import resume_in_place as resume_command
 
-    return resume_command([str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")], run_dir)
+    saved = run_dir / ".hydra"
+    hydra = OmegaConf.load(saved / "hydra.yaml").hydra if (saved / "hydra.yaml").is_file() else None
+    return resume_command([str(o) for o in OmegaConf.load(saved / "overrides.yaml")], run_dir, hydra)

@@ -679,13 +679,20 @@ def unfinished_section(sweep: Sweep) -> list[str]:
     unfinished = [run for run in sweep.runs if run.status != "completed"]
     if not unfinished and not sweep.not_started:
         return []
+    from src.sweep.resume import resume_command
+
     by_task = len(sweep.groups) > 1
     columns = ["run", *(["task"] if by_task else []), "status", "reason"]
     lines = ["## Runs that did not complete", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    whole = resume_command(sweep.directory) if any(run.status == "running" for run in unfinished) else None
     for run in unfinished:
         reason = run.error or ""
         if run.status == "unknown" and not run.error:
             reason = f"no {RUN_FILE}: it ended before it recorded anything, or has not started"
+        if run.status == "running" and not run.error and not run.resume:
+            # A job killed outright (kill -9, the out-of-memory killer, its machine lost) could not record its end
+            reason = f"its {RUN_FILE} says it is running: it still runs, or it was killed before it could say so"
+            reason += f"; if killed, the sweep's own command resumes it: `{whole}`" if whole else ""
         if run.resume:  # run.json's own command: the run goes on from its checkpoint, in its directory
             reason += f"{'; ' if reason else ''}resume it: `{run.resume}`"
         cells = [run.directory.name, *([run.task or "?"] if by_task else []), run.status, reason]

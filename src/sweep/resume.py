@@ -148,15 +148,27 @@ def resume_arguments(sweep_dir: Path) -> list[str] | None:
     """The arguments of the command that resumes the sweep in `sweep_dir` as a whole: its own (its multirun.yaml's
     overrides, its launcher among them), in its own directory, with ckpt_path=last. None without a multirun.yaml
     that says them (a sweep of another Hydra, a hand-made folder)."""
-    said = sweep_overrides(sweep_dir)
-    if said is None:
+    try:
+        hydra = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra
+        return sweep_resume_arguments(hydra, sweep_dir)
+    except Exception:
         return None
-    hydra, task = said
-    dropped = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
-    kept_hydra = [o for o in hydra if not o.lstrip("+~").startswith(dropped)]
-    kept_task = [o for o in task if not o.lstrip("+~").startswith("ckpt_path=")]
+
+
+def sweep_resume_arguments(hydra: Any, sweep_dir: Path, launcher: str | None = None) -> list[str]:
+    """The arguments that resume a sweep (a grid sweep, a stacked one, an Optuna search) in its own directory: the
+    options that chose its configs (src/provenance.py: config_arguments), its Hydra and task overrides without its
+    directory, mode and ckpt_path, then hydra.sweep.dir=<it> and ckpt_path=last. `hydra`: its Hydra config (as
+    composed, or from its multirun.yaml). `launcher`: an override that replaces its launcher's, first (a stacked
+    sweep's groups resume only with hydra/launcher=stacked)."""
+    from src.provenance import config_arguments
+
+    dropped = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=", *(("hydra/launcher=",) if launcher else ()))
+    kept_hydra = [str(o) for o in hydra.overrides.get("hydra") or [] if not str(o).lstrip("+~").startswith(dropped)]
+    kept_task = [str(o) for o in hydra.overrides.task if not str(o).lstrip("+~").startswith("ckpt_path=")]
     where = f"hydra.sweep.dir={hydra_value(Path(sweep_dir).resolve())}"
-    return ["-m", *kept_hydra, *kept_task, where, f"ckpt_path={RESUME}"]
+    chosen = config_arguments(hydra)
+    return ["-m", *chosen, *([launcher] if launcher else []), *kept_hydra, *kept_task, where, f"ckpt_path={RESUME}"]
 
 
 def resume_command(sweep_dir: Path) -> str | None:

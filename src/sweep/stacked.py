@@ -243,14 +243,10 @@ def job_return(config: DictConfig, task_cfg: DictConfig, value: Any) -> Any:
 def resume_command(sweep_config: DictConfig) -> list[str]:
     """The arguments that resume a stacked sweep where it stopped: its own overrides, in its own directory, with
     ckpt_path=last (every group goes on from its saved state; finished groups are kept, unstarted ones start)."""
-    overrides = sweep_config.hydra.overrides
-    dropped = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra/launcher=", "hydra.mode=")
-    kept_hydra = [o for o in overrides.hydra if not o.lstrip("+~").startswith(dropped)]
-    kept_task = [o for o in overrides.task if not o.lstrip("+~").startswith("ckpt_path=")]
-    from src.provenance import hydra_value
+    from src.sweep.resume import sweep_resume_arguments
 
-    sweep_dir = hydra_value(Path(str(sweep_config.hydra.sweep.dir)).resolve())
-    return ["-m", "hydra/launcher=stacked", *kept_hydra, *kept_task, f"hydra.sweep.dir={sweep_dir}", "ckpt_path=last"]
+    hydra = sweep_config.hydra
+    return sweep_resume_arguments(hydra, Path(str(hydra.sweep.dir)), launcher="hydra/launcher=stacked")
 
 
 def task_module(task_function: Any):

@@ -128,14 +128,13 @@ def rank_command(local_rank: int, run_dir: Path) -> tuple[list[str], str]:
     the log (the first rank writes them)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from src.provenance import hydra_value
+    from src.provenance import config_arguments, hydra_value
 
     hydra = HydraConfig.get()
-    command = [sys.executable, "-m", "src.run"]
-    for source in hydra.runtime.config_sources:  # --config-dir given on the command line
-        if source.provider == "command-line":
-            command += ["--config-dir", source.path.removeprefix("file://")]
-    command += ["--config-name", hydra.job.config_name, *hydra.overrides.task]
+    command = [sys.executable, "-m", "src.run", *config_arguments(hydra)]
+    if "--config-name" not in command:  # named always: the rank must compose what the first one did
+        command += ["--config-name", hydra.job.config_name]
+    command += list(hydra.overrides.task)
     command += [
         f"hydra.run.dir={hydra_value(Path(run_dir).resolve())}",
         "hydra.output_subdir=null",

@@ -330,3 +330,25 @@ def test_a_sweep_job_resumed_with_another_setting_is_told_it_leaves_its_row(tmp_
     )
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("warning:") and "sweep" in line]
     assert "trainer.max_steps=6" in line and "a configuration of its own" in line
+
+
+def test_a_sweep_composed_with_a_config_dir_of_its_own_prints_commands_that_keep_it(tmp_path):
+    """A user's own config group added with --config-dir (experiment/mine.yaml beside the project's): the sweep's
+    jobs record their own command, and the sweep's resume is built from multirun.yaml, both with --config-dir, so
+    each composes the user's config again (without it, `experiment=mine` is a config Hydra cannot find)."""
+    from src.sweep.resume import resume_arguments
+
+    configs = tmp_path / "my configs"
+    (configs / "experiment").mkdir(parents=True)
+    (configs / "experiment" / "mine.yaml").write_text("# @package _global_\nmodel:\n  norm_position: pre\n")
+    sweep = tmp_path / "sweep"
+    check(run_here("src.run", "--config-dir", str(configs), "-m", *FOUR_STEPS, "experiment=mine", "seed=0,1",
+                   f"hydra.sweep.dir={sweep}"))  # fmt: skip
+    job = json.loads((sweep / "0_seed:0" / "run.json").read_text())
+    assert shlex.split(job["command"])[3:5] == ["--config-dir", str(configs)], job["command"]
+    assert "norm_position: pre" in (sweep / "0_seed:0" / ".hydra" / "config.yaml").read_text()
+    arguments = resume_arguments(sweep)
+    assert arguments[:3] == ["-m", "--config-dir", str(configs)] and arguments[-1] == "ckpt_path=last", arguments
+    # the printed resume runs as it reads: the sweep has finished, so it keeps both jobs
+    resumed = check(run_here("src.run", *arguments))
+    assert "jobs 0, 1 have finished: kept as they are" in resumed.stdout + resumed.stderr
