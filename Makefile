@@ -21,7 +21,8 @@ run: $(STAMP)
 # Two workers (pytest-xdist), one test file each at a time: the end-to-end tests mostly wait on their own
 # subprocesses, so the suite takes about half the time on two cores. The files are handed out in collection order,
 # end-to-end files first (tests/conftest.py), so that no slow file is left to one worker at the end.
-# `make test ARGS="-n 0"`: one process.
+# Three workers were tried on two cores, to fill the time the end-to-end tests wait: slower (25 min of tests
+# against 19, a third more CPU time spent). `make test ARGS="-n 0"`: one process.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(ARGS)
 
