@@ -975,6 +975,7 @@ def record(
     n_trials: int,
     overrides: list[str] | None = None,
     resume: str | None = None,
+    starts_from: str | None = None,
 ) -> None:
     """study.yaml in the sweep directory: the study its trials belong to, for `python -m src.report <sweep dir>`;
     the sweep's own overrides and the command that resumes it, for its interrupted jobs to print (a job may run in
@@ -994,6 +995,10 @@ def record(
     }
     if overrides is not None:
         saved["overrides"] = [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
+        given = [o.partition("=")[2] for o in overrides if o.lstrip("+~").startswith("ckpt_path=")]
+        starts_from = starts_from or next((value for value in given if value != RESUME), None)
+    if starts_from:  # the checkpoint each trial starts from (the search's own ckpt_path): a resume keeps it
+        saved["starts_from"] = starts_from
     if resume is not None:
         saved["resume"] = resume
     text = yaml.safe_dump(saved, sort_keys=False, width=10_000)  # wide: the command on one line, as it is pasted
@@ -1066,12 +1071,18 @@ def sweep(impl: Any, arguments: list[str]) -> None:
         check_fixed(impl.config)
         made = Search(directions, space, objective_of(impl.config), search_of(impl.config).fixed)
         study = open_study(url, impl.study_name, made, impl.sampler)
-    if resuming:  # ckpt_path=last is for the interrupted trials' jobs: a new trial's job has nothing to resume
-        fixed.pop("ckpt_path", None)
     sweep_dir = Path(str(impl.config.hydra.sweep.dir))
+    # The search's own ckpt_path=<a checkpoint> (each trial starts from it), kept in study.yaml: a resume's
+    # ckpt_path=last is for the interrupted trials' jobs, and its new trials start where the first command's did
+    starts_from = (read_record(sweep_dir) or {}).get("starts_from") if resuming else None
+    if resuming:
+        fixed.pop("ckpt_path", None)
+        if starts_from:
+            fixed["ckpt_path"] = starts_from
     if url is not None:
         resume = command_line(argv=resume_arguments(impl.config))
-        record(sweep_dir, url, study.study_name, directions, n_trials, list(impl.config.hydra.overrides.task), resume)
+        overrides = list(impl.config.hydra.overrides.task)
+        record(sweep_dir, url, study.study_name, directions, n_trials, overrides, resume, starts_from)
     log.info(f"Study name: {study.study_name}")
     log.info(f"Storage: {shown(url) if url else 'in memory'}")
     log.info(f"Sampler: {type(impl.sampler).__name__}")

@@ -306,3 +306,20 @@ def test_a_trial_failed_as_killed_while_its_sweep_lived_gives_its_value_to_a_new
         "for 5 min): its job's outcome goes to the study as trial 1"
     ]
     beat(study, [trials[1]])  # a heartbeat for a finished trial changes nothing
+
+
+def test_study_yaml_keeps_the_checkpoint_a_searchs_trials_start_from_across_its_resumes(tmp_path):
+    """A search started with ckpt_path=<a checkpoint> (each trial starts from it): study.yaml keeps it, so that a
+    resume (whose ckpt_path=last is for the interrupted trials' jobs) starts its new trials from it, not from
+    scratch (src/study.py sweep: the resumed search's fixed ckpt_path)."""
+    from src.study import read_record, record
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    record(tmp_path, url, "search", ["minimize"], 4, ["seed=0", "ckpt_path=base/last.ckpt"], "resume it")
+    assert read_record(tmp_path)["starts_from"] == "base/last.ckpt"
+    assert read_record(tmp_path)["overrides"] == ["seed=0"]
+    kept = read_record(tmp_path)["starts_from"]  # what a resume reads before it records itself again
+    record(tmp_path, url, "search", ["minimize"], 4, ["seed=0", "ckpt_path=last"], "resume it", kept)
+    assert read_record(tmp_path)["starts_from"] == "base/last.ckpt"
+    record(tmp_path, url, "search", ["minimize"], 4, ["seed=0", "ckpt_path=last"], "resume it")  # none to keep
+    assert "starts_from" not in read_record(tmp_path)
