@@ -520,7 +520,7 @@ def interrupt_follow_up(
     the search cannot go on, and the line says so. Under SLURM a requeued job goes on by itself.
 
     `evaluate` (evaluate_instead): the interrupt came after the last step, so there is nothing to resume, only the
-    final metrics to record with src.eval; a grid sweep's own command still goes on with its other jobs (it keeps
+    final metrics to measure with src.eval; a grid sweep's own command still goes on with its other jobs (it keeps
     this one)."""
     from src.cli.preflight import resumes_in_place
     from src.study import SWEEPER
@@ -533,7 +533,8 @@ def interrupt_follow_up(
         whole = sweep_resume_command(Path(str(hydra_cfg.sweep.dir))) if hydra_cfg is not None and grid else None
         if whole is None:
             return None, evaluate
-        return whole, f"{evaluate}; the sweep's other jobs go on (this one is kept as it is) with: {whole}"
+        # run.json keeps no resume: this job has nothing to resume (the sweep's command would keep it as it is)
+        return None, f"{evaluate}; the sweep's other jobs go on (this one is kept as it is) with: {whole}"
     command = resume_command(run_dir)
     go_on = f"resume with: {command}" if interrupt.checkpoint else "run it again in a new directory"
     if slurm_job() is not None:  # SIGTERM is also how SLURM requeues a job: it then continues by itself

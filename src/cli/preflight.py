@@ -299,8 +299,8 @@ def what_finishes_the_sweep(sweep_dir: Path, jobs: list[Path]) -> str | None:
         said.append(
             f"{counted(len(trained), 'job')} ({', '.join(job.name for job in trained)}) "
             f"{'was' if len(trained) == 1 else 'were'} interrupted after {'its' if len(trained) == 1 else 'their'} "
-            f"last step, which a resume keeps: {'its' if len(trained) == 1 else 'their'} final metrics are recorded "
-            f"by {evaluate}"
+            f"last step, which a resume keeps; {'its' if len(trained) == 1 else 'their'} final metrics are not "
+            f"recorded: evaluate {'it' if len(trained) == 1 else 'each'} with {evaluate}"
         )
     return "; ".join(said)
 
@@ -486,7 +486,7 @@ def check_no_job_left_out(sweep_dir: Path, held: list[Path | None], jobs: list[l
     left_out = [directory for directory in overrides_held if directory not in held]
     if not left_out:
         return
-    leave_out = unswept_run_only([list(overrides_held.values()), [[str(o) for o in job] for job in jobs]])
+    leave_out = unswept_run_only(list(overrides_held.values()), [[str(o) for o in job] for job in jobs])
     planned = [settings_key(overrides, leave_out) for overrides in jobs]
     # what this command gives each setting, in its order (each override written as settings_key writes it)
     given = values_by_setting(

@@ -29,26 +29,38 @@ _made: Path | None = None  # the sweep directory hold_sweep_lock made (None: it 
 
 def hold_sweep_lock(sweep_dir: Path) -> None:
     """Take the sweep directory's lock for this process, until release_sweep_lock or the process ends; refused (one
-    ConfigError) while another process holds it."""
+    ConfigError) while another process holds it. Where the file system cannot lock (Lustre without flock, NFS
+    mounted nolock) the sweep goes on unlocked, said in one warning line."""
     global _held, _made
     release_sweep_lock()
-    _made = None if sweep_dir.is_dir() else sweep_dir
+    made = None if sweep_dir.is_dir() else sweep_dir
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / LOCK_FILE
-    handle = open(path, "a+")  # noqa: SIM115 (kept open: the lock lasts as long as the file is open)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        record = handle.read()
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (kept open: the lock lasts as long as the file is open)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            record = handle.read()
+            handle.close()
+            raise in_use(sweep_dir, record) from None
+        except OSError as error:  # no locks on this file system: nothing to wait for, nothing to hold
+            handle.close()
+            cannot_lock(sweep_dir, error)
+            return
+        # the file locked is still the directory's (a sweep refused at launch removes its lock file with the
+        # directory it made: one that opened the file before then holds a lock nobody else can see)
+        if path.exists() and os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino:
+            break
         handle.close()
-        raise in_use(sweep_dir, record) from None
+        sweep_dir.mkdir(parents=True, exist_ok=True)
     handle.seek(0)
     handle.truncate()
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": now(), "command": command_line()}
     handle.write(json.dumps(holder) + "\n")
     handle.flush()
-    _held = handle
+    _held, _made = handle, made
 
 
 def check_not_in_use(sweep_dir: Path) -> None:
@@ -64,6 +76,18 @@ def check_not_in_use(sweep_dir: Path) -> None:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             raise in_use(sweep_dir, handle.read()) from None
+        except OSError:  # no locks on this file system: hold_sweep_lock says so
+            return
+
+
+def cannot_lock(sweep_dir: Path, error: OSError) -> None:
+    from src.training.report import print_warning
+
+    print_warning(
+        f"hydra.sweep.dir={sweep_dir} is on a file system that cannot lock files ({error.strerror or error}): "
+        "nothing stops a second sweep or resume from running in it at the same time, so start one only once this "
+        "one has ended"
+    )
 
 
 def in_use(sweep_dir: Path, record: str) -> ConfigError:

@@ -453,32 +453,36 @@ def held_overrides(sweep_dir: Path) -> dict[Path, list[str]]:
 def matched_jobs(sweep_dir: Path, jobs: Any) -> tuple[list[frozenset[str]], dict[frozenset[str], Path]]:
     """The keys a sweep's planned `jobs` (their overrides, in order) are matched to the job directories `sweep_dir`
     holds by: each planned job's settings_key, and the directories by theirs (where two hold the same settings, the
-    lower number's), both without the run-only settings neither side sweeps (unswept_run_only)."""
+    lower number's), both without the run-only settings the command does not sweep (unswept_run_only)."""
     held = held_overrides(sweep_dir)
-    leave_out = unswept_run_only([list(held.values()), [[str(o) for o in job] for job in jobs]])
+    planned = [[str(o) for o in job] for job in jobs]
+    leave_out = unswept_run_only(list(held.values()), planned)
     by_key: dict[frozenset[str], Path] = {}
     for directory, overrides in held.items():
         by_key.setdefault(settings_key(overrides, leave_out), directory)
-    return [settings_key(job, leave_out) for job in jobs], by_key
+    return [settings_key(job, leave_out) for job in planned], by_key
 
 
-def unswept_run_only(sides: list[list[list[str]]]) -> frozenset[str]:
+def unswept_run_only(held: list[list[str]], planned: list[list[str]]) -> frozenset[str]:
     """The settings that say how a run is carried out, not what it trains (src/cli/schema.py:
-    NOT_EXPERIMENT_SETTINGS: torch_threads, logger, progress_every_n_steps, ...), to which no side (the jobs a sweep
-    directory holds; the jobs a command plans) gives more than one value, absent counting as one: matching a sweep's
-    jobs leaves them out, so a sweep resumed with another thread count, or without the logger it had, is the same
-    sweep. One a side sweeps (`compile=true,false`, the same run trained once per value) tells its jobs apart."""
+    NOT_EXPERIMENT_SETTINGS: torch_threads, logger, progress_every_n_steps, ...), found in the jobs a sweep
+    directory holds (`held`) or the command plans (`planned`), to which the command gives at most one value (absent
+    counting as one): matching a sweep's jobs leaves them out, so a sweep resumed with another thread count, or
+    without the logger it had, is the same sweep. One the command sweeps (`compile=true,false`, the same run trained
+    once per value) tells its jobs apart. Only the command says what is swept: the directories disagree on a
+    setting once a resume has changed it (it rewrites the overrides of the jobs it runs, not of those it keeps)."""
     from src.cli.schema import is_experiment_setting
 
-    run_only: set[str] = set()
-    swept: set[str] = set()
-    for side in sides:
-        parsed = [dict(parsed_overrides(job)) for job in side]
-        for key in {key for job in parsed for key in job if not is_experiment_setting(key.lstrip("~"))}:
-            run_only.add(key)
-            if len({job.get(key) for job in parsed}) > 1:
-                swept.add(key)
-    return frozenset(run_only - swept)
+    def run_only(jobs: list[list[str]]) -> list[dict[str, str]]:
+        return [
+            {key: value for key, value in parsed_overrides(job) if not is_experiment_setting(key.lstrip("~"))}
+            for job in jobs
+        ]
+
+    held_settings, planned_settings = run_only(held), run_only(planned)
+    keys = {key for job in [*held_settings, *planned_settings] for key in job}
+    swept = {key for key in keys if len({job.get(key) for job in planned_settings}) > 1}
+    return frozenset(keys - swept)
 
 
 def job_numbers(planned: list[frozenset[str]], held: dict[frozenset[str], int], first: int = 0) -> list[int]:

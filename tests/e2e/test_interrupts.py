@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.sweep.resume import resume_command
 from tests.conftest import PYTHON
 
 from .conftest import ROOT, SMALL_SYNTHETIC, check, run_here
@@ -300,8 +301,9 @@ def test_ctrl_c_once_training_has_ended_says_to_evaluate_not_to_resume(tmp_path)
 
 def test_ctrl_c_once_a_sweep_jobs_training_has_ended_says_to_evaluate_it_and_to_resume_the_sweep(tmp_path):
     """As above, in job 0 of a grid sweep: the job's line gives the command that evaluates it and the sweep's own
-    command, which runs the job never started and keeps this one (run.json keeps that command); the same sweep run
-    again into its directory says so, and does not count the job among those a resume runs."""
+    command, which runs the job never started and keeps this one (run.json keeps no resume: the job has nothing to
+    resume); the same sweep run again into its directory says so, and does not count the job among those a resume
+    runs."""
     sweep = tmp_path / "sweep"
     settings = long_run_with("trainer.max_steps=4", "trainer.val_check_interval=4", "task.test_size=20000")
     args = [*settings, "test_after_fit=true", "seed=0,1"]
@@ -318,8 +320,9 @@ def test_ctrl_c_once_a_sweep_jobs_training_has_ended_says_to_evaluate_it_and_to_
     assert process.returncode == 130, err
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     record = json.loads((job / "run.json").read_text())
-    whole = record["resume"]
-    assert record["status"] == "interrupted" and whole.endswith(f"hydra.sweep.dir={sweep.resolve()} ckpt_path=last")
+    assert record["status"] == "interrupted" and record["resume"] is None  # the job has nothing to resume
+    whole = resume_command(sweep)
+    assert whole.endswith(f"hydra.sweep.dir={sweep.resolve()} ckpt_path=last")
     assert f"are not recorded: evaluate it with {PYTHON} -m src.eval ckpt={job}; " in line, line
     assert line.endswith(f"; the sweep's other jobs go on (this one is kept as it is) with: {whole}"), line
     refused = run_here("src.run", "-m", *args, f"hydra.sweep.dir={sweep}")  # the same sweep, without ckpt_path=last
@@ -328,8 +331,8 @@ def test_ctrl_c_once_a_sweep_jobs_training_has_ended_says_to_evaluate_it_and_to_
     assert f"to finish it, run it again with ckpt_path=last, {whole} (it runs the 1 job it never started" in (
         refused.stderr
     )
-    kept = "1 job (0_seed:0) was interrupted after its last step, which a resume keeps: its final metrics are "
-    assert f"{kept}recorded by {PYTHON} -m src.eval ckpt={job}" in refused.stderr, refused.stderr
+    kept = "1 job (0_seed:0) was interrupted after its last step, which a resume keeps; its final metrics are not "
+    assert f"{kept}recorded: evaluate it with {PYTHON} -m src.eval ckpt={job}" in refused.stderr, refused.stderr
 
 
 # --- Ctrl-C in src.eval and src.predict: one line, exit status 130, nothing half-written -------------------------
