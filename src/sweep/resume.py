@@ -126,20 +126,13 @@ def resume_plan(
     return plan
 
 
-def sweep_overrides(sweep_dir: Path) -> tuple[list[str], list[str]] | None:
-    """The Hydra and task overrides of the sweep in `sweep_dir` (its multirun.yaml), None without one that says them
-    (a sweep of another Hydra, a hand-made folder)."""
-    try:
-        overrides = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra.overrides
-        return [str(o) for o in overrides.get("hydra") or []], [str(o) for o in overrides.task]
-    except Exception:
-        return None
-
-
 def sweep_starts_from(sweep_dir: Path) -> str | None:
     """The sweep's own `ckpt_path=<a checkpoint>` override (its jobs start from that checkpoint), None without one.
     A resumed sweep's ckpt_path=last replaces it on the command line; multirun.yaml keeps it (resume_sweep)."""
-    task = (sweep_overrides(sweep_dir) or ([], []))[1]
+    try:
+        task = [str(o) for o in OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra.overrides.task]
+    except Exception:  # no multirun.yaml that says the sweep's overrides: nothing it started from
+        return None
     given = [o for o in task if o.lstrip("+~").startswith("ckpt_path=")]
     return given[-1] if given and given[-1].lstrip("+~") != f"ckpt_path={RESUME}" else None
 
