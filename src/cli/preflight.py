@@ -686,6 +686,11 @@ def swept_keys(config: DictConfig) -> list[str]:
     return [*params, *(o.key_or_group for o in overrides if o.is_sweep_override())]
 
 
+# The overrides of every job check_sweep_jobs composed, in this process: the grid sweeper does not compose them a
+# second time before launching them (hydra_plugins/transformer_ablations/grid_sweeper.py).
+COMPOSED_JOBS: set[tuple[str, ...]] = set()
+
+
 def check_sweep_jobs(config: DictConfig) -> None:
     """Each job of a grid sweep checked as a single run is (check_run_dir) before the first one starts: its
     settings, its data and the checkpoint it resumes. One job that cannot run refuses the sweep, with the job's
@@ -696,6 +701,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
 
     from src.cli.validation import check_data, validate_config
 
+    COMPOSED_JOBS.clear()  # this sweep's own jobs, not an earlier command's of this process
     check_stacked_launcher(config.hydra.launcher)
     check_joblib_launcher(config.hydra.launcher)
     jobs = sweep_jobs(config)
@@ -718,7 +724,9 @@ def check_sweep_jobs(config: DictConfig) -> None:
     for index, overrides in enumerate(jobs):
         resumed = plan[index] if plan is not None else None
         number = resumed.number if resumed is not None else index
-        job = loader.load_sweep_config(config, resumed.launched if resumed is not None else list(overrides))
+        launched = resumed.launched if resumed is not None else list(overrides)
+        job = loader.load_sweep_config(config, launched)
+        COMPOSED_JOBS.add(tuple(launched))
         settings = _without_hydra(job)
         # the same settings from the same group choices: an experiment that chooses the default mask composes what
         # no choice does, yet beside model.pretrained the two train other masks (src/pretrained/run_config.py)

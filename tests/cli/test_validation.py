@@ -25,6 +25,7 @@ from src.model import ConfigError
 from src.model.config import ARCHITECTURES
 from src.model.decoding import STRATEGIES
 from src.training.optim import OPTIMIZERS
+from tests.conftest import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_ERRORS = (ConfigError, DataError)
@@ -220,21 +221,23 @@ def test_cli_semantic_error_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+# The two below run the command in this process (tests/conftest.py run_in_process): the one above is the real
+# process's check that nothing else reaches stderr before the line (its imports' warnings).
 def test_cli_bad_checkpoint_is_one_line_exit_2(tmp_path):
     not_a_checkpoint = tmp_path / "notes.ckpt"
     not_a_checkpoint.write_text("not a checkpoint")
-    result = run_cli(f"ckpt_path={not_a_checkpoint}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "ckpt_path" in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    code, _, err = run_in_process("src.run", f"ckpt_path={not_a_checkpoint}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ckpt_path" in lines[0], err
+    assert "Traceback" not in err
 
 
 def test_cli_typo_fails_with_hydras_message(tmp_path):
-    result = run_cli("model.head=8", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode != 0
-    assert "model.head" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, _, err = run_in_process("src.run", "model.head=8", f"hydra.run.dir={tmp_path / 'run'}")
+    assert code != 0
+    assert "model.head" in err
+    assert "Traceback" not in err
 
 
 # --- legal settings the chosen options leave unread: one warning line, naming what would read them ----------------

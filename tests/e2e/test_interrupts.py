@@ -24,7 +24,10 @@ from .conftest import ROOT, SMALL_SYNTHETIC, check, run_here
 
 pytestmark = pytest.mark.slow
 
-# Long enough (a few seconds) for a signal to land mid-training; dropout on, so the random state matters too.
+# Long enough for a signal to land mid-training: the tests signal within a second of the first step checkpoint (step
+# 40), and the 260 steps after it take 2-3 s on one core (4 s where the other test worker shares it). Dropout is on, so
+# the random state matters too.
+LONG_STEPS = 300
 LONG_RUN = [
     "task=reverse",
     *SMALL_SYNTHETIC,
@@ -33,11 +36,11 @@ LONG_RUN = [
     "model.layers=1",
     "model.d_ff=32",
     "model.dropout=0.1",
-    "trainer.max_steps=600",
-    "trainer.val_check_interval=300",
+    f"trainer.max_steps={LONG_STEPS}",
+    "trainer.val_check_interval=150",
     "trainer.enable_progress_bar=false",
     "checkpoint.every_n_train_steps=40",
-    "dashboard.attention_every_n_steps=300",
+    "dashboard.attention_every_n_steps=150",
     "optimizer.warmup_steps=10",
     "batch_size=16",
     "torch_threads=1",
@@ -72,7 +75,7 @@ def wait_for(path_glob: str, folder: Path, process: subprocess.Popen, timeout: f
 
 def weights(run_dir: Path) -> dict:
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert checkpoint["global_step"] == 600
+    assert checkpoint["global_step"] == LONG_STEPS
     return checkpoint["state_dict"]
 
 
@@ -104,7 +107,7 @@ def test_sigterm_saves_the_step_and_resumes_exactly(tmp_path, uninterrupted):
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "interrupted"
     stopped_at = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
-    assert 0 < stopped_at < 600  # saved at the step it stopped, mid-training
+    assert 0 < stopped_at < LONG_STEPS  # saved at the step it stopped, mid-training
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and f"step {stopped_at} saved" in error_lines[0]
     assert f"hydra.run.dir={run_dir} ckpt_path=last" in record["resume"] and record["resume"] in error_lines[0]

@@ -3,6 +3,7 @@ runs from another directory through its console scripts, with the configs and ex
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -67,10 +68,17 @@ def test_a_built_wheel_runs_outside_the_repository(tmp_path):
     tiny += ["task.test_size=4", "batch_size=4", "model.d_model=16", "model.d_ff=32", "logger=none"]
     run(scripts / "transformer-run", *tiny, cwd=elsewhere)
     (checkpoint,) = elsewhere.glob("outputs/*/*/checkpoints/last.ckpt")
-    run(scripts / "transformer-eval", f"ckpt={checkpoint}", cwd=elsewhere)
-    run(scripts / "transformer-predict", f"ckpt={checkpoint}", "text=1234", cwd=elsewhere)
+    # The commands that read the run, each installed script as its own __main__, in one Python (as the --help pages
+    # below): three processes would import torch and Lightning three times over
     analysis = ["single_heads=false", "keep_one=false", "prune_step=1.0"]
-    run(scripts / "transformer-analyze", f"ckpt={checkpoint.parents[1]}", *analysis, cwd=elsewhere)
+    commands = [
+        [scripts / "transformer-eval", f"ckpt={checkpoint}"],
+        [scripts / "transformer-predict", f"ckpt={checkpoint}", "text=1234"],
+        [scripts / "transformer-analyze", f"ckpt={checkpoint.parents[1]}", *analysis],
+    ]
+    said = run(python, "-c", EACH_COMMAND, *(json.dumps([str(a) for a in c]) for c in commands), cwd=elsewhere).stdout
+    assert said.count(f"{COMMAND_END} 0") == len(commands), said[-3000:]
+    assert f"checkpoint: {checkpoint}" in said.splitlines(), said[-3000:]  # src.eval read and printed the run
     assert (checkpoint.parents[1] / "analysis" / "report.md").is_file()
 
     # Every console script pyproject.toml lists is installed, and its --help names it as the user typed it.
@@ -88,6 +96,21 @@ def test_a_built_wheel_runs_outside_the_repository(tmp_path):
         assert helped[name].startswith(f"{name}: ") and f"Usage: {name} " in helped[name], helped[name]
         assert "python -m" not in helped[name]
 
+
+COMMAND_END = "<<exit status>>"
+# Runs each command given (a JSON list: an installed console script and its arguments) as its own __main__, printing
+# COMMAND_END and its exit status after each.
+EACH_COMMAND = f"""
+import contextlib, json, runpy, sys
+for command in sys.argv[1:]:
+    sys.argv = json.loads(command)
+    status = 0
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as exit:
+        status = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    print({COMMAND_END!r}, status, flush=True)
+"""
 
 HELP_END = "<<end of help>>"
 # Runs each console script given (a path) with --help as its own __main__, printing HELP_END after each page.

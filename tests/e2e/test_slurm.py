@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from .conftest import ROOT, check, run_here
-from .test_interrupts import LONG_RUN, assert_same_weights
+from .test_interrupts import LONG_RUN, LONG_STEPS, assert_same_weights
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
@@ -63,6 +63,11 @@ def sweep_training_mid_way(cluster, sweep: Path, *overrides: str, job: str = "*"
         stderr=subprocess.PIPE,
         text=True,
     )
+    return training_mid_way(sweep, process, job)
+
+
+def training_mid_way(sweep: Path, process: subprocess.Popen, job: str) -> tuple[subprocess.Popen, Path, str]:
+    """Once the sweep's job `job` trains past its first step checkpoint: the process, the job's directory and id."""
     deadline = time.monotonic() + 180
     while not list(sweep.glob(f"{job}/checkpoints/step-*.ckpt")):
         assert process.poll() is None, process.communicate()
@@ -112,43 +117,42 @@ def test_a_sweep_on_slurm_ends_in_its_report_with_the_failed_job_and_its_reason(
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_weights(tmp_path_factory) -> dict:
-    """The requeue tests' reference: the same run, never interrupted, trained outside SLURM."""
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    check(run_here("src.run", *LONG_RUN, f"hydra.run.dir={run_dir}"))
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+def uninterrupted_weights(tmp_path_factory) -> dict[int, dict]:
+    """The requeue tests' references, by seed: the same runs, never interrupted, trained outside SLURM."""
+    references = {}
+    for seed in (0, 1):
+        run_dir = tmp_path_factory.mktemp(f"uninterrupted-{seed}")
+        check(run_here("src.run", *LONG_RUN, f"seed={seed}", f"hydra.run.dir={run_dir}"))
+        references[seed] = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return references
 
 
-@pytest.mark.parametrize(
-    "requeue",
-    [
-        ["scontrol", "requeue"],  # preemption, or by hand: SLURM sends SIGTERM, then starts the job again
-        ["scancel", "--signal=USR2"],  # the warning before a time limit: submitit requeues the job itself
-    ],
-    ids=["scontrol-requeue", "time-limit-signal"],
-)
 def test_a_requeued_job_resumes_from_its_last_step_and_ends_with_the_uninterrupted_weights(
-    slurm_cluster, tmp_path, uninterrupted_weights, requeue
+    slurm_cluster, tmp_path, uninterrupted_weights
 ):
-    """A job requeued mid-training saves its step (on SLURM's SIGTERM, or on the signal SLURM sends before the
-    time limit, after which submitit requeues it) and is started again with the same job id; it finds its own run
+    """A job requeued mid-training saves its step and is started again with the same job id; it finds its own run
     and resumes it. The final weights equal those of a run never interrupted (trained outside SLURM with the same
-    settings), bit for bit."""
+    settings), bit for bit. Both ways SLURM requeues, in one sweep of two jobs training side by side: job 0 by
+    `scontrol requeue` (preemption, or by hand: SLURM sends SIGTERM, then starts the job again), job 1 by the signal
+    SLURM sends before a time limit (`scancel --signal=USR2`: submitit requeues the job itself)."""
     sweep = tmp_path / "sweep"
-    process, job_dir, job = sweep_training_mid_way(slurm_cluster, sweep, *LONG_RUN, "seed=0")
-    slurm_cluster.run(*requeue, job)
+    process, job_dir, job = sweep_training_mid_way(slurm_cluster, sweep, *LONG_RUN, "seed=0,1", job="0_*")
+    _, other_dir, other = training_mid_way(sweep, process, job="1_*")
+    slurm_cluster.run("scontrol", "requeue", job)
+    slurm_cluster.run("scancel", "--signal=USR2", other)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
 
-    record = json.loads((job_dir / "run.json").read_text())
-    assert record["status"] == "completed" and record["slurm_job"] == job
-    assert [session["status"] for session in record["previous"]] == ["interrupted"]
-    assert record["requeued"].startswith(f"SLURM started job {job} again (restart 1): resuming from")
-    steps = torch.load(job_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    reference = uninterrupted_weights
-    assert steps["global_step"] == reference["global_step"] == 600
-    assert_same_weights(steps["state_dict"], reference["state_dict"])
-    assert "1 of 1 runs completed" in out
+    for seed, (directory, requeued) in enumerate(((job_dir, job), (other_dir, other))):
+        record = json.loads((directory / "run.json").read_text())
+        assert record["status"] == "completed" and record["slurm_job"] == requeued, record
+        assert [session["status"] for session in record["previous"]] == ["interrupted"], record
+        assert record["requeued"].startswith(f"SLURM started job {requeued} again (restart 1): resuming from")
+        steps = torch.load(directory / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        reference = uninterrupted_weights[seed]
+        assert steps["global_step"] == reference["global_step"] == LONG_STEPS
+        assert_same_weights(steps["state_dict"], reference["state_dict"])
+    assert "2 of 2 runs completed" in out
 
 
 def test_a_job_the_cluster_cancels_is_reported_with_slurms_reason(slurm_cluster, tmp_path):
@@ -219,4 +223,4 @@ def test_a_requeued_job_of_two_tasks_resumes_on_both_ranks(slurm_cluster, tmp_pa
     assert record["status"] == "completed" and "resuming from" in record["requeued"]
     assert [session["status"] for session in record["previous"]] == ["interrupted"]
     checkpoint = torch.load(job_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert checkpoint["global_step"] == 600
+    assert checkpoint["global_step"] == LONG_STEPS
