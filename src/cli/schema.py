@@ -13,6 +13,7 @@ Hydra's "extending configs" pattern; the `schema/` group is hidden from `--help`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import typing
@@ -389,14 +390,38 @@ def varied_keys(sweep_dir: str | Path | None, sweeper_params: Any = None) -> lis
     An optimising sweeper (Optuna) writes no multirun.yaml: give its `sweeper_params` (a job's
     `HydraConfig.get().sweeper.params`, e.g. `optimizer.lr: tag(log, interval(1e-4, 3e-3))`) to count its search
     space too."""
-    lines = []
+    lines = list(saved_sweep_lines(Path(str(sweep_dir)) / "multirun.yaml"))
+    lines += [f"{key}={value}" for key, value in (sweeper_params or {}).items()]
+    return list(sweep_overrides_of(tuple(lines)))
+
+
+def saved_sweep_lines(multirun_yaml: Path) -> tuple[str, ...]:
+    """The overrides and sweeper params multirun.yaml holds, as override lines; none without the file. Each job's
+    directory name asks for them, several times a job: the file is read again only once it has changed (a resumed
+    sweep rewrites it)."""
     try:
-        saved = OmegaConf.load(Path(str(sweep_dir)) / "multirun.yaml")
+        stat = multirun_yaml.stat()
+    except OSError:  # no multirun.yaml (a single run, another sweeper): only what sweeper_params says
+        return ()
+    return _saved_sweep_lines(str(multirun_yaml), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _saved_sweep_lines(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    lines: list[str] = []
+    try:  # what the file holds of these, in this order (a file written by hand may hold only the overrides)
+        saved = OmegaConf.load(path)
         lines += [str(o) for o in saved.hydra.overrides.task]
         lines += [f"{key}={value}" for key, value in (saved.hydra.sweeper.get("params") or {}).items()]
-    except Exception:  # no multirun.yaml (a single run, another sweeper): only what sweeper_params says
+    except Exception:
         pass
-    lines += [f"{key}={value}" for key, value in (sweeper_params or {}).items()]
+    return tuple(lines)
+
+
+@functools.lru_cache(maxsize=256)
+def sweep_overrides_of(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys (groups by name) of the lines that are sweep overrides, once each, in order (Hydra's grammar, parsed
+    once per set of lines: its parser is slow)."""
     parser = OverridesParser.create()
     varied = []
     for line in lines:
@@ -406,7 +431,7 @@ def varied_keys(sweep_dir: str | Path | None, sweeper_params: Any = None) -> lis
             continue
         if override.is_sweep_override():
             varied.append(override.key_or_group.lstrip("+~"))
-    return list(dict.fromkeys(varied))
+    return tuple(dict.fromkeys(varied))
 
 
 def sweep_job_dirname(overrides: List[str], sweep_dir: str | None = None, sweeper_params: Any = None) -> str:

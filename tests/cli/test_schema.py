@@ -161,3 +161,16 @@ def test_the_cluster_launcher_config_composes():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose("config", overrides=["hydra/launcher=slurm_gpu"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_varied_keys_reads_a_rewritten_multirun_yaml_again(tmp_path):
+    """A resumed sweep rewrites its multirun.yaml; the keys a sweep varies are read from the file as it is now."""
+    import yaml
+
+    saved = tmp_path / "multirun.yaml"
+    saved.write_text(yaml.safe_dump({"hydra": {"overrides": {"task": ["model.heads=1,2", "seed=0"]}}}))
+    assert varied_keys(tmp_path) == ["model.heads"]
+    saved.write_text(yaml.safe_dump({"hydra": {"overrides": {"task": ["model.heads=1", "seed=0,1,2,3"]}}}))
+    assert varied_keys(tmp_path) == ["seed"]
+    saved.unlink()
+    assert varied_keys(tmp_path, {"optimizer.lr": "interval(1e-4, 3e-3)"}) == ["optimizer.lr"]

@@ -23,7 +23,13 @@ from .conftest import ROOT, SMALL_SYNTHETIC, TINY, check, run_here
 
 pytestmark = pytest.mark.slow
 
-REPLACED = ("model.heads=", "model.dropout=", "trainer.max_steps=", "trainer.val_check_interval=")
+REPLACED = (
+    "model.heads=",
+    "model.dropout=",
+    "trainer.max_steps=",
+    "trainer.val_check_interval=",
+    "dashboard.attention_every_n_steps=",
+)
 SETTINGS = [
     *(o for o in TINY if not o.startswith(REPLACED)),
     *SMALL_SYNTHETIC,
@@ -31,6 +37,7 @@ SETTINGS = [
     "trainer.max_steps=120",
     "trainer.val_check_interval=40",
     "checkpoint.every_n_train_steps=20",
+    "dashboard.attention_every_n_steps=120",  # drawn once, at the end: every 6 steps was a third of each sweep's time
 ]
 SWEEP = ["-m", "hydra/launcher=stacked", "model.heads=1,2", "seed=0,1", *SETTINGS]
 JOBS = ["0_model.heads:1+seed:0", "1_model.heads:1+seed:1", "2_model.heads:2+seed:0", "3_model.heads:2+seed:1"]
