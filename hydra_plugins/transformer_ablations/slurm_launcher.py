@@ -17,7 +17,13 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
 from src.model import ConfigError
-from src.sweep.slurm import record_cluster_failure, refused_before_any_job, sbatch_reason
+from src.sweep.slurm import (
+    ended_by_the_cluster,
+    record_cluster_failure,
+    refused_before_any_job,
+    sbatch_reason,
+    wait_until_ended,
+)
 from src.training.report import print_error
 
 try:
@@ -79,12 +85,14 @@ if submitit_launcher is not None:
             its report, which lists each job as it ended, and the command says which did not complete."""
             results = []
             for number, (job, overrides) in enumerate(zip(jobs, job_overrides), start=initial_job_idx):
-                if job.exception() is None:  # waits for the job to end
+                job_dir = self.job_dir(overrides, number)
+                wait_until_ended(job, job_dir)
+                if not ended_by_the_cluster(job) and job.exception() is None:
                     results.append(job.results()[0])
                     continue
                 # sacct's state: TIMEOUT, OUT_OF_MEMORY, CANCELLED by <user>, NODE_FAIL, FAILED
                 reason = f"SLURM job {job.job_id} ended {job.state}"
-                if not record_cluster_failure(self.job_dir(overrides, number), reason):
+                if not record_cluster_failure(job_dir, reason):
                     print_error(f"{reason} before its run began: the sweep's report lists the command that runs it")
                 ended = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
                 ended.return_value = None

@@ -19,7 +19,9 @@ submitit.core._submit`, which calls Hydra's job function and so `src.run`'s). Wh
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 from src.provenance import now, read_record, write_record
 
@@ -38,6 +40,34 @@ def record_cluster_failure(job_dir: Path, reason: str) -> bool:
         record.update(error=f"{record.get('error')}; {reason}")
     write_record(job_dir, record)
     return True
+
+
+def wait_until_ended(job: Any, job_dir: Path, recheck_s: float = 5.0) -> None:
+    """Until the SLURM job (a submitit job) has ended. submitit sees a job end at once by the result file it writes,
+    but a job the cluster stopped (cancelled, preempted without requeue) writes none, and submitit asks sacct at
+    growing intervals, up to ten minutes apart, not to load the cluster's controller: such a job could be seen ended
+    minutes after it was. Once the job's own run.json no longer says `running` (src.run records an interrupt on
+    SLURM's SIGTERM), sacct is asked for this job every `recheck_s` seconds instead (a requeued job waits so too,
+    until it runs again)."""
+    asked = 0.0
+    while not job.done():
+        record = read_record(job_dir)
+        if record is not None and record.get("status") not in (None, "running"):
+            if time.monotonic() - asked >= recheck_s:
+                asked = time.monotonic()
+                if job.done(force_check=True):
+                    return
+        time.sleep(1)
+
+
+# sacct's states of a job the cluster ended, not the job's own code (which writes its result, or its error, first)
+ENDED_BY_THE_CLUSTER = ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE")
+
+
+def ended_by_the_cluster(job: Any) -> bool:
+    """The job ended without a result, in a state the cluster put it in. submitit would wait 15 s more for a result
+    file before saying so (a shared file system may show the file late), which such a job never writes."""
+    return not job.paths.result_pickle.exists() and str(job.state).upper().startswith(ENDED_BY_THE_CLUSTER)
 
 
 def sbatch_reason(error: BaseException) -> str:
