@@ -171,30 +171,6 @@ def test_a_job_the_cluster_cancels_is_reported_with_slurms_reason(slurm_cluster,
     assert json.loads(other.read_text())["status"] == "completed"  # waited for, though the other job failed first
 
 
-def test_a_job_of_two_slurm_tasks_trains_as_one_run_of_two_ranks(slurm_cluster, tmp_path):
-    """`tasks_per_node=2 trainer.devices=2`: SLURM starts both ranks (Lightning reads them from SLURM's
-    environment); the second task runs the job as an extra rank of the first one's run, writing none of its files."""
-    sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        slurm_sweep(
-            slurm_cluster, sweep, *TINY_JOB, "hydra.launcher.tasks_per_node=2", "trainer.devices=2", "model.heads=2"
-        ),
-        cwd=ROOT,
-        env=sweep_env(slurm_cluster),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (job_dir,) = [path.parent for path in sweep.glob("*/run.json")]
-    record = json.loads((job_dir / "run.json").read_text())
-    assert record["status"] == "completed"
-    assert len(list(job_dir.glob("events.out.tfevents.*"))) == 1  # the first rank's only
-    assert not list(job_dir.glob("error*"))
-    log = "".join(path.read_text() for path in sweep.glob(".submitit/*/*_log.err"))
-    assert "Starting with 2 processes" in log or "MEMBER: 2/2" in log, log[-2000:]
-
-
 def test_a_partition_slurm_does_not_have_is_one_line_and_leaves_nothing(slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
     command = slurm_sweep(slurm_cluster, sweep, *TINY_JOB, "model.heads=1,2")
@@ -208,9 +184,11 @@ def test_a_partition_slurm_does_not_have_is_one_line_and_leaves_nothing(slurm_cl
     assert "Traceback" not in result.stderr and not sweep.exists()  # the same command runs once it is fixed
 
 
-def test_a_requeued_job_of_two_tasks_resumes_on_both_ranks(slurm_cluster, tmp_path):
-    """Both ranks of a requeued 2-task job continue the run from the saved step (one starting over would leave the
-    other waiting in a collective): the run ends completed at its last step, its interrupted session kept."""
+def test_a_job_of_two_slurm_tasks_trains_as_one_run_of_two_ranks_and_requeued_resumes_on_both(slurm_cluster, tmp_path):
+    """`tasks_per_node=2 trainer.devices=2`: SLURM starts both ranks (Lightning reads them from SLURM's environment);
+    the second task runs the job as an extra rank of the first one's run, writing none of its files. Requeued, both
+    ranks continue the run from the saved step (one starting over would leave the other waiting in a collective):
+    the run ends completed at its last step, its interrupted session kept."""
     sweep = tmp_path / "sweep"
     long_run = [o for o in LONG_RUN if not o.startswith("torch_threads")]
     process, job_dir, job = sweep_training_mid_way(
@@ -224,3 +202,8 @@ def test_a_requeued_job_of_two_tasks_resumes_on_both_ranks(slurm_cluster, tmp_pa
     assert [session["status"] for session in record["previous"]] == ["interrupted"]
     checkpoint = torch.load(job_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == LONG_STEPS
+    # the first rank's files only: one TensorBoard file per session (the interrupted one and the resumed one)
+    assert len(list(job_dir.glob("events.out.tfevents.*"))) == 2
+    assert not list(job_dir.glob("error*"))
+    log = "".join(path.read_text() for path in sweep.glob(".submitit/*/*_log.err"))
+    assert log.count("Starting with 2 processes") == 2, log[-2000:]  # both sessions ran as one run of two ranks
