@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
@@ -788,7 +789,7 @@ def print_command_help(main: Callable[[], object]) -> None:
     argv = list(sys.argv)
     sys.argv[1:] = as_one_run(CommandLine.read(command, argv[1:]), argv[1:])
     try:
-        with contextlib.redirect_stdout(buffer):
+        with contextlib.redirect_stdout(buffer), group_options_without_copies():
             main()
     finally:
         sys.argv[:] = argv
@@ -800,6 +801,28 @@ def print_command_help(main: Callable[[], object]) -> None:
                 lines.append(line)
         if lines:  # (nothing when Hydra refused the command line: its error is the news)
             print("\n".join(laid_out(lines)))
+
+
+@contextmanager
+def group_options_without_copies():
+    """Hydra's --help lists every config group with its options, asking its config loader once per group (128 times
+    here), and the loader copies the whole config store (every structured config, Hydra's and ours) for each answer:
+    1.4 s of a 1.6 s --help. Asked as the help asks (no primary config, no overrides, so no search path of theirs),
+    the loader's own repository gives the same answer without a copy; other questions go to Hydra as they are."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    hydras = ConfigLoaderImpl.get_group_options
+
+    def get_group_options(self, group_name, results_filter=ObjectType.CONFIG, config_name=None, overrides=None):
+        if config_name is None and not overrides:
+            return self.repository.get_group_options(group_name, results_filter)
+        return hydras(self, group_name, results_filter, config_name, overrides)
+
+    ConfigLoaderImpl.get_group_options = get_group_options  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ConfigLoaderImpl.get_group_options = hydras  # type: ignore[method-assign]
 
 
 def as_one_run(line: CommandLine, args: list[str]) -> list[str]:

@@ -678,3 +678,18 @@ def test_free_text_split_by_the_shell_is_answered_with_the_text_as_typed(capsys,
         "error: could not parse 34, which has no =: give it as key=value, or, if it is the rest of text=12 (a value "
         """with a space), quote it whole for the shell and for Hydra: 'text="12 34"'"""
     )
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_lists_the_groups_and_options_hydra_itself_lists(module, capsys, monkeypatch):
+    """--help asks the config loader's repository for each group's options (group_options_without_copies), not
+    Hydra's loader method, which copies the config store for each answer: the page is the same, word for word."""
+    import contextlib
+
+    from src.cli import command_line
+
+    fast = run_command(module, ["--help"], capsys)
+    monkeypatch.setattr(command_line, "group_options_without_copies", contextlib.nullcontext)
+    hydras = run_command(module, ["--help"], capsys)
+    assert fast.code == hydras.code == 0, fast.err + hydras.err
+    assert "task: " in fast.out and fast.out == hydras.out
