@@ -19,14 +19,17 @@ class GridSweeper(BasicSweeper):
     resumes_in_place = True  # src/cli/preflight.py asks it: ckpt_path=last resumes the sweep in hydra.sweep.dir
 
     def sweep(self, arguments: list[str]) -> Any:
-        from src.cli.preflight import resumes_grid_sweep
+        from src.cli.preflight import COMPOSED_JOBS, resumes_grid_sweep
 
         assert self.config is not None
-        if not resumes_grid_sweep(self.config):
-            return super().sweep(arguments)
-        from src.sweep.resume import resume_sweep
+        try:
+            if not resumes_grid_sweep(self.config):
+                return super().sweep(arguments)
+            from src.sweep.resume import resume_sweep
 
-        return resume_sweep(self, arguments)
+            return resume_sweep(self, arguments)
+        finally:  # composed for this sweep's config: a later sweep in this process composes its own
+            COMPOSED_JOBS.clear()
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Hydra composes each job of a batch before launching it, so that a job that does not compose fails before

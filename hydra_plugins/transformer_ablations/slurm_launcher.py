@@ -87,7 +87,7 @@ if submitit_launcher is not None:
             for number, (job, overrides) in enumerate(zip(jobs, job_overrides), start=initial_job_idx):
                 job_dir = self.job_dir(overrides, number)
                 wait_until_ended(job, job_dir)
-                if not ended_by_the_cluster(job) and job.exception() is None:
+                if not ended_by_the_cluster(job, job_dir) and job.exception() is None:
                     results.append(job.results()[0])
                     continue
                 # sacct's state: TIMEOUT, OUT_OF_MEMORY, CANCELLED by <user>, NODE_FAIL, FAILED

@@ -403,11 +403,11 @@ def saved_sweep_lines(multirun_yaml: Path) -> tuple[str, ...]:
         stat = multirun_yaml.stat()
     except OSError:  # no multirun.yaml (a single run, another sweeper): only what sweeper_params says
         return ()
-    return _saved_sweep_lines(str(multirun_yaml), stat.st_mtime_ns, stat.st_size)
+    return _saved_sweep_lines(str(multirun_yaml), (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size))
 
 
 @functools.lru_cache(maxsize=32)
-def _saved_sweep_lines(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+def _saved_sweep_lines(path: str, version: tuple[int, ...]) -> tuple[str, ...]:
     lines: list[str] = []
     try:  # what the file holds of these, in this order (a file written by hand may hold only the overrides)
         saved = OmegaConf.load(path)

@@ -37,37 +37,44 @@ def record_cluster_failure(job_dir: Path, reason: str) -> bool:
     if record.get("status") in (None, "running"):
         record.update(status="failed", error=reason, ended=now())
     elif reason not in str(record.get("error")):
-        record.update(error=f"{record.get('error')}; {reason}")
+        record.update(error=f"{record['error']}; {reason}" if record.get("error") else reason)
     write_record(job_dir, record)
     return True
 
 
-def wait_until_ended(job: Any, job_dir: Path, recheck_s: float = 5.0) -> None:
+def wait_until_ended(job: Any, job_dir: Path, first_recheck_s: float = 5.0, longest_recheck_s: float = 60.0) -> None:
     """Until the SLURM job (a submitit job) has ended. submitit sees a job end at once by the result file it writes,
     but a job the cluster stopped (cancelled, preempted without requeue) writes none, and submitit asks sacct at
     growing intervals, up to ten minutes apart, not to load the cluster's controller: such a job could be seen ended
     minutes after it was. Once the job's own run.json no longer says `running` (src.run records an interrupt on
-    SLURM's SIGTERM), sacct is asked for this job every `recheck_s` seconds instead (a requeued job waits so too,
-    until it runs again)."""
-    asked = 0.0
+    SLURM's SIGTERM), sacct is asked for this job after `first_recheck_s` seconds, then at doubling intervals up to
+    `longest_recheck_s` (a requeued job that waits long in the queue, or a completed run still analysing, is asked
+    about once a minute). The question goes to submitit's watcher for the job's own id: a job of several tasks
+    answers done(force_check=True) from its tasks' cached states."""
+    asked, interval = 0.0, first_recheck_s
     while not job.done():
         record = read_record(job_dir)
         if record is not None and record.get("status") not in (None, "running"):
-            if time.monotonic() - asked >= recheck_s:
-                asked = time.monotonic()
-                if job.done(force_check=True):
+            if time.monotonic() - asked >= interval:
+                asked, interval = time.monotonic(), min(2 * interval, longest_recheck_s)
+                if job.watcher.is_done(job.job_id, mode="force"):
                     return
         time.sleep(1)
 
 
 # sacct's states of a job the cluster ended, not the job's own code (which writes its result, or its error, first)
-ENDED_BY_THE_CLUSTER = ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE")
+ENDED_BY_THE_CLUSTER = ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
 
 
-def ended_by_the_cluster(job: Any) -> bool:
-    """The job ended without a result, in a state the cluster put it in. submitit would wait 15 s more for a result
-    file before saying so (a shared file system may show the file late), which such a job never writes."""
-    return not job.paths.result_pickle.exists() and str(job.state).upper().startswith(ENDED_BY_THE_CLUSTER)
+def ended_by_the_cluster(job: Any, job_dir: Path) -> bool:
+    """The job ended without a result, in a state the cluster put it in, before its run completed. submitit would
+    wait 15 s more for a result file before saying so (a shared file system may show the file late), which such a
+    job never writes. A run whose run.json says `completed` may have written its result just before the cluster
+    ended the job (a slow exit): submitit waits for that file as it does."""
+    if job.paths.result_pickle.exists() or not str(job.state).upper().startswith(ENDED_BY_THE_CLUSTER):
+        return False
+    record = read_record(job_dir)
+    return record is None or record.get("status") != "completed"
 
 
 def sbatch_reason(error: BaseException) -> str:

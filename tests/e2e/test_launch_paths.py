@@ -128,8 +128,7 @@ def test_strategy_ddp_inside_a_sweep_runs_each_job_once(tmp_path):
 
 def test_ddp_in_a_joblib_worker_starts_its_ranks_as_the_job(tmp_path):
     """In a joblib worker, `sys.argv` is the worker's, not `python -m src.run`: the extra rank is started as the job's
-    own command all the same. One job is enough (joblib runs it in a worker of its pool, as any number of jobs);
-    that a sweep's jobs each run once under DDP is the test above."""
+    own command all the same: two jobs, each in its own worker, starting their ranks at the same time."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
     result = check(
@@ -140,7 +139,7 @@ def test_ddp_in_a_joblib_worker_starts_its_ranks_as_the_job(tmp_path):
             "trainer.max_steps=10",
             "trainer.val_check_interval=10",
             "trainer.devices=2",
-            "model.heads=choice(2)",  # a sweep of one job
+            "model.heads=1,2",
             "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2",
             f"hydra.sweep.dir={sweep}",
@@ -149,8 +148,8 @@ def test_ddp_in_a_joblib_worker_starts_its_ranks_as_the_job(tmp_path):
         )
     )
     statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")}
-    assert statuses == {"0_model.heads:2": "completed"}
-    assert "Starting with 2 processes" in result.stdout + result.stderr  # the job trained on two ranks
+    assert statuses == {"0_model.heads:1": "completed", "1_model.heads:2": "completed"}
+    assert (result.stdout + result.stderr).count("Starting with 2 processes") == 2  # each job on two ranks
 
 
 def children_of(pid: int) -> list[int]:

@@ -55,7 +55,12 @@ def sweep_env(cluster) -> dict[str, str]:
 def sweep_training_mid_way(cluster, sweep: Path, *overrides: str, job: str = "*") -> tuple[subprocess.Popen, Path, str]:
     """A sweep started on the cluster, once its job `job` (a glob of its directory name) trains past its first step
     checkpoint: the sweep command's process, the job's directory and its SLURM job id."""
-    process = subprocess.Popen(
+    process = start_sweep(cluster, sweep, *overrides)
+    return training_mid_way(sweep, process, job)
+
+
+def start_sweep(cluster, sweep: Path, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen(
         slurm_sweep(cluster, sweep, *overrides),
         cwd=ROOT,
         env=sweep_env(cluster),
@@ -63,7 +68,6 @@ def sweep_training_mid_way(cluster, sweep: Path, *overrides: str, job: str = "*"
         stderr=subprocess.PIPE,
         text=True,
     )
-    return training_mid_way(sweep, process, job)
 
 
 def training_mid_way(sweep: Path, process: subprocess.Popen, job: str) -> tuple[subprocess.Popen, Path, str]:
@@ -136,10 +140,20 @@ def test_a_requeued_job_resumes_from_its_last_step_and_ends_with_the_uninterrupt
     `scontrol requeue` (preemption, or by hand: SLURM sends SIGTERM, then starts the job again), job 1 by the signal
     SLURM sends before a time limit (`scancel --signal=USR2`: submitit requeues the job itself)."""
     sweep = tmp_path / "sweep"
-    process, job_dir, job = sweep_training_mid_way(slurm_cluster, sweep, *LONG_RUN, "seed=0,1", job="0_*")
-    _, other_dir, other = training_mid_way(sweep, process, job="1_*")
-    slurm_cluster.run("scontrol", "requeue", job)
-    slurm_cluster.run("scancel", "--signal=USR2", other)
+    process = start_sweep(slurm_cluster, sweep, *LONG_RUN, "seed=0,1")
+    requeue = {"0_*": ["scontrol", "requeue"], "1_*": ["scancel", "--signal=USR2"]}
+    requeued = {}
+    deadline = time.monotonic() + 180
+    while len(requeued) < len(requeue):  # each job requeued as soon as it trains past its first step checkpoint
+        for job, command in requeue.items():
+            if job not in requeued and list(sweep.glob(f"{job}/checkpoints/step-*.ckpt")):
+                (directory,) = [path.parent for path in sweep.glob(f"{job}/run.json")]
+                requeued[job] = (directory, json.loads((directory / "run.json").read_text())["slurm_job"])
+                slurm_cluster.run(*command, requeued[job][1])
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"no step checkpoint after 180 s: {sorted(requeued)} requeued"
+        time.sleep(0.1)
+    (job_dir, job), (other_dir, other) = requeued["0_*"], requeued["1_*"]
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
 
