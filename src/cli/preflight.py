@@ -84,6 +84,7 @@ class Preflight(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from src.sweep.lock import check_not_in_use, hold_sweep_lock
+        from src.sweep.slurm import check_no_job_on_the_cluster
 
         with user_errors_as_one_line():
             # one grid sweep's process per directory (src/sweep/lock.py): a second would train the same jobs again
@@ -91,6 +92,9 @@ class Preflight(Callback):
             sweep_dir = _resolved(config, "hydra.sweep.dir") if locked else None
             if sweep_dir is not None:
                 check_not_in_use(Path(sweep_dir))
+            swept_in = _resolved(config, "hydra.sweep.dir")
+            if swept_in is not None:  # a sweep on SLURM whose process died: its jobs may still run there
+                check_no_job_on_the_cluster(Path(swept_in))
             check_sweep_dir(config)
             check_tasks_per_device(config)
             check_sweep_direction(config)

@@ -14,16 +14,23 @@ submitit.core._submit`, which calls Hydra's job function and so `src.run`'s). Wh
 - A job that SLURM requeues (preemption, `scontrol requeue`) is started again with the same job id: `src.run` sees
   its own run in the job's directory and resumes it from its newest checkpoint (src/training/processes.py). Nothing
   is needed here for that: submitit's batch script runs the same job function again.
+- The jobs are the cluster's, not the sweep process's: if that process dies (a lost login session, `kill -9`), they
+  go on. A resume (or any sweep) into the directory while SLURM still has some of them is refused before anything
+  is submitted (check_no_job_on_the_cluster): it would train them a second time, over their own files.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from src.model import ConfigError
 from src.provenance import now, read_record, write_record
+
+SUBMITIT_FOLDER = ".submitit"  # submitit's files, one folder per SLURM job (conf/hydra/launcher/slurm.yaml)
 
 
 def record_cluster_failure(job_dir: Path, reason: str) -> bool:
@@ -96,3 +103,53 @@ def refused_before_any_job(sweep_dir: Path) -> None:
     shutil.rmtree(sweep_dir / ".submitit", ignore_errors=True)
     if sweep_dir.is_dir() and not any(sweep_dir.iterdir()):
         sweep_dir.rmdir()
+
+
+# squeue's states of a job that has ended (it lists one a few minutes after, when asked for it by its id)
+ENDED = ("COMPLETED", "FAILED", "PREEMPTED", *ENDED_BY_THE_CLUSTER)
+
+
+def submitted_jobs(sweep_dir: Path) -> list[str]:
+    """The SLURM jobs a sweep directory knows of, as SLURM numbers them (`123` of array tasks `123_0`, `123_1`): by
+    submitit's folder of each job (<sweep>/.submitit/<job id>) and by the job directories' run.json (`slurm_job`)."""
+    named = [path.name for path in (sweep_dir / SUBMITIT_FOLDER).glob("*") if path.is_dir()]
+    named += [str((read_record(run.parent) or {}).get("slurm_job") or "") for run in sweep_dir.glob("*/run.json")]
+    return sorted({name.partition("_")[0] for name in named if name.partition("_")[0].isdigit()}, key=int)
+
+
+def check_no_job_on_the_cluster(sweep_dir: Path) -> None:
+    """Refused (one ConfigError) while SLURM still has jobs this sweep directory's sweep submitted, pending or
+    running: their sweep process is gone (a living one holds the directory's lock, src/sweep/lock.py), and a resume
+    would train them a second time, two processes writing each job's checkpoints. Where squeue cannot answer (no
+    SLURM on this machine), one warning line says to check. Writes nothing."""
+    from src.training.report import print_warning
+
+    jobs = submitted_jobs(sweep_dir)
+    if not jobs:
+        return
+    listed = ",".join(jobs)
+    try:
+        answer = subprocess.run(
+            ["squeue", "--noheader", "--format=%i %T", f"--jobs={listed}"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        answer = subprocess.CompletedProcess([], 1, "", str(error))
+    said = answer.stderr.strip().splitlines()
+    if answer.returncode != 0 and not any("Invalid job id" in line for line in said):  # ended jobs are invalid ids
+        print_warning(
+            f"hydra.sweep.dir={sweep_dir} was swept on SLURM, and whether its jobs still run could not be asked "
+            f"({(said or ['squeue failed'])[-1]}): check that `squeue --jobs={listed}` lists none before resuming, or "
+            "the jobs still running would be trained a second time"
+        )
+        return
+    queued = [line.split() for line in answer.stdout.splitlines() if len(line.split()) == 2]
+    queued = [(job, state) for job, state in queued if not state.startswith(ENDED)]  # kept a while after ending
+    if queued:
+        shown = ", ".join(f"{job} {state.lower()}" for job, state in queued[:3])
+        more = f" and {len(queued) - 3} more" if len(queued) > 3 else ""
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} has jobs that SLURM still runs or holds ({shown}{more}), submitted by an "
+            "earlier command into it: this command would train them a second time, over their own files; wait until "
+            f"`squeue --jobs={listed}` lists none (they finish on their own, and a resume keeps what they did), or "
+            f"cancel them with `scancel {' '.join(jobs)}`, then run this command again"
+        )

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import run_in_process
+
 from .conftest import ROOT, check, run_here
 from .test_interrupts import LONG_RUN, LONG_STEPS, assert_same_weights
 
@@ -221,3 +223,33 @@ def test_a_job_of_two_slurm_tasks_trains_as_one_run_of_two_ranks_and_requeued_re
     assert not list(job_dir.glob("error*"))
     log = "".join(path.read_text() for path in sweep.glob(".submitit/*/*_log.err"))
     assert log.count("Starting with 2 processes") == 2, log[-2000:]  # both sessions ran as one run of two ranks
+
+
+def test_a_sweep_whose_process_died_is_not_resumed_while_slurm_still_runs_its_job(slurm_cluster, tmp_path, monkeypatch):
+    """The sweep's process killed outright (a lost login session): its job goes on on the cluster, and the sweep's
+    directory is no longer locked. Resuming then would train that job a second time over its own files: refused in
+    one line naming the job and both ways out (wait, or scancel), before anything is written or submitted; once
+    SLURM no longer has the job, the same check passes."""
+    from src.sweep.slurm import check_no_job_on_the_cluster
+
+    sweep = tmp_path / "sweep"
+    process, job_dir, job = sweep_training_mid_way(slurm_cluster, sweep, *LONG_RUN, "seed=0")
+    process.kill()
+    process.communicate()
+    for name, value in slurm_cluster.client_env.items():  # squeue asks the test cluster, as the sweep's command did
+        monkeypatch.setenv(name, value)
+    before = sorted(str(path) for path in sweep.rglob("*") if "checkpoints" not in path.parts)
+    resume = slurm_sweep(slurm_cluster, sweep, *LONG_RUN, "seed=0", "ckpt_path=last")[2:]  # after `python -m`
+    code, _, err = run_in_process(*resume)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err[-3000:]
+    array = job.partition("_")[0]
+    assert f"{job} running" in errors[0] and f"scancel {array}" in errors[0] and "second time" in errors[0]
+    assert sorted(str(path) for path in sweep.rglob("*") if "checkpoints" not in path.parts) == before
+    slurm_cluster.run("scancel", array)
+    deadline = time.monotonic() + 60
+    while slurm_cluster.run("squeue", "--noheader", f"--jobs={array}", check=False).stdout.strip():
+        assert time.monotonic() < deadline, "SLURM still lists the cancelled job after 60 s"
+        time.sleep(0.5)
+    check_no_job_on_the_cluster(sweep)  # nothing left on the cluster: the resume may go on
+    assert json.loads((job_dir / "run.json").read_text())["slurm_job"] == job
