@@ -104,8 +104,10 @@ def _generate(
     vocab: SymbolVocab,
     exclude: set | None,
     split: str,
+    drawn: set | None = None,
 ) -> list[dict]:
-    """`size` examples; with `exclude`, skip (and then add) sources already used by an earlier split."""
+    """`size` examples; with `exclude`, skip (and then add) sources already used by an earlier split; `drawn`
+    collects the sources drawn (as tuples of symbols), for a later split's `exclude`."""
     examples = []
     attempts = 0
     max_attempts = 50 * size + 1000
@@ -123,6 +125,8 @@ def _generate(
             if key in exclude:
                 continue
             exclude.add(key)
+        if drawn is not None:
+            drawn.add(tuple(src))
         examples.append(
             {
                 "src": torch.tensor([vocab.id_of[s] for s in src], dtype=torch.long),
@@ -181,12 +185,12 @@ def distinct_sources(cfg, min_len: int, max_len: int) -> int:
 def _build(cfg, seed: int, vocab: SymbolVocab, sampler: ExampleSampler, max_src: int, max_tgt: int) -> PreparedTask:
     check_settings(cfg)
 
-    def split(name: str, size: int, min_len: int, max_len: int, exclude: set | None) -> list[dict]:
+    def split(name: str, size: int, min_len: int, max_len: int, exclude: set | None, drawn=None) -> list[dict]:
         rng = random.Random(split_seed(seed, cfg.name, name))
-        return _generate(sampler, rng, size, min_len, max_len, vocab, exclude, name)
+        return _generate(sampler, rng, size, min_len, max_len, vocab, exclude, name, drawn)
 
-    train = split("train", cfg.train_size, cfg.min_len, cfg.max_len, exclude=None)
-    seen = {tuple(vocab.symbol(int(i)) for i in e["src"]) for e in train}
+    seen: set = set()  # the training sources, which no held-out split repeats
+    train = split("train", cfg.train_size, cfg.min_len, cfg.max_len, exclude=None, drawn=seen)
     val = split("val", cfg.val_size, cfg.min_len, cfg.max_len, seen)
     test = split("test", cfg.test_size, cfg.min_len, cfg.max_len, seen)
     test_long = split("test_long", cfg.test_size, cfg.test_long_min_len, cfg.test_long_max_len, seen)
