@@ -1,9 +1,13 @@
 """The grid sweeper (hydra_plugins/transformer_ablations/grid_sweeper.py) composes each job as Hydra's basic sweeper
-does, less the second composition Hydra makes to fail early: the preflight has composed every job already."""
+does, less the second composition Hydra makes to fail early: the preflight has composed every job already. And a
+sweep command composes the sweep's config once, not also to read `hydra.mode` (src/cli/command_line.py)."""
 
 from __future__ import annotations
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.hydra import Hydra
+from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from tests.e2e.conftest import SMALL_SYNTHETIC, TINY, check, run_here
 
@@ -17,6 +21,14 @@ def test_each_job_of_a_sweep_is_composed_once_before_it_runs_and_once_to_run(tmp
         return compose(self, master_config, sweep_overrides)
 
     monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", counted)
+    whole: list[object] = []  # the run mode of each composition (the jobs' are RUN)
+    compose_whole = ConfigLoaderImpl.load_configuration
+
+    def whole_counted(self, config_name, overrides, run_mode, *args, **kwargs):
+        whole.append(run_mode)
+        return compose_whole(self, config_name, overrides, run_mode, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", whole_counted)
     tiny = [o for o in TINY if not o.startswith(("trainer.max_steps=", "model.heads="))]
     sweep = tmp_path / "sweep"
     check(
@@ -33,6 +45,23 @@ def test_each_job_of_a_sweep_is_composed_once_before_it_runs_and_once_to_run(tmp
     jobs = sorted(set(composed))
     assert [job for job in jobs if "model.heads=1" in job] and len(jobs) == 2, jobs
     assert all(composed.count(job) == 2 for job in jobs), composed  # the preflight's, and the launcher's
+    assert whole.count(RunMode.MULTIRUN) == 1, whole  # the sweep's, not one more to read hydra.mode (get_mode)
+    assert "hydra.mode=MULTIRUN" in OmegaConf.load(sweep / "multirun.yaml").hydra.overrides.hydra  # as Hydra adds it
+    assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"  # Hydra's own again once the command has ended
+
+
+def test_a_command_line_without_m_still_asks_hydra_for_the_mode(monkeypatch, tmp_path):
+    """A config of the user's may set hydra.mode=MULTIRUN: only -m makes the answer known without composing."""
+    asked: list[list[str]] = []
+    get_mode = Hydra.get_mode
+
+    def counted(self, config_name, overrides):
+        asked.append(list(overrides))
+        return get_mode(self, config_name, overrides)
+
+    monkeypatch.setattr(Hydra, "get_mode", counted)
+    result = run_here("src.run", "model.d_model=30", "model.heads=4", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and len(asked) == 1, result.stderr  # refused (30 % 4), after Hydra's get_mode
 
 
 def test_a_job_the_preflight_did_not_compose_is_composed_before_the_batch_launches(monkeypatch):
