@@ -20,6 +20,7 @@ from src.model import ConfigError
 from src.sweep.slurm import (
     ended_by_the_cluster,
     record_cluster_failure,
+    record_submitted,
     refused_before_any_job,
     sbatch_reason,
     wait_until_ended,
@@ -68,6 +69,7 @@ if submitit_launcher is not None:
                 refused_before_any_job(sweep_dir)
                 raise ConfigError(f"SLURM did not take the sweep's jobs: {sbatch_reason(error)}") from None
             ids = ", ".join(job.job_id for job in jobs)
+            record_submitted(sweep_dir, [job.job_id for job in jobs])  # a resume asks SLURM about them first
             print(f"submitted {len(jobs)} SLURM job(s) ({ids}); waiting for them to end")
             try:
                 return self.wait_for_every_job(jobs, job_overrides, initial_job_idx)

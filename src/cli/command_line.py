@@ -1057,9 +1057,10 @@ def run_hydra_command(main: Callable[[], object]) -> None:
 @contextmanager
 def sweep_mode_without_a_composition(line: CommandLine):
     """Hydra's main composes the whole config once only to read `hydra.mode` (Hydra.get_mode), then composes it again
-    to run: with -m, whatever a config sets the mode to, Hydra sweeps (it overrides a config's RUN and says so), so
-    the answer cannot change what happens and the first composition (about 0.15 s) is left out. Hydra then does what
-    it does for a config that sets no mode (our configs set none): it adds `hydra.mode=MULTIRUN` to the overrides.
+    to run: with -m, whatever a config sets the mode to, Hydra sweeps, so the answer cannot change what happens and
+    the first composition (about 0.15 s) is left out. Hydra then does what it does for a config that sets no mode
+    (our configs set none): it adds `hydra.mode=MULTIRUN` to the overrides (for a config of the user's that sets
+    `hydra.mode: RUN`, without its warning that -m overrides it).
     A command line without -m is left to Hydra: a config of the user's may make it a sweep."""
     if not line.multirun:
         yield

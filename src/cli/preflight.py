@@ -92,10 +92,10 @@ class Preflight(Callback):
             sweep_dir = _resolved(config, "hydra.sweep.dir") if locked else None
             if sweep_dir is not None:
                 check_not_in_use(Path(sweep_dir))
-            swept_in = _resolved(config, "hydra.sweep.dir")
-            if swept_in is not None:  # a sweep on SLURM whose process died: its jobs may still run there
-                check_no_job_on_the_cluster(Path(swept_in))
             check_sweep_dir(config)
+            swept_in = _resolved(config, "hydra.sweep.dir")
+            if swept_in is not None:  # a resume of a sweep on SLURM whose process died: its jobs may still run there
+                check_no_job_on_the_cluster(Path(swept_in))
             check_tasks_per_device(config)
             check_sweep_direction(config)
             check_study(config)  # an Optuna study in a storage: reachable, same objective, direction and space

@@ -15,12 +15,15 @@ submitit.core._submit`, which calls Hydra's job function and so `src.run`'s). Wh
   its own run in the job's directory and resumes it from its newest checkpoint (src/training/processes.py). Nothing
   is needed here for that: submitit's batch script runs the same job function again.
 - The jobs are the cluster's, not the sweep process's: if that process dies (a lost login session, `kill -9`), they
-  go on. A resume (or any sweep) into the directory while SLURM still has some of them is refused before anything
-  is submitted (check_no_job_on_the_cluster): it would train them a second time, over their own files.
+  go on. Their ids are kept in the sweep directory (`.slurm_jobs`), and a resume (or any sweep) into it while SLURM
+  still has some of them is refused before anything is submitted (check_no_job_on_the_cluster): it would train
+  them a second time, over their own files.
 """
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
 import subprocess
 import time
@@ -105,37 +108,62 @@ def refused_before_any_job(sweep_dir: Path) -> None:
         sweep_dir.rmdir()
 
 
-# squeue's states of a job that has ended (it lists one a few minutes after, when asked for it by its id)
+SUBMITTED_JOBS = ".slurm_jobs"  # the SLURM jobs the sweep's commands submitted, one id per line (record_submitted)
+
+# squeue's states of a job that has ended (listed a while after it ends, as `--states=all` asks)
 ENDED = ("COMPLETED", "FAILED", "PREEMPTED", *ENDED_BY_THE_CLUSTER)
+# states a job does not leave by itself: it waits for `scontrol release` (or resume), or for scancel
+HELD = ("REQUEUE_HOLD", "SPECIAL_EXIT", "SUSPENDED", "STOPPED")
+
+
+def record_submitted(sweep_dir: Path, jobs: list[str]) -> None:
+    """Add the jobs just submitted (`123_0`, `123_1`: the tasks of array 123) to the sweep directory's list, which a
+    later sweep into it asks SLURM about (check_no_job_on_the_cluster), wherever submitit keeps its files."""
+    arrays = dict.fromkeys(job.partition("_")[0] for job in jobs)
+    with open(sweep_dir / SUBMITTED_JOBS, "a") as listed:
+        listed.write("".join(f"{array}\n" for array in arrays))
 
 
 def submitted_jobs(sweep_dir: Path) -> list[str]:
-    """The SLURM jobs a sweep directory knows of, as SLURM numbers them (`123` of array tasks `123_0`, `123_1`): by
-    submitit's folder of each job (<sweep>/.submitit/<job id>) and by the job directories' run.json (`slurm_job`)."""
-    named = [path.name for path in (sweep_dir / SUBMITIT_FOLDER).glob("*") if path.is_dir()]
-    named += [str((read_record(run.parent) or {}).get("slurm_job") or "") for run in sweep_dir.glob("*/run.json")]
-    return sorted({name.partition("_")[0] for name in named if name.partition("_")[0].isdigit()}, key=int)
+    """The SLURM jobs a sweep directory's commands submitted, as SLURM numbers them (`123` for array tasks `123_0`,
+    `123_1`): the directory's list (record_submitted) and, for a sweep from before that list, submitit's folder of
+    each job (<sweep>/.submitit/<job id>, the launcher's default). Not the job this process runs in: a sweep started
+    inside an allocation (salloc, an sbatch script) and resumed there records that allocation in its runs."""
+    listed = sweep_dir / SUBMITTED_JOBS
+    named = listed.read_text().split() if listed.is_file() else []
+    named += [path.name for path in (sweep_dir / SUBMITIT_FOLDER).glob("*") if path.is_dir()]
+    own = {os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_JOB_ID")}
+    arrays = {name.partition("_")[0] for name in named}
+    return sorted((array for array in arrays if array.isdigit() and array not in own), key=int)
 
 
 def check_no_job_on_the_cluster(sweep_dir: Path) -> None:
-    """Refused (one ConfigError) while SLURM still has jobs this sweep directory's sweep submitted, pending or
-    running: their sweep process is gone (a living one holds the directory's lock, src/sweep/lock.py), and a resume
-    would train them a second time, two processes writing each job's checkpoints. Where squeue cannot answer (no
-    SLURM on this machine), one warning line says to check. Writes nothing."""
+    """Refused (one ConfigError) while SLURM still has jobs that an earlier command into this sweep directory
+    submitted, pending, running or held: that command's process is gone (or, with a sweeper that does not lock the
+    directory, may still wait for them), and this one would train them a second time, two processes writing each
+    job's checkpoints. Only this user's jobs are asked about (a job id SLURM has since given to someone else's job
+    is not taken for the sweep's). Where squeue cannot answer (no SLURM on this machine), one warning line says to
+    check. Writes nothing."""
     from src.training.report import print_warning
 
     jobs = submitted_jobs(sweep_dir)
     if not jobs:
         return
     listed = ",".join(jobs)
+    asked = [
+        "squeue",
+        "--noheader",
+        "--format=%i %T",
+        "--states=all",
+        f"--user={getpass.getuser()}",
+        f"--jobs={listed}",
+    ]
     try:
-        answer = subprocess.run(
-            ["squeue", "--noheader", "--format=%i %T", f"--jobs={listed}"], capture_output=True, text=True, timeout=60
-        )
+        answer = subprocess.run(asked, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as error:
         answer = subprocess.CompletedProcess([], 1, "", str(error))
     said = answer.stderr.strip().splitlines()
-    if answer.returncode != 0 and not any("Invalid job id" in line for line in said):  # ended jobs are invalid ids
+    if answer.returncode != 0 and not any("Invalid job id" in line for line in said):  # forgotten: long ended
         print_warning(
             f"hydra.sweep.dir={sweep_dir} was swept on SLURM, and whether its jobs still run could not be asked "
             f"({(said or ['squeue failed'])[-1]}): check that `squeue --jobs={listed}` lists none before resuming, or "
@@ -143,13 +171,16 @@ def check_no_job_on_the_cluster(sweep_dir: Path) -> None:
         )
         return
     queued = [line.split() for line in answer.stdout.splitlines() if len(line.split()) == 2]
-    queued = [(job, state) for job, state in queued if not state.startswith(ENDED)]  # kept a while after ending
-    if queued:
-        shown = ", ".join(f"{job} {state.lower()}" for job, state in queued[:3])
-        more = f" and {len(queued) - 3} more" if len(queued) > 3 else ""
-        raise ConfigError(
-            f"hydra.sweep.dir={sweep_dir} has jobs that SLURM still runs or holds ({shown}{more}), submitted by an "
-            "earlier command into it: this command would train them a second time, over their own files; wait until "
-            f"`squeue --jobs={listed}` lists none (they finish on their own, and a resume keeps what they did), or "
-            f"cancel them with `scancel {' '.join(jobs)}`, then run this command again"
-        )
+    queued = [(job, state) for job, state in queued if not state.startswith(ENDED)]
+    if not queued:
+        return
+    shown = ", ".join(f"{job} {state.lower()}" for job, state in queued[:3])
+    more = f" and {len(queued) - 3} more" if len(queued) > 3 else ""
+    arrays = " ".join(dict.fromkeys(job.partition("_")[0] for job, _ in queued))
+    held = "; a held one waits for `scontrol release`" if any(state.startswith(HELD) for _, state in queued) else ""
+    raise ConfigError(
+        f"hydra.sweep.dir={sweep_dir} has jobs that SLURM still runs or holds ({shown}{more}), submitted by an "
+        "earlier command into it: this command would train them a second time, over their own files; wait until "
+        f"`squeue --jobs={arrays.replace(' ', ',')}` lists none (a running job finishes on its own, and a resume "
+        f"keeps what it did{held}), or cancel them with `scancel {arrays}`, then run this command again"
+    )

@@ -244,6 +244,7 @@ def test_a_sweep_whose_process_died_is_not_resumed_while_slurm_still_runs_its_jo
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1, err[-3000:]
     array = job.partition("_")[0]
+    assert (sweep / ".slurm_jobs").read_text().split() == [array]  # the launcher's list of the jobs it submitted
     assert f"{job} running" in errors[0] and f"scancel {array}" in errors[0] and "second time" in errors[0]
     assert sorted(str(path) for path in sweep.rglob("*") if "checkpoints" not in path.parts) == before
     slurm_cluster.run("scancel", array)

@@ -185,7 +185,7 @@ def distinct_sources(cfg, min_len: int, max_len: int) -> int:
 def _build(cfg, seed: int, vocab: SymbolVocab, sampler: ExampleSampler, max_src: int, max_tgt: int) -> PreparedTask:
     check_settings(cfg)
 
-    def split(name: str, size: int, min_len: int, max_len: int, exclude: set | None, drawn=None) -> list[dict]:
+    def split(name: str, size: int, min_len: int, max_len: int, exclude: set | None, drawn: set | None = None):
         rng = random.Random(split_seed(seed, cfg.name, name))
         return _generate(sampler, rng, size, min_len, max_len, vocab, exclude, name, drawn)
 
