@@ -127,14 +127,23 @@ def record_submitted(sweep_dir: Path, jobs: list[str]) -> None:
 def submitted_jobs(sweep_dir: Path) -> list[str]:
     """The SLURM jobs a sweep directory's commands submitted, as SLURM numbers them (`123` for array tasks `123_0`,
     `123_1`): the directory's list (record_submitted) and, for a sweep from before that list, submitit's folder of
-    each job (<sweep>/.submitit/<job id>, the launcher's default). Not the job this process runs in: a sweep started
-    inside an allocation (salloc, an sbatch script) and resumed there records that allocation in its runs."""
+    each job (<sweep>/.submitit/<job id>, the launcher's default). Not the job this process itself runs in, if any: a
+    command is not waiting on its own allocation."""
     listed = sweep_dir / SUBMITTED_JOBS
     named = listed.read_text().split() if listed.is_file() else []
     named += [path.name for path in (sweep_dir / SUBMITIT_FOLDER).glob("*") if path.is_dir()]
     own = {os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_JOB_ID")}
     arrays = {name.partition("_")[0] for name in named}
     return sorted((array for array in arrays if array.isdigit() and array not in own), key=int)
+
+
+def this_user() -> list[str]:
+    """squeue's option for this user's jobs only; none where the user has no name here (a container without a
+    passwd entry for its uid): then every user's jobs with those ids are asked about."""
+    try:
+        return [f"--user={getpass.getuser()}"]
+    except (KeyError, OSError):
+        return []
 
 
 def check_no_job_on_the_cluster(sweep_dir: Path) -> None:
@@ -155,7 +164,7 @@ def check_no_job_on_the_cluster(sweep_dir: Path) -> None:
         "--noheader",
         "--format=%i %T",
         "--states=all",
-        f"--user={getpass.getuser()}",
+        *this_user(),
         f"--jobs={listed}",
     ]
     try:

@@ -110,3 +110,17 @@ def test_a_directory_slurm_never_ran_is_not_asked_about(tmp_path, squeue, capsys
         (sweep / "0_seed:0" / "run.json").write_text(json.dumps({"status": "interrupted", "slurm_job": "9"}))
     check_no_job_on_the_cluster(sweep)
     assert capsys.readouterr().err == "" and not asked.exists()
+
+
+def test_a_user_without_a_name_here_asks_about_the_ids_of_every_user(tmp_path, squeue, monkeypatch):
+    """A container whose uid has no passwd entry: getpass cannot name the user, and squeue is asked without --user."""
+    import getpass
+
+    def nameless() -> str:
+        raise KeyError("getpwuid(): uid not found")
+
+    monkeypatch.setattr(getpass, "getuser", nameless)
+    asked = squeue(out="15 RUNNING\n")
+    with pytest.raises(ConfigError, match="15 running"):
+        check_no_job_on_the_cluster(a_swept_directory(tmp_path))
+    assert not any(word.startswith("--user") for word in open(asked).read().split())
