@@ -84,7 +84,7 @@ class Preflight(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from src.sweep.lock import check_not_in_use, hold_sweep_lock
-        from src.sweep.slurm import check_no_job_on_the_cluster
+        from src.sweep.slurm import check_no_job_still_running
 
         with user_errors_as_one_line():
             # one grid sweep's process per directory (src/sweep/lock.py): a second would train the same jobs again
@@ -94,8 +94,8 @@ class Preflight(Callback):
                 check_not_in_use(Path(sweep_dir))
             check_sweep_dir(config)
             swept_in = _resolved(config, "hydra.sweep.dir")
-            if swept_in is not None:  # a resume of a sweep on SLURM whose process died: its jobs may still run there
-                check_no_job_on_the_cluster(Path(swept_in))
+            if swept_in is not None:  # a sweep's process killed: its SLURM or submitit_local jobs may still run
+                check_no_job_still_running(Path(swept_in))
             check_tasks_per_device(config)
             check_sweep_direction(config)
             check_study(config)  # an Optuna study in a storage: reachable, same objective, direction and space

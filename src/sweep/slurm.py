@@ -16,8 +16,9 @@ submitit.core._submit`, which calls Hydra's job function and so `src.run`'s). Wh
   is needed here for that: submitit's batch script runs the same job function again.
 - The jobs are the cluster's, not the sweep process's: if that process dies (a lost login session, `kill -9`), they
   go on. Their ids are kept in the sweep directory (`.slurm_jobs`), and a resume (or any sweep) into it while SLURM
-  still has some of them is refused before anything is submitted (check_no_job_on_the_cluster): it would train
-  them a second time, over their own files.
+  still has some of them is refused before anything is submitted (check_no_job_still_running): it would train
+  them a second time, over their own files. So are submitit_local's jobs, processes of this machine that outlive
+  the sweep's process as well.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ HELD = ("REQUEUE_HOLD", "SPECIAL_EXIT", "SUSPENDED", "STOPPED")
 
 def record_submitted(sweep_dir: Path, jobs: list[str]) -> None:
     """Add the jobs just submitted (`123_0`, `123_1`: the tasks of array 123) to the sweep directory's list, which a
-    later sweep into it asks SLURM about (check_no_job_on_the_cluster), wherever submitit keeps its files."""
+    later sweep into it asks SLURM about (check_no_job_still_running), wherever submitit keeps its files."""
     arrays = dict.fromkeys(job.partition("_")[0] for job in jobs)
     with open(sweep_dir / SUBMITTED_JOBS, "a") as listed:
         listed.write("".join(f"{array}\n" for array in arrays))
@@ -126,15 +127,36 @@ def record_submitted(sweep_dir: Path, jobs: list[str]) -> None:
 
 def submitted_jobs(sweep_dir: Path) -> list[str]:
     """The SLURM jobs a sweep directory's commands submitted, as SLURM numbers them (`123` for array tasks `123_0`,
-    `123_1`): the directory's list (record_submitted) and, for a sweep from before that list, submitit's folder of
-    each job (<sweep>/.submitit/<job id>, the launcher's default). Not the job this process itself runs in, if any: a
-    command is not waiting on its own allocation."""
+    `123_1`), from the directory's list (record_submitted); not submitit's folders, whose names are process ids
+    for `hydra/launcher=submitit_local` (local_jobs_still_running). Not the job this process itself runs in, if
+    any: a command is not waiting on its own allocation."""
     listed = sweep_dir / SUBMITTED_JOBS
-    named = listed.read_text().split() if listed.is_file() else []
-    named += [path.name for path in (sweep_dir / SUBMITIT_FOLDER).glob("*") if path.is_dir()]
+    arrays = {name.partition("_")[0] for name in (listed.read_text().split() if listed.is_file() else [])}
     own = {os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_JOB_ID")}
-    arrays = {name.partition("_")[0] for name in named}
     return sorted((array for array in arrays if array.isdigit() and array not in own), key=int)
+
+
+def local_jobs_still_running(sweep_dir: Path) -> list[str]:
+    """`hydra/launcher=submitit_local`: each job is a process of this machine, which submitit names its folder after
+    (<sweep>/.submitit/<pid>) and which outlives the sweep's process if that is killed. The ids of those still
+    running: a live process of that id started on this sweep's submitit folder (an id the system has since given to
+    another process is not taken for the job)."""
+    folder = (sweep_dir / SUBMITIT_FOLDER).resolve()
+    return [path.name for path in sorted(folder.glob("*")) if path.name.isdigit() and started_on(path.name, folder)]
+
+
+def started_on(pid: str, folder: Path) -> bool:
+    """Whether process `pid` runs submitit's local job code on `folder`: `python -m submitit.local._local
+    <folder>/%j`, the folder as the sweep's command gave it (relative to that process's working directory, perhaps).
+    False for no such process, and where /proc cannot say (not Linux: the check is left out there)."""
+    try:
+        arguments = Path("/proc", pid, "cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    if "submitit.local._local" not in arguments:
+        return False
+    return any((cwd / argument).parent.resolve() == folder for argument in arguments if argument.endswith("%j"))
 
 
 def this_user() -> list[str]:
@@ -146,8 +168,9 @@ def this_user() -> list[str]:
         return []
 
 
-def check_no_job_on_the_cluster(sweep_dir: Path) -> None:
-    """Refused (one ConfigError) while SLURM still has jobs that an earlier command into this sweep directory
+def check_no_job_still_running(sweep_dir: Path) -> None:
+    """Refused (one ConfigError) while jobs an earlier command into this sweep directory started on this machine
+    still run (submitit_local: local_jobs_still_running), or while SLURM still has jobs that such a command
     submitted, pending, running or held: that command's process is gone (or, with a sweeper that does not lock the
     directory, may still wait for them), and this one would train them a second time, two processes writing each
     job's checkpoints. Only this user's jobs are asked about (a job id SLURM has since given to someone else's job
@@ -155,6 +178,12 @@ def check_no_job_on_the_cluster(sweep_dir: Path) -> None:
     check. Writes nothing."""
     from src.training.report import print_warning
 
+    if local := local_jobs_still_running(sweep_dir):
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} has jobs still running on this machine (processes {', '.join(local)}), "
+            "started by an earlier command into it: this command would train them a second time, over their own "
+            f"files; wait until they end, or stop them with `kill {' '.join(local)}`, then run this command again"
+        )
     jobs = submitted_jobs(sweep_dir)
     if not jobs:
         return

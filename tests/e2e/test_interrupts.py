@@ -338,6 +338,47 @@ def test_ctrl_c_once_a_sweep_jobs_training_has_ended_says_to_evaluate_it_and_to_
     assert f"{kept}recorded: evaluate it with {PYTHON} -m src.eval ckpt={job}" in refused.stderr, refused.stderr
 
 
+def test_a_sweep_whose_process_died_is_not_resumed_while_its_local_job_still_trains(tmp_path):
+    """hydra/launcher=submitit_local runs each job as a process of its own, which goes on when the sweep's process
+    is killed outright: resuming then would train it a second time over its own files. Refused in one line naming
+    the process and both ways out, nothing written; once the job has ended, the same check passes. (The same on a
+    SLURM cluster: tests/e2e/test_slurm.py.)"""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra is not installed")
+    from src.sweep.slurm import check_no_job_still_running
+
+    sweep = tmp_path / "sweep"
+    longer = [o for o in LONG_RUN if not o.startswith("trainer.max_steps=")] + ["trainer.max_steps=3000"]
+    # (3000 steps: still training when the resume is tried, a few seconds after the first checkpoint)
+    args = ["-m", *longer, "seed=0", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
+    command = [sys.executable, "-m", "src.run", *args, f"hydra.sweep.dir={sweep}"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    output = (tmp_path / "sweep.log").open("w")  # not a pipe: the job, which outlives the sweep, holds it open
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not list(sweep.glob("*/checkpoints/step-*.ckpt")):
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    output.close()
+    (job,) = [path.name for path in (sweep / ".submitit").iterdir() if path.name.isdigit()]
+    try:
+        assert Path("/proc", job).is_dir()  # the job outlived the sweep's process
+        before = sorted(str(path) for path in sweep.rglob("*") if "checkpoints" not in path.parts)
+        refused = run_here("src.run", *args, f"hydra.sweep.dir={sweep}", "ckpt_path=last")
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-3000:]
+        assert f"(processes {job})" in errors[0] and f"`kill {job}`" in errors[0], errors
+        assert sorted(str(path) for path in sweep.rglob("*") if "checkpoints" not in path.parts) == before
+    finally:
+        os.kill(int(job), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path("/proc", job, "cmdline").is_file() and Path("/proc", job, "cmdline").read_bytes():  # a zombie: empty
+        assert time.monotonic() < deadline, "the killed job is still running after 30 s"
+        time.sleep(0.1)
+    check_no_job_still_running(sweep)  # nothing left running: the resume may go on
+
+
 # --- Ctrl-C in src.eval and src.predict: one line, exit status 130, nothing half-written -------------------------
 
 

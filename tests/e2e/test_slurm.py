@@ -230,7 +230,7 @@ def test_a_sweep_whose_process_died_is_not_resumed_while_slurm_still_runs_its_jo
     directory is no longer locked. Resuming then would train that job a second time over its own files: refused in
     one line naming the job and both ways out (wait, or scancel), before anything is written or submitted; once
     SLURM no longer has the job, the same check passes."""
-    from src.sweep.slurm import check_no_job_on_the_cluster
+    from src.sweep.slurm import check_no_job_still_running
 
     sweep = tmp_path / "sweep"
     process, job_dir, job = sweep_training_mid_way(slurm_cluster, sweep, *LONG_RUN, "seed=0")
@@ -252,5 +252,5 @@ def test_a_sweep_whose_process_died_is_not_resumed_while_slurm_still_runs_its_jo
     while slurm_cluster.run("squeue", "--noheader", f"--jobs={array}", check=False).stdout.strip():
         assert time.monotonic() < deadline, "SLURM still lists the cancelled job after 60 s"
         time.sleep(0.5)
-    check_no_job_on_the_cluster(sweep)  # nothing left on the cluster: the resume may go on
+    check_no_job_still_running(sweep)  # nothing left on the cluster: the resume may go on
     assert json.loads((job_dir / "run.json").read_text())["slurm_job"] == job
