@@ -89,11 +89,11 @@ class Preflight(Callback):
         with user_errors_as_one_line():
             # one grid sweep's process per directory (src/sweep/lock.py): a second would train the same jobs again
             locked = resumes_in_place(OmegaConf.select(config, "hydra.sweeper", default=None) or {})
-            sweep_dir = _resolved(config, "hydra.sweep.dir") if locked else None
+            swept_in = _resolved(config, "hydra.sweep.dir")
+            sweep_dir = swept_in if locked else None
             if sweep_dir is not None:
                 check_not_in_use(Path(sweep_dir))
             check_sweep_dir(config)
-            swept_in = _resolved(config, "hydra.sweep.dir")
             if swept_in is not None:  # a sweep's process killed: its SLURM or submitit_local jobs may still run
                 check_no_job_still_running(Path(swept_in))
             check_tasks_per_device(config)

@@ -104,7 +104,7 @@ def refused_before_any_job(sweep_dir: Path) -> None:
     if any(sweep_dir.glob("*/.hydra")):
         return
     (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
-    shutil.rmtree(sweep_dir / ".submitit", ignore_errors=True)
+    shutil.rmtree(sweep_dir / SUBMITIT_FOLDER, ignore_errors=True)
     if sweep_dir.is_dir() and not any(sweep_dir.iterdir()):
         sweep_dir.rmdir()
 
