@@ -197,6 +197,10 @@ class RunRecord:
             "started": now(),
             "ended": None,
             "host": socket.gethostname(),
+            # the process that trains it, so that a second command into its directory while it still does is
+            # refused (live_process): its id, and when it started, which tells it from a later process of that id
+            "pid": os.getpid(),
+            "process_started": process_started(os.getpid()),
             "threads": torch.get_num_threads(),
             "git": git_state(),
             "versions": package_versions(),
@@ -222,6 +226,43 @@ class RunRecord:
 
     def end(self, status: str, **fields: Any) -> None:
         self.update(status=status, ended=now(), **fields)
+
+
+def process_started(pid: int) -> str | None:
+    """When process `pid` of this machine started, as a text that differs between two processes the system gave that
+    same id: on Linux the kernel's boot id and the process's start in clock ticks since boot (/proc/<pid>/stat),
+    elsewhere what `ps -o lstart=` says. None for no such process, for one that has ended and waits to be reaped (a
+    zombie), and where neither can say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        stat = boot = ""
+    if stat:
+        fields = stat.rpartition(")")[2].split()  # after "(<name>)", which may hold spaces
+        return None if fields[0] in ("Z", "X") else f"{boot}:{fields[19]}"  # state, then starttime (field 22)
+    if Path("/proc/self/stat").exists():  # Linux, and no such process
+        return None
+    try:
+        answer = subprocess.run(["ps", "-o", "lstart=,stat=", "-p", str(pid)], capture_output=True, text=True)
+    except OSError:
+        return None
+    said = answer.stdout.strip()
+    return said.rsplit(None, 1)[0] if answer.returncode == 0 and said and not said.endswith("Z") else None
+
+
+def live_process(record: dict[str, Any] | None) -> int | None:
+    """The id of the process that trains the run recorded in `record` (a run.json), when that process still runs on
+    this machine: the one recorded, by its id and its start, so that a process the system has since given the same
+    id is not taken for it. None for a run recorded without them (made before they were recorded), elsewhere, by
+    this very process (an earlier run of a test's process), or whose process has ended."""
+    if not record or record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return None
+    pid = record["pid"]
+    started = record.get("process_started")
+    if pid == os.getpid() or started is None or process_started(pid) != started:
+        return None
+    return pid
 
 
 def write_record(run_dir: Path, record: dict[str, Any]) -> None:

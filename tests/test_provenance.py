@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from src.provenance import RunRecord, command_line, git_state, hydra_value, read_status, shell_override
+from src.provenance import (
+    RunRecord,
+    command_line,
+    git_state,
+    hydra_value,
+    live_process,
+    process_started,
+    read_status,
+    shell_override,
+)
 
 
 def test_a_run_record_says_how_the_run_was_made_and_ended(tmp_path):
@@ -24,6 +38,44 @@ def test_a_run_record_says_how_the_run_was_made_and_ended(tmp_path):
     written = json.loads((tmp_path / "run.json").read_text())
     assert (written["status"], written["metrics"]) == ("completed", {"val/loss": 0.5}) and written["ended"]
     assert read_status(tmp_path) == "completed"
+
+
+def test_a_run_record_names_its_process_which_is_not_taken_for_another_run_of_that_process(tmp_path):
+    RunRecord(tmp_path).update()
+    written = json.loads((tmp_path / "run.json").read_text())
+    assert written["pid"] == os.getpid() and written["process_started"] == process_started(os.getpid())
+    assert process_started(os.getpid()) == process_started(os.getpid())  # the same process: the same start
+    # this very process is not training that run now: an earlier run of it (a test's, a notebook's) has ended
+    assert live_process(written) is None
+
+
+def state(pid: int) -> str:
+    """A process's state letter, from /proc (R, S, Z...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads a process's state through Linux's /proc")
+def test_a_runs_process_is_known_by_its_id_and_start_while_it_runs_and_not_once_it_has_ended():
+    """A real process (here `sleep`) recorded as a run's: found while it runs; not when the record is another
+    machine's, another process's that had the same id (another start), or one made before ids were recorded; not
+    once it has ended, before its parent reaps it (a zombie) nor after."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        record = {"host": socket.gethostname(), "pid": child.pid, "process_started": process_started(child.pid)}
+        assert record["process_started"] is not None
+        assert live_process(record) == child.pid
+        assert live_process({**record, "process_started": "another boot:12"}) is None  # the id, given again
+        assert live_process({**record, "host": "another-machine"}) is None
+        assert live_process({"host": record["host"]}) is None
+    finally:
+        child.kill()
+    deadline = time.monotonic() + 10
+    while state(child.pid) != "Z":  # ended, not reaped yet: /proc still lists it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert process_started(child.pid) is None and live_process(record) is None
+    child.wait()
+    assert process_started(child.pid) is None and live_process(record) is None
 
 
 def test_a_resumed_run_keeps_the_earlier_sessions(tmp_path):

@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
-from src.provenance import module_command, read_record, read_status, shell_override
+from src.provenance import live_process, module_command, read_record, read_status, shell_override
 from src.study import (
     changed_after_planning,
     check_fixed,
@@ -133,6 +133,12 @@ def check_run_dir(config: DictConfig) -> None:
         # again after a requeue): part of that run, checked when the run started, not a second run over it.
         return
     status = record.get("status") if record is not None else None
+    if status == "running" and (pid := live_process(record)) is not None:
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} holds a run that process {pid} of this machine is training now: this command "
+            f"would train it a second time, over its own files; wait until it ends, or stop it with `kill {pid}` "
+            "(it saves its step), then run this command again"
+        )
     if config.get("ckpt_path") is None:
         saved = newest_checkpoint(run_dir) if status is not None else None
         if status == "running" and saved is None:

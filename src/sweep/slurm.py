@@ -18,7 +18,8 @@ submitit.core._submit`, which calls Hydra's job function and so `src.run`'s). Wh
   go on. Their ids are kept in the sweep directory (`.slurm_jobs`), and a resume (or any sweep) into it while SLURM
   still has some of them is refused before anything is submitted (check_no_job_still_running): it would train
   them a second time, over their own files. So are submitit_local's jobs, processes of this machine that outlive
-  the sweep's process as well.
+  the sweep's process as well, and any job whose run.json names a process of this machine still training it (a
+  joblib worker finishes the job it holds when the sweep's process is killed).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from src.model import ConfigError
-from src.provenance import now, read_record, write_record
+from src.provenance import live_process, now, read_record, write_record
 
 SUBMITIT_FOLDER = ".submitit"  # submitit's files, one folder per SLURM job (conf/hydra/launcher/slurm.yaml)
 
@@ -159,6 +160,19 @@ def started_on(pid: str, folder: Path) -> bool:
     return any((cwd / argument).parent.resolve() == folder for argument in arguments if argument.endswith("%j"))
 
 
+def jobs_training_here(sweep_dir: Path) -> list[tuple[Path, int]]:
+    """The sweep's jobs that a process of this machine is training now, with that process's id: a job whose run.json
+    says `running` and names a live process (src/provenance.py: live_process). Such a process outlives the sweep's
+    own: a joblib worker goes on with the job it holds when the sweep's process is killed, and so does a job resumed
+    in place by its own command."""
+    found = []
+    for run_dir in sorted(path.parent for path in sweep_dir.glob("*/.hydra")):
+        record = read_record(run_dir)
+        if record is not None and record.get("status") == "running" and (pid := live_process(record)) is not None:
+            found.append((run_dir, pid))
+    return found
+
+
 def this_user() -> list[str]:
     """squeue's option for this user's jobs only; none where the user has no name here (a container without a
     passwd entry for its uid): then every user's jobs with those ids are asked about."""
@@ -183,6 +197,15 @@ def check_no_job_still_running(sweep_dir: Path) -> None:
             f"hydra.sweep.dir={sweep_dir} has jobs still running on this machine (processes {', '.join(local)}), "
             "started by an earlier command into it: this command would train them a second time, over their own "
             f"files; wait until they end, or stop them with `kill {' '.join(local)}`, then run this command again"
+        )
+    if training := jobs_training_here(sweep_dir):
+        shown = ", ".join(f"{job.name} by process {pid}" for job, pid in training[:3])
+        more = f" and {len(training) - 3} more" if len(training) > 3 else ""
+        pids = " ".join(dict.fromkeys(str(pid) for _, pid in training))
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} has jobs that processes of this machine are training now ({shown}{more}), "
+            "started by an earlier command into it: this command would train them a second time, over their own "
+            f"files; wait until they end, or stop them with `kill {pids}`, then run this command again"
         )
     jobs = submitted_jobs(sweep_dir)
     if not jobs:

@@ -491,3 +491,39 @@ def test_the_warning_for_a_fixed_planned_setting_comes_once_before_anything_is_w
     assert lines[0].startswith("warning: model.heads=3 on the command line fixes model.heads for every job"), err
     assert lines[1].startswith("error: job 0 of the sweep (model.heads=3 seed=0) cannot run"), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_its_process_still_trains_is_not_entered_until_that_process_has_ended(tmp_path):
+    """A run directory whose run.json names a process of this machine that still runs (a run started in another
+    terminal, a sweep's worker that outlived the sweep's process): a resume into it, or a new run, would train it a
+    second time over its files. Refused in one line naming the process and how to stop it, with nothing written;
+    once the process has ended, the directory is a killed run's again."""
+    import socket
+    import subprocess
+
+    from src.provenance import now, process_started
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    trainer = subprocess.Popen(["sleep", "60"])  # the process the record names: any live one will do
+    try:
+        record = {
+            "status": "running",
+            "started": now(),
+            "host": socket.gethostname(),
+            "pid": trainer.pid,
+            "process_started": process_started(trainer.pid),
+        }
+        (run_dir / "run.json").write_text(json.dumps(record))
+        for resume in (["ckpt_path=last"], []):
+            code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, f"hydra.run.dir={run_dir}", *resume)
+            errors = [line for line in err.splitlines() if line.startswith("error:")]
+            assert code == 2 and len(errors) == 1, err
+            assert f"process {trainer.pid} of this machine is training now" in errors[0], errors[0]
+            assert f"`kill {trainer.pid}`" in errors[0], errors[0]
+            assert sorted(p.name for p in run_dir.iterdir()) == ["run.json"]
+    finally:
+        trainer.kill()
+        trainer.wait()
+    code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, f"hydra.run.dir={run_dir}")
+    assert code == 2 and "holds a run that is running, or was killed before saving a checkpoint" in err, err

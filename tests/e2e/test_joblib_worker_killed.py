@@ -173,3 +173,44 @@ def test_a_worker_killed_after_jobs_completed_keeps_them_and_the_sweep_resumes(t
         assert run["metrics"], run
     for job, content in completed.items():
         assert (sweep / job / "run.json").read_bytes() == content
+
+
+def test_a_sweep_whose_process_died_is_not_resumed_while_its_workers_still_train(tmp_path):
+    """The sweep's own process killed outright (`kill -9`, a lost login session) while its joblib workers train:
+    they go on with the jobs they hold, and a resume would train those a second time, two processes over each job's
+    files. The resume is refused in one line naming the jobs, their processes and how to stop them, before it
+    writes anything; once they are stopped as it says (SIGTERM), each records its step, and the sweep may resume."""
+    from src.sweep.slurm import check_no_job_still_running
+
+    sweep = tmp_path / "sweep"
+    settings = ["seed=0,1", "trainer.max_steps=3000"]
+    process = start_sweep(sweep, *settings)
+    training = ["0_seed:0", "1_seed:1"]
+    wait_until_training(sweep, training, process)
+    process.kill()
+    process.wait()
+    workers = [record(sweep / job)["pid"] for job in training]
+    assert process.pid not in workers and all(record(sweep / job)["status"] == "running" for job in training)
+    try:
+        result = run_here("src.run", "-m", *BASE, *settings, f"hydra.sweep.dir={sweep}", "ckpt_path=last")
+        line = one_error_line(result.stderr)
+        assert result.returncode == 2, result.stderr[-3000:]
+        for job, pid in zip(training, workers):
+            assert f"{job} by process {pid}" in line, line
+        assert f"`kill {workers[0]} {workers[1]}`" in line, line
+        assert not (sweep / "report.md").exists()
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)  # as the line says: each job saves its step and ends interrupted
+        deadline = time.time() + 60
+        while any(record(sweep / job)["status"] == "running" for job in training):
+            assert time.time() < deadline, "the jobs still run 60 s after SIGTERM"
+            time.sleep(0.1)
+        for job in training:
+            assert record(sweep / job)["status"] == "interrupted", record(sweep / job)
+        check_no_job_still_running(sweep)  # the resume may go on
+    finally:
+        for pid in workers:  # a worker whose job has ended waits for the next one, from a pool that is gone
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -161,3 +161,35 @@ def test_submitit_local_jobs_still_running_refuse_the_sweep_until_they_end(tmp_p
     assert local_jobs_still_running(sweep) == []
     check_no_job_still_running(sweep)
     assert not asked.exists()  # no SLURM job was submitted from here
+
+
+def test_jobs_whose_processes_still_train_them_refuse_the_sweep_until_they_end(tmp_path, squeue):
+    """A joblib worker goes on with the job it holds when its sweep's process is killed: the job's run.json names
+    that process. A job whose named process still runs refuses the sweep; not a job that ended, nor one whose
+    process is gone (killed: a resume goes on with it)."""
+    import socket
+
+    from src.provenance import process_started
+
+    asked = squeue(code=1)
+    sweep = tmp_path / "sweep"
+    sleeps = [sys.executable, "-c", "import time; time.sleep(60)"]
+    worker = subprocess.Popen(sleeps)  # the process the records name: any live one will do
+    gone = subprocess.Popen(sleeps)
+    gone_started = process_started(gone.pid)
+    gone.kill()
+    gone.wait()
+    names = {"0_seed:0": ("running", worker), "1_seed:1": ("completed", worker), "2_seed:2": ("running", gone)}
+    try:
+        for name, (status, process) in names.items():
+            (sweep / name / ".hydra").mkdir(parents=True)
+            started = gone_started if process is gone else process_started(process.pid)
+            record = {"status": status, "host": socket.gethostname(), "pid": process.pid, "process_started": started}
+            (sweep / name / "run.json").write_text(json.dumps(record))
+        with pytest.raises(ConfigError, match=rf"\(0_seed:0 by process {worker.pid}\).*`kill {worker.pid}`"):
+            check_no_job_still_running(sweep)
+    finally:
+        worker.kill()
+        worker.wait()
+    check_no_job_still_running(sweep)
+    assert not asked.exists()
