@@ -295,6 +295,7 @@ def test_a_trial_failed_as_killed_while_its_sweep_lived_gives_its_value_to_a_new
     silence(url, 5)
     elsewhere = optuna.load_study(study_name="lr_warmup_dropout_size", storage=url)
     assert [t.number for t, _ in fail_killed(elsewhere)] == [0]
+    capsys.readouterr()  # what the set-up said (Optuna's "A new study created", unless its logging was quieted)
 
     search.tell([(trial, ())], [SimpleNamespace(return_value=0.25, hydra_cfg=None)])
     trials = optuna.load_study(study_name="lr_warmup_dropout_size", storage=url).get_trials()
