@@ -231,32 +231,47 @@ class RunRecord:
 def process_started(pid: int) -> str | None:
     """When process `pid` of this machine started, as a text that differs between two processes the system gave that
     same id: on Linux the kernel's boot id and the process's start in clock ticks since boot (/proc/<pid>/stat),
-    elsewhere what `ps -o lstart=` says. None for no such process, for one that has ended and waits to be reaped (a
-    zombie), and where neither can say."""
+    elsewhere what `ps` says (its start to the second, in one fixed format). None for no such process, for one that
+    has ended and waits to be reaped (a zombie), and where neither can say."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        stat = boot = ""
+        stat = ""
     if stat:
-        fields = stat.rpartition(")")[2].split()  # after "(<name>)", which may hold spaces
-        return None if fields[0] in ("Z", "X") else f"{boot}:{fields[19]}"  # state, then starttime (field 22)
+        fields = stat.rpartition(")")[2].split()  # after "(<name>)", which may hold spaces and parentheses
+        if fields[0] in ("Z", "X"):  # state
+            return None
+        try:
+            boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        except OSError:  # hidden in some sandboxes: the start alone still tells processes apart until a reboot
+            boot = ""
+        return f"{boot}:{fields[19]}"  # starttime, the 22nd field of the line
     if Path("/proc/self/stat").exists():  # Linux, and no such process
         return None
+    return started_by_ps(pid)
+
+
+def started_by_ps(pid: int) -> str | None:
+    """process_started where there is no /proc (macOS, the BSDs): `ps`'s start of the process, to the second, in the
+    C locale and UTC, so that every process reads it alike; None for a zombie or no such process."""
+    asked = ["ps", "-o", "lstart=", "-o", "state=", "-p", str(pid)]
     try:
-        answer = subprocess.run(["ps", "-o", "lstart=,stat=", "-p", str(pid)], capture_output=True, text=True)
+        answer = subprocess.run(asked, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C", "TZ": "UTC0"})
     except OSError:
         return None
-    said = answer.stdout.strip()
-    return said.rsplit(None, 1)[0] if answer.returncode == 0 and said and not said.endswith("Z") else None
+    start, _, state = answer.stdout.strip().rpartition(" ")
+    return start.strip() if answer.returncode == 0 and start and not state.startswith("Z") else None
 
 
 def live_process(record: dict[str, Any] | None) -> int | None:
-    """The id of the process that trains the run recorded in `record` (a run.json), when that process still runs on
-    this machine: the one recorded, by its id and its start, so that a process the system has since given the same
-    id is not taken for it. None for a run recorded without them (made before they were recorded), elsewhere, by
-    this very process (an earlier run of a test's process), or whose process has ended."""
-    if not record or record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+    """The id of the process that works on the run recorded in `record` (a run.json) now, training it or analysing
+    it after training: the process recorded, while it still runs on this machine, known by its id and its start (a
+    process the system has since given the same id is not taken for it). None for a run that ended (and is not
+    being analysed), one recorded without them (before they were recorded), elsewhere, by this very process (an
+    earlier run of a test's process), or whose process has ended."""
+    if not record or (record.get("status") != "running" and record.get("analysis") != "running"):
+        return None
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
         return None
     pid = record["pid"]
     started = record.get("process_started")

@@ -29,6 +29,7 @@ if __name__ == "__main__":  # python -m: Ctrl-C during the imports below is one 
 
     quiet_until_started()
 
+import contextlib
 import gc
 
 collecting_before = gc.isenabled()  # restored once the imports are done
@@ -638,12 +639,24 @@ def main(cfg: DictConfig) -> float | None:
         end_process_group()
 
 
+@contextlib.contextmanager
+def ended_if_still_running(record: RunRecord):
+    """Every ending below records itself; should recording one fail in turn (an error while an interrupt's follow-up
+    is worked out), the run is still not left `running` under a process that lives on (a sweep's joblib worker
+    takes its next job), which a later command would take for a run still training (src/provenance.py)."""
+    try:
+        yield
+    finally:
+        if record.data.get("status") == "running":
+            record.end("failed", error="an error while recording how the run ended (its traceback was printed)")
+
+
 def record_the_run(
     cfg: DictConfig, run_dir: Path, record: RunRecord, launched_at: float | None, multirun: bool, job: str
 ) -> float | None:
     """Train, and say in run.json (and in one line) how it ended: the first (or only) rank of a run."""
     forget_earlier_error(run_dir)  # a resumed run: error.txt belongs to the status run.json has now
-    with logged_to(run_dir / "run.log"):
+    with logged_to(run_dir / "run.log"), ended_if_still_running(record):
         try:
             try:
                 metrics = train(cfg, run_dir, record, launched_at=launched_at)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -23,6 +24,7 @@ from src.provenance import (
     process_started,
     read_status,
     shell_override,
+    started_by_ps,
 )
 
 
@@ -45,6 +47,8 @@ def test_a_run_record_names_its_process_which_is_not_taken_for_another_run_of_th
     written = json.loads((tmp_path / "run.json").read_text())
     assert written["pid"] == os.getpid() and written["process_started"] == process_started(os.getpid())
     assert process_started(os.getpid()) == process_started(os.getpid())  # the same process: the same start
+    if Path("/proc/self/stat").is_file():  # Linux: the boot's id and the start in clock ticks
+        assert process_started(os.getpid()).partition(":")[2].isdigit()
     # this very process is not training that run now: an earlier run of it (a test's, a notebook's) has ended
     assert live_process(written) is None
 
@@ -61,9 +65,18 @@ def test_a_runs_process_is_known_by_its_id_and_start_while_it_runs_and_not_once_
     once it has ended, before its parent reaps it (a zombie) nor after."""
     child = subprocess.Popen(["sleep", "60"])
     try:
-        record = {"host": socket.gethostname(), "pid": child.pid, "process_started": process_started(child.pid)}
+        record = {
+            "status": "running",
+            "host": socket.gethostname(),
+            "pid": child.pid,
+            "process_started": process_started(child.pid),
+        }
         assert record["process_started"] is not None
         assert live_process(record) == child.pid
+        # trained, and still analysed by its process (analyze_after_fit): still worked on
+        assert live_process({**record, "status": "completed", "analysis": "running"}) == child.pid
+        assert live_process({**record, "status": "completed", "analysis": "completed"}) is None
+        assert live_process({**record, "status": "interrupted"}) is None
         assert live_process({**record, "process_started": "another boot:12"}) is None  # the id, given again
         assert live_process({**record, "host": "another-machine"}) is None
         assert live_process({"host": record["host"]}) is None
@@ -76,6 +89,25 @@ def test_a_runs_process_is_known_by_its_id_and_start_while_it_runs_and_not_once_
     assert process_started(child.pid) is None and live_process(record) is None
     child.wait()
     assert process_started(child.pid) is None and live_process(record) is None
+
+
+@pytest.mark.skipif(shutil.which("ps") is None or not Path("/proc/self/stat").is_file(), reason="needs ps and /proc")
+def test_where_there_is_no_proc_ps_tells_a_process_by_its_start_and_a_zombie_from_a_live_one():
+    """The way of machines without /proc (macOS), run here with this machine's own ps."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        started = started_by_ps(child.pid)
+        assert started is not None and started == started_by_ps(child.pid) and started_by_ps(os.getpid()) is not None
+        assert re.fullmatch(r"\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}", started), started  # C locale: one format
+    finally:
+        child.kill()
+    deadline = time.monotonic() + 10
+    while state(child.pid) != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert started_by_ps(child.pid) is None  # a zombie
+    child.wait()
+    assert started_by_ps(child.pid) is None
 
 
 def test_a_resumed_run_keeps_the_earlier_sessions(tmp_path):

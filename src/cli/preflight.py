@@ -133,11 +133,13 @@ def check_run_dir(config: DictConfig) -> None:
         # again after a requeue): part of that run, checked when the run started, not a second run over it.
         return
     status = record.get("status") if record is not None else None
-    if status == "running" and (pid := live_process(record)) is not None:
+    if (pid := live_process(record)) is not None:
+        doing = "analysing" if status != "running" else "training"
+        sweep = " (a job of a sweep: the sweep stops with it)" if record and record.get("process_command") else ""
         raise ConfigError(
-            f"hydra.run.dir={run_dir} holds a run that process {pid} of this machine is training now: this command "
-            f"would train it a second time, over its own files; wait until it ends, or stop it with `kill {pid}` "
-            "(it saves its step), then run this command again"
+            f"hydra.run.dir={run_dir} holds a run that process {pid} of this machine is {doing} now: this command "
+            f"would write over its files; wait until it ends, or stop it with `kill {pid}`{sweep} (a run stopped "
+            "while it trains saves its step), then run this command again"
         )
     if config.get("ckpt_path") is None:
         saved = newest_checkpoint(run_dir) if status is not None else None

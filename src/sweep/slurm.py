@@ -161,14 +161,14 @@ def started_on(pid: str, folder: Path) -> bool:
 
 
 def jobs_training_here(sweep_dir: Path) -> list[tuple[Path, int]]:
-    """The sweep's jobs that a process of this machine is training now, with that process's id: a job whose run.json
-    says `running` and names a live process (src/provenance.py: live_process). Such a process outlives the sweep's
+    """The sweep's jobs that a process of this machine is training now (or analysing after training), with that
+    process's id: a job whose run.json says so and names a live process (src/provenance.py: live_process). Such a
+    process outlives the sweep's
     own: a joblib worker goes on with the job it holds when the sweep's process is killed, and so does a job resumed
     in place by its own command."""
     found = []
     for run_dir in sorted(path.parent for path in sweep_dir.glob("*/.hydra")):
-        record = read_record(run_dir)
-        if record is not None and record.get("status") == "running" and (pid := live_process(record)) is not None:
+        if (pid := live_process(read_record(run_dir))) is not None:  # training it, or analysing it after training
             found.append((run_dir, pid))
     return found
 
@@ -203,9 +203,10 @@ def check_no_job_still_running(sweep_dir: Path) -> None:
         more = f" and {len(training) - 3} more" if len(training) > 3 else ""
         pids = " ".join(dict.fromkeys(str(pid) for _, pid in training))
         raise ConfigError(
-            f"hydra.sweep.dir={sweep_dir} has jobs that processes of this machine are training now ({shown}{more}), "
-            "started by an earlier command into it: this command would train them a second time, over their own "
-            f"files; wait until they end, or stop them with `kill {pids}`, then run this command again"
+            f"hydra.sweep.dir={sweep_dir} has jobs that processes of this machine are training or analysing now "
+            f"({shown}{more}), started by an earlier command into it: this command would train them a second time, "
+            f"over their own files; wait until they end, or stop them with `kill {pids}` (a job stopped while it "
+            "trains saves its step), then run this command again"
         )
     jobs = submitted_jobs(sweep_dir)
     if not jobs:

@@ -348,8 +348,8 @@ def test_a_sweep_whose_process_died_is_not_resumed_while_its_local_job_still_tra
     from src.sweep.slurm import check_no_job_still_running
 
     sweep = tmp_path / "sweep"
-    longer = [o for o in LONG_RUN if not o.startswith("trainer.max_steps=")] + ["trainer.max_steps=3000"]
-    # (3000 steps: still training when the resume is tried, a few seconds after the first checkpoint)
+    longer = [o for o in LONG_RUN if not o.startswith("trainer.max_steps=")] + ["trainer.max_steps=1000000"]
+    # (still training whenever the resume is tried, however fast the machine: the test stops the job itself)
     args = ["-m", *longer, "seed=0", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
     command = [sys.executable, "-m", "src.run", *args, f"hydra.sweep.dir={sweep}"]
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")

@@ -182,16 +182,27 @@ def test_a_sweep_whose_process_died_is_not_resumed_while_its_workers_still_train
     writes anything; once they are stopped as it says (SIGTERM), each records its step, and the sweep may resume."""
     from src.sweep.slurm import check_no_job_still_running
 
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
-    settings = ["seed=0,1", "trainer.max_steps=3000"]
-    process = start_sweep(sweep, *settings)
+    settings = ["seed=0,1", "trainer.max_steps=1000000"]  # still training whenever the resume is tried: stopped below
+    command = [sys.executable, "-m", "src.run", "-m", *BASE, *settings, f"hydra.sweep.dir={sweep}"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    output = (tmp_path / "sweep.log").open("w")  # not a pipe: the workers, which outlive the sweep, hold it open
+    # in a process group of its own, its workers too: whatever fails below, none is left training on
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
     training = ["0_seed:0", "1_seed:1"]
-    wait_until_training(sweep, training, process)
-    process.kill()
-    process.wait()
-    workers = [record(sweep / job)["pid"] for job in training]
-    assert process.pid not in workers and all(record(sweep / job)["status"] == "running" for job in training)
     try:
+        deadline = time.time() + 240
+        while not all((sweep / job / "checkpoints" / "last.ckpt").is_file() for job in training):
+            assert process.poll() is None and time.time() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
+            time.sleep(0.05)
+        process.kill()
+        process.wait()
+        workers = [record(sweep / job)["pid"] for job in training]
+        assert process.pid not in workers and all(record(sweep / job)["status"] == "running" for job in training)
+
         result = run_here("src.run", "-m", *BASE, *settings, f"hydra.sweep.dir={sweep}", "ckpt_path=last")
         line = one_error_line(result.stderr)
         assert result.returncode == 2, result.stderr[-3000:]
@@ -209,8 +220,10 @@ def test_a_sweep_whose_process_died_is_not_resumed_while_its_workers_still_train
             assert record(sweep / job)["status"] == "interrupted", record(sweep / job)
         check_no_job_still_running(sweep)  # the resume may go on
     finally:
-        for pid in workers:  # a worker whose job has ended waits for the next one, from a pool that is gone
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        # the sweep's process group: its workers, which once their job has ended wait for the next one from a pool
+        # that is gone
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        output.close()
