@@ -1048,31 +1048,67 @@ def run_hydra_command(main: Callable[[], object]) -> None:
             return
         warn_about_keys_given_twice(line)  # only for a command line nothing above refused: the error is the news
         try:
-            with sweep_mode_without_a_composition(line):
+            with run_mode_without_a_composition(line):
                 main()
         finally:
             forget_the_job()
 
 
 @contextmanager
-def sweep_mode_without_a_composition(line: CommandLine):
+def run_mode_without_a_composition(line: CommandLine):
     """Hydra's main composes the whole config once only to read `hydra.mode` (Hydra.get_mode), then composes it again
-    to run: with -m, whatever a config sets the mode to, Hydra sweeps, so the answer cannot change what happens and
-    the first composition (about 0.15 s) is left out. Hydra then does what it does for a config that sets no mode
-    (our configs set none): it adds `hydra.mode=MULTIRUN` to the overrides (for a config of the user's that sets
-    `hydra.mode: RUN`, without its warning that -m overrides it).
-    A command line without -m is left to Hydra: a config of the user's may make it a sweep."""
-    if not line.multirun:
-        yield
-        return
+    to run. Where the answer is known without it, that first composition (about 0.15 s of every command) is left out,
+    and Hydra does what it does for a config that sets no mode (our configs set none):
+    - with -m, whatever a config sets the mode to, Hydra sweeps: it adds `hydra.mode=MULTIRUN` to the overrides (for a
+      config of the user's that sets `hydra.mode: RUN`, without its warning that -m overrides it);
+    - without -m, where no config Hydra can read sets the mode (a_config_may_set_the_mode): a run, and Hydra adds
+      `hydra.mode=RUN`, as it does when it is asked.
+    Anywhere else (a config of the user's that may make a run a sweep) Hydra is asked, as before."""
     from hydra._internal.hydra import Hydra
 
     hydras = Hydra.get_mode
-    Hydra.get_mode = lambda self, config_name, overrides: None  # type: ignore[method-assign]
+
+    def get_mode(self: Hydra, config_name: str | None, overrides: list[str]):
+        if line.multirun or not a_config_may_set_the_mode(self, line):
+            return None
+        return hydras(self, config_name, overrides)
+
+    Hydra.get_mode = get_mode  # type: ignore[method-assign]
     try:
         yield
     finally:
         Hydra.get_mode = hydras  # type: ignore[method-assign]
+
+
+# a YAML key that sets hydra.mode, or that adds config folders that might (hydra.searchpath): `mode:`, `{mode: ...}`
+SETS_THE_MODE = re.compile(r"(?:^|[\s{,])(?:mode|searchpath)\s*:", re.MULTILINE)
+
+
+def a_config_may_set_the_mode(hydra: object, line: CommandLine) -> bool:
+    """Whether a config the command's composition may read could set `hydra.mode`: an override of hydra.mode or
+    hydra.searchpath, or a config file in Hydra's search path (this project's conf/, a --config-dir, a package's
+    configs) with a `mode:` or `searchpath:` key anywhere (a false alarm only costs Hydra's composition). Not Hydra's
+    own configs (its `mode: w` is a log file's), nor structured configs (ours and the plugins' set no mode)."""
+    from importlib import resources
+
+    if any(o.key_or_group.startswith(("hydra.mode", "hydra.searchpath")) for o in line.overrides):
+        return True
+    for element in hydra.config_loader.get_search_path().get_path():  # type: ignore[attr-defined]
+        scheme, _, where = str(element.path).rpartition(
+            "://"
+        )  # no scheme: a folder (our conf/, as @hydra.main names it)
+        if scheme == "structured" or (scheme == "pkg" and where == "hydra.conf"):
+            continue
+        if scheme not in ("", "file", "pkg"):
+            return True  # a config source of a plugin's: ask Hydra
+        try:
+            folder = Path(str(resources.files(where))) if scheme == "pkg" else Path(where)
+        except (ImportError, TypeError, ValueError):
+            return True  # a package that cannot be read as a folder: ask Hydra
+        files = [*folder.rglob("*.yaml"), *folder.rglob("*.yml")] if folder.is_dir() else []
+        if any(SETS_THE_MODE.search(path.read_text(errors="replace")) for path in files):
+            return True
+    return False
 
 
 def forget_the_job() -> None:

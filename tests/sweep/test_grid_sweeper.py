@@ -4,6 +4,7 @@ sweep command composes the sweep's config once, not also to read `hydra.mode` (s
 
 from __future__ import annotations
 
+import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.hydra import Hydra
 from hydra.types import RunMode
@@ -50,8 +51,10 @@ def test_each_job_of_a_sweep_is_composed_once_before_it_runs_and_once_to_run(tmp
     assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"  # Hydra's own again once the command has ended
 
 
-def test_a_command_line_without_m_still_asks_hydra_for_the_mode(monkeypatch, tmp_path):
-    """A config of the user's may set hydra.mode=MULTIRUN: only -m makes the answer known without composing."""
+def test_a_command_line_without_m_asks_hydra_for_the_mode_only_where_a_config_may_set_it(monkeypatch, tmp_path):
+    """Without -m, a run unless a config sets hydra.mode: our configs set none, so Hydra's composition that reads it
+    is left out; a config of the user's that may set it (here one that makes the run a sweep, from a --config-dir)
+    is left to Hydra, which composes to read it, and the command sweeps."""
     asked: list[list[str]] = []
     get_mode = Hydra.get_mode
 
@@ -60,8 +63,32 @@ def test_a_command_line_without_m_still_asks_hydra_for_the_mode(monkeypatch, tmp
         return get_mode(self, config_name, overrides)
 
     monkeypatch.setattr(Hydra, "get_mode", counted)
-    result = run_here("src.run", "model.d_model=30", "model.heads=4", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode == 2 and len(asked) == 1, result.stderr  # refused (30 % 4), after Hydra's get_mode
+    refused = ["model.d_model=30", "model.heads=4"]  # 30 % 4: refused before anything is written
+    result = run_here("src.run", *refused, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "model.heads=4 does not divide model.d_model=30" in result.stderr, result.stderr
+    assert asked == []
+    extra = tmp_path / "extra"
+    (extra / "experiment").mkdir(parents=True)
+    (extra / "experiment" / "as_sweep.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n")
+    result = run_here("src.run", "--config-dir", str(extra), "experiment=as_sweep", *refused)
+    assert result.returncode == 2 and len(asked) == 1, result.stderr
+    assert "job 0 of the sweep cannot run" in result.stderr, result.stderr  # a sweep, as the config says
+
+
+@pytest.mark.parametrize(
+    "text, sets",
+    [
+        ("hydra:\n  mode: MULTIRUN\n", True),
+        ("hydra: {mode: MULTIRUN}\n", True),
+        ("hydra:\n  searchpath: [file://elsewhere]\n", True),
+        ("model:\n  d_model: 64\ndecode_mode: 1\n", False),
+        ("defaults:\n  - override /model: small\n", False),
+    ],
+)
+def test_a_config_that_may_set_the_mode_is_found_by_its_keys(text, sets):
+    from src.cli.command_line import SETS_THE_MODE
+
+    assert bool(SETS_THE_MODE.search(text)) is sets
 
 
 def test_a_job_the_preflight_did_not_compose_is_composed_before_the_batch_launches(monkeypatch):
