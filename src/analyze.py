@@ -280,7 +280,8 @@ def analyze_checkpoint(
     the last one, what was written."""
     from src.analysis.ablation import ablate_trained_model, ablated_line, trained_ablation
     from src.analysis.heads import analyze_heads
-    from src.analysis.report import write_analysis, write_tensorboard
+    from src.analysis.report import figures, write_analysis, write_tensorboard
+    from src.dashboard.rendering import rendered
     from src.model.head_mask import attention_sites
     from src.training.checkpoint import load_run, read_checkpoint
 
@@ -323,12 +324,13 @@ def analyze_checkpoint(
         "git": git_state(),
         "versions": package_versions(),
     }
-    write_analysis(result, target.out, about)
+    pictures = rendered(figures(result))  # drawn once, for the files and TensorBoard alike
+    write_analysis(result, target.out, about, pictures)
     has_tensorboard = any(target.run_dir.glob("events.out.tfevents.*"))
     # One analysis per run in its TensorBoard: the run's own (its checkpoint, its analysis/, its trained ablation).
     own = target.tensorboard and ablation == trained_ablation(module)
     if tensorboard and has_tensorboard and own:
-        write_tensorboard(result, target.run_dir, about["step"], about)
+        write_tensorboard(result, target.run_dir, about["step"], about, pictures)
     elif tensorboard and has_tensorboard:
         detail("  TensorBoard: left as it is (an analysis with out= or ablate.* of its own is written to files only)")
     m = result.metric
@@ -508,7 +510,8 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
         weak_separation,
         wrong_answer,
     )
-    from src.analysis.causal_report import write_patching, write_tensorboard
+    from src.analysis.causal_report import figures, write_patching, write_tensorboard
+    from src.dashboard.rendering import rendered
     from src.data.pairs import collate_pairs
     from src.model.names import STACKS
 
@@ -560,9 +563,10 @@ def patch_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log:
         clean_accuracy=accuracy,
         settings=settings | {"senders": list(cfg.senders), "receivers": list(cfg.receivers)},
     )
-    write_patching(result, target.out, about)
+    pictures = rendered(figures(result))  # drawn once, for the files and TensorBoard alike
+    write_patching(result, target.out, about, pictures)
     if loaded.writes_tensorboard(target):
-        write_tensorboard(result, target.run_dir, about["step"], about, cfg.split)
+        write_tensorboard(result, target.run_dir, about["step"], about, cfg.split, pictures)
     log(
         f"  {cfg.metric}: clean {result.clean:.4g}, corrupted {result.corrupted:.4g} ({plural(result.pairs, 'pair')}); "
         f"written: {target.out}"
@@ -574,7 +578,8 @@ def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: 
     """The logit lens and direct logit attribution of one checkpoint over its split (src/analysis/lens.py) into
     target.out (src/analysis/lens_report.py)."""
     from src.analysis.lens import analyze_lens, attribution_refused
-    from src.analysis.lens_report import write_lens, write_tensorboard
+    from src.analysis.lens_report import figures, write_lens, write_tensorboard
+    from src.dashboard.rendering import rendered
 
     loaded = load_for_analysis(target, cfg, device, log)
     model, datamodule = loaded.model, loaded.datamodule
@@ -593,9 +598,10 @@ def lens_checkpoint(target: Target, cfg: DictConfig, device: torch.device, log: 
     result = analyze_lens(model, datamodule.kind, batches, cfg.split)
     settings = {"split": cfg.split, "max_examples": cfg.max_examples}
     about = loaded.about(target, device, {"lens": time.perf_counter() - started}, settings=settings)
-    write_lens(result, target.out, about)
+    pictures = rendered(figures(result))  # drawn once, for the files and TensorBoard alike
+    write_lens(result, target.out, about, pictures)
     if loaded.writes_tensorboard(target):
-        write_tensorboard(result, target.run_dir, about["step"], about)
+        write_tensorboard(result, target.run_dir, about["step"], about, pictures)
     last = result.layers[-1]
     log(f"  {cfg.split} loss {result.loss:.4g}; the last layer's lens loss {last.loss:.4g}; written: {target.out}")
     return target.out
@@ -614,10 +620,12 @@ def induction_checkpoint(
     from src.analysis.induction import head_table, repeated_losses, repeated_random_batches
     from src.analysis.induction_report import (
         InductionAnalysis,
+        figures,
         read_phase_change,
         write_induction,
         write_tensorboard,
     )
+    from src.dashboard.rendering import rendered
 
     loaded = load_for_analysis(target, cfg, device, log)  # its architecture was checked: check_induction
     model, datamodule = loaded.model, loaded.datamodule
@@ -636,9 +644,10 @@ def induction_checkpoint(
     # the training curve: a run's metrics.json (a pretrained model's target has no run directory of its own)
     result.phase = read_phase_change(target.run_dir) if target.run_dir != target.out else None
     about = loaded.about(target, device, {"induction": time.perf_counter() - started})
-    write_induction(result, target.out, about)
+    pictures = rendered(figures(result))  # drawn once, for the files and TensorBoard alike
+    write_induction(result, target.out, about, pictures)
     if loaded.writes_tensorboard(target):
-        write_tensorboard(result, target.run_dir, about["step"], about)
+        write_tensorboard(result, target.run_dir, about["step"], about, pictures)
     listed = ", ".join(induction_heads) or "none"
     if result.phase is not None:
         log(f"  {result.phase.describe()}")

@@ -30,15 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from src.dashboard.rendering import Pictures, rendered, save_pictures
 from src.model.names import NUMBERING, head_name, layer_name, site_named
 
 from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
 from .formatting import cell, json_ready, label_ink
 from .report import (
-    figure_pixels,
     grids_of_heads,
     heat_map_figure,
-    save_figures,
     site_label,
     written_whole,
 )
@@ -345,8 +344,9 @@ def summary(analysis: CausalAnalysis, about: dict) -> dict:
     )
 
 
-def write_patching(analysis: CausalAnalysis, out: Path, about: dict) -> list[str]:
-    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole)."""
+def write_patching(analysis: CausalAnalysis, out: Path, about: dict, pictures: Pictures | None = None) -> list[str]:
+    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole). `pictures`: the
+    figures already drawn (rendered(figures(analysis))), which TensorBoard gets too."""
     with written_whole(out) as partial:
         with open(partial / "patching.csv", "w", newline="") as f:
             writer = csv.writer(f)
@@ -369,22 +369,23 @@ def write_patching(analysis: CausalAnalysis, out: Path, about: dict) -> list[str
                 for p in analysis.paths:
                     writer.writerow([p.sender, p.receiver, p.channel, f"{p.value:.6g}", f"{p.restored:.6g}"])
         (partial / "summary.json").write_text(json.dumps(summary(analysis, about), indent=2) + "\n")
-        names = save_figures(figures(analysis), partial)
+        names = save_pictures(pictures if pictures is not None else rendered(figures(analysis)), partial)
         (partial / "report.md").write_text(report_markdown(analysis, about, names))
     return sorted(p.name for p in out.iterdir())
 
 
-def write_tensorboard(analysis: CausalAnalysis, log_dir: Path, step: int, about: dict, split: str) -> None:
-    """The figures, rank correlations and report into the run's TensorBoard under `<split>_patching/`."""
-    import matplotlib.pyplot as plt
+def write_tensorboard(
+    analysis: CausalAnalysis, log_dir: Path, step: int, about: dict, split: str, pictures: Pictures | None = None
+) -> None:
+    """The figures, rank correlations and report into the run's TensorBoard under `<split>_patching/`; `pictures`:
+    the figures already drawn (rendered(figures(analysis))), as write_patching got them."""
     from torch.utils.tensorboard import SummaryWriter
 
     group = f"{split}_patching"
     writer = SummaryWriter(log_dir=str(log_dir))
     try:
-        for name, figure in figures(analysis).items():
-            writer.add_image(f"{group}/{name}", figure_pixels(figure), step, dataformats="HWC")
-            plt.close(figure)
+        for name, pixels in (pictures if pictures is not None else rendered(figures(analysis))).items():
+            writer.add_image(f"{group}/{name}", pixels[..., :3], step, dataformats="HWC")
         for family, rho in analysis.rank_correlation.items():
             if math.isfinite(rho):
                 writer.add_scalar(f"{group}/rank_correlation_{family}", rho, step)

@@ -27,11 +27,12 @@ from statistics import median
 
 import numpy as np
 
+from src.dashboard.rendering import Pictures, rendered, save_pictures
 from src.model.names import NUMBERING
 
 from .formatting import cell, json_ready
 from .induction import InductionHeadRow
-from .report import grids_of_heads, heat_map_figure, save_figures, site_label, written_whole
+from .report import grids_of_heads, heat_map_figure, site_label, written_whole
 
 # A head is called an induction (previous-token) head when its score is at least this share of the largest score of
 # its kind, and at least FLOOR: a rule that picks the heads that stand out, whatever the model's scale of attention.
@@ -338,8 +339,9 @@ def phase_summary(phase: PhaseChange) -> dict:
     }
 
 
-def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list[str]:
-    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole)."""
+def write_induction(analysis: InductionAnalysis, out: Path, about: dict, pictures: Pictures | None = None) -> list[str]:
+    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole). `pictures`: the
+    figures already drawn (rendered(figures(analysis))), which TensorBoard gets too."""
     with written_whole(out) as partial:
         with open(partial / "heads.csv", "w", newline="") as f:
             writer = csv.writer(f)
@@ -360,7 +362,7 @@ def write_induction(analysis: InductionAnalysis, out: Path, about: dict) -> list
             **about,
         }
         (partial / "summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
-        save_figures(figures(analysis), partial)
+        save_pictures(pictures if pictures is not None else rendered(figures(analysis)), partial)
         (partial / "report.md").write_text(report_markdown(analysis, about))
     return sorted(p.name for p in out.iterdir())
 
@@ -385,20 +387,18 @@ def figures(analysis: InductionAnalysis) -> dict:
     return made
 
 
-def write_tensorboard(analysis: InductionAnalysis, log_dir: Path, step: int, about: dict) -> None:
+def write_tensorboard(
+    analysis: InductionAnalysis, log_dir: Path, step: int, about: dict, pictures: Pictures | None = None
+) -> None:
     """`induction/` in the run's TensorBoard, at the checkpoint's step: the figures, the loss on the repeats intact
     and with the induction heads ablated, each head's two scores (one scalar per head, named as ablate.heads takes
-    it), and the report as text."""
-    import matplotlib.pyplot as plt
+    it), and the report as text. `pictures`: the figures already drawn, as write_induction got them."""
     from torch.utils.tensorboard import SummaryWriter
-
-    from .report import figure_pixels
 
     writer = SummaryWriter(log_dir=str(log_dir))
     try:
-        for name, figure in figures(analysis).items():
-            writer.add_image(f"induction/{name}", figure_pixels(figure), step, dataformats="HWC")
-            plt.close(figure)
+        for name, pixels in (pictures if pictures is not None else rendered(figures(analysis))).items():
+            writer.add_image(f"induction/{name}", pixels[..., :3], step, dataformats="HWC")
         writer.add_scalar("induction/repeated_loss", analysis.loss, step)
         if math.isfinite(analysis.loss_without_induction_heads):
             writer.add_scalar("induction/repeated_loss_without_induction_heads", analysis.loss_without_induction_heads,

@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from src.dashboard.rendering import Pictures, rendered, save_pictures
 from src.model.names import NUMBERING, STACKS
 
 from .formatting import cell, json_ready
 from .lens import LensAnalysis, LensLayer
-from .report import figure_pixels, grids_of_heads, heat_map_figure, save_figures, written_whole
+from .report import grids_of_heads, heat_map_figure, written_whole
 
 
 def head_attribution_grids(analysis: LensAnalysis) -> dict[str, np.ndarray]:
@@ -140,8 +141,9 @@ def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]
     return "\n".join(lines)
 
 
-def write_lens(analysis: LensAnalysis, out: Path, about: dict) -> list[str]:
-    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole)."""
+def write_lens(analysis: LensAnalysis, out: Path, about: dict, pictures: Pictures | None = None) -> list[str]:
+    """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole). `pictures`: the
+    figures already drawn (rendered(figures(analysis))), which TensorBoard gets too."""
     with written_whole(out) as partial:
         with open(partial / "lens.csv", "w", newline="") as f:
             writer = csv.writer(f)
@@ -170,21 +172,22 @@ def write_lens(analysis: LensAnalysis, out: Path, about: dict) -> list[str]:
             **about,
         }
         (partial / "summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
-        names = save_figures(figures(analysis), partial)
+        names = save_pictures(pictures if pictures is not None else rendered(figures(analysis)), partial)
         (partial / "report.md").write_text(report_markdown(analysis, about, names))
     return sorted(p.name for p in out.iterdir())
 
 
-def write_tensorboard(analysis: LensAnalysis, log_dir: Path, step: int, about: dict) -> None:
-    import matplotlib.pyplot as plt
+def write_tensorboard(
+    analysis: LensAnalysis, log_dir: Path, step: int, about: dict, pictures: Pictures | None = None
+) -> None:
+    """`<split>_lens/` in the run's TensorBoard; `pictures`: the figures already drawn, as write_lens got them."""
     from torch.utils.tensorboard import SummaryWriter
 
     group = f"{analysis.split}_lens"
     writer = SummaryWriter(log_dir=str(log_dir))
     try:
-        for name, figure in figures(analysis).items():
-            writer.add_image(f"{group}/{name}", figure_pixels(figure), step, dataformats="HWC")
-            plt.close(figure)
+        for name, pixels in (pictures if pictures is not None else rendered(figures(analysis))).items():
+            writer.add_image(f"{group}/{name}", pixels[..., :3], step, dataformats="HWC")
         for layer in analysis.layers:  # x: the layer (the embeddings have no number: they are in the figure)
             if layer.layer is None:
                 continue

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from src.dashboard.rendering import Pictures, rendered, save_pictures
 from src.model.names import NUMBERING, layer_name, parse_name, site_title
 
 from .formatting import cell, json_ready, label_ink
@@ -279,12 +280,6 @@ def figures(analysis: HeadAnalysis) -> dict[str, Any]:
             off=off,
         )
     return made
-
-
-def figure_pixels(figure) -> np.ndarray:
-    """(H, W, 3) uint8 of a drawn matplotlib figure (for TensorBoard)."""
-    figure.canvas.draw()
-    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
 # --- report.md --------------------------------------------------------------------------------------------------
@@ -557,16 +552,6 @@ def written_whole(out: Path) -> Iterator[Path]:
         raise
 
 
-def save_figures(made: dict[str, Any], folder: Path) -> list[str]:
-    """Each matplotlib figure as <name>.png in `folder`, then closed; the names."""
-    import matplotlib.pyplot as plt
-
-    for name, figure in made.items():
-        figure.savefig(folder / f"{name}.png", dpi=110)
-        plt.close(figure)
-    return list(made)
-
-
 def grids_of_heads(values: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Per site, (layers, heads) of a value per head named as ablate.heads names it (`cross:1:2`); names that are
     no head (`embed`, `cross:1 bias`) are left out, cells without a value are NaN."""
@@ -587,29 +572,29 @@ def grids_of_heads(values: Mapping[str, float]) -> dict[str, np.ndarray]:
     return grids
 
 
-def write_analysis(analysis: HeadAnalysis, out: Path, about: dict) -> list[str]:
+def write_analysis(analysis: HeadAnalysis, out: Path, about: dict, pictures: Pictures | None = None) -> list[str]:
     """Write `out` (the caller made sure it does not exist), whole or not at all (written_whole), and return the
-    files written."""
+    files written. `pictures`: the figures already drawn (rendered(figures(analysis))), which TensorBoard gets too."""
     with written_whole(out) as partial:
         write_tables(analysis, partial)
         write_summary(analysis, partial, about)
-        names = save_figures(figures(analysis), partial)
+        names = save_pictures(pictures if pictures is not None else rendered(figures(analysis)), partial)
         (partial / "report.md").write_text(report_markdown(analysis, about, names))
     return sorted(p.name for p in out.iterdir())
 
 
-def write_tensorboard(analysis: HeadAnalysis, log_dir: Path, step: int, about: dict) -> None:
-    """The analysis into the run's TensorBoard (see the module docstring for the tags)."""
+def write_tensorboard(
+    analysis: HeadAnalysis, log_dir: Path, step: int, about: dict, pictures: Pictures | None = None
+) -> None:
+    """The analysis into the run's TensorBoard (see the module docstring for the tags); `pictures` as in
+    write_analysis."""
     from torch.utils.tensorboard import SummaryWriter
 
     group = f"{analysis.split}_analysis"
     writer = SummaryWriter(log_dir=str(log_dir))
     try:
-        for name, figure in figures(analysis).items():
-            writer.add_image(f"{group}/{name}", figure_pixels(figure), step, dataformats="HWC")
-            import matplotlib.pyplot as plt
-
-            plt.close(figure)
+        for name, pixels in (pictures if pictures is not None else rendered(figures(analysis))).items():
+            writer.add_image(f"{group}/{name}", pixels[..., :3], step, dataformats="HWC")
         for s in analysis.pruning:  # the curve: x = percentage of heads removed
             writer.add_scalar(f"{group}/pruning_{analysis.metric.name}", s.metric, round(100 * s.fraction))
             writer.add_scalar(f"{group}/pruning_loss", s.loss, round(100 * s.fraction))

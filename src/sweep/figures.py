@@ -81,9 +81,11 @@ def bar_values(group: Group) -> list[tuple[str, float, float, float]]:
 
 
 def draw_figures(sweep: Sweep) -> dict[str, Any]:
-    """The report's figures for each group it compares, saved as PNG into the sweep directory; returns them (by file
-    name without .png) for TensorBoard."""
+    """The report's figures for each group it compares, drawn once and saved as PNG into the sweep directory; returns
+    them (by file name without .png) for TensorBoard, which shows the pixels of that drawing (to_tensorboard)."""
     import matplotlib
+
+    from src.dashboard.rendering import render, save_png
 
     matplotlib.use("Agg")
 
@@ -92,7 +94,7 @@ def draw_figures(sweep: Sweep) -> dict[str, Any]:
         suffix = f"_{group.slug}" if group.slug else ""
         figures.update({f"{name}{suffix}": fig for name, fig in group_figures(group).items()})
     for name, fig in figures.items():
-        fig.savefig(sweep.directory / f"{name}.png", dpi=110)
+        save_png(render(fig), sweep.directory / f"{name}.png")
     return figures
 
 
@@ -231,11 +233,13 @@ def to_tensorboard(sweep: Sweep, figures: dict[str, Any], table: str) -> None:
     every src.report), and TensorBoard would show every earlier copy beside it, the first a stale one."""
     from torch.utils.tensorboard import SummaryWriter
 
+    from src.dashboard.rendering import drawn_pixels
+
     folder = sweep.directory / "report"
     earlier = [path for path in sorted(folder.glob("events.out.tfevents.*")) if written_by_the_report(path)]
     writer = SummaryWriter(log_dir=str(folder))
-    for name, fig in figures.items():
-        writer.add_figure(f"report/{name}", fig, global_step=0, close=False)
+    for name, fig in figures.items():  # as drawn for its .png (draw_figures), not drawn again
+        writer.add_image(f"report/{name}", drawn_pixels(fig)[..., :3], global_step=0, dataformats="HWC")
     # The markdown's image links point at files beside report.md, which TensorBoard cannot fetch: the figures are
     # in IMAGES above, so the links are left out of the text.
     text = "\n".join(line for line in table.splitlines() if not line.startswith("!["))

@@ -50,11 +50,18 @@ def trained(tmp_path_factory, data_dir):
 
 
 @pytest.mark.parametrize("task", list(SITES))
-def test_analysis_of_each_architecture_writes_its_tables_figures_and_tensorboard(trained, task):
+def test_analysis_of_each_architecture_writes_its_tables_figures_and_tensorboard(trained, task, monkeypatch):
+    from matplotlib.figure import Figure
+
+    draws = []
+    draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda self, renderer: draws.append(self) or draw(self, renderer))
     run_dir = trained[task]
     result = check(run_here("src.analyze", f"ckpt={run_dir}", "torch_threads=1", "prune_step=0.25"))
     out = run_dir / "analysis"
     assert FILES <= {p.name for p in out.iterdir()}, result.stdout
+    # each figure drawn once, for its .png and its TensorBoard image alike (src/dashboard/rendering.py)
+    assert len(draws) == len(set(map(id, draws))) == len(list(out.glob("*.png"))), result.stdout
     # a tiny model may score 0 on a decoded metric: then the fraction is undefined, and says so
     assert "% of the heads can go" in result.stdout or "prunable fraction is undefined" in result.stdout
 
@@ -87,6 +94,11 @@ def test_analysis_of_each_architecture_writes_its_tables_figures_and_tensorboard
     events = read_events(run_dir)
     tags = events.tags_with_prefix("val_analysis/")
     assert {"val_analysis/importance", "val_analysis/pruning_curve", "val_analysis/report"} <= tags
+    from PIL import Image
+
+    shown = events.images["val_analysis/pruning_curve"][-1]
+    with Image.open(out / "pruning_curve.png") as png:  # the same picture in both places
+        assert (shown.width, shown.height) == png.size
     curve = events.scalars[f"val_analysis/pruning_{METRIC[task]}"]
     assert [step for step, _ in curve][0] == 0 and [step for step, _ in curve][-1] == 100
     assert sorted(events.scalar_tags)[0].startswith(("test", "train")), "the analysis must not come first"
