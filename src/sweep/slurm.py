@@ -189,15 +189,16 @@ def check_no_job_still_running(sweep_dir: Path) -> None:
     directory, may still wait for them), and this one would train them a second time, two processes writing each
     job's checkpoints. Only this user's jobs are asked about (a job id SLURM has since given to someone else's job
     is not taken for the sweep's). Where squeue cannot answer (no SLURM on this machine), one warning line says to
-    check. Writes nothing."""
-    from src.training.report import print_warning
-
+    check. Last, a job whose run.json names a process of this machine still at work on it (jobs_training_here: a
+    joblib worker goes on when the sweep's process is killed). In that order, so that a SLURM job is said to be
+    SLURM's, with scancel, even where its process runs here. Writes nothing."""
     if local := local_jobs_still_running(sweep_dir):
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} has jobs still running on this machine (processes {', '.join(local)}), "
             "started by an earlier command into it: this command would train them a second time, over their own "
             f"files; wait until they end, or stop them with `kill {' '.join(local)}`, then run this command again"
         )
+    check_no_slurm_job_still_running(sweep_dir)
     if training := jobs_training_here(sweep_dir):
         shown = ", ".join(f"{job.name} by process {pid}" for job, pid in training[:3])
         more = f" and {len(training) - 3} more" if len(training) > 3 else ""
@@ -208,6 +209,12 @@ def check_no_job_still_running(sweep_dir: Path) -> None:
             f"over their own files; wait until they end, or stop them with `kill {pids}` (a job stopped while it "
             "trains saves its step), then run this command again"
         )
+
+
+def check_no_slurm_job_still_running(sweep_dir: Path) -> None:
+    """check_no_job_still_running's question to SLURM (squeue) about the jobs the sweep's commands submitted."""
+    from src.training.report import print_warning
+
     jobs = submitted_jobs(sweep_dir)
     if not jobs:
         return
