@@ -19,9 +19,22 @@ class GridSweeper(BasicSweeper):
     resumes_in_place = True  # src/cli/preflight.py asks it: ckpt_path=last resumes the sweep in hydra.sweep.dir
 
     def sweep(self, arguments: list[str]) -> Any:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
         from src.cli.preflight import COMPOSED_JOBS, resumes_grid_sweep
 
         assert self.config is not None
+        hydras = ConfigLoaderImpl.load_sweep_config
+
+        def load_sweep_config(loader: ConfigLoaderImpl, master_config: Any, sweep_overrides: list[str]) -> Any:
+            """Hydra's, while this sweep runs: a job the preflight composed runs with a copy of that composition
+            (the launcher then numbers it), not composed a second time: a composition is a tenth of a second or
+            more, a copy a hundredth. A job run in another process (joblib's workers, submitit's jobs) is composed
+            there by Hydra, and so is a job the preflight did not compose."""
+            composed = composed_by_the_preflight(master_config, sweep_overrides)
+            return composed if composed is not None else hydras(loader, master_config, sweep_overrides)
+
+        ConfigLoaderImpl.load_sweep_config = load_sweep_config  # type: ignore[method-assign]
         try:
             if not resumes_grid_sweep(self.config):
                 return super().sweep(arguments)
@@ -29,6 +42,7 @@ class GridSweeper(BasicSweeper):
 
             return resume_sweep(self, arguments)
         finally:  # composed for this sweep's config: a later sweep in this process composes its own
+            ConfigLoaderImpl.load_sweep_config = hydras  # type: ignore[method-assign]
             COMPOSED_JOBS.clear()
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
@@ -41,3 +55,16 @@ class GridSweeper(BasicSweeper):
         left = [overrides for overrides in batch if tuple(overrides) not in COMPOSED_JOBS]
         if left:
             super().validate_batch_is_legal(left)
+
+
+def composed_by_the_preflight(master_config: Any, sweep_overrides: list[str]) -> Any:
+    """A copy of the job the preflight composed from this sweep's config with these overrides (check_sweep_jobs), or
+    None where it composed none."""
+    import copy
+
+    from src.cli.preflight import COMPOSED_JOBS
+
+    composed = COMPOSED_JOBS.get(tuple(sweep_overrides))
+    if composed is None or composed[0] is not master_config:
+        return None
+    return copy.deepcopy(composed[1])

@@ -698,9 +698,10 @@ def swept_keys(config: DictConfig) -> list[str]:
     return [*params, *(o.key_or_group for o in overrides if o.is_sweep_override())]
 
 
-# The overrides of every job check_sweep_jobs composed, in this process: the grid sweeper does not compose them a
-# second time before launching them (hydra_plugins/transformer_ablations/grid_sweeper.py).
-COMPOSED_JOBS: set[tuple[str, ...]] = set()
+# Every job check_sweep_jobs composed in this process, by its overrides: the sweep's config and the job's config
+# composed from it. The grid sweeper does not compose them a second time, neither to check a batch before launching
+# it nor, in this process, to run them (hydra_plugins/transformer_ablations/grid_sweeper.py).
+COMPOSED_JOBS: dict[tuple[str, ...], tuple[DictConfig, DictConfig]] = {}
 
 
 def check_sweep_jobs(config: DictConfig) -> None:
@@ -738,7 +739,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
         number = resumed.number if resumed is not None else index
         launched = resumed.launched if resumed is not None else list(overrides)
         job = loader.load_sweep_config(config, launched)
-        COMPOSED_JOBS.add(tuple(launched))
+        COMPOSED_JOBS[tuple(launched)] = (config, job)
         settings = _without_hydra(job)
         # the same settings from the same group choices: an experiment that chooses the default mask composes what
         # no choice does, yet beside model.pretrained the two train other masks (src/pretrained/run_config.py)

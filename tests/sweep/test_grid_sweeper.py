@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from tests.e2e.conftest import SMALL_SYNTHETIC, TINY, check, run_here
 
 
-def test_each_job_of_a_sweep_is_composed_once_before_it_runs_and_once_to_run(tmp_path, monkeypatch):
+def test_each_job_of_a_sweep_is_composed_once_before_it_runs_and_runs_with_that_composition(tmp_path, monkeypatch):
     composed: list[tuple[str, ...]] = []
     compose = ConfigLoaderImpl.load_sweep_config
 
@@ -45,7 +45,9 @@ def test_each_job_of_a_sweep_is_composed_once_before_it_runs_and_once_to_run(tmp
     )
     jobs = sorted(set(composed))
     assert [job for job in jobs if "model.heads=1" in job] and len(jobs) == 2, jobs
-    assert all(composed.count(job) == 2 for job in jobs), composed  # the preflight's, and the launcher's
+    # the preflight's; the launcher runs each job with a copy of it (GridSweeper.sweep)
+    assert all(composed.count(job) == 1 for job in jobs), composed
+    assert ConfigLoaderImpl.load_sweep_config.__name__ == "counted"  # Hydra's (here counted) again after the sweep
     assert whole.count(RunMode.MULTIRUN) == 1, whole  # the sweep's, not one more to read hydra.mode (get_mode)
     assert "hydra.mode=MULTIRUN" in OmegaConf.load(sweep / "multirun.yaml").hydra.overrides.hydra  # as Hydra adds it
     assert Hydra.get_mode.__qualname__ == "Hydra.get_mode"  # Hydra's own again once the command has ended
