@@ -27,10 +27,10 @@ class GridSweeper(BasicSweeper):
         hydras = ConfigLoaderImpl.load_sweep_config
 
         def load_sweep_config(loader: ConfigLoaderImpl, master_config: Any, sweep_overrides: list[str]) -> Any:
-            """Hydra's, while this sweep runs: a job the preflight composed runs with a copy of that composition
-            (the launcher then numbers it), not composed a second time: a composition is a tenth of a second or
-            more, a copy a hundredth. A job run in another process (joblib's workers, submitit's jobs) is composed
-            there by Hydra, and so is a job the preflight did not compose."""
+            """Hydra's, while this sweep runs: a job the preflight composed runs with that composition (the launcher
+            then numbers it), not composed a second time: a composition is a tenth of a second or more. A job run in
+            another process (joblib's workers, submitit's jobs) is composed there by Hydra, and so is a job the
+            preflight did not compose."""
             composed = composed_by_the_preflight(master_config, sweep_overrides)
             return composed if composed is not None else hydras(loader, master_config, sweep_overrides)
 
@@ -58,13 +58,12 @@ class GridSweeper(BasicSweeper):
 
 
 def composed_by_the_preflight(master_config: Any, sweep_overrides: list[str]) -> Any:
-    """A copy of the job the preflight composed from this sweep's config with these overrides (check_sweep_jobs), or
-    None where it composed none."""
-    import copy
-
+    """The job the preflight composed from this sweep's config with these overrides (check_sweep_jobs), handed over
+    (the preflight only read it), or None where it composed none."""
     from src.cli.preflight import COMPOSED_JOBS
 
     composed = COMPOSED_JOBS.get(tuple(sweep_overrides))
     if composed is None or composed[0] is not master_config:
         return None
-    return copy.deepcopy(composed[1])
+    del COMPOSED_JOBS[tuple(sweep_overrides)]  # used once (its launch): a long sweep does not keep every job's config
+    return composed[1]

@@ -30,7 +30,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -1080,8 +1080,9 @@ def run_mode_without_a_composition(line: CommandLine):
         Hydra.get_mode = hydras  # type: ignore[method-assign]
 
 
-# a YAML key that sets hydra.mode, or that adds config folders that might (hydra.searchpath): `mode:`, `{mode: ...}`
-SETS_THE_MODE = re.compile(r"(?:^|[\s{,])(?:mode|searchpath)\s*:", re.MULTILINE)
+# a YAML key that sets hydra.mode, or that adds config folders that might (hydra.searchpath): `mode:`, `{mode: ...}`,
+# `"mode":`
+SETS_THE_MODE = re.compile(r"(?:^|[\s{,])[\"']?(?:mode|searchpath)[\"']?\s*:", re.MULTILINE)
 
 
 def a_config_may_set_the_mode(hydra: object, line: CommandLine) -> bool:
@@ -1105,10 +1106,30 @@ def a_config_may_set_the_mode(hydra: object, line: CommandLine) -> bool:
             folder = Path(str(resources.files(where))) if scheme == "pkg" else Path(where)
         except (ImportError, TypeError, ValueError):
             return True  # a package that cannot be read as a folder: ask Hydra
-        files = [*folder.rglob("*.yaml"), *folder.rglob("*.yml")] if folder.is_dir() else []
-        if any(SETS_THE_MODE.search(path.read_text(errors="replace")) for path in files):
+        if scheme == "pkg" and not folder.is_dir():
+            return True  # a zipped package, say: Hydra reads it, this does not
+        try:
+            if any(SETS_THE_MODE.search(path.read_text(errors="replace")) for path in config_files(folder)):
+                return True
+        except OSError:  # a file that cannot be read here: Hydra says what it makes of it
             return True
     return False
+
+
+def config_files(folder: Path) -> Iterator[Path]:
+    """The .yaml and .yml files under `folder`, as Hydra finds them: through linked folders too (conf/experiment is
+    a link to experiments/), each folder once."""
+    seen: set[str] = set()
+    for top, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        for name in files:
+            path = Path(top, name)
+            if name.endswith((".yaml", ".yml")) and path.is_file():  # not a dangling link (an editor's lock file)
+                yield path
 
 
 def forget_the_job() -> None:
@@ -1118,3 +1139,5 @@ def forget_the_job() -> None:
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().cfg = None
+    if (preflight := sys.modules.get("src.cli.preflight")) is not None:  # a sweep's jobs as its preflight composed
+        preflight.COMPOSED_JOBS.clear()  # them (hydra_plugins/transformer_ablations/grid_sweeper.py)

@@ -4,6 +4,8 @@ sweep command composes the sweep's config once, not also to read `hydra.mode` (s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.hydra import Hydra
@@ -85,6 +87,7 @@ def test_a_command_line_without_m_asks_hydra_for_the_mode_only_where_a_config_ma
         ("hydra:\n  searchpath: [file://elsewhere]\n", True),
         ("model:\n  d_model: 64\ndecode_mode: 1\n", False),
         ("defaults:\n  - override /model: small\n", False),
+        ('{"hydra": {"mode": "MULTIRUN"}}\n', True),
     ],
 )
 def test_a_config_that_may_set_the_mode_is_found_by_its_keys(text, sets):
@@ -106,3 +109,45 @@ def test_a_job_the_preflight_did_not_compose_is_composed_before_the_batch_launch
     monkeypatch.setattr(preflight, "COMPOSED_JOBS", {("seed=0",)})
     GridSweeper(max_batch_size=None).validate_batch_is_legal([["seed=0"], ["seed=1"]])
     assert checked == [[["seed=1"]]]
+
+
+def search_path(*folders):
+    """What a_config_may_set_the_mode reads of Hydra: its config search path (Hydra's own package, folders)."""
+    from types import SimpleNamespace
+
+    elements = [SimpleNamespace(path="pkg://hydra.conf"), *(SimpleNamespace(path=str(f)) for f in folders)]
+    path = SimpleNamespace(get_path=lambda: elements)
+    return SimpleNamespace(config_loader=SimpleNamespace(get_search_path=lambda: path))
+
+
+def test_a_mode_set_in_a_linked_folder_is_found_and_what_is_no_config_file_is_passed_over(tmp_path):
+    """conf/experiment is a link to experiments/: a config there that sets hydra.mode is found through the link (as
+    Hydra finds it); an editor's dangling lock file and a folder named like a config are no config files."""
+    from src.cli.command_line import CommandLine, a_config_may_set_the_mode
+
+    line = CommandLine("src.run", [], multirun=False)
+    conf, experiments = tmp_path / "conf", tmp_path / "experiments"
+    conf.mkdir()
+    experiments.mkdir()
+    (conf / "config.yaml").write_text("defaults:\n  - experiment: null\nseed: 0\n")
+    (conf / "experiment").symlink_to(experiments)
+    (conf / ".#config.yaml").symlink_to(tmp_path / "gone")  # an editor's lock file: a link to nothing
+    (experiments / "plain.yaml").write_text("# @package _global_\nseed: 1\n")
+    assert not a_config_may_set_the_mode(search_path(conf), line)
+    (experiments / "as_sweep.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n")
+    assert a_config_may_set_the_mode(search_path(conf), line)
+    (experiments / "as_sweep.yaml").unlink()
+    (conf / "folder.yaml").mkdir()  # a folder is no config file: passed over, not read
+    assert not a_config_may_set_the_mode(search_path(conf), line)
+    (conf / "experiment" / "loop").symlink_to(conf)  # a link back up: each folder read once
+    assert not a_config_may_set_the_mode(search_path(conf), line)
+
+
+def test_this_projects_configs_set_no_mode_and_its_experiments_are_read():
+    """conf/ as the commands compose it: experiments/ read through conf/experiment, and no file sets the mode."""
+    from src.cli.command_line import SETS_THE_MODE, config_files
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    files = list(config_files(conf))
+    assert {"experiment", "model", "task"} <= {path.relative_to(conf).parts[0] for path in files}
+    assert not [path for path in files if SETS_THE_MODE.search(path.read_text())]
