@@ -1095,9 +1095,8 @@ def a_config_may_set_the_mode(hydra: object, line: CommandLine) -> bool:
     if any(o.key_or_group.startswith(("hydra.mode", "hydra.searchpath")) for o in line.overrides):
         return True
     for element in hydra.config_loader.get_search_path().get_path():  # type: ignore[attr-defined]
-        scheme, _, where = str(element.path).rpartition(
-            "://"
-        )  # no scheme: a folder (our conf/, as @hydra.main names it)
+        # no scheme: a folder (our conf/, as @hydra.main names it)
+        scheme, _, where = str(element.path).rpartition("://")
         if scheme == "structured" or (scheme == "pkg" and where == "hydra.conf"):
             continue
         if scheme not in ("", "file", "pkg"):

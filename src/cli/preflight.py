@@ -135,7 +135,7 @@ def check_run_dir(config: DictConfig) -> None:
     status = record.get("status") if record is not None else None
     if (pid := live_process(record)) is not None:
         doing = "analysing" if status != "running" else "training"
-        sweep = " (a job of a sweep: the sweep stops with it)" if record and record.get("process_command") else ""
+        sweep = " (a job of a sweep, which may stop with it)" if record and record.get("process_command") else ""
         raise ConfigError(
             f"hydra.run.dir={run_dir} holds a run that process {pid} of this machine is {doing} now: this command "
             f"would write over its files; wait until it ends, or stop it with `kill {pid}`{sweep} (a run stopped "
