@@ -92,6 +92,29 @@ def test_preflight_lets_a_runs_own_rank_in_and_keeps_a_stranger_out(tmp_path, cl
     check_run_dir(config)  # started by the run: part of it
 
 
+def test_a_rank_the_run_started_enters_while_the_first_rank_trains_and_a_stranger_is_told_to_wait(tmp_path, clean_env):
+    """The first rank's process still trains (its run.json names it, alive): the extra ranks it started are part of
+    the run and go in (belongs_to comes first); any other process is told which process trains there."""
+    import json
+
+    from src.provenance import process_started
+
+    first = subprocess.Popen(["sleep", "60"])  # stands for the first rank's process: any live one will do
+    try:
+        record = RunRecord(tmp_path)
+        record.update(pid=first.pid, process_started=process_started(first.pid))
+        assert json.loads((tmp_path / "run.json").read_text())["pid"] == first.pid
+        config = run_dir_config(tmp_path)
+        as_rank(clean_env, 1)
+        with pytest.raises(ConfigError, match=f"process {first.pid} of this machine is training now"):
+            check_run_dir(config)  # a rank in its environment, but not started by this run: a stranger
+        announce(tmp_path, record.data["session"])
+        check_run_dir(config)  # started by the run: part of it
+    finally:
+        first.kill()
+        first.wait()
+
+
 def test_a_ranks_reason_is_its_last_error_line_or_how_it_ended(tmp_path):
     (tmp_path / RANK_ERROR.format(rank=1)).write_text("Traceback ...\n  File x\nValueError: bad batch\n\n")
     assert rank_failure(tmp_path, 1, 77, 1) == (
