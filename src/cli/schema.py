@@ -25,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
+from src.cli.composition import compose_cheaply
 from src.data import all_tasks, task_spec
 from src.model import ConfigError, ModelAxes, TransformerConfig
 from src.model.config import ARCHITECTURES
@@ -451,12 +452,23 @@ def sweep_job_dirname(overrides: List[str], sweep_dir: str | None = None, sweepe
     return safe_dirname("+".join(f"{key}:{values[key]}" for key in kept))
 
 
+# What register_configs last put in the ConfigStore: the registries' entries it was built from, and the node it stored
+# for the run's schema (to know that the store still holds it).
+_REGISTERED: dict[str, Any] = {}
+
+
 def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore (and the resolver sweep directories are named with)."""
+    """Put the schemas in Hydra's ConfigStore (and the resolver sweep directories are named with). Every command
+    calls it, and the tests for every config they compose: the schemas are built again only when a registry has
+    changed since (a task or mask scheme registered later, as docs/extending.md does) or the store no longer holds
+    them. Building them (OmegaConf.structured of every schema) was a fifth of a composition's time."""
     if not OmegaConf.has_resolver("sweep_job_dirname"):
         OmegaConf.register_new_resolver("sweep_job_dirname", sweep_job_dirname)
-    share_the_config_store()
+    compose_cheaply()
     cs = ConfigStore.instance()
+    entries = (tuple((name, spec.schema) for name, spec in all_tasks().items()), tuple(MASK_SCHEMES.items()))
+    if _REGISTERED.get("entries") == entries and cs.repo.get("base_config.yaml") is _REGISTERED.get("node"):
+        return
     cs.store(name="base_config", node=Config)
     cs.store(name="base_eval", node=EvalConfig)
     cs.store(name="base_predict", node=PredictConfig)
@@ -465,16 +477,7 @@ def register_configs() -> None:
         cs.store(group="schema/task", name=name, node=spec.schema)
     for name, scheme in MASK_SCHEMES.items():
         cs.store(group="schema/mask", name=name, node=mask_schema(name, scheme))
-
-
-def share_the_config_store() -> None:
-    """Hydra deep-copies its config repository at the start of every composition (CachingConfigRepository: so that
-    the composition can re-point the copy's sources), and with the repository the ConfigStore its structured-config
-    source holds: every schema registered above and every plugin's (12-16 ms a copy here; 168 against 140 ms a
-    composition, measured side by side), for the two or three compositions of every command. A composition only
-    reads the store (which hands out copies of its nodes), and it is a singleton: its copy is itself. Hydra's own fix
-    (facebookresearch/hydra#2928: the source asks for the singleton instead of holding it) is in no 1.3 release."""
-    ConfigStore.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
+    _REGISTERED.update(entries=entries, node=cs.repo.get("base_config.yaml"))
 
 
 def resolve_arch(cfg: DictConfig) -> str:

@@ -176,25 +176,27 @@ def test_varied_keys_reads_a_rewritten_multirun_yaml_again(tmp_path):
     assert varied_keys(tmp_path, {"optimizer.lr": "interval(1e-4, 3e-3)"}) == ["optimizer.lr"]
 
 
-def test_a_composition_shares_hydras_config_store_instead_of_copying_it(tmp_path, monkeypatch):
-    """Hydra copies its config repository for every composition, the ConfigStore with it (every schema): the store is
-    a singleton a composition only reads, so its copy is itself (src/cli/schema.py share_the_config_store). Still so
-    after a whole command, whose plugin scan imports Hydra's plugin modules again; and a config stored after a
-    composition is found by the next one."""
-    import copy
-
+def test_the_schemas_are_registered_once_and_again_when_a_registry_changes(monkeypatch):
+    """register_configs runs for every command and every composition of the tests: the schemas are built only when a
+    registry holds what they were not built from (a mask scheme or task registered later), or the store lost them."""
     from hydra.core.config_store import ConfigStore
 
-    from tests.conftest import compose_config, run_in_process
+    from src.cli.schema import register_configs
 
-    monkeypatch.chdir(tmp_path)
-    code, _, err = run_in_process("src.run", "--cfg", "job")
-    assert code == 0, err
-    store = ConfigStore.instance()
-    assert copy.deepcopy(store) is store and copy.deepcopy({"store": store})["store"] is store
-    compose_config()
-    store.store(group="experiment", name="stored_later", node={"seed": 1234}, package="_global_")
-    try:
-        assert compose_config("experiment=stored_later").seed == 1234
-    finally:
-        del store.repo["experiment"]["stored_later.yaml"]  # not an option of the other tests' commands
+    register_configs()
+    stored = []
+    store = ConfigStore.store
+    monkeypatch.setattr(ConfigStore, "store", lambda self, **kw: stored.append(kw.get("name")) or store(self, **kw))
+    register_configs()
+    assert stored == []
+    monkeypatch.setitem(MASK_SCHEMES, "registered_later", MASK_SCHEMES["causal"])
+    register_configs()
+    assert "registered_later" in stored and "base_config" in stored
+    stored.clear()
+    ConfigStore.instance().repo.pop("base_config.yaml")
+    register_configs()
+    assert "base_config" in stored
+    monkeypatch.undo()
+    ConfigStore.instance().repo["schema"]["mask"].pop("registered_later.yaml")  # not an option of other tests
+    register_configs()  # built again without the test's scheme
+    assert "registered_later.yaml" not in ConfigStore.instance().repo["schema"]["mask"]
