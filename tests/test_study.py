@@ -153,27 +153,22 @@ def test_a_study_that_holds_all_its_trials_is_refused(postgres_server):  # noqa:
     check_study(sweep_config(f"hydra.sweeper.storage={url}", "hydra.sweeper.n_trials=3"))
 
 
-def _open_at(url: str, start: float, results) -> None:
-    """One 'sweep' starting at `start`: opens the study as the sweeper does (in a process of its own)."""
-    try:
-        time.sleep(max(0.0, start - time.time()))
-        made_study(url)
-        results.put("ok")
-    except BaseException as error:  # reported to the test, whatever it is
-        results.put(f"{type(error).__name__}: {error}")
-
-
 @pytest.mark.slow  # tens of seconds: handed out with the end-to-end files, first
 def test_sweeps_starting_together_on_an_empty_database_make_one_study(postgres_server):  # noqa: F811
     """Optuna creates its tables when it first opens a database: several processes doing so at once collide
     (UniqueViolation on pg_type) unless they take turns (the advisory lock)."""
     import optuna
 
+    from src.study import search_of
+    from tests.study_processes import open_together
+
     url = postgres_server.new_database()
+    config = sweep_config(f"hydra.sweeper.storage={url}")
+    name, search = config.hydra.sweeper.study_name, search_of(config)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    start = time.time() + 8  # after every process has imported what it needs
-    processes = [context.Process(target=_open_at, args=(url, start, results)) for _ in range(4)]
+    ready = context.Barrier(4)  # every process opens the study once all four have imported what they need
+    processes = [context.Process(target=open_together, args=(url, name, search, ready, results)) for _ in range(4)]
     for process in processes:
         process.start()
     for process in processes:
