@@ -45,16 +45,50 @@ def share_the_config_store() -> None:
 def remember_the_config_files() -> None:
     """Hydra reads and parses every config file of the defaults tree at every composition (about 24 files for the
     run's config): YAML through OmegaConf's pure-Python loader, then every value wrapped in its node. A file's parsed
-    config is kept for the process, keyed by the file's bytes (a file edited since is parsed again), and every
-    composition gets a copy of its own, as Hydra edits what it loads (it takes the defaults list out); a copy costs a
-    fifth of a parse. Hydra's own packaged configs (pkg://) do not change while a process runs and are kept by
-    name."""
+    config is kept for the process, keyed by the file's bytes (a file edited since is parsed again; one written
+    while it was read is not kept), and every composition gets a copy of its own, as Hydra edits what it loads (it
+    takes the defaults list out); a copy costs a fifth of a parse.
+
+    Both of Hydra's file sources are changed: `file://` (the configs' folder, --config-dir, a search path) and
+    `pkg://` (configs in a package, Hydra's own among them). Hydra's first initialisation in a process scans its
+    plugins, which executes its source modules again and registers the new classes: the classes are changed as the
+    registry takes them."""
     from hydra._internal.core_plugins.file_config_source import FileConfigSource
     from hydra._internal.core_plugins.importlib_resources_config_source import ImportlibResourcesConfigSource
+    from hydra._internal.sources_registry import SourcesRegistry
 
-    for source in (FileConfigSource, ImportlibResourcesConfigSource):
-        if not hasattr(source.load_config, "parsed"):
-            source.load_config = _remembering(source.load_config)  # type: ignore[method-assign]
+    for source in (FileConfigSource, ImportlibResourcesConfigSource, *SourcesRegistry.instance().types.values()):
+        _remember_its_files(source)
+    if not hasattr(SourcesRegistry.register, "remembers"):
+        register = SourcesRegistry.register
+
+        def registering(self: Any, type_: Any) -> None:
+            register(self, type_)
+            _remember_its_files(self.types[type_.scheme()])
+
+        registering.remembers = True  # type: ignore[attr-defined]
+        SourcesRegistry.register = registering  # type: ignore[method-assign]
+
+
+def _remember_its_files(source: Any) -> None:
+    """A file:// or pkg:// config source's class, its load_config parsing each file once (remember_the_config_files);
+    any other source as it is."""
+    if source.scheme() in ("file", "pkg") and not hasattr(source.load_config, "parsed"):
+        source.load_config = _remembering(source.load_config)
+
+
+def _bytes_of(source: Any, config_path: str) -> bytes | None:
+    """The bytes of the config file `config_path` of `source` (file:// or pkg://), None if it cannot be read."""
+    name = source._normalize_file_name(config_path)
+    try:
+        if source.scheme() == "file":
+            with open(os.path.realpath(os.path.join(source.path, name)), "rb") as f:
+                return f.read()
+        from importlib import resources
+
+        return resources.files(source.path).joinpath(name).read_bytes()
+    except Exception:  # not there, not readable, not a package: Hydra's own load_config says what is wrong
+        return None
 
 
 def _remembering(load_config: Any) -> Any:
@@ -64,18 +98,15 @@ def _remembering(load_config: Any) -> Any:
     parsed: dict[tuple, ConfigResult] = {}
 
     def load(self: Any, config_path: str) -> ConfigResult:
-        key: tuple = (type(self), self.path, config_path)
-        if self.scheme() == "file":
-            full_path = os.path.realpath(os.path.join(self.path, self._normalize_file_name(config_path)))
-            try:
-                with open(full_path, "rb") as f:
-                    key += (f.read(),)
-            except OSError:  # not there (Hydra's own error follows) or not readable: as Hydra reads it
-                return load_config(self, config_path)
-        if key not in parsed:
+        before = _bytes_of(self, config_path)
+        key = (type(self).__name__, self.path, config_path, before)
+        if before is None or key not in parsed:
+            result = load_config(self, config_path)  # raises as Hydra does: a failure is never kept
+            if before is None or _bytes_of(self, config_path) != before:
+                return result  # written while Hydra read it: this parse may be of neither content
             if len(parsed) >= 1024:  # a process that composes from many files (the test suite): kept bounded
                 parsed.clear()
-            parsed[key] = load_config(self, config_path)
+            parsed[key] = result
         kept = parsed[key]
         return dataclasses.replace(kept, config=copy.deepcopy(kept.config), header=dict(kept.header))
 
@@ -88,15 +119,27 @@ def remember_the_parse_trees() -> None:
     same seven strings a dozen times a composition, 3 ms each (a third of a composition's time, with the above in
     place). The parse tree of a string is a function of the string alone (the node it belongs to is given to the
     visitor that walks the tree, which only reads it): each string is parsed once per process. A string that does
-    not parse raises as before, every time."""
+    not parse raises as before, every time (a failure is never kept). Only short strings are kept, a thousand at
+    most: a tree takes about 10 kB for a 60-character string, and a long one (an `oc.decode` of a long list) grows
+    with it."""
     import omegaconf._utils
     import omegaconf.base
     import omegaconf.grammar_parser
     import omegaconf.resolvers.oc
 
     parse = omegaconf.grammar_parser.parse
-    if hasattr(parse, "cache_info"):
+    if hasattr(parse, "remembered"):
         return
-    remembered = functools.lru_cache(maxsize=4096)(parse)
+    remembered = functools.lru_cache(maxsize=1024)(parse)
+
+    def parse_once(value: str, parser_rule: str = "configValue", lexer_mode: str = "DEFAULT_MODE") -> Any:
+        if len(value) > SHORT_INTERPOLATION:
+            return parse(value, parser_rule, lexer_mode)
+        return remembered(value, parser_rule, lexer_mode)
+
+    parse_once.remembered = remembered  # type: ignore[attr-defined]
     for module in (omegaconf.grammar_parser, omegaconf.base, omegaconf._utils, omegaconf.resolvers.oc):
-        module.parse = remembered  # type: ignore[attr-defined]
+        module.parse = parse_once  # type: ignore[attr-defined]
+
+
+SHORT_INTERPOLATION = 200  # characters: the longest interpolation string whose parse tree is kept

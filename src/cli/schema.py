@@ -452,8 +452,8 @@ def sweep_job_dirname(overrides: List[str], sweep_dir: str | None = None, sweepe
     return safe_dirname("+".join(f"{key}:{values[key]}" for key in kept))
 
 
-# What register_configs last put in the ConfigStore: the registries' entries it was built from, and the node it stored
-# for the run's schema (to know that the store still holds it).
+# What register_configs last put in the ConfigStore: the registries' entries it was built from, and each node it stored
+# by its place in the store (to know that the store still holds them all).
 _REGISTERED: dict[str, Any] = {}
 
 
@@ -461,23 +461,36 @@ def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore (and the resolver sweep directories are named with). Every command
     calls it, and the tests for every config they compose: the schemas are built again only when a registry has
     changed since (a task or mask scheme registered later, as docs/extending.md does) or the store no longer holds
-    them. Building them (OmegaConf.structured of every schema) was a fifth of a composition's time."""
+    every one of them as stored. Building them (OmegaConf.structured of every schema) was a fifth of a composition's
+    time."""
     if not OmegaConf.has_resolver("sweep_job_dirname"):
         OmegaConf.register_new_resolver("sweep_job_dirname", sweep_job_dirname)
     compose_cheaply()
     cs = ConfigStore.instance()
     entries = (tuple((name, spec.schema) for name, spec in all_tasks().items()), tuple(MASK_SCHEMES.items()))
-    if _REGISTERED.get("entries") == entries and cs.repo.get("base_config.yaml") is _REGISTERED.get("node"):
+    if _REGISTERED.get("entries") == entries and all(
+        _stored(cs, group, name) is node for (group, name), node in _REGISTERED["nodes"].items()
+    ):
         return
-    cs.store(name="base_config", node=Config)
-    cs.store(name="base_eval", node=EvalConfig)
-    cs.store(name="base_predict", node=PredictConfig)
-    cs.store(name="base_analyze", node=AnalyzeConfig)
-    for name, spec in all_tasks().items():
-        cs.store(group="schema/task", name=name, node=spec.schema)
-    for name, scheme in MASK_SCHEMES.items():
-        cs.store(group="schema/mask", name=name, node=mask_schema(name, scheme))
-    _REGISTERED.update(entries=entries, node=cs.repo.get("base_config.yaml"))
+    schemas: list[tuple[str | None, str, Any]] = [
+        (None, "base_config", Config),
+        (None, "base_eval", EvalConfig),
+        (None, "base_predict", PredictConfig),
+        (None, "base_analyze", AnalyzeConfig),
+        *(("schema/task", name, spec.schema) for name, spec in all_tasks().items()),
+        *(("schema/mask", name, mask_schema(name, scheme)) for name, scheme in MASK_SCHEMES.items()),
+    ]
+    for group, name, node in schemas:
+        cs.store(group=group, name=name, node=node)
+    _REGISTERED.update(entries=entries, nodes={(group, name): _stored(cs, group, name) for group, name, _ in schemas})
+
+
+def _stored(cs: ConfigStore, group: str | None, name: str) -> Any:
+    """The node the ConfigStore holds as `name` in `group` (None: at its top), or None."""
+    folder: Any = cs.repo
+    for part in (group or "").split("/"):
+        folder = folder.get(part, {}) if part else folder
+    return folder.get(f"{name}.yaml")
 
 
 def resolve_arch(cfg: DictConfig) -> str:

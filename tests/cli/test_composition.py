@@ -3,6 +3,8 @@ OmegaConf do without it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -30,40 +32,126 @@ def test_a_composition_shares_hydras_config_store_instead_of_copying_it(tmp_path
         del store.repo["experiment"]["stored_later.yaml"]  # not an option of the other tests' commands
 
 
-def test_a_config_file_is_parsed_once_and_read_again_when_edited(tmp_path, monkeypatch):
-    """Hydra parses every config file at every composition; a process keeps each file's parsed config, keyed by the
-    file's bytes (remember_the_config_files): an edited file is parsed again, and what a composition
-    does with its copy never reaches the next one."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+def composed_from(folder, *overrides: str, module: str | None = None):
+    """config.yaml of `folder` (or of the package `module`, pkg://), composed as a command composes its config."""
+    from hydra import compose, initialize_config_dir, initialize_config_module
 
     from src.cli.schema import register_configs
 
     register_configs()
-    (tmp_path / "group").mkdir()
-    (tmp_path / "config.yaml").write_text("defaults:\n  - group: a\n  - _self_\nname: first\nsize: ${group.size}\n")
-    (tmp_path / "group" / "a.yaml").write_text("size: 3\n")
-    parsed = []
+    where = initialize_config_module(module, version_base="1.3") if module else None
+    with where or initialize_config_dir(config_dir=str(folder), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def counting_parses(monkeypatch) -> list[str]:
+    """The files OmegaConf parses from now on (Hydra's file sources parse through OmegaConf.load)."""
+    from omegaconf import OmegaConf
+
+    parsed: list[str] = []
     load = OmegaConf.load
-    monkeypatch.setattr(OmegaConf, "load", lambda file: parsed.append(getattr(file, "name", file)) or load(file))
+    monkeypatch.setattr(OmegaConf, "load", lambda file: parsed.append(str(getattr(file, "name", file))) or load(file))
+    return parsed
 
-    def composed():
-        with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
-            return compose("config")
 
-    first = composed()
+def config_folder(folder):
+    (folder / "group").mkdir(parents=True)
+    (folder / "config.yaml").write_text("defaults:\n  - group: a\n  - _self_\nname: first\nsize: ${group.size}\n")
+    (folder / "group" / "a.yaml").write_text("size: 3\n")
+    return folder
+
+
+def test_a_config_file_is_parsed_once_and_read_again_when_edited(tmp_path, monkeypatch):
+    """Hydra parses every config file at every composition; a process keeps each file's parsed config, keyed by the
+    file's bytes (remember_the_config_files): an edited file is parsed again, and what a composition does with its
+    copy never reaches the next one."""
+    folder = config_folder(tmp_path / "conf")
+    parsed = counting_parses(monkeypatch)
+    first = composed_from(folder)
     assert (first.name, first.size) == ("first", 3)
-    mine = [name for name in parsed if str(name).startswith(str(tmp_path))]
-    assert sorted(mine) == [str(tmp_path / "config.yaml"), str(tmp_path / "group" / "a.yaml")]
     first.name = "changed by its command"
     parsed.clear()
-    again = composed()
+    again = composed_from(folder)
     assert (again.name, again.size) == ("first", 3) and list(again.keys()) == ["group", "name", "size"]
-    assert not [name for name in parsed if str(name).startswith(str(tmp_path))]
-    (tmp_path / "group" / "a.yaml").write_text("size: 4\n")
+    assert not [name for name in parsed if name.startswith(str(folder))]
+    (folder / "group" / "a.yaml").write_text("size: 4\n")
     parsed.clear()
-    assert composed().size == 4
-    assert [name for name in parsed if str(name).startswith(str(tmp_path))] == [str(tmp_path / "group" / "a.yaml")]
+    assert composed_from(folder).size == 4
+    assert [name for name in parsed if name.startswith(str(folder))] == [str(folder / "group" / "a.yaml")]
+
+
+def test_a_file_written_while_hydra_reads_it_is_not_kept(tmp_path, monkeypatch):
+    """The file is read for its key, then again by Hydra to parse it: a write in between would keep the new
+    content's config under the old content's bytes, for as long as the file holds them. Such a parse is used once
+    (it is what Hydra read) and not kept."""
+    import io
+
+    from omegaconf import OmegaConf
+
+    folder = config_folder(tmp_path / "conf")
+    target = folder / "group" / "a.yaml"
+    load = OmegaConf.load
+
+    def written_meanwhile(file):
+        if str(getattr(file, "name", "")) == str(target):
+            target.write_text("size: 5\n")  # another process saves the file: after the key was read, before the parse
+            file = io.StringIO(target.read_text())  # what Hydra's read gets now
+        return load(file)
+
+    monkeypatch.setattr(OmegaConf, "load", written_meanwhile)
+    assert composed_from(folder).size == 5  # what Hydra read
+    monkeypatch.undo()
+    target.write_text("size: 3\n")  # the bytes the key was read from: their own config, not the one parsed then
+    assert composed_from(folder).size == 3
+
+
+def test_a_packaged_config_is_read_again_when_edited(tmp_path, monkeypatch):
+    """pkg:// configs (initialize_config_module, a package on hydra.searchpath) are kept by their bytes too."""
+    import sys
+
+    package = tmp_path / "edited_config_package"
+    config_folder(package)
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert composed_from(None, module="edited_config_package").size == 3
+        (package / "group" / "a.yaml").write_text("size: 4\n")
+        assert composed_from(None, module="edited_config_package").size == 4
+    finally:
+        sys.modules.pop("edited_config_package", None)
+
+
+def test_a_new_process_keeps_the_config_files_it_parsed_for_its_next_command(tmp_path):
+    """In a new process, Hydra's first initialisation scans its plugins, executing its file-source modules again: the
+    classes it registers then are the ones that keep what they parse. Two commands in one new process: the second
+    parses no file of conf/."""
+    import os
+    import subprocess
+    import sys
+
+    from src.cli.command_line import CONF_DIR
+    from tests.conftest import ROOT
+
+    script = f"""
+import io, contextlib
+from omegaconf import OmegaConf
+from tests.conftest import run_in_process
+parsed = []
+load = OmegaConf.load
+OmegaConf.load = lambda file: parsed.append(str(getattr(file, "name", file))) or load(file)
+for command in (1, 2):
+    parsed.clear()
+    code, out, err = run_in_process("src.run", "--cfg", "job")
+    assert code == 0, err
+    print(command, len([name for name in parsed if name.startswith({str(Path(CONF_DIR).resolve())!r})]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first, second = (line.split() for line in done.stdout.split("\n")[-3:-1])
+    assert int(first[1]) > 10 and second == ["2", "0"], done.stdout
 
 
 def test_an_interpolation_is_parsed_once_and_resolves_in_each_config_to_its_own_value():
@@ -77,7 +165,7 @@ def test_an_interpolation_is_parsed_once_and_resolves_in_each_config_to_its_own_
     from src.cli.composition import remember_the_parse_trees
 
     remember_the_parse_trees()
-    parse = omegaconf.grammar_parser.parse
+    parse = omegaconf.grammar_parser.parse.remembered
     text = "${model.d_model}x${oc.decode:'[1, 2]'}-${oc.env:NOT_SET_ANYWHERE,fallback}"
     before = parse.cache_info()
     first = OmegaConf.create({"model": {"d_model": 64}, "name": text})

@@ -192,10 +192,15 @@ def test_the_schemas_are_registered_once_and_again_when_a_registry_changes(monke
     monkeypatch.setitem(MASK_SCHEMES, "registered_later", MASK_SCHEMES["causal"])
     register_configs()
     assert "registered_later" in stored and "base_config" in stored
+    for lost in ("base_config", "base_eval"):  # an entry another module replaced or took out is stored again
+        stored.clear()
+        ConfigStore.instance().repo.pop(f"{lost}.yaml")
+        register_configs()
+        assert lost in stored
     stored.clear()
-    ConfigStore.instance().repo.pop("base_config.yaml")
+    store(ConfigStore.instance(), group="schema/mask", name="window", node={"type": "window", "other": 1})
     register_configs()
-    assert "base_config" in stored
+    assert "window" in stored and "other" not in ConfigStore.instance().repo["schema"]["mask"]["window.yaml"].node
     monkeypatch.undo()
     ConfigStore.instance().repo["schema"]["mask"].pop("registered_later.yaml")  # not an option of other tests
     register_configs()  # built again without the test's scheme
