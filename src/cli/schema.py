@@ -467,30 +467,22 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("sweep_job_dirname", sweep_job_dirname)
     compose_cheaply()
     cs = ConfigStore.instance()
-    entries = (tuple((name, spec.schema) for name, spec in all_tasks().items()), tuple(MASK_SCHEMES.items()))
-    if _REGISTERED.get("entries") == entries and all(
-        _stored(cs, group, name) is node for (group, name), node in _REGISTERED["nodes"].items()
-    ):
+    tasks = all_tasks()
+    entries = (tuple((name, spec.schema) for name, spec in tasks.items()), tuple(MASK_SCHEMES.items()))
+    if _REGISTERED.get("entries") == entries and all(cs._open(at) is node for at, node in _REGISTERED["nodes"].items()):
         return
-    schemas: list[tuple[str | None, str, Any]] = [
-        (None, "base_config", Config),
-        (None, "base_eval", EvalConfig),
-        (None, "base_predict", PredictConfig),
-        (None, "base_analyze", AnalyzeConfig),
-        *(("schema/task", name, spec.schema) for name, spec in all_tasks().items()),
+    schemas: list[tuple[str, str, Any]] = [
+        ("", "base_config", Config),
+        ("", "base_eval", EvalConfig),
+        ("", "base_predict", PredictConfig),
+        ("", "base_analyze", AnalyzeConfig),
+        *(("schema/task", name, spec.schema) for name, spec in tasks.items()),
         *(("schema/mask", name, mask_schema(name, scheme)) for name, scheme in MASK_SCHEMES.items()),
     ]
     for group, name, node in schemas:
-        cs.store(group=group, name=name, node=node)
-    _REGISTERED.update(entries=entries, nodes={(group, name): _stored(cs, group, name) for group, name, _ in schemas})
-
-
-def _stored(cs: ConfigStore, group: str | None, name: str) -> Any:
-    """The node the ConfigStore holds as `name` in `group` (None: at its top), or None."""
-    folder: Any = cs.repo
-    for part in (group or "").split("/"):
-        folder = folder.get(part, {}) if part else folder
-    return folder.get(f"{name}.yaml")
+        cs.store(group=group or None, name=name, node=node)
+    stored_at = [f"{group}/{name}.yaml" for group, name, _ in schemas]  # the store's own paths (ConfigStore._open)
+    _REGISTERED.update(entries=entries, nodes={at: cs._open(at) for at in stored_at})
 
 
 def resolve_arch(cfg: DictConfig) -> str:
