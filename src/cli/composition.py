@@ -6,7 +6,9 @@ composition of the run's config took 185-230 ms on a 2-core EPYC, most of it rep
 - the ConfigStore deep-copied with Hydra's config repository (share_the_config_store);
 - every config file of the defaults tree read and parsed again (remember_the_config_files);
 - every interpolation string (`${...}`) lexed and parsed again by OmegaConf's ANTLR grammar, a dozen times a
-  composition for the same seven strings (remember_the_parse_trees).
+  composition for the same seven strings (remember_the_parse_trees);
+- the configs of the defaults list merged again, in the same order from the same files, where only the command
+  line's values differ (remember_the_merged_defaults).
 
 Together with the schemas registered once (src/cli/schema.py register_configs), a composition takes 106-120 ms
 there (20 compositions a round, the old and the new code in alternating processes). Each is a change of how Hydra
@@ -30,6 +32,7 @@ def compose_cheaply() -> None:
     share_the_config_store()
     remember_the_config_files()
     remember_the_parse_trees()
+    remember_the_merged_defaults()
 
 
 def share_the_config_store() -> None:
@@ -143,3 +146,77 @@ def remember_the_parse_trees() -> None:
     parse_once.remembered = remembered  # type: ignore[attr-defined]
     for module in (omegaconf.grammar_parser, omegaconf.base, omegaconf._utils, omegaconf.resolvers.oc):
         module.parse = parse_once  # type: ignore[attr-defined]
+
+
+MERGED_KEPT = 256  # defaults lists whose merged config is kept: a command has a few, the test suite some dozens
+
+
+def remember_the_merged_defaults() -> None:
+    """Hydra composes in two steps: it merges the configs of the defaults list in order (every file the group
+    choices select, each checked against its schema), then applies the command line's values to the result. The
+    first step is half of a composition, and its result depends only on the defaults list and on what the sources
+    hold for it, not on the values: commands that choose the same groups (every sweep job of `model.heads=1,2,4`,
+    and most commands a user types) merge the same configs to the same result. It is kept per defaults list and
+    content, and every composition gets a copy of its own, as the second step edits it (a copy costs a tenth of a
+    merge).
+
+    The key (_merge_key) holds, for each config of the list: where the list puts it (path, package, parent), which
+    source provides it, the file's bytes (file:// and pkg://), and the ConfigStore's node of that path (a structured
+    config, or the schema Hydra matches a file with by name) by identity, so that a config stored again or removed
+    is merged anew. A merge during which a file was written is used once and not kept; a merge that fails raises as
+    before and is never kept."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    merge = ConfigLoaderImpl._compose_config_from_defaults_list
+    if hasattr(merge, "merged"):
+        return
+    merged: dict[tuple, tuple[Any, list]] = {}
+
+    def merge_once(self: Any, defaults: list, repo: Any) -> Any:
+        key, nodes = _merge_key(defaults, repo)
+        if key is None:
+            return merge(self, defaults, repo)
+        if key not in merged:
+            cfg = merge(self, defaults, repo)
+            if _merge_key(defaults, repo)[0] != key:  # a file written while Hydra read it: this merge is of neither
+                return cfg
+            if len(merged) >= MERGED_KEPT:
+                merged.clear()
+            merged[key] = (cfg, nodes)  # the nodes kept alive with it: no other object takes their ids
+        return copy.deepcopy(merged[key][0])
+
+    merge_once.merged = merged  # type: ignore[attr-defined]
+    merge_once.uncached = merge  # type: ignore[attr-defined]
+    ConfigLoaderImpl._compose_config_from_defaults_list = merge_once  # type: ignore[method-assign]
+
+
+def _merge_key(defaults: list, repo: Any) -> tuple[tuple | None, list]:
+    """What the merge of `defaults` depends on (remember_the_merged_defaults), and the ConfigStore nodes it names by
+    identity; (None, []) where a config's source is neither a file nor the ConfigStore, or a file cannot be read
+    (Hydra's own merge then says what is wrong)."""
+    from hydra.core.object_type import ObjectType
+
+    store = ConfigStore.instance()
+    find = getattr(getattr(repo, "delegate", repo), "_find_object_source", None)
+    if find is None:
+        return None, []
+    key: list = [tuple((type(source).__name__, source.path) for source in repo.get_sources())]
+    nodes = []
+    for default in defaults:
+        path = default.config_path
+        source = find(path, ObjectType.CONFIG) if path is not None else None
+        if source is None:
+            return None, []
+        node = store._open(f"{path}.yaml")  # the structured config, or the schema matched by name; None if neither
+        if source.scheme() in ("file", "pkg"):
+            content = _bytes_of(source, path)
+            if content is None:
+                return None, []
+        elif source.scheme() == "structured":
+            content = b""
+        else:
+            return None, []
+        nodes.append(node)
+        where = (path, default.package, default.parent, default.is_self, default.primary)
+        key.append((*where, type(source).__name__, source.path, content, id(node)))
+    return tuple(key), nodes

@@ -177,3 +177,98 @@ def test_an_interpolation_is_parsed_once_and_resolves_in_each_config_to_its_own_
     for _ in range(2):
         with pytest.raises(GrammarParseError):
             OmegaConf.create({"broken": "${model.d_model"}).broken  # noqa: B018
+
+
+# Command lines whose compositions cover the groups, experiments, a search, launchers and each command's config.
+COMMAND_LINES = [
+    ("config", []),
+    ("config", ["model.heads=2", "seed=3"]),
+    ("config", ["task=sort", "mask=window", "mask.window=3", "model=small"]),
+    ("config", ["experiment=depth"]),
+    ("config", ["experiment=pos_encoding", "ablate=cross"]),
+    ("config", ["hparams_search=lr_warmup_dropout_size"]),
+    ("config", ["hydra/launcher=stacked", "task=translation", "task.vocab_size=500"]),
+    ("config", ["hydra/launcher=slurm", "hydra.launcher.partition=cpu"]),
+    ("eval", ["ckpt=outputs/run"]),
+    ("predict", ["ckpt=outputs/run", "text=1234"]),
+    ("analyze", ["ckpt=outputs/run", "prune_step=0.5"]),
+]
+
+
+def every_node(cfg, path: str = "") -> list[tuple]:
+    """Each node of `cfg`, unresolved, with what OmegaConf keeps beside its value: its class, types and flags."""
+    from omegaconf import DictConfig, ListConfig
+
+    nodes = [] if path else [("", type(cfg).__name__, cfg._metadata.object_type, sorted(cfg._metadata.flags.items()))]
+    keys = cfg.keys() if isinstance(cfg, DictConfig) else range(len(cfg))
+    for key in keys:
+        node = cfg._get_node(key)
+        meta = node._metadata
+        here = f"{path}.{key}"
+        flags = sorted(meta.flags.items())
+        described = (here, type(node).__name__, meta.ref_type, meta.object_type, meta.optional, flags)
+        if isinstance(node, DictConfig | ListConfig) and not node._is_none() and not node._is_missing():
+            nodes += [(*described, None), *every_node(node, here)]
+        else:
+            nodes.append((*described, node._value()))
+    return nodes
+
+
+def test_the_defaults_merged_once_compose_every_command_line_exactly_as_hydra_does(monkeypatch):
+    """The configs of a defaults list are merged once per process (remember_the_merged_defaults): each command line
+    composes to what Hydra's own merge gives, node for node (values unresolved, types, flags), the first time and
+    from what was kept; and what a command does with its config never reaches the next."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from omegaconf import open_dict
+
+    from src.cli.command_line import CONF_DIR
+    from src.cli.schema import register_configs
+
+    register_configs()
+    merge_once = ConfigLoaderImpl._compose_config_from_defaults_list
+    merged = merge_once.merged
+
+    def composed(config_name: str, overrides: list[str]):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(config_name, overrides=overrides, return_hydra_config=True)
+
+    for config_name, overrides in COMMAND_LINES:
+        merged.clear()
+        first = composed(config_name, overrides)
+        kept = len(merged)
+        with open_dict(first):  # a command changes its own config
+            first.changed_by_its_command = True
+            first.hydra.job.name = "changed by its command"
+        again = composed(config_name, overrides)
+        assert kept == 1 and len(merged) == 1, (config_name, overrides)
+        with monkeypatch.context() as hydras_own:
+            hydras_own.setattr(ConfigLoaderImpl, "_compose_config_from_defaults_list", merge_once.uncached)
+            expected = composed(config_name, overrides)
+        for cfg in (first, again):
+            cfg.hydra.runtime.cwd = expected.hydra.runtime.cwd
+        assert every_node(again) == every_node(expected), (config_name, overrides)
+        assert every_node(composed(config_name, overrides)) == every_node(expected), (config_name, overrides)
+
+
+def test_a_config_stored_again_or_removed_is_merged_anew(tmp_path):
+    """A structured config of the defaults list, stored again under its name or removed from the ConfigStore: the next
+    composition merges what the store holds now (the key names the store's node by identity)."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import MissingConfigException
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("defaults:\n  - stored_for_a_test\n  - _self_\nname: mine\n")
+    store = ConfigStore.instance()
+    try:
+        store.store(name="stored_for_a_test", node={"size": 1})
+        assert composed_from(folder).size == 1
+        assert composed_from(folder).size == 1
+        store.store(name="stored_for_a_test", node={"size": 2})
+        assert composed_from(folder).size == 2
+        del store.repo["stored_for_a_test.yaml"]
+        with pytest.raises(MissingConfigException):
+            composed_from(folder)
+    finally:
+        store.repo.pop("stored_for_a_test.yaml", None)
