@@ -7,8 +7,10 @@ composition of the run's config took 185-230 ms on a 2-core EPYC, most of it rep
 - every config file of the defaults tree read and parsed again (remember_the_config_files);
 - every interpolation string (`${...}`) lexed and parsed again by OmegaConf's ANTLR grammar, a dozen times a
   composition for the same seven strings (remember_the_parse_trees);
-- the configs of the defaults list merged again, in the same order from the same files, where only the command
-  line's values differ (remember_the_merged_defaults).
+- the defaults list built again, config by config, where only the command line's values differ
+  (remember_the_defaults_lists);
+- the configs of the defaults list merged again, in the same order from the same files
+  (remember_the_merged_defaults).
 
 Together with the schemas registered once (src/cli/schema.py register_configs), a composition takes 106-120 ms
 there (20 compositions a round, the old and the new code in alternating processes). Each is a change of how Hydra
@@ -32,6 +34,7 @@ def compose_cheaply() -> None:
     share_the_config_store()
     remember_the_config_files()
     remember_the_parse_trees()
+    remember_the_defaults_lists()
     remember_the_merged_defaults()
 
 
@@ -190,21 +193,24 @@ def remember_the_merged_defaults() -> None:
     ConfigLoaderImpl._compose_config_from_defaults_list = merge_once  # type: ignore[method-assign]
 
 
+def _source_of(repo: Any, config_path: str) -> Any:
+    """The source that provides the config `config_path` to a composition (the first of the search path that has
+    it), None if none does."""
+    from hydra.core.object_type import ObjectType
+
+    return getattr(repo, "delegate", repo)._find_object_source(config_path, ObjectType.CONFIG)
+
+
 def _merge_key(defaults: list, repo: Any) -> tuple[tuple | None, list]:
     """What the merge of `defaults` depends on (remember_the_merged_defaults), and the ConfigStore nodes it names by
     identity; (None, []) where a config's source is neither a file nor the ConfigStore, or a file cannot be read
     (Hydra's own merge then says what is wrong)."""
-    from hydra.core.object_type import ObjectType
-
     store = ConfigStore.instance()
-    find = getattr(getattr(repo, "delegate", repo), "_find_object_source", None)
-    if find is None:
-        return None, []
     key: list = [tuple((type(source).__name__, source.path) for source in repo.get_sources())]
     nodes = []
     for default in defaults:
         path = default.config_path
-        source = find(path, ObjectType.CONFIG) if path is not None else None
+        source = _source_of(repo, path) if path is not None else None
         if source is None:
             return None, []
         node = store._open(f"{path}.yaml")  # the structured config, or the schema matched by name; None if neither
@@ -220,3 +226,122 @@ def _merge_key(defaults: list, repo: Any) -> tuple[tuple | None, list]:
         where = (path, default.package, default.parent, default.is_self, default.primary)
         key.append((*where, type(source).__name__, source.path, content, id(node)))
     return tuple(key), nodes
+
+
+DEFAULTS_LISTS_KEPT = 256  # command lines' group choices whose defaults list is kept
+
+
+def remember_the_defaults_lists() -> None:
+    """Before it merges anything, Hydra builds the defaults list: it loads the primary config and, recursively, every
+    config its defaults name, applying the command line's group choices (`task=sort`, `hydra/launcher=stacked`,
+    `+experiment=depth`, `~ablate`). The list depends on those choices and on what the sources hold, never on the
+    command line's values (`model.heads=2`), which Hydra only passes on to apply after the merge. With the merge
+    kept (remember_the_merged_defaults) the list is most of a composition's time.
+
+    A list is kept per config name and group choices. While Hydra builds it, every question it asks of the config
+    repository is noted with its answer (which source provides a config and what the file holds, whether a group
+    or config exists, a group's options): the kept list is used only while each question still gets the same
+    answer, and a copy of it with this command line's values. A list whose building failed is never kept: the error
+    comes every time, as before. Hydra's two warnings while it builds a list (a primary config without `_self_`, a
+    legacy override) are said when it is built, not again when it is used: once per process, as Python's default
+    warning filter says a warning of one place."""
+    import hydra._internal.config_loader_impl as loader
+
+    create = loader.create_defaults_list
+    if hasattr(create, "lists"):
+        return
+    lists: dict[tuple, tuple[Any, list, list]] = {}
+
+    def create_once(repo: Any, config_name: Any, overrides_list: list, prepend_hydra: bool, skip_missing: bool) -> Any:
+        groups, values = _choices_and_values(repo, overrides_list)
+        sources = tuple((type(source).__name__, source.path) for source in repo.get_sources())
+        key = (config_name, prepend_hydra, skip_missing, sources, groups)
+        kept = lists.get(key)
+        if kept is not None and all(_asked(repo, question) == answer for question, answer in kept[1]):
+            made = copy.deepcopy(kept[0])
+            made.config_overrides = made.overrides.config_overrides = values
+            return made
+        asking = _NotingRepository(repo)
+        made = create(asking, config_name, overrides_list, prepend_hydra, skip_missing)  # raises as Hydra does
+        if len(lists) >= DEFAULTS_LISTS_KEPT:
+            lists.clear()
+        lists[key] = (copy.deepcopy(made), asking.questions, asking.nodes)
+        return made
+
+    create_once.lists = lists  # type: ignore[attr-defined]
+    create_once.uncached = create  # type: ignore[attr-defined]
+    loader.create_defaults_list = create_once  # type: ignore[attr-defined]
+
+
+def _choices_and_values(repo: Any, overrides: list) -> tuple[tuple[str, ...], list]:
+    """The command line's group choices (as written) and its values (the overrides), told apart as Hydra's defaults
+    list does (defaults_list.Overrides): a sweep is neither, a key that names a group of the repository (its
+    sources) is a choice unless its value is a dict."""
+    choices, values = [], []
+    for override in overrides:
+        if override.is_sweep_override():
+            continue
+        if isinstance(override.value(), dict) or not repo.group_exists(override.key_or_group):
+            values.append(override)
+        else:
+            choices.append(override.input_line or "")
+    return tuple(choices), values
+
+
+def _content(repo: Any, config_path: str, nodes: list | None = None) -> tuple:
+    """What the repository holds for the config `config_path`: its source and the file's bytes, or the ConfigStore's
+    node by identity (kept alive in `nodes`, so that no other object takes its id)."""
+    source = _source_of(repo, config_path)
+    if source is None:
+        return (None,)
+    if source.scheme() in ("file", "pkg"):
+        return (type(source).__name__, source.path, _bytes_of(source, config_path))
+    node = ConfigStore.instance()._open(f"{config_path}.yaml")
+    if nodes is not None:
+        nodes.append(node)
+    return (type(source).__name__, source.path, id(node))
+
+
+def _asked(repo: Any, question: tuple) -> Any:
+    """The answer `repo` gives now to a question the defaults list asked (_NotingRepository)."""
+    method, *arguments = question
+    if method == "load_config":
+        return _content(repo, *arguments)
+    return getattr(repo, method)(*arguments)
+
+
+_CONFIGS = object()  # get_group_options' default, told apart from a filter of None (both configs and groups)
+
+
+class _NotingRepository:
+    """A config repository that notes each question the defaults list asks of it, with its answer."""
+
+    def __init__(self, repo: Any) -> None:
+        self.repo = repo
+        self.questions: list[tuple[tuple, Any]] = []
+        self.nodes: list = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.repo, name)
+
+    def load_config(self, config_path: str) -> Any:
+        self.questions.append((("load_config", config_path), _content(self.repo, config_path, self.nodes)))
+        return self.repo.load_config(config_path)
+
+    def _noted(self, method: str, *arguments: Any) -> Any:
+        answer = getattr(self.repo, method)(*arguments)
+        self.questions.append(((method, *arguments), copy.copy(answer)))
+        return answer
+
+    def group_exists(self, config_path: str) -> bool:
+        return self._noted("group_exists", config_path)
+
+    def config_exists(self, config_path: str) -> bool:
+        return self._noted("config_exists", config_path)
+
+    def get_group_options(self, group_name: str, results_filter: Any = _CONFIGS) -> list[str]:
+        if results_filter is _CONFIGS:  # Hydra's default: configs, not groups
+            from hydra.core.object_type import ObjectType
+
+            results_filter = ObjectType.CONFIG
+        return self._noted("get_group_options", group_name, results_filter)

@@ -214,10 +214,12 @@ def every_node(cfg, path: str = "") -> list[tuple]:
     return nodes
 
 
-def test_the_defaults_merged_once_compose_every_command_line_exactly_as_hydra_does(monkeypatch):
-    """The configs of a defaults list are merged once per process (remember_the_merged_defaults): each command line
-    composes to what Hydra's own merge gives, node for node (values unresolved, types, flags), the first time and
-    from what was kept; and what a command does with its config never reaches the next."""
+def test_every_command_line_composes_from_what_was_kept_exactly_as_hydra_composes_it(monkeypatch):
+    """The defaults list is built once per group choices (remember_the_defaults_lists) and its configs merged once
+    (remember_the_merged_defaults): each command line composes to what Hydra's own steps give, node for node (values
+    unresolved, types, flags), the first time and from what was kept; and what a command does with its config never
+    reaches the next."""
+    import hydra._internal.config_loader_impl as loader
     from hydra import compose, initialize_config_dir
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from omegaconf import open_dict
@@ -226,29 +228,59 @@ def test_the_defaults_merged_once_compose_every_command_line_exactly_as_hydra_do
     from src.cli.schema import register_configs
 
     register_configs()
-    merge_once = ConfigLoaderImpl._compose_config_from_defaults_list
-    merged = merge_once.merged
+    merge_once, create_once = ConfigLoaderImpl._compose_config_from_defaults_list, loader.create_defaults_list
 
     def composed(config_name: str, overrides: list[str]):
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             return compose(config_name, overrides=overrides, return_hydra_config=True)
 
     for config_name, overrides in COMMAND_LINES:
-        merged.clear()
+        merge_once.merged.clear()
+        create_once.lists.clear()
         first = composed(config_name, overrides)
-        kept = len(merged)
         with open_dict(first):  # a command changes its own config
             first.changed_by_its_command = True
             first.hydra.job.name = "changed by its command"
         again = composed(config_name, overrides)
-        assert kept == 1 and len(merged) == 1, (config_name, overrides)
+        assert len(merge_once.merged) == len(create_once.lists) == 1, (config_name, overrides)
         with monkeypatch.context() as hydras_own:
             hydras_own.setattr(ConfigLoaderImpl, "_compose_config_from_defaults_list", merge_once.uncached)
+            hydras_own.setattr(loader, "create_defaults_list", create_once.uncached)
             expected = composed(config_name, overrides)
-        for cfg in (first, again):
-            cfg.hydra.runtime.cwd = expected.hydra.runtime.cwd
+        again.hydra.runtime.cwd = expected.hydra.runtime.cwd
         assert every_node(again) == every_node(expected), (config_name, overrides)
-        assert every_node(composed(config_name, overrides)) == every_node(expected), (config_name, overrides)
+
+
+def test_a_defaults_list_is_built_again_when_a_config_or_group_it_asked_about_changes(tmp_path):
+    """A kept defaults list is used only while every question Hydra asked building it gets the same answer: an
+    edited defaults list, a new option of a group, an option that shadows another one later on the
+    search path. The command line's values never change the list, and reach each composition."""
+    import hydra._internal.config_loader_impl as loader
+    from hydra.errors import MissingConfigException
+
+    folder = config_folder(tmp_path / "conf")
+    assert composed_from(folder, "name=one").name == "one"
+    lists = loader.create_defaults_list.lists
+    kept = dict(lists)
+    assert composed_from(folder, "name=two").name == "two" and lists == kept  # a value: the same list
+    with pytest.raises(MissingConfigException):
+        composed_from(folder, "group=b")
+    (folder / "group" / "b.yaml").write_text("size: 7\n")  # a new option
+    assert composed_from(folder, "group=b").size == 7
+    (folder / "more").mkdir()
+    (folder / "more" / "c.yaml").write_text("extra: 1\n")
+    (folder / "group" / "a.yaml").write_text("defaults:\n  - /more: c\n  - _self_\nsize: 3\n")  # its own defaults
+    cfg = composed_from(folder)
+    assert cfg.size == 3 and cfg.group.more.extra == 1
+    (folder / "group" / "a.yaml").write_text("size: 4\n")
+    cfg = composed_from(folder)
+    assert "more" not in cfg.group and cfg.size == 4
+    later = config_folder(tmp_path / "later_on_the_search_path")
+    (later / "group" / "c.yaml").write_text("size: 5\n")
+    searched = f"hydra.searchpath=[file://{later}]"
+    assert composed_from(folder, searched, "group=c").size == 5
+    (folder / "group" / "c.yaml").write_text("size: 6\n")  # the primary config's folder comes first
+    assert composed_from(folder, searched, "group=c").size == 6
 
 
 def test_a_config_stored_again_or_removed_is_merged_anew(tmp_path):
