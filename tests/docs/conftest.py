@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,7 @@ def synthetic(args: list[str]) -> bool:
 
 
 def run(args: list[str], cwd: Path, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python <args>` in a process of its own, in `cwd`, with the environment above. For the commands that read the
-    model hub (test_pretrained.py): huggingface_hub reads HF_HOME once, when it is first imported."""
+    """`python <args>` in a process of its own, in `cwd`, with the environment above."""
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=environment(home), capture_output=True, text=True, timeout=timeout
     )
@@ -109,7 +109,7 @@ def run_here(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProc
     function (tests/conftest.py run_in_process), in `cwd` and with the environment `run` gives a process, both
     restored after. The command's code is the same, and so is what it says (run_in_process forgets the warnings a
     process says once); what it saves is a new interpreter's imports, 3-4 s a command (torch, Lightning, Hydra),
-    which for the documented commands was about a minute of the suite on two cores."""
+    which for the documented commands was about a minute and a half of the suite on two cores."""
     from tests.conftest import run_in_process
 
     assert args[0] == "-m", args
@@ -117,12 +117,40 @@ def run_here(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProc
     os.environ.update(environment(home))
     os.chdir(cwd)
     try:
-        code, out, err = run_in_process(args[1], *args[2:])
+        with hub_settings_read_from_the_environment():
+            code, out, err = run_in_process(args[1], *args[2:])
     finally:
         os.chdir(saved_directory)
         os.environ.clear()
         os.environ.update(saved_environment)
     return subprocess.CompletedProcess([sys.executable, *args], code, out, err)
+
+
+@contextmanager
+def hub_settings_read_from_the_environment():
+    """huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, when it is first imported (huggingface_hub.constants),
+    and asks its constants at every download; transformers asks huggingface_hub's. Within this block they are what a
+    process started with this environment would have read (the cache folder, offline), and after it what they were:
+    the commands take the real hub code path, reading the test's cache."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # the pretrained extra is not installed: no command reads the hub
+        yield
+        return
+    home = os.path.expanduser(os.environ.get("HF_HOME", constants.HF_HOME))
+    now = {
+        "HF_HOME": home,
+        "HF_HUB_CACHE": os.environ.get("HF_HUB_CACHE", os.path.join(home, "hub")),
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "").upper() in constants.ENV_VARS_TRUE_VALUES,
+    }
+    before = {name: getattr(constants, name) for name in now}
+    for name, value in now.items():
+        setattr(constants, name, value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            setattr(constants, name, value)
 
 
 def train(tmp: Path, home: Path, *overrides: str, sweep: bool = False) -> Path:
@@ -132,8 +160,7 @@ def train(tmp: Path, home: Path, *overrides: str, sweep: bool = False) -> Path:
     where = f"hydra.sweep.dir={out}" if sweep else f"hydra.run.dir={out}"
     command = Command("fixture", "python -m src.run " + " ".join(overrides))
     args = sized(command, list(overrides), resumes=False)
-    pretrained = any(key_of(arg) == "model.pretrained" for arg in args)  # reads the hub: a process of its own
-    check((run if pretrained else run_here)(["-m", "src.run", *(["-m"] if sweep else []), *args, where], tmp, home))
+    check(run_here(["-m", "src.run", *(["-m"] if sweep else []), *args, where], tmp, home))
     return out
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.conftest import check
 
 from .commands import of_kind, unique
-from .conftest import copy_run, run, sized, train, write_data_files
+from .conftest import copy_run, run_here, sized, train, write_data_files
 
 pytestmark = pytest.mark.slow
 transformers = pytest.importorskip("transformers", reason="the optional group: pip install -e '.[pretrained]'")
@@ -70,5 +70,5 @@ def test_a_documented_pretrained_command_runs(command, tmp_path, hub, fine_tuned
     args = words[3:]
     if command.module == "src.run":
         args = [*sized(command, args, resumes=False), f"hydra.run.dir={tmp_path / 'run'}"]
-    done = check(run(["-m", command.module, *args], tmp_path, hub))
+    done = check(run_here(["-m", command.module, *args], tmp_path, hub))
     assert "error:" not in done.stderr, done.stderr
