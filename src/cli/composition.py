@@ -12,10 +12,12 @@ composition of the run's config took 185-230 ms on a 2-core EPYC, most of it rep
 - the configs of the defaults list merged again, in the same order from the same files
   (remember_the_merged_defaults).
 
-Together with the schemas registered once (src/cli/schema.py register_configs), a composition takes 106-120 ms
-there (20 compositions a round, the old and the new code in alternating processes). Each is a change of how Hydra
-and OmegaConf (hydra-core 1.3, omegaconf 2.3: pyproject.toml pins both below their next minor release) compute a
-result, never of the result: tests/cli/test_composition.py checks each.
+Together with the schemas registered once (src/cli/schema.py register_configs), the first three brought a
+composition to 106-120 ms there (20 compositions a round, the old and the new code in alternating processes), 88-97 ms
+on a later day, and the last two to 20-28 ms (a process's first composition, which reads every file, excepted:
+about 0.3 s). Each is a change of how Hydra and OmegaConf (hydra-core 1.3, omegaconf 2.3: pyproject.toml pins both
+below their next minor release) compute a result, never of the result: tests/cli/test_composition.py checks each,
+against Hydra's own code where it can be called.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import copy
 import dataclasses
 import functools
 import os
+import warnings
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -34,6 +37,7 @@ def compose_cheaply() -> None:
     share_the_config_store()
     remember_the_config_files()
     remember_the_parse_trees()
+    count_hydras_warnings()
     remember_the_defaults_lists()
     remember_the_merged_defaults()
 
@@ -105,16 +109,17 @@ def _remembering(load_config: Any) -> Any:
 
     def load(self: Any, config_path: str) -> ConfigResult:
         before = _bytes_of(self, config_path)
-        key = (type(self).__name__, self.path, config_path, before)
-        if before is None or key not in parsed:
+        kept = parsed.get((type(self).__name__, self.path, config_path, before)) if before is not None else None
+        if kept is None:
             result = load_config(self, config_path)  # raises as Hydra does: a failure is never kept
             if before is None or _bytes_of(self, config_path) != before:
-                return result  # written while Hydra read it: this parse may be of neither content
+                return result  # written while Hydra read it: this parse may be of neither content (and has no tag)
             if len(parsed) >= 1024:  # a process that composes from many files (the test suite): kept bounded
                 parsed.clear()
-            parsed[key] = result
-        kept = parsed[key]
-        return dataclasses.replace(kept, config=copy.deepcopy(kept.config), header=dict(kept.header))
+            parsed[(type(self).__name__, self.path, config_path, before)] = kept = result
+        copied = dataclasses.replace(kept, config=copy.deepcopy(kept.config), header=dict(kept.header))
+        copied.parsed_from = before  # type: ignore[attr-defined]  # the bytes this config was parsed from (_held)
+        return copied
 
     load.parsed = parsed  # type: ignore[attr-defined]
     return load
@@ -151,23 +156,105 @@ def remember_the_parse_trees() -> None:
         module.parse = parse_once  # type: ignore[attr-defined]
 
 
+HYDRAS_WARNINGS = [0]  # warnings Hydra has said while it built a defaults list or merged one (count_hydras_warnings)
+
+
+def count_hydras_warnings() -> None:
+    """Hydra warns while it builds a defaults list (a primary config without `_self_`; Hydra 1.1's forms: a Hydra
+    group chosen without `override`, `_group_` and `_name_` in packages, `optional: true`) or merges one (a file
+    matched to a ConfigStore schema by its name), and raises instead where asked to (SELF_WARNING_AS_ERROR,
+    HYDRA_DEPRECATION_WARNINGS_AS_ERRORS). A list or merge kept would say neither again: one during which Hydra warned
+    is not kept (remember_the_defaults_lists, remember_the_merged_defaults), and its warnings come at every
+    composition, as before. Each warning is counted here and said as Hydra says it, from the same place."""
+    import hydra._internal.config_loader_impl as loader
+    import hydra._internal.config_repository as repository
+    import hydra._internal.defaults_list as defaults_list
+    import hydra.core.default_element as default_element
+
+    if isinstance(defaults_list.warnings, _CountedWarnings):
+        return
+    defaults_list.warnings = _CountedWarnings()  # type: ignore[assignment]
+    for module in (loader, repository, defaults_list, default_element):  # each place that warns while Hydra reads
+        module.deprecation_warning = _counted(module.deprecation_warning)  # type: ignore[attr-defined]
+
+
+class _CountedWarnings:
+    """The `warnings` module as Hydra's defaults list code sees it: the same, each warning counted."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(warnings, name)
+
+    def warn(self, message: Any, category: Any = None, stacklevel: int = 1, source: Any = None) -> None:
+        HYDRAS_WARNINGS[0] += 1
+        warnings.warn(message, category, stacklevel + 1, source)  # said from Hydra's line, not this one
+
+
+def _counted(deprecation_warning: Any) -> Any:
+    def counted(message: str, stacklevel: int = 1) -> None:
+        HYDRAS_WARNINGS[0] += 1
+        deprecation_warning(message, stacklevel + 1)
+
+    return counted
+
+
+UNKNOWN = ("a source whose content cannot be told",)  # what _held answers for a config no key can describe
+
+
+def _held(repo: Any, config_path: str, nodes: list | None = None) -> tuple:
+    """What a composition's config repository holds for the config `config_path`: the source that provides it and its
+    content. A config this composition has read already (Hydra's CachingConfigRepository keeps them for the
+    composition) by the bytes it was parsed from (remember_the_config_files), so that a file written since answers
+    what Hydra used; any other by its file's bytes now, or the ConfigStore's node by identity (kept alive in `nodes`,
+    so that no other object takes its id). UNKNOWN for a source that is none of these (a plugin's), and for a file
+    read while it was written."""
+    from hydra.core.object_type import ObjectType
+
+    source = getattr(repo, "delegate", repo)._find_object_source(config_path, ObjectType.CONFIG)
+    if source is None:
+        return (None,)
+    if source.scheme() in ("file", "pkg"):
+        loaded = getattr(repo, "cache", {}).get(f"config_path={config_path}")
+        content = _bytes_of(source, config_path) if loaded is None else getattr(loaded, "parsed_from", None)
+        return UNKNOWN if content is None else (type(source).__name__, source.path, content)
+    if source.scheme() == "structured":
+        return (type(source).__name__, source.path, _stored(config_path, nodes))
+    return UNKNOWN
+
+
+def _stored(config_path: str, nodes: list | None) -> int:
+    """The identity of the ConfigStore's node of `config_path` (a structured config, or the schema Hydra matches a
+    file with by name; None's if neither), the node kept alive in `nodes`."""
+    node = ConfigStore.instance()._open(f"{config_path}.yaml")
+    if nodes is not None:
+        nodes.append(node)
+    return id(node)
+
+
+def _composing_with() -> tuple:
+    """What every kept list and merge also depends on: the search path's sources are in each key, and so is the
+    version_base of Hydra's initialisation (Hydra 1.1's rules differ from 1.3's)."""
+    from hydra import version
+
+    return (str(version.getbase()),)
+
+
 MERGED_KEPT = 256  # defaults lists whose merged config is kept: a command has a few, the test suite some dozens
 
 
 def remember_the_merged_defaults() -> None:
     """Hydra composes in two steps: it merges the configs of the defaults list in order (every file the group
     choices select, each checked against its schema), then applies the command line's values to the result. The
-    first step is half of a composition, and its result depends only on the defaults list and on what the sources
+    first step was half of a composition, and its result depends only on the defaults list and on what the sources
     hold for it, not on the values: commands that choose the same groups (every sweep job of `model.heads=1,2,4`,
     and most commands a user types) merge the same configs to the same result. It is kept per defaults list and
     content, and every composition gets a copy of its own, as the second step edits it (a copy costs a tenth of a
     merge).
 
-    The key (_merge_key) holds, for each config of the list: where the list puts it (path, package, parent), which
-    source provides it, the file's bytes (file:// and pkg://), and the ConfigStore's node of that path (a structured
-    config, or the schema Hydra matches a file with by name) by identity, so that a config stored again or removed
-    is merged anew. A merge during which a file was written is used once and not kept; a merge that fails raises as
-    before and is never kept."""
+    The key (_merge_key) holds, for each config of the list, where the list puts it (path, package, parent) and what
+    the repository holds for it (_held: its source, the bytes Hydra parsed, the ConfigStore node by identity), and
+    the ConfigStore node of its name (the schema Hydra matches a file with), so that a file edited, or a config
+    stored again or removed, is merged anew. It is taken after the merge, from what the merge read. A merge that
+    failed, warned (count_hydras_warnings), or read a config no key can describe is not kept."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     merge = ConfigLoaderImpl._compose_config_from_defaults_list
@@ -176,55 +263,37 @@ def remember_the_merged_defaults() -> None:
     merged: dict[tuple, tuple[Any, list]] = {}
 
     def merge_once(self: Any, defaults: list, repo: Any) -> Any:
-        key, nodes = _merge_key(defaults, repo)
-        if key is None:
-            return merge(self, defaults, repo)
-        if key not in merged:
-            cfg = merge(self, defaults, repo)
-            if _merge_key(defaults, repo)[0] != key:  # a file written while Hydra read it: this merge is of neither
-                return cfg
+        key, _ = _merge_key(defaults, repo)
+        kept = merged.get(key) if key is not None else None
+        if kept is not None:
+            return copy.deepcopy(kept[0])
+        warned = HYDRAS_WARNINGS[0]
+        cfg = merge(self, defaults, repo)  # raises as Hydra does: a failure is never kept
+        key, nodes = _merge_key(defaults, repo)  # what the merge read (each config is in the repository's cache now)
+        if key is not None and HYDRAS_WARNINGS[0] == warned:
             if len(merged) >= MERGED_KEPT:
                 merged.clear()
             merged[key] = (cfg, nodes)  # the nodes kept alive with it: no other object takes their ids
-        return copy.deepcopy(merged[key][0])
+            return copy.deepcopy(cfg)
+        return cfg
 
     merge_once.merged = merged  # type: ignore[attr-defined]
     merge_once.uncached = merge  # type: ignore[attr-defined]
     ConfigLoaderImpl._compose_config_from_defaults_list = merge_once  # type: ignore[method-assign]
 
 
-def _source_of(repo: Any, config_path: str) -> Any:
-    """The source that provides the config `config_path` to a composition (the first of the search path that has
-    it), None if none does."""
-    from hydra.core.object_type import ObjectType
-
-    return getattr(repo, "delegate", repo)._find_object_source(config_path, ObjectType.CONFIG)
-
-
 def _merge_key(defaults: list, repo: Any) -> tuple[tuple | None, list]:
     """What the merge of `defaults` depends on (remember_the_merged_defaults), and the ConfigStore nodes it names by
-    identity; (None, []) where a config's source is neither a file nor the ConfigStore, or a file cannot be read
-    (Hydra's own merge then says what is wrong)."""
-    store = ConfigStore.instance()
-    key: list = [tuple((type(source).__name__, source.path) for source in repo.get_sources())]
-    nodes = []
+    identity; (None, []) where a config cannot be described (_held)."""
+    key: list = [_composing_with(), tuple((type(source).__name__, source.path) for source in repo.get_sources())]
+    nodes: list = []
     for default in defaults:
         path = default.config_path
-        source = _source_of(repo, path) if path is not None else None
-        if source is None:
+        held = _held(repo, path, nodes) if path is not None else UNKNOWN
+        if held == UNKNOWN or held == (None,):
             return None, []
-        node = store._open(f"{path}.yaml")  # the structured config, or the schema matched by name; None if neither
-        if source.scheme() in ("file", "pkg"):
-            content = _bytes_of(source, path)
-            if content is None:
-                return None, []
-        elif source.scheme() == "structured":
-            content = b""
-        else:
-            return None, []
-        nodes.append(node)
         where = (path, default.package, default.parent, default.is_self, default.primary)
-        key.append((*where, type(source).__name__, source.path, content, id(node)))
+        key.append((*where, *held, _stored(path, nodes)))
     return tuple(key), nodes
 
 
@@ -236,15 +305,14 @@ def remember_the_defaults_lists() -> None:
     config its defaults name, applying the command line's group choices (`task=sort`, `hydra/launcher=stacked`,
     `+experiment=depth`, `~ablate`). The list depends on those choices and on what the sources hold, never on the
     command line's values (`model.heads=2`), which Hydra only passes on to apply after the merge. With the merge
-    kept (remember_the_merged_defaults) the list is most of a composition's time.
+    kept (remember_the_merged_defaults) the list was most of a composition's time.
 
     A list is kept per config name and group choices. While Hydra builds it, every question it asks of the config
-    repository is noted with its answer (which source provides a config and what the file holds, whether a group
-    or config exists, a group's options): the kept list is used only while each question still gets the same
-    answer, and a copy of it with this command line's values. A list whose building failed is never kept: the error
-    comes every time, as before. Hydra's two warnings while it builds a list (a primary config without `_self_`, a
-    legacy override) are said when it is built, not again when it is used: once per process, as Python's default
-    warning filter says a warning of one place."""
+    repository is noted with its answer (what the repository holds for a config (_held), whether a group or config
+    exists, a group's options): the kept list is used only while each question still gets the same answer, and a
+    copy of it with this command line's values. A list is not kept where its building failed or warned
+    (count_hydras_warnings), read a config no key can describe (_held), or met an interpolated default
+    (`- db: ${oc.env:DB}`), which a resolver may answer otherwise next time."""
     import hydra._internal.config_loader_impl as loader
 
     create = loader.create_defaults_list
@@ -253,19 +321,21 @@ def remember_the_defaults_lists() -> None:
     lists: dict[tuple, tuple[Any, list, list]] = {}
 
     def create_once(repo: Any, config_name: Any, overrides_list: list, prepend_hydra: bool, skip_missing: bool) -> Any:
-        groups, values = _choices_and_values(repo, overrides_list)
+        choices, values = _choices_and_values(repo, overrides_list)
         sources = tuple((type(source).__name__, source.path) for source in repo.get_sources())
-        key = (config_name, prepend_hydra, skip_missing, sources, groups)
+        key = (_composing_with(), config_name, prepend_hydra, skip_missing, sources, choices)
         kept = lists.get(key)
         if kept is not None and all(_asked(repo, question) == answer for question, answer in kept[1]):
             made = copy.deepcopy(kept[0])
             made.config_overrides = made.overrides.config_overrides = values
             return made
         asking = _NotingRepository(repo)
+        warned = HYDRAS_WARNINGS[0]
         made = create(asking, config_name, overrides_list, prepend_hydra, skip_missing)  # raises as Hydra does
-        if len(lists) >= DEFAULTS_LISTS_KEPT:
-            lists.clear()
-        lists[key] = (copy.deepcopy(made), asking.questions, asking.nodes)
+        if asking.describable and HYDRAS_WARNINGS[0] == warned:
+            if len(lists) >= DEFAULTS_LISTS_KEPT:
+                lists.clear()
+            lists[key] = (copy.deepcopy(made), asking.questions, asking.nodes)
         return made
 
     create_once.lists = lists  # type: ignore[attr-defined]
@@ -288,45 +358,42 @@ def _choices_and_values(repo: Any, overrides: list) -> tuple[tuple[str, ...], li
     return tuple(choices), values
 
 
-def _content(repo: Any, config_path: str, nodes: list | None = None) -> tuple:
-    """What the repository holds for the config `config_path`: its source and the file's bytes, or the ConfigStore's
-    node by identity (kept alive in `nodes`, so that no other object takes its id)."""
-    source = _source_of(repo, config_path)
-    if source is None:
-        return (None,)
-    if source.scheme() in ("file", "pkg"):
-        return (type(source).__name__, source.path, _bytes_of(source, config_path))
-    node = ConfigStore.instance()._open(f"{config_path}.yaml")
-    if nodes is not None:
-        nodes.append(node)
-    return (type(source).__name__, source.path, id(node))
-
-
 def _asked(repo: Any, question: tuple) -> Any:
     """The answer `repo` gives now to a question the defaults list asked (_NotingRepository)."""
     method, *arguments = question
     if method == "load_config":
-        return _content(repo, *arguments)
+        return _held(repo, *arguments)
     return getattr(repo, method)(*arguments)
+
+
+def _interpolated(default: Any) -> bool:
+    """A default of a config's defaults list (as read: unresolved) names its group, option or package with `${`."""
+    return any("${" in str(getattr(default, name, None) or "") for name in ("path", "group", "value", "package"))
 
 
 _CONFIGS = object()  # get_group_options' default, told apart from a filter of None (both configs and groups)
 
 
 class _NotingRepository:
-    """A config repository that notes each question the defaults list asks of it, with its answer."""
+    """A config repository that notes each question the defaults list asks of it, with its answer, and whether the
+    list can be kept (describable: every config's content has a key, and no default is interpolated)."""
 
     def __init__(self, repo: Any) -> None:
         self.repo = repo
         self.questions: list[tuple[tuple, Any]] = []
         self.nodes: list = []
+        self.describable = True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.repo, name)
 
     def load_config(self, config_path: str) -> Any:
-        self.questions.append((("load_config", config_path), _content(self.repo, config_path, self.nodes)))
-        return self.repo.load_config(config_path)
+        loaded = self.repo.load_config(config_path)
+        held = _held(self.repo, config_path, self.nodes)  # after the load: what this composition read
+        self.questions.append((("load_config", config_path), held))
+        interpolated = any(_interpolated(default) for default in getattr(loaded, "defaults_list", None) or [])
+        self.describable = self.describable and held != UNKNOWN and not interpolated
+        return loaded
 
     def _noted(self, method: str, *arguments: Any) -> Any:
         answer = getattr(self.repo, method)(*arguments)

@@ -304,3 +304,147 @@ def test_a_config_stored_again_or_removed_is_merged_anew(tmp_path):
             composed_from(folder)
     finally:
         store.repo.pop("stored_for_a_test.yaml", None)
+
+
+def folder_of(root, files: dict[str, str]):
+    """A config folder holding `files` (relative path: text)."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_a_default_that_a_resolver_chooses_is_chosen_again_at_every_composition(tmp_path, monkeypatch):
+    """An interpolated default (`- db: ${oc.env:...}`) may resolve otherwise at the next composition: such a defaults
+    list is not kept."""
+    folder = folder_of(tmp_path, {
+        "config.yaml": "defaults:\n  - db: ${oc.env:CHOSEN_FOR_A_TEST,mysql}\n  - _self_\n",
+        "db/mysql.yaml": "name: mysql\n",
+        "db/pg.yaml": "name: pg\n",
+    })  # fmt: skip
+    monkeypatch.delenv("CHOSEN_FOR_A_TEST", raising=False)
+    assert composed_from(folder).db.name == "mysql"
+    monkeypatch.setenv("CHOSEN_FOR_A_TEST", "pg")
+    assert composed_from(folder).db.name == "pg"
+
+
+def test_hydras_warnings_while_it_composes_come_at_every_composition_or_raise_where_asked(tmp_path, monkeypatch):
+    """A primary config without `_self_` (the defaults list) and a file matched to a ConfigStore schema by its name
+    (the merge): Hydra warns at every composition, or raises where its settings ask (SELF_WARNING_AS_ERROR,
+    HYDRA_DEPRECATION_WARNINGS_AS_ERRORS). Neither is kept, so both still do."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import ConfigCompositionException, HydraDeprecationError
+
+    without_self = folder_of(tmp_path / "without_self", {"config.yaml": "defaults:\n  - group: a\nname: x\n",
+                                                         "group/a.yaml": "size: 3\n"})  # fmt: skip
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="Defaults list is missing `_self_`"):
+            composed_from(without_self)
+    monkeypatch.setenv("SELF_WARNING_AS_ERROR", "1")
+    with pytest.raises(ConfigCompositionException, match="missing `_self_`"):
+        composed_from(without_self)
+
+    matched = folder_of(tmp_path / "matched", {
+        "config.yaml": "defaults:\n  - schema_matched_in_a_test: a\n  - _self_\n",
+        "schema_matched_in_a_test/a.yaml": "size: 3\n",
+    })  # fmt: skip
+    store = ConfigStore.instance()
+    store.store(group="schema_matched_in_a_test", name="a", node={"size": 0})
+    try:
+        for _ in range(2):
+            with pytest.warns(UserWarning, match="validated against ConfigStore schema with the same name"):
+                assert composed_from(matched).schema_matched_in_a_test.size == 3
+        monkeypatch.setenv("HYDRA_DEPRECATION_WARNINGS_AS_ERRORS", "1")
+        with pytest.raises(HydraDeprecationError):
+            composed_from(matched)
+    finally:
+        store.repo.pop("schema_matched_in_a_test", None)
+
+
+def test_a_file_written_while_a_composition_reads_it_is_read_again_by_the_next_one(tmp_path, monkeypatch):
+    """Within a composition Hydra reads each config once, and uses what it read: a file written between the defaults
+    list and the merge, or after Hydra read the primary config for its search path, is composed as it was by that
+    composition and as it is by the next (what is kept is keyed by the bytes Hydra read, not by the file's bytes
+    after)."""
+    import hydra._internal.config_loader_impl as loader
+
+    folder = config_folder(tmp_path / "conf")
+    create = loader.create_defaults_list
+
+    def written_after_the_list(*arguments, **settings):
+        made = create(*arguments, **settings)
+        (folder / "group" / "a.yaml").write_text("size: 4\n")
+        return made
+
+    monkeypatch.setattr(loader, "create_defaults_list", written_after_the_list)
+    assert composed_from(folder).size == 3  # what this composition read
+    monkeypatch.undo()
+    assert composed_from(folder).size == 4 and composed_from(folder).size == 4
+
+    searched = f"hydra.searchpath=[file://{tmp_path / 'elsewhere'}]"  # Hydra reads config.yaml for it first
+    assert composed_from(folder, searched).name == "first"
+
+    def written_after_the_search_path(*arguments, **settings):
+        (folder / "config.yaml").write_text("defaults:\n  - group: a\n  - _self_\nname: second\nsize: ${group.size}\n")
+        return create(*arguments, **settings)
+
+    monkeypatch.setattr(loader, "create_defaults_list", written_after_the_search_path)
+    assert composed_from(folder, searched).name == "first"
+    monkeypatch.undo()
+    assert composed_from(folder, searched).name == "second"
+
+
+def test_a_defaults_list_from_a_source_of_another_kind_is_not_kept(tmp_path):
+    """A config source that is neither a folder, a package nor the ConfigStore (a plugin's): what it holds cannot be
+    told, so nothing it provides is kept."""
+    from hydra._internal.sources_registry import SourcesRegistry
+    from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
+    from omegaconf import OmegaConf
+
+    held = {"db/a.yaml": {"defaults": ["_self_"], "name": "a"}}
+
+    class InMemory(ConfigSource):
+        @staticmethod
+        def scheme() -> str:
+            return "in-memory-for-a-test"
+
+        def load_config(self, config_path: str) -> ConfigResult:
+            name = self._normalize_file_name(config_path)
+            if name not in held:
+                raise ConfigLoadError(name)
+            config = OmegaConf.create(held[name])
+            return ConfigResult(config=config, path=name, provider=self.provider, header={"package": None})
+
+        def available(self) -> bool:
+            return True
+
+        def is_group(self, config_path: str) -> bool:
+            return config_path == "db"
+
+        def is_config(self, config_path: str) -> bool:
+            return self._normalize_file_name(config_path) in held
+
+        def list(self, config_path: str, results_filter) -> list[str]:
+            return sorted(name[3:-5] for name in held) if config_path == "db" else []
+
+    SourcesRegistry.instance().register(InMemory)
+    folder = folder_of(tmp_path, {"config.yaml": "defaults:\n  - db: a\n  - _self_\n"})
+    searched = "hydra.searchpath=[in-memory-for-a-test://here]"
+    assert composed_from(folder, searched).db.name == "a"
+    held.update({"db/b.yaml": {"name": "b"}, "db/a.yaml": {"defaults": ["_self_", {"/db@copy": "b"}], "name": "a2"}})
+    assert composed_from(folder, searched).db == {"name": "a2", "copy": {"name": "b"}}
+
+
+def test_a_composition_with_hydra_1_1s_rules_is_not_taken_for_one_with_1_3s(tmp_path):
+    """version_base changes how Hydra reads a defaults list (1.1 lets a config choose a Hydra group without
+    `override`, with a warning): a list read by 1.1's rules is never taken for 1.3's (one that warned is not kept,
+    and the version is part of every key besides)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    folder = folder_of(tmp_path, {"config.yaml": "defaults:\n  - hydra/launcher: basic\n  - _self_\nname: x\n"})
+    with initialize_config_dir(config_dir=str(folder), version_base="1.1"):
+        assert compose("config").name == "x"
+    with pytest.raises(ConfigCompositionException, match="appears more than once"):
+        with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
+            compose("config")
