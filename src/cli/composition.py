@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import functools
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -87,9 +88,18 @@ def _remember_its_files(source: Any) -> None:
         source.load_config = _remembering(source.load_config)
 
 
+def _file_name(config_path: str) -> str:
+    """The file name Hydra reads for the config `config_path` (ConfigSource._normalize_file_name, without its warning
+    for a `.yml` file, which Hydra says itself when it reads one)."""
+    from hydra import version
+
+    extensions = (".yaml",) if version.base_at_least("1.2") else (".yaml", ".yml")
+    return config_path if config_path.endswith(extensions) else f"{config_path}.yaml"
+
+
 def _bytes_of(source: Any, config_path: str) -> bytes | None:
     """The bytes of the config file `config_path` of `source` (file:// or pkg://), None if it cannot be read."""
-    name = source._normalize_file_name(config_path)
+    name = _file_name(config_path)
     try:
         if source.scheme() == "file":
             with open(os.path.realpath(os.path.join(source.path, name)), "rb") as f:
@@ -117,6 +127,8 @@ def _remembering(load_config: Any) -> Any:
             if len(parsed) >= 1024:  # a process that composes from many files (the test suite): kept bounded
                 parsed.clear()
             parsed[(type(self).__name__, self.path, config_path, before)] = kept = result
+        else:
+            self._normalize_file_name(config_path)  # what Hydra's load_config says first (a `.yml` file's warning)
         copied = dataclasses.replace(kept, config=copy.deepcopy(kept.config), header=dict(kept.header))
         copied.parsed_from = before  # type: ignore[attr-defined]  # the bytes this config was parsed from (_held)
         return copied
@@ -170,11 +182,12 @@ def count_hydras_warnings() -> None:
     import hydra._internal.config_repository as repository
     import hydra._internal.defaults_list as defaults_list
     import hydra.core.default_element as default_element
+    import hydra.plugins.config_source as config_source
 
     if isinstance(defaults_list.warnings, _CountedWarnings):
         return
     defaults_list.warnings = _CountedWarnings()  # type: ignore[assignment]
-    for module in (loader, repository, defaults_list, default_element):  # each place that warns while Hydra reads
+    for module in (loader, repository, defaults_list, default_element, config_source):  # each place that warns
         module.deprecation_warning = _counted(module.deprecation_warning)  # type: ignore[attr-defined]
 
 
@@ -186,45 +199,72 @@ class _CountedWarnings:
 
     def warn(self, message: Any, category: Any = None, stacklevel: int = 1, source: Any = None) -> None:
         HYDRAS_WARNINGS[0] += 1
-        warnings.warn(message, category, stacklevel + 1, source)  # said from Hydra's line, not this one
+        further = 1 + _frames_of_ours(sys._getframe(1), stacklevel)
+        warnings.warn(message, category, stacklevel + further, source)  # said from where Hydra says it
 
 
 def _counted(deprecation_warning: Any) -> Any:
     def counted(message: str, stacklevel: int = 1) -> None:
         HYDRAS_WARNINGS[0] += 1
-        deprecation_warning(message, stacklevel + 1)
+        deprecation_warning(message, stacklevel + 1 + _frames_of_ours(sys._getframe(1), stacklevel))
 
     return counted
+
+
+def _frames_of_ours(caller: Any, stacklevel: int) -> int:
+    """How many frames of this module's functions (remember_the_defaults_lists' and remember_the_merged_defaults'
+    wrappers, the noting repository) lie between the frame of Hydra's that warns (`caller`) and the frame its
+    `stacklevel` names: Hydra counts them not, so the warning is said that many frames further out, from the same
+    line as without them (a warning filter by module or line, and Python's once per place, depend on it)."""
+    ours, left, frame = 0, stacklevel - 1, caller
+    while left > 0 and frame is not None:
+        frame = frame.f_back
+        if frame is not None and frame.f_globals.get("__name__") == __name__:
+            ours += 1
+        else:
+            left -= 1
+    return ours
 
 
 UNKNOWN = ("a source whose content cannot be told",)  # what _held answers for a config no key can describe
 
 
 def _held(repo: Any, config_path: str, nodes: list | None = None) -> tuple:
-    """What a composition's config repository holds for the config `config_path`: the source that provides it and its
-    content. A config this composition has read already (Hydra's CachingConfigRepository keeps them for the
-    composition) by the bytes it was parsed from (remember_the_config_files), so that a file written since answers
-    what Hydra used; any other by its file's bytes now, or the ConfigStore's node by identity (kept alive in `nodes`,
-    so that no other object takes its id). UNKNOWN for a source that is none of these (a plugin's), and for a file
-    read while it was written."""
+    """What a composition's config repository holds for the config `config_path`: where it comes from (the source's
+    address) and its content. A config this composition has looked up already (Hydra's CachingConfigRepository keeps
+    what it found for the composition, None where nothing) is answered from what Hydra found: the source it came from
+    and the bytes it was parsed from (remember_the_config_files), so that a file written, created or removed since
+    answers what Hydra used. Any other from the search path now: the first source that has it, and the file's bytes
+    or the ConfigStore's node by identity (kept alive in `nodes`, so that no other object takes its id). UNKNOWN for
+    a source that is none of these (a plugin's), and for a file read while it was written."""
     from hydra.core.object_type import ObjectType
 
+    found = getattr(repo, "cache", {})
+    looked_up = f"config_path={config_path}"
+    if looked_up in found:
+        loaded = found[looked_up]
+        if loaded is None:
+            return (None,)
+        if loaded.path.startswith("structured://"):
+            return (loaded.path, _stored(config_path, nodes))
+        content = getattr(loaded, "parsed_from", None)
+        return UNKNOWN if content is None else (loaded.path, content)
     source = getattr(repo, "delegate", repo)._find_object_source(config_path, ObjectType.CONFIG)
     if source is None:
         return (None,)
+    where = f"{source.scheme()}://{source.path}"  # as Hydra's sources name themselves in what they load
     if source.scheme() in ("file", "pkg"):
-        loaded = getattr(repo, "cache", {}).get(f"config_path={config_path}")
-        content = _bytes_of(source, config_path) if loaded is None else getattr(loaded, "parsed_from", None)
-        return UNKNOWN if content is None else (type(source).__name__, source.path, content)
+        content = _bytes_of(source, config_path)
+        return UNKNOWN if content is None else (where, content)
     if source.scheme() == "structured":
-        return (type(source).__name__, source.path, _stored(config_path, nodes))
+        return (where, _stored(config_path, nodes))
     return UNKNOWN
 
 
 def _stored(config_path: str, nodes: list | None) -> int:
     """The identity of the ConfigStore's node of `config_path` (a structured config, or the schema Hydra matches a
     file with by name; None's if neither), the node kept alive in `nodes`."""
-    node = ConfigStore.instance()._open(f"{config_path}.yaml")
+    node = ConfigStore.instance()._open(_file_name(config_path))
     if nodes is not None:
         nodes.append(node)
     return id(node)
@@ -247,7 +287,7 @@ def remember_the_merged_defaults() -> None:
     first step was half of a composition, and its result depends only on the defaults list and on what the sources
     hold for it, not on the values: commands that choose the same groups (every sweep job of `model.heads=1,2,4`,
     and most commands a user types) merge the same configs to the same result. It is kept per defaults list and
-    content, and every composition gets a copy of its own, as the second step edits it (a copy costs a tenth of a
+    content, and every composition gets a copy of its own, as the second step edits it (a copy costs a seventh of a
     merge).
 
     The key (_merge_key) holds, for each config of the list, where the list puts it (path, package, parent) and what
@@ -311,8 +351,9 @@ def remember_the_defaults_lists() -> None:
     repository is noted with its answer (what the repository holds for a config (_held), whether a group or config
     exists, a group's options): the kept list is used only while each question still gets the same answer, and a
     copy of it with this command line's values. A list is not kept where its building failed or warned
-    (count_hydras_warnings), read a config no key can describe (_held), or met an interpolated default
-    (`- db: ${oc.env:DB}`), which a resolver may answer otherwise next time."""
+    (count_hydras_warnings), read a config no key can describe (_held), or met an interpolated choice (a default
+    `- db: ${oc.env:DB}`, or `db=${oc.env:DB}` on the command line), which a resolver may answer otherwise next
+    time."""
     import hydra._internal.config_loader_impl as loader
 
     create = loader.create_defaults_list
@@ -322,6 +363,8 @@ def remember_the_defaults_lists() -> None:
 
     def create_once(repo: Any, config_name: Any, overrides_list: list, prepend_hydra: bool, skip_missing: bool) -> Any:
         choices, values = _choices_and_values(repo, overrides_list)
+        if any("${" in choice for choice in choices):  # `db=${oc.env:DB}`: a resolver may choose otherwise next time
+            return create(repo, config_name, overrides_list, prepend_hydra, skip_missing)
         sources = tuple((type(source).__name__, source.path) for source in repo.get_sources())
         key = (_composing_with(), config_name, prepend_hydra, skip_missing, sources, choices)
         kept = lists.get(key)

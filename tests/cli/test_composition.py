@@ -299,6 +299,10 @@ def test_a_config_stored_again_or_removed_is_merged_anew(tmp_path):
         assert composed_from(folder).size == 1
         store.store(name="stored_for_a_test", node={"size": 2})
         assert composed_from(folder).size == 2
+        (folder / "config.yaml").write_text("defaults:\n  - stored_for_a_test.yaml\n  - _self_\nname: mine\n")
+        assert composed_from(folder).size == 2  # named with its file name's suffix, as Hydra allows
+        store.store(name="stored_for_a_test", node={"size": 3})
+        assert composed_from(folder).size == 3
         del store.repo["stored_for_a_test.yaml"]
         with pytest.raises(MissingConfigException):
             composed_from(folder)
@@ -315,8 +319,8 @@ def folder_of(root, files: dict[str, str]):
 
 
 def test_a_default_that_a_resolver_chooses_is_chosen_again_at_every_composition(tmp_path, monkeypatch):
-    """An interpolated default (`- db: ${oc.env:...}`) may resolve otherwise at the next composition: such a defaults
-    list is not kept."""
+    """An interpolated default (`- db: ${oc.env:...}`), or a choice so written on the command line, may resolve
+    otherwise at the next composition: such a defaults list is not kept."""
     folder = folder_of(tmp_path, {
         "config.yaml": "defaults:\n  - db: ${oc.env:CHOSEN_FOR_A_TEST,mysql}\n  - _self_\n",
         "db/mysql.yaml": "name: mysql\n",
@@ -326,6 +330,11 @@ def test_a_default_that_a_resolver_chooses_is_chosen_again_at_every_composition(
     assert composed_from(folder).db.name == "mysql"
     monkeypatch.setenv("CHOSEN_FOR_A_TEST", "pg")
     assert composed_from(folder).db.name == "pg"
+    (folder / "config.yaml").write_text("defaults:\n  - db: mysql\n  - _self_\n")
+    chosen_on_the_command_line = "db=${oc.env:CHOSEN_ON_THE_COMMAND_LINE,mysql}"  # the same text both times
+    assert composed_from(folder, chosen_on_the_command_line).db.name == "mysql"
+    monkeypatch.setenv("CHOSEN_ON_THE_COMMAND_LINE", "pg")
+    assert composed_from(folder, chosen_on_the_command_line).db.name == "pg"
 
 
 def test_hydras_warnings_while_it_composes_come_at_every_composition_or_raise_where_asked(tmp_path, monkeypatch):
@@ -448,3 +457,82 @@ def test_a_composition_with_hydra_1_1s_rules_is_not_taken_for_one_with_1_3s(tmp_
     with pytest.raises(ConfigCompositionException, match="appears more than once"):
         with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
             compose("config")
+
+
+def test_a_config_created_or_removed_while_a_composition_looks_it_up_is_looked_up_again_by_the_next_one(
+    tmp_path, monkeypatch
+):
+    """An optional default whose file is written just after Hydra found none, or removed just after Hydra read it:
+    that composition uses what Hydra found, and the next one what the folder holds then (a kept list notes what
+    Hydra found, not what the folder holds after)."""
+    from hydra._internal.config_repository import ConfigRepository
+
+    folder = folder_of(tmp_path, {"config.yaml": "defaults:\n  - optional opt: x\n  - _self_\nname: n\n",
+                                  "opt/y.yaml": "v: 0\n"})  # fmt: skip
+    load = ConfigRepository.load_config
+
+    def changed_after_the_lookup(self, config_path):
+        found = load(self, config_path)
+        if config_path == "opt/x":
+            if found is None:
+                (folder / "opt" / "x.yaml").write_text("v: 1\n")
+            else:
+                (folder / "opt" / "x.yaml").unlink()
+        return found
+
+    monkeypatch.setattr(ConfigRepository, "load_config", changed_after_the_lookup)
+    assert "opt" not in composed_from(folder)  # none found; written after
+    monkeypatch.undo()
+    assert composed_from(folder).opt.v == 1 and composed_from(folder).opt.v == 1
+    (folder / "opt" / "x.yaml").write_text("v: 2\n")  # edited, so that Hydra reads it again
+    monkeypatch.setattr(ConfigRepository, "load_config", changed_after_the_lookup)
+    assert composed_from(folder).opt.v == 2  # read; removed after
+    monkeypatch.undo()
+    assert "opt" not in composed_from(folder) and "opt" not in composed_from(folder)
+
+
+def test_hydras_warnings_are_said_from_where_hydra_says_them_and_as_often(tmp_path):
+    """Hydra names the line a warning is about by counting frames (stacklevel 11 for a file matched to a ConfigStore
+    schema by its name): the frames of this project's wrappers are not counted, so each warning comes from the same
+    file and line as from Hydra's own code, and as many times (a `.yml` file under version_base 1.1 included)."""
+    import warnings
+
+    import hydra._internal.config_loader_impl as loader
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.config_store import ConfigStore
+
+    matched = folder_of(tmp_path / "matched", {"config.yaml": "defaults:\n  - matched_in_a_test: a\n  - _self_\n",
+                                               "matched_in_a_test/a.yaml": "size: 3\n"})  # fmt: skip
+    without_self = folder_of(tmp_path / "without_self", {"config.yaml": "defaults:\n  - group: a\nname: x\n",
+                                                         "group/a.yaml": "size: 3\n"})  # fmt: skip
+    yml = folder_of(tmp_path / "yml", {"config.yaml": "defaults:\n  - db: mysql.yml\n  - _self_\n",
+                                       "db/mysql.yml": "port: 1\n"})  # fmt: skip
+
+    def composed(folder, version_base="1.3"):
+        with initialize_config_dir(config_dir=str(folder), version_base=version_base):
+            return compose("config")
+
+    def nested(depth, folder, version_base):  # the caller's frames, as deep as Hydra's stacklevel reaches
+        return composed(folder, version_base) if depth == 0 else nested(depth - 1, folder, version_base)
+
+    def said(folder, version_base="1.3"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                nested(8, folder, version_base)
+        return [(str(w.message).splitlines()[0], w.filename, w.lineno) for w in caught]
+
+    store = ConfigStore.instance()
+    store.store(group="matched_in_a_test", name="a", node={"size": 0})
+    merge_once, create_once = ConfigLoaderImpl._compose_config_from_defaults_list, loader.create_defaults_list
+    try:
+        ours = [said(matched), said(without_self), said(yml, "1.1")]
+        ConfigLoaderImpl._compose_config_from_defaults_list = merge_once.uncached
+        loader.create_defaults_list = create_once.uncached
+        hydras = [said(matched), said(without_self), said(yml, "1.1")]
+    finally:
+        ConfigLoaderImpl._compose_config_from_defaults_list, loader.create_defaults_list = merge_once, create_once
+        store.repo.pop("matched_in_a_test", None)
+    assert all(hydras) and ours == hydras
+    assert ours[0][0][1] == __file__  # Hydra's stacklevel 11 names this test's line
