@@ -126,8 +126,9 @@ def default_mask_chosen_by_a_file(hydra: Any = None) -> bool:
     return _file_chose_mask(str(hydra.job.config_name), tuple(hydra.overrides.hydra), tuple(hydra.overrides.task))
 
 
-@functools.lru_cache(maxsize=8)
 def _file_chose_mask(config_name: str, hydra_overrides: tuple[str, ...], task_overrides: tuple[str, ...]) -> bool:
+    """Asked of the files as they are now (a defaults list is cheap once built: src/cli/composition.py keeps it while
+    its files hold the same), not remembered by name: a file edited since, or another config folder, answers anew."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
