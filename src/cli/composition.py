@@ -83,9 +83,27 @@ def remember_the_config_files() -> None:
 
 def _remember_its_files(source: Any) -> None:
     """A file:// or pkg:// config source's class, its load_config parsing each file once (remember_the_config_files);
-    any other source as it is."""
+    the ConfigStore's (structured://), its load_config telling which stored node each config was copied from
+    (_telling_the_node); any other source as it is."""
     if source.scheme() in ("file", "pkg") and not hasattr(source.load_config, "parsed"):
         source.load_config = _remembering(source.load_config)
+    elif source.scheme() == "structured" and not hasattr(source.load_config, "tells"):
+        source.load_config = _telling_the_node(source.load_config)
+
+
+def _telling_the_node(load_config: Any) -> Any:
+    """The ConfigStore source's load_config, each config it returns tagged with the stored node it is a copy of
+    (`stored_node`, read by _held): the node stored under that name when Hydra loaded it, not one stored since."""
+
+    def load(self: Any, config_path: str) -> Any:
+        node = _stored_node(config_path)
+        result = load_config(self, config_path)  # raises as Hydra does
+        if _stored_node(config_path) is node:  # else stored again meanwhile (another thread): untagged, never kept
+            result.stored_node = node
+        return result
+
+    load.tells = True  # type: ignore[attr-defined]
+    return load
 
 
 def _file_name(config_path: str) -> str:
@@ -246,7 +264,11 @@ def _held(repo: Any, config_path: str, nodes: list | None = None) -> tuple:
         if loaded is None:
             return (None,)
         if loaded.path.startswith("structured://"):
-            return (loaded.path, _stored(config_path, nodes))
+            if not hasattr(loaded, "stored_node"):
+                return UNKNOWN
+            if nodes is not None:
+                nodes.append(loaded.stored_node)
+            return (loaded.path, id(loaded.stored_node))
         content = getattr(loaded, "parsed_from", None)
         return UNKNOWN if content is None else (loaded.path, content)
     source = getattr(repo, "delegate", repo)._find_object_source(config_path, ObjectType.CONFIG)
@@ -264,10 +286,23 @@ def _held(repo: Any, config_path: str, nodes: list | None = None) -> tuple:
 def _stored(config_path: str, nodes: list | None) -> int:
     """The identity of the ConfigStore's node of `config_path` (a structured config, or the schema Hydra matches a
     file with by name; None's if neither), the node kept alive in `nodes`."""
-    node = ConfigStore.instance()._open(_file_name(config_path))
+    node = _stored_node(config_path)
     if nodes is not None:
         nodes.append(node)
     return id(node)
+
+
+def _stored_node(config_path: str) -> Any:
+    """The ConfigStore's node of the config `config_path`, None if it holds none (ConfigStore._open's walk, which
+    stops where a part of the path is a stored config rather than a group, as ConfigStore.load does)."""
+    node: Any = ConfigStore.instance().repo
+    for part in _file_name(config_path).split("/"):
+        if part == "":
+            continue
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _composing_with() -> tuple:
@@ -303,14 +338,14 @@ def remember_the_merged_defaults() -> None:
     merged: dict[tuple, tuple[Any, list]] = {}
 
     def merge_once(self: Any, defaults: list, repo: Any) -> Any:
-        key, _ = _merge_key(defaults, repo)
+        key, _ = _merge_key(defaults, repo)  # the list's configs are in the composition's cache: what it read
         kept = merged.get(key) if key is not None else None
         if kept is not None:
             return copy.deepcopy(kept[0])
         warned = HYDRAS_WARNINGS[0]
         cfg = merge(self, defaults, repo)  # raises as Hydra does: a failure is never kept
-        key, nodes = _merge_key(defaults, repo)  # what the merge read (each config is in the repository's cache now)
-        if key is not None and HYDRAS_WARNINGS[0] == warned:
+        after, nodes = _merge_key(defaults, repo)  # what the merge read: the same, unless a config changed meanwhile
+        if key is not None and after == key and HYDRAS_WARNINGS[0] == warned:
             if len(merged) >= MERGED_KEPT:
                 merged.clear()
             merged[key] = (cfg, nodes)  # the nodes kept alive with it: no other object takes their ids
@@ -402,9 +437,15 @@ def _choices_and_values(repo: Any, overrides: list) -> tuple[tuple[str, ...], li
 
 
 def _asked(repo: Any, question: tuple) -> Any:
-    """The answer `repo` gives now to a question the defaults list asked (_NotingRepository)."""
+    """The answer `repo` gives now to a question the defaults list asked (_NotingRepository). A config is loaded as
+    Hydra's own building of the list loads it (into the composition's cache), so that the merge reads the very
+    content the kept list was checked against, as Hydra's merge reads what its list was built from."""
     method, *arguments = question
     if method == "load_config":
+        try:
+            repo.load_config(*arguments)
+        except Exception:  # building the list again says what is wrong, as Hydra does
+            return UNKNOWN
         return _held(repo, *arguments)
     return getattr(repo, method)(*arguments)
 

@@ -536,3 +536,67 @@ def test_hydras_warnings_are_said_from_where_hydra_says_them_and_as_often(tmp_pa
         store.repo.pop("matched_in_a_test", None)
     assert all(hydras) and ours == hydras
     assert ours[0][0][1] == __file__  # Hydra's stacklevel 11 names this test's line
+
+
+def test_a_kept_list_and_its_merge_read_the_same_content_however_a_file_changes_between_them(tmp_path, monkeypatch):
+    """A kept defaults list is checked against the files, and the merge then reads them: a file edited or removed
+    between the two is merged as the list was checked (Hydra reads each config once a composition, and never mixes
+    a list built from one content with a merge of another); the next composition reads it anew."""
+    import hydra._internal.config_loader_impl as loader
+
+    folder = folder_of(tmp_path, {
+        "config.yaml": "defaults:\n  - group: a\n  - optional opt: x\n  - _self_\n",
+        "more/c.yaml": "extra: 1\n",
+        "group/a.yaml": "defaults:\n  - /more: c\n  - _self_\nsize: 3\n",
+        "opt/x.yaml": "v: 2\n",
+    })  # fmt: skip
+    first = composed_from(folder)  # the list is kept
+    assert (first.group.size, first.group.more.extra, first.opt.v) == (3, 1, 2)
+    create = loader.create_defaults_list
+
+    def changed_after_the_list(*arguments, **settings):
+        made = create(*arguments, **settings)
+        (folder / "group" / "a.yaml").write_text("size: 4\n")
+        (folder / "opt" / "x.yaml").unlink()
+        return made
+
+    monkeypatch.setattr(loader, "create_defaults_list", changed_after_the_list)
+    during = composed_from(folder)
+    assert (during.group.size, during.group.more.extra, during.opt.v) == (3, 1, 2)
+    monkeypatch.undo()
+    after = composed_from(folder)
+    assert after.group == {"size": 4} and "opt" not in after
+
+
+def test_a_structured_config_stored_again_while_a_composition_reads_it_is_read_anew_by_the_next(tmp_path, monkeypatch):
+    """A ConfigStore config stored again just after Hydra loaded it: that composition merges what Hydra loaded, and
+    what is kept is keyed by that node (the stored node each loaded config was copied from), so the next composition
+    merges the new one. A file group whose folder's name is a stored config's is looked up without error."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra.core.config_store import ConfigStore
+
+    folder = folder_of(
+        tmp_path / "conf", {"config.yaml": "defaults:\n  - stored_for_a_test: st\n  - _self_\nname: n\n"}
+    )
+    store = ConfigStore.instance()
+    load = ConfigRepository.load_config
+
+    def stored_again_after_the_lookup(self, config_path):
+        found = load(self, config_path)
+        if config_path == "stored_for_a_test/st":
+            store.store(group="stored_for_a_test", name="st", node={"size": 2})
+        return found
+
+    try:
+        store.store(group="stored_for_a_test", name="st", node={"size": 1})
+        monkeypatch.setattr(ConfigRepository, "load_config", stored_again_after_the_lookup)
+        assert composed_from(folder).stored_for_a_test.size == 1
+        monkeypatch.undo()
+        assert composed_from(folder).stored_for_a_test.size == 2 and composed_from(folder).stored_for_a_test.size == 2
+        named_as_stored = folder_of(tmp_path / "named", {"config.yaml": "defaults:\n  - v1.yaml: a\n  - _self_\nx: 1\n",
+                                                         "v1.yaml/a.yaml": "size: 3\n"})  # fmt: skip
+        store.store(name="v1", node={"size": 0})
+        assert composed_from(named_as_stored).x == 1
+    finally:
+        store.repo.pop("stored_for_a_test", None)
+        store.repo.pop("v1.yaml", None)
