@@ -14,10 +14,11 @@ composition of the run's config took 185-230 ms on a 2-core EPYC, most of it rep
 
 Together with the schemas registered once (src/cli/schema.py register_configs), the first three brought a
 composition to 106-120 ms there (20 compositions a round, the old and the new code in alternating processes), 88-97 ms
-on a later day, and the last two to 20-28 ms (a process's first composition, which reads every file, excepted:
-about 0.3 s). Each is a change of how Hydra and OmegaConf (hydra-core 1.3, omegaconf 2.3: pyproject.toml pins both
-below their next minor release) compute a result, never of the result: tests/cli/test_composition.py checks each,
-against Hydra's own code where it can be called.
+on a later day, and the last two to 33-52 ms (22-28 ms measured beside it before a kept list's check loaded its
+configs; a process's first composition, which reads every file, excepted: about 0.3 s). Each is a change of how Hydra
+and OmegaConf (hydra-core 1.3, omegaconf 2.3: pyproject.toml pins both below their next minor release) compute a
+result, never of the result: tests/cli/test_composition.py checks each, against Hydra's own code where it can be
+called.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def remember_the_config_files() -> None:
     run's config): YAML through OmegaConf's pure-Python loader, then every value wrapped in its node. A file's parsed
     config is kept for the process, keyed by the file's bytes (a file edited since is parsed again; one written
     while it was read is not kept), and every composition gets a copy of its own, as Hydra edits what it loads (it
-    takes the defaults list out); a copy costs a fifth of a parse.
+    takes the defaults list out); a copy costs a fifth of a parse. Each copy is tagged with the bytes it was parsed
+    from, and each config the ConfigStore's source loads with the stored node it is a copy of (_telling_the_node):
+    what the kept defaults lists and merges are keyed by (_held).
 
     Both of Hydra's file sources are changed: `file://` (the configs' folder, --config-dir, a search path) and
     `pkg://` (configs in a package, Hydra's own among them). Hydra's first initialisation in a process scans its
