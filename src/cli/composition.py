@@ -425,18 +425,14 @@ def remember_the_defaults_lists() -> None:
 
 
 def _choices_and_values(repo: Any, overrides: list) -> tuple[tuple[str, ...], list]:
-    """The command line's group choices (as written) and its values (the overrides), told apart as Hydra's defaults
-    list does (defaults_list.Overrides): a sweep is neither, a key that names a group of the repository (its
-    sources) is a choice unless its value is a dict."""
-    choices, values = [], []
-    for override in overrides:
-        if override.is_sweep_override():
-            continue
-        if isinstance(override.value(), dict) or not repo.group_exists(override.key_or_group):
-            values.append(override)
-        else:
-            choices.append(override.input_line or "")
-    return tuple(choices), values
+    """The command line's group choices (as written) and its values (the overrides), told apart by Hydra's own
+    defaults_list.Overrides, as create_defaults_list tells them apart (a sweep is neither). It raises where that
+    would (a group added with ++), before anything is kept."""
+    from hydra._internal.defaults_list import Overrides
+
+    values = Overrides(repo=repo, overrides_list=overrides).config_overrides
+    choices = tuple(o.input_line or "" for o in overrides if not o.is_sweep_override() and o not in values)
+    return choices, values
 
 
 def _asked(repo: Any, question: tuple) -> Any:
