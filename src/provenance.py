@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,37 @@ def started_by_ps(pid: int) -> str | None:
         return None
     start, _, state = answer.stdout.strip().rpartition(" ")
     return start.strip() if answer.returncode == 0 and start and not state.startswith("Z") else None
+
+
+def process_stopped(pid: int) -> bool:
+    """Whether process `pid` of this machine is stopped (Ctrl-Z or SIGSTOP: state T, or t under a debugger). A
+    stopped process keeps a SIGTERM pending, doing nothing about it, until it is continued."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        stat = ""
+    if stat:
+        return stat.rpartition(")")[2].split()[0] in ("T", "t")
+    if Path("/proc/self/stat").exists():  # Linux, and no such process
+        return False
+    answer = subprocess.run(["ps", "-o", "state=", "-p", str(pid)], capture_output=True, text=True)
+    return answer.stdout.strip().startswith(("T", "t"))
+
+
+def how_to_stop(pids: Sequence[int | str]) -> str:
+    """The command a refusal gives to stop the processes of this machine at work on a run: `kill <pids>`, and for
+    those that are stopped (Ctrl-Z) the `kill -CONT` without which the kill waits until they are continued."""
+    ids = [str(pid) for pid in pids]
+    stopped = [pid for pid in ids if process_stopped(int(pid))]
+    if not stopped:
+        return f"`kill {' '.join(ids)}`"
+    if len(ids) == 1:
+        which = "it is stopped, as by Ctrl-Z, and acts"
+    elif len(stopped) == 1:
+        which = f"process {stopped[0]} is stopped, as by Ctrl-Z, and acts"
+    else:
+        which = f"processes {', '.join(stopped)} are stopped, as by Ctrl-Z, and act"
+    return f"`kill {' '.join(ids)}; kill -CONT {' '.join(stopped)}` ({which} on a kill only once continued)"
 
 
 def live_process(record: dict[str, Any] | None) -> int | None:

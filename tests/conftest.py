@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,24 @@ def forget_what_was_said() -> None:
         analyze._WARNED.clear()
     if masks is not None:
         masks._warned.clear()
+
+
+def process_state(pid: int) -> str | None:
+    """A process's state letter as Linux's /proc gives it (R running, S sleeping, T stopped, Z ended and not reaped
+    yet); None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]  # after "(<name>)"
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def wait_for_state(pid: int, *states: str | None, timeout: float = 10) -> str | None:
+    """Wait until the process is in one of `states` (None: gone) and return that state; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while (now := process_state(pid)) not in states:
+        assert time.monotonic() < deadline, f"process {pid} is in state {now}, not {states} after {timeout} s"
+        time.sleep(0.01)
+    return now
 
 
 pytest_plugins = ["tests.servers.slurm"]

@@ -10,7 +10,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from src.provenance import (
     shell_override,
     started_by_ps,
 )
+from tests.conftest import wait_for_state
 
 
 def test_a_run_record_says_how_the_run_was_made_and_ended(tmp_path):
@@ -53,11 +53,6 @@ def test_a_run_record_names_its_process_which_is_not_taken_for_another_run_of_th
     assert live_process(written) is None
 
 
-def state(pid: int) -> str:
-    """A process's state letter, from /proc (R, S, Z...)."""
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads a process's state through Linux's /proc")
 def test_a_runs_process_is_known_by_its_id_and_start_while_it_runs_and_not_once_it_has_ended():
     """A real process (here `sleep`) recorded as a run's: found while it runs; not when the record is another
@@ -82,10 +77,7 @@ def test_a_runs_process_is_known_by_its_id_and_start_while_it_runs_and_not_once_
         assert live_process({"host": record["host"]}) is None
     finally:
         child.kill()
-    deadline = time.monotonic() + 10
-    while state(child.pid) != "Z":  # ended, not reaped yet: /proc still lists it
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for_state(child.pid, "Z")  # ended, not reaped yet: /proc still lists it
     assert process_started(child.pid) is None and live_process(record) is None
     child.wait()
     assert process_started(child.pid) is None and live_process(record) is None
@@ -101,10 +93,7 @@ def test_where_there_is_no_proc_ps_tells_a_process_by_its_start_and_a_zombie_fro
         assert re.fullmatch(r"\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}", started), started  # C locale: one format
     finally:
         child.kill()
-    deadline = time.monotonic() + 10
-    while state(child.pid) != "Z":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for_state(child.pid, "Z")
     assert started_by_ps(child.pid) is None  # a zombie
     child.wait()
     assert started_by_ps(child.pid) is None

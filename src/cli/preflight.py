@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.cli.command_line import USER_ERRORS, user_errors_as_one_line
 from src.model import ConfigError
-from src.provenance import live_process, module_command, read_record, read_status, shell_override
+from src.provenance import how_to_stop, live_process, module_command, read_record, read_status, shell_override
 from src.study import (
     changed_after_planning,
     check_fixed,
@@ -138,8 +138,8 @@ def check_run_dir(config: DictConfig) -> None:
         sweep = " (a job of a sweep, which may stop with it)" if record and record.get("process_command") else ""
         raise ConfigError(
             f"hydra.run.dir={run_dir} holds a run that process {pid} of this machine is {doing} now: this command "
-            f"would write over its files; wait until it ends, or stop it with `kill {pid}`{sweep} (a run stopped "
-            "while it trains saves its step), then run this command again"
+            f"would write over its files; wait until it ends, or stop it with {how_to_stop([pid])}{sweep}: a run "
+            "stopped while it trains saves its step; then run this command again"
         )
     if config.get("ckpt_path") is None:
         saved = newest_checkpoint(run_dir) if status is not None else None

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from src.model import ConfigError
-from src.provenance import live_process, now, read_record, write_record
+from src.provenance import how_to_stop, live_process, now, read_record, write_record
 
 SUBMITIT_FOLDER = ".submitit"  # submitit's files, one folder per SLURM job (conf/hydra/launcher/slurm.yaml)
 
@@ -196,17 +196,17 @@ def check_no_job_still_running(sweep_dir: Path) -> None:
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} has jobs still running on this machine (processes {', '.join(local)}), "
             "started by an earlier command into it: this command would train them a second time, over their own "
-            f"files; wait until they end, or stop them with `kill {' '.join(local)}`, then run this command again"
+            f"files; wait until they end, or stop them with {how_to_stop(local)}, then run this command again"
         )
     check_no_slurm_job_still_running(sweep_dir)
     if training := jobs_training_here(sweep_dir):
         shown = ", ".join(f"{job.name} by process {pid}" for job, pid in training[:3])
         more = f" and {len(training) - 3} more" if len(training) > 3 else ""
-        pids = " ".join(dict.fromkeys(str(pid) for _, pid in training))
+        pids = list(dict.fromkeys(pid for _, pid in training))
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} has jobs that processes of this machine are training or analysing now "
             f"({shown}{more}), started by an earlier command into it: this command would train them a second time, "
-            f"over their own files; wait until they end, or stop them with `kill {pids}` (a job stopped while it "
+            f"over their own files; wait until they end, or stop them with {how_to_stop(pids)} (a job stopped while it "
             "trains saves its step), then run this command again"
         )
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from src.bench import gpu
 from src.model import TransformerConfig, build_model
+from tests.conftest import wait_for_state
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the benchmark would run")
@@ -44,14 +44,6 @@ FAKE_STEPS = {
     "ok_after": python("import json, sys; json.dump({'rate': 2.5}, open(sys.argv[1], 'w'))"),
     "too_late": python("pass"),
 }
-
-
-def gone(pid: int) -> bool:
-    """The process has ended (a zombie waiting for its new parent to reap it counts as ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return True
 
 
 def test_a_failing_or_overrunning_step_does_not_lose_the_others(tmp_path, capsys):
@@ -87,11 +79,7 @@ def test_a_failing_or_overrunning_step_does_not_lose_the_others(tmp_path, capsys
     overran = outcomes["overruns"]
     assert overran["error"].startswith("stopped at its 1 s limit") and overran["seconds"] < 5
     assert overran["result"]["first"] == 1
-    for _ in range(50):
-        if gone(overran["result"]["its_command"]):
-            break
-        time.sleep(0.1)
-    assert gone(overran["result"]["its_command"])
+    wait_for_state(overran["result"]["its_command"], "Z", None, timeout=5)  # ended (a zombie waits for its parent)
     assert outcomes["too_late"]["error"] == "the whole budget (15 s) is spent"
     assert seen[-1] == ["ok", "fails", "overruns", "ok_after"]  # after each step that ran
     assert "working..." in log.read_text()  # each step's output in the log

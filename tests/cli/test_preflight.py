@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_in_process
+from tests.conftest import run_in_process, wait_for_state
 from tests.test_bad_inputs import TINY
 
 # TINY without the synthetic task's sizes: the cases choose their own task
@@ -499,7 +502,6 @@ def test_a_run_its_process_still_trains_is_not_entered_until_that_process_has_en
     second time over its files. Refused in one line naming the process and how to stop it, with nothing written;
     once the process has ended, the directory is a killed run's again."""
     import socket
-    import subprocess
 
     from src.provenance import now, process_started
 
@@ -522,6 +524,19 @@ def test_a_run_its_process_still_trains_is_not_entered_until_that_process_has_en
             assert f"process {trainer.pid} of this machine is training now" in errors[0], errors[0]
             assert f"`kill {trainer.pid}`" in errors[0], errors[0]
             assert sorted(p.name for p in run_dir.iterdir()) == ["run.json"]
+        # Stopped (Ctrl-Z): still the run's process, but a `kill` alone waits until it is continued, so the line
+        # gives the kill -CONT too; the command it gives ends the process.
+        os.kill(trainer.pid, signal.SIGSTOP)
+        wait_for_state(trainer.pid, "T")
+        code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, f"hydra.run.dir={run_dir}")
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        advice = f"kill {trainer.pid}; kill -CONT {trainer.pid}"
+        assert code == 2 and f"`{advice}` (it is stopped, as by Ctrl-Z," in errors[0], err
+        os.kill(trainer.pid, signal.SIGTERM)  # the kill alone: pending while the process is stopped
+        with pytest.raises(subprocess.TimeoutExpired):
+            trainer.wait(timeout=0.5)
+        subprocess.run(["sh", "-c", advice], check=True)
+        assert trainer.wait(timeout=10) == -signal.SIGTERM
     finally:
         trainer.kill()
         trainer.wait()

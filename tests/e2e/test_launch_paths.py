@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for_state
+
 from .conftest import ROOT, check, run_here, run_module
 
 pytestmark = pytest.mark.slow
@@ -227,18 +229,8 @@ def test_ctrl_c_while_two_ranks_start_ends_the_run_interrupted_without_a_hang(tm
     assert err.count("error: interrupted by SIGINT") == 1, err[-3000:]
     if strategy == "ddp":  # ddp_spawn's ranks are started by multiprocessing, whose start-up prints its traceback
         assert "Traceback" not in err and err.count("error:") == 1
-    deadline = time.time() + 10  # a process signalled a moment ago may still be on its way out
-    while any(gone_or_zombie(rank) is False for rank in ranks) and time.time() < deadline:
-        time.sleep(0.1)
-    assert all(gone_or_zombie(rank) is not False for rank in ranks), "a rank was left running"
-
-
-def gone_or_zombie(pid: int) -> bool | None:
-    """True when the process is a zombie, None when it is gone, False while it still runs."""
-    try:
-        return "zombie" in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return None
+    for rank in ranks:  # a process signalled a moment ago may still be on its way out
+        wait_for_state(rank, "Z", None)
 
 
 def test_a_process_with_a_rank_in_its_environment_but_no_run_is_refused(tmp_path):

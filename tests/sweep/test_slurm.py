@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 
 from src.model import ConfigError
 from src.sweep.slurm import check_no_job_still_running, local_jobs_still_running, record_submitted, submitted_jobs
+from tests.conftest import wait_for_state
 
 
 def a_swept_directory(tmp_path):
@@ -187,6 +189,11 @@ def test_jobs_whose_processes_still_train_them_refuse_the_sweep_until_they_end(t
             record = {"status": status, "host": socket.gethostname(), "pid": process.pid, "process_started": started}
             (sweep / name / "run.json").write_text(json.dumps(record))
         with pytest.raises(ConfigError, match=rf"\(0_seed:0 by process {worker.pid}\).*`kill {worker.pid}`"):
+            check_no_job_still_running(sweep)
+        os.kill(worker.pid, signal.SIGSTOP)  # Ctrl-Z: a kill alone would wait until it is continued
+        wait_for_state(worker.pid, "T")
+        advice = rf"`kill {worker.pid}; kill -CONT {worker.pid}` \(it is stopped, as by Ctrl-Z"
+        with pytest.raises(ConfigError, match=advice):
             check_no_job_still_running(sweep)
     finally:
         worker.kill()
