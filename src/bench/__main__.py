@@ -87,7 +87,12 @@ def main(argv=None) -> None:
         print(row("single-head ablation table", f"{table:.0f} s ({detail})", "<= 180 s", table <= 180))
     if seeds is not None:
         ratio = seeds["stacked_vs_one"]
-        detail = f"{seeds['stacked_s']:.0f} s vs {seeds['one_run_s']:.0f} s, default experiment, {seeds['steps']} steps"
+        detail = (
+            f"{seeds['stacked_s']:.0f} s vs {seeds['one_run_s']:.0f} s, default experiment, {seeds['steps']} steps; "
+            f"this machine's floor: {seeds['floor_vs_one']:.2f}x, the members' matrix products alone at its peak "
+            f"{seeds['matmul_peak_gflop_s']:.0f} GFLOP/s and attention in PyTorch's CPU kernel "
+            f"({seeds['attention_ms_per_step']:.1f} ms a member's step), see src/bench/stacked.py"
+        )
         figure = f"{seeds['seeds']} seeds stacked (hydra/launcher=stacked) vs one run, wall time"
         print(row(figure, f"{ratio:.2f}x ({detail})", "<= 2x", ratio <= 2.0))
     if versus_hf is not None:

@@ -6,6 +6,12 @@ machine. The goal (issue: five seeds stacked in at most twice one run's time) is
     python -m src.bench.stacked [--seeds 5] [--steps 600] [--separately]
 
 --separately also times the same seeds as separate jobs (Hydra's basic launcher, one after another).
+
+Beside the figure it prints the floor this machine sets: the least time the members' steps can take when nothing but
+their matrix products and attention is computed, each member's products at the machine's own best matrix-multiply
+rate (a 1024 x 1024 product's, `step.matmul_peak`) and its attention in PyTorch's fused CPU kernel at the time that
+kernel takes in one run's step. Launch, data, the loss, normalisation, activations, the optimizer and validation
+all come on top. The goal is within reach only where this floor is below it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +38,45 @@ def timed(*args: str) -> float:
     if result.returncode != 0:
         raise RuntimeError(f"src.run {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return seconds
+
+
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")  # the matrix products of a step, as the profiler names them
+ATTENTION = "scaled_dot_product"  # PyTorch's fused attention kernels, forward and backward
+
+
+def kernel_floor(seeds: int, steps: int, probe_steps: int = 20) -> dict:
+    """The least time `seeds` members' `steps` training steps of the default experiment take on this machine if
+    they computed nothing but their matrix products and attention (see the module's docstring): one member's step,
+    as the run's model, data and optimizer take it (the loop benchmark's bare loop), is counted and profiled."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from src.bench.loop import SKIP_STEPS, BareLoop
+    from src.bench.step import matmul_peak
+    from src.cli.command_line import compose_run_config
+
+    torch.manual_seed(0)
+    bare = BareLoop(compose_run_config(f"trainer.max_steps={steps}"))
+    bare.warm_up(SKIP_STEPS)
+    with FlopCounterMode(display=False) as counter:
+        bare.step()
+    # the matrix products' FLOPs only: attention is counted by its kernel's time
+    matmul_flops = sum(n for op, n in counter.get_flop_counts()["Global"].items() if f"aten::{op.__name__}" in MATMULS)
+    with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        for _ in range(probe_steps):
+            bare.step()
+    events = profiled.key_averages()
+    matmul_s = sum(event.self_cpu_time_total for event in events if event.key in MATMULS) / 1e6 / probe_steps
+    attention_s = sum(event.self_cpu_time_total for event in events if ATTENTION in event.key) / 1e6 / probe_steps
+    peak = matmul_peak()
+    per_member_step = matmul_flops / peak + attention_s
+    return {
+        "matmul_gflop_per_step": matmul_flops / 1e9,
+        "matmul_peak_gflop_s": peak / 1e9,
+        "matmul_ms_per_step": 1000 * matmul_s,  # as one run's step takes them (for comparison with the peak's)
+        "attention_ms_per_step": 1000 * attention_s,
+        "floor_s": seeds * steps * per_member_step,
+    }
 
 
 def measure(seeds: int = 5, steps: int = 600, separately: bool = False) -> dict:
@@ -48,6 +95,8 @@ def measure(seeds: int = 5, steps: int = 600, separately: bool = False) -> dict:
             "stacked_s": stacked,
             "stacked_vs_one": stacked / one,
         }
+        result.update(kernel_floor(seeds, steps))
+        result["floor_vs_one"] = result["floor_s"] / one
         if separately:
             apart = timed("-m", f"seed={seed_list}", *settings, f"hydra.sweep.dir={where / 'apart'}")
             result.update(separately_s=apart, separately_vs_one=apart / one)

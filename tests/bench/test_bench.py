@@ -107,3 +107,25 @@ def test_a_benchmark_says_the_models_warnings_as_the_commands_do(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: mask=none: the decoder has no look-ahead mask"), lines
+
+
+def test_the_stacked_floor_counts_a_steps_matrix_products_and_its_attention_kernel():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from src.bench import stacked
+
+    floor = stacked.kernel_floor(seeds=5, steps=600, probe_steps=2)
+    # Its matrix products: the backward does two for each of the forward's (the weight's gradient and the input's),
+    # so a step does 3x the forward's: counted here apart on the default experiment's model and another batch of
+    # its data (batches differ in length, hence the margin).
+    bare = loop.BareLoop(compose_run_config("trainer.max_steps=600"))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        bare.module(next(bare.batches))
+    forward = counter.get_total_flops() / 1e9
+    assert 2 * forward < floor["matmul_gflop_per_step"] < 4 * forward
+    assert floor["matmul_ms_per_step"] > 0  # the profiler's names for the products were found
+    assert floor["attention_ms_per_step"] > 0  # and for the fused attention kernel's forward and backward
+    per_member_step = (
+        floor["matmul_gflop_per_step"] / floor["matmul_peak_gflop_s"] + floor["attention_ms_per_step"] / 1e3
+    )
+    assert floor["floor_s"] == pytest.approx(5 * 600 * per_member_step)
