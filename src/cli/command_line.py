@@ -139,6 +139,14 @@ class CommandLine:
         _, equals, value = self.written(key).partition("=")
         return value if equals else "..."
 
+    def as_sweep(self, swept: str, written: str | None = None) -> str:
+        """This command line again with -m, `swept` in place of the override written `written` (of `swept` itself
+        when not given): the sweep a refusal offers to paste, with every other setting the user gave kept (a
+        command line that could not be read: the sweep alone)."""
+        words = [o.input_line or "" for o in self.overrides]
+        replaced = [swept if word == (written or swept) else word for word in words]
+        return as_command(self.command, "-m", *(replaced if swept in replaced else [swept]))
+
     def without(self, *keys: str) -> list[str]:
         """Every override but those of `keys` and the sweeps, as text: what a sweep's first composition gets
         (Hydra composes a sweep once with the sweeps left out, before any job)."""
@@ -205,7 +213,7 @@ def hydra_error_line(error: HydraException, command: str = "src.run", argv: list
         if command != "src.run":
             key = written.split("=")[0].lstrip("+~")
             return f"{written} is a sweep, but {typed_command(command)} runs no sweeps: give {key} one value"
-        return f"{written} is a sweep: add -m to run one job per value ({as_command(command, '-m', written)})"
+        return f"{written} is a sweep: add -m to run one job per value ({line.as_sweep(written)})"
     if match := re.match(r"Sweeping over Hydra's configuration is not supported : '(.+)'", text):
         return f"{match.group(1)} sweeps a setting of Hydra's own, which Hydra cannot do: give it one value"
     if match := re.match(r"Could not append to config\. An item is already at '(.+)'", text):
@@ -347,9 +355,7 @@ def several_values_line(written: str, line: CommandLine) -> str:
         if holds == "value":
             return f"{several}: give {key} one value, e.g. {first}"
     else:
-        sweep = (
-            f"add -m to run one job per {'option' if is_group else 'value'} ({as_command(line.command, '-m', written)})"
-        )
+        sweep = f"add -m to run one job per {'option' if is_group else 'value'} ({line.as_sweep(written)})"
         if is_group:
             return f"{written} names several options of {key}, which is a sweep: {sweep}, or choose one"
         several = f"{written} is several values, which is a sweep: {sweep}"
@@ -767,7 +773,7 @@ def wrong_value_line(key: str, cause: str, line: CommandLine) -> str:
         if line.command == "src.run":
             return (
                 f"{written}: {key} takes {kind}: give one{example}, or sweep over the values with -m: "
-                f"{as_command(line.command, '-m', sweep)}"
+                f"{line.as_sweep(sweep, written)}"
             )
     if kind == "a list" and value and not value.startswith("[") and isinstance(current, ListConfig) and not current:
         # receivers=cross:1:* where the default is []: the one-element list it meant (an example of [] says nothing)

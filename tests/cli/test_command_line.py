@@ -190,7 +190,8 @@ def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
     errors = [line for line in result.err.splitlines() if line.startswith("error:")]
     assert result.code == 2 and len(errors) == 1 and "Traceback" not in result.err, result.err
     assert not (tmp_path / "sweep").exists(), "a refused sweep started"
-    return errors[0]
+    # a command the line offers to paste is the user's whole command line: here with the places added above
+    return errors[0].replace(" " + " ".join(places), "") if module == "src.run" else errors[0]
 
 
 @pytest.mark.parametrize(
@@ -221,6 +222,17 @@ def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
         (
             ["seed=range(3)"],
             f"seed=range(3) is a sweep: add -m to run one job per value ({PYTHON} -m src.run -m 'seed=range(3)')",
+        ),
+        (  # the sweep offered keeps the rest of the command line
+            ["hydra/launcher=stacked", "seed=0,1", "trainer.max_steps=3"],
+            "seed=0,1 is several values, which is a sweep: add -m to run one job per value "
+            f"({PYTHON} -m src.run -m hydra/launcher=stacked seed=0,1 trainer.max_steps=3), or give one value, e.g. "
+            "seed=0",
+        ),
+        (
+            ["trainer.max_steps=3", "seed=range(3)", "model.heads=2"],
+            "seed=range(3) is a sweep: add -m to run one job per value "
+            f"({PYTHON} -m src.run -m trainer.max_steps=3 'seed=range(3)' model.heads=2)",
         ),
         (
             ["+model.heads=2"],
@@ -456,11 +468,11 @@ def test_the_closest_setting_is_a_typo_of_the_name_not_another_setting_of_the_sa
             "model.heads=[2,4]: model.heads takes a whole number: a sweep over values is written model.heads=2,4 (a "
             "list [2,4] is one value)",
         ),
-        (
+        (  # the sweep offered: the whole command line, the list turned into the values
             "src.run",
-            ["model.heads=[2,4]"],
+            ["model.heads=[2,4]", "trainer.max_steps=3"],
             "model.heads=[2,4]: model.heads takes a whole number: give one, e.g. model.heads=4, or sweep over the "
-            f"values with -m: {PYTHON} -m src.run -m model.heads=2,4",
+            f"values with -m: {PYTHON} -m src.run -m model.heads=2,4 trainer.max_steps=3",
         ),
         ("src.run", ["meta=foo"], "meta=foo: meta holds your own notes, not one value: write +meta.<name>=foo"),
         (  # eval and predict take the model (task, ...) from the checkpoint
