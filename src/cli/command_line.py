@@ -317,12 +317,82 @@ def missing_option_line(text: str, command: str) -> str:
     if option is None:
         return f"{text.splitlines()[0]}: check the command line against {typed_command(command)} --help"
     group, name = option.groups()
+    top, _, folder = group.partition("/")
+    if folder and (Path(CONF_DIR) / group).is_dir():  # experiment=kv_heads/mhq: an option of a folder of experiment
+        group, name = top, f"{folder}/{name}"
     choices = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
-    listed = ", ".join(c.strip() for c in choices.group(1).splitlines() if c.strip()) if choices else ""
+    options = [c.strip() for c in choices.group(1).splitlines() if c.strip()] if choices else []
+    if options and (Path(CONF_DIR) / group).is_dir():  # a group of ours: its folders' options too
+        with fresh_hydra() as loader:
+            folders = folder_options(group, loader)
+        if name in folders:
+            return f"{group}={name} is a folder of {group}'s options, not one: choose one of {', '.join(folders[name])}"
+        options += [option for chosen in folders.values() for option in chosen]
+    listed = ", ".join(options)
     fix = f"choose one of {listed}" if listed else f"see {typed_command(command)} --help for the {group} options"
     if not name:
         return f"{group}= names no option of {group}: {fix}"
     return f"{group}={name} is not an option of {group}: {fix}"
+
+
+def folder_options(group: str, loader) -> dict[str, list[str]]:
+    """The options a group keeps in folders of its own, by folder: a study of several configurations
+    (experiments/kv_heads/mha.yaml, ...) is chosen as `experiment=kv_heads/mha`. Hydra's --help lists such a folder
+    as a group of its own (`experiment/kv_heads: ...`), which cannot be chosen that way, and its refusal of an
+    unknown option lists the group's own options only. Left out: a folder's shared settings (shared_settings)."""
+    found = {}
+    for folder in loader.get_group_options(group, ObjectType.GROUP):
+        options = loader.get_group_options(f"{group}/{folder}")
+        shared = shared_settings(group, folder, options, loader)
+        if chosen := [f"{folder}/{option}" for option in options if option not in shared]:
+            found[folder] = chosen
+    return found
+
+
+def shared_settings(group: str, folder: str, options: list[str], loader) -> set[str]:
+    """The options of a group's folder that others of it build on, listing them in their defaults (`- kv_heads/base`
+    in experiments/kv_heads/mha.yaml): the settings a study's configurations share, not a configuration to run."""
+    shared = set()
+    for option in options:
+        for default in loader.repository.load_config(f"{group}/{folder}/{option}").defaults_list or []:
+            path = str(getattr(default, "path", "") or "")  # `- kv_heads/base` (a config, not a group's choice)
+            name = path.rpartition("/")[2]
+            if name in options and name != option and path.lstrip("/").endswith(f"{folder}/{name}"):
+                shared.add(name)
+    return shared
+
+
+def refuse_choosing_a_folder_of_options_wrongly(line: CommandLine) -> None:
+    """A study's configurations kept in a folder of a group (experiments/kv_heads/), chosen as Hydra's --help seems
+    to say (`experiment/kv_heads=mha`, which Hydra then refuses without saying how), or its shared settings chosen
+    alone (`experiment=kv_heads/base`, which would run a model the study never trains): one line with the choices.
+    Only a group of our config folder is asked about (a look at the file system: most command lines pay nothing)."""
+    for override in line.overrides:
+        group, _, folder = override.key_or_group.partition("/")
+        values = sweep_values(override) if override.is_sweep_override() else [str(override.value())]
+        if folder and not group.startswith("hydra") and (Path(CONF_DIR) / group / folder).is_dir():
+            with fresh_hydra() as loader:
+                chosen = folder_options(group, loader).get(folder, [])
+            written = override.input_line or override.key_or_group
+            raise ConfigError(
+                f"{written}: {folder} is a folder of {group}'s options, each chosen as {group}={folder}/<option>: "
+                f"write {group}={folder}/{values[0]}" + (f" (one of {', '.join(chosen)})" if chosen else "")
+            )
+        if folder or not any("/" in value for value in values) or not (Path(CONF_DIR) / group).is_dir():
+            continue
+        for value in values:
+            part, _, option = value.partition("/")
+            if not option or not (Path(CONF_DIR) / group / part).is_dir():
+                continue
+            with fresh_hydra() as loader:
+                options = loader.get_group_options(f"{group}/{part}")
+                shared = shared_settings(group, part, options, loader)
+            if option in shared:
+                others = ", ".join(f"{part}/{name}" for name in options if name not in shared)
+                raise ConfigError(
+                    f"{group}={value} holds the settings that the configurations in {part} share, and is not run "
+                    f"alone: choose one of {others}"
+                )
 
 
 def several_values_line(written: str, line: CommandLine) -> str:
@@ -806,7 +876,7 @@ def print_command_help(main: Callable[[], object]) -> None:
             if not (line == "" and lines and lines[-1] == ""):  # Hydra's group list ends in a blank line of its own
                 lines.append(line)
         if lines:  # (nothing when Hydra refused the command line: its error is the news)
-            print("\n".join(laid_out(lines)))
+            print("\n".join(laid_out(folders_as_options(lines))))
 
 
 @contextmanager
@@ -836,6 +906,24 @@ def as_one_run(line: CommandLine, args: list[str]) -> list[str]:
     as one run, so `-m model.heads=1,2 --help` shows the settings of the sweep's first job."""
     first = {o.input_line: f"{o.get_key_element()}={values[0]}" for o in line.overrides if (values := sweep_values(o))}
     return [first.get(arg, arg) for arg in args if arg not in ("-m", "--multirun")]
+
+
+def folders_as_options(lines: list[str]) -> list[str]:
+    """The help's group list with a group's folders of options (Hydra lists `experiment/kv_heads: base, gqa2, ...`
+    as a group of its own) folded into the group's line as the options a user chooses: `experiment: ...,
+    kv_heads/gqa2, ...` (folder_options; the folder's shared settings left out)."""
+    groups = {match.group(1): index for index, line in enumerate(lines) if (match := re.match(r"([\w/]+): \S", line))}
+    folders = [
+        name for name in groups if "/" in name and name.partition("/")[0] in groups and (Path(CONF_DIR) / name).is_dir()
+    ]
+    if not folders:
+        return lines
+    lines = list(lines)
+    with fresh_hydra() as loader:
+        for group in dict.fromkeys(name.partition("/")[0] for name in folders):
+            chosen = [option for options in folder_options(group, loader).values() for option in options]
+            lines[groups[group]] += "".join(f", {option}" for option in chosen)
+    return [line for index, line in enumerate(lines) if index not in {groups[name] for name in folders}]
 
 
 def not_a_choice_here(line: str, own_groups: tuple[str, ...] | None) -> bool:
@@ -1048,6 +1136,7 @@ def run_hydra_command(main: Callable[[], object]) -> None:
         refuse_what_hydras_parser_cannot_read(sys.argv[1:], command)
         line = CommandLine.read(command, sys.argv[1:])
         refuse_removing_a_needed_setting(line)
+        refuse_choosing_a_folder_of_options_wrongly(line)
         compose_every_swept_option(line)
         if {"--help", "-h"} & set(sys.argv[1:]):
             print_command_help(main)

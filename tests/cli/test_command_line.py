@@ -705,3 +705,58 @@ def test_help_lists_the_groups_and_options_hydra_itself_lists(module, capsys, mo
     hydras = run_command(module, ["--help"], capsys)
     assert fast.code == hydras.code == 0, fast.err + hydras.err
     assert "task: " in fast.out and fast.out == hydras.out
+
+
+def test_help_lists_a_studys_configurations_as_options_of_experiment_and_not_its_shared_settings(capsys):
+    """experiments/kv_heads/ holds one study's configurations: Hydra's own help lists the folder as a group
+    (`experiment/kv_heads: base, gqa2, ...`), which cannot be chosen that way, and base.yaml, which each of them
+    builds on, as if it were one. The help lists them as experiment's options, as they are chosen."""
+    result = run_command("src.run", ["--help"], capsys)
+    groups = result.out.split("Groups", 1)[1].split("Settings", 1)[0]
+    experiment = re.search(r"\nexperiment: (.*?)\n(?=\S)", groups, re.S)
+    assert experiment is not None, groups
+    options = [option.strip() for option in experiment.group(1).split(",")]
+    assert {"heads", "kv_heads/mha", "kv_heads/gqa4", "kv_heads/gqa2", "kv_heads/mqa"} <= set(options), options
+    assert "kv_heads/base" not in options and "experiment/kv_heads" not in groups, groups
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (  # Hydra's own help seemed to offer this; Hydra then refuses it without saying how to choose one
+            ["experiment/kv_heads=mha"],
+            "experiment/kv_heads=mha: kv_heads is a folder of experiment's options, each chosen as "
+            "experiment=kv_heads/<option>: write experiment=kv_heads/mha (one of kv_heads/gqa2, kv_heads/gqa4, "
+            "kv_heads/mha, kv_heads/mqa)",
+        ),
+        (
+            ["+experiment/kv_heads=gqa2"],
+            "+experiment/kv_heads=gqa2: kv_heads is a folder of experiment's options, each chosen as "
+            "experiment=kv_heads/<option>: write experiment=kv_heads/gqa2 (one of kv_heads/gqa2, kv_heads/gqa4, "
+            "kv_heads/mha, kv_heads/mqa)",
+        ),
+        (  # the folder named as if it were one configuration
+            ["experiment=kv_heads"],
+            "experiment=kv_heads is a folder of experiment's options, not one: choose one of kv_heads/gqa2, "
+            "kv_heads/gqa4, kv_heads/mha, kv_heads/mqa",
+        ),
+        (  # the shared settings alone would train a model the study never trains
+            ["experiment=kv_heads/base"],
+            "experiment=kv_heads/base holds the settings that the configurations in kv_heads share, and is not run "
+            "alone: choose one of kv_heads/gqa2, kv_heads/gqa4, kv_heads/mha, kv_heads/mqa",
+        ),
+        (
+            ["-m", "experiment=kv_heads/mha,kv_heads/base", "seed=0,1"],
+            "experiment=kv_heads/base holds the settings that the configurations in kv_heads share, and is not run "
+            "alone: choose one of kv_heads/gqa2, kv_heads/gqa4, kv_heads/mha, kv_heads/mqa",
+        ),
+        (  # a mistyped option: every option of experiment, its folders' included
+            ["experiment=kv_heads/mhq"],
+            "experiment=kv_heads/mhq is not an option of experiment: choose one of depth, head_pruning, heads, "
+            "induction_heads, mask_leak, multi30k_de_en, multi30k_small, norm, pos_encoding, shakespeare, "
+            "shakespeare_char, kv_heads/gqa2, kv_heads/gqa4, kv_heads/mha, kv_heads/mqa",
+        ),
+    ],
+)
+def test_a_studys_folder_of_configurations_is_chosen_as_its_options_are(args, line, capsys, tmp_path):
+    assert error_line("src.run", args, capsys, tmp_path) == f"error: {line}"
