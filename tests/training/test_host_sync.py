@@ -7,8 +7,9 @@ These tests count such reads during real training steps of `src.run.train` on th
 but is made by the same code: each torch.Tensor method that reads a value back is wrapped by a counter, which notes
 the calls made from the first on_train_batch_start hook of a step to the end of its loop iteration (Lightning's
 on_advance_end: after the step's logging, and its validation if it has one). Reads inside torch's C++ are no Python
-calls and escape this counter (a copy from pageable memory, a kernel that needs a size from the device); the GPU
-benchmark runs training under torch.cuda.set_sync_debug_mode("error"), which raises on every such CUDA call.
+calls and escape this counter (a copy from pageable memory, a kernel that needs a size from the device). On a GPU,
+torch.cuda.set_sync_debug_mode("error") raises on every such CUDA call: the divergence guard's device path is tested
+under it below (CUDA only); whole training steps are not yet, as no GPU has run these tests.
 """
 
 from __future__ import annotations
