@@ -23,11 +23,17 @@ class StackedLauncher(Launcher):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
+        # Whether this sweep was told it stacks nothing: a sweeper calls launch() once per batch (an Optuna search
+        # once per trial or n_jobs trials, a resumed sweep once per run of consecutive jobs), and the line is said
+        # once a sweep. Hydra makes the launcher, and calls setup(), once a sweep: a second sweep in the same process
+        # (a test, a notebook) is told again.
+        self.said_nothing_stacked = False
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
+        self.said_nothing_stacked = False
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from hydra.core.hydra_config import HydraConfig
@@ -63,7 +69,8 @@ class StackedLauncher(Launcher):
             numbers, held = resumed_jobs(sweep_dir, job_overrides, initial_job_idx)
             groups = [part for group in groups for part in self._resumed(group, held, numbers)]
         groups = self._split(groups)
-        if all(len(group) == 1 for group in groups):
+        if all(len(group) == 1 for group in groups) and not self.said_nothing_stacked:
+            self.said_nothing_stacked = True
             print_warning(
                 "hydra/launcher=stacked stacks nothing here: no two jobs differ only in seed (give several seeds, "
                 "seed=0,1,2, or a hydra.launcher.max_members above 1); each job runs on its own"

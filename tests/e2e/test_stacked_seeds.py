@@ -126,6 +126,73 @@ def test_src_eval_reads_a_members_checkpoint_as_any_other(sweeps):
     assert shown and shown == [line for line in theirs.splitlines() if line.strip().startswith(("test/", "test_long/"))]
 
 
+def test_src_predict_on_a_member_gives_its_seed_trained_alone_not_another_members(sweeps, tmp_path):
+    """Greedy decoding of a few lines from a member's best checkpoint: what its seed trained alone gives, and not
+    what the other member of its group gives (the tiny models disagree on these lines)."""
+    stacked, _, solo = sweeps
+    lines = tmp_path / "lines.txt"
+    lines.write_text("1234567\n98765\n5\n13579\n2468024680\n")
+
+    def predict(job: Path) -> tuple[list[str], str]:
+        out = tmp_path / f"{job.parent.name}-{job.name}.txt"
+        result = check(run_here("src.predict", f"ckpt={job}", f"input={lines}", f"output={out}", "torch_threads=1"))
+        return out.read_text().splitlines(), result.stdout + result.stderr
+
+    mine, said = predict(stacked / JOBS[1])
+    assert f"using {stacked / JOBS[1] / 'checkpoints/best.ckpt'} (" in said, said
+    theirs, _ = predict(solo / JOBS[1])
+    other, _ = predict(stacked / JOBS[0])
+    assert len(mine) == 5 and mine == theirs
+    assert other != mine, "the members agree on every line: the comparison proves nothing"
+
+
+def test_src_analyze_on_a_member_gives_its_seed_trained_alone_not_another_members(sweeps, tmp_path):
+    """The analysis of a member's heads (importance, entropy, single-head and keep-one ablations, pruning curve),
+    written to its own out= folder (the members' TensorBoard runs are left as they are): the tables of its seed
+    trained alone to 1e-5, and not those of the other member of its group."""
+    stacked, _, solo = sweeps
+
+    def analyze(job: Path) -> Path:
+        out = tmp_path / f"{job.parent.name}-{job.name}"
+        result = check(run_here("src.analyze", f"ckpt={job}", f"out={out}", "torch_threads=1"))
+        assert f"written: {out}" in result.stdout, result.stdout
+        return out
+
+    mine, theirs, other = analyze(stacked / JOBS[2]), analyze(solo / JOBS[2]), analyze(stacked / JOBS[3])
+    for table in ("heads.csv", "keep_one.csv", "pruning.csv"):
+        assert same_table(mine / table, theirs / table), table
+    assert not same_table(mine / "heads.csv", other / "heads.csv"), "the members' heads agree: this proves nothing"
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (mine, theirs)]
+    assert [s["figures"].keys() for s in summaries] == [summaries[1]["figures"].keys()] * 2
+    assert all(close(a, b) for a, b in zip(*(s["figures"].values() for s in summaries)))
+
+
+def same_table(a: Path, b: Path) -> bool:
+    """Two csv tables with the same rows, their numbers equal to 1e-5 (float32: stacked and single matrix products
+    round differently)."""
+    import csv
+
+    def number(text: str) -> float | str:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    with open(a) as fa, open(b) as fb:
+        rows_a, rows_b = list(csv.DictReader(fa)), list(csv.DictReader(fb))
+    if len(rows_a) != len(rows_b) or not rows_a:
+        return False
+    for row_a, row_b in zip(rows_a, rows_b):
+        if row_a.keys() != row_b.keys():
+            return False
+        for key in row_a:
+            x, y = number(row_a[key]), number(row_b[key])
+            same = close(x, y) if isinstance(x, float) and isinstance(y, float) else x == y
+            if not same:
+                return False
+    return True
+
+
 def test_the_sweep_report_is_the_one_the_separate_jobs_give(sweeps):
     stacked, _, solo = sweeps
     table = [line for line in (stacked / "report.md").read_text().splitlines() if line.startswith("| ")]
@@ -240,6 +307,79 @@ def test_a_group_whose_members_all_diverge_fails_and_saves_no_nan_weights(tmp_pa
             assert all(torch.isfinite(t).all() for t in state.values()), path
 
 
+def test_a_member_that_diverges_stops_alone_and_the_others_complete_as_their_solo_runs(tmp_path):
+    """optimizer.lr=0.5 without clipping: seed 0's training loss jumps to 6.48 at step 5 (its solo run's), while
+    seed 1's stays below 3.2 for all 8 steps; max_loss=5 so stops seed 0 alone. As docs/sweeps.md says: one
+    `warning:` line when the host learns it, the member's `error:` line when the group ends, the sweep's line and
+    exit status 1; its run.json says diverged at its step, it keeps its checkpoints of step 4 (finite), and the
+    other member completes with the metrics and checkpoints of its seed trained alone."""
+    import torch
+
+    sweep_args = [
+        "-m",
+        "seed=0,1",
+        *TINY_UNTIMED,
+        *SMALL_SYNTHETIC,
+        "optimizer.lr=0.5",
+        "trainer.gradient_clip_val=null",
+        "trainer.max_steps=8",
+        "trainer.val_check_interval=4",
+        "max_loss=5",
+    ]
+    stacked, solo = tmp_path / "stacked", tmp_path / "solo"
+    result = run_here("src.run", *sweep_args, "hydra/launcher=stacked", f"hydra.sweep.dir={stacked}")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "seeds together" in result.stdout
+    output = (result.stdout + result.stderr).splitlines()
+    warnings = [line for line in output if line.startswith("warning:")]
+    assert len(warnings) == 1, warnings
+    assert re.fullmatch(
+        r"warning: 0_seed:0 diverged at step 5 \(loss 6\.4\d+, above max_loss=5\.0\); the other members go on",
+        warnings[0],
+    ), warnings
+    errors = [line for line in output if line.startswith("error:")]
+    assert len(errors) == 2, errors
+    assert re.match(
+        r"error: job 0_seed:0: training diverged at step 5: loss 6\.4\d+ \(above max_loss=5\.0\)", errors[0]
+    )
+    assert errors[1] == f"error: 1 sweep job(s) did not complete (0_seed:0): see {stacked / 'report.md'}", errors
+
+    reference = run_here("src.run", *sweep_args, f"hydra.sweep.dir={solo}")
+    assert reference.returncode == 1, reference.stderr[-3000:]
+    record = json.loads((stacked / "0_seed:0/run.json").read_text())
+    alone = json.loads((solo / "0_seed:0/run.json").read_text())
+    assert record["status"] == alone["status"] == "diverged"
+    assert (
+        record["error"].startswith("training diverged at step 5: loss 6.4") and "above max_loss=5.0" in record["error"]
+    )
+    assert alone["error"].startswith("training diverged at step 5: ")
+    assert (stacked / "0_seed:0/error.txt").is_file()
+    for job in ("0_seed:0", "1_seed:1"):
+        saved = sorted(p.name for p in (stacked / job / "checkpoints").iterdir())
+        assert saved == sorted(p.name for p in (solo / job / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+        for name in saved:
+            state, reference_state = (
+                torch.load(d / job / "checkpoints" / name, map_location="cpu", weights_only=True)
+                for d in (stacked, solo)
+            )
+            assert all(torch.isfinite(t).all() for t in state["state_dict"].values()), (job, name)
+            assert state["global_step"] == reference_state["global_step"], (job, name)
+        last = torch.load(stacked / job / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+        assert last["global_step"] == (4 if job == "0_seed:0" else 8), job  # the diverged one: its step-4 weights
+    other = json.loads((stacked / "1_seed:1/run.json").read_text())
+    assert other["status"] == "completed" and "error" not in other
+    mine = json.loads((stacked / "1_seed:1/metrics.json").read_text())
+    theirs = json.loads((solo / "1_seed:1/metrics.json").read_text())
+    assert [e["step"] for e in mine["history"]] == [e["step"] for e in theirs["history"]] == [4, 8]
+    assert mine["final"].keys() == theirs["final"].keys()
+    assert all(close(mine["final"][k], theirs["final"][k]) for k in theirs["final"])
+    report = (stacked / "report.md").read_text()
+    assert "1 of 2 runs completed" in report
+    (row,) = [line for line in report.splitlines() if line.startswith("| 0_seed:0 |")]
+    assert row.startswith("| 0_seed:0 | diverged | training diverged at step 5: "), row
+    assert not [line for line in report.splitlines() if line.startswith("| 1_seed:1 | diverged")]
+
+
 def test_each_member_stops_early_by_its_own_early_stopping_at_its_solo_runs_step(tmp_path):
     """EarlyStopping with a threshold on val/loss: seed 0 reaches it at step 24, seed 1 at step 30 (their solo
     runs). Each member stops at its own step, with the solo run's history, final metrics and `stopped` record."""
@@ -308,6 +448,25 @@ def test_a_sweep_with_nothing_to_stack_says_so_once_and_runs_its_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "model.heads=1,2", *TINY_HEADS_SWEPT, *SMALL_SYNTHETIC, "hydra/launcher=stacked"]
     result = check(run_here("src.run", *args, f"hydra.sweep.dir={sweep}"))
+    output = result.stdout + result.stderr
+    assert output.count("warning: hydra/launcher=stacked stacks nothing here: no two jobs differ only in seed") == 1
+    assert sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")) == ["completed"] * 2
+
+
+def test_an_optuna_search_with_nothing_to_stack_says_so_once_not_once_a_batch(tmp_path):
+    """The sweeper launches an Optuna search's trials a batch at a time (n_jobs=1: one trial each), so the launcher
+    runs once per batch; the sweep is told once, as a grid sweep is."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    sweep = tmp_path / "search"
+    searched = ("optimizer.lr=", "optimizer.warmup_steps=", "model.dropout=", "model.d_model=")
+    args = [o for o in TINY if not o.startswith((*searched, "trainer.max_steps=", "trainer.val_check_interval="))]
+    search = ["-m", "hparams_search=lr_warmup_dropout_size", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1"]
+    short = ["trainer.max_steps=3", "trainer.val_check_interval=3"]
+    result = check(
+        run_here(
+            "src.run", *search, *args, *short, *SMALL_SYNTHETIC, "hydra/launcher=stacked", f"hydra.sweep.dir={sweep}"
+        )
+    )
     output = result.stdout + result.stderr
     assert output.count("warning: hydra/launcher=stacked stacks nothing here: no two jobs differ only in seed") == 1
     assert sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/run.json")) == ["completed"] * 2
