@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import asdict
 
 import lightning as L
 import pytest
@@ -108,3 +109,42 @@ def test_a_compiled_run_trains_and_its_network_equals_the_eager_one(tmp_path):
             torch.testing.assert_close(compiled_gradients[name], gradient, rtol=1e-5, atol=1e-5, msg=named(name))
     finally:
         torch._dynamo.reset()  # the compiled code stays out of the tests that follow in this process
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_a_cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler: install g++")
+@pytest.mark.parametrize(
+    "task",
+    [
+        ["task=reverse"],  # encoder-decoder: cross-attention, and a decoder's causal mask with padding
+        ["task=induction", "task.train_size=64"],  # decoder-only: causal self-attention alone
+    ],
+)
+def test_a_compiled_sequence_network_computes_the_eager_ones_loss_and_gradients(task, tmp_path):
+    """The other architectures' networks, compiled as compile=true compiles them (in place, by the module), against
+    the same weights run eagerly: loss and gradients of one training batch of their task, to float32 rounding. Not
+    trained through a run: a sequence model's validation decodes greedily, compiling again for every length."""
+    from src.cli.schema import model_config_for, to_plain
+    from src.data import build_datamodule
+
+    cfg = compose_run_config(
+        *task, "model.d_model=16", "model.heads=2", "model.layers=1", "model.d_ff=32", "model.dropout=0.0",
+        "batch_size=8", "compile=true",
+    )  # fmt: skip
+    data = build_datamodule(cfg.task, cfg.batch_size, cfg.seed)
+    model_config = asdict(model_config_for(cfg, data.src_vocab_size, data.tgt_vocab_size, data.num_classes))
+    torch.manual_seed(0)
+    compiled = TransformerLitModule(to_plain(cfg), model_config, data.kind)
+    eager = TransformerLitModule({**to_plain(cfg), "compile": False}, model_config, data.kind)
+    eager.load_state_dict(compiled.state_dict())
+    assert compiled.model._compiled_call_impl is not None and eager.model._compiled_call_impl is None
+    batch = next(iter(data.train_dataloader()))
+    try:
+        compiled_loss, compiled_gradients = loss_and_gradients(compiled, batch)
+        eager_loss, eager_gradients = loss_and_gradients(eager, batch)
+        torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-5)
+        assert compiled_gradients.keys() == eager_gradients.keys() and eager_gradients
+        for name, gradient in eager_gradients.items():
+            torch.testing.assert_close(compiled_gradients[name], gradient, rtol=1e-5, atol=1e-5, msg=named(name))
+    finally:
+        torch._dynamo.reset()
