@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
+import json
+import math
 import re
 
 import pytest
@@ -467,3 +469,134 @@ def test_the_missing_prefix_warning_gives_the_prefix_of_the_tasks_own_direction(
     en_de = missing_prefix_line("t5-small", config, {"src_lang": "en", "tgt_lang": "de"})
     assert "give 'task.src_prefix=\"translate English to German: \"' (translation_en_to_de;" in en_de
     assert missing_prefix_line("flan-t5", tiny_t5("flan").config, {"src_lang": "de", "tgt_lang": "en"}) is None
+
+
+# --- src.analyze on Qwen2, Mistral and T5: head importance, patching on a pairs file, the logit lens -----------------
+# Each family's tiny model (conftest: a tokenizer of its own beside it) on the task it is read with: the story as a
+# text file for the decoders, the parallel files English -> German with T5's prefix. T5's analysis reads every site
+# of an encoder-decoder (8 heads a layer, the original T5's tiny model), the decoders' one self-attention site.
+ANALYSED = {
+    "qwen2": ("qwen2_dir", ["decoder_self"], 4),
+    "mistral": ("mistral_dir", ["decoder_self"], 4),
+    "t5": ("t5_dir", ["encoder_self", "decoder_self", "cross"], 8),
+}
+# A pair per family, the texts one token apart in its tokenizer and each answer one token: the decoders score the
+# token after the text; T5 the target's first token (no fifth column: the decoder reads its start token alone)
+ANALYSIS_PAIRS = {
+    "qwen2": "The cat sat on the\tThe bat sat on the\ta\to",
+    "mistral": "The cat sat on the\tThe cat sat in the\ta\to",
+    "t5": "The cat sat.\tThe bat sat.\tThe\tthe",
+}
+
+
+def analysed_task(family: str, directory) -> list[str]:
+    return [*parallel_files(directory), f"task.src_prefix={PREFIX}"] if family == "t5" else story(directory)
+
+
+def every_head(family: str) -> set[str]:
+    _, sites, heads = ANALYSED[family]
+    return {f"{site}:{layer}:{head}" for site in sites for layer in range(2) for head in range(heads)}
+
+
+def is_number(text) -> bool:
+    return math.isfinite(float(text))
+
+
+@pytest.mark.parametrize("family", list(ANALYSED))
+def test_analyze_of_qwen2_mistral_and_t5_scores_every_head_and_its_top_head_pastes_into_ablate_heads(
+    family, request, tmp_path
+):
+    """`src.analyze ckpt=hf:<dir> task=... out=...` (docs/pretrained.md) writes the report, the tables and the heat
+    maps for every query head of every site, with finite figures; the head the report names first (its removal
+    costs most) pasted into `ablate.heads=[...]` of src.eval gives the test loss heads.csv has without it, and a
+    loss other than the model's own: the names are the ones ablation reads, and they name the head that was
+    removed."""
+    directory = request.getfixturevalue(ANALYSED[family][0])
+    task = analysed_task(family, tmp_path)
+    out = tmp_path / "analysis"
+    command("src.analyze", f"ckpt=hf:{directory}", *task, f"out={out}", "split=test", "max_examples=8")
+    written = {path.name for path in out.iterdir()}
+    assert {"report.md", "heads.csv", "keep_one.csv", "pruning.csv", "summary.json", "importance.png"} <= written
+    with open(out / "heads.csv") as f:
+        rows = {row["name"]: row for row in csv.DictReader(f)}
+    assert set(rows) == every_head(family) and len(rows) == len(every_head(family))
+    for row in rows.values():
+        assert all(is_number(row[column]) for column in ("importance", "entropy", "loss_without")), row
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["split"] == "test" and math.isfinite(summary["figures"]["baseline"])
+    report = (out / "report.md").read_text()
+    # the answer's first line: the heads whose removal costs most, or (T5's tiny model scores sacreBLEU 0, which no
+    # removal can lower) the costliest by the loss
+    top = re.search(r"## The answer\s+- [^\n]*?`(\w+:\d+:\d+)`", report).group(1)
+    assert top in rows
+    own = float(metric_line(command("src.eval", f"ckpt=hf:{directory}", *task)[0], "test/loss").split()[1])
+    ablated, _ = command("src.eval", f"ckpt=hf:{directory}", *task, f"ablate.heads=[{top}]")
+    without = float(metric_line(ablated, "test/loss").split()[1])
+    assert without == pytest.approx(float(rows[top]["loss_without"]), abs=1e-4) and without != own
+
+
+@pytest.mark.parametrize("family", list(ANALYSED))
+def test_patching_qwen2_mistral_and_t5_on_a_pairs_file_restores_exactly_at_the_changed_token(family, request, tmp_path):
+    """`src.analyze ckpt=hf:<dir> analysis=patching pairs=<file>` with a path from the first layer's first head to
+    each head of the second: the pair's texts differ in one token (in transformers' tokenizer), so patching the clean
+    residual stream entering the first layer restores the clean run exactly there (fraction 1) and nowhere else
+    (0), whatever the weights: RoPE (Qwen2, Mistral in its window) and T5's relative positions add nothing to the
+    stream there. Every head has a finite fraction, named as ablate.heads names it, and each path is in the file."""
+    from .test_causal_commands import first_layer_rows
+
+    directory = request.getfixturevalue(ANALYSED[family][0])
+    line = ANALYSIS_PAIRS[family]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    clean, corrupted = (tokenizer(text)["input_ids"] for text in line.split("\t")[:2])
+    (changed,) = [i for i, (a, b) in enumerate(zip(clean, corrupted, strict=True)) if a != b]
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(line + "\n")
+    out = tmp_path / "patching"
+    sender, receiver = ("encoder_self", "cross") if family == "t5" else ("decoder_self", "decoder_self")
+    paths = [f"senders=[{sender}:0:0]", f"receivers=[{receiver}:1:*]"]
+    command("src.analyze", f"ckpt=hf:{directory}", "analysis=patching", f"pairs={pairs}", f"out={out}", *paths)
+    assert {"report.md", "patching.csv", "paths.csv", "summary.json", "resid_pre.png", "heads.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == 1 and summary["clean"] != summary["corrupted"]
+    assert math.isfinite(summary["clean"]) and math.isfinite(summary["corrupted"])
+    restored = summary["heads_restored"]
+    assert set(restored) == every_head(family) and all(math.isfinite(v) for v in restored.values())
+    receivers = sorted((h for h in restored if h.startswith(f"{receiver}:1:")), key=lambda h: int(h.split(":")[2]))
+    channels = ("k", "v") if receiver == "cross" else ("q", "k", "v")  # an encoder head reaches cross via K and V
+    with open(out / "paths.csv") as f:
+        found = [(row["receiver"], row["channel"], is_number(row["restored"])) for row in csv.DictReader(f)]
+    assert found == [(head, channel, True) for head in receivers for channel in channels]
+    fractions = first_layer_rows(out, "encoder" if family == "t5" else "decoder")
+    assert sorted(fractions) == list(range(len(clean)))  # every position of the text the tokenizer gives
+    assert fractions[changed] == pytest.approx(1.0, abs=1e-3)
+    assert all(abs(value) < 1e-3 for position, value in fractions.items() if position != changed)
+
+
+@pytest.mark.parametrize("family", list(ANALYSED))
+def test_the_logit_lens_of_qwen2_mistral_and_t5_ends_at_their_loss_and_attributes_every_decoder_head(
+    family, request, tmp_path
+):
+    """`src.analyze ckpt=hf:<dir> analysis=lens task=...`: the decoder's stream entering its first layer and after
+    each of its 2 layers; the last is the output, so its loss is the model's and its top-1 token always the
+    model's. All three are pre-LN (RMSNorm): direct logit attribution is defined, has a share for every head writing
+    into the decoder's stream (Qwen2's and Mistral's self-attention, T5's self- and cross-attention) and the
+    shares sum to the target's logit."""
+    directory = request.getfixturevalue(ANALYSED[family][0])
+    out = tmp_path / "lens"
+    _, err = command(
+        "src.analyze", f"ckpt=hf:{directory}", "analysis=lens", *analysed_task(family, tmp_path), f"out={out}"
+    )
+    assert not warnings_of(err)
+    assert {"report.md", "summary.json"} <= {p.name for p in out.iterdir()}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stack"] == "decoder" and summary["attribution_undefined"] is None
+    assert [row["layer"] for row in summary["lens"]] == ["embed", 0, 1]
+    assert all(math.isfinite(row["loss"]) for row in summary["lens"])
+    assert summary["lens"][-1]["loss"] == pytest.approx(summary["loss"], rel=1e-5)
+    assert summary["lens"][-1]["top1_agreement"] == 1.0
+    decoder_heads = {head for head in every_head(family) if not head.startswith("encoder")}
+    assert decoder_heads <= set(summary["attribution"])
+    total = sum(summary["attribution"].values())
+    assert total == pytest.approx(summary["target_logit"], rel=1e-4, abs=1e-4)

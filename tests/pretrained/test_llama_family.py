@@ -54,15 +54,27 @@ def test_logits_and_attention_equal_huggingface_with_and_without_padding(decoder
                 torch.testing.assert_close(real, theirs.attentions[layer][0], atol=1e-6, rtol=0)
 
 
-def test_greedy_generation_is_huggingfaces_token_for_token(decoder_family):
-    family, directory = decoder_family
-    hf = tiny_decoder(family).double()
-    ours = load_pretrained(str(directory), dtype=torch.float64).model
-    prompt = torch.tensor([[5, 17, 42, 8], [60, 3, 3, 91]])
-    expected = hf.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=PAD)[:, prompt.size(1) :]
+# Weights ten times transformers' initial spread (initializer_range 0.02): with the default, tiny_decoder's greedy
+# continuations repeat one token (Llama's 90 twenty times, Qwen2's 33 then 32), which a wrong model could also give
+VARIED = dict(initializer_range=0.2)
+
+
+def test_greedy_generation_is_huggingfaces_token_for_token(decoder_family, tmp_path):
+    """20 greedy tokens from two prompts are generate()'s, token for token; each continuation holds at least 5
+    distinct tokens, so that the comparison reads the model at every step rather than one token it settled on."""
+    family, _ = decoder_family
+    hf = tiny_decoder(family, **VARIED).double()
+    ours = load_pretrained(str(save(hf, tmp_path)), dtype=torch.float64).model
+    prompt = torch.tensor([[5, 17, 42, 8, 61, 23, 70, 12], [60, 3, 3, 91, 44, 29, 88, 2]])
+    settings = dict(max_new_tokens=20, do_sample=False, pad_token_id=PAD, attention_mask=torch.ones_like(prompt))
+    expected = hf.generate(prompt, **settings)[:, prompt.size(1) :]
     mine = generate(ours, prompt=prompt, max_new_tokens=20, strategy="greedy")
-    for row in range(2):  # both stop at the eos token and pad with it
+    for row in range(2):  # a row that reaches the eos token stops there and is padded with it
         assert mine[row].tolist() == expected[row, : mine.size(1)].tolist(), family
+        continuation = mine[row].tolist()
+        continuation = continuation[: continuation.index(PAD) + 1] if PAD in continuation else continuation
+        # Mistral's first row reaches the eos at its 18th token; every row has 7 distinct tokens or more
+        assert len(continuation) >= 15 and len(set(continuation)) >= 5, (family, row, continuation)
 
 
 @pytest.mark.parametrize("pad", [None, 9], ids=["no-pad", "pad-is-a-stop-id"])
