@@ -279,6 +279,7 @@ def analyze_checkpoint(
     command recorded in summary.json. `log` gets the lines; `verbose=False` (after training, src.run) keeps only
     the last one, what was written."""
     from src.analysis.ablation import ablate_trained_model, ablated_line, trained_ablation
+    from src.analysis.formatting import attention_heads
     from src.analysis.heads import analyze_heads
     from src.analysis.report import figures, write_analysis, write_tensorboard
     from src.dashboard.rendering import rendered
@@ -313,6 +314,7 @@ def analyze_checkpoint(
         "step": int(checkpoint.get("global_step", 0)),
         "ablation": ablation.describe(layout),
         "ablation_specs": ablation.as_specs(),
+        "attention": attention_heads(model.cfg),  # query and key/value heads: what the report's heads are
         "settings": {
             k: getattr(settings, k) for k in ("split", "max_examples", "prune_step", "tolerance", "single_heads")
         },
@@ -448,10 +450,13 @@ class Loaded:
 
     def about(self, target: Target, device: torch.device, seconds: dict[str, float], **own) -> dict:
         """What summary.json records of an analysis besides its results: what was analysed, how and where."""
+        from src.analysis.formatting import attention_heads
+
         return {
             "checkpoint": str(target.checkpoint),
             "step": int(self.checkpoint.get("global_step", 0)),
             "ablation": self.ablation.describe(self.layout),
+            "attention": attention_heads(self.model.cfg),  # query and key/value heads: what the report's heads are
             **own,
             "command": command_line("src.analyze"),
             "started": now(),

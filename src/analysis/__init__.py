@@ -12,6 +12,7 @@ lens.py              the logit lens and direct logit attribution (analysis=lens)
 lens_report.py       lens/ (report.md, lens.csv, attribution.csv, summary.json, figures)
 induction.py         induction and previous-token heads, the loss on repeated sequences (analysis=induction)
 induction_report.py  induction/ (report.md, heads.csv, summary.json, figures) and the phase change in training
-formatting.py        how every report writes numbers: table cells, JSON without NaN, labels readable on a heat map
+formatting.py        how every report writes numbers: table cells, JSON without NaN, labels readable on a heat map;
+                     and the line that says a grouped-query model's heads are query heads
 statistics.py        Spearman's rank correlation, as the head and the patching analyses compare rankings
 """

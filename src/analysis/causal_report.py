@@ -34,7 +34,7 @@ from src.dashboard.rendering import Pictures, rendered, save_pictures
 from src.model.names import NUMBERING, head_name, layer_name, site_named
 
 from .causal import FAMILIES, CausalAnalysis, PatchRow, stack_of, undefined_restoration, weak_separation
-from .formatting import cell, json_ready, label_ink
+from .formatting import cell, grouped_heads_lines, json_ready, label_ink
 from .report import (
     grids_of_heads,
     heat_map_figure,
@@ -251,6 +251,19 @@ def ablated_patch_words(analysis: CausalAnalysis, about: dict) -> str:
     )
 
 
+def grouped_patching_words(analysis: CausalAnalysis) -> str:
+    """What a grouped-query model's patches are per query head and per KV group (docs/ablation-and-analysis.md): every
+    head patched is a query head (its output `z`); a path through a receiver's key or value changes the key (value)
+    its whole KV group reads, and only the receiver head's output is kept."""
+    words = "Each head patched is a query head, its own output `z`"
+    if analysis.paths:
+        words += (
+            "; path patching's senders and receivers are query heads, and a path through a receiver's key or value "
+            "changes its KV group's key (value) and keeps only the receiver head's output"
+        )
+    return words + "."
+
+
 def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[str]) -> str:
     lines = [
         f"# Activation patching: {about.get('checkpoint', '')}",
@@ -260,6 +273,7 @@ def report_markdown(analysis: CausalAnalysis, about: dict, figure_names: list[st
         "(metric with the patch - corrupted) / (clean - corrupted): 1 is the clean run's value, 0 the corrupted "
         f"one's. Heads and layers are named as `ablate.heads` and `ablate.sublayers` take them ({NUMBERING}).",
         "",
+        *grouped_heads_lines(about, grouped_patching_words(analysis)),
         "## The answer",
         "",
         *answer_lines(analysis),

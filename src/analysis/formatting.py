@@ -1,9 +1,12 @@
-"""How the analyses' reports write numbers: table cells, JSON without NaN, and labels readable on a heat map. Every
-report module (report.py, causal_report.py, lens_report.py, induction_report.py) writes them this one way."""
+"""How the analyses' reports write numbers: table cells, JSON without NaN, and labels readable on a heat map; and
+what a grouped-query model's heads are (query heads). Every report module (report.py, causal_report.py,
+lens_report.py, induction_report.py) writes them this one way."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -31,3 +34,27 @@ def label_ink(image, value: float) -> str:
         return "black"
     red, green, blue, _ = image.cmap(image.norm(value))
     return "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else "black"
+
+
+def attention_heads(cfg) -> dict[str, int]:
+    """What `about` (and so summary.json, as "attention") records of the analysed model's attention, in its settings'
+    names: `heads` query heads a layer and `kv_heads` key/value heads (as many as heads in multi-head attention), so
+    that a report can say what its heads are (grouped_heads_lines)."""
+    return {"heads": cfg.heads, "kv_heads": cfg.kv_head_count}
+
+
+def grouped_heads_lines(about: Mapping[str, Any], per_query_head: str) -> list[str]:
+    """For a grouped-query model (fewer key/value heads than query heads: about["attention"], attention_heads), the
+    paragraph near a report's top that says its heads are query heads, in docs/model.md's words, and
+    `per_query_head`: what the report measures per query head (and per KV group, where anything is). Nothing for a
+    multi-head model, whose every head has its own key and value, so a head is both."""
+    attention = about.get("attention") or {}
+    heads, kv_heads = attention.get("heads"), attention.get("kv_heads")
+    if not heads or not kv_heads or kv_heads >= heads:
+        return []
+    return [
+        f"Grouped-query attention (`model.kv_heads={kv_heads}`): every head named here is a query head; the {heads} "
+        f"query heads of a layer form {kv_heads} KV groups of {heads // kv_heads} consecutive heads, and the query "
+        f"heads of a group share its one key and value. {per_query_head}",
+        "",
+    ]

@@ -30,7 +30,7 @@ import numpy as np
 from src.dashboard.rendering import Pictures, rendered, save_pictures
 from src.model.names import NUMBERING
 
-from .formatting import cell, json_ready
+from .formatting import cell, grouped_heads_lines, json_ready
 from .induction import InductionHeadRow
 from .report import grids_of_heads, heat_map_figure, site_label, written_whole
 
@@ -273,6 +273,9 @@ def report_markdown(analysis: InductionAnalysis, about: dict) -> str:
         f"{CHANCE_TIMES:g}x what uniform attention over the keys it sees scores ({chance_words(analysis)}). Heads "
         f"named as `ablate.heads` takes them ({NUMBERING}).",
         "",
+        *grouped_heads_lines(
+            about, "The induction and previous-token scores are per query head: each from its own attention weights."
+        ),
         "## The answer",
         "",
         f"- induction heads: {', '.join(f'`{h}`' for h in induction) or 'none'}",

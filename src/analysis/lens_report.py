@@ -27,7 +27,7 @@ import numpy as np
 from src.dashboard.rendering import Pictures, rendered, save_pictures
 from src.model.names import NUMBERING, STACKS
 
-from .formatting import cell, json_ready
+from .formatting import cell, grouped_heads_lines, json_ready
 from .lens import LensAnalysis, LensLayer
 from .report import grids_of_heads, heat_map_figure, written_whole
 
@@ -109,6 +109,13 @@ def output_words(analysis: LensAnalysis) -> str:
     return STACKS[analysis.stack].output
 
 
+def attributed_heads_lines(about: dict) -> list[str]:
+    """A grouped-query model's direct logit attribution: per query head (docs/ablation-and-analysis.md)."""
+    return grouped_heads_lines(
+        about, "Direct logit attribution is per query head: each head's share is its own output's."
+    )
+
+
 def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]) -> str:
     lines = [
         f"# Logit lens and direct logit attribution: {about.get('checkpoint', '')}",
@@ -121,6 +128,8 @@ def report_markdown(analysis: LensAnalysis, about: dict, figure_names: list[str]
         f"`ablate.heads` takes them ({NUMBERING}). "
         f"Ablation in force: {about.get('ablation', 'nothing ablated')}{ablated_share_words(about)}.",
         "",
+        # the logit lens reads whole layers: only direct logit attribution (pre-LN models) names heads
+        *(attributed_heads_lines(about) if analysis.attribution else []),
         "## The answer",
         "",
         *answer_lines(analysis),

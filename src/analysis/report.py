@@ -33,7 +33,7 @@ import numpy as np
 from src.dashboard.rendering import Pictures, rendered, save_pictures
 from src.model.names import NUMBERING, layer_name, parse_name, site_title
 
-from .formatting import cell, json_ready, label_ink
+from .formatting import cell, grouped_heads_lines, json_ready, label_ink
 from .heads import HeadAnalysis, HeadRow
 
 
@@ -425,6 +425,11 @@ def report_markdown(analysis: HeadAnalysis, about: dict, figure_names: list[str]
         f"Every `{m.name}` below is {m.description} ({better}), on {analysis.split} ({analysis.examples} examples). "
         f"Head names, `site:layer:head`: {NUMBERING} (paste one into `ablate.heads=[...]` to switch it off).",
         "",
+        *grouped_heads_lines(
+            about,
+            "Ablation, importance, pruning and entropy are per query head: switching a head off gates its own output "
+            "alone, not its group's key and value.",
+        ),
         "## The answer",
         "",
         costliest_heads(analysis, ranked),

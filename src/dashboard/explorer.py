@@ -30,7 +30,7 @@ import csv
 import html
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from torch import Tensor
 
 from src.analysis.patching import patch_effect
 from src.data.registry import task_kind
-from src.model.config import ARCHITECTURES
+from src.model.config import ARCHITECTURES, ModelAxes
 from src.model.names import (
     CROSS,
     DECODER_SELF,
@@ -52,7 +52,8 @@ from src.model.names import (
     parse_name,
     site_named,
 )
-from src.provenance import module_command
+from src.model.positional import POSITIONAL_SCHEMES
+from src.provenance import hydra_value, module_command
 
 
 def site_sides(site: str) -> tuple[str, str]:
@@ -192,11 +193,42 @@ def attention_on_text(
     return view, warnings
 
 
+# The model axes that change how attention reads its input, which the page's top line names when one is not at its
+# default (ModelAxes's): the positional scheme first, followed by the settings of its own it reads
+# (PositionalScheme.settings: model.rope_theta with rope, model.relative_buckets with t5_relative; another scheme's are
+# unread, so not named), then the others in ModelAxes's order. model.kv_heads is said apart, in words beside the head
+# count: its default (null) and a count equal to model.heads are the same multi-head attention.
+DESCRIBED_AXES = ("pos_encoding", "attention_bias", "qk_norm", "parallel_layers")
+
+
+def axis_overrides(name: str, value) -> list[str]:
+    """`model.<name>=<value>` as the command line takes it: true/false for a switch, and a dict setting (RoPE's
+    scaling, {"type": "llama3", "factor": 8.0}) one key at a time, `model.rope_scaling.type=llama3` and
+    `model.rope_scaling.factor=8.0`, as Hydra sets one key of the node and the validation messages name them."""
+    if isinstance(value, Mapping):  # a plain dict in TransformerConfig; a DictConfig where a config was kept
+        return [override for key, item in value.items() for override in axis_overrides(f"{name}.{key}", item)]
+    return [f"model.{name}={str(value).lower() if isinstance(value, bool) else hydra_value(value)}"]
+
+
+def changed_axes(cfg) -> list[str]:
+    """The overrides (axis_overrides) of the described axes (DESCRIBED_AXES and the chosen positional scheme's own
+    settings) that are not at their default, in the order the top line names them."""
+    scheme, *others = DESCRIBED_AXES  # model.pos_encoding, then the settings of its own the chosen scheme reads
+    described = [scheme, *POSITIONAL_SCHEMES[cfg.pos_encoding].settings, *others]
+    default = ModelAxes()  # every axis at the default it declares (the schema's model.* is its subclass)
+    return [
+        override
+        for name in described
+        if getattr(cfg, name) != getattr(default, name)
+        for override in axis_overrides(name, getattr(cfg, name))
+    ]
+
+
 def describe_model(model) -> str:
     """'encoder-decoder, 2 + 2 layers, 4 heads a layer': the kind of model and its shape, for the page's top line;
-    then what changes how its attention reads, in the settings' own words: key/value heads shared by several query
-    heads (grouped-query attention: such heads see the same keys), the positional scheme unless it is the paper's,
-    QK-norm and parallel layers."""
+    then what changes how its attention reads, as settings a user can paste back: key/value heads shared by several
+    query heads (grouped-query attention: such heads see the same keys), and each axis of DESCRIBED_AXES (the
+    positional scheme and its settings, the projections' biases, QK-norm, parallel layers) not at its default."""
     cfg = model.cfg
     arch = ARCHITECTURES[cfg.arch]  # the model's architecture: its title, its stacks, whether it classifies
     layers = " + ".join(str(STACKS[stack].layers(cfg)) for stack in arch.stacks) + " layers"
@@ -204,10 +236,7 @@ def describe_model(model) -> str:
     parts = [name, layers, f"{cfg.heads} heads a layer"]
     if cfg.kv_head_count < cfg.heads:
         parts[-1] += f" sharing {cfg.kv_head_count} key/value heads (model.kv_heads={cfg.kv_head_count})"
-    if cfg.pos_encoding != "sinusoidal":
-        parts.append(f"model.pos_encoding={cfg.pos_encoding}")
-    parts += [f"model.{name}=true" for name in ("qk_norm", "parallel_layers") if getattr(cfg, name)]
-    return ", ".join(parts)
+    return ", ".join(parts + changed_axes(cfg))
 
 
 @dataclass
