@@ -40,19 +40,14 @@ def timed(*args: str) -> float:
     return seconds
 
 
-MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")  # the matrix products of a step, as the profiler names them
-ATTENTION = "scaled_dot_product"  # PyTorch's fused attention kernels, forward and backward
-
-
 def kernel_floor(seeds: int, steps: int, probe_steps: int = 20) -> dict:
     """The least time `seeds` members' `steps` training steps of the default experiment take on this machine if
     they computed nothing but their matrix products and attention (see the module's docstring): one member's step,
     as the run's model, data and optimizer take it (the loop benchmark's bare loop), is counted and profiled."""
-    from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
     from src.bench.loop import SKIP_STEPS, BareLoop
-    from src.bench.step import matmul_peak
+    from src.bench.step import MATMULS, kernel_seconds, matmul_peak
     from src.cli.command_line import compose_run_config
 
     torch.manual_seed(0)
@@ -62,12 +57,8 @@ def kernel_floor(seeds: int, steps: int, probe_steps: int = 20) -> dict:
         bare.step()
     # the matrix products' FLOPs only: attention is counted by its kernel's time
     matmul_flops = sum(n for op, n in counter.get_flop_counts()["Global"].items() if f"aten::{op.__name__}" in MATMULS)
-    with profile(activities=[ProfilerActivity.CPU]) as profiled:
-        for _ in range(probe_steps):
-            bare.step()
-    events = profiled.key_averages()
-    matmul_s = sum(event.self_cpu_time_total for event in events if event.key in MATMULS) / 1e6 / probe_steps
-    attention_s = sum(event.self_cpu_time_total for event in events if ATTENTION in event.key) / 1e6 / probe_steps
+    kernels = kernel_seconds(bare.step, probe_steps)
+    matmul_s, attention_s = kernels["matmul_s"], kernels["attention_s"]
     peak = matmul_peak()
     per_member_step = matmul_flops / peak + attention_s
     return {
@@ -76,6 +67,8 @@ def kernel_floor(seeds: int, steps: int, probe_steps: int = 20) -> dict:
         "matmul_ms_per_step": 1000 * matmul_s,  # as one run's step takes them (for comparison with the peak's)
         "attention_ms_per_step": 1000 * attention_s,
         "floor_s": seeds * steps * per_member_step,
+        # the same with the products at the rate one run's step gets from them
+        "floor_at_measured_rates_s": seeds * steps * (matmul_s + attention_s),
     }
 
 
@@ -97,6 +90,7 @@ def measure(seeds: int = 5, steps: int = 600, separately: bool = False) -> dict:
         }
         result.update(kernel_floor(seeds, steps))
         result["floor_vs_one"] = result["floor_s"] / one
+        result["floor_at_measured_rates_vs_one"] = result["floor_at_measured_rates_s"] / one
         if separately:
             apart = timed("-m", f"seed={seed_list}", *settings, f"hydra.sweep.dir={where / 'apart'}")
             result.update(separately_s=apart, separately_vs_one=apart / one)

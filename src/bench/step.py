@@ -125,6 +125,32 @@ def matmul_peak(size: int = 1024, seconds: float = 2.0) -> float:
     return best
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")  # the matrix products, as PyTorch's profiler names them
+ATTENTION = "scaled_dot_product"  # PyTorch's fused attention kernels, forward and backward
+
+
+def kernel_seconds(function, calls: int) -> dict[str, float]:
+    """Seconds per call of `function` spent in the matrix products and in the fused attention kernels, and in all
+    of its operators, as PyTorch's profiler counts their own (self) CPU time: how much of a workload is kernels that
+    no implementation around them can make faster. (The profiler adds a little to each operator's time, the same
+    to any implementation.)"""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        for _ in range(calls):
+            function()
+    events = profiled.key_averages()
+
+    def seconds(chosen) -> float:
+        return sum(event.self_cpu_time_total for event in events if chosen(event.key)) / 1e6 / calls
+
+    return {
+        "matmul_s": seconds(lambda key: key in MATMULS),
+        "attention_s": seconds(lambda key: ATTENTION in key),
+        "all_s": seconds(lambda key: True),
+    }
+
+
 def compare_with_torch(
     repeats: int = 5, steps: int = 5, warmup: int = 2, batch: int = 32, length: int = 64, compile: bool = False
 ) -> dict:

@@ -129,3 +129,18 @@ def test_the_stacked_floor_counts_a_steps_matrix_products_and_its_attention_kern
         floor["matmul_gflop_per_step"] / floor["matmul_peak_gflop_s"] + floor["attention_ms_per_step"] / 1e3
     )
     assert floor["floor_s"] == pytest.approx(5 * 600 * per_member_step)
+
+
+def test_kernel_seconds_splits_a_workload_into_its_matrix_products_its_attention_and_the_rest():
+    q = torch.randn(2, 2, 16, 8)
+    weight = torch.randn(64, 64)
+    x = torch.randn(32, 64)
+
+    def workload():
+        torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+        y = x @ weight  # aten::mm
+        return (y.relu() + 1).sum()  # neither
+
+    kernels = step.kernel_seconds(workload, calls=3)
+    assert kernels["matmul_s"] > 0 and kernels["attention_s"] > 0
+    assert kernels["all_s"] > kernels["matmul_s"] + kernels["attention_s"]  # the relu, add and sum are the rest
