@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from hydra.core.config_search_path import SearchPathQuery
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -162,7 +163,32 @@ def fresh_hydra():
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        yield GlobalHydra.instance().config_loader()
+        loader = GlobalHydra.instance().config_loader()
+        if (extra := config_dir_given()) is not None:  # as Hydra's main adds it (hydra/_internal/utils.py)
+            search_path = loader.get_search_path()
+            search_path.prepend("command-line", f"file://{extra}", anchor=SearchPathQuery(provider="schema"))
+            loader.repository.initialize_sources(search_path)
+        yield loader
+
+
+def a_config_folder(*parts: str) -> bool:
+    """Whether `parts` (a group, a folder of it) name a folder of configs: ours, or the user's --config-dir's."""
+    return any(Path(root, *parts).is_dir() for root in (CONF_DIR, config_dir_given()) if root)
+
+
+def config_dir_given() -> str | None:
+    """The folder of the user's own configs that this command line adds to Hydra's search path (`--config-dir DIR`,
+    `-cd DIR`), absolute, where it is a folder (Hydra refuses it otherwise): the compositions made to check or
+    explain the command line must see the configs the command will see."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return None
+    folder = os.path.abspath(args.config_dir) if args.config_dir else None
+    return folder if folder and os.path.isdir(folder) else None
 
 
 def compose_or_none(config_name: str, overrides: list[str]) -> DictConfig | None:
@@ -318,11 +344,11 @@ def missing_option_line(text: str, command: str) -> str:
         return f"{text.splitlines()[0]}: check the command line against {typed_command(command)} --help"
     group, name = option.groups()
     top, _, folder = group.partition("/")
-    if folder and (Path(CONF_DIR) / group).is_dir():  # experiment=kv_heads/mhq: an option of a folder of experiment
+    if folder and a_config_folder(group):  # experiment=kv_heads/mhq: an option of a folder of experiment
         group, name = top, f"{folder}/{name}"
     choices = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
     options = [c.strip() for c in choices.group(1).splitlines() if c.strip()] if choices else []
-    if options and (Path(CONF_DIR) / group).is_dir():  # a group of ours: its folders' options too
+    if options and a_config_folder(group):  # a group of ours: its folders' options too
         with fresh_hydra() as loader:
             folders = folder_options(group, loader)
         if name in folders:
@@ -370,7 +396,7 @@ def refuse_choosing_a_folder_of_options_wrongly(line: CommandLine) -> None:
     for override in line.overrides:
         group, _, folder = override.key_or_group.partition("/")
         values = sweep_values(override) if override.is_sweep_override() else [str(override.value())]
-        if folder and not group.startswith("hydra") and (Path(CONF_DIR) / group / folder).is_dir():
+        if folder and not group.startswith("hydra") and a_config_folder(group, folder):
             with fresh_hydra() as loader:
                 chosen = folder_options(group, loader).get(folder, [])
             written = override.input_line or override.key_or_group
@@ -378,11 +404,11 @@ def refuse_choosing_a_folder_of_options_wrongly(line: CommandLine) -> None:
                 f"{written}: {folder} is a folder of {group}'s options, each chosen as {group}={folder}/<option>: "
                 f"write {group}={folder}/{values[0]}" + (f" (one of {', '.join(chosen)})" if chosen else "")
             )
-        if folder or not any("/" in value for value in values) or not (Path(CONF_DIR) / group).is_dir():
+        if folder or not any("/" in value for value in values) or not a_config_folder(group):
             continue
         for value in values:
             part, _, option = value.partition("/")
-            if not option or not (Path(CONF_DIR) / group / part).is_dir():
+            if not option or not a_config_folder(group, part):
                 continue
             with fresh_hydra() as loader:
                 options = loader.get_group_options(f"{group}/{part}")
@@ -730,7 +756,7 @@ def run_option_with(key: str) -> str | None:
     """The option of src.run's config group that has the setting `key` where the default option lacks it (window
     for mask.window); None for a key of no group, or one the default option has."""
     group = key.split(".")[0]
-    if "." not in key or not (Path(CONF_DIR) / group).is_dir():
+    if "." not in key or not a_config_folder(group):
         return None
     with fresh_hydra() as loader:
         default = compose_or_none(CONFIG_NAMES["src.run"], [])
@@ -913,9 +939,7 @@ def folders_as_options(lines: list[str]) -> list[str]:
     as a group of its own) folded into the group's line as the options a user chooses: `experiment: ...,
     kv_heads/gqa2, ...` (folder_options; the folder's shared settings left out)."""
     groups = {match.group(1): index for index, line in enumerate(lines) if (match := re.match(r"([\w/]+): \S", line))}
-    folders = [
-        name for name in groups if "/" in name and name.partition("/")[0] in groups and (Path(CONF_DIR) / name).is_dir()
-    ]
+    folders = [name for name in groups if "/" in name and name.partition("/")[0] in groups and a_config_folder(name)]
     if not folders:
         return lines
     lines = list(lines)
@@ -935,7 +959,7 @@ def not_a_choice_here(line: str, own_groups: tuple[str, ...] | None) -> bool:
     name = group.group(1)
     if name.startswith("schema/"):
         return True
-    return own_groups is not None and name not in own_groups and (Path(CONF_DIR) / name).is_dir()
+    return own_groups is not None and name not in own_groups and a_config_folder(name)
 
 
 def typed_command(command: str) -> str:
@@ -1039,7 +1063,7 @@ def refuse_what_hydras_parser_cannot_read(argv: list[str], command: str) -> None
     complaint = io.StringIO()
     try:
         with contextlib.redirect_stderr(complaint), contextlib.redirect_stdout(io.StringIO()):
-            get_args_parser().parse_args(argv)
+            args = get_args_parser().parse_args(argv)
     except SystemExit as exit_:
         if exit_.code == 0:  # --version: Hydra prints it itself
             return
@@ -1051,6 +1075,19 @@ def refuse_what_hydras_parser_cannot_read(argv: list[str], command: str) -> None
                 f"them: write the flags before every override, e.g. {typed_command(command)} -m <overrides>"
             ) from None
         raise ConfigError(f"{message}: check the flags in {typed_command(command)} --help") from None
+    # Hydra takes one of these modes and raises a ValueError (a traceback) for two: `-m --cfg job` shows no sweep
+    modes = {
+        "-m": args.multirun,
+        "--run": args.run,
+        f"--cfg {args.cfg}": args.cfg,
+        "--info": args.info is not None,
+        "--shell-completion": args.shell_completion,
+    }
+    if len(given := [flag for flag, on in modes.items() if on]) > 1:
+        raise ConfigError(
+            f"{' and '.join(given)} cannot be given together: Hydra does one of them at a time (--cfg job prints one "
+            "run's config: drop -m and give each setting one value)"
+        )
 
 
 def refuse_removing_a_needed_setting(line: CommandLine) -> None:

@@ -14,6 +14,7 @@ from src.cli.command_line import (
     CommandLine,
     as_command,
     closest_setting,
+    compose_every_swept_option,
     compose_or_none,
     fresh_hydra,
     setting_paths,
@@ -760,3 +761,33 @@ def test_help_lists_a_studys_configurations_as_options_of_experiment_and_not_its
 )
 def test_a_studys_folder_of_configurations_is_chosen_as_its_options_are(args, line, capsys, tmp_path):
     assert error_line("src.run", args, capsys, tmp_path) == f"error: {line}"
+
+
+def test_the_checks_of_a_command_line_see_the_users_own_configs_from_config_dir(capsys, tmp_path, monkeypatch):
+    """`--config-dir DIR` adds the user's configs to Hydra's search path: the compositions that check a sweep before
+    it starts (every swept option composed) and those that explain a refusal must see them as the command does. A
+    sweep over an experiment of the user's own was refused as "not an option of experiment"."""
+    mine = tmp_path / "mine"
+    (mine / "experiment" / "study").mkdir(parents=True)
+    (mine / "experiment" / "own.yaml").write_text("# @package _global_\nmodel:\n  heads: 2\n")
+    (mine / "experiment" / "study" / "shared.yaml").write_text("# @package _global_\nmodel:\n  d_model: 32\n")
+    (mine / "experiment" / "study" / "wide.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - study/shared\n  - _self_\nmodel:\n  heads: 8\n"
+    )
+    config_dir = ["--config-dir", str(mine)]
+    sweep = ["-m", *config_dir, "experiment=own,heads", "trainer.max_steps=1"]
+    monkeypatch.setattr(sys, "argv", ["src/run.py", *sweep])
+    compose_every_swept_option(CommandLine.read("src.run", sweep))  # raised MissingConfigException for own
+    line = error_line("src.run", [*config_dir, "experiment=owm"], capsys, tmp_path)
+    assert line.startswith("error: experiment=owm is not an option of experiment: choose one of depth, head_pruning")
+    assert ", own," in line and "study/wide" in line and "study/shared" not in line, line
+    assert error_line("src.run", [*config_dir, "experiment=study/shared"], capsys, tmp_path) == (
+        "error: experiment=study/shared holds the settings that the configurations in study share, and is not run "
+        "alone: choose one of study/wide"
+    )
+
+
+@pytest.mark.parametrize("flags", [["-m", "--cfg", "job"], ["--cfg", "job", "--run"], ["-m", "--info", "defaults"]])
+def test_two_of_hydras_modes_at_once_are_one_line_not_a_traceback(flags, capsys, tmp_path):
+    line = error_line("src.run", [*flags, "seed=1"], capsys, tmp_path)
+    assert line.startswith("error: ") and "cannot be given together: Hydra does one of them at a time" in line, line
