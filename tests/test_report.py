@@ -974,3 +974,17 @@ def test_a_job_left_running_in_a_grid_sweep_gets_the_sweeps_own_resume(sweep):
     (row,) = [line for line in report.splitlines() if "| running |" in line]
     assert row.endswith(f"if killed, the sweep's own command resumes it: `{resume_command(sweep)}` |"), row
     assert resume_command(sweep).endswith("ckpt_path=last")
+
+
+def test_a_switch_is_written_as_the_command_line_writes_it_and_a_baseline_typed_so_is_found(tmp_path):
+    """Switches typed for the sweep (`model.qk_norm=true,false model.parallel_layers=true`) are `true`, not Python's
+    `True`, in the report's text, so that they paste back, and a baseline typed `true` matches its runs."""
+    for number, (qk_norm, value) in enumerate([("true", 0.5), ("true", 0.6), ("false", 0.7), ("false", 0.8)]):
+        overrides = [f"model.qk_norm={qk_norm}", "model.parallel_layers=true", f"seed={number % 2}"]
+        directory = fake_run(tmp_path, number, overrides, final={MAIN: value})
+        config = {"model": {"qk_norm": qk_norm == "true", "parallel_layers": True}, "seed": number % 2}
+        (directory / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (group,) = analyse(tmp_path, baseline="model.qk_norm=true").groups
+    assert group.baseline is not None and group.baseline.label == "model.qk_norm=true"
+    assert sorted(c.label for c in group.configurations) == ["model.qk_norm=false", "model.qk_norm=true"]
+    assert group.fixed["model.parallel_layers"] == "true", group.fixed

@@ -139,7 +139,8 @@ class Run:
     def value(self, key: str) -> str:
         """What the run had for a setting, in one spelling for every run: the composed config's value (a group's
         chosen option), so that `lr=3e-3` typed in one job and the default 0.003 of another compare equal, and a
-        job that was not given a swept key still has its value. As typed when the config is not at hand."""
+        job that was not given a swept key still has its value; a switch as the command line writes it (`true`,
+        not Python's `True`), so that the report's values paste back. As typed when the config is not at hand."""
         if key in self.choices:
             return str(self.choices[key])
         node: Any = self.config
@@ -147,7 +148,9 @@ class Run:
             if not isinstance(node, dict) or part not in node:
                 return self.settings.get(key, "")
             node = node[part]
-        return json.dumps(node) if isinstance(node, (dict, list)) else str(node)
+        if isinstance(node, (dict, list, bool)) or node is None:  # true, false, null: as the command line writes them
+            return json.dumps(node)
+        return str(node)
 
 
 # What Hydra's sweeper escapes when it writes each job's overrides (`[cross:0:1]` becomes `[cross\:0\:1]`).
