@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import io
 import os
+import posixpath
 import re
 import shlex
 import sys
@@ -142,10 +143,17 @@ class CommandLine:
 
     def as_sweep(self, swept: str, written: str | None = None) -> str:
         """This command line again with -m, `swept` in place of the override written `written` (of `swept` itself
-        when not given): the sweep a refusal offers to paste, with every other setting the user gave kept (a
-        command line that could not be read: the sweep alone)."""
+        when not given): the sweep a refusal offers to paste, with every other setting the user gave kept, and a
+        hydra.run.dir given as the sweep's directory (a command line that could not be read: the sweep alone)."""
         words = [o.input_line or "" for o in self.overrides]
         replaced = [swept if word == (written or swept) else word for word in words]
+        # a sweep writes into hydra.sweep.dir and ignores hydra.run.dir without a word: the directory given moves
+        has_sweep_dir = any(word.startswith("hydra.sweep.dir=") for word in replaced)
+        replaced = [
+            "hydra.sweep.dir=" + word.partition("=")[2] if word.startswith("hydra.run.dir=") else word
+            for word in replaced
+            if not (has_sweep_dir and word.startswith("hydra.run.dir="))
+        ]
         return as_command(self.command, "-m", *(replaced if swept in replaced else [swept]))
 
     def without(self, *keys: str) -> list[str]:
@@ -344,7 +352,7 @@ def missing_option_line(text: str, command: str) -> str:
         return f"{text.splitlines()[0]}: check the command line against {typed_command(command)} --help"
     group, name = option.groups()
     top, _, folder = group.partition("/")
-    if folder and a_config_folder(group):  # experiment=kv_heads/mhq: an option of a folder of experiment
+    if folder and a_config_folder(top):  # experiment=kv_heads/mhq (or kv_head/mha): an option of experiment
         group, name = top, f"{folder}/{name}"
     choices = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
     options = [c.strip() for c in choices.group(1).splitlines() if c.strip()] if choices else []
@@ -380,7 +388,11 @@ def shared_settings(group: str, folder: str, options: list[str], loader) -> set[
     in experiments/kv_heads/mha.yaml): the settings a study's configurations share, not a configuration to run."""
     shared = set()
     for option in options:
-        for default in loader.repository.load_config(f"{group}/{folder}/{option}").defaults_list or []:
+        try:
+            loaded = loader.repository.load_config(f"{group}/{folder}/{option}")
+        except Exception:  # a file Hydra cannot read: its refusal comes where it is chosen, not here
+            continue
+        for default in (loaded.defaults_list if loaded is not None else None) or []:
             path = str(getattr(default, "path", "") or "")  # `- kv_heads/base` (a config, not a group's choice)
             name = path.rpartition("/")[2]
             if name in options and name != option and path.lstrip("/").endswith(f"{folder}/{name}"):
@@ -388,26 +400,40 @@ def shared_settings(group: str, folder: str, options: list[str], loader) -> set[
     return shared
 
 
+def command_groups(command: str) -> tuple[str, ...] | None:
+    """The config groups a command's user chooses from: every one for src.run (None), the task and the ablation for
+    the commands that read a checkpoint (its model and experiment are the checkpoint's)."""
+    return None if command == "src.run" else ("ablate", "task")
+
+
 def refuse_choosing_a_folder_of_options_wrongly(line: CommandLine) -> None:
     """A study's configurations kept in a folder of a group (experiments/kv_heads/), chosen as Hydra's --help seems
-    to say (`experiment/kv_heads=mha`, which Hydra then refuses without saying how), or its shared settings chosen
-    alone (`experiment=kv_heads/base`, which would run a model the study never trains): one line with the choices.
-    Only a group of our config folder is asked about (a look at the file system: most command lines pay nothing)."""
+    to say (`experiment/kv_heads=mha`, which Hydra then refuses without saying how): one line with the choices. Its
+    shared settings chosen alone (`experiment=kv_heads/base`, which runs a model the study never trains) are legal
+    but surprising: one warning line naming the configurations built on them. Only a group of the command's own,
+    in a config folder, is asked about (a look at the file system: most command lines pay nothing)."""
+    own = command_groups(line.command)
     for override in line.overrides:
         group, _, folder = override.key_or_group.partition("/")
+        if group.startswith("hydra") or (own is not None and group not in own):
+            continue  # another command's group: its own refusal says so
         values = sweep_values(override) if override.is_sweep_override() else [str(override.value())]
-        if folder and not group.startswith("hydra") and a_config_folder(group, folder):
+        if folder and a_config_folder(group, folder):
             with fresh_hydra() as loader:
                 chosen = folder_options(group, loader).get(folder, [])
+            if not chosen:  # a folder of no configs (experiments/assets: pictures): Hydra's own answer
+                continue
+            typed = values[0] if values and values[0] not in ("", "None", "null") else "<option>"
             written = override.input_line or override.key_or_group
             raise ConfigError(
                 f"{written}: {folder} is a folder of {group}'s options, each chosen as {group}={folder}/<option>: "
-                f"write {group}={folder}/{values[0]}" + (f" (one of {', '.join(chosen)})" if chosen else "")
+                f"write {group}={folder}/{typed} (one of {', '.join(chosen)})"
             )
         if folder or not any("/" in value for value in values) or not a_config_folder(group):
             continue
         for value in values:
-            part, _, option = value.partition("/")
+            # as Hydra finds the file: kv_heads/base.yaml, ./kv_heads/base and kv_heads//base are kv_heads/base
+            part, _, option = posixpath.normpath(value.strip("/")).removesuffix(".yaml").partition("/")
             if not option or not a_config_folder(group, part):
                 continue
             with fresh_hydra() as loader:
@@ -415,10 +441,26 @@ def refuse_choosing_a_folder_of_options_wrongly(line: CommandLine) -> None:
                 shared = shared_settings(group, part, options, loader)
             if option in shared:
                 others = ", ".join(f"{part}/{name}" for name in options if name not in shared)
-                raise ConfigError(
-                    f"{group}={value} holds the settings that the configurations in {part} share, and is not run "
-                    f"alone: choose one of {others}"
+                from src.training.report import print_warning
+
+                print_warning(
+                    f"{group}={value} holds the settings that {others} build on (their defaults list it): it runs "
+                    "alone as it is, which is seldom a configuration of the study; choose one of them for one"
                 )
+
+
+def refuse_a_null_group_choice(line: CommandLine) -> None:
+    """`experiment=null`, `model=null`: Hydra takes no null for a config group and raises a ValueError (a
+    traceback) for it. One line instead: leaving the group out keeps its default (none, for experiment)."""
+    for override in line.overrides:
+        key = override.key_or_group
+        if override.is_delete() or override.is_sweep_override() or "." in key or not a_config_folder(key):
+            continue
+        if override.value() is None:
+            raise ConfigError(
+                f"{override.input_line or key}: a config group takes an option's name, not null: leave {key} out to "
+                f"keep its default, or choose one ({typed_command(line.command)} --help lists them)"
+            )
 
 
 def several_values_line(written: str, line: CommandLine) -> str:
@@ -1174,6 +1216,7 @@ def run_hydra_command(main: Callable[[], object]) -> None:
         line = CommandLine.read(command, sys.argv[1:])
         refuse_removing_a_needed_setting(line)
         refuse_choosing_a_folder_of_options_wrongly(line)
+        refuse_a_null_group_choice(line)
         compose_every_swept_option(line)
         if {"--help", "-h"} & set(sys.argv[1:]):
             print_command_help(main)

@@ -17,6 +17,7 @@ from src.cli.command_line import (
     compose_every_swept_option,
     compose_or_none,
     fresh_hydra,
+    refuse_choosing_a_folder_of_options_wrongly,
     setting_paths,
     warn_about_keys_given_twice,
 )
@@ -191,8 +192,9 @@ def error_line(module: str, args: list[str], capsys, tmp_path) -> str:
     errors = [line for line in result.err.splitlines() if line.startswith("error:")]
     assert result.code == 2 and len(errors) == 1 and "Traceback" not in result.err, result.err
     assert not (tmp_path / "sweep").exists(), "a refused sweep started"
-    # a command the line offers to paste is the user's whole command line: here with the places added above
-    return errors[0].replace(" " + " ".join(places), "") if module == "src.run" else errors[0]
+    # a command the line offers to paste is the user's whole command line: here with the places added above (a
+    # sweep offered keeps the sweep's, dropping the run's)
+    return errors[0].replace(" " + " ".join(places), "").replace(" " + places[1], "")
 
 
 @pytest.mark.parametrize(
@@ -741,15 +743,17 @@ def test_help_lists_a_studys_configurations_as_options_of_experiment_and_not_its
             "experiment=kv_heads is a folder of experiment's options, not one: choose one of kv_heads/gqa2, "
             "kv_heads/gqa4, kv_heads/mha, kv_heads/mqa",
         ),
-        (  # the shared settings alone would train a model the study never trains
-            ["experiment=kv_heads/base"],
-            "experiment=kv_heads/base holds the settings that the configurations in kv_heads share, and is not run "
-            "alone: choose one of kv_heads/gqa2, kv_heads/gqa4, kv_heads/mha, kv_heads/mqa",
+        (  # the folder chosen with no option: no `kv_heads/None` to write
+            ["experiment/kv_heads=null"],
+            "experiment/kv_heads=null: kv_heads is a folder of experiment's options, each chosen as "
+            "experiment=kv_heads/<option>: write experiment=kv_heads/<option> (one of kv_heads/gqa2, kv_heads/gqa4, "
+            "kv_heads/mha, kv_heads/mqa)",
         ),
-        (
-            ["-m", "experiment=kv_heads/mha,kv_heads/base", "seed=0,1"],
-            "experiment=kv_heads/base holds the settings that the configurations in kv_heads share, and is not run "
-            "alone: choose one of kv_heads/gqa2, kv_heads/gqa4, kv_heads/mha, kv_heads/mqa",
+        (  # a mistyped folder: every option of experiment, its folders' included
+            ["experiment=kv_head/mha"],
+            "experiment=kv_head/mha is not an option of experiment: choose one of depth, head_pruning, heads, "
+            "induction_heads, mask_leak, multi30k_de_en, multi30k_small, norm, pos_encoding, shakespeare, "
+            "shakespeare_char, kv_heads/gqa2, kv_heads/gqa4, kv_heads/mha, kv_heads/mqa",
         ),
         (  # a mistyped option: every option of experiment, its folders' included
             ["experiment=kv_heads/mhq"],
@@ -761,6 +765,36 @@ def test_help_lists_a_studys_configurations_as_options_of_experiment_and_not_its
 )
 def test_a_studys_folder_of_configurations_is_chosen_as_its_options_are(args, line, capsys, tmp_path):
     assert error_line("src.run", args, capsys, tmp_path) == f"error: {line}"
+
+
+@pytest.mark.parametrize("spelling", ["kv_heads/base", "kv_heads/base.yaml", "./kv_heads/base", "kv_heads//base"])
+def test_a_studys_shared_settings_chosen_alone_are_warned_about_however_spelled(spelling, capsys):
+    """experiments/kv_heads/base.yaml is what the study's configurations build on (their defaults list it): run alone,
+    it trains a model the study never trains. Legal, and Hydra finds the file under each spelling: one warning."""
+    line = CommandLine.read("src.run", [f"experiment={spelling}"])
+    refuse_choosing_a_folder_of_options_wrongly(line)
+    warnings = [w for w in capsys.readouterr().err.splitlines() if w.startswith("warning:")]
+    assert warnings == [
+        f"warning: experiment={spelling} holds the settings that kv_heads/gqa2, kv_heads/gqa4, kv_heads/mha, "
+        "kv_heads/mqa build on (their defaults list it): it runs alone as it is, which is seldom a configuration of "
+        "the study; choose one of them for one"
+    ]
+
+
+def test_the_other_commands_are_not_told_to_choose_an_experiment_and_a_broken_file_breaks_nothing_else(
+    capsys, tmp_path, monkeypatch
+):
+    """src.eval reads its model from a checkpoint and has no experiment to choose: the folder's advice is src.run's.
+    A config file Hydra cannot read in a study's folder breaks neither --help nor the choice of another file."""
+    assert "write experiment=" not in error_line("src.eval", ["ckpt=x", "experiment/kv_heads=mha"], capsys, tmp_path)
+    mine = tmp_path / "mine"
+    (mine / "experiment" / "study").mkdir(parents=True)
+    (mine / "experiment" / "study" / "broken.yaml").write_text("model: [unclosed\n")
+    (mine / "experiment" / "study" / "fine.yaml").write_text("# @package _global_\nmodel:\n  heads: 2\n")
+    result = run_command("src.run", ["--config-dir", str(mine), "--help"], capsys)
+    assert result.code == 0 and "study/fine" in result.out, result.err
+    monkeypatch.setattr(sys, "argv", ["src/run.py", "--config-dir", str(mine), "experiment=study/fine"])
+    refuse_choosing_a_folder_of_options_wrongly(CommandLine.read("src.run", sys.argv[1:]))  # no traceback
 
 
 def test_the_checks_of_a_command_line_see_the_users_own_configs_from_config_dir(capsys, tmp_path, monkeypatch):
@@ -781,13 +815,29 @@ def test_the_checks_of_a_command_line_see_the_users_own_configs_from_config_dir(
     line = error_line("src.run", [*config_dir, "experiment=owm"], capsys, tmp_path)
     assert line.startswith("error: experiment=owm is not an option of experiment: choose one of depth, head_pruning")
     assert ", own," in line and "study/wide" in line and "study/shared" not in line, line
-    assert error_line("src.run", [*config_dir, "experiment=study/shared"], capsys, tmp_path) == (
-        "error: experiment=study/shared holds the settings that the configurations in study share, and is not run "
-        "alone: choose one of study/wide"
-    )
+    monkeypatch.setattr(sys, "argv", ["src/run.py", *config_dir, "experiment=study/shared"])
+    refuse_choosing_a_folder_of_options_wrongly(CommandLine.read("src.run", sys.argv[1:]))
+    assert "warning: experiment=study/shared holds the settings that study/wide build on" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags", [["-m", "--cfg", "job"], ["--cfg", "job", "--run"], ["-m", "--info", "defaults"]])
 def test_two_of_hydras_modes_at_once_are_one_line_not_a_traceback(flags, capsys, tmp_path):
     line = error_line("src.run", [*flags, "seed=1"], capsys, tmp_path)
     assert line.startswith("error: ") and "cannot be given together: Hydra does one of them at a time" in line, line
+
+
+def test_the_sweep_offered_writes_into_the_directory_given_for_the_run():
+    """A sweep ignores hydra.run.dir without a word: the directory the user gave the run is the sweep's."""
+    line = CommandLine.read("src.run", ["seed=0,1", "hydra.run.dir=my_run", "trainer.max_steps=3"])
+    assert line.as_sweep("seed=0,1") == f"{PYTHON} -m src.run -m seed=0,1 hydra.sweep.dir=my_run trainer.max_steps=3"
+    both = CommandLine.read("src.run", ["seed=0,1", "hydra.run.dir=a", "hydra.sweep.dir=b"])
+    assert both.as_sweep("seed=0,1") == f"{PYTHON} -m src.run -m seed=0,1 hydra.sweep.dir=b"
+
+
+@pytest.mark.parametrize("args", [["experiment=null"], ["model=null"], ["task=null", "seed=1"]])
+def test_null_for_a_config_group_is_one_line_not_a_traceback(args, capsys, tmp_path):
+    key = args[0].split("=")[0]
+    assert error_line("src.run", args, capsys, tmp_path) == (
+        f"error: {key}=null: a config group takes an option's name, not null: leave {key} out to keep its default, "
+        f"or choose one ({PYTHON} -m src.run --help lists them)"
+    )
