@@ -281,18 +281,33 @@ def process_stopped(pid: int) -> bool:
 
 def how_to_stop(pids: Sequence[int | str]) -> str:
     """The command a refusal gives to stop the processes of this machine at work on a run: `kill <pids>`, and for
-    those that are stopped (Ctrl-Z) the `kill -CONT` without which the kill waits until they are continued."""
+    those that are stopped (Ctrl-Z) a `kill -CONT` of their process group, without which the kill waits until they
+    are continued. The group, not the process alone: Ctrl-Z stops the whole job, a run's DataLoader workers too,
+    and a run continued without them waits for them forever after saving its step."""
     ids = [str(pid) for pid in pids]
     stopped = [pid for pid in ids if process_stopped(int(pid))]
     if not stopped:
         return f"`kill {' '.join(ids)}`"
+    groups = list(dict.fromkeys(f"-{process_group(int(pid))}" for pid in stopped))
     if len(ids) == 1:
         which = "it is stopped, as by Ctrl-Z, and acts"
     elif len(stopped) == 1:
         which = f"process {stopped[0]} is stopped, as by Ctrl-Z, and acts"
     else:
         which = f"processes {', '.join(stopped)} are stopped, as by Ctrl-Z, and act"
-    return f"`kill {' '.join(ids)}; kill -CONT {' '.join(stopped)}` ({which} on a kill only once continued)"
+    continued = "its process group" if len(groups) == 1 else "their process groups"
+    return (
+        f"`kill {' '.join(ids)}; kill -CONT {' '.join(groups)}` ({which} on a kill only once continued: "
+        f"-CONT {' '.join(groups)} continues {continued}, as `fg` would)"
+    )
+
+
+def process_group(pid: int) -> int:
+    """The process group of `pid` (its job, in a shell with job control); the process itself once it has gone."""
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return pid
 
 
 def live_process(record: dict[str, Any] | None) -> int | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from src.model import ConfigError
-from src.provenance import command_line, now
+from src.provenance import command_line, how_to_stop, now
 
 LOCK_FILE = ".sweep.lock"
 
@@ -93,9 +93,21 @@ def cannot_lock(sweep_dir: Path, error: OSError) -> None:
 def in_use(sweep_dir: Path, record: str) -> ConfigError:
     return ConfigError(
         f"hydra.sweep.dir={sweep_dir} is in use by another sweep{holder_said(record)}, and two sweeps in one "
-        "directory would train the same jobs twice, over each other's files: wait until it ends (or stop it with "
-        "Ctrl-C), then run this command again"
+        f"directory would train the same jobs twice, over each other's files: wait until it ends (or stop it with "
+        f"{how_to_stop_holder(record)}), then run this command again"
     )
+
+
+def how_to_stop_holder(record: str) -> str:
+    """How to stop the sweep holding the lock: Ctrl-C in its terminal, or the kill its process of this machine
+    takes (provenance.how_to_stop: with a kill -CONT where it is stopped, as by Ctrl-Z, which Ctrl-C cannot reach)."""
+    try:
+        holder = json.loads(record)
+    except ValueError:
+        holder = None
+    if isinstance(holder, dict) and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        return f"Ctrl-C in its terminal, or {how_to_stop([holder['pid']])}"
+    return "Ctrl-C"
 
 
 def holder_said(text: str) -> str:

@@ -7,6 +7,7 @@ The commands run in this process, through their own entry functions (tests/conft
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -507,7 +508,9 @@ def test_a_run_its_process_still_trains_is_not_entered_until_that_process_has_en
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    trainer = subprocess.Popen(["sleep", "60"])  # the process the record names: any live one will do
+    # the process the record names (any live one will do), in a process group of its own as a shell's job is, with
+    # a child as a run has its DataLoader workers
+    trainer = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
     try:
         record = {
             "status": "running",
@@ -524,21 +527,26 @@ def test_a_run_its_process_still_trains_is_not_entered_until_that_process_has_en
             assert f"process {trainer.pid} of this machine is training now" in errors[0], errors[0]
             assert f"`kill {trainer.pid}`" in errors[0], errors[0]
             assert sorted(p.name for p in run_dir.iterdir()) == ["run.json"]
-        # Stopped (Ctrl-Z): still the run's process, but a `kill` alone waits until it is continued, so the line
-        # gives the kill -CONT too; the command it gives ends the process.
-        os.kill(trainer.pid, signal.SIGSTOP)
+        # Stopped (Ctrl-Z stops the whole job): still the run's process, but a `kill` alone waits until it is
+        # continued, and continued alone it would wait for its stopped child: the line gives a kill -CONT of its
+        # process group, and the command it gives ends the process and continues the child.
+        worker = int(Path(f"/proc/{trainer.pid}/task/{trainer.pid}/children").read_text().split()[0])
+        os.killpg(trainer.pid, signal.SIGSTOP)
         wait_for_state(trainer.pid, "T")
+        wait_for_state(worker, "T")
         code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, f"hydra.run.dir={run_dir}")
         errors = [line for line in err.splitlines() if line.startswith("error:")]
-        advice = f"kill {trainer.pid}; kill -CONT {trainer.pid}"
+        advice = f"kill {trainer.pid}; kill -CONT -{trainer.pid}"  # its group's id is its own: a session of its own
         assert code == 2 and f"`{advice}` (it is stopped, as by Ctrl-Z," in errors[0], err
         os.kill(trainer.pid, signal.SIGTERM)  # the kill alone: pending while the process is stopped
         with pytest.raises(subprocess.TimeoutExpired):
             trainer.wait(timeout=0.5)
         subprocess.run(["sh", "-c", advice], check=True)
         assert trainer.wait(timeout=10) == -signal.SIGTERM
+        assert wait_for_state(worker, "S", "R") in ("S", "R")  # continued too
     finally:
-        trainer.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(trainer.pid, signal.SIGKILL)
         trainer.wait()
     code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, f"hydra.run.dir={run_dir}")
     assert code == 2 and "holds a run that is running, or was killed before saving a checkpoint" in err, err

@@ -4,6 +4,8 @@ whole path, from a real interrupt to the finished sweep, is tests/e2e/test_inter
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from omegaconf import OmegaConf
 from src.model import ConfigError
 from src.provenance import write_record
 from src.sweep.resume import Next, consecutive_runs, resume_arguments, resume_plan, said_of
-from tests.conftest import PYTHON
+from tests.conftest import PYTHON, wait_for_state
 
 
 def job_dir(sweep: Path, number: int, status: str | None, step: int | None = None) -> Path:
@@ -278,8 +280,15 @@ def test_a_sweep_directory_in_use_by_another_process_is_refused_naming_it(tmp_pa
         for check in (check_not_in_use, hold_sweep_lock):
             with pytest.raises(ConfigError, match=rf"is in use by another sweep \(process {holder.pid} on ") as said:
                 check(sweep)
-            assert "wait until it ends (or stop it with Ctrl-C), then run this command again" in str(said.value)
+            said_to = f"wait until it ends (or stop it with Ctrl-C in its terminal, or `kill {holder.pid}`), then run"
+            assert said_to in str(said.value), said.value
         assert (sweep / LOCK_FILE).read_text() == before  # a refused command leaves the holder's record as it was
+        # stopped by Ctrl-Z: Ctrl-C cannot reach it, and a kill waits until it is continued
+        os.kill(holder.pid, signal.SIGSTOP)
+        wait_for_state(holder.pid, "T")
+        with pytest.raises(ConfigError) as said:
+            check_not_in_use(sweep)
+        assert f"`kill {holder.pid}; kill -CONT -{os.getpgid(holder.pid)}` (it is stopped" in str(said.value)
     finally:
         holder.kill()
         holder.wait()

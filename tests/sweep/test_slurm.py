@@ -192,7 +192,8 @@ def test_jobs_whose_processes_still_train_them_refuse_the_sweep_until_they_end(t
             check_no_job_still_running(sweep)
         os.kill(worker.pid, signal.SIGSTOP)  # Ctrl-Z: a kill alone would wait until it is continued
         wait_for_state(worker.pid, "T")
-        advice = rf"`kill {worker.pid}; kill -CONT {worker.pid}` \(it is stopped, as by Ctrl-Z"
+        group = os.getpgid(worker.pid)  # the test's own: a kill -CONT of it is harmless
+        advice = rf"`kill {worker.pid}; kill -CONT -{group}` \(it is stopped, as by Ctrl-Z"
         with pytest.raises(ConfigError, match=advice):
             check_no_job_still_running(sweep)
     finally:
