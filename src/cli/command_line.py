@@ -385,7 +385,8 @@ def folder_options(group: str, loader) -> dict[str, list[str]]:
 
 def shared_settings(group: str, folder: str, options: list[str], loader) -> set[str]:
     """The options of a group's folder that others of it build on, listing them in their defaults (`- kv_heads/base`
-    in experiments/kv_heads/mha.yaml): the settings a study's configurations share, not a configuration to run."""
+    in experiments/kv_heads/mha.yaml): the settings a study's configurations share, seldom a configuration to run
+    alone (choosing one alone is warned about: refuse_choosing_a_folder_of_options_wrongly)."""
     shared = set()
     for option in options:
         try:
