@@ -1157,6 +1157,7 @@ def compose_every_swept_option(line: CommandLine) -> None:
 
     if not line.multirun:
         return
+    refuse_a_glob_matching_no_option(line)
     sweeps = {o.key_or_group: sweep_values(o) for o in line.overrides if o.is_sweep_override()}
     sweeps = {key: values for key, values in sweeps.items() if values and not key.startswith("hydra")}
     if not sweeps:
@@ -1168,6 +1169,29 @@ def compose_every_swept_option(line: CommandLine) -> None:
             others = [f"{key}={values[0]}" for key, values in sweeps.items() if key != group]
             for option in options:
                 compose(line.config_name, overrides=[*line.without(), *others, f"{group}={option}"])
+
+
+def refuse_a_glob_matching_no_option(line: CommandLine) -> None:
+    """`-m 'experiment=glob(kv_heads/*)'`: a glob matches a group's own option names (a folder's configurations are
+    not among them), and one that matches none made a sweep of no job that reported success. One line instead, with
+    the group's options."""
+    from hydra.core.override_parser.types import Glob
+
+    globs = [o for o in line.overrides if o.is_sweep_override() and isinstance(o.value(), Glob)]
+    if not globs:
+        return
+    with fresh_hydra() as loader:
+        for override in globs:
+            options = loader.get_group_options(override.key_or_group)
+            if options and not override.value().filter(options):
+                folders = [
+                    option for chosen in folder_options(override.key_or_group, loader).values() for option in chosen
+                ]
+                by_name = f" (a folder's are given by name: {override.key_or_group}={','.join(folders[:2])})"
+                raise ConfigError(
+                    f"{override.input_line}: the glob matches no option of {override.key_or_group}, so the sweep would "
+                    f"run no job: its options are {', '.join([*options, *folders])}{by_name if folders else ''}"
+                )
 
 
 def warn_about_keys_given_twice(line: CommandLine) -> None:

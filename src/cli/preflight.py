@@ -641,8 +641,11 @@ def grid_jobs(params: Any, overrides: list[str]) -> list[list[str]]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from src.sweep.runs import running_config_loader
+
     arguments = [f"{key}={value}" for key, value in (params or {}).items()] + overrides
-    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
+    parser = OverridesParser.create(config_loader=running_config_loader())  # a glob lists the group's options
+    (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
     return jobs
 
 

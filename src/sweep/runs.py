@@ -387,10 +387,21 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
         if not plans_a_grid(str(saved["sweeper"].get("_target_", ""))):
             return None
         params = [f"{key}={value}" for key, value in (saved["sweeper"].get("params") or {}).items()]
-        parsed = OverridesParser.create().parse_overrides([*params, *saved["overrides"]["task"]])
+        parsed = OverridesParser.create(config_loader=running_config_loader()).parse_overrides(
+            [*params, *saved["overrides"]["task"]]
+        )
         return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
     except Exception:  # no multirun.yaml, or one this code cannot read: the runs that exist are all there is
         return None
+
+
+def running_config_loader() -> Any:
+    """The config loader of the Hydra command this process runs (None outside one): Hydra's parser needs it to
+    expand a glob over a group's options (`model=glob(t*)`), as its sweeper expands it."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    hydra = GlobalHydra.instance()
+    return hydra.config_loader() if hydra.is_initialized() else None
 
 
 def job_directory(sweep_dir: Path, number: int, job: list[str]) -> Path:

@@ -841,3 +841,18 @@ def test_null_for_a_config_group_is_one_line_not_a_traceback(args, capsys, tmp_p
         f"error: {key}=null: a config group takes an option's name, not null: leave {key} out to keep its default, "
         f"or choose one ({PYTHON} -m src.run --help lists them)"
     )
+
+
+def test_a_glob_matching_no_option_is_refused_before_a_sweep_of_no_job(capsys, tmp_path):
+    """A glob matches a group's own option names: `glob(kv_heads/*)` matches none (a folder's configurations are
+    not among them), and the sweep ran no job, reporting "0 of 0 runs completed" and success."""
+    line = error_line("src.run", ["-m", "experiment=glob(kv_heads/*)"], capsys, tmp_path)
+    assert line.startswith(
+        "error: experiment=glob(kv_heads/*): the glob matches no option of experiment, so the sweep would run no job: "
+        "its options are depth, head_pruning, heads,"
+    ), line
+    assert line.endswith("(a folder's are given by name: experiment=kv_heads/gqa2,kv_heads/gqa4)"), line
+    assert error_line("src.run", ["-m", "model=glob(zz*)"], capsys, tmp_path) == (
+        "error: model=glob(zz*): the glob matches no option of model, so the sweep would run no job: its options "
+        "are base, small, tiny"
+    )

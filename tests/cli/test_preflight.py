@@ -550,3 +550,25 @@ def test_a_run_its_process_still_trains_is_not_entered_until_that_process_has_en
         trainer.wait()
     code, _, err = run_in_process("src.run", *MODEL, *SMALL_REVERSE, f"hydra.run.dir={run_dir}")
     assert code == 2 and "holds a run that is running, or was killed before saving a checkpoint" in err, err
+
+
+def test_a_glob_sweeps_jobs_are_planned_as_hydras_sweeper_plans_them_so_its_checks_run(tmp_path):
+    """`-m 'model=glob(t*)'`: Hydra expands a glob over a group's options with its config loader. The preflight
+    planned the grid's jobs without one, raised "ConfigLoader is not set", and Hydra, which turns a callback's
+    exception into a warning, went on with the sweep unchecked."""
+    import sys
+
+    from src.cli.command_line import fresh_hydra
+    from src.cli.preflight import grid_jobs
+
+    with fresh_hydra():  # as in the command: Hydra's own loader is there
+        assert grid_jobs({}, ["model=glob(t*)", "seed=0,1"]) == [["model=tiny", "seed=0"], ["model=tiny", "seed=1"]]
+    sweep = [*MODEL, *SMALL_REVERSE, "trainer.max_steps=1", "logger=none", f"hydra.sweep.dir={tmp_path / 's'}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "src.run", "-m", "model=glob(t*)", *sweep], capture_output=True, text=True
+    )
+    assert (
+        result.returncode == 0
+        and "raised" not in result.stderr
+        and "1 of 1 runs completed" in result.stdout + result.stderr
+    ), result.stderr[-2000:]
