@@ -929,7 +929,7 @@ def print_command_help(main: Callable[[], object]) -> None:
     `schema/*` groups hold the structured configs the yaml files build on (src/cli/schema.py), not choices a user
     makes, and a command that reads a checkpoint chooses only from the groups its own defaults list names."""
     command = command_of(main)
-    own_groups = None if command == "src.run" else ("ablate", "task")  # task=...: with ckpt=hf:<model>
+    own_groups = command_groups(command)  # task=...: with ckpt=hf:<model>
     buffer = io.StringIO()
     argv = list(sys.argv)
     sys.argv[1:] = as_one_run(CommandLine.read(command, argv[1:]), argv[1:])

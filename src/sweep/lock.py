@@ -101,26 +101,27 @@ def in_use(sweep_dir: Path, record: str) -> ConfigError:
 def how_to_stop_holder(record: str) -> str:
     """How to stop the sweep holding the lock: Ctrl-C in its terminal, or the kill its process of this machine
     takes (provenance.how_to_stop: with a kill -CONT where it is stopped, as by Ctrl-Z, which Ctrl-C cannot reach)."""
-    try:
-        holder = json.loads(record)
-    except ValueError:
-        holder = None
-    if isinstance(holder, dict) and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+    holder = lock_holder(record)
+    if holder and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         return f"Ctrl-C in its terminal, or {how_to_stop([holder['pid']])}"
     return "Ctrl-C"
 
 
 def holder_said(text: str) -> str:
     """` (process 123 on host h, since <time>: <its command>)` from a lock file's record, or nothing."""
+    holder = lock_holder(text)
+    if holder is None or not {"pid", "host", "started", "command"} <= holder.keys():
+        return ""
+    return f" (process {holder['pid']} on {holder['host']}, since {holder['started']}: {holder['command']})"
+
+
+def lock_holder(text: str) -> dict | None:
+    """The record a lock's holder wrote in the lock file (hold_sweep_lock), or None where it is not one."""
     try:
         holder = json.loads(text)
-        return (
-            f" (process {holder['pid']} on {holder['host']}, since {holder['started']}: {holder['command']})"
-            if isinstance(holder, dict)
-            else ""
-        )
-    except (ValueError, KeyError):
-        return ""
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
 
 
 def release_sweep_lock() -> None:
